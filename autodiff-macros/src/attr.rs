@@ -1,0 +1,56 @@
+//! Phase 1: the attribute's options, `#[differentiate]` or `#[differentiate(wrt(a, b))]`.
+
+use proc_macro2::TokenStream;
+use syn::parse::Parser;
+use syn::punctuated::Punctuated;
+use syn::{Ident, Token};
+
+/// The parsed options.
+#[derive(Default)]
+pub struct Options {
+    /// `wrt(...)`: the parameters to differentiate with respect to; `None` means all.
+    pub wrt: Option<Vec<Ident>>,
+}
+
+pub fn parse(attr: TokenStream) -> syn::Result<Options> {
+    let mut options = Options::default();
+    if attr.is_empty() {
+        return Ok(options);
+    }
+    let metas = Punctuated::<syn::Meta, Token![,]>::parse_terminated.parse2(attr)?;
+    for meta in metas {
+        match &meta {
+            syn::Meta::List(list) if list.path.is_ident("wrt") => {
+                if options.wrt.is_some() {
+                    return Err(syn::Error::new_spanned(&meta, "`wrt` is given twice"));
+                }
+                let names =
+                    Punctuated::<Ident, Token![,]>::parse_terminated.parse2(list.tokens.clone())?;
+                if names.is_empty() {
+                    return Err(syn::Error::new_spanned(
+                        &meta,
+                        "`wrt()` names no parameter: write `wrt(x)` or `wrt(x, y)`, or leave `wrt` out to differentiate with respect to every float parameter",
+                    ));
+                }
+                let mut seen: Vec<Ident> = Vec::new();
+                for name in names {
+                    if seen.contains(&name) {
+                        return Err(syn::Error::new_spanned(
+                            &name,
+                            format!("`{name}` is named twice in `wrt`"),
+                        ));
+                    }
+                    seen.push(name);
+                }
+                options.wrt = Some(seen);
+            }
+            _ => {
+                return Err(syn::Error::new_spanned(
+                    &meta,
+                    "unknown #[differentiate] option: the supported option is `wrt(param, ...)`",
+                ))
+            }
+        }
+    }
+    Ok(options)
+}

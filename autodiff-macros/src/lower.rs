@@ -1,0 +1,1013 @@
+//! Phase 3: lower the body into the A-normal-form [`ir`](crate::ir), rejecting what cannot be
+//! differentiated with an error on the construct itself.
+//!
+//! - Every float operation on a differentiated value gets its own variable.
+//! - Reassigned variables are renamed per assignment (SSA); `if` merges become [`Phi`]s.
+//! - Expressions that do not depend on a differentiated value (integer code, comparisons,
+//!   constants) are kept whole, with variables renamed ([`Op::Verbatim`]).
+//! - An early `return` moves the code that follows its `if` into the arms that fall through,
+//!   so every path ends in the function's value.
+
+use crate::ir::{Block, CallForm, Function, Op, Operand, Phi, Stmt, Var, VarId};
+use crate::names::Namer;
+use crate::rules::{self, Adjoint, Rule};
+use crate::signature::{float_type, Errors, Param, Signature};
+use proc_macro2::{Ident, Span, TokenStream};
+use quote::{quote, quote_spanned, ToTokens};
+use std::collections::HashMap;
+use syn::spanned::Spanned;
+use syn::visit::Visit;
+use syn::visit_mut::VisitMut;
+use syn::{BinOp, Expr, ItemFn, Pat, Type, UnOp};
+
+/// Lowers `func`'s body; `active` says which parameters are differentiated.
+pub fn lower(
+    func: &ItemFn,
+    sig: &Signature,
+    active: impl Fn(&Param) -> bool,
+    namer: &mut Namer,
+) -> syn::Result<Function> {
+    let mut lw = Lowerer {
+        float: sig.float.clone(),
+        namer,
+        vars: Vec::new(),
+        scopes: vec![HashMap::new()],
+        items: Vec::new(),
+        errors: Errors::default(),
+        temps: 0,
+    };
+    for p in &sig.params {
+        let id = lw.vars.len();
+        let adjoint = lw.namer.fresh(&format!("d_{}", p.ident));
+        lw.vars.push(Var {
+            name: p.ident.clone(),
+            adjoint,
+            active: active(p),
+            ty: None,
+        });
+        lw.scopes[0].insert(p.ident.to_string(), id);
+    }
+    let mut body = Block::default();
+    let items = block_items(&func.block, true);
+    let result = lw.seq(&items, true, &mut body);
+    let result = match result {
+        Ok(Some(r)) => Some(r),
+        Ok(None) => {
+            lw.errors.push(func.block.span(), "#[differentiate] could not find the function's value: end the body with an expression or `return`");
+            None
+        }
+        Err(e) => {
+            lw.errors.add(e);
+            None
+        }
+    };
+    lw.errors.finish()?;
+    Ok(Function {
+        vars: lw.vars,
+        items: lw.items,
+        body,
+        result: result.unwrap_or(Operand::Const(quote!(0.0))),
+    })
+}
+
+/// One step of a statement sequence: statements, a block's final expression, and scope
+/// boundaries (so that a block's statements can be spliced into the sequence around it).
+#[derive(Clone, Copy)]
+enum Item<'a> {
+    Stmt(&'a syn::Stmt),
+    /// A final expression; `true` when its value is the sequence's value.
+    Expr(&'a Expr, bool),
+    Push,
+    Pop,
+}
+
+fn block_items(block: &syn::Block, value: bool) -> Vec<Item<'_>> {
+    let mut items = vec![Item::Push];
+    for (i, s) in block.stmts.iter().enumerate() {
+        match s {
+            syn::Stmt::Expr(e, None) if i + 1 == block.stmts.len() => {
+                items.push(Item::Expr(e, value))
+            }
+            s => items.push(Item::Stmt(s)),
+        }
+    }
+    items.push(Item::Pop);
+    items
+}
+
+/// What lowering an expression gives: an operand to read, or an operation to bind.
+enum Lowered {
+    Operand(Operand),
+    Op(Op, bool),
+}
+
+struct Lowerer<'n> {
+    float: Ident,
+    namer: &'n mut Namer,
+    vars: Vec<Var>,
+    scopes: Vec<HashMap<String, VarId>>,
+    items: Vec<TokenStream>,
+    errors: Errors,
+    temps: usize,
+}
+
+impl Lowerer<'_> {
+    fn new_var(&mut self, hint: &str, active: bool, ty: Option<Type>) -> VarId {
+        let name = self.namer.fresh(hint);
+        let adjoint = self.namer.fresh(&format!("d_{}", hint));
+        self.vars.push(Var {
+            name,
+            adjoint,
+            active,
+            ty,
+        });
+        self.vars.len() - 1
+    }
+
+    fn temp(&mut self, active: bool) -> VarId {
+        let hint = format!("t{}", self.temps);
+        self.temps += 1;
+        self.new_var(&hint, active, None)
+    }
+
+    fn lookup(&self, name: &str) -> Option<VarId> {
+        self.scopes.iter().rev().find_map(|s| s.get(name).copied())
+    }
+
+    fn bind(&mut self, name: &Ident, id: VarId) {
+        if let Some(scope) = self.scopes.last_mut() {
+            scope.insert(name.to_string(), id);
+        }
+    }
+
+    /// Points an existing variable at its new version, in the scope that declared it.
+    fn rebind(&mut self, name: &Ident, id: VarId) -> bool {
+        for scope in self.scopes.iter_mut().rev() {
+            if let Some(slot) = scope.get_mut(&name.to_string()) {
+                *slot = id;
+                return true;
+            }
+        }
+        false
+    }
+
+    fn is_active(&self, o: &Operand) -> bool {
+        o.var().is_some_and(|v| self.vars[v].active)
+    }
+
+    fn tokens(&self, o: &Operand) -> TokenStream {
+        match o {
+            Operand::Var(v) => self.vars[*v].name.to_token_stream(),
+            Operand::Const(t) => t.clone(),
+        }
+    }
+
+    // ----- statement sequences -------------------------------------------------------------
+
+    /// Lowers a sequence into `out`; returns its value. At function level (`fn_level`), a
+    /// `return` ends the sequence with the function's value.
+    fn seq(
+        &mut self,
+        items: &[Item<'_>],
+        fn_level: bool,
+        out: &mut Block,
+    ) -> syn::Result<Option<Operand>> {
+        let mut value = None;
+        for (i, item) in items.iter().enumerate() {
+            let (expr, is_value) = match *item {
+                Item::Push => {
+                    self.scopes.push(HashMap::new());
+                    continue;
+                }
+                Item::Pop => {
+                    self.scopes.pop();
+                    continue;
+                }
+                Item::Stmt(syn::Stmt::Expr(e, _)) => (e, false),
+                Item::Stmt(s) => {
+                    if let Err(e) = self.stmt(s, out) {
+                        self.errors.add(e);
+                    }
+                    continue;
+                }
+                Item::Expr(e, v) => (e, v),
+            };
+            let expr = strip(expr);
+            if fn_level && contains_return(expr) {
+                match expr {
+                    Expr::Return(r) => {
+                        return match &r.expr {
+                            Some(e) => self.operand(e, out).map(Some),
+                            None => Err(syn::Error::new_spanned(
+                                r,
+                                "`return` without a value in a function that returns a float",
+                            )),
+                        };
+                    }
+                    Expr::If(e) => {
+                        return self
+                            .if_returning(e, is_value, &items[i + 1..], out)
+                            .map(Some)
+                    }
+                    Expr::Block(b) if b.label.is_none() => {
+                        let mut spliced = block_items(&b.block, is_value);
+                        spliced.extend_from_slice(&items[i + 1..]);
+                        return self.seq(&spliced, true, out);
+                    }
+                    _ => {
+                        return Err(syn::Error::new_spanned(expr, "#[differentiate] supports `return` as a statement, inside `if`/`else` arms and blocks; move the `return` out of this expression"));
+                    }
+                }
+            }
+            let result = if is_value {
+                self.operand(expr, out).map(Some)
+            } else {
+                self.expr_stmt(expr, out).map(|_| None)
+            };
+            match result {
+                Ok(Some(v)) => value = Some(v),
+                Ok(None) => {}
+                Err(e) => self.errors.add(e),
+            }
+        }
+        Ok(value)
+    }
+
+    /// An `if` with a `return` inside, at function level: the rest of the function moves into
+    /// both arms, so each arm ends with the function's value.
+    fn if_returning(
+        &mut self,
+        e: &syn::ExprIf,
+        value: bool,
+        rest: &[Item<'_>],
+        out: &mut Block,
+    ) -> syn::Result<Operand> {
+        let cond = self.condition(&e.cond)?;
+        let record = self.new_var("br", false, None);
+        let before = self.scopes.clone();
+        let mut then = Block::default();
+        let mut items = block_items(&e.then_branch, value);
+        items.extend_from_slice(rest);
+        let then_val = self.seq(&items, true, &mut then)?;
+        self.scopes = before.clone();
+        let mut els = Block::default();
+        let else_val = match &e.else_branch {
+            Some((_, else_expr)) => {
+                let mut items = vec![Item::Push, Item::Expr(else_expr, value), Item::Pop];
+                items.extend_from_slice(rest);
+                self.seq(&items, true, &mut els)?
+            }
+            None => self.seq(rest, true, &mut els)?,
+        };
+        self.scopes = before;
+        let (Some(then_val), Some(else_val)) = (then_val, else_val) else {
+            return Err(syn::Error::new_spanned(e, "#[differentiate] could not find the function's value on every path through this `if`"));
+        };
+        let active = self.is_active(&then_val) || self.is_active(&else_val);
+        let out_var = self.new_var("ret", active, None);
+        out.stmts.push(Stmt::If {
+            cond,
+            then,
+            els,
+            phis: vec![Phi {
+                out: out_var,
+                then: then_val,
+                els: else_val,
+            }],
+            record,
+        });
+        Ok(Operand::Var(out_var))
+    }
+
+    fn stmt(&mut self, s: &syn::Stmt, out: &mut Block) -> syn::Result<()> {
+        match s {
+            syn::Stmt::Local(local) => self.let_stmt(local, out),
+            syn::Stmt::Item(item) => match item {
+                syn::Item::Const(_) | syn::Item::Use(_) | syn::Item::Static(_) => {
+                    self.items.push(item.to_token_stream());
+                    Ok(())
+                }
+                other => Err(syn::Error::new_spanned(
+                    other,
+                    "#[differentiate] supports `const`, `static` and `use` items inside the body; move other items out of the function",
+                )),
+            },
+            syn::Stmt::Macro(m) => self.macro_stmt(&m.mac, out),
+            syn::Stmt::Expr(e, _) => self.expr_stmt(e, out),
+        }
+    }
+
+    fn let_stmt(&mut self, local: &syn::Local, out: &mut Block) -> syn::Result<()> {
+        let Some(init) = &local.init else {
+            return Err(syn::Error::new_spanned(
+                local,
+                "#[differentiate] needs every `let` to have a value: write `let x = ...;`",
+            ));
+        };
+        if let Some((else_token, _)) = &init.diverge {
+            return Err(syn::Error::new_spanned(
+                else_token,
+                "#[differentiate] does not support `let ... else`",
+            ));
+        }
+        let mut bindings = Vec::new();
+        self.pattern(&local.pat, None, &init.expr, &mut bindings, out)?;
+        for (name, id) in bindings {
+            self.bind(&name, id);
+        }
+        Ok(())
+    }
+
+    /// Lowers `let pat: ty = expr` into variables; binds them only after the whole right-hand
+    /// side is evaluated (so `let (a, b) = (b, a)` swaps).
+    fn pattern(
+        &mut self,
+        pat: &Pat,
+        ty: Option<&Type>,
+        expr: &Expr,
+        bindings: &mut Vec<(Ident, VarId)>,
+        out: &mut Block,
+    ) -> syn::Result<()> {
+        match pat {
+            Pat::Type(pt) => self.pattern(&pt.pat, Some(&pt.ty), expr, bindings, out),
+            Pat::Paren(p) => self.pattern(&p.pat, ty, expr, bindings, out),
+            Pat::Ident(pi) if pi.by_ref.is_none() && pi.subpat.is_none() => {
+                let id = self.lower_into(expr, &pi.ident.to_string(), ty.cloned(), out)?;
+                bindings.push((pi.ident.clone(), id));
+                Ok(())
+            }
+            Pat::Wild(_) => self.expr_stmt(expr, out),
+            Pat::Tuple(pt) => {
+                let Expr::Tuple(tuple) = strip(expr) else {
+                    return Err(syn::Error::new_spanned(expr, "#[differentiate] destructures only tuple expressions: write `let (a, b) = (x * y, x + y);`"));
+                };
+                if tuple.elems.len() != pt.elems.len() {
+                    return Err(syn::Error::new_spanned(pt, "the tuple pattern and the tuple have different lengths"));
+                }
+                let types: Vec<Option<&Type>> = match ty {
+                    Some(Type::Tuple(tt)) if tt.elems.len() == pt.elems.len() => tt.elems.iter().map(Some).collect(),
+                    _ => vec![None; pt.elems.len()],
+                };
+                for ((p, e), t) in pt.elems.iter().zip(&tuple.elems).zip(types) {
+                    self.pattern(p, t, e, bindings, out)?;
+                }
+                Ok(())
+            }
+            other => Err(syn::Error::new_spanned(other, "#[differentiate] supports `let` with a name (`let x`, `let mut x`), `_` or a tuple of those")),
+        }
+    }
+
+    fn macro_stmt(&mut self, mac: &syn::Macro, out: &mut Block) -> syn::Result<()> {
+        let name = mac
+            .path
+            .segments
+            .last()
+            .map(|s| s.ident.to_string())
+            .unwrap_or_default();
+        let allowed = [
+            "assert",
+            "debug_assert",
+            "assert_eq",
+            "assert_ne",
+            "debug_assert_eq",
+            "debug_assert_ne",
+        ];
+        if !allowed.contains(&name.as_str()) || mac.path.segments.len() != 1 {
+            return Err(syn::Error::new_spanned(
+                mac,
+                format!("#[differentiate] does not support the macro `{}!` in a differentiated body; only `assert!` and `debug_assert!` (and their `_eq`/`_ne` forms) may stay", name),
+            ));
+        }
+        let args = mac.parse_body_with(
+            syn::punctuated::Punctuated::<Expr, syn::Token![,]>::parse_terminated,
+        )?;
+        let mut renamed = Vec::new();
+        let mut captures = TokenStream::new();
+        for a in &args {
+            if let Expr::Lit(syn::ExprLit {
+                lit: syn::Lit::Str(s),
+                ..
+            }) = a
+            {
+                // Names captured by a format string (`"{x}"`) are rebound to their versions.
+                for name in format_captures(&s.value()) {
+                    if let Some(id) = self.lookup(&name) {
+                        let user = Ident::new(&name, s.span());
+                        let ours = &self.vars[id].name;
+                        captures.extend(quote!(let #user = &#ours;));
+                    }
+                }
+            }
+            renamed.push(self.rename(a)?);
+        }
+        let path = &mac.path;
+        out.stmts
+            .push(Stmt::Effect(quote!({ #captures #path!(#(#renamed),*) })));
+        Ok(())
+    }
+
+    /// An expression in statement position (its value, if any, is discarded).
+    fn expr_stmt(&mut self, e: &Expr, out: &mut Block) -> syn::Result<()> {
+        match strip(e) {
+            Expr::Assign(a) => {
+                let name = self.assign_target(&a.left)?;
+                let id = self.lower_into(&a.right, &name.to_string(), None, out)?;
+                self.rebind(&name, id);
+                Ok(())
+            }
+            Expr::Binary(b) if compound(&b.op).is_some() => {
+                let name = self.assign_target(&b.left)?;
+                let old = self
+                    .lookup(&name.to_string())
+                    .map(Operand::Var)
+                    .unwrap_or(Operand::Const(quote!(#name)));
+                let rhs = self.operand(&b.right, out)?;
+                let (op_name, op_tok) = compound(&b.op).unwrap_or(("add", quote!(+)));
+                let lowered = self.binop(op_name, op_tok, b.op.span(), old, rhs);
+                let id = self.bind_lowered(lowered, &name.to_string(), None, out);
+                self.rebind(&name, id);
+                Ok(())
+            }
+            Expr::If(i) => self.if_expr(i, "t", false, out).map(|_| ()),
+            Expr::Block(b) if b.label.is_none() => {
+                let items = block_items(&b.block, false);
+                self.seq(&items, false, out).map(|_| ())
+            }
+            Expr::Macro(m) => self.macro_stmt(&m.mac, out),
+            other => {
+                if !self.mentions_active(other) && is_plain(other) {
+                    let tokens = self.rename(other)?;
+                    out.stmts.push(Stmt::Effect(quote!(#tokens;)));
+                    Ok(())
+                } else {
+                    self.operand(other, out).map(|_| ())
+                }
+            }
+        }
+    }
+
+    fn assign_target(&self, left: &Expr) -> syn::Result<Ident> {
+        if let Expr::Path(p) = strip(left) {
+            if let Some(id) = p.path.get_ident() {
+                if self.lookup(&id.to_string()).is_some() {
+                    return Ok(id.clone());
+                }
+            }
+        }
+        Err(syn::Error::new_spanned(
+            left,
+            "#[differentiate] supports assignment to local variables only (`x = ...`, `x += ...`)",
+        ))
+    }
+
+    // ----- expressions ---------------------------------------------------------------------
+
+    /// Lowers `e` to something an operation can read.
+    fn operand(&mut self, e: &Expr, out: &mut Block) -> syn::Result<Operand> {
+        let lowered = self.lower(e, "t", out)?;
+        Ok(match lowered {
+            Lowered::Operand(o) => o,
+            op => {
+                let id = self.bind_lowered(op, "", None, out);
+                Operand::Var(id)
+            }
+        })
+    }
+
+    /// Lowers `e` into a new variable named after `hint` (a user variable's new version).
+    fn lower_into(
+        &mut self,
+        e: &Expr,
+        hint: &str,
+        ty: Option<Type>,
+        out: &mut Block,
+    ) -> syn::Result<VarId> {
+        let lowered = self.lower(e, hint, out)?;
+        Ok(self.bind_lowered(lowered, hint, ty, out))
+    }
+
+    /// Binds an operation (or copies an operand) into a new variable; an empty hint makes a
+    /// temporary.
+    fn bind_lowered(
+        &mut self,
+        lowered: Lowered,
+        hint: &str,
+        ty: Option<Type>,
+        out: &mut Block,
+    ) -> VarId {
+        let (op, active) = match lowered {
+            Lowered::Operand(o) => {
+                let active = self.is_active(&o);
+                (Op::Copy(o), active)
+            }
+            Lowered::Op(op, active) => (op, active),
+        };
+        let var = if hint.is_empty() {
+            self.temp(active)
+        } else {
+            self.new_var(hint, active, ty)
+        };
+        out.stmts.push(Stmt::Let { var, op });
+        var
+    }
+
+    fn lower(&mut self, e: &Expr, hint: &str, out: &mut Block) -> syn::Result<Lowered> {
+        let e = strip(e);
+        match e {
+            Expr::Lit(_) => return Ok(Lowered::Operand(Operand::Const(e.to_token_stream()))),
+            Expr::Path(p) if p.qself.is_none() => {
+                if let Some(id) = p.path.get_ident().and_then(|i| self.lookup(&i.to_string())) {
+                    return Ok(Lowered::Operand(Operand::Var(id)));
+                }
+                return Ok(Lowered::Operand(Operand::Const(e.to_token_stream())));
+            }
+            _ => {}
+        }
+        if !self.mentions_active(e) && is_plain(e) {
+            return Ok(Lowered::Op(Op::Verbatim(self.rename(e)?), false));
+        }
+        match e {
+            Expr::Binary(b) => {
+                let name = match b.op {
+                    BinOp::Add(_) => "add",
+                    BinOp::Sub(_) => "sub",
+                    BinOp::Mul(_) => "mul",
+                    BinOp::Div(_) => "div",
+                    BinOp::Eq(_) | BinOp::Ne(_) | BinOp::Lt(_) | BinOp::Le(_) | BinOp::Gt(_) | BinOp::Ge(_) | BinOp::And(_) | BinOp::Or(_) => {
+                        return Ok(Lowered::Op(Op::Verbatim(self.condition(e)?), false));
+                    }
+                    _ => return Err(syn::Error::new_spanned(b.op, "#[differentiate] supports the float operators `+ - * /` (and comparisons) on differentiated values")),
+                };
+                let lhs = self.operand(&b.left, out)?;
+                let rhs = self.operand(&b.right, out)?;
+                Ok(self.binop(name, b.op.to_token_stream(), b.op.span(), lhs, rhs))
+            }
+            Expr::Unary(u) => match u.op {
+                UnOp::Neg(_) => {
+                    let x = self.operand(&u.expr, out)?;
+                    Ok(Lowered::Op(Op::Prim { rule: rules::operator("neg"), form: CallForm::Method(Ident::new("neg", u.op.span())), args: vec![x], ints: vec![], span: u.op.span() }, true))
+                }
+                _ => Err(syn::Error::new_spanned(u, "#[differentiate] supports unary `-` on differentiated values; `!` and `*` are not float operations")),
+            },
+            Expr::Cast(c) => match float_type(&c.ty) {
+                Some(f) if f == self.float => {
+                    let x = self.operand(&c.expr, out)?;
+                    Ok(Lowered::Operand(x))
+                }
+                Some(f) => Err(syn::Error::new_spanned(c, format!("casting a differentiated value to `{f}` in a `{}` function: mixed precision is not supported, keep every differentiated value in `{}`", self.float, self.float))),
+                None => Ok(Lowered::Op(Op::Verbatim(self.condition(e)?), false)),
+            },
+            Expr::MethodCall(m) => self.method(m, out),
+            Expr::Call(c) => self.call(c, out),
+            Expr::If(i) => {
+                let v = self.if_expr(i, hint, true, out)?;
+                Ok(Lowered::Operand(v.unwrap_or(Operand::Const(quote!(())))))
+            }
+            Expr::Block(b) if b.label.is_none() => {
+                let items = block_items(&b.block, true);
+                match self.seq(&items, false, out)? {
+                    Some(v) => Ok(Lowered::Operand(v)),
+                    None => Err(syn::Error::new_spanned(b, "this block has no value: end it with an expression")),
+                }
+            }
+            other => Err(unsupported(other)),
+        }
+    }
+
+    /// `a op b`: an operator rule, or plain code when neither side is differentiated.
+    fn binop(
+        &mut self,
+        name: &str,
+        op: TokenStream,
+        span: Span,
+        a: Operand,
+        b: Operand,
+    ) -> Lowered {
+        if !self.is_active(&a) && !self.is_active(&b) {
+            let (a, b) = (self.tokens(&a), self.tokens(&b));
+            return Lowered::Op(Op::Verbatim(quote!(#a #op #b)), false);
+        }
+        Lowered::Op(
+            Op::Prim {
+                rule: rules::operator(name),
+                form: CallForm::Method(Ident::new(name, span)),
+                args: vec![a, b],
+                ints: vec![],
+                span,
+            },
+            true,
+        )
+    }
+
+    fn method(&mut self, m: &syn::ExprMethodCall, out: &mut Block) -> syn::Result<Lowered> {
+        let name = m.method.to_string();
+        if m.turbofish.is_some() {
+            return Err(syn::Error::new_spanned(
+                m,
+                "#[differentiate] does not support turbofish on methods of differentiated values",
+            ));
+        }
+        if INACTIVE_METHODS.contains(&name.as_str()) && is_plain(&Expr::MethodCall(m.clone())) {
+            return Ok(Lowered::Op(
+                Op::Verbatim(self.rename(&Expr::MethodCall(m.clone()))?),
+                false,
+            ));
+        }
+        let Some(rule) = rules::method(&name) else {
+            return Err(syn::Error::new_spanned(
+                &m.method,
+                format!("#[differentiate] cannot differentiate the method `{name}`: the float methods it knows are {}", rules::method_names()),
+            ));
+        };
+        let mut args = vec![&*m.receiver];
+        args.extend(m.args.iter());
+        self.prim(
+            rule,
+            CallForm::Method(m.method.clone()),
+            &args,
+            m.method.span(),
+            m.to_token_stream(),
+            out,
+        )
+    }
+
+    fn call(&mut self, c: &syn::ExprCall, out: &mut Block) -> syn::Result<Lowered> {
+        let Expr::Path(fp) = strip(&c.func) else {
+            return Err(syn::Error::new_spanned(&c.func, "#[differentiate] supports calls of functions by name or path (`g(x)`, `physics::g(x)`)"));
+        };
+        if fp.qself.is_some() || fp.path.segments.iter().any(|s| !s.arguments.is_none()) {
+            return Err(syn::Error::new_spanned(fp, "#[differentiate] does not support generic arguments or qualified paths in calls yet"));
+        }
+        let segs: Vec<&syn::PathSegment> = fp.path.segments.iter().collect();
+        let args: Vec<&Expr> = c.args.iter().collect();
+        // `f64::sin(x)`: the method rule, in path form.
+        if segs.len() == 2 && (segs[0].ident == "f64" || segs[0].ident == "f32") {
+            let name = segs[1].ident.to_string();
+            if INACTIVE_METHODS.contains(&name.as_str()) {
+                return Ok(Lowered::Op(
+                    Op::Verbatim(self.condition(&Expr::Call(c.clone()))?),
+                    false,
+                ));
+            }
+            let Some(rule) = rules::method(&name) else {
+                return Err(syn::Error::new_spanned(
+                    &segs[1].ident,
+                    format!("#[differentiate] cannot differentiate `{}::{name}`: the float functions it knows are {}", segs[0].ident, rules::method_names()),
+                ));
+            };
+            return self.prim(
+                rule,
+                CallForm::Path(fp.path.to_token_stream()),
+                &args,
+                segs[1].ident.span(),
+                c.to_token_stream(),
+                out,
+            );
+        }
+        // Any other function: its pullback stands beside it, `g` -> `g_pullback`.
+        let mut pullback = fp.path.clone();
+        if let Some(last) = pullback.segments.last_mut() {
+            last.ident = Ident::new(&format!("{}_pullback", last.ident), c.span());
+        }
+        let mut operands = Vec::new();
+        for a in args {
+            operands.push(self.operand(a, out)?);
+        }
+        let active = operands.iter().any(|o| self.is_active(o));
+        Ok(Lowered::Op(
+            Op::Call {
+                path: fp.path.clone(),
+                pullback,
+                args: operands,
+            },
+            active,
+        ))
+    }
+
+    fn prim(
+        &mut self,
+        rule: &'static Rule,
+        form: CallForm,
+        args: &[&Expr],
+        span: Span,
+        whole: TokenStream,
+        out: &mut Block,
+    ) -> syn::Result<Lowered> {
+        if args.len() != rule.floats + rule.ints {
+            return Err(syn::Error::new(
+                span,
+                format!(
+                    "`{}` takes {} argument(s) here, not {}",
+                    rule.name,
+                    rule.floats + rule.ints,
+                    args.len()
+                ),
+            ));
+        }
+        let _ = whole;
+        let mut floats = Vec::new();
+        for a in &args[..rule.floats] {
+            floats.push(self.operand(a, out)?);
+        }
+        let mut ints = Vec::new();
+        for a in &args[rule.floats..] {
+            let o = self.operand(a, out)?;
+            if self.is_active(&o) {
+                return Err(syn::Error::new_spanned(
+                    a,
+                    format!(
+                        "the integer argument of `{}` cannot depend on a differentiated value",
+                        rule.name
+                    ),
+                ));
+            }
+            ints.push(o);
+        }
+        let active =
+            !matches!(rule.adjoint, Adjoint::Zero) && floats.iter().any(|o| self.is_active(o));
+        Ok(Lowered::Op(
+            Op::Prim {
+                rule,
+                form,
+                args: floats,
+                ints,
+                span,
+            },
+            active,
+        ))
+    }
+
+    /// An `if`: both arms lowered in their own scopes, with a [`Phi`] for each variable they
+    /// assign and for the value.
+    fn if_expr(
+        &mut self,
+        e: &syn::ExprIf,
+        hint: &str,
+        want_value: bool,
+        out: &mut Block,
+    ) -> syn::Result<Option<Operand>> {
+        let cond = self.condition(&e.cond)?;
+        let record = self.new_var("br", false, None);
+        let before = self.scopes.clone();
+        let mut then = Block::default();
+        let then_val = self.seq(&block_items(&e.then_branch, want_value), false, &mut then)?;
+        let after_then = std::mem::replace(&mut self.scopes, before.clone());
+        let mut els = Block::default();
+        let else_val = match &e.else_branch {
+            Some((_, else_expr)) => self.seq(
+                &[Item::Push, Item::Expr(else_expr, want_value), Item::Pop],
+                false,
+                &mut els,
+            )?,
+            None => None,
+        };
+        let after_else = std::mem::replace(&mut self.scopes, before.clone());
+        let mut phis = Vec::new();
+        for (depth, scope) in before.iter().enumerate() {
+            let mut names: Vec<(&String, &VarId)> = scope.iter().collect();
+            names.sort_by_key(|(_, id)| **id);
+            for (name, &id) in names {
+                let t = after_then[depth].get(name).copied().unwrap_or(id);
+                let f = after_else[depth].get(name).copied().unwrap_or(id);
+                if t == id && f == id {
+                    continue;
+                }
+                let active = self.vars[t].active || self.vars[f].active;
+                let phi = self.new_var(name, active, None);
+                self.scopes[depth].insert(name.clone(), phi);
+                phis.push(Phi {
+                    out: phi,
+                    then: Operand::Var(t),
+                    els: Operand::Var(f),
+                });
+            }
+        }
+        let mut value = None;
+        if want_value {
+            let (Some(t), Some(f)) = (then_val, else_val) else {
+                return Err(syn::Error::new_spanned(
+                    e,
+                    "an `if` used as a value needs an `else` arm, and both arms need a value",
+                ));
+            };
+            let active = self.is_active(&t) || self.is_active(&f);
+            let phi = self.new_var(if hint.is_empty() { "t" } else { hint }, active, None);
+            phis.push(Phi {
+                out: phi,
+                then: t,
+                els: f,
+            });
+            value = Some(Operand::Var(phi));
+        }
+        out.stmts.push(Stmt::If {
+            cond,
+            then,
+            els,
+            phis,
+            record,
+        });
+        Ok(value)
+    }
+
+    /// A condition (or other value that is never differentiated), kept whole and renamed.
+    fn condition(&mut self, e: &Expr) -> syn::Result<TokenStream> {
+        if let Expr::Let(l) = strip(e) {
+            return Err(syn::Error::new_spanned(
+                l,
+                "#[differentiate] does not support `if let`; compare values with `if a < b`",
+            ));
+        }
+        if !is_plain(e) {
+            return Err(syn::Error::new_spanned(e, "#[differentiate] supports conditions made of comparisons, `&&`, `||`, `!`, arithmetic and calls; compute anything else into a `let` first"));
+        }
+        self.rename(e)
+    }
+
+    /// Does `e` read a differentiated variable?
+    fn mentions_active(&self, e: &Expr) -> bool {
+        struct Finder<'a, 'b> {
+            lw: &'a Lowerer<'b>,
+            found: bool,
+        }
+        impl<'ast> Visit<'ast> for Finder<'_, '_> {
+            fn visit_expr_path(&mut self, p: &'ast syn::ExprPath) {
+                if let Some(i) = p.path.get_ident() {
+                    if let Some(id) = self.lw.lookup(&i.to_string()) {
+                        self.found |= self.lw.vars[id].active;
+                    }
+                }
+            }
+        }
+        let mut f = Finder {
+            lw: self,
+            found: false,
+        };
+        f.visit_expr(e);
+        f.found
+    }
+
+    /// `e` with each local variable replaced by its current version's name.
+    fn rename(&self, e: &Expr) -> syn::Result<TokenStream> {
+        struct Renamer<'a, 'b> {
+            lw: &'a Lowerer<'b>,
+        }
+        impl VisitMut for Renamer<'_, '_> {
+            fn visit_expr_path_mut(&mut self, p: &mut syn::ExprPath) {
+                if let Some(i) = p.path.get_ident() {
+                    if let Some(id) = self.lw.lookup(&i.to_string()) {
+                        let mut name = self.lw.vars[id].name.clone();
+                        name.set_span(i.span());
+                        p.path = name.into();
+                    }
+                }
+            }
+        }
+        let mut e = e.clone();
+        Renamer { lw: self }.visit_expr_mut(&mut e);
+        Ok(e.into_token_stream())
+    }
+}
+
+/// Float methods whose result is not a float (or never carries a derivative).
+const INACTIVE_METHODS: &[&str] = &[
+    "is_nan",
+    "is_infinite",
+    "is_finite",
+    "is_normal",
+    "is_subnormal",
+    "is_sign_positive",
+    "is_sign_negative",
+    "to_bits",
+    "classify",
+    "total_cmp",
+    "partial_cmp",
+    "to_string",
+];
+
+/// The operator and rule of a compound assignment.
+fn compound(op: &BinOp) -> Option<(&'static str, TokenStream)> {
+    let span = op.span();
+    Some(match op {
+        BinOp::AddAssign(_) => ("add", quote_spanned!(span=> +)),
+        BinOp::SubAssign(_) => ("sub", quote_spanned!(span=> -)),
+        BinOp::MulAssign(_) => ("mul", quote_spanned!(span=> *)),
+        BinOp::DivAssign(_) => ("div", quote_spanned!(span=> /)),
+        _ => return None,
+    })
+}
+
+/// Parentheses and invisible groups removed.
+fn strip(e: &Expr) -> &Expr {
+    match e {
+        Expr::Paren(p) => strip(&p.expr),
+        Expr::Group(g) => strip(&g.expr),
+        e => e,
+    }
+}
+
+/// Can `e` be emitted as written (with variables renamed)? No statements, control flow,
+/// closures or macros inside.
+fn is_plain(e: &Expr) -> bool {
+    struct Check(bool);
+    impl<'ast> Visit<'ast> for Check {
+        fn visit_expr(&mut self, e: &'ast Expr) {
+            match e {
+                Expr::Lit(_)
+                | Expr::Path(_)
+                | Expr::Binary(_)
+                | Expr::Unary(_)
+                | Expr::Cast(_)
+                | Expr::Paren(_)
+                | Expr::Group(_)
+                | Expr::MethodCall(_)
+                | Expr::Call(_)
+                | Expr::Index(_)
+                | Expr::Field(_)
+                | Expr::Reference(_)
+                | Expr::Tuple(_)
+                | Expr::Array(_)
+                | Expr::Range(_)
+                | Expr::Repeat(_) => syn::visit::visit_expr(self, e),
+                _ => self.0 = false,
+            }
+        }
+        fn visit_bin_op(&mut self, op: &'ast BinOp) {
+            if compound(op).is_some()
+                || matches!(
+                    op,
+                    BinOp::RemAssign(_)
+                        | BinOp::BitXorAssign(_)
+                        | BinOp::BitAndAssign(_)
+                        | BinOp::BitOrAssign(_)
+                        | BinOp::ShlAssign(_)
+                        | BinOp::ShrAssign(_)
+                )
+            {
+                self.0 = false;
+            }
+        }
+    }
+    let mut c = Check(true);
+    c.visit_expr(e);
+    c.0
+}
+
+/// Does `e` contain a `return` (outside closures)?
+fn contains_return(e: &Expr) -> bool {
+    struct Find(bool);
+    impl<'ast> Visit<'ast> for Find {
+        fn visit_expr_return(&mut self, _: &'ast syn::ExprReturn) {
+            self.0 = true;
+        }
+        fn visit_expr_closure(&mut self, _: &'ast syn::ExprClosure) {}
+        fn visit_item(&mut self, _: &'ast syn::Item) {}
+    }
+    let mut f = Find(false);
+    f.visit_expr(e);
+    f.0
+}
+
+/// The names a format string captures: `{x}`, `{x:?}`, `{x:.3}`.
+fn format_captures(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '{' {
+            if chars.peek() == Some(&'{') {
+                chars.next();
+                continue;
+            }
+            let name: String =
+                std::iter::from_fn(|| chars.next_if(|c| c.is_alphanumeric() || *c == '_'))
+                    .collect();
+            if name
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_alphabetic() || c == '_')
+            {
+                out.push(name);
+            }
+        }
+    }
+    out
+}
+
+/// The error for a construct the macro cannot differentiate, saying what to write instead.
+fn unsupported(e: &Expr) -> syn::Error {
+    let msg = match e {
+        Expr::ForLoop(_) | Expr::While(_) | Expr::Loop(_) => "#[differentiate] does not support loops yet: write the computation without a loop, or compute it in a function with a hand-written `_pullback`",
+        Expr::Closure(_) => "#[differentiate] does not support closures: write the computation inline, or as a separate annotated function",
+        Expr::Unsafe(_) => "#[differentiate] does not support `unsafe` blocks: the gradient must be computable from safe code",
+        Expr::Macro(_) => "#[differentiate] does not support macros in expressions; only `assert!` and `debug_assert!` may stay, as statements",
+        Expr::Match(_) => "#[differentiate] does not support `match` yet: write it with `if`/`else if`/`else`",
+        Expr::Return(_) => "#[differentiate] supports `return` as a statement, inside `if`/`else` arms and blocks; move the `return` out of this expression",
+        Expr::Index(_) => "#[differentiate] does not support indexing a differentiated value yet",
+        Expr::Tuple(_) => "#[differentiate] supports tuples only in `let (a, b) = (.., ..);`",
+        Expr::Reference(_) => "#[differentiate] does not support references to differentiated values: pass the value itself",
+        Expr::Field(_) => "#[differentiate] does not support fields of differentiated values",
+        Expr::Async(_) | Expr::Await(_) => "#[differentiate] does not support `async` code",
+        Expr::Assign(_) => "#[differentiate] supports assignments as statements only",
+        _ => "#[differentiate] cannot differentiate this expression: it supports float arithmetic, the float methods of its rules table, calls, `if`/`else` and blocks",
+    };
+    syn::Error::new_spanned(e, msg)
+}

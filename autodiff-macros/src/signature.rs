@@ -1,0 +1,164 @@
+//! Phase 2: the signature. Which parameters are differentiable (by their written type), which
+//! are constants, and the float type the gradient is computed in.
+
+use crate::attr::Options;
+use proc_macro2::Span;
+use syn::spanned::Spanned;
+use syn::{FnArg, Ident, ItemFn, Pat, ReturnType, Type};
+
+/// How a parameter takes part in differentiation.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Kind {
+    /// `f64` or `f32`: has a gradient.
+    Float,
+    /// Anything else: passed through, no gradient.
+    Constant,
+}
+
+pub struct Param {
+    pub ident: Ident,
+    pub ty: Type,
+    pub kind: Kind,
+    /// In `wrt` (or no `wrt` given): part of `f_grad`'s result.
+    pub wrt: bool,
+}
+
+pub struct Signature {
+    pub params: Vec<Param>,
+    /// `f64` or `f32`: the return type, and the type every adjoint is computed in.
+    pub float: Ident,
+}
+
+impl Signature {
+    /// The parameters `f_grad` returns gradients for, in declaration order.
+    pub fn wrt(&self) -> impl Iterator<Item = &Param> {
+        self.params.iter().filter(|p| p.wrt)
+    }
+}
+
+/// `f64` or `f32`, if `ty` is written as one of them.
+pub fn float_type(ty: &Type) -> Option<Ident> {
+    match ty {
+        Type::Path(p) if p.qself.is_none() => {
+            let id = p.path.get_ident()?;
+            (id == "f64" || id == "f32").then(|| id.clone())
+        }
+        Type::Paren(p) => float_type(&p.elem),
+        Type::Group(g) => float_type(&g.elem),
+        _ => None,
+    }
+}
+
+pub fn analyse(func: &ItemFn, options: &Options) -> syn::Result<Signature> {
+    let sig = &func.sig;
+    let mut errors = Errors::default();
+    if let Some(a) = &sig.asyncness {
+        errors.push(a.span(), "#[differentiate] does not support `async fn`: differentiate a plain `fn` and call it from async code");
+    }
+    if let Some(u) = &sig.unsafety {
+        errors.push(u.span(), "#[differentiate] does not support `unsafe fn`: the gradient must be computable from safe code");
+    }
+    if let Some(abi) = &sig.abi {
+        errors.push(abi.span(), "#[differentiate] does not support `extern` functions: differentiate a plain Rust `fn` and wrap it");
+    }
+    if let Some(v) = &sig.variadic {
+        errors.push(
+            v.span(),
+            "#[differentiate] does not support variadic functions",
+        );
+    }
+    for g in &sig.generics.params {
+        if !matches!(g, syn::GenericParam::Lifetime(_)) {
+            errors.push(g.span(), "#[differentiate] does not support generic functions yet: write the function for `f64` or `f32`");
+        }
+    }
+    if let Some(w) = &sig.generics.where_clause {
+        errors.push(w.span(), "#[differentiate] does not support `where` clauses yet: write the function for `f64` or `f32`");
+    }
+
+    let float = match &sig.output {
+        ReturnType::Type(_, ty) => match float_type(ty) {
+            Some(f) => Some(f),
+            None => {
+                errors.push(ty.span(), "a #[differentiate] function must return one `f64` or `f32` (the value whose gradient is taken)");
+                None
+            }
+        },
+        ReturnType::Default => {
+            errors.push(sig.ident.span(), "a #[differentiate] function must return one `f64` or `f32` (the value whose gradient is taken); this one returns `()`");
+            None
+        }
+    };
+
+    let mut params = Vec::new();
+    for arg in &sig.inputs {
+        match arg {
+            FnArg::Receiver(r) => errors.push(r.span(), "#[differentiate] does not support methods with `self` yet: write a free function that takes the value as a parameter"),
+            FnArg::Typed(pt) => {
+                let ident = match &*pt.pat {
+                    Pat::Ident(pi) if pi.by_ref.is_none() && pi.subpat.is_none() => pi.ident.clone(),
+                    other => {
+                        errors.push(other.span(), "#[differentiate] does not support patterns in parameters: bind the parameter to a name (`p: (f64, f64)`) and destructure it in the body");
+                        continue;
+                    }
+                };
+                let kind = if float_type(&pt.ty).is_some() { Kind::Float } else { Kind::Constant };
+                params.push(Param { ident, ty: (*pt.ty).clone(), kind, wrt: kind != Kind::Constant });
+            }
+        }
+    }
+
+    if let Some(wrt) = &options.wrt {
+        for p in params.iter_mut() {
+            p.wrt = false;
+        }
+        for name in wrt {
+            match params.iter_mut().find(|p| p.ident == *name) {
+                None => errors.push(name.span(), &format!("`{name}` in `wrt` is not a parameter of `{}`", sig.ident)),
+                Some(p) if p.kind == Kind::Constant => errors.push(name.span(), &format!("`{name}` in `wrt` is not a differentiable parameter: only `f64` and `f32` parameters have gradients")),
+                Some(p) => p.wrt = true,
+            }
+        }
+    }
+
+    if let Some(f) = &float {
+        if params.iter().all(|p| p.kind == Kind::Constant) {
+            errors.push(sig.inputs.span(), &format!("`{}` has no differentiable parameter: nothing to take the gradient with respect to (differentiable parameters are `f64` and `f32`)", sig.ident));
+        }
+        for p in &params {
+            if p.kind == Kind::Float && float_type(&p.ty).as_ref() != Some(f) {
+                errors.push(p.ty.span(), &format!("parameter `{}` is not `{f}` but the function returns `{f}`: mixed precision is not supported, use one float type", p.ident));
+            }
+        }
+    }
+    errors.finish()?;
+    match float {
+        Some(float) => Ok(Signature { params, float }),
+        None => Err(syn::Error::new(
+            sig.ident.span(),
+            "a #[differentiate] function must return `f64` or `f32`",
+        )),
+    }
+}
+
+/// Errors collected so that the user sees all of them at once.
+#[derive(Default)]
+pub struct Errors(Option<syn::Error>);
+
+impl Errors {
+    pub fn push(&mut self, span: Span, msg: &str) {
+        self.add(syn::Error::new(span, msg));
+    }
+    pub fn add(&mut self, e: syn::Error) {
+        match &mut self.0 {
+            Some(all) => all.combine(e),
+            None => self.0 = Some(e),
+        }
+    }
+    pub fn finish(self) -> syn::Result<()> {
+        match self.0 {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! Runtime support for `#[differentiate]`.
+//!
+//! The attribute writes gradients as ordinary Rust; this crate supplies what that code calls:
+//! - [`Real`]: the float types that gradients are computed in (`f32`, `f64`);
+//! - [`adjoint`]: the type-generic plumbing the generated code uses so that the macro never has
+//!   to know the type of a local value (zero adjoints, accumulation, element-wise pullbacks);
+//! - [`ops`]: primitives that plain Rust lacks, each next to its adjoint;
+//! - [`check`]: a finite-difference gradient checker for users' own tests.
+#![forbid(unsafe_code)]
+
+pub mod adjoint;
+pub mod check;
+pub mod ops;
+mod real;
+
+pub use real::Real;
+
+/// What the generated code refers to. Not a stable API: use the attribute instead.
+#[doc(hidden)]
+pub mod __rt {
+    pub use crate::adjoint::{acc, init, pb1, pb2, pb3, zero_like, Branch};
+    pub use crate::Real;
+}

@@ -1,0 +1,49 @@
+use std::fmt::Debug;
+use std::ops::{Add, AddAssign, Div, Mul, Neg, Sub, SubAssign};
+
+/// A float type gradients are computed in: `f32` or `f64`.
+///
+/// An `f32` function gets an `f32` gradient: nothing is widened behind the user's back.
+pub trait Real:
+    Copy
+    + Debug
+    + Default
+    + PartialOrd
+    + Add<Output = Self>
+    + Sub<Output = Self>
+    + Mul<Output = Self>
+    + Div<Output = Self>
+    + Neg<Output = Self>
+    + AddAssign
+    + SubAssign
+    + Send
+    + Sync
+    + 'static
+{
+    /// The value `v` in this type (rounded for `f32`).
+    fn from_f64(v: f64) -> Self;
+    /// This value widened to `f64`.
+    fn to_f64(self) -> f64;
+    /// Machine epsilon of this type.
+    fn epsilon() -> Self;
+}
+
+macro_rules! impl_real {
+    ($($t:ident),*) => {$(
+        impl Real for $t {
+            #[inline(always)]
+            fn from_f64(v: f64) -> Self {
+                v as $t
+            }
+            #[inline(always)]
+            fn to_f64(self) -> f64 {
+                self as f64
+            }
+            #[inline(always)]
+            fn epsilon() -> Self {
+                $t::EPSILON
+            }
+        }
+    )*};
+}
+impl_real!(f32, f64);
