@@ -141,8 +141,11 @@ fn body(
     } else {
         grads
     };
+    // Naming the primal marks it used: a function whose gradient alone is called is not dead.
+    let name = &func.sig.ident;
     Ok(quote!({
         use ::autodiff::__rt as #rt;
+        let _ = #name;
         #(#items)*
         #forward
         #reverse

@@ -52,10 +52,11 @@ pub fn lower(
     let result = lw.seq(&items, true, &mut body);
     let result = match result {
         Ok(Some(r)) => Some(r),
-        Ok(None) => {
+        Ok(None) if lw.errors.is_empty() => {
             lw.errors.push(func.block.span(), "#[differentiate] could not find the function's value: end the body with an expression or `return`");
             None
         }
+        Ok(None) => None,
         Err(e) => {
             lw.errors.add(e);
             None
@@ -394,7 +395,9 @@ impl Lowerer<'_> {
                     if let Some(id) = self.lookup(&name) {
                         let user = Ident::new(&name, s.span());
                         let ours = &self.vars[id].name;
-                        captures.extend(quote!(let #user = &#ours;));
+                        if *ours != name {
+                            captures.extend(quote!(let #user = &#ours;));
+                        }
                     }
                 }
             }

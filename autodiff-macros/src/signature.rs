@@ -122,7 +122,7 @@ pub fn analyse(func: &ItemFn, options: &Options) -> syn::Result<Signature> {
     }
 
     if let Some(f) = &float {
-        if params.iter().all(|p| p.kind == Kind::Constant) {
+        if errors.is_empty() && params.iter().all(|p| p.kind == Kind::Constant) {
             errors.push(sig.inputs.span(), &format!("`{}` has no differentiable parameter: nothing to take the gradient with respect to (differentiable parameters are `f64` and `f32`)", sig.ident));
         }
         for p in &params {
@@ -154,6 +154,9 @@ impl Errors {
             Some(all) => all.combine(e),
             None => self.0 = Some(e),
         }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_none()
     }
     pub fn finish(self) -> syn::Result<()> {
         match self.0 {

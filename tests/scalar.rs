@@ -1,0 +1,242 @@
+//! The foundation: scalar functions, against analytic derivatives and finite differences.
+use autodiff::differentiate;
+
+fn fd1(f: impl Fn(f64) -> f64, x: f64) -> f64 {
+    let h = 1e-6 * x.abs().max(1.0);
+    (f(x + h) - f(x - h)) / (2.0 * h)
+}
+
+fn close(a: f64, b: f64, tol: f64) -> bool {
+    (a - b).abs() <= tol * b.abs().max(1.0)
+}
+
+#[differentiate]
+fn seed(x: f64) -> f64 {
+    (x + 2.0).powi(2) + 3.0
+}
+
+#[test]
+fn pytorch_seed_example() {
+    assert_eq!(seed_grad(2.0), 8.0);
+    assert_eq!(seed_value_and_grad(2.0), (19.0, 8.0));
+    assert_eq!(seed_pullback(2.0, 0.5), 4.0);
+}
+
+#[differentiate]
+fn g(x: f64, n: usize, y: f64) -> f64 {
+    x * y + (n as f64) * y.sin()
+}
+
+#[test]
+fn several_parameters_give_a_tuple_in_declaration_order() {
+    let (dx, dy) = g_grad(1.5, 3, 0.7);
+    assert_eq!(dx, 0.7);
+    assert!(close(dy, 1.5 + 3.0 * 0.7f64.cos(), 1e-15));
+    let (v, (dx2, dy2)) = g_value_and_grad(1.5, 3, 0.7);
+    assert_eq!(v, g(1.5, 3, 0.7));
+    assert_eq!((dx2, dy2), (dx, dy));
+    let (px, pn, py) = g_pullback(1.5, 3, 0.7, 2.0);
+    assert_eq!(px, 2.0 * dx);
+    assert_eq!(pn, ());
+    assert!(close(py, 2.0 * dy, 1e-15));
+}
+
+#[differentiate(wrt(y, x))]
+fn wrt_both(x: f64, y: f64, z: f64) -> f64 {
+    x * y * z
+}
+
+#[differentiate(wrt(z))]
+fn wrt_one(x: f64, y: f64, z: f64) -> f64 {
+    x * y * z
+}
+
+#[test]
+fn wrt_restricts_and_keeps_declaration_order() {
+    assert_eq!(wrt_both_grad(2.0, 3.0, 5.0), (15.0, 10.0));
+    assert_eq!(wrt_one_grad(2.0, 3.0, 5.0), 6.0);
+    // The pullback always covers every float parameter, for callers.
+    assert_eq!(wrt_one_pullback(2.0, 3.0, 5.0, 1.0), (15.0, 10.0, 6.0));
+}
+
+#[differentiate]
+fn single_precision(x: f32, y: f32) -> f32 {
+    (x * y).sin() + x.sqrt() / y
+}
+
+#[test]
+fn f32_throughout() {
+    let (dx, dy): (f32, f32) = single_precision_grad(1.3, 0.4);
+    let (x, y) = (1.3f32, 0.4f32);
+    let ex = y * (x * y).cos() + 0.5 / (x.sqrt() * y);
+    let ey = x * (x * y).cos() - x.sqrt() / (y * y);
+    assert!(
+        (dx - ex).abs() < 1e-5 && (dy - ey).abs() < 1e-5,
+        "{dx} {dy} {ex} {ey}"
+    );
+}
+
+const SCALE: f64 = 1.5;
+
+#[differentiate]
+fn bindings(x: f64, y: f64) -> f64 {
+    let a = x * y;
+    let a = a + SCALE * x; // shadowing
+    let (p, q) = (a * x, a + y);
+    let (p, q) = (q, p); // swap: the whole right-hand side is evaluated first
+    let mut s: f64 = 0.0;
+    s += p;
+    s -= 0.5 * q;
+    s *= x;
+    s /= 2.0;
+    let k = 3;
+    let c = k as f64 * std::f64::consts::PI;
+    let b = {
+        let t = s * c;
+        t - x
+    };
+    b + std::f64::consts::E * y
+}
+
+#[test]
+fn bindings_shadowing_tuples_and_compound_assignment() {
+    let (x, y) = (0.8, -1.3);
+    let (dx, dy) = bindings_grad(x, y);
+    assert!(close(dx, fd1(|x| bindings(x, y), x), 1e-7), "{dx}");
+    assert!(close(dy, fd1(|y| bindings(x, y), y), 1e-7), "{dy}");
+    assert_eq!(bindings_value_and_grad(x, y).0, bindings(x, y));
+}
+
+#[differentiate]
+fn branches(x: f64, y: f64) -> f64 {
+    let mut r = x * y;
+    if x > 0.0 {
+        r = r * x.exp();
+    } else if y > x {
+        r += y.sin();
+    } else {
+        r -= 1.0;
+    }
+    let s = if r > 1.0 { r.ln() } else { r * r };
+    if s < -5.0 {
+        return -5.0;
+    }
+    let t = s * y;
+    if t > 100.0 {
+        return t.sqrt();
+    }
+    t + r
+}
+
+#[test]
+fn if_else_chains_if_expressions_and_early_return() {
+    for &(x, y) in &[
+        (0.5, 2.0),
+        (-0.5, 2.0),
+        (-0.5, -2.0),
+        (1.5, 3.0),
+        (2.0, 40.0),
+        (-3.0, -4.0),
+        (0.1, 0.2),
+    ] {
+        let (dx, dy) = branches_grad(x, y);
+        assert!(
+            close(dx, fd1(|x| branches(x, y), x), 1e-6),
+            "dx at {x},{y}: {dx}"
+        );
+        assert!(
+            close(dy, fd1(|y| branches(x, y), y), 1e-6),
+            "dy at {x},{y}: {dy}"
+        );
+        assert_eq!(branches_value_and_grad(x, y).0, branches(x, y));
+    }
+}
+
+#[differentiate]
+fn nested_return(x: f64) -> f64 {
+    let y = x * 2.0;
+    {
+        let y = y + 1.0;
+        if y > 3.0 {
+            if x > 10.0 {
+                return y * x;
+            }
+            return y.powi(3);
+        }
+    }
+    y * y
+}
+
+#[test]
+fn returns_inside_nested_blocks_and_ifs_see_the_right_bindings() {
+    for &x in &[0.3, 1.5, 12.0] {
+        assert!(
+            close(nested_return_grad(x), fd1(nested_return, x), 1e-6),
+            "at {x}"
+        );
+        assert_eq!(nested_return_value_and_grad(x).0, nested_return(x));
+    }
+}
+
+#[differentiate]
+fn both_call_forms(x: f64, y: f64) -> f64 {
+    f64::exp(x) * y.exp()
+        + f64::powf(x, y)
+        + x.atan2(y)
+        + f64::hypot(x, y)
+        + x.mul_add(y, x)
+        + f64::max(x, 0.5) * y.clamp(-1.0, 2.0)
+}
+
+#[test]
+fn method_and_path_forms() {
+    let (x, y) = (0.9, 1.7);
+    let (dx, dy) = both_call_forms_grad(x, y);
+    assert!(close(dx, fd1(|x| both_call_forms(x, y), x), 1e-7));
+    assert!(close(dy, fd1(|y| both_call_forms(x, y), y), 1e-7));
+}
+
+#[differentiate]
+fn with_asserts(x: f64) -> f64 {
+    assert!(x > 0.0, "x must be positive, got {x}");
+    let y = x.ln();
+    debug_assert!(y.is_finite());
+    assert_eq!(y.is_nan(), false);
+    y * x
+}
+
+#[test]
+fn asserts_stay_and_still_fire() {
+    assert!(close(with_asserts_grad(2.0), 2.0f64.ln() + 1.0, 1e-15));
+    let err = std::panic::catch_unwind(|| with_asserts_grad(-1.0)).unwrap_err();
+    let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(msg.contains("x must be positive, got -1"), "{msg}");
+}
+
+#[differentiate]
+fn unused_parameter(x: f64, _y: f64) -> f64 {
+    x * 3.0
+}
+
+#[differentiate]
+fn constant_result(x: f64) -> f64 {
+    let _ = x;
+    4.0
+}
+
+#[test]
+fn parameters_without_influence_get_zero() {
+    assert_eq!(unused_parameter_grad(1.0, 2.0), (3.0, 0.0));
+    assert_eq!(constant_result_value_and_grad(1.0), (4.0, 0.0));
+}
+
+#[differentiate]
+fn piecewise_constant(x: f64) -> f64 {
+    x.floor() + x.signum() * x + x.round() * x.trunc() + x.ceil()
+}
+
+#[test]
+fn piecewise_constant_functions_have_zero_derivative() {
+    assert_eq!(piecewise_constant_grad(2.3), 1.0);
+    assert_eq!(piecewise_constant_grad(-2.3), -1.0);
+}

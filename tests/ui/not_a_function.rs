@@ -1,0 +1,6 @@
+use autodiff::differentiate;
+
+#[differentiate]
+struct S;
+
+fn main() {}
