@@ -37,7 +37,8 @@ pub fn check_gradient(
     }
     let fd = central_difference(f, x, 1e-6);
     for (i, (&g, &d)) in grad.iter().zip(&fd).enumerate() {
-        if !((g - d).abs() <= tol * d.abs().max(1.0)) {
+        let within = (g - d).abs() <= tol * d.abs().max(1.0);
+        if !within {
             return Err(format!(
                 "check_gradient: coordinate {i}: gradient {g} but finite differences give {d} (tolerance {tol})"
             ));

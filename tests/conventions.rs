@@ -1,0 +1,112 @@
+//! The documented conventions at kinks and edges (see the rules table), and NaN propagation.
+use autodiff::differentiate;
+
+#[differentiate]
+fn abs(x: f64) -> f64 {
+    x.abs()
+}
+
+#[differentiate]
+fn max(a: f64, b: f64) -> f64 {
+    a.max(b)
+}
+
+#[differentiate]
+fn min(a: f64, b: f64) -> f64 {
+    a.min(b)
+}
+
+#[differentiate]
+fn sqrt(x: f64) -> f64 {
+    x.sqrt()
+}
+
+#[differentiate]
+fn powf(a: f64, b: f64) -> f64 {
+    a.powf(b)
+}
+
+#[differentiate]
+fn clamp(x: f64, lo: f64, hi: f64) -> f64 {
+    x.clamp(lo, hi)
+}
+
+#[differentiate]
+fn hypot(a: f64, b: f64) -> f64 {
+    a.hypot(b)
+}
+
+#[differentiate]
+fn relu(x: f64) -> f64 {
+    autodiff::ops::relu(x)
+}
+
+#[test]
+fn abs_at_zero_is_zero() {
+    assert_eq!(abs_grad(0.0), 0.0);
+    assert_eq!(abs_grad(-0.0), 0.0);
+    assert_eq!(abs_grad(-2.0), -1.0);
+    assert_eq!(abs_grad(2.0), 1.0);
+}
+
+#[test]
+fn max_and_min_split_ties_evenly() {
+    assert_eq!(max_grad(1.0, 1.0), (0.5, 0.5));
+    assert_eq!(min_grad(1.0, 1.0), (0.5, 0.5));
+    assert_eq!(max_grad(2.0, 1.0), (1.0, 0.0));
+    assert_eq!(min_grad(2.0, 1.0), (0.0, 1.0));
+}
+
+#[test]
+fn max_and_min_follow_the_operand_rust_returns_when_one_is_nan() {
+    // f64::max ignores a NaN operand and returns the other: so does the gradient.
+    assert_eq!(max_grad(f64::NAN, 1.0), (0.0, 1.0));
+    assert_eq!(min_grad(2.0, f64::NAN), (1.0, 0.0));
+}
+
+#[test]
+fn sqrt_at_zero_is_infinite() {
+    assert_eq!(sqrt_grad(0.0), f64::INFINITY);
+}
+
+#[test]
+fn powf_with_zero_base_or_zero_exponent() {
+    assert_eq!(powf_grad(0.0, 2.0), (0.0, 0.0));
+    assert_eq!(powf_grad(0.0, 0.0), (0.0, 0.0));
+    assert_eq!(powf_grad(3.0, 0.0), (0.0, 3.0f64.powf(0.0) * 3.0f64.ln()));
+}
+
+#[test]
+fn clamp_passes_inside_and_stops_at_the_bounds() {
+    assert_eq!(clamp_grad(0.5, 0.0, 1.0), (1.0, 0.0, 0.0));
+    assert_eq!(clamp_grad(0.0, 0.0, 1.0), (0.0, 0.0, 0.0));
+    assert_eq!(clamp_grad(1.0, 0.0, 1.0), (0.0, 0.0, 0.0));
+    assert_eq!(clamp_grad(-3.0, 0.0, 1.0), (0.0, 1.0, 0.0));
+    assert_eq!(clamp_grad(3.0, 0.0, 1.0), (0.0, 0.0, 1.0));
+}
+
+#[test]
+fn hypot_at_the_origin_is_zero() {
+    assert_eq!(hypot_grad(0.0, 0.0), (0.0, 0.0));
+}
+
+#[test]
+fn relu_at_zero_is_zero() {
+    assert_eq!(relu_grad(0.0), 0.0);
+    assert_eq!(relu_grad(1.0), 1.0);
+    assert_eq!(relu_grad(-1.0), 0.0);
+}
+
+#[differentiate]
+fn smooth(x: f64, y: f64) -> f64 {
+    (x * y).sin() + x.exp() / y + (x * x + 1.0).ln() + x.abs() + x.sqrt()
+}
+
+#[test]
+fn nan_in_gives_nan_out_and_never_panics() {
+    let (dx, dy) = smooth_grad(f64::NAN, 1.0);
+    assert!(dx.is_nan() && dy.is_nan());
+    let (v, (dx, _)) = smooth_value_and_grad(f64::INFINITY, 1.0);
+    assert!(v.is_nan() || v.is_infinite());
+    assert!(dx.is_nan() || dx.is_infinite());
+}

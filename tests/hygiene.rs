@@ -1,0 +1,62 @@
+//! Generated names never collide with the user's.
+use autodiff::differentiate;
+
+#[differentiate]
+fn f(grad: f64, adj: f64, d_x: f64) -> f64 {
+    let tape = grad * adj;
+    let __t0 = tape + d_x;
+    let x_grad = __t0.sin();
+    let f_grad = x_grad * grad;
+    let __d_tape = f_grad + 1.0;
+    let __rt = __d_tape * 2.0;
+    let dy = __rt * d_x;
+    dy + x_grad
+}
+
+fn reference(grad: f64, adj: f64, d_x: f64) -> (f64, f64, f64) {
+    // d/d(...) of 2 * (sin(g a + d) g + 1) d + sin(g a + d)
+    let s = (grad * adj + d_x).sin();
+    let c = (grad * adj + d_x).cos();
+    let dg = 2.0 * d_x * (c * adj * grad + s) + c * adj;
+    let da = 2.0 * d_x * c * grad * grad + c * grad;
+    let dd = 2.0 * (s * grad + 1.0) + 2.0 * d_x * c * grad + c;
+    (dg, da, dd)
+}
+
+#[test]
+fn user_names_that_look_generated_work() {
+    let got = f_grad(0.3, -1.2, 0.7);
+    let want = reference(0.3, -1.2, 0.7);
+    assert!(
+        (got.0 - want.0).abs() < 1e-12
+            && (got.1 - want.1).abs() < 1e-12
+            && (got.2 - want.2).abs() < 1e-12,
+        "{got:?} {want:?}"
+    );
+}
+
+#[differentiate]
+fn uses_f_grad_name(x: f64) -> f64 {
+    let uses_f_grad_name_grad = x * 3.0;
+    uses_f_grad_name_grad * x
+}
+
+#[test]
+fn a_local_named_like_the_companion_works() {
+    assert_eq!(uses_f_grad_name_grad(2.0), 12.0);
+}
+
+mod inner {
+    use autodiff::differentiate;
+
+    #[differentiate]
+    pub fn cube(x: f64) -> f64 {
+        x * x * x
+    }
+}
+
+#[test]
+fn companions_have_the_functions_visibility() {
+    assert_eq!(inner::cube_grad(2.0), 12.0);
+    assert_eq!(inner::cube_pullback(2.0, 0.5), 6.0);
+}
