@@ -62,3 +62,39 @@ fn expand(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::expand;
+    use quote::quote;
+
+    /// The expansion of valid input is valid Rust that keeps the function and adds the three
+    /// companions.
+    #[test]
+    fn expansion_parses_and_adds_the_companions() {
+        let out = expand(
+            quote!(),
+            quote! {
+                pub fn f(x: f64, n: usize, y: f64) -> f64 {
+                    let mut r = x * y;
+                    if x > 0.0 { r = r * x.exp(); } else { r += y.sin(); }
+                    if r > 10.0 { return r.sqrt(); }
+                    r * (n as f64)
+                }
+            },
+        );
+        let file: syn::File = syn::parse2(out.clone()).expect("expansion parses");
+        let names: Vec<String> = file
+            .items
+            .iter()
+            .filter_map(|i| match i {
+                syn::Item::Fn(f) => Some(f.sig.ident.to_string()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(names, ["f", "f_value_and_grad", "f_grad", "f_pullback"]);
+        if std::env::var_os("AUTODIFF_PRINT_EXPANSION").is_some() {
+            println!("{out}");
+        }
+    }
+}

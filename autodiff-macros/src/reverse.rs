@@ -22,6 +22,9 @@ pub struct Reverse<'a> {
     rt: Ident,
     declared: HashSet<VarId>,
     used: Vec<BTreeSet<VarId>>,
+    /// Inside an arm, a value that the arm hands out through a phi is read through the phi's
+    /// output (defined outside the `if`), so it need not be saved twice.
+    alias: HashMap<VarId, VarId>,
     pub saved: Saved,
 }
 
@@ -33,6 +36,7 @@ impl<'a> Reverse<'a> {
             rt,
             declared: HashSet::new(),
             used: vec![BTreeSet::new()],
+            alias: HashMap::new(),
             saved: HashMap::new(),
         }
     }
@@ -57,7 +61,10 @@ impl<'a> Reverse<'a> {
     }
 
     /// A primal variable read by the reverse sweep (so the forward sweep must keep it).
-    fn primal(&mut self, v: VarId) -> Ident {
+    fn primal(&mut self, mut v: VarId) -> Ident {
+        while let Some(&a) = self.alias.get(&v) {
+            v = a;
+        }
         if let Some(frame) = self.used.last_mut() {
             frame.insert(v);
         }
@@ -219,6 +226,15 @@ impl<'a> Reverse<'a> {
         for (k, arm) in [then, els].into_iter().enumerate() {
             let snapshot = self.declared.clone();
             self.used.push(BTreeSet::new());
+            let defined: HashSet<VarId> = arm.defined().into_iter().collect();
+            let aliased: Vec<VarId> = phis
+                .iter()
+                .filter_map(|p| {
+                    let src = if k == 0 { p.then.var() } else { p.els.var() }?;
+                    (defined.contains(&src) && self.alias.insert(src, p.out).is_none())
+                        .then_some(src)
+                })
+                .collect();
             let mut code = TokenStream::new();
             for p in phis {
                 if self.f.vars[p.out].active && snapshot.contains(&p.out) {
@@ -230,7 +246,9 @@ impl<'a> Reverse<'a> {
             code.extend(self.block(arm));
             let used = self.used.pop().unwrap_or_default();
             self.declared = snapshot;
-            let defined: HashSet<VarId> = arm.defined().into_iter().collect();
+            for v in aliased {
+                self.alias.remove(&v);
+            }
             let saved: Vec<VarId> = used
                 .iter()
                 .copied()
