@@ -4,20 +4,27 @@
 //! its locals. So it does not emit type-specific code: it emits calls to the functions here, and
 //! rustc picks the implementation for each value's type. For `f32`/`f64` every function is a
 //! trivial `#[inline(always)]` wrapper, so after monomorphisation a scalar gradient is the same
-//! handful of register operations a person would write.
+//! handful of register operations a person would write; for arrays they allocate only the
+//! adjoints themselves.
 //!
 //! - [`zero_like`]: the zero adjoint of a value (same type and shape).
-//! - [`init`]: the adjoint of a value from its first contribution.
+//! - [`init`]: the adjoint of a value from its first contribution (an owned contribution of the
+//!   right shape is moved, not copied).
 //! - [`acc`]: add a further contribution into an adjoint.
 //! - [`pb1`], [`pb2`], [`pb3`]: apply an element-wise pullback rule, written for scalars in the
-//!   macro's rules table, to scalar operands.
+//!   macro's rules table, to scalars or, element by element with broadcasting, to arrays.
 //! - [`Branch`]: which arm of an `if` ran, with the values its reverse sweep needs.
+//!
+//! Broadcasting is undone where adjoints meet their values: a contribution shaped like the
+//! broadcast result is summed back to the value's shape.
 
+use crate::value::{into_dim, reduce_to, Broadcast, Contribution, Val};
 use crate::Real;
+use ndarray::{Array, ArrayBase, Data, Dimension, Zip};
 
 /// A value that can carry an adjoint.
 pub trait Differentiable {
-    /// The type of the adjoint: `F` for a scalar `F`.
+    /// The type of the adjoint: `F` for a scalar `F`, `Array<F, D>` for an array or view.
     type Adjoint;
     /// The adjoint that is zero everywhere, shaped like `self`.
     fn zero_adjoint(&self) -> Self::Adjoint;
@@ -68,9 +75,59 @@ macro_rules! scalar_plumbing {
                 *self += *c;
             }
         }
+        // An array contribution to a scalar: the scalar was broadcast over the array.
+        impl<S: Data<Elem = $t>, D: Dimension> AdjointFrom<ArrayBase<S, D>> for $t {
+            fn adjoint_from(&self, c: ArrayBase<S, D>) -> $t {
+                c.sum()
+            }
+        }
+        impl<S: Data<Elem = $t>, D: Dimension> AdjointFrom<&ArrayBase<S, D>> for $t {
+            fn adjoint_from(&self, c: &ArrayBase<S, D>) -> $t {
+                c.sum()
+            }
+        }
+        impl<S: Data<Elem = $t>, D: Dimension> Accumulate<ArrayBase<S, D>> for $t {
+            fn accumulate(&mut self, c: ArrayBase<S, D>) {
+                *self += c.sum();
+            }
+        }
+        impl<S: Data<Elem = $t>, D: Dimension> Accumulate<&ArrayBase<S, D>> for $t {
+            fn accumulate(&mut self, c: &ArrayBase<S, D>) {
+                *self += c.sum();
+            }
+        }
     )*};
 }
 scalar_plumbing!(f32, f64);
+
+impl<F: Real, S: Data<Elem = F>, D: Dimension> Differentiable for ArrayBase<S, D> {
+    type Adjoint = Array<F, D>;
+    fn zero_adjoint(&self) -> Array<F, D> {
+        Array::zeros(self.raw_dim())
+    }
+}
+
+impl<F: Real, S: Data<Elem = F>, D: Dimension, C: Contribution<F>> AdjointFrom<C> for ArrayBase<S, D> {
+    fn adjoint_from(&self, c: C) -> Array<F, D> {
+        if c.shape_of() == self.shape() {
+            into_dim(c.into_owned_dyn())
+        } else {
+            into_dim(reduce_to(c.view_dyn(), self.shape()))
+        }
+    }
+}
+
+impl<F: Real, D: Dimension, C: Contribution<F>> Accumulate<C> for Array<F, D> {
+    fn accumulate(&mut self, c: C) {
+        if c.shape_of() == self.shape() {
+            let v = c.view_dyn();
+            Zip::from(self.view_mut().into_dyn()).and(&v).for_each(|a, &b| *a += b);
+        } else {
+            let r = reduce_to(c.view_dyn(), self.shape());
+            Zip::from(self.view_mut().into_dyn()).and(&r).for_each(|a, &b| *a += b);
+        }
+    }
+}
 
 impl<T: Differentiable + ?Sized> Differentiable for &T {
     type Adjoint = T::Adjoint;
@@ -105,97 +162,141 @@ pub fn acc<A: Accumulate<C> + ?Sized, C>(adjoint: &mut A, c: C) {
     adjoint.accumulate(c)
 }
 
-/// Operands of a one-input element-wise pullback: `(x, y, dy)`.
-pub trait Pullback1<F> {
+/// A one-input element-wise pullback, implemented by the type of the output adjoint `dy`.
+pub trait Pullback1<F, X: ?Sized, Y: ?Sized> {
     /// The contribution to `x`'s adjoint.
     type Out;
     /// Applies the scalar rule `rule(x, y, dy)` element by element.
-    fn apply(self, rule: impl Fn(F, F, F) -> F) -> Self::Out;
+    fn apply(x: &X, y: &Y, dy: &Self, rule: impl Fn(F, F, F) -> F) -> Self::Out;
 }
 
-/// Operands of a two-input element-wise pullback: `(a, b, y, dy)`.
-pub trait Pullback2<F> {
-    /// The contribution to the adjoint of the operand the rule is for.
+/// A two-input element-wise pullback (operands broadcast), implemented by `dy`'s type.
+pub trait Pullback2<F, A: ?Sized, B: ?Sized, Y: ?Sized> {
+    /// The contribution to the adjoint of the operand the rule is for, shaped like `dy`.
     type Out;
     /// Applies the scalar rule `rule(a, b, y, dy)` element by element.
-    fn apply(self, rule: impl Fn(F, F, F, F) -> F) -> Self::Out;
+    fn apply(a: &A, b: &B, y: &Y, dy: &Self, rule: impl Fn(F, F, F, F) -> F) -> Self::Out;
 }
 
-/// Operands of a three-input element-wise pullback: `(a, b, c, y, dy)`.
-pub trait Pullback3<F> {
-    /// The contribution to the adjoint of the operand the rule is for.
+/// A three-input element-wise pullback (operands broadcast), implemented by `dy`'s type.
+pub trait Pullback3<F, A: ?Sized, B: ?Sized, C: ?Sized, Y: ?Sized> {
+    /// The contribution to the adjoint of the operand the rule is for, shaped like `dy`.
     type Out;
     /// Applies the scalar rule `rule(a, b, c, y, dy)` element by element.
-    fn apply(self, rule: impl Fn(F, F, F, F, F) -> F) -> Self::Out;
+    fn apply(a: &A, b: &B, c: &C, y: &Y, dy: &Self, rule: impl Fn(F, F, F, F, F) -> F) -> Self::Out;
 }
 
-impl<F: Real> Pullback1<F> for (&F, &F, &F) {
-    type Out = F;
-    #[inline(always)]
-    fn apply(self, rule: impl Fn(F, F, F) -> F) -> F {
-        rule(*self.0, *self.1, *self.2)
+macro_rules! scalar_pullbacks {
+    ($($t:ident),*) => {$(
+        impl Pullback1<$t, $t, $t> for $t {
+            type Out = $t;
+            #[inline(always)]
+            fn apply(x: &$t, y: &$t, dy: &$t, rule: impl Fn($t, $t, $t) -> $t) -> $t {
+                rule(*x, *y, *dy)
+            }
+        }
+        impl Pullback2<$t, $t, $t, $t> for $t {
+            type Out = $t;
+            #[inline(always)]
+            fn apply(a: &$t, b: &$t, y: &$t, dy: &$t, rule: impl Fn($t, $t, $t, $t) -> $t) -> $t {
+                rule(*a, *b, *y, *dy)
+            }
+        }
+        impl Pullback3<$t, $t, $t, $t, $t> for $t {
+            type Out = $t;
+            #[inline(always)]
+            fn apply(a: &$t, b: &$t, c: &$t, y: &$t, dy: &$t, rule: impl Fn($t, $t, $t, $t, $t) -> $t) -> $t {
+                rule(*a, *b, *c, *y, *dy)
+            }
+        }
+    )*};
+}
+scalar_pullbacks!(f32, f64);
+
+impl<F: Real, S, SX, SY, D> Pullback1<F, ArrayBase<SX, D>, ArrayBase<SY, D>> for ArrayBase<S, D>
+where
+    S: Data<Elem = F>,
+    SX: Data<Elem = F>,
+    SY: Data<Elem = F>,
+    D: Dimension,
+{
+    type Out = Array<F, D>;
+    fn apply(x: &ArrayBase<SX, D>, y: &ArrayBase<SY, D>, dy: &Self, rule: impl Fn(F, F, F) -> F) -> Array<F, D> {
+        Zip::from(x).and(y).and(dy).map_collect(|&x, &y, &d| rule(x, y, d))
     }
 }
 
-impl<F: Real> Pullback2<F> for (&F, &F, &F, &F) {
-    type Out = F;
-    #[inline(always)]
-    fn apply(self, rule: impl Fn(F, F, F, F) -> F) -> F {
-        rule(*self.0, *self.1, *self.2, *self.3)
+impl<F: Real, S, SY, D, A, B> Pullback2<F, A, B, ArrayBase<SY, D>> for ArrayBase<S, D>
+where
+    S: Data<Elem = F>,
+    SY: Data<Elem = F>,
+    D: Dimension,
+    A: Broadcast<F> + ?Sized,
+    B: Broadcast<F> + ?Sized,
+{
+    type Out = Array<F, D>;
+    fn apply(a: &A, b: &B, y: &ArrayBase<SY, D>, dy: &Self, rule: impl Fn(F, F, F, F) -> F) -> Array<F, D> {
+        let dim = dy.raw_dim();
+        let (a, b) = (a.broadcast_to(&dim), b.broadcast_to(&dim));
+        Zip::from(&a).and(&b).and(y).and(dy).map_collect(|&a, &b, &y, &d| rule(a, b, y, d))
     }
 }
 
-impl<F: Real> Pullback3<F> for (&F, &F, &F, &F, &F) {
-    type Out = F;
-    #[inline(always)]
-    fn apply(self, rule: impl Fn(F, F, F, F, F) -> F) -> F {
-        rule(*self.0, *self.1, *self.2, *self.3, *self.4)
+impl<F: Real, S, SY, D, A, B, C> Pullback3<F, A, B, C, ArrayBase<SY, D>> for ArrayBase<S, D>
+where
+    S: Data<Elem = F>,
+    SY: Data<Elem = F>,
+    D: Dimension,
+    A: Broadcast<F> + ?Sized,
+    B: Broadcast<F> + ?Sized,
+    C: Broadcast<F> + ?Sized,
+{
+    type Out = Array<F, D>;
+    fn apply(a: &A, b: &B, c: &C, y: &ArrayBase<SY, D>, dy: &Self, rule: impl Fn(F, F, F, F, F) -> F) -> Array<F, D> {
+        let dim = dy.raw_dim();
+        let (a, b, c) = (a.broadcast_to(&dim), b.broadcast_to(&dim), c.broadcast_to(&dim));
+        Zip::from(&a).and(&b).and(&c).and(y).and(dy).map_collect(|&a, &b, &c, &y, &d| rule(a, b, c, y, d))
     }
 }
 
 /// Applies a one-input rule from the macro's table: the contribution to `x`'s adjoint.
 #[inline(always)]
-pub fn pb1<'a, F, X: ?Sized, Y: ?Sized, D: ?Sized>(
-    x: &'a X,
-    y: &'a Y,
-    dy: &'a D,
-    rule: impl Fn(F, F, F) -> F,
-) -> <(&'a X, &'a Y, &'a D) as Pullback1<F>>::Out
+pub fn pb1<F, X, Y, D>(x: &X, y: &Y, dy: &D, rule: impl Fn(F, F, F) -> F) -> <D::Canon as Pullback1<F, X::Canon, Y::Canon>>::Out
 where
-    (&'a X, &'a Y, &'a D): Pullback1<F>,
+    X: Val + ?Sized,
+    Y: Val + ?Sized,
+    D: Val + ?Sized,
+    D::Canon: Pullback1<F, X::Canon, Y::Canon>,
 {
-    (x, y, dy).apply(rule)
+    <D::Canon as Pullback1<F, X::Canon, Y::Canon>>::apply(x.canon(), y.canon(), dy.canon(), rule)
 }
 
 /// Applies a two-input rule from the macro's table.
 #[inline(always)]
-pub fn pb2<'a, F, A: ?Sized, B: ?Sized, Y: ?Sized, D: ?Sized>(
-    a: &'a A,
-    b: &'a B,
-    y: &'a Y,
-    dy: &'a D,
-    rule: impl Fn(F, F, F, F) -> F,
-) -> <(&'a A, &'a B, &'a Y, &'a D) as Pullback2<F>>::Out
+pub fn pb2<F, A, B, Y, D>(a: &A, b: &B, y: &Y, dy: &D, rule: impl Fn(F, F, F, F) -> F) -> <D::Canon as Pullback2<F, A::Canon, B::Canon, Y::Canon>>::Out
 where
-    (&'a A, &'a B, &'a Y, &'a D): Pullback2<F>,
+    A: Val + ?Sized,
+    B: Val + ?Sized,
+    Y: Val + ?Sized,
+    D: Val + ?Sized,
+    D::Canon: Pullback2<F, A::Canon, B::Canon, Y::Canon>,
 {
-    (a, b, y, dy).apply(rule)
+    <D::Canon as Pullback2<F, A::Canon, B::Canon, Y::Canon>>::apply(a.canon(), b.canon(), y.canon(), dy.canon(), rule)
 }
 
 /// Applies a three-input rule from the macro's table.
 #[inline(always)]
-pub fn pb3<'a, F, A: ?Sized, B: ?Sized, C: ?Sized, Y: ?Sized, D: ?Sized>(
-    a: &'a A,
-    b: &'a B,
-    c: &'a C,
-    y: &'a Y,
-    dy: &'a D,
-    rule: impl Fn(F, F, F, F, F) -> F,
-) -> <(&'a A, &'a B, &'a C, &'a Y, &'a D) as Pullback3<F>>::Out
+#[allow(clippy::type_complexity)]
+pub fn pb3<F, A, B, C, Y, D>(a: &A, b: &B, c: &C, y: &Y, dy: &D, rule: impl Fn(F, F, F, F, F) -> F) -> <D::Canon as Pullback3<F, A::Canon, B::Canon, C::Canon, Y::Canon>>::Out
 where
-    (&'a A, &'a B, &'a C, &'a Y, &'a D): Pullback3<F>,
+    A: Val + ?Sized,
+    B: Val + ?Sized,
+    C: Val + ?Sized,
+    Y: Val + ?Sized,
+    D: Val + ?Sized,
+    D::Canon: Pullback3<F, A::Canon, B::Canon, C::Canon, Y::Canon>,
 {
-    (a, b, c, y, dy).apply(rule)
+    <D::Canon as Pullback3<F, A::Canon, B::Canon, C::Canon, Y::Canon>>::apply(a.canon(), b.canon(), c.canon(), y.canon(), dy.canon(), rule)
 }
 
 /// Which arm of an `if` the forward sweep took, holding the values that arm's reverse sweep

@@ -1,15 +1,65 @@
-//! Primitives that plain Rust lacks, each written next to its adjoint.
+//! Primitives that plain Rust and ndarray lack, each written next to its adjoint.
 //!
 //! Every `op` here has an `op_pullback` beside it that follows the custom-derivative convention
 //! of `#[differentiate]`: `fn op(x) -> y` has `fn op_pullback(x, d_out) -> dx`. A differentiated
-//! body may therefore call `autodiff::ops::op(..)` like any annotated function, and the same
-//! functions run outside differentiated code too.
+//! body therefore calls `autodiff::ops::op(..)` like any annotated function, and the same
+//! functions run outside differentiated code too. They take scalars, arrays, views or
+//! references to them alike.
 
+use crate::tensor::{dot, dot_lhs_adj, dot_rhs_adj, DotAdjoint};
+use crate::value::Val;
 use crate::Real;
+use ndarray::linalg::Dot;
+use ndarray::{Array, ArrayBase, Axis, Data, Dimension, Zip};
 
-/// `max(x, 0)`.
-#[inline]
-pub fn relu<F: Real>(x: F) -> F {
+/// Scalars and arrays, element by element.
+pub trait MapElems {
+    /// The element type.
+    type Elem: Real;
+    /// The owned result of an element-wise map: the scalar itself, or an owned array.
+    type Owned;
+    /// `f` applied to every element.
+    fn map_elems(&self, f: impl Fn(Self::Elem) -> Self::Elem) -> Self::Owned;
+    /// `f(x, d)` for every element `x` of `self` and the matching element `d` of `other`.
+    fn zip_elems(&self, other: &Self::Owned, f: impl Fn(Self::Elem, Self::Elem) -> Self::Elem) -> Self::Owned;
+}
+
+macro_rules! scalar_map {
+    ($($t:ident),*) => {$(
+        impl MapElems for $t {
+            type Elem = $t;
+            type Owned = $t;
+            #[inline(always)]
+            fn map_elems(&self, f: impl Fn($t) -> $t) -> $t {
+                f(*self)
+            }
+            #[inline(always)]
+            fn zip_elems(&self, other: &$t, f: impl Fn($t, $t) -> $t) -> $t {
+                f(*self, *other)
+            }
+        }
+    )*};
+}
+scalar_map!(f32, f64);
+
+impl<F: Real, S: Data<Elem = F>, D: Dimension> MapElems for ArrayBase<S, D> {
+    type Elem = F;
+    type Owned = Array<F, D>;
+    fn map_elems(&self, f: impl Fn(F) -> F) -> Array<F, D> {
+        self.mapv(f)
+    }
+    fn zip_elems(&self, other: &Array<F, D>, f: impl Fn(F, F) -> F) -> Array<F, D> {
+        if self.shape() != other.shape() {
+            panic!("autodiff: pullback adjoint of shape {:?} for an input of shape {:?}", other.shape(), self.shape());
+        }
+        Zip::from(self).and(other).map_collect(|&x, &d| f(x, d))
+    }
+}
+
+/// The element-wise result type of `X`.
+pub type Owned<X> = <<X as Val>::Canon as MapElems>::Owned;
+
+fn relu1<F: Real>(x: F) -> F {
     if x > F::from_f64(0.0) {
         x
     } else {
@@ -17,19 +67,7 @@ pub fn relu<F: Real>(x: F) -> F {
     }
 }
 
-/// Pullback of [`relu`]: `d_out` where `x > 0`, zero elsewhere (zero at the kink, as JAX).
-#[inline]
-pub fn relu_pullback<F: Real>(x: F, d_out: F) -> F {
-    if x > F::from_f64(0.0) {
-        d_out
-    } else {
-        F::from_f64(0.0) * d_out
-    }
-}
-
-/// The logistic function `1 / (1 + e^-x)`, computed without overflow for large `|x|`.
-#[inline]
-pub fn sigmoid<F: Real>(x: F) -> F {
+fn sigmoid1<F: Real>(x: F) -> F {
     let v = x.to_f64();
     F::from_f64(if v >= 0.0 {
         1.0 / (1.0 + (-v).exp())
@@ -39,29 +77,183 @@ pub fn sigmoid<F: Real>(x: F) -> F {
     })
 }
 
-/// Pullback of [`sigmoid`]: `d_out * s * (1 - s)`.
-#[inline]
-pub fn sigmoid_pullback<F: Real>(x: F, d_out: F) -> F {
-    let s = sigmoid(x);
-    d_out * s * (F::from_f64(1.0) - s)
-}
-
-/// `ln(1 + e^x)`, computed without overflow for large `|x|`.
-#[inline]
-pub fn softplus<F: Real>(x: F) -> F {
+fn softplus1<F: Real>(x: F) -> F {
     let v = x.to_f64();
     F::from_f64(v.max(0.0) + (-v.abs()).exp().ln_1p())
 }
 
+/// `max(x, 0)`, element-wise.
+pub fn relu<X: Val>(x: X) -> Owned<X>
+where
+    X::Canon: MapElems,
+{
+    x.canon().map_elems(relu1)
+}
+
+/// Pullback of [`relu`]: `d_out` where `x > 0`, zero elsewhere (zero at the kink, as JAX).
+pub fn relu_pullback<X: Val>(x: X, d_out: Owned<X>) -> Owned<X>
+where
+    X::Canon: MapElems,
+{
+    x.canon().zip_elems(&d_out, |x, d| if x > x - x { d } else { (x - x) * d })
+}
+
+/// The logistic function `1 / (1 + e^-x)`, element-wise, without overflow for large `|x|`.
+pub fn sigmoid<X: Val>(x: X) -> Owned<X>
+where
+    X::Canon: MapElems,
+{
+    x.canon().map_elems(sigmoid1)
+}
+
+/// Pullback of [`sigmoid`]: `d_out * s * (1 - s)`.
+pub fn sigmoid_pullback<X: Val>(x: X, d_out: Owned<X>) -> Owned<X>
+where
+    X::Canon: MapElems,
+{
+    x.canon().zip_elems(&d_out, |x, d| {
+        let s = sigmoid1(x);
+        d * s * (F1::one(s) - s)
+    })
+}
+
+/// `ln(1 + e^x)`, element-wise, without overflow for large `|x|`.
+pub fn softplus<X: Val>(x: X) -> Owned<X>
+where
+    X::Canon: MapElems,
+{
+    x.canon().map_elems(softplus1)
+}
+
 /// Pullback of [`softplus`]: `d_out * sigmoid(x)`.
-#[inline]
-pub fn softplus_pullback<F: Real>(x: F, d_out: F) -> F {
-    d_out * sigmoid(x)
+pub fn softplus_pullback<X: Val>(x: X, d_out: Owned<X>) -> Owned<X>
+where
+    X::Canon: MapElems,
+{
+    x.canon().zip_elems(&d_out, |x, d| d * sigmoid1(x))
+}
+
+/// `1` in the type of a value.
+trait F1 {
+    fn one(self) -> Self;
+}
+impl<F: Real> F1 for F {
+    fn one(self) -> F {
+        F::from_f64(1.0)
+    }
+}
+
+fn lse_of<'a, F: Real + 'a>(values: impl Iterator<Item = &'a F> + Clone) -> F {
+    let m = values.clone().fold(f64::NEG_INFINITY, |m, v| m.max(v.to_f64()));
+    if m == f64::NEG_INFINITY || m.is_nan() {
+        return F::from_f64(m);
+    }
+    F::from_f64(m + values.map(|v| (v.to_f64() - m).exp()).sum::<f64>().ln())
+}
+
+/// `ln(sum(exp(x)))` over all elements, computed stably (shifted by the maximum).
+pub fn logsumexp<F: Real, S: Data<Elem = F>, D: Dimension, X: Val<Canon = ArrayBase<S, D>>>(x: X) -> F {
+    lse_of(x.canon().iter())
+}
+
+/// Pullback of [`logsumexp`]: `d_out * softmax(x)` over all elements.
+pub fn logsumexp_pullback<F: Real, S: Data<Elem = F>, D: Dimension, X: Val<Canon = ArrayBase<S, D>>>(x: X, d_out: F) -> Array<F, D> {
+    let x = x.canon();
+    let l = lse_of(x.iter());
+    x.mapv(|v| d_out * F::from_f64((v.to_f64() - l.to_f64()).exp()))
+}
+
+fn last_axis<S: ndarray::RawData, D: Dimension>(x: &ArrayBase<S, D>, op: &str) -> Axis {
+    if x.ndim() == 0 {
+        panic!("autodiff::ops::{op}: needs an array with at least one axis, got a 0-dimensional one");
+    }
+    Axis(x.ndim() - 1)
+}
+
+/// Softmax along the last axis (row-wise for a matrix), computed stably.
+pub fn softmax<F: Real, S: Data<Elem = F>, D: Dimension, X: Val<Canon = ArrayBase<S, D>>>(x: X) -> Array<F, D> {
+    let x = x.canon();
+    let axis = last_axis(x, "softmax");
+    let mut out = x.to_owned();
+    for mut lane in out.lanes_mut(axis) {
+        let l = lse_of(lane.iter());
+        lane.mapv_inplace(|v| F::from_f64((v.to_f64() - l.to_f64()).exp()));
+    }
+    out
+}
+
+/// Pullback of [`softmax`]: `s * (d - sum(d * s))` along the last axis.
+pub fn softmax_pullback<F: Real, S: Data<Elem = F>, D: Dimension, X: Val<Canon = ArrayBase<S, D>>>(x: X, d_out: Array<F, D>) -> Array<F, D> {
+    let s = softmax(x.canon());
+    check_shape("softmax", s.shape(), d_out.shape());
+    let axis = last_axis(&s, "softmax");
+    let mut out = d_out;
+    for (mut d, s) in out.lanes_mut(axis).into_iter().zip(s.lanes(axis)) {
+        let dot = d.iter().zip(s.iter()).fold(F::from_f64(0.0), |acc, (&d, &s)| acc + d * s);
+        Zip::from(&mut d).and(&s).for_each(|d, &s| *d = s * (*d - dot));
+    }
+    out
+}
+
+/// Log-softmax along the last axis (row-wise for a matrix), computed stably.
+pub fn log_softmax<F: Real, S: Data<Elem = F>, D: Dimension, X: Val<Canon = ArrayBase<S, D>>>(x: X) -> Array<F, D> {
+    let x = x.canon();
+    let axis = last_axis(x, "log_softmax");
+    let mut out = x.to_owned();
+    for mut lane in out.lanes_mut(axis) {
+        let l = lse_of(lane.iter());
+        lane.mapv_inplace(|v| v - l);
+    }
+    out
+}
+
+/// Pullback of [`log_softmax`]: `d - softmax(x) * sum(d)` along the last axis.
+pub fn log_softmax_pullback<F: Real, S: Data<Elem = F>, D: Dimension, X: Val<Canon = ArrayBase<S, D>>>(x: X, d_out: Array<F, D>) -> Array<F, D> {
+    let s = softmax(x.canon());
+    check_shape("log_softmax", s.shape(), d_out.shape());
+    let axis = last_axis(&s, "log_softmax");
+    let mut out = d_out;
+    for (mut d, s) in out.lanes_mut(axis).into_iter().zip(s.lanes(axis)) {
+        let total = d.iter().fold(F::from_f64(0.0), |acc, &d| acc + d);
+        Zip::from(&mut d).and(&s).for_each(|d, &s| *d = *d - s * total);
+    }
+    out
+}
+
+fn check_shape(op: &str, x: &[usize], d: &[usize]) {
+    if x != d {
+        panic!("autodiff::ops::{op}_pullback: d_out has shape {d:?} but the input has shape {x:?}");
+    }
+}
+
+/// The matrix product, the same as ndarray's `a.dot(b)`: matrix-matrix, matrix-vector,
+/// vector-matrix and vector-vector.
+pub fn matmul<A: Val, B: Val>(a: A, b: B) -> <A::Canon as Dot<B::Canon>>::Output
+where
+    A::Canon: Dot<B::Canon>,
+{
+    dot(&a, &b)
+}
+
+/// Pullback of [`matmul`]: `(d_out · bᵀ, aᵀ · d_out)` for matrices, through GEMM on transposed
+/// views.
+#[allow(clippy::type_complexity)]
+pub fn matmul_pullback<A: Val, B: Val, DC>(
+    a: A,
+    b: B,
+    d_out: DC,
+) -> (<A::Canon as DotAdjoint<B::Canon, DC>>::Lhs, <A::Canon as DotAdjoint<B::Canon, DC>>::Rhs)
+where
+    A::Canon: DotAdjoint<B::Canon, DC>,
+    DC: Val<Canon = DC>,
+{
+    (dot_lhs_adj(&a, &b, &(), &d_out), dot_rhs_adj(&a, &b, &(), &d_out))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ndarray::{array, Array2};
 
     fn central(f: impl Fn(f64) -> f64, x: f64) -> f64 {
         let h = 1e-6;
@@ -69,7 +261,7 @@ mod tests {
     }
 
     #[test]
-    fn pullbacks_match_finite_differences() {
+    fn scalar_pullbacks_match_finite_differences() {
         for &x in &[-30.0, -2.5, -0.3, 0.4, 1.7, 30.0] {
             assert!((relu_pullback(x, 1.0) - central(relu, x)).abs() < 1e-6);
             assert!((sigmoid_pullback(x, 1.0) - central(sigmoid, x)).abs() < 1e-6);
@@ -79,5 +271,25 @@ mod tests {
         assert_eq!(sigmoid(0.0f32), 0.5);
         assert!((softplus(1000.0f64) - 1000.0).abs() < 1e-9);
         assert!(softplus(-1000.0f64) >= 0.0);
+    }
+
+    #[test]
+    fn softmax_rows_sum_to_one_and_are_stable() {
+        let x = array![[1000.0, 1000.0], [0.0, -1000.0]];
+        let s: Array2<f64> = softmax(&x);
+        assert!((s[[0, 0]] - 0.5).abs() < 1e-12 && (s[[1, 0]] - 1.0).abs() < 1e-12);
+        let l: Array2<f64> = log_softmax(&x);
+        assert!((l[[0, 1]] + 2f64.ln()).abs() < 1e-12);
+        assert!((logsumexp(&array![1000.0, 1000.0]) - (1000.0 + 2f64.ln())).abs() < 1e-9);
+    }
+
+    #[test]
+    fn matmul_pullback_matches_the_transposed_products() {
+        let a: Array2<f64> = array![[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]];
+        let b: Array2<f64> = array![[1.0, -1.0, 0.5], [2.0, 0.0, 1.0]];
+        let d = Array2::from_elem((3, 3), 1.0);
+        let (da, db) = matmul_pullback(&a, &b, d.clone());
+        assert_eq!(da, d.dot(&b.t()));
+        assert_eq!(db, a.t().dot(&d));
     }
 }

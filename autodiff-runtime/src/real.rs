@@ -5,7 +5,9 @@ use std::ops::{Add, AddAssign, Div, Mul, Neg, Sub, SubAssign};
 ///
 /// An `f32` function gets an `f32` gradient: nothing is widened behind the user's back.
 pub trait Real:
-    Copy
+    ndarray::LinalgScalar
+    + ndarray::ScalarOperand
+    + Copy
     + Debug
     + Default
     + PartialOrd

@@ -1,0 +1,351 @@
+//! Tensor primitives as generated code calls them, each next to its adjoint.
+//!
+//! Forward helpers take every operand by reference (read through [`Val`]) so that the forward
+//! sweep never moves a value the reverse sweep still needs, and they dispatch on the operand
+//! types, so the same call serves scalars, arrays and any mix of the two. Adjoint helpers take
+//! `(operands.., y, dy, constants..)` and return the contribution to one operand.
+
+use crate::value::Val;
+use crate::Real;
+use ndarray::linalg::{general_mat_mul, general_mat_vec_mul, Dot};
+use ndarray::{Array, Array1, Array2, ArrayBase, ArrayView, Axis, Data, DimMax, Dimension, Ix1, Ix2, RemoveAxis};
+
+// ----- element-wise arithmetic ---------------------------------------------------------------
+
+/// `+ - * /` between scalars and arrays, with ndarray's broadcasting.
+pub trait Arith<Rhs: ?Sized> {
+    /// The result type.
+    type Output;
+    /// `self + rhs`.
+    fn add_(&self, rhs: &Rhs) -> Self::Output;
+    /// `self - rhs`.
+    fn sub_(&self, rhs: &Rhs) -> Self::Output;
+    /// `self * rhs`.
+    fn mul_(&self, rhs: &Rhs) -> Self::Output;
+    /// `self / rhs`.
+    fn div_(&self, rhs: &Rhs) -> Self::Output;
+}
+
+/// Unary minus on a scalar or an array.
+pub trait Negate {
+    /// The result type.
+    type Output;
+    /// `-self`.
+    fn neg_(&self) -> Self::Output;
+}
+
+macro_rules! scalar_arith {
+    ($($t:ident),*) => {$(
+        impl Arith<$t> for $t {
+            type Output = $t;
+            #[inline(always)]
+            fn add_(&self, r: &$t) -> $t { *self + *r }
+            #[inline(always)]
+            fn sub_(&self, r: &$t) -> $t { *self - *r }
+            #[inline(always)]
+            fn mul_(&self, r: &$t) -> $t { *self * *r }
+            #[inline(always)]
+            fn div_(&self, r: &$t) -> $t { *self / *r }
+        }
+        impl<S: Data<Elem = $t>, D: Dimension> Arith<$t> for ArrayBase<S, D> {
+            type Output = Array<$t, D>;
+            fn add_(&self, r: &$t) -> Array<$t, D> { self + *r }
+            fn sub_(&self, r: &$t) -> Array<$t, D> { self - *r }
+            fn mul_(&self, r: &$t) -> Array<$t, D> { self * *r }
+            fn div_(&self, r: &$t) -> Array<$t, D> { self / *r }
+        }
+        impl<S: Data<Elem = $t>, D: Dimension> Arith<ArrayBase<S, D>> for $t {
+            type Output = Array<$t, D>;
+            fn add_(&self, r: &ArrayBase<S, D>) -> Array<$t, D> { *self + r }
+            fn sub_(&self, r: &ArrayBase<S, D>) -> Array<$t, D> { *self - r }
+            fn mul_(&self, r: &ArrayBase<S, D>) -> Array<$t, D> { *self * r }
+            fn div_(&self, r: &ArrayBase<S, D>) -> Array<$t, D> { *self / r }
+        }
+        impl Negate for $t {
+            type Output = $t;
+            #[inline(always)]
+            fn neg_(&self) -> $t { -*self }
+        }
+    )*};
+}
+scalar_arith!(f32, f64);
+
+impl<F: Real, S1, S2, D1, D2> Arith<ArrayBase<S2, D2>> for ArrayBase<S1, D1>
+where
+    S1: Data<Elem = F>,
+    S2: Data<Elem = F>,
+    D1: Dimension + DimMax<D2>,
+    D2: Dimension,
+{
+    type Output = Array<F, <D1 as DimMax<D2>>::Output>;
+    fn add_(&self, r: &ArrayBase<S2, D2>) -> Self::Output {
+        self + r
+    }
+    fn sub_(&self, r: &ArrayBase<S2, D2>) -> Self::Output {
+        self - r
+    }
+    fn mul_(&self, r: &ArrayBase<S2, D2>) -> Self::Output {
+        self * r
+    }
+    fn div_(&self, r: &ArrayBase<S2, D2>) -> Self::Output {
+        self / r
+    }
+}
+
+impl<F: Real, S: Data<Elem = F>, D: Dimension> Negate for ArrayBase<S, D> {
+    type Output = Array<F, D>;
+    fn neg_(&self) -> Array<F, D> {
+        self.mapv(|v| -v)
+    }
+}
+
+macro_rules! binary_fn {
+    ($($name:ident => $method:ident, $doc:literal;)*) => {$(
+        #[doc = $doc]
+        #[inline(always)]
+        pub fn $name<A: Val + ?Sized, B: Val + ?Sized>(a: &A, b: &B) -> <A::Canon as Arith<B::Canon>>::Output
+        where
+            A::Canon: Arith<B::Canon>,
+        {
+            a.canon().$method(b.canon())
+        }
+    )*};
+}
+binary_fn! {
+    add => add_, "`a + b` for scalars and arrays (broadcasting). Adjoint: `dy` to each, reduced to its shape.";
+    sub => sub_, "`a - b` for scalars and arrays (broadcasting). Adjoint: `dy` and `-dy`.";
+    mul => mul_, "`a * b` element-wise (broadcasting). Adjoint: the `mul` rule of the macro's table.";
+    div => div_, "`a / b` element-wise (broadcasting). Adjoint: the `div` rule of the macro's table.";
+}
+
+/// `-x`. Adjoint: `-dy`.
+#[inline(always)]
+pub fn neg<X: Val + ?Sized>(x: &X) -> <X::Canon as Negate>::Output
+where
+    X::Canon: Negate,
+{
+    x.canon().neg_()
+}
+
+// ----- matrix products -----------------------------------------------------------------------
+
+/// `a.dot(b)` for matrix-matrix, matrix-vector, vector-matrix and vector-vector.
+#[inline]
+pub fn dot<A: Val + ?Sized, B: Val + ?Sized>(a: &A, b: &B) -> <A::Canon as Dot<B::Canon>>::Output
+where
+    A::Canon: Dot<B::Canon>,
+{
+    a.canon().dot(b.canon())
+}
+
+/// The adjoints of `c = a.dot(b)` given `dc`, for each combination of dimensions.
+pub trait DotAdjoint<B: ?Sized, DC: ?Sized> {
+    /// `a`'s adjoint type.
+    type Lhs;
+    /// `b`'s adjoint type.
+    type Rhs;
+    /// `da`: for matrices `dc · bᵀ`.
+    fn lhs(&self, b: &B, dc: &DC) -> Self::Lhs;
+    /// `db`: for matrices `aᵀ · dc`.
+    fn rhs(&self, b: &B, dc: &DC) -> Self::Rhs;
+}
+
+impl<F, S1, S2, S3> DotAdjoint<ArrayBase<S2, Ix2>, ArrayBase<S3, Ix2>> for ArrayBase<S1, Ix2>
+where
+    F: Real,
+    S1: Data<Elem = F>,
+    S2: Data<Elem = F>,
+    S3: Data<Elem = F>,
+{
+    type Lhs = Array2<F>;
+    type Rhs = Array2<F>;
+    fn lhs(&self, b: &ArrayBase<S2, Ix2>, dc: &ArrayBase<S3, Ix2>) -> Array2<F> {
+        // GEMM on a transposed view: no transposed copy.
+        let mut da = Array2::zeros(self.raw_dim());
+        general_mat_mul(F::from_f64(1.0), dc, &b.t(), F::from_f64(0.0), &mut da);
+        da
+    }
+    fn rhs(&self, b: &ArrayBase<S2, Ix2>, dc: &ArrayBase<S3, Ix2>) -> Array2<F> {
+        let mut db = Array2::zeros(b.raw_dim());
+        general_mat_mul(F::from_f64(1.0), &self.t(), dc, F::from_f64(0.0), &mut db);
+        db
+    }
+}
+
+impl<F, S1, S2, S3> DotAdjoint<ArrayBase<S2, Ix1>, ArrayBase<S3, Ix1>> for ArrayBase<S1, Ix2>
+where
+    F: Real,
+    S1: Data<Elem = F>,
+    S2: Data<Elem = F>,
+    S3: Data<Elem = F>,
+{
+    type Lhs = Array2<F>;
+    type Rhs = Array1<F>;
+    fn lhs(&self, b: &ArrayBase<S2, Ix1>, dc: &ArrayBase<S3, Ix1>) -> Array2<F> {
+        outer(dc, b)
+    }
+    fn rhs(&self, b: &ArrayBase<S2, Ix1>, dc: &ArrayBase<S3, Ix1>) -> Array1<F> {
+        let mut db = Array1::zeros(b.raw_dim());
+        general_mat_vec_mul(F::from_f64(1.0), &self.t(), dc, F::from_f64(0.0), &mut db);
+        db
+    }
+}
+
+impl<F, S1, S2, S3> DotAdjoint<ArrayBase<S2, Ix2>, ArrayBase<S3, Ix1>> for ArrayBase<S1, Ix1>
+where
+    F: Real,
+    S1: Data<Elem = F>,
+    S2: Data<Elem = F>,
+    S3: Data<Elem = F>,
+{
+    type Lhs = Array1<F>;
+    type Rhs = Array2<F>;
+    fn lhs(&self, b: &ArrayBase<S2, Ix2>, dc: &ArrayBase<S3, Ix1>) -> Array1<F> {
+        let mut da = Array1::zeros(self.raw_dim());
+        general_mat_vec_mul(F::from_f64(1.0), b, dc, F::from_f64(0.0), &mut da);
+        da
+    }
+    fn rhs(&self, _b: &ArrayBase<S2, Ix2>, dc: &ArrayBase<S3, Ix1>) -> Array2<F> {
+        outer(self, dc)
+    }
+}
+
+impl<F, S1, S2> DotAdjoint<ArrayBase<S2, Ix1>, F> for ArrayBase<S1, Ix1>
+where
+    F: Real,
+    S1: Data<Elem = F>,
+    S2: Data<Elem = F>,
+{
+    type Lhs = Array1<F>;
+    type Rhs = Array1<F>;
+    fn lhs(&self, b: &ArrayBase<S2, Ix1>, dc: &F) -> Array1<F> {
+        b.mapv(|v| v * *dc)
+    }
+    fn rhs(&self, _b: &ArrayBase<S2, Ix1>, dc: &F) -> Array1<F> {
+        self.mapv(|v| v * *dc)
+    }
+}
+
+fn outer<F: Real, S1: Data<Elem = F>, S2: Data<Elem = F>>(u: &ArrayBase<S1, Ix1>, v: &ArrayBase<S2, Ix1>) -> Array2<F> {
+    let mut out = Array2::zeros((u.len(), v.len()));
+    for (mut row, &ui) in out.rows_mut().into_iter().zip(u.iter()) {
+        row.zip_mut_with(v, |o, &vj| *o = ui * vj);
+    }
+    out
+}
+
+/// Adjoint of `a.dot(b)` with respect to `a`.
+#[inline]
+pub fn dot_lhs_adj<A, B, Y, DY>(a: &A, b: &B, _y: &Y, dy: &DY) -> <A::Canon as DotAdjoint<B::Canon, DY::Canon>>::Lhs
+where
+    A: Val + ?Sized,
+    B: Val + ?Sized,
+    Y: ?Sized,
+    DY: Val + ?Sized,
+    A::Canon: DotAdjoint<B::Canon, DY::Canon>,
+{
+    a.canon().lhs(b.canon(), dy.canon())
+}
+
+/// Adjoint of `a.dot(b)` with respect to `b`.
+#[inline]
+pub fn dot_rhs_adj<A, B, Y, DY>(a: &A, b: &B, _y: &Y, dy: &DY) -> <A::Canon as DotAdjoint<B::Canon, DY::Canon>>::Rhs
+where
+    A: Val + ?Sized,
+    B: Val + ?Sized,
+    Y: ?Sized,
+    DY: Val + ?Sized,
+    A::Canon: DotAdjoint<B::Canon, DY::Canon>,
+{
+    a.canon().rhs(b.canon(), dy.canon())
+}
+
+// ----- shape operations ----------------------------------------------------------------------
+
+/// Adjoint of `x.t()` and `x.reversed_axes()`: the adjoint with its axes reversed back.
+pub fn t_adj<X: ?Sized, Y: ?Sized, F: Real, S: Data<Elem = F>, D: Dimension, DY: Val<Canon = ArrayBase<S, D>> + ?Sized>(_x: &X, _y: &Y, dy: &DY) -> Array<F, D> {
+    dy.canon().view().reversed_axes().to_owned()
+}
+
+/// `x.reversed_axes()` on a view, so that `x` stays available to the reverse sweep.
+pub fn reversed_axes<'a, F: 'a, S: Data<Elem = F> + 'a, D: Dimension + 'a, X: Val<Canon = ArrayBase<S, D>> + ?Sized>(x: &'a X) -> ArrayView<'a, F, D> {
+    x.canon().view().reversed_axes()
+}
+
+/// `x.insert_axis(axis)` on a view.
+pub fn insert_axis<'a, F: 'a, S: Data<Elem = F> + 'a, D: Dimension + 'a, X: Val<Canon = ArrayBase<S, D>> + ?Sized>(x: &'a X, axis: Axis) -> ArrayView<'a, F, D::Larger> {
+    x.canon().view().insert_axis(axis)
+}
+
+/// Adjoint of `x.insert_axis(axis)`: the adjoint with that axis removed.
+pub fn insert_axis_adj<X: ?Sized, Y: ?Sized, F: Real, S: Data<Elem = F>, D: Dimension + RemoveAxis, DY: Val<Canon = ArrayBase<S, D>> + ?Sized>(
+    _x: &X,
+    _y: &Y,
+    dy: &DY,
+    axis: Axis,
+) -> Array<F, D::Smaller> {
+    dy.canon().view().remove_axis(axis).to_owned()
+}
+
+/// `x.into_shape_with_order(shape)` on a view.
+pub fn into_shape_with_order<'a, F: 'a, S: Data<Elem = F> + 'a, D: Dimension + 'a, X: Val<Canon = ArrayBase<S, D>> + ?Sized, E: ndarray::ShapeArg>(
+    x: &'a X,
+    shape: E,
+) -> Result<ArrayView<'a, F, E::Dim>, ndarray::ShapeError> {
+    x.canon().view().into_shape_with_order(shape)
+}
+
+/// Adjoint of a reshape (`into_shape_with_order`, `to_shape`): the adjoint in `x`'s shape.
+pub fn reshape_adj<F: Real, SX: Data<Elem = F>, D: Dimension, X: Val<Canon = ArrayBase<SX, D>> + ?Sized, Y: ?Sized, S: Data<Elem = F>, E: Dimension, DY: Val<Canon = ArrayBase<S, E>> + ?Sized, Sh>(
+    x: &X,
+    _y: &Y,
+    dy: &DY,
+    _shape: Sh,
+) -> Array<F, D> {
+    let dy = dy.canon();
+    match dy.to_shape(x.canon().raw_dim()) {
+        Ok(v) => v.into_owned(),
+        Err(e) => panic!("autodiff: reshaping an adjoint of shape {:?} back to {:?}: {e}", dy.shape(), x.canon().shape()),
+    }
+}
+
+// ----- reductions ----------------------------------------------------------------------------
+
+/// Adjoint of `x.sum()`: `dy` in every element.
+pub fn sum_adj<F: Real, S: Data<Elem = F>, D: Dimension, X: Val<Canon = ArrayBase<S, D>> + ?Sized, Y: ?Sized, DY: Val<Canon = F> + ?Sized>(x: &X, _y: &Y, dy: &DY) -> Array<F, D> {
+    Array::from_elem(x.canon().raw_dim(), *dy.canon())
+}
+
+/// Adjoint of `x.mean()`: `dy / n` in every element.
+pub fn mean_adj<F: Real, S: Data<Elem = F>, D: Dimension, X: Val<Canon = ArrayBase<S, D>> + ?Sized, Y: ?Sized, DY: Val<Canon = F> + ?Sized>(x: &X, _y: &Y, dy: &DY) -> Array<F, D> {
+    let x = x.canon();
+    Array::from_elem(x.raw_dim(), *dy.canon() / F::from_f64(x.len() as f64))
+}
+
+/// Adjoint of `x.sum_axis(axis)`: `dy` spread back along `axis`.
+pub fn sum_axis_adj<F: Real, SX: Data<Elem = F>, D: Dimension + RemoveAxis, X: Val<Canon = ArrayBase<SX, D>> + ?Sized, Y: ?Sized, S: Data<Elem = F>, DY: Val<Canon = ArrayBase<S, D::Smaller>> + ?Sized>(
+    x: &X,
+    _y: &Y,
+    dy: &DY,
+    axis: Axis,
+) -> Array<F, D> {
+    let x = x.canon();
+    let spread = dy.canon().view().insert_axis(axis);
+    match spread.broadcast(x.raw_dim()) {
+        Some(b) => b.to_owned(),
+        None => panic!("autodiff: sum_axis adjoint of shape {:?} does not fit {:?}", dy.canon().shape(), x.shape()),
+    }
+}
+
+/// Adjoint of `x.mean_axis(axis)`: `dy / n` spread back along `axis`.
+pub fn mean_axis_adj<F: Real, SX: Data<Elem = F>, D: Dimension + RemoveAxis, X: Val<Canon = ArrayBase<SX, D>> + ?Sized, Y: ?Sized, S: Data<Elem = F>, DY: Val<Canon = ArrayBase<S, D::Smaller>> + ?Sized>(
+    x: &X,
+    y: &Y,
+    dy: &DY,
+    axis: Axis,
+) -> Array<F, D> {
+    let n = F::from_f64(x.canon().len_of(axis) as f64);
+    let mut out = sum_axis_adj(x, y, dy, axis);
+    out.mapv_inplace(|v| v / n);
+    out
+}

@@ -1,0 +1,181 @@
+//! How the runtime reads the values generated code hands it.
+//!
+//! Generated code passes every value by reference, and a value may itself be a reference
+//! (`x: &Array2<f64>` as a parameter). [`Val`] reads through any number of references to the
+//! value itself, so one generic helper serves `f64`, `Array2<f64>`, `&Array2<f64>` and views.
+//! [`Contribution`] is anything that can be added into an adjoint: a scalar or an array of any
+//! dimension, owned (reused without copying) or borrowed.
+
+use crate::Real;
+use ndarray::{ArrayBase, ArrayD, ArrayView, ArrayViewD, Data, Dimension, IxDyn, RawData, ShapeBuilder};
+
+/// A value as generated code sees it, with references read through.
+pub trait Val {
+    /// The value behind the references: `f64`, `f32` or an `ArrayBase`.
+    type Canon: ?Sized;
+    /// The value behind the references.
+    fn canon(&self) -> &Self::Canon;
+}
+
+impl<S: RawData, D> Val for ArrayBase<S, D> {
+    type Canon = Self;
+    #[inline(always)]
+    fn canon(&self) -> &Self {
+        self
+    }
+}
+
+impl<T: Val + ?Sized> Val for &T {
+    type Canon = T::Canon;
+    #[inline(always)]
+    fn canon(&self) -> &T::Canon {
+        (**self).canon()
+    }
+}
+
+impl<T: Val + ?Sized> Val for &mut T {
+    type Canon = T::Canon;
+    #[inline(always)]
+    fn canon(&self) -> &T::Canon {
+        (**self).canon()
+    }
+}
+
+/// A scalar or an array that can be broadcast to a shape, for element-wise pullbacks.
+pub trait Broadcast<F> {
+    /// This value broadcast to `dim`. Panics, naming both shapes, when it cannot be.
+    fn broadcast_to<E: Dimension>(&self, dim: &E) -> ArrayView<'_, F, E>;
+}
+
+impl<F, S: Data<Elem = F>, D: Dimension> Broadcast<F> for ArrayBase<S, D> {
+    fn broadcast_to<E: Dimension>(&self, dim: &E) -> ArrayView<'_, F, E> {
+        match self.broadcast(dim.clone()) {
+            Some(v) => v,
+            None => panic!("autodiff: cannot broadcast an array of shape {:?} to shape {:?}", self.shape(), dim.slice()),
+        }
+    }
+}
+
+/// Something that can be added into an adjoint.
+pub trait Contribution<F> {
+    /// Its shape (empty for a scalar).
+    fn shape_of(&self) -> &[usize];
+    /// It as an owned dynamic-dimensional array; owned arrays are moved, not copied.
+    fn into_owned_dyn(self) -> ArrayD<F>;
+    /// It as a dynamic-dimensional view.
+    fn view_dyn(&self) -> ArrayViewD<'_, F>;
+}
+
+impl<F: Clone, S: Data<Elem = F>, D: Dimension> Contribution<F> for ArrayBase<S, D> {
+    fn shape_of(&self) -> &[usize] {
+        self.shape()
+    }
+    fn into_owned_dyn(self) -> ArrayD<F> {
+        self.into_owned().into_dyn()
+    }
+    fn view_dyn(&self) -> ArrayViewD<'_, F> {
+        self.view().into_dyn()
+    }
+}
+
+impl<F: Clone, S: Data<Elem = F>, D: Dimension> Contribution<F> for &ArrayBase<S, D> {
+    fn shape_of(&self) -> &[usize] {
+        self.shape()
+    }
+    fn into_owned_dyn(self) -> ArrayD<F> {
+        self.to_owned().into_dyn()
+    }
+    fn view_dyn(&self) -> ArrayViewD<'_, F> {
+        self.view().into_dyn()
+    }
+}
+
+macro_rules! scalar_values {
+    ($($t:ident),*) => {$(
+        impl Val for $t {
+            type Canon = $t;
+            #[inline(always)]
+            fn canon(&self) -> &$t {
+                self
+            }
+        }
+        impl Broadcast<$t> for $t {
+            fn broadcast_to<E: Dimension>(&self, dim: &E) -> ArrayView<'_, $t, E> {
+                // Every index reads the one element: all strides zero.
+                let zero = E::zeros(dim.ndim());
+                match ArrayView::from_shape(dim.clone().strides(zero), std::slice::from_ref(self)) {
+                    Ok(v) => v,
+                    Err(e) => panic!("autodiff: broadcasting a scalar to shape {:?}: {e}", dim.slice()),
+                }
+            }
+        }
+        impl Contribution<$t> for $t {
+            fn shape_of(&self) -> &[usize] {
+                &[]
+            }
+            fn into_owned_dyn(self) -> ArrayD<$t> {
+                ndarray::arr0(self).into_dyn()
+            }
+            fn view_dyn(&self) -> ArrayViewD<'_, $t> {
+                ndarray::aview0(self).into_dyn()
+            }
+        }
+        impl Contribution<$t> for &$t {
+            fn shape_of(&self) -> &[usize] {
+                &[]
+            }
+            fn into_owned_dyn(self) -> ArrayD<$t> {
+                ndarray::arr0(*self).into_dyn()
+            }
+            fn view_dyn(&self) -> ArrayViewD<'_, $t> {
+                ndarray::aview0(*self).into_dyn()
+            }
+        }
+    )*};
+}
+scalar_values!(f32, f64);
+
+/// `c` summed over the axes along which the forward sweep broadcast a value of shape `shape`
+/// to `c`'s shape (the reverse of broadcasting). Panics, naming both shapes, when `c` cannot
+/// have come from broadcasting such a value.
+pub fn reduce_to<F: Real>(c: ArrayViewD<'_, F>, shape: &[usize]) -> ArrayD<F> {
+    if c.shape() == shape {
+        return c.to_owned();
+    }
+    let mismatch = || -> ! {
+        panic!(
+            "autodiff: an adjoint of shape {:?} cannot be added into a value of shape {:?}",
+            c.shape(),
+            shape
+        )
+    };
+    let mut r = c.to_owned();
+    while r.ndim() > shape.len() {
+        r = r.sum_axis(ndarray::Axis(0));
+    }
+    if r.ndim() < shape.len() {
+        // A value broadcast to fewer dimensions cannot happen; a scalar adjoint spread over an
+        // array can (every element receives it).
+        return match r.broadcast(IxDyn(shape)) {
+            Some(b) => b.to_owned(),
+            None => mismatch(),
+        };
+    }
+    for axis in 0..r.ndim() {
+        if shape[axis] == 1 && r.shape()[axis] != 1 {
+            r = r.sum_axis(ndarray::Axis(axis)).insert_axis(ndarray::Axis(axis));
+        } else if shape[axis] != r.shape()[axis] {
+            mismatch();
+        }
+    }
+    r
+}
+
+/// A dynamic-dimensional adjoint back in the dimension type of its value.
+pub fn into_dim<F, D: Dimension>(a: ArrayD<F>) -> ndarray::Array<F, D> {
+    let shape = a.shape().to_vec();
+    match a.into_dimensionality::<D>() {
+        Ok(a) => a,
+        Err(_) => panic!("autodiff: an adjoint of shape {shape:?} does not have the dimension of its value"),
+    }
+}
