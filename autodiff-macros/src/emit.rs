@@ -3,14 +3,14 @@
 //! Each companion body is the forward sweep (the lowered body, with each `if` also recording
 //! which arm ran and what that arm's reverse sweep needs) followed by the reverse sweep.
 
-use crate::ir::{CallForm, Function, Op, Operand, Stmt};
+use crate::ir::{CallForm, Function, MapFn, Op, Operand, Stmt};
 use crate::names::Namer;
 use crate::reverse::{Reverse, Saved};
-use crate::rules::Kind;
+use crate::rules::Forward as Fwd;
 use crate::signature::{self, Param, Signature};
 use crate::{attr, lower};
 use proc_macro2::{Ident, TokenStream};
-use quote::{format_ident, quote, quote_spanned, ToTokens};
+use quote::{format_ident, quote, ToTokens};
 use syn::ItemFn;
 
 pub fn companions(attr: TokenStream, func: &ItemFn) -> syn::Result<TokenStream> {
@@ -35,16 +35,8 @@ pub fn companions(attr: TokenStream, func: &ItemFn) -> syn::Result<TokenStream> 
         .collect();
     let args: Vec<&Ident> = sig.params.iter().map(|p| &p.ident).collect();
 
-    let grad_ty = tuple_or_bare(sig.wrt().map(|_| float.to_token_stream()).collect());
-    let pullback_ty = tuple_or_bare(
-        sig.params
-            .iter()
-            .map(|p| match p.kind {
-                signature::Kind::Constant => quote!(()),
-                signature::Kind::Float => float.to_token_stream(),
-            })
-            .collect(),
-    );
+    let grad_ty = tuple_or_bare(sig.wrt().map(|p| p.grad_ty.clone()).collect());
+    let pullback_ty = tuple_or_bare(sig.params.iter().map(|p| p.grad_ty.clone()).collect());
 
     let mut namer = Namer::avoiding(func.to_token_stream());
     let d_out = namer.fresh("d_out");
@@ -217,44 +209,57 @@ impl Forward<'_> {
     }
 
     fn op(&self, op: &Op) -> TokenStream {
+        let rt = self.rt;
         match op {
             Op::Copy(o) => self.operand(o),
             Op::Verbatim(t) => t.clone(),
-            Op::Call { path, args, .. } => {
-                let args = args.iter().map(|a| self.operand(a));
+            Op::Call { path, args, refs, .. } => {
+                let args = args.iter().zip(refs).map(|(a, r)| {
+                    let a = self.operand(a);
+                    if *r {
+                        quote!(&#a)
+                    } else {
+                        a
+                    }
+                });
                 quote!(#path(#(#args),*))
             }
-            Op::Prim {
-                rule,
-                form,
-                args,
-                ints,
-                span,
-            } => {
-                let mut all: Vec<TokenStream> = args.iter().map(|a| self.operand(a)).collect();
-                all.extend(ints.iter().map(|i| self.operand(i)));
-                if rule.kind == Kind::Operator {
-                    let op = match rule.name {
-                        "add" => quote_spanned!(*span=> +),
-                        "sub" | "neg" => quote_spanned!(*span=> -),
-                        "mul" => quote_spanned!(*span=> *),
-                        _ => quote_spanned!(*span=> /),
-                    };
-                    return match all.as_slice() {
-                        [x] => quote!(#op #x),
-                        [a, b] => quote!(#a #op #b),
-                        _ => quote!(compile_error!("internal: operator arity")),
-                    };
-                }
-                match form {
-                    CallForm::Method(m) => {
-                        let recv = &all[0];
-                        let rest = &all[1..];
-                        quote!(#recv.#m(#(#rest),*))
+            Op::Map { recv, func, span } => {
+                let recv = self.operand(recv);
+                let f = match func {
+                    MapFn::Rule(_, path) => path.clone(),
+                    MapFn::Closure { forward, .. } => forward.clone(),
+                };
+                let mapv = Ident::new("mapv", *span);
+                quote!(#recv.#mapv(#f))
+            }
+            Op::Prim { rule, form, args, ints, suffix, span } => {
+                let floats: Vec<TokenStream> = args.iter().map(|a| self.operand(a)).collect();
+                let ints: Vec<TokenStream> = ints.iter().map(|i| self.operand(i)).collect();
+                match (&rule.forward, form) {
+                    (Fwd::Runtime(name), _) => {
+                        let f = Ident::new(name, *span);
+                        quote!(#rt::#f(#(&#floats,)* #(#ints),*)#suffix)
                     }
-                    CallForm::Path(p) => quote!(#p(#(#all),*)),
+                    (Fwd::AsWritten, CallForm::Method(m)) => {
+                        let recv = &floats[0];
+                        let rest = floats[1..].iter().chain(&ints);
+                        quote!(#recv.#m(#(#rest),*)#suffix)
+                    }
+                    (Fwd::AsWritten, CallForm::Path(p)) => quote!(#p(#(#floats,)* #(#ints),*)#suffix),
                 }
             }
         }
     }
+}
+
+/// The body of the element-wise pullback of a `mapv` closure: its forward sweep, its reverse
+/// sweep seeded with `seed`, and the parameter's adjoint.
+pub fn closure_pullback(f: &Function, float: &Ident, rt: &Ident, seed: TokenStream) -> TokenStream {
+    let mut rev = Reverse::new(f, float.clone(), rt.clone());
+    let reverse = rev.sweep(seed);
+    let grad = rev.gradient(0);
+    let saved = std::mem::take(&mut rev.saved);
+    let forward = Forward { f, saved: &saved, rt }.block(&f.body);
+    quote!({ #forward #reverse #grad })
 }

@@ -57,6 +57,14 @@ pub enum Op {
         form: CallForm,
         args: Vec<Operand>,
         ints: Vec<Operand>,
+        /// Kept after the call in the forward sweep: `.unwrap()` after `mean()`.
+        suffix: TokenStream,
+        span: Span,
+    },
+    /// `recv.mapv(f)`.
+    Map {
+        recv: Operand,
+        func: MapFn,
         span: Span,
     },
     /// A call to a function whose pullback is `path_pullback` (composition and custom
@@ -65,10 +73,22 @@ pub enum Op {
         path: syn::Path,
         pullback: syn::Path,
         args: Vec<Operand>,
+        /// Which arguments the user passed by reference (`g(&a)`); the pullback gets them the
+        /// same way.
+        refs: Vec<bool>,
     },
     /// An expression whose value does not depend on any differentiated value (integer code,
     /// comparisons, constants): emitted as written, with variables renamed.
     Verbatim(TokenStream),
+}
+
+/// The function a `mapv` applies.
+pub enum MapFn {
+    /// `f64::exp`: a one-operand rule of the table.
+    Rule(&'static Rule, TokenStream),
+    /// `|v| ..`: the closure as the forward sweep runs it, and its body lowered as a function
+    /// of `v` (variable 0) for the element-wise pullback.
+    Closure { forward: TokenStream, function: Box<Function> },
 }
 
 pub struct Phi {
@@ -114,6 +134,7 @@ impl Op {
             Op::Copy(o) => vec![o],
             Op::Prim { args, .. } => args.iter().collect(),
             Op::Call { args, .. } => args.iter().collect(),
+            Op::Map { recv, .. } => vec![recv],
             Op::Verbatim(_) => vec![],
         }
     }

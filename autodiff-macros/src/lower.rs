@@ -8,7 +8,7 @@
 //! - An early `return` moves the code that follows its `if` into the arms that fall through,
 //!   so every path ends in the function's value.
 
-use crate::ir::{Block, CallForm, Function, Op, Operand, Phi, Stmt, Var, VarId};
+use crate::ir::{Block, CallForm, Function, MapFn, Op, Operand, Phi, Stmt, Var, VarId};
 use crate::names::Namer;
 use crate::rules::{self, Adjoint, Rule};
 use crate::signature::{float_type, Errors, Param, Signature};
@@ -486,6 +486,10 @@ impl Lowerer<'_> {
         out: &mut Block,
     ) -> syn::Result<VarId> {
         let lowered = self.lower(e, hint, out)?;
+        if let Lowered::Operand(Operand::Var(v)) = lowered {
+            // `let y = x;`: `y` names the same value, no copy (arrays are never moved).
+            return Ok(v);
+        }
         Ok(self.bind_lowered(lowered, hint, ty, out))
     }
 
@@ -517,6 +521,11 @@ impl Lowerer<'_> {
     fn lower(&mut self, e: &Expr, hint: &str, out: &mut Block) -> syn::Result<Lowered> {
         let e = strip(e);
         match e {
+            Expr::Lit(syn::ExprLit { lit: syn::Lit::Float(f), .. }) if f.suffix().is_empty() => {
+                // Typed, so that the runtime's generic helpers know it is the function's float.
+                let typed = syn::LitFloat::new(&format!("{}{}", f.base10_digits(), self.float), f.span());
+                return Ok(Lowered::Operand(Operand::Const(typed.to_token_stream())));
+            }
             Expr::Lit(_) => return Ok(Lowered::Operand(Operand::Const(e.to_token_stream()))),
             Expr::Path(p) if p.qself.is_none() => {
                 if let Some(id) = p.path.get_ident().and_then(|i| self.lookup(&i.to_string())) {
@@ -539,7 +548,7 @@ impl Lowerer<'_> {
                     BinOp::Eq(_) | BinOp::Ne(_) | BinOp::Lt(_) | BinOp::Le(_) | BinOp::Gt(_) | BinOp::Ge(_) | BinOp::And(_) | BinOp::Or(_) => {
                         return Ok(Lowered::Op(Op::Verbatim(self.condition(e)?), false));
                     }
-                    _ => return Err(syn::Error::new_spanned(b.op, "#[differentiate] supports the float operators `+ - * /` (and comparisons) on differentiated values")),
+                    _ => return Err(syn::Error::new_spanned(b.op, "#[differentiate] supports the operators `+ - * /` (and comparisons) on differentiated values")),
                 };
                 let lhs = self.operand(&b.left, out)?;
                 let rhs = self.operand(&b.right, out)?;
@@ -548,10 +557,12 @@ impl Lowerer<'_> {
             Expr::Unary(u) => match u.op {
                 UnOp::Neg(_) => {
                     let x = self.operand(&u.expr, out)?;
-                    Ok(Lowered::Op(Op::Prim { rule: rules::operator("neg"), form: CallForm::Method(Ident::new("neg", u.op.span())), args: vec![x], ints: vec![], span: u.op.span() }, true))
+                    Ok(self.operator("neg", vec![x], u.op.span()))
                 }
                 _ => Err(syn::Error::new_spanned(u, "#[differentiate] supports unary `-` on differentiated values; `!` and `*` are not float operations")),
             },
+            // `&x`: ownership, not mathematics; the forward sweep borrows every operand anyway.
+            Expr::Reference(r) if r.mutability.is_none() => self.lower(&r.expr, hint, out),
             Expr::Cast(c) => match float_type(&c.ty) {
                 Some(f) if f == self.float => {
                     let x = self.operand(&c.expr, out)?;
@@ -577,61 +588,159 @@ impl Lowerer<'_> {
         }
     }
 
+    fn operator(&self, name: &str, args: Vec<Operand>, span: Span) -> Lowered {
+        match rules::operator(name) {
+            Some(rule) => Lowered::Op(
+                Op::Prim { rule, form: CallForm::Method(Ident::new(name, span)), args, ints: vec![], suffix: TokenStream::new(), span },
+                true,
+            ),
+            None => Lowered::Op(Op::Verbatim(quote!(compile_error!("autodiff: no rule for an operator"))), false),
+        }
+    }
+
     /// `a op b`: an operator rule, or plain code when neither side is differentiated.
-    fn binop(
-        &mut self,
-        name: &str,
-        op: TokenStream,
-        span: Span,
-        a: Operand,
-        b: Operand,
-    ) -> Lowered {
+    fn binop(&mut self, name: &str, op: TokenStream, span: Span, a: Operand, b: Operand) -> Lowered {
         if !self.is_active(&a) && !self.is_active(&b) {
             let (a, b) = (self.tokens(&a), self.tokens(&b));
             return Lowered::Op(Op::Verbatim(quote!(#a #op #b)), false);
         }
-        Lowered::Op(
-            Op::Prim {
-                rule: rules::operator(name),
-                form: CallForm::Method(Ident::new(name, span)),
-                args: vec![a, b],
-                ints: vec![],
-                span,
-            },
-            true,
-        )
+        self.operator(name, vec![a, b], span)
     }
 
     fn method(&mut self, m: &syn::ExprMethodCall, out: &mut Block) -> syn::Result<Lowered> {
         let name = m.method.to_string();
         if m.turbofish.is_some() {
-            return Err(syn::Error::new_spanned(
-                m,
-                "#[differentiate] does not support turbofish on methods of differentiated values",
-            ));
+            return Err(syn::Error::new_spanned(m, "#[differentiate] does not support turbofish on methods of differentiated values"));
         }
-        if INACTIVE_METHODS.contains(&name.as_str()) && is_plain(&Expr::MethodCall(m.clone())) {
-            return Ok(Lowered::Op(
-                Op::Verbatim(self.rename(&Expr::MethodCall(m.clone()))?),
-                false,
-            ));
+        let whole = Expr::MethodCall(m.clone());
+        if INACTIVE_METHODS.contains(&name.as_str()) && is_plain(&whole) {
+            return Ok(Lowered::Op(Op::Verbatim(self.rename(&whole)?), false));
+        }
+        // `x.mean().unwrap()`: the fallible primitive, with the unwrap kept after it.
+        if name == "unwrap" || name == "expect" {
+            if let Expr::MethodCall(inner) = strip(&m.receiver) {
+                if let Some(rule) = rules::method(&inner.method.to_string()).filter(|r| r.fallible) {
+                    let mut args = Vec::new();
+                    for a in &m.args {
+                        args.push(self.rename(a)?);
+                    }
+                    let method = &m.method;
+                    let suffix = quote!(.#method(#(#args),*));
+                    let mut operands = vec![&*inner.receiver];
+                    operands.extend(inner.args.iter());
+                    return self.prim(rule, CallForm::Method(inner.method.clone()), &operands, inner.method.span(), suffix, out);
+                }
+            }
+        }
+        if name == "mapv" {
+            return self.mapv(m, out);
         }
         let Some(rule) = rules::method(&name) else {
             return Err(syn::Error::new_spanned(
                 &m.method,
-                format!("#[differentiate] cannot differentiate the method `{name}`: the float methods it knows are {}", rules::method_names()),
+                format!("#[differentiate] cannot differentiate the method `{name}`: the methods it knows are {}, and `mapv`", rules::method_names()),
             ));
         };
+        if rule.fallible {
+            return Err(syn::Error::new_spanned(&m.method, format!("`{name}` returns an `Option`/`Result`: write `.unwrap()` or `.expect(..)` directly after it")));
+        }
         let mut args = vec![&*m.receiver];
         args.extend(m.args.iter());
-        self.prim(
-            rule,
-            CallForm::Method(m.method.clone()),
-            &args,
-            m.method.span(),
-            m.to_token_stream(),
-            out,
-        )
+        self.prim(rule, CallForm::Method(m.method.clone()), &args, m.method.span(), TokenStream::new(), out)
+    }
+
+    /// `a.mapv(f64::exp)` or `a.mapv(|v| ..)`: an element-wise map whose scalar pullback is a
+    /// rule of the table, or the closure body differentiated like a function of `v`.
+    fn mapv(&mut self, m: &syn::ExprMethodCall, out: &mut Block) -> syn::Result<Lowered> {
+        if m.args.len() != 1 {
+            return Err(syn::Error::new_spanned(m, "`mapv` takes one function"));
+        }
+        let recv = self.operand(&m.receiver, out)?;
+        let arg = strip(&m.args[0]);
+        let func = match arg {
+            Expr::Path(p) if p.path.segments.len() == 2 && (p.path.segments[0].ident == "f64" || p.path.segments[0].ident == "f32") => {
+                let name = p.path.segments[1].ident.to_string();
+                match rules::method(&name).filter(|r| r.floats == 1 && r.ints == 0 && r.kind == rules::Kind::Method) {
+                    Some(rule) => MapFn::Rule(rule, p.to_token_stream()),
+                    None => return Err(syn::Error::new_spanned(p, format!("`mapv` with `{}` is not supported: use a one-argument float function of the rules table, or a closure", p.to_token_stream()))),
+                }
+            }
+            Expr::Closure(c) => self.closure(c)?,
+            other => return Err(syn::Error::new_spanned(other, "`mapv` is supported with a path to a float function (`f64::exp`) or a closure (`|v| v.max(0.0)`)")),
+        };
+        let active = self.is_active(&recv);
+        Ok(Lowered::Op(Op::Map { recv, func, span: m.method.span() }, active))
+    }
+
+    /// A `mapv` closure: its forward form (renamed), and its body lowered as a function of its
+    /// one parameter, which the reverse sweep differentiates element by element.
+    fn closure(&mut self, c: &syn::ExprClosure) -> syn::Result<MapFn> {
+        let param = match c.inputs.iter().collect::<Vec<_>>().as_slice() {
+            [Pat::Ident(pi)] if pi.by_ref.is_none() && pi.subpat.is_none() => pi.ident.clone(),
+            [Pat::Type(pt)] => match &*pt.pat {
+                Pat::Ident(pi) if pi.by_ref.is_none() && pi.subpat.is_none() => pi.ident.clone(),
+                other => return Err(syn::Error::new_spanned(other, "a `mapv` closure takes one named parameter: `|v| ...`")),
+            },
+            _ => return Err(syn::Error::new_spanned(&c.inputs, "a `mapv` closure takes one named parameter: `|v| ...`")),
+        };
+        if c.asyncness.is_some() || c.constness.is_some() {
+            return Err(syn::Error::new_spanned(c, "a `mapv` closure must be a plain closure"));
+        }
+        // Captured values must be constants: a closure cannot carry their gradient out.
+        let mut shadowed = HashMap::new();
+        let self_param = self.new_var(&param.to_string(), false, None);
+        self.vars[self_param].name = param.clone();
+        shadowed.insert(param.to_string(), self_param);
+        self.scopes.push(shadowed);
+        let captured_active = {
+            struct Finder<'a, 'b> {
+                lw: &'a Lowerer<'b>,
+                found: Option<syn::ExprPath>,
+            }
+            impl<'ast> Visit<'ast> for Finder<'_, '_> {
+                fn visit_expr_path(&mut self, p: &'ast syn::ExprPath) {
+                    if let Some(i) = p.path.get_ident() {
+                        if let Some(id) = self.lw.lookup(&i.to_string()) {
+                            if self.lw.vars[id].active && self.found.is_none() {
+                                self.found = Some(p.clone());
+                            }
+                        }
+                    }
+                }
+            }
+            let mut f = Finder { lw: self, found: None };
+            f.visit_expr(&c.body);
+            f.found
+        };
+        let forward = self.rename(&Expr::Closure(c.clone()));
+        self.scopes.pop();
+        if let Some(p) = captured_active {
+            return Err(syn::Error::new_spanned(p, "a `mapv` closure may capture only constants, not a differentiated value: write the operation on the arrays instead (`&a * s`)"));
+        }
+        let forward = forward?;
+
+        // The body as a function of the parameter, with the visible variables as constants.
+        let mut vars = vec![Var { name: param.clone(), adjoint: self.namer.fresh(&format!("d_{param}")), active: true, ty: None }];
+        let mut scope = HashMap::new();
+        for s in &self.scopes {
+            for (name, &id) in s {
+                scope.insert(name.clone(), vars.len());
+                let v = &self.vars[id];
+                vars.push(Var { name: v.name.clone(), adjoint: v.adjoint.clone(), active: false, ty: None });
+            }
+        }
+        scope.insert(param.to_string(), 0);
+        let mut inner = Lowerer { float: self.float.clone(), namer: &mut *self.namer, vars, scopes: vec![scope], items: Vec::new(), errors: Errors::default(), temps: self.temps };
+        let mut body = Block::default();
+        let result = inner.seq(&[Item::Expr(&c.body, true)], true, &mut body);
+        self.temps = inner.temps;
+        let result = result?;
+        inner.errors.finish()?;
+        let Some(result) = result else {
+            return Err(syn::Error::new_spanned(&c.body, "this closure has no value"));
+        };
+        let function = Function { vars: inner.vars, items: Vec::new(), body, result };
+        Ok(MapFn::Closure { forward, function: Box::new(function) })
     }
 
     fn call(&mut self, c: &syn::ExprCall, out: &mut Block) -> syn::Result<Lowered> {
@@ -647,25 +756,15 @@ impl Lowerer<'_> {
         if segs.len() == 2 && (segs[0].ident == "f64" || segs[0].ident == "f32") {
             let name = segs[1].ident.to_string();
             if INACTIVE_METHODS.contains(&name.as_str()) {
-                return Ok(Lowered::Op(
-                    Op::Verbatim(self.condition(&Expr::Call(c.clone()))?),
-                    false,
-                ));
+                return Ok(Lowered::Op(Op::Verbatim(self.condition(&Expr::Call(c.clone()))?), false));
             }
-            let Some(rule) = rules::method(&name) else {
+            let Some(rule) = rules::method(&name).filter(|r| r.forward_as_written()) else {
                 return Err(syn::Error::new_spanned(
                     &segs[1].ident,
                     format!("#[differentiate] cannot differentiate `{}::{name}`: the float functions it knows are {}", segs[0].ident, rules::method_names()),
                 ));
             };
-            return self.prim(
-                rule,
-                CallForm::Path(fp.path.to_token_stream()),
-                &args,
-                segs[1].ident.span(),
-                c.to_token_stream(),
-                out,
-            );
+            return self.prim(rule, CallForm::Path(fp.path.to_token_stream()), &args, segs[1].ident.span(), TokenStream::new(), out);
         }
         // Any other function: its pullback stands beside it, `g` -> `g_pullback`.
         let mut pullback = fp.path.clone();
@@ -673,41 +772,23 @@ impl Lowerer<'_> {
             last.ident = Ident::new(&format!("{}_pullback", last.ident), c.span());
         }
         let mut operands = Vec::new();
+        let mut refs = Vec::new();
         for a in args {
+            let (a, by_ref) = match strip(a) {
+                Expr::Reference(r) if r.mutability.is_none() => (&*r.expr, true),
+                a => (a, false),
+            };
             operands.push(self.operand(a, out)?);
+            refs.push(by_ref);
         }
         let active = operands.iter().any(|o| self.is_active(o));
-        Ok(Lowered::Op(
-            Op::Call {
-                path: fp.path.clone(),
-                pullback,
-                args: operands,
-            },
-            active,
-        ))
+        Ok(Lowered::Op(Op::Call { path: fp.path.clone(), pullback, args: operands, refs }, active))
     }
 
-    fn prim(
-        &mut self,
-        rule: &'static Rule,
-        form: CallForm,
-        args: &[&Expr],
-        span: Span,
-        whole: TokenStream,
-        out: &mut Block,
-    ) -> syn::Result<Lowered> {
+    fn prim(&mut self, rule: &'static Rule, form: CallForm, args: &[&Expr], span: Span, suffix: TokenStream, out: &mut Block) -> syn::Result<Lowered> {
         if args.len() != rule.floats + rule.ints {
-            return Err(syn::Error::new(
-                span,
-                format!(
-                    "`{}` takes {} argument(s) here, not {}",
-                    rule.name,
-                    rule.floats + rule.ints,
-                    args.len()
-                ),
-            ));
+            return Err(syn::Error::new(span, format!("`{}` takes {} argument(s) here, not {}", rule.name, rule.floats + rule.ints, args.len())));
         }
-        let _ = whole;
         let mut floats = Vec::new();
         for a in &args[..rule.floats] {
             floats.push(self.operand(a, out)?);
@@ -716,28 +797,12 @@ impl Lowerer<'_> {
         for a in &args[rule.floats..] {
             let o = self.operand(a, out)?;
             if self.is_active(&o) {
-                return Err(syn::Error::new_spanned(
-                    a,
-                    format!(
-                        "the integer argument of `{}` cannot depend on a differentiated value",
-                        rule.name
-                    ),
-                ));
+                return Err(syn::Error::new_spanned(a, format!("this argument of `{}` cannot depend on a differentiated value", rule.name)));
             }
             ints.push(o);
         }
-        let active =
-            !matches!(rule.adjoint, Adjoint::Zero) && floats.iter().any(|o| self.is_active(o));
-        Ok(Lowered::Op(
-            Op::Prim {
-                rule,
-                form,
-                args: floats,
-                ints,
-                span,
-            },
-            active,
-        ))
+        let active = !matches!(rule.adjoint, Adjoint::Zero) && floats.iter().any(|o| self.is_active(o));
+        Ok(Lowered::Op(Op::Prim { rule, form, args: floats, ints, suffix, span }, active))
     }
 
     /// An `if`: both arms lowered in their own scopes, with a [`Phi`] for each variable they
@@ -1006,7 +1071,7 @@ fn unsupported(e: &Expr) -> syn::Error {
         Expr::Return(_) => "#[differentiate] supports `return` as a statement, inside `if`/`else` arms and blocks; move the `return` out of this expression",
         Expr::Index(_) => "#[differentiate] does not support indexing a differentiated value yet",
         Expr::Tuple(_) => "#[differentiate] supports tuples only in `let (a, b) = (.., ..);`",
-        Expr::Reference(_) => "#[differentiate] does not support references to differentiated values: pass the value itself",
+        Expr::Reference(_) => "#[differentiate] does not support `&mut` references to differentiated values",
         Expr::Field(_) => "#[differentiate] does not support fields of differentiated values",
         Expr::Async(_) | Expr::Await(_) => "#[differentiate] does not support `async` code",
         Expr::Assign(_) => "#[differentiate] supports assignments as statements only",

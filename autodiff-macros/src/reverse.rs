@@ -6,9 +6,9 @@
 //! are declared zero before it. For each `if`, the forward sweep saves exactly the values of
 //! the arm that ran which that arm's reverse sweep reads: this phase finds them ([`Saved`]).
 
-use crate::ir::{Block, Function, Op, Operand, Stmt, VarId};
+use crate::ir::{Block, Function, MapFn, Op, Operand, Stmt, VarId};
 use crate::rules::{Adjoint, Args};
-use proc_macro2::{Ident, TokenStream};
+use proc_macro2::{Ident, Span, TokenStream};
 use quote::{format_ident, quote};
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -134,9 +134,7 @@ impl<'a> Reverse<'a> {
         match op {
             Op::Copy(o) => out.extend(self.contribute(o, quote!(&#dy))),
             Op::Verbatim(_) => {}
-            Op::Prim {
-                rule, args, ints, ..
-            } => match rule.adjoint {
+            Op::Prim { rule, args, ints, .. } => match rule.adjoint {
                 Adjoint::Zero => {}
                 Adjoint::Linear(signs) => {
                     for (arg, &plus) in args.iter().zip(signs) {
@@ -147,34 +145,62 @@ impl<'a> Reverse<'a> {
                 Adjoint::Elementwise(templates) => {
                     let n = ints.first().map(|i| self.operand(i)).unwrap_or_default();
                     let names = Args::new(n, self.float.clone());
-                    let params: Vec<&Ident> = match args.len() {
-                        1 => vec![&names.x],
-                        2 => vec![&names.a, &names.b],
-                        _ => vec![&names.a, &names.b, &names.c],
-                    };
-                    let f = self.float.clone();
-                    let (y, yd) = (&names.y, &names.dy);
-                    let closure_params = quote!(#(#params: #f,)* #y: #f, #yd: #f);
-                    let pb = format_ident!("pb{}", args.len());
-                    for (k, (arg, template)) in args.iter().zip(templates).enumerate() {
-                        if !self.active(arg) {
-                            continue;
+                    for (arg, template) in args.iter().zip(templates) {
+                        if self.active(arg) {
+                            let c = self.elementwise(var, args, &names, template(&names));
+                            out.extend(self.contribute(arg, c));
                         }
-                        let _ = k;
-                        let body = template(&names);
-                        let operands: Vec<TokenStream> =
-                            args.iter().map(|a| self.operand(a)).collect();
-                        let yv = self.primal(var);
-                        let c = quote!(#rt::#pb(#(&#operands,)* &#yv, &#dy, |#closure_params| -> #f { #body }));
-                        out.extend(self.contribute(arg, c));
+                    }
+                }
+                Adjoint::Runtime(adjoints) => {
+                    for (arg, name) in args.iter().zip(adjoints) {
+                        if self.active(arg) {
+                            let operands: Vec<TokenStream> = args.iter().map(|a| self.operand(a)).collect();
+                            let consts: Vec<TokenStream> = ints.iter().map(|i| self.operand(i)).collect();
+                            let y = self.primal(var);
+                            let name = Ident::new(name, Span::call_site());
+                            let c = quote!(#rt::#name(#(&#operands,)* &#y, &#dy, #(#consts),*));
+                            out.extend(self.contribute(arg, c));
+                        }
                     }
                 }
             },
-            Op::Call { pullback, args, .. } => {
-                let operands: Vec<TokenStream> = args.iter().map(|a| self.operand(a)).collect();
-                let parts: Vec<Ident> = (0..args.len())
-                    .map(|k| format_ident!("{}_{}", dy, k))
+            Op::Map { recv, func, .. } => {
+                if self.active(recv) {
+                    let names = Args::new(TokenStream::new(), self.float.clone());
+                    let c = match func {
+                        MapFn::Rule(rule, _) => match rule.adjoint {
+                            Adjoint::Elementwise([template]) => self.elementwise(var, std::slice::from_ref(recv), &names, template(&names)),
+                            _ => quote!(#rt::zero_like(&#dy)),
+                        },
+                        MapFn::Closure { function, .. } => {
+                            let x = self.operand(recv);
+                            let y = self.primal(var);
+                            let f = self.float.clone();
+                            let p = &function.vars[0].name;
+                            let seed = &names.dy;
+                            let body = crate::emit::closure_pullback(function, &f, &rt, quote!(#seed));
+                            quote!(#rt::pb1(&#x, &#y, &#dy, |#p: #f, _: #f, #seed: #f| -> #f #body))
+                        }
+                    };
+                    out.extend(self.contribute(recv, c));
+                }
+            }
+            Op::Call { pullback, args, refs, .. } => {
+                let operands: Vec<TokenStream> = args
+                    .iter()
+                    .zip(refs)
+                    .map(|(a, r)| {
+                        let a = self.operand(a);
+                        if *r {
+                            quote!(&#a)
+                        } else {
+                            a
+                        }
+                    })
                     .collect();
+                // Mixed-site names: they cannot clash with any other name in the function.
+                let parts: Vec<Ident> = (0..args.len()).map(|k| Ident::new(&format!("d_arg{k}"), Span::mixed_site())).collect();
                 let pattern = if parts.len() == 1 {
                     let p = &parts[0];
                     quote!(#p)
@@ -188,6 +214,23 @@ impl<'a> Reverse<'a> {
             }
         }
         out
+    }
+
+    /// `__rt::pbN(&operands.., &y, &dy, |x: F, y: F, dy: F| -> F { body })`.
+    fn elementwise(&mut self, var: VarId, args: &[Operand], names: &Args, body: TokenStream) -> TokenStream {
+        let rt = self.rt.clone();
+        let f = self.float.clone();
+        let dy = self.f.vars[var].adjoint.clone();
+        let params: Vec<&Ident> = match args.len() {
+            1 => vec![&names.x],
+            2 => vec![&names.a, &names.b],
+            _ => vec![&names.a, &names.b, &names.c],
+        };
+        let (y, yd) = (&names.y, &names.dy);
+        let pb = format_ident!("pb{}", args.len());
+        let operands: Vec<TokenStream> = args.iter().map(|a| self.operand(a)).collect();
+        let yv = self.primal(var);
+        quote!(#rt::#pb(#(&#operands,)* &#yv, &#dy, |#(#params: #f,)* #y: #f, #yd: #f| -> #f { #body }))
     }
 
     fn if_stmt(

@@ -26,11 +26,25 @@ use quote::quote;
 pub struct Rule {
     pub name: &'static str,
     pub kind: Kind,
-    /// Float operands, the receiver first.
+    /// Differentiable operands (scalars or arrays), the receiver first.
     pub floats: usize,
-    /// Further non-float arguments, after the float ones (`powi`'s exponent).
+    /// Further non-differentiable arguments, after those (`powi`'s exponent, an `Axis`, a
+    /// shape).
     pub ints: usize,
+    /// How the forward sweep computes it.
+    pub forward: Forward,
+    /// Returns `Option`/`Result` (`mean`, `into_shape_with_order`): written with `.unwrap()` or
+    /// `.expect(..)` right after, which the forward sweep keeps.
+    pub fallible: bool,
     pub adjoint: Adjoint,
+}
+
+pub enum Forward {
+    /// As the user wrote it: `x.exp()`, `f64::exp(x)`, `x.sum()`.
+    AsWritten,
+    /// Through a runtime helper that borrows every operand (`__rt::add(&a, &b)`), so that the
+    /// forward sweep never moves a value the reverse sweep needs and scalars and arrays mix.
+    Runtime(&'static str),
 }
 
 #[derive(PartialEq, Eq)]
@@ -48,6 +62,10 @@ pub enum Adjoint {
     Linear(&'static [bool]),
     /// One scalar template per float operand.
     Elementwise(&'static [Template]),
+    /// One runtime adjoint function per operand, called as
+    /// `__rt::name(&operands.., &y, &dy, constants..)`; it lives next to the primitive in the
+    /// runtime's `tensor` module.
+    Runtime(&'static [&'static str]),
 }
 
 /// A scalar adjoint template: the contribution to one operand.
@@ -96,65 +114,42 @@ macro_rules! t {
 
 macro_rules! elementwise {
     ($name:literal, $floats:literal, $ints:literal, [$($t:expr),* $(,)?]) => {
-        Rule { name: $name, kind: Kind::Method, floats: $floats, ints: $ints, adjoint: Adjoint::Elementwise(&[$($t),*]) }
+        Rule { name: $name, kind: Kind::Method, floats: $floats, ints: $ints, forward: Forward::AsWritten, fallible: false, adjoint: Adjoint::Elementwise(&[$($t),*]) }
     };
 }
 
 macro_rules! zero {
     ($name:literal) => {
-        Rule {
-            name: $name,
-            kind: Kind::Method,
-            floats: 1,
-            ints: 0,
-            adjoint: Adjoint::Zero,
-        }
+        Rule { name: $name, kind: Kind::Method, floats: 1, ints: 0, forward: Forward::AsWritten, fallible: false, adjoint: Adjoint::Zero }
     };
 }
 
+macro_rules! operator {
+    ($name:literal, $floats:literal, $adjoint:expr) => {
+        Rule { name: $name, kind: Kind::Operator, floats: $floats, ints: 0, forward: Forward::Runtime($name), fallible: false, adjoint: $adjoint }
+    };
+}
+
+macro_rules! tensor {
+    ($name:literal, $floats:literal, $ints:literal, $forward:expr, fallible: $fallible:literal, $adjoint:expr) => {
+        Rule { name: $name, kind: Kind::Method, floats: $floats, ints: $ints, forward: $forward, fallible: $fallible, adjoint: $adjoint }
+    };
+}
+
+#[rustfmt::skip]
 pub static RULES: &[Rule] = &[
     // Operators.
-    Rule {
-        name: "add",
-        kind: Kind::Operator,
-        floats: 2,
-        ints: 0,
-        adjoint: Adjoint::Linear(&[true, true]),
-    },
-    Rule {
-        name: "sub",
-        kind: Kind::Operator,
-        floats: 2,
-        ints: 0,
-        adjoint: Adjoint::Linear(&[true, false]),
-    },
-    Rule {
-        name: "neg",
-        kind: Kind::Operator,
-        floats: 1,
-        ints: 0,
-        adjoint: Adjoint::Linear(&[false]),
-    },
-    Rule {
-        name: "mul",
-        kind: Kind::Operator,
-        floats: 2,
-        ints: 0,
-        adjoint: Adjoint::Elementwise(&[
-            t!([b, dy] => quote!(#dy * #b)),
-            t!([a, dy] => quote!(#dy * #a)),
-        ]),
-    },
-    Rule {
-        name: "div",
-        kind: Kind::Operator,
-        floats: 2,
-        ints: 0,
-        adjoint: Adjoint::Elementwise(&[
-            t!([b, dy] => quote!(#dy / #b)),
-            t!([b, y, dy] => quote!(-#dy * #y / #b)),
-        ]),
-    },
+    operator!("add", 2, Adjoint::Linear(&[true, true])),
+    operator!("sub", 2, Adjoint::Linear(&[true, false])),
+    operator!("neg", 1, Adjoint::Linear(&[false])),
+    operator!("mul", 2, Adjoint::Elementwise(&[
+        t!([b, dy] => quote!(#dy * #b)),
+        t!([a, dy] => quote!(#dy * #a)),
+    ])),
+    operator!("div", 2, Adjoint::Elementwise(&[
+        t!([b, dy] => quote!(#dy / #b)),
+        t!([b, y, dy] => quote!(-#dy * #y / #b)),
+    ])),
     // Powers and roots.
     elementwise!(
         "powi",
@@ -310,6 +305,20 @@ pub static RULES: &[Rule] = &[
             t!([dy] => quote!(#dy)),
         ]
     ),
+    // Tensor primitives: the adjoints live next to the forward code in the runtime's `tensor`.
+    tensor!("dot", 2, 0, Forward::Runtime("dot"), fallible: false, Adjoint::Runtime(&["dot_lhs_adj", "dot_rhs_adj"])),
+    tensor!("t", 1, 0, Forward::AsWritten, fallible: false, Adjoint::Runtime(&["t_adj"])),
+    tensor!("reversed_axes", 1, 0, Forward::Runtime("reversed_axes"), fallible: false, Adjoint::Runtime(&["t_adj"])),
+    tensor!("sum", 1, 0, Forward::AsWritten, fallible: false, Adjoint::Runtime(&["sum_adj"])),
+    tensor!("mean", 1, 0, Forward::AsWritten, fallible: true, Adjoint::Runtime(&["mean_adj"])),
+    tensor!("sum_axis", 1, 1, Forward::AsWritten, fallible: false, Adjoint::Runtime(&["sum_axis_adj"])),
+    tensor!("mean_axis", 1, 1, Forward::AsWritten, fallible: true, Adjoint::Runtime(&["mean_axis_adj"])),
+    tensor!("insert_axis", 1, 1, Forward::Runtime("insert_axis"), fallible: false, Adjoint::Runtime(&["insert_axis_adj"])),
+    tensor!("into_shape_with_order", 1, 1, Forward::Runtime("into_shape_with_order"), fallible: true, Adjoint::Runtime(&["reshape_adj"])),
+    tensor!("to_shape", 1, 1, Forward::AsWritten, fallible: true, Adjoint::Runtime(&["reshape_adj"])),
+    tensor!("clone", 1, 0, Forward::AsWritten, fallible: false, Adjoint::Linear(&[true])),
+    tensor!("to_owned", 1, 0, Forward::AsWritten, fallible: false, Adjoint::Linear(&[true])),
+    tensor!("view", 1, 0, Forward::AsWritten, fallible: false, Adjoint::Linear(&[true])),
     // Piecewise constant: zero derivative.
     zero!("signum"),
     zero!("floor"),
@@ -318,12 +327,16 @@ pub static RULES: &[Rule] = &[
     zero!("trunc"),
 ];
 
-/// The rule for an operator (`add sub mul div neg`).
-pub fn operator(name: &str) -> &'static Rule {
-    RULES
-        .iter()
-        .find(|r| r.kind == Kind::Operator && r.name == name)
-        .unwrap_or(&RULES[0])
+impl Rule {
+    /// Computed in the forward sweep exactly as written (so also callable as `f64::name`).
+    pub fn forward_as_written(&self) -> bool {
+        matches!(self.forward, Forward::AsWritten)
+    }
+}
+
+/// The rule for an operator: `add sub mul div neg`.
+pub fn operator(name: &str) -> Option<&'static Rule> {
+    RULES.iter().find(|r| r.kind == Kind::Operator && r.name == name)
 }
 
 /// The rule for a float method, if the table has one.
@@ -333,7 +346,7 @@ pub fn method(name: &str) -> Option<&'static Rule> {
         .find(|r| r.kind == Kind::Method && r.name == name)
 }
 
-/// The float methods the table knows, for error messages.
+/// The methods the table knows, for error messages.
 pub fn method_names() -> String {
     RULES
         .iter()

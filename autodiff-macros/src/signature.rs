@@ -2,7 +2,8 @@
 //! are constants, and the float type the gradient is computed in.
 
 use crate::attr::Options;
-use proc_macro2::Span;
+use proc_macro2::{Span, TokenStream};
+use quote::{quote, ToTokens};
 use syn::spanned::Spanned;
 use syn::{FnArg, Ident, ItemFn, Pat, ReturnType, Type};
 
@@ -11,6 +12,9 @@ use syn::{FnArg, Ident, ItemFn, Pat, ReturnType, Type};
 pub enum Kind {
     /// `f64` or `f32`: has a gradient.
     Float,
+    /// An ndarray array or view of floats, owned or by reference: its gradient is the owned
+    /// array of the same dimension.
+    Array,
     /// Anything else: passed through, no gradient.
     Constant,
 }
@@ -21,6 +25,8 @@ pub struct Param {
     pub kind: Kind,
     /// In `wrt` (or no `wrt` given): part of `f_grad`'s result.
     pub wrt: bool,
+    /// The type of its gradient (for differentiable parameters).
+    pub grad_ty: TokenStream,
 }
 
 pub struct Signature {
@@ -102,8 +108,8 @@ pub fn analyse(func: &ItemFn, options: &Options) -> syn::Result<Signature> {
                         continue;
                     }
                 };
-                let kind = if float_type(&pt.ty).is_some() { Kind::Float } else { Kind::Constant };
-                params.push(Param { ident, ty: (*pt.ty).clone(), kind, wrt: kind != Kind::Constant });
+                let (kind, grad_ty) = classify(&pt.ty);
+                params.push(Param { ident, ty: (*pt.ty).clone(), kind, wrt: kind != Kind::Constant, grad_ty });
             }
         }
     }
@@ -115,7 +121,7 @@ pub fn analyse(func: &ItemFn, options: &Options) -> syn::Result<Signature> {
         for name in wrt {
             match params.iter_mut().find(|p| p.ident == *name) {
                 None => errors.push(name.span(), &format!("`{name}` in `wrt` is not a parameter of `{}`", sig.ident)),
-                Some(p) if p.kind == Kind::Constant => errors.push(name.span(), &format!("`{name}` in `wrt` is not a differentiable parameter: only `f64` and `f32` parameters have gradients")),
+                Some(p) if p.kind == Kind::Constant => errors.push(name.span(), &format!("`{name}` in `wrt` is not a differentiable parameter: only `f64`/`f32` parameters and arrays of them have gradients")),
                 Some(p) => p.wrt = true,
             }
         }
@@ -126,7 +132,7 @@ pub fn analyse(func: &ItemFn, options: &Options) -> syn::Result<Signature> {
             errors.push(sig.inputs.span(), &format!("`{}` has no differentiable parameter: nothing to take the gradient with respect to (differentiable parameters are `f64` and `f32`)", sig.ident));
         }
         for p in &params {
-            if p.kind == Kind::Float && float_type(&p.ty).as_ref() != Some(f) {
+            if p.kind != Kind::Constant && element_type(&p.ty).as_ref() != Some(f) {
                 errors.push(p.ty.span(), &format!("parameter `{}` is not `{f}` but the function returns `{f}`: mixed precision is not supported, use one float type", p.ident));
             }
         }
@@ -139,6 +145,75 @@ pub fn analyse(func: &ItemFn, options: &Options) -> syn::Result<Signature> {
             "a #[differentiate] function must return `f64` or `f32`",
         )),
     }
+}
+
+/// Array types whose gradient is an owned array, by the name written.
+const ARRAYS: &[(&str, &str)] = &[
+    ("Array1", "Array1"),
+    ("Array2", "Array2"),
+    ("Array3", "Array3"),
+    ("Array4", "Array4"),
+    ("ArrayD", "ArrayD"),
+    ("ArrayView1", "Array1"),
+    ("ArrayView2", "Array2"),
+    ("ArrayView3", "Array3"),
+    ("ArrayView4", "Array4"),
+    ("ArrayViewD", "ArrayD"),
+];
+
+/// How a parameter of this written type takes part, and its gradient's type.
+fn classify(ty: &Type) -> (Kind, TokenStream) {
+    if let Some(f) = float_type(ty) {
+        return (Kind::Float, f.to_token_stream());
+    }
+    if let Some(grad) = array_gradient(ty) {
+        return (Kind::Array, grad);
+    }
+    (Kind::Constant, quote!(()))
+}
+
+/// `ArrayView2<'a, f64>`, `&Array2<f64>`, `ndarray::Array1<f32>` -> the owned gradient type.
+fn array_gradient(ty: &Type) -> Option<TokenStream> {
+    let ty = match ty {
+        Type::Reference(r) => &*r.elem,
+        Type::Paren(p) => &*p.elem,
+        t => t,
+    };
+    let Type::Path(p) = ty else { return None };
+    if p.qself.is_some() {
+        return None;
+    }
+    let last = p.path.segments.last()?;
+    let owned = ARRAYS.iter().find(|(written, _)| last.ident == written)?.1;
+    let elem = generic_float(&last.arguments)?;
+    let mut path = p.path.clone();
+    if let Some(seg) = path.segments.last_mut() {
+        seg.ident = syn::Ident::new(owned, seg.ident.span());
+        seg.arguments = syn::PathArguments::AngleBracketed(syn::parse_quote!(<#elem>));
+    }
+    Some(path.to_token_stream())
+}
+
+fn generic_float(args: &syn::PathArguments) -> Option<syn::Ident> {
+    let syn::PathArguments::AngleBracketed(a) = args else { return None };
+    a.args.iter().find_map(|g| match g {
+        syn::GenericArgument::Type(t) => float_type(t),
+        _ => None,
+    })
+}
+
+/// The float type of a differentiable parameter's elements.
+pub fn element_type(ty: &Type) -> Option<syn::Ident> {
+    float_type(ty).or_else(|| {
+        let ty = match ty {
+            Type::Reference(r) => &*r.elem,
+            t => t,
+        };
+        match ty {
+            Type::Path(p) => generic_float(&p.path.segments.last()?.arguments),
+            _ => None,
+        }
+    })
 }
 
 /// Errors collected so that the user sees all of them at once.
