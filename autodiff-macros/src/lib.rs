@@ -97,4 +97,13 @@ mod tests {
             println!("{out}");
         }
     }
+
+    /// Prints the expansion of the function in `AUTODIFF_EXPAND` (a debugging aid).
+    #[test]
+    fn print_requested_expansion() {
+        if let Ok(src) = std::env::var("AUTODIFF_EXPAND") {
+            let item: proc_macro2::TokenStream = src.parse().expect("valid tokens");
+            println!("{}", expand(quote!(), item));
+        }
+    }
 }

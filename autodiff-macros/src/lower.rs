@@ -905,6 +905,16 @@ impl Lowerer<'_> {
                     }
                 }
             }
+            fn visit_expr_method_call(&mut self, m: &'ast syn::ExprMethodCall) {
+                // `x.len()`, `x.nrows()`, `x.is_nan()`: no derivative flows through these.
+                if !INACTIVE_METHODS.contains(&m.method.to_string().as_str()) {
+                    syn::visit::visit_expr_method_call(self, m);
+                } else {
+                    for a in &m.args {
+                        self.visit_expr(a);
+                    }
+                }
+            }
         }
         let mut f = Finder {
             lw: self,
@@ -950,6 +960,17 @@ const INACTIVE_METHODS: &[&str] = &[
     "total_cmp",
     "partial_cmp",
     "to_string",
+    // Sizes and shapes of arrays, slices and vectors.
+    "len",
+    "len_of",
+    "is_empty",
+    "nrows",
+    "ncols",
+    "ndim",
+    "shape",
+    "dim",
+    "raw_dim",
+    "is_standard_layout",
 ];
 
 /// The operator and rule of a compound assignment.

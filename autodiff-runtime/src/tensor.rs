@@ -79,15 +79,19 @@ where
 {
     type Output = Array<F, <D1 as DimMax<D2>>::Output>;
     fn add_(&self, r: &ArrayBase<S2, D2>) -> Self::Output {
+        check_broadcast("+", self.shape(), r.shape());
         self + r
     }
     fn sub_(&self, r: &ArrayBase<S2, D2>) -> Self::Output {
+        check_broadcast("-", self.shape(), r.shape());
         self - r
     }
     fn mul_(&self, r: &ArrayBase<S2, D2>) -> Self::Output {
+        check_broadcast("*", self.shape(), r.shape());
         self * r
     }
     fn div_(&self, r: &ArrayBase<S2, D2>) -> Self::Output {
+        check_broadcast("/", self.shape(), r.shape());
         self / r
     }
 }
@@ -96,6 +100,16 @@ impl<F: Real, S: Data<Elem = F>, D: Dimension> Negate for ArrayBase<S, D> {
     type Output = Array<F, D>;
     fn neg_(&self) -> Array<F, D> {
         self.mapv(|v| -v)
+    }
+}
+
+/// Panics, naming the operation and both shapes, where ndarray would panic with only
+/// "incompatible shapes".
+fn check_broadcast(op: &str, a: &[usize], b: &[usize]) {
+    let n = a.len().max(b.len());
+    let at = |s: &[usize], i: usize| if i + s.len() >= n { s[i + s.len() - n] } else { 1 };
+    if (0..n).any(|i| at(a, i) != at(b, i) && at(a, i) != 1 && at(b, i) != 1) {
+        panic!("autodiff: `{op}` of arrays of shapes {a:?} and {b:?}: ShapeError/IncompatibleShape: incompatible shapes");
     }
 }
 
