@@ -137,9 +137,18 @@ impl<'a> Reverse<'a> {
             Op::Prim { rule, args, ints, .. } => match rule.adjoint {
                 Adjoint::Zero => {}
                 Adjoint::Linear(signs) => {
-                    for (arg, &plus) in args.iter().zip(signs) {
-                        let c = if plus { quote!(&#dy) } else { quote!(-&#dy) };
-                        out.extend(self.contribute(arg, c));
+                    // The adjoint is dead after this statement: the last operand that passes it on
+                    // unchanged takes it by value (an array adjoint is moved, not copied).
+                    let last = args.iter().zip(signs).rposition(|(a, &plus)| plus && self.active(a));
+                    let mut order: Vec<usize> = (0..args.len()).filter(|&k| Some(k) != last).collect();
+                    order.extend(last);
+                    for k in order {
+                        let c = match (signs[k], Some(k) == last) {
+                            (true, true) => quote!(#dy),
+                            (true, false) => quote!(&#dy),
+                            (false, _) => quote!(-&#dy),
+                        };
+                        out.extend(self.contribute(&args[k], c));
                     }
                 }
                 Adjoint::Elementwise(templates) => {
