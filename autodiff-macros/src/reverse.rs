@@ -7,9 +7,9 @@
 //! the arm that ran which that arm's reverse sweep reads: this phase finds them ([`Saved`]).
 
 use crate::ir::{Block, Function, MapFn, Op, Operand, Stmt, VarId};
-use crate::rules::{Adjoint, Args};
+use crate::rules::{Adjoint, Args, Template};
 use proc_macro2::{Ident, Span, TokenStream};
-use quote::{format_ident, quote};
+use quote::{format_ident, quote, ToTokens};
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 /// For each `if` (by its record variable) whose reverse sweep does anything: the values each
@@ -156,7 +156,7 @@ impl<'a> Reverse<'a> {
                     let names = Args::new(n, self.float.clone());
                     for (arg, template) in args.iter().zip(templates) {
                         if self.active(arg) {
-                            let c = self.elementwise(var, args, &names, template(&names));
+                            let c = self.elementwise(var, args, &names, template);
                             out.extend(self.contribute(arg, c));
                         }
                     }
@@ -179,7 +179,7 @@ impl<'a> Reverse<'a> {
                     let names = Args::new(TokenStream::new(), self.float.clone());
                     let c = match func {
                         MapFn::Rule(rule, _) => match rule.adjoint {
-                            Adjoint::Elementwise([template]) => self.elementwise(var, std::slice::from_ref(recv), &names, template(&names)),
+                            Adjoint::Elementwise([template]) => self.elementwise(var, std::slice::from_ref(recv), &names, template),
                             _ => quote!(#rt::zero_like(&#dy)),
                         },
                         MapFn::Closure { function, .. } => {
@@ -225,8 +225,9 @@ impl<'a> Reverse<'a> {
         out
     }
 
-    /// `__rt::pbN(&operands.., &y, &dy, |x: F, y: F, dy: F| -> F { body })`.
-    fn elementwise(&mut self, var: VarId, args: &[Operand], names: &Args, body: TokenStream) -> TokenStream {
+    /// `__rt::pbN(&operands.., &y, &dy, |x: F, y: F, dy: F| -> F { body })`. Operands the
+    /// template does not read are passed as a zero, so they need not be kept.
+    fn elementwise(&mut self, var: VarId, args: &[Operand], names: &Args, template: &Template) -> TokenStream {
         let rt = self.rt.clone();
         let f = self.float.clone();
         let dy = self.f.vars[var].adjoint.clone();
@@ -235,10 +236,17 @@ impl<'a> Reverse<'a> {
             2 => vec![&names.a, &names.b],
             _ => vec![&names.a, &names.b, &names.c],
         };
+        let zero = syn::LitFloat::new(&format!("0.0{f}"), Span::call_site()).to_token_stream();
+        let reads = |p: &Ident| template.uses.contains(&p.to_string().as_str());
+        let operands: Vec<TokenStream> = args
+            .iter()
+            .zip(&params)
+            .map(|(a, p)| if reads(p) { self.operand(a) } else { zero.clone() })
+            .collect();
+        let yv = if reads(&names.y) { self.primal(var).to_token_stream() } else { zero.clone() };
         let (y, yd) = (&names.y, &names.dy);
         let pb = format_ident!("pb{}", args.len());
-        let operands: Vec<TokenStream> = args.iter().map(|a| self.operand(a)).collect();
-        let yv = self.primal(var);
+        let body = (template.body)(names);
         quote!(#rt::#pb(#(&#operands,)* &#yv, &#dy, |#(#params: #f,)* #y: #f, #yd: #f| -> #f { #body }))
     }
 

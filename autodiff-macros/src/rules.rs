@@ -69,7 +69,11 @@ pub enum Adjoint {
 }
 
 /// A scalar adjoint template: the contribution to one operand.
-pub type Template = fn(&Args) -> TokenStream;
+pub struct Template {
+    /// The names the body reads; operands it does not read are not kept for it.
+    pub uses: &'static [&'static str],
+    pub body: fn(&Args) -> TokenStream,
+}
 
 /// The names a template may use.
 pub struct Args {
@@ -105,9 +109,12 @@ impl Args {
 
 macro_rules! t {
     ([$($name:ident),*] => $body:expr) => {
-        |args: &Args| {
-            let Args { $($name,)* .. } = args;
-            $body
+        Template {
+            uses: &[$(stringify!($name)),*],
+            body: |args: &Args| {
+                let Args { $($name,)* .. } = args;
+                $body
+            },
         }
     };
 }

@@ -213,49 +213,51 @@ macro_rules! scalar_pullbacks {
 }
 scalar_pullbacks!(f32, f64);
 
-impl<F: Real, S, SX, SY, D> Pullback1<F, ArrayBase<SX, D>, ArrayBase<SY, D>> for ArrayBase<S, D>
+impl<F: Real, S, D, X, Y> Pullback1<F, X, Y> for ArrayBase<S, D>
 where
     S: Data<Elem = F>,
-    SX: Data<Elem = F>,
-    SY: Data<Elem = F>,
     D: Dimension,
+    X: Broadcast<F> + ?Sized,
+    Y: Broadcast<F> + ?Sized,
 {
     type Out = Array<F, D>;
-    fn apply(x: &ArrayBase<SX, D>, y: &ArrayBase<SY, D>, dy: &Self, rule: impl Fn(F, F, F) -> F) -> Array<F, D> {
-        Zip::from(x).and(y).and(dy).map_collect(|&x, &y, &d| rule(x, y, d))
+    fn apply(x: &X, y: &Y, dy: &Self, rule: impl Fn(F, F, F) -> F) -> Array<F, D> {
+        let dim = dy.raw_dim();
+        let (x, y) = (x.broadcast_to(&dim), y.broadcast_to(&dim));
+        Zip::from(&x).and(&y).and(dy).map_collect(|&x, &y, &d| rule(x, y, d))
     }
 }
 
-impl<F: Real, S, SY, D, A, B> Pullback2<F, A, B, ArrayBase<SY, D>> for ArrayBase<S, D>
+impl<F: Real, S, D, A, B, Y> Pullback2<F, A, B, Y> for ArrayBase<S, D>
 where
     S: Data<Elem = F>,
-    SY: Data<Elem = F>,
+    Y: Broadcast<F> + ?Sized,
     D: Dimension,
     A: Broadcast<F> + ?Sized,
     B: Broadcast<F> + ?Sized,
 {
     type Out = Array<F, D>;
-    fn apply(a: &A, b: &B, y: &ArrayBase<SY, D>, dy: &Self, rule: impl Fn(F, F, F, F) -> F) -> Array<F, D> {
+    fn apply(a: &A, b: &B, y: &Y, dy: &Self, rule: impl Fn(F, F, F, F) -> F) -> Array<F, D> {
         let dim = dy.raw_dim();
-        let (a, b) = (a.broadcast_to(&dim), b.broadcast_to(&dim));
-        Zip::from(&a).and(&b).and(y).and(dy).map_collect(|&a, &b, &y, &d| rule(a, b, y, d))
+        let (a, b, y) = (a.broadcast_to(&dim), b.broadcast_to(&dim), y.broadcast_to(&dim));
+        Zip::from(&a).and(&b).and(&y).and(dy).map_collect(|&a, &b, &y, &d| rule(a, b, y, d))
     }
 }
 
-impl<F: Real, S, SY, D, A, B, C> Pullback3<F, A, B, C, ArrayBase<SY, D>> for ArrayBase<S, D>
+impl<F: Real, S, D, A, B, C, Y> Pullback3<F, A, B, C, Y> for ArrayBase<S, D>
 where
     S: Data<Elem = F>,
-    SY: Data<Elem = F>,
+    Y: Broadcast<F> + ?Sized,
     D: Dimension,
     A: Broadcast<F> + ?Sized,
     B: Broadcast<F> + ?Sized,
     C: Broadcast<F> + ?Sized,
 {
     type Out = Array<F, D>;
-    fn apply(a: &A, b: &B, c: &C, y: &ArrayBase<SY, D>, dy: &Self, rule: impl Fn(F, F, F, F, F) -> F) -> Array<F, D> {
+    fn apply(a: &A, b: &B, c: &C, y: &Y, dy: &Self, rule: impl Fn(F, F, F, F, F) -> F) -> Array<F, D> {
         let dim = dy.raw_dim();
-        let (a, b, c) = (a.broadcast_to(&dim), b.broadcast_to(&dim), c.broadcast_to(&dim));
-        Zip::from(&a).and(&b).and(&c).and(y).and(dy).map_collect(|&a, &b, &c, &y, &d| rule(a, b, c, y, d))
+        let (a, b, c, y) = (a.broadcast_to(&dim), b.broadcast_to(&dim), c.broadcast_to(&dim), y.broadcast_to(&dim));
+        Zip::from(&a).and(&b).and(&c).and(&y).and(dy).map_collect(|&a, &b, &c, &y, &d| rule(a, b, c, y, d))
     }
 }
 

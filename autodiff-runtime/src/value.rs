@@ -139,9 +139,6 @@ scalar_values!(f32, f64);
 /// to `c`'s shape (the reverse of broadcasting). Panics, naming both shapes, when `c` cannot
 /// have come from broadcasting such a value.
 pub fn reduce_to<F: Real>(c: ArrayViewD<'_, F>, shape: &[usize]) -> ArrayD<F> {
-    if c.shape() == shape {
-        return c.to_owned();
-    }
     let mismatch = || -> ! {
         panic!(
             "autodiff: an adjoint of shape {:?} cannot be added into a value of shape {:?}",
@@ -149,26 +146,36 @@ pub fn reduce_to<F: Real>(c: ArrayViewD<'_, F>, shape: &[usize]) -> ArrayD<F> {
             shape
         )
     };
-    let mut r = c.to_owned();
-    while r.ndim() > shape.len() {
-        r = r.sum_axis(ndarray::Axis(0));
-    }
-    if r.ndim() < shape.len() {
+    if c.ndim() < shape.len() {
         // A value broadcast to fewer dimensions cannot happen; a scalar adjoint spread over an
         // array can (every element receives it).
-        return match r.broadcast(IxDyn(shape)) {
+        return match c.broadcast(IxDyn(shape)) {
             Some(b) => b.to_owned(),
             None => mismatch(),
         };
     }
-    for axis in 0..r.ndim() {
-        if shape[axis] == 1 && r.shape()[axis] != 1 {
-            r = r.sum_axis(ndarray::Axis(axis)).insert_axis(ndarray::Axis(axis));
-        } else if shape[axis] != r.shape()[axis] {
+    // Sum the leading axes the value did not have, then the axes where it had length 1.
+    let lead = c.ndim() - shape.len();
+    let mut r: Option<ArrayD<F>> = None;
+    for _ in 0..lead {
+        r = Some(match r {
+            None => c.sum_axis(ndarray::Axis(0)),
+            Some(a) => a.sum_axis(ndarray::Axis(0)),
+        });
+    }
+    for (axis, &len) in shape.iter().enumerate() {
+        let have = r.as_ref().map_or(c.shape()[lead + axis], |a| a.shape()[axis]);
+        if len == 1 && have != 1 {
+            let summed = match &r {
+                None => c.sum_axis(ndarray::Axis(lead + axis)),
+                Some(a) => a.sum_axis(ndarray::Axis(axis)),
+            };
+            r = Some(summed.insert_axis(ndarray::Axis(axis)));
+        } else if len != have {
             mismatch();
         }
     }
-    r
+    r.unwrap_or_else(|| c.to_owned())
 }
 
 /// A dynamic-dimensional adjoint back in the dimension type of its value.
