@@ -20,7 +20,10 @@ fn main() {
     let y = Array2::ones((2, 1));
     let w = Array2::ones((4, 1));
     let (value, (dx, dy, dw)) = j_value_and_grad(&x, &y, &w);
-    println!("J = sum(y - x @ W) = {value}   (j itself: {})", j(&x, &y, &w));
+    println!(
+        "J = sum(y - x @ W) = {value}   (j itself: {})",
+        j(&x, &y, &w)
+    );
     println!("x.grad = {}", torch_style(&dx));
     println!("y.grad = {}", torch_style(&dy));
     println!("W.grad = {}", torch_style(&dw));
@@ -32,7 +35,15 @@ fn torch_style(a: &Array2<f64>) -> String {
     let rows: Vec<String> = a
         .rows()
         .into_iter()
-        .map(|r| format!("[{}]", r.iter().map(|v| format!("{v:.0}.")).collect::<Vec<_>>().join(", ")))
+        .map(|r| {
+            format!(
+                "[{}]",
+                r.iter()
+                    .map(|v| format!("{v:.0}."))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
         .collect();
     format!("tensor([{}])", rows.join(",\n                 "))
 }

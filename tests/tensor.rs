@@ -2,24 +2,40 @@
 //! differences, on random shapes and values (proptest). The f32 gradient is compared with the
 //! f64 finite differences at the same point, with an f32-sized tolerance.
 use autodiff::differentiate;
-use autodiff::ndarray::{Array, Array1, Array2, ArrayView2, ArrayD, Axis, Dimension, IxDyn};
+use autodiff::ndarray::{Array, Array1, Array2, ArrayD, ArrayView2, Axis, Dimension, IxDyn};
 use autodiff::ops;
 use proptest::prelude::*;
 
 /// Deterministic values in `[lo, hi)` from a seed.
-fn values<Sh: autodiff::ndarray::ShapeBuilder>(shape: Sh, seed: u64, lo: f64, hi: f64) -> Array<f64, Sh::Dim> {
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+fn values<Sh: autodiff::ndarray::ShapeBuilder>(
+    shape: Sh,
+    seed: u64,
+    lo: f64,
+    hi: f64,
+) -> Array<f64, Sh::Dim> {
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     Array::from_shape_fn(shape, |_| {
-        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         lo + (hi - lo) * ((s >> 11) as f64 / (1u64 << 53) as f64)
     })
 }
 
 /// Checks `g64` (and `g32`) against central differences of `f` in each element of `x`.
-fn check<D: Dimension>(name: &str, x: &Array<f64, D>, g64: &Array<f64, D>, g32: &Array<f32, D>, f: impl Fn(&Array<f64, D>) -> f64) -> Result<(), TestCaseError> {
+fn check<D: Dimension>(
+    name: &str,
+    x: &Array<f64, D>,
+    g64: &Array<f64, D>,
+    g32: &Array<f32, D>,
+    f: impl Fn(&Array<f64, D>) -> f64,
+) -> Result<(), TestCaseError> {
     prop_assert_eq!(g64.shape(), x.shape(), "{}: gradient shape", name);
     prop_assert_eq!(g32.shape(), x.shape(), "{}: f32 gradient shape", name);
-    let (g64, g32): (Vec<f64>, Vec<f32>) = (g64.iter().copied().collect(), g32.iter().copied().collect());
+    let (g64, g32): (Vec<f64>, Vec<f32>) =
+        (g64.iter().copied().collect(), g32.iter().copied().collect());
     for idx in 0..x.len() {
         let mut p = x.as_standard_layout().into_owned();
         let xi = p.as_slice().expect("standard layout")[idx];
@@ -31,18 +47,50 @@ fn check<D: Dimension>(name: &str, x: &Array<f64, D>, g64: &Array<f64, D>, g32: 
         let want = (up - down) / (2.0 * h);
         let scale = want.abs().max(1.0);
         let (got, got32) = (g64[idx], g32[idx] as f64);
-        prop_assert!((got - want).abs() <= 1e-5 * scale, "{} f64 at {:?}: got {}, finite differences {}", name, idx, got, want);
-        prop_assert!((got32 - want).abs() <= 3e-3 * scale, "{} f32 at {:?}: got {}, finite differences {}", name, idx, got32, want);
+        prop_assert!(
+            (got - want).abs() <= 1e-5 * scale,
+            "{} f64 at {:?}: got {}, finite differences {}",
+            name,
+            idx,
+            got,
+            want
+        );
+        prop_assert!(
+            (got32 - want).abs() <= 3e-3 * scale,
+            "{} f32 at {:?}: got {}, finite differences {}",
+            name,
+            idx,
+            got32,
+            want
+        );
     }
     Ok(())
 }
 
-fn check_scalar(name: &str, x: f64, g64: f64, g32: f32, f: impl Fn(f64) -> f64) -> Result<(), TestCaseError> {
+fn check_scalar(
+    name: &str,
+    x: f64,
+    g64: f64,
+    g32: f32,
+    f: impl Fn(f64) -> f64,
+) -> Result<(), TestCaseError> {
     let h = 1e-6 * x.abs().max(1.0);
     let want = (f(x + h) - f(x - h)) / (2.0 * h);
     let scale = want.abs().max(1.0);
-    prop_assert!((g64 - want).abs() <= 1e-5 * scale, "{} f64: got {}, finite differences {}", name, g64, want);
-    prop_assert!((g32 as f64 - want).abs() <= 3e-3 * scale, "{} f32: got {}, finite differences {}", name, g32, want);
+    prop_assert!(
+        (g64 - want).abs() <= 1e-5 * scale,
+        "{} f64: got {}, finite differences {}",
+        name,
+        g64,
+        want
+    );
+    prop_assert!(
+        (g32 as f64 - want).abs() <= 3e-3 * scale,
+        "{} f32: got {}, finite differences {}",
+        name,
+        g32,
+        want
+    );
     Ok(())
 }
 
@@ -141,39 +189,182 @@ macro_rules! with_scalar {
 }
 
 // Element-wise arithmetic and broadcasting: every combination ndarray accepts.
-binary!(add_same, Array2, Array2, |n, k| ((n, k), (n, k)), -2.0..2.0, |a, b| (a + b).mapv(|v| v * v).sum());
-binary!(sub_row_broadcast, Array2, Array1, |n, k| ((n, k), k), -2.0..2.0, |a, b| (a - b).mapv(|v| v * v).sum());
-binary!(mul_row_broadcast_left, Array1, Array2, |n, k| (k, (n, k)), -2.0..2.0, |a, b| (a * b).sum());
-binary!(div_column_broadcast, Array2, Array2, |n, k| ((n, k), (n, 1)), 0.5..2.0, |a, b| (a / b).sum());
-binary!(outer_broadcast, Array2, Array2, |n, k| ((n, 1), (1, k)), -2.0..2.0, |a, b| (a * b).mapv(|v| v.sin()).sum());
-with_scalar!(array_times_scalar, Array2, |n, k| (n, k), -2.0..2.0, |a, s| (a * s).mapv(|v| v * v).sum());
-with_scalar!(scalar_minus_array, Array2, |n, k| (n, k), -2.0..2.0, |a, s| (s - a).mapv(|v| v * v).sum());
-with_scalar!(scalar_over_array, Array1, |n, k| n + k, 0.5..2.0, |a, s| (s / a).sum() + (a / s).sum());
-with_scalar!(scalar_plus_array, Array2, |n, k| (n, k), -2.0..2.0, |a, s| (a + s).powi(3).sum() - (-a).sum());
+binary!(
+    add_same,
+    Array2,
+    Array2,
+    |n, k| ((n, k), (n, k)),
+    -2.0..2.0,
+    |a, b| (a + b).mapv(|v| v * v).sum()
+);
+binary!(
+    sub_row_broadcast,
+    Array2,
+    Array1,
+    |n, k| ((n, k), k),
+    -2.0..2.0,
+    |a, b| (a - b).mapv(|v| v * v).sum()
+);
+binary!(
+    mul_row_broadcast_left,
+    Array1,
+    Array2,
+    |n, k| (k, (n, k)),
+    -2.0..2.0,
+    |a, b| (a * b).sum()
+);
+binary!(
+    div_column_broadcast,
+    Array2,
+    Array2,
+    |n, k| ((n, k), (n, 1)),
+    0.5..2.0,
+    |a, b| (a / b).sum()
+);
+binary!(
+    outer_broadcast,
+    Array2,
+    Array2,
+    |n, k| ((n, 1), (1, k)),
+    -2.0..2.0,
+    |a, b| (a * b).mapv(|v| v.sin()).sum()
+);
+with_scalar!(
+    array_times_scalar,
+    Array2,
+    |n, k| (n, k),
+    -2.0..2.0,
+    |a, s| (a * s).mapv(|v| v * v).sum()
+);
+with_scalar!(
+    scalar_minus_array,
+    Array2,
+    |n, k| (n, k),
+    -2.0..2.0,
+    |a, s| (s - a).mapv(|v| v * v).sum()
+);
+with_scalar!(scalar_over_array, Array1, |n, k| n + k, 0.5..2.0, |a, s| (s
+    / a)
+    .sum()
+    + (a / s).sum());
+with_scalar!(
+    scalar_plus_array,
+    Array2,
+    |n, k| (n, k),
+    -2.0..2.0,
+    |a, s| (a + s).powi(3).sum() - (-a).sum()
+);
 
 // Matrix products.
-binary!(dot_matrix_matrix, Array2, Array2, |n, k| ((n, k), (k, n + 1)), -2.0..2.0, |a, b| a.dot(b).mapv(|v| v * v).sum());
-binary!(dot_matrix_vector, Array2, Array1, |n, k| ((n, k), k), -2.0..2.0, |a, b| a.dot(b).mapv(|v| v * v).sum());
-binary!(dot_vector_matrix, Array1, Array2, |n, k| (n, (n, k)), -2.0..2.0, |a, b| a.dot(b).mapv(|v| v * v).sum());
-binary!(dot_vector_vector, Array1, Array1, |n, k| (n + k, n + k), -2.0..2.0, |a, b| a.dot(b) * a.dot(b));
-binary!(matmul_op, Array2, Array2, |n, k| ((n, k), (k, 2)), -2.0..2.0, |a, b| ops::matmul(a, b).mapv(|v| v * v).sum());
-binary!(transposed_products, Array2, Array2, |n, k| ((n, k), (n, k)), -2.0..2.0, |a, b| a.t().dot(b).sum() + a.dot(&b.t()).mapv(|v| v * v).sum() + b.clone().reversed_axes().sum());
+binary!(
+    dot_matrix_matrix,
+    Array2,
+    Array2,
+    |n, k| ((n, k), (k, n + 1)),
+    -2.0..2.0,
+    |a, b| a.dot(b).mapv(|v| v * v).sum()
+);
+binary!(
+    dot_matrix_vector,
+    Array2,
+    Array1,
+    |n, k| ((n, k), k),
+    -2.0..2.0,
+    |a, b| a.dot(b).mapv(|v| v * v).sum()
+);
+binary!(
+    dot_vector_matrix,
+    Array1,
+    Array2,
+    |n, k| (n, (n, k)),
+    -2.0..2.0,
+    |a, b| a.dot(b).mapv(|v| v * v).sum()
+);
+binary!(
+    dot_vector_vector,
+    Array1,
+    Array1,
+    |n, k| (n + k, n + k),
+    -2.0..2.0,
+    |a, b| a.dot(b) * a.dot(b)
+);
+binary!(
+    matmul_op,
+    Array2,
+    Array2,
+    |n, k| ((n, k), (k, 2)),
+    -2.0..2.0,
+    |a, b| ops::matmul(a, b).mapv(|v| v * v).sum()
+);
+binary!(
+    transposed_products,
+    Array2,
+    Array2,
+    |n, k| ((n, k), (n, k)),
+    -2.0..2.0,
+    |a, b| a.t().dot(b).sum()
+        + a.dot(&b.t()).mapv(|v| v * v).sum()
+        + b.clone().reversed_axes().sum()
+);
 
 // Reductions and shapes.
-unary!(sum_and_mean, Array2, |n, k| (n, k), -2.0..2.0, |x| x.mapv(|v| v * v).sum() + x.mean().unwrap() * 3.0);
-unary!(sum_axis_0, Array2, |n, k| (n, k), -2.0..2.0, |x| x.sum_axis(Axis(0)).mapv(|v| v * v).sum());
-unary!(sum_axis_1, Array2, |n, k| (n, k), -2.0..2.0, |x| x.sum_axis(Axis(1)).mapv(|v| v * v).sum());
-unary!(mean_axis, Array2, |n, k| (n, k), -2.0..2.0, |x| x.mean_axis(Axis(1)).unwrap().mapv(|v| v * v).sum());
-unary!(insert_axis, Array1, |n, k| n + k, -2.0..2.0, |x| x.view().insert_axis(Axis(0)).dot(&x.view().insert_axis(Axis(1))).sum());
-unary!(reshape, Array2, |n, k| (n, 2 * k), -2.0..2.0, |x| x.view().into_shape_with_order((2 * x.nrows(), x.ncols() / 2)).unwrap().mapv(|v| v * v).sum_axis(Axis(1)).mapv(|v| v * v).sum());
-unary!(to_shape, Array2, |n, k| (n, 2 * k), -2.0..2.0, |x| x.to_shape((x.ncols() / 2, 2 * x.nrows())).unwrap().sum_axis(Axis(0)).mapv(|v| v * v).sum());
-unary!(copies_and_views, Array2, |n, k| (n, k), -2.0..2.0, |x| x.clone().mapv(|v| v * v).sum() + x.to_owned().sum() * x.view().sum());
+unary!(sum_and_mean, Array2, |n, k| (n, k), -2.0..2.0, |x| x
+    .mapv(|v| v * v)
+    .sum()
+    + x.mean().unwrap() * 3.0);
+unary!(sum_axis_0, Array2, |n, k| (n, k), -2.0..2.0, |x| x
+    .sum_axis(Axis(0))
+    .mapv(|v| v * v)
+    .sum());
+unary!(sum_axis_1, Array2, |n, k| (n, k), -2.0..2.0, |x| x
+    .sum_axis(Axis(1))
+    .mapv(|v| v * v)
+    .sum());
+unary!(mean_axis, Array2, |n, k| (n, k), -2.0..2.0, |x| x
+    .mean_axis(Axis(1))
+    .unwrap()
+    .mapv(|v| v * v)
+    .sum());
+unary!(insert_axis, Array1, |n, k| n + k, -2.0..2.0, |x| x
+    .view()
+    .insert_axis(Axis(0))
+    .dot(&x.view().insert_axis(Axis(1)))
+    .sum());
+unary!(reshape, Array2, |n, k| (n, 2 * k), -2.0..2.0, |x| x
+    .view()
+    .into_shape_with_order((2 * x.nrows(), x.ncols() / 2))
+    .unwrap()
+    .mapv(|v| v * v)
+    .sum_axis(Axis(1))
+    .mapv(|v| v * v)
+    .sum());
+unary!(to_shape, Array2, |n, k| (n, 2 * k), -2.0..2.0, |x| x
+    .to_shape((x.ncols() / 2, 2 * x.nrows()))
+    .unwrap()
+    .sum_axis(Axis(0))
+    .mapv(|v| v * v)
+    .sum());
+unary!(copies_and_views, Array2, |n, k| (n, k), -2.0..2.0, |x| x
+    .clone()
+    .mapv(|v| v * v)
+    .sum()
+    + x.to_owned().sum() * x.view().sum());
 
 // Float methods on arrays.
-unary!(exp_ln_sqrt, Array2, |n, k| (n, k), 0.5..2.0, |x| x.exp().sum() + x.ln().sum() + x.sqrt().sum());
-unary!(powers, Array2, |n, k| (n, k), 0.5..2.0, |x| x.powi(3).sum() + x.powf(1.5).sum() + x.recip().sum());
-unary!(trig, Array2, |n, k| (n, k), -1.0..1.0, |x| x.tanh().sum() + x.sin().sum() * x.cos().sum());
-unary!(piecewise, Array1, |n, k| n + k, 0.2..2.0, |x| (x - 1.1).abs().sum() + x.signum().sum());
+unary!(exp_ln_sqrt, Array2, |n, k| (n, k), 0.5..2.0, |x| x
+    .exp()
+    .sum()
+    + x.ln().sum()
+    + x.sqrt().sum());
+unary!(powers, Array2, |n, k| (n, k), 0.5..2.0, |x| x.powi(3).sum()
+    + x.powf(1.5).sum()
+    + x.recip().sum());
+unary!(trig, Array2, |n, k| (n, k), -1.0..1.0, |x| x.tanh().sum()
+    + x.sin().sum() * x.cos().sum());
+unary!(piecewise, Array1, |n, k| n + k, 0.2..2.0, |x| (x - 1.1)
+    .abs()
+    .sum()
+    + x.signum().sum());
 
 // mapv with paths and closures.
 
@@ -192,17 +383,35 @@ mod mapv_path {
         #[test]
         fn against_finite_differences(n in 1usize..4, k in 1usize..4, seed in any::<u64>()) {
             let x = rounded(values((n, k), seed, -1.0, 1.0));
-            check("mapv_path", &x, &f64_version_grad(&x), &f32_version_grad(&f32s(&x)), |v| f64_version(v))?;
+            check("mapv_path", &x, &f64_version_grad(&x), &f32_version_grad(&f32s(&x)), f64_version)?;
         }
     }
 }
-unary!(mapv_closure, Array2, |n, k| (n, k), -1.0..1.0, |x| x.mapv(|v| v.max(0.0) * 2.0 + (v * 3.0).sin() - if v > 0.5 { v * v } else { -v }).sum());
+unary!(mapv_closure, Array2, |n, k| (n, k), -1.0..1.0, |x| x
+    .mapv(|v| v.max(0.0) * 2.0 + (v * 3.0).sin() - if v > 0.5 { v * v } else { -v })
+    .sum());
 
 // Runtime functions.
-unary!(relu_sigmoid_softplus, Array2, |n, k| (n, k), -2.0..2.0, |x| ops::relu(x).mapv(|v| v * v).sum() + ops::sigmoid(x).sum() * ops::softplus(x).sum());
-unary!(logsumexp, Array2, |n, k| (n, k), -3.0..3.0, |x| ops::logsumexp(x) * ops::logsumexp(&x.mapv(|v| v * v)));
-unary!(softmax, Array2, |n, k| (n, k + 1), -3.0..3.0, |x| (ops::softmax(x) * x).sum());
-unary!(log_softmax, Array2, |n, k| (n, k + 1), -3.0..3.0, |x| (ops::log_softmax(x) * x).sum());
+unary!(
+    relu_sigmoid_softplus,
+    Array2,
+    |n, k| (n, k),
+    -2.0..2.0,
+    |x| ops::relu(x).mapv(|v| v * v).sum() + ops::sigmoid(x).sum() * ops::softplus(x).sum()
+);
+unary!(
+    logsumexp,
+    Array2,
+    |n, k| (n, k),
+    -3.0..3.0,
+    |x| ops::logsumexp(x) * ops::logsumexp(&x.mapv(|v| v * v))
+);
+unary!(softmax, Array2, |n, k| (n, k + 1), -3.0..3.0, |x| {
+    (ops::softmax(x) * x).sum()
+});
+unary!(log_softmax, Array2, |n, k| (n, k + 1), -3.0..3.0, |x| {
+    (ops::log_softmax(x) * x).sum()
+});
 
 mod scalar_ops {
     use super::*;
@@ -234,7 +443,8 @@ fn views_owned_and_dynamic_arrays() {
     let v = values((2, 3), 1, -1.0, 1.0);
     let o = values(3, 2, -1.0, 1.0);
     let d = values(IxDyn(&[2, 2, 2]), 3, -1.0, 1.0);
-    let (gv, go, gd, gs): (Array2<f64>, Array1<f64>, ArrayD<f64>, f64) = kinds_grad(v.view(), o.clone(), &d, 0.7, 3);
+    let (gv, go, gd, gs): (Array2<f64>, Array1<f64>, ArrayD<f64>, f64) =
+        kinds_grad(v.view(), o.clone(), &d, 0.7, 3);
     // Analytic: m = s * v o.
     for i in 0..2 {
         for j in 0..3 {
@@ -261,7 +471,10 @@ fn wrt_on_arrays() {
     let w = values(2, 6, -1.0, 1.0);
     let g: Array1<f64> = only_w_grad(&x, &w);
     let want = 2.0 * x.t().dot(&x.dot(&w));
-    assert!(g.iter().zip(want.iter()).all(|(a, b)| (a - b).abs() < 1e-12));
+    assert!(g
+        .iter()
+        .zip(want.iter())
+        .all(|(a, b)| (a - b).abs() < 1e-12));
 }
 
 #[differentiate]
@@ -275,10 +488,21 @@ fn shape_mismatches_panic_naming_the_operation_and_both_shapes() {
     let b = Array2::<f64>::zeros((3, 2));
     let primal = std::panic::catch_unwind(|| mismatched(&a, &b)).unwrap_err();
     let grad = std::panic::catch_unwind(|| mismatched_grad(&a, &b)).unwrap_err();
-    let text = |e: Box<dyn std::any::Any + Send>| e.downcast_ref::<String>().cloned().or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
+    let text = |e: Box<dyn std::any::Any + Send>| {
+        e.downcast_ref::<String>()
+            .cloned()
+            .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default()
+    };
     let (p, g) = (text(primal), text(grad));
     // ndarray's own message, plus the operation and both shapes.
     let ndarray_error = "ShapeError/IncompatibleShape: incompatible shapes";
-    assert!(p.contains(ndarray_error) && g.contains(ndarray_error), "primal: {p}\ngradient: {g}");
-    assert!(g.contains("`+`") && g.contains("[2, 3]") && g.contains("[3, 2]"), "{g}");
+    assert!(
+        p.contains(ndarray_error) && g.contains(ndarray_error),
+        "primal: {p}\ngradient: {g}"
+    );
+    assert!(
+        g.contains("`+`") && g.contains("[2, 3]") && g.contains("[3, 2]"),
+        "{g}"
+    );
 }

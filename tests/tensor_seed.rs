@@ -39,7 +39,11 @@ fn broadcasting_and_mapv() {
             let mut hm = h.clone();
             hm[[i, k]] -= eps;
             let fd = (mixed(&hp, &b, s) - mixed(&hm, &b, s)) / (2.0 * eps);
-            assert!((dh[[i, k]] - fd).abs() < 1e-6, "dh[{i},{k}] {} vs {fd}", dh[[i, k]]);
+            assert!(
+                (dh[[i, k]] - fd).abs() < 1e-6,
+                "dh[{i},{k}] {} vs {fd}",
+                dh[[i, k]]
+            );
         }
     }
     for k in 0..2 {

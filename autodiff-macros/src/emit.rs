@@ -3,14 +3,15 @@
 //! Each companion body is the forward sweep (the lowered body, with each `if` also recording
 //! which arm ran and what that arm's reverse sweep needs) followed by the reverse sweep.
 
-use crate::ir::{CallForm, Function, MapFn, Op, Operand, Stmt};
+use crate::ir::{CallForm, Function, MapFn, Op, Operand, Stmt, VarId};
 use crate::names::Namer;
-use crate::reverse::{Reverse, Saved};
+use crate::reverse::{like_name, Reverse, Saved};
 use crate::rules::Forward as Fwd;
 use crate::signature::{self, Param, Signature};
 use crate::{attr, lower};
 use proc_macro2::{Ident, TokenStream};
 use quote::{format_ident, quote, ToTokens};
+use std::collections::HashSet;
 use syn::ItemFn;
 
 pub fn companions(attr: TokenStream, func: &ItemFn) -> syn::Result<TokenStream> {
@@ -99,7 +100,16 @@ fn body(
 ) -> syn::Result<TokenStream> {
     let rt = namer.fresh("rt");
     let f = lower::lower(func, sig, &active, &mut namer)?;
-    let mut rev = Reverse::new(&f, sig.float.clone(), rt.clone());
+    // A first reverse sweep finds which top-level values the reverse sweep reads; the others
+    // are freed at the end of the forward sweep (keeping their shape where needed).
+    let mut probe = Reverse::new(&f, sig.float.clone(), rt.clone(), HashSet::new());
+    probe.sweep(seed.clone());
+    let result_var = f.result.var();
+    let released: HashSet<VarId> = top_level_values(&f)
+        .into_iter()
+        .filter(|v| !probe.used_values().contains(v) && Some(*v) != result_var)
+        .collect();
+    let mut rev = Reverse::new(&f, sig.float.clone(), rt.clone(), released.clone());
     let reverse = rev.sweep(seed);
     let mut grads = Vec::new();
     for (id, p) in sig.params.iter().enumerate() {
@@ -114,19 +124,27 @@ fn body(
         }
     }
     let saved = std::mem::take(&mut rev.saved);
-    let forward = Forward {
+    let keep_like: HashSet<VarId> = rev
+        .used_like
+        .iter()
+        .copied()
+        .filter(|v| released.contains(v))
+        .collect();
+    let fwd = Forward {
         f: &f,
         saved: &saved,
         rt: &rt,
+        keep_like: &keep_like,
+    };
+    let mut forward = fwd.block(&f.body);
+    let mut released: Vec<VarId> = released.into_iter().collect();
+    released.sort_unstable();
+    for v in released {
+        let name = &f.vars[v].name;
+        forward.extend(quote!(#rt::release(#name);));
     }
-    .block(&f.body);
     let items = &f.items;
-    let result = Forward {
-        f: &f,
-        saved: &saved,
-        rt: &rt,
-    }
-    .operand(&f.result);
+    let result = fwd.operand(&f.result);
     let grads = tuple_or_bare(grads);
     let ret = if with_value {
         quote!((#result, #grads))
@@ -149,6 +167,21 @@ struct Forward<'a> {
     f: &'a Function,
     saved: &'a Saved,
     rt: &'a Ident,
+    /// Released values whose shape the reverse sweep reads: kept with `__rt::like`.
+    keep_like: &'a HashSet<VarId>,
+}
+
+/// The values the forward sweep defines at the top level of the body (not inside an arm).
+fn top_level_values(f: &Function) -> Vec<VarId> {
+    let mut out = Vec::new();
+    for s in &f.body.stmts {
+        match s {
+            Stmt::Let { var, .. } => out.push(*var),
+            Stmt::If { phis, .. } => out.extend(phis.iter().map(|p| p.out)),
+            Stmt::Effect(_) => {}
+        }
+    }
+    out
 }
 
 impl Forward<'_> {
@@ -170,7 +203,13 @@ impl Forward<'_> {
                 let name = &v.name;
                 let ty = v.ty.as_ref().map(|t| quote!(: #t));
                 let value = self.op(op);
-                quote!(let #name #ty = #value;)
+                if self.keep_like.contains(var) {
+                    let rt = self.rt;
+                    let like = like_name(name);
+                    quote!(let #name #ty = #value; let #like = #rt::like(&#name);)
+                } else {
+                    quote!(let #name #ty = #value;)
+                }
             }
             Stmt::If {
                 cond,
@@ -213,7 +252,9 @@ impl Forward<'_> {
         match op {
             Op::Copy(o) => self.operand(o),
             Op::Verbatim(t) => t.clone(),
-            Op::Call { path, args, refs, .. } => {
+            Op::Call {
+                path, args, refs, ..
+            } => {
                 let args = args.iter().zip(refs).map(|(a, r)| {
                     let a = self.operand(a);
                     if *r {
@@ -233,7 +274,14 @@ impl Forward<'_> {
                 let mapv = Ident::new("mapv", *span);
                 quote!(#recv.#mapv(#f))
             }
-            Op::Prim { rule, form, args, ints, suffix, span } => {
+            Op::Prim {
+                rule,
+                form,
+                args,
+                ints,
+                suffix,
+                span,
+            } => {
                 let floats: Vec<TokenStream> = args.iter().map(|a| self.operand(a)).collect();
                 let ints: Vec<TokenStream> = ints.iter().map(|i| self.operand(i)).collect();
                 match (&rule.forward, form) {
@@ -246,7 +294,9 @@ impl Forward<'_> {
                         let rest = floats[1..].iter().chain(&ints);
                         quote!(#recv.#m(#(#rest),*)#suffix)
                     }
-                    (Fwd::AsWritten, CallForm::Path(p)) => quote!(#p(#(#floats,)* #(#ints),*)#suffix),
+                    (Fwd::AsWritten, CallForm::Path(p)) => {
+                        quote!(#p(#(#floats,)* #(#ints),*)#suffix)
+                    }
                 }
             }
         }
@@ -256,10 +306,16 @@ impl Forward<'_> {
 /// The body of the element-wise pullback of a `mapv` closure: its forward sweep, its reverse
 /// sweep seeded with `seed`, and the parameter's adjoint.
 pub fn closure_pullback(f: &Function, float: &Ident, rt: &Ident, seed: TokenStream) -> TokenStream {
-    let mut rev = Reverse::new(f, float.clone(), rt.clone());
+    let mut rev = Reverse::new(f, float.clone(), rt.clone(), HashSet::new());
     let reverse = rev.sweep(seed);
     let grad = rev.gradient(0);
     let saved = std::mem::take(&mut rev.saved);
-    let forward = Forward { f, saved: &saved, rt }.block(&f.body);
+    let forward = Forward {
+        f,
+        saved: &saved,
+        rt,
+        keep_like: &HashSet::new(),
+    }
+    .block(&f.body);
     quote!({ #forward #reverse #grad })
 }

@@ -88,7 +88,10 @@ pub enum MapFn {
     Rule(&'static Rule, TokenStream),
     /// `|v| ..`: the closure as the forward sweep runs it, and its body lowered as a function
     /// of `v` (variable 0) for the element-wise pullback.
-    Closure { forward: TokenStream, function: Box<Function> },
+    Closure {
+        forward: TokenStream,
+        function: Box<Function>,
+    },
 }
 
 pub struct Phi {

@@ -521,9 +521,13 @@ impl Lowerer<'_> {
     fn lower(&mut self, e: &Expr, hint: &str, out: &mut Block) -> syn::Result<Lowered> {
         let e = strip(e);
         match e {
-            Expr::Lit(syn::ExprLit { lit: syn::Lit::Float(f), .. }) if f.suffix().is_empty() => {
+            Expr::Lit(syn::ExprLit {
+                lit: syn::Lit::Float(f),
+                ..
+            }) if f.suffix().is_empty() => {
                 // Typed, so that the runtime's generic helpers know it is the function's float.
-                let typed = syn::LitFloat::new(&format!("{}{}", f.base10_digits(), self.float), f.span());
+                let typed =
+                    syn::LitFloat::new(&format!("{}{}", f.base10_digits(), self.float), f.span());
                 return Ok(Lowered::Operand(Operand::Const(typed.to_token_stream())));
             }
             Expr::Lit(_) => return Ok(Lowered::Operand(Operand::Const(e.to_token_stream()))),
@@ -591,15 +595,32 @@ impl Lowerer<'_> {
     fn operator(&self, name: &str, args: Vec<Operand>, span: Span) -> Lowered {
         match rules::operator(name) {
             Some(rule) => Lowered::Op(
-                Op::Prim { rule, form: CallForm::Method(Ident::new(name, span)), args, ints: vec![], suffix: TokenStream::new(), span },
+                Op::Prim {
+                    rule,
+                    form: CallForm::Method(Ident::new(name, span)),
+                    args,
+                    ints: vec![],
+                    suffix: TokenStream::new(),
+                    span,
+                },
                 true,
             ),
-            None => Lowered::Op(Op::Verbatim(quote!(compile_error!("autodiff: no rule for an operator"))), false),
+            None => Lowered::Op(
+                Op::Verbatim(quote!(compile_error!("autodiff: no rule for an operator"))),
+                false,
+            ),
         }
     }
 
     /// `a op b`: an operator rule, or plain code when neither side is differentiated.
-    fn binop(&mut self, name: &str, op: TokenStream, span: Span, a: Operand, b: Operand) -> Lowered {
+    fn binop(
+        &mut self,
+        name: &str,
+        op: TokenStream,
+        span: Span,
+        a: Operand,
+        b: Operand,
+    ) -> Lowered {
         if !self.is_active(&a) && !self.is_active(&b) {
             let (a, b) = (self.tokens(&a), self.tokens(&b));
             return Lowered::Op(Op::Verbatim(quote!(#a #op #b)), false);
@@ -610,7 +631,10 @@ impl Lowerer<'_> {
     fn method(&mut self, m: &syn::ExprMethodCall, out: &mut Block) -> syn::Result<Lowered> {
         let name = m.method.to_string();
         if m.turbofish.is_some() {
-            return Err(syn::Error::new_spanned(m, "#[differentiate] does not support turbofish on methods of differentiated values"));
+            return Err(syn::Error::new_spanned(
+                m,
+                "#[differentiate] does not support turbofish on methods of differentiated values",
+            ));
         }
         let whole = Expr::MethodCall(m.clone());
         if INACTIVE_METHODS.contains(&name.as_str()) && is_plain(&whole) {
@@ -619,7 +643,8 @@ impl Lowerer<'_> {
         // `x.mean().unwrap()`: the fallible primitive, with the unwrap kept after it.
         if name == "unwrap" || name == "expect" {
             if let Expr::MethodCall(inner) = strip(&m.receiver) {
-                if let Some(rule) = rules::method(&inner.method.to_string()).filter(|r| r.fallible) {
+                if let Some(rule) = rules::method(&inner.method.to_string()).filter(|r| r.fallible)
+                {
                     let mut args = Vec::new();
                     for a in &m.args {
                         args.push(self.rename(a)?);
@@ -628,7 +653,14 @@ impl Lowerer<'_> {
                     let suffix = quote!(.#method(#(#args),*));
                     let mut operands = vec![&*inner.receiver];
                     operands.extend(inner.args.iter());
-                    return self.prim(rule, CallForm::Method(inner.method.clone()), &operands, inner.method.span(), suffix, out);
+                    return self.prim(
+                        rule,
+                        CallForm::Method(inner.method.clone()),
+                        &operands,
+                        inner.method.span(),
+                        suffix,
+                        out,
+                    );
                 }
             }
         }
@@ -646,7 +678,14 @@ impl Lowerer<'_> {
         }
         let mut args = vec![&*m.receiver];
         args.extend(m.args.iter());
-        self.prim(rule, CallForm::Method(m.method.clone()), &args, m.method.span(), TokenStream::new(), out)
+        self.prim(
+            rule,
+            CallForm::Method(m.method.clone()),
+            &args,
+            m.method.span(),
+            TokenStream::new(),
+            out,
+        )
     }
 
     /// `a.mapv(f64::exp)` or `a.mapv(|v| ..)`: an element-wise map whose scalar pullback is a
@@ -669,7 +708,14 @@ impl Lowerer<'_> {
             other => return Err(syn::Error::new_spanned(other, "`mapv` is supported with a path to a float function (`f64::exp`) or a closure (`|v| v.max(0.0)`)")),
         };
         let active = self.is_active(&recv);
-        Ok(Lowered::Op(Op::Map { recv, func, span: m.method.span() }, active))
+        Ok(Lowered::Op(
+            Op::Map {
+                recv,
+                func,
+                span: m.method.span(),
+            },
+            active,
+        ))
     }
 
     /// A `mapv` closure: its forward form (renamed), and its body lowered as a function of its
@@ -679,12 +725,25 @@ impl Lowerer<'_> {
             [Pat::Ident(pi)] if pi.by_ref.is_none() && pi.subpat.is_none() => pi.ident.clone(),
             [Pat::Type(pt)] => match &*pt.pat {
                 Pat::Ident(pi) if pi.by_ref.is_none() && pi.subpat.is_none() => pi.ident.clone(),
-                other => return Err(syn::Error::new_spanned(other, "a `mapv` closure takes one named parameter: `|v| ...`")),
+                other => {
+                    return Err(syn::Error::new_spanned(
+                        other,
+                        "a `mapv` closure takes one named parameter: `|v| ...`",
+                    ))
+                }
             },
-            _ => return Err(syn::Error::new_spanned(&c.inputs, "a `mapv` closure takes one named parameter: `|v| ...`")),
+            _ => {
+                return Err(syn::Error::new_spanned(
+                    &c.inputs,
+                    "a `mapv` closure takes one named parameter: `|v| ...`",
+                ))
+            }
         };
         if c.asyncness.is_some() || c.constness.is_some() {
-            return Err(syn::Error::new_spanned(c, "a `mapv` closure must be a plain closure"));
+            return Err(syn::Error::new_spanned(
+                c,
+                "a `mapv` closure must be a plain closure",
+            ));
         }
         // Captured values must be constants: a closure cannot carry their gradient out.
         let mut shadowed = HashMap::new();
@@ -708,7 +767,10 @@ impl Lowerer<'_> {
                     }
                 }
             }
-            let mut f = Finder { lw: self, found: None };
+            let mut f = Finder {
+                lw: self,
+                found: None,
+            };
             f.visit_expr(&c.body);
             f.found
         };
@@ -720,27 +782,56 @@ impl Lowerer<'_> {
         let forward = forward?;
 
         // The body as a function of the parameter, with the visible variables as constants.
-        let mut vars = vec![Var { name: param.clone(), adjoint: self.namer.fresh(&format!("d_{param}")), active: true, ty: None }];
+        let mut vars = vec![Var {
+            name: param.clone(),
+            adjoint: self.namer.fresh(&format!("d_{param}")),
+            active: true,
+            ty: None,
+        }];
         let mut scope = HashMap::new();
         for s in &self.scopes {
             for (name, &id) in s {
                 scope.insert(name.clone(), vars.len());
                 let v = &self.vars[id];
-                vars.push(Var { name: v.name.clone(), adjoint: v.adjoint.clone(), active: false, ty: None });
+                vars.push(Var {
+                    name: v.name.clone(),
+                    adjoint: v.adjoint.clone(),
+                    active: false,
+                    ty: None,
+                });
             }
         }
         scope.insert(param.to_string(), 0);
-        let mut inner = Lowerer { float: self.float.clone(), namer: &mut *self.namer, vars, scopes: vec![scope], items: Vec::new(), errors: Errors::default(), temps: self.temps };
+        let mut inner = Lowerer {
+            float: self.float.clone(),
+            namer: &mut *self.namer,
+            vars,
+            scopes: vec![scope],
+            items: Vec::new(),
+            errors: Errors::default(),
+            temps: self.temps,
+        };
         let mut body = Block::default();
         let result = inner.seq(&[Item::Expr(&c.body, true)], true, &mut body);
         self.temps = inner.temps;
         let result = result?;
         inner.errors.finish()?;
         let Some(result) = result else {
-            return Err(syn::Error::new_spanned(&c.body, "this closure has no value"));
+            return Err(syn::Error::new_spanned(
+                &c.body,
+                "this closure has no value",
+            ));
         };
-        let function = Function { vars: inner.vars, items: Vec::new(), body, result };
-        Ok(MapFn::Closure { forward, function: Box::new(function) })
+        let function = Function {
+            vars: inner.vars,
+            items: Vec::new(),
+            body,
+            result,
+        };
+        Ok(MapFn::Closure {
+            forward,
+            function: Box::new(function),
+        })
     }
 
     fn call(&mut self, c: &syn::ExprCall, out: &mut Block) -> syn::Result<Lowered> {
@@ -756,7 +847,10 @@ impl Lowerer<'_> {
         if segs.len() == 2 && (segs[0].ident == "f64" || segs[0].ident == "f32") {
             let name = segs[1].ident.to_string();
             if INACTIVE_METHODS.contains(&name.as_str()) {
-                return Ok(Lowered::Op(Op::Verbatim(self.condition(&Expr::Call(c.clone()))?), false));
+                return Ok(Lowered::Op(
+                    Op::Verbatim(self.condition(&Expr::Call(c.clone()))?),
+                    false,
+                ));
             }
             let Some(rule) = rules::method(&name).filter(|r| r.forward_as_written()) else {
                 return Err(syn::Error::new_spanned(
@@ -764,7 +858,14 @@ impl Lowerer<'_> {
                     format!("#[differentiate] cannot differentiate `{}::{name}`: the float functions it knows are {}", segs[0].ident, rules::method_names()),
                 ));
             };
-            return self.prim(rule, CallForm::Path(fp.path.to_token_stream()), &args, segs[1].ident.span(), TokenStream::new(), out);
+            return self.prim(
+                rule,
+                CallForm::Path(fp.path.to_token_stream()),
+                &args,
+                segs[1].ident.span(),
+                TokenStream::new(),
+                out,
+            );
         }
         // Any other function: its pullback stands beside it, `g` -> `g_pullback`.
         let mut pullback = fp.path.clone();
@@ -782,12 +883,36 @@ impl Lowerer<'_> {
             refs.push(by_ref);
         }
         let active = operands.iter().any(|o| self.is_active(o));
-        Ok(Lowered::Op(Op::Call { path: fp.path.clone(), pullback, args: operands, refs }, active))
+        Ok(Lowered::Op(
+            Op::Call {
+                path: fp.path.clone(),
+                pullback,
+                args: operands,
+                refs,
+            },
+            active,
+        ))
     }
 
-    fn prim(&mut self, rule: &'static Rule, form: CallForm, args: &[&Expr], span: Span, suffix: TokenStream, out: &mut Block) -> syn::Result<Lowered> {
+    fn prim(
+        &mut self,
+        rule: &'static Rule,
+        form: CallForm,
+        args: &[&Expr],
+        span: Span,
+        suffix: TokenStream,
+        out: &mut Block,
+    ) -> syn::Result<Lowered> {
         if args.len() != rule.floats + rule.ints {
-            return Err(syn::Error::new(span, format!("`{}` takes {} argument(s) here, not {}", rule.name, rule.floats + rule.ints, args.len())));
+            return Err(syn::Error::new(
+                span,
+                format!(
+                    "`{}` takes {} argument(s) here, not {}",
+                    rule.name,
+                    rule.floats + rule.ints,
+                    args.len()
+                ),
+            ));
         }
         let mut floats = Vec::new();
         for a in &args[..rule.floats] {
@@ -797,12 +922,29 @@ impl Lowerer<'_> {
         for a in &args[rule.floats..] {
             let o = self.operand(a, out)?;
             if self.is_active(&o) {
-                return Err(syn::Error::new_spanned(a, format!("this argument of `{}` cannot depend on a differentiated value", rule.name)));
+                return Err(syn::Error::new_spanned(
+                    a,
+                    format!(
+                        "this argument of `{}` cannot depend on a differentiated value",
+                        rule.name
+                    ),
+                ));
             }
             ints.push(o);
         }
-        let active = !matches!(rule.adjoint, Adjoint::Zero) && floats.iter().any(|o| self.is_active(o));
-        Ok(Lowered::Op(Op::Prim { rule, form, args: floats, ints, suffix, span }, active))
+        let active =
+            !matches!(rule.adjoint, Adjoint::Zero) && floats.iter().any(|o| self.is_active(o));
+        Ok(Lowered::Op(
+            Op::Prim {
+                rule,
+                form,
+                args: floats,
+                ints,
+                suffix,
+                span,
+            },
+            active,
+        ))
     }
 
     /// An `if`: both arms lowered in their own scopes, with a [`Phi`] for each variable they

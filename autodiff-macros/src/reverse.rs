@@ -25,11 +25,22 @@ pub struct Reverse<'a> {
     /// Inside an arm, a value that the arm hands out through a phi is read through the phi's
     /// output (defined outside the `if`), so it need not be saved twice.
     alias: HashMap<VarId, VarId>,
+    /// Top-level values the forward sweep frees before the reverse sweep (their shape is kept
+    /// where the reverse sweep needs it: [`like_name`]).
+    released: HashSet<VarId>,
+    /// Top-level values whose shape alone the reverse sweep reads (`init`, `zero_like`).
+    pub used_like: BTreeSet<VarId>,
     pub saved: Saved,
 }
 
+/// The name under which the forward sweep keeps the shape of a released value. Mixed-site, so
+/// it cannot clash with any name of the user's or of the call site.
+pub fn like_name(var: &Ident) -> Ident {
+    Ident::new(&format!("{var}_like"), Span::mixed_site())
+}
+
 impl<'a> Reverse<'a> {
-    pub fn new(f: &'a Function, float: Ident, rt: Ident) -> Self {
+    pub fn new(f: &'a Function, float: Ident, rt: Ident, released: HashSet<VarId>) -> Self {
         Reverse {
             f,
             float,
@@ -37,8 +48,15 @@ impl<'a> Reverse<'a> {
             declared: HashSet::new(),
             used: vec![BTreeSet::new()],
             alias: HashMap::new(),
+            released,
+            used_like: BTreeSet::new(),
             saved: HashMap::new(),
         }
+    }
+
+    /// The top-level values the reverse sweep reads (as values, not only for their shape).
+    pub fn used_values(&self) -> &BTreeSet<VarId> {
+        &self.used[0]
     }
 
     /// The reverse sweep of the whole body, seeded with `seed` as the output's adjoint.
@@ -57,6 +75,24 @@ impl<'a> Reverse<'a> {
         } else {
             let x = self.primal(param);
             quote!(#rt::zero_like(&#x))
+        }
+    }
+
+    /// A value whose shape alone is read (as the `like` of `init` or `zero_like`).
+    fn like(&mut self, mut v: VarId) -> TokenStream {
+        while let Some(&a) = self.alias.get(&v) {
+            v = a;
+        }
+        if self.used.len() > 1 {
+            // Inside an arm: the arm's saved values are kept whole.
+            return self.primal(v).to_token_stream();
+        }
+        self.used_like.insert(v);
+        let name = &self.f.vars[v].name;
+        if self.released.contains(&v) {
+            like_name(name).to_token_stream()
+        } else {
+            name.to_token_stream()
         }
     }
 
@@ -96,7 +132,7 @@ impl<'a> Reverse<'a> {
             quote!(#rt::acc(&mut #d, #c);)
         } else {
             self.declared.insert(v);
-            let x = self.primal(v);
+            let x = self.like(v);
             let rt = &self.rt;
             quote!(let mut #d = #rt::init(&#x, #c);)
         }
@@ -131,16 +167,26 @@ impl<'a> Reverse<'a> {
         let dy = self.f.vars[var].adjoint.clone();
         let rt = self.rt.clone();
         let mut out = TokenStream::new();
+        // Whether a contribution took the adjoint by value; otherwise it is freed at the end,
+        // as nothing reads it after its variable's own statement.
+        let mut moved = false;
         match op {
             Op::Copy(o) => out.extend(self.contribute(o, quote!(&#dy))),
             Op::Verbatim(_) => {}
-            Op::Prim { rule, args, ints, .. } => match rule.adjoint {
+            Op::Prim {
+                rule, args, ints, ..
+            } => match rule.adjoint {
                 Adjoint::Zero => {}
                 Adjoint::Linear(signs) => {
                     // The adjoint is dead after this statement: the last operand that passes it on
                     // unchanged takes it by value (an array adjoint is moved, not copied).
-                    let last = args.iter().zip(signs).rposition(|(a, &plus)| plus && self.active(a));
-                    let mut order: Vec<usize> = (0..args.len()).filter(|&k| Some(k) != last).collect();
+                    let last = args
+                        .iter()
+                        .zip(signs)
+                        .rposition(|(a, &plus)| plus && self.active(a));
+                    moved = last.is_some();
+                    let mut order: Vec<usize> =
+                        (0..args.len()).filter(|&k| Some(k) != last).collect();
                     order.extend(last);
                     for k in order {
                         let c = match (signs[k], Some(k) == last) {
@@ -164,8 +210,10 @@ impl<'a> Reverse<'a> {
                 Adjoint::Runtime(adjoints) => {
                     for (arg, name) in args.iter().zip(adjoints) {
                         if self.active(arg) {
-                            let operands: Vec<TokenStream> = args.iter().map(|a| self.operand(a)).collect();
-                            let consts: Vec<TokenStream> = ints.iter().map(|i| self.operand(i)).collect();
+                            let operands: Vec<TokenStream> =
+                                args.iter().map(|a| self.operand(a)).collect();
+                            let consts: Vec<TokenStream> =
+                                ints.iter().map(|i| self.operand(i)).collect();
                             let y = self.primal(var);
                             let name = Ident::new(name, Span::call_site());
                             let c = quote!(#rt::#name(#(&#operands,)* &#y, &#dy, #(#consts),*));
@@ -179,7 +227,9 @@ impl<'a> Reverse<'a> {
                     let names = Args::new(TokenStream::new(), self.float.clone());
                     let c = match func {
                         MapFn::Rule(rule, _) => match rule.adjoint {
-                            Adjoint::Elementwise([template]) => self.elementwise(var, std::slice::from_ref(recv), &names, template),
+                            Adjoint::Elementwise([template]) => {
+                                self.elementwise(var, std::slice::from_ref(recv), &names, template)
+                            }
                             _ => quote!(#rt::zero_like(&#dy)),
                         },
                         MapFn::Closure { function, .. } => {
@@ -188,14 +238,20 @@ impl<'a> Reverse<'a> {
                             let f = self.float.clone();
                             let p = &function.vars[0].name;
                             let seed = &names.dy;
-                            let body = crate::emit::closure_pullback(function, &f, &rt, quote!(#seed));
+                            let body =
+                                crate::emit::closure_pullback(function, &f, &rt, quote!(#seed));
                             quote!(#rt::pb1(&#x, &#y, &#dy, |#p: #f, _: #f, #seed: #f| -> #f #body))
                         }
                     };
                     out.extend(self.contribute(recv, c));
                 }
             }
-            Op::Call { pullback, args, refs, .. } => {
+            Op::Call {
+                pullback,
+                args,
+                refs,
+                ..
+            } => {
                 let operands: Vec<TokenStream> = args
                     .iter()
                     .zip(refs)
@@ -209,7 +265,9 @@ impl<'a> Reverse<'a> {
                     })
                     .collect();
                 // Mixed-site names: they cannot clash with any other name in the function.
-                let parts: Vec<Ident> = (0..args.len()).map(|k| Ident::new(&format!("d_arg{k}"), Span::mixed_site())).collect();
+                let parts: Vec<Ident> = (0..args.len())
+                    .map(|k| Ident::new(&format!("d_arg{k}"), Span::mixed_site()))
+                    .collect();
                 let pattern = if parts.len() == 1 {
                     let p = &parts[0];
                     quote!(#p)
@@ -217,17 +275,27 @@ impl<'a> Reverse<'a> {
                     quote!((#(#parts),*))
                 };
                 out.extend(quote!(let #pattern = #pullback(#(#operands,)* #dy);));
+                moved = true;
                 for (arg, part) in args.iter().zip(&parts) {
                     out.extend(self.contribute(arg, quote!(#part)));
                 }
             }
+        }
+        if !moved {
+            out.extend(quote!(#rt::release(#dy);));
         }
         out
     }
 
     /// `__rt::pbN(&operands.., &y, &dy, |x: F, y: F, dy: F| -> F { body })`. Operands the
     /// template does not read are passed as a zero, so they need not be kept.
-    fn elementwise(&mut self, var: VarId, args: &[Operand], names: &Args, template: &Template) -> TokenStream {
+    fn elementwise(
+        &mut self,
+        var: VarId,
+        args: &[Operand],
+        names: &Args,
+        template: &Template,
+    ) -> TokenStream {
         let rt = self.rt.clone();
         let f = self.float.clone();
         let dy = self.f.vars[var].adjoint.clone();
@@ -241,9 +309,19 @@ impl<'a> Reverse<'a> {
         let operands: Vec<TokenStream> = args
             .iter()
             .zip(&params)
-            .map(|(a, p)| if reads(p) { self.operand(a) } else { zero.clone() })
+            .map(|(a, p)| {
+                if reads(p) {
+                    self.operand(a)
+                } else {
+                    zero.clone()
+                }
+            })
             .collect();
-        let yv = if reads(&names.y) { self.primal(var).to_token_stream() } else { zero.clone() };
+        let yv = if reads(&names.y) {
+            self.primal(var).to_token_stream()
+        } else {
+            zero.clone()
+        };
         let (y, yd) = (&names.y, &names.dy);
         let pb = format_ident!("pb{}", args.len());
         let body = (template.body)(names);
@@ -279,7 +357,7 @@ impl<'a> Reverse<'a> {
             }
             self.declared.insert(v);
             let d = self.f.vars[v].adjoint.clone();
-            let x = self.primal(v);
+            let x = self.like(v);
             out.extend(quote!(let mut #d = #rt::zero_like(&#x);));
         }
         let mut arms = Vec::new();

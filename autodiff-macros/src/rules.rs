@@ -127,19 +127,43 @@ macro_rules! elementwise {
 
 macro_rules! zero {
     ($name:literal) => {
-        Rule { name: $name, kind: Kind::Method, floats: 1, ints: 0, forward: Forward::AsWritten, fallible: false, adjoint: Adjoint::Zero }
+        Rule {
+            name: $name,
+            kind: Kind::Method,
+            floats: 1,
+            ints: 0,
+            forward: Forward::AsWritten,
+            fallible: false,
+            adjoint: Adjoint::Zero,
+        }
     };
 }
 
 macro_rules! operator {
     ($name:literal, $floats:literal, $adjoint:expr) => {
-        Rule { name: $name, kind: Kind::Operator, floats: $floats, ints: 0, forward: Forward::Runtime($name), fallible: false, adjoint: $adjoint }
+        Rule {
+            name: $name,
+            kind: Kind::Operator,
+            floats: $floats,
+            ints: 0,
+            forward: Forward::Runtime($name),
+            fallible: false,
+            adjoint: $adjoint,
+        }
     };
 }
 
 macro_rules! tensor {
     ($name:literal, $floats:literal, $ints:literal, $forward:expr, fallible: $fallible:literal, $adjoint:expr) => {
-        Rule { name: $name, kind: Kind::Method, floats: $floats, ints: $ints, forward: $forward, fallible: $fallible, adjoint: $adjoint }
+        Rule {
+            name: $name,
+            kind: Kind::Method,
+            floats: $floats,
+            ints: $ints,
+            forward: $forward,
+            fallible: $fallible,
+            adjoint: $adjoint,
+        }
     };
 }
 
@@ -343,7 +367,9 @@ impl Rule {
 
 /// The rule for an operator: `add sub mul div neg`.
 pub fn operator(name: &str) -> Option<&'static Rule> {
-    RULES.iter().find(|r| r.kind == Kind::Operator && r.name == name)
+    RULES
+        .iter()
+        .find(|r| r.kind == Kind::Operator && r.name == name)
 }
 
 /// The rule for a float method, if the table has one.

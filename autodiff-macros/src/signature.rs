@@ -195,7 +195,9 @@ fn array_gradient(ty: &Type) -> Option<TokenStream> {
 }
 
 fn generic_float(args: &syn::PathArguments) -> Option<syn::Ident> {
-    let syn::PathArguments::AngleBracketed(a) = args else { return None };
+    let syn::PathArguments::AngleBracketed(a) = args else {
+        return None;
+    };
     a.args.iter().find_map(|g| match g {
         syn::GenericArgument::Type(t) => float_type(t),
         _ => None,

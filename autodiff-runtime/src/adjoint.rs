@@ -107,7 +107,9 @@ impl<F: Real, S: Data<Elem = F>, D: Dimension> Differentiable for ArrayBase<S, D
     }
 }
 
-impl<F: Real, S: Data<Elem = F>, D: Dimension, C: Contribution<F>> AdjointFrom<C> for ArrayBase<S, D> {
+impl<F: Real, S: Data<Elem = F>, D: Dimension, C: Contribution<F>> AdjointFrom<C>
+    for ArrayBase<S, D>
+{
     fn adjoint_from(&self, c: C) -> Array<F, D> {
         if c.shape_of() == self.shape() {
             into_dim(c.into_owned_dyn())
@@ -121,10 +123,14 @@ impl<F: Real, D: Dimension, C: Contribution<F>> Accumulate<C> for Array<F, D> {
     fn accumulate(&mut self, c: C) {
         if c.shape_of() == self.shape() {
             let v = c.view_dyn();
-            Zip::from(self.view_mut().into_dyn()).and(&v).for_each(|a, &b| *a += b);
+            Zip::from(self.view_mut().into_dyn())
+                .and(&v)
+                .for_each(|a, &b| *a += b);
         } else {
             let r = reduce_to(c.view_dyn(), self.shape());
-            Zip::from(self.view_mut().into_dyn()).and(&r).for_each(|a, &b| *a += b);
+            Zip::from(self.view_mut().into_dyn())
+                .and(&r)
+                .for_each(|a, &b| *a += b);
         }
     }
 }
@@ -183,7 +189,8 @@ pub trait Pullback3<F, A: ?Sized, B: ?Sized, C: ?Sized, Y: ?Sized> {
     /// The contribution to the adjoint of the operand the rule is for, shaped like `dy`.
     type Out;
     /// Applies the scalar rule `rule(a, b, c, y, dy)` element by element.
-    fn apply(a: &A, b: &B, c: &C, y: &Y, dy: &Self, rule: impl Fn(F, F, F, F, F) -> F) -> Self::Out;
+    fn apply(a: &A, b: &B, c: &C, y: &Y, dy: &Self, rule: impl Fn(F, F, F, F, F) -> F)
+        -> Self::Out;
 }
 
 macro_rules! scalar_pullbacks {
@@ -224,7 +231,10 @@ where
     fn apply(x: &X, y: &Y, dy: &Self, rule: impl Fn(F, F, F) -> F) -> Array<F, D> {
         let dim = dy.raw_dim();
         let (x, y) = (x.broadcast_to(&dim), y.broadcast_to(&dim));
-        Zip::from(&x).and(&y).and(dy).map_collect(|&x, &y, &d| rule(x, y, d))
+        Zip::from(&x)
+            .and(&y)
+            .and(dy)
+            .map_collect(|&x, &y, &d| rule(x, y, d))
     }
 }
 
@@ -239,8 +249,16 @@ where
     type Out = Array<F, D>;
     fn apply(a: &A, b: &B, y: &Y, dy: &Self, rule: impl Fn(F, F, F, F) -> F) -> Array<F, D> {
         let dim = dy.raw_dim();
-        let (a, b, y) = (a.broadcast_to(&dim), b.broadcast_to(&dim), y.broadcast_to(&dim));
-        Zip::from(&a).and(&b).and(&y).and(dy).map_collect(|&a, &b, &y, &d| rule(a, b, y, d))
+        let (a, b, y) = (
+            a.broadcast_to(&dim),
+            b.broadcast_to(&dim),
+            y.broadcast_to(&dim),
+        );
+        Zip::from(&a)
+            .and(&b)
+            .and(&y)
+            .and(dy)
+            .map_collect(|&a, &b, &y, &d| rule(a, b, y, d))
     }
 }
 
@@ -254,16 +272,38 @@ where
     C: Broadcast<F> + ?Sized,
 {
     type Out = Array<F, D>;
-    fn apply(a: &A, b: &B, c: &C, y: &Y, dy: &Self, rule: impl Fn(F, F, F, F, F) -> F) -> Array<F, D> {
+    fn apply(
+        a: &A,
+        b: &B,
+        c: &C,
+        y: &Y,
+        dy: &Self,
+        rule: impl Fn(F, F, F, F, F) -> F,
+    ) -> Array<F, D> {
         let dim = dy.raw_dim();
-        let (a, b, c, y) = (a.broadcast_to(&dim), b.broadcast_to(&dim), c.broadcast_to(&dim), y.broadcast_to(&dim));
-        Zip::from(&a).and(&b).and(&c).and(&y).and(dy).map_collect(|&a, &b, &c, &y, &d| rule(a, b, c, y, d))
+        let (a, b, c, y) = (
+            a.broadcast_to(&dim),
+            b.broadcast_to(&dim),
+            c.broadcast_to(&dim),
+            y.broadcast_to(&dim),
+        );
+        Zip::from(&a)
+            .and(&b)
+            .and(&c)
+            .and(&y)
+            .and(dy)
+            .map_collect(|&a, &b, &c, &y, &d| rule(a, b, c, y, d))
     }
 }
 
 /// Applies a one-input rule from the macro's table: the contribution to `x`'s adjoint.
 #[inline(always)]
-pub fn pb1<F, X, Y, D>(x: &X, y: &Y, dy: &D, rule: impl Fn(F, F, F) -> F) -> <D::Canon as Pullback1<F, X::Canon, Y::Canon>>::Out
+pub fn pb1<F, X, Y, D>(
+    x: &X,
+    y: &Y,
+    dy: &D,
+    rule: impl Fn(F, F, F) -> F,
+) -> <D::Canon as Pullback1<F, X::Canon, Y::Canon>>::Out
 where
     X: Val + ?Sized,
     Y: Val + ?Sized,
@@ -275,7 +315,13 @@ where
 
 /// Applies a two-input rule from the macro's table.
 #[inline(always)]
-pub fn pb2<F, A, B, Y, D>(a: &A, b: &B, y: &Y, dy: &D, rule: impl Fn(F, F, F, F) -> F) -> <D::Canon as Pullback2<F, A::Canon, B::Canon, Y::Canon>>::Out
+pub fn pb2<F, A, B, Y, D>(
+    a: &A,
+    b: &B,
+    y: &Y,
+    dy: &D,
+    rule: impl Fn(F, F, F, F) -> F,
+) -> <D::Canon as Pullback2<F, A::Canon, B::Canon, Y::Canon>>::Out
 where
     A: Val + ?Sized,
     B: Val + ?Sized,
@@ -283,13 +329,26 @@ where
     D: Val + ?Sized,
     D::Canon: Pullback2<F, A::Canon, B::Canon, Y::Canon>,
 {
-    <D::Canon as Pullback2<F, A::Canon, B::Canon, Y::Canon>>::apply(a.canon(), b.canon(), y.canon(), dy.canon(), rule)
+    <D::Canon as Pullback2<F, A::Canon, B::Canon, Y::Canon>>::apply(
+        a.canon(),
+        b.canon(),
+        y.canon(),
+        dy.canon(),
+        rule,
+    )
 }
 
 /// Applies a three-input rule from the macro's table.
 #[inline(always)]
 #[allow(clippy::type_complexity)]
-pub fn pb3<F, A, B, C, Y, D>(a: &A, b: &B, c: &C, y: &Y, dy: &D, rule: impl Fn(F, F, F, F, F) -> F) -> <D::Canon as Pullback3<F, A::Canon, B::Canon, C::Canon, Y::Canon>>::Out
+pub fn pb3<F, A, B, C, Y, D>(
+    a: &A,
+    b: &B,
+    c: &C,
+    y: &Y,
+    dy: &D,
+    rule: impl Fn(F, F, F, F, F) -> F,
+) -> <D::Canon as Pullback3<F, A::Canon, B::Canon, C::Canon, Y::Canon>>::Out
 where
     A: Val + ?Sized,
     B: Val + ?Sized,
@@ -298,7 +357,14 @@ where
     D: Val + ?Sized,
     D::Canon: Pullback3<F, A::Canon, B::Canon, C::Canon, Y::Canon>,
 {
-    <D::Canon as Pullback3<F, A::Canon, B::Canon, C::Canon, Y::Canon>>::apply(a.canon(), b.canon(), c.canon(), y.canon(), dy.canon(), rule)
+    <D::Canon as Pullback3<F, A::Canon, B::Canon, C::Canon, Y::Canon>>::apply(
+        a.canon(),
+        b.canon(),
+        c.canon(),
+        y.canon(),
+        dy.canon(),
+        rule,
+    )
 }
 
 /// Which arm of an `if` the forward sweep took, holding the values that arm's reverse sweep
@@ -309,4 +375,80 @@ pub enum Branch<A, B> {
     Then(A),
     /// The `else` arm ran (or the missing `else` of an `if` without one).
     Else(B),
+}
+
+/// What the reverse sweep keeps of a value whose shape alone it needs: the value itself for a
+/// scalar, its dimension for an array. The forward sweep can then free the array early.
+pub trait Likeness {
+    /// The kept form.
+    type Like;
+    /// The kept form of `self`.
+    fn like(&self) -> Self::Like;
+}
+
+/// The shape (and element type) of an array whose values are no longer needed.
+#[derive(Debug, Clone)]
+pub struct Shape<F, D> {
+    dim: D,
+    elem: std::marker::PhantomData<F>,
+}
+
+macro_rules! scalar_likeness {
+    ($($t:ident),*) => {$(
+        impl Likeness for $t {
+            type Like = $t;
+            #[inline(always)]
+            fn like(&self) -> $t {
+                *self
+            }
+        }
+    )*};
+}
+scalar_likeness!(f32, f64);
+
+impl<F: Real, S: Data<Elem = F>, D: Dimension> Likeness for ArrayBase<S, D> {
+    type Like = Shape<F, D>;
+    fn like(&self) -> Shape<F, D> {
+        Shape {
+            dim: self.raw_dim(),
+            elem: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<T: Likeness + ?Sized> Likeness for &T {
+    type Like = T::Like;
+    #[inline(always)]
+    fn like(&self) -> T::Like {
+        (**self).like()
+    }
+}
+
+impl<F: Real, D: Dimension> Differentiable for Shape<F, D> {
+    type Adjoint = Array<F, D>;
+    fn zero_adjoint(&self) -> Array<F, D> {
+        Array::zeros(self.dim.clone())
+    }
+}
+
+impl<F: Real, D: Dimension, C: Contribution<F>> AdjointFrom<C> for Shape<F, D> {
+    fn adjoint_from(&self, c: C) -> Array<F, D> {
+        if c.shape_of() == self.dim.slice() {
+            into_dim(c.into_owned_dyn())
+        } else {
+            into_dim(reduce_to(c.view_dyn(), self.dim.slice()))
+        }
+    }
+}
+
+/// The kept form of `v` (see [`Likeness`]).
+#[inline(always)]
+pub fn like<V: Likeness + ?Sized>(v: &V) -> V::Like {
+    v.like()
+}
+
+/// Frees a value the rest of the sweep no longer needs (a no-op for scalars).
+#[inline(always)]
+pub fn release<T>(value: T) {
+    drop(value)
 }

@@ -21,7 +21,11 @@ pub trait MapElems {
     /// `f` applied to every element.
     fn map_elems(&self, f: impl Fn(Self::Elem) -> Self::Elem) -> Self::Owned;
     /// `f(x, d)` for every element `x` of `self` and the matching element `d` of `other`.
-    fn zip_elems(&self, other: &Self::Owned, f: impl Fn(Self::Elem, Self::Elem) -> Self::Elem) -> Self::Owned;
+    fn zip_elems(
+        &self,
+        other: &Self::Owned,
+        f: impl Fn(Self::Elem, Self::Elem) -> Self::Elem,
+    ) -> Self::Owned;
 }
 
 macro_rules! scalar_map {
@@ -50,7 +54,11 @@ impl<F: Real, S: Data<Elem = F>, D: Dimension> MapElems for ArrayBase<S, D> {
     }
     fn zip_elems(&self, other: &Array<F, D>, f: impl Fn(F, F) -> F) -> Array<F, D> {
         if self.shape() != other.shape() {
-            panic!("autodiff: pullback adjoint of shape {:?} for an input of shape {:?}", other.shape(), self.shape());
+            panic!(
+                "autodiff: pullback adjoint of shape {:?} for an input of shape {:?}",
+                other.shape(),
+                self.shape()
+            );
         }
         Zip::from(self).and(other).map_collect(|&x, &d| f(x, d))
     }
@@ -64,6 +72,14 @@ fn relu1<F: Real>(x: F) -> F {
         x
     } else {
         F::from_f64(0.0)
+    }
+}
+
+fn relu_adjoint<F: Real>(x: F, d: F) -> F {
+    if x > F::from_f64(0.0) {
+        d
+    } else {
+        F::from_f64(0.0) * d
     }
 }
 
@@ -95,7 +111,7 @@ pub fn relu_pullback<X: Val>(x: X, d_out: Owned<X>) -> Owned<X>
 where
     X::Canon: MapElems,
 {
-    x.canon().zip_elems(&d_out, |x, d| if x > x - x { d } else { (x - x) * d })
+    x.canon().zip_elems(&d_out, relu_adjoint)
 }
 
 /// The logistic function `1 / (1 + e^-x)`, element-wise, without overflow for large `|x|`.
@@ -144,7 +160,9 @@ impl<F: Real> F1 for F {
 }
 
 fn lse_of<'a, F: Real + 'a>(values: impl Iterator<Item = &'a F> + Clone) -> F {
-    let m = values.clone().fold(f64::NEG_INFINITY, |m, v| m.max(v.to_f64()));
+    let m = values
+        .clone()
+        .fold(f64::NEG_INFINITY, |m, v| m.max(v.to_f64()));
     if m == f64::NEG_INFINITY || m.is_nan() {
         return F::from_f64(m);
     }
@@ -152,12 +170,22 @@ fn lse_of<'a, F: Real + 'a>(values: impl Iterator<Item = &'a F> + Clone) -> F {
 }
 
 /// `ln(sum(exp(x)))` over all elements, computed stably (shifted by the maximum).
-pub fn logsumexp<F: Real, S: Data<Elem = F>, D: Dimension, X: Val<Canon = ArrayBase<S, D>>>(x: X) -> F {
+pub fn logsumexp<F: Real, S: Data<Elem = F>, D: Dimension, X: Val<Canon = ArrayBase<S, D>>>(
+    x: X,
+) -> F {
     lse_of(x.canon().iter())
 }
 
 /// Pullback of [`logsumexp`]: `d_out * softmax(x)` over all elements.
-pub fn logsumexp_pullback<F: Real, S: Data<Elem = F>, D: Dimension, X: Val<Canon = ArrayBase<S, D>>>(x: X, d_out: F) -> Array<F, D> {
+pub fn logsumexp_pullback<
+    F: Real,
+    S: Data<Elem = F>,
+    D: Dimension,
+    X: Val<Canon = ArrayBase<S, D>>,
+>(
+    x: X,
+    d_out: F,
+) -> Array<F, D> {
     let x = x.canon();
     let l = lse_of(x.iter());
     x.mapv(|v| d_out * F::from_f64((v.to_f64() - l.to_f64()).exp()))
@@ -165,13 +193,17 @@ pub fn logsumexp_pullback<F: Real, S: Data<Elem = F>, D: Dimension, X: Val<Canon
 
 fn last_axis<S: ndarray::RawData, D: Dimension>(x: &ArrayBase<S, D>, op: &str) -> Axis {
     if x.ndim() == 0 {
-        panic!("autodiff::ops::{op}: needs an array with at least one axis, got a 0-dimensional one");
+        panic!(
+            "autodiff::ops::{op}: needs an array with at least one axis, got a 0-dimensional one"
+        );
     }
     Axis(x.ndim() - 1)
 }
 
 /// Softmax along the last axis (row-wise for a matrix), computed stably.
-pub fn softmax<F: Real, S: Data<Elem = F>, D: Dimension, X: Val<Canon = ArrayBase<S, D>>>(x: X) -> Array<F, D> {
+pub fn softmax<F: Real, S: Data<Elem = F>, D: Dimension, X: Val<Canon = ArrayBase<S, D>>>(
+    x: X,
+) -> Array<F, D> {
     let x = x.canon();
     let axis = last_axis(x, "softmax");
     let mut out = x.to_owned();
@@ -183,20 +215,35 @@ pub fn softmax<F: Real, S: Data<Elem = F>, D: Dimension, X: Val<Canon = ArrayBas
 }
 
 /// Pullback of [`softmax`]: `s * (d - sum(d * s))` along the last axis.
-pub fn softmax_pullback<F: Real, S: Data<Elem = F>, D: Dimension, X: Val<Canon = ArrayBase<S, D>>>(x: X, d_out: Array<F, D>) -> Array<F, D> {
+pub fn softmax_pullback<
+    F: Real,
+    S: Data<Elem = F>,
+    D: Dimension,
+    X: Val<Canon = ArrayBase<S, D>>,
+>(
+    x: X,
+    d_out: Array<F, D>,
+) -> Array<F, D> {
     let s = softmax(x.canon());
     check_shape("softmax", s.shape(), d_out.shape());
     let axis = last_axis(&s, "softmax");
     let mut out = d_out;
     for (mut d, s) in out.lanes_mut(axis).into_iter().zip(s.lanes(axis)) {
-        let dot = d.iter().zip(s.iter()).fold(F::from_f64(0.0), |acc, (&d, &s)| acc + d * s);
-        Zip::from(&mut d).and(&s).for_each(|d, &s| *d = s * (*d - dot));
+        let dot = d
+            .iter()
+            .zip(s.iter())
+            .fold(F::from_f64(0.0), |acc, (&d, &s)| acc + d * s);
+        Zip::from(&mut d)
+            .and(&s)
+            .for_each(|d, &s| *d = s * (*d - dot));
     }
     out
 }
 
 /// Log-softmax along the last axis (row-wise for a matrix), computed stably.
-pub fn log_softmax<F: Real, S: Data<Elem = F>, D: Dimension, X: Val<Canon = ArrayBase<S, D>>>(x: X) -> Array<F, D> {
+pub fn log_softmax<F: Real, S: Data<Elem = F>, D: Dimension, X: Val<Canon = ArrayBase<S, D>>>(
+    x: X,
+) -> Array<F, D> {
     let x = x.canon();
     let axis = last_axis(x, "log_softmax");
     let mut out = x.to_owned();
@@ -208,14 +255,22 @@ pub fn log_softmax<F: Real, S: Data<Elem = F>, D: Dimension, X: Val<Canon = Arra
 }
 
 /// Pullback of [`log_softmax`]: `d - softmax(x) * sum(d)` along the last axis.
-pub fn log_softmax_pullback<F: Real, S: Data<Elem = F>, D: Dimension, X: Val<Canon = ArrayBase<S, D>>>(x: X, d_out: Array<F, D>) -> Array<F, D> {
+pub fn log_softmax_pullback<
+    F: Real,
+    S: Data<Elem = F>,
+    D: Dimension,
+    X: Val<Canon = ArrayBase<S, D>>,
+>(
+    x: X,
+    d_out: Array<F, D>,
+) -> Array<F, D> {
     let s = softmax(x.canon());
     check_shape("log_softmax", s.shape(), d_out.shape());
     let axis = last_axis(&s, "log_softmax");
     let mut out = d_out;
     for (mut d, s) in out.lanes_mut(axis).into_iter().zip(s.lanes(axis)) {
         let total = d.iter().fold(F::from_f64(0.0), |acc, &d| acc + d);
-        Zip::from(&mut d).and(&s).for_each(|d, &s| *d = *d - s * total);
+        Zip::from(&mut d).and(&s).for_each(|d, &s| *d -= s * total);
     }
     out
 }
@@ -242,12 +297,18 @@ pub fn matmul_pullback<A: Val, B: Val, DC>(
     a: A,
     b: B,
     d_out: DC,
-) -> (<A::Canon as DotAdjoint<B::Canon, DC>>::Lhs, <A::Canon as DotAdjoint<B::Canon, DC>>::Rhs)
+) -> (
+    <A::Canon as DotAdjoint<B::Canon, DC>>::Lhs,
+    <A::Canon as DotAdjoint<B::Canon, DC>>::Rhs,
+)
 where
     A::Canon: DotAdjoint<B::Canon, DC>,
     DC: Val<Canon = DC>,
 {
-    (dot_lhs_adj(&a, &b, &(), &d_out), dot_rhs_adj(&a, &b, &(), &d_out))
+    (
+        dot_lhs_adj(&a, &b, &(), &d_out),
+        dot_rhs_adj(&a, &b, &(), &d_out),
+    )
 }
 
 #[cfg(test)]

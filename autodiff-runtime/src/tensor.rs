@@ -8,7 +8,10 @@
 use crate::value::Val;
 use crate::Real;
 use ndarray::linalg::{general_mat_mul, general_mat_vec_mul, Dot};
-use ndarray::{Array, Array1, Array2, ArrayBase, ArrayView, Axis, Data, DimMax, Dimension, Ix1, Ix2, RemoveAxis};
+use ndarray::{
+    Array, Array1, Array2, ArrayBase, ArrayView, Axis, Data, DimMax, Dimension, Ix1, Ix2,
+    RemoveAxis,
+};
 
 // ----- element-wise arithmetic ---------------------------------------------------------------
 
@@ -107,7 +110,13 @@ impl<F: Real, S: Data<Elem = F>, D: Dimension> Negate for ArrayBase<S, D> {
 /// "incompatible shapes".
 fn check_broadcast(op: &str, a: &[usize], b: &[usize]) {
     let n = a.len().max(b.len());
-    let at = |s: &[usize], i: usize| if i + s.len() >= n { s[i + s.len() - n] } else { 1 };
+    let at = |s: &[usize], i: usize| {
+        if i + s.len() >= n {
+            s[i + s.len() - n]
+        } else {
+            1
+        }
+    };
     if (0..n).any(|i| at(a, i) != at(b, i) && at(a, i) != 1 && at(b, i) != 1) {
         panic!("autodiff: `{op}` of arrays of shapes {a:?} and {b:?}: ShapeError/IncompatibleShape: incompatible shapes");
     }
@@ -240,7 +249,10 @@ where
     }
 }
 
-fn outer<F: Real, S1: Data<Elem = F>, S2: Data<Elem = F>>(u: &ArrayBase<S1, Ix1>, v: &ArrayBase<S2, Ix1>) -> Array2<F> {
+fn outer<F: Real, S1: Data<Elem = F>, S2: Data<Elem = F>>(
+    u: &ArrayBase<S1, Ix1>,
+    v: &ArrayBase<S2, Ix1>,
+) -> Array2<F> {
     let mut out = Array2::zeros((u.len(), v.len()));
     for (mut row, &ui) in out.rows_mut().into_iter().zip(u.iter()) {
         row.zip_mut_with(v, |o, &vj| *o = ui * vj);
@@ -250,7 +262,12 @@ fn outer<F: Real, S1: Data<Elem = F>, S2: Data<Elem = F>>(u: &ArrayBase<S1, Ix1>
 
 /// Adjoint of `a.dot(b)` with respect to `a`.
 #[inline]
-pub fn dot_lhs_adj<A, B, Y, DY>(a: &A, b: &B, _y: &Y, dy: &DY) -> <A::Canon as DotAdjoint<B::Canon, DY::Canon>>::Lhs
+pub fn dot_lhs_adj<A, B, Y, DY>(
+    a: &A,
+    b: &B,
+    _y: &Y,
+    dy: &DY,
+) -> <A::Canon as DotAdjoint<B::Canon, DY::Canon>>::Lhs
 where
     A: Val + ?Sized,
     B: Val + ?Sized,
@@ -263,7 +280,12 @@ where
 
 /// Adjoint of `a.dot(b)` with respect to `b`.
 #[inline]
-pub fn dot_rhs_adj<A, B, Y, DY>(a: &A, b: &B, _y: &Y, dy: &DY) -> <A::Canon as DotAdjoint<B::Canon, DY::Canon>>::Rhs
+pub fn dot_rhs_adj<A, B, Y, DY>(
+    a: &A,
+    b: &B,
+    _y: &Y,
+    dy: &DY,
+) -> <A::Canon as DotAdjoint<B::Canon, DY::Canon>>::Rhs
 where
     A: Val + ?Sized,
     B: Val + ?Sized,
@@ -277,22 +299,57 @@ where
 // ----- shape operations ----------------------------------------------------------------------
 
 /// Adjoint of `x.t()` and `x.reversed_axes()`: the adjoint with its axes reversed back.
-pub fn t_adj<X: ?Sized, Y: ?Sized, F: Real, S: Data<Elem = F>, D: Dimension, DY: Val<Canon = ArrayBase<S, D>> + ?Sized>(_x: &X, _y: &Y, dy: &DY) -> Array<F, D> {
+pub fn t_adj<
+    X: ?Sized,
+    Y: ?Sized,
+    F: Real,
+    S: Data<Elem = F>,
+    D: Dimension,
+    DY: Val<Canon = ArrayBase<S, D>> + ?Sized,
+>(
+    _x: &X,
+    _y: &Y,
+    dy: &DY,
+) -> Array<F, D> {
     dy.canon().view().reversed_axes().to_owned()
 }
 
 /// `x.reversed_axes()` on a view, so that `x` stays available to the reverse sweep.
-pub fn reversed_axes<'a, F: 'a, S: Data<Elem = F> + 'a, D: Dimension + 'a, X: Val<Canon = ArrayBase<S, D>> + ?Sized>(x: &'a X) -> ArrayView<'a, F, D> {
+pub fn reversed_axes<
+    'a,
+    F: 'a,
+    S: Data<Elem = F> + 'a,
+    D: Dimension + 'a,
+    X: Val<Canon = ArrayBase<S, D>> + ?Sized,
+>(
+    x: &'a X,
+) -> ArrayView<'a, F, D> {
     x.canon().view().reversed_axes()
 }
 
 /// `x.insert_axis(axis)` on a view.
-pub fn insert_axis<'a, F: 'a, S: Data<Elem = F> + 'a, D: Dimension + 'a, X: Val<Canon = ArrayBase<S, D>> + ?Sized>(x: &'a X, axis: Axis) -> ArrayView<'a, F, D::Larger> {
+pub fn insert_axis<
+    'a,
+    F: 'a,
+    S: Data<Elem = F> + 'a,
+    D: Dimension + 'a,
+    X: Val<Canon = ArrayBase<S, D>> + ?Sized,
+>(
+    x: &'a X,
+    axis: Axis,
+) -> ArrayView<'a, F, D::Larger> {
     x.canon().view().insert_axis(axis)
 }
 
 /// Adjoint of `x.insert_axis(axis)`: the adjoint with that axis removed.
-pub fn insert_axis_adj<X: ?Sized, Y: ?Sized, F: Real, S: Data<Elem = F>, D: Dimension + RemoveAxis, DY: Val<Canon = ArrayBase<S, D>> + ?Sized>(
+pub fn insert_axis_adj<
+    X: ?Sized,
+    Y: ?Sized,
+    F: Real,
+    S: Data<Elem = F>,
+    D: Dimension + RemoveAxis,
+    DY: Val<Canon = ArrayBase<S, D>> + ?Sized,
+>(
     _x: &X,
     _y: &Y,
     dy: &DY,
@@ -302,7 +359,14 @@ pub fn insert_axis_adj<X: ?Sized, Y: ?Sized, F: Real, S: Data<Elem = F>, D: Dime
 }
 
 /// `x.into_shape_with_order(shape)` on a view.
-pub fn into_shape_with_order<'a, F: 'a, S: Data<Elem = F> + 'a, D: Dimension + 'a, X: Val<Canon = ArrayBase<S, D>> + ?Sized, E: ndarray::ShapeArg>(
+pub fn into_shape_with_order<
+    'a,
+    F: 'a,
+    S: Data<Elem = F> + 'a,
+    D: Dimension + 'a,
+    X: Val<Canon = ArrayBase<S, D>> + ?Sized,
+    E: ndarray::ShapeArg,
+>(
     x: &'a X,
     shape: E,
 ) -> Result<ArrayView<'a, F, E::Dim>, ndarray::ShapeError> {
@@ -310,7 +374,17 @@ pub fn into_shape_with_order<'a, F: 'a, S: Data<Elem = F> + 'a, D: Dimension + '
 }
 
 /// Adjoint of a reshape (`into_shape_with_order`, `to_shape`): the adjoint in `x`'s shape.
-pub fn reshape_adj<F: Real, SX: Data<Elem = F>, D: Dimension, X: Val<Canon = ArrayBase<SX, D>> + ?Sized, Y: ?Sized, S: Data<Elem = F>, E: Dimension, DY: Val<Canon = ArrayBase<S, E>> + ?Sized, Sh>(
+pub fn reshape_adj<
+    F: Real,
+    SX: Data<Elem = F>,
+    D: Dimension,
+    X: Val<Canon = ArrayBase<SX, D>> + ?Sized,
+    Y: ?Sized,
+    S: Data<Elem = F>,
+    E: Dimension,
+    DY: Val<Canon = ArrayBase<S, E>> + ?Sized,
+    Sh,
+>(
     x: &X,
     _y: &Y,
     dy: &DY,
@@ -319,25 +393,59 @@ pub fn reshape_adj<F: Real, SX: Data<Elem = F>, D: Dimension, X: Val<Canon = Arr
     let dy = dy.canon();
     match dy.to_shape(x.canon().raw_dim()) {
         Ok(v) => v.into_owned(),
-        Err(e) => panic!("autodiff: reshaping an adjoint of shape {:?} back to {:?}: {e}", dy.shape(), x.canon().shape()),
+        Err(e) => panic!(
+            "autodiff: reshaping an adjoint of shape {:?} back to {:?}: {e}",
+            dy.shape(),
+            x.canon().shape()
+        ),
     }
 }
 
 // ----- reductions ----------------------------------------------------------------------------
 
 /// Adjoint of `x.sum()`: `dy` in every element.
-pub fn sum_adj<F: Real, S: Data<Elem = F>, D: Dimension, X: Val<Canon = ArrayBase<S, D>> + ?Sized, Y: ?Sized, DY: Val<Canon = F> + ?Sized>(x: &X, _y: &Y, dy: &DY) -> Array<F, D> {
+pub fn sum_adj<
+    F: Real,
+    S: Data<Elem = F>,
+    D: Dimension,
+    X: Val<Canon = ArrayBase<S, D>> + ?Sized,
+    Y: ?Sized,
+    DY: Val<Canon = F> + ?Sized,
+>(
+    x: &X,
+    _y: &Y,
+    dy: &DY,
+) -> Array<F, D> {
     Array::from_elem(x.canon().raw_dim(), *dy.canon())
 }
 
 /// Adjoint of `x.mean()`: `dy / n` in every element.
-pub fn mean_adj<F: Real, S: Data<Elem = F>, D: Dimension, X: Val<Canon = ArrayBase<S, D>> + ?Sized, Y: ?Sized, DY: Val<Canon = F> + ?Sized>(x: &X, _y: &Y, dy: &DY) -> Array<F, D> {
+pub fn mean_adj<
+    F: Real,
+    S: Data<Elem = F>,
+    D: Dimension,
+    X: Val<Canon = ArrayBase<S, D>> + ?Sized,
+    Y: ?Sized,
+    DY: Val<Canon = F> + ?Sized,
+>(
+    x: &X,
+    _y: &Y,
+    dy: &DY,
+) -> Array<F, D> {
     let x = x.canon();
     Array::from_elem(x.raw_dim(), *dy.canon() / F::from_f64(x.len() as f64))
 }
 
 /// Adjoint of `x.sum_axis(axis)`: `dy` spread back along `axis`.
-pub fn sum_axis_adj<F: Real, SX: Data<Elem = F>, D: Dimension + RemoveAxis, X: Val<Canon = ArrayBase<SX, D>> + ?Sized, Y: ?Sized, S: Data<Elem = F>, DY: Val<Canon = ArrayBase<S, D::Smaller>> + ?Sized>(
+pub fn sum_axis_adj<
+    F: Real,
+    SX: Data<Elem = F>,
+    D: Dimension + RemoveAxis,
+    X: Val<Canon = ArrayBase<SX, D>> + ?Sized,
+    Y: ?Sized,
+    S: Data<Elem = F>,
+    DY: Val<Canon = ArrayBase<S, D::Smaller>> + ?Sized,
+>(
     x: &X,
     _y: &Y,
     dy: &DY,
@@ -347,12 +455,24 @@ pub fn sum_axis_adj<F: Real, SX: Data<Elem = F>, D: Dimension + RemoveAxis, X: V
     let spread = dy.canon().view().insert_axis(axis);
     match spread.broadcast(x.raw_dim()) {
         Some(b) => b.to_owned(),
-        None => panic!("autodiff: sum_axis adjoint of shape {:?} does not fit {:?}", dy.canon().shape(), x.shape()),
+        None => panic!(
+            "autodiff: sum_axis adjoint of shape {:?} does not fit {:?}",
+            dy.canon().shape(),
+            x.shape()
+        ),
     }
 }
 
 /// Adjoint of `x.mean_axis(axis)`: `dy / n` spread back along `axis`.
-pub fn mean_axis_adj<F: Real, SX: Data<Elem = F>, D: Dimension + RemoveAxis, X: Val<Canon = ArrayBase<SX, D>> + ?Sized, Y: ?Sized, S: Data<Elem = F>, DY: Val<Canon = ArrayBase<S, D::Smaller>> + ?Sized>(
+pub fn mean_axis_adj<
+    F: Real,
+    SX: Data<Elem = F>,
+    D: Dimension + RemoveAxis,
+    X: Val<Canon = ArrayBase<SX, D>> + ?Sized,
+    Y: ?Sized,
+    S: Data<Elem = F>,
+    DY: Val<Canon = ArrayBase<S, D::Smaller>> + ?Sized,
+>(
     x: &X,
     y: &Y,
     dy: &DY,

@@ -7,7 +7,9 @@
 //! dimension, owned (reused without copying) or borrowed.
 
 use crate::Real;
-use ndarray::{ArrayBase, ArrayD, ArrayView, ArrayViewD, Data, Dimension, IxDyn, RawData, ShapeBuilder};
+use ndarray::{
+    ArrayBase, ArrayD, ArrayView, ArrayViewD, Data, Dimension, IxDyn, RawData, ShapeBuilder,
+};
 
 /// A value as generated code sees it, with references read through.
 pub trait Val {
@@ -51,7 +53,11 @@ impl<F, S: Data<Elem = F>, D: Dimension> Broadcast<F> for ArrayBase<S, D> {
     fn broadcast_to<E: Dimension>(&self, dim: &E) -> ArrayView<'_, F, E> {
         match self.broadcast(dim.clone()) {
             Some(v) => v,
-            None => panic!("autodiff: cannot broadcast an array of shape {:?} to shape {:?}", self.shape(), dim.slice()),
+            None => panic!(
+                "autodiff: cannot broadcast an array of shape {:?} to shape {:?}",
+                self.shape(),
+                dim.slice()
+            ),
         }
     }
 }
@@ -164,7 +170,9 @@ pub fn reduce_to<F: Real>(c: ArrayViewD<'_, F>, shape: &[usize]) -> ArrayD<F> {
         });
     }
     for (axis, &len) in shape.iter().enumerate() {
-        let have = r.as_ref().map_or(c.shape()[lead + axis], |a| a.shape()[axis]);
+        let have = r
+            .as_ref()
+            .map_or(c.shape()[lead + axis], |a| a.shape()[axis]);
         if len == 1 && have != 1 {
             let summed = match &r {
                 None => c.sum_axis(ndarray::Axis(lead + axis)),
@@ -183,6 +191,8 @@ pub fn into_dim<F, D: Dimension>(a: ArrayD<F>) -> ndarray::Array<F, D> {
     let shape = a.shape().to_vec();
     match a.into_dimensionality::<D>() {
         Ok(a) => a,
-        Err(_) => panic!("autodiff: an adjoint of shape {shape:?} does not have the dimension of its value"),
+        Err(_) => panic!(
+            "autodiff: an adjoint of shape {shape:?} does not have the dimension of its value"
+        ),
     }
 }
