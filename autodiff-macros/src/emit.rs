@@ -3,9 +3,9 @@
 //! Each companion body is the forward sweep (the lowered body, with each `if` also recording
 //! which arm ran and what that arm's reverse sweep needs) followed by the reverse sweep.
 
-use crate::ir::{CallForm, Function, MapFn, Op, Operand, Stmt, VarId};
+use crate::ir::{CallForm, Function, LoopKind, MapFn, Op, Operand, Stmt, VarId};
 use crate::names::Namer;
-use crate::reverse::{like_name, Reverse, Saved};
+use crate::reverse::{like_name, LoopPlan, Plans, Reverse, Saved};
 use crate::rules::Forward as Fwd;
 use crate::signature::{self, Param, Signature};
 use crate::{attr, lower};
@@ -124,19 +124,16 @@ fn body(
         }
     }
     let saved = std::mem::take(&mut rev.saved);
+    let plans = std::mem::take(&mut rev.plans);
     let keep_like: HashSet<VarId> = rev
         .used_like
         .iter()
         .copied()
         .filter(|v| released.contains(v))
         .collect();
-    let fwd = Forward {
-        f: &f,
-        saved: &saved,
-        rt: &rt,
-        keep_like: &keep_like,
-    };
-    let mut forward = fwd.block(&f.body);
+    let fwd = Forward { f: &f, saved: &saved, rt: &rt, keep_like: &keep_like, plans: &plans, mode: Mode::Sweep };
+    let mut forward = tapes(&f.body, &plans);
+    forward.extend(fwd.block(&f.body));
     let mut released: Vec<VarId> = released.into_iter().collect();
     released.sort_unstable();
     for v in released {
@@ -169,6 +166,63 @@ struct Forward<'a> {
     rt: &'a Ident,
     /// Released values whose shape the reverse sweep reads: kept with `__rt::like`.
     keep_like: &'a HashSet<VarId>,
+    plans: &'a Plans,
+    mode: Mode,
+}
+
+/// Which run of the forward code is being written.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// The forward sweep at the top of the body: the reverse sweep follows it directly, so
+    /// `if`s record their arm.
+    Sweep,
+    /// A loop body in the forward sweep: recomputed in the reverse sweep, so `if`s record
+    /// nothing, but nested loops record their exits and buffer reads are taped.
+    Body,
+    /// A loop body recomputed in the reverse sweep: `if`s record their arm again, nested loops
+    /// are not re-run (their exits are popped), buffer reads come from the tape, writes and
+    /// assertions are not repeated.
+    Recompute,
+}
+
+/// The declarations of the tapes the loops in `b` use.
+fn tapes(b: &crate::ir::Block, plans: &Plans) -> TokenStream {
+    let mut out = TokenStream::new();
+    for s in &b.stmts {
+        match s {
+            Stmt::Loop(l) => {
+                if let Some(plan) = plans.get(&l.tape.to_string()) {
+                    let vec = quote!(::std::vec::Vec::new());
+                    if plan.has_entries() {
+                        let t = &l.tape;
+                        out.extend(quote!(let mut #t = #vec;));
+                    }
+                    if plan.reads {
+                        let t = &l.reads.tape;
+                        out.extend(quote!(let mut #t = #vec;));
+                    }
+                    if l.nested && plan.has_exits() {
+                        let t = &l.exits;
+                        out.extend(quote!(let mut #t = #vec;));
+                    }
+                }
+                out.extend(tapes(&l.body, plans));
+            }
+            Stmt::If { then, els, .. } => {
+                out.extend(tapes(then, plans));
+                out.extend(tapes(els, plans));
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The statements of a loop body that a reverse iteration recomputes (`included`).
+pub fn recompute(f: &Function, body: &crate::ir::Block, included: &[bool], saved: &Saved, plans: &Plans, rt: &Ident) -> TokenStream {
+    let keep_like = HashSet::new();
+    let fwd = Forward { f, saved, rt, keep_like: &keep_like, plans, mode: Mode::Recompute };
+    body.stmts.iter().zip(included).filter(|(_, inc)| **inc).map(|(s, _)| fwd.stmt(s)).collect()
 }
 
 /// The values the forward sweep defines at the top level of the body (not inside an arm).
@@ -178,7 +232,8 @@ fn top_level_values(f: &Function) -> Vec<VarId> {
         match s {
             Stmt::Let { var, .. } => out.push(*var),
             Stmt::If { phis, .. } => out.extend(phis.iter().map(|p| p.out)),
-            Stmt::Effect(_) => {}
+            Stmt::Loop(l) => out.extend(l.carried.iter().map(|c| c.after)),
+            Stmt::Effect(_) | Stmt::Store { .. } => {}
         }
     }
     out
@@ -202,7 +257,21 @@ impl Forward<'_> {
                 let v = &self.f.vars[*var];
                 let name = &v.name;
                 let ty = v.ty.as_ref().map(|t| quote!(: #t));
+                if let Op::Index { tape: Some(t), .. } = op {
+                    let (tape, cursor) = (&t.tape, &t.cursor);
+                    match self.mode {
+                        Mode::Body => {
+                            let value = self.op(op);
+                            return quote!(let #name #ty = #value; #tape.push(#name);)
+                        }
+                        Mode::Recompute => return quote!(let #name #ty = #tape[#cursor]; #cursor += 1;),
+                        Mode::Sweep => {}
+                    }
+                }
                 let value = self.op(op);
+                if v.buffer {
+                    return quote!(let mut #name #ty = #value;);
+                }
                 if self.keep_like.contains(var) {
                     let rt = self.rt;
                     let like = like_name(name);
@@ -227,7 +296,8 @@ impl Forward<'_> {
                     phis.iter().map(|p| self.operand(&p.then)).collect();
                 let mut else_vals: Vec<TokenStream> =
                     phis.iter().map(|p| self.operand(&p.els)).collect();
-                if let Some((ts, es)) = self.saved.get(record) {
+                let records = self.mode != Mode::Body;
+                if let Some((ts, es)) = self.saved.get(record).filter(|_| records) {
                     let names = |vs: &[usize]| -> Vec<&Ident> {
                         vs.iter().map(|v| &self.f.vars[*v].name).collect()
                     };
@@ -243,8 +313,82 @@ impl Forward<'_> {
                     quote!(let (#(#outs,)*) = if #cond { #then (#(#then_vals,)*) } else { #els (#(#else_vals,)*) };)
                 }
             }
-            Stmt::Effect(t) => t.clone(),
+            Stmt::Effect(t) => match self.mode {
+                Mode::Recompute => TokenStream::new(),
+                _ => t.clone(),
+            },
+            Stmt::Store { buf, index, value } => match self.mode {
+                Mode::Recompute => TokenStream::new(),
+                _ => {
+                    let (b, i, v) = (&self.f.vars[*buf].name, self.operand(index), self.operand(value));
+                    quote!(#b[#i] = #v;)
+                }
+            },
+            Stmt::Loop(l) => self.loop_stmt(l),
         }
+    }
+
+    fn loop_stmt(&self, l: &crate::ir::Loop) -> TokenStream {
+        let rt = self.rt;
+        let default = LoopPlan::default();
+        let plan = self.plans.get(&l.tape.to_string()).unwrap_or(&default);
+        let count = &l.count;
+        let afters: Vec<&Ident> = plan.exit_afters.iter().map(|a| &self.f.vars[*a].name).collect();
+        let exits = &l.exits;
+        if self.mode == Mode::Recompute {
+            // Not re-run: its reverse pops its own records; its outputs come from its exit record.
+            if !plan.has_exits() {
+                return TokenStream::new();
+            }
+            let counted = plan.reversed && plan.count;
+            let c = counted.then(|| quote!(#count,));
+            return quote!(let (#c #(#afters,)*) = #rt::pop(&mut #exits););
+        }
+        let slots: Vec<&Ident> = l.carried.iter().map(|c| &self.f.vars[c.entry].name).collect();
+        let inits: Vec<TokenStream> = l.carried.iter().map(|c| self.operand(&c.init)).collect();
+        let exit_values: Vec<TokenStream> = l.carried.iter().map(|c| self.operand(&c.exit)).collect();
+        let mut out = TokenStream::new();
+        for (slot, init) in slots.iter().zip(&inits) {
+            out.extend(quote!(let mut #slot = ::core::clone::Clone::clone(&#init);));
+        }
+        if plan.count {
+            out.extend(quote!(let mut #count: usize = 0;));
+        }
+        let header = match &l.kind {
+            LoopKind::For { var, iter } => {
+                let i = &self.f.vars[*var].name;
+                quote!(for #i in #iter)
+            }
+            LoopKind::While { cond } => quote!(while #cond),
+            LoopKind::Forever => quote!(loop),
+        };
+        let mut body = TokenStream::new();
+        if plan.has_entries() {
+            let entries: Vec<&Ident> = plan.entries.iter().map(|e| &self.f.vars[*e].name).collect();
+            let reads = &l.reads.tape;
+            let start = plan.reads.then(|| quote!(#reads.len()));
+            let tape = &l.tape;
+            body.extend(quote!(#tape.push((#(::core::clone::Clone::clone(&#entries),)* #start));));
+        }
+        let inner = Forward { mode: Mode::Body, ..*self };
+        body.extend(inner.block(&l.body));
+        if !slots.is_empty() {
+            body.extend(quote!((#(#slots,)*) = (#(#exit_values,)*);));
+        }
+        if plan.count {
+            body.extend(quote!(#count += 1;));
+        }
+        if let Some(brk) = &l.brk {
+            let brk = self.operand(brk);
+            body.extend(quote!(if #brk { break; }));
+        }
+        out.extend(quote!(#header { #body }));
+        if l.nested && plan.has_exits() {
+            let counted = plan.reversed && plan.count;
+            let c = counted.then(|| quote!(#count,));
+            out.extend(quote!(#exits.push((#c #(::core::clone::Clone::clone(&#afters),)*));));
+        }
+        out
     }
 
     fn op(&self, op: &Op) -> TokenStream {
@@ -264,6 +408,10 @@ impl Forward<'_> {
                     }
                 });
                 quote!(#path(#(#args),*))
+            }
+            Op::Index { base, index, .. } => {
+                let (b, i) = (self.operand(base), self.operand(index));
+                quote!(#b[#i])
             }
             Op::Map { recv, func, span } => {
                 let recv = self.operand(recv);
@@ -310,12 +458,9 @@ pub fn closure_pullback(f: &Function, float: &Ident, rt: &Ident, seed: TokenStre
     let reverse = rev.sweep(seed);
     let grad = rev.gradient(0);
     let saved = std::mem::take(&mut rev.saved);
-    let forward = Forward {
-        f,
-        saved: &saved,
-        rt,
-        keep_like: &HashSet::new(),
-    }
-    .block(&f.body);
+    let plans = std::mem::take(&mut rev.plans);
+    let keep_like = HashSet::new();
+    let mut forward = tapes(&f.body, &plans);
+    forward.extend(Forward { f, saved: &saved, rt, keep_like: &keep_like, plans: &plans, mode: Mode::Sweep }.block(&f.body));
     quote!({ #forward #reverse #grad })
 }

@@ -19,6 +19,8 @@ pub struct Var {
     pub active: bool,
     /// The type the user wrote on the `let`, kept in the forward sweep.
     pub ty: Option<Type>,
+    /// A local buffer written element by element (`v[i] = ..`): one mutable storage, not SSA.
+    pub buffer: bool,
 }
 
 /// A value an operation reads.
@@ -80,6 +82,22 @@ pub enum Op {
     /// An expression whose value does not depend on any differentiated value (integer code,
     /// comparisons, constants): emitted as written, with variables renamed.
     Verbatim(TokenStream),
+    /// `base[index]`: an element of an array, slice, `Vec` or local buffer.
+    Index {
+        base: Operand,
+        index: Operand,
+        /// A read of a buffer inside a loop: the forward sweep tapes the value for the
+        /// recomputation in the reverse sweep (the buffer may have changed since).
+        tape: Option<ReadTape>,
+    },
+}
+
+/// Where a loop keeps the buffer values its body read: the tape, and the cursor the reverse
+/// sweep reads it with.
+#[derive(Clone)]
+pub struct ReadTape {
+    pub tape: Ident,
+    pub cursor: Ident,
 }
 
 /// The function a `mapv` applies.
@@ -115,6 +133,48 @@ pub enum Stmt {
     },
     /// A statement kept for its effect only (`assert!`).
     Effect(TokenStream),
+    /// `buf[index] = value` into a local buffer.
+    Store {
+        buf: VarId,
+        index: Operand,
+        value: Operand,
+    },
+    Loop(Box<Loop>),
+}
+
+/// A loop. Variables it reassigns are carried from one iteration to the next: each has one
+/// mutable storage, read in the body as `entry` and after the loop as `after` (both under the
+/// storage's name), assigned `exit` at the end of every iteration.
+pub struct Loop {
+    pub kind: LoopKind,
+    pub carried: Vec<Carried>,
+    pub body: Block,
+    /// The break flag at the end of an iteration, when the body can `break`.
+    pub brk: Option<Operand>,
+    /// Nested in another loop's body.
+    pub nested: bool,
+    /// Generated names: the trip count, the tape of iteration entries, the tape of exits (for
+    /// a nested loop), and the tape of buffer reads with its cursor.
+    pub count: Ident,
+    pub tape: Ident,
+    pub exits: Ident,
+    pub reads: ReadTape,
+}
+
+pub enum LoopKind {
+    /// `for var in iter`, `iter` kept as written (renamed); the reverse sweep runs it backwards.
+    For { var: VarId, iter: TokenStream },
+    /// `while cond`.
+    While { cond: TokenStream },
+    /// `loop`, left by `break`.
+    Forever,
+}
+
+pub struct Carried {
+    pub entry: VarId,
+    pub init: Operand,
+    pub exit: Operand,
+    pub after: VarId,
 }
 
 #[derive(Default)]
@@ -138,6 +198,7 @@ impl Op {
             Op::Prim { args, .. } => args.iter().collect(),
             Op::Call { args, .. } => args.iter().collect(),
             Op::Map { recv, .. } => vec![recv],
+            Op::Index { base, .. } => vec![base],
             Op::Verbatim(_) => vec![],
         }
     }
@@ -154,7 +215,8 @@ impl Block {
                     out.extend(phis.iter().map(|p| p.out));
                     out.push(*record);
                 }
-                Stmt::Effect(_) => {}
+                Stmt::Loop(l) => out.extend(l.carried.iter().map(|c| c.after)),
+                Stmt::Effect(_) | Stmt::Store { .. } => {}
             }
         }
         out

@@ -8,25 +8,37 @@
 //! - An early `return` moves the code that follows its `if` into the arms that fall through,
 //!   so every path ends in the function's value.
 
-use crate::ir::{Block, CallForm, Function, MapFn, Op, Operand, Phi, Stmt, Var, VarId};
+use crate::ir::{Block, CallForm, Carried, Function, Loop, LoopKind, MapFn, Op, Operand, Phi, ReadTape, Stmt, Var, VarId};
 use crate::names::Namer;
 use crate::rules::{self, Adjoint, Rule};
 use crate::signature::{float_type, Errors, Param, Signature};
 use proc_macro2::{Ident, Span, TokenStream};
 use quote::{quote, quote_spanned, ToTokens};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use syn::spanned::Spanned;
 use syn::visit::Visit;
 use syn::visit_mut::VisitMut;
 use syn::{BinOp, Expr, ItemFn, Pat, Type, UnOp};
 
 /// Lowers `func`'s body; `active` says which parameters are differentiated.
-pub fn lower(
-    func: &ItemFn,
-    sig: &Signature,
-    active: impl Fn(&Param) -> bool,
-    namer: &mut Namer,
-) -> syn::Result<Function> {
+///
+/// Whether a loop-carried variable or a buffer is differentiated can depend on what the loop
+/// does later (`let mut s = 0.0; for .. { s += x[i]; }`): lowering runs again, with those
+/// marked active from the start, until nothing changes.
+pub fn lower(func: &ItemFn, sig: &Signature, active: impl Fn(&Param) -> bool, namer: &mut Namer) -> syn::Result<Function> {
+    let start = namer.clone();
+    let mut forced = HashSet::new();
+    loop {
+        *namer = start.clone();
+        let (function, more) = lower_once(func, sig, &active, namer, &forced)?;
+        if more.is_subset(&forced) {
+            return Ok(function);
+        }
+        forced.extend(more);
+    }
+}
+
+fn lower_once(func: &ItemFn, sig: &Signature, active: &impl Fn(&Param) -> bool, namer: &mut Namer, forced: &HashSet<String>) -> syn::Result<(Function, HashSet<String>)> {
     let mut lw = Lowerer {
         float: sig.float.clone(),
         namer,
@@ -35,21 +47,23 @@ pub fn lower(
         items: Vec::new(),
         errors: Errors::default(),
         temps: 0,
+        forced,
+        more: HashSet::new(),
+        loops: Vec::new(),
+        loop_count: 0,
+        buffer_names: buffer_targets(&func.block),
+        buffer_count: HashMap::new(),
+        buffer_keys: HashMap::new(),
     };
     for p in &sig.params {
         let id = lw.vars.len();
         let adjoint = lw.namer.fresh(&format!("d_{}", p.ident));
-        lw.vars.push(Var {
-            name: p.ident.clone(),
-            adjoint,
-            active: active(p),
-            ty: None,
-        });
+        lw.vars.push(Var { name: p.ident.clone(), adjoint, active: active(p), ty: None, buffer: false });
         lw.scopes[0].insert(p.ident.to_string(), id);
     }
     let mut body = Block::default();
     let items = block_items(&func.block, true);
-    let result = lw.seq(&items, true, &mut body);
+    let result = lw.seq(&items, Level::Function, &mut body);
     let result = match result {
         Ok(Some(r)) => Some(r),
         Ok(None) if lw.errors.is_empty() => {
@@ -63,13 +77,28 @@ pub fn lower(
         }
     };
     lw.errors.finish()?;
-    Ok(Function {
-        vars: lw.vars,
-        items: lw.items,
-        body,
-        result: result.unwrap_or(Operand::Const(quote!(0.0))),
-    })
+    let more = std::mem::take(&mut lw.more);
+    Ok((Function { vars: lw.vars, items: lw.items, body, result: result.unwrap_or(Operand::Const(quote!(0.0))) }, more))
 }
+
+/// Where a statement sequence is: what `return`, `break` and `continue` mean there.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Level {
+    /// The function's body (and blocks spliced into it): `return` ends the function.
+    Function,
+    /// A loop's body: `break` and `continue` end the iteration.
+    LoopBody,
+    /// Anywhere else (a block or `if` used as a value).
+    Inner,
+}
+
+/// The loop whose body is being lowered.
+struct LoopCtx {
+    reads: ReadTape,
+}
+
+/// The env key of the break flag of the innermost loop (not an identifier, so never a user's).
+const BREAK: &str = "#break";
 
 /// One step of a statement sequence: statements, a block's final expression, and scope
 /// boundaries (so that a block's statements can be spliced into the sequence around it).
@@ -110,18 +139,23 @@ struct Lowerer<'n> {
     items: Vec<TokenStream>,
     errors: Errors,
     temps: usize,
+    /// Loop-carried variables and buffers known to be differentiated (by key).
+    forced: &'n HashSet<String>,
+    /// Those found differentiated in this pass.
+    more: HashSet<String>,
+    loops: Vec<LoopCtx>,
+    loop_count: usize,
+    /// Names written by index somewhere in the body (`v[i] = ..`): their `let`s make buffers.
+    buffer_names: HashSet<String>,
+    buffer_count: HashMap<String, usize>,
+    buffer_keys: HashMap<VarId, String>,
 }
 
 impl Lowerer<'_> {
     fn new_var(&mut self, hint: &str, active: bool, ty: Option<Type>) -> VarId {
         let name = self.namer.fresh(hint);
         let adjoint = self.namer.fresh(&format!("d_{}", hint));
-        self.vars.push(Var {
-            name,
-            adjoint,
-            active,
-            ty,
-        });
+        self.vars.push(Var { name, adjoint, active, ty, buffer: false });
         self.vars.len() - 1
     }
 
@@ -143,8 +177,12 @@ impl Lowerer<'_> {
 
     /// Points an existing variable at its new version, in the scope that declared it.
     fn rebind(&mut self, name: &Ident, id: VarId) -> bool {
+        self.rebind_key(&name.to_string(), id)
+    }
+
+    fn rebind_key(&mut self, key: &str, id: VarId) -> bool {
         for scope in self.scopes.iter_mut().rev() {
-            if let Some(slot) = scope.get_mut(&name.to_string()) {
+            if let Some(slot) = scope.get_mut(key) {
                 *slot = id;
                 return true;
             }
@@ -165,14 +203,10 @@ impl Lowerer<'_> {
 
     // ----- statement sequences -------------------------------------------------------------
 
-    /// Lowers a sequence into `out`; returns its value. At function level (`fn_level`), a
-    /// `return` ends the sequence with the function's value.
-    fn seq(
-        &mut self,
-        items: &[Item<'_>],
-        fn_level: bool,
-        out: &mut Block,
-    ) -> syn::Result<Option<Operand>> {
+    /// Lowers a sequence into `out`; returns its value. At function level a `return` ends the
+    /// sequence with the function's value; in a loop body `break` and `continue` end the
+    /// iteration.
+    fn seq(&mut self, items: &[Item<'_>], level: Level, out: &mut Block) -> syn::Result<Option<Operand>> {
         let mut value = None;
         for (i, item) in items.iter().enumerate() {
             let (expr, is_value) = match *item {
@@ -194,37 +228,46 @@ impl Lowerer<'_> {
                 Item::Expr(e, v) => (e, v),
             };
             let expr = strip(expr);
-            if fn_level && contains_return(expr) {
+            let exits = match level {
+                Level::Function => contains_return(expr),
+                Level::LoopBody => contains_loop_exit(expr),
+                Level::Inner => false,
+            };
+            if exits {
                 match expr {
                     Expr::Return(r) => {
                         return match &r.expr {
                             Some(e) => self.operand(e, out).map(Some),
-                            None => Err(syn::Error::new_spanned(
-                                r,
-                                "`return` without a value in a function that returns a float",
-                            )),
+                            None => Err(syn::Error::new_spanned(r, "`return` without a value in a function that returns a float")),
                         };
                     }
-                    Expr::If(e) => {
-                        return self
-                            .if_returning(e, is_value, &items[i + 1..], out)
-                            .map(Some)
+                    Expr::Break(b) => {
+                        if b.label.is_some() || b.expr.is_some() {
+                            return Err(syn::Error::new_spanned(b, "#[differentiate] supports plain `break` (no label, no value)"));
+                        }
+                        let flag = self.new_var("brk", false, None);
+                        out.stmts.push(Stmt::Let { var: flag, op: Op::Verbatim(quote!(true)) });
+                        self.rebind_key(BREAK, flag);
+                        return Ok(None);
                     }
+                    Expr::Continue(c) => {
+                        if c.label.is_some() {
+                            return Err(syn::Error::new_spanned(c, "#[differentiate] supports plain `continue` (no label)"));
+                        }
+                        return Ok(None);
+                    }
+                    Expr::If(e) => return self.if_split(e, is_value, &items[i + 1..], level, out),
                     Expr::Block(b) if b.label.is_none() => {
                         let mut spliced = block_items(&b.block, is_value);
                         spliced.extend_from_slice(&items[i + 1..]);
-                        return self.seq(&spliced, true, out);
+                        return self.seq(&spliced, level, out);
                     }
                     _ => {
-                        return Err(syn::Error::new_spanned(expr, "#[differentiate] supports `return` as a statement, inside `if`/`else` arms and blocks; move the `return` out of this expression"));
+                        return Err(syn::Error::new_spanned(expr, "#[differentiate] supports `return`, `break` and `continue` as statements, inside `if`/`else` arms and blocks; move it out of this expression"));
                     }
                 }
             }
-            let result = if is_value {
-                self.operand(expr, out).map(Some)
-            } else {
-                self.expr_stmt(expr, out).map(|_| None)
-            };
+            let result = if is_value { self.operand(expr, out).map(Some) } else { self.expr_stmt(expr, out).map(|_| None) };
             match result {
                 Ok(Some(v)) => value = Some(v),
                 Ok(None) => {}
@@ -234,50 +277,74 @@ impl Lowerer<'_> {
         Ok(value)
     }
 
-    /// An `if` with a `return` inside, at function level: the rest of the function moves into
-    /// both arms, so each arm ends with the function's value.
-    fn if_returning(
-        &mut self,
-        e: &syn::ExprIf,
-        value: bool,
-        rest: &[Item<'_>],
-        out: &mut Block,
-    ) -> syn::Result<Operand> {
+    /// An `if` with a `return`, `break` or `continue` inside: the rest of the sequence moves
+    /// into both arms, so each arm runs to the end of the function (or iteration) on its own.
+    /// Variables the arms assign merge in phis after it; at function level so does the value.
+    fn if_split(&mut self, e: &syn::ExprIf, value: bool, rest: &[Item<'_>], level: Level, out: &mut Block) -> syn::Result<Option<Operand>> {
         let cond = self.condition(&e.cond)?;
         let record = self.new_var("br", false, None);
         let before = self.scopes.clone();
         let mut then = Block::default();
         let mut items = block_items(&e.then_branch, value);
         items.extend_from_slice(rest);
-        let then_val = self.seq(&items, true, &mut then)?;
-        self.scopes = before.clone();
+        let then_val = self.seq(&items, level, &mut then)?;
+        let after_then = std::mem::replace(&mut self.scopes, before.clone());
         let mut els = Block::default();
         let else_val = match &e.else_branch {
             Some((_, else_expr)) => {
                 let mut items = vec![Item::Push, Item::Expr(else_expr, value), Item::Pop];
                 items.extend_from_slice(rest);
-                self.seq(&items, true, &mut els)?
+                self.seq(&items, level, &mut els)?
             }
-            None => self.seq(rest, true, &mut els)?,
+            None => self.seq(rest, level, &mut els)?,
         };
-        self.scopes = before;
-        let (Some(then_val), Some(else_val)) = (then_val, else_val) else {
-            return Err(syn::Error::new_spanned(e, "#[differentiate] could not find the function's value on every path through this `if`"));
+        let after_else = std::mem::replace(&mut self.scopes, before.clone());
+        let mut phis = self.merge(&before, &after_then, &after_else);
+        // The arms ran `rest` to its end, closing the scopes it closes.
+        let depth: isize = rest.iter().map(|i| match i {
+            Item::Push => 1,
+            Item::Pop => -1,
+            _ => 0,
+        }).sum();
+        for _ in 0..(-depth).max(0) {
+            self.scopes.pop();
+        }
+        let result = if level == Level::Function {
+            let (Some(then_val), Some(else_val)) = (then_val, else_val) else {
+                return Err(syn::Error::new_spanned(e, "#[differentiate] could not find the function's value on every path through this `if`"));
+            };
+            let active = self.is_active(&then_val) || self.is_active(&else_val);
+            let out_var = self.new_var("ret", active, None);
+            phis.push(Phi { out: out_var, then: then_val, els: else_val });
+            Some(Operand::Var(out_var))
+        } else {
+            None
         };
-        let active = self.is_active(&then_val) || self.is_active(&else_val);
-        let out_var = self.new_var("ret", active, None);
-        out.stmts.push(Stmt::If {
-            cond,
-            then,
-            els,
-            phis: vec![Phi {
-                out: out_var,
-                then: then_val,
-                els: else_val,
-            }],
-            record,
-        });
-        Ok(Operand::Var(out_var))
+        out.stmts.push(Stmt::If { cond, then, els, phis, record });
+        Ok(result)
+    }
+
+    /// Phis for every variable visible before an `if` that its arms leave bound differently;
+    /// the merged versions are bound in place.
+    fn merge(&mut self, before: &[HashMap<String, VarId>], after_then: &[HashMap<String, VarId>], after_else: &[HashMap<String, VarId>]) -> Vec<Phi> {
+        let mut phis = Vec::new();
+        for (depth, scope) in before.iter().enumerate() {
+            let mut names: Vec<(&String, &VarId)> = scope.iter().collect();
+            names.sort_by_key(|(_, id)| **id);
+            for (name, &id) in names {
+                let t = after_then.get(depth).and_then(|s| s.get(name)).copied().unwrap_or(id);
+                let f = after_else.get(depth).and_then(|s| s.get(name)).copied().unwrap_or(id);
+                if t == id && f == id {
+                    continue;
+                }
+                let active = self.vars[t].active || self.vars[f].active;
+                let hint = if name.starts_with('#') { "brk" } else { name.as_str() };
+                let phi = self.new_var(hint, active, None);
+                self.scopes[depth].insert(name.clone(), phi);
+                phis.push(Phi { out: phi, then: Operand::Var(t), els: Operand::Var(f) });
+            }
+        }
+        phis
     }
 
     fn stmt(&mut self, s: &syn::Stmt, out: &mut Block) -> syn::Result<()> {
@@ -332,6 +399,11 @@ impl Lowerer<'_> {
         match pat {
             Pat::Type(pt) => self.pattern(&pt.pat, Some(&pt.ty), expr, bindings, out),
             Pat::Paren(p) => self.pattern(&p.pat, ty, expr, bindings, out),
+            Pat::Ident(pi) if pi.by_ref.is_none() && pi.subpat.is_none() && self.buffer_names.contains(&pi.ident.to_string()) => {
+                let id = self.buffer(&pi.ident, ty, expr, out)?;
+                bindings.push((pi.ident.clone(), id));
+                Ok(())
+            }
             Pat::Ident(pi) if pi.by_ref.is_none() && pi.subpat.is_none() => {
                 let id = self.lower_into(expr, &pi.ident.to_string(), ty.cloned(), out)?;
                 bindings.push((pi.ident.clone(), id));
@@ -412,6 +484,25 @@ impl Lowerer<'_> {
     /// An expression in statement position (its value, if any, is discarded).
     fn expr_stmt(&mut self, e: &Expr, out: &mut Block) -> syn::Result<()> {
         match strip(e) {
+            Expr::Assign(a) if matches!(strip(&a.left), Expr::Index(_)) => {
+                let Expr::Index(target) = strip(&a.left) else { unreachable!() };
+                let (buf, index) = self.store_target(target, out)?;
+                let value = self.operand(&a.right, out)?;
+                self.store(buf, index, value, &a.right, out)
+            }
+            Expr::Binary(b) if compound(&b.op).is_some() && matches!(strip(&b.left), Expr::Index(_)) => {
+                let Expr::Index(target) = strip(&b.left) else { unreachable!() };
+                let (buf, index) = self.store_target(target, out)?;
+                let old = self.index_read(Operand::Var(buf), index.clone(), out);
+                let rhs = self.operand(&b.right, out)?;
+                let (op_name, op_tok) = compound(&b.op).unwrap_or(("add", quote!(+)));
+                let lowered = self.binop(op_name, op_tok, b.op.span(), old, rhs);
+                let value = Operand::Var(self.bind_lowered(lowered, "", None, out));
+                self.store(buf, index, value, &b.right, out)
+            }
+            Expr::ForLoop(f) => self.for_loop(f, out),
+            Expr::While(w) => self.while_loop(w, out),
+            Expr::Loop(l) => self.forever_loop(l, out),
             Expr::Assign(a) => {
                 let name = self.assign_target(&a.left)?;
                 let id = self.lower_into(&a.right, &name.to_string(), None, out)?;
@@ -434,7 +525,7 @@ impl Lowerer<'_> {
             Expr::If(i) => self.if_expr(i, "t", false, out).map(|_| ()),
             Expr::Block(b) if b.label.is_none() => {
                 let items = block_items(&b.block, false);
-                self.seq(&items, false, out).map(|_| ())
+                self.seq(&items, Level::Inner, out).map(|_| ())
             }
             Expr::Macro(m) => self.macro_stmt(&m.mac, out),
             other => {
@@ -447,6 +538,236 @@ impl Lowerer<'_> {
                 }
             }
         }
+    }
+
+    // ----- buffers and indexing -------------------------------------------------------------
+
+    /// `let mut v = init;` where `v` is written by index later: a buffer.
+    fn buffer(&mut self, name: &Ident, ty: Option<&Type>, init: &Expr, out: &mut Block) -> syn::Result<VarId> {
+        let count = self.buffer_count.entry(name.to_string()).or_insert(0);
+        let key = format!("buffer:{name}#{count}");
+        *count += 1;
+        let lowered = self.lower(init, &name.to_string(), out)?;
+        let (op, init_active) = match lowered {
+            Lowered::Operand(o) => {
+                let a = self.is_active(&o);
+                (Op::Copy(o), a)
+            }
+            Lowered::Op(op, a) => (op, a),
+        };
+        let active = init_active || self.forced.contains(&key);
+        let var = self.new_var(&name.to_string(), active, ty.cloned());
+        self.vars[var].buffer = true;
+        self.buffer_keys.insert(var, key);
+        out.stmts.push(Stmt::Let { var, op });
+        Ok(var)
+    }
+
+    /// The buffer and index of `v[i] = ..`.
+    fn store_target(&mut self, target: &syn::ExprIndex, out: &mut Block) -> syn::Result<(VarId, Operand)> {
+        let buf = match strip(&target.expr) {
+            Expr::Path(p) => p.path.get_ident().and_then(|i| self.lookup(&i.to_string())),
+            _ => None,
+        };
+        let Some(buf) = buf.filter(|b| self.vars[*b].buffer) else {
+            return Err(syn::Error::new_spanned(&target.expr, "#[differentiate] supports element writes into local buffers only (`let mut v = vec![0.0; n]; v[i] = ..;`)"));
+        };
+        let index = self.index_operand(&target.index, out)?;
+        Ok((buf, index))
+    }
+
+    fn store(&mut self, buf: VarId, index: Operand, value: Operand, span: &Expr, out: &mut Block) -> syn::Result<()> {
+        if self.is_active(&value) && !self.vars[buf].active {
+            match self.buffer_keys.get(&buf) {
+                Some(key) => {
+                    self.more.insert(key.clone());
+                }
+                None => return Err(syn::Error::new_spanned(span, "internal: a buffer without a key")),
+            }
+        }
+        out.stmts.push(Stmt::Store { buf, index, value });
+        Ok(())
+    }
+
+    /// An index expression: integer code, never differentiated.
+    fn index_operand(&mut self, index: &Expr, out: &mut Block) -> syn::Result<Operand> {
+        if self.mentions_active(index) {
+            return Err(syn::Error::new_spanned(index, "an index cannot depend on a differentiated value"));
+        }
+        self.operand(index, out)
+    }
+
+    /// `base[index]` as a value.
+    fn index_read(&mut self, base: Operand, index: Operand, out: &mut Block) -> Operand {
+        let active = self.is_active(&base);
+        let buffer = base.var().is_some_and(|b| self.vars[b].buffer);
+        let tape = if buffer { self.loops.last().map(|l| l.reads.clone()) } else { None };
+        let var = self.temp(active);
+        out.stmts.push(Stmt::Let { var, op: Op::Index { base, index, tape } });
+        Operand::Var(var)
+    }
+
+    // ----- loops ---------------------------------------------------------------------------
+
+    fn for_loop(&mut self, f: &syn::ExprForLoop, out: &mut Block) -> syn::Result<()> {
+        if let Some(l) = &f.label {
+            return Err(syn::Error::new_spanned(l, "#[differentiate] does not support loop labels"));
+        }
+        // `for v in xs.iter()` and `for (i, v) in xs.iter().enumerate()` over a differentiated
+        // slice or array become index loops, so that `v` is an element like `xs[i]`.
+        let iter = strip(&f.expr);
+        let (over, enumerated) = match iter {
+            Expr::MethodCall(m) if m.method == "iter" && m.args.is_empty() => (Some(&*m.receiver), false),
+            Expr::MethodCall(m) if m.method == "enumerate" && m.args.is_empty() => match strip(&m.receiver) {
+                Expr::MethodCall(inner) if inner.method == "iter" && inner.args.is_empty() => (Some(&*inner.receiver), true),
+                _ => (None, false),
+            },
+            _ => (None, false),
+        };
+        let over = over.filter(|o| self.mentions_active(o));
+        let (index_name, elem_name, iter_tokens) = match over {
+            Some(base) => {
+                let base_tokens = self.rename(base)?;
+                let (index, elem) = match (&*f.pat, enumerated) {
+                    (Pat::Tuple(t), true) if t.elems.len() == 2 => (pat_name(&t.elems[0])?, pat_name(&t.elems[1])?),
+                    (p, false) => (None, pat_name(p)?),
+                    (p, true) => return Err(syn::Error::new_spanned(p, "write `for (i, v) in xs.iter().enumerate()`")),
+                };
+                (index, elem, quote!(0..#base_tokens.len()))
+            }
+            None => {
+                if self.mentions_active(iter) || !is_plain(iter) {
+                    return Err(syn::Error::new_spanned(iter, "#[differentiate] supports `for` over ranges (`a..b`, `a..=b`, `.rev()`, `.step_by(k)`) and over `xs.iter()` / `xs.iter().enumerate()` of a slice or array; write other iterator chains as an index loop"));
+                }
+                (pat_name(&f.pat)?, None, self.rename(iter)?)
+            }
+        };
+        let index = self.new_var(index_name.as_ref().map_or("i".to_string(), |i| i.to_string()).as_str(), false, None);
+        let over_operand = match over {
+            Some(base) => Some(self.operand(base, out)?),
+            None => None,
+        };
+        let kind = LoopKind::For { var: index, iter: iter_tokens };
+        self.loop_body(kind, &f.body, out, |lw, body| {
+            if let Some(i) = &index_name {
+                lw.bind(i, index);
+            }
+            if let (Some(base), Some(elem)) = (over_operand.clone(), &elem_name) {
+                let v = lw.index_read(base, Operand::Var(index), body);
+                if let Operand::Var(v) = v {
+                    lw.bind(elem, v);
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn while_loop(&mut self, w: &syn::ExprWhile, out: &mut Block) -> syn::Result<()> {
+        if let Some(l) = &w.label {
+            return Err(syn::Error::new_spanned(l, "#[differentiate] does not support loop labels"));
+        }
+        // The condition reads the carried variables' storage, so it is renamed inside the body
+        // scope, where they are bound.
+        let cond_expr = (*w.cond).clone();
+        let mut cond = TokenStream::new();
+        let cond_ref = &mut cond;
+        self.loop_body(LoopKind::While { cond: TokenStream::new() }, &w.body, out, move |lw, _| {
+            *cond_ref = lw.condition(&cond_expr)?;
+            Ok(())
+        })?;
+        if let Some(Stmt::Loop(l)) = out.stmts.last_mut() {
+            l.kind = LoopKind::While { cond };
+        }
+        Ok(())
+    }
+
+    fn forever_loop(&mut self, l: &syn::ExprLoop, out: &mut Block) -> syn::Result<()> {
+        if let Some(label) = &l.label {
+            return Err(syn::Error::new_spanned(label, "#[differentiate] does not support loop labels"));
+        }
+        if !l.body.stmts.iter().any(|s| match s {
+            syn::Stmt::Expr(e, _) => contains_loop_exit(e) && contains_break(e),
+            _ => false,
+        }) {
+            return Err(syn::Error::new_spanned(l, "#[differentiate] supports `loop` only with a `break` it can follow (in the loop body or its `if` arms); write a `while` loop otherwise"));
+        }
+        self.loop_body(LoopKind::Forever, &l.body, out, |_, _| Ok(()))
+    }
+
+    /// Lowers a loop's body with its carried variables bound to their storage.
+    fn loop_body(
+        &mut self,
+        kind: LoopKind,
+        block: &syn::Block,
+        out: &mut Block,
+        bind: impl FnOnce(&mut Self, &mut Block) -> syn::Result<()>,
+    ) -> syn::Result<()> {
+        let id = self.loop_count;
+        self.loop_count += 1;
+        // Variables declared outside that the body reassigns are carried.
+        let mut assigned = Vec::new();
+        assigned_names(block, &mut assigned);
+        let mut carried = Vec::new();
+        let mut seen = HashSet::new();
+        for name in assigned {
+            if !seen.insert(name.clone()) {
+                continue;
+            }
+            let Some(init) = self.lookup(&name) else { continue };
+            if self.vars[init].buffer {
+                continue;
+            }
+            let key = format!("loop{id}:{name}");
+            let active = self.vars[init].active || self.forced.contains(&key);
+            let entry = self.new_var(&name, active, None);
+            let after = self.vars.len();
+            let v = &self.vars[entry];
+            let (n, a) = (v.name.clone(), self.namer.fresh(&format!("d_{name}_after")));
+            self.vars.push(Var { name: n, adjoint: a, active, ty: None, buffer: false });
+            carried.push((name, key, init, entry, after));
+        }
+        let nested = !self.loops.is_empty();
+        let count = self.namer.fresh(&format!("count{id}"));
+        let tape = self.namer.fresh(&format!("tape{id}"));
+        let exits = self.namer.fresh(&format!("exits{id}"));
+        let reads = ReadTape { tape: self.namer.fresh(&format!("reads{id}")), cursor: self.namer.fresh(&format!("cursor{id}")) };
+
+        let mut body = Block::default();
+        let mut scope = HashMap::new();
+        for (name, _, _, entry, _) in &carried {
+            scope.insert(name.clone(), *entry);
+        }
+        let can_break = block.stmts.iter().any(|s| match s {
+            syn::Stmt::Expr(e, _) => contains_loop_exit(e) && contains_break(e),
+            _ => false,
+        });
+        self.scopes.push(scope);
+        if can_break {
+            let flag = self.new_var("brk", false, None);
+            body.stmts.push(Stmt::Let { var: flag, op: Op::Verbatim(quote!(false)) });
+            if let Some(s) = self.scopes.last_mut() {
+                s.insert(BREAK.to_string(), flag);
+            }
+        }
+        self.loops.push(LoopCtx { reads: reads.clone() });
+        let lowered = bind(self, &mut body).and_then(|_| self.seq(&block_items(block, false), Level::LoopBody, &mut body));
+        self.loops.pop();
+        let exits_now: Vec<Option<VarId>> = carried.iter().map(|(name, ..)| self.lookup(name)).collect();
+        let brk = if can_break { self.lookup(BREAK).map(Operand::Var) } else { None };
+        self.scopes.pop();
+        lowered?;
+
+        let mut list = Vec::new();
+        for ((name, key, init, entry, after), exit) in carried.into_iter().zip(exits_now) {
+            let exit = exit.unwrap_or(entry);
+            if self.vars[exit].active && !self.vars[entry].active {
+                self.more.insert(key);
+            }
+            self.rebind_key(&name, after);
+            list.push(Carried { entry, init: Operand::Var(init), exit: Operand::Var(exit), after });
+        }
+        out.stmts.push(Stmt::Loop(Box::new(Loop { kind, carried: list, body, brk, nested, count, tape, exits, reads })));
+        Ok(())
     }
 
     fn assign_target(&self, left: &Expr) -> syn::Result<Ident> {
@@ -563,10 +884,17 @@ impl Lowerer<'_> {
                     let x = self.operand(&u.expr, out)?;
                     Ok(self.operator("neg", vec![x], u.op.span()))
                 }
+                // `*v` of a loop element: the value itself.
+                UnOp::Deref(_) => self.lower(&u.expr, hint, out),
                 _ => Err(syn::Error::new_spanned(u, "#[differentiate] supports unary `-` on differentiated values; `!` and `*` are not float operations")),
             },
             // `&x`: ownership, not mathematics; the forward sweep borrows every operand anyway.
             Expr::Reference(r) if r.mutability.is_none() => self.lower(&r.expr, hint, out),
+            Expr::Index(ix) => {
+                let base = self.operand(&ix.expr, out)?;
+                let index = self.index_operand(&ix.index, out)?;
+                Ok(Lowered::Operand(self.index_read(base, index, out)))
+            }
             Expr::Cast(c) => match float_type(&c.ty) {
                 Some(f) if f == self.float => {
                     let x = self.operand(&c.expr, out)?;
@@ -583,7 +911,7 @@ impl Lowerer<'_> {
             }
             Expr::Block(b) if b.label.is_none() => {
                 let items = block_items(&b.block, true);
-                match self.seq(&items, false, out)? {
+                match self.seq(&items, Level::Inner, out)? {
                     Some(v) => Ok(Lowered::Operand(v)),
                     None => Err(syn::Error::new_spanned(b, "this block has no value: end it with an expression")),
                 }
@@ -787,6 +1115,7 @@ impl Lowerer<'_> {
             adjoint: self.namer.fresh(&format!("d_{param}")),
             active: true,
             ty: None,
+            buffer: false,
         }];
         let mut scope = HashMap::new();
         for s in &self.scopes {
@@ -798,10 +1127,12 @@ impl Lowerer<'_> {
                     adjoint: v.adjoint.clone(),
                     active: false,
                     ty: None,
+                    buffer: false,
                 });
             }
         }
         scope.insert(param.to_string(), 0);
+        let forced = HashSet::new();
         let mut inner = Lowerer {
             float: self.float.clone(),
             namer: &mut *self.namer,
@@ -810,9 +1141,16 @@ impl Lowerer<'_> {
             items: Vec::new(),
             errors: Errors::default(),
             temps: self.temps,
+            forced: &forced,
+            more: HashSet::new(),
+            loops: Vec::new(),
+            loop_count: 0,
+            buffer_names: HashSet::new(),
+            buffer_count: HashMap::new(),
+            buffer_keys: HashMap::new(),
         };
         let mut body = Block::default();
-        let result = inner.seq(&[Item::Expr(&c.body, true)], true, &mut body);
+        let result = inner.seq(&[Item::Expr(&c.body, true)], Level::Function, &mut body);
         self.temps = inner.temps;
         let result = result?;
         inner.errors.finish()?;
@@ -960,38 +1298,19 @@ impl Lowerer<'_> {
         let record = self.new_var("br", false, None);
         let before = self.scopes.clone();
         let mut then = Block::default();
-        let then_val = self.seq(&block_items(&e.then_branch, want_value), false, &mut then)?;
+        let then_val = self.seq(&block_items(&e.then_branch, want_value), Level::Inner, &mut then)?;
         let after_then = std::mem::replace(&mut self.scopes, before.clone());
         let mut els = Block::default();
         let else_val = match &e.else_branch {
             Some((_, else_expr)) => self.seq(
                 &[Item::Push, Item::Expr(else_expr, want_value), Item::Pop],
-                false,
+                Level::Inner,
                 &mut els,
             )?,
             None => None,
         };
         let after_else = std::mem::replace(&mut self.scopes, before.clone());
-        let mut phis = Vec::new();
-        for (depth, scope) in before.iter().enumerate() {
-            let mut names: Vec<(&String, &VarId)> = scope.iter().collect();
-            names.sort_by_key(|(_, id)| **id);
-            for (name, &id) in names {
-                let t = after_then[depth].get(name).copied().unwrap_or(id);
-                let f = after_else[depth].get(name).copied().unwrap_or(id);
-                if t == id && f == id {
-                    continue;
-                }
-                let active = self.vars[t].active || self.vars[f].active;
-                let phi = self.new_var(name, active, None);
-                self.scopes[depth].insert(name.clone(), phi);
-                phis.push(Phi {
-                    out: phi,
-                    then: Operand::Var(t),
-                    els: Operand::Var(f),
-                });
-            }
-        }
+        let mut phis = self.merge(&before, &after_then, &after_else);
         let mut value = None;
         if want_value {
             let (Some(t), Some(f)) = (then_val, else_val) else {
@@ -1241,4 +1560,111 @@ fn unsupported(e: &Expr) -> syn::Error {
         _ => "#[differentiate] cannot differentiate this expression: it supports float arithmetic, the float methods of its rules table, calls, `if`/`else` and blocks",
     };
     syn::Error::new_spanned(e, msg)
+}
+
+/// The name a loop pattern binds (`i`, `_`).
+fn pat_name(p: &Pat) -> syn::Result<Option<Ident>> {
+    match p {
+        Pat::Ident(pi) if pi.by_ref.is_none() && pi.subpat.is_none() => Ok(Some(pi.ident.clone())),
+        Pat::Wild(_) => Ok(None),
+        other => Err(syn::Error::new_spanned(other, "#[differentiate] supports a name or `_` as a loop variable")),
+    }
+}
+
+/// Does `e` contain a `break` or `continue` of the loop it is in (not of a nested loop)?
+fn contains_loop_exit(e: &Expr) -> bool {
+    struct Find(bool);
+    impl<'ast> Visit<'ast> for Find {
+        fn visit_expr_break(&mut self, _: &'ast syn::ExprBreak) {
+            self.0 = true;
+        }
+        fn visit_expr_continue(&mut self, _: &'ast syn::ExprContinue) {
+            self.0 = true;
+        }
+        fn visit_expr_for_loop(&mut self, _: &'ast syn::ExprForLoop) {}
+        fn visit_expr_while(&mut self, _: &'ast syn::ExprWhile) {}
+        fn visit_expr_loop(&mut self, _: &'ast syn::ExprLoop) {}
+        fn visit_expr_closure(&mut self, _: &'ast syn::ExprClosure) {}
+        fn visit_item(&mut self, _: &'ast syn::Item) {}
+    }
+    let mut f = Find(false);
+    f.visit_expr(e);
+    f.0
+}
+
+/// Does `e` contain a `break` of the loop it is in?
+fn contains_break(e: &Expr) -> bool {
+    struct Find(bool);
+    impl<'ast> Visit<'ast> for Find {
+        fn visit_expr_break(&mut self, _: &'ast syn::ExprBreak) {
+            self.0 = true;
+        }
+        fn visit_expr_for_loop(&mut self, _: &'ast syn::ExprForLoop) {}
+        fn visit_expr_while(&mut self, _: &'ast syn::ExprWhile) {}
+        fn visit_expr_loop(&mut self, _: &'ast syn::ExprLoop) {}
+        fn visit_expr_closure(&mut self, _: &'ast syn::ExprClosure) {}
+        fn visit_item(&mut self, _: &'ast syn::Item) {}
+    }
+    let mut f = Find(false);
+    f.visit_expr(e);
+    f.0
+}
+
+/// The names a block assigns to (`x = ..`, `x += ..`), in order, nested blocks included.
+fn assigned_names(block: &syn::Block, out: &mut Vec<String>) {
+    struct Find<'a>(&'a mut Vec<String>);
+    impl<'ast> Visit<'ast> for Find<'_> {
+        fn visit_expr_assign(&mut self, a: &'ast syn::ExprAssign) {
+            if let Expr::Path(p) = strip(&a.left) {
+                if let Some(i) = p.path.get_ident() {
+                    self.0.push(i.to_string());
+                }
+            }
+            syn::visit::visit_expr_assign(self, a);
+        }
+        fn visit_expr_binary(&mut self, b: &'ast syn::ExprBinary) {
+            if compound(&b.op).is_some() {
+                if let Expr::Path(p) = strip(&b.left) {
+                    if let Some(i) = p.path.get_ident() {
+                        self.0.push(i.to_string());
+                    }
+                }
+            }
+            syn::visit::visit_expr_binary(self, b);
+        }
+        fn visit_expr_closure(&mut self, _: &'ast syn::ExprClosure) {}
+        fn visit_item(&mut self, _: &'ast syn::Item) {}
+    }
+    Find(out).visit_block(block);
+}
+
+/// The names written by index anywhere in the body (`v[i] = ..`, `v[i] += ..`).
+fn buffer_targets(block: &syn::Block) -> HashSet<String> {
+    struct Find(HashSet<String>);
+    impl Find {
+        fn target(&mut self, left: &Expr) {
+            if let Expr::Index(ix) = strip(left) {
+                if let Expr::Path(p) = strip(&ix.expr) {
+                    if let Some(i) = p.path.get_ident() {
+                        self.0.insert(i.to_string());
+                    }
+                }
+            }
+        }
+    }
+    impl<'ast> Visit<'ast> for Find {
+        fn visit_expr_assign(&mut self, a: &'ast syn::ExprAssign) {
+            self.target(&a.left);
+            syn::visit::visit_expr_assign(self, a);
+        }
+        fn visit_expr_binary(&mut self, b: &'ast syn::ExprBinary) {
+            if compound(&b.op).is_some() {
+                self.target(&b.left);
+            }
+            syn::visit::visit_expr_binary(self, b);
+        }
+    }
+    let mut f = Find(HashSet::new());
+    f.visit_block(block);
+    f.0
 }

@@ -6,7 +6,7 @@
 //! are declared zero before it. For each `if`, the forward sweep saves exactly the values of
 //! the arm that ran which that arm's reverse sweep reads: this phase finds them ([`Saved`]).
 
-use crate::ir::{Block, Function, MapFn, Op, Operand, Stmt, VarId};
+use crate::ir::{Block, Carried, Function, Loop, LoopKind, MapFn, Op, Operand, Stmt, VarId};
 use crate::rules::{Adjoint, Args, Template};
 use proc_macro2::{Ident, Span, TokenStream};
 use quote::{format_ident, quote, ToTokens};
@@ -31,7 +31,41 @@ pub struct Reverse<'a> {
     /// Top-level values whose shape alone the reverse sweep reads (`init`, `zero_like`).
     pub used_like: BTreeSet<VarId>,
     pub saved: Saved,
+    /// What each loop records (by its tape's name), for the forward sweep.
+    pub plans: Plans,
+    /// Variables by name, to find the ones verbatim code reads.
+    names: HashMap<String, Vec<VarId>>,
+    /// The loops being reversed, innermost last: entry -> after.
+    loops: Vec<HashMap<VarId, VarId>>,
 }
+
+/// What a loop keeps for its reverse sweep.
+#[derive(Default, Clone)]
+pub struct LoopPlan {
+    /// Entry values recorded per iteration (those the reverse reads and cannot re-read).
+    pub entries: Vec<VarId>,
+    /// The body reads buffers: the values are taped.
+    pub reads: bool,
+    /// The trip count is kept (`while`, `loop`, or a `for` that can `break`).
+    pub count: bool,
+    /// For a nested loop: its outputs the enclosing loop's recomputation needs.
+    pub exit_afters: Vec<VarId>,
+    /// The loop has a reverse sweep.
+    pub reversed: bool,
+}
+
+impl LoopPlan {
+    /// A nested loop records its trip count and outputs when it ends.
+    pub fn has_exits(&self) -> bool {
+        !self.exit_afters.is_empty() || (self.reversed && self.count)
+    }
+    /// The loop records its entries (and the start of its buffer reads) per iteration.
+    pub fn has_entries(&self) -> bool {
+        !self.entries.is_empty() || self.reads
+    }
+}
+
+pub type Plans = HashMap<String, LoopPlan>;
 
 /// The name under which the forward sweep keeps the shape of a released value. Mixed-site, so
 /// it cannot clash with any name of the user's or of the call site.
@@ -51,6 +85,12 @@ impl<'a> Reverse<'a> {
             released,
             used_like: BTreeSet::new(),
             saved: HashMap::new(),
+            plans: HashMap::new(),
+            names: f.vars.iter().enumerate().fold(HashMap::new(), |mut m: HashMap<String, Vec<VarId>>, (i, v)| {
+                m.entry(v.name.to_string()).or_default().push(i);
+                m
+            }),
+            loops: Vec::new(),
         }
     }
 
@@ -82,6 +122,12 @@ impl<'a> Reverse<'a> {
     fn like(&mut self, mut v: VarId) -> TokenStream {
         while let Some(&a) = self.alias.get(&v) {
             v = a;
+        }
+        // A loop's entry value has the shape of its storage, which holds the loop's output:
+        // no need to record the entry for its shape.
+        if let Some(&after) = self.loops.iter().rev().find_map(|l| l.get(&v)) {
+            self.mark_used(after);
+            return self.f.vars[after].name.to_token_stream();
         }
         if self.used.len() > 1 {
             // Inside an arm: the arm's saved values are kept whole.
@@ -157,6 +203,263 @@ impl<'a> Reverse<'a> {
                 ..
             } => self.if_stmt(then, els, phis, *record),
             Stmt::Effect(_) => TokenStream::new(),
+            Stmt::Store { buf, index, value } => self.store(*buf, index, value),
+            Stmt::Loop(l) => self.loop_stmt(l),
+        }
+    }
+
+    /// `buf[index] = value`: the value receives the element's adjoint, which the overwrite
+    /// resets to zero (the value before the write did not reach the output through it).
+    fn store(&mut self, buf: VarId, index: &Operand, value: &Operand) -> TokenStream {
+        if !self.f.vars[buf].active || !self.declared.contains(&buf) {
+            return TokenStream::new();
+        }
+        let d = self.f.vars[buf].adjoint.clone();
+        let i = self.operand(index);
+        let taken = quote!(::core::mem::take(&mut #d[#i]));
+        if self.active(value) {
+            self.contribute(value, taken)
+        } else {
+            quote!(let _ = #taken;)
+        }
+    }
+
+    /// Adds `c` into the element `index` of `base`'s adjoint.
+    fn contribute_at(&mut self, base: &Operand, index: &Operand, c: TokenStream) -> TokenStream {
+        let Some(v) = base.var() else { return TokenStream::new() };
+        if !self.f.vars[v].active {
+            return TokenStream::new();
+        }
+        let rt = self.rt.clone();
+        let d = self.f.vars[v].adjoint.clone();
+        let mut out = TokenStream::new();
+        if !self.declared.contains(&v) {
+            self.declared.insert(v);
+            let x = self.like(v);
+            out.extend(quote!(let mut #d = #rt::zero_like(&#x);));
+        }
+        let i = self.operand(index);
+        out.extend(quote!(#rt::acc(&mut #d[#i], #c);));
+        out
+    }
+
+    /// The reverse of a loop: its iterations backwards, each recomputing from the iteration's
+    /// entry state the values its reverse needs (entries it overwrote come from a tape; values
+    /// that never change are simply read), then propagating adjoints through the body.
+    fn loop_stmt(&mut self, l: &Loop) -> TokenStream {
+        let rt = self.rt.clone();
+        let key = l.tape.to_string();
+        let active: Vec<&Carried> = l.carried.iter().filter(|c| self.f.vars[c.entry].active).collect();
+        let counted = !matches!(l.kind, LoopKind::For { .. }) || l.brk.is_some();
+        if active.is_empty() && !has_active(&l.body, self.f) {
+            self.plans.insert(key, LoopPlan::default());
+            return TokenStream::new();
+        }
+        let mut out = TokenStream::new();
+        // Adjoints of outer values that the body adds to.
+        let inner: HashSet<VarId> = loop_defined(l).into_iter().collect();
+        let mut targets = BTreeSet::new();
+        targets_of(&l.body, &mut targets);
+        for c in &l.carried {
+            targets.extend(c.exit.var());
+        }
+        for v in targets {
+            if inner.contains(&v) || !self.f.vars[v].active || self.declared.contains(&v) {
+                continue;
+            }
+            self.declared.insert(v);
+            let d = self.f.vars[v].adjoint.clone();
+            let x = self.like(v);
+            out.extend(quote!(let mut #d = #rt::zero_like(&#x);));
+        }
+        // The adjoint carried from iteration to iteration, starting from the loop's output.
+        for c in &active {
+            if !self.declared.contains(&c.after) {
+                self.declared.insert(c.after);
+                let d = self.f.vars[c.after].adjoint.clone();
+                let x = self.like(c.after);
+                out.extend(quote!(let mut #d = #rt::zero_like(&#x);));
+            }
+        }
+        let snapshot = self.declared.clone();
+        self.used.push(BTreeSet::new());
+        // Entries and exits of carried variables have the shape of their storage: their shape
+        // is read from it, so they are never recorded or recomputed just for their shape.
+        let mut shapes: HashMap<VarId, VarId> = l.carried.iter().map(|c| (c.entry, c.after)).collect();
+        for c in &l.carried {
+            if let Some(e) = c.exit.var().filter(|e| inner.contains(e)) {
+                shapes.entry(e).or_insert(c.after);
+            }
+        }
+        self.loops.push(shapes);
+        let mut body = TokenStream::new();
+        for c in &active {
+            let d = self.f.vars[c.after].adjoint.clone();
+            body.extend(self.contribute(&c.exit, quote!(#d)));
+        }
+        body.extend(self.block(&l.body));
+        for c in &active {
+            let d = self.f.vars[c.after].adjoint.clone();
+            let next = if self.declared.contains(&c.entry) {
+                self.f.vars[c.entry].adjoint.to_token_stream()
+            } else {
+                let x = self.like(c.entry);
+                quote!(#rt::zero_like(&#x))
+            };
+            body.extend(quote!(#d = #next;));
+        }
+        self.loops.pop();
+        self.declared = snapshot;
+        // What the iteration must recompute first, and what that needs.
+        let mut needed = self.used.pop().unwrap_or_default();
+        let included = self.slice(&l.body, &mut needed);
+        let entries: Vec<VarId> = l.carried.iter().map(|c| c.entry).filter(|e| needed.contains(e)).collect();
+        for v in needed {
+            if !inner.contains(&v) {
+                self.mark_used(v);
+            }
+        }
+        if let LoopKind::For { iter, .. } = &l.kind {
+            self.mark_tokens(iter);
+        }
+        let reads = reads_tape(&l.body, &l.reads.tape);
+        let recompute = crate::emit::recompute(self.f, &l.body, &included, &self.saved, &self.plans, &rt);
+        let count = &l.count;
+        let header = match &l.kind {
+            LoopKind::For { var, iter } => {
+                let i = &self.f.vars[*var].name;
+                if l.brk.is_some() {
+                    quote!(for #i in (#iter).take(#count).collect::<::std::vec::Vec<_>>().into_iter().rev())
+                } else {
+                    quote!(for #i in (#iter).rev())
+                }
+            }
+            _ => quote!(for _ in 0..#count),
+        };
+        let tape = &l.tape;
+        let start = Ident::new("reads_start", Span::mixed_site());
+        let names: Vec<&Ident> = entries.iter().map(|e| &self.f.vars[*e].name).collect();
+        let mut pop = TokenStream::new();
+        if !entries.is_empty() || reads {
+            let pattern = if reads { quote!((#(#names,)* #start)) } else { quote!((#(#names,)*)) };
+            pop.extend(quote!(let #pattern = #rt::pop(&mut #tape);));
+        }
+        let mut truncate = TokenStream::new();
+        if reads {
+            let (cursor, tape) = (&l.reads.cursor, &l.reads.tape);
+            pop.extend(quote!(let mut #cursor = #start;));
+            truncate.extend(quote!(#tape.truncate(#start);));
+        }
+        out.extend(quote!(#header { #pop #recompute #body #truncate }));
+        for c in &active {
+            let d = self.f.vars[c.after].adjoint.clone();
+            out.extend(self.contribute(&c.init, quote!(#d)));
+        }
+        let exit_afters = self.plans.get(&key).map(|p| p.exit_afters.clone()).unwrap_or_default();
+        self.plans.insert(key, LoopPlan { entries, reads, count: counted, exit_afters, reversed: true });
+        out
+    }
+
+    /// Which of a loop body's statements the reverse iteration recomputes: those defining a
+    /// value in `needed` (growing `needed` by what they read), buffer reads (to keep the tape's
+    /// cursor in step) and nested loops that left a record.
+    fn slice(&mut self, body: &Block, needed: &mut BTreeSet<VarId>) -> Vec<bool> {
+        let mut included = vec![false; body.stmts.len()];
+        for (k, s) in body.stmts.iter().enumerate().rev() {
+            let include = match s {
+                Stmt::Let { var, op } => needed.contains(var) || matches!(op, Op::Index { tape: Some(_), .. }),
+                Stmt::If { then, els, phis, record, .. } => {
+                    needed.contains(record) || phis.iter().any(|p| needed.contains(&p.out)) || self.keeps_records(then) || self.keeps_records(els)
+                }
+                Stmt::Loop(nested) => {
+                    let key = nested.tape.to_string();
+                    let afters: Vec<VarId> = nested.carried.iter().map(|c| c.after).filter(|a| needed.contains(a)).collect();
+                    let plan = self.plans.entry(key).or_default();
+                    plan.exit_afters = afters;
+                    plan.has_exits()
+                }
+                Stmt::Store { .. } | Stmt::Effect(_) => false,
+            };
+            if include {
+                included[k] = true;
+                let mut free = BTreeSet::new();
+                self.free_vars(s, &mut free);
+                needed.extend(free);
+            }
+        }
+        included
+    }
+
+    /// Does recomputing `b` consume records (buffer reads, nested loops' exits)?
+    fn keeps_records(&self, b: &Block) -> bool {
+        b.stmts.iter().any(|s| match s {
+            Stmt::Let { op: Op::Index { tape: Some(_), .. }, .. } => true,
+            Stmt::If { then, els, .. } => self.keeps_records(then) || self.keeps_records(els),
+            Stmt::Loop(l) => self.plans.get(&l.tape.to_string()).is_some_and(LoopPlan::has_exits),
+            _ => false,
+        })
+    }
+
+    /// The variables a statement reads that it does not define (as recomputed: a nested loop
+    /// reads nothing, its record is popped).
+    fn free_vars(&self, s: &Stmt, out: &mut BTreeSet<VarId>) {
+        let mut names = Vec::new();
+        match s {
+            Stmt::Let { op, .. } => match op {
+                Op::Copy(o) => out.extend(o.var()),
+                Op::Verbatim(t) => idents(t, &mut names),
+                Op::Prim { args, ints, .. } => out.extend(args.iter().chain(ints).filter_map(Operand::var)),
+                Op::Call { args, .. } => out.extend(args.iter().filter_map(Operand::var)),
+                Op::Map { recv, func, .. } => {
+                    out.extend(recv.var());
+                    if let crate::ir::MapFn::Closure { forward, .. } = func {
+                        idents(forward, &mut names);
+                    }
+                }
+                Op::Index { base, index, .. } => {
+                    out.extend(base.var());
+                    out.extend(index.var());
+                }
+            },
+            Stmt::If { cond, then, els, phis, .. } => {
+                idents(cond, &mut names);
+                let mut inner = BTreeSet::new();
+                for st in then.stmts.iter().chain(&els.stmts) {
+                    self.free_vars(st, &mut inner);
+                }
+                for p in phis {
+                    inner.extend(p.then.var());
+                    inner.extend(p.els.var());
+                }
+                let defined: HashSet<VarId> = defined_deep(then).into_iter().chain(defined_deep(els)).collect();
+                out.extend(inner.into_iter().filter(|v| !defined.contains(v)));
+            }
+            Stmt::Store { .. } | Stmt::Effect(_) | Stmt::Loop(_) => {}
+        }
+        for n in names {
+            if let Some(vs) = self.names.get(&n) {
+                out.extend(vs.iter().copied());
+            }
+        }
+    }
+
+    /// A value the reverse sweep reads, recorded in the current frame.
+    fn mark_used(&mut self, v: VarId) {
+        if let Some(frame) = self.used.last_mut() {
+            frame.insert(v);
+        }
+    }
+
+    /// The variables named in verbatim tokens, recorded as read.
+    fn mark_tokens(&mut self, tokens: &TokenStream) {
+        let mut names = Vec::new();
+        idents(tokens, &mut names);
+        for n in names {
+            if let Some(vs) = self.names.get(&n).cloned() {
+                for v in vs {
+                    self.mark_used(v);
+                }
+            }
         }
     }
 
@@ -222,6 +525,9 @@ impl<'a> Reverse<'a> {
                     }
                 }
             },
+            Op::Index { base, index, .. } => {
+                out.extend(self.contribute_at(base, index, quote!(#dy)));
+            }
             Op::Map { recv, func, .. } => {
                 if self.active(recv) {
                     let names = Args::new(TokenStream::new(), self.float.clone());
@@ -426,10 +732,26 @@ impl<'a> Reverse<'a> {
 fn defined_deep(b: &Block) -> Vec<VarId> {
     let mut out = b.defined();
     for s in &b.stmts {
-        if let Stmt::If { then, els, .. } = s {
-            out.extend(defined_deep(then));
-            out.extend(defined_deep(els));
+        match s {
+            Stmt::If { then, els, .. } => {
+                out.extend(defined_deep(then));
+                out.extend(defined_deep(els));
+            }
+            Stmt::Loop(l) => {
+                out.extend(loop_defined(l));
+            }
+            _ => {}
         }
+    }
+    out
+}
+
+/// Every variable defined inside a loop: its body's, its entries, its index.
+fn loop_defined(l: &Loop) -> Vec<VarId> {
+    let mut out = defined_deep(&l.body);
+    out.extend(l.carried.iter().map(|c| c.entry));
+    if let LoopKind::For { var, .. } = &l.kind {
+        out.push(*var);
     }
     out
 }
@@ -439,9 +761,7 @@ fn targets_of(b: &Block, out: &mut BTreeSet<VarId>) {
     for s in &b.stmts {
         match s {
             Stmt::Let { op, .. } => out.extend(op.operands().into_iter().filter_map(Operand::var)),
-            Stmt::If {
-                then, els, phis, ..
-            } => {
+            Stmt::If { then, els, phis, .. } => {
                 targets_of(then, out);
                 targets_of(els, out);
                 for p in phis {
@@ -449,7 +769,49 @@ fn targets_of(b: &Block, out: &mut BTreeSet<VarId>) {
                     out.extend(p.els.var());
                 }
             }
+            Stmt::Store { buf, value, .. } => {
+                out.insert(*buf);
+                out.extend(value.var());
+            }
+            Stmt::Loop(l) => {
+                targets_of(&l.body, out);
+                for c in &l.carried {
+                    out.extend(c.init.var());
+                    out.extend(c.exit.var());
+                }
+            }
             Stmt::Effect(_) => {}
+        }
+    }
+}
+
+/// Does anything in `b` carry a derivative (so that its loop needs a reverse sweep)?
+fn has_active(b: &Block, f: &Function) -> bool {
+    b.stmts.iter().any(|s| match s {
+        Stmt::Let { var, .. } => f.vars[*var].active,
+        Stmt::If { then, els, phis, .. } => phis.iter().any(|p| f.vars[p.out].active) || has_active(then, f) || has_active(els, f),
+        Stmt::Store { buf, .. } => f.vars[*buf].active,
+        Stmt::Loop(l) => l.carried.iter().any(|c| f.vars[c.entry].active) || has_active(&l.body, f),
+        Stmt::Effect(_) => false,
+    })
+}
+
+/// Does `b` (arms included, nested loops not) read buffers through `tape`?
+fn reads_tape(b: &Block, tape: &Ident) -> bool {
+    b.stmts.iter().any(|s| match s {
+        Stmt::Let { op: Op::Index { tape: Some(t), .. }, .. } => t.tape == *tape,
+        Stmt::If { then, els, .. } => reads_tape(then, tape) || reads_tape(els, tape),
+        _ => false,
+    })
+}
+
+/// Identifiers in a token stream.
+fn idents(tokens: &TokenStream, out: &mut Vec<String>) {
+    for tt in tokens.clone() {
+        match tt {
+            proc_macro2::TokenTree::Ident(i) => out.push(i.to_string()),
+            proc_macro2::TokenTree::Group(g) => idents(&g.stream(), out),
+            _ => {}
         }
     }
 }

@@ -169,7 +169,29 @@ fn classify(ty: &Type) -> (Kind, TokenStream) {
     if let Some(grad) = array_gradient(ty) {
         return (Kind::Array, grad);
     }
+    if let Some(f) = slice_element(ty) {
+        return (Kind::Array, quote!(::std::vec::Vec<#f>));
+    }
     (Kind::Constant, quote!(()))
+}
+
+/// `&[F]`, `Vec<F>`, `&Vec<F>` -> `F`.
+fn slice_element(ty: &Type) -> Option<syn::Ident> {
+    let (ty, by_ref) = match ty {
+        Type::Reference(r) if r.mutability.is_none() => (&*r.elem, true),
+        t => (t, false),
+    };
+    match ty {
+        Type::Slice(s) if by_ref => float_type(&s.elem),
+        Type::Path(p) if p.qself.is_none() => {
+            let last = p.path.segments.last()?;
+            if last.ident != "Vec" {
+                return None;
+            }
+            generic_float(&last.arguments)
+        }
+        _ => None,
+    }
 }
 
 /// `ArrayView2<'a, f64>`, `&Array2<f64>`, `ndarray::Array1<f32>` -> the owned gradient type.
@@ -206,7 +228,7 @@ fn generic_float(args: &syn::PathArguments) -> Option<syn::Ident> {
 
 /// The float type of a differentiable parameter's elements.
 pub fn element_type(ty: &Type) -> Option<syn::Ident> {
-    float_type(ty).or_else(|| {
+    float_type(ty).or_else(|| slice_element(ty)).or_else(|| {
         let ty = match ty {
             Type::Reference(r) => &*r.elem,
             t => t,

@@ -452,3 +452,119 @@ pub fn like<V: Likeness + ?Sized>(v: &V) -> V::Like {
 pub fn release<T>(value: T) {
     drop(value)
 }
+
+// ----- slices and vectors ---------------------------------------------------------------------
+
+impl<F: Real> Differentiable for [F] {
+    type Adjoint = Vec<F>;
+    fn zero_adjoint(&self) -> Vec<F> {
+        vec![F::from_f64(0.0); self.len()]
+    }
+}
+
+impl<F: Real> Differentiable for Vec<F> {
+    type Adjoint = Vec<F>;
+    fn zero_adjoint(&self) -> Vec<F> {
+        vec![F::from_f64(0.0); self.len()]
+    }
+}
+
+/// The length of a vector whose values are no longer needed.
+#[derive(Debug, Clone)]
+pub struct Length<F> {
+    len: usize,
+    elem: std::marker::PhantomData<F>,
+}
+
+impl<F: Real> Likeness for [F] {
+    type Like = Length<F>;
+    fn like(&self) -> Length<F> {
+        Length { len: self.len(), elem: std::marker::PhantomData }
+    }
+}
+
+impl<F: Real> Likeness for Vec<F> {
+    type Like = Length<F>;
+    fn like(&self) -> Length<F> {
+        self.as_slice().like()
+    }
+}
+
+impl<F: Real> Differentiable for Length<F> {
+    type Adjoint = Vec<F>;
+    fn zero_adjoint(&self) -> Vec<F> {
+        vec![F::from_f64(0.0); self.len]
+    }
+}
+
+fn vec_from<F: Real>(len: usize, c: &[F]) -> Vec<F> {
+    if c.len() != len {
+        panic!("autodiff: an adjoint of length {} for a vector of length {len}", c.len());
+    }
+    c.to_vec()
+}
+
+macro_rules! vec_adjoints {
+    ($($owner:ty),*) => {$(
+        impl<F: Real> AdjointFrom<Vec<F>> for $owner {
+            fn adjoint_from(&self, c: Vec<F>) -> Vec<F> {
+                if c.len() != self.len() {
+                    panic!("autodiff: an adjoint of length {} for a vector of length {}", c.len(), self.len());
+                }
+                c
+            }
+        }
+        impl<F: Real> AdjointFrom<&Vec<F>> for $owner {
+            fn adjoint_from(&self, c: &Vec<F>) -> Vec<F> {
+                vec_from(self.len(), c)
+            }
+        }
+        impl<F: Real> AdjointFrom<&[F]> for $owner {
+            fn adjoint_from(&self, c: &[F]) -> Vec<F> {
+                vec_from(self.len(), c)
+            }
+        }
+    )*};
+}
+vec_adjoints!([F], Vec<F>);
+
+impl<F: Real> AdjointFrom<Vec<F>> for Length<F> {
+    fn adjoint_from(&self, c: Vec<F>) -> Vec<F> {
+        if c.len() != self.len {
+            panic!("autodiff: an adjoint of length {} for a vector of length {}", c.len(), self.len);
+        }
+        c
+    }
+}
+
+impl<F: Real> AdjointFrom<&Vec<F>> for Length<F> {
+    fn adjoint_from(&self, c: &Vec<F>) -> Vec<F> {
+        vec_from(self.len, c)
+    }
+}
+
+impl<F: Real> Accumulate<Vec<F>> for Vec<F> {
+    fn accumulate(&mut self, c: Vec<F>) {
+        self.accumulate(&c)
+    }
+}
+
+impl<F: Real> Accumulate<&Vec<F>> for Vec<F> {
+    fn accumulate(&mut self, c: &Vec<F>) {
+        if c.len() != self.len() {
+            panic!("autodiff: an adjoint of length {} added into one of length {}", c.len(), self.len());
+        }
+        for (a, b) in self.iter_mut().zip(c) {
+            *a += *b;
+        }
+    }
+}
+
+/// The last record of a loop's tape, for its reverse sweep.
+#[inline]
+pub fn pop<T>(tape: &mut Vec<T>) -> T {
+    match tape.pop() {
+        Some(t) => t,
+        None => panic!("autodiff: a loop's tape ran out in the reverse sweep (a bug in autodiff; please report it)"),
+    }
+}
