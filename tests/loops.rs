@@ -1,6 +1,14 @@
 //! Loops, indexing, buffers, composition and custom derivatives.
+// The functions are written the way simulation code often is (index loops, `x = x + h * v`,
+// `&Vec` parameters): those are the forms under test.
+#![allow(
+    clippy::assign_op_pattern,
+    clippy::ptr_arg,
+    clippy::needless_range_loop
+)]
 use autodiff::differentiate;
 
+#[allow(dead_code)]
 fn fd(f: &dyn Fn(&[f64]) -> f64, x: &[f64]) -> Vec<f64> {
     autodiff::check::central_difference(f, x, 1e-6)
 }
@@ -8,7 +16,10 @@ fn fd(f: &dyn Fn(&[f64]) -> f64, x: &[f64]) -> Vec<f64> {
 fn assert_close(got: &[f64], want: &[f64], tol: f64) {
     assert_eq!(got.len(), want.len());
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!((g - w).abs() <= tol * w.abs().max(1.0), "entry {i}: got {g}, want {w}\n got {got:?}\nwant {want:?}");
+        assert!(
+            (g - w).abs() <= tol * w.abs().max(1.0),
+            "entry {i}: got {g}, want {w}\n got {got:?}\nwant {want:?}"
+        );
     }
 }
 
@@ -40,4 +51,308 @@ fn rosenbrock_matches_the_hand_written_gradient() {
     let (v, g) = rosenbrock_value_and_grad(&x);
     assert_eq!(v, rosenbrock(&x));
     assert_close(&g, &rosenbrock_hand(&x), 1e-12);
+}
+
+/// Lennard-Jones energy of particles at `x` (flat, 3 coordinates each).
+#[differentiate]
+fn lennard_jones(x: &[f64]) -> f64 {
+    let n = x.len() / 3;
+    let mut e = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let dx = x[3 * i] - x[3 * j];
+            let dy = x[3 * i + 1] - x[3 * j + 1];
+            let dz = x[3 * i + 2] - x[3 * j + 2];
+            let r2 = dx * dx + dy * dy + dz * dz;
+            let s6 = 1.0 / (r2 * r2 * r2);
+            e += 4.0 * (s6 * s6 - s6);
+        }
+    }
+    e
+}
+
+fn lennard_jones_forces(x: &[f64]) -> Vec<f64> {
+    let n = x.len() / 3;
+    let mut f = vec![0.0; x.len()];
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = [
+                x[3 * i] - x[3 * j],
+                x[3 * i + 1] - x[3 * j + 1],
+                x[3 * i + 2] - x[3 * j + 2],
+            ];
+            let r2 = d[0] * d[0] + d[1] * d[1] + d[2] * d[2];
+            let s6 = 1.0 / (r2 * r2 * r2);
+            // dE/dr2 = 4 (-6 s6^2 + 3 s6) / r2
+            let de = 4.0 * (-6.0 * s6 * s6 + 3.0 * s6) / r2;
+            for k in 0..3 {
+                f[3 * i + k] -= de * 2.0 * d[k];
+                f[3 * j + k] += de * 2.0 * d[k];
+            }
+        }
+    }
+    f
+}
+
+fn lattice(n: usize) -> Vec<f64> {
+    let side = (n as f64).cbrt().ceil() as usize;
+    let mut x = Vec::new();
+    for p in 0..n {
+        let (a, b, c) = (p % side, (p / side) % side, p / (side * side));
+        let jitter = 0.05 * ((p * 7 % 11) as f64 / 11.0 - 0.5);
+        x.extend([
+            1.1 * a as f64 + jitter,
+            1.1 * b as f64 - jitter,
+            1.1 * c as f64 + 0.5 * jitter,
+        ]);
+    }
+    x
+}
+
+#[test]
+fn lennard_jones_gradient_is_minus_the_forces() {
+    let x = lattice(20);
+    let g = lennard_jones_grad(&x);
+    let minus_f: Vec<f64> = lennard_jones_forces(&x).iter().map(|f| -f).collect();
+    assert_close(&g, &minus_f, 1e-10);
+}
+
+/// Final position of a damped oscillator integrated with explicit Euler.
+#[differentiate]
+fn oscillator(x0: f64, v0: f64, k: f64, c: f64, steps: usize) -> f64 {
+    let h = 0.01;
+    let mut x = x0;
+    let mut v = v0;
+    for _ in 0..steps {
+        let a = -k * x - c * v;
+        x = x + h * v;
+        v = v + h * a;
+    }
+    x
+}
+
+#[test]
+fn damped_oscillator_euler_1000_steps() {
+    let p = [1.0, -0.3, 4.0, 0.2];
+    let (dx0, dv0, dk, dc) = oscillator_grad(p[0], p[1], p[2], p[3], 1000);
+    let want = fd(&|q: &[f64]| oscillator(q[0], q[1], q[2], q[3], 1000), &p);
+    assert_close(&[dx0, dv0, dk, dc], &want, 1e-6);
+}
+
+/// Square root by Newton's method: a while loop whose trip count depends on the data.
+#[differentiate]
+fn newton_sqrt(a: f64) -> f64 {
+    let mut x = if a > 1.0 { a } else { 1.0 };
+    let mut steps = 0;
+    while (x * x - a).abs() > 1e-12 * a && steps < 100 {
+        x = 0.5 * (x + a / x);
+        steps += 1;
+    }
+    x
+}
+
+#[test]
+fn while_loop_with_data_dependent_trip_count() {
+    for &a in &[0.3, 2.0, 17.0, 1e4] {
+        let g = newton_sqrt_grad(a);
+        assert!(
+            (g - 0.5 / a.sqrt()).abs() < 1e-9 * (1.0 / a.sqrt()).max(1.0),
+            "at {a}: {g}"
+        );
+    }
+}
+
+/// A root by bisection: `loop` with `break`.
+#[differentiate]
+fn bisect_cube_root(t: f64) -> f64 {
+    let mut lo = 0.0;
+    let mut hi = t + 1.0;
+    let mut it = 0;
+    loop {
+        let mid = 0.5 * (lo + hi);
+        if mid * mid * mid > t {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+        it += 1;
+        if it >= 200 || hi - lo < 1e-14 {
+            break;
+        }
+    }
+    0.5 * (lo + hi)
+}
+
+#[test]
+fn loop_with_break_runs_forward_and_back() {
+    // With the branches the run took held fixed, every midpoint is a fixed fraction of the
+    // initial bracket [0, t + 1]: the output is c (t + 1) with c = output / (t + 1), and that
+    // is the derivative of the program as executed.
+    let t = 2.0;
+    let (v, g) = bisect_cube_root_value_and_grad(t);
+    assert!((v - t.cbrt()).abs() < 1e-12);
+    assert!((g - v / (t + 1.0)).abs() < 1e-12, "{g}");
+}
+
+#[differentiate]
+fn iterate_forms(x: &[f64], w: &Vec<f64>) -> f64 {
+    let mut s = 0.0;
+    for v in x.iter() {
+        s += v * v;
+    }
+    for (i, v) in x.iter().enumerate() {
+        s += (i as f64 + 1.0) * v.sin() * w[i];
+    }
+    for i in (0..x.len()).rev() {
+        s = s * 0.5 + x[i];
+    }
+    for i in (0..x.len()).step_by(2) {
+        s += x[i] * w[i];
+    }
+    for i in 1..=2 {
+        if i == 2 {
+            continue;
+        }
+        s += x[i].exp();
+    }
+    s
+}
+
+#[test]
+fn iter_enumerate_rev_step_by_inclusive_and_continue() {
+    let x = [0.3, -0.7, 1.1, 0.4, -0.2];
+    let w = vec![1.0, 2.0, -0.5, 0.25, 3.0];
+    let (gx, gw) = iterate_forms_grad(&x, &w);
+    assert_close(&gx, &fd(&|v: &[f64]| iterate_forms(v, &w), &x), 1e-6);
+    assert_close(
+        &gw,
+        &fd(&|v: &[f64]| iterate_forms(&x, &v.to_vec()), &w),
+        1e-6,
+    );
+}
+
+#[differentiate]
+fn buffers(x: &[f64]) -> f64 {
+    let n = x.len();
+    let mut v = vec![0.0; n];
+    for i in 0..n {
+        v[i] = x[i] * x[i];
+    }
+    for i in 1..n {
+        v[i] += v[i - 1] * 0.5;
+    }
+    let mut total = 0.0;
+    for i in 0..n {
+        let old = v[i];
+        v[i] = old.sin();
+        total += v[i] * old;
+    }
+    v[0] = 10.0;
+    total + v[0] * x[0]
+}
+
+#[test]
+fn writes_into_local_buffers() {
+    let x = [0.5, -1.2, 0.8, 2.0];
+    assert_close(&buffers_grad(&x), &fd(&|v: &[f64]| buffers(v), &x), 1e-6);
+}
+
+#[differentiate]
+fn nested_break(x: &[f64], limit: f64) -> f64 {
+    let mut acc = 0.0;
+    for i in 0..x.len() {
+        let mut row = 0.0;
+        for j in 0..x.len() {
+            row += x[i] * x[j];
+            if row > limit {
+                break;
+            }
+        }
+        acc += row.tanh();
+        if acc > 3.0 * limit {
+            break;
+        }
+    }
+    acc
+}
+
+#[test]
+fn nested_loops_with_breaks() {
+    let x = [0.4, 0.9, -0.3, 1.3, 0.2];
+    for &limit in &[0.5, 1.0, 10.0] {
+        let (g, _) = nested_break_grad(&x, limit);
+        assert_close(&g, &fd(&|v: &[f64]| nested_break(v, limit), &x), 1e-6);
+    }
+}
+
+mod physics {
+    use autodiff::differentiate;
+
+    #[differentiate]
+    pub fn pair_energy(r: f64) -> f64 {
+        let s = 1.0 / (r * r);
+        s * s - s
+    }
+
+    /// A hand-written derivative: `soft_abs(x) = sqrt(x^2 + eps)`.
+    pub fn soft_abs(x: f64, eps: f64) -> f64 {
+        (x * x + eps).sqrt()
+    }
+
+    pub fn soft_abs_pullback(x: f64, eps: f64, d_out: f64) -> (f64, f64) {
+        let y = soft_abs(x, eps);
+        (d_out * x / y, d_out * 0.5 / y)
+    }
+}
+
+#[differentiate]
+fn composed(x: &[f64], eps: f64) -> f64 {
+    let mut e = 0.0;
+    for i in 0..x.len() {
+        for j in 0..i {
+            let r = physics::soft_abs(x[i] - x[j], eps) + 1.0;
+            e += physics::pair_energy(r);
+        }
+    }
+    e
+}
+
+#[test]
+fn composition_across_modules_and_a_hand_written_pullback_inside_loops() {
+    let x = [0.1, 0.7, -0.4, 1.5];
+    let (gx, geps) = composed_grad(&x, 0.3);
+    assert_close(&gx, &fd(&|v: &[f64]| composed(v, 0.3), &x), 1e-6);
+    assert_close(&[geps], &fd(&|e: &[f64]| composed(&x, e[0]), &[0.3]), 1e-6);
+}
+
+#[differentiate]
+fn array_time_steps(p0: &autodiff::ndarray::Array1<f64>, k: f64) -> f64 {
+    let mut p = p0.to_owned();
+    let mut v = p0.mapv(|e| e * 0.0);
+    for _ in 0..50 {
+        let a = &p * (-k);
+        v = &v + &(&a * 0.01);
+        p = &p + &(&v * 0.01);
+    }
+    p.mapv(|e| e * e).sum()
+}
+
+#[test]
+fn carried_arrays() {
+    let p0 = autodiff::ndarray::Array1::from_vec(vec![1.0, -0.5, 0.25]);
+    let (gp, gk) = array_time_steps_grad(&p0, 3.0);
+    let x0 = p0.to_vec();
+    assert_close(
+        gp.as_slice().unwrap(),
+        &fd(
+            &|v: &[f64]| array_time_steps(&autodiff::ndarray::Array1::from_vec(v.to_vec()), 3.0),
+            &x0,
+        ),
+        1e-6,
+    );
+    assert_close(
+        &[gk],
+        &fd(&|k: &[f64]| array_time_steps(&p0, k[0]), &[3.0]),
+        1e-6,
+    );
 }

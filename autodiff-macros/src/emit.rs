@@ -131,7 +131,14 @@ fn body(
         .copied()
         .filter(|v| released.contains(v))
         .collect();
-    let fwd = Forward { f: &f, saved: &saved, rt: &rt, keep_like: &keep_like, plans: &plans, mode: Mode::Sweep };
+    let fwd = Forward {
+        f: &f,
+        saved: &saved,
+        rt: &rt,
+        keep_like: &keep_like,
+        plans: &plans,
+        mode: Mode::Sweep,
+    };
     let mut forward = tapes(&f.body, &plans);
     forward.extend(fwd.block(&f.body));
     let mut released: Vec<VarId> = released.into_iter().collect();
@@ -219,10 +226,29 @@ fn tapes(b: &crate::ir::Block, plans: &Plans) -> TokenStream {
 }
 
 /// The statements of a loop body that a reverse iteration recomputes (`included`).
-pub fn recompute(f: &Function, body: &crate::ir::Block, included: &[bool], saved: &Saved, plans: &Plans, rt: &Ident) -> TokenStream {
+pub fn recompute(
+    f: &Function,
+    body: &crate::ir::Block,
+    included: &[bool],
+    saved: &Saved,
+    plans: &Plans,
+    rt: &Ident,
+) -> TokenStream {
     let keep_like = HashSet::new();
-    let fwd = Forward { f, saved, rt, keep_like: &keep_like, plans, mode: Mode::Recompute };
-    body.stmts.iter().zip(included).filter(|(_, inc)| **inc).map(|(s, _)| fwd.stmt(s)).collect()
+    let fwd = Forward {
+        f,
+        saved,
+        rt,
+        keep_like: &keep_like,
+        plans,
+        mode: Mode::Recompute,
+    };
+    body.stmts
+        .iter()
+        .zip(included)
+        .filter(|(_, inc)| **inc)
+        .map(|(s, _)| fwd.stmt(s))
+        .collect()
 }
 
 /// The values the forward sweep defines at the top level of the body (not inside an arm).
@@ -232,8 +258,8 @@ fn top_level_values(f: &Function) -> Vec<VarId> {
         match s {
             Stmt::Let { var, .. } => out.push(*var),
             Stmt::If { phis, .. } => out.extend(phis.iter().map(|p| p.out)),
-            Stmt::Loop(l) => out.extend(l.carried.iter().map(|c| c.after)),
-            Stmt::Effect(_) | Stmt::Store { .. } => {}
+            // A loop's storage is read by its reverse sweep under its own name: kept.
+            Stmt::Loop(_) | Stmt::Effect(_) | Stmt::Store { .. } => {}
         }
     }
     out
@@ -262,9 +288,11 @@ impl Forward<'_> {
                     match self.mode {
                         Mode::Body => {
                             let value = self.op(op);
-                            return quote!(let #name #ty = #value; #tape.push(#name);)
+                            return quote!(let #name #ty = #value; #tape.push(#name););
                         }
-                        Mode::Recompute => return quote!(let #name #ty = #tape[#cursor]; #cursor += 1;),
+                        Mode::Recompute => {
+                            return quote!(let #name #ty = #tape[#cursor]; #cursor += 1;)
+                        }
                         Mode::Sweep => {}
                     }
                 }
@@ -306,11 +334,20 @@ impl Forward<'_> {
                     then_vals.push(quote!(#rt::Branch::Then((#(#tn,)*))));
                     else_vals.push(quote!(#rt::Branch::Else((#(#en,)*))));
                 }
+                let likes = phis
+                    .iter()
+                    .filter(|p| self.keep_like.contains(&p.out))
+                    .map(|p| {
+                        let name = &self.f.vars[p.out].name;
+                        let like = like_name(name);
+                        quote!(let #like = #rt::like(&#name);)
+                    });
+                let likes: TokenStream = likes.collect();
                 let (then, els) = (self.block(then), self.block(els));
                 if outs.is_empty() {
                     quote!(if #cond { #then } else { #els })
                 } else {
-                    quote!(let (#(#outs,)*) = if #cond { #then (#(#then_vals,)*) } else { #els (#(#else_vals,)*) };)
+                    quote!(let (#(#outs,)*) = if #cond { #then (#(#then_vals,)*) } else { #els (#(#else_vals,)*) }; #likes)
                 }
             }
             Stmt::Effect(t) => match self.mode {
@@ -320,7 +357,11 @@ impl Forward<'_> {
             Stmt::Store { buf, index, value } => match self.mode {
                 Mode::Recompute => TokenStream::new(),
                 _ => {
-                    let (b, i, v) = (&self.f.vars[*buf].name, self.operand(index), self.operand(value));
+                    let (b, i, v) = (
+                        &self.f.vars[*buf].name,
+                        self.operand(index),
+                        self.operand(value),
+                    );
                     quote!(#b[#i] = #v;)
                 }
             },
@@ -333,7 +374,11 @@ impl Forward<'_> {
         let default = LoopPlan::default();
         let plan = self.plans.get(&l.tape.to_string()).unwrap_or(&default);
         let count = &l.count;
-        let afters: Vec<&Ident> = plan.exit_afters.iter().map(|a| &self.f.vars[*a].name).collect();
+        let afters: Vec<&Ident> = plan
+            .exit_afters
+            .iter()
+            .map(|a| &self.f.vars[*a].name)
+            .collect();
         let exits = &l.exits;
         if self.mode == Mode::Recompute {
             // Not re-run: its reverse pops its own records; its outputs come from its exit record.
@@ -344,9 +389,14 @@ impl Forward<'_> {
             let c = counted.then(|| quote!(#count,));
             return quote!(let (#c #(#afters,)*) = #rt::pop(&mut #exits););
         }
-        let slots: Vec<&Ident> = l.carried.iter().map(|c| &self.f.vars[c.entry].name).collect();
+        let slots: Vec<&Ident> = l
+            .carried
+            .iter()
+            .map(|c| &self.f.vars[c.entry].name)
+            .collect();
         let inits: Vec<TokenStream> = l.carried.iter().map(|c| self.operand(&c.init)).collect();
-        let exit_values: Vec<TokenStream> = l.carried.iter().map(|c| self.operand(&c.exit)).collect();
+        let exit_values: Vec<TokenStream> =
+            l.carried.iter().map(|c| self.operand(&c.exit)).collect();
         let mut out = TokenStream::new();
         for (slot, init) in slots.iter().zip(&inits) {
             out.extend(quote!(let mut #slot = ::core::clone::Clone::clone(&#init);));
@@ -370,7 +420,10 @@ impl Forward<'_> {
             let tape = &l.tape;
             body.extend(quote!(#tape.push((#(::core::clone::Clone::clone(&#entries),)* #start));));
         }
-        let inner = Forward { mode: Mode::Body, ..*self };
+        let inner = Forward {
+            mode: Mode::Body,
+            ..*self
+        };
         body.extend(inner.block(&l.body));
         if !slots.is_empty() {
             body.extend(quote!((#(#slots,)*) = (#(#exit_values,)*);));
@@ -461,6 +514,16 @@ pub fn closure_pullback(f: &Function, float: &Ident, rt: &Ident, seed: TokenStre
     let plans = std::mem::take(&mut rev.plans);
     let keep_like = HashSet::new();
     let mut forward = tapes(&f.body, &plans);
-    forward.extend(Forward { f, saved: &saved, rt, keep_like: &keep_like, plans: &plans, mode: Mode::Sweep }.block(&f.body));
+    forward.extend(
+        Forward {
+            f,
+            saved: &saved,
+            rt,
+            keep_like: &keep_like,
+            plans: &plans,
+            mode: Mode::Sweep,
+        }
+        .block(&f.body),
+    );
     quote!({ #forward #reverse #grad })
 }

@@ -8,7 +8,10 @@
 //! - An early `return` moves the code that follows its `if` into the arms that fall through,
 //!   so every path ends in the function's value.
 
-use crate::ir::{Block, CallForm, Carried, Function, Loop, LoopKind, MapFn, Op, Operand, Phi, ReadTape, Stmt, Var, VarId};
+use crate::ir::{
+    Block, CallForm, Carried, Function, Loop, LoopKind, MapFn, Op, Operand, Phi, ReadTape, Stmt,
+    Var, VarId,
+};
 use crate::names::Namer;
 use crate::rules::{self, Adjoint, Rule};
 use crate::signature::{float_type, Errors, Param, Signature};
@@ -25,7 +28,12 @@ use syn::{BinOp, Expr, ItemFn, Pat, Type, UnOp};
 /// Whether a loop-carried variable or a buffer is differentiated can depend on what the loop
 /// does later (`let mut s = 0.0; for .. { s += x[i]; }`): lowering runs again, with those
 /// marked active from the start, until nothing changes.
-pub fn lower(func: &ItemFn, sig: &Signature, active: impl Fn(&Param) -> bool, namer: &mut Namer) -> syn::Result<Function> {
+pub fn lower(
+    func: &ItemFn,
+    sig: &Signature,
+    active: impl Fn(&Param) -> bool,
+    namer: &mut Namer,
+) -> syn::Result<Function> {
     let start = namer.clone();
     let mut forced = HashSet::new();
     loop {
@@ -38,7 +46,13 @@ pub fn lower(func: &ItemFn, sig: &Signature, active: impl Fn(&Param) -> bool, na
     }
 }
 
-fn lower_once(func: &ItemFn, sig: &Signature, active: &impl Fn(&Param) -> bool, namer: &mut Namer, forced: &HashSet<String>) -> syn::Result<(Function, HashSet<String>)> {
+fn lower_once(
+    func: &ItemFn,
+    sig: &Signature,
+    active: &impl Fn(&Param) -> bool,
+    namer: &mut Namer,
+    forced: &HashSet<String>,
+) -> syn::Result<(Function, HashSet<String>)> {
     let mut lw = Lowerer {
         float: sig.float.clone(),
         namer,
@@ -58,7 +72,13 @@ fn lower_once(func: &ItemFn, sig: &Signature, active: &impl Fn(&Param) -> bool, 
     for p in &sig.params {
         let id = lw.vars.len();
         let adjoint = lw.namer.fresh(&format!("d_{}", p.ident));
-        lw.vars.push(Var { name: p.ident.clone(), adjoint, active: active(p), ty: None, buffer: false });
+        lw.vars.push(Var {
+            name: p.ident.clone(),
+            adjoint,
+            active: active(p),
+            ty: None,
+            buffer: false,
+        });
         lw.scopes[0].insert(p.ident.to_string(), id);
     }
     let mut body = Block::default();
@@ -78,7 +98,15 @@ fn lower_once(func: &ItemFn, sig: &Signature, active: &impl Fn(&Param) -> bool, 
     };
     lw.errors.finish()?;
     let more = std::mem::take(&mut lw.more);
-    Ok((Function { vars: lw.vars, items: lw.items, body, result: result.unwrap_or(Operand::Const(quote!(0.0))) }, more))
+    Ok((
+        Function {
+            vars: lw.vars,
+            items: lw.items,
+            body,
+            result: result.unwrap_or(Operand::Const(quote!(0.0))),
+        },
+        more,
+    ))
 }
 
 /// Where a statement sequence is: what `return`, `break` and `continue` mean there.
@@ -155,7 +183,13 @@ impl Lowerer<'_> {
     fn new_var(&mut self, hint: &str, active: bool, ty: Option<Type>) -> VarId {
         let name = self.namer.fresh(hint);
         let adjoint = self.namer.fresh(&format!("d_{}", hint));
-        self.vars.push(Var { name, adjoint, active, ty, buffer: false });
+        self.vars.push(Var {
+            name,
+            adjoint,
+            active,
+            ty,
+            buffer: false,
+        });
         self.vars.len() - 1
     }
 
@@ -206,7 +240,12 @@ impl Lowerer<'_> {
     /// Lowers a sequence into `out`; returns its value. At function level a `return` ends the
     /// sequence with the function's value; in a loop body `break` and `continue` end the
     /// iteration.
-    fn seq(&mut self, items: &[Item<'_>], level: Level, out: &mut Block) -> syn::Result<Option<Operand>> {
+    fn seq(
+        &mut self,
+        items: &[Item<'_>],
+        level: Level,
+        out: &mut Block,
+    ) -> syn::Result<Option<Operand>> {
         let mut value = None;
         for (i, item) in items.iter().enumerate() {
             let (expr, is_value) = match *item {
@@ -238,21 +277,33 @@ impl Lowerer<'_> {
                     Expr::Return(r) => {
                         return match &r.expr {
                             Some(e) => self.operand(e, out).map(Some),
-                            None => Err(syn::Error::new_spanned(r, "`return` without a value in a function that returns a float")),
+                            None => Err(syn::Error::new_spanned(
+                                r,
+                                "`return` without a value in a function that returns a float",
+                            )),
                         };
                     }
                     Expr::Break(b) => {
                         if b.label.is_some() || b.expr.is_some() {
-                            return Err(syn::Error::new_spanned(b, "#[differentiate] supports plain `break` (no label, no value)"));
+                            return Err(syn::Error::new_spanned(
+                                b,
+                                "#[differentiate] supports plain `break` (no label, no value)",
+                            ));
                         }
                         let flag = self.new_var("brk", false, None);
-                        out.stmts.push(Stmt::Let { var: flag, op: Op::Verbatim(quote!(true)) });
+                        out.stmts.push(Stmt::Let {
+                            var: flag,
+                            op: Op::Verbatim(quote!(true)),
+                        });
                         self.rebind_key(BREAK, flag);
                         return Ok(None);
                     }
                     Expr::Continue(c) => {
                         if c.label.is_some() {
-                            return Err(syn::Error::new_spanned(c, "#[differentiate] supports plain `continue` (no label)"));
+                            return Err(syn::Error::new_spanned(
+                                c,
+                                "#[differentiate] supports plain `continue` (no label)",
+                            ));
                         }
                         return Ok(None);
                     }
@@ -262,12 +313,23 @@ impl Lowerer<'_> {
                         spliced.extend_from_slice(&items[i + 1..]);
                         return self.seq(&spliced, level, out);
                     }
+                    Expr::ForLoop(_) | Expr::While(_) | Expr::Loop(_)
+                        if level == Level::Function =>
+                    {
+                        let at = find_return(expr)
+                            .map_or_else(|| expr.to_token_stream(), |r| r.to_token_stream());
+                        return Err(syn::Error::new_spanned(at, "#[differentiate] does not support `return` inside a loop: `break` out of the loop and return after it"));
+                    }
                     _ => {
                         return Err(syn::Error::new_spanned(expr, "#[differentiate] supports `return`, `break` and `continue` as statements, inside `if`/`else` arms and blocks; move it out of this expression"));
                     }
                 }
             }
-            let result = if is_value { self.operand(expr, out).map(Some) } else { self.expr_stmt(expr, out).map(|_| None) };
+            let result = if is_value {
+                self.operand(expr, out).map(Some)
+            } else {
+                self.expr_stmt(expr, out).map(|_| None)
+            };
             match result {
                 Ok(Some(v)) => value = Some(v),
                 Ok(None) => {}
@@ -280,7 +342,14 @@ impl Lowerer<'_> {
     /// An `if` with a `return`, `break` or `continue` inside: the rest of the sequence moves
     /// into both arms, so each arm runs to the end of the function (or iteration) on its own.
     /// Variables the arms assign merge in phis after it; at function level so does the value.
-    fn if_split(&mut self, e: &syn::ExprIf, value: bool, rest: &[Item<'_>], level: Level, out: &mut Block) -> syn::Result<Option<Operand>> {
+    fn if_split(
+        &mut self,
+        e: &syn::ExprIf,
+        value: bool,
+        rest: &[Item<'_>],
+        level: Level,
+        out: &mut Block,
+    ) -> syn::Result<Option<Operand>> {
         let cond = self.condition(&e.cond)?;
         let record = self.new_var("br", false, None);
         let before = self.scopes.clone();
@@ -301,11 +370,14 @@ impl Lowerer<'_> {
         let after_else = std::mem::replace(&mut self.scopes, before.clone());
         let mut phis = self.merge(&before, &after_then, &after_else);
         // The arms ran `rest` to its end, closing the scopes it closes.
-        let depth: isize = rest.iter().map(|i| match i {
-            Item::Push => 1,
-            Item::Pop => -1,
-            _ => 0,
-        }).sum();
+        let depth: isize = rest
+            .iter()
+            .map(|i| match i {
+                Item::Push => 1,
+                Item::Pop => -1,
+                _ => 0,
+            })
+            .sum();
         for _ in 0..(-depth).max(0) {
             self.scopes.pop();
         }
@@ -315,33 +387,64 @@ impl Lowerer<'_> {
             };
             let active = self.is_active(&then_val) || self.is_active(&else_val);
             let out_var = self.new_var("ret", active, None);
-            phis.push(Phi { out: out_var, then: then_val, els: else_val });
+            phis.push(Phi {
+                out: out_var,
+                then: then_val,
+                els: else_val,
+            });
             Some(Operand::Var(out_var))
         } else {
             None
         };
-        out.stmts.push(Stmt::If { cond, then, els, phis, record });
+        out.stmts.push(Stmt::If {
+            cond,
+            then,
+            els,
+            phis,
+            record,
+        });
         Ok(result)
     }
 
     /// Phis for every variable visible before an `if` that its arms leave bound differently;
     /// the merged versions are bound in place.
-    fn merge(&mut self, before: &[HashMap<String, VarId>], after_then: &[HashMap<String, VarId>], after_else: &[HashMap<String, VarId>]) -> Vec<Phi> {
+    fn merge(
+        &mut self,
+        before: &[HashMap<String, VarId>],
+        after_then: &[HashMap<String, VarId>],
+        after_else: &[HashMap<String, VarId>],
+    ) -> Vec<Phi> {
         let mut phis = Vec::new();
         for (depth, scope) in before.iter().enumerate() {
             let mut names: Vec<(&String, &VarId)> = scope.iter().collect();
             names.sort_by_key(|(_, id)| **id);
             for (name, &id) in names {
-                let t = after_then.get(depth).and_then(|s| s.get(name)).copied().unwrap_or(id);
-                let f = after_else.get(depth).and_then(|s| s.get(name)).copied().unwrap_or(id);
+                let t = after_then
+                    .get(depth)
+                    .and_then(|s| s.get(name))
+                    .copied()
+                    .unwrap_or(id);
+                let f = after_else
+                    .get(depth)
+                    .and_then(|s| s.get(name))
+                    .copied()
+                    .unwrap_or(id);
                 if t == id && f == id {
                     continue;
                 }
                 let active = self.vars[t].active || self.vars[f].active;
-                let hint = if name.starts_with('#') { "brk" } else { name.as_str() };
+                let hint = if name.starts_with('#') {
+                    "brk"
+                } else {
+                    name.as_str()
+                };
                 let phi = self.new_var(hint, active, None);
                 self.scopes[depth].insert(name.clone(), phi);
-                phis.push(Phi { out: phi, then: Operand::Var(t), els: Operand::Var(f) });
+                phis.push(Phi {
+                    out: phi,
+                    then: Operand::Var(t),
+                    els: Operand::Var(f),
+                });
             }
         }
         phis
@@ -485,13 +588,19 @@ impl Lowerer<'_> {
     fn expr_stmt(&mut self, e: &Expr, out: &mut Block) -> syn::Result<()> {
         match strip(e) {
             Expr::Assign(a) if matches!(strip(&a.left), Expr::Index(_)) => {
-                let Expr::Index(target) = strip(&a.left) else { unreachable!() };
+                let Expr::Index(target) = strip(&a.left) else {
+                    unreachable!()
+                };
                 let (buf, index) = self.store_target(target, out)?;
                 let value = self.operand(&a.right, out)?;
                 self.store(buf, index, value, &a.right, out)
             }
-            Expr::Binary(b) if compound(&b.op).is_some() && matches!(strip(&b.left), Expr::Index(_)) => {
-                let Expr::Index(target) = strip(&b.left) else { unreachable!() };
+            Expr::Binary(b)
+                if compound(&b.op).is_some() && matches!(strip(&b.left), Expr::Index(_)) =>
+            {
+                let Expr::Index(target) = strip(&b.left) else {
+                    unreachable!()
+                };
                 let (buf, index) = self.store_target(target, out)?;
                 let old = self.index_read(Operand::Var(buf), index.clone(), out);
                 let rhs = self.operand(&b.right, out)?;
@@ -543,7 +652,13 @@ impl Lowerer<'_> {
     // ----- buffers and indexing -------------------------------------------------------------
 
     /// `let mut v = init;` where `v` is written by index later: a buffer.
-    fn buffer(&mut self, name: &Ident, ty: Option<&Type>, init: &Expr, out: &mut Block) -> syn::Result<VarId> {
+    fn buffer(
+        &mut self,
+        name: &Ident,
+        ty: Option<&Type>,
+        init: &Expr,
+        out: &mut Block,
+    ) -> syn::Result<VarId> {
         let count = self.buffer_count.entry(name.to_string()).or_insert(0);
         let key = format!("buffer:{name}#{count}");
         *count += 1;
@@ -564,7 +679,11 @@ impl Lowerer<'_> {
     }
 
     /// The buffer and index of `v[i] = ..`.
-    fn store_target(&mut self, target: &syn::ExprIndex, out: &mut Block) -> syn::Result<(VarId, Operand)> {
+    fn store_target(
+        &mut self,
+        target: &syn::ExprIndex,
+        out: &mut Block,
+    ) -> syn::Result<(VarId, Operand)> {
         let buf = match strip(&target.expr) {
             Expr::Path(p) => p.path.get_ident().and_then(|i| self.lookup(&i.to_string())),
             _ => None,
@@ -576,13 +695,25 @@ impl Lowerer<'_> {
         Ok((buf, index))
     }
 
-    fn store(&mut self, buf: VarId, index: Operand, value: Operand, span: &Expr, out: &mut Block) -> syn::Result<()> {
+    fn store(
+        &mut self,
+        buf: VarId,
+        index: Operand,
+        value: Operand,
+        span: &Expr,
+        out: &mut Block,
+    ) -> syn::Result<()> {
         if self.is_active(&value) && !self.vars[buf].active {
             match self.buffer_keys.get(&buf) {
                 Some(key) => {
                     self.more.insert(key.clone());
                 }
-                None => return Err(syn::Error::new_spanned(span, "internal: a buffer without a key")),
+                None => {
+                    return Err(syn::Error::new_spanned(
+                        span,
+                        "internal: a buffer without a key",
+                    ))
+                }
             }
         }
         out.stmts.push(Stmt::Store { buf, index, value });
@@ -592,7 +723,10 @@ impl Lowerer<'_> {
     /// An index expression: integer code, never differentiated.
     fn index_operand(&mut self, index: &Expr, out: &mut Block) -> syn::Result<Operand> {
         if self.mentions_active(index) {
-            return Err(syn::Error::new_spanned(index, "an index cannot depend on a differentiated value"));
+            return Err(syn::Error::new_spanned(
+                index,
+                "an index cannot depend on a differentiated value",
+            ));
         }
         self.operand(index, out)
     }
@@ -601,9 +735,16 @@ impl Lowerer<'_> {
     fn index_read(&mut self, base: Operand, index: Operand, out: &mut Block) -> Operand {
         let active = self.is_active(&base);
         let buffer = base.var().is_some_and(|b| self.vars[b].buffer);
-        let tape = if buffer { self.loops.last().map(|l| l.reads.clone()) } else { None };
+        let tape = if buffer {
+            self.loops.last().map(|l| l.reads.clone())
+        } else {
+            None
+        };
         let var = self.temp(active);
-        out.stmts.push(Stmt::Let { var, op: Op::Index { base, index, tape } });
+        out.stmts.push(Stmt::Let {
+            var,
+            op: Op::Index { base, index, tape },
+        });
         Operand::Var(var)
     }
 
@@ -611,17 +752,26 @@ impl Lowerer<'_> {
 
     fn for_loop(&mut self, f: &syn::ExprForLoop, out: &mut Block) -> syn::Result<()> {
         if let Some(l) = &f.label {
-            return Err(syn::Error::new_spanned(l, "#[differentiate] does not support loop labels"));
+            return Err(syn::Error::new_spanned(
+                l,
+                "#[differentiate] does not support loop labels",
+            ));
         }
         // `for v in xs.iter()` and `for (i, v) in xs.iter().enumerate()` over a differentiated
         // slice or array become index loops, so that `v` is an element like `xs[i]`.
         let iter = strip(&f.expr);
         let (over, enumerated) = match iter {
-            Expr::MethodCall(m) if m.method == "iter" && m.args.is_empty() => (Some(&*m.receiver), false),
-            Expr::MethodCall(m) if m.method == "enumerate" && m.args.is_empty() => match strip(&m.receiver) {
-                Expr::MethodCall(inner) if inner.method == "iter" && inner.args.is_empty() => (Some(&*inner.receiver), true),
-                _ => (None, false),
-            },
+            Expr::MethodCall(m) if m.method == "iter" && m.args.is_empty() => {
+                (Some(&*m.receiver), false)
+            }
+            Expr::MethodCall(m) if m.method == "enumerate" && m.args.is_empty() => {
+                match strip(&m.receiver) {
+                    Expr::MethodCall(inner) if inner.method == "iter" && inner.args.is_empty() => {
+                        (Some(&*inner.receiver), true)
+                    }
+                    _ => (None, false),
+                }
+            }
             _ => (None, false),
         };
         let over = over.filter(|o| self.mentions_active(o));
@@ -629,9 +779,16 @@ impl Lowerer<'_> {
             Some(base) => {
                 let base_tokens = self.rename(base)?;
                 let (index, elem) = match (&*f.pat, enumerated) {
-                    (Pat::Tuple(t), true) if t.elems.len() == 2 => (pat_name(&t.elems[0])?, pat_name(&t.elems[1])?),
+                    (Pat::Tuple(t), true) if t.elems.len() == 2 => {
+                        (pat_name(&t.elems[0])?, pat_name(&t.elems[1])?)
+                    }
                     (p, false) => (None, pat_name(p)?),
-                    (p, true) => return Err(syn::Error::new_spanned(p, "write `for (i, v) in xs.iter().enumerate()`")),
+                    (p, true) => {
+                        return Err(syn::Error::new_spanned(
+                            p,
+                            "write `for (i, v) in xs.iter().enumerate()`",
+                        ))
+                    }
                 };
                 (index, elem, quote!(0..#base_tokens.len()))
             }
@@ -642,12 +799,22 @@ impl Lowerer<'_> {
                 (pat_name(&f.pat)?, None, self.rename(iter)?)
             }
         };
-        let index = self.new_var(index_name.as_ref().map_or("i".to_string(), |i| i.to_string()).as_str(), false, None);
+        let index = self.new_var(
+            index_name
+                .as_ref()
+                .map_or("i".to_string(), |i| i.to_string())
+                .as_str(),
+            false,
+            None,
+        );
         let over_operand = match over {
             Some(base) => Some(self.operand(base, out)?),
             None => None,
         };
-        let kind = LoopKind::For { var: index, iter: iter_tokens };
+        let kind = LoopKind::For {
+            var: index,
+            iter: iter_tokens,
+        };
         self.loop_body(kind, &f.body, out, |lw, body| {
             if let Some(i) = &index_name {
                 lw.bind(i, index);
@@ -664,17 +831,27 @@ impl Lowerer<'_> {
 
     fn while_loop(&mut self, w: &syn::ExprWhile, out: &mut Block) -> syn::Result<()> {
         if let Some(l) = &w.label {
-            return Err(syn::Error::new_spanned(l, "#[differentiate] does not support loop labels"));
+            return Err(syn::Error::new_spanned(
+                l,
+                "#[differentiate] does not support loop labels",
+            ));
         }
         // The condition reads the carried variables' storage, so it is renamed inside the body
         // scope, where they are bound.
         let cond_expr = (*w.cond).clone();
         let mut cond = TokenStream::new();
         let cond_ref = &mut cond;
-        self.loop_body(LoopKind::While { cond: TokenStream::new() }, &w.body, out, move |lw, _| {
-            *cond_ref = lw.condition(&cond_expr)?;
-            Ok(())
-        })?;
+        self.loop_body(
+            LoopKind::While {
+                cond: TokenStream::new(),
+            },
+            &w.body,
+            out,
+            move |lw, _| {
+                *cond_ref = lw.condition(&cond_expr)?;
+                Ok(())
+            },
+        )?;
         if let Some(Stmt::Loop(l)) = out.stmts.last_mut() {
             l.kind = LoopKind::While { cond };
         }
@@ -683,7 +860,10 @@ impl Lowerer<'_> {
 
     fn forever_loop(&mut self, l: &syn::ExprLoop, out: &mut Block) -> syn::Result<()> {
         if let Some(label) = &l.label {
-            return Err(syn::Error::new_spanned(label, "#[differentiate] does not support loop labels"));
+            return Err(syn::Error::new_spanned(
+                label,
+                "#[differentiate] does not support loop labels",
+            ));
         }
         if !l.body.stmts.iter().any(|s| match s {
             syn::Stmt::Expr(e, _) => contains_loop_exit(e) && contains_break(e),
@@ -713,7 +893,9 @@ impl Lowerer<'_> {
             if !seen.insert(name.clone()) {
                 continue;
             }
-            let Some(init) = self.lookup(&name) else { continue };
+            let Some(init) = self.lookup(&name) else {
+                continue;
+            };
             if self.vars[init].buffer {
                 continue;
             }
@@ -723,14 +905,23 @@ impl Lowerer<'_> {
             let after = self.vars.len();
             let v = &self.vars[entry];
             let (n, a) = (v.name.clone(), self.namer.fresh(&format!("d_{name}_after")));
-            self.vars.push(Var { name: n, adjoint: a, active, ty: None, buffer: false });
+            self.vars.push(Var {
+                name: n,
+                adjoint: a,
+                active,
+                ty: None,
+                buffer: false,
+            });
             carried.push((name, key, init, entry, after));
         }
         let nested = !self.loops.is_empty();
         let count = self.namer.fresh(&format!("count{id}"));
         let tape = self.namer.fresh(&format!("tape{id}"));
         let exits = self.namer.fresh(&format!("exits{id}"));
-        let reads = ReadTape { tape: self.namer.fresh(&format!("reads{id}")), cursor: self.namer.fresh(&format!("cursor{id}")) };
+        let reads = ReadTape {
+            tape: self.namer.fresh(&format!("reads{id}")),
+            cursor: self.namer.fresh(&format!("cursor{id}")),
+        };
 
         let mut body = Block::default();
         let mut scope = HashMap::new();
@@ -744,16 +935,27 @@ impl Lowerer<'_> {
         self.scopes.push(scope);
         if can_break {
             let flag = self.new_var("brk", false, None);
-            body.stmts.push(Stmt::Let { var: flag, op: Op::Verbatim(quote!(false)) });
+            body.stmts.push(Stmt::Let {
+                var: flag,
+                op: Op::Verbatim(quote!(false)),
+            });
             if let Some(s) = self.scopes.last_mut() {
                 s.insert(BREAK.to_string(), flag);
             }
         }
-        self.loops.push(LoopCtx { reads: reads.clone() });
-        let lowered = bind(self, &mut body).and_then(|_| self.seq(&block_items(block, false), Level::LoopBody, &mut body));
+        self.loops.push(LoopCtx {
+            reads: reads.clone(),
+        });
+        let lowered = bind(self, &mut body)
+            .and_then(|_| self.seq(&block_items(block, false), Level::LoopBody, &mut body));
         self.loops.pop();
-        let exits_now: Vec<Option<VarId>> = carried.iter().map(|(name, ..)| self.lookup(name)).collect();
-        let brk = if can_break { self.lookup(BREAK).map(Operand::Var) } else { None };
+        let exits_now: Vec<Option<VarId>> =
+            carried.iter().map(|(name, ..)| self.lookup(name)).collect();
+        let brk = if can_break {
+            self.lookup(BREAK).map(Operand::Var)
+        } else {
+            None
+        };
         self.scopes.pop();
         lowered?;
 
@@ -764,9 +966,24 @@ impl Lowerer<'_> {
                 self.more.insert(key);
             }
             self.rebind_key(&name, after);
-            list.push(Carried { entry, init: Operand::Var(init), exit: Operand::Var(exit), after });
+            list.push(Carried {
+                entry,
+                init: Operand::Var(init),
+                exit: Operand::Var(exit),
+                after,
+            });
         }
-        out.stmts.push(Stmt::Loop(Box::new(Loop { kind, carried: list, body, brk, nested, count, tape, exits, reads })));
+        out.stmts.push(Stmt::Loop(Box::new(Loop {
+            kind,
+            carried: list,
+            body,
+            brk,
+            nested,
+            count,
+            tape,
+            exits,
+            reads,
+        })));
         Ok(())
     }
 
@@ -916,6 +1133,21 @@ impl Lowerer<'_> {
                     None => Err(syn::Error::new_spanned(b, "this block has no value: end it with an expression")),
                 }
             }
+            Expr::Macro(m) if m.mac.path.is_ident("vec") => {
+                let tokens = &m.mac.tokens;
+                let array: Expr = syn::parse2(quote!([#tokens]))?;
+                if self.mentions_active(&array) {
+                    return Err(syn::Error::new_spanned(m, "#[differentiate] supports `vec![..]` of constants (a buffer to fill by index); for a copy of differentiated values write `x.to_vec()`"));
+                }
+                let renamed = self.rename(&array)?;
+                Ok(Lowered::Op(Op::Verbatim(quote!(::std::vec! #renamed)), false))
+            }
+            Expr::Loop(l) => {
+                // Reached only as a value: the same checks as a statement, then this error.
+                self.forever_loop(l, out)?;
+                Err(syn::Error::new_spanned(l, "#[differentiate] supports loops as statements: assign the result inside the loop and end the function with it"))
+            }
+            Expr::ForLoop(_) | Expr::While(_) => Err(syn::Error::new_spanned(e, "#[differentiate] supports loops as statements: assign the result inside the loop and end the function with it")),
             other => Err(unsupported(other)),
         }
     }
@@ -1298,7 +1530,11 @@ impl Lowerer<'_> {
         let record = self.new_var("br", false, None);
         let before = self.scopes.clone();
         let mut then = Block::default();
-        let then_val = self.seq(&block_items(&e.then_branch, want_value), Level::Inner, &mut then)?;
+        let then_val = self.seq(
+            &block_items(&e.then_branch, want_value),
+            Level::Inner,
+            &mut then,
+        )?;
         let after_then = std::mem::replace(&mut self.scopes, before.clone());
         let mut els = Block::default();
         let else_val = match &e.else_branch {
@@ -1545,7 +1781,6 @@ fn format_captures(s: &str) -> Vec<String> {
 /// The error for a construct the macro cannot differentiate, saying what to write instead.
 fn unsupported(e: &Expr) -> syn::Error {
     let msg = match e {
-        Expr::ForLoop(_) | Expr::While(_) | Expr::Loop(_) => "#[differentiate] does not support loops yet: write the computation without a loop, or compute it in a function with a hand-written `_pullback`",
         Expr::Closure(_) => "#[differentiate] does not support closures: write the computation inline, or as a separate annotated function",
         Expr::Unsafe(_) => "#[differentiate] does not support `unsafe` blocks: the gradient must be computable from safe code",
         Expr::Macro(_) => "#[differentiate] does not support macros in expressions; only `assert!` and `debug_assert!` may stay, as statements",
@@ -1562,12 +1797,31 @@ fn unsupported(e: &Expr) -> syn::Error {
     syn::Error::new_spanned(e, msg)
 }
 
+/// The first `return` in `e`.
+fn find_return(e: &Expr) -> Option<syn::ExprReturn> {
+    struct Find(Option<syn::ExprReturn>);
+    impl<'ast> Visit<'ast> for Find {
+        fn visit_expr_return(&mut self, r: &'ast syn::ExprReturn) {
+            if self.0.is_none() {
+                self.0 = Some(r.clone());
+            }
+        }
+        fn visit_expr_closure(&mut self, _: &'ast syn::ExprClosure) {}
+    }
+    let mut f = Find(None);
+    f.visit_expr(e);
+    f.0
+}
+
 /// The name a loop pattern binds (`i`, `_`).
 fn pat_name(p: &Pat) -> syn::Result<Option<Ident>> {
     match p {
         Pat::Ident(pi) if pi.by_ref.is_none() && pi.subpat.is_none() => Ok(Some(pi.ident.clone())),
         Pat::Wild(_) => Ok(None),
-        other => Err(syn::Error::new_spanned(other, "#[differentiate] supports a name or `_` as a loop variable")),
+        other => Err(syn::Error::new_spanned(
+            other,
+            "#[differentiate] supports a name or `_` as a loop variable",
+        )),
     }
 }
 

@@ -86,10 +86,13 @@ impl<'a> Reverse<'a> {
             used_like: BTreeSet::new(),
             saved: HashMap::new(),
             plans: HashMap::new(),
-            names: f.vars.iter().enumerate().fold(HashMap::new(), |mut m: HashMap<String, Vec<VarId>>, (i, v)| {
-                m.entry(v.name.to_string()).or_default().push(i);
-                m
-            }),
+            names: f.vars.iter().enumerate().fold(
+                HashMap::new(),
+                |mut m: HashMap<String, Vec<VarId>>, (i, v)| {
+                    m.entry(v.name.to_string()).or_default().push(i);
+                    m
+                },
+            ),
             loops: Vec::new(),
         }
     }
@@ -226,7 +229,9 @@ impl<'a> Reverse<'a> {
 
     /// Adds `c` into the element `index` of `base`'s adjoint.
     fn contribute_at(&mut self, base: &Operand, index: &Operand, c: TokenStream) -> TokenStream {
-        let Some(v) = base.var() else { return TokenStream::new() };
+        let Some(v) = base.var() else {
+            return TokenStream::new();
+        };
         if !self.f.vars[v].active {
             return TokenStream::new();
         }
@@ -249,7 +254,11 @@ impl<'a> Reverse<'a> {
     fn loop_stmt(&mut self, l: &Loop) -> TokenStream {
         let rt = self.rt.clone();
         let key = l.tape.to_string();
-        let active: Vec<&Carried> = l.carried.iter().filter(|c| self.f.vars[c.entry].active).collect();
+        let active: Vec<&Carried> = l
+            .carried
+            .iter()
+            .filter(|c| self.f.vars[c.entry].active)
+            .collect();
         let counted = !matches!(l.kind, LoopKind::For { .. }) || l.brk.is_some();
         if active.is_empty() && !has_active(&l.body, self.f) {
             self.plans.insert(key, LoopPlan::default());
@@ -285,7 +294,8 @@ impl<'a> Reverse<'a> {
         self.used.push(BTreeSet::new());
         // Entries and exits of carried variables have the shape of their storage: their shape
         // is read from it, so they are never recorded or recomputed just for their shape.
-        let mut shapes: HashMap<VarId, VarId> = l.carried.iter().map(|c| (c.entry, c.after)).collect();
+        let mut shapes: HashMap<VarId, VarId> =
+            l.carried.iter().map(|c| (c.entry, c.after)).collect();
         for c in &l.carried {
             if let Some(e) = c.exit.var().filter(|e| inner.contains(e)) {
                 shapes.entry(e).or_insert(c.after);
@@ -313,7 +323,12 @@ impl<'a> Reverse<'a> {
         // What the iteration must recompute first, and what that needs.
         let mut needed = self.used.pop().unwrap_or_default();
         let included = self.slice(&l.body, &mut needed);
-        let entries: Vec<VarId> = l.carried.iter().map(|c| c.entry).filter(|e| needed.contains(e)).collect();
+        let entries: Vec<VarId> = l
+            .carried
+            .iter()
+            .map(|c| c.entry)
+            .filter(|e| needed.contains(e))
+            .collect();
         for v in needed {
             if !inner.contains(&v) {
                 self.mark_used(v);
@@ -323,7 +338,8 @@ impl<'a> Reverse<'a> {
             self.mark_tokens(iter);
         }
         let reads = reads_tape(&l.body, &l.reads.tape);
-        let recompute = crate::emit::recompute(self.f, &l.body, &included, &self.saved, &self.plans, &rt);
+        let recompute =
+            crate::emit::recompute(self.f, &l.body, &included, &self.saved, &self.plans, &rt);
         let count = &l.count;
         let header = match &l.kind {
             LoopKind::For { var, iter } => {
@@ -341,7 +357,11 @@ impl<'a> Reverse<'a> {
         let names: Vec<&Ident> = entries.iter().map(|e| &self.f.vars[*e].name).collect();
         let mut pop = TokenStream::new();
         if !entries.is_empty() || reads {
-            let pattern = if reads { quote!((#(#names,)* #start)) } else { quote!((#(#names,)*)) };
+            let pattern = if reads {
+                quote!((#(#names,)* #start))
+            } else {
+                quote!((#(#names,)*))
+            };
             pop.extend(quote!(let #pattern = #rt::pop(&mut #tape);));
         }
         let mut truncate = TokenStream::new();
@@ -355,8 +375,21 @@ impl<'a> Reverse<'a> {
             let d = self.f.vars[c.after].adjoint.clone();
             out.extend(self.contribute(&c.init, quote!(#d)));
         }
-        let exit_afters = self.plans.get(&key).map(|p| p.exit_afters.clone()).unwrap_or_default();
-        self.plans.insert(key, LoopPlan { entries, reads, count: counted, exit_afters, reversed: true });
+        let exit_afters = self
+            .plans
+            .get(&key)
+            .map(|p| p.exit_afters.clone())
+            .unwrap_or_default();
+        self.plans.insert(
+            key,
+            LoopPlan {
+                entries,
+                reads,
+                count: counted,
+                exit_afters,
+                reversed: true,
+            },
+        );
         out
     }
 
@@ -367,13 +400,29 @@ impl<'a> Reverse<'a> {
         let mut included = vec![false; body.stmts.len()];
         for (k, s) in body.stmts.iter().enumerate().rev() {
             let include = match s {
-                Stmt::Let { var, op } => needed.contains(var) || matches!(op, Op::Index { tape: Some(_), .. }),
-                Stmt::If { then, els, phis, record, .. } => {
-                    needed.contains(record) || phis.iter().any(|p| needed.contains(&p.out)) || self.keeps_records(then) || self.keeps_records(els)
+                Stmt::Let { var, op } => {
+                    needed.contains(var) || matches!(op, Op::Index { tape: Some(_), .. })
+                }
+                Stmt::If {
+                    then,
+                    els,
+                    phis,
+                    record,
+                    ..
+                } => {
+                    needed.contains(record)
+                        || phis.iter().any(|p| needed.contains(&p.out))
+                        || self.keeps_records(then)
+                        || self.keeps_records(els)
                 }
                 Stmt::Loop(nested) => {
                     let key = nested.tape.to_string();
-                    let afters: Vec<VarId> = nested.carried.iter().map(|c| c.after).filter(|a| needed.contains(a)).collect();
+                    let afters: Vec<VarId> = nested
+                        .carried
+                        .iter()
+                        .map(|c| c.after)
+                        .filter(|a| needed.contains(a))
+                        .collect();
                     let plan = self.plans.entry(key).or_default();
                     plan.exit_afters = afters;
                     plan.has_exits()
@@ -393,9 +442,15 @@ impl<'a> Reverse<'a> {
     /// Does recomputing `b` consume records (buffer reads, nested loops' exits)?
     fn keeps_records(&self, b: &Block) -> bool {
         b.stmts.iter().any(|s| match s {
-            Stmt::Let { op: Op::Index { tape: Some(_), .. }, .. } => true,
+            Stmt::Let {
+                op: Op::Index { tape: Some(_), .. },
+                ..
+            } => true,
             Stmt::If { then, els, .. } => self.keeps_records(then) || self.keeps_records(els),
-            Stmt::Loop(l) => self.plans.get(&l.tape.to_string()).is_some_and(LoopPlan::has_exits),
+            Stmt::Loop(l) => self
+                .plans
+                .get(&l.tape.to_string())
+                .is_some_and(LoopPlan::has_exits),
             _ => false,
         })
     }
@@ -408,7 +463,9 @@ impl<'a> Reverse<'a> {
             Stmt::Let { op, .. } => match op {
                 Op::Copy(o) => out.extend(o.var()),
                 Op::Verbatim(t) => idents(t, &mut names),
-                Op::Prim { args, ints, .. } => out.extend(args.iter().chain(ints).filter_map(Operand::var)),
+                Op::Prim { args, ints, .. } => {
+                    out.extend(args.iter().chain(ints).filter_map(Operand::var))
+                }
                 Op::Call { args, .. } => out.extend(args.iter().filter_map(Operand::var)),
                 Op::Map { recv, func, .. } => {
                     out.extend(recv.var());
@@ -421,7 +478,13 @@ impl<'a> Reverse<'a> {
                     out.extend(index.var());
                 }
             },
-            Stmt::If { cond, then, els, phis, .. } => {
+            Stmt::If {
+                cond,
+                then,
+                els,
+                phis,
+                ..
+            } => {
                 idents(cond, &mut names);
                 let mut inner = BTreeSet::new();
                 for st in then.stmts.iter().chain(&els.stmts) {
@@ -431,7 +494,10 @@ impl<'a> Reverse<'a> {
                     inner.extend(p.then.var());
                     inner.extend(p.els.var());
                 }
-                let defined: HashSet<VarId> = defined_deep(then).into_iter().chain(defined_deep(els)).collect();
+                let defined: HashSet<VarId> = defined_deep(then)
+                    .into_iter()
+                    .chain(defined_deep(els))
+                    .collect();
                 out.extend(inner.into_iter().filter(|v| !defined.contains(v)));
             }
             Stmt::Store { .. } | Stmt::Effect(_) | Stmt::Loop(_) => {}
@@ -761,7 +827,9 @@ fn targets_of(b: &Block, out: &mut BTreeSet<VarId>) {
     for s in &b.stmts {
         match s {
             Stmt::Let { op, .. } => out.extend(op.operands().into_iter().filter_map(Operand::var)),
-            Stmt::If { then, els, phis, .. } => {
+            Stmt::If {
+                then, els, phis, ..
+            } => {
                 targets_of(then, out);
                 targets_of(els, out);
                 for p in phis {
@@ -789,7 +857,9 @@ fn targets_of(b: &Block, out: &mut BTreeSet<VarId>) {
 fn has_active(b: &Block, f: &Function) -> bool {
     b.stmts.iter().any(|s| match s {
         Stmt::Let { var, .. } => f.vars[*var].active,
-        Stmt::If { then, els, phis, .. } => phis.iter().any(|p| f.vars[p.out].active) || has_active(then, f) || has_active(els, f),
+        Stmt::If {
+            then, els, phis, ..
+        } => phis.iter().any(|p| f.vars[p.out].active) || has_active(then, f) || has_active(els, f),
         Stmt::Store { buf, .. } => f.vars[*buf].active,
         Stmt::Loop(l) => l.carried.iter().any(|c| f.vars[c.entry].active) || has_active(&l.body, f),
         Stmt::Effect(_) => false,
@@ -799,7 +869,10 @@ fn has_active(b: &Block, f: &Function) -> bool {
 /// Does `b` (arms included, nested loops not) read buffers through `tape`?
 fn reads_tape(b: &Block, tape: &Ident) -> bool {
     b.stmts.iter().any(|s| match s {
-        Stmt::Let { op: Op::Index { tape: Some(t), .. }, .. } => t.tape == *tape,
+        Stmt::Let {
+            op: Op::Index { tape: Some(t), .. },
+            ..
+        } => t.tape == *tape,
         Stmt::If { then, els, .. } => reads_tape(then, tape) || reads_tape(els, tape),
         _ => false,
     })

@@ -350,6 +350,7 @@ pub static RULES: &[Rule] = &[
     tensor!("clone", 1, 0, Forward::AsWritten, fallible: false, Adjoint::Linear(&[true])),
     tensor!("to_owned", 1, 0, Forward::AsWritten, fallible: false, Adjoint::Linear(&[true])),
     tensor!("view", 1, 0, Forward::AsWritten, fallible: false, Adjoint::Linear(&[true])),
+    tensor!("to_vec", 1, 0, Forward::AsWritten, fallible: false, Adjoint::Linear(&[true])),
     // Piecewise constant: zero derivative.
     zero!("signum"),
     zero!("floor"),

@@ -479,7 +479,10 @@ pub struct Length<F> {
 impl<F: Real> Likeness for [F] {
     type Like = Length<F>;
     fn like(&self) -> Length<F> {
-        Length { len: self.len(), elem: std::marker::PhantomData }
+        Length {
+            len: self.len(),
+            elem: std::marker::PhantomData,
+        }
     }
 }
 
@@ -499,7 +502,10 @@ impl<F: Real> Differentiable for Length<F> {
 
 fn vec_from<F: Real>(len: usize, c: &[F]) -> Vec<F> {
     if c.len() != len {
-        panic!("autodiff: an adjoint of length {} for a vector of length {len}", c.len());
+        panic!(
+            "autodiff: an adjoint of length {} for a vector of length {len}",
+            c.len()
+        );
     }
     c.to_vec()
 }
@@ -531,7 +537,11 @@ vec_adjoints!([F], Vec<F>);
 impl<F: Real> AdjointFrom<Vec<F>> for Length<F> {
     fn adjoint_from(&self, c: Vec<F>) -> Vec<F> {
         if c.len() != self.len {
-            panic!("autodiff: an adjoint of length {} for a vector of length {}", c.len(), self.len);
+            panic!(
+                "autodiff: an adjoint of length {} for a vector of length {}",
+                c.len(),
+                self.len
+            );
         }
         c
     }
@@ -552,7 +562,11 @@ impl<F: Real> Accumulate<Vec<F>> for Vec<F> {
 impl<F: Real> Accumulate<&Vec<F>> for Vec<F> {
     fn accumulate(&mut self, c: &Vec<F>) {
         if c.len() != self.len() {
-            panic!("autodiff: an adjoint of length {} added into one of length {}", c.len(), self.len());
+            panic!(
+                "autodiff: an adjoint of length {} added into one of length {}",
+                c.len(),
+                self.len()
+            );
         }
         for (a, b) in self.iter_mut().zip(c) {
             *a += *b;

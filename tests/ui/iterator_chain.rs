@@ -1,10 +1,10 @@
 use autodiff::differentiate;
 
 #[differentiate]
-fn f(x: f64) -> f64 {
+fn f(x: &[f64]) -> f64 {
     let mut s = 0.0;
-    for _ in 0..3 {
-        s += x;
+    for v in x.iter().map(|v| v * 2.0) {
+        s += v;
     }
     s
 }
