@@ -128,7 +128,14 @@ impl<'a> Reverse<'a> {
         }
         // A loop's entry value has the shape of its storage, which holds the loop's output:
         // no need to record the entry for its shape.
-        if let Some(&after) = self.loops.iter().rev().find_map(|l| l.get(&v)) {
+        // Through nested loops: an inner loop's output may be an outer loop's exit.
+        let mut storage = None;
+        for shapes in self.loops.iter().rev() {
+            if let Some(&after) = shapes.get(&storage.unwrap_or(v)) {
+                storage = Some(after);
+            }
+        }
+        if let Some(after) = storage {
             self.mark_used(after);
             return self.f.vars[after].name.to_token_stream();
         }
