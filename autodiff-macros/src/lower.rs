@@ -735,16 +735,17 @@ impl Lowerer<'_> {
     fn index_read(&mut self, base: Operand, index: Operand, out: &mut Block) -> Operand {
         let active = self.is_active(&base);
         let buffer = base.var().is_some_and(|b| self.vars[b].buffer);
-        let tape = if buffer {
-            self.loops.last().map(|l| l.reads.clone())
-        } else {
-            None
-        };
+        // An element of a value that never changes is read once per scope.
+        let key = (!buffer).then(|| format!("#index:{}:{}", self.tokens(&base), self.tokens(&index)));
+        if let Some(v) = key.as_ref().and_then(|k| self.lookup(k)) {
+            return Operand::Var(v);
+        }
+        let tape = if buffer { self.loops.last().map(|l| l.reads.clone()) } else { None };
         let var = self.temp(active);
-        out.stmts.push(Stmt::Let {
-            var,
-            op: Op::Index { base, index, tape },
-        });
+        out.stmts.push(Stmt::Let { var, op: Op::Index { base, index, tape } });
+        if let (Some(key), Some(scope)) = (key, self.scopes.last_mut()) {
+            scope.insert(key, var);
+        }
         Operand::Var(var)
     }
 
@@ -1078,7 +1079,22 @@ impl Lowerer<'_> {
             _ => {}
         }
         if !self.mentions_active(e) && is_plain(e) {
-            return Ok(Lowered::Op(Op::Verbatim(self.rename(e)?), false));
+            let tokens = self.rename(e)?;
+            // Integer arithmetic (index expressions) computed once per scope: `x[i + 1]` read
+            // twice reads one element, whose adjoint then gathers in one variable.
+            if hint == "t" && is_arithmetic(e) {
+                let key = format!("#cse:{tokens}");
+                if let Some(v) = self.lookup(&key) {
+                    return Ok(Lowered::Operand(Operand::Var(v)));
+                }
+                let var = self.temp(false);
+                out.stmts.push(Stmt::Let { var, op: Op::Verbatim(tokens) });
+                if let Some(scope) = self.scopes.last_mut() {
+                    scope.insert(key, var);
+                }
+                return Ok(Lowered::Operand(Operand::Var(var)));
+            }
+            return Ok(Lowered::Op(Op::Verbatim(tokens), false));
         }
         match e {
             Expr::Binary(b) => {
@@ -1688,6 +1704,24 @@ fn strip(e: &Expr) -> &Expr {
         Expr::Paren(p) => strip(&p.expr),
         Expr::Group(g) => strip(&g.expr),
         e => e,
+    }
+}
+
+/// Is `e` integer-style arithmetic on names and literals only (no calls, no indexing), so
+/// that evaluating it twice gives the same value?
+fn is_arithmetic(e: &Expr) -> bool {
+    match e {
+        Expr::Lit(_) | Expr::Path(_) => true,
+        Expr::Paren(p) => is_arithmetic(&p.expr),
+        Expr::Group(g) => is_arithmetic(&g.expr),
+        Expr::Cast(c) => is_arithmetic(&c.expr),
+        Expr::Unary(u) => matches!(u.op, UnOp::Neg(_)) && is_arithmetic(&u.expr),
+        Expr::Binary(b) => {
+            matches!(b.op, BinOp::Add(_) | BinOp::Sub(_) | BinOp::Mul(_) | BinOp::Div(_) | BinOp::Rem(_))
+                && is_arithmetic(&b.left)
+                && is_arithmetic(&b.right)
+        }
+        _ => false,
     }
 }
 

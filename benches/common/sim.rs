@@ -1,0 +1,90 @@
+//! The simulation workloads of the benchmarks: extended Rosenbrock and a Lennard-Jones
+//! energy, each annotated, and each with the gradient written by hand.
+use autodiff::differentiate;
+
+/// Extended Rosenbrock.
+#[differentiate]
+pub fn rosenbrock(x: &[f64]) -> f64 {
+    let mut s = 0.0;
+    for i in 0..x.len() - 1 {
+        let a = x[i + 1] - x[i] * x[i];
+        let b = 1.0 - x[i];
+        s += 100.0 * a * a + b * b;
+    }
+    s
+}
+
+/// Its gradient by hand, written the fast way: the running contribution in a local.
+pub fn rosenbrock_hand(x: &[f64]) -> Vec<f64> {
+    let n = x.len();
+    let mut g = vec![0.0; n];
+    let mut carry = 0.0;
+    for i in 0..n - 1 {
+        let a = x[i + 1] - x[i] * x[i];
+        g[i] = carry - 400.0 * a * x[i] - 2.0 * (1.0 - x[i]);
+        carry = 200.0 * a;
+    }
+    g[n - 1] = carry;
+    g
+}
+
+/// Lennard-Jones energy of particles at `x` (flat, 3 coordinates each), in reduced units.
+#[differentiate]
+pub fn lennard_jones(x: &[f64]) -> f64 {
+    let n = x.len() / 3;
+    let mut e = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let dx = x[3 * i] - x[3 * j];
+            let dy = x[3 * i + 1] - x[3 * j + 1];
+            let dz = x[3 * i + 2] - x[3 * j + 2];
+            let r2 = dx * dx + dy * dy + dz * dz;
+            let s6 = 1.0 / (r2 * r2 * r2);
+            e += 4.0 * (s6 * s6 - s6);
+        }
+    }
+    e
+}
+
+/// Its gradient (minus the forces) by hand.
+pub fn lennard_jones_hand(x: &[f64]) -> Vec<f64> {
+    let n = x.len() / 3;
+    let mut g = vec![0.0; x.len()];
+    for i in 0..n {
+        let (xi, yi, zi) = (x[3 * i], x[3 * i + 1], x[3 * i + 2]);
+        let (mut gx, mut gy, mut gz) = (0.0, 0.0, 0.0);
+        for j in (i + 1)..n {
+            let (dx, dy, dz) = (xi - x[3 * j], yi - x[3 * j + 1], zi - x[3 * j + 2]);
+            let r2 = dx * dx + dy * dy + dz * dz;
+            let s6 = 1.0 / (r2 * r2 * r2);
+            let de = 8.0 * (-6.0 * s6 * s6 + 3.0 * s6) / r2;
+            gx += de * dx;
+            gy += de * dy;
+            gz += de * dz;
+            g[3 * j] -= de * dx;
+            g[3 * j + 1] -= de * dy;
+            g[3 * j + 2] -= de * dz;
+        }
+        g[3 * i] += gx;
+        g[3 * i + 1] += gy;
+        g[3 * i + 2] += gz;
+    }
+    g
+}
+
+/// `n` particles on a jittered cubic lattice with spacing 1.1.
+pub fn lattice(n: usize) -> Vec<f64> {
+    let side = (n as f64).cbrt().ceil() as usize;
+    let mut x = Vec::with_capacity(3 * n);
+    for p in 0..n {
+        let (a, b, c) = (p % side, (p / side) % side, p / (side * side));
+        let jitter = 0.05 * ((p * 7 % 11) as f64 / 11.0 - 0.5);
+        x.extend([1.1 * a as f64 + jitter, 1.1 * b as f64 - jitter, 1.1 * c as f64 + 0.5 * jitter]);
+    }
+    x
+}
+
+/// A point for Rosenbrock.
+pub fn rosenbrock_point(n: usize) -> Vec<f64> {
+    (0..n).map(|i| 0.5 + 0.4 * ((i * 37 % 101) as f64 / 101.0 - 0.5)).collect()
+}
