@@ -24,15 +24,23 @@ fn bench(c: &mut Criterion) {
     let x = sim::rosenbrock_point(1000);
     let mut group = c.benchmark_group("rosenbrock_1000");
     group.bench_function("primal", |b| b.iter(|| sim::rosenbrock(black_box(&x))));
-    group.bench_function("generated_grad", |b| b.iter(|| sim::rosenbrock_grad(black_box(&x))));
-    group.bench_function("hand_written_grad", |b| b.iter(|| sim::rosenbrock_hand(black_box(&x))));
+    group.bench_function("generated_grad", |b| {
+        b.iter(|| sim::rosenbrock_grad(black_box(&x)))
+    });
+    group.bench_function("hand_written_grad", |b| {
+        b.iter(|| sim::rosenbrock_hand(black_box(&x)))
+    });
     group.finish();
 
     let p = sim::lattice(256);
     let mut group = c.benchmark_group("lennard_jones_256");
     group.bench_function("primal", |b| b.iter(|| sim::lennard_jones(black_box(&p))));
-    group.bench_function("generated_grad", |b| b.iter(|| sim::lennard_jones_grad(black_box(&p))));
-    group.bench_function("hand_written_grad", |b| b.iter(|| sim::lennard_jones_hand(black_box(&p))));
+    group.bench_function("generated_grad", |b| {
+        b.iter(|| sim::lennard_jones_grad(black_box(&p)))
+    });
+    group.bench_function("hand_written_grad", |b| {
+        b.iter(|| sim::lennard_jones_hand(black_box(&p)))
+    });
     group.finish();
 
     let result = 8 * x.len();
@@ -42,7 +50,11 @@ fn bench(c: &mut Criterion) {
     let l = peak_bytes(|| {
         black_box(sim::lennard_jones_grad(&p));
     });
-    println!("heap beyond the returned gradient: rosenbrock {} bytes, lennard-jones {} bytes", r.saturating_sub(result), l.saturating_sub(8 * p.len()));
+    println!(
+        "heap beyond the returned gradient: rosenbrock {} bytes, lennard-jones {} bytes",
+        r.saturating_sub(result),
+        l.saturating_sub(8 * p.len())
+    );
 }
 
 criterion_group!(benches, bench);

@@ -29,7 +29,11 @@ fn main() {
         for b in 0..side {
             for c in 0..side {
                 let p = (a * 9 + b * 3 + c) as f64;
-                x.extend([spacing * a as f64 + 0.02 * (p * 1.7).sin(), spacing * b as f64 + 0.02 * (p * 2.3).cos(), spacing * c as f64 - 0.02 * (p * 0.9).sin()]);
+                x.extend([
+                    spacing * a as f64 + 0.02 * (p * 1.7).sin(),
+                    spacing * b as f64 + 0.02 * (p * 2.3).cos(),
+                    spacing * c as f64 - 0.02 * (p * 0.9).sin(),
+                ]);
             }
         }
     }
@@ -42,7 +46,10 @@ fn main() {
     for step in 0..=2000 {
         if step % 250 == 0 {
             let k = kinetic(&v);
-            println!("{step:4}  {potential:14.8}  {k:12.8}  {:14.8}", potential + k);
+            println!(
+                "{step:4}  {potential:14.8}  {k:12.8}  {:14.8}",
+                potential + k
+            );
         }
         // Velocity Verlet: forces are minus the gradient.
         for i in 0..x.len() {
@@ -55,6 +62,9 @@ fn main() {
         }
     }
     let end = potential + kinetic(&v);
-    println!("relative energy drift over the run: {:.2e}", ((end - start) / start).abs());
+    println!(
+        "relative energy drift over the run: {:.2e}",
+        ((end - start) / start).abs()
+    );
     assert_eq!(energy(&x), potential);
 }

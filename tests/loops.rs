@@ -365,5 +365,9 @@ fn benchmark_workloads_match_their_hand_written_gradients() {
     let x = sim::rosenbrock_point(50);
     assert_close(&sim::rosenbrock_grad(&x), &sim::rosenbrock_hand(&x), 1e-12);
     let p = sim::lattice(27);
-    assert_close(&sim::lennard_jones_grad(&p), &sim::lennard_jones_hand(&p), 1e-10);
+    assert_close(
+        &sim::lennard_jones_grad(&p),
+        &sim::lennard_jones_hand(&p),
+        1e-10,
+    );
 }

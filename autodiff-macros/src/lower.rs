@@ -736,13 +736,21 @@ impl Lowerer<'_> {
         let active = self.is_active(&base);
         let buffer = base.var().is_some_and(|b| self.vars[b].buffer);
         // An element of a value that never changes is read once per scope.
-        let key = (!buffer).then(|| format!("#index:{}:{}", self.tokens(&base), self.tokens(&index)));
+        let key =
+            (!buffer).then(|| format!("#index:{}:{}", self.tokens(&base), self.tokens(&index)));
         if let Some(v) = key.as_ref().and_then(|k| self.lookup(k)) {
             return Operand::Var(v);
         }
-        let tape = if buffer { self.loops.last().map(|l| l.reads.clone()) } else { None };
+        let tape = if buffer {
+            self.loops.last().map(|l| l.reads.clone())
+        } else {
+            None
+        };
         let var = self.temp(active);
-        out.stmts.push(Stmt::Let { var, op: Op::Index { base, index, tape } });
+        out.stmts.push(Stmt::Let {
+            var,
+            op: Op::Index { base, index, tape },
+        });
         if let (Some(key), Some(scope)) = (key, self.scopes.last_mut()) {
             scope.insert(key, var);
         }
@@ -1088,7 +1096,10 @@ impl Lowerer<'_> {
                     return Ok(Lowered::Operand(Operand::Var(v)));
                 }
                 let var = self.temp(false);
-                out.stmts.push(Stmt::Let { var, op: Op::Verbatim(tokens) });
+                out.stmts.push(Stmt::Let {
+                    var,
+                    op: Op::Verbatim(tokens),
+                });
                 if let Some(scope) = self.scopes.last_mut() {
                     scope.insert(key, var);
                 }
@@ -1717,8 +1728,10 @@ fn is_arithmetic(e: &Expr) -> bool {
         Expr::Cast(c) => is_arithmetic(&c.expr),
         Expr::Unary(u) => matches!(u.op, UnOp::Neg(_)) && is_arithmetic(&u.expr),
         Expr::Binary(b) => {
-            matches!(b.op, BinOp::Add(_) | BinOp::Sub(_) | BinOp::Mul(_) | BinOp::Div(_) | BinOp::Rem(_))
-                && is_arithmetic(&b.left)
+            matches!(
+                b.op,
+                BinOp::Add(_) | BinOp::Sub(_) | BinOp::Mul(_) | BinOp::Div(_) | BinOp::Rem(_)
+            ) && is_arithmetic(&b.left)
                 && is_arithmetic(&b.right)
         }
         _ => false,

@@ -37,6 +37,20 @@ pub struct Reverse<'a> {
     names: HashMap<String, Vec<VarId>>,
     /// The loops being reversed, innermost last: entry -> after.
     loops: Vec<HashMap<VarId, VarId>>,
+    /// Element reads of the loop being reversed whose adjoints gather in registers.
+    promoted: Vec<HashMap<VarId, Promotion>>,
+    registers: usize,
+}
+
+/// Where the adjoint of an element read in a loop gathers instead of going to memory at once.
+#[derive(Clone)]
+enum Promotion {
+    /// The element does not change with the iteration (`x[3 * i]` in a loop over `j`): one
+    /// register for the whole loop, added into the array's adjoint after it.
+    Invariant { reg: Ident, slot: Ident },
+    /// The element moves with the loop variable (`x[i]`, `x[i + 1]`): a window of registers,
+    /// one per offset, shifted each iteration; an element is written once, when complete.
+    Window { reg: Ident },
 }
 
 /// What a loop keeps for its reverse sweep.
@@ -67,6 +81,17 @@ impl LoopPlan {
 
 pub type Plans = HashMap<String, LoopPlan>;
 
+/// A window of registers for the element reads `base[i + c]` of a `for i in start..` loop,
+/// one register per offset from the smallest to the largest (`None` where no read has it).
+struct Window {
+    base: VarId,
+    regs: Vec<Option<Ident>>,
+    indices: Vec<Option<Operand>>,
+    var: VarId,
+    start: TokenStream,
+    first: Ident,
+}
+
 /// The name under which the forward sweep keeps the shape of a released value. Mixed-site, so
 /// it cannot clash with any name of the user's or of the call site.
 pub fn like_name(var: &Ident) -> Ident {
@@ -94,6 +119,8 @@ impl<'a> Reverse<'a> {
                 },
             ),
             loops: Vec::new(),
+            promoted: Vec::new(),
+            registers: 0,
         }
     }
 
@@ -297,8 +324,25 @@ impl<'a> Reverse<'a> {
                 out.extend(quote!(let mut #d = #rt::zero_like(&#x);));
             }
         }
+        let (promotions, windows) = self.promotions(l, &inner);
+        let float = self.float.clone();
+        let mut flush_after = TokenStream::new();
+        for p in promotions.values() {
+            if let Promotion::Invariant { reg, slot } = p {
+                out.extend(quote!(let mut #reg: #float = 0.0; let mut #slot = ::core::option::Option::None;));
+            }
+        }
+        for w in &windows {
+            for reg in w.regs.iter().flatten() {
+                out.extend(quote!(let mut #reg: #float = 0.0;));
+            }
+            let (first, start) = (&w.first, &w.start);
+            out.extend(quote!(let #first = #start;));
+            self.mark_tokens(start);
+        }
         let snapshot = self.declared.clone();
         self.used.push(BTreeSet::new());
+        self.promoted.push(promotions.clone());
         // Entries and exits of carried variables have the shape of their storage: their shape
         // is read from it, so they are never recorded or recomputed just for their shape.
         let mut shapes: HashMap<VarId, VarId> =
@@ -315,6 +359,30 @@ impl<'a> Reverse<'a> {
             body.extend(self.contribute(&c.exit, quote!(#d)));
         }
         body.extend(self.block(&l.body));
+        for w in &windows {
+            body.extend(self.window_step(w, l));
+        }
+        self.promoted.pop();
+        for (t, p) in &promotions {
+            if let (
+                Promotion::Invariant { reg, slot },
+                Some(Stmt::Let {
+                    op: Op::Index { base, .. },
+                    ..
+                }),
+            ) = (
+                p,
+                l.body
+                    .stmts
+                    .iter()
+                    .find(|s| matches!(s, Stmt::Let { var, .. } if var == t)),
+            ) {
+                if let Some(b) = base.var() {
+                    let d = self.f.vars[b].adjoint.clone();
+                    flush_after.extend(quote!(if let ::core::option::Option::Some(k) = #slot { #rt::acc(&mut #d[k], #reg); }));
+                }
+            }
+        }
         for c in &active {
             let d = self.f.vars[c.after].adjoint.clone();
             let next = if self.declared.contains(&c.entry) {
@@ -378,6 +446,7 @@ impl<'a> Reverse<'a> {
             truncate.extend(quote!(#tape.truncate(#start);));
         }
         out.extend(quote!(#header { #pop #recompute #body #truncate }));
+        out.extend(flush_after);
         for c in &active {
             let d = self.f.vars[c.after].adjoint.clone();
             out.extend(self.contribute(&c.init, quote!(#d)));
@@ -397,6 +466,187 @@ impl<'a> Reverse<'a> {
                 reversed: true,
             },
         );
+        out
+    }
+
+    /// The element reads of a loop's body whose adjoints can gather in registers: reads at the
+    /// top of the body of an array that does not change, at an index that does not change
+    /// with the iteration, or at the loop variable plus a constant in a `for i in a..b` loop.
+    fn promotions(
+        &mut self,
+        l: &Loop,
+        inner: &HashSet<VarId>,
+    ) -> (HashMap<VarId, Promotion>, Vec<Window>) {
+        let mut promotions = HashMap::new();
+        let defs: HashMap<VarId, &Op> = l
+            .body
+            .stmts
+            .iter()
+            .filter_map(|s| match s {
+                Stmt::Let { var, op } => Some((*var, op)),
+                _ => None,
+            })
+            .collect();
+        let invariant = |o: &Operand| -> bool {
+            match o {
+                Operand::Const(_) => true,
+                Operand::Var(v) if !inner.contains(v) => true,
+                Operand::Var(v) => match defs.get(v) {
+                    Some(Op::Verbatim(t)) => {
+                        let mut names = Vec::new();
+                        idents(t, &mut names);
+                        names.iter().all(|n| {
+                            self.names
+                                .get(n)
+                                .is_none_or(|vs| vs.iter().all(|v| !inner.contains(v)))
+                        })
+                    }
+                    _ => false,
+                },
+            }
+        };
+        // `for i in a..b` with nothing after the range: the reverse visits b-1, .., a.
+        let simple = match (&l.kind, &l.brk) {
+            (LoopKind::For { var, iter }, None) => match syn::parse2::<syn::Expr>(iter.clone()) {
+                Ok(syn::Expr::Range(r)) if matches!(r.limits, syn::RangeLimits::HalfOpen(_)) => {
+                    r.start.map(|s| (*var, s.to_token_stream()))
+                }
+                _ => None,
+            },
+            _ => None,
+        };
+        let offset = |o: &Operand| -> Option<i64> {
+            let (i, _) = simple.as_ref()?;
+            let v = o.var()?;
+            if v == *i {
+                return Some(0);
+            }
+            let Some(Op::Verbatim(t)) = defs.get(&v) else {
+                return None;
+            };
+            let syn::Expr::Binary(b) = syn::parse2::<syn::Expr>(t.clone()).ok()? else {
+                return None;
+            };
+            let is_i =
+                matches!(&*b.left, syn::Expr::Path(p) if p.path.is_ident(&self.f.vars[*i].name));
+            let lit = match &*b.right {
+                syn::Expr::Lit(syn::ExprLit {
+                    lit: syn::Lit::Int(n),
+                    ..
+                }) => n.base10_parse::<i64>().ok()?,
+                _ => return None,
+            };
+            match b.op {
+                syn::BinOp::Add(_) if is_i && lit <= 8 => Some(lit),
+                syn::BinOp::Sub(_) if is_i && lit <= 8 => Some(-lit),
+                _ => None,
+            }
+        };
+        let mut affine: Vec<(VarId, VarId, i64, Operand)> = Vec::new();
+        for s in &l.body.stmts {
+            let Stmt::Let {
+                var,
+                op:
+                    Op::Index {
+                        base: Operand::Var(b),
+                        index,
+                        tape: None,
+                    },
+            } = s
+            else {
+                continue;
+            };
+            if !self.f.vars[*b].active || inner.contains(b) {
+                continue;
+            }
+            if invariant(index) {
+                self.registers += 1;
+                let n = self.registers;
+                let reg = Ident::new(&format!("dreg{n}"), Span::mixed_site());
+                let slot = Ident::new(&format!("dslot{n}"), Span::mixed_site());
+                promotions.insert(*var, Promotion::Invariant { reg, slot });
+            } else if let Some(c) = offset(index) {
+                affine.push((*var, *b, c, index.clone()));
+            }
+        }
+        let mut windows = Vec::new();
+        let mut bases: Vec<VarId> = affine.iter().map(|a| a.1).collect();
+        bases.sort_unstable();
+        bases.dedup();
+        for b in bases {
+            let reads: Vec<&(VarId, VarId, i64, Operand)> =
+                affine.iter().filter(|a| a.1 == b).collect();
+            let lo = reads.iter().map(|r| r.2).min().unwrap_or(0);
+            let hi = reads.iter().map(|r| r.2).max().unwrap_or(0);
+            // Contiguous offsets only: every register of the window has its own element read,
+            // so every element in flight has an index to be written at.
+            if hi == lo || (lo..=hi).any(|c| !reads.iter().any(|r| r.2 == c)) {
+                continue;
+            }
+            self.registers += 1;
+            let n = self.registers;
+            let mut regs = Vec::new();
+            let mut indices = Vec::new();
+            for c in lo..=hi {
+                match reads.iter().find(|r| r.2 == c) {
+                    Some(r) => {
+                        let reg = Ident::new(&format!("dwin{n}_{}", c - lo), Span::mixed_site());
+                        promotions.insert(r.0, Promotion::Window { reg: reg.clone() });
+                        regs.push(Some(reg));
+                        indices.push(Some(r.3.clone()));
+                    }
+                    None => {
+                        regs.push(None);
+                        indices.push(None);
+                    }
+                }
+            }
+            let (i, start) = simple
+                .clone()
+                .expect("offsets exist only for simple ranges");
+            windows.push(Window {
+                base: b,
+                regs,
+                indices,
+                var: i,
+                start,
+                first: Ident::new(&format!("first{n}"), Span::mixed_site()),
+            });
+        }
+        (promotions, windows)
+    }
+
+    /// The end of a reverse iteration for a window: the element leaving the window is
+    /// complete and written; on the last iteration every element in the window is.
+    fn window_step(&mut self, w: &Window, _l: &Loop) -> TokenStream {
+        let rt = self.rt.clone();
+        let d = self.f.vars[w.base].adjoint.clone();
+        let top = w.regs.len() - 1;
+        let mut out = TokenStream::new();
+        if let (Some(reg), Some(index)) = (&w.regs[top], &w.indices[top]) {
+            let i = self.operand(index);
+            out.extend(quote!(#rt::acc(&mut #d[#i], #reg);));
+        }
+        let mut last = TokenStream::new();
+        for (reg, index) in w.regs.iter().zip(&w.indices).take(top) {
+            if let (Some(reg), Some(index)) = (reg, index) {
+                let i = self.operand(index);
+                last.extend(quote!(#rt::acc(&mut #d[#i], #reg);));
+            }
+        }
+        let var = self.f.vars[w.var].name.clone();
+        let first = &w.first;
+        out.extend(quote!(if #var == #first { #last }));
+        // Shift: next iteration's offset c is this iteration's offset c - 1.
+        for k in (0..=top).rev() {
+            if let Some(reg) = &w.regs[k] {
+                let from = if k == 0 { None } else { w.regs[k - 1].as_ref() };
+                match from {
+                    Some(prev) => out.extend(quote!(#reg = #prev;)),
+                    None => out.extend(quote!(#reg = 0.0;)),
+                }
+            }
+        }
         out
     }
 
@@ -599,7 +849,16 @@ impl<'a> Reverse<'a> {
                 }
             },
             Op::Index { base, index, .. } => {
-                out.extend(self.contribute_at(base, index, quote!(#dy)));
+                match self.promoted.last().and_then(|p| p.get(&var)).cloned() {
+                    Some(Promotion::Invariant { reg, slot }) => {
+                        let i = self.operand(index);
+                        out.extend(quote!(#rt::acc(&mut #reg, #dy); #slot = ::core::option::Option::Some(#i);));
+                    }
+                    Some(Promotion::Window { reg }) => {
+                        out.extend(quote!(#rt::acc(&mut #reg, #dy);))
+                    }
+                    None => out.extend(self.contribute_at(base, index, quote!(#dy))),
+                }
             }
             Op::Map { recv, func, .. } => {
                 if self.active(recv) {

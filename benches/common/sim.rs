@@ -79,12 +79,18 @@ pub fn lattice(n: usize) -> Vec<f64> {
     for p in 0..n {
         let (a, b, c) = (p % side, (p / side) % side, p / (side * side));
         let jitter = 0.05 * ((p * 7 % 11) as f64 / 11.0 - 0.5);
-        x.extend([1.1 * a as f64 + jitter, 1.1 * b as f64 - jitter, 1.1 * c as f64 + 0.5 * jitter]);
+        x.extend([
+            1.1 * a as f64 + jitter,
+            1.1 * b as f64 - jitter,
+            1.1 * c as f64 + 0.5 * jitter,
+        ]);
     }
     x
 }
 
 /// A point for Rosenbrock.
 pub fn rosenbrock_point(n: usize) -> Vec<f64> {
-    (0..n).map(|i| 0.5 + 0.4 * ((i * 37 % 101) as f64 / 101.0 - 0.5)).collect()
+    (0..n)
+        .map(|i| 0.5 + 0.4 * ((i * 37 % 101) as f64 / 101.0 - 0.5))
+        .collect()
 }
