@@ -140,9 +140,19 @@ fn body(
         mode: Mode::Sweep,
     };
     let mut forward = tapes(&f.body, &plans);
-    forward.extend(fwd.block(&f.body));
+    let fused = rev.fused.take();
+    match &fused {
+        // The last loop runs fused with its reverse, after the rest of the forward sweep.
+        Some(_) => forward.extend(
+            f.body.stmts[..f.body.stmts.len() - 1]
+                .iter()
+                .map(|s| fwd.stmt(s)),
+        ),
+        None => forward.extend(fwd.block(&f.body)),
+    }
     let mut released: Vec<VarId> = released.into_iter().collect();
     released.sort_unstable();
+    forward.extend(fused);
     for v in released {
         let name = &f.vars[v].name;
         forward.extend(quote!(#rt::release(#name);));
@@ -394,13 +404,9 @@ impl Forward<'_> {
             .iter()
             .map(|c| &self.f.vars[c.entry].name)
             .collect();
-        let inits: Vec<TokenStream> = l.carried.iter().map(|c| self.operand(&c.init)).collect();
         let exit_values: Vec<TokenStream> =
             l.carried.iter().map(|c| self.operand(&c.exit)).collect();
-        let mut out = TokenStream::new();
-        for (slot, init) in slots.iter().zip(&inits) {
-            out.extend(quote!(let mut #slot = ::core::clone::Clone::clone(&#init);));
-        }
+        let mut out = loop_prelude(self.f, l, rt);
         if plan.count {
             out.extend(quote!(let mut #count: usize = 0;));
         }
@@ -436,7 +442,7 @@ impl Forward<'_> {
             body.extend(quote!(if #brk { break; }));
         }
         out.extend(quote!(#header { #body }));
-        if l.nested && plan.has_exits() {
+        if self.mode == Mode::Body && l.nested && plan.has_exits() {
             let counted = plan.reversed && plan.count;
             let c = counted.then(|| quote!(#count,));
             out.extend(quote!(#exits.push((#c #(::core::clone::Clone::clone(&#afters),)*));));
@@ -502,6 +508,58 @@ impl Forward<'_> {
             }
         }
     }
+}
+
+/// A loop's carried storage, initialised.
+pub fn loop_prelude(f: &Function, l: &crate::ir::Loop, _rt: &Ident) -> TokenStream {
+    let mut out = TokenStream::new();
+    for c in &l.carried {
+        let slot = &f.vars[c.entry].name;
+        let init = match &c.init {
+            Operand::Var(v) => f.vars[*v].name.to_token_stream(),
+            Operand::Const(t) => t.clone(),
+        };
+        out.extend(quote!(let mut #slot = ::core::clone::Clone::clone(&#init);));
+    }
+    out
+}
+
+/// A loop running each iteration forward and then its `reverse` at once (the storage is
+/// declared by [`loop_prelude`] before).
+pub fn fused_loop(
+    f: &Function,
+    l: &crate::ir::Loop,
+    saved: &Saved,
+    plans: &Plans,
+    rt: &Ident,
+    reverse: TokenStream,
+) -> TokenStream {
+    let keep_like = HashSet::new();
+    let fwd = Forward {
+        f,
+        saved,
+        rt,
+        keep_like: &keep_like,
+        plans,
+        mode: Mode::Sweep,
+    };
+    let slots: Vec<&Ident> = l.carried.iter().map(|c| &f.vars[c.entry].name).collect();
+    let exits: Vec<TokenStream> = l.carried.iter().map(|c| fwd.operand(&c.exit)).collect();
+    let header = match &l.kind {
+        LoopKind::For { var, iter } => {
+            let i = &f.vars[*var].name;
+            quote!(for #i in #iter)
+        }
+        LoopKind::While { cond } => quote!(while #cond),
+        LoopKind::Forever => quote!(loop),
+    };
+    let body = fwd.block(&l.body);
+    let assign = (!slots.is_empty()).then(|| quote!((#(#slots,)*) = (#(#exits,)*);));
+    let brk = l.brk.as_ref().map(|b| {
+        let b = fwd.operand(b);
+        quote!(if #b { break; })
+    });
+    quote!(#header { #body #reverse #assign #brk })
 }
 
 /// The body of the element-wise pullback of a `mapv` closure: its forward sweep, its reverse

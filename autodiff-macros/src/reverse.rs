@@ -40,6 +40,8 @@ pub struct Reverse<'a> {
     /// Element reads of the loop being reversed whose adjoints gather in registers.
     promoted: Vec<HashMap<VarId, Promotion>>,
     registers: usize,
+    /// The function's last loop, run fused with its reverse (forward sweep's last statement).
+    pub fused: Option<TokenStream>,
 }
 
 /// Where the adjoint of an element read in a loop gathers instead of going to memory at once.
@@ -88,7 +90,9 @@ struct Window {
     regs: Vec<Option<Ident>>,
     indices: Vec<Option<Operand>>,
     var: VarId,
+    /// The range's start and end, and the name the iteration that comes last is kept under.
     start: TokenStream,
+    end: TokenStream,
     first: Ident,
 }
 
@@ -121,6 +125,7 @@ impl<'a> Reverse<'a> {
             loops: Vec::new(),
             promoted: Vec::new(),
             registers: 0,
+            fused: None,
         }
     }
 
@@ -132,8 +137,248 @@ impl<'a> Reverse<'a> {
     /// The reverse sweep of the whole body, seeded with `seed` as the output's adjoint.
     pub fn sweep(&mut self, seed: TokenStream) -> TokenStream {
         let f = self.f;
+        if let Some(l) = self.fusable() {
+            // The function ends with a loop that accumulates its value: its adjoint is the seed
+            // from the start, so the loop's reverse runs inside the forward loop.
+            let fused = self.fused_loop(l, seed);
+            self.fused = Some(fused);
+            let mut out = TokenStream::new();
+            for s in f.body.stmts[..f.body.stmts.len() - 1].iter().rev() {
+                out.extend(self.stmt(s));
+            }
+            return out;
+        }
         let mut out = self.contribute(&f.result, seed);
         out.extend(self.block(&f.body));
+        out
+    }
+
+    /// The body's last statement, if it is a loop that can run fused with its reverse: the
+    /// function's value is the output of one of its carried variables, and every
+    /// differentiated carried variable only accumulates (`s += ..`, `s -= ..`, each iteration
+    /// adding a term that does not read `s`), so its adjoint is the same in every iteration.
+    /// Buffers would need the reverse order: a body that writes or reads one is not fused.
+    fn fusable(&self) -> Option<&'a Loop> {
+        let f = self.f;
+        let Some(Stmt::Loop(l)) = f.body.stmts.last() else {
+            return None;
+        };
+        let result = f.result.var()?;
+        if !l
+            .carried
+            .iter()
+            .any(|c| c.after == result && f.vars[c.entry].active)
+        {
+            return None;
+        }
+        if touches_buffers(&l.body) {
+            return None;
+        }
+        let mut uses = Vec::new();
+        self.uses_deep(&l.body, &mut uses);
+        if let LoopKind::While { cond } = &l.kind {
+            let mut names = Vec::new();
+            idents(cond, &mut names);
+            for n in names {
+                uses.extend(self.names.get(&n).into_iter().flatten().copied());
+            }
+        }
+        for c in l.carried.iter().filter(|c| f.vars[c.entry].active) {
+            let exit = c.exit.var()?;
+            let accumulates = l.body.stmts.iter().any(|s| match s {
+                Stmt::Let {
+                    var,
+                    op: Op::Prim { rule, args, .. },
+                } if *var == exit => {
+                    (rule.name == "add" || rule.name == "sub")
+                        && args.first().and_then(Operand::var) == Some(c.entry)
+                }
+                _ => false,
+            });
+            let entry_uses = uses.iter().filter(|u| **u == c.entry).count();
+            let exit_uses = uses.iter().filter(|u| **u == exit).count();
+            if !accumulates || entry_uses != 1 || exit_uses != 0 {
+                return None;
+            }
+        }
+        Some(l)
+    }
+
+    /// Every variable read anywhere in `b`, once per reading.
+    fn uses_deep(&self, b: &Block, out: &mut Vec<VarId>) {
+        let mut names = Vec::new();
+        for s in &b.stmts {
+            match s {
+                Stmt::Let { op, .. } => match op {
+                    Op::Copy(o) => out.extend(o.var()),
+                    Op::Verbatim(t) => idents(t, &mut names),
+                    Op::Prim { args, ints, .. } => {
+                        out.extend(args.iter().chain(ints).filter_map(Operand::var))
+                    }
+                    Op::Call { args, .. } => out.extend(args.iter().filter_map(Operand::var)),
+                    Op::Map { recv, func, .. } => {
+                        out.extend(recv.var());
+                        if let MapFn::Closure { forward, .. } = func {
+                            idents(forward, &mut names);
+                        }
+                    }
+                    Op::Index { base, index, .. } => {
+                        out.extend(base.var());
+                        out.extend(index.var());
+                    }
+                },
+                Stmt::If {
+                    cond,
+                    then,
+                    els,
+                    phis,
+                    ..
+                } => {
+                    idents(cond, &mut names);
+                    self.uses_deep(then, out);
+                    self.uses_deep(els, out);
+                    for p in phis {
+                        out.extend(p.then.var());
+                        out.extend(p.els.var());
+                    }
+                }
+                Stmt::Store { buf, index, value } => {
+                    out.push(*buf);
+                    out.extend(index.var());
+                    out.extend(value.var());
+                }
+                Stmt::Loop(l) => {
+                    self.uses_deep(&l.body, out);
+                    for c in &l.carried {
+                        out.extend(c.init.var());
+                        out.extend(c.exit.var());
+                    }
+                    match &l.kind {
+                        LoopKind::For { iter, .. } => idents(iter, &mut names),
+                        LoopKind::While { cond } => idents(cond, &mut names),
+                        LoopKind::Forever => {}
+                    }
+                    out.extend(l.brk.as_ref().and_then(Operand::var));
+                }
+                Stmt::Effect(t) => idents(t, &mut names),
+            }
+        }
+        for n in names {
+            out.extend(self.names.get(&n).into_iter().flatten().copied());
+        }
+    }
+
+    /// A loop fused with its reverse: each iteration runs forward, then its reverse at once,
+    /// with the (constant) adjoint of its accumulated output.
+    fn fused_loop(&mut self, l: &'a Loop, seed: TokenStream) -> TokenStream {
+        let rt = self.rt.clone();
+        let float = self.float.clone();
+        let inner: HashSet<VarId> = loop_defined(l).into_iter().collect();
+        let result = self.f.result.var();
+        let active: Vec<&Carried> = l
+            .carried
+            .iter()
+            .filter(|c| self.f.vars[c.entry].active)
+            .collect();
+        // The storage first: the adjoints below take their shapes from it.
+        let mut out = crate::emit::loop_prelude(self.f, l, &rt);
+        let mut targets = BTreeSet::new();
+        targets_of(&l.body, &mut targets);
+        for v in targets {
+            if inner.contains(&v) || !self.f.vars[v].active || self.declared.contains(&v) {
+                continue;
+            }
+            self.declared.insert(v);
+            let d = self.f.vars[v].adjoint.clone();
+            let x = self.like(v);
+            out.extend(quote!(let mut #d = #rt::zero_like(&#x);));
+        }
+        for c in &active {
+            let d = self.f.vars[c.after].adjoint.clone();
+            let x = self.f.vars[c.after].name.clone();
+            self.declared.insert(c.after);
+            if Some(c.after) == result {
+                out.extend(quote!(let #d = #rt::init(&#x, #seed);));
+            } else {
+                out.extend(quote!(let #d = #rt::zero_like(&#x);));
+            }
+        }
+        let (promotions, windows) = self.promotions(l, &inner);
+        for w in &windows {
+            for reg in w.regs.iter().flatten() {
+                out.extend(quote!(let mut #reg: #float = 0.0;));
+            }
+            let (first, end) = (&w.first, &w.end);
+            out.extend(quote!(let #first = #end;));
+            self.mark_tokens(end);
+        }
+        for p in promotions.values() {
+            if let Promotion::Invariant { reg, slot } = p {
+                out.extend(quote!(let mut #reg: #float = 0.0; let mut #slot = ::core::option::Option::None;));
+            }
+        }
+        let snapshot = self.declared.clone();
+        self.used.push(BTreeSet::new());
+        self.promoted.push(promotions.clone());
+        let mut shapes: HashMap<VarId, VarId> =
+            l.carried.iter().map(|c| (c.entry, c.after)).collect();
+        for c in &l.carried {
+            if let Some(e) = c.exit.var().filter(|e| inner.contains(e)) {
+                shapes.entry(e).or_insert(c.after);
+            }
+        }
+        self.loops.push(shapes);
+        let mut reverse = TokenStream::new();
+        for c in &active {
+            let d = self.f.vars[c.after].adjoint.clone();
+            reverse.extend(self.contribute(&c.exit, quote!(&#d)));
+        }
+        reverse.extend(self.block(&l.body));
+        for w in &windows {
+            reverse.extend(self.window_step(w, true));
+        }
+        self.loops.pop();
+        self.promoted.pop();
+        let used = self.used.pop().unwrap_or_default();
+        self.declared = snapshot;
+        for v in used {
+            if !inner.contains(&v) {
+                self.mark_used(v);
+            }
+        }
+        self.plans.insert(l.tape.to_string(), LoopPlan::default());
+        out.extend(crate::emit::fused_loop(
+            self.f,
+            l,
+            &self.saved,
+            &self.plans,
+            &rt,
+            reverse,
+        ));
+        for (t, p) in &promotions {
+            if let (
+                Promotion::Invariant { reg, slot },
+                Some(Stmt::Let {
+                    op: Op::Index { base, .. },
+                    ..
+                }),
+            ) = (
+                p,
+                l.body
+                    .stmts
+                    .iter()
+                    .find(|s| matches!(s, Stmt::Let { var, .. } if var == t)),
+            ) {
+                if let Some(b) = base.var() {
+                    let d = self.f.vars[b].adjoint.clone();
+                    out.extend(quote!(if let ::core::option::Option::Some(k) = #slot { #rt::acc(&mut #d[k], #reg); }));
+                }
+            }
+        }
+        for c in &active {
+            let d = self.f.vars[c.after].adjoint.clone();
+            out.extend(self.contribute(&c.init, quote!(#d)));
+        }
         out
     }
 
@@ -360,7 +605,7 @@ impl<'a> Reverse<'a> {
         }
         body.extend(self.block(&l.body));
         for w in &windows {
-            body.extend(self.window_step(w, l));
+            body.extend(self.window_step(w, false));
         }
         self.promoted.pop();
         for (t, p) in &promotions {
@@ -509,14 +754,19 @@ impl<'a> Reverse<'a> {
         let simple = match (&l.kind, &l.brk) {
             (LoopKind::For { var, iter }, None) => match syn::parse2::<syn::Expr>(iter.clone()) {
                 Ok(syn::Expr::Range(r)) if matches!(r.limits, syn::RangeLimits::HalfOpen(_)) => {
-                    r.start.map(|s| (*var, s.to_token_stream()))
+                    match (r.start, r.end) {
+                        (Some(s), Some(e)) => {
+                            Some((*var, s.to_token_stream(), e.to_token_stream()))
+                        }
+                        _ => None,
+                    }
                 }
                 _ => None,
             },
             _ => None,
         };
         let offset = |o: &Operand| -> Option<i64> {
-            let (i, _) = simple.as_ref()?;
+            let (i, _, _) = simple.as_ref()?;
             let v = o.var()?;
             if v == *i {
                 return Some(0);
@@ -601,15 +851,16 @@ impl<'a> Reverse<'a> {
                     }
                 }
             }
-            let (i, start) = simple
-                .clone()
-                .expect("offsets exist only for simple ranges");
+            let Some((i, start, end)) = simple.clone() else {
+                continue;
+            };
             windows.push(Window {
                 base: b,
                 regs,
                 indices,
                 var: i,
                 start,
+                end,
                 first: Ident::new(&format!("first{n}"), Span::mixed_site()),
             });
         }
@@ -618,7 +869,10 @@ impl<'a> Reverse<'a> {
 
     /// The end of a reverse iteration for a window: the element leaving the window is
     /// complete and written; on the last iteration every element in the window is.
-    fn window_step(&mut self, w: &Window, _l: &Loop) -> TokenStream {
+    fn window_step(&mut self, w: &Window, forward: bool) -> TokenStream {
+        if forward {
+            return self.window_step_forward(w);
+        }
         let rt = self.rt.clone();
         let d = self.f.vars[w.base].adjoint.clone();
         let top = w.regs.len() - 1;
@@ -643,6 +897,38 @@ impl<'a> Reverse<'a> {
                 let from = if k == 0 { None } else { w.regs[k - 1].as_ref() };
                 match from {
                     Some(prev) => out.extend(quote!(#reg = #prev;)),
+                    None => out.extend(quote!(#reg = 0.0;)),
+                }
+            }
+        }
+        out
+    }
+
+    /// The same for a loop reversed in forward order (fused): the element leaving the window
+    /// is the one at the smallest offset, and the last iteration is the range's end minus one.
+    fn window_step_forward(&mut self, w: &Window) -> TokenStream {
+        let rt = self.rt.clone();
+        let d = self.f.vars[w.base].adjoint.clone();
+        let top = w.regs.len() - 1;
+        let mut out = TokenStream::new();
+        if let (Some(reg), Some(index)) = (&w.regs[0], &w.indices[0]) {
+            let i = self.operand(index);
+            out.extend(quote!(#rt::acc(&mut #d[#i], #reg);));
+        }
+        let mut last = TokenStream::new();
+        for (reg, index) in w.regs.iter().zip(&w.indices).skip(1) {
+            if let (Some(reg), Some(index)) = (reg, index) {
+                let i = self.operand(index);
+                last.extend(quote!(#rt::acc(&mut #d[#i], #reg);));
+            }
+        }
+        let var = self.f.vars[w.var].name.clone();
+        let first = &w.first;
+        out.extend(quote!(if #var + 1 == #first { #last }));
+        for k in 0..=top {
+            if let Some(reg) = &w.regs[k] {
+                match w.regs.get(k + 1).and_then(|r| r.as_ref()) {
+                    Some(next) => out.extend(quote!(#reg = #next;)),
                     None => out.extend(quote!(#reg = 0.0;)),
                 }
             }
@@ -1129,6 +1415,20 @@ fn has_active(b: &Block, f: &Function) -> bool {
         Stmt::Store { buf, .. } => f.vars[*buf].active,
         Stmt::Loop(l) => l.carried.iter().any(|c| f.vars[c.entry].active) || has_active(&l.body, f),
         Stmt::Effect(_) => false,
+    })
+}
+
+/// Does `b` (deeply) write or read a buffer?
+fn touches_buffers(b: &Block) -> bool {
+    b.stmts.iter().any(|s| match s {
+        Stmt::Store { .. }
+        | Stmt::Let {
+            op: Op::Index { tape: Some(_), .. },
+            ..
+        } => true,
+        Stmt::If { then, els, .. } => touches_buffers(then) || touches_buffers(els),
+        Stmt::Loop(l) => touches_buffers(&l.body),
+        _ => false,
     })
 }
 
