@@ -60,3 +60,77 @@ fn companions_have_the_functions_visibility() {
     assert_eq!(inner::cube_grad(2.0), 12.0);
     assert_eq!(inner::cube_pullback(2.0, 0.5), 6.0);
 }
+
+// Functions produced by `macro_rules!`.
+macro_rules! make_square {
+    ($name:ident) => {
+        #[differentiate]
+        fn $name(x: f64) -> f64 {
+            x * x
+        }
+    };
+}
+make_square!(square_from_macro);
+
+#[test]
+fn functions_produced_by_macro_rules() {
+    assert_eq!(square_from_macro_grad(3.0), 6.0);
+}
+
+// Two annotated functions with the same name in different modules, called by path.
+mod left {
+    use autodiff::differentiate;
+    #[differentiate]
+    pub fn energy(x: f64) -> f64 {
+        2.0 * x
+    }
+}
+
+mod right {
+    use autodiff::differentiate;
+    #[differentiate]
+    pub fn energy(x: f64) -> f64 {
+        x * x * x
+    }
+    pub mod deeper {
+        use autodiff::differentiate;
+        #[differentiate]
+        pub fn energy(x: f64) -> f64 {
+            x.sin()
+        }
+    }
+}
+
+#[differentiate]
+fn both(x: f64) -> f64 {
+    left::energy(x) + right::energy(x) + right::deeper::energy(x) + crate::left::energy(x)
+}
+
+#[test]
+fn same_name_in_different_modules_called_by_path() {
+    let x = 0.7;
+    assert!((both_grad(x) - (2.0 + 3.0 * x * x + x.cos() + 2.0)).abs() < 1e-12);
+}
+
+// `use` imports, aliases and re-exports: a call differentiates through the `_pullback` that
+// stands beside the name used, so it is imported (or re-exported) with the function.
+mod api {
+    pub use super::right::{energy as cube, energy_pullback as cube_pullback};
+    pub use super::right::deeper::{energy, energy_pullback};
+}
+
+use api::{cube, cube_pullback};
+use right::deeper::energy as wave;
+use right::deeper::energy_pullback as wave_pullback;
+
+#[differentiate]
+fn through_imports(x: f64) -> f64 {
+    cube(x) + api::energy(x) * wave(x)
+}
+
+#[test]
+fn use_aliases_and_reexports() {
+    let x: f64 = 0.4;
+    let want = 3.0 * x * x + 2.0 * x.sin() * x.cos();
+    assert!((through_imports_grad(x) - want).abs() < 1e-12);
+}

@@ -107,3 +107,104 @@ mod tests {
         }
     }
 }
+
+/// The macro never panics: any tokens give either code or a `compile_error!`.
+#[cfg(test)]
+mod never_panics {
+    use super::expand;
+    use proc_macro2::{TokenStream, TokenTree};
+    use proptest::prelude::*;
+
+    /// Functions over the whole supported surface (and some that are rejected), to mutate.
+    const CORPUS: &[&str] = &[
+        "fn f(x: f64) -> f64 { (x + 2.0).powi(2) + 3.0 }",
+        "fn g(x: f64, n: usize, y: f64) -> f64 { let mut r = x * y; if x > 0.0 { r = r * x.exp(); } else if y > x { r += y.sin(); } else { return 1.0; } r * (n as f64) }",
+        "fn h(x: &[f64]) -> f64 { let mut s = 0.0; for i in 0..x.len() - 1 { let a = x[i + 1] - x[i] * x[i]; s += 100.0 * a * a; } s }",
+        "fn b(x: &[f64]) -> f64 { let n = x.len(); let mut v = vec![0.0; n]; for i in 0..n { v[i] = x[i].sin(); } let mut t = 0.0; let mut k = 0; while k < n { t += v[k]; k += 1; if t > 3.0 { break; } } t }",
+        "fn j(x: &Array2<f64>, w: &Array2<f64>) -> f64 { (x.dot(w) + 1.0).mapv(|v| v.max(0.0)).sum() / (x.nrows() as f64) }",
+        "fn l(x: f64) -> f64 { let mut y = x; loop { y = y * 0.5; if y < 1.0 { break; } } y }",
+        "fn m(a: f64, b: f64) -> f64 { let (p, q) = (a * b, a - b); assert!(p.is_finite(), \"p = {p}\"); physics::e(p) + q.atan2(p) }",
+        "#[differentiate(wrt(x))] fn w(x: f64, y: f64) -> f64 { x.clamp(0.0, y) }",
+    ];
+
+    fn flatten(ts: TokenStream, out: &mut Vec<TokenTree>) {
+        out.extend(ts);
+    }
+
+    /// Deletes, duplicates or swaps top-level and nested tokens, driven by `ops`.
+    fn mutate(ts: TokenStream, ops: &[(u8, usize)], depth: usize) -> TokenStream {
+        let mut tokens = Vec::new();
+        flatten(ts, &mut tokens);
+        for &(op, at) in ops {
+            if tokens.is_empty() {
+                break;
+            }
+            let i = at % tokens.len();
+            match op % 5 {
+                0 => {
+                    tokens.remove(i);
+                }
+                1 => {
+                    let t = tokens[i].clone();
+                    tokens.insert(i, t);
+                }
+                2 => {
+                    let j = (at / 7) % tokens.len();
+                    tokens.swap(i, j);
+                }
+                3 if depth < 4 => {
+                    if let TokenTree::Group(g) = &tokens[i] {
+                        let inner = mutate(g.stream(), &ops[1..], depth + 1);
+                        tokens[i] = TokenTree::Group(proc_macro2::Group::new(g.delimiter(), inner));
+                    }
+                }
+                _ => {}
+            }
+        }
+        tokens.into_iter().collect()
+    }
+
+    fn split(src: &str) -> (TokenStream, TokenStream) {
+        // An attribute in the source is the attribute's arguments.
+        if let Some(rest) = src.strip_prefix("#[differentiate(") {
+            let end = rest.find(")]").unwrap_or(0);
+            return (rest[..end].parse().unwrap_or_default(), rest[end + 2..].parse().unwrap_or_default());
+        }
+        (TokenStream::new(), src.parse().unwrap_or_default())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        #[test]
+        fn mutated_functions_never_panic(which in 0..CORPUS.len(), ops in proptest::collection::vec((any::<u8>(), any::<usize>()), 0..6), mutate_attr in any::<bool>()) {
+            let (attr, item) = split(CORPUS[which]);
+            let item = mutate(item, &ops, 0);
+            let attr = if mutate_attr { mutate(attr, &ops, 0) } else { attr };
+            let result = std::panic::catch_unwind(|| expand(attr.clone(), item.clone()).to_string());
+            prop_assert!(result.is_ok(), "expand panicked on attr `{}` item `{}`", attr, item);
+        }
+
+        #[test]
+        fn arbitrary_token_soup_never_panics(words in proptest::collection::vec(prop_oneof![
+            Just("fn"), Just("f"), Just("x"), Just(":"), Just("f64"), Just("->"), Just("{"), Just("}"),
+            Just("("), Just(")"), Just("["), Just("]"), Just("+"), Just("*"), Just("let"), Just("="), Just(";"),
+            Just("if"), Just("else"), Just("for"), Just("in"), Just(".."), Just("0"), Just("1.0"), Just("return"),
+            Just("while"), Just("break"), Just("loop"), Just("&"), Just("mut"), Just("."), Just("sin"), Just(","),
+        ], 0..40)) {
+            let src = words.join(" ");
+            if let Ok(item) = src.parse::<TokenStream>() {
+                let result = std::panic::catch_unwind(|| expand(TokenStream::new(), item.clone()).to_string());
+                prop_assert!(result.is_ok(), "expand panicked on `{}`", src);
+            }
+        }
+    }
+
+    #[test]
+    fn the_corpus_itself_expands() {
+        for src in CORPUS {
+            let (attr, item) = split(src);
+            let out = expand(attr, item).to_string();
+            assert!(!out.contains("compile_error") || src.contains("physics"), "{src}: {out}");
+        }
+    }
+}
