@@ -115,8 +115,8 @@ fn same_name_in_different_modules_called_by_path() {
 // `use` imports, aliases and re-exports: a call differentiates through the `_pullback` that
 // stands beside the name used, so it is imported (or re-exported) with the function.
 mod api {
-    pub use super::right::{energy as cube, energy_pullback as cube_pullback};
     pub use super::right::deeper::{energy, energy_pullback};
+    pub use super::right::{energy as cube, energy_pullback as cube_pullback};
 }
 
 use api::{cube, cube_pullback};

@@ -374,6 +374,7 @@ fn benchmark_workloads_match_their_hand_written_gradients() {
 
 /// A last loop that only accumulates runs fused with its reverse; these vary what is inside.
 #[differentiate]
+#[allow(unused_variables, unused_assignments)]
 fn fused_variants(x: &[f64], c: f64) -> f64 {
     let mut other = 0.0;
     let mut s = 0.0;
@@ -402,5 +403,9 @@ fn fused_last_loops_match_finite_differences() {
     let (v, (g, gc)) = fused_variants_value_and_grad(&x, 0.7);
     assert_eq!(v, fused_variants(&x, 0.7));
     assert_close(&g, &fd(&|v: &[f64]| fused_variants(v, 0.7), &x), 1e-6);
-    assert_close(&[gc], &fd(&|c: &[f64]| fused_variants(&x, c[0]), &[0.7]), 1e-6);
+    assert_close(
+        &[gc],
+        &fd(&|c: &[f64]| fused_variants(&x, c[0]), &[0.7]),
+        1e-6,
+    );
 }

@@ -293,7 +293,15 @@ impl Forward<'_> {
                 let v = &self.f.vars[*var];
                 let name = &v.name;
                 let ty = v.ty.as_ref().map(|t| quote!(: #t));
-                if let Op::Index { tape: Some(t), .. } = op {
+                let live = |t: &crate::ir::ReadTape| {
+                    self.plans
+                        .values()
+                        .any(|p| p.read_tape.as_deref() == Some(t.tape.to_string().as_str()))
+                };
+                if let Some(t) = match op {
+                    Op::Index { tape: Some(t), .. } if live(t) => Some(t),
+                    _ => None,
+                } {
                     let (tape, cursor) = (&t.tape, &t.cursor);
                     match self.mode {
                         Mode::Body => {

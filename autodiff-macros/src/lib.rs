@@ -168,7 +168,10 @@ mod never_panics {
         // An attribute in the source is the attribute's arguments.
         if let Some(rest) = src.strip_prefix("#[differentiate(") {
             let end = rest.find(")]").unwrap_or(0);
-            return (rest[..end].parse().unwrap_or_default(), rest[end + 2..].parse().unwrap_or_default());
+            return (
+                rest[..end].parse().unwrap_or_default(),
+                rest[end + 2..].parse().unwrap_or_default(),
+            );
         }
         (TokenStream::new(), src.parse().unwrap_or_default())
     }
@@ -204,7 +207,10 @@ mod never_panics {
         for src in CORPUS {
             let (attr, item) = split(src);
             let out = expand(attr, item).to_string();
-            assert!(!out.contains("compile_error") || src.contains("physics"), "{src}: {out}");
+            assert!(
+                !out.contains("compile_error") || src.contains("physics"),
+                "{src}: {out}"
+            );
         }
     }
 }

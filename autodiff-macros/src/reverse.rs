@@ -62,6 +62,8 @@ pub struct LoopPlan {
     pub entries: Vec<VarId>,
     /// The body reads buffers: the values are taped.
     pub reads: bool,
+    /// The name of that tape (when `reads`).
+    pub read_tape: Option<String>,
     /// The trip count is kept (`while`, `loop`, or a `for` that can `break`).
     pub count: bool,
     /// For a nested loop: its outputs the enclosing loop's recomputation needs.
@@ -658,6 +660,23 @@ impl<'a> Reverse<'a> {
             self.mark_tokens(iter);
         }
         let reads = reads_tape(&l.body, &l.reads.tape);
+        // The plan first: the recomputation below reads the body's buffer reads from its tape.
+        let exit_afters = self
+            .plans
+            .get(&key)
+            .map(|p| p.exit_afters.clone())
+            .unwrap_or_default();
+        self.plans.insert(
+            key,
+            LoopPlan {
+                entries: entries.clone(),
+                reads,
+                read_tape: reads.then(|| l.reads.tape.to_string()),
+                count: counted,
+                exit_afters,
+                reversed: true,
+            },
+        );
         let recompute =
             crate::emit::recompute(self.f, &l.body, &included, &self.saved, &self.plans, &rt);
         let count = &l.count;
@@ -696,21 +715,6 @@ impl<'a> Reverse<'a> {
             let d = self.f.vars[c.after].adjoint.clone();
             out.extend(self.contribute(&c.init, quote!(#d)));
         }
-        let exit_afters = self
-            .plans
-            .get(&key)
-            .map(|p| p.exit_afters.clone())
-            .unwrap_or_default();
-        self.plans.insert(
-            key,
-            LoopPlan {
-                entries,
-                reads,
-                count: counted,
-                exit_afters,
-                reversed: true,
-            },
-        );
         out
     }
 

@@ -351,6 +351,8 @@ pub static RULES: &[Rule] = &[
     tensor!("to_owned", 1, 0, Forward::AsWritten, fallible: false, Adjoint::Linear(&[true])),
     tensor!("view", 1, 0, Forward::AsWritten, fallible: false, Adjoint::Linear(&[true])),
     tensor!("to_vec", 1, 0, Forward::AsWritten, fallible: false, Adjoint::Linear(&[true])),
+    tensor!("row", 1, 1, Forward::AsWritten, fallible: false, Adjoint::Runtime(&["row_adj"])),
+    tensor!("column", 1, 1, Forward::AsWritten, fallible: false, Adjoint::Runtime(&["column_adj"])),
     // Piecewise constant: zero derivative.
     zero!("signum"),
     zero!("floor"),

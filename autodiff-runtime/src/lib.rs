@@ -23,9 +23,9 @@ pub use real::Real;
 pub mod __rt {
     pub use crate::adjoint::{acc, init, like, pb1, pb2, pb3, pop, release, zero_like, Branch};
     pub use crate::tensor::{
-        add, div, dot, dot_lhs_adj, dot_rhs_adj, insert_axis, insert_axis_adj,
-        into_shape_with_order, mean_adj, mean_axis_adj, mul, neg, reshape_adj, reversed_axes, sub,
-        sum_adj, sum_axis_adj, t_adj,
+        add, column_adj, div, dot, dot_lhs_adj, dot_rhs_adj, insert_axis, insert_axis_adj,
+        into_shape_with_order, mean_adj, mean_axis_adj, mul, neg, reshape_adj, reversed_axes,
+        row_adj, sub, sum_adj, sum_axis_adj, t_adj,
     };
     pub use crate::Real;
 }

@@ -483,3 +483,43 @@ pub fn mean_axis_adj<
     out.mapv_inplace(|v| v / n);
     out
 }
+
+// ----- rows and columns ----------------------------------------------------------------------
+
+/// Adjoint of `x.row(k)`: `dy` in row `k`, zero elsewhere.
+pub fn row_adj<
+    F: Real,
+    SX: Data<Elem = F>,
+    X: Val<Canon = ArrayBase<SX, Ix2>> + ?Sized,
+    Y: ?Sized,
+    S: Data<Elem = F>,
+    DY: Val<Canon = ArrayBase<S, Ix1>> + ?Sized,
+>(
+    x: &X,
+    _y: &Y,
+    dy: &DY,
+    k: usize,
+) -> Array2<F> {
+    let mut out = Array2::zeros(x.canon().raw_dim());
+    out.row_mut(k).assign(dy.canon());
+    out
+}
+
+/// Adjoint of `x.column(k)`: `dy` in column `k`, zero elsewhere.
+pub fn column_adj<
+    F: Real,
+    SX: Data<Elem = F>,
+    X: Val<Canon = ArrayBase<SX, Ix2>> + ?Sized,
+    Y: ?Sized,
+    S: Data<Elem = F>,
+    DY: Val<Canon = ArrayBase<S, Ix1>> + ?Sized,
+>(
+    x: &X,
+    _y: &Y,
+    dy: &DY,
+    k: usize,
+) -> Array2<F> {
+    let mut out = Array2::zeros(x.canon().raw_dim());
+    out.column_mut(k).assign(dy.canon());
+    out
+}
