@@ -540,6 +540,7 @@ pub fn fused_loop(
     saved: &Saved,
     plans: &Plans,
     rt: &Ident,
+    inner: Option<TokenStream>,
     reverse: TokenStream,
 ) -> TokenStream {
     let keep_like = HashSet::new();
@@ -561,7 +562,19 @@ pub fn fused_loop(
         LoopKind::While { cond } => quote!(while #cond),
         LoopKind::Forever => quote!(loop),
     };
-    let body = fwd.block(&l.body);
+    // A nested fused loop ends the body: it runs (forward and reverse) after the rest of the
+    // body's forward code and before the rest of its reverse.
+    let body = match inner {
+        Some(inner) => {
+            let mut b: TokenStream = l.body.stmts[..l.body.stmts.len() - 1]
+                .iter()
+                .map(|s| fwd.stmt(s))
+                .collect();
+            b.extend(inner);
+            b
+        }
+        None => fwd.block(&l.body),
+    };
     let assign = (!slots.is_empty()).then(|| quote!((#(#slots,)*) = (#(#exits,)*);));
     let brk = l.brk.as_ref().map(|b| {
         let b = fwd.operand(b);

@@ -142,7 +142,7 @@ impl<'a> Reverse<'a> {
         if let Some(l) = self.fusable() {
             // The function ends with a loop that accumulates its value: its adjoint is the seed
             // from the start, so the loop's reverse runs inside the forward loop.
-            let fused = self.fused_loop(l, seed);
+            let fused = self.fused_loop(l, f.result.var().unwrap_or_default(), seed);
             self.fused = Some(fused);
             let mut out = TokenStream::new();
             for s in f.body.stmts[..f.body.stmts.len() - 1].iter().rev() {
@@ -162,10 +162,16 @@ impl<'a> Reverse<'a> {
     /// Buffers would need the reverse order: a body that writes or reads one is not fused.
     fn fusable(&self) -> Option<&'a Loop> {
         let f = self.f;
-        let Some(Stmt::Loop(l)) = f.body.stmts.last() else {
+        self.fusable_in(&f.body, f.result.var()?)
+    }
+
+    /// The last statement of `block`, if it is a loop that can run fused with its reverse
+    /// given that `result` is the only value of the block whose adjoint is nonzero.
+    fn fusable_in(&self, block: &'a Block, result: VarId) -> Option<&'a Loop> {
+        let f = self.f;
+        let Some(Stmt::Loop(l)) = block.stmts.last() else {
             return None;
         };
-        let result = f.result.var()?;
         if !l
             .carried
             .iter()
@@ -197,6 +203,10 @@ impl<'a> Reverse<'a> {
                 }
                 _ => false,
             });
+            // Or through a nested loop that ends the body and accumulates it in turn.
+            let accumulates = accumulates
+                || matches!(l.body.stmts.last(), Some(Stmt::Loop(n)) if n.carried.iter().any(|c2| c2.after == exit && c2.init.var() == Some(c.entry)))
+                    && self.fusable_in(&l.body, exit).is_some();
             let entry_uses = uses.iter().filter(|u| **u == c.entry).count();
             let exit_uses = uses.iter().filter(|u| **u == exit).count();
             if !accumulates || entry_uses != 1 || exit_uses != 0 {
@@ -272,11 +282,11 @@ impl<'a> Reverse<'a> {
 
     /// A loop fused with its reverse: each iteration runs forward, then its reverse at once,
     /// with the (constant) adjoint of its accumulated output.
-    fn fused_loop(&mut self, l: &'a Loop, seed: TokenStream) -> TokenStream {
+    fn fused_loop(&mut self, l: &'a Loop, result: VarId, seed: TokenStream) -> TokenStream {
         let rt = self.rt.clone();
         let float = self.float.clone();
         let inner: HashSet<VarId> = loop_defined(l).into_iter().collect();
-        let result = self.f.result.var();
+        let result = Some(result);
         let active: Vec<&Carried> = l
             .carried
             .iter()
@@ -331,11 +341,31 @@ impl<'a> Reverse<'a> {
         }
         self.loops.push(shapes);
         let mut reverse = TokenStream::new();
-        for c in &active {
-            let d = self.f.vars[c.after].adjoint.clone();
-            reverse.extend(self.contribute(&c.exit, quote!(&#d)));
+        // A nested loop that ends the body and accumulates the one carried value runs fused
+        // too, seeded with this loop's adjoint.
+        let nested = match active.as_slice() {
+            [c] => c.exit.var().and_then(|e| {
+                self.fusable_in(&l.body, e)
+                    .map(|n| (n, e, self.f.vars[c.after].adjoint.clone()))
+            }),
+            _ => None,
+        };
+        let mut inner_fused = None;
+        match nested {
+            Some((n, e, d)) => {
+                inner_fused = Some(self.fused_loop(n, e, quote!(&#d)));
+                for st in l.body.stmts[..l.body.stmts.len() - 1].iter().rev() {
+                    reverse.extend(self.stmt(st));
+                }
+            }
+            None => {
+                for c in &active {
+                    let d = self.f.vars[c.after].adjoint.clone();
+                    reverse.extend(self.contribute(&c.exit, quote!(&#d)));
+                }
+                reverse.extend(self.block(&l.body));
+            }
         }
-        reverse.extend(self.block(&l.body));
         for w in &windows {
             reverse.extend(self.window_step(w, true));
         }
@@ -355,6 +385,7 @@ impl<'a> Reverse<'a> {
             &self.saved,
             &self.plans,
             &rt,
+            inner_fused,
             reverse,
         ));
         for (t, p) in &promotions {
