@@ -1,0 +1,85 @@
+//! Straight-line scalar gradients allocate nothing; loop gradients over unchanged inputs
+//! allocate only the gradient they return. Counted with an instrumented global allocator.
+use autodiff::differentiate;
+use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
+use std::alloc::System;
+use std::hint::black_box;
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+#[differentiate]
+fn scalar(x: f64, y: f64) -> f64 {
+    let mut r = (x + 2.0).powi(2) * y.sin();
+    if r > 1.0 {
+        r = r.ln() + x.atan2(y);
+    } else {
+        r -= x.hypot(y).sqrt();
+    }
+    r * x.exp() + y.max(0.5)
+}
+
+#[differentiate]
+fn rosenbrock(x: &[f64]) -> f64 {
+    let mut s = 0.0;
+    for i in 0..x.len() - 1 {
+        let a = x[i + 1] - x[i] * x[i];
+        let b = 1.0 - x[i];
+        s += 100.0 * a * a + b * b;
+    }
+    s
+}
+
+#[differentiate]
+fn pairs(x: &[f64]) -> f64 {
+    let n = x.len() / 3;
+    let mut e = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let dx = x[3 * i] - x[3 * j];
+            let dy = x[3 * i + 1] - x[3 * j + 1];
+            let dz = x[3 * i + 2] - x[3 * j + 2];
+            let s6 = 1.0 / (dx * dx + dy * dy + dz * dz).powi(3);
+            e += 4.0 * (s6 * s6 - s6);
+        }
+    }
+    e
+}
+
+#[test]
+fn allocations_of_the_gradients() {
+    // Warm up anything lazily allocated by the test harness.
+    black_box(scalar_grad(0.3, 0.7));
+
+    let region = Region::new(GLOBAL);
+    for k in 0..100 {
+        black_box(scalar_grad(0.3 + k as f64 * 0.01, 0.7));
+        black_box(scalar_value_and_grad(1.3, -0.2 + k as f64 * 0.01));
+        black_box(scalar_pullback(0.5, 0.4, 2.0));
+    }
+    assert_eq!(
+        region.change().allocations,
+        0,
+        "straight-line scalar gradients allocate nothing"
+    );
+
+    let x: Vec<f64> = (0..100).map(|i| 0.5 + 0.01 * i as f64).collect();
+    let region = Region::new(GLOBAL);
+    black_box(rosenbrock_grad(black_box(&x)));
+    assert_eq!(
+        region.change().allocations,
+        1,
+        "Rosenbrock allocates only its gradient"
+    );
+
+    let p: Vec<f64> = (0..30)
+        .map(|i| (i as f64 * 0.37).sin() * 3.0 + i as f64)
+        .collect();
+    let region = Region::new(GLOBAL);
+    black_box(pairs_grad(black_box(&p)));
+    assert_eq!(
+        region.change().allocations,
+        1,
+        "a pair sum allocates only its gradient"
+    );
+}
