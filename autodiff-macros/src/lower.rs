@@ -1874,13 +1874,24 @@ fn pat_name(p: &Pat) -> syn::Result<Option<Ident>> {
 
 /// Does `e` contain a `break` or `continue` of the loop it is in (not of a nested loop)?
 fn contains_loop_exit(e: &Expr) -> bool {
-    struct Find(bool);
+    let (brk, cont) = loop_exits(e);
+    brk || cont
+}
+
+/// Does `e` contain a `break` of the loop it is in?
+fn contains_break(e: &Expr) -> bool {
+    loop_exits(e).0
+}
+
+/// Whether `e` contains a `break`, and a `continue`, of the loop it is in.
+fn loop_exits(e: &Expr) -> (bool, bool) {
+    struct Find(bool, bool);
     impl<'ast> Visit<'ast> for Find {
         fn visit_expr_break(&mut self, _: &'ast syn::ExprBreak) {
             self.0 = true;
         }
         fn visit_expr_continue(&mut self, _: &'ast syn::ExprContinue) {
-            self.0 = true;
+            self.1 = true;
         }
         fn visit_expr_for_loop(&mut self, _: &'ast syn::ExprForLoop) {}
         fn visit_expr_while(&mut self, _: &'ast syn::ExprWhile) {}
@@ -1888,27 +1899,9 @@ fn contains_loop_exit(e: &Expr) -> bool {
         fn visit_expr_closure(&mut self, _: &'ast syn::ExprClosure) {}
         fn visit_item(&mut self, _: &'ast syn::Item) {}
     }
-    let mut f = Find(false);
+    let mut f = Find(false, false);
     f.visit_expr(e);
-    f.0
-}
-
-/// Does `e` contain a `break` of the loop it is in?
-fn contains_break(e: &Expr) -> bool {
-    struct Find(bool);
-    impl<'ast> Visit<'ast> for Find {
-        fn visit_expr_break(&mut self, _: &'ast syn::ExprBreak) {
-            self.0 = true;
-        }
-        fn visit_expr_for_loop(&mut self, _: &'ast syn::ExprForLoop) {}
-        fn visit_expr_while(&mut self, _: &'ast syn::ExprWhile) {}
-        fn visit_expr_loop(&mut self, _: &'ast syn::ExprLoop) {}
-        fn visit_expr_closure(&mut self, _: &'ast syn::ExprClosure) {}
-        fn visit_item(&mut self, _: &'ast syn::Item) {}
-    }
-    let mut f = Find(false);
-    f.visit_expr(e);
-    f.0
+    (f.0, f.1)
 }
 
 /// The names a block assigns to (`x = ..`, `x += ..`), in order, nested blocks included.

@@ -388,26 +388,7 @@ impl<'a> Reverse<'a> {
             inner_fused,
             reverse,
         ));
-        for (t, p) in &promotions {
-            if let (
-                Promotion::Invariant { reg, slot },
-                Some(Stmt::Let {
-                    op: Op::Index { base, .. },
-                    ..
-                }),
-            ) = (
-                p,
-                l.body
-                    .stmts
-                    .iter()
-                    .find(|s| matches!(s, Stmt::Let { var, .. } if var == t)),
-            ) {
-                if let Some(b) = base.var() {
-                    let d = self.f.vars[b].adjoint.clone();
-                    out.extend(quote!(if let ::core::option::Option::Some(k) = #slot { #rt::acc(&mut #d[k], #reg); }));
-                }
-            }
-        }
+        out.extend(self.flush_invariants(l, &promotions));
         for c in &active {
             let d = self.f.vars[c.after].adjoint.clone();
             out.extend(self.contribute(&c.init, quote!(#d)));
@@ -641,26 +622,7 @@ impl<'a> Reverse<'a> {
             body.extend(self.window_step(w, false));
         }
         self.promoted.pop();
-        for (t, p) in &promotions {
-            if let (
-                Promotion::Invariant { reg, slot },
-                Some(Stmt::Let {
-                    op: Op::Index { base, .. },
-                    ..
-                }),
-            ) = (
-                p,
-                l.body
-                    .stmts
-                    .iter()
-                    .find(|s| matches!(s, Stmt::Let { var, .. } if var == t)),
-            ) {
-                if let Some(b) = base.var() {
-                    let d = self.f.vars[b].adjoint.clone();
-                    flush_after.extend(quote!(if let ::core::option::Option::Some(k) = #slot { #rt::acc(&mut #d[k], #reg); }));
-                }
-            }
-        }
+        flush_after.extend(self.flush_invariants(l, &promotions));
         for c in &active {
             let d = self.f.vars[c.after].adjoint.clone();
             let next = if self.declared.contains(&c.entry) {
@@ -934,6 +896,29 @@ impl<'a> Reverse<'a> {
                     Some(prev) => out.extend(quote!(#reg = #prev;)),
                     None => out.extend(quote!(#reg = 0.0;)),
                 }
+            }
+        }
+        out
+    }
+
+    /// After a loop's reverse: each loop-invariant element's register, added into its array's
+    /// adjoint at the index the loop read (if the loop ran at all).
+    fn flush_invariants(&self, l: &Loop, promotions: &HashMap<VarId, Promotion>) -> TokenStream {
+        let rt = &self.rt;
+        let mut out = TokenStream::new();
+        for s in &l.body.stmts {
+            let Stmt::Let {
+                var,
+                op: Op::Index { base, .. },
+            } = s
+            else {
+                continue;
+            };
+            if let (Some(Promotion::Invariant { reg, slot }), Some(b)) =
+                (promotions.get(var), base.var())
+            {
+                let d = &self.f.vars[b].adjoint;
+                out.extend(quote!(if let ::core::option::Option::Some(k) = #slot { #rt::acc(&mut #d[k], #reg); }));
             }
         }
         out
