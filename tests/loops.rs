@@ -409,3 +409,56 @@ fn fused_last_loops_match_finite_differences() {
         1e-6,
     );
 }
+
+#[differentiate]
+fn matrix_loops(a: &autodiff::ndarray::Array2<f64>, w: &[f64]) -> f64 {
+    let (rows, cols) = (a.nrows(), a.ncols());
+    let mut acc: autodiff::ndarray::Array1<f64> = autodiff::ndarray::Array1::zeros(rows);
+    for i in 0..rows {
+        for j in 0..cols {
+            acc[i] += a[[i, j]] * w[j];
+        }
+    }
+    let mut s = 0.0;
+    for i in 0..rows {
+        s += acc[i].tanh();
+    }
+    s
+}
+
+#[test]
+fn two_dimensional_indexing_and_an_array_buffer() {
+    let a = autodiff::ndarray::Array2::from_shape_fn((3, 2), |(i, j)| {
+        0.3 * i as f64 - 0.4 * j as f64 + 0.1
+    });
+    let w = [0.7, -1.1];
+    let (ga, gw) = matrix_loops_grad(&a, &w);
+    let flat: Vec<f64> = a.iter().copied().collect();
+    let want_a = fd(
+        &|v: &[f64]| {
+            matrix_loops(
+                &autodiff::ndarray::Array2::from_shape_vec((3, 2), v.to_vec()).unwrap(),
+                &w,
+            )
+        },
+        &flat,
+    );
+    assert_close(&ga.iter().copied().collect::<Vec<_>>(), &want_a, 1e-6);
+    assert_close(&gw, &fd(&|v: &[f64]| matrix_loops(&a, v), &w), 1e-6);
+}
+
+#[differentiate]
+fn reads_past_the_end(x: &[f64], k: usize) -> f64 {
+    x[k] * 2.0
+}
+
+#[test]
+fn out_of_bounds_reads_panic_as_the_primal_does() {
+    let x = [1.0, 2.0];
+    let text =
+        |e: Box<dyn std::any::Any + Send>| e.downcast_ref::<String>().cloned().unwrap_or_default();
+    let primal = text(std::panic::catch_unwind(|| reads_past_the_end(&x, 5)).unwrap_err());
+    let grad = text(std::panic::catch_unwind(|| reads_past_the_end_grad(&x, 5)).unwrap_err());
+    assert!(primal.contains("index out of bounds"), "{primal}");
+    assert_eq!(primal, grad);
+}
