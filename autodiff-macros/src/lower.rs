@@ -478,7 +478,7 @@ impl Lowerer<'_> {
         if let Some((else_token, _)) = &init.diverge {
             return Err(syn::Error::new_spanned(
                 else_token,
-                "#[differentiate] does not support `let ... else`",
+                "#[differentiate] does not support `let ... else`: unwrap the value before calling the function, or use `if`/`else` on a comparison",
             ));
         }
         let mut bindings = Vec::new();
@@ -1220,7 +1220,7 @@ impl Lowerer<'_> {
         if m.turbofish.is_some() {
             return Err(syn::Error::new_spanned(
                 m,
-                "#[differentiate] does not support turbofish on methods of differentiated values",
+                "#[differentiate] does not support turbofish on methods of differentiated values: call the method without it (`x.max(1.0)`)",
             ));
         }
         let whole = Expr::MethodCall(m.clone());
@@ -1835,7 +1835,7 @@ fn unsupported(e: &Expr) -> syn::Error {
         Expr::Return(_) => "#[differentiate] supports `return` as a statement, inside `if`/`else` arms and blocks; move the `return` out of this expression",
         Expr::Index(_) => "#[differentiate] does not support indexing a differentiated value yet",
         Expr::Tuple(_) => "#[differentiate] supports tuples only in `let (a, b) = (.., ..);`",
-        Expr::Reference(_) => "#[differentiate] does not support `&mut` references to differentiated values",
+        Expr::Reference(_) => "#[differentiate] does not support `&mut` references to differentiated values: pass the value and assign the result (`y = scale(y)`)",
         Expr::Field(_) => "#[differentiate] does not support fields of differentiated values",
         Expr::Async(_) | Expr::Await(_) => "#[differentiate] does not support `async` code",
         Expr::Assign(_) => "#[differentiate] supports assignments as statements only",
