@@ -221,24 +221,7 @@ impl<'a> Reverse<'a> {
         let mut names = Vec::new();
         for s in &b.stmts {
             match s {
-                Stmt::Let { op, .. } => match op {
-                    Op::Copy(o) => out.extend(o.var()),
-                    Op::Verbatim(t) => idents(t, &mut names),
-                    Op::Prim { args, ints, .. } => {
-                        out.extend(args.iter().chain(ints).filter_map(Operand::var))
-                    }
-                    Op::Call { args, .. } => out.extend(args.iter().filter_map(Operand::var)),
-                    Op::Map { recv, func, .. } => {
-                        out.extend(recv.var());
-                        if let MapFn::Closure { forward, .. } = func {
-                            idents(forward, &mut names);
-                        }
-                    }
-                    Op::Index { base, index, .. } => {
-                        out.extend(base.var());
-                        out.extend(index.var());
-                    }
-                },
+                Stmt::Let { op, .. } => op_reads(op, &mut names, |v| out.push(v)),
                 Stmt::If {
                     cond,
                     then,
@@ -1023,24 +1006,9 @@ impl<'a> Reverse<'a> {
     fn free_vars(&self, s: &Stmt, out: &mut BTreeSet<VarId>) {
         let mut names = Vec::new();
         match s {
-            Stmt::Let { op, .. } => match op {
-                Op::Copy(o) => out.extend(o.var()),
-                Op::Verbatim(t) => idents(t, &mut names),
-                Op::Prim { args, ints, .. } => {
-                    out.extend(args.iter().chain(ints).filter_map(Operand::var))
-                }
-                Op::Call { args, .. } => out.extend(args.iter().filter_map(Operand::var)),
-                Op::Map { recv, func, .. } => {
-                    out.extend(recv.var());
-                    if let crate::ir::MapFn::Closure { forward, .. } = func {
-                        idents(forward, &mut names);
-                    }
-                }
-                Op::Index { base, index, .. } => {
-                    out.extend(base.var());
-                    out.extend(index.var());
-                }
-            },
+            Stmt::Let { op, .. } => op_reads(op, &mut names, |v| {
+                out.insert(v);
+            }),
             Stmt::If {
                 cond,
                 then,
@@ -1462,6 +1430,32 @@ fn reads_tape(b: &Block, tape: &Ident) -> bool {
         Stmt::If { then, els, .. } => reads_tape(then, tape) || reads_tape(els, tape),
         _ => false,
     })
+}
+
+/// The variables an operation reads: operands directly, and the names verbatim code uses
+/// (collected in `names`, to be resolved by the caller).
+fn op_reads(op: &Op, names: &mut Vec<String>, mut read: impl FnMut(VarId)) {
+    let mut operand = |o: &Operand| {
+        if let Some(v) = o.var() {
+            read(v)
+        }
+    };
+    match op {
+        Op::Copy(o) => operand(o),
+        Op::Verbatim(t) => idents(t, names),
+        Op::Prim { args, ints, .. } => args.iter().chain(ints).for_each(operand),
+        Op::Call { args, .. } => args.iter().for_each(operand),
+        Op::Map { recv, func, .. } => {
+            operand(recv);
+            if let MapFn::Closure { forward, .. } = func {
+                idents(forward, names);
+            }
+        }
+        Op::Index { base, index, .. } => {
+            operand(base);
+            operand(index);
+        }
+    }
 }
 
 /// Identifiers in a token stream.
