@@ -279,15 +279,7 @@ impl<'a> Reverse<'a> {
         let mut out = crate::emit::loop_prelude(self.f, l, &rt);
         let mut targets = BTreeSet::new();
         targets_of(&l.body, &mut targets);
-        for v in targets {
-            if inner.contains(&v) || !self.f.vars[v].active || self.declared.contains(&v) {
-                continue;
-            }
-            self.declared.insert(v);
-            let d = self.f.vars[v].adjoint.clone();
-            let x = self.like(v);
-            out.extend(quote!(let mut #d = #rt::zero_like(&#x);));
-        }
+        out.extend(self.declare_zero(targets, &inner));
         for c in &active {
             let d = self.f.vars[c.after].adjoint.clone();
             let x = self.f.vars[c.after].name.clone();
@@ -315,14 +307,7 @@ impl<'a> Reverse<'a> {
         let snapshot = self.declared.clone();
         self.used.push(BTreeSet::new());
         self.promoted.push(promotions.clone());
-        let mut shapes: HashMap<VarId, VarId> =
-            l.carried.iter().map(|c| (c.entry, c.after)).collect();
-        for c in &l.carried {
-            if let Some(e) = c.exit.var().filter(|e| inner.contains(e)) {
-                shapes.entry(e).or_insert(c.after);
-            }
-        }
-        self.loops.push(shapes);
+        self.loops.push(storage_shapes(l, &inner));
         let mut reverse = TokenStream::new();
         // A nested loop that ends the body and accumulates the one carried value runs fused
         // too, seeded with this loop's adjoint.
@@ -388,6 +373,23 @@ impl<'a> Reverse<'a> {
             let x = self.primal(param);
             quote!(#rt::zero_like(&#x))
         }
+    }
+
+    /// Zero adjoints, before a construct whose reverse adds to them, for the differentiated
+    /// `targets` defined outside it (not in `inner`) that have none yet.
+    fn declare_zero(&mut self, targets: BTreeSet<VarId>, inner: &HashSet<VarId>) -> TokenStream {
+        let rt = self.rt.clone();
+        let mut out = TokenStream::new();
+        for v in targets {
+            if inner.contains(&v) || !self.f.vars[v].active || self.declared.contains(&v) {
+                continue;
+            }
+            self.declared.insert(v);
+            let d = self.f.vars[v].adjoint.clone();
+            let x = self.like(v);
+            out.extend(quote!(let mut #d = #rt::zero_like(&#x);));
+        }
+        out
     }
 
     /// A value whose shape alone is read (as the `like` of `init` or `zero_like`).
@@ -548,15 +550,7 @@ impl<'a> Reverse<'a> {
         for c in &l.carried {
             targets.extend(c.exit.var());
         }
-        for v in targets {
-            if inner.contains(&v) || !self.f.vars[v].active || self.declared.contains(&v) {
-                continue;
-            }
-            self.declared.insert(v);
-            let d = self.f.vars[v].adjoint.clone();
-            let x = self.like(v);
-            out.extend(quote!(let mut #d = #rt::zero_like(&#x);));
-        }
+        out.extend(self.declare_zero(targets, &inner));
         // The adjoint carried from iteration to iteration, starting from the loop's output.
         for c in &active {
             if !self.declared.contains(&c.after) {
@@ -585,16 +579,7 @@ impl<'a> Reverse<'a> {
         let snapshot = self.declared.clone();
         self.used.push(BTreeSet::new());
         self.promoted.push(promotions.clone());
-        // Entries and exits of carried variables have the shape of their storage: their shape
-        // is read from it, so they are never recorded or recomputed just for their shape.
-        let mut shapes: HashMap<VarId, VarId> =
-            l.carried.iter().map(|c| (c.entry, c.after)).collect();
-        for c in &l.carried {
-            if let Some(e) = c.exit.var().filter(|e| inner.contains(e)) {
-                shapes.entry(e).or_insert(c.after);
-            }
-        }
-        self.loops.push(shapes);
+        self.loops.push(storage_shapes(l, &inner));
         let mut body = TokenStream::new();
         for c in &active {
             let d = self.f.vars[c.after].adjoint.clone();
@@ -1263,15 +1248,7 @@ impl<'a> Reverse<'a> {
             }
         }
         let mut out = TokenStream::new();
-        for v in targets {
-            if inner.contains(&v) || !self.f.vars[v].active || self.declared.contains(&v) {
-                continue;
-            }
-            self.declared.insert(v);
-            let d = self.f.vars[v].adjoint.clone();
-            let x = self.like(v);
-            out.extend(quote!(let mut #d = #rt::zero_like(&#x);));
-        }
+        out.extend(self.declare_zero(targets, &inner));
         let mut arms = Vec::new();
         for (k, arm) in [then, els].into_iter().enumerate() {
             let snapshot = self.declared.clone();
@@ -1350,6 +1327,18 @@ fn defined_deep(b: &Block) -> Vec<VarId> {
         }
     }
     out
+}
+
+/// Entries and exits of a loop's carried variables have the shape of their storage: their
+/// shape is read from it, so they are never recorded or recomputed just for their shape.
+fn storage_shapes(l: &Loop, inner: &HashSet<VarId>) -> HashMap<VarId, VarId> {
+    let mut shapes: HashMap<VarId, VarId> = l.carried.iter().map(|c| (c.entry, c.after)).collect();
+    for c in &l.carried {
+        if let Some(e) = c.exit.var().filter(|e| inner.contains(e)) {
+            shapes.entry(e).or_insert(c.after);
+        }
+    }
+    shapes
 }
 
 /// Every variable defined inside a loop: its body's, its entries, its index.
