@@ -8,7 +8,7 @@ use crate::names::Namer;
 use crate::reverse::{like_name, LoopPlan, Plans, Reverse, Saved};
 use crate::rules::Forward as Fwd;
 use crate::signature::{self, Param, Signature};
-use crate::{attr, lower};
+use crate::{attr, lower, tbr};
 use proc_macro2::{Ident, TokenStream};
 use quote::{format_ident, quote, ToTokens};
 use std::collections::HashSet;
@@ -99,7 +99,8 @@ fn body(
     mut namer: Namer,
 ) -> syn::Result<TokenStream> {
     let rt = namer.fresh("rt");
-    let f = lower::lower(func, sig, &active, &mut namer)?;
+    let mut f = lower::lower(func, sig, &active, &mut namer)?;
+    tbr::untape_stable_reads(&mut f);
     // A first reverse sweep finds which top-level values the reverse sweep reads; the others
     // are freed at the end of the forward sweep (keeping their shape where needed).
     let mut probe = Reverse::new(&f, sig.float.clone(), rt.clone(), HashSet::new());

@@ -5,8 +5,9 @@
 //! 2. [`signature`]: which parameters are differentiable, and the float type;
 //! 3. [`lower`]: the body into the small A-normal-form [`ir`], with spanned errors;
 //! 4. [`rules`]: the table of derivative rules, one entry per primitive;
-//! 5. [`reverse`]: the reverse sweep, and what the forward sweep must keep for it;
-//! 6. [`emit`]: the companions `f_grad`, `f_value_and_grad` and `f_pullback`.
+//! 5. [`tbr`]: the to-be-recorded analysis, which buffer reads the forward sweep must tape;
+//! 6. [`reverse`]: the reverse sweep, and what the forward sweep must keep for it;
+//! 7. [`emit`]: the companions `f_grad`, `f_value_and_grad` and `f_pullback`.
 #![forbid(unsafe_code)]
 
 mod attr;
@@ -17,6 +18,7 @@ mod names;
 mod reverse;
 mod rules;
 mod signature;
+mod tbr;
 
 use proc_macro::TokenStream;
 
@@ -98,12 +100,17 @@ mod tests {
         }
     }
 
-    /// Prints the expansion of the function in `AUTODIFF_EXPAND` (a debugging aid).
+    /// Prints the expansion of the function in `AUTODIFF_EXPAND` (a debugging aid), with the
+    /// attribute's options from `AUTODIFF_ATTR` (`wrt(x)`).
     #[test]
     fn print_requested_expansion() {
         if let Ok(src) = std::env::var("AUTODIFF_EXPAND") {
             let item: proc_macro2::TokenStream = src.parse().expect("valid tokens");
-            println!("{}", expand(quote!(), item));
+            let attr: proc_macro2::TokenStream = std::env::var("AUTODIFF_ATTR")
+                .unwrap_or_default()
+                .parse()
+                .expect("valid tokens");
+            println!("{}", expand(attr, item));
         }
     }
 }
