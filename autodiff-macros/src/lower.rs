@@ -1657,8 +1657,10 @@ impl Lowerer<'_> {
             fn visit_expr_path_mut(&mut self, p: &mut syn::ExprPath) {
                 if let Some(i) = p.path.get_ident() {
                     if let Some(id) = self.lw.lookup(&i.to_string()) {
+                        // The definition's hygiene (a function written by `macro_rules!`
+                        // resolves its names in one context), the use's location.
                         let mut name = self.lw.vars[id].name.clone();
-                        name.set_span(i.span());
+                        name.set_span(name.span().located_at(i.span()));
                         p.path = name.into();
                     }
                 }
