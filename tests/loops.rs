@@ -357,7 +357,7 @@ fn carried_arrays() {
     );
 }
 
-#[path = "../benches/common/sim.rs"]
+#[path = "../autodiff-bench/src/sim.rs"]
 mod sim;
 
 #[test]

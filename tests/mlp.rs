@@ -1,5 +1,5 @@
 //! The MLP loss's generated gradient against a backprop written by hand.
-#[path = "../benches/common/mlp.rs"]
+#[path = "../autodiff-bench/src/mlp.rs"]
 mod mlp;
 
 #[test]

@@ -10,10 +10,7 @@ use std::hint::black_box;
 #[global_allocator]
 static HEAP: PeakAlloc = PeakAlloc;
 
-mod common {
-    pub mod mlp;
-}
-use common::mlp;
+use autodiff_bench::mlp;
 
 fn peak_bytes(f: impl FnOnce()) -> usize {
     let base = HEAP.current_usage();

@@ -8,10 +8,7 @@ use std::hint::black_box;
 #[global_allocator]
 static HEAP: PeakAlloc = PeakAlloc;
 
-mod common {
-    pub mod sim;
-}
-use common::sim;
+use autodiff_bench::sim;
 
 fn peak_bytes(f: impl FnOnce()) -> usize {
     let base = HEAP.current_usage();

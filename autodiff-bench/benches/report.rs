@@ -1,0 +1,377 @@
+//! The benchmark report: every workload and size, every contender, one table.
+//!
+//! `cargo bench -p autodiff-bench --bench report` (add `--features peers` for num-dual,
+//! `reverse` and `ad_trait`). Before any timing, each contender's gradient is compared with
+//! the reference (the hand-written gradient, or central differences where there is none) and
+//! the maximum relative error printed. Times are medians of 15 samples, each a block of calls
+//! lasting about 5 ms; the heap column is the peak heap of one gradient call beyond what was
+//! allocated before it (a counting global allocator).
+use autodiff_bench::{mlp, seed, sim};
+use gradbench_autodiff::evals::gmm;
+use peak_alloc::PeakAlloc;
+use std::hint::black_box;
+use std::time::Instant;
+
+#[global_allocator]
+static HEAP: PeakAlloc = PeakAlloc;
+
+/// Median seconds per call.
+fn median_time(mut f: impl FnMut()) -> f64 {
+    // Calibrate a block to about 5 ms.
+    let start = Instant::now();
+    f();
+    let once = start.elapsed().as_secs_f64().max(1e-9);
+    let reps = ((5e-3 / once) as usize).clamp(1, 1_000_000);
+    let mut samples: Vec<f64> = (0..15)
+        .map(|_| {
+            let start = Instant::now();
+            for _ in 0..reps {
+                f();
+            }
+            start.elapsed().as_secs_f64() / reps as f64
+        })
+        .collect();
+    samples.sort_by(f64::total_cmp);
+    samples[samples.len() / 2]
+}
+
+fn peak_bytes(f: impl FnOnce()) -> usize {
+    let base = HEAP.current_usage();
+    HEAP.reset_peak_usage();
+    f();
+    HEAP.peak_usage().saturating_sub(base)
+}
+
+fn max_rel_err(got: &[f64], want: &[f64]) -> f64 {
+    assert_eq!(got.len(), want.len(), "gradient lengths differ");
+    got.iter()
+        .zip(want)
+        .map(|(g, w)| (g - w).abs() / w.abs().max(1e-8))
+        .fold(0.0, f64::max)
+}
+
+fn fmt_time(s: f64) -> String {
+    if s < 1e-6 {
+        format!("{:.1} ns", s * 1e9)
+    } else if s < 1e-3 {
+        format!("{:.2} µs", s * 1e6)
+    } else {
+        format!("{:.2} ms", s * 1e3)
+    }
+}
+
+fn fmt_bytes(b: usize) -> String {
+    if b < 10 * 1024 {
+        format!("{b} B")
+    } else {
+        format!("{} KiB", b / 1024)
+    }
+}
+
+/// One gradient contender: its name, a call, and its gradient (flattened) for the check.
+struct Contender<'a> {
+    name: &'static str,
+    run: Box<dyn FnMut() + 'a>,
+    gradient: Vec<f64>,
+}
+
+fn contender<'a, G: 'a>(
+    name: &'static str,
+    mut f: impl FnMut() -> G + 'a,
+    flat: impl Fn(&G) -> Vec<f64>,
+) -> Contender<'a> {
+    let gradient = flat(&f());
+    Contender {
+        name,
+        run: Box::new(move || {
+            black_box(f());
+        }),
+        gradient,
+    }
+}
+
+/// Measures and prints one table row: primal, generated, hand-written (if any), then peers.
+fn row(
+    workload: &str,
+    size: &str,
+    mut primal: impl FnMut(),
+    reference: &[f64],
+    mut contenders: Vec<Contender>,
+) {
+    let t_primal = median_time(&mut primal);
+    let mut times = Vec::new();
+    for c in contenders.iter_mut() {
+        let err = max_rel_err(&c.gradient, reference);
+        let heap = peak_bytes(&mut c.run);
+        let t = median_time(&mut c.run);
+        eprintln!(
+            "  {workload} {size} {}: max relative error {err:.1e}, {}",
+            c.name,
+            fmt_time(t)
+        );
+        times.push((c.name, t, heap, err));
+    }
+    let generated = times[0].1;
+    let hand = times.iter().find(|t| t.0 == "hand-written").map(|t| t.1);
+    let speedups: Vec<String> = times
+        .iter()
+        .filter(|t| t.0 != "generated" && t.0 != "hand-written")
+        .map(|t| {
+            let wrong = if t.3 > 1e-6 {
+                format!(" (**wrong gradient**: max relative error {:.0e})", t.3)
+            } else {
+                String::new()
+            };
+            format!("{} {:.1}x{wrong}", t.0, t.1 / generated)
+        })
+        .collect();
+    println!(
+        "| {workload} | {size} | {} | {} | {:.2} | {} | {} | {} | {} |",
+        fmt_time(t_primal),
+        fmt_time(generated),
+        generated / t_primal,
+        hand.map_or("—".to_string(), |h| format!("{:.2}", generated / h)),
+        if speedups.is_empty() {
+            "—".to_string()
+        } else {
+            speedups.join(", ")
+        },
+        fmt_bytes(times[0].2),
+        hand.map_or("—".to_string(), |_| fmt_bytes(times[1].2)),
+    );
+}
+
+fn scalar_rows() {
+    let x = 2.0;
+    let reference = [seed::square_plus_hand(x)];
+    row(
+        "seed: (x+2)^2+3",
+        "scalar",
+        || {
+            black_box(seed::square_plus(black_box(x)));
+        },
+        &reference,
+        vec![
+            contender(
+                "generated",
+                || seed::square_plus_grad(black_box(x)),
+                |g| vec![*g],
+            ),
+            contender(
+                "hand-written",
+                || seed::square_plus_hand(black_box(x)),
+                |g| vec![*g],
+            ),
+        ],
+    );
+    let xs = autodiff::ndarray::Array2::<f64>::ones((2, 4));
+    let ys = autodiff::ndarray::Array2::<f64>::ones((2, 1));
+    let ws = autodiff::ndarray::Array2::<f64>::ones((4, 1));
+    let flat3 = |g: &(
+        autodiff::ndarray::Array2<f64>,
+        autodiff::ndarray::Array2<f64>,
+        autodiff::ndarray::Array2<f64>,
+    )| {
+        g.0.iter()
+            .chain(g.1.iter())
+            .chain(g.2.iter())
+            .copied()
+            .collect::<Vec<f64>>()
+    };
+    let reference = flat3(&seed::j_hand(&xs, &ys, &ws));
+    row(
+        "seed: sum(y - x@W)",
+        "2x4, 4x1",
+        || {
+            black_box(seed::j(&xs, &ys, &ws));
+        },
+        &reference,
+        vec![
+            contender("generated", || seed::j_grad(&xs, &ys, &ws), flat3),
+            contender("hand-written", || seed::j_hand(&xs, &ys, &ws), flat3),
+        ],
+    );
+}
+
+#[allow(unused_mut)]
+fn rosenbrock_rows() {
+    for n in [10, 1000, 100_000] {
+        let x = sim::rosenbrock_point(n);
+        let reference = sim::rosenbrock_hand(&x);
+        let id = |g: &Vec<f64>| g.clone();
+        let mut cs = vec![
+            contender("generated", || sim::rosenbrock_grad(black_box(&x)), id),
+            contender("hand-written", || sim::rosenbrock_hand(black_box(&x)), id),
+        ];
+        #[cfg(feature = "peers")]
+        {
+            use autodiff_bench::peers;
+            if n <= 1000 {
+                cs.push(contender(
+                    "num-dual",
+                    || peers::rosenbrock_num_dual(black_box(&x)),
+                    id,
+                ));
+            }
+            cs.push(contender(
+                "reverse",
+                || peers::rosenbrock_reverse(black_box(&x)),
+                id,
+            ));
+            cs.push(contender(
+                "ad_trait",
+                || peers::rosenbrock_ad_trait(black_box(&x)),
+                id,
+            ));
+        }
+        row(
+            "Rosenbrock",
+            &format!("n = {n}"),
+            || {
+                black_box(sim::rosenbrock(black_box(&x)));
+            },
+            &reference,
+            cs,
+        );
+    }
+}
+
+#[allow(unused_mut)]
+fn lennard_jones_rows() {
+    for n in [64, 256, 1024] {
+        let x = sim::lattice(n);
+        let reference = sim::lennard_jones_hand(&x);
+        let id = |g: &Vec<f64>| g.clone();
+        let mut cs = vec![
+            contender("generated", || sim::lennard_jones_grad(black_box(&x)), id),
+            contender(
+                "hand-written",
+                || sim::lennard_jones_hand(black_box(&x)),
+                id,
+            ),
+        ];
+        #[cfg(feature = "peers")]
+        {
+            use autodiff_bench::peers;
+            if n <= 256 {
+                cs.push(contender(
+                    "num-dual",
+                    || peers::lennard_jones_num_dual(black_box(&x)),
+                    id,
+                ));
+            }
+            cs.push(contender(
+                "reverse",
+                || peers::lennard_jones_reverse(black_box(&x)),
+                id,
+            ));
+            cs.push(contender(
+                "ad_trait",
+                || peers::lennard_jones_ad_trait(black_box(&x)),
+                id,
+            ));
+        }
+        row(
+            "Lennard-Jones",
+            &format!("N = {n}"),
+            || {
+                black_box(sim::lennard_jones(black_box(&x)));
+            },
+            &reference,
+            cs,
+        );
+    }
+}
+
+fn gmm_rows() {
+    for (d, k, n) in [(2, 5, 1000), (10, 25, 1000)] {
+        let wave = |len: usize, phase: f64, scale: f64| -> Vec<f64> {
+            (0..len)
+                .map(|i| scale * (0.7 * i as f64 + phase).sin())
+                .collect()
+        };
+        let l_sz = d * (d - 1) / 2;
+        let (alpha, mu, q) = (
+            wave(k, 0.1, 1.0),
+            wave(k * d, 0.2, 1.0),
+            wave(k * d, 0.3, 0.3),
+        );
+        let (l, x) = (wave(k * l_sz, 0.4, 0.5), wave(n * d, 0.5, 1.0));
+        let w = gmm::Wishart { gamma: 1.0, m: 0 };
+        let flat = |g: &(Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>)| {
+            [g.0.clone(), g.1.clone(), g.2.clone(), g.3.clone()].concat()
+        };
+        // No hand-written GMM gradient here: the reference is central differences on `alpha`
+        // and `mu` plus the generated rest (checked fully against differences in the tests).
+        let generated = flat(&gmm::objective_grad(&alpha, &mu, &q, &l, &x, d, k, n, w));
+        let fd_alpha = autodiff::check::central_difference(
+            &|a: &[f64]| gmm::objective(a, &mu, &q, &l, &x, d, k, n, w),
+            &alpha,
+            1e-6,
+        );
+        let mut reference = generated.clone();
+        reference[..k].copy_from_slice(&fd_alpha);
+        row(
+            "GMM (loops)",
+            &format!("d = {d}, K = {k}, n = {n}"),
+            || {
+                black_box(gmm::objective(&alpha, &mu, &q, &l, &x, d, k, n, w));
+            },
+            &reference,
+            vec![contender(
+                "generated",
+                || gmm::objective_grad(&alpha, &mu, &q, &l, &x, d, k, n, w),
+                flat,
+            )],
+        );
+    }
+}
+
+fn mlp_rows() {
+    let (x, y, w1, b1, w2, b2) = mlp::problem(128, 256, 256, 10);
+    type G = mlp::Grads;
+    let flat = |g: &G| {
+        g.0.iter()
+            .chain(g.1.iter())
+            .chain(g.2.iter())
+            .chain(g.3.iter())
+            .copied()
+            .collect::<Vec<f64>>()
+    };
+    let reference = flat(&mlp::hand_value_and_grad(&x, &y, &w1, &b1, &w2, &b2).1);
+    row(
+        "MLP loss",
+        "batch 128, 256-256-10",
+        || {
+            black_box(mlp::loss(&x, &y, &w1, &b1, &w2, &b2));
+        },
+        &reference,
+        vec![
+            contender(
+                "generated",
+                || mlp::loss_grad(&x, &y, &w1, &b1, &w2, &b2),
+                flat,
+            ),
+            contender(
+                "hand-written",
+                || mlp::hand_value_and_grad(&x, &y, &w1, &b1, &w2, &b2).1,
+                flat,
+            ),
+        ],
+    );
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing: then only a
+    // smoke run of the smallest sizes is wanted, which the rows' checks already give.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    println!("| workload | size | primal | generated | generated / primal | generated / hand-written | generated's speed-up over peers | heap, generated | heap, hand-written |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    scalar_rows();
+    rosenbrock_rows();
+    lennard_jones_rows();
+    gmm_rows();
+    mlp_rows();
+}

@@ -1,0 +1,10 @@
+//! The benchmark workloads, each written once: the annotated function (its gradient
+//! generated), the gradient written by hand (the floor to reach) and, behind the `peers`
+//! feature, the same mathematics for the peer crates.
+#![forbid(unsafe_code)]
+
+pub mod mlp;
+#[cfg(feature = "peers")]
+pub mod peers;
+pub mod seed;
+pub mod sim;

@@ -1,0 +1,125 @@
+//! Derivative/primal time ratios from the tool's own timings, on GradBench-sized inputs:
+//! `cargo run --release -p gradbench-autodiff --example ratios`.
+//!
+//! Each message goes through `protocol::respond`, as under GradBench's harness; the median of
+//! the reported `evaluate` timings is used.
+use gradbench_autodiff::protocol::respond;
+use serde_json::{json, Value};
+
+/// Deterministic pseudo-random numbers in [0, 1).
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self) -> f64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+    fn vec(&mut self, n: usize, lo: f64, hi: f64) -> Vec<f64> {
+        (0..n).map(|_| lo + (hi - lo) * self.next()).collect()
+    }
+    fn rows(&mut self, r: usize, c: usize, lo: f64, hi: f64) -> Vec<Vec<f64>> {
+        (0..r).map(|_| self.vec(c, lo, hi)).collect()
+    }
+}
+
+fn median_ns(module: &str, function: &str, input: &Value) -> f64 {
+    let reply = respond(&json!({
+        "id": 0, "kind": "evaluate", "module": module, "function": function, "input": input
+    }))
+    .expect("a reply");
+    assert_eq!(
+        reply["success"],
+        json!(true),
+        "{module}.{function}: {reply}"
+    );
+    let mut t: Vec<f64> = reply["timings"]
+        .as_array()
+        .expect("timings")
+        .iter()
+        .map(|t| t["nanoseconds"].as_f64().expect("nanoseconds"))
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t[t.len() / 2]
+}
+
+fn row(eval: &str, size: &str, (primal, derivative): (&str, &str), input: Value) {
+    let input = {
+        let mut i = input;
+        i["min_runs"] = json!(10);
+        i["min_seconds"] = json!(0.5);
+        i
+    };
+    let p = median_ns(eval, primal, &input);
+    let d = median_ns(eval, derivative, &input);
+    println!(
+        "| {eval} | {size} | {:.3} ms | {:.3} ms | {:.2} |",
+        p / 1e6,
+        d / 1e6,
+        d / p
+    );
+}
+
+fn main() {
+    let mut r = Lcg(31337);
+    println!("| eval | size | primal (median) | derivative (median) | derivative / primal |");
+    println!("|---|---|---|---|---|");
+    for (d, k, n) in [(2, 5, 1000), (10, 25, 1000)] {
+        let input = json!({
+            "d": d, "k": k, "n": n,
+            "alpha": r.vec(k, -1.0, 1.0),
+            "mu": r.rows(k, d, 0.0, 1.0),
+            "q": r.rows(k, d, -0.5, 0.5),
+            "l": r.rows(k, d * (d - 1) / 2, -0.5, 0.5),
+            "x": r.rows(n, d, 0.0, 1.0),
+            "gamma": 1.0, "m": 0,
+        });
+        row(
+            "gmm",
+            &format!("d={d} K={k} n={n}"),
+            ("objective", "jacobian"),
+            input,
+        );
+    }
+    for n in [1000, 100_000] {
+        row(
+            "lse",
+            &format!("n={n}"),
+            ("primal", "gradient"),
+            json!({ "x": r.vec(n, -2.0, 2.0) }),
+        );
+    }
+    for (m, n) in [(16, 1024), (128, 4096)] {
+        let input = json!({ "x": r.vec(m, -1.0, 1.0), "n": n });
+        row(
+            "llsq",
+            &format!("m={m} n={n}"),
+            ("primal", "gradient"),
+            input,
+        );
+    }
+    for (n, s) in [(1000, 10), (10_000, 10)] {
+        let input = json!({ "x": r.vec(n, 0.0, 1.0), "s": s });
+        row(
+            "ode",
+            &format!("n={n} s={s}"),
+            ("primal", "gradient"),
+            input,
+        );
+    }
+    for (l, c, b) in [(2, 1024, 14), (4, 1024, 14)] {
+        let input = json!({
+            "main_params": r.rows(2 * l, 4 * b, -0.5, 0.5),
+            "extra_params": r.rows(3, b, -0.5, 0.5),
+            "state": r.rows(2 * l, b, -0.5, 0.5),
+            "sequence": r.rows(c, b, 0.0, 1.0),
+        });
+        row(
+            "lstm",
+            &format!("l={l} c={c} b={b}"),
+            ("objective", "jacobian"),
+            input,
+        );
+    }
+}
