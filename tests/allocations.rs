@@ -47,6 +47,7 @@ fn pairs(x: &[f64]) -> f64 {
 }
 
 /// A buffer filled once, then read in every iteration of a later loop.
+#[allow(clippy::needless_range_loop)]
 #[differentiate]
 fn filled_then_read(x: &[f64]) -> f64 {
     let n = x.len();
@@ -118,7 +119,7 @@ fn allocations_of_the_gradients() {
     );
     // And the gradient is right.
     let small = &x[..6];
-    let fd = autodiff::check::central_difference(&filled_then_read, small, 1e-6);
+    let fd = autodiff::check::central_difference(filled_then_read, small, 1e-6);
     for (g, f) in filled_then_read_grad(small).iter().zip(&fd) {
         assert!((g - f).abs() <= 1e-6 * f.abs().max(1.0), "{g} vs {f}");
     }

@@ -305,7 +305,7 @@ fn gmm_rows() {
         // and `mu` plus the generated rest (checked fully against differences in the tests).
         let generated = flat(&gmm::objective_grad(&alpha, &mu, &q, &l, &x, d, k, n, w));
         let fd_alpha = autodiff::check::central_difference(
-            &|a: &[f64]| gmm::objective(a, &mu, &q, &l, &x, d, k, n, w),
+            |a: &[f64]| gmm::objective(a, &mu, &q, &l, &x, d, k, n, w),
             &alpha,
             1e-6,
         );

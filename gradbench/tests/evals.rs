@@ -1,6 +1,6 @@
 //! Each eval's derivative against central finite differences on small inputs, and each
 //! primal against values computed independently.
-#![allow(clippy::needless_range_loop)]
+#![allow(clippy::needless_range_loop, clippy::too_many_arguments)]
 use gradbench_autodiff::evals::{gmm, hello, llsq, lse, lstm, ode};
 
 fn wave(len: usize, phase: f64, scale: f64) -> Vec<f64> {

@@ -86,9 +86,9 @@ fn a_recorded_session() {
         assert_eq!(replies[i]["success"], json!(true));
     }
     assert_eq!(replies[15]["success"], json!(false));
-    for i in 16..=17 {
-        assert_eq!(replies[i]["success"], json!(false), "{}", replies[i]);
-        assert!(replies[i]["error"].is_string());
+    for r in &replies[16..=17] {
+        assert_eq!(r["success"], json!(false), "{r}");
+        assert!(r["error"].is_string());
     }
     assert_eq!(replies[18], json!({"id": 18}));
     assert_eq!(replies[2]["output"], json!(9.0));

@@ -1,6 +1,8 @@
 //! `lstm`: the LSTM language-model loss of ADBench; `objective` and `jacobian` (the gradient
 //! with respect to the main parameters, then the extra parameters, in one flat vector).
 #![allow(clippy::needless_range_loop, clippy::too_many_arguments)]
+// The state copy is an element loop: the form of buffer initialisation `#[differentiate]` reads.
+#![allow(clippy::manual_memcpy)]
 
 use crate::protocol::{measure, parse, timed, Evaluated, Runs};
 use autodiff::differentiate;
