@@ -462,3 +462,35 @@ fn out_of_bounds_reads_panic_as_the_primal_does() {
     assert!(primal.contains("index out of bounds"), "{primal}");
     assert_eq!(primal, grad);
 }
+
+/// A final accumulating loop whose body fills and reads its own buffer (fresh every
+/// iteration): it runs fused with its reverse.
+#[differentiate]
+fn local_buffer_sum(x: &[f64]) -> f64 {
+    let n = x.len();
+    let mut total = 0.0;
+    for r in 0..n {
+        let mut terms = vec![0.0; n];
+        for i in 0..n {
+            terms[i] = (x[i] * x[r]).sin();
+        }
+        let mut mx = terms[0];
+        for i in 1..n {
+            mx = mx.max(terms[i]);
+        }
+        let mut s = 0.0;
+        for i in 0..n {
+            s += (terms[i] - mx).exp();
+        }
+        total += s.ln() + mx;
+    }
+    total
+}
+
+#[test]
+fn a_buffer_declared_in_a_fused_loop() {
+    let x: Vec<f64> = (0..6).map(|i| 0.4 * i as f64 - 0.9).collect();
+    let (v, g) = local_buffer_sum_value_and_grad(&x);
+    assert_eq!(v, local_buffer_sum(&x));
+    assert_close(&g, &fd(&local_buffer_sum, &x), 1e-6);
+}

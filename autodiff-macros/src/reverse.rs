@@ -179,7 +179,10 @@ impl<'a> Reverse<'a> {
         {
             return None;
         }
-        if touches_buffers(&l.body) {
+        // A buffer declared outside the loop could carry values from one iteration to the
+        // next, whose reverse would then run too early; one declared in the body is fresh in
+        // every iteration.
+        if touches_outer_buffers(&l.body) {
             return None;
         }
         let mut uses = Vec::new();
@@ -1396,15 +1399,26 @@ fn has_active(b: &Block, f: &Function) -> bool {
 }
 
 /// Does `b` (deeply) write or read a buffer?
-fn touches_buffers(b: &Block) -> bool {
+fn touches_outer_buffers(body: &Block) -> bool {
+    let local: HashSet<VarId> = defined_deep(body).into_iter().collect();
+    touches_buffers(body, &local)
+}
+
+/// Does `b` write a buffer, or read one through a tape, other than those in `local`?
+fn touches_buffers(b: &Block, local: &HashSet<VarId>) -> bool {
     b.stmts.iter().any(|s| match s {
-        Stmt::Store { .. }
-        | Stmt::Let {
-            op: Op::Index { tape: Some(_), .. },
+        Stmt::Store { buf, .. } => !local.contains(buf),
+        Stmt::Let {
+            op:
+                Op::Index {
+                    base,
+                    tape: Some(_),
+                    ..
+                },
             ..
-        } => true,
-        Stmt::If { then, els, .. } => touches_buffers(then) || touches_buffers(els),
-        Stmt::Loop(l) => touches_buffers(&l.body),
+        } => base.var().is_none_or(|v| !local.contains(&v)),
+        Stmt::If { then, els, .. } => touches_buffers(then, local) || touches_buffers(els, local),
+        Stmt::Loop(l) => touches_buffers(&l.body, local),
         _ => false,
     })
 }
