@@ -301,16 +301,37 @@ fn gmm_rows() {
         let flat = |g: &(Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>)| {
             [g.0.clone(), g.1.clone(), g.2.clone(), g.3.clone()].concat()
         };
-        // No hand-written GMM gradient here: the reference is central differences on `alpha`
-        // and `mu` plus the generated rest (checked fully against differences in the tests).
-        let generated = flat(&gmm::objective_grad(&alpha, &mu, &q, &l, &x, d, k, n, w));
-        let fd_alpha = autodiff::check::central_difference(
-            |a: &[f64]| gmm::objective(a, &mu, &q, &l, &x, d, k, n, w),
-            &alpha,
-            1e-6,
-        );
-        let mut reference = generated.clone();
-        reference[..k].copy_from_slice(&fd_alpha);
+        let reference = flat(&autodiff_bench::gmm::gradient_hand(
+            &alpha, &mu, &q, &l, &x, d, k, n, w,
+        ));
+        #[allow(unused_mut)]
+        let mut cs = vec![
+            contender(
+                "generated",
+                || gmm::objective_grad(&alpha, &mu, &q, &l, &x, d, k, n, w),
+                flat,
+            ),
+            contender(
+                "hand-written",
+                || autodiff_bench::gmm::gradient_hand(&alpha, &mu, &q, &l, &x, d, k, n, w),
+                flat,
+            ),
+        ];
+        #[cfg(feature = "peers")]
+        {
+            use autodiff_bench::peers;
+            let id = |g: &Vec<f64>| g.clone();
+            cs.push(contender(
+                "reverse",
+                || peers::gmm_reverse(&alpha, &mu, &q, &l, &x, d, k, n, w),
+                id,
+            ));
+            cs.push(contender(
+                "ad_trait",
+                || peers::gmm_ad_trait(&alpha, &mu, &q, &l, &x, d, k, n, w),
+                id,
+            ));
+        }
         row(
             "GMM (loops)",
             &format!("d = {d}, K = {k}, n = {n}"),
@@ -318,11 +339,7 @@ fn gmm_rows() {
                 black_box(gmm::objective(&alpha, &mu, &q, &l, &x, d, k, n, w));
             },
             &reference,
-            vec![contender(
-                "generated",
-                || gmm::objective_grad(&alpha, &mu, &q, &l, &x, d, k, n, w),
-                flat,
-            )],
+            cs,
         );
     }
 }

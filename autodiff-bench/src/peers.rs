@@ -2,6 +2,10 @@
 //! the tape-based reverse-mode crates `reverse` and `ad_trait`. Each function is the
 //! annotated one with the number type swapped; [`lj!`] and [`rosenbrock!`] stamp the one
 //! body out for each type.
+// `x = x + ..`: not every peer number type implements `+=`.
+#![allow(clippy::assign_op_pattern, clippy::needless_range_loop)]
+
+use gradbench_autodiff::evals::gmm::Wishart;
 use num_dual::Dual64;
 
 /// Extended Rosenbrock over any number type; `c` makes a constant of it.
@@ -106,4 +110,146 @@ pub fn lennard_jones_ad_trait(x: &[f64]) -> Vec<f64> {
     use ad_trait::reverse_ad::adr::adr;
     use ad_trait::AD;
     ad_trait_gradient(x, |x| lj!(x, adr::constant, adr::constant(0.0)))
+}
+
+/// Log-sum-exp of a slice, shifted by its maximum.
+macro_rules! lse {
+    ($v:expr, $zero:expr) => {{
+        let v = $v;
+        let mut mx = v[0];
+        for &e in &v[1..] {
+            if e > mx {
+                mx = e;
+            }
+        }
+        let mut s = $zero;
+        for &e in v {
+            s = s + (e - mx).exp();
+        }
+        s.ln() + mx
+    }};
+}
+
+/// The GMM objective (the GradBench tool's, constants included) over any number type; `c`
+/// makes a constant, `zero` a zero of it. Inputs are slices of that type, data `x` is `f64`.
+macro_rules! gmm {
+    ($t:ty, $alpha:expr, $mu:expr, $q:expr, $l:expr, $x:expr, ($d:expr, $k:expr, $n:expr), $w:expr, $c:expr, $zero:expr) => {{
+        let (alpha, mu, q, l, x, c, zero) = ($alpha, $mu, $q, $l, $x, $c, $zero);
+        let (d, k, n, w): (usize, usize, usize, Wishart) = ($d, $k, $n, $w);
+        let l_sz = d * (d - 1) / 2;
+        let qdiag: Vec<$t> = q.iter().map(|v| v.exp()).collect();
+        let sum_qs: Vec<$t> = (0..k)
+            .map(|ik| {
+                let mut s = zero;
+                for j in 0..d {
+                    s = s + q[ik * d + j];
+                }
+                s
+            })
+            .collect();
+        let mut slse = zero;
+        let mut main_term = vec![zero; k];
+        for ix in 0..n {
+            for ik in 0..k {
+                let mut sq = zero;
+                for j in 0..d {
+                    let mut s = qdiag[ik * d + j] * (c(x[ix * d + j]) - mu[ik * d + j]);
+                    for i in 0..j {
+                        s = s + l[ik * l_sz + i * (2 * d - i - 1) / 2 + j - i - 1]
+                            * (c(x[ix * d + i]) - mu[ik * d + i]);
+                    }
+                    sq = sq + s * s;
+                }
+                main_term[ik] = alpha[ik] + sum_qs[ik] - c(0.5) * sq;
+            }
+            slse = slse + lse!(&main_term[..], zero);
+        }
+        let mut prior = zero;
+        for ik in 0..k {
+            let mut frob = zero;
+            for j in 0..d {
+                frob = frob + qdiag[ik * d + j] * qdiag[ik * d + j];
+            }
+            for j in 0..l_sz {
+                frob = frob + l[ik * l_sz + j] * l[ik * l_sz + j];
+            }
+            prior = prior + c(0.5 * w.gamma * w.gamma) * frob - c(w.m as f64) * sum_qs[ik];
+        }
+        let constant = -((n * d) as f64) * 0.5 * (2.0 * std::f64::consts::PI).ln()
+            + k as f64 * gradbench_autodiff::evals::gmm::wishart_constant(d, w.gamma, w.m);
+        slse - c(n as f64) * lse!(alpha, zero) - prior + c(constant)
+    }};
+}
+
+/// Concatenated `(alpha, mu, q, l)` and where each part starts.
+fn gmm_params(alpha: &[f64], mu: &[f64], q: &[f64], l: &[f64]) -> (Vec<f64>, [usize; 4]) {
+    let a = alpha.len();
+    let starts = [
+        a,
+        a + mu.len(),
+        a + mu.len() + q.len(),
+        a + mu.len() + q.len() + l.len(),
+    ];
+    ([alpha, mu, q, l].concat(), starts)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn gmm_reverse(
+    alpha: &[f64],
+    mu: &[f64],
+    q: &[f64],
+    l: &[f64],
+    x: &[f64],
+    d: usize,
+    k: usize,
+    n: usize,
+    w: Wishart,
+) -> Vec<f64> {
+    let (p, s) = gmm_params(alpha, mu, q, l);
+    reverse_gradient(&p, |v| {
+        gmm!(
+            reverse::Var,
+            &v[..s[0]],
+            &v[s[0]..s[1]],
+            &v[s[1]..s[2]],
+            &v[s[2]..],
+            x,
+            (d, k, n),
+            w,
+            |v: f64| v,
+            v[0] * 0.0
+        )
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn gmm_ad_trait(
+    alpha: &[f64],
+    mu: &[f64],
+    q: &[f64],
+    l: &[f64],
+    x: &[f64],
+    d: usize,
+    k: usize,
+    n: usize,
+    w: Wishart,
+) -> Vec<f64> {
+    use ad_trait::nalgebra::ComplexField;
+    use ad_trait::reverse_ad::adr::adr;
+    use ad_trait::AD;
+    let (p, s) = gmm_params(alpha, mu, q, l);
+    ad_trait_gradient(&p, |v| {
+        gmm!(
+            adr,
+            &v[..s[0]],
+            &v[s[0]..s[1]],
+            &v[s[1]..s[2]],
+            &v[s[2]..],
+            x,
+            (d, k, n),
+            w,
+            adr::constant,
+            adr::constant(0.0)
+        )
+    })
 }

@@ -11,7 +11,7 @@ use crate::signature::{self, Param, Signature};
 use crate::{attr, lower, tbr};
 use proc_macro2::{Ident, TokenStream};
 use quote::{format_ident, quote, ToTokens};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use syn::ItemFn;
 
 pub fn companions(attr: TokenStream, func: &ItemFn) -> syn::Result<TokenStream> {
@@ -41,16 +41,23 @@ pub fn companions(attr: TokenStream, func: &ItemFn) -> syn::Result<TokenStream> 
 
     let mut namer = Namer::avoiding(func.to_token_stream());
     let d_out = namer.fresh("d_out");
-    let value_and_grad_body = body(func, &sig, |p| p.wrt, quote!(1.0 as #float), true, namer)?;
+    let value_and_grad_body = flatten_scopes(body(
+        func,
+        &sig,
+        |p| p.wrt,
+        quote!(1.0 as #float),
+        true,
+        namer,
+    )?);
     let namer = Namer::avoiding(func.to_token_stream());
-    let pullback_body = body(
+    let pullback_body = flatten_scopes(body(
         func,
         &sig,
         |p| p.kind != signature::Kind::Constant,
         d_out.to_token_stream(),
         false,
         namer,
-    )?;
+    )?);
 
     let value_and_grad = format_ident!("{}_value_and_grad", name);
     let grad = format_ident!("{}_grad", name);
@@ -606,4 +613,84 @@ pub fn closure_pullback(f: &Function, float: &Ident, rt: &Ident, seed: TokenStre
         .block(&f.body),
     );
     quote!({ #forward #reverse #grad })
+}
+
+/// A block with at least this many plain `let`s declares them together.
+const FLATTEN_FROM: usize = 64;
+
+/// Long straight-line code: in a debug build every `let` opens a debug-info scope nested in
+/// the previous one, and thousands of them overflow LLVM's stack (a 500-statement function
+/// has a gradient of some 4 000 `let`s). In a block with many plain `let x = e;` the names are
+/// declared once at its start, `let (x, mut y, ..);`, and each `let` becomes `x = e;` (every
+/// generated name is assigned once, so this is the same program with one scope). Blocks with
+/// fewer `let`s are left as they are, readable in `cargo expand`.
+fn flatten_scopes(body: TokenStream) -> TokenStream {
+    use syn::visit_mut::VisitMut;
+    struct Flatten;
+    impl VisitMut for Flatten {
+        fn visit_block_mut(&mut self, b: &mut syn::Block) {
+            syn::visit_mut::visit_block_mut(self, b);
+            let plain = |s: &syn::Stmt| match s {
+                syn::Stmt::Local(l) => {
+                    l.attrs.is_empty()
+                        && l.init.as_ref().is_some_and(|i| i.diverge.is_none())
+                        && matches!(&l.pat, syn::Pat::Ident(p) if p.by_ref.is_none() && p.subpat.is_none())
+                }
+                _ => false,
+            };
+            // Names bound more than once in the block (shadowing, or also by a pattern) keep
+            // their `let`s.
+            let mut bound: HashMap<String, usize> = HashMap::new();
+            for s in &b.stmts {
+                if let syn::Stmt::Local(l) = s {
+                    pattern_names(&l.pat, &mut |n| *bound.entry(n).or_default() += 1);
+                }
+            }
+            let hoist = |s: &syn::Stmt| {
+                plain(s)
+                    && matches!(s, syn::Stmt::Local(l) if matches!(&l.pat, syn::Pat::Ident(p) if bound.get(&p.ident.to_string()) == Some(&1)))
+            };
+            if b.stmts.iter().filter(|s| hoist(s)).count() < FLATTEN_FROM {
+                return;
+            }
+            let mut names = Vec::new();
+            for s in b.stmts.iter_mut() {
+                if !hoist(s) {
+                    continue;
+                }
+                let syn::Stmt::Local(l) = s else { continue };
+                let (syn::Pat::Ident(p), Some(init)) = (&l.pat, &l.init) else {
+                    continue;
+                };
+                let (ident, expr) = (&p.ident, &init.expr);
+                names.push(p.to_token_stream());
+                let assign = quote!(#ident = #expr;);
+                if let Ok(stmt) = syn::parse2::<syn::Stmt>(assign) {
+                    *s = stmt;
+                }
+            }
+            if let Ok(decl) = syn::parse2::<syn::Stmt>(quote!(let (#(#names,)*);)) {
+                b.stmts.insert(0, decl);
+            }
+        }
+    }
+    match syn::parse2::<syn::Block>(body.clone()) {
+        Ok(mut block) => {
+            Flatten.visit_block_mut(&mut block);
+            block.to_token_stream()
+        }
+        Err(_) => body,
+    }
+}
+
+/// Every name a pattern binds.
+fn pattern_names(p: &syn::Pat, out: &mut impl FnMut(String)) {
+    struct Names<'a, F>(&'a mut F);
+    impl<F: FnMut(String)> syn::visit::Visit<'_> for Names<'_, F> {
+        fn visit_pat_ident(&mut self, p: &syn::PatIdent) {
+            (self.0)(p.ident.to_string());
+            syn::visit::visit_pat_ident(self, p);
+        }
+    }
+    syn::visit::Visit::visit_pat(&mut Names(out), p);
 }

@@ -35,7 +35,32 @@ use proc_macro::TokenStream;
 /// supported syntax.
 #[proc_macro_attribute]
 pub fn differentiate(attr: TokenStream, item: TokenStream) -> TokenStream {
-    expand(attr.into(), item.into()).into()
+    // `AUTODIFF_TIMING=1 cargo build` prints each expansion's time (`scripts/attribute-cost.sh`).
+    let timing = std::env::var_os("AUTODIFF_TIMING").map(|_| std::time::Instant::now());
+    let item: proc_macro2::TokenStream = item.into();
+    let name = timing.is_some().then(|| function_name(&item));
+    let out = expand(attr.into(), item);
+    if let (Some(start), Some(name)) = (timing, name) {
+        eprintln!(
+            "autodiff: expanded `{name}` in {:.3} ms",
+            start.elapsed().as_secs_f64() * 1e3
+        );
+    }
+    out.into()
+}
+
+/// The identifier after `fn`, for the timing line.
+fn function_name(item: &proc_macro2::TokenStream) -> String {
+    let mut after_fn = false;
+    for tt in item.clone() {
+        if let proc_macro2::TokenTree::Ident(i) = tt {
+            if after_fn {
+                return i.to_string();
+            }
+            after_fn = i == "fn";
+        }
+    }
+    "?".to_string()
 }
 
 /// The whole expansion, on `proc_macro2` tokens so that it can run outside the compiler.

@@ -113,7 +113,7 @@ fn ln_gamma(x: f64) -> f64 {
 }
 
 /// The Wishart prior's constant for one component.
-fn wishart_constant(d: usize, gamma: f64, m: usize) -> f64 {
+pub fn wishart_constant(d: usize, gamma: f64, m: usize) -> f64 {
     let n = (d + m + 1) as f64;
     let p = d as f64;
     let mut lg = 0.25 * p * (p - 1.0) * std::f64::consts::PI.ln();
