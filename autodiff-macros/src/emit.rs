@@ -49,17 +49,58 @@ pub fn companions(attr: TokenStream, func: &ItemFn) -> syn::Result<TokenStream> 
         true,
         namer,
     )?);
-    let namer = Namer::avoiding(func.to_token_stream());
-    let pullback_body = flatten_scopes(body(
-        func,
-        &sig,
-        |p| p.kind != signature::Kind::Constant,
-        d_out.to_token_stream(),
-        false,
-        namer,
-    )?);
-
     let value_and_grad = format_ident!("{}_value_and_grad", name);
+    // When `f_value_and_grad` differentiates every float parameter, the pullback is its
+    // gradient scaled by `d_out`: one body, not two (half the code for rustc to compile).
+    let shared = sig
+        .params
+        .iter()
+        .all(|p| p.wrt || p.kind == signature::Kind::Constant);
+    let pullback_body = if shared {
+        let mut names = Namer::avoiding(func.to_token_stream());
+        let value = names.fresh("value");
+        let rt = names.fresh("rt");
+        let slots: Vec<(Ident, bool)> = sig
+            .params
+            .iter()
+            .map(|p| (names.fresh("g"), p.kind == signature::Kind::Constant))
+            .collect();
+        let pattern = tuple_or_bare(
+            slots
+                .iter()
+                .filter(|(_, constant)| !constant)
+                .map(|(g, _)| g.to_token_stream())
+                .collect(),
+        );
+        let scaled = tuple_or_bare(
+            slots
+                .iter()
+                .map(|(g, constant)| {
+                    if *constant {
+                        quote!(())
+                    } else {
+                        quote!(#rt::scale(#g, #d_out))
+                    }
+                })
+                .collect(),
+        );
+        quote!({
+            use ::autodiff::__rt as #rt;
+            let (#value, #pattern) = #value_and_grad(#(#args),*);
+            #scaled
+        })
+    } else {
+        let namer = Namer::avoiding(func.to_token_stream());
+        flatten_scopes(body(
+            func,
+            &sig,
+            |p| p.kind != signature::Kind::Constant,
+            d_out.to_token_stream(),
+            false,
+            namer,
+        )?)
+    };
+
     let grad = format_ident!("{}_grad", name);
     let pullback = format_ident!("{}_pullback", name);
     let doc_vg =
@@ -624,73 +665,114 @@ const FLATTEN_FROM: usize = 64;
 /// declared once at its start, `let (x, mut y, ..);`, and each `let` becomes `x = e;` (every
 /// generated name is assigned once, so this is the same program with one scope). Blocks with
 /// fewer `let`s are left as they are, readable in `cargo expand`.
+///
+/// It works on the token trees, without parsing: a statement `let` is one at the start of the
+/// block or after a `;` or a `{ .. }`, and a plain one is `let [mut] name = .. ;` with no `else`.
 fn flatten_scopes(body: TokenStream) -> TokenStream {
-    use syn::visit_mut::VisitMut;
-    struct Flatten;
-    impl VisitMut for Flatten {
-        fn visit_block_mut(&mut self, b: &mut syn::Block) {
-            syn::visit_mut::visit_block_mut(self, b);
-            let plain = |s: &syn::Stmt| match s {
-                syn::Stmt::Local(l) => {
-                    l.attrs.is_empty()
-                        && l.init.as_ref().is_some_and(|i| i.diverge.is_none())
-                        && matches!(&l.pat, syn::Pat::Ident(p) if p.by_ref.is_none() && p.subpat.is_none())
-                }
-                _ => false,
-            };
-            // Names bound more than once in the block (shadowing, or also by a pattern) keep
-            // their `let`s.
-            let mut bound: HashMap<String, usize> = HashMap::new();
-            for s in &b.stmts {
-                if let syn::Stmt::Local(l) = s {
-                    pattern_names(&l.pat, &mut |n| *bound.entry(n).or_default() += 1);
-                }
+    use proc_macro2::{Delimiter, Group, TokenTree};
+    // The body's own block, where the long straight-line runs are (nested blocks are loop
+    // bodies and `if` arms, left as they are).
+    body.into_iter()
+        .map(|t| match t {
+            TokenTree::Group(g) if g.delimiter() == Delimiter::Brace => {
+                let mut block = Group::new(Delimiter::Brace, flatten_block(g.stream()));
+                block.set_span(g.span());
+                TokenTree::Group(block)
             }
-            let hoist = |s: &syn::Stmt| {
-                plain(s)
-                    && matches!(s, syn::Stmt::Local(l) if matches!(&l.pat, syn::Pat::Ident(p) if bound.get(&p.ident.to_string()) == Some(&1)))
-            };
-            if b.stmts.iter().filter(|s| hoist(s)).count() < FLATTEN_FROM {
-                return;
-            }
-            let mut names = Vec::new();
-            for s in b.stmts.iter_mut() {
-                if !hoist(s) {
-                    continue;
-                }
-                let syn::Stmt::Local(l) = s else { continue };
-                let (syn::Pat::Ident(p), Some(init)) = (&l.pat, &l.init) else {
-                    continue;
-                };
-                let (ident, expr) = (&p.ident, &init.expr);
-                names.push(p.to_token_stream());
-                let assign = quote!(#ident = #expr;);
-                if let Ok(stmt) = syn::parse2::<syn::Stmt>(assign) {
-                    *s = stmt;
-                }
-            }
-            if let Ok(decl) = syn::parse2::<syn::Stmt>(quote!(let (#(#names,)*);)) {
-                b.stmts.insert(0, decl);
-            }
-        }
-    }
-    match syn::parse2::<syn::Block>(body.clone()) {
-        Ok(mut block) => {
-            Flatten.visit_block_mut(&mut block);
-            block.to_token_stream()
-        }
-        Err(_) => body,
-    }
+            t => t,
+        })
+        .collect()
 }
 
-/// Every name a pattern binds.
-fn pattern_names(p: &syn::Pat, out: &mut impl FnMut(String)) {
-    struct Names<'a, F>(&'a mut F);
-    impl<F: FnMut(String)> syn::visit::Visit<'_> for Names<'_, F> {
-        fn visit_pat_ident(&mut self, p: &syn::PatIdent) {
-            (self.0)(p.ident.to_string());
-            syn::visit::visit_pat_ident(self, p);
+/// One block's statements.
+fn flatten_block(stream: TokenStream) -> TokenStream {
+    use proc_macro2::{Delimiter, TokenTree};
+    let trees: Vec<TokenTree> = stream.into_iter().collect();
+    let is_ident = |t: &TokenTree, s: &str| matches!(t, TokenTree::Ident(i) if i == s);
+    let is_punct = |t: &TokenTree, c: char| matches!(t, TokenTree::Punct(p) if p.as_char() == c);
+    // Statement `let`s: (position of `let`, position of its `;`).
+    let mut lets = Vec::new();
+    let mut i = 0;
+    while i < trees.len() {
+        let starts = i == 0
+            || is_punct(&trees[i - 1], ';')
+            || matches!(&trees[i - 1], TokenTree::Group(g) if g.delimiter() == Delimiter::Brace);
+        if starts && is_ident(&trees[i], "let") {
+            let end = (i..trees.len()).find(|&j| is_punct(&trees[j], ';'));
+            let Some(end) = end else { break };
+            lets.push((i, end));
+            i = end + 1;
+        } else {
+            i += 1;
         }
     }
-    syn::visit::Visit::visit_pat(&mut Names(out), p);
+    // A plain `let [mut] name = ..;` (no type, no `else`): the index of the name.
+    let plain = |(start, end): (usize, usize)| -> Option<usize> {
+        let name = if is_ident(&trees[start + 1], "mut") {
+            start + 2
+        } else {
+            start + 1
+        };
+        let ok = matches!(trees.get(name), Some(TokenTree::Ident(i)) if i != "_")
+            && trees.get(name + 1).is_some_and(|t| is_punct(t, '='))
+            && !matches!(trees.get(name + 2), Some(TokenTree::Punct(p)) if p.as_char() == '=')
+            && !trees[name + 2..end].iter().any(|t| is_ident(t, "else"));
+        ok.then_some(name)
+    };
+    // Every name any `let` of the block binds, counted.
+    let mut bound: HashMap<String, usize> = HashMap::new();
+    for &(start, end) in &lets {
+        let pattern_end = (start + 1..end)
+            .find(|&j| is_punct(&trees[j], '='))
+            .unwrap_or(end);
+        let mut names = Vec::new();
+        for t in &trees[start + 1..pattern_end] {
+            collect_idents(t, &mut names);
+        }
+        for n in names {
+            *bound.entry(n).or_default() += 1;
+        }
+    }
+    let hoisted: Vec<(usize, usize, usize)> = lets
+        .iter()
+        .filter_map(|&(s, e)| plain((s, e)).map(|n| (s, e, n)))
+        .filter(|&(_, _, n)| bound.get(&trees[n].to_string()) == Some(&1))
+        .collect();
+    if hoisted.len() < FLATTEN_FROM {
+        return trees.into_iter().collect();
+    }
+    let mut declared = TokenStream::new();
+    let mut skip = HashSet::new();
+    for &(start, _, name) in &hoisted {
+        // `let` and `mut` go; the name stays as the assignment's target.
+        skip.insert(start);
+        if name == start + 2 {
+            skip.insert(start + 1);
+            declared.extend(quote!(mut));
+        }
+        declared.extend([trees[name].clone()]);
+        declared.extend(quote!(,));
+    }
+    let mut out = quote!(let (#declared););
+    out.extend(
+        trees
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| !skip.contains(i))
+            .map(|(_, t)| t),
+    );
+    out
+}
+
+/// Every identifier in a token tree (a pattern's names, conservatively).
+fn collect_idents(t: &proc_macro2::TokenTree, out: &mut Vec<String>) {
+    match t {
+        proc_macro2::TokenTree::Ident(i) => out.push(i.to_string()),
+        proc_macro2::TokenTree::Group(g) => {
+            for t in g.stream() {
+                collect_idents(&t, out);
+            }
+        }
+        _ => {}
+    }
 }

@@ -162,6 +162,55 @@ pub fn init<V: AdjointFrom<C> + ?Sized, C>(v: &V, c: C) -> V::Adjoint {
     v.adjoint_from(c)
 }
 
+/// A gradient scaled by the output's adjoint: `f_pullback(.., d_out)` is `f_grad(..)` scaled
+/// by `d_out` when both cover the same parameters, so one body serves both.
+pub trait Scale<F> {
+    fn scale(self, by: F) -> Self;
+}
+
+impl Scale<f64> for f64 {
+    #[inline(always)]
+    fn scale(self, by: f64) -> f64 {
+        self * by
+    }
+}
+
+impl Scale<f32> for f32 {
+    #[inline(always)]
+    fn scale(self, by: f32) -> f32 {
+        self * by
+    }
+}
+
+impl<F> Scale<F> for () {
+    #[inline(always)]
+    fn scale(self, _: F) {}
+}
+
+impl<F: Real> Scale<F> for Vec<F> {
+    #[inline]
+    fn scale(mut self, by: F) -> Vec<F> {
+        for v in &mut self {
+            *v = *v * by;
+        }
+        self
+    }
+}
+
+impl<F: Real, D: Dimension> Scale<F> for Array<F, D> {
+    #[inline]
+    fn scale(mut self, by: F) -> Array<F, D> {
+        self.mapv_inplace(|v| v * by);
+        self
+    }
+}
+
+/// `g` scaled by `by`.
+#[inline(always)]
+pub fn scale<G: Scale<F>, F>(g: G, by: F) -> G {
+    g.scale(by)
+}
+
 /// `*adjoint += c`.
 #[inline(always)]
 pub fn acc<A: Accumulate<C> + ?Sized, C>(adjoint: &mut A, c: C) {

@@ -21,7 +21,9 @@ pub use real::Real;
 /// What the generated code refers to. Not a stable API: use the attribute instead.
 #[doc(hidden)]
 pub mod __rt {
-    pub use crate::adjoint::{acc, init, like, pb1, pb2, pb3, pop, release, zero_like, Branch};
+    pub use crate::adjoint::{
+        acc, init, like, pb1, pb2, pb3, pop, release, scale, zero_like, Branch,
+    };
     pub use crate::tensor::{
         add, column_adj, div, dot, dot_lhs_adj, dot_rhs_adj, insert_axis, insert_axis_adj,
         into_shape_with_order, mean_adj, mean_axis_adj, mul, neg, reshape_adj, reversed_axes,
