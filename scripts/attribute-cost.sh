@@ -104,10 +104,14 @@ time_build() { # $1: crate name; prints the best of 3 rebuilds of the crate itse
 
 make_crate with_attribute "#[differentiate]"
 make_crate without_attribute ""
-with=$(time_build with_attribute)
-without=$(time_build without_attribute)
-printf '100 functions, debug build of the crate: with #[differentiate] %.2f s, without %.2f s, ratio %.2f\n' \
-  "$with" "$without" "$(echo "$with / $without" | bc -l)"
+report() { # $1: how the macro is built
+  local with without
+  with=$(time_build with_attribute)
+  without=$(time_build without_attribute)
+  printf '100 functions, debug build of the crate (%s): with #[differentiate] %.2f s, without %.2f s, ratio %.2f\n' \
+    "$1" "$with" "$without" "$(echo "$with / $without" | bc -l)"
+}
+report "macro at opt-level 0, cargo's default"
 
 # One function of 500 statements.
 big="$work/big"
@@ -134,5 +138,12 @@ sed 's/name = "with_attribute"/name = "big"/' "$work/with_attribute/Cargo.toml" 
 } > "$big/src/lib.rs"
 (cd "$big" && cargo build -q 2>/dev/null) || true
 touch "$big/src/lib.rs"
-(cd "$big" && AUTODIFF_TIMING=1 cargo build 2>&1 | grep "autodiff: expanded") || {
+(cd "$big" && AUTODIFF_TIMING=1 cargo build 2>&1 | grep "autodiff: expanded" | sed 's/$/ (macro at opt-level 0)/') || {
   echo "the 500-statement crate did not build:"; (cd "$big" && cargo build 2>&1 | tail -20); exit 1; }
+
+# The same with the macro optimised: `[profile.dev.build-override] opt-level = 3`.
+export CARGO_PROFILE_DEV_BUILD_OVERRIDE_OPT_LEVEL=3
+report "macro at opt-level 3"
+(cd "$big" && cargo build -q 2>/dev/null) || true
+touch "$big/src/lib.rs"
+(cd "$big" && AUTODIFF_TIMING=1 cargo build 2>&1 | grep "autodiff: expanded" | sed 's/$/ (macro at opt-level 3)/')

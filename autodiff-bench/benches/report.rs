@@ -344,37 +344,50 @@ fn gmm_rows() {
     }
 }
 
+fn mlp_flat(g: &mlp::Grads) -> Vec<f64> {
+    g.0.iter()
+        .chain(g.1.iter())
+        .chain(g.2.iter())
+        .chain(g.3.iter())
+        .copied()
+        .collect()
+}
+
 fn mlp_rows() {
-    let (x, y, w1, b1, w2, b2) = mlp::problem(128, 256, 256, 10);
-    type G = mlp::Grads;
-    let flat = |g: &G| {
-        g.0.iter()
-            .chain(g.1.iter())
-            .chain(g.2.iter())
-            .chain(g.3.iter())
-            .copied()
-            .collect::<Vec<f64>>()
-    };
-    let reference = flat(&mlp::hand_value_and_grad(&x, &y, &w1, &b1, &w2, &b2).1);
+    let problem = mlp::problem(128, 256, 256, 10);
+    let (x, y, w1, b1, w2, b2) = &problem;
+    let reference = mlp_flat(&mlp::hand_value_and_grad(x, y, w1, b1, w2, b2).1);
+    #[allow(unused_mut)]
+    let mut cs = vec![
+        contender(
+            "generated",
+            || mlp::loss_grad(x, y, w1, b1, w2, b2),
+            mlp_flat,
+        ),
+        contender(
+            "hand-written",
+            || mlp::hand_value_and_grad(x, y, w1, b1, w2, b2).1,
+            mlp_flat,
+        ),
+    ];
+    #[cfg(feature = "peers")]
+    {
+        use autodiff_bench::peers::{flatten_candle, CandleMlp};
+        let candle = CandleMlp::new(&problem).expect("candle tensors");
+        cs.push(contender(
+            "candle",
+            move || candle.gradient().expect("candle's gradient"),
+            |g: &Vec<_>| flatten_candle(g),
+        ));
+    }
     row(
         "MLP loss",
         "batch 128, 256-256-10",
         || {
-            black_box(mlp::loss(&x, &y, &w1, &b1, &w2, &b2));
+            black_box(mlp::loss(x, y, w1, b1, w2, b2));
         },
         &reference,
-        vec![
-            contender(
-                "generated",
-                || mlp::loss_grad(&x, &y, &w1, &b1, &w2, &b2),
-                flat,
-            ),
-            contender(
-                "hand-written",
-                || mlp::hand_value_and_grad(&x, &y, &w1, &b1, &w2, &b2).1,
-                flat,
-            ),
-        ],
+        cs,
     );
 }
 

@@ -253,3 +253,66 @@ pub fn gmm_ad_trait(
         )
     })
 }
+
+/// The MLP loss in candle (CPU): inputs, labels and the four weights as variables.
+pub struct CandleMlp {
+    x: candle_core::Tensor,
+    y: candle_core::Tensor,
+    weights: [candle_core::Var; 4],
+}
+
+impl CandleMlp {
+    /// The same problem as `mlp::problem`, copied into candle tensors.
+    pub fn new(p: &crate::mlp::Problem) -> candle_core::Result<CandleMlp> {
+        use candle_core::{Device, Tensor, Var};
+        let cpu = Device::Cpu;
+        let (x, y, w1, b1, w2, b2) = p;
+        let t2 = |a: &autodiff::ndarray::Array2<f64>| {
+            Tensor::from_slice(&a.iter().copied().collect::<Vec<f64>>(), a.dim(), &cpu)
+        };
+        let v2 = |a: &autodiff::ndarray::Array2<f64>| {
+            Var::from_slice(&a.iter().copied().collect::<Vec<f64>>(), a.dim(), &cpu)
+        };
+        let v1 = |a: &autodiff::ndarray::Array1<f64>| {
+            Var::from_slice(&a.iter().copied().collect::<Vec<f64>>(), a.len(), &cpu)
+        };
+        Ok(CandleMlp {
+            x: t2(x)?,
+            y: t2(y)?,
+            weights: [v2(w1)?, v1(b1)?, v2(w2)?, v1(b2)?],
+        })
+    }
+
+    /// The gradient with respect to `(w1, b1, w2, b2)`, by candle's autograd.
+    pub fn gradient(&self) -> candle_core::Result<Vec<candle_core::Tensor>> {
+        let [w1, b1, w2, b2] = &self.weights;
+        let h = self.x.matmul(w1)?.broadcast_add(b1)?.tanh()?;
+        let logits = h.matmul(w2)?.broadcast_add(b2)?;
+        // log-softmax; the shift is a constant (it cancels), so it is detached.
+        let shifted = logits.broadcast_sub(&logits.max_keepdim(1)?.detach())?;
+        let log_p = shifted.broadcast_sub(&shifted.exp()?.sum_keepdim(1)?.log()?)?;
+        let batch = self.x.dims()[0] as f64;
+        let loss = (log_p * &self.y)?.sum_all()?.affine(-1.0 / batch, 0.0)?;
+        let grads = loss.backward()?;
+        self.weights
+            .iter()
+            .map(|w| {
+                grads
+                    .get(w)
+                    .cloned()
+                    .ok_or_else(|| candle_core::Error::Msg("no gradient".into()))
+            })
+            .collect()
+    }
+}
+
+/// Candle's gradients, flattened in `(w1, b1, w2, b2)` order.
+pub fn flatten_candle(g: &[candle_core::Tensor]) -> Vec<f64> {
+    g.iter()
+        .flat_map(|t| {
+            t.flatten_all()
+                .and_then(|t| t.to_vec1::<f64>())
+                .unwrap_or_default()
+        })
+        .collect()
+}
