@@ -143,316 +143,219 @@ pub fn p0(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         let old = buf1[i];
         buf1[i] = (old * buf1[i - 1]).sin() + old;
     }
-    let v2 = buf1[2] * buf1[3];
-    let mut m3 = x[1].sin();
-    if 0.21f64.atan() > -1.66f64 {
-        m3 += (a.clamp(-1.0, 1.0) * a.clamp(-1.0, 1.0) + 0.5).sqrt();
-    } else if b.min(v2) > 1.47f64 {
-        m3 = m3 * 0.5;
-    }
-    -1.80f64 * (a).tanh() + 1.17f64 * (b).tanh() + -0.22f64 * (v2).tanh() + -1.69f64 * (m3).tanh()
+    let v2 = buf1[2] + 0.5 * buf1[3];
+    let v3 = (0.21f64.atan().hypot((a * a).ln_1p())
+        / (v2.max(a).max(v2.hypot(a)) * v2.max(a).max(v2.hypot(a)) + 1.0));
+    -1.89f64 * (a).tanh() + -0.97f64 * (b).tanh() + -0.78f64 * (v2).tanh() + 0.61f64 * (v3).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p1(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut pair1 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair1 += (d * d + 0.5).recip() * autodiff::ops::sigmoid(1.27f64);
-        }
+    let v1 = ((a.tanh().exp2().tanh() * 0.5).tan() * (a.tanh().exp2().tanh() * 0.5).tan()).ln_1p();
+    let v2 = (x[2] * x[2] + 1.0)
+        .powf(x[1].tanh())
+        .sin()
+        .min((v1.tanh().exp2() * v1.tanh().exp2() + 1.0).log(3.0));
+    let mut m3 = (x[2].tanh() * 0.5).sinh();
+    if x[0].hypot(v1) < 0.14f64 {
+        m3 += (x[0] * x[0] + 1.0).recip();
+    } else if 1.22f64.tanh().exp2() <= 1.29f64 {
+        m3 = m3 * 0.5;
     }
-    let mut pair2 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair2 += (d * d + 0.5).recip() * (1.15f64 * 0.88f64);
-        }
-    }
-    let v3 = if b >= 0.12f64 { x[1].sin() } else { 1.66f64 };
-    0.68f64 * (a).tanh()
-        + 0.21f64 * (b).tanh()
-        + 1.99f64 * (pair1).tanh()
-        + 0.61f64 * (pair2).tanh()
-        + 1.92f64 * (v3).tanh()
+    let v4 = (x[1] * x[1] + 1.0).log(3.0);
+    0.53f64 * (a).tanh()
+        + -0.88f64 * (b).tanh()
+        + -1.05f64 * (v1).tanh()
+        + -1.18f64 * (v2).tanh()
+        + 1.52f64 * (m3).tanh()
+        + 0.05f64 * (v4).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p2(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut pair1 = 0.0;
+    let v1 = x[2];
+    let mut buf2 = vec![0.0; n];
     for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair1 += (d * d + 0.5).recip() * x[i].tanh();
-        }
+        buf2[i] = autodiff::ops::softplus((x[(i + 1) % n] * x[1]));
     }
-    let v2 = if (a * a).ln_1p() >= 0.15f64 {
-        f64::sin(x[1]).atan2(
-            (1.29f64 * 1.29f64 + 1.0).powf(pair1.tanh())
-                * (1.29f64 * 1.29f64 + 1.0).powf(pair1.tanh())
-                + 0.5,
-        )
-    } else {
-        x[1]
-    };
-    let v3 = pair1;
-    let v4 = if pair1 < -1.38f64 {
-        (v3.clamp(-1.0, 1.0) + (x[3] * x[3] + 1.0).cbrt())
-    } else {
-        ((x[2] * x[2] + 1.0).ln() * (x[2] * x[2] + 1.0).ln() + 1.0).recip()
-    };
-    let v5 = (((pair1 * pair1 + 1.0).log(3.0) * (pair1 * pair1 + 1.0).log(3.0)).ln_1p()
-        * ((pair1 * pair1 + 1.0).log(3.0) * (pair1 * pair1 + 1.0).log(3.0)).ln_1p())
+    for i in 1..n {
+        buf2[i] += buf2[i - 1] * 0.5;
+    }
+    for i in 1..n {
+        let old = buf2[i];
+        buf2[i] = (old * buf2[i - 1]).sin() + old;
+    }
+    let v3 = buf2[2] * buf2[3];
+    let v4 = (((a * a + 1.0).log(3.0) * (a * a + 1.0).log(3.0)).ln_1p()
+        * ((a * a + 1.0).log(3.0) * (a * a + 1.0).log(3.0)).ln_1p())
     .ln_1p();
-    0.93f64 * (a).tanh()
-        + 0.44f64 * (b).tanh()
-        + 1.60f64 * (pair1).tanh()
-        + 0.26f64 * (v2).tanh()
-        + -1.18f64 * (v3).tanh()
-        + 0.46f64 * (v4).tanh()
-        + -0.49f64 * (v5).tanh()
+    let mut m5 = (0.26f64 * 0.26f64 + 1.0).recip();
+    if autodiff::ops::sigmoid(1.79f64) <= 0.19f64 {
+        m5 += (-((v3 * v3 + 1.0).recip()));
+    } else if (x[0].tanh() * 0.9).atanh() <= 0.64f64 {
+        m5 = m5 * 0.5;
+    }
+    let v6 = if (v4.tanh() * 0.5).tan() <= 1.63f64 {
+        v3
+    } else {
+        ((x[0] * x[0] + 1.0).log(3.0) * (x[0] * x[0] + 1.0).log(3.0) + 1.5).acosh()
+    };
+    let v7 = x[1];
+    1.04f64 * (a).tanh()
+        + -0.79f64 * (b).tanh()
+        + 1.31f64 * (v1).tanh()
+        + 1.12f64 * (v3).tanh()
+        + -0.85f64 * (v4).tanh()
+        + -0.22f64 * (m5).tanh()
+        + -1.19f64 * (v6).tanh()
+        + -0.36f64 * (v7).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p3(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut pair1 = 0.0;
+    let v1 = x[2];
+    let v2 = smooth(1.90f64);
+    let mut pair3 = 0.0;
     for i in 0..n {
         for j in (i + 1)..n {
             let d = x[i] - x[j];
-            pair1 += (d * d + 0.5).recip() * (b / (b * b + 1.0));
+            pair3 += (d * d + 0.5).recip() * helpers::soft(-1.25f64, 0.3);
         }
     }
-    let mut w2 = (x[0].tanh() * 0.9).atanh().clamp(-1.0, 1.0).tanh() + 3.0;
-    let mut steps = 0;
-    while w2 > 0.5 && steps < 20 {
-        w2 = w2 * 0.6 + 0.05 * (-0.37f64.tanh() * 0.5).sinh().tanh();
-        steps += 1;
-    }
-    let arr3 = (&m.row(1) * (w2.tanh() * 0.5).tan() - &m.column(1))
-        .mapv(f64::sin)
-        .sum();
-    let v4 = (-((pair1 * pair1 + 1.5).acosh().tanh().exp_m1()));
-    let v5 = if w2.abs() < -0.85f64 {
-        (arr3 * arr3).ln_1p().min(x[2])
+    let v4 = if v1.powi(3) <= 1.27f64 {
+        -1.15f64
     } else {
-        smooth(1.90f64)
+        ((v2 * v2 + 1.0).cbrt().tanh() * 0.9).atanh()
     };
-    let mut pair6 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair6 += (d * d + 0.5).recip() * helpers::soft(-1.25f64, 0.3);
-        }
-    }
-    -1.97f64 * (a).tanh()
-        + 0.27f64 * (b).tanh()
-        + -0.83f64 * (pair1).tanh()
-        + -1.83f64 * (w2).tanh()
-        + 0.19f64 * (arr3).tanh()
-        + -1.81f64 * (v4).tanh()
-        + -1.38f64 * (v5).tanh()
-        + 1.27f64 * (pair6).tanh()
+    0.49f64 * (a).tanh()
+        + 1.31f64 * (b).tanh()
+        + -0.75f64 * (v1).tanh()
+        + 1.36f64 * (v2).tanh()
+        + -1.97f64 * (pair3).tanh()
+        + -0.70f64 * (v4).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p4(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = (m * b.tanh() + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
-    let mut m2 = (b - a);
-    if -1.14f64.tanh().exp() < -0.07f64 {
-        m2 += (a.tanh() * 0.9).atanh().abs();
-    } else if (x[1].tanh() * 0.9).atanh() < -1.41f64 {
-        m2 = m2 * 0.5;
+    let v1 = ((0.37f64.tanh() * 0.5).cosh().tanh().tanh() * 0.9).atanh();
+    let v2 = ((v1.tanh() * 0.9)
+        .atanh()
+        .atan2(a.clamp(-1.0, 1.0) * a.clamp(-1.0, 1.0) + 0.5)
+        * autodiff::ops::sigmoid(b).abs());
+    let mut w3 = (x[3].clamp(-1.0, 1.0) * x[3].clamp(-1.0, 1.0) + 1.0)
+        .log2()
+        .tanh()
+        + 3.0;
+    let mut steps = 0;
+    while w3 > 0.5 && steps < 20 {
+        w3 = w3 * 0.6 + 0.05 * (v1 * v1 + 1.0).log2().tanh();
+        steps += 1;
     }
-    let v3 = if b.clamp(-1.0, 1.0) <= 0.78f64 {
-        (arr1.abs().tanh() * 0.5).tan()
-    } else {
-        (x[3].clamp(-1.0, 1.0) * x[3].clamp(-1.0, 1.0) + 1.0).log2()
-    };
-    let v4 = if m2 < 0.19f64 {
-        (autodiff::ops::softplus(b).tanh() * 0.5).tan()
-    } else {
-        (v3.clamp(-1.0, 1.0).tanh() * 0.5).cosh()
-    };
-    -1.38f64 * (a).tanh()
-        + -0.68f64 * (b).tanh()
-        + -1.34f64 * (arr1).tanh()
-        + 1.75f64 * (m2).tanh()
-        + -0.01f64 * (v3).tanh()
-        + 0.90f64 * (v4).tanh()
+    -1.64f64 * (a).tanh()
+        + 0.19f64 * (b).tanh()
+        + -0.19f64 * (v1).tanh()
+        + -1.70f64 * (v2).tanh()
+        + -1.44f64 * (w3).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p5(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut w1 = autodiff::ops::softplus((a.tanh() * 0.5).sinh()).tanh() + 3.0;
+    let v1 = (a.clamp(-1.0, 1.0).tanh() * 0.5)
+        .cosh()
+        .atan2((b.asinh().tanh() * 0.9).asin() * (b.asinh().tanh() * 0.9).asin() + 0.5);
+    let mut w2 = autodiff::ops::softplus((a.tanh() * 0.5).sinh()).tanh() + 3.0;
     let mut steps = 0;
-    while w1 > 0.5 && steps < 20 {
-        w1 = w1 * 0.6 + 0.05 * (a.tanh() * 0.5).cosh().tanh();
+    while w2 > 0.5 && steps < 20 {
+        w2 = w2 * 0.6 + 0.05 * (a.tanh() * 0.5).cosh().tanh();
         steps += 1;
     }
-    let arr2 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * (a.tanh() * 0.9).asin()));
-    let mut pair3 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair3 += (d * d + 0.5).recip() * helpers::soft(arr2, 0.3);
-        }
-    }
-    0.96f64 * (a).tanh()
-        + -0.23f64 * (b).tanh()
-        + -1.15f64 * (w1).tanh()
-        + -0.60f64 * (arr2).tanh()
-        + 0.78f64 * (pair3).tanh()
+    let arr3 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * (b.tanh() * 0.9).asin()));
+    0.10f64 * (a).tanh()
+        + -0.22f64 * (b).tanh()
+        + -1.82f64 * (v1).tanh()
+        + 1.39f64 * (w2).tanh()
+        + 1.00f64 * (arr3).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p6(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut acc1 = b.atan();
-    for i in 0..n {
-        acc1 += (b.tanh() * 0.9).acos().tanh();
-        if (a * a + 1.0).recip() <= 1.12f64 {
-            acc1 = acc1 * 0.9 + (b / (0.18f64 * 0.18f64 + 1.0));
-        }
+    let v1 = if 0.78f64.clamp(-1.0, 1.0) <= -0.60f64 {
+        (-0.57f64.powi(2).tanh() * 0.9).asin()
+    } else {
+        b
+    };
+    let mut m2 = (x[2] * x[2] + 1.0).ln();
+    if (v1 / (0.18f64 * 0.18f64 + 1.0)) >= 0.76f64 {
+        m2 += (x[0] * x[0] + 1.5).acosh();
+    } else if (a * a + 1.0).cbrt() <= -0.05f64 {
+        m2 = m2 * 0.5;
     }
-    let mut buf2 = vec![0.0; n];
-    for i in 0..n {
-        buf2[i] = helpers::soft((0.22f64 * 0.22f64 + 1.0).powf(b.tanh()), 0.3);
-    }
-    for i in 1..n {
-        buf2[i] += buf2[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf2[i];
-        buf2[i] = (old * buf2[i - 1]).sin() + old;
-    }
-    let v3 = buf2[1] * buf2[2];
-    let v4 = (-(-0.75f64))
-        .min(a.mul_add(1.25f64, acc1))
-        .max((1.82f64 * 1.82f64 + 1.0).log2());
-    let mut w5 = (v3 * v3 + 0.5).sqrt().tanh() + 3.0;
-    let mut steps = 0;
-    while w5 > 0.5 && steps < 20 {
-        w5 = w5 * 0.6 + 0.05 * acc1.abs().tanh();
-        steps += 1;
-    }
-    -1.56f64 * (a).tanh()
-        + -0.61f64 * (b).tanh()
-        + -0.50f64 * (acc1).tanh()
-        + -1.18f64 * (v3).tanh()
-        + 0.46f64 * (v4).tanh()
-        + 0.34f64 * (w5).tanh()
+    let v3 = b;
+    -1.55f64 * (a).tanh()
+        + -1.28f64 * (b).tanh()
+        + -1.44f64 * (v1).tanh()
+        + -0.04f64 * (m2).tanh()
+        + 1.03f64 * (v3).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p7(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut m1 = b.abs();
-    if -1.56f64.tanh().exp2() >= -1.75f64 {
-        m1 += ((b.tanh() * 0.9).asin() * (b.tanh() * 0.9).asin() + 1.0).ln();
-    } else if a.max(a) > -1.52f64 {
-        m1 = m1 * 0.5;
+    let mut w1 = -1.07f64.powi(2).sin().tanh() + 3.0;
+    let mut steps = 0;
+    while w1 > 0.5 && steps < 20 {
+        w1 = w1 * 0.6 + 0.05 * 0.33f64.tanh().tanh();
+        steps += 1;
     }
-    let mut acc2 = (b * b + 1.0).recip();
+    let mut acc2 = -1.75f64;
     for i in 0..n {
-        acc2 += m1;
-        if (x[i] * x[i] + 1.0).recip() <= -0.52f64 {
-            acc2 = acc2 * 0.9 + autodiff::ops::sigmoid(b);
+        acc2 += a.tanh().exp();
+        if (x[i] * x[i] + 1.0).log10() > 0.65f64 {
+            acc2 = acc2 * 0.9 + (w1 * w1 + 1.0).recip();
         }
     }
-    let v3 = ((acc2.min(b) * (m1 * m1 + 1.0).log10()) * (acc2.min(b) * (m1 * m1 + 1.0).log10())
-        + 1.0)
-        .log(3.0);
-    let mut buf4 = vec![0.0; n];
-    for i in 0..n {
-        buf4[i] = f64::sin((v3 * m1));
-    }
-    for i in 1..n {
-        buf4[i] += buf4[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf4[i];
-        buf4[i] = (old * buf4[i - 1]).sin() + old;
-    }
-    let v5 = buf4[2] * buf4[3];
-    let arr6 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
-        .mean()
-        .unwrap()
-        * x[0].tanh().exp2();
-    -0.57f64 * (a).tanh()
-        + 0.59f64 * (b).tanh()
-        + -1.45f64 * (m1).tanh()
-        + 1.13f64 * (acc2).tanh()
-        + 0.73f64 * (v3).tanh()
-        + -1.00f64 * (v5).tanh()
-        + 0.13f64 * (arr6).tanh()
+    1.80f64 * (a).tanh() + -1.56f64 * (b).tanh() + -1.57f64 * (w1).tanh() + -1.97f64 * (acc2).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p8(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut buf1 = vec![0.0; n];
+    let mut pair1 = 0.0;
     for i in 0..n {
-        buf1[i] = (-(b)).max((a.tanh() * 0.5).tan());
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair1 += (d * d + 0.5).recip() * (b.tanh() * 0.9).asin();
+        }
     }
-    for i in 1..n {
-        buf1[i] += buf1[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf1[i];
-        buf1[i] = (old * buf1[i - 1]).sin() + old;
-    }
-    let v2 = buf1[0] * buf1[1];
-    let v3 = if x[1].cos() < 1.42f64 {
-        smooth((v2.tanh() * 0.5).tan())
-    } else {
-        ((-1.77f64 * -1.77f64 + 1.5).acosh() * (-1.77f64 * -1.77f64 + 1.5).acosh() + 1.0).recip()
-    };
-    let mut buf4 = vec![0.0; n];
-    for i in 0..n {
-        buf4[i] = smooth((v2 * v3));
-    }
-    for i in 1..n {
-        buf4[i] += buf4[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf4[i];
-        buf4[i] = (old * buf4[i - 1]).sin() + old;
-    }
-    let v5 = buf4[0] * buf4[1];
-    -0.84f64 * (a).tanh()
-        + 0.66f64 * (b).tanh()
-        + 0.13f64 * (v2).tanh()
-        + 1.92f64 * (v3).tanh()
-        + -0.09f64 * (v5).tanh()
+    let v2 = ((pair1 / (x[0] * x[0] + 1.0)).tanh().exp_m1() * (b * b + 1.0).cbrt().abs());
+    -0.37f64 * (a).tanh() + -0.58f64 * (b).tanh() + 0.16f64 * (pair1).tanh() + 1.05f64 * (v2).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p9(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut w1 = autodiff::ops::softplus(autodiff::ops::sigmoid(b)).tanh() + 3.0;
-    let mut steps = 0;
-    while w1 > 0.5 && steps < 20 {
-        w1 = w1 * 0.6 + 0.05 * smooth(b).tanh();
-        steps += 1;
-    }
+    let v1 = x[2]
+        .tanh()
+        .max((a * b))
+        .hypot(((a * a + 1.0).log10() * (a * a + 1.0).log10() + 1.0).log(3.0));
     let mut buf2 = vec![0.0; n];
     for i in 0..n {
-        buf2[i] = (x[3].tanh() * 0.5).sinh();
+        buf2[i] = f64::sin((b * v1));
     }
     for i in 1..n {
         buf2[i] += buf2[i - 1] * 0.5;
@@ -461,125 +364,307 @@ pub fn p9(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         let old = buf2[i];
         buf2[i] = (old * buf2[i - 1]).sin() + old;
     }
-    let v3 = buf2[0] * buf2[1];
-    0.60f64 * (a).tanh() + -0.53f64 * (b).tanh() + -1.16f64 * (w1).tanh() + 1.04f64 * (v3).tanh()
+    let v3 = buf2[2] + 0.5 * buf2[3];
+    let arr4 = (&m.row(1) * (x[1] * 0.5) - &m.column(1))
+        .mapv(f64::sin)
+        .sum();
+    let v5 = if x[0] > -1.94f64 {
+        a
+    } else {
+        ((arr4 * arr4 + 1.0).recip() * (arr4 * arr4 + 1.0).recip()).ln_1p()
+    };
+    let mut w6 = ((a * a + 1.5).acosh().tanh() * 0.9).asin().tanh() + 3.0;
+    let mut steps = 0;
+    while w6 > 0.5 && steps < 20 {
+        w6 = w6 * 0.6 + 0.05 * v1.tanh();
+        steps += 1;
+    }
+    let v7 = (v1.powi(2) * ((a * a).ln_1p() * (a * a).ln_1p() + 1.0).powf(w6.tanh()));
+    0.06f64 * (a).tanh()
+        + -0.61f64 * (b).tanh()
+        + 0.47f64 * (v1).tanh()
+        + 0.64f64 * (v3).tanh()
+        + -0.84f64 * (arr4).tanh()
+        + 0.66f64 * (v5).tanh()
+        + 0.13f64 * (w6).tanh()
+        + 1.92f64 * (v7).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p10(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let v1 = if a < 1.29f64 {
-        ((a * a + 1.0).powf(x[3].tanh()) * (a * a + 1.0).powf(x[3].tanh()) + 1.0).log(3.0)
-    } else {
-        autodiff::ops::sigmoid(a)
-    };
-    let mut pair2 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair2 += (d * d + 0.5).recip() * b.tanh().exp();
-        }
+    let mut m1 = b;
+    if x[2] > 1.91f64 {
+        m1 += (a * a + 1.0).powf(b.tanh()).atan();
+    } else if a < -0.53f64 {
+        m1 = m1 * 0.5;
     }
-    let v3 = (((a * 0.5) * (a * 0.5) + 1.5).acosh().tanh() * 0.5).tan();
-    1.49f64 * (a).tanh()
-        + 1.49f64 * (b).tanh()
-        + 0.64f64 * (v1).tanh()
-        + -1.73f64 * (pair2).tanh()
-        + -1.22f64 * (v3).tanh()
+    let mut w2 = m1.tanh() + 3.0;
+    let mut steps = 0;
+    while w2 > 0.5 && steps < 20 {
+        w2 = w2 * 0.6 + 0.05 * a.tanh();
+        steps += 1;
+    }
+    let mut w3 = (a.tanh().exp_m1() * a.tanh().exp_m1() + 1.0)
+        .powf((b * b + 1.0).ln().tanh())
+        .tanh()
+        + 3.0;
+    let mut steps = 0;
+    while w3 > 0.5 && steps < 20 {
+        w3 = w3 * 0.6 + 0.05 * m1.tanh();
+        steps += 1;
+    }
+    1.46f64 * (a).tanh()
+        + 0.63f64 * (b).tanh()
+        + 0.84f64 * (m1).tanh()
+        + 0.79f64 * (w2).tanh()
+        + -0.69f64 * (w3).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p11(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let v1 = (x[1].sin().tanh() * 0.9).acos().sin();
-    let mut pair2 = 0.0;
+    let v1 = (((a * 0.5) * (a * 0.5) + 1.5).acosh().tanh() * 0.5).tan();
+    let mut buf2 = vec![0.0; n];
     for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair2 += (d * d + 0.5).recip() * x[i].tanh().exp();
-        }
+        buf2[i] = ((b * 0.26f64) * (b * 0.26f64) + 1.0).log2();
     }
-    let arr3 = (m * (pair2 * pair2 + 1.0).log2() + &m.t().dot(m))
-        .mapv(|t| t.tanh())
-        .sum();
-    let v4 = (v1.tanh()
-        - ((-0.03f64 * -0.03f64 + 1.0).powf(v1.tanh())
-            * (-0.03f64 * -0.03f64 + 1.0).powf(v1.tanh())
+    let v3 = buf2[2] * buf2[3];
+    let arr4 = (&m.row(1) * v3.abs() - &m.column(1)).mapv(f64::sin).sum();
+    let mut w5 = x[0].tanh() + 3.0;
+    let mut steps = 0;
+    while w5 > 0.5 && steps < 20 {
+        w5 = w5 * 0.6 + 0.05 * (v1 * v1 + 1.0).log2().tanh();
+        steps += 1;
+    }
+    let v6 = if x[0].min(arr4) < 1.01f64 {
+        ((-0.03f64 * -0.03f64 + 1.0).powf(b.tanh()) * (-0.03f64 * -0.03f64 + 1.0).powf(b.tanh())
             + 1.5)
-            .acosh());
-    let mut acc5 = x[1];
-    for i in 0..n {
-        acc5 += x[0];
-        if (x[1] * x[1] + 0.5).sqrt() < 1.67f64 {
-            acc5 = acc5 * 0.9 + v1.sin();
-        }
-    }
-    let mut pair6 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair6 += (d * d + 0.5).recip() * pair2.abs();
-        }
-    }
-    1.57f64 * (a).tanh()
-        + -1.57f64 * (b).tanh()
-        + 1.41f64 * (v1).tanh()
-        + -0.38f64 * (pair2).tanh()
-        + 0.61f64 * (arr3).tanh()
-        + 0.28f64 * (v4).tanh()
-        + -1.24f64 * (acc5).tanh()
-        + 1.36f64 * (pair6).tanh()
+            .acosh()
+    } else {
+        f64::sin(x[1])
+    };
+    let v7 = ((x[3] - x[0]).tanh().exp() * (x[3] - x[0]).tanh().exp() + 1.0).recip();
+    -0.33f64 * (a).tanh()
+        + -0.18f64 * (b).tanh()
+        + 0.82f64 * (v1).tanh()
+        + -0.63f64 * (v3).tanh()
+        + 0.84f64 * (arr4).tanh()
+        + -0.94f64 * (w5).tanh()
+        + -0.35f64 * (v6).tanh()
+        + 0.95f64 * (v7).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p12(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut pair1 = 0.0;
+    let mut acc1 = helpers::soft(x[1], 0.3);
     for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair1 += (d * d + 0.5).recip() * smooth(b);
+        acc1 += (-(x[(i + 3) % n].powi(3)));
+        if (a.tanh() * 0.5).sinh() > 0.05f64 {
+            acc1 = acc1 * 0.9 + x[0].abs();
         }
     }
-    let mut pair2 = 0.0;
+    let mut buf2 = vec![0.0; n];
     for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair2 += (d * d + 0.5).recip() * (b.tanh() * 0.5).sinh();
-        }
+        buf2[i] = ((a.tanh() * 0.9).asin() * (b * 0.5));
     }
-    let mut pair3 = 0.0;
+    let v3 = buf2[2] + 0.5 * buf2[3];
+    let v4 = (smooth(1.01f64).tanh().exp_m1().tanh() * 0.9).atanh();
+    let mut buf5 = vec![0.0; n];
     for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair3 += (d * d + 0.5).recip() * pair2;
-        }
+        buf5[i] = (x[1].tanh() * 0.9).acos().atan2(acc1 * acc1 + 0.5);
     }
-    let mut acc4 = (pair1.tanh() * 0.9).atanh();
-    for i in 0..n {
-        acc4 += (pair3 * (pair2 * 0.5));
-        if (pair3 * pair3 + 1.0).recip() <= 0.32f64 {
-            acc4 = acc4 * 0.9 + smooth(1.01f64);
-        }
+    for i in 1..n {
+        buf5[i] += buf5[i - 1] * 0.5;
     }
-    -0.16f64 * (a).tanh()
-        + 1.51f64 * (b).tanh()
-        + 1.04f64 * (pair1).tanh()
-        + -0.61f64 * (pair2).tanh()
-        + 0.36f64 * (pair3).tanh()
-        + 0.13f64 * (acc4).tanh()
+    for i in 1..n {
+        let old = buf5[i];
+        buf5[i] = (old * buf5[i - 1]).sin() + old;
+    }
+    let v6 = buf5[2] * buf5[3];
+    1.60f64 * (a).tanh()
+        + 1.06f64 * (b).tanh()
+        + 1.91f64 * (acc1).tanh()
+        + 1.89f64 * (v3).tanh()
+        + -0.10f64 * (v4).tanh()
+        + 0.65f64 * (v6).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p13(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
+    let mut acc1 = (a - x[1]);
+    for i in 0..n {
+        acc1 += (1.73f64.tanh().exp_m1() * 1.73f64.tanh().exp_m1() + 1.0).cbrt();
+        if (0.70f64 + b) < 1.10f64 {
+            acc1 = acc1 * 0.9 + x[(i + 1) % n].abs();
+        }
+    }
+    let v2 = if x[0].hypot(acc1) >= -0.31f64 {
+        (-1.89f64.tanh().tanh() * 0.5).cosh()
+    } else {
+        (a.tanh() * 0.9).acos().tanh().exp2()
+    };
+    0.67f64 * (a).tanh() + -0.04f64 * (b).tanh() + 0.41f64 * (acc1).tanh() + 1.28f64 * (v2).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p14(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let v1 = ((a * a + 1.0).recip() * (a * a + 1.0).recip()).ln_1p().max(
+        a.cos()
+            .mul_add((x[0] * x[0] + 0.5).sqrt(), (1.66f64.tanh() * 0.9).acos()),
+    );
+    let mut w2 = v1.tanh().tanh().exp2().tanh() + 3.0;
+    let mut steps = 0;
+    while w2 > 0.5 && steps < 20 {
+        w2 = w2 * 0.6 + 0.05 * x[3].tanh();
+        steps += 1;
+    }
+    0.03f64 * (a).tanh() + 1.80f64 * (b).tanh() + -1.78f64 * (v1).tanh() + -1.29f64 * (w2).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p15(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut pair1 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair1 += (d * d + 0.5).recip() * (a.tanh() * 0.5).cosh();
+        }
+    }
+    let mut buf2 = vec![0.0; n];
+    for i in 0..n {
+        buf2[i] = autodiff::ops::sigmoid(x[1].tanh().exp());
+    }
+    let v3 = buf2[2] * buf2[3];
+    let v4 = ((pair1 / (x[3] * x[3] + 1.0)) * (pair1 / (x[3] * x[3] + 1.0)) + 0.5)
+        .sqrt()
+        .tanh()
+        .exp();
+    -1.55f64 * (a).tanh()
+        + 0.86f64 * (b).tanh()
+        + 1.57f64 * (pair1).tanh()
+        + 0.60f64 * (v3).tanh()
+        + 0.48f64 * (v4).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p16(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let v1 = (-0.01f64 * x[3]).tanh().exp_m1();
+    let v2 = -0.07f64;
+    -0.18f64 * (a).tanh() + -1.08f64 * (b).tanh() + -1.58f64 * (v1).tanh() + 0.70f64 * (v2).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p17(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let v1 = if (a.tanh() * 0.9).acos() > -1.60f64 {
+        (a.cos() - helpers::soft(b, 0.3))
+    } else {
+        ((-(a)) * (-(a)) + 1.0).log(3.0)
+    };
+    let mut m2 = v1;
+    if v1.max(b) > 0.34f64 {
+        m2 += ((v1 * v1 + 1.0).ln().tanh() * 0.9).acos();
+    } else if x[1] >= -1.22f64 {
+        m2 = m2 * 0.5;
+    }
+    let mut w3 = smooth((x[0] * b)).tanh() + 3.0;
+    let mut steps = 0;
+    while w3 > 0.5 && steps < 20 {
+        w3 = w3 * 0.6 + 0.05 * 1.38f64.atan2(1.43f64 * 1.43f64 + 0.5).tanh();
+        steps += 1;
+    }
+    -1.14f64 * (a).tanh()
+        + -1.72f64 * (b).tanh()
+        + 1.26f64 * (v1).tanh()
+        + 1.06f64 * (m2).tanh()
+        + -1.53f64 * (w3).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p18(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let v1 = 0.52f64;
+    let arr2 = (m + &m.sum_axis(Axis(0)))
+        .mapv(|t| (t * t + 1.0).ln())
+        .mean()
+        .unwrap()
+        * (-1.77f64 * -1.77f64 + 1.0).recip();
+    let v3 = a;
+    let v4 = if -1.78f64 > -0.69f64 {
+        x[3].hypot(b).asinh()
+    } else {
+        v1.tanh().exp_m1()
+    };
+    let mut m5 = 0.62f64;
+    if (a.tanh() * 0.5).tan() > 1.15f64 {
+        m5 += a;
+    } else if 0.37f64.atan2(x[1] * x[1] + 0.5) < -0.36f64 {
+        m5 = m5 * 0.5;
+    }
+    let mut buf6 = vec![0.0; n];
+    for i in 0..n {
+        buf6[i] = ((v4.tanh() * 0.9).acos() * (v4.tanh() * 0.9).acos() + 1.0).ln();
+    }
+    for i in 1..n {
+        buf6[i] += buf6[i - 1] * 0.5;
+    }
+    for i in 1..n {
+        let old = buf6[i];
+        buf6[i] = (old * buf6[i - 1]).sin() + old;
+    }
+    let v7 = buf6[1] * buf6[2];
+    1.77f64 * (a).tanh()
+        + 1.82f64 * (b).tanh()
+        + 0.42f64 * (v1).tanh()
+        + 1.40f64 * (arr2).tanh()
+        + 1.82f64 * (v3).tanh()
+        + -0.67f64 * (v4).tanh()
+        + -0.56f64 * (m5).tanh()
+        + -0.31f64 * (v7).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p19(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut pair1 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair1 += (d * d + 0.5).recip() * (x[0] + a);
+        }
+    }
+    let mut m2 = b.asinh();
+    if b.powi(3) < 1.54f64 {
+        m2 += 1.72f64;
+    } else if b.tanh().exp_m1() <= 1.52f64 {
+        m2 = m2 * 0.5;
+    }
+    0.55f64 * (a).tanh() + -0.75f64 * (b).tanh() + -0.07f64 * (pair1).tanh() + 0.22f64 * (m2).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p20(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
     let mut buf1 = vec![0.0; n];
     for i in 0..n {
-        buf1[i] = helpers::soft(a, 0.3);
+        buf1[i] = x[(i + 2) % n].hypot(-1.01f64).clamp(-1.0, 1.0);
     }
     for i in 1..n {
         buf1[i] += buf1[i - 1] * 0.5;
@@ -588,167 +673,113 @@ pub fn p13(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         let old = buf1[i];
         buf1[i] = (old * buf1[i - 1]).sin() + old;
     }
-    let v2 = buf1[2] * buf1[3];
-    let arr3 = (&m.row(1) * 1.06f64 - &m.column(1)).mapv(f64::sin).sum();
-    let mut pair4 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair4 += (d * d + 0.5).recip() * (v2.tanh() * 0.9).acos();
-        }
-    }
-    let v5 =
-        (x[1].abs().hypot((x[0] * x[0] + 1.0).cbrt()) * helpers::soft(pair4.tanh().exp(), 0.3));
-    let mut pair6 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair6 += (d * d + 0.5).recip() * x[(i + 1) % n].abs();
-        }
-    }
-    -1.37f64 * (a).tanh()
-        + -0.05f64 * (b).tanh()
-        + 0.23f64 * (v2).tanh()
-        + 0.88f64 * (arr3).tanh()
-        + 1.25f64 * (pair4).tanh()
-        + 0.76f64 * (v5).tanh()
-        + -0.29f64 * (pair6).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p14(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut w1 = (-1.89f64.tanh().tanh() * 0.5).cosh().tanh() + 3.0;
-    let mut steps = 0;
-    while w1 > 0.5 && steps < 20 {
-        w1 = w1 * 0.6 + 0.05 * b.mul_add(x[3], a).tanh();
-        steps += 1;
-    }
-    let mut m2 = helpers::soft(a, 0.3);
-    if w1.max(-0.46f64) < 0.88f64 {
-        m2 += x[3].mul_add((x[0] * x[0] + 0.5).sqrt(), (1.66f64.tanh() * 0.9).acos());
-    } else if (a.tanh() * 0.5).tan() <= -0.20f64 {
-        m2 = m2 * 0.5;
-    }
-    let mut w3 = x[3].tanh() + 3.0;
-    let mut steps = 0;
-    while w3 > 0.5 && steps < 20 {
-        w3 = w3 * 0.6 + 0.05 * -1.78f64.tanh();
-        steps += 1;
-    }
-    let v4 = x[2];
-    -1.06f64 * (a).tanh()
-        + -0.96f64 * (b).tanh()
-        + 0.61f64 * (w1).tanh()
-        + 1.56f64 * (m2).tanh()
-        + 1.81f64 * (w3).tanh()
-        + 0.87f64 * (v4).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p15(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut m1 = x[2];
-    if -1.73f64 > 1.82f64 {
-        m1 += ((a / (x[3] * x[3] + 1.0)) * (a / (x[3] * x[3] + 1.0)) + 0.5).sqrt();
-    } else if a.hypot(0.48f64) >= -1.56f64 {
-        m1 = m1 * 0.5;
-    }
-    let mut w2 = (-0.01f64 * x[3]).tanh() + 3.0;
-    let mut steps = 0;
-    while w2 > 0.5 && steps < 20 {
-        w2 = w2 * 0.6 + 0.05 * b.cos().tanh();
-        steps += 1;
-    }
-    let mut buf3 = vec![0.0; n];
-    for i in 0..n {
-        buf3[i] = (x[2].tanh() * 0.5).tan().cos();
-    }
-    for i in 1..n {
-        buf3[i] += buf3[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf3[i];
-        buf3[i] = (old * buf3[i - 1]).sin() + old;
-    }
-    let v4 = buf3[3] * buf3[0];
-    let mut acc5 = (a.tanh() * 0.9).asin();
-    for i in 0..n {
-        acc5 += (1.95f64 - m1).tanh().exp2();
-        if -1.54f64.powi(2) > 1.53f64 {
-            acc5 = acc5 * 0.9 + (-0.96f64.tanh() * 0.5).sinh();
-        }
-    }
-    let v6 = if m1 <= 0.97f64 {
-        a
+    let v2 = buf1[3] + 0.5 * buf1[0];
+    let arr3 = (m * (v2.tanh() * 0.9).atanh() + &m.t().dot(m))
+        .mapv(|t| t.tanh())
+        .sum();
+    let v4 = if 0.07f64 <= 0.69f64 {
+        (-(autodiff::ops::softplus(x[1])))
     } else {
-        (x[0].tanh() * 0.9).acos()
+        (arr3.tanh() * 0.9).asin()
     };
-    0.04f64 * (a).tanh()
-        + 1.63f64 * (b).tanh()
-        + 1.17f64 * (m1).tanh()
-        + -1.85f64 * (w2).tanh()
-        + -1.22f64 * (v4).tanh()
-        + -0.74f64 * (acc5).tanh()
-        + 0.24f64 * (v6).tanh()
+    let v5 = arr3.mul_add(
+        x[2].sin().tanh().exp_m1(),
+        (x[2].atan2(v4 * v4 + 0.5) + (x[1] * x[1] + 1.0).log2()),
+    );
+    let mut acc6 = (a * a + 1.0).ln();
+    for i in 0..n {
+        acc6 += ((v4 - arr3).tanh() * 0.5).cosh();
+        if (v5.tanh() * 0.5).sinh() >= -1.20f64 {
+            acc6 = acc6 * 0.9 + v5.abs();
+        }
+    }
+    -1.97f64 * (a).tanh()
+        + 0.92f64 * (b).tanh()
+        + 1.59f64 * (v2).tanh()
+        + 0.58f64 * (arr3).tanh()
+        + 0.29f64 * (v4).tanh()
+        + -0.49f64 * (v5).tanh()
+        + 1.92f64 * (acc6).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p16(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let v1 = (x[3].max(a).tanh() * 0.5).cosh();
-    let mut m2 = autodiff::ops::sigmoid(a);
-    if a.hypot(0.52f64) >= -1.30f64 {
-        m2 += (a.tanh() * 0.5).cosh().min(v1.tanh().exp());
-    } else if smooth(x[1]) > -0.75f64 {
-        m2 = m2 * 0.5;
-    }
-    let mut acc3 = (v1 * v1 + 0.5).sqrt();
-    for i in 0..n {
-        acc3 += (x[3].tanh().exp_m1() * 0.62f64);
-        if (v1.tanh() * 0.5).tan() > 1.15f64 {
-            acc3 = acc3 * 0.9 + a;
-        }
-    }
-    let v4 = (x[1] * x[1] + 1.0).powf(x[1].abs().tanh()).tanh().exp_m1();
-    let mut pair5 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair5 += (d * d + 0.5).recip() * (m2 * m2 + 1.0).ln();
-        }
-    }
-    let v6 = ((1.82f64.tanh() * 0.9).asin()
-        / ((a * a + 1.5).acosh() * (a * a + 1.5).acosh() + 1.0))
-        .clamp(-1.0, 1.0);
-    -0.09f64 * (a).tanh()
-        + -1.28f64 * (b).tanh()
-        + -0.72f64 * (v1).tanh()
-        + -0.83f64 * (m2).tanh()
-        + 1.62f64 * (acc3).tanh()
-        + 0.77f64 * (v4).tanh()
-        + 0.69f64 * (pair5).tanh()
-        + 1.96f64 * (v6).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p17(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p21(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut pair1 = 0.0;
     for i in 0..n {
         for j in (i + 1)..n {
             let d = x[i] - x[j];
-            pair1 += (d * d + 0.5).recip() * b.powi(3);
+            pair1 += (d * d + 0.5).recip() * (b * b + 1.0).powf(x[1].tanh());
         }
     }
-    let v2 = 1.72f64.mul_add(-1.88f64, x[3]);
+    let v2 = if b.atan2(-0.51f64 * -0.51f64 + 0.5) <= 1.35f64 {
+        0.38f64
+    } else {
+        0.30f64
+    };
+    let arr3 = (m + &m.sum_axis(Axis(0)))
+        .mapv(|t| (t * t + 1.0).ln())
+        .mean()
+        .unwrap()
+        * x[0].asinh();
+    let mut m4 = (x[0] - v2);
+    if (1.04f64 + arr3) >= -0.38f64 {
+        m4 += ((arr3 * arr3 + 1.0).log10() * (arr3 * arr3 + 1.0).log10() + 1.0).log2();
+    } else if (arr3.tanh() * 0.5).tan() >= 0.35f64 {
+        m4 = m4 * 0.5;
+    }
+    let v5 = ((m4 * pair1.asinh()) - (b.tanh() * 0.9).atanh().tanh().exp());
+    -1.24f64 * (a).tanh()
+        + 0.67f64 * (b).tanh()
+        + 1.30f64 * (pair1).tanh()
+        + 0.94f64 * (v2).tanh()
+        + -1.59f64 * (arr3).tanh()
+        + 0.10f64 * (m4).tanh()
+        + -0.41f64 * (v5).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p22(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut m1 = b;
+    if f64::sin(b) >= 1.36f64 {
+        m1 += (x[1].cos() * x[1].cos() + 0.5).sqrt();
+    } else if b <= 0.26f64 {
+        m1 = m1 * 0.5;
+    }
+    let mut pair2 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair2 += (d * d + 0.5).recip() * x[2].tanh().exp2();
+        }
+    }
+    let v3 = helpers::soft(autodiff::ops::softplus((1.71f64.tanh() * 0.9).atanh()), 0.3);
+    -1.38f64 * (a).tanh()
+        + 0.53f64 * (b).tanh()
+        + -2.00f64 * (m1).tanh()
+        + -1.97f64 * (pair2).tanh()
+        + -1.80f64 * (v3).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p23(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let v1 = -0.20f64;
+    let mut w2 = (a * (b * 0.5)).tanh() + 3.0;
+    let mut steps = 0;
+    while w2 > 0.5 && steps < 20 {
+        w2 = w2 * 0.6 + 0.05 * (x[3] * x[2]).tanh();
+        steps += 1;
+    }
     let mut buf3 = vec![0.0; n];
     for i in 0..n {
-        buf3[i] = (helpers::soft(x[i], 0.3) * helpers::soft(x[i], 0.3) + 1.5).acosh();
+        buf3[i] = ((x[(i + 1) % n].tanh() * 0.9).atanh() * (x[(i + 1) % n].tanh() * 0.9).atanh()
+            + 1.0)
+            .recip();
     }
     for i in 1..n {
         buf3[i] += buf3[i - 1] * 0.5;
@@ -758,223 +789,58 @@ pub fn p17(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         buf3[i] = (old * buf3[i - 1]).sin() + old;
     }
     let v4 = buf3[2] * buf3[3];
-    let v5 = 1.41f64;
-    -1.01f64 * (a).tanh()
-        + 1.50f64 * (b).tanh()
-        + -0.01f64 * (pair1).tanh()
-        + -1.25f64 * (v2).tanh()
-        + 0.64f64 * (v4).tanh()
-        + 0.99f64 * (v5).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p18(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut w1 = (a.tanh() * 0.9).acos().sin().tanh() + 3.0;
-    let mut steps = 0;
-    while w1 > 0.5 && steps < 20 {
-        w1 = w1 * 0.6 + 0.05 * x[1].tanh();
-        steps += 1;
-    }
-    let mut pair2 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair2 += (d * d + 0.5).recip() * (-(x[1]));
-        }
-    }
-    let mut buf3 = vec![0.0; n];
-    for i in 0..n {
-        buf3[i] = pair2;
-    }
-    for i in 1..n {
-        buf3[i] += buf3[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf3[i];
-        buf3[i] = (old * buf3[i - 1]).sin() + old;
-    }
-    let v4 = buf3[1] * buf3[2];
-    let v5 = pair2.mul_add(
-        x[2].sin().tanh().exp_m1(),
-        (x[2].atan2(v4 * v4 + 0.5) + (x[1] * x[1] + 1.0).log2()),
-    );
-    -0.01f64 * (a).tanh()
-        + -1.11f64 * (b).tanh()
-        + -1.63f64 * (w1).tanh()
-        + 0.08f64 * (pair2).tanh()
-        + 1.88f64 * (v4).tanh()
-        + 1.99f64 * (v5).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p19(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut buf1 = vec![0.0; n];
-    for i in 0..n {
-        buf1[i] = -1.34f64;
-    }
-    for i in 1..n {
-        buf1[i] += buf1[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf1[i];
-        buf1[i] = (old * buf1[i - 1]).sin() + old;
-    }
-    let v2 = buf1[1] * buf1[2];
-    let arr3 = (&m.row(1) * (v2.tanh() * 0.5).sinh() - &m.column(1))
-        .mapv(f64::sin)
-        .sum();
-    let mut m4 = arr3.abs();
-    if x[3] <= 0.29f64 {
-        m4 += (v2.hypot(arr3) * v2.hypot(arr3) + 1.0).powf(autodiff::ops::sigmoid(b).tanh());
-    } else if v2.atan2(-0.51f64 * -0.51f64 + 0.5) <= 1.35f64 {
-        m4 = m4 * 0.5;
-    }
-    1.04f64 * (a).tanh()
-        + 1.40f64 * (b).tanh()
-        + 0.38f64 * (v2).tanh()
-        + 1.15f64 * (arr3).tanh()
-        + -0.79f64 * (m4).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p20(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let arr1 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
-        .mean()
-        .unwrap()
-        * x[0].asinh();
-    let mut m2 = (x[0] - b);
-    if (1.04f64 + arr1) >= -0.38f64 {
-        m2 += ((arr1 * arr1 + 1.0).log10() * (arr1 * arr1 + 1.0).log10() + 1.0).log2();
-    } else if (b.tanh() * 0.5).tan() >= 0.35f64 {
-        m2 = m2 * 0.5;
-    }
-    1.18f64 * (a).tanh() + -0.52f64 * (b).tanh() + 1.74f64 * (arr1).tanh() + 1.05f64 * (m2).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p21(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let v1 = if autodiff::ops::sigmoid(b) <= -1.35f64 {
-        (b.tanh() * 0.9).atanh().tanh().exp()
-    } else {
-        (0.94f64 * 0.94f64 + 1.0)
-            .log(3.0)
-            .atan2((a * a + 0.5).sqrt() * (a * a + 0.5).sqrt() + 0.5)
-    };
-    let mut buf2 = vec![0.0; n];
-    for i in 0..n {
-        buf2[i] = (f64::sin(v1).tanh() * 0.9).atanh();
-    }
-    for i in 1..n {
-        buf2[i] += buf2[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf2[i];
-        buf2[i] = (old * buf2[i - 1]).sin() + old;
-    }
-    let v3 = buf2[0] * buf2[1];
-    let mut m4 = x[1].cos();
-    if x[1].cos() <= 0.26f64 {
-        m4 += autodiff::ops::sigmoid(x[2]).tanh().exp2();
-    } else if v3 < 1.31f64 {
-        m4 = m4 * 0.5;
-    }
-    let mut buf5 = vec![0.0; n];
-    for i in 0..n {
-        buf5[i] = x[2];
-    }
-    for i in 1..n {
-        buf5[i] += buf5[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf5[i];
-        buf5[i] = (old * buf5[i - 1]).sin() + old;
-    }
-    let v6 = buf5[1] * buf5[2];
-    -2.00f64 * (a).tanh()
-        + -1.97f64 * (b).tanh()
-        + -1.80f64 * (v1).tanh()
-        + -0.64f64 * (v3).tanh()
-        + 1.43f64 * (m4).tanh()
-        + 1.17f64 * (v6).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p22(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut pair1 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair1 += (d * d + 0.5).recip() * (b * b + 1.0).log(3.0);
-        }
-    }
-    let mut m2 = (pair1 * pair1 + 1.0).recip();
-    if x[1].tanh().exp() >= 0.62f64 {
-        m2 += -1.42f64
-            .clamp(-1.0, 1.0)
-            .mul_add((pair1 * pair1 + 1.0).recip(), (-0.06f64 + x[3]));
-    } else if x[3].atan2(a * a + 0.5) < 1.39f64 {
-        m2 = m2 * 0.5;
-    }
-    let mut buf3 = vec![0.0; n];
-    for i in 0..n {
-        buf3[i] = (f64::sin(x[0]) * f64::sin(x[0])).ln_1p();
-    }
-    for i in 1..n {
-        buf3[i] += buf3[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf3[i];
-        buf3[i] = (old * buf3[i - 1]).sin() + old;
-    }
-    let v4 = buf3[3] * buf3[0];
-    0.70f64 * (a).tanh()
-        + -1.18f64 * (b).tanh()
-        + -0.72f64 * (pair1).tanh()
-        + -1.85f64 * (m2).tanh()
-        + 1.89f64 * (v4).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p23(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let v1 = if -1.06f64.tanh().exp2() > 1.19f64 {
-        ((-(a)).tanh() * 0.9).atanh()
-    } else {
-        (f64::sin(b) * f64::sin(b) + 0.5).sqrt()
-    };
-    let v2 = v1;
-    let mut m3 = helpers::soft(1.08f64, 0.3);
-    if (a * a + 1.0).log10() >= -1.34f64 {
-        m3 += ((a * a).ln_1p() * (b.tanh() * 0.5).cosh());
-    } else if (b * x[2]) > 0.59f64 {
-        m3 = m3 * 0.5;
-    }
-    -1.96f64 * (a).tanh()
-        + -0.23f64 * (b).tanh()
-        + 0.94f64 * (v1).tanh()
-        + -1.29f64 * (v2).tanh()
-        + 1.78f64 * (m3).tanh()
+    -0.92f64 * (a).tanh()
+        + 1.92f64 * (b).tanh()
+        + 0.35f64 * (v1).tanh()
+        + -1.68f64 * (w2).tanh()
+        + 1.32f64 * (v4).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p24(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut m1 = a;
-    if b > -0.86f64 {
-        m1 += x[0];
+    let mut pair1 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair1 += (d * d + 0.5).recip() * x[i].mul_add(b, x[0]);
+        }
+    }
+    let arr2 = (m * a.sin() + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
+    let v3 = (a * a + 1.0).recip().tanh().exp2().hypot(x[1]);
+    let mut w4 = (x[0].tanh() * 0.5).tan().tanh() + 3.0;
+    let mut steps = 0;
+    while w4 > 0.5 && steps < 20 {
+        w4 = w4 * 0.6 + 0.05 * (v3 * v3 + 0.5).sqrt().tanh();
+        steps += 1;
+    }
+    let v5 = w4;
+    0.20f64 * (a).tanh()
+        + -1.67f64 * (b).tanh()
+        + -0.99f64 * (pair1).tanh()
+        + 1.08f64 * (arr2).tanh()
+        + -0.44f64 * (v3).tanh()
+        + 0.66f64 * (w4).tanh()
+        + -1.45f64 * (v5).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p25(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let v1 = ((x[0] + b) * (x[0] + b) + 1.0).log10().tanh().exp_m1();
+    let arr2 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * autodiff::ops::softplus(x[1])));
+    -0.77f64 * (a).tanh() + -1.86f64 * (b).tanh() + 1.49f64 * (v1).tanh() + 0.59f64 * (arr2).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p26(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut m1 = (1.78f64 / (a * a + 1.0));
+    if b <= -0.13f64 {
+        m1 += (a * a + 1.0).ln();
     } else if f64::sin(b) >= 0.08f64 {
         m1 = m1 * 0.5;
     }
@@ -1011,7 +877,7 @@ pub fn p24(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p25(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p27(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let v1 = (((x[3] * a).tanh() * 0.5).tan() * (b.tanh().exp_m1() * 0.5));
     let arr2 = (m + &m.sum_axis(Axis(0)))
@@ -1035,7 +901,7 @@ pub fn p25(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p26(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p28(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let arr1 = (m + &m.sum_axis(Axis(0)))
         .mapv(|t| (t * t + 1.0).ln())
@@ -1053,36 +919,26 @@ pub fn p26(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p27(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p29(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut buf1 = vec![0.0; n];
     for i in 0..n {
         buf1[i] = b;
     }
-    for i in 1..n {
-        buf1[i] += buf1[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf1[i];
-        buf1[i] = (old * buf1[i - 1]).sin() + old;
-    }
     let v2 = buf1[0] * buf1[1];
-    let mut pair3 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair3 += (d * d + 0.5).recip() * (v2 * v2 + 1.0).powf(0.68f64.tanh());
-        }
-    }
-    let mut m4 = (a.tanh() * 0.5).sinh();
-    if (pair3 + v2) > -1.89f64 {
-        m4 += (v2 * 0.5).tanh().exp_m1();
-    } else if (v2 * v2 + 1.0).log(3.0) >= -0.19f64 {
-        m4 = m4 * 0.5;
-    }
+    let v3 = if helpers::soft(a, 0.3) <= -1.53f64 {
+        smooth(b).tanh().exp2()
+    } else {
+        (-0.91f64.mul_add(a, b) * 0.5)
+    };
+    let v4 = if (v2 * v2 + 1.0).log(3.0) >= -0.19f64 {
+        (v3 * 0.5).tanh().exp2()
+    } else {
+        (b.tanh() * 0.9).asin().sin()
+    };
     let mut buf5 = vec![0.0; n];
     for i in 0..n {
-        buf5[i] = (m4.tanh().exp2() * m4.tanh().exp2() + 0.5).sqrt();
+        buf5[i] = (x[(i + 3) % n].tanh() * 0.9).acos();
     }
     for i in 1..n {
         buf5[i] += buf5[i - 1] * 0.5;
@@ -1091,118 +947,99 @@ pub fn p27(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         let old = buf5[i];
         buf5[i] = (old * buf5[i - 1]).sin() + old;
     }
-    let v6 = buf5[0] * buf5[1];
-    let mut pair7 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair7 += (d * d + 0.5).recip() * x[2].clamp(-1.0, 1.0);
-        }
+    let v6 = buf5[3] * buf5[0];
+    let mut w7 = f64::sin(1.33f64.atan()).tanh() + 3.0;
+    let mut steps = 0;
+    while w7 > 0.5 && steps < 20 {
+        w7 = w7 * 0.6 + 0.05 * v3.tanh().tanh();
+        steps += 1;
     }
-    -2.00f64 * (a).tanh()
-        + 1.22f64 * (b).tanh()
-        + 1.04f64 * (v2).tanh()
-        + -0.30f64 * (pair3).tanh()
-        + 1.57f64 * (m4).tanh()
-        + -0.18f64 * (v6).tanh()
-        + -1.49f64 * (pair7).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p28(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut acc1 = -1.79f64;
-    for i in 0..n {
-        acc1 += x[2];
-        if b.tanh() <= 0.46f64 {
-            acc1 = acc1 * 0.9 + a;
-        }
-    }
-    let mut pair2 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair2 += (d * d + 0.5).recip() * 1.83f64.atan2(x[3] * x[3] + 0.5);
-        }
-    }
-    let v3 = b.atan().sin();
-    let mut pair4 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair4 += (d * d + 0.5).recip() * pair2;
-        }
-    }
-    let mut m5 = acc1;
-    if pair2.atan2(-1.47f64 * -1.47f64 + 0.5) >= -1.60f64 {
-        m5 += -0.47f64;
-    } else if (a.tanh() * 0.5).tan() < -0.85f64 {
-        m5 = m5 * 0.5;
-    }
-    let v6 = a;
-    -1.61f64 * (a).tanh()
-        + 0.62f64 * (b).tanh()
-        + -1.66f64 * (acc1).tanh()
-        + -1.52f64 * (pair2).tanh()
-        + 0.50f64 * (v3).tanh()
-        + -0.52f64 * (pair4).tanh()
-        + -0.28f64 * (m5).tanh()
-        + -0.34f64 * (v6).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p29(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut m1 = (a.tanh() * 0.9).atanh();
-    if (a.tanh() * 0.5).sinh() > -0.61f64 {
-        m1 += (a.tanh() * 0.5)
-            .sinh()
-            .atan2(a.atan2(b * b + 0.5) * a.atan2(b * b + 0.5) + 0.5);
-    } else if (x[3].tanh() * 0.5).tan() >= 1.72f64 {
-        m1 = m1 * 0.5;
-    }
-    let v2 = if a.clamp(-1.0, 1.0) < -0.50f64 {
-        ((x[2] * x[2] + 1.0).cbrt() + x[2])
-    } else {
-        m1
-    };
-    -0.61f64 * (a).tanh() + 1.07f64 * (b).tanh() + 0.13f64 * (m1).tanh() + -1.05f64 * (v2).tanh()
+    0.94f64 * (a).tanh()
+        + 0.46f64 * (b).tanh()
+        + -0.81f64 * (v2).tanh()
+        + -1.02f64 * (v3).tanh()
+        + 1.36f64 * (v4).tanh()
+        + 0.55f64 * (v6).tanh()
+        + 1.46f64 * (w7).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p30(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut acc1 = (x[0] + 0.05f64);
+    let mut pair1 = 0.0;
     for i in 0..n {
-        acc1 += x[i];
-        if f64::sin(1.97f64) >= -0.23f64 {
-            acc1 = acc1 * 0.9 + b;
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair1 += (d * d + 0.5).recip() * x[3].max(0.98f64);
         }
     }
-    let v2 = ((acc1 * acc1 + 1.5).acosh().tanh() * 0.5).cosh().powi(2);
-    let mut w3 = (x[3] * 0.5).atan().tanh() + 3.0;
-    let mut steps = 0;
-    while w3 > 0.5 && steps < 20 {
-        w3 = w3 * 0.6 + 0.05 * (x[0].tanh() * 0.9).atanh().tanh();
-        steps += 1;
+    let mut pair2 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair2 += (d * d + 0.5).recip() * a.sin();
+        }
     }
-    0.12f64 * (a).tanh()
-        + 1.37f64 * (b).tanh()
-        + -0.07f64 * (acc1).tanh()
-        + 1.57f64 * (v2).tanh()
-        + 0.44f64 * (w3).tanh()
+    let mut pair3 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair3 += (d * d + 0.5).recip() * pair2;
+        }
+    }
+    -1.73f64 * (a).tanh()
+        + -0.86f64 * (b).tanh()
+        + -1.84f64 * (pair1).tanh()
+        + -0.14f64 * (pair2).tanh()
+        + -0.06f64 * (pair3).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p31(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
+    let mut w1 = ((x[3] / (-1.90f64 * -1.90f64 + 1.0)).tanh() * 0.9)
+        .asin()
+        .tanh()
+        + 3.0;
+    let mut steps = 0;
+    while w1 > 0.5 && steps < 20 {
+        w1 = w1 * 0.6 + 0.05 * (a.tanh() * 0.5).tan().tanh();
+        steps += 1;
+    }
+    let v2 = a;
+    let v3 = (autodiff::ops::sigmoid(a) * autodiff::ops::sigmoid(a) + 1.0)
+        .powf((a * 0.5).tanh())
+        .tanh()
+        .exp();
+    let mut buf4 = vec![0.0; n];
+    for i in 0..n {
+        buf4[i] = -0.34f64;
+    }
+    for i in 1..n {
+        buf4[i] += buf4[i - 1] * 0.5;
+    }
+    for i in 1..n {
+        let old = buf4[i];
+        buf4[i] = (old * buf4[i - 1]).sin() + old;
+    }
+    let v5 = buf4[2] * buf4[3];
+    -0.11f64 * (a).tanh()
+        + -0.61f64 * (b).tanh()
+        + -0.46f64 * (w1).tanh()
+        + -0.06f64 * (v2).tanh()
+        + 1.25f64 * (v3).tanh()
+        + -1.22f64 * (v5).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p32(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
     let mut buf1 = vec![0.0; n];
     for i in 0..n {
-        buf1[i] = (-0.85f64.cos() * -0.85f64.cos() + 1.5).acosh();
+        buf1[i] = (a * -1.87f64.mul_add(b, x[3]));
     }
     for i in 1..n {
         buf1[i] += buf1[i - 1] * 0.5;
@@ -1211,65 +1048,444 @@ pub fn p31(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         let old = buf1[i];
         buf1[i] = (old * buf1[i - 1]).sin() + old;
     }
-    let v2 = buf1[1] * buf1[2];
-    let v3 = x[1];
-    let mut w4 = v3.tanh() + 3.0;
-    let mut steps = 0;
-    while w4 > 0.5 && steps < 20 {
-        w4 = w4 * 0.6 + 0.05 * (v3.tanh() * 0.5).tan().tanh();
-        steps += 1;
-    }
-    let arr5 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * (x[3] * x[3] + 0.5).sqrt()));
-    1.63f64 * (a).tanh()
-        + -0.78f64 * (b).tanh()
-        + 1.46f64 * (v2).tanh()
-        + -1.92f64 * (v3).tanh()
-        + -0.06f64 * (w4).tanh()
-        + 0.56f64 * (arr5).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p32(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let v1 = (a * a + 1.0)
-        .powf(a.tanh())
-        .atan2(a.mul_add(a, b) * a.mul_add(a, b) + 0.5)
-        .abs();
-    let arr2 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * (a * 1.49f64)));
-    let v3 = (x[2].cos().tanh() * 0.5).cosh().atan();
-    let v4 = x[0];
-    let mut m5 = (b.tanh() * 0.9).atanh();
-    if (x[1].tanh() * 0.5).sinh() < -0.29f64 {
-        m5 += ((x[1] - x[3]) * (x[1] - x[3]) + 1.0).log(3.0);
-    } else if autodiff::ops::sigmoid(arr2) >= -1.08f64 {
-        m5 = m5 * 0.5;
-    }
-    let mut acc6 = v4.cos();
+    let v2 = buf1[0] + 0.5 * buf1[1];
+    let mut buf3 = vec![0.0; n];
     for i in 0..n {
-        acc6 += arr2.atan().max((arr2.tanh() * 0.9).asin());
-        if v1.cos() < 0.65f64 {
-            acc6 = acc6 * 0.9 + (x[(i + 3) % n] * x[(i + 3) % n] + 1.0).cbrt();
-        }
+        buf3[i] = (autodiff::ops::sigmoid(b) * autodiff::ops::sigmoid(b) + 1.0).cbrt();
     }
-    -1.67f64 * (a).tanh()
-        + -0.44f64 * (b).tanh()
-        + -1.52f64 * (v1).tanh()
-        + -0.94f64 * (arr2).tanh()
-        + 0.65f64 * (v3).tanh()
-        + -0.16f64 * (v4).tanh()
-        + 1.41f64 * (m5).tanh()
-        + -0.26f64 * (acc6).tanh()
+    let v4 = buf3[0] * buf3[1];
+    let mut buf5 = vec![0.0; n];
+    for i in 0..n {
+        buf5[i] = b;
+    }
+    let v6 = buf5[3] + 0.5 * buf5[0];
+    let arr7 = (m + &m.sum_axis(Axis(0)))
+        .mapv(|t| (t * t + 1.0).ln())
+        .mean()
+        .unwrap()
+        * -0.14f64.atan2(v2 * v2 + 0.5);
+    0.05f64 * (a).tanh()
+        + 1.10f64 * (b).tanh()
+        + -1.18f64 * (v2).tanh()
+        + -0.99f64 * (v4).tanh()
+        + -0.64f64 * (v6).tanh()
+        + -0.42f64 * (arr7).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p33(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let v1 = (x[1].sin() * 0.5).abs();
+    let mut m1 = b.atan();
+    if b > 1.41f64 {
+        m1 += (b.tanh() * 0.5).cosh().powi(2);
+    } else if f64::sin(-0.06f64) >= -1.73f64 {
+        m1 = m1 * 0.5;
+    }
+    let mut acc2 = (x[0].tanh() * 0.9).atanh();
+    for i in 0..n {
+        acc2 += m1;
+        if m1.clamp(-1.0, 1.0) < 0.49f64 {
+            acc2 = acc2 * 0.9 + (a * a + 1.5).acosh();
+        }
+    }
+    -0.79f64 * (a).tanh() + -1.73f64 * (b).tanh() + -1.96f64 * (m1).tanh() + 1.83f64 * (acc2).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p34(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut w1 = b.tanh() + 3.0;
+    let mut steps = 0;
+    while w1 > 0.5 && steps < 20 {
+        w1 = w1 * 0.6 + 0.05 * (b.tanh() * 0.5).tan().tanh();
+        steps += 1;
+    }
+    let arr2 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * (x[3] * x[3] + 0.5).sqrt()));
+    let mut w3 = (w1.max(w1).tanh() * 0.5).tan().tanh() + 3.0;
+    let mut steps = 0;
+    while w3 > 0.5 && steps < 20 {
+        w3 = w3 * 0.6 + 0.05 * w1.tanh().tanh();
+        steps += 1;
+    }
+    let v4 = -0.42f64;
+    let mut m5 = (v4 * v4 + 1.0).log(3.0);
+    if b.abs() <= -0.69f64 {
+        m5 += (x[3].min(0.66f64) * x[3].min(0.66f64) + 1.0).ln();
+    } else if (w1.tanh() * 0.9).acos() >= -1.23f64 {
+        m5 = m5 * 0.5;
+    }
+    let mut m6 = m5;
+    if (b * b + 1.0).log10() > -1.85f64 {
+        m6 += (helpers::soft(1.40f64, 0.3).tanh() * 0.9).atanh();
+    } else if (x[0] - b) >= 1.93f64 {
+        m6 = m6 * 0.5;
+    }
+    -1.48f64 * (a).tanh()
+        + 1.98f64 * (b).tanh()
+        + -0.21f64 * (w1).tanh()
+        + -0.34f64 * (arr2).tanh()
+        + -0.93f64 * (w3).tanh()
+        + -1.08f64 * (v4).tanh()
+        + 1.14f64 * (m5).tanh()
+        + 0.53f64 * (m6).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p35(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let arr1 = (m * x[2].atan2(x[1] * x[1] + 0.5) + &m.t().dot(m))
+        .mapv(|t| t.tanh())
+        .sum();
+    let mut w2 = helpers::soft(a, 0.3).tanh() + 3.0;
+    let mut steps = 0;
+    while w2 > 0.5 && steps < 20 {
+        w2 = w2 * 0.6 + 0.05 * (x[0] - x[1]).tanh();
+        steps += 1;
+    }
+    let mut buf3 = vec![0.0; n];
+    for i in 0..n {
+        buf3[i] = helpers::soft((-1.67f64.tanh() * 0.5).tan(), 0.3);
+    }
+    for i in 1..n {
+        buf3[i] += buf3[i - 1] * 0.5;
+    }
+    for i in 1..n {
+        let old = buf3[i];
+        buf3[i] = (old * buf3[i - 1]).sin() + old;
+    }
+    let v4 = buf3[2] + 0.5 * buf3[3];
+    let v5 = if f64::sin(1.89f64) <= 0.29f64 {
+        (w2.abs() * w2.abs() + 1.0).log10()
+    } else {
+        (arr1 * arr1 + 1.0).log10().sin()
+    };
+    let mut acc6 = (-0.26f64 * -0.26f64 + 1.0).log2();
+    for i in 0..n {
+        acc6 += (x[(i + 3) % n].tanh() * 0.5).tan().asinh();
+        if a.sin() < 1.74f64 {
+            acc6 = acc6 * 0.9 + (x[i] * x[i] + 1.0).log(3.0);
+        }
+    }
+    let v7 = v4;
+    -1.51f64 * (a).tanh()
+        + 0.02f64 * (b).tanh()
+        + 0.68f64 * (arr1).tanh()
+        + -0.25f64 * (w2).tanh()
+        + -0.83f64 * (v4).tanh()
+        + 1.31f64 * (v5).tanh()
+        + 1.02f64 * (acc6).tanh()
+        + -1.35f64 * (v7).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p36(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let v1 = a;
+    let mut pair2 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair2 += (d * d + 0.5).recip() * b.min(v1);
+        }
+    }
+    let mut m3 = 0.88f64.max(pair2);
+    if (x[3].tanh() * 0.9).asin() <= -1.45f64 {
+        m3 += (a * a + 1.0)
+            .cbrt()
+            .mul_add(1.72f64.max(x[3]), autodiff::ops::softplus(pair2));
+    } else if smooth(v1) < -0.53f64 {
+        m3 = m3 * 0.5;
+    }
+    let v4 = if (x[3] * x[3] + 1.0).cbrt() >= -1.40f64 {
+        a.mul_add(b.atan2(v1 * v1 + 0.5), x[3])
+    } else {
+        -1.33f64.tanh().cos()
+    };
+    let mut w5 = (-1.97f64.asinh() + (b * 0.68f64)).tanh() + 3.0;
+    let mut steps = 0;
+    while w5 > 0.5 && steps < 20 {
+        w5 = w5 * 0.6 + 0.05 * (m3.tanh() * 0.9).atanh().tanh();
+        steps += 1;
+    }
+    let mut buf6 = vec![0.0; n];
+    for i in 0..n {
+        buf6[i] = ((w5 * w5 + 1.5).acosh().tanh() * 0.9).acos();
+    }
+    for i in 1..n {
+        buf6[i] += buf6[i - 1] * 0.5;
+    }
+    for i in 1..n {
+        let old = buf6[i];
+        buf6[i] = (old * buf6[i - 1]).sin() + old;
+    }
+    let v7 = buf6[3] + 0.5 * buf6[0];
+    -0.73f64 * (a).tanh()
+        + 0.41f64 * (b).tanh()
+        + -1.97f64 * (v1).tanh()
+        + 1.90f64 * (pair2).tanh()
+        + -0.60f64 * (m3).tanh()
+        + -1.44f64 * (v4).tanh()
+        + -1.19f64 * (w5).tanh()
+        + -1.26f64 * (v7).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p37(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let v1 = if (-(a)) < 0.16f64 {
+        (x[3].tanh() * 0.5).cosh().cos()
+    } else {
+        (-1.54f64.tanh() * 0.5).tan()
+    };
+    let mut w2 = ((x[2].tanh() * 0.9).acos() * (x[2].tanh() * 0.9).acos() + 1.0)
+        .recip()
+        .tanh()
+        + 3.0;
+    let mut steps = 0;
+    while w2 > 0.5 && steps < 20 {
+        w2 = w2 * 0.6 + 0.05 * x[2].tanh().exp().tanh();
+        steps += 1;
+    }
+    let arr3 = (m * (a * a).ln_1p() + &m.t().dot(m))
+        .mapv(|t| t.tanh())
+        .sum();
+    let arr4 = (m + &m.sum_axis(Axis(0)))
+        .mapv(|t| (t * t + 1.0).ln())
+        .mean()
+        .unwrap()
+        * (-1.99f64 * -1.99f64 + 1.0).log2();
+    let v5 = (v1.atan2(a * a + 0.5)
+        / ((x[1].tanh().exp2() * x[1].tanh().exp2()).ln_1p()
+            * (x[1].tanh().exp2() * x[1].tanh().exp2()).ln_1p()
+            + 1.0));
+    1.20f64 * (a).tanh()
+        + -0.20f64 * (b).tanh()
+        + 1.19f64 * (v1).tanh()
+        + -0.11f64 * (w2).tanh()
+        + 1.88f64 * (arr3).tanh()
+        + 1.01f64 * (arr4).tanh()
+        + 0.92f64 * (v5).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p38(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut pair1 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair1 += (d * d + 0.5).recip() * x[(i + 1) % n].sin();
+        }
+    }
+    let mut w2 = (a * a + 1.5).acosh().min(helpers::soft(b, 0.3)).tanh() + 3.0;
+    let mut steps = 0;
+    while w2 > 0.5 && steps < 20 {
+        w2 = w2 * 0.6 + 0.05 * 1.63f64.max(x[2]).tanh();
+        steps += 1;
+    }
+    let mut w3 = helpers::soft(a, 0.3).tanh() + 3.0;
+    let mut steps = 0;
+    while w3 > 0.5 && steps < 20 {
+        w3 = w3 * 0.6 + 0.05 * w2.tanh();
+        steps += 1;
+    }
+    let mut pair4 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair4 += (d * d + 0.5).recip() * w2;
+        }
+    }
+    let mut m5 = (-0.87f64.tanh() * 0.5).cosh();
+    if (-0.22f64 * b) < -1.85f64 {
+        m5 += ((w2.tanh() * 0.9).atanh() * (w2.tanh() * 0.9).atanh() + 1.0).ln();
+    } else if (pair1 / (w3 * w3 + 1.0)) > 0.72f64 {
+        m5 = m5 * 0.5;
+    }
+    -1.66f64 * (a).tanh()
+        + 1.59f64 * (b).tanh()
+        + 0.17f64 * (pair1).tanh()
+        + -0.73f64 * (w2).tanh()
+        + -0.93f64 * (w3).tanh()
+        + -0.29f64 * (pair4).tanh()
+        + -1.00f64 * (m5).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p39(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut buf1 = vec![0.0; n];
+    for i in 0..n {
+        buf1[i] = autodiff::ops::sigmoid(a);
+    }
+    let v2 = buf1[3] * buf1[0];
+    let mut acc3 = b.cos();
+    for i in 0..n {
+        acc3 += (v2 * v2 + 1.0).log2().min((-(0.20f64)));
+        if (-(b)) <= -1.80f64 {
+            acc3 = acc3 * 0.9 + (x[i] * x[i] + 1.0).cbrt();
+        }
+    }
+    -1.23f64 * (a).tanh() + -1.13f64 * (b).tanh() + -0.62f64 * (v2).tanh() + 1.67f64 * (acc3).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p40(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let v1 = (a * ((a.tanh() * 0.9).asin() * 0.5));
+    let v2 = ((-1.80f64.clamp(-1.0, 1.0).tanh() * 0.5).cosh() - f64::sin(a).mul_add((b * v1), b));
+    let mut pair3 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair3 += (d * d + 0.5).recip() * (-1.17f64.tanh() * 0.9).acos();
+        }
+    }
+    1.08f64 * (a).tanh()
+        + -1.51f64 * (b).tanh()
+        + 0.86f64 * (v1).tanh()
+        + 0.32f64 * (v2).tanh()
+        + -0.50f64 * (pair3).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p41(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let v1 = (0.39f64.tanh() * 0.5).tan();
+    let mut acc2 = b.max(x[3]);
+    for i in 0..n {
+        acc2 += (-1.76f64.atan().tanh() * 0.9).acos();
+        if (v1.tanh() * 0.5).tan() <= 1.95f64 {
+            acc2 = acc2 * 0.9 + (b * b + 0.5).sqrt();
+        }
+    }
+    let mut acc3 = (v1 * v1 + 1.0).cbrt();
+    for i in 0..n {
+        acc3 += ((-0.71f64 * -0.71f64 + 1.0).powf(x[i].tanh()).tanh() * 0.9).asin();
+        if (v1 * -0.21f64) <= -0.95f64 {
+            acc3 = acc3 * 0.9 + v1;
+        }
+    }
+    1.09f64 * (a).tanh()
+        + -0.07f64 * (b).tanh()
+        + 1.16f64 * (v1).tanh()
+        + -1.08f64 * (acc2).tanh()
+        + -1.09f64 * (acc3).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p42(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let v1 = b;
+    let arr2 = (&m.row(1) * b.tanh() - &m.column(1)).mapv(f64::sin).sum();
+    let v3 = if (v1.tanh() * 0.5).tan() > 1.59f64 {
+        ((a * b) * (a * b) + 1.0).recip()
+    } else {
+        v1
+    };
+    let mut m4 = (v1 * v1 + 1.0).log(3.0);
+    if (a * a + 1.0).log10() < -0.82f64 {
+        m4 += (v3 * 0.5).atan2(v3 * v3 + 0.5);
+    } else if -1.14f64 >= 1.78f64 {
+        m4 = m4 * 0.5;
+    }
+    let v5 = if v1.tanh() <= -0.99f64 {
+        (-1.39f64.tanh() * 0.5).cosh()
+    } else {
+        x[0].tanh().exp_m1()
+    };
+    let mut acc6 = m4;
+    for i in 0..n {
+        acc6 += m4.max(-0.14f64).sin();
+        if (x[i] * x[i] + 1.0).recip() < -1.44f64 {
+            acc6 = acc6 * 0.9 + (m4 - x[i]);
+        }
+    }
+    -1.95f64 * (a).tanh()
+        + -1.29f64 * (b).tanh()
+        + -1.55f64 * (v1).tanh()
+        + -1.40f64 * (arr2).tanh()
+        + -1.20f64 * (v3).tanh()
+        + -0.12f64 * (m4).tanh()
+        + -0.47f64 * (v5).tanh()
+        + -1.25f64 * (acc6).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p43(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let v1 = a
+        .tanh()
+        .exp2()
+        .asinh()
+        .hypot(autodiff::ops::softplus((0.23f64.tanh() * 0.5).cosh()));
+    let mut m2 = v1.abs();
+    if (v1 * v1 + 1.0).powf(b.tanh()) < -1.66f64 {
+        m2 += -0.76f64;
+    } else if v1 < 1.61f64 {
+        m2 = m2 * 0.5;
+    }
+    let mut m3 = (x[2] * b);
+    if a.max(b) <= -0.59f64 {
+        m3 += autodiff::ops::softplus(m2);
+    } else if (0.80f64 * 0.80f64 + 1.0).recip() < 0.74f64 {
+        m3 = m3 * 0.5;
+    }
+    let mut m4 = 1.92f64.clamp(-1.0, 1.0);
+    if a.tanh().exp2() < -0.69f64 {
+        m4 += autodiff::ops::sigmoid(autodiff::ops::sigmoid(x[1]));
+    } else if (m3 * m3 + 1.0).powf(x[0].tanh()) <= 1.77f64 {
+        m4 = m4 * 0.5;
+    }
+    let mut acc5 = 0.92f64.tanh();
+    for i in 0..n {
+        acc5 +=
+            ((x[(i + 2) % n] * 0.5) * (x[(i + 2) % n] * 0.5) + 1.0).powf(x[1].tanh().exp().tanh());
+        if (b / (m3 * m3 + 1.0)) >= -1.07f64 {
+            acc5 = acc5 * 0.9 + (-(m4));
+        }
+    }
+    let mut acc6 = m2.atan2(a * a + 0.5);
+    for i in 0..n {
+        acc6 += (m3 * m3).ln_1p().abs();
+        if (m4.tanh() * 0.5).cosh() < 0.92f64 {
+            acc6 = acc6 * 0.9 + a;
+        }
+    }
+    -1.80f64 * (a).tanh()
+        + 0.31f64 * (b).tanh()
+        + -1.50f64 * (v1).tanh()
+        + 1.42f64 * (m2).tanh()
+        + 0.44f64 * (m3).tanh()
+        + 1.49f64 * (m4).tanh()
+        + 1.70f64 * (acc5).tanh()
+        + -0.10f64 * (acc6).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p44(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut w1 = (b.tanh() * 0.5).tan().min((a * a + 1.0).log10()).tanh() + 3.0;
+    let mut steps = 0;
+    while w1 > 0.5 && steps < 20 {
+        w1 = w1 * 0.6 + 0.05 * b.clamp(-1.0, 1.0).tanh();
+        steps += 1;
+    }
     let mut buf2 = vec![0.0; n];
     for i in 0..n {
-        buf2[i] = (a * a + 1.0).log10().sin();
+        buf2[i] = w1;
     }
     for i in 1..n {
         buf2[i] += buf2[i - 1] * 0.5;
@@ -1278,657 +1494,217 @@ pub fn p33(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         let old = buf2[i];
         buf2[i] = (old * buf2[i - 1]).sin() + old;
     }
-    let v3 = buf2[2] * buf2[3];
-    let mut pair4 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair4 += (d * d + 0.5).recip() * (v3 + x[1]);
-        }
-    }
-    -1.10f64 * (a).tanh()
-        + -0.54f64 * (b).tanh()
-        + 1.64f64 * (v1).tanh()
-        + 0.78f64 * (v3).tanh()
-        + -1.55f64 * (pair4).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p34(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut m1 = 1.74f64;
-    if (x[3] * x[3]) > -0.53f64 {
-        m1 += autodiff::ops::softplus((x[0].tanh() * 0.9).atanh());
-    } else if (x[1] * x[1] + 1.0).log(3.0) > -0.86f64 {
-        m1 = m1 * 0.5;
-    }
-    let mut m2 = a;
-    if a.clamp(-1.0, 1.0) > 0.37f64 {
-        m2 += ((b * b + 1.0).recip() * (x[3].tanh() * 0.9).asin());
-    } else if a <= -0.54f64 {
-        m2 = m2 * 0.5;
-    }
-    let arr3 = (m * (x[3] * x[3] + 1.0).cbrt() + &m.t().dot(m))
-        .mapv(|t| t.tanh())
-        .sum();
-    0.60f64 * (a).tanh()
-        + 1.02f64 * (b).tanh()
-        + 1.19f64 * (m1).tanh()
-        + 0.51f64 * (m2).tanh()
-        + -0.14f64 * (arr3).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p35(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let v1 = if smooth(a) < -0.53f64 {
-        -1.07f64
-    } else {
-        (x[0] - b).atan2(x[2].cos() * x[2].cos() + 0.5)
-    };
-    let mut acc2 = v1.tanh();
-    for i in 0..n {
-        acc2 += x[1];
-        if a.sin() <= 1.55f64 {
-            acc2 = acc2 * 0.9 + (x[0] * x[0]).ln_1p();
-        }
-    }
-    let arr3 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
-        .mean()
-        .unwrap()
-        * (a * a + 1.0).log10();
-    let mut buf4 = vec![0.0; n];
-    for i in 0..n {
-        buf4[i] = (acc2.asinh() * acc2.asinh() + 1.5).acosh();
-    }
-    for i in 1..n {
-        buf4[i] += buf4[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf4[i];
-        buf4[i] = (old * buf4[i - 1]).sin() + old;
-    }
-    let v5 = buf4[3] * buf4[0];
-    let mut pair6 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair6 += (d * d + 0.5).recip() * (b * b);
-        }
-    }
-    -1.97f64 * (a).tanh()
-        + 1.90f64 * (b).tanh()
-        + -0.60f64 * (v1).tanh()
-        + -1.44f64 * (acc2).tanh()
-        + -1.19f64 * (arr3).tanh()
-        + -1.26f64 * (v5).tanh()
-        + -0.72f64 * (pair6).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p36(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut pair1 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair1 += (d * d + 0.5).recip() * (b.tanh() * 0.5).sinh();
-        }
-    }
-    let v2 = if (b * -0.65f64) >= 1.18f64 {
-        ((a / (x[1] * x[1] + 1.0)) * (a * a + 1.5).acosh())
-    } else {
-        x[1].sin().tanh()
-    };
-    let mut m3 = (x[1] / (1.95f64 * 1.95f64 + 1.0));
-    if (a - -0.24f64) <= -1.06f64 {
-        m3 += a;
-    } else if a.min(v2) <= 1.20f64 {
-        m3 = m3 * 0.5;
-    }
-    let mut pair4 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair4 += (d * d + 0.5).recip() * v2;
-        }
-    }
-    let mut w5 = ((m3 * b).tanh() * 0.5).sinh().tanh() + 3.0;
-    let mut steps = 0;
-    while w5 > 0.5 && steps < 20 {
-        w5 = w5 * 0.6 + 0.05 * x[2].atan().tanh();
-        steps += 1;
-    }
-    let v6 = if autodiff::ops::sigmoid(a) >= 0.63f64 {
-        f64::sin(1.63f64.max(x[2]))
-    } else {
-        helpers::soft(v2, 0.3)
-    };
-    1.01f64 * (a).tanh()
-        + -0.93f64 * (b).tanh()
-        + 1.91f64 * (pair1).tanh()
-        + -0.06f64 * (v2).tanh()
-        + -0.89f64 * (m3).tanh()
-        + 0.59f64 * (pair4).tanh()
-        + 0.28f64 * (w5).tanh()
-        + -1.31f64 * (v6).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p37(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut acc1 = b;
-    for i in 0..n {
-        acc1 += a;
-        if a.tanh().exp2() < -1.65f64 {
-            acc1 = acc1 * 0.9 + (-1.69f64 * -1.69f64 + 1.0).ln();
-        }
-    }
-    let mut w2 = -1.76f64.tanh() + 3.0;
-    let mut steps = 0;
-    while w2 > 0.5 && steps < 20 {
-        w2 = w2 * 0.6 + 0.05 * (b.tanh() * 0.5).tan().tanh();
-        steps += 1;
-    }
-    let mut w3 = (w2.tanh() * 0.9).atanh().tanh() + 3.0;
-    let mut steps = 0;
-    while w3 > 0.5 && steps < 20 {
-        w3 = w3 * 0.6 + 0.05 * 1.95f64.tanh();
-        steps += 1;
-    }
-    let arr4 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * w2));
-    0.95f64 * (a).tanh()
-        + -1.52f64 * (b).tanh()
-        + -1.11f64 * (acc1).tanh()
-        + 0.04f64 * (w2).tanh()
-        + -1.50f64 * (w3).tanh()
-        + 0.89f64 * (arr4).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p38(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let v1 = if autodiff::ops::softplus(a) >= 0.21f64 {
-        1.49f64.sin().max(helpers::soft(a, 0.3))
-    } else {
-        ((1.45f64 * 1.45f64 + 1.0).cbrt() * (1.45f64 * 1.45f64 + 1.0).cbrt() + 1.5).acosh()
-    };
-    let mut pair2 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair2 += (d * d + 0.5).recip() * (b * b + 1.0).log2();
-        }
-    }
-    let mut m3 = v1;
-    if (v1 * v1 + 0.5).sqrt() < -1.83f64 {
-        m3 += (v1 * 0.5).abs();
-    } else if (x[1] - x[0]) >= -1.61f64 {
-        m3 = m3 * 0.5;
-    }
-    let mut buf4 = vec![0.0; n];
-    for i in 0..n {
-        buf4[i] = ((a * pair2).tanh() * 0.9).atanh();
-    }
-    for i in 1..n {
-        buf4[i] += buf4[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf4[i];
-        buf4[i] = (old * buf4[i - 1]).sin() + old;
-    }
-    let v5 = buf4[1] * buf4[2];
-    0.79f64 * (a).tanh()
-        + -2.00f64 * (b).tanh()
-        + 1.24f64 * (v1).tanh()
-        + 1.51f64 * (pair2).tanh()
-        + -1.17f64 * (m3).tanh()
-        + 1.22f64 * (v5).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p39(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut acc1 = x[2].sin();
-    for i in 0..n {
-        acc1 += (a.tanh().exp2().tanh() * 0.5).tan();
-        if (a - b) >= 1.62f64 {
-            acc1 = acc1 * 0.9 + -1.76f64.atan();
-        }
-    }
-    let mut w2 = x[0]
-        .clamp(-1.0, 1.0)
-        .mul_add((b * b + 0.5).sqrt(), (a * b))
-        .tanh()
-        + 3.0;
-    let mut steps = 0;
-    while w2 > 0.5 && steps < 20 {
-        w2 = w2 * 0.6 + 0.05 * (-0.71f64 * -0.71f64 + 1.0).powf(x[3].tanh()).tanh();
-        steps += 1;
-    }
-    let mut m3 = a;
-    if (-1.79f64 * -1.79f64 + 1.0).log2() <= -0.95f64 {
-        m3 += acc1;
-    } else if x[0] < -1.09f64 {
-        m3 = m3 * 0.5;
-    }
-    let mut m4 = m3;
-    if (w2.tanh() * 0.9).asin() >= -0.72f64 {
-        m4 += -1.24f64;
-    } else if (a.tanh() * 0.9).asin() >= -0.53f64 {
-        m4 = m4 * 0.5;
-    }
-    let v5 = (-(((m4 * m4 + 1.0).recip() * (m4 * m4 + 1.0).recip() + 1.0).cbrt()));
-    1.82f64 * (a).tanh()
-        + 1.60f64 * (b).tanh()
-        + -0.58f64 * (acc1).tanh()
-        + -0.44f64 * (w2).tanh()
-        + 1.82f64 * (m3).tanh()
-        + 1.37f64 * (m4).tanh()
-        + 1.94f64 * (v5).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p40(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut w1 = (b.tanh() - a).tanh() + 3.0;
-    let mut steps = 0;
-    while w1 > 0.5 && steps < 20 {
-        w1 = w1 * 0.6 + 0.05 * a.tanh();
-        steps += 1;
-    }
-    let v2 = (w1 + w1).tanh().sin();
-    let v3 = (-1.39f64.tanh() * 0.5).cosh();
-    0.38f64 * (a).tanh()
-        + -0.88f64 * (b).tanh()
-        + -0.27f64 * (w1).tanh()
-        + -1.84f64 * (v2).tanh()
-        + 1.44f64 * (v3).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p41(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let v1 = (a * a + 1.0)
-        .ln()
-        .max(a.powi(2))
-        .atan2((-1.44f64.asinh() * 0.5) * (-1.44f64.asinh() * 0.5) + 0.5);
-    let mut w2 = b.atan().cos().tanh() + 3.0;
-    let mut steps = 0;
-    while w2 > 0.5 && steps < 20 {
-        w2 = w2 * 0.6 + 0.05 * (-1.20f64.tanh() * 0.5).sinh().tanh();
-        steps += 1;
-    }
-    -0.47f64 * (a).tanh() + -1.25f64 * (b).tanh() + -1.26f64 * (v1).tanh() + -0.90f64 * (w2).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p42(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let v1 = if a.tanh().exp2() <= 0.01f64 {
-        autodiff::ops::softplus((0.23f64.tanh() * 0.5).cosh())
-    } else {
-        (-(a.abs()))
-    };
-    let mut pair2 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair2 += (d * d + 0.5).recip() * (x[i] * x[i] + 1.0).log10();
-        }
-    }
-    let mut buf3 = vec![0.0; n];
-    for i in 0..n {
-        buf3[i] = -0.76f64;
-    }
-    for i in 1..n {
-        buf3[i] += buf3[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf3[i];
-        buf3[i] = (old * buf3[i - 1]).sin() + old;
-    }
-    let v4 = buf3[0] * buf3[1];
-    let v5 = -1.47f64.tanh().exp();
-    let mut buf6 = vec![0.0; n];
-    for i in 0..n {
-        buf6[i] = b;
-    }
-    for i in 1..n {
-        buf6[i] += buf6[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf6[i];
-        buf6[i] = (old * buf6[i - 1]).sin() + old;
-    }
-    let v7 = buf6[1] * buf6[2];
-    let mut w8 = v7.tanh() + 3.0;
-    let mut steps = 0;
-    while w8 > 0.5 && steps < 20 {
-        w8 = w8 * 0.6 + 0.05 * v5.hypot(v1).tanh();
-        steps += 1;
-    }
-    1.87f64 * (a).tanh()
-        + 0.07f64 * (b).tanh()
-        + 0.25f64 * (v1).tanh()
-        + -1.36f64 * (pair2).tanh()
-        + 1.00f64 * (v4).tanh()
-        + 0.80f64 * (v5).tanh()
-        + -0.38f64 * (v7).tanh()
-        + -1.84f64 * (w8).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p43(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut m1 = 1.92f64.clamp(-1.0, 1.0);
-    if b.tanh().exp2() < -0.69f64 {
-        m1 += autodiff::ops::sigmoid(autodiff::ops::sigmoid(x[1]));
-    } else if (b * b + 1.0).powf(x[0].tanh()) <= 1.77f64 {
-        m1 = m1 * 0.5;
-    }
-    let mut acc2 = 0.92f64.tanh();
-    for i in 0..n {
-        acc2 +=
-            ((x[(i + 2) % n] * 0.5) * (x[(i + 2) % n] * 0.5) + 1.0).powf(x[1].tanh().exp().tanh());
-        if (b / (b * b + 1.0)) >= -1.07f64 {
-            acc2 = acc2 * 0.9 + (-(m1));
-        }
-    }
-    let mut acc3 = m1.atan2(a * a + 0.5);
-    for i in 0..n {
-        acc3 += (acc2 * acc2).ln_1p().abs();
-        if (a.tanh() * 0.5).cosh() < 0.92f64 {
-            acc3 = acc3 * 0.9 + a;
-        }
-    }
-    let mut pair4 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair4 += (d * d + 0.5).recip() * (1.42f64 + a);
-        }
-    }
-    let mut m5 = (acc2.tanh() * 0.5).cosh();
-    if x[0].min(m1) < 0.48f64 {
-        m5 += acc3.atan().asinh();
-    } else if (-(acc2)) < -0.79f64 {
-        m5 = m5 * 0.5;
-    }
-    let mut buf6 = vec![0.0; n];
-    for i in 0..n {
-        buf6[i] = x[i].mul_add(a, x[2]).clamp(-1.0, 1.0);
-    }
-    for i in 1..n {
-        buf6[i] += buf6[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf6[i];
-        buf6[i] = (old * buf6[i - 1]).sin() + old;
-    }
-    let v7 = buf6[0] * buf6[1];
-    -1.70f64 * (a).tanh()
-        + -0.51f64 * (b).tanh()
-        + 0.21f64 * (m1).tanh()
-        + 1.41f64 * (acc2).tanh()
-        + 1.46f64 * (acc3).tanh()
-        + 1.99f64 * (pair4).tanh()
-        + 1.64f64 * (m5).tanh()
-        + -1.59f64 * (v7).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p44(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let v1 = -1.24f64;
-    let v2 = -1.40f64;
-    let mut buf3 = vec![0.0; n];
-    for i in 0..n {
-        buf3[i] = (x[3] * x[3] + 1.0).recip().tanh().exp_m1();
-    }
-    for i in 1..n {
-        buf3[i] += buf3[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf3[i];
-        buf3[i] = (old * buf3[i - 1]).sin() + old;
-    }
-    let v4 = buf3[3] * buf3[0];
-    0.33f64 * (a).tanh()
-        + 0.91f64 * (b).tanh()
-        + -1.27f64 * (v1).tanh()
-        + -1.70f64 * (v2).tanh()
-        + 0.34f64 * (v4).tanh()
+    let v3 = buf2[1] + 0.5 * buf2[2];
+    let v4 = v3;
+    0.62f64 * (a).tanh()
+        + 1.15f64 * (b).tanh()
+        + -1.84f64 * (w1).tanh()
+        + -1.69f64 * (v3).tanh()
+        + 0.24f64 * (v4).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p45(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut m1 = -0.79f64.powi(3);
-    if b >= -1.32f64 {
-        m1 += ((b.tanh() * 0.9).atanh().tanh() * 0.9).acos();
-    } else if a.cos() < 0.15f64 {
-        m1 = m1 * 0.5;
-    }
-    let mut acc2 = b.tanh().exp_m1();
+    let mut acc1 = a.max(-0.51f64);
     for i in 0..n {
-        acc2 += ((b.tanh() * 0.9).asin() - a);
-        if (a / (a * a + 1.0)) < -1.33f64 {
-            acc2 = acc2 * 0.9 + (a / (m1 * m1 + 1.0));
+        acc1 += (b * b + 1.0).ln().hypot(a.atan2(b * b + 0.5));
+        if -1.40f64 < 0.55f64 {
+            acc1 = acc1 * 0.9 + (x[3] * x[3] + 1.0).recip();
         }
     }
-    let mut w3 = m1.tanh() + 3.0;
-    let mut steps = 0;
-    while w3 > 0.5 && steps < 20 {
-        w3 = w3 * 0.6 + 0.05 * autodiff::ops::sigmoid(1.01f64).tanh();
-        steps += 1;
-    }
-    let mut pair4 = 0.0;
+    let mut pair2 = 0.0;
     for i in 0..n {
         for j in (i + 1)..n {
             let d = x[i] - x[j];
-            pair4 += (d * d + 0.5).recip() * (x[i] + acc2);
+            pair2 += (d * d + 0.5).recip() * x[1];
         }
     }
-    let v5 = if -1.71f64.tanh().exp() > -1.30f64 {
-        -0.05f64
-    } else {
-        helpers::soft(m1, 0.3).hypot((a * a))
-    };
-    -0.38f64 * (a).tanh()
-        + -1.34f64 * (b).tanh()
-        + -0.20f64 * (m1).tanh()
-        + -1.30f64 * (acc2).tanh()
-        + 0.22f64 * (w3).tanh()
-        + -0.57f64 * (pair4).tanh()
-        + -0.68f64 * (v5).tanh()
+    let arr3 = (&m.row(1) * x[1].min(-0.79f64) - &m.column(1))
+        .mapv(f64::sin)
+        .sum();
+    let mut w4 = a.tanh() + 3.0;
+    let mut steps = 0;
+    while w4 > 0.5 && steps < 20 {
+        w4 = w4 * 0.6 + 0.05 * arr3.atan().tanh();
+        steps += 1;
+    }
+    let mut w5 = autodiff::ops::softplus(x[0]).tanh().tanh() + 3.0;
+    let mut steps = 0;
+    while w5 > 0.5 && steps < 20 {
+        w5 = w5 * 0.6 + 0.05 * w4.tanh();
+        steps += 1;
+    }
+    -1.67f64 * (a).tanh()
+        + -0.11f64 * (b).tanh()
+        + -1.95f64 * (acc1).tanh()
+        + -1.02f64 * (pair2).tanh()
+        + -0.60f64 * (arr3).tanh()
+        + -0.17f64 * (w4).tanh()
+        + 0.41f64 * (w5).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p46(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut w1 = (a * a + 1.0).log(3.0).powi(2).tanh() + 3.0;
-    let mut steps = 0;
-    while w1 > 0.5 && steps < 20 {
-        w1 = w1 * 0.6 + 0.05 * b.tanh();
-        steps += 1;
+    let mut acc1 = -1.96f64.sin();
+    for i in 0..n {
+        acc1 += ((a / (b * b + 1.0)) / ((b * b + 1.0).ln() * (b * b + 1.0).ln() + 1.0));
+        if autodiff::ops::sigmoid(b) > -0.93f64 {
+            acc1 = acc1 * 0.9 + autodiff::ops::sigmoid(x[1]);
+        }
     }
-    let v2 = if (b * b + 1.0).log2() <= -1.49f64 {
-        (0.56f64.powi(2) + (w1 / (b * b + 1.0)))
+    let mut pair2 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair2 += (d * d + 0.5).recip() * (x[i] + a);
+        }
+    }
+    let v3 = if -1.71f64.tanh().exp() > -1.30f64 {
+        -0.05f64
     } else {
-        0.29f64.cos()
+        helpers::soft(acc1, 0.3).hypot((a * acc1))
     };
-    let v3 = ((x[0] + w1).tanh() * 0.5).sinh().clamp(-1.0, 1.0);
-    0.75f64 * (a).tanh()
-        + -0.65f64 * (b).tanh()
-        + -0.63f64 * (w1).tanh()
-        + 0.00f64 * (v2).tanh()
-        + 0.45f64 * (v3).tanh()
+    -0.38f64 * (a).tanh()
+        + -1.34f64 * (b).tanh()
+        + -0.20f64 * (acc1).tanh()
+        + -1.30f64 * (pair2).tanh()
+        + 0.22f64 * (v3).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p47(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut m1 = x[2].sin();
-    if (a * a + 0.5).sqrt() >= 0.97f64 {
-        m1 += autodiff::ops::softplus(a).min((1.72f64 * 1.72f64 + 0.5).sqrt());
-    } else if f64::sin(b) <= -0.47f64 {
-        m1 = m1 * 0.5;
+    let mut acc1 = (b * a);
+    for i in 0..n {
+        acc1 += ((b * b + 1.0).ln().tanh() * 0.9).atanh();
+        if (0.67f64 * 0.67f64 + 1.0).log10() >= -1.50f64 {
+            acc1 = acc1 * 0.9 + x[1].tanh().exp_m1();
+        }
     }
-    let arr2 = (&m.row(1) * b - &m.column(1)).mapv(f64::sin).sum();
-    let mut w3 = (m1 * b.tanh().exp()).tanh() + 3.0;
-    let mut steps = 0;
-    while w3 > 0.5 && steps < 20 {
-        w3 = w3 * 0.6 + 0.05 * (-0.57f64 * -0.57f64 + 1.0).recip().tanh();
-        steps += 1;
-    }
-    let v4 = autodiff::ops::sigmoid((-0.41f64 * b).tanh());
-    let mut m5 = -0.65f64;
-    if (a * a).ln_1p() > -1.82f64 {
-        m5 += autodiff::ops::softplus((a * a + 0.5).sqrt());
-    } else if v4.min(x[2]) >= -0.38f64 {
+    let v2 = (((acc1 / (b * b + 1.0)).tanh() * 0.5).sinh().tanh() * 0.5).cosh();
+    let v3 = ((a.powi(2) * a.powi(2) + 1.0).log10() + smooth(x[2]).cos());
+    let v4 = v2;
+    let mut m5 = x[2].sin();
+    if (v3 * v3 + 0.5).sqrt() >= 0.97f64 {
+        m5 += autodiff::ops::softplus(v3).min((1.72f64 * 1.72f64 + 0.5).sqrt());
+    } else if f64::sin(v2) <= -0.47f64 {
         m5 = m5 * 0.5;
     }
-    -0.93f64 * (a).tanh()
-        + -0.53f64 * (b).tanh()
-        + 0.43f64 * (m1).tanh()
-        + 0.23f64 * (arr2).tanh()
-        + -0.45f64 * (w3).tanh()
-        + 1.99f64 * (v4).tanh()
-        + 1.11f64 * (m5).tanh()
+    -1.33f64 * (a).tanh()
+        + 1.15f64 * (b).tanh()
+        + 1.24f64 * (acc1).tanh()
+        + 1.63f64 * (v2).tanh()
+        + -1.13f64 * (v3).tanh()
+        + -0.26f64 * (v4).tanh()
+        + 0.84f64 * (m5).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p48(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let v1 = if (b * b) > -0.74f64 {
-        (-(b))
-    } else {
-        b.atan()
-            .atan2((x[2] * x[2] + 0.5).sqrt() * (x[2] * x[2] + 0.5).sqrt() + 0.5)
-    };
-    let v2 = (-0.35f64 * -0.35f64 + 1.0).powf((a * a + 0.5).sqrt().tanh().tanh());
-    let mut w3 = (-(v1.cos())).tanh() + 3.0;
+    let mut m1 = 1.83f64.tanh().exp2();
+    if -1.57f64 <= -0.57f64 {
+        m1 += -1.32f64.asinh();
+    } else if a.clamp(-1.0, 1.0) <= -0.60f64 {
+        m1 = m1 * 0.5;
+    }
+    let mut w2 = autodiff::ops::sigmoid(-0.65f64).tanh() + 3.0;
     let mut steps = 0;
-    while w3 > 0.5 && steps < 20 {
-        w3 = w3 * 0.6 + 0.05 * v1.atan2(v1 * v1 + 0.5).tanh();
+    while w2 > 0.5 && steps < 20 {
+        w2 = w2 * 0.6 + 0.05 * (-(b)).tanh();
         steps += 1;
     }
-    -1.63f64 * (a).tanh()
-        + 1.32f64 * (b).tanh()
-        + 0.38f64 * (v1).tanh()
-        + -0.40f64 * (v2).tanh()
-        + 1.53f64 * (w3).tanh()
+    -1.82f64 * (a).tanh() + 1.39f64 * (b).tanh() + 1.47f64 * (m1).tanh() + -1.56f64 * (w2).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p49(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let v1 = if x[2].tanh().exp2() < 0.23f64 {
-        (helpers::soft(a, 0.3) * 0.5)
-    } else {
-        (a.cos() * a.cos() + 1.0).log10()
-    };
-    let v2 = 1.43f64.max(0.62f64);
-    let mut buf3 = vec![0.0; n];
+    let mut buf1 = vec![0.0; n];
     for i in 0..n {
-        buf3[i] = (f64::sin(b) * f64::sin(b) + 1.0).ln();
+        buf1[i] = (b.min(x[3]) * b.min(x[3]) + 1.0).recip();
     }
-    for i in 1..n {
-        buf3[i] += buf3[i - 1] * 0.5;
+    let v2 = buf1[3] + 0.5 * buf1[0];
+    let mut acc3 = a.mul_add(0.28f64, v2);
+    for i in 0..n {
+        acc3 += v2;
+        if (a * 0.5) > 0.69f64 {
+            acc3 = acc3 * 0.9 + (x[i].tanh() * 0.5).cosh();
+        }
     }
-    for i in 1..n {
-        let old = buf3[i];
-        buf3[i] = (old * buf3[i - 1]).sin() + old;
-    }
-    let v4 = buf3[1] * buf3[2];
-    -0.39f64 * (a).tanh()
-        + 0.72f64 * (b).tanh()
-        + -1.67f64 * (v1).tanh()
-        + -2.00f64 * (v2).tanh()
-        + 0.49f64 * (v4).tanh()
+    let v4 = if (x[1] * x[1] + 1.0).cbrt() > -1.13f64 {
+        (-0.35f64 * -0.35f64 + 1.0).powf(acc3.clamp(-1.0, 1.0).tanh())
+    } else {
+        -1.08f64.mul_add(acc3, 1.49f64.sin())
+    };
+    -0.66f64 * (a).tanh()
+        + -1.54f64 * (b).tanh()
+        + -1.18f64 * (v2).tanh()
+        + -1.63f64 * (acc3).tanh()
+        + 1.32f64 * (v4).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p50(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
-        .mean()
-        .unwrap()
-        * a;
-    let mut pair2 = 0.0;
+    let mut buf1 = vec![0.0; n];
     for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair2 += (d * d + 0.5).recip() * a;
-        }
+        buf1[i] = ((a.tanh() * 0.5).sinh() * (a.tanh() * 0.5).sinh() + 1.0).cbrt();
     }
-    let v3 = smooth(arr1.atan2(b * b + 0.5).asinh());
-    let mut pair4 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair4 += (d * d + 0.5).recip() * v3;
-        }
-    }
-    let mut acc5 = pair2.hypot(arr1);
-    for i in 0..n {
-        acc5 += v3;
-        if pair4 > -1.94f64 {
-            acc5 = acc5 * 0.9 + v3.cos();
-        }
-    }
-    let v6 = autodiff::ops::softplus((x[2] * x[2] + 1.0).log(3.0));
-    0.67f64 * (a).tanh()
-        + -0.71f64 * (b).tanh()
-        + -0.74f64 * (arr1).tanh()
-        + 0.29f64 * (pair2).tanh()
-        + 0.27f64 * (v3).tanh()
-        + 0.07f64 * (pair4).tanh()
-        + -1.56f64 * (acc5).tanh()
-        + 1.10f64 * (v6).tanh()
+    let v2 = buf1[3] * buf1[0];
+    let v3 = (x[3] * v2).sin().cos();
+    let v4 = 1.43f64.max(0.62f64).abs();
+    let v5 = if f64::sin(v3) < -0.83f64 {
+        (x[0] * x[0] + 0.5)
+            .sqrt()
+            .atan2(v4.atan2(-1.19f64 * -1.19f64 + 0.5) * v4.atan2(-1.19f64 * -1.19f64 + 0.5) + 0.5)
+    } else {
+        v2
+    };
+    let v6 = smooth(v2.atan2(v3 * v3 + 0.5).asinh());
+    -0.42f64 * (a).tanh()
+        + -1.97f64 * (b).tanh()
+        + -0.24f64 * (v2).tanh()
+        + -0.26f64 * (v3).tanh()
+        + 0.03f64 * (v4).tanh()
+        + -0.43f64 * (v5).tanh()
+        + -0.36f64 * (v6).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p51(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut m1 = (b * b + 0.5).sqrt();
-    if b > -1.03f64 {
-        m1 += (f64::sin(b) * 0.5);
-    } else if -1.69f64 < -0.28f64 {
-        m1 = m1 * 0.5;
-    }
-    let mut pair2 = 0.0;
+    let v1 = (a.cos() * 0.5);
+    let v2 = if (v1.tanh() * 0.5).tan() <= -1.25f64 {
+        ((1.11f64.tanh() * 0.9).asin() * (1.11f64.tanh() * 0.9).asin()).ln_1p()
+    } else {
+        (b.tanh() * 0.9).acos()
+    };
+    let v3 = (v1 / (-0.92f64 * -0.92f64 + 1.0));
+    let v4 = x[3];
+    let mut acc5 = v2;
     for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair2 += (d * d + 0.5).recip() * 0.29f64.abs();
+        acc5 += (v3 * 0.5).atan();
+        if (-1.52f64.tanh() * 0.5).tan() < -0.58f64 {
+            acc5 = acc5 * 0.9 + v2;
         }
     }
     -1.02f64 * (a).tanh()
         + -0.19f64 * (b).tanh()
-        + -0.13f64 * (m1).tanh()
-        + 1.69f64 * (pair2).tanh()
+        + -0.13f64 * (v1).tanh()
+        + 1.69f64 * (v2).tanh()
+        + -1.42f64 * (v3).tanh()
+        + -1.97f64 * (v4).tanh()
+        + 0.25f64 * (acc5).tanh()
 }
 
 #[differentiate]
@@ -1939,1189 +1715,460 @@ pub fn p52(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         for j in (i + 1)..n {
             let d = x[i] - x[j];
-            pair1 += (d * d + 0.5).recip() * autodiff::ops::softplus(-1.46f64);
+            pair1 += (d * d + 0.5).recip() * a.abs();
         }
     }
-    let mut acc2 = a.atan();
-    for i in 0..n {
-        acc2 += (1.82f64 * 1.82f64 + 1.0).log2();
-        if (x[3] * x[3] + 1.0).ln() <= 1.61f64 {
-            acc2 = acc2 * 0.9 + x[(i + 3) % n];
-        }
+    let mut m2 = (a.tanh() * 0.5).tan();
+    if x[2].tanh().exp() > 1.91f64 {
+        m2 += (-0.86f64 * -0.86f64).ln_1p().tanh().exp();
+    } else if (pair1.tanh() * 0.9).acos() > 1.32f64 {
+        m2 = m2 * 0.5;
     }
-    let v3 = if helpers::soft(1.32f64, 0.3) <= 0.41f64 {
-        -1.45f64.max(0.27f64.clamp(-1.0, 1.0))
+    let v3 = if (0.94f64 * 0.5) >= -1.45f64 {
+        m2
     } else {
-        pair1.powi(3).sin()
+        (m2 * m2 + 1.0).log10().sin()
     };
-    let mut pair4 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair4 += (d * d + 0.5).recip() * x[i].cos();
-        }
-    }
-    let v5 = (acc2.atan2(-1.52f64 * -1.52f64 + 0.5).tanh().exp_m1() * acc2);
-    1.47f64 * (a).tanh()
-        + -0.55f64 * (b).tanh()
-        + -0.66f64 * (pair1).tanh()
-        + 0.38f64 * (acc2).tanh()
-        + -0.64f64 * (v3).tanh()
-        + 0.59f64 * (pair4).tanh()
-        + -1.52f64 * (v5).tanh()
+    1.43f64 * (a).tanh()
+        + 1.73f64 * (b).tanh()
+        + 1.14f64 * (pair1).tanh()
+        + 1.88f64 * (m2).tanh()
+        + 0.28f64 * (v3).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p53(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut m1 = b;
-    if b.cos() >= -0.35f64 {
-        m1 += helpers::soft((b * 0.5), 0.3);
-    } else if b >= 1.10f64 {
-        m1 = m1 * 0.5;
+    let mut acc1 = a.tanh().exp2();
+    for i in 0..n {
+        acc1 += b.atan2(-1.52f64 * -1.52f64 + 0.5).tanh().exp_m1();
+        if b.hypot(b) <= 0.38f64 {
+            acc1 = acc1 * 0.9 + (a * a + 1.0).ln();
+        }
     }
-    let mut w2 = ((b - b).tanh() * 0.9).atanh().tanh() + 3.0;
+    let mut m2 = b;
+    if b.cos() >= -0.35f64 {
+        m2 += helpers::soft((acc1 * 0.5), 0.3);
+    } else if a >= 1.10f64 {
+        m2 = m2 * 0.5;
+    }
+    let mut w3 = ((m2 - m2).tanh() * 0.9).atanh().tanh() + 3.0;
     let mut steps = 0;
-    while w2 > 0.5 && steps < 20 {
-        w2 = w2 * 0.6 + 0.05 * m1.tanh();
+    while w3 > 0.5 && steps < 20 {
+        w3 = w3 * 0.6 + 0.05 * acc1.tanh();
         steps += 1;
     }
-    -1.37f64 * (a).tanh() + -0.78f64 * (b).tanh() + 0.24f64 * (m1).tanh() + -1.57f64 * (w2).tanh()
+    let mut w4 = f64::sin(x[3]).abs().tanh() + 3.0;
+    let mut steps = 0;
+    while w4 > 0.5 && steps < 20 {
+        w4 = w4 * 0.6 + 0.05 * helpers::soft(b, 0.3).tanh();
+        steps += 1;
+    }
+    let mut buf5 = vec![0.0; n];
+    for i in 0..n {
+        buf5[i] = (b * b + 1.0).cbrt().powi(2);
+    }
+    let v6 = buf5[0] + 0.5 * buf5[1];
+    -0.76f64 * (a).tanh()
+        + -0.92f64 * (b).tanh()
+        + -1.67f64 * (acc1).tanh()
+        + 0.00f64 * (m2).tanh()
+        + -1.60f64 * (w3).tanh()
+        + 0.02f64 * (w4).tanh()
+        + -1.15f64 * (v6).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p54(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let v1 = a.max(a).clamp(-1.0, 1.0).atan();
-    let arr2 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
-        .mean()
-        .unwrap()
-        * (a * 0.5);
-    let arr3 = (m * x[0] + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
-    let v4 = if (arr3 + v1) >= 0.18f64 {
-        autodiff::ops::sigmoid(a.abs())
-    } else {
-        a.abs()
-    };
-    1.32f64 * (a).tanh()
-        + -0.25f64 * (b).tanh()
-        + -1.73f64 * (v1).tanh()
-        + 1.65f64 * (arr2).tanh()
-        + -0.18f64 * (arr3).tanh()
-        + -0.68f64 * (v4).tanh()
+    let mut acc1 = (a * a + 1.0).log2();
+    for i in 0..n {
+        acc1 += x[i];
+        if (a * a + 1.0).cbrt() >= -1.56f64 {
+            acc1 = acc1 * 0.9 + a.mul_add(b, x[i]);
+        }
+    }
+    let arr2 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * a.tanh().exp()));
+    -0.43f64 * (a).tanh() + 0.10f64 * (b).tanh() + 0.63f64 * (acc1).tanh() + 0.00f64 * (arr2).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p55(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * b.tanh().exp()));
-    let v2 = if x[0] > -0.87f64 {
-        smooth(a.abs())
+    let mut m1 = b.cos();
+    if (a / (b * b + 1.0)) < 0.43f64 {
+        m1 += helpers::soft(helpers::soft(x[1], 0.3), 0.3);
+    } else if (b.tanh() * 0.9).asin() <= 1.06f64 {
+        m1 = m1 * 0.5;
+    }
+    let v2 = if m1.tanh().exp() <= 1.44f64 {
+        a.sin().tanh().exp()
     } else {
-        (arr1.tanh() * 0.5).sinh()
+        (x[3] * 0.5).abs()
     };
-    let mut pair3 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair3 += (d * d + 0.5).recip() * v2.hypot(a);
-        }
-    }
-    let mut acc4 = f64::sin(arr1);
-    for i in 0..n {
-        acc4 += v2;
-        if a <= 1.44f64 {
-            acc4 = acc4 * 0.9 + (0.25f64 * 0.25f64 + 1.0).cbrt();
-        }
-    }
-    let v5 = ((x[3] * 0.5).abs() * (x[3] * 0.5).abs()).ln_1p();
-    let mut w6 = (x[2] * x[2] + 1.0).recip().tanh().exp2().tanh() + 3.0;
+    let v3 = if v2.tanh().exp2() <= -1.54f64 {
+        x[1]
+    } else {
+        ((-(x[1])) * (-(x[1])) + 1.0).powf((x[1] / (m1 * m1 + 1.0)).tanh())
+    };
+    let mut w4 = (autodiff::ops::softplus(v2) * autodiff::ops::softplus(v2) + 1.0)
+        .ln()
+        .tanh()
+        + 3.0;
     let mut steps = 0;
-    while w6 > 0.5 && steps < 20 {
-        w6 = w6 * 0.6 + 0.05 * (a * a + 1.0).log(3.0).tanh();
+    while w4 > 0.5 && steps < 20 {
+        w4 = w4 * 0.6 + 0.05 * a.tanh().exp().tanh();
         steps += 1;
     }
-    0.12f64 * (a).tanh()
-        + 1.37f64 * (b).tanh()
-        + -1.87f64 * (arr1).tanh()
-        + 1.24f64 * (v2).tanh()
-        + -1.76f64 * (pair3).tanh()
-        + -1.98f64 * (acc4).tanh()
-        + 0.09f64 * (v5).tanh()
-        + 0.48f64 * (w6).tanh()
+    let mut buf5 = vec![0.0; n];
+    for i in 0..n {
+        buf5[i] = ((x[3] * 0.5) - (-0.41f64 * x[i]));
+    }
+    for i in 1..n {
+        buf5[i] += buf5[i - 1] * 0.5;
+    }
+    for i in 1..n {
+        let old = buf5[i];
+        buf5[i] = (old * buf5[i - 1]).sin() + old;
+    }
+    let v6 = buf5[3] * buf5[0];
+    let mut w7 = a.tanh() + 3.0;
+    let mut steps = 0;
+    while w7 > 0.5 && steps < 20 {
+        w7 = w7 * 0.6 + 0.05 * (v3 * v3 + 1.0).log(3.0).tanh();
+        steps += 1;
+    }
+    -0.01f64 * (a).tanh()
+        + 0.91f64 * (b).tanh()
+        + -1.65f64 * (m1).tanh()
+        + -0.85f64 * (v2).tanh()
+        + 1.60f64 * (v3).tanh()
+        + 0.24f64 * (w4).tanh()
+        + 0.64f64 * (v6).tanh()
+        + 0.79f64 * (w7).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p56(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let v1 = ((autodiff::ops::softplus(b) * autodiff::ops::softplus(b) + 1.0).ln()
-        * (autodiff::ops::softplus(b) * autodiff::ops::softplus(b) + 1.0).ln()
-        + 1.5)
-        .acosh();
-    let mut pair2 = 0.0;
+    let mut buf1 = vec![0.0; n];
+    for i in 0..n {
+        buf1[i] = ((a.tanh() * 0.5).tan() * 0.5);
+    }
+    let v2 = buf1[0] + 0.5 * buf1[1];
+    let mut pair3 = 0.0;
     for i in 0..n {
         for j in (i + 1)..n {
             let d = x[i] - x[j];
-            pair2 += (d * d + 0.5).recip() * (v1 - 1.23f64);
+            pair3 += (d * d + 0.5).recip() * (a * a + 1.0).ln();
         }
     }
-    let arr3 = (&m.row(1) * x[1] - &m.column(1)).mapv(f64::sin).sum();
-    0.30f64 * (a).tanh()
-        + -0.41f64 * (b).tanh()
-        + 0.14f64 * (v1).tanh()
-        + -1.97f64 * (pair2).tanh()
-        + 1.56f64 * (arr3).tanh()
+    let mut pair4 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair4 += (d * d + 0.5).recip() * x[i].tanh();
+        }
+    }
+    let mut w5 = autodiff::ops::softplus(v2).tanh() + 3.0;
+    let mut steps = 0;
+    while w5 > 0.5 && steps < 20 {
+        w5 = w5 * 0.6 + 0.05 * (v2 * v2 + 1.0).cbrt().tanh();
+        steps += 1;
+    }
+    let v6 = if (b * b + 1.0).cbrt() <= -1.12f64 {
+        ((0.61f64.tanh() * 0.9).asin().tanh() * 0.9).acos()
+    } else {
+        b
+    };
+    let v7 = ((autodiff::ops::sigmoid(x[2]) + 0.65f64.max(v6)).tanh() * 0.5).cosh();
+    1.26f64 * (a).tanh()
+        + -0.02f64 * (b).tanh()
+        + -1.24f64 * (v2).tanh()
+        + 1.67f64 * (pair3).tanh()
+        + -0.53f64 * (pair4).tanh()
+        + -1.04f64 * (w5).tanh()
+        + 1.79f64 * (v6).tanh()
+        + 0.86f64 * (v7).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p57(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut m1 = (0.75f64.tanh() * 0.5).tan();
-    if b.hypot(b) >= 0.91f64 {
-        m1 += (0.24f64 / ((a * a + 1.0).log10() * (a * a + 1.0).log10() + 1.0));
-    } else if (a.tanh() * 0.5).tan() >= 1.04f64 {
-        m1 = m1 * 0.5;
-    }
-    let mut pair2 = 0.0;
+    let v1 = helpers::soft(x[0].tanh().exp2().tanh().exp(), 0.3);
+    let mut acc2 = v1;
     for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair2 += (d * d + 0.5).recip() * m1.clamp(-1.0, 1.0);
+        acc2 += ((v1 * v1 + 1.0).recip() * (v1 * v1 + 1.0).recip() + 0.5).sqrt();
+        if a < -1.73f64 {
+            acc2 = acc2 * 0.9 + b.mul_add(v1, -0.12f64);
         }
     }
-    let mut w3 = ((m1 - -0.16f64).tanh() * 0.5).tan().tanh() + 3.0;
-    let mut steps = 0;
-    while w3 > 0.5 && steps < 20 {
-        w3 = w3 * 0.6 + 0.05 * b.tanh().exp2().tanh();
-        steps += 1;
-    }
-    let v4 = if (m1 * m1 + 1.0).cbrt() < -0.03f64 {
-        (b.tanh() * 0.5).sinh().atan()
-    } else {
-        ((-0.87f64.tanh() * 0.9).acos().tanh() * 0.5).cosh()
-    };
-    -0.05f64 * (a).tanh()
-        + -0.19f64 * (b).tanh()
-        + 0.73f64 * (m1).tanh()
-        + -1.30f64 * (pair2).tanh()
-        + 1.53f64 * (w3).tanh()
-        + -1.77f64 * (v4).tanh()
+    let arr3 = (m * acc2.min(-0.09f64) + &m.t().dot(m))
+        .mapv(|t| t.tanh())
+        .sum();
+    let arr4 = (m + &m.sum_axis(Axis(0)))
+        .mapv(|t| (t * t + 1.0).ln())
+        .mean()
+        .unwrap()
+        * v1.clamp(-1.0, 1.0);
+    1.79f64 * (a).tanh()
+        + -1.79f64 * (b).tanh()
+        + 1.15f64 * (v1).tanh()
+        + 1.31f64 * (acc2).tanh()
+        + -0.62f64 * (arr3).tanh()
+        + 0.61f64 * (arr4).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p58(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let v1 = if autodiff::ops::softplus(1.48f64) > 0.00f64 {
-        ((a * a + 1.0).cbrt().tanh() * 0.5).tan()
-    } else {
-        f64::sin(b.clamp(-1.0, 1.0))
-    };
-    let v2 = helpers::soft(x[0].tanh().exp2().tanh().exp(), 0.3);
-    let mut acc3 = b;
+    let mut pair1 = 0.0;
     for i in 0..n {
-        acc3 += ((b * b + 1.0).recip() * (b * b + 1.0).recip() + 0.5).sqrt();
-        if v1 < -1.73f64 {
-            acc3 = acc3 * 0.9 + v1.mul_add(a, -0.12f64);
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair1 += (d * d + 0.5).recip() * a;
         }
     }
-    let arr4 = (m * acc3.min(-0.09f64) + &m.t().dot(m))
-        .mapv(|t| t.tanh())
-        .sum();
-    -0.83f64 * (a).tanh()
-        + 1.33f64 * (b).tanh()
-        + -1.34f64 * (v1).tanh()
-        + -0.33f64 * (v2).tanh()
-        + -0.46f64 * (acc3).tanh()
-        + 0.57f64 * (arr4).tanh()
+    let mut w2 = -0.74f64.powi(2).max(b).tanh() + 3.0;
+    let mut steps = 0;
+    while w2 > 0.5 && steps < 20 {
+        w2 = w2 * 0.6 + 0.05 * (pair1.tanh() * 0.5).tan().tanh();
+        steps += 1;
+    }
+    let v3 = f64::sin(-1.83f64.tanh().exp2()).sin();
+    let mut acc4 = v3.max(-1.35f64);
+    for i in 0..n {
+        acc4 += (pair1 * 0.5);
+        if (pair1.tanh() * 0.9).acos() > 1.55f64 {
+            acc4 = acc4 * 0.9 + (x[3] + -1.33f64);
+        }
+    }
+    let mut m5 = -0.43f64.max(a);
+    if (b.tanh() * 0.5).tan() <= -1.41f64 {
+        m5 += (autodiff::ops::softplus(pair1) - (v3 * v3 + 1.0).log(3.0));
+    } else if pair1.hypot(acc4) > 1.20f64 {
+        m5 = m5 * 0.5;
+    }
+    -1.79f64 * (a).tanh()
+        + 0.61f64 * (b).tanh()
+        + -0.73f64 * (pair1).tanh()
+        + 1.76f64 * (w2).tanh()
+        + 1.30f64 * (v3).tanh()
+        + 1.29f64 * (acc4).tanh()
+        + 1.60f64 * (m5).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p59(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut w1 = -0.62f64.tanh() + 3.0;
+    let v1 = (((b.tanh() * 0.9).atanh().tanh() * 0.5).cosh().tanh() * 0.5).cosh();
+    let mut w2 = x[2].tanh() + 3.0;
     let mut steps = 0;
-    while w1 > 0.5 && steps < 20 {
-        w1 = w1 * 0.6 + 0.05 * (b.tanh() * 0.9).acos().tanh();
+    while w2 > 0.5 && steps < 20 {
+        w2 = w2 * 0.6 + 0.05 * a.sin().tanh();
         steps += 1;
     }
-    let mut pair2 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair2 += (d * d + 0.5).recip() * a;
-        }
+    let mut m3 = w2;
+    if b <= -1.64f64 {
+        m3 += (v1.tanh() * 0.9).asin().mul_add(x[2], (0.51f64 - w2));
+    } else if b > 0.89f64 {
+        m3 = m3 * 0.5;
     }
-    let mut pair3 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair3 += (d * d + 0.5).recip() * (pair2 * pair2 + 1.0).powf(a.tanh());
-        }
-    }
-    let v4 = ((w1 * w1 + 0.5).sqrt() * f64::sin(-1.83f64.tanh().exp2()));
-    let mut buf5 = vec![0.0; n];
-    for i in 0..n {
-        buf5[i] = pair3;
-    }
-    for i in 1..n {
-        buf5[i] += buf5[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf5[i];
-        buf5[i] = (old * buf5[i - 1]).sin() + old;
-    }
-    let v6 = buf5[0] * buf5[1];
-    let v7 = (((a * a + 1.0).log(3.0) * 0.5)
-        / ((v6.abs() * v6.abs() + 1.5).acosh() * (v6.abs() * v6.abs() + 1.5).acosh() + 1.0));
-    -0.98f64 * (a).tanh()
-        + -1.39f64 * (b).tanh()
-        + -0.73f64 * (w1).tanh()
-        + 1.28f64 * (pair2).tanh()
-        + -1.09f64 * (pair3).tanh()
-        + -1.33f64 * (v4).tanh()
-        + -1.70f64 * (v6).tanh()
-        + -1.47f64 * (v7).tanh()
+    let v4 = w2;
+    -1.28f64 * (a).tanh()
+        + -0.40f64 * (b).tanh()
+        + -0.96f64 * (v1).tanh()
+        + 0.37f64 * (w2).tanh()
+        + 0.93f64 * (m3).tanh()
+        + 1.13f64 * (v4).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p60(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
-        .mean()
-        .unwrap()
-        * a;
+    let v1 = if (x[1] * b) <= 0.57f64 {
+        a.tanh().exp_m1()
+    } else {
+        (1.71f64 / (b * b + 1.0)).powi(2)
+    };
     let mut pair2 = 0.0;
     for i in 0..n {
         for j in (i + 1)..n {
             let d = x[i] - x[j];
-            pair2 += (d * d + 0.5).recip() * (-1.14f64 * 0.5);
+            pair2 += (d * d + 0.5).recip() * autodiff::ops::sigmoid(x[i]);
         }
     }
-    1.23f64 * (a).tanh()
-        + -1.43f64 * (b).tanh()
-        + -0.85f64 * (arr1).tanh()
-        + 1.04f64 * (pair2).tanh()
+    let v3 = if x[0].tanh().exp2() >= -0.67f64 {
+        autodiff::ops::softplus(a.tanh())
+    } else {
+        ((v1 / (a * a + 1.0)) * (v1 / (a * a + 1.0)) + 1.5).acosh()
+    };
+    -0.35f64 * (a).tanh()
+        + 0.35f64 * (b).tanh()
+        + 0.25f64 * (v1).tanh()
+        + -0.06f64 * (pair2).tanh()
+        + 1.68f64 * (v3).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p61(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut pair1 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair1 += (d * d + 0.5).recip() * (a * a + 1.0).log(3.0);
-        }
+    let mut m1 = -1.60f64;
+    if (b * b + 1.5).acosh() < 0.45f64 {
+        m1 += smooth((x[0].tanh() * 0.5).sinh());
+    } else if (b * b + 1.0).log2() > 0.48f64 {
+        m1 = m1 * 0.5;
     }
-    let mut m2 = 1.29f64.max(b);
-    if 0.61f64.mul_add(pair1, pair1) < -0.19f64 {
-        m2 += ((x[2].tanh() * 0.9).atanh().tanh() * 0.9).atanh();
-    } else if a > 1.42f64 {
-        m2 = m2 * 0.5;
+    let mut w2 = ((x[0] * a) * (x[0] * a) + 1.0).log2().tanh() + 3.0;
+    let mut steps = 0;
+    while w2 > 0.5 && steps < 20 {
+        w2 = w2 * 0.6 + 0.05 * (b * b + 1.0).log(3.0).tanh();
+        steps += 1;
     }
-    let mut acc3 = m2.sin();
-    for i in 0..n {
-        acc3 += (m2 * m2 + 1.0).log2();
-        if pair1 < 0.51f64 {
-            acc3 = acc3 * 0.9 + (pair1.tanh() * 0.9).asin();
-        }
-    }
-    let arr4 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
-        .mean()
-        .unwrap()
-        * x[2];
-    let mut acc5 = b.tanh().exp2();
-    for i in 0..n {
-        acc5 += arr4;
-        if m2.sin() > 1.08f64 {
-            acc5 = acc5 * 0.9 + -0.96f64.hypot(x[i]);
-        }
-    }
-    let v6 = if (x[1] * acc5) <= 0.57f64 {
-        b.tanh().exp_m1()
-    } else {
-        (1.71f64 / (a * a + 1.0)).powi(2)
-    };
-    1.50f64 * (a).tanh()
-        + 0.34f64 * (b).tanh()
-        + 1.52f64 * (pair1).tanh()
-        + -0.57f64 * (m2).tanh()
-        + 1.29f64 * (acc3).tanh()
-        + -0.78f64 * (arr4).tanh()
-        + -1.88f64 * (acc5).tanh()
-        + 1.98f64 * (v6).tanh()
+    let arr3 = (m * m1.tanh() + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
+    -0.47f64 * (a).tanh()
+        + 1.68f64 * (b).tanh()
+        + 1.12f64 * (m1).tanh()
+        + -0.89f64 * (w2).tanh()
+        + 0.66f64 * (arr3).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p62(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let v1 = b.tanh().exp_m1().tanh().exp_m1().tanh();
-    let v2 = if (x[2] * x[2]) < -1.75f64 {
-        ((v1.tanh() * 0.5).tan().tanh() * 0.5).cosh()
+    let mut pair1 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair1 += (d * d + 0.5).recip() * (b * b + 1.0).recip();
+        }
+    }
+    let mut acc2 = (a.tanh() * 0.9).acos();
+    for i in 0..n {
+        acc2 += ((a * a + 1.0).powf(a.tanh()).tanh() * 0.9).atanh();
+        if (a.tanh() * 0.9).asin() > -1.31f64 {
+            acc2 = acc2 * 0.9 + (x[1] * x[1] + 1.0).log10();
+        }
+    }
+    let v3 = if (acc2 / (0.11f64 * 0.11f64 + 1.0)) < 1.10f64 {
+        autodiff::ops::sigmoid(-0.26f64).asinh()
     } else {
-        (-1.60f64 * -1.60f64 + 1.0).recip()
+        helpers::soft(acc2.hypot(1.14f64), 0.3)
     };
-    let mut w3 = (x[1] * b).max(v2.tanh()).tanh() + 3.0;
-    let mut steps = 0;
-    while w3 > 0.5 && steps < 20 {
-        w3 = w3 * 0.6 + 0.05 * x[1].tanh().tanh();
-        steps += 1;
+    let mut buf4 = vec![0.0; n];
+    for i in 0..n {
+        buf4[i] = ((acc2 * pair1) * (acc2 * pair1) + 1.0).recip();
     }
-    let mut w4 = ((x[0] * w3) * (x[0] * w3) + 1.0).log2().tanh() + 3.0;
-    let mut steps = 0;
-    while w4 > 0.5 && steps < 20 {
-        w4 = w4 * 0.6 + 0.05 * (v2 * v2 + 1.0).log(3.0).tanh();
-        steps += 1;
+    for i in 1..n {
+        buf4[i] += buf4[i - 1] * 0.5;
     }
-    -0.57f64 * (a).tanh()
-        + -0.20f64 * (b).tanh()
-        + 1.49f64 * (v1).tanh()
-        + -0.94f64 * (v2).tanh()
-        + -1.32f64 * (w3).tanh()
-        + 0.44f64 * (w4).tanh()
+    for i in 1..n {
+        let old = buf4[i];
+        buf4[i] = (old * buf4[i - 1]).sin() + old;
+    }
+    let v5 = buf4[3] + 0.5 * buf4[0];
+    let v6 = if autodiff::ops::sigmoid(a) < -0.17f64 {
+        acc2.tanh().exp_m1().atan2(x[1].sin() * x[1].sin() + 0.5)
+    } else {
+        ((v3 * v3).ln_1p() * (acc2 * acc2 + 1.0).log(3.0))
+    };
+    1.61f64 * (a).tanh()
+        + 1.38f64 * (b).tanh()
+        + -0.53f64 * (pair1).tanh()
+        + -0.58f64 * (acc2).tanh()
+        + -0.15f64 * (v3).tanh()
+        + 1.71f64 * (v5).tanh()
+        + -1.82f64 * (v6).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p63(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut w1 = 0.66f64.tanh() + 3.0;
-    let mut steps = 0;
-    while w1 > 0.5 && steps < 20 {
-        w1 = w1 * 0.6 + 0.05 * (-1.13f64.tanh() * 0.5).sinh().tanh();
-        steps += 1;
-    }
-    let arr2 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
-        .mean()
-        .unwrap()
-        * (a.tanh() * 0.5).cosh();
-    let mut w3 = ((a * a + 1.0).powf(arr2.tanh()).tanh() * 0.9)
-        .atanh()
-        .tanh()
-        + 3.0;
-    let mut steps = 0;
-    while w3 > 0.5 && steps < 20 {
-        w3 = w3 * 0.6 + 0.05 * (w1.tanh() * 0.9).asin().tanh();
-        steps += 1;
-    }
-    let mut w4 = (x[2].atan() * x[2].atan() + 1.0).log10().tanh() + 3.0;
-    let mut steps = 0;
-    while w4 > 0.5 && steps < 20 {
-        w4 = w4 * 0.6 + 0.05 * w1.powi(2).tanh();
-        steps += 1;
-    }
-    let mut buf5 = vec![0.0; n];
+    let v1 = (helpers::soft((b.tanh() * 0.5).sinh(), 0.3) * autodiff::ops::softplus(a));
+    let v2 = ((x[3].tanh() * 0.5).sinh().tanh() * (x[3].tanh() * 0.5).sinh().tanh() + 1.0).powf(
+        ((a.tanh() * 0.9).atanh() * (a.tanh() * 0.9).atanh())
+            .ln_1p()
+            .tanh(),
+    );
+    let mut pair3 = 0.0;
     for i in 0..n {
-        buf5[i] = w1;
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair3 += (d * d + 0.5).recip() * (v2.tanh() * 0.9).acos();
+        }
     }
-    for i in 1..n {
-        buf5[i] += buf5[i - 1] * 0.5;
+    let mut pair4 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair4 += (d * d + 0.5).recip() * 0.53f64.abs();
+        }
     }
-    for i in 1..n {
-        let old = buf5[i];
-        buf5[i] = (old * buf5[i - 1]).sin() + old;
+    let mut m5 = (1.44f64 * 0.5);
+    if x[1].atan2(b * b + 0.5) > 0.66f64 {
+        m5 += (-1.14f64.asinh().tanh() * 0.9).atanh();
+    } else if pair4 > -1.45f64 {
+        m5 = m5 * 0.5;
     }
-    let v6 = buf5[1] * buf5[2];
-    -0.70f64 * (a).tanh()
-        + 1.81f64 * (b).tanh()
-        + -0.26f64 * (w1).tanh()
-        + 1.82f64 * (arr2).tanh()
-        + -1.54f64 * (w3).tanh()
-        + -1.06f64 * (w4).tanh()
-        + 0.47f64 * (v6).tanh()
+    let v6 = ((x[3] * x[3] + 1.0)
+        .recip()
+        .atan2((v2 * v2 + 1.0).cbrt() * (v2 * v2 + 1.0).cbrt() + 0.5)
+        .tanh()
+        * 0.5)
+        .tan();
+    1.94f64 * (a).tanh()
+        + 1.69f64 * (b).tanh()
+        + 1.02f64 * (v1).tanh()
+        + -0.07f64 * (v2).tanh()
+        + -0.59f64 * (pair3).tanh()
+        + -1.47f64 * (pair4).tanh()
+        + -1.18f64 * (m5).tanh()
+        + -0.19f64 * (v6).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p64(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut m1 = helpers::soft(1.14f64, 0.3);
-    if smooth(x[2]) > -1.62f64 {
-        m1 += x[2];
-    } else if (-1.40f64.tanh() * 0.5).sinh() > 1.15f64 {
-        m1 = m1 * 0.5;
+    let mut w1 = ((-(a)) * (-(a))).ln_1p().tanh() + 3.0;
+    let mut steps = 0;
+    while w1 > 0.5 && steps < 20 {
+        w1 = w1 * 0.6 + 0.05 * b.min(x[1]).tanh();
+        steps += 1;
     }
-    let mut m2 = m1;
-    if (b.tanh() * 0.9).asin() < 1.26f64 {
-        m2 += (a.clamp(-1.0, 1.0) / ((a * 1.54f64) * (a * 1.54f64) + 1.0));
-    } else if (b * b + 1.0).cbrt() >= -0.58f64 {
-        m2 = m2 * 0.5;
+    let mut w2 = w1.abs().tanh().exp().tanh() + 3.0;
+    let mut steps = 0;
+    while w2 > 0.5 && steps < 20 {
+        w2 = w2 * 0.6 + 0.05 * b.tanh();
+        steps += 1;
     }
-    -0.15f64 * (a).tanh() + 1.71f64 * (b).tanh() + -1.82f64 * (m1).tanh() + 0.94f64 * (m2).tanh()
+    -0.09f64 * (a).tanh() + 0.68f64 * (b).tanh() + 0.75f64 * (w1).tanh() + -0.58f64 * (w2).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p65(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut pair1 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair1 += (d * d + 0.5).recip() * (1.99f64 * 1.99f64 + 1.0).log(3.0);
-        }
-    }
-    let v2 = x[1].max(a).abs().asinh();
-    let v3 = if a.tanh() < 1.67f64 {
-        ((-1.25f64 * -1.25f64).ln_1p() * (-1.25f64 * -1.25f64).ln_1p() + 1.0).ln()
-    } else {
-        (pair1.asinh() + (x[3] / (v2 * v2 + 1.0)))
-    };
-    1.44f64 * (a).tanh()
-        + -1.05f64 * (b).tanh()
-        + 1.70f64 * (pair1).tanh()
-        + -0.17f64 * (v2).tanh()
-        + -0.67f64 * (v3).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p66(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut pair1 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair1 += (d * d + 0.5).recip() * (x[1] * x[1]).ln_1p();
-        }
-    }
-    let v2 = (((x[2].tanh() * 0.9).asin().tanh() * 0.5).cosh() * 0.5);
-    let v3 = ((x[3] * x[3] + 1.0)
-        .recip()
-        .atan2((v2 * v2 + 1.0).cbrt() * (v2 * v2 + 1.0).cbrt() + 0.5)
-        .tanh()
-        * 0.5)
-        .tan();
-    let v4 = (x[1] * x[1] + 1.5).acosh();
-    -1.18f64 * (a).tanh()
-        + -0.19f64 * (b).tanh()
-        + 1.75f64 * (pair1).tanh()
-        + 1.20f64 * (v2).tanh()
-        + -0.06f64 * (v3).tanh()
-        + 0.83f64 * (v4).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p67(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut m1 = a.sin();
-    if (1.73f64.tanh() * 0.9).asin() <= -1.21f64 {
-        m1 += b.tanh().exp();
-    } else if b >= 0.68f64 {
-        m1 = m1 * 0.5;
-    }
-    let mut pair2 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair2 += (d * d + 0.5).recip() * f64::sin(a);
-        }
-    }
-    1.92f64 * (a).tanh() + 1.58f64 * (b).tanh() + 0.64f64 * (m1).tanh() + 0.78f64 * (pair2).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p68(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut w1 = ((a * a + 1.5).acosh() * (a * a + 1.5).acosh())
-        .ln_1p()
-        .tanh()
-        + 3.0;
+    let mut w1 = (a.clamp(-1.0, 1.0) * 0.98f64.min(-1.07f64)).tanh() + 3.0;
     let mut steps = 0;
     while w1 > 0.5 && steps < 20 {
-        w1 = w1 * 0.6 + 0.05 * a.abs().tanh();
+        w1 = w1 * 0.6 + 0.05 * a.tanh();
         steps += 1;
-    }
-    let mut w2 = a.tanh() + 3.0;
-    let mut steps = 0;
-    while w2 > 0.5 && steps < 20 {
-        w2 = w2 * 0.6 + 0.05 * (x[2].tanh() * 0.5).tan().tanh();
-        steps += 1;
-    }
-    let mut buf3 = vec![0.0; n];
-    for i in 0..n {
-        buf3[i] = (x[(i + 1) % n].cos() * x[(i + 1) % n].cos() + 1.0).log2();
-    }
-    for i in 1..n {
-        buf3[i] += buf3[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf3[i];
-        buf3[i] = (old * buf3[i - 1]).sin() + old;
-    }
-    let v4 = buf3[0] * buf3[1];
-    let v5 = 0.65f64;
-    let mut pair6 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair6 += (d * d + 0.5).recip() * b.asinh();
-        }
-    }
-    let arr7 = (&m.row(1) * pair6 - &m.column(1)).mapv(f64::sin).sum();
-    1.04f64 * (a).tanh()
-        + -0.37f64 * (b).tanh()
-        + 0.44f64 * (w1).tanh()
-        + -0.10f64 * (w2).tanh()
-        + -1.25f64 * (v4).tanh()
-        + 1.43f64 * (v5).tanh()
-        + -0.60f64 * (pair6).tanh()
-        + 1.38f64 * (arr7).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p69(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let v1 = (b * b + 1.0).log(3.0).max((a.max(x[3]) * 0.5));
-    let v2 = f64::sin(smooth(v1).min(1.76f64));
-    let v3 = if (v2.tanh() * 0.9).atanh() <= 1.08f64 {
-        (b * b + 1.0).recip()
-    } else {
-        (b.asinh() / (x[3].tanh().exp2() * x[3].tanh().exp2() + 1.0))
-    };
-    let mut w4 = (b.atan() * (v1.tanh() * 0.5).cosh()).tanh() + 3.0;
-    let mut steps = 0;
-    while w4 > 0.5 && steps < 20 {
-        w4 = w4 * 0.6 + 0.05 * (-1.08f64.tanh() * 0.9).acos().tanh();
-        steps += 1;
-    }
-    let mut m5 = 1.62f64.atan2(-0.32f64 * -0.32f64 + 0.5);
-    if f64::sin(a) > 1.80f64 {
-        m5 += ((a * 0.5).tanh() * 0.9).atanh();
-    } else if (v1 * v3) > -0.82f64 {
-        m5 = m5 * 0.5;
-    }
-    let mut buf6 = vec![0.0; n];
-    for i in 0..n {
-        buf6[i] = -0.72f64.min(x[(i + 3) % n]).atan();
-    }
-    for i in 1..n {
-        buf6[i] += buf6[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf6[i];
-        buf6[i] = (old * buf6[i - 1]).sin() + old;
-    }
-    let v7 = buf6[0] * buf6[1];
-    -0.91f64 * (a).tanh()
-        + 0.33f64 * (b).tanh()
-        + 0.03f64 * (v1).tanh()
-        + 1.88f64 * (v2).tanh()
-        + -1.33f64 * (v3).tanh()
-        + -0.09f64 * (w4).tanh()
-        + 0.52f64 * (m5).tanh()
-        + 1.75f64 * (v7).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p70(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut w1 = b.tanh() + 3.0;
-    let mut steps = 0;
-    while w1 > 0.5 && steps < 20 {
-        w1 = w1 * 0.6 + 0.05 * b.tanh();
-        steps += 1;
-    }
-    let mut pair2 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair2 += (d * d + 0.5).recip() * x[1];
-        }
-    }
-    let v3 = ((x[0].clamp(-1.0, 1.0) * x[0].clamp(-1.0, 1.0) + 0.5).sqrt()
-        * (x[0].clamp(-1.0, 1.0) * x[0].clamp(-1.0, 1.0) + 0.5).sqrt())
-    .ln_1p();
-    let mut pair4 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair4 += (d * d + 0.5).recip() * a.abs();
-        }
-    }
-    let mut acc5 = (-(x[2]));
-    for i in 0..n {
-        acc5 += helpers::soft((x[2] * a), 0.3);
-        if (a * a + 1.0).log10() > 0.63f64 {
-            acc5 = acc5 * 0.9 + (pair4 * pair4 + 1.0).powf(1.65f64.tanh());
-        }
-    }
-    let arr6 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * (x[3].tanh() * 0.5).tan()));
-    -0.51f64 * (a).tanh()
-        + 1.73f64 * (b).tanh()
-        + -0.37f64 * (w1).tanh()
-        + 1.68f64 * (pair2).tanh()
-        + -1.62f64 * (v3).tanh()
-        + -1.47f64 * (pair4).tanh()
-        + -0.33f64 * (acc5).tanh()
-        + -1.58f64 * (arr6).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p71(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut pair1 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair1 += (d * d + 0.5).recip() * -0.37f64.min(x[2]);
-        }
-    }
-    let mut acc2 = (b * b + 1.0).log2();
-    for i in 0..n {
-        acc2 += (a * a + 1.0)
-            .ln()
-            .mul_add(x[i].tanh().exp2(), b.tanh().exp2());
-        if b.clamp(-1.0, 1.0) < -1.17f64 {
-            acc2 = acc2 * 0.9 + a.tanh().exp_m1();
-        }
-    }
-    let mut acc3 = f64::sin(pair1);
-    for i in 0..n {
-        acc3 += (pair1 * pair1 + 1.0).cbrt().tanh();
-        if (b * b + 1.0).cbrt() < 0.45f64 {
-            acc3 = acc3 * 0.9 + a.tanh().exp();
-        }
-    }
-    let mut m4 = (a * a + 1.0).cbrt();
-    if (acc2 * acc2 + 1.0).powf(b.tanh()) <= 0.89f64 {
-        m4 += x[2];
-    } else if (0.24f64 * 0.5) >= -0.39f64 {
-        m4 = m4 * 0.5;
-    }
-    let v5 = ((-(-1.91f64)) + a.clamp(-1.0, 1.0)).asinh();
-    -1.21f64 * (a).tanh()
-        + -1.22f64 * (b).tanh()
-        + 1.73f64 * (pair1).tanh()
-        + -0.93f64 * (acc2).tanh()
-        + -0.43f64 * (acc3).tanh()
-        + 0.95f64 * (m4).tanh()
-        + -1.64f64 * (v5).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p72(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut buf1 = vec![0.0; n];
-    for i in 0..n {
-        buf1[i] = ((x[(i + 3) % n] * x[(i + 3) % n] + 1.0).recip() - (-(a)));
-    }
-    for i in 1..n {
-        buf1[i] += buf1[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf1[i];
-        buf1[i] = (old * buf1[i - 1]).sin() + old;
-    }
-    let v2 = buf1[0] * buf1[1];
-    let v3 = if smooth(a) > 0.38f64 {
-        b
-    } else {
-        smooth((a * a).ln_1p())
-    };
-    -0.07f64 * (a).tanh() + -0.97f64 * (b).tanh() + -0.34f64 * (v2).tanh() + -1.96f64 * (v3).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p73(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut buf1 = vec![0.0; n];
-    for i in 0..n {
-        buf1[i] = a;
-    }
-    for i in 1..n {
-        buf1[i] += buf1[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf1[i];
-        buf1[i] = (old * buf1[i - 1]).sin() + old;
-    }
-    let v2 = buf1[1] * buf1[2];
-    let mut buf3 = vec![0.0; n];
-    for i in 0..n {
-        buf3[i] = ((-1.97f64 * -1.97f64).ln_1p() * -0.30f64);
-    }
-    for i in 1..n {
-        buf3[i] += buf3[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf3[i];
-        buf3[i] = (old * buf3[i - 1]).sin() + old;
-    }
-    let v4 = buf3[0] * buf3[1];
-    let mut w5 = x[3].atan2(x[2] * x[2] + 0.5).tanh().exp_m1().tanh() + 3.0;
-    let mut steps = 0;
-    while w5 > 0.5 && steps < 20 {
-        w5 = w5 * 0.6 + 0.05 * x[0].powi(2).tanh();
-        steps += 1;
-    }
-    let arr6 = (m * 0.84f64 + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
-    let mut buf7 = vec![0.0; n];
-    for i in 0..n {
-        buf7[i] = ((b.tanh() * 0.5).tan().tanh() * 0.5).tan();
-    }
-    for i in 1..n {
-        buf7[i] += buf7[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf7[i];
-        buf7[i] = (old * buf7[i - 1]).sin() + old;
-    }
-    let v8 = buf7[3] * buf7[0];
-    0.84f64 * (a).tanh()
-        + -1.00f64 * (b).tanh()
-        + -1.31f64 * (v2).tanh()
-        + -0.03f64 * (v4).tanh()
-        + -0.29f64 * (w5).tanh()
-        + 1.67f64 * (arr6).tanh()
-        + -0.92f64 * (v8).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p74(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut m1 = (x[1] * x[1] + 1.5).acosh();
-    if (b.tanh() * 0.5).tan() < 1.98f64 {
-        m1 += (b.tanh() * 0.5).cosh().tanh().exp2();
-    } else if -1.56f64 >= -1.53f64 {
-        m1 = m1 * 0.5;
-    }
-    let mut acc2 = (m1.tanh() * 0.5).sinh();
-    for i in 0..n {
-        acc2 += a;
-        if m1.max(x[i]) <= 0.09f64 {
-            acc2 = acc2 * 0.9 + 1.41f64;
-        }
-    }
-    let mut w3 = (0.13f64 * 0.5).min(b).tanh() + 3.0;
-    let mut steps = 0;
-    while w3 > 0.5 && steps < 20 {
-        w3 = w3 * 0.6 + 0.05 * -2.00f64.tanh();
-        steps += 1;
-    }
-    let mut pair4 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair4 += (d * d + 0.5).recip() * 0.69f64.max(x[1]);
-        }
-    }
-    let mut acc5 = (x[3].tanh() * 0.9).asin();
-    for i in 0..n {
-        acc5 += autodiff::ops::softplus((m1 * x[(i + 2) % n]));
-        if pair4.atan2(x[0] * x[0] + 0.5) <= -0.28f64 {
-            acc5 = acc5 * 0.9 + -1.07f64.hypot(x[i]);
-        }
-    }
-    let mut m6 = x[0].atan2(w3 * w3 + 0.5);
-    if (x[0] * x[0] + 0.5).sqrt() < -1.79f64 {
-        m6 += ((w3 * w3 + 1.0).log(3.0).tanh() * 0.9).asin();
-    } else if (x[3] - m1) > -1.41f64 {
-        m6 = m6 * 0.5;
-    }
-    -0.69f64 * (a).tanh()
-        + -0.95f64 * (b).tanh()
-        + -1.69f64 * (m1).tanh()
-        + 1.29f64 * (acc2).tanh()
-        + 0.39f64 * (w3).tanh()
-        + 0.51f64 * (pair4).tanh()
-        + 1.46f64 * (acc5).tanh()
-        + 1.78f64 * (m6).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p75(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut m1 = x[1];
-    if x[1].mul_add(b, a) < 1.45f64 {
-        m1 += 1.94f64.sin();
-    } else if b.clamp(-1.0, 1.0) <= -0.08f64 {
-        m1 = m1 * 0.5;
-    }
-    let mut m2 = x[1];
-    if b >= 0.23f64 {
-        m2 += (x[1].tanh() * 0.9).asin().tanh();
-    } else if a <= 0.36f64 {
-        m2 = m2 * 0.5;
-    }
-    let arr3 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
-        .mean()
-        .unwrap()
-        * x[0].tanh().exp();
-    let mut m4 = (m1 * m1 + 1.0).recip();
-    if (-1.79f64 - b) > 0.67f64 {
-        m4 += (-0.29f64.tanh() + f64::sin(-0.11f64));
-    } else if (-(-1.77f64)) <= -1.62f64 {
-        m4 = m4 * 0.5;
-    }
-    let arr5 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
-        .mean()
-        .unwrap()
-        * arr3;
-    let mut m6 = (m4.tanh() * 0.9).acos();
-    if (b * 0.5) >= -0.80f64 {
-        m6 += -0.91f64;
-    } else if (m1 * m1 + 1.0).powf(m2.tanh()) >= 1.55f64 {
-        m6 = m6 * 0.5;
-    }
-    1.77f64 * (a).tanh()
-        + 0.69f64 * (b).tanh()
-        + 1.85f64 * (m1).tanh()
-        + 0.39f64 * (m2).tanh()
-        + 1.99f64 * (arr3).tanh()
-        + 1.54f64 * (m4).tanh()
-        + -0.37f64 * (arr5).tanh()
-        + 0.08f64 * (m6).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p76(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut acc1 = x[0].tanh().exp();
-    for i in 0..n {
-        acc1 += (b.tanh() * 0.5)
-            .tan()
-            .mul_add(b.max(-1.76f64), (a * 1.78f64));
-        if (a - a) <= -1.36f64 {
-            acc1 = acc1 * 0.9 + a.hypot(a);
-        }
     }
     let mut buf2 = vec![0.0; n];
     for i in 0..n {
-        buf2[i] = ((acc1 * acc1 + 1.0).powf(acc1.tanh()) * (acc1 * acc1 + 1.0).powf(acc1.tanh())
-            + 1.0)
-            .powf((b * b + 1.0).log2().tanh());
-    }
-    for i in 1..n {
-        buf2[i] += buf2[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf2[i];
-        buf2[i] = (old * buf2[i - 1]).sin() + old;
-    }
-    let v3 = buf2[0] * buf2[1];
-    let mut pair4 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair4 += (d * d + 0.5).recip() * acc1.tanh().exp();
-        }
-    }
-    0.76f64 * (a).tanh()
-        + 0.03f64 * (b).tanh()
-        + 0.83f64 * (acc1).tanh()
-        + -1.30f64 * (v3).tanh()
-        + -1.14f64 * (pair4).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p77(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut acc1 = b;
-    for i in 0..n {
-        acc1 += (b + (b * b + 1.0).powf(a.tanh()));
-        if b.powi(3) < -1.30f64 {
-            acc1 = acc1 * 0.9 + -0.80f64.asinh();
-        }
-    }
-    let mut pair2 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair2 += (d * d + 0.5).recip() * a;
-        }
-    }
-    let arr3 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
-        .mean()
-        .unwrap()
-        * autodiff::ops::softplus(1.48f64);
-    let arr4 = (m * arr3.atan2(0.13f64 * 0.13f64 + 0.5) + &m.t().dot(m))
-        .mapv(|t| t.tanh())
-        .sum();
-    let v5 = a;
-    -1.78f64 * (a).tanh()
-        + -1.32f64 * (b).tanh()
-        + -0.73f64 * (acc1).tanh()
-        + 1.18f64 * (pair2).tanh()
-        + 1.75f64 * (arr3).tanh()
-        + 1.15f64 * (arr4).tanh()
-        + -0.64f64 * (v5).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p78(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut acc1 = (b * b + 0.5).sqrt();
-    for i in 0..n {
-        acc1 += (-(b));
-        if (b * b + 1.0).powf(b.tanh()) <= 0.58f64 {
-            acc1 = acc1 * 0.9 + (a.tanh() * 0.5).sinh();
-        }
-    }
-    let mut pair2 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair2 += (d * d + 0.5).recip() * (a * a + 1.0).powf(1.18f64.tanh());
-        }
-    }
-    let arr3 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
-        .mean()
-        .unwrap()
-        * (a.tanh() * 0.5).sinh();
-    let v4 = 1.60f64.tanh().exp2();
-    -1.62f64 * (a).tanh()
-        + 0.20f64 * (b).tanh()
-        + -1.90f64 * (acc1).tanh()
-        + 0.29f64 * (pair2).tanh()
-        + -1.42f64 * (arr3).tanh()
-        + 0.88f64 * (v4).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p79(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut w1 = x[0].tanh() + 3.0;
-    let mut steps = 0;
-    while w1 > 0.5 && steps < 20 {
-        w1 = w1 * 0.6 + 0.05 * autodiff::ops::softplus(b).tanh();
-        steps += 1;
-    }
-    let v2 = f64::sin(-1.94f64.tanh().exp()).min((b.tanh() * 0.9).acos().powi(3));
-    let mut w3 = (-0.47f64.tanh() * 0.9).asin().sin().tanh() + 3.0;
-    let mut steps = 0;
-    while w3 > 0.5 && steps < 20 {
-        w3 = w3 * 0.6 + 0.05 * a.tanh();
-        steps += 1;
-    }
-    let mut w4 = (autodiff::ops::softplus(x[2]).tanh() * 0.9).asin().tanh() + 3.0;
-    let mut steps = 0;
-    while w4 > 0.5 && steps < 20 {
-        w4 = w4 * 0.6 + 0.05 * (w1.tanh() * 0.9).acos().tanh();
-        steps += 1;
-    }
-    let arr5 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
-        .mean()
-        .unwrap()
-        * (-(0.84f64));
-    let arr6 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * arr5.tanh().exp_m1()));
-    -0.43f64 * (a).tanh()
-        + -1.43f64 * (b).tanh()
-        + -1.40f64 * (w1).tanh()
-        + 1.83f64 * (v2).tanh()
-        + -0.40f64 * (w3).tanh()
-        + -1.40f64 * (w4).tanh()
-        + -0.54f64 * (arr5).tanh()
-        + -0.54f64 * (arr6).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p80(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let v1 = ((1.88f64 * 1.88f64).ln_1p().sin() * 0.5);
-    let mut acc2 = a.atan();
-    for i in 0..n {
-        acc2 += (a * a + 1.5).acosh();
-        if b.sin() <= -0.26f64 {
-            acc2 = acc2 * 0.9 + 1.33f64.tanh().exp();
-        }
-    }
-    let mut m3 = b.min(a);
-    if (acc2 * acc2) < 0.98f64 {
-        m3 += ((a.tanh() * 0.5).cosh() * (a.tanh() * 0.5).cosh() + 1.0).cbrt();
-    } else if helpers::soft(a, 0.3) > -0.02f64 {
-        m3 = m3 * 0.5;
-    }
-    let mut m4 = -0.39f64.clamp(-1.0, 1.0);
-    if (m3 * x[1]) >= -1.84f64 {
-        m4 += b.clamp(-1.0, 1.0);
-    } else if b.sin() >= -1.59f64 {
-        m4 = m4 * 0.5;
-    }
-    let v5 = ((-1.10f64.powi(3) * -1.10f64.powi(3) + 0.5).sqrt()
-        * (-1.10f64.powi(3) * -1.10f64.powi(3) + 0.5).sqrt()
-        + 1.5)
-        .acosh();
-    -1.81f64 * (a).tanh()
-        + -1.00f64 * (b).tanh()
-        + -1.33f64 * (v1).tanh()
-        + 0.49f64 * (acc2).tanh()
-        + 1.77f64 * (m3).tanh()
-        + 1.53f64 * (m4).tanh()
-        + -0.37f64 * (v5).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p81(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut acc1 = x[1].tanh().exp_m1();
-    for i in 0..n {
-        acc1 += b.clamp(-1.0, 1.0).atan();
-        if -0.65f64 < -1.69f64 {
-            acc1 = acc1 * 0.9 + x[1].atan2(-0.18f64 * -0.18f64 + 0.5);
-        }
-    }
-    let mut w2 = (acc1.tanh().exp() * acc1.tanh().exp() + 0.5).sqrt().tanh() + 3.0;
-    let mut steps = 0;
-    while w2 > 0.5 && steps < 20 {
-        w2 = w2 * 0.6 + 0.05 * a.asinh().tanh();
-        steps += 1;
-    }
-    let mut acc3 = (x[1] * x[1] + 0.5).sqrt();
-    for i in 0..n {
-        acc3 += b.max((b * w2));
-        if (w2.tanh() * 0.5).sinh() < -1.09f64 {
-            acc3 = acc3 * 0.9 + 0.88f64;
-        }
-    }
-    -0.49f64 * (a).tanh()
-        + -0.35f64 * (b).tanh()
-        + 1.67f64 * (acc1).tanh()
-        + 1.91f64 * (w2).tanh()
-        + -1.28f64 * (acc3).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p82(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut m1 = (x[1] - x[3]);
-    if x[3].abs() > -0.24f64 {
-        m1 += f64::sin((-(b)));
-    } else if b.clamp(-1.0, 1.0) > -2.00f64 {
-        m1 = m1 * 0.5;
-    }
-    let v2 = 1.14f64;
-    1.32f64 * (a).tanh() + -1.31f64 * (b).tanh() + 1.01f64 * (m1).tanh() + -0.69f64 * (v2).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p83(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut acc1 = -1.90f64;
-    for i in 0..n {
-        acc1 += a;
-        if b.powi(3) <= -0.93f64 {
-            acc1 = acc1 * 0.9 + a.powi(3);
-        }
-    }
-    let mut w2 = ((acc1.tanh() * 0.9).atanh() * (acc1.tanh() * 0.9).atanh() + 1.0)
-        .log2()
-        .tanh()
-        + 3.0;
-    let mut steps = 0;
-    while w2 > 0.5 && steps < 20 {
-        w2 = w2 * 0.6 + 0.05 * (a.tanh() * 0.9).acos().tanh();
-        steps += 1;
-    }
-    let mut pair3 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair3 += (d * d + 0.5).recip() * 0.18f64;
-        }
-    }
-    let v4 = smooth(1.04f64).tanh().exp_m1();
-    let v5 = if (x[2] * x[2] + 1.0).cbrt() <= -0.36f64 {
-        (f64::sin(b).tanh() * 0.9).acos()
-    } else {
-        x[1].atan().tanh().exp_m1()
-    };
-    let mut m6 = (acc1 * acc1 + 1.0).cbrt();
-    if (1.42f64 * 1.42f64 + 1.0).powf(v5.tanh()) > -0.33f64 {
-        m6 += (-(a.abs()));
-    } else if (b + v4) > -1.44f64 {
-        m6 = m6 * 0.5;
-    }
-    1.82f64 * (a).tanh()
-        + -1.46f64 * (b).tanh()
-        + 0.59f64 * (acc1).tanh()
-        + 0.50f64 * (w2).tanh()
-        + -0.92f64 * (pair3).tanh()
-        + -0.68f64 * (v4).tanh()
-        + -1.58f64 * (v5).tanh()
-        + 1.03f64 * (m6).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p84(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let v1 = (a.max((b.tanh() * 0.9).acos()).tanh() * 0.5).tan();
-    let mut acc2 = x[2].atan();
-    for i in 0..n {
-        acc2 += autodiff::ops::softplus(0.78f64).atan();
-        if a <= -1.01f64 {
-            acc2 = acc2 * 0.9 + a;
-        }
-    }
-    let v3 = if (a.tanh() * 0.5).cosh() >= 1.24f64 {
-        helpers::soft(1.56f64.min(x[3]), 0.3)
-    } else {
-        autodiff::ops::sigmoid((acc2 * acc2 + 1.0).recip())
-    };
-    let mut acc4 = autodiff::ops::sigmoid(v1);
-    for i in 0..n {
-        acc4 += (v1 * v1 + 1.0).recip();
-        if (v1.tanh() * 0.5).cosh() <= 1.07f64 {
-            acc4 = acc4 * 0.9 + (x[(i + 1) % n].tanh() * 0.5).cosh();
-        }
-    }
-    -0.35f64 * (a).tanh()
-        + 1.01f64 * (b).tanh()
-        + 1.13f64 * (v1).tanh()
-        + -1.62f64 * (acc2).tanh()
-        + 1.49f64 * (v3).tanh()
-        + 1.96f64 * (acc4).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p85(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let v1 = if (x[2] * x[2] + 1.0).powf(x[2].tanh()) <= 1.35f64 {
-        a.tanh().exp2()
-    } else {
-        (x[2] / (x[2] * x[2] + 1.0)).tanh()
-    };
-    let mut buf2 = vec![0.0; n];
-    for i in 0..n {
-        buf2[i] = x[1];
+        buf2[i] = smooth((w1.tanh() * 0.9).acos());
     }
     for i in 1..n {
         buf2[i] += buf2[i - 1] * 0.5;
@@ -3131,320 +2178,877 @@ pub fn p85(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         buf2[i] = (old * buf2[i - 1]).sin() + old;
     }
     let v3 = buf2[3] * buf2[0];
-    0.35f64 * (a).tanh() + -0.01f64 * (b).tanh() + -0.24f64 * (v1).tanh() + -1.40f64 * (v3).tanh()
+    let mut buf4 = vec![0.0; n];
+    for i in 0..n {
+        buf4[i] = (x[(i + 1) % n].cos() * x[(i + 1) % n].cos() + 1.0).log2();
+    }
+    for i in 1..n {
+        buf4[i] += buf4[i - 1] * 0.5;
+    }
+    for i in 1..n {
+        let old = buf4[i];
+        buf4[i] = (old * buf4[i - 1]).sin() + old;
+    }
+    let v5 = buf4[0] + 0.5 * buf4[1];
+    let mut m6 = -0.70f64.abs();
+    if b.hypot(v5) >= 1.04f64 {
+        m6 += -1.25f64.abs().max(autodiff::ops::softplus(b));
+    } else if (x[3] * b) > -0.51f64 {
+        m6 = m6 * 0.5;
+    }
+    let v7 = (f64::sin(b) - smooth(m6).min(1.76f64));
+    let v8 = if b.cos() >= -0.02f64 {
+        v3
+    } else {
+        helpers::soft(0.36f64.tanh(), 0.3)
+    };
+    1.29f64 * (a).tanh()
+        + -1.22f64 * (b).tanh()
+        + -0.84f64 * (w1).tanh()
+        + -1.20f64 * (v3).tanh()
+        + 1.22f64 * (v5).tanh()
+        + -1.01f64 * (m6).tanh()
+        + -0.89f64 * (v7).tanh()
+        + 0.35f64 * (v8).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p66(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut acc1 = (b * 1.78f64);
+    for i in 0..n {
+        acc1 += (x[0].tanh() * 0.9).acos();
+        if (b.tanh() * 0.9).acos() <= 1.00f64 {
+            acc1 = acc1 * 0.9 + b.tanh();
+        }
+    }
+    let v2 = (((acc1 * acc1 + 1.0).cbrt() * 0.5).tanh() * 0.9).atanh();
+    let v3 = if acc1.max(b) <= 0.54f64 {
+        (-0.72f64.min(x[3]) * -0.72f64.min(x[3]) + 1.0).cbrt()
+    } else {
+        autodiff::ops::softplus(b).tanh().exp()
+    };
+    let mut acc4 = 0.52f64.powi(3);
+    for i in 0..n {
+        acc4 += a.atan();
+        if -1.50f64.clamp(-1.0, 1.0) < 0.77f64 {
+            acc4 = acc4 * 0.9 + (acc1.tanh() * 0.5).tan();
+        }
+    }
+    let v5 = (helpers::soft(a.tanh(), 0.3) * helpers::soft(a.tanh(), 0.3) + 1.0).log2();
+    let arr6 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * (v2.tanh() * 0.5).tan()));
+    -1.11f64 * (a).tanh()
+        + -1.05f64 * (b).tanh()
+        + -0.67f64 * (acc1).tanh()
+        + -0.27f64 * (v2).tanh()
+        + 1.89f64 * (v3).tanh()
+        + -0.30f64 * (acc4).tanh()
+        + 0.02f64 * (v5).tanh()
+        + 1.95f64 * (arr6).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p67(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut buf1 = vec![0.0; n];
+    for i in 0..n {
+        buf1[i] = ((x[i].tanh() * 0.9).atanh() * a.tanh().exp_m1());
+    }
+    let v2 = buf1[1] * buf1[2];
+    let arr3 = (m + &m.sum_axis(Axis(0)))
+        .mapv(|t| (t * t + 1.0).ln())
+        .mean()
+        .unwrap()
+        * (-1.14f64.tanh() * 0.9).asin();
+    -0.37f64 * (a).tanh() + 1.68f64 * (b).tanh() + -1.62f64 * (v2).tanh() + -1.47f64 * (arr3).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p68(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut buf1 = vec![0.0; n];
+    for i in 0..n {
+        buf1[i] = (x[3].min(x[2]) + (a * a + 1.0).log2());
+    }
+    for i in 1..n {
+        buf1[i] += buf1[i - 1] * 0.5;
+    }
+    for i in 1..n {
+        let old = buf1[i];
+        buf1[i] = (old * buf1[i - 1]).sin() + old;
+    }
+    let v2 = buf1[3] + 0.5 * buf1[0];
+    let mut w3 = ((a * a + 1.5).acosh() * (a * a + 1.5).acosh() + 1.0)
+        .log10()
+        .tanh()
+        + 3.0;
+    let mut steps = 0;
+    while w3 > 0.5 && steps < 20 {
+        w3 = w3 * 0.6 + 0.05 * (1.27f64 * 1.27f64 + 1.0).cbrt().tanh();
+        steps += 1;
+    }
+    let v4 = if w3.clamp(-1.0, 1.0) < -1.17f64 {
+        (a / (f64::sin(v2) * f64::sin(v2) + 1.0))
+    } else {
+        (v2 * v2 + 1.0).cbrt().tanh()
+    };
+    let v5 = helpers::soft((smooth(0.45f64).tanh() * 0.5).tan(), 0.3);
+    -1.93f64 * (a).tanh()
+        + 0.68f64 * (b).tanh()
+        + 0.79f64 * (v2).tanh()
+        + 0.65f64 * (w3).tanh()
+        + -0.80f64 * (v4).tanh()
+        + 1.34f64 * (v5).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p69(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut pair1 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair1 += (d * d + 0.5).recip() * b.tanh().exp_m1();
+        }
+    }
+    let mut w2 = (x[2].tanh() * 0.5).sinh().tanh() + 3.0;
+    let mut steps = 0;
+    while w2 > 0.5 && steps < 20 {
+        w2 = w2 * 0.6 + 0.05 * (a * 0.5).tanh();
+        steps += 1;
+    }
+    let arr3 = (m + &m.sum_axis(Axis(0)))
+        .mapv(|t| (t * t + 1.0).ln())
+        .mean()
+        .unwrap()
+        * a.powi(3);
+    let v4 = (x[2].asinh() * x[2].asinh() + 1.0).log2();
+    let v5 = helpers::soft(v4, 0.3);
+    1.85f64 * (a).tanh()
+        + 0.28f64 * (b).tanh()
+        + -1.12f64 * (pair1).tanh()
+        + 1.37f64 * (w2).tanh()
+        + 0.23f64 * (arr3).tanh()
+        + -0.58f64 * (v4).tanh()
+        + -1.31f64 * (v5).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p70(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut acc1 = f64::sin(-0.72f64);
+    for i in 0..n {
+        acc1 += a;
+        if smooth(a) > 0.38f64 {
+            acc1 = acc1 * 0.9 + a;
+        }
+    }
+    let mut buf2 = vec![0.0; n];
+    for i in 0..n {
+        buf2[i] = (x[(i + 2) % n].tanh() * 0.9).atanh();
+    }
+    let v3 = buf2[2] * buf2[3];
+    let mut buf4 = vec![0.0; n];
+    for i in 0..n {
+        buf4[i] = a;
+    }
+    let v5 = buf4[1] * buf4[2];
+    let mut buf6 = vec![0.0; n];
+    for i in 0..n {
+        buf6[i] = x[i];
+    }
+    for i in 1..n {
+        buf6[i] += buf6[i - 1] * 0.5;
+    }
+    for i in 1..n {
+        let old = buf6[i];
+        buf6[i] = (old * buf6[i - 1]).sin() + old;
+    }
+    let v7 = buf6[2] * buf6[3];
+    let v8 = a;
+    0.82f64 * (a).tanh()
+        + -1.41f64 * (b).tanh()
+        + -1.10f64 * (acc1).tanh()
+        + 1.63f64 * (v3).tanh()
+        + 0.86f64 * (v5).tanh()
+        + 1.24f64 * (v7).tanh()
+        + 1.44f64 * (v8).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p71(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let v1 = ((-1.49f64 / (a * a + 1.0)).tanh() * 0.9).asin().hypot(a);
+    let mut w2 = (-1.31f64.atan().tanh() * 0.9).atanh().tanh() + 3.0;
+    let mut steps = 0;
+    while w2 > 0.5 && steps < 20 {
+        w2 = w2 * 0.6 + 0.05 * a.sin().tanh();
+        steps += 1;
+    }
+    let mut w3 = ((0.26f64 * 0.5) * (0.26f64 * 0.5) + 1.0).log(3.0).tanh() + 3.0;
+    let mut steps = 0;
+    while w3 > 0.5 && steps < 20 {
+        w3 = w3 * 0.6 + 0.05 * (1.98f64 * 0.5).tanh();
+        steps += 1;
+    }
+    let v4 = x[1];
+    1.79f64 * (a).tanh()
+        + 0.09f64 * (b).tanh()
+        + -0.80f64 * (v1).tanh()
+        + -1.56f64 * (w2).tanh()
+        + -0.85f64 * (w3).tanh()
+        + -1.53f64 * (v4).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p72(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut acc1 = (x[0].tanh() * 0.5).cosh();
+    for i in 0..n {
+        acc1 += (0.07f64 * f64::sin(x[i]));
+        if a > -1.75f64 {
+            acc1 = acc1 * 0.9 + (-(a));
+        }
+    }
+    let mut pair2 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair2 += (d * d + 0.5).recip() * x[(i + 1) % n];
+        }
+    }
+    let mut buf3 = vec![0.0; n];
+    for i in 0..n {
+        buf3[i] = a;
+    }
+    for i in 1..n {
+        buf3[i] += buf3[i - 1] * 0.5;
+    }
+    for i in 1..n {
+        let old = buf3[i];
+        buf3[i] = (old * buf3[i - 1]).sin() + old;
+    }
+    let v4 = buf3[2] + 0.5 * buf3[3];
+    let v5 = (x[2].abs().tanh() * 0.9).asin().powi(2);
+    let v6 = (autodiff::ops::softplus(autodiff::ops::sigmoid(b))
+        * (autodiff::ops::softplus(v4) / (x[3].abs() * x[3].abs() + 1.0)));
+    -1.07f64 * (a).tanh()
+        + 1.89f64 * (b).tanh()
+        + -1.77f64 * (acc1).tanh()
+        + -1.00f64 * (pair2).tanh()
+        + 0.09f64 * (v4).tanh()
+        + -0.58f64 * (v5).tanh()
+        + -0.64f64 * (v6).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p73(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let v1 = a;
+    let mut m2 = (a / (-0.29f64 * -0.29f64 + 1.0));
+    if (a * a + 1.0).log(3.0) > 0.26f64 {
+        m2 += (-0.21f64 * -0.21f64 + 1.0).log(3.0);
+    } else if (a * a + 0.5).sqrt() >= 1.29f64 {
+        m2 = m2 * 0.5;
+    }
+    let mut m3 = smooth(v1);
+    if (m2.tanh() * 0.9).asin() > 1.93f64 {
+        m3 += (b * b + 1.0).powf(a.tanh()).atan();
+    } else if b.sin() <= 1.23f64 {
+        m3 = m3 * 0.5;
+    }
+    let v4 = autodiff::ops::softplus((x[1] / (x[1] * x[1] + 1.0)))
+        .atan2((x[3] * x[3] + 1.0).recip() * (x[3] * x[3] + 1.0).recip() + 0.5);
+    let mut pair5 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair5 += (d * d + 0.5).recip() * (v1.tanh() * 0.9).asin();
+        }
+    }
+    0.16f64 * (a).tanh()
+        + -1.15f64 * (b).tanh()
+        + 0.70f64 * (v1).tanh()
+        + 0.36f64 * (m2).tanh()
+        + 0.70f64 * (m3).tanh()
+        + 0.80f64 * (v4).tanh()
+        + -1.77f64 * (pair5).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p74(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let arr1 = (m * (b * a) + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
+    let v2 = (-(a));
+    let v3 = f64::sin(((1.32f64 + b) * (1.32f64 + b) + 0.5).sqrt());
+    let v4 = (smooth(x[2]).abs() * smooth(x[2]).abs() + 1.0).log2();
+    -1.90f64 * (a).tanh()
+        + 1.97f64 * (b).tanh()
+        + 1.10f64 * (arr1).tanh()
+        + -0.67f64 * (v2).tanh()
+        + 0.69f64 * (v3).tanh()
+        + -1.63f64 * (v4).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p75(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let v1 = x[3];
+    let arr2 = (m * (b.tanh() * 0.5).cosh() + &m.t().dot(m))
+        .mapv(|t| t.tanh())
+        .sum();
+    -1.34f64 * (a).tanh() + 0.55f64 * (b).tanh() + 0.44f64 * (v1).tanh() + -1.13f64 * (arr2).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p76(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let v1 = if (b - b) <= -0.37f64 {
+        -1.23f64
+    } else {
+        smooth(b).sin()
+    };
+    let mut m2 = (v1 * v1).ln_1p();
+    if (-(0.12f64)) < -0.02f64 {
+        m2 += b.atan2(a * a + 0.5).sin();
+    } else if a <= -1.36f64 {
+        m2 = m2 * 0.5;
+    }
+    let v3 = (a.atan2(x[3] * x[3] + 0.5).sin().tanh() * 0.5).cosh();
+    let mut buf4 = vec![0.0; n];
+    for i in 0..n {
+        buf4[i] = ((v3 * v3 + 1.0).powf(a.tanh()).tanh() * 0.5).sinh();
+    }
+    let v5 = buf4[3] + 0.5 * buf4[0];
+    0.50f64 * (a).tanh()
+        + 1.07f64 * (b).tanh()
+        + 0.76f64 * (v1).tanh()
+        + 0.03f64 * (m2).tanh()
+        + 0.83f64 * (v3).tanh()
+        + -1.30f64 * (v5).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p77(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut m1 = a;
+    if autodiff::ops::sigmoid(x[3]) > -1.88f64 {
+        m1 += smooth((-1.44f64 * b));
+    } else if (b * b + 1.0).ln() <= 1.84f64 {
+        m1 = m1 * 0.5;
+    }
+    let mut w2 = ((m1 * 0.5) / (b.max(0.29f64) * b.max(0.29f64) + 1.0)).tanh() + 3.0;
+    let mut steps = 0;
+    while w2 > 0.5 && steps < 20 {
+        w2 = w2 * 0.6 + 0.05 * b.powi(2).tanh();
+        steps += 1;
+    }
+    let v3 = if x[0] <= 1.65f64 {
+        x[0]
+    } else {
+        (w2 + (b.tanh() * 0.9).asin())
+    };
+    0.61f64 * (a).tanh()
+        + -0.83f64 * (b).tanh()
+        + -0.72f64 * (m1).tanh()
+        + 1.04f64 * (w2).tanh()
+        + 1.87f64 * (v3).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p78(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut pair1 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair1 += (d * d + 0.5).recip() * (b * b + 1.0).powf(b.tanh());
+        }
+    }
+    let v2 = if (b * b + 1.0).cbrt() < -0.51f64 {
+        (x[0] * x[0] + 1.0).cbrt()
+    } else {
+        pair1
+    };
+    let v3 = (x[2] * x[2] + 1.0).ln().powi(2).tanh().exp2();
+    let mut pair4 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair4 += (d * d + 0.5).recip() * (0.29f64 * 0.29f64).ln_1p();
+        }
+    }
+    let mut acc5 = v3;
+    for i in 0..n {
+        acc5 += (autodiff::ops::softplus(x[3]) * (pair4 * pair4 + 1.0).powf(v2.tanh()));
+        if (x[2].tanh() * 0.9).asin() > -1.82f64 {
+            acc5 = acc5 * 0.9 + 1.02f64;
+        }
+    }
+    1.35f64 * (a).tanh()
+        + -1.20f64 * (b).tanh()
+        + -1.70f64 * (pair1).tanh()
+        + -0.47f64 * (v2).tanh()
+        + 1.93f64 * (v3).tanh()
+        + -0.10f64 * (pair4).tanh()
+        + -1.97f64 * (acc5).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p79(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let v1 = x[3];
+    let v2 = x[1];
+    1.31f64 * (a).tanh() + -1.64f64 * (b).tanh() + 1.42f64 * (v1).tanh() + -1.50f64 * (v2).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p80(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let v1 = if (b.tanh() * 0.5).cosh() > -0.78f64 {
+        (autodiff::ops::softplus(a).tanh() * 0.5).cosh()
+    } else {
+        -1.40f64.sin().sin()
+    };
+    let mut m2 = v1.tanh().exp();
+    if a.sin() >= 1.26f64 {
+        m2 += -1.55f64.tanh();
+    } else if a > 1.74f64 {
+        m2 = m2 * 0.5;
+    }
+    let v3 = ((m2 * x[3]) - b.min(a)).min(0.27f64);
+    let mut buf4 = vec![0.0; n];
+    for i in 0..n {
+        buf4[i] = m2;
+    }
+    let v5 = buf4[3] + 0.5 * buf4[0];
+    let mut buf6 = vec![0.0; n];
+    for i in 0..n {
+        buf6[i] = (b + b).sin();
+    }
+    let v7 = buf6[3] * buf6[0];
+    -0.39f64 * (a).tanh()
+        + -0.98f64 * (b).tanh()
+        + -1.58f64 * (v1).tanh()
+        + -0.73f64 * (m2).tanh()
+        + 0.79f64 * (v3).tanh()
+        + -0.90f64 * (v5).tanh()
+        + -0.88f64 * (v7).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p81(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut m1 = a;
+    if (a * a + 0.5).sqrt() < 1.06f64 {
+        m1 += b;
+    } else if (b - -1.10f64) >= 0.57f64 {
+        m1 = m1 * 0.5;
+    }
+    let v2 = if m1.tanh().exp() > 1.77f64 {
+        (b.asinh() * b.asinh() + 0.5).sqrt()
+    } else {
+        ((0.56f64.tanh() * 0.9).atanh() * (0.56f64.tanh() * 0.9).atanh() + 1.0).log(3.0)
+    };
+    -1.10f64 * (a).tanh() + -0.03f64 * (b).tanh() + 0.13f64 * (m1).tanh() + -1.69f64 * (v2).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p82(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let arr1 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * (a * a)));
+    let v2 = ((arr1.tanh().exp() * arr1.tanh().exp() + 0.5).sqrt()
+        * (arr1.tanh().exp() * arr1.tanh().exp() + 0.5).sqrt()
+        + 1.0)
+        .recip();
+    -1.42f64 * (a).tanh() + 0.48f64 * (b).tanh() + 0.30f64 * (arr1).tanh() + 1.53f64 * (v2).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p83(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let v1 = if smooth(x[0]) > -1.23f64 {
+        ((b * b) * (b * b) + 1.0).recip()
+    } else {
+        autodiff::ops::softplus(a.abs())
+    };
+    let mut w2 = (v1.tanh().exp2().tanh() * 0.5).sinh().tanh() + 3.0;
+    let mut steps = 0;
+    while w2 > 0.5 && steps < 20 {
+        w2 = w2 * 0.6 + 0.05 * helpers::soft(v1, 0.3).tanh();
+        steps += 1;
+    }
+    -0.23f64 * (a).tanh() + -0.27f64 * (b).tanh() + 1.72f64 * (v1).tanh() + 1.55f64 * (w2).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p84(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut buf1 = vec![0.0; n];
+    for i in 0..n {
+        buf1[i] = (f64::sin(a) * f64::sin(a) + 1.0).cbrt();
+    }
+    let v2 = buf1[2] + 0.5 * buf1[3];
+    let mut acc3 = v2.clamp(-1.0, 1.0);
+    for i in 0..n {
+        acc3 += (a.tanh() * 0.5).tan();
+        if x[1] >= -0.11f64 {
+            acc3 = acc3 * 0.9 + (0.20f64 * 0.20f64 + 1.0).cbrt();
+        }
+    }
+    let mut pair4 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair4 += (d * d + 0.5).recip() * 1.51f64.powi(3);
+        }
+    }
+    let mut w5 = ((pair4 * pair4 + 1.0).log(3.0).tanh() * 0.5).sinh().tanh() + 3.0;
+    let mut steps = 0;
+    while w5 > 0.5 && steps < 20 {
+        w5 = w5 * 0.6 + 0.05 * b.sin().tanh();
+        steps += 1;
+    }
+    let v6 = x[2].tanh().exp().tanh().exp_m1();
+    let mut acc7 = (a * a).ln_1p();
+    for i in 0..n {
+        acc7 += (a * a + 1.0).ln().tanh();
+        if (w5.tanh() * 0.9).atanh() < 0.78f64 {
+            acc7 = acc7 * 0.9 + (x[0] * x[0] + 1.5).acosh();
+        }
+    }
+    0.16f64 * (a).tanh()
+        + -1.53f64 * (b).tanh()
+        + 1.90f64 * (v2).tanh()
+        + -0.26f64 * (acc3).tanh()
+        + -1.09f64 * (pair4).tanh()
+        + 1.95f64 * (w5).tanh()
+        + -1.98f64 * (v6).tanh()
+        + 0.65f64 * (acc7).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p85(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut w1 = (b * b + 1.0).cbrt().tanh().exp2().tanh() + 3.0;
+    let mut steps = 0;
+    while w1 > 0.5 && steps < 20 {
+        w1 = w1 * 0.6 + 0.05 * x[0].atan().tanh();
+        steps += 1;
+    }
+    let mut w2 = a.tanh() + 3.0;
+    let mut steps = 0;
+    while w2 > 0.5 && steps < 20 {
+        w2 = w2 * 0.6 + 0.05 * a.abs().tanh();
+        steps += 1;
+    }
+    let v3 = ((w1.tanh() - x[2].tanh().exp()) * (w1.tanh() - x[2].tanh().exp())).ln_1p();
+    -0.92f64 * (a).tanh()
+        + -0.68f64 * (b).tanh()
+        + -1.58f64 * (w1).tanh()
+        + 1.03f64 * (w2).tanh()
+        + 1.37f64 * (v3).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p86(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut acc1 = a.sin();
+    let mut m1 = (1.75f64 * 1.75f64 + 1.0).cbrt();
+    if x[0] > -0.66f64 {
+        m1 += a.sin().atan();
+    } else if x[3].clamp(-1.0, 1.0) > -0.35f64 {
+        m1 = m1 * 0.5;
+    }
+    let v2 = autodiff::ops::softplus(autodiff::ops::sigmoid(b).clamp(-1.0, 1.0));
+    let mut pair3 = 0.0;
     for i in 0..n {
-        acc1 += ((x[2] * x[2] + 1.0).log10() / ((a * a + 1.0).log2() * (a * a + 1.0).log2() + 1.0));
-        if f64::sin(a) > -1.94f64 {
-            acc1 = acc1 * 0.9 + x[(i + 1) % n];
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair3 += (d * d + 0.5).recip() * x[(i + 1) % n];
         }
     }
-    let mut acc2 = a.tanh().exp();
+    let mut buf4 = vec![0.0; n];
     for i in 0..n {
-        acc2 += (1.35f64.tanh() * 0.9).asin().tanh();
-        if acc1 < -0.64f64 {
-            acc2 = acc2 * 0.9 + acc1;
-        }
+        buf4[i] = smooth(smooth(pair3));
     }
-    let arr3 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
-        .mean()
-        .unwrap()
-        * acc2.tanh();
-    let mut w4 = (x[3].asinh().tanh() * 0.9).atanh().tanh() + 3.0;
-    let mut steps = 0;
-    while w4 > 0.5 && steps < 20 {
-        w4 = w4 * 0.6 + 0.05 * (arr3.tanh() * 0.9).asin().tanh();
-        steps += 1;
+    for i in 1..n {
+        buf4[i] += buf4[i - 1] * 0.5;
     }
-    -0.87f64 * (a).tanh()
-        + 0.41f64 * (b).tanh()
-        + 0.59f64 * (acc1).tanh()
-        + 0.17f64 * (acc2).tanh()
-        + 1.63f64 * (arr3).tanh()
-        + 0.61f64 * (w4).tanh()
+    for i in 1..n {
+        let old = buf4[i];
+        buf4[i] = (old * buf4[i - 1]).sin() + old;
+    }
+    let v5 = buf4[0] * buf4[1];
+    -1.96f64 * (a).tanh()
+        + -0.33f64 * (b).tanh()
+        + 1.30f64 * (m1).tanh()
+        + 1.02f64 * (v2).tanh()
+        + 0.38f64 * (pair3).tanh()
+        + -1.20f64 * (v5).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p87(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut pair1 = 0.0;
+    let mut buf1 = vec![0.0; n];
+    for i in 0..n {
+        buf1[i] = (autodiff::ops::softplus(b) * autodiff::ops::softplus(b) + 1.0).recip();
+    }
+    let v2 = buf1[3] + 0.5 * buf1[0];
+    let v3 = v2.atan();
+    let mut pair4 = 0.0;
     for i in 0..n {
         for j in (i + 1)..n {
             let d = x[i] - x[j];
-            pair1 += (d * d + 0.5).recip() * (-1.55f64.tanh() * 0.9).acos();
+            pair4 += (d * d + 0.5).recip() * x[1].min(b);
         }
     }
-    let mut acc2 = b;
+    let v5 = v2;
+    let mut buf6 = vec![0.0; n];
     for i in 0..n {
-        acc2 += (pair1 * a).clamp(-1.0, 1.0);
-        if (0.42f64 * 0.42f64 + 1.5).acosh() > 1.05f64 {
-            acc2 = acc2 * 0.9 + helpers::soft(-1.17f64, 0.3);
-        }
-    }
-    let mut buf3 = vec![0.0; n];
-    for i in 0..n {
-        buf3[i] = (b * b + 0.5).sqrt();
+        buf6[i] = ((x[(i + 1) % n] * x[(i + 1) % n] + 0.5).sqrt() * v5.sin());
     }
     for i in 1..n {
-        buf3[i] += buf3[i - 1] * 0.5;
+        buf6[i] += buf6[i - 1] * 0.5;
     }
     for i in 1..n {
-        let old = buf3[i];
-        buf3[i] = (old * buf3[i - 1]).sin() + old;
+        let old = buf6[i];
+        buf6[i] = (old * buf6[i - 1]).sin() + old;
     }
-    let v4 = buf3[1] * buf3[2];
-    let mut pair5 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair5 += (d * d + 0.5).recip() * (0.57f64 * 0.57f64 + 1.0).recip();
-        }
-    }
-    let mut pair6 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair6 += (d * d + 0.5).recip() * x[3].max(-0.41f64);
-        }
-    }
-    1.99f64 * (a).tanh()
-        + -1.75f64 * (b).tanh()
-        + -0.25f64 * (pair1).tanh()
-        + -0.30f64 * (acc2).tanh()
-        + -0.73f64 * (v4).tanh()
-        + -1.27f64 * (pair5).tanh()
-        + -1.78f64 * (pair6).tanh()
+    let v7 = buf6[2] * buf6[3];
+    0.28f64 * (a).tanh()
+        + 0.73f64 * (b).tanh()
+        + -1.30f64 * (v2).tanh()
+        + -0.44f64 * (v3).tanh()
+        + 0.84f64 * (pair4).tanh()
+        + 1.17f64 * (v5).tanh()
+        + -0.37f64 * (v7).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p88(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut m1 = a.abs();
-    if smooth(0.78f64) > 0.78f64 {
-        m1 += ((b.tanh() * 0.5).cosh() * (b.tanh() * 0.5).cosh() + 1.0).recip();
-    } else if 0.87f64 > 0.79f64 {
-        m1 = m1 * 0.5;
-    }
-    let v2 = 1.58f64.max(b).mul_add(b.powi(3), a).tanh();
-    let mut m3 = x[2];
-    if 0.69f64 <= -1.33f64 {
-        m3 += v2;
-    } else if a.cos() < 1.19f64 {
-        m3 = m3 * 0.5;
-    }
-    let v4 = x[3];
-    let v5 = (v4 * v4 + 1.0).recip();
-    let mut pair6 = 0.0;
+    let mut buf1 = vec![0.0; n];
     for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair6 += (d * d + 0.5).recip() * (a * a + 1.0).recip();
+        buf1[i] = (a.tanh() * 0.5).tan().clamp(-1.0, 1.0);
+    }
+    for i in 1..n {
+        buf1[i] += buf1[i - 1] * 0.5;
+    }
+    for i in 1..n {
+        let old = buf1[i];
+        buf1[i] = (old * buf1[i - 1]).sin() + old;
+    }
+    let v2 = buf1[0] + 0.5 * buf1[1];
+    let mut acc3 = (0.86f64 * 0.86f64 + 1.0).recip();
+    for i in 0..n {
+        acc3 += ((a - v2) * (a - v2) + 1.0).log2();
+        if f64::sin(b) > -1.94f64 {
+            acc3 = acc3 * 0.9 + x[(i + 1) % n];
         }
     }
-    -1.45f64 * (a).tanh()
-        + 0.07f64 * (b).tanh()
-        + -0.07f64 * (m1).tanh()
-        + 0.56f64 * (v2).tanh()
-        + -0.26f64 * (m3).tanh()
-        + -1.26f64 * (v4).tanh()
-        + 1.63f64 * (v5).tanh()
-        + 1.49f64 * (pair6).tanh()
+    let mut acc4 = a.tanh().exp();
+    for i in 0..n {
+        acc4 += (1.35f64.tanh() * 0.9).asin().tanh();
+        if v2 < -0.64f64 {
+            acc4 = acc4 * 0.9 + b;
+        }
+    }
+    let arr5 = (m + &m.sum_axis(Axis(0)))
+        .mapv(|t| (t * t + 1.0).ln())
+        .mean()
+        .unwrap()
+        * acc3.tanh();
+    0.57f64 * (a).tanh()
+        + 0.67f64 * (b).tanh()
+        + 1.33f64 * (v2).tanh()
+        + -0.68f64 * (acc3).tanh()
+        + 0.31f64 * (acc4).tanh()
+        + 0.42f64 * (arr5).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p89(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
-        .mean()
-        .unwrap()
-        * a.tanh().exp2();
-    let arr2 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
-        .mean()
-        .unwrap()
-        * arr1.atan2(b * b + 0.5);
-    let arr3 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * (-0.59f64 * 0.5)));
-    let v4 = x[3];
-    let mut w5 = ((1.14f64.tanh() * 0.9).asin() + (arr3 * arr3 + 1.0).log(3.0)).tanh() + 3.0;
-    let mut steps = 0;
-    while w5 > 0.5 && steps < 20 {
-        w5 = w5 * 0.6 + 0.05 * 0.22f64.hypot(arr3).tanh();
-        steps += 1;
+    let mut m1 = (b.tanh() * 0.9).asin();
+    if smooth(b) > 0.18f64 {
+        m1 += (-1.55f64.tanh() * 0.9).acos().asinh();
+    } else if a < 1.90f64 {
+        m1 = m1 * 0.5;
     }
-    -0.32f64 * (a).tanh()
-        + -0.71f64 * (b).tanh()
-        + 0.64f64 * (arr1).tanh()
-        + 0.51f64 * (arr2).tanh()
-        + 1.19f64 * (arr3).tanh()
-        + 1.75f64 * (v4).tanh()
-        + 0.83f64 * (w5).tanh()
+    let mut pair2 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair2 += (d * d + 0.5).recip() * a.min(a);
+        }
+    }
+    let v3 = helpers::soft(m1.tanh().exp2().abs(), 0.3);
+    let mut buf4 = vec![0.0; n];
+    for i in 0..n {
+        buf4[i] = (m1 * m1 + 0.5).sqrt();
+    }
+    let v5 = buf4[1] + 0.5 * buf4[2];
+    let mut pair6 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair6 += (d * d + 0.5).recip() * x[i].atan2(v5 * v5 + 0.5);
+        }
+    }
+    let mut m7 = (v3 * v3 + 1.5).acosh();
+    if (-0.73f64.tanh() * 0.9).asin() <= -0.96f64 {
+        m7 += v3.abs().tanh().exp2();
+    } else if autodiff::ops::softplus(pair6) <= 1.76f64 {
+        m7 = m7 * 0.5;
+    }
+    -0.65f64 * (a).tanh()
+        + -0.75f64 * (b).tanh()
+        + 1.19f64 * (m1).tanh()
+        + 0.45f64 * (pair2).tanh()
+        + -1.42f64 * (v3).tanh()
+        + 1.06f64 * (v5).tanh()
+        + -0.19f64 * (pair6).tanh()
+        + 0.87f64 * (m7).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p90(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let v1 = if (b * 0.5) >= 0.20f64 { b } else { a };
-    let arr2 = (&m.row(1) * (-1.12f64 * -1.12f64 + 1.0).log(3.0) - &m.column(1))
-        .mapv(f64::sin)
-        .sum();
-    -0.06f64 * (a).tanh() + 0.82f64 * (b).tanh() + -1.09f64 * (v1).tanh() + -1.23f64 * (arr2).tanh()
+    let v1 = b.asinh().max(b.atan2(b * b + 0.5)).powi(3);
+    let v2 = if b.atan2(0.32f64 * 0.32f64 + 0.5) <= 1.15f64 {
+        v1
+    } else {
+        a.clamp(-1.0, 1.0)
+    };
+    let v3 = if smooth(1.76f64) > -1.87f64 {
+        ((v1 * b) * (v1 * b) + 1.0).recip()
+    } else {
+        (v2 * v2 + 1.0).recip().mul_add(x[0], v2.atan())
+    };
+    let v4 = ((v2.atan() * v2.atan() + 1.0).powf(b.atan2(b * b + 0.5).tanh())
+        * (v2.atan() * v2.atan() + 1.0).powf(b.atan2(b * b + 0.5).tanh())
+        + 1.5)
+        .acosh();
+    let arr5 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * (-0.59f64 * 0.5)));
+    let v6 = x[3];
+    -1.33f64 * (a).tanh()
+        + 0.52f64 * (b).tanh()
+        + 0.82f64 * (v1).tanh()
+        + 1.41f64 * (v2).tanh()
+        + 1.14f64 * (v3).tanh()
+        + 1.85f64 * (v4).tanh()
+        + -0.12f64 * (arr5).tanh()
+        + 0.97f64 * (v6).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p91(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let v1 = if smooth(x[3]) < 0.92f64 {
-        (smooth(a).tanh() * 0.9).asin()
+    let v1 = b;
+    let v2 = if (b + b) >= 1.19f64 {
+        (v1 * 0.5).tanh()
     } else {
-        autodiff::ops::softplus(a.tanh())
+        (b * b + 1.0).log2().tanh().exp_m1()
     };
-    let mut pair2 = 0.0;
+    let mut m3 = v1;
+    if (b * b + 1.0).ln() > 0.27f64 {
+        m3 += (helpers::soft(-1.23f64, 0.3).tanh() * 0.9).atanh();
+    } else if smooth(x[3]) < 0.92f64 {
+        m3 = m3 * 0.5;
+    }
+    let v4 = if smooth(v1) > 0.24f64 {
+        autodiff::ops::softplus(-0.92f64)
+    } else {
+        x[3]
+    };
+    let mut buf5 = vec![0.0; n];
     for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair2 += (d * d + 0.5).recip() * v1.asinh();
-        }
+        buf5[i] = (b * b + 1.0).powf(v1.tanh()).tanh().exp_m1();
     }
-    let mut buf3 = vec![0.0; n];
-    for i in 0..n {
-        buf3[i] = pair2.asinh();
-    }
-    for i in 1..n {
-        buf3[i] += buf3[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf3[i];
-        buf3[i] = (old * buf3[i - 1]).sin() + old;
-    }
-    let v4 = buf3[0] * buf3[1];
-    -0.04f64 * (a).tanh()
-        + 0.78f64 * (b).tanh()
-        + 0.27f64 * (v1).tanh()
-        + -0.93f64 * (pair2).tanh()
-        + 0.56f64 * (v4).tanh()
+    let v6 = buf5[0] * buf5[1];
+    -0.93f64 * (a).tanh()
+        + 0.56f64 * (b).tanh()
+        + -1.89f64 * (v1).tanh()
+        + 0.48f64 * (v2).tanh()
+        + -0.62f64 * (m3).tanh()
+        + -0.77f64 * (v4).tanh()
+        + 1.24f64 * (v6).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p92(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let v1 = ((x[1].tanh() * 0.5).cosh().tanh().exp2() * (x[1].tanh() * 0.5).cosh().tanh().exp2()
-        + 1.0)
-        .recip();
-    let mut m2 = (x[0] * x[0] + 1.0).log2();
-    if (x[0].tanh() * 0.9).asin() > -1.33f64 {
-        m2 += (a.tanh() * 0.5).tan().tanh().exp2();
-    } else if (a - a) <= -0.33f64 {
-        m2 = m2 * 0.5;
+    let mut w1 = (-(a)).powi(2).tanh() + 3.0;
+    let mut steps = 0;
+    while w1 > 0.5 && steps < 20 {
+        w1 = w1 * 0.6 + 0.05 * a.tanh().exp_m1().tanh();
+        steps += 1;
     }
-    let arr3 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
-        .mean()
-        .unwrap()
-        * a;
-    1.16f64 * (a).tanh()
-        + -0.49f64 * (b).tanh()
-        + 0.85f64 * (v1).tanh()
-        + 1.12f64 * (m2).tanh()
-        + -0.42f64 * (arr3).tanh()
+    let v2 = ((1.85f64.mul_add(x[3], a) * 1.85f64.mul_add(x[3], a) + 1.5).acosh()
+        - (x[3].hypot(a) * x[3].hypot(a) + 1.0).log10());
+    let v3 = 0.85f64;
+    let mut acc4 = (w1 * w1 + 1.0).ln();
+    for i in 0..n {
+        acc4 += (b.asinh() * b.asinh()).ln_1p();
+        if helpers::soft(0.15f64, 0.3) > 0.46f64 {
+            acc4 = acc4 * 0.9 + helpers::soft(b, 0.3);
+        }
+    }
+    0.18f64 * (a).tanh()
+        + -1.44f64 * (b).tanh()
+        + -0.72f64 * (w1).tanh()
+        + 0.34f64 * (v2).tanh()
+        + 1.91f64 * (v3).tanh()
+        + 1.80f64 * (acc4).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p93(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let v1 = if autodiff::ops::softplus(a) > 1.30f64 {
-        (helpers::soft(0.15f64, 0.3).tanh() * 0.5).cosh()
-    } else {
-        (helpers::soft(b, 0.3) * helpers::soft(b, 0.3) + 1.0).cbrt()
-    };
-    let arr2 = (m * (a / (x[2] * x[2] + 1.0)) + &m.t().dot(m))
-        .mapv(|t| t.tanh())
-        .sum();
-    let v3 = b.tanh().exp();
-    let mut pair4 = 0.0;
+    let mut pair1 = 0.0;
     for i in 0..n {
         for j in (i + 1)..n {
             let d = x[i] - x[j];
-            pair4 += (d * d + 0.5).recip() * arr2.cos();
+            pair1 += (d * d + 0.5).recip() * (a * a + 1.0).log(3.0);
         }
     }
-    -0.17f64 * (a).tanh()
-        + 0.24f64 * (b).tanh()
-        + 0.50f64 * (v1).tanh()
-        + 0.74f64 * (arr2).tanh()
-        + -1.23f64 * (v3).tanh()
-        + 1.22f64 * (pair4).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p94(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let arr1 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * (a * 0.36f64)));
-    let mut m2 = (b * b + 1.0).recip();
-    if (arr1 + arr1) < -1.74f64 {
-        m2 += (a.abs().tanh() * 0.5).cosh();
-    } else if (x[2] * x[2]).ln_1p() > -1.08f64 {
-        m2 = m2 * 0.5;
-    }
-    let mut w3 = ((0.12f64 * 0.12f64 + 1.0).log2() * (0.12f64 * 0.12f64 + 1.0).log2() + 1.0)
-        .powf((m2 * m2 + 1.0).log(3.0).tanh())
-        .tanh()
-        + 3.0;
-    let mut steps = 0;
-    while w3 > 0.5 && steps < 20 {
-        w3 = w3 * 0.6 + 0.05 * x[2].tanh();
-        steps += 1;
-    }
-    let mut m4 = (w3 - a);
-    if w3.atan2(m2 * m2 + 0.5) < 0.94f64 {
-        m4 += (x[2] * x[1]).clamp(-1.0, 1.0);
-    } else if w3.powi(3) <= -1.58f64 {
-        m4 = m4 * 0.5;
-    }
-    let mut m5 = (m2 * m2 + 1.0).powf(0.95f64.tanh());
-    if (x[2] * x[2] + 1.0).log10() > 1.98f64 {
-        m5 += (m4 * m4 + 1.0).cbrt().powi(3);
-    } else if (x[1] * x[1] + 1.0).cbrt() < -0.75f64 {
-        m5 = m5 * 0.5;
-    }
-    -0.28f64 * (a).tanh()
-        + 1.66f64 * (b).tanh()
-        + 0.07f64 * (arr1).tanh()
-        + -1.38f64 * (m2).tanh()
-        + -0.29f64 * (w3).tanh()
-        + 0.75f64 * (m4).tanh()
-        + 0.38f64 * (m5).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p95(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let v1 = helpers::soft((x[0].tanh() * 0.9).asin(), 0.3);
-    let mut w2 = -1.12f64.tanh() + 3.0;
-    let mut steps = 0;
-    while w2 > 0.5 && steps < 20 {
-        w2 = w2 * 0.6 + 0.05 * (b * v1).tanh();
-        steps += 1;
-    }
+    let v2 = b.hypot(x[3]).tanh().exp_m1().atan2(
+        ((x[3] * x[3] + 1.0).recip() * (x[3] * x[3] + 1.0).recip() + 1.0).cbrt()
+            * ((x[3] * x[3] + 1.0).recip() * (x[3] * x[3] + 1.0).recip() + 1.0).cbrt()
+            + 0.5,
+    );
     let mut buf3 = vec![0.0; n];
     for i in 0..n {
-        buf3[i] = w2;
+        buf3[i] = (0.36f64.sin() * 0.36f64.sin() + 1.0).recip();
     }
     for i in 1..n {
         buf3[i] += buf3[i - 1] * 0.5;
@@ -3453,25 +3057,74 @@ pub fn p95(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         let old = buf3[i];
         buf3[i] = (old * buf3[i - 1]).sin() + old;
     }
-    let v4 = buf3[0] * buf3[1];
-    let v5 = ((x[0].tanh() * x[0].tanh() + 1.0).powf(-1.14f64.tanh().exp_m1().tanh()) * 0.5);
-    -0.34f64 * (a).tanh()
-        + -0.05f64 * (b).tanh()
-        + -0.20f64 * (v1).tanh()
-        + 1.53f64 * (w2).tanh()
-        + -0.45f64 * (v4).tanh()
-        + 1.08f64 * (v5).tanh()
+    let v4 = buf3[2] + 0.5 * buf3[3];
+    let v5 = ((v2 * 0.5) * (v2 * 0.5) + 1.0)
+        .powf(autodiff::ops::softplus(x[3]).tanh())
+        .powi(3);
+    let v6 = (v5.tanh().tanh() * 0.5).sinh().tanh().exp2();
+    0.96f64 * (a).tanh()
+        + 0.00f64 * (b).tanh()
+        + 0.12f64 * (pair1).tanh()
+        + 1.55f64 * (v2).tanh()
+        + -1.64f64 * (v4).tanh()
+        + -0.70f64 * (v5).tanh()
+        + 0.57f64 * (v6).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p94(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let v1 = x[2];
+    let mut m2 = (b - b);
+    if v1.atan2(b * b + 0.5) < 0.94f64 {
+        m2 += (x[2] * x[1]).clamp(-1.0, 1.0);
+    } else if b.powi(3) <= -1.58f64 {
+        m2 = m2 * 0.5;
+    }
+    -1.85f64 * (a).tanh() + -0.48f64 * (b).tanh() + 0.97f64 * (v1).tanh() + -1.13f64 * (m2).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p95(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut w1 = ((x[2] * x[2] + 1.0).log10() - 1.26f64.atan2(a * a + 0.5)).tanh() + 3.0;
+    let mut steps = 0;
+    while w1 > 0.5 && steps < 20 {
+        w1 = w1 * 0.6 + 0.05 * (b / (x[2] * x[2] + 1.0)).tanh();
+        steps += 1;
+    }
+    let mut w2 = autodiff::ops::sigmoid(b.atan2(0.75f64 * 0.75f64 + 0.5)).tanh() + 3.0;
+    let mut steps = 0;
+    while w2 > 0.5 && steps < 20 {
+        w2 = w2 * 0.6 + 0.05 * a.clamp(-1.0, 1.0).tanh();
+        steps += 1;
+    }
+    let arr3 = (m * b + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
+    let mut w4 = -1.12f64.tanh() + 3.0;
+    let mut steps = 0;
+    while w4 > 0.5 && steps < 20 {
+        w4 = w4 * 0.6 + 0.05 * (a * a).tanh();
+        steps += 1;
+    }
+    -0.09f64 * (a).tanh()
+        + 1.01f64 * (b).tanh()
+        + -1.06f64 * (w1).tanh()
+        + 0.99f64 * (w2).tanh()
+        + -0.96f64 * (arr3).tanh()
+        + -0.03f64 * (w4).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p96(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut w1 = (a.atan2(b * b + 0.5).tanh() * 0.5).cosh().tanh() + 3.0;
-    let mut steps = 0;
-    while w1 > 0.5 && steps < 20 {
-        w1 = w1 * 0.6 + 0.05 * b.asinh().tanh();
-        steps += 1;
+    let mut m1 = x[0].tanh();
+    if f64::sin(a) < -0.65f64 {
+        m1 += (1.53f64.cos() * 1.53f64.cos() + 1.0).powf(-0.44f64.mul_add(a, b).tanh());
+    } else if 0.73f64.atan() >= 0.06f64 {
+        m1 = m1 * 0.5;
     }
     let arr2 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * (b / (x[1] * x[1] + 1.0))));
     let mut m3 = x[1].abs();
@@ -3482,7 +3135,7 @@ pub fn p96(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     }
     0.88f64 * (a).tanh()
         + 1.51f64 * (b).tanh()
-        + -0.82f64 * (w1).tanh()
+        + -0.82f64 * (m1).tanh()
         + 1.54f64 * (arr2).tanh()
         + 1.48f64 * (m3).tanh()
 }
@@ -3521,133 +3174,70 @@ pub fn p97(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         let old = buf4[i];
         buf4[i] = (old * buf4[i - 1]).sin() + old;
     }
-    let v5 = buf4[1] * buf4[2];
-    0.37f64 * (a).tanh()
-        + -1.82f64 * (b).tanh()
-        + 1.61f64 * (pair1).tanh()
-        + -1.73f64 * (w2).tanh()
-        + -1.68f64 * (m3).tanh()
-        + 1.20f64 * (v5).tanh()
+    let v5 = buf4[1] + 0.5 * buf4[2];
+    1.61f64 * (a).tanh()
+        + -1.73f64 * (b).tanh()
+        + -1.68f64 * (pair1).tanh()
+        + 1.20f64 * (w2).tanh()
+        + -0.22f64 * (m3).tanh()
+        + -1.07f64 * (v5).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p98(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let v1 = 1.74f64;
-    let mut w2 = (b.abs() * b.abs() + 1.0).log2().tanh() + 3.0;
+    let mut w1 = (b.atan() * b.atan() + 1.0).cbrt().tanh() + 3.0;
+    let mut steps = 0;
+    while w1 > 0.5 && steps < 20 {
+        w1 = w1 * 0.6 + 0.05 * x[3].tanh();
+        steps += 1;
+    }
+    let mut w2 = x[1].tanh() + 3.0;
     let mut steps = 0;
     while w2 > 0.5 && steps < 20 {
-        w2 = w2 * 0.6 + 0.05 * (x[1] * x[1]).ln_1p().tanh();
+        w2 = w2 * 0.6 + 0.05 * (b.tanh() * 0.9).acos().tanh();
         steps += 1;
     }
-    let mut acc3 = (b.tanh() * 0.9).acos();
-    for i in 0..n {
-        acc3 += (v1 * v1 + 0.5).sqrt();
-        if (-1.94f64 + v1) <= 0.40f64 {
-            acc3 = acc3 * 0.9 + b;
-        }
-    }
-    let mut w4 = (-1.55f64 * 0.5).tanh().exp().tanh() + 3.0;
-    let mut steps = 0;
-    while w4 > 0.5 && steps < 20 {
-        w4 = w4 * 0.6 + 0.05 * -1.94f64.tanh();
-        steps += 1;
-    }
-    let mut pair5 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair5 += (d * d + 0.5).recip() * 0.21f64.mul_add(x[(i + 3) % n], w2);
-        }
-    }
-    0.46f64 * (a).tanh()
-        + 1.20f64 * (b).tanh()
-        + -0.64f64 * (v1).tanh()
-        + -1.78f64 * (w2).tanh()
-        + 0.52f64 * (acc3).tanh()
-        + -1.43f64 * (w4).tanh()
-        + 1.77f64 * (pair5).tanh()
+    let v3 = w1;
+    0.57f64 * (a).tanh()
+        + 0.60f64 * (b).tanh()
+        + -1.50f64 * (w1).tanh()
+        + -1.94f64 * (w2).tanh()
+        + -0.72f64 * (v3).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p99(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * (-(b))));
-    let mut pair2 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair2 += (d * d + 0.5).recip() * smooth(-0.77f64);
-        }
-    }
-    let mut acc3 = -1.78f64;
-    for i in 0..n {
-        acc3 += (a * a).ln_1p().cos();
-        if (pair2 * pair2) < -0.85f64 {
-            acc3 = acc3 * 0.9 + arr1.cos();
-        }
-    }
-    let v4 = if -1.97f64.powi(2) <= -0.71f64 {
-        (-((acc3.tanh() * 0.5).tan()))
+    let v1 = ((b + a.atan()) * 0.5);
+    let v2 = if -1.94f64 > -0.79f64 {
+        (x[3] * x[3] + 1.0)
+            .cbrt()
+            .atan2((a * a).ln_1p() * (a * a).ln_1p() + 0.5)
     } else {
-        x[2].hypot(-0.97f64).tanh()
+        ((x[0] * x[0] + 1.0).log(3.0).tanh() * 0.5).cosh()
     };
-    -0.39f64 * (a).tanh()
-        + 0.97f64 * (b).tanh()
-        + -1.30f64 * (arr1).tanh()
-        + 1.05f64 * (pair2).tanh()
-        + -0.74f64 * (acc3).tanh()
-        + 1.60f64 * (v4).tanh()
+    0.82f64 * (a).tanh() + 0.77f64 * (b).tanh() + 0.40f64 * (v1).tanh() + -0.31f64 * (v2).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p100(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut w1 = (b.cos() * b.cos() + 1.0).log2().tanh() + 3.0;
+    let v1 = if x[0].tanh() >= -1.05f64 {
+        -1.78f64.asinh()
+    } else {
+        (-1.46f64.cos().tanh() * 0.5).sinh()
+    };
+    let mut w2 = -0.15f64.tanh() + 3.0;
     let mut steps = 0;
-    while w1 > 0.5 && steps < 20 {
-        w1 = w1 * 0.6 + 0.05 * f64::sin(a).tanh();
+    while w2 > 0.5 && steps < 20 {
+        w2 = w2 * 0.6 + 0.05 * autodiff::ops::sigmoid(-0.85f64).tanh();
         steps += 1;
     }
-    let mut buf2 = vec![0.0; n];
-    for i in 0..n {
-        buf2[i] = ((-1.96f64 * -1.96f64 + 1.0).log2().tanh() * 0.5).tan();
-    }
-    for i in 1..n {
-        buf2[i] += buf2[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf2[i];
-        buf2[i] = (old * buf2[i - 1]).sin() + old;
-    }
-    let v3 = buf2[2] * buf2[3];
-    let v4 = (b.clamp(-1.0, 1.0).hypot(b) * a.atan2(w1 * w1 + 0.5).abs());
-    let mut acc5 = x[2];
-    for i in 0..n {
-        acc5 += (autodiff::ops::sigmoid(b) * (v3 * v3).ln_1p());
-        if 0.69f64.abs() < -1.16f64 {
-            acc5 = acc5 * 0.9 + w1.tanh();
-        }
-    }
-    let mut pair6 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair6 += (d * d + 0.5).recip() * (b.tanh() * 0.5).tan();
-        }
-    }
-    let v7 = (helpers::soft(v4, 0.3).tanh() * 0.5).cosh();
-    0.24f64 * (a).tanh()
-        + 0.60f64 * (b).tanh()
-        + 1.62f64 * (w1).tanh()
-        + 1.05f64 * (v3).tanh()
-        + 1.30f64 * (v4).tanh()
-        + -0.88f64 * (acc5).tanh()
-        + 0.87f64 * (pair6).tanh()
-        + -0.01f64 * (v7).tanh()
+    0.16f64 * (a).tanh() + -1.86f64 * (b).tanh() + 1.31f64 * (v1).tanh() + 0.12f64 * (w2).tanh()
 }
 
 #[differentiate]
@@ -3656,25 +3246,382 @@ pub fn p101(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut acc1 = a;
     for i in 0..n {
-        acc1 += ((b * a).tanh() * 0.5).sinh();
-        if x[0].tanh().exp_m1() <= 1.88f64 {
-            acc1 = acc1 * 0.9 + (-0.39f64 * a);
+        acc1 += a;
+        if (b.tanh() * 0.5).tan() > -0.47f64 {
+            acc1 = acc1 * 0.9 + x[1].min(x[1]);
         }
     }
-    let arr2 = (m * x[1] + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
-    1.26f64 * (a).tanh()
-        + 1.21f64 * (b).tanh()
-        + -0.10f64 * (acc1).tanh()
-        + -1.92f64 * (arr2).tanh()
+    let v2 = if (acc1.tanh() * 0.5).tan() > -1.42f64 {
+        (a.cos() * a.cos() + 1.0).log2()
+    } else {
+        (b.tanh() * 0.9).acos().atan()
+    };
+    let v3 = 0.24f64.atan2(
+        ((acc1 * 0.5) * (acc1 * 0.5) + 1.5).acosh() * ((acc1 * 0.5) * (acc1 * 0.5) + 1.5).acosh()
+            + 0.5,
+    );
+    let v4 = (a * a.atan2(acc1 * acc1 + 0.5).abs());
+    let mut acc5 = x[2];
+    for i in 0..n {
+        acc5 += (autodiff::ops::sigmoid(b) * (v4 * v4).ln_1p());
+        if 0.69f64.abs() < -1.16f64 {
+            acc5 = acc5 * 0.9 + b.tanh();
+        }
+    }
+    1.61f64 * (a).tanh()
+        + 1.51f64 * (b).tanh()
+        + -1.16f64 * (acc1).tanh()
+        + -0.73f64 * (v2).tanh()
+        + -1.12f64 * (v3).tanh()
+        + -0.42f64 * (v4).tanh()
+        + -1.04f64 * (acc5).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p102(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
+    let mut w1 = -0.39f64.max(x[1].asinh()).tanh() + 3.0;
+    let mut steps = 0;
+    while w1 > 0.5 && steps < 20 {
+        w1 = w1 * 0.6 + 0.05 * b.tanh();
+        steps += 1;
+    }
+    let mut m2 = w1;
+    if (b.tanh() * 0.9).acos() > 1.15f64 {
+        m2 += x[1].tanh().exp2().hypot(w1.tanh().exp_m1());
+    } else if (-0.39f64 * w1) >= 1.02f64 {
+        m2 = m2 * 0.5;
+    }
+    -1.37f64 * (a).tanh() + 0.33f64 * (b).tanh() + 0.52f64 * (w1).tanh() + 1.26f64 * (m2).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p103(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let v1 = x[1];
+    let mut acc2 = (a - x[0]);
+    for i in 0..n {
+        acc2 += (x[i] * x[i] + 1.0).ln();
+        if x[3] <= 1.28f64 {
+            acc2 = acc2 * 0.9 + (b.tanh() * 0.5).tan();
+        }
+    }
+    let v3 = if a > 0.24f64 {
+        ((acc2 - x[2]) * (acc2 - x[2]) + 1.0).log10()
+    } else {
+        acc2
+    };
+    -1.93f64 * (a).tanh()
+        + -0.83f64 * (b).tanh()
+        + -1.69f64 * (v1).tanh()
+        + -0.95f64 * (acc2).tanh()
+        + 0.54f64 * (v3).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p104(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut w1 = (0.56f64.asinh() * 0.56f64.asinh() + 1.0)
+        .powf((x[3] * x[3] + 1.0).recip().tanh())
+        .tanh()
+        + 3.0;
+    let mut steps = 0;
+    while w1 > 0.5 && steps < 20 {
+        w1 = w1 * 0.6 + 0.05 * (a * a + 1.0).ln().tanh();
+        steps += 1;
+    }
+    let arr2 = (m * (x[2].tanh() * 0.5).tan() + &m.t().dot(m))
+        .mapv(|t| t.tanh())
+        .sum();
+    let mut buf3 = vec![0.0; n];
+    for i in 0..n {
+        buf3[i] = 1.74f64.sin().min((b * b + 1.0).log10());
+    }
+    let v4 = buf3[1] * buf3[2];
+    -0.58f64 * (a).tanh()
+        + -0.49f64 * (b).tanh()
+        + -1.31f64 * (w1).tanh()
+        + -0.71f64 * (arr2).tanh()
+        + -0.90f64 * (v4).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p105(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let arr1 = (m + &m.sum_axis(Axis(0)))
+        .mapv(|t| (t * t + 1.0).ln())
+        .mean()
+        .unwrap()
+        * b.tanh();
+    let mut m2 = (-1.84f64 * -1.84f64 + 1.0).cbrt();
+    if x[3] <= 0.38f64 {
+        m2 += ((arr1 * arr1 + 1.0).ln() * (arr1 * arr1 + 1.0).ln() + 1.5).acosh();
+    } else if (arr1 * x[1]) > 0.76f64 {
+        m2 = m2 * 0.5;
+    }
+    let mut acc3 = 1.05f64.sin();
+    for i in 0..n {
+        acc3 += (-(x[0].max(x[0])));
+        if (x[i].tanh() * 0.9).asin() < -1.34f64 {
+            acc3 = acc3 * 0.9 + -1.16f64;
+        }
+    }
+    let v4 = (m2.mul_add(-0.27f64, acc3).tanh() * 0.5)
+        .cosh()
+        .mul_add((m2.hypot(a) + (arr1.tanh() * 0.5).sinh()), x[0]);
+    let mut w5 = (arr1.mul_add(x[1], x[3]).tanh() * 0.5).sinh().tanh() + 3.0;
+    let mut steps = 0;
+    while w5 > 0.5 && steps < 20 {
+        w5 = w5 * 0.6 + 0.05 * b.max(x[3]).tanh();
+        steps += 1;
+    }
+    let mut pair6 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair6 += (d * d + 0.5).recip() * acc3.min(-1.07f64);
+        }
+    }
+    -1.65f64 * (a).tanh()
+        + -1.38f64 * (b).tanh()
+        + -0.92f64 * (arr1).tanh()
+        + -0.29f64 * (m2).tanh()
+        + -1.60f64 * (acc3).tanh()
+        + 1.87f64 * (v4).tanh()
+        + -0.81f64 * (w5).tanh()
+        + -0.99f64 * (pair6).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p106(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut acc1 = -1.63f64;
+    for i in 0..n {
+        acc1 += -1.63f64.mul_add(x[0].min(b), a.powi(2));
+        if (a * a).ln_1p() >= 0.66f64 {
+            acc1 = acc1 * 0.9 + (b * b + 1.0).log10();
+        }
+    }
+    let mut m2 = a.mul_add(b, b);
+    if a.clamp(-1.0, 1.0) > -1.82f64 {
+        m2 += (acc1 * acc1 + 1.0).cbrt();
+    } else if b.hypot(acc1) <= -0.33f64 {
+        m2 = m2 * 0.5;
+    }
+    let mut pair3 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair3 += (d * d + 0.5).recip() * (x[(i + 2) % n] * x[(i + 2) % n]).ln_1p();
+        }
+    }
+    let v4 = (b.abs() * b.abs() + 1.0).cbrt().mul_add(
+        ((x[2] / (acc1 * acc1 + 1.0)).tanh() * 0.9).acos(),
+        f64::sin(a).clamp(-1.0, 1.0),
+    );
+    0.03f64 * (a).tanh()
+        + -0.81f64 * (b).tanh()
+        + 0.40f64 * (acc1).tanh()
+        + -0.57f64 * (m2).tanh()
+        + -0.38f64 * (pair3).tanh()
+        + 0.05f64 * (v4).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p107(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut m1 = 1.23f64.sin();
+    if a.asinh() < -1.90f64 {
+        m1 += (-((-1.23f64 * -1.23f64).ln_1p()));
+    } else if a.atan2(x[1] * x[1] + 0.5) < -1.92f64 {
+        m1 = m1 * 0.5;
+    }
+    let arr2 = (m * (-(b)) + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
+    let mut buf3 = vec![0.0; n];
+    for i in 0..n {
+        buf3[i] = x[i];
+    }
+    for i in 1..n {
+        buf3[i] += buf3[i - 1] * 0.5;
+    }
+    for i in 1..n {
+        let old = buf3[i];
+        buf3[i] = (old * buf3[i - 1]).sin() + old;
+    }
+    let v4 = buf3[2] + 0.5 * buf3[3];
+    -1.91f64 * (a).tanh()
+        + 0.16f64 * (b).tanh()
+        + -0.47f64 * (m1).tanh()
+        + 1.23f64 * (arr2).tanh()
+        + 0.55f64 * (v4).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p108(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let arr1 = (m + &m.sum_axis(Axis(0)))
+        .mapv(|t| (t * t + 1.0).ln())
+        .mean()
+        .unwrap()
+        * a.cos();
+    let v2 = ((x[1] * x[1] + 1.0).ln() * (x[1] * x[1] + 1.0).ln()).ln_1p();
+    let v3 = ((x[1].tanh() * 0.9)
+        .acos()
+        .mul_add(smooth(arr1), a.tanh().exp())
+        - a.powi(2));
+    let v4 = if x[1] <= -1.26f64 {
+        smooth(arr1.sin())
+    } else {
+        smooth((v3.tanh() * 0.9).asin())
+    };
+    -0.22f64 * (a).tanh()
+        + 1.30f64 * (b).tanh()
+        + -1.06f64 * (arr1).tanh()
+        + -1.39f64 * (v2).tanh()
+        + 1.42f64 * (v3).tanh()
+        + 0.39f64 * (v4).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p109(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut m1 = (x[1].tanh() * 0.5).cosh();
+    if (b * b + 1.0).powf(a.tanh()) < -1.73f64 {
+        m1 += a.powi(2);
+    } else if a.asinh() > -1.76f64 {
+        m1 = m1 * 0.5;
+    }
+    let v2 = m1;
+    let v3 = if smooth(a) <= 0.70f64 {
+        ((v2 * v2 + 1.0).log(3.0) * (v2 * v2 + 1.0).log(3.0) + 1.0).powf(x[0].atan().tanh())
+    } else {
+        (helpers::soft(-0.18f64, 0.3) * helpers::soft(-0.18f64, 0.3) + 1.0).ln()
+    };
+    let v4 = x[2];
+    let v5 = ((-0.99f64 * -0.99f64 + 1.0).powf(v4.cos().tanh()).tanh() * 0.5).tan();
+    let mut m6 = (0.55f64 * 0.5);
+    if 0.64f64.min(x[0]) < -0.32f64 {
+        m6 += (smooth(v5) * smooth(v5) + 1.5).acosh();
+    } else if x[2].tanh().exp() >= -0.66f64 {
+        m6 = m6 * 0.5;
+    }
+    0.30f64 * (a).tanh()
+        + 1.29f64 * (b).tanh()
+        + 0.68f64 * (m1).tanh()
+        + 0.14f64 * (v2).tanh()
+        + 1.38f64 * (v3).tanh()
+        + 1.05f64 * (v4).tanh()
+        + 0.36f64 * (v5).tanh()
+        + -1.11f64 * (m6).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p110(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let v1 = ((a.tanh() * 0.9).acos() * a.tanh().exp()).atan();
+    let mut acc2 = (a - -0.47f64);
+    for i in 0..n {
+        acc2 += 0.43f64.hypot(a).clamp(-1.0, 1.0);
+        if b.sin() > 0.47f64 {
+            acc2 = acc2 * 0.9 + (x[3].tanh() * 0.9).asin();
+        }
+    }
+    -0.42f64 * (a).tanh() + 0.34f64 * (b).tanh() + 0.79f64 * (v1).tanh() + -0.62f64 * (acc2).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p111(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let v1 = if (x[0] * x[0] + 1.0).ln() <= 1.06f64 {
+        x[0].abs()
+    } else {
+        x[3]
+    };
+    let mut acc2 = (b * -0.15f64);
+    for i in 0..n {
+        acc2 += (v1.tanh() * 0.9).atanh();
+        if 1.79f64 < -1.38f64 {
+            acc2 = acc2 * 0.9 + (a - 0.20f64);
+        }
+    }
+    -1.96f64 * (a).tanh() + 1.54f64 * (b).tanh() + -1.48f64 * (v1).tanh() + 0.62f64 * (acc2).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p112(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let arr1 = (m * autodiff::ops::softplus(a) + &m.t().dot(m))
+        .mapv(|t| t.tanh())
+        .sum();
+    let mut pair2 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair2 += (d * d + 0.5).recip() * (1.19f64 * 1.19f64).ln_1p();
+        }
+    }
+    let mut pair3 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair3 += (d * d + 0.5).recip() * (pair2 - b);
+        }
+    }
+    let v4 = (pair3.atan2(x[1] * x[1] + 0.5).tanh().exp2().tanh() * 0.5).sinh();
+    let mut w5 = a.min((b * b + 1.0).recip()).tanh() + 3.0;
+    let mut steps = 0;
+    while w5 > 0.5 && steps < 20 {
+        w5 = w5 * 0.6 + 0.05 * pair3.tanh();
+        steps += 1;
+    }
+    let mut m6 = (b.tanh() * 0.9).acos();
+    if pair2 < -0.15f64 {
+        m6 += 0.15f64;
+    } else if w5 >= 1.63f64 {
+        m6 = m6 * 0.5;
+    }
+    -1.84f64 * (a).tanh()
+        + -1.84f64 * (b).tanh()
+        + -1.27f64 * (arr1).tanh()
+        + -0.16f64 * (pair2).tanh()
+        + 1.95f64 * (pair3).tanh()
+        + 1.99f64 * (v4).tanh()
+        + 0.21f64 * (w5).tanh()
+        + 0.43f64 * (m6).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p113(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut m1 = b.tanh().exp2();
+    if (x[2] * x[2] + 1.0).powf(a.tanh()) >= 0.24f64 {
+        m1 += a;
+    } else if (a.tanh() * 0.5).sinh() < 0.01f64 {
+        m1 = m1 * 0.5;
+    }
+    let v2 = b;
+    0.78f64 * (a).tanh() + -1.98f64 * (b).tanh() + -1.13f64 * (m1).tanh() + -1.89f64 * (v2).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p114(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
     let mut buf1 = vec![0.0; n];
     for i in 0..n {
-        buf1[i] = ((a - x[(i + 3) % n]) - a.cos());
+        buf1[i] = (f64::sin(x[0]) * f64::sin(x[0]) + 0.5).sqrt();
     }
     for i in 1..n {
         buf1[i] += buf1[i - 1] * 0.5;
@@ -3683,450 +3630,15 @@ pub fn p102(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         let old = buf1[i];
         buf1[i] = (old * buf1[i - 1]).sin() + old;
     }
-    let v2 = buf1[0] * buf1[1];
-    let mut buf3 = vec![0.0; n];
-    for i in 0..n {
-        buf3[i] = (v2 * v2).max(a);
-    }
-    for i in 1..n {
-        buf3[i] += buf3[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf3[i];
-        buf3[i] = (old * buf3[i - 1]).sin() + old;
-    }
-    let v4 = buf3[1] * buf3[2];
-    let mut acc5 = (b * x[2]);
-    for i in 0..n {
-        acc5 += smooth(b);
-        if v4 > 0.54f64 {
-            acc5 = acc5 * 0.9 + (x[(i + 3) % n].tanh() * 0.5).sinh();
-        }
-    }
-    let arr6 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * (v4 * 0.5)));
-    let mut buf7 = vec![0.0; n];
-    for i in 0..n {
-        buf7[i] = x[(i + 3) % n];
-    }
-    for i in 1..n {
-        buf7[i] += buf7[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf7[i];
-        buf7[i] = (old * buf7[i - 1]).sin() + old;
-    }
-    let v8 = buf7[3] * buf7[0];
-    -0.02f64 * (a).tanh()
-        + 0.92f64 * (b).tanh()
-        + 1.76f64 * (v2).tanh()
-        + 1.04f64 * (v4).tanh()
-        + -0.58f64 * (acc5).tanh()
-        + 1.46f64 * (arr6).tanh()
-        + -1.79f64 * (v8).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p103(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut w1 = (b * b + 1.0).log10().hypot(a).tanh() + 3.0;
-    let mut steps = 0;
-    while w1 > 0.5 && steps < 20 {
-        w1 = w1 * 0.6 + 0.05 * autodiff::ops::sigmoid(b).tanh();
-        steps += 1;
-    }
-    let mut acc2 = (1.85f64 * 0.5);
-    for i in 0..n {
-        acc2 += a;
-        if (-1.84f64 * -1.84f64 + 1.0).cbrt() <= 0.13f64 {
-            acc2 = acc2 * 0.9 + (x[(i + 1) % n].tanh() * 0.9).atanh();
-        }
-    }
-    let v3 = if f64::sin(x[3]) <= 0.54f64 {
-        (x[0].sin() * x[0].sin() + 1.0).log2()
+    let v2 = buf1[1] * buf1[2];
+    let v3 = if 1.55f64.max(v2) <= -0.29f64 {
+        (x[3] / (-0.23f64.mul_add(v2, -1.90f64) * -0.23f64.mul_add(v2, -1.90f64) + 1.0))
     } else {
-        (b * a.max(x[0]))
+        ((b * b + 0.5).sqrt() * (b * b + 0.5).sqrt() + 1.0).powf(0.63f64.atan().tanh())
     };
-    let v4 = if helpers::soft(x[3], 0.3) < -1.07f64 {
-        (x[3].tanh() * 0.5).sinh().asinh()
-    } else {
-        -1.94f64.sin().mul_add(x[2], -0.85f64.max(0.48f64))
-    };
-    let mut buf5 = vec![0.0; n];
-    for i in 0..n {
-        buf5[i] = (w1 * w1 + 1.0).cbrt().cos();
-    }
-    for i in 1..n {
-        buf5[i] += buf5[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf5[i];
-        buf5[i] = (old * buf5[i - 1]).sin() + old;
-    }
-    let v6 = buf5[1] * buf5[2];
-    let mut w7 = x[0].tanh() + 3.0;
-    let mut steps = 0;
-    while w7 > 0.5 && steps < 20 {
-        w7 = w7 * 0.6 + 0.05 * x[1].tanh().tanh();
-        steps += 1;
-    }
-    -0.86f64 * (a).tanh()
-        + 1.67f64 * (b).tanh()
-        + 0.52f64 * (w1).tanh()
-        + -1.91f64 * (acc2).tanh()
-        + 0.43f64 * (v3).tanh()
-        + 1.91f64 * (v4).tanh()
-        + -0.96f64 * (v6).tanh()
-        + -1.61f64 * (w7).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p104(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let arr1 = (&m.row(1) * x[3].tanh().exp_m1() - &m.column(1))
-        .mapv(f64::sin)
-        .sum();
-    let v2 = -1.07f64.powi(2);
-    let v3 = (b * b + 1.0)
-        .log(3.0)
-        .tanh()
-        .mul_add(x[2].tanh().atan(), x[1].tanh().min((-(arr1))));
-    let mut m4 = (-(x[3]));
-    if -0.25f64.clamp(-1.0, 1.0) < -0.41f64 {
-        m4 += arr1.atan().min((v2 * v2 + 1.0).cbrt());
-    } else if v3 >= -1.22f64 {
-        m4 = m4 * 0.5;
-    }
-    let mut m5 = a;
-    if x[2].tanh() <= 0.04f64 {
-        m5 += (x[2] * v3.asinh());
-    } else if (v3 * v3 + 1.0).powf(v2.tanh()) < -0.91f64 {
-        m5 = m5 * 0.5;
-    }
-    0.16f64 * (a).tanh()
-        + 1.99f64 * (b).tanh()
-        + 1.50f64 * (arr1).tanh()
-        + 1.15f64 * (v2).tanh()
-        + -0.02f64 * (v3).tanh()
-        + 1.72f64 * (m4).tanh()
-        + -0.58f64 * (m5).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p105(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut pair1 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair1 += (d * d + 0.5).recip() * (x[(i + 2) % n].tanh() * 0.5).sinh();
-        }
-    }
-    let mut m2 = b;
-    if -0.57f64 <= 0.05f64 {
-        m2 += (0.61f64 * 0.5).sin();
-    } else if a.asinh() < -1.90f64 {
-        m2 = m2 * 0.5;
-    }
-    let mut w3 = (-(pair1)).tanh() + 3.0;
-    let mut steps = 0;
-    while w3 > 0.5 && steps < 20 {
-        w3 = w3 * 0.6 + 0.05 * a.atan2(x[1] * x[1] + 0.5).tanh();
-        steps += 1;
-    }
-    let mut pair4 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair4 += (d * d + 0.5).recip() * -0.49f64;
-        }
-    }
-    -1.34f64 * (a).tanh()
-        + -0.20f64 * (b).tanh()
-        + 0.01f64 * (pair1).tanh()
-        + 1.20f64 * (m2).tanh()
-        + 1.80f64 * (w3).tanh()
-        + -1.91f64 * (pair4).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p106(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut w1 = (a.hypot(b) * a.hypot(b) + 1.0).log2().tanh() + 3.0;
-    let mut steps = 0;
-    while w1 > 0.5 && steps < 20 {
-        w1 = w1 * 0.6 + 0.05 * (x[0] + a).tanh();
-        steps += 1;
-    }
-    let arr2 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
-        .mean()
-        .unwrap()
-        * x[2].max(x[0]);
-    let mut m3 = -1.21f64.cos();
-    if (x[1].tanh() * 0.9).acos() >= -0.30f64 {
-        m3 += arr2;
-    } else if a.tanh().exp() > -0.15f64 {
-        m3 = m3 * 0.5;
-    }
-    let mut acc4 = m3.asinh();
-    for i in 0..n {
-        acc4 += (x[(i + 3) % n] + w1.sin());
-        if autodiff::ops::sigmoid(w1) <= -1.83f64 {
-            acc4 = acc4 * 0.9 + (a.tanh() * 0.9).acos();
-        }
-    }
-    -1.39f64 * (a).tanh()
-        + 1.42f64 * (b).tanh()
-        + 0.39f64 * (w1).tanh()
-        + 0.94f64 * (arr2).tanh()
-        + -0.83f64 * (m3).tanh()
-        + -1.28f64 * (acc4).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p107(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let arr1 = (m * a.tanh().exp() + &m.t().dot(m))
-        .mapv(|t| t.tanh())
-        .sum();
-    let v2 = -1.73f64;
-    let v3 = arr1;
-    let mut pair4 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair4 += (d * d + 0.5).recip() * -0.34f64.clamp(-1.0, 1.0);
-        }
-    }
-    let v5 = ((v3 * v3 + 1.0).log10() * (v3 * v3 + 1.0).log10() + 1.0)
-        .powf(smooth(v3).tanh())
-        .asinh();
-    0.70f64 * (a).tanh()
-        + 1.56f64 * (b).tanh()
-        + -0.13f64 * (arr1).tanh()
-        + 0.66f64 * (v2).tanh()
-        + 0.27f64 * (v3).tanh()
-        + -0.51f64 * (pair4).tanh()
-        + -0.20f64 * (v5).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p108(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let v1 = if b.powi(3) <= -0.24f64 {
-        x[2]
-    } else {
-        (b - x[1]).hypot(a)
-    };
-    let mut pair2 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair2 += (d * d + 0.5).recip() * a.atan2(0.55f64 * 0.55f64 + 0.5);
-        }
-    }
-    let v3 = if 0.64f64.min(x[0]) < -0.32f64 {
-        (smooth(a) * smooth(a) + 1.5).acosh()
-    } else {
-        x[3].powi(2).clamp(-1.0, 1.0)
-    };
-    let v4 =
-        (a / (pair2.min((v1.tanh() * 0.9).acos()) * pair2.min((v1.tanh() * 0.9).acos()) + 1.0));
-    -0.14f64 * (a).tanh()
-        + 0.89f64 * (b).tanh()
-        + -0.85f64 * (v1).tanh()
-        + 0.60f64 * (pair2).tanh()
-        + -0.77f64 * (v3).tanh()
-        + 0.73f64 * (v4).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p109(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let v1 = ((-0.47f64 * 0.5).tanh().exp() * (-0.47f64 * 0.5).tanh().exp() + 0.5).sqrt();
-    let mut acc2 = a.clamp(-1.0, 1.0);
-    for i in 0..n {
-        acc2 += smooth((a.tanh() * 0.9).asin());
-        if (x[3].tanh() * 0.9).asin() <= 0.34f64 {
-            acc2 = acc2 * 0.9 + (a * a + 1.0).log2();
-        }
-    }
-    -0.24f64 * (a).tanh() + -0.97f64 * (b).tanh() + 0.40f64 * (v1).tanh() + 0.92f64 * (acc2).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p110(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let v1 = if (a * a + 1.0).powf(b.tanh()) <= -0.49f64 {
-        autodiff::ops::softplus((b * -0.15f64))
-    } else {
-        a
-    };
-    let mut buf2 = vec![0.0; n];
-    for i in 0..n {
-        buf2[i] = 1.79f64;
-    }
-    for i in 1..n {
-        buf2[i] += buf2[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf2[i];
-        buf2[i] = (old * buf2[i - 1]).sin() + old;
-    }
-    let v3 = buf2[0] * buf2[1];
-    let mut w4 = (b.tanh().exp_m1() * b.tanh().exp_m1() + 1.0).log10().tanh() + 3.0;
-    let mut steps = 0;
-    while w4 > 0.5 && steps < 20 {
-        w4 = w4 * 0.6 + 0.05 * a.tanh();
-        steps += 1;
-    }
-    let mut pair5 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair5 += (d * d + 0.5).recip() * -0.52f64;
-        }
-    }
-    let mut pair6 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair6 += (d * d + 0.5).recip() * 0.68f64.tanh().exp_m1();
-        }
-    }
-    let mut w7 = (-0.10f64.tanh() * 0.5).tan().tanh() + 3.0;
-    let mut steps = 0;
-    while w7 > 0.5 && steps < 20 {
-        w7 = w7 * 0.6 + 0.05 * b.tanh();
-        steps += 1;
-    }
-    -1.76f64 * (a).tanh()
-        + -0.23f64 * (b).tanh()
-        + 0.69f64 * (v1).tanh()
-        + -1.39f64 * (v3).tanh()
-        + 1.91f64 * (w4).tanh()
-        + 0.34f64 * (pair5).tanh()
-        + 1.09f64 * (pair6).tanh()
-        + -0.11f64 * (w7).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p111(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let v1 = if -0.16f64 >= 0.61f64 { a } else { a };
-    let v2 = x[3];
-    let mut acc3 = (b * b + 1.5).acosh();
-    for i in 0..n {
-        acc3 += (a * a + 1.0).log10();
-        if v1.abs() < 1.04f64 {
-            acc3 = acc3 * 0.9 + 1.63f64;
-        }
-    }
-    let arr4 = (&m.row(1) * x[0] - &m.column(1)).mapv(f64::sin).sum();
-    let mut w5 = (v2.tanh() * v2.tanh() + 1.0).cbrt().tanh() + 3.0;
-    let mut steps = 0;
-    while w5 > 0.5 && steps < 20 {
-        w5 = w5 * 0.6 + 0.05 * (1.33f64.tanh() * 0.9).asin().tanh();
-        steps += 1;
-    }
-    1.70f64 * (a).tanh()
-        + 1.28f64 * (b).tanh()
-        + 1.34f64 * (v1).tanh()
-        + -0.26f64 * (v2).tanh()
-        + 0.79f64 * (acc3).tanh()
-        + 0.24f64 * (arr4).tanh()
-        + 0.17f64 * (w5).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p112(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let arr1 = (m * (a.tanh() * 0.5).sinh() + &m.t().dot(m))
-        .mapv(|t| t.tanh())
-        .sum();
-    let v2 = if (arr1 / (b * b + 1.0)) >= -1.89f64 {
-        x[1].powi(2)
-    } else {
-        b
-    };
-    let mut w3 = (x[2] * a).tanh().exp_m1().tanh() + 3.0;
-    let mut steps = 0;
-    while w3 > 0.5 && steps < 20 {
-        w3 = w3 * 0.6 + 0.05 * (-0.29f64.tanh() * 0.9).acos().tanh();
-        steps += 1;
-    }
-    let arr4 = (m * w3.abs() + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
-    let v5 = if arr1 <= -1.90f64 {
-        ((w3 * w3 + 0.5).sqrt() * (w3 * w3 + 0.5).sqrt() + 1.0).powf(0.63f64.atan().tanh())
-    } else {
-        smooth(1.47f64)
-    };
-    let arr6 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
-        .mean()
-        .unwrap()
-        * x[0].tanh().exp();
-    -1.51f64 * (a).tanh()
-        + 0.73f64 * (b).tanh()
-        + 0.65f64 * (arr1).tanh()
-        + 1.67f64 * (v2).tanh()
-        + -0.49f64 * (w3).tanh()
-        + 1.62f64 * (arr4).tanh()
-        + 0.94f64 * (v5).tanh()
-        + -0.67f64 * (arr6).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p113(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let v1 = if b.tanh().exp_m1() > 0.69f64 {
-        (b.tanh() * 0.9).asin()
-    } else {
-        ((b.tanh() * 0.5).tan().tanh() * 0.5).tan()
-    };
-    let mut m2 = (x[1] * x[1] + 1.0).log2();
-    if helpers::soft(a, 0.3) < 0.32f64 {
-        m2 += 0.96f64.asinh().powi(3);
-    } else if x[2].sin() >= 1.82f64 {
-        m2 = m2 * 0.5;
-    }
-    1.20f64 * (a).tanh() + -0.60f64 * (b).tanh() + -1.76f64 * (v1).tanh() + 0.25f64 * (m2).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p114(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let arr1 = (&m.row(1) * a.atan2(b * b + 0.5) - &m.column(1))
-        .mapv(f64::sin)
-        .sum();
-    let mut pair2 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair2 += (d * d + 0.5).recip() * (a * a + 1.0).powf(x[i].tanh());
-        }
-    }
-    let mut m3 = (x[3] * 1.39f64);
-    if (b.tanh() * 0.5).cosh() < 1.15f64 {
-        m3 += ((b * 0.5).tanh() * 0.9).asin();
-    } else if (x[3].tanh() * 0.9).acos() >= 1.78f64 {
-        m3 = m3 * 0.5;
-    }
     let mut buf4 = vec![0.0; n];
     for i in 0..n {
-        buf4[i] = (1.20f64.cos() * 1.20f64.cos()).ln_1p();
+        buf4[i] = 1.47f64;
     }
     for i in 1..n {
         buf4[i] += buf4[i - 1] * 0.5;
@@ -4135,106 +3647,10 @@ pub fn p114(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         let old = buf4[i];
         buf4[i] = (old * buf4[i - 1]).sin() + old;
     }
-    let v5 = buf4[0] * buf4[1];
-    let arr6 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * (a * a + 0.5).sqrt()));
-    let arr7 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
-        .mean()
-        .unwrap()
-        * v5.clamp(-1.0, 1.0);
-    -1.64f64 * (a).tanh()
-        + -0.93f64 * (b).tanh()
-        + 1.91f64 * (arr1).tanh()
-        + 1.33f64 * (pair2).tanh()
-        + -1.25f64 * (m3).tanh()
-        + -1.10f64 * (v5).tanh()
-        + -0.92f64 * (arr6).tanh()
-        + 0.67f64 * (arr7).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p115(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut w1 = autodiff::ops::softplus(b.tanh().exp()).tanh() + 3.0;
-    let mut steps = 0;
-    while w1 > 0.5 && steps < 20 {
-        w1 = w1 * 0.6 + 0.05 * (a * a + 1.0).log2().tanh();
-        steps += 1;
-    }
-    let v2 = (w1 * 0.5);
-    let v3 = (x[0].tanh() * 0.5).tan().sin().hypot(x[3]);
-    let arr4 = (&m.row(1) * v3.asinh() - &m.column(1)).mapv(f64::sin).sum();
-    let v5 = helpers::soft(arr4.cos(), 0.3);
-    -0.86f64 * (a).tanh()
-        + 1.62f64 * (b).tanh()
-        + -0.05f64 * (w1).tanh()
-        + -0.46f64 * (v2).tanh()
-        + -1.00f64 * (v3).tanh()
-        + -1.13f64 * (arr4).tanh()
-        + -0.98f64 * (v5).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p116(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut m1 = (x[0] * x[0] + 1.0).ln();
-    if 1.04f64.tanh() < -1.46f64 {
-        m1 += a;
-    } else if x[2].tanh() <= 0.35f64 {
-        m1 = m1 * 0.5;
-    }
-    let mut pair2 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair2 += (d * d + 0.5).recip() * a.atan();
-        }
-    }
-    let v3 = 1.92f64;
-    let v4 = ((helpers::soft(v3, 0.3) * helpers::soft(v3, 0.3) + 1.0).log(3.0) * a);
-    0.07f64 * (a).tanh()
-        + 1.42f64 * (b).tanh()
-        + 0.91f64 * (m1).tanh()
-        + 1.35f64 * (pair2).tanh()
-        + -1.77f64 * (v3).tanh()
-        + -0.33f64 * (v4).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p117(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut m1 = a;
-    if -0.21f64.clamp(-1.0, 1.0) <= 0.49f64 {
-        m1 += (x[2].tanh() * 0.9).asin().hypot(a);
-    } else if a.sin() >= -0.58f64 {
-        m1 = m1 * 0.5;
-    }
-    let mut acc2 = (x[0] * x[0] + 1.5).acosh();
-    for i in 0..n {
-        acc2 += ((m1.tanh() * 0.5).tan() * (m1.tanh() * 0.5).tan() + 0.5).sqrt();
-        if x[(i + 1) % n] >= -1.35f64 {
-            acc2 = acc2 * 0.9 + x[3].cos();
-        }
-    }
-    let mut buf3 = vec![0.0; n];
-    for i in 0..n {
-        buf3[i] = acc2;
-    }
-    for i in 1..n {
-        buf3[i] += buf3[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf3[i];
-        buf3[i] = (old * buf3[i - 1]).sin() + old;
-    }
-    let v4 = buf3[0] * buf3[1];
-    let v5 = x[1];
+    let v5 = buf4[3] * buf4[0];
     let mut buf6 = vec![0.0; n];
     for i in 0..n {
-        buf6[i] = (v5.sin().tanh() * 0.9).atanh();
+        buf6[i] = ((v5 * v5 + 1.0).log(3.0) * (v5 * v5 + 1.0).log(3.0) + 1.0).log(3.0);
     }
     for i in 1..n {
         buf6[i] += buf6[i - 1] * 0.5;
@@ -4243,40 +3659,142 @@ pub fn p117(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         let old = buf6[i];
         buf6[i] = (old * buf6[i - 1]).sin() + old;
     }
-    let v7 = buf6[1] * buf6[2];
-    let mut m8 = (v7.tanh() * 0.5).sinh();
-    if a < 0.81f64 {
-        m8 += (v7.cos() - x[1].clamp(-1.0, 1.0));
-    } else if v7 <= 1.30f64 {
-        m8 = m8 * 0.5;
+    let v7 = buf6[3] + 0.5 * buf6[0];
+    let v8 = v5
+        .abs()
+        .tanh()
+        .exp_m1()
+        .min(((v5 * v5 + 1.0).log2().tanh() * 0.9).asin());
+    -1.80f64 * (a).tanh()
+        + 1.55f64 * (b).tanh()
+        + 1.64f64 * (v2).tanh()
+        + 0.71f64 * (v3).tanh()
+        + 0.40f64 * (v5).tanh()
+        + -1.48f64 * (v7).tanh()
+        + -0.71f64 * (v8).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p115(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let v1 = if -1.61f64.atan2(0.36f64 * 0.36f64 + 0.5) < 0.32f64 {
+        0.96f64.asinh().powi(3)
+    } else {
+        (a.cos() * a.cos()).ln_1p()
+    };
+    let v2 = if (v1 / (v1 * v1 + 1.0)) <= -1.16f64 {
+        a.tanh()
+    } else {
+        ((-0.20f64 * -0.20f64 + 1.0).cbrt() / (a * a + 1.0))
+    };
+    -1.87f64 * (a).tanh() + 0.91f64 * (b).tanh() + 1.90f64 * (v1).tanh() + 0.70f64 * (v2).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p116(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut buf1 = vec![0.0; n];
+    for i in 0..n {
+        buf1[i] = helpers::soft(a.tanh().exp2(), 0.3);
     }
-    -1.65f64 * (a).tanh()
-        + -0.15f64 * (b).tanh()
-        + -1.71f64 * (m1).tanh()
-        + -0.63f64 * (acc2).tanh()
-        + -0.77f64 * (v4).tanh()
-        + -1.05f64 * (v5).tanh()
-        + 0.50f64 * (v7).tanh()
-        + 1.34f64 * (m8).tanh()
+    let v2 = buf1[3] + 0.5 * buf1[0];
+    let mut w3 = (x[3].tanh() * 0.9)
+        .acos()
+        .mul_add(x[3].tanh().exp_m1(), (-1.17f64 * -1.17f64).ln_1p())
+        .tanh()
+        + 3.0;
+    let mut steps = 0;
+    while w3 > 0.5 && steps < 20 {
+        w3 = w3 * 0.6 + 0.05 * (b.tanh() * 0.5).sinh().tanh();
+        steps += 1;
+    }
+    let mut w4 = v2.tanh() + 3.0;
+    let mut steps = 0;
+    while w4 > 0.5 && steps < 20 {
+        w4 = w4 * 0.6 + 0.05 * b.clamp(-1.0, 1.0).tanh();
+        steps += 1;
+    }
+    let mut buf5 = vec![0.0; n];
+    for i in 0..n {
+        buf5[i] = 1.33f64.powi(2);
+    }
+    for i in 1..n {
+        buf5[i] += buf5[i - 1] * 0.5;
+    }
+    for i in 1..n {
+        let old = buf5[i];
+        buf5[i] = (old * buf5[i - 1]).sin() + old;
+    }
+    let v6 = buf5[0] + 0.5 * buf5[1];
+    let mut w7 = autodiff::ops::softplus(v6.tanh().exp()).tanh() + 3.0;
+    let mut steps = 0;
+    while w7 > 0.5 && steps < 20 {
+        w7 = w7 * 0.6 + 0.05 * (a * a + 1.0).log2().tanh();
+        steps += 1;
+    }
+    let v8 = (w7 * 0.5);
+    1.27f64 * (a).tanh()
+        + -0.04f64 * (b).tanh()
+        + 0.59f64 * (v2).tanh()
+        + 1.85f64 * (w3).tanh()
+        + -0.08f64 * (w4).tanh()
+        + 1.48f64 * (v6).tanh()
+        + -0.64f64 * (w7).tanh()
+        + 1.06f64 * (v8).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p117(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let v1 = if (a.tanh() * 0.9).acos() > 0.99f64 {
+        (b * b + 1.5).acosh().min(b)
+    } else {
+        autodiff::ops::sigmoid(x[3])
+    };
+    let mut w2 = a.abs().tanh() + 3.0;
+    let mut steps = 0;
+    while w2 > 0.5 && steps < 20 {
+        w2 = w2 * 0.6 + 0.05 * (-0.68f64 * -0.68f64 + 1.0).log2().tanh();
+        steps += 1;
+    }
+    let arr3 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * x[0]));
+    let mut acc4 = (x[1] * x[1] + 1.0).cbrt();
+    for i in 0..n {
+        acc4 += b;
+        if -1.60f64.powi(3) > -0.89f64 {
+            acc4 = acc4 * 0.9 + 1.92f64;
+        }
+    }
+    let v5 = ((helpers::soft(v1, 0.3) * helpers::soft(v1, 0.3) + 1.0).log(3.0) * w2);
+    0.07f64 * (a).tanh()
+        + 1.42f64 * (b).tanh()
+        + 0.91f64 * (v1).tanh()
+        + 1.35f64 * (w2).tanh()
+        + -1.77f64 * (arr3).tanh()
+        + -0.33f64 * (acc4).tanh()
+        + 1.44f64 * (v5).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p118(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut w1 = (a * -0.02f64).mul_add(a.tanh().exp(), (a * b)).tanh() + 3.0;
-    let mut steps = 0;
-    while w1 > 0.5 && steps < 20 {
-        w1 = w1 * 0.6 + 0.05 * (b * b + 0.5).sqrt().tanh();
-        steps += 1;
+    let v1 = ((-0.21f64.clamp(-1.0, 1.0) * -0.21f64.clamp(-1.0, 1.0))
+        .ln_1p()
+        .tanh()
+        * 0.5)
+        .cosh();
+    let mut acc2 = (x[2].tanh() * 0.9).asin();
+    for i in 0..n {
+        acc2 += (b * b + 1.5).acosh();
+        if (b * 0.5) <= -1.11f64 {
+            acc2 = acc2 * 0.9 + x[1].tanh().exp();
+        }
     }
-    let mut m2 = b.asinh();
-    if -1.72f64 <= 0.63f64 {
-        m2 += x[0];
-    } else if (b.tanh() * 0.5).tan() < 1.34f64 {
-        m2 = m2 * 0.5;
-    }
-    1.50f64 * (a).tanh() + -0.15f64 * (b).tanh() + 1.69f64 * (w1).tanh() + -0.06f64 * (m2).tanh()
+    -0.46f64 * (a).tanh() + -1.86f64 * (b).tanh() + -1.84f64 * (v1).tanh() + 0.96f64 * (acc2).tanh()
 }
 
 #[differentiate]
@@ -4287,271 +3805,159 @@ pub fn p119(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         for j in (i + 1)..n {
             let d = x[i] - x[j];
-            pair1 += (d * d + 0.5).recip() * f64::sin(1.14f64);
+            pair1 += (d * d + 0.5).recip() * b.tanh().exp_m1();
         }
     }
-    let arr2 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * (pair1.tanh() * 0.5).sinh()));
-    let mut buf3 = vec![0.0; n];
+    let arr2 = (m * (b / (1.23f64 * 1.23f64 + 1.0)) + &m.t().dot(m))
+        .mapv(|t| t.tanh())
+        .sum();
+    let mut acc3 = -0.36f64.tanh().exp2();
     for i in 0..n {
-        buf3[i] = (arr2 * arr2 + 1.0).powf(-0.74f64.tanh()).sin();
+        acc3 += x[1];
+        if (pair1 * pair1 + 1.5).acosh() <= -1.13f64 {
+            acc3 = acc3 * 0.9 + 0.61f64.clamp(-1.0, 1.0);
+        }
     }
-    for i in 1..n {
-        buf3[i] += buf3[i - 1] * 0.5;
+    let mut m4 = autodiff::ops::softplus(acc3);
+    if (-1.65f64 * -1.65f64).ln_1p() > -0.75f64 {
+        m4 += -0.17f64;
+    } else if (x[2] * a) <= 1.30f64 {
+        m4 = m4 * 0.5;
     }
-    for i in 1..n {
-        let old = buf3[i];
-        buf3[i] = (old * buf3[i - 1]).sin() + old;
+    let mut m5 = smooth(arr2);
+    if 1.34f64.asinh() >= -0.08f64 {
+        m5 += (m4.clamp(-1.0, 1.0).tanh() * 0.9).acos();
+    } else if autodiff::ops::sigmoid(x[3]) >= 1.66f64 {
+        m5 = m5 * 0.5;
     }
-    let v4 = buf3[0] * buf3[1];
-    let v5 = (f64::sin(arr2.powi(3)).tanh() * 0.9).atanh();
-    0.92f64 * (a).tanh()
-        + -0.06f64 * (b).tanh()
-        + -0.13f64 * (pair1).tanh()
-        + -1.76f64 * (arr2).tanh()
-        + -0.79f64 * (v4).tanh()
-        + -0.68f64 * (v5).tanh()
+    1.95f64 * (a).tanh()
+        + -1.96f64 * (b).tanh()
+        + -1.93f64 * (pair1).tanh()
+        + 0.17f64 * (arr2).tanh()
+        + 1.99f64 * (acc3).tanh()
+        + -1.71f64 * (m4).tanh()
+        + -1.93f64 * (m5).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p120(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let v1 = (((b + -0.86f64) * (b + -0.86f64) + 1.0).log2() * 0.5);
-    let mut w2 = (smooth(v1).tanh() * 0.5).sinh().tanh() + 3.0;
-    let mut steps = 0;
-    while w2 > 0.5 && steps < 20 {
-        w2 = w2 * 0.6 + 0.05 * autodiff::ops::sigmoid(b).tanh();
-        steps += 1;
+    let v1 = -1.73f64;
+    let v2 = (-1.72f64 * x[0].cos());
+    let mut buf3 = vec![0.0; n];
+    for i in 0..n {
+        buf3[i] = (v1.clamp(-1.0, 1.0) * v1.clamp(-1.0, 1.0) + 1.5).acosh();
     }
-    let arr3 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
-        .mean()
-        .unwrap()
-        * 1.24f64;
-    let arr4 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
-        .mean()
-        .unwrap()
-        * arr3.hypot(-0.40f64);
-    let mut m5 = arr4.tanh();
-    if w2.tanh() >= -1.62f64 {
-        m5 += arr4;
-    } else if (a.tanh() * 0.9).asin() <= -1.63f64 {
-        m5 = m5 * 0.5;
+    let v4 = buf3[1] * buf3[2];
+    let mut pair5 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair5 += (d * d + 0.5).recip() * f64::sin(1.14f64);
+        }
     }
-    1.32f64 * (a).tanh()
-        + 1.49f64 * (b).tanh()
-        + 1.41f64 * (v1).tanh()
-        + 1.51f64 * (w2).tanh()
-        + 0.74f64 * (arr3).tanh()
-        + -1.82f64 * (arr4).tanh()
-        + 1.97f64 * (m5).tanh()
+    let arr6 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * (pair5.tanh() * 0.5).sinh()));
+    1.89f64 * (a).tanh()
+        + -1.38f64 * (b).tanh()
+        + -0.55f64 * (v1).tanh()
+        + 1.45f64 * (v2).tanh()
+        + -0.21f64 * (v4).tanh()
+        + 1.68f64 * (pair5).tanh()
+        + -0.39f64 * (arr6).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p121(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let v1 = if a.clamp(-1.0, 1.0) < 0.21f64 {
-        (1.03f64 * a).mul_add((b + x[2]), (-1.84f64 * -1.84f64 + 1.0).ln())
-    } else {
-        (-0.30f64.sin() * -0.30f64.sin() + 1.0).powf((a.tanh() * 0.9).acos().tanh())
-    };
-    let v2 = if (0.05f64.tanh() * 0.9).acos() < 0.71f64 {
-        (v1.atan() - v1.max(v1))
-    } else {
-        (-(f64::sin(a)))
-    };
-    let mut buf3 = vec![0.0; n];
-    for i in 0..n {
-        buf3[i] = (v2 * 0.5).min((-(v1)));
+    let arr1 = (m * b.sin() + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
+    let mut m2 = b;
+    if 0.92f64.sin() >= -1.76f64 {
+        m2 += ((x[3] / (-0.45f64 * -0.45f64 + 1.0)) * (x[3] / (-0.45f64 * -0.45f64 + 1.0)) + 1.0)
+            .ln();
+    } else if (arr1 * arr1).ln_1p() >= -0.81f64 {
+        m2 = m2 * 0.5;
     }
-    for i in 1..n {
-        buf3[i] += buf3[i - 1] * 0.5;
+    let mut w3 = (smooth(arr1).tanh() * 0.5).sinh().tanh() + 3.0;
+    let mut steps = 0;
+    while w3 > 0.5 && steps < 20 {
+        w3 = w3 * 0.6 + 0.05 * autodiff::ops::sigmoid(b).tanh();
+        steps += 1;
     }
-    for i in 1..n {
-        let old = buf3[i];
-        buf3[i] = (old * buf3[i - 1]).sin() + old;
-    }
-    let v4 = buf3[3] * buf3[0];
-    0.15f64 * (a).tanh()
-        + 0.61f64 * (b).tanh()
-        + -1.66f64 * (v1).tanh()
-        + -1.07f64 * (v2).tanh()
-        + -0.95f64 * (v4).tanh()
+    -0.26f64 * (a).tanh()
+        + 1.02f64 * (b).tanh()
+        + 1.20f64 * (arr1).tanh()
+        + 1.24f64 * (m2).tanh()
+        + 1.49f64 * (w3).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p122(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let v1 = (1.10f64 * 1.10f64 + 1.0).log10();
-    let v2 = if (a * a + 1.0).powf(b.tanh()) > -1.52f64 {
-        (-0.21f64.max(a).tanh() * 0.9).acos()
-    } else {
-        0.60f64
-    };
-    let mut acc3 = a;
+    let mut pair1 = 0.0;
     for i in 0..n {
-        acc3 += (0.77f64.min(b) * 0.5);
-        if v2 <= 0.49f64 {
-            acc3 = acc3 * 0.9 + (b.tanh() * 0.9).atanh();
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair1 += (d * d + 0.5).recip() * (b * b + 0.5).sqrt();
         }
     }
-    -0.23f64 * (a).tanh()
-        + -1.92f64 * (b).tanh()
-        + -0.74f64 * (v1).tanh()
-        + 1.35f64 * (v2).tanh()
-        + -1.68f64 * (acc3).tanh()
+    let mut buf2 = vec![0.0; n];
+    for i in 0..n {
+        buf2[i] = (b * b + 1.0).log(3.0).tanh();
+    }
+    let v3 = buf2[1] + 0.5 * buf2[2];
+    let mut acc4 = pair1;
+    for i in 0..n {
+        acc4 += ((v3 + pair1) - (b * pair1));
+        if a.sin() < -1.28f64 {
+            acc4 = acc4 * 0.9 + (x[(i + 3) % n] * x[(i + 3) % n] + 1.0).cbrt();
+        }
+    }
+    1.03f64 * (a).tanh()
+        + 1.54f64 * (b).tanh()
+        + -0.02f64 * (pair1).tanh()
+        + -1.58f64 * (v3).tanh()
+        + 1.55f64 * (acc4).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p123(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let v1 = ((b * a).atan2((a * a) * (a * a) + 0.5) * (b * a).atan2((a * a) * (a * a) + 0.5)
-        + 1.5)
-        .acosh();
-    let v2 = f64::sin(((x[0] * x[0] + 1.0).log2() * (x[0] * x[0] + 1.0).log2() + 1.0).cbrt());
-    let mut pair3 = 0.0;
+    let v1 = (x[2] * x[2] + 1.0).log(3.0);
+    let mut pair2 = 0.0;
     for i in 0..n {
         for j in (i + 1)..n {
             let d = x[i] - x[j];
-            pair3 += (d * d + 0.5).recip() * -0.34f64;
+            pair2 += (d * d + 0.5).recip() * b;
         }
     }
-    0.88f64 * (a).tanh()
-        + -0.84f64 * (b).tanh()
-        + -0.66f64 * (v1).tanh()
-        + 0.62f64 * (v2).tanh()
-        + -0.46f64 * (pair3).tanh()
+    let mut buf3 = vec![0.0; n];
+    for i in 0..n {
+        buf3[i] = ((0.60f64.tanh() * 0.9).atanh() - pair2.atan2(0.05f64 * 0.05f64 + 0.5));
+    }
+    let v4 = buf3[2] * buf3[3];
+    0.80f64 * (a).tanh()
+        + 0.75f64 * (b).tanh()
+        + 1.37f64 * (v1).tanh()
+        + 0.49f64 * (pair2).tanh()
+        + -1.35f64 * (v4).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p124(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut pair1 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair1 += (d * d + 0.5).recip() * b;
-        }
-    }
-    let arr2 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * (b - x[3])));
-    let v3 = x[0].mul_add((x[2].tanh() * 0.5).tan(), (pair1.tanh().exp2() * b.asinh()));
-    let mut acc4 = (x[3] + a);
-    for i in 0..n {
-        acc4 += arr2;
-        if helpers::soft(v3, 0.3) >= -0.67f64 {
-            acc4 = acc4 * 0.9 + (-1.01f64 * -1.01f64 + 1.0).recip();
-        }
-    }
-    0.94f64 * (a).tanh()
-        + -0.31f64 * (b).tanh()
-        + 0.85f64 * (pair1).tanh()
-        + -1.00f64 * (arr2).tanh()
-        + 0.74f64 * (v3).tanh()
-        + -1.27f64 * (acc4).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p125(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let v1 = a;
-    let v2 = autodiff::ops::softplus(b);
-    let mut pair3 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair3 += (d * d + 0.5).recip() * -0.73f64;
-        }
-    }
-    let v4 = -1.73f64.mul_add(a, ((pair3 - x[0]) * (pair3 - x[0]) + 1.0).log2());
-    let mut pair5 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair5 += (d * d + 0.5).recip() * 1.48f64.cos();
-        }
-    }
-    0.93f64 * (a).tanh()
-        + 0.54f64 * (b).tanh()
-        + -0.60f64 * (v1).tanh()
-        + 0.56f64 * (v2).tanh()
-        + -1.64f64 * (pair3).tanh()
-        + 1.72f64 * (v4).tanh()
-        + -1.68f64 * (pair5).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p126(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut m1 = (1.30f64 - b);
-    if 0.83f64.min(b) <= -1.60f64 {
-        m1 += f64::sin((b.tanh() * 0.5).sinh());
-    } else if (x[0] * x[0] + 1.0).log2() >= 0.28f64 {
-        m1 = m1 * 0.5;
-    }
-    let v2 = (((m1 * b) * (m1 * b) + 1.0).powf((x[0].tanh() * 0.9).acos().tanh())
-        * ((m1 * b) * (m1 * b) + 1.0).powf((x[0].tanh() * 0.9).acos().tanh())
-        + 0.5)
-        .sqrt();
-    let v3 = smooth(b.tanh().exp2().max(0.02f64.min(v2)));
-    let v4 = (helpers::soft(x[1].hypot(m1), 0.3) * helpers::soft(x[1].hypot(m1), 0.3) + 1.0).powf(
-        ((v2 * v2 + 1.0).recip() * (v2 * v2 + 1.0).recip() + 0.5)
-            .sqrt()
-            .tanh(),
-    );
-    -0.95f64 * (a).tanh()
-        + -1.52f64 * (b).tanh()
-        + -1.27f64 * (m1).tanh()
-        + 0.10f64 * (v2).tanh()
-        + 1.90f64 * (v3).tanh()
-        + 1.85f64 * (v4).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p127(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut m1 = (b * b + 1.0).log(3.0);
-    if b.abs() > 1.58f64 {
-        m1 += (x[2].tanh().exp2().tanh() * 0.9).acos();
-    } else if a.tanh().exp2() < 1.88f64 {
-        m1 = m1 * 0.5;
-    }
-    let v2 = if (a / (m1 * m1 + 1.0)) <= 0.50f64 {
-        -1.69f64.powi(3)
-    } else {
-        (autodiff::ops::softplus(0.47f64) * autodiff::ops::softplus(0.47f64) + 1.5).acosh()
-    };
-    let v3 = (-((a * a + 1.0)
-        .powf(x[2].tanh())
-        .mul_add((v2.tanh() * 0.9).asin(), f64::sin(x[1]))));
-    -1.63f64 * (a).tanh()
-        + -0.31f64 * (b).tanh()
-        + 0.84f64 * (m1).tanh()
-        + -0.22f64 * (v2).tanh()
-        + -0.36f64 * (v3).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p128(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut w1 = (x[1] * x[1] + 1.0).cbrt().min((-(a))).tanh() + 3.0;
-    let mut steps = 0;
-    while w1 > 0.5 && steps < 20 {
-        w1 = w1 * 0.6 + 0.05 * (0.93f64 - -1.00f64).tanh();
-        steps += 1;
-    }
+    let arr1 = (m + &m.sum_axis(Axis(0)))
+        .mapv(|t| (t * t + 1.0).ln())
+        .mean()
+        .unwrap()
+        * a;
     let mut buf2 = vec![0.0; n];
     for i in 0..n {
-        buf2[i] = ((a * a + 1.0).log10() * (a * a + 1.0).log10() + 1.0)
-            .powf((x[(i + 1) % n] / (-0.28f64 * -0.28f64 + 1.0)).tanh());
+        buf2[i] = (-(f64::sin(a)));
     }
     for i in 1..n {
         buf2[i] += buf2[i - 1] * 0.5;
@@ -4561,22 +3967,59 @@ pub fn p128(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         buf2[i] = (old * buf2[i - 1]).sin() + old;
     }
     let v3 = buf2[0] * buf2[1];
-    let mut m4 = v3.asinh();
-    if w1 <= -1.86f64 {
-        m4 += x[2];
-    } else if autodiff::ops::softplus(a) >= 1.88f64 {
-        m4 = m4 * 0.5;
+    let mut pair4 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair4 += (d * d + 0.5).recip() * helpers::soft(0.29f64, 0.3);
+        }
     }
+    let v5 = if (-1.45f64 * -1.66f64) > -0.95f64 {
+        x[1]
+    } else {
+        1.10f64
+    };
+    0.40f64 * (a).tanh()
+        + -0.69f64 * (b).tanh()
+        + -1.08f64 * (arr1).tanh()
+        + -1.32f64 * (v3).tanh()
+        + 1.11f64 * (pair4).tanh()
+        + -1.32f64 * (v5).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p125(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut acc1 = b;
+    for i in 0..n {
+        acc1 += (a.atan().tanh() * 0.9).atanh();
+        if (a * a + 1.0).powf(-0.83f64.tanh()) <= -1.36f64 {
+            acc1 = acc1 * 0.9 + (b.tanh() * 0.9).asin();
+        }
+    }
+    let mut acc2 = acc1;
+    for i in 0..n {
+        acc2 += a;
+        if a.min(acc1) > -1.92f64 {
+            acc2 = acc2 * 0.9 + (acc1 * acc1 + 1.0).recip();
+        }
+    }
+    let v3 = ((b * a).atan2((a * acc1) * (a * acc1) + 0.5)
+        * (b * a).atan2((a * acc1) * (a * acc1) + 0.5)
+        + 1.5)
+        .acosh();
+    let v4 = f64::sin(((x[0] * x[0] + 1.0).log2() * (x[0] * x[0] + 1.0).log2() + 1.0).cbrt());
     let mut pair5 = 0.0;
     for i in 0..n {
         for j in (i + 1)..n {
             let d = x[i] - x[j];
-            pair5 += (d * d + 0.5).recip() * b;
+            pair5 += (d * d + 0.5).recip() * -0.34f64;
         }
     }
     let mut buf6 = vec![0.0; n];
     for i in 0..n {
-        buf6[i] = (m4.tanh().exp2().tanh() * 0.9).asin();
+        buf6[i] = b;
     }
     for i in 1..n {
         buf6[i] += buf6[i - 1] * 0.5;
@@ -4586,15 +4029,109 @@ pub fn p128(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         buf6[i] = (old * buf6[i - 1]).sin() + old;
     }
     let v7 = buf6[2] * buf6[3];
-    let arr8 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * (-1.43f64 * -1.43f64 + 1.0).ln()));
-    -0.39f64 * (a).tanh()
-        + 1.17f64 * (b).tanh()
-        + -0.73f64 * (w1).tanh()
-        + -0.08f64 * (v3).tanh()
-        + -1.89f64 * (m4).tanh()
-        + 0.55f64 * (pair5).tanh()
-        + 0.49f64 * (v7).tanh()
-        + 1.78f64 * (arr8).tanh()
+    -0.91f64 * (a).tanh()
+        + -0.93f64 * (b).tanh()
+        + 1.11f64 * (acc1).tanh()
+        + -0.29f64 * (acc2).tanh()
+        + 0.77f64 * (v3).tanh()
+        + 0.25f64 * (v4).tanh()
+        + -0.77f64 * (pair5).tanh()
+        + 1.13f64 * (v7).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p126(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let v1 = (x[1] * x[1] + 1.0)
+        .log10()
+        .mul_add(
+            (0.22f64 * 0.22f64 + 1.0).recip(),
+            (x[0].tanh() * 0.9).acos(),
+        )
+        .asinh();
+    let arr2 = (m + &m.sum_axis(Axis(0)))
+        .mapv(|t| (t * t + 1.0).ln())
+        .mean()
+        .unwrap()
+        * x[0].min(b);
+    let mut w3 = (v1 * v1 + 1.0).recip().tanh().exp2().tanh() + 3.0;
+    let mut steps = 0;
+    while w3 > 0.5 && steps < 20 {
+        w3 = w3 * 0.6 + 0.05 * -1.01f64.tanh();
+        steps += 1;
+    }
+    let v4 = if arr2.atan2(-1.01f64 * -1.01f64 + 0.5) <= 0.94f64 {
+        (0.74f64 * 0.74f64 + 1.0).log(3.0).abs()
+    } else {
+        (arr2 * arr2).ln_1p()
+    };
+    -1.26f64 * (a).tanh()
+        + -0.86f64 * (b).tanh()
+        + 1.34f64 * (v1).tanh()
+        + 0.35f64 * (arr2).tanh()
+        + -0.35f64 * (w3).tanh()
+        + -1.83f64 * (v4).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p127(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut w1 = -1.84f64.tanh().tanh().exp2().tanh() + 3.0;
+    let mut steps = 0;
+    while w1 > 0.5 && steps < 20 {
+        w1 = w1 * 0.6 + 0.05 * (a * 0.70f64).tanh();
+        steps += 1;
+    }
+    let mut buf2 = vec![0.0; n];
+    for i in 0..n {
+        buf2[i] = 1.33f64;
+    }
+    for i in 1..n {
+        buf2[i] += buf2[i - 1] * 0.5;
+    }
+    for i in 1..n {
+        let old = buf2[i];
+        buf2[i] = (old * buf2[i - 1]).sin() + old;
+    }
+    let v3 = buf2[0] + 0.5 * buf2[1];
+    -0.17f64 * (a).tanh() + -0.89f64 * (b).tanh() + 1.48f64 * (w1).tanh() + 0.79f64 * (v3).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p128(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut buf1 = vec![0.0; n];
+    for i in 0..n {
+        buf1[i] = ((a.tanh() * 0.5).tan() * -0.40f64.atan2(x[3] * x[3] + 0.5));
+    }
+    let v2 = buf1[3] + 0.5 * buf1[0];
+    let arr3 = (m * b + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
+    let v4 = if (arr3.tanh() * 0.5).sinh() <= 1.75f64 {
+        helpers::soft((x[3] * x[3] + 1.0).ln(), 0.3)
+    } else {
+        b.powi(2).max((arr3 + v2))
+    };
+    let mut w5 = x[0].powi(3).tanh().exp2().tanh() + 3.0;
+    let mut steps = 0;
+    while w5 > 0.5 && steps < 20 {
+        w5 = w5 * 0.6 + 0.05 * (a * a + 1.0).cbrt().tanh();
+        steps += 1;
+    }
+    let mut buf6 = vec![0.0; n];
+    for i in 0..n {
+        buf6[i] = ((a.tanh() * 0.9).acos() * 0.5);
+    }
+    let v7 = buf6[3] + 0.5 * buf6[0];
+    1.29f64 * (a).tanh()
+        + -0.53f64 * (b).tanh()
+        + 1.32f64 * (v2).tanh()
+        + 0.20f64 * (arr3).tanh()
+        + 0.24f64 * (v4).tanh()
+        + 1.31f64 * (w5).tanh()
+        + 0.47f64 * (v7).tanh()
 }
 
 #[differentiate]
@@ -4605,127 +4142,116 @@ pub fn p129(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         for j in (i + 1)..n {
             let d = x[i] - x[j];
-            pair1 += (d * d + 0.5).recip() * smooth(b);
+            pair1 += (d * d + 0.5).recip() * (x[i] * x[i] + 1.5).acosh();
         }
     }
-    let v2 = a.sin();
-    let mut w3 = pair1.tanh() + 3.0;
-    let mut steps = 0;
-    while w3 > 0.5 && steps < 20 {
-        w3 = w3 * 0.6 + 0.05 * (0.73f64.tanh() * 0.9).asin().tanh();
-        steps += 1;
+    let v2 = (b.clamp(-1.0, 1.0).abs() * b.clamp(-1.0, 1.0).abs() + 1.0).log(3.0);
+    let mut pair3 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair3 += (d * d + 0.5).recip() * (-0.25f64 * -0.25f64 + 1.5).acosh();
+        }
     }
-    let v4 = (b.tanh() * 0.9)
-        .acos()
-        .mul_add(0.22f64.mul_add(1.19f64, pair1), w3.sin())
-        .cos();
-    let mut m5 = autodiff::ops::softplus(1.85f64);
-    if (-(pair1)) > 0.67f64 {
-        m5 += x[1];
-    } else if (-1.95f64 * -1.95f64 + 1.5).acosh() > -0.37f64 {
-        m5 = m5 * 0.5;
+    let mut pair4 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair4 += (d * d + 0.5).recip() * (v2 * v2).ln_1p();
+        }
     }
-    -1.98f64 * (a).tanh()
-        + 1.28f64 * (b).tanh()
-        + 1.54f64 * (pair1).tanh()
-        + -0.81f64 * (v2).tanh()
-        + -0.97f64 * (w3).tanh()
-        + 1.30f64 * (v4).tanh()
-        + -1.33f64 * (m5).tanh()
+    let arr5 = (&m.row(1) * pair3.sin() - &m.column(1))
+        .mapv(f64::sin)
+        .sum();
+    let arr6 = (m + &m.sum_axis(Axis(0)))
+        .mapv(|t| (t * t + 1.0).ln())
+        .mean()
+        .unwrap()
+        * (v2 * v2 + 1.0).log10();
+    -0.64f64 * (a).tanh()
+        + 0.79f64 * (b).tanh()
+        + -1.95f64 * (pair1).tanh()
+        + 1.06f64 * (v2).tanh()
+        + 0.50f64 * (pair3).tanh()
+        + -1.62f64 * (pair4).tanh()
+        + -0.82f64 * (arr5).tanh()
+        + 1.71f64 * (arr6).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p130(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * b.clamp(-1.0, 1.0)));
-    let mut w2 = x[1].hypot(autodiff::ops::sigmoid(-0.38f64)).tanh() + 3.0;
+    let mut w1 = (x[3].powi(3) * x[3].powi(3) + 1.5).acosh().tanh() + 3.0;
     let mut steps = 0;
-    while w2 > 0.5 && steps < 20 {
-        w2 = w2 * 0.6 + 0.05 * (b * arr1).tanh();
+    while w1 > 0.5 && steps < 20 {
+        w1 = w1 * 0.6 + 0.05 * b.tanh();
         steps += 1;
     }
-    let mut m3 = arr1;
-    if w2.clamp(-1.0, 1.0) < -0.87f64 {
-        m3 += autodiff::ops::softplus(1.56f64);
-    } else if (a * a + 1.0).log2() > -0.71f64 {
-        m3 = m3 * 0.5;
+    let mut acc2 = -0.96f64.powi(2);
+    for i in 0..n {
+        acc2 += ((w1.tanh() * 0.9).asin() * (w1.tanh() * 0.9).asin() + 1.0).log(3.0);
+        if (-(b)) > -0.31f64 {
+            acc2 = acc2 * 0.9 + (a * a + 1.0).cbrt();
+        }
     }
-    let arr4 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * (-1.00f64 * -1.00f64).ln_1p()));
-    let mut m5 = (arr1 * arr1 + 1.0).ln();
-    if 1.38f64.tanh().exp2() > 0.88f64 {
-        m5 += ((m3 * m3 + 1.0).cbrt().tanh() * 0.5).sinh();
-    } else if a.mul_add(arr4, 1.93f64) < 0.98f64 {
-        m5 = m5 * 0.5;
+    let mut w3 = (x[1] * x[1] + 1.0).cbrt().min((-(a))).tanh() + 3.0;
+    let mut steps = 0;
+    while w3 > 0.5 && steps < 20 {
+        w3 = w3 * 0.6 + 0.05 * (0.93f64 - -1.00f64).tanh();
+        steps += 1;
     }
-    -1.18f64 * (a).tanh()
-        + 0.96f64 * (b).tanh()
-        + -1.12f64 * (arr1).tanh()
-        + -0.76f64 * (w2).tanh()
-        + 0.57f64 * (m3).tanh()
-        + -0.15f64 * (arr4).tanh()
-        + 1.91f64 * (m5).tanh()
+    -0.90f64 * (a).tanh()
+        + 0.82f64 * (b).tanh()
+        + -0.23f64 * (w1).tanh()
+        + -0.02f64 * (acc2).tanh()
+        + -1.09f64 * (w3).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p131(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut w1 = (a.hypot(b).tanh() * 0.5).sinh().tanh() + 3.0;
+    let mut m1 = (x[0].tanh() * 0.9).asin();
+    if a.tanh() < -1.44f64 {
+        m1 += ((a + a) * (a + a) + 1.0).recip();
+    } else if a <= 0.32f64 {
+        m1 = m1 * 0.5;
+    }
+    let mut buf2 = vec![0.0; n];
+    for i in 0..n {
+        buf2[i] = f64::sin((m1 * a));
+    }
+    let v3 = buf2[3] * buf2[0];
+    let mut w4 = ((m1 * m1 + 1.0).log2() * (m1 * m1 + 1.0).log2() + 1.5)
+        .acosh()
+        .tanh()
+        + 3.0;
     let mut steps = 0;
-    while w1 > 0.5 && steps < 20 {
-        w1 = w1 * 0.6 + 0.05 * a.tanh();
+    while w4 > 0.5 && steps < 20 {
+        w4 = w4 * 0.6 + 0.05 * (a * a).ln_1p().tanh();
         steps += 1;
     }
-    let mut acc2 = a.atan();
-    for i in 0..n {
-        acc2 += ((b * x[(i + 3) % n]) + a.tanh());
-        if autodiff::ops::sigmoid(a) >= 0.14f64 {
-            acc2 = acc2 * 0.9 + (-(w1));
-        }
-    }
-    let v3 = acc2.tanh().exp2();
-    let mut pair4 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair4 += (d * d + 0.5).recip() * (acc2 * acc2 + 1.0).log2();
-        }
-    }
-    1.31f64 * (a).tanh()
-        + -1.85f64 * (b).tanh()
-        + -0.71f64 * (w1).tanh()
-        + -0.98f64 * (acc2).tanh()
-        + 1.10f64 * (v3).tanh()
-        + -1.22f64 * (pair4).tanh()
+    let v5 = if m1 >= 0.55f64 {
+        autodiff::ops::sigmoid((m1 * m1 + 1.5).acosh())
+    } else {
+        v3
+    };
+    -0.32f64 * (a).tanh()
+        + -1.81f64 * (b).tanh()
+        + -1.24f64 * (m1).tanh()
+        + 1.12f64 * (v3).tanh()
+        + 1.22f64 * (w4).tanh()
+        + 0.69f64 * (v5).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p132(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut w1 = b.tanh() + 3.0;
-    let mut steps = 0;
-    while w1 > 0.5 && steps < 20 {
-        w1 = w1 * 0.6 + 0.05 * (x[3] * x[3] + 1.0).log10().tanh();
-        steps += 1;
-    }
-    let v2 = b;
-    let v3 = (x[3].asinh().max((x[2] * x[2] + 1.0).log10()).tanh() * 0.9).atanh();
-    -0.70f64 * (a).tanh()
-        + -1.25f64 * (b).tanh()
-        + -0.55f64 * (w1).tanh()
-        + 0.04f64 * (v2).tanh()
-        + -0.76f64 * (v3).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p133(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
     let mut buf1 = vec![0.0; n];
     for i in 0..n {
-        buf1[i] = (x[i].powi(2).tanh() * 0.5).sinh();
+        buf1[i] = ((0.73f64.tanh() * 0.9).asin() * (0.73f64.tanh() * 0.9).asin() + 1.0).cbrt();
     }
     for i in 1..n {
         buf1[i] += buf1[i - 1] * 0.5;
@@ -4734,23 +4260,120 @@ pub fn p133(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         let old = buf1[i];
         buf1[i] = (old * buf1[i - 1]).sin() + old;
     }
-    let v2 = buf1[2] * buf1[3];
-    let mut m3 = x[0];
-    if b.atan() > 0.63f64 {
-        m3 += smooth(-0.56f64.powi(2));
-    } else if v2.tanh() > -1.48f64 {
+    let v2 = buf1[3] + 0.5 * buf1[0];
+    let mut m3 = (b * b + 1.0).powf(0.22f64.tanh());
+    if 1.19f64 <= -0.63f64 {
+        m3 += (b.cos() * b.cos()).ln_1p();
+    } else if autodiff::ops::softplus(1.85f64) < -0.92f64 {
         m3 = m3 * 0.5;
     }
-    -0.44f64 * (a).tanh() + -0.82f64 * (b).tanh() + 1.92f64 * (v2).tanh() + 1.11f64 * (m3).tanh()
+    let mut pair4 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair4 += (d * d + 0.5).recip() * (m3.tanh() * 0.5).sinh();
+        }
+    }
+    1.92f64 * (a).tanh()
+        + 1.29f64 * (b).tanh()
+        + 1.97f64 * (v2).tanh()
+        + -1.69f64 * (m3).tanh()
+        + -1.95f64 * (pair4).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p133(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let v1 = a.tanh().exp();
+    let v2 = (autodiff::ops::softplus(b) * autodiff::ops::softplus(b) + 1.0)
+        .log(3.0)
+        .clamp(-1.0, 1.0);
+    let v3 = if b > -0.27f64 {
+        (autodiff::ops::sigmoid(-0.38f64) * 0.5)
+    } else {
+        helpers::soft((b * b + 1.0).ln(), 0.3)
+    };
+    let mut pair4 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair4 += (d * d + 0.5).recip() * x[i].tanh().exp();
+        }
+    }
+    let mut m5 = x[1];
+    if 1.56f64 > -1.08f64 {
+        m5 += x[3];
+    } else if (v3 / (-1.00f64 * -1.00f64 + 1.0)) <= -0.82f64 {
+        m5 = m5 * 0.5;
+    }
+    0.43f64 * (a).tanh()
+        + -1.76f64 * (b).tanh()
+        + -1.24f64 * (v1).tanh()
+        + -0.64f64 * (v2).tanh()
+        + 0.20f64 * (v3).tanh()
+        + -0.72f64 * (pair4).tanh()
+        + -1.70f64 * (m5).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p134(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
+    let v1 = if (b.tanh() * 0.9).asin() < -0.88f64 {
+        (b * b + 1.0)
+            .log10()
+            .mul_add(autodiff::ops::softplus(-1.80f64), a)
+    } else {
+        b.min(-0.78f64).min(a.tanh())
+    };
+    let mut pair2 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair2 += (d * d + 0.5).recip() * autodiff::ops::sigmoid(b);
+        }
+    }
+    let mut buf3 = vec![0.0; n];
+    for i in 0..n {
+        buf3[i] = (v1 * 0.5).atan();
+    }
+    for i in 1..n {
+        buf3[i] += buf3[i - 1] * 0.5;
+    }
+    for i in 1..n {
+        let old = buf3[i];
+        buf3[i] = (old * buf3[i - 1]).sin() + old;
+    }
+    let v4 = buf3[0] + 0.5 * buf3[1];
+    let mut acc5 = x[2];
+    for i in 0..n {
+        acc5 += 1.28f64.max(pair2).powi(3);
+        if (b * b + 1.0).recip() > 0.37f64 {
+            acc5 = acc5 * 0.9 + (-1.34f64 * 0.5);
+        }
+    }
+    let v6 = if acc5 < -0.14f64 {
+        (x[3].cos() * x[3].cos() + 0.5).sqrt()
+    } else {
+        -1.22f64
+    };
+    -1.24f64 * (a).tanh()
+        + -0.75f64 * (b).tanh()
+        + -1.97f64 * (v1).tanh()
+        + 1.96f64 * (pair2).tanh()
+        + -0.33f64 * (v4).tanh()
+        + 0.33f64 * (acc5).tanh()
+        + -1.57f64 * (v6).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p135(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
     let mut buf1 = vec![0.0; n];
     for i in 0..n {
-        buf1[i] = b;
+        buf1[i] = smooth(a);
     }
     for i in 1..n {
         buf1[i] += buf1[i - 1] * 0.5;
@@ -4760,28 +4383,44 @@ pub fn p134(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         buf1[i] = (old * buf1[i - 1]).sin() + old;
     }
     let v2 = buf1[3] * buf1[0];
-    let v3 = if a.max(b) > -1.27f64 {
-        (b * b + 1.0).log10().atan()
-    } else {
-        b
-    };
-    let mut pair4 = 0.0;
+    let mut acc3 = v2.hypot(x[2]);
+    for i in 0..n {
+        acc3 += (-1.25f64 * -1.25f64 + 1.5).acosh().tanh();
+        if 1.14f64.tanh().exp2() <= -1.48f64 {
+            acc3 = acc3 * 0.9 + 0.87f64.atan2(v2 * v2 + 0.5);
+        }
+    }
+    let mut m4 = x[0];
+    if acc3.atan() > 0.63f64 {
+        m4 += smooth(-0.56f64.powi(2));
+    } else if b.tanh() > -1.48f64 {
+        m4 = m4 * 0.5;
+    }
+    let mut m5 = x[3];
+    if a < -1.57f64 {
+        m5 += (-(v2)).max((a * a + 1.5).acosh());
+    } else if helpers::soft(1.27f64, 0.3) < -1.23f64 {
+        m5 = m5 * 0.5;
+    }
+    let mut pair6 = 0.0;
     for i in 0..n {
         for j in (i + 1)..n {
             let d = x[i] - x[j];
-            pair4 += (d * d + 0.5).recip() * 0.87f64;
+            pair6 += (d * d + 0.5).recip() * (m5 * m5 + 1.0).recip();
         }
     }
-    -0.89f64 * (a).tanh()
-        + 0.85f64 * (b).tanh()
-        + -0.60f64 * (v2).tanh()
-        + 1.64f64 * (v3).tanh()
-        + -0.52f64 * (pair4).tanh()
+    1.51f64 * (a).tanh()
+        + 0.87f64 * (b).tanh()
+        + -0.89f64 * (v2).tanh()
+        + 0.85f64 * (acc3).tanh()
+        + -0.60f64 * (m4).tanh()
+        + 1.64f64 * (m5).tanh()
+        + -0.52f64 * (pair6).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p135(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p136(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let v1 = if autodiff::ops::softplus(x[2]) >= 1.96f64 {
         helpers::soft((a * a + 1.0).log(3.0), 0.3)
@@ -4800,7 +4439,7 @@ pub fn p135(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p136(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p137(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut acc1 = -1.79f64.powi(2);
     for i in 0..n {
@@ -4816,7 +4455,7 @@ pub fn p136(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p137(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p138(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let v1 = if (a * a + 1.0).log10() > 1.42f64 {
         (b.atan2(-1.80f64 * -1.80f64 + 0.5) * b.atan2(-1.80f64 * -1.80f64 + 0.5) + 1.5).acosh()
@@ -4841,7 +4480,7 @@ pub fn p137(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p138(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p139(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut acc1 = (x[0] + a);
     for i in 0..n {
@@ -4891,7 +4530,7 @@ pub fn p138(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p139(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p140(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut w1 = (b * b).ln_1p().tanh() + 3.0;
     let mut steps = 0;
@@ -4933,7 +4572,7 @@ pub fn p139(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p140(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p141(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let v1 = if a.tanh().exp_m1() <= -0.47f64 {
         (autodiff::ops::softplus(b).tanh() * 0.9).atanh()
@@ -4965,7 +4604,7 @@ pub fn p140(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p141(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p142(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut pair1 = 0.0;
     for i in 0..n {
@@ -5011,7 +4650,7 @@ pub fn p141(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p142(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p143(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let v1 = if b.tanh().exp2() < 0.10f64 {
         (b * b + 1.0).powf(a.tanh()).powi(3)
@@ -5029,276 +4668,309 @@ pub fn p142(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf4[i] = (v2.min(v2) + -1.39f64.asinh());
     }
-    for i in 1..n {
-        buf4[i] += buf4[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf4[i];
-        buf4[i] = (old * buf4[i - 1]).sin() + old;
-    }
-    let v5 = buf4[1] * buf4[2];
-    let mut m6 = x[2].cos();
-    if m3.sin() > -0.91f64 {
-        m6 += (v1.tanh() * 0.5).cosh().atan();
-    } else if (v2 * v2 + 1.5).acosh() <= -1.57f64 {
-        m6 = m6 * 0.5;
-    }
-    let v7 = v2.tanh().exp_m1();
-    -1.50f64 * (a).tanh()
-        + 1.38f64 * (b).tanh()
-        + 1.51f64 * (v1).tanh()
+    let v5 = buf4[1] + 0.5 * buf4[2];
+    let v6 = v1;
+    let v7 = (a * a + 1.0).recip();
+    -0.80f64 * (a).tanh()
+        + 0.67f64 * (b).tanh()
+        + -0.02f64 * (v1).tanh()
         + 0.85f64 * (v2).tanh()
-        + 1.81f64 * (m3).tanh()
-        + -1.18f64 * (v5).tanh()
-        + -0.72f64 * (m6).tanh()
-        + -0.55f64 * (v7).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p143(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let v1 = if x[2].abs() > -0.09f64 {
-        f64::sin((0.42f64.tanh() * 0.5).cosh())
-    } else {
-        ((0.08f64 * 0.08f64 + 1.5).acosh() * (0.08f64 * 0.08f64 + 1.5).acosh() + 1.5).acosh()
-    };
-    let mut acc2 = (-1.66f64.tanh() * 0.9).acos();
-    for i in 0..n {
-        acc2 += v1;
-        if autodiff::ops::sigmoid(v1) < -1.86f64 {
-            acc2 = acc2 * 0.9 + -0.57f64;
-        }
-    }
-    let mut buf3 = vec![0.0; n];
-    for i in 0..n {
-        buf3[i] = ((x[i] * x[i] + 1.0).ln() / (b * b + 1.0));
-    }
-    for i in 1..n {
-        buf3[i] += buf3[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf3[i];
-        buf3[i] = (old * buf3[i - 1]).sin() + old;
-    }
-    let v4 = buf3[2] * buf3[3];
-    let mut m5 = v1.max(x[3]);
-    if (v1 * v1 + 0.5).sqrt() >= -0.54f64 {
-        m5 += a;
-    } else if autodiff::ops::sigmoid(v1) >= -1.43f64 {
-        m5 = m5 * 0.5;
-    }
-    let mut w6 = ((0.78f64 / (v4 * v4 + 1.0)) * (0.78f64 / (v4 * v4 + 1.0)) + 1.0)
-        .log10()
-        .tanh()
-        + 3.0;
-    let mut steps = 0;
-    while w6 > 0.5 && steps < 20 {
-        w6 = w6 * 0.6 + 0.05 * a.tanh();
-        steps += 1;
-    }
-    let v7 = w6;
-    0.24f64 * (a).tanh()
-        + -0.11f64 * (b).tanh()
-        + -1.76f64 * (v1).tanh()
-        + -1.84f64 * (acc2).tanh()
-        + -0.31f64 * (v4).tanh()
-        + -1.64f64 * (m5).tanh()
-        + -0.18f64 * (w6).tanh()
-        + 0.07f64 * (v7).tanh()
+        + 1.93f64 * (m3).tanh()
+        + 1.40f64 * (v5).tanh()
+        + 0.75f64 * (v6).tanh()
+        + -0.83f64 * (v7).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p144(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let v1 = b;
-    let arr2 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * (-1.56f64.tanh() * 0.9).asin()));
-    let v3 = ((-(autodiff::ops::sigmoid(b))) - a.atan2(v1 * v1 + 0.5).abs());
-    let mut w4 = (v3 - a).tanh() + 3.0;
-    let mut steps = 0;
-    while w4 > 0.5 && steps < 20 {
-        w4 = w4 * 0.6 + 0.05 * b.tanh().exp2().tanh();
-        steps += 1;
-    }
-    let mut pair5 = 0.0;
+    let v1 = if helpers::soft(b, 0.3) >= 0.76f64 {
+        (-((b * b + 1.5).acosh()))
+    } else {
+        a.min(b).clamp(-1.0, 1.0)
+    };
+    let mut buf2 = vec![0.0; n];
     for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair5 += (d * d + 0.5).recip() * v3.tanh().exp2();
+        buf2[i] = (x[i].clamp(-1.0, 1.0).tanh() * 0.5).cosh();
+    }
+    let v3 = buf2[2] + 0.5 * buf2[3];
+    let v4 = b;
+    let mut acc5 = (-1.66f64.tanh() * 0.9).acos();
+    for i in 0..n {
+        acc5 += v1;
+        if autodiff::ops::sigmoid(v1) < -1.86f64 {
+            acc5 = acc5 * 0.9 + -0.57f64;
         }
     }
-    -1.37f64 * (a).tanh()
-        + 0.42f64 * (b).tanh()
-        + 1.67f64 * (v1).tanh()
-        + 1.31f64 * (arr2).tanh()
-        + 0.88f64 * (v3).tanh()
-        + 1.63f64 * (w4).tanh()
-        + -0.72f64 * (pair5).tanh()
+    let mut buf6 = vec![0.0; n];
+    for i in 0..n {
+        buf6[i] = ((x[i] * x[i] + 1.0).ln() / (b * b + 1.0));
+    }
+    let v7 = buf6[2] * buf6[3];
+    let mut w8 = autodiff::ops::sigmoid((x[3] * x[3] + 1.0).recip()).tanh() + 3.0;
+    let mut steps = 0;
+    while w8 > 0.5 && steps < 20 {
+        w8 = w8 * 0.6 + 0.05 * x[3].asinh().tanh();
+        steps += 1;
+    }
+    -0.83f64 * (a).tanh()
+        + -0.72f64 * (b).tanh()
+        + 0.90f64 * (v1).tanh()
+        + 1.79f64 * (v3).tanh()
+        + -0.93f64 * (v4).tanh()
+        + -1.53f64 * (acc5).tanh()
+        + -0.66f64 * (v7).tanh()
+        + 1.87f64 * (w8).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p145(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut w1 = autodiff::ops::softplus(x[3]).tanh() + 3.0;
+    let mut w1 = ((0.78f64 / (a * a + 1.0)) * (0.78f64 / (a * a + 1.0)) + 1.0)
+        .log10()
+        .tanh()
+        + 3.0;
     let mut steps = 0;
     while w1 > 0.5 && steps < 20 {
-        w1 = w1 * 0.6 + 0.05 * b.tanh();
+        w1 = w1 * 0.6 + 0.05 * a.tanh();
         steps += 1;
     }
-    let mut acc2 = (b.tanh() * 0.9).atanh();
-    for i in 0..n {
-        acc2 += ((a - w1) + (b * 0.5));
-        if a.atan2(b * b + 0.5) <= -0.45f64 {
-            acc2 = acc2 * 0.9 + autodiff::ops::sigmoid(x[3]);
-        }
-    }
-    let v3 = if 1.41f64.atan() < 0.53f64 {
-        autodiff::ops::softplus((a * a + 1.0).cbrt())
-    } else {
-        (b.mul_add(x[3], a) * b.mul_add(x[3], a) + 0.5).sqrt()
-    };
-    -1.83f64 * (a).tanh()
-        + -1.26f64 * (b).tanh()
-        + 1.76f64 * (w1).tanh()
-        + 0.14f64 * (acc2).tanh()
-        + 0.47f64 * (v3).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p146(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let v1 = if 0.38f64.tanh() < -1.16f64 {
-        ((x[2] * x[2] + 1.0).recip() * (x[2] * x[2] + 1.0).recip() + 1.0).ln()
-    } else {
-        ((a + 0.85f64) * a.tanh().exp())
-    };
-    let mut m2 = a.abs();
-    if v1.abs() <= 0.54f64 {
-        m2 += (a.tanh() * 0.5).sinh();
-    } else if x[0].tanh().exp() <= -1.03f64 {
-        m2 = m2 * 0.5;
-    }
-    -1.46f64 * (a).tanh() + -1.30f64 * (b).tanh() + -1.41f64 * (v1).tanh() + 0.81f64 * (m2).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p147(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut acc1 = b;
-    for i in 0..n {
-        acc1 += (-1.29f64 * a).asinh();
-        if (-1.37f64.tanh() * 0.5).sinh() <= 0.22f64 {
-            acc1 = acc1 * 0.9 + b;
-        }
-    }
-    let v2 = (acc1.tanh() * 0.9).atanh();
-    let v3 = if 0.32f64 > 1.48f64 {
-        f64::sin(b).mul_add(v2.atan2(x[2] * x[2] + 0.5), -0.68f64)
-    } else {
-        (-0.81f64.max(x[3]) * -0.81f64.max(x[3]) + 1.0).ln()
-    };
-    0.66f64 * (a).tanh()
-        + -0.34f64 * (b).tanh()
-        + 1.86f64 * (acc1).tanh()
-        + 1.81f64 * (v2).tanh()
-        + -1.42f64 * (v3).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p148(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let arr1 = (&m.row(1) * b - &m.column(1)).mapv(f64::sin).sum();
-    let mut acc2 = (0.70f64.tanh() * 0.5).sinh();
-    for i in 0..n {
-        acc2 += -0.39f64.tanh().exp2();
-        if arr1.atan2(arr1 * arr1 + 0.5) > -0.82f64 {
-            acc2 = acc2 * 0.9 + f64::sin(b);
-        }
-    }
+    let v2 = a;
     let mut pair3 = 0.0;
     for i in 0..n {
         for j in (i + 1)..n {
             let d = x[i] - x[j];
-            pair3 += (d * d + 0.5).recip() * arr1;
+            pair3 += (d * d + 0.5).recip() * (a.tanh() * 0.9).asin();
         }
     }
     let mut pair4 = 0.0;
     for i in 0..n {
         for j in (i + 1)..n {
             let d = x[i] - x[j];
-            pair4 += (d * d + 0.5).recip() * -1.58f64;
+            pair4 += (d * d + 0.5).recip() * (v2 * -1.81f64);
         }
     }
-    -1.71f64 * (a).tanh()
-        + 1.94f64 * (b).tanh()
-        + 1.49f64 * (arr1).tanh()
-        + 1.60f64 * (acc2).tanh()
-        + -1.51f64 * (pair3).tanh()
-        + -1.97f64 * (pair4).tanh()
+    0.17f64 * (a).tanh()
+        + 0.46f64 * (b).tanh()
+        + 1.76f64 * (w1).tanh()
+        + -0.39f64 * (v2).tanh()
+        + -1.56f64 * (pair3).tanh()
+        + 0.57f64 * (pair4).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p146(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let v1 = ((-(autodiff::ops::sigmoid(b))) - a.atan2(a * a + 0.5).abs());
+    let mut w2 = (a - a).tanh() + 3.0;
+    let mut steps = 0;
+    while w2 > 0.5 && steps < 20 {
+        w2 = w2 * 0.6 + 0.05 * v1.tanh().exp2().tanh();
+        steps += 1;
+    }
+    let mut pair3 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair3 += (d * d + 0.5).recip() * v1.tanh().exp2();
+        }
+    }
+    let v4 = if (b * b + 1.0).ln() >= -0.72f64 {
+        (x[1].tanh() * 0.9).asin()
+    } else {
+        ((-1.54f64 - w2) * 0.5)
+    };
+    let mut acc5 = (v1.tanh() * 0.5).cosh();
+    for i in 0..n {
+        acc5 += (v4 + (pair3 * 0.5));
+        if w2.atan2(pair3 * pair3 + 0.5) <= -0.45f64 {
+            acc5 = acc5 * 0.9 + autodiff::ops::sigmoid(x[3]);
+        }
+    }
+    let v6 = if 1.41f64.atan() < 0.53f64 {
+        autodiff::ops::softplus((b * b + 1.0).cbrt())
+    } else {
+        (v4.mul_add(x[3], a) * v4.mul_add(x[3], a) + 0.5).sqrt()
+    };
+    -1.83f64 * (a).tanh()
+        + -1.26f64 * (b).tanh()
+        + 1.76f64 * (v1).tanh()
+        + 0.14f64 * (w2).tanh()
+        + 0.47f64 * (pair3).tanh()
+        + -1.50f64 * (v4).tanh()
+        + 0.52f64 * (acc5).tanh()
+        + 0.41f64 * (v6).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p147(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let v1 = a;
+    let mut pair2 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair2 += (d * d + 0.5).recip() * (x[2] * x[2] + 1.0).ln();
+        }
+    }
+    -0.16f64 * (a).tanh()
+        + -0.19f64 * (b).tanh()
+        + 0.78f64 * (v1).tanh()
+        + -0.68f64 * (pair2).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p148(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut buf1 = vec![0.0; n];
+    for i in 0..n {
+        buf1[i] = a.tanh().tanh().exp();
+    }
+    for i in 1..n {
+        buf1[i] += buf1[i - 1] * 0.5;
+    }
+    for i in 1..n {
+        let old = buf1[i];
+        buf1[i] = (old * buf1[i - 1]).sin() + old;
+    }
+    let v2 = buf1[1] + 0.5 * buf1[2];
+    let mut w3 = autodiff::ops::sigmoid(v2.abs()).tanh() + 3.0;
+    let mut steps = 0;
+    while w3 > 0.5 && steps < 20 {
+        w3 = w3 * 0.6 + 0.05 * x[0].hypot(a).tanh();
+        steps += 1;
+    }
+    -1.45f64 * (a).tanh() + 1.43f64 * (b).tanh() + 0.08f64 * (v2).tanh() + 1.15f64 * (w3).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p149(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let v1 = if (b * b + 1.0).log2() <= 0.84f64 {
-        0.91f64
+    let v1 = if (-1.41f64 * -1.41f64 + 1.5).acosh() < 0.62f64 {
+        b
     } else {
-        b.tanh().exp()
+        (-1.29f64 * a).asinh()
     };
-    let v2 = autodiff::ops::softplus(((a * v1).tanh() * 0.5).tan());
-    1.62f64 * (a).tanh() + 0.77f64 * (b).tanh() + -1.25f64 * (v1).tanh() + 0.88f64 * (v2).tanh()
+    let v2 = (b.sin() * b.sin() + 1.0).cbrt().cos();
+    0.06f64 * (a).tanh() + -1.21f64 * (b).tanh() + 0.14f64 * (v1).tanh() + 1.56f64 * (v2).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p150(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let v1 = (a.hypot(a.tanh()) * a.hypot(a.tanh()) + 1.0).cbrt();
-    let mut pair2 = 0.0;
+    let mut acc1 = (b.tanh() * 0.5).tan();
     for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair2 += (d * d + 0.5).recip() * (b * b + 1.0).ln();
+        acc1 += f64::sin((x[i].tanh() * 0.5).cosh());
+        if a >= 1.90f64 {
+            acc1 = acc1 * 0.9 + b.powi(2);
         }
     }
-    let v3 = (x[3]
-        .cos()
-        .mul_add(autodiff::ops::sigmoid(pair2), (x[1].tanh() * 0.9).atanh())
-        .tanh()
-        * 0.5)
-        .tan();
-    let v4 = pair2;
-    -1.16f64 * (a).tanh()
-        + 0.21f64 * (b).tanh()
-        + 1.29f64 * (v1).tanh()
-        + -0.18f64 * (pair2).tanh()
-        + -0.78f64 * (v3).tanh()
-        + -1.37f64 * (v4).tanh()
+    let mut m2 = -0.81f64.max(x[3]);
+    if (b.tanh() * 0.9).acos() > -1.42f64 {
+        m2 += ((acc1.tanh() * 0.5).cosh().tanh() * 0.9).atanh();
+    } else if a.clamp(-1.0, 1.0) < 1.23f64 {
+        m2 = m2 * 0.5;
+    }
+    let v3 = ((x[1] * x[1] + 1.0).log10().atan2(b * b + 0.5)
+        * ((acc1 / (acc1 * acc1 + 1.0)) * (acc1 / (acc1 * acc1 + 1.0)) + 1.0).cbrt());
+    -1.09f64 * (a).tanh()
+        + 0.11f64 * (b).tanh()
+        + -1.20f64 * (acc1).tanh()
+        + -1.58f64 * (m2).tanh()
+        + -1.71f64 * (v3).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p151(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let v1 = a;
-    let v2 = a;
-    let mut acc3 = (0.51f64 * 0.51f64 + 1.0).powf(a.tanh());
+    let v1 = if b.max(b) <= 1.19f64 {
+        a.tanh()
+    } else {
+        smooth(x[0]).tanh().exp()
+    };
+    let v2 = autodiff::ops::softplus(((a * v1).tanh() * 0.5).tan());
+    let mut acc3 = (a.tanh() * 0.9).acos();
     for i in 0..n {
-        acc3 += a;
-        if (a.tanh() * 0.5).tan() >= 0.98f64 {
-            acc3 = acc3 * 0.9 + (v2.tanh() * 0.5).tan();
+        acc3 += ((b * b + 1.0).powf(x[(i + 1) % n].tanh())
+            * (b * b + 1.0).powf(x[(i + 1) % n].tanh())
+            + 1.0)
+            .powf(a.hypot(v1).tanh());
+        if helpers::soft(v1, 0.3) <= -0.67f64 {
+            acc3 = acc3 * 0.9 + v2.tanh().exp_m1();
         }
     }
-    let v4 = (v2.atan().clamp(-1.0, 1.0).tanh() * 0.5).cosh();
+    let v4 = if (acc3.tanh() * 0.9).atanh() > -1.01f64 {
+        ((v2.tanh() * 0.9).asin() * (v2.tanh() * 0.9).asin() + 1.0).powf(v1.asinh().tanh())
+    } else {
+        ((a * a + 1.0).cbrt().tanh() * 0.5).sinh()
+    };
+    let v5 = a;
+    let mut acc6 = (0.51f64 * 0.51f64 + 1.0).powf(v5.tanh());
+    for i in 0..n {
+        acc6 += v4;
+        if (v2.tanh() * 0.5).tan() >= 0.98f64 {
+            acc6 = acc6 * 0.9 + (v5.tanh() * 0.5).tan();
+        }
+    }
+    1.22f64 * (a).tanh()
+        + 0.76f64 * (b).tanh()
+        + -0.56f64 * (v1).tanh()
+        + -0.01f64 * (v2).tanh()
+        + 0.37f64 * (acc3).tanh()
+        + -1.67f64 * (v4).tanh()
+        + 1.49f64 * (v5).tanh()
+        + -0.58f64 * (acc6).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p152(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut buf1 = vec![0.0; n];
+    for i in 0..n {
+        buf1[i] = autodiff::ops::sigmoid(x[(i + 3) % n]);
+    }
+    let v2 = buf1[3] + 0.5 * buf1[0];
+    let v3 = if 1.22f64.max(x[2]) > -1.21f64 {
+        (-1.41f64.tanh() * 0.5).tan()
+    } else {
+        ((a.tanh() * 0.5).cosh().tanh() * 0.9).atanh()
+    };
+    -0.35f64 * (a).tanh() + 0.70f64 * (b).tanh() + 1.27f64 * (v2).tanh() + -0.02f64 * (v3).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p153(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut w1 = (x[3].tanh() * 0.5).cosh().asinh().tanh() + 3.0;
+    let mut steps = 0;
+    while w1 > 0.5 && steps < 20 {
+        w1 = w1 * 0.6 + 0.05 * x[1].clamp(-1.0, 1.0).tanh();
+        steps += 1;
+    }
+    let v2 = (((b.tanh() * 0.5).cosh() * (1.76f64 * 1.76f64).ln_1p()) + w1);
+    let v3 = if autodiff::ops::sigmoid(b) <= -0.10f64 {
+        ((-(1.23f64)) * 0.5)
+    } else {
+        (w1.tanh().exp_m1() * w1.tanh().exp_m1() + 1.0).log2()
+    };
+    let arr4 = (m + &m.sum_axis(Axis(0)))
+        .mapv(|t| (t * t + 1.0).ln())
+        .mean()
+        .unwrap()
+        * (v3 * v3 + 1.0).cbrt();
     let mut buf5 = vec![0.0; n];
     for i in 0..n {
-        buf5[i] = autodiff::ops::sigmoid(x[(i + 3) % n]);
+        buf5[i] = v2;
     }
     for i in 1..n {
         buf5[i] += buf5[i - 1] * 0.5;
@@ -5307,10 +4979,635 @@ pub fn p151(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         let old = buf5[i];
         buf5[i] = (old * buf5[i - 1]).sin() + old;
     }
-    let v6 = buf5[3] * buf5[0];
+    let v6 = buf5[2] * buf5[3];
+    -0.91f64 * (a).tanh()
+        + -0.64f64 * (b).tanh()
+        + 1.71f64 * (w1).tanh()
+        + -0.71f64 * (v2).tanh()
+        + 0.66f64 * (v3).tanh()
+        + -0.04f64 * (arr4).tanh()
+        + 1.08f64 * (v6).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p154(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let arr1 = (m + &m.sum_axis(Axis(0)))
+        .mapv(|t| (t * t + 1.0).ln())
+        .mean()
+        .unwrap()
+        * (b.tanh() * 0.5).sinh();
+    let v2 = if (x[3].tanh() * 0.5).cosh() >= 0.86f64 {
+        (1.04f64.tanh() * 0.5).tan()
+    } else {
+        helpers::soft(arr1.min(arr1), 0.3)
+    };
+    -1.85f64 * (a).tanh() + -0.77f64 * (b).tanh() + 0.45f64 * (arr1).tanh() + -0.78f64 * (v2).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p155(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut acc1 = a.tanh().exp_m1();
+    for i in 0..n {
+        acc1 += (b.asinh() * b.asinh() + 1.5).acosh();
+        if x[1] > 1.64f64 {
+            acc1 = acc1 * 0.9 + (x[1] * x[i]);
+        }
+    }
+    let v2 = (-0.93f64 * -0.93f64 + 1.0).ln().clamp(-1.0, 1.0);
+    let mut acc3 = autodiff::ops::sigmoid(v2);
+    for i in 0..n {
+        acc3 += helpers::soft(acc1.asinh(), 0.3);
+        if (x[(i + 2) % n] * x[(i + 2) % n] + 1.0).log(3.0) > 0.26f64 {
+            acc3 = acc3 * 0.9 + (0.38f64 * 0.38f64 + 1.0).recip();
+        }
+    }
+    let mut buf4 = vec![0.0; n];
+    for i in 0..n {
+        buf4[i] = x[3].cos();
+    }
+    for i in 1..n {
+        buf4[i] += buf4[i - 1] * 0.5;
+    }
+    for i in 1..n {
+        let old = buf4[i];
+        buf4[i] = (old * buf4[i - 1]).sin() + old;
+    }
+    let v5 = buf4[1] + 0.5 * buf4[2];
+    let arr6 = (m + &m.sum_axis(Axis(0)))
+        .mapv(|t| (t * t + 1.0).ln())
+        .mean()
+        .unwrap()
+        * x[0];
+    -0.75f64 * (a).tanh()
+        + 0.82f64 * (b).tanh()
+        + -1.16f64 * (acc1).tanh()
+        + 1.64f64 * (v2).tanh()
+        + 0.18f64 * (acc3).tanh()
+        + 0.02f64 * (v5).tanh()
+        + -0.69f64 * (arr6).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p156(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let v1 = (((x[0] * x[0] + 1.0).cbrt() * (x[0] * x[0] + 1.0).cbrt() + 1.0)
+        .log10()
+        .tanh()
+        * 0.5)
+        .cosh();
+    let mut buf2 = vec![0.0; n];
+    for i in 0..n {
+        buf2[i] = ((x[3] * 0.5) * 0.5);
+    }
+    let v3 = buf2[2] + 0.5 * buf2[3];
+    let arr4 = (m * (b + a) + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
+    -1.17f64 * (a).tanh()
+        + -0.39f64 * (b).tanh()
+        + -0.92f64 * (v1).tanh()
+        + 0.37f64 * (v3).tanh()
+        + -1.56f64 * (arr4).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p157(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let arr1 = (&m.row(1) * (b - b) - &m.column(1)).mapv(f64::sin).sum();
+    let v2 = (helpers::soft(arr1, 0.3).tanh().exp2().tanh() * 0.5).tan();
+    let mut buf3 = vec![0.0; n];
+    for i in 0..n {
+        buf3[i] = (autodiff::ops::sigmoid(arr1).tanh() * 0.5).cosh();
+    }
+    let v4 = buf3[3] * buf3[0];
+    let mut buf5 = vec![0.0; n];
+    for i in 0..n {
+        buf5[i] = ((x[(i + 1) % n].tanh() * 0.5).cosh() * (x[(i + 1) % n].tanh() * 0.5).cosh()
+            + 1.5)
+            .acosh();
+    }
+    for i in 1..n {
+        buf5[i] += buf5[i - 1] * 0.5;
+    }
+    for i in 1..n {
+        let old = buf5[i];
+        buf5[i] = (old * buf5[i - 1]).sin() + old;
+    }
+    let v6 = buf5[0] + 0.5 * buf5[1];
+    let mut acc7 = helpers::soft(v4, 0.3);
+    for i in 0..n {
+        acc7 += (a * a + 1.0).log2();
+        if (-0.68f64.tanh() * 0.9).atanh() >= -1.07f64 {
+            acc7 = acc7 * 0.9 + (-0.01f64.tanh() * 0.9).asin();
+        }
+    }
+    let mut buf8 = vec![0.0; n];
+    for i in 0..n {
+        buf8[i] = (v4.tanh() * 0.9).atanh().max(v2);
+    }
+    let v9 = buf8[0] + 0.5 * buf8[1];
+    -1.69f64 * (a).tanh()
+        + -0.10f64 * (b).tanh()
+        + -1.44f64 * (arr1).tanh()
+        + 0.16f64 * (v2).tanh()
+        + -1.48f64 * (v4).tanh()
+        + -0.81f64 * (v6).tanh()
+        + -1.23f64 * (acc7).tanh()
+        + 0.57f64 * (v9).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p158(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let arr1 = (m * smooth(x[0]) + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
+    let arr2 = (&m.row(1) * (arr1 * x[1]) - &m.column(1))
+        .mapv(f64::sin)
+        .sum();
+    0.89f64 * (a).tanh()
+        + -1.99f64 * (b).tanh()
+        + -0.64f64 * (arr1).tanh()
+        + 0.86f64 * (arr2).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p159(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut m1 = (-0.87f64 * -0.87f64 + 1.0).log(3.0);
+    if a > 1.30f64 {
+        m1 += (a * (a - b));
+    } else if x[3] < -1.18f64 {
+        m1 = m1 * 0.5;
+    }
+    let mut acc2 = (b * b).ln_1p();
+    for i in 0..n {
+        acc2 += b;
+        if autodiff::ops::softplus(-1.38f64) > -0.33f64 {
+            acc2 = acc2 * 0.9 + (1.77f64 * 1.77f64 + 1.0).recip();
+        }
+    }
+    let mut w3 = (m1.tanh().exp2().tanh() * 0.9).atanh().tanh() + 3.0;
+    let mut steps = 0;
+    while w3 > 0.5 && steps < 20 {
+        w3 = w3 * 0.6 + 0.05 * (-0.27f64.tanh() * 0.9).acos().tanh();
+        steps += 1;
+    }
+    let v4 = -0.89f64;
+    -0.40f64 * (a).tanh()
+        + 1.63f64 * (b).tanh()
+        + 0.41f64 * (m1).tanh()
+        + 0.38f64 * (acc2).tanh()
+        + -1.44f64 * (w3).tanh()
+        + -1.74f64 * (v4).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p160(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut w1 = ((b.tanh() * 0.9).acos() * b).tanh() + 3.0;
+    let mut steps = 0;
+    while w1 > 0.5 && steps < 20 {
+        w1 = w1 * 0.6 + 0.05 * (-(a)).tanh();
+        steps += 1;
+    }
+    let mut pair2 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair2 += (d * d + 0.5).recip() * (x[3].tanh() * 0.5).tan();
+        }
+    }
+    0.65f64 * (a).tanh()
+        + -0.71f64 * (b).tanh()
+        + -0.67f64 * (w1).tanh()
+        + -1.70f64 * (pair2).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p161(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let v1 = a;
+    let v2 = ((a * a + 0.5).sqrt() * (a * a + 0.5).sqrt() + 1.0)
+        .recip()
+        .tanh();
+    let arr3 = (&m.row(1) * (a + -0.85f64) - &m.column(1))
+        .mapv(f64::sin)
+        .sum();
+    0.18f64 * (a).tanh()
+        + -1.43f64 * (b).tanh()
+        + -0.07f64 * (v1).tanh()
+        + 1.76f64 * (v2).tanh()
+        + -0.68f64 * (arr3).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p162(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut pair1 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair1 += (d * d + 0.5).recip() * b;
+        }
+    }
+    let v2 = ((1.69f64 * 1.69f64 + 1.0).recip() * (1.69f64 * 1.69f64 + 1.0).recip() + 1.0)
+        .log(3.0)
+        .mul_add(
+            b.abs(),
+            ((x[2].tanh() * 0.9).atanh() * (x[2].tanh() * 0.9).atanh() + 1.0)
+                .powf((x[0] - pair1).tanh()),
+        );
+    let mut m3 = (b * b + 0.5).sqrt();
+    if a < 1.71f64 {
+        m3 += v2;
+    } else if (x[1] * x[1] + 1.0).cbrt() > 1.28f64 {
+        m3 = m3 * 0.5;
+    }
+    let mut m4 = (x[0] / (x[0] * x[0] + 1.0));
+    if v2 >= 0.59f64 {
+        m4 += x[0];
+    } else if b.powi(2) >= 0.39f64 {
+        m4 = m4 * 0.5;
+    }
+    let mut m5 = (a * a + 0.5).sqrt();
+    if (b * b + 1.0).log10() <= 0.12f64 {
+        m5 += (pair1 * pair1).ln_1p();
+    } else if b <= -1.10f64 {
+        m5 = m5 * 0.5;
+    }
+    -0.31f64 * (a).tanh()
+        + 0.51f64 * (b).tanh()
+        + -0.65f64 * (pair1).tanh()
+        + 0.82f64 * (v2).tanh()
+        + -1.55f64 * (m3).tanh()
+        + 0.31f64 * (m4).tanh()
+        + 0.58f64 * (m5).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p163(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut w1 = (x[2] - a)
+        .atan2(b.tanh().exp_m1() * b.tanh().exp_m1() + 0.5)
+        .tanh()
+        + 3.0;
+    let mut steps = 0;
+    while w1 > 0.5 && steps < 20 {
+        w1 = w1 * 0.6 + 0.05 * b.tanh();
+        steps += 1;
+    }
+    let mut acc2 = (w1.tanh() * 0.5).cosh();
+    for i in 0..n {
+        acc2 += ((w1 * x[i]).tanh() * 0.5).sinh();
+        if (b * b + 1.5).acosh() >= -0.81f64 {
+            acc2 = acc2 * 0.9 + (w1.tanh() * 0.5).sinh();
+        }
+    }
+    0.63f64 * (a).tanh() + -0.07f64 * (b).tanh() + -1.49f64 * (w1).tanh() + -1.11f64 * (acc2).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p164(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut w1 = (-1.45f64 * a.powi(3)).tanh() + 3.0;
+    let mut steps = 0;
+    while w1 > 0.5 && steps < 20 {
+        w1 = w1 * 0.6 + 0.05 * b.tanh().exp2().tanh();
+        steps += 1;
+    }
+    let arr2 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * (w1 * w1 + 1.0).recip()));
+    let mut acc3 = arr2;
+    for i in 0..n {
+        acc3 += x[i];
+        if (0.67f64 * 0.67f64).ln_1p() > 1.99f64 {
+            acc3 = acc3 * 0.9 + arr2;
+        }
+    }
+    let mut buf4 = vec![0.0; n];
+    for i in 0..n {
+        buf4[i] = (acc3 * acc3 + 1.0).cbrt().tanh().exp();
+    }
+    let v5 = buf4[3] + 0.5 * buf4[0];
+    let mut buf6 = vec![0.0; n];
+    for i in 0..n {
+        buf6[i] = ((-1.49f64.tanh() * 0.5).tan() * (-1.49f64.tanh() * 0.5).tan() + 1.0).recip();
+    }
+    let v7 = buf6[3] + 0.5 * buf6[0];
+    let mut buf8 = vec![0.0; n];
+    for i in 0..n {
+        buf8[i] = autodiff::ops::sigmoid(arr2.tanh().exp2());
+    }
+    for i in 1..n {
+        buf8[i] += buf8[i - 1] * 0.5;
+    }
+    for i in 1..n {
+        let old = buf8[i];
+        buf8[i] = (old * buf8[i - 1]).sin() + old;
+    }
+    let v9 = buf8[0] + 0.5 * buf8[1];
+    -0.81f64 * (a).tanh()
+        + 1.84f64 * (b).tanh()
+        + -0.14f64 * (w1).tanh()
+        + -1.89f64 * (arr2).tanh()
+        + 1.01f64 * (acc3).tanh()
+        + 1.95f64 * (v5).tanh()
+        + -1.78f64 * (v7).tanh()
+        + 0.16f64 * (v9).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p165(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut w1 = -1.42f64.atan().clamp(-1.0, 1.0).tanh() + 3.0;
+    let mut steps = 0;
+    while w1 > 0.5 && steps < 20 {
+        w1 = w1 * 0.6 + 0.05 * b.atan().tanh();
+        steps += 1;
+    }
+    let mut acc2 = (w1 * w1);
+    for i in 0..n {
+        acc2 += (x[i] * x[i] + 1.0).powf(a.tanh().exp_m1().tanh());
+        if x[2] <= 1.90f64 {
+            acc2 = acc2 * 0.9 + x[(i + 3) % n].hypot(b);
+        }
+    }
+    1.86f64 * (a).tanh() + 1.56f64 * (b).tanh() + 0.35f64 * (w1).tanh() + 1.68f64 * (acc2).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p166(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let v1 = 1.26f64;
+    let mut buf2 = vec![0.0; n];
+    for i in 0..n {
+        buf2[i] = v1;
+    }
+    let v3 = buf2[0] * buf2[1];
+    0.75f64 * (a).tanh() + -1.85f64 * (b).tanh() + 1.68f64 * (v1).tanh() + 0.22f64 * (v3).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p167(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut acc1 = helpers::soft(x[1], 0.3);
+    for i in 0..n {
+        acc1 += ((b / (a * a + 1.0)) * (b / (a * a + 1.0)) + 1.0).recip();
+        if (b * b) > -1.86f64 {
+            acc1 = acc1 * 0.9 + (a + a);
+        }
+    }
+    let mut buf2 = vec![0.0; n];
+    for i in 0..n {
+        buf2[i] = helpers::soft(autodiff::ops::softplus(x[0]), 0.3);
+    }
+    let v3 = buf2[2] * buf2[3];
+    let v4 = if x[3] < -0.30f64 {
+        x[3]
+    } else {
+        ((x[3] * v3) / (-1.20f64 * -1.20f64 + 1.0))
+    };
+    let mut acc5 = acc1;
+    for i in 0..n {
+        acc5 += x[i].tanh();
+        if x[2] < 1.34f64 {
+            acc5 = acc5 * 0.9 + x[(i + 1) % n].tanh().exp();
+        }
+    }
+    let v6 = (autodiff::ops::softplus(acc1.abs()) * autodiff::ops::softplus(acc1.abs()) + 1.0).ln();
+    1.98f64 * (a).tanh()
+        + -0.70f64 * (b).tanh()
+        + 0.68f64 * (acc1).tanh()
+        + 1.33f64 * (v3).tanh()
+        + 1.55f64 * (v4).tanh()
+        + 1.61f64 * (acc5).tanh()
+        + -1.07f64 * (v6).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p168(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let arr1 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * (x[0] + x[2])));
+    let mut pair2 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair2 += (d * d + 0.5).recip() * (-0.73f64 * -0.73f64 + 0.5).sqrt();
+        }
+    }
+    let mut m3 = x[3].max(arr1);
+    if b >= 0.72f64 {
+        m3 += (pair2 * pair2).ln_1p().tanh();
+    } else if (b * b + 1.5).acosh() <= -1.97f64 {
+        m3 = m3 * 0.5;
+    }
+    let mut acc4 = pair2;
+    for i in 0..n {
+        acc4 += (a * a)
+            .ln_1p()
+            .mul_add((b * b + 1.0).log2(), (pair2 * pair2).ln_1p());
+        if (pair2.tanh() * 0.5).sinh() >= 0.27f64 {
+            acc4 = acc4 * 0.9 + (arr1 / (a * a + 1.0));
+        }
+    }
+    -0.77f64 * (a).tanh()
+        + 1.08f64 * (b).tanh()
+        + -0.54f64 * (arr1).tanh()
+        + 1.99f64 * (pair2).tanh()
+        + -1.37f64 * (m3).tanh()
+        + 0.98f64 * (acc4).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p169(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut m1 = (b * b + 1.0).log10();
+    if a.min(a) <= 0.23f64 {
+        m1 += (b.hypot(a) * b.hypot(a) + 1.5).acosh();
+    } else if 1.73f64 < -0.09f64 {
+        m1 = m1 * 0.5;
+    }
+    let mut pair2 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair2 += (d * d + 0.5).recip() * b.mul_add(x[3], -1.62f64);
+        }
+    }
+    let mut buf3 = vec![0.0; n];
+    for i in 0..n {
+        buf3[i] = smooth((pair2 * m1));
+    }
+    let v4 = buf3[1] + 0.5 * buf3[2];
+    let mut m5 = 0.38f64;
+    if v4.hypot(b) < -0.67f64 {
+        m5 += (x[3].tanh() * 0.9).acos().clamp(-1.0, 1.0);
+    } else if (x[2] * v4) <= -0.88f64 {
+        m5 = m5 * 0.5;
+    }
+    let mut pair6 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair6 += (d * d + 0.5).recip() * 1.26f64.atan();
+        }
+    }
+    let arr7 = (m + &m.sum_axis(Axis(0)))
+        .mapv(|t| (t * t + 1.0).ln())
+        .mean()
+        .unwrap()
+        * -1.77f64;
+    0.60f64 * (a).tanh()
+        + -2.00f64 * (b).tanh()
+        + -1.20f64 * (m1).tanh()
+        + -1.16f64 * (pair2).tanh()
+        + 0.41f64 * (v4).tanh()
+        + 0.71f64 * (m5).tanh()
+        + -1.51f64 * (pair6).tanh()
+        + 0.54f64 * (arr7).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p170(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut buf1 = vec![0.0; n];
+    for i in 0..n {
+        buf1[i] = smooth((b * 0.5));
+    }
+    for i in 1..n {
+        buf1[i] += buf1[i - 1] * 0.5;
+    }
+    for i in 1..n {
+        let old = buf1[i];
+        buf1[i] = (old * buf1[i - 1]).sin() + old;
+    }
+    let v2 = buf1[0] + 0.5 * buf1[1];
+    let mut m3 = x[3].atan();
+    if (x[0].tanh() * 0.5).tan() > 0.76f64 {
+        m3 += -1.94f64;
+    } else if (x[1] * x[1] + 0.5).sqrt() < -1.82f64 {
+        m3 = m3 * 0.5;
+    }
+    let v4 = f64::sin((x[1].tanh() * 0.5).cosh()).abs();
+    let mut acc5 = v4.abs();
+    for i in 0..n {
+        acc5 += x[i].powi(3).tanh();
+        if v4.clamp(-1.0, 1.0) > 0.85f64 {
+            acc5 = acc5 * 0.9 + 1.25f64;
+        }
+    }
+    -1.31f64 * (a).tanh()
+        + 0.56f64 * (b).tanh()
+        + -0.86f64 * (v2).tanh()
+        + 1.62f64 * (m3).tanh()
+        + 0.66f64 * (v4).tanh()
+        + -0.91f64 * (acc5).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p171(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let v1 = if -0.42f64.max(a) <= 0.62f64 {
+        1.59f64.min(-1.49f64).sin()
+    } else {
+        a
+    };
+    let mut w2 = ((a / (x[1] * x[1] + 1.0)) * v1.tanh()).tanh() + 3.0;
+    let mut steps = 0;
+    while w2 > 0.5 && steps < 20 {
+        w2 = w2 * 0.6 + 0.05 * (v1 + a).tanh();
+        steps += 1;
+    }
+    let mut m3 = (v1 * v1 + 1.5).acosh();
+    if x[0] >= 1.98f64 {
+        m3 += b.tanh().exp2().asinh();
+    } else if v1.max(v1) < -1.81f64 {
+        m3 = m3 * 0.5;
+    }
+    let v4 = if -0.65f64 < 1.19f64 {
+        (smooth(-0.68f64) * smooth(-0.68f64) + 1.0).powf(x[1].hypot(v1).tanh())
+    } else {
+        (0.31f64.tanh() * 0.9).atanh().tanh().exp()
+    };
+    1.15f64 * (a).tanh()
+        + 0.14f64 * (b).tanh()
+        + 1.28f64 * (v1).tanh()
+        + -0.57f64 * (w2).tanh()
+        + 0.17f64 * (m3).tanh()
+        + 0.06f64 * (v4).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p172(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let v1 = (b.max((a * 0.5)).tanh() * 0.9).acos();
+    let mut m2 = v1;
+    if v1.atan2(v1 * v1 + 0.5) < -0.70f64 {
+        m2 += v1.atan();
+    } else if b.max(-0.85f64) >= 1.42f64 {
+        m2 = m2 * 0.5;
+    }
+    let mut pair3 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair3 += (d * d + 0.5).recip() * (b.tanh() * 0.9).asin();
+        }
+    }
+    let mut w4 = smooth(-0.71f64).asinh().tanh() + 3.0;
+    let mut steps = 0;
+    while w4 > 0.5 && steps < 20 {
+        w4 = w4 * 0.6 + 0.05 * -1.34f64.tanh().exp_m1().tanh();
+        steps += 1;
+    }
+    let v5 = ((x[3] * x[3]).ln_1p().tanh() * 0.5).tan();
+    let v6 = pair3.min(((b.tanh() * 0.9).acos() + (1.76f64.tanh() * 0.9).acos()));
+    1.36f64 * (a).tanh()
+        + 0.09f64 * (b).tanh()
+        + 1.98f64 * (v1).tanh()
+        + 0.94f64 * (m2).tanh()
+        + 0.40f64 * (pair3).tanh()
+        + -0.83f64 * (w4).tanh()
+        + -1.10f64 * (v5).tanh()
+        + -1.44f64 * (v6).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p173(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let v1 = x[0];
+    let mut buf2 = vec![0.0; n];
+    for i in 0..n {
+        buf2[i] = (a.tanh() * 0.5).tan();
+    }
+    let v3 = buf2[0] * buf2[1];
+    let mut buf4 = vec![0.0; n];
+    for i in 0..n {
+        buf4[i] = f64::sin(v1);
+    }
+    let v5 = buf4[1] + 0.5 * buf4[2];
+    let v6 = 0.19f64;
     let mut buf7 = vec![0.0; n];
     for i in 0..n {
-        buf7[i] = (v4 * v4).ln_1p().max(acc3);
+        buf7[i] = f64::sin((0.20f64.tanh() * 0.9).acos());
     }
     for i in 1..n {
         buf7[i] += buf7[i - 1] * 0.5;
@@ -5319,47 +5616,114 @@ pub fn p151(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         let old = buf7[i];
         buf7[i] = (old * buf7[i - 1]).sin() + old;
     }
-    let v8 = buf7[3] * buf7[0];
-    -0.12f64 * (a).tanh()
-        + -1.85f64 * (b).tanh()
-        + -1.29f64 * (v1).tanh()
-        + -1.41f64 * (v2).tanh()
-        + -1.80f64 * (acc3).tanh()
-        + -0.75f64 * (v4).tanh()
-        + -0.38f64 * (v6).tanh()
-        + -1.56f64 * (v8).tanh()
+    let v8 = buf7[0] + 0.5 * buf7[1];
+    let v9 = (v5.asinh() * v5.asinh() + 0.5).sqrt();
+    -0.02f64 * (a).tanh()
+        + 1.09f64 * (b).tanh()
+        + -1.57f64 * (v1).tanh()
+        + 0.43f64 * (v3).tanh()
+        + -0.92f64 * (v5).tanh()
+        + -1.75f64 * (v6).tanh()
+        + 0.76f64 * (v8).tanh()
+        + 0.13f64 * (v9).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p152(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p174(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut w1 = ((1.27f64 * b) * 0.5).tanh() + 3.0;
+    let mut pair1 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair1 += (d * d + 0.5).recip() * (x[(i + 3) % n].tanh() * 0.5).tan();
+        }
+    }
+    let mut acc2 = (0.68f64 * 0.68f64 + 1.0).cbrt();
+    for i in 0..n {
+        acc2 += ((a * a + 1.0).log2() - (b * b + 0.5).sqrt());
+        if x[(i + 2) % n].mul_add(a, a) < 0.67f64 {
+            acc2 = acc2 * 0.9 + (0.49f64 * 0.49f64 + 1.0).log(3.0);
+        }
+    }
+    let mut m3 = acc2.tanh().exp();
+    if b.hypot(a) >= 1.78f64 {
+        m3 += (pair1.tanh() * 0.9).acos().tanh().exp2();
+    } else if (-1.32f64 * -1.32f64 + 1.0).ln() <= -0.18f64 {
+        m3 = m3 * 0.5;
+    }
+    let v4 = if f64::sin(x[0]) <= -1.51f64 {
+        x[1]
+    } else {
+        smooth(x[1])
+    };
+    let mut acc5 = (x[2].tanh() * 0.9).acos();
+    for i in 0..n {
+        acc5 += (x[0] + x[(i + 3) % n]).sin();
+        if (0.38f64 / (a * a + 1.0)) <= -0.10f64 {
+            acc5 = acc5 * 0.9 + v4.min(v4);
+        }
+    }
+    let mut w6 = (x[0].clamp(-1.0, 1.0) * 0.5).tanh() + 3.0;
     let mut steps = 0;
-    while w1 > 0.5 && steps < 20 {
-        w1 = w1 * 0.6 + 0.05 * (x[3].tanh() * 0.5).cosh().tanh();
+    while w6 > 0.5 && steps < 20 {
+        w6 = w6 * 0.6 + 0.05 * (-0.05f64 * -0.05f64 + 1.0).log2().tanh();
         steps += 1;
     }
-    let v2 = if x[1].clamp(-1.0, 1.0) >= -0.48f64 {
-        ((b.tanh() * 0.5).cosh() * (1.76f64 * 1.76f64).ln_1p())
-    } else {
-        helpers::soft(w1, 0.3)
-    };
-    let v3 = (w1 * w1).ln_1p().min((x[1] * 0.5)).sin();
-    -1.58f64 * (a).tanh()
-        + -0.35f64 * (b).tanh()
-        + 1.98f64 * (w1).tanh()
-        + -0.28f64 * (v2).tanh()
-        + 0.19f64 * (v3).tanh()
+    1.54f64 * (a).tanh()
+        + -1.36f64 * (b).tanh()
+        + 1.66f64 * (pair1).tanh()
+        + 0.55f64 * (acc2).tanh()
+        + -0.27f64 * (m3).tanh()
+        + 0.69f64 * (v4).tanh()
+        + -1.75f64 * (acc5).tanh()
+        + 0.19f64 * (w6).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p153(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p175(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let v1 = b;
+    let mut buf2 = vec![0.0; n];
+    for i in 0..n {
+        buf2[i] = ((a * a + 0.5).sqrt() * (a * a + 0.5).sqrt() + 1.0).ln();
+    }
+    let v3 = buf2[1] + 0.5 * buf2[2];
+    let arr4 = (m + &m.sum_axis(Axis(0)))
+        .mapv(|t| (t * t + 1.0).ln())
+        .mean()
+        .unwrap()
+        * (-(v1));
+    let mut m5 = x[3].mul_add(v1, -0.30f64);
+    if v3 < 1.00f64 {
+        m5 += v1.tanh().exp();
+    } else if (x[0] * x[0] + 1.0).log10() >= 0.36f64 {
+        m5 = m5 * 0.5;
+    }
+    let mut acc6 = x[0];
+    for i in 0..n {
+        acc6 += x[3].tanh().exp_m1().sin();
+        if f64::sin(-0.92f64) > 1.17f64 {
+            acc6 = acc6 * 0.9 + (x[i] * x[i] + 1.0).cbrt();
+        }
+    }
+    1.96f64 * (a).tanh()
+        + 0.93f64 * (b).tanh()
+        + 1.66f64 * (v1).tanh()
+        + -1.49f64 * (v3).tanh()
+        + -1.50f64 * (arr4).tanh()
+        + 0.84f64 * (m5).tanh()
+        + -0.45f64 * (acc6).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p176(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut buf1 = vec![0.0; n];
     for i in 0..n {
-        buf1[i] = a;
+        buf1[i] = b.min(a);
     }
     for i in 1..n {
         buf1[i] += buf1[i - 1] * 0.5;
@@ -5373,906 +5737,194 @@ pub fn p153(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf3[i] = a;
     }
-    for i in 1..n {
-        buf3[i] += buf3[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf3[i];
-        buf3[i] = (old * buf3[i - 1]).sin() + old;
-    }
-    let v4 = buf3[2] * buf3[3];
-    let v5 = v4.atan();
-    let v6 = (0.58f64 * 0.58f64 + 1.0).recip();
-    let v7 = ((a.max(v6) * (x[1] * x[1] + 1.0).powf(v2.tanh())) * (v4 * v4 + 1.0).log10().cos());
-    -1.20f64 * (a).tanh()
-        + -1.85f64 * (b).tanh()
-        + -0.77f64 * (v2).tanh()
-        + 0.45f64 * (v4).tanh()
-        + -0.78f64 * (v5).tanh()
-        + 1.58f64 * (v6).tanh()
-        + 1.64f64 * (v7).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p154(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut buf1 = vec![0.0; n];
-    for i in 0..n {
-        buf1[i] = (b.hypot(a) * b.hypot(a) + 1.5).acosh();
-    }
-    for i in 1..n {
-        buf1[i] += buf1[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf1[i];
-        buf1[i] = (old * buf1[i - 1]).sin() + old;
-    }
-    let v2 = buf1[0] * buf1[1];
-    let v3 = if a.tanh().exp_m1() <= 0.33f64 {
-        (v2.powi(3) * 0.18f64.min(a))
-    } else {
-        autodiff::ops::sigmoid(x[1].tanh().exp2())
-    };
-    let arr4 = (m * v2.asinh() + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
-    let v5 = (a.hypot(v3).tanh().exp2() * a.hypot(v3).tanh().exp2()).ln_1p();
-    0.54f64 * (a).tanh()
-        + -0.93f64 * (b).tanh()
-        + -0.09f64 * (v2).tanh()
-        + 1.12f64 * (v3).tanh()
-        + -1.27f64 * (arr4).tanh()
-        + 0.97f64 * (v5).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p155(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut m1 = a.abs();
-    if x[0] > -0.75f64 {
-        m1 += f64::sin(a).tanh().exp2();
-    } else if (x[0].tanh() * 0.5).sinh() > -0.88f64 {
-        m1 = m1 * 0.5;
-    }
-    let mut pair2 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair2 += (d * d + 0.5).recip() * m1.tanh().exp();
-        }
-    }
-    let mut buf3 = vec![0.0; n];
-    for i in 0..n {
-        buf3[i] = (x[3] * 0.5);
-    }
-    for i in 1..n {
-        buf3[i] += buf3[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf3[i];
-        buf3[i] = (old * buf3[i - 1]).sin() + old;
-    }
-    let v4 = buf3[2] * buf3[3];
-    let v5 = if -1.70f64.powi(3) < 0.59f64 {
-        ((x[1] * x[1] + 1.0).ln().tanh() * 0.9).asin()
-    } else {
-        (helpers::soft(b, 0.3) * helpers::soft(b, 0.3) + 1.0).log(3.0)
-    };
-    let mut m6 = (pair2.tanh() * 0.9).acos();
-    if x[3].tanh().exp() > -0.36f64 {
-        m6 += x[0];
-    } else if x[2].asinh() <= -0.95f64 {
-        m6 = m6 * 0.5;
-    }
-    -1.25f64 * (a).tanh()
-        + -1.78f64 * (b).tanh()
-        + -1.69f64 * (m1).tanh()
-        + -0.13f64 * (pair2).tanh()
-        + 1.62f64 * (v4).tanh()
-        + -1.79f64 * (v5).tanh()
-        + -0.87f64 * (m6).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p156(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let v1 = ((b.clamp(-1.0, 1.0).tanh() * 0.5).sinh() * (x[3].cos() - (a * a + 1.5).acosh()));
-    let mut pair2 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair2 += (d * d + 0.5).recip() * autodiff::ops::sigmoid(x[0]);
-        }
-    }
-    -0.01f64 * (a).tanh()
-        + -1.15f64 * (b).tanh()
-        + -0.96f64 * (v1).tanh()
-        + 0.56f64 * (pair2).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p157(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut w1 = (a * a + 1.0).ln().tanh() + 3.0;
-    let mut steps = 0;
-    while w1 > 0.5 && steps < 20 {
-        w1 = w1 * 0.6 + 0.05 * (-(b)).tanh();
-        steps += 1;
-    }
-    let v2 = if a.max(b) > -0.20f64 {
-        helpers::soft(smooth(x[0]), 0.3)
-    } else {
-        ((w1 * x[1]) * (w1 * x[1]) + 1.0).log2()
-    };
-    let arr3 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * w1));
-    let mut m4 = (-0.87f64 * -0.87f64 + 1.0).log(3.0);
-    if arr3 > 1.30f64 {
-        m4 += (w1 * (a - w1));
-    } else if x[3] < -1.18f64 {
-        m4 = m4 * 0.5;
-    }
-    let mut acc5 = (b * b).ln_1p();
-    for i in 0..n {
-        acc5 += b;
-        if autodiff::ops::softplus(-1.38f64) > -0.33f64 {
-            acc5 = acc5 * 0.9 + (1.77f64 * 1.77f64 + 1.0).recip();
-        }
-    }
-    1.80f64 * (a).tanh()
-        + -1.21f64 * (b).tanh()
-        + -0.17f64 * (w1).tanh()
-        + -1.62f64 * (v2).tanh()
-        + 0.10f64 * (arr3).tanh()
-        + 1.35f64 * (m4).tanh()
-        + -0.17f64 * (acc5).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p158(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let arr1 = (&m.row(1) * smooth(b) - &m.column(1)).mapv(f64::sin).sum();
-    let v2 = if f64::sin(x[1]) < -1.74f64 {
-        (-0.34f64 * -0.34f64 + 1.0).recip()
-    } else {
-        ((x[1] * x[1] + 1.5).acosh().tanh() * 0.9).asin()
-    };
-    let mut acc3 = (x[1] * x[1] + 1.0).log(3.0);
-    for i in 0..n {
-        acc3 += (v2.tanh() * 0.5).tan();
-        if b.sin() > -0.93f64 {
-            acc3 = acc3 * 0.9 + arr1;
-        }
-    }
-    -1.12f64 * (a).tanh()
-        + -1.42f64 * (b).tanh()
-        + -1.42f64 * (arr1).tanh()
-        + 0.43f64 * (v2).tanh()
-        + -0.41f64 * (acc3).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p159(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let arr1 = (m * (b * b + 1.0).powf(a.tanh()) + &m.t().dot(m))
-        .mapv(|t| t.tanh())
-        .sum();
-    let mut buf2 = vec![0.0; n];
-    for i in 0..n {
-        buf2[i] = arr1;
-    }
-    for i in 1..n {
-        buf2[i] += buf2[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf2[i];
-        buf2[i] = (old * buf2[i - 1]).sin() + old;
-    }
-    let v3 = buf2[1] * buf2[2];
-    let mut m4 = autodiff::ops::softplus(x[0]);
-    if v3 > 0.51f64 {
-        m4 +=
-            ((1.69f64 * 1.69f64 + 1.0).recip() * (1.69f64 * 1.69f64 + 1.0).recip() + 1.0).log(3.0);
-    } else if (x[2].tanh() * 0.5).sinh() < -1.17f64 {
-        m4 = m4 * 0.5;
-    }
-    let v5 = if (x[2].tanh() * 0.9).atanh() < 1.21f64 {
-        (-1.81f64.atan2(b * b + 0.5)
-            / (v3.mul_add(arr1, -1.92f64) * v3.mul_add(arr1, -1.92f64) + 1.0))
-    } else {
-        (v3.tanh() * 0.5).cosh()
-    };
-    1.90f64 * (a).tanh()
-        + 0.85f64 * (b).tanh()
-        + 1.28f64 * (arr1).tanh()
-        + 0.75f64 * (v3).tanh()
-        + 0.44f64 * (m4).tanh()
-        + -0.67f64 * (v5).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p160(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut w1 = ((b.tanh() * 0.9).atanh() * 0.5).tanh() + 3.0;
-    let mut steps = 0;
-    while w1 > 0.5 && steps < 20 {
-        w1 = w1 * 0.6 + 0.05 * (a * a + 1.0).log10().tanh();
-        steps += 1;
-    }
-    let arr2 = (m * (w1 * w1 + 1.0).powf(x[3].tanh()) + &m.t().dot(m))
-        .mapv(|t| t.tanh())
-        .sum();
-    let mut w3 = ((x[2] * x[2] + 1.0).log10() * (0.12f64 * 0.12f64 + 1.0).powf(-1.55f64.tanh()))
-        .tanh()
-        + 3.0;
-    let mut steps = 0;
-    while w3 > 0.5 && steps < 20 {
-        w3 = w3 * 0.6 + 0.05 * arr2.atan().tanh();
-        steps += 1;
-    }
-    let arr4 = (&m.row(1) * -0.31f64.tanh().exp() - &m.column(1))
-        .mapv(f64::sin)
-        .sum();
-    let mut acc5 = 0.58f64.tanh().exp2();
-    for i in 0..n {
-        acc5 += w3;
-        if 1.01f64.asinh() < 0.98f64 {
-            acc5 = acc5 * 0.9 + b.tanh().exp_m1();
-        }
-    }
-    0.18f64 * (a).tanh()
-        + -1.91f64 * (b).tanh()
-        + 1.27f64 * (w1).tanh()
-        + 0.63f64 * (arr2).tanh()
-        + 0.28f64 * (w3).tanh()
-        + -0.85f64 * (arr4).tanh()
-        + -1.55f64 * (acc5).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p161(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut pair1 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair1 += (d * d + 0.5).recip() * (a * x[i]);
-        }
-    }
-    let mut buf2 = vec![0.0; n];
-    for i in 0..n {
-        buf2[i] = ((a.tanh() * 0.9).atanh() * 0.5);
-    }
-    for i in 1..n {
-        buf2[i] += buf2[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf2[i];
-        buf2[i] = (old * buf2[i - 1]).sin() + old;
-    }
-    let v3 = buf2[3] * buf2[0];
-    let mut m4 = (-(v3));
-    if (pair1 * pair1 + 1.0).recip() > 0.19f64 {
-        m4 += (autodiff::ops::softplus(b) * -1.16f64);
-    } else if (x[3] * x[3] + 0.5).sqrt() <= -0.53f64 {
-        m4 = m4 * 0.5;
-    }
-    let mut buf5 = vec![0.0; n];
-    for i in 0..n {
-        buf5[i] = (a * a).ln_1p().abs();
-    }
-    for i in 1..n {
-        buf5[i] += buf5[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf5[i];
-        buf5[i] = (old * buf5[i - 1]).sin() + old;
-    }
-    let v6 = buf5[3] * buf5[0];
-    let arr7 = (m + &m.sum_axis(Axis(0)))
+    let v4 = buf3[0] + 0.5 * buf3[1];
+    let v5 = ((v2 * v2 + 1.5).acosh().tanh() * 0.5).sinh().cos();
+    let arr6 = (m + &m.sum_axis(Axis(0)))
         .mapv(|t| (t * t + 1.0).ln())
         .mean()
         .unwrap()
-        * x[3].min(m4);
-    1.99f64 * (a).tanh()
-        + 0.17f64 * (b).tanh()
-        + 1.24f64 * (pair1).tanh()
-        + 1.07f64 * (v3).tanh()
-        + 1.66f64 * (m4).tanh()
-        + -1.79f64 * (v6).tanh()
-        + -1.57f64 * (arr7).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p162(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let v1 = (((x[3] * x[3]).ln_1p() * (x[3] * x[3]).ln_1p()).ln_1p()
-        * (1.58f64.abs().tanh() * 0.5).cosh());
-    let mut acc2 = (1.86f64 * 1.86f64 + 1.0).recip();
-    for i in 0..n {
-        acc2 += ((x[(i + 2) % n] * 0.5) * (x[(i + 2) % n] * 0.5) + 1.0).log10();
-        if 1.01f64.mul_add(x[(i + 1) % n], b) >= -1.42f64 {
-            acc2 = acc2 * 0.9 + (b / (a * a + 1.0));
-        }
-    }
-    let mut acc3 = (v1 * acc2);
-    for i in 0..n {
-        acc3 += (x[i] * x[i] + 1.0).powf(b.tanh().exp_m1().tanh());
-        if x[2] <= 1.90f64 {
-            acc3 = acc3 * 0.9 + x[(i + 3) % n].hypot(b);
-        }
-    }
-    let mut acc4 = (acc2 * acc2 + 1.0).log10();
-    for i in 0..n {
-        acc4 += b;
-        if smooth(v1) <= -0.60f64 {
-            acc4 = acc4 * 0.9 + a.cos();
-        }
-    }
-    let v5 = if (b * b + 1.0).powf(x[1].tanh()) < -1.48f64 {
-        (a.powi(2) * a.powi(2) + 1.0).recip()
-    } else {
-        0.59f64.min(acc4).sin()
-    };
-    0.80f64 * (a).tanh()
-        + -0.95f64 * (b).tanh()
-        + 0.34f64 * (v1).tanh()
-        + -0.04f64 * (acc2).tanh()
-        + 0.59f64 * (acc3).tanh()
-        + 1.00f64 * (acc4).tanh()
-        + -1.92f64 * (v5).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p163(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut w1 = autodiff::ops::sigmoid(helpers::soft(b, 0.3)).tanh() + 3.0;
-    let mut steps = 0;
-    while w1 > 0.5 && steps < 20 {
-        w1 = w1 * 0.6 + 0.05 * (a * a + 1.0).recip().tanh();
-        steps += 1;
-    }
-    let mut buf2 = vec![0.0; n];
-    for i in 0..n {
-        buf2[i] = ((1.03f64 * 1.03f64 + 1.0).log2() * 0.5);
-    }
-    for i in 1..n {
-        buf2[i] += buf2[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf2[i];
-        buf2[i] = (old * buf2[i - 1]).sin() + old;
-    }
-    let v3 = buf2[2] * buf2[3];
-    let mut pair4 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair4 += (d * d + 0.5).recip() * x[i];
-        }
-    }
-    let v5 = x[0];
-    let v6 = w1.tanh().exp();
-    let arr7 = (m * v5 + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
-    1.17f64 * (a).tanh()
-        + -0.87f64 * (b).tanh()
-        + 1.66f64 * (w1).tanh()
-        + 0.46f64 * (v3).tanh()
-        + 0.76f64 * (pair4).tanh()
-        + 1.34f64 * (v5).tanh()
-        + -0.68f64 * (v6).tanh()
-        + -1.37f64 * (arr7).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p164(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut acc1 = (-1.60f64.tanh() * 0.5).tan();
-    for i in 0..n {
-        acc1 += autodiff::ops::softplus(a.abs());
-        if (a * a + 1.0).ln() > 1.55f64 {
-            acc1 = acc1 * 0.9 + autodiff::ops::softplus(x[(i + 2) % n]);
-        }
-    }
-    let mut buf2 = vec![0.0; n];
-    for i in 0..n {
-        buf2[i] = x[2];
-    }
-    for i in 1..n {
-        buf2[i] += buf2[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf2[i];
-        buf2[i] = (old * buf2[i - 1]).sin() + old;
-    }
-    let v3 = buf2[3] * buf2[0];
-    let arr4 = (&m.row(1) * (b + acc1) - &m.column(1)).mapv(f64::sin).sum();
-    1.80f64 * (a).tanh()
-        + 1.99f64 * (b).tanh()
-        + 0.78f64 * (acc1).tanh()
-        + -0.94f64 * (v3).tanh()
-        + 0.56f64 * (arr4).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p165(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut acc1 = x[0].tanh().exp();
-    for i in 0..n {
-        acc1 += (-0.62f64 - b).asinh();
-        if b > -0.82f64 {
-            acc1 = acc1 * 0.9 + 0.76f64.max(b);
-        }
-    }
-    let arr2 = (&m.row(1) * (a * a + 0.5).sqrt() - &m.column(1))
-        .mapv(f64::sin)
-        .sum();
-    let v3 = (x[0].mul_add(acc1, arr2)
-        / (helpers::soft(-0.77f64, 0.3) * helpers::soft(-0.77f64, 0.3) + 1.0))
-        .atan2(
-            autodiff::ops::softplus((acc1.tanh() * 0.5).sinh())
-                * autodiff::ops::softplus((acc1.tanh() * 0.5).sinh())
-                + 0.5,
-        );
-    let mut acc4 = acc1;
-    for i in 0..n {
-        acc4 += (x[2].clamp(-1.0, 1.0) * arr2.atan());
-        if (arr2 * arr2 + 1.5).acosh() <= -1.40f64 {
-            acc4 = acc4 * 0.9 + (b * b + 1.0).log(3.0);
-        }
-    }
-    -1.54f64 * (a).tanh()
-        + 1.09f64 * (b).tanh()
-        + 1.25f64 * (acc1).tanh()
-        + -0.01f64 * (arr2).tanh()
-        + 1.33f64 * (v3).tanh()
-        + 0.70f64 * (acc4).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p166(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let v1 = if (x[2] * x[2] + 1.0).log10() >= 0.51f64 {
-        (b.min(b).tanh() * 0.9).asin()
-    } else {
-        0.38f64
-    };
-    let mut m2 = (-(a));
-    if autodiff::ops::sigmoid(b) <= -0.97f64 {
-        m2 += smooth(b).atan2(a.atan2(x[0] * x[0] + 0.5) * a.atan2(x[0] * x[0] + 0.5) + 0.5);
-    } else if 1.26f64.atan() >= -0.88f64 {
-        m2 = m2 * 0.5;
-    }
-    let mut m3 = (a / (-1.16f64 * -1.16f64 + 1.0));
-    if (-1.51f64 * m2) <= 0.26f64 {
-        m3 += m2;
-    } else if b.tanh() > 1.67f64 {
-        m3 = m3 * 0.5;
-    }
-    -0.67f64 * (a).tanh()
-        + -0.65f64 * (b).tanh()
-        + 0.93f64 * (v1).tanh()
-        + 1.88f64 * (m2).tanh()
-        + 0.23f64 * (m3).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p167(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let v1 = (-1.94f64.tanh() * 0.5)
-        .tan()
-        .hypot(helpers::soft(a, 0.3).sin());
-    let mut acc2 = (x[1].tanh() * 0.5).cosh();
-    for i in 0..n {
-        acc2 += (x[3].tanh() * 0.5).cosh().abs();
-        if (v1 * v1 + 1.0).log10() >= -0.65f64 {
-            acc2 = acc2 * 0.9 + (x[0] * x[0] + 0.5).sqrt();
-        }
-    }
-    let mut m3 = (b * b + 1.0).log2();
-    if (a * a + 1.0).recip() <= 0.66f64 {
-        m3 += acc2;
-    } else if -0.42f64.max(a) <= 0.62f64 {
-        m3 = m3 * 0.5;
-    }
-    let arr4 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * 1.59f64.min(-1.49f64)));
-    -1.96f64 * (a).tanh()
-        + 0.45f64 * (b).tanh()
-        + -1.12f64 * (v1).tanh()
-        + -1.19f64 * (acc2).tanh()
-        + 1.73f64 * (m3).tanh()
-        + 1.93f64 * (arr4).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p168(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut w1 = helpers::soft((a.tanh() * 0.5).cosh(), 0.3).tanh() + 3.0;
-    let mut steps = 0;
-    while w1 > 0.5 && steps < 20 {
-        w1 = w1 * 0.6 + 0.05 * b.tanh();
-        steps += 1;
-    }
-    let mut m2 = -0.44f64;
-    if a.atan() <= 1.57f64 {
-        m2 += x[0];
-    } else if w1 < -0.82f64 {
-        m2 = m2 * 0.5;
-    }
-    let v3 = ((w1.max(w1) + m2) * (w1.max(w1) + m2) + 1.0).ln();
-    let mut m4 = a.hypot(-0.68f64);
-    if (v3 * v3 + 1.0).log2() > -1.19f64 {
-        m4 += m2.tanh().exp2();
-    } else if b.abs() <= 1.28f64 {
-        m4 = m4 * 0.5;
-    }
-    let mut m5 = m4;
-    if (v3 * v3 + 1.0).recip() >= 0.27f64 {
-        m5 += ((w1 * 0.5).tanh() * 0.9).acos();
-    } else if (-0.86f64.tanh() * 0.5).cosh() > -0.55f64 {
-        m5 = m5 * 0.5;
-    }
-    let mut buf6 = vec![0.0; n];
-    for i in 0..n {
-        buf6[i] = (-0.04f64.clamp(-1.0, 1.0) - m4);
-    }
-    for i in 1..n {
-        buf6[i] += buf6[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf6[i];
-        buf6[i] = (old * buf6[i - 1]).sin() + old;
-    }
-    let v7 = buf6[1] * buf6[2];
-    0.60f64 * (a).tanh()
-        + 0.94f64 * (b).tanh()
-        + 0.41f64 * (w1).tanh()
-        + -1.84f64 * (m2).tanh()
-        + 1.50f64 * (v3).tanh()
-        + -0.85f64 * (m4).tanh()
-        + 1.95f64 * (m5).tanh()
-        + 1.42f64 * (v7).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p169(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let v1 = if b.sin() > -1.13f64 {
-        -0.10f64.hypot(-1.34f64).tanh().exp_m1()
-    } else {
-        (a.min(a).tanh() * 0.5).tan()
-    };
-    let v2 = v1.min(((v1.tanh() * 0.9).acos() + (1.76f64.tanh() * 0.9).acos()));
-    let v3 = v1;
-    let mut m4 = -1.44f64;
-    if smooth(v1) < 0.54f64 {
-        m4 += (b.tanh() * 0.5).tan();
-    } else if (v3 * v3 + 1.0).recip() <= 1.16f64 {
-        m4 = m4 * 0.5;
-    }
-    let mut pair5 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair5 += (d * d + 0.5).recip() * (v2 - 0.16f64);
-        }
-    }
-    -1.84f64 * (a).tanh()
-        + 0.40f64 * (b).tanh()
-        + 0.19f64 * (v1).tanh()
-        + -0.89f64 * (v2).tanh()
-        + -0.15f64 * (v3).tanh()
-        + 1.20f64 * (m4).tanh()
-        + -1.79f64 * (pair5).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p170(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut w1 = (a * a + 0.5).sqrt().tanh().exp2().tanh() + 3.0;
-    let mut steps = 0;
-    while w1 > 0.5 && steps < 20 {
-        w1 = w1 * 0.6 + 0.05 * (a.tanh() * 0.5).cosh().tanh();
-        steps += 1;
-    }
-    let mut acc2 = b.cos();
-    for i in 0..n {
-        acc2 += (b * b + 1.0).log(3.0);
-        if (1.43f64 * 1.43f64 + 0.5).sqrt() <= 1.78f64 {
-            acc2 = acc2 * 0.9 + b.max(0.68f64);
-        }
-    }
-    1.46f64 * (a).tanh() + -0.06f64 * (b).tanh() + -1.70f64 * (w1).tanh() + -1.61f64 * (acc2).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p171(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut m1 = 0.87f64.min(-1.30f64);
-    if (x[1] * x[1]).ln_1p() >= 1.76f64 {
-        m1 += (1.52f64.tanh() * 0.9).atanh().tanh().exp();
-    } else if b.abs() > 1.68f64 {
-        m1 = m1 * 0.5;
-    }
-    let v2 = (m1 * 0.5).max(m1.powi(2)).sin();
-    let mut m3 = b.tanh();
-    if -0.18f64 > 1.85f64 {
-        m3 += x[2];
-    } else if (m1.tanh() * 0.9).asin() > 1.56f64 {
-        m3 = m3 * 0.5;
-    }
-    0.18f64 * (a).tanh()
-        + 1.43f64 * (b).tanh()
-        + 1.21f64 * (m1).tanh()
-        + 0.79f64 * (v2).tanh()
-        + 0.90f64 * (m3).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p172(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut acc1 = x[3].hypot(x[3]);
-    for i in 0..n {
-        acc1 += x[(i + 3) % n].sin();
-        if (0.38f64 / (a * a + 1.0)) <= -0.10f64 {
-            acc1 = acc1 * 0.9 + b.min(b);
-        }
-    }
-    let mut w2 = (x[0].clamp(-1.0, 1.0) * 0.5).tanh() + 3.0;
-    let mut steps = 0;
-    while w2 > 0.5 && steps < 20 {
-        w2 = w2 * 0.6 + 0.05 * (-0.05f64 * -0.05f64 + 1.0).log2().tanh();
-        steps += 1;
-    }
-    let v3 = (((x[1] * x[1] + 1.0).log(3.0).tanh() * 0.9).atanh() - 0.96f64);
-    let mut pair4 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair4 += (d * d + 0.5).recip() * (w2 * w2 + 1.5).acosh();
-        }
-    }
-    -0.61f64 * (a).tanh()
-        + 1.29f64 * (b).tanh()
-        + 1.56f64 * (acc1).tanh()
-        + -1.99f64 * (w2).tanh()
-        + 0.87f64 * (v3).tanh()
-        + 1.33f64 * (pair4).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p173(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut m1 = 1.85f64.min(a);
-    if (-1.57f64 * -1.57f64 + 0.5).sqrt() >= 1.10f64 {
-        m1 += (a / (-1.92f64 * -1.92f64 + 1.0));
-    } else if (b.tanh() * 0.9).atanh() < -0.16f64 {
-        m1 = m1 * 0.5;
-    }
-    let mut pair2 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair2 += (d * d + 0.5).recip() * (b.tanh() * 0.5).tan();
-        }
-    }
-    let mut pair3 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair3 += (d * d + 0.5).recip() * autodiff::ops::sigmoid(pair2);
-        }
-    }
-    1.66f64 * (a).tanh()
-        + 1.39f64 * (b).tanh()
-        + -1.52f64 * (m1).tanh()
-        + 0.18f64 * (pair2).tanh()
-        + 0.96f64 * (pair3).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p174(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let arr1 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
-        .mean()
-        .unwrap()
-        * (b.tanh() * 0.5).cosh();
-    let v2 = if x[0] > 1.66f64 {
-        a.abs().tanh().exp()
-    } else {
-        arr1.min(a)
-    };
-    -0.67f64 * (a).tanh() + 0.98f64 * (b).tanh() + -1.58f64 * (arr1).tanh() + 0.75f64 * (v2).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p175(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let arr1 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
-        .mean()
-        .unwrap()
-        * b.tanh().exp();
-    let mut m2 = x[0].asinh();
-    if a < 0.24f64 {
-        m2 += ((b * b + 1.5).acosh().tanh() * 0.9).acos();
-    } else if b.cos() >= -0.76f64 {
-        m2 = m2 * 0.5;
-    }
-    0.32f64 * (a).tanh() + -1.44f64 * (b).tanh() + 1.68f64 * (arr1).tanh() + -0.60f64 * (m2).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p176(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut pair1 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair1 += (d * d + 0.5).recip() * (x[3].tanh() * 0.5).sinh();
-        }
-    }
-    let mut buf2 = vec![0.0; n];
-    for i in 0..n {
-        buf2[i] = (x[i].cos() * x[i].cos() + 1.0).ln();
-    }
-    for i in 1..n {
-        buf2[i] += buf2[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf2[i];
-        buf2[i] = (old * buf2[i - 1]).sin() + old;
-    }
-    let v3 = buf2[2] * buf2[3];
-    let mut w4 = (-(-0.86f64.tanh().exp())).tanh() + 3.0;
-    let mut steps = 0;
-    while w4 > 0.5 && steps < 20 {
-        w4 = w4 * 0.6 + 0.05 * (pair1 * pair1 + 1.0).log10().tanh();
-        steps += 1;
-    }
-    -0.07f64 * (a).tanh()
-        + 1.25f64 * (b).tanh()
-        + 1.01f64 * (pair1).tanh()
-        + 1.83f64 * (v3).tanh()
-        + 1.02f64 * (w4).tanh()
+        * x[1].atan();
+    1.37f64 * (a).tanh()
+        + 1.74f64 * (b).tanh()
+        + 0.29f64 * (v2).tanh()
+        + 0.95f64 * (v4).tanh()
+        + 1.88f64 * (v5).tanh()
+        + 0.63f64 * (arr6).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p177(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let v1 = if 1.63f64.max(a) <= -0.51f64 {
-        (a.atan2(-1.74f64 * -1.74f64 + 0.5) * smooth(-0.61f64))
-    } else {
-        -1.05f64
-    };
-    let mut buf2 = vec![0.0; n];
-    for i in 0..n {
-        buf2[i] = ((b.tanh() * 0.5).sinh() * (b.tanh() * 0.5).sinh() + 1.0).cbrt();
-    }
-    for i in 1..n {
-        buf2[i] += buf2[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf2[i];
-        buf2[i] = (old * buf2[i - 1]).sin() + old;
-    }
-    let v3 = buf2[0] * buf2[1];
-    let mut pair4 = 0.0;
+    let arr1 = (&m.row(1) * helpers::soft(a, 0.3) - &m.column(1))
+        .mapv(f64::sin)
+        .sum();
+    let mut pair2 = 0.0;
     for i in 0..n {
         for j in (i + 1)..n {
             let d = x[i] - x[j];
-            pair4 += (d * d + 0.5).recip() * (v3 - b);
+            pair2 += (d * d + 0.5).recip() * (x[3].tanh() * 0.5).sinh();
         }
     }
-    let mut w5 = 0.52f64.tanh() + 3.0;
-    let mut steps = 0;
-    while w5 > 0.5 && steps < 20 {
-        w5 = w5 * 0.6 + 0.05 * (v1 * v1 + 1.5).acosh().tanh();
-        steps += 1;
+    let mut buf3 = vec![0.0; n];
+    for i in 0..n {
+        buf3[i] = (x[i].cos() * x[i].cos() + 1.0).ln();
     }
-    -1.17f64 * (a).tanh()
-        + -1.29f64 * (b).tanh()
-        + 1.22f64 * (v1).tanh()
-        + 0.93f64 * (v3).tanh()
-        + -1.11f64 * (pair4).tanh()
-        + 0.52f64 * (w5).tanh()
+    let v4 = buf3[2] * buf3[3];
+    let mut pair5 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair5 += (d * d + 0.5).recip() * a;
+        }
+    }
+    -1.39f64 * (a).tanh()
+        + -0.46f64 * (b).tanh()
+        + -0.93f64 * (arr1).tanh()
+        + -1.62f64 * (pair2).tanh()
+        + -1.24f64 * (v4).tanh()
+        + -0.07f64 * (pair5).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p178(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let v1 = (autodiff::ops::sigmoid((a * a + 1.0).powf(x[1].tanh())).tanh() * 0.5).sinh();
-    let mut buf2 = vec![0.0; n];
-    for i in 0..n {
-        buf2[i] = (a + 1.52f64).tanh().exp_m1();
-    }
-    for i in 1..n {
-        buf2[i] += buf2[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf2[i];
-        buf2[i] = (old * buf2[i - 1]).sin() + old;
-    }
-    let v3 = buf2[3] * buf2[0];
-    let arr4 = (m * x[1] + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
-    let v5 = smooth((v3.sin().tanh() * 0.5).tan());
-    let mut pair6 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair6 += (d * d + 0.5).recip() * b;
-        }
-    }
-    let mut w7 = (a * a + 1.0).powf(-1.50f64.tanh()).atan().tanh() + 3.0;
+    let mut w1 = (b * b + 1.5).acosh().tanh() + 3.0;
     let mut steps = 0;
-    while w7 > 0.5 && steps < 20 {
-        w7 = w7 * 0.6 + 0.05 * (v3 * v3 + 1.0).recip().tanh();
+    while w1 > 0.5 && steps < 20 {
+        w1 = w1 * 0.6 + 0.05 * x[0].atan2(a * a + 0.5).tanh();
         steps += 1;
     }
-    1.18f64 * (a).tanh()
-        + 0.00f64 * (b).tanh()
-        + -0.83f64 * (v1).tanh()
-        + -1.21f64 * (v3).tanh()
-        + -0.44f64 * (arr4).tanh()
-        + 1.12f64 * (v5).tanh()
-        + 0.82f64 * (pair6).tanh()
-        + 1.49f64 * (w7).tanh()
+    let mut w2 = (b.atan2(-1.74f64 * -1.74f64 + 0.5) * smooth(-0.61f64)).tanh() + 3.0;
+    let mut steps = 0;
+    while w2 > 0.5 && steps < 20 {
+        w2 = w2 * 0.6 + 0.05 * -1.05f64.tanh();
+        steps += 1;
+    }
+    0.89f64 * (a).tanh() + 0.77f64 * (b).tanh() + 0.42f64 * (w1).tanh() + -0.36f64 * (w2).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p179(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = (&m.row(1) * a.hypot(a) - &m.column(1)).mapv(f64::sin).sum();
-    let v2 = (autodiff::ops::softplus((b.tanh() * 0.9).atanh()).tanh() * 0.9).atanh();
-    let v3 = (x[2] * x[2] + 1.0).recip();
-    let v4 = smooth(((v3 * x[1]) * (v3 * x[1]) + 1.0).log2());
-    let mut pair5 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair5 += (d * d + 0.5).recip() * (v4 * 0.5);
-        }
+    let mut m1 = a.sin();
+    if (b.tanh() * 0.5).cosh() > 0.06f64 {
+        m1 += 0.52f64;
+    } else if (b * b + 1.5).acosh() >= -1.29f64 {
+        m1 = m1 * 0.5;
     }
-    0.97f64 * (a).tanh()
-        + -0.10f64 * (b).tanh()
-        + 1.68f64 * (arr1).tanh()
-        + 1.53f64 * (v2).tanh()
-        + 1.81f64 * (v3).tanh()
-        + -1.66f64 * (v4).tanh()
-        + -1.36f64 * (pair5).tanh()
+    let arr2 = (&m.row(1) * (m1 * m1 + 1.5).acosh() - &m.column(1))
+        .mapv(f64::sin)
+        .sum();
+    let v3 = autodiff::ops::sigmoid(autodiff::ops::softplus(a.sin()));
+    let mut buf4 = vec![0.0; n];
+    for i in 0..n {
+        buf4[i] = (x[0] + 1.52f64).tanh().exp_m1();
+    }
+    let v5 = buf4[3] * buf4[0];
+    let mut m6 = (arr2 * arr2 + 1.0).powf(b.tanh());
+    if x[2] < 0.51f64 {
+        m6 += b.mul_add((a / (a * a + 1.0)), b.cos());
+    } else if (1.18f64.tanh() * 0.5).sinh() > -1.21f64 {
+        m6 = m6 * 0.5;
+    }
+    let mut w7 = x[1].tanh() + 3.0;
+    let mut steps = 0;
+    while w7 > 0.5 && steps < 20 {
+        w7 = w7 * 0.6 + 0.05 * (x[0] - 1.13f64).tanh();
+        steps += 1;
+    }
+    0.24f64 * (a).tanh()
+        + 1.82f64 * (b).tanh()
+        + 1.67f64 * (m1).tanh()
+        + 0.06f64 * (arr2).tanh()
+        + -1.68f64 * (v3).tanh()
+        + 1.99f64 * (v5).tanh()
+        + 0.47f64 * (m6).tanh()
+        + 1.07f64 * (w7).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p180(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
+    let mut w1 = (b * b).ln_1p().tanh() + 3.0;
+    let mut steps = 0;
+    while w1 > 0.5 && steps < 20 {
+        w1 = w1 * 0.6 + 0.05 * (1.46f64.tanh() * 0.9).atanh().tanh();
+        steps += 1;
+    }
+    let v2 = ((b.abs() - w1.asinh()).tanh() * 0.5).sinh();
+    let mut buf3 = vec![0.0; n];
+    for i in 0..n {
+        buf3[i] = (1.68f64.min(-1.66f64) * 1.68f64.min(-1.66f64) + 1.0).ln();
+    }
+    let v4 = buf3[2] + 0.5 * buf3[3];
+    let arr5 = (m * (x[0].tanh() * 0.9).acos() + &m.t().dot(m))
+        .mapv(|t| t.tanh())
+        .sum();
+    let v6 = if v4 > -0.48f64 {
+        ((1.42f64 * 1.42f64 + 1.5).acosh().tanh() * 0.9).atanh()
+    } else {
+        arr5
+    };
+    let arr7 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * v2));
+    -1.77f64 * (a).tanh()
+        + 1.97f64 * (b).tanh()
+        + 1.89f64 * (w1).tanh()
+        + 0.97f64 * (v2).tanh()
+        + 0.67f64 * (v4).tanh()
+        + 1.84f64 * (arr5).tanh()
+        + -0.61f64 * (v6).tanh()
+        + 0.14f64 * (arr7).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p181(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let v1 = 0.05f64
+        .sin()
+        .tanh()
+        .mul_add(f64::sin(a).hypot(b.atan2(b * b + 0.5)), (-(x[3].sin())));
+    let mut m2 = a.tanh().exp();
+    if autodiff::ops::softplus(x[0]) > 0.75f64 {
+        m2 += ((x[1] * x[1] + 1.0).recip() * (x[1] * x[1] + 1.0).recip() + 1.0)
+            .powf(helpers::soft(b, 0.3).tanh());
+    } else if b.powi(2) > -0.96f64 {
+        m2 = m2 * 0.5;
+    }
+    0.18f64 * (a).tanh() + 0.54f64 * (b).tanh() + 1.80f64 * (v1).tanh() + -1.32f64 * (m2).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p182(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let v1 = if b < -1.04f64 {
+        autodiff::ops::sigmoid(b)
+    } else {
+        (b.tanh().exp2() * b.tanh().exp2() + 1.0).powf((b * 0.5).tanh())
+    };
+    let mut pair2 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair2 += (d * d + 0.5).recip() * x[(i + 3) % n].max(-1.98f64);
+        }
+    }
+    0.08f64 * (a).tanh() + 0.40f64 * (b).tanh() + -1.84f64 * (v1).tanh() + 0.16f64 * (pair2).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p183(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
     let mut buf1 = vec![0.0; n];
     for i in 0..n {
-        buf1[i] = helpers::soft(0.62f64, 0.3);
+        buf1[i] = (b * b + 1.0).powf(x[(i + 3) % n].tanh()).hypot(b.cos());
     }
     for i in 1..n {
         buf1[i] += buf1[i - 1] * 0.5;
@@ -6281,17 +5933,217 @@ pub fn p180(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         let old = buf1[i];
         buf1[i] = (old * buf1[i - 1]).sin() + old;
     }
-    let v2 = buf1[2] * buf1[3];
-    let arr3 = (m * b + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
-    let mut m4 = (v2.tanh() * 0.9).asin();
-    if (arr3 * arr3 + 1.0).log2() < 1.05f64 {
-        m4 += autodiff::ops::sigmoid(arr3);
-    } else if (b.tanh() * 0.9).asin() >= 1.84f64 {
+    let v2 = buf1[1] * buf1[2];
+    let v3 = a;
+    0.70f64 * (a).tanh() + -0.69f64 * (b).tanh() + 0.62f64 * (v2).tanh() + -0.10f64 * (v3).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p184(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut w1 = f64::sin(a.abs()).tanh() + 3.0;
+    let mut steps = 0;
+    while w1 > 0.5 && steps < 20 {
+        w1 = w1 * 0.6 + 0.05 * a.tanh().exp2().tanh();
+        steps += 1;
+    }
+    let mut acc2 = x[0].max(0.54f64);
+    for i in 0..n {
+        acc2 += (w1.hypot(x[3]) * w1.hypot(x[3]) + 1.0).recip();
+        if (0.16f64 * 0.16f64 + 1.0).log(3.0) <= -0.40f64 {
+            acc2 = acc2 * 0.9 + b.mul_add(x[(i + 1) % n], b);
+        }
+    }
+    let arr3 = (m * (x[1] * x[1] + 1.0).log2() + &m.t().dot(m))
+        .mapv(|t| t.tanh())
+        .sum();
+    -1.29f64 * (a).tanh()
+        + 1.26f64 * (b).tanh()
+        + -0.43f64 * (w1).tanh()
+        + 1.56f64 * (acc2).tanh()
+        + 0.67f64 * (arr3).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p185(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let v1 = if (1.26f64 * 1.26f64 + 1.0).recip() >= -1.01f64 {
+        (x[3] / (1.63f64 * 1.63f64 + 1.0)).max(-1.79f64.sin())
+    } else {
+        (a.tanh() * 0.9).atanh()
+    };
+    let arr2 = (&m.row(1) * (1.08f64.tanh() * 0.9).asin() - &m.column(1))
+        .mapv(f64::sin)
+        .sum();
+    0.51f64 * (a).tanh() + -0.53f64 * (b).tanh() + -1.57f64 * (v1).tanh() + -0.62f64 * (arr2).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p186(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut pair1 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair1 += (d * d + 0.5).recip() * (b - -0.65f64);
+        }
+    }
+    let v2 = a;
+    let arr3 = (&m.row(1) * (v2 * v2 + 1.0).log(3.0) - &m.column(1))
+        .mapv(f64::sin)
+        .sum();
+    let mut acc4 = b.atan();
+    for i in 0..n {
+        acc4 += x[(i + 1) % n];
+        if (arr3 - pair1) < -1.75f64 {
+            acc4 = acc4 * 0.9 + arr3;
+        }
+    }
+    let mut w5 = autodiff::ops::softplus((-(acc4))).tanh() + 3.0;
+    let mut steps = 0;
+    while w5 > 0.5 && steps < 20 {
+        w5 = w5 * 0.6 + 0.05 * v2.tanh();
+        steps += 1;
+    }
+    0.71f64 * (a).tanh()
+        + 0.03f64 * (b).tanh()
+        + -1.45f64 * (pair1).tanh()
+        + -0.53f64 * (v2).tanh()
+        + -1.79f64 * (arr3).tanh()
+        + 1.34f64 * (acc4).tanh()
+        + 1.46f64 * (w5).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p187(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut pair1 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair1 += (d * d + 0.5).recip() * b;
+        }
+    }
+    let arr2 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * 1.79f64));
+    let mut acc3 = x[2].min(-1.25f64);
+    for i in 0..n {
+        acc3 += 0.16f64;
+        if a < 0.96f64 {
+            acc3 = acc3 * 0.9 + helpers::soft(-0.39f64, 0.3);
+        }
+    }
+    let v4 = (x[2].tanh() * 0.9)
+        .acos()
+        .tanh()
+        .exp2()
+        .min((pair1.tanh() * 0.9).acos().hypot(a));
+    let mut w5 = (pair1.min(pair1).tanh() * 0.9).atanh().tanh() + 3.0;
+    let mut steps = 0;
+    while w5 > 0.5 && steps < 20 {
+        w5 = w5 * 0.6 + 0.05 * (x[3].tanh() * 0.9).asin().tanh();
+        steps += 1;
+    }
+    let v6 = acc3;
+    0.31f64 * (a).tanh()
+        + 0.42f64 * (b).tanh()
+        + 0.12f64 * (pair1).tanh()
+        + -1.65f64 * (arr2).tanh()
+        + -1.95f64 * (acc3).tanh()
+        + -1.27f64 * (v4).tanh()
+        + 0.27f64 * (w5).tanh()
+        + 1.02f64 * (v6).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p188(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let arr1 = (&m.row(1) * x[1].powi(2) - &m.column(1))
+        .mapv(f64::sin)
+        .sum();
+    let arr2 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * (x[1] * x[1] + 1.0).recip()));
+    let mut m3 = (-1.06f64 * -1.06f64 + 1.5).acosh();
+    if x[1].max(arr1) < -0.64f64 {
+        m3 += 0.37f64.abs().tanh().exp2();
+    } else if x[0] < 0.99f64 {
+        m3 = m3 * 0.5;
+    }
+    let arr4 = (m * x[1] + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
+    let mut pair5 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair5 += (d * d + 0.5).recip() * (a * a + 1.0).ln();
+        }
+    }
+    -0.86f64 * (a).tanh()
+        + -0.03f64 * (b).tanh()
+        + 1.27f64 * (arr1).tanh()
+        + 0.93f64 * (arr2).tanh()
+        + 1.97f64 * (m3).tanh()
+        + -0.52f64 * (arr4).tanh()
+        + -0.37f64 * (pair5).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p189(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut buf1 = vec![0.0; n];
+    for i in 0..n {
+        buf1[i] = ((1.65f64 * 0.5).tanh() * 0.5).cosh();
+    }
+    let v2 = buf1[3] + 0.5 * buf1[0];
+    let mut w3 = v2.hypot((v2 * a)).tanh() + 3.0;
+    let mut steps = 0;
+    while w3 > 0.5 && steps < 20 {
+        w3 = w3 * 0.6 + 0.05 * -1.32f64.sin().tanh();
+        steps += 1;
+    }
+    let v4 = autodiff::ops::softplus((-(a.cos())));
+    -1.11f64 * (a).tanh()
+        + -1.38f64 * (b).tanh()
+        + 1.01f64 * (v2).tanh()
+        + 0.71f64 * (w3).tanh()
+        + -0.78f64 * (v4).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p190(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut buf1 = vec![0.0; n];
+    for i in 0..n {
+        buf1[i] = (b.tanh().exp().tanh() * 0.5).tan();
+    }
+    for i in 1..n {
+        buf1[i] += buf1[i - 1] * 0.5;
+    }
+    for i in 1..n {
+        let old = buf1[i];
+        buf1[i] = (old * buf1[i - 1]).sin() + old;
+    }
+    let v2 = buf1[1] + 0.5 * buf1[2];
+    let v3 = ((a.tanh() * 0.5).sinh().tanh().exp_m1() * (a.tanh() * 0.5).sinh().tanh().exp_m1()
+        + 1.0)
+        .powf(
+            ((a.tanh() * 0.5).cosh() * (a.tanh() * 0.5).cosh() + 1.0)
+                .cbrt()
+                .tanh(),
+        );
+    let mut m4 = (x[2].tanh() * 0.9).atanh();
+    if x[1].atan() > 0.42f64 {
+        m4 += a;
+    } else if (a * a).ln_1p() < -1.89f64 {
         m4 = m4 * 0.5;
     }
     let mut buf5 = vec![0.0; n];
     for i in 0..n {
-        buf5[i] = a;
+        buf5[i] = -1.59f64;
     }
     for i in 1..n {
         buf5[i] += buf5[i - 1] * 0.5;
@@ -6300,471 +6152,94 @@ pub fn p180(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         let old = buf5[i];
         buf5[i] = (old * buf5[i - 1]).sin() + old;
     }
-    let v6 = buf5[1] * buf5[2];
-    let arr7 = (m * 0.05f64.sin() + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
-    0.95f64 * (a).tanh()
-        + -1.54f64 * (b).tanh()
-        + -0.27f64 * (v2).tanh()
-        + 1.96f64 * (arr3).tanh()
-        + -0.86f64 * (m4).tanh()
-        + -0.78f64 * (v6).tanh()
-        + -0.31f64 * (arr7).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p181(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut acc1 = (a * a + 1.5).acosh();
-    for i in 0..n {
-        acc1 += ((-(x[2])).tanh() * 0.9).asin();
-        if b.tanh().exp() > 0.13f64 {
-            acc1 = acc1 * 0.9 + b.tanh().exp();
-        }
-    }
-    let mut buf2 = vec![0.0; n];
-    for i in 0..n {
-        buf2[i] = (acc1 * acc1 + 1.0).powf(acc1.tanh()).powi(2);
-    }
-    for i in 1..n {
-        buf2[i] += buf2[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf2[i];
-        buf2[i] = (old * buf2[i - 1]).sin() + old;
-    }
-    let v3 = buf2[1] * buf2[2];
-    let mut acc4 = (0.80f64 * 0.80f64 + 0.5).sqrt();
-    for i in 0..n {
-        acc4 += acc1;
-        if v3.atan2(a * a + 0.5) >= -0.68f64 {
-            acc4 = acc4 * 0.9 + (acc1.tanh() * 0.5).tan();
-        }
-    }
-    let v5 = (acc1.tanh().exp2() * acc1.tanh().exp2() + 1.0)
-        .powf((acc1 * 0.5).tanh())
-        .abs();
-    let mut buf6 = vec![0.0; n];
-    for i in 0..n {
-        buf6[i] = v5.max(-1.98f64).max((acc4 * 0.5));
-    }
-    for i in 1..n {
-        buf6[i] += buf6[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf6[i];
-        buf6[i] = (old * buf6[i - 1]).sin() + old;
-    }
-    let v7 = buf6[1] * buf6[2];
-    1.50f64 * (a).tanh()
-        + 0.60f64 * (b).tanh()
-        + 1.35f64 * (acc1).tanh()
-        + 0.75f64 * (v3).tanh()
-        + -1.04f64 * (acc4).tanh()
-        + -1.98f64 * (v5).tanh()
-        + 0.11f64 * (v7).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p182(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let v1 = if (b * b + 0.5).sqrt() >= 0.29f64 {
-        a.powi(3)
-    } else {
-        (helpers::soft(x[2], 0.3) * helpers::soft(x[2], 0.3) + 1.0).log2()
-    };
-    let mut m2 = b.abs();
-    if -0.46f64.max(x[3]) <= 0.83f64 {
-        m2 += (0.54f64 * 0.54f64 + 1.5).acosh().tanh();
-    } else if (a.tanh() * 0.9).asin() < -0.29f64 {
-        m2 = m2 * 0.5;
-    }
-    let mut w3 = b
-        .atan2(-1.25f64.tanh().exp_m1() * -1.25f64.tanh().exp_m1() + 0.5)
-        .tanh()
-        + 3.0;
-    let mut steps = 0;
-    while w3 > 0.5 && steps < 20 {
-        w3 = w3 * 0.6 + 0.05 * x[2].tanh();
-        steps += 1;
-    }
-    let v4 = (1.67f64 * 1.67f64 + 1.0)
-        .powf((a * a + 1.0).log2().tanh())
-        .asinh();
-    let mut w5 = ((-1.26f64 * 1.26f64) * (-1.26f64 * 1.26f64) + 1.0)
-        .recip()
-        .tanh()
-        + 3.0;
-    let mut steps = 0;
-    while w5 > 0.5 && steps < 20 {
-        w5 = w5 * 0.6 + 0.05 * (w3 * w3).ln_1p().tanh();
-        steps += 1;
-    }
-    let mut m6 = v4.mul_add(w5, -1.79f64);
-    if (w5.tanh() * 0.9).acos() <= 0.83f64 {
-        m6 += ((1.08f64.tanh() * 0.9).asin() * 0.5);
-    } else if f64::sin(w3) >= -0.04f64 {
-        m6 = m6 * 0.5;
-    }
-    0.83f64 * (a).tanh()
-        + -0.84f64 * (b).tanh()
-        + 1.95f64 * (v1).tanh()
-        + -1.59f64 * (m2).tanh()
-        + 1.90f64 * (w3).tanh()
-        + -0.65f64 * (v4).tanh()
-        + 1.59f64 * (w5).tanh()
-        + -0.87f64 * (m6).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p183(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut w1 = x[3].tanh() + 3.0;
-    let mut steps = 0;
-    while w1 > 0.5 && steps < 20 {
-        w1 = w1 * 0.6 + 0.05 * x[3].tanh();
-        steps += 1;
-    }
-    let mut acc2 = w1.atan();
-    for i in 0..n {
-        acc2 += x[(i + 1) % n];
-        if (b - w1) < -1.75f64 {
-            acc2 = acc2 * 0.9 + w1;
-        }
-    }
-    let mut w3 = autodiff::ops::softplus((-(b))).tanh() + 3.0;
-    let mut steps = 0;
-    while w3 > 0.5 && steps < 20 {
-        w3 = w3 * 0.6 + 0.05 * acc2.tanh();
-        steps += 1;
-    }
-    0.71f64 * (a).tanh()
-        + 0.03f64 * (b).tanh()
-        + -1.45f64 * (w1).tanh()
-        + -0.53f64 * (acc2).tanh()
-        + -1.79f64 * (w3).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p184(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut w1 = b.min(-1.98f64).asinh().tanh() + 3.0;
-    let mut steps = 0;
-    while w1 > 0.5 && steps < 20 {
-        w1 = w1 * 0.6 + 0.05 * (b * b).ln_1p().tanh();
-        steps += 1;
-    }
-    let arr2 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
-        .mean()
-        .unwrap()
-        * -1.29f64.mul_add(b, b);
-    let v3 = if w1.tanh().exp() > -0.92f64 {
-        (-1.24f64 * w1).tanh().exp2()
-    } else {
-        (-0.35f64.tanh().exp_m1().tanh() * 0.9).acos()
-    };
-    let arr4 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * a));
-    let mut m5 = w1.min(w1);
-    if -0.28f64.cos() > -0.18f64 {
-        m5 += a;
-    } else if x[0].powi(3) > 0.27f64 {
-        m5 = m5 * 0.5;
-    }
-    let arr6 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
-        .mean()
-        .unwrap()
-        * (0.62f64 * 0.62f64 + 1.0).log(3.0);
-    -0.09f64 * (a).tanh()
-        + -0.06f64 * (b).tanh()
-        + 0.19f64 * (w1).tanh()
-        + -1.98f64 * (arr2).tanh()
-        + 0.72f64 * (v3).tanh()
-        + -0.67f64 * (arr4).tanh()
-        + 0.05f64 * (m5).tanh()
-        + -0.14f64 * (arr6).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p185(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut m1 = (-1.06f64 * -1.06f64 + 1.5).acosh();
-    if x[1].max(a) < -0.64f64 {
-        m1 += 0.37f64.abs().tanh().exp2();
-    } else if x[0] < 0.99f64 {
-        m1 = m1 * 0.5;
-    }
-    let arr2 = (m * x[1] + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
-    let mut pair3 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair3 += (d * d + 0.5).recip() * (a * a + 1.0).ln();
-        }
-    }
-    let v4 = if arr2.min(arr2) > 1.63f64 {
-        ((1.65f64 * 0.5).tanh() * 0.5).cosh()
-    } else {
-        autodiff::ops::softplus((x[0] * x[0] + 1.0).log2())
-    };
-    let mut pair5 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair5 += (d * d + 0.5).recip() * v4.cos();
-        }
-    }
-    let v6 = if (pair3.tanh() * 0.5).cosh() < -1.32f64 {
-        smooth(arr2).sin()
-    } else {
-        v4
-    };
-    1.93f64 * (a).tanh()
-        + -1.11f64 * (b).tanh()
-        + -1.38f64 * (m1).tanh()
-        + 1.01f64 * (arr2).tanh()
-        + 0.71f64 * (pair3).tanh()
-        + -0.78f64 * (v4).tanh()
-        + -1.36f64 * (pair5).tanh()
-        + 0.84f64 * (v6).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p186(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut w1 = b.tanh() + 3.0;
-    let mut steps = 0;
-    while w1 > 0.5 && steps < 20 {
-        w1 = w1 * 0.6 + 0.05 * x[1].atan2(b * b + 0.5).tanh();
-        steps += 1;
-    }
-    let v2 = if (a.tanh() * 0.5).sinh() < -0.88f64 {
-        ((a.tanh() * 0.5).cosh() * (a.tanh() * 0.5).cosh() + 1.0).cbrt()
-    } else {
-        (-((x[2].tanh() * 0.9).atanh()))
-    };
-    -0.78f64 * (a).tanh() + -1.83f64 * (b).tanh() + -1.03f64 * (w1).tanh() + 1.57f64 * (v2).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p187(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let v1 = x[3];
-    let mut buf2 = vec![0.0; n];
-    for i in 0..n {
-        buf2[i] = ((-1.89f64 * -1.89f64 + 1.0).log10() * autodiff::ops::softplus(0.11f64));
-    }
-    for i in 1..n {
-        buf2[i] += buf2[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf2[i];
-        buf2[i] = (old * buf2[i - 1]).sin() + old;
-    }
-    let v3 = buf2[2] * buf2[3];
-    let v4 = b;
-    let arr5 = (m * 1.60f64.atan2(x[0] * x[0] + 0.5) + &m.t().dot(m))
+    let v6 = buf5[3] + 0.5 * buf5[0];
+    let v7 = v6;
+    let arr8 = (m * 1.60f64.atan2(x[0] * x[0] + 0.5) + &m.t().dot(m))
         .mapv(|t| t.tanh())
         .sum();
     0.37f64 * (a).tanh()
         + 1.55f64 * (b).tanh()
-        + 1.52f64 * (v1).tanh()
+        + 1.52f64 * (v2).tanh()
         + 1.69f64 * (v3).tanh()
-        + 0.84f64 * (v4).tanh()
-        + 0.69f64 * (arr5).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p188(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut w1 = (x[1].clamp(-1.0, 1.0) + (-1.69f64 + a)).tanh() + 3.0;
-    let mut steps = 0;
-    while w1 > 0.5 && steps < 20 {
-        w1 = w1 * 0.6 + 0.05 * (a * a + 1.5).acosh().tanh();
-        steps += 1;
-    }
-    let mut acc2 = (a.tanh() * 0.5).cosh();
-    for i in 0..n {
-        acc2 += (0.50f64 * 0.50f64 + 1.0).cbrt().cos();
-        if (-1.29f64 * -1.29f64 + 1.0).log(3.0) >= -0.95f64 {
-            acc2 = acc2 * 0.9 + (a.tanh() * 0.9).acos();
-        }
-    }
-    let arr3 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * (acc2.tanh() * 0.9).acos()));
-    let v4 = if (b + x[0]) < 0.00f64 {
-        x[0]
-    } else {
-        (arr3.powi(2) * arr3.powi(2)).ln_1p()
-    };
-    -1.77f64 * (a).tanh()
-        + -0.49f64 * (b).tanh()
-        + -1.88f64 * (w1).tanh()
-        + -1.74f64 * (acc2).tanh()
-        + -0.93f64 * (arr3).tanh()
-        + 1.14f64 * (v4).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p189(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut m1 = a;
-    if (x[1] * x[1]).ln_1p() > -0.63f64 {
-        m1 += ((x[3] / (b * b + 1.0)) * (x[3] / (b * b + 1.0)) + 1.0).recip();
-    } else if autodiff::ops::softplus(a) >= -0.90f64 {
-        m1 = m1 * 0.5;
-    }
-    let v2 = m1;
-    let mut m3 = (b.tanh() * 0.9).acos();
-    if a.hypot(x[0]) < 0.17f64 {
-        m3 += (-(x[2].min(a)));
-    } else if x[3].clamp(-1.0, 1.0) > -0.57f64 {
-        m3 = m3 * 0.5;
-    }
-    let v4 = (((b - x[1]) * (b - x[1]) + 1.5).acosh() * ((b - x[1]) * (b - x[1]) + 1.5).acosh()
-        + 1.0)
-        .log2();
-    1.98f64 * (a).tanh()
-        + 0.67f64 * (b).tanh()
-        + -1.58f64 * (m1).tanh()
-        + 1.94f64 * (v2).tanh()
-        + -0.51f64 * (m3).tanh()
-        + -0.90f64 * (v4).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p190(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let arr1 = (&m.row(1) * b - &m.column(1)).mapv(f64::sin).sum();
-    let v2 = if arr1 > 0.27f64 {
-        (b.tanh() * 0.5).cosh()
-    } else {
-        (0.42f64.abs() * 0.42f64.abs() + 1.0).ln()
-    };
-    let mut buf3 = vec![0.0; n];
-    for i in 0..n {
-        buf3[i] = (v2.abs() * v2.abs() + 1.0).log2();
-    }
-    for i in 1..n {
-        buf3[i] += buf3[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf3[i];
-        buf3[i] = (old * buf3[i - 1]).sin() + old;
-    }
-    let v4 = buf3[2] * buf3[3];
-    let mut m5 = b.tanh().exp2();
-    if (a / (0.37f64 * 0.37f64 + 1.0)) > -0.90f64 {
-        m5 += (-1.02f64 * -1.02f64 + 1.0).powf(arr1.atan().tanh());
-    } else if 0.09f64 < 0.84f64 {
-        m5 = m5 * 0.5;
-    }
-    -1.13f64 * (a).tanh()
-        + -1.89f64 * (b).tanh()
-        + 1.85f64 * (arr1).tanh()
-        + -0.14f64 * (v2).tanh()
-        + -1.13f64 * (v4).tanh()
-        + -1.64f64 * (m5).tanh()
+        + 0.84f64 * (m4).tanh()
+        + 0.69f64 * (v6).tanh()
+        + -1.13f64 * (v7).tanh()
+        + -0.19f64 * (arr8).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p191(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut acc1 = x[1].asinh();
-    for i in 0..n {
-        acc1 += 1.19f64.min(b.cos());
-        if smooth(b) <= -1.58f64 {
-            acc1 = acc1 * 0.9 + (b * 0.5);
-        }
-    }
-    let mut acc2 = (1.44f64 * 0.5);
-    for i in 0..n {
-        acc2 += 1.77f64;
-        if acc1.powi(2) <= 1.42f64 {
-            acc2 = acc2 * 0.9 + f64::sin(b);
-        }
-    }
-    let mut pair3 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair3 += (d * d + 0.5).recip() * b.tanh().exp2();
-        }
-    }
-    let mut pair4 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair4 += (d * d + 0.5).recip() * -0.59f64;
-        }
-    }
-    let mut w5 = ((b * b + 1.0).log2() * (b * b + 1.0).log2() + 1.0)
-        .log10()
-        .tanh()
-        + 3.0;
+    let mut w1 = (-1.52f64.tanh() * -1.52f64.tanh() + 0.5).sqrt().tanh() + 3.0;
     let mut steps = 0;
-    while w5 > 0.5 && steps < 20 {
-        w5 = w5 * 0.6 + 0.05 * (pair3 * 0.5).tanh();
+    while w1 > 0.5 && steps < 20 {
+        w1 = w1 * 0.6 + 0.05 * f64::sin(x[0]).tanh();
         steps += 1;
     }
-    1.16f64 * (a).tanh()
-        + 0.00f64 * (b).tanh()
-        + -1.20f64 * (acc1).tanh()
-        + 0.02f64 * (acc2).tanh()
-        + -1.76f64 * (pair3).tanh()
-        + -1.84f64 * (pair4).tanh()
-        + -0.39f64 * (w5).tanh()
+    let v2 = (x[3] - b.asinh());
+    let arr3 = (m + &m.sum_axis(Axis(0)))
+        .mapv(|t| (t * t + 1.0).ln())
+        .mean()
+        .unwrap()
+        * (x[3] * -1.29f64);
+    -0.69f64 * (a).tanh()
+        + -0.95f64 * (b).tanh()
+        + 1.79f64 * (w1).tanh()
+        + 1.48f64 * (v2).tanh()
+        + 0.95f64 * (arr3).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p192(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = (&m.row(1) * (a.tanh() * 0.9).acos() - &m.column(1))
-        .mapv(f64::sin)
-        .sum();
-    let v2 = -1.80f64;
-    -1.51f64 * (a).tanh() + 0.59f64 * (b).tanh() + -0.89f64 * (arr1).tanh() + -0.02f64 * (v2).tanh()
+    let arr1 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * (b.tanh() * 0.9).acos()));
+    let v2 = if (a + x[0]) < 0.00f64 {
+        x[0]
+    } else {
+        (a.powi(2) * a.powi(2)).ln_1p()
+    };
+    let v3 = v2.atan2(
+        ((arr1 * arr1 + 1.0).recip()
+            / (autodiff::ops::softplus(arr1) * autodiff::ops::softplus(arr1) + 1.0))
+            * ((arr1 * arr1 + 1.0).recip()
+                / (autodiff::ops::softplus(arr1) * autodiff::ops::softplus(arr1) + 1.0))
+            + 0.5,
+    );
+    let mut acc4 = -0.87f64.cos();
+    for i in 0..n {
+        acc4 += autodiff::ops::softplus((a - b));
+        if 1.76f64.asinh() >= 1.61f64 {
+            acc4 = acc4 * 0.9 + -1.04f64.hypot(v2);
+        }
+    }
+    let mut m5 = (0.93f64 * 0.93f64 + 1.0).log10();
+    if (b * b + 0.5).sqrt() < 0.46f64 {
+        m5 += helpers::soft(v2.tanh().exp2(), 0.3);
+    } else if acc4.tanh().exp2() > 0.33f64 {
+        m5 = m5 * 0.5;
+    }
+    -0.42f64 * (a).tanh()
+        + -1.77f64 * (b).tanh()
+        + 0.78f64 * (arr1).tanh()
+        + -1.19f64 * (v2).tanh()
+        + 1.81f64 * (v3).tanh()
+        + -0.38f64 * (acc4).tanh()
+        + 0.01f64 * (m5).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p193(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut acc1 = 1.68f64.hypot(b);
-    for i in 0..n {
-        acc1 += ((b * a).tanh() * 0.9).acos();
-        if (a * a).ln_1p() < 0.57f64 {
-            acc1 = acc1 * 0.9 + b.powi(2);
-        }
-    }
-    let arr2 = (&m.row(1) * -0.88f64.mul_add(acc1, b) - &m.column(1))
-        .mapv(f64::sin)
-        .sum();
-    let v3 = helpers::soft((acc1.tanh() * 0.9).acos(), 0.3);
-    let mut acc4 = (arr2 * arr2 + 1.0).log(3.0);
-    for i in 0..n {
-        acc4 += (f64::sin(b) * f64::sin(b) + 1.0).log2();
-        if a.tanh() <= 0.61f64 {
-            acc4 = acc4 * 0.9 + x[3].asinh();
-        }
-    }
-    -0.02f64 * (a).tanh()
-        + 0.48f64 * (b).tanh()
-        + 0.01f64 * (acc1).tanh()
-        + -1.19f64 * (arr2).tanh()
-        + 1.17f64 * (v3).tanh()
-        + -0.11f64 * (acc4).tanh()
+    let arr1 = (m + &m.sum_axis(Axis(0)))
+        .mapv(|t| (t * t + 1.0).ln())
+        .mean()
+        .unwrap()
+        * (a * a + 1.0).cbrt();
+    let arr2 = (&m.row(1) * arr1.cos() - &m.column(1)).mapv(f64::sin).sum();
+    0.95f64 * (a).tanh() + 1.94f64 * (b).tanh() + -1.96f64 * (arr1).tanh() + 1.65f64 * (arr2).tanh()
 }
 
 #[differentiate]
@@ -6775,12 +6250,68 @@ pub fn p194(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         for j in (i + 1)..n {
             let d = x[i] - x[j];
-            pair1 += (d * d + 0.5).recip() * (b * b + 1.0).log(3.0);
+            pair1 += (d * d + 0.5).recip() * -1.94f64.hypot(x[i]);
         }
     }
     let mut buf2 = vec![0.0; n];
     for i in 0..n {
-        buf2[i] = x[(i + 2) % n];
+        buf2[i] = a.hypot(pair1).abs();
+    }
+    let v3 = buf2[3] + 0.5 * buf2[0];
+    let arr4 = (&m.row(1) * (pair1 * pair1).ln_1p() - &m.column(1))
+        .mapv(f64::sin)
+        .sum();
+    -1.21f64 * (a).tanh()
+        + -0.74f64 * (b).tanh()
+        + -0.45f64 * (pair1).tanh()
+        + -1.76f64 * (v3).tanh()
+        + -0.49f64 * (arr4).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p195(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let v1 = x[0];
+    let mut m2 = (x[2] * x[2] + 1.0).ln();
+    if v1 >= 0.09f64 {
+        m2 += (v1.hypot(b).tanh() * 0.5).tan();
+    } else if (b * b + 1.0).powf(a.tanh()) >= 1.18f64 {
+        m2 = m2 * 0.5;
+    }
+    let mut acc3 = b;
+    for i in 0..n {
+        acc3 += autodiff::ops::softplus(v1).powi(3);
+        if (x[i] * x[i] + 0.5).sqrt() >= 1.58f64 {
+            acc3 = acc3 * 0.9 + (1.44f64 * 0.5);
+        }
+    }
+    let mut w4 = (acc3.tanh() * 0.9).acos().powi(2).tanh() + 3.0;
+    let mut steps = 0;
+    while w4 > 0.5 && steps < 20 {
+        w4 = w4 * 0.6 + 0.05 * (x[3] - -1.54f64).tanh();
+        steps += 1;
+    }
+    0.10f64 * (a).tanh()
+        + -1.46f64 * (b).tanh()
+        + 0.59f64 * (v1).tanh()
+        + -0.31f64 * (m2).tanh()
+        + 1.55f64 * (acc3).tanh()
+        + 0.81f64 * (w4).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p196(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let v1 = if (b.tanh() * 0.9).asin() < -1.33f64 {
+        ((x[0] / (a * a + 1.0)) * (x[0] / (a * a + 1.0)) + 1.0).log10()
+    } else {
+        (a * a + 0.5).sqrt()
+    };
+    let mut buf2 = vec![0.0; n];
+    for i in 0..n {
+        buf2[i] = ((v1.tanh() * 0.9).acos() * 0.5);
     }
     for i in 1..n {
         buf2[i] += buf2[i - 1] * 0.5;
@@ -6790,359 +6321,180 @@ pub fn p194(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         buf2[i] = (old * buf2[i - 1]).sin() + old;
     }
     let v3 = buf2[1] * buf2[2];
-    let mut m4 = (a / (v3 * v3 + 1.0));
-    if (v3 * v3 + 1.0).ln() > -0.26f64 {
-        m4 += (b.tanh() * 0.5).tan();
-    } else if (pair1 * pair1 + 1.0).cbrt() < 1.91f64 {
-        m4 = m4 * 0.5;
-    }
-    let mut w5 = x[1].tanh() + 3.0;
-    let mut steps = 0;
-    while w5 > 0.5 && steps < 20 {
-        w5 = w5 * 0.6 + 0.05 * (pair1 * x[1]).tanh();
-        steps += 1;
-    }
-    let v6 = (pair1 * pair1).tanh().exp2().tanh().exp2();
-    -1.43f64 * (a).tanh()
-        + -0.95f64 * (b).tanh()
-        + -1.21f64 * (pair1).tanh()
-        + -0.71f64 * (v3).tanh()
-        + 1.50f64 * (m4).tanh()
-        + -1.91f64 * (w5).tanh()
-        + -0.50f64 * (v6).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p195(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut pair1 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair1 += (d * d + 0.5).recip() * (-0.52f64 * -0.52f64 + 1.0).log(3.0);
-        }
-    }
-    let mut w2 = (pair1 * pair1 + 1.0)
-        .log10()
-        .hypot(a.mul_add(pair1, -0.29f64))
-        .tanh()
-        + 3.0;
-    let mut steps = 0;
-    while w2 > 0.5 && steps < 20 {
-        w2 = w2 * 0.6 + 0.05 * x[1].cos().tanh();
-        steps += 1;
-    }
-    let v3 = w2;
-    let mut w4 = x[1].tanh().exp().tanh() + 3.0;
-    let mut steps = 0;
-    while w4 > 0.5 && steps < 20 {
-        w4 = w4 * 0.6 + 0.05 * (pair1 * pair1 + 0.5).sqrt().tanh();
-        steps += 1;
-    }
-    let mut m5 = 0.10f64.clamp(-1.0, 1.0);
-    if (pair1.tanh() * 0.9).asin() >= 1.91f64 {
-        m5 += (x[0] * x[0] + 1.5)
-            .acosh()
-            .atan2(-1.34f64.tanh().exp_m1() * -1.34f64.tanh().exp_m1() + 0.5);
-    } else if pair1 > -1.79f64 {
-        m5 = m5 * 0.5;
-    }
-    let v6 = (-(smooth(pair1) - -0.74f64));
-    0.91f64 * (a).tanh()
-        + 0.49f64 * (b).tanh()
-        + -1.87f64 * (pair1).tanh()
-        + -1.22f64 * (w2).tanh()
-        + -0.79f64 * (v3).tanh()
-        + -0.27f64 * (w4).tanh()
-        + 0.19f64 * (m5).tanh()
-        + -1.17f64 * (v6).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p196(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut acc1 = (b * b + 1.0).cbrt();
-    for i in 0..n {
-        acc1 += a.sin().atan();
-        if (a.tanh() * 0.9).asin() >= 1.44f64 {
-            acc1 = acc1 * 0.9 + x[i].abs();
-        }
-    }
-    let v2 = if (x[3].tanh() * 0.5).tan() <= -1.48f64 {
-        (autodiff::ops::softplus(1.04f64) * autodiff::ops::softplus(1.04f64) + 1.0).ln()
+    let v4 = if (v3 * v3 + 1.0).cbrt() >= -1.25f64 {
+        (b.powi(3) * b.powi(3) + 0.5).sqrt()
     } else {
-        a.atan()
+        v1.clamp(-1.0, 1.0).tanh().exp_m1()
     };
-    let mut w3 = a
-        .atan2((1.49f64 * 1.49f64 + 1.0).ln() * (1.49f64 * 1.49f64 + 1.0).ln() + 0.5)
-        .tanh()
-        + 3.0;
-    let mut steps = 0;
-    while w3 > 0.5 && steps < 20 {
-        w3 = w3 * 0.6 + 0.05 * (v2 * v2).ln_1p().tanh();
-        steps += 1;
-    }
-    let mut acc4 = (a.tanh() * 0.9).acos();
-    for i in 0..n {
-        acc4 += (1.70f64.cos() * 1.70f64.cos() + 1.0).log(3.0);
-        if v2 >= -0.18f64 {
-            acc4 = acc4 * 0.9 + (b * b + 1.0).log(3.0);
-        }
-    }
-    let v5 = (acc4 * acc4 + 1.5).acosh();
-    let mut buf6 = vec![0.0; n];
-    for i in 0..n {
-        buf6[i] =
-            ((0.95f64 * 0.95f64 + 1.0).log2() * (0.95f64 * 0.95f64 + 1.0).log2() + 1.0).log10();
-    }
-    for i in 1..n {
-        buf6[i] += buf6[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf6[i];
-        buf6[i] = (old * buf6[i - 1]).sin() + old;
-    }
-    let v7 = buf6[3] * buf6[0];
-    1.09f64 * (a).tanh()
-        + -1.75f64 * (b).tanh()
-        + 0.00f64 * (acc1).tanh()
-        + -0.57f64 * (v2).tanh()
-        + 0.84f64 * (w3).tanh()
-        + -0.35f64 * (acc4).tanh()
-        + -1.73f64 * (v5).tanh()
-        + -0.78f64 * (v7).tanh()
+    let v5 = (b * b + 1.0).log(3.0).atan().clamp(-1.0, 1.0);
+    let v6 = if (v4 * -0.88f64) >= -0.32f64 {
+        (b.max(0.51f64) * b.max(0.51f64) + 1.0).log10()
+    } else {
+        (-1.20f64 * -1.20f64 + 1.0).recip().tanh()
+    };
+    let v7 =
+        (f64::sin((x[1].tanh() * 0.5).sinh()) * f64::sin((x[1].tanh() * 0.5).sinh()) + 1.0).log2();
+    1.36f64 * (a).tanh()
+        + -1.66f64 * (b).tanh()
+        + -0.55f64 * (v1).tanh()
+        + -0.36f64 * (v3).tanh()
+        + 1.30f64 * (v4).tanh()
+        + 0.61f64 * (v5).tanh()
+        + -0.65f64 * (v6).tanh()
+        + -0.48f64 * (v7).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p197(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let v1 = if b >= 0.99f64 {
-        (0.85f64 * 0.85f64 + 1.0)
-            .recip()
-            .hypot((a * a + 0.5).sqrt())
-    } else {
-        (a + x[0]).clamp(-1.0, 1.0)
-    };
-    let v2 = a.cos();
-    let v3 = autodiff::ops::sigmoid((v2 * v2 + 0.5).sqrt());
-    1.55f64 * (a).tanh()
-        + 0.78f64 * (b).tanh()
-        + -1.10f64 * (v1).tanh()
-        + -1.90f64 * (v2).tanh()
-        + -0.33f64 * (v3).tanh()
+    let mut m1 = a.atan();
+    if (b + x[1]) <= -1.59f64 {
+        m1 += x[0];
+    } else if a < -1.71f64 {
+        m1 = m1 * 0.5;
+    }
+    let mut m2 = (a / (a * a + 1.0));
+    if (b * b + 1.0).ln() > -0.26f64 {
+        m2 += (b.tanh() * 0.5).tan();
+    } else if (a * a + 1.0).cbrt() < 1.91f64 {
+        m2 = m2 * 0.5;
+    }
+    1.06f64 * (a).tanh() + -0.95f64 * (b).tanh() + 0.13f64 * (m1).tanh() + -0.71f64 * (m2).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p198(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut pair1 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair1 += (d * d + 0.5).recip() * (b.tanh() * 0.9).asin();
-        }
+    let mut w1 = (x[1] * x[1] + 0.5).sqrt().tanh() + 3.0;
+    let mut steps = 0;
+    while w1 > 0.5 && steps < 20 {
+        w1 = w1 * 0.6 + 0.05 * (1.21f64 * 1.21f64 + 1.0).log2().tanh();
+        steps += 1;
     }
-    let arr2 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
-        .mean()
-        .unwrap()
-        * (a.tanh() * 0.5).cosh();
-    -0.86f64 * (a).tanh()
-        + -1.18f64 * (b).tanh()
-        + 1.07f64 * (pair1).tanh()
-        + -1.39f64 * (arr2).tanh()
+    let v2 = if w1.tanh().exp2() >= -1.43f64 {
+        w1
+    } else {
+        0.09f64.max((-0.52f64 * -0.52f64 + 1.0).log(3.0))
+    };
+    -1.82f64 * (a).tanh() + -1.33f64 * (b).tanh() + 1.44f64 * (w1).tanh() + -0.46f64 * (v2).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p199(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * a.clamp(-1.0, 1.0)));
-    let mut w2 = autodiff::ops::softplus((x[0] + x[3])).tanh() + 3.0;
+    let mut pair1 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair1 += (d * d + 0.5).recip() * (a * a + 1.0).log10();
+        }
+    }
+    let mut acc2 = -1.50f64.abs();
+    for i in 0..n {
+        acc2 += (f64::sin(x[3]).tanh() * 0.9).asin();
+        if b < 0.13f64 {
+            acc2 = acc2 * 0.9 + 0.88f64.tanh().exp2();
+        }
+    }
+    let mut w3 = x[3].clamp(-1.0, 1.0).clamp(-1.0, 1.0).tanh() + 3.0;
     let mut steps = 0;
-    while w2 > 0.5 && steps < 20 {
-        w2 = w2 * 0.6 + 0.05 * (a * a + 1.0).recip().tanh();
+    while w3 > 0.5 && steps < 20 {
+        w3 = w3 * 0.6 + 0.05 * (a.tanh() * 0.9).asin().tanh();
         steps += 1;
     }
-    let v3 = w2.tanh().exp_m1();
-    let v4 = ((arr1.mul_add(0.43f64, w2) * arr1.mul_add(0.43f64, w2) + 1.0).recip()
-        * (arr1.mul_add(0.43f64, w2) * arr1.mul_add(0.43f64, w2) + 1.0).recip()
-        + 1.0)
-        .recip();
-    let v5 = ((x[0] * x[0] + 1.0).log10() * (x[0] * x[0] + 1.0).log10() + 1.0).recip();
-    -0.91f64 * (a).tanh()
-        + -0.05f64 * (b).tanh()
-        + -0.72f64 * (arr1).tanh()
-        + -0.31f64 * (w2).tanh()
-        + -1.58f64 * (v3).tanh()
-        + 0.67f64 * (v4).tanh()
-        + -1.05f64 * (v5).tanh()
+    let mut pair4 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair4 += (d * d + 0.5).recip() * (pair1 * 0.5);
+        }
+    }
+    1.04f64 * (a).tanh()
+        + -0.07f64 * (b).tanh()
+        + -0.30f64 * (pair1).tanh()
+        + -0.37f64 * (acc2).tanh()
+        + -1.49f64 * (w3).tanh()
+        + -1.34f64 * (pair4).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p200(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut w1 = -0.70f64.tanh() + 3.0;
+    let v1 =
+        ((-1.02f64.powi(2) + (-1.77f64 - a)) * (-1.02f64.powi(2) + (-1.77f64 - a)) + 1.0).recip();
+    let mut buf2 = vec![0.0; n];
+    for i in 0..n {
+        buf2[i] = (x[1].tanh() * 0.9).asin().tanh().exp();
+    }
+    let v3 = buf2[3] * buf2[0];
+    let v4 = if v1 < 1.91f64 {
+        autodiff::ops::softplus(1.33f64.tanh().exp())
+    } else {
+        ((a.tanh() * 0.5).sinh() * 0.11f64)
+    };
+    let v5 = if (x[3].tanh() * 0.5).tan() <= -1.48f64 {
+        (autodiff::ops::softplus(1.04f64) * autodiff::ops::softplus(1.04f64) + 1.0).ln()
+    } else {
+        v1.atan()
+    };
+    let mut w6 = v1
+        .atan2((1.49f64 * 1.49f64 + 1.0).ln() * (1.49f64 * 1.49f64 + 1.0).ln() + 0.5)
+        .tanh()
+        + 3.0;
     let mut steps = 0;
-    while w1 > 0.5 && steps < 20 {
-        w1 = w1 * 0.6 + 0.05 * a.tanh();
+    while w6 > 0.5 && steps < 20 {
+        w6 = w6 * 0.6 + 0.05 * (b * b).ln_1p().tanh();
         steps += 1;
     }
-    let v2 = if autodiff::ops::softplus(b) <= 0.46f64 {
-        (helpers::soft(b, 0.3).tanh() * 0.5).cosh()
-    } else {
-        (a.clamp(-1.0, 1.0) - (w1 * w1 + 0.5).sqrt())
-    };
-    let mut acc3 = x[1].sin();
+    let mut acc7 = (a.tanh() * 0.9).acos();
     for i in 0..n {
-        acc3 += b.atan();
-        if b <= 0.35f64 {
-            acc3 = acc3 * 0.9 + autodiff::ops::softplus(x[i]);
+        acc7 += (1.70f64.cos() * 1.70f64.cos() + 1.0).log(3.0);
+        if v3 >= -0.18f64 {
+            acc7 = acc7 * 0.9 + (a * a + 1.0).log(3.0);
         }
     }
-    let v4 = if v2 <= 1.78f64 { b } else { -0.38f64 };
-    let v5 = ((w1.powi(2) * w1.powi(2) + 1.5).acosh() - v4.tanh());
-    let v6 = if (x[1].tanh() * 0.5).cosh() >= 1.95f64 {
-        (helpers::soft(acc3, 0.3) * helpers::soft(acc3, 0.3) + 1.0).log10()
-    } else {
-        -1.60f64
-    };
-    0.91f64 * (a).tanh()
-        + 0.19f64 * (b).tanh()
-        + -0.04f64 * (w1).tanh()
-        + -1.31f64 * (v2).tanh()
-        + 0.99f64 * (acc3).tanh()
-        + -0.41f64 * (v4).tanh()
-        + 1.45f64 * (v5).tanh()
-        + -1.28f64 * (v6).tanh()
+    0.26f64 * (a).tanh()
+        + 0.21f64 * (b).tanh()
+        + -1.96f64 * (v1).tanh()
+        + -0.43f64 * (v3).tanh()
+        + -1.73f64 * (v4).tanh()
+        + -1.43f64 * (v5).tanh()
+        + 0.16f64 * (w6).tanh()
+        + 1.83f64 * (acc7).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p201(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let v1 = if a < -0.74f64 {
-        (-(1.36f64)).clamp(-1.0, 1.0)
-    } else {
-        ((x[2].tanh() * 0.5).sinh() * (x[2].tanh() * 0.5).sinh() + 1.5).acosh()
-    };
-    let v2 = (x[3] * x[3] + 1.0).recip();
-    let mut buf3 = vec![0.0; n];
+    let arr1 = (m + &m.sum_axis(Axis(0)))
+        .mapv(|t| (t * t + 1.0).ln())
+        .mean()
+        .unwrap()
+        * a.abs();
+    let mut acc2 = x[0];
     for i in 0..n {
-        buf3[i] = (x[(i + 3) % n] / (a * a + 1.0)).tanh().exp_m1();
+        acc2 += (x[(i + 1) % n].tanh() * 0.5)
+            .sinh()
+            .hypot(b.clamp(-1.0, 1.0));
+        if a.hypot(x[0]) > -1.34f64 {
+            acc2 = acc2 * 0.9 + (a + x[i]);
+        }
     }
-    for i in 1..n {
-        buf3[i] += buf3[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf3[i];
-        buf3[i] = (old * buf3[i - 1]).sin() + old;
-    }
-    let v4 = buf3[3] * buf3[0];
-    let v5 = ((a * b) * (a * b) + 0.5).sqrt().tanh();
-    0.14f64 * (a).tanh()
-        + 1.81f64 * (b).tanh()
-        + -0.75f64 * (v1).tanh()
-        + 1.98f64 * (v2).tanh()
-        + -0.03f64 * (v4).tanh()
-        + -1.66f64 * (v5).tanh()
+    1.23f64 * (a).tanh() + -1.46f64 * (b).tanh() + 1.05f64 * (arr1).tanh() + 1.98f64 * (acc2).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p202(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut m1 = (-(x[2]));
-    if -1.94f64 <= 1.57f64 {
-        m1 += -0.82f64.asinh().min(b);
-    } else if (b * b + 1.0).recip() <= 0.56f64 {
-        m1 = m1 * 0.5;
-    }
-    let arr2 = (&m.row(1) * smooth(b) - &m.column(1)).mapv(f64::sin).sum();
-    0.56f64 * (a).tanh() + 1.21f64 * (b).tanh() + 1.09f64 * (m1).tanh() + -1.97f64 * (arr2).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p203(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let v1 = ((-(a * 1.19f64)) * (-(a * 1.19f64)) + 1.5).acosh();
-    let mut acc2 = (v1 * v1 + 1.0).ln();
-    for i in 0..n {
-        acc2 += (-(b.hypot(v1)));
-        if x[2].powi(3) > 1.53f64 {
-            acc2 = acc2 * 0.9 + helpers::soft(b, 0.3);
-        }
-    }
-    let mut pair3 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair3 += (d * d + 0.5).recip() * acc2;
-        }
-    }
-    let v4 = if (x[0].tanh() * 0.9).asin() > -0.82f64 {
-        (v1 * v1).ln_1p().tanh().exp_m1()
-    } else {
-        (autodiff::ops::sigmoid(a) * autodiff::ops::sigmoid(a) + 1.0).ln()
-    };
-    -1.72f64 * (a).tanh()
-        + 1.74f64 * (b).tanh()
-        + 1.17f64 * (v1).tanh()
-        + -1.20f64 * (acc2).tanh()
-        + 0.60f64 * (pair3).tanh()
-        + -1.82f64 * (v4).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p204(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut m1 = b;
-    if x[2] <= -1.00f64 {
-        m1 += (a * a + 1.0).log(3.0);
-    } else if 0.18f64.min(a) < -1.90f64 {
-        m1 = m1 * 0.5;
-    }
-    let v2 = if (a - -0.25f64) > -1.69f64 {
-        b.tanh().exp().tanh().exp_m1()
-    } else {
-        ((x[3].tanh() * 0.5).tan() * (x[3].tanh() * 0.5).tan() + 1.0).log2()
-    };
-    let v3 = if (m1.tanh() * 0.5).cosh() < 1.85f64 {
-        x[2]
-    } else {
-        (v2 * m1).tanh().exp_m1()
-    };
-    let mut acc4 = (0.86f64 * 0.86f64 + 1.0).recip();
-    for i in 0..n {
-        acc4 += ((v3 * v3 + 1.0).cbrt().tanh() * 0.9).acos();
-        if v2 >= -1.73f64 {
-            acc4 = acc4 * 0.9 + a;
-        }
-    }
-    let v5 = (v3.cos() * v3.cos() + 1.0).powf(1.68f64.tanh()).abs();
-    -0.31f64 * (a).tanh()
-        + 1.45f64 * (b).tanh()
-        + -0.90f64 * (m1).tanh()
-        + -1.69f64 * (v2).tanh()
-        + -1.72f64 * (v3).tanh()
-        + -0.75f64 * (acc4).tanh()
-        + -1.25f64 * (v5).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p205(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
     let mut buf1 = vec![0.0; n];
     for i in 0..n {
-        buf1[i] = (-1.00f64.tanh() * 0.9).asin();
+        buf1[i] = autodiff::ops::sigmoid((a * b));
     }
     for i in 1..n {
         buf1[i] += buf1[i - 1] * 0.5;
@@ -7151,105 +6503,88 @@ pub fn p205(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         let old = buf1[i];
         buf1[i] = (old * buf1[i - 1]).sin() + old;
     }
-    let v2 = buf1[0] * buf1[1];
-    let mut w3 = (1.67f64.clamp(-1.0, 1.0) + autodiff::ops::softplus(a)).tanh() + 3.0;
-    let mut steps = 0;
-    while w3 > 0.5 && steps < 20 {
-        w3 = w3 * 0.6 + 0.05 * (a * a + 0.5).sqrt().tanh();
-        steps += 1;
-    }
-    let mut pair4 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair4 += (d * d + 0.5).recip() * (x[2] * x[2] + 1.0).powf(-1.82f64.tanh());
-        }
-    }
-    let mut m5 = a.abs();
-    if b <= 1.38f64 {
-        m5 += (b * b + 1.0).log(3.0).abs();
-    } else if (x[2] * x[2] + 0.5).sqrt() < 1.18f64 {
-        m5 = m5 * 0.5;
-    }
-    let v6 = (autodiff::ops::sigmoid(v2).powi(3) * autodiff::ops::sigmoid(v2).powi(3) + 0.5).sqrt();
-    -0.21f64 * (a).tanh()
-        + -1.24f64 * (b).tanh()
-        + -1.25f64 * (v2).tanh()
-        + 0.07f64 * (w3).tanh()
-        + 0.84f64 * (pair4).tanh()
-        + 1.12f64 * (m5).tanh()
-        + -1.96f64 * (v6).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p206(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let arr1 = (&m.row(1) * (0.45f64.tanh() * 0.5).sinh() - &m.column(1))
-        .mapv(f64::sin)
-        .sum();
-    let v2 = b;
-    let mut w3 = (autodiff::ops::softplus(b) * autodiff::ops::softplus(b) + 0.5)
-        .sqrt()
-        .tanh()
-        + 3.0;
-    let mut steps = 0;
-    while w3 > 0.5 && steps < 20 {
-        w3 = w3 * 0.6 + 0.05 * (v2 / (v2 * v2 + 1.0)).tanh();
-        steps += 1;
-    }
-    let mut m4 = x[1].hypot(1.54f64);
-    if smooth(1.89f64) < -1.79f64 {
-        m4 += (v2 * 0.5).atan();
-    } else if -1.71f64.atan() >= -0.60f64 {
-        m4 = m4 * 0.5;
-    }
-    let v5 = ((f64::sin(-0.42f64) * (-0.24f64 * -0.24f64).ln_1p())
-        * (f64::sin(-0.42f64) * (-0.24f64 * -0.24f64).ln_1p())
-        + 1.0)
-        .log2();
-    let mut buf6 = vec![0.0; n];
-    for i in 0..n {
-        buf6[i] = helpers::soft(b, 0.3).tanh().exp_m1();
-    }
-    for i in 1..n {
-        buf6[i] += buf6[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf6[i];
-        buf6[i] = (old * buf6[i - 1]).sin() + old;
-    }
-    let v7 = buf6[2] * buf6[3];
-    1.97f64 * (a).tanh()
-        + 0.31f64 * (b).tanh()
-        + -1.62f64 * (arr1).tanh()
-        + 1.32f64 * (v2).tanh()
-        + -1.20f64 * (w3).tanh()
-        + -1.18f64 * (m4).tanh()
-        + 0.07f64 * (v5).tanh()
-        + 0.64f64 * (v7).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p207(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut pair1 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair1 += (d * d + 0.5).recip() * -0.64f64;
-        }
-    }
-    let mut m2 = pair1.tanh();
-    if pair1 <= 1.70f64 {
-        m2 += 0.40f64.powi(3).hypot((a.tanh() * 0.9).asin());
-    } else if 1.78f64 > 1.53f64 {
-        m2 = m2 * 0.5;
-    }
+    let v2 = buf1[3] * buf1[0];
     let mut buf3 = vec![0.0; n];
     for i in 0..n {
-        buf3[i] = (smooth(x[(i + 3) % n]) * smooth(x[(i + 3) % n])).ln_1p();
+        buf3[i] = (-1.25f64 * -1.25f64 + 1.0).ln().cos();
+    }
+    let v4 = buf3[1] * buf3[2];
+    let arr5 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * -1.23f64.clamp(-1.0, 1.0)));
+    let v6 =
+        (autodiff::ops::softplus((arr5 + a)) * autodiff::ops::softplus((arr5 + a)) + 1.0).recip();
+    -0.35f64 * (a).tanh()
+        + -1.47f64 * (b).tanh()
+        + -1.12f64 * (v2).tanh()
+        + 0.56f64 * (v4).tanh()
+        + 1.53f64 * (arr5).tanh()
+        + -0.45f64 * (v6).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p203(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut m1 = x[2];
+    if x[3].powi(3) < 0.52f64 {
+        m1 += b
+            .min(-0.29f64)
+            .mul_add((a * a + 1.0).recip(), (x[1] * x[1]).ln_1p());
+    } else if (a * a + 1.0).recip() > -0.05f64 {
+        m1 = m1 * 0.5;
+    }
+    let arr2 = (m + &m.sum_axis(Axis(0)))
+        .mapv(|t| (t * t + 1.0).ln())
+        .mean()
+        .unwrap()
+        * x[3].tanh().exp();
+    let mut w3 = -0.70f64.tanh() + 3.0;
+    let mut steps = 0;
+    while w3 > 0.5 && steps < 20 {
+        w3 = w3 * 0.6 + 0.05 * a.tanh();
+        steps += 1;
+    }
+    let v4 = if autodiff::ops::softplus(b) <= 0.46f64 {
+        (helpers::soft(m1, 0.3).tanh() * 0.5).cosh()
+    } else {
+        (arr2.clamp(-1.0, 1.0) - (arr2 * arr2 + 0.5).sqrt())
+    };
+    let mut acc5 = x[1].sin();
+    for i in 0..n {
+        acc5 += v4.atan();
+        if arr2 <= 0.35f64 {
+            acc5 = acc5 * 0.9 + autodiff::ops::softplus(x[i]);
+        }
+    }
+    let v6 = if a <= 1.78f64 { arr2 } else { -0.38f64 };
+    -1.75f64 * (a).tanh()
+        + -0.63f64 * (b).tanh()
+        + 1.92f64 * (m1).tanh()
+        + 0.64f64 * (arr2).tanh()
+        + -0.16f64 * (w3).tanh()
+        + 0.38f64 * (v4).tanh()
+        + 0.47f64 * (acc5).tanh()
+        + 1.26f64 * (v6).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p204(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut acc1 = (-0.12f64.tanh() * 0.9).atanh();
+    for i in 0..n {
+        acc1 += ((x[1].tanh() * 0.5).cosh() * (x[1].tanh() * 0.5).cosh() + 1.0).log2();
+        if (1.37f64 * a) < 0.18f64 {
+            acc1 = acc1 * 0.9 + 0.91f64;
+        }
+    }
+    let v2 = if smooth(a) > -1.28f64 {
+        acc1.clamp(-1.0, 1.0)
+    } else {
+        ((x[3] * x[3] + 1.0).log(3.0) / (acc1.atan() * acc1.atan() + 1.0))
+    };
+    let mut buf3 = vec![0.0; n];
+    for i in 0..n {
+        buf3[i] = ((a * a + 0.5).sqrt().tanh() * 0.5).tan();
     }
     for i in 1..n {
         buf3[i] += buf3[i - 1] * 0.5;
@@ -7258,98 +6593,120 @@ pub fn p207(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         let old = buf3[i];
         buf3[i] = (old * buf3[i - 1]).sin() + old;
     }
-    let v4 = buf3[1] * buf3[2];
-    let mut acc5 = v4;
+    let v4 = buf3[0] + 0.5 * buf3[1];
+    let mut buf5 = vec![0.0; n];
     for i in 0..n {
-        acc5 += ((x[i] * x[i] + 0.5).sqrt().tanh() * 0.9).acos();
-        if -0.60f64 >= -0.72f64 {
-            acc5 = acc5 * 0.9 + (v4 / (b * b + 1.0));
-        }
+        buf5[i] = (x[(i + 3) % n] / (acc1 * acc1 + 1.0)).tanh().exp_m1();
     }
-    0.57f64 * (a).tanh()
-        + -0.70f64 * (b).tanh()
-        + 0.67f64 * (pair1).tanh()
-        + 0.00f64 * (m2).tanh()
-        + 0.10f64 * (v4).tanh()
-        + 0.77f64 * (acc5).tanh()
+    let v6 = buf5[3] + 0.5 * buf5[0];
+    let mut w7 = (v4.clamp(-1.0, 1.0) * v4.clamp(-1.0, 1.0) + 1.0)
+        .log(3.0)
+        .tanh()
+        + 3.0;
+    let mut steps = 0;
+    while w7 > 0.5 && steps < 20 {
+        w7 = w7 * 0.6 + 0.05 * (-(a)).tanh();
+        steps += 1;
+    }
+    -0.75f64 * (a).tanh()
+        + 1.98f64 * (b).tanh()
+        + -0.03f64 * (acc1).tanh()
+        + -1.66f64 * (v2).tanh()
+        + 1.65f64 * (v4).tanh()
+        + 1.94f64 * (v6).tanh()
+        + 1.72f64 * (w7).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p208(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p205(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut m1 = smooth(x[1]);
-    if (-0.64f64 * -0.64f64 + 1.0).powf(b.tanh()) <= -1.62f64 {
-        m1 += ((b * b).ln_1p() * (b * b).ln_1p() + 0.5).sqrt();
-    } else if (b.tanh() * 0.9).acos() <= 0.58f64 {
+    let mut buf1 = vec![0.0; n];
+    for i in 0..n {
+        buf1[i] = -0.40f64;
+    }
+    let v2 = buf1[2] * buf1[3];
+    let mut m3 = -0.82f64.asinh();
+    if (v2 * v2 + 0.5).sqrt() >= 1.89f64 {
+        m3 += (v2 / (smooth(b) * smooth(b) + 1.0));
+    } else if (b.tanh() * 0.5).cosh() >= 0.52f64 {
+        m3 = m3 * 0.5;
+    }
+    let v4 = ((-(a * 1.19f64)) * (-(a * 1.19f64)) + 1.5).acosh();
+    let mut acc5 = (b * b + 1.0).ln();
+    for i in 0..n {
+        acc5 += (-(v2.hypot(b)));
+        if x[2].powi(3) > 1.53f64 {
+            acc5 = acc5 * 0.9 + helpers::soft(a, 0.3);
+        }
+    }
+    0.06f64 * (a).tanh()
+        + 1.05f64 * (b).tanh()
+        + 0.76f64 * (v2).tanh()
+        + 0.95f64 * (m3).tanh()
+        + 0.78f64 * (v4).tanh()
+        + 0.41f64 * (acc5).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p206(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut m1 = (a - a);
+    if a > -1.07f64 {
+        m1 += (a.tanh() * 0.5).sinh().asinh();
+    } else if 0.60f64 <= -1.82f64 {
         m1 = m1 * 0.5;
     }
-    let mut pair2 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair2 += (d * d + 0.5).recip() * (1.09f64 * 1.09f64 + 1.0).powf(m1.tanh());
-        }
+    let mut m2 = b;
+    if x[2] <= -1.00f64 {
+        m2 += (m1 * m1 + 1.0).log(3.0);
+    } else if 0.18f64.min(m1) < -1.90f64 {
+        m2 = m2 * 0.5;
     }
-    let v3 = if (a * x[1]) > 1.14f64 {
-        (helpers::soft(x[0], 0.3) * helpers::soft(x[0], 0.3)).ln_1p()
+    let v3 = if (m1 - -0.25f64) > -1.69f64 {
+        b.tanh().exp().tanh().exp_m1()
     } else {
-        (a + pair2).abs()
+        ((x[3].tanh() * 0.5).tan() * (x[3].tanh() * 0.5).tan() + 1.0).log2()
     };
-    let v4 = (-1.02f64 * autodiff::ops::softplus(x[3])).mul_add(
-        (b * b + 1.0).log(3.0).cos(),
-        ((x[2] - pair2).tanh() * 0.9).asin(),
-    );
-    0.93f64 * (a).tanh()
-        + 1.94f64 * (b).tanh()
-        + 0.73f64 * (m1).tanh()
-        + 1.75f64 * (pair2).tanh()
-        + -1.90f64 * (v3).tanh()
-        + 0.43f64 * (v4).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p209(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let v1 = ((x[1].mul_add(b, a) * 0.5) * (x[1].mul_add(b, a) * 0.5) + 0.5).sqrt();
-    let v2 = -0.72f64;
-    let arr3 = (&m.row(1) * (v1 * v1 + 1.0).recip() - &m.column(1))
-        .mapv(f64::sin)
-        .sum();
-    let v4 =
-        (autodiff::ops::softplus(smooth(v1)) * autodiff::ops::softplus(smooth(v1)) + 1.0).recip();
-    -1.20f64 * (a).tanh()
-        + 0.70f64 * (b).tanh()
-        + -0.32f64 * (v1).tanh()
-        + 0.33f64 * (v2).tanh()
-        + -1.96f64 * (arr3).tanh()
+    let v4 = if (v3.tanh() * 0.5).cosh() < 1.85f64 {
+        x[2]
+    } else {
+        (m2 * v3).tanh().exp_m1()
+    };
+    1.29f64 * (a).tanh()
+        + -0.64f64 * (b).tanh()
+        + 0.01f64 * (m1).tanh()
+        + 0.86f64 * (m2).tanh()
+        + 1.34f64 * (v3).tanh()
         + 1.22f64 * (v4).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p210(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p207(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let v1 = if (a.tanh() * 0.9).acos() < -1.24f64 {
-        smooth(f64::sin(a))
+    let arr1 = (m * x[2] + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
+    let v2 = if x[3].asinh() > 1.45f64 {
+        b
     } else {
-        ((b * b + 1.0).cbrt().tanh() * 0.5).tan()
+        (b * b + 1.0).powf(1.01f64.tanh()).tanh().exp_m1()
     };
-    let v2 = (v1.tanh().exp2()
-        / (((x[2] * x[2] + 1.0).recip().tanh() * 0.5).sinh()
-            * ((x[2] * x[2] + 1.0).recip().tanh() * 0.5).sinh()
-            + 1.0));
-    let mut w3 = v1.tanh() + 3.0;
-    let mut steps = 0;
-    while w3 > 0.5 && steps < 20 {
-        w3 = w3 * 0.6 + 0.05 * smooth(x[1]).tanh();
-        steps += 1;
+    let mut buf3 = vec![0.0; n];
+    for i in 0..n {
+        buf3[i] = -1.69f64.max(v2).tanh().exp();
     }
-    let v4 = ((-1.28f64.sin() * a) * (-1.28f64.sin() * a) + 1.0).ln();
+    for i in 1..n {
+        buf3[i] += buf3[i - 1] * 0.5;
+    }
+    for i in 1..n {
+        let old = buf3[i];
+        buf3[i] = (old * buf3[i - 1]).sin() + old;
+    }
+    let v4 = buf3[2] + 0.5 * buf3[3];
     let mut buf5 = vec![0.0; n];
     for i in 0..n {
-        buf5[i] = (x[(i + 1) % n] * x[(i + 1) % n]).ln_1p();
+        buf5[i] = v4;
     }
     for i in 1..n {
         buf5[i] += buf5[i - 1] * 0.5;
@@ -7358,14 +6715,105 @@ pub fn p210(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         let old = buf5[i];
         buf5[i] = (old * buf5[i - 1]).sin() + old;
     }
-    let v6 = buf5[0] * buf5[1];
-    -1.86f64 * (a).tanh()
-        + -1.94f64 * (b).tanh()
-        + -1.23f64 * (v1).tanh()
-        + 0.98f64 * (v2).tanh()
-        + 1.09f64 * (w3).tanh()
-        + 0.63f64 * (v4).tanh()
-        + -0.36f64 * (v6).tanh()
+    let v6 = buf5[3] + 0.5 * buf5[0];
+    let mut m7 = (v4 + a);
+    if -0.04f64.max(arr1) >= 0.82f64 {
+        m7 += ((v6 * v6 + 1.0).recip().tanh() * 0.5).sinh();
+    } else if b.abs() < -1.32f64 {
+        m7 = m7 * 0.5;
+    }
+    let mut buf8 = vec![0.0; n];
+    for i in 0..n {
+        buf8[i] = ((0.43f64 * 0.43f64).ln_1p() + (-(a)));
+    }
+    for i in 1..n {
+        buf8[i] += buf8[i - 1] * 0.5;
+    }
+    for i in 1..n {
+        let old = buf8[i];
+        buf8[i] = (old * buf8[i - 1]).sin() + old;
+    }
+    let v9 = buf8[2] + 0.5 * buf8[3];
+    1.18f64 * (a).tanh()
+        + 0.33f64 * (b).tanh()
+        + 0.87f64 * (arr1).tanh()
+        + 1.37f64 * (v2).tanh()
+        + -0.28f64 * (v4).tanh()
+        + 1.79f64 * (v6).tanh()
+        + 1.44f64 * (m7).tanh()
+        + 0.98f64 * (v9).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p208(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut pair1 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair1 += (d * d + 0.5).recip() * (a.tanh() * 0.9).atanh();
+        }
+    }
+    let mut m2 = (x[0] - 1.41f64);
+    if b.mul_add(pair1, b) <= 1.31f64 {
+        m2 += ((b * b + 0.5).sqrt() + (a * -1.21f64));
+    } else if x[1].hypot(1.54f64) < 1.60f64 {
+        m2 = m2 * 0.5;
+    }
+    let arr3 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * b.cos()));
+    1.95f64 * (a).tanh()
+        + 0.23f64 * (b).tanh()
+        + -1.09f64 * (pair1).tanh()
+        + 1.57f64 * (m2).tanh()
+        + -0.29f64 * (arr3).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p209(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut m1 = autodiff::ops::softplus(a);
+    if (a * a + 1.0).cbrt() <= -0.86f64 {
+        m1 += ((-0.24f64 * -0.24f64).ln_1p() * (-0.24f64 * -0.24f64).ln_1p() + 1.0).log2();
+    } else if (a * a + 1.0).powf(x[0].tanh()) < 1.70f64 {
+        m1 = m1 * 0.5;
+    }
+    let mut w2 = (x[0].sin() * x[0].sin() + 1.0).log2().tanh() + 3.0;
+    let mut steps = 0;
+    while w2 > 0.5 && steps < 20 {
+        w2 = w2 * 0.6 + 0.05 * (x[1] - -0.64f64).tanh();
+        steps += 1;
+    }
+    let mut m3 = b.tanh();
+    if a <= 1.70f64 {
+        m3 += 0.40f64.powi(3).hypot((m1.tanh() * 0.9).asin());
+    } else if 1.78f64 > 1.53f64 {
+        m3 = m3 * 0.5;
+    }
+    1.21f64 * (a).tanh()
+        + 1.24f64 * (b).tanh()
+        + -0.54f64 * (m1).tanh()
+        + -1.37f64 * (w2).tanh()
+        + 0.11f64 * (m3).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p210(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let v1 = if b <= -0.86f64 {
+        helpers::soft(b, 0.3).mul_add(a, -0.60f64)
+    } else {
+        (b.cos() / (0.57f64.atan2(a * a + 0.5) * 0.57f64.atan2(a * a + 0.5) + 1.0))
+    };
+    let mut m2 = x[3].abs();
+    if v1.tanh().exp() > -0.64f64 {
+        m2 += ((b * b).ln_1p() * (b * b).ln_1p() + 1.5).acosh();
+    } else if (a * a).ln_1p() > 1.60f64 {
+        m2 = m2 * 0.5;
+    }
+    -1.03f64 * (a).tanh() + -0.49f64 * (b).tanh() + -0.02f64 * (v1).tanh() + 0.02f64 * (m2).tanh()
 }
 
 #[differentiate]
@@ -7376,45 +6824,135 @@ pub fn p211(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         for j in (i + 1)..n {
             let d = x[i] - x[j];
-            pair1 += (d * d + 0.5).recip() * (b.tanh() * 0.9).acos();
+            pair1 += (d * d + 0.5).recip() * (1.09f64 * 1.09f64 + 1.0).powf(a.tanh());
         }
     }
-    let v2 = if pair1.hypot(-1.74f64) >= 0.28f64 {
-        -0.74f64.max(b).clamp(-1.0, 1.0)
+    let v2 = if (b * x[1]) > 1.14f64 {
+        (helpers::soft(x[0], 0.3) * helpers::soft(x[0], 0.3)).ln_1p()
     } else {
-        -0.99f64
+        (pair1 + b).abs()
     };
-    let mut w3 = (-(b.hypot(-0.63f64))).tanh() + 3.0;
+    let v3 = (-1.02f64 * autodiff::ops::softplus(x[3])).mul_add(
+        (a * a + 1.0).log(3.0).cos(),
+        ((x[2] - a).tanh() * 0.9).asin(),
+    );
+    let mut w4 = (a.abs().tanh() * 0.9).asin().tanh() + 3.0;
     let mut steps = 0;
-    while w3 > 0.5 && steps < 20 {
-        w3 = w3 * 0.6 + 0.05 * v2.tanh();
+    while w4 > 0.5 && steps < 20 {
+        w4 = w4 * 0.6 + 0.05 * v2.tanh();
         steps += 1;
     }
-    let mut acc4 = v2.hypot(v2);
-    for i in 0..n {
-        acc4 += x[(i + 2) % n].max(pair1).max((x[i] * x[i] + 1.0).ln());
-        if autodiff::ops::softplus(a) > -1.17f64 {
-            acc4 = acc4 * 0.9 + w3.sin();
-        }
-    }
-    0.81f64 * (a).tanh()
-        + 0.80f64 * (b).tanh()
-        + 1.24f64 * (pair1).tanh()
-        + 0.68f64 * (v2).tanh()
-        + 1.68f64 * (w3).tanh()
-        + 0.36f64 * (acc4).tanh()
+    let arr5 = (m * b.powi(3) + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
+    0.86f64 * (a).tanh()
+        + 1.23f64 * (b).tanh()
+        + 1.25f64 * (pair1).tanh()
+        + 1.07f64 * (v2).tanh()
+        + 1.00f64 * (v3).tanh()
+        + 1.61f64 * (w4).tanh()
+        + -0.72f64 * (arr5).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p212(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = (&m.row(1) * (x[0].tanh() * 0.9).acos() - &m.column(1))
-        .mapv(f64::sin)
-        .sum();
-    let v2 = (-(autodiff::ops::softplus(arr1))).tanh().exp2();
-    let mut m3 = autodiff::ops::sigmoid(a);
-    if (1.62f64 * 1.62f64 + 1.0).cbrt() < 0.62f64 {
+    let mut w1 = x[3].powi(2).tanh() + 3.0;
+    let mut steps = 0;
+    while w1 > 0.5 && steps < 20 {
+        w1 = w1 * 0.6 + 0.05 * 1.95f64.sin().tanh();
+        steps += 1;
+    }
+    let v2 = if b <= -0.32f64 {
+        smooth(x[3])
+    } else {
+        a.tanh()
+    };
+    let mut pair3 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair3 += (d * d + 0.5).recip() * f64::sin(x[0]);
+        }
+    }
+    let v4 = ((v2.tanh() * 0.5).tan() * (v2.tanh() * 0.5).tan() + 1.0)
+        .recip()
+        .tanh()
+        .exp2();
+    let mut m5 = v4;
+    if pair3.abs() >= -0.46f64 {
+        m5 += b.atan2(x[1] * x[1] + 0.5).tanh();
+    } else if a >= -0.38f64 {
+        m5 = m5 * 0.5;
+    }
+    1.58f64 * (a).tanh()
+        + 0.71f64 * (b).tanh()
+        + -1.28f64 * (w1).tanh()
+        + 1.30f64 * (v2).tanh()
+        + 0.38f64 * (pair3).tanh()
+        + 1.05f64 * (v4).tanh()
+        + -0.12f64 * (m5).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p213(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut m1 = b;
+    if b.max(a) <= -1.94f64 {
+        m1 += (b.tanh() + x[1]);
+    } else if (a.tanh() * 0.9).acos() > -1.91f64 {
+        m1 = m1 * 0.5;
+    }
+    let arr2 = (m * a + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
+    -1.56f64 * (a).tanh() + -1.47f64 * (b).tanh() + 1.01f64 * (m1).tanh() + -0.74f64 * (arr2).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p214(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut buf1 = vec![0.0; n];
+    for i in 0..n {
+        buf1[i] = ((-(x[i])) * (-(x[i])) + 1.0).log10();
+    }
+    let v2 = buf1[3] * buf1[0];
+    let arr3 = (m + &m.sum_axis(Axis(0)))
+        .mapv(|t| (t * t + 1.0).ln())
+        .mean()
+        .unwrap()
+        * (v2 * v2 + 1.5).acosh();
+    let mut acc4 = arr3;
+    for i in 0..n {
+        acc4 += ((a * a + 1.0).log2() * (a * a + 1.0).log2() + 1.0)
+            .powf((v2.tanh() * 0.5).tan().tanh());
+        if v2.max(b) <= 0.33f64 {
+            acc4 = acc4 * 0.9 + autodiff::ops::sigmoid(a);
+        }
+    }
+    1.49f64 * (a).tanh()
+        + -0.71f64 * (b).tanh()
+        + -1.17f64 * (v2).tanh()
+        + 0.49f64 * (arr3).tanh()
+        + -0.36f64 * (acc4).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p215(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let v1 = ((helpers::soft(a, 0.3) * helpers::soft(a, 0.3) + 1.0)
+        .powf((b.tanh() * 0.5).tan().tanh())
+        .tanh()
+        * 0.9)
+        .acos();
+    let mut w2 = ((-(b)) * (-(b)) + 1.0).ln().tanh() + 3.0;
+    let mut steps = 0;
+    while w2 > 0.5 && steps < 20 {
+        w2 = w2 * 0.6 + 0.05 * -0.41f64.tanh().exp_m1().tanh();
+        steps += 1;
+    }
+    let mut m3 = v1.abs();
+    if x[2] < 0.62f64 {
         m3 += (-(b.atan()));
     } else if a.powi(2) <= 1.74f64 {
         m3 = m3 * 0.5;
@@ -7431,388 +6969,281 @@ pub fn p212(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         buf4[i] = (old * buf4[i - 1]).sin() + old;
     }
     let v5 = buf4[1] * buf4[2];
-    let v6 = (arr1.abs() + a.mul_add(x[2], v2)).sin();
-    1.48f64 * (a).tanh()
-        + 0.82f64 * (b).tanh()
-        + 0.94f64 * (arr1).tanh()
-        + 1.08f64 * (v2).tanh()
-        + -0.89f64 * (m3).tanh()
-        + -1.50f64 * (v5).tanh()
-        + -1.80f64 * (v6).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p213(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let v1 = b;
-    let v2 = (v1.powi(2).tanh().exp2() + ((-(0.97f64)) * (-(0.97f64)) + 1.0).powf(a.tanh()));
-    let mut buf3 = vec![0.0; n];
-    for i in 0..n {
-        buf3[i] = v2.atan().powi(2);
+    let v6 = if v1.abs() < 1.58f64 {
+        x[3]
+    } else {
+        helpers::soft(w2.sin(), 0.3)
+    };
+    let mut w7 = (-1.50f64 * -1.50f64 + 1.0).log10().tanh() + 3.0;
+    let mut steps = 0;
+    while w7 > 0.5 && steps < 20 {
+        w7 = w7 * 0.6 + 0.05 * a.tanh().exp2().tanh();
+        steps += 1;
     }
-    for i in 1..n {
-        buf3[i] += buf3[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf3[i];
-        buf3[i] = (old * buf3[i - 1]).sin() + old;
-    }
-    let v4 = buf3[0] * buf3[1];
-    let mut pair5 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair5 += (d * d + 0.5).recip() * (v2 * v2 + 1.0).ln();
-        }
-    }
-    let v6 = (x[0].tanh() * x[0].tanh() + 1.5)
-        .acosh()
-        .mul_add(0.12f64, (x[2] / (b * b + 1.0)).abs());
-    let v7 = smooth(((a.tanh() * 0.5).cosh() * (a.tanh() * 0.5).cosh() + 1.0).log2());
-    -1.70f64 * (a).tanh()
-        + 1.19f64 * (b).tanh()
-        + 1.50f64 * (v1).tanh()
-        + -1.28f64 * (v2).tanh()
-        + -1.11f64 * (v4).tanh()
-        + 1.66f64 * (pair5).tanh()
-        + -0.75f64 * (v6).tanh()
-        + -0.40f64 * (v7).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p214(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut pair1 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair1 += (d * d + 0.5).recip() * (a.tanh() * 0.9).asin();
-        }
-    }
-    let v2 = (((pair1 * pair1 + 1.0).log(3.0).tanh() * 0.5).cosh()
-        * ((pair1 * pair1 + 1.0).log(3.0).tanh() * 0.5).cosh()
-        + 1.0)
-        .log2();
-    let mut buf3 = vec![0.0; n];
-    for i in 0..n {
-        buf3[i] = 1.47f64.min((pair1 * pair1 + 0.5).sqrt());
-    }
-    for i in 1..n {
-        buf3[i] += buf3[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf3[i];
-        buf3[i] = (old * buf3[i - 1]).sin() + old;
-    }
-    let v4 = buf3[1] * buf3[2];
-    let arr5 = (&m.row(1) * x[2] - &m.column(1)).mapv(f64::sin).sum();
-    let mut buf6 = vec![0.0; n];
-    for i in 0..n {
-        buf6[i] = ((v4 * v4 + 1.0).log(3.0) * (v4 * v4 + 1.0).log(3.0) + 1.0).log(3.0);
-    }
-    for i in 1..n {
-        buf6[i] += buf6[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf6[i];
-        buf6[i] = (old * buf6[i - 1]).sin() + old;
-    }
-    let v7 = buf6[1] * buf6[2];
-    let v8 = ((-(x[2])).tanh() * 0.9).acos().atan();
-    -0.10f64 * (a).tanh()
-        + 0.32f64 * (b).tanh()
-        + -0.22f64 * (pair1).tanh()
-        + 0.78f64 * (v2).tanh()
-        + 1.08f64 * (v4).tanh()
-        + -0.18f64 * (arr5).tanh()
-        + 1.91f64 * (v7).tanh()
-        + 1.92f64 * (v8).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p215(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let v1 = (((-1.27f64.tanh() * 0.5).tan() * 0.5) * ((-1.27f64.tanh() * 0.5).tan() * 0.5) + 1.0)
-        .log10();
-    let mut buf2 = vec![0.0; n];
-    for i in 0..n {
-        buf2[i] = -0.77f64.clamp(-1.0, 1.0).atan2(
-            (x[(i + 1) % n].tanh() * 0.5).sinh() * (x[(i + 1) % n].tanh() * 0.5).sinh() + 0.5,
-        );
-    }
-    for i in 1..n {
-        buf2[i] += buf2[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf2[i];
-        buf2[i] = (old * buf2[i - 1]).sin() + old;
-    }
-    let v3 = buf2[3] * buf2[0];
-    let v4 = (a * 0.5).max((-1.54f64.tanh() * 0.9).atanh()).hypot(v1);
-    let mut pair5 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair5 += (d * d + 0.5).recip() * v3.max(x[(i + 1) % n]);
-        }
-    }
-    let arr6 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * (b * b + 1.0).recip()));
-    let mut m7 = x[2];
-    if v4.sin() >= 0.55f64 {
-        m7 += helpers::soft(arr6.clamp(-1.0, 1.0), 0.3);
-    } else if autodiff::ops::sigmoid(-0.50f64) < 1.26f64 {
-        m7 = m7 * 0.5;
-    }
-    1.99f64 * (a).tanh()
-        + 0.15f64 * (b).tanh()
-        + -0.96f64 * (v1).tanh()
-        + 0.32f64 * (v3).tanh()
-        + -1.74f64 * (v4).tanh()
-        + -1.12f64 * (pair5).tanh()
-        + 0.30f64 * (arr6).tanh()
-        + -0.26f64 * (m7).tanh()
+    -0.17f64 * (a).tanh()
+        + -1.90f64 * (b).tanh()
+        + -0.48f64 * (v1).tanh()
+        + -0.76f64 * (w2).tanh()
+        + -0.19f64 * (m3).tanh()
+        + -1.52f64 * (v5).tanh()
+        + -0.99f64 * (v6).tanh()
+        + -0.85f64 * (w7).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p216(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut acc1 = (0.00f64 + a);
-    for i in 0..n {
-        acc1 += b.tanh().exp().mul_add((a - a), (a * a + 0.5).sqrt());
-        if b <= 0.02f64 {
-            acc1 = acc1 * 0.9 + x[(i + 3) % n].hypot(b);
-        }
-    }
-    let v2 = if (x[1] * x[1] + 1.5).acosh() > 0.22f64 {
-        (1.31f64.tanh().tanh() * 0.5).sinh()
+    let v1 = a;
+    let v2 = if (1.88f64 * 1.88f64 + 1.0).ln() >= 0.44f64 {
+        v1.cos().atan()
     } else {
-        b.mul_add(b, (acc1.tanh() * 0.9).atanh())
+        (v1 * b.tanh())
     };
-    let arr3 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
-        .mean()
-        .unwrap()
-        * (x[0].tanh() * 0.5).cosh();
-    let mut w4 = f64::sin((acc1.tanh() * 0.9).acos()).tanh() + 3.0;
-    let mut steps = 0;
-    while w4 > 0.5 && steps < 20 {
-        w4 = w4 * 0.6 + 0.05 * (x[2] * x[2] + 1.5).acosh().tanh();
-        steps += 1;
+    let mut m3 = -1.07f64.tanh();
+    if (v2 * v2 + 1.0).log(3.0) < 0.12f64 {
+        m3 += (x[2] / (v2 * v2 + 1.0)).abs();
+    } else if 0.76f64.atan() < 0.34f64 {
+        m3 = m3 * 0.5;
     }
-    let mut buf5 = vec![0.0; n];
-    for i in 0..n {
-        buf5[i] = v2.tanh().exp();
+    let v4 = autodiff::ops::softplus(a.tanh().exp_m1()).sin();
+    let mut m5 = helpers::soft(v1, 0.3);
+    if v2 >= -1.67f64 {
+        m5 += ((v4 * v4 + 1.0).log(3.0).tanh() * 0.5).cosh();
+    } else if x[3] <= 1.61f64 {
+        m5 = m5 * 0.5;
     }
-    for i in 1..n {
-        buf5[i] += buf5[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf5[i];
-        buf5[i] = (old * buf5[i - 1]).sin() + old;
-    }
-    let v6 = buf5[2] * buf5[3];
-    let arr7 = (&m.row(1) * v6.atan() - &m.column(1)).mapv(f64::sin).sum();
-    -1.92f64 * (a).tanh()
-        + -0.15f64 * (b).tanh()
-        + -1.92f64 * (acc1).tanh()
-        + -1.21f64 * (v2).tanh()
-        + -0.88f64 * (arr3).tanh()
-        + -1.66f64 * (w4).tanh()
-        + -1.27f64 * (v6).tanh()
-        + 1.36f64 * (arr7).tanh()
+    1.47f64 * (a).tanh()
+        + -0.03f64 * (b).tanh()
+        + -0.39f64 * (v1).tanh()
+        + -0.71f64 * (v2).tanh()
+        + -1.38f64 * (m3).tanh()
+        + -1.59f64 * (v4).tanh()
+        + -1.99f64 * (m5).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p217(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut pair1 = 0.0;
+    let mut buf1 = vec![0.0; n];
     for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair1 += (d * d + 0.5).recip() * a.max(x[3]);
-        }
+        buf1[i] = ((x[2] * x[2] + 1.0).log10().tanh() * 0.9).atanh();
     }
-    let mut buf2 = vec![0.0; n];
-    for i in 0..n {
-        buf2[i] = ((pair1 * pair1 + 1.0).log(3.0) * (pair1 * pair1 + 1.0).log(3.0) + 1.0).recip();
+    let v2 = buf1[0] + 0.5 * buf1[1];
+    let mut m3 = (b / (x[2] * x[2] + 1.0));
+    if autodiff::ops::sigmoid(a) < -0.22f64 {
+        m3 += x[3].tanh().exp_m1();
+    } else if -0.34f64.powi(3) < -1.27f64 {
+        m3 = m3 * 0.5;
     }
-    for i in 1..n {
-        buf2[i] += buf2[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf2[i];
-        buf2[i] = (old * buf2[i - 1]).sin() + old;
-    }
-    let v3 = buf2[2] * buf2[3];
-    let mut w4 = (pair1 / ((v3 * x[1]) * (v3 * x[1]) + 1.0)).tanh() + 3.0;
-    let mut steps = 0;
-    while w4 > 0.5 && steps < 20 {
-        w4 = w4 * 0.6 + 0.05 * (-(x[1])).tanh();
-        steps += 1;
-    }
-    1.29f64 * (a).tanh()
-        + -0.68f64 * (b).tanh()
-        + -0.04f64 * (pair1).tanh()
-        + 0.49f64 * (v3).tanh()
-        + -0.91f64 * (w4).tanh()
+    -0.60f64 * (a).tanh() + 1.71f64 * (b).tanh() + -0.96f64 * (v2).tanh() + 0.99f64 * (m3).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p218(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut buf1 = vec![0.0; n];
-    for i in 0..n {
-        buf1[i] = (a * a + 1.0).cbrt().atan();
+    let v1 = ((a - a).tanh() * 0.5).sinh();
+    let mut m2 = (-0.40f64 * -0.40f64).ln_1p();
+    if v1.max(x[0]) <= 0.67f64 {
+        m2 += v1.max(a.max(x[0]));
+    } else if b.sin() > 1.55f64 {
+        m2 = m2 * 0.5;
     }
-    for i in 1..n {
-        buf1[i] += buf1[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf1[i];
-        buf1[i] = (old * buf1[i - 1]).sin() + old;
-    }
-    let v2 = buf1[0] * buf1[1];
-    let mut acc3 = a;
-    for i in 0..n {
-        acc3 += x[(i + 2) % n];
-        if autodiff::ops::softplus(0.40f64) > 1.52f64 {
-            acc3 = acc3 * 0.9 + (b * b + 1.0).log(3.0);
-        }
-    }
-    -1.04f64 * (a).tanh()
-        + -0.44f64 * (b).tanh()
-        + -1.63f64 * (v2).tanh()
-        + -0.82f64 * (acc3).tanh()
+    let v3 = v1;
+    1.92f64 * (a).tanh()
+        + 0.70f64 * (b).tanh()
+        + -1.72f64 * (v1).tanh()
+        + 0.08f64 * (m2).tanh()
+        + -1.42f64 * (v3).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p219(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut w1 = (smooth(b) * smooth(b) + 1.0).log(3.0).tanh() + 3.0;
+    let mut buf1 = vec![0.0; n];
+    for i in 0..n {
+        buf1[i] = -0.95f64.cos().clamp(-1.0, 1.0);
+    }
+    let v2 = buf1[0] * buf1[1];
+    let v3 = b.tanh().exp();
+    let v4 = helpers::soft(-0.26f64.tanh(), 0.3).powi(2);
+    let mut w5 = (v4 / (a.mul_add(v3, 0.09f64) * a.mul_add(v3, 0.09f64) + 1.0)).tanh() + 3.0;
     let mut steps = 0;
-    while w1 > 0.5 && steps < 20 {
-        w1 = w1 * 0.6 + 0.05 * 1.08f64.abs().tanh();
+    while w5 > 0.5 && steps < 20 {
+        w5 = w5 * 0.6 + 0.05 * x[2].mul_add(b, v4).tanh();
         steps += 1;
     }
-    let mut m2 = (-1.09f64 * -1.09f64 + 1.0).cbrt();
-    if helpers::soft(1.08f64, 0.3) <= 1.83f64 {
-        m2 += b;
-    } else if b > -1.51f64 {
-        m2 = m2 * 0.5;
-    }
-    let mut buf3 = vec![0.0; n];
+    let v6 = -0.57f64.powi(3);
+    let mut buf7 = vec![0.0; n];
     for i in 0..n {
-        buf3[i] = helpers::soft(m2, 0.3).max(m2.min(x[(i + 1) % n]));
+        buf7[i] = v2.min(x[(i + 2) % n]).asinh();
     }
-    for i in 1..n {
-        buf3[i] += buf3[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf3[i];
-        buf3[i] = (old * buf3[i - 1]).sin() + old;
-    }
-    let v4 = buf3[2] * buf3[3];
-    let mut buf5 = vec![0.0; n];
-    for i in 0..n {
-        buf5[i] = f64::sin(f64::sin(v4));
-    }
-    for i in 1..n {
-        buf5[i] += buf5[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf5[i];
-        buf5[i] = (old * buf5[i - 1]).sin() + old;
-    }
-    let v6 = buf5[1] * buf5[2];
-    let mut w7 = (w1 / (smooth(m2) * smooth(m2) + 1.0)).tanh() + 3.0;
-    let mut steps = 0;
-    while w7 > 0.5 && steps < 20 {
-        w7 = w7 * 0.6 + 0.05 * m2.tanh().tanh();
-        steps += 1;
-    }
-    -0.52f64 * (a).tanh()
-        + -1.60f64 * (b).tanh()
-        + 1.86f64 * (w1).tanh()
-        + -0.57f64 * (m2).tanh()
-        + -1.42f64 * (v4).tanh()
-        + 0.22f64 * (v6).tanh()
-        + 0.72f64 * (w7).tanh()
+    let v8 = buf7[1] * buf7[2];
+    1.31f64 * (a).tanh()
+        + 1.84f64 * (b).tanh()
+        + 1.84f64 * (v2).tanh()
+        + -1.27f64 * (v3).tanh()
+        + 1.11f64 * (v4).tanh()
+        + -1.24f64 * (w5).tanh()
+        + 1.78f64 * (v6).tanh()
+        + 0.27f64 * (v8).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p220(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut w1 = b.tanh() + 3.0;
-    let mut steps = 0;
-    while w1 > 0.5 && steps < 20 {
-        w1 = w1 * 0.6 + 0.05 * (x[2] * x[2] + 1.5).acosh().tanh();
-        steps += 1;
+    let mut acc1 = b.powi(3);
+    for i in 0..n {
+        acc1 += (x[1].atan() * helpers::soft(1.36f64, 0.3));
+        if (1.67f64.tanh() * 0.5).cosh() <= -1.23f64 {
+            acc1 = acc1 * 0.9 + x[i].tanh().exp();
+        }
     }
     let mut acc2 = b;
     for i in 0..n {
-        acc2 += (x[(i + 2) % n].abs() * x[(i + 2) % n].abs() + 1.0)
-            .powf((x[1] * x[1] + 1.5).acosh().tanh());
-        if (a * a + 1.0).log(3.0) >= -1.04f64 {
-            acc2 = acc2 * 0.9 + x[i];
+        acc2 += helpers::soft(b, 0.3);
+        if helpers::soft(acc1, 0.3) <= -1.27f64 {
+            acc2 = acc2 * 0.9 + -1.22f64.mul_add(acc1, x[(i + 1) % n]);
         }
     }
-    let mut w3 = ((-0.67f64.tanh() * 0.5).tan().tanh() * 0.5).sinh().tanh() + 3.0;
-    let mut steps = 0;
-    while w3 > 0.5 && steps < 20 {
-        w3 = w3 * 0.6 + 0.05 * helpers::soft(b, 0.3).tanh();
-        steps += 1;
+    let mut buf3 = vec![0.0; n];
+    for i in 0..n {
+        buf3[i] = ((b * b + 1.0).log(3.0) * (b * b + 1.0).log(3.0) + 1.0).recip();
     }
-    let arr4 = (m * x[3].asinh() + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
-    -0.80f64 * (a).tanh()
-        + 1.71f64 * (b).tanh()
-        + -0.49f64 * (w1).tanh()
-        + 0.71f64 * (acc2).tanh()
-        + -1.34f64 * (w3).tanh()
-        + -1.96f64 * (arr4).tanh()
+    let v4 = buf3[2] + 0.5 * buf3[3];
+    let arr5 = (&m.row(1) * (x[0] * x[0] + 1.0).log10() - &m.column(1))
+        .mapv(f64::sin)
+        .sum();
+    let mut pair6 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair6 += (d * d + 0.5).recip() * (x[0] - arr5);
+        }
+    }
+    1.29f64 * (a).tanh()
+        + -0.68f64 * (b).tanh()
+        + -0.04f64 * (acc1).tanh()
+        + 0.49f64 * (acc2).tanh()
+        + -0.91f64 * (v4).tanh()
+        + -1.75f64 * (arr5).tanh()
+        + 0.47f64 * (pair6).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p221(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut m1 = b.tanh().exp_m1();
-    if (a.tanh() * 0.9).asin() <= -0.57f64 {
-        m1 += ((a.tanh() * 0.9).atanh().tanh() * 0.9).asin();
-    } else if (-1.65f64 + -0.29f64) <= -1.70f64 {
-        m1 = m1 * 0.5;
-    }
-    let v2 = if b.tanh().exp2() <= -0.99f64 {
-        m1
+    let v1 = a;
+    let v2 = (-0.42f64 * 0.5);
+    let v3 = if smooth(-1.02f64) >= -0.10f64 {
+        (a.tanh().tanh() * 0.9).acos()
     } else {
-        (-0.64f64.tanh().tanh() * 0.9).acos()
+        ((a.tanh() * 0.9).asin() * (a.tanh() * 0.9).asin() + 1.0).cbrt()
     };
-    let mut pair3 = 0.0;
+    let arr4 = (&m.row(1) * v3 - &m.column(1)).mapv(f64::sin).sum();
+    let mut pair5 = 0.0;
     for i in 0..n {
         for j in (i + 1)..n {
             let d = x[i] - x[j];
-            pair3 += (d * d + 0.5).recip() * a.tanh();
+            pair5 += (d * d + 0.5).recip() * 1.99f64;
         }
     }
-    let v4 = (pair3.asinh().max(pair3).tanh() * 0.5).cosh();
-    -0.65f64 * (a).tanh()
-        + 0.15f64 * (b).tanh()
-        + -1.83f64 * (m1).tanh()
-        + -0.14f64 * (v2).tanh()
-        + 1.75f64 * (pair3).tanh()
-        + -1.86f64 * (v4).tanh()
+    -1.20f64 * (a).tanh()
+        + 1.08f64 * (b).tanh()
+        + -1.37f64 * (v1).tanh()
+        + -1.00f64 * (v2).tanh()
+        + 1.82f64 * (v3).tanh()
+        + 0.70f64 * (arr4).tanh()
+        + -1.09f64 * (pair5).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p222(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut buf1 = vec![0.0; n];
+    for i in 0..n {
+        buf1[i] = a;
+    }
+    let v2 = buf1[2] + 0.5 * buf1[3];
+    let mut m3 = (x[3].tanh() * 0.9).asin();
+    if v2.clamp(-1.0, 1.0) < -0.63f64 {
+        m3 += b.tanh().exp2().powi(3);
+    } else if b >= 1.06f64 {
+        m3 = m3 * 0.5;
+    }
+    let mut buf4 = vec![0.0; n];
+    for i in 0..n {
+        buf4[i] = f64::sin(f64::sin(a));
+    }
+    let v5 = buf4[1] * buf4[2];
+    let mut w6 = ((x[0] * 0.5) * (v5 - m3)).tanh() + 3.0;
+    let mut steps = 0;
+    while w6 > 0.5 && steps < 20 {
+        w6 = w6 * 0.6 + 0.05 * m3.asinh().tanh();
+        steps += 1;
+    }
+    let arr7 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * (m3 * m3).ln_1p()));
+    let v8 = (((m3.tanh() * 0.9).asin() * (m3.tanh() * 0.9).asin() + 1.0).log10()
+        * ((m3.tanh() * 0.9).asin() * (m3.tanh() * 0.9).asin() + 1.0).log10()
+        + 0.5)
+        .sqrt();
+    -1.65f64 * (a).tanh()
+        + -1.05f64 * (b).tanh()
+        + 1.02f64 * (v2).tanh()
+        + 1.49f64 * (m3).tanh()
+        + -1.35f64 * (v5).tanh()
+        + 1.50f64 * (w6).tanh()
+        + -0.45f64 * (arr7).tanh()
+        + 0.88f64 * (v8).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p223(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let v1 = if (x[1] + a) > -1.57f64 {
+        (x[0] * x[0] + 0.5).sqrt()
+    } else {
+        ((a.tanh() * 0.5).cosh().tanh() * 0.5).tan()
+    };
+    let mut acc2 = helpers::soft(b, 0.3);
+    for i in 0..n {
+        acc2 += (x[i].tanh() * 0.5).sinh().max(0.71f64.clamp(-1.0, 1.0));
+        if a < 1.69f64 {
+            acc2 = acc2 * 0.9 + (x[(i + 1) % n].tanh() * 0.9).asin();
+        }
+    }
+    let mut buf3 = vec![0.0; n];
+    for i in 0..n {
+        buf3[i] = ((-1.54f64 * -1.54f64 + 1.0).recip().tanh() * 0.9).atanh();
+    }
+    let v4 = buf3[1] * buf3[2];
+    let v5 = ((a.atan() * a.atan() + 1.0).ln().tanh() * 0.9).atanh();
+    let arr6 = (&m.row(1) * b - &m.column(1)).mapv(f64::sin).sum();
+    let v7 = if (arr6 * a) <= -1.20f64 {
+        (arr6.hypot(v5).tanh() * 0.5).sinh()
+    } else {
+        ((x[0] * x[0] + 1.0).ln().tanh() * 0.9).asin()
+    };
+    -0.61f64 * (a).tanh()
+        + 1.81f64 * (b).tanh()
+        + -0.65f64 * (v1).tanh()
+        + 0.15f64 * (acc2).tanh()
+        + -1.83f64 * (v4).tanh()
+        + -0.14f64 * (v5).tanh()
+        + 1.75f64 * (arr6).tanh()
+        + -1.86f64 * (v7).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p224(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut m1 = smooth(x[3]);
     if 1.53f64 >= 1.05f64 {
@@ -7844,52 +7275,461 @@ pub fn p222(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         let old = buf4[i];
         buf4[i] = (old * buf4[i - 1]).sin() + old;
     }
-    let v5 = buf4[0] * buf4[1];
-    -1.13f64 * (a).tanh()
-        + 1.26f64 * (b).tanh()
-        + -0.72f64 * (m1).tanh()
-        + 1.60f64 * (acc2).tanh()
-        + 1.32f64 * (w3).tanh()
-        + 0.09f64 * (v5).tanh()
+    let v5 = buf4[0] + 0.5 * buf4[1];
+    -0.72f64 * (a).tanh()
+        + 1.60f64 * (b).tanh()
+        + 1.32f64 * (m1).tanh()
+        + 0.09f64 * (acc2).tanh()
+        + 1.52f64 * (w3).tanh()
+        + -1.68f64 * (v5).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p223(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p225(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let v1 = if a > 1.31f64 {
-        (autodiff::ops::sigmoid(a).tanh() * 0.9).asin()
-    } else {
-        b
-    };
-    let mut pair2 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair2 += (d * d + 0.5).recip() * x[1].tanh().exp2();
-        }
+    let mut w1 = (-1.40f64.powi(3) * -1.40f64.powi(3) + 1.0).recip().tanh() + 3.0;
+    let mut steps = 0;
+    while w1 > 0.5 && steps < 20 {
+        w1 = w1 * 0.6 + 0.05 * a.tanh().exp().tanh();
+        steps += 1;
     }
+    let v2 = if x[0].mul_add(a, b) <= 1.80f64 {
+        x[0].tanh().exp2()
+    } else {
+        (-1.41f64 * -1.41f64 + 1.0).recip().cos()
+    };
     let arr3 = (m + &m.sum_axis(Axis(0)))
         .mapv(|t| (t * t + 1.0).ln())
         .mean()
         .unwrap()
-        * 1.80f64;
-    let arr4 = (m * pair2 + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
-    -0.63f64 * (a).tanh()
-        + 1.80f64 * (b).tanh()
-        + -1.41f64 * (v1).tanh()
-        + -1.22f64 * (pair2).tanh()
-        + -0.53f64 * (arr3).tanh()
-        + -0.03f64 * (arr4).tanh()
+        * v2;
+    let v4 = if (v2.tanh() * 0.5).tan() >= 1.28f64 {
+        ((arr3 * arr3 + 1.0).log10() * (arr3 * arr3 + 1.0).log10() + 1.0).log10()
+    } else {
+        a.tanh().powi(2)
+    };
+    -0.61f64 * (a).tanh()
+        + 1.14f64 * (b).tanh()
+        + -1.45f64 * (w1).tanh()
+        + 1.74f64 * (v2).tanh()
+        + 0.66f64 * (arr3).tanh()
+        + -0.21f64 * (v4).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p224(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p226(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let v1 = if (x[0] * x[0] + 1.0).log(3.0) < -0.27f64 {
+        a
+    } else {
+        autodiff::ops::sigmoid(-0.51f64)
+    };
+    let v2 = (-(v1));
+    0.72f64 * (a).tanh() + 1.58f64 * (b).tanh() + 1.28f64 * (v1).tanh() + -1.14f64 * (v2).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p227(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut buf1 = vec![0.0; n];
     for i in 0..n {
-        buf1[i] = smooth(f64::sin(b));
+        buf1[i] = x[i];
+    }
+    let v2 = buf1[2] * buf1[3];
+    let arr3 = (m * (-0.30f64 * -0.30f64 + 1.0).log2() + &m.t().dot(m))
+        .mapv(|t| t.tanh())
+        .sum();
+    let v4 = if b > -0.39f64 {
+        b.mul_add((0.26f64 * 0.26f64 + 0.5).sqrt(), x[3])
+    } else {
+        (b * b + 1.0).ln().clamp(-1.0, 1.0)
+    };
+    let v5 = if v2 <= -1.80f64 {
+        (b - (-1.78f64.tanh() * 0.5).cosh())
+    } else {
+        helpers::soft(arr3, 0.3).tanh().exp_m1()
+    };
+    -1.12f64 * (a).tanh()
+        + -1.32f64 * (b).tanh()
+        + -1.57f64 * (v2).tanh()
+        + -1.09f64 * (arr3).tanh()
+        + 0.93f64 * (v4).tanh()
+        + 0.17f64 * (v5).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p228(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut w1 = (a.tanh() * 0.5).cosh().max((b.tanh() * 0.9).atanh()).tanh() + 3.0;
+    let mut steps = 0;
+    while w1 > 0.5 && steps < 20 {
+        w1 = w1 * 0.6 + 0.05 * (x[3] * x[3] + 1.0).log2().tanh();
+        steps += 1;
+    }
+    let arr2 = (&m.row(1) * b.sin() - &m.column(1)).mapv(f64::sin).sum();
+    -1.59f64 * (a).tanh() + 1.75f64 * (b).tanh() + 0.48f64 * (w1).tanh() + -0.69f64 * (arr2).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p229(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let v1 = ((b - x[3])
+        * (autodiff::ops::softplus(b) * autodiff::ops::softplus(b) + 1.0).powf(b.tanh()));
+    let v2 = x[2].powi(3);
+    let mut pair3 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair3 += (d * d + 0.5).recip() * autodiff::ops::sigmoid(v2);
+        }
+    }
+    let v4 = autodiff::ops::sigmoid((pair3.tanh() * 0.5).cosh());
+    let v5 = x[3];
+    1.32f64 * (a).tanh()
+        + -0.15f64 * (b).tanh()
+        + 0.42f64 * (v1).tanh()
+        + 1.28f64 * (v2).tanh()
+        + 1.60f64 * (pair3).tanh()
+        + -1.52f64 * (v4).tanh()
+        + 0.98f64 * (v5).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p230(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let v1 = a;
+    let mut pair2 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair2 += (d * d + 0.5).recip() * v1;
+        }
+    }
+    let mut m3 = (x[2] * x[2] + 1.5).acosh();
+    if (x[3] * x[3] + 0.5).sqrt() > 1.79f64 {
+        m3 += (-(x[0])).tanh().exp2();
+    } else if v1 >= 1.54f64 {
+        m3 = m3 * 0.5;
+    }
+    let mut m4 = b.min(pair2);
+    if (x[2] * x[2] + 0.5).sqrt() > 0.87f64 {
+        m4 += (x[0].tanh().exp() * x[0].tanh().exp() + 1.0).log10();
+    } else if (x[2] * 0.5) >= -1.78f64 {
+        m4 = m4 * 0.5;
+    }
+    let v5 = 0.92f64;
+    let mut w6 = helpers::soft(1.51f64.cos(), 0.3).tanh() + 3.0;
+    let mut steps = 0;
+    while w6 > 0.5 && steps < 20 {
+        w6 = w6 * 0.6 + 0.05 * (pair2 - -0.04f64).tanh();
+        steps += 1;
+    }
+    0.53f64 * (a).tanh()
+        + -0.91f64 * (b).tanh()
+        + -0.33f64 * (v1).tanh()
+        + -0.72f64 * (pair2).tanh()
+        + 1.22f64 * (m3).tanh()
+        + -0.47f64 * (m4).tanh()
+        + -1.50f64 * (v5).tanh()
+        + 0.38f64 * (w6).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p231(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut m1 = (a + b);
+    if (0.96f64 * 0.96f64 + 1.5).acosh() >= 1.32f64 {
+        m1 += b;
+    } else if (b * b + 1.0).recip() <= 1.49f64 {
+        m1 = m1 * 0.5;
+    }
+    let v2 = (((a * 0.5) * (a * 0.5) + 1.0).log10() * ((x[3] * a) * (x[3] * a)).ln_1p());
+    let arr3 = (m + &m.sum_axis(Axis(0)))
+        .mapv(|t| (t * t + 1.0).ln())
+        .mean()
+        .unwrap()
+        * -0.16f64.atan2(a * a + 0.5);
+    let mut w4 = ((x[1] - a) * (x[1] - a) + 0.5).sqrt().tanh() + 3.0;
+    let mut steps = 0;
+    while w4 > 0.5 && steps < 20 {
+        w4 = w4 * 0.6 + 0.05 * (b * b + 1.0).recip().tanh();
+        steps += 1;
+    }
+    let v5 = (w4.clamp(-1.0, 1.0) * w4.clamp(-1.0, 1.0) + 1.0).ln();
+    let mut pair6 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair6 += (d * d + 0.5).recip() * x[(i + 2) % n].tanh();
+        }
+    }
+    -0.51f64 * (a).tanh()
+        + 1.90f64 * (b).tanh()
+        + -1.76f64 * (m1).tanh()
+        + 0.33f64 * (v2).tanh()
+        + 1.21f64 * (arr3).tanh()
+        + 1.38f64 * (w4).tanh()
+        + 1.11f64 * (v5).tanh()
+        + 1.61f64 * (pair6).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p232(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut m1 = (a - b);
+    if -1.48f64.abs() <= 1.70f64 {
+        m1 += 0.57f64;
+    } else if (x[1] / (0.09f64 * 0.09f64 + 1.0)) < 0.44f64 {
+        m1 = m1 * 0.5;
+    }
+    let v2 = (x[2].atan2(b * b + 0.5) * x[2].atan2(b * b + 0.5) + 1.0)
+        .powf(((b * -1.92f64).tanh() * 0.9).atanh().tanh());
+    let mut w3 = v2.tanh() + 3.0;
+    let mut steps = 0;
+    while w3 > 0.5 && steps < 20 {
+        w3 = w3 * 0.6 + 0.05 * x[1].tanh();
+        steps += 1;
+    }
+    let mut w4 = (x[1] * x[1] + 1.0).powf(m1.tanh()).hypot(m1.cos()).tanh() + 3.0;
+    let mut steps = 0;
+    while w4 > 0.5 && steps < 20 {
+        w4 = w4 * 0.6 + 0.05 * a.min(x[2]).tanh();
+        steps += 1;
+    }
+    let v5 = ((v2.tanh() * 0.9).atanh().tanh() * 0.9).acos().powi(2);
+    0.49f64 * (a).tanh()
+        + 1.74f64 * (b).tanh()
+        + -0.97f64 * (m1).tanh()
+        + -1.56f64 * (v2).tanh()
+        + 0.89f64 * (w3).tanh()
+        + -1.19f64 * (w4).tanh()
+        + -0.60f64 * (v5).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p233(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let arr1 = (&m.row(1) * b - &m.column(1)).mapv(f64::sin).sum();
+    let mut w2 = (b.asinh() + b.abs()).tanh() + 3.0;
+    let mut steps = 0;
+    while w2 > 0.5 && steps < 20 {
+        w2 = w2 * 0.6 + 0.05 * x[3].tanh().exp2().tanh();
+        steps += 1;
+    }
+    -0.53f64 * (a).tanh() + -1.40f64 * (b).tanh() + 1.49f64 * (arr1).tanh() + -0.53f64 * (w2).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p234(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let v1 = if (b * b + 1.0).log2() > -1.43f64 {
+        f64::sin(helpers::soft(a, 0.3))
+    } else {
+        ((a * a + 0.5).sqrt().tanh() * 0.9).asin()
+    };
+    let mut buf2 = vec![0.0; n];
+    for i in 0..n {
+        buf2[i] = ((1.40f64 * 1.40f64).ln_1p() * (1.40f64 * 1.40f64).ln_1p()).ln_1p();
+    }
+    let v3 = buf2[3] + 0.5 * buf2[0];
+    1.08f64 * (a).tanh() + -0.46f64 * (b).tanh() + 1.70f64 * (v1).tanh() + 1.47f64 * (v3).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p235(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let v1 = ((b.tanh() * 0.5).sinh().atan() * (b.tanh() * 0.5).sinh().atan() + 1.0).log10();
+    let mut w2 = (a.max(v1) * a.max(v1) + 1.0).log2().tanh() + 3.0;
+    let mut steps = 0;
+    while w2 > 0.5 && steps < 20 {
+        w2 = w2 * 0.6 + 0.05 * b.tanh();
+        steps += 1;
+    }
+    let mut w3 = (b + (-(x[1]))).tanh() + 3.0;
+    let mut steps = 0;
+    while w3 > 0.5 && steps < 20 {
+        w3 = w3 * 0.6 + 0.05 * (x[0] * x[2]).tanh();
+        steps += 1;
+    }
+    let arr4 = (m * (x[1] * x[1] + 1.0).log10() + &m.t().dot(m))
+        .mapv(|t| t.tanh())
+        .sum();
+    let mut w5 = x[1].hypot(w3).tanh().exp2().tanh() + 3.0;
+    let mut steps = 0;
+    while w5 > 0.5 && steps < 20 {
+        w5 = w5 * 0.6 + 0.05 * w3.tanh();
+        steps += 1;
+    }
+    0.42f64 * (a).tanh()
+        + 1.63f64 * (b).tanh()
+        + -0.47f64 * (v1).tanh()
+        + 1.77f64 * (w2).tanh()
+        + 1.05f64 * (w3).tanh()
+        + -1.09f64 * (arr4).tanh()
+        + -0.38f64 * (w5).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p236(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let v1 = 0.18f64;
+    let mut m2 = (x[0] * x[0] + 1.0).powf(x[1].tanh());
+    if a.atan() <= 0.05f64 {
+        m2 += helpers::soft((b * x[3]), 0.3);
+    } else if autodiff::ops::softplus(0.12f64) >= 1.47f64 {
+        m2 = m2 * 0.5;
+    }
+    let mut acc3 = smooth(x[0]);
+    for i in 0..n {
+        acc3 += -1.69f64;
+        if v1 > 0.51f64 {
+            acc3 = acc3 * 0.9 + helpers::soft(x[(i + 2) % n], 0.3);
+        }
+    }
+    let v4 = if f64::sin(a) < -2.00f64 {
+        ((-1.78f64 * -1.78f64 + 1.0).powf(v1.tanh()) * (-1.78f64 * -1.78f64 + 1.0).powf(v1.tanh())
+            + 1.0)
+            .powf((0.97f64 * 0.97f64 + 1.0).log(3.0).tanh())
+    } else {
+        (x[1] * (x[0].tanh() * 0.5).sinh())
+    };
+    let mut m5 = -0.91f64;
+    if v4 >= 0.48f64 {
+        m5 += (x[0].tanh() * 0.5).sinh().sin();
+    } else if autodiff::ops::sigmoid(m2) <= 0.04f64 {
+        m5 = m5 * 0.5;
+    }
+    -0.07f64 * (a).tanh()
+        + 1.80f64 * (b).tanh()
+        + 0.50f64 * (v1).tanh()
+        + -1.28f64 * (m2).tanh()
+        + 0.89f64 * (acc3).tanh()
+        + 0.05f64 * (v4).tanh()
+        + -0.39f64 * (m5).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p237(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut pair1 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair1 += (d * d + 0.5).recip() * (b * b + 0.5).sqrt();
+        }
+    }
+    let mut buf2 = vec![0.0; n];
+    for i in 0..n {
+        buf2[i] = pair1;
+    }
+    let v3 = buf2[1] + 0.5 * buf2[2];
+    0.80f64 * (a).tanh() + 0.99f64 * (b).tanh() + -1.08f64 * (pair1).tanh() + -1.27f64 * (v3).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p238(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut acc1 = (x[1] * x[1] + 1.0).log(3.0);
+    for i in 0..n {
+        acc1 += ((a.tanh() * 0.9).asin() * (a.tanh() * 0.9).asin() + 1.0).log2();
+        if (b + -0.76f64) >= 1.28f64 {
+            acc1 = acc1 * 0.9 + autodiff::ops::softplus(x[1]);
+        }
+    }
+    let v2 = ((a * acc1) * 0.5).abs();
+    let v3 = if v2 < -0.87f64 {
+        helpers::soft(-0.79f64, 0.3)
+    } else {
+        acc1.asinh().mul_add((acc1 * acc1), a)
+    };
+    let mut buf4 = vec![0.0; n];
+    for i in 0..n {
+        buf4[i] = f64::sin(acc1).powi(3);
+    }
+    let v5 = buf4[2] + 0.5 * buf4[3];
+    let v6 = x[2];
+    -1.26f64 * (a).tanh()
+        + -0.86f64 * (b).tanh()
+        + 0.91f64 * (acc1).tanh()
+        + -0.24f64 * (v2).tanh()
+        + -0.10f64 * (v3).tanh()
+        + -0.98f64 * (v5).tanh()
+        + -1.87f64 * (v6).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p239(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut m1 = (a.tanh() * 0.5).sinh();
+    if x[3] > -0.47f64 {
+        m1 += (0.02f64 * 0.02f64 + 1.0).log(3.0);
+    } else if b.abs() >= 0.11f64 {
+        m1 = m1 * 0.5;
+    }
+    let mut acc2 = 0.04f64.tanh().exp_m1();
+    for i in 0..n {
+        acc2 += (a * 0.5);
+        if x[(i + 2) % n] > -0.33f64 {
+            acc2 = acc2 * 0.9 + (m1 * m1 + 1.0).ln();
+        }
+    }
+    let mut pair3 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair3 += (d * d + 0.5).recip() * a.asinh();
+        }
+    }
+    let mut pair4 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair4 += (d * d + 0.5).recip() * (x[(i + 1) % n].tanh() * 0.5).sinh();
+        }
+    }
+    let v5 = b
+        .tanh()
+        .exp_m1()
+        .tanh()
+        .max(a.min(x[0]).atan2(-0.36f64 * -0.36f64 + 0.5));
+    let mut m6 = -0.56f64.min(1.49f64);
+    if (v5 * v5) <= -0.41f64 {
+        m6 += x[2];
+    } else if a.atan2(b * b + 0.5) >= -0.19f64 {
+        m6 = m6 * 0.5;
+    }
+    -1.04f64 * (a).tanh()
+        + 1.13f64 * (b).tanh()
+        + 0.48f64 * (m1).tanh()
+        + -1.82f64 * (acc2).tanh()
+        + -0.04f64 * (pair3).tanh()
+        + -0.99f64 * (pair4).tanh()
+        + 0.03f64 * (v5).tanh()
+        + -1.19f64 * (m6).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p240(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut buf1 = vec![0.0; n];
+    for i in 0..n {
+        buf1[i] = helpers::soft(x[(i + 1) % n], 0.3).atan2(x[2] * x[2] + 0.5);
     }
     for i in 1..n {
         buf1[i] += buf1[i - 1] * 0.5;
@@ -7899,841 +7739,395 @@ pub fn p224(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         buf1[i] = (old * buf1[i - 1]).sin() + old;
     }
     let v2 = buf1[0] * buf1[1];
-    let v3 = ((a * a + 1.0).log10() * (a * a + 1.0).log10() + 1.0)
-        .log10()
-        .max(-0.96f64.powi(2).tanh().exp());
-    let mut m4 = v2.mul_add(-0.66f64, a);
-    if (a * a + 1.0).log(3.0) <= -0.04f64 {
-        m4 += a;
-    } else if (v2 * v2 + 1.0).recip() <= -0.91f64 {
-        m4 = m4 * 0.5;
-    }
-    let mut pair5 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair5 += (d * d + 0.5).recip() * x[2].max(v2);
-        }
-    }
-    -1.50f64 * (a).tanh()
-        + 0.14f64 * (b).tanh()
-        + 1.13f64 * (v2).tanh()
-        + -0.85f64 * (v3).tanh()
-        + -0.85f64 * (m4).tanh()
-        + 1.58f64 * (pair5).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p225(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut m1 = x[2];
-    if (a * a).ln_1p() < -0.16f64 {
-        m1 += (0.56f64.tanh() * 0.9).atanh().tanh();
-    } else if (0.37f64 * 0.37f64 + 0.5).sqrt() <= -0.75f64 {
-        m1 = m1 * 0.5;
-    }
-    let mut acc2 = (a * a + 1.0).log(3.0);
-    for i in 0..n {
-        acc2 += (a.tanh() * 0.5).tan().min((x[i].tanh() * 0.9).atanh());
-        if a > -0.10f64 {
-            acc2 = acc2 * 0.9 + x[(i + 3) % n].abs();
-        }
-    }
-    -0.77f64 * (a).tanh() + 0.16f64 * (b).tanh() + 0.68f64 * (m1).tanh() + -1.12f64 * (acc2).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p226(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut acc1 = x[1].atan();
-    for i in 0..n {
-        acc1 += ((a.tanh() * 0.5).tan().tanh() * 0.5).cosh();
-        if (b * b + 1.0).log(3.0) >= 0.67f64 {
-            acc1 = acc1 * 0.9 + 0.35f64;
-        }
-    }
-    let arr2 = (&m.row(1) * b.sin() - &m.column(1)).mapv(f64::sin).sum();
-    let arr3 = (m * (arr2 * arr2).ln_1p() + &m.t().dot(m))
-        .mapv(|t| t.tanh())
-        .sum();
-    let v4 = if (b * b + 1.0).log2() > -0.89f64 {
-        ((0.56f64.tanh() * 0.5).tan() * (0.56f64.tanh() * 0.5).tan() + 1.0).recip()
+    let v3 = if x[0] > -0.82f64 {
+        ((v2.tanh() * 0.5).cosh() * (v2.tanh() * 0.5).cosh() + 1.0).powf(b.min(v2).tanh())
     } else {
-        arr2
+        0.05f64
     };
-    let v5 = (acc1 + f64::sin(b));
-    0.63f64 * (a).tanh()
-        + 0.27f64 * (b).tanh()
-        + -0.69f64 * (acc1).tanh()
-        + -0.70f64 * (arr2).tanh()
-        + 1.93f64 * (arr3).tanh()
-        + 0.52f64 * (v4).tanh()
-        + -0.67f64 * (v5).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p227(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let arr1 = (&m.row(1) * a - &m.column(1)).mapv(f64::sin).sum();
-    let mut m2 = x[0].min(x[0]);
-    if (b.tanh() * 0.5).tan() < -1.98f64 {
-        m2 += arr1;
-    } else if arr1 >= 0.59f64 {
-        m2 = m2 * 0.5;
-    }
-    let arr3 = (&m.row(1) * (x[2] * x[2] + 1.0).log(3.0) - &m.column(1))
-        .mapv(f64::sin)
-        .sum();
-    let v4 = (-((-0.68f64 * -0.68f64 + 1.0).log10())).tanh().exp2();
-    let v5 = autodiff::ops::softplus(a).powi(2).min(0.43f64.asinh());
-    let v6 = b;
-    1.43f64 * (a).tanh()
-        + 1.62f64 * (b).tanh()
-        + -1.20f64 * (arr1).tanh()
-        + 0.15f64 * (m2).tanh()
-        + -0.60f64 * (arr3).tanh()
-        + 0.39f64 * (v4).tanh()
-        + -0.47f64 * (v5).tanh()
-        + 1.30f64 * (v6).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p228(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut pair1 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair1 += (d * d + 0.5).recip() * b.tanh();
-        }
-    }
-    let v2 = (helpers::soft(1.51f64.cos(), 0.3) * helpers::soft(1.51f64.cos(), 0.3)).ln_1p();
-    let arr3 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
-        .mean()
-        .unwrap()
-        * (v2.tanh() * 0.5).tan();
-    let mut buf4 = vec![0.0; n];
-    for i in 0..n {
-        buf4[i] = (x[(i + 3) % n].cos().tanh() * 0.5).sinh();
-    }
-    for i in 1..n {
-        buf4[i] += buf4[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf4[i];
-        buf4[i] = (old * buf4[i - 1]).sin() + old;
-    }
-    let v5 = buf4[2] * buf4[3];
-    let v6 = (v5 * v5 + 1.0).cbrt();
-    let mut acc7 = (1.55f64 * 1.55f64 + 1.0).log10();
-    for i in 0..n {
-        acc7 += b;
-        if (arr3 * arr3 + 1.0).recip() <= 1.49f64 {
-            acc7 = acc7 * 0.9 + x[(i + 3) % n].cos();
-        }
-    }
-    -0.69f64 * (a).tanh()
-        + 0.08f64 * (b).tanh()
-        + -1.09f64 * (pair1).tanh()
-        + 0.49f64 * (v2).tanh()
-        + 1.79f64 * (arr3).tanh()
-        + -0.57f64 * (v5).tanh()
-        + 1.55f64 * (v6).tanh()
-        + 1.59f64 * (acc7).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p229(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let v1 = -0.16f64.atan2(a * a + 0.5).hypot(a.tanh().exp2()).atan();
-    let mut pair2 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair2 += (d * d + 0.5).recip() * (a * a + 1.0).log2();
-        }
-    }
-    let mut buf3 = vec![0.0; n];
-    for i in 0..n {
-        buf3[i] = (a.atan2(v1 * v1 + 0.5) * v1.atan2(x[(i + 2) % n] * x[(i + 2) % n] + 0.5));
-    }
-    for i in 1..n {
-        buf3[i] += buf3[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf3[i];
-        buf3[i] = (old * buf3[i - 1]).sin() + old;
-    }
-    let v4 = buf3[0] * buf3[1];
-    let v5 = (1.38f64.cos().min(x[0].powi(2)) - helpers::soft(x[3], 0.3).abs());
-    let arr6 = (m * autodiff::ops::softplus(pair2) + &m.t().dot(m))
-        .mapv(|t| t.tanh())
-        .sum();
-    let mut buf7 = vec![0.0; n];
-    for i in 0..n {
-        buf7[i] = (0.09f64.tanh() + 1.87f64.tanh().exp2());
-    }
-    for i in 1..n {
-        buf7[i] += buf7[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf7[i];
-        buf7[i] = (old * buf7[i - 1]).sin() + old;
-    }
-    let v8 = buf7[0] * buf7[1];
-    1.74f64 * (a).tanh()
-        + 1.50f64 * (b).tanh()
-        + -0.89f64 * (v1).tanh()
-        + -1.65f64 * (pair2).tanh()
-        + -0.76f64 * (v4).tanh()
-        + -1.92f64 * (v5).tanh()
-        + -0.03f64 * (arr6).tanh()
-        + -1.26f64 * (v8).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p230(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let v1 =
-        ((x[2] + helpers::soft(1.02f64, 0.3)) * (x[2] + helpers::soft(1.02f64, 0.3)) + 1.5).acosh();
-    let mut w2 = (x[1] * x[1] + 1.0).powf(a.tanh()).hypot(v1.cos()).tanh() + 3.0;
-    let mut steps = 0;
-    while w2 > 0.5 && steps < 20 {
-        w2 = w2 * 0.6 + 0.05 * v1.min(x[2]).tanh();
-        steps += 1;
-    }
-    let v3 = ((b.tanh() * 0.9).atanh().tanh() * 0.9).acos().powi(2);
-    let v4 = v3.atan();
-    let v5 = (-1.35f64 * -1.35f64 + 1.0).log2();
-    -1.69f64 * (a).tanh()
-        + 0.82f64 * (b).tanh()
-        + 0.77f64 * (v1).tanh()
-        + -1.32f64 * (w2).tanh()
-        + 1.06f64 * (v3).tanh()
-        + -1.55f64 * (v4).tanh()
-        + 0.42f64 * (v5).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p231(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let arr1 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * b));
-    let arr2 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
-        .mean()
-        .unwrap()
-        * (x[3].tanh() * 0.5).sinh();
-    let mut acc3 = 0.87f64.atan2(arr2 * arr2 + 0.5);
-    for i in 0..n {
-        acc3 += f64::sin(a.min(a));
-        if (x[i] * x[i] + 0.5).sqrt() > 1.38f64 {
-            acc3 = acc3 * 0.9 + (-1.99f64.tanh() * 0.5).tan();
-        }
-    }
-    0.46f64 * (a).tanh()
-        + -0.58f64 * (b).tanh()
-        + -0.85f64 * (arr1).tanh()
-        + 1.25f64 * (arr2).tanh()
-        + 0.75f64 * (acc3).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p232(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut m1 = (a * b);
-    if (b.tanh() * 0.5).sinh() > 1.16f64 {
-        m1 += b;
-    } else if (a * a + 1.0).ln() < 1.47f64 {
-        m1 = m1 * 0.5;
-    }
-    let v2 = (autodiff::ops::softplus(f64::sin(b)) + (m1.tanh().exp() * m1.tanh().exp()).ln_1p());
-    let mut buf3 = vec![0.0; n];
-    for i in 0..n {
-        buf3[i] = (a / (x[0] * x[0] + 1.0)).tanh().exp_m1();
-    }
-    for i in 1..n {
-        buf3[i] += buf3[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf3[i];
-        buf3[i] = (old * buf3[i - 1]).sin() + old;
-    }
-    let v4 = buf3[0] * buf3[1];
-    let v5 = if x[1].hypot(a) >= 1.14f64 {
-        x[3].hypot(a).abs()
-    } else {
-        (x[1] * 0.5)
-    };
-    let mut m6 = (x[1].tanh() * 0.5).tan();
-    if x[1].max(a) > 0.14f64 {
-        m6 += m1;
-    } else if f64::sin(v5) >= 1.32f64 {
-        m6 = m6 * 0.5;
-    }
-    0.39f64 * (a).tanh()
-        + 1.61f64 * (b).tanh()
-        + 0.12f64 * (m1).tanh()
-        + -1.27f64 * (v2).tanh()
-        + -0.41f64 * (v4).tanh()
-        + 1.47f64 * (v5).tanh()
-        + 1.06f64 * (m6).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p233(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let v1 = if b >= -1.69f64 {
+    let v4 = if -1.45f64.asinh() > -1.99f64 {
         a
     } else {
-        (b * b + 1.0).recip().powi(3)
+        f64::sin((-(v2)))
     };
-    let arr2 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
-        .mean()
-        .unwrap()
-        * v1;
-    let mut acc3 = 1.31f64.atan2(-1.78f64 * -1.78f64 + 0.5);
-    for i in 0..n {
-        acc3 += autodiff::ops::softplus((x[i].tanh() * 0.5).sinh());
-        if (0.04f64 - x[(i + 1) % n]) < -1.12f64 {
-            acc3 = acc3 * 0.9 + v1.min(arr2);
-        }
-    }
-    let v4 = if v1 > -0.47f64 {
-        (a.tanh() * 0.9).atanh().abs()
-    } else {
-        (helpers::soft(arr2, 0.3).tanh() * 0.9).acos()
-    };
-    -1.28f64 * (a).tanh()
-        + 0.89f64 * (b).tanh()
-        + 0.05f64 * (v1).tanh()
-        + -0.39f64 * (arr2).tanh()
-        + 1.60f64 * (acc3).tanh()
-        + 1.54f64 * (v4).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p234(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let v1 = (a / (smooth(1.75f64.tanh()) * smooth(1.75f64.tanh()) + 1.0));
-    let mut pair2 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair2 += (d * d + 0.5).recip() * f64::sin(b);
-        }
-    }
-    0.32f64 * (a).tanh()
-        + -1.23f64 * (b).tanh()
-        + -1.83f64 * (v1).tanh()
-        + -0.35f64 * (pair2).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p235(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut m1 = b.hypot(b);
-    if -0.76f64.cos() < -0.23f64 {
-        m1 += b;
-    } else if -0.20f64 < 0.55f64 {
-        m1 = m1 * 0.5;
-    }
-    let mut buf2 = vec![0.0; n];
-    for i in 0..n {
-        buf2[i] = (m1 * 0.5);
-    }
-    for i in 1..n {
-        buf2[i] += buf2[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf2[i];
-        buf2[i] = (old * buf2[i - 1]).sin() + old;
-    }
-    let v3 = buf2[3] * buf2[0];
-    let v4 = if v3 < -0.87f64 {
-        helpers::soft(-0.79f64, 0.3)
-    } else {
-        m1.asinh().mul_add((m1 * m1), a)
-    };
-    let mut buf5 = vec![0.0; n];
-    for i in 0..n {
-        buf5[i] = f64::sin(m1).powi(3);
-    }
-    for i in 1..n {
-        buf5[i] += buf5[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf5[i];
-        buf5[i] = (old * buf5[i - 1]).sin() + old;
-    }
-    let v6 = buf5[2] * buf5[3];
-    let mut w7 = ((-1.58f64 * -1.58f64 + 1.0).recip() * -0.24f64).tanh() + 3.0;
+    let mut w5 = v3.max(b).tanh() + 3.0;
     let mut steps = 0;
-    while w7 > 0.5 && steps < 20 {
-        w7 = w7 * 0.6 + 0.05 * (x[1] * x[1] + 1.0).log2().tanh();
+    while w5 > 0.5 && steps < 20 {
+        w5 = w5 * 0.6 + 0.05 * (x[0] + a).tanh();
         steps += 1;
     }
-    0.63f64 * (a).tanh()
-        + -1.26f64 * (b).tanh()
-        + -0.72f64 * (m1).tanh()
-        + 0.48f64 * (v3).tanh()
-        + -0.48f64 * (v4).tanh()
-        + -0.94f64 * (v6).tanh()
-        + 0.22f64 * (w7).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p236(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut pair1 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair1 += (d * d + 0.5).recip() * (x[i] * x[i] + 1.0).recip();
-        }
-    }
-    let arr2 = (&m.row(1) * pair1.abs() - &m.column(1))
-        .mapv(f64::sin)
-        .sum();
-    let v3 = if (-1.60f64 * -1.60f64 + 1.0).log10() < 0.47f64 {
-        pair1
-    } else {
-        x[1].tanh()
-    };
-    let mut acc4 = (b.tanh() * 0.5).cosh();
-    for i in 0..n {
-        acc4 += v3;
-        if arr2.asinh() > 0.23f64 {
-            acc4 = acc4 * 0.9 + v3.max(x[i]);
-        }
-    }
-    let arr5 = (m * b.tanh().exp_m1() + &m.t().dot(m))
-        .mapv(|t| t.tanh())
-        .sum();
-    let mut pair6 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair6 += (d * d + 0.5).recip() * acc4.sin();
-        }
-    }
-    -0.23f64 * (a).tanh()
-        + 1.52f64 * (b).tanh()
-        + -0.16f64 * (pair1).tanh()
-        + -1.14f64 * (arr2).tanh()
-        + 0.00f64 * (v3).tanh()
-        + -1.49f64 * (acc4).tanh()
-        + -0.36f64 * (arr5).tanh()
-        + -1.75f64 * (pair6).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p237(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let arr1 = (&m.row(1) * autodiff::ops::softplus(0.41f64) - &m.column(1))
-        .mapv(f64::sin)
-        .sum();
-    let v2 = autodiff::ops::sigmoid(b.powi(2).tanh().exp2());
-    -1.11f64 * (a).tanh() + 0.45f64 * (b).tanh() + -0.53f64 * (arr1).tanh() + 1.94f64 * (v2).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p238(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut pair1 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair1 += (d * d + 0.5).recip() * -1.04f64;
-        }
-    }
-    let mut acc2 = autodiff::ops::softplus(pair1);
-    for i in 0..n {
-        acc2 += 0.33f64;
-        if 1.45f64.cos() < -0.40f64 {
-            acc2 = acc2 * 0.9 + pair1.atan2(x[2] * x[2] + 0.5);
-        }
-    }
-    let v3 = (x[1] * x[1] + 1.0).log10().min(pair1).asinh();
-    -0.92f64 * (a).tanh()
-        + -0.95f64 * (b).tanh()
-        + 0.92f64 * (pair1).tanh()
-        + -1.29f64 * (acc2).tanh()
-        + 0.47f64 * (v3).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p239(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let v1 = if 1.00f64.atan2(b * b + 0.5) < 0.71f64 {
-        autodiff::ops::sigmoid(x[1]).asinh()
-    } else {
-        (-((-0.74f64 * -0.74f64).ln_1p()))
-    };
-    let v2 = if b.powi(2) < -1.88f64 {
-        -0.66f64
-    } else {
-        1.08f64
-    };
-    -0.53f64 * (a).tanh() + 1.70f64 * (b).tanh() + 0.02f64 * (v1).tanh() + -0.67f64 * (v2).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p240(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let arr1 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * b));
-    let mut w2 = autodiff::ops::sigmoid(autodiff::ops::softplus(x[3])).tanh() + 3.0;
-    let mut steps = 0;
-    while w2 > 0.5 && steps < 20 {
-        w2 = w2 * 0.6 + 0.05 * autodiff::ops::sigmoid(arr1).tanh();
-        steps += 1;
-    }
-    -0.57f64 * (a).tanh() + 0.60f64 * (b).tanh() + -1.67f64 * (arr1).tanh() + 0.91f64 * (w2).tanh()
+    let v6 = (a.min((v2.tanh() * 0.5).sinh()) * a.min((v2.tanh() * 0.5).sinh()) + 1.0).log10();
+    1.35f64 * (a).tanh()
+        + 0.17f64 * (b).tanh()
+        + 1.54f64 * (v2).tanh()
+        + 0.65f64 * (v3).tanh()
+        + 0.37f64 * (v4).tanh()
+        + 0.40f64 * (w5).tanh()
+        + 0.14f64 * (v6).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p241(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut acc1 = (b.tanh() * 0.9).asin();
+    let mut m1 = (0.26f64.tanh() * 0.5).cosh();
+    if (b.tanh() * 0.9).asin() >= -0.26f64 {
+        m1 += a;
+    } else if (b * b + 1.0).log10() > 1.69f64 {
+        m1 = m1 * 0.5;
+    }
+    let mut acc2 = (b * b + 1.0).recip();
     for i in 0..n {
-        acc1 += f64::sin(0.97f64).max(x[1].atan());
-        if (x[i] * x[i] + 1.0).recip() >= -0.44f64 {
-            acc1 = acc1 * 0.9 + -0.79f64;
+        acc2 += a;
+        if 0.25f64 < -0.61f64 {
+            acc2 = acc2 * 0.9 + 0.93f64;
         }
     }
-    let v2 = if b > 0.93f64 {
-        ((x[1] * x[1] + 0.5).sqrt().tanh() * 0.5).cosh()
+    let v3 = if (x[1] * x[1] + 0.5).sqrt() > 1.18f64 {
+        (acc2.mul_add(-0.30f64, a) * acc2.mul_add(-0.30f64, a) + 1.0).ln()
     } else {
-        b
+        x[2].abs()
     };
-    let v3 = if a <= -0.94f64 {
-        autodiff::ops::sigmoid(smooth(a))
-    } else {
-        acc1.tanh().exp2().hypot(-0.26f64)
-    };
-    0.87f64 * (a).tanh()
-        + -0.74f64 * (b).tanh()
-        + -0.25f64 * (acc1).tanh()
-        + 0.10f64 * (v2).tanh()
-        + 0.03f64 * (v3).tanh()
+    let mut w4 = autodiff::ops::softplus(v3.cos()).tanh() + 3.0;
+    let mut steps = 0;
+    while w4 > 0.5 && steps < 20 {
+        w4 = w4 * 0.6 + 0.05 * b.tanh().exp().tanh();
+        steps += 1;
+    }
+    let mut w5 = w4.tanh() + 3.0;
+    let mut steps = 0;
+    while w5 > 0.5 && steps < 20 {
+        w5 = w5 * 0.6 + 0.05 * x[2].atan().tanh();
+        steps += 1;
+    }
+    -0.64f64 * (a).tanh()
+        + -1.15f64 * (b).tanh()
+        + -1.78f64 * (m1).tanh()
+        + -1.69f64 * (acc2).tanh()
+        + 1.21f64 * (v3).tanh()
+        + 0.80f64 * (w4).tanh()
+        + 0.96f64 * (w5).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p242(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut pair1 = 0.0;
+    let v1 = if a.mul_add(b, b) > 0.25f64 {
+        -1.87f64
+    } else {
+        smooth(b.mul_add(b, x[1]))
+    };
+    let arr2 = (&m.row(1) * -1.99f64 - &m.column(1)).mapv(f64::sin).sum();
+    let mut m3 = (b + v1);
+    if a.hypot(-0.16f64) > -1.48f64 {
+        m3 += (-(x[0].asinh()));
+    } else if (a * a + 1.0).ln() >= 0.80f64 {
+        m3 = m3 * 0.5;
+    }
+    let mut pair4 = 0.0;
     for i in 0..n {
         for j in (i + 1)..n {
             let d = x[i] - x[j];
-            pair1 += (d * d + 0.5).recip() * (x[(i + 2) % n] * x[(i + 2) % n] + 1.5).acosh();
+            pair4 += (d * d + 0.5).recip() * -0.80f64;
         }
     }
-    let v2 = (smooth(a) * smooth(a) + 0.5).sqrt().cos();
-    let mut acc3 = b;
+    let mut pair5 = 0.0;
     for i in 0..n {
-        acc3 += (-((x[i] * x[i] + 1.0).ln()));
-        if a.mul_add(x[i], x[3]) >= 0.04f64 {
-            acc3 = acc3 * 0.9 + -0.97f64.tanh().exp_m1();
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair5 += (d * d + 0.5).recip() * (b * b + 1.0).recip();
         }
     }
-    let mut buf4 = vec![0.0; n];
-    for i in 0..n {
-        buf4[i] = b.asinh().tanh();
-    }
-    for i in 1..n {
-        buf4[i] += buf4[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf4[i];
-        buf4[i] = (old * buf4[i - 1]).sin() + old;
-    }
-    let v5 = buf4[3] * buf4[0];
-    let arr6 = (m * (-0.16f64 * -0.16f64 + 1.0).log(3.0) + &m.t().dot(m))
-        .mapv(|t| t.tanh())
-        .sum();
-    let arr7 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
-        .mean()
-        .unwrap()
-        * x[0].asinh();
-    1.51f64 * (a).tanh()
-        + 1.89f64 * (b).tanh()
-        + -1.76f64 * (pair1).tanh()
-        + 1.16f64 * (v2).tanh()
-        + 0.87f64 * (acc3).tanh()
-        + 0.80f64 * (v5).tanh()
-        + -0.76f64 * (arr6).tanh()
-        + 0.02f64 * (arr7).tanh()
+    0.39f64 * (a).tanh()
+        + -0.90f64 * (b).tanh()
+        + 0.62f64 * (v1).tanh()
+        + -1.37f64 * (arr2).tanh()
+        + 0.23f64 * (m3).tanh()
+        + 1.30f64 * (pair4).tanh()
+        + 1.45f64 * (pair5).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p243(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let v1 = b;
-    let v2 = (x[3].tanh().exp2() * x[3].tanh().exp2() + 1.0).cbrt();
-    1.45f64 * (a).tanh() + -0.51f64 * (b).tanh() + 0.11f64 * (v1).tanh() + -1.95f64 * (v2).tanh()
+    let mut buf1 = vec![0.0; n];
+    for i in 0..n {
+        buf1[i] = b;
+    }
+    let v2 = buf1[0] * buf1[1];
+    let mut m3 = b.tanh().exp();
+    if 0.55f64.asinh() <= 0.31f64 {
+        m3 += ((-0.28f64 * -0.28f64 + 1.0).recip() * (-0.28f64 * -0.28f64 + 1.0).recip() + 1.0)
+            .log(3.0);
+    } else if (x[3] * x[3]).ln_1p() > -1.19f64 {
+        m3 = m3 * 0.5;
+    }
+    let v4 = if (a * v2) > 0.27f64 {
+        ((v2 * v2 + 1.0).recip() * (v2 * v2 + 1.0).recip() + 1.0).ln()
+    } else {
+        v2
+    };
+    let v5 = x[3];
+    let v6 = if v5 >= 1.61f64 {
+        helpers::soft((m3 * 1.88f64), 0.3)
+    } else {
+        (x[3] * x[3] + 0.5).sqrt().cos()
+    };
+    let mut buf7 = vec![0.0; n];
+    for i in 0..n {
+        buf7[i] = v2;
+    }
+    let v8 = buf7[2] + 0.5 * buf7[3];
+    -0.55f64 * (a).tanh()
+        + 1.05f64 * (b).tanh()
+        + 0.11f64 * (v2).tanh()
+        + 0.07f64 * (m3).tanh()
+        + -0.41f64 * (v4).tanh()
+        + 1.82f64 * (v5).tanh()
+        + -0.14f64 * (v6).tanh()
+        + 0.32f64 * (v8).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p244(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut acc1 = -1.97f64.min(b);
+    let v1 = (a.tanh() * 0.9).atanh();
+    let mut buf2 = vec![0.0; n];
     for i in 0..n {
-        acc1 += x[3].asinh().clamp(-1.0, 1.0);
-        if (x[(i + 1) % n] * x[(i + 1) % n] + 1.0).recip() > -0.31f64 {
-            acc1 = acc1 * 0.9 + (1.78f64 * 1.78f64 + 1.5).acosh();
-        }
+        buf2[i] = ((b.tanh() * 0.5).cosh() * (-1.42f64.tanh() * 0.5).sinh());
     }
-    let v2 = a.mul_add(x[1], a).abs().tanh().exp();
-    -0.06f64 * (a).tanh() + -1.18f64 * (b).tanh() + 0.92f64 * (acc1).tanh() + -0.95f64 * (v2).tanh()
+    let v3 = buf2[0] * buf2[1];
+    1.94f64 * (a).tanh() + -1.79f64 * (b).tanh() + -1.92f64 * (v1).tanh() + 0.05f64 * (v3).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p245(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut w1 = f64::sin(x[3]).tanh() + 3.0;
+    let v1 = ((x[3].tanh() * 0.9).asin() * (x[3].tanh() * 0.9).asin() + 1.5)
+        .acosh()
+        .max(helpers::soft(a, 0.3).tanh().exp2());
+    let arr2 = (m + &m.sum_axis(Axis(0)))
+        .mapv(|t| (t * t + 1.0).ln())
+        .mean()
+        .unwrap()
+        * (a.tanh() * 0.9).asin();
+    let mut acc3 = f64::sin(arr2);
+    for i in 0..n {
+        acc3 += autodiff::ops::sigmoid(v1);
+        if v1.mul_add(b, a) > 1.57f64 {
+            acc3 = acc3 * 0.9 + x[(i + 1) % n].tanh().exp_m1();
+        }
+    }
+    let mut acc4 = (arr2 / (arr2 * arr2 + 1.0));
+    for i in 0..n {
+        acc4 += f64::sin(a.sin());
+        if a.tanh().exp2() < -1.36f64 {
+            acc4 = acc4 * 0.9 + (a * a + 1.0).cbrt();
+        }
+    }
+    let mut w5 = -1.39f64.tanh() + 3.0;
     let mut steps = 0;
-    while w1 > 0.5 && steps < 20 {
-        w1 = w1 * 0.6 + 0.05 * b.tanh();
+    while w5 > 0.5 && steps < 20 {
+        w5 = w5 * 0.6 + 0.05 * x[0].tanh();
         steps += 1;
     }
-    let mut buf2 = vec![0.0; n];
-    for i in 0..n {
-        buf2[i] = (0.57f64.cos() * (a * a + 1.0).powf(x[(i + 2) % n].tanh()));
-    }
-    for i in 1..n {
-        buf2[i] += buf2[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf2[i];
-        buf2[i] = (old * buf2[i - 1]).sin() + old;
-    }
-    let v3 = buf2[3] * buf2[0];
-    let mut buf4 = vec![0.0; n];
-    for i in 0..n {
-        buf4[i] = b;
-    }
-    for i in 1..n {
-        buf4[i] += buf4[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf4[i];
-        buf4[i] = (old * buf4[i - 1]).sin() + old;
-    }
-    let v5 = buf4[2] * buf4[3];
-    let v6 = a;
-    0.11f64 * (a).tanh()
-        + 0.07f64 * (b).tanh()
-        + -0.41f64 * (w1).tanh()
-        + 1.82f64 * (v3).tanh()
-        + -0.14f64 * (v5).tanh()
-        + 0.32f64 * (v6).tanh()
+    0.97f64 * (a).tanh()
+        + 1.18f64 * (b).tanh()
+        + 0.35f64 * (v1).tanh()
+        + -0.87f64 * (arr2).tanh()
+        + 1.61f64 * (acc3).tanh()
+        + -0.97f64 * (acc4).tanh()
+        + -1.79f64 * (w5).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p246(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let v1 = (a.tanh() * 0.9).atanh();
-    let mut buf2 = vec![0.0; n];
+    let mut w1 = a.tanh().exp().tanh() + 3.0;
+    let mut steps = 0;
+    while w1 > 0.5 && steps < 20 {
+        w1 = w1 * 0.6 + 0.05 * (-0.20f64 * x[1]).tanh();
+        steps += 1;
+    }
+    let arr2 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * b));
+    let mut buf3 = vec![0.0; n];
     for i in 0..n {
-        buf2[i] = ((b.tanh() * 0.5).cosh() * (-1.42f64.tanh() * 0.5).sinh());
+        buf3[i] = f64::sin(a.tanh());
     }
-    for i in 1..n {
-        buf2[i] += buf2[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf2[i];
-        buf2[i] = (old * buf2[i - 1]).sin() + old;
-    }
-    let v3 = buf2[0] * buf2[1];
-    -1.98f64 * (a).tanh() + -0.85f64 * (b).tanh() + 1.94f64 * (v1).tanh() + -1.79f64 * (v3).tanh()
+    let v4 = buf3[0] * buf3[1];
+    -0.09f64 * (a).tanh()
+        + -1.02f64 * (b).tanh()
+        + -0.65f64 * (w1).tanh()
+        + -1.15f64 * (arr2).tanh()
+        + 0.41f64 * (v4).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p247(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let v1 = (((a * a + 1.0).log(3.0) * 0.5).tanh() * 0.9).asin();
-    let v2 =
-        (helpers::soft(v1, 0.3).tanh().exp2() * helpers::soft(v1, 0.3).tanh().exp2() + 0.5).sqrt();
-    let v3 = if b > -1.59f64 {
-        v1.powi(2)
-            .atan2((x[2].tanh() * 0.5).sinh() * (x[2].tanh() * 0.5).sinh() + 0.5)
+    let mut pair1 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair1 += (d * d + 0.5).recip() * b;
+        }
+    }
+    let mut m2 = a.tanh().exp_m1();
+    if b.hypot(b) < 1.12f64 {
+        m2 += -1.18f64;
+    } else if x[1] <= -1.25f64 {
+        m2 = m2 * 0.5;
+    }
+    let v3 = if (pair1.tanh() * 0.5).cosh() <= -1.46f64 {
+        ((x[3] - x[1]) * (x[3] - x[1]) + 1.0).ln()
     } else {
-        ((b - b) * (b - b) + 1.5).acosh()
+        pair1
     };
-    let mut acc4 = x[3].powi(2);
-    for i in 0..n {
-        acc4 += ((v2 / (v2 * v2 + 1.0)) * (v2 / (v2 * v2 + 1.0)) + 1.0).ln();
-        if a.sin() <= -1.80f64 {
-            acc4 = acc4 * 0.9 + (-1.13f64 * -1.13f64 + 1.0).log10();
-        }
+    let mut m4 = (m2.tanh() * 0.5).cosh();
+    if x[2] < 0.61f64 {
+        m4 += autodiff::ops::softplus(-1.35f64);
+    } else if (x[1].tanh() * 0.9).acos() >= 1.64f64 {
+        m4 = m4 * 0.5;
     }
-    let mut acc5 = (a * a + 1.0).cbrt();
-    for i in 0..n {
-        acc5 += (-1.39f64 * -1.39f64 + 1.0).log10();
-        if smooth(x[2]) > 1.61f64 {
-            acc5 = acc5 * 0.9 + -1.34f64;
-        }
-    }
-    -1.53f64 * (a).tanh()
-        + -1.56f64 * (b).tanh()
-        + 1.17f64 * (v1).tanh()
-        + 0.47f64 * (v2).tanh()
-        + -1.72f64 * (v3).tanh()
-        + -1.01f64 * (acc4).tanh()
-        + 0.59f64 * (acc5).tanh()
+    let v5 = ((helpers::soft(-1.13f64, 0.3) * 1.68f64).tanh() * 0.9).asin();
+    -0.74f64 * (a).tanh()
+        + 1.10f64 * (b).tanh()
+        + -1.87f64 * (pair1).tanh()
+        + -0.28f64 * (m2).tanh()
+        + 0.25f64 * (v3).tanh()
+        + -1.93f64 * (m4).tanh()
+        + 1.35f64 * (v5).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p248(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut acc1 = (x[1] * x[1] + 1.0).cbrt();
+    let mut w1 = (x[0].tanh() * 0.5).cosh().clamp(-1.0, 1.0).tanh() + 3.0;
+    let mut steps = 0;
+    while w1 > 0.5 && steps < 20 {
+        w1 = w1 * 0.6 + 0.05 * b.sin().tanh();
+        steps += 1;
+    }
+    let v2 = if (-0.87f64 * -0.61f64) >= 1.41f64 {
+        ((a * a + 1.0).log2() * 0.5)
+    } else {
+        (a * a).ln_1p().atan()
+    };
+    let mut acc3 = (v2.tanh() * 0.5).cosh();
     for i in 0..n {
-        acc1 += b;
-        if a >= -1.82f64 {
-            acc1 = acc1 * 0.9 + a;
+        acc3 += b;
+        if x[i].atan() < -0.29f64 {
+            acc3 = acc3 * 0.9 + w1.powi(3);
         }
     }
-    let mut buf2 = vec![0.0; n];
+    let mut pair4 = 0.0;
     for i in 0..n {
-        buf2[i] = (-1.02f64.powi(3) * -1.02f64.powi(3) + 0.5).sqrt();
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair4 += (d * d + 0.5).recip() * b.asinh();
+        }
     }
-    for i in 1..n {
-        buf2[i] += buf2[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf2[i];
-        buf2[i] = (old * buf2[i - 1]).sin() + old;
-    }
-    let v3 = buf2[3] * buf2[0];
-    0.18f64 * (a).tanh() + -0.81f64 * (b).tanh() + -1.14f64 * (acc1).tanh() + -1.23f64 * (v3).tanh()
+    let arr5 = (m * f64::sin(pair4) + &m.t().dot(m))
+        .mapv(|t| t.tanh())
+        .sum();
+    let v6 = f64::sin(acc3.sin());
+    1.79f64 * (a).tanh()
+        + 1.04f64 * (b).tanh()
+        + -1.73f64 * (w1).tanh()
+        + 0.10f64 * (v2).tanh()
+        + -1.27f64 * (acc3).tanh()
+        + -0.16f64 * (pair4).tanh()
+        + 0.36f64 * (arr5).tanh()
+        + -1.27f64 * (v6).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p249(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = (&m.row(1) * autodiff::ops::softplus(1.04f64) - &m.column(1))
-        .mapv(f64::sin)
-        .sum();
-    let mut acc2 = b;
+    let mut m1 = b;
+    if b.tanh().exp() < -0.72f64 {
+        m1 += (0.01f64.tanh().exp_m1() * 0.01f64.tanh().exp_m1() + 1.0).recip();
+    } else if b.hypot(x[2]) < 0.26f64 {
+        m1 = m1 * 0.5;
+    }
+    let mut buf2 = vec![0.0; n];
     for i in 0..n {
-        acc2 += (arr1.tanh() * 0.9).acos();
-        if x[2] >= -0.43f64 {
-            acc2 = acc2 * 0.9 + (b.tanh() * 0.5).cosh();
+        buf2[i] = ((x[i] - x[(i + 2) % n]) + (m1 * m1 + 1.5).acosh());
+    }
+    let v3 = buf2[3] + 0.5 * buf2[0];
+    let mut acc4 = (v3 / (v3 * v3 + 1.0));
+    for i in 0..n {
+        acc4 += ((v3 * v3 + 0.5).sqrt() * (v3 * v3 + 0.5).sqrt() + 1.0).log(3.0);
+        if helpers::soft(x[3], 0.3) >= 0.84f64 {
+            acc4 = acc4 * 0.9 + b.atan();
         }
     }
-    -0.30f64 * (a).tanh()
-        + -1.46f64 * (b).tanh()
-        + 0.52f64 * (arr1).tanh()
-        + 0.20f64 * (acc2).tanh()
+    -1.45f64 * (a).tanh()
+        + -0.73f64 * (b).tanh()
+        + -0.91f64 * (m1).tanh()
+        + 1.76f64 * (v3).tanh()
+        + -0.60f64 * (acc4).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p250(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut acc1 = (x[1] * x[1] + 1.0).ln();
+    let mut acc1 = (x[1] * x[1] + 1.5).acosh();
     for i in 0..n {
-        acc1 += a;
-        if f64::sin(-0.65f64) > -0.91f64 {
-            acc1 = acc1 * 0.9 + 1.76f64;
+        acc1 += b.asinh().asinh();
+        if (1.35f64 * 1.35f64 + 1.0).log10() < -1.24f64 {
+            acc1 = acc1 * 0.9 + f64::sin(a);
         }
     }
-    let mut acc2 = (acc1.tanh() * 0.9).asin();
+    let arr2 = (m + &m.sum_axis(Axis(0)))
+        .mapv(|t| (t * t + 1.0).ln())
+        .mean()
+        .unwrap()
+        * autodiff::ops::softplus(b);
+    let mut acc3 = (acc1.tanh() * 0.5).sinh();
     for i in 0..n {
-        acc2 += a;
-        if (a * a + 1.0).powf(acc1.tanh()) <= 1.70f64 {
-            acc2 = acc2 * 0.9 + (a * x[(i + 3) % n]);
+        acc3 += x[i].sin();
+        if x[(i + 1) % n].mul_add(a, arr2) >= 0.62f64 {
+            acc3 = acc3 * 0.9 + x[(i + 3) % n];
         }
     }
-    let mut m3 = x[0];
-    if (acc2 * acc2).ln_1p() > 0.52f64 {
-        m3 += (x[1].clamp(-1.0, 1.0) * x[1].clamp(-1.0, 1.0) + 1.0).log(3.0);
-    } else if (x[2] + x[3]) > 0.27f64 {
-        m3 = m3 * 0.5;
-    }
-    let mut w4 = (1.50f64.max(m3) * 1.50f64.max(m3) + 1.0).log2().tanh() + 3.0;
-    let mut steps = 0;
-    while w4 > 0.5 && steps < 20 {
-        w4 = w4 * 0.6 + 0.05 * helpers::soft(m3, 0.3).tanh();
-        steps += 1;
-    }
-    let v5 = (a.tanh().exp2().tanh() * 0.5)
-        .cosh()
-        .min((1.13f64 * 1.13f64 + 1.0).log10());
-    -1.84f64 * (a).tanh()
-        + 0.17f64 * (b).tanh()
-        + 0.60f64 * (acc1).tanh()
-        + -0.29f64 * (acc2).tanh()
-        + -0.11f64 * (m3).tanh()
-        + -1.34f64 * (w4).tanh()
-        + -0.66f64 * (v5).tanh()
+    -1.18f64 * (a).tanh()
+        + 0.50f64 * (b).tanh()
+        + -0.81f64 * (acc1).tanh()
+        + -1.71f64 * (arr2).tanh()
+        + -1.39f64 * (acc3).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p251(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let v1 = (a.tanh().mul_add(a.tanh(), b) * a.tanh().mul_add(a.tanh(), b) + 1.0).cbrt();
-    let mut acc2 = -0.50f64.mul_add(a, -1.27f64);
-    for i in 0..n {
-        acc2 += ((x[(i + 3) % n].tanh() * 0.9).asin().tanh() * 0.5).cosh();
-        if b.tanh().exp() < -0.72f64 {
-            acc2 = acc2 * 0.9 + b.atan();
-        }
-    }
-    1.56f64 * (a).tanh() + 0.34f64 * (b).tanh() + -0.36f64 * (v1).tanh() + -0.71f64 * (acc2).tanh()
+    let v1 = ((a.abs().tanh() * 0.5).sinh() / ((b * b + 1.0).log2() * (b * b + 1.0).log2() + 1.0));
+    let arr2 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * (b * 1.43f64)));
+    1.00f64 * (a).tanh() + 0.45f64 * (b).tanh() + -1.77f64 * (v1).tanh() + 0.45f64 * (arr2).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p252(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * -1.72f64));
-    let mut buf2 = vec![0.0; n];
+    let v1 = x[3];
+    let mut acc2 = autodiff::ops::softplus(b);
     for i in 0..n {
-        buf2[i] = ((x[i] - x[(i + 2) % n]) + (arr1 * arr1 + 1.5).acosh());
+        acc2 += ((a * b) - (-0.42f64.tanh() * 0.9).atanh());
+        if autodiff::ops::sigmoid(a) <= 0.03f64 {
+            acc2 = acc2 * 0.9 + (a + v1);
+        }
     }
-    for i in 1..n {
-        buf2[i] += buf2[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf2[i];
-        buf2[i] = (old * buf2[i - 1]).sin() + old;
-    }
-    let v3 = buf2[3] * buf2[0];
-    let v4 = (-0.56f64 * (x[0] * 0.5).sin());
-    1.75f64 * (a).tanh()
-        + 0.25f64 * (b).tanh()
-        + 1.21f64 * (arr1).tanh()
-        + -1.63f64 * (v3).tanh()
-        + 0.12f64 * (v4).tanh()
+    -1.21f64 * (a).tanh() + -1.32f64 * (b).tanh() + -1.51f64 * (v1).tanh() + 0.96f64 * (acc2).tanh()
 }
 
 #[differentiate]
@@ -8742,95 +8136,26 @@ pub fn p253(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut buf1 = vec![0.0; n];
     for i in 0..n {
-        buf1[i] = (-(smooth(b)));
+        buf1[i] = (b.tanh() * 0.9).acos();
     }
-    for i in 1..n {
-        buf1[i] += buf1[i - 1] * 0.5;
+    let v2 = buf1[2] + 0.5 * buf1[3];
+    let mut w3 = (b * b + 1.0).log10().hypot(0.31f64).tanh() + 3.0;
+    let mut steps = 0;
+    while w3 > 0.5 && steps < 20 {
+        w3 = w3 * 0.6 + 0.05 * a.hypot(b).tanh();
+        steps += 1;
     }
-    for i in 1..n {
-        let old = buf1[i];
-        buf1[i] = (old * buf1[i - 1]).sin() + old;
-    }
-    let v2 = buf1[1] * buf1[2];
-    let mut m3 = b.tanh();
-    if (a * a + 1.0).ln() > -1.59f64 {
-        m3 += v2.asinh().asinh();
-    } else if (1.35f64 * 1.35f64 + 1.0).log10() < -1.24f64 {
-        m3 = m3 * 0.5;
-    }
-    let mut pair4 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair4 += (d * d + 0.5).recip() * 0.62f64.mul_add(m3, x[(i + 2) % n]);
-        }
-    }
-    0.81f64 * (a).tanh()
-        + -0.22f64 * (b).tanh()
-        + 0.86f64 * (v2).tanh()
-        + -1.16f64 * (m3).tanh()
-        + 1.65f64 * (pair4).tanh()
+    let v4 = ((b.atan() * 0.5).tanh() * 0.5).sinh();
+    -1.79f64 * (a).tanh()
+        + -0.93f64 * (b).tanh()
+        + -0.95f64 * (v2).tanh()
+        + -1.91f64 * (w3).tanh()
+        + -1.75f64 * (v4).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p254(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let v1 = if autodiff::ops::softplus(0.74f64) >= -1.52f64 {
-        1.16f64.tanh().exp_m1().tanh()
-    } else {
-        a
-    };
-    let arr2 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * (x[0].tanh() * 0.9).atanh()));
-    let mut acc3 = b;
-    for i in 0..n {
-        acc3 += x[(i + 3) % n];
-        if (arr2.tanh() * 0.5).sinh() < -1.49f64 {
-            acc3 = acc3 * 0.9 + b;
-        }
-    }
-    let v4 = autodiff::ops::sigmoid((b.cos() * b.cos() + 1.0).log2());
-    let v5 = (((-1.12f64.tanh() * 0.9).asin() * (-1.12f64.tanh() * 0.9).asin() + 0.5)
-        .sqrt()
-        .tanh()
-        * 0.9)
-        .atanh();
-    1.95f64 * (a).tanh()
-        + -1.12f64 * (b).tanh()
-        + 1.08f64 * (v1).tanh()
-        + -1.76f64 * (arr2).tanh()
-        + 1.93f64 * (acc3).tanh()
-        + -0.15f64 * (v4).tanh()
-        + -0.69f64 * (v5).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p255(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut m1 = (a - a);
-    if 1.24f64.max(a) <= 0.03f64 {
-        m1 += (x[0] * x[0] + 1.0).log10().tanh();
-    } else if b.tanh() < -0.05f64 {
-        m1 = m1 * 0.5;
-    }
-    let mut m2 = a;
-    if (m1.tanh() * 0.9).asin() >= -0.35f64 {
-        m2 += m1.hypot(a).powi(3);
-    } else if a <= 1.80f64 {
-        m2 = m2 * 0.5;
-    }
-    let v3 = ((b.atan() * 0.5).tanh() * 0.5).sinh();
-    -1.79f64 * (a).tanh()
-        + -0.93f64 * (b).tanh()
-        + -0.95f64 * (m1).tanh()
-        + -1.91f64 * (m2).tanh()
-        + -1.75f64 * (v3).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p256(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let arr1 =
         autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * (x[0] * x[0] + 1.0).powf(b.tanh())));
@@ -8872,7 +8197,7 @@ pub fn p256(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p257(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p255(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut m1 = 1.33f64.abs();
     if f64::sin(0.10f64) >= -1.35f64 {
@@ -8911,1151 +8236,306 @@ pub fn p257(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         buf5[i] = (old * buf5[i - 1]).sin() + old;
     }
     let v6 = buf5[3] * buf5[0];
-    let v7 = if (w3 * w3 + 1.0).cbrt() > 1.42f64 {
-        x[3]
+    let arr7 = (&m.row(1) * (w3 * b) - &m.column(1)).mapv(f64::sin).sum();
+    -0.17f64 * (a).tanh()
+        + 1.42f64 * (b).tanh()
+        + -0.75f64 * (m1).tanh()
+        + 0.53f64 * (m2).tanh()
+        + 1.24f64 * (w3).tanh()
+        + 0.80f64 * (pair4).tanh()
+        + 1.59f64 * (v6).tanh()
+        + -1.02f64 * (arr7).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p256(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut acc1 = x[1].powi(2);
+    for i in 0..n {
+        acc1 += a.powi(3);
+        if -1.08f64 >= 1.01f64 {
+            acc1 = acc1 * 0.9 + x[0];
+        }
+    }
+    let v2 = if (a * a + 1.0).ln() >= -0.59f64 {
+        b.tanh().exp_m1()
     } else {
-        autodiff::ops::sigmoid((b + 1.59f64))
+        (-((b * b + 1.5).acosh()))
     };
-    0.91f64 * (a).tanh()
-        + 1.76f64 * (b).tanh()
-        + -1.08f64 * (m1).tanh()
-        + 0.63f64 * (m2).tanh()
-        + 0.37f64 * (w3).tanh()
-        + -1.65f64 * (pair4).tanh()
-        + -1.12f64 * (v6).tanh()
-        + 1.25f64 * (v7).tanh()
+    let arr3 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * (b + 0.40f64)));
+    -0.37f64 * (a).tanh()
+        + 0.12f64 * (b).tanh()
+        + 1.46f64 * (acc1).tanh()
+        + 1.16f64 * (v2).tanh()
+        + -0.09f64 * (arr3).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p257(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let v1 = ((1.82f64 - x[3]) / ((b * b + 0.5).sqrt() * (b * b + 0.5).sqrt() + 1.0)).powi(2);
+    let mut w2 = (b * v1.atan2(v1 * v1 + 0.5)).tanh() + 3.0;
+    let mut steps = 0;
+    while w2 > 0.5 && steps < 20 {
+        w2 = w2 * 0.6 + 0.05 * (v1.tanh() * 0.9).asin().tanh();
+        steps += 1;
+    }
+    let arr3 = (m + &m.sum_axis(Axis(0)))
+        .mapv(|t| (t * t + 1.0).ln())
+        .mean()
+        .unwrap()
+        * (w2 * -0.99f64);
+    let arr4 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * -0.17f64.min(b)));
+    let v5 = if (arr3 / (x[0] * x[0] + 1.0)) > 0.09f64 {
+        (x[0].powi(2).tanh() * 0.5).cosh()
+    } else {
+        x[1]
+    };
+    let mut acc6 = (b * b + 0.5).sqrt();
+    for i in 0..n {
+        acc6 += (b.clamp(-1.0, 1.0).tanh() * 0.5).cosh();
+        if v1.hypot(x[(i + 3) % n]) >= -0.76f64 {
+            acc6 = acc6 * 0.9 + (x[i].tanh() * 0.5).cosh();
+        }
+    }
+    0.78f64 * (a).tanh()
+        + 0.55f64 * (b).tanh()
+        + 1.76f64 * (v1).tanh()
+        + -1.82f64 * (w2).tanh()
+        + -0.03f64 * (arr3).tanh()
+        + 0.07f64 * (arr4).tanh()
+        + 0.30f64 * (v5).tanh()
+        + -0.26f64 * (acc6).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p258(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut m1 = b;
-    if -1.08f64 >= 1.01f64 {
-        m1 += x[0];
-    } else if x[1].min(a) >= -0.59f64 {
-        m1 = m1 * 0.5;
+    let mut pair1 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair1 += (d * d + 0.5).recip() * 1.29f64.tanh().exp();
+        }
     }
-    let mut w2 = b.tanh() + 3.0;
-    let mut steps = 0;
-    while w2 > 0.5 && steps < 20 {
-        w2 = w2 * 0.6 + 0.05 * (b * b + 1.0).recip().tanh();
-        steps += 1;
-    }
-    let v3 = helpers::soft((w2.atan() + -0.98f64.cos()), 0.3);
-    1.46f64 * (a).tanh()
-        + 1.16f64 * (b).tanh()
-        + -0.09f64 * (m1).tanh()
-        + -1.26f64 * (w2).tanh()
-        + 1.73f64 * (v3).tanh()
+    let v2 = helpers::soft((b * b).ln_1p(), 0.3).atan2(
+        autodiff::ops::sigmoid((1.08f64 * 1.08f64 + 1.0).log(3.0))
+            * autodiff::ops::sigmoid((1.08f64 * 1.08f64 + 1.0).log(3.0))
+            + 0.5,
+    );
+    let v3 = (autodiff::ops::sigmoid(x[1].tanh().exp()).tanh() * 0.9).acos();
+    let v4 = (f64::sin(b) * f64::sin(b) + 1.0).log(3.0);
+    -1.67f64 * (a).tanh()
+        + 1.91f64 * (b).tanh()
+        + -0.07f64 * (pair1).tanh()
+        + 0.56f64 * (v2).tanh()
+        + -0.31f64 * (v3).tanh()
+        + 0.00f64 * (v4).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p259(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut w1 = autodiff::ops::softplus(x[1]).tanh().exp().tanh() + 3.0;
-    let mut steps = 0;
-    while w1 > 0.5 && steps < 20 {
-        w1 = w1 * 0.6 + 0.05 * x[0].tanh();
-        steps += 1;
-    }
-    let v2 =
-        ((w1.atan2(b * b + 0.5) * w1.atan2(w1 * w1 + 0.5)) + ((x[3] * x[3] + 1.0).log2() * 0.5));
-    let mut acc3 = (-0.99f64 * -0.99f64 + 1.5).acosh();
-    for i in 0..n {
-        acc3 += (-0.17f64.min(a) * -0.17f64.min(a) + 1.0).cbrt();
-        if (x[i] / (x[1] * x[1] + 1.0)) > 0.30f64 {
-            acc3 = acc3 * 0.9 + f64::sin(x[3]);
-        }
-    }
-    let mut acc4 = x[1];
-    for i in 0..n {
-        acc4 += ((v2 * v2 + 0.5).sqrt().tanh() * 0.9).acos();
-        if v2.clamp(-1.0, 1.0) > -0.36f64 {
-            acc4 = acc4 * 0.9 + v2.hypot(v2);
-        }
-    }
-    let mut pair5 = 0.0;
+    let mut pair1 = 0.0;
     for i in 0..n {
         for j in (i + 1)..n {
             let d = x[i] - x[j];
-            pair5 += (d * d + 0.5).recip() * (b.tanh() * 0.5).tan();
+            pair1 += (d * d + 0.5).recip() * a;
         }
     }
-    let mut w6 = ((b * b + 1.0).powf(v2.tanh()) * (b * b + 1.0).powf(v2.tanh()) + 1.0)
-        .log2()
-        .tanh()
-        + 3.0;
-    let mut steps = 0;
-    while w6 > 0.5 && steps < 20 {
-        w6 = w6 * 0.6 + 0.05 * (a.tanh() * 0.9).atanh().tanh();
-        steps += 1;
+    let mut acc2 = a;
+    for i in 0..n {
+        acc2 += ((-1.03f64 * -1.03f64 + 1.5).acosh() * (-1.03f64 * -1.03f64 + 1.5).acosh() + 1.0)
+            .recip();
+        if x[2].atan() >= 0.63f64 {
+            acc2 = acc2 * 0.9 + a;
+        }
     }
-    0.32f64 * (a).tanh()
-        + -1.90f64 * (b).tanh()
-        + 1.29f64 * (w1).tanh()
-        + -1.93f64 * (v2).tanh()
-        + 0.04f64 * (acc3).tanh()
-        + 1.27f64 * (acc4).tanh()
-        + -1.62f64 * (pair5).tanh()
-        + 0.47f64 * (w6).tanh()
+    let v3 = ((pair1 * pair1 + 1.0).cbrt() * (pair1 * pair1 + 1.0).cbrt() + 1.0)
+        .cbrt()
+        .tanh()
+        .exp_m1();
+    1.27f64 * (a).tanh()
+        + 0.71f64 * (b).tanh()
+        + 0.05f64 * (pair1).tanh()
+        + 1.49f64 * (acc2).tanh()
+        + -0.25f64 * (v3).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p260(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = (m * (a * a + 1.0).log10() + &m.t().dot(m))
-        .mapv(|t| t.tanh())
-        .sum();
-    let mut acc2 = arr1;
-    for i in 0..n {
-        acc2 += ((arr1 * arr1).ln_1p() * (arr1 * arr1).ln_1p() + 0.5).sqrt();
-        if (x[i] * -1.89f64) > 0.61f64 {
-            acc2 = acc2 * 0.9 + (x[(i + 2) % n] / (a * a + 1.0));
-        }
+    let v1 = if autodiff::ops::softplus(a) >= 1.37f64 {
+        (a.tanh().exp_m1().tanh() * 0.5).cosh()
+    } else {
+        (a.asinh() * a.asinh() + 1.5).acosh()
+    };
+    let mut m2 = (1.84f64 - a);
+    if (v1 * v1 + 1.0).log2() < -0.53f64 {
+        m2 += smooth(v1.mul_add(a, v1));
+    } else if b <= 1.67f64 {
+        m2 = m2 * 0.5;
     }
-    let v3 = (a.tanh() * 0.5).tan();
-    0.08f64 * (a).tanh()
-        + 0.54f64 * (b).tanh()
-        + -1.68f64 * (arr1).tanh()
-        + 0.54f64 * (acc2).tanh()
-        + -0.44f64 * (v3).tanh()
+    let mut w3 = x[1].tanh() + 3.0;
+    let mut steps = 0;
+    while w3 > 0.5 && steps < 20 {
+        w3 = w3 * 0.6 + 0.05 * (a + b).tanh();
+        steps += 1;
+    }
+    0.45f64 * (a).tanh()
+        + -0.12f64 * (b).tanh()
+        + -0.65f64 * (v1).tanh()
+        + -1.35f64 * (m2).tanh()
+        + -1.63f64 * (w3).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p261(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let v1 = if (x[1] * x[1] + 1.0).recip() < 0.50f64 {
-        x[0].asinh().sin()
-    } else {
-        (a.atan2(a * a + 0.5) * a.atan2(a * a + 0.5) + 1.0).cbrt()
-    };
-    let mut buf2 = vec![0.0; n];
-    for i in 0..n {
-        buf2[i] = (a.abs() * a.abs()).ln_1p();
-    }
-    for i in 1..n {
-        buf2[i] += buf2[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf2[i];
-        buf2[i] = (old * buf2[i - 1]).sin() + old;
-    }
-    let v3 = buf2[0] * buf2[1];
-    -1.55f64 * (a).tanh() + 1.06f64 * (b).tanh() + -0.78f64 * (v1).tanh() + -1.31f64 * (v3).tanh()
+    let arr1 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * a.asinh()));
+    let v2 = ((autodiff::ops::softplus(a) * autodiff::ops::softplus(a) + 1.0).ln()
+        * (autodiff::ops::softplus(a) * autodiff::ops::softplus(a) + 1.0).ln()
+        + 1.0)
+        .log10();
+    let v3 = f64::sin(f64::sin(b)).atan();
+    0.33f64 * (a).tanh()
+        + 1.21f64 * (b).tanh()
+        + -0.88f64 * (arr1).tanh()
+        + -1.13f64 * (v2).tanh()
+        + -1.93f64 * (v3).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p262(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut w1 = (a.tanh().exp_m1().tanh() * 0.5).cosh().tanh() + 3.0;
-    let mut steps = 0;
-    while w1 > 0.5 && steps < 20 {
-        w1 = w1 * 0.6 + 0.05 * (b * b + 1.0).cbrt().tanh();
-        steps += 1;
+    let mut buf1 = vec![0.0; n];
+    for i in 0..n {
+        buf1[i] = (x[(i + 2) % n] * x[(i + 2) % n] + 1.0).recip();
     }
-    let v2 = ((1.84f64 - a) * (1.84f64 - a) + 1.0).ln().atan();
-    0.79f64 * (a).tanh() + 1.15f64 * (b).tanh() + -0.44f64 * (w1).tanh() + -0.53f64 * (v2).tanh()
+    let v2 = buf1[3] + 0.5 * buf1[0];
+    let v3 = if (x[1].tanh() * 0.5).tan() >= -1.91f64 {
+        autodiff::ops::softplus(b).sin()
+    } else {
+        x[2].tanh()
+    };
+    let arr4 = (m + &m.sum_axis(Axis(0)))
+        .mapv(|t| (t * t + 1.0).ln())
+        .mean()
+        .unwrap()
+        * (x[2] * 0.5);
+    1.32f64 * (a).tanh()
+        + -0.16f64 * (b).tanh()
+        + -0.87f64 * (v2).tanh()
+        + 1.28f64 * (v3).tanh()
+        + 1.74f64 * (arr4).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p263(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut pair1 = 0.0;
+    let mut buf1 = vec![0.0; n];
+    for i in 0..n {
+        buf1[i] = b;
+    }
+    let v2 = buf1[2] + 0.5 * buf1[3];
+    let mut pair3 = 0.0;
     for i in 0..n {
         for j in (i + 1)..n {
             let d = x[i] - x[j];
-            pair1 += (d * d + 0.5).recip() * (b * b + 0.5).sqrt();
+            pair3 += (d * d + 0.5).recip() * v2;
         }
     }
-    let mut m2 = b.atan2(b * b + 0.5);
-    if (a * a + 1.0).cbrt() <= 1.41f64 {
-        m2 += b.tanh().exp_m1();
-    } else if b.cos() > -1.63f64 {
-        m2 = m2 * 0.5;
-    }
-    let mut acc3 = (m2 + pair1);
-    for i in 0..n {
-        acc3 += (1.79f64.tanh() * 0.9).acos().sin();
-        if (a * 0.5) < -0.43f64 {
-            acc3 = acc3 * 0.9 + f64::sin(b);
-        }
-    }
-    -1.22f64 * (a).tanh()
-        + -0.63f64 * (b).tanh()
-        + 0.33f64 * (pair1).tanh()
-        + 1.21f64 * (m2).tanh()
-        + -0.88f64 * (acc3).tanh()
+    -1.41f64 * (a).tanh() + 1.31f64 * (b).tanh() + -0.39f64 * (v2).tanh() + 1.02f64 * (pair3).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p264(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = (&m.row(1) * 1.99f64 - &m.column(1)).mapv(f64::sin).sum();
-    let v2 = ((b.mul_add(0.99f64, b) * b.mul_add(0.99f64, b) + 1.5)
-        .acosh()
-        .tanh()
-        * 0.5)
-        .tan();
-    let mut m3 = b;
-    if x[1].sin() <= -1.92f64 {
-        m3 += (1.19f64 - v2);
-    } else if (x[0].tanh() * 0.9).asin() < 1.74f64 {
-        m3 = m3 * 0.5;
-    }
-    let v4 = f64::sin(a);
-    -0.19f64 * (a).tanh()
-        + -1.69f64 * (b).tanh()
-        + -0.98f64 * (arr1).tanh()
-        + 0.04f64 * (v2).tanh()
-        + 0.46f64 * (m3).tanh()
-        + 0.21f64 * (v4).tanh()
+    let arr1 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * b));
+    let v2 = (x[1].atan2(arr1 * arr1 + 0.5).abs() * x[1].atan2(arr1 * arr1 + 0.5).abs() + 1.0)
+        .powf((0.87f64 * 0.87f64 + 1.0).log10().powi(3).tanh());
+    -0.86f64 * (a).tanh() + 0.03f64 * (b).tanh() + 1.12f64 * (arr1).tanh() + -1.34f64 * (v2).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p265(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let v1 = (b * (1.79f64 * 0.5).atan2(x[1].atan2(a * a + 0.5) * x[1].atan2(a * a + 0.5) + 0.5));
-    let mut acc2 = a;
-    for i in 0..n {
-        acc2 += v1;
-        if v1 >= 1.12f64 {
-            acc2 = acc2 * 0.9 + -0.86f64.tanh().exp();
-        }
-    }
-    let v3 = -1.30f64;
-    let mut pair4 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair4 += (d * d + 0.5).recip() * x[(i + 2) % n].atan2(acc2 * acc2 + 0.5);
-        }
-    }
-    let mut w5 = (b.tanh() * 0.5).tan().hypot(acc2.atan()).tanh() + 3.0;
+    let v1 = if helpers::soft(-1.96f64, 0.3) <= 1.17f64 {
+        autodiff::ops::softplus(0.56f64)
+            .atan2((x[3].tanh() * 0.5).tan() * (x[3].tanh() * 0.5).tan() + 0.5)
+    } else {
+        a.hypot(a).mul_add((a * a + 0.5).sqrt(), b)
+    };
+    let arr2 = (m * x[2] + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
+    let mut w3 = v1.powi(2).hypot(b.tanh().exp_m1()).tanh() + 3.0;
     let mut steps = 0;
-    while w5 > 0.5 && steps < 20 {
-        w5 = w5 * 0.6 + 0.05 * b.tanh();
+    while w3 > 0.5 && steps < 20 {
+        w3 = w3 * 0.6 + 0.05 * b.tanh();
         steps += 1;
     }
-    let mut buf6 = vec![0.0; n];
-    for i in 0..n {
-        buf6[i] = -0.90f64;
-    }
-    for i in 1..n {
-        buf6[i] += buf6[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf6[i];
-        buf6[i] = (old * buf6[i - 1]).sin() + old;
-    }
-    let v7 = buf6[1] * buf6[2];
-    -1.77f64 * (a).tanh()
-        + -0.46f64 * (b).tanh()
-        + 1.96f64 * (v1).tanh()
-        + 1.61f64 * (acc2).tanh()
-        + -0.28f64 * (v3).tanh()
-        + 1.35f64 * (pair4).tanh()
-        + -1.64f64 * (w5).tanh()
-        + -1.42f64 * (v7).tanh()
+    -0.52f64 * (a).tanh()
+        + -1.29f64 * (b).tanh()
+        + 1.62f64 * (v1).tanh()
+        + 0.53f64 * (arr2).tanh()
+        + -1.49f64 * (w3).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p266(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let v1 = (((x[0] + b) / (x[1].mul_add(0.10f64, a) * x[1].mul_add(0.10f64, a) + 1.0)).tanh()
-        * 0.9)
-        .atanh();
-    let mut w2 = smooth(a).tanh() + 3.0;
-    let mut steps = 0;
-    while w2 > 0.5 && steps < 20 {
-        w2 = w2 * 0.6 + 0.05 * v1.tanh();
-        steps += 1;
+    let arr1 = (&m.row(1) * x[3].abs() - &m.column(1)).mapv(f64::sin).sum();
+    let mut pair2 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair2 += (d * d + 0.5).recip() * x[2];
+        }
     }
-    -0.16f64 * (a).tanh() + 1.37f64 * (b).tanh() + 0.76f64 * (v1).tanh() + 0.16f64 * (w2).tanh()
+    let mut m3 = b;
+    if (pair2 * pair2 + 1.0).cbrt() > -0.99f64 {
+        m3 += -1.32f64;
+    } else if arr1.atan2(pair2 * pair2 + 0.5) <= 1.82f64 {
+        m3 = m3 * 0.5;
+    }
+    0.02f64 * (a).tanh()
+        + 1.38f64 * (b).tanh()
+        + 1.71f64 * (arr1).tanh()
+        + -0.65f64 * (pair2).tanh()
+        + 0.24f64 * (m3).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p267(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = (m * (-0.84f64.tanh() * 0.5).tan() + &m.t().dot(m))
-        .mapv(|t| t.tanh())
-        .sum();
-    let mut buf2 = vec![0.0; n];
-    for i in 0..n {
-        buf2[i] = ((0.74f64 * b).tanh() * 0.9).acos();
-    }
-    for i in 1..n {
-        buf2[i] += buf2[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf2[i];
-        buf2[i] = (old * buf2[i - 1]).sin() + old;
-    }
-    let v3 = buf2[2] * buf2[3];
-    let arr4 = (m * autodiff::ops::sigmoid(a) + &m.t().dot(m))
-        .mapv(|t| t.tanh())
-        .sum();
-    let mut m5 = a;
-    if (x[1] * x[1] + 1.0).log(3.0) > -0.13f64 {
-        m5 += x[1].mul_add((x[1].tanh() * 0.9).acos(), -0.22f64);
-    } else if (arr1 + a) <= -2.00f64 {
-        m5 = m5 * 0.5;
-    }
-    1.87f64 * (a).tanh()
-        + -1.39f64 * (b).tanh()
-        + 0.74f64 * (arr1).tanh()
-        + -1.44f64 * (v3).tanh()
-        + 1.12f64 * (arr4).tanh()
-        + 0.78f64 * (m5).tanh()
+    let arr1 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * (b.tanh() * 0.9).asin()));
+    let v2 = autodiff::ops::sigmoid(smooth(x[3])).abs();
+    1.37f64 * (a).tanh() + 1.91f64 * (b).tanh() + -0.66f64 * (arr1).tanh() + 1.12f64 * (v2).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p268(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut w1 = autodiff::ops::sigmoid(f64::sin(-0.74f64)).tanh() + 3.0;
-    let mut steps = 0;
-    while w1 > 0.5 && steps < 20 {
-        w1 = w1 * 0.6 + 0.05 * b.hypot(b).tanh();
-        steps += 1;
-    }
-    let mut w2 = a.tanh() + 3.0;
-    let mut steps = 0;
-    while w2 > 0.5 && steps < 20 {
-        w2 = w2 * 0.6 + 0.05 * w1.min(w1).tanh();
-        steps += 1;
-    }
-    let v3 = x[3].max((b * b + 1.0).recip().powi(3));
-    let v4 = ((helpers::soft(a, 0.3) * (w2 * w2 + 1.0).log2())
-        * (helpers::soft(a, 0.3) * (w2 * w2 + 1.0).log2()))
-    .ln_1p();
-    let v5 = (x[1].tanh() * 0.5).tan().asinh().sin();
-    let mut w6 = (w1 * w1 + 1.0).powf(v3.tanh()).sin().tanh() + 3.0;
-    let mut steps = 0;
-    while w6 > 0.5 && steps < 20 {
-        w6 = w6 * 0.6 + 0.05 * (v4.tanh() * 0.9).asin().tanh();
-        steps += 1;
-    }
-    1.88f64 * (a).tanh()
-        + 0.35f64 * (b).tanh()
-        + -0.75f64 * (w1).tanh()
-        + 0.41f64 * (w2).tanh()
-        + -0.99f64 * (v3).tanh()
-        + 0.51f64 * (v4).tanh()
-        + -1.76f64 * (v5).tanh()
-        + 1.14f64 * (w6).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p269(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
     let mut buf1 = vec![0.0; n];
     for i in 0..n {
-        buf1[i] = a.tanh().sin();
+        buf1[i] = -0.22f64;
     }
-    for i in 1..n {
-        buf1[i] += buf1[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf1[i];
-        buf1[i] = (old * buf1[i - 1]).sin() + old;
-    }
-    let v2 = buf1[2] * buf1[3];
-    let mut acc3 = (-1.06f64.tanh() * 0.5).sinh();
-    for i in 0..n {
-        acc3 += helpers::soft(b, 0.3);
-        if -1.56f64 >= 1.56f64 {
-            acc3 = acc3 * 0.9 + (b * b + 1.0).log(3.0);
-        }
-    }
-    -0.69f64 * (a).tanh()
-        + -1.07f64 * (b).tanh()
-        + -1.08f64 * (v2).tanh()
-        + -0.05f64 * (acc3).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p270(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut acc1 = (-1.24f64 * x[0]);
-    for i in 0..n {
-        acc1 += b.tanh().exp2().hypot((0.30f64 * 0.30f64 + 0.5).sqrt());
-        if b.max(x[i]) >= -1.15f64 {
-            acc1 = acc1 * 0.9 + b.atan();
-        }
-    }
-    let mut acc2 = (acc1 * acc1).ln_1p();
-    for i in 0..n {
-        acc2 += acc1;
-        if x[i].atan() < -0.86f64 {
-            acc2 = acc2 * 0.9 + b;
-        }
-    }
-    let v3 = (a.mul_add(a, x[1]) * acc2).mul_add(acc1, -1.42f64.tanh().exp());
-    let v4 = if (a * a + 1.0).log2() > -0.64f64 {
-        (autodiff::ops::sigmoid(acc2).tanh() * 0.5).cosh()
-    } else {
-        v3
-    };
-    let mut w5 = (smooth(acc1) * smooth(acc1) + 0.5).sqrt().tanh() + 3.0;
-    let mut steps = 0;
-    while w5 > 0.5 && steps < 20 {
-        w5 = w5 * 0.6 + 0.05 * (a.tanh() * 0.9).atanh().tanh();
-        steps += 1;
-    }
-    let mut acc6 = (-0.49f64.tanh() * 0.5).cosh();
-    for i in 0..n {
-        acc6 += -0.03f64;
-        if v3 < -1.63f64 {
-            acc6 = acc6 * 0.9 + 1.64f64;
-        }
-    }
-    0.58f64 * (a).tanh()
-        + -1.16f64 * (b).tanh()
-        + 1.88f64 * (acc1).tanh()
-        + 1.28f64 * (acc2).tanh()
-        + -0.45f64 * (v3).tanh()
-        + 0.72f64 * (v4).tanh()
-        + -0.53f64 * (w5).tanh()
-        + -0.71f64 * (acc6).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p271(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let arr1 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * x[2]));
-    let mut m2 = (-0.23f64 * -0.23f64 + 1.0).log2();
-    if (x[0].tanh() * 0.5).tan() <= 1.82f64 {
-        m2 += (x[3].atan() / (a * a + 1.0));
-    } else if a <= 1.71f64 {
-        m2 = m2 * 0.5;
-    }
-    let mut acc3 = (-1.81f64 * -1.81f64 + 1.0).cbrt();
-    for i in 0..n {
-        acc3 += a;
-        if x[2].hypot(b) <= 1.78f64 {
-            acc3 = acc3 * 0.9 + arr1.hypot(x[0]);
-        }
-    }
-    -1.56f64 * (a).tanh()
-        + -1.84f64 * (b).tanh()
-        + 0.89f64 * (arr1).tanh()
-        + -0.74f64 * (m2).tanh()
-        + -1.96f64 * (acc3).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p272(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut w1 = smooth(-0.63f64).tanh().exp_m1().tanh() + 3.0;
-    let mut steps = 0;
-    while w1 > 0.5 && steps < 20 {
-        w1 = w1 * 0.6 + 0.05 * (x[1] * x[1] + 1.0).log2().tanh();
-        steps += 1;
-    }
-    let mut m2 = (a / (b * b + 1.0));
-    if smooth(b) <= -0.94f64 {
-        m2 += x[3]
-            .hypot(1.20f64)
-            .mul_add(b, (0.26f64.tanh() * 0.9).acos());
-    } else if b > -1.99f64 {
-        m2 = m2 * 0.5;
-    }
-    let mut acc3 = (x[3].tanh() * 0.9).acos();
-    for i in 0..n {
-        acc3 += a;
-        if x[i].mul_add(-1.84f64, x[(i + 2) % n]) > 0.12f64 {
-            acc3 = acc3 * 0.9 + m2;
-        }
-    }
-    let mut acc4 = x[2].hypot(b);
-    for i in 0..n {
-        acc4 += (-0.84f64.abs() * -0.84f64.abs() + 1.0).ln();
-        if (m2 * m2 + 1.0).log10() <= 1.00f64 {
-            acc4 = acc4 * 0.9 + (m2 / (x[i] * x[i] + 1.0));
-        }
-    }
-    1.17f64 * (a).tanh()
-        + 1.00f64 * (b).tanh()
-        + -1.36f64 * (w1).tanh()
-        + 1.57f64 * (m2).tanh()
-        + -0.98f64 * (acc3).tanh()
-        + 1.37f64 * (acc4).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p273(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let arr1 = (m * b.max(x[3]) + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
-    let mut buf2 = vec![0.0; n];
-    for i in 0..n {
-        buf2[i] = (-1.44f64 * -1.44f64 + 1.0).log(3.0);
-    }
-    for i in 1..n {
-        buf2[i] += buf2[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf2[i];
-        buf2[i] = (old * buf2[i - 1]).sin() + old;
-    }
-    let v3 = buf2[2] * buf2[3];
-    let mut buf4 = vec![0.0; n];
-    for i in 0..n {
-        buf4[i] = a.tanh();
-    }
-    for i in 1..n {
-        buf4[i] += buf4[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf4[i];
-        buf4[i] = (old * buf4[i - 1]).sin() + old;
-    }
-    let v5 = buf4[2] * buf4[3];
-    let v6 = (a.clamp(-1.0, 1.0) * a.clamp(-1.0, 1.0) + 1.0).cbrt();
-    -1.80f64 * (a).tanh()
-        + 1.42f64 * (b).tanh()
-        + 1.04f64 * (arr1).tanh()
-        + -1.35f64 * (v3).tanh()
-        + -1.63f64 * (v5).tanh()
-        + 1.55f64 * (v6).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p274(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut acc1 = helpers::soft(b, 0.3);
-    for i in 0..n {
-        acc1 += ((x[2] * x[1]) + (a * a + 1.0).log10());
-        if a < 0.66f64 {
-            acc1 = acc1 * 0.9 + a.asinh();
-        }
-    }
-    let arr2 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * a));
-    let arr3 = (m * b.atan2(acc1 * acc1 + 0.5) + &m.t().dot(m))
-        .mapv(|t| t.tanh())
-        .sum();
-    let mut w4 = (acc1.cos() * acc1.cos() + 1.0).cbrt().tanh() + 3.0;
-    let mut steps = 0;
-    while w4 > 0.5 && steps < 20 {
-        w4 = w4 * 0.6 + 0.05 * x[0].tanh();
-        steps += 1;
-    }
-    let v5 = (arr3 * arr3 + 1.0).ln();
-    1.75f64 * (a).tanh()
-        + -1.73f64 * (b).tanh()
-        + -1.57f64 * (acc1).tanh()
-        + -1.19f64 * (arr2).tanh()
-        + -0.53f64 * (arr3).tanh()
-        + 1.75f64 * (w4).tanh()
-        + -1.26f64 * (v5).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p275(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut m1 = b;
-    if -1.91f64 > 1.16f64 {
-        m1 += a.atan2(a * a + 0.5).clamp(-1.0, 1.0);
-    } else if (b + 0.50f64) < -1.75f64 {
-        m1 = m1 * 0.5;
-    }
-    let mut pair2 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair2 += (d * d + 0.5).recip() * x[1].clamp(-1.0, 1.0);
-        }
-    }
-    let v3 = x[0];
-    let mut m4 = pair2.abs();
-    if (-0.24f64 - v3) < 1.36f64 {
-        m4 += ((b * b + 1.0).cbrt() * (b * b + 1.0).cbrt() + 1.5).acosh();
-    } else if m1.sin() > -1.78f64 {
-        m4 = m4 * 0.5;
-    }
-    -1.86f64 * (a).tanh()
-        + 0.76f64 * (b).tanh()
-        + -1.09f64 * (m1).tanh()
-        + -1.16f64 * (pair2).tanh()
-        + 1.46f64 * (v3).tanh()
-        + -0.82f64 * (m4).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p276(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut m1 = x[0];
-    if (x[1] * x[1] + 0.5).sqrt() <= 0.90f64 {
-        m1 += (x[2].atan2(1.67f64 * 1.67f64 + 0.5) * x[2].atan2(1.67f64 * 1.67f64 + 0.5) + 1.0)
-            .log10();
-    } else if (x[1].tanh() * 0.9).asin() <= -0.76f64 {
-        m1 = m1 * 0.5;
-    }
-    let mut acc2 = b.asinh();
-    for i in 0..n {
-        acc2 += ((a * a) * (a * a) + 1.0).recip();
-        if (m1.tanh() * 0.9).acos() <= 1.76f64 {
-            acc2 = acc2 * 0.9 + (x[(i + 3) % n] * x[(i + 3) % n] + 1.0).powf(0.08f64.tanh());
-        }
-    }
-    let mut acc3 = (b * b + 1.0).log10();
-    for i in 0..n {
-        acc3 += m1;
-        if (a.tanh() * 0.5).tan() < 0.40f64 {
-            acc3 = acc3 * 0.9 + x[0];
-        }
-    }
-    0.49f64 * (a).tanh()
-        + -1.92f64 * (b).tanh()
-        + -1.25f64 * (m1).tanh()
-        + 1.08f64 * (acc2).tanh()
-        + 1.88f64 * (acc3).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p277(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let v1 = b.mul_add(x[1], x[3]).clamp(-1.0, 1.0).mul_add(
-        ((0.20f64 + b) * 0.61f64.mul_add(a, b)),
-        ((a * a + 1.0).cbrt() * (a * a + 1.0).cbrt() + 1.0).recip(),
-    );
-    let v2 = v1;
-    let arr3 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
-        .mean()
-        .unwrap()
-        * v1;
-    0.23f64 * (a).tanh()
-        + 0.51f64 * (b).tanh()
-        + -1.74f64 * (v1).tanh()
-        + -1.29f64 * (v2).tanh()
-        + -0.57f64 * (arr3).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p278(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let arr1 = (&m.row(1) * b - &m.column(1)).mapv(f64::sin).sum();
-    let v2 = if (b.tanh() * 0.5).cosh() <= 1.65f64 {
-        arr1
-    } else {
-        b.tanh().exp()
-    };
-    0.26f64 * (a).tanh() + -1.60f64 * (b).tanh() + 0.24f64 * (arr1).tanh() + -1.44f64 * (v2).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p279(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut pair1 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair1 += (d * d + 0.5).recip() * (x[i].tanh() * 0.5).sinh();
-        }
-    }
-    let arr2 = (&m.row(1) * x[3] - &m.column(1)).mapv(f64::sin).sum();
-    let v3 = 0.17f64;
-    let v4 = if (-0.03f64.tanh() * 0.9).atanh() >= 1.77f64 {
-        (pair1 * pair1 + 1.0).ln().atan()
-    } else {
-        v3
-    };
-    let mut w5 = v3.tanh() + 3.0;
-    let mut steps = 0;
-    while w5 > 0.5 && steps < 20 {
-        w5 = w5 * 0.6 + 0.05 * (x[2] * x[2] + 1.0).log2().tanh();
-        steps += 1;
-    }
-    -1.82f64 * (a).tanh()
-        + -1.17f64 * (b).tanh()
-        + 0.51f64 * (pair1).tanh()
-        + -1.51f64 * (arr2).tanh()
-        + 0.73f64 * (v3).tanh()
-        + -1.32f64 * (v4).tanh()
-        + 0.17f64 * (w5).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p280(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let v1 = x[0];
-    let mut acc2 = (a * a + 1.0).log2();
-    for i in 0..n {
-        acc2 += (a - b).min((a - b));
-        if (x[i] * a) < -1.23f64 {
-            acc2 = acc2 * 0.9 + autodiff::ops::softplus(x[(i + 2) % n]);
-        }
-    }
+    let v2 = buf1[0] * buf1[1];
     let mut buf3 = vec![0.0; n];
     for i in 0..n {
-        buf3[i] = f64::sin((-0.60f64 - v1));
-    }
-    for i in 1..n {
-        buf3[i] += buf3[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf3[i];
-        buf3[i] = (old * buf3[i - 1]).sin() + old;
-    }
-    let v4 = buf3[2] * buf3[3];
-    let mut pair5 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair5 += (d * d + 0.5).recip() * x[i];
-        }
-    }
-    0.92f64 * (a).tanh()
-        + -1.62f64 * (b).tanh()
-        + 1.29f64 * (v1).tanh()
-        + -1.07f64 * (acc2).tanh()
-        + -0.12f64 * (v4).tanh()
-        + 0.05f64 * (pair5).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p281(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut acc1 = -1.20f64.abs();
-    for i in 0..n {
-        acc1 += (a + x[(i + 1) % n]).clamp(-1.0, 1.0);
-        if b >= 0.27f64 {
-            acc1 = acc1 * 0.9 + (b / (a * a + 1.0));
-        }
-    }
-    let v2 = a;
-    let mut pair3 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair3 += (d * d + 0.5).recip() * 0.56f64.clamp(-1.0, 1.0);
-        }
-    }
-    let mut buf4 = vec![0.0; n];
-    for i in 0..n {
-        buf4[i] =
-            (x[2].atan2(0.61f64 * 0.61f64 + 0.5) * (x[(i + 1) % n] * x[(i + 1) % n] + 0.5).sqrt());
-    }
-    for i in 1..n {
-        buf4[i] += buf4[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf4[i];
-        buf4[i] = (old * buf4[i - 1]).sin() + old;
-    }
-    let v5 = buf4[3] * buf4[0];
-    let arr6 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
-        .mean()
-        .unwrap()
-        * (x[2] * x[0]);
-    let mut pair7 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair7 += (d * d + 0.5).recip() * x[i];
-        }
-    }
-    0.87f64 * (a).tanh()
-        + -1.45f64 * (b).tanh()
-        + 1.29f64 * (acc1).tanh()
-        + 0.22f64 * (v2).tanh()
-        + -1.20f64 * (pair3).tanh()
-        + 1.74f64 * (v5).tanh()
-        + -0.74f64 * (arr6).tanh()
-        + 0.42f64 * (pair7).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p282(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut m1 = (b * b);
-    if a.atan2(x[2] * x[2] + 0.5) < -1.94f64 {
-        m1 += 0.23f64;
-    } else if a.tanh().exp2() < 0.91f64 {
-        m1 = m1 * 0.5;
-    }
-    let mut buf2 = vec![0.0; n];
-    for i in 0..n {
-        buf2[i] = b.max(b).tanh();
-    }
-    for i in 1..n {
-        buf2[i] += buf2[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf2[i];
-        buf2[i] = (old * buf2[i - 1]).sin() + old;
-    }
-    let v3 = buf2[3] * buf2[0];
-    let mut m4 = v3;
-    if b.atan2(b * b + 0.5) > -1.02f64 {
-        m4 += (b.max(v3) - 1.27f64);
-    } else if v3.atan2(x[2] * x[2] + 0.5) < -1.45f64 {
-        m4 = m4 * 0.5;
-    }
-    let mut buf5 = vec![0.0; n];
-    for i in 0..n {
-        buf5[i] = (b * b).ln_1p();
-    }
-    for i in 1..n {
-        buf5[i] += buf5[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf5[i];
-        buf5[i] = (old * buf5[i - 1]).sin() + old;
-    }
-    let v6 = buf5[0] * buf5[1];
-    let mut buf7 = vec![0.0; n];
-    for i in 0..n {
-        buf7[i] = (-1.65f64 + v3).tanh().exp();
-    }
-    for i in 1..n {
-        buf7[i] += buf7[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf7[i];
-        buf7[i] = (old * buf7[i - 1]).sin() + old;
-    }
-    let v8 = buf7[0] * buf7[1];
-    1.11f64 * (a).tanh()
-        + 0.20f64 * (b).tanh()
-        + 1.32f64 * (m1).tanh()
-        + -0.20f64 * (v3).tanh()
-        + 0.51f64 * (m4).tanh()
-        + 0.39f64 * (v6).tanh()
-        + -1.68f64 * (v8).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p283(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut acc1 = autodiff::ops::softplus(a);
-    for i in 0..n {
-        acc1 += b.powi(3).asinh();
-        if (-0.56f64.tanh() * 0.5).tan() > 0.84f64 {
-            acc1 = acc1 * 0.9 + (b * b + 0.5).sqrt();
-        }
-    }
-    let mut buf2 = vec![0.0; n];
-    for i in 0..n {
-        buf2[i] = ((0.02f64 * 0.02f64 + 1.0).ln() - -0.10f64);
-    }
-    for i in 1..n {
-        buf2[i] += buf2[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf2[i];
-        buf2[i] = (old * buf2[i - 1]).sin() + old;
-    }
-    let v3 = buf2[2] * buf2[3];
-    let arr4 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * (x[0] * x[0] + 1.0).log2()));
-    0.27f64 * (a).tanh()
-        + -1.72f64 * (b).tanh()
-        + 1.83f64 * (acc1).tanh()
-        + 1.18f64 * (v3).tanh()
-        + -1.58f64 * (arr4).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p284(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut m1 = x[2];
-    if b.min(a) > 0.89f64 {
-        m1 += ((x[1].tanh() * 0.5).sinh() * (x[1].tanh() * 0.5).sinh() + 0.5).sqrt();
-    } else if x[3] < 0.70f64 {
-        m1 = m1 * 0.5;
-    }
-    let mut pair2 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair2 += (d * d + 0.5).recip() * -0.79f64.cos();
-        }
-    }
-    let mut m3 = b.tanh().exp2();
-    if (x[3].tanh() * 0.9).atanh() <= 1.80f64 {
-        m3 += ((m1 * m1 + 1.0).ln() * (pair2 * pair2 + 1.5).acosh());
-    } else if m1 >= 0.98f64 {
-        m3 = m3 * 0.5;
-    }
-    let v4 = -0.71f64.min(a);
-    -0.85f64 * (a).tanh()
-        + -1.96f64 * (b).tanh()
-        + 0.66f64 * (m1).tanh()
-        + 1.71f64 * (pair2).tanh()
-        + -0.39f64 * (m3).tanh()
-        + -0.78f64 * (v4).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p285(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut buf1 = vec![0.0; n];
-    for i in 0..n {
-        buf1[i] = (-0.85f64 * (b.tanh() * 0.5).cosh());
-    }
-    for i in 1..n {
-        buf1[i] += buf1[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf1[i];
-        buf1[i] = (old * buf1[i - 1]).sin() + old;
-    }
-    let v2 = buf1[2] * buf1[3];
-    let v3 = ((-(-(v2))) * (-(-(v2))) + 1.0).cbrt();
-    let mut pair4 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair4 += (d * d + 0.5).recip() * (a.tanh() * 0.5).cosh();
-        }
-    }
-    let v5 = (a.tanh() * 0.9).acos();
-    let v6 = (smooth(1.30f64) * smooth(1.30f64) + 0.5).sqrt();
-    let v7 = (((v2 * v2 + 1.0).powf(1.75f64.tanh()).tanh() * 0.9).asin()
-        * ((v2 * v2 + 1.0).powf(1.75f64.tanh()).tanh() * 0.9).asin()
-        + 1.0)
-        .powf((a.tanh().exp2().tanh() * 0.5).sinh().tanh());
-    -0.95f64 * (a).tanh()
-        + -1.23f64 * (b).tanh()
-        + 0.64f64 * (v2).tanh()
-        + 0.66f64 * (v3).tanh()
-        + -1.66f64 * (pair4).tanh()
-        + 0.43f64 * (v5).tanh()
-        + 1.47f64 * (v6).tanh()
-        + -0.81f64 * (v7).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p286(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let v1 = (b.tanh() * 0.9).acos();
-    let mut acc2 = (x[2] * x[2] + 1.5).acosh();
-    for i in 0..n {
-        acc2 += (a * a).ln_1p().asinh();
-        if (x[0] / (-1.17f64 * -1.17f64 + 1.0)) > 0.10f64 {
-            acc2 = acc2 * 0.9 + x[(i + 2) % n];
-        }
-    }
-    let mut w3 = (acc2.tanh().exp_m1().tanh() * 0.5).tan().tanh() + 3.0;
-    let mut steps = 0;
-    while w3 > 0.5 && steps < 20 {
-        w3 = w3 * 0.6 + 0.05 * (v1 * v1).tanh();
-        steps += 1;
-    }
-    let arr4 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * (b * b + 1.0).log2()));
-    let mut buf5 = vec![0.0; n];
-    for i in 0..n {
-        buf5[i] = ((a * a + 1.5).acosh()
-            / ((-0.82f64 * -0.82f64 + 1.0).powf(x[(i + 3) % n].tanh())
-                * (-0.82f64 * -0.82f64 + 1.0).powf(x[(i + 3) % n].tanh())
-                + 1.0));
-    }
-    for i in 1..n {
-        buf5[i] += buf5[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf5[i];
-        buf5[i] = (old * buf5[i - 1]).sin() + old;
-    }
-    let v6 = buf5[2] * buf5[3];
-    let mut pair7 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair7 += (d * d + 0.5).recip() * (a * a + 1.0).recip();
-        }
-    }
-    -1.23f64 * (a).tanh()
-        + -0.68f64 * (b).tanh()
-        + 1.97f64 * (v1).tanh()
-        + -1.24f64 * (acc2).tanh()
-        + -0.98f64 * (w3).tanh()
-        + 0.90f64 * (arr4).tanh()
-        + -0.52f64 * (v6).tanh()
-        + 1.75f64 * (pair7).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p287(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut w1 = autodiff::ops::softplus(b).tanh() + 3.0;
-    let mut steps = 0;
-    while w1 > 0.5 && steps < 20 {
-        w1 = w1 * 0.6 + 0.05 * x[1].abs().tanh();
-        steps += 1;
-    }
-    let v2 = ((1.69f64.tanh() * 0.5).cosh().tanh().exp2().tanh() * 0.9).asin();
-    let mut w3 = (1.93f64 * 1.93f64 + 0.5).sqrt().tanh().exp_m1().tanh() + 3.0;
-    let mut steps = 0;
-    while w3 > 0.5 && steps < 20 {
-        w3 = w3 * 0.6 + 0.05 * x[2].atan().tanh();
-        steps += 1;
-    }
-    -1.65f64 * (a).tanh()
-        + -0.75f64 * (b).tanh()
-        + 0.63f64 * (w1).tanh()
-        + -1.86f64 * (v2).tanh()
-        + -0.14f64 * (w3).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p288(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let v1 =
-        ((-0.47f64 / (x[0] * x[0] + 1.0)).atan() * (a * a + 1.0).powf(a.tanh()).tanh().exp_m1());
-    let arr2 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * -1.84f64));
-    1.87f64 * (a).tanh() + 0.07f64 * (b).tanh() + 1.38f64 * (v1).tanh() + 0.81f64 * (arr2).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p289(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut buf1 = vec![0.0; n];
-    for i in 0..n {
-        buf1[i] = (-(a));
-    }
-    for i in 1..n {
-        buf1[i] += buf1[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf1[i];
-        buf1[i] = (old * buf1[i - 1]).sin() + old;
-    }
-    let v2 = buf1[2] * buf1[3];
-    let v3 = (-0.42f64.atan().tanh().exp() * -0.42f64.atan().tanh().exp() + 1.0).log10();
-    let v4 = if (v2 * v2 + 1.0).log2() >= -1.41f64 {
-        x[0]
-    } else {
-        (x[0] * x[0]).ln_1p().powi(2)
-    };
-    let mut buf5 = vec![0.0; n];
-    for i in 0..n {
-        buf5[i] = (helpers::soft(-1.52f64, 0.3) * helpers::soft(-1.52f64, 0.3) + 1.0).recip();
-    }
-    for i in 1..n {
-        buf5[i] += buf5[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf5[i];
-        buf5[i] = (old * buf5[i - 1]).sin() + old;
-    }
-    let v6 = buf5[2] * buf5[3];
-    let v7 = if (v4 * b) <= 0.60f64 {
-        ((v4 * v4 + 1.0).log2() - (v4 * v4 + 1.0).ln())
-    } else {
-        smooth(a.cos())
-    };
-    let v8 = 0.97f64;
-    -0.92f64 * (a).tanh()
-        + -1.62f64 * (b).tanh()
-        + 0.37f64 * (v2).tanh()
-        + -0.27f64 * (v3).tanh()
-        + 0.18f64 * (v4).tanh()
-        + 0.28f64 * (v6).tanh()
-        + 1.26f64 * (v7).tanh()
-        + -0.28f64 * (v8).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p290(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut m1 = a.sin();
-    if a < 0.28f64 {
-        m1 += (b * b + 1.0).log2().atan2(a * a + 0.5);
-    } else if 1.52f64 >= -0.35f64 {
-        m1 = m1 * 0.5;
-    }
-    let mut w2 = (b * b + 1.0).recip().cos().tanh() + 3.0;
-    let mut steps = 0;
-    while w2 > 0.5 && steps < 20 {
-        w2 = w2 * 0.6 + 0.05 * (a.tanh() * 0.9).atanh().tanh();
-        steps += 1;
-    }
-    let mut buf3 = vec![0.0; n];
-    for i in 0..n {
-        buf3[i] = (b.abs().tanh() * 0.5).tan();
-    }
-    for i in 1..n {
-        buf3[i] += buf3[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf3[i];
-        buf3[i] = (old * buf3[i - 1]).sin() + old;
-    }
-    let v4 = buf3[2] * buf3[3];
-    let mut pair5 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair5 += (d * d + 0.5).recip() * a.powi(2);
-        }
-    }
-    let v6 = if (b * b).ln_1p() > 1.61f64 {
-        (a.tanh() * 0.9).acos()
-    } else {
-        0.39f64.tanh().exp_m1()
-    };
-    1.49f64 * (a).tanh()
-        + -0.86f64 * (b).tanh()
-        + 1.18f64 * (m1).tanh()
-        + 0.09f64 * (w2).tanh()
-        + 1.45f64 * (v4).tanh()
-        + 1.47f64 * (pair5).tanh()
-        + -0.71f64 * (v6).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p291(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut pair1 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair1 += (d * d + 0.5).recip() * (1.28f64 * 1.28f64 + 1.5).acosh();
-        }
-    }
-    let v2 = if (x[1] - x[1]) >= -0.69f64 {
-        a.sin()
-    } else {
-        b
-    };
-    let mut buf3 = vec![0.0; n];
-    for i in 0..n {
-        buf3[i] = (x[i].tanh() * 0.9).atanh().max(-1.48f64);
+        buf3[i] = (a * 0.5);
     }
     for i in 1..n {
         buf3[i] += buf3[i - 1] * 0.5;
@@ -10065,203 +8545,461 @@ pub fn p291(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         buf3[i] = (old * buf3[i - 1]).sin() + old;
     }
     let v4 = buf3[1] * buf3[2];
-    let mut buf5 = vec![0.0; n];
+    let v5 = f64::sin((0.45f64.tanh().exp2() * 0.45f64.tanh().exp2() + 1.0).recip());
+    let arr6 = (m + &m.sum_axis(Axis(0)))
+        .mapv(|t| (t * t + 1.0).ln())
+        .mean()
+        .unwrap()
+        * b.hypot(b);
+    let mut pair7 = 0.0;
     for i in 0..n {
-        buf5[i] = ((x[i].tanh() * 0.5).sinh() * (x[i].tanh() * 0.5).sinh() + 1.0).recip();
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair7 += (d * d + 0.5).recip() * x[i].tanh();
+        }
     }
-    for i in 1..n {
-        buf5[i] += buf5[i - 1] * 0.5;
+    let mut buf8 = vec![0.0; n];
+    for i in 0..n {
+        buf8[i] = smooth(a.atan());
     }
-    for i in 1..n {
-        let old = buf5[i];
-        buf5[i] = (old * buf5[i - 1]).sin() + old;
-    }
-    let v6 = buf5[3] * buf5[0];
-    let mut m7 = (x[0] * x[0] + 1.0).log10();
-    if v6.tanh().exp2() >= 1.64f64 {
-        m7 += ((v6.tanh() * 0.5).sinh() / (v6.tanh() * v6.tanh() + 1.0));
-    } else if (v4 * v4 + 0.5).sqrt() >= 1.52f64 {
-        m7 = m7 * 0.5;
-    }
-    let mut w8 = a.atan().tanh() + 3.0;
-    let mut steps = 0;
-    while w8 > 0.5 && steps < 20 {
-        w8 = w8 * 0.6 + 0.05 * (pair1 * pair1 + 1.0).cbrt().tanh();
-        steps += 1;
-    }
-    -1.27f64 * (a).tanh()
-        + -0.43f64 * (b).tanh()
-        + 0.54f64 * (pair1).tanh()
-        + -1.97f64 * (v2).tanh()
-        + -0.65f64 * (v4).tanh()
-        + -1.69f64 * (v6).tanh()
-        + -1.02f64 * (m7).tanh()
-        + 1.58f64 * (w8).tanh()
+    let v9 = buf8[3] * buf8[0];
+    -0.61f64 * (a).tanh()
+        + 0.89f64 * (b).tanh()
+        + 0.81f64 * (v2).tanh()
+        + 0.54f64 * (v4).tanh()
+        + 1.47f64 * (v5).tanh()
+        + 0.13f64 * (arr6).tanh()
+        + 0.47f64 * (pair7).tanh()
+        + -0.28f64 * (v9).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p292(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p269(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = (m * (b / (a * a + 1.0)) + &m.t().dot(m))
-        .mapv(|t| t.tanh())
-        .sum();
+    let mut pair1 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair1 += (d * d + 0.5).recip() * (1.52f64 * a);
+        }
+    }
+    let mut w2 = (b * 0.5).tanh().exp().tanh() + 3.0;
+    let mut steps = 0;
+    while w2 > 0.5 && steps < 20 {
+        w2 = w2 * 0.6 + 0.05 * x[0].asinh().tanh();
+        steps += 1;
+    }
+    1.78f64 * (a).tanh() + -1.70f64 * (b).tanh() + -0.02f64 * (pair1).tanh() + 0.69f64 * (w2).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p270(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut buf1 = vec![0.0; n];
+    for i in 0..n {
+        buf1[i] = (a * a + 1.5).acosh().tanh().exp();
+    }
+    for i in 1..n {
+        buf1[i] += buf1[i - 1] * 0.5;
+    }
+    for i in 1..n {
+        let old = buf1[i];
+        buf1[i] = (old * buf1[i - 1]).sin() + old;
+    }
+    let v2 = buf1[2] + 0.5 * buf1[3];
+    let v3 = if -0.99f64.cos() < 1.14f64 {
+        (x[2] * x[2] + 1.0).cbrt().max(a.abs())
+    } else {
+        ((b * b + 1.0).recip() * (b * b + 1.0).recip() + 1.5).acosh()
+    };
+    0.95f64 * (a).tanh() + -1.82f64 * (b).tanh() + 0.40f64 * (v2).tanh() + -1.97f64 * (v3).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p271(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut m1 = (a * a).ln_1p();
+    if (-0.69f64.tanh() * 0.5).cosh() < -0.05f64 {
+        m1 += ((b * b + 1.0).ln() * a.atan());
+    } else if b.hypot(x[1]) <= 0.97f64 {
+        m1 = m1 * 0.5;
+    }
+    let mut m2 = (m1.tanh() * 0.9).asin();
+    if x[3] > 1.52f64 {
+        m2 += ((b * b + 1.0).ln().tanh() * 0.5).tan();
+    } else if (m1 * m1 + 1.0).recip() > 1.91f64 {
+        m2 = m2 * 0.5;
+    }
+    let v3 = if (1.21f64.tanh() * 0.5).tan() <= 0.11f64 {
+        (a.tanh() * 0.5).sinh().atan()
+    } else {
+        (1.79f64 * 1.79f64 + 1.0).log10().cos()
+    };
+    0.89f64 * (a).tanh()
+        + -0.53f64 * (b).tanh()
+        + 1.04f64 * (m1).tanh()
+        + -0.86f64 * (m2).tanh()
+        + -0.33f64 * (v3).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p272(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let v1 = ((a.tanh() * 0.9).acos().tanh().exp().tanh() * 0.5).tan();
     let mut pair2 = 0.0;
     for i in 0..n {
         for j in (i + 1)..n {
             let d = x[i] - x[j];
-            pair2 += (d * d + 0.5).recip() * x[i].tanh().exp2();
+            pair2 += (d * d + 0.5).recip() * (b.tanh() * 0.5).cosh();
         }
     }
-    -0.16f64 * (a).tanh()
-        + 0.15f64 * (b).tanh()
-        + 0.37f64 * (arr1).tanh()
-        + -0.28f64 * (pair2).tanh()
+    let v3 = ((x[2].tanh() * 0.5).cosh() * (x[2].tanh() * 0.5).cosh() + 1.0)
+        .ln()
+        .hypot(((b * pair2) * (b * pair2) + 0.5).sqrt());
+    let mut m4 = smooth(-0.65f64);
+    if (-0.49f64.tanh() * 0.5).cosh() < 1.90f64 {
+        m4 += (b.tanh() * 0.5).sinh();
+    } else if a.tanh().exp_m1() <= -1.16f64 {
+        m4 = m4 * 0.5;
+    }
+    let arr5 = (m + &m.sum_axis(Axis(0)))
+        .mapv(|t| (t * t + 1.0).ln())
+        .mean()
+        .unwrap()
+        * smooth(v1);
+    let mut m6 = 1.82f64.sin();
+    if pair2.asinh() > 0.79f64 {
+        m6 += f64::sin(autodiff::ops::sigmoid(b));
+    } else if (b * 0.5) > 1.36f64 {
+        m6 = m6 * 0.5;
+    }
+    0.02f64 * (a).tanh()
+        + -1.06f64 * (b).tanh()
+        + -0.03f64 * (v1).tanh()
+        + -1.81f64 * (pair2).tanh()
+        + 0.48f64 * (v3).tanh()
+        + -0.78f64 * (m4).tanh()
+        + 1.90f64 * (arr5).tanh()
+        + 1.71f64 * (m6).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p293(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p273(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let v1 = helpers::soft((a * a + 1.0).log(3.0), 0.3);
-    let mut buf2 = vec![0.0; n];
+    let v1 = (b * b + 1.0).ln();
+    let v2 = x[2].hypot(b);
+    let mut pair3 = 0.0;
     for i in 0..n {
-        buf2[i] = (v1 + a).tanh().exp();
-    }
-    for i in 1..n {
-        buf2[i] += buf2[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf2[i];
-        buf2[i] = (old * buf2[i - 1]).sin() + old;
-    }
-    let v3 = buf2[0] * buf2[1];
-    let arr4 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * autodiff::ops::softplus(x[1])));
-    let mut m5 = smooth(1.67f64);
-    if autodiff::ops::sigmoid(b) >= -1.27f64 {
-        m5 += x[3];
-    } else if (v3 * v3 + 1.5).acosh() >= 1.22f64 {
-        m5 = m5 * 0.5;
-    }
-    -0.83f64 * (a).tanh()
-        + -0.12f64 * (b).tanh()
-        + 1.43f64 * (v1).tanh()
-        + -1.92f64 * (v3).tanh()
-        + 0.36f64 * (arr4).tanh()
-        + -1.25f64 * (m5).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p294(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let v1 = f64::sin((a * a + 1.0).powf(b.tanh()).max(b));
-    let arr2 = (&m.row(1) * x[3] - &m.column(1)).mapv(f64::sin).sum();
-    -0.86f64 * (a).tanh() + 0.81f64 * (b).tanh() + 0.60f64 * (v1).tanh() + 0.07f64 * (arr2).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p295(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut acc1 = b;
-    for i in 0..n {
-        acc1 += ((-0.64f64 * -0.64f64 + 1.5).acosh().tanh() * 0.5).cosh();
-        if (x[i] * a) < -1.99f64 {
-            acc1 = acc1 * 0.9 + (-1.03f64.tanh() * 0.9).atanh();
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair3 += (d * d + 0.5).recip() * v1.hypot(x[0]);
         }
     }
+    let v4 = b;
+    -1.96f64 * (a).tanh()
+        + -0.43f64 * (b).tanh()
+        + -1.62f64 * (v1).tanh()
+        + -1.14f64 * (v2).tanh()
+        + 0.80f64 * (pair3).tanh()
+        + 0.01f64 * (v4).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p274(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut pair1 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair1 += (d * d + 0.5).recip() * b.hypot(1.65f64);
+        }
+    }
+    let mut w2 = ((x[3] * x[3] + 1.0).powf(-1.01f64.tanh()).tanh() * 0.5)
+        .tan()
+        .tanh()
+        + 3.0;
+    let mut steps = 0;
+    while w2 > 0.5 && steps < 20 {
+        w2 = w2 * 0.6 + 0.05 * a.sin().tanh();
+        steps += 1;
+    }
+    let mut w3 = (x[3] * x[3] + 1.0)
+        .log10()
+        .mul_add(pair1, (0.26f64.tanh() * 0.9).acos())
+        .tanh()
+        + 3.0;
+    let mut steps = 0;
+    while w3 > 0.5 && steps < 20 {
+        w3 = w3 * 0.6 + 0.05 * w2.tanh();
+        steps += 1;
+    }
+    let v4 = w2;
+    -1.48f64 * (a).tanh()
+        + 1.99f64 * (b).tanh()
+        + -0.42f64 * (pair1).tanh()
+        + 1.17f64 * (w2).tanh()
+        + 1.14f64 * (w3).tanh()
+        + 1.08f64 * (v4).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p275(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let v1 = (((-1.84f64 * 0.5).tanh() * 0.9).asin() * ((-1.84f64 * 0.5).tanh() * 0.9).asin()
+        + 1.0)
+        .recip();
+    let mut acc2 = (x[0] * x[0] + 1.0).log(3.0);
+    for i in 0..n {
+        acc2 += -1.58f64.sin().hypot((v1.tanh() * 0.9).acos());
+        if a < -0.77f64 {
+            acc2 = acc2 * 0.9 + (a.tanh() * 0.9).acos();
+        }
+    }
+    1.00f64 * (a).tanh() + 0.59f64 * (b).tanh() + -1.81f64 * (v1).tanh() + 0.68f64 * (acc2).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p276(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let v1 = -1.36f64.min(b).hypot((x[0] * x[0] + 1.0).cbrt().cos());
+    let mut pair2 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair2 += (d * d + 0.5).recip() * (a.tanh() * 0.9).acos();
+        }
+    }
+    let mut w3 = b.hypot(a).tanh().tanh() + 3.0;
+    let mut steps = 0;
+    while w3 > 0.5 && steps < 20 {
+        w3 = w3 * 0.6 + 0.05 * (a * a + 1.0).log2().tanh();
+        steps += 1;
+    }
+    -0.97f64 * (a).tanh()
+        + 0.27f64 * (b).tanh()
+        + -1.60f64 * (v1).tanh()
+        + 0.62f64 * (pair2).tanh()
+        + 1.10f64 * (w3).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p277(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let v1 = b;
+    let mut m2 = autodiff::ops::softplus(a);
+    if v1 >= -0.17f64 {
+        m2 += (-(-1.68f64.min(x[0])));
+    } else if -0.88f64.tanh().exp() < -0.04f64 {
+        m2 = m2 * 0.5;
+    }
+    -0.52f64 * (a).tanh() + 0.66f64 * (b).tanh() + 1.34f64 * (v1).tanh() + -0.45f64 * (m2).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p278(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut acc1 = (-1.11f64.tanh() * 0.9).atanh();
+    for i in 0..n {
+        acc1 += (-1.71f64.tanh() * 0.9)
+            .asin()
+            .atan2((-(x[(i + 3) % n])) * (-(x[(i + 3) % n])) + 0.5);
+        if x[i].mul_add(x[(i + 1) % n], a) <= -0.04f64 {
+            acc1 = acc1 * 0.9 + (b * b + 1.0).log(3.0);
+        }
+    }
+    let mut m2 = acc1.hypot(x[1]);
+    if (-1.89f64 * -1.89f64 + 1.5).acosh() > 1.16f64 {
+        m2 += b.atan2(b * b + 0.5).clamp(-1.0, 1.0);
+    } else if (acc1 + 0.50f64) < -1.75f64 {
+        m2 = m2 * 0.5;
+    }
+    let mut pair3 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair3 += (d * d + 0.5).recip() * x[1].clamp(-1.0, 1.0);
+        }
+    }
+    -1.84f64 * (a).tanh()
+        + -1.91f64 * (b).tanh()
+        + -0.88f64 * (acc1).tanh()
+        + 1.76f64 * (m2).tanh()
+        + 0.48f64 * (pair3).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p279(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let v1 = helpers::soft((-0.24f64 - b), 0.3).tanh();
     let arr2 = (m + &m.sum_axis(Axis(0)))
         .mapv(|t| (t * t + 1.0).ln())
         .mean()
         .unwrap()
-        * acc1.tanh().exp();
-    let mut w3 = -1.30f64.tanh() + 3.0;
-    let mut steps = 0;
-    while w3 > 0.5 && steps < 20 {
-        w3 = w3 * 0.6 + 0.05 * autodiff::ops::softplus(x[2]).tanh();
-        steps += 1;
-    }
-    let v4 = if (x[3] + 1.81f64) <= 0.03f64 {
-        x[2]
+        * (a * a + 1.0).cbrt();
+    let v3 = if (v1 - x[2]) < -1.09f64 {
+        ((arr2.tanh() * 0.5).sinh() * (arr2.tanh() * 0.5).sinh() + 0.5).sqrt()
     } else {
-        autodiff::ops::softplus(w3.mul_add(-0.62f64, w3))
+        ((v1 * v1 + 1.5).acosh() * (v1 * v1 + 1.5).acosh() + 0.5).sqrt()
     };
-    let mut w5 = v4.cos().atan2(w3 * w3 + 0.5).tanh() + 3.0;
-    let mut steps = 0;
-    while w5 > 0.5 && steps < 20 {
-        w5 = w5 * 0.6 + 0.05 * (v4.tanh() * 0.9).atanh().tanh();
-        steps += 1;
-    }
-    -1.90f64 * (a).tanh()
-        + -0.20f64 * (b).tanh()
-        + -0.57f64 * (acc1).tanh()
-        + -1.91f64 * (arr2).tanh()
-        + -0.12f64 * (w3).tanh()
-        + 0.02f64 * (v4).tanh()
-        + -0.51f64 * (w5).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p296(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let v1 = (-1.12f64 * ((b * b).ln_1p() * 0.5));
-    let v2 = f64::sin(f64::sin(x[1].mul_add(x[2], v1)));
-    let v3 = (b * b + 0.5).sqrt();
     let mut pair4 = 0.0;
     for i in 0..n {
         for j in (i + 1)..n {
             let d = x[i] - x[j];
-            pair4 += (d * d + 0.5).recip() * smooth(x[(i + 2) % n]);
+            pair4 += (d * d + 0.5).recip() * v3.asinh();
         }
     }
-    -0.07f64 * (a).tanh()
-        + 1.36f64 * (b).tanh()
-        + 1.11f64 * (v1).tanh()
-        + -1.30f64 * (v2).tanh()
-        + -0.40f64 * (v3).tanh()
-        + 0.99f64 * (pair4).tanh()
+    let mut w5 = (v1.tanh() * 0.5)
+        .tan()
+        .atan2((a / (-0.14f64 * -0.14f64 + 1.0)) * (a / (-0.14f64 * -0.14f64 + 1.0)) + 0.5)
+        .tanh()
+        + 3.0;
+    let mut steps = 0;
+    while w5 > 0.5 && steps < 20 {
+        w5 = w5 * 0.6 + 0.05 * (v1.tanh() * 0.5).cosh().tanh();
+        steps += 1;
+    }
+    let mut acc6 = (x[3].tanh() * 0.9).acos();
+    for i in 0..n {
+        acc6 += (v1 * v1 + 1.0).powf((a.tanh() * 0.9).asin().tanh());
+        if -1.48f64.atan() < 0.61f64 {
+            acc6 = acc6 * 0.9 + x[2];
+        }
+    }
+    0.17f64 * (a).tanh()
+        + 0.16f64 * (b).tanh()
+        + -0.93f64 * (v1).tanh()
+        + -0.33f64 * (arr2).tanh()
+        + 0.98f64 * (v3).tanh()
+        + 1.93f64 * (pair4).tanh()
+        + -1.54f64 * (w5).tanh()
+        + 1.24f64 * (acc6).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p297(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p280(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut acc1 = a;
-    for i in 0..n {
-        acc1 += b;
-        if b.cos() <= -0.83f64 {
-            acc1 = acc1 * 0.9 + b.cos();
-        }
+    let mut w1 = x[2].tanh().exp_m1().tanh() + 3.0;
+    let mut steps = 0;
+    while w1 > 0.5 && steps < 20 {
+        w1 = w1 * 0.6 + 0.05 * (b / (b * b + 1.0)).tanh();
+        steps += 1;
     }
-    let mut acc2 = 0.01f64;
-    for i in 0..n {
-        acc2 += (b.max(b).tanh() * 0.9).asin();
-        if -1.47f64 > -0.22f64 {
-            acc2 = acc2 * 0.9 + (a * a);
-        }
-    }
-    let arr3 = (m + &m.sum_axis(Axis(0)))
+    let v2 = a.mul_add(x[1], x[3]).clamp(-1.0, 1.0).mul_add(
+        ((0.20f64 + a) * 0.61f64.mul_add(a, b)),
+        ((a * a + 1.0).cbrt() * (a * a + 1.0).cbrt() + 1.0).recip(),
+    );
+    let v3 = b;
+    let arr4 = (m + &m.sum_axis(Axis(0)))
         .mapv(|t| (t * t + 1.0).ln())
         .mean()
         .unwrap()
-        * (a * a + 1.5).acosh();
-    let mut w4 = ((b.tanh() * 0.5).sinh().tanh() * 0.5).tan().tanh() + 3.0;
+        * w1;
+    let mut acc5 = smooth(arr4);
+    for i in 0..n {
+        acc5 += (w1.tanh() * 0.9)
+            .asin()
+            .mul_add((x[3].tanh() * 0.5).cosh(), a.cos());
+        if (-1.83f64.tanh() * 0.9).acos() > -1.53f64 {
+            acc5 = acc5 * 0.9 + 0.24f64.max(x[i]);
+        }
+    }
+    -0.17f64 * (a).tanh()
+        + 0.32f64 * (b).tanh()
+        + -1.82f64 * (w1).tanh()
+        + 1.52f64 * (v2).tanh()
+        + 0.37f64 * (v3).tanh()
+        + -0.92f64 * (arr4).tanh()
+        + 0.72f64 * (acc5).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p281(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut w1 = (0.17f64
+        / ((-0.03f64.tanh() * 0.9).atanh() * (-0.03f64.tanh() * 0.9).atanh() + 1.0))
+        .tanh()
+        + 3.0;
     let mut steps = 0;
-    while w4 > 0.5 && steps < 20 {
-        w4 = w4 * 0.6 + 0.05 * (a * a + 0.5).sqrt().tanh();
+    while w1 > 0.5 && steps < 20 {
+        w1 = w1 * 0.6 + 0.05 * a.abs().tanh();
         steps += 1;
     }
-    let mut w5 = (f64::sin(-0.06f64) * w4.asinh()).tanh() + 3.0;
+    let mut buf2 = vec![0.0; n];
+    for i in 0..n {
+        buf2[i] = b;
+    }
+    let v3 = buf2[2] * buf2[3];
+    let mut w4 = a.tanh() + 3.0;
     let mut steps = 0;
-    while w5 > 0.5 && steps < 20 {
-        w5 = w5 * 0.6 + 0.05 * 0.81f64.tanh();
+    while w4 > 0.5 && steps < 20 {
+        w4 = w4 * 0.6 + 0.05 * (x[2] * x[2] + 1.0).log2().tanh();
         steps += 1;
+    }
+    let v5 = if -1.51f64.hypot(w1) <= 1.51f64 {
+        x[0]
+    } else {
+        (b * b + 1.0).log2().tanh().exp2()
+    };
+    let mut pair6 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair6 += (d * d + 0.5).recip() * (v5 * v5).ln_1p();
+        }
+    }
+    0.62f64 * (a).tanh()
+        + 1.89f64 * (b).tanh()
+        + 1.94f64 * (w1).tanh()
+        + -0.95f64 * (v3).tanh()
+        + -0.46f64 * (w4).tanh()
+        + 0.49f64 * (v5).tanh()
+        + -0.85f64 * (pair6).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p282(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut m1 = (b * b);
+    if (b.tanh() * 0.9).acos() > -0.05f64 {
+        m1 += ((a * -0.60f64) - (x[2] * x[2] + 1.0).recip());
+    } else if x[2] < 0.19f64 {
+        m1 = m1 * 0.5;
+    }
+    let v2 = if (b + b) <= 0.43f64 {
+        autodiff::ops::sigmoid(1.56f64).cos()
+    } else {
+        autodiff::ops::sigmoid(x[3].atan2(b * b + 0.5))
+    };
+    let mut buf3 = vec![0.0; n];
+    for i in 0..n {
+        buf3[i] = (a.mul_add(a, m1).tanh() * 0.5).cosh();
+    }
+    let v4 = buf3[1] * buf3[2];
+    let mut pair5 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair5 += (d * d + 0.5).recip() * 0.56f64.clamp(-1.0, 1.0);
+        }
     }
     let mut buf6 = vec![0.0; n];
     for i in 0..n {
-        buf6[i] = (w4 * w5.max(arr3));
+        buf6[i] =
+            (x[2].atan2(0.61f64 * 0.61f64 + 0.5) * (x[(i + 1) % n] * x[(i + 1) % n] + 0.5).sqrt());
     }
     for i in 1..n {
         buf6[i] += buf6[i - 1] * 0.5;
@@ -10270,80 +9008,601 @@ pub fn p297(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         let old = buf6[i];
         buf6[i] = (old * buf6[i - 1]).sin() + old;
     }
-    let v7 = buf6[1] * buf6[2];
-    -0.60f64 * (a).tanh()
-        + -0.19f64 * (b).tanh()
-        + -1.42f64 * (acc1).tanh()
-        + 0.65f64 * (acc2).tanh()
-        + -1.67f64 * (arr3).tanh()
-        + -1.36f64 * (w4).tanh()
-        + 1.91f64 * (w5).tanh()
-        + -1.50f64 * (v7).tanh()
+    let v7 = buf6[3] + 0.5 * buf6[0];
+    let v8 = ((v4 * v4 + 1.0).cbrt() + 0.47f64).mul_add(
+        ((x[0] * x[0] + 1.0).recip() * (x[0] * x[0] + 1.0).recip() + 1.0).cbrt(),
+        ((v4 * 0.5) * 0.5),
+    );
+    1.87f64 * (a).tanh()
+        + -1.61f64 * (b).tanh()
+        + -0.61f64 * (m1).tanh()
+        + -1.26f64 * (v2).tanh()
+        + 0.24f64 * (v4).tanh()
+        + -0.84f64 * (pair5).tanh()
+        + 0.26f64 * (v7).tanh()
+        + 0.13f64 * (v8).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p283(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let v1 = a;
+    let v2 = (x[0] * 0.5).mul_add(b.max(b).tanh(), b.tanh().exp2());
+    0.54f64 * (a).tanh() + 1.38f64 * (b).tanh() + 0.05f64 * (v1).tanh() + 0.30f64 * (v2).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p284(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let v1 = if (b * b + 1.0).log2() >= 0.13f64 {
+        x[1].powi(3)
+            .mul_add(b.atan2(x[2] * x[2] + 0.5), (a.tanh() * 0.5).cosh())
+    } else {
+        b
+    };
+    let mut m2 = a;
+    if (-1.65f64 + a) >= 0.44f64 {
+        m2 += 1.32f64;
+    } else if (0.39f64 * 0.39f64 + 1.0).ln() >= 1.78f64 {
+        m2 = m2 * 0.5;
+    }
+    let mut acc3 = helpers::soft(b, 0.3);
+    for i in 0..n {
+        acc3 += (m2.hypot(-0.58f64) * (x[(i + 1) % n] + b));
+        if 1.60f64.tanh().exp() <= 0.56f64 {
+            acc3 = acc3 * 0.9 + x[(i + 3) % n];
+        }
+    }
+    -0.58f64 * (a).tanh()
+        + 1.59f64 * (b).tanh()
+        + -0.88f64 * (v1).tanh()
+        + -0.92f64 * (m2).tanh()
+        + 0.67f64 * (acc3).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p285(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut acc1 = x[2].clamp(-1.0, 1.0);
+    for i in 0..n {
+        acc1 += autodiff::ops::sigmoid(1.42f64).tanh();
+        if 1.61f64.powi(2) > 0.89f64 {
+            acc1 = acc1 * 0.9 + (a * a + 1.0).log(3.0);
+        }
+    }
+    let mut acc2 = a;
+    for i in 0..n {
+        acc2 += (1.12f64 * 1.12f64 + 1.0).powf(-0.79f64.tanh()).cos();
+        if a > 1.71f64 {
+            acc2 = acc2 * 0.9 + x[i].clamp(-1.0, 1.0);
+        }
+    }
+    let v3 = (a * (acc2 * acc2 + 1.5).acosh())
+        .min((autodiff::ops::sigmoid(0.98f64) * autodiff::ops::sigmoid(0.98f64) + 1.0).log(3.0));
+    let arr4 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * acc2));
+    let mut pair5 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair5 += (d * d + 0.5).recip() * v3;
+        }
+    }
+    let arr6 = (m + &m.sum_axis(Axis(0)))
+        .mapv(|t| (t * t + 1.0).ln())
+        .mean()
+        .unwrap()
+        * (-0.78f64 * -0.78f64 + 1.0).log(3.0);
+    0.52f64 * (a).tanh()
+        + -1.81f64 * (b).tanh()
+        + -1.30f64 * (acc1).tanh()
+        + -0.85f64 * (acc2).tanh()
+        + -1.85f64 * (v3).tanh()
+        + 1.74f64 * (arr4).tanh()
+        + -1.81f64 * (pair5).tanh()
+        + 0.99f64 * (arr6).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p286(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut buf1 = vec![0.0; n];
+    for i in 0..n {
+        buf1[i] = (-(-(x[(i + 3) % n])));
+    }
+    let v2 = buf1[2] * buf1[3];
+    let mut buf3 = vec![0.0; n];
+    for i in 0..n {
+        buf3[i] = (b * 0.5);
+    }
+    for i in 1..n {
+        buf3[i] += buf3[i - 1] * 0.5;
+    }
+    for i in 1..n {
+        let old = buf3[i];
+        buf3[i] = (old * buf3[i - 1]).sin() + old;
+    }
+    let v4 = buf3[1] + 0.5 * buf3[2];
+    let v5 = (smooth(1.30f64) * smooth(1.30f64) + 0.5).sqrt();
+    let v6 = (((b * b + 1.0).powf(1.75f64.tanh()).tanh() * 0.9).asin()
+        * ((b * b + 1.0).powf(1.75f64.tanh()).tanh() * 0.9).asin()
+        + 1.0)
+        .powf((a.tanh().exp2().tanh() * 0.5).sinh().tanh());
+    let mut m7 = (a * a + 1.0).cbrt();
+    if autodiff::ops::sigmoid(b) < 1.48f64 {
+        m7 += b;
+    } else if v4.powi(2) > 0.80f64 {
+        m7 = m7 * 0.5;
+    }
+    let mut m8 = x[2];
+    if -1.17f64 <= 0.48f64 {
+        m8 += autodiff::ops::softplus(autodiff::ops::sigmoid(x[1]));
+    } else if (-0.47f64.tanh() * 0.9).asin() < 1.26f64 {
+        m8 = m8 * 0.5;
+    }
+    1.85f64 * (a).tanh()
+        + -0.05f64 * (b).tanh()
+        + 0.31f64 * (v2).tanh()
+        + 1.76f64 * (v4).tanh()
+        + -0.32f64 * (v5).tanh()
+        + -1.43f64 * (v6).tanh()
+        + 0.65f64 * (m7).tanh()
+        + -0.06f64 * (m8).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p287(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut acc1 = f64::sin(b);
+    for i in 0..n {
+        acc1 += ((-0.49f64.tanh() * 0.9).asin().tanh() * 0.5).cosh();
+        if 1.13f64 < 1.34f64 {
+            acc1 = acc1 * 0.9 + (a * a + 0.5).sqrt();
+        }
+    }
+    let arr2 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * (b * b + 1.0).log2()));
+    let mut m3 = (-1.23f64 * -1.23f64 + 1.0).powf(a.tanh());
+    if -0.52f64 >= -1.34f64 {
+        m3 += autodiff::ops::softplus((arr2 * arr2 + 0.5).sqrt());
+    } else if x[1].abs() <= 1.61f64 {
+        m3 = m3 * 0.5;
+    }
+    let v4 = if (1.69f64.tanh() * 0.5).cosh() >= 1.65f64 {
+        ((a.tanh() * 0.9).asin() * (a.tanh() * 0.9).asin() + 0.5).sqrt()
+    } else {
+        x[2].atan().abs()
+    };
+    -0.75f64 * (a).tanh()
+        + 0.63f64 * (b).tanh()
+        + -1.86f64 * (acc1).tanh()
+        + -0.14f64 * (arr2).tanh()
+        + 0.65f64 * (m3).tanh()
+        + 1.86f64 * (v4).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p288(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut acc1 = (-0.47f64 / (x[0] * x[0] + 1.0));
+    for i in 0..n {
+        acc1 += -0.11f64.abs();
+        if a <= -1.20f64 {
+            acc1 = acc1 * 0.9 + (a / (b * b + 1.0));
+        }
+    }
+    let mut acc2 = smooth(-0.26f64);
+    for i in 0..n {
+        acc2 += (-(b));
+        if (a / (a * a + 1.0)) <= 1.97f64 {
+            acc2 = acc2 * 0.9 + acc1.asinh();
+        }
+    }
+    let v3 = (acc2.tanh() / ((x[0] * x[0]).ln_1p().powi(2) * (x[0] * x[0]).ln_1p().powi(2) + 1.0));
+    let mut buf4 = vec![0.0; n];
+    for i in 0..n {
+        buf4[i] = (helpers::soft(-1.52f64, 0.3) * helpers::soft(-1.52f64, 0.3) + 1.0).recip();
+    }
+    for i in 1..n {
+        buf4[i] += buf4[i - 1] * 0.5;
+    }
+    for i in 1..n {
+        let old = buf4[i];
+        buf4[i] = (old * buf4[i - 1]).sin() + old;
+    }
+    let v5 = buf4[2] * buf4[3];
+    -0.03f64 * (a).tanh()
+        + -1.38f64 * (b).tanh()
+        + -0.81f64 * (acc1).tanh()
+        + -0.04f64 * (acc2).tanh()
+        + -1.47f64 * (v3).tanh()
+        + -0.14f64 * (v5).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p289(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut acc1 = (a * a + 1.0).log2();
+    for i in 0..n {
+        acc1 += (a * a + 1.0).ln().max(a.cos());
+        if 1.14f64.max(a) <= 0.37f64 {
+            acc1 = acc1 * 0.9 + (a * a).ln_1p();
+        }
+    }
+    let mut m2 = b.powi(2);
+    if (x[0] * x[0]).ln_1p() < 0.28f64 {
+        m2 += (a * a + 1.0).log2().atan2(a * a + 0.5);
+    } else if 1.52f64 >= -0.35f64 {
+        m2 = m2 * 0.5;
+    }
+    -0.16f64 * (a).tanh() + 1.58f64 * (b).tanh() + 0.66f64 * (acc1).tanh() + -0.93f64 * (m2).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p290(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut w1 = a.tanh() + 3.0;
+    let mut steps = 0;
+    while w1 > 0.5 && steps < 20 {
+        w1 = w1 * 0.6 + 0.05 * a.asinh().tanh();
+        steps += 1;
+    }
+    let mut pair2 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair2 += (d * d + 0.5).recip() * (b.tanh() * 0.5).tan();
+        }
+    }
+    let arr3 = (&m.row(1) * 1.57f64.tanh().exp_m1() - &m.column(1))
+        .mapv(f64::sin)
+        .sum();
+    let mut m4 = (arr3 * -0.71f64);
+    if (arr3 + arr3) <= 1.03f64 {
+        m4 += (arr3 * arr3 + 1.0).recip().asinh();
+    } else if w1 > 1.34f64 {
+        m4 = m4 * 0.5;
+    }
+    -0.82f64 * (a).tanh()
+        + -0.53f64 * (b).tanh()
+        + 0.11f64 * (w1).tanh()
+        + 1.28f64 * (pair2).tanh()
+        + 1.89f64 * (arr3).tanh()
+        + 0.16f64 * (m4).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p291(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let v1 = if (a * a + 1.5).acosh() >= -0.69f64 {
+        b.sin()
+    } else {
+        b
+    };
+    let mut buf2 = vec![0.0; n];
+    for i in 0..n {
+        buf2[i] = (x[i].tanh() * 0.9).atanh().max(-1.48f64);
+    }
+    let v3 = buf2[1] * buf2[2];
+    let mut w4 = v3.tanh() + 3.0;
+    let mut steps = 0;
+    while w4 > 0.5 && steps < 20 {
+        w4 = w4 * 0.6 + 0.05 * -1.57f64.tanh();
+        steps += 1;
+    }
+    let mut m5 = (x[0] * x[0] + 1.0).log10();
+    if w4.tanh().exp2() >= 1.64f64 {
+        m5 += ((v3.tanh() * 0.5).sinh() / (w4.tanh() * w4.tanh() + 1.0));
+    } else if (v3 * v3 + 0.5).sqrt() >= 1.52f64 {
+        m5 = m5 * 0.5;
+    }
+    let mut w6 = b.atan().tanh() + 3.0;
+    let mut steps = 0;
+    while w6 > 0.5 && steps < 20 {
+        w6 = w6 * 0.6 + 0.05 * (w4 * w4 + 1.0).cbrt().tanh();
+        steps += 1;
+    }
+    -1.27f64 * (a).tanh()
+        + -0.43f64 * (b).tanh()
+        + 0.54f64 * (v1).tanh()
+        + -1.97f64 * (v3).tanh()
+        + -0.65f64 * (w4).tanh()
+        + -1.69f64 * (m5).tanh()
+        + -1.02f64 * (w6).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p292(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let arr1 = (m * (x[1] * x[1] + 1.0).log(3.0) + &m.t().dot(m))
+        .mapv(|t| t.tanh())
+        .sum();
+    let arr2 = (m + &m.sum_axis(Axis(0)))
+        .mapv(|t| (t * t + 1.0).ln())
+        .mean()
+        .unwrap()
+        * arr1.sin();
+    let mut w3 = a.tanh() + 3.0;
+    let mut steps = 0;
+    while w3 > 0.5 && steps < 20 {
+        w3 = w3 * 0.6 + 0.05 * a.tanh();
+        steps += 1;
+    }
+    let mut pair4 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair4 += (d * d + 0.5).recip() * (x[0] * x[0] + 1.0).ln();
+        }
+    }
+    let arr5 = (m + &m.sum_axis(Axis(0)))
+        .mapv(|t| (t * t + 1.0).ln())
+        .mean()
+        .unwrap()
+        * arr1;
+    0.99f64 * (a).tanh()
+        + 0.44f64 * (b).tanh()
+        + -0.73f64 * (arr1).tanh()
+        + 1.84f64 * (arr2).tanh()
+        + 0.54f64 * (w3).tanh()
+        + 0.08f64 * (pair4).tanh()
+        + -0.17f64 * (arr5).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p293(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let arr1 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * autodiff::ops::softplus(x[1])));
+    let mut m2 = smooth(1.67f64);
+    if autodiff::ops::sigmoid(arr1) >= -1.27f64 {
+        m2 += x[3];
+    } else if (arr1 * arr1 + 1.5).acosh() >= 1.22f64 {
+        m2 = m2 * 0.5;
+    }
+    let mut acc3 = (x[0].tanh() * 0.5).sinh();
+    for i in 0..n {
+        acc3 += ((arr1.tanh() * 0.5).cosh() * (arr1.tanh() * 0.5).cosh() + 1.0).log(3.0);
+        if (a.tanh() * 0.5).tan() > -1.44f64 {
+            acc3 = acc3 * 0.9 + m2;
+        }
+    }
+    let v4 = smooth(x[3]);
+    let mut m5 = smooth(0.07f64);
+    if arr1.abs() >= -1.57f64 {
+        m5 += autodiff::ops::softplus((-1.99f64.tanh() * 0.9).atanh());
+    } else if -0.98f64 > -0.36f64 {
+        m5 = m5 * 0.5;
+    }
+    let arr6 = (m + &m.sum_axis(Axis(0)))
+        .mapv(|t| (t * t + 1.0).ln())
+        .mean()
+        .unwrap()
+        * -1.50f64;
+    1.87f64 * (a).tanh()
+        + -1.13f64 * (b).tanh()
+        + -0.15f64 * (arr1).tanh()
+        + 1.47f64 * (m2).tanh()
+        + -1.55f64 * (acc3).tanh()
+        + -0.49f64 * (v4).tanh()
+        + 1.33f64 * (m5).tanh()
+        + 1.38f64 * (arr6).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p294(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let v1 = if x[3].asinh() > -1.50f64 {
+        smooth(a.max(-1.34f64))
+    } else {
+        x[2]
+    };
+    let v2 = ((v1 * v1 + 1.0).cbrt() * (v1 * v1 + 1.0).cbrt() + 1.0)
+        .log10()
+        .mul_add(a, (v1.atan2(x[3] * x[3] + 0.5).tanh() * 0.9).acos());
+    let v3 = if v2.sin() < -0.57f64 {
+        v1
+    } else {
+        (v1 * v1 + 1.0).cbrt()
+    };
+    let mut pair4 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair4 += (d * d + 0.5).recip() * autodiff::ops::softplus(b);
+        }
+    }
+    let v5 = if (pair4 * pair4 + 1.0).cbrt() <= 1.47f64 {
+        ((-1.17f64 * -1.17f64 + 1.0).powf(1.96f64.tanh())
+            * (-1.17f64 * -1.17f64 + 1.0).powf(1.96f64.tanh())
+            + 1.0)
+            .powf((0.94f64.tanh() * 0.9).acos().tanh())
+    } else {
+        b
+    };
+    let mut w6 = f64::sin(x[1]).min(x[0]).tanh() + 3.0;
+    let mut steps = 0;
+    while w6 > 0.5 && steps < 20 {
+        w6 = w6 * 0.6 + 0.05 * -0.40f64.tanh();
+        steps += 1;
+    }
+    0.99f64 * (a).tanh()
+        + 1.64f64 * (b).tanh()
+        + 0.91f64 * (v1).tanh()
+        + 1.06f64 * (v2).tanh()
+        + 0.45f64 * (v3).tanh()
+        + -0.52f64 * (pair4).tanh()
+        + -1.90f64 * (v5).tanh()
+        + -1.12f64 * (w6).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p295(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut m1 = (b * b + 1.0).cbrt();
+    if a > 0.79f64 {
+        m1 += (-(0.01f64));
+    } else if b.max(a) > -1.94f64 {
+        m1 = m1 * 0.5;
+    }
+    let mut m2 = m1.abs();
+    if 1.74f64 < 1.58f64 {
+        m2 += (a * a + 1.5).acosh().min((b + m1));
+    } else if -1.82f64 <= -0.83f64 {
+        m2 = m2 * 0.5;
+    }
+    0.98f64 * (a).tanh() + -0.52f64 * (b).tanh() + -1.31f64 * (m1).tanh() + -0.70f64 * (m2).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p296(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let v1 = (smooth(a).tanh() - (b.tanh().exp() * a.max(a)));
+    let mut w2 = ((b.tanh() * 0.9).asin() * (b.tanh() * 0.9).asin() + 1.0)
+        .powf((-1.05f64 * -1.05f64 + 1.0).log(3.0).tanh())
+        .tanh()
+        + 3.0;
+    let mut steps = 0;
+    while w2 > 0.5 && steps < 20 {
+        w2 = w2 * 0.6 + 0.05 * (b * 0.5).tanh();
+        steps += 1;
+    }
+    let v3 = if (x[3].tanh() * 0.5).sinh() >= -0.17f64 {
+        (v1.tanh().exp2() * v1.tanh().exp2() + 1.0).recip()
+    } else {
+        (b * b + 1.0).powf(0.12f64.tanh()).sin()
+    };
+    let v4 = autodiff::ops::softplus(w2);
+    let v5 = (1.02f64 * 1.02f64).ln_1p().tanh();
+    let mut pair6 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair6 += (d * d + 0.5).recip() * x[3];
+        }
+    }
+    -1.07f64 * (a).tanh()
+        + 0.00f64 * (b).tanh()
+        + -1.09f64 * (v1).tanh()
+        + -1.44f64 * (w2).tanh()
+        + -1.85f64 * (v3).tanh()
+        + 1.83f64 * (v4).tanh()
+        + -0.95f64 * (v5).tanh()
+        + 0.55f64 * (pair6).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p297(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let arr1 = (m + &m.sum_axis(Axis(0)))
+        .mapv(|t| (t * t + 1.0).ln())
+        .mean()
+        .unwrap()
+        * (b * b + 1.0).log10();
+    let mut m2 = -1.39f64;
+    if (x[2] * x[2] + 0.5).sqrt() > -0.47f64 {
+        m2 += smooth(0.96f64).atan();
+    } else if (arr1 * arr1 + 1.0).recip() >= -0.65f64 {
+        m2 = m2 * 0.5;
+    }
+    let mut pair3 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair3 += (d * d + 0.5).recip() * (0.04f64 / (a * a + 1.0));
+        }
+    }
+    let mut buf4 = vec![0.0; n];
+    for i in 0..n {
+        buf4[i] = (x[i].tanh() * 0.5).tan();
+    }
+    for i in 1..n {
+        buf4[i] += buf4[i - 1] * 0.5;
+    }
+    for i in 1..n {
+        let old = buf4[i];
+        buf4[i] = (old * buf4[i - 1]).sin() + old;
+    }
+    let v5 = buf4[0] * buf4[1];
+    let mut w6 = x[1].tanh() + 3.0;
+    let mut steps = 0;
+    while w6 > 0.5 && steps < 20 {
+        w6 = w6 * 0.6 + 0.05 * x[1].tanh();
+        steps += 1;
+    }
+    let v7 = pair3.sin();
+    0.46f64 * (a).tanh()
+        + 0.94f64 * (b).tanh()
+        + 1.34f64 * (arr1).tanh()
+        + -0.19f64 * (m2).tanh()
+        + -1.75f64 * (pair3).tanh()
+        + 1.40f64 * (v5).tanh()
+        + 0.40f64 * (w6).tanh()
+        + -0.75f64 * (v7).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p298(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let v1 = ((x[0].tanh().exp2() * x[0].tanh().exp2() + 1.0)
-        .cbrt()
-        .tanh()
-        * 0.9)
-        .atanh();
-    let arr2 = (&m.row(1) * (x[1].tanh() * 0.9).atanh() - &m.column(1))
-        .mapv(f64::sin)
-        .sum();
-    -1.22f64 * (a).tanh() + 0.91f64 * (b).tanh() + 0.26f64 * (v1).tanh() + 1.38f64 * (arr2).tanh()
+    let mut pair1 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair1 += (d * d + 0.5).recip() * (b.tanh() * 0.5).tan();
+        }
+    }
+    let mut acc2 = (b * b + 1.0).log(3.0);
+    for i in 0..n {
+        acc2 += pair1;
+        if a.tanh().exp() >= -1.17f64 {
+            acc2 = acc2 * 0.9 + (b * 0.5);
+        }
+    }
+    let v3 = if pair1 < -1.77f64 {
+        (pair1 * x[0].atan())
+    } else {
+        a
+    };
+    let v4 = -0.67f64;
+    -0.13f64 * (a).tanh()
+        + 0.54f64 * (b).tanh()
+        + -1.65f64 * (pair1).tanh()
+        + 0.98f64 * (acc2).tanh()
+        + 0.69f64 * (v3).tanh()
+        + 1.93f64 * (v4).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p299(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut m1 = (-0.70f64 + a);
-    if (b * b) <= -1.14f64 {
-        m1 += 1.02f64;
-    } else if b.powi(3) >= -1.01f64 {
-        m1 = m1 * 0.5;
-    }
-    let mut pair2 = 0.0;
+    let mut acc1 = a.mul_add(0.28f64, a);
     for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair2 += (d * d + 0.5).recip() * -1.44f64;
+        acc1 += smooth(a).clamp(-1.0, 1.0);
+        if autodiff::ops::sigmoid(x[3]) > 1.78f64 {
+            acc1 = acc1 * 0.9 + x[(i + 1) % n];
         }
     }
-    let v3 = if (pair2 / (m1 * m1 + 1.0)) >= 1.03f64 {
-        (x[3].abs() * x[3].abs() + 1.5).acosh()
-    } else {
-        x[1].min(x[1]).max(pair2.atan())
-    };
-    let mut w4 = (a.mul_add(x[3], 0.04f64) / (f64::sin(v3) * f64::sin(v3) + 1.0)).tanh() + 3.0;
+    let mut w2 = acc1.tanh() + 3.0;
     let mut steps = 0;
-    while w4 > 0.5 && steps < 20 {
-        w4 = w4 * 0.6 + 0.05 * x[0].tanh();
+    while w2 > 0.5 && steps < 20 {
+        w2 = w2 * 0.6 + 0.05 * (0.25f64 * 0.25f64 + 1.0).cbrt().tanh();
         steps += 1;
     }
-    let mut m5 = x[0].asinh();
-    if pair2.hypot(x[3]) > 1.94f64 {
-        m5 += m1.sin();
-    } else if (a.tanh() * 0.9).asin() > 1.40f64 {
-        m5 = m5 * 0.5;
-    }
-    let mut w6 = (-(autodiff::ops::sigmoid(x[2]))).tanh() + 3.0;
-    let mut steps = 0;
-    while w6 > 0.5 && steps < 20 {
-        w6 = w6 * 0.6 + 0.05 * m1.tanh().tanh();
-        steps += 1;
-    }
-    -0.06f64 * (a).tanh()
-        + 1.93f64 * (b).tanh()
-        + -0.93f64 * (m1).tanh()
-        + 0.26f64 * (pair2).tanh()
-        + 0.94f64 * (v3).tanh()
-        + -0.22f64 * (w4).tanh()
-        + 1.55f64 * (m5).tanh()
-        + 0.77f64 * (w6).tanh()
+    0.28f64 * (a).tanh() + 0.72f64 * (b).tanh() + 1.50f64 * (acc1).tanh() + -1.71f64 * (w2).tanh()
 }
 
 #[test]

@@ -72,9 +72,28 @@ macro_rules! make_square {
 }
 make_square!(square_from_macro);
 
+// Regression (found by the GradBench `ode` eval): a `macro_rules!` body whose result
+// expression comes from the caller names a local the macro's own tokens declared. The macro's
+// renamed uses must keep the declaration's hygiene, or rustc finds no such local.
+macro_rules! make_weighted_sum {
+    ($name:ident, |$acc:ident| $result:expr) => {
+        #[differentiate]
+        fn $name(x: &[f64]) -> f64 {
+            let mut $acc = vec![0.0; x.len()];
+            for i in 0..x.len() {
+                $acc[i] = (i as f64 + 1.0) * x[i] * x[i];
+            }
+            $result
+        }
+    };
+}
+make_weighted_sum!(last_weighted, |acc| acc[acc.len() - 1]);
+
 #[test]
 fn functions_produced_by_macro_rules() {
     assert_eq!(square_from_macro_grad(3.0), 6.0);
+    // d/dx_2 of 3 x_2^2 at x_2 = 0.5 is 3.
+    assert_eq!(last_weighted_grad(&[0.1, 0.2, 0.5]), vec![0.0, 0.0, 3.0]);
 }
 
 // Two annotated functions with the same name in different modules, called by path.

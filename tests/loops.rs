@@ -494,3 +494,20 @@ fn a_buffer_declared_in_a_fused_loop() {
     assert_eq!(v, local_buffer_sum(&x));
     assert_close(&g, &fd(&local_buffer_sum, &x), 1e-6);
 }
+
+/// Regression (found by the macro_rules hygiene test): the reverse sweep reads only this
+/// buffer's shape (for its adjoint), so its values are freed early and the shape is kept.
+#[differentiate]
+fn ends_of_a_buffer(x: &[f64]) -> f64 {
+    let mut acc = vec![0.0; x.len()];
+    for i in 0..x.len() {
+        acc[i] = x[i].sin() * x[i];
+    }
+    acc[x.len() - 1] + 2.0 * acc[0]
+}
+
+#[test]
+fn a_buffer_whose_shape_alone_the_reverse_reads() {
+    let x = [0.3, -0.7, 1.1, 0.4];
+    assert_close(&ends_of_a_buffer_grad(&x), &fd(&ends_of_a_buffer, &x), 1e-7);
+}

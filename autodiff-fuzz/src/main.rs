@@ -183,7 +183,20 @@ impl Gen<'_> {
                 self.index = None;
                 let v = self.name("v");
                 let k = self.rng.below(4);
-                let _ = writeln!(out, "    let mut {buf} = vec![0.0; n];\n    for i in 0..n {{\n        {buf}[i] = {e};\n    }}\n    for i in 1..n {{\n        {buf}[i] += {buf}[i - 1] * 0.5;\n    }}\n    for i in 1..n {{\n        let old = {buf}[i];\n        {buf}[i] = (old * {buf}[i - 1]).sin() + old;\n    }}\n    let {v} = {buf}[{k}] * {buf}[{}];", (k + 1) % 4);
+                // Read back as a product (the reverse reads the values) or linearly (it reads
+                // only the buffer's shape).
+                let op = if self.rng.below(2) == 0 {
+                    "*"
+                } else {
+                    "+ 0.5 *"
+                };
+                // Sometimes filled once and read, sometimes mixed in place by two more loops.
+                let mix = if self.rng.below(2) == 0 {
+                    format!("    for i in 1..n {{\n        {buf}[i] += {buf}[i - 1] * 0.5;\n    }}\n    for i in 1..n {{\n        let old = {buf}[i];\n        {buf}[i] = (old * {buf}[i - 1]).sin() + old;\n    }}\n")
+                } else {
+                    String::new()
+                };
+                let _ = writeln!(out, "    let mut {buf} = vec![0.0; n];\n    for i in 0..n {{\n        {buf}[i] = {e};\n    }}\n{mix}    let {v} = {buf}[{k}] {op} {buf}[{}];", (k + 1) % 4);
                 self.scalars.push(v);
             }
             6 => {

@@ -364,15 +364,18 @@ impl Forward<'_> {
                     }
                 }
                 let value = self.op(op);
-                if v.buffer {
-                    return quote!(let mut #name #ty = #value;);
-                }
+                // A buffer's writes never change its shape, so its shape can be kept from here.
+                let binding = if v.buffer {
+                    quote!(let mut #name #ty = #value;)
+                } else {
+                    quote!(let #name #ty = #value;)
+                };
                 if self.keep_like.contains(var) {
                     let rt = self.rt;
                     let like = like_name(name);
-                    quote!(let #name #ty = #value; let #like = #rt::like(&#name);)
+                    quote!(#binding let #like = #rt::like(&#name);)
                 } else {
-                    quote!(let #name #ty = #value;)
+                    binding
                 }
             }
             Stmt::If {
