@@ -272,7 +272,14 @@ pub static RULES: &[Rule] = &[
     // Hyperbolic functions.
     elementwise!("sinh", 1, 0, [t!([x, dy] => quote!(#dy * #x.cosh()))]),
     elementwise!("cosh", 1, 0, [t!([x, dy] => quote!(#dy * #x.sinh()))]),
-    elementwise!("tanh", 1, 0, [t!([y, dy] => quote!(#dy * (1.0 - #y * #y)))]),
+    // 1 - y^2 loses all relative accuracy where tanh saturates (at x = 18 it is 4% off, found
+    // against dual numbers); there 1 / cosh^2 is used instead.
+    elementwise!(
+        "tanh",
+        1,
+        0,
+        [t!([x, y, dy] => quote!(if #y.abs() > 0.9 { let c = #x.cosh(); #dy / (c * c) } else { #dy * (1.0 - #y * #y) }))]
+    ),
     elementwise!(
         "asinh",
         1,
