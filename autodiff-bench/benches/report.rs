@@ -344,6 +344,69 @@ fn gmm_rows() {
     }
 }
 
+/// The GMM written with ndarray operations, against the same hand-written gradient.
+fn gmm_ndarray_rows() {
+    use autodiff::ndarray::{Array1, Array2};
+    use autodiff_bench::gmm::{ndarray_constants, objective_ndarray, objective_ndarray_grad};
+    for (d, k, n) in [(2, 5, 1000), (10, 25, 1000)] {
+        let wave = |len: usize, phase: f64, scale: f64| -> Vec<f64> {
+            (0..len)
+                .map(|i| scale * (0.7 * i as f64 + phase).sin())
+                .collect()
+        };
+        let l_sz = d * (d - 1) / 2;
+        let (alpha, mu, q) = (
+            wave(k, 0.1, 1.0),
+            wave(k * d, 0.2, 1.0),
+            wave(k * d, 0.3, 0.3),
+        );
+        let (l, x) = (wave(k * l_sz, 0.4, 0.5), wave(n * d, 0.5, 1.0));
+        let w = gmm::Wishart { gamma: 1.0, m: 0 };
+        let a2 = |v: &[f64], r: usize, c: usize| {
+            Array2::from_shape_vec((r, c), v.to_vec()).expect("shape")
+        };
+        let (aa, am, aq, al, ax) = (
+            Array1::from_vec(alpha.clone()),
+            a2(&mu, k, d),
+            a2(&q, k, d),
+            a2(&l, k, l_sz),
+            a2(&x, n, d),
+        );
+        let (tri, unit, constant) = ndarray_constants(d, k, n, w);
+        let flat = |g: &(Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>)| {
+            [g.0.clone(), g.1.clone(), g.2.clone(), g.3.clone()].concat()
+        };
+        let flat_nd = |g: &(Array1<f64>, Array2<f64>, Array2<f64>, Array2<f64>)| {
+            g.0.iter()
+                .chain(g.1.iter())
+                .chain(g.2.iter())
+                .chain(g.3.iter())
+                .copied()
+                .collect::<Vec<f64>>()
+        };
+        let hand = || autodiff_bench::gmm::gradient_hand(&alpha, &mu, &q, &l, &x, d, k, n, w);
+        let reference = flat(&hand());
+        row(
+            "GMM (ndarray)",
+            &format!("d = {d}, K = {k}, n = {n}"),
+            || {
+                black_box(objective_ndarray(
+                    &aa, &am, &aq, &al, &ax, &tri, &unit, w, constant,
+                ));
+            },
+            &reference,
+            vec![
+                contender(
+                    "generated",
+                    || objective_ndarray_grad(&aa, &am, &aq, &al, &ax, &tri, &unit, w, constant),
+                    flat_nd,
+                ),
+                contender("hand-written", hand, flat),
+            ],
+        );
+    }
+}
+
 fn mlp_flat(g: &mlp::Grads) -> Vec<f64> {
     g.0.iter()
         .chain(g.1.iter())
@@ -403,5 +466,6 @@ fn main() {
     rosenbrock_rows();
     lennard_jones_rows();
     gmm_rows();
+    gmm_ndarray_rows();
     mlp_rows();
 }

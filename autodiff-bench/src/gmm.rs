@@ -4,6 +4,8 @@
 //! (`gradbench_autodiff::evals::gmm::objective`).
 #![allow(clippy::needless_range_loop)]
 
+use autodiff::ndarray::{Array1, Array2, Axis};
+use autodiff::ops;
 use gradbench_autodiff::evals::gmm::Wishart;
 
 /// `(d alpha, d mu, d q, d l)` of the GMM objective.
@@ -92,4 +94,65 @@ pub fn gradient_hand(
         *g -= g2 * li;
     }
     (ga, gmu, gq, gl)
+}
+
+/// The GMM objective again, written with ndarray operations: per component, the centred points
+/// as one `n x d` array, `Q (x - mu)` as a broadcast product plus one matrix product with the
+/// triangular factor (built from the packed `l` row by a constant 0/1 matrix `tri`), and the
+/// log-sum-exp over components through `log_softmax` of the `n x k` matrix of main terms
+/// (assembled column by column with the constant identity `unit`). Same parameters and value as
+/// the loop version; `constant` is its `-n d/2 ln 2 pi + k C` term.
+#[autodiff::differentiate(wrt(alpha, mu, q, l))]
+#[allow(clippy::too_many_arguments)]
+pub fn objective_ndarray(
+    alpha: &Array1<f64>,
+    mu: &Array2<f64>,
+    q: &Array2<f64>,
+    l: &Array2<f64>,
+    x: &Array2<f64>,
+    tri: &Array2<f64>,
+    unit: &Array2<f64>,
+    wishart: Wishart,
+    constant: f64,
+) -> f64 {
+    let n = x.nrows();
+    let d = x.ncols();
+    let k = alpha.len();
+    let mut main = Array2::<f64>::zeros((n, k));
+    for ik in 0..k {
+        let xc = x - &mu.row(ik);
+        let lk = tri.dot(&l.row(ik)).into_shape_with_order((d, d)).unwrap();
+        let qx = &xc * &q.row(ik).mapv(f64::exp) + xc.dot(&lk.t());
+        let t = (&qx * &qx).sum_axis(Axis(1)) * -0.5 + (alpha[ik] + q.row(ik).sum());
+        main = main
+            + t.insert_axis(Axis(1))
+                .dot(&unit.row(ik).insert_axis(Axis(0)));
+    }
+    let lse_points = (&main.column(0) - &ops::log_softmax(&main).column(0)).sum();
+    let qd = q.mapv(f64::exp);
+    let frobenius = (&qd * &qd).sum() + (l * l).sum();
+    let prior = 0.5 * wishart.gamma * wishart.gamma * frobenius - wishart.m as f64 * q.sum();
+    constant + lse_points - n as f64 * ops::logsumexp(alpha) - prior
+}
+
+/// The constant inputs of [`objective_ndarray`] for dimension `d` and `k` components: the
+/// packing matrix `tri` (`d*d x d(d-1)/2`), the identity `unit` (`k x k`), and the constant term.
+pub fn ndarray_constants(
+    d: usize,
+    k: usize,
+    n: usize,
+    w: Wishart,
+) -> (Array2<f64>, Array2<f64>, f64) {
+    let l_sz = d * (d - 1) / 2;
+    let mut tri = Array2::zeros((d * d, l_sz));
+    let mut p = 0;
+    for i in 0..d {
+        for j in i + 1..d {
+            tri[[j * d + i, p]] = 1.0;
+            p += 1;
+        }
+    }
+    let constant = -((n * d) as f64) * 0.5 * (2.0 * std::f64::consts::PI).ln()
+        + k as f64 * gradbench_autodiff::evals::gmm::wishart_constant(d, w.gamma, w.m);
+    (tri, Array2::eye(k), constant)
 }
