@@ -5,7 +5,7 @@
 
 use crate::ir::{CallForm, Function, LoopKind, MapFn, Op, Operand, Stmt, VarId};
 use crate::names::Namer;
-use crate::reverse::{like_name, LoopPlan, Plans, Reverse, Saved};
+use crate::reverse::{LoopPlan, Plans, Reverse, Saved};
 use crate::rules::Forward as Fwd;
 use crate::signature::{self, Param, Signature};
 use crate::{attr, lower, tbr};
@@ -149,17 +149,17 @@ fn body(
     let rt = namer.fresh("rt");
     let mut f = lower::lower(func, sig, &active, &mut namer)?;
     tbr::untape_stable_reads(&mut f);
-    // A first reverse sweep finds which top-level values the reverse sweep reads; the others
-    // are freed at the end of the forward sweep (keeping their shape where needed).
-    let mut probe = Reverse::new(&f, sig.float.clone(), rt.clone(), HashSet::new());
-    probe.sweep(seed.clone());
-    let result_var = f.result.var();
-    let released: HashSet<VarId> = top_level_values(&f)
-        .into_iter()
-        .filter(|v| !probe.used_values().contains(v) && Some(*v) != result_var)
-        .collect();
-    let mut rev = Reverse::new(&f, sig.float.clone(), rt.clone(), released.clone());
+    // The reverse sweep, then the top-level values it does not read: those are freed at the end
+    // of the forward sweep, rebound to their shape where the reverse sweep reads that.
+    let mut rev = Reverse::new(&f, sig.float.clone(), rt.clone());
     let reverse = rev.sweep(seed);
+    let result_var = f.result.var();
+    let mut released: Vec<VarId> = top_level_values(&f)
+        .into_iter()
+        .filter(|v| !rev.used_values().contains(v) && Some(*v) != result_var)
+        .collect();
+    released.sort_unstable();
+    released.dedup();
     let mut grads = Vec::new();
     for (id, p) in sig.params.iter().enumerate() {
         if with_value {
@@ -174,17 +174,10 @@ fn body(
     }
     let saved = std::mem::take(&mut rev.saved);
     let plans = std::mem::take(&mut rev.plans);
-    let keep_like: HashSet<VarId> = rev
-        .used_like
-        .iter()
-        .copied()
-        .filter(|v| released.contains(v))
-        .collect();
     let fwd = Forward {
         f: &f,
         saved: &saved,
         rt: &rt,
-        keep_like: &keep_like,
         plans: &plans,
         mode: Mode::Sweep,
     };
@@ -199,12 +192,14 @@ fn body(
         ),
         None => forward.extend(fwd.block(&f.body)),
     }
-    let mut released: Vec<VarId> = released.into_iter().collect();
-    released.sort_unstable();
     forward.extend(fused);
     for v in released {
         let name = &f.vars[v].name;
-        forward.extend(quote!(#rt::release(#name);));
+        if rev.used_like.contains(&v) {
+            forward.extend(quote!(let #name = #rt::into_like(#name);));
+        } else {
+            forward.extend(quote!(#rt::release(#name);));
+        }
     }
     let items = &f.items;
     let result = fwd.operand(&f.result);
@@ -230,8 +225,6 @@ struct Forward<'a> {
     f: &'a Function,
     saved: &'a Saved,
     rt: &'a Ident,
-    /// Released values whose shape the reverse sweep reads: kept with `__rt::like`.
-    keep_like: &'a HashSet<VarId>,
     plans: &'a Plans,
     mode: Mode,
 }
@@ -293,12 +286,10 @@ pub fn recompute(
     plans: &Plans,
     rt: &Ident,
 ) -> TokenStream {
-    let keep_like = HashSet::new();
     let fwd = Forward {
         f,
         saved,
         rt,
-        keep_like: &keep_like,
         plans,
         mode: Mode::Recompute,
     };
@@ -364,18 +355,10 @@ impl Forward<'_> {
                     }
                 }
                 let value = self.op(op);
-                // A buffer's writes never change its shape, so its shape can be kept from here.
-                let binding = if v.buffer {
+                if v.buffer {
                     quote!(let mut #name #ty = #value;)
                 } else {
                     quote!(let #name #ty = #value;)
-                };
-                if self.keep_like.contains(var) {
-                    let rt = self.rt;
-                    let like = like_name(name);
-                    quote!(#binding let #like = #rt::like(&#name);)
-                } else {
-                    binding
                 }
             }
             Stmt::If {
@@ -404,20 +387,11 @@ impl Forward<'_> {
                     then_vals.push(quote!(#rt::Branch::Then((#(#tn,)*))));
                     else_vals.push(quote!(#rt::Branch::Else((#(#en,)*))));
                 }
-                let likes = phis
-                    .iter()
-                    .filter(|p| self.keep_like.contains(&p.out))
-                    .map(|p| {
-                        let name = &self.f.vars[p.out].name;
-                        let like = like_name(name);
-                        quote!(let #like = #rt::like(&#name);)
-                    });
-                let likes: TokenStream = likes.collect();
                 let (then, els) = (self.block(then), self.block(els));
                 if outs.is_empty() {
                     quote!(if #cond { #then } else { #els })
                 } else {
-                    quote!(let (#(#outs,)*) = if #cond { #then (#(#then_vals,)*) } else { #els (#(#else_vals,)*) }; #likes)
+                    quote!(let (#(#outs,)*) = if #cond { #then (#(#then_vals,)*) } else { #els (#(#else_vals,)*) };)
                 }
             }
             Stmt::Effect(t) => match self.mode {
@@ -595,12 +569,10 @@ pub fn fused_loop(
     inner: Option<TokenStream>,
     reverse: TokenStream,
 ) -> TokenStream {
-    let keep_like = HashSet::new();
     let fwd = Forward {
         f,
         saved,
         rt,
-        keep_like: &keep_like,
         plans,
         mode: Mode::Sweep,
     };
@@ -638,19 +610,17 @@ pub fn fused_loop(
 /// The body of the element-wise pullback of a `mapv` closure: its forward sweep, its reverse
 /// sweep seeded with `seed`, and the parameter's adjoint.
 pub fn closure_pullback(f: &Function, float: &Ident, rt: &Ident, seed: TokenStream) -> TokenStream {
-    let mut rev = Reverse::new(f, float.clone(), rt.clone(), HashSet::new());
+    let mut rev = Reverse::new(f, float.clone(), rt.clone());
     let reverse = rev.sweep(seed);
     let grad = rev.gradient(0);
     let saved = std::mem::take(&mut rev.saved);
     let plans = std::mem::take(&mut rev.plans);
-    let keep_like = HashSet::new();
     let mut forward = tapes(&f.body, &plans);
     forward.extend(
         Forward {
             f,
             saved: &saved,
             rt,
-            keep_like: &keep_like,
             plans: &plans,
             mode: Mode::Sweep,
         }

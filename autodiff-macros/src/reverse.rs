@@ -25,9 +25,6 @@ pub struct Reverse<'a> {
     /// Inside an arm, a value that the arm hands out through a phi is read through the phi's
     /// output (defined outside the `if`), so it need not be saved twice.
     alias: HashMap<VarId, VarId>,
-    /// Top-level values the forward sweep frees before the reverse sweep (their shape is kept
-    /// where the reverse sweep needs it: [`like_name`]).
-    released: HashSet<VarId>,
     /// Top-level values whose shape alone the reverse sweep reads (`init`, `zero_like`).
     pub used_like: BTreeSet<VarId>,
     pub saved: Saved,
@@ -98,14 +95,8 @@ struct Window {
     first: Ident,
 }
 
-/// The name under which the forward sweep keeps the shape of a released value. Mixed-site, so
-/// it cannot clash with any name of the user's or of the call site.
-pub fn like_name(var: &Ident) -> Ident {
-    Ident::new(&format!("{var}_like"), Span::mixed_site())
-}
-
 impl<'a> Reverse<'a> {
-    pub fn new(f: &'a Function, float: Ident, rt: Ident, released: HashSet<VarId>) -> Self {
+    pub fn new(f: &'a Function, float: Ident, rt: Ident) -> Self {
         Reverse {
             f,
             float,
@@ -113,7 +104,6 @@ impl<'a> Reverse<'a> {
             declared: HashSet::new(),
             used: vec![BTreeSet::new()],
             alias: HashMap::new(),
-            released,
             used_like: BTreeSet::new(),
             saved: HashMap::new(),
             plans: HashMap::new(),
@@ -417,13 +407,10 @@ impl<'a> Reverse<'a> {
             // Inside an arm: the arm's saved values are kept whole.
             return self.primal(v).to_token_stream();
         }
+        // A value the reverse sweep reads only for its shape: the forward sweep frees it at
+        // its end and rebinds the name to the shape (`__rt::into_like`).
         self.used_like.insert(v);
-        let name = &self.f.vars[v].name;
-        if self.released.contains(&v) {
-            like_name(name).to_token_stream()
-        } else {
-            name.to_token_stream()
-        }
+        self.f.vars[v].name.to_token_stream()
     }
 
     /// A primal variable read by the reverse sweep (so the forward sweep must keep it).

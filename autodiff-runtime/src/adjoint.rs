@@ -496,6 +496,12 @@ pub fn like<V: Likeness + ?Sized>(v: &V) -> V::Like {
     v.like()
 }
 
+/// Frees a value whose shape alone the rest of the sweep reads, keeping that shape.
+#[inline(always)]
+pub fn into_like<V: Likeness>(v: V) -> V::Like {
+    v.like()
+}
+
 /// Frees a value the rest of the sweep no longer needs (a no-op for scalars).
 #[inline(always)]
 pub fn release<T>(value: T) {
