@@ -1,9 +1,9 @@
 //! The benchmark report: every workload and size, every contender, one table.
 //!
 //! `cargo bench -p autodiff-bench --bench report` (add `--features peers` for num-dual,
-//! `reverse` and `ad_trait`). Before any timing, each contender's gradient is compared with
-//! the reference (the hand-written gradient, or central differences where there is none) and
-//! the maximum relative error printed. Times are medians of 15 samples, each a block of calls
+//! `reverse`, `ad_trait` and candle; add `-- gmm` for the rows whose workload mentions gmm).
+//! Before any timing, each contender's gradient is compared with the reference (the
+//! hand-written gradient) and the maximum relative error printed. Times are medians of 15 samples, each a block of calls
 //! lasting about 5 ms; the heap column is the peak heap of one gradient call beyond what was
 //! allocated before it (a counting global allocator).
 use autodiff_bench::{mlp, seed, sim};
@@ -98,6 +98,18 @@ fn row(
     reference: &[f64],
     mut contenders: Vec<Contender>,
 ) {
+    // `cargo bench .. --bench report -- gmm` runs only the rows whose workload mentions "gmm".
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    if !filter.is_empty()
+        && !filter
+            .iter()
+            .any(|f| workload.to_lowercase().contains(&f.to_lowercase()))
+    {
+        return;
+    }
     let t_primal = median_time(&mut primal);
     let mut times = Vec::new();
     for c in contenders.iter_mut() {
@@ -330,6 +342,13 @@ fn gmm_rows() {
                 "ad_trait",
                 || peers::gmm_ad_trait(&alpha, &mu, &q, &l, &x, d, k, n, w),
                 id,
+            ));
+            let candle = peers::CandleGmm::new(&alpha, &mu, &q, &l, &x, (d, k, n), w)
+                .expect("candle tensors");
+            cs.push(contender(
+                "candle",
+                move || candle.gradient().expect("candle's gradient"),
+                |g: &Vec<_>| peers::flatten_candle(g),
             ));
         }
         row(

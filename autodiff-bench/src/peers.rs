@@ -316,3 +316,96 @@ pub fn flatten_candle(g: &[candle_core::Tensor]) -> Vec<f64> {
         })
         .collect()
 }
+
+/// The GMM objective in candle (CPU), the ndarray formulation's operations: per component
+/// the centred points, `Q (x - mu)` as a broadcast product plus a matrix product with the
+/// triangular factor (from the packed row by the constant matrix `tri`), then log-sum-exp over
+/// components of the concatenated `n x k` main terms.
+pub struct CandleGmm {
+    x: candle_core::Tensor,
+    tri_t: candle_core::Tensor,
+    params: [candle_core::Var; 4],
+    d: usize,
+    wishart: Wishart,
+    constant: f64,
+}
+
+impl CandleGmm {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        alpha: &[f64],
+        mu: &[f64],
+        q: &[f64],
+        l: &[f64],
+        x: &[f64],
+        (d, k, n): (usize, usize, usize),
+        wishart: Wishart,
+    ) -> candle_core::Result<CandleGmm> {
+        use candle_core::{Device, Tensor, Var};
+        let cpu = Device::Cpu;
+        let l_sz = d * (d - 1) / 2;
+        let (tri, _, constant) = crate::gmm::ndarray_constants(d, k, n, wishart);
+        let tri_t = Tensor::from_slice(
+            &tri.t().iter().copied().collect::<Vec<f64>>(),
+            (l_sz, d * d),
+            &cpu,
+        )?;
+        Ok(CandleGmm {
+            x: Tensor::from_slice(x, (n, d), &cpu)?,
+            tri_t,
+            params: [
+                Var::from_slice(alpha, k, &cpu)?,
+                Var::from_slice(mu, (k, d), &cpu)?,
+                Var::from_slice(q, (k, d), &cpu)?,
+                Var::from_slice(l, (k, l_sz), &cpu)?,
+            ],
+            d,
+            wishart,
+            constant,
+        })
+    }
+
+    /// `(d alpha, d mu, d q, d l)` flattened, by candle's autograd.
+    pub fn gradient(&self) -> candle_core::Result<Vec<candle_core::Tensor>> {
+        use candle_core::Tensor;
+        let [alpha, mu, q, l] = &self.params;
+        let (d, k, n) = (self.d, alpha.dims()[0], self.x.dims()[0]);
+        let lse_rows = |m: &Tensor| -> candle_core::Result<Tensor> {
+            let mx = m.max_keepdim(1)?.detach();
+            m.broadcast_sub(&mx)?.exp()?.sum_keepdim(1)?.log()? + mx
+        };
+        let mut columns = Vec::with_capacity(k);
+        for ik in 0..k {
+            let xc = self.x.broadcast_sub(&mu.narrow(0, ik, 1)?)?;
+            let qk = q.narrow(0, ik, 1)?;
+            let lk = l.narrow(0, ik, 1)?.matmul(&self.tri_t)?.reshape((d, d))?;
+            let qx = (xc.broadcast_mul(&qk.exp()?)? + xc.matmul(&lk.t()?)?)?;
+            let shift = (alpha.narrow(0, ik, 1)? + qk.sum_all()?.reshape(1)?)?;
+            let t = qx
+                .sqr()?
+                .sum_keepdim(1)?
+                .affine(-0.5, 0.0)?
+                .broadcast_add(&shift)?;
+            columns.push(t);
+        }
+        let main = Tensor::cat(&columns, 1)?;
+        let lse_points = lse_rows(&main)?.sum_all()?;
+        let lse_alpha = lse_rows(&alpha.reshape((1, k))?)?.sum_all()?;
+        let g2 = self.wishart.gamma * self.wishart.gamma;
+        let frobenius = (q.exp()?.sqr()?.sum_all()? + l.sqr()?.sum_all()?)?;
+        let prior = (frobenius.affine(0.5 * g2, 0.0)?
+            - q.sum_all()?.affine(self.wishart.m as f64, 0.0)?)?;
+        let value = ((lse_points - lse_alpha.affine(n as f64, 0.0)?)? - prior)?
+            .affine(1.0, self.constant)?;
+        let grads = value.backward()?;
+        self.params
+            .iter()
+            .map(|p| {
+                grads
+                    .get(p)
+                    .cloned()
+                    .ok_or_else(|| candle_core::Error::Msg("no gradient".into()))
+            })
+            .collect()
+    }
+}
