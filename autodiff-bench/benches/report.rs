@@ -297,35 +297,25 @@ fn lennard_jones_rows() {
 
 fn gmm_rows() {
     for (d, k, n) in [(2, 5, 1000), (10, 25, 1000)] {
-        let wave = |len: usize, phase: f64, scale: f64| -> Vec<f64> {
-            (0..len)
-                .map(|i| scale * (0.7 * i as f64 + phase).sin())
-                .collect()
-        };
-        let l_sz = d * (d - 1) / 2;
-        let (alpha, mu, q) = (
-            wave(k, 0.1, 1.0),
-            wave(k * d, 0.2, 1.0),
-            wave(k * d, 0.3, 0.3),
-        );
-        let (l, x) = (wave(k * l_sz, 0.4, 0.5), wave(n * d, 0.5, 1.0));
+        let p = autodiff_bench::gmm::Problem::new(d, k, n, 0.5);
+        let (alpha, mu, q, l, x) = (&p.alpha, &p.mu, &p.q, &p.l, &p.x);
         let w = gmm::Wishart { gamma: 1.0, m: 0 };
         let flat = |g: &(Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>)| {
             [g.0.clone(), g.1.clone(), g.2.clone(), g.3.clone()].concat()
         };
         let reference = flat(&autodiff_bench::gmm::gradient_hand(
-            &alpha, &mu, &q, &l, &x, d, k, n, w,
+            alpha, mu, q, l, x, d, k, n, w,
         ));
         #[allow(unused_mut)]
         let mut cs = vec![
             contender(
                 "generated",
-                || gmm::objective_grad(&alpha, &mu, &q, &l, &x, d, k, n, w),
+                || gmm::objective_grad(alpha, mu, q, l, x, d, k, n, w),
                 flat,
             ),
             contender(
                 "hand-written",
-                || autodiff_bench::gmm::gradient_hand(&alpha, &mu, &q, &l, &x, d, k, n, w),
+                || autodiff_bench::gmm::gradient_hand(alpha, mu, q, l, x, d, k, n, w),
                 flat,
             ),
         ];
@@ -335,16 +325,16 @@ fn gmm_rows() {
             let id = |g: &Vec<f64>| g.clone();
             cs.push(contender(
                 "reverse",
-                || peers::gmm_reverse(&alpha, &mu, &q, &l, &x, d, k, n, w),
+                || peers::gmm_reverse(alpha, mu, q, l, x, d, k, n, w),
                 id,
             ));
             cs.push(contender(
                 "ad_trait",
-                || peers::gmm_ad_trait(&alpha, &mu, &q, &l, &x, d, k, n, w),
+                || peers::gmm_ad_trait(alpha, mu, q, l, x, d, k, n, w),
                 id,
             ));
-            let candle = peers::CandleGmm::new(&alpha, &mu, &q, &l, &x, (d, k, n), w)
-                .expect("candle tensors");
+            let candle =
+                peers::CandleGmm::new(alpha, mu, q, l, x, (d, k, n), w).expect("candle tensors");
             cs.push(contender(
                 "candle",
                 move || candle.gradient().expect("candle's gradient"),
@@ -355,7 +345,7 @@ fn gmm_rows() {
             "GMM (loops)",
             &format!("d = {d}, K = {k}, n = {n}"),
             || {
-                black_box(gmm::objective(&alpha, &mu, &q, &l, &x, d, k, n, w));
+                black_box(gmm::objective(alpha, mu, q, l, x, d, k, n, w));
             },
             &reference,
             cs,
@@ -368,29 +358,10 @@ fn gmm_ndarray_rows() {
     use autodiff::ndarray::{Array1, Array2};
     use autodiff_bench::gmm::{ndarray_constants, objective_ndarray, objective_ndarray_grad};
     for (d, k, n) in [(2, 5, 1000), (10, 25, 1000)] {
-        let wave = |len: usize, phase: f64, scale: f64| -> Vec<f64> {
-            (0..len)
-                .map(|i| scale * (0.7 * i as f64 + phase).sin())
-                .collect()
-        };
-        let l_sz = d * (d - 1) / 2;
-        let (alpha, mu, q) = (
-            wave(k, 0.1, 1.0),
-            wave(k * d, 0.2, 1.0),
-            wave(k * d, 0.3, 0.3),
-        );
-        let (l, x) = (wave(k * l_sz, 0.4, 0.5), wave(n * d, 0.5, 1.0));
+        let p = autodiff_bench::gmm::Problem::new(d, k, n, 0.5);
+        let (alpha, mu, q, l, x) = (&p.alpha, &p.mu, &p.q, &p.l, &p.x);
         let w = gmm::Wishart { gamma: 1.0, m: 0 };
-        let a2 = |v: &[f64], r: usize, c: usize| {
-            Array2::from_shape_vec((r, c), v.to_vec()).expect("shape")
-        };
-        let (aa, am, aq, al, ax) = (
-            Array1::from_vec(alpha.clone()),
-            a2(&mu, k, d),
-            a2(&q, k, d),
-            a2(&l, k, l_sz),
-            a2(&x, n, d),
-        );
+        let (aa, am, aq, al, ax) = p.arrays();
         let (tri, unit, constant) = ndarray_constants(d, k, n, w);
         let flat = |g: &(Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>)| {
             [g.0.clone(), g.1.clone(), g.2.clone(), g.3.clone()].concat()
@@ -403,7 +374,7 @@ fn gmm_ndarray_rows() {
                 .copied()
                 .collect::<Vec<f64>>()
         };
-        let hand = || autodiff_bench::gmm::gradient_hand(&alpha, &mu, &q, &l, &x, d, k, n, w);
+        let hand = || autodiff_bench::gmm::gradient_hand(alpha, mu, q, l, x, d, k, n, w);
         let reference = flat(&hand());
         row(
             "GMM (ndarray)",

@@ -156,3 +156,61 @@ pub fn ndarray_constants(
         + k as f64 * gradbench_autodiff::evals::gmm::wishart_constant(d, w.gamma, w.m);
     (tri, Array2::eye(k), constant)
 }
+
+/// A deterministic GMM problem (smooth waves of moderate size): the flat parameters and
+/// points, as the loop version takes them.
+pub struct Problem {
+    pub d: usize,
+    pub k: usize,
+    pub n: usize,
+    pub alpha: Vec<f64>,
+    pub mu: Vec<f64>,
+    pub q: Vec<f64>,
+    pub l: Vec<f64>,
+    pub x: Vec<f64>,
+}
+
+/// The arrays of the ndarray version: `alpha`, then `mu`, `q`, `l` and `x` as matrices.
+pub type Arrays = (
+    Array1<f64>,
+    Array2<f64>,
+    Array2<f64>,
+    Array2<f64>,
+    Array2<f64>,
+);
+
+impl Problem {
+    /// `d` dimensions, `k` components, `n` points; `l_scale` scales the off-diagonal factors.
+    pub fn new(d: usize, k: usize, n: usize, l_scale: f64) -> Problem {
+        let wave = |len: usize, phase: f64, scale: f64| -> Vec<f64> {
+            (0..len)
+                .map(|i| scale * (0.7 * i as f64 + phase).sin())
+                .collect()
+        };
+        let l_sz = d * (d - 1) / 2;
+        Problem {
+            d,
+            k,
+            n,
+            alpha: wave(k, 0.1, 1.0),
+            mu: wave(k * d, 0.2, 1.0),
+            q: wave(k * d, 0.3, 0.3),
+            l: wave(k * l_sz, 0.4, l_scale),
+            x: wave(n * d, 0.5, 1.0),
+        }
+    }
+
+    pub fn arrays(&self) -> Arrays {
+        let (d, k, n) = (self.d, self.k, self.n);
+        let a2 = |v: &[f64], r: usize, c: usize| {
+            Array2::from_shape_vec((r, c), v.to_vec()).expect("sizes match")
+        };
+        (
+            Array1::from_vec(self.alpha.clone()),
+            a2(&self.mu, k, d),
+            a2(&self.q, k, d),
+            a2(&self.l, k, d * (d - 1) / 2),
+            a2(&self.x, n, d),
+        )
+    }
+}
