@@ -152,9 +152,14 @@ pub fn ndarray_constants(
             p += 1;
         }
     }
-    let constant = -((n * d) as f64) * 0.5 * (2.0 * std::f64::consts::PI).ln()
-        + k as f64 * gradbench_autodiff::evals::gmm::wishart_constant(d, w.gamma, w.m);
-    (tri, Array2::eye(k), constant)
+    (tri, Array2::eye(k), constant_term(d, k, n, w))
+}
+
+/// The objective's terms that no parameter changes: `-n d/2 ln 2 pi + k C`, with `C` the
+/// Wishart prior's constant.
+pub fn constant_term(d: usize, k: usize, n: usize, w: Wishart) -> f64 {
+    -((n * d) as f64) * 0.5 * (2.0 * std::f64::consts::PI).ln()
+        + k as f64 * gradbench_autodiff::evals::gmm::wishart_constant(d, w.gamma, w.m)
 }
 
 /// A deterministic GMM problem (smooth waves of moderate size): the flat parameters and

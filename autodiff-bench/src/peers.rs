@@ -175,8 +175,7 @@ macro_rules! gmm {
             }
             prior = prior + c(0.5 * w.gamma * w.gamma) * frob - c(w.m as f64) * sum_qs[ik];
         }
-        let constant = -((n * d) as f64) * 0.5 * (2.0 * std::f64::consts::PI).ln()
-            + k as f64 * gradbench_autodiff::evals::gmm::wishart_constant(d, w.gamma, w.m);
+        let constant = crate::gmm::constant_term(d, k, n, w);
         slse - c(n as f64) * lse!(alpha, zero) - prior + c(constant)
     }};
 }
