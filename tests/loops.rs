@@ -511,3 +511,137 @@ fn a_buffer_whose_shape_alone_the_reverse_reads() {
     let x = [0.3, -0.7, 1.1, 0.4];
     assert_close(&ends_of_a_buffer_grad(&x), &fd(&ends_of_a_buffer, &x), 1e-7);
 }
+
+/// Regression (found by GradBench's `det`): the determinant as a sum over all permutations,
+/// the permutation kept in an integer buffer that each iteration advances after its product
+/// read `a[i * n + perm[i]]`. The reverse sweep recomputed that index from the buffer as the
+/// loop had left it: a silently wrong gradient. Such values are now recorded.
+#[differentiate]
+fn det_by_permutations(a: &[f64], n: usize) -> f64 {
+    let count: usize = (1..=n).product();
+    let mut perm = vec![0usize; n];
+    for i in 0..n {
+        perm[i] = i;
+    }
+    let mut odd = false;
+    let mut total = 0.0;
+    for _ in 0..count {
+        let mut prod = if odd { -1.0 } else { 1.0 };
+        for i in 0..n {
+            prod *= a[i * n + perm[i]];
+        }
+        total += prod;
+        // The next permutation in lexicographic order; each swap flips the sign.
+        let mut k = n - 1;
+        while k > 0 && perm[k - 1] > perm[k] {
+            k -= 1;
+        }
+        if k > 0 {
+            let mut l = n - 1;
+            while perm[l] < perm[k - 1] {
+                l -= 1;
+            }
+            perm.swap(k - 1, l);
+            odd = !odd;
+            let mut lo = k;
+            let mut hi = n - 1;
+            while lo < hi {
+                perm.swap(lo, hi);
+                odd = !odd;
+                lo += 1;
+                hi -= 1;
+            }
+        }
+    }
+    total
+}
+
+#[test]
+fn an_index_read_from_a_buffer_that_changes_later() {
+    let a = [0.9, -0.3, 0.5, 0.2, 1.1, -0.7, 0.4, 0.6, 1.3];
+    // d det / d a_ij is the cofactor C_ij.
+    let m = |i: usize, j: usize| a[i * 3 + j];
+    let mut cofactors = vec![0.0; 9];
+    for i in 0..3 {
+        for j in 0..3 {
+            let (r0, r1) = ((i + 1) % 3, (i + 2) % 3);
+            let (c0, c1) = ((j + 1) % 3, (j + 2) % 3);
+            cofactors[i * 3 + j] = m(r0, c0) * m(r1, c1) - m(r0, c1) * m(r1, c0);
+        }
+    }
+    let det: f64 = (0..3).map(|j| a[j] * cofactors[j]).sum();
+    let (value, grad) = det_by_permutations_value_and_grad(&a, 3);
+    assert!((value - det).abs() < 1e-14, "{value} vs {det}");
+    assert_close(&grad, &cofactors, 1e-14);
+    let b: Vec<f64> = (0..16)
+        .map(|k| ((k * 7 + 3) % 11) as f64 / 11.0 - 0.4)
+        .collect();
+    assert_close(
+        &det_by_permutations_grad(&b, 4),
+        &fd(&|v| det_by_permutations(v, 4), &b),
+        1e-7,
+    );
+}
+
+/// Regression, same cause: a branch on a buffer element that a later store in the iteration
+/// flips. The reverse sweep re-evaluated the condition and took the other arm.
+#[differentiate]
+fn alternating(x: &[f64]) -> f64 {
+    let mut flag = [0usize; 1];
+    let mut total = 1.0;
+    for i in 0..x.len() {
+        if flag[0] == 0 {
+            total = total * x[i];
+        } else {
+            total = total + x[i] * x[i];
+        }
+        flag[0] = 1 - flag[0];
+    }
+    total
+}
+
+#[test]
+fn a_branch_on_a_buffer_that_changes_later() {
+    let x = [0.7, -1.2, 0.4, 2.0, -0.3];
+    // total: ((((1 * x0) + x1^2) * x2) + x3^2) * x4
+    let t2 = (x[0] + x[1] * x[1]) * x[2];
+    let t3 = t2 + x[3] * x[3];
+    let want = [
+        x[2] * x[4],
+        2.0 * x[1] * x[2] * x[4],
+        (x[0] + x[1] * x[1]) * x[4],
+        2.0 * x[3] * x[4],
+        t3,
+    ];
+    assert!((alternating(&x) - t3 * x[4]).abs() < 1e-14);
+    assert_close(&alternating_grad(&x), &want, 1e-14);
+}
+
+/// `v.swap(i, j)` on a buffer of differentiated values: the adjoints move with the values.
+#[differentiate]
+fn rotated_by_swaps(x: &[f64]) -> f64 {
+    let n = x.len();
+    let mut v = vec![0.0; n];
+    for i in 0..n {
+        v[i] = x[i] * x[i];
+    }
+    for k in 0..n - 1 {
+        v.swap(k, k + 1);
+    }
+    let mut s = 0.0;
+    for i in 0..n {
+        s += v[i] * (i as f64 + 1.0);
+    }
+    s
+}
+
+#[test]
+fn swaps_in_a_buffer() {
+    let x = [0.5, -1.5, 2.0, 0.25];
+    let n = x.len();
+    // After the swaps x_j^2 sits at position j - 1 (x_0^2 at the end), weighted by position + 1.
+    let want: Vec<f64> = (0..n)
+        .map(|j| 2.0 * x[j] * if j == 0 { n as f64 } else { j as f64 })
+        .collect();
+    assert_close(&rotated_by_swaps_grad(&x), &want, 1e-14);
+}

@@ -148,7 +148,7 @@ fn body(
 ) -> syn::Result<TokenStream> {
     let rt = namer.fresh("rt");
     let mut f = lower::lower(func, sig, &active, &mut namer)?;
-    tbr::untape_stable_reads(&mut f);
+    tbr::untape_stable_reads(&mut f, &mut namer);
     // The reverse sweep, then the top-level values it does not read: those are freed at the end
     // of the forward sweep, rebound to their shape where the reverse sweep reads that.
     let mut rev = Reverse::new(&f, sig.float.clone(), rt.clone());
@@ -181,7 +181,7 @@ fn body(
         plans: &plans,
         mode: Mode::Sweep,
     };
-    let mut forward = tapes(&f.body, &plans);
+    let mut forward = tapes(&f, &f.body, &plans);
     let fused = rev.fused.take();
     match &fused {
         // The last loop runs fused with its reverse, after the rest of the forward sweep.
@@ -245,7 +245,7 @@ enum Mode {
 }
 
 /// The declarations of the tapes the loops in `b` use.
-fn tapes(b: &crate::ir::Block, plans: &Plans) -> TokenStream {
+fn tapes(f: &Function, b: &crate::ir::Block, plans: &Plans) -> TokenStream {
     let mut out = TokenStream::new();
     for s in &b.stmts {
         match s {
@@ -264,12 +264,15 @@ fn tapes(b: &crate::ir::Block, plans: &Plans) -> TokenStream {
                         let t = &l.exits;
                         out.extend(quote!(let mut #t = #vec;));
                     }
+                    for t in plan.recorded.iter().filter_map(|v| f.recorded.get(v)) {
+                        out.extend(quote!(let mut #t = #vec;));
+                    }
                 }
-                out.extend(tapes(&l.body, plans));
+                out.extend(tapes(f, &l.body, plans));
             }
             Stmt::If { then, els, .. } => {
-                out.extend(tapes(then, plans));
-                out.extend(tapes(els, plans));
+                out.extend(tapes(f, then, plans));
+                out.extend(tapes(f, els, plans));
             }
             _ => {}
         }
@@ -338,6 +341,25 @@ impl Forward<'_> {
                         .values()
                         .any(|p| p.read_tape.as_deref() == Some(t.tape.to_string().as_str()))
                 };
+                // A recorded integer value: taped where its loop runs backwards.
+                if let Some(tape) = self
+                    .f
+                    .recorded
+                    .get(var)
+                    .filter(|_| self.plans.values().any(|p| p.recorded.contains(var)))
+                {
+                    match self.mode {
+                        Mode::Body => {
+                            let value = self.op(op);
+                            return quote!(let #name #ty = #value; #tape.push(::core::clone::Clone::clone(&#name)););
+                        }
+                        Mode::Recompute => {
+                            let rt = self.rt;
+                            return quote!(let #name #ty = #rt::pop(&mut #tape););
+                        }
+                        Mode::Sweep => {}
+                    }
+                }
                 if let Some(t) = match op {
                     Op::Index { tape: Some(t), .. } if live(t) => Some(t),
                     _ => None,
@@ -615,7 +637,7 @@ pub fn closure_pullback(f: &Function, float: &Ident, rt: &Ident, seed: TokenStre
     let grad = rev.gradient(0);
     let saved = std::mem::take(&mut rev.saved);
     let plans = std::mem::take(&mut rev.plans);
-    let mut forward = tapes(&f.body, &plans);
+    let mut forward = tapes(f, &f.body, &plans);
     forward.extend(
         Forward {
             f,

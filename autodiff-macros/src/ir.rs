@@ -6,6 +6,7 @@
 
 use crate::rules::Rule;
 use proc_macro2::{Ident, Span, TokenStream};
+use std::collections::HashMap;
 use syn::Type;
 
 pub type VarId = usize;
@@ -188,6 +189,10 @@ pub struct Function {
     pub items: Vec<TokenStream>,
     pub body: Block,
     pub result: Operand,
+    /// Integer values inside loops that read a buffer a later store can change: the forward
+    /// sweep tapes each (on the tape named here) and the reverse sweep pops it instead of
+    /// recomputing it (filled by the to-be-recorded analysis).
+    pub recorded: HashMap<VarId, Ident>,
 }
 
 impl Op {

@@ -104,6 +104,7 @@ fn lower_once(
             items: lw.items,
             body,
             result: result.unwrap_or(Operand::Const(quote!(0.0))),
+            recorded: HashMap::new(),
         },
         more,
     ))
@@ -350,7 +351,7 @@ impl Lowerer<'_> {
         level: Level,
         out: &mut Block,
     ) -> syn::Result<Option<Operand>> {
-        let cond = self.condition(&e.cond)?;
+        let cond = self.branch_condition(&e.cond, out)?;
         let record = self.new_var("br", false, None);
         let before = self.scopes.clone();
         let mut then = Block::default();
@@ -609,6 +610,20 @@ impl Lowerer<'_> {
                 let value = Operand::Var(self.bind_lowered(lowered, "", None, out));
                 self.store(buf, index, value, &b.right, out)
             }
+            // `v.swap(i, j)` on a buffer: two reads, two writes.
+            Expr::MethodCall(m)
+                if m.method == "swap"
+                    && m.args.len() == 2
+                    && self.buffer_of(&m.receiver).is_some() =>
+            {
+                let buf = self.buffer_of(&m.receiver).unwrap_or_default();
+                let i = self.index_operand(&m.args[0], out)?;
+                let j = self.index_operand(&m.args[1], out)?;
+                let at_i = self.index_read(Operand::Var(buf), i.clone(), out);
+                let at_j = self.index_read(Operand::Var(buf), j.clone(), out);
+                self.store(buf, i, at_j, e, out)?;
+                self.store(buf, j, at_i, e, out)
+            }
             Expr::ForLoop(f) => self.for_loop(f, out),
             Expr::While(w) => self.while_loop(w, out),
             Expr::Loop(l) => self.forever_loop(l, out),
@@ -684,15 +699,20 @@ impl Lowerer<'_> {
         target: &syn::ExprIndex,
         out: &mut Block,
     ) -> syn::Result<(VarId, Operand)> {
-        let buf = match strip(&target.expr) {
-            Expr::Path(p) => p.path.get_ident().and_then(|i| self.lookup(&i.to_string())),
-            _ => None,
-        };
-        let Some(buf) = buf.filter(|b| self.vars[*b].buffer) else {
+        let Some(buf) = self.buffer_of(&target.expr) else {
             return Err(syn::Error::new_spanned(&target.expr, "#[differentiate] supports element writes into local buffers only (`let mut v = vec![0.0; n]; v[i] = ..;`)"));
         };
         let index = self.index_operand(&target.index, out)?;
         Ok((buf, index))
+    }
+
+    /// The local buffer `e` names, if it names one.
+    fn buffer_of(&self, e: &Expr) -> Option<VarId> {
+        let buf = match strip(e) {
+            Expr::Path(p) => p.path.get_ident().and_then(|i| self.lookup(&i.to_string())),
+            _ => None,
+        };
+        buf.filter(|b| self.vars[*b].buffer)
     }
 
     fn store(
@@ -804,6 +824,9 @@ impl Lowerer<'_> {
             None => {
                 if self.mentions_active(iter) || !is_plain(iter) {
                     return Err(syn::Error::new_spanned(iter, "#[differentiate] supports `for` over ranges (`a..b`, `a..=b`, `.rev()`, `.step_by(k)`) and over `xs.iter()` / `xs.iter().enumerate()` of a slice or array; write other iterator chains as an index loop"));
+                }
+                if !self.buffers_read(iter).is_empty() {
+                    return Err(syn::Error::new_spanned(iter, "this range reads a buffer, which the reverse sweep would read again after later writes: bind its bounds to a `let` first (`let end = v[i]; for j in 0..end`)"));
                 }
                 (pat_name(&f.pat)?, None, self.rename(iter)?)
             }
@@ -1224,7 +1247,7 @@ impl Lowerer<'_> {
             ));
         }
         let whole = Expr::MethodCall(m.clone());
-        if INACTIVE_METHODS.contains(&name.as_str()) && is_plain(&whole) {
+        if inactive_method(&name) && is_plain(&whole) {
             return Ok(Lowered::Op(Op::Verbatim(self.rename(&whole)?), false));
         }
         // `x.mean().unwrap()`: the fallible primitive, with the unwrap kept after it.
@@ -1424,6 +1447,7 @@ impl Lowerer<'_> {
             items: Vec::new(),
             body,
             result,
+            recorded: HashMap::new(),
         };
         Ok(MapFn::Closure {
             forward,
@@ -1443,7 +1467,7 @@ impl Lowerer<'_> {
         // `f64::sin(x)`: the method rule, in path form.
         if segs.len() == 2 && (segs[0].ident == "f64" || segs[0].ident == "f32") {
             let name = segs[1].ident.to_string();
-            if INACTIVE_METHODS.contains(&name.as_str()) {
+            if inactive_method(&name) {
                 return Ok(Lowered::Op(
                     Op::Verbatim(self.condition(&Expr::Call(c.clone()))?),
                     false,
@@ -1553,7 +1577,7 @@ impl Lowerer<'_> {
         want_value: bool,
         out: &mut Block,
     ) -> syn::Result<Option<Operand>> {
-        let cond = self.condition(&e.cond)?;
+        let cond = self.branch_condition(&e.cond, out)?;
         let record = self.new_var("br", false, None);
         let before = self.scopes.clone();
         let mut then = Block::default();
@@ -1601,6 +1625,27 @@ impl Lowerer<'_> {
         Ok(value)
     }
 
+    /// An `if`'s condition. One that reads a buffer's elements is computed into its own value
+    /// first: inside a loop, the reverse sweep recomputes the condition, and where a store can
+    /// change the buffer after it, the to-be-recorded analysis records that value instead.
+    fn branch_condition(&mut self, e: &Expr, out: &mut Block) -> syn::Result<TokenStream> {
+        let cond = self.condition(e)?;
+        if self.buffers_read(e).is_empty() {
+            return Ok(cond);
+        }
+        let var = self.temp(false);
+        out.stmts.push(Stmt::Let {
+            var,
+            op: Op::Verbatim(cond),
+        });
+        Ok(self.vars[var].name.to_token_stream())
+    }
+
+    /// The local buffers whose elements `e` reads.
+    fn buffers_read(&self, e: &Expr) -> Vec<VarId> {
+        crate::tbr::buffers_read(e, |n| self.lookup(n).filter(|v| self.vars[*v].buffer))
+    }
+
     /// A condition (or other value that is never differentiated), kept whole and renamed.
     fn condition(&mut self, e: &Expr) -> syn::Result<TokenStream> {
         if let Expr::Let(l) = strip(e) {
@@ -1631,7 +1676,7 @@ impl Lowerer<'_> {
             }
             fn visit_expr_method_call(&mut self, m: &'ast syn::ExprMethodCall) {
                 // `x.len()`, `x.nrows()`, `x.is_nan()`: no derivative flows through these.
-                if !INACTIVE_METHODS.contains(&m.method.to_string().as_str()) {
+                if !inactive_method(&m.method.to_string()) {
                     syn::visit::visit_expr_method_call(self, m);
                 } else {
                     for a in &m.args {
@@ -1686,7 +1731,15 @@ const INACTIVE_METHODS: &[&str] = &[
     "total_cmp",
     "partial_cmp",
     "to_string",
-    // Sizes and shapes of arrays, slices and vectors.
+];
+
+/// Methods through which no derivative flows: tests, bits, orderings, sizes.
+fn inactive_method(name: &str) -> bool {
+    INACTIVE_METHODS.contains(&name) || SIZE_METHODS.contains(&name)
+}
+
+/// The methods that read only a value's size, never its elements.
+pub const SIZE_METHODS: &[&str] = &[
     "len",
     "len_of",
     "is_empty",
@@ -1958,6 +2011,17 @@ fn buffer_targets(block: &syn::Block) -> HashSet<String> {
                 self.target(&b.left);
             }
             syn::visit::visit_expr_binary(self, b);
+        }
+        // `v.swap(i, j)` writes two elements.
+        fn visit_expr_method_call(&mut self, m: &'ast syn::ExprMethodCall) {
+            if m.method == "swap" && m.args.len() == 2 {
+                if let Expr::Path(p) = strip(&m.receiver) {
+                    if let Some(i) = p.path.get_ident() {
+                        self.0.insert(i.to_string());
+                    }
+                }
+            }
+            syn::visit::visit_expr_method_call(self, m);
         }
     }
     let mut f = Find(HashSet::new());

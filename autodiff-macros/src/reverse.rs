@@ -67,6 +67,8 @@ pub struct LoopPlan {
     pub exit_afters: Vec<VarId>,
     /// The loop has a reverse sweep.
     pub reversed: bool,
+    /// The body's recorded integer values (`Function::recorded`), outside nested loops.
+    pub recorded: Vec<VarId>,
 }
 
 impl LoopPlan {
@@ -169,10 +171,10 @@ impl<'a> Reverse<'a> {
         {
             return None;
         }
-        // A buffer declared outside the loop could carry values from one iteration to the
-        // next, whose reverse would then run too early; one declared in the body is fresh in
-        // every iteration.
-        if touches_outer_buffers(&l.body) {
+        // A differentiated buffer declared outside the loop could carry values from one
+        // iteration to the next, whose reverse would then run too early; one declared in the
+        // body is fresh in every iteration, and an integer one carries no adjoint.
+        if touches_outer_buffers(&l.body, self.f) {
             return None;
         }
         let mut uses = Vec::new();
@@ -626,6 +628,7 @@ impl<'a> Reverse<'a> {
                 count: counted,
                 exit_afters,
                 reversed: true,
+                recorded: recorded_in(&l.body, &included, self.f),
             },
         );
         let recompute =
@@ -691,6 +694,8 @@ impl<'a> Reverse<'a> {
             match o {
                 Operand::Const(_) => true,
                 Operand::Var(v) if !inner.contains(v) => true,
+                // A recorded value reads a buffer that changes.
+                Operand::Var(v) if self.f.recorded.contains_key(v) => false,
                 Operand::Var(v) => match defs.get(v) {
                     Some(Op::Verbatim(t)) => {
                         let mut names = Vec::new();
@@ -1385,16 +1390,35 @@ fn has_active(b: &Block, f: &Function) -> bool {
     })
 }
 
-/// Does `b` (deeply) write or read a buffer?
-fn touches_outer_buffers(body: &Block) -> bool {
-    let local: HashSet<VarId> = defined_deep(body).into_iter().collect();
-    touches_buffers(body, &local)
+/// The recorded integer values that the recomputation of `b` (its `included` statements)
+/// defines, in their arms too (recomputed whole) but not in nested loops.
+fn recorded_in(b: &Block, included: &[bool], f: &Function) -> Vec<VarId> {
+    let mut out = Vec::new();
+    for (s, _) in b.stmts.iter().zip(included).filter(|(_, inc)| **inc) {
+        match s {
+            Stmt::Let { var, .. } if f.recorded.contains_key(var) => out.push(*var),
+            Stmt::If { then, els, .. } => {
+                out.extend(recorded_in(then, &vec![true; then.stmts.len()], f));
+                out.extend(recorded_in(els, &vec![true; els.stmts.len()], f));
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
-/// Does `b` write a buffer, or read one through a tape, other than those in `local`?
-fn touches_buffers(b: &Block, local: &HashSet<VarId>) -> bool {
+/// Does `b` (deeply) write or read a differentiated buffer declared outside it?
+fn touches_outer_buffers(body: &Block, f: &Function) -> bool {
+    let local: HashSet<VarId> = defined_deep(body).into_iter().collect();
+    touches_buffers(body, &local, f)
+}
+
+/// Does `b` write a differentiated buffer, or read one through a tape, other than those in
+/// `local`? (An integer buffer, a permutation say, carries no adjoint between iterations.)
+fn touches_buffers(b: &Block, local: &HashSet<VarId>, f: &Function) -> bool {
+    let outer = |v: VarId| !local.contains(&v) && f.vars[v].active;
     b.stmts.iter().any(|s| match s {
-        Stmt::Store { buf, .. } => !local.contains(buf),
+        Stmt::Store { buf, .. } => outer(*buf),
         Stmt::Let {
             op:
                 Op::Index {
@@ -1403,9 +1427,11 @@ fn touches_buffers(b: &Block, local: &HashSet<VarId>) -> bool {
                     ..
                 },
             ..
-        } => base.var().is_none_or(|v| !local.contains(&v)),
-        Stmt::If { then, els, .. } => touches_buffers(then, local) || touches_buffers(els, local),
-        Stmt::Loop(l) => touches_buffers(&l.body, local),
+        } => base.var().is_none_or(outer),
+        Stmt::If { then, els, .. } => {
+            touches_buffers(then, local, f) || touches_buffers(els, local, f)
+        }
+        Stmt::Loop(l) => touches_buffers(&l.body, local, f),
         _ => false,
     })
 }

@@ -7,42 +7,140 @@
 //! to its buffer follows it: none later in the function, none in a loop around it (a later
 //! iteration would write after the read). `qdiag[j]` filled once and then read in every
 //! iteration of a long loop is read directly, not copied onto a tape once per iteration.
+//!
+//! Integer code reads buffers too (`a[i * n + perm[i]]`, a permutation kept in a buffer): the
+//! same rule makes such a value inside a loop recorded instead of recomputed, when a store to
+//! a buffer it reads can follow it.
 
 use crate::ir::{Block, Function, Op, Stmt, VarId};
-use std::collections::HashSet;
+use crate::names::Namer;
+use proc_macro2::TokenStream;
+use std::collections::{HashMap, HashSet};
+use syn::visit::Visit;
 
-/// Drops the read tapes of buffer reads that no later store can invalidate.
-pub fn untape_stable_reads(function: &mut Function) {
+/// Drops the read tapes of buffer reads that no later store can invalidate, and records the
+/// integer values inside loops that read a buffer a later store can change.
+pub fn untape_stable_reads(function: &mut Function, namer: &mut Namer) {
+    let buffers: HashMap<String, VarId> = function
+        .vars
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| v.buffer)
+        .map(|(id, v)| (v.name.to_string(), id))
+        .collect();
+    let inactive = buffers
+        .values()
+        .copied()
+        .filter(|v| !function.vars[*v].active)
+        .collect();
+    let mut walk = Walk {
+        buffers,
+        inactive,
+        recorded: Vec::new(),
+    };
     let mut written_later = HashSet::new();
-    block(&mut function.body, &mut written_later);
+    walk.block(&mut function.body, &mut written_later, 0);
+    for var in walk.recorded {
+        let tape = namer.fresh("record");
+        function.recorded.insert(var, tape);
+    }
 }
 
-/// Walks `b` backwards; `later` holds the buffers stored after the current point.
-fn block(b: &mut Block, later: &mut HashSet<VarId>) {
-    for stmt in b.stmts.iter_mut().rev() {
-        match stmt {
-            Stmt::Store { buf, .. } => {
-                later.insert(*buf);
+/// The buffers whose elements `e` reads (their sizes do not change: `v.len()` is no read).
+pub fn buffers_read(e: &syn::Expr, buffer: impl Fn(&str) -> Option<VarId>) -> Vec<VarId> {
+    struct Find<F> {
+        buffer: F,
+        found: Vec<VarId>,
+    }
+    impl<'ast, F: Fn(&str) -> Option<VarId>> Visit<'ast> for Find<F> {
+        fn visit_expr_path(&mut self, p: &'ast syn::ExprPath) {
+            if let Some(v) = p
+                .path
+                .get_ident()
+                .and_then(|i| (self.buffer)(&i.to_string()))
+            {
+                self.found.push(v);
             }
-            Stmt::Let {
-                op: Op::Index { base, tape, .. },
-                ..
-            } => {
-                if base.var().is_some_and(|v| !later.contains(&v)) {
-                    *tape = None;
+        }
+        fn visit_expr_method_call(&mut self, m: &'ast syn::ExprMethodCall) {
+            if crate::lower::SIZE_METHODS.contains(&m.method.to_string().as_str()) {
+                for a in &m.args {
+                    self.visit_expr(a);
                 }
+            } else {
+                syn::visit::visit_expr_method_call(self, m);
             }
-            Stmt::Let { .. } | Stmt::Effect(_) => {}
-            Stmt::If { then, els, .. } => {
-                let mut after_else = later.clone();
-                block(then, later);
-                block(els, &mut after_else);
-                later.extend(after_else);
-            }
-            Stmt::Loop(l) => {
-                // Every store of the body can follow any read of it, one iteration later.
-                stores(&l.body, later);
-                block(&mut l.body, later);
+        }
+    }
+    let mut f = Find {
+        buffer,
+        found: Vec::new(),
+    };
+    f.visit_expr(e);
+    f.found
+}
+
+struct Walk {
+    /// The buffers by their emitted names.
+    buffers: HashMap<String, VarId>,
+    /// The buffers that hold no differentiated value.
+    inactive: HashSet<VarId>,
+    recorded: Vec<VarId>,
+}
+
+impl Walk {
+    /// The buffers verbatim tokens read (all it names, if they do not parse).
+    fn reads(&self, tokens: &TokenStream) -> Vec<VarId> {
+        match syn::parse2::<syn::Expr>(tokens.clone()) {
+            Ok(e) => buffers_read(&e, |n| self.buffers.get(n).copied()),
+            Err(_) => self.buffers.values().copied().collect(),
+        }
+    }
+
+    /// Walks `b` backwards; `later` holds the buffers stored after the current point; `depth`
+    /// counts the loops around it.
+    fn block(&mut self, b: &mut Block, later: &mut HashSet<VarId>, depth: usize) {
+        for stmt in b.stmts.iter_mut().rev() {
+            match stmt {
+                Stmt::Store { buf, .. } => {
+                    later.insert(*buf);
+                }
+                Stmt::Let {
+                    var,
+                    op: Op::Index { base, tape, .. },
+                } => {
+                    let stale = base.var().is_some_and(|v| later.contains(&v));
+                    if base.var().is_some_and(|v| self.inactive.contains(&v)) {
+                        // An element of an integer (or constant) buffer: recorded on a tape
+                        // of its own type, like integer code, never on the loop's float tape.
+                        *tape = None;
+                        if stale && depth > 0 {
+                            self.recorded.push(*var);
+                        }
+                    } else if !stale {
+                        *tape = None;
+                    }
+                }
+                Stmt::Let {
+                    var,
+                    op: Op::Verbatim(tokens),
+                } if depth > 0 => {
+                    if self.reads(tokens).iter().any(|b| later.contains(b)) {
+                        self.recorded.push(*var);
+                    }
+                }
+                Stmt::Let { .. } | Stmt::Effect(_) => {}
+                Stmt::If { then, els, .. } => {
+                    let mut after_else = later.clone();
+                    self.block(then, later, depth);
+                    self.block(els, &mut after_else, depth);
+                    later.extend(after_else);
+                }
+                Stmt::Loop(l) => {
+                    // Every store of the body can follow any read of it, one iteration later.
+                    stores(&l.body, later);
+                    self.block(&mut l.body, later, depth + 1);
+                }
             }
         }
     }
