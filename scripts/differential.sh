@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Random-program differential testing for a release: generates N random differentiable
 # functions (default 10000) in chunks of 500, builds them once in a scratch crate, checks every
-# gradient against central finite differences, and prints `N passed, N failed`.
+# gradient against forward-mode dual numbers (num-dual) and central finite differences, and
+# prints `N passed, N failed`.
 #
 #   scripts/differential.sh [N] [SEED]
 set -euo pipefail
@@ -21,6 +22,7 @@ publish = false
 
 [dependencies]
 autodiff = { path = "$root" }
+num-dual = { version = "0.15", default-features = false, features = ["ndarray"] }
 
 [workspace]
 TOML

@@ -1,9 +1,10 @@
 //! `gen-programs`: a seeded, deterministic generator of random differentiable Rust functions
 //! over the surface `#[differentiate]` supports (straight-line code and every rule of the
 //! table, `if`/`else` on comparisons, loops with carried state, `while` with a data-dependent
-//! trip count, indexing, buffer writes, calls to annotated and hand-derived functions, and
-//! array code with broadcasting), with a harness that checks each generated gradient against
-//! central finite differences.
+//! trip count, indexing, buffer writes, integer state in buffers read as indices and in
+//! branches, calls to annotated and hand-derived functions, and array code with broadcasting),
+//! with a harness that checks each generated gradient against forward-mode dual numbers (a
+//! twin of each program over `num_dual::Dual64`) and central finite differences.
 //!
 //! ```sh
 //! cargo run -p autodiff-fuzz -- --seed 1 --count 300 > tests/corpus.rs   # the fixed corpus
@@ -141,7 +142,7 @@ impl Gen<'_> {
 
     /// One statement; may bind a new scalar.
     fn stmt(&mut self, out: &mut String) {
-        match self.rng.below(9) {
+        match self.rng.below(10) {
             0 | 1 => {
                 let v = self.name("v");
                 let e = self.expr(3);
@@ -221,6 +222,20 @@ impl Gen<'_> {
                 let _ = writeln!(out, "    let {v} = {f};");
                 self.scalars.push(v);
             }
+            9 => {
+                // Integer state in a buffer that each iteration changes after reading it (a
+                // rotating permutation): indices and branches read through it.
+                let perm = self.name("perm");
+                let v = self.name("rot");
+                let shift = 1 + self.rng.below(3);
+                let init = self.expr(1);
+                self.index = Some("i".into());
+                let e = self.expr(1);
+                let e2 = self.expr(1);
+                self.index = None;
+                let _ = writeln!(out, "    let mut {perm} = vec![0usize; n];\n    for i in 0..n {{\n        {perm}[i] = (i + {shift}) % n;\n    }}\n    let mut {v} = {init};\n    for i in 0..n {{\n        {v} = {v} * 0.8 + x[{perm}[i]] * {e};\n        if {perm}[0] % 2 == 0 {{\n            {v} = {v} + {e2};\n        }}\n        let first = {perm}[0];\n        for j in 1..n {{\n            {perm}[j - 1] = {perm}[j];\n        }}\n        {perm}[n - 1] = first;\n    }}");
+                self.scalars.push(v);
+            }
             _ => {
                 // Nested loops.
                 let v = self.name("pair");
@@ -235,17 +250,17 @@ impl Gen<'_> {
     }
 }
 
-fn program(rng: &mut Rng, k: usize, out: &mut String) {
+fn program(rng: &mut Rng, k: usize, out: &mut String, twins: &mut String) {
     let mut g = Gen {
         rng,
         scalars: vec!["a".into(), "b".into()],
         fresh: 0,
         index: None,
     };
-    let _ = writeln!(out, "#[differentiate]\n#[allow(unused_mut, unused_variables, clippy::all)]\npub fn p{k}(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {{\n    let n = x.len();");
+    let mut body = String::from("    let n = x.len();\n");
     let count = 2 + g.rng.below(5);
     for _ in 0..count {
-        g.stmt(out);
+        g.stmt(&mut body);
     }
     // The value: a combination of what was computed, so that every statement matters.
     let mut terms = Vec::new();
@@ -253,14 +268,81 @@ fn program(rng: &mut Rng, k: usize, out: &mut String) {
         let w = g.rng.literal();
         terms.push(format!("{w} * ({s}).tanh()"));
     }
-    let _ = writeln!(out, "    {}\n}}\n", terms.join(" + "));
+    let _ = writeln!(body, "    {}", terms.join(" + "));
+    let allow = "#[allow(unused_mut, unused_variables, clippy::all)]";
+    let _ = writeln!(out, "#[differentiate]\n{allow}\npub fn p{k}(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {{\n{body}}}\n");
+    let _ = writeln!(
+        twins,
+        "    {allow}\n    pub fn p{k}(x: &[D], m: &Array2<D>, a: D, b: D) -> D {{\n{}    }}\n",
+        dual_twin(&body)
+            .replace("\n    ", "\n        ")
+            .replacen("    ", "        ", 1)
+    );
+}
+
+/// The same body over forward-mode dual numbers (`num_dual::Dual64`, module `twin` of the
+/// header): float literals become `c(..)` values, `powf` with a differentiated exponent is
+/// num-dual's `powd`, and the library's own functions are the twin module's copies.
+fn dual_twin(body: &str) -> String {
+    let chars: Vec<char> = body.chars().collect();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let starts_literal = chars[i].is_ascii_digit()
+            && (i == 0 || !(chars[i - 1].is_alphanumeric() || chars[i - 1] == '_'));
+        if starts_literal {
+            let mut j = i;
+            while j < chars.len() && chars[j].is_ascii_digit() {
+                j += 1;
+            }
+            if j + 1 < chars.len() && chars[j] == '.' && chars[j + 1].is_ascii_digit() {
+                j += 1;
+                while j < chars.len() && chars[j].is_ascii_digit() {
+                    j += 1;
+                }
+                let literal: String = chars[i..j].iter().collect();
+                if chars[j..].starts_with(&['f', '6', '4']) {
+                    j += 3;
+                }
+                let _ = write!(out, "c({literal})");
+            } else {
+                out.extend(&chars[i..j]);
+            }
+            i = j;
+        } else {
+            out.push(chars[i]);
+            i += 1;
+        }
+    }
+    let out = out
+        .replace(".log(c(3.0))", ".log(3.0)")
+        .replace(".powf(", ".powd(")
+        .replace("f64::sin", "sin")
+        .replace("autodiff::ops::", "ops::");
+    // `buf[i] += e` on a non-primitive element borrows `buf` twice: spell it out.
+    let mut lines = String::new();
+    for line in out.lines() {
+        match line.split_once(" += ") {
+            Some((target, value)) if target.ends_with(']') => {
+                let indent = &target[..target.len() - target.trim_start().len()];
+                let target = target.trim_start();
+                let value = value.trim_end_matches(';');
+                let _ = writeln!(lines, "{indent}{target} = {target} + ({value});");
+            }
+            _ => {
+                let _ = writeln!(lines, "{line}");
+            }
+        }
+    }
+    lines
 }
 
 const HEADER: &str = r#"// Generated by `cargo run -p autodiff-fuzz -- --seed SEED --count COUNT`: random
-// differentiable functions, each gradient checked against central finite differences.
+// differentiable functions, each gradient checked against forward-mode dual numbers
+// (`num-dual`, on a twin of the program over `Dual64`) and central finite differences.
 #![allow(clippy::all, unused_parens)]
 use autodiff::differentiate;
-use autodiff::ndarray::{Array2, Axis};
+use autodiff::ndarray::{Array1, Array2, Axis};
 
 #[differentiate]
 fn smooth(t: f64) -> f64 {
@@ -280,6 +362,7 @@ mod helpers {
 
 type Primal = fn(&[f64], &Array2<f64>, f64, f64) -> f64;
 type ValueAndGrad = fn(&[f64], &Array2<f64>, f64, f64) -> (f64, (Vec<f64>, Array2<f64>, f64, f64));
+type Twin = fn(&[twin::D], &Array2<twin::D>, twin::D, twin::D) -> twin::D;
 
 /// xorshift64*, for the evaluation points.
 struct Points(u64);
@@ -310,9 +393,17 @@ fn central(f: Primal, v: &[f64], i: usize, h: f64) -> f64 {
     (up - down) / (2.0 * step)
 }
 
-/// Checks one program at up to 8 random points; a point where the finite differences
-/// themselves disagree across step sizes is near a kink and is skipped.
-fn check(name: &str, f: Primal, vg: ValueAndGrad, seed: u64) -> Result<usize, String> {
+/// Forward mode over the program's dual twin: its value and its derivative along input `i`.
+fn forward(twin: Twin, v: &[f64], i: usize) -> (f64, f64) {
+    let d: Vec<twin::D> = v.iter().enumerate().map(|(j, &t)| twin::D::new(t, if j == i { 1.0 } else { 0.0 })).collect();
+    let y = twin(&d[..4], &Array2::from_shape_vec((2, 2), d[4..8].to_vec()).unwrap(), d[8], d[9]);
+    (y.re, y.eps)
+}
+
+/// Checks one program at up to 8 random points: against forward-mode dual numbers at every
+/// point, and against central finite differences where they are well-conditioned (a point
+/// where two step sizes disagree is near a kink, where only the dual numbers can judge).
+fn check(name: &str, f: Primal, vg: ValueAndGrad, twin: Twin, seed: u64) -> Result<usize, String> {
     let mut points = Points(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     let mut checked = 0;
     for _ in 0..8 {
@@ -327,6 +418,17 @@ fn check(name: &str, f: Primal, vg: ValueAndGrad, seed: u64) -> Result<usize, St
             continue;
         }
         let grad: Vec<f64> = gx.iter().copied().chain(gm.iter().copied()).chain([ga, gb]).collect();
+        for (i, g) in grad.iter().enumerate() {
+            let (re, d) = forward(twin, &v, i);
+            if !((re - value).abs() <= 1e-12 * value.abs().max(1.0)) {
+                return Err(format!("{name}: the dual twin's value {re} differs from the function's {value} at {v:?}"));
+            }
+            let scale = d.abs().max(value.abs()).max(1.0);
+            if !((g - d).abs() <= DUAL_TOLERANCE * scale) {
+                return Err(format!("{name}: d/dinput{i} = {g} but dual numbers give {d} at {v:?}"));
+            }
+        }
+        checked += 1;
         let mut smooth = true;
         let mut worst: Option<String> = None;
         for i in 0..10 {
@@ -347,25 +449,97 @@ fn check(name: &str, f: Primal, vg: ValueAndGrad, seed: u64) -> Result<usize, St
         if let Some(w) = worst {
             return Err(w);
         }
-        checked += 1;
     }
     Ok(checked)
 }
 
-fn run(programs: &[(&str, Primal, ValueAndGrad)]) {
+/// Reverse and forward mode compute the same derivative in a different order: they agree to
+/// rounding, amplified by the program's conditioning.
+const DUAL_TOLERANCE: f64 = 1e-9;
+
+fn run(programs: &[(&str, Primal, ValueAndGrad, Twin)]) {
     let mut failures = Vec::new();
     let mut unchecked = 0;
-    for (k, (name, f, vg)) in programs.iter().enumerate() {
-        match check(name, *f, *vg, k as u64 + 1) {
+    for (k, (name, f, vg, twin)) in programs.iter().enumerate() {
+        match check(name, *f, *vg, *twin, k as u64 + 1) {
             Ok(0) => unchecked += 1,
             Ok(_) => {}
             Err(e) => failures.push(e),
         }
     }
     println!("{} passed, {} failed", programs.len() - failures.len(), failures.len());
-    assert!(unchecked * 10 <= programs.len(), "{unchecked} programs had no smooth point to check");
+    assert!(unchecked * 10 <= programs.len(), "{unchecked} programs had no point with a finite value to check");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+"#;
+
+/// The twin module's prelude: `Dual64` and what `f64` has that it lacks (ties and kinks follow
+/// the branch taken, as forward mode does), and dual copies of the functions the programs call.
+const TWIN_HEADER: &str = r#"    #![allow(dead_code, unused_parens)]
+    pub use num_dual::{Dual64 as D, DualNum};
+    use super::{Array1, Array2, Axis};
+
+    /// A constant.
+    pub fn c(v: f64) -> D {
+        D::from(v)
+    }
+    pub fn sin(t: D) -> D {
+        t.sin()
+    }
+    pub trait Ext: Sized {
+        fn max(self, o: Self) -> Self;
+        fn min(self, o: Self) -> Self;
+        fn clamp(self, lo: Self, hi: Self) -> Self;
+        fn hypot(self, o: Self) -> Self;
+        fn abs(self) -> Self;
+        fn tanh(self) -> Self;
+    }
+    impl Ext for D {
+        fn max(self, o: D) -> D {
+            if self.re >= o.re { self } else { o }
+        }
+        fn min(self, o: D) -> D {
+            if self.re <= o.re { self } else { o }
+        }
+        fn clamp(self, lo: D, hi: D) -> D {
+            if self.re < lo.re { lo } else if self.re > hi.re { hi } else { self }
+        }
+        fn hypot(self, o: D) -> D {
+            (self * self + o * o).sqrt()
+        }
+        fn abs(self) -> D {
+            if self.re < 0.0 { -self } else { self }
+        }
+        /// num-dual's overflows to NaN past |x| = 710 (sinh / cosh): 1 / cosh^2 written as
+        /// 4 e^(-2|x|) / (1 + e^(-2|x|))^2 is exact everywhere.
+        fn tanh(self) -> D {
+            let e = (-2.0 * self.re.abs()).exp();
+            D::new(self.re.tanh(), self.eps * 4.0 * e / ((1.0 + e) * (1.0 + e)))
+        }
+    }
+    pub fn smooth(t: D) -> D {
+        t.tanh() * t.cos() + c(0.1) * t
+    }
+    pub mod helpers {
+        use super::*;
+        pub fn soft(t: D, eps: D) -> D {
+            (t * t + eps).sqrt()
+        }
+    }
+    pub mod ops {
+        use super::*;
+        pub fn softplus(t: D) -> D {
+            // max(t, 0) + ln(1 + exp(-|t|))
+            t.max(c(0.0)) + (-t.abs()).exp().ln_1p()
+        }
+        pub fn sigmoid(t: D) -> D {
+            c(1.0) / (c(1.0) + (-t).exp())
+        }
+        pub fn logsumexp(v: &Array1<D>) -> D {
+            let m = v.iter().fold(f64::NEG_INFINITY, |m, t| m.max(t.re));
+            c(m) + v.iter().fold(c(0.0), |s, &t| s + (t - c(m)).exp()).ln()
+        }
+    }
 "#;
 
 fn main() {
@@ -388,15 +562,20 @@ fn main() {
     let mut out = HEADER
         .replace("SEED", &seed.to_string())
         .replace("COUNT", &count.to_string());
+    let mut twins = String::new();
     for k in 0..count {
-        program(&mut rng, k, &mut out);
+        program(&mut rng, k, &mut out, &mut twins);
     }
+    let _ = writeln!(out, "/// Each program over dual numbers, for the forward-mode check.\nmod twin {{\n{TWIN_HEADER}\n{twins}}}\n");
     let _ = writeln!(
         out,
-        "#[test]\nfn generated_gradients_match_finite_differences() {{\n    run(&["
+        "#[test]\nfn generated_gradients_match_finite_differences_and_dual_numbers() {{\n    run(&["
     );
     for k in 0..count {
-        let _ = writeln!(out, "        (\"p{k}\", p{k}, p{k}_value_and_grad),");
+        let _ = writeln!(
+            out,
+            "        (\"p{k}\", p{k}, p{k}_value_and_grad, twin::p{k}),"
+        );
     }
     let _ = writeln!(out, "    ]);\n}}");
     print!("{out}");
