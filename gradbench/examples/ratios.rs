@@ -108,6 +108,10 @@ fn main() {
             input,
         );
     }
+    for ell in [5, 8, 10] {
+        let input = json!({ "A": r.vec(ell * ell, 0.0, 1.0), "ell": ell });
+        row("det", &format!("ell={ell}"), ("primal", "gradient"), input);
+    }
     for (l, c, b) in [(2, 1024, 14), (4, 1024, 14)] {
         let input = json!({
             "main_params": r.rows(2 * l, 4 * b, -0.5, 0.5),

@@ -1,7 +1,7 @@
 //! Each eval's derivative against central finite differences on small inputs, and each
 //! primal against values computed independently.
 #![allow(clippy::needless_range_loop, clippy::too_many_arguments)]
-use gradbench_autodiff::evals::{gmm, hello, llsq, lse, lstm, ode};
+use gradbench_autodiff::evals::{det, gmm, hello, llsq, lse, lstm, ode};
 
 fn wave(len: usize, phase: f64, scale: f64) -> Vec<f64> {
     (0..len)
@@ -250,5 +250,62 @@ fn lstm_objective_and_jacobian() {
         let fd_extra = fd(|e| lstm::objective(&main, e, &state, &seq, l, c, b), &extra);
         assert_close("d main", &g_main, &fd_main, 1e-7);
         assert_close("d extra", &g_extra, &fd_extra, 1e-7);
+    }
+}
+
+/// The reference's algorithm, independently: expansion by minors along the first row,
+/// recursively, on explicit copies of the minors.
+fn det_by_minors(a: &[f64], n: usize) -> f64 {
+    if n == 1 {
+        return a[0];
+    }
+    let mut total = 0.0;
+    for j in 0..n {
+        let minor: Vec<f64> = (1..n)
+            .flat_map(|r| (0..n).filter(move |&c| c != j).map(move |c| (r, c)))
+            .map(|(r, c)| a[r * n + c])
+            .collect();
+        let sign = if j % 2 == 0 { 1.0 } else { -1.0 };
+        total += sign * a[j] * det_by_minors(&minor, n - 1);
+    }
+    total
+}
+
+#[test]
+fn det_primal_and_gradient() {
+    for n in 1..=6 {
+        let a = wave(n * n, 0.3 * n as f64, 1.0);
+        let want = det_by_minors(&a, n);
+        assert!(
+            (det::det(&a, n) - want).abs() <= 1e-12 * want.abs().max(1.0),
+            "ell = {n}"
+        );
+        // d det / d a_ij = (-1)^(i+j) det(minor_ij), each minor by the recursion above.
+        let mut cofactors = vec![0.0; n * n];
+        for i in 0..n {
+            for j in 0..n {
+                let minor: Vec<f64> = (0..n)
+                    .filter(|&r| r != i)
+                    .flat_map(|r| (0..n).filter(move |&c| c != j).map(move |c| (r, c)))
+                    .map(|(r, c)| a[r * n + c])
+                    .collect();
+                let sign = if (i + j) % 2 == 0 { 1.0 } else { -1.0 };
+                cofactors[i * n + j] = if n == 1 {
+                    1.0
+                } else {
+                    sign * det_by_minors(&minor, n - 1)
+                };
+            }
+        }
+        let grad = det::det_grad(&a, n);
+        assert_close("det gradient vs cofactors", &grad, &cofactors, 1e-12);
+        if n <= 4 {
+            assert_close(
+                "det gradient vs FD",
+                &grad,
+                &fd(|v| det::det(v, n), &a),
+                1e-7,
+            );
+        }
     }
 }

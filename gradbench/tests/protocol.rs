@@ -47,6 +47,7 @@ fn a_recorded_session() {
         "sequence": [[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]],
         "min_runs": 1, "min_seconds": 0.0
     });
+    let det = json!({"A": [2.0, 1.0, 0.5, 1.0, 3.0, 0.0, 0.0, 1.0, 4.0], "ell": 3, "min_runs": 1, "min_seconds": 0.0});
     let messages = vec![
         json!({"id": 0, "kind": "start", "eval": "gmm"}),
         json!({"id": 1, "kind": "define", "module": "hello"}),
@@ -71,13 +72,15 @@ fn a_recorded_session() {
         json!({"id": 15, "kind": "define", "module": "no-such-eval"}),
         evaluate(16, "hello", "cube", json!(2.0)),
         evaluate(17, "lse", "primal", json!({"y": 1})),
-        json!({"id": 18, "kind": "analysis", "of": 6, "valid": true}),
-        json!({"id": 19, "kind": "end"}),
-        json!({"id": 20, "kind": "define", "module": "hello"}),
+        evaluate(18, "det", "primal", det.clone()),
+        evaluate(19, "det", "gradient", det),
+        json!({"id": 20, "kind": "analysis", "of": 6, "valid": true}),
+        json!({"id": 21, "kind": "end"}),
+        json!({"id": 22, "kind": "define", "module": "hello"}),
     ];
     let replies = session(&messages);
     // `end` gets no reply, and nothing after it is read.
-    assert_eq!(replies.len(), 19);
+    assert_eq!(replies.len(), 21);
     for (i, r) in replies.iter().enumerate() {
         assert_eq!(r["id"], json!(i), "reply {i} echoes its id: {r}");
     }
@@ -90,10 +93,12 @@ fn a_recorded_session() {
         assert_eq!(r["success"], json!(false), "{r}");
         assert!(r["error"].is_string());
     }
-    assert_eq!(replies[18], json!({"id": 18}));
+    assert_eq!(replies[20], json!({"id": 20}));
+    // 2 (3 * 4 - 0) - 1 (1 * 4 - 0) + 0.5 (1 * 1 - 0) = 20.5
+    assert_eq!(replies[18]["output"], json!(20.5));
     assert_eq!(replies[2]["output"], json!(9.0));
     assert_eq!(replies[3]["output"], json!(6.0));
-    for i in [2, 3, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14] {
+    for i in [2, 3, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 18, 19] {
         let r = &replies[i];
         assert_eq!(r["success"], json!(true), "{r}");
         let timings = r["timings"].as_array().expect("timings");
@@ -118,7 +123,7 @@ fn a_recorded_session() {
             .all(|r| r.as_array().map(Vec::len) == Some(width)));
     }
     // The LSTM jacobian: 8 l b main and 3 b extra parameters, l = 1, b = 2.
-    for (i, len) in [(8, 3), (10, 3), (11, 3), (12, 3), (14, 16 + 6)] {
+    for (i, len) in [(8, 3), (10, 3), (11, 3), (12, 3), (14, 16 + 6), (19, 9)] {
         assert_eq!(
             replies[i]["output"].as_array().map(Vec::len),
             Some(len),

@@ -4,6 +4,7 @@
 use crate::protocol::Evaluated;
 use serde_json::Value;
 
+pub mod det;
 pub mod gmm;
 pub mod hello;
 pub mod llsq;
@@ -16,6 +17,7 @@ pub type Eval = fn(&str, &Value) -> Result<Evaluated, String>;
 
 /// The evals this tool implements, by GradBench's module name.
 pub const EVALS: &[(&str, Eval)] = &[
+    ("det", det::evaluate),
     ("gmm", gmm::evaluate),
     ("hello", hello::evaluate),
     ("llsq", llsq::evaluate),
