@@ -264,7 +264,8 @@ fn tapes(f: &Function, b: &crate::ir::Block, plans: &Plans) -> TokenStream {
                         let t = &l.exits;
                         out.extend(quote!(let mut #t = #vec;));
                     }
-                    for t in plan.recorded.iter().filter_map(|v| f.recorded.get(v)) {
+                    for r in plan.recorded.iter().filter_map(|v| f.recorded.get(v)) {
+                        let t = &r.tape;
                         out.extend(quote!(let mut #t = #vec;));
                     }
                 }
@@ -278,6 +279,23 @@ fn tapes(f: &Function, b: &crate::ir::Block, plans: &Plans) -> TokenStream {
         }
     }
     out
+}
+
+/// The most buffer reads an iteration of a loop with body `b` tapes on `tape`.
+fn reads_per_iteration(b: &crate::ir::Block, tape: &Ident) -> usize {
+    b.stmts
+        .iter()
+        .map(|s| match s {
+            Stmt::Let {
+                op: Op::Index { tape: Some(t), .. },
+                ..
+            } if t.tape == *tape => 1,
+            Stmt::If { then, els, .. } => {
+                reads_per_iteration(then, tape).max(reads_per_iteration(els, tape))
+            }
+            _ => 0,
+        })
+        .sum()
 }
 
 /// The statements of a loop body that a reverse iteration recomputes (`included`).
@@ -342,16 +360,23 @@ impl Forward<'_> {
                         .any(|p| p.read_tape.as_deref() == Some(t.tape.to_string().as_str()))
                 };
                 // A recorded integer value: taped where its loop runs backwards.
-                if let Some(tape) = self
+                if let Some(r) = self
                     .f
                     .recorded
                     .get(var)
                     .filter(|_| self.plans.values().any(|p| p.recorded.contains(var)))
                 {
+                    let tape = &r.tape;
                     match self.mode {
                         Mode::Body => {
                             let value = self.op(op);
-                            return quote!(let #name #ty = #value; #tape.push(::core::clone::Clone::clone(&#name)););
+                            let record = quote!(::core::clone::Clone::clone(&#name));
+                            let rt = self.rt;
+                            return if r.exact {
+                                quote!(let #name #ty = #value; #rt::push_reserved(&mut #tape, #record);)
+                            } else {
+                                quote!(let #name #ty = #value; #tape.push(#record);)
+                            };
                         }
                         Mode::Recompute => {
                             let rt = self.rt;
@@ -365,7 +390,15 @@ impl Forward<'_> {
                     _ => None,
                 } {
                     let (tape, cursor) = (&t.tape, &t.cursor);
+                    let exact = self.plans.values().any(|p| {
+                        p.exact && p.read_tape.as_deref() == Some(t.tape.to_string().as_str())
+                    });
                     match self.mode {
+                        Mode::Body if exact => {
+                            let value = self.op(op);
+                            let rt = self.rt;
+                            return quote!(let #name #ty = #value; #rt::push_reserved(&mut #tape, #name););
+                        }
                         Mode::Body => {
                             let value = self.op(op);
                             return quote!(let #name #ty = #value; #tape.push(#name););
@@ -475,12 +508,45 @@ impl Forward<'_> {
             LoopKind::Forever => quote!(loop),
         };
         let mut body = TokenStream::new();
+        // A `for` loop without `break` runs a known number of times: its tapes get their room
+        // when it starts, and the loop appends without a growth call (around which its values
+        // would be spilled to the stack).
+        let exact = match &l.kind {
+            LoopKind::For { iter, .. } if l.brk.is_none() => Some(iter),
+            _ => None,
+        };
+        let recorded: Vec<&crate::ir::Recorded> = plan
+            .recorded
+            .iter()
+            .filter_map(|v| self.f.recorded.get(v))
+            .collect();
+        let reads = &l.reads.tape;
+        if let Some(iter) = exact.filter(|_| plan.has_entries() || !recorded.is_empty()) {
+            out.extend(quote!(let #count = ::core::iter::Iterator::count(::core::iter::IntoIterator::into_iter(#iter));));
+            if plan.has_entries() {
+                let tape = &l.tape;
+                out.extend(quote!(#tape.reserve(#count);));
+            }
+            if plan.reads {
+                // Room for the most reads an iteration can make.
+                let most = reads_per_iteration(&l.body, reads);
+                out.extend(quote!(#reads.reserve(#count * #most);));
+            }
+            for r in &recorded {
+                let tape = &r.tape;
+                out.extend(quote!(#tape.reserve(#count);));
+            }
+        }
         if plan.has_entries() {
             let entries: Vec<&Ident> = plan.entries.iter().map(|e| &self.f.vars[*e].name).collect();
-            let reads = &l.reads.tape;
             let start = plan.reads.then(|| quote!(#reads.len()));
             let tape = &l.tape;
-            body.extend(quote!(#tape.push((#(::core::clone::Clone::clone(&#entries),)* #start));));
+            let record = quote!((#(::core::clone::Clone::clone(&#entries),)* #start));
+            if exact.is_some() {
+                body.extend(quote!(#rt::push_reserved(&mut #tape, #record);));
+            } else {
+                body.extend(quote!(#tape.push(#record);));
+            }
         }
         let inner = Forward {
             mode: Mode::Body,

@@ -192,7 +192,15 @@ pub struct Function {
     /// Integer values inside loops that read a buffer a later store can change: the forward
     /// sweep tapes each (on the tape named here) and the reverse sweep pops it instead of
     /// recomputing it (filled by the to-be-recorded analysis).
-    pub recorded: HashMap<VarId, Ident>,
+    pub recorded: HashMap<VarId, Recorded>,
+}
+
+/// Where a recorded integer value goes.
+pub struct Recorded {
+    pub tape: Ident,
+    /// In a `for` loop with a known trip count (no `break`), whose tapes get their room when
+    /// it starts.
+    pub exact: bool,
 }
 
 impl Op {

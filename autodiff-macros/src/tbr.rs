@@ -12,7 +12,7 @@
 //! same rule makes such a value inside a loop recorded instead of recomputed, when a store to
 //! a buffer it reads can follow it.
 
-use crate::ir::{Block, Function, Op, Stmt, VarId};
+use crate::ir::{Block, Function, LoopKind, Op, Recorded, Stmt, VarId};
 use crate::names::Namer;
 use proc_macro2::TokenStream;
 use std::collections::{HashMap, HashSet};
@@ -39,10 +39,10 @@ pub fn untape_stable_reads(function: &mut Function, namer: &mut Namer) {
         recorded: Vec::new(),
     };
     let mut written_later = HashSet::new();
-    walk.block(&mut function.body, &mut written_later, 0);
-    for var in walk.recorded {
+    walk.block(&mut function.body, &mut written_later, None);
+    for (var, exact) in walk.recorded {
         let tape = namer.fresh("record");
-        function.recorded.insert(var, tape);
+        function.recorded.insert(var, Recorded { tape, exact });
     }
 }
 
@@ -85,7 +85,8 @@ struct Walk {
     buffers: HashMap<String, VarId>,
     /// The buffers that hold no differentiated value.
     inactive: HashSet<VarId>,
-    recorded: Vec<VarId>,
+    /// With whether the loop around each has a known trip count.
+    recorded: Vec<(VarId, bool)>,
 }
 
 impl Walk {
@@ -97,9 +98,9 @@ impl Walk {
         }
     }
 
-    /// Walks `b` backwards; `later` holds the buffers stored after the current point; `depth`
-    /// counts the loops around it.
-    fn block(&mut self, b: &mut Block, later: &mut HashSet<VarId>, depth: usize) {
+    /// Walks `b` backwards; `later` holds the buffers stored after the current point; `inside`
+    /// says whether a loop is around it, and if so whether its trip count is known.
+    fn block(&mut self, b: &mut Block, later: &mut HashSet<VarId>, inside: Option<bool>) {
         for stmt in b.stmts.iter_mut().rev() {
             match stmt {
                 Stmt::Store { buf, .. } => {
@@ -114,8 +115,8 @@ impl Walk {
                         // An element of an integer (or constant) buffer: recorded on a tape
                         // of its own type, like integer code, never on the loop's float tape.
                         *tape = None;
-                        if stale && depth > 0 {
-                            self.recorded.push(*var);
+                        if let (true, Some(exact)) = (stale, inside) {
+                            self.recorded.push((*var, exact));
                         }
                     } else if !stale {
                         *tape = None;
@@ -124,22 +125,25 @@ impl Walk {
                 Stmt::Let {
                     var,
                     op: Op::Verbatim(tokens),
-                } if depth > 0 => {
-                    if self.reads(tokens).iter().any(|b| later.contains(b)) {
-                        self.recorded.push(*var);
+                } => {
+                    if let Some(exact) = inside {
+                        if self.reads(tokens).iter().any(|b| later.contains(b)) {
+                            self.recorded.push((*var, exact));
+                        }
                     }
                 }
                 Stmt::Let { .. } | Stmt::Effect(_) => {}
                 Stmt::If { then, els, .. } => {
                     let mut after_else = later.clone();
-                    self.block(then, later, depth);
-                    self.block(els, &mut after_else, depth);
+                    self.block(then, later, inside);
+                    self.block(els, &mut after_else, inside);
                     later.extend(after_else);
                 }
                 Stmt::Loop(l) => {
                     // Every store of the body can follow any read of it, one iteration later.
                     stores(&l.body, later);
-                    self.block(&mut l.body, later, depth + 1);
+                    let exact = matches!(l.kind, LoopKind::For { .. }) && l.brk.is_none();
+                    self.block(&mut l.body, later, Some(exact));
                 }
             }
         }

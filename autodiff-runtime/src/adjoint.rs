@@ -629,6 +629,17 @@ impl<F: Real> Accumulate<&Vec<F>> for Vec<F> {
     }
 }
 
+/// Appends to a loop's tape whose room was reserved when the loop started (its trip count
+/// known). Unlike a plain `push`, no growth call sits in the loop (the check fails only on a
+/// bug), so the loop's values stay in registers across it.
+#[inline(always)]
+pub fn push_reserved<T>(tape: &mut Vec<T>, value: T) {
+    if tape.len() >= tape.capacity() {
+        panic!("autodiff: a loop's tape outgrew the room reserved for it (a bug in autodiff; please report it)");
+    }
+    tape.push(value);
+}
+
 /// The last record of a loop's tape, for its reverse sweep.
 #[inline]
 pub fn pop<T>(tape: &mut Vec<T>) -> T {

@@ -22,7 +22,8 @@ pub use real::Real;
 #[doc(hidden)]
 pub mod __rt {
     pub use crate::adjoint::{
-        acc, init, into_like, like, pb1, pb2, pb3, pop, release, scale, zero_like, Branch,
+        acc, init, into_like, like, pb1, pb2, pb3, pop, push_reserved, release, scale, zero_like,
+        Branch,
     };
     pub use crate::tensor::{
         add, column_adj, div, dot, dot_lhs_adj, dot_rhs_adj, insert_axis, insert_axis_adj,
