@@ -281,23 +281,6 @@ fn tapes(f: &Function, b: &crate::ir::Block, plans: &Plans) -> TokenStream {
     out
 }
 
-/// The most buffer reads an iteration of a loop with body `b` tapes on `tape`.
-fn reads_per_iteration(b: &crate::ir::Block, tape: &Ident) -> usize {
-    b.stmts
-        .iter()
-        .map(|s| match s {
-            Stmt::Let {
-                op: Op::Index { tape: Some(t), .. },
-                ..
-            } if t.tape == *tape => 1,
-            Stmt::If { then, els, .. } => {
-                reads_per_iteration(then, tape).max(reads_per_iteration(els, tape))
-            }
-            _ => 0,
-        })
-        .sum()
-}
-
 /// The statements of a loop body that a reverse iteration recomputes (`included`).
 pub fn recompute(
     f: &Function,
@@ -390,15 +373,7 @@ impl Forward<'_> {
                     _ => None,
                 } {
                     let (tape, cursor) = (&t.tape, &t.cursor);
-                    let exact = self.plans.values().any(|p| {
-                        p.exact && p.read_tape.as_deref() == Some(t.tape.to_string().as_str())
-                    });
                     match self.mode {
-                        Mode::Body if exact => {
-                            let value = self.op(op);
-                            let rt = self.rt;
-                            return quote!(let #name #ty = #value; #rt::push_reserved(&mut #tape, #name););
-                        }
                         Mode::Body => {
                             let value = self.op(op);
                             return quote!(let #name #ty = #value; #tape.push(#name););
@@ -508,9 +483,10 @@ impl Forward<'_> {
             LoopKind::Forever => quote!(loop),
         };
         let mut body = TokenStream::new();
-        // A `for` loop without `break` runs a known number of times: its tapes get their room
-        // when it starts, and the loop appends without a growth call (around which its values
-        // would be spilled to the stack).
+        // A `for` loop without `break` runs a known number of times: its entry and recorded
+        // tapes get their room when it starts, and the loop appends without a growth call
+        // (around which its values would be spilled to the stack). Buffer reads, a variable
+        // number per iteration, keep `push`: reserving for them measured slower on GMM.
         let exact = match &l.kind {
             LoopKind::For { iter, .. } if l.brk.is_none() => Some(iter),
             _ => None,
@@ -526,11 +502,6 @@ impl Forward<'_> {
             if plan.has_entries() {
                 let tape = &l.tape;
                 out.extend(quote!(#tape.reserve(#count);));
-            }
-            if plan.reads {
-                // Room for the most reads an iteration can make.
-                let most = reads_per_iteration(&l.body, reads);
-                out.extend(quote!(#reads.reserve(#count * #most);));
             }
             for r in &recorded {
                 let tape = &r.tape;

@@ -69,8 +69,6 @@ pub struct LoopPlan {
     pub reversed: bool,
     /// The body's recorded integer values (`Function::recorded`), outside nested loops.
     pub recorded: Vec<VarId>,
-    /// A `for` loop without `break`: its trip count is known when it starts.
-    pub exact: bool,
 }
 
 impl LoopPlan {
@@ -631,7 +629,6 @@ impl<'a> Reverse<'a> {
                 exit_afters,
                 reversed: true,
                 recorded: recorded_in(&l.body, &included, self.f),
-                exact: matches!(l.kind, LoopKind::For { .. }) && l.brk.is_none(),
             },
         );
         let recompute =
