@@ -270,7 +270,13 @@ fn program(rng: &mut Rng, k: usize, out: &mut String, twins: &mut String) {
     }
     let _ = writeln!(body, "    {}", terms.join(" + "));
     let allow = "#[allow(unused_mut, unused_variables, clippy::all)]";
-    let _ = writeln!(out, "#[differentiate]\n{allow}\npub fn p{k}(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {{\n{body}}}\n");
+    // Some programs checkpoint their loops (recompute each iteration instead of recording).
+    let attr = if g.rng.chance(30) {
+        "#[differentiate(checkpoint)]"
+    } else {
+        "#[differentiate]"
+    };
+    let _ = writeln!(out, "{attr}\n{allow}\npub fn p{k}(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {{\n{body}}}\n");
     let _ = writeln!(
         twins,
         "    {allow}\n    pub fn p{k}(x: &[D], m: &Array2<D>, a: D, b: D) -> D {{\n{}    }}\n",

@@ -1,4 +1,5 @@
-//! Phase 1: the attribute's options, `#[differentiate]` or `#[differentiate(wrt(a, b))]`.
+//! Phase 1: the attribute's options: `#[differentiate]`, `#[differentiate(wrt(a, b))]`,
+//! `#[differentiate(checkpoint)]`.
 
 use proc_macro2::TokenStream;
 use syn::parse::Parser;
@@ -10,6 +11,10 @@ use syn::{Ident, Token};
 pub struct Options {
     /// `wrt(...)`: the parameters to differentiate with respect to; `None` means all.
     pub wrt: Option<Vec<Ident>>,
+    /// `checkpoint`: top-level loops that write buffers declared outside them and run loops of
+    /// their own keep each iteration's buffers and run the iteration again in the reverse
+    /// sweep, instead of recording their inner loops' buffer reads.
+    pub checkpoint: bool,
 }
 
 pub fn parse(attr: TokenStream) -> syn::Result<Options> {
@@ -44,10 +49,16 @@ pub fn parse(attr: TokenStream) -> syn::Result<Options> {
                 }
                 options.wrt = Some(seen);
             }
+            syn::Meta::Path(p) if p.is_ident("checkpoint") => {
+                if options.checkpoint {
+                    return Err(syn::Error::new_spanned(&meta, "`checkpoint` is given twice"));
+                }
+                options.checkpoint = true;
+            }
             _ => {
                 return Err(syn::Error::new_spanned(
                     &meta,
-                    "unknown #[differentiate] option: the supported option is `wrt(param, ...)`",
+                    "unknown #[differentiate] option: the supported options are `wrt(param, ...)` and `checkpoint`",
                 ))
             }
         }

@@ -148,6 +148,7 @@ fn body(
 ) -> syn::Result<TokenStream> {
     let rt = namer.fresh("rt");
     let mut f = lower::lower(func, sig, &active, &mut namer)?;
+    f.checkpoint = sig.checkpoint;
     tbr::untape_stable_reads(&mut f, &mut namer);
     // The reverse sweep, then the top-level values it does not read: those are freed at the end
     // of the forward sweep, rebound to their shape where the reverse sweep reads that.
@@ -242,6 +243,14 @@ enum Mode {
     /// are not re-run (their exits are popped), buffer reads come from the tape, writes and
     /// assertions are not repeated.
     Recompute,
+    /// A checkpointed loop's body in the forward sweep (and all inside it): the primal alone,
+    /// nothing recorded; the reverse sweep runs each iteration again.
+    Plain,
+    /// A checkpointed loop's body run again in its reverse sweep, from the iteration's entry
+    /// state restored: `if`s record their arm, writes happen, nested loops run and record for
+    /// their own reverse sweeps (but no exits: their outputs are at hand), buffers are read
+    /// directly.
+    Rerun,
 }
 
 /// The declarations of the tapes the loops in `b` use.
@@ -305,6 +314,53 @@ pub fn recompute(
         .collect()
 }
 
+/// A checkpointed loop's body run again in its reverse sweep (see [`Mode::Rerun`]).
+pub fn rerun(
+    f: &Function,
+    body: &crate::ir::Block,
+    saved: &Saved,
+    plans: &Plans,
+    rt: &Ident,
+) -> TokenStream {
+    Forward {
+        f,
+        saved,
+        rt,
+        plans,
+        mode: Mode::Rerun,
+    }
+    .block(body)
+}
+
+/// A loop as the primal runs it, nothing recorded (inside a checkpointed loop's forward run).
+fn plain_loop(fwd: &Forward<'_>, l: &crate::ir::Loop) -> TokenStream {
+    let mut out = loop_prelude(fwd.f, l, fwd.rt);
+    let header = match &l.kind {
+        LoopKind::For { var, iter } => {
+            let i = &fwd.f.vars[*var].name;
+            quote!(for #i in #iter)
+        }
+        LoopKind::While { cond } => quote!(while #cond),
+        LoopKind::Forever => quote!(loop),
+    };
+    let mut body = fwd.block(&l.body);
+    let slots: Vec<&Ident> = l
+        .carried
+        .iter()
+        .map(|c| &fwd.f.vars[c.entry].name)
+        .collect();
+    if !slots.is_empty() {
+        let exits: Vec<TokenStream> = l.carried.iter().map(|c| fwd.operand(&c.exit)).collect();
+        body.extend(quote!((#(#slots,)*) = (#(#exits,)*);));
+    }
+    if let Some(brk) = &l.brk {
+        let brk = fwd.operand(brk);
+        body.extend(quote!(if #brk { break; }));
+    }
+    out.extend(quote!(#header { #body }));
+    out
+}
+
 /// The values the forward sweep defines at the top level of the body (not inside an arm).
 fn top_level_values(f: &Function) -> Vec<VarId> {
     let mut out = Vec::new();
@@ -365,7 +421,7 @@ impl Forward<'_> {
                             let rt = self.rt;
                             return quote!(let #name #ty = #rt::pop(&mut #tape););
                         }
-                        Mode::Sweep => {}
+                        Mode::Sweep | Mode::Plain | Mode::Rerun => {}
                     }
                 }
                 if let Some(t) = match op {
@@ -381,7 +437,7 @@ impl Forward<'_> {
                         Mode::Recompute => {
                             return quote!(let #name #ty = #tape[#cursor]; #cursor += 1;)
                         }
-                        Mode::Sweep => {}
+                        Mode::Sweep | Mode::Plain | Mode::Rerun => {}
                     }
                 }
                 let value = self.op(op);
@@ -407,7 +463,7 @@ impl Forward<'_> {
                     phis.iter().map(|p| self.operand(&p.then)).collect();
                 let mut else_vals: Vec<TokenStream> =
                     phis.iter().map(|p| self.operand(&p.els)).collect();
-                let records = self.mode != Mode::Body;
+                let records = !matches!(self.mode, Mode::Body | Mode::Plain);
                 if let Some((ts, es)) = self.saved.get(record).filter(|_| records) {
                     let names = |vs: &[usize]| -> Vec<&Ident> {
                         vs.iter().map(|v| &self.f.vars[*v].name).collect()
@@ -425,7 +481,7 @@ impl Forward<'_> {
                 }
             }
             Stmt::Effect(t) => match self.mode {
-                Mode::Recompute => TokenStream::new(),
+                Mode::Recompute | Mode::Rerun => TokenStream::new(),
                 _ => t.clone(),
             },
             Stmt::Store { buf, index, value } => match self.mode {
@@ -454,6 +510,9 @@ impl Forward<'_> {
             .map(|a| &self.f.vars[*a].name)
             .collect();
         let exits = &l.exits;
+        if self.mode == Mode::Plain {
+            return plain_loop(self, l);
+        }
         if self.mode == Mode::Recompute {
             // Not re-run: its reverse pops its own records; its outputs come from its exit record.
             if !plan.has_exits() {
@@ -512,7 +571,12 @@ impl Forward<'_> {
             let entries: Vec<&Ident> = plan.entries.iter().map(|e| &self.f.vars[*e].name).collect();
             let start = plan.reads.then(|| quote!(#reads.len()));
             let tape = &l.tape;
-            let record = quote!((#(::core::clone::Clone::clone(&#entries),)* #start));
+            let snapshots: Vec<&Ident> = plan
+                .checkpoint
+                .iter()
+                .map(|b| &self.f.vars[*b].name)
+                .collect();
+            let record = quote!((#(::core::clone::Clone::clone(&#entries),)* #(::core::clone::Clone::clone(&#snapshots),)* #start));
             if exact.is_some() {
                 body.extend(quote!(#rt::push_reserved(&mut #tape, #record);));
             } else {
@@ -520,7 +584,11 @@ impl Forward<'_> {
             }
         }
         let inner = Forward {
-            mode: Mode::Body,
+            mode: if plan.checkpoint.is_empty() {
+                Mode::Body
+            } else {
+                Mode::Plain
+            },
             ..*self
         };
         body.extend(inner.block(&l.body));

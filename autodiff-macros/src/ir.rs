@@ -193,6 +193,8 @@ pub struct Function {
     /// sweep tapes each (on the tape named here) and the reverse sweep pops it instead of
     /// recomputing it (filled by the to-be-recorded analysis).
     pub recorded: HashMap<VarId, Recorded>,
+    /// The attribute's `checkpoint` option (see `LoopPlan::checkpoint`).
+    pub checkpoint: bool,
 }
 
 /// Where a recorded integer value goes.

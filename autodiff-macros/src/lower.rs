@@ -105,6 +105,7 @@ fn lower_once(
             body,
             result: result.unwrap_or(Operand::Const(quote!(0.0))),
             recorded: HashMap::new(),
+            checkpoint: false,
         },
         more,
     ))
@@ -1448,6 +1449,7 @@ impl Lowerer<'_> {
             body,
             result,
             recorded: HashMap::new(),
+            checkpoint: false,
         };
         Ok(MapFn::Closure {
             forward,

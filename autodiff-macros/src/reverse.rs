@@ -69,16 +69,22 @@ pub struct LoopPlan {
     pub reversed: bool,
     /// The body's recorded integer values (`Function::recorded`), outside nested loops.
     pub recorded: Vec<VarId>,
+    /// Checkpointed: the buffers declared outside the loop that its body writes, kept with
+    /// the entries at every iteration's start; the forward sweep runs the body plainly and
+    /// the reverse sweep runs each iteration again from that state.
+    pub checkpoint: Vec<VarId>,
+    /// Directly inside a checkpointed loop, whose reverse runs it again: no exit record.
+    pub rerun: bool,
 }
 
 impl LoopPlan {
     /// A nested loop records its trip count and outputs when it ends.
     pub fn has_exits(&self) -> bool {
-        !self.exit_afters.is_empty() || (self.reversed && self.count)
+        !self.rerun && (!self.exit_afters.is_empty() || (self.reversed && self.count))
     }
     /// The loop records its entries (and the start of its buffer reads) per iteration.
     pub fn has_entries(&self) -> bool {
-        !self.entries.is_empty() || self.reads
+        !self.entries.is_empty() || self.reads || !self.checkpoint.is_empty()
     }
 }
 
@@ -598,12 +604,26 @@ impl<'a> Reverse<'a> {
         // What the iteration must recompute first, and what that needs.
         let mut needed = self.used.pop().unwrap_or_default();
         let included = self.slice(&l.body, &mut needed);
+        let checkpoint = if self.f.checkpoint {
+            checkpoint_buffers(l, &inner)
+        } else {
+            Vec::new()
+        };
         let entries: Vec<VarId> = l
             .carried
             .iter()
             .map(|c| c.entry)
-            .filter(|e| needed.contains(e))
+            .filter(|e| needed.contains(e) || !checkpoint.is_empty())
             .collect();
+        if !checkpoint.is_empty() {
+            // The reverse runs the whole body again: all it reads must be kept.
+            let mut uses = Vec::new();
+            self.uses_deep(&l.body, &mut uses);
+            needed.extend(uses);
+            for n in direct_loops(&l.body) {
+                self.plans.entry(n.tape.to_string()).or_default().rerun = true;
+            }
+        }
         for v in needed {
             if !inner.contains(&v) {
                 self.mark_used(v);
@@ -612,7 +632,7 @@ impl<'a> Reverse<'a> {
         if let LoopKind::For { iter, .. } = &l.kind {
             self.mark_tokens(iter);
         }
-        let reads = reads_tape(&l.body, &l.reads.tape);
+        let reads = checkpoint.is_empty() && reads_tape(&l.body, &l.reads.tape);
         // The plan first: the recomputation below reads the body's buffer reads from its tape.
         let exit_afters = self
             .plans
@@ -628,11 +648,39 @@ impl<'a> Reverse<'a> {
                 count: counted,
                 exit_afters,
                 reversed: true,
-                recorded: recorded_in(&l.body, &included, self.f),
+                recorded: if checkpoint.is_empty() {
+                    recorded_in(&l.body, &included, self.f)
+                } else {
+                    Vec::new()
+                },
+                checkpoint: checkpoint.clone(),
+                rerun: false,
             },
         );
-        let recompute =
-            crate::emit::recompute(self.f, &l.body, &included, &self.saved, &self.plans, &rt);
+        // The buffers' states at the iteration's start, restored before it runs again.
+        let snapshots: Vec<Ident> = checkpoint
+            .iter()
+            .map(|b| {
+                Ident::new(
+                    &format!("{}_at_entry", self.f.vars[*b].name),
+                    Span::mixed_site(),
+                )
+            })
+            .collect();
+        let recompute = if checkpoint.is_empty() {
+            crate::emit::recompute(self.f, &l.body, &included, &self.saved, &self.plans, &rt)
+        } else {
+            let buffers = checkpoint.iter().map(|b| &self.f.vars[*b].name);
+            let mut again = quote!(#(#buffers = #snapshots;)*);
+            again.extend(crate::emit::rerun(
+                self.f,
+                &l.body,
+                &self.saved,
+                &self.plans,
+                &rt,
+            ));
+            again
+        };
         let count = &l.count;
         let header = match &l.kind {
             LoopKind::For { var, iter } => {
@@ -649,11 +697,11 @@ impl<'a> Reverse<'a> {
         let start = Ident::new("reads_start", Span::mixed_site());
         let names: Vec<&Ident> = entries.iter().map(|e| &self.f.vars[*e].name).collect();
         let mut pop = TokenStream::new();
-        if !entries.is_empty() || reads {
+        if !entries.is_empty() || reads || !snapshots.is_empty() {
             let pattern = if reads {
                 quote!((#(#names,)* #start))
             } else {
-                quote!((#(#names,)*))
+                quote!((#(#names,)* #(#snapshots,)*))
             };
             pop.extend(quote!(let #pattern = #rt::pop(&mut #tape);));
         }
@@ -1388,6 +1436,39 @@ fn has_active(b: &Block, f: &Function) -> bool {
         Stmt::Loop(l) => l.carried.iter().any(|c| f.vars[c.entry].active) || has_active(&l.body, f),
         Stmt::Effect(_) => false,
     })
+}
+
+/// The buffers a loop is checkpointed on under `#[differentiate(checkpoint)]` (see
+/// [`LoopPlan::checkpoint`]): a top-level loop whose body writes buffers declared outside it
+/// and runs loops of its own. Recording those inner loops' buffer reads for every iteration
+/// (an integrator's stages, read and overwritten each step) can cost more than keeping the
+/// buffers once per iteration and running the iteration again; where the inner loops are
+/// short and the body's work heavy (GMM), it costs less, hence an option.
+fn checkpoint_buffers(l: &Loop, inner: &HashSet<VarId>) -> Vec<VarId> {
+    if l.nested || direct_loops(&l.body).is_empty() {
+        return Vec::new();
+    }
+    let mut written = HashSet::new();
+    crate::tbr::stores(&l.body, &mut written);
+    let mut outer: Vec<VarId> = written.into_iter().filter(|b| !inner.contains(b)).collect();
+    outer.sort_unstable();
+    outer
+}
+
+/// The loops directly in `b` (in its arms too, not inside other loops).
+fn direct_loops(b: &Block) -> Vec<&Loop> {
+    let mut out = Vec::new();
+    for s in &b.stmts {
+        match s {
+            Stmt::Loop(l) => out.push(&**l),
+            Stmt::If { then, els, .. } => {
+                out.extend(direct_loops(then));
+                out.extend(direct_loops(els));
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 /// The recorded integer values that the recomputation of `b` (its `included` statements)

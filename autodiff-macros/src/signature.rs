@@ -33,6 +33,8 @@ pub struct Signature {
     pub params: Vec<Param>,
     /// `f64` or `f32`: the return type, and the type every adjoint is computed in.
     pub float: Ident,
+    /// The `checkpoint` option.
+    pub checkpoint: bool,
 }
 
 impl Signature {
@@ -139,7 +141,11 @@ pub fn analyse(func: &ItemFn, options: &Options) -> syn::Result<Signature> {
     }
     errors.finish()?;
     match float {
-        Some(float) => Ok(Signature { params, float }),
+        Some(float) => Ok(Signature {
+            params,
+            float,
+            checkpoint: options.checkpoint,
+        }),
         None => Err(syn::Error::new(
             sig.ident.span(),
             "a #[differentiate] function must return `f64` or `f32`",

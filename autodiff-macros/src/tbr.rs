@@ -151,7 +151,7 @@ impl Walk {
 }
 
 /// Adds the buffers `b` stores into, at any depth.
-fn stores(b: &Block, out: &mut HashSet<VarId>) {
+pub fn stores(b: &Block, out: &mut HashSet<VarId>) {
     for stmt in &b.stmts {
         match stmt {
             Stmt::Store { buf, .. } => {

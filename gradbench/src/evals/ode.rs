@@ -58,7 +58,7 @@ macro_rules! runge_kutta {
 }
 
 runge_kutta!(primal -> Vec<f64>, |yf| yf);
-runge_kutta!(#[differentiate] last -> f64, |yf| yf[yf.len() - 1]);
+runge_kutta!(#[differentiate(checkpoint)] last -> f64, |yf| yf[yf.len() - 1]);
 
 #[derive(Deserialize)]
 struct Input {
