@@ -686,6 +686,10 @@ midpoint!(
     #[differentiate]
     midpoint_recorded
 );
+midpoint!(
+    #[differentiate(wrt(k), checkpoint)]
+    midpoint_both_options
+);
 
 #[test]
 fn checkpointed_time_stepping() {
@@ -695,4 +699,5 @@ fn checkpointed_time_stepping() {
     assert_eq!(value, midpoint_recorded(&k, 12));
     assert_close(&grad, &fd, 1e-7);
     assert_close(&grad, &midpoint_recorded_grad(&k, 12), 1e-14);
+    assert_close(&midpoint_both_options_grad(&k, 12), &grad, 0.0);
 }

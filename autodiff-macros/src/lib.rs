@@ -5,7 +5,8 @@
 //! 2. [`signature`]: which parameters are differentiable, and the float type;
 //! 3. [`lower`]: the body into the small A-normal-form [`ir`], with spanned errors;
 //! 4. [`rules`]: the table of derivative rules, one entry per primitive;
-//! 5. [`tbr`]: the to-be-recorded analysis, which buffer reads the forward sweep must tape;
+//! 5. [`tbr`]: the to-be-recorded analysis, which buffer reads (and integer values read from
+//!    buffers) the forward sweep must tape;
 //! 6. [`reverse`]: the reverse sweep, and what the forward sweep must keep for it;
 //! 7. [`emit`]: the companions `f_grad`, `f_value_and_grad` and `f_pullback`.
 #![forbid(unsafe_code)]
@@ -31,8 +32,9 @@ use proc_macro::TokenStream;
 ///   each constant parameter; this is what calls to `f` from other differentiated code use.
 ///
 /// `#[differentiate(wrt(y))]` restricts `f_grad` and `f_value_and_grad` to the named
-/// parameters. The function itself is left exactly as written. See the README for the
-/// supported syntax.
+/// parameters; `#[differentiate(checkpoint)]` makes time-stepping loops keep each iteration's
+/// buffers and run it again in the reverse sweep, instead of recording their inner loops. The
+/// function itself is left exactly as written. See the README for the supported syntax.
 #[proc_macro_attribute]
 pub fn differentiate(attr: TokenStream, item: TokenStream) -> TokenStream {
     // `AUTODIFF_TIMING=1 cargo build` prints each expansion's time (`scripts/attribute-cost.sh`).
