@@ -701,3 +701,76 @@ fn checkpointed_time_stepping() {
     assert_close(&grad, &midpoint_recorded_grad(&k, 12), 1e-14);
     assert_close(&midpoint_both_options_grad(&k, 12), &grad, 0.0);
 }
+
+/// The same body with and without `checkpoint`, for the loop shapes checkpointing must handle.
+macro_rules! with_and_without_checkpoint {
+    ($plain:ident, $ck:ident, |$x:ident| $body:block) => {
+        #[differentiate]
+        fn $plain($x: &[f64]) -> f64 $body
+        #[differentiate(checkpoint)]
+        fn $ck($x: &[f64]) -> f64 $body
+    };
+}
+
+// A `while` loop (the reverse counts its trips) over a buffer, with an inner loop.
+with_and_without_checkpoint!(while_recorded, while_checkpointed, |x| {
+    let n = x.len();
+    let mut y = x.to_vec();
+    let mut t = 0.0;
+    let mut steps = 0;
+    while t < 1.0 {
+        for i in 1..n {
+            y[i] = y[i] + 0.1 * (y[i - 1] * x[i]).sin();
+        }
+        t += 0.3;
+        steps += 1;
+    }
+    let mut s = 0.0;
+    for i in 0..n {
+        s += y[i] * y[i];
+    }
+    s + steps as f64
+});
+
+// A `for` loop left by `break`, with carried state and an inner loop inside an `if` arm.
+with_and_without_checkpoint!(break_recorded, break_checkpointed, |x| {
+    let n = x.len();
+    let mut y = x.to_vec();
+    let mut acc = 0.0;
+    for k in 0..10 {
+        for i in 1..n {
+            y[i] = y[i] * 0.9 + 0.1 * y[i - 1] * y[i - 1];
+        }
+        acc += y[n - 1];
+        if acc > 2.5 {
+            break;
+        }
+        if k % 2 == 0 {
+            for i in 0..n {
+                y[i] += 0.01 * x[i];
+            }
+        } else {
+            acc *= 0.99;
+        }
+    }
+    acc + y[0]
+});
+
+#[test]
+fn checkpointed_while_break_and_arms() {
+    let x = [0.5, 0.8, -0.3, 1.1];
+    assert_eq!(while_checkpointed(&x), while_recorded(&x));
+    assert_close(
+        &while_checkpointed_grad(&x),
+        &while_recorded_grad(&x),
+        1e-14,
+    );
+    assert_close(&while_checkpointed_grad(&x), &fd(&while_recorded, &x), 1e-7);
+    assert_eq!(break_checkpointed(&x), break_recorded(&x));
+    assert_close(
+        &break_checkpointed_grad(&x),
+        &break_recorded_grad(&x),
+        1e-14,
+    );
+    assert_close(&break_checkpointed_grad(&x), &fd(&break_recorded, &x), 1e-7);
+}
