@@ -604,11 +604,7 @@ impl<'a> Reverse<'a> {
         // What the iteration must recompute first, and what that needs.
         let mut needed = self.used.pop().unwrap_or_default();
         let included = self.slice(&l.body, &mut needed);
-        let checkpoint = if self.f.checkpoint {
-            checkpoint_buffers(l, &inner)
-        } else {
-            Vec::new()
-        };
+        let checkpoint = checkpoint_buffers(l, self.f.checkpoint);
         let entries: Vec<VarId> = l
             .carried
             .iter()
@@ -800,6 +796,10 @@ impl<'a> Reverse<'a> {
                 _ => None,
             }
         };
+        // Buffers the loop writes change under the reads (their reads are untaped when the
+        // loop is checkpointed): their adjoints cannot wait in registers.
+        let mut stored = HashSet::new();
+        crate::tbr::stores(&l.body, &mut stored);
         let mut affine: Vec<(VarId, VarId, i64, Operand)> = Vec::new();
         for s in &l.body.stmts {
             let Stmt::Let {
@@ -814,7 +814,7 @@ impl<'a> Reverse<'a> {
             else {
                 continue;
             };
-            if !self.f.vars[*b].active || inner.contains(b) {
+            if !self.f.vars[*b].active || inner.contains(b) || stored.contains(b) {
                 continue;
             }
             if invariant(index) {
@@ -1444,10 +1444,11 @@ fn has_active(b: &Block, f: &Function) -> bool {
 /// (an integrator's stages, read and overwritten each step) can cost more than keeping the
 /// buffers once per iteration and running the iteration again; where the inner loops are
 /// short and the body's work heavy (GMM), it costs less, hence an option.
-fn checkpoint_buffers(l: &Loop, inner: &HashSet<VarId>) -> Vec<VarId> {
-    if l.nested || direct_loops(&l.body).is_empty() {
+pub fn checkpoint_buffers(l: &Loop, enabled: bool) -> Vec<VarId> {
+    if !enabled || l.nested || direct_loops(&l.body).is_empty() {
         return Vec::new();
     }
+    let inner: HashSet<VarId> = loop_defined(l).into_iter().collect();
     let mut written = HashSet::new();
     crate::tbr::stores(&l.body, &mut written);
     let mut outer: Vec<VarId> = written.into_iter().filter(|b| !inner.contains(b)).collect();

@@ -37,6 +37,7 @@ pub fn untape_stable_reads(function: &mut Function, namer: &mut Namer) {
         buffers,
         inactive,
         recorded: Vec::new(),
+        checkpoint: function.checkpoint,
     };
     let mut written_later = HashSet::new();
     walk.block(&mut function.body, &mut written_later, None);
@@ -87,6 +88,8 @@ struct Walk {
     inactive: HashSet<VarId>,
     /// With whether the loop around each has a known trip count.
     recorded: Vec<(VarId, bool)>,
+    /// The attribute's `checkpoint` option.
+    checkpoint: bool,
 }
 
 impl Walk {
@@ -140,10 +143,25 @@ impl Walk {
                     later.extend(after_else);
                 }
                 Stmt::Loop(l) => {
-                    // Every store of the body can follow any read of it, one iteration later.
-                    stores(&l.body, later);
                     let exact = matches!(l.kind, LoopKind::For { .. }) && l.brk.is_none();
-                    self.block(&mut l.body, later, Some(exact));
+                    let restored = crate::reverse::checkpoint_buffers(l, self.checkpoint);
+                    if restored.is_empty() {
+                        // Every store of the body can follow any read of it, one iteration
+                        // later.
+                        stores(&l.body, later);
+                        self.block(&mut l.body, later, Some(exact));
+                    } else {
+                        // Checkpointed: each iteration runs again from its restored buffers
+                        // and is reversed at once, so only stores later in the same iteration,
+                        // and later stores to buffers it does not restore, can intervene.
+                        let mut within: HashSet<VarId> = later
+                            .iter()
+                            .copied()
+                            .filter(|b| !restored.contains(b))
+                            .collect();
+                        self.block(&mut l.body, &mut within, Some(exact));
+                        stores(&l.body, later);
+                    }
                 }
             }
         }
