@@ -335,29 +335,38 @@ pub fn rerun(
 /// A loop as the primal runs it, nothing recorded (inside a checkpointed loop's forward run).
 fn plain_loop(fwd: &Forward<'_>, l: &crate::ir::Loop) -> TokenStream {
     let mut out = loop_prelude(fwd.f, l, fwd.rt);
-    let header = match &l.kind {
+    let header = loop_header(fwd.f, l);
+    let body = fwd.block(&l.body);
+    let end = iteration_end(fwd, l);
+    out.extend(quote!(#header { #body #end }));
+    out
+}
+
+/// A loop's header as the forward sweep runs it: `for i in ..`, `while ..`, `loop`.
+fn loop_header(f: &Function, l: &crate::ir::Loop) -> TokenStream {
+    match &l.kind {
         LoopKind::For { var, iter } => {
-            let i = &fwd.f.vars[*var].name;
+            let i = &f.vars[*var].name;
             quote!(for #i in #iter)
         }
         LoopKind::While { cond } => quote!(while #cond),
         LoopKind::Forever => quote!(loop),
-    };
-    let mut body = fwd.block(&l.body);
-    let slots: Vec<&Ident> = l
-        .carried
-        .iter()
-        .map(|c| &fwd.f.vars[c.entry].name)
-        .collect();
-    if !slots.is_empty() {
-        let exits: Vec<TokenStream> = l.carried.iter().map(|c| fwd.operand(&c.exit)).collect();
-        body.extend(quote!((#(#slots,)*) = (#(#exits,)*);));
+    }
+}
+
+/// The end of a forward iteration: the carried values take their exits, and a `break` flag
+/// set in the body leaves the loop.
+fn iteration_end(fwd: &Forward<'_>, l: &crate::ir::Loop) -> TokenStream {
+    let mut out = TokenStream::new();
+    if !l.carried.is_empty() {
+        let slots = l.carried.iter().map(|c| &fwd.f.vars[c.entry].name);
+        let exits = l.carried.iter().map(|c| fwd.operand(&c.exit));
+        out.extend(quote!((#(#slots,)*) = (#(#exits,)*);));
     }
     if let Some(brk) = &l.brk {
         let brk = fwd.operand(brk);
-        body.extend(quote!(if #brk { break; }));
+        out.extend(quote!(if #brk { break; }));
     }
-    out.extend(quote!(#header { #body }));
     out
 }
 
@@ -522,25 +531,11 @@ impl Forward<'_> {
             let c = counted.then(|| quote!(#count,));
             return quote!(let (#c #(#afters,)*) = #rt::pop(&mut #exits););
         }
-        let slots: Vec<&Ident> = l
-            .carried
-            .iter()
-            .map(|c| &self.f.vars[c.entry].name)
-            .collect();
-        let exit_values: Vec<TokenStream> =
-            l.carried.iter().map(|c| self.operand(&c.exit)).collect();
         let mut out = loop_prelude(self.f, l, rt);
         if plan.count {
             out.extend(quote!(let mut #count: usize = 0;));
         }
-        let header = match &l.kind {
-            LoopKind::For { var, iter } => {
-                let i = &self.f.vars[*var].name;
-                quote!(for #i in #iter)
-            }
-            LoopKind::While { cond } => quote!(while #cond),
-            LoopKind::Forever => quote!(loop),
-        };
+        let header = loop_header(self.f, l);
         let mut body = TokenStream::new();
         // A `for` loop without `break` runs a known number of times: its entry and recorded
         // tapes get their room when it starts, and the loop appends without a growth call
@@ -592,16 +587,10 @@ impl Forward<'_> {
             ..*self
         };
         body.extend(inner.block(&l.body));
-        if !slots.is_empty() {
-            body.extend(quote!((#(#slots,)*) = (#(#exit_values,)*);));
-        }
         if plan.count {
             body.extend(quote!(#count += 1;));
         }
-        if let Some(brk) = &l.brk {
-            let brk = self.operand(brk);
-            body.extend(quote!(if #brk { break; }));
-        }
+        body.extend(iteration_end(self, l));
         out.extend(quote!(#header { #body }));
         if self.mode == Mode::Body && l.nested && plan.has_exits() {
             let counted = plan.reversed && plan.count;
@@ -703,16 +692,7 @@ pub fn fused_loop(
         plans,
         mode: Mode::Sweep,
     };
-    let slots: Vec<&Ident> = l.carried.iter().map(|c| &f.vars[c.entry].name).collect();
-    let exits: Vec<TokenStream> = l.carried.iter().map(|c| fwd.operand(&c.exit)).collect();
-    let header = match &l.kind {
-        LoopKind::For { var, iter } => {
-            let i = &f.vars[*var].name;
-            quote!(for #i in #iter)
-        }
-        LoopKind::While { cond } => quote!(while #cond),
-        LoopKind::Forever => quote!(loop),
-    };
+    let header = loop_header(f, l);
     // A nested fused loop ends the body: it runs (forward and reverse) after the rest of the
     // body's forward code and before the rest of its reverse.
     let body = match inner {
@@ -726,12 +706,8 @@ pub fn fused_loop(
         }
         None => fwd.block(&l.body),
     };
-    let assign = (!slots.is_empty()).then(|| quote!((#(#slots,)*) = (#(#exits,)*);));
-    let brk = l.brk.as_ref().map(|b| {
-        let b = fwd.operand(b);
-        quote!(if #b { break; })
-    });
-    quote!(#header { #body #reverse #assign #brk })
+    let end = iteration_end(&fwd, l);
+    quote!(#header { #body #reverse #end })
 }
 
 /// The body of the element-wise pullback of a `mapv` closure: its forward sweep, its reverse

@@ -95,6 +95,9 @@ struct Walk {
 impl Walk {
     /// The buffers verbatim tokens read (all it names, if they do not parse).
     fn reads(&self, tokens: &TokenStream) -> Vec<VarId> {
+        if self.buffers.is_empty() {
+            return Vec::new();
+        }
         match syn::parse2::<syn::Expr>(tokens.clone()) {
             Ok(e) => buffers_read(&e, |n| self.buffers.get(n).copied()),
             Err(_) => self.buffers.values().copied().collect(),
