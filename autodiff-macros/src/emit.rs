@@ -342,6 +342,15 @@ fn plain_loop(fwd: &Forward<'_>, l: &crate::ir::Loop) -> TokenStream {
     out
 }
 
+/// Appends `record` to `tape`: without a growth check when the loop reserved its room.
+fn append(rt: &Ident, tape: &Ident, record: TokenStream, reserved: bool) -> TokenStream {
+    if reserved {
+        quote!(#rt::push_reserved(&mut #tape, #record);)
+    } else {
+        quote!(#tape.push(#record);)
+    }
+}
+
 /// A loop's header as the forward sweep runs it: `for i in ..`, `while ..`, `loop`.
 fn loop_header(f: &Function, l: &crate::ir::Loop) -> TokenStream {
     match &l.kind {
@@ -418,13 +427,13 @@ impl Forward<'_> {
                     match self.mode {
                         Mode::Body => {
                             let value = self.op(op);
-                            let record = quote!(::core::clone::Clone::clone(&#name));
-                            let rt = self.rt;
-                            return if r.exact {
-                                quote!(let #name #ty = #value; #rt::push_reserved(&mut #tape, #record);)
-                            } else {
-                                quote!(let #name #ty = #value; #tape.push(#record);)
-                            };
+                            let append = append(
+                                self.rt,
+                                tape,
+                                quote!(::core::clone::Clone::clone(&#name)),
+                                r.exact,
+                            );
+                            return quote!(let #name #ty = #value; #append);
                         }
                         Mode::Recompute => {
                             let rt = self.rt;
@@ -541,10 +550,7 @@ impl Forward<'_> {
         // tapes get their room when it starts, and the loop appends without a growth call
         // (around which its values would be spilled to the stack). Buffer reads, a variable
         // number per iteration, keep `push`: reserving for them measured slower on GMM.
-        let exact = match &l.kind {
-            LoopKind::For { iter, .. } if l.brk.is_none() => Some(iter),
-            _ => None,
-        };
+        let exact = l.counted_range();
         let recorded: Vec<&crate::ir::Recorded> = plan
             .recorded
             .iter()
@@ -572,11 +578,7 @@ impl Forward<'_> {
                 .map(|b| &self.f.vars[*b].name)
                 .collect();
             let record = quote!((#(::core::clone::Clone::clone(&#entries),)* #(::core::clone::Clone::clone(&#snapshots),)* #start));
-            if exact.is_some() {
-                body.extend(quote!(#rt::push_reserved(&mut #tape, #record);));
-            } else {
-                body.extend(quote!(#tape.push(#record);));
-            }
+            body.extend(append(rt, tape, record, exact.is_some()));
         }
         let inner = Forward {
             mode: if plan.checkpoint.is_empty() {

@@ -200,8 +200,8 @@ pub struct Function {
 /// Where a recorded integer value goes.
 pub struct Recorded {
     pub tape: Ident,
-    /// In a `for` loop with a known trip count (no `break`), whose tapes get their room when
-    /// it starts.
+    /// Its loop's [`Loop::counted_range`] is known: the tape's room is reserved when the loop
+    /// starts (kept here because the statement's emitter does not see its loop).
     pub exact: bool,
 }
 
@@ -215,6 +215,17 @@ impl Op {
             Op::Map { recv, .. } => vec![recv],
             Op::Index { base, .. } => vec![base],
             Op::Verbatim(_) => vec![],
+        }
+    }
+}
+
+impl Loop {
+    /// A `for` loop without `break`: its trip count is known when it starts (the range it
+    /// runs over), so its tapes can get their room then.
+    pub fn counted_range(&self) -> Option<&TokenStream> {
+        match &self.kind {
+            LoopKind::For { iter, .. } if self.brk.is_none() => Some(iter),
+            _ => None,
         }
     }
 }

@@ -12,7 +12,7 @@
 //! same rule makes such a value inside a loop recorded instead of recomputed, when a store to
 //! a buffer it reads can follow it.
 
-use crate::ir::{Block, Function, LoopKind, Op, Recorded, Stmt, VarId};
+use crate::ir::{Block, Function, Op, Recorded, Stmt, VarId};
 use crate::names::Namer;
 use proc_macro2::TokenStream;
 use std::collections::{HashMap, HashSet};
@@ -146,7 +146,7 @@ impl Walk {
                     later.extend(after_else);
                 }
                 Stmt::Loop(l) => {
-                    let exact = matches!(l.kind, LoopKind::For { .. }) && l.brk.is_none();
+                    let exact = l.counted_range().is_some();
                     let restored = crate::reverse::checkpoint_buffers(l, self.checkpoint);
                     if restored.is_empty() {
                         // Every store of the body can follow any read of it, one iteration
