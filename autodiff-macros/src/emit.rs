@@ -8,7 +8,7 @@ use crate::names::Namer;
 use crate::reverse::{LoopPlan, Plans, Reverse, Saved};
 use crate::rules::Forward as Fwd;
 use crate::signature::{self, Param, Signature};
-use crate::{attr, lower, tbr};
+use crate::{attr, lower, rules, scalars, tbr};
 use proc_macro2::{Ident, TokenStream};
 use quote::{format_ident, quote, ToTokens};
 use std::collections::{HashMap, HashSet};
@@ -149,6 +149,7 @@ fn body(
     let rt = namer.fresh("rt");
     let mut f = lower::lower(func, sig, &active, &mut namer)?;
     f.checkpoint = sig.checkpoint;
+    scalars::infer(&mut f, sig);
     tbr::untape_stable_reads(&mut f, &mut namer);
     // The reverse sweep, then the top-level values it does not read: those are freed at the end
     // of the forward sweep, rebound to their shape where the reverse sweep reads that.
@@ -194,7 +195,8 @@ fn body(
         None => forward.extend(fwd.block(&f.body)),
     }
     forward.extend(fused);
-    for v in released {
+    // Scalars need no freeing.
+    for v in released.into_iter().filter(|&v| !f.vars[v].scalar) {
         let name = &f.vars[v].name;
         if rev.used_like.contains(&v) {
             forward.extend(quote!(let #name = #rt::into_like(#name);));
@@ -643,7 +645,27 @@ impl Forward<'_> {
             } => {
                 let floats: Vec<TokenStream> = args.iter().map(|a| self.operand(a)).collect();
                 let ints: Vec<TokenStream> = ints.iter().map(|i| self.operand(i)).collect();
+                let written = args.iter().all(|a| self.f.is_scalar(a));
                 match (&rule.forward, form) {
+                    // Scalars: the operator itself (`a * b`).
+                    (Fwd::Runtime(name), _) if written && rule.kind == rules::Kind::Operator => {
+                        let [a, rest @ ..] = floats.as_slice() else {
+                            return quote!(compile_error!(
+                                "autodiff: an operator without operands"
+                            ));
+                        };
+                        let b = rest.first();
+                        let symbol: TokenStream = match *name {
+                            "add" => quote!(+),
+                            "sub" | "neg" => quote!(-),
+                            "mul" => quote!(*),
+                            _ => quote!(/),
+                        };
+                        match b {
+                            Some(b) => quote!(#a #symbol #b),
+                            None => quote!(#symbol #a),
+                        }
+                    }
                     (Fwd::Runtime(name), _) => {
                         let f = Ident::new(name, *span);
                         quote!(#rt::#f(#(&#floats,)* #(#ints),*)#suffix)

@@ -22,6 +22,9 @@ pub struct Var {
     pub ty: Option<Type>,
     /// A local buffer written element by element (`v[i] = ..`): one mutable storage, not SSA.
     pub buffer: bool,
+    /// Known to be a scalar of the function's float type (filled in by `scalars::infer`):
+    /// its rules are written out inline instead of through the runtime's generic helpers.
+    pub scalar: bool,
 }
 
 /// A value an operation reads.
@@ -216,6 +219,13 @@ impl Op {
             Op::Index { base, .. } => vec![base],
             Op::Verbatim(_) => vec![],
         }
+    }
+}
+
+impl Function {
+    /// A known scalar of the function's float (see `scalars`); constants count as scalars.
+    pub fn is_scalar(&self, o: &Operand) -> bool {
+        o.var().is_none_or(|v| self.vars[v].scalar)
     }
 }
 

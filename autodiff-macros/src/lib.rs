@@ -18,6 +18,7 @@ mod lower;
 mod names;
 mod reverse;
 mod rules;
+mod scalars;
 mod signature;
 mod tbr;
 

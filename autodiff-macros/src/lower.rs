@@ -78,6 +78,7 @@ fn lower_once(
             active: active(p),
             ty: None,
             buffer: false,
+            scalar: false,
         });
         lw.scopes[0].insert(p.ident.to_string(), id);
     }
@@ -191,6 +192,7 @@ impl Lowerer<'_> {
             active,
             ty,
             buffer: false,
+            scalar: false,
         });
         self.vars.len() - 1
     }
@@ -944,6 +946,7 @@ impl Lowerer<'_> {
                 active,
                 ty: None,
                 buffer: false,
+                scalar: false,
             });
             carried.push((name, key, init, entry, after));
         }
@@ -1399,6 +1402,7 @@ impl Lowerer<'_> {
             active: true,
             ty: None,
             buffer: false,
+            scalar: false,
         }];
         let mut scope = HashMap::new();
         for s in &self.scopes {
@@ -1411,6 +1415,7 @@ impl Lowerer<'_> {
                     active: false,
                     ty: None,
                     buffer: false,
+                    scalar: false,
                 });
             }
         }

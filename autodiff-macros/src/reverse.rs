@@ -148,7 +148,7 @@ impl<'a> Reverse<'a> {
             }
             return out;
         }
-        let mut out = self.contribute(&f.result, seed);
+        let mut out = self.contribute_scalar(&f.result, seed);
         out.extend(self.block(&f.body));
         out
     }
@@ -288,7 +288,8 @@ impl<'a> Reverse<'a> {
             if Some(c.after) == result {
                 out.extend(quote!(let #d = #rt::init(&#x, #seed);));
             } else {
-                out.extend(quote!(let #d = #rt::zero_like(&#x);));
+                let zero = self.zero_adjoint(c.after);
+                out.extend(quote!(let #d = #zero;));
             }
         }
         let (promotions, windows) = self.promotions(l, &inner);
@@ -329,8 +330,7 @@ impl<'a> Reverse<'a> {
             }
             None => {
                 for c in &active {
-                    let d = self.f.vars[c.after].adjoint.clone();
-                    reverse.extend(self.contribute(&c.exit, quote!(&#d)));
+                    reverse.extend(self.carry(c.after, &c.exit, true));
                 }
                 reverse.extend(self.block(&l.body));
             }
@@ -359,8 +359,7 @@ impl<'a> Reverse<'a> {
         ));
         out.extend(self.flush_invariants(l, &promotions));
         for c in &active {
-            let d = self.f.vars[c.after].adjoint.clone();
-            out.extend(self.contribute(&c.init, quote!(#d)));
+            out.extend(self.carry(c.after, &c.init, false));
         }
         out
     }
@@ -379,7 +378,6 @@ impl<'a> Reverse<'a> {
     /// Zero adjoints, before a construct whose reverse adds to them, for the differentiated
     /// `targets` defined outside it (not in `inner`) that have none yet.
     fn declare_zero(&mut self, targets: BTreeSet<VarId>, inner: &HashSet<VarId>) -> TokenStream {
-        let rt = self.rt.clone();
         let mut out = TokenStream::new();
         for v in targets {
             if inner.contains(&v) || !self.f.vars[v].active || self.declared.contains(&v) {
@@ -387,10 +385,39 @@ impl<'a> Reverse<'a> {
             }
             self.declared.insert(v);
             let d = self.f.vars[v].adjoint.clone();
-            let x = self.like(v);
-            out.extend(quote!(let mut #d = #rt::zero_like(&#x);));
+            let zero = self.zero_adjoint(v);
+            out.extend(quote!(let mut #d = #zero;));
         }
         out
+    }
+
+    /// A zero adjoint for `v`: `0.0f64` for a known scalar, else shaped like `v`.
+    fn zero_adjoint(&mut self, v: VarId) -> TokenStream {
+        if self.f.vars[v].scalar {
+            self.zero()
+        } else {
+            let rt = self.rt.clone();
+            let x = self.like(v);
+            quote!(#rt::zero_like(&#x))
+        }
+    }
+
+    /// Passes the adjoint of `from` (a loop's carried value) on to `target`: by value for a
+    /// known scalar, else by value or by reference as `by_ref` says.
+    fn carry(&mut self, from: VarId, target: &Operand, by_ref: bool) -> TokenStream {
+        let d = self.f.vars[from].adjoint.clone();
+        if self.f.vars[from].scalar {
+            self.contribute_scalar(target, quote!(#d))
+        } else if by_ref {
+            self.contribute(target, quote!(&#d))
+        } else {
+            self.contribute(target, quote!(#d))
+        }
+    }
+
+    /// `0.0f64`: a zero of the function's float type.
+    fn zero(&self) -> TokenStream {
+        syn::LitFloat::new(&format!("0.0{}", self.float), Span::call_site()).to_token_stream()
     }
 
     /// A value whose shape alone is read (as the `like` of `init` or `zero_like`).
@@ -463,6 +490,23 @@ impl<'a> Reverse<'a> {
         }
     }
 
+    /// Adds the scalar value `c` into the adjoint of `target`: written out (`d += c;`) when
+    /// the target is a known scalar, through the runtime's `acc` otherwise.
+    fn contribute_scalar(&mut self, target: &Operand, c: TokenStream) -> TokenStream {
+        let Some(v) = target.var().filter(|&v| self.f.vars[v].active) else {
+            return TokenStream::new();
+        };
+        if !self.f.vars[v].scalar {
+            return self.contribute(target, c);
+        }
+        let d = self.f.vars[v].adjoint.clone();
+        if self.declared.insert(v) {
+            quote!(let mut #d = #c;)
+        } else {
+            quote!(#d += #c;)
+        }
+    }
+
     fn block(&mut self, b: &Block) -> TokenStream {
         let mut out = TokenStream::new();
         for s in b.stmts.iter().rev() {
@@ -503,8 +547,15 @@ impl<'a> Reverse<'a> {
         }
     }
 
-    /// Adds `c` into the element `index` of `base`'s adjoint.
-    fn contribute_at(&mut self, base: &Operand, index: &Operand, c: TokenStream) -> TokenStream {
+    /// Adds `c` into the element `index` of `base`'s adjoint (written out when `c` is a known
+    /// scalar).
+    fn contribute_at(
+        &mut self,
+        base: &Operand,
+        index: &Operand,
+        c: TokenStream,
+        scalar: bool,
+    ) -> TokenStream {
         let Some(v) = base.var() else {
             return TokenStream::new();
         };
@@ -520,7 +571,11 @@ impl<'a> Reverse<'a> {
             out.extend(quote!(let mut #d = #rt::zero_like(&#x);));
         }
         let i = self.operand(index);
-        out.extend(quote!(#rt::acc(&mut #d[#i], #c);));
+        if scalar {
+            out.extend(quote!(#d[#i] += #c;));
+        } else {
+            out.extend(quote!(#rt::acc(&mut #d[#i], #c);));
+        }
         out
     }
 
@@ -554,8 +609,8 @@ impl<'a> Reverse<'a> {
             if !self.declared.contains(&c.after) {
                 self.declared.insert(c.after);
                 let d = self.f.vars[c.after].adjoint.clone();
-                let x = self.like(c.after);
-                out.extend(quote!(let mut #d = #rt::zero_like(&#x);));
+                let zero = self.zero_adjoint(c.after);
+                out.extend(quote!(let mut #d = #zero;));
             }
         }
         let (promotions, windows) = self.promotions(l, &inner);
@@ -580,8 +635,7 @@ impl<'a> Reverse<'a> {
         self.loops.push(storage_shapes(l, &inner));
         let mut body = TokenStream::new();
         for c in &active {
-            let d = self.f.vars[c.after].adjoint.clone();
-            body.extend(self.contribute(&c.exit, quote!(#d)));
+            body.extend(self.carry(c.after, &c.exit, false));
         }
         body.extend(self.block(&l.body));
         for w in &windows {
@@ -594,8 +648,7 @@ impl<'a> Reverse<'a> {
             let next = if self.declared.contains(&c.entry) {
                 self.f.vars[c.entry].adjoint.to_token_stream()
             } else {
-                let x = self.like(c.entry);
-                quote!(#rt::zero_like(&#x))
+                self.zero_adjoint(c.entry)
             };
             body.extend(quote!(#d = #next;));
         }
@@ -710,8 +763,7 @@ impl<'a> Reverse<'a> {
         out.extend(quote!(#header { #pop #recompute #body #truncate }));
         out.extend(flush_after);
         for c in &active {
-            let d = self.f.vars[c.after].adjoint.clone();
-            out.extend(self.contribute(&c.init, quote!(#d)));
+            out.extend(self.carry(c.after, &c.init, false));
         }
         out
     }
@@ -881,19 +933,18 @@ impl<'a> Reverse<'a> {
         if forward {
             return self.window_step_forward(w);
         }
-        let rt = self.rt.clone();
         let d = self.f.vars[w.base].adjoint.clone();
         let top = w.regs.len() - 1;
         let mut out = TokenStream::new();
         if let (Some(reg), Some(index)) = (&w.regs[top], &w.indices[top]) {
             let i = self.operand(index);
-            out.extend(quote!(#rt::acc(&mut #d[#i], #reg);));
+            out.extend(quote!(#d[#i] += #reg;));
         }
         let mut last = TokenStream::new();
         for (reg, index) in w.regs.iter().zip(&w.indices).take(top) {
             if let (Some(reg), Some(index)) = (reg, index) {
                 let i = self.operand(index);
-                last.extend(quote!(#rt::acc(&mut #d[#i], #reg);));
+                last.extend(quote!(#d[#i] += #reg;));
             }
         }
         let var = self.f.vars[w.var].name.clone();
@@ -915,7 +966,6 @@ impl<'a> Reverse<'a> {
     /// After a loop's reverse: each loop-invariant element's register, added into its array's
     /// adjoint at the index the loop read (if the loop ran at all).
     fn flush_invariants(&self, l: &Loop, promotions: &HashMap<VarId, Promotion>) -> TokenStream {
-        let rt = &self.rt;
         let mut out = TokenStream::new();
         for s in &l.body.stmts {
             let Stmt::Let {
@@ -929,7 +979,9 @@ impl<'a> Reverse<'a> {
                 (promotions.get(var), base.var())
             {
                 let d = &self.f.vars[b].adjoint;
-                out.extend(quote!(if let ::core::option::Option::Some(k) = #slot { #rt::acc(&mut #d[k], #reg); }));
+                out.extend(
+                    quote!(if let ::core::option::Option::Some(k) = #slot { #d[k] += #reg; }),
+                );
             }
         }
         out
@@ -938,19 +990,18 @@ impl<'a> Reverse<'a> {
     /// The same for a loop reversed in forward order (fused): the element leaving the window
     /// is the one at the smallest offset, and the last iteration is the range's end minus one.
     fn window_step_forward(&mut self, w: &Window) -> TokenStream {
-        let rt = self.rt.clone();
         let d = self.f.vars[w.base].adjoint.clone();
         let top = w.regs.len() - 1;
         let mut out = TokenStream::new();
         if let (Some(reg), Some(index)) = (&w.regs[0], &w.indices[0]) {
             let i = self.operand(index);
-            out.extend(quote!(#rt::acc(&mut #d[#i], #reg);));
+            out.extend(quote!(#d[#i] += #reg;));
         }
         let mut last = TokenStream::new();
         for (reg, index) in w.regs.iter().zip(&w.indices).skip(1) {
             if let (Some(reg), Some(index)) = (reg, index) {
                 let i = self.operand(index);
-                last.extend(quote!(#rt::acc(&mut #d[#i], #reg);));
+                last.extend(quote!(#d[#i] += #reg;));
             }
         }
         let var = self.f.vars[w.var].name.clone();
@@ -1094,17 +1145,27 @@ impl<'a> Reverse<'a> {
         }
         let dy = self.f.vars[var].adjoint.clone();
         let rt = self.rt.clone();
+        // A known scalar's rules are written out (`d_a += d_y * b;`); its adjoint is a plain
+        // float, passed by value and never freed.
+        let scalar = self.f.vars[var].scalar;
         let mut out = TokenStream::new();
         // Whether a contribution took the adjoint by value; otherwise it is freed at the end,
         // as nothing reads it after its variable's own statement.
-        let mut moved = false;
+        let mut moved = scalar;
         match op {
+            Op::Copy(o) if scalar => out.extend(self.contribute_scalar(o, quote!(#dy))),
             Op::Copy(o) => out.extend(self.contribute(o, quote!(&#dy))),
             Op::Verbatim(_) => {}
             Op::Prim {
                 rule, args, ints, ..
             } => match rule.adjoint {
                 Adjoint::Zero => {}
+                Adjoint::Linear(signs) if scalar => {
+                    for (arg, &plus) in args.iter().zip(signs) {
+                        let c = if plus { quote!(#dy) } else { quote!(-#dy) };
+                        out.extend(self.contribute_scalar(arg, c));
+                    }
+                }
                 Adjoint::Linear(signs) => {
                     // The adjoint is dead after this statement: the last operand that passes it on
                     // unchanged takes it by value (an array adjoint is moved, not copied).
@@ -1127,9 +1188,15 @@ impl<'a> Reverse<'a> {
                 }
                 Adjoint::Elementwise(templates) => {
                     let n = ints.first().map(|i| self.operand(i)).unwrap_or_default();
-                    let names = Args::new(n, self.float.clone());
                     for (arg, template) in args.iter().zip(templates) {
-                        if self.active(arg) {
+                        if !self.active(arg) {
+                            continue;
+                        }
+                        if scalar {
+                            let c = self.inline(var, args, n.clone(), template);
+                            out.extend(self.contribute_scalar(arg, c));
+                        } else {
+                            let names = Args::new(n.clone(), self.float.clone());
                             let c = self.elementwise(var, args, &names, template);
                             out.extend(self.contribute(arg, c));
                         }
@@ -1154,12 +1221,10 @@ impl<'a> Reverse<'a> {
                 match self.promoted.last().and_then(|p| p.get(&var)).cloned() {
                     Some(Promotion::Invariant { reg, slot }) => {
                         let i = self.operand(index);
-                        out.extend(quote!(#rt::acc(&mut #reg, #dy); #slot = ::core::option::Option::Some(#i);));
+                        out.extend(quote!(#reg += #dy; #slot = ::core::option::Option::Some(#i);));
                     }
-                    Some(Promotion::Window { reg }) => {
-                        out.extend(quote!(#rt::acc(&mut #reg, #dy);))
-                    }
-                    None => out.extend(self.contribute_at(base, index, quote!(#dy))),
+                    Some(Promotion::Window { reg }) => out.extend(quote!(#reg += #dy;)),
+                    None => out.extend(self.contribute_at(base, index, quote!(#dy), scalar)),
                 }
             }
             Op::Map { recv, func, .. } => {
@@ -1239,25 +1304,24 @@ impl<'a> Reverse<'a> {
         let rt = self.rt.clone();
         let f = self.float.clone();
         let dy = self.f.vars[var].adjoint.clone();
-        let params: Vec<&Ident> = match args.len() {
-            1 => vec![&names.x],
-            2 => vec![&names.a, &names.b],
-            _ => vec![&names.a, &names.b, &names.c],
-        };
-        let zero = syn::LitFloat::new(&format!("0.0{f}"), Span::call_site()).to_token_stream();
-        let reads = |p: &Ident| template.uses.contains(&p.to_string().as_str());
-        let operands: Vec<TokenStream> = args
-            .iter()
-            .zip(&params)
-            .map(|(a, p)| {
-                if reads(p) {
-                    self.operand(a)
-                } else {
-                    zero.clone()
-                }
-            })
-            .collect();
-        let yv = if reads(&names.y) {
+        let zero = self.zero();
+        let mut params = Vec::new();
+        let mut operands = Vec::new();
+        for (k, a) in args.iter().enumerate() {
+            let name = Args::operand_name(k, args.len());
+            params.push(match name {
+                "x" => &names.x,
+                "a" => &names.a,
+                "b" => &names.b,
+                _ => &names.c,
+            });
+            operands.push(if template.uses.contains(&name) {
+                self.operand(a)
+            } else {
+                zero.clone()
+            });
+        }
+        let yv = if template.uses.contains(&"y") {
             self.primal(var).to_token_stream()
         } else {
             zero.clone()
@@ -1266,6 +1330,34 @@ impl<'a> Reverse<'a> {
         let pb = format_ident!("pb{}", args.len());
         let body = (template.body)(names);
         quote!(#rt::#pb(#(&#operands,)* &#yv, &#dy, |#(#params: #f,)* #y: #f, #yd: #f| -> #f { #body }))
+    }
+
+    /// A known scalar's rule written out: the template with its names replaced by the operands,
+    /// the output and the adjoint themselves (`d_y * b`).
+    fn inline(
+        &mut self,
+        var: VarId,
+        args: &[Operand],
+        n: TokenStream,
+        template: &Template,
+    ) -> TokenStream {
+        let mut names = Args::new(n, self.float.clone());
+        for (k, a) in args.iter().enumerate() {
+            if template.uses.contains(&Args::operand_name(k, args.len())) {
+                let o = self.operand(a);
+                // A path to a constant is parenthesised, so that `.cos()` applies to it whole.
+                *names.operand_mut(k, args.len()) = if o.clone().into_iter().count() > 1 {
+                    quote!((#o))
+                } else {
+                    o
+                };
+            }
+        }
+        if template.uses.contains(&"y") {
+            names.y = self.primal(var).to_token_stream();
+        }
+        names.dy = self.f.vars[var].adjoint.to_token_stream();
+        (template.body)(&names)
     }
 
     fn if_stmt(

@@ -21,7 +21,7 @@
 //!   the primal itself ignores a NaN operand (`max`, `min`).
 
 use proc_macro2::{Ident, Span, TokenStream};
-use quote::quote;
+use quote::{quote, ToTokens};
 
 pub struct Rule {
     pub name: &'static str,
@@ -75,14 +75,15 @@ pub struct Template {
     pub body: fn(&Args) -> TokenStream,
 }
 
-/// The names a template may use.
+/// What a template's names stand for: the closure parameters of `__rt::pbN` (`Args::new`),
+/// or, for a known scalar, the operands themselves, so that the rule is written out inline.
 pub struct Args {
-    pub x: Ident,
-    pub a: Ident,
-    pub b: Ident,
-    pub c: Ident,
-    pub y: Ident,
-    pub dy: Ident,
+    pub x: TokenStream,
+    pub a: TokenStream,
+    pub b: TokenStream,
+    pub c: TokenStream,
+    pub y: TokenStream,
+    pub dy: TokenStream,
     /// The integer argument (`powi`'s exponent), as the forward sweep computed it.
     pub n: TokenStream,
     /// The float type, `f64` or `f32`.
@@ -90,10 +91,11 @@ pub struct Args {
 }
 
 impl Args {
+    /// The names as closure parameters.
     pub fn new(n: TokenStream, f: Ident) -> Args {
         // Mixed-site hygiene: the closure parameters these name can never capture a user's or
         // a generated variable of the same spelling.
-        let id = |s: &str| Ident::new(s, Span::mixed_site());
+        let id = |s: &str| Ident::new(s, Span::mixed_site()).into_token_stream();
         Args {
             x: id("x"),
             a: id("a"),
@@ -103,6 +105,26 @@ impl Args {
             dy: id("dy"),
             n,
             f,
+        }
+    }
+
+    /// The float operand a template names `x` (one operand) or `a`, `b`, `c`.
+    pub fn operand_mut(&mut self, k: usize, of: usize) -> &mut TokenStream {
+        match (of, k) {
+            (1, _) => &mut self.x,
+            (_, 0) => &mut self.a,
+            (_, 1) => &mut self.b,
+            _ => &mut self.c,
+        }
+    }
+
+    /// The name a template uses for operand `k` of `of`.
+    pub fn operand_name(k: usize, of: usize) -> &'static str {
+        match (of, k) {
+            (1, _) => "x",
+            (_, 0) => "a",
+            (_, 1) => "b",
+            _ => "c",
         }
     }
 }

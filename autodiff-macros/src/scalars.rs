@@ -1,0 +1,204 @@
+//! Which values are known, at expansion, to be plain scalars of the function's float type.
+//!
+//! The macro does not need the types of locals: the reverse sweep goes through the runtime's
+//! generic helpers (`__rt::pb2(&a, &b, &y, &dy, |a, b, y, dy| dy * b)`, `__rt::acc`), which
+//! serve scalars, arrays and broadcasting alike. That generality costs compile time (every
+//! helper call is a trait resolution, every rule's closure a new function for rustc to build)
+//! and makes the expansion hard to read. For a value this pass proves to be a scalar, the
+//! emitters write the rule itself instead: `d_a += d_y * b;`.
+//!
+//! A value is a scalar when the user declared it so (`x: f64`, `let v: f64 = ..`), when it is
+//! an element of a float container (`x[i]` with `x: &[f64]`, `Array2<f64>` or a
+//! `vec![0.0; n]` buffer), when it is `.. as f64` of integer code, `sum()`/`mean()` of an
+//! array, or when an element-wise rule (operators, float methods) gets only scalars. Anything
+//! else (a call's result, a tensor primitive, an unrecognised expression) is left unknown and
+//! keeps the generic path: the pass only ever changes how a gradient is written, never what it
+//! computes.
+
+use crate::ir::{Block, Function, MapFn, Op, Operand, Stmt, VarId};
+use crate::rules::Adjoint;
+use crate::signature::{element_type, float_type, Signature};
+use proc_macro2::{Ident, TokenStream, TokenTree};
+use std::collections::HashMap;
+use syn::Type;
+
+/// Fills in `Var::scalar` for the function (and the closures of its `mapv`s).
+pub fn infer(f: &mut Function, sig: &Signature) {
+    let mut facts = Facts::new(f, &sig.float);
+    for (k, p) in sig.params.iter().enumerate() {
+        facts.scalar[k] = is_float(&p.ty, &sig.float);
+        facts.elements[k] = holds_floats(&p.ty, &sig.float);
+    }
+    facts.run(f);
+}
+
+struct Facts {
+    float: Ident,
+    /// Each variable by its emitted name (unique in a function), for a closure's copies.
+    by_name: HashMap<String, VarId>,
+    scalar: Vec<bool>,
+    /// A container whose elements are scalars.
+    elements: Vec<bool>,
+}
+
+impl Facts {
+    fn new(f: &Function, float: &Ident) -> Facts {
+        let n = f.vars.len();
+        let mut facts = Facts {
+            float: float.clone(),
+            by_name: f
+                .vars
+                .iter()
+                .enumerate()
+                .map(|(k, v)| (v.name.to_string(), k))
+                .collect(),
+            scalar: vec![false; n],
+            elements: vec![false; n],
+        };
+        for (k, v) in f.vars.iter().enumerate() {
+            if let Some(ty) = &v.ty {
+                facts.scalar[k] = is_float(ty, float);
+                facts.elements[k] = holds_floats(ty, float);
+            }
+        }
+        facts
+    }
+
+    fn run(mut self, f: &mut Function) {
+        self.block(&mut f.body);
+        for (v, s) in f.vars.iter_mut().zip(self.scalar) {
+            v.scalar = s;
+        }
+    }
+
+    fn operand(&self, o: &Operand) -> bool {
+        match o {
+            Operand::Var(v) => self.scalar[*v],
+            // A literal (typed with the function's float by the lowering) or a path to a
+            // constant: an operand of a float operation that is not an array.
+            Operand::Const(_) => true,
+        }
+    }
+
+    fn block(&mut self, b: &mut Block) {
+        for s in &mut b.stmts {
+            match s {
+                Stmt::Let { var, op } => {
+                    let (scalar, elements) = self.op(op);
+                    self.scalar[*var] |= scalar;
+                    self.elements[*var] |= elements;
+                }
+                Stmt::If {
+                    then, els, phis, ..
+                } => {
+                    self.block(then);
+                    self.block(els);
+                    for p in phis.iter() {
+                        self.scalar[p.out] |= self.operand(&p.then) && self.operand(&p.els);
+                    }
+                }
+                Stmt::Loop(l) => {
+                    // A carried variable has one type: its initial value's.
+                    for c in &l.carried {
+                        let s = self.operand(&c.init);
+                        let e = c.init.var().is_some_and(|v| self.elements[v]);
+                        for v in [c.entry, c.after] {
+                            self.scalar[v] |= s;
+                            self.elements[v] |= e;
+                        }
+                    }
+                    self.block(&mut l.body);
+                }
+                Stmt::Effect(_) | Stmt::Store { .. } => {}
+            }
+        }
+    }
+
+    /// (scalar, container of scalars) for the value an operation computes.
+    fn op(&mut self, op: &mut Op) -> (bool, bool) {
+        match op {
+            Op::Copy(o) => (self.operand(o), o.var().is_some_and(|v| self.elements[v])),
+            Op::Prim { rule, args, .. } => match rule.adjoint {
+                Adjoint::Zero | Adjoint::Linear(_) | Adjoint::Elementwise(_) => {
+                    let all = args.iter().all(|a| self.operand(a));
+                    // `x.clone()`, `x.to_vec()` of a float container.
+                    let container =
+                        args.len() == 1 && args[0].var().is_some_and(|v| self.elements[v]);
+                    (all, container)
+                }
+                Adjoint::Runtime(_) => (matches!(rule.name, "sum" | "mean"), false),
+            },
+            Op::Index { base, .. } => (base.var().is_some_and(|v| self.elements[v]), false),
+            Op::Verbatim(tokens) => (is_cast_to(tokens, &self.float), is_float_vec(tokens)),
+            Op::Map { func, .. } => {
+                if let MapFn::Closure { function, .. } = func {
+                    self.closure(function);
+                }
+                (false, false)
+            }
+            Op::Call { .. } => (false, false),
+        }
+    }
+
+    /// A `mapv` closure: its parameter is an element; the outer values it sees keep what is
+    /// known of them (the closure's copies carry the same names).
+    fn closure(&self, function: &mut Function) {
+        let mut inner = Facts::new(function, &self.float);
+        inner.scalar[0] = true;
+        for (k, v) in function.vars.iter().enumerate().skip(1) {
+            if let Some(&outer) = self.by_name.get(&v.name.to_string()) {
+                inner.scalar[k] |= self.scalar[outer];
+                inner.elements[k] |= self.elements[outer];
+            }
+        }
+        inner.run(function);
+    }
+}
+
+/// `f64` (the function's float) as written.
+fn is_float(ty: &Type, float: &Ident) -> bool {
+    float_type(ty).is_some_and(|f| f == *float)
+}
+
+/// A slice, `Vec`, fixed-size array or ndarray array of the function's float, owned or
+/// borrowed.
+fn holds_floats(ty: &Type, float: &Ident) -> bool {
+    let inner = match ty {
+        Type::Reference(r) => &*r.elem,
+        t => t,
+    };
+    if let Type::Array(a) = inner {
+        return is_float(&a.elem, float);
+    }
+    !is_float(ty, float) && element_type(ty).is_some_and(|f| f == *float)
+}
+
+/// `<integer code> as f64`: one operand (a name, a call, a parenthesised expression) cast to
+/// the function's float, with no operator that could make the whole an array.
+fn is_cast_to(tokens: &TokenStream, float: &Ident) -> bool {
+    let trees: Vec<TokenTree> = tokens.clone().into_iter().collect();
+    let n = trees.len();
+    if n < 3 {
+        return false;
+    }
+    let tail = matches!(&trees[n - 2], TokenTree::Ident(i) if i == "as")
+        && matches!(&trees[n - 1], TokenTree::Ident(i) if i == float);
+    tail && trees[..n - 2].iter().all(|t| match t {
+        TokenTree::Punct(p) => matches!(p.as_char(), '.' | ':'),
+        _ => true,
+    })
+}
+
+/// `::std::vec![0.0; n]` or `vec![1.5, 2.0]`: a vector of float literals.
+fn is_float_vec(tokens: &TokenStream) -> bool {
+    let trees: Vec<TokenTree> = tokens.clone().into_iter().collect();
+    let Some(TokenTree::Group(g)) = trees.last() else {
+        return false;
+    };
+    let is_vec = trees
+        .iter()
+        .any(|t| matches!(t, TokenTree::Ident(i) if i == "vec"));
+    let first = g.stream().into_iter().next();
+    is_vec
+        && matches!(first, Some(TokenTree::Literal(l)) if syn::parse_str::<syn::LitFloat>(&l.to_string()).is_ok())
+}
