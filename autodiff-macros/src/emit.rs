@@ -14,7 +14,11 @@ use quote::{format_ident, quote, ToTokens};
 use std::collections::{HashMap, HashSet};
 use syn::ItemFn;
 
-pub fn companions(attr: TokenStream, func: &ItemFn) -> syn::Result<TokenStream> {
+pub fn companions(
+    attr: TokenStream,
+    func: &ItemFn,
+    item: &TokenStream,
+) -> syn::Result<TokenStream> {
     let options = attr::parse(attr)?;
     let sig = signature::analyse(func, &options)?;
     let name = &func.sig.ident;
@@ -39,7 +43,9 @@ pub fn companions(attr: TokenStream, func: &ItemFn) -> syn::Result<TokenStream> 
     let grad_ty = tuple_or_bare(sig.wrt().map(|p| p.grad_ty.clone()).collect());
     let pullback_ty = tuple_or_bare(sig.params.iter().map(|p| p.grad_ty.clone()).collect());
 
-    let mut namer = Namer::avoiding(func.to_token_stream());
+    // Generated names avoid every identifier of the function (read from its tokens once).
+    let fresh = Namer::avoiding(item.clone());
+    let mut namer = fresh.clone();
     let d_out = namer.fresh("d_out");
     let value_and_grad_body = flatten_scopes(body(
         func,
@@ -57,7 +63,7 @@ pub fn companions(attr: TokenStream, func: &ItemFn) -> syn::Result<TokenStream> 
         .iter()
         .all(|p| p.wrt || p.kind == signature::Kind::Constant);
     let pullback_body = if shared {
-        let mut names = Namer::avoiding(func.to_token_stream());
+        let mut names = fresh.clone();
         let value = names.fresh("value");
         let rt = names.fresh("rt");
         let slots: Vec<(Ident, bool)> = sig
@@ -90,7 +96,7 @@ pub fn companions(attr: TokenStream, func: &ItemFn) -> syn::Result<TokenStream> 
             #scaled
         })
     } else {
-        let namer = Namer::avoiding(func.to_token_stream());
+        let namer = fresh.clone();
         flatten_scopes(body(
             func,
             &sig,

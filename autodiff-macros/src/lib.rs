@@ -84,13 +84,13 @@ fn expand(
             return out;
         }
     };
-    match emit::companions(attr, &func) {
-        Ok(companions) => quote::quote!(#func #companions),
-        Err(err) => {
-            let err = err.to_compile_error();
-            quote::quote!(#func #err)
-        }
+    // The function itself is kept as the user's tokens (not printed again from the syntax tree).
+    let mut out = item.clone();
+    match emit::companions(attr, &func, &item) {
+        Ok(companions) => out.extend(companions),
+        Err(err) => out.extend(err.to_compile_error()),
     }
+    out
 }
 
 #[cfg(test)]

@@ -129,7 +129,10 @@ impl Facts {
                 Adjoint::Runtime(_) => (matches!(rule.name, "sum" | "mean"), false),
             },
             Op::Index { base, .. } => (base.var().is_some_and(|v| self.elements[v]), false),
-            Op::Verbatim(tokens) => (is_cast_to(tokens, &self.float), is_float_vec(tokens)),
+            Op::Verbatim(tokens) => (
+                is_cast_to(tokens, &self.float) || self.is_element(tokens),
+                is_float_vec(tokens),
+            ),
             Op::Map { func, .. } => {
                 if let MapFn::Closure { function, .. } = func {
                     self.closure(function);
@@ -137,6 +140,22 @@ impl Facts {
                 (false, false)
             }
             Op::Call { .. } => (false, false),
+        }
+    }
+
+    /// `x[i]` of a float container that is not differentiated (integer code keeps it as
+    /// written).
+    fn is_element(&self, tokens: &TokenStream) -> bool {
+        let mut trees = tokens.clone().into_iter();
+        match (trees.next(), trees.next(), trees.next()) {
+            (Some(TokenTree::Ident(base)), Some(TokenTree::Group(g)), None) => {
+                g.delimiter() == proc_macro2::Delimiter::Bracket
+                    && self
+                        .by_name
+                        .get(&base.to_string())
+                        .is_some_and(|&v| self.elements[v])
+            }
+            _ => false,
         }
     }
 
