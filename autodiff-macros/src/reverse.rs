@@ -402,8 +402,8 @@ impl<'a> Reverse<'a> {
         }
     }
 
-    /// Passes the adjoint of `from` (a loop's carried value) on to `target`: by value for a
-    /// known scalar, else by value or by reference as `by_ref` says.
+    /// Passes the adjoint of `from` (a loop's carried value, an `if`'s merge) on to `target`:
+    /// by value for a known scalar, else by value or by reference as `by_ref` says.
     fn carry(&mut self, from: VarId, target: &Operand, by_ref: bool) -> TokenStream {
         let d = self.f.vars[from].adjoint.clone();
         if self.f.vars[from].scalar {
@@ -1400,9 +1400,8 @@ impl<'a> Reverse<'a> {
             let mut code = TokenStream::new();
             for p in phis {
                 if self.f.vars[p.out].active && snapshot.contains(&p.out) {
-                    let d = self.f.vars[p.out].adjoint.clone();
                     let src = if k == 0 { &p.then } else { &p.els };
-                    code.extend(self.contribute(src, quote!(&#d)));
+                    code.extend(self.carry(p.out, src, true));
                 }
             }
             code.extend(self.block(arm));
