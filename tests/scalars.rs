@@ -147,3 +147,24 @@ fn single_precision() {
     );
     assert_close("single", &[gx as f64, gy as f64], &fd, 2e-3);
 }
+
+const START: [f64; 3] = [0.5, 0.0, -0.5];
+
+/// A buffer that starts as a copy of a named constant array (a path, not a literal: not a
+/// scalar).
+#[differentiate]
+fn from_constant(x: &[f64]) -> f64 {
+    let mut v = START.to_vec();
+    for i in 0..3 {
+        v[i] += x[i] * x[i];
+    }
+    v[0] * v[1] - v[2].sin()
+}
+
+#[test]
+fn buffers_from_constant_arrays() {
+    let x = [0.3, -0.8, 1.1];
+    let g = from_constant_grad(&x);
+    let fd = central_difference(from_constant, &x, 1e-6);
+    assert_close("from_constant", &g, &fd, 1e-6);
+}

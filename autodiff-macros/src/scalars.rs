@@ -16,7 +16,7 @@
 //! computes.
 
 use crate::ir::{Block, Function, MapFn, Op, Operand, Stmt, VarId};
-use crate::rules::Adjoint;
+use crate::rules::{Adjoint, Kind};
 use crate::signature::{element_type, float_type, Signature};
 use proc_macro2::{Ident, TokenStream, TokenTree};
 use std::collections::HashMap;
@@ -39,6 +39,8 @@ struct Facts {
     scalar: Vec<bool>,
     /// A container whose elements are scalars.
     elements: Vec<bool>,
+    /// Local buffers (written by index).
+    buffers: Vec<bool>,
 }
 
 impl Facts {
@@ -54,6 +56,7 @@ impl Facts {
                 .collect(),
             scalar: vec![false; n],
             elements: vec![false; n],
+            buffers: f.vars.iter().map(|v| v.buffer).collect(),
         };
         for (k, v) in f.vars.iter().enumerate() {
             if let Some(ty) = &v.ty {
@@ -71,12 +74,27 @@ impl Facts {
         }
     }
 
+    /// An operand of a float operation: a constant there is a literal or a path to a float
+    /// constant (`PI`), never an array (arrays have no arithmetic constants).
     fn operand(&self, o: &Operand) -> bool {
         match o {
             Operand::Var(v) => self.scalar[*v],
-            // A literal (typed with the function's float by the lowering) or a path to a
-            // constant: an operand of a float operation that is not an array.
             Operand::Const(_) => true,
+        }
+    }
+
+    /// A value bound or carried as it is (`let v = ..;`, `let mut s = ..;`): a constant there
+    /// counts only when it is a literal, since a path may name an array constant.
+    fn value(&self, o: &Operand) -> bool {
+        match o {
+            Operand::Var(v) => self.scalar[*v],
+            Operand::Const(t) => {
+                let mut trees = t.clone().into_iter();
+                matches!(
+                    (trees.next(), trees.next()),
+                    (Some(TokenTree::Literal(_)), None)
+                )
+            }
         }
     }
 
@@ -85,7 +103,8 @@ impl Facts {
             match s {
                 Stmt::Let { var, op } => {
                     let (scalar, elements) = self.op(op);
-                    self.scalar[*var] |= scalar;
+                    // A buffer is written by index: never a scalar, whatever it starts from.
+                    self.scalar[*var] |= scalar && !self.buffers[*var];
                     self.elements[*var] |= elements;
                 }
                 Stmt::If {
@@ -100,7 +119,7 @@ impl Facts {
                 Stmt::Loop(l) => {
                     // A carried variable has one type: its initial value's.
                     for c in &l.carried {
-                        let s = self.operand(&c.init);
+                        let s = self.value(&c.init);
                         let e = c.init.var().is_some_and(|v| self.elements[v]);
                         for v in [c.entry, c.after] {
                             self.scalar[v] |= s;
@@ -117,10 +136,15 @@ impl Facts {
     /// (scalar, container of scalars) for the value an operation computes.
     fn op(&mut self, op: &mut Op) -> (bool, bool) {
         match op {
-            Op::Copy(o) => (self.operand(o), o.var().is_some_and(|v| self.elements[v])),
+            Op::Copy(o) => (self.value(o), o.var().is_some_and(|v| self.elements[v])),
             Op::Prim { rule, args, .. } => match rule.adjoint {
                 Adjoint::Zero | Adjoint::Linear(_) | Adjoint::Elementwise(_) => {
-                    let all = args.iter().all(|a| self.operand(a));
+                    // A method's receiver may be a path that derefs to an array
+                    // (`W.clone()` of a static): there only literals count.
+                    let all = match rule.kind {
+                        Kind::Operator => args.iter().all(|a| self.operand(a)),
+                        Kind::Method => args.iter().all(|a| self.value(a)),
+                    };
                     // `x.clone()`, `x.to_vec()` of a float container.
                     let container =
                         args.len() == 1 && args[0].var().is_some_and(|v| self.elements[v]);
