@@ -116,6 +116,7 @@ pub fn companions(
     Ok(quote! {
         #(#cfgs)*
         #[doc = #doc_vg]
+        #[inline]
         #[allow(unused, clippy::all)]
         #vis fn #value_and_grad #generics (#(#params),*) -> (#float, #grad_ty) #value_and_grad_body
 
