@@ -579,7 +579,7 @@ impl Forward<'_> {
         }
         if plan.has_entries() {
             let entries: Vec<&Ident> = plan.entries.iter().map(|e| &self.f.vars[*e].name).collect();
-            let start = plan.reads.then(|| quote!(#reads.len()));
+            let start = plan.records_read_start().then(|| quote!(#reads.len()));
             let tape = &l.tape;
             let snapshots: Vec<&Ident> = plan
                 .checkpoint

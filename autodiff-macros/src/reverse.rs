@@ -61,6 +61,10 @@ pub struct LoopPlan {
     pub reads: bool,
     /// The name of that tape (when `reads`).
     pub read_tape: Option<String>,
+    /// Every iteration reads the same number of buffer values (no read sits in an `if` arm):
+    /// the reverse sweep finds an iteration's reads at the tape's end, so where each
+    /// iteration's reads start need not be recorded.
+    pub fixed_reads: Option<usize>,
     /// The trip count is kept (`while`, `loop`, or a `for` that can `break`).
     pub count: bool,
     /// For a nested loop: its outputs the enclosing loop's recomputation needs.
@@ -84,7 +88,12 @@ impl LoopPlan {
     }
     /// The loop records its entries (and the start of its buffer reads) per iteration.
     pub fn has_entries(&self) -> bool {
-        !self.entries.is_empty() || self.reads || !self.checkpoint.is_empty()
+        !self.entries.is_empty() || self.records_read_start() || !self.checkpoint.is_empty()
+    }
+
+    /// Each iteration's entry record holds where its buffer reads start.
+    pub fn records_read_start(&self) -> bool {
+        self.reads && self.fixed_reads.is_none()
     }
 }
 
@@ -541,7 +550,8 @@ impl<'a> Reverse<'a> {
         let i = self.operand(index);
         let taken = quote!(::core::mem::take(&mut #d[#i]));
         if self.active(value) {
-            self.contribute(value, taken)
+            // Taken by value: a plain float for a buffer of floats.
+            self.contribute_scalar(value, taken)
         } else {
             quote!(let _ = #taken;)
         }
@@ -694,6 +704,11 @@ impl<'a> Reverse<'a> {
                 entries: entries.clone(),
                 reads,
                 read_tape: reads.then(|| l.reads.tape.to_string()),
+                fixed_reads: if reads {
+                    fixed_reads(&l.body, &l.reads.tape)
+                } else {
+                    None
+                },
                 count: counted,
                 exit_afters,
                 reversed: true,
@@ -746,8 +761,14 @@ impl<'a> Reverse<'a> {
         let start = Ident::new("reads_start", Span::mixed_site());
         let names: Vec<&Ident> = entries.iter().map(|e| &self.f.vars[*e].name).collect();
         let mut pop = TokenStream::new();
-        if !entries.is_empty() || reads || !snapshots.is_empty() {
-            let pattern = if reads {
+        let fixed = if reads {
+            fixed_reads(&l.body, &l.reads.tape)
+        } else {
+            None
+        };
+        let start_recorded = reads && fixed.is_none();
+        if !entries.is_empty() || start_recorded || !snapshots.is_empty() {
+            let pattern = if start_recorded {
                 quote!((#(#names,)* #start))
             } else {
                 quote!((#(#names,)* #(#snapshots,)*))
@@ -757,6 +778,10 @@ impl<'a> Reverse<'a> {
         let mut truncate = TokenStream::new();
         if reads {
             let (cursor, tape) = (&l.reads.cursor, &l.reads.tape);
+            if let Some(r) = fixed {
+                // This iteration's reads are the last `r` on the tape.
+                pop.extend(quote!(let #start = #tape.len() - #r;));
+            }
             pop.extend(quote!(let mut #cursor = #start;));
             truncate.extend(quote!(#tape.truncate(#start);));
         }
@@ -1607,6 +1632,25 @@ fn touches_buffers(b: &Block, local: &HashSet<VarId>, f: &Function) -> bool {
         Stmt::Loop(l) => touches_buffers(&l.body, local, f),
         _ => false,
     })
+}
+
+/// How many buffer values every iteration of a loop with body `b` reads through `tape`, when
+/// that number is the same in every iteration (no read inside an `if` arm).
+fn fixed_reads(b: &Block, tape: &Ident) -> Option<usize> {
+    let mut count = 0;
+    for s in &b.stmts {
+        match s {
+            Stmt::Let {
+                op: Op::Index { tape: Some(t), .. },
+                ..
+            } if t.tape == *tape => count += 1,
+            Stmt::If { then, els, .. } if reads_tape(then, tape) || reads_tape(els, tape) => {
+                return None
+            }
+            _ => {}
+        }
+    }
+    Some(count)
 }
 
 /// Does `b` (arms included, nested loops not) read buffers through `tape`?

@@ -9,7 +9,8 @@
 //!
 //! A value is a scalar when the user declared it so (`x: f64`, `let v: f64 = ..`), when it is
 //! an element of a float container (`x[i]` with `x: &[f64]`, `Array2<f64>` or a
-//! `vec![0.0; n]` buffer), when it is `.. as f64` of integer code, `sum()`/`mean()` of an
+//! `vec![0.0; n]` buffer), when it is float arithmetic on literals, known scalars and
+//! `.. as f64` casts of integer code (`2.0 / s as f64`), `sum()`/`mean()` of an
 //! array, or when an element-wise rule (operators, float methods) gets only scalars. Anything
 //! else (a call's result, a tensor primitive, an unrecognised expression) is left unknown and
 //! keeps the generic path: the pass only ever changes how a gradient is written, never what it
@@ -18,7 +19,7 @@
 use crate::ir::{Block, Function, MapFn, Op, Operand, Stmt, VarId};
 use crate::rules::{Adjoint, Kind};
 use crate::signature::{element_type, float_type, Signature};
-use proc_macro2::{Ident, TokenStream, TokenTree};
+use proc_macro2::{Ident, Spacing, TokenStream, TokenTree};
 use std::collections::HashMap;
 use syn::Type;
 
@@ -154,7 +155,7 @@ impl Facts {
             },
             Op::Index { base, .. } => (base.var().is_some_and(|v| self.elements[v]), false),
             Op::Verbatim(tokens) => (
-                is_cast_to(tokens, &self.float) || self.is_element(tokens),
+                self.float_expr(tokens) || self.is_element(tokens),
                 is_float_vec(tokens),
             ),
             Op::Map { func, .. } => {
@@ -165,6 +166,42 @@ impl Facts {
             }
             Op::Call { .. } => (false, false),
         }
+    }
+
+    /// Code that can only compute a float: terms joined by `+ - * /`, each a float literal, a
+    /// known scalar, `<one operand> as f64` or such an expression in parentheses
+    /// (`2.0 / s as f64`, `(n + 1) as f64 * 0.5`). Anything else (a comparison, `%`, a name
+    /// of unknown type) is not classified.
+    fn float_expr(&self, tokens: &TokenStream) -> bool {
+        let trees: Vec<TokenTree> = tokens.clone().into_iter().collect();
+        let mut terms: Vec<&[TokenTree]> = Vec::new();
+        let mut start = 0;
+        for (k, t) in trees.iter().enumerate() {
+            if let TokenTree::Punct(p) = t {
+                if matches!(p.as_char(), '+' | '-' | '*' | '/') && p.spacing() == Spacing::Alone {
+                    terms.push(&trees[start..k]);
+                    start = k + 1;
+                }
+            }
+        }
+        terms.push(&trees[start..]);
+        let last = terms.len() - 1;
+        terms.iter().enumerate().all(|(k, term)| match term {
+            // A unary minus leaves an empty term before it.
+            [] => k < last,
+            [TokenTree::Literal(l)] => syn::parse_str::<syn::LitFloat>(&l.to_string()).is_ok(),
+            [TokenTree::Ident(i)] => self
+                .by_name
+                .get(&i.to_string())
+                .is_some_and(|&v| self.scalar[v]),
+            [TokenTree::Group(g)] => {
+                g.delimiter() == proc_macro2::Delimiter::Parenthesis && self.float_expr(&g.stream())
+            }
+            [.., TokenTree::Ident(a), TokenTree::Ident(f)] => {
+                a == "as" && *f == self.float && term.len() > 2
+            }
+            _ => false,
+        })
     }
 
     /// `x[i]` of a float container that is not differentiated (integer code keeps it as
@@ -214,22 +251,6 @@ fn holds_floats(ty: &Type, float: &Ident) -> bool {
         return is_float(&a.elem, float);
     }
     !is_float(ty, float) && element_type(ty).is_some_and(|f| f == *float)
-}
-
-/// `<integer code> as f64`: one operand (a name, a call, a parenthesised expression) cast to
-/// the function's float, with no operator that could make the whole an array.
-fn is_cast_to(tokens: &TokenStream, float: &Ident) -> bool {
-    let trees: Vec<TokenTree> = tokens.clone().into_iter().collect();
-    let n = trees.len();
-    if n < 3 {
-        return false;
-    }
-    let tail = matches!(&trees[n - 2], TokenTree::Ident(i) if i == "as")
-        && matches!(&trees[n - 1], TokenTree::Ident(i) if i == float);
-    tail && trees[..n - 2].iter().all(|t| match t {
-        TokenTree::Punct(p) => matches!(p.as_char(), '.' | ':'),
-        _ => true,
-    })
 }
 
 /// `::std::vec![0.0; n]` or `vec![1.5, 2.0]`: a vector of float literals.
