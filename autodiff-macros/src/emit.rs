@@ -420,11 +420,12 @@ impl Forward<'_> {
                 let v = &self.f.vars[*var];
                 let name = &v.name;
                 let ty = v.ty.as_ref().map(|t| quote!(: #t));
-                let live = |t: &crate::ir::ReadTape| {
+                let plan_of = |t: &crate::ir::ReadTape| {
                     self.plans
                         .values()
-                        .any(|p| p.read_tape.as_deref() == Some(t.tape.to_string().as_str()))
+                        .find(|p| p.read_tape.as_deref() == Some(t.tape.to_string().as_str()))
                 };
+                let live = |t: &crate::ir::ReadTape| plan_of(t).is_some();
                 // A recorded integer value: taped where its loop runs backwards.
                 if let Some(r) = self
                     .f
@@ -459,7 +460,9 @@ impl Forward<'_> {
                     match self.mode {
                         Mode::Body => {
                             let value = self.op(op);
-                            return quote!(let #name #ty = #value; #tape.push(#name););
+                            let reserved = plan_of(t).is_some_and(|p| p.reads_reserved);
+                            let append = append(self.rt, tape, quote!(#name), reserved);
+                            return quote!(let #name #ty = #value; #append);
                         }
                         Mode::Recompute => {
                             return quote!(let #name #ty = #tape[#cursor]; #cursor += 1;)
@@ -557,8 +560,8 @@ impl Forward<'_> {
         let mut body = TokenStream::new();
         // A `for` loop without `break` runs a known number of times: its entry and recorded
         // tapes get their room when it starts, and the loop appends without a growth call
-        // (around which its values would be spilled to the stack). Buffer reads, a variable
-        // number per iteration, keep `push`: reserving for them measured slower on GMM.
+        // (around which its values would be spilled to the stack). So does its tape of buffer
+        // reads when every iteration reads the same number (`LoopPlan::fixed_reads`).
         let exact = l.counted_range();
         let recorded: Vec<&crate::ir::Recorded> = plan
             .recorded
@@ -566,8 +569,13 @@ impl Forward<'_> {
             .filter_map(|v| self.f.recorded.get(v))
             .collect();
         let reads = &l.reads.tape;
-        if let Some(iter) = exact.filter(|_| plan.has_entries() || !recorded.is_empty()) {
+        if let Some(iter) =
+            exact.filter(|_| plan.has_entries() || !recorded.is_empty() || plan.reads_reserved)
+        {
             out.extend(quote!(let #count = ::core::iter::Iterator::count(::core::iter::IntoIterator::into_iter(#iter));));
+            if let (true, Some(r)) = (plan.reads_reserved, plan.fixed_reads) {
+                out.extend(quote!(#reads.reserve(#count * #r);));
+            }
             if plan.has_entries() {
                 let tape = &l.tape;
                 out.extend(quote!(#tape.reserve(#count);));

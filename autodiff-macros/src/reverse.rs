@@ -65,6 +65,9 @@ pub struct LoopPlan {
     /// the reverse sweep finds an iteration's reads at the tape's end, so where each
     /// iteration's reads start need not be recorded.
     pub fixed_reads: Option<usize>,
+    /// With `fixed_reads`, a loop whose trip count is known when it starts
+    /// ([`Loop::counted_range`]): the read tape's room is reserved then.
+    pub reads_reserved: bool,
     /// The trip count is kept (`while`, `loop`, or a `for` that can `break`).
     pub count: bool,
     /// For a nested loop: its outputs the enclosing loop's recomputation needs.
@@ -709,6 +712,9 @@ impl<'a> Reverse<'a> {
                 } else {
                     None
                 },
+                reads_reserved: reads
+                    && fixed_reads(&l.body, &l.reads.tape).is_some()
+                    && l.counted_range().is_some(),
                 count: counted,
                 exit_afters,
                 reversed: true,
