@@ -695,6 +695,11 @@ impl<'a> Reverse<'a> {
             self.mark_tokens(iter);
         }
         let reads = checkpoint.is_empty() && reads_tape(&l.body, &l.reads.tape);
+        let fixed = if reads {
+            fixed_reads(&l.body, &l.reads.tape)
+        } else {
+            None
+        };
         // The plan first: the recomputation below reads the body's buffer reads from its tape.
         let exit_afters = self
             .plans
@@ -707,14 +712,8 @@ impl<'a> Reverse<'a> {
                 entries: entries.clone(),
                 reads,
                 read_tape: reads.then(|| l.reads.tape.to_string()),
-                fixed_reads: if reads {
-                    fixed_reads(&l.body, &l.reads.tape)
-                } else {
-                    None
-                },
-                reads_reserved: reads
-                    && fixed_reads(&l.body, &l.reads.tape).is_some()
-                    && l.counted_range().is_some(),
+                fixed_reads: fixed,
+                reads_reserved: fixed.is_some() && l.counted_range().is_some(),
                 count: counted,
                 exit_afters,
                 reversed: true,
@@ -767,11 +766,6 @@ impl<'a> Reverse<'a> {
         let start = Ident::new("reads_start", Span::mixed_site());
         let names: Vec<&Ident> = entries.iter().map(|e| &self.f.vars[*e].name).collect();
         let mut pop = TokenStream::new();
-        let fixed = if reads {
-            fixed_reads(&l.body, &l.reads.tape)
-        } else {
-            None
-        };
         let start_recorded = reads && fixed.is_none();
         if !entries.is_empty() || start_recorded || !snapshots.is_empty() {
             let pattern = if start_recorded {
@@ -1340,12 +1334,7 @@ impl<'a> Reverse<'a> {
         let mut operands = Vec::new();
         for (k, a) in args.iter().enumerate() {
             let name = Args::operand_name(k, args.len());
-            params.push(match name {
-                "x" => &names.x,
-                "a" => &names.a,
-                "b" => &names.b,
-                _ => &names.c,
-            });
+            params.push(names.operand(k, args.len()));
             operands.push(if template.uses.contains(&name) {
                 self.operand(a)
             } else {

@@ -110,11 +110,21 @@ impl Args {
 
     /// The float operand a template names `x` (one operand) or `a`, `b`, `c`.
     pub fn operand_mut(&mut self, k: usize, of: usize) -> &mut TokenStream {
-        match (of, k) {
-            (1, _) => &mut self.x,
-            (_, 0) => &mut self.a,
-            (_, 1) => &mut self.b,
+        match Args::operand_name(k, of) {
+            "x" => &mut self.x,
+            "a" => &mut self.a,
+            "b" => &mut self.b,
             _ => &mut self.c,
+        }
+    }
+
+    /// The same, read.
+    pub fn operand(&self, k: usize, of: usize) -> &TokenStream {
+        match Args::operand_name(k, of) {
+            "x" => &self.x,
+            "a" => &self.a,
+            "b" => &self.b,
+            _ => &self.c,
         }
     }
 
