@@ -569,10 +569,32 @@ impl Forward<'_> {
             .filter_map(|v| self.f.recorded.get(v))
             .collect();
         let reads = &l.reads.tape;
-        if let Some(iter) =
-            exact.filter(|_| plan.has_entries() || !recorded.is_empty() || plan.reads_reserved)
-        {
+        // Nested loops at the top of the body, which record their exit once per iteration.
+        let nested_exits: Vec<&Ident> = l
+            .body
+            .stmts
+            .iter()
+            .filter_map(|s| match s {
+                Stmt::Loop(n) => Some(n),
+                _ => None,
+            })
+            .filter(|n| {
+                self.plans
+                    .get(&n.tape.to_string())
+                    .is_some_and(|p| p.exits_reserved && p.has_exits())
+            })
+            .map(|n| &n.exits)
+            .collect();
+        if let Some(iter) = exact.filter(|_| {
+            plan.has_entries()
+                || !recorded.is_empty()
+                || plan.reads_reserved
+                || !nested_exits.is_empty()
+        }) {
             out.extend(quote!(let #count = ::core::iter::Iterator::count(::core::iter::IntoIterator::into_iter(#iter));));
+            for e in &nested_exits {
+                out.extend(quote!(#e.reserve(#count);));
+            }
             if let (true, Some(r)) = (plan.reads_reserved, plan.fixed_reads) {
                 out.extend(quote!(#reads.reserve(#count * #r);));
             }
@@ -614,7 +636,8 @@ impl Forward<'_> {
         if self.mode == Mode::Body && l.nested && plan.has_exits() {
             let counted = plan.reversed && plan.count;
             let c = counted.then(|| quote!(#count,));
-            out.extend(quote!(#exits.push((#c #(::core::clone::Clone::clone(&#afters),)*));));
+            let record = quote!((#c #(::core::clone::Clone::clone(&#afters),)*));
+            out.extend(append(rt, exits, record, plan.exits_reserved));
         }
         out
     }

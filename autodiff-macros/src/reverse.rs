@@ -68,6 +68,9 @@ pub struct LoopPlan {
     /// With `fixed_reads`, a loop whose trip count is known when it starts
     /// ([`Loop::counted_range`]): the read tape's room is reserved then.
     pub reads_reserved: bool,
+    /// A nested loop at the top of a body whose trip count is known when it starts: that
+    /// enclosing loop reserves room for one exit record per iteration.
+    pub exits_reserved: bool,
     /// The trip count is kept (`while`, `loop`, or a `for` that can `break`).
     pub count: bool,
     /// For a nested loop: its outputs the enclosing loop's recomputation needs.
@@ -724,8 +727,22 @@ impl<'a> Reverse<'a> {
                 },
                 checkpoint: checkpoint.clone(),
                 rerun: false,
+                exits_reserved: self
+                    .plans
+                    .get(&l.tape.to_string())
+                    .is_some_and(|p| p.exits_reserved),
             },
         );
+        if l.counted_range().is_some() {
+            for s in &l.body.stmts {
+                if let Stmt::Loop(n) = s {
+                    self.plans
+                        .entry(n.tape.to_string())
+                        .or_default()
+                        .exits_reserved = true;
+                }
+            }
+        }
         // The buffers' states at the iteration's start, restored before it runs again.
         let snapshots: Vec<Ident> = checkpoint
             .iter()
