@@ -783,7 +783,10 @@ impl<'a> Reverse<'a> {
         let start = Ident::new("reads_start", Span::mixed_site());
         let names: Vec<&Ident> = entries.iter().map(|e| &self.f.vars[*e].name).collect();
         let mut pop = TokenStream::new();
-        let start_recorded = reads && fixed.is_none();
+        let start_recorded = self
+            .plans
+            .get(&l.tape.to_string())
+            .is_some_and(LoopPlan::records_read_start);
         if !entries.is_empty() || start_recorded || !snapshots.is_empty() {
             let pattern = if start_recorded {
                 quote!((#(#names,)* #start))
