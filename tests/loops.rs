@@ -774,3 +774,48 @@ fn checkpointed_while_break_and_arms() {
     );
     assert_close(&break_checkpointed_grad(&x), &fd(&break_recorded, &x), 1e-7);
 }
+
+/// Tapes with their room reserved: a time loop whose first inner loop reads each buffer
+/// element once per iteration before overwriting it (the same number of reads every
+/// iteration: reserved, found at the tape's end), a second whose reads sit in `if` arms (a
+/// varying number: pushed, with each iteration's start recorded), and nested loops at the top
+/// of a counted body (their exit records reserved by it).
+#[differentiate]
+fn reserved_tapes(x: &[f64], steps: usize) -> f64 {
+    let n = x.len();
+    let mut buf = vec![0.0; n];
+    let mut total = 0.0;
+    for step in 0..steps {
+        for i in 0..n {
+            let prev = buf[i];
+            buf[i] = (prev + x[i]).sin() * (1.0 + 0.1 * step as f64);
+        }
+        let mut acc = 0.0;
+        for i in 0..n {
+            if x[i] > 0.0 {
+                acc += buf[i] * buf[i];
+            } else {
+                acc -= buf[i];
+            }
+        }
+        for i in 0..n {
+            let mut s = 0.0;
+            for j in 0..i {
+                s += buf[j] * x[i];
+            }
+            buf[i] = buf[i] * acc.cos() + 0.1 * s;
+        }
+        total += acc;
+    }
+    total
+}
+
+#[test]
+fn reserved_tapes_match_finite_differences() {
+    let x = [0.4, -0.7, 1.2, 0.3, -0.2];
+    let g = reserved_tapes_grad(&x, 4);
+    let want = fd(&|v| reserved_tapes(v, 4), &x);
+    assert_close(&g, &want, 1e-6);
+    let (value, _) = reserved_tapes_value_and_grad(&x, 4);
+    assert_eq!(value, reserved_tapes(&x, 4));
+}
