@@ -426,7 +426,11 @@ fn check(name: &str, f: Primal, vg: ValueAndGrad, twin: Twin, seed: u64) -> Resu
         let grad: Vec<f64> = gx.iter().copied().chain(gm.iter().copied()).chain([ga, gb]).collect();
         for (i, g) in grad.iter().enumerate() {
             let (re, d) = forward(twin, &v, i);
-            if !((re - value).abs() <= 1e-12 * value.abs().max(1.0)) {
+            // The twin is the same program over dual numbers, but num-dual's functions round
+            // differently (`powi`, `softplus`), which a badly conditioned program amplifies
+            // (`sin` of `(r^6 + 1)^0.76`, found by `scripts/differential.sh 10000 130000`):
+            // the values agree to the same tolerance as the derivatives.
+            if !((re - value).abs() <= DUAL_TOLERANCE * value.abs().max(1.0)) {
                 return Err(format!("{name}: the dual twin's value {re} differs from the function's {value} at {v:?}"));
             }
             let scale = d.abs().max(value.abs()).max(1.0);
