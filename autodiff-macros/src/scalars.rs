@@ -114,7 +114,8 @@ impl Facts {
                     self.block(then);
                     self.block(els);
                     for p in phis.iter() {
-                        self.scalar[p.out] |= self.operand(&p.then) && self.operand(&p.els);
+                        // A merge binds its arms' values as they are, like a `let`.
+                        self.scalar[p.out] |= self.value(&p.then) && self.value(&p.els);
                     }
                 }
                 Stmt::Loop(l) => {
