@@ -142,7 +142,7 @@ impl Gen<'_> {
 
     /// One statement; may bind a new scalar.
     fn stmt(&mut self, out: &mut String) {
-        match self.rng.below(10) {
+        match self.rng.below(11) {
             0 | 1 => {
                 let v = self.name("v");
                 let e = self.expr(3);
@@ -234,6 +234,30 @@ impl Gen<'_> {
                 let e2 = self.expr(1);
                 self.index = None;
                 let _ = writeln!(out, "    let mut {perm} = vec![0usize; n];\n    for i in 0..n {{\n        {perm}[i] = (i + {shift}) % n;\n    }}\n    let mut {v} = {init};\n    for i in 0..n {{\n        {v} = {v} * 0.8 + x[{perm}[i]] * {e};\n        if {perm}[0] % 2 == 0 {{\n            {v} = {v} + {e2};\n        }}\n        let first = {perm}[0];\n        for j in 1..n {{\n            {perm}[j - 1] = {perm}[j];\n        }}\n        {perm}[n - 1] = first;\n    }}");
+                self.scalars.push(v);
+            }
+            10 => {
+                // A log-sum-exp per point over a scratch buffer declared outside the loop
+                // (GMM's `main_term`): filled for every component, then read. Or, one time in
+                // four, read before it is filled, so that it carries values from one iteration
+                // to the next.
+                let v = self.name("lse");
+                let sc = self.name("scratch");
+                let init = self.expr(1);
+                self.index = Some("i".into());
+                let e = self.expr(2);
+                self.index = None;
+                let (len, range) = match self.rng.below(3) {
+                    0 => ("3".to_string(), "0..3".to_string()),
+                    1 => ("n".to_string(), "0..n".to_string()),
+                    _ => ("n".to_string(), format!("0..{sc}.len()")),
+                };
+                let (carry, carried) = if self.rng.chance(25) {
+                    (format!("        let prev = {sc}[1] * 0.25;\n"), " + prev")
+                } else {
+                    (String::new(), "")
+                };
+                let _ = writeln!(out, "    let mut {v} = {init};\n    let mut {sc} = vec![0.0; {len}];\n    for i in 0..n {{\n{carry}        for q in {range} {{\n            {sc}[q] = x[(i + q) % n] * {e};\n        }}\n        let mut mx = {sc}[0];\n        for q in 1..{sc}.len() {{\n            mx = mx.max({sc}[q]);\n        }}\n        let mut se = 0.0;\n        for q in 0..{sc}.len() {{\n            se += ({sc}[q] - mx).exp();\n        }}\n        {v} += se.ln() + mx{carried};\n    }}");
                 self.scalars.push(v);
             }
             _ => {

@@ -157,6 +157,7 @@ fn body(
     let mut f = lower::lower(func, sig, &active, &mut namer)?;
     f.checkpoint = sig.checkpoint;
     scalars::infer(&mut f, sig);
+    f.early = Reverse::new(&f, sig.float.clone(), rt.clone()).early_loops();
     tbr::untape_stable_reads(&mut f, &mut namer);
     // The reverse sweep, then the top-level values it does not read: those are freed at the end
     // of the forward sweep, rebound to their shape where the reverse sweep reads that.
@@ -540,6 +541,9 @@ impl Forward<'_> {
             .map(|a| &self.f.vars[*a].name)
             .collect();
         let exits = &l.exits;
+        if let (Some(early), Mode::Sweep) = (&plan.early, self.mode) {
+            return early.clone();
+        }
         if self.mode == Mode::Plain {
             return plain_loop(self, l);
         }

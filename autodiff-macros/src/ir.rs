@@ -198,6 +198,9 @@ pub struct Function {
     pub recorded: HashMap<VarId, Recorded>,
     /// The attribute's `checkpoint` option (see `LoopPlan::checkpoint`).
     pub checkpoint: bool,
+    /// Top-level loops (by tape name) run fused with their reverse where they stand in the
+    /// forward sweep, each iteration reversed at once (`Reverse::early_loops`).
+    pub early: std::collections::HashSet<String>,
 }
 
 /// Where a recorded integer value goes.

@@ -19,6 +19,7 @@ mod names;
 mod reverse;
 mod rules;
 mod scalars;
+mod scratch;
 mod signature;
 mod tbr;
 

@@ -107,6 +107,7 @@ fn lower_once(
             result: result.unwrap_or(Operand::Const(quote!(0.0))),
             recorded: HashMap::new(),
             checkpoint: false,
+            early: Default::default(),
         },
         more,
     ))
@@ -1455,6 +1456,7 @@ impl Lowerer<'_> {
             result,
             recorded: HashMap::new(),
             checkpoint: false,
+            early: Default::default(),
         };
         Ok(MapFn::Closure {
             forward,

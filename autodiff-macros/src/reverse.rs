@@ -39,6 +39,9 @@ pub struct Reverse<'a> {
     registers: usize,
     /// The function's last loop, run fused with its reverse (forward sweep's last statement).
     pub fused: Option<TokenStream>,
+    /// Top-level loops (by tape name) run fused with their reverse where they stand in the
+    /// forward sweep, with a unit adjoint (see [`Reverse::early_loop`]).
+    early: HashSet<String>,
 }
 
 /// Where the adjoint of an element read in a loop gathers instead of going to memory at once.
@@ -85,6 +88,9 @@ pub struct LoopPlan {
     pub checkpoint: Vec<VarId>,
     /// Directly inside a checkpointed loop, whose reverse runs it again: no exit record.
     pub rerun: bool,
+    /// A top-level loop run fused with its reverse in the forward sweep: the code that runs
+    /// it there ([`Reverse::early_loop`]).
+    pub early: Option<TokenStream>,
 }
 
 impl LoopPlan {
@@ -141,6 +147,7 @@ impl<'a> Reverse<'a> {
             promoted: Vec::new(),
             registers: 0,
             fused: None,
+            early: HashSet::new(),
         }
     }
 
@@ -152,10 +159,11 @@ impl<'a> Reverse<'a> {
     /// The reverse sweep of the whole body, seeded with `seed` as the output's adjoint.
     pub fn sweep(&mut self, seed: TokenStream) -> TokenStream {
         let f = self.f;
+        self.early = f.early.clone();
         if let Some(l) = self.fusable() {
             // The function ends with a loop that accumulates its value: its adjoint is the seed
             // from the start, so the loop's reverse runs inside the forward loop.
-            let fused = self.fused_loop(l, f.result.var().unwrap_or_default(), seed);
+            let fused = self.fused_loop(l, f.result.var().unwrap_or_default(), seed, true);
             self.fused = Some(fused);
             let mut out = TokenStream::new();
             for s in f.body.stmts[..f.body.stmts.len() - 1].iter().rev() {
@@ -198,6 +206,14 @@ impl<'a> Reverse<'a> {
         if touches_outer_buffers(&l.body, self.f) {
             return None;
         }
+        self.accumulates(l).then_some(l)
+    }
+
+    /// Does every differentiated carried variable of `l` only accumulate (`s += ..`, `s -= ..`,
+    /// each iteration adding a term that does not read `s`), so that its adjoint is the same
+    /// in every iteration?
+    fn accumulates(&self, l: &'a Loop) -> bool {
+        let f = self.f;
         let mut uses = Vec::new();
         self.uses_deep(&l.body, &mut uses);
         if let LoopKind::While { cond } = &l.kind {
@@ -208,7 +224,9 @@ impl<'a> Reverse<'a> {
             }
         }
         for c in l.carried.iter().filter(|c| f.vars[c.entry].active) {
-            let exit = c.exit.var()?;
+            let Some(exit) = c.exit.var() else {
+                return false;
+            };
             let accumulates = l.body.stmts.iter().any(|s| match s {
                 Stmt::Let {
                     var,
@@ -226,10 +244,10 @@ impl<'a> Reverse<'a> {
             let entry_uses = uses.iter().filter(|u| **u == c.entry).count();
             let exit_uses = uses.iter().filter(|u| **u == exit).count();
             if !accumulates || entry_uses != 1 || exit_uses != 0 {
-                return None;
+                return false;
             }
         }
-        Some(l)
+        true
     }
 
     /// Every variable read anywhere in `b`, once per reading.
@@ -280,8 +298,15 @@ impl<'a> Reverse<'a> {
     }
 
     /// A loop fused with its reverse: each iteration runs forward, then its reverse at once,
-    /// with the (constant) adjoint of its accumulated output.
-    fn fused_loop(&mut self, l: &'a Loop, result: VarId, seed: TokenStream) -> TokenStream {
+    /// with the (constant) adjoint of its accumulated output; `handoff` passes the carried
+    /// adjoints on to the loop's initial values after it.
+    fn fused_loop(
+        &mut self,
+        l: &'a Loop,
+        result: VarId,
+        seed: TokenStream,
+        handoff: bool,
+    ) -> TokenStream {
         let rt = self.rt.clone();
         let float = self.float.clone();
         let inner: HashSet<VarId> = loop_defined(l).into_iter().collect();
@@ -338,7 +363,7 @@ impl<'a> Reverse<'a> {
         let mut inner_fused = None;
         match nested {
             Some((n, e, d)) => {
-                inner_fused = Some(self.fused_loop(n, e, quote!(&#d)));
+                inner_fused = Some(self.fused_loop(n, e, quote!(&#d), true));
                 for st in l.body.stmts[..l.body.stmts.len() - 1].iter().rev() {
                     reverse.extend(self.stmt(st));
                 }
@@ -373,9 +398,113 @@ impl<'a> Reverse<'a> {
             reverse,
         ));
         out.extend(self.flush_invariants(l, &promotions));
-        for c in &active {
+        for c in active.iter().filter(|_| handoff) {
             out.extend(self.carry(c.after, &c.init, false));
         }
+        out
+    }
+
+    /// The top-level loops (by tape name) that run fused with their reverse where they stand
+    /// ([`Self::early_loop`]); the function's last loop, when it runs fused after the forward
+    /// sweep, is not one of them. Decided once, before the to-be-recorded analysis, which
+    /// knows that such a loop's iterations are reversed at once ([`Function::early`]).
+    pub fn early_loops(&self) -> HashSet<String> {
+        let last = self.fusable();
+        early_loops(self.f)
+            .into_iter()
+            .filter(|l| last.is_none_or(|last| !std::ptr::eq(*l, last)) && self.early_fusable(l))
+            .map(|l| l.tape.to_string())
+            .collect()
+    }
+
+    /// Can top-level loop `l` run fused with its reverse where it stands? Its one
+    /// differentiated output is a scalar it accumulates, so the reverse of every iteration is
+    /// linear in that output's adjoint, the same in every iteration; and the buffers declared
+    /// outside it that it writes are its scratch buffers (`scratch`), which carry nothing
+    /// between iterations.
+    fn early_fusable(&self, l: &'a Loop) -> bool {
+        let f = self.f;
+        let mut active = l.carried.iter().filter(|c| f.vars[c.entry].active);
+        let (Some(c), None) = (active.next(), active.next()) else {
+            return false;
+        };
+        let Some(scratch) = crate::scratch::scratch_buffers(f, l) else {
+            return false;
+        };
+        // Worth it only where the loop's reverse would otherwise keep records per iteration
+        // (a unit run costs adjoints of its own, scaled afterwards).
+        let records = !scratch.is_empty() || keeps_records_deep(&l.body);
+        records && f.vars[c.after].scalar && self.accumulates(l)
+    }
+
+    /// A top-level loop whose reverse runs in the forward sweep (see [`Self::early_fusable`]):
+    /// each iteration runs forward and then backwards at once, seeded with a unit adjoint for
+    /// the accumulated output, into adjoints of its own (`__d_x_unit1`). The forward sweep
+    /// runs that where the loop stands ([`LoopPlan::early`]); the reverse sweep (returned)
+    /// adds them, scaled by the output's adjoint, where the loop's reverse would be. A loop of
+    /// GMM's kind (each data point's log-sum-exp added up) so needs no tape of its iterations
+    /// at all, as in a hand-written gradient.
+    fn early_loop(&mut self, l: &Loop) -> TokenStream {
+        let f = self.f;
+        let rt = self.rt.clone();
+        let Some(l) = early_loops(f).into_iter().find(|x| x.tape == l.tape) else {
+            return self.loop_stmt(l);
+        };
+        let (Some(c), Some(scratch)) = (
+            l.carried.iter().find(|c| f.vars[c.entry].active),
+            crate::scratch::scratch_buffers(f, l),
+        ) else {
+            return self.loop_stmt(l);
+        };
+        let inner: HashSet<VarId> = loop_defined(l).into_iter().collect();
+        let mut targets = BTreeSet::new();
+        targets_of(&l.body, &mut targets);
+        let targets: Vec<VarId> = targets
+            .into_iter()
+            .filter(|v| !inner.contains(v) && f.vars[*v].active && !scratch.contains(v))
+            .collect();
+        // The unit run declares adjoints of its own, whatever the reverse sweep has declared.
+        let outer = self.declared.clone();
+        for v in targets.iter().chain(&scratch).chain([&c.after]) {
+            self.declared.remove(v);
+        }
+        let one = syn::LitFloat::new(&format!("1.0{}", self.float), Span::call_site());
+        let run = self.fused_loop(l, c.after, one.to_token_stream(), false);
+        self.declared = outer;
+        let slots: Vec<&Ident> = l.carried.iter().map(|c| &f.vars[c.entry].name).collect();
+        // Numbered by the loop: two loops may add to the same adjoint.
+        let n = early_loops(f)
+            .iter()
+            .position(|x| x.tape == l.tape)
+            .unwrap_or(0);
+        if std::env::var("AUTODIFF_EARLY").is_ok() {
+            eprintln!("EARLY {} scratch {}", l.tape, scratch.len());
+        }
+        let units: Vec<Ident> = targets
+            .iter()
+            .map(|t| {
+                let name = format!("{}_unit{n}", f.vars[*t].adjoint);
+                Ident::new(&name, Span::mixed_site())
+            })
+            .collect();
+        let adjoints = targets.iter().map(|t| &f.vars[*t].adjoint);
+        let forward = quote!(
+            let (#(mut #slots,)* #(#units,)*) = { #run (#(#slots,)* #(#adjoints,)*) };
+        );
+        self.plans.entry(l.tape.to_string()).or_default().early = Some(forward);
+        let mut out = TokenStream::new();
+        if !self.declared.contains(&c.after) {
+            return out;
+        }
+        let d = f.vars[c.after].adjoint.clone();
+        for (t, u) in targets.iter().zip(&units) {
+            if f.vars[*t].scalar {
+                out.extend(self.contribute_scalar(&Operand::Var(*t), quote!(#u * #d)));
+            } else {
+                out.extend(self.contribute(&Operand::Var(*t), quote!(#rt::scale(#u, #d))));
+            }
+        }
+        out.extend(self.carry(c.after, &c.init, false));
         out
     }
 
@@ -542,6 +671,7 @@ impl<'a> Reverse<'a> {
             } => self.if_stmt(then, els, phis, *record),
             Stmt::Effect(_) => TokenStream::new(),
             Stmt::Store { buf, index, value } => self.store(*buf, index, value),
+            Stmt::Loop(l) if self.early.contains(&l.tape.to_string()) => self.early_loop(l),
             Stmt::Loop(l) => self.loop_stmt(l),
         }
     }
@@ -731,6 +861,7 @@ impl<'a> Reverse<'a> {
                     .plans
                     .get(&l.tape.to_string())
                     .is_some_and(|p| p.exits_reserved),
+                early: None,
             },
         );
         if l.counted_range().is_some() {
@@ -1485,6 +1616,32 @@ impl<'a> Reverse<'a> {
     }
 }
 
+/// Does `b` hold a loop or a taped buffer read (records a loop's reverse would keep per
+/// iteration)?
+fn keeps_records_deep(b: &Block) -> bool {
+    b.stmts.iter().any(|s| match s {
+        Stmt::Loop(_) => true,
+        Stmt::Let {
+            op: Op::Index { tape: Some(_), .. },
+            ..
+        } => true,
+        Stmt::If { then, els, .. } => keeps_records_deep(then) || keeps_records_deep(els),
+        _ => false,
+    })
+}
+
+/// The loops at the top of the function's body.
+fn early_loops(f: &Function) -> Vec<&Loop> {
+    f.body
+        .stmts
+        .iter()
+        .filter_map(|s| match s {
+            Stmt::Loop(l) => Some(&**l),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Every variable defined in `b`, its arms included.
 fn defined_deep(b: &Block) -> Vec<VarId> {
     let mut out = b.defined();
@@ -1516,7 +1673,7 @@ fn storage_shapes(l: &Loop, inner: &HashSet<VarId>) -> HashMap<VarId, VarId> {
 }
 
 /// Every variable defined inside a loop: its body's, its entries, its index.
-fn loop_defined(l: &Loop) -> Vec<VarId> {
+pub fn loop_defined(l: &Loop) -> Vec<VarId> {
     let mut out = defined_deep(&l.body);
     out.extend(l.carried.iter().map(|c| c.entry));
     if let LoopKind::For { var, .. } = &l.kind {
@@ -1682,7 +1839,7 @@ fn reads_tape(b: &Block, tape: &Ident) -> bool {
 
 /// The variables an operation reads: operands directly, and the names verbatim code uses
 /// (collected in `names`, to be resolved by the caller).
-fn op_reads(op: &Op, names: &mut Vec<String>, mut read: impl FnMut(VarId)) {
+pub fn op_reads(op: &Op, names: &mut Vec<String>, mut read: impl FnMut(VarId)) {
     let mut operand = |o: &Operand| {
         if let Some(v) = o.var() {
             read(v)
@@ -1707,7 +1864,7 @@ fn op_reads(op: &Op, names: &mut Vec<String>, mut read: impl FnMut(VarId)) {
 }
 
 /// Identifiers in a token stream.
-fn idents(tokens: &TokenStream, out: &mut Vec<String>) {
+pub fn idents(tokens: &TokenStream, out: &mut Vec<String>) {
     for tt in tokens.clone() {
         match tt {
             proc_macro2::TokenTree::Ident(i) => out.push(i.to_string()),

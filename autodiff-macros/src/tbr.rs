@@ -38,6 +38,7 @@ pub fn untape_stable_reads(function: &mut Function, namer: &mut Namer) {
         inactive,
         recorded: Vec::new(),
         checkpoint: function.checkpoint,
+        early: function.early.clone(),
     };
     let mut written_later = HashSet::new();
     walk.block(&mut function.body, &mut written_later, None);
@@ -90,6 +91,8 @@ struct Walk {
     recorded: Vec<(VarId, bool)>,
     /// The attribute's `checkpoint` option.
     checkpoint: bool,
+    /// The loops run fused with their reverse where they stand (`Function::early`).
+    early: HashSet<String>,
 }
 
 impl Walk {
@@ -148,7 +151,12 @@ impl Walk {
                 Stmt::Loop(l) => {
                     let exact = l.counted_range().is_some();
                     let restored = crate::reverse::checkpoint_buffers(l, self.checkpoint);
-                    if restored.is_empty() {
+                    if self.early.contains(&l.tape.to_string()) {
+                        // Each iteration is reversed right after it runs: only stores later
+                        // in the same iteration can intervene.
+                        self.block(&mut l.body, &mut HashSet::new(), Some(exact));
+                        stores(&l.body, later);
+                    } else if restored.is_empty() {
                         // Every store of the body can follow any read of it, one iteration
                         // later.
                         stores(&l.body, later);

@@ -1,0 +1,279 @@
+//! Scratch buffers (a must-write-before-read analysis).
+//!
+//! A loop that writes a buffer declared outside it can usually not run fused with its reverse:
+//! an element one iteration writes may be read by the next, so its adjoint must flow between
+//! iterations in reverse order. A *scratch* buffer carries nothing between iterations: it is
+//! used by that loop alone, and every iteration writes every element before reading any (GMM's
+//! `main_term`, filled for all components, then reduced by a log-sum-exp). Each iteration's
+//! reverse then takes every element's adjoint back to zero at the writes, so iterations can be
+//! reversed one at a time, right after they run.
+//!
+//! "Every element" is proven syntactically: the buffer is `vec![c; len]`, and before any read
+//! the iteration runs, at the top of its body, `for i in 0..len { .. buf[i] = ..; .. }` (or
+//! `0..buf.len()`), the store at the top of that loop's body and the loop without `break`.
+//! `len` must be a value that cannot change: literals, arithmetic and size methods of
+//! variables that no loop reassigns.
+
+use crate::ir::{Block, Function, Loop, LoopKind, Op, Operand, Stmt, VarId};
+use crate::reverse::{idents, op_reads};
+use proc_macro2::TokenStream;
+use quote::ToTokens;
+use std::collections::HashSet;
+
+/// The differentiated buffers declared outside `l` that it writes, if all are scratch
+/// buffers of `l`; `None` if one is not.
+pub fn scratch_buffers(f: &Function, l: &Loop) -> Option<Vec<VarId>> {
+    let local: HashSet<VarId> = crate::reverse::loop_defined(l).into_iter().collect();
+    let mut written = HashSet::new();
+    crate::tbr::stores(&l.body, &mut written);
+    let mut out: Vec<VarId> = written
+        .into_iter()
+        .filter(|b| !local.contains(b) && f.vars[*b].active)
+        .collect();
+    out.sort_unstable();
+    out.iter().all(|&b| is_scratch(f, l, b)).then_some(out)
+}
+
+fn is_scratch(f: &Function, l: &Loop, b: VarId) -> bool {
+    let Some(len) = declared_length(f, b) else {
+        return false;
+    };
+    let name = f.vars[b].name.to_string();
+    !used_outside(&f.body, l, b, &name)
+        && f.result.var() != Some(b)
+        && written_before_read(&l.body, b, &name, &len)
+}
+
+/// `len` of the buffer's top-level declaration `let mut b = vec![c; len]`, when it is stable.
+fn declared_length(f: &Function, b: VarId) -> Option<String> {
+    let tokens = f.body.stmts.iter().find_map(|s| match s {
+        Stmt::Let {
+            var,
+            op: Op::Verbatim(t),
+        } if *var == b => Some(t),
+        _ => None,
+    })?;
+    let syn::Expr::Macro(m) = syn::parse2::<syn::Expr>(tokens.clone()).ok()? else {
+        return None;
+    };
+    if m.mac.path.segments.last()?.ident != "vec" {
+        return None;
+    }
+    let len = syn::parse::Parser::parse2(
+        |input: syn::parse::ParseStream| {
+            input.parse::<syn::Expr>()?;
+            input.parse::<syn::Token![;]>()?;
+            input.parse::<syn::Expr>()
+        },
+        m.mac.tokens.clone(),
+    )
+    .ok()?;
+    let mut reassigned = HashSet::new();
+    carried_names(f, &f.body, &mut reassigned);
+    stable(f, &len, &reassigned).then(|| len.to_token_stream().to_string())
+}
+
+/// The names of every loop's carried storage (the variables a loop reassigns).
+fn carried_names(f: &Function, b: &Block, out: &mut HashSet<String>) {
+    for s in &b.stmts {
+        match s {
+            Stmt::Loop(l) => {
+                out.extend(l.carried.iter().map(|c| f.vars[c.entry].name.to_string()));
+                carried_names(f, &l.body, out);
+            }
+            Stmt::If { then, els, .. } => {
+                carried_names(f, then, out);
+                carried_names(f, els, out);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Literals, arithmetic, and size methods of variables no loop reassigns (and no buffers).
+fn stable(f: &Function, e: &syn::Expr, reassigned: &HashSet<String>) -> bool {
+    let fixed = |p: &syn::ExprPath| {
+        p.path.get_ident().is_some_and(|i| {
+            let n = i.to_string();
+            !reassigned.contains(&n) && !f.vars.iter().any(|v| v.buffer && v.name == n)
+        })
+    };
+    match e {
+        syn::Expr::Lit(_) => true,
+        syn::Expr::Path(p) => fixed(p),
+        syn::Expr::Paren(p) => stable(f, &p.expr, reassigned),
+        syn::Expr::Binary(b) => stable(f, &b.left, reassigned) && stable(f, &b.right, reassigned),
+        syn::Expr::MethodCall(m) => {
+            m.args.is_empty()
+                && crate::lower::SIZE_METHODS.contains(&m.method.to_string().as_str())
+                && matches!(&*m.receiver, syn::Expr::Path(p) if p.path.get_ident().is_some())
+        }
+        _ => false,
+    }
+}
+
+/// Does anything outside loop `l` (other than its declaration) use buffer `b`?
+fn used_outside(block: &Block, l: &Loop, b: VarId, name: &str) -> bool {
+    block.stmts.iter().any(|s| match s {
+        Stmt::Loop(x) if std::ptr::eq(&**x, l) => false,
+        Stmt::Let { var, .. } if *var == b => false,
+        _ => mentions(s, b, name, true),
+    })
+}
+
+/// Does `s` use buffer `b` (a store into it counting only when `stores` is set)?
+fn mentions(s: &Stmt, b: VarId, name: &str, stores: bool) -> bool {
+    let named = |t: &TokenStream| {
+        let mut ids = Vec::new();
+        idents(t, &mut ids);
+        ids.iter().any(|i| i == name)
+    };
+    let deep = |blk: &Block| blk.stmts.iter().any(|s| mentions(s, b, name, stores));
+    match s {
+        Stmt::Let { op, .. } => {
+            let (mut found, mut names) = (false, Vec::new());
+            op_reads(op, &mut names, |v| found |= v == b);
+            found || names.iter().any(|i| i == name)
+        }
+        Stmt::Store { buf, index, value } => {
+            (stores && *buf == b) || index.var() == Some(b) || value.var() == Some(b)
+        }
+        Stmt::If {
+            cond,
+            then,
+            els,
+            phis,
+            ..
+        } => {
+            named(cond)
+                || deep(then)
+                || deep(els)
+                || phis
+                    .iter()
+                    .any(|p| p.then.var() == Some(b) || p.els.var() == Some(b))
+        }
+        Stmt::Effect(t) => named(t),
+        Stmt::Loop(l) => {
+            let head = match &l.kind {
+                LoopKind::For { iter, .. } => named(iter),
+                LoopKind::While { cond } => named(cond),
+                LoopKind::Forever => false,
+            };
+            head || deep(&l.body)
+                || l.carried
+                    .iter()
+                    .any(|c| c.init.var() == Some(b) || c.exit.var() == Some(b))
+                || l.brk.as_ref().and_then(Operand::var) == Some(b)
+        }
+    }
+}
+
+/// In every iteration of a loop with body `body`, is every element of `b` written before any
+/// is read?
+fn written_before_read(body: &Block, b: VarId, name: &str, len: &str) -> bool {
+    for s in &body.stmts {
+        if covers(s, b, name, len) {
+            return true;
+        }
+        if mentions(s, b, name, false) {
+            return false;
+        }
+    }
+    // Never read.
+    true
+}
+
+/// Is `s` a loop `for i in 0..len` (no `break`) whose body writes `b[i]` at its top and never
+/// reads `b`?
+fn covers(s: &Stmt, b: VarId, name: &str, len: &str) -> bool {
+    let Stmt::Loop(w) = s else {
+        return false;
+    };
+    let LoopKind::For { var, iter } = &w.kind else {
+        return false;
+    };
+    if w.brk.is_some() {
+        return false;
+    }
+    let Ok(syn::Expr::Range(r)) = syn::parse2::<syn::Expr>(iter.clone()) else {
+        return false;
+    };
+    let from_zero = matches!(r.start.as_deref(), Some(syn::Expr::Lit(syn::ExprLit { lit: syn::Lit::Int(i), .. })) if i.base10_digits() == "0");
+    let to_len = match (&r.limits, r.end.as_deref()) {
+        (syn::RangeLimits::HalfOpen(_), Some(end)) => {
+            end.to_token_stream().to_string() == len
+                || matches!(end, syn::Expr::MethodCall(m) if m.method == "len"
+                    && m.args.is_empty()
+                    && matches!(&*m.receiver, syn::Expr::Path(p) if p.path.is_ident(name)))
+        }
+        _ => false,
+    };
+    let writes_each = w.body.stmts.iter().any(
+        |s| matches!(s, Stmt::Store { buf, index: Operand::Var(i), .. } if *buf == b && i == var),
+    );
+    from_zero && to_len && writes_each && !w.body.stmts.iter().any(|s| mentions(s, b, name, false))
+}
+
+#[cfg(test)]
+mod tests {
+    /// Does the gradient of `body` (a function of `x: &[f64], k: usize`) run its point loop
+    /// fused where it stands (adjoints of its own, `_unit`)?
+    fn runs_early(body: &str) -> bool {
+        let src = format!("fn f(x: &[f64], k: usize) -> f64 {{ {body} }}");
+        let item: proc_macro2::TokenStream = src.parse().expect("valid tokens");
+        let out = crate::expand(proc_macro2::TokenStream::new(), item).to_string();
+        assert!(!out.contains("compile_error"), "{out}");
+        out.contains("__d_x_unit")
+    }
+
+    /// A point loop writing `t` (all of it, then reading it), then `rest`, then `s.ln()`.
+    fn point_loop(decl: &str, head: &str, fill: &str, rest: &str) -> String {
+        format!(
+            "let mut t = {decl}; let mut s = 0.0; \
+             for p in 0..x.len() {{ {head} for c in {fill} {{ t[c] = x[p] * x[c]; }} \
+             let mut q = 0.0; for c in 0..k {{ q += t[c] * t[c]; }} s += q; }} {rest} s.ln()"
+        )
+    }
+
+    #[test]
+    fn a_buffer_filled_before_it_is_read_is_scratch() {
+        assert!(runs_early(&point_loop("vec![0.0; k]", "", "0..k", "")));
+        assert!(runs_early(&point_loop(
+            "vec![0.0; k]",
+            "",
+            "0..t.len()",
+            ""
+        )));
+        assert!(runs_early(&point_loop(
+            "vec![1.0; 2 * k]",
+            "",
+            "0..2 * k",
+            ""
+        )));
+        // Read once all is written: still scratch.
+        assert!(runs_early(
+            &point_loop("vec![0.0; k]", "", "0..k", "").replace("s += q;", "s += q + t[0];")
+        ));
+    }
+
+    #[test]
+    fn buffers_that_carry_values_are_not_scratch() {
+        // Read before it is written: the previous iteration's values.
+        assert!(!runs_early(&point_loop(
+            "vec![0.0; k]",
+            "let old = t[0]; s += old;",
+            "0..k",
+            ""
+        )));
+        // Not every element written.
+        assert!(!runs_early(&point_loop("vec![0.0; k]", "", "1..k", "")));
+        assert!(!runs_early(&point_loop("vec![0.0; k + 1]", "", "0..k", "")));
+        // Read after the loop.
+        assert!(!runs_early(&point_loop(
+            "vec![0.0; k]",
+            "",
+            "0..k",
+            "s += t[0];"
+        )));
+    }
+}
