@@ -140,6 +140,8 @@ rule!(add, [a in -5.0..5.0, b in -5.0..5.0], true, a + b);
 rule!(sub, [a in -5.0..5.0, b in -5.0..5.0], true, a - b);
 rule!(mul, [a in -5.0..5.0, b in -5.0..5.0], true, a * b);
 rule!(div, [a in -5.0..5.0, b in 0.5..5.0], true, a / b);
+// A reciprocal written as a quotient (its own adjoint template, no second division).
+rule!(div_of_one, [x in -5.0..5.0], where x.abs() > 0.2, 1.0 / x);
 rule!(neg, [x in -5.0..5.0], -x);
 // Powers and roots.
 rule!(powi, [x in -3.0..3.0], x.powi(3));

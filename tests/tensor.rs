@@ -308,6 +308,10 @@ binary!(
 );
 
 // Reductions and shapes.
+// A reciprocal written as a quotient of one, element-wise.
+unary!(reciprocal_of_array, Array2, |n, k| (n, k), 0.5..2.0, |x| {
+    (1.0 / x).sum()
+});
 unary!(sum_and_mean, Array2, |n, k| (n, k), -2.0..2.0, |x| x
     .mapv(|v| v * v)
     .sum()

@@ -1364,10 +1364,16 @@ impl<'a> Reverse<'a> {
                 }
                 Adjoint::Elementwise(templates) => {
                     let n = ints.first().map(|i| self.operand(i)).unwrap_or_default();
-                    for (arg, template) in args.iter().zip(templates) {
+                    let reciprocal = rule.name == "div" && args.first().is_some_and(is_one);
+                    for (k, (arg, template)) in args.iter().zip(templates).enumerate() {
                         if !self.active(arg) {
                             continue;
                         }
+                        let template = if reciprocal && k == 1 {
+                            &crate::rules::QUOTIENT_OF_ONE
+                        } else {
+                            template
+                        };
                         if scalar {
                             let c = self.inline(var, args, n.clone(), template);
                             out.extend(self.contribute_scalar(arg, c));
@@ -1628,6 +1634,18 @@ fn keeps_records_deep(b: &Block) -> bool {
         Stmt::If { then, els, .. } => keeps_records_deep(then) || keeps_records_deep(els),
         _ => false,
     })
+}
+
+/// Is `o` the literal one (`1.0`, `1.0f64`)?
+fn is_one(o: &Operand) -> bool {
+    let Operand::Const(t) = o else {
+        return false;
+    };
+    match syn::parse2::<syn::Lit>(t.clone()) {
+        Ok(syn::Lit::Float(f)) => f.base10_parse::<f64>().is_ok_and(|v| v == 1.0),
+        Ok(syn::Lit::Int(i)) => i.base10_parse::<u64>().is_ok_and(|v| v == 1),
+        _ => false,
+    }
 }
 
 /// The loops at the top of the function's body.

@@ -199,6 +199,11 @@ macro_rules! tensor {
     };
 }
 
+/// The divisor's adjoint in `1 / b` (a reciprocal written as a quotient, Lennard-Jones'
+/// `1.0 / r6`): the reciprocal's rule, `-dy y^2`, with no second division. The reverse sweep
+/// uses it for `div` when the numerator is the literal one.
+pub static QUOTIENT_OF_ONE: Template = t!([y, dy] => quote!(-#dy * #y * #y));
+
 #[rustfmt::skip]
 pub static RULES: &[Rule] = &[
     // Operators.
