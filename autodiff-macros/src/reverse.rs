@@ -254,43 +254,7 @@ impl<'a> Reverse<'a> {
     fn uses_deep(&self, b: &Block, out: &mut Vec<VarId>) {
         let mut names = Vec::new();
         for s in &b.stmts {
-            match s {
-                Stmt::Let { op, .. } => op_reads(op, &mut names, |v| out.push(v)),
-                Stmt::If {
-                    cond,
-                    then,
-                    els,
-                    phis,
-                    ..
-                } => {
-                    idents(cond, &mut names);
-                    self.uses_deep(then, out);
-                    self.uses_deep(els, out);
-                    for p in phis {
-                        out.extend(p.then.var());
-                        out.extend(p.els.var());
-                    }
-                }
-                Stmt::Store { buf, index, value } => {
-                    out.push(*buf);
-                    out.extend(index.var());
-                    out.extend(value.var());
-                }
-                Stmt::Loop(l) => {
-                    self.uses_deep(&l.body, out);
-                    for c in &l.carried {
-                        out.extend(c.init.var());
-                        out.extend(c.exit.var());
-                    }
-                    match &l.kind {
-                        LoopKind::For { iter, .. } => idents(iter, &mut names),
-                        LoopKind::While { cond } => idents(cond, &mut names),
-                        LoopKind::Forever => {}
-                    }
-                    out.extend(l.brk.as_ref().and_then(Operand::var));
-                }
-                Stmt::Effect(t) => idents(t, &mut names),
-            }
+            stmt_reads(s, out, &mut names, true);
         }
         for n in names {
             out.extend(self.names.get(&n).into_iter().flatten().copied());
@@ -1855,9 +1819,59 @@ fn reads_tape(b: &Block, tape: &Ident) -> bool {
     })
 }
 
+/// The variables statement `s` reads at any depth, once per reading (`out`), and the names its
+/// verbatim code uses (`names`, to be resolved by the caller); a store's buffer counts as read
+/// when `stores` is set.
+pub fn stmt_reads(s: &Stmt, out: &mut Vec<VarId>, names: &mut Vec<String>, stores: bool) {
+    let block = |b: &Block, out: &mut Vec<VarId>, names: &mut Vec<String>| {
+        for s in &b.stmts {
+            stmt_reads(s, out, names, stores);
+        }
+    };
+    match s {
+        Stmt::Let { op, .. } => op_reads(op, names, |v| out.push(v)),
+        Stmt::If {
+            cond,
+            then,
+            els,
+            phis,
+            ..
+        } => {
+            idents(cond, names);
+            block(then, out, names);
+            block(els, out, names);
+            for p in phis {
+                out.extend(p.then.var());
+                out.extend(p.els.var());
+            }
+        }
+        Stmt::Store { buf, index, value } => {
+            if stores {
+                out.push(*buf);
+            }
+            out.extend(index.var());
+            out.extend(value.var());
+        }
+        Stmt::Loop(l) => {
+            block(&l.body, out, names);
+            for c in &l.carried {
+                out.extend(c.init.var());
+                out.extend(c.exit.var());
+            }
+            match &l.kind {
+                LoopKind::For { iter, .. } => idents(iter, names),
+                LoopKind::While { cond } => idents(cond, names),
+                LoopKind::Forever => {}
+            }
+            out.extend(l.brk.as_ref().and_then(Operand::var));
+        }
+        Stmt::Effect(t) => idents(t, names),
+    }
+}
+
 /// The variables an operation reads: operands directly, and the names verbatim code uses
 /// (collected in `names`, to be resolved by the caller).
-pub fn op_reads(op: &Op, names: &mut Vec<String>, mut read: impl FnMut(VarId)) {
+fn op_reads(op: &Op, names: &mut Vec<String>, mut read: impl FnMut(VarId)) {
     let mut operand = |o: &Operand| {
         if let Some(v) = o.var() {
             read(v)
@@ -1882,7 +1896,7 @@ pub fn op_reads(op: &Op, names: &mut Vec<String>, mut read: impl FnMut(VarId)) {
 }
 
 /// Identifiers in a token stream.
-pub fn idents(tokens: &TokenStream, out: &mut Vec<String>) {
+fn idents(tokens: &TokenStream, out: &mut Vec<String>) {
     for tt in tokens.clone() {
         match tt {
             proc_macro2::TokenTree::Ident(i) => out.push(i.to_string()),

@@ -15,8 +15,7 @@
 //! variables that no loop reassigns.
 
 use crate::ir::{Block, Function, Loop, LoopKind, Op, Operand, Stmt, VarId};
-use crate::reverse::{idents, op_reads};
-use proc_macro2::TokenStream;
+use crate::reverse::stmt_reads;
 use quote::ToTokens;
 use std::collections::HashSet;
 
@@ -123,49 +122,9 @@ fn used_outside(block: &Block, l: &Loop, b: VarId, name: &str) -> bool {
 
 /// Does `s` use buffer `b` (a store into it counting only when `stores` is set)?
 fn mentions(s: &Stmt, b: VarId, name: &str, stores: bool) -> bool {
-    let named = |t: &TokenStream| {
-        let mut ids = Vec::new();
-        idents(t, &mut ids);
-        ids.iter().any(|i| i == name)
-    };
-    let deep = |blk: &Block| blk.stmts.iter().any(|s| mentions(s, b, name, stores));
-    match s {
-        Stmt::Let { op, .. } => {
-            let (mut found, mut names) = (false, Vec::new());
-            op_reads(op, &mut names, |v| found |= v == b);
-            found || names.iter().any(|i| i == name)
-        }
-        Stmt::Store { buf, index, value } => {
-            (stores && *buf == b) || index.var() == Some(b) || value.var() == Some(b)
-        }
-        Stmt::If {
-            cond,
-            then,
-            els,
-            phis,
-            ..
-        } => {
-            named(cond)
-                || deep(then)
-                || deep(els)
-                || phis
-                    .iter()
-                    .any(|p| p.then.var() == Some(b) || p.els.var() == Some(b))
-        }
-        Stmt::Effect(t) => named(t),
-        Stmt::Loop(l) => {
-            let head = match &l.kind {
-                LoopKind::For { iter, .. } => named(iter),
-                LoopKind::While { cond } => named(cond),
-                LoopKind::Forever => false,
-            };
-            head || deep(&l.body)
-                || l.carried
-                    .iter()
-                    .any(|c| c.init.var() == Some(b) || c.exit.var() == Some(b))
-                || l.brk.as_ref().and_then(Operand::var) == Some(b)
-        }
-    }
+    let (mut vars, mut names) = (Vec::new(), Vec::new());
+    stmt_reads(s, &mut vars, &mut names, stores);
+    vars.contains(&b) || names.iter().any(|n| n == name)
 }
 
 /// In every iteration of a loop with body `body`, is every element of `b` written before any
