@@ -143,6 +143,10 @@ rule!(div, [a in -5.0..5.0, b in 0.5..5.0], true, a / b);
 // A reciprocal written as a quotient (its own adjoint template, no second division).
 rule!(div_of_one, [x in -5.0..5.0], where x.abs() > 0.2, 1.0 / x);
 rule!(neg, [x in -5.0..5.0], -x);
+// One operand read twice or three times by a rule: its contributions are added together first.
+rule!(square, [x in -5.0..5.0], x * x);
+rule!(mul_add_repeated, [x in -2.0..2.0], x.mul_add(x, x));
+rule!(mul_add_first_and_last, [x in -2.0..2.0], x.mul_add(2.0 * x + 1.0, x));
 // Powers and roots.
 rule!(powi, [x in -3.0..3.0], x.powi(3));
 rule!(powi_negative, [x in 0.5..3.0], x.powi(-2));

@@ -1329,6 +1329,7 @@ impl<'a> Reverse<'a> {
                 Adjoint::Elementwise(templates) => {
                     let n = ints.first().map(|i| self.operand(i)).unwrap_or_default();
                     let reciprocal = rule.name == "div" && args.first().is_some_and(is_one);
+                    let mut repeated = TokenStream::new();
                     for (k, (arg, template)) in args.iter().zip(templates).enumerate() {
                         if !self.active(arg) {
                             continue;
@@ -1340,6 +1341,19 @@ impl<'a> Reverse<'a> {
                         };
                         if scalar {
                             let c = self.inline(var, args, n.clone(), template);
+                            // An operand read twice (`s * s`): its two contributions are added
+                            // together first, so its adjoint's chain of additions gets one
+                            // link, not two.
+                            let again = args[k + 1..].iter().any(|a| a.var() == arg.var());
+                            if again {
+                                repeated.extend(quote!((#c) +));
+                                continue;
+                            }
+                            let c = if args[..k].iter().any(|a| a.var() == arg.var()) {
+                                quote!(#repeated (#c))
+                            } else {
+                                c
+                            };
                             out.extend(self.contribute_scalar(arg, c));
                         } else {
                             let names = Args::new(n.clone(), self.float.clone());
