@@ -257,7 +257,23 @@ impl Gen<'_> {
                 } else {
                     (String::new(), "")
                 };
-                let _ = writeln!(out, "    let mut {v} = {init};\n    let mut {sc} = vec![0.0; {len}];\n    for i in 0..n {{\n{carry}        for q in {range} {{\n            {sc}[q] = x[(i + q) % n] * {e};\n        }}\n        let mut mx = {sc}[0];\n        for q in 1..{sc}.len() {{\n            mx = mx.max({sc}[q]);\n        }}\n        let mut se = 0.0;\n        for q in 0..{sc}.len() {{\n            se += ({sc}[q] - mx).exp();\n        }}\n        {v} += se.ln() + mx{carried};\n    }}");
+                // Sometimes the first element is written by itself, then the rest by a loop.
+                let fill = if self.rng.chance(30) {
+                    format!(
+                        "        {sc}[0] = x[i] * 0.5;\n        for q in 1{} {{\n",
+                        &range[1..]
+                    )
+                } else {
+                    format!("        for q in {range} {{\n")
+                };
+                // Accumulated (the loop can run fused where it stands), or a state that
+                // decays (it cannot: reversed backwards, or checkpointed).
+                let update = if self.rng.chance(35) {
+                    format!("{v} = {v} * 0.5 + se.ln() + mx{carried};")
+                } else {
+                    format!("{v} += se.ln() + mx{carried};")
+                };
+                let _ = writeln!(out, "    let mut {v} = {init};\n    let mut {sc} = vec![0.0; {len}];\n    for i in 0..n {{\n{carry}{fill}            {sc}[q] = x[(i + q) % n] * {e};\n        }}\n        let mut mx = {sc}[0];\n        for q in 1..{sc}.len() {{\n            mx = mx.max({sc}[q]);\n        }}\n        let mut se = 0.0;\n        for q in 0..{sc}.len() {{\n            se += ({sc}[q] - mx).exp();\n        }}\n        {update}\n    }}");
                 self.scalars.push(v);
             }
             _ => {

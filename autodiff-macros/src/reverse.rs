@@ -767,7 +767,7 @@ impl<'a> Reverse<'a> {
         // What the iteration must recompute first, and what that needs.
         let mut needed = self.used.pop().unwrap_or_default();
         let included = self.slice(&l.body, &mut needed);
-        let checkpoint = checkpoint_buffers(l, self.f.checkpoint);
+        let checkpoint = checkpoint_buffers(self.f, l);
         let entries: Vec<VarId> = l
             .carried
             .iter()
@@ -1728,8 +1728,13 @@ fn has_active(b: &Block, f: &Function) -> bool {
 /// (an integrator's stages, read and overwritten each step) can cost more than keeping the
 /// buffers once per iteration and running the iteration again; where the inner loops are
 /// short and the body's work heavy (GMM), it costs less, hence an option.
-pub fn checkpoint_buffers(l: &Loop, enabled: bool) -> Vec<VarId> {
-    if !enabled || l.nested || direct_loops(&l.body).is_empty() {
+///
+/// Scratch buffers of the loop (`scratch`: written in full before they are read in every
+/// iteration, used nowhere else) are not kept: running an iteration again writes them anew
+/// (an integrator's stages, all but the state). A loop whose buffers are all scratch keeps
+/// them all, since an empty list means the loop is not checkpointed.
+pub fn checkpoint_buffers(f: &Function, l: &Loop) -> Vec<VarId> {
+    if !f.checkpoint || l.nested || direct_loops(&l.body).is_empty() {
         return Vec::new();
     }
     let inner: HashSet<VarId> = loop_defined(l).into_iter().collect();
@@ -1737,7 +1742,16 @@ pub fn checkpoint_buffers(l: &Loop, enabled: bool) -> Vec<VarId> {
     crate::tbr::stores(&l.body, &mut written);
     let mut outer: Vec<VarId> = written.into_iter().filter(|b| !inner.contains(b)).collect();
     outer.sort_unstable();
-    outer
+    let kept: Vec<VarId> = outer
+        .iter()
+        .copied()
+        .filter(|&b| !crate::scratch::is_scratch(f, l, b))
+        .collect();
+    if kept.is_empty() {
+        outer
+    } else {
+        kept
+    }
 }
 
 /// The loops directly in `b` (in its arms too, not inside other loops).

@@ -16,6 +16,7 @@
 
 use crate::ir::{Block, Function, Loop, LoopKind, Op, Operand, Stmt, VarId};
 use crate::reverse::stmt_reads;
+use proc_macro2::TokenStream;
 use quote::ToTokens;
 use std::collections::HashSet;
 
@@ -33,7 +34,8 @@ pub fn scratch_buffers(f: &Function, l: &Loop) -> Option<Vec<VarId>> {
     out.iter().all(|&b| is_scratch(f, l, b)).then_some(out)
 }
 
-fn is_scratch(f: &Function, l: &Loop, b: VarId) -> bool {
+/// Is `b` a scratch buffer of `l` (see the module's documentation)?
+pub fn is_scratch(f: &Function, l: &Loop, b: VarId) -> bool {
     let Some(len) = declared_length(f, b) else {
         return false;
     };
@@ -128,10 +130,26 @@ fn mentions(s: &Stmt, b: VarId, name: &str, stores: bool) -> bool {
 }
 
 /// In every iteration of a loop with body `body`, is every element of `b` written before any
-/// is read?
+/// is read? The body's top-level statements write a growing prefix of `b`: `b[c] = ..` with
+/// `c` the prefix's length extends it by one, and `for i in a..len { .. b[i] = .. }` with `a`
+/// within the prefix completes it (`k[0] = ..; for i in 1..n { k[i] = .. }`).
 fn written_before_read(body: &Block, b: VarId, name: &str, len: &str) -> bool {
+    let mut prefix = 0;
     for s in &body.stmts {
-        if covers(s, b, name, len) {
+        match s {
+            Stmt::Store {
+                buf,
+                index: Operand::Const(c),
+                ..
+            } if *buf == b => {
+                if literal(c) == Some(prefix) {
+                    prefix += 1;
+                }
+                continue;
+            }
+            _ => {}
+        }
+        if completes(s, b, name, len, prefix) {
             return true;
         }
         if mentions(s, b, name, false) {
@@ -142,9 +160,20 @@ fn written_before_read(body: &Block, b: VarId, name: &str, len: &str) -> bool {
     true
 }
 
-/// Is `s` a loop `for i in 0..len` (no `break`) whose body writes `b[i]` at its top and never
-/// reads `b`?
-fn covers(s: &Stmt, b: VarId, name: &str, len: &str) -> bool {
+/// The value of an integer literal.
+fn literal(t: &TokenStream) -> Option<usize> {
+    match syn::parse2::<syn::Expr>(t.clone()).ok()? {
+        syn::Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Int(i),
+            ..
+        }) => i.base10_parse().ok(),
+        _ => None,
+    }
+}
+
+/// Is `s` a loop `for i in a..len` (no `break`, `a <= prefix`) whose body writes `b[i]` at its
+/// top and never reads `b`?
+fn completes(s: &Stmt, b: VarId, name: &str, len: &str, prefix: usize) -> bool {
     let Stmt::Loop(w) = s else {
         return false;
     };
@@ -157,7 +186,10 @@ fn covers(s: &Stmt, b: VarId, name: &str, len: &str) -> bool {
     let Ok(syn::Expr::Range(r)) = syn::parse2::<syn::Expr>(iter.clone()) else {
         return false;
     };
-    let from_zero = matches!(r.start.as_deref(), Some(syn::Expr::Lit(syn::ExprLit { lit: syn::Lit::Int(i), .. })) if i.base10_digits() == "0");
+    let start = r
+        .start
+        .as_deref()
+        .and_then(|e| literal(&e.to_token_stream()));
     let to_len = match (&r.limits, r.end.as_deref()) {
         (syn::RangeLimits::HalfOpen(_), Some(end)) => {
             end.to_token_stream().to_string() == len
@@ -170,7 +202,10 @@ fn covers(s: &Stmt, b: VarId, name: &str, len: &str) -> bool {
     let writes_each = w.body.stmts.iter().any(
         |s| matches!(s, Stmt::Store { buf, index: Operand::Var(i), .. } if *buf == b && i == var),
     );
-    from_zero && to_len && writes_each && !w.body.stmts.iter().any(|s| mentions(s, b, name, false))
+    start.is_some_and(|a| a <= prefix)
+        && to_len
+        && writes_each
+        && !w.body.stmts.iter().any(|s| mentions(s, b, name, false))
 }
 
 #[cfg(test)]
@@ -209,6 +244,19 @@ mod tests {
             "0..2 * k",
             ""
         )));
+        // The first elements by themselves, the rest by a loop.
+        assert!(runs_early(&point_loop(
+            "vec![0.0; k]",
+            "t[0] = x[0]; t[1] = x[1];",
+            "2..k",
+            ""
+        )));
+        assert!(runs_early(&point_loop(
+            "vec![0.0; k]",
+            "t[0] = x[0];",
+            "1..k",
+            ""
+        )));
         // Read once all is written: still scratch.
         assert!(runs_early(
             &point_loop("vec![0.0; k]", "", "0..k", "").replace("s += q;", "s += q + t[0];")
@@ -226,6 +274,18 @@ mod tests {
         )));
         // Not every element written.
         assert!(!runs_early(&point_loop("vec![0.0; k]", "", "1..k", "")));
+        assert!(!runs_early(&point_loop(
+            "vec![0.0; k]",
+            "t[1] = x[0];",
+            "1..k",
+            ""
+        )));
+        assert!(!runs_early(&point_loop(
+            "vec![0.0; k]",
+            "t[0] = x[0];",
+            "2..k",
+            ""
+        )));
         assert!(!runs_early(&point_loop("vec![0.0; k + 1]", "", "0..k", "")));
         // Read after the loop.
         assert!(!runs_early(&point_loop(
