@@ -247,7 +247,10 @@ impl Gen<'_> {
                 self.index = Some("i".into());
                 let e = self.expr(2);
                 self.index = None;
+                let rows = self.rng.chance(20);
                 let (len, range) = match self.rng.below(3) {
+                    // By rows and columns (`sc[q0 * 2 + r]`), below.
+                    _ if rows => ("n * 2".to_string(), String::new()),
                     0 => ("3".to_string(), "0..3".to_string()),
                     1 => ("n".to_string(), "0..n".to_string()),
                     _ => ("n".to_string(), format!("0..{sc}.len()")),
@@ -258,13 +261,21 @@ impl Gen<'_> {
                     (String::new(), "")
                 };
                 // Sometimes the first element is written by itself, then the rest by a loop.
-                let fill = if self.rng.chance(30) {
-                    format!(
-                        "        {sc}[0] = x[i] * 0.5;\n        for q in 1{} {{\n",
-                        &range[1..]
+                let (fill, close) = if rows {
+                    (
+                        "        for q0 in 0..n {\n            for r in 0..2 {\n                let q = q0 * 2 + r;\n".to_string(),
+                        "            }\n",
+                    )
+                } else if self.rng.chance(30) {
+                    (
+                        format!(
+                            "        {sc}[0] = x[i] * 0.5;\n        for q in 1{} {{\n",
+                            &range[1..]
+                        ),
+                        "",
                     )
                 } else {
-                    format!("        for q in {range} {{\n")
+                    (format!("        for q in {range} {{\n"), "")
                 };
                 // Accumulated (the loop can run fused where it stands), or a state that
                 // decays (it cannot: reversed backwards, or checkpointed).
@@ -273,7 +284,7 @@ impl Gen<'_> {
                 } else {
                     format!("{v} += se.ln() + mx{carried};")
                 };
-                let _ = writeln!(out, "    let mut {v} = {init};\n    let mut {sc} = vec![0.0; {len}];\n    for i in 0..n {{\n{carry}{fill}            {sc}[q] = x[(i + q) % n] * {e};\n        }}\n        let mut mx = {sc}[0];\n        for q in 1..{sc}.len() {{\n            mx = mx.max({sc}[q]);\n        }}\n        let mut se = 0.0;\n        for q in 0..{sc}.len() {{\n            se += ({sc}[q] - mx).exp();\n        }}\n        {update}\n    }}");
+                let _ = writeln!(out, "    let mut {v} = {init};\n    let mut {sc} = vec![0.0; {len}];\n    for i in 0..n {{\n{carry}{fill}            {sc}[q] = x[(i + q) % n] * {e};\n{close}        }}\n        let mut mx = {sc}[0];\n        for q in 1..{sc}.len() {{\n            mx = mx.max({sc}[q]);\n        }}\n        let mut se = 0.0;\n        for q in 0..{sc}.len() {{\n            se += ({sc}[q] - mx).exp();\n        }}\n        {update}\n    }}");
                 self.scalars.push(v);
             }
             _ => {

@@ -42,7 +42,7 @@ pub fn is_scratch(f: &Function, l: &Loop, b: VarId) -> bool {
     let name = f.vars[b].name.to_string();
     !used_outside(&f.body, l, b, &name)
         && f.result.var() != Some(b)
-        && written_before_read(&l.body, b, &name, &len)
+        && written_before_read(f, &l.body, b, &name, &len)
 }
 
 /// `len` of the buffer's top-level declaration `let mut b = vec![c; len]`, when it is stable.
@@ -133,7 +133,7 @@ fn mentions(s: &Stmt, b: VarId, name: &str, stores: bool) -> bool {
 /// is read? The body's top-level statements write a growing prefix of `b`: `b[c] = ..` with
 /// `c` the prefix's length extends it by one, and `for i in a..len { .. b[i] = .. }` with `a`
 /// within the prefix completes it (`k[0] = ..; for i in 1..n { k[i] = .. }`).
-fn written_before_read(body: &Block, b: VarId, name: &str, len: &str) -> bool {
+fn written_before_read(f: &Function, body: &Block, b: VarId, name: &str, len: &str) -> bool {
     let mut prefix = 0;
     for s in &body.stmts {
         match s {
@@ -149,7 +149,7 @@ fn written_before_read(body: &Block, b: VarId, name: &str, len: &str) -> bool {
             }
             _ => {}
         }
-        if completes(s, b, name, len, prefix) {
+        if completes(f, s, b, name, len, prefix) {
             return true;
         }
         if mentions(s, b, name, false) {
@@ -171,41 +171,96 @@ fn literal(t: &TokenStream) -> Option<usize> {
     }
 }
 
-/// Is `s` a loop `for i in a..len` (no `break`, `a <= prefix`) whose body writes `b[i]` at its
-/// top and never reads `b`?
-fn completes(s: &Stmt, b: VarId, name: &str, len: &str, prefix: usize) -> bool {
+/// `for v in a..end` without `break`: `v`, the literal `a`, and `end`.
+fn counted(w: &Loop) -> Option<(VarId, usize, syn::Expr)> {
+    let LoopKind::For { var, iter } = &w.kind else {
+        return None;
+    };
+    if w.brk.is_some() {
+        return None;
+    }
+    let syn::Expr::Range(r) = syn::parse2::<syn::Expr>(iter.clone()).ok()? else {
+        return None;
+    };
+    let start = literal(&r.start?.to_token_stream())?;
+    match (r.limits, r.end) {
+        (syn::RangeLimits::HalfOpen(_), Some(end)) => Some((*var, start, *end)),
+        _ => None,
+    }
+}
+
+/// Does `body` write `b[i]` at its top, for an index `i` that `index` accepts?
+fn stores_at(body: &Block, b: VarId, index: impl Fn(VarId) -> bool) -> bool {
+    body.stmts.iter().any(
+        |s| matches!(s, Stmt::Store { buf, index: Operand::Var(i), .. } if *buf == b && index(*i)),
+    )
+}
+
+/// Is `s` a loop that writes every element of `b` not in the written prefix, and reads none?
+/// Either `for i in a..len { .. b[i] = .. }` (`a <= prefix`, `len` also as `b.len()`), or, from
+/// zero, `for r in 0..rows { for c in 0..cols { .. b[r * cols + c] = .. } }` with `len` the
+/// product `rows * cols`.
+fn completes(f: &Function, s: &Stmt, b: VarId, name: &str, len: &str, prefix: usize) -> bool {
     let Stmt::Loop(w) = s else {
         return false;
     };
-    let LoopKind::For { var, iter } = &w.kind else {
+    let Some((var, start, end)) = counted(w) else {
         return false;
     };
-    if w.brk.is_some() {
+    if start > prefix || w.body.stmts.iter().any(|s| mentions(s, b, name, false)) {
         return false;
     }
-    let Ok(syn::Expr::Range(r)) = syn::parse2::<syn::Expr>(iter.clone()) else {
+    let text = |e: &syn::Expr| e.to_token_stream().to_string();
+    let is_len = text(&end) == len
+        || matches!(&end, syn::Expr::MethodCall(m) if m.method == "len"
+            && m.args.is_empty()
+            && matches!(&*m.receiver, syn::Expr::Path(p) if p.path.is_ident(name)));
+    if is_len && stores_at(&w.body, b, |i| i == var) {
+        return true;
+    }
+    // Two levels: rows, then the columns of each row.
+    start == 0
+        && w.body.stmts.iter().any(|s| {
+            let Stmt::Loop(inner) = s else {
+                return false;
+            };
+            let Some((col, 0, cols)) = counted(inner) else {
+                return false;
+            };
+            let product = [
+                quote::quote!(#end * #cols).to_string(),
+                quote::quote!(#cols * #end).to_string(),
+            ];
+            let (row, col) = (f.vars[var].name.to_string(), f.vars[col].name.to_string());
+            product.iter().any(|p| p == len)
+                && stores_at(&inner.body, b, |i| {
+                    inner.body.stmts.iter().any(|s| {
+                        matches!(s,
+                        Stmt::Let { var, op: Op::Verbatim(t) } if *var == i
+                            && row_major(t, &row, &col, &text(&cols)))
+                    })
+                })
+        })
+}
+
+/// Is `t` the index `row * cols + col` (in either order of either operation)?
+fn row_major(t: &TokenStream, row: &str, col: &str, cols: &str) -> bool {
+    let Ok(syn::Expr::Binary(sum)) = syn::parse2::<syn::Expr>(t.clone()) else {
         return false;
     };
-    let start = r
-        .start
-        .as_deref()
-        .and_then(|e| literal(&e.to_token_stream()));
-    let to_len = match (&r.limits, r.end.as_deref()) {
-        (syn::RangeLimits::HalfOpen(_), Some(end)) => {
-            end.to_token_stream().to_string() == len
-                || matches!(end, syn::Expr::MethodCall(m) if m.method == "len"
-                    && m.args.is_empty()
-                    && matches!(&*m.receiver, syn::Expr::Path(p) if p.path.is_ident(name)))
+    if !matches!(sum.op, syn::BinOp::Add(_)) {
+        return false;
+    }
+    let is = |e: &syn::Expr, n: &str| matches!(e, syn::Expr::Path(p) if p.path.is_ident(n));
+    let scaled = |e: &syn::Expr| match e {
+        syn::Expr::Binary(m) if matches!(m.op, syn::BinOp::Mul(_)) => {
+            let text = |e: &syn::Expr| e.to_token_stream().to_string();
+            (is(&m.left, row) && text(&m.right) == cols)
+                || (is(&m.right, row) && text(&m.left) == cols)
         }
         _ => false,
     };
-    let writes_each = w.body.stmts.iter().any(
-        |s| matches!(s, Stmt::Store { buf, index: Operand::Var(i), .. } if *buf == b && i == var),
-    );
-    start.is_some_and(|a| a <= prefix)
-        && to_len
-        && writes_each
-        && !w.body.stmts.iter().any(|s| mentions(s, b, name, false))
+    (scaled(&sum.left) && is(&sum.right, col)) || (scaled(&sum.right) && is(&sum.left, col))
 }
 
 #[cfg(test)]
@@ -244,6 +299,19 @@ mod tests {
             "0..2 * k",
             ""
         )));
+        // By rows and columns.
+        assert!(runs_early(
+            &point_loop("vec![0.0; k * 2]", "", "0..k", "").replace(
+                "for c in 0..k { t[c] = x[p] * x[c]; }",
+                "for r in 0..k { for c in 0..2 { let q = c + 2 * r; t[q] = x[p] * x[c]; } }"
+            )
+        ));
+        assert!(runs_early(
+            &point_loop("vec![0.0; k * 2]", "", "0..k", "").replace(
+                "for c in 0..k { t[c] = x[p] * x[c]; }",
+                "for r in 0..k { for c in 0..2 { t[r * 2 + c] = x[p] * x[c]; } }"
+            )
+        ));
         // The first elements by themselves, the rest by a loop.
         assert!(runs_early(&point_loop(
             "vec![0.0; k]",
@@ -287,6 +355,25 @@ mod tests {
             ""
         )));
         assert!(!runs_early(&point_loop("vec![0.0; k + 1]", "", "0..k", "")));
+        // Rows and columns that do not make the length, or a transposed index.
+        for (decl, fill) in [
+            (
+                "vec![0.0; k * 3]",
+                "for r in 0..k { for c in 0..2 { t[r * 2 + c] = x[c]; } }",
+            ),
+            (
+                "vec![0.0; k * 2]",
+                "for r in 0..k { for c in 0..2 { t[c * 2 + r] = x[c]; } }",
+            ),
+            (
+                "vec![0.0; k * 2]",
+                "for r in 0..k { for c in 1..2 { t[r * 2 + c] = x[c]; } }",
+            ),
+        ] {
+            let body = point_loop(decl, "", "0..k", "")
+                .replace("for c in 0..k { t[c] = x[p] * x[c]; }", fill);
+            assert!(!runs_early(&body), "{fill}");
+        }
         // Read after the loop.
         assert!(!runs_early(&point_loop(
             "vec![0.0; k]",

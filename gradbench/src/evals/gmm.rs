@@ -39,14 +39,20 @@ pub fn objective(
     }
     let mut slse = 0.0;
     let mut main_term = vec![0.0; k];
+    // The point centred on each component's mean (the reference's `xcentered`).
+    let mut xc = vec![0.0; k * d];
     for ix in 0..n {
+        for ik in 0..k {
+            for j in 0..d {
+                xc[ik * d + j] = x[ix * d + j] - mu[ik * d + j];
+            }
+        }
         for ik in 0..k {
             let mut sq = 0.0;
             for j in 0..d {
-                let mut s = qdiag[ik * d + j] * (x[ix * d + j] - mu[ik * d + j]);
+                let mut s = qdiag[ik * d + j] * xc[ik * d + j];
                 for i in 0..j {
-                    s += l[ik * l_sz + i * (2 * d - i - 1) / 2 + j - i - 1]
-                        * (x[ix * d + i] - mu[ik * d + i]);
+                    s += l[ik * l_sz + i * (2 * d - i - 1) / 2 + j - i - 1] * xc[ik * d + i];
                 }
                 sq += s * s;
             }
