@@ -476,7 +476,7 @@ fn point_loops_with_scratch_buffers_match_finite_differences() {
 }
 
 /// Explicit steps with a stage buffer written before it is read in every step (`k[0]`, then
-/// the rest by a loop): checkpointed, only the state is kept per step.
+/// the rest by a loop), checkpointed and recorded.
 macro_rules! staged {
     ($(#[$attr:meta])* $name:ident) => {
         $(#[$attr])*
@@ -510,7 +510,7 @@ staged!(
 );
 
 #[test]
-fn checkpointed_stages_are_not_kept() {
+fn checkpointed_stages_match_the_recorded_gradient() {
     let x = [0.4, -0.3, 0.8, 0.5, -0.6];
     let (v, g) = staged_checkpointed_value_and_grad(&x, 12);
     assert_eq!(v, staged_checkpointed(&x, 12));

@@ -35,7 +35,7 @@ pub fn scratch_buffers(f: &Function, l: &Loop) -> Option<Vec<VarId>> {
 }
 
 /// Is `b` a scratch buffer of `l` (see the module's documentation)?
-pub fn is_scratch(f: &Function, l: &Loop, b: VarId) -> bool {
+fn is_scratch(f: &Function, l: &Loop, b: VarId) -> bool {
     let Some(len) = declared_length(f, b) else {
         return false;
     };
