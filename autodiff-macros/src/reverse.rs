@@ -39,9 +39,6 @@ pub struct Reverse<'a> {
     registers: usize,
     /// The function's last loop, run fused with its reverse (forward sweep's last statement).
     pub fused: Option<TokenStream>,
-    /// Top-level loops (by tape name) run fused with their reverse where they stand in the
-    /// forward sweep, with a unit adjoint (see [`Reverse::early_loop`]).
-    early: HashSet<String>,
 }
 
 /// Where the adjoint of an element read in a loop gathers instead of going to memory at once.
@@ -147,7 +144,6 @@ impl<'a> Reverse<'a> {
             promoted: Vec::new(),
             registers: 0,
             fused: None,
-            early: HashSet::new(),
         }
     }
 
@@ -159,7 +155,6 @@ impl<'a> Reverse<'a> {
     /// The reverse sweep of the whole body, seeded with `seed` as the output's adjoint.
     pub fn sweep(&mut self, seed: TokenStream) -> TokenStream {
         let f = self.f;
-        self.early = f.early.clone();
         if let Some(l) = self.fusable() {
             // The function ends with a loop that accumulates its value: its adjoint is the seed
             // from the start, so the loop's reverse runs inside the forward loop.
@@ -374,7 +369,7 @@ impl<'a> Reverse<'a> {
     /// knows that such a loop's iterations are reversed at once ([`Function::early`]).
     pub fn early_loops(&self) -> HashSet<String> {
         let last = self.fusable();
-        early_loops(self.f)
+        top_level_loops(self.f)
             .into_iter()
             .filter(|l| last.is_none_or(|last| !std::ptr::eq(*l, last)) && self.early_fusable(l))
             .map(|l| l.tape.to_string())
@@ -411,7 +406,7 @@ impl<'a> Reverse<'a> {
     fn early_loop(&mut self, l: &Loop) -> TokenStream {
         let f = self.f;
         let rt = self.rt.clone();
-        let Some(l) = early_loops(f).into_iter().find(|x| x.tape == l.tape) else {
+        let Some(l) = top_level_loops(f).into_iter().find(|x| x.tape == l.tape) else {
             return self.loop_stmt(l);
         };
         let (Some(c), Some(scratch)) = (
@@ -437,13 +432,10 @@ impl<'a> Reverse<'a> {
         self.declared = outer;
         let slots: Vec<&Ident> = l.carried.iter().map(|c| &f.vars[c.entry].name).collect();
         // Numbered by the loop: two loops may add to the same adjoint.
-        let n = early_loops(f)
+        let n = top_level_loops(f)
             .iter()
             .position(|x| x.tape == l.tape)
             .unwrap_or(0);
-        if std::env::var("AUTODIFF_EARLY").is_ok() {
-            eprintln!("EARLY {} scratch {}", l.tape, scratch.len());
-        }
         let units: Vec<Ident> = targets
             .iter()
             .map(|t| {
@@ -635,7 +627,7 @@ impl<'a> Reverse<'a> {
             } => self.if_stmt(then, els, phis, *record),
             Stmt::Effect(_) => TokenStream::new(),
             Stmt::Store { buf, index, value } => self.store(*buf, index, value),
-            Stmt::Loop(l) if self.early.contains(&l.tape.to_string()) => self.early_loop(l),
+            Stmt::Loop(l) if self.f.early.contains(&l.tape.to_string()) => self.early_loop(l),
             Stmt::Loop(l) => self.loop_stmt(l),
         }
     }
@@ -1627,7 +1619,7 @@ fn is_one(o: &Operand) -> bool {
 }
 
 /// The loops at the top of the function's body.
-fn early_loops(f: &Function) -> Vec<&Loop> {
+fn top_level_loops(f: &Function) -> Vec<&Loop> {
     f.body
         .stmts
         .iter()
