@@ -759,7 +759,7 @@ impl<'a> Reverse<'a> {
         // What the iteration must recompute first, and what that needs.
         let mut needed = self.used.pop().unwrap_or_default();
         let included = self.slice(&l.body, &mut needed);
-        let checkpoint = checkpoint_buffers(self.f, l);
+        let checkpoint = checkpoint_buffers(l, self.f.checkpoint);
         let entries: Vec<VarId> = l
             .carried
             .iter()
@@ -1726,8 +1726,8 @@ fn has_active(b: &Block, f: &Function) -> bool {
 /// keeping them measured slower under GradBench's protocol (ode: 0.18-0.19 ms against
 /// 0.135-0.14 ms at n = 1000, minimum of back-to-back calls), though faster when the calls
 /// alternate with the primal's.
-pub fn checkpoint_buffers(f: &Function, l: &Loop) -> Vec<VarId> {
-    if !f.checkpoint || l.nested || direct_loops(&l.body).is_empty() {
+pub fn checkpoint_buffers(l: &Loop, enabled: bool) -> Vec<VarId> {
+    if !enabled || l.nested || direct_loops(&l.body).is_empty() {
         return Vec::new();
     }
     let inner: HashSet<VarId> = loop_defined(l).into_iter().collect();

@@ -33,25 +33,11 @@ pub fn untape_stable_reads(function: &mut Function, namer: &mut Namer) {
         .copied()
         .filter(|v| !function.vars[*v].active)
         .collect();
-    // The buffers each checkpointed loop keeps (top-level loops only).
-    let checkpointed = function
-        .body
-        .stmts
-        .iter()
-        .filter_map(|s| match s {
-            Stmt::Loop(l) => Some((
-                l.tape.to_string(),
-                crate::reverse::checkpoint_buffers(function, l),
-            )),
-            _ => None,
-        })
-        .filter(|(_, kept)| !kept.is_empty())
-        .collect();
     let mut walk = Walk {
         buffers,
         inactive,
         recorded: Vec::new(),
-        checkpointed,
+        checkpoint: function.checkpoint,
         early: function.early.clone(),
     };
     let mut written_later = HashSet::new();
@@ -103,9 +89,8 @@ struct Walk {
     inactive: HashSet<VarId>,
     /// With whether the loop around each has a known trip count.
     recorded: Vec<(VarId, bool)>,
-    /// The buffers each checkpointed loop keeps, by tape name
-    /// (`reverse::checkpoint_buffers`).
-    checkpointed: HashMap<String, Vec<VarId>>,
+    /// The attribute's `checkpoint` option.
+    checkpoint: bool,
     /// The loops run fused with their reverse where they stand (`Function::early`).
     early: HashSet<String>,
 }
@@ -165,11 +150,7 @@ impl Walk {
                 }
                 Stmt::Loop(l) => {
                     let exact = l.counted_range().is_some();
-                    let restored = self
-                        .checkpointed
-                        .get(&l.tape.to_string())
-                        .cloned()
-                        .unwrap_or_default();
+                    let restored = crate::reverse::checkpoint_buffers(l, self.checkpoint);
                     if self.early.contains(&l.tape.to_string()) {
                         // Each iteration is reversed right after it runs: only stores later
                         // in the same iteration can intervene.
