@@ -275,6 +275,11 @@ mod tests {
         out.contains("__d_x_unit")
     }
 
+    /// The same loop with the fill `for c in 0..k { t[c] = .. }` replaced by `fill`.
+    fn filled_by(decl: &str, fill: &str) -> String {
+        point_loop(decl, "", "0..k", "").replace("for c in 0..k { t[c] = x[p] * x[c]; }", fill)
+    }
+
     /// A point loop writing `t` (all of it, then reading it), then `rest`, then `s.ln()`.
     fn point_loop(decl: &str, head: &str, fill: &str, rest: &str) -> String {
         format!(
@@ -300,18 +305,12 @@ mod tests {
             ""
         )));
         // By rows and columns.
-        assert!(runs_early(
-            &point_loop("vec![0.0; k * 2]", "", "0..k", "").replace(
-                "for c in 0..k { t[c] = x[p] * x[c]; }",
-                "for r in 0..k { for c in 0..2 { let q = c + 2 * r; t[q] = x[p] * x[c]; } }"
-            )
-        ));
-        assert!(runs_early(
-            &point_loop("vec![0.0; k * 2]", "", "0..k", "").replace(
-                "for c in 0..k { t[c] = x[p] * x[c]; }",
-                "for r in 0..k { for c in 0..2 { t[r * 2 + c] = x[p] * x[c]; } }"
-            )
-        ));
+        for fill in [
+            "for r in 0..k { for c in 0..2 { let q = c + 2 * r; t[q] = x[p] * x[c]; } }",
+            "for r in 0..k { for c in 0..2 { t[r * 2 + c] = x[p] * x[c]; } }",
+        ] {
+            assert!(runs_early(&filled_by("vec![0.0; k * 2]", fill)), "{fill}");
+        }
         // The first elements by themselves, the rest by a loop.
         assert!(runs_early(&point_loop(
             "vec![0.0; k]",
@@ -370,9 +369,7 @@ mod tests {
                 "for r in 0..k { for c in 1..2 { t[r * 2 + c] = x[c]; } }",
             ),
         ] {
-            let body = point_loop(decl, "", "0..k", "")
-                .replace("for c in 0..k { t[c] = x[p] * x[c]; }", fill);
-            assert!(!runs_early(&body), "{fill}");
+            assert!(!runs_early(&filled_by(decl, fill)), "{fill}");
         }
         // Read after the loop.
         assert!(!runs_early(&point_loop(
