@@ -9,10 +9,16 @@
 //! reversed one at a time, right after they run.
 //!
 //! "Every element" is proven syntactically: the buffer is `vec![c; len]`, and before any read
-//! the iteration runs, at the top of its body, `for i in 0..len { .. buf[i] = ..; .. }` (or
-//! `0..buf.len()`), the store at the top of that loop's body and the loop without `break`.
-//! `len` must be a value that cannot change: literals, arithmetic and size methods of
-//! variables that no loop reassigns.
+//! the iteration runs, at the top of its body, one of
+//! - `for i in 0..len { .. buf[i] = ..; .. }` (or `0..buf.len()`);
+//! - `buf[0] = ..; .. buf[a - 1] = ..; for i in a..len { .. buf[i] = .. }` (a written prefix,
+//!   completed by a loop);
+//! - `for r in 0..rows { for c in 0..cols { .. buf[r * cols + c] = .. } }` with `len` the
+//!   product `rows * cols`;
+//!
+//! each store at the top of its loop's body, no loop with `break`, no read of the buffer inside
+//! the filling loops. `len` must be a value that cannot change: literals, arithmetic and size
+//! methods of variables that no loop reassigns.
 
 use crate::ir::{Block, Function, Loop, LoopKind, Op, Operand, Stmt, VarId};
 use crate::reverse::stmt_reads;
@@ -291,19 +297,19 @@ mod tests {
 
     #[test]
     fn a_buffer_filled_before_it_is_read_is_scratch() {
-        assert!(runs_early(&point_loop("vec![0.0; k]", "", "0..k", "")));
-        assert!(runs_early(&point_loop(
-            "vec![0.0; k]",
-            "",
-            "0..t.len()",
-            ""
-        )));
-        assert!(runs_early(&point_loop(
-            "vec![1.0; 2 * k]",
-            "",
-            "0..2 * k",
-            ""
-        )));
+        for (decl, head, fill) in [
+            ("vec![0.0; k]", "", "0..k"),
+            ("vec![0.0; k]", "", "0..t.len()"),
+            ("vec![1.0; 2 * k]", "", "0..2 * k"),
+            // The first elements by themselves, the rest by a loop.
+            ("vec![0.0; k]", "t[0] = x[0]; t[1] = x[1];", "2..k"),
+            ("vec![0.0; k]", "t[0] = x[0];", "1..k"),
+        ] {
+            assert!(
+                runs_early(&point_loop(decl, head, fill, "")),
+                "{head} {fill}"
+            );
+        }
         // By rows and columns.
         for fill in [
             "for r in 0..k { for c in 0..2 { let q = c + 2 * r; t[q] = x[p] * x[c]; } }",
@@ -311,19 +317,6 @@ mod tests {
         ] {
             assert!(runs_early(&filled_by("vec![0.0; k * 2]", fill)), "{fill}");
         }
-        // The first elements by themselves, the rest by a loop.
-        assert!(runs_early(&point_loop(
-            "vec![0.0; k]",
-            "t[0] = x[0]; t[1] = x[1];",
-            "2..k",
-            ""
-        )));
-        assert!(runs_early(&point_loop(
-            "vec![0.0; k]",
-            "t[0] = x[0];",
-            "1..k",
-            ""
-        )));
         // Read once all is written: still scratch.
         assert!(runs_early(
             &point_loop("vec![0.0; k]", "", "0..k", "").replace("s += q;", "s += q + t[0];")
