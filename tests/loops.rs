@@ -410,6 +410,70 @@ fn fused_last_loops_match_finite_differences() {
     );
 }
 
+/// Loops whose reverse visits the iterations forwards (each carried value only accumulates, no
+/// per-iteration records, no stores) beside loops that must run backwards (a product, a sum
+/// read again in its own update, a recurrence through a buffer, records of nested loops).
+#[differentiate]
+fn reverse_orders(x: &[f64], c: f64) -> f64 {
+    let n = x.len();
+    // Forwards: accumulates only.
+    let mut s = 0.0;
+    for i in 0..n {
+        s += (x[i] * c).sin();
+    }
+    // Backwards: each iteration's adjoint depends on the later ones.
+    let mut p = 1.0;
+    for i in 0..n {
+        p = p * (1.0 + 0.1 * x[i]);
+    }
+    let mut r = 0.5;
+    for i in 0..n {
+        r += 0.3 * r * x[i];
+    }
+    let mut h = 0.0;
+    for i in 0..n {
+        h = 0.5 * h + x[i] * c;
+    }
+    // Backwards: an iteration reads what the one before it wrote.
+    let mut b = vec![0.0; n];
+    let mut t = 0.0;
+    for i in 1..n {
+        b[i] = b[i - 1] * 0.5 + x[i];
+        t += b[i] * b[i];
+    }
+    // The inner loops forwards (one with an `if` inside), the outer one backwards.
+    let mut e = 0.0;
+    for i in 0..n {
+        for j in i + 1..n {
+            let d = x[i] - x[j];
+            let w = if d > 0.0 { d * d * c } else { -d.sin() };
+            e += w;
+        }
+        for j in 0..i {
+            e -= 0.1 * x[j] * x[i];
+        }
+    }
+    // Forwards over a reversed, stepped range.
+    let mut q = 0.0;
+    for i in (0..n).rev().step_by(2) {
+        q += x[i].exp() * c;
+    }
+    (s * p + r.tanh() + t.sqrt() + e * s + q + h * h).sin()
+}
+
+#[test]
+fn reverse_sweeps_in_either_order_match_finite_differences() {
+    let x = [0.3, -0.8, 1.2, 0.5, -0.1, 0.9];
+    let (v, (g, gc)) = reverse_orders_value_and_grad(&x, 0.7);
+    assert_eq!(v, reverse_orders(&x, 0.7));
+    assert_close(&g, &fd(&|v: &[f64]| reverse_orders(v, 0.7), &x), 1e-6);
+    assert_close(
+        &[gc],
+        &fd(&|c: &[f64]| reverse_orders(&x, c[0]), &[0.7]),
+        1e-6,
+    );
+}
+
 /// A loop over data points that is not the function's last statement, with a scratch buffer
 /// (`terms`, filled for every component before it is read) and a scalar defined before it:
 /// it runs fused with its reverse where it stands, with a unit adjoint scaled afterwards.

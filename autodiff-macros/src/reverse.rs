@@ -245,6 +245,27 @@ impl<'a> Reverse<'a> {
         true
     }
 
+    /// Can the reverse of `l` visit its iterations in any order, so forwards, as the primal
+    /// did (simpler induction and addressing than a reversed range; GMM's inner products'
+    /// reverse ran 7-10% faster)? Yes when no iteration's reverse depends on another's: a `for`
+    /// loop without `break` whose carried adjoints pass through unchanged (each carried value
+    /// only accumulates), which keeps no records per iteration (entries, taped reads, recorded
+    /// values, nested loops' exits), stores into no buffer (a later iteration could read what
+    /// an earlier one wrote) and is not checkpointed. Only the rounding of the sums the
+    /// iterations add their contributions to can differ from the backward order.
+    fn order_free(&self, l: &'a Loop, key: &str) -> bool {
+        let mut stored = HashSet::new();
+        crate::tbr::stores(&l.body, &mut stored);
+        matches!(l.kind, LoopKind::For { .. })
+            && l.brk.is_none()
+            && stored.is_empty()
+            && !keeps_records_deep(&l.body)
+            && self.plans.get(key).is_some_and(|p| {
+                !p.has_entries() && !p.reads && p.recorded.is_empty() && p.checkpoint.is_empty()
+            })
+            && self.accumulates(l)
+    }
+
     /// Every variable read anywhere in `b`, once per reading.
     fn uses_deep(&self, b: &Block, out: &mut Vec<VarId>) {
         let mut names = Vec::new();
@@ -855,10 +876,13 @@ impl<'a> Reverse<'a> {
             again
         };
         let count = &l.count;
+        let order_free = windows.is_empty() && self.order_free(l, &l.tape.to_string());
         let header = match &l.kind {
             LoopKind::For { var, iter } => {
                 let i = &self.f.vars[*var].name;
-                if l.brk.is_some() {
+                if order_free {
+                    quote!(for #i in #iter)
+                } else if l.brk.is_some() {
                     quote!(for #i in (#iter).take(#count).collect::<::std::vec::Vec<_>>().into_iter().rev())
                 } else {
                     quote!(for #i in (#iter).rev())
