@@ -47,14 +47,14 @@ pub fn companions(
     let fresh = Namer::avoiding(item.clone());
     let mut namer = fresh.clone();
     let d_out = namer.fresh("d_out");
-    let value_and_grad_body = flatten_scopes(body(
+    let value_and_grad_body = braced(flatten_block(body(
         func,
         &sig,
         |p| p.wrt,
         quote!(1.0 as #float),
         true,
         namer,
-    )?);
+    )?));
     let value_and_grad = format_ident!("{}_value_and_grad", name);
     // When `f_value_and_grad` differentiates every float parameter, the pullback is its
     // gradient scaled by `d_out`: one body, not two (half the code for rustc to compile).
@@ -97,14 +97,14 @@ pub fn companions(
         })
     } else {
         let namer = fresh.clone();
-        flatten_scopes(body(
+        braced(flatten_block(body(
             func,
             &sig,
             |p| p.kind != signature::Kind::Constant,
             d_out.to_token_stream(),
             false,
             namer,
-        )?)
+        )?))
     };
 
     let grad = format_ident!("{}_grad", name);
@@ -143,7 +143,7 @@ fn tuple_or_bare(items: Vec<TokenStream>) -> TokenStream {
     }
 }
 
-/// One companion body: forward sweep, reverse sweep, and the result (`(value, grads)` when
+/// One companion body's statements (unbraced): forward sweep, reverse sweep, and the result (`(value, grads)` when
 /// `with_value`, else the pullback's entries, `()` for constants).
 fn body(
     func: &ItemFn,
@@ -222,14 +222,16 @@ fn body(
     };
     // Naming the primal marks it used: a function whose gradient alone is called is not dead.
     let name = &func.sig.ident;
-    Ok(quote!({
+    // The sweeps are moved in, not copied (as interpolating them would).
+    let mut out = quote! {
         use ::autodiff::__rt as #rt;
         let _ = #name;
         #(#items)*
-        #forward
-        #reverse
-        #ret
-    }))
+    };
+    out.extend(forward);
+    out.extend(reverse);
+    out.extend(ret);
+    Ok(out)
 }
 
 struct Forward<'a> {
@@ -798,6 +800,15 @@ pub fn closure_pullback(f: &Function, float: &Ident, rt: &Ident, seed: TokenStre
     quote!({ #forward #reverse #grad })
 }
 
+/// `{ statements }`.
+fn braced(statements: TokenStream) -> TokenStream {
+    proc_macro2::TokenTree::Group(proc_macro2::Group::new(
+        proc_macro2::Delimiter::Brace,
+        statements,
+    ))
+    .into()
+}
+
 /// A block with at least this many plain `let`s declares them together.
 const FLATTEN_FROM: usize = 64;
 
@@ -810,23 +821,6 @@ const FLATTEN_FROM: usize = 64;
 ///
 /// It works on the token trees, without parsing: a statement `let` is one at the start of the
 /// block or after a `;` or a `{ .. }`, and a plain one is `let [mut] name = .. ;` with no `else`.
-fn flatten_scopes(body: TokenStream) -> TokenStream {
-    use proc_macro2::{Delimiter, Group, TokenTree};
-    // The body's own block, where the long straight-line runs are (nested blocks are loop
-    // bodies and `if` arms, left as they are).
-    body.into_iter()
-        .map(|t| match t {
-            TokenTree::Group(g) if g.delimiter() == Delimiter::Brace => {
-                let mut block = Group::new(Delimiter::Brace, flatten_block(g.stream()));
-                block.set_span(g.span());
-                TokenTree::Group(block)
-            }
-            t => t,
-        })
-        .collect()
-}
-
-/// One block's statements.
 fn flatten_block(stream: TokenStream) -> TokenStream {
     use proc_macro2::{Delimiter, TokenTree};
     let trees: Vec<TokenTree> = stream.into_iter().collect();

@@ -139,7 +139,15 @@ mod tests {
                 .unwrap_or_default()
                 .parse()
                 .expect("valid tokens");
-            println!("{}", expand(attr, item));
+            let start = std::time::Instant::now();
+            let out = expand(attr, item);
+            if std::env::var_os("AUTODIFF_TIMING").is_some() {
+                eprintln!(
+                    "autodiff: expanded in {:.3} ms",
+                    start.elapsed().as_secs_f64() * 1e3
+                );
+            }
+            println!("{out}");
         }
     }
 }

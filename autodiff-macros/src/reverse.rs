@@ -620,12 +620,16 @@ impl<'a> Reverse<'a> {
         if !self.f.vars[v].scalar {
             return self.contribute(target, c);
         }
-        let d = self.f.vars[v].adjoint.clone();
-        if self.declared.insert(v) {
-            quote!(let mut #d = #c;)
+        let d = &self.f.vars[v].adjoint;
+        // `c` is moved in, not copied (as interpolation would).
+        let mut out = if self.declared.insert(v) {
+            quote!(let mut #d =)
         } else {
-            quote!(#d += #c;)
-        }
+            quote!(#d +=)
+        };
+        out.extend(c);
+        out.extend(quote!(;));
+        out
     }
 
     fn block(&mut self, b: &Block) -> TokenStream {
@@ -1512,7 +1516,7 @@ impl<'a> Reverse<'a> {
         n: TokenStream,
         template: &Template,
     ) -> TokenStream {
-        let mut names = Args::new(n, self.float.clone());
+        let mut names = Args::inline(n, self.float.clone());
         for (k, a) in args.iter().enumerate() {
             if template.uses.contains(&Args::operand_name(k, args.len())) {
                 let o = self.operand(a);

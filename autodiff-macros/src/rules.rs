@@ -108,6 +108,21 @@ impl Args {
         }
     }
 
+    /// No names yet, to be filled with the operands a template reads (a known scalar's rule
+    /// written out inline); the template reads nothing else.
+    pub fn inline(n: TokenStream, f: Ident) -> Args {
+        Args {
+            x: TokenStream::new(),
+            a: TokenStream::new(),
+            b: TokenStream::new(),
+            c: TokenStream::new(),
+            y: TokenStream::new(),
+            dy: TokenStream::new(),
+            n,
+            f,
+        }
+    }
+
     /// The float operand a template names `x` (one operand) or `a`, `b`, `c`.
     pub fn operand_mut(&mut self, k: usize, of: usize) -> &mut TokenStream {
         match Args::operand_name(k, of) {
