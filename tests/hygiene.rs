@@ -61,6 +61,54 @@ fn companions_have_the_functions_visibility() {
     assert_eq!(inner::cube_pullback(2.0, 0.5), 6.0);
 }
 
+// Parameters spelled like the names the reverse sweep gives its registers and slots
+// (`dreg1`, `dslot1`, `k`, `first1`, `reads_start`, the rule templates' `a`, `x`, `dy`): those
+// are made at the mixed site, so no user name can shadow or capture them.
+#[differentiate]
+#[allow(clippy::too_many_arguments)]
+fn spelled_like_registers(
+    x: &[f64],
+    dreg1: f64,
+    dslot1: f64,
+    k: f64,
+    first1: f64,
+    reads_start: f64,
+    a: f64,
+    dy: f64,
+) -> f64 {
+    let n = x.len();
+    let mut e = 0.0;
+    for i in 0..n {
+        for j in 0..n {
+            e += (x[i] * dreg1 - x[j] * dslot1).sin() * k;
+        }
+    }
+    let mut w = 0.0;
+    for i in 0..n - 1 {
+        w += x[i] * x[i + 1] * first1 + reads_start * a * dy;
+    }
+    e + w * w
+}
+
+#[test]
+fn parameters_spelled_like_generated_registers() {
+    let x = [0.3, -0.7, 1.1, 0.4];
+    let p = [0.9, 1.3, 0.7, 1.2, 0.5, 0.8, 1.1];
+    let f =
+        |x: &[f64], p: &[f64]| spelled_like_registers(x, p[0], p[1], p[2], p[3], p[4], p[5], p[6]);
+    let (gx, g1, g2, g3, g4, g5, g6, g7) =
+        spelled_like_registers_grad(&x, p[0], p[1], p[2], p[3], p[4], p[5], p[6]);
+    let want_x = autodiff::check::central_difference(&|v: &[f64]| f(v, &p), &x, 1e-6);
+    let want_p = autodiff::check::central_difference(&|v: &[f64]| f(&x, v), &p, 1e-6);
+    for (g, w) in gx
+        .iter()
+        .zip(&want_x)
+        .chain([g1, g2, g3, g4, g5, g6, g7].iter().zip(&want_p))
+    {
+        assert!((g - w).abs() < 1e-6 * w.abs().max(1.0), "got {g}, want {w}");
+    }
+}
+
 // Functions produced by `macro_rules!`.
 macro_rules! make_square {
     ($name:ident) => {

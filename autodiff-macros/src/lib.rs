@@ -8,7 +8,9 @@
 //! 5. [`tbr`]: the to-be-recorded analysis, which buffer reads (and integer values read from
 //!    buffers) the forward sweep must tape;
 //! 6. [`reverse`]: the reverse sweep, and what the forward sweep must keep for it;
-//! 7. [`emit`]: the companions `f_grad`, `f_value_and_grad` and `f_pullback`.
+//! 7. [`emit`]: the companions `f_grad`, `f_value_and_grad` and `f_pullback`;
+//! 8. [`transfer`]: tokens in and out of the compiler once each (the expansion itself runs on
+//!    in-process tokens).
 #![forbid(unsafe_code)]
 
 mod attr;
@@ -22,6 +24,7 @@ mod scalars;
 mod scratch;
 mod signature;
 mod tbr;
+mod transfer;
 
 use proc_macro::TokenStream;
 
@@ -41,16 +44,20 @@ use proc_macro::TokenStream;
 pub fn differentiate(attr: TokenStream, item: TokenStream) -> TokenStream {
     // `AUTODIFF_TIMING=1 cargo build` prints each expansion's time (`scripts/attribute-cost.sh`).
     let timing = std::env::var_os("AUTODIFF_TIMING").map(|_| std::time::Instant::now());
-    let item: proc_macro2::TokenStream = item.into();
-    let name = timing.is_some().then(|| function_name(&item));
-    let out = expand(attr.into(), item);
+    let name = timing
+        .is_some()
+        .then(|| function_name(&item.clone().into()));
+    // On in-process tokens (`transfer`); what fails there is expanded again on the compiler's
+    // tokens, for errors with exact spans.
+    let out = transfer::expand(attr.clone(), item.clone())
+        .unwrap_or_else(|| expand(attr.into(), item.into()).into());
     if let (Some(start), Some(name)) = (timing, name) {
         eprintln!(
             "autodiff: expanded `{name}` in {:.3} ms",
             start.elapsed().as_secs_f64() * 1e3
         );
     }
-    out.into()
+    out
 }
 
 /// The identifier after `fn`, for the timing line.

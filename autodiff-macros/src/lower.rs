@@ -1714,7 +1714,7 @@ impl Lowerer<'_> {
                         // The definition's hygiene (a function written by `macro_rules!`
                         // resolves its names in one context), the use's location.
                         let mut name = self.lw.vars[id].name.clone();
-                        name.set_span(name.span().located_at(i.span()));
+                        name.set_span(crate::names::located_at(name.span(), i.span()));
                         p.path = name.into();
                     }
                 }

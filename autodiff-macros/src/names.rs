@@ -6,7 +6,77 @@
 //! `d_x`, `__t0` or `f_grad` keeps working.
 
 use proc_macro2::{Ident, Span, TokenStream, TokenTree};
+use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
+
+thread_local! {
+    /// Marker spans for the expansion on in-process tokens (`crate::transfer`), which carry no
+    /// hygiene of their own: two per input token, the token's own span and the call site located
+    /// at it (`a a ` per slot of a dummy source, so slot k's are at bytes 4k and 4k + 2). Slot 0
+    /// stands for the mixed site. Parsed once per thread and grown as needed (the spans stay
+    /// valid: the in-process source map lives as long as the thread).
+    static MARKERS: RefCell<Vec<Span>> = const { RefCell::new(Vec::new()) };
+    /// Whether the expansion runs on in-process tokens now.
+    static IN_PROCESS: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Enters (with room for `slots` slots) or leaves the in-process expansion; the markers.
+pub fn in_process(slots: Option<usize>) -> Vec<Span> {
+    IN_PROCESS.with(|a| a.set(slots.is_some()));
+    let Some(slots) = slots else {
+        return Vec::new();
+    };
+    MARKERS.with(|m| {
+        let mut m = m.borrow_mut();
+        if m.len() < 2 * slots {
+            let source = "a a ".repeat(slots.max(m.len()));
+            *m = source
+                .parse::<TokenStream>()
+                .map(|s| s.into_iter().map(|t| t.span()).collect())
+                .unwrap_or_default();
+        }
+        m.clone()
+    })
+}
+
+/// The slot a marker span stands for, and whether it is the located one.
+pub fn marker_slot(span: Span) -> Option<(usize, bool)> {
+    if !IN_PROCESS.with(Cell::get) {
+        return None;
+    }
+    let range = span.byte_range();
+    if range.start == range.end {
+        return None; // the call site
+    }
+    MARKERS.with(|m| {
+        let m = m.borrow();
+        // A span from another in-process source (a string the expansion parsed) is no marker.
+        span.join(*m.first()?)?;
+        let k = range.start / 4;
+        (2 * k + 1 < m.len()).then_some((k, range.start % 4 == 2))
+    })
+}
+
+/// `Span::mixed_site()`: generated names that no user name can capture or shadow.
+pub fn mixed_site() -> Span {
+    if !IN_PROCESS.with(Cell::get) {
+        return Span::mixed_site();
+    }
+    MARKERS
+        .with(|m| m.borrow().first().copied())
+        .unwrap_or_else(Span::mixed_site)
+}
+
+/// `span.located_at(at)`: `span`'s hygiene, `at`'s place in the source. In-process, a
+/// generated name (at the call site) gets the call site located at `at`; a user's name, `at`
+/// itself (the use of a local resolves in its definition's context, as the primal compiles).
+pub fn located_at(span: Span, at: Span) -> Span {
+    match (marker_slot(span), marker_slot(at)) {
+        (None, Some((k, false))) => MARKERS.with(|m| m.borrow()[2 * k + 1]),
+        (Some(_), Some((_, false))) => at,
+        _ => span.located_at(at),
+    }
+}
 
 #[derive(Clone)]
 pub struct Namer {

@@ -461,7 +461,7 @@ impl<'a> Reverse<'a> {
             .iter()
             .map(|t| {
                 let name = format!("{}_unit{n}", f.vars[*t].adjoint);
-                Ident::new(&name, Span::mixed_site())
+                Ident::new(&name, crate::names::mixed_site())
             })
             .collect();
         let adjoints = targets.iter().map(|t| &f.vars[*t].adjoint);
@@ -861,7 +861,7 @@ impl<'a> Reverse<'a> {
             .map(|b| {
                 Ident::new(
                     &format!("{}_at_entry", self.f.vars[*b].name),
-                    Span::mixed_site(),
+                    crate::names::mixed_site(),
                 )
             })
             .collect();
@@ -895,7 +895,7 @@ impl<'a> Reverse<'a> {
             _ => quote!(for _ in 0..#count),
         };
         let tape = &l.tape;
-        let start = Ident::new("reads_start", Span::mixed_site());
+        let start = Ident::new("reads_start", crate::names::mixed_site());
         let names: Vec<&Ident> = entries.iter().map(|e| &self.f.vars[*e].name).collect();
         let mut pop = TokenStream::new();
         let start_recorded = self
@@ -1032,8 +1032,8 @@ impl<'a> Reverse<'a> {
             if invariant(index) {
                 self.registers += 1;
                 let n = self.registers;
-                let reg = Ident::new(&format!("dreg{n}"), Span::mixed_site());
-                let slot = Ident::new(&format!("dslot{n}"), Span::mixed_site());
+                let reg = Ident::new(&format!("dreg{n}"), crate::names::mixed_site());
+                let slot = Ident::new(&format!("dslot{n}"), crate::names::mixed_site());
                 promotions.insert(*var, Promotion::Invariant { reg, slot });
             } else if let Some(c) = offset(index) {
                 affine.push((*var, *b, c, index.clone()));
@@ -1060,7 +1060,8 @@ impl<'a> Reverse<'a> {
             for c in lo..=hi {
                 match reads.iter().find(|r| r.2 == c) {
                     Some(r) => {
-                        let reg = Ident::new(&format!("dwin{n}_{}", c - lo), Span::mixed_site());
+                        let reg =
+                            Ident::new(&format!("dwin{n}_{}", c - lo), crate::names::mixed_site());
                         promotions.insert(r.0, Promotion::Window { reg: reg.clone() });
                         regs.push(Some(reg));
                         indices.push(Some(r.3.clone()));
@@ -1081,7 +1082,7 @@ impl<'a> Reverse<'a> {
                 var: i,
                 start,
                 end,
-                first: Ident::new(&format!("first{n}"), Span::mixed_site()),
+                first: Ident::new(&format!("first{n}"), crate::names::mixed_site()),
             });
         }
         (promotions, windows)
@@ -1451,7 +1452,7 @@ impl<'a> Reverse<'a> {
                     .collect();
                 // Mixed-site names: they cannot clash with any other name in the function.
                 let parts: Vec<Ident> = (0..args.len())
-                    .map(|k| Ident::new(&format!("d_arg{k}"), Span::mixed_site()))
+                    .map(|k| Ident::new(&format!("d_arg{k}"), crate::names::mixed_site()))
                     .collect();
                 let pattern = if parts.len() == 1 {
                     let p = &parts[0];

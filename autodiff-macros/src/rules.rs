@@ -20,7 +20,7 @@
 //! - NaN in gives NaN out: every rule propagates NaN operands into the adjoint, except where
 //!   the primal itself ignores a NaN operand (`max`, `min`).
 
-use proc_macro2::{Ident, Span, TokenStream};
+use proc_macro2::{Ident, TokenStream};
 use quote::{quote, ToTokens};
 
 pub struct Rule {
@@ -95,7 +95,7 @@ impl Args {
     pub fn new(n: TokenStream, f: Ident) -> Args {
         // Mixed-site hygiene: the closure parameters these name can never capture a user's or
         // a generated variable of the same spelling.
-        let id = |s: &str| Ident::new(s, Span::mixed_site()).into_token_stream();
+        let id = |s: &str| Ident::new(s, crate::names::mixed_site()).into_token_stream();
         Args {
             x: id("x"),
             a: id("a"),

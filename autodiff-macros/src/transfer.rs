@@ -1,0 +1,217 @@
+//! Tokens in and out of the compiler, once each.
+//!
+//! Every operation on the compiler's own tokens is a call across the proc-macro bridge, and an
+//! expansion builds and joins thousands of small token streams: at opt-level 3 most of a long
+//! function's expansion time went to those calls. So the expansion runs on `proc_macro2`'s
+//! in-process tokens, and tokens cross the bridge twice: the input once, the output once.
+//!
+//! In-process tokens cannot hold the compiler's spans, so spans travel by table. Each input
+//! token gets marker spans (positions in a dummy source, `crate::names`) and the table keeps its
+//! compiler span. On the way out, a token made with a token's marker (a copy of it, or
+//! `helper_pullback` made at `helper`) gets that token's span back; one made with
+//! [`crate::names::located_at`] (a renamed local at its use) the call site located there;
+//! one made with [`crate::names::mixed_site`] the mixed site; any other the call site. An
+//! expansion that fails takes the compiler path, whose error spans are exact.
+
+use proc_macro::{Delimiter, Group, Ident, Literal, Punct, Span, TokenStream, TokenTree};
+use std::collections::HashMap;
+
+/// Functions with fewer tokens than this are expanded on the compiler's tokens: the bridge
+/// costs little there, and the transfer's own fixed cost, with the macro unoptimised (cargo's
+/// default in debug builds), made a crate of 100 small functions build 10% slower.
+const FROM_TOKENS: usize = 2000;
+
+/// The expansion on in-process tokens: the function as the compiler gave it, followed by the
+/// companions. `None` for a small function, or when the expansion fails (the caller expands
+/// on compiler tokens then, with exact spans for errors).
+pub fn expand(attr: TokenStream, item: TokenStream) -> Option<TokenStream> {
+    let mut table = Table::default();
+    // Slot 0 marks the mixed site.
+    table.spans.push(Span::mixed_site());
+    let input = table.read(item.clone());
+    if table.spans.len() < FROM_TOKENS {
+        return None;
+    }
+    let companions = {
+        let _in_process = InProcess::enter(table.spans.len());
+        let item2 = build(&input, &_in_process.markers)?;
+        let attr2: proc_macro2::TokenStream = attr.to_string().parse().ok()?;
+        let func: syn::ItemFn = syn::parse2(item2.clone()).ok()?;
+        let companions = crate::emit::companions(attr2, &func, &item2).ok()?;
+        table.write(companions)?
+    };
+    let mut out = item;
+    out.extend(companions);
+    Some(out)
+}
+
+/// Forces `proc_macro2`'s in-process tokens while it lives, with two marker spans per slot
+/// (`crate::names::in_process`).
+struct InProcess {
+    markers: Vec<proc_macro2::Span>,
+}
+
+impl InProcess {
+    fn enter(slots: usize) -> InProcess {
+        proc_macro2::fallback::force();
+        InProcess {
+            markers: crate::names::in_process(Some(slots)),
+        }
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        crate::names::in_process(None);
+        proc_macro2::fallback::unforce();
+    }
+}
+
+/// The input's token trees, each with its slot in the table.
+enum Tree {
+    Ident(String, usize),
+    Punct(char, proc_macro::Spacing, usize),
+    Literal(String, usize),
+    Group(Delimiter, Vec<Tree>, usize),
+}
+
+#[derive(Default)]
+struct Table {
+    /// Each slot's compiler span.
+    spans: Vec<Span>,
+    /// Literals already made in the compiler, by their text.
+    literals: HashMap<String, Literal>,
+}
+
+impl Table {
+    fn slot(&mut self, span: Span) -> usize {
+        self.spans.push(span);
+        self.spans.len() - 1
+    }
+
+    fn read(&mut self, stream: TokenStream) -> Vec<Tree> {
+        stream
+            .into_iter()
+            .map(|tt| match tt {
+                TokenTree::Ident(i) => Tree::Ident(i.to_string(), self.slot(i.span())),
+                TokenTree::Punct(p) => Tree::Punct(p.as_char(), p.spacing(), self.slot(p.span())),
+                TokenTree::Literal(l) => Tree::Literal(l.to_string(), self.slot(l.span())),
+                TokenTree::Group(g) => {
+                    let k = self.slot(g.span());
+                    Tree::Group(g.delimiter(), self.read(g.stream()), k)
+                }
+            })
+            .collect()
+    }
+
+    /// The compiler span for an in-process one.
+    fn span(&self, span: proc_macro2::Span) -> Span {
+        match crate::names::marker_slot(span) {
+            None => Span::call_site(),
+            Some((0, _)) => Span::mixed_site(),
+            Some((k, false)) => self.spans[k],
+            Some((k, true)) => Span::call_site().located_at(self.spans[k]),
+        }
+    }
+
+    fn write(&mut self, stream: proc_macro2::TokenStream) -> Option<TokenStream> {
+        let trees: Option<Vec<TokenTree>> = stream
+            .into_iter()
+            .map(|tt| -> Option<TokenTree> {
+                Some(match tt {
+                    proc_macro2::TokenTree::Ident(i) => {
+                        let s = i.to_string();
+                        let span = self.span(i.span());
+                        TokenTree::Ident(match s.strip_prefix("r#") {
+                            Some(raw) => Ident::new_raw(raw, span),
+                            None => Ident::new(&s, span),
+                        })
+                    }
+                    proc_macro2::TokenTree::Punct(p) => {
+                        let spacing = match p.spacing() {
+                            proc_macro2::Spacing::Joint => proc_macro::Spacing::Joint,
+                            proc_macro2::Spacing::Alone => proc_macro::Spacing::Alone,
+                        };
+                        let mut q = Punct::new(p.as_char(), spacing);
+                        q.set_span(self.span(p.span()));
+                        TokenTree::Punct(q)
+                    }
+                    proc_macro2::TokenTree::Literal(l) => {
+                        let s = l.to_string();
+                        let span = self.span(l.span());
+                        let mut lit = match self.literals.get(&s) {
+                            Some(lit) => lit.clone(),
+                            None => {
+                                let lit: Literal = s.parse().ok()?;
+                                self.literals.insert(s, lit.clone());
+                                lit
+                            }
+                        };
+                        lit.set_span(span);
+                        TokenTree::Literal(lit)
+                    }
+                    proc_macro2::TokenTree::Group(g) => {
+                        let delimiter = match g.delimiter() {
+                            proc_macro2::Delimiter::Parenthesis => Delimiter::Parenthesis,
+                            proc_macro2::Delimiter::Brace => Delimiter::Brace,
+                            proc_macro2::Delimiter::Bracket => Delimiter::Bracket,
+                            proc_macro2::Delimiter::None => Delimiter::None,
+                        };
+                        let inner = self.write(g.stream())?;
+                        let mut h = Group::new(delimiter, inner);
+                        h.set_span(self.span(g.span()));
+                        TokenTree::Group(h)
+                    }
+                })
+            })
+            .collect();
+        Some(trees?.into_iter().collect())
+    }
+}
+
+/// The input as in-process tokens, each with its slot's marker span (`None` if a literal does
+/// not lex in-process).
+fn build(trees: &[Tree], markers: &[proc_macro2::Span]) -> Option<proc_macro2::TokenStream> {
+    let marker = |k: usize| {
+        markers
+            .get(2 * k)
+            .copied()
+            .unwrap_or_else(proc_macro2::Span::call_site)
+    };
+    trees
+        .iter()
+        .map(|t| -> Option<proc_macro2::TokenTree> {
+            Some(match t {
+                Tree::Ident(s, k) => match s.strip_prefix("r#") {
+                    Some(raw) => proc_macro2::Ident::new_raw(raw, marker(*k)).into(),
+                    None => proc_macro2::Ident::new(s, marker(*k)).into(),
+                },
+                Tree::Punct(c, spacing, k) => {
+                    let spacing = match spacing {
+                        proc_macro::Spacing::Joint => proc_macro2::Spacing::Joint,
+                        _ => proc_macro2::Spacing::Alone,
+                    };
+                    let mut p = proc_macro2::Punct::new(*c, spacing);
+                    p.set_span(marker(*k));
+                    p.into()
+                }
+                Tree::Literal(s, k) => {
+                    let mut l: proc_macro2::Literal = s.parse().ok()?;
+                    l.set_span(marker(*k));
+                    l.into()
+                }
+                Tree::Group(d, inner, k) => {
+                    let d = match d {
+                        Delimiter::Parenthesis => proc_macro2::Delimiter::Parenthesis,
+                        Delimiter::Brace => proc_macro2::Delimiter::Brace,
+                        Delimiter::Bracket => proc_macro2::Delimiter::Bracket,
+                        Delimiter::None => proc_macro2::Delimiter::None,
+                    };
+                    let mut g = proc_macro2::Group::new(d, build(inner, markers)?);
+                    g.set_span(marker(*k));
+                    g.into()
+                }
+            })
+        })
+        .collect()
+}
