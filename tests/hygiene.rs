@@ -98,8 +98,8 @@ fn parameters_spelled_like_generated_registers() {
         |x: &[f64], p: &[f64]| spelled_like_registers(x, p[0], p[1], p[2], p[3], p[4], p[5], p[6]);
     let (gx, g1, g2, g3, g4, g5, g6, g7) =
         spelled_like_registers_grad(&x, p[0], p[1], p[2], p[3], p[4], p[5], p[6]);
-    let want_x = autodiff::check::central_difference(&|v: &[f64]| f(v, &p), &x, 1e-6);
-    let want_p = autodiff::check::central_difference(&|v: &[f64]| f(&x, v), &p, 1e-6);
+    let want_x = autodiff::check::central_difference(|v: &[f64]| f(v, &p), &x, 1e-6);
+    let want_p = autodiff::check::central_difference(|v: &[f64]| f(&x, v), &p, 1e-6);
     for (g, w) in gx
         .iter()
         .zip(&want_x)
