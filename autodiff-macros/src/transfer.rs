@@ -116,11 +116,12 @@ impl Table {
 
     /// The compiler span for an in-process one.
     fn span(&self, span: proc_macro2::Span) -> Span {
-        match crate::names::marker_slot(span) {
+        let slot = crate::names::marker_slot(span);
+        match slot.and_then(|(k, located)| Some((k, located, *self.spans.get(k)?))) {
             None => Span::call_site(),
-            Some((0, _)) => Span::mixed_site(),
-            Some((k, false)) => self.spans[k],
-            Some((k, true)) => Span::call_site().located_at(self.spans[k]),
+            Some((0, _, _)) => Span::mixed_site(),
+            Some((_, false, own)) => own,
+            Some((_, true, own)) => Span::call_site().located_at(own),
         }
     }
 
