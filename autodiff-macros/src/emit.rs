@@ -11,7 +11,7 @@ use crate::signature::{self, Param, Signature};
 use crate::{attr, lower, rules, scalars, tbr};
 use proc_macro2::{Ident, TokenStream};
 use quote::{format_ident, quote, ToTokens};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use syn::ItemFn;
 
 pub fn companions(
@@ -878,12 +878,12 @@ fn flatten_block(stream: TokenStream) -> TokenStream {
         return trees.into_iter().collect();
     }
     let mut declared = TokenStream::new();
-    let mut skip = HashSet::new();
+    let mut skip = vec![false; trees.len()];
     for &(start, _, name) in &hoisted {
         // `let` and `mut` go; the name stays as the assignment's target.
-        skip.insert(start);
+        skip[start] = true;
         if name == start + 2 {
-            skip.insert(start + 1);
+            skip[start + 1] = true;
             declared.extend(quote!(mut));
         }
         declared.extend([trees[name].clone()]);
@@ -894,7 +894,7 @@ fn flatten_block(stream: TokenStream) -> TokenStream {
         trees
             .into_iter()
             .enumerate()
-            .filter(|(i, _)| !skip.contains(i))
+            .filter(|(i, _)| !skip[*i])
             .map(|(_, t)| t),
     );
     out
