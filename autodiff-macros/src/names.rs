@@ -129,3 +129,39 @@ fn collect(tokens: TokenStream, out: &mut HashSet<String>) {
         }
     }
 }
+
+/// The marker spans of the in-process expansion (`crate::transfer`), outside the compiler,
+/// where `proc_macro2` runs in-process anyway.
+#[cfg(test)]
+mod markers {
+    use super::{in_process, located_at, marker_slot, mixed_site};
+    use proc_macro2::{Span, TokenStream};
+
+    #[test]
+    fn each_slot_has_its_own_and_a_located_marker() {
+        let m = in_process(Some(5));
+        assert!(m.len() >= 10);
+        for k in 0..5 {
+            assert_eq!(marker_slot(m[2 * k]), Some((k, false)));
+            assert_eq!(marker_slot(m[2 * k + 1]), Some((k, true)));
+        }
+        // The mixed site is slot 0; the call site and spans of other sources are no markers.
+        assert_eq!(marker_slot(mixed_site()), Some((0, false)));
+        assert_eq!(marker_slot(Span::call_site()), None);
+        let other: TokenStream = "b c d e f g h".parse().expect("tokens");
+        for t in other {
+            assert_eq!(marker_slot(t.span()), None);
+        }
+        // A generated name located at a user token keeps the call site's hygiene there; a
+        // user's name takes its use's own span.
+        assert_eq!(
+            marker_slot(located_at(Span::call_site(), m[6])),
+            Some((3, true))
+        );
+        assert_eq!(marker_slot(located_at(m[2], m[6])), Some((3, false)));
+        // Outside the in-process expansion nothing is a marker, and the mixed site is itself.
+        in_process(None);
+        assert_eq!(marker_slot(m[2]), None);
+        assert_eq!(marker_slot(mixed_site()), None);
+    }
+}
