@@ -30,18 +30,19 @@ const FROM_TOKENS: usize = 2000;
 /// companions. `None` for a small function, or when the expansion fails (the caller expands
 /// on compiler tokens then, with exact spans for errors).
 pub fn expand(attr: TokenStream, item: TokenStream) -> Option<TokenStream> {
+    // `AUTODIFF_IN_PROCESS_FROM=0` sends every function this way (`.ci/run` tests with it).
+    let from: usize = std::env::var("AUTODIFF_IN_PROCESS_FROM")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(FROM_TOKENS);
+    // Counted before anything is read, so small functions pay no more than the count.
+    if !has_at_least(item.clone(), from.saturating_sub(1)) {
+        return None;
+    }
     let mut table = Table::default();
     // Slot 0 marks the mixed site.
     table.spans.push(Span::mixed_site());
     let input = table.read(item.clone());
-    // `AUTODIFF_IN_PROCESS_FROM=0` sends every function this way (`.ci/run` tests with it).
-    let from = std::env::var("AUTODIFF_IN_PROCESS_FROM")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(FROM_TOKENS);
-    if table.spans.len() < from {
-        return None;
-    }
     let companions = {
         let _in_process = InProcess::enter(table.spans.len());
         let item2 = build(&input, &_in_process.markers)?;
@@ -53,6 +54,24 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> Option<TokenStream> {
     let mut out = item;
     out.extend(companions);
     Some(out)
+}
+
+/// Does `stream` hold at least `n` token trees, groups and what they hold (counting no further)?
+fn has_at_least(stream: TokenStream, n: usize) -> bool {
+    fn count(stream: TokenStream, left: &mut usize) {
+        for tt in stream {
+            if *left == 0 {
+                return;
+            }
+            *left -= 1;
+            if let TokenTree::Group(g) = tt {
+                count(g.stream(), left);
+            }
+        }
+    }
+    let mut left = n;
+    count(stream, &mut left);
+    left == 0
 }
 
 /// Forces `proc_macro2`'s in-process tokens while it lives, with two marker spans per slot
