@@ -20,12 +20,9 @@ thread_local! {
     static IN_PROCESS: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Enters (with room for `slots` slots) or leaves the in-process expansion; the markers.
-pub fn in_process(slots: Option<usize>) -> Vec<Span> {
-    IN_PROCESS.with(|a| a.set(slots.is_some()));
-    let Some(slots) = slots else {
-        return Vec::new();
-    };
+/// Enters the in-process expansion with room for `slots` slots; the markers.
+pub fn enter_in_process(slots: usize) -> Vec<Span> {
+    IN_PROCESS.with(|a| a.set(true));
     MARKERS.with(|m| {
         let mut m = m.borrow_mut();
         if m.len() < 2 * slots {
@@ -37,6 +34,11 @@ pub fn in_process(slots: Option<usize>) -> Vec<Span> {
         }
         m.clone()
     })
+}
+
+/// Leaves the in-process expansion: no span is a marker any more.
+pub fn leave_in_process() {
+    IN_PROCESS.with(|a| a.set(false));
 }
 
 /// The slot a marker span stands for, and whether it is the located one.
@@ -134,12 +136,12 @@ fn collect(tokens: TokenStream, out: &mut HashSet<String>) {
 /// where `proc_macro2` runs in-process anyway.
 #[cfg(test)]
 mod markers {
-    use super::{in_process, located_at, marker_slot, mixed_site};
+    use super::{enter_in_process, leave_in_process, located_at, marker_slot, mixed_site};
     use proc_macro2::{Span, TokenStream};
 
     #[test]
     fn each_slot_has_its_own_and_a_located_marker() {
-        let m = in_process(Some(5));
+        let m = enter_in_process(5);
         assert!(m.len() >= 10);
         for k in 0..5 {
             assert_eq!(marker_slot(m[2 * k]), Some((k, false)));
@@ -160,7 +162,7 @@ mod markers {
         );
         assert_eq!(marker_slot(located_at(m[2], m[6])), Some((3, false)));
         // Outside the in-process expansion nothing is a marker, and the mixed site is itself.
-        in_process(None);
+        leave_in_process();
         assert_eq!(marker_slot(m[2]), None);
         assert_eq!(marker_slot(mixed_site()), None);
     }

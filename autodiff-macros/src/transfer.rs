@@ -75,7 +75,7 @@ fn has_at_least(stream: TokenStream, n: usize) -> bool {
 }
 
 /// Forces `proc_macro2`'s in-process tokens while it lives, with two marker spans per slot
-/// (`crate::names::in_process`).
+/// (`crate::names::enter_in_process`).
 struct InProcess {
     markers: Vec<proc_macro2::Span>,
 }
@@ -84,14 +84,14 @@ impl InProcess {
     fn enter(slots: usize) -> InProcess {
         proc_macro2::fallback::force();
         InProcess {
-            markers: crate::names::in_process(Some(slots)),
+            markers: crate::names::enter_in_process(slots),
         }
     }
 }
 
 impl Drop for InProcess {
     fn drop(&mut self) {
-        crate::names::in_process(None);
+        crate::names::leave_in_process();
         proc_macro2::fallback::unforce();
     }
 }
