@@ -12,6 +12,7 @@ fn smooth(t: f64) -> f64 {
 
 mod helpers {
     /// A function with a hand-written pullback (`sqrt(t^2 + eps)`).
+    #[autodiff::differentiate(pullback = soft_pullback)]
     pub fn soft(t: f64, eps: f64) -> f64 {
         (t * t + eps).sqrt()
     }

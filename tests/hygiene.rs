@@ -179,16 +179,16 @@ fn same_name_in_different_modules_called_by_path() {
     assert!((both_grad(x) - (2.0 + 3.0 * x * x + x.cos() + 2.0)).abs() < 1e-12);
 }
 
-// `use` imports, aliases and re-exports: a call differentiates through the `_pullback` that
-// stands beside the name used, so it is imported (or re-exported) with the function.
+// `use` imports, aliases and re-exports: a call to `g` differentiates through `g::pullback`,
+// on the companion type `#[differentiate]` writes beside `fn g` in the type namespace, so one
+// `use` (renaming or re-exporting) carries the derivative with the function.
 mod api {
-    pub use super::right::deeper::{energy, energy_pullback};
-    pub use super::right::{energy as cube, energy_pullback as cube_pullback};
+    pub use super::right::deeper::energy;
+    pub use super::right::energy as cube;
 }
 
-use api::{cube, cube_pullback};
+use api::cube;
 use right::deeper::energy as wave;
-use right::deeper::energy_pullback as wave_pullback;
 
 #[differentiate]
 fn through_imports(x: f64) -> f64 {
@@ -200,4 +200,51 @@ fn use_aliases_and_reexports() {
     let x: f64 = 0.4;
     let want = 3.0 * x * x + 2.0 * x.sin() * x.cos();
     assert!((through_imports_grad(x) - want).abs() < 1e-12);
+}
+
+// The same through a renamed hand-written pullback, a renamed runtime op, and functions
+// declared inside a function body (block scope) and renamed there.
+mod custom {
+    use autodiff::differentiate;
+    /// `sqrt(x^2 + 1)`, with its derivative written by hand.
+    #[differentiate(pullback = smooth_abs_pullback)]
+    pub fn smooth_abs(x: f64) -> f64 {
+        (x * x + 1.0).sqrt()
+    }
+    pub fn smooth_abs_pullback(x: f64, d_out: f64) -> f64 {
+        d_out * x / smooth_abs(x)
+    }
+}
+
+use autodiff::ops::sigmoid as logistic;
+use custom::smooth_abs as soft;
+
+#[differentiate]
+fn through_renamed_custom_and_ops(x: f64) -> f64 {
+    soft(x) * logistic(x)
+}
+
+#[test]
+fn renamed_hand_written_pullbacks_and_runtime_ops() {
+    let x: f64 = -0.3;
+    let (a, s) = ((x * x + 1.0).sqrt(), 1.0 / (1.0 + (-x).exp()));
+    let want = x / a * s + a * s * (1.0 - s);
+    assert!((through_renamed_custom_and_ops_grad(x) - want).abs() < 1e-12);
+}
+
+#[test]
+fn renamed_functions_in_block_scope() {
+    #[differentiate]
+    fn scaled_exp(x: f64) -> f64 {
+        x.exp() * x
+    }
+    use scaled_exp as renamed;
+    #[differentiate]
+    fn outer(x: f64) -> f64 {
+        renamed(x * 2.0) + 1.0
+    }
+    let x: f64 = 0.3;
+    // d/dx of 2x e^{2x}: 2 e^{2x} (1 + 2x).
+    let want = 2.0 * (2.0 * x).exp() * (1.0 + 2.0 * x);
+    assert!((outer_grad(x) - want).abs() < 1e-12);
 }

@@ -295,6 +295,7 @@ mod physics {
     }
 
     /// A hand-written derivative: `soft_abs(x) = sqrt(x^2 + eps)`.
+    #[differentiate(pullback = soft_abs_pullback)]
     pub fn soft_abs(x: f64, eps: f64) -> f64 {
         (x * x + eps).sqrt()
     }

@@ -1,5 +1,5 @@
 //! Phase 1: the attribute's options: `#[differentiate]`, `#[differentiate(wrt(a, b))]`,
-//! `#[differentiate(checkpoint)]`.
+//! `#[differentiate(checkpoint)]`, `#[differentiate(pullback = g_pullback)]`.
 
 use proc_macro2::TokenStream;
 use syn::parse::Parser;
@@ -15,6 +15,9 @@ pub struct Options {
     /// their own keep each iteration's buffers and run the iteration again in the reverse
     /// sweep, instead of recording their inner loops' buffer reads.
     pub checkpoint: bool,
+    /// `pullback = path`: a hand-written pullback. The body is not differentiated; calls to
+    /// the function from differentiated code go through `path`.
+    pub pullback: Option<syn::Path>,
 }
 
 pub fn parse(attr: TokenStream) -> syn::Result<Options> {
@@ -22,6 +25,7 @@ pub fn parse(attr: TokenStream) -> syn::Result<Options> {
     if attr.is_empty() {
         return Ok(options);
     }
+    let attr_span = syn::spanned::Spanned::span(&attr);
     let metas = Punctuated::<syn::Meta, Token![,]>::parse_terminated.parse2(attr)?;
     for meta in metas {
         match &meta {
@@ -55,13 +59,35 @@ pub fn parse(attr: TokenStream) -> syn::Result<Options> {
                 }
                 options.checkpoint = true;
             }
+            syn::Meta::NameValue(nv) if nv.path.is_ident("pullback") => {
+                if options.pullback.is_some() {
+                    return Err(syn::Error::new_spanned(&meta, "`pullback` is given twice"));
+                }
+                match &nv.value {
+                    syn::Expr::Path(p) if p.qself.is_none() && p.attrs.is_empty() => {
+                        options.pullback = Some(p.path.clone());
+                    }
+                    other => {
+                        return Err(syn::Error::new_spanned(
+                            other,
+                            "`pullback = ..` takes the path of the hand-written pullback function: `pullback = g_pullback`",
+                        ))
+                    }
+                }
+            }
             _ => {
                 return Err(syn::Error::new_spanned(
                     &meta,
-                    "unknown #[differentiate] option: the supported options are `wrt(param, ...)` and `checkpoint`",
+                    "unknown #[differentiate] option: the supported options are `wrt(param, ...)`, `checkpoint` and `pullback = path`",
                 ))
             }
         }
+    }
+    if options.pullback.is_some() && (options.wrt.is_some() || options.checkpoint) {
+        return Err(syn::Error::new(
+            attr_span,
+            "`pullback = ..` takes the place of the generated derivative, so `wrt` and `checkpoint` (which shape the generated one) do not apply: give `pullback` alone",
+        ));
     }
     Ok(options)
 }

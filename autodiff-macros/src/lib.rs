@@ -104,7 +104,7 @@ fn expand(
 #[cfg(test)]
 mod tests {
     use super::expand;
-    use quote::quote;
+    use quote::{quote, ToTokens};
 
     /// The expansion of valid input is valid Rust that keeps the function and adds the three
     /// companions.
@@ -127,10 +127,26 @@ mod tests {
             .iter()
             .filter_map(|i| match i {
                 syn::Item::Fn(f) => Some(f.sig.ident.to_string()),
+                syn::Item::Struct(s) => Some(format!("struct {}", s.ident)),
+                syn::Item::Impl(i) => Some(format!(
+                    "impl {}: {}",
+                    i.self_ty.to_token_stream(),
+                    i.items.len()
+                )),
                 _ => None,
             })
             .collect();
-        assert_eq!(names, ["f", "f_value_and_grad", "f_grad", "f_pullback"]);
+        assert_eq!(
+            names,
+            [
+                "f",
+                "f_value_and_grad",
+                "f_grad",
+                "f_pullback",
+                "struct f",
+                "impl f: 1"
+            ]
+        );
         if std::env::var_os("AUTODIFF_PRINT_EXPANSION").is_some() {
             println!("{out}");
         }

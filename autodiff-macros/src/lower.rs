@@ -1497,10 +1497,16 @@ impl Lowerer<'_> {
                 out,
             );
         }
-        // Any other function: its pullback stands beside it, `g` -> `g_pullback`.
+        // Any other function: its pullback is `g::pullback`, on the companion type `g` that
+        // `#[differentiate]` writes beside `fn g` (one `use` of `g` imports both). Generic
+        // arguments written on the call move to the pullback (`g::<T>` -> `g::pullback::<T>`).
         let mut pullback = fp.path.clone();
         if let Some(last) = pullback.segments.last_mut() {
-            last.ident = Ident::new(&format!("{}_pullback", last.ident), c.span());
+            let arguments = std::mem::replace(&mut last.arguments, syn::PathArguments::None);
+            pullback.segments.push(syn::PathSegment {
+                ident: Ident::new("pullback", c.span()),
+                arguments,
+            });
         }
         let mut operands = Vec::new();
         let mut refs = Vec::new();

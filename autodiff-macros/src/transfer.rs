@@ -43,10 +43,13 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> Option<TokenStream> {
     // Slot 0 marks the mixed site.
     table.spans.push(Span::mixed_site());
     let input = table.read(item.clone());
+    // The options too: `pullback = path` is spanned into the output (a hand-written pullback
+    // of the wrong signature is reported at its name).
+    let options = table.read(attr);
     let companions = {
         let _in_process = InProcess::enter(table.spans.len());
         let item2 = build(&input, &_in_process.markers)?;
-        let attr2: proc_macro2::TokenStream = attr.to_string().parse().ok()?;
+        let attr2 = build(&options, &_in_process.markers)?;
         let func: syn::ItemFn = syn::parse2(item2.clone()).ok()?;
         let companions = crate::emit::companions(attr2, &func, &item2).ok()?;
         table.write(companions)?

@@ -1,16 +1,38 @@
 //! Primitives that plain Rust and ndarray lack, each written next to its adjoint.
 //!
-//! Every `op` here has an `op_pullback` beside it that follows the custom-derivative convention
-//! of `#[differentiate]`: `fn op(x) -> y` has `fn op_pullback(x, d_out) -> dx`. A differentiated
-//! body therefore calls `autodiff::ops::op(..)` like any annotated function, and the same
-//! functions run outside differentiated code too. They take scalars, arrays, views or
-//! references to them alike.
+//! Every `op` here has an `op_pullback` beside it (`fn op(x) -> y` has
+//! `fn op_pullback(x, d_out) -> dx`) and, like every function `#[differentiate]` annotates, a
+//! companion `op` in the type namespace whose `op::pullback` is that pullback: a differentiated
+//! body calls `autodiff::ops::op(..)` (or an imported or renamed `op`) like any annotated
+//! function, and the same functions run outside differentiated code too. They take scalars,
+//! arrays, views or references to them alike.
 
 use crate::tensor::{dot, dot_lhs_adj, dot_rhs_adj, DotAdjoint};
 use crate::value::Val;
 use crate::Real;
 use ndarray::linalg::Dot;
 use ndarray::{Array, ArrayBase, Axis, Data, Dimension, Zip};
+
+/// The companions: `op::pullback` is `op_pullback`, so that one `use` of `op` (renamed or not)
+/// brings the derivative with the function. Modules, not the macro's forwarding types, since
+/// the pullbacks here are generic.
+macro_rules! companions {
+    ($($op:ident => $pullback:ident),* $(,)?) => {$(
+        #[doc(hidden)]
+        pub mod $op {
+            pub use super::$pullback as pullback;
+        }
+    )*};
+}
+companions!(
+    relu => relu_pullback,
+    sigmoid => sigmoid_pullback,
+    softplus => softplus_pullback,
+    logsumexp => logsumexp_pullback,
+    softmax => softmax_pullback,
+    log_softmax => log_softmax_pullback,
+    matmul => matmul_pullback,
+);
 
 /// Scalars and arrays, element by element.
 pub trait MapElems {
