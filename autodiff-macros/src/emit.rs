@@ -48,6 +48,9 @@ pub fn companions(
     let fresh = Namer::avoiding(item.clone());
     let mut namer = fresh.clone();
     let d_out = namer.fresh("d_out");
+    // The companion type: `#name::pullback`, which calls to `#name` in differentiated code use.
+    // A type takes the function's name in the type namespace, so every `use` of the function
+    // (renamed, re-exported, glob) imports it too.
     let companion = |target: TokenStream| {
         // Spanned at the pullback's path, so a hand-written pullback with the wrong signature
         // is reported at its name in the attribute.
@@ -61,6 +64,7 @@ pub fn companions(
             #(#cfgs)*
             #[allow(unused, clippy::all)]
             impl #name {
+                /// The pullback of the function of the same name.
                 #[inline]
                 #vis fn pullback #generics (#(#params,)* #d_out: #float) -> #pullback_ty {
                     #call

@@ -1,15 +1,16 @@
 //! The `#[differentiate]` attribute.
 //!
 //! One module per phase, wired together here:
-//! 1. [`attr`]: the attribute's options;
-//! 2. [`signature`]: which parameters are differentiable, and the float type;
-//! 3. [`lower`]: the body into the small A-normal-form [`ir`], with spanned errors;
-//! 4. [`rules`]: the table of derivative rules, one entry per primitive;
-//! 5. [`tbr`]: the to-be-recorded analysis, which buffer reads (and integer values read from
+//! 1. `attr`: the attribute's options;
+//! 2. `signature`: which parameters are differentiable, and the float type;
+//! 3. `lower`: the body into the small A-normal-form `ir`, with spanned errors;
+//! 4. `rules`: the table of derivative rules, one entry per primitive;
+//! 5. `tbr`: the to-be-recorded analysis, which buffer reads (and integer values read from
 //!    buffers) the forward sweep must tape;
-//! 6. [`reverse`]: the reverse sweep, and what the forward sweep must keep for it;
-//! 7. [`emit`]: the companions `f_grad`, `f_value_and_grad` and `f_pullback`;
-//! 8. [`transfer`]: tokens in and out of the compiler once each (the expansion itself runs on
+//! 6. `reverse`: the reverse sweep, and what the forward sweep must keep for it;
+//! 7. `emit`: the companions `f_grad`, `f_value_and_grad` and `f_pullback`, and the
+//!    companion type `f` whose `f::pullback` calls from differentiated code use;
+//! 8. `transfer`: tokens in and out of the compiler once each (the expansion itself runs on
 //!    in-process tokens).
 #![forbid(unsafe_code)]
 
@@ -34,7 +35,13 @@ use proc_macro::TokenStream;
 /// - `f_grad(x, y) -> (f64, f64)`: the gradient (bare for one differentiable parameter);
 /// - `f_value_and_grad(x, y) -> (f64, (f64, f64))`: the value and the gradient;
 /// - `f_pullback(x, y, d_out) -> (f64, f64)`: the gradient scaled by `d_out`, with `()` for
-///   each constant parameter; this is what calls to `f` from other differentiated code use.
+///   each constant parameter;
+/// - a hidden companion type `struct f {}` (the type namespace, so it shares `f`'s name and
+///   every `use` of `f` brings it) whose `f::pullback` is `f_pullback`: what calls to `f` from
+///   other differentiated code use.
+///
+/// `#[differentiate(pullback = f_pullback)]` writes only the companion type, forwarding to a
+/// hand-written pullback; the body is not read.
 ///
 /// `#[differentiate(wrt(y))]` restricts `f_grad` and `f_value_and_grad` to the named
 /// parameters; `#[differentiate(checkpoint)]` makes time-stepping loops keep each iteration's
