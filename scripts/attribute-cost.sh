@@ -18,7 +18,7 @@ functions() { # $1: the attribute line (or empty)
     case $((i % 4)) in
       0) cat <<RS
 $1
-pub fn f$i(x: f64, y: f64) -> f64 {
+pub fn g$i(x: f64, y: f64) -> f64 {
     let a = (x * y + $i.0).sin();
     let b = a * a + x.exp() / (1.0 + y * y);
     (b + a.tanh()).ln_1p() * y
@@ -27,7 +27,7 @@ RS
       ;;
       1) cat <<RS
 $1
-pub fn f$i(x: &[f64]) -> f64 {
+pub fn g$i(x: &[f64]) -> f64 {
     let mut s = 0.0;
     for k in 0..x.len() - 1 {
         let a = x[k + 1] - x[k] * x[k];
@@ -39,7 +39,7 @@ RS
       ;;
       2) cat <<RS
 $1
-pub fn f$i(x: &[f64]) -> f64 {
+pub fn g$i(x: &[f64]) -> f64 {
     let n = x.len();
     let mut e = 0.0;
     for a in 0..n {
@@ -54,7 +54,7 @@ RS
       ;;
       3) cat <<RS
 $1
-pub fn f$i(x: &Array2<f64>, w: &Array2<f64>) -> f64 {
+pub fn g$i(x: &Array2<f64>, w: &Array2<f64>) -> f64 {
     let h = x.dot(w).tanh();
     (&h * &h).sum() + $i.0 * h.mean().unwrap()
 }
@@ -89,12 +89,16 @@ TOML
 
 time_build() { # $1: crate name; prints the best of 3 rebuilds of the crate itself, in seconds
   local dir="$work/$1" best=""
-  (cd "$dir" && cargo build -q 2>/dev/null)
+  # A crate that fails to build would time its errors: stop instead (this runs inside `$(..)`,
+  # where `set -e` does not reach).
+  if ! (cd "$dir" && cargo build -q >/dev/null 2>"$work/$1.log"); then
+    echo "$1 did not build:" >&2; tail -20 "$work/$1.log" >&2; exit 1
+  fi
   for _ in 1 2 3; do
     touch "$dir/src/lib.rs"
     local start end t
     start=$(date +%s.%N)
-    (cd "$dir" && cargo build -q 2>/dev/null)
+    (cd "$dir" && cargo build -q 2>/dev/null) || exit 1
     end=$(date +%s.%N)
     t=$(echo "$end - $start" | bc)
     if [ -z "$best" ] || [ "$(echo "$t < $best" | bc)" = 1 ]; then best=$t; fi
@@ -106,8 +110,8 @@ make_crate with_attribute "#[differentiate]"
 make_crate without_attribute ""
 report() { # $1: how the macro is built
   local with without
-  with=$(time_build with_attribute)
-  without=$(time_build without_attribute)
+  with=$(time_build with_attribute) || exit 1
+  without=$(time_build without_attribute) || exit 1
   printf '100 functions, debug build of the crate (%s): with #[differentiate] %.2f s, without %.2f s, ratio %.2f\n' \
     "$1" "$with" "$without" "$(echo "$with / $without" | bc -l)"
 }

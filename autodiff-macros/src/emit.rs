@@ -21,8 +21,16 @@ pub fn companions(
     item: &TokenStream,
 ) -> syn::Result<TokenStream> {
     let options = attr::parse(attr)?;
-    let sig = signature::analyse(func, &options)?;
     let name = &func.sig.ident;
+    // The companion type below takes the function's name in the type namespace; named like a
+    // primitive type, it would shadow that type in the whole module.
+    if PRIMITIVE_TYPES.iter().any(|p| name == p) {
+        return Err(syn::Error::new(
+            name.span(),
+            format!("#[differentiate] cannot annotate a function named `{name}`: the companion type it writes beside the function (`{name}::pullback`, which calls from differentiated code use) would shadow the primitive type `{name}` in this module; rename the function"),
+        ));
+    }
+    let sig = signature::analyse(func, &options)?;
     let vis = &func.vis;
     let float = &sig.float;
     let generics = &func.sig.generics;
@@ -166,6 +174,12 @@ pub fn companions(
         #companion
     })
 }
+
+/// The primitive types, by name (`f16` and `f128` too, for when they are stable).
+const PRIMITIVE_TYPES: [&str; 19] = [
+    "bool", "char", "str", "u8", "u16", "u32", "u64", "u128", "usize", "i8", "i16", "i32", "i64",
+    "i128", "isize", "f16", "f32", "f64", "f128",
+];
 
 fn tuple_or_bare(items: Vec<TokenStream>) -> TokenStream {
     if items.len() == 1 {
