@@ -510,3 +510,79 @@ fn shape_mismatches_panic_naming_the_operation_and_both_shapes() {
         "{g}"
     );
 }
+
+// Rows and columns add their adjoints into the matrix's adjoint in place (`__rt::row_acc`):
+// in loops over rows and columns, as the first contribution the matrix's adjoint gets (the
+// loop comes last in the reverse sweep) and beside whole-matrix contributions.
+#[differentiate]
+fn rows_and_columns(x: &Array2<f64>, w: &Array1<f64>) -> f64 {
+    let head = x.row(0).sum() * x.column(1).mapv(f64::sin).sum();
+    let mut s = 0.0;
+    for i in 0..x.nrows() {
+        s += (&x.row(i) * w).mapv(f64::tanh).sum();
+    }
+    for j in 0..x.ncols() {
+        let c = x.column(j);
+        s += (&c * &c).sum() * (j as f64 + 1.0);
+    }
+    s + head + (x * x).sum() * 0.1
+}
+
+#[test]
+fn rows_and_columns_in_loops_match_finite_differences() {
+    let x = values((5, 3), 11, -1.0, 1.0);
+    let w = values(3, 12, -1.0, 1.0);
+    let (gx, gw) = rows_and_columns_grad(&x, &w);
+    let h = 1e-6;
+    for i in 0..5 {
+        for j in 0..3 {
+            let (mut up, mut down) = (x.clone(), x.clone());
+            up[[i, j]] += h;
+            down[[i, j]] -= h;
+            let want = (rows_and_columns(&up, &w) - rows_and_columns(&down, &w)) / (2.0 * h);
+            assert!(
+                (gx[[i, j]] - want).abs() < 1e-7,
+                "x[{i}, {j}]: {} vs {want}",
+                gx[[i, j]]
+            );
+        }
+    }
+    for j in 0..3 {
+        let (mut up, mut down) = (w.clone(), w.clone());
+        up[j] += h;
+        down[j] -= h;
+        let want = (rows_and_columns(&x, &up) - rows_and_columns(&x, &down)) / (2.0 * h);
+        assert!((gw[j] - want).abs() < 1e-7, "w[{j}]: {} vs {want}", gw[j]);
+    }
+}
+
+// A value read by the reverse sweep only through a row or column of it: the value is kept
+// as long as its view (before, the forward sweep freed it while the view still borrowed it,
+// which did not compile).
+#[differentiate]
+fn column_of_a_temporary(x: &Array2<f64>) -> f64 {
+    let p = ops::log_softmax(x);
+    let c = p.column(0);
+    let r = p.row(1);
+    let mut s = 0.0;
+    for i in 0..x.nrows() {
+        s += x[[i, 1]] * c[i];
+    }
+    s + (&r * &r).sum()
+}
+
+#[test]
+fn views_of_temporaries_match_finite_differences() {
+    let x = values((4, 3), 21, -1.0, 1.0);
+    let g = column_of_a_temporary_grad(&x);
+    let h = 1e-6;
+    for i in 0..4 {
+        for j in 0..3 {
+            let (mut up, mut down) = (x.clone(), x.clone());
+            up[[i, j]] += h;
+            down[[i, j]] -= h;
+            let want = (column_of_a_temporary(&up) - column_of_a_temporary(&down)) / (2.0 * h);
+            assert!((g[[i, j]] - want).abs() < 1e-7, "x[{i}, {j}]: {} vs {want}", g[[i, j]]);
+        }
+    }
+}

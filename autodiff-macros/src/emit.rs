@@ -11,7 +11,7 @@ use crate::signature::{self, Param, Signature};
 use crate::{attr, lower, rules, scalars, tbr};
 use proc_macro2::{Ident, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use syn::spanned::Spanned;
 use syn::ItemFn;
 
@@ -216,6 +216,23 @@ fn body(
         .collect();
     released.sort_unstable();
     released.dedup();
+    // A value that a kept value views (`m` of `m.row(0)`) is kept too; the rest are freed
+    // views first, since a view comes after what it borrows.
+    let mut viewed = BTreeSet::new();
+    for s in f.body.stmts.iter().rev() {
+        if let Stmt::Let {
+            var,
+            op: Op::Prim { rule, args, .. },
+        } = s
+        {
+            let kept = released.binary_search(var).is_err() || viewed.contains(var);
+            if rule.borrows() && kept {
+                viewed.extend(args.first().and_then(|a| a.var()));
+            }
+        }
+    }
+    released.retain(|v| !viewed.contains(v));
+    released.reverse();
     let mut grads = Vec::new();
     for (id, p) in sig.params.iter().enumerate() {
         if with_value {

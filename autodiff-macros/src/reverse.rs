@@ -674,6 +674,23 @@ impl<'a> Reverse<'a> {
         }
     }
 
+    /// Adds into a part of `base`'s adjoint in place: `add(d)` is the statement that does it on
+    /// the adjoint `d`, which starts as zeros if nothing has reached it yet.
+    fn scatter(&mut self, base: &Operand, add: impl FnOnce(&Ident) -> TokenStream) -> TokenStream {
+        let Some(v) = base.var().filter(|&v| self.f.vars[v].active) else {
+            return TokenStream::new();
+        };
+        let d = self.f.vars[v].adjoint.clone();
+        let mut out = TokenStream::new();
+        if self.declared.insert(v) {
+            let x = self.like(v);
+            let rt = &self.rt;
+            out.extend(quote!(let mut #d = #rt::zero_like(&#x);));
+        }
+        out.extend(add(&d));
+        out
+    }
+
     /// Adds `c` into the element `index` of `base`'s adjoint (written out when `c` is a known
     /// scalar).
     fn contribute_at(
@@ -683,27 +700,18 @@ impl<'a> Reverse<'a> {
         c: TokenStream,
         scalar: bool,
     ) -> TokenStream {
-        let Some(v) = base.var() else {
-            return TokenStream::new();
-        };
-        if !self.f.vars[v].active {
+        if !base.var().is_some_and(|v| self.f.vars[v].active) {
             return TokenStream::new();
         }
         let rt = self.rt.clone();
-        let d = self.f.vars[v].adjoint.clone();
-        let mut out = TokenStream::new();
-        if !self.declared.contains(&v) {
-            self.declared.insert(v);
-            let x = self.like(v);
-            out.extend(quote!(let mut #d = #rt::zero_like(&#x);));
-        }
         let i = self.operand(index);
-        if scalar {
-            out.extend(quote!(#d[#i] += #c;));
-        } else {
-            out.extend(quote!(#rt::acc(&mut #d[#i], #c);));
-        }
-        out
+        self.scatter(base, |d| {
+            if scalar {
+                quote!(#d[#i] += #c;)
+            } else {
+                quote!(#rt::acc(&mut #d[#i], #c);)
+            }
+        })
     }
 
     /// The reverse of a loop: its iterations backwards, each recomputing from the iteration's
@@ -1382,6 +1390,14 @@ impl<'a> Reverse<'a> {
                             out.extend(self.contribute(arg, c));
                         }
                     }
+                }
+                Adjoint::Scatter(name) => {
+                    let consts: Vec<TokenStream> = ints.iter().map(|i| self.operand(i)).collect();
+                    let name = Ident::new(name, Span::call_site());
+                    out.extend(self.scatter(
+                        &args[0],
+                        |d| quote!(#rt::#name(&mut #d, &#dy, #(#consts),*);),
+                    ));
                 }
                 Adjoint::Runtime(adjoints) => {
                     for (arg, name) in args.iter().zip(adjoints) {

@@ -66,6 +66,10 @@ pub enum Adjoint {
     /// `__rt::name(&operands.., &y, &dy, constants..)`; it lives next to the primitive in the
     /// runtime's `tensor` module.
     Runtime(&'static [&'static str]),
+    /// The output views a part of its one array operand (a row, a column): the runtime's
+    /// `__rt::name(&mut d_operand, &dy, constants..)` adds `dy` into that part of the operand's
+    /// adjoint in place, so the reverse of a loop over rows touches one row per iteration.
+    Scatter(&'static str),
 }
 
 /// A scalar adjoint template: the contribution to one operand.
@@ -410,8 +414,8 @@ pub static RULES: &[Rule] = &[
     tensor!("to_owned", 1, 0, Forward::AsWritten, fallible: false, Adjoint::Linear(&[true])),
     tensor!("view", 1, 0, Forward::AsWritten, fallible: false, Adjoint::Linear(&[true])),
     tensor!("to_vec", 1, 0, Forward::AsWritten, fallible: false, Adjoint::Linear(&[true])),
-    tensor!("row", 1, 1, Forward::AsWritten, fallible: false, Adjoint::Runtime(&["row_adj"])),
-    tensor!("column", 1, 1, Forward::AsWritten, fallible: false, Adjoint::Runtime(&["column_adj"])),
+    tensor!("row", 1, 1, Forward::AsWritten, fallible: false, Adjoint::Scatter("row_acc")),
+    tensor!("column", 1, 1, Forward::AsWritten, fallible: false, Adjoint::Scatter("column_acc")),
     // Piecewise constant: zero derivative.
     zero!("signum"),
     zero!("floor"),
@@ -424,6 +428,21 @@ impl Rule {
     /// Computed in the forward sweep exactly as written (so also callable as `f64::name`).
     pub fn forward_as_written(&self) -> bool {
         matches!(self.forward, Forward::AsWritten)
+    }
+
+    /// The output is a view that borrows the operand, which must live as long as it.
+    pub fn borrows(&self) -> bool {
+        self.kind == Kind::Method
+            && matches!(
+                self.name,
+                "t" | "row"
+                    | "column"
+                    | "view"
+                    | "to_shape"
+                    | "insert_axis"
+                    | "reversed_axes"
+                    | "into_shape_with_order"
+            )
     }
 }
 

@@ -152,7 +152,9 @@ impl Facts {
                         args.len() == 1 && args[0].var().is_some_and(|v| self.elements[v]);
                     (all, container)
                 }
-                Adjoint::Runtime(_) => (matches!(rule.name, "sum" | "mean"), false),
+                Adjoint::Runtime(_) | Adjoint::Scatter(_) => {
+                    (matches!(rule.name, "sum" | "mean"), false)
+                }
             },
             Op::Index { base, .. } => (base.var().is_some_and(|v| self.elements[v]), false),
             Op::Verbatim(tokens) => (

@@ -26,9 +26,9 @@ pub mod __rt {
         Branch,
     };
     pub use crate::tensor::{
-        add, column_adj, div, dot, dot_lhs_adj, dot_rhs_adj, insert_axis, insert_axis_adj,
+        add, column_acc, div, dot, dot_lhs_adj, dot_rhs_adj, insert_axis, insert_axis_adj,
         into_shape_with_order, mean_adj, mean_axis_adj, mul, neg, reshape_adj, reversed_axes,
-        row_adj, sub, sum_adj, sum_axis_adj, t_adj,
+        row_acc, sub, sum_adj, sum_axis_adj, t_adj,
     };
     pub use crate::Real;
 }

@@ -9,7 +9,7 @@ use crate::value::Val;
 use crate::Real;
 use ndarray::linalg::{general_mat_mul, general_mat_vec_mul, Dot};
 use ndarray::{
-    Array, Array1, Array2, ArrayBase, ArrayView, Axis, Data, DimMax, Dimension, Ix1, Ix2,
+    Array, Array1, Array2, ArrayBase, ArrayView, Axis, Data, DataMut, DimMax, Dimension, Ix1, Ix2,
     RemoveAxis,
 };
 
@@ -486,40 +486,32 @@ pub fn mean_axis_adj<
 
 // ----- rows and columns ----------------------------------------------------------------------
 
-/// Adjoint of `x.row(k)`: `dy` in row `k`, zero elsewhere.
-pub fn row_adj<
+/// Adjoint of `x.row(k)`, in place: adds `dy` into row `k` of `x`'s adjoint `dx`. Only that
+/// row is touched, so a loop over a matrix's rows costs in its reverse sweep what the rows
+/// cost, not a whole matrix per row.
+pub fn row_acc<
     F: Real,
-    SX: Data<Elem = F>,
-    X: Val<Canon = ArrayBase<SX, Ix2>> + ?Sized,
-    Y: ?Sized,
+    SD: DataMut<Elem = F>,
     S: Data<Elem = F>,
     DY: Val<Canon = ArrayBase<S, Ix1>> + ?Sized,
 >(
-    x: &X,
-    _y: &Y,
+    dx: &mut ArrayBase<SD, Ix2>,
     dy: &DY,
     k: usize,
-) -> Array2<F> {
-    let mut out = Array2::zeros(x.canon().raw_dim());
-    out.row_mut(k).assign(dy.canon());
-    out
+) {
+    dx.row_mut(k).zip_mut_with(dy.canon(), |d, &v| *d += v);
 }
 
-/// Adjoint of `x.column(k)`: `dy` in column `k`, zero elsewhere.
-pub fn column_adj<
+/// Adjoint of `x.column(k)`, in place: adds `dy` into column `k` of `x`'s adjoint `dx`.
+pub fn column_acc<
     F: Real,
-    SX: Data<Elem = F>,
-    X: Val<Canon = ArrayBase<SX, Ix2>> + ?Sized,
-    Y: ?Sized,
+    SD: DataMut<Elem = F>,
     S: Data<Elem = F>,
     DY: Val<Canon = ArrayBase<S, Ix1>> + ?Sized,
 >(
-    x: &X,
-    _y: &Y,
+    dx: &mut ArrayBase<SD, Ix2>,
     dy: &DY,
     k: usize,
-) -> Array2<F> {
-    let mut out = Array2::zeros(x.canon().raw_dim());
-    out.column_mut(k).assign(dy.canon());
-    out
+) {
+    dx.column_mut(k).zip_mut_with(dy.canon(), |d, &v| *d += v);
 }
