@@ -582,7 +582,11 @@ fn views_of_temporaries_match_finite_differences() {
             up[[i, j]] += h;
             down[[i, j]] -= h;
             let want = (column_of_a_temporary(&up) - column_of_a_temporary(&down)) / (2.0 * h);
-            assert!((g[[i, j]] - want).abs() < 1e-7, "x[{i}, {j}]: {} vs {want}", g[[i, j]]);
+            assert!(
+                (g[[i, j]] - want).abs() < 1e-7,
+                "x[{i}, {j}]: {} vs {want}",
+                g[[i, j]]
+            );
         }
     }
 }

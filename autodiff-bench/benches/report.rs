@@ -6,6 +6,7 @@
 //! hand-written gradient) and the maximum relative error printed. Times are medians of 15 samples, each a block of calls
 //! lasting about 5 ms; the heap column is the peak heap of one gradient call beyond what was
 //! allocated before it (a counting global allocator).
+use autodiff::ndarray::{Array1, Array2};
 use autodiff_bench::{mlp, seed, sim};
 use gradbench_autodiff::evals::gmm;
 use peak_alloc::PeakAlloc;
@@ -444,6 +445,38 @@ fn mlp_rows() {
     );
 }
 
+/// A loop over a matrix's rows: the reverse of `x.row(i)` touches one row per iteration.
+fn row_loop_rows() {
+    use autodiff_bench::rows::{per_row, per_row_grad, per_row_hand, problem};
+    let flat = |g: &(Array2<f64>, Array1<f64>)| {
+        g.0.iter().chain(g.1.iter()).copied().collect::<Vec<f64>>()
+    };
+    for n in [100, 1000, 10000] {
+        let (x, w) = problem(n, 10);
+        let reference = flat(&per_row_hand(&x, &w));
+        row(
+            "loop over rows",
+            &format!("n = {n}, d = 10"),
+            || {
+                black_box(per_row(black_box(&x), black_box(&w)));
+            },
+            &reference,
+            vec![
+                contender(
+                    "generated",
+                    || per_row_grad(black_box(&x), black_box(&w)),
+                    flat,
+                ),
+                contender(
+                    "hand-written",
+                    || per_row_hand(black_box(&x), black_box(&w)),
+                    flat,
+                ),
+            ],
+        );
+    }
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing: then only a
     // smoke run of the smallest sizes is wanted, which the rows' checks already give.
@@ -458,4 +491,5 @@ fn main() {
     gmm_rows();
     gmm_ndarray_rows();
     mlp_rows();
+    row_loop_rows();
 }

@@ -7,5 +7,6 @@ pub mod gmm;
 pub mod mlp;
 #[cfg(feature = "peers")]
 pub mod peers;
+pub mod rows;
 pub mod seed;
 pub mod sim;
