@@ -27,6 +27,10 @@ pub struct Reverse<'a> {
     alias: HashMap<VarId, VarId>,
     /// Top-level values whose shape alone the reverse sweep reads (`init`, `zero_like`).
     pub used_like: BTreeSet<VarId>,
+    /// The promoted loop-invariant reads whose register received a contribution: only those
+    /// are declared and flushed (a read whose adjoint is dead, through `floor()` say, would
+    /// leave its slot an `Option` of no inferable type).
+    promoted_used: HashSet<VarId>,
     pub saved: Saved,
     /// What each loop records (by its tape's name), for the forward sweep.
     pub plans: Plans,
@@ -131,6 +135,7 @@ impl<'a> Reverse<'a> {
             used: vec![BTreeSet::new()],
             alias: HashMap::new(),
             used_like: BTreeSet::new(),
+            promoted_used: HashSet::new(),
             saved: HashMap::new(),
             plans: HashMap::new(),
             names: f.vars.iter().enumerate().fold(
@@ -321,11 +326,6 @@ impl<'a> Reverse<'a> {
             out.extend(quote!(let #first = #end;));
             self.mark_tokens(end);
         }
-        for p in promotions.values() {
-            if let Promotion::Invariant { reg, slot } = p {
-                out.extend(quote!(let mut #reg: #float = 0.0; let mut #slot = ::core::option::Option::None;));
-            }
-        }
         let snapshot = self.declared.clone();
         self.used.push(BTreeSet::new());
         self.promoted.push(promotions.clone());
@@ -368,6 +368,7 @@ impl<'a> Reverse<'a> {
             }
         }
         self.plans.insert(l.tape.to_string(), LoopPlan::default());
+        out.extend(self.declare_invariants(&promotions));
         out.extend(crate::emit::fused_loop(
             self.f,
             l,
@@ -751,11 +752,6 @@ impl<'a> Reverse<'a> {
         let (promotions, windows) = self.promotions(l, &inner);
         let float = self.float.clone();
         let mut flush_after = TokenStream::new();
-        for p in promotions.values() {
-            if let Promotion::Invariant { reg, slot } = p {
-                out.extend(quote!(let mut #reg: #float = 0.0; let mut #slot = ::core::option::Option::None;));
-            }
-        }
         for w in &windows {
             for reg in w.regs.iter().flatten() {
                 out.extend(quote!(let mut #reg: #float = 0.0;));
@@ -777,6 +773,7 @@ impl<'a> Reverse<'a> {
             body.extend(self.window_step(w, false));
         }
         self.promoted.pop();
+        let declarations = self.declare_invariants(&promotions);
         flush_after.extend(self.flush_invariants(l, &promotions));
         for c in &active {
             let d = self.f.vars[c.after].adjoint.clone();
@@ -928,6 +925,7 @@ impl<'a> Reverse<'a> {
             pop.extend(quote!(let mut #cursor = #start;));
             truncate.extend(quote!(#tape.truncate(#start);));
         }
+        out.extend(declarations);
         out.extend(quote!(#header { #pop #recompute #body #truncate }));
         out.extend(flush_after);
         for c in &active {
@@ -1134,6 +1132,22 @@ impl<'a> Reverse<'a> {
 
     /// After a loop's reverse: each loop-invariant element's register, added into its array's
     /// adjoint at the index the loop read (if the loop ran at all).
+    /// The registers and slots of the promoted invariant reads that received contributions.
+    fn declare_invariants(&self, promotions: &HashMap<VarId, Promotion>) -> TokenStream {
+        let float = &self.float;
+        let mut out = TokenStream::new();
+        let mut promotions: Vec<(&VarId, &Promotion)> = promotions.iter().collect();
+        promotions.sort_unstable_by_key(|(v, _)| **v);
+        for (var, p) in promotions {
+            if let Promotion::Invariant { reg, slot } = p {
+                if self.promoted_used.contains(var) {
+                    out.extend(quote!(let mut #reg: #float = 0.0; let mut #slot = ::core::option::Option::None;));
+                }
+            }
+        }
+        out
+    }
+
     fn flush_invariants(&self, l: &Loop, promotions: &HashMap<VarId, Promotion>) -> TokenStream {
         let mut out = TokenStream::new();
         for s in &l.body.stmts {
@@ -1144,9 +1158,11 @@ impl<'a> Reverse<'a> {
             else {
                 continue;
             };
-            if let (Some(Promotion::Invariant { reg, slot }), Some(b)) =
-                (promotions.get(var), base.var())
-            {
+            if let (Some(Promotion::Invariant { reg, slot }), Some(b), true) = (
+                promotions.get(var),
+                base.var(),
+                self.promoted_used.contains(var),
+            ) {
                 let d = &self.f.vars[b].adjoint;
                 out.extend(
                     quote!(if let ::core::option::Option::Some(k) = #slot { #d[k] += #reg; }),
@@ -1417,6 +1433,7 @@ impl<'a> Reverse<'a> {
             Op::Index { base, index, .. } => {
                 match self.promoted.last().and_then(|p| p.get(&var)).cloned() {
                     Some(Promotion::Invariant { reg, slot }) => {
+                        self.promoted_used.insert(var);
                         let i = self.operand(index);
                         out.extend(quote!(#reg += #dy; #slot = ::core::option::Option::Some(#i);));
                     }
