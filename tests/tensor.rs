@@ -528,32 +528,30 @@ fn rows_and_columns(x: &Array2<f64>, w: &Array1<f64>) -> f64 {
     s + head + (x * x).sum() * 0.1
 }
 
+/// `g` against central differences of `f` in every element of `x` (any dimension).
+fn assert_matches_fd<D: Dimension>(
+    name: &str,
+    g: &Array<f64, D>,
+    x: &Array<f64, D>,
+    f: impl Fn(&Array<f64, D>) -> f64,
+) {
+    let h = 1e-6;
+    for (idx, &got) in g.indexed_iter() {
+        let (mut up, mut down) = (x.clone(), x.clone());
+        up[idx.clone()] += h;
+        down[idx.clone()] -= h;
+        let want = (f(&up) - f(&down)) / (2.0 * h);
+        assert!((got - want).abs() < 1e-7, "{name}{idx:?}: {got} vs {want}");
+    }
+}
+
 #[test]
 fn rows_and_columns_in_loops_match_finite_differences() {
     let x = values((5, 3), 11, -1.0, 1.0);
     let w = values(3, 12, -1.0, 1.0);
     let (gx, gw) = rows_and_columns_grad(&x, &w);
-    let h = 1e-6;
-    for i in 0..5 {
-        for j in 0..3 {
-            let (mut up, mut down) = (x.clone(), x.clone());
-            up[[i, j]] += h;
-            down[[i, j]] -= h;
-            let want = (rows_and_columns(&up, &w) - rows_and_columns(&down, &w)) / (2.0 * h);
-            assert!(
-                (gx[[i, j]] - want).abs() < 1e-7,
-                "x[{i}, {j}]: {} vs {want}",
-                gx[[i, j]]
-            );
-        }
-    }
-    for j in 0..3 {
-        let (mut up, mut down) = (w.clone(), w.clone());
-        up[j] += h;
-        down[j] -= h;
-        let want = (rows_and_columns(&x, &up) - rows_and_columns(&x, &down)) / (2.0 * h);
-        assert!((gw[j] - want).abs() < 1e-7, "w[{j}]: {} vs {want}", gw[j]);
-    }
+    assert_matches_fd("x", &gx, &x, |x| rows_and_columns(x, &w));
+    assert_matches_fd("w", &gw, &w, |w| rows_and_columns(&x, w));
 }
 
 // A value read by the reverse sweep only through a row or column of it: the value is kept
@@ -575,18 +573,5 @@ fn column_of_a_temporary(x: &Array2<f64>) -> f64 {
 fn views_of_temporaries_match_finite_differences() {
     let x = values((4, 3), 21, -1.0, 1.0);
     let g = column_of_a_temporary_grad(&x);
-    let h = 1e-6;
-    for i in 0..4 {
-        for j in 0..3 {
-            let (mut up, mut down) = (x.clone(), x.clone());
-            up[[i, j]] += h;
-            down[[i, j]] -= h;
-            let want = (column_of_a_temporary(&up) - column_of_a_temporary(&down)) / (2.0 * h);
-            assert!(
-                (g[[i, j]] - want).abs() < 1e-7,
-                "x[{i}, {j}]: {} vs {want}",
-                g[[i, j]]
-            );
-        }
-    }
+    assert_matches_fd("x", &g, &x, column_of_a_temporary);
 }
