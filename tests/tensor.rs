@@ -581,3 +581,23 @@ fn views_of_temporaries_match_finite_differences() {
     let g = column_of_a_temporary_grad(&x);
     assert_matches_fd("x", &g, &x, column_of_a_temporary);
 }
+
+// Element-wise contributions into an adjoint that already exists are added in place
+// (`__rt::acc_pbN`) when the adjoint has the output's shape, and reduced first when the
+// operand was broadcast (`b` here): both paths, several contributions each.
+#[differentiate]
+fn repeated_contributions(h: &Array2<f64>, b: &Array1<f64>) -> f64 {
+    let u = h * b;
+    let v = h.mapv(f64::sin) * b;
+    let z = (&u * &v).mapv(f64::tanh) + h.mapv(f64::exp) * &u + h * h;
+    z.sum() + (b * b * b).sum()
+}
+
+#[test]
+fn contributions_in_place_and_reduced_match_finite_differences() {
+    let h = values((4, 3), 31, -1.0, 1.0);
+    let b = values(3, 32, -1.0, 1.0);
+    let (gh, gb) = repeated_contributions_grad(&h, &b);
+    assert_matches_fd("h", &gh, &h, |h| repeated_contributions(h, &b));
+    assert_matches_fd("b", &gb, &b, |b| repeated_contributions(&h, b));
+}

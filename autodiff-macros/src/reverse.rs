@@ -1402,8 +1402,9 @@ impl<'a> Reverse<'a> {
                             out.extend(self.contribute_scalar(arg, c));
                         } else {
                             let names = Args::new(n.clone(), self.float.clone());
-                            let c = self.elementwise(var, args, &names, template);
-                            out.extend(self.contribute(arg, c));
+                            out.extend(
+                                self.contribute_elementwise(var, arg, args, &names, template),
+                            );
                         }
                     }
                 }
@@ -1508,12 +1509,48 @@ impl<'a> Reverse<'a> {
 
     /// `__rt::pbN(&operands.., &y, &dy, |x: F, y: F, dy: F| -> F { body })`. Operands the
     /// template does not read are passed as a zero, so they need not be kept.
+    /// Adds an element-wise rule's contribution into `target`'s adjoint: into the adjoint in
+    /// place (`__rt::acc_pbN`, no array for the contribution) once it exists, else as its
+    /// first contribution.
+    fn contribute_elementwise(
+        &mut self,
+        var: VarId,
+        target: &Operand,
+        args: &[Operand],
+        names: &Args,
+        template: &Template,
+    ) -> TokenStream {
+        match target.var().filter(|&v| self.f.vars[v].active) {
+            Some(v) if self.declared.contains(&v) => {
+                let d = self.f.vars[v].adjoint.clone();
+                let add = self.elementwise_call(var, args, names, template, Some(&d));
+                quote!(#add;)
+            }
+            _ => {
+                let c = self.elementwise(var, args, names, template);
+                self.contribute(target, c)
+            }
+        }
+    }
+
     fn elementwise(
         &mut self,
         var: VarId,
         args: &[Operand],
         names: &Args,
         template: &Template,
+    ) -> TokenStream {
+        self.elementwise_call(var, args, names, template, None)
+    }
+
+    /// `__rt::pbN(operands.., &y, &dy, |..| rule)`, or with `into`, `__rt::acc_pbN(&mut into, ..)`.
+    fn elementwise_call(
+        &mut self,
+        var: VarId,
+        args: &[Operand],
+        names: &Args,
+        template: &Template,
+        into: Option<&Ident>,
     ) -> TokenStream {
         let rt = self.rt.clone();
         let f = self.float.clone();
@@ -1536,9 +1573,12 @@ impl<'a> Reverse<'a> {
             zero.clone()
         };
         let (y, yd) = (&names.y, &names.dy);
-        let pb = format_ident!("pb{}", args.len());
         let body = (template.body)(names);
-        quote!(#rt::#pb(#(&#operands,)* &#yv, &#dy, |#(#params: #f,)* #y: #f, #yd: #f| -> #f { #body }))
+        let (pb, dst) = match into {
+            Some(d) => (format_ident!("acc_pb{}", args.len()), quote!(&mut #d,)),
+            None => (format_ident!("pb{}", args.len()), TokenStream::new()),
+        };
+        quote!(#rt::#pb(#dst #(&#operands,)* &#yv, &#dy, |#(#params: #f,)* #y: #f, #yd: #f| -> #f { #body }))
     }
 
     /// A known scalar's rule written out: the template with its names replaced by the operands,

@@ -12,7 +12,9 @@
 //!   right shape is moved, not copied).
 //! - [`acc`]: add a further contribution into an adjoint.
 //! - [`pb1`], [`pb2`], [`pb3`]: apply an element-wise pullback rule, written for scalars in the
-//!   macro's rules table, to scalars or, element by element with broadcasting, to arrays.
+//!   macro's rules table, to scalars or, element by element with broadcasting, to arrays;
+//!   [`acc_pb1`], [`acc_pb2`], [`acc_pb3`] add the result into an existing adjoint, in place
+//!   (no array for the contribution) where the adjoint is an array of the output's shape.
 //! - [`Branch`]: which arm of an `if` ran, with the values its reverse sweep needs.
 //!
 //! Broadcasting is undone where adjoints meet their values: a contribution shaped like the
@@ -20,7 +22,7 @@
 
 use crate::value::{into_dim, reduce_to, Broadcast, Contribution, Val};
 use crate::Real;
-use ndarray::{Array, ArrayBase, Data, Dimension, Zip};
+use ndarray::{Array, ArrayBase, ArrayViewMutD, Data, Dimension, Zip};
 
 /// A value that can carry an adjoint.
 pub trait Differentiable {
@@ -40,6 +42,26 @@ pub trait AdjointFrom<C>: Differentiable {
 pub trait Accumulate<C> {
     /// `self += c`, reduced to `self`'s shape where needed.
     fn accumulate(&mut self, c: C);
+}
+
+/// An adjoint that element-wise rules can add into in place: its elements when it is an array.
+pub trait AccTarget<F> {
+    /// The elements, for an array adjoint; `None` for a scalar or a `Vec`.
+    fn elements(&mut self) -> Option<ArrayViewMutD<'_, F>>;
+}
+
+impl<F: Real, D: Dimension> AccTarget<F> for Array<F, D> {
+    #[inline(always)]
+    fn elements(&mut self) -> Option<ArrayViewMutD<'_, F>> {
+        Some(self.view_mut().into_dyn())
+    }
+}
+
+impl<F> AccTarget<F> for Vec<F> {
+    #[inline(always)]
+    fn elements(&mut self) -> Option<ArrayViewMutD<'_, F>> {
+        None
+    }
 }
 
 macro_rules! scalar_plumbing {
@@ -223,6 +245,17 @@ pub trait Pullback1<F, X: ?Sized, Y: ?Sized> {
     type Out;
     /// Applies the scalar rule `rule(x, y, dy)` element by element.
     fn apply(x: &X, y: &Y, dy: &Self, rule: impl Fn(F, F, F) -> F) -> Self::Out;
+    /// `dst += apply(..)`; arrays override it to add in place.
+    #[inline(always)]
+    fn apply_acc<T: AccTarget<F> + Accumulate<Self::Out> + ?Sized>(
+        dst: &mut T,
+        x: &X,
+        y: &Y,
+        dy: &Self,
+        rule: impl Fn(F, F, F) -> F,
+    ) {
+        dst.accumulate(Self::apply(x, y, dy, rule))
+    }
 }
 
 /// A two-input element-wise pullback (operands broadcast), implemented by `dy`'s type.
@@ -231,6 +264,18 @@ pub trait Pullback2<F, A: ?Sized, B: ?Sized, Y: ?Sized> {
     type Out;
     /// Applies the scalar rule `rule(a, b, y, dy)` element by element.
     fn apply(a: &A, b: &B, y: &Y, dy: &Self, rule: impl Fn(F, F, F, F) -> F) -> Self::Out;
+    /// `dst += apply(..)`; arrays override it to add in place.
+    #[inline(always)]
+    fn apply_acc<T: AccTarget<F> + Accumulate<Self::Out> + ?Sized>(
+        dst: &mut T,
+        a: &A,
+        b: &B,
+        y: &Y,
+        dy: &Self,
+        rule: impl Fn(F, F, F, F) -> F,
+    ) {
+        dst.accumulate(Self::apply(a, b, y, dy, rule))
+    }
 }
 
 /// A three-input element-wise pullback (operands broadcast), implemented by `dy`'s type.
@@ -240,10 +285,29 @@ pub trait Pullback3<F, A: ?Sized, B: ?Sized, C: ?Sized, Y: ?Sized> {
     /// Applies the scalar rule `rule(a, b, c, y, dy)` element by element.
     fn apply(a: &A, b: &B, c: &C, y: &Y, dy: &Self, rule: impl Fn(F, F, F, F, F) -> F)
         -> Self::Out;
+    /// `dst += apply(..)`; arrays override it to add in place.
+    #[inline(always)]
+    fn apply_acc<T: AccTarget<F> + Accumulate<Self::Out> + ?Sized>(
+        dst: &mut T,
+        a: &A,
+        b: &B,
+        c: &C,
+        y: &Y,
+        dy: &Self,
+        rule: impl Fn(F, F, F, F, F) -> F,
+    ) {
+        dst.accumulate(Self::apply(a, b, c, y, dy, rule))
+    }
 }
 
 macro_rules! scalar_pullbacks {
     ($($t:ident),*) => {$(
+        impl AccTarget<$t> for $t {
+            #[inline(always)]
+            fn elements(&mut self) -> Option<ArrayViewMutD<'_, $t>> {
+                None
+            }
+        }
         impl Pullback1<$t, $t, $t> for $t {
             type Out = $t;
             #[inline(always)]
@@ -285,6 +349,25 @@ where
             .and(dy)
             .map_collect(|&x, &y, &d| rule(x, y, d))
     }
+    fn apply_acc<T: AccTarget<F> + Accumulate<Array<F, D>> + ?Sized>(
+        dst: &mut T,
+        x: &X,
+        y: &Y,
+        dy: &Self,
+        rule: impl Fn(F, F, F) -> F,
+    ) {
+        if let Some(mut out) = same_shape::<F, D>(dst, dy.shape()) {
+            let dim = dy.raw_dim();
+            let (x, y) = (x.broadcast_to(&dim), y.broadcast_to(&dim));
+            Zip::from(&mut out)
+                .and(&x)
+                .and(&y)
+                .and(dy)
+                .for_each(|o, &x, &y, &d| *o += rule(x, y, d));
+            return;
+        }
+        dst.accumulate(<Self as Pullback1<F, X, Y>>::apply(x, y, dy, rule))
+    }
 }
 
 impl<F: Real, S, D, A, B, Y> Pullback2<F, A, B, Y> for ArrayBase<S, D>
@@ -308,6 +391,31 @@ where
             .and(&y)
             .and(dy)
             .map_collect(|&a, &b, &y, &d| rule(a, b, y, d))
+    }
+    fn apply_acc<T: AccTarget<F> + Accumulate<Array<F, D>> + ?Sized>(
+        dst: &mut T,
+        a: &A,
+        b: &B,
+        y: &Y,
+        dy: &Self,
+        rule: impl Fn(F, F, F, F) -> F,
+    ) {
+        if let Some(mut out) = same_shape::<F, D>(dst, dy.shape()) {
+            let dim = dy.raw_dim();
+            let (a, b, y) = (
+                a.broadcast_to(&dim),
+                b.broadcast_to(&dim),
+                y.broadcast_to(&dim),
+            );
+            Zip::from(&mut out)
+                .and(&a)
+                .and(&b)
+                .and(&y)
+                .and(dy)
+                .for_each(|o, &a, &b, &y, &d| *o += rule(a, b, y, d));
+            return;
+        }
+        dst.accumulate(<Self as Pullback2<F, A, B, Y>>::apply(a, b, y, dy, rule))
     }
 }
 
@@ -343,6 +451,47 @@ where
             .and(dy)
             .map_collect(|&a, &b, &c, &y, &d| rule(a, b, c, y, d))
     }
+    fn apply_acc<T: AccTarget<F> + Accumulate<Array<F, D>> + ?Sized>(
+        dst: &mut T,
+        a: &A,
+        b: &B,
+        c: &C,
+        y: &Y,
+        dy: &Self,
+        rule: impl Fn(F, F, F, F, F) -> F,
+    ) {
+        if let Some(mut out) = same_shape::<F, D>(dst, dy.shape()) {
+            let dim = dy.raw_dim();
+            let (a, b, c, y) = (
+                a.broadcast_to(&dim),
+                b.broadcast_to(&dim),
+                c.broadcast_to(&dim),
+                y.broadcast_to(&dim),
+            );
+            Zip::from(&mut out)
+                .and(&a)
+                .and(&b)
+                .and(&c)
+                .and(&y)
+                .and(dy)
+                .for_each(|o, &a, &b, &c, &y, &d| *o += rule(a, b, c, y, d));
+            return;
+        }
+        dst.accumulate(<Self as Pullback3<F, A, B, C, Y>>::apply(
+            a, b, c, y, dy, rule,
+        ))
+    }
+}
+
+/// `dst`'s elements with `dy`'s dimension type, when `dst` is an array of exactly `dy`'s shape
+/// (then an element-wise contribution adds into it directly; otherwise it is reduced first).
+fn same_shape<'a, F: 'a, D: Dimension>(
+    dst: &'a mut (impl AccTarget<F> + ?Sized),
+    shape: &[usize],
+) -> Option<ndarray::ArrayViewMut<'a, F, D>> {
+    dst.elements()
+        .filter(|e| e.shape() == shape)
+        .and_then(|e| e.into_dimensionality::<D>().ok())
 }
 
 /// Applies a one-input rule from the macro's table: the contribution to `x`'s adjoint.
@@ -407,6 +556,86 @@ where
     D::Canon: Pullback3<F, A::Canon, B::Canon, C::Canon, Y::Canon>,
 {
     <D::Canon as Pullback3<F, A::Canon, B::Canon, C::Canon, Y::Canon>>::apply(
+        a.canon(),
+        b.canon(),
+        c.canon(),
+        y.canon(),
+        dy.canon(),
+        rule,
+    )
+}
+
+/// `dst += pb1(x, y, dy, rule)`, adding into `dst` in place when it is an array of `dy`'s shape.
+#[inline(always)]
+pub fn acc_pb1<F, T, X, Y, D>(dst: &mut T, x: &X, y: &Y, dy: &D, rule: impl Fn(F, F, F) -> F)
+where
+    X: Val + ?Sized,
+    Y: Val + ?Sized,
+    D: Val + ?Sized,
+    D::Canon: Pullback1<F, X::Canon, Y::Canon>,
+    T: AccTarget<F> + Accumulate<<D::Canon as Pullback1<F, X::Canon, Y::Canon>>::Out> + ?Sized,
+{
+    <D::Canon as Pullback1<F, X::Canon, Y::Canon>>::apply_acc(
+        dst,
+        x.canon(),
+        y.canon(),
+        dy.canon(),
+        rule,
+    )
+}
+
+/// `dst += pb2(a, b, y, dy, rule)`, in place when `dst` is an array of `dy`'s shape.
+#[inline(always)]
+pub fn acc_pb2<F, T, A, B, Y, D>(
+    dst: &mut T,
+    a: &A,
+    b: &B,
+    y: &Y,
+    dy: &D,
+    rule: impl Fn(F, F, F, F) -> F,
+) where
+    A: Val + ?Sized,
+    B: Val + ?Sized,
+    Y: Val + ?Sized,
+    D: Val + ?Sized,
+    D::Canon: Pullback2<F, A::Canon, B::Canon, Y::Canon>,
+    T: AccTarget<F>
+        + Accumulate<<D::Canon as Pullback2<F, A::Canon, B::Canon, Y::Canon>>::Out>
+        + ?Sized,
+{
+    <D::Canon as Pullback2<F, A::Canon, B::Canon, Y::Canon>>::apply_acc(
+        dst,
+        a.canon(),
+        b.canon(),
+        y.canon(),
+        dy.canon(),
+        rule,
+    )
+}
+
+/// `dst += pb3(a, b, c, y, dy, rule)`, in place when `dst` is an array of `dy`'s shape.
+#[inline(always)]
+pub fn acc_pb3<F, T, A, B, C, Y, D>(
+    dst: &mut T,
+    a: &A,
+    b: &B,
+    c: &C,
+    y: &Y,
+    dy: &D,
+    rule: impl Fn(F, F, F, F, F) -> F,
+) where
+    A: Val + ?Sized,
+    B: Val + ?Sized,
+    C: Val + ?Sized,
+    Y: Val + ?Sized,
+    D: Val + ?Sized,
+    D::Canon: Pullback3<F, A::Canon, B::Canon, C::Canon, Y::Canon>,
+    T: AccTarget<F>
+        + Accumulate<<D::Canon as Pullback3<F, A::Canon, B::Canon, C::Canon, Y::Canon>>::Out>
+        + ?Sized,
+{
+    <D::Canon as Pullback3<F, A::Canon, B::Canon, C::Canon, Y::Canon>>::apply_acc(
+        dst,
         a.canon(),
         b.canon(),
         c.canon(),
