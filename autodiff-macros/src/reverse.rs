@@ -1130,8 +1130,6 @@ impl<'a> Reverse<'a> {
         out
     }
 
-    /// After a loop's reverse: each loop-invariant element's register, added into its array's
-    /// adjoint at the index the loop read (if the loop ran at all).
     /// The registers and slots of the promoted invariant reads that received contributions.
     fn declare_invariants(&self, promotions: &HashMap<VarId, Promotion>) -> TokenStream {
         let float = &self.float;
@@ -1148,6 +1146,8 @@ impl<'a> Reverse<'a> {
         out
     }
 
+    /// After a loop's reverse: each loop-invariant element's register, added into its array's
+    /// adjoint at the index the loop read (if the loop ran at all).
     fn flush_invariants(&self, l: &Loop, promotions: &HashMap<VarId, Promotion>) -> TokenStream {
         let mut out = TokenStream::new();
         for s in &l.body.stmts {
@@ -1507,8 +1507,6 @@ impl<'a> Reverse<'a> {
         out
     }
 
-    /// `__rt::pbN(&operands.., &y, &dy, |x: F, y: F, dy: F| -> F { body })`. Operands the
-    /// template does not read are passed as a zero, so they need not be kept.
     /// Adds an element-wise rule's contribution into `target`'s adjoint: into the adjoint in
     /// place (`__rt::acc_pbN`, no array for the contribution) once it exists, else as its
     /// first contribution.
@@ -1543,7 +1541,9 @@ impl<'a> Reverse<'a> {
         self.elementwise_call(var, args, names, template, None)
     }
 
-    /// `__rt::pbN(operands.., &y, &dy, |..| rule)`, or with `into`, `__rt::acc_pbN(&mut into, ..)`.
+    /// `__rt::pbN(&operands.., &y, &dy, |x: F, y: F, dy: F| -> F { body })`, or with `into`,
+    /// `__rt::acc_pbN(&mut into, ..)`. Operands the template does not read are passed as a
+    /// zero, so they need not be kept.
     fn elementwise_call(
         &mut self,
         var: VarId,
