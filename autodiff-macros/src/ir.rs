@@ -73,7 +73,7 @@ pub enum Op {
         func: MapFn,
         span: Span,
     },
-    /// A call to a function whose pullback is `path_pullback` (composition and custom
+    /// A call to a function whose pullback is `path::pullback` (composition and custom
     /// derivatives).
     Call {
         path: syn::Path,

@@ -8,7 +8,7 @@
 //! In-process tokens cannot hold the compiler's spans, so spans travel by table. Each input
 //! token gets marker spans (positions in a dummy source, `crate::names`) and the table keeps its
 //! compiler span. On the way out, a token made with a token's marker (a copy of it, or
-//! `helper_pullback` made at `helper`) gets that token's span back; one made with
+//! `helper::pullback` made at `helper`) gets that token's span back; one made with
 //! [`crate::names::located_at`] (a renamed local at its use) the call site located there;
 //! one made with [`crate::names::mixed_site`] the mixed site; any other the call site. An
 //! expansion that fails takes the compiler path, whose error spans are exact.
