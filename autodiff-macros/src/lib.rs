@@ -40,8 +40,9 @@ use proc_macro::TokenStream;
 ///   every `use` of `f` brings it) whose `f::pullback` is `f_pullback`: what calls to `f` from
 ///   other differentiated code use.
 ///
-/// `#[differentiate(pullback = f_pullback)]` writes only the companion type, forwarding to a
-/// hand-written pullback; the body is not read.
+/// `#[differentiate(pullback = f_pullback)]` takes a hand-written pullback instead: the body is
+/// not read, the companion type forwards to it, and `f_grad` / `f_value_and_grad` are that
+/// pullback at `d_out = 1`.
 ///
 /// `#[differentiate(wrt(y))]` restricts `f_grad` and `f_value_and_grad` to the named
 /// parameters; `#[differentiate(checkpoint)]` makes time-stepping loops keep each iteration's
