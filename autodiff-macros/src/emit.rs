@@ -99,24 +99,9 @@ pub fn companions(
     if let Some(target) = &options.pullback {
         let mut names = fresh.clone();
         let value = names.fresh("value");
-        let slots: Vec<(Ident, bool)> = sig
-            .params
-            .iter()
-            .map(|p| (names.fresh("g"), p.kind == signature::Kind::Constant))
-            .collect();
-        let pattern = tuple_or_bare(
-            slots
-                .iter()
-                .map(|(g, constant)| if *constant { quote!(()) } else { quote!(#g) })
-                .collect(),
-        );
-        let grads = tuple_or_bare(
-            slots
-                .iter()
-                .filter(|(_, constant)| !constant)
-                .map(|(g, _)| g.to_token_stream())
-                .collect(),
-        );
+        let slots = gradient_slots(&sig, &mut names);
+        let pattern = pullback_entries(&slots, |g| g.to_token_stream());
+        let grads = differentiable_entries(&slots);
         // The value's call gets copies of what the pullback then takes by value.
         let first: Vec<TokenStream> = sig
             .params
@@ -164,30 +149,9 @@ pub fn companions(
         let mut names = fresh.clone();
         let value = names.fresh("value");
         let rt = names.fresh("rt");
-        let slots: Vec<(Ident, bool)> = sig
-            .params
-            .iter()
-            .map(|p| (names.fresh("g"), p.kind == signature::Kind::Constant))
-            .collect();
-        let pattern = tuple_or_bare(
-            slots
-                .iter()
-                .filter(|(_, constant)| !constant)
-                .map(|(g, _)| g.to_token_stream())
-                .collect(),
-        );
-        let scaled = tuple_or_bare(
-            slots
-                .iter()
-                .map(|(g, constant)| {
-                    if *constant {
-                        quote!(())
-                    } else {
-                        quote!(#rt::scale(#g, #d_out))
-                    }
-                })
-                .collect(),
-        );
+        let slots = gradient_slots(&sig, &mut names);
+        let pattern = differentiable_entries(&slots);
+        let scaled = pullback_entries(&slots, |g| quote!(#rt::scale(#g, #d_out)));
         quote!({
             use ::autodiff::__rt as #rt;
             let (#value, #pattern) = #value_and_grad(#(#args),*);
@@ -231,6 +195,37 @@ const PRIMITIVE_TYPES: [&str; 19] = [
     "bool", "char", "str", "u8", "u16", "u32", "u64", "u128", "usize", "i8", "i16", "i32", "i64",
     "i128", "isize", "f16", "f32", "f64", "f128",
 ];
+
+/// A name per parameter for its gradient entry, with whether the parameter is a constant
+/// (whose entry in a pullback's result is `()`).
+fn gradient_slots(sig: &Signature, names: &mut Namer) -> Vec<(Ident, bool)> {
+    sig.params
+        .iter()
+        .map(|p| (names.fresh("g"), p.kind == signature::Kind::Constant))
+        .collect()
+}
+
+/// The differentiable parameters' entries, `(g0, g2)` (bare for one): a gradient.
+fn differentiable_entries(slots: &[(Ident, bool)]) -> TokenStream {
+    tuple_or_bare(
+        slots
+            .iter()
+            .filter(|(_, constant)| !constant)
+            .map(|(g, _)| g.to_token_stream())
+            .collect(),
+    )
+}
+
+/// Every parameter's entry, `entry(g)` for a differentiable one and `()` for a constant: a
+/// pullback's result (or the pattern that takes one apart).
+fn pullback_entries(slots: &[(Ident, bool)], entry: impl Fn(&Ident) -> TokenStream) -> TokenStream {
+    tuple_or_bare(
+        slots
+            .iter()
+            .map(|(g, constant)| if *constant { quote!(()) } else { entry(g) })
+            .collect(),
+    )
+}
 
 fn tuple_or_bare(items: Vec<TokenStream>) -> TokenStream {
     if items.len() == 1 {
