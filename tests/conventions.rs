@@ -110,3 +110,21 @@ fn nan_in_gives_nan_out_and_never_panics() {
     assert!(v.is_nan() || v.is_infinite());
     assert!(dx.is_nan() || dx.is_infinite());
 }
+
+// A NaN computed inside an operand that `max`/`min` discards (`sqrt` of a negative number
+// here) still reaches the gradient: the discarded operand's adjoint is zero, and zero times
+// the NaN local derivative is NaN. This is JAX's behaviour for `where` too; keep such
+// operands inside their domain (`(x - 2.0).max(0.0).sqrt()`) when the gradient must stay finite.
+#[differentiate]
+fn discarded_nan(a: f64) -> f64 {
+    (a - 2.0).sqrt().min(a * a)
+}
+
+#[test]
+fn a_nan_inside_a_discarded_operand_makes_the_gradient_nan() {
+    // sqrt(-1) is NaN and Rust's `min` returns `a * a`; the value is finite.
+    assert_eq!(discarded_nan(1.0), 1.0);
+    let (value, g) = discarded_nan_value_and_grad(1.0);
+    assert_eq!(value, 1.0);
+    assert!(g.is_nan());
+}

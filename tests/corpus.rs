@@ -253,11 +253,11 @@ pub fn p2(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 pub fn p3(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let v1 = ((-1.15f64.tanh() * 0.9).acos() * ((0.26f64.tanh() * 0.5).tan() - a.abs()));
-    let v2 = ((((x[2].tanh() * 0.5).sinh() * (x[2].tanh() * 0.5).sinh() + 1.0).log(3.0)).tanh()
+    let v2 = (((((x[2].tanh() * 0.5).sinh() * (x[2].tanh() * 0.5).sinh() + 1.0).log(3.0)).tanh()
         * 3.0)
         .ceil()
         * 0.25
-        + v1.tanh();
+        + v1.tanh());
     let mut m3 = x[2].tanh().exp2();
     if v2 < -1.43f64 {
         m3 += b.asinh().tanh().exp_m1();
@@ -663,7 +663,7 @@ pub fn p13(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         perm5[i] = (i + 1) % n;
     }
-    let mut rot6 = ((0.37f64).tanh() * 3.0).trunc() * 0.25 + acc3;
+    let mut rot6 = (((0.37f64).tanh() * 3.0).trunc() * 0.25 + acc3);
     for i in 0..n {
         rot6 = rot6 * 0.8 + x[perm5[i]] * (x[(i + 2) % n] * 0.5);
         if perm5[0] % 2 == 0 {
@@ -768,7 +768,7 @@ pub fn p15(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     }
     let v4 = buf3[0] * buf3[1];
     let mut m5 = -1.47f64;
-    if ((x[3]).tanh() * 3.0).round() * 0.25 + rot2 > -0.49f64 {
+    if (((x[3]).tanh() * 3.0).round() * 0.25 + rot2) > -0.49f64 {
         m5 += -1.75f64.clamp(-1.0, 1.0).clamp(-1.0, 1.0);
     } else if (x[0] * x[0]).ln_1p() <= 1.36f64 {
         m5 = m5 * 0.5;
@@ -933,7 +933,7 @@ pub fn p19(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         perm4[n - 1] = first;
     }
-    let v6 = if ((0.46f64).tanh() * 3.0).signum() * 0.25 + rot5 < -0.23f64 {
+    let v6 = if (((0.46f64).tanh() * 3.0).signum() * 0.25 + rot5) < -0.23f64 {
         f64::sin(smooth(rot5))
     } else {
         v2
@@ -993,7 +993,7 @@ pub fn p20(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     }
     let mut w4 = (acc1.tanh() * 0.5)
         .cosh()
-        .hypot(((-1.53f64).tanh() * 3.0).signum() * 0.25 + lse2)
+        .hypot((((-1.53f64).tanh() * 3.0).signum() * 0.25 + lse2))
         .tanh()
         + 3.0;
     let mut steps = 0;
@@ -1169,7 +1169,7 @@ pub fn p23(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let v6 = -0.98f64.min(((lse4 * lse4 + 1.0).recip() * 0.5));
     let mut buf7 = vec![0.0; n];
     for i in 0..n {
-        buf7[i] = f64::sin(((lse4).tanh() * 3.0).round() * 0.25 + lse4);
+        buf7[i] = f64::sin((((lse4).tanh() * 3.0).round() * 0.25 + lse4));
     }
     for i in 1..n {
         buf7[i] += buf7[i - 1] * 0.5;
@@ -1404,7 +1404,7 @@ pub fn p29(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         perm1[n - 1] = first;
     }
-    let mut acc3 = ((rot2).tanh() * 3.0).round() * 0.25 + b;
+    let mut acc3 = (((rot2).tanh() * 3.0).round() * 0.25 + b);
     for i in 0..n {
         acc3 += rot2.tanh().exp2().sin();
         if rot2.mul_add(x[(i + 1) % n], x[(i + 3) % n]) > 0.92f64 {
@@ -1542,8 +1542,8 @@ pub fn p31(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         buf5[i] = (old * buf5[i - 1]).sin() + old;
     }
     let v6 = buf5[0] + 0.5 * buf5[1];
-    let v7 = (((a.tanh().tanh() * 0.9).asin()).tanh() * 3.0).trunc() * 0.25
-        + ((a * 0.47f64) * (a * 0.47f64) + 1.0).log(3.0);
+    let v7 = ((((a.tanh().tanh() * 0.9).asin()).tanh() * 3.0).trunc() * 0.25
+        + ((a * 0.47f64) * (a * 0.47f64) + 1.0).log(3.0));
     let mut acc8 = x[3];
     for i in 0..n {
         acc8 += (a.tanh() * 0.5).sinh();
@@ -1796,7 +1796,7 @@ pub fn p37(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else if (x[1] * -0.79f64) >= -0.25f64 {
         m1 = m1 * 0.5;
     }
-    let mut lse2 = ((b).tanh() * 3.0).signum() * 0.25 + a;
+    let mut lse2 = (((b).tanh() * 3.0).signum() * 0.25 + a);
     let mut scratch3 = vec![0.0; n];
     for i in 0..n {
         let prev = scratch3[1] * 0.25;
@@ -2023,7 +2023,7 @@ pub fn p41(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p42(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut m1 = ((a).tanh() * 3.0).floor() * 0.25 + 0.85f64;
+    let mut m1 = (((a).tanh() * 3.0).floor() * 0.25 + 0.85f64);
     if (x[3] * x[3] + 1.0).recip() < -0.86f64 {
         m1 += (b * b + 1.0).log(3.0).tanh();
     } else if autodiff::ops::sigmoid(x[0]) <= 0.62f64 {
@@ -2088,9 +2088,8 @@ pub fn p43(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         scratch2[0] = x[i] * 0.5;
         for q in 1..scratch2.len() {
             scratch2[q] = x[(i + q) % n]
-                * (((a).tanh() * 3.0).round() * 0.25
-                    + -1.69f64 * ((a).tanh() * 3.0).round() * 0.25
-                    + -1.69f64
+                * ((((a).tanh() * 3.0).round() * 0.25 + -1.69f64)
+                    * (((a).tanh() * 3.0).round() * 0.25 + -1.69f64)
                     + 1.0)
                     .cbrt();
         }
@@ -2726,14 +2725,14 @@ pub fn p55(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p56(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let v1 = if ((-1.25f64).tanh() * 3.0).floor() * 0.25 + a <= 1.21f64 {
+    let v1 = if (((-1.25f64).tanh() * 3.0).floor() * 0.25 + a) <= 1.21f64 {
         b.hypot(x[1])
     } else {
         ((x[1] / (a * a + 1.0)).tanh() * 0.9).acos()
     };
     let mut m2 = v1.hypot(v1);
     if v1 < -1.56f64 {
-        m2 += ((x[2]).tanh() * 3.0).signum() * 0.25 + x[2].tanh();
+        m2 += (((x[2]).tanh() * 3.0).signum() * 0.25 + x[2]).tanh();
     } else if (b - a) < -1.20f64 {
         m2 = m2 * 0.5;
     }
@@ -2785,7 +2784,7 @@ pub fn p56(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p57(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut w1 = ((b.abs()).tanh() * 3.0).trunc() * 0.25 + 0.02f64.abs().tanh() + 3.0;
+    let mut w1 = (((b.abs()).tanh() * 3.0).trunc() * 0.25 + 0.02f64.abs()).tanh() + 3.0;
     let mut steps = 0;
     while w1 > 0.5 && steps < 20 {
         w1 = w1 * 0.6 + 0.05 * 1.50f64.tanh();
@@ -2793,14 +2792,12 @@ pub fn p57(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     }
     let arr2 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * x[1].tanh().exp2()));
     let v3 = (a.tanh().exp2().cos().tanh() * 0.5).tan();
-    let v4 = ((((x[0]).tanh() * 3.0).trunc() * 0.25
-        + w1 * ((x[0]).tanh() * 3.0).trunc() * 0.25
-        + w1
+    let v4 = (((((x[0]).tanh() * 3.0).trunc() * 0.25 + w1)
+        * (((x[0]).tanh() * 3.0).trunc() * 0.25 + w1)
         + 1.0)
         .cbrt()
-        * (((x[0]).tanh() * 3.0).trunc() * 0.25
-            + w1 * ((x[0]).tanh() * 3.0).trunc() * 0.25
-            + w1
+        * ((((x[0]).tanh() * 3.0).trunc() * 0.25 + w1)
+            * (((x[0]).tanh() * 3.0).trunc() * 0.25 + w1)
             + 1.0)
             .cbrt()
         + 0.5)
@@ -3315,7 +3312,7 @@ pub fn p70(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         m1 = m1 * 0.5;
     }
     let v2 = if b.powi(2) < 0.30f64 {
-        ((x[1]).tanh() * 3.0).floor() * 0.25 + m1.powi(2)
+        (((x[1]).tanh() * 3.0).floor() * 0.25 + m1).powi(2)
     } else {
         (-0.58f64 * -0.58f64 + 1.5).acosh()
     };
@@ -3403,7 +3400,7 @@ pub fn p73(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         buf1[i] = (old * buf1[i - 1]).sin() + old;
     }
     let v2 = buf1[0] * buf1[1];
-    let v3 = ((x[2]).tanh() * 3.0).round() * 0.25 + helpers::soft(x[2], 0.3).asinh();
+    let v3 = (((x[2]).tanh() * 3.0).round() * 0.25 + helpers::soft(x[2], 0.3).asinh());
     let mut lse4 = (b.tanh() * 0.9).acos();
     let mut scratch5 = vec![0.0; n];
     for i in 0..n {
@@ -3741,7 +3738,7 @@ pub fn p81(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let mut m5 = v3.max(a);
     if (arr4.tanh() * 0.5).sinh() >= -1.57f64 {
         m5 += ((0.85f64 * 0.85f64 + 1.0).log2() - (a.tanh() * 0.5).tan());
-    } else if ((arr1).tanh() * 3.0).round() * 0.25 + b >= 0.23f64 {
+    } else if (((arr1).tanh() * 3.0).round() * 0.25 + b) >= 0.23f64 {
         m5 = m5 * 0.5;
     }
     -1.10f64 * (a).tanh()
@@ -3851,9 +3848,8 @@ pub fn p84(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             pair3 += (d * d + 0.5).recip() * b.hypot(x[(i + 2) % n]);
         }
     }
-    let v4 = (((smooth(-0.82f64)).tanh() * 3.0).round() * 0.25
-        + helpers::soft(x[3], 0.3) * ((smooth(-0.82f64)).tanh() * 3.0).round() * 0.25
-        + helpers::soft(x[3], 0.3)
+    let v4 = ((((smooth(-0.82f64)).tanh() * 3.0).round() * 0.25 + helpers::soft(x[3], 0.3))
+        * (((smooth(-0.82f64)).tanh() * 3.0).round() * 0.25 + helpers::soft(x[3], 0.3))
         + 1.0)
         .powf(-1.61f64.tanh());
     let mut w5 = (0.18f64.tanh() * 0.9).atanh().tanh() + 3.0;
@@ -4003,7 +3999,7 @@ pub fn p87(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let v3 = if a > -1.42f64 {
         (b * x[2]).atan()
     } else {
-        ((b + -1.96f64) - ((a).tanh() * 3.0).round() * 0.25 + arr2)
+        ((b + -1.96f64) - (((a).tanh() * 3.0).round() * 0.25 + arr2))
     };
     -0.67f64 * (a).tanh()
         + -0.10f64 * (b).tanh()
@@ -4097,7 +4093,7 @@ pub fn p89(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         w3 = w3 * 0.6 + 0.05 * a.tanh().tanh();
         steps += 1;
     }
-    let mut m4 = ((x[0]).tanh() * 3.0).round() * 0.25 + b;
+    let mut m4 = (((x[0]).tanh() * 3.0).round() * 0.25 + b);
     if (v2.tanh() * 0.9).atanh() >= -1.87f64 {
         m4 += ((-1.93f64 * -1.93f64).tanh() * 0.5).tan();
     } else if (v2 * v2 + 1.0).ln() <= -1.61f64 {
@@ -4149,7 +4145,7 @@ pub fn p90(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     }
     let mut buf5 = vec![0.0; n];
     for i in 0..n {
-        buf5[i] = (((a * a + 1.0).log10()).tanh() * 3.0).round() * 0.25 + m4.tanh().exp2();
+        buf5[i] = ((((a * a + 1.0).log10()).tanh() * 3.0).round() * 0.25 + m4.tanh().exp2());
     }
     for i in 1..n {
         buf5[i] += buf5[i - 1] * 0.5;
@@ -4237,7 +4233,7 @@ pub fn p92(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         perm1[n - 1] = first;
     }
-    let v3 = ((b + b).tanh() * 3.0).floor() * 0.25 + (a * 0.5).sin();
+    let v3 = (((b + b).tanh() * 3.0).floor() * 0.25 + (a * 0.5)).sin();
     let v4 = if rot2.powi(2) <= -0.36f64 {
         (x[3] * x[3] + 1.0).log2().mul_add(0.18f64, a)
     } else {
@@ -4604,7 +4600,7 @@ pub fn p102(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let mut acc3 = a;
     for i in 0..n {
         acc3 += 1.90f64;
-        if ((v2).tanh() * 3.0).trunc() * 0.25 + a >= -0.16f64 {
+        if (((v2).tanh() * 3.0).trunc() * 0.25 + a) >= -0.16f64 {
             acc3 = acc3 * 0.9 + (v2.tanh() * 0.9).atanh();
         }
     }
@@ -4803,7 +4799,7 @@ pub fn p106(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p107(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut lse1 = ((-0.45f64).tanh() * 3.0).round() * 0.25 + a;
+    let mut lse1 = (((-0.45f64).tanh() * 3.0).round() * 0.25 + a);
     let mut scratch2 = vec![0.0; n];
     for i in 0..n {
         let prev = scratch2[1] * 0.25;
@@ -4831,7 +4827,7 @@ pub fn p107(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         .sum();
     let mut acc5 = w3;
     for i in 0..n {
-        acc5 += ((w3).tanh() * 3.0).ceil() * 0.25 + b.asinh();
+        acc5 += (((w3).tanh() * 3.0).ceil() * 0.25 + b).asinh();
         if (lse1 * lse1) > 1.41f64 {
             acc5 = acc5 * 0.9 + (w3 * w3 + 0.5).sqrt();
         }
@@ -5080,7 +5076,7 @@ pub fn p112(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 pub fn p113(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let arr1 =
-        autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * ((a).tanh() * 3.0).floor() * 0.25 + b));
+        autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * (((a).tanh() * 3.0).floor() * 0.25 + b)));
     let arr2 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * x[0].hypot(0.47f64)));
     let mut pair3 = 0.0;
     for i in 0..n {
@@ -5109,7 +5105,7 @@ pub fn p113(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let mut m7 = (rot5 * rot5 + 1.0).cbrt();
     if arr1.tanh().exp_m1() < 1.09f64 {
         m7 += ((b.tanh() * 0.9).atanh() * -1.69f64);
-    } else if ((arr6).tanh() * 3.0).ceil() * 0.25 + arr1 > 1.04f64 {
+    } else if (((arr6).tanh() * 3.0).ceil() * 0.25 + arr1) > 1.04f64 {
         m7 = m7 * 0.5;
     }
     -0.21f64 * (a).tanh()
@@ -5196,7 +5192,7 @@ pub fn p116(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     };
     let v2 = v1.sin();
     let mut w3 =
-        (((v1).tanh() * 3.0).ceil() * 0.25 + v2 * ((v1).tanh() * 3.0).ceil() * 0.25 + v2 + 1.0)
+        ((((v1).tanh() * 3.0).ceil() * 0.25 + v2) * (((v1).tanh() * 3.0).ceil() * 0.25 + v2) + 1.0)
             .cbrt()
             .tanh()
             + 3.0;
@@ -5509,11 +5505,11 @@ pub fn p124(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p125(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut acc1 = ((b).tanh() * 3.0).floor() * 0.25 + -0.49f64;
+    let mut acc1 = (((b).tanh() * 3.0).floor() * 0.25 + -0.49f64);
     for i in 0..n {
         acc1 +=
-            (((a.tanh() * 0.9).asin()).tanh() * 3.0).signum() * 0.25 + autodiff::ops::softplus(b);
-        if ((a).tanh() * 3.0).trunc() * 0.25 + x[3] < -0.59f64 {
+            ((((a.tanh() * 0.9).asin()).tanh() * 3.0).signum() * 0.25 + autodiff::ops::softplus(b));
+        if (((a).tanh() * 3.0).trunc() * 0.25 + x[3]) < -0.59f64 {
             acc1 = acc1 * 0.9 + (a.tanh() * 0.9).asin();
         }
     }
@@ -5773,7 +5769,7 @@ pub fn p135(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let v1 = -1.74f64.hypot((smooth(a) * a.abs()));
     let mut acc2 = v1.mul_add(a, v1);
     for i in 0..n {
-        acc2 += ((x[i]).tanh() * 3.0).ceil() * 0.25 + (a + x[i]);
+        acc2 += (((x[i]).tanh() * 3.0).ceil() * 0.25 + (a + x[i]));
         if v1 >= -0.91f64 {
             acc2 = acc2 * 0.9 + (b + -1.16f64);
         }
@@ -6122,7 +6118,7 @@ pub fn p143(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         .mapv(|t| t.sin())
         .sum()
         + (m1 * m1 + 1.0).log(3.0);
-    let mut w3 = ((a.powi(2)).tanh() * 3.0).ceil() * 0.25 + arr2.powi(2).tanh() + 3.0;
+    let mut w3 = (((a.powi(2)).tanh() * 3.0).ceil() * 0.25 + arr2.powi(2)).tanh() + 3.0;
     let mut steps = 0;
     while w3 > 0.5 && steps < 20 {
         w3 = w3 * 0.6 + 0.05 * x[2].hypot(x[1]).tanh();
@@ -6187,7 +6183,7 @@ pub fn p144(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             acc5 = acc5 * 0.9 + (b * a);
         }
     }
-    let mut w6 = ((w1 * 0.5).tanh() * 3.0).ceil() * 0.25 + a.tanh() + 3.0;
+    let mut w6 = (((w1 * 0.5).tanh() * 3.0).ceil() * 0.25 + a).tanh() + 3.0;
     let mut steps = 0;
     while w6 > 0.5 && steps < 20 {
         w6 = w6 * 0.6 + 0.05 * -0.99f64.min(a).tanh();
@@ -6199,9 +6195,8 @@ pub fn p144(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         for q0 in 0..n {
             for r in 0..2 {
                 let q = q0 * 2 + r;
-                scratch8[q] =
-                    x[(i + q) % n] * ((helpers::soft(w6, 0.3)).tanh() * 3.0).round() * 0.25
-                        + (x[1] * v2);
+                scratch8[q] = x[(i + q) % n]
+                    * (((helpers::soft(w6, 0.3)).tanh() * 3.0).round() * 0.25 + (x[1] * v2));
             }
         }
         let mut mx = scratch8[0];
@@ -6357,7 +6352,7 @@ pub fn p148(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut acc1 = (a * a + 1.0).ln();
     for i in 0..n {
-        acc1 += ((b).tanh() * 3.0).trunc() * 0.25 + b.sin();
+        acc1 += (((b).tanh() * 3.0).trunc() * 0.25 + b.sin());
         if (x[(i + 1) % n].tanh() * 0.9).asin() > 0.02f64 {
             acc1 = acc1 * 0.9 + (b.tanh() * 0.9).atanh();
         }
@@ -6389,7 +6384,7 @@ pub fn p149(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let arr1 = (&m.row(1) * (x[1] * x[1] + 1.0).powf(a.tanh()) - &m.column(1))
         .mapv(f64::sin)
         .sum();
-    let v2 = (helpers::soft(((arr1).tanh() * 3.0).signum() * 0.25 + b, 0.3)
+    let v2 = (helpers::soft((((arr1).tanh() * 3.0).signum() * 0.25 + b), 0.3)
         * arr1.max((b * b + 1.5).acosh()));
     let mut buf3 = vec![0.0; n];
     for i in 0..n {
@@ -6719,7 +6714,7 @@ pub fn p156(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let v2 = if -0.40f64.cos() > 1.20f64 {
         pair1.hypot(a.max(pair1))
     } else {
-        (((pair1).tanh() * 3.0).floor() * 0.25 + b.tanh() * 0.9).atanh()
+        ((((pair1).tanh() * 3.0).floor() * 0.25 + b).tanh() * 0.9).atanh()
     };
     let mut m3 = (x[1] * x[1] + 1.0).log10();
     if (a * a + 1.0).log(3.0) < -1.40f64 {
@@ -6866,7 +6861,7 @@ pub fn p160(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 pub fn p161(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let v1 = if b.hypot(a) <= -1.69f64 {
-        (((1.15f64 * 1.15f64 + 1.0).log2()).tanh() * 3.0).trunc() * 0.25 + b
+        ((((1.15f64 * 1.15f64 + 1.0).log2()).tanh() * 3.0).trunc() * 0.25 + b)
     } else {
         ((x[2] * a) * 1.23f64)
     };
@@ -7012,7 +7007,7 @@ pub fn p165(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         acc1 += autodiff::ops::sigmoid(b).atan();
         if x[(i + 3) % n].tanh() < 0.34f64 {
-            acc1 = acc1 * 0.9 + ((x[3]).tanh() * 3.0).trunc() * 0.25 + a;
+            acc1 = acc1 * 0.9 + (((x[3]).tanh() * 3.0).trunc() * 0.25 + a);
         }
     }
     let mut w2 = (acc1.tanh().exp2() * x[0]).tanh() + 3.0;
@@ -7265,9 +7260,8 @@ pub fn p171(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         for q0 in 0..n {
             for r in 0..2 {
                 let q = q0 * 2 + r;
-                scratch2[q] =
-                    x[(i + q) % n] * ((0.33f64.clamp(-1.0, 1.0)).tanh() * 3.0).signum() * 0.25
-                        + (b * a);
+                scratch2[q] = x[(i + q) % n]
+                    * (((0.33f64.clamp(-1.0, 1.0)).tanh() * 3.0).signum() * 0.25 + (b * a));
             }
         }
         let mut mx = scratch2[0];
@@ -7316,7 +7310,7 @@ pub fn p172(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut buf1 = vec![0.0; n];
     for i in 0..n {
-        buf1[i] = ((-(0.54f64)).tanh() * 3.0).ceil() * 0.25 + (b * b + 1.0).ln();
+        buf1[i] = (((-(0.54f64)).tanh() * 3.0).ceil() * 0.25 + (b * b + 1.0).ln());
     }
     for i in 1..n {
         buf1[i] += buf1[i - 1] * 0.5;
@@ -7536,7 +7530,7 @@ pub fn p176(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         .mapv(|t| (t * t + 1.0).ln())
         .sum()
         * (-1.32f64 * -1.32f64 + 1.0).powf(b.tanh());
-    let mut w2 = ((arr1).tanh() * 3.0).signum() * 0.25 + (0.71f64 * 0.71f64).ln_1p().tanh() + 3.0;
+    let mut w2 = (((arr1).tanh() * 3.0).signum() * 0.25 + (0.71f64 * 0.71f64).ln_1p()).tanh() + 3.0;
     let mut steps = 0;
     while w2 > 0.5 && steps < 20 {
         w2 = w2 * 0.6 + 0.05 * b.min(a).tanh();
@@ -7848,7 +7842,7 @@ pub fn p185(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut buf1 = vec![0.0; n];
     for i in 0..n {
-        buf1[i] = ((x[1]).tanh() * 3.0).signum() * 0.25 + x[i].hypot(a);
+        buf1[i] = (((x[1]).tanh() * 3.0).signum() * 0.25 + x[i]).hypot(a);
     }
     let v2 = buf1[0] + 0.5 * buf1[1];
     let v3 = if helpers::soft(x[3], 0.3) <= -0.55f64 {
@@ -7950,9 +7944,8 @@ pub fn p187(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p188(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut w1 = (((b).tanh() * 3.0).signum() * 0.25
-        + x[3] * ((b).tanh() * 3.0).signum() * 0.25
-        + x[3]
+    let mut w1 = ((((b).tanh() * 3.0).signum() * 0.25 + x[3])
+        * (((b).tanh() * 3.0).signum() * 0.25 + x[3])
         + 1.5)
         .acosh()
         .tanh()
@@ -8042,7 +8035,7 @@ pub fn p190(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut buf1 = vec![0.0; n];
     for i in 0..n {
-        buf1[i] = ((helpers::soft(x[0], 0.3)).tanh() * 3.0).trunc() * 0.25 + a;
+        buf1[i] = (((helpers::soft(x[0], 0.3)).tanh() * 3.0).trunc() * 0.25 + a);
     }
     let v2 = buf1[2] + 0.5 * buf1[3];
     let arr3 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * smooth(v2)));
@@ -8077,7 +8070,8 @@ pub fn p191(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     }
     let mut rot5 = x[0];
     for i in 0..n {
-        rot5 = rot5 * 0.8 + x[perm4[i]] * ((x[(i + 2) % n]).tanh() * 3.0).floor() * 0.25 + 1.19f64;
+        rot5 =
+            rot5 * 0.8 + x[perm4[i]] * (((x[(i + 2) % n]).tanh() * 3.0).floor() * 0.25 + 1.19f64);
         if perm4[0] % 2 == 0 {
             rot5 = rot5 + (b.tanh() * 0.5).cosh();
         }
@@ -8105,7 +8099,7 @@ pub fn p192(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         .sum();
     let mut m4 = (b * b).ln_1p();
     if a.tanh() > 0.74f64 {
-        m4 += ((arr1).tanh() * 3.0).trunc() * 0.25 + (b - arr3);
+        m4 += (((arr1).tanh() * 3.0).trunc() * 0.25 + (b - arr3));
     } else if 0.60f64 <= -1.82f64 {
         m4 = m4 * 0.5;
     }
@@ -8137,7 +8131,7 @@ pub fn p193(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 pub fn p194(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let v1 = x[2];
-    let v2 = if ((v1).tanh() * 3.0).trunc() * 0.25 + b > -0.64f64 {
+    let v2 = if (((v1).tanh() * 3.0).trunc() * 0.25 + b) > -0.64f64 {
         a
     } else {
         ((a.tanh() * 0.5).tan().tanh() * 0.9).acos()
@@ -8196,7 +8190,7 @@ pub fn p195(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     }
     let v4 = buf3[1] + 0.5 * buf3[2];
     let mut m5 = v4.tanh().exp2();
-    if ((1.31f64).tanh() * 3.0).ceil() * 0.25 + m1 > -0.32f64 {
+    if (((1.31f64).tanh() * 3.0).ceil() * 0.25 + m1) > -0.32f64 {
         m5 += smooth(-0.53f64.tanh().exp());
     } else if (-(x[1])) > 1.54f64 {
         m5 = m5 * 0.5;
@@ -8506,7 +8500,7 @@ pub fn p201(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let v3 = if a.asinh() > -0.71f64 {
         ((pair1.tanh() * 0.5).cosh() - (a * a + 1.0).cbrt())
     } else {
-        ((b).tanh() * 3.0).trunc() * 0.25 + pair1
+        (((b).tanh() * 3.0).trunc() * 0.25 + pair1)
     };
     let mut buf4 = vec![0.0; n];
     for i in 0..n {
@@ -8532,8 +8526,8 @@ pub fn p201(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p202(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let v1 = ((((b * b + 1.0).cbrt().tanh() * 0.9).acos()).tanh() * 3.0).ceil() * 0.25
-        + (a.tanh() * 0.9).acos().tanh();
+    let v1 = (((((b * b + 1.0).cbrt().tanh() * 0.9).acos()).tanh() * 3.0).ceil() * 0.25
+        + (a.tanh() * 0.9).acos().tanh());
     let mut w2 = ((b * b + 1.0).cbrt() * (b * b + 1.0).cbrt() + 1.0)
         .log10()
         .tanh()
@@ -8669,7 +8663,7 @@ pub fn p204(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             acc8 = acc8 * 0.9 + (x[(i + 1) % n] * x[(i + 1) % n] + 1.0).ln();
         }
     }
-    let v9 = (((acc8 * acc8 + 1.0).ln().tanh()).tanh() * 3.0).trunc() * 0.25 + arr1;
+    let v9 = ((((acc8 * acc8 + 1.0).ln().tanh()).tanh() * 3.0).trunc() * 0.25 + arr1);
     -0.19f64 * (a).tanh()
         + 1.16f64 * (b).tanh()
         + 1.99f64 * (arr1).tanh()
@@ -8748,8 +8742,10 @@ pub fn p206(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             pair4 += (d * d + 0.5).recip() * (x[(i + 2) % n].tanh() * 0.5).cosh();
         }
     }
-    let v5 = (((autodiff::ops::softplus(b)).tanh() * 3.0).ceil() * 0.25
-        + (v1.tanh() * 0.9).acos().tanh() * 0.9)
+    let v5 = ((((autodiff::ops::softplus(b)).tanh() * 3.0).ceil() * 0.25
+        + (v1.tanh() * 0.9).acos())
+    .tanh()
+        * 0.9)
         .atanh();
     let v6 = (v1.max(x[2]).powi(3).tanh() * 0.5).tan();
     let v7 = b;
@@ -8965,7 +8961,7 @@ pub fn p212(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let v2 = if -1.41f64.min(b) > -0.35f64 {
         (v1.mul_add(x[0], a).tanh() * 0.5).sinh()
     } else {
-        ((v1.powi(2)).tanh() * 3.0).signum() * 0.25 + v1
+        (((v1.powi(2)).tanh() * 3.0).signum() * 0.25 + v1)
     };
     let mut w3 = v1.tanh().exp().tanh() + 3.0;
     let mut steps = 0;
@@ -9140,7 +9136,7 @@ pub fn p216(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let mut m2 = acc1.abs();
     if (0.96f64.tanh() * 0.5).sinh() >= 1.32f64 {
         m2 += acc1;
-    } else if ((a).tanh() * 3.0).round() * 0.25 + b <= 0.31f64 {
+    } else if (((a).tanh() * 3.0).round() * 0.25 + b) <= 0.31f64 {
         m2 = m2 * 0.5;
     }
     let mut lse3 = m2.tanh();
@@ -9209,7 +9205,7 @@ pub fn p217(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         rot6 = rot6 * 0.8 + x[perm5[i]] * (x[(i + 1) % n].tanh() * 0.5).sinh();
         if perm5[0] % 2 == 0 {
-            rot6 = rot6 + ((v3).tanh() * 3.0).trunc() * 0.25 + 0.09f64;
+            rot6 = rot6 + (((v3).tanh() * 3.0).trunc() * 0.25 + 0.09f64);
         }
         let first = perm5[0];
         for j in 1..n {
@@ -9306,7 +9302,7 @@ pub fn p220(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let v1 = a;
     let mut acc2 = (a.tanh() * 0.5).sinh();
     for i in 0..n {
-        acc2 += ((-1.26f64).tanh() * 3.0).floor() * 0.25 + v1;
+        acc2 += (((-1.26f64).tanh() * 3.0).floor() * 0.25 + v1);
         if a.mul_add(a, b) <= 0.17f64 {
             acc2 = acc2 * 0.9 + (x[(i + 3) % n] * x[(i + 3) % n] + 1.5).acosh();
         }
@@ -9436,7 +9432,7 @@ pub fn p225(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             acc1 = acc1 * 0.9 + helpers::soft(1.14f64, 0.3);
         }
     }
-    let mut w2 = ((a + -1.24f64).tanh() * 3.0).trunc() * 0.25 + -0.79f64.tanh() + 3.0;
+    let mut w2 = (((a + -1.24f64).tanh() * 3.0).trunc() * 0.25 + -0.79f64).tanh() + 3.0;
     let mut steps = 0;
     while w2 > 0.5 && steps < 20 {
         w2 = w2 * 0.6 + 0.05 * (x[1].tanh() * 0.5).sinh().tanh();
@@ -9564,7 +9560,7 @@ pub fn p227(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         acc3 += (-0.82f64 * -0.82f64 + 1.0).log(3.0);
         if (m1.tanh() * 0.5).sinh() <= 0.41f64 {
-            acc3 = acc3 * 0.9 + ((m1).tanh() * 3.0).floor() * 0.25 + a;
+            acc3 = acc3 * 0.9 + (((m1).tanh() * 3.0).floor() * 0.25 + a);
         }
     }
     let mut buf4 = vec![0.0; n];
@@ -9821,7 +9817,7 @@ pub fn p234(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else {
         autodiff::ops::sigmoid(x[0])
     };
-    let mut lse7 = ((v6).tanh() * 3.0).floor() * 0.25 + b;
+    let mut lse7 = (((v6).tanh() * 3.0).floor() * 0.25 + b);
     let mut scratch8 = vec![0.0; n];
     for i in 0..n {
         for q in 0..n {
@@ -10027,7 +10023,7 @@ pub fn p239(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     if a.clamp(-1.0, 1.0) >= 1.80f64 {
         m4 += (v3 * v3 + 1.0)
             .ln()
-            .min(((0.45f64).tanh() * 3.0).floor() * 0.25 + -1.12f64);
+            .min((((0.45f64).tanh() * 3.0).floor() * 0.25 + -1.12f64));
     } else if x[3] >= -1.12f64 {
         m4 = m4 * 0.5;
     }
@@ -10436,7 +10432,7 @@ pub fn p251(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let mut w3 = (a * a + 0.5).sqrt().tanh().tanh() + 3.0;
     let mut steps = 0;
     while w3 > 0.5 && steps < 20 {
-        w3 = w3 * 0.6 + 0.05 * ((x[3]).tanh() * 3.0).round() * 0.25 + rot2.tanh();
+        w3 = w3 * 0.6 + 0.05 * (((x[3]).tanh() * 3.0).round() * 0.25 + rot2).tanh();
         steps += 1;
     }
     let mut buf4 = vec![0.0; n];
@@ -10805,8 +10801,8 @@ pub fn p260(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let mut scratch4 = vec![0.0; 3];
     for i in 0..n {
         for q in 0..3 {
-            scratch4[q] =
-                x[(i + q) % n] * ((rot2.atan()).tanh() * 3.0).signum() * 0.25 + x[i].tanh().exp2();
+            scratch4[q] = x[(i + q) % n]
+                * (((rot2.atan()).tanh() * 3.0).signum() * 0.25 + x[i].tanh().exp2());
         }
         let mut mx = scratch4[0];
         for q in 1..scratch4.len() {
@@ -11811,9 +11807,10 @@ pub fn p282(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         .mapv(|t| (t * t + 1.0).ln())
         .sum()
         * 1.75f64.tanh();
-    let mut acc5 = ((w2).tanh() * 3.0).floor() * 0.25 + 0.12f64;
+    let mut acc5 = (((w2).tanh() * 3.0).floor() * 0.25 + 0.12f64);
     for i in 0..n {
-        acc5 += ((w2 * 0.5).tanh() * 3.0).signum() * 0.25 + -1.14f64.atan2(1.02f64 * 1.02f64 + 0.5);
+        acc5 +=
+            (((w2 * 0.5).tanh() * 3.0).signum() * 0.25 + -1.14f64.atan2(1.02f64 * 1.02f64 + 0.5));
         if arr4.powi(3) >= -1.01f64 {
             acc5 = acc5 * 0.9 + (-1.09f64 - arr4);
         }
@@ -11875,7 +11872,7 @@ pub fn p284(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         w1 = w1 * 0.6 + 0.05 * (x[2].tanh() * 0.5).cosh().tanh();
         steps += 1;
     }
-    let mut lse2 = ((a).tanh() * 3.0).trunc() * 0.25 + x[1];
+    let mut lse2 = (((a).tanh() * 3.0).trunc() * 0.25 + x[1]);
     let mut scratch3 = vec![0.0; 3];
     for i in 0..n {
         for q in 0..3 {
@@ -12804,13 +12801,13 @@ mod twin {
     pub fn p3(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let v1 = ((-c(1.15).tanh() * c(0.9)).acos() * ((c(0.26).tanh() * c(0.5)).tan() - a.abs()));
-        let v2 = ((((x[2].tanh() * c(0.5)).sinh() * (x[2].tanh() * c(0.5)).sinh() + c(1.0))
+        let v2 = (((((x[2].tanh() * c(0.5)).sinh() * (x[2].tanh() * c(0.5)).sinh() + c(1.0))
             .log(3.0))
         .tanh()
             * c(3.0))
         .ceil()
             * c(0.25)
-            + v1.tanh();
+            + v1.tanh());
         let mut m3 = x[2].tanh().exp2();
         if v2 < -c(1.43) {
             m3 += b.asinh().tanh().exp_m1();
@@ -13219,7 +13216,7 @@ mod twin {
         for i in 0..n {
             perm5[i] = (i + 1) % n;
         }
-        let mut rot6 = ((c(0.37)).tanh() * c(3.0)).trunc() * c(0.25) + acc3;
+        let mut rot6 = (((c(0.37)).tanh() * c(3.0)).trunc() * c(0.25) + acc3);
         for i in 0..n {
             rot6 = rot6 * c(0.8) + x[perm5[i]] * (x[(i + 2) % n] * c(0.5));
             if perm5[0] % 2 == 0 {
@@ -13322,7 +13319,7 @@ mod twin {
         }
         let v4 = buf3[0] * buf3[1];
         let mut m5 = -c(1.47);
-        if ((x[3]).tanh() * c(3.0)).round() * c(0.25) + rot2 > -c(0.49) {
+        if (((x[3]).tanh() * c(3.0)).round() * c(0.25) + rot2) > -c(0.49) {
             m5 += -c(1.75).clamp(-c(1.0), c(1.0)).clamp(-c(1.0), c(1.0));
         } else if (x[0] * x[0]).ln_1p() <= c(1.36) {
             m5 = m5 * c(0.5);
@@ -13489,7 +13486,7 @@ mod twin {
             }
             perm4[n - 1] = first;
         }
-        let v6 = if ((c(0.46)).tanh() * c(3.0)).signum() * c(0.25) + rot5 < -c(0.23) {
+        let v6 = if (((c(0.46)).tanh() * c(3.0)).signum() * c(0.25) + rot5) < -c(0.23) {
             sin(smooth(rot5))
         } else {
             v2
@@ -13548,7 +13545,7 @@ mod twin {
         }
         let mut w4 = (acc1.tanh() * c(0.5))
             .cosh()
-            .hypot(((-c(1.53)).tanh() * c(3.0)).signum() * c(0.25) + lse2)
+            .hypot((((-c(1.53)).tanh() * c(3.0)).signum() * c(0.25) + lse2))
             .tanh()
             + c(3.0);
         let mut steps = 0;
@@ -13722,7 +13719,7 @@ mod twin {
         let v6 = -c(0.98).min(((lse4 * lse4 + c(1.0)).recip() * c(0.5)));
         let mut buf7 = vec![c(0.0); n];
         for i in 0..n {
-            buf7[i] = sin(((lse4).tanh() * c(3.0)).round() * c(0.25) + lse4);
+            buf7[i] = sin((((lse4).tanh() * c(3.0)).round() * c(0.25) + lse4));
         }
         for i in 1..n {
             buf7[i] = buf7[i] + (buf7[i - 1] * c(0.5));
@@ -13955,7 +13952,7 @@ mod twin {
             }
             perm1[n - 1] = first;
         }
-        let mut acc3 = ((rot2).tanh() * c(3.0)).round() * c(0.25) + b;
+        let mut acc3 = (((rot2).tanh() * c(3.0)).round() * c(0.25) + b);
         for i in 0..n {
             acc3 += rot2.tanh().exp2().sin();
             if rot2.mul_add(x[(i + 1) % n], x[(i + 3) % n]) > c(0.92) {
@@ -14091,8 +14088,8 @@ mod twin {
             buf5[i] = (old * buf5[i - 1]).sin() + old;
         }
         let v6 = buf5[0] + c(0.5) * buf5[1];
-        let v7 = (((a.tanh().tanh() * c(0.9)).asin()).tanh() * c(3.0)).trunc() * c(0.25)
-            + ((a * c(0.47)) * (a * c(0.47)) + c(1.0)).log(3.0);
+        let v7 = ((((a.tanh().tanh() * c(0.9)).asin()).tanh() * c(3.0)).trunc() * c(0.25)
+            + ((a * c(0.47)) * (a * c(0.47)) + c(1.0)).log(3.0));
         let mut acc8 = x[3];
         for i in 0..n {
             acc8 += (a.tanh() * c(0.5)).sinh();
@@ -14347,7 +14344,7 @@ mod twin {
         } else if (x[1] * -c(0.79)) >= -c(0.25) {
             m1 = m1 * c(0.5);
         }
-        let mut lse2 = ((b).tanh() * c(3.0)).signum() * c(0.25) + a;
+        let mut lse2 = (((b).tanh() * c(3.0)).signum() * c(0.25) + a);
         let mut scratch3 = vec![c(0.0); n];
         for i in 0..n {
             let prev = scratch3[1] * c(0.25);
@@ -14569,7 +14566,7 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p42(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let mut m1 = ((a).tanh() * c(3.0)).floor() * c(0.25) + c(0.85);
+        let mut m1 = (((a).tanh() * c(3.0)).floor() * c(0.25) + c(0.85));
         if (x[3] * x[3] + c(1.0)).recip() < -c(0.86) {
             m1 += (b * b + c(1.0)).log(3.0).tanh();
         } else if ops::sigmoid(x[0]) <= c(0.62) {
@@ -14633,9 +14630,8 @@ mod twin {
             scratch2[0] = x[i] * c(0.5);
             for q in 1..scratch2.len() {
                 scratch2[q] = x[(i + q) % n]
-                    * (((a).tanh() * c(3.0)).round() * c(0.25)
-                        + -c(1.69) * ((a).tanh() * c(3.0)).round() * c(0.25)
-                        + -c(1.69)
+                    * ((((a).tanh() * c(3.0)).round() * c(0.25) + -c(1.69))
+                        * (((a).tanh() * c(3.0)).round() * c(0.25) + -c(1.69))
                         + c(1.0))
                     .cbrt();
             }
@@ -15268,14 +15264,14 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p56(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let v1 = if ((-c(1.25)).tanh() * c(3.0)).floor() * c(0.25) + a <= c(1.21) {
+        let v1 = if (((-c(1.25)).tanh() * c(3.0)).floor() * c(0.25) + a) <= c(1.21) {
             b.hypot(x[1])
         } else {
             ((x[1] / (a * a + c(1.0))).tanh() * c(0.9)).acos()
         };
         let mut m2 = v1.hypot(v1);
         if v1 < -c(1.56) {
-            m2 += ((x[2]).tanh() * c(3.0)).signum() * c(0.25) + x[2].tanh();
+            m2 += (((x[2]).tanh() * c(3.0)).signum() * c(0.25) + x[2]).tanh();
         } else if (b - a) < -c(1.20) {
             m2 = m2 * c(0.5);
         }
@@ -15326,7 +15322,8 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p57(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let mut w1 = ((b.abs()).tanh() * c(3.0)).trunc() * c(0.25) + c(0.02).abs().tanh() + c(3.0);
+        let mut w1 =
+            (((b.abs()).tanh() * c(3.0)).trunc() * c(0.25) + c(0.02).abs()).tanh() + c(3.0);
         let mut steps = 0;
         while w1 > c(0.5) && steps < 20 {
             w1 = w1 * c(0.6) + c(0.05) * c(1.50).tanh();
@@ -15334,14 +15331,12 @@ mod twin {
         }
         let arr2 = ops::logsumexp(&(m.dot(&m.column(0)) * x[1].tanh().exp2()));
         let v3 = (a.tanh().exp2().cos().tanh() * c(0.5)).tan();
-        let v4 = ((((x[0]).tanh() * c(3.0)).trunc() * c(0.25)
-            + w1 * ((x[0]).tanh() * c(3.0)).trunc() * c(0.25)
-            + w1
+        let v4 = (((((x[0]).tanh() * c(3.0)).trunc() * c(0.25) + w1)
+            * (((x[0]).tanh() * c(3.0)).trunc() * c(0.25) + w1)
             + c(1.0))
         .cbrt()
-            * (((x[0]).tanh() * c(3.0)).trunc() * c(0.25)
-                + w1 * ((x[0]).tanh() * c(3.0)).trunc() * c(0.25)
-                + w1
+            * ((((x[0]).tanh() * c(3.0)).trunc() * c(0.25) + w1)
+                * (((x[0]).tanh() * c(3.0)).trunc() * c(0.25) + w1)
                 + c(1.0))
             .cbrt()
             + c(0.5))
@@ -15860,7 +15855,7 @@ mod twin {
             m1 = m1 * c(0.5);
         }
         let v2 = if b.powi(2) < c(0.30) {
-            ((x[1]).tanh() * c(3.0)).floor() * c(0.25) + m1.powi(2)
+            (((x[1]).tanh() * c(3.0)).floor() * c(0.25) + m1).powi(2)
         } else {
             (-c(0.58) * -c(0.58) + c(1.5)).acosh()
         };
@@ -15948,7 +15943,7 @@ mod twin {
             buf1[i] = (old * buf1[i - 1]).sin() + old;
         }
         let v2 = buf1[0] * buf1[1];
-        let v3 = ((x[2]).tanh() * c(3.0)).round() * c(0.25) + helpers::soft(x[2], c(0.3)).asinh();
+        let v3 = (((x[2]).tanh() * c(3.0)).round() * c(0.25) + helpers::soft(x[2], c(0.3)).asinh());
         let mut lse4 = (b.tanh() * c(0.9)).acos();
         let mut scratch5 = vec![c(0.0); n];
         for i in 0..n {
@@ -16280,7 +16275,7 @@ mod twin {
         let mut m5 = v3.max(a);
         if (arr4.tanh() * c(0.5)).sinh() >= -c(1.57) {
             m5 += ((c(0.85) * c(0.85) + c(1.0)).log2() - (a.tanh() * c(0.5)).tan());
-        } else if ((arr1).tanh() * c(3.0)).round() * c(0.25) + b >= c(0.23) {
+        } else if (((arr1).tanh() * c(3.0)).round() * c(0.25) + b) >= c(0.23) {
             m5 = m5 * c(0.5);
         }
         -c(1.10) * (a).tanh()
@@ -16387,9 +16382,10 @@ mod twin {
                 pair3 += (d * d + c(0.5)).recip() * b.hypot(x[(i + 2) % n]);
             }
         }
-        let v4 = (((smooth(-c(0.82))).tanh() * c(3.0)).round() * c(0.25)
-            + helpers::soft(x[3], c(0.3)) * ((smooth(-c(0.82))).tanh() * c(3.0)).round() * c(0.25)
-            + helpers::soft(x[3], c(0.3))
+        let v4 = ((((smooth(-c(0.82))).tanh() * c(3.0)).round() * c(0.25)
+            + helpers::soft(x[3], c(0.3)))
+            * (((smooth(-c(0.82))).tanh() * c(3.0)).round() * c(0.25)
+                + helpers::soft(x[3], c(0.3)))
             + c(1.0))
         .powd(-c(1.61).tanh());
         let mut w5 = (c(0.18).tanh() * c(0.9)).atanh().tanh() + c(3.0);
@@ -16536,7 +16532,7 @@ mod twin {
         let v3 = if a > -c(1.42) {
             (b * x[2]).atan()
         } else {
-            ((b + -c(1.96)) - ((a).tanh() * c(3.0)).round() * c(0.25) + arr2)
+            ((b + -c(1.96)) - (((a).tanh() * c(3.0)).round() * c(0.25) + arr2))
         };
         -c(0.67) * (a).tanh()
             + -c(0.10) * (b).tanh()
@@ -16631,7 +16627,7 @@ mod twin {
             w3 = w3 * c(0.6) + c(0.05) * a.tanh().tanh();
             steps += 1;
         }
-        let mut m4 = ((x[0]).tanh() * c(3.0)).round() * c(0.25) + b;
+        let mut m4 = (((x[0]).tanh() * c(3.0)).round() * c(0.25) + b);
         if (v2.tanh() * c(0.9)).atanh() >= -c(1.87) {
             m4 += ((-c(1.93) * -c(1.93)).tanh() * c(0.5)).tan();
         } else if (v2 * v2 + c(1.0)).ln() <= -c(1.61) {
@@ -16684,7 +16680,7 @@ mod twin {
         let mut buf5 = vec![c(0.0); n];
         for i in 0..n {
             buf5[i] =
-                (((a * a + c(1.0)).log10()).tanh() * c(3.0)).round() * c(0.25) + m4.tanh().exp2();
+                ((((a * a + c(1.0)).log10()).tanh() * c(3.0)).round() * c(0.25) + m4.tanh().exp2());
         }
         for i in 1..n {
             buf5[i] = buf5[i] + (buf5[i - 1] * c(0.5));
@@ -16770,7 +16766,7 @@ mod twin {
             }
             perm1[n - 1] = first;
         }
-        let v3 = ((b + b).tanh() * c(3.0)).floor() * c(0.25) + (a * c(0.5)).sin();
+        let v3 = (((b + b).tanh() * c(3.0)).floor() * c(0.25) + (a * c(0.5))).sin();
         let v4 = if rot2.powi(2) <= -c(0.36) {
             (x[3] * x[3] + c(1.0)).log2().mul_add(c(0.18), a)
         } else {
@@ -17133,7 +17129,7 @@ mod twin {
         let mut acc3 = a;
         for i in 0..n {
             acc3 += c(1.90);
-            if ((v2).tanh() * c(3.0)).trunc() * c(0.25) + a >= -c(0.16) {
+            if (((v2).tanh() * c(3.0)).trunc() * c(0.25) + a) >= -c(0.16) {
                 acc3 = acc3 * c(0.9) + (v2.tanh() * c(0.9)).atanh();
             }
         }
@@ -17325,7 +17321,7 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p107(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let mut lse1 = ((-c(0.45)).tanh() * c(3.0)).round() * c(0.25) + a;
+        let mut lse1 = (((-c(0.45)).tanh() * c(3.0)).round() * c(0.25) + a);
         let mut scratch2 = vec![c(0.0); n];
         for i in 0..n {
             let prev = scratch2[1] * c(0.25);
@@ -17353,7 +17349,7 @@ mod twin {
             .sum();
         let mut acc5 = w3;
         for i in 0..n {
-            acc5 += ((w3).tanh() * c(3.0)).ceil() * c(0.25) + b.asinh();
+            acc5 += (((w3).tanh() * c(3.0)).ceil() * c(0.25) + b).asinh();
             if (lse1 * lse1) > c(1.41) {
                 acc5 = acc5 * c(0.9) + (w3 * w3 + c(0.5)).sqrt();
             }
@@ -17595,7 +17591,7 @@ mod twin {
     pub fn p113(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let arr1 =
-            ops::logsumexp(&(m.dot(&m.column(0)) * ((a).tanh() * c(3.0)).floor() * c(0.25) + b));
+            ops::logsumexp(&(m.dot(&m.column(0)) * (((a).tanh() * c(3.0)).floor() * c(0.25) + b)));
         let arr2 = ops::logsumexp(&(m.dot(&m.column(0)) * x[0].hypot(c(0.47))));
         let mut pair3 = c(0.0);
         for i in 0..n {
@@ -17624,7 +17620,7 @@ mod twin {
         let mut m7 = (rot5 * rot5 + c(1.0)).cbrt();
         if arr1.tanh().exp_m1() < c(1.09) {
             m7 += ((b.tanh() * c(0.9)).atanh() * -c(1.69));
-        } else if ((arr6).tanh() * c(3.0)).ceil() * c(0.25) + arr1 > c(1.04) {
+        } else if (((arr6).tanh() * c(3.0)).ceil() * c(0.25) + arr1) > c(1.04) {
             m7 = m7 * c(0.5);
         }
         -c(0.21) * (a).tanh()
@@ -17713,9 +17709,8 @@ mod twin {
             (c(1.61).cos() * c(1.61).cos() + c(1.0)).log10()
         };
         let v2 = v1.sin();
-        let mut w3 = (((v1).tanh() * c(3.0)).ceil() * c(0.25)
-            + v2 * ((v1).tanh() * c(3.0)).ceil() * c(0.25)
-            + v2
+        let mut w3 = ((((v1).tanh() * c(3.0)).ceil() * c(0.25) + v2)
+            * (((v1).tanh() * c(3.0)).ceil() * c(0.25) + v2)
             + c(1.0))
         .cbrt()
         .tanh()
@@ -18027,11 +18022,11 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p125(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let mut acc1 = ((b).tanh() * c(3.0)).floor() * c(0.25) + -c(0.49);
+        let mut acc1 = (((b).tanh() * c(3.0)).floor() * c(0.25) + -c(0.49));
         for i in 0..n {
-            acc1 += (((a.tanh() * c(0.9)).asin()).tanh() * c(3.0)).signum() * c(0.25)
-                + ops::softplus(b);
-            if ((a).tanh() * c(3.0)).trunc() * c(0.25) + x[3] < -c(0.59) {
+            acc1 += ((((a.tanh() * c(0.9)).asin()).tanh() * c(3.0)).signum() * c(0.25)
+                + ops::softplus(b));
+            if (((a).tanh() * c(3.0)).trunc() * c(0.25) + x[3]) < -c(0.59) {
                 acc1 = acc1 * c(0.9) + (a.tanh() * c(0.9)).asin();
             }
         }
@@ -18286,7 +18281,7 @@ mod twin {
         let v1 = -c(1.74).hypot((smooth(a) * a.abs()));
         let mut acc2 = v1.mul_add(a, v1);
         for i in 0..n {
-            acc2 += ((x[i]).tanh() * c(3.0)).ceil() * c(0.25) + (a + x[i]);
+            acc2 += (((x[i]).tanh() * c(3.0)).ceil() * c(0.25) + (a + x[i]));
             if v1 >= -c(0.91) {
                 acc2 = acc2 * c(0.9) + (b + -c(1.16));
             }
@@ -18633,7 +18628,8 @@ mod twin {
             .mapv(|t| t.sin())
             .sum()
             + (m1 * m1 + c(1.0)).log(3.0);
-        let mut w3 = ((a.powi(2)).tanh() * c(3.0)).ceil() * c(0.25) + arr2.powi(2).tanh() + c(3.0);
+        let mut w3 =
+            (((a.powi(2)).tanh() * c(3.0)).ceil() * c(0.25) + arr2.powi(2)).tanh() + c(3.0);
         let mut steps = 0;
         while w3 > c(0.5) && steps < 20 {
             w3 = w3 * c(0.6) + c(0.05) * x[2].hypot(x[1]).tanh();
@@ -18697,7 +18693,7 @@ mod twin {
                 acc5 = acc5 * c(0.9) + (b * a);
             }
         }
-        let mut w6 = ((w1 * c(0.5)).tanh() * c(3.0)).ceil() * c(0.25) + a.tanh() + c(3.0);
+        let mut w6 = (((w1 * c(0.5)).tanh() * c(3.0)).ceil() * c(0.25) + a).tanh() + c(3.0);
         let mut steps = 0;
         while w6 > c(0.5) && steps < 20 {
             w6 = w6 * c(0.6) + c(0.05) * -c(0.99).min(a).tanh();
@@ -18710,9 +18706,8 @@ mod twin {
                 for r in 0..2 {
                     let q = q0 * 2 + r;
                     scratch8[q] = x[(i + q) % n]
-                        * ((helpers::soft(w6, c(0.3))).tanh() * c(3.0)).round()
-                        * c(0.25)
-                        + (x[1] * v2);
+                        * (((helpers::soft(w6, c(0.3))).tanh() * c(3.0)).round() * c(0.25)
+                            + (x[1] * v2));
                 }
             }
             let mut mx = scratch8[0];
@@ -18867,7 +18862,7 @@ mod twin {
         let n = x.len();
         let mut acc1 = (a * a + c(1.0)).ln();
         for i in 0..n {
-            acc1 += ((b).tanh() * c(3.0)).trunc() * c(0.25) + b.sin();
+            acc1 += (((b).tanh() * c(3.0)).trunc() * c(0.25) + b.sin());
             if (x[(i + 1) % n].tanh() * c(0.9)).asin() > c(0.02) {
                 acc1 = acc1 * c(0.9) + (b.tanh() * c(0.9)).atanh();
             }
@@ -18898,7 +18893,7 @@ mod twin {
         let arr1 = (&m.row(1) * (x[1] * x[1] + c(1.0)).powd(a.tanh()) - &m.column(1))
             .mapv(sin)
             .sum();
-        let v2 = (helpers::soft(((arr1).tanh() * c(3.0)).signum() * c(0.25) + b, c(0.3))
+        let v2 = (helpers::soft((((arr1).tanh() * c(3.0)).signum() * c(0.25) + b), c(0.3))
             * arr1.max((b * b + c(1.5)).acosh()));
         let mut buf3 = vec![c(0.0); n];
         for i in 0..n {
@@ -19221,7 +19216,7 @@ mod twin {
         let v2 = if -c(0.40).cos() > c(1.20) {
             pair1.hypot(a.max(pair1))
         } else {
-            (((pair1).tanh() * c(3.0)).floor() * c(0.25) + b.tanh() * c(0.9)).atanh()
+            ((((pair1).tanh() * c(3.0)).floor() * c(0.25) + b).tanh() * c(0.9)).atanh()
         };
         let mut m3 = (x[1] * x[1] + c(1.0)).log10();
         if (a * a + c(1.0)).log(3.0) < -c(1.40) {
@@ -19374,7 +19369,7 @@ mod twin {
     pub fn p161(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let v1 = if b.hypot(a) <= -c(1.69) {
-            (((c(1.15) * c(1.15) + c(1.0)).log2()).tanh() * c(3.0)).trunc() * c(0.25) + b
+            ((((c(1.15) * c(1.15) + c(1.0)).log2()).tanh() * c(3.0)).trunc() * c(0.25) + b)
         } else {
             ((x[2] * a) * c(1.23))
         };
@@ -19517,7 +19512,7 @@ mod twin {
         for i in 0..n {
             acc1 += ops::sigmoid(b).atan();
             if x[(i + 3) % n].tanh() < c(0.34) {
-                acc1 = acc1 * c(0.9) + ((x[3]).tanh() * c(3.0)).trunc() * c(0.25) + a;
+                acc1 = acc1 * c(0.9) + (((x[3]).tanh() * c(3.0)).trunc() * c(0.25) + a);
             }
         }
         let mut w2 = (acc1.tanh().exp2() * x[0]).tanh() + c(3.0);
@@ -19771,9 +19766,8 @@ mod twin {
                 for r in 0..2 {
                     let q = q0 * 2 + r;
                     scratch2[q] = x[(i + q) % n]
-                        * ((c(0.33).clamp(-c(1.0), c(1.0))).tanh() * c(3.0)).signum()
-                        * c(0.25)
-                        + (b * a);
+                        * (((c(0.33).clamp(-c(1.0), c(1.0))).tanh() * c(3.0)).signum() * c(0.25)
+                            + (b * a));
                 }
             }
             let mut mx = scratch2[0];
@@ -19822,7 +19816,7 @@ mod twin {
         let n = x.len();
         let mut buf1 = vec![c(0.0); n];
         for i in 0..n {
-            buf1[i] = ((-(c(0.54))).tanh() * c(3.0)).ceil() * c(0.25) + (b * b + c(1.0)).ln();
+            buf1[i] = (((-(c(0.54))).tanh() * c(3.0)).ceil() * c(0.25) + (b * b + c(1.0)).ln());
         }
         for i in 1..n {
             buf1[i] = buf1[i] + (buf1[i - 1] * c(0.5));
@@ -20041,8 +20035,8 @@ mod twin {
             .mapv(|t| (t * t + c(1.0)).ln())
             .sum()
             * (-c(1.32) * -c(1.32) + c(1.0)).powd(b.tanh());
-        let mut w2 = ((arr1).tanh() * c(3.0)).signum() * c(0.25)
-            + (c(0.71) * c(0.71)).ln_1p().tanh()
+        let mut w2 = (((arr1).tanh() * c(3.0)).signum() * c(0.25) + (c(0.71) * c(0.71)).ln_1p())
+            .tanh()
             + c(3.0);
         let mut steps = 0;
         while w2 > c(0.5) && steps < 20 {
@@ -20360,7 +20354,7 @@ mod twin {
         let n = x.len();
         let mut buf1 = vec![c(0.0); n];
         for i in 0..n {
-            buf1[i] = ((x[1]).tanh() * c(3.0)).signum() * c(0.25) + x[i].hypot(a);
+            buf1[i] = (((x[1]).tanh() * c(3.0)).signum() * c(0.25) + x[i]).hypot(a);
         }
         let v2 = buf1[0] + c(0.5) * buf1[1];
         let v3 = if helpers::soft(x[3], c(0.3)) <= -c(0.55) {
@@ -20459,9 +20453,8 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p188(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let mut w1 = (((b).tanh() * c(3.0)).signum() * c(0.25)
-            + x[3] * ((b).tanh() * c(3.0)).signum() * c(0.25)
-            + x[3]
+        let mut w1 = ((((b).tanh() * c(3.0)).signum() * c(0.25) + x[3])
+            * (((b).tanh() * c(3.0)).signum() * c(0.25) + x[3])
             + c(1.5))
         .acosh()
         .tanh()
@@ -20549,7 +20542,7 @@ mod twin {
         let n = x.len();
         let mut buf1 = vec![c(0.0); n];
         for i in 0..n {
-            buf1[i] = ((helpers::soft(x[0], c(0.3))).tanh() * c(3.0)).trunc() * c(0.25) + a;
+            buf1[i] = (((helpers::soft(x[0], c(0.3))).tanh() * c(3.0)).trunc() * c(0.25) + a);
         }
         let v2 = buf1[2] + c(0.5) * buf1[3];
         let arr3 = ops::logsumexp(&(m.dot(&m.column(0)) * smooth(v2)));
@@ -20587,8 +20580,7 @@ mod twin {
         let mut rot5 = x[0];
         for i in 0..n {
             rot5 = rot5 * c(0.8)
-                + x[perm4[i]] * ((x[(i + 2) % n]).tanh() * c(3.0)).floor() * c(0.25)
-                + c(1.19);
+                + x[perm4[i]] * (((x[(i + 2) % n]).tanh() * c(3.0)).floor() * c(0.25) + c(1.19));
             if perm4[0] % 2 == 0 {
                 rot5 = rot5 + (b.tanh() * c(0.5)).cosh();
             }
@@ -20616,7 +20608,7 @@ mod twin {
             .sum();
         let mut m4 = (b * b).ln_1p();
         if a.tanh() > c(0.74) {
-            m4 += ((arr1).tanh() * c(3.0)).trunc() * c(0.25) + (b - arr3);
+            m4 += (((arr1).tanh() * c(3.0)).trunc() * c(0.25) + (b - arr3));
         } else if c(0.60) <= -c(1.82) {
             m4 = m4 * c(0.5);
         }
@@ -20651,7 +20643,7 @@ mod twin {
     pub fn p194(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let v1 = x[2];
-        let v2 = if ((v1).tanh() * c(3.0)).trunc() * c(0.25) + b > -c(0.64) {
+        let v2 = if (((v1).tanh() * c(3.0)).trunc() * c(0.25) + b) > -c(0.64) {
             a
         } else {
             ((a.tanh() * c(0.5)).tan().tanh() * c(0.9)).acos()
@@ -20709,7 +20701,7 @@ mod twin {
         }
         let v4 = buf3[1] + c(0.5) * buf3[2];
         let mut m5 = v4.tanh().exp2();
-        if ((c(1.31)).tanh() * c(3.0)).ceil() * c(0.25) + m1 > -c(0.32) {
+        if (((c(1.31)).tanh() * c(3.0)).ceil() * c(0.25) + m1) > -c(0.32) {
             m5 += smooth(-c(0.53).tanh().exp());
         } else if (-(x[1])) > c(1.54) {
             m5 = m5 * c(0.5);
@@ -21014,7 +21006,7 @@ mod twin {
         let v3 = if a.asinh() > -c(0.71) {
             ((pair1.tanh() * c(0.5)).cosh() - (a * a + c(1.0)).cbrt())
         } else {
-            ((b).tanh() * c(3.0)).trunc() * c(0.25) + pair1
+            (((b).tanh() * c(3.0)).trunc() * c(0.25) + pair1)
         };
         let mut buf4 = vec![c(0.0); n];
         for i in 0..n {
@@ -21039,9 +21031,9 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p202(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let v1 = ((((b * b + c(1.0)).cbrt().tanh() * c(0.9)).acos()).tanh() * c(3.0)).ceil()
+        let v1 = (((((b * b + c(1.0)).cbrt().tanh() * c(0.9)).acos()).tanh() * c(3.0)).ceil()
             * c(0.25)
-            + (a.tanh() * c(0.9)).acos().tanh();
+            + (a.tanh() * c(0.9)).acos().tanh());
         let mut w2 = ((b * b + c(1.0)).cbrt() * (b * b + c(1.0)).cbrt() + c(1.0))
             .log10()
             .tanh()
@@ -21176,7 +21168,7 @@ mod twin {
                 acc8 = acc8 * c(0.9) + (x[(i + 1) % n] * x[(i + 1) % n] + c(1.0)).ln();
             }
         }
-        let v9 = (((acc8 * acc8 + c(1.0)).ln().tanh()).tanh() * c(3.0)).trunc() * c(0.25) + arr1;
+        let v9 = ((((acc8 * acc8 + c(1.0)).ln().tanh()).tanh() * c(3.0)).trunc() * c(0.25) + arr1);
         -c(0.19) * (a).tanh()
             + c(1.16) * (b).tanh()
             + c(1.99) * (arr1).tanh()
@@ -21253,8 +21245,10 @@ mod twin {
                 pair4 += (d * d + c(0.5)).recip() * (x[(i + 2) % n].tanh() * c(0.5)).cosh();
             }
         }
-        let v5 = (((ops::softplus(b)).tanh() * c(3.0)).ceil() * c(0.25)
-            + (v1.tanh() * c(0.9)).acos().tanh() * c(0.9))
+        let v5 = ((((ops::softplus(b)).tanh() * c(3.0)).ceil() * c(0.25)
+            + (v1.tanh() * c(0.9)).acos())
+        .tanh()
+            * c(0.9))
         .atanh();
         let v6 = (v1.max(x[2]).powi(3).tanh() * c(0.5)).tan();
         let v7 = b;
@@ -21467,7 +21461,7 @@ mod twin {
         let v2 = if -c(1.41).min(b) > -c(0.35) {
             (v1.mul_add(x[0], a).tanh() * c(0.5)).sinh()
         } else {
-            ((v1.powi(2)).tanh() * c(3.0)).signum() * c(0.25) + v1
+            (((v1.powi(2)).tanh() * c(3.0)).signum() * c(0.25) + v1)
         };
         let mut w3 = v1.tanh().exp().tanh() + c(3.0);
         let mut steps = 0;
@@ -21638,7 +21632,7 @@ mod twin {
         let mut m2 = acc1.abs();
         if (c(0.96).tanh() * c(0.5)).sinh() >= c(1.32) {
             m2 += acc1;
-        } else if ((a).tanh() * c(3.0)).round() * c(0.25) + b <= c(0.31) {
+        } else if (((a).tanh() * c(3.0)).round() * c(0.25) + b) <= c(0.31) {
             m2 = m2 * c(0.5);
         }
         let mut lse3 = m2.tanh();
@@ -21706,7 +21700,7 @@ mod twin {
         for i in 0..n {
             rot6 = rot6 * c(0.8) + x[perm5[i]] * (x[(i + 1) % n].tanh() * c(0.5)).sinh();
             if perm5[0] % 2 == 0 {
-                rot6 = rot6 + ((v3).tanh() * c(3.0)).trunc() * c(0.25) + c(0.09);
+                rot6 = rot6 + (((v3).tanh() * c(3.0)).trunc() * c(0.25) + c(0.09));
             }
             let first = perm5[0];
             for j in 1..n {
@@ -21798,7 +21792,7 @@ mod twin {
         let v1 = a;
         let mut acc2 = (a.tanh() * c(0.5)).sinh();
         for i in 0..n {
-            acc2 += ((-c(1.26)).tanh() * c(3.0)).floor() * c(0.25) + v1;
+            acc2 += (((-c(1.26)).tanh() * c(3.0)).floor() * c(0.25) + v1);
             if a.mul_add(a, b) <= c(0.17) {
                 acc2 = acc2 * c(0.9) + (x[(i + 3) % n] * x[(i + 3) % n] + c(1.5)).acosh();
             }
@@ -21932,7 +21926,8 @@ mod twin {
                 acc1 = acc1 * c(0.9) + helpers::soft(c(1.14), c(0.3));
             }
         }
-        let mut w2 = ((a + -c(1.24)).tanh() * c(3.0)).trunc() * c(0.25) + -c(0.79).tanh() + c(3.0);
+        let mut w2 =
+            (((a + -c(1.24)).tanh() * c(3.0)).trunc() * c(0.25) + -c(0.79)).tanh() + c(3.0);
         let mut steps = 0;
         while w2 > c(0.5) && steps < 20 {
             w2 = w2 * c(0.6) + c(0.05) * (x[1].tanh() * c(0.5)).sinh().tanh();
@@ -22058,7 +22053,7 @@ mod twin {
         for i in 0..n {
             acc3 += (-c(0.82) * -c(0.82) + c(1.0)).log(3.0);
             if (m1.tanh() * c(0.5)).sinh() <= c(0.41) {
-                acc3 = acc3 * c(0.9) + ((m1).tanh() * c(3.0)).floor() * c(0.25) + a;
+                acc3 = acc3 * c(0.9) + (((m1).tanh() * c(3.0)).floor() * c(0.25) + a);
             }
         }
         let mut buf4 = vec![c(0.0); n];
@@ -22311,7 +22306,7 @@ mod twin {
         } else {
             ops::sigmoid(x[0])
         };
-        let mut lse7 = ((v6).tanh() * c(3.0)).floor() * c(0.25) + b;
+        let mut lse7 = (((v6).tanh() * c(3.0)).floor() * c(0.25) + b);
         let mut scratch8 = vec![c(0.0); n];
         for i in 0..n {
             for q in 0..n {
@@ -22512,7 +22507,7 @@ mod twin {
         if a.clamp(-c(1.0), c(1.0)) >= c(1.80) {
             m4 += (v3 * v3 + c(1.0))
                 .ln()
-                .min(((c(0.45)).tanh() * c(3.0)).floor() * c(0.25) + -c(1.12));
+                .min((((c(0.45)).tanh() * c(3.0)).floor() * c(0.25) + -c(1.12)));
         } else if x[3] >= -c(1.12) {
             m4 = m4 * c(0.5);
         }
@@ -22921,7 +22916,7 @@ mod twin {
         let mut w3 = (a * a + c(0.5)).sqrt().tanh().tanh() + c(3.0);
         let mut steps = 0;
         while w3 > c(0.5) && steps < 20 {
-            w3 = w3 * c(0.6) + c(0.05) * ((x[3]).tanh() * c(3.0)).round() * c(0.25) + rot2.tanh();
+            w3 = w3 * c(0.6) + c(0.05) * (((x[3]).tanh() * c(3.0)).round() * c(0.25) + rot2).tanh();
             steps += 1;
         }
         let mut buf4 = vec![c(0.0); n];
@@ -23282,8 +23277,8 @@ mod twin {
         let mut scratch4 = vec![c(0.0); 3];
         for i in 0..n {
             for q in 0..3 {
-                scratch4[q] = x[(i + q) % n] * ((rot2.atan()).tanh() * c(3.0)).signum() * c(0.25)
-                    + x[i].tanh().exp2();
+                scratch4[q] = x[(i + q) % n]
+                    * (((rot2.atan()).tanh() * c(3.0)).signum() * c(0.25) + x[i].tanh().exp2());
             }
             let mut mx = scratch4[0];
             for q in 1..scratch4.len() {
@@ -24286,10 +24281,10 @@ mod twin {
             .mapv(|t| (t * t + c(1.0)).ln())
             .sum()
             * c(1.75).tanh();
-        let mut acc5 = ((w2).tanh() * c(3.0)).floor() * c(0.25) + c(0.12);
+        let mut acc5 = (((w2).tanh() * c(3.0)).floor() * c(0.25) + c(0.12));
         for i in 0..n {
-            acc5 += ((w2 * c(0.5)).tanh() * c(3.0)).signum() * c(0.25)
-                + -c(1.14).atan2(c(1.02) * c(1.02) + c(0.5));
+            acc5 += (((w2 * c(0.5)).tanh() * c(3.0)).signum() * c(0.25)
+                + -c(1.14).atan2(c(1.02) * c(1.02) + c(0.5)));
             if arr4.powi(3) >= -c(1.01) {
                 acc5 = acc5 * c(0.9) + (-c(1.09) - arr4);
             }
@@ -24349,7 +24344,7 @@ mod twin {
             w1 = w1 * c(0.6) + c(0.05) * (x[2].tanh() * c(0.5)).cosh().tanh();
             steps += 1;
         }
-        let mut lse2 = ((a).tanh() * c(3.0)).trunc() * c(0.25) + x[1];
+        let mut lse2 = (((a).tanh() * c(3.0)).trunc() * c(0.25) + x[1]);
         let mut scratch3 = vec![c(0.0); 3];
         for i in 0..n {
             for q in 0..3 {

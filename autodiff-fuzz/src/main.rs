@@ -127,10 +127,12 @@ impl Gen<'_> {
             41 => format!("autodiff::ops::softplus({e})"),
             42 => format!("autodiff::ops::sigmoid({e})"),
             // Piecewise constant (zero derivative), plus a smooth term: a jump within the
-            // finite differences' step is as unlikely as hitting a point exactly.
+            // finite differences' step is as unlikely as hitting a point exactly. Parenthesized
+            // like every form, so that `e * e + 1.5` stays a square plus 1.5 when `e` is one
+            // (without, `acosh` got arguments below 1, found by `differential.sh 10000 300000`).
             43 => {
                 let f = ["floor", "ceil", "round", "trunc", "signum"][self.rng.below(5)];
-                format!("(({e}).tanh() * 3.0).{f}() * 0.25 + {}", self.expr(d))
+                format!("((({e}).tanh() * 3.0).{f}() * 0.25 + {})", self.expr(d))
             }
             _ => format!("({e} * 0.5)"),
         }
