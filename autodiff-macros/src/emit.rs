@@ -190,6 +190,20 @@ pub fn companions(
     })
 }
 
+/// One argument of a call to another function, as the forward sweep passes it to the function
+/// and the reverse sweep to its pullback: `&a` where the user wrote a reference; a copy of an
+/// argument taken by value that is not a known scalar (an owned array), since both calls take
+/// it and the adjoints read it after; known scalars as they are (`Copy`).
+pub fn call_argument(f: &Function, a: &Operand, tokens: TokenStream, by_ref: bool) -> TokenStream {
+    if by_ref {
+        quote!(&#tokens)
+    } else if a.var().is_some_and(|v| !f.vars[v].scalar) {
+        quote!(::core::clone::Clone::clone(&#tokens))
+    } else {
+        tokens
+    }
+}
+
 /// The primitive types, by name (`f16` and `f128` too, for when they are stable).
 const PRIMITIVE_TYPES: [&str; 19] = [
     "bool", "char", "str", "u8", "u16", "u32", "u64", "u128", "usize", "i8", "i16", "i32", "i64",
@@ -765,19 +779,10 @@ impl Forward<'_> {
             Op::Call {
                 path, args, refs, ..
             } => {
-                // The reverse sweep passes the same arguments to the pullback, so one taken by
-                // value (an owned array) is copied for the call here; known scalars are `Copy`.
-                let args = args.iter().zip(refs).map(|(a, r)| {
-                    let owned = a.var().is_some_and(|v| !self.f.vars[v].scalar);
-                    let a = self.operand(a);
-                    if *r {
-                        quote!(&#a)
-                    } else if owned {
-                        quote!(::core::clone::Clone::clone(&#a))
-                    } else {
-                        a
-                    }
-                });
+                let args = args
+                    .iter()
+                    .zip(refs)
+                    .map(|(a, r)| call_argument(self.f, a, self.operand(a), *r));
                 quote!(#path(#(#args),*))
             }
             Op::Index { base, index, .. } => {

@@ -1472,21 +1472,12 @@ impl<'a> Reverse<'a> {
                 refs,
                 ..
             } => {
-                // An argument taken by value that is not a known scalar (an owned array) is
-                // copied: the adjoints below still read it for its shape.
                 let operands: Vec<TokenStream> = args
                     .iter()
                     .zip(refs)
                     .map(|(a, r)| {
-                        let owned = a.var().is_some_and(|v| !self.f.vars[v].scalar);
-                        let a = self.operand(a);
-                        if *r {
-                            quote!(&#a)
-                        } else if owned {
-                            quote!(::core::clone::Clone::clone(&#a))
-                        } else {
-                            a
-                        }
+                        let tokens = self.operand(a);
+                        crate::emit::call_argument(self.f, a, tokens, *r)
                     })
                     .collect();
                 // Mixed-site names: they cannot clash with any other name in the function.
