@@ -37,22 +37,28 @@ pub fn objective(
         }
         sum_qs[ik] = s;
     }
+    // Each component's factor applied to its mean, once: `Q (x - mu)` is computed as
+    // `Q x - Q mu`, so the point loop reads the data `x` (which has no adjoint) and its reverse
+    // adds into the factor's adjoint alone, `mu`'s adjoint gathering in `qmu`'s (see README).
+    let mut qmu = vec![0.0; k * d];
+    for ik in 0..k {
+        for j in 0..d {
+            let mut s = qdiag[ik * d + j] * mu[ik * d + j];
+            for i in 0..j {
+                s += l[ik * l_sz + i * (2 * d - i - 1) / 2 + j - i - 1] * mu[ik * d + i];
+            }
+            qmu[ik * d + j] = s;
+        }
+    }
     let mut slse = 0.0;
     let mut main_term = vec![0.0; k];
-    // The point centred on each component's mean (the reference's `xcentered`).
-    let mut xc = vec![0.0; k * d];
     for ix in 0..n {
-        for ik in 0..k {
-            for j in 0..d {
-                xc[ik * d + j] = x[ix * d + j] - mu[ik * d + j];
-            }
-        }
         for ik in 0..k {
             let mut sq = 0.0;
             for j in 0..d {
-                let mut s = qdiag[ik * d + j] * xc[ik * d + j];
+                let mut s = qdiag[ik * d + j] * x[ix * d + j] - qmu[ik * d + j];
                 for i in 0..j {
-                    s += l[ik * l_sz + i * (2 * d - i - 1) / 2 + j - i - 1] * xc[ik * d + i];
+                    s += l[ik * l_sz + i * (2 * d - i - 1) / 2 + j - i - 1] * x[ix * d + i];
                 }
                 sq += s * s;
             }
