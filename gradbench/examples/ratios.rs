@@ -1,8 +1,10 @@
 //! Derivative/primal time ratios from the tool's own timings, on GradBench-sized inputs:
 //! `cargo run --release -p gradbench-autodiff --example ratios`.
 //!
-//! Each message goes through `protocol::respond`, as under GradBench's harness; the ratio of the
-//! medians of the reported `evaluate` timings is printed, and the ratio of their minimums.
+//! Each message goes through `protocol::respond`, as under GradBench's harness: ten rounds of
+//! an `evaluate` of the primal and one of the derivative, alternating (each repeated for at
+//! least 5 runs and 0.05 s); the ratio of the medians of all their reported timings is
+//! printed, and the ratio of their minimums.
 use gradbench_autodiff::protocol::respond;
 use serde_json::{json, Value};
 
@@ -24,8 +26,8 @@ impl Lcg {
     }
 }
 
-/// The median and the minimum of the reported timings.
-fn timings_ns(module: &str, function: &str, input: &Value) -> (f64, f64) {
+/// The reported `evaluate` timings of one request.
+fn timings_ns(module: &str, function: &str, input: &Value) -> Vec<f64> {
     let reply = respond(&json!({
         "id": 0, "kind": "evaluate", "module": module, "function": function, "input": input
     }))
@@ -35,25 +37,38 @@ fn timings_ns(module: &str, function: &str, input: &Value) -> (f64, f64) {
         json!(true),
         "{module}.{function}: {reply}"
     );
-    let mut t: Vec<f64> = reply["timings"]
+    reply["timings"]
         .as_array()
         .expect("timings")
         .iter()
         .map(|t| t["nanoseconds"].as_f64().expect("nanoseconds"))
-        .collect();
+        .collect()
+}
+
+/// The median and the minimum.
+fn median_and_min(mut t: Vec<f64>) -> (f64, f64) {
     t.sort_by(f64::total_cmp);
     (t[t.len() / 2], t[0])
 }
 
+/// Rounds of requests, the primal's and the derivative's alternating, so that both see the
+/// same phases of a machine whose speed changes from one second to the next.
+const ROUNDS: usize = 10;
+
 fn row(eval: &str, size: &str, (primal, derivative): (&str, &str), input: Value) {
     let input = {
         let mut i = input;
-        i["min_runs"] = json!(10);
-        i["min_seconds"] = json!(0.5);
+        i["min_runs"] = json!(5);
+        i["min_seconds"] = json!(0.05);
         i
     };
-    let (p, p_min) = timings_ns(eval, primal, &input);
-    let (d, d_min) = timings_ns(eval, derivative, &input);
+    let (mut primal_ns, mut derivative_ns) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        primal_ns.extend(timings_ns(eval, primal, &input));
+        derivative_ns.extend(timings_ns(eval, derivative, &input));
+    }
+    let (p, p_min) = median_and_min(primal_ns);
+    let (d, d_min) = median_and_min(derivative_ns);
     println!(
         "| {eval} | {size} | {:.3} ms | {:.3} ms | {:.2} | {:.2} |",
         p / 1e6,
