@@ -192,9 +192,10 @@ pub struct Function {
     pub items: Vec<TokenStream>,
     pub body: Block,
     pub result: Operand,
-    /// Integer values inside loops that read a buffer a later store can change: the forward
-    /// sweep tapes each (on the tape named here) and the reverse sweep pops it instead of
-    /// recomputing it (filled by the to-be-recorded analysis).
+    /// Values inside loops that the reverse sweep pops instead of computing them again: integer
+    /// values that read a buffer a later store can change, and scalars of a costly rule
+    /// (`Rule::costly`, `x.exp()`). The forward sweep tapes each (on the tape named here) where
+    /// the reverse of its loop needs it (filled by the to-be-recorded analysis).
     pub recorded: HashMap<VarId, Recorded>,
     /// The attribute's `checkpoint` option (see `LoopPlan::checkpoint`).
     pub checkpoint: bool,
@@ -203,7 +204,7 @@ pub struct Function {
     pub early: std::collections::HashSet<String>,
 }
 
-/// Where a recorded integer value goes.
+/// Where a recorded value goes.
 pub struct Recorded {
     pub tape: Ident,
     /// Its loop's [`Loop::counted_range`] is known: the tape's room is reserved when the loop

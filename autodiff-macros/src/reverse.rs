@@ -788,8 +788,8 @@ impl<'a> Reverse<'a> {
         self.declared = snapshot;
         // What the iteration must recompute first, and what that needs.
         let mut needed = self.used.pop().unwrap_or_default();
-        let included = self.slice(&l.body, &mut needed);
         let checkpoint = checkpoint_buffers(l, self.f.checkpoint);
+        let included = self.slice(&l.body, &mut needed, checkpoint.is_empty());
         let entries: Vec<VarId> = l
             .carried
             .iter()
@@ -1204,9 +1204,10 @@ impl<'a> Reverse<'a> {
     }
 
     /// Which of a loop body's statements the reverse iteration recomputes: those defining a
-    /// value in `needed` (growing `needed` by what they read), buffer reads (to keep the tape's
-    /// cursor in step) and nested loops that left a record.
-    fn slice(&mut self, body: &Block, needed: &mut BTreeSet<VarId>) -> Vec<bool> {
+    /// value in `needed` (growing `needed` by what they read, unless the value is popped: a
+    /// recorded one, where `records`), buffer reads (to keep the tape's cursor in step) and
+    /// nested loops that left a record.
+    fn slice(&mut self, body: &Block, needed: &mut BTreeSet<VarId>, records: bool) -> Vec<bool> {
         let mut included = vec![false; body.stmts.len()];
         for (k, s) in body.stmts.iter().enumerate().rev() {
             let include = match s {
@@ -1239,8 +1240,13 @@ impl<'a> Reverse<'a> {
                 }
                 Stmt::Store { .. } | Stmt::Effect(_) => false,
             };
+            let popped =
+                records && matches!(s, Stmt::Let { var, .. } if self.f.recorded.contains_key(var));
             if include {
                 included[k] = true;
+                if popped {
+                    continue;
+                }
                 let mut free = BTreeSet::new();
                 self.free_vars(s, &mut free);
                 needed.extend(free);

@@ -430,6 +430,40 @@ impl Rule {
         matches!(self.forward, Forward::AsWritten)
     }
 
+    /// A transcendental function of scalars, which costs several times a tape's push and
+    /// pop: a value of one that the reverse of a loop needs is recorded rather than computed
+    /// again (`tbr`).
+    pub fn costly(&self) -> bool {
+        self.kind == Kind::Method
+            && matches!(
+                self.name,
+                "exp"
+                    | "exp2"
+                    | "exp_m1"
+                    | "ln"
+                    | "ln_1p"
+                    | "log"
+                    | "log2"
+                    | "log10"
+                    | "powf"
+                    | "cbrt"
+                    | "hypot"
+                    | "sin"
+                    | "cos"
+                    | "tan"
+                    | "asin"
+                    | "acos"
+                    | "atan"
+                    | "atan2"
+                    | "sinh"
+                    | "cosh"
+                    | "tanh"
+                    | "asinh"
+                    | "acosh"
+                    | "atanh"
+            )
+    }
+
     /// The output is a view that borrows the operand, which must live as long as it.
     pub fn borrows(&self) -> bool {
         self.kind == Kind::Method

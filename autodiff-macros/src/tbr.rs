@@ -11,6 +11,10 @@
 //! Integer code reads buffers too (`a[i * n + perm[i]]`, a permutation kept in a buffer): the
 //! same rule makes such a value inside a loop recorded instead of recomputed, when a store to
 //! a buffer it reads can follow it.
+//!
+//! A scalar of a transcendental rule inside a loop (`(m - mx).exp()`) is recorded too, since
+//! computing it again costs several times a push and a pop: the reverse iteration pops it, and
+//! what only it read need not be computed again either.
 
 use crate::ir::{Block, Function, Op, Recorded, Stmt, VarId};
 use crate::names::Namer;
@@ -33,9 +37,17 @@ pub fn untape_stable_reads(function: &mut Function, namer: &mut Namer) {
         .copied()
         .filter(|v| !function.vars[*v].active)
         .collect();
+    let costly = function
+        .vars
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| v.scalar)
+        .map(|(id, _)| id)
+        .collect();
     let mut walk = Walk {
         buffers,
         inactive,
+        costly,
         recorded: Vec::new(),
         checkpoint: function.checkpoint,
         early: function.early.clone(),
@@ -87,6 +99,8 @@ struct Walk {
     buffers: HashMap<String, VarId>,
     /// The buffers that hold no differentiated value.
     inactive: HashSet<VarId>,
+    /// The known scalars: those of a costly rule inside a loop are recorded.
+    costly: HashSet<VarId>,
     /// With whether the loop around each has a known trip count.
     recorded: Vec<(VarId, bool)>,
     /// The attribute's `checkpoint` option.
@@ -139,6 +153,14 @@ impl Walk {
                         if self.reads(tokens).iter().any(|b| later.contains(b)) {
                             self.recorded.push((*var, exact));
                         }
+                    }
+                }
+                Stmt::Let {
+                    var,
+                    op: Op::Prim { rule, .. },
+                } if rule.costly() && self.costly.contains(var) => {
+                    if let Some(exact) = inside {
+                        self.recorded.push((*var, exact));
                     }
                 }
                 Stmt::Let { .. } | Stmt::Effect(_) => {}
