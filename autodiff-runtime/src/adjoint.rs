@@ -134,7 +134,7 @@ impl<F: Real, S: Data<Elem = F>, D: Dimension, C: Contribution<F>> AdjointFrom<C
 {
     fn adjoint_from(&self, c: C) -> Array<F, D> {
         if c.shape_of() == self.shape() {
-            into_dim(c.into_owned_dyn())
+            c.into_owned_as()
         } else {
             into_dim(reduce_to(c.view_dyn(), self.shape()))
         }
@@ -143,16 +143,12 @@ impl<F: Real, S: Data<Elem = F>, D: Dimension, C: Contribution<F>> AdjointFrom<C
 
 impl<F: Real, D: Dimension, C: Contribution<F>> Accumulate<C> for Array<F, D> {
     fn accumulate(&mut self, c: C) {
+        // In the adjoint's own dimension type: ndarray adds contiguous arrays as slices.
         if c.shape_of() == self.shape() {
-            let v = c.view_dyn();
-            Zip::from(self.view_mut().into_dyn())
-                .and(&v)
-                .for_each(|a, &b| *a += b);
+            self.zip_mut_with(&c.view_as::<D>(), |a, &b| *a += b);
         } else {
-            let r = reduce_to(c.view_dyn(), self.shape());
-            Zip::from(self.view_mut().into_dyn())
-                .and(&r)
-                .for_each(|a, &b| *a += b);
+            let r: Array<F, D> = into_dim(reduce_to(c.view_dyn(), self.shape()));
+            self.zip_mut_with(&r, |a, &b| *a += b);
         }
     }
 }
@@ -712,7 +708,7 @@ impl<F: Real, D: Dimension> Differentiable for Shape<F, D> {
 impl<F: Real, D: Dimension, C: Contribution<F>> AdjointFrom<C> for Shape<F, D> {
     fn adjoint_from(&self, c: C) -> Array<F, D> {
         if c.shape_of() == self.dim.slice() {
-            into_dim(c.into_owned_dyn())
+            c.into_owned_as()
         } else {
             into_dim(reduce_to(c.view_dyn(), self.dim.slice()))
         }

@@ -8,7 +8,7 @@
 
 use crate::Real;
 use ndarray::{
-    ArrayBase, ArrayD, ArrayView, ArrayViewD, Data, Dimension, IxDyn, RawData, ShapeBuilder,
+    Array, ArrayBase, ArrayD, ArrayView, ArrayViewD, Data, Dimension, IxDyn, RawData, ShapeBuilder,
 };
 
 /// A value as generated code sees it, with references read through.
@@ -70,6 +70,11 @@ pub trait Contribution<F> {
     fn into_owned_dyn(self) -> ArrayD<F>;
     /// It as a dynamic-dimensional view.
     fn view_dyn(&self) -> ArrayViewD<'_, F>;
+    /// It as an owned array of dimension type `E`, which its shape has (checked by the caller:
+    /// an adjoint of the same shape); owned arrays are moved, not copied.
+    fn into_owned_as<E: Dimension>(self) -> Array<F, E>;
+    /// It as a view of dimension type `E`, which its shape has.
+    fn view_as<E: Dimension>(&self) -> ArrayView<'_, F, E>;
 }
 
 impl<F: Clone, S: Data<Elem = F>, D: Dimension> Contribution<F> for ArrayBase<S, D> {
@@ -82,6 +87,12 @@ impl<F: Clone, S: Data<Elem = F>, D: Dimension> Contribution<F> for ArrayBase<S,
     fn view_dyn(&self) -> ArrayViewD<'_, F> {
         self.view().into_dyn()
     }
+    fn into_owned_as<E: Dimension>(self) -> Array<F, E> {
+        to_dim(self.into_owned())
+    }
+    fn view_as<E: Dimension>(&self) -> ArrayView<'_, F, E> {
+        to_dim(self.view())
+    }
 }
 
 impl<F: Clone, S: Data<Elem = F>, D: Dimension> Contribution<F> for &ArrayBase<S, D> {
@@ -93,6 +104,12 @@ impl<F: Clone, S: Data<Elem = F>, D: Dimension> Contribution<F> for &ArrayBase<S
     }
     fn view_dyn(&self) -> ArrayViewD<'_, F> {
         self.view().into_dyn()
+    }
+    fn into_owned_as<E: Dimension>(self) -> Array<F, E> {
+        to_dim(self.to_owned())
+    }
+    fn view_as<E: Dimension>(&self) -> ArrayView<'_, F, E> {
+        to_dim(self.view())
     }
 }
 
@@ -125,6 +142,12 @@ macro_rules! scalar_values {
             fn view_dyn(&self) -> ArrayViewD<'_, $t> {
                 ndarray::aview0(self).into_dyn()
             }
+            fn into_owned_as<E: Dimension>(self) -> Array<$t, E> {
+                to_dim(ndarray::arr0(self))
+            }
+            fn view_as<E: Dimension>(&self) -> ArrayView<'_, $t, E> {
+                to_dim(ndarray::aview0(self))
+            }
         }
         impl Contribution<$t> for &$t {
             fn shape_of(&self) -> &[usize] {
@@ -135,6 +158,12 @@ macro_rules! scalar_values {
             }
             fn view_dyn(&self) -> ArrayViewD<'_, $t> {
                 ndarray::aview0(*self).into_dyn()
+            }
+            fn into_owned_as<E: Dimension>(self) -> Array<$t, E> {
+                to_dim(ndarray::arr0(*self))
+            }
+            fn view_as<E: Dimension>(&self) -> ArrayView<'_, $t, E> {
+                to_dim(ndarray::aview0(*self))
             }
         }
     )*};
@@ -188,11 +217,21 @@ pub fn reduce_to<F: Real>(c: ArrayViewD<'_, F>, shape: &[usize]) -> ArrayD<F> {
 
 /// A dynamic-dimensional adjoint back in the dimension type of its value.
 pub fn into_dim<F, D: Dimension>(a: ArrayD<F>) -> ndarray::Array<F, D> {
-    let shape = a.shape().to_vec();
-    match a.into_dimensionality::<D>() {
+    to_dim(a)
+}
+
+/// An array (owned or a view) in another dimension type of the same number of axes: free for
+/// the same type, a check and a copy of the shape from or to `IxDyn`. Panics, naming the shape,
+/// when the number of axes differs.
+pub fn to_dim<S: RawData, D: Dimension, E: Dimension>(a: ArrayBase<S, D>) -> ArrayBase<S, E> {
+    if E::NDIM.is_some_and(|n| n != a.ndim()) {
+        panic!(
+            "autodiff: an adjoint of shape {:?} does not have the dimension of its value",
+            a.shape()
+        );
+    }
+    match a.into_dimensionality::<E>() {
         Ok(a) => a,
-        Err(_) => panic!(
-            "autodiff: an adjoint of shape {shape:?} does not have the dimension of its value"
-        ),
+        Err(e) => panic!("autodiff: an adjoint does not have the dimension of its value: {e}"),
     }
 }
