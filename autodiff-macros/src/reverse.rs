@@ -1358,12 +1358,10 @@ impl<'a> Reverse<'a> {
                     }
                 }
                 Adjoint::Linear(signs) => {
-                    // The adjoint is dead after this statement: the last operand that passes it on
-                    // unchanged takes it by value (an array adjoint is moved, not copied).
-                    let last = args
-                        .iter()
-                        .zip(signs)
-                        .rposition(|(a, &plus)| plus && self.active(a));
+                    // The adjoint is dead after this statement: the last operand that receives
+                    // it takes it by value (an array adjoint is moved, or negated in place, not
+                    // copied).
+                    let last = args.iter().rposition(|a| self.active(a));
                     moved = last.is_some();
                     let mut order: Vec<usize> =
                         (0..args.len()).filter(|&k| Some(k) != last).collect();
@@ -1372,7 +1370,8 @@ impl<'a> Reverse<'a> {
                         let c = match (signs[k], Some(k) == last) {
                             (true, true) => quote!(#dy),
                             (true, false) => quote!(&#dy),
-                            (false, _) => quote!(-&#dy),
+                            (false, true) => quote!(-#dy),
+                            (false, false) => quote!(-&#dy),
                         };
                         out.extend(self.contribute(&args[k], c));
                     }
@@ -1381,6 +1380,7 @@ impl<'a> Reverse<'a> {
                     let n = ints.first().map(|i| self.operand(i)).unwrap_or_default();
                     let reciprocal = rule.name == "div" && args.first().is_some_and(is_one);
                     let mut repeated = TokenStream::new();
+                    let last = args.iter().rposition(|a| self.active(a));
                     for (k, (arg, template)) in args.iter().zip(templates).enumerate() {
                         if !self.active(arg) {
                             continue;
@@ -1408,9 +1408,17 @@ impl<'a> Reverse<'a> {
                             out.extend(self.contribute_scalar(arg, c));
                         } else {
                             let names = Args::new(n.clone(), self.float.clone());
-                            out.extend(
-                                self.contribute_elementwise(var, arg, args, &names, template),
+                            // The adjoint's last use may write the contribution over it.
+                            let (add, consumed) = self.contribute_elementwise(
+                                var,
+                                arg,
+                                args,
+                                &names,
+                                template,
+                                Some(k) == last,
                             );
+                            out.extend(add);
+                            moved |= consumed;
                         }
                     }
                 }
@@ -1454,7 +1462,15 @@ impl<'a> Reverse<'a> {
                     let c = match func {
                         MapFn::Rule(rule, _) => match rule.adjoint {
                             Adjoint::Elementwise([template]) => {
-                                self.elementwise(var, std::slice::from_ref(recv), &names, template)
+                                // The adjoint's one use: the contribution is written over it.
+                                moved = true;
+                                self.elementwise_call(
+                                    var,
+                                    std::slice::from_ref(recv),
+                                    &names,
+                                    template,
+                                    Into::Over,
+                                )
                             }
                             _ => quote!(#rt::zero_like(&#dy)),
                         },
@@ -1511,7 +1527,8 @@ impl<'a> Reverse<'a> {
 
     /// Adds an element-wise rule's contribution into `target`'s adjoint: into the adjoint in
     /// place (`__rt::acc_pbN`, no array for the contribution) once it exists, else as its
-    /// first contribution.
+    /// first contribution, written over the output's adjoint (`__rt::pbN_owned`) when this is
+    /// that adjoint's `last` use. Says whether it took the output's adjoint.
     fn contribute_elementwise(
         &mut self,
         var: VarId,
@@ -1519,40 +1536,33 @@ impl<'a> Reverse<'a> {
         args: &[Operand],
         names: &Args,
         template: &Template,
-    ) -> TokenStream {
+        last: bool,
+    ) -> (TokenStream, bool) {
         match target.var().filter(|&v| self.f.vars[v].active) {
             Some(v) if self.declared.contains(&v) => {
                 let d = self.f.vars[v].adjoint.clone();
-                let add = self.elementwise_call(var, args, names, template, Some(&d));
-                quote!(#add;)
+                let add = self.elementwise_call(var, args, names, template, Into::Adjoint(&d));
+                (quote!(#add;), false)
             }
             _ => {
-                let c = self.elementwise(var, args, names, template);
-                self.contribute(target, c)
+                let into = if last { Into::Over } else { Into::New };
+                let c = self.elementwise_call(var, args, names, template, into);
+                (self.contribute(target, c), last)
             }
         }
     }
 
-    fn elementwise(
-        &mut self,
-        var: VarId,
-        args: &[Operand],
-        names: &Args,
-        template: &Template,
-    ) -> TokenStream {
-        self.elementwise_call(var, args, names, template, None)
-    }
-
-    /// `__rt::pbN(&operands.., &y, &dy, |x: F, y: F, dy: F| -> F { body })`, or with `into`,
-    /// `__rt::acc_pbN(&mut into, ..)`. Operands the template does not read are passed as a
-    /// zero, so they need not be kept.
+    /// `__rt::pbN(&operands.., &y, &dy, |x: F, y: F, dy: F| -> F { body })`, a new array; with
+    /// [`Into::Over`], `__rt::pbN_owned(.., dy, ..)` written over `dy`; with
+    /// [`Into::Adjoint`], `__rt::acc_pbN(&mut into, ..)` added into an adjoint. Operands the
+    /// template does not read are passed as a zero, so they need not be kept.
     fn elementwise_call(
         &mut self,
         var: VarId,
         args: &[Operand],
         names: &Args,
         template: &Template,
-        into: Option<&Ident>,
+        into: Into<'_>,
     ) -> TokenStream {
         let rt = self.rt.clone();
         let f = self.float.clone();
@@ -1576,11 +1586,17 @@ impl<'a> Reverse<'a> {
         };
         let (y, yd) = (&names.y, &names.dy);
         let body = (template.body)(names);
-        let (pb, dst) = match into {
-            Some(d) => (format_ident!("acc_pb{}", args.len()), quote!(&mut #d,)),
-            None => (format_ident!("pb{}", args.len()), TokenStream::new()),
+        let n = args.len();
+        let (pb, dst, dy) = match into {
+            Into::Adjoint(d) => (format_ident!("acc_pb{n}"), quote!(&mut #d,), quote!(&#dy)),
+            Into::New => (format_ident!("pb{n}"), TokenStream::new(), quote!(&#dy)),
+            Into::Over => (
+                format_ident!("pb{n}_owned"),
+                TokenStream::new(),
+                quote!(#dy),
+            ),
         };
-        quote!(#rt::#pb(#dst #(&#operands,)* &#yv, &#dy, |#(#params: #f,)* #y: #f, #yd: #f| -> #f { #body }))
+        quote!(#rt::#pb(#dst #(&#operands,)* &#yv, #dy, |#(#params: #f,)* #y: #f, #yd: #f| -> #f { #body }))
     }
 
     /// A known scalar's rule written out: the template with its names replaced by the operands,
@@ -2029,4 +2045,14 @@ impl ToTokenStream for Ident {
     fn to_token_stream_(&self) -> TokenStream {
         quote!(#self)
     }
+}
+
+/// Where an element-wise rule's contribution goes ([`Reverse::elementwise_call`]).
+enum Into<'a> {
+    /// A new array.
+    New,
+    /// Over the output's adjoint, at its last use.
+    Over,
+    /// Added into this existing adjoint in place.
+    Adjoint(&'a Ident),
 }

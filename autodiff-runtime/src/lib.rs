@@ -22,8 +22,8 @@ pub use real::Real;
 #[doc(hidden)]
 pub mod __rt {
     pub use crate::adjoint::{
-        acc, acc_pb1, acc_pb2, acc_pb3, init, into_like, like, pb1, pb2, pb3, pop, push_reserved,
-        release, scale, zero_like, Branch,
+        acc, acc_pb1, acc_pb2, acc_pb3, init, into_like, like, pb1, pb1_owned, pb2, pb2_owned, pb3,
+        pb3_owned, pop, push_reserved, release, scale, zero_like, Branch,
     };
     pub use crate::tensor::{
         add, column_acc, div, dot, dot_lhs_adj, dot_rhs_adj, insert_axis, insert_axis_adj,

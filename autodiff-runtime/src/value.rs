@@ -181,6 +181,26 @@ pub fn reduce_to<F: Real>(c: ArrayViewD<'_, F>, shape: &[usize]) -> ArrayD<F> {
             shape
         )
     };
+    // The common case, a value broadcast along leading axes only (a row added to every row of
+    // a matrix, a scalar to an array), with `c` in standard layout: the sum of its contiguous
+    // chunks of the value's size, in one pass (`sum_axis` on dynamic dimensions builds a view
+    // per lane).
+    if c.ndim() >= shape.len() && c.shape()[c.ndim() - shape.len()..] == *shape {
+        if let Some(s) = c.as_slice() {
+            let inner: usize = shape.iter().product();
+            let mut out = vec![F::from_f64(0.0); inner];
+            if inner > 0 {
+                for chunk in s.chunks_exact(inner) {
+                    for (o, &v) in out.iter_mut().zip(chunk) {
+                        *o += v;
+                    }
+                }
+            }
+            if let Ok(a) = ArrayD::from_shape_vec(IxDyn(shape), out) {
+                return a;
+            }
+        }
+    }
     if c.ndim() < shape.len() {
         // A value broadcast to fewer dimensions cannot happen; a scalar adjoint spread over an
         // array can (every element receives it).
