@@ -564,185 +564,143 @@ where
 /// Element-wise pullbacks that write their contribution over the output's adjoint `dy`, for
 /// its last use (the macro frees an adjoint after its statement, so nothing reads it after):
 /// no array is allocated for the contribution. Owned arrays rewrite their elements, the
-/// operands broadcast to them; scalars apply the rule.
-pub trait Rewrite<F>: Sized {
+/// operands broadcast to them; scalars apply the rule. One trait per operand count, as
+/// [`Pullback1`] .. [`Pullback3`], implemented by `dy`'s type.
+pub trait Rewrite1<F, X: ?Sized, Y: ?Sized>: Sized {
     /// `dy[i] = rule(x[i], y[i], dy[i])`.
-    fn rewrite1<X, Y>(self, x: &X, y: &Y, rule: impl Fn(F, F, F) -> F) -> Self
-    where
-        X: Broadcast<F> + ?Sized,
-        Y: Broadcast<F> + ?Sized;
-    /// `dy[i] = rule(a[i], b[i], y[i], dy[i])`.
-    fn rewrite2<A, B, Y>(self, a: &A, b: &B, y: &Y, rule: impl Fn(F, F, F, F) -> F) -> Self
-    where
-        A: Broadcast<F> + ?Sized,
-        B: Broadcast<F> + ?Sized,
-        Y: Broadcast<F> + ?Sized;
-    /// `dy[i] = rule(a[i], b[i], c[i], y[i], dy[i])`.
-    #[allow(clippy::too_many_arguments)]
-    fn rewrite3<A, B, C, Y>(
-        self,
-        a: &A,
-        b: &B,
-        c: &C,
-        y: &Y,
-        rule: impl Fn(F, F, F, F, F) -> F,
-    ) -> Self
-    where
-        A: Broadcast<F> + ?Sized,
-        B: Broadcast<F> + ?Sized,
-        C: Broadcast<F> + ?Sized,
-        Y: Broadcast<F> + ?Sized;
+    fn rewrite(x: &X, y: &Y, dy: Self, rule: impl Fn(F, F, F) -> F) -> Self;
 }
 
-impl<F: Real, D: Dimension> Rewrite<F> for Array<F, D> {
-    fn rewrite1<X, Y>(mut self, x: &X, y: &Y, rule: impl Fn(F, F, F) -> F) -> Self
-    where
-        X: Broadcast<F> + ?Sized,
-        Y: Broadcast<F> + ?Sized,
-    {
-        let dim = self.raw_dim();
+/// The two-operand [`Rewrite1`].
+pub trait Rewrite2<F, A: ?Sized, B: ?Sized, Y: ?Sized>: Sized {
+    /// `dy[i] = rule(a[i], b[i], y[i], dy[i])`.
+    fn rewrite(a: &A, b: &B, y: &Y, dy: Self, rule: impl Fn(F, F, F, F) -> F) -> Self;
+}
+
+/// The three-operand [`Rewrite1`].
+pub trait Rewrite3<F, A: ?Sized, B: ?Sized, C: ?Sized, Y: ?Sized>: Sized {
+    /// `dy[i] = rule(a[i], b[i], c[i], y[i], dy[i])`.
+    fn rewrite(a: &A, b: &B, c: &C, y: &Y, dy: Self, rule: impl Fn(F, F, F, F, F) -> F) -> Self;
+}
+
+impl<F: Real, D: Dimension, X, Y> Rewrite1<F, X, Y> for Array<F, D>
+where
+    X: Broadcast<F> + ?Sized,
+    Y: Broadcast<F> + ?Sized,
+{
+    fn rewrite(x: &X, y: &Y, mut dy: Self, rule: impl Fn(F, F, F) -> F) -> Self {
+        let dim = dy.raw_dim();
         let (x, y) = (x.broadcast_to(&dim), y.broadcast_to(&dim));
-        Zip::from(&mut self)
+        Zip::from(&mut dy)
             .and(&x)
             .and(&y)
             .for_each(|d, &x, &y| *d = rule(x, y, *d));
-        self
+        dy
     }
-    fn rewrite2<A, B, Y>(mut self, a: &A, b: &B, y: &Y, rule: impl Fn(F, F, F, F) -> F) -> Self
-    where
-        A: Broadcast<F> + ?Sized,
-        B: Broadcast<F> + ?Sized,
-        Y: Broadcast<F> + ?Sized,
-    {
-        let dim = self.raw_dim();
+}
+
+impl<F: Real, D: Dimension, A, B, Y> Rewrite2<F, A, B, Y> for Array<F, D>
+where
+    A: Broadcast<F> + ?Sized,
+    B: Broadcast<F> + ?Sized,
+    Y: Broadcast<F> + ?Sized,
+{
+    fn rewrite(a: &A, b: &B, y: &Y, mut dy: Self, rule: impl Fn(F, F, F, F) -> F) -> Self {
+        let dim = dy.raw_dim();
         let (a, b, y) = (
             a.broadcast_to(&dim),
             b.broadcast_to(&dim),
             y.broadcast_to(&dim),
         );
-        Zip::from(&mut self)
+        Zip::from(&mut dy)
             .and(&a)
             .and(&b)
             .and(&y)
             .for_each(|d, &a, &b, &y| *d = rule(a, b, y, *d));
-        self
+        dy
     }
-    fn rewrite3<A, B, C, Y>(
-        mut self,
+}
+
+impl<F: Real, D: Dimension, A, B, C, Y> Rewrite3<F, A, B, C, Y> for Array<F, D>
+where
+    A: Broadcast<F> + ?Sized,
+    B: Broadcast<F> + ?Sized,
+    C: Broadcast<F> + ?Sized,
+    Y: Broadcast<F> + ?Sized,
+{
+    fn rewrite(
         a: &A,
         b: &B,
         c: &C,
         y: &Y,
+        mut dy: Self,
         rule: impl Fn(F, F, F, F, F) -> F,
-    ) -> Self
-    where
-        A: Broadcast<F> + ?Sized,
-        B: Broadcast<F> + ?Sized,
-        C: Broadcast<F> + ?Sized,
-        Y: Broadcast<F> + ?Sized,
-    {
-        let dim = self.raw_dim();
+    ) -> Self {
+        let dim = dy.raw_dim();
         let (a, b, c, y) = (
             a.broadcast_to(&dim),
             b.broadcast_to(&dim),
             c.broadcast_to(&dim),
             y.broadcast_to(&dim),
         );
-        Zip::from(&mut self)
+        Zip::from(&mut dy)
             .and(&a)
             .and(&b)
             .and(&c)
             .and(&y)
             .for_each(|d, &a, &b, &c, &y| *d = rule(a, b, c, y, *d));
-        self
+        dy
     }
 }
 
 macro_rules! scalar_rewrites {
     ($($t:ident),*) => {$(
-        impl Rewrite<$t> for $t {
-            fn rewrite1<X, Y>(self, x: &X, y: &Y, rule: impl Fn($t, $t, $t) -> $t) -> Self
-            where
-                X: Broadcast<$t> + ?Sized,
-                Y: Broadcast<$t> + ?Sized,
-            {
-                let at = |v: ndarray::ArrayView0<'_, $t>| v[()];
-                let dim = ndarray::Ix0();
-                rule(at(x.broadcast_to(&dim)), at(y.broadcast_to(&dim)), self)
+        impl Rewrite1<$t, $t, $t> for $t {
+            #[inline(always)]
+            fn rewrite(x: &$t, y: &$t, dy: $t, rule: impl Fn($t, $t, $t) -> $t) -> $t {
+                rule(*x, *y, dy)
             }
-            fn rewrite2<A, B, Y>(self, a: &A, b: &B, y: &Y, rule: impl Fn($t, $t, $t, $t) -> $t) -> Self
-            where
-                A: Broadcast<$t> + ?Sized,
-                B: Broadcast<$t> + ?Sized,
-                Y: Broadcast<$t> + ?Sized,
-            {
-                let at = |v: ndarray::ArrayView0<'_, $t>| v[()];
-                let dim = ndarray::Ix0();
-                rule(
-                    at(a.broadcast_to(&dim)),
-                    at(b.broadcast_to(&dim)),
-                    at(y.broadcast_to(&dim)),
-                    self,
-                )
+        }
+        impl Rewrite2<$t, $t, $t, $t> for $t {
+            #[inline(always)]
+            fn rewrite(a: &$t, b: &$t, y: &$t, dy: $t, rule: impl Fn($t, $t, $t, $t) -> $t) -> $t {
+                rule(*a, *b, *y, dy)
             }
-            fn rewrite3<A, B, C, Y>(
-                self,
-                a: &A,
-                b: &B,
-                c: &C,
-                y: &Y,
-                rule: impl Fn($t, $t, $t, $t, $t) -> $t,
-            ) -> Self
-            where
-                A: Broadcast<$t> + ?Sized,
-                B: Broadcast<$t> + ?Sized,
-                C: Broadcast<$t> + ?Sized,
-                Y: Broadcast<$t> + ?Sized,
-            {
-                let at = |v: ndarray::ArrayView0<'_, $t>| v[()];
-                let dim = ndarray::Ix0();
-                rule(
-                    at(a.broadcast_to(&dim)),
-                    at(b.broadcast_to(&dim)),
-                    at(c.broadcast_to(&dim)),
-                    at(y.broadcast_to(&dim)),
-                    self,
-                )
+        }
+        impl Rewrite3<$t, $t, $t, $t, $t> for $t {
+            #[inline(always)]
+            fn rewrite(a: &$t, b: &$t, c: &$t, y: &$t, dy: $t, rule: impl Fn($t, $t, $t, $t, $t) -> $t) -> $t {
+                rule(*a, *b, *c, *y, dy)
             }
         }
     )*};
 }
 scalar_rewrites!(f32, f64);
 
-/// `pb1` at the last use of `dy`, written over it ([`Rewrite`]).
+/// `pb1` at the last use of `dy`, written over it ([`Rewrite1`]).
 #[inline(always)]
 pub fn pb1_owned<F, X, Y, D>(x: &X, y: &Y, dy: D, rule: impl Fn(F, F, F) -> F) -> D
 where
     X: Val + ?Sized,
     Y: Val + ?Sized,
-    X::Canon: Broadcast<F>,
-    Y::Canon: Broadcast<F>,
-    D: Rewrite<F>,
+    D: Rewrite1<F, X::Canon, Y::Canon>,
 {
-    dy.rewrite1(x.canon(), y.canon(), rule)
+    D::rewrite(x.canon(), y.canon(), dy, rule)
 }
 
-/// `pb2` at the last use of `dy`, written over it ([`Rewrite`]).
+/// `pb2` at the last use of `dy`, written over it ([`Rewrite2`]).
 #[inline(always)]
 pub fn pb2_owned<F, A, B, Y, D>(a: &A, b: &B, y: &Y, dy: D, rule: impl Fn(F, F, F, F) -> F) -> D
 where
     A: Val + ?Sized,
     B: Val + ?Sized,
     Y: Val + ?Sized,
-    A::Canon: Broadcast<F>,
-    B::Canon: Broadcast<F>,
-    Y::Canon: Broadcast<F>,
-    D: Rewrite<F>,
+    D: Rewrite2<F, A::Canon, B::Canon, Y::Canon>,
 {
-    dy.rewrite2(a.canon(), b.canon(), y.canon(), rule)
+    D::rewrite(a.canon(), b.canon(), y.canon(), dy, rule)
 }
 
-/// `pb3` at the last use of `dy`, written over it ([`Rewrite`]).
+/// `pb3` at the last use of `dy`, written over it ([`Rewrite3`]).
 #[inline(always)]
 pub fn pb3_owned<F, A, B, C, Y, D>(
     a: &A,
@@ -757,13 +715,9 @@ where
     B: Val + ?Sized,
     C: Val + ?Sized,
     Y: Val + ?Sized,
-    A::Canon: Broadcast<F>,
-    B::Canon: Broadcast<F>,
-    C::Canon: Broadcast<F>,
-    Y::Canon: Broadcast<F>,
-    D: Rewrite<F>,
+    D: Rewrite3<F, A::Canon, B::Canon, C::Canon, Y::Canon>,
 {
-    dy.rewrite3(a.canon(), b.canon(), c.canon(), y.canon(), rule)
+    D::rewrite(a.canon(), b.canon(), c.canon(), y.canon(), dy, rule)
 }
 
 /// `dst += pb1(x, y, dy, rule)`, adding into `dst` in place when it is an array of `dy`'s shape.
