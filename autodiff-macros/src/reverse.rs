@@ -1380,8 +1380,24 @@ impl<'a> Reverse<'a> {
                     let n = ints.first().map(|i| self.operand(i)).unwrap_or_default();
                     let reciprocal = rule.name == "div" && args.first().is_some_and(is_one);
                     let mut repeated = TokenStream::new();
-                    let last = args.iter().rposition(|a| self.active(a));
-                    for (k, (arg, template)) in args.iter().zip(templates).enumerate() {
+                    // An array adjoint's contributions go into existing adjoints first; the
+                    // one that starts a new adjoint comes last and is written over `dy`
+                    // (an operand read once, whose adjoint does not exist yet).
+                    let last = if scalar {
+                        None
+                    } else {
+                        (0..args.len()).rev().find(|&k| {
+                            let v = args[k].var();
+                            self.active(&args[k])
+                                && v.is_some_and(|v| !self.declared.contains(&v))
+                                && args.iter().filter(|a| a.var() == v).count() == 1
+                        })
+                    };
+                    let mut order: Vec<usize> =
+                        (0..args.len()).filter(|&k| Some(k) != last).collect();
+                    order.extend(last);
+                    for k in order {
+                        let (arg, template) = (&args[k], &templates[k]);
                         if !self.active(arg) {
                             continue;
                         }
