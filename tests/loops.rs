@@ -1088,3 +1088,41 @@ fn costly_values_recorded_in_reversed_loops_match_finite_differences() {
     let g = costly_checkpointed_grad(&x, 6);
     assert_close(&g, &fd(&|v: &[f64]| costly_checkpointed(v, 6), &x), 1e-6);
 }
+
+// `continue` and `break` between costly values: the reverse pops only what the iteration
+// recorded before it left.
+#[differentiate]
+fn costly_continue(x: &[f64], c: f64) -> f64 {
+    let mut s = c;
+    for i in 0..x.len() {
+        let e = (x[i] * s).exp();
+        if e > 2.0 {
+            s = s * 0.5 + e.ln();
+            continue;
+        }
+        let t = (s + x[i]).tanh();
+        s = s + t * e;
+        if s > 6.0 {
+            break;
+        }
+    }
+    s * s.sin()
+}
+
+#[test]
+fn costly_values_with_continue_and_break_match_finite_differences() {
+    for (x, c) in [
+        (vec![0.4, -0.7, 1.2, 0.3, -0.2, 0.9], 0.8),
+        (vec![1.5, 2.0, 1.1, 0.9], 1.3),
+        (vec![-0.5, -0.1, 0.6, 0.2], 2.5),
+    ] {
+        let (g, gc) = costly_continue_grad(&x, c);
+        assert_close(&g, &fd(&|v: &[f64]| costly_continue(v, c), &x), 1e-6);
+        let h = 1e-6;
+        let want = (costly_continue(&x, c + h) - costly_continue(&x, c - h)) / (2.0 * h);
+        assert!(
+            (gc - want).abs() <= 1e-6 * want.abs().max(1.0),
+            "{gc} vs {want}"
+        );
+    }
+}
