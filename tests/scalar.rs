@@ -241,3 +241,39 @@ fn piecewise_constant_functions_have_zero_derivative() {
     assert_eq!(piecewise_constant_grad(2.3), 1.0);
     assert_eq!(piecewise_constant_grad(-2.3), -1.0);
 }
+
+// Products of one base (`x * x * x`): the reverse adds `n x^(n-1)` into the base at once.
+// Also a chain whose lower power is used again, a power of a power (not folded), and a power
+// built across an `if` (not folded either).
+#[differentiate]
+fn powers(x: f64, y: f64) -> f64 {
+    let x2 = x * x;
+    let x3 = x2 * x;
+    let x4 = x * x3;
+    let y3 = y * y * y;
+    let p = x2 * x2;
+    let mut q = x * y;
+    if y > 0.0 {
+        q = q * x;
+    }
+    x4 + 2.0 * x3 + x2.sin() + y3 * x + p * y + q
+}
+
+#[test]
+fn products_of_one_base_match_the_analytic_derivative() {
+    for (x, y) in [(0.7, 1.3), (-1.1, 0.4), (2.0, -0.6)] {
+        let (gx, gy) = powers_grad(x, y);
+        let q_x = if y > 0.0 { 2.0 * x * y } else { y };
+        let q_y = if y > 0.0 { x * x } else { x };
+        let want_x = 4.0 * x.powi(3)
+            + 6.0 * x * x
+            + 2.0 * x * (x * x).cos()
+            + y.powi(3)
+            + 4.0 * x.powi(3) * y
+            + q_x;
+        let want_y = 3.0 * y * y * x + x.powi(4) + q_y;
+        assert!(close(gx, want_x, 1e-12), "{gx} vs {want_x}");
+        assert!(close(gy, want_y, 1e-12), "{gy} vs {want_y}");
+        assert!(close(gx, fd1(|v| powers(v, y), x), 1e-6));
+    }
+}

@@ -43,6 +43,66 @@ pub struct Reverse<'a> {
     registers: usize,
     /// The function's last loop, run fused with its reverse (forward sweep's last statement).
     pub fused: Option<TokenStream>,
+    /// Products that raise one base to a power ([`powers`]).
+    powers: HashMap<VarId, Power>,
+}
+
+/// `c = a * x` where `a` is `x` multiplied by itself `n - 2` times in the same block (`let t =
+/// x * x; let c = t * x;`): `c`'s reverse adds `n * d_c * a` into `x`'s adjoint at once, the
+/// derivative of the whole chain (through `a`'s other uses `a`'s own reverse still runs).
+#[derive(Clone, Copy)]
+struct Power {
+    base: VarId,
+    n: u32,
+    /// Which operand of the product is `a`.
+    lower: usize,
+}
+
+/// The products of [`Power`]'s form in `b` and the blocks inside it. Within a block a variable
+/// has one value from its definition on; the powers found so far are forgotten at a loop or an
+/// `if`, which could stand between a power and its use.
+fn powers(b: &Block, f: &Function, out: &mut HashMap<VarId, Power>) {
+    let mut mono: HashMap<VarId, (VarId, u32)> = HashMap::new();
+    for s in &b.stmts {
+        match s {
+            Stmt::Let {
+                var,
+                op: Op::Prim { rule, args, .. },
+            } if rule.name == "mul" && args.len() == 2 && f.vars[*var].scalar => {
+                let m = |o: &Operand| o.var().map(|v| mono.get(&v).copied().unwrap_or((v, 1)));
+                let (Some((x, p)), Some((y, q))) = (m(&args[0]), m(&args[1])) else {
+                    continue;
+                };
+                if x != y {
+                    continue;
+                }
+                mono.insert(*var, (x, p + q));
+                let lower = match (p, q) {
+                    (p, 1) if p >= 2 => 0,
+                    (1, q) if q >= 2 => 1,
+                    _ => continue,
+                };
+                out.insert(
+                    *var,
+                    Power {
+                        base: x,
+                        n: p + q,
+                        lower,
+                    },
+                );
+            }
+            Stmt::Loop(l) => {
+                mono.clear();
+                powers(&l.body, f, out);
+            }
+            Stmt::If { then, els, .. } => {
+                mono.clear();
+                powers(then, f, out);
+                powers(els, f, out);
+            }
+            _ => {}
+        }
+    }
 }
 
 /// Where the adjoint of an element read in a loop gathers instead of going to memory at once.
@@ -149,6 +209,11 @@ impl<'a> Reverse<'a> {
             promoted: Vec::new(),
             registers: 0,
             fused: None,
+            powers: {
+                let mut out = HashMap::new();
+                powers(&f.body, f, &mut out);
+                out
+            },
         }
     }
 
@@ -1396,6 +1461,19 @@ impl<'a> Reverse<'a> {
                     let mut order: Vec<usize> =
                         (0..args.len()).filter(|&k| Some(k) != last).collect();
                     order.extend(last);
+                    if let Some(p) = self.powers.get(&var).copied().filter(|_| scalar) {
+                        // `x^n` as a product: the chain's derivative into `x` at once.
+                        let base = Operand::Var(p.base);
+                        if self.active(&base) {
+                            let lower = self.operand(&args[p.lower]);
+                            let n = syn::LitFloat::new(
+                                &format!("{}.0{}", p.n, self.float),
+                                Span::call_site(),
+                            );
+                            out.extend(self.contribute_scalar(&base, quote!(#n * #dy * #lower)));
+                        }
+                        order.clear();
+                    }
                     for k in order {
                         let (arg, template) = (&args[k], &templates[k]);
                         if !self.active(arg) {
