@@ -254,7 +254,7 @@ fn powers(x: f64, y: f64) -> f64 {
     let p = x2 * x2;
     let mut q = x * y;
     if y > 0.0 {
-        q = q * x;
+        q *= x;
     }
     x4 + 2.0 * x3 + x2.sin() + y3 * x + p * y + q
 }
