@@ -1064,6 +1064,23 @@ fn costly_checkpointed(x: &[f64], steps: usize) -> f64 {
     s * 2.0
 }
 
+/// `f_grad(x, c)` against central differences in `x` and in `c`.
+fn assert_slice_and_scalar_grad(
+    f: impl Fn(&[f64], f64) -> f64,
+    grad: impl Fn(&[f64], f64) -> (Vec<f64>, f64),
+    x: &[f64],
+    c: f64,
+) {
+    let (g, gc) = grad(x, c);
+    assert_close(&g, &fd(&|v: &[f64]| f(v, c), x), 1e-6);
+    let h = 1e-6;
+    let want = (f(x, c + h) - f(x, c - h)) / (2.0 * h);
+    assert!(
+        (gc - want).abs() <= 1e-6 * want.abs().max(1.0),
+        "{gc} vs {want}"
+    );
+}
+
 #[test]
 fn costly_values_recorded_in_reversed_loops_match_finite_differences() {
     for (x, c) in [
@@ -1071,14 +1088,7 @@ fn costly_values_recorded_in_reversed_loops_match_finite_differences() {
         (vec![1.5, 2.0, 1.1, 0.9], 1.3),
         (vec![-0.5, -0.1, 0.6], 2.5),
     ] {
-        let (g, gc) = costly_records_grad(&x, c);
-        assert_close(&g, &fd(&|v: &[f64]| costly_records(v, c), &x), 1e-6);
-        let h = 1e-6;
-        let want = (costly_records(&x, c + h) - costly_records(&x, c - h)) / (2.0 * h);
-        assert!(
-            (gc - want).abs() <= 1e-6 * want.abs().max(1.0),
-            "{gc} vs {want}"
-        );
+        assert_slice_and_scalar_grad(costly_records, costly_records_grad, &x, c);
         assert_eq!(
             costly_records_value_and_grad(&x, c).0,
             costly_records(&x, c)
@@ -1116,13 +1126,6 @@ fn costly_values_with_continue_and_break_match_finite_differences() {
         (vec![1.5, 2.0, 1.1, 0.9], 1.3),
         (vec![-0.5, -0.1, 0.6, 0.2], 2.5),
     ] {
-        let (g, gc) = costly_continue_grad(&x, c);
-        assert_close(&g, &fd(&|v: &[f64]| costly_continue(v, c), &x), 1e-6);
-        let h = 1e-6;
-        let want = (costly_continue(&x, c + h) - costly_continue(&x, c - h)) / (2.0 * h);
-        assert!(
-            (gc - want).abs() <= 1e-6 * want.abs().max(1.0),
-            "{gc} vs {want}"
-        );
+        assert_slice_and_scalar_grad(costly_continue, costly_continue_grad, &x, c);
     }
 }
