@@ -1563,7 +1563,7 @@ impl<'a> Reverse<'a> {
                                     std::slice::from_ref(recv),
                                     &names,
                                     template,
-                                    Into::Over,
+                                    Dest::Over,
                                 )
                             }
                             _ => quote!(#rt::zero_like(&#dy)),
@@ -1635,20 +1635,20 @@ impl<'a> Reverse<'a> {
         match target.var().filter(|&v| self.f.vars[v].active) {
             Some(v) if self.declared.contains(&v) => {
                 let d = self.f.vars[v].adjoint.clone();
-                let add = self.elementwise_call(var, args, names, template, Into::Adjoint(&d));
+                let add = self.elementwise_call(var, args, names, template, Dest::Adjoint(&d));
                 (quote!(#add;), false)
             }
             _ => {
-                let into = if last { Into::Over } else { Into::New };
-                let c = self.elementwise_call(var, args, names, template, into);
+                let dest = if last { Dest::Over } else { Dest::New };
+                let c = self.elementwise_call(var, args, names, template, dest);
                 (self.contribute(target, c), last)
             }
         }
     }
 
     /// `__rt::pbN(&operands.., &y, &dy, |x: F, y: F, dy: F| -> F { body })`, a new array; with
-    /// [`Into::Over`], `__rt::pbN_owned(.., dy, ..)` written over `dy`; with
-    /// [`Into::Adjoint`], `__rt::acc_pbN(&mut into, ..)` added into an adjoint. Operands the
+    /// [`Dest::Over`], `__rt::pbN_owned(.., dy, ..)` written over `dy`; with
+    /// [`Dest::Adjoint`], `__rt::acc_pbN(&mut d, ..)` added into an adjoint. Operands the
     /// template does not read are passed as a zero, so they need not be kept.
     fn elementwise_call(
         &mut self,
@@ -1656,7 +1656,7 @@ impl<'a> Reverse<'a> {
         args: &[Operand],
         names: &Args,
         template: &Template,
-        into: Into<'_>,
+        dest: Dest<'_>,
     ) -> TokenStream {
         let rt = self.rt.clone();
         let f = self.float.clone();
@@ -1681,10 +1681,10 @@ impl<'a> Reverse<'a> {
         let (y, yd) = (&names.y, &names.dy);
         let body = (template.body)(names);
         let n = args.len();
-        let (pb, dst, dy) = match into {
-            Into::Adjoint(d) => (format_ident!("acc_pb{n}"), quote!(&mut #d,), quote!(&#dy)),
-            Into::New => (format_ident!("pb{n}"), TokenStream::new(), quote!(&#dy)),
-            Into::Over => (
+        let (pb, dst, dy) = match dest {
+            Dest::Adjoint(d) => (format_ident!("acc_pb{n}"), quote!(&mut #d,), quote!(&#dy)),
+            Dest::New => (format_ident!("pb{n}"), TokenStream::new(), quote!(&#dy)),
+            Dest::Over => (
                 format_ident!("pb{n}_owned"),
                 TokenStream::new(),
                 quote!(#dy),
@@ -2142,7 +2142,7 @@ impl ToTokenStream for Ident {
 }
 
 /// Where an element-wise rule's contribution goes ([`Reverse::elementwise_call`]).
-enum Into<'a> {
+enum Dest<'a> {
     /// A new array.
     New,
     /// Over the output's adjoint, at its last use.

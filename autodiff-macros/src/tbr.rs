@@ -37,7 +37,7 @@ pub fn untape_stable_reads(function: &mut Function, namer: &mut Namer) {
         .copied()
         .filter(|v| !function.vars[*v].active)
         .collect();
-    let costly = function
+    let scalars = function
         .vars
         .iter()
         .enumerate()
@@ -47,7 +47,7 @@ pub fn untape_stable_reads(function: &mut Function, namer: &mut Namer) {
     let mut walk = Walk {
         buffers,
         inactive,
-        costly,
+        scalars,
         recorded: Vec::new(),
         checkpoint: function.checkpoint,
         early: function.early.clone(),
@@ -100,7 +100,7 @@ struct Walk {
     /// The buffers that hold no differentiated value.
     inactive: HashSet<VarId>,
     /// The known scalars: those of a costly rule inside a loop are recorded.
-    costly: HashSet<VarId>,
+    scalars: HashSet<VarId>,
     /// With whether the loop around each has a known trip count.
     recorded: Vec<(VarId, bool)>,
     /// The attribute's `checkpoint` option.
@@ -158,7 +158,7 @@ impl Walk {
                 Stmt::Let {
                     var,
                     op: Op::Prim { rule, .. },
-                } if rule.costly() && self.costly.contains(var) => {
+                } if rule.costly() && self.scalars.contains(var) => {
                     if let Some(exact) = inside {
                         self.recorded.push((*var, exact));
                     }
