@@ -20,7 +20,7 @@
 //! Broadcasting is undone where adjoints meet their values: a contribution shaped like the
 //! broadcast result is summed back to the value's shape.
 
-use crate::value::{into_dim, reduce_to, Broadcast, Contribution, Val};
+use crate::value::{reduce_to, to_dim, Broadcast, Contribution, Val};
 use crate::Real;
 use ndarray::{Array, ArrayBase, ArrayViewMutD, Data, Dimension, Zip};
 
@@ -136,7 +136,7 @@ impl<F: Real, S: Data<Elem = F>, D: Dimension, C: Contribution<F>> AdjointFrom<C
         if c.shape_of() == self.shape() {
             c.into_owned_as()
         } else {
-            into_dim(reduce_to(c.view_dyn(), self.shape()))
+            to_dim(reduce_to(c.view_dyn(), self.shape()))
         }
     }
 }
@@ -147,7 +147,7 @@ impl<F: Real, D: Dimension, C: Contribution<F>> Accumulate<C> for Array<F, D> {
         if c.shape_of() == self.shape() {
             self.zip_mut_with(&c.view_as::<D>(), |a, &b| *a += b);
         } else {
-            let r: Array<F, D> = into_dim(reduce_to(c.view_dyn(), self.shape()));
+            let r: Array<F, D> = to_dim(reduce_to(c.view_dyn(), self.shape()));
             self.zip_mut_with(&r, |a, &b| *a += b);
         }
     }
@@ -869,7 +869,7 @@ impl<F: Real, D: Dimension, C: Contribution<F>> AdjointFrom<C> for Shape<F, D> {
         if c.shape_of() == self.dim.slice() {
             c.into_owned_as()
         } else {
-            into_dim(reduce_to(c.view_dyn(), self.dim.slice()))
+            to_dim(reduce_to(c.view_dyn(), self.dim.slice()))
         }
     }
 }

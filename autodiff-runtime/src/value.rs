@@ -66,8 +66,6 @@ impl<F, S: Data<Elem = F>, D: Dimension> Broadcast<F> for ArrayBase<S, D> {
 pub trait Contribution<F> {
     /// Its shape (empty for a scalar).
     fn shape_of(&self) -> &[usize];
-    /// It as an owned dynamic-dimensional array; owned arrays are moved, not copied.
-    fn into_owned_dyn(self) -> ArrayD<F>;
     /// It as a dynamic-dimensional view.
     fn view_dyn(&self) -> ArrayViewD<'_, F>;
     /// It as an owned array of dimension type `E`, which its shape has (checked by the caller:
@@ -80,9 +78,6 @@ pub trait Contribution<F> {
 impl<F: Clone, S: Data<Elem = F>, D: Dimension> Contribution<F> for ArrayBase<S, D> {
     fn shape_of(&self) -> &[usize] {
         self.shape()
-    }
-    fn into_owned_dyn(self) -> ArrayD<F> {
-        self.into_owned().into_dyn()
     }
     fn view_dyn(&self) -> ArrayViewD<'_, F> {
         self.view().into_dyn()
@@ -98,9 +93,6 @@ impl<F: Clone, S: Data<Elem = F>, D: Dimension> Contribution<F> for ArrayBase<S,
 impl<F: Clone, S: Data<Elem = F>, D: Dimension> Contribution<F> for &ArrayBase<S, D> {
     fn shape_of(&self) -> &[usize] {
         self.shape()
-    }
-    fn into_owned_dyn(self) -> ArrayD<F> {
-        self.to_owned().into_dyn()
     }
     fn view_dyn(&self) -> ArrayViewD<'_, F> {
         self.view().into_dyn()
@@ -136,9 +128,6 @@ macro_rules! scalar_values {
             fn shape_of(&self) -> &[usize] {
                 &[]
             }
-            fn into_owned_dyn(self) -> ArrayD<$t> {
-                ndarray::arr0(self).into_dyn()
-            }
             fn view_dyn(&self) -> ArrayViewD<'_, $t> {
                 ndarray::aview0(self).into_dyn()
             }
@@ -152,9 +141,6 @@ macro_rules! scalar_values {
         impl Contribution<$t> for &$t {
             fn shape_of(&self) -> &[usize] {
                 &[]
-            }
-            fn into_owned_dyn(self) -> ArrayD<$t> {
-                ndarray::arr0(*self).into_dyn()
             }
             fn view_dyn(&self) -> ArrayViewD<'_, $t> {
                 ndarray::aview0(*self).into_dyn()
@@ -233,11 +219,6 @@ pub fn reduce_to<F: Real>(c: ArrayViewD<'_, F>, shape: &[usize]) -> ArrayD<F> {
         }
     }
     r.unwrap_or_else(|| c.to_owned())
-}
-
-/// A dynamic-dimensional adjoint back in the dimension type of its value.
-pub fn into_dim<F, D: Dimension>(a: ArrayD<F>) -> ndarray::Array<F, D> {
-    to_dim(a)
 }
 
 /// An array (owned or a view) in another dimension type of the same number of axes: free for
