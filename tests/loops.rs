@@ -1129,3 +1129,74 @@ fn costly_values_with_continue_and_break_match_finite_differences() {
         assert_slice_and_scalar_grad(costly_continue, costly_continue_grad, &x, c);
     }
 }
+
+/// Per-point code over parts of slices: `&x[a..b]` of a differentiated slice is a view whose
+/// adjoint adds into that part; of a constant slice it is plain code.
+#[differentiate]
+fn parts(p: &[f64], data: &[f64], v: &Vec<f64>, n: usize) -> f64 {
+    let mut s = 0.0;
+    for i in 0..n {
+        let pi = &p[2 * i..2 * i + 2];
+        let di = &data[i * 2..=i * 2 + 1];
+        let tail = &pi[1..];
+        s += (pi[0] * di[1]).sin() + tail[0] * tail[0] * di[0];
+    }
+    let rest = &p[2 * n..];
+    let head = &v[..2];
+    let mut t = 0.0;
+    for k in 0..rest.len() {
+        t += rest[k].exp() * head[k % 2];
+    }
+    s * t + (&v[1..])[0]
+}
+
+#[test]
+fn range_slices_match_finite_differences() {
+    let p = [0.3, -0.7, 1.1, 0.4, -0.2, 0.9, 0.5];
+    let data = [0.2, 1.5, -0.6, 0.8, 1.2, -0.3];
+    let v = vec![0.7, -1.2, 0.4];
+    let n = 3;
+    let (value, (dp, ddata, dv)) = parts_value_and_grad(&p, &data, &v, n);
+    assert_eq!(value, parts(&p, &data, &v, n));
+    assert_close(&dp, &fd(&|q| parts(q, &data, &v, n), &p), 1e-6);
+    assert_close(&ddata, &fd(&|q| parts(&p, q, &v, n), &data), 1e-6);
+    assert_close(&dv, &fd(&|q| parts(&p, &data, &q.to_vec(), n), &v), 1e-6);
+}
+
+/// Only `p` differentiated: `data` and its parts are plain code, their elements known floats.
+#[differentiate(wrt(p))]
+fn parts_wrt(p: &[f64], data: &[f64], n: usize) -> f64 {
+    let mut s = 0.0;
+    for i in 0..n {
+        let di = &data[i * 2..(i + 1) * 2];
+        let mut inner = 0.0;
+        for j in 0..2 {
+            inner += p[j] * di[j];
+        }
+        s += inner.tanh();
+    }
+    s
+}
+
+#[test]
+fn range_slices_of_constants_match_finite_differences() {
+    let p = [0.3, -0.7];
+    let data = [0.2, 1.5, -0.6, 0.8, 1.2, -0.3];
+    let dp = parts_wrt_grad(&p, &data, 3);
+    assert_close(&dp, &fd(&|q| parts_wrt(q, &data, 3), &p), 1e-6);
+    // The pullback differentiates every float parameter, `data` too.
+    let (gp, gdata, ()) = parts_wrt_pullback(&p, &data, 3, 2.0);
+    assert_close(&gp, &dp.iter().map(|g| 2.0 * g).collect::<Vec<_>>(), 1e-12);
+    let want: Vec<f64> = fd(&|q| parts_wrt(&p, q, 3), &data)
+        .iter()
+        .map(|g| 2.0 * g)
+        .collect();
+    assert_close(&gdata, &want, 1e-6);
+}
+
+#[test]
+#[should_panic(expected = "autodiff: slice `[4..6]` of a slice of length 5: range out of bounds")]
+fn range_slices_out_of_bounds_name_the_range() {
+    let p = [0.3, -0.7, 1.1, 0.4, -0.2];
+    let _ = parts_value_and_grad(&p, &[0.0; 6], &vec![0.0; 3], 3);
+}

@@ -811,7 +811,9 @@ impl Forward<'_> {
                 let written = args.iter().all(|a| self.f.is_scalar(a));
                 match (&rule.forward, form) {
                     // Scalars: the operator itself (`a * b`).
-                    (Fwd::Runtime(name), _) if written && rule.kind == rules::Kind::Operator => {
+                    (Fwd::Runtime(name), _)
+                        if written && rule.kind == rules::Kind::Operator && *name != "range" =>
+                    {
                         let [a, rest @ ..] = floats.as_slice() else {
                             return quote!(compile_error!(
                                 "autodiff: an operator without operands"

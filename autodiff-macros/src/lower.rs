@@ -755,6 +755,55 @@ impl Lowerer<'_> {
         self.operand(index, out)
     }
 
+    /// `&base[a..b]` of a differentiated slice: the `range` rule, a view of part of it whose
+    /// adjoint adds into that part of the slice's. Its bounds are passed as integers, `a` (or 0)
+    /// and `b` (`b + 1` for `a..=b`, `usize::MAX` for "to the end").
+    fn range(
+        &mut self,
+        base: Operand,
+        r: &syn::ExprRange,
+        ix: &syn::ExprIndex,
+        out: &mut Block,
+    ) -> syn::Result<Lowered> {
+        if base.var().is_some_and(|b| self.vars[b].buffer) {
+            return Err(syn::Error::new_spanned(
+                ix,
+                "#[differentiate] does not support slicing a buffer written by index (`&buf[a..b]`): read its elements `buf[i]`",
+            ));
+        }
+        let start = match &r.start {
+            Some(e) => self.index_operand(e, out)?,
+            None => Operand::Const(quote!(0usize)),
+        };
+        let end = match (&r.end, &r.limits) {
+            (Some(e), syn::RangeLimits::HalfOpen(_)) => self.index_operand(e, out)?,
+            (Some(e), syn::RangeLimits::Closed(_)) => {
+                let e: Expr = syn::parse_quote!((#e) + 1);
+                self.index_operand(&e, out)?
+            }
+            (None, _) => Operand::Const(quote!(::core::primitive::usize::MAX)),
+        };
+        let Some(rule) = rules::operator("range") else {
+            return Err(syn::Error::new_spanned(
+                ix,
+                "autodiff: no rule for a range index",
+            ));
+        };
+        let active = self.is_active(&base);
+        let span = ix.bracket_token.span.join();
+        Ok(Lowered::Op(
+            Op::Prim {
+                rule,
+                form: CallForm::Method(Ident::new("range", span)),
+                args: vec![base],
+                ints: vec![start, end],
+                suffix: TokenStream::new(),
+                span,
+            },
+            active,
+        ))
+    }
+
     /// `base[index]` as a value.
     fn index_read(&mut self, base: Operand, index: Operand, out: &mut Block) -> Operand {
         let active = self.is_active(&base);
@@ -1164,6 +1213,9 @@ impl Lowerer<'_> {
             Expr::Reference(r) if r.mutability.is_none() => self.lower(&r.expr, hint, out),
             Expr::Index(ix) => {
                 let base = self.operand(&ix.expr, out)?;
+                if let Expr::Range(r) = strip(&ix.index) {
+                    return self.range(base, r, ix, out);
+                }
                 let index = self.index_operand(&ix.index, out)?;
                 Ok(Lowered::Operand(self.index_read(base, index, out)))
             }

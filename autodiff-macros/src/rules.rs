@@ -228,6 +228,9 @@ pub static RULES: &[Rule] = &[
     // Operators.
     operator!("add", 2, Adjoint::Linear(&[true, true])),
     operator!("sub", 2, Adjoint::Linear(&[true, false])),
+    // `&x[a..b]` of a slice (`__rt::range(&x, a, b)`): a view of part of it, whose adjoint adds
+    // into that part of `x`'s (`__rt::range_acc`).
+    Rule { name: "range", kind: Kind::Operator, floats: 1, ints: 2, forward: Forward::Runtime("range"), fallible: false, adjoint: Adjoint::Scatter("range_acc") },
     operator!("neg", 1, Adjoint::Linear(&[false])),
     operator!("mul", 2, Adjoint::Elementwise(&[
         t!([b, dy] => quote!(#dy * #b)),
@@ -466,21 +469,22 @@ impl Rule {
 
     /// The output is a view that borrows the operand, which must live as long as it.
     pub fn borrows(&self) -> bool {
-        self.kind == Kind::Method
-            && matches!(
-                self.name,
-                "t" | "row"
-                    | "column"
-                    | "view"
-                    | "to_shape"
-                    | "insert_axis"
-                    | "reversed_axes"
-                    | "into_shape_with_order"
-            )
+        matches!(
+            self.name,
+            "range"
+                | "t"
+                | "row"
+                | "column"
+                | "view"
+                | "to_shape"
+                | "insert_axis"
+                | "reversed_axes"
+                | "into_shape_with_order"
+        )
     }
 }
 
-/// The rule for an operator: `add sub mul div neg`.
+/// The rule for an operator: `add sub mul div neg`, and `range` for `&x[a..b]`.
 pub fn operator(name: &str) -> Option<&'static Rule> {
     RULES
         .iter()

@@ -152,14 +152,14 @@ impl Facts {
                         args.len() == 1 && args[0].var().is_some_and(|v| self.elements[v]);
                     (all, container)
                 }
-                Adjoint::Runtime(_) | Adjoint::Scatter(_) => {
-                    (matches!(rule.name, "sum" | "mean"), false)
-                }
+                Adjoint::Runtime(_) => (matches!(rule.name, "sum" | "mean"), false),
+                // A part of a float container (`&x[a..b]`, `m.row(i)`) holds floats too.
+                Adjoint::Scatter(_) => (false, args[0].var().is_some_and(|v| self.elements[v])),
             },
             Op::Index { base, .. } => (base.var().is_some_and(|v| self.elements[v]), false),
             Op::Verbatim(tokens) => (
                 self.float_expr(tokens) || self.is_element(tokens),
-                is_float_vec(tokens),
+                is_float_vec(tokens) || self.is_part(tokens),
             ),
             Op::Map { func, .. } => {
                 if let MapFn::Closure { function, .. } = func {
@@ -214,6 +214,30 @@ impl Facts {
         match (trees.next(), trees.next(), trees.next()) {
             (Some(TokenTree::Ident(base)), Some(TokenTree::Group(g)), None) => {
                 g.delimiter() == proc_macro2::Delimiter::Bracket
+                    && self
+                        .by_name
+                        .get(&base.to_string())
+                        .is_some_and(|&v| self.elements[v])
+            }
+            _ => false,
+        }
+    }
+
+    /// `&x[a..b]` of a float container that is not differentiated: a float slice.
+    fn is_part(&self, tokens: &TokenStream) -> bool {
+        let trees: Vec<TokenTree> = tokens.clone().into_iter().collect();
+        match trees.as_slice() {
+            [TokenTree::Punct(amp), TokenTree::Ident(base), TokenTree::Group(g)] => {
+                amp.as_char() == '&'
+                    && g.delimiter() == proc_macro2::Delimiter::Bracket
+                    && g.stream()
+                        .into_iter()
+                        .collect::<Vec<_>>()
+                        .windows(2)
+                        .any(|w| {
+                            matches!(w, [TokenTree::Punct(a), TokenTree::Punct(b)]
+                            if a.as_char() == '.' && b.as_char() == '.')
+                        })
                     && self
                         .by_name
                         .get(&base.to_string())

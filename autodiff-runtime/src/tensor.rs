@@ -515,3 +515,43 @@ pub fn column_acc<
 ) {
     dx.column_mut(k).zip_mut_with(dy.canon(), |d, &v| *d += v);
 }
+
+// ----- parts of slices -----------------------------------------------------------------------
+
+/// `&x[start..end]` of a slice, `Vec` or fixed-size array (`end == usize::MAX`: to the end).
+/// Panics, naming the range and the length, where indexing would.
+#[inline]
+pub fn range<F, X: AsRef<[F]> + ?Sized>(x: &X, start: usize, end: usize) -> &[F] {
+    let x = x.as_ref();
+    let end = if end == usize::MAX { x.len() } else { end };
+    match x.get(start..end) {
+        Some(part) => part,
+        None => panic!(
+            "autodiff: slice `[{start}..{end}]` of a slice of length {}: range out of bounds",
+            x.len()
+        ),
+    }
+}
+
+/// Adjoint of `&x[start..end]`, in place: adds `dy` into that part of `x`'s adjoint `dx`.
+#[inline]
+pub fn range_acc<F: Real, DX: AsMut<[F]> + ?Sized, DY: AsRef<[F]> + ?Sized>(
+    dx: &mut DX,
+    dy: &DY,
+    start: usize,
+    end: usize,
+) {
+    let (dx, dy) = (dx.as_mut(), dy.as_ref());
+    let end = if end == usize::MAX { dx.len() } else { end };
+    let part = &mut dx[start..end];
+    assert_eq!(
+        part.len(),
+        dy.len(),
+        "autodiff: adjoint of a slice `[{start}..{end}]` of length {} has length {}",
+        part.len(),
+        dy.len()
+    );
+    for (d, &v) in part.iter_mut().zip(dy) {
+        *d += v;
+    }
+}
