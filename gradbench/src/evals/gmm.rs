@@ -53,12 +53,13 @@ pub fn objective(
     let mut slse = 0.0;
     let mut main_term = vec![0.0; k];
     for ix in 0..n {
+        let xi = &x[ix * d..(ix + 1) * d];
         for ik in 0..k {
             let mut sq = 0.0;
             for j in 0..d {
-                let mut s = qdiag[ik * d + j] * x[ix * d + j] - qmu[ik * d + j];
+                let mut s = qdiag[ik * d + j] * xi[j] - qmu[ik * d + j];
                 for i in 0..j {
-                    s += l[ik * l_sz + i * (2 * d - i - 1) / 2 + j - i - 1] * x[ix * d + i];
+                    s += l[ik * l_sz + i * (2 * d - i - 1) / 2 + j - i - 1] * xi[i];
                 }
                 sq += s * s;
             }
