@@ -168,3 +168,26 @@ fn buffers_from_constant_arrays() {
     let fd = central_difference(from_constant, &x, 1e-6);
     assert_close("from_constant", &g, &fd, 1e-6);
 }
+
+/// Copies and parts of a constant slice (`data.to_vec()`, `&data[a..b]`): containers of
+/// floats, so their elements are scalars; the copy becomes a buffer that differentiated values
+/// are written into.
+#[differentiate(wrt(x))]
+fn from_constant_slices(x: &[f64], data: &[f64]) -> f64 {
+    let mut st = data.to_vec();
+    let part = &data[1..3];
+    let mut s = 0.0;
+    for i in 0..2 {
+        st[i] = st[i + 1] * x[i] + part[i];
+        s += (st[i] * part[1 - i]).sin();
+    }
+    s * st[0]
+}
+
+#[test]
+fn copies_and_parts_of_constant_slices() {
+    let (x, data) = ([0.4, -1.3], [0.2, 0.9, -0.6, 1.4]);
+    let g = from_constant_slices_grad(&x, &data);
+    let fd = central_difference(|x| from_constant_slices(x, &data), &x, 1e-6);
+    assert_close("from_constant_slices", &g, &fd, 1e-6);
+}

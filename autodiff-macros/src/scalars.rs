@@ -223,25 +223,33 @@ impl Facts {
         }
     }
 
-    /// `&x[a..b]` of a float container that is not differentiated: a float slice.
+    /// A float container that is not differentiated, in part or copied: `&x[a..b]`,
+    /// `x.to_vec()`, `x.clone()`, `x.to_owned()`.
     fn is_part(&self, tokens: &TokenStream) -> bool {
         let trees: Vec<TokenTree> = tokens.clone().into_iter().collect();
+        let container = |base: &Ident| {
+            self.by_name
+                .get(&base.to_string())
+                .is_some_and(|&v| self.elements[v])
+        };
+        let range = |g: &proc_macro2::Group| {
+            let inner: Vec<TokenTree> = g.stream().into_iter().collect();
+            g.delimiter() == proc_macro2::Delimiter::Bracket
+                && inner.windows(2).any(|w| {
+                    matches!(w, [TokenTree::Punct(a), TokenTree::Punct(b)]
+                        if a.as_char() == '.' && b.as_char() == '.')
+                })
+        };
         match trees.as_slice() {
             [TokenTree::Punct(amp), TokenTree::Ident(base), TokenTree::Group(g)] => {
-                amp.as_char() == '&'
-                    && g.delimiter() == proc_macro2::Delimiter::Bracket
-                    && g.stream()
-                        .into_iter()
-                        .collect::<Vec<_>>()
-                        .windows(2)
-                        .any(|w| {
-                            matches!(w, [TokenTree::Punct(a), TokenTree::Punct(b)]
-                            if a.as_char() == '.' && b.as_char() == '.')
-                        })
-                    && self
-                        .by_name
-                        .get(&base.to_string())
-                        .is_some_and(|&v| self.elements[v])
+                amp.as_char() == '&' && range(g) && container(base)
+            }
+            [TokenTree::Ident(base), TokenTree::Punct(dot), TokenTree::Ident(m), TokenTree::Group(args)] => {
+                dot.as_char() == '.'
+                    && matches!(m.to_string().as_str(), "to_vec" | "clone" | "to_owned")
+                    && args.delimiter() == proc_macro2::Delimiter::Parenthesis
+                    && args.stream().is_empty()
+                    && container(base)
             }
             _ => false,
         }
