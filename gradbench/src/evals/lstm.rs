@@ -1,8 +1,6 @@
 //! `lstm`: the LSTM language-model loss of ADBench; `objective` and `jacobian` (the gradient
 //! with respect to the main parameters, then the extra parameters, in one flat vector).
 #![allow(clippy::needless_range_loop, clippy::too_many_arguments)]
-// The state copy is an element loop: the form of buffer initialisation `#[differentiate]` reads.
-#![allow(clippy::manual_memcpy)]
 
 use crate::protocol::{measure, parse, timed, Evaluated, Runs};
 use autodiff::differentiate;
@@ -29,10 +27,7 @@ pub fn objective(
     c: usize,
     b: usize,
 ) -> f64 {
-    let mut st = vec![0.0; 2 * l * b];
-    for i in 0..2 * l * b {
-        st[i] = state[i];
-    }
+    let mut st = state.to_vec();
     let mut ypred = vec![0.0; b];
     let mut total = 0.0;
     for t in 0..c - 1 {
