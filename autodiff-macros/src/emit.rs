@@ -268,7 +268,15 @@ fn body(
     // The reverse sweep, then the top-level values it does not read: those are freed at the end
     // of the forward sweep, rebound to their shape where the reverse sweep reads that.
     let mut rev = Reverse::new(&f, sig.float.clone(), rt.clone());
-    let reverse = rev.sweep(seed);
+    let mut reverse = rev.sweep(seed.clone());
+    // Taped reads whose values no reverse iteration wants: untaped, and the sweep done again.
+    let unneeded = rev.unneeded_reads();
+    if !unneeded.is_empty() {
+        drop(rev);
+        tbr::untape(&mut f.body, &unneeded);
+        rev = Reverse::new(&f, sig.float.clone(), rt.clone());
+        reverse = rev.sweep(seed);
+    }
     let result_var = f.result.var();
     let mut released: Vec<VarId> = top_level_values(&f)
         .into_iter()
@@ -741,7 +749,7 @@ impl Forward<'_> {
             let start = plan.records_read_start().then(|| quote!(#reads.len()));
             let tape = &l.tape;
             let snapshots: Vec<&Ident> = plan
-                .checkpoint
+                .snapshots
                 .iter()
                 .map(|b| &self.f.vars[*b].name)
                 .collect();

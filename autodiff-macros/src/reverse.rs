@@ -45,6 +45,10 @@ pub struct Reverse<'a> {
     pub fused: Option<TokenStream>,
     /// Products that raise one base to a power ([`powers`]).
     powers: HashMap<VarId, Power>,
+    /// Taped buffer reads that some loop's reverse needs the value of, and those it recomputed
+    /// only to keep its tape's cursor in step ([`Reverse::unneeded_reads`]).
+    reads_needed: HashSet<VarId>,
+    reads_kept: HashSet<VarId>,
 }
 
 /// `c = a * x` where `a` is `x` multiplied by itself `n - 2` times in the same block (`let t =
@@ -147,6 +151,10 @@ pub struct LoopPlan {
     /// the entries at every iteration's start; the forward sweep runs the body plainly and
     /// the reverse sweep runs each iteration again from that state.
     pub checkpoint: Vec<VarId>,
+    /// Of those, the ones each iteration's record keeps and its rerun restores: all but the
+    /// loop's scratch buffers (`scratch::is_scratch`), which the rerun writes anew before it
+    /// reads them.
+    pub snapshots: Vec<VarId>,
     /// Directly inside a checkpointed loop, whose reverse runs it again: no exit record.
     pub rerun: bool,
     /// A top-level loop run fused with its reverse in the forward sweep: the code that runs
@@ -209,6 +217,8 @@ impl<'a> Reverse<'a> {
             promoted: Vec::new(),
             registers: 0,
             fused: None,
+            reads_needed: HashSet::new(),
+            reads_kept: HashSet::new(),
             powers: {
                 let mut out = HashMap::new();
                 powers(&f.body, f, &mut out);
@@ -220,6 +230,18 @@ impl<'a> Reverse<'a> {
     /// The top-level values the reverse sweep reads (as values, not only for their shape).
     pub fn used_values(&self) -> &BTreeSet<VarId> {
         &self.used[0]
+    }
+
+    /// After [`Reverse::sweep`]: the taped buffer reads whose values no reverse iteration
+    /// needs (`y_tmp[i] = yf[i] + h * k[i]`: the sum's adjoint reads neither operand). Taping
+    /// them only keeps a cursor in step; the caller untapes them and sweeps again (the
+    /// to-be-recorded analysis asks whether a read can be overwritten, this whether its value
+    /// is wanted).
+    pub fn unneeded_reads(&self) -> HashSet<VarId> {
+        self.reads_kept
+            .difference(&self.reads_needed)
+            .copied()
+            .collect()
     }
 
     /// The reverse sweep of the whole body, seeded with `seed` as the output's adjoint.
@@ -854,6 +876,11 @@ impl<'a> Reverse<'a> {
         // What the iteration must recompute first, and what that needs.
         let mut needed = self.used.pop().unwrap_or_default();
         let checkpoint = checkpoint_buffers(l, self.f.checkpoint);
+        let snapshots: Vec<VarId> = checkpoint
+            .iter()
+            .copied()
+            .filter(|b| !crate::scratch::is_scratch(self.f, l, *b))
+            .collect();
         let included = self.slice(&l.body, &mut needed, checkpoint.is_empty());
         let entries: Vec<VarId> = l
             .carried
@@ -907,6 +934,7 @@ impl<'a> Reverse<'a> {
                     Vec::new()
                 },
                 checkpoint: checkpoint.clone(),
+                snapshots: snapshots.clone(),
                 rerun: false,
                 exits_reserved: self
                     .plans
@@ -926,7 +954,7 @@ impl<'a> Reverse<'a> {
             }
         }
         // The buffers' states at the iteration's start, restored before it runs again.
-        let snapshots: Vec<Ident> = checkpoint
+        let snapshot_names: Vec<Ident> = snapshots
             .iter()
             .map(|b| {
                 Ident::new(
@@ -938,8 +966,8 @@ impl<'a> Reverse<'a> {
         let recompute = if checkpoint.is_empty() {
             crate::emit::recompute(self.f, &l.body, &included, &self.saved, &self.plans, &rt)
         } else {
-            let buffers = checkpoint.iter().map(|b| &self.f.vars[*b].name);
-            let mut again = quote!(#(#buffers = #snapshots;)*);
+            let buffers = snapshots.iter().map(|b| &self.f.vars[*b].name);
+            let mut again = quote!(#(#buffers = #snapshot_names;)*);
             again.extend(crate::emit::rerun(
                 self.f,
                 &l.body,
@@ -972,11 +1000,12 @@ impl<'a> Reverse<'a> {
             .plans
             .get(&l.tape.to_string())
             .is_some_and(LoopPlan::records_read_start);
-        if !entries.is_empty() || start_recorded || !snapshots.is_empty() {
+        // Popped where the forward sweep pushed (`LoopPlan::has_entries`).
+        if !entries.is_empty() || start_recorded || !checkpoint.is_empty() {
             let pattern = if start_recorded {
                 quote!((#(#names,)* #start))
             } else {
-                quote!((#(#names,)* #(#snapshots,)*))
+                quote!((#(#names,)* #(#snapshot_names,)*))
             };
             pop.extend(quote!(let #pattern = #rt::pop(&mut #tape);));
         }
@@ -1277,7 +1306,13 @@ impl<'a> Reverse<'a> {
         for (k, s) in body.stmts.iter().enumerate().rev() {
             let include = match s {
                 Stmt::Let { var, op } => {
-                    needed.contains(var) || matches!(op, Op::Index { tape: Some(_), .. })
+                    let taped = matches!(op, Op::Index { tape: Some(_), .. });
+                    if taped && needed.contains(var) {
+                        self.reads_needed.insert(*var);
+                    } else if taped {
+                        self.reads_kept.insert(*var);
+                    }
+                    needed.contains(var) || taped
                 }
                 Stmt::If {
                     then,
@@ -1936,10 +1971,8 @@ fn has_active(b: &Block, f: &Function) -> bool {
 /// short and the body's work heavy (GMM), it costs less, hence an option.
 ///
 /// Scratch buffers of the loop (stage buffers, written in full before they are read in every
-/// iteration) are kept too, although running an iteration again would write them anew: not
-/// keeping them measured slower under GradBench's protocol (ode: 0.18-0.19 ms against
-/// 0.135-0.14 ms at n = 1000, minimum of back-to-back calls), though faster when the calls
-/// alternate with the primal's.
+/// iteration) are among them, but are not kept ([`LoopPlan::snapshots`]): running an
+/// iteration again writes them anew.
 pub fn checkpoint_buffers(l: &Loop, enabled: bool) -> Vec<VarId> {
     if !enabled || l.nested || direct_loops(&l.body).is_empty() {
         return Vec::new();

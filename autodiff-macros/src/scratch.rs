@@ -41,7 +41,7 @@ pub fn scratch_buffers(f: &Function, l: &Loop) -> Option<Vec<VarId>> {
 }
 
 /// Is `b` a scratch buffer of `l` (see the module's documentation)?
-fn is_scratch(f: &Function, l: &Loop, b: VarId) -> bool {
+pub fn is_scratch(f: &Function, l: &Loop, b: VarId) -> bool {
     let Some(len) = declared_length(f, b) else {
         return false;
     };

@@ -217,3 +217,21 @@ pub fn stores(b: &Block, out: &mut HashSet<VarId>) {
         }
     }
 }
+
+/// Drops the read tapes of the reads `unneeded` names (see `Reverse::unneeded_reads`).
+pub fn untape(b: &mut Block, unneeded: &HashSet<VarId>) {
+    for stmt in &mut b.stmts {
+        match stmt {
+            Stmt::Let {
+                var,
+                op: Op::Index { tape, .. },
+            } if unneeded.contains(var) => *tape = None,
+            Stmt::If { then, els, .. } => {
+                untape(then, unneeded);
+                untape(els, unneeded);
+            }
+            Stmt::Loop(l) => untape(&mut l.body, unneeded),
+            _ => {}
+        }
+    }
+}
