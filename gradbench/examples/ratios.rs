@@ -5,6 +5,12 @@
 //! an `evaluate` of the primal and one of the derivative, alternating (each repeated for at
 //! least 5 runs and 0.05 s); the ratio of the medians of all their reported timings is
 //! printed, and the ratio of their minimums.
+//!
+//! Each eval runs in a process of its own, as GradBench starts the tool once per eval: the
+//! allocator's state carries over between the sizes of one eval, never from another eval
+//! (glibc raises its trim threshold once a large block has been freed, so an eval run after
+//! one that freed large arrays would not pay for the memory it returns to the system and
+//! faults back in on every call). `-- <eval>` runs one eval in this process.
 use gradbench_autodiff::protocol::respond;
 use serde_json::{json, Value};
 
@@ -78,11 +84,38 @@ fn row(eval: &str, size: &str, (primal, derivative): (&str, &str), input: Value)
     );
 }
 
+const EVALS: [&str; 6] = ["gmm", "lse", "llsq", "ode", "det", "lstm"];
+
 fn main() {
-    let mut r = Lcg(31337);
+    if let Some(eval) = std::env::args().nth(1) {
+        return run(&eval);
+    }
     println!("| eval | size | primal (median) | derivative (median) | derivative / primal | the same, fastest runs |");
     println!("|---|---|---|---|---|---|");
-    for (d, k, n) in [(2, 5, 1000), (10, 25, 1000)] {
+    let me = std::env::current_exe().expect("the example's path");
+    for eval in EVALS {
+        let status = std::process::Command::new(&me)
+            .arg(eval)
+            .status()
+            .expect("a process per eval");
+        assert!(status.success(), "{eval}: {status}");
+    }
+}
+
+/// One eval's rows, its inputs drawn from a generator seeded by its name.
+fn run(eval: &str) {
+    assert!(
+        EVALS.contains(&eval),
+        "unknown eval {eval}: one of {EVALS:?}"
+    );
+    let seed = eval
+        .bytes()
+        .fold(31337u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64));
+    let mut r = Lcg(seed);
+    for (d, k, n) in [(2, 5, 1000), (10, 25, 1000)]
+        .into_iter()
+        .filter(|_| eval == "gmm")
+    {
         let input = json!({
             "d": d, "k": k, "n": n,
             "alpha": r.vec(k, -1.0, 1.0),
@@ -99,7 +132,7 @@ fn main() {
             input,
         );
     }
-    for n in [1000, 100_000] {
+    for n in [1000, 100_000].into_iter().filter(|_| eval == "lse") {
         row(
             "lse",
             &format!("n={n}"),
@@ -107,7 +140,10 @@ fn main() {
             json!({ "x": r.vec(n, -2.0, 2.0) }),
         );
     }
-    for (m, n) in [(16, 1024), (128, 4096)] {
+    for (m, n) in [(16, 1024), (128, 4096)]
+        .into_iter()
+        .filter(|_| eval == "llsq")
+    {
         let input = json!({ "x": r.vec(m, -1.0, 1.0), "n": n });
         row(
             "llsq",
@@ -116,7 +152,10 @@ fn main() {
             input,
         );
     }
-    for (n, s) in [(1000, 10), (10_000, 10)] {
+    for (n, s) in [(1000, 10), (10_000, 10)]
+        .into_iter()
+        .filter(|_| eval == "ode")
+    {
         let input = json!({ "x": r.vec(n, 0.0, 1.0), "s": s });
         row(
             "ode",
@@ -125,11 +164,14 @@ fn main() {
             input,
         );
     }
-    for ell in [5, 8, 10] {
+    for ell in [5, 8, 10].into_iter().filter(|_| eval == "det") {
         let input = json!({ "A": r.vec(ell * ell, 0.0, 1.0), "ell": ell });
         row("det", &format!("ell={ell}"), ("primal", "gradient"), input);
     }
-    for (l, c, b) in [(2, 1024, 14), (4, 1024, 14)] {
+    for (l, c, b) in [(2, 1024, 14), (4, 1024, 14)]
+        .into_iter()
+        .filter(|_| eval == "lstm")
+    {
         let input = json!({
             "main_params": r.rows(2 * l, 4 * b, -0.5, 0.5),
             "extra_params": r.rows(3, b, -0.5, 0.5),
