@@ -150,7 +150,7 @@ impl Gen<'_> {
 
     /// One statement; may bind a new scalar.
     fn stmt(&mut self, out: &mut String) {
-        match self.rng.below(11) {
+        match self.rng.below(12) {
             0 | 1 => {
                 let v = self.name("v");
                 let e = self.expr(3);
@@ -298,6 +298,20 @@ impl Gen<'_> {
                     format!("{v} += se.ln() + mx{carried};")
                 };
                 let _ = writeln!(out, "    let mut {v} = {init};\n    let mut {sc} = vec![0.0; {len}];\n    for i in 0..n {{\n{carry}{fill}            {sc}[q] = x[(i + q) % n] * {e};\n{close}        }}\n        let mut mx = {sc}[0];\n        for q in 1..{sc}.len() {{\n            mx = mx.max({sc}[q]);\n        }}\n        let mut se = 0.0;\n        for q in 0..{sc}.len() {{\n            se += ({sc}[q] - mx).exp();\n        }}\n        {update}\n    }}");
+                self.scalars.push(v);
+            }
+            11 => {
+                // A part of the slice (`&x[a..b]`, `a..=b`, `a..`; `x` has 4 elements): a view
+                // whose element reads add into that part of `x`'s adjoint.
+                let v = self.name("part");
+                let lo = self.rng.below(2);
+                let range = match self.rng.below(3) {
+                    0 => format!("{lo}..{}", lo + 2),
+                    1 => format!("{lo}..=2"),
+                    _ => format!("{lo}.."),
+                };
+                let e = self.expr(1);
+                let _ = writeln!(out, "    let {v}_s = &x[{range}];\n    let mut {v} = {e};\n    for i in 0..{v}_s.len() {{\n        {v} += {v}_s[i] * {v}_s[1].sin();\n    }}");
                 self.scalars.push(v);
             }
             _ => {
