@@ -1131,7 +1131,8 @@ fn costly_values_with_continue_and_break_match_finite_differences() {
 }
 
 /// Per-point code over parts of slices: `&x[a..b]` of a differentiated slice is a view whose
-/// adjoint adds into that part; of a constant slice it is plain code.
+/// adjoint adds into that part (read only by index, its elements' adjoints go into the slice's
+/// directly); of a constant slice it is plain code.
 #[differentiate]
 fn parts(p: &[f64], data: &[f64], v: &Vec<f64>, n: usize) -> f64 {
     let mut s = 0.0;
@@ -1147,7 +1148,26 @@ fn parts(p: &[f64], data: &[f64], v: &Vec<f64>, n: usize) -> f64 {
     for k in 0..rest.len() {
         t += rest[k].exp() * head[k % 2];
     }
-    s * t + (&v[1..])[0]
+    // A part carried from one iteration to the next keeps an adjoint of its own.
+    let mut cur = &p[0..2];
+    let mut u = 0.0;
+    for k in 0..3 {
+        u += cur[0] * cur[1].cos();
+        cur = &p[k + 1..k + 3];
+    }
+    // A part sliced again inside a loop keeps its adjoint; the inner parts add into it.
+    let head = &p[0..3];
+    for k in 0..2 {
+        let w = &head[k..k + 2];
+        u += w[0] * w[1];
+    }
+    // A part copied inside a loop (`to_vec`) keeps its adjoint too.
+    let q = &p[1..3];
+    for k in 0..2 {
+        let c = q.to_vec();
+        u += c[k] * c[1 - k];
+    }
+    s * t + (&v[1..])[0] + u * cur[1]
 }
 
 #[test]

@@ -49,6 +49,91 @@ pub struct Reverse<'a> {
     /// only to keep its tape's cursor in step ([`Reverse::unneeded_reads`]).
     reads_needed: HashSet<VarId>,
     reads_kept: HashSet<VarId>,
+    /// Parts of differentiated slices read only by index ([`parts`]): their element reads add
+    /// into the slice's adjoint at `start + index`.
+    parts: HashMap<VarId, (VarId, Operand)>,
+}
+
+/// The parts `p = &x[start..end]` of a differentiated slice whose only uses (as values with an
+/// adjoint) are element reads `p[i]`: the reverse of `p[i]` adds into `x`'s adjoint at
+/// `start + i` directly, so `p` gets no adjoint of its own (no zeroed copy per part, no
+/// `range_acc`). A part used otherwise (passed on, copied, sliced again, carried) keeps its
+/// adjoint.
+fn parts(f: &Function) -> HashMap<VarId, (VarId, Operand)> {
+    fn candidates(b: &Block, f: &Function, out: &mut HashMap<VarId, (VarId, Operand)>) {
+        for s in &b.stmts {
+            match s {
+                Stmt::Let {
+                    var,
+                    op:
+                        Op::Prim {
+                            rule, args, ints, ..
+                        },
+                } if rule.name == "range" && rule.kind == crate::rules::Kind::Operator => {
+                    if let (Some(Operand::Var(x)), Some(start)) = (args.first(), ints.first()) {
+                        if f.vars[*x].active {
+                            out.insert(*var, (*x, start.clone()));
+                        }
+                    }
+                }
+                Stmt::If { then, els, .. } => {
+                    candidates(then, f, out);
+                    candidates(els, f, out);
+                }
+                Stmt::Loop(l) => candidates(&l.body, f, out),
+                _ => {}
+            }
+        }
+    }
+    fn other_uses(b: &Block, out: &mut HashSet<VarId>) {
+        for s in &b.stmts {
+            match s {
+                Stmt::Let {
+                    op: Op::Index { index, .. },
+                    ..
+                } => out.extend(index.var()),
+                Stmt::Let { op, .. } => {
+                    out.extend(op.operands().into_iter().filter_map(Operand::var));
+                    if let Op::Prim { ints, .. } = op {
+                        out.extend(ints.iter().filter_map(Operand::var));
+                    }
+                }
+                Stmt::If {
+                    then, els, phis, ..
+                } => {
+                    other_uses(then, out);
+                    other_uses(els, out);
+                    for p in phis {
+                        out.extend(p.then.var());
+                        out.extend(p.els.var());
+                    }
+                }
+                Stmt::Store { buf, index, value } => {
+                    out.insert(*buf);
+                    out.extend(index.var());
+                    out.extend(value.var());
+                }
+                Stmt::Loop(l) => {
+                    other_uses(&l.body, out);
+                    for c in &l.carried {
+                        out.extend(c.init.var());
+                        out.extend(c.exit.var());
+                    }
+                }
+                Stmt::Effect(_) => {}
+            }
+        }
+    }
+    let mut found = HashMap::new();
+    candidates(&f.body, f, &mut found);
+    if found.is_empty() {
+        return found;
+    }
+    let mut used = HashSet::new();
+    other_uses(&f.body, &mut used);
+    used.extend(f.result.var());
+    found.retain(|p, _| !used.contains(p));
+    found
 }
 
 /// `c = a * x` where `a` is `x` multiplied by itself `n - 2` times in the same block (`let t =
@@ -219,6 +304,7 @@ impl<'a> Reverse<'a> {
             fused: None,
             reads_needed: HashSet::new(),
             reads_kept: HashSet::new(),
+            parts: parts(f),
             powers: {
                 let mut out = HashMap::new();
                 powers(&f.body, f, &mut out);
@@ -391,7 +477,7 @@ impl<'a> Reverse<'a> {
         // The storage first: the adjoints below take their shapes from it.
         let mut out = crate::emit::loop_prelude(self.f, l, &rt);
         let mut targets = BTreeSet::new();
-        targets_of(&l.body, &mut targets);
+        self.targets_of(&l.body, &mut targets);
         out.extend(self.declare_zero(targets, &inner));
         for c in &active {
             let d = self.f.vars[c.after].adjoint.clone();
@@ -526,7 +612,7 @@ impl<'a> Reverse<'a> {
         };
         let inner: HashSet<VarId> = loop_defined(l).into_iter().collect();
         let mut targets = BTreeSet::new();
-        targets_of(&l.body, &mut targets);
+        self.targets_of(&l.body, &mut targets);
         let targets: Vec<VarId> = targets
             .into_iter()
             .filter(|v| !inner.contains(v) && f.vars[*v].active && !scratch.contains(v))
@@ -679,6 +765,18 @@ impl<'a> Reverse<'a> {
         o.var().is_some_and(|v| self.f.vars[v].active)
     }
 
+    /// The values whose adjoints `b` adds to ([`targets_of`]), a part read by index standing
+    /// for its slice ([`parts`]).
+    fn targets_of(&self, b: &Block, out: &mut BTreeSet<VarId>) {
+        let mut found = BTreeSet::new();
+        targets_of(b, &mut found);
+        out.extend(
+            found
+                .into_iter()
+                .map(|v| self.parts.get(&v).map_or(v, |(x, _)| *x)),
+        );
+    }
+
     /// Adds contribution `c` into the adjoint of `target`.
     fn contribute(&mut self, target: &Operand, c: TokenStream) -> TokenStream {
         let Some(v) = target.var() else {
@@ -792,8 +890,15 @@ impl<'a> Reverse<'a> {
             return TokenStream::new();
         }
         let rt = self.rt.clone();
-        let i = self.operand(index);
-        self.scatter(base, |d| {
+        let mut i = self.operand(index);
+        let mut base = base.clone();
+        if let Some((x, start)) = base.var().and_then(|p| self.parts.get(&p)).cloned() {
+            // An element of a part: straight into the slice's adjoint.
+            let start = self.operand(&start);
+            i = quote!(#start + #i);
+            base = Operand::Var(x);
+        }
+        self.scatter(&base, |d| {
             if scalar {
                 quote!(#d[#i] += #c;)
             } else {
@@ -822,7 +927,7 @@ impl<'a> Reverse<'a> {
         // Adjoints of outer values that the body adds to.
         let inner: HashSet<VarId> = loop_defined(l).into_iter().collect();
         let mut targets = BTreeSet::new();
-        targets_of(&l.body, &mut targets);
+        self.targets_of(&l.body, &mut targets);
         for c in &l.carried {
             targets.extend(c.exit.var());
         }
@@ -1126,7 +1231,11 @@ impl<'a> Reverse<'a> {
             else {
                 continue;
             };
-            if !self.f.vars[*b].active || inner.contains(b) || stored.contains(b) {
+            if !self.f.vars[*b].active
+                || inner.contains(b)
+                || stored.contains(b)
+                || self.parts.contains_key(b)
+            {
                 continue;
             }
             if invariant(index) {
@@ -1770,8 +1879,8 @@ impl<'a> Reverse<'a> {
             .chain(defined_deep(els))
             .collect();
         let mut targets = BTreeSet::new();
-        targets_of(then, &mut targets);
-        targets_of(els, &mut targets);
+        self.targets_of(then, &mut targets);
+        self.targets_of(els, &mut targets);
         for p in phis {
             if self.declared.contains(&p.out) {
                 targets.extend(p.then.var());
