@@ -85,52 +85,14 @@ fn parts(f: &Function) -> HashMap<VarId, (VarId, Operand)> {
             }
         }
     }
-    fn other_uses(b: &Block, out: &mut HashSet<VarId>) {
-        for s in &b.stmts {
-            match s {
-                Stmt::Let {
-                    op: Op::Index { index, .. },
-                    ..
-                } => out.extend(index.var()),
-                Stmt::Let { op, .. } => {
-                    out.extend(op.operands().into_iter().filter_map(Operand::var));
-                    if let Op::Prim { ints, .. } = op {
-                        out.extend(ints.iter().filter_map(Operand::var));
-                    }
-                }
-                Stmt::If {
-                    then, els, phis, ..
-                } => {
-                    other_uses(then, out);
-                    other_uses(els, out);
-                    for p in phis {
-                        out.extend(p.then.var());
-                        out.extend(p.els.var());
-                    }
-                }
-                Stmt::Store { buf, index, value } => {
-                    out.insert(*buf);
-                    out.extend(index.var());
-                    out.extend(value.var());
-                }
-                Stmt::Loop(l) => {
-                    other_uses(&l.body, out);
-                    for c in &l.carried {
-                        out.extend(c.init.var());
-                        out.extend(c.exit.var());
-                    }
-                }
-                Stmt::Effect(_) => {}
-            }
-        }
-    }
     let mut found = HashMap::new();
     candidates(&f.body, f, &mut found);
     if found.is_empty() {
         return found;
     }
-    let mut used = HashSet::new();
-    other_uses(&f.body, &mut used);
+    // Every use that can receive an adjoint, but as the base of an element read.
+    let mut used = BTreeSet::new();
+    operand_uses(&f.body, &mut used, false);
     used.extend(f.result.var());
     found.retain(|p, _| !used.contains(p));
     found
@@ -2030,14 +1992,24 @@ pub fn loop_defined(l: &Loop) -> Vec<VarId> {
 
 /// Every variable whose adjoint `b`'s reverse sweep may add to.
 fn targets_of(b: &Block, out: &mut BTreeSet<VarId>) {
+    operand_uses(b, out, true)
+}
+
+/// The values `b` uses where an adjoint can flow back to them: operands, merged and carried
+/// values, stored buffers and values; the bases of element reads only if `index_bases`.
+fn operand_uses(b: &Block, out: &mut BTreeSet<VarId>, index_bases: bool) {
     for s in &b.stmts {
         match s {
+            Stmt::Let {
+                op: Op::Index { .. },
+                ..
+            } if !index_bases => {}
             Stmt::Let { op, .. } => out.extend(op.operands().into_iter().filter_map(Operand::var)),
             Stmt::If {
                 then, els, phis, ..
             } => {
-                targets_of(then, out);
-                targets_of(els, out);
+                operand_uses(then, out, index_bases);
+                operand_uses(els, out, index_bases);
                 for p in phis {
                     out.extend(p.then.var());
                     out.extend(p.els.var());
@@ -2048,7 +2020,7 @@ fn targets_of(b: &Block, out: &mut BTreeSet<VarId>) {
                 out.extend(value.var());
             }
             Stmt::Loop(l) => {
-                targets_of(&l.body, out);
+                operand_uses(&l.body, out, index_bases);
                 for c in &l.carried {
                     out.extend(c.init.var());
                     out.extend(c.exit.var());
