@@ -601,3 +601,41 @@ fn contributions_in_place_and_reduced_match_finite_differences() {
     assert_matches_fd("h", &gh, &h, |h| repeated_contributions(h, &b));
     assert_matches_fd("b", &gb, &b, |b| repeated_contributions(&h, b));
 }
+
+/// Parts of arrays by `slice(s![..])`: ranges, a fixed index, steps, a negative step, a row
+/// chosen in a loop; each part's adjoint adds into that part of the array's.
+#[differentiate]
+fn sliced(m: &Array2<f64>, w: &Array1<f64>) -> f64 {
+    let top = m.slice(autodiff::ndarray::s![0..2, ..]);
+    let col = m.slice(autodiff::ndarray::s![.., 1]);
+    let every_other = m.slice(autodiff::ndarray::s![..;2, 1..]);
+    let mut s = (&top * &top).sum() + (&col * w).mapv(f64::sin).sum();
+    s += every_other.mapv(f64::tanh).sum();
+    for i in 0..m.nrows() {
+        let row = m.slice(autodiff::ndarray::s![i, ..;-1]);
+        s += (&row * &m.row(0)).sum() * 0.5;
+    }
+    s
+}
+
+#[test]
+fn slices_match_finite_differences() {
+    let m = values((3, 3), 7, -1.0, 1.0);
+    let w = values(3, 8, -1.0, 1.0);
+    let (value, (gm, gw)) = sliced_value_and_grad(&m, &w);
+    assert_eq!(value, sliced(&m, &w));
+    let flat: Vec<f64> = m.iter().copied().collect();
+    let fm = autodiff::check::central_difference(
+        |v| sliced(&Array2::from_shape_vec((3, 3), v.to_vec()).unwrap(), &w),
+        &flat,
+        1e-6,
+    );
+    let fw = autodiff::check::central_difference(
+        |v| sliced(&m, &Array1::from(v.to_vec())),
+        w.as_slice().unwrap(),
+        1e-6,
+    );
+    for (g, f) in gm.iter().zip(&fm).chain(gw.iter().zip(&fw)) {
+        assert!((g - f).abs() <= 1e-6 * f.abs().max(1.0), "{g} vs {f}");
+    }
+}

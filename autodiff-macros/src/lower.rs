@@ -1608,6 +1608,21 @@ impl Lowerer<'_> {
         }
         let mut ints = Vec::new();
         for a in &args[rule.floats..] {
+            if let Expr::Macro(m) = strip(a) {
+                if m.mac.path.segments.last().is_some_and(|s| s.ident == "s") {
+                    // `s![..]` of `x.slice(..)`: borrowed, so that the forward and the reverse
+                    // sweep can both pass it (`&SliceInfo` is a slice argument too).
+                    let tokens = self.rename_tokens(m.mac.tokens.clone());
+                    let path = &m.mac.path;
+                    let var = self.temp(false);
+                    out.stmts.push(Stmt::Let {
+                        var,
+                        op: Op::Verbatim(quote!(&#path![#tokens])),
+                    });
+                    ints.push(Operand::Var(var));
+                    continue;
+                }
+            }
             let o = self.operand(a, out)?;
             if self.is_active(&o) {
                 return Err(syn::Error::new_spanned(
@@ -1761,6 +1776,42 @@ impl Lowerer<'_> {
     }
 
     /// `e` with each local variable replaced by its current version's name.
+    /// The tokens of a macro's arguments (`s![.., i]`), each local variable standing alone
+    /// (not a field or method name after `.`, not a segment after `::`) renamed.
+    fn rename_tokens(&self, tokens: TokenStream) -> TokenStream {
+        use proc_macro2::TokenTree;
+        let mut out = TokenStream::new();
+        let mut qualified = false;
+        for tt in tokens {
+            let next = match tt {
+                TokenTree::Ident(i) if !qualified => match self.lookup(&i.to_string()) {
+                    Some(id) => {
+                        let mut name = self.vars[id].name.clone();
+                        name.set_span(crate::names::located_at(name.span(), i.span()));
+                        TokenTree::Ident(name)
+                    }
+                    None => TokenTree::Ident(i),
+                },
+                TokenTree::Group(g) => {
+                    let mut group =
+                        proc_macro2::Group::new(g.delimiter(), self.rename_tokens(g.stream()));
+                    group.set_span(g.span());
+                    TokenTree::Group(group)
+                }
+                other => other,
+            };
+            // A name right after `.` (but not `..`) or `::` is a field, method or path segment.
+            qualified = match &next {
+                TokenTree::Punct(p) => {
+                    (p.as_char() == '.' && !qualified_dot(&out)) || p.as_char() == ':'
+                }
+                _ => false,
+            };
+            out.extend([next]);
+        }
+        out
+    }
+
     fn rename(&self, e: &Expr) -> syn::Result<TokenStream> {
         struct Renamer<'a, 'b> {
             lw: &'a Lowerer<'b>,
@@ -2094,4 +2145,9 @@ fn buffer_targets(block: &syn::Block) -> HashSet<String> {
     let mut f = Find(HashSet::new());
     f.visit_block(block);
     f.0
+}
+
+/// Does `tokens` end with a `.` (so that a `.` after it makes `..`)?
+fn qualified_dot(tokens: &TokenStream) -> bool {
+    matches!(tokens.clone().into_iter().last(), Some(proc_macro2::TokenTree::Punct(p)) if p.as_char() == '.')
 }

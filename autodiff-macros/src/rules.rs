@@ -419,6 +419,8 @@ pub static RULES: &[Rule] = &[
     tensor!("to_vec", 1, 0, Forward::AsWritten, fallible: false, Adjoint::Linear(&[true])),
     tensor!("row", 1, 1, Forward::AsWritten, fallible: false, Adjoint::Scatter("row_acc")),
     tensor!("column", 1, 1, Forward::AsWritten, fallible: false, Adjoint::Scatter("column_acc")),
+    // `x.slice(s![..])` of an ndarray array: a view; its adjoint adds into that part.
+    tensor!("slice", 1, 1, Forward::AsWritten, fallible: false, Adjoint::Scatter("slice_acc")),
     // Piecewise constant: zero derivative.
     zero!("signum"),
     zero!("floor"),
@@ -472,6 +474,7 @@ impl Rule {
         matches!(
             self.name,
             "range"
+                | "slice"
                 | "t"
                 | "row"
                 | "column"

@@ -10,7 +10,7 @@ use crate::Real;
 use ndarray::linalg::{general_mat_mul, general_mat_vec_mul, Dot};
 use ndarray::{
     Array, Array1, Array2, ArrayBase, ArrayView, Axis, Data, DataMut, DimMax, Dimension, Ix1, Ix2,
-    RemoveAxis,
+    RemoveAxis, SliceArg,
 };
 
 // ----- element-wise arithmetic ---------------------------------------------------------------
@@ -500,6 +500,24 @@ pub fn row_acc<
     k: usize,
 ) {
     dx.row_mut(k).zip_mut_with(dy.canon(), |d, &v| *d += v);
+}
+
+/// Adjoint of `x.slice(info)` (`info` is `&s![..]`), in place: adds `dy` into that part of
+/// `x`'s adjoint `dx`.
+pub fn slice_acc<
+    F: Real,
+    SD: DataMut<Elem = F>,
+    D: Dimension,
+    I: SliceArg<D>,
+    S: Data<Elem = F>,
+    E: Dimension,
+    DY: Val<Canon = ArrayBase<S, E>> + ?Sized,
+>(
+    dx: &mut ArrayBase<SD, D>,
+    dy: &DY,
+    info: I,
+) {
+    dx.slice_mut(info).zip_mut_with(dy.canon(), |d, &v| *d += v);
 }
 
 /// Adjoint of `x.column(k)`, in place: adds `dy` into column `k` of `x`'s adjoint `dx`.
