@@ -224,10 +224,7 @@ pub fn p1(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p2(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = (&m.column(0).insert_axis(Axis(1)) * m)
-        .mapv(|t| (t * t + 1.0).ln())
-        .sum()
-        * x[2];
+    let arr1 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * x[2];
     let mut perm2 = vec![0usize; n];
     for i in 0..n {
         perm2[i] = (i + 2) % n;
@@ -548,7 +545,7 @@ pub fn p10(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else if (x[1].tanh() * 0.5).sinh() >= 1.92f64 {
         m4 = m4 * 0.5;
     }
-    let arr5 = (&m.row(1) * smooth(m2) - &m.column(1)).mapv(f64::sin).sum();
+    let arr5 = (m * smooth(m2) + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
     -1.04f64 * (a).tanh()
         + -1.81f64 * (b).tanh()
         + -0.07f64 * (acc1).tanh()
@@ -608,13 +605,9 @@ pub fn p12(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else if b.sin() < -1.53f64 {
         m2 = m2 * 0.5;
     }
-    let arr3 = m
-        .view()
-        .into_shape_with_order(4)
-        .unwrap()
-        .mapv(|t| t.sin())
-        .sum()
-        + x[0].mul_add(m2, v1);
+    let arr3 = (m * x[0].mul_add(m2, v1) + &m.t().dot(m))
+        .mapv(|t| t.tanh())
+        .sum();
     let mut buf4 = vec![0.0; n];
     for i in 0..n {
         buf4[i] = (-0.20f64.min(v1).tanh() * 0.9).atanh();
@@ -627,7 +620,9 @@ pub fn p12(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         buf4[i] = (old * buf4[i - 1]).sin() + old;
     }
     let v5 = buf4[3] * buf4[0];
-    let arr6 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * x[2]));
+    let arr6 = (m.to_owned().reversed_axes() * x[2] + &m.view())
+        .mapv(|t| t.tanh())
+        .sum();
     -0.96f64 * (a).tanh()
         + 0.61f64 * (b).tanh()
         + 1.56f64 * (v1).tanh()
@@ -764,7 +759,13 @@ pub fn p15(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             acc1 = acc1 * 0.9 + smooth(b);
         }
     }
-    let arr2 = (m * acc1.sin() + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
+    let arr2 = m
+        .view()
+        .into_shape_with_order(4)
+        .unwrap()
+        .mapv(|t| t.sin())
+        .sum()
+        + acc1.sin();
     1.56f64 * (a).tanh() + 0.10f64 * (b).tanh() + 1.50f64 * (acc1).tanh() + 0.07f64 * (arr2).tanh()
 }
 
@@ -797,11 +798,7 @@ pub fn p16(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         w4 = w4 * 0.6 + 0.05 * x[1].abs().tanh();
         steps += 1;
     }
-    let arr5 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
-        .mean()
-        .unwrap()
-        * a.tanh().exp_m1();
+    let arr5 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * a.tanh().exp_m1();
     let mut acc6 = (v3 / (b * b + 1.0));
     for i in 0..n {
         acc6 += v3;
@@ -967,11 +964,7 @@ pub fn p22(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         buf2[i] = acc1;
     }
     let v3 = buf2[0] * buf2[1];
-    let arr4 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
-        .mean()
-        .unwrap()
-        * (a - v3);
+    let arr4 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * (a - v3)));
     let v5 = (-((b * b + 1.0).powf(b.tanh()).tanh().exp()));
     let mut perm6 = vec![0usize; n];
     for i in 0..n {
@@ -1242,11 +1235,7 @@ pub fn p28(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         perm3[n - 1] = first;
     }
-    let arr5 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
-        .mean()
-        .unwrap()
-        * v1.asinh();
+    let arr5 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * v1.asinh();
     let v6 = (v1.max(arr5).tanh() * 0.9).atanh().abs();
     let mut m7 = -1.73f64;
     if x[1] <= -0.97f64 {
@@ -1338,7 +1327,11 @@ pub fn p29(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p30(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * -1.67f64.mul_add(a, a)));
+    let arr1 = (m + &m.sum_axis(Axis(0)))
+        .mapv(|t| (t * t + 1.0).ln())
+        .mean()
+        .unwrap()
+        * -1.67f64.mul_add(a, a);
     let v2 = if f64::sin(arr1) > -0.58f64 {
         autodiff::ops::softplus(x[3]).mul_add((a.tanh() * 0.5).sinh(), arr1)
     } else {
@@ -1397,8 +1390,8 @@ pub fn p31(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         lse1 += se.ln() + mx;
     }
-    let arr3 = (m.to_owned().reversed_axes() * (lse1.tanh() * 0.9).atanh() + &m.view())
-        .mapv(|t| t.tanh())
+    let arr3 = (&m.row(1) * (lse1.tanh() * 0.9).atanh() - &m.column(1))
+        .mapv(f64::sin)
         .sum();
     -0.09f64 * (a).tanh()
         + -1.74f64 * (b).tanh()
@@ -1432,9 +1425,10 @@ pub fn p32(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else if (b * b + 1.0).cbrt() >= 0.41f64 {
         m3 = m3 * 0.5;
     }
-    let arr4 = (m.to_owned().reversed_axes() * -1.44f64.mul_add(a, m3) + &m.view())
-        .mapv(|t| t.tanh())
-        .sum();
+    let arr4 = (&m.column(0).insert_axis(Axis(1)) * m)
+        .mapv(|t| (t * t + 1.0).ln())
+        .sum()
+        * -1.44f64.mul_add(a, m3);
     let mut w5 = ((-(a)) * (-(a)) + 1.0)
         .powf((-0.65f64.tanh() * 0.5).cosh().tanh())
         .tanh()
@@ -1900,11 +1894,9 @@ pub fn p43(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             acc5 = acc5 * 0.9 + pair1.tanh();
         }
     }
-    let arr6 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
-        .mean()
-        .unwrap()
-        * (v4 * v4).ln_1p();
+    let arr6 = (m * (v4 * v4).ln_1p() + &m.t().dot(m))
+        .mapv(|t| t.tanh())
+        .sum();
     0.13f64 * (a).tanh()
         + 0.41f64 * (b).tanh()
         + 0.29f64 * (pair1).tanh()
@@ -1979,9 +1971,8 @@ pub fn p45(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         lse1 = lse1 * 0.5 + se.ln() + mx;
     }
-    let arr3 = (m * (-1.49f64 * -1.49f64 + 1.0).log10() + &m.t().dot(m))
-        .mapv(|t| t.tanh())
-        .sum();
+    let arr3 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum()
+        * (-1.49f64 * -1.49f64 + 1.0).log10();
     -1.01f64 * (a).tanh()
         + -0.15f64 * (b).tanh()
         + 0.14f64 * (lse1).tanh()
@@ -2238,7 +2229,13 @@ pub fn p52(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p53(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * a.mul_add(b, a);
+    let arr1 = m
+        .view()
+        .into_shape_with_order(4)
+        .unwrap()
+        .mapv(|t| t.sin())
+        .sum()
+        + a.mul_add(b, a);
     let mut buf2 = vec![0.0; n];
     for i in 0..n {
         buf2[i] = b.max((1.21f64 * 1.21f64 + 1.0).log10());
@@ -2250,13 +2247,7 @@ pub fn p53(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         w4 = w4 * 0.6 + 0.05 * (v3 * v3 + 1.0).powf(arr1.tanh()).tanh();
         steps += 1;
     }
-    let arr5 = m
-        .view()
-        .into_shape_with_order(4)
-        .unwrap()
-        .mapv(|t| t.sin())
-        .sum()
-        + (v3.tanh() * 0.9).acos();
+    let arr5 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * (v3.tanh() * 0.9).acos()));
     let mut buf6 = vec![0.0; n];
     for i in 0..n {
         buf6[i] = arr1;
@@ -2286,11 +2277,7 @@ pub fn p54(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         * ((x[1].tanh() * 0.9).atanh() * (x[1].tanh() * 0.9).atanh() + 1.0).cbrt()
         + 1.5)
         .acosh();
-    let arr2 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
-        .mean()
-        .unwrap()
-        * (b + b);
+    let arr2 = (&m.row(1) * (b + b) - &m.column(1)).mapv(f64::sin).sum();
     1.56f64 * (a).tanh() + 1.17f64 * (b).tanh() + -1.13f64 * (v1).tanh() + 1.82f64 * (arr2).tanh()
 }
 
@@ -2450,7 +2437,10 @@ pub fn p58(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             pair5 += (d * d + 0.5).recip() * (x[(i + 1) % n].tanh() * 0.5).tan();
         }
     }
-    let arr6 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * a;
+    let arr6 = (&m.slice(autodiff::ndarray::s![.., 1..]) * a
+        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+        .mapv(|t| t.sin())
+        .sum();
     let mut lse7 = smooth(-0.25f64);
     let mut scratch8 = vec![0.0; n * 2];
     for i in 0..n {
@@ -3387,7 +3377,10 @@ pub fn p80(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     }
     let v3 = autodiff::ops::sigmoid((b - 1.14f64));
     let v4 = -0.11f64;
-    let arr5 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * -1.90f64;
+    let arr5 = (&m.slice(autodiff::ndarray::s![.., 1..]) * -1.90f64
+        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+        .mapv(|t| t.sin())
+        .sum();
     -0.54f64 * (a).tanh()
         + 1.00f64 * (b).tanh()
         + 1.51f64 * (rot2).tanh()
@@ -3617,7 +3610,7 @@ pub fn p86(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             pair2 += (d * d + 0.5).recip() * (a.tanh() * 0.9).acos();
         }
     }
-    let arr3 = (m * v1.cos() + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
+    let arr3 = (&m.row(1) * v1.cos() - &m.column(1)).mapv(f64::sin).sum();
     let v4 = if arr3 >= -1.30f64 {
         ((0.78f64.tanh() * 0.9).acos().tanh() * 0.9).asin()
     } else {
@@ -3659,10 +3652,7 @@ pub fn p87(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p88(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = (&m.column(0).insert_axis(Axis(1)) * m)
-        .mapv(|t| (t * t + 1.0).ln())
-        .sum()
-        * a.asinh();
+    let arr1 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * a.asinh();
     let v2 = ((x[1] * x[1] + 1.0)
         .powf(a.tanh())
         .min((x[1] * x[1] + 1.5).acosh())
@@ -3671,9 +3661,11 @@ pub fn p88(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             .min((x[1] * x[1] + 1.5).acosh())
         + 1.0)
         .log2();
-    let arr3 = (m.to_owned().reversed_axes() * b + &m.view())
-        .mapv(|t| t.tanh())
-        .sum();
+    let arr3 = (m + &m.sum_axis(Axis(0)))
+        .mapv(|t| (t * t + 1.0).ln())
+        .mean()
+        .unwrap()
+        * b;
     let v4 = b;
     -0.59f64 * (a).tanh()
         + -0.05f64 * (b).tanh()
@@ -3693,7 +3685,7 @@ pub fn p89(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else {
         b
     };
-    let arr3 = (m * autodiff::ops::sigmoid(a) + &m.t().dot(m))
+    let arr3 = (m.to_owned().reversed_axes() * autodiff::ops::sigmoid(a) + &m.view())
         .mapv(|t| t.tanh())
         .sum();
     let mut perm4 = vec![0usize; n];
@@ -3982,9 +3974,10 @@ pub fn p97(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..part1_s.len() {
         part1 += part1_s[i] * part1_s[1].sin();
     }
-    let arr2 = (&m.row(1) * part1.sin() - &m.column(1))
-        .mapv(f64::sin)
-        .sum();
+    let arr2 = (&m.column(0).insert_axis(Axis(1)) * m)
+        .mapv(|t| (t * t + 1.0).ln())
+        .sum()
+        * part1.sin();
     let part3_s = &x[0..2];
     let mut part3 = part1.tanh().exp();
     for i in 0..part3_s.len() {
@@ -4116,7 +4109,7 @@ pub fn p99(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p100(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = (&m.row(1) * -1.93f64 - &m.column(1)).mapv(f64::sin).sum();
+    let arr1 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * -1.93f64;
     let part2_s = &x[1..];
     let mut part2 = (x[3] * x[3] + 1.0).log10();
     for i in 0..part2_s.len() {
@@ -4388,7 +4381,9 @@ pub fn p106(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         perm4[n - 1] = first;
     }
-    let arr6 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * b.max(x[3]);
+    let arr6 = (&m.row(1) * b.max(x[3]) - &m.column(1))
+        .mapv(f64::sin)
+        .sum();
     -0.98f64 * (a).tanh()
         + -1.85f64 * (b).tanh()
         + -1.53f64 * (m1).tanh()
@@ -4659,10 +4654,10 @@ pub fn p111(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p112(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = (&m.column(0).insert_axis(Axis(1)) * m)
-        .mapv(|t| (t * t + 1.0).ln())
-        .sum()
-        * b;
+    let arr1 = (&m.slice(autodiff::ndarray::s![.., 1..]) * b
+        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+        .mapv(|t| t.sin())
+        .sum();
     let mut pair2 = 0.0;
     for i in 0..n {
         for j in (i + 1)..n {
@@ -4706,11 +4701,13 @@ pub fn p113(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         w3 = w3 * 0.6 + 0.05 * (-1.60f64 + b).tanh();
         steps += 1;
     }
-    let arr4 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
-        .mean()
+    let arr4 = m
+        .view()
+        .into_shape_with_order(4)
         .unwrap()
-        * 1.92f64;
+        .mapv(|t| t.sin())
+        .sum()
+        + 1.92f64;
     let mut buf5 = vec![0.0; n];
     for i in 0..n {
         buf5[i] = (autodiff::ops::sigmoid(v1).tanh() * 0.9).atanh();
@@ -4748,16 +4745,16 @@ pub fn p114(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else {
         x[2]
     };
-    let arr2 = (m.to_owned().reversed_axes() * (a / (x[0] * x[0] + 1.0)) + &m.view())
-        .mapv(|t| t.tanh())
-        .sum();
-    let arr3 = m
-        .view()
-        .into_shape_with_order(4)
+    let arr2 = (m + &m.sum_axis(Axis(0)))
+        .mapv(|t| (t * t + 1.0).ln())
+        .mean()
         .unwrap()
-        .mapv(|t| t.sin())
-        .sum()
-        + -0.22f64;
+        * (a / (x[0] * x[0] + 1.0));
+    let arr3 = (m + &m.sum_axis(Axis(0)))
+        .mapv(|t| (t * t + 1.0).ln())
+        .mean()
+        .unwrap()
+        * -0.22f64;
     let mut pair4 = 0.0;
     for i in 0..n {
         for j in (i + 1)..n {
@@ -4793,17 +4790,18 @@ pub fn p114(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p115(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = (&m.row(1) * (1.34f64 + a) - &m.column(1))
-        .mapv(f64::sin)
-        .sum();
+    let arr1 = (&m.column(0).insert_axis(Axis(1)) * m)
+        .mapv(|t| (t * t + 1.0).ln())
+        .sum()
+        * (1.34f64 + a);
     let mut m2 = (((arr1).tanh() * 3.0).round() * 0.25 + x[3]);
     if (-(a)) < -1.93f64 {
         m2 += b;
     } else if x[1] <= -0.30f64 {
         m2 = m2 * 0.5;
     }
-    let arr3 = (m * a.atan2(arr1 * arr1 + 0.5) + &m.t().dot(m))
-        .mapv(|t| t.tanh())
+    let arr3 = (&m.row(1) * a.atan2(arr1 * arr1 + 0.5) - &m.column(1))
+        .mapv(f64::sin)
         .sum();
     let mut acc4 = (arr1.tanh() * 0.9).acos();
     for i in 0..n {
@@ -5086,10 +5084,9 @@ pub fn p122(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..part6_s.len() {
         part6 += part6_s[i] * part6_s[1].sin();
     }
-    let arr7 = (&m.column(0).insert_axis(Axis(1)) * m)
-        .mapv(|t| (t * t + 1.0).ln())
-        .sum()
-        * (x[0].tanh() * 0.9).acos();
+    let arr7 = (m * (x[0].tanh() * 0.9).acos() + &m.t().dot(m))
+        .mapv(|t| t.tanh())
+        .sum();
     0.02f64 * (a).tanh()
         + -1.11f64 * (b).tanh()
         + 0.25f64 * (pair1).tanh()
@@ -5280,7 +5277,7 @@ pub fn p127(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             acc2 = acc2 * 0.9 + a.tanh().exp_m1();
         }
     }
-    let arr3 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * x[1];
+    let arr3 = (&m.row(1) * x[1] - &m.column(1)).mapv(f64::sin).sum();
     0.01f64 * (a).tanh()
         + -1.34f64 * (b).tanh()
         + -0.77f64 * (v1).tanh()
@@ -5561,11 +5558,7 @@ pub fn p133(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         buf4[i] = b.max(-0.10f64).cos();
     }
     let v5 = buf4[3] * buf4[0];
-    let arr6 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
-        .mean()
-        .unwrap()
-        * v1.cos();
+    let arr6 = (m * v1.cos() + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
     -0.05f64 * (a).tanh()
         + 0.62f64 * (b).tanh()
         + -1.89f64 * (v1).tanh()
@@ -5769,10 +5762,9 @@ pub fn p139(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         perm1[n - 1] = first;
     }
-    let arr3 = (m + &m.sum_axis(Axis(0)))
+    let arr3 = (&m.column(0).insert_axis(Axis(1)) * m)
         .mapv(|t| (t * t + 1.0).ln())
-        .mean()
-        .unwrap()
+        .sum()
         * (-1.18f64.tanh() * 0.9).asin();
     let mut acc4 = (-(arr3));
     for i in 0..n {
@@ -5939,9 +5931,10 @@ pub fn p143(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         buf2[i] = (autodiff::ops::softplus(b) * autodiff::ops::softplus(b)).ln_1p();
     }
     let v3 = buf2[2] + 0.5 * buf2[3];
-    let arr4 = (m.to_owned().reversed_axes() * (-1.29f64 * -1.29f64 + 1.0).recip() + &m.view())
-        .mapv(|t| t.tanh())
-        .sum();
+    let arr4 = (&m.column(0).insert_axis(Axis(1)) * m)
+        .mapv(|t| (t * t + 1.0).ln())
+        .sum()
+        * (-1.29f64 * -1.29f64 + 1.0).recip();
     let mut w5 = (-1.37f64.tanh() * 0.5).sinh().clamp(-1.0, 1.0).tanh() + 3.0;
     let mut steps = 0;
     while w5 > 0.5 && steps < 20 {
@@ -6373,7 +6366,10 @@ pub fn p155(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p156(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * (a.tanh() * 0.9).acos();
+    let arr1 = (&m.slice(autodiff::ndarray::s![.., 1..]) * (a.tanh() * 0.9).acos()
+        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+        .mapv(|t| t.sin())
+        .sum();
     let v2 = (-0.85f64.powi(2).max((arr1.tanh() * 0.9).asin())
         * -0.85f64.powi(2).max((arr1.tanh() * 0.9).asin())
         + 1.0)
@@ -6654,7 +6650,10 @@ pub fn p163(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         lse3 += se.ln() + mx;
     }
-    let arr5 = (&m.row(1) * v2.powi(3) - &m.column(1)).mapv(f64::sin).sum();
+    let arr5 = (&m.slice(autodiff::ndarray::s![.., 1..]) * v2.powi(3)
+        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+        .mapv(|t| t.sin())
+        .sum();
     let v6 = (1.73f64 * 1.73f64 + 1.0).ln();
     let part7_s = &x[1..];
     let mut part7 = b;
@@ -7141,9 +7140,7 @@ pub fn p174(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         w3 = w3 * 0.6 + 0.05 * -0.83f64.tanh();
         steps += 1;
     }
-    let arr4 = (m.to_owned().reversed_axes() * x[2].clamp(-1.0, 1.0) + &m.view())
-        .mapv(|t| t.tanh())
-        .sum();
+    let arr4 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * x[2].clamp(-1.0, 1.0);
     let v5 = smooth(x[0].max(b).cos());
     let mut m6 = w3;
     if (-1.95f64.tanh() * 0.5).tan() <= -1.38f64 {
@@ -7181,7 +7178,7 @@ pub fn p175(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         lse1 = lse1 * 0.5 + se.ln() + mx;
     }
-    let arr3 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * (a * a + 1.0).ln();
+    let arr3 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * (a * a + 1.0).ln()));
     let v4 = (arr3 * arr3 + 1.0).ln();
     1.05f64 * (a).tanh()
         + 0.83f64 * (b).tanh()
@@ -7466,11 +7463,9 @@ pub fn p181(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..part5_s.len() {
         part5 += part5_s[i] * part5_s[1].sin();
     }
-    let arr6 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
-        .mean()
-        .unwrap()
-        * v2.hypot(v2);
+    let arr6 = (&m.row(1) * v2.hypot(v2) - &m.column(1))
+        .mapv(f64::sin)
+        .sum();
     1.97f64 * (a).tanh()
         + -0.52f64 * (b).tanh()
         + -0.37f64 * (v2).tanh()
@@ -7599,7 +7594,11 @@ pub fn p183(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p184(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * (a / (a * a + 1.0));
+    let arr1 = (m + &m.sum_axis(Axis(0)))
+        .mapv(|t| (t * t + 1.0).ln())
+        .mean()
+        .unwrap()
+        * (a / (a * a + 1.0));
     let v2 = if -1.21f64 > -1.29f64 {
         ((arr1.tanh() * 0.9).asin() + b.powi(3))
     } else {
@@ -7747,11 +7746,7 @@ pub fn p187(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else {
         ((b * b + 1.0).log2() * (b * b + 1.0).log2() + 1.0).recip()
     };
-    let arr5 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
-        .mean()
-        .unwrap()
-        * lse2.tanh();
+    let arr5 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * lse2.tanh()));
     1.79f64 * (a).tanh()
         + 1.16f64 * (b).tanh()
         + 0.00f64 * (w1).tanh()
@@ -7783,8 +7778,9 @@ pub fn p188(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             pair3 += (d * d + 0.5).recip() * v2.tanh().exp2();
         }
     }
-    let arr4 = (&m.row(1) * f64::sin(-0.19f64) - &m.column(1))
-        .mapv(f64::sin)
+    let arr4 = (&m.slice(autodiff::ndarray::s![.., 1..]) * f64::sin(-0.19f64)
+        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+        .mapv(|t| t.sin())
         .sum();
     -0.13f64 * (a).tanh()
         + 1.21f64 * (b).tanh()
@@ -8344,9 +8340,10 @@ pub fn p203(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         buf1[i] = (old * buf1[i - 1]).sin() + old;
     }
     let v2 = buf1[1] + 0.5 * buf1[2];
-    let arr3 = (&m.column(0).insert_axis(Axis(1)) * m)
+    let arr3 = (m + &m.sum_axis(Axis(0)))
         .mapv(|t| (t * t + 1.0).ln())
-        .sum()
+        .mean()
+        .unwrap()
         * v2.min(v2);
     let v4 = if f64::sin(1.89f64) < -1.79f64 {
         arr3.mul_add(arr3, -1.71f64).powi(3)
@@ -8403,10 +8400,7 @@ pub fn p204(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p205(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = (&m.column(0).insert_axis(Axis(1)) * m)
-        .mapv(|t| (t * t + 1.0).ln())
-        .sum()
-        * a.atan();
+    let arr1 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * a.atan();
     let mut m2 = b.max(0.67f64);
     if 0.77f64 <= 1.07f64 {
         m2 += arr1
@@ -8595,13 +8589,10 @@ pub fn p208(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         perm5[n - 1] = first;
     }
-    let arr7 = m
-        .view()
-        .into_shape_with_order(4)
-        .unwrap()
-        .mapv(|t| t.sin())
+    let arr7 = (&m.column(0).insert_axis(Axis(1)) * m)
+        .mapv(|t| (t * t + 1.0).ln())
         .sum()
-        + x[1].tanh().exp();
+        * x[1].tanh().exp();
     -0.36f64 * (a).tanh()
         + 1.90f64 * (b).tanh()
         + 1.49f64 * (acc1).tanh()
@@ -8622,10 +8613,10 @@ pub fn p209(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else if (-1.88f64 * -1.88f64).ln_1p() > -1.74f64 {
         m2 = m2 * 0.5;
     }
-    let arr3 = (&m.column(0).insert_axis(Axis(1)) * m)
-        .mapv(|t| (t * t + 1.0).ln())
-        .sum()
-        * b;
+    let arr3 = (&m.slice(autodiff::ndarray::s![.., 1..]) * b
+        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+        .mapv(|t| t.sin())
+        .sum();
     let mut acc4 = (b * b + 1.0).powf(arr3.tanh());
     for i in 0..n {
         acc4 += x[i];
@@ -8695,9 +8686,11 @@ pub fn p211(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         .tanh()
         .exp2();
     let v2 = (v1.tanh().exp2().tanh() * 0.5).sinh().tanh().exp();
-    let arr3 = (m * -0.71f64.powi(3) + &m.t().dot(m))
-        .mapv(|t| t.tanh())
-        .sum();
+    let arr3 = (m + &m.sum_axis(Axis(0)))
+        .mapv(|t| (t * t + 1.0).ln())
+        .mean()
+        .unwrap()
+        * -0.71f64.powi(3);
     let v4 = x[2];
     -0.17f64 * (a).tanh()
         + 0.88f64 * (b).tanh()
@@ -8911,7 +8904,7 @@ pub fn p216(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         w1 = w1 * 0.6 + 0.05 * (((a).tanh() * 3.0).ceil() * 0.25 + a).tanh();
         steps += 1;
     }
-    let arr2 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * x[1].atan()));
+    let arr2 = (m * x[1].atan() + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
     1.08f64 * (a).tanh() + -1.37f64 * (b).tanh() + -1.00f64 * (w1).tanh() + 1.82f64 * (arr2).tanh()
 }
 
@@ -8980,7 +8973,7 @@ pub fn p218(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p219(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = (m * (b * b + 1.0).log(3.0) + &m.t().dot(m))
+    let arr1 = (m.to_owned().reversed_axes() * (b * b + 1.0).log(3.0) + &m.view())
         .mapv(|t| t.tanh())
         .sum();
     let v2 = (autodiff::ops::softplus((((a).tanh() * 3.0).signum() * 0.25 + x[0]))
@@ -9142,15 +9135,11 @@ pub fn p223(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p224(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = m
-        .view()
-        .into_shape_with_order(4)
-        .unwrap()
-        .mapv(|t| t.sin())
-        .sum()
-        + (x[1] * x[1] + 1.0).log10();
+    let arr1 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * (x[1] * x[1] + 1.0).log10();
     let v2 = (arr1.powi(3) * arr1.powi(3)).ln_1p();
-    let arr3 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * (x[3].tanh() * 0.9).atanh();
+    let arr3 = (m * (x[3].tanh() * 0.9).atanh() + &m.t().dot(m))
+        .mapv(|t| t.tanh())
+        .sum();
     let mut acc4 = (arr1 * arr1 + 1.0).recip();
     for i in 0..n {
         acc4 += b.tanh().asinh();
@@ -9446,9 +9435,10 @@ pub fn p231(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         perm1[n - 1] = first;
     }
-    let arr3 = (m * (-1.78f64.tanh() * 0.9).asin() + &m.t().dot(m))
-        .mapv(|t| t.tanh())
-        .sum();
+    let arr3 = (&m.column(0).insert_axis(Axis(1)) * m)
+        .mapv(|t| (t * t + 1.0).ln())
+        .sum()
+        * (-1.78f64.tanh() * 0.9).asin();
     let mut pair4 = 0.0;
     for i in 0..n {
         for j in (i + 1)..n {
@@ -9815,11 +9805,7 @@ pub fn p239(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else if (acc3 - rot2) <= -1.67f64 {
         m6 = m6 * 0.5;
     }
-    let arr7 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
-        .mean()
-        .unwrap()
-        * (b * 0.5);
+    let arr7 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * (b * 0.5)));
     let mut pair8 = 0.0;
     for i in 0..n {
         for j in (i + 1)..n {
@@ -10236,9 +10222,7 @@ pub fn p249(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else if a > 1.46f64 {
         m3 = m3 * 0.5;
     }
-    let arr4 = (&m.row(1) * (v2 * v2 + 0.5).sqrt() - &m.column(1))
-        .mapv(f64::sin)
-        .sum();
+    let arr4 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * (v2 * v2 + 0.5).sqrt()));
     let mut perm5 = vec![0usize; n];
     for i in 0..n {
         perm5[i] = (i + 1) % n;
@@ -10793,13 +10777,9 @@ pub fn p262(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             acc2 = acc2 * 0.9 + (x[3].tanh() * 0.9).acos();
         }
     }
-    let arr3 = m
-        .view()
-        .into_shape_with_order(4)
-        .unwrap()
-        .mapv(|t| t.sin())
-        .sum()
-        + -1.24f64.tanh();
+    let arr3 = (&m.row(1) * -1.24f64.tanh() - &m.column(1))
+        .mapv(f64::sin)
+        .sum();
     0.88f64 * (a).tanh()
         + -1.10f64 * (b).tanh()
         + 1.49f64 * (pair1).tanh()
@@ -10825,12 +10805,12 @@ pub fn p263(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             pair2 += (d * d + 0.5).recip() * 0.02f64;
         }
     }
-    let arr3 = (m + &m.sum_axis(Axis(0)))
+    let arr3 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * x[2].sin();
+    let arr4 = (m + &m.sum_axis(Axis(0)))
         .mapv(|t| (t * t + 1.0).ln())
         .mean()
         .unwrap()
-        * x[2].sin();
-    let arr4 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * a.min(arr3)));
+        * a.min(arr3);
     1.91f64 * (a).tanh()
         + -0.88f64 * (b).tanh()
         + 1.50f64 * (pair1).tanh()
@@ -11280,7 +11260,7 @@ pub fn p273(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         w2 = w2 * 0.6 + 0.05 * (x[2] * v1).tanh();
         steps += 1;
     }
-    let arr3 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * (x[0].tanh() * 0.5).cosh();
+    let arr3 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * (x[0].tanh() * 0.5).cosh()));
     let mut m4 = x[0];
     if (-1.31f64 * -1.31f64 + 1.0).log(3.0) >= -1.17f64 {
         m4 += w2.mul_add(x[1], a).tanh().exp_m1();
@@ -11663,7 +11643,13 @@ pub fn p285(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else {
         (part3.mul_add(b, b) * (a * -0.69f64))
     };
-    let arr5 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * v4;
+    let arr5 = m
+        .view()
+        .into_shape_with_order(4)
+        .unwrap()
+        .mapv(|t| t.sin())
+        .sum()
+        + v4;
     -0.88f64 * (a).tanh()
         + -0.93f64 * (b).tanh()
         + 0.27f64 * (lse1).tanh()
@@ -11898,13 +11884,9 @@ pub fn p290(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             acc1 = acc1 * 0.9 + (b * b + 1.0).log10();
         }
     }
-    let arr2 = m
-        .view()
-        .into_shape_with_order(4)
-        .unwrap()
-        .mapv(|t| t.sin())
-        .sum()
-        + (acc1 * acc1 + 1.0).log10();
+    let arr2 = (m * (acc1 * acc1 + 1.0).log10() + &m.t().dot(m))
+        .mapv(|t| t.tanh())
+        .sum();
     let mut lse3 = (acc1 * acc1 + 1.0).cbrt();
     let mut scratch4 = vec![0.0; 3];
     for i in 0..n {
@@ -12017,7 +11999,7 @@ pub fn p291(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else if (rot5 * rot5 + 1.0).cbrt() > -0.87f64 {
         m6 = m6 * 0.5;
     }
-    let arr7 = (m * lse1 + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
+    let arr7 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * lse1;
     let mut w8 = (smooth(rot5).tanh() * 0.5).sinh().tanh() + 3.0;
     let mut steps = 0;
     while w8 > 0.5 && steps < 20 {
@@ -12567,10 +12549,7 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p2(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = (&m.column(0).insert_axis(Axis(1)) * m)
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .sum()
-            * x[2];
+        let arr1 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * x[2];
         let mut perm2 = vec![0usize; n];
         for i in 0..n {
             perm2[i] = (i + 2) % n;
@@ -12888,7 +12867,7 @@ mod twin {
         } else if (x[1].tanh() * c(0.5)).sinh() >= c(1.92) {
             m4 = m4 * c(0.5);
         }
-        let arr5 = (&m.row(1) * smooth(m2) - &m.column(1)).mapv(sin).sum();
+        let arr5 = (m * smooth(m2) + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
         -c(1.04) * (a).tanh()
             + -c(1.81) * (b).tanh()
             + -c(0.07) * (acc1).tanh()
@@ -12946,13 +12925,9 @@ mod twin {
         } else if b.sin() < -c(1.53) {
             m2 = m2 * c(0.5);
         }
-        let arr3 = m
-            .view()
-            .into_shape_with_order(4)
-            .unwrap()
-            .mapv(|t| t.sin())
-            .sum()
-            + x[0].mul_add(m2, v1);
+        let arr3 = (m * x[0].mul_add(m2, v1) + &m.t().dot(m))
+            .mapv(|t| t.tanh())
+            .sum();
         let mut buf4 = vec![c(0.0); n];
         for i in 0..n {
             buf4[i] = (-c(0.20).min(v1).tanh() * c(0.9)).atanh();
@@ -12965,7 +12940,9 @@ mod twin {
             buf4[i] = (old * buf4[i - 1]).sin() + old;
         }
         let v5 = buf4[3] * buf4[0];
-        let arr6 = ops::logsumexp(&(m.dot(&m.column(0)) * x[2]));
+        let arr6 = (m.to_owned().reversed_axes() * x[2] + &m.view())
+            .mapv(|t| t.tanh())
+            .sum();
         -c(0.96) * (a).tanh()
             + c(0.61) * (b).tanh()
             + c(1.56) * (v1).tanh()
@@ -13100,7 +13077,13 @@ mod twin {
                 acc1 = acc1 * c(0.9) + smooth(b);
             }
         }
-        let arr2 = (m * acc1.sin() + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
+        let arr2 = m
+            .view()
+            .into_shape_with_order(4)
+            .unwrap()
+            .mapv(|t| t.sin())
+            .sum()
+            + acc1.sin();
         c(1.56) * (a).tanh()
             + c(0.10) * (b).tanh()
             + c(1.50) * (acc1).tanh()
@@ -13135,11 +13118,7 @@ mod twin {
             w4 = w4 * c(0.6) + c(0.05) * x[1].abs().tanh();
             steps += 1;
         }
-        let arr5 = (m + &m.sum_axis(Axis(0)))
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .mean()
-            .unwrap()
-            * a.tanh().exp_m1();
+        let arr5 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * a.tanh().exp_m1();
         let mut acc6 = (v3 / (b * b + c(1.0)));
         for i in 0..n {
             acc6 += v3;
@@ -13308,11 +13287,7 @@ mod twin {
             buf2[i] = acc1;
         }
         let v3 = buf2[0] * buf2[1];
-        let arr4 = (m + &m.sum_axis(Axis(0)))
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .mean()
-            .unwrap()
-            * (a - v3);
+        let arr4 = ops::logsumexp(&(m.dot(&m.column(0)) * (a - v3)));
         let v5 = (-((b * b + c(1.0)).powd(b.tanh()).tanh().exp()));
         let mut perm6 = vec![0usize; n];
         for i in 0..n {
@@ -13582,11 +13557,7 @@ mod twin {
             }
             perm3[n - 1] = first;
         }
-        let arr5 = (m + &m.sum_axis(Axis(0)))
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .mean()
-            .unwrap()
-            * v1.asinh();
+        let arr5 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * v1.asinh();
         let v6 = (v1.max(arr5).tanh() * c(0.9)).atanh().abs();
         let mut m7 = -c(1.73);
         if x[1] <= -c(0.97) {
@@ -13676,7 +13647,11 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p30(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = ops::logsumexp(&(m.dot(&m.column(0)) * -c(1.67).mul_add(a, a)));
+        let arr1 = (m + &m.sum_axis(Axis(0)))
+            .mapv(|t| (t * t + c(1.0)).ln())
+            .mean()
+            .unwrap()
+            * -c(1.67).mul_add(a, a);
         let v2 = if sin(arr1) > -c(0.58) {
             ops::softplus(x[3]).mul_add((a.tanh() * c(0.5)).sinh(), arr1)
         } else {
@@ -13734,8 +13709,8 @@ mod twin {
             }
             lse1 += se.ln() + mx;
         }
-        let arr3 = (m.to_owned().reversed_axes() * (lse1.tanh() * c(0.9)).atanh() + &m.view())
-            .mapv(|t| t.tanh())
+        let arr3 = (&m.row(1) * (lse1.tanh() * c(0.9)).atanh() - &m.column(1))
+            .mapv(sin)
             .sum();
         -c(0.09) * (a).tanh()
             + -c(1.74) * (b).tanh()
@@ -13768,9 +13743,10 @@ mod twin {
         } else if (b * b + c(1.0)).cbrt() >= c(0.41) {
             m3 = m3 * c(0.5);
         }
-        let arr4 = (m.to_owned().reversed_axes() * -c(1.44).mul_add(a, m3) + &m.view())
-            .mapv(|t| t.tanh())
-            .sum();
+        let arr4 = (&m.column(0).insert_axis(Axis(1)) * m)
+            .mapv(|t| (t * t + c(1.0)).ln())
+            .sum()
+            * -c(1.44).mul_add(a, m3);
         let mut w5 = ((-(a)) * (-(a)) + c(1.0))
             .powd((-c(0.65).tanh() * c(0.5)).cosh().tanh())
             .tanh()
@@ -14233,11 +14209,9 @@ mod twin {
                 acc5 = acc5 * c(0.9) + pair1.tanh();
             }
         }
-        let arr6 = (m + &m.sum_axis(Axis(0)))
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .mean()
-            .unwrap()
-            * (v4 * v4).ln_1p();
+        let arr6 = (m * (v4 * v4).ln_1p() + &m.t().dot(m))
+            .mapv(|t| t.tanh())
+            .sum();
         c(0.13) * (a).tanh()
             + c(0.41) * (b).tanh()
             + c(0.29) * (pair1).tanh()
@@ -14310,9 +14284,8 @@ mod twin {
             }
             lse1 = lse1 * c(0.5) + se.ln() + mx;
         }
-        let arr3 = (m * (-c(1.49) * -c(1.49) + c(1.0)).log10() + &m.t().dot(m))
-            .mapv(|t| t.tanh())
-            .sum();
+        let arr3 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum()
+            * (-c(1.49) * -c(1.49) + c(1.0)).log10();
         -c(1.01) * (a).tanh()
             + -c(0.15) * (b).tanh()
             + c(0.14) * (lse1).tanh()
@@ -14570,7 +14543,13 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p53(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * a.mul_add(b, a);
+        let arr1 = m
+            .view()
+            .into_shape_with_order(4)
+            .unwrap()
+            .mapv(|t| t.sin())
+            .sum()
+            + a.mul_add(b, a);
         let mut buf2 = vec![c(0.0); n];
         for i in 0..n {
             buf2[i] = b.max((c(1.21) * c(1.21) + c(1.0)).log10());
@@ -14582,13 +14561,7 @@ mod twin {
             w4 = w4 * c(0.6) + c(0.05) * (v3 * v3 + c(1.0)).powd(arr1.tanh()).tanh();
             steps += 1;
         }
-        let arr5 = m
-            .view()
-            .into_shape_with_order(4)
-            .unwrap()
-            .mapv(|t| t.sin())
-            .sum()
-            + (v3.tanh() * c(0.9)).acos();
+        let arr5 = ops::logsumexp(&(m.dot(&m.column(0)) * (v3.tanh() * c(0.9)).acos()));
         let mut buf6 = vec![c(0.0); n];
         for i in 0..n {
             buf6[i] = arr1;
@@ -14618,11 +14591,7 @@ mod twin {
             * ((x[1].tanh() * c(0.9)).atanh() * (x[1].tanh() * c(0.9)).atanh() + c(1.0)).cbrt()
             + c(1.5))
         .acosh();
-        let arr2 = (m + &m.sum_axis(Axis(0)))
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .mean()
-            .unwrap()
-            * (b + b);
+        let arr2 = (&m.row(1) * (b + b) - &m.column(1)).mapv(sin).sum();
         c(1.56) * (a).tanh()
             + c(1.17) * (b).tanh()
             + -c(1.13) * (v1).tanh()
@@ -14785,7 +14754,10 @@ mod twin {
                 pair5 += (d * d + c(0.5)).recip() * (x[(i + 1) % n].tanh() * c(0.5)).tan();
             }
         }
-        let arr6 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * a;
+        let arr6 = (&m.slice(autodiff::ndarray::s![.., 1..]) * a
+            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+            .mapv(|t| t.sin())
+            .sum();
         let mut lse7 = smooth(-c(0.25));
         let mut scratch8 = vec![c(0.0); n * 2];
         for i in 0..n {
@@ -15706,7 +15678,10 @@ mod twin {
         }
         let v3 = ops::sigmoid((b - c(1.14)));
         let v4 = -c(0.11);
-        let arr5 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * -c(1.90);
+        let arr5 = (&m.slice(autodiff::ndarray::s![.., 1..]) * -c(1.90)
+            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+            .mapv(|t| t.sin())
+            .sum();
         -c(0.54) * (a).tanh()
             + c(1.00) * (b).tanh()
             + c(1.51) * (rot2).tanh()
@@ -15933,7 +15908,7 @@ mod twin {
                 pair2 += (d * d + c(0.5)).recip() * (a.tanh() * c(0.9)).acos();
             }
         }
-        let arr3 = (m * v1.cos() + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
+        let arr3 = (&m.row(1) * v1.cos() - &m.column(1)).mapv(sin).sum();
         let v4 = if arr3 >= -c(1.30) {
             ((c(0.78).tanh() * c(0.9)).acos().tanh() * c(0.9)).asin()
         } else {
@@ -15973,10 +15948,7 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p88(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = (&m.column(0).insert_axis(Axis(1)) * m)
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .sum()
-            * a.asinh();
+        let arr1 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * a.asinh();
         let v2 = ((x[1] * x[1] + c(1.0))
             .powd(a.tanh())
             .min((x[1] * x[1] + c(1.5)).acosh())
@@ -15985,9 +15957,11 @@ mod twin {
                 .min((x[1] * x[1] + c(1.5)).acosh())
             + c(1.0))
         .log2();
-        let arr3 = (m.to_owned().reversed_axes() * b + &m.view())
-            .mapv(|t| t.tanh())
-            .sum();
+        let arr3 = (m + &m.sum_axis(Axis(0)))
+            .mapv(|t| (t * t + c(1.0)).ln())
+            .mean()
+            .unwrap()
+            * b;
         let v4 = b;
         -c(0.59) * (a).tanh()
             + -c(0.05) * (b).tanh()
@@ -16006,7 +15980,7 @@ mod twin {
         } else {
             b
         };
-        let arr3 = (m * ops::sigmoid(a) + &m.t().dot(m))
+        let arr3 = (m.to_owned().reversed_axes() * ops::sigmoid(a) + &m.view())
             .mapv(|t| t.tanh())
             .sum();
         let mut perm4 = vec![0usize; n];
@@ -16292,7 +16266,10 @@ mod twin {
         for i in 0..part1_s.len() {
             part1 += part1_s[i] * part1_s[1].sin();
         }
-        let arr2 = (&m.row(1) * part1.sin() - &m.column(1)).mapv(sin).sum();
+        let arr2 = (&m.column(0).insert_axis(Axis(1)) * m)
+            .mapv(|t| (t * t + c(1.0)).ln())
+            .sum()
+            * part1.sin();
         let part3_s = &x[0..2];
         let mut part3 = part1.tanh().exp();
         for i in 0..part3_s.len() {
@@ -16422,7 +16399,7 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p100(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = (&m.row(1) * -c(1.93) - &m.column(1)).mapv(sin).sum();
+        let arr1 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * -c(1.93);
         let part2_s = &x[1..];
         let mut part2 = (x[3] * x[3] + c(1.0)).log10();
         for i in 0..part2_s.len() {
@@ -16690,7 +16667,7 @@ mod twin {
             }
             perm4[n - 1] = first;
         }
-        let arr6 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * b.max(x[3]);
+        let arr6 = (&m.row(1) * b.max(x[3]) - &m.column(1)).mapv(sin).sum();
         -c(0.98) * (a).tanh()
             + -c(1.85) * (b).tanh()
             + -c(1.53) * (m1).tanh()
@@ -16958,10 +16935,10 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p112(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = (&m.column(0).insert_axis(Axis(1)) * m)
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .sum()
-            * b;
+        let arr1 = (&m.slice(autodiff::ndarray::s![.., 1..]) * b
+            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+            .mapv(|t| t.sin())
+            .sum();
         let mut pair2 = c(0.0);
         for i in 0..n {
             for j in (i + 1)..n {
@@ -17004,11 +16981,13 @@ mod twin {
             w3 = w3 * c(0.6) + c(0.05) * (-c(1.60) + b).tanh();
             steps += 1;
         }
-        let arr4 = (m + &m.sum_axis(Axis(0)))
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .mean()
+        let arr4 = m
+            .view()
+            .into_shape_with_order(4)
             .unwrap()
-            * c(1.92);
+            .mapv(|t| t.sin())
+            .sum()
+            + c(1.92);
         let mut buf5 = vec![c(0.0); n];
         for i in 0..n {
             buf5[i] = (ops::sigmoid(v1).tanh() * c(0.9)).atanh();
@@ -17045,16 +17024,16 @@ mod twin {
         } else {
             x[2]
         };
-        let arr2 = (m.to_owned().reversed_axes() * (a / (x[0] * x[0] + c(1.0))) + &m.view())
-            .mapv(|t| t.tanh())
-            .sum();
-        let arr3 = m
-            .view()
-            .into_shape_with_order(4)
+        let arr2 = (m + &m.sum_axis(Axis(0)))
+            .mapv(|t| (t * t + c(1.0)).ln())
+            .mean()
             .unwrap()
-            .mapv(|t| t.sin())
-            .sum()
-            + -c(0.22);
+            * (a / (x[0] * x[0] + c(1.0)));
+        let arr3 = (m + &m.sum_axis(Axis(0)))
+            .mapv(|t| (t * t + c(1.0)).ln())
+            .mean()
+            .unwrap()
+            * -c(0.22);
         let mut pair4 = c(0.0);
         for i in 0..n {
             for j in (i + 1)..n {
@@ -17089,15 +17068,18 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p115(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = (&m.row(1) * (c(1.34) + a) - &m.column(1)).mapv(sin).sum();
+        let arr1 = (&m.column(0).insert_axis(Axis(1)) * m)
+            .mapv(|t| (t * t + c(1.0)).ln())
+            .sum()
+            * (c(1.34) + a);
         let mut m2 = (((arr1).tanh() * c(3.0)).round() * c(0.25) + x[3]);
         if (-(a)) < -c(1.93) {
             m2 += b;
         } else if x[1] <= -c(0.30) {
             m2 = m2 * c(0.5);
         }
-        let arr3 = (m * a.atan2(arr1 * arr1 + c(0.5)) + &m.t().dot(m))
-            .mapv(|t| t.tanh())
+        let arr3 = (&m.row(1) * a.atan2(arr1 * arr1 + c(0.5)) - &m.column(1))
+            .mapv(sin)
             .sum();
         let mut acc4 = (arr1.tanh() * c(0.9)).acos();
         for i in 0..n {
@@ -17384,10 +17366,9 @@ mod twin {
         for i in 0..part6_s.len() {
             part6 += part6_s[i] * part6_s[1].sin();
         }
-        let arr7 = (&m.column(0).insert_axis(Axis(1)) * m)
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .sum()
-            * (x[0].tanh() * c(0.9)).acos();
+        let arr7 = (m * (x[0].tanh() * c(0.9)).acos() + &m.t().dot(m))
+            .mapv(|t| t.tanh())
+            .sum();
         c(0.02) * (a).tanh()
             + -c(1.11) * (b).tanh()
             + c(0.25) * (pair1).tanh()
@@ -17573,7 +17554,7 @@ mod twin {
                 acc2 = acc2 * c(0.9) + a.tanh().exp_m1();
             }
         }
-        let arr3 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * x[1];
+        let arr3 = (&m.row(1) * x[1] - &m.column(1)).mapv(sin).sum();
         c(0.01) * (a).tanh()
             + -c(1.34) * (b).tanh()
             + -c(0.77) * (v1).tanh()
@@ -17850,11 +17831,7 @@ mod twin {
             buf4[i] = b.max(-c(0.10)).cos();
         }
         let v5 = buf4[3] * buf4[0];
-        let arr6 = (m + &m.sum_axis(Axis(0)))
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .mean()
-            .unwrap()
-            * v1.cos();
+        let arr6 = (m * v1.cos() + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
         -c(0.05) * (a).tanh()
             + c(0.62) * (b).tanh()
             + -c(1.89) * (v1).tanh()
@@ -18053,10 +18030,9 @@ mod twin {
             }
             perm1[n - 1] = first;
         }
-        let arr3 = (m + &m.sum_axis(Axis(0)))
+        let arr3 = (&m.column(0).insert_axis(Axis(1)) * m)
             .mapv(|t| (t * t + c(1.0)).ln())
-            .mean()
-            .unwrap()
+            .sum()
             * (-c(1.18).tanh() * c(0.9)).asin();
         let mut acc4 = (-(arr3));
         for i in 0..n {
@@ -18219,10 +18195,10 @@ mod twin {
             buf2[i] = (ops::softplus(b) * ops::softplus(b)).ln_1p();
         }
         let v3 = buf2[2] + c(0.5) * buf2[3];
-        let arr4 = (m.to_owned().reversed_axes() * (-c(1.29) * -c(1.29) + c(1.0)).recip()
-            + &m.view())
-            .mapv(|t| t.tanh())
-            .sum();
+        let arr4 = (&m.column(0).insert_axis(Axis(1)) * m)
+            .mapv(|t| (t * t + c(1.0)).ln())
+            .sum()
+            * (-c(1.29) * -c(1.29) + c(1.0)).recip();
         let mut w5 = (-c(1.37).tanh() * c(0.5))
             .sinh()
             .clamp(-c(1.0), c(1.0))
@@ -18654,7 +18630,10 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p156(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * (a.tanh() * c(0.9)).acos();
+        let arr1 = (&m.slice(autodiff::ndarray::s![.., 1..]) * (a.tanh() * c(0.9)).acos()
+            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+            .mapv(|t| t.sin())
+            .sum();
         let v2 = (-c(0.85).powi(2).max((arr1.tanh() * c(0.9)).asin())
             * -c(0.85).powi(2).max((arr1.tanh() * c(0.9)).asin())
             + c(1.0))
@@ -18931,7 +18910,10 @@ mod twin {
             }
             lse3 += se.ln() + mx;
         }
-        let arr5 = (&m.row(1) * v2.powi(3) - &m.column(1)).mapv(sin).sum();
+        let arr5 = (&m.slice(autodiff::ndarray::s![.., 1..]) * v2.powi(3)
+            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+            .mapv(|t| t.sin())
+            .sum();
         let v6 = (c(1.73) * c(1.73) + c(1.0)).ln();
         let part7_s = &x[1..];
         let mut part7 = b;
@@ -19416,9 +19398,8 @@ mod twin {
             w3 = w3 * c(0.6) + c(0.05) * -c(0.83).tanh();
             steps += 1;
         }
-        let arr4 = (m.to_owned().reversed_axes() * x[2].clamp(-c(1.0), c(1.0)) + &m.view())
-            .mapv(|t| t.tanh())
-            .sum();
+        let arr4 =
+            m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * x[2].clamp(-c(1.0), c(1.0));
         let v5 = smooth(x[0].max(b).cos());
         let mut m6 = w3;
         if (-c(1.95).tanh() * c(0.5)).tan() <= -c(1.38) {
@@ -19455,7 +19436,7 @@ mod twin {
             }
             lse1 = lse1 * c(0.5) + se.ln() + mx;
         }
-        let arr3 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * (a * a + c(1.0)).ln();
+        let arr3 = ops::logsumexp(&(m.dot(&m.column(0)) * (a * a + c(1.0)).ln()));
         let v4 = (arr3 * arr3 + c(1.0)).ln();
         c(1.05) * (a).tanh()
             + c(0.83) * (b).tanh()
@@ -19741,11 +19722,7 @@ mod twin {
         for i in 0..part5_s.len() {
             part5 += part5_s[i] * part5_s[1].sin();
         }
-        let arr6 = (m + &m.sum_axis(Axis(0)))
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .mean()
-            .unwrap()
-            * v2.hypot(v2);
+        let arr6 = (&m.row(1) * v2.hypot(v2) - &m.column(1)).mapv(sin).sum();
         c(1.97) * (a).tanh()
             + -c(0.52) * (b).tanh()
             + -c(0.37) * (v2).tanh()
@@ -19871,7 +19848,11 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p184(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * (a / (a * a + c(1.0)));
+        let arr1 = (m + &m.sum_axis(Axis(0)))
+            .mapv(|t| (t * t + c(1.0)).ln())
+            .mean()
+            .unwrap()
+            * (a / (a * a + c(1.0)));
         let v2 = if -c(1.21) > -c(1.29) {
             ((arr1.tanh() * c(0.9)).asin() + b.powi(3))
         } else {
@@ -20019,11 +20000,7 @@ mod twin {
         } else {
             ((b * b + c(1.0)).log2() * (b * b + c(1.0)).log2() + c(1.0)).recip()
         };
-        let arr5 = (m + &m.sum_axis(Axis(0)))
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .mean()
-            .unwrap()
-            * lse2.tanh();
+        let arr5 = ops::logsumexp(&(m.dot(&m.column(0)) * lse2.tanh()));
         c(1.79) * (a).tanh()
             + c(1.16) * (b).tanh()
             + c(0.00) * (w1).tanh()
@@ -20054,7 +20031,10 @@ mod twin {
                 pair3 += (d * d + c(0.5)).recip() * v2.tanh().exp2();
             }
         }
-        let arr4 = (&m.row(1) * sin(-c(0.19)) - &m.column(1)).mapv(sin).sum();
+        let arr4 = (&m.slice(autodiff::ndarray::s![.., 1..]) * sin(-c(0.19))
+            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+            .mapv(|t| t.sin())
+            .sum();
         -c(0.13) * (a).tanh()
             + c(1.21) * (b).tanh()
             + -c(0.67) * (v2).tanh()
@@ -20604,9 +20584,10 @@ mod twin {
             buf1[i] = (old * buf1[i - 1]).sin() + old;
         }
         let v2 = buf1[1] + c(0.5) * buf1[2];
-        let arr3 = (&m.column(0).insert_axis(Axis(1)) * m)
+        let arr3 = (m + &m.sum_axis(Axis(0)))
             .mapv(|t| (t * t + c(1.0)).ln())
-            .sum()
+            .mean()
+            .unwrap()
             * v2.min(v2);
         let v4 = if sin(c(1.89)) < -c(1.79) {
             arr3.mul_add(arr3, -c(1.71)).powi(3)
@@ -20661,10 +20642,7 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p205(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = (&m.column(0).insert_axis(Axis(1)) * m)
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .sum()
-            * a.atan();
+        let arr1 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * a.atan();
         let mut m2 = b.max(c(0.67));
         if c(0.77) <= c(1.07) {
             m2 += arr1
@@ -20850,13 +20828,10 @@ mod twin {
             }
             perm5[n - 1] = first;
         }
-        let arr7 = m
-            .view()
-            .into_shape_with_order(4)
-            .unwrap()
-            .mapv(|t| t.sin())
+        let arr7 = (&m.column(0).insert_axis(Axis(1)) * m)
+            .mapv(|t| (t * t + c(1.0)).ln())
             .sum()
-            + x[1].tanh().exp();
+            * x[1].tanh().exp();
         -c(0.36) * (a).tanh()
             + c(1.90) * (b).tanh()
             + c(1.49) * (acc1).tanh()
@@ -20876,10 +20851,10 @@ mod twin {
         } else if (-c(1.88) * -c(1.88)).ln_1p() > -c(1.74) {
             m2 = m2 * c(0.5);
         }
-        let arr3 = (&m.column(0).insert_axis(Axis(1)) * m)
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .sum()
-            * b;
+        let arr3 = (&m.slice(autodiff::ndarray::s![.., 1..]) * b
+            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+            .mapv(|t| t.sin())
+            .sum();
         let mut acc4 = (b * b + c(1.0)).powd(arr3.tanh());
         for i in 0..n {
             acc4 += x[i];
@@ -20947,9 +20922,11 @@ mod twin {
             .tanh()
             .exp2();
         let v2 = (v1.tanh().exp2().tanh() * c(0.5)).sinh().tanh().exp();
-        let arr3 = (m * -c(0.71).powi(3) + &m.t().dot(m))
-            .mapv(|t| t.tanh())
-            .sum();
+        let arr3 = (m + &m.sum_axis(Axis(0)))
+            .mapv(|t| (t * t + c(1.0)).ln())
+            .mean()
+            .unwrap()
+            * -c(0.71).powi(3);
         let v4 = x[2];
         -c(0.17) * (a).tanh()
             + c(0.88) * (b).tanh()
@@ -21163,7 +21140,7 @@ mod twin {
             w1 = w1 * c(0.6) + c(0.05) * (((a).tanh() * c(3.0)).ceil() * c(0.25) + a).tanh();
             steps += 1;
         }
-        let arr2 = ops::logsumexp(&(m.dot(&m.column(0)) * x[1].atan()));
+        let arr2 = (m * x[1].atan() + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
         c(1.08) * (a).tanh()
             + -c(1.37) * (b).tanh()
             + -c(1.00) * (w1).tanh()
@@ -21233,7 +21210,7 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p219(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = (m * (b * b + c(1.0)).log(3.0) + &m.t().dot(m))
+        let arr1 = (m.to_owned().reversed_axes() * (b * b + c(1.0)).log(3.0) + &m.view())
             .mapv(|t| t.tanh())
             .sum();
         let v2 = (ops::softplus((((a).tanh() * c(3.0)).signum() * c(0.25) + x[0]))
@@ -21395,16 +21372,12 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p224(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = m
-            .view()
-            .into_shape_with_order(4)
-            .unwrap()
-            .mapv(|t| t.sin())
-            .sum()
-            + (x[1] * x[1] + c(1.0)).log10();
+        let arr1 =
+            m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * (x[1] * x[1] + c(1.0)).log10();
         let v2 = (arr1.powi(3) * arr1.powi(3)).ln_1p();
-        let arr3 =
-            m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * (x[3].tanh() * c(0.9)).atanh();
+        let arr3 = (m * (x[3].tanh() * c(0.9)).atanh() + &m.t().dot(m))
+            .mapv(|t| t.tanh())
+            .sum();
         let mut acc4 = (arr1 * arr1 + c(1.0)).recip();
         for i in 0..n {
             acc4 += b.tanh().asinh();
@@ -21692,9 +21665,10 @@ mod twin {
             }
             perm1[n - 1] = first;
         }
-        let arr3 = (m * (-c(1.78).tanh() * c(0.9)).asin() + &m.t().dot(m))
-            .mapv(|t| t.tanh())
-            .sum();
+        let arr3 = (&m.column(0).insert_axis(Axis(1)) * m)
+            .mapv(|t| (t * t + c(1.0)).ln())
+            .sum()
+            * (-c(1.78).tanh() * c(0.9)).asin();
         let mut pair4 = c(0.0);
         for i in 0..n {
             for j in (i + 1)..n {
@@ -22057,11 +22031,7 @@ mod twin {
         } else if (acc3 - rot2) <= -c(1.67) {
             m6 = m6 * c(0.5);
         }
-        let arr7 = (m + &m.sum_axis(Axis(0)))
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .mean()
-            .unwrap()
-            * (b * c(0.5));
+        let arr7 = ops::logsumexp(&(m.dot(&m.column(0)) * (b * c(0.5))));
         let mut pair8 = c(0.0);
         for i in 0..n {
             for j in (i + 1)..n {
@@ -22473,9 +22443,7 @@ mod twin {
         } else if a > c(1.46) {
             m3 = m3 * c(0.5);
         }
-        let arr4 = (&m.row(1) * (v2 * v2 + c(0.5)).sqrt() - &m.column(1))
-            .mapv(sin)
-            .sum();
+        let arr4 = ops::logsumexp(&(m.dot(&m.column(0)) * (v2 * v2 + c(0.5)).sqrt()));
         let mut perm5 = vec![0usize; n];
         for i in 0..n {
             perm5[i] = (i + 1) % n;
@@ -23023,13 +22991,7 @@ mod twin {
                 acc2 = acc2 * c(0.9) + (x[3].tanh() * c(0.9)).acos();
             }
         }
-        let arr3 = m
-            .view()
-            .into_shape_with_order(4)
-            .unwrap()
-            .mapv(|t| t.sin())
-            .sum()
-            + -c(1.24).tanh();
+        let arr3 = (&m.row(1) * -c(1.24).tanh() - &m.column(1)).mapv(sin).sum();
         c(0.88) * (a).tanh()
             + -c(1.10) * (b).tanh()
             + c(1.49) * (pair1).tanh()
@@ -23054,12 +23016,12 @@ mod twin {
                 pair2 += (d * d + c(0.5)).recip() * c(0.02);
             }
         }
-        let arr3 = (m + &m.sum_axis(Axis(0)))
+        let arr3 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * x[2].sin();
+        let arr4 = (m + &m.sum_axis(Axis(0)))
             .mapv(|t| (t * t + c(1.0)).ln())
             .mean()
             .unwrap()
-            * x[2].sin();
-        let arr4 = ops::logsumexp(&(m.dot(&m.column(0)) * a.min(arr3)));
+            * a.min(arr3);
         c(1.91) * (a).tanh()
             + -c(0.88) * (b).tanh()
             + c(1.50) * (pair1).tanh()
@@ -23505,8 +23467,7 @@ mod twin {
             w2 = w2 * c(0.6) + c(0.05) * (x[2] * v1).tanh();
             steps += 1;
         }
-        let arr3 =
-            m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * (x[0].tanh() * c(0.5)).cosh();
+        let arr3 = ops::logsumexp(&(m.dot(&m.column(0)) * (x[0].tanh() * c(0.5)).cosh()));
         let mut m4 = x[0];
         if (-c(1.31) * -c(1.31) + c(1.0)).log(3.0) >= -c(1.17) {
             m4 += w2.mul_add(x[1], a).tanh().exp_m1();
@@ -23887,7 +23848,13 @@ mod twin {
         } else {
             (part3.mul_add(b, b) * (a * -c(0.69)))
         };
-        let arr5 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * v4;
+        let arr5 = m
+            .view()
+            .into_shape_with_order(4)
+            .unwrap()
+            .mapv(|t| t.sin())
+            .sum()
+            + v4;
         -c(0.88) * (a).tanh()
             + -c(0.93) * (b).tanh()
             + c(0.27) * (lse1).tanh()
@@ -24121,13 +24088,9 @@ mod twin {
                 acc1 = acc1 * c(0.9) + (b * b + c(1.0)).log10();
             }
         }
-        let arr2 = m
-            .view()
-            .into_shape_with_order(4)
-            .unwrap()
-            .mapv(|t| t.sin())
-            .sum()
-            + (acc1 * acc1 + c(1.0)).log10();
+        let arr2 = (m * (acc1 * acc1 + c(1.0)).log10() + &m.t().dot(m))
+            .mapv(|t| t.tanh())
+            .sum();
         let mut lse3 = (acc1 * acc1 + c(1.0)).cbrt();
         let mut scratch4 = vec![c(0.0); 3];
         for i in 0..n {
@@ -24239,7 +24202,7 @@ mod twin {
         } else if (rot5 * rot5 + c(1.0)).cbrt() > -c(0.87) {
             m6 = m6 * c(0.5);
         }
-        let arr7 = (m * lse1 + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
+        let arr7 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * lse1;
         let mut w8 = (smooth(rot5).tanh() * c(0.5)).sinh().tanh() + c(3.0);
         let mut steps = 0;
         while w8 > c(0.5) && steps < 20 {

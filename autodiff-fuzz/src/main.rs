@@ -230,6 +230,7 @@ impl Gen<'_> {
                     format!("m.view().into_shape_with_order(4).unwrap().mapv(|t| t.sin()).sum() + {s}"),
                     format!("m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * {s}"),
                     format!("m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * {s}"),
+                    format!("(&m.slice(autodiff::ndarray::s![.., 1..]) * {s} + &m.slice(autodiff::ndarray::s![..;-1, 0])).mapv(|t| t.sin()).sum()"),
                 ];
                 let f = forms[self.rng.below(forms.len())].clone();
                 let _ = writeln!(out, "    let {v} = {f};");

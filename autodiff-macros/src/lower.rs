@@ -1610,14 +1610,14 @@ impl Lowerer<'_> {
         for a in &args[rule.floats..] {
             if let Expr::Macro(m) = strip(a) {
                 if m.mac.path.segments.last().is_some_and(|s| s.ident == "s") {
-                    // `s![..]` of `x.slice(..)`: borrowed, so that the forward and the reverse
-                    // sweep can both pass it (`&SliceInfo` is a slice argument too).
+                    // `s![..]` of `x.slice(..)`: evaluated once; a `SliceInfo` is `Copy`, so
+                    // the forward and the reverse sweep both pass it.
                     let tokens = self.rename_tokens(m.mac.tokens.clone());
                     let path = &m.mac.path;
                     let var = self.temp(false);
                     out.stmts.push(Stmt::Let {
                         var,
-                        op: Op::Verbatim(quote!(&#path![#tokens])),
+                        op: Op::Verbatim(quote!(#path![#tokens])),
                     });
                     ints.push(Operand::Var(var));
                     continue;

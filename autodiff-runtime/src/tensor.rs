@@ -502,7 +502,7 @@ pub fn row_acc<
     dx.row_mut(k).zip_mut_with(dy.canon(), |d, &v| *d += v);
 }
 
-/// Adjoint of `x.slice(info)` (`info` is `&s![..]`), in place: adds `dy` into that part of
+/// Adjoint of `x.slice(info)` (`info` is `s![..]`), in place: adds `dy` into that part of
 /// `x`'s adjoint `dx`.
 pub fn slice_acc<
     F: Real,
