@@ -818,9 +818,10 @@ impl Forward<'_> {
                 let ints: Vec<TokenStream> = ints.iter().map(|i| self.operand(i)).collect();
                 let written = args.iter().all(|a| self.f.is_scalar(a));
                 match (&rule.forward, form) {
-                    // Scalars: the operator itself (`a * b`).
+                    // Scalars: the operator itself (`a * b`; `range`, which takes its bounds
+                    // too, is no arithmetic).
                     (Fwd::Runtime(name), _)
-                        if written && rule.kind == rules::Kind::Operator && *name != "range" =>
+                        if written && rule.kind == rules::Kind::Operator && rule.ints == 0 =>
                     {
                         let [a, rest @ ..] = floats.as_slice() else {
                             return quote!(compile_error!(
