@@ -1775,7 +1775,6 @@ impl Lowerer<'_> {
         f.found
     }
 
-    /// `e` with each local variable replaced by its current version's name.
     /// The tokens of a macro's arguments (`s![.., i]`), each local variable standing alone
     /// (not a field or method name after `.`, not a segment after `::`) renamed.
     fn rename_tokens(&self, tokens: TokenStream) -> TokenStream {
@@ -1803,7 +1802,7 @@ impl Lowerer<'_> {
             // A name right after `.` (but not `..`) or `::` is a field, method or path segment.
             qualified = match &next {
                 TokenTree::Punct(p) => {
-                    (p.as_char() == '.' && !qualified_dot(&out)) || p.as_char() == ':'
+                    (p.as_char() == '.' && !ends_with_dot(&out)) || p.as_char() == ':'
                 }
                 _ => false,
             };
@@ -1812,6 +1811,7 @@ impl Lowerer<'_> {
         out
     }
 
+    /// `e` with each local variable replaced by its current version's name.
     fn rename(&self, e: &Expr) -> syn::Result<TokenStream> {
         struct Renamer<'a, 'b> {
             lw: &'a Lowerer<'b>,
@@ -2148,6 +2148,6 @@ fn buffer_targets(block: &syn::Block) -> HashSet<String> {
 }
 
 /// Does `tokens` end with a `.` (so that a `.` after it makes `..`)?
-fn qualified_dot(tokens: &TokenStream) -> bool {
+fn ends_with_dot(tokens: &TokenStream) -> bool {
     matches!(tokens.clone().into_iter().last(), Some(proc_macro2::TokenTree::Punct(p)) if p.as_char() == '.')
 }
