@@ -213,25 +213,24 @@ impl Facts {
         let mut trees = tokens.clone().into_iter();
         match (trees.next(), trees.next(), trees.next()) {
             (Some(TokenTree::Ident(base)), Some(TokenTree::Group(g)), None) => {
-                g.delimiter() == proc_macro2::Delimiter::Bracket
-                    && self
-                        .by_name
-                        .get(&base.to_string())
-                        .is_some_and(|&v| self.elements[v])
+                g.delimiter() == proc_macro2::Delimiter::Bracket && self.holds_floats(&base)
             }
             _ => false,
         }
     }
 
-    /// A float container that is not differentiated, in part or copied: `&x[a..b]`,
-    /// `x.to_vec()`, `x.clone()`, `x.to_owned()`.
+    /// The variable named `name` is a container of floats.
+    fn holds_floats(&self, name: &Ident) -> bool {
+        self.by_name
+            .get(&name.to_string())
+            .is_some_and(|&v| self.elements[v])
+    }
+
+    /// A float container that is not differentiated, in part or copied: `&x[a..b]`, or a
+    /// one-operand linear rule of the table applied to it (`x.to_vec()`, `x.clone()`,
+    /// `x.to_owned()`, `x.view()`), as a differentiated one would be classified.
     fn is_part(&self, tokens: &TokenStream) -> bool {
         let trees: Vec<TokenTree> = tokens.clone().into_iter().collect();
-        let container = |base: &Ident| {
-            self.by_name
-                .get(&base.to_string())
-                .is_some_and(|&v| self.elements[v])
-        };
         let range = |g: &proc_macro2::Group| {
             let inner: Vec<TokenTree> = g.stream().into_iter().collect();
             g.delimiter() == proc_macro2::Delimiter::Bracket
@@ -242,14 +241,18 @@ impl Facts {
         };
         match trees.as_slice() {
             [TokenTree::Punct(amp), TokenTree::Ident(base), TokenTree::Group(g)] => {
-                amp.as_char() == '&' && range(g) && container(base)
+                amp.as_char() == '&' && range(g) && self.holds_floats(base)
             }
-            [TokenTree::Ident(base), TokenTree::Punct(dot), TokenTree::Ident(m), TokenTree::Group(args)] => {
+            [TokenTree::Ident(base), TokenTree::Punct(dot), TokenTree::Ident(m), TokenTree::Group(args)] =>
+            {
+                let copy = crate::rules::method(&m.to_string()).is_some_and(|r| {
+                    matches!(r.adjoint, Adjoint::Linear(_)) && r.floats == 1 && r.ints == 0
+                });
                 dot.as_char() == '.'
-                    && matches!(m.to_string().as_str(), "to_vec" | "clone" | "to_owned")
+                    && copy
                     && args.delimiter() == proc_macro2::Delimiter::Parenthesis
                     && args.stream().is_empty()
-                    && container(base)
+                    && self.holds_floats(base)
             }
             _ => false,
         }
