@@ -20,7 +20,7 @@
 extern crate self as autodiff;
 
 pub use autodiff_macros::differentiate;
-pub use autodiff_runtime::{check, ndarray, ops, Real};
+pub use autodiff_runtime::{check, ndarray, ops, ops::StopGradient, Real};
 
 /// What generated code calls. Not a stable API.
 #[doc(hidden)]

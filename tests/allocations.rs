@@ -1,6 +1,6 @@
 //! Straight-line scalar gradients allocate nothing; loop gradients over unchanged inputs
 //! allocate only the gradient they return. Counted with an instrumented global allocator.
-use autodiff::differentiate;
+use autodiff::{differentiate, StopGradient};
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 use std::alloc::System;
 use std::hint::black_box;
@@ -66,6 +66,22 @@ fn filled_then_read(x: &[f64]) -> f64 {
     s
 }
 
+/// Squared distances to the maximum, the maximum a constant: its loop is not reversed, so
+/// nothing is taped for it.
+#[differentiate]
+fn spread(x: &[f64]) -> f64 {
+    let mut m = x[0];
+    for i in 1..x.len() {
+        m = m.max(x[i]);
+    }
+    let m = m.stop_gradient();
+    let mut s = 0.0;
+    for i in 0..x.len() {
+        s += (x[i] - m) * (x[i] - m);
+    }
+    s
+}
+
 #[test]
 fn allocations_of_the_gradients() {
     // Warm up anything lazily allocated by the test harness.
@@ -102,6 +118,23 @@ fn allocations_of_the_gradients() {
         1,
         "a pair sum allocates only its gradient"
     );
+
+    // The maximum behind `stop_gradient` is not differentiated: no tape of its loop.
+    let region = Region::new(GLOBAL);
+    let g = black_box(spread_grad(black_box(&x)));
+    assert_eq!(
+        region.change().allocations,
+        1,
+        "a loop that only feeds stop_gradient is not reversed"
+    );
+    let m = x.iter().cloned().fold(f64::MIN, f64::max);
+    for (g, x) in g.iter().zip(&x) {
+        assert!(
+            (g - 2.0 * (x - m)).abs() < 1e-14,
+            "{g} vs {}",
+            2.0 * (x - m)
+        );
+    }
 
     // The reads of `w` are not taped: nothing writes `w` after them. Allocated: `w`, its
     // adjoint, the gradient (the outer loop runs fused with its reverse) and the record of the

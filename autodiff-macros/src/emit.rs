@@ -8,7 +8,7 @@ use crate::names::Namer;
 use crate::reverse::{LoopPlan, Plans, Reverse, Saved};
 use crate::rules::Forward as Fwd;
 use crate::signature::{self, Param, Signature};
-use crate::{attr, lower, rules, scalars, tbr};
+use crate::{attr, lower, rules, scalars, tbr, useful};
 use proc_macro2::{Ident, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use std::collections::{BTreeSet, HashMap};
@@ -261,6 +261,7 @@ fn body(
 ) -> syn::Result<TokenStream> {
     let rt = namer.fresh("rt");
     let mut f = lower::lower(func, sig, &active, &mut namer)?;
+    useful::demote_useless(&mut f, sig.params.len());
     f.checkpoint = sig.checkpoint;
     scalars::infer(&mut f, sig);
     f.early = Reverse::new(&f, sig.float.clone(), rt.clone()).early_loops();

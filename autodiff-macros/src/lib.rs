@@ -26,6 +26,7 @@ mod scratch;
 mod signature;
 mod tbr;
 mod transfer;
+mod useful;
 
 use proc_macro::TokenStream;
 

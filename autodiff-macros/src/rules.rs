@@ -17,6 +17,8 @@
 //!   derivative with respect to `a` is 0. `powi(x, 0)` has derivative 0.
 //! - `hypot` at the origin: derivative 0.
 //! - `signum floor ceil round trunc`: derivative 0 everywhere (their outputs are constants).
+//! - `stop_gradient`: the identity, with derivative 0 (JAX's `stop_gradient`, PyTorch's
+//!   `detach`): what only it reads is not differentiated at all (`useful`).
 //! - NaN in gives NaN out: every rule propagates NaN operands into the adjoint, except where
 //!   the primal itself ignores a NaN operand (`max`, `min`).
 
@@ -427,6 +429,8 @@ pub static RULES: &[Rule] = &[
     zero!("ceil"),
     zero!("round"),
     zero!("trunc"),
+    // `x.stop_gradient()` (the runtime's `StopGradient`): the value, treated as a constant.
+    zero!("stop_gradient"),
 ];
 
 impl Rule {

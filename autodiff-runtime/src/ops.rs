@@ -120,6 +120,27 @@ fn softplus1<F: Real>(x: F) -> F {
     F::from_f64(v.max(0.0) + (-v.abs()).exp().ln_1p())
 }
 
+/// `x.stop_gradient()`: the value of `x`, which differentiated code treats as a constant (JAX's
+/// `stop_gradient`, PyTorch's `detach`). Its derivative is zero, and `#[differentiate]` does
+/// not differentiate what only it reads: the shift of a log-sum-exp,
+/// `(x[i] - m.stop_gradient()).exp()` with `m` a running maximum, leaves the maximum's loop
+/// out of the reverse sweep (its gradient is zero anyway, mathematically). Scalars and arrays;
+/// an array's value is copied.
+pub trait StopGradient {
+    /// The scalar, or an owned array.
+    type Output;
+    /// The value, as a constant for differentiation.
+    fn stop_gradient(&self) -> Self::Output;
+}
+
+impl<T: MapElems> StopGradient for T {
+    type Output = T::Owned;
+    #[inline(always)]
+    fn stop_gradient(&self) -> T::Owned {
+        self.map_elems(|v| v)
+    }
+}
+
 /// `max(x, 0)`, element-wise.
 pub fn relu<X: Val>(x: X) -> Owned<X>
 where
