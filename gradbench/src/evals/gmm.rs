@@ -3,7 +3,7 @@
 #![allow(clippy::needless_range_loop, clippy::too_many_arguments)]
 
 use crate::protocol::{measure, parse, timed, Evaluated, Runs};
-use autodiff::differentiate;
+use autodiff::{differentiate, StopGradient};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -65,10 +65,13 @@ pub fn objective(
             }
             main_term[ik] = alpha[ik] + sum_qs[ik] - 0.5 * sq;
         }
+        // The shift is a constant for differentiation (as JAX's `logsumexp` makes it): the
+        // value does not depend on it, and its loop is left out of the reverse sweep.
         let mut mx = main_term[0];
         for ik in 1..k {
             mx = mx.max(main_term[ik]);
         }
+        let mx = mx.stop_gradient();
         let mut se = 0.0;
         for ik in 0..k {
             se += (main_term[ik] - mx).exp();
@@ -79,6 +82,7 @@ pub fn objective(
     for ik in 1..k {
         amx = amx.max(alpha[ik]);
     }
+    let amx = amx.stop_gradient();
     let mut ase = 0.0;
     for ik in 0..k {
         ase += (alpha[ik] - amx).exp();

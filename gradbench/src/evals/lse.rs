@@ -2,7 +2,7 @@
 #![allow(clippy::needless_range_loop)]
 
 use crate::protocol::{parse, timed, Evaluated, Runs};
-use autodiff::differentiate;
+use autodiff::{differentiate, StopGradient};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -12,6 +12,9 @@ pub fn lse(x: &[f64]) -> f64 {
     for i in 1..x.len() {
         a = a.max(x[i]);
     }
+    // A constant for differentiation: the value does not depend on the shift, so its loop is
+    // left out of the reverse sweep.
+    let a = a.stop_gradient();
     let mut s = 0.0;
     for i in 0..x.len() {
         s += (x[i] - a).exp();
