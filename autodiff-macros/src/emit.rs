@@ -458,22 +458,29 @@ pub fn recompute(
         .collect()
 }
 
-/// A checkpointed loop's body run again in its reverse sweep (see [`Mode::Rerun`]).
+/// A checkpointed loop's body run again in its reverse sweep (see [`Mode::Rerun`]): the
+/// statements `kept` marks (`Reverse::rerun_slice`).
 pub fn rerun(
     f: &Function,
     body: &crate::ir::Block,
+    kept: &[bool],
     saved: &Saved,
     plans: &Plans,
     rt: &Ident,
 ) -> TokenStream {
-    Forward {
+    let fwd = Forward {
         f,
         saved,
         rt,
         plans,
         mode: Mode::Rerun,
-    }
-    .block(body)
+    };
+    body.stmts
+        .iter()
+        .zip(kept)
+        .filter(|(_, keep)| **keep)
+        .map(|(s, _)| fwd.stmt(s))
+        .collect()
 }
 
 /// A loop as the primal runs it, nothing recorded (inside a checkpointed loop's forward run).

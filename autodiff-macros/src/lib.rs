@@ -161,6 +161,48 @@ mod tests {
         }
     }
 
+    /// A checkpointed step's rerun in the reverse sweep leaves out the state update whose
+    /// reverse reads nothing (`Reverse::rerun_slice`): the update's constant `0.125` appears in
+    /// the forward run and in the update's reverse, not a third time in the rerun.
+    #[test]
+    fn checkpointed_reruns_leave_out_the_state_update() {
+        let out = expand(
+            quote!(checkpoint),
+            quote! {
+                fn f(x: &[f64], s: usize) -> f64 {
+                    let n = x.len();
+                    let mut y = vec![1.0; n];
+                    let mut k = vec![0.0; n];
+                    for _step in 0..s {
+                        for i in 0..n {
+                            k[i] = (x[i] * y[i]).sin();
+                        }
+                        for i in 0..n {
+                            y[i] += 0.125 * k[i];
+                        }
+                    }
+                    y[n - 1]
+                }
+            },
+        );
+        let file: syn::File = syn::parse2(out).expect("expansion parses");
+        let value_and_grad = file
+            .items
+            .iter()
+            .find_map(|i| match i {
+                syn::Item::Fn(f) if f.sig.ident == "f_value_and_grad" => {
+                    Some(f.to_token_stream().to_string())
+                }
+                _ => None,
+            })
+            .expect("f_value_and_grad");
+        assert_eq!(
+            value_and_grad.matches("0.125").count(),
+            2,
+            "{value_and_grad}"
+        );
+    }
+
     /// Prints the expansion of the function in `AUTODIFF_EXPAND` (a debugging aid), with the
     /// attribute's options from `AUTODIFF_ATTR` (`wrt(x)`).
     #[test]

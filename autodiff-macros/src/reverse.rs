@@ -52,6 +52,10 @@ pub struct Reverse<'a> {
     /// Parts of differentiated slices read only by index ([`parts`]): their element reads add
     /// into the slice's adjoint at `start + index`.
     parts: HashMap<VarId, (VarId, Operand)>,
+    /// The values the reverse sweep reads the contents of, not just the shape: a buffer read
+    /// only as the `like` of an adjoint need not be rewritten by a checkpointed loop's rerun
+    /// (`rerun_slice`).
+    content_read: BTreeSet<VarId>,
 }
 
 /// The parts `p = &x[start..end]` of a differentiated slice whose only uses (as values with an
@@ -267,6 +271,7 @@ impl<'a> Reverse<'a> {
             reads_needed: HashSet::new(),
             reads_kept: HashSet::new(),
             parts: parts(f),
+            content_read: BTreeSet::new(),
             powers: {
                 let mut out = HashMap::new();
                 powers(&f.body, f, &mut out);
@@ -692,12 +697,13 @@ impl<'a> Reverse<'a> {
             }
         }
         if let Some(after) = storage {
-            self.mark_used(after);
+            self.mark_shape(after);
             return self.f.vars[after].name.to_token_stream();
         }
         if self.used.len() > 1 {
             // Inside an arm: the arm's saved values are kept whole.
-            return self.primal(v).to_token_stream();
+            self.mark_shape(v);
+            return self.f.vars[v].name.to_token_stream();
         }
         // A value the reverse sweep reads only for its shape: the forward sweep frees it at
         // its end and rebinds the name to the shape (`__rt::into_like`).
@@ -710,10 +716,16 @@ impl<'a> Reverse<'a> {
         while let Some(&a) = self.alias.get(&v) {
             v = a;
         }
+        self.content_read.insert(v);
+        self.mark_used(v);
+        self.f.vars[v].name.clone()
+    }
+
+    /// A value kept for its shape alone (a `like`): kept, but its contents are not read.
+    fn mark_shape(&mut self, v: VarId) {
         if let Some(frame) = self.used.last_mut() {
             frame.insert(v);
         }
-        self.f.vars[v].name.clone()
     }
 
     fn operand(&mut self, o: &Operand) -> TokenStream {
@@ -942,6 +954,9 @@ impl<'a> Reverse<'a> {
         self.declared = snapshot;
         // What the iteration must recompute first, and what that needs.
         let mut needed = self.used.pop().unwrap_or_default();
+        // What the reverse body itself reads (a checkpointed iteration's rerun keeps only the
+        // statements that lead to these, `rerun_slice`).
+        let reverse_reads = needed.clone();
         let checkpoint = checkpoint_buffers(l, self.f.checkpoint);
         let snapshots: Vec<VarId> = checkpoint
             .iter()
@@ -1035,9 +1050,11 @@ impl<'a> Reverse<'a> {
         } else {
             let buffers = snapshots.iter().map(|b| &self.f.vars[*b].name);
             let mut again = quote!(#(#buffers = #snapshot_names;)*);
+            let kept = self.rerun_slice(&l.body, reverse_reads);
             again.extend(crate::emit::rerun(
                 self.f,
                 &l.body,
+                &kept,
                 &self.saved,
                 &self.plans,
                 &rt,
@@ -1415,6 +1432,28 @@ impl<'a> Reverse<'a> {
                 records && matches!(s, Stmt::Let { var, .. } if self.f.recorded.contains_key(var));
             if include {
                 included[k] = true;
+                // A buffer the recomputation reads directly, or names in integer code.
+                match s {
+                    Stmt::Let {
+                        op:
+                            Op::Index {
+                                base, tape: None, ..
+                            },
+                        ..
+                    } => self.content_read.extend(base.var()),
+                    Stmt::Let {
+                        op: Op::Verbatim(t),
+                        ..
+                    } => {
+                        let mut names = Vec::new();
+                        idents(t, &mut names);
+                        for n in names {
+                            self.content_read
+                                .extend(self.names.get(&n).into_iter().flatten().copied());
+                        }
+                    }
+                    _ => {}
+                }
                 if popped {
                     continue;
                 }
@@ -1424,6 +1463,66 @@ impl<'a> Reverse<'a> {
             }
         }
         included
+    }
+
+    /// The statements of a checkpointed loop's body that its rerun in the reverse sweep must
+    /// run: those defining a value the iteration's reverse reads, storing into a buffer it
+    /// reads, or pushing records a nested loop's reverse pops, and what those read in turn.
+    /// The rest (typically the step's last update of the state, whose reverse is linear) are
+    /// left out. A buffer the rerun leaves alone has its iteration's entry state or, a scratch
+    /// buffer, a later iteration's values; neither is read, since every kept statement and the
+    /// reverse read only buffers whose stores are all kept.
+    fn rerun_slice(&self, body: &Block, reverse_reads: BTreeSet<VarId>) -> Vec<bool> {
+        let mut needed: BTreeSet<VarId> = reverse_reads
+            .into_iter()
+            .filter(|v| !self.f.vars[*v].buffer || self.content_read.contains(v))
+            .collect();
+        let mut kept = vec![false; body.stmts.len()];
+        for (k, s) in body.stmts.iter().enumerate().rev() {
+            let keep = match s {
+                Stmt::Let { var, .. } => needed.contains(var),
+                Stmt::Store { buf, .. } => needed.contains(buf),
+                Stmt::Effect(_) => false,
+                // Its arm is recorded for the reverse sweep.
+                Stmt::If { .. } => true,
+                Stmt::Loop(n) => {
+                    n.carried
+                        .iter()
+                        .any(|c| needed.contains(&c.after) || needed.contains(&c.entry))
+                        || stores_into(&n.body, &needed)
+                        || self.rerun_records(n)
+                }
+            };
+            if keep {
+                kept[k] = true;
+                let mut reads = Vec::new();
+                let mut names = Vec::new();
+                stmt_reads(s, &mut reads, &mut names, false);
+                needed.extend(reads);
+                for n in names {
+                    needed.extend(self.names.get(&n).into_iter().flatten().copied());
+                }
+            }
+        }
+        kept
+    }
+
+    /// Whether a nested loop's run in a rerun leaves anything its reverse sweep takes: records
+    /// (entries, buffer reads, recorded values, a trip count), or nested code (conservatively).
+    fn rerun_records(&self, n: &Loop) -> bool {
+        let Some(plan) = self.plans.get(&n.tape.to_string()) else {
+            return true;
+        };
+        plan.has_entries()
+            || plan.reads
+            || !plan.recorded.is_empty()
+            || plan.count
+            || !plan.checkpoint.is_empty()
+            || n.body
+                .stmts
+                .iter()
+                .any(|s| matches!(s, Stmt::Loop(_) | Stmt::If { .. }))
+            || block_has_recorded(&n.body, self.f)
     }
 
     /// Does recomputing `b` consume records (buffer reads, nested loops' exits)?
@@ -1495,6 +1594,7 @@ impl<'a> Reverse<'a> {
         for n in names {
             if let Some(vs) = self.names.get(&n).cloned() {
                 for v in vs {
+                    self.content_read.insert(v);
                     self.mark_used(v);
                 }
             }
@@ -2233,6 +2333,26 @@ fn op_reads(op: &Op, names: &mut Vec<String>, mut read: impl FnMut(VarId)) {
             operand(index);
         }
     }
+}
+
+/// Whether `b` (nested blocks too) stores into one of `buffers`.
+fn stores_into(b: &Block, buffers: &BTreeSet<VarId>) -> bool {
+    b.stmts.iter().any(|s| match s {
+        Stmt::Store { buf, .. } => buffers.contains(buf),
+        Stmt::If { then, els, .. } => stores_into(then, buffers) || stores_into(els, buffers),
+        Stmt::Loop(l) => stores_into(&l.body, buffers),
+        _ => false,
+    })
+}
+
+/// Whether `b` (nested blocks too) defines a value the to-be-recorded analysis records.
+fn block_has_recorded(b: &Block, f: &Function) -> bool {
+    b.stmts.iter().any(|s| match s {
+        Stmt::Let { var, .. } => f.recorded.contains_key(var),
+        Stmt::If { then, els, .. } => block_has_recorded(then, f) || block_has_recorded(els, f),
+        Stmt::Loop(l) => block_has_recorded(&l.body, f),
+        _ => false,
+    })
 }
 
 /// Identifiers in a token stream.
