@@ -434,11 +434,14 @@ fn tapes(f: &Function, b: &crate::ir::Block, plans: &Plans) -> TokenStream {
     out
 }
 
-/// The statements of a loop body that a reverse iteration recomputes (`included`).
-pub fn recompute(
+/// The statements of a loop body (those `included` marks) that a reverse iteration runs
+/// again: recomputed from its records ([`Mode::Recompute`]), or, for a checkpointed loop, run
+/// from the iteration's restored state ([`Mode::Rerun`], `Reverse::rerun_slice`).
+pub fn again(
     f: &Function,
     body: &crate::ir::Block,
     included: &[bool],
+    checkpointed: bool,
     saved: &Saved,
     plans: &Plans,
     rt: &Ident,
@@ -448,37 +451,16 @@ pub fn recompute(
         saved,
         rt,
         plans,
-        mode: Mode::Recompute,
+        mode: if checkpointed {
+            Mode::Rerun
+        } else {
+            Mode::Recompute
+        },
     };
     body.stmts
         .iter()
         .zip(included)
         .filter(|(_, inc)| **inc)
-        .map(|(s, _)| fwd.stmt(s))
-        .collect()
-}
-
-/// A checkpointed loop's body run again in its reverse sweep (see [`Mode::Rerun`]): the
-/// statements `kept` marks (`Reverse::rerun_slice`).
-pub fn rerun(
-    f: &Function,
-    body: &crate::ir::Block,
-    kept: &[bool],
-    saved: &Saved,
-    plans: &Plans,
-    rt: &Ident,
-) -> TokenStream {
-    let fwd = Forward {
-        f,
-        saved,
-        rt,
-        plans,
-        mode: Mode::Rerun,
-    };
-    body.stmts
-        .iter()
-        .zip(kept)
-        .filter(|(_, keep)| **keep)
         .map(|(s, _)| fwd.stmt(s))
         .collect()
 }

@@ -1046,15 +1046,24 @@ impl<'a> Reverse<'a> {
             })
             .collect();
         let recompute = if checkpoint.is_empty() {
-            crate::emit::recompute(self.f, &l.body, &included, &self.saved, &self.plans, &rt)
+            crate::emit::again(
+                self.f,
+                &l.body,
+                &included,
+                false,
+                &self.saved,
+                &self.plans,
+                &rt,
+            )
         } else {
             let buffers = snapshots.iter().map(|b| &self.f.vars[*b].name);
             let mut again = quote!(#(#buffers = #snapshot_names;)*);
             let kept = self.rerun_slice(&l.body, reverse_reads);
-            again.extend(crate::emit::rerun(
+            again.extend(crate::emit::again(
                 self.f,
                 &l.body,
                 &kept,
+                true,
                 &self.saved,
                 &self.plans,
                 &rt,
