@@ -68,6 +68,7 @@ fn filled_then_read(x: &[f64]) -> f64 {
 
 /// Squared distances to the maximum, the maximum a constant: its loop is not reversed, so
 /// nothing is taped for it.
+#[allow(clippy::needless_range_loop)]
 #[differentiate]
 fn spread(x: &[f64]) -> f64 {
     let mut m = x[0];
