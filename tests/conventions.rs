@@ -128,3 +128,17 @@ fn a_nan_inside_a_discarded_operand_makes_the_gradient_nan() {
     assert_eq!(value, 1.0);
     assert!(g.is_nan());
 }
+
+// `stop_gradient`: the value, held constant; what only it reads gets no adjoint.
+#[differentiate]
+fn held(x: f64, y: f64) -> f64 {
+    use autodiff::StopGradient;
+    (x * y).stop_gradient() + y
+}
+
+#[test]
+fn stop_gradient_has_derivative_zero() {
+    let (v, (dx, dy)) = held_value_and_grad(3.0, 0.5);
+    assert_eq!(v, 2.0);
+    assert_eq!((dx, dy), (0.0, 1.0));
+}
