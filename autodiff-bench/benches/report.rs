@@ -4,7 +4,7 @@
 //! `reverse`, `ad_trait` and candle; add `-- gmm` for the rows whose workload mentions gmm).
 //! Before any timing, each contender's gradient is compared with the reference (the
 //! hand-written gradient) and the maximum relative error printed. Times are medians of 15 samples, each a block of calls
-//! lasting about 5 ms; the heap column is the peak heap of one gradient call beyond what was
+//! lasting about 5 ms, the row's contenders taking turns block by block; the heap column is the peak heap of one gradient call beyond what was
 //! allocated before it (a counting global allocator).
 use autodiff::ndarray::{Array1, Array2};
 use autodiff_bench::{mlp, seed, sim};
@@ -16,24 +16,36 @@ use std::time::Instant;
 #[global_allocator]
 static HEAP: PeakAlloc = PeakAlloc;
 
-/// Median seconds per call.
-fn median_time(mut f: impl FnMut()) -> f64 {
-    // Calibrate a block to about 5 ms.
-    let start = Instant::now();
-    f();
-    let once = start.elapsed().as_secs_f64().max(1e-9);
-    let reps = ((5e-3 / once) as usize).clamp(1, 1_000_000);
-    let mut samples: Vec<f64> = (0..15)
-        .map(|_| {
+/// Median seconds per call of each function, measured in turns: each is calibrated to blocks
+/// of about 5 ms, then 15 rounds run one block of each in turn, so that every contender of a
+/// row sees the same phases of a machine whose speed changes from one second to the next.
+fn median_times(fs: &mut [&mut dyn FnMut()]) -> Vec<f64> {
+    let reps: Vec<usize> = fs
+        .iter_mut()
+        .map(|f| {
+            let start = Instant::now();
+            f();
+            let once = start.elapsed().as_secs_f64().max(1e-9);
+            ((5e-3 / once) as usize).clamp(1, 1_000_000)
+        })
+        .collect();
+    let mut samples = vec![Vec::new(); fs.len()];
+    for _ in 0..15 {
+        for ((f, &reps), samples) in fs.iter_mut().zip(&reps).zip(&mut samples) {
             let start = Instant::now();
             for _ in 0..reps {
                 f();
             }
-            start.elapsed().as_secs_f64() / reps as f64
+            samples.push(start.elapsed().as_secs_f64() / reps as f64);
+        }
+    }
+    samples
+        .into_iter()
+        .map(|mut s| {
+            s.sort_by(f64::total_cmp);
+            s[s.len() / 2]
         })
-        .collect();
-    samples.sort_by(f64::total_cmp);
-    samples[samples.len() / 2]
+        .collect()
 }
 
 fn peak_bytes(f: impl FnOnce()) -> usize {
@@ -111,18 +123,27 @@ fn row(
     {
         return;
     }
-    let t_primal = median_time(&mut primal);
-    let mut times = Vec::new();
+    let mut checked = Vec::new();
     for c in contenders.iter_mut() {
         let err = max_rel_err(&c.gradient, reference);
         let heap = peak_bytes(&mut c.run);
-        let t = median_time(&mut c.run);
+        checked.push((c.name, err, heap));
+    }
+    let mut runs: Vec<&mut dyn FnMut()> = vec![&mut primal];
+    runs.extend(
+        contenders
+            .iter_mut()
+            .map(|c| &mut *c.run as &mut dyn FnMut()),
+    );
+    let medians = median_times(&mut runs);
+    let t_primal = medians[0];
+    let mut times = Vec::new();
+    for ((name, err, heap), &t) in checked.into_iter().zip(&medians[1..]) {
         eprintln!(
-            "  {workload} {size} {}: max relative error {err:.1e}, {}",
-            c.name,
+            "  {workload} {size} {name}: max relative error {err:.1e}, {}",
             fmt_time(t)
         );
-        times.push((c.name, t, heap, err));
+        times.push((name, t, heap, err));
     }
     let generated = times[0].1;
     let hand = times.iter().find(|t| t.0 == "hand-written").map(|t| t.1);
