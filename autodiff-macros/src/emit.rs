@@ -8,7 +8,7 @@ use crate::names::Namer;
 use crate::reverse::{LoopPlan, Plans, Reverse, Saved};
 use crate::rules::Forward as Fwd;
 use crate::signature::{self, Param, Signature};
-use crate::{attr, lower, rules, scalars, tbr, useful};
+use crate::{attr, fuse, lower, rules, scalars, tbr, useful};
 use proc_macro2::{Ident, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use std::collections::{BTreeSet, HashMap};
@@ -264,6 +264,7 @@ fn body(
     useful::demote_useless(&mut f, sig.params.len());
     f.checkpoint = sig.checkpoint;
     scalars::infer(&mut f, sig);
+    fuse::fuse(&mut f, &sig.float, &mut namer);
     f.early = Reverse::new(&f, sig.float.clone(), rt.clone()).early_loops();
     tbr::untape_stable_reads(&mut f, &mut namer);
     // The reverse sweep, then the top-level values it does not read: those are freed at the end
@@ -595,6 +596,13 @@ impl Forward<'_> {
                     }
                 }
                 let value = self.op(op);
+                if let Op::Fused {
+                    grads: Some(pack), ..
+                } = op
+                {
+                    // The sum and its derivatives, which the reverse sweep scales.
+                    return quote!(let (#name, #pack) = #value;);
+                }
                 if v.buffer {
                     quote!(let mut #name #ty = #value;)
                 } else {
@@ -787,6 +795,49 @@ impl Forward<'_> {
                 let (b, i) = (self.operand(base), self.operand(index));
                 quote!(#b[#i])
             }
+            Op::Fused {
+                inputs,
+                function,
+                float,
+                ops,
+                grads,
+            } => {
+                let args = inputs.iter().map(|o| {
+                    let x = self.operand(o);
+                    if grads.is_some() && o.var().is_some_and(|v| self.f.vars[v].active) {
+                        quote!(&#x)
+                    } else {
+                        quote!(#rt::Const(&#x))
+                    }
+                });
+                let params = function.vars[..inputs.len()].iter().map(|v| &v.name);
+                let floats: Vec<&Ident> = inputs.iter().map(|_| float).collect();
+                if grads.is_some() {
+                    // The value and its partial derivatives in one pass.
+                    let body = closure_gradients(
+                        function,
+                        float,
+                        rt,
+                        quote!(1.0 as #float),
+                        inputs.len(),
+                        true,
+                        true,
+                    );
+                    return quote!(#rt::fused_sum_grad((#(#args,)*), #ops, |(#(#params,)*): (#(#floats,)*)| -> (#float, (#(#floats,)*)) #body));
+                }
+                let plans = Plans::new();
+                let saved = Saved::new();
+                let fwd = Forward {
+                    f: function,
+                    saved: &saved,
+                    rt,
+                    plans: &plans,
+                    mode: Mode::Sweep,
+                };
+                let body = fwd.block(&function.body);
+                let result = fwd.operand(&function.result);
+                quote!(#rt::fused_sum((#(#args,)*), #ops, |(#(#params,)*): (#(#floats,)*)| -> #float { #body #result }))
+            }
             Op::Map { recv, func, span } => {
                 let recv = self.operand(recv);
                 let f = match func {
@@ -901,9 +952,38 @@ pub fn fused_loop(
 /// The body of the element-wise pullback of a `mapv` closure: its forward sweep, its reverse
 /// sweep seeded with `seed`, and the parameter's adjoint.
 pub fn closure_pullback(f: &Function, float: &Ident, rt: &Ident, seed: TokenStream) -> TokenStream {
+    closure_gradients(f, float, rt, seed, 1, false, false)
+}
+
+/// The body of a closure computing the gradient of `f` (a closure's or a fused sum's element
+/// function) with respect to its first `params` variables, seeded with `seed`: a tuple of
+/// `params` values, or with `params == 1` and not `tuple`, the one value; with `with_value`,
+/// `(value, gradient)`.
+pub fn closure_gradients(
+    f: &Function,
+    float: &Ident,
+    rt: &Ident,
+    seed: TokenStream,
+    params: usize,
+    tuple: bool,
+    with_value: bool,
+) -> TokenStream {
     let mut rev = Reverse::new(f, float.clone(), rt.clone());
     let reverse = rev.sweep(seed);
-    let grad = rev.gradient(0);
+    let grads: Vec<TokenStream> = (0..params)
+        .map(|k| {
+            if f.vars[k].active {
+                rev.gradient(k)
+            } else {
+                quote!(0.0 as #float)
+            }
+        })
+        .collect();
+    let grad = if params == 1 && !tuple {
+        grads.into_iter().next().unwrap_or_default()
+    } else {
+        quote!((#(#grads,)*))
+    };
     let saved = std::mem::take(&mut rev.saved);
     let plans = std::mem::take(&mut rev.plans);
     let mut forward = tapes(f, &f.body, &plans);
@@ -917,6 +997,17 @@ pub fn closure_pullback(f: &Function, float: &Ident, rt: &Ident, seed: TokenStre
         }
         .block(&f.body),
     );
+    if with_value {
+        let value = Forward {
+            f,
+            saved: &saved,
+            rt,
+            plans: &plans,
+            mode: Mode::Sweep,
+        }
+        .operand(&f.result);
+        return quote!({ #forward #reverse (#value, #grad) });
+    }
     quote!({ #forward #reverse #grad })
 }
 

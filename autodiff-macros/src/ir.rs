@@ -86,6 +86,18 @@ pub enum Op {
     /// An expression whose value does not depend on any differentiated value (integer code,
     /// comparisons, constants): emitted as written, with variables renamed.
     Verbatim(TokenStream),
+    /// `.sum()` of element-wise operations fused into one pass (`fuse`): `function` of the
+    /// inputs' elements (its variables `0..inputs.len()`), summed over their common shape.
+    Fused {
+        inputs: Vec<Operand>,
+        function: Box<Function>,
+        float: Ident,
+        /// The fused operations, for a panic message: "`+`, `tanh`".
+        ops: String,
+        /// Where the sum is differentiated: the name of its derivatives with respect to the
+        /// active inputs, computed in the same pass as the sum and scaled by the reverse sweep.
+        grads: Option<Ident>,
+    },
     /// `base[index]`: an element of an array, slice, `Vec` or local buffer.
     Index {
         base: Operand,
@@ -220,6 +232,7 @@ impl Op {
             Op::Prim { args, .. } => args.iter().collect(),
             Op::Call { args, .. } => args.iter().collect(),
             Op::Map { recv, .. } => vec![recv],
+            Op::Fused { inputs, .. } => inputs.iter().collect(),
             Op::Index { base, .. } => vec![base],
             Op::Verbatim(_) => vec![],
         }

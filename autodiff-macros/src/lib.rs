@@ -16,6 +16,7 @@
 
 mod attr;
 mod emit;
+mod fuse;
 mod ir;
 mod lower;
 mod names;

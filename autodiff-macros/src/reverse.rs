@@ -1797,6 +1797,26 @@ impl<'a> Reverse<'a> {
                     out.extend(self.contribute(recv, c));
                 }
             }
+            Op::Fused {
+                inputs,
+                grads: Some(pack),
+                ..
+            } => {
+                // The derivatives come from the forward sweep's pass (`__rt::fused_sum_grad`):
+                // the statement that defines the sum must run where this does.
+                self.primal(var);
+                // Mixed-site names: they cannot clash with any other name in the function.
+                let parts: Vec<Ident> = (0..inputs.len())
+                    .map(|k| Ident::new(&format!("d_in{k}"), crate::names::mixed_site()))
+                    .collect();
+                out.extend(quote!(let (#(#parts,)*) = #pack;));
+                for (input, part) in inputs.iter().zip(&parts) {
+                    if self.active(input) {
+                        out.extend(self.contribute(input, quote!(#rt::scale(#part, #dy))));
+                    }
+                }
+            }
+            Op::Fused { grads: None, .. } => {}
             Op::Call {
                 pullback,
                 args,
@@ -2335,6 +2355,17 @@ fn op_reads(op: &Op, names: &mut Vec<String>, mut read: impl FnMut(VarId)) {
             operand(recv);
             if let MapFn::Closure { forward, .. } = func {
                 idents(forward, names);
+            }
+        }
+        Op::Fused {
+            inputs, function, ..
+        } => {
+            inputs.iter().for_each(operand);
+            // Integer values the element function captures, by name.
+            for v in &function.vars[inputs.len()..] {
+                if !v.scalar {
+                    names.push(v.name.to_string());
+                }
             }
         }
         Op::Index { base, index, .. } => {

@@ -168,6 +168,8 @@ impl Facts {
                 (false, false)
             }
             Op::Call { .. } => (false, false),
+            // A fused sum (made after this pass runs).
+            Op::Fused { .. } => (true, false),
         }
     }
 

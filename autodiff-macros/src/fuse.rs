@@ -1,0 +1,310 @@
+//! Element-wise fusion, after the scalar analysis: a `.sum()` of element-wise array
+//! operations becomes one pass over the elements, without the arrays in between.
+//!
+//! `(&x.row(i) * w).mapv(f64::tanh).sum()` lowers to a product, a map and a sum, each array
+//! built in full, forward, and each adjoint an array too, backward. Here the sum and the
+//! element-wise operations that only it reads (operators, float methods, `mapv` of a float
+//! function; each value read once, in the same block, and not known to be a scalar) become
+//! one [`Op::Fused`]: a scalar function of the operations' inputs (at most four), summed over
+//! their common shape by `__rt::fused_sum`. Its reverse runs the function's own generated
+//! gradient over the same elements (`__rt::fused_sum_adj`), recomputing the element values
+//! instead of keeping arrays of them, and hands each input its adjoint. Nothing else changes:
+//! values are the same (the runtime sums in the order ndarray's `sum` does), and shape errors
+//! still panic, naming the shapes.
+
+use crate::ir::{Block, CallForm, Function, MapFn, Op, Operand, Stmt, Var, VarId};
+use crate::names::Namer;
+use crate::rules::{Adjoint, Kind};
+use proc_macro2::{Ident, TokenStream};
+use std::collections::HashMap;
+
+/// The most inputs a fused sum takes (the runtime's tuples).
+const MAX_INPUTS: usize = 4;
+
+/// Fuses every `.sum()` of element-wise operations in the function.
+pub fn fuse(f: &mut Function, float: &Ident, namer: &mut Namer) {
+    let uses = use_counts(f);
+    let mut body = std::mem::take(&mut f.body);
+    block(f, &mut body, &uses, float, namer);
+    f.body = body;
+}
+
+/// How many times each variable is read, anywhere in the function.
+fn use_counts(f: &Function) -> Vec<usize> {
+    let by_name: HashMap<String, VarId> = f
+        .vars
+        .iter()
+        .enumerate()
+        .map(|(k, v)| (v.name.to_string(), k))
+        .collect();
+    let mut reads = Vec::new();
+    let mut names = Vec::new();
+    for s in &f.body.stmts {
+        crate::reverse::stmt_reads(s, &mut reads, &mut names, true);
+    }
+    reads.extend(f.result.var());
+    reads.extend(names.iter().filter_map(|n| by_name.get(n).copied()));
+    let mut uses = vec![0; f.vars.len()];
+    for v in reads {
+        uses[v] += 1;
+    }
+    uses
+}
+
+fn block(f: &mut Function, b: &mut Block, uses: &[usize], float: &Ident, namer: &mut Namer) {
+    for s in &mut b.stmts {
+        match s {
+            Stmt::If { then, els, .. } => {
+                block(f, then, uses, float, namer);
+                block(f, els, uses, float, namer);
+            }
+            Stmt::Loop(l) => block(f, &mut l.body, uses, float, namer),
+            _ => {}
+        }
+    }
+    let mut j = 0;
+    while j < b.stmts.len() {
+        if let Some((absorbed, fused)) = cluster(f, b, j, uses, float, namer) {
+            if let Stmt::Let { op, .. } = &mut b.stmts[j] {
+                *op = fused;
+            }
+            let before = absorbed.iter().filter(|&&k| k < j).count();
+            let mut k = 0;
+            b.stmts.retain(|_| {
+                k += 1;
+                !absorbed.contains(&(k - 1))
+            });
+            j -= before;
+        }
+        j += 1;
+    }
+}
+
+/// Whether `op` is element-wise and can be written for scalars in a fused function.
+fn elementwise(op: &Op) -> bool {
+    match op {
+        Op::Prim {
+            rule, suffix, ints, ..
+        } => {
+            suffix.is_empty()
+                && match rule.kind {
+                    Kind::Operator => {
+                        matches!(rule.name, "add" | "sub" | "mul" | "div" | "neg")
+                            && ints.is_empty()
+                    }
+                    Kind::Method => matches!(rule.adjoint, Adjoint::Elementwise(_) | Adjoint::Zero),
+                }
+        }
+        Op::Map {
+            func: MapFn::Rule(..),
+            ..
+        } => true,
+        _ => false,
+    }
+}
+
+/// The statements fused into statement `j` (a `.sum()`), and its new operation.
+fn cluster(
+    f: &Function,
+    b: &Block,
+    j: usize,
+    uses: &[usize],
+    float: &Ident,
+    namer: &mut Namer,
+) -> Option<(Vec<usize>, Op)> {
+    let Stmt::Let {
+        op: Op::Prim {
+            rule, args, ints, ..
+        },
+        ..
+    } = &b.stmts[j]
+    else {
+        return None;
+    };
+    if rule.name != "sum" || !ints.is_empty() {
+        return None;
+    }
+    let top = args.first()?.var()?;
+    let defined: HashMap<VarId, usize> = b.stmts[..j]
+        .iter()
+        .enumerate()
+        .filter_map(|(k, s)| match s {
+            Stmt::Let { var, op } if elementwise(op) => Some((*var, k)),
+            _ => None,
+        })
+        .collect();
+    let absorbable = |v: VarId| {
+        defined.contains_key(&v)
+            && uses[v] == 1
+            && !f.vars[v].scalar
+            && !f.vars[v].buffer
+            && !f.recorded.contains_key(&v)
+    };
+    if !absorbable(top) {
+        return None;
+    }
+    // Grow the cluster backwards from the summed value.
+    let mut members = vec![top];
+    let mut inputs: Vec<VarId> = Vec::new();
+    let mut k = 0;
+    while k < members.len() {
+        let Stmt::Let { op, .. } = &b.stmts[defined[&members[k]]] else {
+            return None;
+        };
+        for o in floats(op) {
+            if let Some(v) = o.var() {
+                if absorbable(v) && !members.contains(&v) {
+                    members.push(v);
+                } else if !absorbable(v) && !inputs.contains(&v) {
+                    inputs.push(v);
+                }
+            }
+        }
+        k += 1;
+    }
+    if inputs.len() > MAX_INPUTS || inputs.is_empty() {
+        return None;
+    }
+    let mut order: Vec<usize> = members.iter().map(|v| defined[v]).collect();
+    order.sort_unstable();
+
+    // The scalar function: the inputs' elements first, then the fused values, then the
+    // integer operands it captures.
+    let mut vars = Vec::new();
+    let mut map: HashMap<VarId, VarId> = HashMap::new();
+    for &v in &inputs {
+        map.insert(v, vars.len());
+        vars.push(Var {
+            name: namer.fresh("e"),
+            adjoint: namer.fresh("d_e"),
+            active: f.vars[v].active,
+            ty: None,
+            buffer: false,
+            scalar: true,
+        });
+    }
+    let mut body = Block::default();
+    for &k in &order {
+        let Stmt::Let { var, op } = &b.stmts[k] else {
+            return None;
+        };
+        let mut operand = |o: &Operand, vars: &mut Vec<Var>| match o {
+            Operand::Const(t) => Operand::Const(t.clone()),
+            Operand::Var(v) => Operand::Var(*map.entry(*v).or_insert_with(|| {
+                // An integer operand (`powi`'s exponent): captured by the closure.
+                let x = &f.vars[*v];
+                vars.push(Var {
+                    name: x.name.clone(),
+                    adjoint: x.adjoint.clone(),
+                    active: false,
+                    ty: None,
+                    buffer: false,
+                    scalar: false,
+                });
+                vars.len() - 1
+            })),
+        };
+        let new = match op {
+            Op::Prim {
+                rule,
+                form,
+                args,
+                ints,
+                suffix,
+                span,
+            } => Op::Prim {
+                rule,
+                form: form.clone(),
+                args: args.iter().map(|a| operand(a, &mut vars)).collect(),
+                ints: ints.iter().map(|a| operand(a, &mut vars)).collect(),
+                suffix: suffix.clone(),
+                span: *span,
+            },
+            Op::Map {
+                recv,
+                func: MapFn::Rule(rule, path),
+                span,
+            } => Op::Prim {
+                rule,
+                form: CallForm::Path(path.clone()),
+                args: vec![operand(recv, &mut vars)],
+                ints: Vec::new(),
+                suffix: TokenStream::new(),
+                span: *span,
+            },
+            _ => return None,
+        };
+        let id = vars.len();
+        let x = &f.vars[*var];
+        vars.push(Var {
+            name: x.name.clone(),
+            adjoint: x.adjoint.clone(),
+            active: x.active,
+            ty: None,
+            buffer: false,
+            scalar: true,
+        });
+        map.insert(*var, id);
+        body.stmts.push(Stmt::Let { var: id, op: new });
+    }
+    let function = Function {
+        vars,
+        items: Vec::new(),
+        body,
+        result: Operand::Var(map[&top]),
+        recorded: HashMap::new(),
+        checkpoint: false,
+        early: Default::default(),
+    };
+    let ops = describe(b, &order);
+    let Stmt::Let { var: sum, .. } = &b.stmts[j] else {
+        return None;
+    };
+    let grads = (f.vars[*sum].active && inputs.iter().any(|&v| f.vars[v].active))
+        .then(|| namer.fresh("d_inputs"));
+    Some((
+        order,
+        Op::Fused {
+            inputs: inputs.into_iter().map(Operand::Var).collect(),
+            function: Box::new(function),
+            float: float.clone(),
+            ops,
+            grads,
+        },
+    ))
+}
+
+/// The float operands of an element-wise operation.
+fn floats(op: &Op) -> Vec<&Operand> {
+    match op {
+        Op::Prim { args, .. } => args.iter().collect(),
+        Op::Map { recv, .. } => vec![recv],
+        _ => Vec::new(),
+    }
+}
+
+/// The fused operations as the user wrote them, for the runtime's panic message.
+fn describe(b: &Block, order: &[usize]) -> String {
+    let mut names: Vec<String> = Vec::new();
+    for &k in order {
+        let name = match &b.stmts[k] {
+            Stmt::Let {
+                op: Op::Prim { rule, .. },
+                ..
+            } => match rule.name {
+                "add" => "+",
+                "sub" | "neg" => "-",
+                "mul" => "*",
+                "div" => "/",
+                other => other,
+            }
+            .to_string(),
+            _ => "mapv".to_string(),
+        };
+        let name = format!("`{name}`");
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    names.join(", ")
+}

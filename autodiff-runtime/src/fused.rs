@@ -1,0 +1,325 @@
+//! Fused element-wise sums: `(&a * &b).mapv(f64::tanh).sum()` in one pass, without the
+//! arrays in between, and its adjoint beside it.
+//!
+//! The macro fuses a `.sum()` with the element-wise operations (operators, float methods,
+//! `mapv` of a float function) that only it reads into one scalar function of the operations'
+//! inputs. [`fused_sum`] applies that function element by element and sums, in the order and
+//! with the rounding of ndarray's own `sum` of the array the operations would have built.
+//! Where the sum is differentiated, [`fused_sum_grad`] also runs the element function's
+//! generated derivative in the same pass (the local Jacobian, preaccumulated), and returns
+//! each input's derivative: an array of the input's shape (summed over the axes it was
+//! broadcast along) or, for a scalar, the sum of its partial derivatives. The reverse sweep
+//! only scales them by the sum's adjoint. Inputs whose adjoint is not wanted are passed as
+//! [`Const`] and cost nothing.
+use crate::value::{reduce_to, to_dim, Val};
+use crate::Real;
+use ndarray::{Array, ArrayBase, ArrayD, Data, Dimension, IxDyn};
+
+/// One input's elements in the order of the common shape.
+pub enum Lane<'a, F> {
+    /// A scalar, the same at every element.
+    Scalar(F),
+    /// A contiguous array of the common shape, in standard order.
+    Slice(&'a [F]),
+    /// Anything else (broadcast, strided, transposed): copied once, in the common shape's order.
+    Owned(Vec<F>),
+}
+
+impl<F: Copy> Lane<'_, F> {
+    #[inline(always)]
+    fn at(&self, i: usize) -> F {
+        match self {
+            Lane::Scalar(s) => *s,
+            Lane::Slice(v) => v[i],
+            Lane::Owned(v) => v[i],
+        }
+    }
+}
+
+/// A value an element-wise operation reads: a scalar or an array of any dimension.
+pub trait Elements<F: Real> {
+    /// Its shape, empty for a scalar.
+    fn element_shape(&self) -> &[usize];
+    /// Its elements broadcast to `shape` (which its shape broadcasts to).
+    fn lane(&self, shape: &[usize]) -> Lane<'_, F>;
+    /// Its adjoint from the partial derivatives at each element of `shape` (standard order).
+    fn adjoint_of(&self, shape: &[usize], partials: Partials<F>) -> Self::Adjoint;
+    type Adjoint;
+}
+
+/// Where one input's partial derivatives gather.
+pub enum Partials<F> {
+    Sum(F),
+    Each(Vec<F>),
+    Nothing,
+}
+
+impl<F: Real> Partials<F> {
+    #[inline(always)]
+    fn add(&mut self, i: usize, d: F) {
+        match self {
+            Partials::Sum(s) => *s += d,
+            Partials::Each(v) => v[i] = d,
+            Partials::Nothing => {}
+        }
+    }
+}
+
+macro_rules! scalar_elements {
+    ($($t:ident),*) => {$(
+        impl Elements<$t> for $t {
+            type Adjoint = $t;
+            fn element_shape(&self) -> &[usize] {
+                &[]
+            }
+            fn lane(&self, _: &[usize]) -> Lane<'_, $t> {
+                Lane::Scalar(*self)
+            }
+            fn adjoint_of(&self, _: &[usize], p: Partials<$t>) -> $t {
+                match p {
+                    Partials::Sum(s) => s,
+                    _ => 0.0,
+                }
+            }
+        }
+    )*};
+}
+scalar_elements!(f32, f64);
+
+impl<F: Real, S: Data<Elem = F>, D: Dimension> Elements<F> for ArrayBase<S, D> {
+    type Adjoint = Array<F, D>;
+    fn element_shape(&self) -> &[usize] {
+        self.shape()
+    }
+    fn lane(&self, shape: &[usize]) -> Lane<'_, F> {
+        if self.shape() == shape {
+            if let Some(s) = self.as_slice() {
+                return Lane::Slice(s);
+            }
+        }
+        match self.broadcast(IxDyn(shape)) {
+            Some(v) => Lane::Owned(v.iter().copied().collect()),
+            None => panic!(
+                "autodiff: an element-wise operation cannot broadcast an array of shape {:?} to shape {:?}",
+                self.shape(),
+                shape
+            ),
+        }
+    }
+    fn adjoint_of(&self, shape: &[usize], p: Partials<F>) -> Array<F, D> {
+        let Partials::Each(v) = p else {
+            return Array::zeros(self.raw_dim());
+        };
+        if self.shape() == shape {
+            // Its own shape, in its own dimension type (no `IxDyn` on the common path).
+            return match Array::from_shape_vec(self.raw_dim(), v) {
+                Ok(a) => a,
+                Err(e) => panic!("autodiff: fused sum's adjoint of shape {shape:?}: {e}"),
+            };
+        }
+        let full = match ArrayD::from_shape_vec(IxDyn(shape), v) {
+            Ok(a) => a,
+            Err(e) => panic!("autodiff: fused sum's adjoint of shape {shape:?}: {e}"),
+        };
+        to_dim(reduce_to(full.view(), self.shape()))
+    }
+}
+
+/// An input whose adjoint is not wanted.
+pub struct Const<'a, T: ?Sized>(pub &'a T);
+
+/// How [`fused_sum`] and [`fused_sum_adj`] read one input, constant or not.
+pub trait Input<F: Real> {
+    type Adjoint;
+    fn shape_in(&self) -> &[usize];
+    fn lane_in(&self, shape: &[usize]) -> Lane<'_, F>;
+    fn partials(&self, len: usize) -> Partials<F>;
+    fn finish(&self, shape: &[usize], p: Partials<F>) -> Self::Adjoint;
+}
+
+impl<F: Real, T: Val + ?Sized> Input<F> for &T
+where
+    T::Canon: Elements<F>,
+{
+    type Adjoint = <T::Canon as Elements<F>>::Adjoint;
+    fn shape_in(&self) -> &[usize] {
+        self.canon().element_shape()
+    }
+    fn lane_in(&self, shape: &[usize]) -> Lane<'_, F> {
+        self.canon().lane(shape)
+    }
+    fn partials(&self, len: usize) -> Partials<F> {
+        if self.canon().element_shape().is_empty() {
+            Partials::Sum(F::zero())
+        } else {
+            Partials::Each(vec![F::zero(); len])
+        }
+    }
+    fn finish(&self, shape: &[usize], p: Partials<F>) -> Self::Adjoint {
+        self.canon().adjoint_of(shape, p)
+    }
+}
+
+impl<F: Real, T: Val + ?Sized> Input<F> for Const<'_, T>
+where
+    T::Canon: Elements<F>,
+{
+    type Adjoint = ();
+    fn shape_in(&self) -> &[usize] {
+        self.0.canon().element_shape()
+    }
+    fn lane_in(&self, shape: &[usize]) -> Lane<'_, F> {
+        self.0.canon().lane(shape)
+    }
+    fn partials(&self, _: usize) -> Partials<F> {
+        Partials::Nothing
+    }
+    fn finish(&self, _: &[usize], _: Partials<F>) {}
+}
+
+/// A shape of up to eight axes kept inline (more go to the heap).
+pub struct Dims {
+    small: [usize; 8],
+    big: Vec<usize>,
+    ndim: usize,
+}
+
+impl Dims {
+    fn new(ndim: usize) -> Dims {
+        Dims {
+            small: [1; 8],
+            big: if ndim > 8 { vec![1; ndim] } else { Vec::new() },
+            ndim,
+        }
+    }
+    fn slice(&self) -> &[usize] {
+        if self.ndim > 8 {
+            &self.big
+        } else {
+            &self.small[..self.ndim]
+        }
+    }
+    fn slice_mut(&mut self) -> &mut [usize] {
+        if self.ndim > 8 {
+            &mut self.big
+        } else {
+            &mut self.small[..self.ndim]
+        }
+    }
+}
+
+/// The shape every input broadcasts to (NumPy's rules, as ndarray's operators apply them).
+/// Panics, naming the fused operations `ops` and the shapes, when there is none.
+fn common_shape(ops: &str, shapes: &[&[usize]]) -> Dims {
+    let ndim = shapes.iter().map(|s| s.len()).max().unwrap_or(0);
+    let mut out = Dims::new(ndim);
+    for s in shapes {
+        for (k, &n) in s.iter().rev().enumerate() {
+            let o = &mut out.slice_mut()[ndim - 1 - k];
+            if *o == 1 {
+                *o = n;
+            } else if n != 1 && n != *o {
+                panic!("autodiff: {ops} (fused into a sum) of arrays of shapes {}: ShapeError/IncompatibleShape: incompatible shapes", shapes.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(" and "));
+            }
+        }
+    }
+    out
+}
+
+/// ndarray's `sum` of `len` elements `g(i)`: eight partial sums over blocks of eight, then the
+/// rest in order (`numeric_util::unrolled_fold`), so a fused sum rounds as the unfused one.
+#[inline(always)]
+fn unrolled_sum<F: Real>(len: usize, mut g: impl FnMut(usize) -> F) -> F {
+    let mut p = [F::zero(); 8];
+    let mut i = 0;
+    while i + 8 <= len {
+        for (k, p) in p.iter_mut().enumerate() {
+            *p += g(i + k);
+        }
+        i += 8;
+    }
+    let mut acc = F::zero();
+    acc += p[0] + p[4];
+    acc += p[1] + p[5];
+    acc += p[2] + p[6];
+    acc += p[3] + p[7];
+    while i < len {
+        acc += g(i);
+        i += 1;
+    }
+    acc
+}
+
+/// Tuples of inputs, with their elements as a tuple of floats.
+pub trait Inputs<F: Real> {
+    type Elems;
+    type Adjoints;
+    fn shape(&self, ops: &str) -> Dims;
+    fn fold(&self, shape: &[usize], f: impl FnMut(Self::Elems) -> F) -> F;
+    fn fold_grad(
+        &self,
+        shape: &[usize],
+        f: impl FnMut(Self::Elems) -> (F, Self::Elems),
+    ) -> (F, Self::Adjoints);
+}
+
+macro_rules! inputs {
+    ($($t:ident $e:ident $k:tt),*) => {
+        impl<F: Real, $($t: Input<F>),*> Inputs<F> for ($($t,)*) {
+            type Elems = ($(inputs!(@f $t F),)*);
+            type Adjoints = ($($t::Adjoint,)*);
+            fn shape(&self, ops: &str) -> Dims {
+                common_shape(ops, &[$(self.$k.shape_in()),*])
+            }
+            #[inline(always)]
+            fn fold(&self, shape: &[usize], mut f: impl FnMut(Self::Elems) -> F) -> F {
+                let len = shape.iter().product();
+                $(let $e = self.$k.lane_in(shape);)*
+                unrolled_sum(len, |i| f(($($e.at(i),)*)))
+            }
+            #[inline(always)]
+            fn fold_grad(
+                &self,
+                shape: &[usize],
+                mut f: impl FnMut(Self::Elems) -> (F, Self::Elems),
+            ) -> (F, Self::Adjoints) {
+                let len = shape.iter().product();
+                let lanes = ($(self.$k.lane_in(shape),)*);
+                let mut partials = ($(self.$k.partials(len),)*);
+                let value = unrolled_sum(len, |i| {
+                    let (v, d) = f(($(lanes.$k.at(i),)*));
+                    $(partials.$k.add(i, d.$k);)*
+                    v
+                });
+                (value, ($(self.$k.finish(shape, partials.$k),)*))
+            }
+        }
+    };
+    (@f $t:ident $f:ident) => { $f };
+}
+inputs!(A a 0);
+inputs!(A a 0, B b 1);
+inputs!(A a 0, B b 1, C c 2);
+inputs!(A a 0, B b 1, C c 2, D d 3);
+
+/// `sum` over the common shape of `f` applied to the inputs' elements; `ops` names the fused
+/// operations for the panic message when the inputs' shapes do not broadcast together.
+#[inline]
+pub fn fused_sum<F: Real, I: Inputs<F>>(inputs: I, ops: &str, f: impl FnMut(I::Elems) -> F) -> F {
+    let shape = inputs.shape(ops);
+    inputs.fold(shape.slice(), f)
+}
+
+/// [`fused_sum`] and, in the same pass, the sum's derivative with respect to each input: `f`
+/// gives the value at one element and its partial derivatives there. An array input gets an
+/// array of its own shape (summed over the axes it was broadcast along), a scalar the sum of
+/// its partials, a [`Const`] nothing. The reverse sweep scales them by the sum's adjoint.
+#[inline]
+pub fn fused_sum_grad<F: Real, I: Inputs<F>>(
+    inputs: I,
+    ops: &str,
+    f: impl FnMut(I::Elems) -> (F, I::Elems),
+) -> (F, I::Adjoints) {
+    let shape = inputs.shape(ops);
+    inputs.fold_grad(shape.slice(), f)
+}
