@@ -158,4 +158,34 @@ fn allocations_of_the_gradients() {
     for (g, f) in filled_then_read_grad(small).iter().zip(&fd) {
         assert!((g - f).abs() <= 1e-6 * f.abs().max(1.0), "{g} vs {f}");
     }
+
+    fused_sums_allocate_only_their_gradients();
+}
+
+/// A sum of element-wise array operations (`fuse.rs`).
+#[differentiate]
+fn fused(x: &autodiff::ndarray::Array1<f64>, w: &autodiff::ndarray::Array1<f64>) -> f64 {
+    (x * w - 1.0).mapv(f64::sin).sum()
+}
+
+/// Called from the one test of this file: the allocator's counts are global, so the checks
+/// must not run on parallel test threads.
+fn fused_sums_allocate_only_their_gradients() {
+    use autodiff::ndarray::Array1;
+    let x = Array1::from_shape_fn(50, |i| (i as f64 * 0.37).sin());
+    let w = Array1::from_shape_fn(50, |i| (i as f64 * 0.11).cos());
+    black_box(fused_grad(&x, &w));
+    // One pass computes the sum and its derivatives for `x` and `w`, which become the
+    // gradient: no array for `x * w`, `- 1.0` or the `sin`, forward or backward.
+    let region = Region::new(GLOBAL);
+    let (gx, gw) = black_box(fused_grad(black_box(&x), black_box(&w)));
+    assert_eq!(
+        region.change().allocations,
+        2,
+        "a fused sum allocates only the gradient"
+    );
+    for i in 0..x.len() {
+        let c = (x[i] * w[i] - 1.0).cos();
+        assert!((gx[i] - c * w[i]).abs() < 1e-15 && (gw[i] - c * x[i]).abs() < 1e-15);
+    }
 }

@@ -597,9 +597,15 @@ impl Forward<'_> {
                 }
                 let value = self.op(op);
                 if let Op::Fused {
-                    grads: Some(pack), ..
+                    grads: Some((pack, _)),
+                    ..
                 } = op
                 {
+                    if matches!(self.mode, Mode::Body | Mode::Plain) {
+                        // A loop body whose reverse runs it again: the derivatives are computed
+                        // there, where they are used.
+                        return quote!(let (#name, #pack) = (#value, ()););
+                    }
                     // The sum and its derivatives, which the reverse sweep scales.
                     return quote!(let (#name, #pack) = #value;);
                 }
@@ -804,7 +810,8 @@ impl Forward<'_> {
             } => {
                 let args = inputs.iter().map(|o| {
                     let x = self.operand(o);
-                    if grads.is_some() && o.var().is_some_and(|v| self.f.vars[v].active) {
+                    let wanted = grads.is_some() && !matches!(self.mode, Mode::Body | Mode::Plain);
+                    if wanted && o.var().is_some_and(|v| self.f.vars[v].active) {
                         quote!(&#x)
                     } else {
                         quote!(#rt::Const(&#x))
@@ -812,7 +819,7 @@ impl Forward<'_> {
                 });
                 let params = function.vars[..inputs.len()].iter().map(|v| &v.name);
                 let floats: Vec<&Ident> = inputs.iter().map(|_| float).collect();
-                if grads.is_some() {
+                if grads.is_some() && !matches!(self.mode, Mode::Body | Mode::Plain) {
                     // The value and its partial derivatives in one pass.
                     let body = closure_gradients(
                         function,

@@ -16,6 +16,7 @@ use crate::ir::{Block, CallForm, Function, MapFn, Op, Operand, Stmt, Var, VarId}
 use crate::names::Namer;
 use crate::rules::{Adjoint, Kind};
 use proc_macro2::{Ident, TokenStream};
+use quote::quote;
 use std::collections::HashMap;
 
 /// The most inputs a fused sum takes (the runtime's tuples).
@@ -64,9 +65,24 @@ fn block(f: &mut Function, b: &mut Block, uses: &[usize], float: &Ident, namer: 
     }
     let mut j = 0;
     while j < b.stmts.len() {
-        if let Some((absorbed, fused)) = cluster(f, b, j, uses, float, namer) {
+        if let Some(Fusion {
+            absorbed,
+            op: fused,
+            pack,
+        }) = cluster(f, b, j, uses, float, namer)
+        {
             if let Stmt::Let { op, .. } = &mut b.stmts[j] {
                 *op = fused;
+            }
+            if let Some((var, op)) = pack {
+                f.vars.push(var);
+                b.stmts.insert(
+                    j + 1,
+                    Stmt::Let {
+                        var: f.vars.len() - 1,
+                        op,
+                    },
+                );
             }
             let before = absorbed.iter().filter(|&&k| k < j).count();
             let mut k = 0;
@@ -111,7 +127,7 @@ fn cluster(
     uses: &[usize],
     float: &Ident,
     namer: &mut Namer,
-) -> Option<(Vec<usize>, Op)> {
+) -> Option<Fusion> {
     let Stmt::Let {
         op: Op::Prim {
             rule, args, ints, ..
@@ -260,18 +276,45 @@ fn cluster(
     let Stmt::Let { var: sum, .. } = &b.stmts[j] else {
         return None;
     };
-    let grads = (f.vars[*sum].active && inputs.iter().any(|&v| f.vars[v].active))
-        .then(|| namer.fresh("d_inputs"));
-    Some((
-        order,
-        Op::Fused {
+    // Where the sum is differentiated, its derivatives get a variable of their own, bound
+    // right after it (`let __d_inputs = { let _ = &__t3; __fused };`), so that they are kept,
+    // saved from `if` arms and run again with the sum like any value the reverse sweep reads.
+    let (grads, pack) = if f.vars[*sum].active && inputs.iter().any(|&v| f.vars[v].active) {
+        let tmp = namer.fresh("fused");
+        let name = namer.fresh("d_inputs");
+        let sum_name = &f.vars[*sum].name;
+        let var = Var {
+            name: name.clone(),
+            adjoint: namer.fresh("d_d_inputs"),
+            active: false,
+            ty: None,
+            buffer: false,
+            scalar: false,
+        };
+        let op = Op::Verbatim(quote!({ let _ = &#sum_name; #tmp }));
+        (Some((tmp, f.vars.len())), Some((var, op)))
+    } else {
+        (None, None)
+    };
+    Some(Fusion {
+        absorbed: order,
+        op: Op::Fused {
             inputs: inputs.into_iter().map(Operand::Var).collect(),
             function: Box::new(function),
             float: float.clone(),
             ops,
             grads,
         },
-    ))
+        pack,
+    })
+}
+
+/// A sum fused: the statements it absorbed, its operation, and the variable of its
+/// derivatives with the statement binding it.
+struct Fusion {
+    absorbed: Vec<usize>,
+    op: Op,
+    pack: Option<(Var, Op)>,
 }
 
 /// The float operands of an element-wise operation.

@@ -94,9 +94,10 @@ pub enum Op {
         float: Ident,
         /// The fused operations, for a panic message: "`+`, `tanh`".
         ops: String,
-        /// Where the sum is differentiated: the name of its derivatives with respect to the
-        /// active inputs, computed in the same pass as the sum and scaled by the reverse sweep.
-        grads: Option<Ident>,
+        /// Where the sum is differentiated: its derivatives with respect to the active inputs,
+        /// computed in the same pass as the sum and scaled by the reverse sweep; the name the
+        /// call binds them to, and the variable that holds them (bound next).
+        grads: Option<(Ident, VarId)>,
     },
     /// `base[index]`: an element of an array, slice, `Vec` or local buffer.
     Index {

@@ -1799,12 +1799,11 @@ impl<'a> Reverse<'a> {
             }
             Op::Fused {
                 inputs,
-                grads: Some(pack),
+                grads: Some((_, pack)),
                 ..
             } => {
-                // The derivatives come from the forward sweep's pass (`__rt::fused_sum_grad`):
-                // the statement that defines the sum must run where this does.
-                self.primal(var);
+                // The derivatives the forward sweep's pass computed (`__rt::fused_sum_grad`).
+                let pack = self.primal(*pack);
                 // Mixed-site names: they cannot clash with any other name in the function.
                 let parts: Vec<Ident> = (0..inputs.len())
                     .map(|k| Ident::new(&format!("d_in{k}"), crate::names::mixed_site()))
