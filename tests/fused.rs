@@ -155,3 +155,25 @@ fn values_read_twice_stay_arrays_and_match_finite_differences() {
     assert_eq!(value, shared(&x), "value");
     close("x", &gx, &fd_matrix(shared, &x));
 }
+
+/// `mapv` closures are inlined into the fused function (one per sum): the closure's body,
+/// with a constant it captures and an integer exponent; a second closure stays an array.
+#[differentiate]
+fn closures(x: &Array2<f64>, w: &Array1<f64>) -> f64 {
+    let k = 3;
+    let c = 0.3;
+    let a = (x * w).mapv(|v| (v * v + c).ln().powi(k)).sum();
+    let b = (x.mapv(|t| t.sin()) + 1.0).mapv(|t| t * t.sqrt()).sum();
+    a + b
+}
+
+#[test]
+fn inlined_closures_match_finite_differences() {
+    let (x, w) = (matrix(3, 4, 10), Array1::from(values(4, 11)));
+    let (value, (gx, gw)) = closures_value_and_grad(&x, &w);
+    assert_eq!(value, closures(&x, &w), "value");
+    close("x", &gx, &fd_matrix(|x| closures(x, &w), &x));
+    let w2 = w.clone().insert_axis(Axis(0));
+    let f = |w2: &Array2<f64>| closures(&x, &w2.row(0).to_owned());
+    close("w", &gw.insert_axis(Axis(0)), &fd_matrix(f, &w2));
+}

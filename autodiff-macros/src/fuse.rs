@@ -115,6 +115,10 @@ fn elementwise(op: &Op) -> bool {
             func: MapFn::Rule(..),
             ..
         } => true,
+        Op::Map {
+            func: MapFn::Closure { function, .. },
+            ..
+        } => inlinable(function),
         _ => false,
     }
 }
@@ -161,6 +165,7 @@ fn cluster(
     }
     // Grow the cluster backwards from the summed value.
     let mut members = vec![top];
+    let mut closures = usize::from(is_closure(&b.stmts[defined[&top]]));
     let mut inputs: Vec<VarId> = Vec::new();
     let mut k = 0;
     while k < members.len() {
@@ -169,9 +174,14 @@ fn cluster(
         };
         for o in floats(op) {
             if let Some(v) = o.var() {
-                if absorbable(v) && !members.contains(&v) {
+                // One closure per fused function, the first met: each inlined closure's
+                // names would have to stay apart from the others'.
+                let closure = is_closure(&b.stmts[defined.get(&v).copied().unwrap_or(j)]);
+                let take = absorbable(v) && !(closure && closures > 0);
+                if take && !members.contains(&v) {
+                    closures += usize::from(closure);
                     members.push(v);
-                } else if !absorbable(v) && !inputs.contains(&v) {
+                } else if !take && !inputs.contains(&v) {
                     inputs.push(v);
                 }
             }
@@ -204,10 +214,11 @@ fn cluster(
         let Stmt::Let { var, op } = &b.stmts[k] else {
             return None;
         };
+        // An outer operand: an input's element, a fused value, or an integer (`powi`'s
+        // exponent) the closure captures.
         let mut operand = |o: &Operand, vars: &mut Vec<Var>| match o {
             Operand::Const(t) => Operand::Const(t.clone()),
             Operand::Var(v) => Operand::Var(*map.entry(*v).or_insert_with(|| {
-                // An integer operand (`powi`'s exponent): captured by the closure.
                 let x = &f.vars[*v];
                 vars.push(Var {
                     name: x.name.clone(),
@@ -221,34 +232,50 @@ fn cluster(
             })),
         };
         let new = match op {
-            Op::Prim {
-                rule,
-                form,
-                args,
-                ints,
-                suffix,
-                span,
-            } => Op::Prim {
-                rule,
-                form: form.clone(),
-                args: args.iter().map(|a| operand(a, &mut vars)).collect(),
-                ints: ints.iter().map(|a| operand(a, &mut vars)).collect(),
-                suffix: suffix.clone(),
-                span: *span,
-            },
             Op::Map {
                 recv,
-                func: MapFn::Rule(rule, path),
-                span,
-            } => Op::Prim {
-                rule,
-                form: CallForm::Path(path.clone()),
-                args: vec![operand(recv, &mut vars)],
-                ints: Vec::new(),
-                suffix: TokenStream::new(),
-                span: *span,
-            },
-            _ => return None,
+                func: MapFn::Closure { function: cf, .. },
+                ..
+            } => {
+                // The closure's body, inlined: its variables after the ones so far, its
+                // parameter bound (under a new name) to the receiver's element.
+                let recv = operand(recv, &mut vars);
+                let offset = vars.len();
+                for (i, v) in cf.vars.iter().enumerate() {
+                    vars.push(Var {
+                        name: if i == 0 {
+                            namer.fresh("v")
+                        } else {
+                            v.name.clone()
+                        },
+                        adjoint: v.adjoint.clone(),
+                        active: v.active,
+                        ty: v.ty.clone(),
+                        buffer: false,
+                        scalar: v.scalar || i == 0,
+                    });
+                }
+                body.stmts.push(Stmt::Let {
+                    var: offset,
+                    op: Op::Copy(recv),
+                });
+                let shift = |o: &Operand| match o {
+                    Operand::Const(t) => Operand::Const(t.clone()),
+                    Operand::Var(v) => Operand::Var(v + offset),
+                };
+                for st in &cf.body.stmts {
+                    let Stmt::Let { var: cv, op: cop } = st else {
+                        return None;
+                    };
+                    let new = scalar_op(cop, &mut |o| shift(o))?;
+                    body.stmts.push(Stmt::Let {
+                        var: cv + offset,
+                        op: new,
+                    });
+                }
+                Op::Copy(shift(&cf.result))
+            }
+            _ => scalar_op(op, &mut |o| operand(o, &mut vars))?,
         };
         let id = vars.len();
         let x = &f.vars[*var];
@@ -350,4 +377,87 @@ fn describe(b: &Block, order: &[usize]) -> String {
         }
     }
     names.join(", ")
+}
+
+/// An operation of a fused function, its operands mapped by `operand`: operators and float
+/// methods as they are, `mapv(f64::exp)` as `f64::exp(x)`, copies and integer code. `None` for
+/// anything else (a call, an index, a nested `mapv` closure).
+fn scalar_op(op: &Op, operand: &mut dyn FnMut(&Operand) -> Operand) -> Option<Op> {
+    Some(match op {
+        Op::Copy(o) => Op::Copy(operand(o)),
+        Op::Verbatim(t) => Op::Verbatim(t.clone()),
+        Op::Prim {
+            rule,
+            form,
+            args,
+            ints,
+            suffix,
+            span,
+        } => Op::Prim {
+            rule,
+            form: form.clone(),
+            args: args.iter().map(&mut *operand).collect(),
+            ints: ints.iter().map(&mut *operand).collect(),
+            suffix: suffix.clone(),
+            span: *span,
+        },
+        Op::Map {
+            recv,
+            func: MapFn::Rule(rule, path),
+            span,
+        } => Op::Prim {
+            rule,
+            form: CallForm::Path(path.clone()),
+            args: vec![operand(recv)],
+            ints: Vec::new(),
+            suffix: TokenStream::new(),
+            span: *span,
+        },
+        _ => return None,
+    })
+}
+
+/// A `mapv` closure that can be inlined into a fused function: its body is plain `let`s of
+/// operations [`scalar_op`] takes, and no verbatim code names its parameter (which is renamed
+/// there).
+fn inlinable(cf: &Function) -> bool {
+    let param = cf.vars[0].name.to_string();
+    cf.body.stmts.iter().all(|s| match s {
+        Stmt::Let { op, .. } => match op {
+            Op::Verbatim(t) => !names(t).contains(&param),
+            Op::Copy(_) | Op::Prim { .. } => true,
+            Op::Map {
+                func: MapFn::Rule(..),
+                ..
+            } => true,
+            _ => false,
+        },
+        _ => false,
+    })
+}
+
+/// The identifiers in a token stream.
+fn names(t: &TokenStream) -> Vec<String> {
+    let mut out = Vec::new();
+    for tt in t.clone() {
+        match tt {
+            proc_macro2::TokenTree::Ident(i) => out.push(i.to_string()),
+            proc_macro2::TokenTree::Group(g) => out.extend(names(&g.stream())),
+            _ => {}
+        }
+    }
+    out
+}
+
+fn is_closure(s: &Stmt) -> bool {
+    matches!(
+        s,
+        Stmt::Let {
+            op: Op::Map {
+                func: MapFn::Closure { .. },
+                ..
+            },
+            ..
+        }
+    )
 }
