@@ -177,3 +177,24 @@ fn inlined_closures_match_finite_differences() {
     let f = |w2: &Array2<f64>| closures(&x, &w2.row(0).to_owned());
     close("w", &gw.insert_axis(Axis(0)), &fd_matrix(f, &w2));
 }
+
+/// `.mean()` fused like `.sum()` (a mean squared error), and the mean of an empty array
+/// panics as the primal's `.mean().unwrap()` does.
+#[differentiate]
+fn mse(pred: &Array2<f64>, target: &Array2<f64>) -> f64 {
+    ((pred - target) * (pred - target)).mean().unwrap()
+}
+
+#[test]
+fn fused_means_match_the_analytic_derivative_and_panic_when_empty() {
+    let (p, t) = (matrix(4, 3, 12), matrix(4, 3, 13));
+    let (value, (gp, gt)) = mse_value_and_grad(&p, &t);
+    assert_eq!(value, mse(&p, &t), "value");
+    let want = (&p - &t) * (2.0 / 12.0);
+    close("pred", &gp, &want);
+    close("target", &gt, &-want);
+    let empty = Array2::<f64>::zeros((0, 3));
+    let err = std::panic::catch_unwind(|| mse_grad(&empty, &empty)).unwrap_err();
+    let text = err.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(text.contains("`mean`") && text.contains("[0, 3]"), "{text}");
+}

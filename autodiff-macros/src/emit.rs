@@ -807,7 +807,13 @@ impl Forward<'_> {
                 float,
                 ops,
                 grads,
+                mean,
             } => {
+                let (plain, with_grads) = if *mean {
+                    (quote!(fused_mean), quote!(fused_mean_grad))
+                } else {
+                    (quote!(fused_sum), quote!(fused_sum_grad))
+                };
                 let args = inputs.iter().map(|o| {
                     let x = self.operand(o);
                     let wanted = grads.is_some() && !matches!(self.mode, Mode::Body | Mode::Plain);
@@ -830,7 +836,7 @@ impl Forward<'_> {
                         true,
                         true,
                     );
-                    return quote!(#rt::fused_sum_grad((#(#args,)*), #ops, |(#(#params,)*): (#(#floats,)*)| -> (#float, (#(#floats,)*)) #body));
+                    return quote!(#rt::#with_grads((#(#args,)*), #ops, |(#(#params,)*): (#(#floats,)*)| -> (#float, (#(#floats,)*)) #body));
                 }
                 let plans = Plans::new();
                 let saved = Saved::new();
@@ -843,7 +849,7 @@ impl Forward<'_> {
                 };
                 let body = fwd.block(&function.body);
                 let result = fwd.operand(&function.result);
-                quote!(#rt::fused_sum((#(#args,)*), #ops, |(#(#params,)*): (#(#floats,)*)| -> #float { #body #result }))
+                quote!(#rt::#plain((#(#args,)*), #ops, |(#(#params,)*): (#(#floats,)*)| -> #float { #body #result }))
             }
             Op::Map { recv, func, span } => {
                 let recv = self.operand(recv);

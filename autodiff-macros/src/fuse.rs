@@ -1,16 +1,17 @@
-//! Element-wise fusion, after the scalar analysis: a `.sum()` of element-wise array
-//! operations becomes one pass over the elements, without the arrays in between.
+//! Element-wise fusion, after the scalar analysis: a `.sum()` (or `.mean()`) of element-wise
+//! array operations becomes one pass over the elements, without the arrays in between.
 //!
 //! `(&x.row(i) * w).mapv(f64::tanh).sum()` lowers to a product, a map and a sum, each array
 //! built in full, forward, and each adjoint an array too, backward. Here the sum and the
 //! element-wise operations that only it reads (operators, float methods, `mapv` of a float
-//! function; each value read once, in the same block, and not known to be a scalar) become
-//! one [`Op::Fused`]: a scalar function of the operations' inputs (at most four), summed over
-//! their common shape by `__rt::fused_sum`. Its reverse runs the function's own generated
-//! gradient over the same elements (`__rt::fused_sum_adj`), recomputing the element values
-//! instead of keeping arrays of them, and hands each input its adjoint. Nothing else changes:
-//! values are the same (the runtime sums in the order ndarray's `sum` does), and shape errors
-//! still panic, naming the shapes.
+//! function or of one closure, inlined; each value read once, in the same block, and not known
+//! to be a scalar) become one [`Op::Fused`]: a scalar function of the operations' inputs (at
+//! most four), summed over their common shape by `__rt::fused_sum`. Where the sum is
+//! differentiated, the same pass also runs the function's generated derivative
+//! (`__rt::fused_sum_grad`, the local Jacobian preaccumulated: diagonal, so one array per
+//! input), and the reverse sweep only scales each input's derivative by the sum's adjoint.
+//! Nothing else changes: values are the same to the bit (the runtime sums in the order
+//! ndarray's `sum` does), and shape errors still panic, naming the operations and shapes.
 
 use crate::ir::{Block, CallForm, Function, MapFn, Op, Operand, Stmt, Var, VarId};
 use crate::names::Namer;
@@ -141,9 +142,10 @@ fn cluster(
     else {
         return None;
     };
-    if rule.name != "sum" || !ints.is_empty() {
+    if !matches!(rule.name, "sum" | "mean") || !ints.is_empty() {
         return None;
     }
+    let mean = rule.name == "mean";
     let top = args.first()?.var()?;
     let defined: HashMap<VarId, usize> = b.stmts[..j]
         .iter()
@@ -331,6 +333,7 @@ fn cluster(
             float: float.clone(),
             ops,
             grads,
+            mean,
         },
         pack,
     })

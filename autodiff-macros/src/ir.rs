@@ -86,12 +86,16 @@ pub enum Op {
     /// An expression whose value does not depend on any differentiated value (integer code,
     /// comparisons, constants): emitted as written, with variables renamed.
     Verbatim(TokenStream),
-    /// `.sum()` of element-wise operations fused into one pass (`fuse`): `function` of the
-    /// inputs' elements (its variables `0..inputs.len()`), summed over their common shape.
+    /// `.sum()` (or `.mean()`) of element-wise operations fused into one pass (`fuse`):
+    /// `function` of the inputs' elements (its variables `0..inputs.len()`), summed over their
+    /// common shape.
     Fused {
         inputs: Vec<Operand>,
         function: Box<Function>,
         float: Ident,
+        /// `.mean()` rather than `.sum()` (its `.unwrap()` dropped: the runtime panics on an
+        /// empty array).
+        mean: bool,
         /// The fused operations, for a panic message: "`+`, `tanh`".
         ops: String,
         /// Where the sum is differentiated: its derivatives with respect to the active inputs,

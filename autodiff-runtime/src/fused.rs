@@ -59,7 +59,11 @@ impl<F: Real> Partials<F> {
     fn add(&mut self, i: usize, d: F) {
         match self {
             Partials::Sum(s) => *s += d,
-            Partials::Each(v) => v[i] = d,
+            // Elements come in order, `i` = 0, 1, ..: appended, not written over zeros.
+            Partials::Each(v) => {
+                debug_assert_eq!(v.len(), i);
+                v.push(d)
+            }
             Partials::Nothing => {}
         }
     }
@@ -152,7 +156,7 @@ where
         if self.canon().element_shape().is_empty() {
             Partials::Sum(F::zero())
         } else {
-            Partials::Each(vec![F::zero(); len])
+            Partials::Each(Vec::with_capacity(len))
         }
     }
     fn finish(&self, shape: &[usize], p: Partials<F>) -> Self::Adjoint {
@@ -261,6 +265,8 @@ pub trait Inputs<F: Real> {
         shape: &[usize],
         f: impl FnMut(Self::Elems) -> (F, Self::Elems),
     ) -> (F, Self::Adjoints);
+    /// Every element of `d` times `by`.
+    fn scale_elems(d: Self::Elems, by: F) -> Self::Elems;
 }
 
 macro_rules! inputs {
@@ -276,6 +282,10 @@ macro_rules! inputs {
                 let len = shape.iter().product();
                 $(let $e = self.$k.lane_in(shape);)*
                 unrolled_sum(len, |i| f(($($e.at(i),)*)))
+            }
+            #[inline(always)]
+            fn scale_elems(d: Self::Elems, by: F) -> Self::Elems {
+                ($(d.$k * by,)*)
             }
             #[inline(always)]
             fn fold_grad(
@@ -322,4 +332,40 @@ pub fn fused_sum_grad<F: Real, I: Inputs<F>>(
 ) -> (F, I::Adjoints) {
     let shape = inputs.shape(ops);
     inputs.fold_grad(shape.slice(), f)
+}
+
+/// The number of elements of `shape` as a float, or a panic naming `ops` when there are none
+/// (where the primal's `.mean()` returns `None`).
+fn count<F: Real>(ops: &str, shape: &[usize]) -> F {
+    let n: usize = shape.iter().product();
+    if n == 0 {
+        panic!("autodiff: `mean` of {ops} of an empty array of shape {shape:?} (ndarray's `mean` returns `None`)");
+    }
+    F::from_f64(n as f64)
+}
+
+/// [`fused_sum`] divided by the number of elements: ndarray's `mean`, the operations fused.
+#[inline]
+pub fn fused_mean<F: Real, I: Inputs<F>>(inputs: I, ops: &str, f: impl FnMut(I::Elems) -> F) -> F {
+    let shape = inputs.shape(ops);
+    let n: F = count(ops, shape.slice());
+    inputs.fold(shape.slice(), f) / n
+}
+
+/// [`fused_sum_grad`] for the mean: the value and the derivatives divided by the number of
+/// elements.
+#[inline]
+pub fn fused_mean_grad<F: Real, I: Inputs<F>>(
+    inputs: I,
+    ops: &str,
+    mut f: impl FnMut(I::Elems) -> (F, I::Elems),
+) -> (F, I::Adjoints) {
+    let shape = inputs.shape(ops);
+    let n: F = count(ops, shape.slice());
+    let inv = F::one() / n;
+    let (sum, grads) = inputs.fold_grad(shape.slice(), |e| {
+        let (v, d) = f(e);
+        (v, I::scale_elems(d, inv))
+    });
+    (sum / n, grads)
 }
