@@ -13,7 +13,7 @@
 //! [`Const`] and cost nothing.
 use crate::value::{reduce_to, to_dim, Val};
 use crate::Real;
-use ndarray::{Array, ArrayBase, ArrayD, Data, Dimension, IxDyn};
+use ndarray::{Array, ArrayBase, ArrayD, ArrayView1, Data, Dimension, Ix1, IxDyn};
 
 /// One input's elements in the order of the common shape.
 pub enum Lane<'a, F> {
@@ -21,7 +21,9 @@ pub enum Lane<'a, F> {
     Scalar(F),
     /// A contiguous array of the common shape, in standard order.
     Slice(&'a [F]),
-    /// Anything else (broadcast, strided, transposed): copied once, in the common shape's order.
+    /// A one-dimensional array of the common shape with a stride (a column of a matrix).
+    Strided(ArrayView1<'a, F>),
+    /// Anything else (broadcast, transposed): copied once, in the common shape's order.
     Owned(Vec<F>),
 }
 
@@ -31,6 +33,7 @@ impl<F: Copy> Lane<'_, F> {
         match self {
             Lane::Scalar(s) => *s,
             Lane::Slice(v) => v[i],
+            Lane::Strided(v) => v[i],
             Lane::Owned(v) => v[i],
         }
     }
@@ -99,6 +102,9 @@ impl<F: Real, S: Data<Elem = F>, D: Dimension> Elements<F> for ArrayBase<S, D> {
         if self.shape() == shape {
             if let Some(s) = self.as_slice() {
                 return Lane::Slice(s);
+            }
+            if let Ok(v) = self.view().into_dimensionality::<Ix1>() {
+                return Lane::Strided(v);
             }
         }
         match self.broadcast(IxDyn(shape)) {
