@@ -198,3 +198,17 @@ fn fused_means_match_the_analytic_derivative_and_panic_when_empty() {
     let text = err.downcast_ref::<String>().cloned().unwrap_or_default();
     assert!(text.contains("`mean`") && text.contains("[0, 3]"), "{text}");
 }
+
+/// Columns of a matrix: one-dimensional inputs with a stride, read in place.
+#[differentiate]
+fn columns(x: &Array2<f64>) -> f64 {
+    (&x.column(1) * &x.column(0) + &x.column(2)).mapv(f64::sin).sum()
+}
+
+#[test]
+fn strided_columns_match_finite_differences() {
+    let x = matrix(5, 3, 14);
+    let (value, gx) = columns_value_and_grad(&x);
+    assert_eq!(value, columns(&x), "value");
+    close("x", &gx, &fd_matrix(columns, &x));
+}
