@@ -299,15 +299,15 @@ pub fn p2(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p3(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = (&m.column(0).insert_axis(Axis(1)) * m)
-        .mapv(|t| (t * t + 1.0).ln())
-        .sum()
-        * (b * b + 1.5).acosh();
+    let arr1 = (m.to_owned().reversed_axes() * (b * b + 1.5).acosh() + &m.view())
+        .mapv(|t| t.tanh())
+        .sum();
     let v2 = (((((arr1 * -0.75f64).tanh() * 0.5).sinh()).tanh() * 3.0).floor() * 0.25
         + smooth(x[0].mul_add(0.37f64, a)));
-    let arr3 = autodiff::ops::logsumexp(
-        &(m.dot(&m.column(0)) * (((x[1]).tanh() * 3.0).floor() * 0.25 + arr1)),
-    );
+    let arr3 = (m * m * (((x[1]).tanh() * 3.0).floor() * 0.25 + arr1) - m.mapv(|t| t.cos()))
+        .mapv(f64::exp)
+        .mean()
+        .unwrap();
     let mut lse4 = (arr3 * arr3).ln_1p();
     let mut scratch5 = vec![0.0; n];
     for i in 0..n {
@@ -474,7 +474,10 @@ pub fn p8(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..part2_s.len() {
         part2 += part2_s[i] * part2_s[1].sin();
     }
-    let arr3 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * (x[2] * x[2] + 1.0).log(3.0);
+    let arr3 = (&m.slice(autodiff::ndarray::s![.., 1..]) * (x[2] * x[2] + 1.0).log(3.0)
+        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+        .mapv(|t| t.sin())
+        .sum();
     let part4_s = &x[0..2];
     let mut part4 = arr3.clamp(-1.0, 1.0);
     for i in 0..part4_s.len() {
@@ -803,13 +806,7 @@ pub fn p15(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             acc1 = acc1 * 0.9 + (b * b + 1.0).cbrt();
         }
     }
-    let arr2 = m
-        .view()
-        .into_shape_with_order(4)
-        .unwrap()
-        .mapv(|t| t.sin())
-        .sum()
-        + acc1.powi(2);
+    let arr2 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * acc1.powi(2)));
     0.10f64 * (a).tanh() + 1.50f64 * (b).tanh() + 0.07f64 * (acc1).tanh() + 1.02f64 * (arr2).tanh()
 }
 
@@ -1046,9 +1043,7 @@ pub fn p20(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..part1_s.len() {
         part1 += part1_s[i] * part1_s[1].sin();
     }
-    let arr2 = (m * (a * a + 1.0).cbrt() + &m.t().dot(m))
-        .mapv(|t| t.tanh())
-        .sum();
+    let arr2 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * (a * a + 1.0).cbrt();
     0.52f64 * (a).tanh()
         + -0.86f64 * (b).tanh()
         + -0.46f64 * (part1).tanh()
@@ -1122,13 +1117,10 @@ pub fn p22(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             pair4 += (d * d + 0.5).recip() * (rot2 * rot2 + 1.5).acosh();
         }
     }
-    let arr5 = (&m.slice(autodiff::ndarray::s![.., 1..]) * (a * a + 0.5).sqrt()
-        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
-        .mapv(|t| t.sin())
-        .sum();
-    let arr6 = (m.to_owned().reversed_axes() * pair4 + &m.view())
+    let arr5 = (m * (a * a + 0.5).sqrt() + &m.t().dot(m))
         .mapv(|t| t.tanh())
         .sum();
+    let arr6 = (m * pair4 + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
     -1.11f64 * (a).tanh()
         + 0.33f64 * (b).tanh()
         + -1.18f64 * (rot2).tanh()
@@ -1464,11 +1456,13 @@ pub fn p31(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             pair4 += (d * d + 0.5).recip() * (-(a));
         }
     }
-    let arr5 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
-        .mean()
+    let arr5 = m
+        .view()
+        .into_shape_with_order(4)
         .unwrap()
-        * (acc1.tanh() * 0.5).cosh();
+        .mapv(|t| t.sin())
+        .sum()
+        + (acc1.tanh() * 0.5).cosh();
     let mut pair6 = 0.0;
     for i in 0..n {
         for j in (i + 1)..n {
@@ -1498,18 +1492,16 @@ pub fn p31(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 pub fn p32(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let v1 = x[0].sin();
-    let arr2 = (m.to_owned().reversed_axes() * (v1 * v1 + 1.0).ln() + &m.view())
-        .mapv(|t| t.tanh())
-        .sum();
+    let arr2 = (&m.column(0).insert_axis(Axis(1)) * m)
+        .mapv(|t| (t * t + 1.0).ln())
+        .sum()
+        * (v1 * v1 + 1.0).ln();
     let mut buf3 = vec![0.0; n];
     for i in 0..n {
         buf3[i] = a;
     }
     let v4 = buf3[0] + 0.5 * buf3[1];
-    let arr5 = (&m.slice(autodiff::ndarray::s![.., 1..]) * 0.59f64.clamp(-1.0, 1.0)
-        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
-        .mapv(|t| t.sin())
-        .sum();
+    let arr5 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * 0.59f64.clamp(-1.0, 1.0);
     1.22f64 * (a).tanh()
         + 1.21f64 * (b).tanh()
         + -0.87f64 * (v1).tanh()
@@ -1817,7 +1809,13 @@ pub fn p41(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
     }
     let v2 = (smooth(acc1).cos().tanh() * 0.5).cosh();
-    let arr3 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * (a * a + 1.0).log(3.0);
+    let arr3 = m
+        .view()
+        .into_shape_with_order(4)
+        .unwrap()
+        .mapv(|t| t.sin())
+        .sum()
+        + (a * a + 1.0).log(3.0);
     let mut perm4 = vec![0usize; n];
     for i in 0..n {
         perm4[i] = (i + 2) % n;
@@ -1932,10 +1930,9 @@ pub fn p44(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else if (0.67f64 * 0.67f64 + 1.0).log10() >= -1.50f64 {
         m1 = m1 * 0.5;
     }
-    let arr2 = (m + &m.sum_axis(Axis(0)))
+    let arr2 = (&m.column(0).insert_axis(Axis(1)) * m)
         .mapv(|t| (t * t + 1.0).ln())
-        .mean()
-        .unwrap()
+        .sum()
         * (x[1].tanh() * 0.5).sinh();
     let mut w3 = (arr2 / (arr2 * arr2 + 1.0)).tanh().tanh() + 3.0;
     let mut steps = 0;
@@ -2154,7 +2151,10 @@ pub fn p49(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p50(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * b.max(x[3])));
+    let arr1 = (&m.slice(autodiff::ndarray::s![.., 1..]) * b.max(x[3])
+        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+        .mapv(|t| t.sin())
+        .sum();
     let mut buf2 = vec![0.0; n];
     for i in 0..n {
         buf2[i] = b;
@@ -2410,13 +2410,10 @@ pub fn p56(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             acc2 = acc2 * 0.9 + b.cos();
         }
     }
-    let arr3 = m
-        .view()
-        .into_shape_with_order(4)
-        .unwrap()
+    let arr3 = (&m.slice(autodiff::ndarray::s![.., 1..]) * a
+        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
         .mapv(|t| t.sin())
-        .sum()
-        + a;
+        .sum();
     -1.53f64 * (a).tanh()
         + 1.14f64 * (b).tanh()
         + -0.91f64 * (m1).tanh()
@@ -2471,13 +2468,7 @@ pub fn p58(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         lse1 += se.ln() + mx;
     }
-    let arr3 = m
-        .view()
-        .into_shape_with_order(4)
-        .unwrap()
-        .mapv(|t| t.sin())
-        .sum()
-        + b.powi(3);
+    let arr3 = (m * b.powi(3) + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
     let v4 = if (arr3 * arr3 + 1.0).log2() > 0.99f64 {
         b.powi(3)
     } else {
@@ -2732,13 +2723,7 @@ pub fn p65(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         steps += 1;
     }
     let v4 = (1.22f64.tanh() * 0.9).atanh();
-    let arr5 = m
-        .view()
-        .into_shape_with_order(4)
-        .unwrap()
-        .mapv(|t| t.sin())
-        .sum()
-        + (b * b + 1.0).recip();
+    let arr5 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * (b * b + 1.0).recip()));
     let mut perm6 = vec![0usize; n];
     for i in 0..n {
         perm6[i] = (i + 2) % n;
@@ -2775,11 +2760,13 @@ pub fn p66(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else if (b / (b * b + 1.0)) > -1.94f64 {
         m1 = m1 * 0.5;
     }
-    let arr2 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
-        .mean()
+    let arr2 = m
+        .view()
+        .into_shape_with_order(4)
         .unwrap()
-        * m1;
+        .mapv(|t| t.sin())
+        .sum()
+        + m1;
     let v3 = if x[1] > -0.72f64 {
         (arr2.clamp(-1.0, 1.0).tanh() * 0.5).sinh()
     } else {
@@ -2959,10 +2946,9 @@ pub fn p70(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             .ln()
             + (-1.75f64).tanh().stop_gradient())
     };
-    let arr4 = (&m.column(0).insert_axis(Axis(1)) * m)
-        .mapv(|t| (t * t + 1.0).ln())
-        .sum()
-        * (0.13f64 * 0.13f64 + 0.5).sqrt();
+    let arr4 = (m * (0.13f64 * 0.13f64 + 0.5).sqrt() + &m.t().dot(m))
+        .mapv(|t| t.tanh())
+        .sum();
     let v5 = if (arr4 * arr4 + 1.0).cbrt() < 0.04f64 {
         b.asinh().tanh().exp_m1()
     } else {
@@ -3472,11 +3458,7 @@ pub fn p83(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p84(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
-        .mean()
-        .unwrap()
-        * autodiff::ops::sigmoid(b);
+    let arr1 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * autodiff::ops::sigmoid(b);
     let mut perm2 = vec![0usize; n];
     for i in 0..n {
         perm2[i] = (i + 1) % n;
@@ -3552,20 +3534,10 @@ pub fn p84(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p85(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = m
-        .view()
-        .into_shape_with_order(4)
-        .unwrap()
-        .mapv(|t| t.sin())
-        .sum()
-        + b.powi(2);
-    let arr2 = m
-        .view()
-        .into_shape_with_order(4)
-        .unwrap()
-        .mapv(|t| t.sin())
-        .sum()
-        + (arr1 * arr1 + 1.0).recip();
+    let arr1 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * b.powi(2)));
+    let arr2 = (&m.row(1) * (arr1 * arr1 + 1.0).recip() - &m.column(1))
+        .mapv(f64::sin)
+        .sum();
     let mut buf3 = vec![0.0; n];
     for i in 0..n {
         buf3[i] = (arr1 * arr1 + 1.0).cbrt().atan();
@@ -3671,7 +3643,9 @@ pub fn p88(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             pair1 += (d * d + 0.5).recip() * (x[i] * x[i] + 1.0).log10();
         }
     }
-    let arr2 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * (b * b + 1.0).recip();
+    let arr2 = (&m.row(1) * (b * b + 1.0).recip() - &m.column(1))
+        .mapv(f64::sin)
+        .sum();
     -0.93f64 * (a).tanh()
         + 0.56f64 * (b).tanh()
         + -1.89f64 * (pair1).tanh()
@@ -3719,13 +3693,7 @@ pub fn p89(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 pub fn p90(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let v1 = b.hypot(((((b * b + 1.0).log(3.0)).tanh() * 3.0).signum() * 0.25 + b.tanh()));
-    let arr2 = m
-        .view()
-        .into_shape_with_order(4)
-        .unwrap()
-        .mapv(|t| t.sin())
-        .sum()
-        + v1.tanh();
+    let arr2 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * v1.tanh()));
     let mut m3 = autodiff::ops::sigmoid(v1);
     if x[2].clamp(-1.0, 1.0) > 1.68f64 {
         m3 += ((x[0] * x[3]) - x[1]);
@@ -3733,9 +3701,7 @@ pub fn p90(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         m3 = m3 * 0.5;
     }
     let v4 = smooth((x[3] * x[3] + 1.0).powf(smooth(a).tanh()));
-    let arr5 = (m.to_owned().reversed_axes() * a.hypot(b) + &m.view())
-        .mapv(|t| t.tanh())
-        .sum();
+    let arr5 = (&m.row(1) * a.hypot(b) - &m.column(1)).mapv(f64::sin).sum();
     1.35f64 * (a).tanh()
         + 1.96f64 * (b).tanh()
         + 1.67f64 * (v1).tanh()
@@ -3749,9 +3715,11 @@ pub fn p90(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p91(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = (m * (x[2] / (x[1] * x[1] + 1.0)) + &m.t().dot(m))
-        .mapv(|t| t.tanh())
-        .sum();
+    let arr1 = (m + &m.sum_axis(Axis(0)))
+        .mapv(|t| (t * t + 1.0).ln())
+        .mean()
+        .unwrap()
+        * (x[2] / (x[1] * x[1] + 1.0));
     let mut pair2 = 0.0;
     for i in 0..n {
         for j in (i + 1)..n {
@@ -3864,11 +3832,10 @@ pub fn p94(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else if (b * b + 1.0).recip() >= 0.23f64 {
         m1 = m1 * 0.5;
     }
-    let arr2 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
+    let arr2 = (m * m * b - m.mapv(|t| t.cos()))
+        .mapv(f64::exp)
         .mean()
-        .unwrap()
-        * b;
+        .unwrap();
     let mut m3 = m1;
     if x[3].tanh() > 0.60f64 {
         m3 += b.clamp(-1.0, 1.0);
@@ -4452,7 +4419,8 @@ pub fn p107(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p108(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * autodiff::ops::sigmoid(1.20f64);
+    let arr1 =
+        m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * autodiff::ops::sigmoid(1.20f64);
     let v2 = (((1.91f64 * 1.91f64 + 1.0).cbrt() * (1.91f64 * 1.91f64 + 1.0).cbrt() + 1.5).acosh()
         * ((1.91f64 * 1.91f64 + 1.0).cbrt() * (1.91f64 * 1.91f64 + 1.0).cbrt() + 1.5).acosh()
         + 1.0)
@@ -4489,9 +4457,10 @@ pub fn p109(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         perm1[n - 1] = first;
     }
-    let arr3 = (&m.row(1) * x[0].tanh().exp_m1() - &m.column(1))
-        .mapv(f64::sin)
-        .sum();
+    let arr3 = (m * m * x[0].tanh().exp_m1() - m.mapv(|t| t.cos()))
+        .mapv(f64::exp)
+        .mean()
+        .unwrap();
     -0.16f64 * (a).tanh() + 1.95f64 * (b).tanh() + 1.99f64 * (rot2).tanh() + 0.21f64 * (arr3).tanh()
 }
 
@@ -4535,9 +4504,8 @@ pub fn p111(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         buf2[i] = v1;
     }
     let v3 = buf2[2] * buf2[3];
-    let arr4 = (&m.slice(autodiff::ndarray::s![.., 1..]) * (b * b + 1.0).ln()
-        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
-        .mapv(|t| t.sin())
+    let arr4 = (m.to_owned().reversed_axes() * (b * b + 1.0).ln() + &m.view())
+        .mapv(|t| t.tanh())
         .sum();
     let mut m5 = helpers::soft(x[2], 0.3);
     if v1.asinh() < -1.27f64 {
@@ -4656,7 +4624,10 @@ pub fn p115(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         buf2[i] = ((w1 * w1 + 1.0).recip().tanh() * 0.5).sinh();
     }
     let v3 = buf2[2] * buf2[3];
-    let arr4 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * v3;
+    let arr4 = (&m.column(0).insert_axis(Axis(1)) * m)
+        .mapv(|t| (t * t + 1.0).ln())
+        .sum()
+        * v3;
     let mut lse5 = v3.powi(2);
     let mut scratch6 = vec![0.0; n];
     for i in 0..n {
@@ -4761,10 +4732,7 @@ pub fn p116(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p117(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = (&m.column(0).insert_axis(Axis(1)) * m)
-        .mapv(|t| (t * t + 1.0).ln())
-        .sum()
-        * a.clamp(-1.0, 1.0);
+    let arr1 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * a.clamp(-1.0, 1.0)));
     let mut lse2 = arr1;
     let mut scratch3 = vec![0.0; n];
     for i in 0..n {
@@ -4781,10 +4749,10 @@ pub fn p117(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         lse2 += se.ln() + mx;
     }
-    let arr4 = (&m.slice(autodiff::ndarray::s![.., 1..]) * autodiff::ops::softplus(0.26f64)
-        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
-        .mapv(|t| t.sin())
-        .sum();
+    let arr4 = (&m.column(0).insert_axis(Axis(1)) * m)
+        .mapv(|t| (t * t + 1.0).ln())
+        .sum()
+        * autodiff::ops::softplus(0.26f64);
     let v5 = (((autodiff::ops::softplus((arr1 * arr1 + 1.0).log10())).tanh()
         - (((a - arr1).tanh() - ((lse2 * lse2 + 1.0).log2()).tanh().stop_gradient())
             .exp()
@@ -5025,13 +4993,10 @@ pub fn p122(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p123(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = m
-        .view()
-        .into_shape_with_order(4)
-        .unwrap()
-        .mapv(|t| t.sin())
+    let arr1 = (&m.column(0).insert_axis(Axis(1)) * m)
+        .mapv(|t| (t * t + 1.0).ln())
         .sum()
-        + (b.tanh() * 0.9).asin();
+        * (b.tanh() * 0.9).asin();
     let mut pair2 = 0.0;
     for i in 0..n {
         for j in (i + 1)..n {
@@ -5522,9 +5487,10 @@ pub fn p137(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         w2 = w2 * 0.6 + 0.05 * (x[2] * x[2] + 1.5).acosh().tanh();
         steps += 1;
     }
-    let arr3 = (m * a.tanh().exp() + &m.t().dot(m))
-        .mapv(|t| t.tanh())
-        .sum();
+    let arr3 = (&m.column(0).insert_axis(Axis(1)) * m)
+        .mapv(|t| (t * t + 1.0).ln())
+        .sum()
+        * a.tanh().exp();
     let part4_s = &x[0..];
     let mut part4 = b;
     for i in 0..part4_s.len() {
@@ -5602,8 +5568,10 @@ pub fn p139(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         w1 = w1 * 0.6 + 0.05 * b.atan2(-0.89f64 * -0.89f64 + 0.5).tanh();
         steps += 1;
     }
-    let arr2 = (&m.row(1) * (-1.15f64 * -1.15f64 + 1.0).powf(a.tanh()) - &m.column(1))
-        .mapv(f64::sin)
+    let arr2 = (&m.slice(autodiff::ndarray::s![.., 1..])
+        * (-1.15f64 * -1.15f64 + 1.0).powf(a.tanh())
+        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+        .mapv(|t| t.sin())
         .sum();
     let mut pair3 = 0.0;
     for i in 0..n {
@@ -5619,7 +5587,13 @@ pub fn p139(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             pair4 += (d * d + 0.5).recip() * (a * a + 1.0).log(3.0);
         }
     }
-    let arr5 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * x[2];
+    let arr5 = m
+        .view()
+        .into_shape_with_order(4)
+        .unwrap()
+        .mapv(|t| t.sin())
+        .sum()
+        + x[2];
     let mut m6 = (a * a + 1.0).cbrt();
     if (a * a + 1.0).log(3.0) > -0.88f64 {
         m6 += (helpers::soft(pair4, 0.3) * helpers::soft(pair4, 0.3) + 1.0).log(3.0);
@@ -5765,11 +5739,7 @@ pub fn p143(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             acc5 = acc5 * 0.9 + x[0];
         }
     }
-    let arr6 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
-        .mean()
-        .unwrap()
-        * acc5;
+    let arr6 = (m * acc5 + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
     -1.56f64 * (a).tanh()
         + 0.57f64 * (b).tanh()
         + -0.06f64 * (m1).tanh()
@@ -5848,13 +5818,9 @@ pub fn p145(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p146(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = m
-        .view()
-        .into_shape_with_order(4)
-        .unwrap()
-        .mapv(|t| t.sin())
-        .sum()
-        + -1.38f64.clamp(-1.0, 1.0);
+    let arr1 = (&m.row(1) * -1.38f64.clamp(-1.0, 1.0) - &m.column(1))
+        .mapv(f64::sin)
+        .sum();
     let mut w2 = f64::sin(x[1].tanh().exp()).tanh() + 3.0;
     let mut steps = 0;
     while w2 > 0.5 && steps < 20 {
@@ -5908,9 +5874,7 @@ pub fn p147(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else if (b * b).ln_1p() >= -0.89f64 {
         m4 = m4 * 0.5;
     }
-    let arr5 = (m.to_owned().reversed_axes() * (-0.14f64 - x[0]) + &m.view())
-        .mapv(|t| t.tanh())
-        .sum();
+    let arr5 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * (-0.14f64 - x[0])));
     0.22f64 * (a).tanh()
         + 0.14f64 * (b).tanh()
         + -1.26f64 * (acc1).tanh()
@@ -6032,7 +5996,10 @@ pub fn p151(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         lse2 = lse2 * 0.5 + se.ln() + mx + prev;
     }
-    let arr4 = (m * lse2.tanh() + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
+    let arr4 = (m * m * lse2.tanh() - m.mapv(|t| t.cos()))
+        .mapv(f64::exp)
+        .mean()
+        .unwrap();
     let mut w5 = (lse2.tanh() * 0.9)
         .asin()
         .min(helpers::soft(-0.75f64, 0.3))
@@ -6076,10 +6043,7 @@ pub fn p152(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         perm2[n - 1] = first;
     }
-    let arr4 = (&m.column(0).insert_axis(Axis(1)) * m)
-        .mapv(|t| (t * t + 1.0).ln())
-        .sum()
-        * 0.39f64.tanh().exp2();
+    let arr4 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * 0.39f64.tanh().exp2();
     let v5 = if smooth(0.46f64) >= 1.23f64 {
         (-1.58f64 * -1.58f64 + 1.0).log2()
     } else {
@@ -6136,7 +6100,9 @@ pub fn p153(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         w5 = w5 * 0.6 + 0.05 * (w1 * 0.5).tanh();
         steps += 1;
     }
-    let arr6 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * x[1].tanh()));
+    let arr6 = (m.to_owned().reversed_axes() * x[1].tanh() + &m.view())
+        .mapv(|t| t.tanh())
+        .sum();
     0.54f64 * (a).tanh()
         + 0.44f64 * (b).tanh()
         + 1.81f64 * (w1).tanh()
@@ -6341,13 +6307,7 @@ pub fn p158(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         buf6[i] = -1.81f64.atan2(acc5 * acc5 + 0.5).sin();
     }
     let v7 = buf6[1] + 0.5 * buf6[2];
-    let arr8 = m
-        .view()
-        .into_shape_with_order(4)
-        .unwrap()
-        .mapv(|t| t.sin())
-        .sum()
-        + x[3].max(b);
+    let arr8 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * x[3].max(b)));
     1.43f64 * (a).tanh()
         + 0.45f64 * (b).tanh()
         + 1.90f64 * (v2).tanh()
@@ -6410,10 +6370,11 @@ pub fn p160(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p161(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = (&m.slice(autodiff::ndarray::s![.., 1..]) * x[3]
-        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
-        .mapv(|t| t.sin())
-        .sum();
+    let arr1 = (m + &m.sum_axis(Axis(0)))
+        .mapv(|t| (t * t + 1.0).ln())
+        .mean()
+        .unwrap()
+        * x[3];
     let mut pair2 = 0.0;
     for i in 0..n {
         for j in (i + 1)..n {
@@ -6445,8 +6406,8 @@ pub fn p161(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     }
     let v6 = buf5[2] + 0.5 * buf5[3];
     let v7 = pair2.min(smooth(pair2.atan()));
-    let arr8 = (&m.row(1) * v7.mul_add(-1.40f64, b) - &m.column(1))
-        .mapv(f64::sin)
+    let arr8 = (m.to_owned().reversed_axes() * v7.mul_add(-1.40f64, b) + &m.view())
+        .mapv(|t| t.tanh())
         .sum();
     0.57f64 * (a).tanh()
         + -0.50f64 * (b).tanh()
@@ -6513,13 +6474,9 @@ pub fn p162(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p163(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = m
-        .view()
-        .into_shape_with_order(4)
-        .unwrap()
-        .mapv(|t| t.sin())
-        .sum()
-        + a.asinh();
+    let arr1 = (m.to_owned().reversed_axes() * a.asinh() + &m.view())
+        .mapv(|t| t.tanh())
+        .sum();
     let v2 = -1.21f64.powi(2).asinh().tanh().exp2();
     1.68f64 * (a).tanh() + -2.00f64 * (b).tanh() + -1.88f64 * (arr1).tanh() + 0.06f64 * (v2).tanh()
 }
@@ -6551,7 +6508,7 @@ pub fn p165(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else {
         ((a * a + 1.0).cbrt() * v1.asinh())
     };
-    let arr4 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * x[1]));
+    let arr4 = (m * x[1] + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
     1.20f64 * (a).tanh()
         + 1.17f64 * (b).tanh()
         + -0.87f64 * (v1).tanh()
@@ -6670,7 +6627,9 @@ pub fn p168(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..part3_s.len() {
         part3 += part3_s[i] * part3_s[1].sin();
     }
-    let arr4 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * (0.08f64.tanh() * 0.9).atanh();
+    let arr4 = (m.to_owned().reversed_axes() * (0.08f64.tanh() * 0.9).atanh() + &m.view())
+        .mapv(|t| t.tanh())
+        .sum();
     let mut perm5 = vec![0usize; n];
     for i in 0..n {
         perm5[i] = (i + 3) % n;
@@ -6759,10 +6718,7 @@ pub fn p169(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         buf5[i] = (old * buf5[i - 1]).sin() + old;
     }
     let v6 = buf5[1] * buf5[2];
-    let arr7 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
-        .mean()
-        .unwrap()
+    let arr7 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum()
         * (((-0.60f64).tanh() * 3.0).signum() * 0.25 + a);
     -0.29f64 * (a).tanh()
         + -0.68f64 * (b).tanh()
@@ -7105,13 +7061,10 @@ pub fn p177(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p178(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = m
-        .view()
-        .into_shape_with_order(4)
-        .unwrap()
-        .mapv(|t| t.sin())
-        .sum()
-        + a.cos();
+    let arr1 = (m * m * a.cos() - m.mapv(|t| t.cos()))
+        .mapv(f64::exp)
+        .mean()
+        .unwrap();
     let v2 = if (a * a).ln_1p() > 0.04f64 {
         ((-1.74f64 * 0.5) * (-1.74f64 * 0.5) + 1.0).recip()
     } else {
@@ -7152,7 +7105,13 @@ pub fn p178(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p179(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * f64::sin(a)));
+    let arr1 = m
+        .view()
+        .into_shape_with_order(4)
+        .unwrap()
+        .mapv(|t| t.sin())
+        .sum()
+        + f64::sin(a);
     let mut buf2 = vec![0.0; n];
     for i in 0..n {
         buf2[i] = f64::sin(
@@ -7356,9 +7315,10 @@ pub fn p183(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             pair5 += (d * d + 0.5).recip() * lse1;
         }
     }
-    let arr6 = (m * (-0.69f64.tanh() * 0.5).sinh() + &m.t().dot(m))
-        .mapv(|t| t.tanh())
-        .sum();
+    let arr6 = (m * m * (-0.69f64.tanh() * 0.5).sinh() - m.mapv(|t| t.cos()))
+        .mapv(f64::exp)
+        .mean()
+        .unwrap();
     let mut pair7 = 0.0;
     for i in 0..n {
         for j in (i + 1)..n {
@@ -7431,10 +7391,9 @@ pub fn p184(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         buf7[i] = (old * buf7[i - 1]).sin() + old;
     }
     let v8 = buf7[0] + 0.5 * buf7[1];
-    let arr9 = (m + &m.sum_axis(Axis(0)))
+    let arr9 = (&m.column(0).insert_axis(Axis(1)) * m)
         .mapv(|t| (t * t + 1.0).ln())
-        .mean()
-        .unwrap()
+        .sum()
         * -0.65f64.min(x[0]);
     0.18f64 * (a).tanh()
         + -1.58f64 * (b).tanh()
@@ -7623,16 +7582,14 @@ pub fn p188(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..part2_s.len() {
         part2 += part2_s[i] * part2_s[1].sin();
     }
-    let arr3 = m
-        .view()
-        .into_shape_with_order(4)
-        .unwrap()
-        .mapv(|t| t.sin())
-        .sum()
-        + (((1.60f64).tanh() - (x[0]).tanh().stop_gradient())
+    let arr3 = (&m.slice(autodiff::ndarray::s![.., 1..])
+        * (((1.60f64).tanh() - (x[0]).tanh().stop_gradient())
             .exp()
             .ln()
-            + (x[0]).tanh().stop_gradient());
+            + (x[0]).tanh().stop_gradient())
+        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+        .mapv(|t| t.sin())
+        .sum();
     let mut buf4 = vec![0.0; n];
     for i in 0..n {
         buf4[i] = ((arr3.tanh() * 0.9).atanh().tanh() * 0.9).asin();
@@ -7859,11 +7816,10 @@ pub fn p194(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         w2 = w2 * 0.6 + 0.05 * (b.tanh() * 0.5).cosh().tanh();
         steps += 1;
     }
-    let arr3 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
+    let arr3 = (m * m * w2.abs() - m.mapv(|t| t.cos()))
+        .mapv(f64::exp)
         .mean()
-        .unwrap()
-        * w2.abs();
+        .unwrap();
     let mut m4 = f64::sin(x[0]);
     if acc1.hypot(arr3) <= -1.91f64 {
         m4 += x[3].sin();
@@ -7949,13 +7905,10 @@ pub fn p196(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         w2 = w2 * 0.6 + 0.05 * 1.49f64.atan2(x[2] * x[2] + 0.5).tanh();
         steps += 1;
     }
-    let arr3 = m
-        .view()
-        .into_shape_with_order(4)
-        .unwrap()
-        .mapv(|t| t.sin())
-        .sum()
-        + (((v1).tanh() * 3.0).floor() * 0.25 + x[1]);
+    let arr3 = (m.to_owned().reversed_axes() * (((v1).tanh() * 3.0).floor() * 0.25 + x[1])
+        + &m.view())
+        .mapv(|t| t.tanh())
+        .sum();
     let mut acc4 = f64::sin(w2);
     for i in 0..n {
         acc4 += (autodiff::ops::sigmoid(v1) * 0.26f64);
@@ -8158,13 +8111,7 @@ pub fn p200(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 pub fn p201(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let v1 = a.sin();
-    let arr2 = m
-        .view()
-        .into_shape_with_order(4)
-        .unwrap()
-        .mapv(|t| t.sin())
-        .sum()
-        + a.tanh().exp();
+    let arr2 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * a.tanh().exp()));
     0.73f64 * (a).tanh() + 0.57f64 * (b).tanh() + -1.68f64 * (v1).tanh() + -1.04f64 * (arr2).tanh()
 }
 
@@ -8172,8 +8119,8 @@ pub fn p201(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p202(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = (m * (x[1] * x[1] + 1.0).cbrt() + &m.t().dot(m))
-        .mapv(|t| t.tanh())
+    let arr1 = (&m.row(1) * (x[1] * x[1] + 1.0).cbrt() - &m.column(1))
+        .mapv(f64::sin)
         .sum();
     let mut pair2 = 0.0;
     for i in 0..n {
@@ -8270,7 +8217,7 @@ pub fn p204(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p205(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * x[2].powi(2);
+    let arr1 = (m * x[2].powi(2) + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
     let mut perm2 = vec![0usize; n];
     for i in 0..n {
         perm2[i] = (i + 3) % n;
@@ -8294,7 +8241,10 @@ pub fn p205(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             pair4 += (d * d + 0.5).recip() * b;
         }
     }
-    let arr5 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * (0.45f64.tanh() * 0.5).tan();
+    let arr5 = (&m.slice(autodiff::ndarray::s![.., 1..]) * (0.45f64.tanh() * 0.5).tan()
+        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+        .mapv(|t| t.sin())
+        .sum();
     -0.93f64 * (a).tanh()
         + -0.96f64 * (b).tanh()
         + 1.48f64 * (arr1).tanh()
@@ -8319,11 +8269,7 @@ pub fn p206(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         buf1[i] = (old * buf1[i - 1]).sin() + old;
     }
     let v2 = buf1[1] + 0.5 * buf1[2];
-    let arr3 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
-        .mean()
-        .unwrap()
-        * v2.min(v2);
+    let arr3 = (m * v2.min(v2) + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
     let v4 = if (((1.89f64).tanh() * 3.0).ceil() * 0.25 + -1.29f64) <= 1.95f64 {
         ((arr3.tanh() * 0.9).asin().tanh() * 0.5).cosh()
     } else {
@@ -8350,11 +8296,10 @@ pub fn p207(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else {
         (v2.atan() * v2.atan() + 1.0).cbrt()
     };
-    let arr4 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
-        .mean()
-        .unwrap()
-        * (0.94f64 * 0.94f64 + 1.0).recip();
+    let arr4 = (&m.slice(autodiff::ndarray::s![.., 1..]) * (0.94f64 * 0.94f64 + 1.0).recip()
+        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+        .mapv(|t| t.sin())
+        .sum();
     let mut buf5 = vec![0.0; n];
     for i in 0..n {
         buf5[i] = (x[(i + 3) % n].abs().tanh() * 0.5).sinh();
@@ -8516,13 +8461,7 @@ pub fn p210(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p211(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = m
-        .view()
-        .into_shape_with_order(4)
-        .unwrap()
-        .mapv(|t| t.sin())
-        .sum()
-        + (a * a + 1.0).recip();
+    let arr1 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * (a * a + 1.0).recip();
     let v2 = (x[0] * x[0]).ln_1p();
     let v3 = if (((b).tanh() - (x[2]).tanh().stop_gradient()).exp().ln()
         + (x[2]).tanh().stop_gradient())
@@ -8656,10 +8595,7 @@ pub fn p213(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p214(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = (&m.slice(autodiff::ndarray::s![.., 1..]) * f64::sin(a)
-        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
-        .mapv(|t| t.sin())
-        .sum();
+    let arr1 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * f64::sin(a);
     let mut lse2 = (-0.81f64 * -0.81f64 + 1.0).ln();
     let mut scratch3 = vec![0.0; 3];
     for i in 0..n {
@@ -8823,7 +8759,10 @@ pub fn p217(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         w3 = w3 * 0.6 + 0.05 * (rot2 * rot2 + 1.0).recip().tanh();
         steps += 1;
     }
-    let arr4 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * w3;
+    let arr4 = (&m.column(0).insert_axis(Axis(1)) * m)
+        .mapv(|t| (t * t + 1.0).ln())
+        .sum()
+        * w3;
     let v5 = ((rot2 * rot2 + 1.0).cbrt() * (rot2 * rot2 + 1.0).cbrt() + 0.5).sqrt();
     let mut pair6 = 0.0;
     for i in 0..n {
@@ -8958,13 +8897,11 @@ pub fn p219(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p220(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = m
-        .view()
-        .into_shape_with_order(4)
+    let arr1 = (m + &m.sum_axis(Axis(0)))
+        .mapv(|t| (t * t + 1.0).ln())
+        .mean()
         .unwrap()
-        .mapv(|t| t.sin())
-        .sum()
-        + (-(a));
+        * (-(a));
     let v2 =
         (smooth((x[0] * x[0] + 1.0).ln()) * ((-1.54f64 * arr1) * (-1.54f64 * arr1) + 1.0).log10());
     let part3_s = &x[1..=2];
@@ -9004,13 +8941,10 @@ pub fn p221(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 pub fn p222(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let v1 = ((b.abs().tanh() * 0.5).tan() - (a - a.hypot(b)));
-    let arr2 = m
-        .view()
-        .into_shape_with_order(4)
-        .unwrap()
+    let arr2 = (&m.slice(autodiff::ndarray::s![.., 1..]) * autodiff::ops::softplus(b)
+        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
         .mapv(|t| t.sin())
-        .sum()
-        + autodiff::ops::softplus(b);
+        .sum();
     let v3 = 0.99f64;
     let mut lse4 = -0.91f64;
     let mut scratch5 = vec![0.0; 3];
@@ -9156,17 +9090,9 @@ pub fn p226(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         perm1[n - 1] = first;
     }
-    let arr3 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
-        .mean()
-        .unwrap()
-        * 0.41f64.mul_add(b, rot2);
+    let arr3 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * 0.41f64.mul_add(b, rot2);
     let v4 = helpers::soft(a, 0.3);
-    let arr5 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
-        .mean()
-        .unwrap()
-        * b.tanh();
+    let arr5 = (&m.row(1) * b.tanh() - &m.column(1)).mapv(f64::sin).sum();
     -0.52f64 * (a).tanh()
         + 1.72f64 * (b).tanh()
         + -1.88f64 * (rot2).tanh()
@@ -9508,9 +9434,10 @@ pub fn p234(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         lse8 += se.ln() + mx;
     }
-    let arr10 = (m.to_owned().reversed_axes() * (x[2] - 0.84f64) + &m.view())
-        .mapv(|t| t.tanh())
-        .sum();
+    let arr10 = (m * m * (x[2] - 0.84f64) - m.mapv(|t| t.cos()))
+        .mapv(f64::exp)
+        .mean()
+        .unwrap();
     -1.35f64 * (a).tanh()
         + 0.97f64 * (b).tanh()
         + -0.15f64 * (rot2).tanh()
@@ -9600,11 +9527,13 @@ pub fn p236(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         perm3[n - 1] = first;
     }
-    let arr5 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
-        .mean()
+    let arr5 = m
+        .view()
+        .into_shape_with_order(4)
         .unwrap()
-        * x[0].powi(3);
+        .mapv(|t| t.sin())
+        .sum()
+        + x[0].powi(3);
     let v6 = (-1.38f64.tanh().exp().tanh() * 0.9).asin();
     1.57f64 * (a).tanh()
         + -1.26f64 * (b).tanh()
@@ -9674,8 +9603,9 @@ pub fn p238(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         perm2[n - 1] = first;
     }
-    let arr4 = (m.to_owned().reversed_axes() * (rot3 * rot3 + 1.0).log2() + &m.view())
-        .mapv(|t| t.tanh())
+    let arr4 = (&m.slice(autodiff::ndarray::s![.., 1..]) * (rot3 * rot3 + 1.0).log2()
+        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+        .mapv(|t| t.sin())
         .sum();
     -0.59f64 * (a).tanh()
         + 0.41f64 * (b).tanh()
@@ -10119,9 +10049,13 @@ pub fn p250(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else if (a + 0.25f64) < 0.62f64 {
         m3 = m3 * 0.5;
     }
-    let arr4 = (&m.row(1) * (pair2 * pair2 + 1.0).log(3.0) - &m.column(1))
-        .mapv(f64::sin)
-        .sum();
+    let arr4 = m
+        .view()
+        .into_shape_with_order(4)
+        .unwrap()
+        .mapv(|t| t.sin())
+        .sum()
+        + (pair2 * pair2 + 1.0).log(3.0);
     let v5 = ((smooth(arr4) * 0.5).tanh() * 0.9).atanh();
     let part6_s = &x[0..2];
     let mut part6 = f64::sin(b);
@@ -10155,10 +10089,7 @@ pub fn p251(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..part3_s.len() {
         part3 += part3_s[i] * part3_s[1].sin();
     }
-    let arr4 = (&m.slice(autodiff::ndarray::s![.., 1..]) * part3
-        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
-        .mapv(|t| t.sin())
-        .sum();
+    let arr4 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * part3;
     let mut acc5 = (part3 * part3 + 1.0).log(3.0);
     for i in 0..n {
         acc5 += ((part3 * part3 + 0.5).sqrt().tanh() * 0.9).atanh();
@@ -10192,7 +10123,10 @@ pub fn p252(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             pair2 += (d * d + 0.5).recip() * (m1.tanh() * 0.9).atanh();
         }
     }
-    let arr3 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * -1.29f64.sin();
+    let arr3 = (m * m * -1.29f64.sin() - m.mapv(|t| t.cos()))
+        .mapv(f64::exp)
+        .mean()
+        .unwrap();
     let mut perm4 = vec![0usize; n];
     for i in 0..n {
         perm4[i] = (i + 1) % n;
@@ -10429,7 +10363,7 @@ pub fn p256(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p257(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * b.min(a)));
+    let arr1 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * b.min(a);
     let mut buf2 = vec![0.0; n];
     for i in 0..n {
         buf2[i] = b.tanh().exp_m1().sin();
@@ -10490,7 +10424,10 @@ pub fn p258(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p259(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * b;
+    let arr1 = (&m.column(0).insert_axis(Axis(1)) * m)
+        .mapv(|t| (t * t + 1.0).ln())
+        .sum()
+        * b;
     let v2 = ((b * b + 1.0)
         .ln()
         .max(a.atan2(0.08f64 * 0.08f64 + 0.5))
@@ -10602,7 +10539,10 @@ pub fn p261(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         perm1[n - 1] = first;
     }
-    let arr3 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * (b * b + 1.0).log2();
+    let arr3 = (&m.slice(autodiff::ndarray::s![.., 1..]) * (b * b + 1.0).log2()
+        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+        .mapv(|t| t.sin())
+        .sum();
     let mut m4 = (b * b + 1.0).log2();
     if (x[1] * x[1] + 1.5).acosh() > -1.31f64 {
         m4 += smooth((x[2] * x[2] + 1.0).cbrt());
@@ -10658,13 +10598,10 @@ pub fn p262(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         buf1[i] = (old * buf1[i - 1]).sin() + old;
     }
     let v2 = buf1[1] + 0.5 * buf1[2];
-    let arr3 = m
-        .view()
-        .into_shape_with_order(4)
-        .unwrap()
-        .mapv(|t| t.sin())
-        .sum()
-        + (v2 * v2).ln_1p();
+    let arr3 = (m * m * (v2 * v2).ln_1p() - m.mapv(|t| t.cos()))
+        .mapv(f64::exp)
+        .mean()
+        .unwrap();
     let v4 = v2;
     let mut acc5 = (1.17f64.tanh() * 0.9).atanh();
     for i in 0..n {
@@ -10880,7 +10817,7 @@ pub fn p267(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else {
         ((b * b + 1.0).cbrt() * (b * b + 1.0).cbrt() + 1.5).acosh()
     };
-    let arr4 = (m * (-0.49f64 * -0.49f64 + 1.5).acosh() + &m.t().dot(m))
+    let arr4 = (m.to_owned().reversed_axes() * (-0.49f64 * -0.49f64 + 1.5).acosh() + &m.view())
         .mapv(|t| t.tanh())
         .sum();
     let v5 = if (a.tanh() * 0.9).atanh() < -1.63f64 {
@@ -11168,10 +11105,13 @@ pub fn p274(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p275(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * (b * b + 1.0).cbrt();
-    let arr2 = (m * x[2].atan2(a * a + 0.5) + &m.t().dot(m))
+    let arr1 = (m.to_owned().reversed_axes() * (b * b + 1.0).cbrt() + &m.view())
         .mapv(|t| t.tanh())
         .sum();
+    let arr2 = (m * m * x[2].atan2(a * a + 0.5) - m.mapv(|t| t.cos()))
+        .mapv(f64::exp)
+        .mean()
+        .unwrap();
     let v3 = 1.92f64;
     let mut buf4 = vec![0.0; n];
     for i in 0..n {
@@ -11221,9 +11161,7 @@ pub fn p276(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         lse1 += se.ln() + mx;
     }
-    let arr3 = (&m.row(1) * lse1.tanh().exp_m1() - &m.column(1))
-        .mapv(f64::sin)
-        .sum();
+    let arr3 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * lse1.tanh().exp_m1()));
     -0.01f64 * (a).tanh()
         + -0.55f64 * (b).tanh()
         + 1.53f64 * (lse1).tanh()
@@ -11240,8 +11178,8 @@ pub fn p277(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         w1 = w1 * 0.6 + 0.05 * b.tanh();
         steps += 1;
     }
-    let arr2 = (&m.row(1) * f64::sin(0.24f64) - &m.column(1))
-        .mapv(f64::sin)
+    let arr2 = (m * f64::sin(0.24f64) + &m.t().dot(m))
+        .mapv(|t| t.tanh())
         .sum();
     let part3_s = &x[0..=2];
     let mut part3 = a.tanh().exp();
@@ -11272,11 +11210,10 @@ pub fn p277(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         lse5 += se.ln() + mx;
     }
-    let arr7 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
+    let arr7 = (m * m * x[0].powi(2) - m.mapv(|t| t.cos()))
+        .mapv(f64::exp)
         .mean()
-        .unwrap()
-        * x[0].powi(2);
+        .unwrap();
     1.06f64 * (a).tanh()
         + 1.02f64 * (b).tanh()
         + 0.16f64 * (w1).tanh()
@@ -11360,12 +11297,11 @@ pub fn p279(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         perm3[n - 1] = first;
     }
     let v5 = (a * 0.5).min((x[0] - a));
-    let arr6 = (m.to_owned().reversed_axes() * (x[0] * x[0] + 1.0).cbrt() + &m.view())
-        .mapv(|t| t.tanh())
-        .sum();
-    let arr7 = (&m.column(0).insert_axis(Axis(1)) * m)
+    let arr6 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * (x[0] * x[0] + 1.0).cbrt();
+    let arr7 = (m + &m.sum_axis(Axis(0)))
         .mapv(|t| (t * t + 1.0).ln())
-        .sum()
+        .mean()
+        .unwrap()
         * rot4;
     0.54f64 * (a).tanh()
         + 1.38f64 * (b).tanh()
@@ -11381,7 +11317,7 @@ pub fn p279(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p280(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = (&m.row(1) * a - &m.column(1)).mapv(f64::sin).sum();
+    let arr1 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * a;
     let mut perm2 = vec![0usize; n];
     for i in 0..n {
         perm2[i] = (i + 1) % n;
@@ -11553,11 +11489,9 @@ pub fn p283(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         w3 = w3 * 0.6 + 0.05 * (v1 / (w2 * w2 + 1.0)).tanh();
         steps += 1;
     }
-    let arr4 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
-        .mean()
-        .unwrap()
-        * (0.47f64 / (0.89f64 * 0.89f64 + 1.0));
+    let arr4 = (m.to_owned().reversed_axes() * (0.47f64 / (0.89f64 * 0.89f64 + 1.0)) + &m.view())
+        .mapv(|t| t.tanh())
+        .sum();
     let mut perm5 = vec![0usize; n];
     for i in 0..n {
         perm5[i] = (i + 1) % n;
@@ -11649,7 +11583,7 @@ pub fn p285(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else {
         ((-(pair4)) * (-(pair4)) + 1.0).powf(x[0].hypot(b).tanh())
     };
-    let arr7 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * v6.hypot(v6);
+    let arr7 = (m * v6.hypot(v6) + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
     -0.27f64 * (a).tanh()
         + 0.18f64 * (b).tanh()
         + 0.28f64 * (v1).tanh()
@@ -11669,7 +11603,7 @@ pub fn p286(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else {
         1.52f64
     };
-    let arr2 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * (a * a + 1.0).log10();
+    let arr2 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * (a * a + 1.0).log10();
     let mut lse3 = autodiff::ops::sigmoid(x[3]);
     let mut scratch4 = vec![0.0; n];
     for i in 0..n {
@@ -11698,9 +11632,7 @@ pub fn p286(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p287(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = (m.to_owned().reversed_axes() * b.cos() + &m.view())
-        .mapv(|t| t.tanh())
-        .sum();
+    let arr1 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * b.cos();
     let mut pair2 = 0.0;
     for i in 0..n {
         for j in (i + 1)..n {
@@ -11968,15 +11900,11 @@ pub fn p293(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         lse3 = lse3 * 0.5 + se.ln() + mx;
     }
-    let arr5 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
-        .mean()
-        .unwrap()
-        * smooth(x[3]);
-    let arr6 = (&m.slice(autodiff::ndarray::s![.., 1..]) * autodiff::ops::sigmoid(0.26f64)
-        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
-        .mapv(|t| t.sin())
+    let arr5 = (m.to_owned().reversed_axes() * smooth(x[3]) + &m.view())
+        .mapv(|t| t.tanh())
         .sum();
+    let arr6 =
+        m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * autodiff::ops::sigmoid(0.26f64);
     let mut perm7 = vec![0usize; n];
     for i in 0..n {
         perm7[i] = (i + 2) % n;
@@ -12157,9 +12085,8 @@ pub fn p296(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             .ln()
             + ((a * a + 1.0).log2()).tanh().stop_gradient())
     };
-    let arr3 = (&m.slice(autodiff::ndarray::s![.., 1..]) * v2.hypot(1.97f64)
-        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
-        .mapv(|t| t.sin())
+    let arr3 = (&m.row(1) * v2.hypot(1.97f64) - &m.column(1))
+        .mapv(f64::sin)
         .sum();
     1.70f64 * (a).tanh()
         + -0.59f64 * (b).tanh()
@@ -12247,7 +12174,7 @@ pub fn p299(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         w4 = w4 * 0.6 + 0.05 * autodiff::ops::sigmoid(x[3]).tanh();
         steps += 1;
     }
-    let arr5 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * 1.28f64;
+    let arr5 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * 1.28f64;
     -0.03f64 * (a).tanh()
         + -0.27f64 * (b).tanh()
         + -1.49f64 * (v1).tanh()
@@ -12269,6 +12196,9 @@ mod twin {
     }
     pub fn sin(t: D) -> D {
         t.sin()
+    }
+    pub fn exp(t: D) -> D {
+        t.exp()
     }
     /// The piecewise-constant functions and `stop_gradient`: the value's, with a zero
     /// derivative.
@@ -12493,15 +12423,16 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p3(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = (&m.column(0).insert_axis(Axis(1)) * m)
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .sum()
-            * (b * b + c(1.5)).acosh();
+        let arr1 = (m.to_owned().reversed_axes() * (b * b + c(1.5)).acosh() + &m.view())
+            .mapv(|t| t.tanh())
+            .sum();
         let v2 = (((((arr1 * -c(0.75)).tanh() * c(0.5)).sinh()).tanh() * c(3.0)).floor() * c(0.25)
             + smooth(x[0].mul_add(c(0.37), a)));
-        let arr3 = ops::logsumexp(
-            &(m.dot(&m.column(0)) * (((x[1]).tanh() * c(3.0)).floor() * c(0.25) + arr1)),
-        );
+        let arr3 = (m * m * (((x[1]).tanh() * c(3.0)).floor() * c(0.25) + arr1)
+            - m.mapv(|t| t.cos()))
+        .mapv(exp)
+        .mean()
+        .unwrap();
         let mut lse4 = (arr3 * arr3).ln_1p();
         let mut scratch5 = vec![c(0.0); n];
         for i in 0..n {
@@ -12663,8 +12594,10 @@ mod twin {
         for i in 0..part2_s.len() {
             part2 += part2_s[i] * part2_s[1].sin();
         }
-        let arr3 =
-            m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * (x[2] * x[2] + c(1.0)).log(3.0);
+        let arr3 = (&m.slice(autodiff::ndarray::s![.., 1..]) * (x[2] * x[2] + c(1.0)).log(3.0)
+            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+            .mapv(|t| t.sin())
+            .sum();
         let part4_s = &x[0..2];
         let mut part4 = arr3.clamp(-c(1.0), c(1.0));
         for i in 0..part4_s.len() {
@@ -12986,13 +12919,7 @@ mod twin {
                 acc1 = acc1 * c(0.9) + (b * b + c(1.0)).cbrt();
             }
         }
-        let arr2 = m
-            .view()
-            .into_shape_with_order(4)
-            .unwrap()
-            .mapv(|t| t.sin())
-            .sum()
-            + acc1.powi(2);
+        let arr2 = ops::logsumexp(&(m.dot(&m.column(0)) * acc1.powi(2)));
         c(0.10) * (a).tanh()
             + c(1.50) * (b).tanh()
             + c(0.07) * (acc1).tanh()
@@ -13228,9 +13155,7 @@ mod twin {
         for i in 0..part1_s.len() {
             part1 += part1_s[i] * part1_s[1].sin();
         }
-        let arr2 = (m * (a * a + c(1.0)).cbrt() + &m.t().dot(m))
-            .mapv(|t| t.tanh())
-            .sum();
+        let arr2 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * (a * a + c(1.0)).cbrt();
         c(0.52) * (a).tanh()
             + -c(0.86) * (b).tanh()
             + -c(0.46) * (part1).tanh()
@@ -13302,13 +13227,10 @@ mod twin {
                 pair4 += (d * d + c(0.5)).recip() * (rot2 * rot2 + c(1.5)).acosh();
             }
         }
-        let arr5 = (&m.slice(autodiff::ndarray::s![.., 1..]) * (a * a + c(0.5)).sqrt()
-            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
-            .mapv(|t| t.sin())
-            .sum();
-        let arr6 = (m.to_owned().reversed_axes() * pair4 + &m.view())
+        let arr5 = (m * (a * a + c(0.5)).sqrt() + &m.t().dot(m))
             .mapv(|t| t.tanh())
             .sum();
+        let arr6 = (m * pair4 + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
         -c(1.11) * (a).tanh()
             + c(0.33) * (b).tanh()
             + -c(1.18) * (rot2).tanh()
@@ -13635,11 +13557,13 @@ mod twin {
                 pair4 += (d * d + c(0.5)).recip() * (-(a));
             }
         }
-        let arr5 = (m + &m.sum_axis(Axis(0)))
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .mean()
+        let arr5 = m
+            .view()
+            .into_shape_with_order(4)
             .unwrap()
-            * (acc1.tanh() * c(0.5)).cosh();
+            .mapv(|t| t.sin())
+            .sum()
+            + (acc1.tanh() * c(0.5)).cosh();
         let mut pair6 = c(0.0);
         for i in 0..n {
             for j in (i + 1)..n {
@@ -13668,18 +13592,17 @@ mod twin {
     pub fn p32(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let v1 = x[0].sin();
-        let arr2 = (m.to_owned().reversed_axes() * (v1 * v1 + c(1.0)).ln() + &m.view())
-            .mapv(|t| t.tanh())
-            .sum();
+        let arr2 = (&m.column(0).insert_axis(Axis(1)) * m)
+            .mapv(|t| (t * t + c(1.0)).ln())
+            .sum()
+            * (v1 * v1 + c(1.0)).ln();
         let mut buf3 = vec![c(0.0); n];
         for i in 0..n {
             buf3[i] = a;
         }
         let v4 = buf3[0] + c(0.5) * buf3[1];
-        let arr5 = (&m.slice(autodiff::ndarray::s![.., 1..]) * c(0.59).clamp(-c(1.0), c(1.0))
-            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
-            .mapv(|t| t.sin())
-            .sum();
+        let arr5 =
+            m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * c(0.59).clamp(-c(1.0), c(1.0));
         c(1.22) * (a).tanh()
             + c(1.21) * (b).tanh()
             + -c(0.87) * (v1).tanh()
@@ -13982,8 +13905,13 @@ mod twin {
             }
         }
         let v2 = (smooth(acc1).cos().tanh() * c(0.5)).cosh();
-        let arr3 =
-            m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * (a * a + c(1.0)).log(3.0);
+        let arr3 = m
+            .view()
+            .into_shape_with_order(4)
+            .unwrap()
+            .mapv(|t| t.sin())
+            .sum()
+            + (a * a + c(1.0)).log(3.0);
         let mut perm4 = vec![0usize; n];
         for i in 0..n {
             perm4[i] = (i + 2) % n;
@@ -14099,10 +14027,9 @@ mod twin {
         } else if (c(0.67) * c(0.67) + c(1.0)).log10() >= -c(1.50) {
             m1 = m1 * c(0.5);
         }
-        let arr2 = (m + &m.sum_axis(Axis(0)))
+        let arr2 = (&m.column(0).insert_axis(Axis(1)) * m)
             .mapv(|t| (t * t + c(1.0)).ln())
-            .mean()
-            .unwrap()
+            .sum()
             * (x[1].tanh() * c(0.5)).sinh();
         let mut w3 = (arr2 / (arr2 * arr2 + c(1.0))).tanh().tanh() + c(3.0);
         let mut steps = 0;
@@ -14326,7 +14253,10 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p50(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = ops::logsumexp(&(m.dot(&m.column(0)) * b.max(x[3])));
+        let arr1 = (&m.slice(autodiff::ndarray::s![.., 1..]) * b.max(x[3])
+            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+            .mapv(|t| t.sin())
+            .sum();
         let mut buf2 = vec![c(0.0); n];
         for i in 0..n {
             buf2[i] = b;
@@ -14578,13 +14508,10 @@ mod twin {
                 acc2 = acc2 * c(0.9) + b.cos();
             }
         }
-        let arr3 = m
-            .view()
-            .into_shape_with_order(4)
-            .unwrap()
+        let arr3 = (&m.slice(autodiff::ndarray::s![.., 1..]) * a
+            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
             .mapv(|t| t.sin())
-            .sum()
-            + a;
+            .sum();
         -c(1.53) * (a).tanh()
             + c(1.14) * (b).tanh()
             + -c(0.91) * (m1).tanh()
@@ -14637,13 +14564,7 @@ mod twin {
             }
             lse1 += se.ln() + mx;
         }
-        let arr3 = m
-            .view()
-            .into_shape_with_order(4)
-            .unwrap()
-            .mapv(|t| t.sin())
-            .sum()
-            + b.powi(3);
+        let arr3 = (m * b.powi(3) + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
         let v4 = if (arr3 * arr3 + c(1.0)).log2() > c(0.99) {
             b.powi(3)
         } else {
@@ -14897,13 +14818,7 @@ mod twin {
             steps += 1;
         }
         let v4 = (c(1.22).tanh() * c(0.9)).atanh();
-        let arr5 = m
-            .view()
-            .into_shape_with_order(4)
-            .unwrap()
-            .mapv(|t| t.sin())
-            .sum()
-            + (b * b + c(1.0)).recip();
+        let arr5 = ops::logsumexp(&(m.dot(&m.column(0)) * (b * b + c(1.0)).recip()));
         let mut perm6 = vec![0usize; n];
         for i in 0..n {
             perm6[i] = (i + 2) % n;
@@ -14939,11 +14854,13 @@ mod twin {
         } else if (b / (b * b + c(1.0))) > -c(1.94) {
             m1 = m1 * c(0.5);
         }
-        let arr2 = (m + &m.sum_axis(Axis(0)))
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .mean()
+        let arr2 = m
+            .view()
+            .into_shape_with_order(4)
             .unwrap()
-            * m1;
+            .mapv(|t| t.sin())
+            .sum()
+            + m1;
         let v3 = if x[1] > -c(0.72) {
             (arr2.clamp(-c(1.0), c(1.0)).tanh() * c(0.5)).sinh()
         } else {
@@ -15119,10 +15036,9 @@ mod twin {
                 .ln()
                 + (-c(1.75)).tanh().stop_gradient())
         };
-        let arr4 = (&m.column(0).insert_axis(Axis(1)) * m)
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .sum()
-            * (c(0.13) * c(0.13) + c(0.5)).sqrt();
+        let arr4 = (m * (c(0.13) * c(0.13) + c(0.5)).sqrt() + &m.t().dot(m))
+            .mapv(|t| t.tanh())
+            .sum();
         let v5 = if (arr4 * arr4 + c(1.0)).cbrt() < c(0.04) {
             b.asinh().tanh().exp_m1()
         } else {
@@ -15629,11 +15545,7 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p84(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = (m + &m.sum_axis(Axis(0)))
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .mean()
-            .unwrap()
-            * ops::sigmoid(b);
+        let arr1 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * ops::sigmoid(b);
         let mut perm2 = vec![0usize; n];
         for i in 0..n {
             perm2[i] = (i + 1) % n;
@@ -15708,20 +15620,10 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p85(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = m
-            .view()
-            .into_shape_with_order(4)
-            .unwrap()
-            .mapv(|t| t.sin())
-            .sum()
-            + b.powi(2);
-        let arr2 = m
-            .view()
-            .into_shape_with_order(4)
-            .unwrap()
-            .mapv(|t| t.sin())
-            .sum()
-            + (arr1 * arr1 + c(1.0)).recip();
+        let arr1 = ops::logsumexp(&(m.dot(&m.column(0)) * b.powi(2)));
+        let arr2 = (&m.row(1) * (arr1 * arr1 + c(1.0)).recip() - &m.column(1))
+            .mapv(sin)
+            .sum();
         let mut buf3 = vec![c(0.0); n];
         for i in 0..n {
             buf3[i] = (arr1 * arr1 + c(1.0)).cbrt().atan();
@@ -15824,7 +15726,9 @@ mod twin {
                 pair1 += (d * d + c(0.5)).recip() * (x[i] * x[i] + c(1.0)).log10();
             }
         }
-        let arr2 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * (b * b + c(1.0)).recip();
+        let arr2 = (&m.row(1) * (b * b + c(1.0)).recip() - &m.column(1))
+            .mapv(sin)
+            .sum();
         -c(0.93) * (a).tanh()
             + c(0.56) * (b).tanh()
             + -c(1.89) * (pair1).tanh()
@@ -15871,13 +15775,7 @@ mod twin {
         let n = x.len();
         let v1 =
             b.hypot(((((b * b + c(1.0)).log(3.0)).tanh() * c(3.0)).signum() * c(0.25) + b.tanh()));
-        let arr2 = m
-            .view()
-            .into_shape_with_order(4)
-            .unwrap()
-            .mapv(|t| t.sin())
-            .sum()
-            + v1.tanh();
+        let arr2 = ops::logsumexp(&(m.dot(&m.column(0)) * v1.tanh()));
         let mut m3 = ops::sigmoid(v1);
         if x[2].clamp(-c(1.0), c(1.0)) > c(1.68) {
             m3 += ((x[0] * x[3]) - x[1]);
@@ -15885,9 +15783,7 @@ mod twin {
             m3 = m3 * c(0.5);
         }
         let v4 = smooth((x[3] * x[3] + c(1.0)).powd(smooth(a).tanh()));
-        let arr5 = (m.to_owned().reversed_axes() * a.hypot(b) + &m.view())
-            .mapv(|t| t.tanh())
-            .sum();
+        let arr5 = (&m.row(1) * a.hypot(b) - &m.column(1)).mapv(sin).sum();
         c(1.35) * (a).tanh()
             + c(1.96) * (b).tanh()
             + c(1.67) * (v1).tanh()
@@ -15900,9 +15796,11 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p91(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = (m * (x[2] / (x[1] * x[1] + c(1.0))) + &m.t().dot(m))
-            .mapv(|t| t.tanh())
-            .sum();
+        let arr1 = (m + &m.sum_axis(Axis(0)))
+            .mapv(|t| (t * t + c(1.0)).ln())
+            .mean()
+            .unwrap()
+            * (x[2] / (x[1] * x[1] + c(1.0)));
         let mut pair2 = c(0.0);
         for i in 0..n {
             for j in (i + 1)..n {
@@ -16016,11 +15914,7 @@ mod twin {
         } else if (b * b + c(1.0)).recip() >= c(0.23) {
             m1 = m1 * c(0.5);
         }
-        let arr2 = (m + &m.sum_axis(Axis(0)))
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .mean()
-            .unwrap()
-            * b;
+        let arr2 = (m * m * b - m.mapv(|t| t.cos())).mapv(exp).mean().unwrap();
         let mut m3 = m1;
         if x[3].tanh() > c(0.60) {
             m3 += b.clamp(-c(1.0), c(1.0));
@@ -16599,7 +16493,7 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p108(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * ops::sigmoid(c(1.20));
+        let arr1 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * ops::sigmoid(c(1.20));
         let v2 = (((c(1.91) * c(1.91) + c(1.0)).cbrt() * (c(1.91) * c(1.91) + c(1.0)).cbrt()
             + c(1.5))
         .acosh()
@@ -16638,9 +16532,10 @@ mod twin {
             }
             perm1[n - 1] = first;
         }
-        let arr3 = (&m.row(1) * x[0].tanh().exp_m1() - &m.column(1))
-            .mapv(sin)
-            .sum();
+        let arr3 = (m * m * x[0].tanh().exp_m1() - m.mapv(|t| t.cos()))
+            .mapv(exp)
+            .mean()
+            .unwrap();
         -c(0.16) * (a).tanh()
             + c(1.95) * (b).tanh()
             + c(1.99) * (rot2).tanh()
@@ -16686,9 +16581,8 @@ mod twin {
             buf2[i] = v1;
         }
         let v3 = buf2[2] * buf2[3];
-        let arr4 = (&m.slice(autodiff::ndarray::s![.., 1..]) * (b * b + c(1.0)).ln()
-            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
-            .mapv(|t| t.sin())
+        let arr4 = (m.to_owned().reversed_axes() * (b * b + c(1.0)).ln() + &m.view())
+            .mapv(|t| t.tanh())
             .sum();
         let mut m5 = helpers::soft(x[2], c(0.3));
         if v1.asinh() < -c(1.27) {
@@ -16809,7 +16703,10 @@ mod twin {
             buf2[i] = ((w1 * w1 + c(1.0)).recip().tanh() * c(0.5)).sinh();
         }
         let v3 = buf2[2] * buf2[3];
-        let arr4 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * v3;
+        let arr4 = (&m.column(0).insert_axis(Axis(1)) * m)
+            .mapv(|t| (t * t + c(1.0)).ln())
+            .sum()
+            * v3;
         let mut lse5 = v3.powi(2);
         let mut scratch6 = vec![c(0.0); n];
         for i in 0..n {
@@ -16916,10 +16813,7 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p117(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = (&m.column(0).insert_axis(Axis(1)) * m)
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .sum()
-            * a.clamp(-c(1.0), c(1.0));
+        let arr1 = ops::logsumexp(&(m.dot(&m.column(0)) * a.clamp(-c(1.0), c(1.0))));
         let mut lse2 = arr1;
         let mut scratch3 = vec![c(0.0); n];
         for i in 0..n {
@@ -16936,10 +16830,10 @@ mod twin {
             }
             lse2 += se.ln() + mx;
         }
-        let arr4 = (&m.slice(autodiff::ndarray::s![.., 1..]) * ops::softplus(c(0.26))
-            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
-            .mapv(|t| t.sin())
-            .sum();
+        let arr4 = (&m.column(0).insert_axis(Axis(1)) * m)
+            .mapv(|t| (t * t + c(1.0)).ln())
+            .sum()
+            * ops::softplus(c(0.26));
         let v5 = (((ops::softplus((arr1 * arr1 + c(1.0)).log10())).tanh()
             - (((a - arr1).tanh() - ((lse2 * lse2 + c(1.0)).log2()).tanh().stop_gradient())
                 .exp()
@@ -17184,13 +17078,10 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p123(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = m
-            .view()
-            .into_shape_with_order(4)
-            .unwrap()
-            .mapv(|t| t.sin())
+        let arr1 = (&m.column(0).insert_axis(Axis(1)) * m)
+            .mapv(|t| (t * t + c(1.0)).ln())
             .sum()
-            + (b.tanh() * c(0.9)).asin();
+            * (b.tanh() * c(0.9)).asin();
         let mut pair2 = c(0.0);
         for i in 0..n {
             for j in (i + 1)..n {
@@ -17683,9 +17574,10 @@ mod twin {
             w2 = w2 * c(0.6) + c(0.05) * (x[2] * x[2] + c(1.5)).acosh().tanh();
             steps += 1;
         }
-        let arr3 = (m * a.tanh().exp() + &m.t().dot(m))
-            .mapv(|t| t.tanh())
-            .sum();
+        let arr3 = (&m.column(0).insert_axis(Axis(1)) * m)
+            .mapv(|t| (t * t + c(1.0)).ln())
+            .sum()
+            * a.tanh().exp();
         let part4_s = &x[0..];
         let mut part4 = b;
         for i in 0..part4_s.len() {
@@ -17762,8 +17654,10 @@ mod twin {
             w1 = w1 * c(0.6) + c(0.05) * b.atan2(-c(0.89) * -c(0.89) + c(0.5)).tanh();
             steps += 1;
         }
-        let arr2 = (&m.row(1) * (-c(1.15) * -c(1.15) + c(1.0)).powd(a.tanh()) - &m.column(1))
-            .mapv(sin)
+        let arr2 = (&m.slice(autodiff::ndarray::s![.., 1..])
+            * (-c(1.15) * -c(1.15) + c(1.0)).powd(a.tanh())
+            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+            .mapv(|t| t.sin())
             .sum();
         let mut pair3 = c(0.0);
         for i in 0..n {
@@ -17779,7 +17673,13 @@ mod twin {
                 pair4 += (d * d + c(0.5)).recip() * (a * a + c(1.0)).log(3.0);
             }
         }
-        let arr5 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * x[2];
+        let arr5 = m
+            .view()
+            .into_shape_with_order(4)
+            .unwrap()
+            .mapv(|t| t.sin())
+            .sum()
+            + x[2];
         let mut m6 = (a * a + c(1.0)).cbrt();
         if (a * a + c(1.0)).log(3.0) > -c(0.88) {
             m6 += (helpers::soft(pair4, c(0.3)) * helpers::soft(pair4, c(0.3)) + c(1.0)).log(3.0);
@@ -17929,11 +17829,7 @@ mod twin {
                 acc5 = acc5 * c(0.9) + x[0];
             }
         }
-        let arr6 = (m + &m.sum_axis(Axis(0)))
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .mean()
-            .unwrap()
-            * acc5;
+        let arr6 = (m * acc5 + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
         -c(1.56) * (a).tanh()
             + c(0.57) * (b).tanh()
             + -c(0.06) * (m1).tanh()
@@ -18009,13 +17905,9 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p146(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = m
-            .view()
-            .into_shape_with_order(4)
-            .unwrap()
-            .mapv(|t| t.sin())
-            .sum()
-            + -c(1.38).clamp(-c(1.0), c(1.0));
+        let arr1 = (&m.row(1) * -c(1.38).clamp(-c(1.0), c(1.0)) - &m.column(1))
+            .mapv(sin)
+            .sum();
         let mut w2 = sin(x[1].tanh().exp()).tanh() + c(3.0);
         let mut steps = 0;
         while w2 > c(0.5) && steps < 20 {
@@ -18068,9 +17960,7 @@ mod twin {
         } else if (b * b).ln_1p() >= -c(0.89) {
             m4 = m4 * c(0.5);
         }
-        let arr5 = (m.to_owned().reversed_axes() * (-c(0.14) - x[0]) + &m.view())
-            .mapv(|t| t.tanh())
-            .sum();
+        let arr5 = ops::logsumexp(&(m.dot(&m.column(0)) * (-c(0.14) - x[0])));
         c(0.22) * (a).tanh()
             + c(0.14) * (b).tanh()
             + -c(1.26) * (acc1).tanh()
@@ -18188,7 +18078,10 @@ mod twin {
             }
             lse2 = lse2 * c(0.5) + se.ln() + mx + prev;
         }
-        let arr4 = (m * lse2.tanh() + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
+        let arr4 = (m * m * lse2.tanh() - m.mapv(|t| t.cos()))
+            .mapv(exp)
+            .mean()
+            .unwrap();
         let mut w5 = (lse2.tanh() * c(0.9))
             .asin()
             .min(helpers::soft(-c(0.75), c(0.3)))
@@ -18231,10 +18124,7 @@ mod twin {
             }
             perm2[n - 1] = first;
         }
-        let arr4 = (&m.column(0).insert_axis(Axis(1)) * m)
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .sum()
-            * c(0.39).tanh().exp2();
+        let arr4 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * c(0.39).tanh().exp2();
         let v5 = if smooth(c(0.46)) >= c(1.23) {
             (-c(1.58) * -c(1.58) + c(1.0)).log2()
         } else {
@@ -18290,7 +18180,9 @@ mod twin {
             w5 = w5 * c(0.6) + c(0.05) * (w1 * c(0.5)).tanh();
             steps += 1;
         }
-        let arr6 = ops::logsumexp(&(m.dot(&m.column(0)) * x[1].tanh()));
+        let arr6 = (m.to_owned().reversed_axes() * x[1].tanh() + &m.view())
+            .mapv(|t| t.tanh())
+            .sum();
         c(0.54) * (a).tanh()
             + c(0.44) * (b).tanh()
             + c(1.81) * (w1).tanh()
@@ -18493,13 +18385,7 @@ mod twin {
             buf6[i] = -c(1.81).atan2(acc5 * acc5 + c(0.5)).sin();
         }
         let v7 = buf6[1] + c(0.5) * buf6[2];
-        let arr8 = m
-            .view()
-            .into_shape_with_order(4)
-            .unwrap()
-            .mapv(|t| t.sin())
-            .sum()
-            + x[3].max(b);
+        let arr8 = ops::logsumexp(&(m.dot(&m.column(0)) * x[3].max(b)));
         c(1.43) * (a).tanh()
             + c(0.45) * (b).tanh()
             + c(1.90) * (v2).tanh()
@@ -18559,10 +18445,11 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p161(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = (&m.slice(autodiff::ndarray::s![.., 1..]) * x[3]
-            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
-            .mapv(|t| t.sin())
-            .sum();
+        let arr1 = (m + &m.sum_axis(Axis(0)))
+            .mapv(|t| (t * t + c(1.0)).ln())
+            .mean()
+            .unwrap()
+            * x[3];
         let mut pair2 = c(0.0);
         for i in 0..n {
             for j in (i + 1)..n {
@@ -18594,8 +18481,8 @@ mod twin {
         }
         let v6 = buf5[2] + c(0.5) * buf5[3];
         let v7 = pair2.min(smooth(pair2.atan()));
-        let arr8 = (&m.row(1) * v7.mul_add(-c(1.40), b) - &m.column(1))
-            .mapv(sin)
+        let arr8 = (m.to_owned().reversed_axes() * v7.mul_add(-c(1.40), b) + &m.view())
+            .mapv(|t| t.tanh())
             .sum();
         c(0.57) * (a).tanh()
             + -c(0.50) * (b).tanh()
@@ -18660,13 +18547,9 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p163(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = m
-            .view()
-            .into_shape_with_order(4)
-            .unwrap()
-            .mapv(|t| t.sin())
-            .sum()
-            + a.asinh();
+        let arr1 = (m.to_owned().reversed_axes() * a.asinh() + &m.view())
+            .mapv(|t| t.tanh())
+            .sum();
         let v2 = -c(1.21).powi(2).asinh().tanh().exp2();
         c(1.68) * (a).tanh()
             + -c(2.00) * (b).tanh()
@@ -18700,7 +18583,7 @@ mod twin {
         } else {
             ((a * a + c(1.0)).cbrt() * v1.asinh())
         };
-        let arr4 = ops::logsumexp(&(m.dot(&m.column(0)) * x[1]));
+        let arr4 = (m * x[1] + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
         c(1.20) * (a).tanh()
             + c(1.17) * (b).tanh()
             + -c(0.87) * (v1).tanh()
@@ -18817,8 +18700,9 @@ mod twin {
         for i in 0..part3_s.len() {
             part3 += part3_s[i] * part3_s[1].sin();
         }
-        let arr4 =
-            m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * (c(0.08).tanh() * c(0.9)).atanh();
+        let arr4 = (m.to_owned().reversed_axes() * (c(0.08).tanh() * c(0.9)).atanh() + &m.view())
+            .mapv(|t| t.tanh())
+            .sum();
         let mut perm5 = vec![0usize; n];
         for i in 0..n {
             perm5[i] = (i + 3) % n;
@@ -18909,10 +18793,7 @@ mod twin {
             buf5[i] = (old * buf5[i - 1]).sin() + old;
         }
         let v6 = buf5[1] * buf5[2];
-        let arr7 = (m + &m.sum_axis(Axis(0)))
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .mean()
-            .unwrap()
+        let arr7 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum()
             * (((-c(0.60)).tanh() * c(3.0)).signum() * c(0.25) + a);
         -c(0.29) * (a).tanh()
             + -c(0.68) * (b).tanh()
@@ -19253,13 +19134,10 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p178(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = m
-            .view()
-            .into_shape_with_order(4)
-            .unwrap()
-            .mapv(|t| t.sin())
-            .sum()
-            + a.cos();
+        let arr1 = (m * m * a.cos() - m.mapv(|t| t.cos()))
+            .mapv(exp)
+            .mean()
+            .unwrap();
         let v2 = if (a * a).ln_1p() > c(0.04) {
             ((-c(1.74) * c(0.5)) * (-c(1.74) * c(0.5)) + c(1.0)).recip()
         } else {
@@ -19299,7 +19177,13 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p179(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = ops::logsumexp(&(m.dot(&m.column(0)) * sin(a)));
+        let arr1 = m
+            .view()
+            .into_shape_with_order(4)
+            .unwrap()
+            .mapv(|t| t.sin())
+            .sum()
+            + sin(a);
         let mut buf2 = vec![c(0.0); n];
         for i in 0..n {
             buf2[i] = sin((((x[1]).tanh() - (x[i]).tanh().stop_gradient()).exp().ln()
@@ -19497,9 +19381,10 @@ mod twin {
                 pair5 += (d * d + c(0.5)).recip() * lse1;
             }
         }
-        let arr6 = (m * (-c(0.69).tanh() * c(0.5)).sinh() + &m.t().dot(m))
-            .mapv(|t| t.tanh())
-            .sum();
+        let arr6 = (m * m * (-c(0.69).tanh() * c(0.5)).sinh() - m.mapv(|t| t.cos()))
+            .mapv(exp)
+            .mean()
+            .unwrap();
         let mut pair7 = c(0.0);
         for i in 0..n {
             for j in (i + 1)..n {
@@ -19571,10 +19456,9 @@ mod twin {
             buf7[i] = (old * buf7[i - 1]).sin() + old;
         }
         let v8 = buf7[0] + c(0.5) * buf7[1];
-        let arr9 = (m + &m.sum_axis(Axis(0)))
+        let arr9 = (&m.column(0).insert_axis(Axis(1)) * m)
             .mapv(|t| (t * t + c(1.0)).ln())
-            .mean()
-            .unwrap()
+            .sum()
             * -c(0.65).min(x[0]);
         c(0.18) * (a).tanh()
             + -c(1.58) * (b).tanh()
@@ -19759,16 +19643,14 @@ mod twin {
         for i in 0..part2_s.len() {
             part2 += part2_s[i] * part2_s[1].sin();
         }
-        let arr3 = m
-            .view()
-            .into_shape_with_order(4)
-            .unwrap()
-            .mapv(|t| t.sin())
-            .sum()
-            + (((c(1.60)).tanh() - (x[0]).tanh().stop_gradient())
+        let arr3 = (&m.slice(autodiff::ndarray::s![.., 1..])
+            * (((c(1.60)).tanh() - (x[0]).tanh().stop_gradient())
                 .exp()
                 .ln()
-                + (x[0]).tanh().stop_gradient());
+                + (x[0]).tanh().stop_gradient())
+            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+            .mapv(|t| t.sin())
+            .sum();
         let mut buf4 = vec![c(0.0); n];
         for i in 0..n {
             buf4[i] = ((arr3.tanh() * c(0.9)).atanh().tanh() * c(0.9)).asin();
@@ -19994,11 +19876,10 @@ mod twin {
             w2 = w2 * c(0.6) + c(0.05) * (b.tanh() * c(0.5)).cosh().tanh();
             steps += 1;
         }
-        let arr3 = (m + &m.sum_axis(Axis(0)))
-            .mapv(|t| (t * t + c(1.0)).ln())
+        let arr3 = (m * m * w2.abs() - m.mapv(|t| t.cos()))
+            .mapv(exp)
             .mean()
-            .unwrap()
-            * w2.abs();
+            .unwrap();
         let mut m4 = sin(x[0]);
         if acc1.hypot(arr3) <= -c(1.91) {
             m4 += x[3].sin();
@@ -20083,13 +19964,11 @@ mod twin {
             w2 = w2 * c(0.6) + c(0.05) * c(1.49).atan2(x[2] * x[2] + c(0.5)).tanh();
             steps += 1;
         }
-        let arr3 = m
-            .view()
-            .into_shape_with_order(4)
-            .unwrap()
-            .mapv(|t| t.sin())
-            .sum()
-            + (((v1).tanh() * c(3.0)).floor() * c(0.25) + x[1]);
+        let arr3 = (m.to_owned().reversed_axes()
+            * (((v1).tanh() * c(3.0)).floor() * c(0.25) + x[1])
+            + &m.view())
+            .mapv(|t| t.tanh())
+            .sum();
         let mut acc4 = sin(w2);
         for i in 0..n {
             acc4 += (ops::sigmoid(v1) * c(0.26));
@@ -20288,13 +20167,7 @@ mod twin {
     pub fn p201(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let v1 = a.sin();
-        let arr2 = m
-            .view()
-            .into_shape_with_order(4)
-            .unwrap()
-            .mapv(|t| t.sin())
-            .sum()
-            + a.tanh().exp();
+        let arr2 = ops::logsumexp(&(m.dot(&m.column(0)) * a.tanh().exp()));
         c(0.73) * (a).tanh()
             + c(0.57) * (b).tanh()
             + -c(1.68) * (v1).tanh()
@@ -20304,8 +20177,8 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p202(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = (m * (x[1] * x[1] + c(1.0)).cbrt() + &m.t().dot(m))
-            .mapv(|t| t.tanh())
+        let arr1 = (&m.row(1) * (x[1] * x[1] + c(1.0)).cbrt() - &m.column(1))
+            .mapv(sin)
             .sum();
         let mut pair2 = c(0.0);
         for i in 0..n {
@@ -20399,7 +20272,7 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p205(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * x[2].powi(2);
+        let arr1 = (m * x[2].powi(2) + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
         let mut perm2 = vec![0usize; n];
         for i in 0..n {
             perm2[i] = (i + 3) % n;
@@ -20423,8 +20296,10 @@ mod twin {
                 pair4 += (d * d + c(0.5)).recip() * b;
             }
         }
-        let arr5 =
-            m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * (c(0.45).tanh() * c(0.5)).tan();
+        let arr5 = (&m.slice(autodiff::ndarray::s![.., 1..]) * (c(0.45).tanh() * c(0.5)).tan()
+            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+            .mapv(|t| t.sin())
+            .sum();
         -c(0.93) * (a).tanh()
             + -c(0.96) * (b).tanh()
             + c(1.48) * (arr1).tanh()
@@ -20448,11 +20323,7 @@ mod twin {
             buf1[i] = (old * buf1[i - 1]).sin() + old;
         }
         let v2 = buf1[1] + c(0.5) * buf1[2];
-        let arr3 = (m + &m.sum_axis(Axis(0)))
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .mean()
-            .unwrap()
-            * v2.min(v2);
+        let arr3 = (m * v2.min(v2) + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
         let v4 = if (((c(1.89)).tanh() * c(3.0)).ceil() * c(0.25) + -c(1.29)) <= c(1.95) {
             ((arr3.tanh() * c(0.9)).asin().tanh() * c(0.5)).cosh()
         } else {
@@ -20478,11 +20349,11 @@ mod twin {
         } else {
             (v2.atan() * v2.atan() + c(1.0)).cbrt()
         };
-        let arr4 = (m + &m.sum_axis(Axis(0)))
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .mean()
-            .unwrap()
-            * (c(0.94) * c(0.94) + c(1.0)).recip();
+        let arr4 = (&m.slice(autodiff::ndarray::s![.., 1..])
+            * (c(0.94) * c(0.94) + c(1.0)).recip()
+            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+            .mapv(|t| t.sin())
+            .sum();
         let mut buf5 = vec![c(0.0); n];
         for i in 0..n {
             buf5[i] = (x[(i + 3) % n].abs().tanh() * c(0.5)).sinh();
@@ -20640,13 +20511,8 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p211(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = m
-            .view()
-            .into_shape_with_order(4)
-            .unwrap()
-            .mapv(|t| t.sin())
-            .sum()
-            + (a * a + c(1.0)).recip();
+        let arr1 =
+            m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * (a * a + c(1.0)).recip();
         let v2 = (x[0] * x[0]).ln_1p();
         let v3 = if (((b).tanh() - (x[2]).tanh().stop_gradient()).exp().ln()
             + (x[2]).tanh().stop_gradient())
@@ -20777,10 +20643,7 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p214(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = (&m.slice(autodiff::ndarray::s![.., 1..]) * sin(a)
-            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
-            .mapv(|t| t.sin())
-            .sum();
+        let arr1 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * sin(a);
         let mut lse2 = (-c(0.81) * -c(0.81) + c(1.0)).ln();
         let mut scratch3 = vec![c(0.0); 3];
         for i in 0..n {
@@ -20944,7 +20807,10 @@ mod twin {
             w3 = w3 * c(0.6) + c(0.05) * (rot2 * rot2 + c(1.0)).recip().tanh();
             steps += 1;
         }
-        let arr4 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * w3;
+        let arr4 = (&m.column(0).insert_axis(Axis(1)) * m)
+            .mapv(|t| (t * t + c(1.0)).ln())
+            .sum()
+            * w3;
         let v5 = ((rot2 * rot2 + c(1.0)).cbrt() * (rot2 * rot2 + c(1.0)).cbrt() + c(0.5)).sqrt();
         let mut pair6 = c(0.0);
         for i in 0..n {
@@ -21077,13 +20943,11 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p220(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = m
-            .view()
-            .into_shape_with_order(4)
+        let arr1 = (m + &m.sum_axis(Axis(0)))
+            .mapv(|t| (t * t + c(1.0)).ln())
+            .mean()
             .unwrap()
-            .mapv(|t| t.sin())
-            .sum()
-            + (-(a));
+            * (-(a));
         let v2 = (smooth((x[0] * x[0] + c(1.0)).ln())
             * ((-c(1.54) * arr1) * (-c(1.54) * arr1) + c(1.0)).log10());
         let part3_s = &x[1..=2];
@@ -21124,13 +20988,10 @@ mod twin {
     pub fn p222(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let v1 = ((b.abs().tanh() * c(0.5)).tan() - (a - a.hypot(b)));
-        let arr2 = m
-            .view()
-            .into_shape_with_order(4)
-            .unwrap()
+        let arr2 = (&m.slice(autodiff::ndarray::s![.., 1..]) * ops::softplus(b)
+            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
             .mapv(|t| t.sin())
-            .sum()
-            + ops::softplus(b);
+            .sum();
         let v3 = c(0.99);
         let mut lse4 = -c(0.91);
         let mut scratch5 = vec![c(0.0); 3];
@@ -21280,17 +21141,9 @@ mod twin {
             }
             perm1[n - 1] = first;
         }
-        let arr3 = (m + &m.sum_axis(Axis(0)))
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .mean()
-            .unwrap()
-            * c(0.41).mul_add(b, rot2);
+        let arr3 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * c(0.41).mul_add(b, rot2);
         let v4 = helpers::soft(a, c(0.3));
-        let arr5 = (m + &m.sum_axis(Axis(0)))
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .mean()
-            .unwrap()
-            * b.tanh();
+        let arr5 = (&m.row(1) * b.tanh() - &m.column(1)).mapv(sin).sum();
         -c(0.52) * (a).tanh()
             + c(1.72) * (b).tanh()
             + -c(1.88) * (rot2).tanh()
@@ -21628,9 +21481,10 @@ mod twin {
             }
             lse8 += se.ln() + mx;
         }
-        let arr10 = (m.to_owned().reversed_axes() * (x[2] - c(0.84)) + &m.view())
-            .mapv(|t| t.tanh())
-            .sum();
+        let arr10 = (m * m * (x[2] - c(0.84)) - m.mapv(|t| t.cos()))
+            .mapv(exp)
+            .mean()
+            .unwrap();
         -c(1.35) * (a).tanh()
             + c(0.97) * (b).tanh()
             + -c(0.15) * (rot2).tanh()
@@ -21718,11 +21572,13 @@ mod twin {
             }
             perm3[n - 1] = first;
         }
-        let arr5 = (m + &m.sum_axis(Axis(0)))
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .mean()
+        let arr5 = m
+            .view()
+            .into_shape_with_order(4)
             .unwrap()
-            * x[0].powi(3);
+            .mapv(|t| t.sin())
+            .sum()
+            + x[0].powi(3);
         let v6 = (-c(1.38).tanh().exp().tanh() * c(0.9)).asin();
         c(1.57) * (a).tanh()
             + -c(1.26) * (b).tanh()
@@ -21790,8 +21646,9 @@ mod twin {
             }
             perm2[n - 1] = first;
         }
-        let arr4 = (m.to_owned().reversed_axes() * (rot3 * rot3 + c(1.0)).log2() + &m.view())
-            .mapv(|t| t.tanh())
+        let arr4 = (&m.slice(autodiff::ndarray::s![.., 1..]) * (rot3 * rot3 + c(1.0)).log2()
+            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+            .mapv(|t| t.sin())
             .sum();
         -c(0.59) * (a).tanh()
             + c(0.41) * (b).tanh()
@@ -22238,9 +22095,13 @@ mod twin {
         } else if (a + c(0.25)) < c(0.62) {
             m3 = m3 * c(0.5);
         }
-        let arr4 = (&m.row(1) * (pair2 * pair2 + c(1.0)).log(3.0) - &m.column(1))
-            .mapv(sin)
-            .sum();
+        let arr4 = m
+            .view()
+            .into_shape_with_order(4)
+            .unwrap()
+            .mapv(|t| t.sin())
+            .sum()
+            + (pair2 * pair2 + c(1.0)).log(3.0);
         let v5 = ((smooth(arr4) * c(0.5)).tanh() * c(0.9)).atanh();
         let part6_s = &x[0..2];
         let mut part6 = sin(b);
@@ -22273,10 +22134,7 @@ mod twin {
         for i in 0..part3_s.len() {
             part3 += part3_s[i] * part3_s[1].sin();
         }
-        let arr4 = (&m.slice(autodiff::ndarray::s![.., 1..]) * part3
-            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
-            .mapv(|t| t.sin())
-            .sum();
+        let arr4 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * part3;
         let mut acc5 = (part3 * part3 + c(1.0)).log(3.0);
         for i in 0..n {
             acc5 += ((part3 * part3 + c(0.5)).sqrt().tanh() * c(0.9)).atanh();
@@ -22309,7 +22167,10 @@ mod twin {
                 pair2 += (d * d + c(0.5)).recip() * (m1.tanh() * c(0.9)).atanh();
             }
         }
-        let arr3 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * -c(1.29).sin();
+        let arr3 = (m * m * -c(1.29).sin() - m.mapv(|t| t.cos()))
+            .mapv(exp)
+            .mean()
+            .unwrap();
         let mut perm4 = vec![0usize; n];
         for i in 0..n {
             perm4[i] = (i + 1) % n;
@@ -22542,7 +22403,7 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p257(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = ops::logsumexp(&(m.dot(&m.column(0)) * b.min(a)));
+        let arr1 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * b.min(a);
         let mut buf2 = vec![c(0.0); n];
         for i in 0..n {
             buf2[i] = b.tanh().exp_m1().sin();
@@ -22601,7 +22462,10 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p259(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * b;
+        let arr1 = (&m.column(0).insert_axis(Axis(1)) * m)
+            .mapv(|t| (t * t + c(1.0)).ln())
+            .sum()
+            * b;
         let v2 = ((b * b + c(1.0))
             .ln()
             .max(a.atan2(c(0.08) * c(0.08) + c(0.5)))
@@ -22711,7 +22575,10 @@ mod twin {
             }
             perm1[n - 1] = first;
         }
-        let arr3 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * (b * b + c(1.0)).log2();
+        let arr3 = (&m.slice(autodiff::ndarray::s![.., 1..]) * (b * b + c(1.0)).log2()
+            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+            .mapv(|t| t.sin())
+            .sum();
         let mut m4 = (b * b + c(1.0)).log2();
         if (x[1] * x[1] + c(1.5)).acosh() > -c(1.31) {
             m4 += smooth((x[2] * x[2] + c(1.0)).cbrt());
@@ -22766,13 +22633,10 @@ mod twin {
             buf1[i] = (old * buf1[i - 1]).sin() + old;
         }
         let v2 = buf1[1] + c(0.5) * buf1[2];
-        let arr3 = m
-            .view()
-            .into_shape_with_order(4)
-            .unwrap()
-            .mapv(|t| t.sin())
-            .sum()
-            + (v2 * v2).ln_1p();
+        let arr3 = (m * m * (v2 * v2).ln_1p() - m.mapv(|t| t.cos()))
+            .mapv(exp)
+            .mean()
+            .unwrap();
         let v4 = v2;
         let mut acc5 = (c(1.17).tanh() * c(0.9)).atanh();
         for i in 0..n {
@@ -22986,7 +22850,8 @@ mod twin {
         } else {
             ((b * b + c(1.0)).cbrt() * (b * b + c(1.0)).cbrt() + c(1.5)).acosh()
         };
-        let arr4 = (m * (-c(0.49) * -c(0.49) + c(1.5)).acosh() + &m.t().dot(m))
+        let arr4 = (m.to_owned().reversed_axes() * (-c(0.49) * -c(0.49) + c(1.5)).acosh()
+            + &m.view())
             .mapv(|t| t.tanh())
             .sum();
         let v5 = if (a.tanh() * c(0.9)).atanh() < -c(1.63) {
@@ -23268,10 +23133,13 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p275(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * (b * b + c(1.0)).cbrt();
-        let arr2 = (m * x[2].atan2(a * a + c(0.5)) + &m.t().dot(m))
+        let arr1 = (m.to_owned().reversed_axes() * (b * b + c(1.0)).cbrt() + &m.view())
             .mapv(|t| t.tanh())
             .sum();
+        let arr2 = (m * m * x[2].atan2(a * a + c(0.5)) - m.mapv(|t| t.cos()))
+            .mapv(exp)
+            .mean()
+            .unwrap();
         let v3 = c(1.92);
         let mut buf4 = vec![c(0.0); n];
         for i in 0..n {
@@ -23320,9 +23188,7 @@ mod twin {
             }
             lse1 += se.ln() + mx;
         }
-        let arr3 = (&m.row(1) * lse1.tanh().exp_m1() - &m.column(1))
-            .mapv(sin)
-            .sum();
+        let arr3 = ops::logsumexp(&(m.dot(&m.column(0)) * lse1.tanh().exp_m1()));
         -c(0.01) * (a).tanh()
             + -c(0.55) * (b).tanh()
             + c(1.53) * (lse1).tanh()
@@ -23338,7 +23204,7 @@ mod twin {
             w1 = w1 * c(0.6) + c(0.05) * b.tanh();
             steps += 1;
         }
-        let arr2 = (&m.row(1) * sin(c(0.24)) - &m.column(1)).mapv(sin).sum();
+        let arr2 = (m * sin(c(0.24)) + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
         let part3_s = &x[0..=2];
         let mut part3 = a.tanh().exp();
         for i in 0..part3_s.len() {
@@ -23368,11 +23234,10 @@ mod twin {
             }
             lse5 += se.ln() + mx;
         }
-        let arr7 = (m + &m.sum_axis(Axis(0)))
-            .mapv(|t| (t * t + c(1.0)).ln())
+        let arr7 = (m * m * x[0].powi(2) - m.mapv(|t| t.cos()))
+            .mapv(exp)
             .mean()
-            .unwrap()
-            * x[0].powi(2);
+            .unwrap();
         c(1.06) * (a).tanh()
             + c(1.02) * (b).tanh()
             + c(0.16) * (w1).tanh()
@@ -23454,12 +23319,12 @@ mod twin {
             perm3[n - 1] = first;
         }
         let v5 = (a * c(0.5)).min((x[0] - a));
-        let arr6 = (m.to_owned().reversed_axes() * (x[0] * x[0] + c(1.0)).cbrt() + &m.view())
-            .mapv(|t| t.tanh())
-            .sum();
-        let arr7 = (&m.column(0).insert_axis(Axis(1)) * m)
+        let arr6 =
+            m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * (x[0] * x[0] + c(1.0)).cbrt();
+        let arr7 = (m + &m.sum_axis(Axis(0)))
             .mapv(|t| (t * t + c(1.0)).ln())
-            .sum()
+            .mean()
+            .unwrap()
             * rot4;
         c(0.54) * (a).tanh()
             + c(1.38) * (b).tanh()
@@ -23474,7 +23339,7 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p280(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = (&m.row(1) * a - &m.column(1)).mapv(sin).sum();
+        let arr1 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * a;
         let mut perm2 = vec![0usize; n];
         for i in 0..n {
             perm2[i] = (i + 1) % n;
@@ -23644,11 +23509,10 @@ mod twin {
             w3 = w3 * c(0.6) + c(0.05) * (v1 / (w2 * w2 + c(1.0))).tanh();
             steps += 1;
         }
-        let arr4 = (m + &m.sum_axis(Axis(0)))
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .mean()
-            .unwrap()
-            * (c(0.47) / (c(0.89) * c(0.89) + c(1.0)));
+        let arr4 = (m.to_owned().reversed_axes() * (c(0.47) / (c(0.89) * c(0.89) + c(1.0)))
+            + &m.view())
+            .mapv(|t| t.tanh())
+            .sum();
         let mut perm5 = vec![0usize; n];
         for i in 0..n {
             perm5[i] = (i + 1) % n;
@@ -23740,7 +23604,7 @@ mod twin {
         } else {
             ((-(pair4)) * (-(pair4)) + c(1.0)).powd(x[0].hypot(b).tanh())
         };
-        let arr7 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * v6.hypot(v6);
+        let arr7 = (m * v6.hypot(v6) + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
         -c(0.27) * (a).tanh()
             + c(0.18) * (b).tanh()
             + c(0.28) * (v1).tanh()
@@ -23759,7 +23623,8 @@ mod twin {
         } else {
             c(1.52)
         };
-        let arr2 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * (a * a + c(1.0)).log10();
+        let arr2 =
+            m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * (a * a + c(1.0)).log10();
         let mut lse3 = ops::sigmoid(x[3]);
         let mut scratch4 = vec![c(0.0); n];
         for i in 0..n {
@@ -23787,9 +23652,7 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p287(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = (m.to_owned().reversed_axes() * b.cos() + &m.view())
-            .mapv(|t| t.tanh())
-            .sum();
+        let arr1 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * b.cos();
         let mut pair2 = c(0.0);
         for i in 0..n {
             for j in (i + 1)..n {
@@ -24053,15 +23916,10 @@ mod twin {
             }
             lse3 = lse3 * c(0.5) + se.ln() + mx;
         }
-        let arr5 = (m + &m.sum_axis(Axis(0)))
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .mean()
-            .unwrap()
-            * smooth(x[3]);
-        let arr6 = (&m.slice(autodiff::ndarray::s![.., 1..]) * ops::sigmoid(c(0.26))
-            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
-            .mapv(|t| t.sin())
+        let arr5 = (m.to_owned().reversed_axes() * smooth(x[3]) + &m.view())
+            .mapv(|t| t.tanh())
             .sum();
+        let arr6 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * ops::sigmoid(c(0.26));
         let mut perm7 = vec![0usize; n];
         for i in 0..n {
             perm7[i] = (i + 2) % n;
@@ -24240,9 +24098,8 @@ mod twin {
                 .ln()
                 + ((a * a + c(1.0)).log2()).tanh().stop_gradient())
         };
-        let arr3 = (&m.slice(autodiff::ndarray::s![.., 1..]) * v2.hypot(c(1.97))
-            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
-            .mapv(|t| t.sin())
+        let arr3 = (&m.row(1) * v2.hypot(c(1.97)) - &m.column(1))
+            .mapv(sin)
             .sum();
         c(1.70) * (a).tanh()
             + -c(0.59) * (b).tanh()
@@ -24330,7 +24187,7 @@ mod twin {
             w4 = w4 * c(0.6) + c(0.05) * ops::sigmoid(x[3]).tanh();
             steps += 1;
         }
-        let arr5 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * c(1.28);
+        let arr5 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * c(1.28);
         -c(0.03) * (a).tanh()
             + -c(0.27) * (b).tanh()
             + -c(1.49) * (v1).tanh()

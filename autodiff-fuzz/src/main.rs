@@ -238,6 +238,8 @@ impl Gen<'_> {
                     format!("m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * {s}"),
                     format!("m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * {s}"),
                     format!("(&m.slice(autodiff::ndarray::s![.., 1..]) * {s} + &m.slice(autodiff::ndarray::s![..;-1, 0])).mapv(|t| t.sin()).sum()"),
+                    // A fused mean with a closure inlined below its top and a scalar input.
+                    format!("(m * m * {s} - m.mapv(|t| t.cos())).mapv(f64::exp).mean().unwrap()"),
                 ];
                 let f = forms[self.rng.below(forms.len())].clone();
                 let _ = writeln!(out, "    let {v} = {f};");
@@ -410,6 +412,7 @@ fn dual_twin(body: &str) -> String {
         .replace(".log(c(3.0))", ".log(3.0)")
         .replace(".powf(", ".powd(")
         .replace("f64::sin", "sin")
+        .replace("f64::exp", "exp")
         .replace("autodiff::ops::", "ops::");
     // `buf[i] += e` on a non-primitive element borrows `buf` twice: spell it out.
     let mut lines = String::new();
@@ -589,6 +592,9 @@ const TWIN_HEADER: &str = r#"    #![allow(dead_code, unused_parens)]
     }
     pub fn sin(t: D) -> D {
         t.sin()
+    }
+    pub fn exp(t: D) -> D {
+        t.exp()
     }
     /// The piecewise-constant functions and `stop_gradient`: the value's, with a zero
     /// derivative.
