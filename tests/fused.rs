@@ -202,7 +202,7 @@ fn fused_means_match_the_analytic_derivative_and_panic_when_empty() {
 /// Columns of a matrix: one-dimensional inputs with a stride, read in place.
 #[differentiate]
 fn columns(x: &Array2<f64>) -> f64 {
-    (&x.column(1) * &x.column(0) + &x.column(2))
+    (&x.column(1) * &x.column(0) + x.column(2))
         .mapv(f64::sin)
         .sum()
 }
