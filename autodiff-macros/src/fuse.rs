@@ -427,7 +427,11 @@ fn inlinable(cf: &Function) -> bool {
     let param = cf.vars[0].name.to_string();
     cf.body.stmts.iter().all(|s| match s {
         Stmt::Let { op, .. } => match op {
-            Op::Verbatim(t) => !names(t).contains(&param),
+            Op::Verbatim(t) => {
+                let mut names = Vec::new();
+                crate::reverse::idents(t, &mut names);
+                !names.contains(&param)
+            }
             Op::Copy(_) | Op::Prim { .. } => true,
             Op::Map {
                 func: MapFn::Rule(..),
@@ -437,19 +441,6 @@ fn inlinable(cf: &Function) -> bool {
         },
         _ => false,
     })
-}
-
-/// The identifiers in a token stream.
-fn names(t: &TokenStream) -> Vec<String> {
-    let mut out = Vec::new();
-    for tt in t.clone() {
-        match tt {
-            proc_macro2::TokenTree::Ident(i) => out.push(i.to_string()),
-            proc_macro2::TokenTree::Group(g) => out.extend(names(&g.stream())),
-            _ => {}
-        }
-    }
-    out
 }
 
 fn is_closure(s: &Stmt) -> bool {

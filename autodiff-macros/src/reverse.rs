@@ -2395,7 +2395,7 @@ fn block_has_recorded(b: &Block, f: &Function) -> bool {
 }
 
 /// Identifiers in a token stream.
-fn idents(tokens: &TokenStream, out: &mut Vec<String>) {
+pub fn idents(tokens: &TokenStream, out: &mut Vec<String>) {
     for tt in tokens.clone() {
         match tt {
             proc_macro2::TokenTree::Ident(i) => out.push(i.to_string()),
