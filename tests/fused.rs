@@ -214,3 +214,33 @@ fn strided_columns_match_finite_differences() {
     assert_eq!(value, columns(&x), "value");
     close("x", &gx, &fd_matrix(columns, &x));
 }
+
+/// Under `checkpoint`, a time loop's iteration (it writes a buffer and runs a loop of its own)
+/// runs plainly forward, the fused sum's value alone, and again in the reverse sweep, where
+/// the derivatives are computed.
+#[differentiate(checkpoint)]
+fn stepped(x: &Array1<f64>, w: &Array1<f64>) -> f64 {
+    let n = x.len();
+    let mut buf = vec![0.0; n];
+    let mut e = 0.0;
+    for step in 0..3 {
+        let s = (x * w).mapv(f64::tanh).sum() * (step as f64 + 1.0);
+        for i in 0..n {
+            buf[i] = buf[i] * 0.5 + s * x[i];
+        }
+        e += s * buf[0];
+    }
+    e
+}
+
+#[test]
+fn fused_sums_in_checkpointed_loops_match_finite_differences() {
+    let (x, w) = (Array1::from(values(5, 15)), Array1::from(values(5, 16)));
+    let (value, (gx, gw)) = stepped_value_and_grad(&x, &w);
+    assert_eq!(value, stepped(&x, &w), "value");
+    let as_row = |a: &Array1<f64>| a.clone().insert_axis(Axis(0));
+    let fx = |x2: &Array2<f64>| stepped(&x2.row(0).to_owned(), &w);
+    close("x", &as_row(&gx), &fd_matrix(fx, &as_row(&x)));
+    let fw = |w2: &Array2<f64>| stepped(&x, &w2.row(0).to_owned());
+    close("w", &as_row(&gw), &fd_matrix(fw, &as_row(&w)));
+}
