@@ -244,3 +244,24 @@ fn fused_sums_in_checkpointed_loops_match_finite_differences() {
     let fw = |w2: &Array2<f64>| stepped(&x, &w2.row(0).to_owned());
     close("w", &as_row(&gw), &fd_matrix(fw, &as_row(&w)));
 }
+
+/// An element-wise operation on a buffer that is written before the sum: it is not moved
+/// past the write (the buffer's later contents would be read).
+#[differentiate]
+fn overwritten(x: &Array1<f64>) -> f64 {
+    let mut a = x.to_owned();
+    let t = &a * 2.0;
+    a[0] = 10.0 * x[1];
+    let u = a.sum();
+    t.mapv(f64::sin).sum() + u
+}
+
+#[test]
+fn buffers_written_before_the_sum_are_read_where_the_operation_stood() {
+    let x = Array1::from(values(4, 17));
+    let (value, gx) = overwritten_value_and_grad(&x);
+    assert_eq!(value, overwritten(&x), "value");
+    let as_row = |a: &Array1<f64>| a.clone().insert_axis(Axis(0));
+    let f = |x2: &Array2<f64>| overwritten(&x2.row(0).to_owned());
+    close("x", &as_row(&gx), &fd_matrix(f, &as_row(&x)));
+}

@@ -161,6 +161,7 @@ fn cluster(
             && !f.vars[v].scalar
             && !f.vars[v].buffer
             && !f.recorded.contains_key(&v)
+            && !reads_overwritten(f, b, defined[&v], j)
     };
     if !absorbable(top) {
         return None;
@@ -454,4 +455,20 @@ fn is_closure(s: &Stmt) -> bool {
             ..
         }
     )
+}
+
+/// Whether statement `k` reads a buffer (an operand, or a name its code uses) that a
+/// statement after it and before `j` stores into: moved to `j`, it would read the buffer's
+/// later contents.
+fn reads_overwritten(f: &Function, b: &Block, k: usize, j: usize) -> bool {
+    let mut stored = std::collections::HashSet::new();
+    crate::tbr::stores_in(&b.stmts[k + 1..j], &mut stored);
+    if stored.is_empty() {
+        return false;
+    }
+    let (mut reads, mut names) = (Vec::new(), Vec::new());
+    crate::reverse::stmt_reads(&b.stmts[k], &mut reads, &mut names, true);
+    stored
+        .iter()
+        .any(|&v| reads.contains(&v) || names.contains(&f.vars[v].name.to_string()))
 }

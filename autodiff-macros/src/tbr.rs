@@ -203,7 +203,12 @@ impl Walk {
 
 /// Adds the buffers `b` stores into, at any depth.
 pub fn stores(b: &Block, out: &mut HashSet<VarId>) {
-    for stmt in &b.stmts {
+    stores_in(&b.stmts, out)
+}
+
+/// The buffers that `stmts` (nested blocks too) store into.
+pub fn stores_in(stmts: &[Stmt], out: &mut HashSet<VarId>) {
+    for stmt in stmts {
         match stmt {
             Stmt::Store { buf, .. } => {
                 out.insert(*buf);
