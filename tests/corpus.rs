@@ -299,15 +299,16 @@ pub fn p2(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p3(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = (m.to_owned().reversed_axes() * (b * b + 1.5).acosh() + &m.view())
-        .mapv(|t| t.tanh())
-        .sum();
+    let arr1 = (m + &m.sum_axis(Axis(0)))
+        .mapv(|t| (t * t + 1.0).ln())
+        .mean()
+        .unwrap()
+        * (b * b + 1.5).acosh();
     let v2 = (((((arr1 * -0.75f64).tanh() * 0.5).sinh()).tanh() * 3.0).floor() * 0.25
         + smooth(x[0].mul_add(0.37f64, a)));
-    let arr3 = (m * m * (((x[1]).tanh() * 3.0).floor() * 0.25 + arr1) - m.mapv(|t| t.cos()))
-        .mapv(f64::exp)
-        .mean()
-        .unwrap();
+    let arr3 = autodiff::ops::logsumexp(
+        &(m.dot(&m.column(0)) * (((x[1]).tanh() * 3.0).floor() * 0.25 + arr1)),
+    );
     let mut lse4 = (arr3 * arr3).ln_1p();
     let mut scratch5 = vec![0.0; n];
     for i in 0..n {
@@ -735,8 +736,9 @@ pub fn p14(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         perm1[n - 1] = first;
     }
-    let arr3 = (&m.row(1) * (-1.77f64 * -1.77f64 + 1.0).recip() - &m.column(1))
-        .mapv(f64::sin)
+    let arr3 = (&m.slice(autodiff::ndarray::s![.., 1..]) * (-1.77f64 * -1.77f64 + 1.0).recip()
+        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+        .mapv(|t| t.sin())
         .sum();
     let mut perm4 = vec![0usize; n];
     for i in 0..n {
@@ -806,7 +808,7 @@ pub fn p15(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             acc1 = acc1 * 0.9 + (b * b + 1.0).cbrt();
         }
     }
-    let arr2 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * acc1.powi(2)));
+    let arr2 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * acc1.powi(2);
     0.10f64 * (a).tanh() + 1.50f64 * (b).tanh() + 0.07f64 * (acc1).tanh() + 1.02f64 * (arr2).tanh()
 }
 
@@ -1043,7 +1045,9 @@ pub fn p20(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..part1_s.len() {
         part1 += part1_s[i] * part1_s[1].sin();
     }
-    let arr2 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * (a * a + 1.0).cbrt();
+    let arr2 = (m * (a * a + 1.0).cbrt() + &m.t().dot(m))
+        .mapv(|t| t.tanh())
+        .sum();
     0.52f64 * (a).tanh()
         + -0.86f64 * (b).tanh()
         + -0.46f64 * (part1).tanh()
@@ -1117,10 +1121,10 @@ pub fn p22(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             pair4 += (d * d + 0.5).recip() * (rot2 * rot2 + 1.5).acosh();
         }
     }
-    let arr5 = (m * (a * a + 0.5).sqrt() + &m.t().dot(m))
-        .mapv(|t| t.tanh())
+    let arr5 = (&m.row(1) * (a * a + 0.5).sqrt() - &m.column(1))
+        .mapv(f64::sin)
         .sum();
-    let arr6 = (m * pair4 + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
+    let arr6 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * pair4;
     -1.11f64 * (a).tanh()
         + 0.33f64 * (b).tanh()
         + -1.18f64 * (rot2).tanh()
@@ -1456,13 +1460,12 @@ pub fn p31(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             pair4 += (d * d + 0.5).recip() * (-(a));
         }
     }
-    let arr5 = m
-        .view()
-        .into_shape_with_order(4)
-        .unwrap()
-        .mapv(|t| t.sin())
-        .sum()
-        + (acc1.tanh() * 0.5).cosh();
+    let arr5 = {
+        let mut q = m.to_owned();
+        let t = &q * (acc1.tanh() * 0.5).cosh();
+        q[[0, 1]] = (acc1.tanh() * 0.5).cosh() * 2.0;
+        t.mapv(f64::sin).sum() + q.sum()
+    };
     let mut pair6 = 0.0;
     for i in 0..n {
         for j in (i + 1)..n {
@@ -1492,16 +1495,22 @@ pub fn p31(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 pub fn p32(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let v1 = x[0].sin();
-    let arr2 = (&m.column(0).insert_axis(Axis(1)) * m)
-        .mapv(|t| (t * t + 1.0).ln())
+    let arr2 = m
+        .view()
+        .into_shape_with_order(4)
+        .unwrap()
+        .mapv(|t| t.sin())
         .sum()
-        * (v1 * v1 + 1.0).ln();
+        + (v1 * v1 + 1.0).ln();
     let mut buf3 = vec![0.0; n];
     for i in 0..n {
         buf3[i] = a;
     }
     let v4 = buf3[0] + 0.5 * buf3[1];
-    let arr5 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * 0.59f64.clamp(-1.0, 1.0);
+    let arr5 = (&m.slice(autodiff::ndarray::s![.., 1..]) * 0.59f64.clamp(-1.0, 1.0)
+        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+        .mapv(|t| t.sin())
+        .sum();
     1.22f64 * (a).tanh()
         + 1.21f64 * (b).tanh()
         + -0.87f64 * (v1).tanh()
@@ -1651,7 +1660,10 @@ pub fn p37(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..part2_s.len() {
         part2 += part2_s[i] * part2_s[1].sin();
     }
-    let arr3 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * a.atan2(b * b + 0.5);
+    let arr3 = (&m.column(0).insert_axis(Axis(1)) * m)
+        .mapv(|t| (t * t + 1.0).ln())
+        .sum()
+        * a.atan2(b * b + 0.5);
     let mut w4 = part1.tanh() + 3.0;
     let mut steps = 0;
     while w4 > 0.5 && steps < 20 {
@@ -1809,13 +1821,9 @@ pub fn p41(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
     }
     let v2 = (smooth(acc1).cos().tanh() * 0.5).cosh();
-    let arr3 = m
-        .view()
-        .into_shape_with_order(4)
-        .unwrap()
-        .mapv(|t| t.sin())
-        .sum()
-        + (a * a + 1.0).log(3.0);
+    let arr3 = (m * (a * a + 1.0).log(3.0) + &m.t().dot(m))
+        .mapv(|t| t.tanh())
+        .sum();
     let mut perm4 = vec![0usize; n];
     for i in 0..n {
         perm4[i] = (i + 2) % n;
@@ -1930,10 +1938,7 @@ pub fn p44(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else if (0.67f64 * 0.67f64 + 1.0).log10() >= -1.50f64 {
         m1 = m1 * 0.5;
     }
-    let arr2 = (&m.column(0).insert_axis(Axis(1)) * m)
-        .mapv(|t| (t * t + 1.0).ln())
-        .sum()
-        * (x[1].tanh() * 0.5).sinh();
+    let arr2 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * (x[1].tanh() * 0.5).sinh();
     let mut w3 = (arr2 / (arr2 * arr2 + 1.0)).tanh().tanh() + 3.0;
     let mut steps = 0;
     while w3 > 0.5 && steps < 20 {
@@ -2151,10 +2156,13 @@ pub fn p49(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p50(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = (&m.slice(autodiff::ndarray::s![.., 1..]) * b.max(x[3])
-        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+    let arr1 = m
+        .view()
+        .into_shape_with_order(4)
+        .unwrap()
         .mapv(|t| t.sin())
-        .sum();
+        .sum()
+        + b.max(x[3]);
     let mut buf2 = vec![0.0; n];
     for i in 0..n {
         buf2[i] = b;
@@ -2410,10 +2418,13 @@ pub fn p56(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             acc2 = acc2 * 0.9 + b.cos();
         }
     }
-    let arr3 = (&m.slice(autodiff::ndarray::s![.., 1..]) * a
-        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+    let arr3 = m
+        .view()
+        .into_shape_with_order(4)
+        .unwrap()
         .mapv(|t| t.sin())
-        .sum();
+        .sum()
+        + a;
     -1.53f64 * (a).tanh()
         + 1.14f64 * (b).tanh()
         + -0.91f64 * (m1).tanh()
@@ -2723,7 +2734,10 @@ pub fn p65(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         steps += 1;
     }
     let v4 = (1.22f64.tanh() * 0.9).atanh();
-    let arr5 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * (b * b + 1.0).recip()));
+    let arr5 = (m * m * (b * b + 1.0).recip() - m.mapv(|t| t.cos()))
+        .mapv(f64::exp)
+        .mean()
+        .unwrap();
     let mut perm6 = vec![0usize; n];
     for i in 0..n {
         perm6[i] = (i + 2) % n;
@@ -2760,13 +2774,12 @@ pub fn p66(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else if (b / (b * b + 1.0)) > -1.94f64 {
         m1 = m1 * 0.5;
     }
-    let arr2 = m
-        .view()
-        .into_shape_with_order(4)
-        .unwrap()
-        .mapv(|t| t.sin())
-        .sum()
-        + m1;
+    let arr2 = {
+        let mut q = m.to_owned();
+        let t = &q * m1;
+        q[[0, 1]] = m1 * 2.0;
+        t.mapv(f64::sin).sum() + q.sum()
+    };
     let v3 = if x[1] > -0.72f64 {
         (arr2.clamp(-1.0, 1.0).tanh() * 0.5).sinh()
     } else {
@@ -2946,8 +2959,9 @@ pub fn p70(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             .ln()
             + (-1.75f64).tanh().stop_gradient())
     };
-    let arr4 = (m * (0.13f64 * 0.13f64 + 0.5).sqrt() + &m.t().dot(m))
-        .mapv(|t| t.tanh())
+    let arr4 = (&m.slice(autodiff::ndarray::s![.., 1..]) * (0.13f64 * 0.13f64 + 0.5).sqrt()
+        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+        .mapv(|t| t.sin())
         .sum();
     let v5 = if (arr4 * arr4 + 1.0).cbrt() < 0.04f64 {
         b.asinh().tanh().exp_m1()
@@ -3458,7 +3472,11 @@ pub fn p83(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p84(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * autodiff::ops::sigmoid(b);
+    let arr1 = (m + &m.sum_axis(Axis(0)))
+        .mapv(|t| (t * t + 1.0).ln())
+        .mean()
+        .unwrap()
+        * autodiff::ops::sigmoid(b);
     let mut perm2 = vec![0usize; n];
     for i in 0..n {
         perm2[i] = (i + 1) % n;
@@ -3534,10 +3552,10 @@ pub fn p84(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p85(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * b.powi(2)));
-    let arr2 = (&m.row(1) * (arr1 * arr1 + 1.0).recip() - &m.column(1))
-        .mapv(f64::sin)
+    let arr1 = (m.to_owned().reversed_axes() * b.powi(2) + &m.view())
+        .mapv(|t| t.tanh())
         .sum();
+    let arr2 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * (arr1 * arr1 + 1.0).recip()));
     let mut buf3 = vec![0.0; n];
     for i in 0..n {
         buf3[i] = (arr1 * arr1 + 1.0).cbrt().atan();
@@ -3643,9 +3661,12 @@ pub fn p88(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             pair1 += (d * d + 0.5).recip() * (x[i] * x[i] + 1.0).log10();
         }
     }
-    let arr2 = (&m.row(1) * (b * b + 1.0).recip() - &m.column(1))
-        .mapv(f64::sin)
-        .sum();
+    let arr2 = {
+        let mut q = m.to_owned();
+        let t = &q * (b * b + 1.0).recip();
+        q[[0, 1]] = (b * b + 1.0).recip() * 2.0;
+        t.mapv(f64::sin).sum() + q.sum()
+    };
     -0.93f64 * (a).tanh()
         + 0.56f64 * (b).tanh()
         + -1.89f64 * (pair1).tanh()
@@ -3701,7 +3722,7 @@ pub fn p90(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         m3 = m3 * 0.5;
     }
     let v4 = smooth((x[3] * x[3] + 1.0).powf(smooth(a).tanh()));
-    let arr5 = (&m.row(1) * a.hypot(b) - &m.column(1)).mapv(f64::sin).sum();
+    let arr5 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * a.hypot(b);
     1.35f64 * (a).tanh()
         + 1.96f64 * (b).tanh()
         + 1.67f64 * (v1).tanh()
@@ -3715,11 +3736,7 @@ pub fn p90(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p91(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
-        .mean()
-        .unwrap()
-        * (x[2] / (x[1] * x[1] + 1.0));
+    let arr1 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * (x[2] / (x[1] * x[1] + 1.0))));
     let mut pair2 = 0.0;
     for i in 0..n {
         for j in (i + 1)..n {
@@ -3832,10 +3849,11 @@ pub fn p94(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else if (b * b + 1.0).recip() >= 0.23f64 {
         m1 = m1 * 0.5;
     }
-    let arr2 = (m * m * b - m.mapv(|t| t.cos()))
-        .mapv(f64::exp)
+    let arr2 = (m + &m.sum_axis(Axis(0)))
+        .mapv(|t| (t * t + 1.0).ln())
         .mean()
-        .unwrap();
+        .unwrap()
+        * b;
     let mut m3 = m1;
     if x[3].tanh() > 0.60f64 {
         m3 += b.clamp(-1.0, 1.0);
@@ -4419,8 +4437,12 @@ pub fn p107(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p108(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 =
-        m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * autodiff::ops::sigmoid(1.20f64);
+    let arr1 = {
+        let mut q = m.to_owned();
+        let t = &q * autodiff::ops::sigmoid(1.20f64);
+        q[[0, 1]] = autodiff::ops::sigmoid(1.20f64) * 2.0;
+        t.mapv(f64::sin).sum() + q.sum()
+    };
     let v2 = (((1.91f64 * 1.91f64 + 1.0).cbrt() * (1.91f64 * 1.91f64 + 1.0).cbrt() + 1.5).acosh()
         * ((1.91f64 * 1.91f64 + 1.0).cbrt() * (1.91f64 * 1.91f64 + 1.0).cbrt() + 1.5).acosh()
         + 1.0)
@@ -4457,10 +4479,10 @@ pub fn p109(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         perm1[n - 1] = first;
     }
-    let arr3 = (m * m * x[0].tanh().exp_m1() - m.mapv(|t| t.cos()))
-        .mapv(f64::exp)
-        .mean()
-        .unwrap();
+    let arr3 = (&m.slice(autodiff::ndarray::s![.., 1..]) * x[0].tanh().exp_m1()
+        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+        .mapv(|t| t.sin())
+        .sum();
     -0.16f64 * (a).tanh() + 1.95f64 * (b).tanh() + 1.99f64 * (rot2).tanh() + 0.21f64 * (arr3).tanh()
 }
 
@@ -4504,9 +4526,7 @@ pub fn p111(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         buf2[i] = v1;
     }
     let v3 = buf2[2] * buf2[3];
-    let arr4 = (m.to_owned().reversed_axes() * (b * b + 1.0).ln() + &m.view())
-        .mapv(|t| t.tanh())
-        .sum();
+    let arr4 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * (b * b + 1.0).ln();
     let mut m5 = helpers::soft(x[2], 0.3);
     if v1.asinh() < -1.27f64 {
         m5 += arr4.min(v1).min(v3.tanh());
@@ -4624,10 +4644,7 @@ pub fn p115(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         buf2[i] = ((w1 * w1 + 1.0).recip().tanh() * 0.5).sinh();
     }
     let v3 = buf2[2] * buf2[3];
-    let arr4 = (&m.column(0).insert_axis(Axis(1)) * m)
-        .mapv(|t| (t * t + 1.0).ln())
-        .sum()
-        * v3;
+    let arr4 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * v3;
     let mut lse5 = v3.powi(2);
     let mut scratch6 = vec![0.0; n];
     for i in 0..n {
@@ -4732,7 +4749,7 @@ pub fn p116(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p117(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * a.clamp(-1.0, 1.0)));
+    let arr1 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * a.clamp(-1.0, 1.0);
     let mut lse2 = arr1;
     let mut scratch3 = vec![0.0; n];
     for i in 0..n {
@@ -4749,10 +4766,12 @@ pub fn p117(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         lse2 += se.ln() + mx;
     }
-    let arr4 = (&m.column(0).insert_axis(Axis(1)) * m)
-        .mapv(|t| (t * t + 1.0).ln())
-        .sum()
-        * autodiff::ops::softplus(0.26f64);
+    let arr4 = {
+        let mut q = m.to_owned();
+        let t = &q * autodiff::ops::softplus(0.26f64);
+        q[[0, 1]] = autodiff::ops::softplus(0.26f64) * 2.0;
+        t.mapv(f64::sin).sum() + q.sum()
+    };
     let v5 = (((autodiff::ops::softplus((arr1 * arr1 + 1.0).log10())).tanh()
         - (((a - arr1).tanh() - ((lse2 * lse2 + 1.0).log2()).tanh().stop_gradient())
             .exp()
@@ -4993,10 +5012,10 @@ pub fn p122(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p123(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = (&m.column(0).insert_axis(Axis(1)) * m)
-        .mapv(|t| (t * t + 1.0).ln())
-        .sum()
-        * (b.tanh() * 0.9).asin();
+    let arr1 = (m * m * (b.tanh() * 0.9).asin() - m.mapv(|t| t.cos()))
+        .mapv(f64::exp)
+        .mean()
+        .unwrap();
     let mut pair2 = 0.0;
     for i in 0..n {
         for j in (i + 1)..n {
@@ -5364,7 +5383,10 @@ pub fn p134(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else {
         ((v1 - x[2]) * (v1 - x[2])).ln_1p()
     };
-    let arr3 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * b.tanh().exp_m1();
+    let arr3 = (m * m * b.tanh().exp_m1() - m.mapv(|t| t.cos()))
+        .mapv(f64::exp)
+        .mean()
+        .unwrap();
     let mut acc4 = b.tanh().exp2();
     for i in 0..n {
         acc4 += a;
@@ -5487,10 +5509,10 @@ pub fn p137(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         w2 = w2 * 0.6 + 0.05 * (x[2] * x[2] + 1.5).acosh().tanh();
         steps += 1;
     }
-    let arr3 = (&m.column(0).insert_axis(Axis(1)) * m)
-        .mapv(|t| (t * t + 1.0).ln())
-        .sum()
-        * a.tanh().exp();
+    let arr3 = (m * m * a.tanh().exp() - m.mapv(|t| t.cos()))
+        .mapv(f64::exp)
+        .mean()
+        .unwrap();
     let part4_s = &x[0..];
     let mut part4 = b;
     for i in 0..part4_s.len() {
@@ -5568,11 +5590,12 @@ pub fn p139(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         w1 = w1 * 0.6 + 0.05 * b.atan2(-0.89f64 * -0.89f64 + 0.5).tanh();
         steps += 1;
     }
-    let arr2 = (&m.slice(autodiff::ndarray::s![.., 1..])
-        * (-1.15f64 * -1.15f64 + 1.0).powf(a.tanh())
-        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
-        .mapv(|t| t.sin())
-        .sum();
+    let arr2 = {
+        let mut q = m.to_owned();
+        let t = &q * (-1.15f64 * -1.15f64 + 1.0).powf(a.tanh());
+        q[[0, 1]] = (-1.15f64 * -1.15f64 + 1.0).powf(a.tanh()) * 2.0;
+        t.mapv(f64::sin).sum() + q.sum()
+    };
     let mut pair3 = 0.0;
     for i in 0..n {
         for j in (i + 1)..n {
@@ -5587,13 +5610,12 @@ pub fn p139(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             pair4 += (d * d + 0.5).recip() * (a * a + 1.0).log(3.0);
         }
     }
-    let arr5 = m
-        .view()
-        .into_shape_with_order(4)
-        .unwrap()
-        .mapv(|t| t.sin())
-        .sum()
-        + x[2];
+    let arr5 = {
+        let mut q = m.to_owned();
+        let t = &q * x[2];
+        q[[0, 1]] = x[2] * 2.0;
+        t.mapv(f64::sin).sum() + q.sum()
+    };
     let mut m6 = (a * a + 1.0).cbrt();
     if (a * a + 1.0).log(3.0) > -0.88f64 {
         m6 += (helpers::soft(pair4, 0.3) * helpers::soft(pair4, 0.3) + 1.0).log(3.0);
@@ -5685,7 +5707,9 @@ pub fn p142(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else {
         v3
     };
-    let arr5 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * -0.04f64));
+    let arr5 = (m.to_owned().reversed_axes() * -0.04f64 + &m.view())
+        .mapv(|t| t.tanh())
+        .sum();
     let mut m6 = a.asinh();
     if v2.atan2(a * a + 0.5) < 0.68f64 {
         m6 += (0.38f64 * 0.38f64 + 1.5).acosh();
@@ -5739,7 +5763,10 @@ pub fn p143(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             acc5 = acc5 * 0.9 + x[0];
         }
     }
-    let arr6 = (m * acc5 + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
+    let arr6 = (&m.slice(autodiff::ndarray::s![.., 1..]) * acc5
+        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+        .mapv(|t| t.sin())
+        .sum();
     -1.56f64 * (a).tanh()
         + 0.57f64 * (b).tanh()
         + -0.06f64 * (m1).tanh()
@@ -5818,9 +5845,10 @@ pub fn p145(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p146(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = (&m.row(1) * -1.38f64.clamp(-1.0, 1.0) - &m.column(1))
-        .mapv(f64::sin)
-        .sum();
+    let arr1 = (m * m * -1.38f64.clamp(-1.0, 1.0) - m.mapv(|t| t.cos()))
+        .mapv(f64::exp)
+        .mean()
+        .unwrap();
     let mut w2 = f64::sin(x[1].tanh().exp()).tanh() + 3.0;
     let mut steps = 0;
     while w2 > 0.5 && steps < 20 {
@@ -5874,7 +5902,10 @@ pub fn p147(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else if (b * b).ln_1p() >= -0.89f64 {
         m4 = m4 * 0.5;
     }
-    let arr5 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * (-0.14f64 - x[0])));
+    let arr5 = (m * m * (-0.14f64 - x[0]) - m.mapv(|t| t.cos()))
+        .mapv(f64::exp)
+        .mean()
+        .unwrap();
     0.22f64 * (a).tanh()
         + 0.14f64 * (b).tanh()
         + -1.26f64 * (acc1).tanh()
@@ -5996,10 +6027,7 @@ pub fn p151(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         lse2 = lse2 * 0.5 + se.ln() + mx + prev;
     }
-    let arr4 = (m * m * lse2.tanh() - m.mapv(|t| t.cos()))
-        .mapv(f64::exp)
-        .mean()
-        .unwrap();
+    let arr4 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * lse2.tanh();
     let mut w5 = (lse2.tanh() * 0.9)
         .asin()
         .min(helpers::soft(-0.75f64, 0.3))
@@ -6043,7 +6071,10 @@ pub fn p152(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         perm2[n - 1] = first;
     }
-    let arr4 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * 0.39f64.tanh().exp2();
+    let arr4 = (&m.column(0).insert_axis(Axis(1)) * m)
+        .mapv(|t| (t * t + 1.0).ln())
+        .sum()
+        * 0.39f64.tanh().exp2();
     let v5 = if smooth(0.46f64) >= 1.23f64 {
         (-1.58f64 * -1.58f64 + 1.0).log2()
     } else {
@@ -6100,9 +6131,13 @@ pub fn p153(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         w5 = w5 * 0.6 + 0.05 * (w1 * 0.5).tanh();
         steps += 1;
     }
-    let arr6 = (m.to_owned().reversed_axes() * x[1].tanh() + &m.view())
-        .mapv(|t| t.tanh())
-        .sum();
+    let arr6 = m
+        .view()
+        .into_shape_with_order(4)
+        .unwrap()
+        .mapv(|t| t.sin())
+        .sum()
+        + x[1].tanh();
     0.54f64 * (a).tanh()
         + 0.44f64 * (b).tanh()
         + 1.81f64 * (w1).tanh()
@@ -6370,10 +6405,9 @@ pub fn p160(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p161(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = (m + &m.sum_axis(Axis(0)))
+    let arr1 = (&m.column(0).insert_axis(Axis(1)) * m)
         .mapv(|t| (t * t + 1.0).ln())
-        .mean()
-        .unwrap()
+        .sum()
         * x[3];
     let mut pair2 = 0.0;
     for i in 0..n {
@@ -6406,9 +6440,11 @@ pub fn p161(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     }
     let v6 = buf5[2] + 0.5 * buf5[3];
     let v7 = pair2.min(smooth(pair2.atan()));
-    let arr8 = (m.to_owned().reversed_axes() * v7.mul_add(-1.40f64, b) + &m.view())
-        .mapv(|t| t.tanh())
-        .sum();
+    let arr8 = (m + &m.sum_axis(Axis(0)))
+        .mapv(|t| (t * t + 1.0).ln())
+        .mean()
+        .unwrap()
+        * v7.mul_add(-1.40f64, b);
     0.57f64 * (a).tanh()
         + -0.50f64 * (b).tanh()
         + 1.60f64 * (arr1).tanh()
@@ -6474,9 +6510,13 @@ pub fn p162(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p163(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = (m.to_owned().reversed_axes() * a.asinh() + &m.view())
-        .mapv(|t| t.tanh())
-        .sum();
+    let arr1 = m
+        .view()
+        .into_shape_with_order(4)
+        .unwrap()
+        .mapv(|t| t.sin())
+        .sum()
+        + a.asinh();
     let v2 = -1.21f64.powi(2).asinh().tanh().exp2();
     1.68f64 * (a).tanh() + -2.00f64 * (b).tanh() + -1.88f64 * (arr1).tanh() + 0.06f64 * (v2).tanh()
 }
@@ -6487,9 +6527,13 @@ pub fn p164(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let v1 = if a < 0.38f64 { b } else { (b.tanh() * 0.5) };
     let v2 = smooth(f64::sin(a).hypot((x[1].tanh() * 0.5).sinh()));
-    let arr3 = (m.to_owned().reversed_axes() * (b / (-0.95f64 * -0.95f64 + 1.0)) + &m.view())
-        .mapv(|t| t.tanh())
-        .sum();
+    let arr3 = m
+        .view()
+        .into_shape_with_order(4)
+        .unwrap()
+        .mapv(|t| t.sin())
+        .sum()
+        + (b / (-0.95f64 * -0.95f64 + 1.0));
     -0.04f64 * (a).tanh()
         + 0.59f64 * (b).tanh()
         + 1.00f64 * (v1).tanh()
@@ -6508,7 +6552,9 @@ pub fn p165(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else {
         ((a * a + 1.0).cbrt() * v1.asinh())
     };
-    let arr4 = (m * x[1] + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
+    let arr4 = (m.to_owned().reversed_axes() * x[1] + &m.view())
+        .mapv(|t| t.tanh())
+        .sum();
     1.20f64 * (a).tanh()
         + 1.17f64 * (b).tanh()
         + -0.87f64 * (v1).tanh()
@@ -6591,13 +6637,10 @@ pub fn p167(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let v5 = (x[0].mul_add(b, b) * x[0].mul_add(b, b) + 1.0)
         .log(3.0)
         .abs();
-    let arr6 = m
-        .view()
-        .into_shape_with_order(4)
-        .unwrap()
-        .mapv(|t| t.sin())
-        .sum()
-        + (-1.29f64 - v5);
+    let arr6 = (m * m * (-1.29f64 - v5) - m.mapv(|t| t.cos()))
+        .mapv(f64::exp)
+        .mean()
+        .unwrap();
     1.88f64 * (a).tanh()
         + 1.99f64 * (b).tanh()
         + 0.51f64 * (pair1).tanh()
@@ -6627,9 +6670,7 @@ pub fn p168(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..part3_s.len() {
         part3 += part3_s[i] * part3_s[1].sin();
     }
-    let arr4 = (m.to_owned().reversed_axes() * (0.08f64.tanh() * 0.9).atanh() + &m.view())
-        .mapv(|t| t.tanh())
-        .sum();
+    let arr4 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * (0.08f64.tanh() * 0.9).atanh();
     let mut perm5 = vec![0usize; n];
     for i in 0..n {
         perm5[i] = (i + 3) % n;
@@ -6718,7 +6759,10 @@ pub fn p169(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         buf5[i] = (old * buf5[i - 1]).sin() + old;
     }
     let v6 = buf5[1] * buf5[2];
-    let arr7 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum()
+    let arr7 = (m + &m.sum_axis(Axis(0)))
+        .mapv(|t| (t * t + 1.0).ln())
+        .mean()
+        .unwrap()
         * (((-0.60f64).tanh() * 3.0).signum() * 0.25 + a);
     -0.29f64 * (a).tanh()
         + -0.68f64 * (b).tanh()
@@ -7061,10 +7105,7 @@ pub fn p177(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p178(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = (m * m * a.cos() - m.mapv(|t| t.cos()))
-        .mapv(f64::exp)
-        .mean()
-        .unwrap();
+    let arr1 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * a.cos();
     let v2 = if (a * a).ln_1p() > 0.04f64 {
         ((-1.74f64 * 0.5) * (-1.74f64 * 0.5) + 1.0).recip()
     } else {
@@ -7391,10 +7432,10 @@ pub fn p184(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         buf7[i] = (old * buf7[i - 1]).sin() + old;
     }
     let v8 = buf7[0] + 0.5 * buf7[1];
-    let arr9 = (&m.column(0).insert_axis(Axis(1)) * m)
-        .mapv(|t| (t * t + 1.0).ln())
-        .sum()
-        * -0.65f64.min(x[0]);
+    let arr9 = (&m.slice(autodiff::ndarray::s![.., 1..]) * -0.65f64.min(x[0])
+        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+        .mapv(|t| t.sin())
+        .sum();
     0.18f64 * (a).tanh()
         + -1.58f64 * (b).tanh()
         + 0.67f64 * (m1).tanh()
@@ -7582,13 +7623,13 @@ pub fn p188(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..part2_s.len() {
         part2 += part2_s[i] * part2_s[1].sin();
     }
-    let arr3 = (&m.slice(autodiff::ndarray::s![.., 1..])
+    let arr3 = (m.to_owned().reversed_axes()
         * (((1.60f64).tanh() - (x[0]).tanh().stop_gradient())
             .exp()
             .ln()
             + (x[0]).tanh().stop_gradient())
-        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
-        .mapv(|t| t.sin())
+        + &m.view())
+        .mapv(|t| t.tanh())
         .sum();
     let mut buf4 = vec![0.0; n];
     for i in 0..n {
@@ -7816,10 +7857,10 @@ pub fn p194(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         w2 = w2 * 0.6 + 0.05 * (b.tanh() * 0.5).cosh().tanh();
         steps += 1;
     }
-    let arr3 = (m * m * w2.abs() - m.mapv(|t| t.cos()))
-        .mapv(f64::exp)
-        .mean()
-        .unwrap();
+    let arr3 = (&m.column(0).insert_axis(Axis(1)) * m)
+        .mapv(|t| (t * t + 1.0).ln())
+        .sum()
+        * w2.abs();
     let mut m4 = f64::sin(x[0]);
     if acc1.hypot(arr3) <= -1.91f64 {
         m4 += x[3].sin();
@@ -7905,10 +7946,8 @@ pub fn p196(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         w2 = w2 * 0.6 + 0.05 * 1.49f64.atan2(x[2] * x[2] + 0.5).tanh();
         steps += 1;
     }
-    let arr3 = (m.to_owned().reversed_axes() * (((v1).tanh() * 3.0).floor() * 0.25 + x[1])
-        + &m.view())
-        .mapv(|t| t.tanh())
-        .sum();
+    let arr3 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum()
+        * (((v1).tanh() * 3.0).floor() * 0.25 + x[1]);
     let mut acc4 = f64::sin(w2);
     for i in 0..n {
         acc4 += (autodiff::ops::sigmoid(v1) * 0.26f64);
@@ -8119,8 +8158,8 @@ pub fn p201(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p202(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = (&m.row(1) * (x[1] * x[1] + 1.0).cbrt() - &m.column(1))
-        .mapv(f64::sin)
+    let arr1 = (m.to_owned().reversed_axes() * (x[1] * x[1] + 1.0).cbrt() + &m.view())
+        .mapv(|t| t.tanh())
         .sum();
     let mut pair2 = 0.0;
     for i in 0..n {
@@ -8217,7 +8256,13 @@ pub fn p204(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p205(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = (m * x[2].powi(2) + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
+    let arr1 = m
+        .view()
+        .into_shape_with_order(4)
+        .unwrap()
+        .mapv(|t| t.sin())
+        .sum()
+        + x[2].powi(2);
     let mut perm2 = vec![0usize; n];
     for i in 0..n {
         perm2[i] = (i + 3) % n;
@@ -8241,10 +8286,12 @@ pub fn p205(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             pair4 += (d * d + 0.5).recip() * b;
         }
     }
-    let arr5 = (&m.slice(autodiff::ndarray::s![.., 1..]) * (0.45f64.tanh() * 0.5).tan()
-        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
-        .mapv(|t| t.sin())
-        .sum();
+    let arr5 = {
+        let mut q = m.to_owned();
+        let t = &q * (0.45f64.tanh() * 0.5).tan();
+        q[[0, 1]] = (0.45f64.tanh() * 0.5).tan() * 2.0;
+        t.mapv(f64::sin).sum() + q.sum()
+    };
     -0.93f64 * (a).tanh()
         + -0.96f64 * (b).tanh()
         + 1.48f64 * (arr1).tanh()
@@ -8269,7 +8316,10 @@ pub fn p206(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         buf1[i] = (old * buf1[i - 1]).sin() + old;
     }
     let v2 = buf1[1] + 0.5 * buf1[2];
-    let arr3 = (m * v2.min(v2) + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
+    let arr3 = (&m.column(0).insert_axis(Axis(1)) * m)
+        .mapv(|t| (t * t + 1.0).ln())
+        .sum()
+        * v2.min(v2);
     let v4 = if (((1.89f64).tanh() * 3.0).ceil() * 0.25 + -1.29f64) <= 1.95f64 {
         ((arr3.tanh() * 0.9).asin().tanh() * 0.5).cosh()
     } else {
@@ -8461,7 +8511,10 @@ pub fn p210(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p211(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * (a * a + 1.0).recip();
+    let arr1 = (m * m * (a * a + 1.0).recip() - m.mapv(|t| t.cos()))
+        .mapv(f64::exp)
+        .mean()
+        .unwrap();
     let v2 = (x[0] * x[0]).ln_1p();
     let v3 = if (((b).tanh() - (x[2]).tanh().stop_gradient()).exp().ln()
         + (x[2]).tanh().stop_gradient())
@@ -8595,7 +8648,11 @@ pub fn p213(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p214(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * f64::sin(a);
+    let arr1 = (m + &m.sum_axis(Axis(0)))
+        .mapv(|t| (t * t + 1.0).ln())
+        .mean()
+        .unwrap()
+        * f64::sin(a);
     let mut lse2 = (-0.81f64 * -0.81f64 + 1.0).ln();
     let mut scratch3 = vec![0.0; 3];
     for i in 0..n {
@@ -8759,10 +8816,7 @@ pub fn p217(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         w3 = w3 * 0.6 + 0.05 * (rot2 * rot2 + 1.0).recip().tanh();
         steps += 1;
     }
-    let arr4 = (&m.column(0).insert_axis(Axis(1)) * m)
-        .mapv(|t| (t * t + 1.0).ln())
-        .sum()
-        * w3;
+    let arr4 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * w3));
     let v5 = ((rot2 * rot2 + 1.0).cbrt() * (rot2 * rot2 + 1.0).cbrt() + 0.5).sqrt();
     let mut pair6 = 0.0;
     for i in 0..n {
@@ -8897,11 +8951,7 @@ pub fn p219(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p220(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
-        .mean()
-        .unwrap()
-        * (-(a));
+    let arr1 = (m * (-(a)) + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
     let v2 =
         (smooth((x[0] * x[0] + 1.0).ln()) * ((-1.54f64 * arr1) * (-1.54f64 * arr1) + 1.0).log10());
     let part3_s = &x[1..=2];
@@ -8941,10 +8991,7 @@ pub fn p221(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 pub fn p222(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let v1 = ((b.abs().tanh() * 0.5).tan() - (a - a.hypot(b)));
-    let arr2 = (&m.slice(autodiff::ndarray::s![.., 1..]) * autodiff::ops::softplus(b)
-        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
-        .mapv(|t| t.sin())
-        .sum();
+    let arr2 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * autodiff::ops::softplus(b)));
     let v3 = 0.99f64;
     let mut lse4 = -0.91f64;
     let mut scratch5 = vec![0.0; 3];
@@ -9090,9 +9137,11 @@ pub fn p226(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         perm1[n - 1] = first;
     }
-    let arr3 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * 0.41f64.mul_add(b, rot2);
+    let arr3 = (&m.row(1) * 0.41f64.mul_add(b, rot2) - &m.column(1))
+        .mapv(f64::sin)
+        .sum();
     let v4 = helpers::soft(a, 0.3);
-    let arr5 = (&m.row(1) * b.tanh() - &m.column(1)).mapv(f64::sin).sum();
+    let arr5 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * b.tanh();
     -0.52f64 * (a).tanh()
         + 1.72f64 * (b).tanh()
         + -1.88f64 * (rot2).tanh()
@@ -9434,10 +9483,7 @@ pub fn p234(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         lse8 += se.ln() + mx;
     }
-    let arr10 = (m * m * (x[2] - 0.84f64) - m.mapv(|t| t.cos()))
-        .mapv(f64::exp)
-        .mean()
-        .unwrap();
+    let arr10 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * (x[2] - 0.84f64)));
     -1.35f64 * (a).tanh()
         + 0.97f64 * (b).tanh()
         + -0.15f64 * (rot2).tanh()
@@ -9527,13 +9573,10 @@ pub fn p236(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         perm3[n - 1] = first;
     }
-    let arr5 = m
-        .view()
-        .into_shape_with_order(4)
-        .unwrap()
+    let arr5 = (&m.slice(autodiff::ndarray::s![.., 1..]) * x[0].powi(3)
+        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
         .mapv(|t| t.sin())
-        .sum()
-        + x[0].powi(3);
+        .sum();
     let v6 = (-1.38f64.tanh().exp().tanh() * 0.9).asin();
     1.57f64 * (a).tanh()
         + -1.26f64 * (b).tanh()
@@ -9563,8 +9606,9 @@ pub fn p237(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         buf4[i] = autodiff::ops::softplus(0.02f64);
     }
     let v5 = buf4[2] + 0.5 * buf4[3];
-    let arr6 =
-        autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * -1.26f64.atan2(0.04f64 * 0.04f64 + 0.5)));
+    let arr6 = (m.to_owned().reversed_axes() * -1.26f64.atan2(0.04f64 * 0.04f64 + 0.5) + &m.view())
+        .mapv(|t| t.tanh())
+        .sum();
     0.47f64 * (a).tanh()
         + -1.93f64 * (b).tanh()
         + 1.99f64 * (v2).tanh()
@@ -9603,9 +9647,8 @@ pub fn p238(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         perm2[n - 1] = first;
     }
-    let arr4 = (&m.slice(autodiff::ndarray::s![.., 1..]) * (rot3 * rot3 + 1.0).log2()
-        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
-        .mapv(|t| t.sin())
+    let arr4 = (m * (rot3 * rot3 + 1.0).log2() + &m.t().dot(m))
+        .mapv(|t| t.tanh())
         .sum();
     -0.59f64 * (a).tanh()
         + 0.41f64 * (b).tanh()
@@ -10049,13 +10092,11 @@ pub fn p250(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else if (a + 0.25f64) < 0.62f64 {
         m3 = m3 * 0.5;
     }
-    let arr4 = m
-        .view()
-        .into_shape_with_order(4)
+    let arr4 = (m + &m.sum_axis(Axis(0)))
+        .mapv(|t| (t * t + 1.0).ln())
+        .mean()
         .unwrap()
-        .mapv(|t| t.sin())
-        .sum()
-        + (pair2 * pair2 + 1.0).log(3.0);
+        * (pair2 * pair2 + 1.0).log(3.0);
     let v5 = ((smooth(arr4) * 0.5).tanh() * 0.9).atanh();
     let part6_s = &x[0..2];
     let mut part6 = f64::sin(b);
@@ -10089,7 +10130,7 @@ pub fn p251(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..part3_s.len() {
         part3 += part3_s[i] * part3_s[1].sin();
     }
-    let arr4 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * part3;
+    let arr4 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * part3;
     let mut acc5 = (part3 * part3 + 1.0).log(3.0);
     for i in 0..n {
         acc5 += ((part3 * part3 + 0.5).sqrt().tanh() * 0.9).atanh();
@@ -10123,10 +10164,9 @@ pub fn p252(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             pair2 += (d * d + 0.5).recip() * (m1.tanh() * 0.9).atanh();
         }
     }
-    let arr3 = (m * m * -1.29f64.sin() - m.mapv(|t| t.cos()))
-        .mapv(f64::exp)
-        .mean()
-        .unwrap();
+    let arr3 = (m * -1.29f64.sin() + &m.t().dot(m))
+        .mapv(|t| t.tanh())
+        .sum();
     let mut perm4 = vec![0usize; n];
     for i in 0..n {
         perm4[i] = (i + 1) % n;
@@ -10363,7 +10403,10 @@ pub fn p256(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p257(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * b.min(a);
+    let arr1 = (m * m * b.min(a) - m.mapv(|t| t.cos()))
+        .mapv(f64::exp)
+        .mean()
+        .unwrap();
     let mut buf2 = vec![0.0; n];
     for i in 0..n {
         buf2[i] = b.tanh().exp_m1().sin();
@@ -10424,10 +10467,10 @@ pub fn p258(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p259(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = (&m.column(0).insert_axis(Axis(1)) * m)
-        .mapv(|t| (t * t + 1.0).ln())
-        .sum()
-        * b;
+    let arr1 = (m * m * b - m.mapv(|t| t.cos()))
+        .mapv(f64::exp)
+        .mean()
+        .unwrap();
     let v2 = ((b * b + 1.0)
         .ln()
         .max(a.atan2(0.08f64 * 0.08f64 + 0.5))
@@ -10539,10 +10582,7 @@ pub fn p261(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         perm1[n - 1] = first;
     }
-    let arr3 = (&m.slice(autodiff::ndarray::s![.., 1..]) * (b * b + 1.0).log2()
-        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
-        .mapv(|t| t.sin())
-        .sum();
+    let arr3 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * (b * b + 1.0).log2();
     let mut m4 = (b * b + 1.0).log2();
     if (x[1] * x[1] + 1.5).acosh() > -1.31f64 {
         m4 += smooth((x[2] * x[2] + 1.0).cbrt());
@@ -10598,10 +10638,13 @@ pub fn p262(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         buf1[i] = (old * buf1[i - 1]).sin() + old;
     }
     let v2 = buf1[1] + 0.5 * buf1[2];
-    let arr3 = (m * m * (v2 * v2).ln_1p() - m.mapv(|t| t.cos()))
-        .mapv(f64::exp)
-        .mean()
-        .unwrap();
+    let arr3 = m
+        .view()
+        .into_shape_with_order(4)
+        .unwrap()
+        .mapv(|t| t.sin())
+        .sum()
+        + (v2 * v2).ln_1p();
     let v4 = v2;
     let mut acc5 = (1.17f64.tanh() * 0.9).atanh();
     for i in 0..n {
@@ -10817,9 +10860,8 @@ pub fn p267(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else {
         ((b * b + 1.0).cbrt() * (b * b + 1.0).cbrt() + 1.5).acosh()
     };
-    let arr4 = (m.to_owned().reversed_axes() * (-0.49f64 * -0.49f64 + 1.5).acosh() + &m.view())
-        .mapv(|t| t.tanh())
-        .sum();
+    let arr4 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum()
+        * (-0.49f64 * -0.49f64 + 1.5).acosh();
     let v5 = if (a.tanh() * 0.9).atanh() < -1.63f64 {
         1.64f64
     } else {
@@ -11105,13 +11147,13 @@ pub fn p274(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p275(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = (m.to_owned().reversed_axes() * (b * b + 1.0).cbrt() + &m.view())
-        .mapv(|t| t.tanh())
-        .sum();
-    let arr2 = (m * m * x[2].atan2(a * a + 0.5) - m.mapv(|t| t.cos()))
-        .mapv(f64::exp)
-        .mean()
-        .unwrap();
+    let arr1 = {
+        let mut q = m.to_owned();
+        let t = &q * (b * b + 1.0).cbrt();
+        q[[0, 1]] = (b * b + 1.0).cbrt() * 2.0;
+        t.mapv(f64::sin).sum() + q.sum()
+    };
+    let arr2 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * x[2].atan2(a * a + 0.5);
     let v3 = 1.92f64;
     let mut buf4 = vec![0.0; n];
     for i in 0..n {
@@ -11161,7 +11203,10 @@ pub fn p276(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         lse1 += se.ln() + mx;
     }
-    let arr3 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * lse1.tanh().exp_m1()));
+    let arr3 = (&m.column(0).insert_axis(Axis(1)) * m)
+        .mapv(|t| (t * t + 1.0).ln())
+        .sum()
+        * lse1.tanh().exp_m1();
     -0.01f64 * (a).tanh()
         + -0.55f64 * (b).tanh()
         + 1.53f64 * (lse1).tanh()
@@ -11178,8 +11223,9 @@ pub fn p277(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         w1 = w1 * 0.6 + 0.05 * b.tanh();
         steps += 1;
     }
-    let arr2 = (m * f64::sin(0.24f64) + &m.t().dot(m))
-        .mapv(|t| t.tanh())
+    let arr2 = (&m.slice(autodiff::ndarray::s![.., 1..]) * f64::sin(0.24f64)
+        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+        .mapv(|t| t.sin())
         .sum();
     let part3_s = &x[0..=2];
     let mut part3 = a.tanh().exp();
@@ -11210,10 +11256,9 @@ pub fn p277(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         lse5 += se.ln() + mx;
     }
-    let arr7 = (m * m * x[0].powi(2) - m.mapv(|t| t.cos()))
-        .mapv(f64::exp)
-        .mean()
-        .unwrap();
+    let arr7 = (&m.row(1) * x[0].powi(2) - &m.column(1))
+        .mapv(f64::sin)
+        .sum();
     1.06f64 * (a).tanh()
         + 1.02f64 * (b).tanh()
         + 0.16f64 * (w1).tanh()
@@ -11297,12 +11342,15 @@ pub fn p279(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         perm3[n - 1] = first;
     }
     let v5 = (a * 0.5).min((x[0] - a));
-    let arr6 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * (x[0] * x[0] + 1.0).cbrt();
-    let arr7 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
-        .mean()
-        .unwrap()
-        * rot4;
+    let arr6 = (m.to_owned().reversed_axes() * (x[0] * x[0] + 1.0).cbrt() + &m.view())
+        .mapv(|t| t.tanh())
+        .sum();
+    let arr7 = {
+        let mut q = m.to_owned();
+        let t = &q * rot4;
+        q[[0, 1]] = rot4 * 2.0;
+        t.mapv(f64::sin).sum() + q.sum()
+    };
     0.54f64 * (a).tanh()
         + 1.38f64 * (b).tanh()
         + 0.05f64 * (v1).tanh()
@@ -11317,7 +11365,7 @@ pub fn p279(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p280(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * a;
+    let arr1 = (&m.row(1) * a - &m.column(1)).mapv(f64::sin).sum();
     let mut perm2 = vec![0usize; n];
     for i in 0..n {
         perm2[i] = (i + 1) % n;
@@ -11489,8 +11537,9 @@ pub fn p283(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         w3 = w3 * 0.6 + 0.05 * (v1 / (w2 * w2 + 1.0)).tanh();
         steps += 1;
     }
-    let arr4 = (m.to_owned().reversed_axes() * (0.47f64 / (0.89f64 * 0.89f64 + 1.0)) + &m.view())
-        .mapv(|t| t.tanh())
+    let arr4 = (&m.slice(autodiff::ndarray::s![.., 1..]) * (0.47f64 / (0.89f64 * 0.89f64 + 1.0))
+        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+        .mapv(|t| t.sin())
         .sum();
     let mut perm5 = vec![0usize; n];
     for i in 0..n {
@@ -11583,7 +11632,10 @@ pub fn p285(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else {
         ((-(pair4)) * (-(pair4)) + 1.0).powf(x[0].hypot(b).tanh())
     };
-    let arr7 = (m * v6.hypot(v6) + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
+    let arr7 = (&m.column(0).insert_axis(Axis(1)) * m)
+        .mapv(|t| (t * t + 1.0).ln())
+        .sum()
+        * v6.hypot(v6);
     -0.27f64 * (a).tanh()
         + 0.18f64 * (b).tanh()
         + 0.28f64 * (v1).tanh()
@@ -11603,7 +11655,7 @@ pub fn p286(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else {
         1.52f64
     };
-    let arr2 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * (a * a + 1.0).log10();
+    let arr2 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * (a * a + 1.0).log10();
     let mut lse3 = autodiff::ops::sigmoid(x[3]);
     let mut scratch4 = vec![0.0; n];
     for i in 0..n {
@@ -11632,7 +11684,10 @@ pub fn p286(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p287(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * b.cos();
+    let arr1 = (m * m * b.cos() - m.mapv(|t| t.cos()))
+        .mapv(f64::exp)
+        .mean()
+        .unwrap();
     let mut pair2 = 0.0;
     for i in 0..n {
         for j in (i + 1)..n {
@@ -11900,11 +11955,11 @@ pub fn p293(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         lse3 = lse3 * 0.5 + se.ln() + mx;
     }
-    let arr5 = (m.to_owned().reversed_axes() * smooth(x[3]) + &m.view())
-        .mapv(|t| t.tanh())
+    let arr5 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * smooth(x[3]);
+    let arr6 = (&m.slice(autodiff::ndarray::s![.., 1..]) * autodiff::ops::sigmoid(0.26f64)
+        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+        .mapv(|t| t.sin())
         .sum();
-    let arr6 =
-        m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * autodiff::ops::sigmoid(0.26f64);
     let mut perm7 = vec![0usize; n];
     for i in 0..n {
         perm7[i] = (i + 2) % n;
@@ -12085,9 +12140,7 @@ pub fn p296(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             .ln()
             + ((a * a + 1.0).log2()).tanh().stop_gradient())
     };
-    let arr3 = (&m.row(1) * v2.hypot(1.97f64) - &m.column(1))
-        .mapv(f64::sin)
-        .sum();
+    let arr3 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * v2.hypot(1.97f64);
     1.70f64 * (a).tanh()
         + -0.59f64 * (b).tanh()
         + -0.45f64 * (v1).tanh()
@@ -12174,7 +12227,10 @@ pub fn p299(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         w4 = w4 * 0.6 + 0.05 * autodiff::ops::sigmoid(x[3]).tanh();
         steps += 1;
     }
-    let arr5 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * 1.28f64;
+    let arr5 = (&m.column(0).insert_axis(Axis(1)) * m)
+        .mapv(|t| (t * t + 1.0).ln())
+        .sum()
+        * 1.28f64;
     -0.03f64 * (a).tanh()
         + -0.27f64 * (b).tanh()
         + -1.49f64 * (v1).tanh()
@@ -12423,16 +12479,16 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p3(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = (m.to_owned().reversed_axes() * (b * b + c(1.5)).acosh() + &m.view())
-            .mapv(|t| t.tanh())
-            .sum();
+        let arr1 = (m + &m.sum_axis(Axis(0)))
+            .mapv(|t| (t * t + c(1.0)).ln())
+            .mean()
+            .unwrap()
+            * (b * b + c(1.5)).acosh();
         let v2 = (((((arr1 * -c(0.75)).tanh() * c(0.5)).sinh()).tanh() * c(3.0)).floor() * c(0.25)
             + smooth(x[0].mul_add(c(0.37), a)));
-        let arr3 = (m * m * (((x[1]).tanh() * c(3.0)).floor() * c(0.25) + arr1)
-            - m.mapv(|t| t.cos()))
-        .mapv(exp)
-        .mean()
-        .unwrap();
+        let arr3 = ops::logsumexp(
+            &(m.dot(&m.column(0)) * (((x[1]).tanh() * c(3.0)).floor() * c(0.25) + arr1)),
+        );
         let mut lse4 = (arr3 * arr3).ln_1p();
         let mut scratch5 = vec![c(0.0); n];
         for i in 0..n {
@@ -12849,8 +12905,10 @@ mod twin {
             }
             perm1[n - 1] = first;
         }
-        let arr3 = (&m.row(1) * (-c(1.77) * -c(1.77) + c(1.0)).recip() - &m.column(1))
-            .mapv(sin)
+        let arr3 = (&m.slice(autodiff::ndarray::s![.., 1..])
+            * (-c(1.77) * -c(1.77) + c(1.0)).recip()
+            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+            .mapv(|t| t.sin())
             .sum();
         let mut perm4 = vec![0usize; n];
         for i in 0..n {
@@ -12919,7 +12977,7 @@ mod twin {
                 acc1 = acc1 * c(0.9) + (b * b + c(1.0)).cbrt();
             }
         }
-        let arr2 = ops::logsumexp(&(m.dot(&m.column(0)) * acc1.powi(2)));
+        let arr2 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * acc1.powi(2);
         c(0.10) * (a).tanh()
             + c(1.50) * (b).tanh()
             + c(0.07) * (acc1).tanh()
@@ -13155,7 +13213,9 @@ mod twin {
         for i in 0..part1_s.len() {
             part1 += part1_s[i] * part1_s[1].sin();
         }
-        let arr2 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * (a * a + c(1.0)).cbrt();
+        let arr2 = (m * (a * a + c(1.0)).cbrt() + &m.t().dot(m))
+            .mapv(|t| t.tanh())
+            .sum();
         c(0.52) * (a).tanh()
             + -c(0.86) * (b).tanh()
             + -c(0.46) * (part1).tanh()
@@ -13227,10 +13287,10 @@ mod twin {
                 pair4 += (d * d + c(0.5)).recip() * (rot2 * rot2 + c(1.5)).acosh();
             }
         }
-        let arr5 = (m * (a * a + c(0.5)).sqrt() + &m.t().dot(m))
-            .mapv(|t| t.tanh())
+        let arr5 = (&m.row(1) * (a * a + c(0.5)).sqrt() - &m.column(1))
+            .mapv(sin)
             .sum();
-        let arr6 = (m * pair4 + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
+        let arr6 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * pair4;
         -c(1.11) * (a).tanh()
             + c(0.33) * (b).tanh()
             + -c(1.18) * (rot2).tanh()
@@ -13557,13 +13617,12 @@ mod twin {
                 pair4 += (d * d + c(0.5)).recip() * (-(a));
             }
         }
-        let arr5 = m
-            .view()
-            .into_shape_with_order(4)
-            .unwrap()
-            .mapv(|t| t.sin())
-            .sum()
-            + (acc1.tanh() * c(0.5)).cosh();
+        let arr5 = {
+            let mut q = m.to_owned();
+            let t = &q * (acc1.tanh() * c(0.5)).cosh();
+            q[[0, 1]] = (acc1.tanh() * c(0.5)).cosh() * c(2.0);
+            t.mapv(sin).sum() + q.sum()
+        };
         let mut pair6 = c(0.0);
         for i in 0..n {
             for j in (i + 1)..n {
@@ -13592,17 +13651,22 @@ mod twin {
     pub fn p32(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let v1 = x[0].sin();
-        let arr2 = (&m.column(0).insert_axis(Axis(1)) * m)
-            .mapv(|t| (t * t + c(1.0)).ln())
+        let arr2 = m
+            .view()
+            .into_shape_with_order(4)
+            .unwrap()
+            .mapv(|t| t.sin())
             .sum()
-            * (v1 * v1 + c(1.0)).ln();
+            + (v1 * v1 + c(1.0)).ln();
         let mut buf3 = vec![c(0.0); n];
         for i in 0..n {
             buf3[i] = a;
         }
         let v4 = buf3[0] + c(0.5) * buf3[1];
-        let arr5 =
-            m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * c(0.59).clamp(-c(1.0), c(1.0));
+        let arr5 = (&m.slice(autodiff::ndarray::s![.., 1..]) * c(0.59).clamp(-c(1.0), c(1.0))
+            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+            .mapv(|t| t.sin())
+            .sum();
         c(1.22) * (a).tanh()
             + c(1.21) * (b).tanh()
             + -c(0.87) * (v1).tanh()
@@ -13750,7 +13814,10 @@ mod twin {
         for i in 0..part2_s.len() {
             part2 += part2_s[i] * part2_s[1].sin();
         }
-        let arr3 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * a.atan2(b * b + c(0.5));
+        let arr3 = (&m.column(0).insert_axis(Axis(1)) * m)
+            .mapv(|t| (t * t + c(1.0)).ln())
+            .sum()
+            * a.atan2(b * b + c(0.5));
         let mut w4 = part1.tanh() + c(3.0);
         let mut steps = 0;
         while w4 > c(0.5) && steps < 20 {
@@ -13905,13 +13972,9 @@ mod twin {
             }
         }
         let v2 = (smooth(acc1).cos().tanh() * c(0.5)).cosh();
-        let arr3 = m
-            .view()
-            .into_shape_with_order(4)
-            .unwrap()
-            .mapv(|t| t.sin())
-            .sum()
-            + (a * a + c(1.0)).log(3.0);
+        let arr3 = (m * (a * a + c(1.0)).log(3.0) + &m.t().dot(m))
+            .mapv(|t| t.tanh())
+            .sum();
         let mut perm4 = vec![0usize; n];
         for i in 0..n {
             perm4[i] = (i + 2) % n;
@@ -14027,10 +14090,8 @@ mod twin {
         } else if (c(0.67) * c(0.67) + c(1.0)).log10() >= -c(1.50) {
             m1 = m1 * c(0.5);
         }
-        let arr2 = (&m.column(0).insert_axis(Axis(1)) * m)
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .sum()
-            * (x[1].tanh() * c(0.5)).sinh();
+        let arr2 =
+            m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * (x[1].tanh() * c(0.5)).sinh();
         let mut w3 = (arr2 / (arr2 * arr2 + c(1.0))).tanh().tanh() + c(3.0);
         let mut steps = 0;
         while w3 > c(0.5) && steps < 20 {
@@ -14253,10 +14314,13 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p50(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = (&m.slice(autodiff::ndarray::s![.., 1..]) * b.max(x[3])
-            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+        let arr1 = m
+            .view()
+            .into_shape_with_order(4)
+            .unwrap()
             .mapv(|t| t.sin())
-            .sum();
+            .sum()
+            + b.max(x[3]);
         let mut buf2 = vec![c(0.0); n];
         for i in 0..n {
             buf2[i] = b;
@@ -14508,10 +14572,13 @@ mod twin {
                 acc2 = acc2 * c(0.9) + b.cos();
             }
         }
-        let arr3 = (&m.slice(autodiff::ndarray::s![.., 1..]) * a
-            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+        let arr3 = m
+            .view()
+            .into_shape_with_order(4)
+            .unwrap()
             .mapv(|t| t.sin())
-            .sum();
+            .sum()
+            + a;
         -c(1.53) * (a).tanh()
             + c(1.14) * (b).tanh()
             + -c(0.91) * (m1).tanh()
@@ -14818,7 +14885,10 @@ mod twin {
             steps += 1;
         }
         let v4 = (c(1.22).tanh() * c(0.9)).atanh();
-        let arr5 = ops::logsumexp(&(m.dot(&m.column(0)) * (b * b + c(1.0)).recip()));
+        let arr5 = (m * m * (b * b + c(1.0)).recip() - m.mapv(|t| t.cos()))
+            .mapv(exp)
+            .mean()
+            .unwrap();
         let mut perm6 = vec![0usize; n];
         for i in 0..n {
             perm6[i] = (i + 2) % n;
@@ -14854,13 +14924,12 @@ mod twin {
         } else if (b / (b * b + c(1.0))) > -c(1.94) {
             m1 = m1 * c(0.5);
         }
-        let arr2 = m
-            .view()
-            .into_shape_with_order(4)
-            .unwrap()
-            .mapv(|t| t.sin())
-            .sum()
-            + m1;
+        let arr2 = {
+            let mut q = m.to_owned();
+            let t = &q * m1;
+            q[[0, 1]] = m1 * c(2.0);
+            t.mapv(sin).sum() + q.sum()
+        };
         let v3 = if x[1] > -c(0.72) {
             (arr2.clamp(-c(1.0), c(1.0)).tanh() * c(0.5)).sinh()
         } else {
@@ -15036,8 +15105,9 @@ mod twin {
                 .ln()
                 + (-c(1.75)).tanh().stop_gradient())
         };
-        let arr4 = (m * (c(0.13) * c(0.13) + c(0.5)).sqrt() + &m.t().dot(m))
-            .mapv(|t| t.tanh())
+        let arr4 = (&m.slice(autodiff::ndarray::s![.., 1..]) * (c(0.13) * c(0.13) + c(0.5)).sqrt()
+            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+            .mapv(|t| t.sin())
             .sum();
         let v5 = if (arr4 * arr4 + c(1.0)).cbrt() < c(0.04) {
             b.asinh().tanh().exp_m1()
@@ -15545,7 +15615,11 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p84(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * ops::sigmoid(b);
+        let arr1 = (m + &m.sum_axis(Axis(0)))
+            .mapv(|t| (t * t + c(1.0)).ln())
+            .mean()
+            .unwrap()
+            * ops::sigmoid(b);
         let mut perm2 = vec![0usize; n];
         for i in 0..n {
             perm2[i] = (i + 1) % n;
@@ -15620,10 +15694,10 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p85(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = ops::logsumexp(&(m.dot(&m.column(0)) * b.powi(2)));
-        let arr2 = (&m.row(1) * (arr1 * arr1 + c(1.0)).recip() - &m.column(1))
-            .mapv(sin)
+        let arr1 = (m.to_owned().reversed_axes() * b.powi(2) + &m.view())
+            .mapv(|t| t.tanh())
             .sum();
+        let arr2 = ops::logsumexp(&(m.dot(&m.column(0)) * (arr1 * arr1 + c(1.0)).recip()));
         let mut buf3 = vec![c(0.0); n];
         for i in 0..n {
             buf3[i] = (arr1 * arr1 + c(1.0)).cbrt().atan();
@@ -15726,9 +15800,12 @@ mod twin {
                 pair1 += (d * d + c(0.5)).recip() * (x[i] * x[i] + c(1.0)).log10();
             }
         }
-        let arr2 = (&m.row(1) * (b * b + c(1.0)).recip() - &m.column(1))
-            .mapv(sin)
-            .sum();
+        let arr2 = {
+            let mut q = m.to_owned();
+            let t = &q * (b * b + c(1.0)).recip();
+            q[[0, 1]] = (b * b + c(1.0)).recip() * c(2.0);
+            t.mapv(sin).sum() + q.sum()
+        };
         -c(0.93) * (a).tanh()
             + c(0.56) * (b).tanh()
             + -c(1.89) * (pair1).tanh()
@@ -15783,7 +15860,7 @@ mod twin {
             m3 = m3 * c(0.5);
         }
         let v4 = smooth((x[3] * x[3] + c(1.0)).powd(smooth(a).tanh()));
-        let arr5 = (&m.row(1) * a.hypot(b) - &m.column(1)).mapv(sin).sum();
+        let arr5 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * a.hypot(b);
         c(1.35) * (a).tanh()
             + c(1.96) * (b).tanh()
             + c(1.67) * (v1).tanh()
@@ -15796,11 +15873,7 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p91(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = (m + &m.sum_axis(Axis(0)))
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .mean()
-            .unwrap()
-            * (x[2] / (x[1] * x[1] + c(1.0)));
+        let arr1 = ops::logsumexp(&(m.dot(&m.column(0)) * (x[2] / (x[1] * x[1] + c(1.0)))));
         let mut pair2 = c(0.0);
         for i in 0..n {
             for j in (i + 1)..n {
@@ -15914,7 +15987,11 @@ mod twin {
         } else if (b * b + c(1.0)).recip() >= c(0.23) {
             m1 = m1 * c(0.5);
         }
-        let arr2 = (m * m * b - m.mapv(|t| t.cos())).mapv(exp).mean().unwrap();
+        let arr2 = (m + &m.sum_axis(Axis(0)))
+            .mapv(|t| (t * t + c(1.0)).ln())
+            .mean()
+            .unwrap()
+            * b;
         let mut m3 = m1;
         if x[3].tanh() > c(0.60) {
             m3 += b.clamp(-c(1.0), c(1.0));
@@ -16493,7 +16570,12 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p108(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * ops::sigmoid(c(1.20));
+        let arr1 = {
+            let mut q = m.to_owned();
+            let t = &q * ops::sigmoid(c(1.20));
+            q[[0, 1]] = ops::sigmoid(c(1.20)) * c(2.0);
+            t.mapv(sin).sum() + q.sum()
+        };
         let v2 = (((c(1.91) * c(1.91) + c(1.0)).cbrt() * (c(1.91) * c(1.91) + c(1.0)).cbrt()
             + c(1.5))
         .acosh()
@@ -16532,10 +16614,10 @@ mod twin {
             }
             perm1[n - 1] = first;
         }
-        let arr3 = (m * m * x[0].tanh().exp_m1() - m.mapv(|t| t.cos()))
-            .mapv(exp)
-            .mean()
-            .unwrap();
+        let arr3 = (&m.slice(autodiff::ndarray::s![.., 1..]) * x[0].tanh().exp_m1()
+            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+            .mapv(|t| t.sin())
+            .sum();
         -c(0.16) * (a).tanh()
             + c(1.95) * (b).tanh()
             + c(1.99) * (rot2).tanh()
@@ -16581,9 +16663,7 @@ mod twin {
             buf2[i] = v1;
         }
         let v3 = buf2[2] * buf2[3];
-        let arr4 = (m.to_owned().reversed_axes() * (b * b + c(1.0)).ln() + &m.view())
-            .mapv(|t| t.tanh())
-            .sum();
+        let arr4 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * (b * b + c(1.0)).ln();
         let mut m5 = helpers::soft(x[2], c(0.3));
         if v1.asinh() < -c(1.27) {
             m5 += arr4.min(v1).min(v3.tanh());
@@ -16703,10 +16783,7 @@ mod twin {
             buf2[i] = ((w1 * w1 + c(1.0)).recip().tanh() * c(0.5)).sinh();
         }
         let v3 = buf2[2] * buf2[3];
-        let arr4 = (&m.column(0).insert_axis(Axis(1)) * m)
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .sum()
-            * v3;
+        let arr4 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * v3;
         let mut lse5 = v3.powi(2);
         let mut scratch6 = vec![c(0.0); n];
         for i in 0..n {
@@ -16813,7 +16890,7 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p117(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = ops::logsumexp(&(m.dot(&m.column(0)) * a.clamp(-c(1.0), c(1.0))));
+        let arr1 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * a.clamp(-c(1.0), c(1.0));
         let mut lse2 = arr1;
         let mut scratch3 = vec![c(0.0); n];
         for i in 0..n {
@@ -16830,10 +16907,12 @@ mod twin {
             }
             lse2 += se.ln() + mx;
         }
-        let arr4 = (&m.column(0).insert_axis(Axis(1)) * m)
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .sum()
-            * ops::softplus(c(0.26));
+        let arr4 = {
+            let mut q = m.to_owned();
+            let t = &q * ops::softplus(c(0.26));
+            q[[0, 1]] = ops::softplus(c(0.26)) * c(2.0);
+            t.mapv(sin).sum() + q.sum()
+        };
         let v5 = (((ops::softplus((arr1 * arr1 + c(1.0)).log10())).tanh()
             - (((a - arr1).tanh() - ((lse2 * lse2 + c(1.0)).log2()).tanh().stop_gradient())
                 .exp()
@@ -17078,10 +17157,10 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p123(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = (&m.column(0).insert_axis(Axis(1)) * m)
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .sum()
-            * (b.tanh() * c(0.9)).asin();
+        let arr1 = (m * m * (b.tanh() * c(0.9)).asin() - m.mapv(|t| t.cos()))
+            .mapv(exp)
+            .mean()
+            .unwrap();
         let mut pair2 = c(0.0);
         for i in 0..n {
             for j in (i + 1)..n {
@@ -17453,7 +17532,10 @@ mod twin {
         } else {
             ((v1 - x[2]) * (v1 - x[2])).ln_1p()
         };
-        let arr3 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * b.tanh().exp_m1();
+        let arr3 = (m * m * b.tanh().exp_m1() - m.mapv(|t| t.cos()))
+            .mapv(exp)
+            .mean()
+            .unwrap();
         let mut acc4 = b.tanh().exp2();
         for i in 0..n {
             acc4 += a;
@@ -17574,10 +17656,10 @@ mod twin {
             w2 = w2 * c(0.6) + c(0.05) * (x[2] * x[2] + c(1.5)).acosh().tanh();
             steps += 1;
         }
-        let arr3 = (&m.column(0).insert_axis(Axis(1)) * m)
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .sum()
-            * a.tanh().exp();
+        let arr3 = (m * m * a.tanh().exp() - m.mapv(|t| t.cos()))
+            .mapv(exp)
+            .mean()
+            .unwrap();
         let part4_s = &x[0..];
         let mut part4 = b;
         for i in 0..part4_s.len() {
@@ -17654,11 +17736,12 @@ mod twin {
             w1 = w1 * c(0.6) + c(0.05) * b.atan2(-c(0.89) * -c(0.89) + c(0.5)).tanh();
             steps += 1;
         }
-        let arr2 = (&m.slice(autodiff::ndarray::s![.., 1..])
-            * (-c(1.15) * -c(1.15) + c(1.0)).powd(a.tanh())
-            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
-            .mapv(|t| t.sin())
-            .sum();
+        let arr2 = {
+            let mut q = m.to_owned();
+            let t = &q * (-c(1.15) * -c(1.15) + c(1.0)).powd(a.tanh());
+            q[[0, 1]] = (-c(1.15) * -c(1.15) + c(1.0)).powd(a.tanh()) * c(2.0);
+            t.mapv(sin).sum() + q.sum()
+        };
         let mut pair3 = c(0.0);
         for i in 0..n {
             for j in (i + 1)..n {
@@ -17673,13 +17756,12 @@ mod twin {
                 pair4 += (d * d + c(0.5)).recip() * (a * a + c(1.0)).log(3.0);
             }
         }
-        let arr5 = m
-            .view()
-            .into_shape_with_order(4)
-            .unwrap()
-            .mapv(|t| t.sin())
-            .sum()
-            + x[2];
+        let arr5 = {
+            let mut q = m.to_owned();
+            let t = &q * x[2];
+            q[[0, 1]] = x[2] * c(2.0);
+            t.mapv(sin).sum() + q.sum()
+        };
         let mut m6 = (a * a + c(1.0)).cbrt();
         if (a * a + c(1.0)).log(3.0) > -c(0.88) {
             m6 += (helpers::soft(pair4, c(0.3)) * helpers::soft(pair4, c(0.3)) + c(1.0)).log(3.0);
@@ -17776,7 +17858,9 @@ mod twin {
         } else {
             v3
         };
-        let arr5 = ops::logsumexp(&(m.dot(&m.column(0)) * -c(0.04)));
+        let arr5 = (m.to_owned().reversed_axes() * -c(0.04) + &m.view())
+            .mapv(|t| t.tanh())
+            .sum();
         let mut m6 = a.asinh();
         if v2.atan2(a * a + c(0.5)) < c(0.68) {
             m6 += (c(0.38) * c(0.38) + c(1.5)).acosh();
@@ -17829,7 +17913,10 @@ mod twin {
                 acc5 = acc5 * c(0.9) + x[0];
             }
         }
-        let arr6 = (m * acc5 + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
+        let arr6 = (&m.slice(autodiff::ndarray::s![.., 1..]) * acc5
+            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+            .mapv(|t| t.sin())
+            .sum();
         -c(1.56) * (a).tanh()
             + c(0.57) * (b).tanh()
             + -c(0.06) * (m1).tanh()
@@ -17905,9 +17992,10 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p146(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = (&m.row(1) * -c(1.38).clamp(-c(1.0), c(1.0)) - &m.column(1))
-            .mapv(sin)
-            .sum();
+        let arr1 = (m * m * -c(1.38).clamp(-c(1.0), c(1.0)) - m.mapv(|t| t.cos()))
+            .mapv(exp)
+            .mean()
+            .unwrap();
         let mut w2 = sin(x[1].tanh().exp()).tanh() + c(3.0);
         let mut steps = 0;
         while w2 > c(0.5) && steps < 20 {
@@ -17960,7 +18048,10 @@ mod twin {
         } else if (b * b).ln_1p() >= -c(0.89) {
             m4 = m4 * c(0.5);
         }
-        let arr5 = ops::logsumexp(&(m.dot(&m.column(0)) * (-c(0.14) - x[0])));
+        let arr5 = (m * m * (-c(0.14) - x[0]) - m.mapv(|t| t.cos()))
+            .mapv(exp)
+            .mean()
+            .unwrap();
         c(0.22) * (a).tanh()
             + c(0.14) * (b).tanh()
             + -c(1.26) * (acc1).tanh()
@@ -18078,10 +18169,7 @@ mod twin {
             }
             lse2 = lse2 * c(0.5) + se.ln() + mx + prev;
         }
-        let arr4 = (m * m * lse2.tanh() - m.mapv(|t| t.cos()))
-            .mapv(exp)
-            .mean()
-            .unwrap();
+        let arr4 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * lse2.tanh();
         let mut w5 = (lse2.tanh() * c(0.9))
             .asin()
             .min(helpers::soft(-c(0.75), c(0.3)))
@@ -18124,7 +18212,10 @@ mod twin {
             }
             perm2[n - 1] = first;
         }
-        let arr4 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * c(0.39).tanh().exp2();
+        let arr4 = (&m.column(0).insert_axis(Axis(1)) * m)
+            .mapv(|t| (t * t + c(1.0)).ln())
+            .sum()
+            * c(0.39).tanh().exp2();
         let v5 = if smooth(c(0.46)) >= c(1.23) {
             (-c(1.58) * -c(1.58) + c(1.0)).log2()
         } else {
@@ -18180,9 +18271,13 @@ mod twin {
             w5 = w5 * c(0.6) + c(0.05) * (w1 * c(0.5)).tanh();
             steps += 1;
         }
-        let arr6 = (m.to_owned().reversed_axes() * x[1].tanh() + &m.view())
-            .mapv(|t| t.tanh())
-            .sum();
+        let arr6 = m
+            .view()
+            .into_shape_with_order(4)
+            .unwrap()
+            .mapv(|t| t.sin())
+            .sum()
+            + x[1].tanh();
         c(0.54) * (a).tanh()
             + c(0.44) * (b).tanh()
             + c(1.81) * (w1).tanh()
@@ -18445,10 +18540,9 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p161(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = (m + &m.sum_axis(Axis(0)))
+        let arr1 = (&m.column(0).insert_axis(Axis(1)) * m)
             .mapv(|t| (t * t + c(1.0)).ln())
-            .mean()
-            .unwrap()
+            .sum()
             * x[3];
         let mut pair2 = c(0.0);
         for i in 0..n {
@@ -18481,9 +18575,11 @@ mod twin {
         }
         let v6 = buf5[2] + c(0.5) * buf5[3];
         let v7 = pair2.min(smooth(pair2.atan()));
-        let arr8 = (m.to_owned().reversed_axes() * v7.mul_add(-c(1.40), b) + &m.view())
-            .mapv(|t| t.tanh())
-            .sum();
+        let arr8 = (m + &m.sum_axis(Axis(0)))
+            .mapv(|t| (t * t + c(1.0)).ln())
+            .mean()
+            .unwrap()
+            * v7.mul_add(-c(1.40), b);
         c(0.57) * (a).tanh()
             + -c(0.50) * (b).tanh()
             + c(1.60) * (arr1).tanh()
@@ -18547,9 +18643,13 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p163(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = (m.to_owned().reversed_axes() * a.asinh() + &m.view())
-            .mapv(|t| t.tanh())
-            .sum();
+        let arr1 = m
+            .view()
+            .into_shape_with_order(4)
+            .unwrap()
+            .mapv(|t| t.sin())
+            .sum()
+            + a.asinh();
         let v2 = -c(1.21).powi(2).asinh().tanh().exp2();
         c(1.68) * (a).tanh()
             + -c(2.00) * (b).tanh()
@@ -18562,10 +18662,13 @@ mod twin {
         let n = x.len();
         let v1 = if a < c(0.38) { b } else { (b.tanh() * c(0.5)) };
         let v2 = smooth(sin(a).hypot((x[1].tanh() * c(0.5)).sinh()));
-        let arr3 = (m.to_owned().reversed_axes() * (b / (-c(0.95) * -c(0.95) + c(1.0)))
-            + &m.view())
-            .mapv(|t| t.tanh())
-            .sum();
+        let arr3 = m
+            .view()
+            .into_shape_with_order(4)
+            .unwrap()
+            .mapv(|t| t.sin())
+            .sum()
+            + (b / (-c(0.95) * -c(0.95) + c(1.0)));
         -c(0.04) * (a).tanh()
             + c(0.59) * (b).tanh()
             + c(1.00) * (v1).tanh()
@@ -18583,7 +18686,9 @@ mod twin {
         } else {
             ((a * a + c(1.0)).cbrt() * v1.asinh())
         };
-        let arr4 = (m * x[1] + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
+        let arr4 = (m.to_owned().reversed_axes() * x[1] + &m.view())
+            .mapv(|t| t.tanh())
+            .sum();
         c(1.20) * (a).tanh()
             + c(1.17) * (b).tanh()
             + -c(0.87) * (v1).tanh()
@@ -18664,13 +18769,10 @@ mod twin {
         let v5 = (x[0].mul_add(b, b) * x[0].mul_add(b, b) + c(1.0))
             .log(3.0)
             .abs();
-        let arr6 = m
-            .view()
-            .into_shape_with_order(4)
-            .unwrap()
-            .mapv(|t| t.sin())
-            .sum()
-            + (-c(1.29) - v5);
+        let arr6 = (m * m * (-c(1.29) - v5) - m.mapv(|t| t.cos()))
+            .mapv(exp)
+            .mean()
+            .unwrap();
         c(1.88) * (a).tanh()
             + c(1.99) * (b).tanh()
             + c(0.51) * (pair1).tanh()
@@ -18700,9 +18802,8 @@ mod twin {
         for i in 0..part3_s.len() {
             part3 += part3_s[i] * part3_s[1].sin();
         }
-        let arr4 = (m.to_owned().reversed_axes() * (c(0.08).tanh() * c(0.9)).atanh() + &m.view())
-            .mapv(|t| t.tanh())
-            .sum();
+        let arr4 =
+            m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * (c(0.08).tanh() * c(0.9)).atanh();
         let mut perm5 = vec![0usize; n];
         for i in 0..n {
             perm5[i] = (i + 3) % n;
@@ -18793,7 +18894,10 @@ mod twin {
             buf5[i] = (old * buf5[i - 1]).sin() + old;
         }
         let v6 = buf5[1] * buf5[2];
-        let arr7 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum()
+        let arr7 = (m + &m.sum_axis(Axis(0)))
+            .mapv(|t| (t * t + c(1.0)).ln())
+            .mean()
+            .unwrap()
             * (((-c(0.60)).tanh() * c(3.0)).signum() * c(0.25) + a);
         -c(0.29) * (a).tanh()
             + -c(0.68) * (b).tanh()
@@ -19134,10 +19238,7 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p178(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = (m * m * a.cos() - m.mapv(|t| t.cos()))
-            .mapv(exp)
-            .mean()
-            .unwrap();
+        let arr1 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * a.cos();
         let v2 = if (a * a).ln_1p() > c(0.04) {
             ((-c(1.74) * c(0.5)) * (-c(1.74) * c(0.5)) + c(1.0)).recip()
         } else {
@@ -19456,10 +19557,10 @@ mod twin {
             buf7[i] = (old * buf7[i - 1]).sin() + old;
         }
         let v8 = buf7[0] + c(0.5) * buf7[1];
-        let arr9 = (&m.column(0).insert_axis(Axis(1)) * m)
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .sum()
-            * -c(0.65).min(x[0]);
+        let arr9 = (&m.slice(autodiff::ndarray::s![.., 1..]) * -c(0.65).min(x[0])
+            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+            .mapv(|t| t.sin())
+            .sum();
         c(0.18) * (a).tanh()
             + -c(1.58) * (b).tanh()
             + c(0.67) * (m1).tanh()
@@ -19643,13 +19744,13 @@ mod twin {
         for i in 0..part2_s.len() {
             part2 += part2_s[i] * part2_s[1].sin();
         }
-        let arr3 = (&m.slice(autodiff::ndarray::s![.., 1..])
+        let arr3 = (m.to_owned().reversed_axes()
             * (((c(1.60)).tanh() - (x[0]).tanh().stop_gradient())
                 .exp()
                 .ln()
                 + (x[0]).tanh().stop_gradient())
-            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
-            .mapv(|t| t.sin())
+            + &m.view())
+            .mapv(|t| t.tanh())
             .sum();
         let mut buf4 = vec![c(0.0); n];
         for i in 0..n {
@@ -19876,10 +19977,10 @@ mod twin {
             w2 = w2 * c(0.6) + c(0.05) * (b.tanh() * c(0.5)).cosh().tanh();
             steps += 1;
         }
-        let arr3 = (m * m * w2.abs() - m.mapv(|t| t.cos()))
-            .mapv(exp)
-            .mean()
-            .unwrap();
+        let arr3 = (&m.column(0).insert_axis(Axis(1)) * m)
+            .mapv(|t| (t * t + c(1.0)).ln())
+            .sum()
+            * w2.abs();
         let mut m4 = sin(x[0]);
         if acc1.hypot(arr3) <= -c(1.91) {
             m4 += x[3].sin();
@@ -19964,11 +20065,8 @@ mod twin {
             w2 = w2 * c(0.6) + c(0.05) * c(1.49).atan2(x[2] * x[2] + c(0.5)).tanh();
             steps += 1;
         }
-        let arr3 = (m.to_owned().reversed_axes()
-            * (((v1).tanh() * c(3.0)).floor() * c(0.25) + x[1])
-            + &m.view())
-            .mapv(|t| t.tanh())
-            .sum();
+        let arr3 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum()
+            * (((v1).tanh() * c(3.0)).floor() * c(0.25) + x[1]);
         let mut acc4 = sin(w2);
         for i in 0..n {
             acc4 += (ops::sigmoid(v1) * c(0.26));
@@ -20177,8 +20275,8 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p202(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = (&m.row(1) * (x[1] * x[1] + c(1.0)).cbrt() - &m.column(1))
-            .mapv(sin)
+        let arr1 = (m.to_owned().reversed_axes() * (x[1] * x[1] + c(1.0)).cbrt() + &m.view())
+            .mapv(|t| t.tanh())
             .sum();
         let mut pair2 = c(0.0);
         for i in 0..n {
@@ -20272,7 +20370,13 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p205(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = (m * x[2].powi(2) + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
+        let arr1 = m
+            .view()
+            .into_shape_with_order(4)
+            .unwrap()
+            .mapv(|t| t.sin())
+            .sum()
+            + x[2].powi(2);
         let mut perm2 = vec![0usize; n];
         for i in 0..n {
             perm2[i] = (i + 3) % n;
@@ -20296,10 +20400,12 @@ mod twin {
                 pair4 += (d * d + c(0.5)).recip() * b;
             }
         }
-        let arr5 = (&m.slice(autodiff::ndarray::s![.., 1..]) * (c(0.45).tanh() * c(0.5)).tan()
-            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
-            .mapv(|t| t.sin())
-            .sum();
+        let arr5 = {
+            let mut q = m.to_owned();
+            let t = &q * (c(0.45).tanh() * c(0.5)).tan();
+            q[[0, 1]] = (c(0.45).tanh() * c(0.5)).tan() * c(2.0);
+            t.mapv(sin).sum() + q.sum()
+        };
         -c(0.93) * (a).tanh()
             + -c(0.96) * (b).tanh()
             + c(1.48) * (arr1).tanh()
@@ -20323,7 +20429,10 @@ mod twin {
             buf1[i] = (old * buf1[i - 1]).sin() + old;
         }
         let v2 = buf1[1] + c(0.5) * buf1[2];
-        let arr3 = (m * v2.min(v2) + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
+        let arr3 = (&m.column(0).insert_axis(Axis(1)) * m)
+            .mapv(|t| (t * t + c(1.0)).ln())
+            .sum()
+            * v2.min(v2);
         let v4 = if (((c(1.89)).tanh() * c(3.0)).ceil() * c(0.25) + -c(1.29)) <= c(1.95) {
             ((arr3.tanh() * c(0.9)).asin().tanh() * c(0.5)).cosh()
         } else {
@@ -20511,8 +20620,10 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p211(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 =
-            m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * (a * a + c(1.0)).recip();
+        let arr1 = (m * m * (a * a + c(1.0)).recip() - m.mapv(|t| t.cos()))
+            .mapv(exp)
+            .mean()
+            .unwrap();
         let v2 = (x[0] * x[0]).ln_1p();
         let v3 = if (((b).tanh() - (x[2]).tanh().stop_gradient()).exp().ln()
             + (x[2]).tanh().stop_gradient())
@@ -20643,7 +20754,11 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p214(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * sin(a);
+        let arr1 = (m + &m.sum_axis(Axis(0)))
+            .mapv(|t| (t * t + c(1.0)).ln())
+            .mean()
+            .unwrap()
+            * sin(a);
         let mut lse2 = (-c(0.81) * -c(0.81) + c(1.0)).ln();
         let mut scratch3 = vec![c(0.0); 3];
         for i in 0..n {
@@ -20807,10 +20922,7 @@ mod twin {
             w3 = w3 * c(0.6) + c(0.05) * (rot2 * rot2 + c(1.0)).recip().tanh();
             steps += 1;
         }
-        let arr4 = (&m.column(0).insert_axis(Axis(1)) * m)
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .sum()
-            * w3;
+        let arr4 = ops::logsumexp(&(m.dot(&m.column(0)) * w3));
         let v5 = ((rot2 * rot2 + c(1.0)).cbrt() * (rot2 * rot2 + c(1.0)).cbrt() + c(0.5)).sqrt();
         let mut pair6 = c(0.0);
         for i in 0..n {
@@ -20943,11 +21055,7 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p220(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = (m + &m.sum_axis(Axis(0)))
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .mean()
-            .unwrap()
-            * (-(a));
+        let arr1 = (m * (-(a)) + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
         let v2 = (smooth((x[0] * x[0] + c(1.0)).ln())
             * ((-c(1.54) * arr1) * (-c(1.54) * arr1) + c(1.0)).log10());
         let part3_s = &x[1..=2];
@@ -20988,10 +21096,7 @@ mod twin {
     pub fn p222(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let v1 = ((b.abs().tanh() * c(0.5)).tan() - (a - a.hypot(b)));
-        let arr2 = (&m.slice(autodiff::ndarray::s![.., 1..]) * ops::softplus(b)
-            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
-            .mapv(|t| t.sin())
-            .sum();
+        let arr2 = ops::logsumexp(&(m.dot(&m.column(0)) * ops::softplus(b)));
         let v3 = c(0.99);
         let mut lse4 = -c(0.91);
         let mut scratch5 = vec![c(0.0); 3];
@@ -21141,9 +21246,11 @@ mod twin {
             }
             perm1[n - 1] = first;
         }
-        let arr3 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * c(0.41).mul_add(b, rot2);
+        let arr3 = (&m.row(1) * c(0.41).mul_add(b, rot2) - &m.column(1))
+            .mapv(sin)
+            .sum();
         let v4 = helpers::soft(a, c(0.3));
-        let arr5 = (&m.row(1) * b.tanh() - &m.column(1)).mapv(sin).sum();
+        let arr5 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * b.tanh();
         -c(0.52) * (a).tanh()
             + c(1.72) * (b).tanh()
             + -c(1.88) * (rot2).tanh()
@@ -21481,10 +21588,7 @@ mod twin {
             }
             lse8 += se.ln() + mx;
         }
-        let arr10 = (m * m * (x[2] - c(0.84)) - m.mapv(|t| t.cos()))
-            .mapv(exp)
-            .mean()
-            .unwrap();
+        let arr10 = ops::logsumexp(&(m.dot(&m.column(0)) * (x[2] - c(0.84))));
         -c(1.35) * (a).tanh()
             + c(0.97) * (b).tanh()
             + -c(0.15) * (rot2).tanh()
@@ -21572,13 +21676,10 @@ mod twin {
             }
             perm3[n - 1] = first;
         }
-        let arr5 = m
-            .view()
-            .into_shape_with_order(4)
-            .unwrap()
+        let arr5 = (&m.slice(autodiff::ndarray::s![.., 1..]) * x[0].powi(3)
+            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
             .mapv(|t| t.sin())
-            .sum()
-            + x[0].powi(3);
+            .sum();
         let v6 = (-c(1.38).tanh().exp().tanh() * c(0.9)).asin();
         c(1.57) * (a).tanh()
             + -c(1.26) * (b).tanh()
@@ -21607,8 +21708,10 @@ mod twin {
             buf4[i] = ops::softplus(c(0.02));
         }
         let v5 = buf4[2] + c(0.5) * buf4[3];
-        let arr6 =
-            ops::logsumexp(&(m.dot(&m.column(0)) * -c(1.26).atan2(c(0.04) * c(0.04) + c(0.5))));
+        let arr6 = (m.to_owned().reversed_axes() * -c(1.26).atan2(c(0.04) * c(0.04) + c(0.5))
+            + &m.view())
+            .mapv(|t| t.tanh())
+            .sum();
         c(0.47) * (a).tanh()
             + -c(1.93) * (b).tanh()
             + c(1.99) * (v2).tanh()
@@ -21646,9 +21749,8 @@ mod twin {
             }
             perm2[n - 1] = first;
         }
-        let arr4 = (&m.slice(autodiff::ndarray::s![.., 1..]) * (rot3 * rot3 + c(1.0)).log2()
-            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
-            .mapv(|t| t.sin())
+        let arr4 = (m * (rot3 * rot3 + c(1.0)).log2() + &m.t().dot(m))
+            .mapv(|t| t.tanh())
             .sum();
         -c(0.59) * (a).tanh()
             + c(0.41) * (b).tanh()
@@ -22095,13 +22197,11 @@ mod twin {
         } else if (a + c(0.25)) < c(0.62) {
             m3 = m3 * c(0.5);
         }
-        let arr4 = m
-            .view()
-            .into_shape_with_order(4)
+        let arr4 = (m + &m.sum_axis(Axis(0)))
+            .mapv(|t| (t * t + c(1.0)).ln())
+            .mean()
             .unwrap()
-            .mapv(|t| t.sin())
-            .sum()
-            + (pair2 * pair2 + c(1.0)).log(3.0);
+            * (pair2 * pair2 + c(1.0)).log(3.0);
         let v5 = ((smooth(arr4) * c(0.5)).tanh() * c(0.9)).atanh();
         let part6_s = &x[0..2];
         let mut part6 = sin(b);
@@ -22134,7 +22234,7 @@ mod twin {
         for i in 0..part3_s.len() {
             part3 += part3_s[i] * part3_s[1].sin();
         }
-        let arr4 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * part3;
+        let arr4 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * part3;
         let mut acc5 = (part3 * part3 + c(1.0)).log(3.0);
         for i in 0..n {
             acc5 += ((part3 * part3 + c(0.5)).sqrt().tanh() * c(0.9)).atanh();
@@ -22167,10 +22267,9 @@ mod twin {
                 pair2 += (d * d + c(0.5)).recip() * (m1.tanh() * c(0.9)).atanh();
             }
         }
-        let arr3 = (m * m * -c(1.29).sin() - m.mapv(|t| t.cos()))
-            .mapv(exp)
-            .mean()
-            .unwrap();
+        let arr3 = (m * -c(1.29).sin() + &m.t().dot(m))
+            .mapv(|t| t.tanh())
+            .sum();
         let mut perm4 = vec![0usize; n];
         for i in 0..n {
             perm4[i] = (i + 1) % n;
@@ -22403,7 +22502,10 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p257(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * b.min(a);
+        let arr1 = (m * m * b.min(a) - m.mapv(|t| t.cos()))
+            .mapv(exp)
+            .mean()
+            .unwrap();
         let mut buf2 = vec![c(0.0); n];
         for i in 0..n {
             buf2[i] = b.tanh().exp_m1().sin();
@@ -22462,10 +22564,7 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p259(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = (&m.column(0).insert_axis(Axis(1)) * m)
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .sum()
-            * b;
+        let arr1 = (m * m * b - m.mapv(|t| t.cos())).mapv(exp).mean().unwrap();
         let v2 = ((b * b + c(1.0))
             .ln()
             .max(a.atan2(c(0.08) * c(0.08) + c(0.5)))
@@ -22575,10 +22674,7 @@ mod twin {
             }
             perm1[n - 1] = first;
         }
-        let arr3 = (&m.slice(autodiff::ndarray::s![.., 1..]) * (b * b + c(1.0)).log2()
-            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
-            .mapv(|t| t.sin())
-            .sum();
+        let arr3 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * (b * b + c(1.0)).log2();
         let mut m4 = (b * b + c(1.0)).log2();
         if (x[1] * x[1] + c(1.5)).acosh() > -c(1.31) {
             m4 += smooth((x[2] * x[2] + c(1.0)).cbrt());
@@ -22633,10 +22729,13 @@ mod twin {
             buf1[i] = (old * buf1[i - 1]).sin() + old;
         }
         let v2 = buf1[1] + c(0.5) * buf1[2];
-        let arr3 = (m * m * (v2 * v2).ln_1p() - m.mapv(|t| t.cos()))
-            .mapv(exp)
-            .mean()
-            .unwrap();
+        let arr3 = m
+            .view()
+            .into_shape_with_order(4)
+            .unwrap()
+            .mapv(|t| t.sin())
+            .sum()
+            + (v2 * v2).ln_1p();
         let v4 = v2;
         let mut acc5 = (c(1.17).tanh() * c(0.9)).atanh();
         for i in 0..n {
@@ -22850,10 +22949,8 @@ mod twin {
         } else {
             ((b * b + c(1.0)).cbrt() * (b * b + c(1.0)).cbrt() + c(1.5)).acosh()
         };
-        let arr4 = (m.to_owned().reversed_axes() * (-c(0.49) * -c(0.49) + c(1.5)).acosh()
-            + &m.view())
-            .mapv(|t| t.tanh())
-            .sum();
+        let arr4 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum()
+            * (-c(0.49) * -c(0.49) + c(1.5)).acosh();
         let v5 = if (a.tanh() * c(0.9)).atanh() < -c(1.63) {
             c(1.64)
         } else {
@@ -23133,13 +23230,14 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p275(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = (m.to_owned().reversed_axes() * (b * b + c(1.0)).cbrt() + &m.view())
-            .mapv(|t| t.tanh())
-            .sum();
-        let arr2 = (m * m * x[2].atan2(a * a + c(0.5)) - m.mapv(|t| t.cos()))
-            .mapv(exp)
-            .mean()
-            .unwrap();
+        let arr1 = {
+            let mut q = m.to_owned();
+            let t = &q * (b * b + c(1.0)).cbrt();
+            q[[0, 1]] = (b * b + c(1.0)).cbrt() * c(2.0);
+            t.mapv(sin).sum() + q.sum()
+        };
+        let arr2 =
+            m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * x[2].atan2(a * a + c(0.5));
         let v3 = c(1.92);
         let mut buf4 = vec![c(0.0); n];
         for i in 0..n {
@@ -23188,7 +23286,10 @@ mod twin {
             }
             lse1 += se.ln() + mx;
         }
-        let arr3 = ops::logsumexp(&(m.dot(&m.column(0)) * lse1.tanh().exp_m1()));
+        let arr3 = (&m.column(0).insert_axis(Axis(1)) * m)
+            .mapv(|t| (t * t + c(1.0)).ln())
+            .sum()
+            * lse1.tanh().exp_m1();
         -c(0.01) * (a).tanh()
             + -c(0.55) * (b).tanh()
             + c(1.53) * (lse1).tanh()
@@ -23204,7 +23305,10 @@ mod twin {
             w1 = w1 * c(0.6) + c(0.05) * b.tanh();
             steps += 1;
         }
-        let arr2 = (m * sin(c(0.24)) + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
+        let arr2 = (&m.slice(autodiff::ndarray::s![.., 1..]) * sin(c(0.24))
+            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+            .mapv(|t| t.sin())
+            .sum();
         let part3_s = &x[0..=2];
         let mut part3 = a.tanh().exp();
         for i in 0..part3_s.len() {
@@ -23234,10 +23338,7 @@ mod twin {
             }
             lse5 += se.ln() + mx;
         }
-        let arr7 = (m * m * x[0].powi(2) - m.mapv(|t| t.cos()))
-            .mapv(exp)
-            .mean()
-            .unwrap();
+        let arr7 = (&m.row(1) * x[0].powi(2) - &m.column(1)).mapv(sin).sum();
         c(1.06) * (a).tanh()
             + c(1.02) * (b).tanh()
             + c(0.16) * (w1).tanh()
@@ -23319,13 +23420,15 @@ mod twin {
             perm3[n - 1] = first;
         }
         let v5 = (a * c(0.5)).min((x[0] - a));
-        let arr6 =
-            m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * (x[0] * x[0] + c(1.0)).cbrt();
-        let arr7 = (m + &m.sum_axis(Axis(0)))
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .mean()
-            .unwrap()
-            * rot4;
+        let arr6 = (m.to_owned().reversed_axes() * (x[0] * x[0] + c(1.0)).cbrt() + &m.view())
+            .mapv(|t| t.tanh())
+            .sum();
+        let arr7 = {
+            let mut q = m.to_owned();
+            let t = &q * rot4;
+            q[[0, 1]] = rot4 * c(2.0);
+            t.mapv(sin).sum() + q.sum()
+        };
         c(0.54) * (a).tanh()
             + c(1.38) * (b).tanh()
             + c(0.05) * (v1).tanh()
@@ -23339,7 +23442,7 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p280(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * a;
+        let arr1 = (&m.row(1) * a - &m.column(1)).mapv(sin).sum();
         let mut perm2 = vec![0usize; n];
         for i in 0..n {
             perm2[i] = (i + 1) % n;
@@ -23509,9 +23612,10 @@ mod twin {
             w3 = w3 * c(0.6) + c(0.05) * (v1 / (w2 * w2 + c(1.0))).tanh();
             steps += 1;
         }
-        let arr4 = (m.to_owned().reversed_axes() * (c(0.47) / (c(0.89) * c(0.89) + c(1.0)))
-            + &m.view())
-            .mapv(|t| t.tanh())
+        let arr4 = (&m.slice(autodiff::ndarray::s![.., 1..])
+            * (c(0.47) / (c(0.89) * c(0.89) + c(1.0)))
+            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+            .mapv(|t| t.sin())
             .sum();
         let mut perm5 = vec![0usize; n];
         for i in 0..n {
@@ -23604,7 +23708,10 @@ mod twin {
         } else {
             ((-(pair4)) * (-(pair4)) + c(1.0)).powd(x[0].hypot(b).tanh())
         };
-        let arr7 = (m * v6.hypot(v6) + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
+        let arr7 = (&m.column(0).insert_axis(Axis(1)) * m)
+            .mapv(|t| (t * t + c(1.0)).ln())
+            .sum()
+            * v6.hypot(v6);
         -c(0.27) * (a).tanh()
             + c(0.18) * (b).tanh()
             + c(0.28) * (v1).tanh()
@@ -23623,8 +23730,7 @@ mod twin {
         } else {
             c(1.52)
         };
-        let arr2 =
-            m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * (a * a + c(1.0)).log10();
+        let arr2 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * (a * a + c(1.0)).log10();
         let mut lse3 = ops::sigmoid(x[3]);
         let mut scratch4 = vec![c(0.0); n];
         for i in 0..n {
@@ -23652,7 +23758,10 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p287(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * b.cos();
+        let arr1 = (m * m * b.cos() - m.mapv(|t| t.cos()))
+            .mapv(exp)
+            .mean()
+            .unwrap();
         let mut pair2 = c(0.0);
         for i in 0..n {
             for j in (i + 1)..n {
@@ -23916,10 +24025,11 @@ mod twin {
             }
             lse3 = lse3 * c(0.5) + se.ln() + mx;
         }
-        let arr5 = (m.to_owned().reversed_axes() * smooth(x[3]) + &m.view())
-            .mapv(|t| t.tanh())
+        let arr5 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * smooth(x[3]);
+        let arr6 = (&m.slice(autodiff::ndarray::s![.., 1..]) * ops::sigmoid(c(0.26))
+            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+            .mapv(|t| t.sin())
             .sum();
-        let arr6 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * ops::sigmoid(c(0.26));
         let mut perm7 = vec![0usize; n];
         for i in 0..n {
             perm7[i] = (i + 2) % n;
@@ -24098,9 +24208,7 @@ mod twin {
                 .ln()
                 + ((a * a + c(1.0)).log2()).tanh().stop_gradient())
         };
-        let arr3 = (&m.row(1) * v2.hypot(c(1.97)) - &m.column(1))
-            .mapv(sin)
-            .sum();
+        let arr3 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * v2.hypot(c(1.97));
         c(1.70) * (a).tanh()
             + -c(0.59) * (b).tanh()
             + -c(0.45) * (v1).tanh()
@@ -24187,7 +24295,10 @@ mod twin {
             w4 = w4 * c(0.6) + c(0.05) * ops::sigmoid(x[3]).tanh();
             steps += 1;
         }
-        let arr5 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * c(1.28);
+        let arr5 = (&m.column(0).insert_axis(Axis(1)) * m)
+            .mapv(|t| (t * t + c(1.0)).ln())
+            .sum()
+            * c(1.28);
         -c(0.03) * (a).tanh()
             + -c(0.27) * (b).tanh()
             + -c(1.49) * (v1).tanh()

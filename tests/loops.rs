@@ -1280,3 +1280,51 @@ fn integrators_with_stage_buffers_match_finite_differences() {
         assert_eq!(heun_taped(&x, steps), heun_checkpointed(&x, steps));
     }
 }
+
+// A buffer read as a whole by an operation (an array product, a call) and written by index
+// afterwards: the reverse sweep reads a copy taken where the operation stood, not the buffer
+// as the forward sweep left it (`tbr::snapshot_overwritten_buffers`). Found by the random
+// programs: `q` below gave `d/da` from the overwritten `q`, silently wrong.
+fn weighted(v: &Vec<f64>, c: f64) -> f64 {
+    v.iter()
+        .enumerate()
+        .map(|(i, x)| x * x * (i as f64 + c))
+        .sum()
+}
+
+#[differentiate]
+fn weighted_d(v: &Vec<f64>, c: f64) -> f64 {
+    let mut s = 0.0;
+    for i in 0..v.len() {
+        s += v[i] * v[i] * (i as f64 + c);
+    }
+    s
+}
+
+#[differentiate]
+fn overwritten_after_whole_reads(x: &[f64]) -> f64 {
+    let mut q = autodiff::ndarray::Array1::<f64>::zeros(x.len());
+    for i in 0..x.len() {
+        q[i] = x[i] * x[3];
+    }
+    let t = &q * x[0];
+    q[1] = x[2] * 2.0;
+    let mut buf = vec![0.0; x.len()];
+    let mut s = t.mapv(f64::sin).sum() + q.sum();
+    for k in 0..3 {
+        for i in 0..x.len() {
+            buf[i] = buf[i] * 0.5 + x[i] * (k as f64 + 1.0);
+        }
+        s += weighted_d(&buf, x[1]);
+        buf[0] = s.tanh();
+    }
+    s
+}
+
+#[test]
+fn buffers_written_after_whole_reads_match_finite_differences() {
+    let x = [0.3, -0.7, 0.5, 1.1];
+    assert!((weighted(&x.to_vec(), 0.5) - weighted_d(&x.to_vec(), 0.5)).abs() < 1e-12);
+    let g = overwritten_after_whole_reads_grad(&x);
+    assert_close(&g, &fd(&overwritten_after_whole_reads, &x), 1e-6);
+}

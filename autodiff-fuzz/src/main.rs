@@ -240,6 +240,9 @@ impl Gen<'_> {
                     format!("(&m.slice(autodiff::ndarray::s![.., 1..]) * {s} + &m.slice(autodiff::ndarray::s![..;-1, 0])).mapv(|t| t.sin()).sum()"),
                     // A fused mean with a closure inlined below its top and a scalar input.
                     format!("(m * m * {s} - m.mapv(|t| t.cos())).mapv(f64::exp).mean().unwrap()"),
+                    // An element-wise operation on an array written after it, before its sum:
+                    // fusion must not move the operation past the write.
+                    format!("{{ let mut q = m.to_owned(); let t = &q * {s}; q[[0, 1]] = {s} * 2.0; t.mapv(f64::sin).sum() + q.sum() }}"),
                 ];
                 let f = forms[self.rng.below(forms.len())].clone();
                 let _ = writeln!(out, "    let {v} = {f};");

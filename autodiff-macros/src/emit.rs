@@ -261,6 +261,7 @@ fn body(
 ) -> syn::Result<TokenStream> {
     let rt = namer.fresh("rt");
     let mut f = lower::lower(func, sig, &active, &mut namer)?;
+    tbr::snapshot_overwritten_buffers(&mut f, &mut namer);
     useful::demote_useless(&mut f, sig.params.len());
     f.checkpoint = sig.checkpoint;
     scalars::infer(&mut f, sig);

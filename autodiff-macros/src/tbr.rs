@@ -16,9 +16,10 @@
 //! computing it again costs several times a push and a pop: the reverse iteration pops it, and
 //! what only it read need not be computed again either.
 
-use crate::ir::{Block, Function, Op, Recorded, Stmt, VarId};
+use crate::ir::{Block, CallForm, Function, Op, Operand, Recorded, Stmt, Var, VarId};
 use crate::names::Namer;
-use proc_macro2::TokenStream;
+use crate::rules::Adjoint;
+use proc_macro2::{Ident, Span, TokenStream};
 use std::collections::{HashMap, HashSet};
 use syn::visit::Visit;
 
@@ -239,4 +240,125 @@ pub fn untape(b: &mut Block, unneeded: &HashSet<VarId>) {
             _ => {}
         }
     }
+}
+
+/// Buffers read whole and written afterwards. An operation that reads a buffer as a whole
+/// (`&q * a`, `g(&buf)`, `q.row(0)`) and a store into that buffer after it
+/// (`q[[0, 1]] = ..`, later or in a later iteration of a loop around both): the reverse sweep
+/// runs after every store, so a rule that reads the operand (the product's `d_a += dy * q`)
+/// would see the new contents, and a view of it would still borrow it across the store. The
+/// operation reads a copy taken where it stands instead (`let __q_before = q.clone();`, the
+/// `clone` rule, whose adjoint flows back into the buffer's). Reads whose rules never look at
+/// the operand (sums, negation, `clone` itself) are left alone.
+pub fn snapshot_overwritten_buffers(f: &mut Function, namer: &mut Namer) {
+    let mut body = std::mem::take(&mut f.body);
+    snapshot_block(f, &mut body, &mut HashSet::new(), false, namer);
+    f.body = body;
+}
+
+/// Walks `b` backwards; `later` holds the buffers stored into after the current statement.
+/// Inside a loop (`in_loop`) the copy is recorded like the values of `untape_stable_reads`:
+/// the reverse iteration pops it, since recomputing it would copy the buffer as the loop left
+/// it.
+fn snapshot_block(
+    f: &mut Function,
+    b: &mut Block,
+    later: &mut HashSet<VarId>,
+    in_loop: bool,
+    namer: &mut Namer,
+) {
+    let mut out = Vec::new();
+    for s in std::mem::take(&mut b.stmts).into_iter().rev() {
+        match s {
+            Stmt::Let { var, mut op } => {
+                let reads = match &mut op {
+                    Op::Prim { rule, args, .. } => {
+                        let blind = matches!(rule.adjoint, Adjoint::Linear(_) | Adjoint::Zero)
+                            && !rule.borrows();
+                        if blind {
+                            Vec::new()
+                        } else {
+                            args.iter_mut().collect()
+                        }
+                    }
+                    Op::Call { args, .. } => args.iter_mut().collect(),
+                    Op::Map { recv, .. } => vec![recv],
+                    _ => Vec::new(),
+                };
+                let mut copies = Vec::new();
+                for o in reads {
+                    let Operand::Var(v) = o else { continue };
+                    if !f.vars[*v].buffer || !later.contains(v) {
+                        continue;
+                    }
+                    let x = &f.vars[*v];
+                    let plain = x.name.to_string();
+                    let plain = plain.trim_start_matches('_');
+                    let copy = Var {
+                        name: namer.fresh(&format!("{plain}_before")),
+                        adjoint: namer.fresh(&format!("d_{plain}_before")),
+                        active: x.active,
+                        ty: None,
+                        buffer: false,
+                        scalar: false,
+                    };
+                    f.vars.push(copy);
+                    let id = f.vars.len() - 1;
+                    if in_loop {
+                        let tape = namer.fresh("record");
+                        f.recorded.insert(id, Recorded { tape, exact: false });
+                    }
+                    copies.push(Stmt::Let {
+                        var: id,
+                        op: Op::Prim {
+                            rule: crate::rules::method("clone").expect("the clone rule"),
+                            form: CallForm::Method(Ident::new("clone", Span::call_site())),
+                            args: vec![Operand::Var(*v)],
+                            ints: Vec::new(),
+                            suffix: TokenStream::new(),
+                            span: Span::call_site(),
+                        },
+                    });
+                    *o = Operand::Var(id);
+                }
+                out.push(Stmt::Let { var, op });
+                out.extend(copies);
+            }
+            Stmt::Store { buf, index, value } => {
+                later.insert(buf);
+                out.push(Stmt::Store { buf, index, value });
+            }
+            Stmt::If {
+                cond,
+                mut then,
+                mut els,
+                phis,
+                record,
+            } => {
+                let (mut a, mut c) = (later.clone(), later.clone());
+                snapshot_block(f, &mut then, &mut a, in_loop, namer);
+                snapshot_block(f, &mut els, &mut c, in_loop, namer);
+                later.extend(a);
+                later.extend(c);
+                out.push(Stmt::If {
+                    cond,
+                    then,
+                    els,
+                    phis,
+                    record,
+                });
+            }
+            Stmt::Loop(mut l) => {
+                // A later iteration stores after this one's reads.
+                let mut inner = later.clone();
+                stores(&l.body, &mut inner);
+                later.extend(inner.iter().copied());
+                snapshot_block(f, &mut l.body, &mut inner, true, namer);
+                out.push(Stmt::Loop(l));
+            }
+            Stmt::Effect(t) => out.push(Stmt::Effect(t)),
+        }
+    }
+    out.reverse();
+    b.stmts = out;
 }
