@@ -815,9 +815,10 @@ impl Forward<'_> {
                 } else {
                     (quote!(fused_sum), quote!(fused_sum_grad))
                 };
+                // A loop body whose reverse runs it again computes the value alone.
+                let wanted = grads.is_some() && !matches!(self.mode, Mode::Body | Mode::Plain);
                 let args = inputs.iter().map(|o| {
                     let x = self.operand(o);
-                    let wanted = grads.is_some() && !matches!(self.mode, Mode::Body | Mode::Plain);
                     if wanted && o.var().is_some_and(|v| self.f.vars[v].active) {
                         quote!(&#x)
                     } else {
@@ -826,7 +827,7 @@ impl Forward<'_> {
                 });
                 let params = function.vars[..inputs.len()].iter().map(|v| &v.name);
                 let floats: Vec<&Ident> = inputs.iter().map(|_| float).collect();
-                if grads.is_some() && !matches!(self.mode, Mode::Body | Mode::Plain) {
+                if wanted {
                     // The value and its partial derivatives in one pass.
                     let body = closure_gradients(
                         function,
