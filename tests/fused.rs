@@ -265,3 +265,23 @@ fn buffers_written_before_the_sum_are_read_where_the_operation_stood() {
     let f = |x2: &Array2<f64>| overwritten(&x2.row(0).to_owned());
     close("x", &as_row(&gx), &fd_matrix(f, &as_row(&x)));
 }
+
+/// A 0-d array input: broadcast like any array, its adjoint summed back to its own shape.
+#[differentiate]
+fn zero_dimensional(x: &Array1<f64>, c: &autodiff::ndarray::ArrayD<f64>) -> f64 {
+    (x * c).mapv(f64::sin).sum()
+}
+
+#[test]
+fn zero_dimensional_inputs_get_their_summed_adjoint() {
+    let x = Array1::from(values(3, 18));
+    let c = autodiff::ndarray::ArrayD::from_elem(autodiff::ndarray::IxDyn(&[]), 0.7);
+    let (gx, gc) = zero_dimensional_grad(&x, &c);
+    let want_c: f64 = x.iter().map(|v| (v * 0.7).cos() * v).sum();
+    assert_eq!(gc.shape(), &[] as &[usize]);
+    let gc = gc.iter().sum::<f64>();
+    assert!((gc - want_c).abs() < 1e-14, "{gc} vs {want_c}");
+    for (g, v) in gx.iter().zip(&x) {
+        assert!((g - (v * 0.7).cos() * 0.7).abs() < 1e-14);
+    }
+}

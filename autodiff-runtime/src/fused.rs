@@ -46,6 +46,9 @@ pub trait Elements<F: Real> {
     /// Its elements broadcast to `shape` (which its shape broadcasts to).
     fn lane(&self, shape: &[usize]) -> Lane<'_, F>;
     /// Its adjoint from the partial derivatives at each element of `shape` (standard order).
+    /// Where its partial derivatives at `len` elements gather: one sum for a scalar, one per
+    /// element for an array (a 0-d array too, which is broadcast like any other).
+    fn partials(&self, len: usize) -> Partials<F>;
     fn adjoint_of(&self, shape: &[usize], partials: Partials<F>) -> Self::Adjoint;
     type Adjoint;
 }
@@ -82,6 +85,9 @@ macro_rules! scalar_elements {
             fn lane(&self, _: &[usize]) -> Lane<'_, $t> {
                 Lane::Scalar(*self)
             }
+            fn partials(&self, _: usize) -> Partials<$t> {
+                Partials::Sum(0.0)
+            }
             fn adjoint_of(&self, _: &[usize], p: Partials<$t>) -> $t {
                 match p {
                     Partials::Sum(s) => s,
@@ -115,6 +121,9 @@ impl<F: Real, S: Data<Elem = F>, D: Dimension> Elements<F> for ArrayBase<S, D> {
                 shape
             ),
         }
+    }
+    fn partials(&self, len: usize) -> Partials<F> {
+        Partials::Each(Vec::with_capacity(len))
     }
     fn adjoint_of(&self, shape: &[usize], p: Partials<F>) -> Array<F, D> {
         let Partials::Each(v) = p else {
@@ -159,11 +168,7 @@ where
         self.canon().lane(shape)
     }
     fn partials(&self, len: usize) -> Partials<F> {
-        if self.canon().element_shape().is_empty() {
-            Partials::Sum(F::zero())
-        } else {
-            Partials::Each(Vec::with_capacity(len))
-        }
+        self.canon().partials(len)
     }
     fn finish(&self, shape: &[usize], p: Partials<F>) -> Self::Adjoint {
         self.canon().adjoint_of(shape, p)
