@@ -134,15 +134,25 @@ fn cluster(
     namer: &mut Namer,
 ) -> Option<Fusion> {
     let Stmt::Let {
-        op: Op::Prim {
-            rule, args, ints, ..
-        },
+        op:
+            Op::Prim {
+                rule,
+                args,
+                ints,
+                suffix,
+                ..
+            },
         ..
     } = &b.stmts[j]
     else {
         return None;
     };
     if !matches!(rule.name, "sum" | "mean") || !ints.is_empty() {
+        return None;
+    }
+    // `.mean()` only where the user's code panics on an empty array as the fused mean does
+    // (`.unwrap()`, `.expect(..)`, the suffixes lowering accepts today).
+    if rule.name == "mean" && !panics_on_none(suffix) {
         return None;
     }
     let mean = rule.name == "mean";
@@ -471,4 +481,14 @@ fn reads_overwritten(f: &Function, b: &Block, k: usize, j: usize) -> bool {
     stored
         .iter()
         .any(|&v| reads.contains(&v) || names.contains(&f.vars[v].name.to_string()))
+}
+
+/// A suffix that is exactly `.unwrap()` or `.expect(..)`.
+fn panics_on_none(suffix: &TokenStream) -> bool {
+    let t: Vec<proc_macro2::TokenTree> = suffix.clone().into_iter().collect();
+    matches!(
+        t.as_slice(),
+        [proc_macro2::TokenTree::Punct(dot), proc_macro2::TokenTree::Ident(m), proc_macro2::TokenTree::Group(_)]
+            if dot.as_char() == '.' && (m == "unwrap" || m == "expect")
+    )
 }
