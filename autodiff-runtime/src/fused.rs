@@ -1,9 +1,9 @@
 //! Fused element-wise sums: `(&a * &b).mapv(f64::tanh).sum()` in one pass, without the
 //! arrays in between, and its adjoint beside it.
 //!
-//! The macro fuses a `.sum()` with the element-wise operations (operators, float methods,
-//! `mapv` of a float function) that only it reads into one scalar function of the operations'
-//! inputs. [`fused_sum`] applies that function element by element and sums, in the order and
+//! The macro fuses a `.sum()` or `.mean()` with the element-wise operations (operators, float
+//! methods, `mapv` of a float function or of one closure) that only it reads into one scalar
+//! function of the operations' inputs. [`fused_sum`] applies that function element by element and sums, in the order and
 //! with the rounding of ndarray's own `sum` of the array the operations would have built.
 //! Where the sum is differentiated, [`fused_sum_grad`] also runs the element function's
 //! generated derivative in the same pass (the local Jacobian, preaccumulated), and returns
@@ -45,10 +45,10 @@ pub trait Elements<F: Real> {
     fn element_shape(&self) -> &[usize];
     /// Its elements broadcast to `shape` (which its shape broadcasts to).
     fn lane(&self, shape: &[usize]) -> Lane<'_, F>;
-    /// Its adjoint from the partial derivatives at each element of `shape` (standard order).
     /// Where its partial derivatives at `len` elements gather: one sum for a scalar, one per
     /// element for an array (a 0-d array too, which is broadcast like any other).
     fn partials(&self, len: usize) -> Partials<F>;
+    /// Its adjoint from the partial derivatives at each element of `shape` (standard order).
     fn adjoint_of(&self, shape: &[usize], partials: Partials<F>) -> Self::Adjoint;
     type Adjoint;
 }
@@ -147,7 +147,7 @@ impl<F: Real, S: Data<Elem = F>, D: Dimension> Elements<F> for ArrayBase<S, D> {
 /// An input whose adjoint is not wanted.
 pub struct Const<'a, T: ?Sized>(pub &'a T);
 
-/// How [`fused_sum`] and [`fused_sum_adj`] read one input, constant or not.
+/// How [`fused_sum`] and [`fused_sum_grad`] read one input, constant or not.
 pub trait Input<F: Real> {
     type Adjoint;
     fn shape_in(&self) -> &[usize];
