@@ -1307,7 +1307,7 @@ fn overwritten_after_whole_reads(x: &[f64]) -> f64 {
     for i in 0..x.len() {
         q[i] = x[i] * x[3];
     }
-    let t = &q * x[0];
+    let t = &q * &q * x[0];
     q[1] = x[2] * 2.0;
     let mut buf = vec![0.0; x.len()];
     let mut s = t.mapv(f64::sin).sum() + q.sum();

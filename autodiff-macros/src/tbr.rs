@@ -285,10 +285,16 @@ fn snapshot_block(
                     Op::Map { recv, .. } => vec![recv],
                     _ => Vec::new(),
                 };
+                // One copy per buffer, however often the operation reads it (`&q * &q`).
                 let mut copies = Vec::new();
+                let mut copied: Vec<(VarId, VarId)> = Vec::new();
                 for o in reads {
                     let Operand::Var(v) = o else { continue };
                     if !f.vars[*v].buffer || !later.contains(v) {
+                        continue;
+                    }
+                    if let Some(&(_, id)) = copied.iter().find(|(b, _)| b == v) {
+                        *o = Operand::Var(id);
                         continue;
                     }
                     let x = &f.vars[*v];
@@ -319,6 +325,7 @@ fn snapshot_block(
                             span: Span::call_site(),
                         },
                     });
+                    copied.push((*v, id));
                     *o = Operand::Var(id);
                 }
                 out.push(Stmt::Let { var, op });
