@@ -50,6 +50,13 @@ fn close(name: &str, got: &Array2<f64>, want: &Array2<f64>) {
     }
 }
 
+/// `got` against central differences of `f` in every element of the vector `x`.
+fn close_vector(name: &str, got: &Array1<f64>, f: impl Fn(&Array1<f64>) -> f64, x: &Array1<f64>) {
+    let as_row = |a: &Array1<f64>| a.clone().insert_axis(Axis(0));
+    let fd = fd_matrix(|x2| f(&x2.row(0).to_owned()), &as_row(x));
+    close(name, &as_row(got), &fd);
+}
+
 /// Broadcasting a row across a matrix, a scalar parameter, a transcendental, more than
 /// eight elements (ndarray's unrolled sum).
 #[differentiate]
@@ -111,9 +118,7 @@ fn fused_sums_in_loops_and_ifs_match_finite_differences() {
     let (value, (gx, gw)) = in_loops_and_ifs_value_and_grad(&x, &w);
     assert_eq!(value, in_loops_and_ifs(&x, &w), "value");
     close("x", &gx, &fd_matrix(|x| in_loops_and_ifs(x, &w), &x));
-    let w2 = w.clone().insert_axis(Axis(0));
-    let f = |w2: &Array2<f64>| in_loops_and_ifs(&x, &w2.row(0).to_owned());
-    close("w", &gw.insert_axis(Axis(0)), &fd_matrix(f, &w2));
+    close_vector("w", &gw, |w| in_loops_and_ifs(&x, w), &w);
 }
 
 /// In f32, where the fused sum's closures work in the function's float type.
@@ -173,9 +178,7 @@ fn inlined_closures_match_finite_differences() {
     let (value, (gx, gw)) = closures_value_and_grad(&x, &w);
     assert_eq!(value, closures(&x, &w), "value");
     close("x", &gx, &fd_matrix(|x| closures(x, &w), &x));
-    let w2 = w.clone().insert_axis(Axis(0));
-    let f = |w2: &Array2<f64>| closures(&x, &w2.row(0).to_owned());
-    close("w", &gw.insert_axis(Axis(0)), &fd_matrix(f, &w2));
+    close_vector("w", &gw, |w| closures(&x, w), &w);
 }
 
 /// `.mean()` fused like `.sum()` (a mean squared error), and the mean of an empty array
@@ -238,11 +241,8 @@ fn fused_sums_in_checkpointed_loops_match_finite_differences() {
     let (x, w) = (Array1::from(values(5, 15)), Array1::from(values(5, 16)));
     let (value, (gx, gw)) = stepped_value_and_grad(&x, &w);
     assert_eq!(value, stepped(&x, &w), "value");
-    let as_row = |a: &Array1<f64>| a.clone().insert_axis(Axis(0));
-    let fx = |x2: &Array2<f64>| stepped(&x2.row(0).to_owned(), &w);
-    close("x", &as_row(&gx), &fd_matrix(fx, &as_row(&x)));
-    let fw = |w2: &Array2<f64>| stepped(&x, &w2.row(0).to_owned());
-    close("w", &as_row(&gw), &fd_matrix(fw, &as_row(&w)));
+    close_vector("x", &gx, |x| stepped(x, &w), &x);
+    close_vector("w", &gw, |w| stepped(&x, w), &w);
 }
 
 /// An element-wise operation on a buffer that is written before the sum: it is not moved
@@ -261,9 +261,7 @@ fn buffers_written_before_the_sum_are_read_where_the_operation_stood() {
     let x = Array1::from(values(4, 17));
     let (value, gx) = overwritten_value_and_grad(&x);
     assert_eq!(value, overwritten(&x), "value");
-    let as_row = |a: &Array1<f64>| a.clone().insert_axis(Axis(0));
-    let f = |x2: &Array2<f64>| overwritten(&x2.row(0).to_owned());
-    close("x", &as_row(&gx), &fd_matrix(f, &as_row(&x)));
+    close_vector("x", &gx, overwritten, &x);
 }
 
 /// A 0-d array input: broadcast like any array, its adjoint summed back to its own shape.
