@@ -160,6 +160,7 @@ fn allocations_of_the_gradients() {
     }
 
     fused_sums_allocate_only_their_gradients();
+    sums_pass_their_adjoint_on_without_a_copy();
 }
 
 /// A sum of element-wise array operations (`fuse.rs`).
@@ -188,4 +189,58 @@ fn fused_sums_allocate_only_their_gradients() {
         let c = (x[i] * w[i] - 1.0).cos();
         assert!((gx[i] - c * w[i]).abs() < 1e-15 && (gw[i] - c * x[i]).abs() < 1e-15);
     }
+}
+
+/// An affine layer `x.dot(w) + b`, read by a further product.
+#[differentiate]
+fn affine(
+    x: &autodiff::ndarray::Array2<f64>,
+    w: &autodiff::ndarray::Array2<f64>,
+    b: &autodiff::ndarray::Array1<f64>,
+    v: &autodiff::ndarray::Array1<f64>,
+) -> f64 {
+    (x.dot(w) + b).dot(v).sum()
+}
+
+/// Called from the one test of this file (global counts).
+fn sums_pass_their_adjoint_on_without_a_copy() {
+    use autodiff::ndarray::{Array1, Array2};
+    let x = Array2::from_shape_fn((6, 4), |(i, j)| (i as f64 - j as f64 * 0.3).sin());
+    let w = Array2::from_shape_fn((4, 3), |(i, j)| (i as f64 * 0.7 + j as f64).cos());
+    let b = Array1::from_shape_fn(3, |j| j as f64 * 0.2 - 0.1);
+    let v = Array1::from_shape_fn(3, |j| 1.0 - j as f64 * 0.4);
+    black_box(affine_grad(&x, &w, &b, &v));
+    let region = Region::new(GLOBAL);
+    let (gx, gw, gb, gv) = black_box(affine_grad(black_box(&x), black_box(&w), &b, &v));
+    // Forward: `x.dot(w)` (its result and matrixmultiply's packing buffer), `+ b`, `.dot(v)`.
+    // Reverse: the adjoints of `.dot(v)`'s output and of its two operands, of `b` (the sum's
+    // adjoint summed over rows), of `x` and `w` (two each, as products of matrices). The
+    // product `x.dot(w)` takes the sum's adjoint itself: 13 with a copy of it.
+    assert_eq!(
+        region.change().allocations,
+        12,
+        "the adjoint of `x.dot(w) + b` is copied"
+    );
+    // Against the gradient by hand: the output's adjoint is `1 v^T` for `x.dot(w) + b`.
+    let z = x.dot(&w) + &b;
+    let dz = Array2::from_shape_fn((6, 3), |(_, j)| v[j]);
+    let close = |a: &[f64], e: &[f64]| {
+        a.len() == e.len() && a.iter().zip(e).all(|(a, e)| (a - e).abs() < 1e-12)
+    };
+    assert!(close(
+        gx.as_slice().unwrap(),
+        dz.dot(&w.t()).as_slice().unwrap()
+    ));
+    assert!(close(
+        gw.as_slice().unwrap(),
+        x.t().dot(&dz).as_slice().unwrap()
+    ));
+    assert!(close(
+        gb.as_slice().unwrap(),
+        dz.sum_axis(autodiff::ndarray::Axis(0)).as_slice().unwrap()
+    ));
+    assert!(close(
+        gv.as_slice().unwrap(),
+        z.sum_axis(autodiff::ndarray::Axis(0)).as_slice().unwrap()
+    ));
 }

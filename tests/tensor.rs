@@ -639,3 +639,39 @@ fn slices_match_finite_differences() {
         assert!((g - f).abs() <= 1e-6 * f.abs().max(1.0), "{g} vs {f}");
     }
 }
+
+// Sums and differences whose two operands both get their first adjoint there
+// (`__rt::init_pair`): the operand shaped like the result takes the adjoint, the other one
+// sums it over its broadcast axes (a row `b` first or second, a scalar `s`), negated where
+// it is subtracted; two operands of the same shape get a copy.
+#[differentiate(wrt(x, w, b, s))]
+fn paired_operands(
+    x: &Array2<f64>,
+    w: &Array2<f64>,
+    b: &Array1<f64>,
+    s: f64,
+    c: &Array1<f64>,
+) -> f64 {
+    let first = (s - b).dot(c);
+    let u = b - x.dot(w);
+    let v = x.dot(w) - s;
+    let z = &u.mapv(f64::sin) - &v.mapv(f64::cos);
+    z.dot(c).sum() + first
+}
+
+#[test]
+fn paired_first_contributions_match_finite_differences() {
+    let x = values((4, 3), 41, -1.0, 1.0);
+    let w = values((3, 2), 42, -1.0, 1.0);
+    let b = values(2, 43, -1.0, 1.0);
+    let c = values(2, 44, -1.0, 1.0);
+    let s = 0.3;
+    let (gx, gw, gb, gs) = paired_operands_grad(&x, &w, &b, s, &c);
+    assert_matches_fd("x", &gx, &x, |x| paired_operands(x, &w, &b, s, &c));
+    assert_matches_fd("w", &gw, &w, |w| paired_operands(&x, w, &b, s, &c));
+    assert_matches_fd("b", &gb, &b, |b| paired_operands(&x, &w, b, s, &c));
+    let h = 1e-6;
+    let f = |s| paired_operands(&x, &w, &b, s, &c);
+    let want = (f(s + h) - f(s - h)) / (2.0 * h);
+    assert!((gs - want).abs() < 1e-7, "s: {gs} vs {want}");
+}

@@ -771,6 +771,15 @@ impl<'a> Reverse<'a> {
         }
     }
 
+    /// Both of a binary operation's operands, when they are distinct active variables whose
+    /// adjoints do not exist yet: their first contributions share a call.
+    fn fresh_pair(&self, args: &[Operand]) -> Option<[VarId; 2]> {
+        let [a, b] = args else { return None };
+        let pair = [a.var()?, b.var()?];
+        let fresh = |v: VarId| self.f.vars[v].active && !self.declared.contains(&v);
+        (pair[0] != pair[1] && pair.into_iter().all(fresh)).then_some(pair)
+    }
+
     /// Adds the scalar value `c` into the adjoint of `target`: written out (`d += c;`) when
     /// the target is a known scalar, through the runtime's `acc` otherwise.
     fn contribute_scalar(&mut self, target: &Operand, c: TokenStream) -> TokenStream {
@@ -1636,6 +1645,19 @@ impl<'a> Reverse<'a> {
                         let c = if plus { quote!(#dy) } else { quote!(-#dy) };
                         out.extend(self.contribute_scalar(arg, c));
                     }
+                }
+                Adjoint::Linear(signs) if self.fresh_pair(args).is_some() => {
+                    // Both operands' first contributions: the runtime gives the adjoint by
+                    // value to the operand shaped like it (`x.dot(w) + b`), not to the last.
+                    let vars = self.fresh_pair(args).unwrap_or_default();
+                    let (x0, x1) = (self.like(vars[0]), self.like(vars[1]));
+                    let [d0, d1] = vars.map(|v| self.f.vars[v].adjoint.clone());
+                    self.declared.extend(vars);
+                    moved = true;
+                    let (p0, p1) = (signs[0], signs[1]);
+                    out.extend(quote!(
+                        let (mut #d0, mut #d1) = #rt::init_pair(&#x0, &#x1, #dy, [#p0, #p1]);
+                    ));
                 }
                 Adjoint::Linear(signs) => {
                     // The adjoint is dead after this statement: the last operand that receives

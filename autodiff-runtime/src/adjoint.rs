@@ -22,7 +22,7 @@
 
 use crate::value::{reduce_to, to_dim, Broadcast, Contribution, Val};
 use crate::Real;
-use ndarray::{Array, ArrayBase, ArrayViewMutD, Data, Dimension, Zip};
+use ndarray::{Array, ArrayBase, ArrayViewMutD, Data, Dimension, RawData, Zip};
 
 /// A value that can carry an adjoint.
 pub trait Differentiable {
@@ -178,6 +178,72 @@ pub fn zero_like<V: Differentiable + ?Sized>(v: &V) -> V::Adjoint {
 #[inline(always)]
 pub fn init<V: AdjointFrom<C> + ?Sized, C>(v: &V, c: C) -> V::Adjoint {
     v.adjoint_from(c)
+}
+
+/// The shape of a value an adjoint is built for (empty for a scalar).
+pub trait HasShape {
+    /// Its shape.
+    fn shape_of_value(&self) -> &[usize];
+}
+
+impl HasShape for f64 {
+    #[inline(always)]
+    fn shape_of_value(&self) -> &[usize] {
+        &[]
+    }
+}
+
+impl HasShape for f32 {
+    #[inline(always)]
+    fn shape_of_value(&self) -> &[usize] {
+        &[]
+    }
+}
+
+impl<S: RawData, D: Dimension> HasShape for ArrayBase<S, D> {
+    #[inline(always)]
+    fn shape_of_value(&self) -> &[usize] {
+        self.shape()
+    }
+}
+
+impl<F, D: Dimension> HasShape for Shape<F, D> {
+    #[inline(always)]
+    fn shape_of_value(&self) -> &[usize] {
+        self.dim.slice()
+    }
+}
+
+impl<T: HasShape + ?Sized> HasShape for &T {
+    #[inline(always)]
+    fn shape_of_value(&self) -> &[usize] {
+        (**self).shape_of_value()
+    }
+}
+
+/// The first contributions of one adjoint `dy` to both operands of `a + b` or `a - b`
+/// (`plus`: each operand's sign), neither of which has an adjoint yet. The operand shaped like
+/// `dy` takes it by value; the other reads it first, which sums it over that operand's
+/// broadcast axes (`x.dot(w) + b`: the product's adjoint is `dy` itself, not a copy) or copies
+/// it when both operands have `dy`'s shape. A negative sign negates the built adjoint in place.
+#[inline]
+pub fn init_pair<V0, V1, C>(v0: &V0, v1: &V1, dy: C, plus: [bool; 2]) -> (V0::Adjoint, V1::Adjoint)
+where
+    V0: ?Sized + HasShape + AdjointFrom<C> + for<'a> AdjointFrom<&'a C>,
+    V1: ?Sized + HasShape + AdjointFrom<C> + for<'a> AdjointFrom<&'a C>,
+    V0::Adjoint: std::ops::Neg<Output = V0::Adjoint>,
+    V1::Adjoint: std::ops::Neg<Output = V1::Adjoint>,
+    C: HasShape,
+{
+    let sign0 = |a: V0::Adjoint| if plus[0] { a } else { -a };
+    let sign1 = |a: V1::Adjoint| if plus[1] { a } else { -a };
+    if v1.shape_of_value() == dy.shape_of_value() && v0.shape_of_value() != dy.shape_of_value() {
+        let a0 = sign0(v0.adjoint_from(&dy));
+        (a0, sign1(v1.adjoint_from(dy)))
+    } else {
+        let a1 = sign1(v1.adjoint_from(&dy));
+        (sign0(v0.adjoint_from(dy)), a1)
+    }
 }
 
 /// A gradient scaled by the output's adjoint: `f_pullback(.., d_out)` is `f_grad(..)` scaled
