@@ -283,3 +283,24 @@ fn zero_dimensional_inputs_get_their_summed_adjoint() {
         assert!((g - (v * 0.7).cos() * 0.7).abs() < 1e-14);
     }
 }
+
+/// Every way an input is read, over more than two blocks of eight elements and a tail: a
+/// column (strided), a contiguous vector, a scalar, and a transposed matrix (copied once).
+#[differentiate]
+fn long_lanes(x: &Array2<f64>, c: &Array1<f64>, s: f64) -> f64 {
+    (&x.column(1) * c * s).mapv(f64::tanh).sum() + (&x.t() * s - 0.25).mapv(f64::sin).sum()
+}
+
+#[test]
+fn every_kind_of_input_over_blocks_and_a_tail() {
+    let (x, c, s) = (matrix(19, 3, 31), Array1::from(values(19, 32)), 0.8);
+    let (value, (gx, gc, gs)) = long_lanes_value_and_grad(&x, &c, s);
+    assert_eq!(value, long_lanes(&x, &c, s), "value");
+    close("x", &gx, &fd_matrix(|x| long_lanes(x, &c, s), &x));
+    close_vector("c", &gc, |c| long_lanes(&x, c, s), &c);
+    let want = fd_scalar(|s| long_lanes(&x, &c, s), s);
+    assert!(
+        (gs - want).abs() <= 1e-6 * want.abs().max(1.0),
+        "s: {gs} vs {want}"
+    );
+}

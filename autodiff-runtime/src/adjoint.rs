@@ -271,11 +271,15 @@ impl<F> Scale<F> for () {
     fn scale(self, _: F) {}
 }
 
+// An array scaled by one (the usual adjoint of a loss) is left as it is: `v * 1.0` is `v`
+// for every float, so skipping the pass changes no bit.
 impl<F: Real> Scale<F> for Vec<F> {
     #[inline]
     fn scale(mut self, by: F) -> Vec<F> {
-        for v in &mut self {
-            *v = *v * by;
+        if by != F::one() {
+            for v in &mut self {
+                *v = *v * by;
+            }
         }
         self
     }
@@ -284,7 +288,9 @@ impl<F: Real> Scale<F> for Vec<F> {
 impl<F: Real, D: Dimension> Scale<F> for Array<F, D> {
     #[inline]
     fn scale(mut self, by: F) -> Array<F, D> {
-        self.mapv_inplace(|v| v * by);
+        if by != F::one() {
+            self.mapv_inplace(|v| v * by);
+        }
         self
     }
 }

@@ -37,6 +37,28 @@ impl<F: Copy> Lane<'_, F> {
             Lane::Owned(v) => v[i],
         }
     }
+
+    /// The elements `i..i + BLOCK`: one match per block, not per element.
+    #[inline(always)]
+    fn block(&self, i: usize) -> [F; BLOCK] {
+        match self {
+            Lane::Scalar(s) => [*s; BLOCK],
+            Lane::Slice(v) => block_of(&v[i..i + BLOCK]),
+            Lane::Strided(v) => std::array::from_fn(|k| v[i + k]),
+            Lane::Owned(v) => block_of(&v[i..i + BLOCK]),
+        }
+    }
+}
+
+/// The blocks a fused sum reads its inputs in: ndarray's `sum` adds eight partial sums.
+const BLOCK: usize = 8;
+
+#[inline(always)]
+fn block_of<F: Copy>(s: &[F]) -> [F; BLOCK] {
+    match <[F; BLOCK]>::try_from(s) {
+        Ok(b) => b,
+        Err(_) => unreachable!("a block of {BLOCK} elements"),
+    }
 }
 
 /// A value an element-wise operation reads: a scalar or an array of any dimension.
@@ -69,6 +91,23 @@ impl<F: Real> Partials<F> {
             Partials::Each(v) => {
                 debug_assert_eq!(v.len(), i);
                 v.push(d)
+            }
+            Partials::Nothing => {}
+        }
+    }
+
+    /// The partials at elements `i..i + BLOCK`, in order.
+    #[inline(always)]
+    fn add_block(&mut self, i: usize, d: &[F; BLOCK]) {
+        match self {
+            Partials::Sum(s) => {
+                for &d in d {
+                    *s += d;
+                }
+            }
+            Partials::Each(v) => {
+                debug_assert_eq!(v.len(), i);
+                v.extend_from_slice(d)
             }
             Partials::Nothing => {}
         }
@@ -228,30 +267,46 @@ impl Dims {
 fn common_shape(ops: &str, shapes: &[&[usize]]) -> Dims {
     let ndim = shapes.iter().map(|s| s.len()).max().unwrap_or(0);
     let mut out = Dims::new(ndim);
+    let dims = out.slice_mut();
     for s in shapes {
-        for (k, &n) in s.iter().rev().enumerate() {
-            let o = &mut out.slice_mut()[ndim - 1 - k];
+        for (o, &n) in dims.iter_mut().rev().zip(s.iter().rev()) {
             if *o == 1 {
                 *o = n;
             } else if n != 1 && n != *o {
-                panic!("autodiff: {ops} (fused into a sum) of arrays of shapes {}: ShapeError/IncompatibleShape: incompatible shapes", shapes.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(" and "));
+                incompatible(ops, shapes);
             }
         }
     }
     out
 }
 
-/// ndarray's `sum` of `len` elements `g(i)`: eight partial sums over blocks of eight, then the
-/// rest in order (`numeric_util::unrolled_fold`), so a fused sum rounds as the unfused one.
+#[cold]
+#[inline(never)]
+fn incompatible(ops: &str, shapes: &[&[usize]]) -> ! {
+    let shapes: Vec<String> = shapes.iter().map(|s| format!("{s:?}")).collect();
+    panic!(
+        "autodiff: {ops} (fused into a sum) of arrays of shapes {}: ShapeError/IncompatibleShape: incompatible shapes",
+        shapes.join(" and ")
+    )
+}
+
+/// ndarray's `sum` of `len` elements: eight partial sums over blocks of eight, then the rest
+/// in order (`numeric_util::unrolled_fold`), so a fused sum rounds as the unfused one. `block`
+/// gives the values at `i..i + 8`, `one` the value at `i`; both may update `state`.
 #[inline(always)]
-fn unrolled_sum<F: Real>(len: usize, mut g: impl FnMut(usize) -> F) -> F {
-    let mut p = [F::zero(); 8];
+fn unrolled_sum<F: Real, S>(
+    len: usize,
+    state: &mut S,
+    block: impl Fn(&mut S, usize) -> [F; BLOCK],
+    one: impl Fn(&mut S, usize) -> F,
+) -> F {
+    let mut p = [F::zero(); BLOCK];
     let mut i = 0;
-    while i + 8 <= len {
-        for (k, p) in p.iter_mut().enumerate() {
-            *p += g(i + k);
+    while i + BLOCK <= len {
+        for (p, v) in p.iter_mut().zip(block(state, i)) {
+            *p += v;
         }
-        i += 8;
+        i += BLOCK;
     }
     let mut acc = F::zero();
     acc += p[0] + p[4];
@@ -259,7 +314,7 @@ fn unrolled_sum<F: Real>(len: usize, mut g: impl FnMut(usize) -> F) -> F {
     acc += p[2] + p[6];
     acc += p[3] + p[7];
     while i < len {
-        acc += g(i);
+        acc += one(state, i);
         i += 1;
     }
     acc
@@ -291,8 +346,16 @@ macro_rules! inputs {
             #[inline(always)]
             fn fold(&self, shape: &[usize], mut f: impl FnMut(Self::Elems) -> F) -> F {
                 let len = shape.iter().product();
-                $(let $e = self.$k.lane_in(shape);)*
-                unrolled_sum(len, |i| f(($($e.at(i),)*)))
+                let lanes = ($(self.$k.lane_in(shape),)*);
+                unrolled_sum(
+                    len,
+                    &mut f,
+                    |f, i| {
+                        let blocks = ($(lanes.$k.block(i),)*);
+                        std::array::from_fn(|j| f(($(blocks.$k[j],)*)))
+                    },
+                    |f, i| f(($(lanes.$k.at(i),)*)),
+                )
             }
             #[inline(always)]
             fn scale_elems(d: Self::Elems, by: F) -> Self::Elems {
@@ -302,21 +365,39 @@ macro_rules! inputs {
             fn fold_grad(
                 &self,
                 shape: &[usize],
-                mut f: impl FnMut(Self::Elems) -> (F, Self::Elems),
+                f: impl FnMut(Self::Elems) -> (F, Self::Elems),
             ) -> (F, Self::Adjoints) {
                 let len = shape.iter().product();
                 let lanes = ($(self.$k.lane_in(shape),)*);
-                let mut partials = ($(self.$k.partials(len),)*);
-                let value = unrolled_sum(len, |i| {
-                    let (v, d) = f(($(lanes.$k.at(i),)*));
-                    $(partials.$k.add(i, d.$k);)*
-                    v
-                });
+                let mut state = (f, ($(self.$k.partials(len),)*));
+                let value = unrolled_sum(
+                    len,
+                    &mut state,
+                    |(f, partials), i| {
+                        let blocks = ($(lanes.$k.block(i),)*);
+                        let mut values = [F::zero(); BLOCK];
+                        let mut ds = ($(inputs!(@zeros $t F),)*);
+                        for j in 0..BLOCK {
+                            let (v, d) = f(($(blocks.$k[j],)*));
+                            values[j] = v;
+                            $(ds.$k[j] = d.$k;)*
+                        }
+                        $(partials.$k.add_block(i, &ds.$k);)*
+                        values
+                    },
+                    |(f, partials), i| {
+                        let (v, d) = f(($(lanes.$k.at(i),)*));
+                        $(partials.$k.add(i, d.$k);)*
+                        v
+                    },
+                );
+                let partials = state.1;
                 (value, ($(self.$k.finish(shape, partials.$k),)*))
             }
         }
     };
     (@f $t:ident $f:ident) => { $f };
+    (@zeros $t:ident $f:ident) => { [$f::zero(); BLOCK] };
 }
 inputs!(A a 0);
 inputs!(A a 0, B b 1);
