@@ -239,6 +239,7 @@ pub struct Dims {
 }
 
 impl Dims {
+    #[inline(always)]
     fn new(ndim: usize) -> Dims {
         Dims {
             small: [1; 8],
@@ -246,6 +247,7 @@ impl Dims {
             ndim,
         }
     }
+    #[inline(always)]
     fn slice(&self) -> &[usize] {
         if self.ndim > 8 {
             &self.big
@@ -253,6 +255,7 @@ impl Dims {
             &self.small[..self.ndim]
         }
     }
+    #[inline(always)]
     fn slice_mut(&mut self) -> &mut [usize] {
         if self.ndim > 8 {
             &mut self.big
@@ -264,6 +267,7 @@ impl Dims {
 
 /// The shape every input broadcasts to (NumPy's rules, as ndarray's operators apply them).
 /// Panics, naming the fused operations `ops` and the shapes, when there is none.
+#[inline]
 fn common_shape(ops: &str, shapes: &[&[usize]]) -> Dims {
     let ndim = shapes.iter().map(|s| s.len()).max().unwrap_or(0);
     let mut out = Dims::new(ndim);
