@@ -103,7 +103,8 @@ fn parts(f: &Function) -> HashMap<VarId, (VarId, Operand)> {
 }
 
 /// `c = a * x` where `a` is `x` multiplied by itself `n - 2` times in the same block (`let t =
-/// x * x; let c = t * x;`): `c`'s reverse adds `n * d_c * a` into `x`'s adjoint at once, the
+/// x * x; let c = t * x;`), or `a` is `x` itself (`n` = 2): `c`'s reverse adds `n * d_c * a`
+/// into `x`'s adjoint at once, the
 /// derivative of the whole chain (through `a`'s other uses `a`'s own reverse still runs).
 #[derive(Clone, Copy)]
 struct Power {
@@ -132,8 +133,10 @@ fn powers(b: &Block, f: &Function, out: &mut HashMap<VarId, Power>) {
                     continue;
                 }
                 mono.insert(*var, (x, p + q));
+                // A square `x * x` too: `2 d_c x`, whose `2 d_c` the squares of one adjoint
+                // share (`dx * dx + dy * dy` in a distance), not `d_c x + d_c x`.
                 let lower = match (p, q) {
-                    (p, 1) if p >= 2 => 0,
+                    (p, 1) if p >= 1 => 0,
                     (1, q) if q >= 2 => 1,
                     _ => continue,
                 };
