@@ -9,8 +9,8 @@ use crate::value::Val;
 use crate::Real;
 use ndarray::linalg::{general_mat_mul, general_mat_vec_mul, Dot};
 use ndarray::{
-    Array, Array1, Array2, ArrayBase, ArrayView, Axis, Data, DataMut, DimMax, Dimension, Ix1, Ix2,
-    RemoveAxis, SliceArg,
+    Array, Array1, Array2, ArrayBase, ArrayView, ArrayView2, Axis, Data, DataMut, DimMax,
+    Dimension, Ix1, Ix2, RemoveAxis, SliceArg,
 };
 
 // ----- element-wise arithmetic ---------------------------------------------------------------
@@ -185,13 +185,34 @@ where
     fn lhs(&self, b: &ArrayBase<S2, Ix2>, dc: &ArrayBase<S3, Ix2>) -> Array2<F> {
         // GEMM on a transposed view: no transposed copy.
         let mut da = Array2::zeros(self.raw_dim());
-        general_mat_mul(F::from_f64(1.0), dc, &b.t(), F::from_f64(0.0), &mut da);
+        mat_mul_into(&dc.view(), &b.t(), &mut da);
         da
     }
     fn rhs(&self, b: &ArrayBase<S2, Ix2>, dc: &ArrayBase<S3, Ix2>) -> Array2<F> {
         let mut db = Array2::zeros(b.raw_dim());
-        general_mat_mul(F::from_f64(1.0), &self.t(), dc, F::from_f64(0.0), &mut db);
+        mat_mul_into(&self.t(), &dc.view(), &mut db);
         db
+    }
+}
+
+/// Products of at most this many multiply-adds run as plain loops.
+const SMALL_PRODUCT: usize = 512;
+
+/// `out = a . b`, `out` of the product's shape. A small product (the seed's `2x4` by `4x1`)
+/// runs as plain loops: matrixmultiply's packing buffer and dispatch cost more than its
+/// arithmetic there. Shapes that do not fit go to ndarray, which panics naming them.
+fn mat_mul_into<F: Real>(a: &ArrayView2<'_, F>, b: &ArrayView2<'_, F>, out: &mut Array2<F>) {
+    let ((m, k), n) = (a.dim(), b.ncols());
+    if b.nrows() == k && out.dim() == (m, n) && m * n * k <= SMALL_PRODUCT {
+        for ((i, j), o) in out.indexed_iter_mut() {
+            let mut s = F::zero();
+            for p in 0..k {
+                s += a[[i, p]] * b[[p, j]];
+            }
+            *o = s;
+        }
+    } else {
+        general_mat_mul(F::one(), a, b, F::zero(), out);
     }
 }
 
