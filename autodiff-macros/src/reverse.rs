@@ -52,10 +52,124 @@ pub struct Reverse<'a> {
     /// Parts of differentiated slices read only by index ([`parts`]): their element reads add
     /// into the slice's adjoint at `start + index`.
     parts: HashMap<VarId, (VarId, Operand)>,
+    /// Views read once ([`forwarded_views`]): their one contribution goes straight into the
+    /// viewed array's adjoint.
+    views: HashMap<VarId, View>,
     /// The values the reverse sweep reads the contents of, not just the shape: a buffer read
     /// only as the `like` of an adjoint need not be rewritten by a checkpointed loop's rerun
     /// (`rerun_slice`).
     content_read: BTreeSet<VarId>,
+}
+
+/// A view `v = x.row(i)` (a rule whose adjoint adds into part of its operand's, `row_acc`).
+#[derive(Clone)]
+struct View {
+    base: Operand,
+    scatter: &'static str,
+    ints: Vec<Operand>,
+}
+
+/// The views (rows, columns, `slice`s) read exactly once in the whole function, by a
+/// statement of their own block: the reverse of that statement adds its contribution into the
+/// viewed array's adjoint at once (`__rt::row_acc(&mut __d_x, contribution, i)`), so the view
+/// gets no adjoint of its own (no array per row in a loop over rows). Views read otherwise
+/// keep theirs.
+fn forwarded_views(f: &Function) -> HashMap<VarId, View> {
+    fn candidates(
+        b: &Block,
+        f: &Function,
+        uses: &HashMap<VarId, usize>,
+        out: &mut HashMap<VarId, View>,
+    ) {
+        let mut direct: HashMap<VarId, usize> = HashMap::new();
+        for s in &b.stmts {
+            if let Stmt::Let { op, .. } = s {
+                for v in op.operands().into_iter().filter_map(Operand::var) {
+                    *direct.entry(v).or_default() += 1;
+                }
+            }
+        }
+        for s in &b.stmts {
+            match s {
+                Stmt::Let {
+                    var,
+                    op:
+                        Op::Prim {
+                            rule, args, ints, ..
+                        },
+                } => {
+                    let (Adjoint::Scatter(scatter), Some(base)) = (&rule.adjoint, args.first())
+                    else {
+                        continue;
+                    };
+                    let once = |m: &HashMap<VarId, usize>| m.get(var).copied() == Some(1);
+                    if rule.name != "range" && f.vars[*var].active && once(uses) && once(&direct) {
+                        let view = View {
+                            base: base.clone(),
+                            scatter,
+                            ints: ints.clone(),
+                        };
+                        out.insert(*var, view);
+                    }
+                }
+                Stmt::If { then, els, .. } => {
+                    candidates(then, f, uses, out);
+                    candidates(els, f, uses, out);
+                }
+                Stmt::Loop(l) => candidates(&l.body, f, uses, out),
+                _ => {}
+            }
+        }
+    }
+    let mut uses = HashMap::new();
+    count_uses(&f.body, &mut uses);
+    if let Some(r) = f.result.var() {
+        *uses.entry(r).or_default() += 1;
+    }
+    let mut out = HashMap::new();
+    candidates(&f.body, f, &uses, &mut out);
+    out
+}
+
+/// How often each value is used where an adjoint can flow back to it (as `operand_uses`
+/// collects them, element reads included).
+fn count_uses(b: &Block, out: &mut HashMap<VarId, usize>) {
+    let add = |v: Option<VarId>, out: &mut HashMap<VarId, usize>| {
+        if let Some(v) = v {
+            *out.entry(v).or_default() += 1;
+        }
+    };
+    for s in &b.stmts {
+        match s {
+            Stmt::Let { op, .. } => {
+                for o in op.operands() {
+                    add(o.var(), out);
+                }
+            }
+            Stmt::If {
+                then, els, phis, ..
+            } => {
+                count_uses(then, out);
+                count_uses(els, out);
+                for p in phis {
+                    add(p.then.var(), out);
+                    add(p.els.var(), out);
+                }
+            }
+            Stmt::Store { buf, value, .. } => {
+                add(Some(*buf), out);
+                add(value.var(), out);
+            }
+            Stmt::Loop(l) => {
+                count_uses(&l.body, out);
+                for c in &l.carried {
+                    add(c.init.var(), out);
+                    add(c.exit.var(), out);
+                }
+            }
+            Stmt::Effect(_) => {}
+        }
+    }
 }
 
 /// The parts `p = &x[start..end]` of a differentiated slice whose only uses (as values with an
@@ -274,6 +388,7 @@ impl<'a> Reverse<'a> {
             reads_needed: HashSet::new(),
             reads_kept: HashSet::new(),
             parts: parts(f),
+            views: forwarded_views(f),
             content_read: BTreeSet::new(),
             powers: {
                 let mut out = HashMap::new();
@@ -766,6 +881,16 @@ impl<'a> Reverse<'a> {
         let rt = &self.rt;
         if self.declared.contains(&v) {
             quote!(#rt::acc(&mut #d, #c);)
+        } else if let Some(view) = self.views.get(&v).cloned() {
+            // The view's one contribution, into the viewed array's adjoint; the view gets no
+            // adjoint (its own reverse, which would add that adjoint, is left out with it).
+            let rt = rt.clone();
+            let consts: Vec<TokenStream> = view.ints.iter().map(|i| self.operand(i)).collect();
+            let name = Ident::new(view.scatter, Span::call_site());
+            self.scatter(
+                &view.base,
+                |d| quote!(#rt::#name(&mut #d, #c, #(#consts),*);),
+            )
         } else {
             self.declared.insert(v);
             let x = self.like(v);
@@ -779,7 +904,10 @@ impl<'a> Reverse<'a> {
     fn fresh_pair(&self, args: &[Operand]) -> Option<[VarId; 2]> {
         let [a, b] = args else { return None };
         let pair = [a.var()?, b.var()?];
-        let fresh = |v: VarId| self.f.vars[v].active && !self.declared.contains(&v);
+        // (A view read once takes its contribution straight into its array's adjoint.)
+        let fresh = |v: VarId| {
+            self.f.vars[v].active && !self.declared.contains(&v) && !self.views.contains_key(&v)
+        };
         (pair[0] != pair[1] && pair.into_iter().all(fresh)).then_some(pair)
     }
 

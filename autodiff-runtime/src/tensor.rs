@@ -5,12 +5,12 @@
 //! types, so the same call serves scalars, arrays and any mix of the two. Adjoint helpers take
 //! `(operands.., y, dy, constants..)` and return the contribution to one operand.
 
-use crate::value::Val;
+use crate::value::{reduce_to, to_dim, Contribution, Val};
 use crate::Real;
 use ndarray::linalg::{general_mat_mul, general_mat_vec_mul, Dot};
 use ndarray::{
-    Array, Array1, Array2, ArrayBase, ArrayView, ArrayView2, Axis, Data, DataMut, DimMax,
-    Dimension, Ix1, Ix2, RemoveAxis, SliceArg,
+    Array, Array1, Array2, ArrayBase, ArrayView, ArrayView2, ArrayViewMut, Axis, Data, DataMut,
+    DimMax, Dimension, Ix1, Ix2, RemoveAxis, SliceArg,
 };
 
 // ----- element-wise arithmetic ---------------------------------------------------------------
@@ -507,20 +507,27 @@ pub fn mean_axis_adj<
 
 // ----- rows and columns ----------------------------------------------------------------------
 
-/// Adjoint of `x.row(k)`, in place: adds `dy` into row `k` of `x`'s adjoint `dx`. Only that
-/// row is touched, so a loop over a matrix's rows costs in its reverse sweep what the rows
-/// cost, not a whole matrix per row.
-pub fn row_acc<
-    F: Real,
-    SD: DataMut<Elem = F>,
-    S: Data<Elem = F>,
-    DY: Val<Canon = ArrayBase<S, Ix1>> + ?Sized,
->(
+/// Adds the contribution `dy` into `part` of an adjoint, summed over the axes along which the
+/// part was broadcast (as [`crate::adjoint::init`] would, without building the part's own
+/// adjoint first).
+fn add_into<F: Real, D: Dimension, C: Contribution<F>>(mut part: ArrayViewMut<'_, F, D>, dy: C) {
+    if dy.shape_of() == part.shape() {
+        part.zip_mut_with(&dy.view_as::<D>(), |d, &v| *d += v);
+    } else {
+        let r: Array<F, D> = to_dim(reduce_to(dy.view_dyn(), part.shape()));
+        part.zip_mut_with(&r, |d, &v| *d += v);
+    }
+}
+
+/// Adjoint of `x.row(k)`, in place: adds `dy` (the row's adjoint, or its one contribution)
+/// into row `k` of `x`'s adjoint `dx`. Only that row is touched, so a loop over a matrix's
+/// rows costs in its reverse sweep what the rows cost, not a whole matrix per row.
+pub fn row_acc<F: Real, SD: DataMut<Elem = F>, C: Contribution<F>>(
     dx: &mut ArrayBase<SD, Ix2>,
-    dy: &DY,
+    dy: C,
     k: usize,
 ) {
-    dx.row_mut(k).zip_mut_with(dy.canon(), |d, &v| *d += v);
+    add_into(dx.row_mut(k), dy);
 }
 
 /// Adjoint of `x.slice(info)` (`info` is `s![..]`), in place: adds `dy` into that part of
@@ -530,29 +537,22 @@ pub fn slice_acc<
     SD: DataMut<Elem = F>,
     D: Dimension,
     I: SliceArg<D>,
-    S: Data<Elem = F>,
-    E: Dimension,
-    DY: Val<Canon = ArrayBase<S, E>> + ?Sized,
+    C: Contribution<F>,
 >(
     dx: &mut ArrayBase<SD, D>,
-    dy: &DY,
+    dy: C,
     info: I,
 ) {
-    dx.slice_mut(info).zip_mut_with(dy.canon(), |d, &v| *d += v);
+    add_into(dx.slice_mut(info), dy);
 }
 
 /// Adjoint of `x.column(k)`, in place: adds `dy` into column `k` of `x`'s adjoint `dx`.
-pub fn column_acc<
-    F: Real,
-    SD: DataMut<Elem = F>,
-    S: Data<Elem = F>,
-    DY: Val<Canon = ArrayBase<S, Ix1>> + ?Sized,
->(
+pub fn column_acc<F: Real, SD: DataMut<Elem = F>, C: Contribution<F>>(
     dx: &mut ArrayBase<SD, Ix2>,
-    dy: &DY,
+    dy: C,
     k: usize,
 ) {
-    dx.column_mut(k).zip_mut_with(dy.canon(), |d, &v| *d += v);
+    add_into(dx.column_mut(k), dy);
 }
 
 // ----- parts of slices -----------------------------------------------------------------------
