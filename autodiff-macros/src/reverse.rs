@@ -131,45 +131,10 @@ fn forwarded_views(f: &Function) -> HashMap<VarId, View> {
     out
 }
 
-/// How often each value is used where an adjoint can flow back to it (as `operand_uses`
-/// collects them, element reads included).
+/// How often each value is used where an adjoint can flow back to it (the uses
+/// [`operand_uses`] collects, element reads included).
 fn count_uses(b: &Block, out: &mut HashMap<VarId, usize>) {
-    let add = |v: Option<VarId>, out: &mut HashMap<VarId, usize>| {
-        if let Some(v) = v {
-            *out.entry(v).or_default() += 1;
-        }
-    };
-    for s in &b.stmts {
-        match s {
-            Stmt::Let { op, .. } => {
-                for o in op.operands() {
-                    add(o.var(), out);
-                }
-            }
-            Stmt::If {
-                then, els, phis, ..
-            } => {
-                count_uses(then, out);
-                count_uses(els, out);
-                for p in phis {
-                    add(p.then.var(), out);
-                    add(p.els.var(), out);
-                }
-            }
-            Stmt::Store { buf, value, .. } => {
-                add(Some(*buf), out);
-                add(value.var(), out);
-            }
-            Stmt::Loop(l) => {
-                count_uses(&l.body, out);
-                for c in &l.carried {
-                    add(c.init.var(), out);
-                    add(c.exit.var(), out);
-                }
-            }
-            Stmt::Effect(_) => {}
-        }
-    }
+    visit_uses(b, true, &mut |v| *out.entry(v).or_default() += 1);
 }
 
 /// The parts `p = &x[start..end]` of a differentiated slice whose only uses (as values with an
@@ -2279,32 +2244,49 @@ fn targets_of(b: &Block, out: &mut BTreeSet<VarId>) {
 /// The values `b` uses where an adjoint can flow back to them: operands, merged and carried
 /// values, stored buffers and values; the bases of element reads only if `index_bases`.
 fn operand_uses(b: &Block, out: &mut BTreeSet<VarId>, index_bases: bool) {
+    visit_uses(b, index_bases, &mut |v| {
+        out.insert(v);
+    });
+}
+
+/// Calls `each` once per use of a value as [`operand_uses`] describes them.
+fn visit_uses(b: &Block, index_bases: bool, each: &mut impl FnMut(VarId)) {
     for s in &b.stmts {
         match s {
             Stmt::Let {
                 op: Op::Index { .. },
                 ..
             } if !index_bases => {}
-            Stmt::Let { op, .. } => out.extend(op.operands().into_iter().filter_map(Operand::var)),
+            Stmt::Let { op, .. } => op
+                .operands()
+                .into_iter()
+                .filter_map(Operand::var)
+                .for_each(&mut *each),
             Stmt::If {
                 then, els, phis, ..
             } => {
-                operand_uses(then, out, index_bases);
-                operand_uses(els, out, index_bases);
+                visit_uses(then, index_bases, each);
+                visit_uses(els, index_bases, each);
                 for p in phis {
-                    out.extend(p.then.var());
-                    out.extend(p.els.var());
+                    p.then
+                        .var()
+                        .into_iter()
+                        .chain(p.els.var())
+                        .for_each(&mut *each);
                 }
             }
             Stmt::Store { buf, value, .. } => {
-                out.insert(*buf);
-                out.extend(value.var());
+                each(*buf);
+                value.var().into_iter().for_each(&mut *each);
             }
             Stmt::Loop(l) => {
-                operand_uses(&l.body, out, index_bases);
+                visit_uses(&l.body, index_bases, each);
                 for c in &l.carried {
-                    out.extend(c.init.var());
-                    out.extend(c.exit.var());
+                    c.init
+                        .var()
+                        .into_iter()
+                        .chain(c.exit.var())
+                        .for_each(&mut *each);
                 }
             }
             Stmt::Effect(_) => {}
