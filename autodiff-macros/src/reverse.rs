@@ -215,7 +215,7 @@ fn powers(b: &Block, f: &Function, out: &mut HashMap<VarId, Power>) {
                 // A square `x * x` too: `2 d_c x`, whose `2 d_c` the squares of one adjoint
                 // share (`dx * dx + dy * dy` in a distance), not `d_c x + d_c x`.
                 let lower = match (p, q) {
-                    (p, 1) if p >= 1 => 0,
+                    (_, 1) => 0,
                     (1, q) if q >= 2 => 1,
                     _ => continue,
                 };

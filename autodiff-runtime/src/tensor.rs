@@ -203,7 +203,8 @@ const SMALL_PRODUCT: usize = 512;
 /// arithmetic there. Shapes that do not fit go to ndarray, which panics naming them.
 fn mat_mul_into<F: Real>(a: &ArrayView2<'_, F>, b: &ArrayView2<'_, F>, out: &mut Array2<F>) {
     let ((m, k), n) = (a.dim(), b.ncols());
-    if b.nrows() == k && out.dim() == (m, n) && m * n * k <= SMALL_PRODUCT {
+    let small = m.saturating_mul(n).saturating_mul(k) <= SMALL_PRODUCT;
+    if b.nrows() == k && out.dim() == (m, n) && small {
         for ((i, j), o) in out.indexed_iter_mut() {
             let mut s = F::zero();
             for p in 0..k {
