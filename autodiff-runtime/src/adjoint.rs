@@ -22,7 +22,7 @@
 
 use crate::value::{reduce_to, to_dim, Broadcast, Contribution, Val};
 use crate::Real;
-use ndarray::{Array, ArrayBase, ArrayViewMutD, Data, Dimension, RawData, Zip};
+use ndarray::{Array, ArrayBase, ArrayViewMutD, Data, DataMut, Dimension, RawData, Zip};
 
 /// A value that can carry an adjoint.
 pub trait Differentiable {
@@ -141,7 +141,10 @@ impl<F: Real, S: Data<Elem = F>, D: Dimension, C: Contribution<F>> AdjointFrom<C
     }
 }
 
-impl<F: Real, D: Dimension, C: Contribution<F>> Accumulate<C> for Array<F, D> {
+// Any mutable array: an adjoint, or a row or part of one (`__rt::row_acc`).
+impl<F: Real, S: DataMut<Elem = F>, D: Dimension, C: Contribution<F>> Accumulate<C>
+    for ArrayBase<S, D>
+{
     fn accumulate(&mut self, c: C) {
         // In the adjoint's own dimension type: ndarray adds contiguous arrays as slices.
         if c.shape_of() == self.shape() {

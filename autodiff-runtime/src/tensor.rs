@@ -5,12 +5,13 @@
 //! types, so the same call serves scalars, arrays and any mix of the two. Adjoint helpers take
 //! `(operands.., y, dy, constants..)` and return the contribution to one operand.
 
-use crate::value::{reduce_to, to_dim, Contribution, Val};
+use crate::adjoint::Accumulate;
+use crate::value::{Contribution, Val};
 use crate::Real;
 use ndarray::linalg::{general_mat_mul, general_mat_vec_mul, Dot};
 use ndarray::{
-    Array, Array1, Array2, ArrayBase, ArrayView, ArrayView2, ArrayViewMut, Axis, Data, DataMut,
-    DimMax, Dimension, Ix1, Ix2, RemoveAxis, SliceArg,
+    Array, Array1, Array2, ArrayBase, ArrayView, ArrayView2, Axis, Data, DataMut, DimMax,
+    Dimension, Ix1, Ix2, RemoveAxis, SliceArg,
 };
 
 // ----- element-wise arithmetic ---------------------------------------------------------------
@@ -508,18 +509,6 @@ pub fn mean_axis_adj<
 
 // ----- rows and columns ----------------------------------------------------------------------
 
-/// Adds the contribution `dy` into `part` of an adjoint, summed over the axes along which the
-/// part was broadcast (as [`crate::adjoint::init`] would, without building the part's own
-/// adjoint first).
-fn add_into<F: Real, D: Dimension, C: Contribution<F>>(mut part: ArrayViewMut<'_, F, D>, dy: C) {
-    if dy.shape_of() == part.shape() {
-        part.zip_mut_with(&dy.view_as::<D>(), |d, &v| *d += v);
-    } else {
-        let r: Array<F, D> = to_dim(reduce_to(dy.view_dyn(), part.shape()));
-        part.zip_mut_with(&r, |d, &v| *d += v);
-    }
-}
-
 /// Adjoint of `x.row(k)`, in place: adds `dy` (the row's adjoint, or its one contribution)
 /// into row `k` of `x`'s adjoint `dx`. Only that row is touched, so a loop over a matrix's
 /// rows costs in its reverse sweep what the rows cost, not a whole matrix per row.
@@ -528,7 +517,7 @@ pub fn row_acc<F: Real, SD: DataMut<Elem = F>, C: Contribution<F>>(
     dy: C,
     k: usize,
 ) {
-    add_into(dx.row_mut(k), dy);
+    dx.row_mut(k).accumulate(dy);
 }
 
 /// Adjoint of `x.slice(info)` (`info` is `s![..]`), in place: adds `dy` into that part of
@@ -544,7 +533,7 @@ pub fn slice_acc<
     dy: C,
     info: I,
 ) {
-    add_into(dx.slice_mut(info), dy);
+    dx.slice_mut(info).accumulate(dy);
 }
 
 /// Adjoint of `x.column(k)`, in place: adds `dy` into column `k` of `x`'s adjoint `dx`.
@@ -553,7 +542,7 @@ pub fn column_acc<F: Real, SD: DataMut<Elem = F>, C: Contribution<F>>(
     dy: C,
     k: usize,
 ) {
-    add_into(dx.column_mut(k), dy);
+    dx.column_mut(k).accumulate(dy);
 }
 
 // ----- parts of slices -----------------------------------------------------------------------
