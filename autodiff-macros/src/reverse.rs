@@ -75,12 +75,13 @@ struct View {
 /// gets no adjoint of its own (no array per row in a loop over rows). Views read otherwise
 /// keep theirs.
 fn forwarded_views(f: &Function) -> HashMap<VarId, View> {
-    fn candidates(
-        b: &Block,
-        f: &Function,
-        uses: &HashMap<VarId, usize>,
-        out: &mut HashMap<VarId, View>,
-    ) {
+    let mut uses = HashMap::new();
+    count_uses(&f.body, &mut uses);
+    if let Some(r) = f.result.var() {
+        *uses.entry(r).or_default() += 1;
+    }
+    let mut out = HashMap::new();
+    visit_blocks(&f.body, &mut |b| {
         let mut direct: HashMap<VarId, usize> = HashMap::new();
         for s in &b.stmts {
             if let Stmt::Let { op, .. } = s {
@@ -90,45 +91,45 @@ fn forwarded_views(f: &Function) -> HashMap<VarId, View> {
             }
         }
         for s in &b.stmts {
-            match s {
-                Stmt::Let {
-                    var,
-                    op:
-                        Op::Prim {
-                            rule, args, ints, ..
-                        },
-                } => {
-                    let (Adjoint::Scatter(scatter), Some(base)) = (&rule.adjoint, args.first())
-                    else {
-                        continue;
-                    };
-                    let once = |m: &HashMap<VarId, usize>| m.get(var).copied() == Some(1);
-                    if rule.name != "range" && f.vars[*var].active && once(uses) && once(&direct) {
-                        let view = View {
-                            base: base.clone(),
-                            scatter,
-                            ints: ints.clone(),
-                        };
-                        out.insert(*var, view);
-                    }
-                }
-                Stmt::If { then, els, .. } => {
-                    candidates(then, f, uses, out);
-                    candidates(els, f, uses, out);
-                }
-                Stmt::Loop(l) => candidates(&l.body, f, uses, out),
-                _ => {}
+            let Stmt::Let {
+                var,
+                op: Op::Prim {
+                    rule, args, ints, ..
+                },
+            } = s
+            else {
+                continue;
+            };
+            let (Adjoint::Scatter(scatter), Some(base)) = (&rule.adjoint, args.first()) else {
+                continue;
+            };
+            let once = |m: &HashMap<VarId, usize>| m.get(var).copied() == Some(1);
+            if rule.name != "range" && f.vars[*var].active && once(&uses) && once(&direct) {
+                let view = View {
+                    base: base.clone(),
+                    scatter,
+                    ints: ints.clone(),
+                };
+                out.insert(*var, view);
             }
         }
-    }
-    let mut uses = HashMap::new();
-    count_uses(&f.body, &mut uses);
-    if let Some(r) = f.result.var() {
-        *uses.entry(r).or_default() += 1;
-    }
-    let mut out = HashMap::new();
-    candidates(&f.body, f, &uses, &mut out);
+    });
     out
+}
+
+/// Calls `each` on `b` and on every block inside it (`if` arms, loop bodies), outer first.
+fn visit_blocks(b: &Block, each: &mut impl FnMut(&Block)) {
+    each(b);
+    for s in &b.stmts {
+        match s {
+            Stmt::If { then, els, .. } => {
+                visit_blocks(then, each);
+                visit_blocks(els, each);
+            }
+            Stmt::Loop(l) => visit_blocks(&l.body, each),
+            _ => {}
+        }
+    }
 }
 
 /// How often each value is used where an adjoint can flow back to it (the uses
@@ -143,33 +144,27 @@ fn count_uses(b: &Block, out: &mut HashMap<VarId, usize>) {
 /// `range_acc`). A part used otherwise (passed on, copied, sliced again, carried) keeps its
 /// adjoint.
 fn parts(f: &Function) -> HashMap<VarId, (VarId, Operand)> {
-    fn candidates(b: &Block, f: &Function, out: &mut HashMap<VarId, (VarId, Operand)>) {
+    let mut found = HashMap::new();
+    visit_blocks(&f.body, &mut |b| {
         for s in &b.stmts {
-            match s {
-                Stmt::Let {
-                    var,
-                    op:
-                        Op::Prim {
-                            rule, args, ints, ..
-                        },
-                } if rule.name == "range" && rule.kind == crate::rules::Kind::Operator => {
-                    if let (Some(Operand::Var(x)), Some(start)) = (args.first(), ints.first()) {
-                        if f.vars[*x].active {
-                            out.insert(*var, (*x, start.clone()));
-                        }
+            if let Stmt::Let {
+                var,
+                op: Op::Prim {
+                    rule, args, ints, ..
+                },
+            } = s
+            {
+                let range = rule.name == "range" && rule.kind == crate::rules::Kind::Operator;
+                if let (true, Some(Operand::Var(x)), Some(start)) =
+                    (range, args.first(), ints.first())
+                {
+                    if f.vars[*x].active {
+                        found.insert(*var, (*x, start.clone()));
                     }
                 }
-                Stmt::If { then, els, .. } => {
-                    candidates(then, f, out);
-                    candidates(els, f, out);
-                }
-                Stmt::Loop(l) => candidates(&l.body, f, out),
-                _ => {}
             }
         }
-    }
-    let mut found = HashMap::new();
-    candidates(&f.body, f, &mut found);
+    });
     if found.is_empty() {
         return found;
     }
