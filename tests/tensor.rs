@@ -751,3 +751,51 @@ fn views_read_once_match_finite_differences() {
     assert_matches_fd("m", &gm, &m, |m| views_read_once(&x, m, &w));
     assert_matches_fd("w", &gw, &w, |w| views_read_once(&x, &m, w));
 }
+
+// Loop bodies whose reverse reads some values only for their shapes (the column assembled by
+// a matrix product, the `init` of an adjoint, a sum's operand): each iteration records those
+// shapes instead of computing the values again. A `for` loop, a `while` loop (its trip
+// count recorded), a typed `let`, a loop nested in another, and a value read both for its
+// shape and by a statement computed again.
+#[differentiate]
+fn shapes_in_loops(x: &Array2<f64>, w: &Array1<f64>, unit: &Array2<f64>) -> f64 {
+    let mut m = Array2::<f64>::zeros((x.nrows(), unit.ncols()));
+    for k in 0..unit.ncols() {
+        let t = x.dot(w) * w[k];
+        m = m + t
+            .insert_axis(Axis(1))
+            .dot(&unit.row(k).insert_axis(Axis(0)));
+    }
+    let mut s = (&m * &m).sum();
+    let mut v = Array1::<f64>::zeros(x.nrows());
+    let mut j = 0;
+    while j < 2 {
+        let c: Array1<f64> = x.dot(w) * w[j];
+        v = v + c;
+        j += 1;
+    }
+    s += (&v * &v).sum();
+    for a in 0..2 {
+        let mut u = Array1::<f64>::zeros(x.nrows());
+        for b in 0..2 {
+            let p = x.dot(w) * (a + b) as f64;
+            u = u + p.mapv(f64::tanh);
+            let q = x.dot(w) + 1.0;
+            u += &q;
+            s += q.sum();
+        }
+        s += (&u * &u).sum();
+    }
+    s
+}
+
+#[test]
+fn values_read_for_their_shapes_in_loops_match_finite_differences() {
+    let x = values((4, 3), 71, -1.0, 1.0);
+    let w = values(3, 72, -1.0, 1.0);
+    let unit = Array2::<f64>::eye(3);
+    let (gx, gw, gu) = shapes_in_loops_grad(&x, &w, &unit);
+    assert_matches_fd("x", &gx, &x, |x| shapes_in_loops(x, &w, &unit));
+    assert_matches_fd("w", &gw, &w, |w| shapes_in_loops(&x, w, &unit));
+    assert_matches_fd("unit", &gu, &unit, |u| shapes_in_loops(&x, &w, u));
+}

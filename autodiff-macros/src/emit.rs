@@ -423,6 +423,10 @@ fn tapes(f: &Function, b: &crate::ir::Block, plans: &Plans) -> TokenStream {
                         let t = &r.tape;
                         out.extend(quote!(let mut #t = #vec;));
                     }
+                    for k in &plan.shaped {
+                        let t = &k.tape;
+                        out.extend(quote!(let mut #t = #vec;));
+                    }
                 }
                 out.extend(tapes(f, &l.body, plans));
             }
@@ -552,6 +556,19 @@ impl Forward<'_> {
                         .find(|p| p.read_tape.as_deref() == Some(t.tape.to_string().as_str()))
                 };
                 let live = |t: &crate::ir::ReadTape| plan_of(t).is_some();
+                // A value whose shape alone is needed: popped where its loop runs backwards
+                // (pushed when its forward iteration ends, `loop_stmt`).
+                if self.mode == Mode::Recompute {
+                    if let Some(k) = self
+                        .plans
+                        .values()
+                        .flat_map(|p| &p.shaped)
+                        .find(|k| k.var == *var)
+                    {
+                        let (rt, tape) = (self.rt, &k.tape);
+                        return quote!(let #name = #rt::pop(&mut #tape););
+                    }
+                }
                 // A recorded integer value: taped where its loop runs backwards.
                 if let Some(r) = self
                     .f
@@ -730,6 +747,7 @@ impl Forward<'_> {
         if let Some(iter) = exact.filter(|_| {
             plan.has_entries()
                 || !recorded.is_empty()
+                || !plan.shaped.is_empty()
                 || plan.reads_reserved
                 || !nested_exits.is_empty()
         }) {
@@ -746,6 +764,10 @@ impl Forward<'_> {
             }
             for r in &recorded {
                 let tape = &r.tape;
+                out.extend(quote!(#tape.reserve(#count);));
+            }
+            for k in &plan.shaped {
+                let tape = &k.tape;
                 out.extend(quote!(#tape.reserve(#count);));
             }
         }
@@ -770,6 +792,15 @@ impl Forward<'_> {
             ..*self
         };
         body.extend(inner.block(&l.body));
+        if inner.mode == Mode::Body {
+            // The shapes the reverse iteration reads, recorded (their arrays freed) once the
+            // iteration has read the values for the last time.
+            for k in &plan.shaped {
+                let name = &self.f.vars[k.var].name;
+                let value = quote!(#rt::into_like(#name));
+                body.extend(append(rt, &k.tape, value, exact.is_some()));
+            }
+        }
         if plan.count {
             body.extend(quote!(#count += 1;));
         }

@@ -348,10 +348,7 @@ where
     A::Canon: DotAdjoint<B::Canon, DC>,
     DC: Val<Canon = DC>,
 {
-    (
-        dot_lhs_adj(&a, &b, &(), &d_out),
-        dot_rhs_adj(&a, &b, &(), &d_out),
-    )
+    (dot_lhs_adj(&a, &b, &d_out), dot_rhs_adj(&a, &b, &d_out))
 }
 
 #[cfg(test)]

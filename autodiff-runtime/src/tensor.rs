@@ -3,7 +3,8 @@
 //! Forward helpers take every operand by reference (read through [`Val`]) so that the forward
 //! sweep never moves a value the reverse sweep still needs, and they dispatch on the operand
 //! types, so the same call serves scalars, arrays and any mix of the two. Adjoint helpers take
-//! `(operands.., y, dy, constants..)` and return the contribution to one operand.
+//! `(operands.., dy, constants..)` and return the contribution to one operand; none reads the
+//! output, so the reverse sweep need not keep it (a matrix product's, say).
 
 use crate::adjoint::Accumulate;
 use crate::value::{Contribution, Val};
@@ -285,16 +286,14 @@ fn outer<F: Real, S1: Data<Elem = F>, S2: Data<Elem = F>>(
 
 /// Adjoint of `a.dot(b)` with respect to `a`.
 #[inline]
-pub fn dot_lhs_adj<A, B, Y, DY>(
+pub fn dot_lhs_adj<A, B, DY>(
     a: &A,
     b: &B,
-    _y: &Y,
     dy: &DY,
 ) -> <A::Canon as DotAdjoint<B::Canon, DY::Canon>>::Lhs
 where
     A: Val + ?Sized,
     B: Val + ?Sized,
-    Y: ?Sized,
     DY: Val + ?Sized,
     A::Canon: DotAdjoint<B::Canon, DY::Canon>,
 {
@@ -303,16 +302,14 @@ where
 
 /// Adjoint of `a.dot(b)` with respect to `b`.
 #[inline]
-pub fn dot_rhs_adj<A, B, Y, DY>(
+pub fn dot_rhs_adj<A, B, DY>(
     a: &A,
     b: &B,
-    _y: &Y,
     dy: &DY,
 ) -> <A::Canon as DotAdjoint<B::Canon, DY::Canon>>::Rhs
 where
     A: Val + ?Sized,
     B: Val + ?Sized,
-    Y: ?Sized,
     DY: Val + ?Sized,
     A::Canon: DotAdjoint<B::Canon, DY::Canon>,
 {
@@ -324,14 +321,12 @@ where
 /// Adjoint of `x.t()` and `x.reversed_axes()`: the adjoint with its axes reversed back.
 pub fn t_adj<
     X: ?Sized,
-    Y: ?Sized,
     F: Real,
     S: Data<Elem = F>,
     D: Dimension,
     DY: Val<Canon = ArrayBase<S, D>> + ?Sized,
 >(
     _x: &X,
-    _y: &Y,
     dy: &DY,
 ) -> Array<F, D> {
     dy.canon().view().reversed_axes().to_owned()
@@ -367,14 +362,12 @@ pub fn insert_axis<
 /// Adjoint of `x.insert_axis(axis)`: the adjoint with that axis removed.
 pub fn insert_axis_adj<
     X: ?Sized,
-    Y: ?Sized,
     F: Real,
     S: Data<Elem = F>,
     D: Dimension + RemoveAxis,
     DY: Val<Canon = ArrayBase<S, D>> + ?Sized,
 >(
     _x: &X,
-    _y: &Y,
     dy: &DY,
     axis: Axis,
 ) -> Array<F, D::Smaller> {
@@ -402,14 +395,12 @@ pub fn reshape_adj<
     SX: Data<Elem = F>,
     D: Dimension,
     X: Val<Canon = ArrayBase<SX, D>> + ?Sized,
-    Y: ?Sized,
     S: Data<Elem = F>,
     E: Dimension,
     DY: Val<Canon = ArrayBase<S, E>> + ?Sized,
     Sh,
 >(
     x: &X,
-    _y: &Y,
     dy: &DY,
     _shape: Sh,
 ) -> Array<F, D> {
@@ -432,11 +423,9 @@ pub fn sum_adj<
     S: Data<Elem = F>,
     D: Dimension,
     X: Val<Canon = ArrayBase<S, D>> + ?Sized,
-    Y: ?Sized,
     DY: Val<Canon = F> + ?Sized,
 >(
     x: &X,
-    _y: &Y,
     dy: &DY,
 ) -> Array<F, D> {
     Array::from_elem(x.canon().raw_dim(), *dy.canon())
@@ -448,11 +437,9 @@ pub fn mean_adj<
     S: Data<Elem = F>,
     D: Dimension,
     X: Val<Canon = ArrayBase<S, D>> + ?Sized,
-    Y: ?Sized,
     DY: Val<Canon = F> + ?Sized,
 >(
     x: &X,
-    _y: &Y,
     dy: &DY,
 ) -> Array<F, D> {
     let x = x.canon();
@@ -465,12 +452,10 @@ pub fn sum_axis_adj<
     SX: Data<Elem = F>,
     D: Dimension + RemoveAxis,
     X: Val<Canon = ArrayBase<SX, D>> + ?Sized,
-    Y: ?Sized,
     S: Data<Elem = F>,
     DY: Val<Canon = ArrayBase<S, D::Smaller>> + ?Sized,
 >(
     x: &X,
-    _y: &Y,
     dy: &DY,
     axis: Axis,
 ) -> Array<F, D> {
@@ -492,17 +477,15 @@ pub fn mean_axis_adj<
     SX: Data<Elem = F>,
     D: Dimension + RemoveAxis,
     X: Val<Canon = ArrayBase<SX, D>> + ?Sized,
-    Y: ?Sized,
     S: Data<Elem = F>,
     DY: Val<Canon = ArrayBase<S, D::Smaller>> + ?Sized,
 >(
     x: &X,
-    y: &Y,
     dy: &DY,
     axis: Axis,
 ) -> Array<F, D> {
     let n = F::from_f64(x.canon().len_of(axis) as f64);
-    let mut out = sum_axis_adj(x, y, dy, axis);
+    let mut out = sum_axis_adj(x, dy, axis);
     out.mapv_inplace(|v| v / n);
     out
 }
