@@ -755,8 +755,8 @@ fn views_read_once_match_finite_differences() {
 // Loop bodies whose reverse reads some values only for their shapes (the column assembled by
 // a matrix product, the `init` of an adjoint, a sum's operand): each iteration records those
 // shapes instead of computing the values again. A `for` loop, a `while` loop (its trip
-// count recorded), a typed `let`, a loop nested in another, and a value read both for its
-// shape and by a statement computed again.
+// count recorded), a typed `let`, a loop nested in another, a value read both for its
+// shape and by a statement computed again, and operands their adjoints read for the shape.
 #[differentiate]
 fn shapes_in_loops(x: &Array2<f64>, w: &Array1<f64>, unit: &Array2<f64>) -> f64 {
     let mut m = Array2::<f64>::zeros((x.nrows(), unit.ncols()));
@@ -775,6 +775,26 @@ fn shapes_in_loops(x: &Array2<f64>, w: &Array1<f64>, unit: &Array2<f64>) -> f64 
         j += 1;
     }
     s += (&v * &v).sum();
+    // Operands whose adjoints read only their shapes (reductions, reshapes, transposes, the
+    // left factor of a product for its own adjoint).
+    for i in 0..2 {
+        let e = x.mapv(f64::exp) * w[i];
+        let r = e.sum_axis(Axis(0));
+        let c = e.mean_axis(Axis(1)).unwrap();
+        let g = e.t().dot(x);
+        let v = x.dot(w) * w[i];
+        let sq = v.into_shape_with_order((2, 2)).unwrap();
+        let col = sq.insert_axis(Axis(2));
+        s += (&r * &r).sum() + (&c * &c).sum() + e.mean().unwrap() + g.sum() + col.sum() * w[0];
+    }
+    // Values read only for their shapes by the adjoints of what reads them.
+    for i in 0..2 {
+        let e = x * w[i];
+        let r = e.sum_axis(Axis(0));
+        let c = e.mean_axis(Axis(1)).unwrap();
+        let f = e.to_shape((3, 4)).unwrap();
+        s += r.sum() + c.sum() + e.mean().unwrap() + e.t().sum() + f.sum() * 0.5;
+    }
     for a in 0..2 {
         let mut u = Array1::<f64>::zeros(x.nrows());
         for b in 0..2 {

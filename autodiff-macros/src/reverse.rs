@@ -1628,16 +1628,12 @@ impl<'a> Reverse<'a> {
     }
 
     /// A loop body's value whose shape the forward iteration can record ([`Shaped`]): one an
-    /// array operation, a `mapv` or a call defines (a view is cheap to take again; a known
-    /// scalar is its own shape, recomputed or recorded by `tbr`).
+    /// array operation (a view too: its shape does not need what it views), a `mapv` or a
+    /// call defines (a known scalar is its own shape, recomputed or recorded by `tbr`).
     fn shape_recordable(&self, var: VarId, op: &Op, stay: &HashSet<VarId>) -> bool {
         !self.f.vars[var].scalar
             && !stay.contains(&var)
-            && match op {
-                Op::Prim { rule, .. } => !rule.borrows(),
-                Op::Map { .. } | Op::Call { .. } => true,
-                _ => false,
-            }
+            && matches!(op, Op::Prim { .. } | Op::Map { .. } | Op::Call { .. })
     }
 
     /// The statements of a checkpointed loop's body that its rerun in the reverse sweep must
@@ -1920,10 +1916,17 @@ impl<'a> Reverse<'a> {
                     ));
                 }
                 Adjoint::Runtime(adjoints) => {
-                    for (arg, name) in args.iter().zip(adjoints) {
+                    for (k, (arg, name)) in args.iter().zip(adjoints).enumerate() {
                         if self.active(arg) {
-                            let operands: Vec<TokenStream> =
-                                args.iter().map(|a| self.operand(a)).collect();
+                            // Its own operand for its shape alone.
+                            let operands: Vec<TokenStream> = args
+                                .iter()
+                                .enumerate()
+                                .map(|(j, a)| match a.var() {
+                                    Some(v) if j == k => self.like(v),
+                                    _ => self.operand(a),
+                                })
+                                .collect();
                             let consts: Vec<TokenStream> =
                                 ints.iter().map(|i| self.operand(i)).collect();
                             let name = Ident::new(name, Span::call_site());

@@ -65,9 +65,11 @@ pub enum Adjoint {
     /// One scalar template per float operand.
     Elementwise(&'static [Template]),
     /// One runtime adjoint function per operand, called as
-    /// `__rt::name(&operands.., &dy, constants..)` (no tensor adjoint reads the output, so the
-    /// reverse sweep does not keep it); it lives next to the primitive in the runtime's
-    /// `tensor` module.
+    /// `__rt::name(&operands.., &dy, constants..)`; it lives next to the primitive in the
+    /// runtime's `tensor` module. Each reads only the shape of the operand it is the adjoint
+    /// for (the values of the others), and none reads the output: the reverse sweep keeps
+    /// just the shape of a value that nothing else reads (`x` of `x.sum()`, `a` of `a.dot(b)`
+    /// for `a`'s adjoint), and passes that (`__rt::Shape`, see `__rt::Dims`).
     Runtime(&'static [&'static str]),
     /// The output views a part of its one array operand (a row, a column): the runtime's
     /// `__rt::name(&mut d_operand, &dy, constants..)` adds `dy` into that part of the operand's

@@ -932,6 +932,44 @@ impl<T: Likeness + ?Sized> Likeness for &T {
     }
 }
 
+/// The dimension of an array, or of the [`Shape`] kept of it: what an adjoint that reads only
+/// its operand's shape takes (`sum_adj`, `reshape_adj`, ..).
+pub trait Dims {
+    /// The element type.
+    type Elem;
+    /// The dimension type.
+    type Dim: Dimension;
+    /// The dimension.
+    fn dims(&self) -> Self::Dim;
+}
+
+impl<S: RawData, D: Dimension> Dims for ArrayBase<S, D> {
+    type Elem = S::Elem;
+    type Dim = D;
+    #[inline(always)]
+    fn dims(&self) -> D {
+        self.raw_dim()
+    }
+}
+
+impl<F, D: Dimension> Dims for Shape<F, D> {
+    type Elem = F;
+    type Dim = D;
+    #[inline(always)]
+    fn dims(&self) -> D {
+        self.dim.clone()
+    }
+}
+
+impl<T: Dims + ?Sized> Dims for &T {
+    type Elem = T::Elem;
+    type Dim = T::Dim;
+    #[inline(always)]
+    fn dims(&self) -> T::Dim {
+        (**self).dims()
+    }
+}
+
 impl<F: Real, D: Dimension> Differentiable for Shape<F, D> {
     type Adjoint = Array<F, D>;
     fn zero_adjoint(&self) -> Array<F, D> {

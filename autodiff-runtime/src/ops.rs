@@ -7,7 +7,8 @@
 //! function, and the same functions run outside differentiated code too. They take scalars,
 //! arrays, views or references to them alike.
 
-use crate::tensor::{dot, dot_lhs_adj, dot_rhs_adj, DotAdjoint};
+use crate::adjoint::Dims;
+use crate::tensor::{dot, dot_lhs_adj, dot_rhs_adj, DotLhs, DotRhs};
 use crate::value::Val;
 use crate::Real;
 use ndarray::linalg::Dot;
@@ -336,16 +337,17 @@ where
 /// Pullback of [`matmul`]: `(d_out · bᵀ, aᵀ · d_out)` for matrices, through GEMM on transposed
 /// views.
 #[allow(clippy::type_complexity)]
-pub fn matmul_pullback<A: Val, B: Val, DC>(
+pub fn matmul_pullback<A: Val + Dims, B: Val + Dims, DC>(
     a: A,
     b: B,
     d_out: DC,
 ) -> (
-    <A::Canon as DotAdjoint<B::Canon, DC>>::Lhs,
-    <A::Canon as DotAdjoint<B::Canon, DC>>::Rhs,
+    <A::Dim as DotLhs<B::Canon, DC>>::Out,
+    <B::Dim as DotRhs<A::Canon, DC>>::Out,
 )
 where
-    A::Canon: DotAdjoint<B::Canon, DC>,
+    A::Dim: DotLhs<B::Canon, DC>,
+    B::Dim: DotRhs<A::Canon, DC>,
     DC: Val<Canon = DC>,
 {
     (dot_lhs_adj(&a, &b, &d_out), dot_rhs_adj(&a, &b, &d_out))

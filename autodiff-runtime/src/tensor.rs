@@ -6,7 +6,7 @@
 //! `(operands.., dy, constants..)` and return the contribution to one operand; none reads the
 //! output, so the reverse sweep need not keep it (a matrix product's, say).
 
-use crate::adjoint::Accumulate;
+use crate::adjoint::{Accumulate, Dims};
 use crate::value::{Contribution, Val};
 use crate::Real;
 use ndarray::linalg::{general_mat_mul, general_mat_vec_mul, Dot};
@@ -163,36 +163,48 @@ where
     a.canon().dot(b.canon())
 }
 
-/// The adjoints of `c = a.dot(b)` given `dc`, for each combination of dimensions.
-pub trait DotAdjoint<B: ?Sized, DC: ?Sized> {
+/// `da` of `c = a.dot(b)` given `dc`, for each combination of dimensions: implemented on `a`'s
+/// dimension, which is all it reads of `a` (the reverse sweep can keep `a`'s shape alone).
+pub trait DotLhs<B: ?Sized, DC: ?Sized> {
     /// `a`'s adjoint type.
-    type Lhs;
-    /// `b`'s adjoint type.
-    type Rhs;
+    type Out;
     /// `da`: for matrices `dc · bᵀ`.
-    fn lhs(&self, b: &B, dc: &DC) -> Self::Lhs;
-    /// `db`: for matrices `aᵀ · dc`.
-    fn rhs(&self, b: &B, dc: &DC) -> Self::Rhs;
+    fn dot_lhs(&self, b: &B, dc: &DC) -> Self::Out;
 }
 
-impl<F, S1, S2, S3> DotAdjoint<ArrayBase<S2, Ix2>, ArrayBase<S3, Ix2>> for ArrayBase<S1, Ix2>
+/// `db` of `c = a.dot(b)` given `dc`: implemented on `b`'s dimension, all it reads of `b`.
+pub trait DotRhs<A: ?Sized, DC: ?Sized> {
+    /// `b`'s adjoint type.
+    type Out;
+    /// `db`: for matrices `aᵀ · dc`.
+    fn dot_rhs(&self, a: &A, dc: &DC) -> Self::Out;
+}
+
+impl<F, S2, S3> DotLhs<ArrayBase<S2, Ix2>, ArrayBase<S3, Ix2>> for Ix2
 where
     F: Real,
-    S1: Data<Elem = F>,
     S2: Data<Elem = F>,
     S3: Data<Elem = F>,
 {
-    type Lhs = Array2<F>;
-    type Rhs = Array2<F>;
-    fn lhs(&self, b: &ArrayBase<S2, Ix2>, dc: &ArrayBase<S3, Ix2>) -> Array2<F> {
+    type Out = Array2<F>;
+    fn dot_lhs(&self, b: &ArrayBase<S2, Ix2>, dc: &ArrayBase<S3, Ix2>) -> Array2<F> {
         // GEMM on a transposed view: no transposed copy.
-        let mut da = Array2::zeros(self.raw_dim());
+        let mut da = Array2::zeros(*self);
         mat_mul_into(&dc.view(), &b.t(), &mut da);
         da
     }
-    fn rhs(&self, b: &ArrayBase<S2, Ix2>, dc: &ArrayBase<S3, Ix2>) -> Array2<F> {
-        let mut db = Array2::zeros(b.raw_dim());
-        mat_mul_into(&self.t(), &dc.view(), &mut db);
+}
+
+impl<F, S1, S3> DotRhs<ArrayBase<S1, Ix2>, ArrayBase<S3, Ix2>> for Ix2
+where
+    F: Real,
+    S1: Data<Elem = F>,
+    S3: Data<Elem = F>,
+{
+    type Out = Array2<F>;
+    fn dot_rhs(&self, a: &ArrayBase<S1, Ix2>, dc: &ArrayBase<S3, Ix2>) -> Array2<F> {
+        let mut db = Array2::zeros(*self);
+        mat_mul_into(&a.t(), &dc.view(), &mut db);
         db
     }
 }
@@ -219,57 +231,80 @@ fn mat_mul_into<F: Real>(a: &ArrayView2<'_, F>, b: &ArrayView2<'_, F>, out: &mut
     }
 }
 
-impl<F, S1, S2, S3> DotAdjoint<ArrayBase<S2, Ix1>, ArrayBase<S3, Ix1>> for ArrayBase<S1, Ix2>
+// Matrix times vector: `da = dc ⊗ b`, `db = aᵀ dc`.
+impl<F, S2, S3> DotLhs<ArrayBase<S2, Ix1>, ArrayBase<S3, Ix1>> for Ix2
 where
     F: Real,
-    S1: Data<Elem = F>,
     S2: Data<Elem = F>,
     S3: Data<Elem = F>,
 {
-    type Lhs = Array2<F>;
-    type Rhs = Array1<F>;
-    fn lhs(&self, b: &ArrayBase<S2, Ix1>, dc: &ArrayBase<S3, Ix1>) -> Array2<F> {
+    type Out = Array2<F>;
+    fn dot_lhs(&self, b: &ArrayBase<S2, Ix1>, dc: &ArrayBase<S3, Ix1>) -> Array2<F> {
         outer(dc, b)
     }
-    fn rhs(&self, b: &ArrayBase<S2, Ix1>, dc: &ArrayBase<S3, Ix1>) -> Array1<F> {
-        let mut db = Array1::zeros(b.raw_dim());
-        general_mat_vec_mul(F::from_f64(1.0), &self.t(), dc, F::from_f64(0.0), &mut db);
+}
+
+impl<F, S1, S3> DotRhs<ArrayBase<S1, Ix2>, ArrayBase<S3, Ix1>> for Ix1
+where
+    F: Real,
+    S1: Data<Elem = F>,
+    S3: Data<Elem = F>,
+{
+    type Out = Array1<F>;
+    fn dot_rhs(&self, a: &ArrayBase<S1, Ix2>, dc: &ArrayBase<S3, Ix1>) -> Array1<F> {
+        let mut db = Array1::zeros(*self);
+        general_mat_vec_mul(F::from_f64(1.0), &a.t(), dc, F::from_f64(0.0), &mut db);
         db
     }
 }
 
-impl<F, S1, S2, S3> DotAdjoint<ArrayBase<S2, Ix2>, ArrayBase<S3, Ix1>> for ArrayBase<S1, Ix1>
+// Vector times matrix: `da = b dc`, `db = a ⊗ dc`.
+impl<F, S2, S3> DotLhs<ArrayBase<S2, Ix2>, ArrayBase<S3, Ix1>> for Ix1
 where
     F: Real,
-    S1: Data<Elem = F>,
     S2: Data<Elem = F>,
     S3: Data<Elem = F>,
 {
-    type Lhs = Array1<F>;
-    type Rhs = Array2<F>;
-    fn lhs(&self, b: &ArrayBase<S2, Ix2>, dc: &ArrayBase<S3, Ix1>) -> Array1<F> {
-        let mut da = Array1::zeros(self.raw_dim());
+    type Out = Array1<F>;
+    fn dot_lhs(&self, b: &ArrayBase<S2, Ix2>, dc: &ArrayBase<S3, Ix1>) -> Array1<F> {
+        let mut da = Array1::zeros(*self);
         general_mat_vec_mul(F::from_f64(1.0), b, dc, F::from_f64(0.0), &mut da);
         da
     }
-    fn rhs(&self, _b: &ArrayBase<S2, Ix2>, dc: &ArrayBase<S3, Ix1>) -> Array2<F> {
-        outer(self, dc)
-    }
 }
 
-impl<F, S1, S2> DotAdjoint<ArrayBase<S2, Ix1>, F> for ArrayBase<S1, Ix1>
+impl<F, S1, S3> DotRhs<ArrayBase<S1, Ix1>, ArrayBase<S3, Ix1>> for Ix2
 where
     F: Real,
     S1: Data<Elem = F>,
+    S3: Data<Elem = F>,
+{
+    type Out = Array2<F>;
+    fn dot_rhs(&self, a: &ArrayBase<S1, Ix1>, dc: &ArrayBase<S3, Ix1>) -> Array2<F> {
+        outer(a, dc)
+    }
+}
+
+// Vector times vector: `da = dc b`, `db = dc a`.
+impl<F, S2> DotLhs<ArrayBase<S2, Ix1>, F> for Ix1
+where
+    F: Real,
     S2: Data<Elem = F>,
 {
-    type Lhs = Array1<F>;
-    type Rhs = Array1<F>;
-    fn lhs(&self, b: &ArrayBase<S2, Ix1>, dc: &F) -> Array1<F> {
+    type Out = Array1<F>;
+    fn dot_lhs(&self, b: &ArrayBase<S2, Ix1>, dc: &F) -> Array1<F> {
         b.mapv(|v| v * *dc)
     }
-    fn rhs(&self, _b: &ArrayBase<S2, Ix1>, dc: &F) -> Array1<F> {
-        self.mapv(|v| v * *dc)
+}
+
+impl<F, S1> DotRhs<ArrayBase<S1, Ix1>, F> for Ix1
+where
+    F: Real,
+    S1: Data<Elem = F>,
+{
+    type Out = Array1<F>;
+    fn dot_rhs(&self, a: &ArrayBase<S1, Ix1>, dc: &F) -> Array1<F> {
+        a.mapv(|v| v * *dc)
     }
 }
 
@@ -284,36 +319,29 @@ fn outer<F: Real, S1: Data<Elem = F>, S2: Data<Elem = F>>(
     out
 }
 
-/// Adjoint of `a.dot(b)` with respect to `a`.
+/// Adjoint of `a.dot(b)` with respect to `a`: reads `a`'s shape (`a` or its [`Dims`]), `b`
+/// and `dy`.
 #[inline]
-pub fn dot_lhs_adj<A, B, DY>(
-    a: &A,
-    b: &B,
-    dy: &DY,
-) -> <A::Canon as DotAdjoint<B::Canon, DY::Canon>>::Lhs
+pub fn dot_lhs_adj<A, B, DY>(a: &A, b: &B, dy: &DY) -> <A::Dim as DotLhs<B::Canon, DY::Canon>>::Out
 where
-    A: Val + ?Sized,
+    A: Dims + ?Sized,
     B: Val + ?Sized,
     DY: Val + ?Sized,
-    A::Canon: DotAdjoint<B::Canon, DY::Canon>,
+    A::Dim: DotLhs<B::Canon, DY::Canon>,
 {
-    a.canon().lhs(b.canon(), dy.canon())
+    a.dims().dot_lhs(b.canon(), dy.canon())
 }
 
-/// Adjoint of `a.dot(b)` with respect to `b`.
+/// Adjoint of `a.dot(b)` with respect to `b`: reads `a`, `b`'s shape and `dy`.
 #[inline]
-pub fn dot_rhs_adj<A, B, DY>(
-    a: &A,
-    b: &B,
-    dy: &DY,
-) -> <A::Canon as DotAdjoint<B::Canon, DY::Canon>>::Rhs
+pub fn dot_rhs_adj<A, B, DY>(a: &A, b: &B, dy: &DY) -> <B::Dim as DotRhs<A::Canon, DY::Canon>>::Out
 where
     A: Val + ?Sized,
-    B: Val + ?Sized,
+    B: Dims + ?Sized,
     DY: Val + ?Sized,
-    A::Canon: DotAdjoint<B::Canon, DY::Canon>,
+    B::Dim: DotRhs<A::Canon, DY::Canon>,
 {
-    a.canon().rhs(b.canon(), dy.canon())
+    b.dims().dot_rhs(a.canon(), dy.canon())
 }
 
 // ----- shape operations ----------------------------------------------------------------------
@@ -392,9 +420,7 @@ pub fn into_shape_with_order<
 /// Adjoint of a reshape (`into_shape_with_order`, `to_shape`): the adjoint in `x`'s shape.
 pub fn reshape_adj<
     F: Real,
-    SX: Data<Elem = F>,
-    D: Dimension,
-    X: Val<Canon = ArrayBase<SX, D>> + ?Sized,
+    X: Dims<Elem = F> + ?Sized,
     S: Data<Elem = F>,
     E: Dimension,
     DY: Val<Canon = ArrayBase<S, E>> + ?Sized,
@@ -403,14 +429,14 @@ pub fn reshape_adj<
     x: &X,
     dy: &DY,
     _shape: Sh,
-) -> Array<F, D> {
-    let dy = dy.canon();
-    match dy.to_shape(x.canon().raw_dim()) {
+) -> Array<F, X::Dim> {
+    let (dy, dim) = (dy.canon(), x.dims());
+    match dy.to_shape(dim.clone()) {
         Ok(v) => v.into_owned(),
         Err(e) => panic!(
             "autodiff: reshaping an adjoint of shape {:?} back to {:?}: {e}",
             dy.shape(),
-            x.canon().shape()
+            dim.slice()
         ),
     }
 }
@@ -418,73 +444,54 @@ pub fn reshape_adj<
 // ----- reductions ----------------------------------------------------------------------------
 
 /// Adjoint of `x.sum()`: `dy` in every element.
-pub fn sum_adj<
-    F: Real,
-    S: Data<Elem = F>,
-    D: Dimension,
-    X: Val<Canon = ArrayBase<S, D>> + ?Sized,
-    DY: Val<Canon = F> + ?Sized,
->(
+pub fn sum_adj<F: Real, X: Dims<Elem = F> + ?Sized, DY: Val<Canon = F> + ?Sized>(
     x: &X,
     dy: &DY,
-) -> Array<F, D> {
-    Array::from_elem(x.canon().raw_dim(), *dy.canon())
+) -> Array<F, X::Dim> {
+    Array::from_elem(x.dims(), *dy.canon())
 }
 
 /// Adjoint of `x.mean()`: `dy / n` in every element.
-pub fn mean_adj<
-    F: Real,
-    S: Data<Elem = F>,
-    D: Dimension,
-    X: Val<Canon = ArrayBase<S, D>> + ?Sized,
-    DY: Val<Canon = F> + ?Sized,
->(
+pub fn mean_adj<F: Real, X: Dims<Elem = F> + ?Sized, DY: Val<Canon = F> + ?Sized>(
     x: &X,
     dy: &DY,
-) -> Array<F, D> {
-    let x = x.canon();
-    Array::from_elem(x.raw_dim(), *dy.canon() / F::from_f64(x.len() as f64))
+) -> Array<F, X::Dim> {
+    let dim = x.dims();
+    let n = F::from_f64(dim.size() as f64);
+    Array::from_elem(dim, *dy.canon() / n)
 }
 
 /// Adjoint of `x.sum_axis(axis)`: `dy` spread back along `axis`.
-pub fn sum_axis_adj<
+pub fn sum_axis_adj<F, X, S, DY>(x: &X, dy: &DY, axis: Axis) -> Array<F, X::Dim>
+where
     F: Real,
-    SX: Data<Elem = F>,
-    D: Dimension + RemoveAxis,
-    X: Val<Canon = ArrayBase<SX, D>> + ?Sized,
+    X: Dims<Elem = F> + ?Sized,
+    X::Dim: RemoveAxis,
     S: Data<Elem = F>,
-    DY: Val<Canon = ArrayBase<S, D::Smaller>> + ?Sized,
->(
-    x: &X,
-    dy: &DY,
-    axis: Axis,
-) -> Array<F, D> {
-    let x = x.canon();
+    DY: Val<Canon = ArrayBase<S, <X::Dim as Dimension>::Smaller>> + ?Sized,
+{
+    let dim = x.dims();
     let spread = dy.canon().view().insert_axis(axis);
-    match spread.broadcast(x.raw_dim()) {
+    match spread.broadcast(dim.clone()) {
         Some(b) => b.to_owned(),
         None => panic!(
             "autodiff: sum_axis adjoint of shape {:?} does not fit {:?}",
             dy.canon().shape(),
-            x.shape()
+            dim.slice()
         ),
     }
 }
 
 /// Adjoint of `x.mean_axis(axis)`: `dy / n` spread back along `axis`.
-pub fn mean_axis_adj<
+pub fn mean_axis_adj<F, X, S, DY>(x: &X, dy: &DY, axis: Axis) -> Array<F, X::Dim>
+where
     F: Real,
-    SX: Data<Elem = F>,
-    D: Dimension + RemoveAxis,
-    X: Val<Canon = ArrayBase<SX, D>> + ?Sized,
+    X: Dims<Elem = F> + ?Sized,
+    X::Dim: RemoveAxis,
     S: Data<Elem = F>,
-    DY: Val<Canon = ArrayBase<S, D::Smaller>> + ?Sized,
->(
-    x: &X,
-    dy: &DY,
-    axis: Axis,
-) -> Array<F, D> {
-    let n = F::from_f64(x.canon().len_of(axis) as f64);
+    DY: Val<Canon = ArrayBase<S, <X::Dim as Dimension>::Smaller>> + ?Sized,
+{
+    let n = F::from_f64(x.dims().slice()[axis.index()] as f64);
     let mut out = sum_axis_adj(x, dy, axis);
     out.mapv_inplace(|v| v / n);
     out
