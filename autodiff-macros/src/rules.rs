@@ -69,7 +69,7 @@ pub enum Adjoint {
     /// runtime's `tensor` module. Each reads only the shape of the operand it is the adjoint
     /// for (the values of the others), and none reads the output: the reverse sweep keeps
     /// just the shape of a value that nothing else reads (`x` of `x.sum()`, `a` of `a.dot(b)`
-    /// for `a`'s adjoint), and passes that (`__rt::Shape`, see `__rt::Dims`).
+    /// for `a`'s adjoint), and passes that (an `autodiff::adjoint::Shape`; see `HasDim` there).
     Runtime(&'static [&'static str]),
     /// The output views a part of its one array operand (a row, a column): the runtime's
     /// `__rt::name(&mut d_operand, &dy, constants..)` adds `dy` into that part of the operand's

@@ -934,39 +934,39 @@ impl<T: Likeness + ?Sized> Likeness for &T {
 
 /// The dimension of an array, or of the [`Shape`] kept of it: what an adjoint that reads only
 /// its operand's shape takes (`sum_adj`, `reshape_adj`, ..).
-pub trait Dims {
+pub trait HasDim {
     /// The element type.
     type Elem;
     /// The dimension type.
     type Dim: Dimension;
     /// The dimension.
-    fn dims(&self) -> Self::Dim;
+    fn dim_of(&self) -> Self::Dim;
 }
 
-impl<S: RawData, D: Dimension> Dims for ArrayBase<S, D> {
+impl<S: RawData, D: Dimension> HasDim for ArrayBase<S, D> {
     type Elem = S::Elem;
     type Dim = D;
     #[inline(always)]
-    fn dims(&self) -> D {
+    fn dim_of(&self) -> D {
         self.raw_dim()
     }
 }
 
-impl<F, D: Dimension> Dims for Shape<F, D> {
+impl<F, D: Dimension> HasDim for Shape<F, D> {
     type Elem = F;
     type Dim = D;
     #[inline(always)]
-    fn dims(&self) -> D {
+    fn dim_of(&self) -> D {
         self.dim.clone()
     }
 }
 
-impl<T: Dims + ?Sized> Dims for &T {
+impl<T: HasDim + ?Sized> HasDim for &T {
     type Elem = T::Elem;
     type Dim = T::Dim;
     #[inline(always)]
-    fn dims(&self) -> T::Dim {
-        (**self).dims()
+    fn dim_of(&self) -> T::Dim {
+        (**self).dim_of()
     }
 }
 

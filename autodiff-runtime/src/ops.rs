@@ -7,7 +7,7 @@
 //! function, and the same functions run outside differentiated code too. They take scalars,
 //! arrays, views or references to them alike.
 
-use crate::adjoint::Dims;
+use crate::adjoint::HasDim;
 use crate::tensor::{dot, dot_lhs_adj, dot_rhs_adj, DotLhs, DotRhs};
 use crate::value::Val;
 use crate::Real;
@@ -337,7 +337,7 @@ where
 /// Pullback of [`matmul`]: `(d_out · bᵀ, aᵀ · d_out)` for matrices, through GEMM on transposed
 /// views.
 #[allow(clippy::type_complexity)]
-pub fn matmul_pullback<A: Val + Dims, B: Val + Dims, DC>(
+pub fn matmul_pullback<A: Val + HasDim, B: Val + HasDim, DC>(
     a: A,
     b: B,
     d_out: DC,

@@ -6,7 +6,7 @@
 //! `(operands.., dy, constants..)` and return the contribution to one operand; none reads the
 //! output, so the reverse sweep need not keep it (a matrix product's, say).
 
-use crate::adjoint::{Accumulate, Dims};
+use crate::adjoint::{Accumulate, HasDim};
 use crate::value::{Contribution, Val};
 use crate::Real;
 use ndarray::linalg::{general_mat_mul, general_mat_vec_mul, Dot};
@@ -319,17 +319,17 @@ fn outer<F: Real, S1: Data<Elem = F>, S2: Data<Elem = F>>(
     out
 }
 
-/// Adjoint of `a.dot(b)` with respect to `a`: reads `a`'s shape (`a` or its [`Dims`]), `b`
+/// Adjoint of `a.dot(b)` with respect to `a`: reads `a`'s shape (`a` or its [`Shape`](crate::adjoint::Shape), through [`HasDim`]), `b`
 /// and `dy`.
 #[inline]
 pub fn dot_lhs_adj<A, B, DY>(a: &A, b: &B, dy: &DY) -> <A::Dim as DotLhs<B::Canon, DY::Canon>>::Out
 where
-    A: Dims + ?Sized,
+    A: HasDim + ?Sized,
     B: Val + ?Sized,
     DY: Val + ?Sized,
     A::Dim: DotLhs<B::Canon, DY::Canon>,
 {
-    a.dims().dot_lhs(b.canon(), dy.canon())
+    a.dim_of().dot_lhs(b.canon(), dy.canon())
 }
 
 /// Adjoint of `a.dot(b)` with respect to `b`: reads `a`, `b`'s shape and `dy`.
@@ -337,11 +337,11 @@ where
 pub fn dot_rhs_adj<A, B, DY>(a: &A, b: &B, dy: &DY) -> <B::Dim as DotRhs<A::Canon, DY::Canon>>::Out
 where
     A: Val + ?Sized,
-    B: Dims + ?Sized,
+    B: HasDim + ?Sized,
     DY: Val + ?Sized,
     B::Dim: DotRhs<A::Canon, DY::Canon>,
 {
-    b.dims().dot_rhs(a.canon(), dy.canon())
+    b.dim_of().dot_rhs(a.canon(), dy.canon())
 }
 
 // ----- shape operations ----------------------------------------------------------------------
@@ -420,7 +420,7 @@ pub fn into_shape_with_order<
 /// Adjoint of a reshape (`into_shape_with_order`, `to_shape`): the adjoint in `x`'s shape.
 pub fn reshape_adj<
     F: Real,
-    X: Dims<Elem = F> + ?Sized,
+    X: HasDim<Elem = F> + ?Sized,
     S: Data<Elem = F>,
     E: Dimension,
     DY: Val<Canon = ArrayBase<S, E>> + ?Sized,
@@ -430,7 +430,7 @@ pub fn reshape_adj<
     dy: &DY,
     _shape: Sh,
 ) -> Array<F, X::Dim> {
-    let (dy, dim) = (dy.canon(), x.dims());
+    let (dy, dim) = (dy.canon(), x.dim_of());
     match dy.to_shape(dim.clone()) {
         Ok(v) => v.into_owned(),
         Err(e) => panic!(
@@ -444,19 +444,19 @@ pub fn reshape_adj<
 // ----- reductions ----------------------------------------------------------------------------
 
 /// Adjoint of `x.sum()`: `dy` in every element.
-pub fn sum_adj<F: Real, X: Dims<Elem = F> + ?Sized, DY: Val<Canon = F> + ?Sized>(
+pub fn sum_adj<F: Real, X: HasDim<Elem = F> + ?Sized, DY: Val<Canon = F> + ?Sized>(
     x: &X,
     dy: &DY,
 ) -> Array<F, X::Dim> {
-    Array::from_elem(x.dims(), *dy.canon())
+    Array::from_elem(x.dim_of(), *dy.canon())
 }
 
 /// Adjoint of `x.mean()`: `dy / n` in every element.
-pub fn mean_adj<F: Real, X: Dims<Elem = F> + ?Sized, DY: Val<Canon = F> + ?Sized>(
+pub fn mean_adj<F: Real, X: HasDim<Elem = F> + ?Sized, DY: Val<Canon = F> + ?Sized>(
     x: &X,
     dy: &DY,
 ) -> Array<F, X::Dim> {
-    let dim = x.dims();
+    let dim = x.dim_of();
     let n = F::from_f64(dim.size() as f64);
     Array::from_elem(dim, *dy.canon() / n)
 }
@@ -465,12 +465,12 @@ pub fn mean_adj<F: Real, X: Dims<Elem = F> + ?Sized, DY: Val<Canon = F> + ?Sized
 pub fn sum_axis_adj<F, X, S, DY>(x: &X, dy: &DY, axis: Axis) -> Array<F, X::Dim>
 where
     F: Real,
-    X: Dims<Elem = F> + ?Sized,
+    X: HasDim<Elem = F> + ?Sized,
     X::Dim: RemoveAxis,
     S: Data<Elem = F>,
     DY: Val<Canon = ArrayBase<S, <X::Dim as Dimension>::Smaller>> + ?Sized,
 {
-    let dim = x.dims();
+    let dim = x.dim_of();
     let spread = dy.canon().view().insert_axis(axis);
     match spread.broadcast(dim.clone()) {
         Some(b) => b.to_owned(),
@@ -486,12 +486,12 @@ where
 pub fn mean_axis_adj<F, X, S, DY>(x: &X, dy: &DY, axis: Axis) -> Array<F, X::Dim>
 where
     F: Real,
-    X: Dims<Elem = F> + ?Sized,
+    X: HasDim<Elem = F> + ?Sized,
     X::Dim: RemoveAxis,
     S: Data<Elem = F>,
     DY: Val<Canon = ArrayBase<S, <X::Dim as Dimension>::Smaller>> + ?Sized,
 {
-    let n = F::from_f64(x.dims().slice()[axis.index()] as f64);
+    let n = F::from_f64(x.dim_of().slice()[axis.index()] as f64);
     let mut out = sum_axis_adj(x, dy, axis);
     out.mapv_inplace(|v| v / n);
     out
