@@ -309,6 +309,7 @@ fn cluster(
         body,
         result: Operand::Var(map[&top]),
         recorded: HashMap::new(),
+        arrays: Default::default(),
         checkpoint: false,
         early: Default::default(),
     };

@@ -219,6 +219,11 @@ pub struct Function {
     /// Top-level loops (by tape name) run fused with their reverse where they stand in the
     /// forward sweep, each iteration reversed at once (`Reverse::early_loops`).
     pub early: std::collections::HashSet<String>,
+    /// Values known to be ndarray arrays (filled in by `scalars::infer`): an array parameter
+    /// and what operations on one compute. A loop may record the shape of one instead of
+    /// computing it again (`reverse::Shaped`); a value of unknown type may be a scalar, for
+    /// which a push and a pop cost more than the arithmetic.
+    pub arrays: std::collections::HashSet<VarId>,
 }
 
 /// Where a recorded value goes.

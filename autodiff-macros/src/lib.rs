@@ -204,6 +204,32 @@ mod tests {
         );
     }
 
+    /// A loop records the shape of an array its reverse reads only for the shape (`p`, read by
+    /// the `init` of its adjoint), and computes a value of unknown type (`a`, from a call's
+    /// result: possibly a scalar) again instead.
+    #[test]
+    fn loops_record_the_shapes_of_arrays_only() {
+        let out = expand(
+            quote!(),
+            quote! {
+                fn f(x: &[f64], m: &Array2<f64>) -> f64 {
+                    let mut s = 0.0;
+                    let mut acc = Array2::<f64>::zeros((2, 2));
+                    for i in 0..x.len() {
+                        let a = physics::g(x[i]) * x[i];
+                        s += a;
+                        let p = m.dot(m) * x[i];
+                        acc = acc + p;
+                    }
+                    s + (&acc * &acc).sum()
+                }
+            },
+        )
+        .to_string();
+        assert!(out.contains("__p_shapes"), "{out}");
+        assert!(!out.contains("__a_shapes"), "{out}");
+    }
+
     /// Prints the expansion of the function in `AUTODIFF_EXPAND` (a debugging aid), with the
     /// attribute's options from `AUTODIFF_ATTR` (`wrt(x)`).
     #[test]

@@ -106,6 +106,7 @@ fn lower_once(
             body,
             result: result.unwrap_or(Operand::Const(quote!(0.0))),
             recorded: HashMap::new(),
+            arrays: Default::default(),
             checkpoint: false,
             early: Default::default(),
         },
@@ -1507,6 +1508,7 @@ impl Lowerer<'_> {
             body,
             result,
             recorded: HashMap::new(),
+            arrays: Default::default(),
             checkpoint: false,
             early: Default::default(),
         };

@@ -1627,13 +1627,14 @@ impl<'a> Reverse<'a> {
         (included, shaped)
     }
 
-    /// A loop body's value whose shape the forward iteration can record ([`Shaped`]): one an
-    /// array operation (a view too: its shape does not need what it views), a `mapv` or a
-    /// call defines (a known scalar is its own shape, recomputed or recorded by `tbr`).
+    /// A loop body's value whose shape the forward iteration can record ([`Shaped`]): a known
+    /// array (`Function::arrays`; a view too, whose shape does not need what it views) that
+    /// an operation or a `mapv` computes. A value of unknown type (a call's result, arithmetic
+    /// on one) may be a scalar, cheaper to compute again than to push and pop.
     fn shape_recordable(&self, var: VarId, op: &Op, stay: &HashSet<VarId>) -> bool {
-        !self.f.vars[var].scalar
+        self.f.arrays.contains(&var)
             && !stay.contains(&var)
-            && matches!(op, Op::Prim { .. } | Op::Map { .. } | Op::Call { .. })
+            && matches!(op, Op::Prim { .. } | Op::Map { .. })
     }
 
     /// The statements of a checkpointed loop's body that its rerun in the reverse sweep must

@@ -31,6 +31,63 @@ pub fn infer(f: &mut Function, sig: &Signature) {
         facts.elements[k] = holds_floats(&p.ty, &sig.float);
     }
     facts.run(f);
+    let mut arrays = sig
+        .params
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.kind == crate::signature::Kind::Array)
+        .map(|(k, _)| k)
+        .collect();
+    known_arrays(&f.body, &mut arrays);
+    f.arrays = arrays;
+}
+
+/// Adds the values `b` computes that are arrays for sure: an operation on an array (all but
+/// `sum` and `mean`, which reduce it to a scalar), `mapv` of one, a copy or merge of one, a
+/// loop's carried value that starts as one. A call's result, whatever its arguments, is left
+/// unknown.
+fn known_arrays(b: &Block, arrays: &mut std::collections::HashSet<VarId>) {
+    let array = |o: &Operand, arrays: &std::collections::HashSet<VarId>| {
+        o.var().is_some_and(|v| arrays.contains(&v))
+    };
+    for s in &b.stmts {
+        match s {
+            Stmt::Let { var, op } => {
+                let is = match op {
+                    Op::Copy(o) => array(o, arrays),
+                    Op::Prim { rule, args, .. } => {
+                        !matches!(rule.name, "sum" | "mean")
+                            && args.iter().any(|a| array(a, arrays))
+                    }
+                    Op::Map { recv, .. } => array(recv, arrays),
+                    _ => false,
+                };
+                if is {
+                    arrays.insert(*var);
+                }
+            }
+            Stmt::If {
+                then, els, phis, ..
+            } => {
+                known_arrays(then, arrays);
+                known_arrays(els, arrays);
+                for p in phis {
+                    if array(&p.then, arrays) || array(&p.els, arrays) {
+                        arrays.insert(p.out);
+                    }
+                }
+            }
+            Stmt::Loop(l) => {
+                for c in &l.carried {
+                    if array(&c.init, arrays) {
+                        arrays.extend([c.entry, c.after]);
+                    }
+                }
+                known_arrays(&l.body, arrays);
+            }
+            Stmt::Effect(_) | Stmt::Store { .. } => {}
+        }
+    }
 }
 
 struct Facts {
