@@ -180,6 +180,7 @@ pub trait DotRhs<A: ?Sized, DC: ?Sized> {
     fn dot_rhs(&self, a: &A, dc: &DC) -> Self::Out;
 }
 
+// Matrix times matrix: `da = dc bᵀ`, `db = aᵀ dc`.
 impl<F, S2, S3> DotLhs<ArrayBase<S2, Ix2>, ArrayBase<S3, Ix2>> for Ix2
 where
     F: Real,
@@ -206,28 +207,6 @@ where
         let mut db = Array2::zeros(*self);
         mat_mul_into(&a.t(), &dc.view(), &mut db);
         db
-    }
-}
-
-/// Products of at most this many multiply-adds run as plain loops.
-const SMALL_PRODUCT: usize = 512;
-
-/// `out = a . b`, `out` of the product's shape. A small product (the seed's `2x4` by `4x1`)
-/// runs as plain loops: matrixmultiply's packing buffer and dispatch cost more than its
-/// arithmetic there. Shapes that do not fit go to ndarray, which panics naming them.
-fn mat_mul_into<F: Real>(a: &ArrayView2<'_, F>, b: &ArrayView2<'_, F>, out: &mut Array2<F>) {
-    let ((m, k), n) = (a.dim(), b.ncols());
-    let small = m.saturating_mul(n).saturating_mul(k) <= SMALL_PRODUCT;
-    if b.nrows() == k && out.dim() == (m, n) && small {
-        for ((i, j), o) in out.indexed_iter_mut() {
-            let mut s = F::zero();
-            for p in 0..k {
-                s += a[[i, p]] * b[[p, j]];
-            }
-            *o = s;
-        }
-    } else {
-        general_mat_mul(F::one(), a, b, F::zero(), out);
     }
 }
 
@@ -317,6 +296,28 @@ fn outer<F: Real, S1: Data<Elem = F>, S2: Data<Elem = F>>(
         row.zip_mut_with(v, |o, &vj| *o = ui * vj);
     }
     out
+}
+
+/// Products of at most this many multiply-adds run as plain loops.
+const SMALL_PRODUCT: usize = 512;
+
+/// `out = a . b`, `out` of the product's shape. A small product (the seed's `2x4` by `4x1`)
+/// runs as plain loops: matrixmultiply's packing buffer and dispatch cost more than its
+/// arithmetic there. Shapes that do not fit go to ndarray, which panics naming them.
+fn mat_mul_into<F: Real>(a: &ArrayView2<'_, F>, b: &ArrayView2<'_, F>, out: &mut Array2<F>) {
+    let ((m, k), n) = (a.dim(), b.ncols());
+    let small = m.saturating_mul(n).saturating_mul(k) <= SMALL_PRODUCT;
+    if b.nrows() == k && out.dim() == (m, n) && small {
+        for ((i, j), o) in out.indexed_iter_mut() {
+            let mut s = F::zero();
+            for p in 0..k {
+                s += a[[i, p]] * b[[p, j]];
+            }
+            *o = s;
+        }
+    } else {
+        general_mat_mul(F::one(), a, b, F::zero(), out);
+    }
 }
 
 /// Adjoint of `a.dot(b)` with respect to `a`: reads `a`'s shape (`a` or its [`Shape`](crate::adjoint::Shape), through [`HasDim`]), `b`
