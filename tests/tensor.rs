@@ -819,3 +819,38 @@ fn values_read_for_their_shapes_in_loops_match_finite_differences() {
     assert_matches_fd("w", &gw, &w, |w| shapes_in_loops(&x, w, &unit));
     assert_matches_fd("unit", &gu, &unit, |u| shapes_in_loops(&x, &w, u));
 }
+
+// Top-level updates `y = v op b` whose left operand nothing reads afterwards (but the reverse
+// sweep, for its shape) are computed in that operand's storage: the right operand broadcast
+// into it (a row, a scalar), the same shape, and the left operand the smaller (a new array
+// then); values must stay the primal's to the bit.
+#[differentiate]
+fn updated_in_place(x: &Array2<f64>, w: &Array2<f64>, r: &Array1<f64>, s: f64) -> f64 {
+    let a = x.dot(w);
+    let b = a + r;
+    let c = b.mapv(f64::sin);
+    let d = c - x;
+    let e = r * s;
+    let k = e + &d;
+    let p = x.dot(w);
+    let q = p + s;
+    let t = k.mapv(f64::tanh) * &q;
+    (&t * &t).sum() + t.sum()
+}
+
+#[test]
+fn updates_in_place_match_finite_differences_and_the_primal() {
+    let x = values((3, 3), 81, -1.0, 1.0);
+    let w = values((3, 3), 82, -1.0, 1.0);
+    let r = values(3, 83, -1.0, 1.0);
+    let s = 0.7;
+    let (value, (gx, gw, gr, gs)) = updated_in_place_value_and_grad(&x, &w, &r, s);
+    assert_eq!(value, updated_in_place(&x, &w, &r, s));
+    assert_matches_fd("x", &gx, &x, |x| updated_in_place(x, &w, &r, s));
+    assert_matches_fd("w", &gw, &w, |w| updated_in_place(&x, w, &r, s));
+    assert_matches_fd("r", &gr, &r, |r| updated_in_place(&x, &w, r, s));
+    let h = 1e-6;
+    let fd =
+        (updated_in_place(&x, &w, &r, s + h) - updated_in_place(&x, &w, &r, s - h)) / (2.0 * h);
+    assert!((gs - fd).abs() < 1e-7, "s: {gs} vs {fd}");
+}

@@ -327,18 +327,22 @@ fn body(
     };
     let mut forward = tapes(&f, &f.body, &plans);
     let fused = rev.fused.take();
-    match &fused {
-        // The last loop runs fused with its reverse, after the rest of the forward sweep.
-        Some(_) => forward.extend(
-            f.body.stmts[..f.body.stmts.len() - 1]
-                .iter()
-                .map(|s| fwd.stmt(s)),
-        ),
-        None => forward.extend(fwd.block(&f.body)),
+    // The last loop runs fused with its reverse, after the rest of the forward sweep.
+    let before = f.body.stmts.len() - usize::from(fused.is_some());
+    let updates = in_place_updates(&f, &released);
+    for s in &f.body.stmts[..before] {
+        match in_place(&fwd, s, &updates, &rev.used_like) {
+            Some(code) => forward.extend(code),
+            None => forward.extend(fwd.stmt(s)),
+        }
     }
     forward.extend(fused);
-    // Scalars need no freeing.
-    for v in released.into_iter().filter(|&v| !f.vars[v].scalar) {
+    // Scalars need no freeing; a value updated in place is gone (or already its shape).
+    let consumed: BTreeSet<VarId> = updates.values().copied().collect();
+    for v in released
+        .into_iter()
+        .filter(|&v| !f.vars[v].scalar && !consumed.contains(&v))
+    {
         let name = &f.vars[v].name;
         if rev.used_like.contains(&v) {
             forward.extend(quote!(let #name = #rt::into_like(#name);));
@@ -516,6 +520,85 @@ fn iteration_end(fwd: &Forward<'_>, l: &crate::ir::Loop) -> TokenStream {
         out.extend(quote!(if #brk { break; }));
     }
     out
+}
+
+/// The top-level updates `y = v + b` (`-`, `*`, `/`; by `y`, with `v`) whose left operand `v`
+/// is a value the forward sweep reads there alone and the reverse sweep at most for its shape
+/// (`released`): computed in `v`'s storage (`__rt::add_owned(v, &b)`), as `h += b1` is by
+/// hand, instead of in a new array. A known scalar, or a view, has no storage to reuse.
+fn in_place_updates(f: &Function, released: &[VarId]) -> HashMap<VarId, VarId> {
+    let mut reads = Vec::new();
+    let mut names = Vec::new();
+    for s in &f.body.stmts {
+        crate::reverse::stmt_reads(s, &mut reads, &mut names, true);
+    }
+    reads.extend(f.result.var());
+    let mut out = HashMap::new();
+    for s in &f.body.stmts {
+        let Stmt::Let {
+            var,
+            op: Op::Prim {
+                rule, args, ints, ..
+            },
+        } = s
+        else {
+            continue;
+        };
+        let arith = rule.kind == rules::Kind::Operator
+            && matches!(rule.forward, Fwd::Runtime("add" | "sub" | "mul" | "div"))
+            && ints.is_empty();
+        let (true, [Operand::Var(v), _]) = (arith, args.as_slice()) else {
+            continue;
+        };
+        let once = reads.iter().filter(|&r| r == v).count() == 1
+            && !names.iter().any(|n| f.vars[*v].name == n);
+        let owned = f.body.stmts.iter().any(|d| {
+            matches!(d, Stmt::Let { var: dv, op } if dv == v && match op {
+                Op::Prim { rule, .. } => !rule.borrows(),
+                Op::Map { .. } | Op::Call { .. } => true,
+                _ => false,
+            })
+        });
+        if once && owned && !f.vars[*v].scalar && released.contains(v) {
+            out.insert(*var, *v);
+        }
+    }
+    out
+}
+
+/// The forward code of `s` when it is one of the `updates` ([`in_place_updates`]): the left
+/// operand's storage reused, and its name rebound to its shape where the reverse sweep reads
+/// that (`like`).
+fn in_place(
+    fwd: &Forward<'_>,
+    s: &Stmt,
+    updates: &HashMap<VarId, VarId>,
+    like: &BTreeSet<VarId>,
+) -> Option<TokenStream> {
+    let Stmt::Let {
+        var,
+        op: Op::Prim {
+            rule, args, span, ..
+        },
+    } = s
+    else {
+        return None;
+    };
+    let v = *updates.get(var)?;
+    let Fwd::Runtime(name) = rule.forward else {
+        return None;
+    };
+    let rt = fwd.rt;
+    let f = Ident::new(&format!("{name}_owned"), *span);
+    let (y, x) = (&fwd.f.vars[*var].name, &fwd.f.vars[v].name);
+    let ty = fwd.f.vars[*var].ty.as_ref().map(|t| quote!(: #t));
+    let b = fwd.operand(&args[1]);
+    Some(if like.contains(&v) {
+        let shape = Ident::new(&format!("{x}_shape"), crate::names::mixed_site());
+        quote!(let #shape = #rt::like(&#x); let #y #ty = #rt::#f(#x, &#b); let #x = #shape;)
+    } else {
+        quote!(let #y #ty = #rt::#f(#x, &#b);)
+    })
 }
 
 /// The values the forward sweep defines at the top level of the body (not inside an arm).

@@ -143,6 +143,150 @@ binary_fn! {
     div => div_, "`a / b` element-wise (broadcasting). Adjoint: the `div` rule of the macro's table.";
 }
 
+/// `+ - * /` reusing the left operand's storage where the right one broadcasts to its shape:
+/// the forward sweep's `y = v + b` where nothing reads `v` afterwards (its shape aside), as
+/// `v += &b` would be by hand. The elements are those of [`Arith`] (`a + b` each), so values
+/// stay bit-identical; where the right operand is the larger, a new array is built as
+/// [`Arith`] does.
+pub trait ArithOwned<Rhs: ?Sized>: Sized {
+    /// The result type.
+    type Output;
+    /// `self + rhs`.
+    fn add_owned_(self, rhs: &Rhs) -> Self::Output;
+    /// `self - rhs`.
+    fn sub_owned_(self, rhs: &Rhs) -> Self::Output;
+    /// `self * rhs`.
+    fn mul_owned_(self, rhs: &Rhs) -> Self::Output;
+    /// `self / rhs`.
+    fn div_owned_(self, rhs: &Rhs) -> Self::Output;
+}
+
+macro_rules! scalar_arith_owned {
+    ($($t:ident),*) => {$(
+        // A scalar on the left: nothing to reuse.
+        impl<R: ?Sized> ArithOwned<R> for $t
+        where
+            $t: Arith<R>,
+        {
+            type Output = <$t as Arith<R>>::Output;
+            #[inline(always)]
+            fn add_owned_(self, r: &R) -> Self::Output { self.add_(r) }
+            #[inline(always)]
+            fn sub_owned_(self, r: &R) -> Self::Output { self.sub_(r) }
+            #[inline(always)]
+            fn mul_owned_(self, r: &R) -> Self::Output { self.mul_(r) }
+            #[inline(always)]
+            fn div_owned_(self, r: &R) -> Self::Output { self.div_(r) }
+        }
+        impl<S: Data<Elem = $t>, D: Dimension> ArithOwned<$t> for ArrayBase<S, D> {
+            type Output = Array<$t, D>;
+            fn add_owned_(self, r: &$t) -> Array<$t, D> { each(self, |x| x + *r) }
+            fn sub_owned_(self, r: &$t) -> Array<$t, D> { each(self, |x| x - *r) }
+            fn mul_owned_(self, r: &$t) -> Array<$t, D> { each(self, |x| x * *r) }
+            fn div_owned_(self, r: &$t) -> Array<$t, D> { each(self, |x| x / *r) }
+        }
+    )*};
+}
+scalar_arith_owned!(f32, f64);
+
+/// A reference on the left: nothing to reuse.
+impl<T: Val + ?Sized, R: ?Sized> ArithOwned<R> for &T
+where
+    T::Canon: Arith<R>,
+{
+    type Output = <T::Canon as Arith<R>>::Output;
+    fn add_owned_(self, r: &R) -> Self::Output {
+        self.canon().add_(r)
+    }
+    fn sub_owned_(self, r: &R) -> Self::Output {
+        self.canon().sub_(r)
+    }
+    fn mul_owned_(self, r: &R) -> Self::Output {
+        self.canon().mul_(r)
+    }
+    fn div_owned_(self, r: &R) -> Self::Output {
+        self.canon().div_(r)
+    }
+}
+
+impl<F: Real, S1, S2, D1, D2> ArithOwned<ArrayBase<S2, D2>> for ArrayBase<S1, D1>
+where
+    S1: Data<Elem = F>,
+    S2: Data<Elem = F>,
+    D1: Dimension + DimMax<D2>,
+    D2: Dimension,
+{
+    type Output = Array<F, <D1 as DimMax<D2>>::Output>;
+    fn add_owned_(self, r: &ArrayBase<S2, D2>) -> Self::Output {
+        pairwise(self, r, |a, b| a + b, |a, r| a.add_(r))
+    }
+    fn sub_owned_(self, r: &ArrayBase<S2, D2>) -> Self::Output {
+        pairwise(self, r, |a, b| a - b, |a, r| a.sub_(r))
+    }
+    fn mul_owned_(self, r: &ArrayBase<S2, D2>) -> Self::Output {
+        pairwise(self, r, |a, b| a * b, |a, r| a.mul_(r))
+    }
+    fn div_owned_(self, r: &ArrayBase<S2, D2>) -> Self::Output {
+        pairwise(self, r, |a, b| a / b, |a, r| a.div_(r))
+    }
+}
+
+/// `f` of each element, in `a`'s storage (a view's elements are copied first).
+fn each<F: Real, S: Data<Elem = F>, D: Dimension>(
+    a: ArrayBase<S, D>,
+    f: impl Fn(F) -> F,
+) -> Array<F, D> {
+    let mut a = a.into_owned();
+    a.mapv_inplace(f);
+    a
+}
+
+/// `f` of each pair of elements, in `a`'s storage when `b` broadcasts to `a`'s shape; else
+/// `apart`, the by-reference operation (a new array of the broadcast shape).
+fn pairwise<F, S1, S2, D1, D2>(
+    a: ArrayBase<S1, D1>,
+    b: &ArrayBase<S2, D2>,
+    f: impl Fn(F, F) -> F,
+    apart: impl FnOnce(&ArrayBase<S1, D1>, &ArrayBase<S2, D2>) -> Array<F, <D1 as DimMax<D2>>::Output>,
+) -> Array<F, <D1 as DimMax<D2>>::Output>
+where
+    F: Real,
+    S1: Data<Elem = F>,
+    S2: Data<Elem = F>,
+    D1: Dimension + DimMax<D2>,
+    D2: Dimension,
+{
+    if b.ndim() <= a.ndim() && b.broadcast(a.raw_dim()).is_some() {
+        let mut own = a.into_owned();
+        own.zip_mut_with(b, |x, &y| *x = f(*x, y));
+        match own.into_dimensionality() {
+            Ok(out) => out,
+            Err(e) => unreachable!("the broadcast shape has the left operand's dimension: {e}"),
+        }
+    } else {
+        apart(&a, b)
+    }
+}
+
+macro_rules! binary_owned_fn {
+    ($($name:ident => $method:ident, $doc:literal;)*) => {$(
+        #[doc = $doc]
+        #[inline(always)]
+        pub fn $name<A, B: Val + ?Sized>(a: A, b: &B) -> <A as ArithOwned<B::Canon>>::Output
+        where
+            A: ArithOwned<B::Canon>,
+        {
+            a.$method(b.canon())
+        }
+    )*};
+}
+binary_owned_fn! {
+    add_owned => add_owned_, "[`add`] reusing `a`'s storage ([`ArithOwned`]).";
+    sub_owned => sub_owned_, "[`sub`] reusing `a`'s storage ([`ArithOwned`]).";
+    mul_owned => mul_owned_, "[`mul`] reusing `a`'s storage ([`ArithOwned`]).";
+    div_owned => div_owned_, "[`div`] reusing `a`'s storage ([`ArithOwned`]).";
+}
+
 /// `-x`. Adjoint: `-dy`.
 #[inline(always)]
 pub fn neg<X: Val + ?Sized>(x: &X) -> <X::Canon as Negate>::Output
