@@ -525,7 +525,8 @@ fn iteration_end(fwd: &Forward<'_>, l: &crate::ir::Loop) -> TokenStream {
 /// The top-level updates `y = v + b` (`-`, `*`, `/`; by `y`, with `v`) whose left operand `v`
 /// is a value the forward sweep reads there alone and the reverse sweep at most for its shape
 /// (`released`): computed in `v`'s storage (`__rt::add_owned(v, &b)`), as `h += b1` is by
-/// hand, instead of in a new array. A known scalar, or a view, has no storage to reuse.
+/// hand, instead of in a new array. Only a known array (`Function::arrays`) not a view has
+/// storage to reuse.
 fn in_place_updates(f: &Function, released: &[VarId]) -> HashMap<VarId, VarId> {
     let mut reads = Vec::new();
     let mut names = Vec::new();
@@ -559,7 +560,7 @@ fn in_place_updates(f: &Function, released: &[VarId]) -> HashMap<VarId, VarId> {
                 _ => false,
             })
         });
-        if once && owned && !f.vars[*v].scalar && released.contains(v) {
+        if once && owned && f.arrays.contains(v) && released.contains(v) {
             out.insert(*var, *v);
         }
     }
