@@ -553,10 +553,11 @@ fn in_place_updates(f: &Function, released: &[VarId]) -> HashMap<VarId, VarId> {
         };
         let once = reads.iter().filter(|&r| r == v).count() == 1
             && !names.iter().any(|n| f.vars[*v].name == n);
+        // Computed into an array of its own (not a view, a copy or a parameter).
         let owned = f.body.stmts.iter().any(|d| {
             matches!(d, Stmt::Let { var: dv, op } if dv == v && match op {
                 Op::Prim { rule, .. } => !rule.borrows(),
-                Op::Map { .. } | Op::Call { .. } => true,
+                Op::Map { .. } => true,
                 _ => false,
             })
         });

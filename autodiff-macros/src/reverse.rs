@@ -1528,8 +1528,8 @@ impl<'a> Reverse<'a> {
     /// recorded one, or one whose shape alone is needed, where `records`: [`Shaped`]), buffer
     /// reads (to keep the tape's cursor in step) and nested loops that left a record. Also
     /// returns those [`Shaped`] values: needed, not read by the reverse sweep
-    /// (`content_read`) nor by a statement computed again, defined by an operation on arrays
-    /// (not a view, not a known scalar) and not one of `stay`.
+    /// (`content_read`) nor by a statement computed again, known arrays
+    /// ([`Reverse::shape_recordable`]) and not one of `stay`.
     fn slice(
         &mut self,
         body: &Block,
