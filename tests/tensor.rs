@@ -854,3 +854,31 @@ fn updates_in_place_match_finite_differences_and_the_primal() {
         (updated_in_place(&x, &w, &r, s + h) - updated_in_place(&x, &w, &r, s - h)) / (2.0 * h);
     assert!((gs - fd).abs() < 1e-7, "s: {gs} vs {fd}");
 }
+
+// A sum whose operand defined just before it by a tensor primitive lends it the sum's adjoint
+// (`__rt::lend`): a view when the operand has the sum's shape, a reduction when it was
+// broadcast; the other operand takes the adjoint afterwards, with its sign.
+#[differentiate]
+fn lent_adjoints(x: &Array2<f64>, w: &Array2<f64>, v: &Array1<f64>) -> f64 {
+    let a = x.mapv(f64::sin);
+    let b = x.dot(w);
+    let y = a + b;
+    let c = x.mapv(f64::cos);
+    let e = x.dot(v);
+    let z = e - c;
+    // A product, not an element-wise operation, so that the sums are not fused.
+    let p = y.dot(&z);
+    p.sum_axis(Axis(0)).mapv(f64::tanh).sum()
+}
+
+#[test]
+fn lent_adjoints_match_finite_differences() {
+    let x = values((3, 3), 91, -1.0, 1.0);
+    let w = values((3, 3), 92, -1.0, 1.0);
+    let v = values(3, 93, -1.0, 1.0);
+    let (value, (gx, gw, gv)) = lent_adjoints_value_and_grad(&x, &w, &v);
+    assert_eq!(value, lent_adjoints(&x, &w, &v));
+    assert_matches_fd("x", &gx, &x, |x| lent_adjoints(x, &w, &v));
+    assert_matches_fd("w", &gw, &w, |w| lent_adjoints(&x, w, &v));
+    assert_matches_fd("v", &gv, &v, |v| lent_adjoints(&x, &w, v));
+}

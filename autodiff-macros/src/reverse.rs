@@ -59,6 +59,11 @@ pub struct Reverse<'a> {
     /// only as the `like` of an adjoint need not be rewritten by a checkpointed loop's rerun
     /// (`rerun_slice`).
     content_read: BTreeSet<VarId>,
+    /// Sums whose operand defined just before them lends the sum's adjoint ([`lent_sums`]).
+    lent: HashMap<VarId, VarId>,
+    /// The other operand's first contribution, written once the lending operand's statement
+    /// (by its variable) has been reversed.
+    pending: Option<(VarId, TokenStream)>,
 }
 
 /// A view `v = x.row(i)` (a rule whose adjoint adds into part of its operand's, `row_acc`).
@@ -367,6 +372,8 @@ impl<'a> Reverse<'a> {
             parts: parts(f),
             views: forwarded_views(f),
             content_read: BTreeSet::new(),
+            lent: lent_sums(f),
+            pending: None,
             powers: {
                 let mut out = HashMap::new();
                 powers(&f.body, f, &mut out);
@@ -922,6 +929,16 @@ impl<'a> Reverse<'a> {
     }
 
     fn stmt(&mut self, s: &Stmt) -> TokenStream {
+        let mut out = self.stmt_only(s);
+        if let (Stmt::Let { var, .. }, Some((b, _))) = (s, &self.pending) {
+            if var == b {
+                out.extend(self.pending.take().map(|(_, code)| code));
+            }
+        }
+        out
+    }
+
+    fn stmt_only(&mut self, s: &Stmt) -> TokenStream {
         match s {
             Stmt::Let { var, op } => self.let_stmt(*var, op),
             Stmt::If {
@@ -1801,6 +1818,30 @@ impl<'a> Reverse<'a> {
                         out.extend(self.contribute_scalar(arg, c));
                     }
                 }
+                Adjoint::Linear(signs)
+                    if self.fresh_pair(args).is_some() && self.lent.contains_key(&var) =>
+                {
+                    // The operand defined just before lends the adjoint (`main + t.dot(e)`):
+                    // borrowed while that operand's statement is reversed, then moved to the
+                    // other operand, instead of copied for the two (`__rt::lend`).
+                    let b = self.lent[&var];
+                    let k = usize::from(args[1].var() == Some(b));
+                    let a = args[1 - k].var().unwrap_or_default();
+                    let (xa, xb) = (self.like(a), self.like(b));
+                    let (da, db) = (
+                        self.f.vars[a].adjoint.clone(),
+                        self.f.vars[b].adjoint.clone(),
+                    );
+                    self.declared.extend([a, b]);
+                    moved = true;
+                    let first = if signs[1 - k] {
+                        quote!(#dy)
+                    } else {
+                        quote!(-#dy)
+                    };
+                    out.extend(quote!(let #db = #rt::lend(&#xb, &#dy);));
+                    self.pending = Some((b, quote!(let mut #da = #rt::init(&#xa, #first);)));
+                }
                 Adjoint::Linear(signs) if self.fresh_pair(args).is_some() => {
                     // Both operands' first contributions: the runtime gives the adjoint by
                     // value to the operand shaped like it (`x.dot(w) + b`), not to the last.
@@ -2357,6 +2398,56 @@ fn visit_uses(b: &Block, index_bases: bool, each: &mut impl FnMut(VarId)) {
             Stmt::Effect(_) => {}
         }
     }
+}
+
+/// Sums `y = a + b` (or `b + a`, `a - b`: `b` with a plus sign) of known arrays whose operand
+/// `b` the statement just before defines with a tensor primitive (`b = t.dot(e)`) that does
+/// not read `a`, by `y`, with `b`. When both operands get their first adjoint there, `b`'s
+/// adjoint borrows `y`'s (or is reduced from it, `__rt::lend`) while `b`'s statement is
+/// reversed (its runtime adjoints read `dy` by reference), and `a` takes `y`'s adjoint by value
+/// after that: no copy of the adjoint for two operands of the same shape.
+fn lent_sums(f: &Function) -> HashMap<VarId, VarId> {
+    let mut out = HashMap::new();
+    visit_blocks(&f.body, &mut |block| {
+        for pair in block.stmts.windows(2) {
+            let [Stmt::Let {
+                var: b,
+                op:
+                    Op::Prim {
+                        rule: def,
+                        args: def_args,
+                        ..
+                    },
+            }, Stmt::Let {
+                var: y,
+                op: Op::Prim { rule, args, .. },
+            }] = pair
+            else {
+                continue;
+            };
+            let (Adjoint::Linear(signs), Adjoint::Runtime(_), [p, q]) =
+                (&rule.adjoint, &def.adjoint, args.as_slice())
+            else {
+                continue;
+            };
+            let k = if p.var() == Some(*b) {
+                0
+            } else if q.var() == Some(*b) {
+                1
+            } else {
+                continue;
+            };
+            let a = [p, q][1 - k].var();
+            let lends = signs[k]
+                && a.is_some_and(|a| a != *b && def_args.iter().all(|o| o.var() != Some(a)))
+                && f.arrays.contains(y)
+                && f.arrays.contains(b);
+            if lends {
+                out.insert(*y, *b);
+            }
+        }
+    });
+    out
 }
 
 /// Does anything in `b` carry a derivative (so that its loop needs a reverse sweep)?

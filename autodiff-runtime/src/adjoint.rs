@@ -22,7 +22,7 @@
 
 use crate::value::{reduce_to, to_dim, Broadcast, Contribution, Val};
 use crate::Real;
-use ndarray::{Array, ArrayBase, ArrayViewMutD, Data, DataMut, Dimension, RawData, Zip};
+use ndarray::{Array, ArrayBase, ArrayViewMutD, CowArray, Data, DataMut, Dimension, RawData, Zip};
 
 /// A value that can carry an adjoint.
 pub trait Differentiable {
@@ -222,6 +222,25 @@ impl<T: HasShape + ?Sized> HasShape for &T {
     fn shape_of_value(&self) -> &[usize] {
         (**self).shape_of_value()
     }
+}
+
+/// The adjoint `dy` of `a + b` as `b`'s first contribution, lent: a view of `dy` when `b` has
+/// its shape, `dy` reduced to `b`'s shape otherwise (`b` was broadcast). The other operand
+/// takes `dy` itself once `b`'s own adjoints, which read this by reference, are done: no copy
+/// for two operands of the same shape.
+pub fn lend<'a, V, F, D>(v: &V, dy: &'a Array<F, D>) -> CowArray<'a, F, V::Dim>
+where
+    V: HasDim<Elem = F> + AdjointFrom<&'a Array<F, D>, Adjoint = Array<F, V::Dim>> + ?Sized,
+    F: Real,
+    D: Dimension,
+{
+    let dim = v.dim_of();
+    if dim.slice() == dy.shape() {
+        if let Ok(view) = dy.view().into_dimensionality::<V::Dim>() {
+            return CowArray::from(view);
+        }
+    }
+    CowArray::from(v.adjoint_from(dy))
 }
 
 /// The first contributions of one adjoint `dy` to both operands of `a + b` or `a - b`
