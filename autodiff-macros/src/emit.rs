@@ -338,7 +338,7 @@ fn body(
     }
     forward.extend(fused);
     // Scalars need no freeing; a value updated in place is gone (or already its shape).
-    let consumed: BTreeSet<VarId> = updates.values().copied().collect();
+    let consumed: BTreeSet<VarId> = updates.values().map(|u| u.v).collect();
     for v in released
         .into_iter()
         .filter(|&v| !f.vars[v].scalar && !consumed.contains(&v))
@@ -522,12 +522,20 @@ fn iteration_end(fwd: &Forward<'_>, l: &crate::ir::Loop) -> TokenStream {
     out
 }
 
-/// The top-level updates `y = v + b` (`-`, `*`, `/`; by `y`, with `v`) whose left operand `v`
-/// is a value the forward sweep reads there alone and the reverse sweep at most for its shape
+/// A top-level update `y = v + b` computed in `v`'s storage ([`in_place_updates`]).
+struct InPlace {
+    v: VarId,
+    b: Operand,
+    /// The runtime function: `add_owned`, `sub_owned`, `mul_owned`, `div_owned`.
+    f: Ident,
+}
+
+/// The top-level updates `y = v + b` (`-`, `*`, `/`; by `y`) whose left operand `v` is a value
+/// the forward sweep reads there alone and the reverse sweep at most for its shape
 /// (`released`): computed in `v`'s storage (`__rt::add_owned(v, &b)`), as `h += b1` is by
 /// hand, instead of in a new array. Only a known array (`Function::arrays`) not a view has
 /// storage to reuse.
-fn in_place_updates(f: &Function, released: &[VarId]) -> HashMap<VarId, VarId> {
+fn in_place_updates(f: &Function, released: &[VarId]) -> HashMap<VarId, InPlace> {
     let mut reads = Vec::new();
     let mut names = Vec::new();
     for s in &f.body.stmts {
@@ -538,17 +546,27 @@ fn in_place_updates(f: &Function, released: &[VarId]) -> HashMap<VarId, VarId> {
     for s in &f.body.stmts {
         let Stmt::Let {
             var,
-            op: Op::Prim {
-                rule, args, ints, ..
-            },
+            op:
+                Op::Prim {
+                    rule,
+                    args,
+                    ints,
+                    span,
+                    ..
+                },
         } = s
         else {
             continue;
         };
-        let arith = rule.kind == rules::Kind::Operator
-            && matches!(rule.forward, Fwd::Runtime("add" | "sub" | "mul" | "div"))
-            && ints.is_empty();
-        let (true, [Operand::Var(v), _]) = (arith, args.as_slice()) else {
+        let name = match rule.forward {
+            Fwd::Runtime(name @ ("add" | "sub" | "mul" | "div"))
+                if rule.kind == rules::Kind::Operator && ints.is_empty() =>
+            {
+                name
+            }
+            _ => continue,
+        };
+        let [Operand::Var(v), b] = args.as_slice() else {
             continue;
         };
         let once = reads.iter().filter(|&r| r == v).count() == 1
@@ -562,7 +580,15 @@ fn in_place_updates(f: &Function, released: &[VarId]) -> HashMap<VarId, VarId> {
             })
         });
         if once && owned && f.arrays.contains(v) && released.contains(v) {
-            out.insert(*var, *v);
+            let f = Ident::new(&format!("{name}_owned"), *span);
+            out.insert(
+                *var,
+                InPlace {
+                    v: *v,
+                    b: b.clone(),
+                    f,
+                },
+            );
         }
     }
     out
@@ -574,28 +600,18 @@ fn in_place_updates(f: &Function, released: &[VarId]) -> HashMap<VarId, VarId> {
 fn in_place(
     fwd: &Forward<'_>,
     s: &Stmt,
-    updates: &HashMap<VarId, VarId>,
+    updates: &HashMap<VarId, InPlace>,
     like: &BTreeSet<VarId>,
 ) -> Option<TokenStream> {
-    let Stmt::Let {
-        var,
-        op: Op::Prim {
-            rule, args, span, ..
-        },
-    } = s
-    else {
+    let Stmt::Let { var, .. } = s else {
         return None;
     };
-    let v = *updates.get(var)?;
-    let Fwd::Runtime(name) = rule.forward else {
-        return None;
-    };
+    let InPlace { v, b, f } = updates.get(var)?;
     let rt = fwd.rt;
-    let f = Ident::new(&format!("{name}_owned"), *span);
-    let (y, x) = (&fwd.f.vars[*var].name, &fwd.f.vars[v].name);
+    let (y, x) = (&fwd.f.vars[*var].name, &fwd.f.vars[*v].name);
     let ty = fwd.f.vars[*var].ty.as_ref().map(|t| quote!(: #t));
-    let b = fwd.operand(&args[1]);
-    Some(if like.contains(&v) {
+    let b = fwd.operand(b);
+    Some(if like.contains(v) {
         let shape = Ident::new(&format!("{x}_shape"), crate::names::mixed_site());
         quote!(let #shape = #rt::like(&#x); let #y #ty = #rt::#f(#x, &#b); let #x = #shape;)
     } else {
