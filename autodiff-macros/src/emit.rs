@@ -569,6 +569,9 @@ fn in_place_updates(f: &Function, released: &[VarId]) -> HashMap<VarId, InPlace>
         let [Operand::Var(v), b] = args.as_slice() else {
             continue;
         };
+        if !f.arrays.contains(v) || !released.contains(v) {
+            continue;
+        }
         let once = reads.iter().filter(|&r| r == v).count() == 1
             && !names.iter().any(|n| f.vars[*v].name == n);
         // Computed into an array of its own (not a view, a copy or a parameter).
@@ -579,7 +582,7 @@ fn in_place_updates(f: &Function, released: &[VarId]) -> HashMap<VarId, InPlace>
                 _ => false,
             })
         });
-        if once && owned && f.arrays.contains(v) && released.contains(v) {
+        if once && owned {
             let f = Ident::new(&format!("{name}_owned"), *span);
             out.insert(
                 *var,
