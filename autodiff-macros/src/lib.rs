@@ -230,6 +230,32 @@ mod tests {
         assert!(!out.contains("__a_shapes"), "{out}");
     }
 
+    /// A sum whose operand the statement before defines with a product lends it the adjoint
+    /// (`__rt::lend`), and a top-level update of a product nothing else reads runs in its
+    /// storage (`__rt::add_owned`); neither for scalars.
+    #[test]
+    fn sums_lend_their_adjoint_and_updates_reuse_storage() {
+        let out = expand(
+            quote!(),
+            quote! {
+                fn f(x: &Array2<f64>, w: &Array2<f64>, b: &Array1<f64>, s: f64) -> f64 {
+                    let a = x.mapv(f64::sin);
+                    let p = x.dot(w);
+                    let y = a + p;
+                    let h = x.dot(w) + b;
+                    let t = s * 2.0;
+                    let u = t + s;
+                    y.dot(&h).sum() * u
+                }
+            },
+        )
+        .to_string();
+        let compact: String = out.split_whitespace().collect();
+        assert!(compact.contains("__rt::lend(&__p,"), "{out}");
+        assert!(compact.contains("__rt::add_owned(__t"), "{out}");
+        assert!(!compact.contains("add_owned(__t,"), "{out}");
+    }
+
     /// Prints the expansion of the function in `AUTODIFF_EXPAND` (a debugging aid), with the
     /// attribute's options from `AUTODIFF_ATTR` (`wrt(x)`).
     #[test]
