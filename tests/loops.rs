@@ -522,6 +522,41 @@ fn carried_through_a_buffer(x: &[f64], k: usize) -> f64 {
     total.exp()
 }
 
+/// A scratch buffer of an inner loop: every component fills `v` (then adds into it) before
+/// reading it, and nothing else in the point loop touches it, so the point loop carries
+/// nothing through it and still runs fused with its reverse.
+#[differentiate]
+fn nested_scratch(x: &[f64], a: &[f64], k: usize, dim: usize) -> f64 {
+    let mut v = vec![0.0; dim];
+    let mut main = vec![0.0; k];
+    let mut total = 0.0;
+    for p in 0..x.len() / dim {
+        let xp = &x[p * dim..(p + 1) * dim];
+        for c in 0..k {
+            for j in 0..dim {
+                v[j] = a[c * dim + j] * xp[j];
+            }
+            for i in 0..dim {
+                let xi = xp[i];
+                for j in i + 1..dim {
+                    v[j] += a[(c + j) % (k * dim)] * xi;
+                }
+            }
+            let mut sq = 0.0;
+            for j in 0..dim {
+                sq += v[j].sin() * v[j];
+            }
+            main[c] = sq;
+        }
+        let mut se = 0.0;
+        for c in 0..k {
+            se += main[c].exp();
+        }
+        total += se.ln();
+    }
+    total * total.cos()
+}
+
 #[test]
 fn point_loops_with_scratch_buffers_match_finite_differences() {
     let x = [0.3, -0.8, 1.2, 0.5, -0.1, 0.9];
@@ -534,6 +569,11 @@ fn point_loops_with_scratch_buffers_match_finite_differences() {
     for (p, g) in pgx.iter().chain(&pgc).zip(gx.iter().chain(&gc)) {
         assert!((p - 2.0 * g).abs() <= 1e-12 * g.abs().max(1.0));
     }
+    let a = [0.4, -0.2, 0.9, 0.1, -0.7, 0.3];
+    let (v, (gx, ga)) = nested_scratch_value_and_grad(&x, &a, 2, 3);
+    assert_eq!(v, nested_scratch(&x, &a, 2, 3));
+    assert_close(&gx, &fd(&|v: &[f64]| nested_scratch(v, &a, 2, 3), &x), 1e-6);
+    assert_close(&ga, &fd(&|v: &[f64]| nested_scratch(&x, v, 2, 3), &a), 1e-6);
     let (v, gx) = carried_through_a_buffer_value_and_grad(&x, 3);
     assert_eq!(v, carried_through_a_buffer(&x, 3));
     let want = fd(&|v: &[f64]| carried_through_a_buffer(v, 3), &x);

@@ -19,6 +19,10 @@
 //! each store at the top of its loop's body, no loop with `break`, no read of the buffer inside
 //! the filling loops. `len` must be a value that cannot change: literals, arithmetic and size
 //! methods of variables that no loop reassigns.
+//!
+//! A buffer is also scratch for a loop whose body uses it only inside one inner loop for which
+//! it is scratch (a point loop whose component loop fills the buffer, then reads it): whatever
+//! an iteration reads, the inner loop's same iteration wrote.
 
 use crate::ir::{Block, Function, Loop, LoopKind, Op, Operand, Stmt, VarId};
 use crate::reverse::stmt_reads;
@@ -158,6 +162,21 @@ fn written_before_read(f: &Function, body: &Block, b: VarId, name: &str, len: &s
         if completes(f, s, b, name, len, prefix) {
             return true;
         }
+        if let Stmt::Loop(inner) = s {
+            // A buffer scratch for a loop inside, which alone uses it: whatever an iteration
+            // reads, the inner loop's same iteration wrote.
+            if prefix == 0
+                && body
+                    .stmts
+                    .iter()
+                    .filter(|t| mentions(t, b, name, true))
+                    .count()
+                    == 1
+                && mentions(s, b, name, true)
+            {
+                return written_before_read(f, &inner.body, b, name, len);
+            }
+        }
         if mentions(s, b, name, false) {
             return false;
         }
@@ -295,6 +314,17 @@ mod tests {
         )
     }
 
+    /// A point loop whose inner loop fills `t` and reads it, then `beside` in the point loop.
+    fn nested(beside: &str) -> String {
+        format!(
+            "let mut t = vec![0.0; k]; let mut s = 0.0; \
+             for p in 0..x.len() {{ let mut q = 0.0; for r in 0..2 {{ \
+             for c in 0..k {{ t[c] = x[p] * x[c]; }} \
+             for c in 1..k {{ t[c] += t[c - 1] * x[r]; }} q += t[k - 1]; }} {beside} s += q; }} \
+             s.ln()"
+        )
+    }
+
     #[test]
     fn a_buffer_filled_before_it_is_read_is_scratch() {
         for (decl, head, fill) in [
@@ -317,6 +347,8 @@ mod tests {
         ] {
             assert!(runs_early(&filled_by("vec![0.0; k * 2]", fill)), "{fill}");
         }
+        // Scratch for an inner loop that alone uses it.
+        assert!(runs_early(&nested("")));
         // Read once all is written: still scratch.
         assert!(runs_early(
             &point_loop("vec![0.0; k]", "", "0..k", "").replace("s += q;", "s += q + t[0];")
@@ -364,6 +396,8 @@ mod tests {
         ] {
             assert!(!runs_early(&filled_by(decl, fill)), "{fill}");
         }
+        // Scratch for an inner loop, but also read beside it (stale if it ran no iteration).
+        assert!(!runs_early(&nested("q += t[0];")));
         // Read after the loop.
         assert!(!runs_early(&point_loop(
             "vec![0.0; k]",
