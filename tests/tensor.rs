@@ -882,3 +882,43 @@ fn lent_adjoints_match_finite_differences() {
     assert_matches_fd("w", &gw, &w, |w| lent_adjoints(&x, w, &v));
     assert_matches_fd("v", &gv, &v, |v| lent_adjoints(&x, &w, v));
 }
+
+/// Stores into views of an array buffer: a trajectory kept row by row in a time-stepping loop,
+/// a column assigned from a broadcast value, a block by `slice_mut`, a row written twice (only
+/// the second value counts), a whole read of the buffer between stores, and a constant
+/// stored over a differentiated row (its adjoint stops there).
+#[differentiate]
+fn view_stores(x: &Array1<f64>, w: &Array2<f64>, c: &Array1<f64>, steps: usize) -> f64 {
+    let n = x.len();
+    let mut states = Array2::<f64>::zeros((steps, n));
+    let mut s = x.to_owned();
+    for t in 0..steps {
+        s = w.dot(&s).mapv(f64::tanh) + &s * 0.5;
+        states.row_mut(t).assign(&s);
+    }
+    let early = (&states * &states).sum();
+    let mut cols = Array2::<f64>::zeros((n, 3));
+    cols.column_mut(0).assign(&x.mapv(f64::sin));
+    cols.column_mut(1)
+        .assign(&(c * x[0]).slice(autodiff::ndarray::s![0..1]));
+    cols.column_mut(2).assign(c);
+    cols.column_mut(2).assign(&(x * x));
+    let mut block = Array2::<f64>::zeros((steps + 1, n));
+    block
+        .slice_mut(autodiff::ndarray::s![1.., ..])
+        .assign(&states.mapv(f64::cos));
+    block.row_mut(steps).assign(&Array1::<f64>::ones(n));
+    early * 0.1 + cols.dot(c).mapv(f64::exp).sum() + (&block * &block).sum().sqrt()
+}
+
+#[test]
+fn stores_into_rows_columns_and_slices_match_finite_differences() {
+    let x = values(3, 51, -1.0, 1.0);
+    let w = values((3, 3), 52, -0.8, 0.8);
+    let c = values(3, 53, -1.0, 1.0);
+    let (value, (gx, gw, gc)) = view_stores_value_and_grad(&x, &w, &c, 4);
+    assert_eq!(value, view_stores(&x, &w, &c, 4));
+    assert_matches_fd("x", &gx, &x, |x| view_stores(x, &w, &c, 4));
+    assert_matches_fd("w", &gw, &w, |w| view_stores(&x, w, &c, 4));
+    assert_matches_fd("c", &gc, &c, |c| view_stores(&x, &w, c, 4));
+}

@@ -3,7 +3,7 @@
 //! Each companion body is the forward sweep (the lowered body, with each `if` also recording
 //! which arm ran and what that arm's reverse sweep needs) followed by the reverse sweep.
 
-use crate::ir::{CallForm, Function, LoopKind, MapFn, Op, Operand, Stmt, VarId};
+use crate::ir::{CallForm, Function, LoopKind, MapFn, Op, Operand, Part, Stmt, VarId};
 use crate::names::Namer;
 use crate::reverse::{LoopPlan, Plans, Reverse, Saved};
 use crate::rules::Forward as Fwd;
@@ -774,7 +774,12 @@ impl Forward<'_> {
                 Mode::Recompute | Mode::Rerun => TokenStream::new(),
                 _ => t.clone(),
             },
-            Stmt::Store { buf, index, value } => match self.mode {
+            Stmt::Store {
+                buf,
+                index,
+                value,
+                part,
+            } => match self.mode {
                 Mode::Recompute => TokenStream::new(),
                 _ => {
                     let (b, i, v) = (
@@ -782,7 +787,10 @@ impl Forward<'_> {
                         self.operand(index),
                         self.operand(value),
                     );
-                    quote!(#b[#i] = #v;)
+                    match part {
+                        Part::Element => quote!(#b[#i] = #v;),
+                        Part::View(method) => quote!(#b.#method(#i).assign(&#v);),
+                    }
                 }
             },
             Stmt::Loop(l) => self.loop_stmt(l),

@@ -154,13 +154,25 @@ pub enum Stmt {
     },
     /// A statement kept for its effect only (`assert!`).
     Effect(TokenStream),
-    /// `buf[index] = value` into a local buffer.
+    /// `buf[index] = value` into a local buffer, or `buf.row_mut(index).assign(&value)` (a
+    /// [`Part`] of an array buffer).
     Store {
         buf: VarId,
         index: Operand,
         value: Operand,
+        part: Part,
     },
     Loop(Box<Loop>),
+}
+
+/// What a store writes.
+#[derive(Clone)]
+pub enum Part {
+    /// `buf[index] = value`: one element.
+    Element,
+    /// `buf.row_mut(index).assign(&value)`, `column_mut`, `slice_mut(s![..])` (the method):
+    /// the view's elements, from an array broadcast to its shape.
+    View(Ident),
 }
 
 /// A loop. Variables it reassigns are carried from one iteration to the next: each has one

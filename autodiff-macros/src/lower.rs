@@ -9,8 +9,8 @@
 //!   so every path ends in the function's value.
 
 use crate::ir::{
-    Block, CallForm, Carried, Function, Loop, LoopKind, MapFn, Op, Operand, Phi, ReadTape, Stmt,
-    Var, VarId,
+    Block, CallForm, Carried, Function, Loop, LoopKind, MapFn, Op, Operand, Part, Phi, ReadTape,
+    Stmt, Var, VarId,
 };
 use crate::names::Namer;
 use crate::rules::{self, Adjoint, Rule};
@@ -599,7 +599,7 @@ impl Lowerer<'_> {
                 };
                 let (buf, index) = self.store_target(target, out)?;
                 let value = self.operand(&a.right, out)?;
-                self.store(buf, index, value, &a.right, out)
+                self.store(buf, (index, Part::Element), value, &a.right, out)
             }
             Expr::Binary(b)
                 if compound(&b.op).is_some() && matches!(strip(&b.left), Expr::Index(_)) =>
@@ -613,7 +613,7 @@ impl Lowerer<'_> {
                 let (op_name, op_tok) = compound(&b.op).unwrap_or(("add", quote!(+)));
                 let lowered = self.binop(op_name, op_tok, b.op.span(), old, rhs);
                 let value = Operand::Var(self.bind_lowered(lowered, "", None, out));
-                self.store(buf, index, value, &b.right, out)
+                self.store(buf, (index, Part::Element), value, &b.right, out)
             }
             // `v.swap(i, j)` on a buffer: two reads, two writes.
             Expr::MethodCall(m)
@@ -626,8 +626,32 @@ impl Lowerer<'_> {
                 let j = self.index_operand(&m.args[1], out)?;
                 let at_i = self.index_read(Operand::Var(buf), i.clone(), out);
                 let at_j = self.index_read(Operand::Var(buf), j.clone(), out);
-                self.store(buf, i, at_j, e, out)?;
-                self.store(buf, j, at_i, e, out)
+                self.store(buf, (i, Part::Element), at_j, e, out)?;
+                self.store(buf, (j, Part::Element), at_i, e, out)
+            }
+            // `b.row_mut(i).assign(&v)` (`column_mut`, `slice_mut`) on an array buffer.
+            Expr::MethodCall(m)
+                if view_store(m).is_some_and(|(b, ..)| self.buffer_of(b).is_some()) =>
+            {
+                let Some((b, method, index, value)) = view_store(m) else {
+                    unreachable!()
+                };
+                let buf = self.buffer_of(b).unwrap_or_default();
+                let index = match self.slice_info(index, out) {
+                    Some(info) => info,
+                    None => self.index_operand(index, out)?,
+                };
+                let value = self.operand(value, out)?;
+                self.store(buf, (index, Part::View(method.clone())), value, e, out)
+            }
+            Expr::MethodCall(m) if view_store(m).is_some() => {
+                let Some((b, method, ..)) = view_store(m) else {
+                    unreachable!()
+                };
+                Err(syn::Error::new_spanned(
+                    b,
+                    format!("#[differentiate] writes `{method}(..).assign(..)` only into a local array declared in the function (`let mut b = Array2::zeros((n, m));`)"),
+                ))
             }
             Expr::ForLoop(f) => self.for_loop(f, out),
             Expr::While(w) => self.while_loop(w, out),
@@ -723,7 +747,7 @@ impl Lowerer<'_> {
     fn store(
         &mut self,
         buf: VarId,
-        index: Operand,
+        (index, part): (Operand, Part),
         value: Operand,
         span: &Expr,
         out: &mut Block,
@@ -741,7 +765,12 @@ impl Lowerer<'_> {
                 }
             }
         }
-        out.stmts.push(Stmt::Store { buf, index, value });
+        out.stmts.push(Stmt::Store {
+            buf,
+            index,
+            value,
+            part,
+        });
         Ok(())
     }
 
@@ -1610,20 +1639,9 @@ impl Lowerer<'_> {
         }
         let mut ints = Vec::new();
         for a in &args[rule.floats..] {
-            if let Expr::Macro(m) = strip(a) {
-                if m.mac.path.segments.last().is_some_and(|s| s.ident == "s") {
-                    // `s![..]` of `x.slice(..)`: evaluated once; a `SliceInfo` is `Copy`, so
-                    // the forward and the reverse sweep both pass it.
-                    let tokens = self.rename_tokens(m.mac.tokens.clone());
-                    let path = &m.mac.path;
-                    let var = self.temp(false);
-                    out.stmts.push(Stmt::Let {
-                        var,
-                        op: Op::Verbatim(quote!(#path![#tokens])),
-                    });
-                    ints.push(Operand::Var(var));
-                    continue;
-                }
+            if let Some(info) = self.slice_info(a, out) {
+                ints.push(info);
+                continue;
             }
             let o = self.operand(a, out)?;
             if self.is_active(&o) {
@@ -1775,6 +1793,25 @@ impl Lowerer<'_> {
         };
         f.visit_expr(e);
         f.found
+    }
+
+    /// `s![..]` of `x.slice(..)` or `b.slice_mut(..)`: evaluated once; a `SliceInfo` is
+    /// `Copy`, so the forward and the reverse sweep both pass it.
+    fn slice_info(&mut self, a: &Expr, out: &mut Block) -> Option<Operand> {
+        let Expr::Macro(m) = strip(a) else {
+            return None;
+        };
+        if m.mac.path.segments.last().is_none_or(|s| s.ident != "s") {
+            return None;
+        }
+        let tokens = self.rename_tokens(m.mac.tokens.clone());
+        let path = &m.mac.path;
+        let var = self.temp(false);
+        out.stmts.push(Stmt::Let {
+            var,
+            op: Op::Verbatim(quote!(#path![#tokens])),
+        });
+        Some(Operand::Var(var))
     }
 
     /// The tokens of a macro's arguments (`s![.., i]`), each local variable standing alone
@@ -2132,13 +2169,16 @@ fn buffer_targets(block: &syn::Block) -> HashSet<String> {
             }
             syn::visit::visit_expr_binary(self, b);
         }
-        // `v.swap(i, j)` writes two elements.
+        // `v.swap(i, j)` writes two elements, `b.row_mut(i).assign(&v)` a row.
         fn visit_expr_method_call(&mut self, m: &'ast syn::ExprMethodCall) {
-            if m.method == "swap" && m.args.len() == 2 {
-                if let Expr::Path(p) = strip(&m.receiver) {
-                    if let Some(i) = p.path.get_ident() {
-                        self.0.insert(i.to_string());
-                    }
+            let target = if m.method == "swap" && m.args.len() == 2 {
+                Some(&*m.receiver)
+            } else {
+                view_store(m).map(|(b, ..)| b)
+            };
+            if let Some(Expr::Path(p)) = target.map(strip) {
+                if let Some(i) = p.path.get_ident() {
+                    self.0.insert(i.to_string());
                 }
             }
             syn::visit::visit_expr_method_call(self, m);
@@ -2147,6 +2187,24 @@ fn buffer_targets(block: &syn::Block) -> HashSet<String> {
     let mut f = Find(HashSet::new());
     f.visit_block(block);
     f.0
+}
+
+/// The methods whose view a store can write: `b.row_mut(i).assign(&v)`.
+const VIEW_STORES: [&str; 3] = ["row_mut", "column_mut", "slice_mut"];
+
+/// `b.row_mut(i).assign(&v)` (or `column_mut`, `slice_mut`): the buffer, the method, its
+/// argument and the assigned value.
+fn view_store(m: &syn::ExprMethodCall) -> Option<(&Expr, &Ident, &Expr, &Expr)> {
+    if m.method != "assign" || m.args.len() != 1 {
+        return None;
+    }
+    let Expr::MethodCall(view) = strip(&m.receiver) else {
+        return None;
+    };
+    if !VIEW_STORES.contains(&view.method.to_string().as_str()) || view.args.len() != 1 {
+        return None;
+    }
+    Some((&view.receiver, &view.method, &view.args[0], &m.args[0]))
 }
 
 /// Does `tokens` end with a `.` (so that a `.` after it makes `..`)?

@@ -6,7 +6,7 @@
 //! are declared zero before it. For each `if`, the forward sweep saves exactly the values of
 //! the arm that ran which that arm's reverse sweep reads: this phase finds them ([`Saved`]).
 
-use crate::ir::{Block, Carried, Function, Loop, LoopKind, MapFn, Op, Operand, Stmt, VarId};
+use crate::ir::{Block, Carried, Function, Loop, LoopKind, MapFn, Op, Operand, Part, Stmt, VarId};
 use crate::rules::{Adjoint, Args, Template};
 use proc_macro2::{Ident, Span, TokenStream};
 use quote::{format_ident, quote, ToTokens};
@@ -949,7 +949,12 @@ impl<'a> Reverse<'a> {
                 ..
             } => self.if_stmt(then, els, phis, *record),
             Stmt::Effect(_) => TokenStream::new(),
-            Stmt::Store { buf, index, value } => self.store(*buf, index, value),
+            Stmt::Store {
+                buf,
+                index,
+                value,
+                part,
+            } => self.store(*buf, index, value, part),
             Stmt::Loop(l) if self.f.early.contains(&l.tape.to_string()) => self.early_loop(l),
             Stmt::Loop(l) => self.loop_stmt(l),
         }
@@ -957,18 +962,33 @@ impl<'a> Reverse<'a> {
 
     /// `buf[index] = value`: the value receives the element's adjoint, which the overwrite
     /// resets to zero (the value before the write did not reach the output through it).
-    fn store(&mut self, buf: VarId, index: &Operand, value: &Operand) -> TokenStream {
+    fn store(&mut self, buf: VarId, index: &Operand, value: &Operand, part: &Part) -> TokenStream {
         if !self.f.vars[buf].active || !self.declared.contains(&buf) {
             return TokenStream::new();
         }
         let d = self.f.vars[buf].adjoint.clone();
         let i = self.operand(index);
-        let taken = quote!(::core::mem::take(&mut #d[#i]));
-        if self.active(value) {
-            // Taken by value: a plain float for a buffer of floats.
-            self.contribute_scalar(value, taken)
-        } else {
-            quote!(let _ = #taken;)
+        match part {
+            Part::Element => {
+                let taken = quote!(::core::mem::take(&mut #d[#i]));
+                if self.active(value) {
+                    // Taken by value: a plain float for a buffer of floats.
+                    self.contribute_scalar(value, taken)
+                } else {
+                    quote!(let _ = #taken;)
+                }
+            }
+            Part::View(method) => {
+                // The view's adjoint, zeroed where it stands (the store overwrote the view),
+                // summed to the value's shape if the value was broadcast.
+                let rt = &self.rt;
+                let taken = quote!(#rt::take_view(#d.#method(#i)));
+                if self.active(value) {
+                    self.contribute(value, taken)
+                } else {
+                    quote!(#taken;)
+                }
+            }
         }
     }
 
@@ -2604,7 +2624,9 @@ pub fn stmt_reads(s: &Stmt, out: &mut Vec<VarId>, names: &mut Vec<String>, store
                 out.extend(p.els.var());
             }
         }
-        Stmt::Store { buf, index, value } => {
+        Stmt::Store {
+            buf, index, value, ..
+        } => {
             if stores {
                 out.push(*buf);
             }

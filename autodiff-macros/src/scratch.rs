@@ -24,7 +24,7 @@
 //! it is scratch (a point loop whose component loop fills the buffer, then reads it): whatever
 //! an iteration reads, the inner loop's same iteration wrote.
 
-use crate::ir::{Block, Function, Loop, LoopKind, Op, Operand, Stmt, VarId};
+use crate::ir::{Block, Function, Loop, LoopKind, Op, Operand, Part, Stmt, VarId};
 use crate::reverse::stmt_reads;
 use proc_macro2::TokenStream;
 use quote::ToTokens;
@@ -150,6 +150,7 @@ fn written_before_read(f: &Function, body: &Block, b: VarId, name: &str, len: &s
             Stmt::Store {
                 buf,
                 index: Operand::Const(c),
+                part: Part::Element,
                 ..
             } if *buf == b => {
                 if literal(c) == Some(prefix) {
@@ -217,7 +218,7 @@ fn counted(w: &Loop) -> Option<(VarId, usize, syn::Expr)> {
 /// Does `body` write `b[i]` at its top, for an index `i` that `index` accepts?
 fn stores_at(body: &Block, b: VarId, index: impl Fn(VarId) -> bool) -> bool {
     body.stmts.iter().any(
-        |s| matches!(s, Stmt::Store { buf, index: Operand::Var(i), .. } if *buf == b && index(*i)),
+        |s| matches!(s, Stmt::Store { buf, index: Operand::Var(i), part: Part::Element, .. } if *buf == b && index(*i)),
     )
 }
 

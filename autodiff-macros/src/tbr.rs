@@ -331,9 +331,19 @@ fn snapshot_block(
                 out.push(Stmt::Let { var, op });
                 out.extend(copies);
             }
-            Stmt::Store { buf, index, value } => {
+            Stmt::Store {
+                buf,
+                index,
+                value,
+                part,
+            } => {
                 later.insert(buf);
-                out.push(Stmt::Store { buf, index, value });
+                out.push(Stmt::Store {
+                    buf,
+                    index,
+                    value,
+                    part,
+                });
             }
             Stmt::If {
                 cond,

@@ -31,7 +31,7 @@ pub mod __rt {
         add, add_owned, column_acc, div, div_owned, dot, dot_lhs_adj, dot_rhs_adj, insert_axis,
         insert_axis_adj, into_shape_with_order, mean_adj, mean_axis_adj, mul, mul_owned, neg,
         range, range_acc, reshape_adj, reversed_axes, row_acc, slice_acc, sub, sub_owned, sum_adj,
-        sum_axis_adj, t_adj,
+        sum_axis_adj, t_adj, take_view,
     };
     pub use crate::Real;
 }

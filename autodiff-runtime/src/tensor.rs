@@ -11,8 +11,8 @@ use crate::value::{Contribution, Val};
 use crate::Real;
 use ndarray::linalg::{general_mat_mul, general_mat_vec_mul, Dot};
 use ndarray::{
-    Array, Array1, Array2, ArrayBase, ArrayView, ArrayView2, Axis, Data, DataMut, DimMax,
-    Dimension, Ix1, Ix2, RemoveAxis, SliceArg,
+    Array, Array1, Array2, ArrayBase, ArrayView, ArrayView2, ArrayViewMut, Axis, Data, DataMut,
+    DimMax, Dimension, Ix1, Ix2, RemoveAxis, SliceArg,
 };
 
 // ----- element-wise arithmetic ---------------------------------------------------------------
@@ -653,6 +653,15 @@ pub fn row_acc<F: Real, SD: DataMut<Elem = F>, C: Contribution<F>>(
     k: usize,
 ) {
     dx.row_mut(k).accumulate(dy);
+}
+
+/// Adjoint of a store into a view of an array buffer (`b.row_mut(k).assign(&v)`, `column_mut`,
+/// `slice_mut`), given the same view of the buffer's adjoint: its contents, which flow to `v`,
+/// and zeros left in their place, since the store overwrote what the view held.
+pub fn take_view<F: Real, D: Dimension>(mut dview: ArrayViewMut<'_, F, D>) -> Array<F, D> {
+    let taken = dview.to_owned();
+    dview.fill(F::from_f64(0.0));
+    taken
 }
 
 /// Adjoint of `x.slice(info)` (`info` is `s![..]`), in place: adds `dy` into that part of
