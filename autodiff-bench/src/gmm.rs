@@ -169,6 +169,72 @@ pub fn objective_ndarray(
     constant + lse_points - n as f64 * ops::logsumexp(alpha) - prior
 }
 
+/// The gradient of [`objective_ndarray`] by hand, in the same ndarray operations (the floor
+/// for that style: one array per operation, each component's `Q (x - mu)` computed again in
+/// the backward pass as the generated gradient does, where the loop version keeps scalars in
+/// registers): `(d alpha, d mu, d q, d l)`.
+#[allow(clippy::too_many_arguments)]
+pub fn gradient_hand_ndarray(
+    alpha: &Array1<f64>,
+    mu: &Array2<f64>,
+    q: &Array2<f64>,
+    l: &Array2<f64>,
+    x: &Array2<f64>,
+    tri: &Array2<f64>,
+    wishart: Wishart,
+) -> (Array1<f64>, Array2<f64>, Array2<f64>, Array2<f64>) {
+    let n = x.nrows();
+    let d = x.ncols();
+    let k = alpha.len();
+    // Forward: each component's log-density column.
+    let mut main = Array2::<f64>::zeros((n, k));
+    for ik in 0..k {
+        let xc = x - &mu.row(ik);
+        let lk = tri.dot(&l.row(ik)).into_shape_with_order((d, d)).unwrap();
+        let qx = &xc * &q.row(ik).mapv(f64::exp) + xc.dot(&lk.t());
+        let t = (&qx * &qx).sum_axis(Axis(1)) * -0.5 + (alpha[ik] + q.row(ik).sum());
+        main.column_mut(ik).assign(&t);
+    }
+    // The points' log-sum-exps: each row's softmax is the adjoint of its column.
+    let mut w = main;
+    for mut row in w.rows_mut() {
+        let mx = row.fold(f64::NEG_INFINITY, |m, &v| m.max(v));
+        row.mapv_inplace(|v| (v - mx).exp());
+        let s = row.sum();
+        row /= s;
+    }
+    let amx = alpha.fold(f64::NEG_INFINITY, |m, &v| m.max(v));
+    let ea = alpha.mapv(|a| (a - amx).exp());
+    let d_alpha = w.sum_axis(Axis(0)) - &ea * (n as f64 / ea.sum());
+    let g2 = wishart.gamma * wishart.gamma;
+    let qd = q.mapv(f64::exp);
+    let mut d_q = &qd * &qd * -g2 + wishart.m as f64;
+    let mut d_l = l * -g2;
+    let mut d_mu = Array2::<f64>::zeros(mu.raw_dim());
+    // Backward, component by component.
+    for ik in 0..k {
+        let dt = w.column(ik);
+        let xc = x - &mu.row(ik);
+        let lk = tri.dot(&l.row(ik)).into_shape_with_order((d, d)).unwrap();
+        let e = q.row(ik).mapv(f64::exp);
+        let qx = &xc * &e + xc.dot(&lk.t());
+        let dqx = qx * dt.insert_axis(Axis(1)) * -1.0;
+        let de = (&dqx * &xc).sum_axis(Axis(0));
+        let dlk = dqx.t().dot(&xc);
+        let dxc = &dqx * &e + dqx.dot(&lk);
+        let dsum = dt.sum();
+        let mut dq = d_q.row_mut(ik);
+        dq += &(de * &e);
+        dq += dsum;
+        d_l.row_mut(ik).scaled_add(
+            1.0,
+            &tri.t().dot(&dlk.into_shape_with_order(d * d).unwrap()),
+        );
+        d_mu.row_mut(ik).assign(&-dxc.sum_axis(Axis(0)));
+    }
+    (d_alpha, d_mu, d_q, d_l)
+}
+
 /// The constant inputs of [`objective_ndarray`] for dimension `d` and `k` components: the
 /// packing matrix `tri` (`d*d x d(d-1)/2`), the identity `unit` (`k x k`), and the constant term.
 pub fn ndarray_constants(
