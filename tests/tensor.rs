@@ -908,7 +908,15 @@ fn view_stores(x: &Array1<f64>, w: &Array2<f64>, c: &Array1<f64>, steps: usize) 
         .slice_mut(autodiff::ndarray::s![1.., ..])
         .assign(&states.mapv(f64::cos));
     block.row_mut(steps).assign(&Array1::<f64>::ones(n));
-    early * 0.1 + cols.dot(c).mapv(f64::exp).sum() + (&block * &block).sum().sqrt()
+    // A value whose type only its own definition fixes (a float literal's operation).
+    let mut sums = Array2::<f64>::zeros((steps, 2));
+    let r = states.sum_axis(Axis(1)) * -0.5 + x[0];
+    sums.column_mut(0).assign(&r);
+    sums.column_mut(1).assign(&r.mapv(f64::sin));
+    early * 0.1
+        + cols.dot(c).mapv(f64::exp).sum()
+        + (&block * &block).sum().sqrt()
+        + (&sums * &sums).sum()
 }
 
 #[test]

@@ -134,7 +134,7 @@ pub fn gradient_hand(
 /// as one `n x d` array, `Q (x - mu)` as a broadcast product plus one matrix product with the
 /// triangular factor (built from the packed `l` row by a constant 0/1 matrix `tri`), and the
 /// log-sum-exp over components through `log_softmax` of the `n x k` matrix of main terms
-/// (assembled column by column with the constant identity `unit`). Same parameters and value as
+/// (each component's column stored into it by `main.column_mut(ik).assign(&t)`). Same parameters and value as
 /// the loop version; `constant` is its `-n d/2 ln 2 pi + k C` term.
 #[autodiff::differentiate(wrt(alpha, mu, q, l))]
 #[allow(clippy::too_many_arguments)]
@@ -145,7 +145,6 @@ pub fn objective_ndarray(
     l: &Array2<f64>,
     x: &Array2<f64>,
     tri: &Array2<f64>,
-    unit: &Array2<f64>,
     wishart: Wishart,
     constant: f64,
 ) -> f64 {
@@ -158,9 +157,7 @@ pub fn objective_ndarray(
         let lk = tri.dot(&l.row(ik)).into_shape_with_order((d, d)).unwrap();
         let qx = &xc * &q.row(ik).mapv(f64::exp) + xc.dot(&lk.t());
         let t = (&qx * &qx).sum_axis(Axis(1)) * -0.5 + (alpha[ik] + q.row(ik).sum());
-        main = main
-            + t.insert_axis(Axis(1))
-                .dot(&unit.row(ik).insert_axis(Axis(0)));
+        main.column_mut(ik).assign(&t);
     }
     let lse_points = (&main.column(0) - &ops::log_softmax(&main).column(0)).sum();
     let qd = q.mapv(f64::exp);
@@ -236,13 +233,8 @@ pub fn gradient_hand_ndarray(
 }
 
 /// The constant inputs of [`objective_ndarray`] for dimension `d` and `k` components: the
-/// packing matrix `tri` (`d*d x d(d-1)/2`), the identity `unit` (`k x k`), and the constant term.
-pub fn ndarray_constants(
-    d: usize,
-    k: usize,
-    n: usize,
-    w: Wishart,
-) -> (Array2<f64>, Array2<f64>, f64) {
+/// packing matrix `tri` (`d*d x d(d-1)/2`) and the constant term.
+pub fn ndarray_constants(d: usize, k: usize, n: usize, w: Wishart) -> (Array2<f64>, f64) {
     let l_sz = d * (d - 1) / 2;
     let mut tri = Array2::zeros((d * d, l_sz));
     let mut p = 0;
@@ -252,7 +244,7 @@ pub fn ndarray_constants(
             p += 1;
         }
     }
-    (tri, Array2::eye(k), constant_term(d, k, n, w))
+    (tri, constant_term(d, k, n, w))
 }
 
 /// The objective's terms that no parameter changes: `-n d/2 ln 2 pi + k C`, with `C` the

@@ -343,7 +343,7 @@ impl CandleGmm {
         use candle_core::{Device, Tensor, Var};
         let cpu = Device::Cpu;
         let l_sz = d * (d - 1) / 2;
-        let (tri, _, constant) = crate::gmm::ndarray_constants(d, k, n, wishart);
+        let (tri, constant) = crate::gmm::ndarray_constants(d, k, n, wishart);
         let tri_t = Tensor::from_slice(
             &tri.t().iter().copied().collect::<Vec<f64>>(),
             (l_sz, d * d),

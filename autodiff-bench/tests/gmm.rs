@@ -41,15 +41,14 @@ fn ndarray_gmm_matches_the_loop_version() {
         let p = Problem::new(d, k, n, 1.0);
         let (aa, am, aq, al, ax) = p.arrays();
         let w = Wishart { gamma, m };
-        let (tri, unit, constant) = ndarray_constants(d, k, n, w);
-        let got = objective_ndarray(&aa, &am, &aq, &al, &ax, &tri, &unit, w, constant);
+        let (tri, constant) = ndarray_constants(d, k, n, w);
+        let got = objective_ndarray(&aa, &am, &aq, &al, &ax, &tri, w, constant);
         let want = objective(&p.alpha, &p.mu, &p.q, &p.l, &p.x, d, k, n, w);
         assert!(
             (got - want).abs() <= 1e-10 * want.abs().max(1.0),
             "{got} vs {want}"
         );
-        let (ga, gm, gq, gl) =
-            objective_ndarray_grad(&aa, &am, &aq, &al, &ax, &tri, &unit, w, constant);
+        let (ga, gm, gq, gl) = objective_ndarray_grad(&aa, &am, &aq, &al, &ax, &tri, w, constant);
         let (ha, hm, hq, hl) = gradient_hand(&p.alpha, &p.mu, &p.q, &p.l, &p.x, d, k, n, w);
         assert_close(&ga.to_vec(), &ha, 1e-10);
         assert_close(&gm.iter().copied().collect::<Vec<_>>(), &hm, 1e-10);

@@ -789,7 +789,10 @@ impl Forward<'_> {
                     );
                     match part {
                         Part::Element => quote!(#b[#i] = #v;),
-                        Part::View(method) => quote!(#b.#method(#i).assign(&#v);),
+                        Part::View(method) => {
+                            let rt = self.rt;
+                            quote!(#rt::assign(#b.#method(#i), &#v);)
+                        }
                     }
                 }
             },

@@ -1184,6 +1184,26 @@ impl Lowerer<'_> {
                     syn::LitFloat::new(&format!("{}{}", f.base10_digits(), self.float), f.span());
                 return Ok(Lowered::Operand(Operand::Const(typed.to_token_stream())));
             }
+            // `-0.5` likewise (an array times it has a type only once the literal has one).
+            Expr::Unary(syn::ExprUnary {
+                op: UnOp::Neg(_),
+                expr,
+                ..
+            }) => {
+                if let Expr::Lit(syn::ExprLit {
+                    lit: syn::Lit::Float(f),
+                    ..
+                }) = strip(expr)
+                {
+                    if f.suffix().is_empty() {
+                        let typed = syn::LitFloat::new(
+                            &format!("{}{}", f.base10_digits(), self.float),
+                            f.span(),
+                        );
+                        return Ok(Lowered::Operand(Operand::Const(quote!((-#typed)))));
+                    }
+                }
+            }
             Expr::Lit(_) => return Ok(Lowered::Operand(Operand::Const(e.to_token_stream()))),
             Expr::Path(p) if p.qself.is_none() => {
                 if let Some(id) = p.path.get_ident().and_then(|i| self.lookup(&i.to_string())) {

@@ -28,10 +28,10 @@ pub mod __rt {
     };
     pub use crate::fused::{fused_mean, fused_mean_grad, fused_sum, fused_sum_grad, Const};
     pub use crate::tensor::{
-        add, add_owned, column_acc, div, div_owned, dot, dot_lhs_adj, dot_rhs_adj, insert_axis,
-        insert_axis_adj, into_shape_with_order, mean_adj, mean_axis_adj, mul, mul_owned, neg,
-        range, range_acc, reshape_adj, reversed_axes, row_acc, slice_acc, sub, sub_owned, sum_adj,
-        sum_axis_adj, t_adj, take_view,
+        add, add_owned, assign, column_acc, div, div_owned, dot, dot_lhs_adj, dot_rhs_adj,
+        insert_axis, insert_axis_adj, into_shape_with_order, mean_adj, mean_axis_adj, mul,
+        mul_owned, neg, range, range_acc, reshape_adj, reversed_axes, row_acc, slice_acc, sub,
+        sub_owned, sum_adj, sum_axis_adj, t_adj, take_view,
     };
     pub use crate::Real;
 }

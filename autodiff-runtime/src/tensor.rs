@@ -655,6 +655,20 @@ pub fn row_acc<F: Real, SD: DataMut<Elem = F>, C: Contribution<F>>(
     dx.row_mut(k).accumulate(dy);
 }
 
+/// A store into a view of an array buffer, `b.row_mut(k).assign(&v)` (`column_mut`,
+/// `slice_mut`), with `v` read through references (so its type is inferred from its own
+/// definition, not from `assign`'s parameter). Panics as `assign` does.
+pub fn assign<F, D, V, S, E>(mut view: ArrayViewMut<'_, F, D>, v: &V)
+where
+    F: Real,
+    D: Dimension,
+    V: Val<Canon = ArrayBase<S, E>> + ?Sized,
+    S: Data<Elem = F>,
+    E: Dimension,
+{
+    view.assign(v.canon());
+}
+
 /// Adjoint of a store into a view of an array buffer (`b.row_mut(k).assign(&v)`, `column_mut`,
 /// `slice_mut`), given the same view of the buffer's adjoint: its contents, which flow to `v`,
 /// and zeros left in their place, since the store overwrote what the view held.

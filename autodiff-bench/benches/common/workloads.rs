@@ -436,7 +436,7 @@ pub fn gmm_ndarray_rows() {
         let (alpha, mu, q, l, x) = (&p.alpha, &p.mu, &p.q, &p.l, &p.x);
         let w = gmm::Wishart { gamma: 1.0, m: 0 };
         let (aa, am, aq, al, ax) = p.arrays();
-        let (tri, unit, constant) = ndarray_constants(d, k, n, w);
+        let (tri, constant) = ndarray_constants(d, k, n, w);
         let flat = |g: &(Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>)| {
             [g.0.clone(), g.1.clone(), g.2.clone(), g.3.clone()].concat()
         };
@@ -455,14 +455,14 @@ pub fn gmm_ndarray_rows() {
             &format!("d = {d}, K = {k}, n = {n}"),
             || {
                 black_box(objective_ndarray(
-                    &aa, &am, &aq, &al, &ax, &tri, &unit, w, constant,
+                    &aa, &am, &aq, &al, &ax, &tri, w, constant,
                 ));
             },
             &reference,
             vec![
                 contender(
                     "generated",
-                    || objective_ndarray_grad(&aa, &am, &aq, &al, &ax, &tri, &unit, w, constant),
+                    || objective_ndarray_grad(&aa, &am, &aq, &al, &ax, &tri, w, constant),
                     flat_nd,
                 ),
                 contender("hand-written", hand, flat),
