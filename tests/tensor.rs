@@ -930,3 +930,26 @@ fn stores_into_rows_columns_and_slices_match_finite_differences() {
     assert_matches_fd("w", &gw, &w, |w| view_stores(&x, w, &c, 4));
     assert_matches_fd("c", &gc, &c, |c| view_stores(&x, &w, c, 4));
 }
+
+/// An array operand read twice by one operation (`&a * &a`, `&a + &a`, `&a / &a`, a reciprocal
+/// of a square): its contributions are one pass, the sum of both rules.
+#[differentiate]
+#[allow(clippy::eq_op)]
+fn operand_twice(a: &Array2<f64>, b: &Array1<f64>) -> f64 {
+    let sq = a * a;
+    let twice = a + a;
+    let one = a / a;
+    let inv = 1.0 / &(b * b);
+    let u = (&sq * &twice).sum_axis(Axis(1)) * -0.5;
+    inv.dot(&u) + one.t().dot(b).sum() + (&one * &sq).sum() + (b - b).sum()
+}
+
+#[test]
+fn operands_read_twice_match_finite_differences() {
+    let a = values((3, 2), 61, 0.5, 1.5);
+    let b = values(3, 62, 0.5, 1.5);
+    let (value, (ga, gb)) = operand_twice_value_and_grad(&a, &b);
+    assert_eq!(value, operand_twice(&a, &b));
+    assert_matches_fd("a", &ga, &a, |a| operand_twice(a, &b));
+    assert_matches_fd("b", &gb, &b, |b| operand_twice(&a, b));
+}

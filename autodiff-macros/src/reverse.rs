@@ -1904,11 +1904,12 @@ impl<'a> Reverse<'a> {
                     let last = if scalar {
                         None
                     } else {
+                        // (An operand read twice, `&q * &q`, makes one contribution.)
                         (0..args.len()).rev().find(|&k| {
                             let v = args[k].var();
                             self.active(&args[k])
                                 && v.is_some_and(|v| !self.declared.contains(&v))
-                                && args.iter().filter(|a| a.var() == v).count() == 1
+                                && !args[k + 1..].iter().any(|a| a.var() == v)
                         })
                     };
                     let mut order: Vec<usize> =
@@ -1954,6 +1955,22 @@ impl<'a> Reverse<'a> {
                             };
                             out.extend(self.contribute_scalar(arg, c));
                         } else {
+                            // An operand read twice (`&q * &q`): one pass for both of its
+                            // contributions, at its last position.
+                            if args[k + 1..].iter().any(|a| a.var() == arg.var()) {
+                                continue;
+                            }
+                            let mut all: Vec<&Template> = (0..k)
+                                .filter(|&j| args[j].var() == arg.var())
+                                .map(|j| {
+                                    if reciprocal && j == 1 {
+                                        &crate::rules::QUOTIENT_OF_ONE
+                                    } else {
+                                        &templates[j]
+                                    }
+                                })
+                                .collect();
+                            all.push(template);
                             let names = Args::new(n.clone(), self.float.clone());
                             // The adjoint's last use may write the contribution over it.
                             let (add, consumed) = self.contribute_elementwise(
@@ -1961,7 +1978,7 @@ impl<'a> Reverse<'a> {
                                 arg,
                                 args,
                                 &names,
-                                template,
+                                &all,
                                 Some(k) == last,
                             );
                             out.extend(add);
@@ -2021,7 +2038,7 @@ impl<'a> Reverse<'a> {
                                     var,
                                     std::slice::from_ref(recv),
                                     &names,
-                                    template,
+                                    &[template],
                                     Dest::Over,
                                 )
                             }
@@ -2107,18 +2124,18 @@ impl<'a> Reverse<'a> {
         target: &Operand,
         args: &[Operand],
         names: &Args,
-        template: &Template,
+        templates: &[&Template],
         last: bool,
     ) -> (TokenStream, bool) {
         match target.var().filter(|&v| self.f.vars[v].active) {
             Some(v) if self.declared.contains(&v) => {
                 let d = self.f.vars[v].adjoint.clone();
-                let add = self.elementwise_call(var, args, names, template, Dest::Adjoint(&d));
+                let add = self.elementwise_call(var, args, names, templates, Dest::Adjoint(&d));
                 (quote!(#add;), false)
             }
             _ => {
                 let dest = if last { Dest::Over } else { Dest::New };
-                let c = self.elementwise_call(var, args, names, template, dest);
+                let c = self.elementwise_call(var, args, names, templates, dest);
                 (self.contribute(target, c), last)
             }
         }
@@ -2127,15 +2144,17 @@ impl<'a> Reverse<'a> {
     /// `__rt::pbN(&operands.., &y, &dy, |x: F, y: F, dy: F| -> F { body })`, a new array; with
     /// [`Dest::Over`], `__rt::pbN_owned(.., dy, ..)` written over `dy`; with
     /// [`Dest::Adjoint`], `__rt::acc_pbN(&mut d, ..)` added into an adjoint. Operands the
-    /// template does not read are passed as a zero, so they need not be kept.
+    /// template does not read are passed as a zero, so they need not be kept. Several
+    /// templates (an operand read twice) make one closure, the sum of their bodies.
     fn elementwise_call(
         &mut self,
         var: VarId,
         args: &[Operand],
         names: &Args,
-        template: &Template,
+        templates: &[&Template],
         dest: Dest<'_>,
     ) -> TokenStream {
+        let uses = |name: &str| templates.iter().any(|t| t.uses.contains(&name));
         let rt = self.rt.clone();
         let f = self.float.clone();
         let dy = self.f.vars[var].adjoint.clone();
@@ -2145,19 +2164,20 @@ impl<'a> Reverse<'a> {
         for (k, a) in args.iter().enumerate() {
             let name = Args::operand_name(k, args.len());
             params.push(names.operand(k, args.len()));
-            operands.push(if template.uses.contains(&name) {
+            operands.push(if uses(name) {
                 self.operand(a)
             } else {
                 zero.clone()
             });
         }
-        let yv = if template.uses.contains(&"y") {
+        let yv = if uses("y") {
             self.primal(var).to_token_stream()
         } else {
             zero.clone()
         };
         let (y, yd) = (&names.y, &names.dy);
-        let body = (template.body)(names);
+        let bodies: Vec<TokenStream> = templates.iter().map(|t| (t.body)(names)).collect();
+        let body = quote!(#((#bodies))+*);
         let n = args.len();
         let (pb, dst, dy) = match dest {
             Dest::Adjoint(d) => (format_ident!("acc_pb{n}"), quote!(&mut #d,), quote!(&#dy)),
