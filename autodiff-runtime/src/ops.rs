@@ -231,8 +231,17 @@ pub fn logsumexp_pullback<
     d_out: F,
 ) -> Array<F, D> {
     let x = x.canon();
-    let l = lse_of(x.iter());
-    x.mapv(|v| d_out * F::from_f64((v.to_f64() - l.to_f64()).exp()))
+    // One `exp` per element, as in `softmax`.
+    let m = x.fold(f64::NEG_INFINITY, |m, v| m.max(v.to_f64()));
+    let mut total = 0.0;
+    let mut out = x.mapv(|v| {
+        let e = (v.to_f64() - m).exp();
+        total += e;
+        F::from_f64(e)
+    });
+    let scale = d_out.to_f64() / total;
+    out.mapv_inplace(|e| F::from_f64(e.to_f64() * scale));
+    out
 }
 
 fn last_axis<S: ndarray::RawData, D: Dimension>(x: &ArrayBase<S, D>, op: &str) -> Axis {
@@ -252,8 +261,15 @@ pub fn softmax<F: Real, S: Data<Elem = F>, D: Dimension, X: Val<Canon = ArrayBas
     let axis = last_axis(x, "softmax");
     let mut out = x.to_owned();
     for mut lane in out.lanes_mut(axis) {
-        let l = lse_of(lane.iter());
-        lane.mapv_inplace(|v| F::from_f64((v.to_f64() - l.to_f64()).exp()));
+        // One `exp` per element: shifted by the lane's maximum, then divided by their sum.
+        let m = lane.fold(f64::NEG_INFINITY, |m, v| m.max(v.to_f64()));
+        let mut total = 0.0;
+        lane.mapv_inplace(|v| {
+            let e = (v.to_f64() - m).exp();
+            total += e;
+            F::from_f64(e)
+        });
+        lane.mapv_inplace(|e| F::from_f64(e.to_f64() / total));
     }
     out
 }
