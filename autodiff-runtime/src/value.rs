@@ -175,7 +175,24 @@ pub fn reduce_to<F: Real>(c: ArrayViewD<'_, F>, shape: &[usize]) -> ArrayD<F> {
         if let Some(s) = c.as_slice() {
             let inner: usize = shape.iter().product();
             let mut out = vec![F::from_f64(0.0); inner];
-            if inner > 0 {
+            if inner > 0 && inner <= 8 {
+                // A few elements (a row of 2 broadcast over 1000 rows): summed in blocks of
+                // several rows at once, so the inner loop is long enough to be worth running.
+                let width = inner * (16 / inner);
+                let mut acc = [F::from_f64(0.0); 16];
+                let mut blocks = s.chunks_exact(width);
+                for block in &mut blocks {
+                    for (a, &v) in acc.iter_mut().zip(block) {
+                        *a += v;
+                    }
+                }
+                for (k, &v) in blocks.remainder().iter().enumerate() {
+                    acc[k] += v;
+                }
+                for (k, &a) in acc[..width].iter().enumerate() {
+                    out[k % inner] += a;
+                }
+            } else if inner > 0 {
                 for chunk in s.chunks_exact(inner) {
                     for (o, &v) in out.iter_mut().zip(chunk) {
                         *o += v;
@@ -234,5 +251,33 @@ pub fn to_dim<S: RawData, D: Dimension, E: Dimension>(a: ArrayBase<S, D>) -> Arr
     match a.into_dimensionality::<E>() {
         Ok(a) => a,
         Err(e) => panic!("autodiff: an adjoint does not have the dimension of its value: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reduce_to;
+    use ndarray::{Array2, Axis};
+
+    /// Adjoints reduced to a row of a few elements (summed in blocks of rows) or of many, for
+    /// every remainder of rows, against ndarray's own `sum_axis`.
+    #[test]
+    fn reductions_to_a_row_match_sum_axis() {
+        for inner in 1..=11 {
+            for rows in [0, 1, 2, 3, 7, 8, 17, 100] {
+                let c = Array2::from_shape_fn((rows, inner), |(i, j)| {
+                    ((i * 31 + j * 7) % 13) as f64 * 0.37 - 2.0
+                });
+                let got = reduce_to(c.view().into_dyn(), &[inner]);
+                let want = c.sum_axis(Axis(0));
+                assert_eq!(got.shape(), &[inner]);
+                for (g, w) in got.iter().zip(&want) {
+                    assert!(
+                        (g - w).abs() <= 1e-12 * w.abs().max(1.0),
+                        "{inner} x {rows}: {g} vs {w}"
+                    );
+                }
+            }
+        }
     }
 }
