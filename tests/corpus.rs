@@ -306,9 +306,9 @@ pub fn p3(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         * (b * b + 1.5).acosh();
     let v2 = (((((arr1 * -0.75f64).tanh() * 0.5).sinh()).tanh() * 3.0).floor() * 0.25
         + smooth(x[0].mul_add(0.37f64, a)));
-    let arr3 = autodiff::ops::logsumexp(
-        &(m.dot(&m.column(0)) * (((x[1]).tanh() * 3.0).floor() * 0.25 + arr1)),
-    );
+    let arr3 = (m * (((x[1]).tanh() * 3.0).floor() * 0.25 + arr1) + &m.t().dot(m))
+        .mapv(|t| t.tanh())
+        .sum();
     let mut lse4 = (arr3 * arr3).ln_1p();
     let mut scratch5 = vec![0.0; n];
     for i in 0..n {
@@ -475,10 +475,15 @@ pub fn p8(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..part2_s.len() {
         part2 += part2_s[i] * part2_s[1].sin();
     }
-    let arr3 = (&m.slice(autodiff::ndarray::s![.., 1..]) * (x[2] * x[2] + 1.0).log(3.0)
-        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
-        .mapv(|t| t.sin())
-        .sum();
+    let arr3 = {
+        let mut q = Array2::<f64>::zeros((2, 2));
+        let mut r = m.row(0).to_owned();
+        for i in 0..2 {
+            r = (&r * (x[2] * x[2] + 1.0).log(3.0) + &m.row(i)).mapv(|t| t.tanh());
+            q.row_mut(i).assign(&r);
+        }
+        (&q * m).sum()
+    };
     let part4_s = &x[0..2];
     let mut part4 = arr3.clamp(-1.0, 1.0);
     for i in 0..part4_s.len() {
@@ -736,10 +741,12 @@ pub fn p14(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         perm1[n - 1] = first;
     }
-    let arr3 = (&m.slice(autodiff::ndarray::s![.., 1..]) * (-1.77f64 * -1.77f64 + 1.0).recip()
-        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
-        .mapv(|t| t.sin())
-        .sum();
+    let arr3 = {
+        let mut q = m.to_owned();
+        let t = &q * (-1.77f64 * -1.77f64 + 1.0).recip();
+        q[[0, 1]] = (-1.77f64 * -1.77f64 + 1.0).recip() * 2.0;
+        t.mapv(f64::sin).sum() + q.sum()
+    };
     let mut perm4 = vec![0usize; n];
     for i in 0..n {
         perm4[i] = (i + 1) % n;
@@ -1045,9 +1052,16 @@ pub fn p20(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..part1_s.len() {
         part1 += part1_s[i] * part1_s[1].sin();
     }
-    let arr2 = (m * (a * a + 1.0).cbrt() + &m.t().dot(m))
-        .mapv(|t| t.tanh())
-        .sum();
+    let arr2 = {
+        let mut q = Array2::<f64>::zeros((3, 2));
+        q.row_mut(0).assign(&(&m.row(1) * (a * a + 1.0).cbrt()));
+        q.slice_mut(autodiff::ndarray::s![1.., ..])
+            .assign(&m.mapv(|t| t.sin()));
+        q.row_mut(2).assign(&m.row(0));
+        q.column_mut(1)
+            .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
+        (&q * &q).sum()
+    };
     0.52f64 * (a).tanh()
         + -0.86f64 * (b).tanh()
         + -0.46f64 * (part1).tanh()
@@ -1121,10 +1135,12 @@ pub fn p22(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             pair4 += (d * d + 0.5).recip() * (rot2 * rot2 + 1.5).acosh();
         }
     }
-    let arr5 = (&m.row(1) * (a * a + 0.5).sqrt() - &m.column(1))
-        .mapv(f64::sin)
-        .sum();
-    let arr6 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * pair4;
+    let arr5 = (m + &m.sum_axis(Axis(0)))
+        .mapv(|t| (t * t + 1.0).ln())
+        .mean()
+        .unwrap()
+        * (a * a + 0.5).sqrt();
+    let arr6 = (m * pair4 + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
     -1.11f64 * (a).tanh()
         + 0.33f64 * (b).tanh()
         + -1.18f64 * (rot2).tanh()
@@ -1460,12 +1476,10 @@ pub fn p31(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             pair4 += (d * d + 0.5).recip() * (-(a));
         }
     }
-    let arr5 = {
-        let mut q = m.to_owned();
-        let t = &q * (acc1.tanh() * 0.5).cosh();
-        q[[0, 1]] = (acc1.tanh() * 0.5).cosh() * 2.0;
-        t.mapv(f64::sin).sum() + q.sum()
-    };
+    let arr5 = (&m.slice(autodiff::ndarray::s![.., 1..]) * (acc1.tanh() * 0.5).cosh()
+        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+        .mapv(|t| t.sin())
+        .sum();
     let mut pair6 = 0.0;
     for i in 0..n {
         for j in (i + 1)..n {
@@ -1495,22 +1509,26 @@ pub fn p31(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 pub fn p32(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let v1 = x[0].sin();
-    let arr2 = m
-        .view()
-        .into_shape_with_order(4)
-        .unwrap()
-        .mapv(|t| t.sin())
-        .sum()
-        + (v1 * v1 + 1.0).ln();
+    let arr2 = {
+        let mut q = Array2::<f64>::zeros((3, 2));
+        q.row_mut(0).assign(&(&m.row(1) * (v1 * v1 + 1.0).ln()));
+        q.slice_mut(autodiff::ndarray::s![1.., ..])
+            .assign(&m.mapv(|t| t.sin()));
+        q.row_mut(2).assign(&m.row(0));
+        q.column_mut(1)
+            .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
+        (&q * &q).sum()
+    };
     let mut buf3 = vec![0.0; n];
     for i in 0..n {
         buf3[i] = a;
     }
     let v4 = buf3[0] + 0.5 * buf3[1];
-    let arr5 = (&m.slice(autodiff::ndarray::s![.., 1..]) * 0.59f64.clamp(-1.0, 1.0)
-        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
-        .mapv(|t| t.sin())
-        .sum();
+    let arr5 = (m + &m.sum_axis(Axis(0)))
+        .mapv(|t| (t * t + 1.0).ln())
+        .mean()
+        .unwrap()
+        * 0.59f64.clamp(-1.0, 1.0);
     1.22f64 * (a).tanh()
         + 1.21f64 * (b).tanh()
         + -0.87f64 * (v1).tanh()
@@ -1660,10 +1678,15 @@ pub fn p37(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..part2_s.len() {
         part2 += part2_s[i] * part2_s[1].sin();
     }
-    let arr3 = (&m.column(0).insert_axis(Axis(1)) * m)
-        .mapv(|t| (t * t + 1.0).ln())
-        .sum()
-        * a.atan2(b * b + 0.5);
+    let arr3 = {
+        let mut q = Array2::<f64>::zeros((2, 2));
+        let mut r = m.row(0).to_owned();
+        for i in 0..2 {
+            r = (&r * a.atan2(b * b + 0.5) + &m.row(i)).mapv(|t| t.tanh());
+            q.row_mut(i).assign(&r);
+        }
+        (&q * m).sum()
+    };
     let mut w4 = part1.tanh() + 3.0;
     let mut steps = 0;
     while w4 > 0.5 && steps < 20 {
@@ -1821,9 +1844,16 @@ pub fn p41(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
     }
     let v2 = (smooth(acc1).cos().tanh() * 0.5).cosh();
-    let arr3 = (m * (a * a + 1.0).log(3.0) + &m.t().dot(m))
-        .mapv(|t| t.tanh())
-        .sum();
+    let arr3 = {
+        let mut q = Array2::<f64>::zeros((3, 2));
+        q.row_mut(0).assign(&(&m.row(1) * (a * a + 1.0).log(3.0)));
+        q.slice_mut(autodiff::ndarray::s![1.., ..])
+            .assign(&m.mapv(|t| t.sin()));
+        q.row_mut(2).assign(&m.row(0));
+        q.column_mut(1)
+            .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
+        (&q * &q).sum()
+    };
     let mut perm4 = vec![0usize; n];
     for i in 0..n {
         perm4[i] = (i + 2) % n;
@@ -1938,7 +1968,10 @@ pub fn p44(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else if (0.67f64 * 0.67f64 + 1.0).log10() >= -1.50f64 {
         m1 = m1 * 0.5;
     }
-    let arr2 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * (x[1].tanh() * 0.5).sinh();
+    let arr2 = (&m.slice(autodiff::ndarray::s![.., 1..]) * (x[1].tanh() * 0.5).sinh()
+        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+        .mapv(|t| t.sin())
+        .sum();
     let mut w3 = (arr2 / (arr2 * arr2 + 1.0)).tanh().tanh() + 3.0;
     let mut steps = 0;
     while w3 > 0.5 && steps < 20 {
@@ -2156,13 +2189,10 @@ pub fn p49(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p50(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = m
-        .view()
-        .into_shape_with_order(4)
-        .unwrap()
-        .mapv(|t| t.sin())
-        .sum()
-        + b.max(x[3]);
+    let arr1 = (m * m * b.max(x[3]) - m.mapv(|t| t.cos()))
+        .mapv(f64::exp)
+        .mean()
+        .unwrap();
     let mut buf2 = vec![0.0; n];
     for i in 0..n {
         buf2[i] = b;
@@ -2734,10 +2764,13 @@ pub fn p65(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         steps += 1;
     }
     let v4 = (1.22f64.tanh() * 0.9).atanh();
-    let arr5 = (m * m * (b * b + 1.0).recip() - m.mapv(|t| t.cos()))
-        .mapv(f64::exp)
-        .mean()
-        .unwrap();
+    let arr5 = m
+        .view()
+        .into_shape_with_order(4)
+        .unwrap()
+        .mapv(|t| t.sin())
+        .sum()
+        + (b * b + 1.0).recip();
     let mut perm6 = vec![0usize; n];
     for i in 0..n {
         perm6[i] = (i + 2) % n;
@@ -2959,10 +2992,7 @@ pub fn p70(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             .ln()
             + (-1.75f64).tanh().stop_gradient())
     };
-    let arr4 = (&m.slice(autodiff::ndarray::s![.., 1..]) * (0.13f64 * 0.13f64 + 0.5).sqrt()
-        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
-        .mapv(|t| t.sin())
-        .sum();
+    let arr4 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * (0.13f64 * 0.13f64 + 0.5).sqrt();
     let v5 = if (arr4 * arr4 + 1.0).cbrt() < 0.04f64 {
         b.asinh().tanh().exp_m1()
     } else {
@@ -3472,11 +3502,12 @@ pub fn p83(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p84(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
-        .mean()
-        .unwrap()
-        * autodiff::ops::sigmoid(b);
+    let arr1 = {
+        let mut q = m.to_owned();
+        let t = &q * autodiff::ops::sigmoid(b);
+        q[[0, 1]] = autodiff::ops::sigmoid(b) * 2.0;
+        t.mapv(f64::sin).sum() + q.sum()
+    };
     let mut perm2 = vec![0usize; n];
     for i in 0..n {
         perm2[i] = (i + 1) % n;
@@ -3552,10 +3583,24 @@ pub fn p84(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p85(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = (m.to_owned().reversed_axes() * b.powi(2) + &m.view())
-        .mapv(|t| t.tanh())
-        .sum();
-    let arr2 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * (arr1 * arr1 + 1.0).recip()));
+    let arr1 = m
+        .view()
+        .into_shape_with_order(4)
+        .unwrap()
+        .mapv(|t| t.sin())
+        .sum()
+        + b.powi(2);
+    let arr2 = {
+        let mut q = Array2::<f64>::zeros((3, 2));
+        q.row_mut(0)
+            .assign(&(&m.row(1) * (arr1 * arr1 + 1.0).recip()));
+        q.slice_mut(autodiff::ndarray::s![1.., ..])
+            .assign(&m.mapv(|t| t.sin()));
+        q.row_mut(2).assign(&m.row(0));
+        q.column_mut(1)
+            .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
+        (&q * &q).sum()
+    };
     let mut buf3 = vec![0.0; n];
     for i in 0..n {
         buf3[i] = (arr1 * arr1 + 1.0).cbrt().atan();
@@ -3662,10 +3707,13 @@ pub fn p88(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
     }
     let arr2 = {
-        let mut q = m.to_owned();
-        let t = &q * (b * b + 1.0).recip();
-        q[[0, 1]] = (b * b + 1.0).recip() * 2.0;
-        t.mapv(f64::sin).sum() + q.sum()
+        let mut q = Array2::<f64>::zeros((2, 2));
+        let mut r = m.row(0).to_owned();
+        for i in 0..2 {
+            r = (&r * (b * b + 1.0).recip() + &m.row(i)).mapv(|t| t.tanh());
+            q.row_mut(i).assign(&r);
+        }
+        (&q * m).sum()
     };
     -0.93f64 * (a).tanh()
         + 0.56f64 * (b).tanh()
@@ -3714,7 +3762,16 @@ pub fn p89(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 pub fn p90(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let v1 = b.hypot(((((b * b + 1.0).log(3.0)).tanh() * 3.0).signum() * 0.25 + b.tanh()));
-    let arr2 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * v1.tanh()));
+    let arr2 = {
+        let mut q = Array2::<f64>::zeros((3, 2));
+        q.row_mut(0).assign(&(&m.row(1) * v1.tanh()));
+        q.slice_mut(autodiff::ndarray::s![1.., ..])
+            .assign(&m.mapv(|t| t.sin()));
+        q.row_mut(2).assign(&m.row(0));
+        q.column_mut(1)
+            .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
+        (&q * &q).sum()
+    };
     let mut m3 = autodiff::ops::sigmoid(v1);
     if x[2].clamp(-1.0, 1.0) > 1.68f64 {
         m3 += ((x[0] * x[3]) - x[1]);
@@ -3722,7 +3779,16 @@ pub fn p90(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         m3 = m3 * 0.5;
     }
     let v4 = smooth((x[3] * x[3] + 1.0).powf(smooth(a).tanh()));
-    let arr5 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * a.hypot(b);
+    let arr5 = {
+        let mut q = Array2::<f64>::zeros((3, 2));
+        q.row_mut(0).assign(&(&m.row(1) * a.hypot(b)));
+        q.slice_mut(autodiff::ndarray::s![1.., ..])
+            .assign(&m.mapv(|t| t.sin()));
+        q.row_mut(2).assign(&m.row(0));
+        q.column_mut(1)
+            .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
+        (&q * &q).sum()
+    };
     1.35f64 * (a).tanh()
         + 1.96f64 * (b).tanh()
         + 1.67f64 * (v1).tanh()
@@ -3736,7 +3802,9 @@ pub fn p90(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p91(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * (x[2] / (x[1] * x[1] + 1.0))));
+    let arr1 = (m.to_owned().reversed_axes() * (x[2] / (x[1] * x[1] + 1.0)) + &m.view())
+        .mapv(|t| t.tanh())
+        .sum();
     let mut pair2 = 0.0;
     for i in 0..n {
         for j in (i + 1)..n {
@@ -3849,11 +3917,7 @@ pub fn p94(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else if (b * b + 1.0).recip() >= 0.23f64 {
         m1 = m1 * 0.5;
     }
-    let arr2 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
-        .mean()
-        .unwrap()
-        * b;
+    let arr2 = (&m.row(1) * b - &m.column(1)).mapv(f64::sin).sum();
     let mut m3 = m1;
     if x[3].tanh() > 0.60f64 {
         m3 += b.clamp(-1.0, 1.0);
@@ -4437,12 +4501,10 @@ pub fn p107(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p108(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = {
-        let mut q = m.to_owned();
-        let t = &q * autodiff::ops::sigmoid(1.20f64);
-        q[[0, 1]] = autodiff::ops::sigmoid(1.20f64) * 2.0;
-        t.mapv(f64::sin).sum() + q.sum()
-    };
+    let arr1 = (&m.column(0).insert_axis(Axis(1)) * m)
+        .mapv(|t| (t * t + 1.0).ln())
+        .sum()
+        * autodiff::ops::sigmoid(1.20f64);
     let v2 = (((1.91f64 * 1.91f64 + 1.0).cbrt() * (1.91f64 * 1.91f64 + 1.0).cbrt() + 1.5).acosh()
         * ((1.91f64 * 1.91f64 + 1.0).cbrt() * (1.91f64 * 1.91f64 + 1.0).cbrt() + 1.5).acosh()
         + 1.0)
@@ -4479,10 +4541,15 @@ pub fn p109(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         perm1[n - 1] = first;
     }
-    let arr3 = (&m.slice(autodiff::ndarray::s![.., 1..]) * x[0].tanh().exp_m1()
-        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
-        .mapv(|t| t.sin())
-        .sum();
+    let arr3 = {
+        let mut q = Array2::<f64>::zeros((2, 2));
+        let mut r = m.row(0).to_owned();
+        for i in 0..2 {
+            r = (&r * x[0].tanh().exp_m1() + &m.row(i)).mapv(|t| t.tanh());
+            q.row_mut(i).assign(&r);
+        }
+        (&q * m).sum()
+    };
     -0.16f64 * (a).tanh() + 1.95f64 * (b).tanh() + 1.99f64 * (rot2).tanh() + 0.21f64 * (arr3).tanh()
 }
 
@@ -4526,7 +4593,15 @@ pub fn p111(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         buf2[i] = v1;
     }
     let v3 = buf2[2] * buf2[3];
-    let arr4 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * (b * b + 1.0).ln();
+    let arr4 = {
+        let mut q = Array2::<f64>::zeros((2, 2));
+        let mut r = m.row(0).to_owned();
+        for i in 0..2 {
+            r = (&r * (b * b + 1.0).ln() + &m.row(i)).mapv(|t| t.tanh());
+            q.row_mut(i).assign(&r);
+        }
+        (&q * m).sum()
+    };
     let mut m5 = helpers::soft(x[2], 0.3);
     if v1.asinh() < -1.27f64 {
         m5 += arr4.min(v1).min(v3.tanh());
@@ -4644,7 +4719,10 @@ pub fn p115(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         buf2[i] = ((w1 * w1 + 1.0).recip().tanh() * 0.5).sinh();
     }
     let v3 = buf2[2] * buf2[3];
-    let arr4 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * v3;
+    let arr4 = (&m.column(0).insert_axis(Axis(1)) * m)
+        .mapv(|t| (t * t + 1.0).ln())
+        .sum()
+        * v3;
     let mut lse5 = v3.powi(2);
     let mut scratch6 = vec![0.0; n];
     for i in 0..n {
@@ -4749,7 +4827,15 @@ pub fn p116(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p117(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * a.clamp(-1.0, 1.0);
+    let arr1 = {
+        let mut q = Array2::<f64>::zeros((2, 2));
+        let mut r = m.row(0).to_owned();
+        for i in 0..2 {
+            r = (&r * a.clamp(-1.0, 1.0) + &m.row(i)).mapv(|t| t.tanh());
+            q.row_mut(i).assign(&r);
+        }
+        (&q * m).sum()
+    };
     let mut lse2 = arr1;
     let mut scratch3 = vec![0.0; n];
     for i in 0..n {
@@ -4766,12 +4852,10 @@ pub fn p117(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         lse2 += se.ln() + mx;
     }
-    let arr4 = {
-        let mut q = m.to_owned();
-        let t = &q * autodiff::ops::softplus(0.26f64);
-        q[[0, 1]] = autodiff::ops::softplus(0.26f64) * 2.0;
-        t.mapv(f64::sin).sum() + q.sum()
-    };
+    let arr4 = (&m.column(0).insert_axis(Axis(1)) * m)
+        .mapv(|t| (t * t + 1.0).ln())
+        .sum()
+        * autodiff::ops::softplus(0.26f64);
     let v5 = (((autodiff::ops::softplus((arr1 * arr1 + 1.0).log10())).tanh()
         - (((a - arr1).tanh() - ((lse2 * lse2 + 1.0).log2()).tanh().stop_gradient())
             .exp()
@@ -5012,10 +5096,13 @@ pub fn p122(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p123(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = (m * m * (b.tanh() * 0.9).asin() - m.mapv(|t| t.cos()))
-        .mapv(f64::exp)
-        .mean()
-        .unwrap();
+    let arr1 = m
+        .view()
+        .into_shape_with_order(4)
+        .unwrap()
+        .mapv(|t| t.sin())
+        .sum()
+        + (b.tanh() * 0.9).asin();
     let mut pair2 = 0.0;
     for i in 0..n {
         for j in (i + 1)..n {
@@ -5383,10 +5470,13 @@ pub fn p134(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else {
         ((v1 - x[2]) * (v1 - x[2])).ln_1p()
     };
-    let arr3 = (m * m * b.tanh().exp_m1() - m.mapv(|t| t.cos()))
-        .mapv(f64::exp)
-        .mean()
-        .unwrap();
+    let arr3 = m
+        .view()
+        .into_shape_with_order(4)
+        .unwrap()
+        .mapv(|t| t.sin())
+        .sum()
+        + b.tanh().exp_m1();
     let mut acc4 = b.tanh().exp2();
     for i in 0..n {
         acc4 += a;
@@ -5509,10 +5599,7 @@ pub fn p137(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         w2 = w2 * 0.6 + 0.05 * (x[2] * x[2] + 1.5).acosh().tanh();
         steps += 1;
     }
-    let arr3 = (m * m * a.tanh().exp() - m.mapv(|t| t.cos()))
-        .mapv(f64::exp)
-        .mean()
-        .unwrap();
+    let arr3 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * a.tanh().exp();
     let part4_s = &x[0..];
     let mut part4 = b;
     for i in 0..part4_s.len() {
@@ -5590,12 +5677,11 @@ pub fn p139(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         w1 = w1 * 0.6 + 0.05 * b.atan2(-0.89f64 * -0.89f64 + 0.5).tanh();
         steps += 1;
     }
-    let arr2 = {
-        let mut q = m.to_owned();
-        let t = &q * (-1.15f64 * -1.15f64 + 1.0).powf(a.tanh());
-        q[[0, 1]] = (-1.15f64 * -1.15f64 + 1.0).powf(a.tanh()) * 2.0;
-        t.mapv(f64::sin).sum() + q.sum()
-    };
+    let arr2 = (&m.slice(autodiff::ndarray::s![.., 1..])
+        * (-1.15f64 * -1.15f64 + 1.0).powf(a.tanh())
+        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+        .mapv(|t| t.sin())
+        .sum();
     let mut pair3 = 0.0;
     for i in 0..n {
         for j in (i + 1)..n {
@@ -5610,12 +5696,10 @@ pub fn p139(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             pair4 += (d * d + 0.5).recip() * (a * a + 1.0).log(3.0);
         }
     }
-    let arr5 = {
-        let mut q = m.to_owned();
-        let t = &q * x[2];
-        q[[0, 1]] = x[2] * 2.0;
-        t.mapv(f64::sin).sum() + q.sum()
-    };
+    let arr5 = (&m.slice(autodiff::ndarray::s![.., 1..]) * x[2]
+        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+        .mapv(|t| t.sin())
+        .sum();
     let mut m6 = (a * a + 1.0).cbrt();
     if (a * a + 1.0).log(3.0) > -0.88f64 {
         m6 += (helpers::soft(pair4, 0.3) * helpers::soft(pair4, 0.3) + 1.0).log(3.0);
@@ -5707,9 +5791,16 @@ pub fn p142(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else {
         v3
     };
-    let arr5 = (m.to_owned().reversed_axes() * -0.04f64 + &m.view())
-        .mapv(|t| t.tanh())
-        .sum();
+    let arr5 = {
+        let mut q = Array2::<f64>::zeros((3, 2));
+        q.row_mut(0).assign(&(&m.row(1) * -0.04f64));
+        q.slice_mut(autodiff::ndarray::s![1.., ..])
+            .assign(&m.mapv(|t| t.sin()));
+        q.row_mut(2).assign(&m.row(0));
+        q.column_mut(1)
+            .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
+        (&q * &q).sum()
+    };
     let mut m6 = a.asinh();
     if v2.atan2(a * a + 0.5) < 0.68f64 {
         m6 += (0.38f64 * 0.38f64 + 1.5).acosh();
@@ -5763,10 +5854,10 @@ pub fn p143(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             acc5 = acc5 * 0.9 + x[0];
         }
     }
-    let arr6 = (&m.slice(autodiff::ndarray::s![.., 1..]) * acc5
-        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
-        .mapv(|t| t.sin())
-        .sum();
+    let arr6 = (&m.column(0).insert_axis(Axis(1)) * m)
+        .mapv(|t| (t * t + 1.0).ln())
+        .sum()
+        * acc5;
     -1.56f64 * (a).tanh()
         + 0.57f64 * (b).tanh()
         + -0.06f64 * (m1).tanh()
@@ -5902,10 +5993,13 @@ pub fn p147(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else if (b * b).ln_1p() >= -0.89f64 {
         m4 = m4 * 0.5;
     }
-    let arr5 = (m * m * (-0.14f64 - x[0]) - m.mapv(|t| t.cos()))
-        .mapv(f64::exp)
-        .mean()
-        .unwrap();
+    let arr5 = m
+        .view()
+        .into_shape_with_order(4)
+        .unwrap()
+        .mapv(|t| t.sin())
+        .sum()
+        + (-0.14f64 - x[0]);
     0.22f64 * (a).tanh()
         + 0.14f64 * (b).tanh()
         + -1.26f64 * (acc1).tanh()
@@ -6027,7 +6121,13 @@ pub fn p151(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         lse2 = lse2 * 0.5 + se.ln() + mx + prev;
     }
-    let arr4 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * lse2.tanh();
+    let arr4 = m
+        .view()
+        .into_shape_with_order(4)
+        .unwrap()
+        .mapv(|t| t.sin())
+        .sum()
+        + lse2.tanh();
     let mut w5 = (lse2.tanh() * 0.9)
         .asin()
         .min(helpers::soft(-0.75f64, 0.3))
@@ -6071,9 +6171,10 @@ pub fn p152(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         perm2[n - 1] = first;
     }
-    let arr4 = (&m.column(0).insert_axis(Axis(1)) * m)
+    let arr4 = (m + &m.sum_axis(Axis(0)))
         .mapv(|t| (t * t + 1.0).ln())
-        .sum()
+        .mean()
+        .unwrap()
         * 0.39f64.tanh().exp2();
     let v5 = if smooth(0.46f64) >= 1.23f64 {
         (-1.58f64 * -1.58f64 + 1.0).log2()
@@ -6131,13 +6232,16 @@ pub fn p153(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         w5 = w5 * 0.6 + 0.05 * (w1 * 0.5).tanh();
         steps += 1;
     }
-    let arr6 = m
-        .view()
-        .into_shape_with_order(4)
-        .unwrap()
-        .mapv(|t| t.sin())
-        .sum()
-        + x[1].tanh();
+    let arr6 = {
+        let mut q = Array2::<f64>::zeros((3, 2));
+        q.row_mut(0).assign(&(&m.row(1) * x[1].tanh()));
+        q.slice_mut(autodiff::ndarray::s![1.., ..])
+            .assign(&m.mapv(|t| t.sin()));
+        q.row_mut(2).assign(&m.row(0));
+        q.column_mut(1)
+            .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
+        (&q * &q).sum()
+    };
     0.54f64 * (a).tanh()
         + 0.44f64 * (b).tanh()
         + 1.81f64 * (w1).tanh()
@@ -6342,7 +6446,13 @@ pub fn p158(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         buf6[i] = -1.81f64.atan2(acc5 * acc5 + 0.5).sin();
     }
     let v7 = buf6[1] + 0.5 * buf6[2];
-    let arr8 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * x[3].max(b)));
+    let arr8 = m
+        .view()
+        .into_shape_with_order(4)
+        .unwrap()
+        .mapv(|t| t.sin())
+        .sum()
+        + x[3].max(b);
     1.43f64 * (a).tanh()
         + 0.45f64 * (b).tanh()
         + 1.90f64 * (v2).tanh()
@@ -6405,10 +6515,7 @@ pub fn p160(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p161(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = (&m.column(0).insert_axis(Axis(1)) * m)
-        .mapv(|t| (t * t + 1.0).ln())
-        .sum()
-        * x[3];
+    let arr1 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * x[3];
     let mut pair2 = 0.0;
     for i in 0..n {
         for j in (i + 1)..n {
@@ -6440,11 +6547,9 @@ pub fn p161(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     }
     let v6 = buf5[2] + 0.5 * buf5[3];
     let v7 = pair2.min(smooth(pair2.atan()));
-    let arr8 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
-        .mean()
-        .unwrap()
-        * v7.mul_add(-1.40f64, b);
+    let arr8 = (&m.row(1) * v7.mul_add(-1.40f64, b) - &m.column(1))
+        .mapv(f64::sin)
+        .sum();
     0.57f64 * (a).tanh()
         + -0.50f64 * (b).tanh()
         + 1.60f64 * (arr1).tanh()
@@ -6510,13 +6615,7 @@ pub fn p162(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p163(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = m
-        .view()
-        .into_shape_with_order(4)
-        .unwrap()
-        .mapv(|t| t.sin())
-        .sum()
-        + a.asinh();
+    let arr1 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * a.asinh();
     let v2 = -1.21f64.powi(2).asinh().tanh().exp2();
     1.68f64 * (a).tanh() + -2.00f64 * (b).tanh() + -1.88f64 * (arr1).tanh() + 0.06f64 * (v2).tanh()
 }
@@ -6527,13 +6626,9 @@ pub fn p164(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let v1 = if a < 0.38f64 { b } else { (b.tanh() * 0.5) };
     let v2 = smooth(f64::sin(a).hypot((x[1].tanh() * 0.5).sinh()));
-    let arr3 = m
-        .view()
-        .into_shape_with_order(4)
-        .unwrap()
-        .mapv(|t| t.sin())
-        .sum()
-        + (b / (-0.95f64 * -0.95f64 + 1.0));
+    let arr3 = (m.to_owned().reversed_axes() * (b / (-0.95f64 * -0.95f64 + 1.0)) + &m.view())
+        .mapv(|t| t.tanh())
+        .sum();
     -0.04f64 * (a).tanh()
         + 0.59f64 * (b).tanh()
         + 1.00f64 * (v1).tanh()
@@ -6552,9 +6647,16 @@ pub fn p165(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else {
         ((a * a + 1.0).cbrt() * v1.asinh())
     };
-    let arr4 = (m.to_owned().reversed_axes() * x[1] + &m.view())
-        .mapv(|t| t.tanh())
-        .sum();
+    let arr4 = {
+        let mut q = Array2::<f64>::zeros((3, 2));
+        q.row_mut(0).assign(&(&m.row(1) * x[1]));
+        q.slice_mut(autodiff::ndarray::s![1.., ..])
+            .assign(&m.mapv(|t| t.sin()));
+        q.row_mut(2).assign(&m.row(0));
+        q.column_mut(1)
+            .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
+        (&q * &q).sum()
+    };
     1.20f64 * (a).tanh()
         + 1.17f64 * (b).tanh()
         + -0.87f64 * (v1).tanh()
@@ -6637,10 +6739,7 @@ pub fn p167(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let v5 = (x[0].mul_add(b, b) * x[0].mul_add(b, b) + 1.0)
         .log(3.0)
         .abs();
-    let arr6 = (m * m * (-1.29f64 - v5) - m.mapv(|t| t.cos()))
-        .mapv(f64::exp)
-        .mean()
-        .unwrap();
+    let arr6 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * (-1.29f64 - v5)));
     1.88f64 * (a).tanh()
         + 1.99f64 * (b).tanh()
         + 0.51f64 * (pair1).tanh()
@@ -6670,7 +6769,10 @@ pub fn p168(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..part3_s.len() {
         part3 += part3_s[i] * part3_s[1].sin();
     }
-    let arr4 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * (0.08f64.tanh() * 0.9).atanh();
+    let arr4 = (&m.column(0).insert_axis(Axis(1)) * m)
+        .mapv(|t| (t * t + 1.0).ln())
+        .sum()
+        * (0.08f64.tanh() * 0.9).atanh();
     let mut perm5 = vec![0usize; n];
     for i in 0..n {
         perm5[i] = (i + 3) % n;
@@ -7146,13 +7248,7 @@ pub fn p178(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p179(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = m
-        .view()
-        .into_shape_with_order(4)
-        .unwrap()
-        .mapv(|t| t.sin())
-        .sum()
-        + f64::sin(a);
+    let arr1 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * f64::sin(a);
     let mut buf2 = vec![0.0; n];
     for i in 0..n {
         buf2[i] = f64::sin(
@@ -7356,10 +7452,9 @@ pub fn p183(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             pair5 += (d * d + 0.5).recip() * lse1;
         }
     }
-    let arr6 = (m * m * (-0.69f64.tanh() * 0.5).sinh() - m.mapv(|t| t.cos()))
-        .mapv(f64::exp)
-        .mean()
-        .unwrap();
+    let arr6 = (m * (-0.69f64.tanh() * 0.5).sinh() + &m.t().dot(m))
+        .mapv(|t| t.tanh())
+        .sum();
     let mut pair7 = 0.0;
     for i in 0..n {
         for j in (i + 1)..n {
@@ -7432,10 +7527,10 @@ pub fn p184(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         buf7[i] = (old * buf7[i - 1]).sin() + old;
     }
     let v8 = buf7[0] + 0.5 * buf7[1];
-    let arr9 = (&m.slice(autodiff::ndarray::s![.., 1..]) * -0.65f64.min(x[0])
-        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
-        .mapv(|t| t.sin())
-        .sum();
+    let arr9 = (&m.column(0).insert_axis(Axis(1)) * m)
+        .mapv(|t| (t * t + 1.0).ln())
+        .sum()
+        * -0.65f64.min(x[0]);
     0.18f64 * (a).tanh()
         + -1.58f64 * (b).tanh()
         + 0.67f64 * (m1).tanh()
@@ -7623,14 +7718,22 @@ pub fn p188(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..part2_s.len() {
         part2 += part2_s[i] * part2_s[1].sin();
     }
-    let arr3 = (m.to_owned().reversed_axes()
-        * (((1.60f64).tanh() - (x[0]).tanh().stop_gradient())
-            .exp()
-            .ln()
-            + (x[0]).tanh().stop_gradient())
-        + &m.view())
-        .mapv(|t| t.tanh())
-        .sum();
+    let arr3 = {
+        let mut q = Array2::<f64>::zeros((3, 2));
+        q.row_mut(0).assign(
+            &(&m.row(1)
+                * (((1.60f64).tanh() - (x[0]).tanh().stop_gradient())
+                    .exp()
+                    .ln()
+                    + (x[0]).tanh().stop_gradient())),
+        );
+        q.slice_mut(autodiff::ndarray::s![1.., ..])
+            .assign(&m.mapv(|t| t.sin()));
+        q.row_mut(2).assign(&m.row(0));
+        q.column_mut(1)
+            .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
+        (&q * &q).sum()
+    };
     let mut buf4 = vec![0.0; n];
     for i in 0..n {
         buf4[i] = ((arr3.tanh() * 0.9).atanh().tanh() * 0.9).asin();
@@ -7857,10 +7960,15 @@ pub fn p194(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         w2 = w2 * 0.6 + 0.05 * (b.tanh() * 0.5).cosh().tanh();
         steps += 1;
     }
-    let arr3 = (&m.column(0).insert_axis(Axis(1)) * m)
-        .mapv(|t| (t * t + 1.0).ln())
-        .sum()
-        * w2.abs();
+    let arr3 = {
+        let mut q = Array2::<f64>::zeros((2, 2));
+        let mut r = m.row(0).to_owned();
+        for i in 0..2 {
+            r = (&r * w2.abs() + &m.row(i)).mapv(|t| t.tanh());
+            q.row_mut(i).assign(&r);
+        }
+        (&q * m).sum()
+    };
     let mut m4 = f64::sin(x[0]);
     if acc1.hypot(arr3) <= -1.91f64 {
         m4 += x[3].sin();
@@ -7946,8 +8054,17 @@ pub fn p196(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         w2 = w2 * 0.6 + 0.05 * 1.49f64.atan2(x[2] * x[2] + 0.5).tanh();
         steps += 1;
     }
-    let arr3 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum()
-        * (((v1).tanh() * 3.0).floor() * 0.25 + x[1]);
+    let arr3 = {
+        let mut q = Array2::<f64>::zeros((3, 2));
+        q.row_mut(0)
+            .assign(&(&m.row(1) * (((v1).tanh() * 3.0).floor() * 0.25 + x[1])));
+        q.slice_mut(autodiff::ndarray::s![1.., ..])
+            .assign(&m.mapv(|t| t.sin()));
+        q.row_mut(2).assign(&m.row(0));
+        q.column_mut(1)
+            .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
+        (&q * &q).sum()
+    };
     let mut acc4 = f64::sin(w2);
     for i in 0..n {
         acc4 += (autodiff::ops::sigmoid(v1) * 0.26f64);
@@ -8150,7 +8267,9 @@ pub fn p200(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 pub fn p201(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let v1 = a.sin();
-    let arr2 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * a.tanh().exp()));
+    let arr2 = (m.to_owned().reversed_axes() * a.tanh().exp() + &m.view())
+        .mapv(|t| t.tanh())
+        .sum();
     0.73f64 * (a).tanh() + 0.57f64 * (b).tanh() + -1.68f64 * (v1).tanh() + -1.04f64 * (arr2).tanh()
 }
 
@@ -8158,9 +8277,7 @@ pub fn p201(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p202(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = (m.to_owned().reversed_axes() * (x[1] * x[1] + 1.0).cbrt() + &m.view())
-        .mapv(|t| t.tanh())
-        .sum();
+    let arr1 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * (x[1] * x[1] + 1.0).cbrt()));
     let mut pair2 = 0.0;
     for i in 0..n {
         for j in (i + 1)..n {
@@ -8256,13 +8373,7 @@ pub fn p204(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p205(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = m
-        .view()
-        .into_shape_with_order(4)
-        .unwrap()
-        .mapv(|t| t.sin())
-        .sum()
-        + x[2].powi(2);
+    let arr1 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * x[2].powi(2);
     let mut perm2 = vec![0usize; n];
     for i in 0..n {
         perm2[i] = (i + 3) % n;
@@ -8286,12 +8397,9 @@ pub fn p205(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             pair4 += (d * d + 0.5).recip() * b;
         }
     }
-    let arr5 = {
-        let mut q = m.to_owned();
-        let t = &q * (0.45f64.tanh() * 0.5).tan();
-        q[[0, 1]] = (0.45f64.tanh() * 0.5).tan() * 2.0;
-        t.mapv(f64::sin).sum() + q.sum()
-    };
+    let arr5 = (&m.row(1) * (0.45f64.tanh() * 0.5).tan() - &m.column(1))
+        .mapv(f64::sin)
+        .sum();
     -0.93f64 * (a).tanh()
         + -0.96f64 * (b).tanh()
         + 1.48f64 * (arr1).tanh()
@@ -8316,10 +8424,7 @@ pub fn p206(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         buf1[i] = (old * buf1[i - 1]).sin() + old;
     }
     let v2 = buf1[1] + 0.5 * buf1[2];
-    let arr3 = (&m.column(0).insert_axis(Axis(1)) * m)
-        .mapv(|t| (t * t + 1.0).ln())
-        .sum()
-        * v2.min(v2);
+    let arr3 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * v2.min(v2);
     let v4 = if (((1.89f64).tanh() * 3.0).ceil() * 0.25 + -1.29f64) <= 1.95f64 {
         ((arr3.tanh() * 0.9).asin().tanh() * 0.5).cosh()
     } else {
@@ -8346,9 +8451,8 @@ pub fn p207(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else {
         (v2.atan() * v2.atan() + 1.0).cbrt()
     };
-    let arr4 = (&m.slice(autodiff::ndarray::s![.., 1..]) * (0.94f64 * 0.94f64 + 1.0).recip()
-        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
-        .mapv(|t| t.sin())
+    let arr4 = (&m.row(1) * (0.94f64 * 0.94f64 + 1.0).recip() - &m.column(1))
+        .mapv(f64::sin)
         .sum();
     let mut buf5 = vec![0.0; n];
     for i in 0..n {
@@ -8511,10 +8615,9 @@ pub fn p210(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p211(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = (m * m * (a * a + 1.0).recip() - m.mapv(|t| t.cos()))
-        .mapv(f64::exp)
-        .mean()
-        .unwrap();
+    let arr1 = (m.to_owned().reversed_axes() * (a * a + 1.0).recip() + &m.view())
+        .mapv(|t| t.tanh())
+        .sum();
     let v2 = (x[0] * x[0]).ln_1p();
     let v3 = if (((b).tanh() - (x[2]).tanh().stop_gradient()).exp().ln()
         + (x[2]).tanh().stop_gradient())
@@ -8648,11 +8751,9 @@ pub fn p213(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p214(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
-        .mean()
-        .unwrap()
-        * f64::sin(a);
+    let arr1 = (&m.row(1) * f64::sin(a) - &m.column(1))
+        .mapv(f64::sin)
+        .sum();
     let mut lse2 = (-0.81f64 * -0.81f64 + 1.0).ln();
     let mut scratch3 = vec![0.0; 3];
     for i in 0..n {
@@ -8816,7 +8917,9 @@ pub fn p217(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         w3 = w3 * 0.6 + 0.05 * (rot2 * rot2 + 1.0).recip().tanh();
         steps += 1;
     }
-    let arr4 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * w3));
+    let arr4 = (m.to_owned().reversed_axes() * w3 + &m.view())
+        .mapv(|t| t.tanh())
+        .sum();
     let v5 = ((rot2 * rot2 + 1.0).cbrt() * (rot2 * rot2 + 1.0).cbrt() + 0.5).sqrt();
     let mut pair6 = 0.0;
     for i in 0..n {
@@ -8859,7 +8962,12 @@ pub fn p218(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else if acc1.tanh() > -0.82f64 {
         m2 = m2 * 0.5;
     }
-    let arr3 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * acc1;
+    let arr3 = {
+        let mut q = m.to_owned();
+        let t = &q * acc1;
+        q[[0, 1]] = acc1 * 2.0;
+        t.mapv(f64::sin).sum() + q.sum()
+    };
     let mut buf4 = vec![0.0; n];
     for i in 0..n {
         buf4[i] = 1.99f64;
@@ -8951,7 +9059,16 @@ pub fn p219(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p220(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = (m * (-(a)) + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
+    let arr1 = {
+        let mut q = Array2::<f64>::zeros((3, 2));
+        q.row_mut(0).assign(&(&m.row(1) * (-(a))));
+        q.slice_mut(autodiff::ndarray::s![1.., ..])
+            .assign(&m.mapv(|t| t.sin()));
+        q.row_mut(2).assign(&m.row(0));
+        q.column_mut(1)
+            .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
+        (&q * &q).sum()
+    };
     let v2 =
         (smooth((x[0] * x[0] + 1.0).ln()) * ((-1.54f64 * arr1) * (-1.54f64 * arr1) + 1.0).log10());
     let part3_s = &x[1..=2];
@@ -8991,7 +9108,10 @@ pub fn p221(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 pub fn p222(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let v1 = ((b.abs().tanh() * 0.5).tan() - (a - a.hypot(b)));
-    let arr2 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * autodiff::ops::softplus(b)));
+    let arr2 = (m * m * autodiff::ops::softplus(b) - m.mapv(|t| t.cos()))
+        .mapv(f64::exp)
+        .mean()
+        .unwrap();
     let v3 = 0.99f64;
     let mut lse4 = -0.91f64;
     let mut scratch5 = vec![0.0; 3];
@@ -9137,11 +9257,12 @@ pub fn p226(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         perm1[n - 1] = first;
     }
-    let arr3 = (&m.row(1) * 0.41f64.mul_add(b, rot2) - &m.column(1))
-        .mapv(f64::sin)
-        .sum();
+    let arr3 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * 0.41f64.mul_add(b, rot2);
     let v4 = helpers::soft(a, 0.3);
-    let arr5 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * b.tanh();
+    let arr5 = (&m.slice(autodiff::ndarray::s![.., 1..]) * b.tanh()
+        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+        .mapv(|t| t.sin())
+        .sum();
     -0.52f64 * (a).tanh()
         + 1.72f64 * (b).tanh()
         + -1.88f64 * (rot2).tanh()
@@ -9483,7 +9604,10 @@ pub fn p234(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         lse8 += se.ln() + mx;
     }
-    let arr10 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * (x[2] - 0.84f64)));
+    let arr10 = (m * m * (x[2] - 0.84f64) - m.mapv(|t| t.cos()))
+        .mapv(f64::exp)
+        .mean()
+        .unwrap();
     -1.35f64 * (a).tanh()
         + 0.97f64 * (b).tanh()
         + -0.15f64 * (rot2).tanh()
@@ -9573,9 +9697,8 @@ pub fn p236(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         perm3[n - 1] = first;
     }
-    let arr5 = (&m.slice(autodiff::ndarray::s![.., 1..]) * x[0].powi(3)
-        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
-        .mapv(|t| t.sin())
+    let arr5 = (&m.row(1) * x[0].powi(3) - &m.column(1))
+        .mapv(f64::sin)
         .sum();
     let v6 = (-1.38f64.tanh().exp().tanh() * 0.9).asin();
     1.57f64 * (a).tanh()
@@ -9606,9 +9729,17 @@ pub fn p237(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         buf4[i] = autodiff::ops::softplus(0.02f64);
     }
     let v5 = buf4[2] + 0.5 * buf4[3];
-    let arr6 = (m.to_owned().reversed_axes() * -1.26f64.atan2(0.04f64 * 0.04f64 + 0.5) + &m.view())
-        .mapv(|t| t.tanh())
-        .sum();
+    let arr6 = {
+        let mut q = Array2::<f64>::zeros((3, 2));
+        q.row_mut(0)
+            .assign(&(&m.row(1) * -1.26f64.atan2(0.04f64 * 0.04f64 + 0.5)));
+        q.slice_mut(autodiff::ndarray::s![1.., ..])
+            .assign(&m.mapv(|t| t.sin()));
+        q.row_mut(2).assign(&m.row(0));
+        q.column_mut(1)
+            .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
+        (&q * &q).sum()
+    };
     0.47f64 * (a).tanh()
         + -1.93f64 * (b).tanh()
         + 1.99f64 * (v2).tanh()
@@ -9647,7 +9778,7 @@ pub fn p238(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         perm2[n - 1] = first;
     }
-    let arr4 = (m * (rot3 * rot3 + 1.0).log2() + &m.t().dot(m))
+    let arr4 = (m.to_owned().reversed_axes() * (rot3 * rot3 + 1.0).log2() + &m.view())
         .mapv(|t| t.tanh())
         .sum();
     -0.59f64 * (a).tanh()
@@ -10092,10 +10223,9 @@ pub fn p250(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else if (a + 0.25f64) < 0.62f64 {
         m3 = m3 * 0.5;
     }
-    let arr4 = (m + &m.sum_axis(Axis(0)))
+    let arr4 = (&m.column(0).insert_axis(Axis(1)) * m)
         .mapv(|t| (t * t + 1.0).ln())
-        .mean()
-        .unwrap()
+        .sum()
         * (pair2 * pair2 + 1.0).log(3.0);
     let v5 = ((smooth(arr4) * 0.5).tanh() * 0.9).atanh();
     let part6_s = &x[0..2];
@@ -10130,7 +10260,15 @@ pub fn p251(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..part3_s.len() {
         part3 += part3_s[i] * part3_s[1].sin();
     }
-    let arr4 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * part3;
+    let arr4 = {
+        let mut q = Array2::<f64>::zeros((2, 2));
+        let mut r = m.row(0).to_owned();
+        for i in 0..2 {
+            r = (&r * part3 + &m.row(i)).mapv(|t| t.tanh());
+            q.row_mut(i).assign(&r);
+        }
+        (&q * m).sum()
+    };
     let mut acc5 = (part3 * part3 + 1.0).log(3.0);
     for i in 0..n {
         acc5 += ((part3 * part3 + 0.5).sqrt().tanh() * 0.9).atanh();
@@ -10164,9 +10302,7 @@ pub fn p252(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             pair2 += (d * d + 0.5).recip() * (m1.tanh() * 0.9).atanh();
         }
     }
-    let arr3 = (m * -1.29f64.sin() + &m.t().dot(m))
-        .mapv(|t| t.tanh())
-        .sum();
+    let arr3 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * -1.29f64.sin();
     let mut perm4 = vec![0usize; n];
     for i in 0..n {
         perm4[i] = (i + 1) % n;
@@ -10403,10 +10539,13 @@ pub fn p256(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p257(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = (m * m * b.min(a) - m.mapv(|t| t.cos()))
-        .mapv(f64::exp)
-        .mean()
-        .unwrap();
+    let arr1 = m
+        .view()
+        .into_shape_with_order(4)
+        .unwrap()
+        .mapv(|t| t.sin())
+        .sum()
+        + b.min(a);
     let mut buf2 = vec![0.0; n];
     for i in 0..n {
         buf2[i] = b.tanh().exp_m1().sin();
@@ -10467,10 +10606,16 @@ pub fn p258(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p259(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = (m * m * b - m.mapv(|t| t.cos()))
-        .mapv(f64::exp)
-        .mean()
-        .unwrap();
+    let arr1 = {
+        let mut q = Array2::<f64>::zeros((3, 2));
+        q.row_mut(0).assign(&(&m.row(1) * b));
+        q.slice_mut(autodiff::ndarray::s![1.., ..])
+            .assign(&m.mapv(|t| t.sin()));
+        q.row_mut(2).assign(&m.row(0));
+        q.column_mut(1)
+            .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
+        (&q * &q).sum()
+    };
     let v2 = ((b * b + 1.0)
         .ln()
         .max(a.atan2(0.08f64 * 0.08f64 + 0.5))
@@ -10582,7 +10727,11 @@ pub fn p261(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         perm1[n - 1] = first;
     }
-    let arr3 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * (b * b + 1.0).log2();
+    let arr3 = (m + &m.sum_axis(Axis(0)))
+        .mapv(|t| (t * t + 1.0).ln())
+        .mean()
+        .unwrap()
+        * (b * b + 1.0).log2();
     let mut m4 = (b * b + 1.0).log2();
     if (x[1] * x[1] + 1.5).acosh() > -1.31f64 {
         m4 += smooth((x[2] * x[2] + 1.0).cbrt());
@@ -10638,13 +10787,7 @@ pub fn p262(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         buf1[i] = (old * buf1[i - 1]).sin() + old;
     }
     let v2 = buf1[1] + 0.5 * buf1[2];
-    let arr3 = m
-        .view()
-        .into_shape_with_order(4)
-        .unwrap()
-        .mapv(|t| t.sin())
-        .sum()
-        + (v2 * v2).ln_1p();
+    let arr3 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * (v2 * v2).ln_1p();
     let v4 = v2;
     let mut acc5 = (1.17f64.tanh() * 0.9).atanh();
     for i in 0..n {
@@ -10860,8 +11003,13 @@ pub fn p267(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else {
         ((b * b + 1.0).cbrt() * (b * b + 1.0).cbrt() + 1.5).acosh()
     };
-    let arr4 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum()
-        * (-0.49f64 * -0.49f64 + 1.5).acosh();
+    let arr4 = m
+        .view()
+        .into_shape_with_order(4)
+        .unwrap()
+        .mapv(|t| t.sin())
+        .sum()
+        + (-0.49f64 * -0.49f64 + 1.5).acosh();
     let v5 = if (a.tanh() * 0.9).atanh() < -1.63f64 {
         1.64f64
     } else {
@@ -11148,12 +11296,24 @@ pub fn p274(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 pub fn p275(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let arr1 = {
-        let mut q = m.to_owned();
-        let t = &q * (b * b + 1.0).cbrt();
-        q[[0, 1]] = (b * b + 1.0).cbrt() * 2.0;
-        t.mapv(f64::sin).sum() + q.sum()
+        let mut q = Array2::<f64>::zeros((2, 2));
+        let mut r = m.row(0).to_owned();
+        for i in 0..2 {
+            r = (&r * (b * b + 1.0).cbrt() + &m.row(i)).mapv(|t| t.tanh());
+            q.row_mut(i).assign(&r);
+        }
+        (&q * m).sum()
     };
-    let arr2 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * x[2].atan2(a * a + 0.5);
+    let arr2 = {
+        let mut q = Array2::<f64>::zeros((3, 2));
+        q.row_mut(0).assign(&(&m.row(1) * x[2].atan2(a * a + 0.5)));
+        q.slice_mut(autodiff::ndarray::s![1.., ..])
+            .assign(&m.mapv(|t| t.sin()));
+        q.row_mut(2).assign(&m.row(0));
+        q.column_mut(1)
+            .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
+        (&q * &q).sum()
+    };
     let v3 = 1.92f64;
     let mut buf4 = vec![0.0; n];
     for i in 0..n {
@@ -11203,10 +11363,10 @@ pub fn p276(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         lse1 += se.ln() + mx;
     }
-    let arr3 = (&m.column(0).insert_axis(Axis(1)) * m)
-        .mapv(|t| (t * t + 1.0).ln())
-        .sum()
-        * lse1.tanh().exp_m1();
+    let arr3 = (&m.slice(autodiff::ndarray::s![.., 1..]) * lse1.tanh().exp_m1()
+        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+        .mapv(|t| t.sin())
+        .sum();
     -0.01f64 * (a).tanh()
         + -0.55f64 * (b).tanh()
         + 1.53f64 * (lse1).tanh()
@@ -11223,10 +11383,11 @@ pub fn p277(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         w1 = w1 * 0.6 + 0.05 * b.tanh();
         steps += 1;
     }
-    let arr2 = (&m.slice(autodiff::ndarray::s![.., 1..]) * f64::sin(0.24f64)
-        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
-        .mapv(|t| t.sin())
-        .sum();
+    let arr2 = (m + &m.sum_axis(Axis(0)))
+        .mapv(|t| (t * t + 1.0).ln())
+        .mean()
+        .unwrap()
+        * f64::sin(0.24f64);
     let part3_s = &x[0..=2];
     let mut part3 = a.tanh().exp();
     for i in 0..part3_s.len() {
@@ -11342,14 +11503,18 @@ pub fn p279(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         perm3[n - 1] = first;
     }
     let v5 = (a * 0.5).min((x[0] - a));
-    let arr6 = (m.to_owned().reversed_axes() * (x[0] * x[0] + 1.0).cbrt() + &m.view())
-        .mapv(|t| t.tanh())
-        .sum();
+    let arr6 = (m * m * (x[0] * x[0] + 1.0).cbrt() - m.mapv(|t| t.cos()))
+        .mapv(f64::exp)
+        .mean()
+        .unwrap();
     let arr7 = {
-        let mut q = m.to_owned();
-        let t = &q * rot4;
-        q[[0, 1]] = rot4 * 2.0;
-        t.mapv(f64::sin).sum() + q.sum()
+        let mut q = Array2::<f64>::zeros((2, 2));
+        let mut r = m.row(0).to_owned();
+        for i in 0..2 {
+            r = (&r * rot4 + &m.row(i)).mapv(|t| t.tanh());
+            q.row_mut(i).assign(&r);
+        }
+        (&q * m).sum()
     };
     0.54f64 * (a).tanh()
         + 1.38f64 * (b).tanh()
@@ -11365,7 +11530,7 @@ pub fn p279(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p280(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = (&m.row(1) * a - &m.column(1)).mapv(f64::sin).sum();
+    let arr1 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * a;
     let mut perm2 = vec![0usize; n];
     for i in 0..n {
         perm2[i] = (i + 1) % n;
@@ -11537,10 +11702,11 @@ pub fn p283(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         w3 = w3 * 0.6 + 0.05 * (v1 / (w2 * w2 + 1.0)).tanh();
         steps += 1;
     }
-    let arr4 = (&m.slice(autodiff::ndarray::s![.., 1..]) * (0.47f64 / (0.89f64 * 0.89f64 + 1.0))
-        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
-        .mapv(|t| t.sin())
-        .sum();
+    let arr4 = (m + &m.sum_axis(Axis(0)))
+        .mapv(|t| (t * t + 1.0).ln())
+        .mean()
+        .unwrap()
+        * (0.47f64 / (0.89f64 * 0.89f64 + 1.0));
     let mut perm5 = vec![0usize; n];
     for i in 0..n {
         perm5[i] = (i + 1) % n;
@@ -11632,10 +11798,10 @@ pub fn p285(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else {
         ((-(pair4)) * (-(pair4)) + 1.0).powf(x[0].hypot(b).tanh())
     };
-    let arr7 = (&m.column(0).insert_axis(Axis(1)) * m)
-        .mapv(|t| (t * t + 1.0).ln())
-        .sum()
-        * v6.hypot(v6);
+    let arr7 = (&m.slice(autodiff::ndarray::s![.., 1..]) * v6.hypot(v6)
+        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+        .mapv(|t| t.sin())
+        .sum();
     -0.27f64 * (a).tanh()
         + 0.18f64 * (b).tanh()
         + 0.28f64 * (v1).tanh()
@@ -11655,7 +11821,15 @@ pub fn p286(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else {
         1.52f64
     };
-    let arr2 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * (a * a + 1.0).log10();
+    let arr2 = {
+        let mut q = Array2::<f64>::zeros((2, 2));
+        let mut r = m.row(0).to_owned();
+        for i in 0..2 {
+            r = (&r * (a * a + 1.0).log10() + &m.row(i)).mapv(|t| t.tanh());
+            q.row_mut(i).assign(&r);
+        }
+        (&q * m).sum()
+    };
     let mut lse3 = autodiff::ops::sigmoid(x[3]);
     let mut scratch4 = vec![0.0; n];
     for i in 0..n {
@@ -11955,11 +12129,15 @@ pub fn p293(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         lse3 = lse3 * 0.5 + se.ln() + mx;
     }
-    let arr5 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * smooth(x[3]);
-    let arr6 = (&m.slice(autodiff::ndarray::s![.., 1..]) * autodiff::ops::sigmoid(0.26f64)
-        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
-        .mapv(|t| t.sin())
-        .sum();
+    let arr5 = (m + &m.sum_axis(Axis(0)))
+        .mapv(|t| (t * t + 1.0).ln())
+        .mean()
+        .unwrap()
+        * smooth(x[3]);
+    let arr6 = (&m.column(0).insert_axis(Axis(1)) * m)
+        .mapv(|t| (t * t + 1.0).ln())
+        .sum()
+        * autodiff::ops::sigmoid(0.26f64);
     let mut perm7 = vec![0usize; n];
     for i in 0..n {
         perm7[i] = (i + 2) % n;
@@ -12140,7 +12318,9 @@ pub fn p296(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             .ln()
             + ((a * a + 1.0).log2()).tanh().stop_gradient())
     };
-    let arr3 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * v2.hypot(1.97f64);
+    let arr3 = (&m.row(1) * v2.hypot(1.97f64) - &m.column(1))
+        .mapv(f64::sin)
+        .sum();
     1.70f64 * (a).tanh()
         + -0.59f64 * (b).tanh()
         + -0.45f64 * (v1).tanh()
@@ -12227,10 +12407,7 @@ pub fn p299(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         w4 = w4 * 0.6 + 0.05 * autodiff::ops::sigmoid(x[3]).tanh();
         steps += 1;
     }
-    let arr5 = (&m.column(0).insert_axis(Axis(1)) * m)
-        .mapv(|t| (t * t + 1.0).ln())
-        .sum()
-        * 1.28f64;
+    let arr5 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * 1.28f64;
     -0.03f64 * (a).tanh()
         + -0.27f64 * (b).tanh()
         + -1.49f64 * (v1).tanh()
@@ -12486,9 +12663,9 @@ mod twin {
             * (b * b + c(1.5)).acosh();
         let v2 = (((((arr1 * -c(0.75)).tanh() * c(0.5)).sinh()).tanh() * c(3.0)).floor() * c(0.25)
             + smooth(x[0].mul_add(c(0.37), a)));
-        let arr3 = ops::logsumexp(
-            &(m.dot(&m.column(0)) * (((x[1]).tanh() * c(3.0)).floor() * c(0.25) + arr1)),
-        );
+        let arr3 = (m * (((x[1]).tanh() * c(3.0)).floor() * c(0.25) + arr1) + &m.t().dot(m))
+            .mapv(|t| t.tanh())
+            .sum();
         let mut lse4 = (arr3 * arr3).ln_1p();
         let mut scratch5 = vec![c(0.0); n];
         for i in 0..n {
@@ -12650,10 +12827,15 @@ mod twin {
         for i in 0..part2_s.len() {
             part2 += part2_s[i] * part2_s[1].sin();
         }
-        let arr3 = (&m.slice(autodiff::ndarray::s![.., 1..]) * (x[2] * x[2] + c(1.0)).log(3.0)
-            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
-            .mapv(|t| t.sin())
-            .sum();
+        let arr3 = {
+            let mut q = Array2::<D>::zeros((2, 2));
+            let mut r = m.row(0).to_owned();
+            for i in 0..2 {
+                r = (&r * (x[2] * x[2] + c(1.0)).log(3.0) + &m.row(i)).mapv(|t| t.tanh());
+                q.row_mut(i).assign(&r);
+            }
+            (&q * m).sum()
+        };
         let part4_s = &x[0..2];
         let mut part4 = arr3.clamp(-c(1.0), c(1.0));
         for i in 0..part4_s.len() {
@@ -12905,11 +13087,12 @@ mod twin {
             }
             perm1[n - 1] = first;
         }
-        let arr3 = (&m.slice(autodiff::ndarray::s![.., 1..])
-            * (-c(1.77) * -c(1.77) + c(1.0)).recip()
-            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
-            .mapv(|t| t.sin())
-            .sum();
+        let arr3 = {
+            let mut q = m.to_owned();
+            let t = &q * (-c(1.77) * -c(1.77) + c(1.0)).recip();
+            q[[0, 1]] = (-c(1.77) * -c(1.77) + c(1.0)).recip() * c(2.0);
+            t.mapv(sin).sum() + q.sum()
+        };
         let mut perm4 = vec![0usize; n];
         for i in 0..n {
             perm4[i] = (i + 1) % n;
@@ -13213,9 +13396,16 @@ mod twin {
         for i in 0..part1_s.len() {
             part1 += part1_s[i] * part1_s[1].sin();
         }
-        let arr2 = (m * (a * a + c(1.0)).cbrt() + &m.t().dot(m))
-            .mapv(|t| t.tanh())
-            .sum();
+        let arr2 = {
+            let mut q = Array2::<D>::zeros((3, 2));
+            q.row_mut(0).assign(&(&m.row(1) * (a * a + c(1.0)).cbrt()));
+            q.slice_mut(autodiff::ndarray::s![1.., ..])
+                .assign(&m.mapv(|t| t.sin()));
+            q.row_mut(2).assign(&m.row(0));
+            q.column_mut(1)
+                .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
+            (&q * &q).sum()
+        };
         c(0.52) * (a).tanh()
             + -c(0.86) * (b).tanh()
             + -c(0.46) * (part1).tanh()
@@ -13287,10 +13477,12 @@ mod twin {
                 pair4 += (d * d + c(0.5)).recip() * (rot2 * rot2 + c(1.5)).acosh();
             }
         }
-        let arr5 = (&m.row(1) * (a * a + c(0.5)).sqrt() - &m.column(1))
-            .mapv(sin)
-            .sum();
-        let arr6 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * pair4;
+        let arr5 = (m + &m.sum_axis(Axis(0)))
+            .mapv(|t| (t * t + c(1.0)).ln())
+            .mean()
+            .unwrap()
+            * (a * a + c(0.5)).sqrt();
+        let arr6 = (m * pair4 + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
         -c(1.11) * (a).tanh()
             + c(0.33) * (b).tanh()
             + -c(1.18) * (rot2).tanh()
@@ -13617,12 +13809,10 @@ mod twin {
                 pair4 += (d * d + c(0.5)).recip() * (-(a));
             }
         }
-        let arr5 = {
-            let mut q = m.to_owned();
-            let t = &q * (acc1.tanh() * c(0.5)).cosh();
-            q[[0, 1]] = (acc1.tanh() * c(0.5)).cosh() * c(2.0);
-            t.mapv(sin).sum() + q.sum()
-        };
+        let arr5 = (&m.slice(autodiff::ndarray::s![.., 1..]) * (acc1.tanh() * c(0.5)).cosh()
+            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+            .mapv(|t| t.sin())
+            .sum();
         let mut pair6 = c(0.0);
         for i in 0..n {
             for j in (i + 1)..n {
@@ -13651,22 +13841,26 @@ mod twin {
     pub fn p32(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let v1 = x[0].sin();
-        let arr2 = m
-            .view()
-            .into_shape_with_order(4)
-            .unwrap()
-            .mapv(|t| t.sin())
-            .sum()
-            + (v1 * v1 + c(1.0)).ln();
+        let arr2 = {
+            let mut q = Array2::<D>::zeros((3, 2));
+            q.row_mut(0).assign(&(&m.row(1) * (v1 * v1 + c(1.0)).ln()));
+            q.slice_mut(autodiff::ndarray::s![1.., ..])
+                .assign(&m.mapv(|t| t.sin()));
+            q.row_mut(2).assign(&m.row(0));
+            q.column_mut(1)
+                .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
+            (&q * &q).sum()
+        };
         let mut buf3 = vec![c(0.0); n];
         for i in 0..n {
             buf3[i] = a;
         }
         let v4 = buf3[0] + c(0.5) * buf3[1];
-        let arr5 = (&m.slice(autodiff::ndarray::s![.., 1..]) * c(0.59).clamp(-c(1.0), c(1.0))
-            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
-            .mapv(|t| t.sin())
-            .sum();
+        let arr5 = (m + &m.sum_axis(Axis(0)))
+            .mapv(|t| (t * t + c(1.0)).ln())
+            .mean()
+            .unwrap()
+            * c(0.59).clamp(-c(1.0), c(1.0));
         c(1.22) * (a).tanh()
             + c(1.21) * (b).tanh()
             + -c(0.87) * (v1).tanh()
@@ -13814,10 +14008,15 @@ mod twin {
         for i in 0..part2_s.len() {
             part2 += part2_s[i] * part2_s[1].sin();
         }
-        let arr3 = (&m.column(0).insert_axis(Axis(1)) * m)
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .sum()
-            * a.atan2(b * b + c(0.5));
+        let arr3 = {
+            let mut q = Array2::<D>::zeros((2, 2));
+            let mut r = m.row(0).to_owned();
+            for i in 0..2 {
+                r = (&r * a.atan2(b * b + c(0.5)) + &m.row(i)).mapv(|t| t.tanh());
+                q.row_mut(i).assign(&r);
+            }
+            (&q * m).sum()
+        };
         let mut w4 = part1.tanh() + c(3.0);
         let mut steps = 0;
         while w4 > c(0.5) && steps < 20 {
@@ -13972,9 +14171,17 @@ mod twin {
             }
         }
         let v2 = (smooth(acc1).cos().tanh() * c(0.5)).cosh();
-        let arr3 = (m * (a * a + c(1.0)).log(3.0) + &m.t().dot(m))
-            .mapv(|t| t.tanh())
-            .sum();
+        let arr3 = {
+            let mut q = Array2::<D>::zeros((3, 2));
+            q.row_mut(0)
+                .assign(&(&m.row(1) * (a * a + c(1.0)).log(3.0)));
+            q.slice_mut(autodiff::ndarray::s![1.., ..])
+                .assign(&m.mapv(|t| t.sin()));
+            q.row_mut(2).assign(&m.row(0));
+            q.column_mut(1)
+                .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
+            (&q * &q).sum()
+        };
         let mut perm4 = vec![0usize; n];
         for i in 0..n {
             perm4[i] = (i + 2) % n;
@@ -14090,8 +14297,10 @@ mod twin {
         } else if (c(0.67) * c(0.67) + c(1.0)).log10() >= -c(1.50) {
             m1 = m1 * c(0.5);
         }
-        let arr2 =
-            m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * (x[1].tanh() * c(0.5)).sinh();
+        let arr2 = (&m.slice(autodiff::ndarray::s![.., 1..]) * (x[1].tanh() * c(0.5)).sinh()
+            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+            .mapv(|t| t.sin())
+            .sum();
         let mut w3 = (arr2 / (arr2 * arr2 + c(1.0))).tanh().tanh() + c(3.0);
         let mut steps = 0;
         while w3 > c(0.5) && steps < 20 {
@@ -14314,13 +14523,10 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p50(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = m
-            .view()
-            .into_shape_with_order(4)
-            .unwrap()
-            .mapv(|t| t.sin())
-            .sum()
-            + b.max(x[3]);
+        let arr1 = (m * m * b.max(x[3]) - m.mapv(|t| t.cos()))
+            .mapv(exp)
+            .mean()
+            .unwrap();
         let mut buf2 = vec![c(0.0); n];
         for i in 0..n {
             buf2[i] = b;
@@ -14885,10 +15091,13 @@ mod twin {
             steps += 1;
         }
         let v4 = (c(1.22).tanh() * c(0.9)).atanh();
-        let arr5 = (m * m * (b * b + c(1.0)).recip() - m.mapv(|t| t.cos()))
-            .mapv(exp)
-            .mean()
-            .unwrap();
+        let arr5 = m
+            .view()
+            .into_shape_with_order(4)
+            .unwrap()
+            .mapv(|t| t.sin())
+            .sum()
+            + (b * b + c(1.0)).recip();
         let mut perm6 = vec![0usize; n];
         for i in 0..n {
             perm6[i] = (i + 2) % n;
@@ -15105,10 +15314,8 @@ mod twin {
                 .ln()
                 + (-c(1.75)).tanh().stop_gradient())
         };
-        let arr4 = (&m.slice(autodiff::ndarray::s![.., 1..]) * (c(0.13) * c(0.13) + c(0.5)).sqrt()
-            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
-            .mapv(|t| t.sin())
-            .sum();
+        let arr4 =
+            m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * (c(0.13) * c(0.13) + c(0.5)).sqrt();
         let v5 = if (arr4 * arr4 + c(1.0)).cbrt() < c(0.04) {
             b.asinh().tanh().exp_m1()
         } else {
@@ -15615,11 +15822,12 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p84(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = (m + &m.sum_axis(Axis(0)))
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .mean()
-            .unwrap()
-            * ops::sigmoid(b);
+        let arr1 = {
+            let mut q = m.to_owned();
+            let t = &q * ops::sigmoid(b);
+            q[[0, 1]] = ops::sigmoid(b) * c(2.0);
+            t.mapv(sin).sum() + q.sum()
+        };
         let mut perm2 = vec![0usize; n];
         for i in 0..n {
             perm2[i] = (i + 1) % n;
@@ -15694,10 +15902,24 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p85(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = (m.to_owned().reversed_axes() * b.powi(2) + &m.view())
-            .mapv(|t| t.tanh())
-            .sum();
-        let arr2 = ops::logsumexp(&(m.dot(&m.column(0)) * (arr1 * arr1 + c(1.0)).recip()));
+        let arr1 = m
+            .view()
+            .into_shape_with_order(4)
+            .unwrap()
+            .mapv(|t| t.sin())
+            .sum()
+            + b.powi(2);
+        let arr2 = {
+            let mut q = Array2::<D>::zeros((3, 2));
+            q.row_mut(0)
+                .assign(&(&m.row(1) * (arr1 * arr1 + c(1.0)).recip()));
+            q.slice_mut(autodiff::ndarray::s![1.., ..])
+                .assign(&m.mapv(|t| t.sin()));
+            q.row_mut(2).assign(&m.row(0));
+            q.column_mut(1)
+                .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
+            (&q * &q).sum()
+        };
         let mut buf3 = vec![c(0.0); n];
         for i in 0..n {
             buf3[i] = (arr1 * arr1 + c(1.0)).cbrt().atan();
@@ -15801,10 +16023,13 @@ mod twin {
             }
         }
         let arr2 = {
-            let mut q = m.to_owned();
-            let t = &q * (b * b + c(1.0)).recip();
-            q[[0, 1]] = (b * b + c(1.0)).recip() * c(2.0);
-            t.mapv(sin).sum() + q.sum()
+            let mut q = Array2::<D>::zeros((2, 2));
+            let mut r = m.row(0).to_owned();
+            for i in 0..2 {
+                r = (&r * (b * b + c(1.0)).recip() + &m.row(i)).mapv(|t| t.tanh());
+                q.row_mut(i).assign(&r);
+            }
+            (&q * m).sum()
         };
         -c(0.93) * (a).tanh()
             + c(0.56) * (b).tanh()
@@ -15852,7 +16077,16 @@ mod twin {
         let n = x.len();
         let v1 =
             b.hypot(((((b * b + c(1.0)).log(3.0)).tanh() * c(3.0)).signum() * c(0.25) + b.tanh()));
-        let arr2 = ops::logsumexp(&(m.dot(&m.column(0)) * v1.tanh()));
+        let arr2 = {
+            let mut q = Array2::<D>::zeros((3, 2));
+            q.row_mut(0).assign(&(&m.row(1) * v1.tanh()));
+            q.slice_mut(autodiff::ndarray::s![1.., ..])
+                .assign(&m.mapv(|t| t.sin()));
+            q.row_mut(2).assign(&m.row(0));
+            q.column_mut(1)
+                .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
+            (&q * &q).sum()
+        };
         let mut m3 = ops::sigmoid(v1);
         if x[2].clamp(-c(1.0), c(1.0)) > c(1.68) {
             m3 += ((x[0] * x[3]) - x[1]);
@@ -15860,7 +16094,16 @@ mod twin {
             m3 = m3 * c(0.5);
         }
         let v4 = smooth((x[3] * x[3] + c(1.0)).powd(smooth(a).tanh()));
-        let arr5 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * a.hypot(b);
+        let arr5 = {
+            let mut q = Array2::<D>::zeros((3, 2));
+            q.row_mut(0).assign(&(&m.row(1) * a.hypot(b)));
+            q.slice_mut(autodiff::ndarray::s![1.., ..])
+                .assign(&m.mapv(|t| t.sin()));
+            q.row_mut(2).assign(&m.row(0));
+            q.column_mut(1)
+                .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
+            (&q * &q).sum()
+        };
         c(1.35) * (a).tanh()
             + c(1.96) * (b).tanh()
             + c(1.67) * (v1).tanh()
@@ -15873,7 +16116,9 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p91(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = ops::logsumexp(&(m.dot(&m.column(0)) * (x[2] / (x[1] * x[1] + c(1.0)))));
+        let arr1 = (m.to_owned().reversed_axes() * (x[2] / (x[1] * x[1] + c(1.0))) + &m.view())
+            .mapv(|t| t.tanh())
+            .sum();
         let mut pair2 = c(0.0);
         for i in 0..n {
             for j in (i + 1)..n {
@@ -15987,11 +16232,7 @@ mod twin {
         } else if (b * b + c(1.0)).recip() >= c(0.23) {
             m1 = m1 * c(0.5);
         }
-        let arr2 = (m + &m.sum_axis(Axis(0)))
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .mean()
-            .unwrap()
-            * b;
+        let arr2 = (&m.row(1) * b - &m.column(1)).mapv(sin).sum();
         let mut m3 = m1;
         if x[3].tanh() > c(0.60) {
             m3 += b.clamp(-c(1.0), c(1.0));
@@ -16570,12 +16811,10 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p108(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = {
-            let mut q = m.to_owned();
-            let t = &q * ops::sigmoid(c(1.20));
-            q[[0, 1]] = ops::sigmoid(c(1.20)) * c(2.0);
-            t.mapv(sin).sum() + q.sum()
-        };
+        let arr1 = (&m.column(0).insert_axis(Axis(1)) * m)
+            .mapv(|t| (t * t + c(1.0)).ln())
+            .sum()
+            * ops::sigmoid(c(1.20));
         let v2 = (((c(1.91) * c(1.91) + c(1.0)).cbrt() * (c(1.91) * c(1.91) + c(1.0)).cbrt()
             + c(1.5))
         .acosh()
@@ -16614,10 +16853,15 @@ mod twin {
             }
             perm1[n - 1] = first;
         }
-        let arr3 = (&m.slice(autodiff::ndarray::s![.., 1..]) * x[0].tanh().exp_m1()
-            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
-            .mapv(|t| t.sin())
-            .sum();
+        let arr3 = {
+            let mut q = Array2::<D>::zeros((2, 2));
+            let mut r = m.row(0).to_owned();
+            for i in 0..2 {
+                r = (&r * x[0].tanh().exp_m1() + &m.row(i)).mapv(|t| t.tanh());
+                q.row_mut(i).assign(&r);
+            }
+            (&q * m).sum()
+        };
         -c(0.16) * (a).tanh()
             + c(1.95) * (b).tanh()
             + c(1.99) * (rot2).tanh()
@@ -16663,7 +16907,15 @@ mod twin {
             buf2[i] = v1;
         }
         let v3 = buf2[2] * buf2[3];
-        let arr4 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * (b * b + c(1.0)).ln();
+        let arr4 = {
+            let mut q = Array2::<D>::zeros((2, 2));
+            let mut r = m.row(0).to_owned();
+            for i in 0..2 {
+                r = (&r * (b * b + c(1.0)).ln() + &m.row(i)).mapv(|t| t.tanh());
+                q.row_mut(i).assign(&r);
+            }
+            (&q * m).sum()
+        };
         let mut m5 = helpers::soft(x[2], c(0.3));
         if v1.asinh() < -c(1.27) {
             m5 += arr4.min(v1).min(v3.tanh());
@@ -16783,7 +17035,10 @@ mod twin {
             buf2[i] = ((w1 * w1 + c(1.0)).recip().tanh() * c(0.5)).sinh();
         }
         let v3 = buf2[2] * buf2[3];
-        let arr4 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * v3;
+        let arr4 = (&m.column(0).insert_axis(Axis(1)) * m)
+            .mapv(|t| (t * t + c(1.0)).ln())
+            .sum()
+            * v3;
         let mut lse5 = v3.powi(2);
         let mut scratch6 = vec![c(0.0); n];
         for i in 0..n {
@@ -16890,7 +17145,15 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p117(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * a.clamp(-c(1.0), c(1.0));
+        let arr1 = {
+            let mut q = Array2::<D>::zeros((2, 2));
+            let mut r = m.row(0).to_owned();
+            for i in 0..2 {
+                r = (&r * a.clamp(-c(1.0), c(1.0)) + &m.row(i)).mapv(|t| t.tanh());
+                q.row_mut(i).assign(&r);
+            }
+            (&q * m).sum()
+        };
         let mut lse2 = arr1;
         let mut scratch3 = vec![c(0.0); n];
         for i in 0..n {
@@ -16907,12 +17170,10 @@ mod twin {
             }
             lse2 += se.ln() + mx;
         }
-        let arr4 = {
-            let mut q = m.to_owned();
-            let t = &q * ops::softplus(c(0.26));
-            q[[0, 1]] = ops::softplus(c(0.26)) * c(2.0);
-            t.mapv(sin).sum() + q.sum()
-        };
+        let arr4 = (&m.column(0).insert_axis(Axis(1)) * m)
+            .mapv(|t| (t * t + c(1.0)).ln())
+            .sum()
+            * ops::softplus(c(0.26));
         let v5 = (((ops::softplus((arr1 * arr1 + c(1.0)).log10())).tanh()
             - (((a - arr1).tanh() - ((lse2 * lse2 + c(1.0)).log2()).tanh().stop_gradient())
                 .exp()
@@ -17157,10 +17418,13 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p123(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = (m * m * (b.tanh() * c(0.9)).asin() - m.mapv(|t| t.cos()))
-            .mapv(exp)
-            .mean()
-            .unwrap();
+        let arr1 = m
+            .view()
+            .into_shape_with_order(4)
+            .unwrap()
+            .mapv(|t| t.sin())
+            .sum()
+            + (b.tanh() * c(0.9)).asin();
         let mut pair2 = c(0.0);
         for i in 0..n {
             for j in (i + 1)..n {
@@ -17532,10 +17796,13 @@ mod twin {
         } else {
             ((v1 - x[2]) * (v1 - x[2])).ln_1p()
         };
-        let arr3 = (m * m * b.tanh().exp_m1() - m.mapv(|t| t.cos()))
-            .mapv(exp)
-            .mean()
-            .unwrap();
+        let arr3 = m
+            .view()
+            .into_shape_with_order(4)
+            .unwrap()
+            .mapv(|t| t.sin())
+            .sum()
+            + b.tanh().exp_m1();
         let mut acc4 = b.tanh().exp2();
         for i in 0..n {
             acc4 += a;
@@ -17656,10 +17923,7 @@ mod twin {
             w2 = w2 * c(0.6) + c(0.05) * (x[2] * x[2] + c(1.5)).acosh().tanh();
             steps += 1;
         }
-        let arr3 = (m * m * a.tanh().exp() - m.mapv(|t| t.cos()))
-            .mapv(exp)
-            .mean()
-            .unwrap();
+        let arr3 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * a.tanh().exp();
         let part4_s = &x[0..];
         let mut part4 = b;
         for i in 0..part4_s.len() {
@@ -17736,12 +18000,11 @@ mod twin {
             w1 = w1 * c(0.6) + c(0.05) * b.atan2(-c(0.89) * -c(0.89) + c(0.5)).tanh();
             steps += 1;
         }
-        let arr2 = {
-            let mut q = m.to_owned();
-            let t = &q * (-c(1.15) * -c(1.15) + c(1.0)).powd(a.tanh());
-            q[[0, 1]] = (-c(1.15) * -c(1.15) + c(1.0)).powd(a.tanh()) * c(2.0);
-            t.mapv(sin).sum() + q.sum()
-        };
+        let arr2 = (&m.slice(autodiff::ndarray::s![.., 1..])
+            * (-c(1.15) * -c(1.15) + c(1.0)).powd(a.tanh())
+            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+            .mapv(|t| t.sin())
+            .sum();
         let mut pair3 = c(0.0);
         for i in 0..n {
             for j in (i + 1)..n {
@@ -17756,12 +18019,10 @@ mod twin {
                 pair4 += (d * d + c(0.5)).recip() * (a * a + c(1.0)).log(3.0);
             }
         }
-        let arr5 = {
-            let mut q = m.to_owned();
-            let t = &q * x[2];
-            q[[0, 1]] = x[2] * c(2.0);
-            t.mapv(sin).sum() + q.sum()
-        };
+        let arr5 = (&m.slice(autodiff::ndarray::s![.., 1..]) * x[2]
+            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+            .mapv(|t| t.sin())
+            .sum();
         let mut m6 = (a * a + c(1.0)).cbrt();
         if (a * a + c(1.0)).log(3.0) > -c(0.88) {
             m6 += (helpers::soft(pair4, c(0.3)) * helpers::soft(pair4, c(0.3)) + c(1.0)).log(3.0);
@@ -17858,9 +18119,16 @@ mod twin {
         } else {
             v3
         };
-        let arr5 = (m.to_owned().reversed_axes() * -c(0.04) + &m.view())
-            .mapv(|t| t.tanh())
-            .sum();
+        let arr5 = {
+            let mut q = Array2::<D>::zeros((3, 2));
+            q.row_mut(0).assign(&(&m.row(1) * -c(0.04)));
+            q.slice_mut(autodiff::ndarray::s![1.., ..])
+                .assign(&m.mapv(|t| t.sin()));
+            q.row_mut(2).assign(&m.row(0));
+            q.column_mut(1)
+                .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
+            (&q * &q).sum()
+        };
         let mut m6 = a.asinh();
         if v2.atan2(a * a + c(0.5)) < c(0.68) {
             m6 += (c(0.38) * c(0.38) + c(1.5)).acosh();
@@ -17913,10 +18181,10 @@ mod twin {
                 acc5 = acc5 * c(0.9) + x[0];
             }
         }
-        let arr6 = (&m.slice(autodiff::ndarray::s![.., 1..]) * acc5
-            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
-            .mapv(|t| t.sin())
-            .sum();
+        let arr6 = (&m.column(0).insert_axis(Axis(1)) * m)
+            .mapv(|t| (t * t + c(1.0)).ln())
+            .sum()
+            * acc5;
         -c(1.56) * (a).tanh()
             + c(0.57) * (b).tanh()
             + -c(0.06) * (m1).tanh()
@@ -18048,10 +18316,13 @@ mod twin {
         } else if (b * b).ln_1p() >= -c(0.89) {
             m4 = m4 * c(0.5);
         }
-        let arr5 = (m * m * (-c(0.14) - x[0]) - m.mapv(|t| t.cos()))
-            .mapv(exp)
-            .mean()
-            .unwrap();
+        let arr5 = m
+            .view()
+            .into_shape_with_order(4)
+            .unwrap()
+            .mapv(|t| t.sin())
+            .sum()
+            + (-c(0.14) - x[0]);
         c(0.22) * (a).tanh()
             + c(0.14) * (b).tanh()
             + -c(1.26) * (acc1).tanh()
@@ -18169,7 +18440,13 @@ mod twin {
             }
             lse2 = lse2 * c(0.5) + se.ln() + mx + prev;
         }
-        let arr4 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * lse2.tanh();
+        let arr4 = m
+            .view()
+            .into_shape_with_order(4)
+            .unwrap()
+            .mapv(|t| t.sin())
+            .sum()
+            + lse2.tanh();
         let mut w5 = (lse2.tanh() * c(0.9))
             .asin()
             .min(helpers::soft(-c(0.75), c(0.3)))
@@ -18212,9 +18489,10 @@ mod twin {
             }
             perm2[n - 1] = first;
         }
-        let arr4 = (&m.column(0).insert_axis(Axis(1)) * m)
+        let arr4 = (m + &m.sum_axis(Axis(0)))
             .mapv(|t| (t * t + c(1.0)).ln())
-            .sum()
+            .mean()
+            .unwrap()
             * c(0.39).tanh().exp2();
         let v5 = if smooth(c(0.46)) >= c(1.23) {
             (-c(1.58) * -c(1.58) + c(1.0)).log2()
@@ -18271,13 +18549,16 @@ mod twin {
             w5 = w5 * c(0.6) + c(0.05) * (w1 * c(0.5)).tanh();
             steps += 1;
         }
-        let arr6 = m
-            .view()
-            .into_shape_with_order(4)
-            .unwrap()
-            .mapv(|t| t.sin())
-            .sum()
-            + x[1].tanh();
+        let arr6 = {
+            let mut q = Array2::<D>::zeros((3, 2));
+            q.row_mut(0).assign(&(&m.row(1) * x[1].tanh()));
+            q.slice_mut(autodiff::ndarray::s![1.., ..])
+                .assign(&m.mapv(|t| t.sin()));
+            q.row_mut(2).assign(&m.row(0));
+            q.column_mut(1)
+                .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
+            (&q * &q).sum()
+        };
         c(0.54) * (a).tanh()
             + c(0.44) * (b).tanh()
             + c(1.81) * (w1).tanh()
@@ -18480,7 +18761,13 @@ mod twin {
             buf6[i] = -c(1.81).atan2(acc5 * acc5 + c(0.5)).sin();
         }
         let v7 = buf6[1] + c(0.5) * buf6[2];
-        let arr8 = ops::logsumexp(&(m.dot(&m.column(0)) * x[3].max(b)));
+        let arr8 = m
+            .view()
+            .into_shape_with_order(4)
+            .unwrap()
+            .mapv(|t| t.sin())
+            .sum()
+            + x[3].max(b);
         c(1.43) * (a).tanh()
             + c(0.45) * (b).tanh()
             + c(1.90) * (v2).tanh()
@@ -18540,10 +18827,7 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p161(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = (&m.column(0).insert_axis(Axis(1)) * m)
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .sum()
-            * x[3];
+        let arr1 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * x[3];
         let mut pair2 = c(0.0);
         for i in 0..n {
             for j in (i + 1)..n {
@@ -18575,11 +18859,9 @@ mod twin {
         }
         let v6 = buf5[2] + c(0.5) * buf5[3];
         let v7 = pair2.min(smooth(pair2.atan()));
-        let arr8 = (m + &m.sum_axis(Axis(0)))
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .mean()
-            .unwrap()
-            * v7.mul_add(-c(1.40), b);
+        let arr8 = (&m.row(1) * v7.mul_add(-c(1.40), b) - &m.column(1))
+            .mapv(sin)
+            .sum();
         c(0.57) * (a).tanh()
             + -c(0.50) * (b).tanh()
             + c(1.60) * (arr1).tanh()
@@ -18643,13 +18925,7 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p163(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = m
-            .view()
-            .into_shape_with_order(4)
-            .unwrap()
-            .mapv(|t| t.sin())
-            .sum()
-            + a.asinh();
+        let arr1 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * a.asinh();
         let v2 = -c(1.21).powi(2).asinh().tanh().exp2();
         c(1.68) * (a).tanh()
             + -c(2.00) * (b).tanh()
@@ -18662,13 +18938,10 @@ mod twin {
         let n = x.len();
         let v1 = if a < c(0.38) { b } else { (b.tanh() * c(0.5)) };
         let v2 = smooth(sin(a).hypot((x[1].tanh() * c(0.5)).sinh()));
-        let arr3 = m
-            .view()
-            .into_shape_with_order(4)
-            .unwrap()
-            .mapv(|t| t.sin())
-            .sum()
-            + (b / (-c(0.95) * -c(0.95) + c(1.0)));
+        let arr3 = (m.to_owned().reversed_axes() * (b / (-c(0.95) * -c(0.95) + c(1.0)))
+            + &m.view())
+            .mapv(|t| t.tanh())
+            .sum();
         -c(0.04) * (a).tanh()
             + c(0.59) * (b).tanh()
             + c(1.00) * (v1).tanh()
@@ -18686,9 +18959,16 @@ mod twin {
         } else {
             ((a * a + c(1.0)).cbrt() * v1.asinh())
         };
-        let arr4 = (m.to_owned().reversed_axes() * x[1] + &m.view())
-            .mapv(|t| t.tanh())
-            .sum();
+        let arr4 = {
+            let mut q = Array2::<D>::zeros((3, 2));
+            q.row_mut(0).assign(&(&m.row(1) * x[1]));
+            q.slice_mut(autodiff::ndarray::s![1.., ..])
+                .assign(&m.mapv(|t| t.sin()));
+            q.row_mut(2).assign(&m.row(0));
+            q.column_mut(1)
+                .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
+            (&q * &q).sum()
+        };
         c(1.20) * (a).tanh()
             + c(1.17) * (b).tanh()
             + -c(0.87) * (v1).tanh()
@@ -18769,10 +19049,7 @@ mod twin {
         let v5 = (x[0].mul_add(b, b) * x[0].mul_add(b, b) + c(1.0))
             .log(3.0)
             .abs();
-        let arr6 = (m * m * (-c(1.29) - v5) - m.mapv(|t| t.cos()))
-            .mapv(exp)
-            .mean()
-            .unwrap();
+        let arr6 = ops::logsumexp(&(m.dot(&m.column(0)) * (-c(1.29) - v5)));
         c(1.88) * (a).tanh()
             + c(1.99) * (b).tanh()
             + c(0.51) * (pair1).tanh()
@@ -18802,8 +19079,10 @@ mod twin {
         for i in 0..part3_s.len() {
             part3 += part3_s[i] * part3_s[1].sin();
         }
-        let arr4 =
-            m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * (c(0.08).tanh() * c(0.9)).atanh();
+        let arr4 = (&m.column(0).insert_axis(Axis(1)) * m)
+            .mapv(|t| (t * t + c(1.0)).ln())
+            .sum()
+            * (c(0.08).tanh() * c(0.9)).atanh();
         let mut perm5 = vec![0usize; n];
         for i in 0..n {
             perm5[i] = (i + 3) % n;
@@ -19278,13 +19557,7 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p179(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = m
-            .view()
-            .into_shape_with_order(4)
-            .unwrap()
-            .mapv(|t| t.sin())
-            .sum()
-            + sin(a);
+        let arr1 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * sin(a);
         let mut buf2 = vec![c(0.0); n];
         for i in 0..n {
             buf2[i] = sin((((x[1]).tanh() - (x[i]).tanh().stop_gradient()).exp().ln()
@@ -19482,10 +19755,9 @@ mod twin {
                 pair5 += (d * d + c(0.5)).recip() * lse1;
             }
         }
-        let arr6 = (m * m * (-c(0.69).tanh() * c(0.5)).sinh() - m.mapv(|t| t.cos()))
-            .mapv(exp)
-            .mean()
-            .unwrap();
+        let arr6 = (m * (-c(0.69).tanh() * c(0.5)).sinh() + &m.t().dot(m))
+            .mapv(|t| t.tanh())
+            .sum();
         let mut pair7 = c(0.0);
         for i in 0..n {
             for j in (i + 1)..n {
@@ -19557,10 +19829,10 @@ mod twin {
             buf7[i] = (old * buf7[i - 1]).sin() + old;
         }
         let v8 = buf7[0] + c(0.5) * buf7[1];
-        let arr9 = (&m.slice(autodiff::ndarray::s![.., 1..]) * -c(0.65).min(x[0])
-            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
-            .mapv(|t| t.sin())
-            .sum();
+        let arr9 = (&m.column(0).insert_axis(Axis(1)) * m)
+            .mapv(|t| (t * t + c(1.0)).ln())
+            .sum()
+            * -c(0.65).min(x[0]);
         c(0.18) * (a).tanh()
             + -c(1.58) * (b).tanh()
             + c(0.67) * (m1).tanh()
@@ -19744,14 +20016,22 @@ mod twin {
         for i in 0..part2_s.len() {
             part2 += part2_s[i] * part2_s[1].sin();
         }
-        let arr3 = (m.to_owned().reversed_axes()
-            * (((c(1.60)).tanh() - (x[0]).tanh().stop_gradient())
-                .exp()
-                .ln()
-                + (x[0]).tanh().stop_gradient())
-            + &m.view())
-            .mapv(|t| t.tanh())
-            .sum();
+        let arr3 = {
+            let mut q = Array2::<D>::zeros((3, 2));
+            q.row_mut(0).assign(
+                &(&m.row(1)
+                    * (((c(1.60)).tanh() - (x[0]).tanh().stop_gradient())
+                        .exp()
+                        .ln()
+                        + (x[0]).tanh().stop_gradient())),
+            );
+            q.slice_mut(autodiff::ndarray::s![1.., ..])
+                .assign(&m.mapv(|t| t.sin()));
+            q.row_mut(2).assign(&m.row(0));
+            q.column_mut(1)
+                .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
+            (&q * &q).sum()
+        };
         let mut buf4 = vec![c(0.0); n];
         for i in 0..n {
             buf4[i] = ((arr3.tanh() * c(0.9)).atanh().tanh() * c(0.9)).asin();
@@ -19977,10 +20257,15 @@ mod twin {
             w2 = w2 * c(0.6) + c(0.05) * (b.tanh() * c(0.5)).cosh().tanh();
             steps += 1;
         }
-        let arr3 = (&m.column(0).insert_axis(Axis(1)) * m)
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .sum()
-            * w2.abs();
+        let arr3 = {
+            let mut q = Array2::<D>::zeros((2, 2));
+            let mut r = m.row(0).to_owned();
+            for i in 0..2 {
+                r = (&r * w2.abs() + &m.row(i)).mapv(|t| t.tanh());
+                q.row_mut(i).assign(&r);
+            }
+            (&q * m).sum()
+        };
         let mut m4 = sin(x[0]);
         if acc1.hypot(arr3) <= -c(1.91) {
             m4 += x[3].sin();
@@ -20065,8 +20350,17 @@ mod twin {
             w2 = w2 * c(0.6) + c(0.05) * c(1.49).atan2(x[2] * x[2] + c(0.5)).tanh();
             steps += 1;
         }
-        let arr3 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum()
-            * (((v1).tanh() * c(3.0)).floor() * c(0.25) + x[1]);
+        let arr3 = {
+            let mut q = Array2::<D>::zeros((3, 2));
+            q.row_mut(0)
+                .assign(&(&m.row(1) * (((v1).tanh() * c(3.0)).floor() * c(0.25) + x[1])));
+            q.slice_mut(autodiff::ndarray::s![1.., ..])
+                .assign(&m.mapv(|t| t.sin()));
+            q.row_mut(2).assign(&m.row(0));
+            q.column_mut(1)
+                .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
+            (&q * &q).sum()
+        };
         let mut acc4 = sin(w2);
         for i in 0..n {
             acc4 += (ops::sigmoid(v1) * c(0.26));
@@ -20265,7 +20559,9 @@ mod twin {
     pub fn p201(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let v1 = a.sin();
-        let arr2 = ops::logsumexp(&(m.dot(&m.column(0)) * a.tanh().exp()));
+        let arr2 = (m.to_owned().reversed_axes() * a.tanh().exp() + &m.view())
+            .mapv(|t| t.tanh())
+            .sum();
         c(0.73) * (a).tanh()
             + c(0.57) * (b).tanh()
             + -c(1.68) * (v1).tanh()
@@ -20275,9 +20571,7 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p202(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = (m.to_owned().reversed_axes() * (x[1] * x[1] + c(1.0)).cbrt() + &m.view())
-            .mapv(|t| t.tanh())
-            .sum();
+        let arr1 = ops::logsumexp(&(m.dot(&m.column(0)) * (x[1] * x[1] + c(1.0)).cbrt()));
         let mut pair2 = c(0.0);
         for i in 0..n {
             for j in (i + 1)..n {
@@ -20370,13 +20664,7 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p205(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = m
-            .view()
-            .into_shape_with_order(4)
-            .unwrap()
-            .mapv(|t| t.sin())
-            .sum()
-            + x[2].powi(2);
+        let arr1 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * x[2].powi(2);
         let mut perm2 = vec![0usize; n];
         for i in 0..n {
             perm2[i] = (i + 3) % n;
@@ -20400,12 +20688,9 @@ mod twin {
                 pair4 += (d * d + c(0.5)).recip() * b;
             }
         }
-        let arr5 = {
-            let mut q = m.to_owned();
-            let t = &q * (c(0.45).tanh() * c(0.5)).tan();
-            q[[0, 1]] = (c(0.45).tanh() * c(0.5)).tan() * c(2.0);
-            t.mapv(sin).sum() + q.sum()
-        };
+        let arr5 = (&m.row(1) * (c(0.45).tanh() * c(0.5)).tan() - &m.column(1))
+            .mapv(sin)
+            .sum();
         -c(0.93) * (a).tanh()
             + -c(0.96) * (b).tanh()
             + c(1.48) * (arr1).tanh()
@@ -20429,10 +20714,7 @@ mod twin {
             buf1[i] = (old * buf1[i - 1]).sin() + old;
         }
         let v2 = buf1[1] + c(0.5) * buf1[2];
-        let arr3 = (&m.column(0).insert_axis(Axis(1)) * m)
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .sum()
-            * v2.min(v2);
+        let arr3 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * v2.min(v2);
         let v4 = if (((c(1.89)).tanh() * c(3.0)).ceil() * c(0.25) + -c(1.29)) <= c(1.95) {
             ((arr3.tanh() * c(0.9)).asin().tanh() * c(0.5)).cosh()
         } else {
@@ -20458,10 +20740,8 @@ mod twin {
         } else {
             (v2.atan() * v2.atan() + c(1.0)).cbrt()
         };
-        let arr4 = (&m.slice(autodiff::ndarray::s![.., 1..])
-            * (c(0.94) * c(0.94) + c(1.0)).recip()
-            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
-            .mapv(|t| t.sin())
+        let arr4 = (&m.row(1) * (c(0.94) * c(0.94) + c(1.0)).recip() - &m.column(1))
+            .mapv(sin)
             .sum();
         let mut buf5 = vec![c(0.0); n];
         for i in 0..n {
@@ -20620,10 +20900,9 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p211(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = (m * m * (a * a + c(1.0)).recip() - m.mapv(|t| t.cos()))
-            .mapv(exp)
-            .mean()
-            .unwrap();
+        let arr1 = (m.to_owned().reversed_axes() * (a * a + c(1.0)).recip() + &m.view())
+            .mapv(|t| t.tanh())
+            .sum();
         let v2 = (x[0] * x[0]).ln_1p();
         let v3 = if (((b).tanh() - (x[2]).tanh().stop_gradient()).exp().ln()
             + (x[2]).tanh().stop_gradient())
@@ -20754,11 +21033,7 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p214(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = (m + &m.sum_axis(Axis(0)))
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .mean()
-            .unwrap()
-            * sin(a);
+        let arr1 = (&m.row(1) * sin(a) - &m.column(1)).mapv(sin).sum();
         let mut lse2 = (-c(0.81) * -c(0.81) + c(1.0)).ln();
         let mut scratch3 = vec![c(0.0); 3];
         for i in 0..n {
@@ -20922,7 +21197,9 @@ mod twin {
             w3 = w3 * c(0.6) + c(0.05) * (rot2 * rot2 + c(1.0)).recip().tanh();
             steps += 1;
         }
-        let arr4 = ops::logsumexp(&(m.dot(&m.column(0)) * w3));
+        let arr4 = (m.to_owned().reversed_axes() * w3 + &m.view())
+            .mapv(|t| t.tanh())
+            .sum();
         let v5 = ((rot2 * rot2 + c(1.0)).cbrt() * (rot2 * rot2 + c(1.0)).cbrt() + c(0.5)).sqrt();
         let mut pair6 = c(0.0);
         for i in 0..n {
@@ -20964,7 +21241,12 @@ mod twin {
         } else if acc1.tanh() > -c(0.82) {
             m2 = m2 * c(0.5);
         }
-        let arr3 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * acc1;
+        let arr3 = {
+            let mut q = m.to_owned();
+            let t = &q * acc1;
+            q[[0, 1]] = acc1 * c(2.0);
+            t.mapv(sin).sum() + q.sum()
+        };
         let mut buf4 = vec![c(0.0); n];
         for i in 0..n {
             buf4[i] = c(1.99);
@@ -21055,7 +21337,16 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p220(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = (m * (-(a)) + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
+        let arr1 = {
+            let mut q = Array2::<D>::zeros((3, 2));
+            q.row_mut(0).assign(&(&m.row(1) * (-(a))));
+            q.slice_mut(autodiff::ndarray::s![1.., ..])
+                .assign(&m.mapv(|t| t.sin()));
+            q.row_mut(2).assign(&m.row(0));
+            q.column_mut(1)
+                .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
+            (&q * &q).sum()
+        };
         let v2 = (smooth((x[0] * x[0] + c(1.0)).ln())
             * ((-c(1.54) * arr1) * (-c(1.54) * arr1) + c(1.0)).log10());
         let part3_s = &x[1..=2];
@@ -21096,7 +21387,10 @@ mod twin {
     pub fn p222(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let v1 = ((b.abs().tanh() * c(0.5)).tan() - (a - a.hypot(b)));
-        let arr2 = ops::logsumexp(&(m.dot(&m.column(0)) * ops::softplus(b)));
+        let arr2 = (m * m * ops::softplus(b) - m.mapv(|t| t.cos()))
+            .mapv(exp)
+            .mean()
+            .unwrap();
         let v3 = c(0.99);
         let mut lse4 = -c(0.91);
         let mut scratch5 = vec![c(0.0); 3];
@@ -21246,11 +21540,12 @@ mod twin {
             }
             perm1[n - 1] = first;
         }
-        let arr3 = (&m.row(1) * c(0.41).mul_add(b, rot2) - &m.column(1))
-            .mapv(sin)
-            .sum();
+        let arr3 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * c(0.41).mul_add(b, rot2);
         let v4 = helpers::soft(a, c(0.3));
-        let arr5 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * b.tanh();
+        let arr5 = (&m.slice(autodiff::ndarray::s![.., 1..]) * b.tanh()
+            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+            .mapv(|t| t.sin())
+            .sum();
         -c(0.52) * (a).tanh()
             + c(1.72) * (b).tanh()
             + -c(1.88) * (rot2).tanh()
@@ -21588,7 +21883,10 @@ mod twin {
             }
             lse8 += se.ln() + mx;
         }
-        let arr10 = ops::logsumexp(&(m.dot(&m.column(0)) * (x[2] - c(0.84))));
+        let arr10 = (m * m * (x[2] - c(0.84)) - m.mapv(|t| t.cos()))
+            .mapv(exp)
+            .mean()
+            .unwrap();
         -c(1.35) * (a).tanh()
             + c(0.97) * (b).tanh()
             + -c(0.15) * (rot2).tanh()
@@ -21676,10 +21974,7 @@ mod twin {
             }
             perm3[n - 1] = first;
         }
-        let arr5 = (&m.slice(autodiff::ndarray::s![.., 1..]) * x[0].powi(3)
-            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
-            .mapv(|t| t.sin())
-            .sum();
+        let arr5 = (&m.row(1) * x[0].powi(3) - &m.column(1)).mapv(sin).sum();
         let v6 = (-c(1.38).tanh().exp().tanh() * c(0.9)).asin();
         c(1.57) * (a).tanh()
             + -c(1.26) * (b).tanh()
@@ -21708,10 +22003,17 @@ mod twin {
             buf4[i] = ops::softplus(c(0.02));
         }
         let v5 = buf4[2] + c(0.5) * buf4[3];
-        let arr6 = (m.to_owned().reversed_axes() * -c(1.26).atan2(c(0.04) * c(0.04) + c(0.5))
-            + &m.view())
-            .mapv(|t| t.tanh())
-            .sum();
+        let arr6 = {
+            let mut q = Array2::<D>::zeros((3, 2));
+            q.row_mut(0)
+                .assign(&(&m.row(1) * -c(1.26).atan2(c(0.04) * c(0.04) + c(0.5))));
+            q.slice_mut(autodiff::ndarray::s![1.., ..])
+                .assign(&m.mapv(|t| t.sin()));
+            q.row_mut(2).assign(&m.row(0));
+            q.column_mut(1)
+                .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
+            (&q * &q).sum()
+        };
         c(0.47) * (a).tanh()
             + -c(1.93) * (b).tanh()
             + c(1.99) * (v2).tanh()
@@ -21749,7 +22051,7 @@ mod twin {
             }
             perm2[n - 1] = first;
         }
-        let arr4 = (m * (rot3 * rot3 + c(1.0)).log2() + &m.t().dot(m))
+        let arr4 = (m.to_owned().reversed_axes() * (rot3 * rot3 + c(1.0)).log2() + &m.view())
             .mapv(|t| t.tanh())
             .sum();
         -c(0.59) * (a).tanh()
@@ -22197,10 +22499,9 @@ mod twin {
         } else if (a + c(0.25)) < c(0.62) {
             m3 = m3 * c(0.5);
         }
-        let arr4 = (m + &m.sum_axis(Axis(0)))
+        let arr4 = (&m.column(0).insert_axis(Axis(1)) * m)
             .mapv(|t| (t * t + c(1.0)).ln())
-            .mean()
-            .unwrap()
+            .sum()
             * (pair2 * pair2 + c(1.0)).log(3.0);
         let v5 = ((smooth(arr4) * c(0.5)).tanh() * c(0.9)).atanh();
         let part6_s = &x[0..2];
@@ -22234,7 +22535,15 @@ mod twin {
         for i in 0..part3_s.len() {
             part3 += part3_s[i] * part3_s[1].sin();
         }
-        let arr4 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * part3;
+        let arr4 = {
+            let mut q = Array2::<D>::zeros((2, 2));
+            let mut r = m.row(0).to_owned();
+            for i in 0..2 {
+                r = (&r * part3 + &m.row(i)).mapv(|t| t.tanh());
+                q.row_mut(i).assign(&r);
+            }
+            (&q * m).sum()
+        };
         let mut acc5 = (part3 * part3 + c(1.0)).log(3.0);
         for i in 0..n {
             acc5 += ((part3 * part3 + c(0.5)).sqrt().tanh() * c(0.9)).atanh();
@@ -22267,9 +22576,7 @@ mod twin {
                 pair2 += (d * d + c(0.5)).recip() * (m1.tanh() * c(0.9)).atanh();
             }
         }
-        let arr3 = (m * -c(1.29).sin() + &m.t().dot(m))
-            .mapv(|t| t.tanh())
-            .sum();
+        let arr3 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * -c(1.29).sin();
         let mut perm4 = vec![0usize; n];
         for i in 0..n {
             perm4[i] = (i + 1) % n;
@@ -22502,10 +22809,13 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p257(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = (m * m * b.min(a) - m.mapv(|t| t.cos()))
-            .mapv(exp)
-            .mean()
-            .unwrap();
+        let arr1 = m
+            .view()
+            .into_shape_with_order(4)
+            .unwrap()
+            .mapv(|t| t.sin())
+            .sum()
+            + b.min(a);
         let mut buf2 = vec![c(0.0); n];
         for i in 0..n {
             buf2[i] = b.tanh().exp_m1().sin();
@@ -22564,7 +22874,16 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p259(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = (m * m * b - m.mapv(|t| t.cos())).mapv(exp).mean().unwrap();
+        let arr1 = {
+            let mut q = Array2::<D>::zeros((3, 2));
+            q.row_mut(0).assign(&(&m.row(1) * b));
+            q.slice_mut(autodiff::ndarray::s![1.., ..])
+                .assign(&m.mapv(|t| t.sin()));
+            q.row_mut(2).assign(&m.row(0));
+            q.column_mut(1)
+                .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
+            (&q * &q).sum()
+        };
         let v2 = ((b * b + c(1.0))
             .ln()
             .max(a.atan2(c(0.08) * c(0.08) + c(0.5)))
@@ -22674,7 +22993,11 @@ mod twin {
             }
             perm1[n - 1] = first;
         }
-        let arr3 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * (b * b + c(1.0)).log2();
+        let arr3 = (m + &m.sum_axis(Axis(0)))
+            .mapv(|t| (t * t + c(1.0)).ln())
+            .mean()
+            .unwrap()
+            * (b * b + c(1.0)).log2();
         let mut m4 = (b * b + c(1.0)).log2();
         if (x[1] * x[1] + c(1.5)).acosh() > -c(1.31) {
             m4 += smooth((x[2] * x[2] + c(1.0)).cbrt());
@@ -22729,13 +23052,7 @@ mod twin {
             buf1[i] = (old * buf1[i - 1]).sin() + old;
         }
         let v2 = buf1[1] + c(0.5) * buf1[2];
-        let arr3 = m
-            .view()
-            .into_shape_with_order(4)
-            .unwrap()
-            .mapv(|t| t.sin())
-            .sum()
-            + (v2 * v2).ln_1p();
+        let arr3 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * (v2 * v2).ln_1p();
         let v4 = v2;
         let mut acc5 = (c(1.17).tanh() * c(0.9)).atanh();
         for i in 0..n {
@@ -22949,8 +23266,13 @@ mod twin {
         } else {
             ((b * b + c(1.0)).cbrt() * (b * b + c(1.0)).cbrt() + c(1.5)).acosh()
         };
-        let arr4 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum()
-            * (-c(0.49) * -c(0.49) + c(1.5)).acosh();
+        let arr4 = m
+            .view()
+            .into_shape_with_order(4)
+            .unwrap()
+            .mapv(|t| t.sin())
+            .sum()
+            + (-c(0.49) * -c(0.49) + c(1.5)).acosh();
         let v5 = if (a.tanh() * c(0.9)).atanh() < -c(1.63) {
             c(1.64)
         } else {
@@ -23231,13 +23553,25 @@ mod twin {
     pub fn p275(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let arr1 = {
-            let mut q = m.to_owned();
-            let t = &q * (b * b + c(1.0)).cbrt();
-            q[[0, 1]] = (b * b + c(1.0)).cbrt() * c(2.0);
-            t.mapv(sin).sum() + q.sum()
+            let mut q = Array2::<D>::zeros((2, 2));
+            let mut r = m.row(0).to_owned();
+            for i in 0..2 {
+                r = (&r * (b * b + c(1.0)).cbrt() + &m.row(i)).mapv(|t| t.tanh());
+                q.row_mut(i).assign(&r);
+            }
+            (&q * m).sum()
         };
-        let arr2 =
-            m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * x[2].atan2(a * a + c(0.5));
+        let arr2 = {
+            let mut q = Array2::<D>::zeros((3, 2));
+            q.row_mut(0)
+                .assign(&(&m.row(1) * x[2].atan2(a * a + c(0.5))));
+            q.slice_mut(autodiff::ndarray::s![1.., ..])
+                .assign(&m.mapv(|t| t.sin()));
+            q.row_mut(2).assign(&m.row(0));
+            q.column_mut(1)
+                .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
+            (&q * &q).sum()
+        };
         let v3 = c(1.92);
         let mut buf4 = vec![c(0.0); n];
         for i in 0..n {
@@ -23286,10 +23620,10 @@ mod twin {
             }
             lse1 += se.ln() + mx;
         }
-        let arr3 = (&m.column(0).insert_axis(Axis(1)) * m)
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .sum()
-            * lse1.tanh().exp_m1();
+        let arr3 = (&m.slice(autodiff::ndarray::s![.., 1..]) * lse1.tanh().exp_m1()
+            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+            .mapv(|t| t.sin())
+            .sum();
         -c(0.01) * (a).tanh()
             + -c(0.55) * (b).tanh()
             + c(1.53) * (lse1).tanh()
@@ -23305,10 +23639,11 @@ mod twin {
             w1 = w1 * c(0.6) + c(0.05) * b.tanh();
             steps += 1;
         }
-        let arr2 = (&m.slice(autodiff::ndarray::s![.., 1..]) * sin(c(0.24))
-            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
-            .mapv(|t| t.sin())
-            .sum();
+        let arr2 = (m + &m.sum_axis(Axis(0)))
+            .mapv(|t| (t * t + c(1.0)).ln())
+            .mean()
+            .unwrap()
+            * sin(c(0.24));
         let part3_s = &x[0..=2];
         let mut part3 = a.tanh().exp();
         for i in 0..part3_s.len() {
@@ -23420,14 +23755,18 @@ mod twin {
             perm3[n - 1] = first;
         }
         let v5 = (a * c(0.5)).min((x[0] - a));
-        let arr6 = (m.to_owned().reversed_axes() * (x[0] * x[0] + c(1.0)).cbrt() + &m.view())
-            .mapv(|t| t.tanh())
-            .sum();
+        let arr6 = (m * m * (x[0] * x[0] + c(1.0)).cbrt() - m.mapv(|t| t.cos()))
+            .mapv(exp)
+            .mean()
+            .unwrap();
         let arr7 = {
-            let mut q = m.to_owned();
-            let t = &q * rot4;
-            q[[0, 1]] = rot4 * c(2.0);
-            t.mapv(sin).sum() + q.sum()
+            let mut q = Array2::<D>::zeros((2, 2));
+            let mut r = m.row(0).to_owned();
+            for i in 0..2 {
+                r = (&r * rot4 + &m.row(i)).mapv(|t| t.tanh());
+                q.row_mut(i).assign(&r);
+            }
+            (&q * m).sum()
         };
         c(0.54) * (a).tanh()
             + c(1.38) * (b).tanh()
@@ -23442,7 +23781,7 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p280(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = (&m.row(1) * a - &m.column(1)).mapv(sin).sum();
+        let arr1 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * a;
         let mut perm2 = vec![0usize; n];
         for i in 0..n {
             perm2[i] = (i + 1) % n;
@@ -23612,11 +23951,11 @@ mod twin {
             w3 = w3 * c(0.6) + c(0.05) * (v1 / (w2 * w2 + c(1.0))).tanh();
             steps += 1;
         }
-        let arr4 = (&m.slice(autodiff::ndarray::s![.., 1..])
-            * (c(0.47) / (c(0.89) * c(0.89) + c(1.0)))
-            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
-            .mapv(|t| t.sin())
-            .sum();
+        let arr4 = (m + &m.sum_axis(Axis(0)))
+            .mapv(|t| (t * t + c(1.0)).ln())
+            .mean()
+            .unwrap()
+            * (c(0.47) / (c(0.89) * c(0.89) + c(1.0)));
         let mut perm5 = vec![0usize; n];
         for i in 0..n {
             perm5[i] = (i + 1) % n;
@@ -23708,10 +24047,10 @@ mod twin {
         } else {
             ((-(pair4)) * (-(pair4)) + c(1.0)).powd(x[0].hypot(b).tanh())
         };
-        let arr7 = (&m.column(0).insert_axis(Axis(1)) * m)
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .sum()
-            * v6.hypot(v6);
+        let arr7 = (&m.slice(autodiff::ndarray::s![.., 1..]) * v6.hypot(v6)
+            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+            .mapv(|t| t.sin())
+            .sum();
         -c(0.27) * (a).tanh()
             + c(0.18) * (b).tanh()
             + c(0.28) * (v1).tanh()
@@ -23730,7 +24069,15 @@ mod twin {
         } else {
             c(1.52)
         };
-        let arr2 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * (a * a + c(1.0)).log10();
+        let arr2 = {
+            let mut q = Array2::<D>::zeros((2, 2));
+            let mut r = m.row(0).to_owned();
+            for i in 0..2 {
+                r = (&r * (a * a + c(1.0)).log10() + &m.row(i)).mapv(|t| t.tanh());
+                q.row_mut(i).assign(&r);
+            }
+            (&q * m).sum()
+        };
         let mut lse3 = ops::sigmoid(x[3]);
         let mut scratch4 = vec![c(0.0); n];
         for i in 0..n {
@@ -24025,11 +24372,15 @@ mod twin {
             }
             lse3 = lse3 * c(0.5) + se.ln() + mx;
         }
-        let arr5 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * smooth(x[3]);
-        let arr6 = (&m.slice(autodiff::ndarray::s![.., 1..]) * ops::sigmoid(c(0.26))
-            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
-            .mapv(|t| t.sin())
-            .sum();
+        let arr5 = (m + &m.sum_axis(Axis(0)))
+            .mapv(|t| (t * t + c(1.0)).ln())
+            .mean()
+            .unwrap()
+            * smooth(x[3]);
+        let arr6 = (&m.column(0).insert_axis(Axis(1)) * m)
+            .mapv(|t| (t * t + c(1.0)).ln())
+            .sum()
+            * ops::sigmoid(c(0.26));
         let mut perm7 = vec![0usize; n];
         for i in 0..n {
             perm7[i] = (i + 2) % n;
@@ -24208,7 +24559,9 @@ mod twin {
                 .ln()
                 + ((a * a + c(1.0)).log2()).tanh().stop_gradient())
         };
-        let arr3 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * v2.hypot(c(1.97));
+        let arr3 = (&m.row(1) * v2.hypot(c(1.97)) - &m.column(1))
+            .mapv(sin)
+            .sum();
         c(1.70) * (a).tanh()
             + -c(0.59) * (b).tanh()
             + -c(0.45) * (v1).tanh()
@@ -24295,10 +24648,7 @@ mod twin {
             w4 = w4 * c(0.6) + c(0.05) * ops::sigmoid(x[3]).tanh();
             steps += 1;
         }
-        let arr5 = (&m.column(0).insert_axis(Axis(1)) * m)
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .sum()
-            * c(1.28);
+        let arr5 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * c(1.28);
         -c(0.03) * (a).tanh()
             + -c(0.27) * (b).tanh()
             + -c(1.49) * (v1).tanh()

@@ -243,6 +243,11 @@ impl Gen<'_> {
                     // An element-wise operation on an array written after it, before its sum:
                     // fusion must not move the operation past the write.
                     format!("{{ let mut q = m.to_owned(); let t = &q * {s}; q[[0, 1]] = {s} * 2.0; t.mapv(f64::sin).sum() + q.sum() }}"),
+                    // Stores into views of a local array: a row, a block, a column from a
+                    // broadcast value, one row written twice.
+                    format!("{{ let mut q = Array2::<f64>::zeros((3, 2)); q.row_mut(0).assign(&(&m.row(1) * {s})); q.slice_mut(autodiff::ndarray::s![1.., ..]).assign(&m.mapv(|t| t.sin())); q.row_mut(2).assign(&m.row(0)); q.column_mut(1).assign(&m.column(0).slice(autodiff::ndarray::s![1..2])); (&q * &q).sum() }}"),
+                    // A trajectory kept row by row in a loop.
+                    format!("{{ let mut q = Array2::<f64>::zeros((2, 2)); let mut r = m.row(0).to_owned(); for i in 0..2 {{ r = (&r * {s} + &m.row(i)).mapv(|t| t.tanh()); q.row_mut(i).assign(&r); }} (&q * m).sum() }}"),
                 ];
                 let f = forms[self.rng.below(forms.len())].clone();
                 let _ = writeln!(out, "    let {v} = {f};");
@@ -416,6 +421,7 @@ fn dual_twin(body: &str) -> String {
         .replace(".powf(", ".powd(")
         .replace("f64::sin", "sin")
         .replace("f64::exp", "exp")
+        .replace("Array2::<f64>", "Array2::<D>")
         .replace("autodiff::ops::", "ops::");
     // `buf[i] += e` on a non-primitive element borrows `buf` twice: spell it out.
     let mut lines = String::new();
