@@ -953,3 +953,65 @@ fn operands_read_twice_match_finite_differences() {
     assert_matches_fd("a", &ga, &a, |a| operand_twice(a, &b));
     assert_matches_fd("b", &gb, &b, |b| operand_twice(&a, b));
 }
+
+/// Stores into views mixed with everything else a buffer meets: a copy of a parameter as the
+/// buffer, element reads and writes between view stores, a store inside an `if` arm, nested
+/// loops, a `while` loop, and the buffer read whole in the loop that writes it; also
+/// checkpointed (each point-loop iteration keeps the buffer and runs again).
+macro_rules! view_stores_mixed {
+    ($(#[$attr:meta])* $name:ident) => {
+        $(#[$attr])*
+        fn $name(x: &Array2<f64>, w: &Array1<f64>, k: usize) -> f64 {
+            let (n, d) = (x.nrows(), x.ncols());
+            let mut b = x.to_owned();
+            let mut acc = 0.0;
+            for i in 0..n {
+                let r = (&b.row(i) * w).mapv(f64::tanh);
+                if r.sum() > 0.0 {
+                    b.row_mut(i).assign(&(&r * 2.0));
+                } else {
+                    b.row_mut((i + 1) % n).assign(&r.mapv(f64::sin));
+                }
+                b[[i, 0]] = b[[i, 0]] * b[[i, d - 1]] + 0.1;
+                acc += b.sum() * 0.01;
+                for j in 0..d {
+                    let c = b.column(j).mapv(|v| v * v).sum();
+                    let new = &b.column(j) * 0.9 + c * 0.01;
+                    b.column_mut(j).assign(&new);
+                }
+            }
+            let mut t = 0;
+            while t < k {
+                let top = b.row(0).to_owned();
+                let last = &top * 0.5 + &b.row(n - 1);
+                b.row_mut(n - 1).assign(&last);
+                t += 1;
+            }
+            (&b * &b).sum() + acc
+        }
+    };
+}
+view_stores_mixed!(
+    #[differentiate]
+    view_stores_mixed
+);
+view_stores_mixed!(
+    #[differentiate(checkpoint)]
+    view_stores_mixed_checkpointed
+);
+
+#[test]
+fn view_stores_mixed_with_element_access_and_control_flow_match_finite_differences() {
+    let x = values((3, 4), 71, -1.0, 1.0);
+    let w = values(4, 72, -1.0, 1.0);
+    for k in [0, 2] {
+        let (value, (gx, gw)) = view_stores_mixed_value_and_grad(&x, &w, k);
+        assert_eq!(value, view_stores_mixed(&x, &w, k));
+        assert_matches_fd("x", &gx, &x, |x| view_stores_mixed(x, &w, k));
+        assert_matches_fd("w", &gw, &w, |w| view_stores_mixed(&x, w, k));
+        let (vc, (cx, cw)) = view_stores_mixed_checkpointed_value_and_grad(&x, &w, k);
+        assert_eq!(vc, value);
+        assert_matches_fd("x", &cx, &x, |x| view_stores_mixed(x, &w, k));
+        assert_matches_fd("w", &cw, &w, |w| view_stores_mixed(&x, w, k));
+    }
+}
