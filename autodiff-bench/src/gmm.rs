@@ -186,9 +186,7 @@ pub fn gradient_hand_ndarray(
     // Forward: each component's log-density column.
     let mut main = Array2::<f64>::zeros((n, k));
     for ik in 0..k {
-        let xc = x - &mu.row(ik);
-        let lk = tri.dot(&l.row(ik)).into_shape_with_order((d, d)).unwrap();
-        let qx = &xc * &q.row(ik).mapv(f64::exp) + xc.dot(&lk.t());
+        let (_, _, _, qx) = component(mu, q, l, x, tri, ik);
         let t = (&qx * &qx).sum_axis(Axis(1)) * -0.5 + (alpha[ik] + q.row(ik).sum());
         main.column_mut(ik).assign(&t);
     }
@@ -211,10 +209,7 @@ pub fn gradient_hand_ndarray(
     // Backward, component by component.
     for ik in 0..k {
         let dt = w.column(ik);
-        let xc = x - &mu.row(ik);
-        let lk = tri.dot(&l.row(ik)).into_shape_with_order((d, d)).unwrap();
-        let e = q.row(ik).mapv(f64::exp);
-        let qx = &xc * &e + xc.dot(&lk.t());
+        let (xc, lk, e, qx) = component(mu, q, l, x, tri, ik);
         let dqx = qx * dt.insert_axis(Axis(1)) * -1.0;
         let de = (&dqx * &xc).sum_axis(Axis(0));
         let dlk = dqx.t().dot(&xc);
@@ -230,6 +225,24 @@ pub fn gradient_hand_ndarray(
         d_mu.row_mut(ik).assign(&-dxc.sum_axis(Axis(0)));
     }
     (d_alpha, d_mu, d_q, d_l)
+}
+
+/// Component `ik`'s centred points `x - mu`, triangular factor, exp'ed diagonal and
+/// `Q (x - mu)`, for [`gradient_hand_ndarray`]'s forward and backward passes.
+fn component(
+    mu: &Array2<f64>,
+    q: &Array2<f64>,
+    l: &Array2<f64>,
+    x: &Array2<f64>,
+    tri: &Array2<f64>,
+    ik: usize,
+) -> (Array2<f64>, Array2<f64>, Array1<f64>, Array2<f64>) {
+    let d = x.ncols();
+    let xc = x - &mu.row(ik);
+    let lk = tri.dot(&l.row(ik)).into_shape_with_order((d, d)).unwrap();
+    let e = q.row(ik).mapv(f64::exp);
+    let qx = &xc * &e + xc.dot(&lk.t());
+    (xc, lk, e, qx)
 }
 
 /// The constant inputs of [`objective_ndarray`] for dimension `d` and `k` components: the
