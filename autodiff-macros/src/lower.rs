@@ -599,7 +599,7 @@ impl Lowerer<'_> {
                 };
                 let (buf, index) = self.store_target(target, out)?;
                 let value = self.operand(&a.right, out)?;
-                self.store(buf, (index, Part::Element), value, &a.right, out)
+                self.store(buf, index, Part::Element, value, &a.right, out)
             }
             Expr::Binary(b)
                 if compound(&b.op).is_some() && matches!(strip(&b.left), Expr::Index(_)) =>
@@ -613,7 +613,7 @@ impl Lowerer<'_> {
                 let (op_name, op_tok) = compound(&b.op).unwrap_or(("add", quote!(+)));
                 let lowered = self.binop(op_name, op_tok, b.op.span(), old, rhs);
                 let value = Operand::Var(self.bind_lowered(lowered, "", None, out));
-                self.store(buf, (index, Part::Element), value, &b.right, out)
+                self.store(buf, index, Part::Element, value, &b.right, out)
             }
             // `v.swap(i, j)` on a buffer: two reads, two writes.
             Expr::MethodCall(m)
@@ -626,32 +626,26 @@ impl Lowerer<'_> {
                 let j = self.index_operand(&m.args[1], out)?;
                 let at_i = self.index_read(Operand::Var(buf), i.clone(), out);
                 let at_j = self.index_read(Operand::Var(buf), j.clone(), out);
-                self.store(buf, (i, Part::Element), at_j, e, out)?;
-                self.store(buf, (j, Part::Element), at_i, e, out)
+                self.store(buf, i, Part::Element, at_j, e, out)?;
+                self.store(buf, j, Part::Element, at_i, e, out)
             }
             // `b.row_mut(i).assign(&v)` (`column_mut`, `slice_mut`) on an array buffer.
-            Expr::MethodCall(m)
-                if view_store(m).is_some_and(|(b, ..)| self.buffer_of(b).is_some()) =>
-            {
+            Expr::MethodCall(m) if view_store(m).is_some() => {
                 let Some((b, method, index, value)) = view_store(m) else {
                     unreachable!()
                 };
-                let buf = self.buffer_of(b).unwrap_or_default();
+                let Some(buf) = self.buffer_of(b) else {
+                    return Err(syn::Error::new_spanned(
+                        b,
+                        format!("#[differentiate] writes `{method}(..).assign(..)` only into a local array declared in the function (`let mut b = Array2::zeros((n, m));`)"),
+                    ));
+                };
                 let index = match self.slice_info(index, out) {
                     Some(info) => info,
                     None => self.index_operand(index, out)?,
                 };
                 let value = self.operand(value, out)?;
-                self.store(buf, (index, Part::View(method.clone())), value, e, out)
-            }
-            Expr::MethodCall(m) if view_store(m).is_some() => {
-                let Some((b, method, ..)) = view_store(m) else {
-                    unreachable!()
-                };
-                Err(syn::Error::new_spanned(
-                    b,
-                    format!("#[differentiate] writes `{method}(..).assign(..)` only into a local array declared in the function (`let mut b = Array2::zeros((n, m));`)"),
-                ))
+                self.store(buf, index, Part::View(method.clone()), value, e, out)
             }
             Expr::ForLoop(f) => self.for_loop(f, out),
             Expr::While(w) => self.while_loop(w, out),
@@ -747,7 +741,8 @@ impl Lowerer<'_> {
     fn store(
         &mut self,
         buf: VarId,
-        (index, part): (Operand, Part),
+        index: Operand,
+        part: Part,
         value: Operand,
         span: &Expr,
         out: &mut Block,

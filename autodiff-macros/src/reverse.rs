@@ -960,8 +960,9 @@ impl<'a> Reverse<'a> {
         }
     }
 
-    /// `buf[index] = value`: the value receives the element's adjoint, which the overwrite
-    /// resets to zero (the value before the write did not reach the output through it).
+    /// `buf[index] = value` (or `buf.row_mut(index).assign(&value)`, a [`Part::View`]): the
+    /// value receives the element's (the view's) adjoint, which the overwrite resets to zero
+    /// (the value before the write did not reach the output through it).
     fn store(&mut self, buf: VarId, index: &Operand, value: &Operand, part: &Part) -> TokenStream {
         if !self.f.vars[buf].active || !self.declared.contains(&buf) {
             return TokenStream::new();
