@@ -614,6 +614,55 @@ staged!(
     staged_recorded
 );
 
+/// A trajectory kept step by step (`hist`, only written by the steps): checkpointed, each
+/// step keeps its state but not the trajectory.
+macro_rules! trajectory {
+    ($(#[$attr:meta])* $name:ident) => {
+        $(#[$attr])*
+        fn $name(x: &[f64], steps: usize) -> f64 {
+            let n = x.len();
+            let mut y = x.to_vec();
+            let mut k = vec![0.0; n];
+            let mut hist = vec![0.0; steps * n];
+            for t in 0..steps {
+                for i in 0..n {
+                    k[i] = (y[i] * y[(i + 1) % n]).sin();
+                }
+                for i in 0..n {
+                    y[i] += 0.1 * k[i];
+                    hist[t * n + i] = y[i] * (t as f64 + 1.0);
+                }
+            }
+            let mut s = 0.0;
+            for i in 0..steps * n {
+                s += hist[i] * hist[i].cos();
+            }
+            s + y[0]
+        }
+    };
+}
+trajectory!(
+    #[differentiate(checkpoint)]
+    trajectory_checkpointed
+);
+trajectory!(
+    #[differentiate]
+    trajectory_recorded
+);
+
+#[test]
+fn checkpointed_trajectories_match_the_recorded_gradient() {
+    let x = [0.4, -0.3, 0.8, 0.5];
+    let (v, g) = trajectory_checkpointed_value_and_grad(&x, 7);
+    assert_eq!(v, trajectory_checkpointed(&x, 7));
+    assert_close(&g, &trajectory_recorded_grad(&x, 7), 1e-12);
+    assert_close(
+        &g,
+        &fd(&|v: &[f64]| trajectory_checkpointed(v, 7), &x),
+        1e-6,
+    );
+}
+
 #[test]
 fn checkpointed_stages_match_the_recorded_gradient() {
     let x = [0.4, -0.3, 0.8, 0.5, -0.6];

@@ -204,6 +204,41 @@ mod tests {
         );
     }
 
+    /// A checkpointed step keeps the state it reads (`y`), not a trajectory it only writes
+    /// (`hist`): the reverse of a store reads no value of the buffer, and copying the whole
+    /// trajectory at every step would cost steps^2 n.
+    #[test]
+    fn checkpointed_steps_do_not_keep_buffers_they_only_write() {
+        let out = expand(
+            quote!(checkpoint),
+            quote! {
+                fn f(x: &[f64], steps: usize) -> f64 {
+                    let n = x.len();
+                    let mut y = x.to_vec();
+                    let mut k = vec![0.0; n];
+                    let mut hist = vec![0.0; steps * n];
+                    for t in 0..steps {
+                        for i in 0..n {
+                            k[i] = (y[i] * y[(i + 1) % n]).sin();
+                        }
+                        for i in 0..n {
+                            y[i] += 0.1 * k[i];
+                            hist[t * n + i] = y[i];
+                        }
+                    }
+                    let mut s = 0.0;
+                    for i in 0..steps * n {
+                        s += hist[i] * hist[i];
+                    }
+                    s
+                }
+            },
+        )
+        .to_string();
+        assert!(out.contains("y_at_entry"), "{out}");
+        assert!(!out.contains("hist_at_entry"), "{out}");
+    }
+
     /// A loop records the shape of an array its reverse reads only for the shape (`p`, read by
     /// the `init` of its adjoint), and computes a value of unknown type (`a`, from a call's
     /// result: possibly a scalar) again instead.

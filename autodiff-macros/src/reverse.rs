@@ -286,7 +286,9 @@ pub struct LoopPlan {
     pub checkpoint: Vec<VarId>,
     /// Of those, the ones each iteration's record keeps and its rerun restores: all but the
     /// loop's scratch buffers (`scratch::is_scratch`), which the rerun writes anew before it
-    /// reads them.
+    /// reads them, and the buffers the body only writes (a trajectory kept step by step,
+    /// `hist[t * n + i] = y[i]`), whose stores' reverse reads no value of theirs: keeping them
+    /// would copy the whole trajectory at every step.
     pub snapshots: Vec<VarId>,
     /// Directly inside a checkpointed loop, whose reverse runs it again: no exit record.
     pub rerun: bool,
@@ -1120,7 +1122,9 @@ impl<'a> Reverse<'a> {
         let snapshots: Vec<VarId> = checkpoint
             .iter()
             .copied()
-            .filter(|b| !crate::scratch::is_scratch(self.f, l, *b))
+            .filter(|b| {
+                !crate::scratch::is_scratch(self.f, l, *b) && reads_contents(&l.body, *b, self.f)
+            })
             .collect();
         // The values the forward iteration still reads at its end stay where they are.
         let stay: HashSet<VarId> = l
@@ -2524,6 +2528,17 @@ pub fn checkpoint_buffers(l: &Loop, enabled: bool) -> Vec<VarId> {
     let mut outer: Vec<VarId> = written.into_iter().filter(|b| !inner.contains(b)).collect();
     outer.sort_unstable();
     outer
+}
+
+/// Does `body` read buffer `b`'s contents anywhere (an element, the buffer as a whole, or its
+/// name in integer code)? Stores into it do not count.
+fn reads_contents(body: &Block, b: VarId, f: &Function) -> bool {
+    let name = f.vars[b].name.to_string();
+    body.stmts.iter().any(|s| {
+        let (mut reads, mut names) = (Vec::new(), Vec::new());
+        stmt_reads(s, &mut reads, &mut names, false);
+        reads.contains(&b) || names.contains(&name)
+    })
 }
 
 /// The loops directly in `b` (in its arms too, not inside other loops).
