@@ -191,6 +191,19 @@ impl Gen<'_> {
                 let _ = writeln!(out, "    for i in 0..n {{\n        {v} += {e};\n        if {c} {{\n            {v} = {v} * 0.9 + {e2};\n        }}\n    }}");
                 self.scalars.push(v);
             }
+            5 if self.rng.chance(30) => {
+                // A trajectory: steps whose inner loop writes a history buffer it never reads
+                // (a checkpointed program keeps the state, not the history), read afterwards.
+                let h = self.name("hist");
+                let st = self.name("st");
+                let init = self.expr(1);
+                self.index = Some("i".into());
+                let e = self.expr(1);
+                self.index = None;
+                let v = self.name("v");
+                let _ = writeln!(out, "    let mut {h} = vec![0.0; 3 * n];\n    let mut {st} = {init};\n    for t in 0..3 {{\n        for i in 0..n {{\n            {st} = {st} * 0.7 + x[i] * {e};\n            {h}[t * n + i] = {st}.sin();\n        }}\n    }}\n    let {v} = {h}[1] * {h}[2 * n] + {h}[3 * n - 1] + {st};");
+                self.scalars.push(v);
+            }
             5 => {
                 // A buffer written by index, then read.
                 let buf = self.name("buf");
