@@ -2534,11 +2534,9 @@ pub fn checkpoint_buffers(l: &Loop, enabled: bool) -> Vec<VarId> {
 /// name in integer code)? Stores into it do not count.
 fn reads_contents(body: &Block, b: VarId, f: &Function) -> bool {
     let name = f.vars[b].name.to_string();
-    body.stmts.iter().any(|s| {
-        let (mut reads, mut names) = (Vec::new(), Vec::new());
-        stmt_reads(s, &mut reads, &mut names, false);
-        reads.contains(&b) || names.contains(&name)
-    })
+    body.stmts
+        .iter()
+        .any(|s| crate::scratch::mentions(s, b, &name, false))
 }
 
 /// The loops directly in `b` (in its arms too, not inside other loops).

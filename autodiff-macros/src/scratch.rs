@@ -133,7 +133,7 @@ fn used_outside(block: &Block, l: &Loop, b: VarId, name: &str) -> bool {
 }
 
 /// Does `s` use buffer `b` (a store into it counting only when `stores` is set)?
-fn mentions(s: &Stmt, b: VarId, name: &str, stores: bool) -> bool {
+pub fn mentions(s: &Stmt, b: VarId, name: &str, stores: bool) -> bool {
     let (mut vars, mut names) = (Vec::new(), Vec::new());
     stmt_reads(s, &mut vars, &mut names, stores);
     vars.contains(&b) || names.iter().any(|n| n == name)

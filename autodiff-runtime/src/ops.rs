@@ -12,7 +12,7 @@ use crate::tensor::{dot, dot_lhs_adj, dot_rhs_adj, DotLhs, DotRhs};
 use crate::value::Val;
 use crate::Real;
 use ndarray::linalg::Dot;
-use ndarray::{Array, ArrayBase, Axis, Data, Dimension, Zip};
+use ndarray::{Array, ArrayBase, Axis, Data, DataMut, Dimension, Zip};
 
 /// The companions: `op::pullback` is `op_pullback`, so that one `use` of `op` (renamed or not)
 /// brings the derivative with the function. Modules, not the macro's forwarding types, since
@@ -230,16 +230,8 @@ pub fn logsumexp_pullback<
     x: X,
     d_out: F,
 ) -> Array<F, D> {
-    let x = x.canon();
-    // One `exp` per element, as in `softmax`.
-    let m = x.fold(f64::NEG_INFINITY, |m, v| m.max(v.to_f64()));
-    let mut total = 0.0;
-    let mut out = x.mapv(|v| {
-        let e = (v.to_f64() - m).exp();
-        total += e;
-        F::from_f64(e)
-    });
-    let scale = d_out.to_f64() / total;
+    let mut out = x.canon().to_owned();
+    let scale = d_out.to_f64() / shifted_exps(&mut out);
     out.mapv_inplace(|e| F::from_f64(e.to_f64() * scale));
     out
 }
@@ -261,17 +253,23 @@ pub fn softmax<F: Real, S: Data<Elem = F>, D: Dimension, X: Val<Canon = ArrayBas
     let axis = last_axis(x, "softmax");
     let mut out = x.to_owned();
     for mut lane in out.lanes_mut(axis) {
-        // One `exp` per element: shifted by the lane's maximum, then divided by their sum.
-        let m = lane.fold(f64::NEG_INFINITY, |m, v| m.max(v.to_f64()));
-        let mut total = 0.0;
-        lane.mapv_inplace(|v| {
-            let e = (v.to_f64() - m).exp();
-            total += e;
-            F::from_f64(e)
-        });
+        let total = shifted_exps(&mut lane);
         lane.mapv_inplace(|e| F::from_f64(e.to_f64() / total));
     }
     out
+}
+
+/// Writes `exp(v - max)` over every element (one `exp` each, the maximum making them stable)
+/// and returns their sum: the softmax is each divided by it.
+fn shifted_exps<F: Real, S: DataMut<Elem = F>, D: Dimension>(a: &mut ArrayBase<S, D>) -> f64 {
+    let m = a.fold(f64::NEG_INFINITY, |m, v| m.max(v.to_f64()));
+    let mut total = 0.0;
+    a.mapv_inplace(|v| {
+        let e = (v.to_f64() - m).exp();
+        total += e;
+        F::from_f64(e)
+    });
+    total
 }
 
 /// Pullback of [`softmax`]: `s * (d - sum(d * s))` along the last axis.
