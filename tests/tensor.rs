@@ -1015,3 +1015,32 @@ fn view_stores_mixed_with_element_access_and_control_flow_match_finite_differenc
         assert_matches_fd("w", &cw, &w, |w| view_stores_mixed(&x, w, k));
     }
 }
+
+/// A trajectory that reads its previous state back (`states.row(t - 1)`) before storing the
+/// next one: the read copies that row alone (recorded for the reverse), not the whole
+/// trajectory; also a column and a slice read back before stores into the same array.
+#[differentiate]
+fn reads_back(x: &Array1<f64>, w: &Array2<f64>, steps: usize) -> f64 {
+    let n = x.len();
+    let mut states = Array2::<f64>::zeros((steps + 1, n));
+    states.row_mut(0).assign(x);
+    for t in 1..steps + 1 {
+        let next = w.dot(&states.row(t - 1)).mapv(f64::tanh) + &states.row(0) * 0.1;
+        states.row_mut(t).assign(&next);
+    }
+    let first = states.column(0).mapv(f64::sin);
+    let block = states.slice(autodiff::ndarray::s![1..3, ..]).to_owned();
+    states.column_mut(1).assign(&first);
+    states.row_mut(0).assign(&block.row(1));
+    (&states * &states).sum() + (&block * &block).sum() + first.sum()
+}
+
+#[test]
+fn rows_read_back_before_stores_match_finite_differences() {
+    let x = values(3, 81, -1.0, 1.0);
+    let w = values((3, 3), 82, -0.9, 0.9);
+    let (value, (gx, gw)) = reads_back_value_and_grad(&x, &w, 4);
+    assert_eq!(value, reads_back(&x, &w, 4));
+    assert_matches_fd("x", &gx, &x, |x| reads_back(x, &w, 4));
+    assert_matches_fd("w", &gw, &w, |w| reads_back(&x, w, 4));
+}

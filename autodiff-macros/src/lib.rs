@@ -239,6 +239,29 @@ mod tests {
         assert!(!out.contains("hist_at_entry"), "{out}");
     }
 
+    /// A row of an array read back before a store into the array (a trajectory reading its
+    /// last state) copies that row, recorded in the loop, not the whole array.
+    #[test]
+    fn parts_read_before_a_store_copy_the_part_only() {
+        let out = expand(
+            quote!(),
+            quote! {
+                fn f(x: &Array1<f64>, w: &Array2<f64>, steps: usize) -> f64 {
+                    let mut states = Array2::<f64>::zeros((steps + 1, x.len()));
+                    states.row_mut(0).assign(x);
+                    for t in 1..steps + 1 {
+                        let next = w.dot(&states.row(t - 1)).mapv(f64::tanh);
+                        states.row_mut(t).assign(&next);
+                    }
+                    (&states * &states).sum()
+                }
+            },
+        )
+        .to_string();
+        assert!(out.contains(". row (__t0) . to_owned ()"), "{out}");
+        assert!(!out.contains("states_before"), "{out}");
+    }
+
     /// A loop records the shape of an array its reverse reads only for the shape (`p`, read by
     /// the `init` of its adjoint), and computes a value of unknown type (`a`, from a call's
     /// result: possibly a scalar) again instead.

@@ -249,7 +249,9 @@ pub fn untape(b: &mut Block, unneeded: &HashSet<VarId>) {
 /// would see the new contents, and a view of it would still borrow it across the store. The
 /// operation reads a copy taken where it stands instead (`let __q_before = q.clone();`, the
 /// `clone` rule, whose adjoint flows back into the buffer's). Reads whose rules never look at
-/// the operand (sums, negation, `clone` itself) are left alone.
+/// the operand (sums, negation, `clone` itself) are left alone. A row, column or slice of the
+/// buffer copies that part alone (`b.row(i).to_owned()`, its adjoint still scattered into the
+/// buffer's), so a trajectory that reads its last state back does not copy itself each step.
 pub fn snapshot_overwritten_buffers(f: &mut Function, namer: &mut Namer) {
     let mut body = std::mem::take(&mut f.body);
     snapshot_block(f, &mut body, &mut HashSet::new(), false, namer);
@@ -271,6 +273,30 @@ fn snapshot_block(
     for s in std::mem::take(&mut b.stmts).into_iter().rev() {
         match s {
             Stmt::Let { var, mut op } => {
+                if let Op::Prim {
+                    rule, args, suffix, ..
+                } = &mut op
+                {
+                    // A row, column or slice of the buffer: the copy need only be of the part
+                    // (`b.row(i).to_owned()`, recorded in a loop), whose adjoint still goes
+                    // into that part of the buffer's; copying the whole buffer would cost a
+                    // trajectory's size at every step that reads its last state back.
+                    let part_of_overwritten = matches!(rule.adjoint, Adjoint::Scatter(_))
+                        && suffix.is_empty()
+                        && args
+                            .first()
+                            .and_then(Operand::var)
+                            .is_some_and(|v| f.vars[v].buffer && later.contains(&v));
+                    if part_of_overwritten {
+                        *suffix = quote::quote!(.to_owned());
+                        if in_loop {
+                            let tape = namer.fresh("record");
+                            f.recorded.insert(var, Recorded { tape, exact: false });
+                        }
+                        out.push(Stmt::Let { var, op });
+                        continue;
+                    }
+                }
                 let reads = match &mut op {
                     Op::Prim { rule, args, .. } => {
                         let blind = matches!(rule.adjoint, Adjoint::Linear(_) | Adjoint::Zero)
