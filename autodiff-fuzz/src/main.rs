@@ -259,6 +259,8 @@ impl Gen<'_> {
                     // Stores into views of a local array: a row, a block, a column from a
                     // broadcast value, one row written twice.
                     format!("{{ let mut q = Array2::<f64>::zeros((3, 2)); q.row_mut(0).assign(&(&m.row(1) * {s})); q.slice_mut(autodiff::ndarray::s![1.., ..]).assign(&m.mapv(|t| t.sin())); q.row_mut(2).assign(&m.row(0)); q.column_mut(1).assign(&m.column(0).slice(autodiff::ndarray::s![1..2])); (&q * &q).sum() }}"),
+                    // A trajectory that reads its last row back before storing the next.
+                    format!("{{ let mut q = Array2::<f64>::zeros((3, 2)); q.row_mut(0).assign(&m.row(0)); for i in 1..3 {{ let prev = (&q.row(i - 1) * {s} + &m.row(1)).mapv(|t| t.sin()); q.row_mut(i).assign(&prev); }} (&q * &q).sum() + q.column(1).sum() }}"),
                     // A trajectory kept row by row in a loop.
                     format!("{{ let mut q = Array2::<f64>::zeros((2, 2)); let mut r = m.row(0).to_owned(); for i in 0..2 {{ r = (&r * {s} + &m.row(i)).mapv(|t| t.tanh()); q.row_mut(i).assign(&r); }} (&q * m).sum() }}"),
                 ];
