@@ -10,3 +10,4 @@ pub mod peers;
 pub mod rows;
 pub mod seed;
 pub mod sim;
+pub mod trajectory;

@@ -32,6 +32,7 @@ pub fn all_rows() {
     gmm_ndarray_rows();
     mlp_rows();
     row_loop_rows();
+    trajectory_rows();
 }
 use autodiff::ndarray::{Array1, Array2};
 use autodiff_bench::{mlp, seed, sim};
@@ -548,6 +549,39 @@ pub fn row_loop_rows() {
                 contender(
                     "hand-written",
                     || per_row_hand(black_box(&x), black_box(&w)),
+                    flat,
+                ),
+            ],
+        );
+    }
+}
+
+/// A time-stepping loop keeping its trajectory and reading its last state back: the reverse of
+/// `states.row(t - 1)` copies one row per step, not the trajectory.
+pub fn trajectory_rows() {
+    use autodiff_bench::trajectory::{problem, trajectory, trajectory_grad, trajectory_hand};
+    let flat = |g: &(Array1<f64>, Array2<f64>)| {
+        g.0.iter().chain(g.1.iter()).copied().collect::<Vec<f64>>()
+    };
+    for (n, steps) in [(10, 100), (100, 1000)] {
+        let (x, w) = problem(n);
+        let reference = flat(&trajectory_hand(&x, &w, steps));
+        row(
+            "trajectory (rows stored and read back)",
+            &format!("n = {n}, {steps} steps"),
+            || {
+                black_box(trajectory(black_box(&x), black_box(&w), steps));
+            },
+            &reference,
+            vec![
+                contender(
+                    "generated",
+                    || trajectory_grad(black_box(&x), black_box(&w), steps),
+                    flat,
+                ),
+                contender(
+                    "hand-written",
+                    || trajectory_hand(black_box(&x), black_box(&w), steps),
                     flat,
                 ),
             ],
