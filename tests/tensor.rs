@@ -1035,6 +1035,72 @@ fn reads_back(x: &Array1<f64>, w: &Array2<f64>, steps: usize) -> f64 {
     (&states * &states).sum() + (&block * &block).sum() + first.sum()
 }
 
+/// Sweeps: a loop `for t in a..b` that stores only `row_mut(t)` (`column_mut(t)`) reads rows
+/// `t - 1` and `t - 2` (and columns) where they are, in `if` arms and a nested loop too, since no
+/// later store writes them; its matrix-vector products (`w.dot(&prev)`, `prev.dot(w)`, a dot of
+/// two vectors) and `tanh` are recorded instead of computed again. `other`'s store into row
+/// `t - 1` makes its reads copies again. Checkpointed, the steps keep `other` (whose rows they
+/// read and overwrite) at every step but not `states` or `cols`.
+macro_rules! sweeps {
+    ($(#[$attr:meta])* $name:ident) => {
+        $(#[$attr])*
+        fn $name(x: &Array1<f64>, w: &Array2<f64>, steps: usize) -> f64 {
+            let n = x.len();
+            let mut states = Array2::<f64>::zeros((steps + 2, n));
+            states.row_mut(0).assign(x);
+            states.row_mut(1).assign(&x.mapv(f64::sin));
+            let mut cols = Array2::<f64>::zeros((n, steps + 2));
+            cols.column_mut(1).assign(x);
+            let mut other = Array2::<f64>::zeros((steps + 2, n));
+            other.row_mut(1).assign(x);
+            let mut acc = 0.0;
+            for t in 2..steps + 2 {
+                let prev = states.row(t - 1);
+                let h = w.dot(&prev).mapv(f64::tanh);
+                let back = prev.dot(w);
+                acc += prev.dot(&h);
+                if t % 2 == 0 {
+                    acc += states.row(t - 2).mapv(f64::cos).sum() * 0.1;
+                }
+                for k in 0..2 {
+                    acc += states.row(t - 1).dot(&w.row(k)) * 0.05;
+                }
+                let next = &h + &states.row(t - 2) * 0.5 - &back * 0.1;
+                states.row_mut(t).assign(&next);
+                let c = cols.column(t - 1).mapv(f64::exp) * 0.1 + &next;
+                cols.column_mut(t).assign(&c);
+                let o = w.dot(&other.row(t - 1)).mapv(f64::sin);
+                other.row_mut(t).assign(&o);
+                other.row_mut(t - 1).assign(&(&o * 0.5));
+            }
+            (&states * &states).sum() + cols.sum() + (&other * &other).sum() + acc
+        }
+    };
+}
+sweeps!(
+    #[differentiate]
+    sweeps
+);
+sweeps!(
+    #[differentiate(checkpoint)]
+    sweeps_checkpointed
+);
+
+#[test]
+fn sweeps_read_in_place_match_finite_differences() {
+    let x = values(3, 91, -1.0, 1.0);
+    let w = values((3, 3), 92, -0.9, 0.9);
+    for steps in [1, 4] {
+        let (value, (gx, gw)) = sweeps_value_and_grad(&x, &w, steps);
+        assert_eq!(value, sweeps(&x, &w, steps));
+        assert_matches_fd("x", &gx, &x, |x| sweeps(x, &w, steps));
+        assert_matches_fd("w", &gw, &w, |w| sweeps(&x, w, steps));
+        let (value, (cx, cw)) = sweeps_checkpointed_value_and_grad(&x, &w, steps);
+        assert_eq!(value, sweeps(&x, &w, steps));
+        assert_eq!((cx, cw), (gx, gw));
+    }
+}
+
 #[test]
 fn rows_read_back_before_stores_match_finite_differences() {
     let x = values(3, 81, -1.0, 1.0);

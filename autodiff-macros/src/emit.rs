@@ -684,6 +684,10 @@ impl Forward<'_> {
                     match self.mode {
                         Mode::Body => {
                             let value = self.op(op);
+                            if self.plans.values().any(|p| p.recorded_at_end.contains(var)) {
+                                // Moved onto the tape when the iteration ends (`loop_stmt`).
+                                return quote!(let #name #ty = #value;);
+                            }
                             let append = append(
                                 self.rt,
                                 tape,
@@ -914,6 +918,13 @@ impl Forward<'_> {
                 let name = &self.f.vars[k.var].name;
                 let value = quote!(#rt::into_like(#name));
                 body.extend(append(rt, &k.tape, value, exact.is_some()));
+            }
+            // The recorded arrays, moved onto their tapes once the iteration is done with them.
+            for v in &plan.recorded_at_end {
+                if let Some(r) = self.f.recorded.get(v) {
+                    let name = &self.f.vars[*v].name;
+                    body.extend(append(rt, &r.tape, quote!(#name), r.exact));
+                }
             }
         }
         if plan.count {

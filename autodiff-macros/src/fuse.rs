@@ -310,6 +310,8 @@ fn cluster(
         result: Operand::Var(map[&top]),
         recorded: HashMap::new(),
         arrays: Default::default(),
+        vectors: Default::default(),
+        swept: Default::default(),
         checkpoint: false,
         early: Default::default(),
     };

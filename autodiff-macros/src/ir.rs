@@ -236,6 +236,14 @@ pub struct Function {
     /// computing it again (`reverse::Shaped`); a value of unknown type may be a scalar, for
     /// which a push and a pop cost more than the arithmetic.
     pub arrays: std::collections::HashSet<VarId>,
+    /// Known one-dimensional arrays (filled in by `scalars::infer`): an `Array1` parameter, a
+    /// row or column, element-wise operations and `mapv`s of them. A `dot` with one of them
+    /// inside a loop is recorded rather than computed again (`tbr`).
+    pub vectors: std::collections::HashSet<VarId>,
+    /// Reads of a row or column that no later store writes (`tbr`'s sweeps, `states.row(t - 1)`
+    /// in a loop storing `states.row_mut(t)`): read where they are by the reverse sweep, and
+    /// no read of the buffer's contents that a checkpointed iteration needs restored.
+    pub swept: std::collections::HashSet<VarId>,
 }
 
 /// Where a recorded value goes.

@@ -239,10 +239,70 @@ mod tests {
         assert!(!out.contains("hist_at_entry"), "{out}");
     }
 
-    /// A row of an array read back before a store into the array (a trajectory reading its
-    /// last state) copies that row, recorded in the loop, not the whole array.
+    /// A row of an array read back before a store that can overwrite it (here the store into
+    /// row 0 after the loop) copies that row, recorded in the loop, not the whole array.
     #[test]
     fn parts_read_before_a_store_copy_the_part_only() {
+        let out = expand(
+            quote!(),
+            quote! {
+                fn f(x: &Array1<f64>, w: &Array2<f64>, steps: usize) -> f64 {
+                    let mut states = Array2::<f64>::zeros((steps + 1, x.len()));
+                    states.row_mut(0).assign(x);
+                    for t in 1..steps + 1 {
+                        let next = w.dot(&states.row(t - 1)).mapv(f64::tanh);
+                        states.row_mut(t).assign(&next);
+                    }
+                    states.row_mut(0).assign(&(x * 2.0));
+                    (&states * &states).sum()
+                }
+            },
+        )
+        .to_string();
+        assert!(out.contains(". row (__t0) . to_owned ()"), "{out}");
+        assert!(!out.contains("states_before"), "{out}");
+    }
+
+    /// A loop `for t in a..b` that stores only `row_mut(t)` never writes row `t - 1` again: the
+    /// reverse reads it from the buffer, no copy; and the matrix-vector product and `tanh` of
+    /// the step are recorded (moved onto their tapes when the iteration ends), not computed
+    /// again.
+    #[test]
+    fn rows_a_sweep_leaves_behind_are_read_in_place() {
+        let program = |stores: proc_macro2::TokenStream| {
+            expand(
+                quote!(checkpoint),
+                quote! {
+                    fn f(x: &Array1<f64>, w: &Array2<f64>, steps: usize) -> f64 {
+                        let mut states = Array2::<f64>::zeros((steps + 1, x.len()));
+                        states.row_mut(0).assign(x);
+                        for t in 1..steps + 1 {
+                            let mut e = 1.0;
+                            for i in 0..2 {
+                                e = e * 0.5 + x[i];
+                            }
+                            let next = w.dot(&states.row(t - 1)).mapv(f64::tanh) * e;
+                            #stores
+                        }
+                        (&states * &states).sum()
+                    }
+                },
+            )
+            .to_string()
+        };
+        let out = program(quote!(states.row_mut(t).assign(&next);));
+        assert!(!out.contains("to_owned"), "{out}");
+        assert!(!out.contains("states_before"), "{out}");
+        // Checkpointed (a step that runs a loop of its own), the steps do not keep the
+        // trajectory: no read of it needs restoring.
+        assert!(!out.contains("states_at_entry"), "{out}");
+        // A store into another row of the same buffer (`t - 1` itself) needs the copy again.
+        let out = program(quote! {
+            states.row_mut(t).assign(&next);
+            states.row_mut(t - 1).assign(&next);
+        });
+        assert!(out.contains(". row (__t2) . to_owned ()"), "{out}");
+        // Recorded (not checkpointed), the step's product and `tanh` are moved onto tapes.
         let out = expand(
             quote!(),
             quote! {
@@ -258,8 +318,33 @@ mod tests {
             },
         )
         .to_string();
+        assert!(!out.contains("to_owned"), "{out}");
+        assert!(
+            out.contains("__rt :: push_reserved (& mut __record_1 , __t2) ;"),
+            "{out}"
+        );
+        assert!(
+            out.contains("__rt :: push_reserved (& mut __record , __next) ;"),
+            "{out}"
+        );
+        assert_eq!(out.matches("__rt :: dot (").count(), 1, "{out}");
+        // So does a loop that runs backwards.
+        let out = expand(
+            quote!(),
+            quote! {
+                fn f(x: &Array1<f64>, w: &Array2<f64>, steps: usize) -> f64 {
+                    let mut states = Array2::<f64>::zeros((steps + 1, x.len()));
+                    states.row_mut(0).assign(x);
+                    for t in (1..steps + 1).rev() {
+                        let next = w.dot(&states.row(t - 1)).mapv(f64::tanh);
+                        states.row_mut(t).assign(&next);
+                    }
+                    (&states * &states).sum()
+                }
+            },
+        )
+        .to_string();
         assert!(out.contains(". row (__t0) . to_owned ()"), "{out}");
-        assert!(!out.contains("states_before"), "{out}");
     }
 
     /// A loop records the shape of an array its reverse reads only for the shape (`p`, read by

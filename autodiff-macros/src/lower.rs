@@ -107,6 +107,8 @@ fn lower_once(
             result: result.unwrap_or(Operand::Const(quote!(0.0))),
             recorded: HashMap::new(),
             arrays: Default::default(),
+            vectors: Default::default(),
+            swept: Default::default(),
             checkpoint: false,
             early: Default::default(),
         },
@@ -1553,6 +1555,8 @@ impl Lowerer<'_> {
             result,
             recorded: HashMap::new(),
             arrays: Default::default(),
+            vectors: Default::default(),
+            swept: Default::default(),
             checkpoint: false,
             early: Default::default(),
         };

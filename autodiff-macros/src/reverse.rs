@@ -278,8 +278,13 @@ pub struct LoopPlan {
     pub exit_afters: Vec<VarId>,
     /// The loop has a reverse sweep.
     pub reversed: bool,
-    /// The body's recorded integer values (`Function::recorded`), outside nested loops.
+    /// The body's recorded values (`Function::recorded`), outside nested loops.
     pub recorded: Vec<VarId>,
+    /// Of those, the arrays (values of an operation that are not known scalars) the body
+    /// defines at its top level and does not carry to the next iteration: the forward
+    /// iteration moves each onto its tape when it ends, instead of pushing a copy where it is
+    /// computed.
+    pub recorded_at_end: Vec<VarId>,
     /// Checkpointed: the buffers declared outside the loop that its body writes, kept with
     /// the entries at every iteration's start; the forward sweep runs the body plainly and
     /// the reverse sweep runs each iteration again from that state.
@@ -1163,6 +1168,11 @@ impl<'a> Reverse<'a> {
         } else {
             None
         };
+        let recorded = if checkpoint.is_empty() {
+            recorded_in(&l.body, &included, self.f)
+        } else {
+            Vec::new()
+        };
         // The plan first: the recomputation below reads the body's buffer reads from its tape.
         let exit_afters = self
             .plans
@@ -1180,11 +1190,18 @@ impl<'a> Reverse<'a> {
                 count: counted,
                 exit_afters,
                 reversed: true,
-                recorded: if checkpoint.is_empty() {
-                    recorded_in(&l.body, &included, self.f)
-                } else {
-                    Vec::new()
-                },
+                recorded_at_end: recorded
+                    .iter()
+                    .copied()
+                    .filter(|v| {
+                        !self.f.vars[*v].scalar
+                            && !stay.contains(v)
+                            && l.body.stmts.iter().any(|s| {
+                                matches!(s, Stmt::Let { var, op: Op::Prim { .. } | Op::Map { .. } } if var == v)
+                            })
+                    })
+                    .collect(),
+                recorded,
                 checkpoint: checkpoint.clone(),
                 snapshots: snapshots.clone(),
                 rerun: false,
@@ -2531,12 +2548,32 @@ pub fn checkpoint_buffers(l: &Loop, enabled: bool) -> Vec<VarId> {
 }
 
 /// Does `body` read buffer `b`'s contents anywhere (an element, the buffer as a whole, or its
-/// name in integer code)? Stores into it do not count.
+/// name in integer code)? Stores into it do not count, nor do reads of rows no later store
+/// writes (`Function::swept`): the rerun finds them in the buffer as it is.
 fn reads_contents(body: &Block, b: VarId, f: &Function) -> bool {
     let name = f.vars[b].name.to_string();
+    let (mut vars, mut names) = (Vec::new(), Vec::new());
+    for s in &body.stmts {
+        stmt_reads(s, &mut vars, &mut names, false);
+    }
+    let reads = vars.iter().filter(|v| **v == b).count();
+    names.contains(&name) || reads > swept_reads(body, b, f)
+}
+
+/// How many of `body`'s statements (at any depth) are reads of `b` in `Function::swept`.
+fn swept_reads(body: &Block, b: VarId, f: &Function) -> usize {
     body.stmts
         .iter()
-        .any(|s| crate::scratch::mentions(s, b, &name, false))
+        .map(|s| match s {
+            Stmt::Let {
+                var,
+                op: Op::Prim { args, .. },
+            } if f.swept.contains(var) => args.iter().filter(|a| a.var() == Some(b)).count(),
+            Stmt::If { then, els, .. } => swept_reads(then, b, f) + swept_reads(els, b, f),
+            Stmt::Loop(l) => swept_reads(&l.body, b, f),
+            _ => 0,
+        })
+        .sum()
 }
 
 /// The loops directly in `b` (in its arms too, not inside other loops).

@@ -38,15 +38,99 @@ pub fn infer(f: &mut Function, sig: &Signature) {
         .filter(|(_, p)| p.kind == crate::signature::Kind::Array)
         .map(|(k, _)| k)
         .collect();
-    known_arrays(&f.body, &mut arrays);
+    let rank = |r: usize| -> std::collections::HashSet<VarId> {
+        sig.params
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| crate::signature::ndarray_rank(&p.ty) == Some(r))
+            .map(|(k, _)| k)
+            .collect()
+    };
+    let mut matrices = rank(2);
+    known_matrices(&f.body, &mut matrices);
+    known_arrays(&f.body, &mut arrays, &matrices);
     f.arrays = arrays;
+    let mut vectors = rank(1);
+    known_vectors(f, &f.body, &mut vectors);
+    f.vectors = vectors;
+}
+
+/// Adds the values `b` computes that have two dimensions or more for sure: a copy, `mapv`,
+/// transpose or element-wise operation (broadcasting keeps the larger rank) of one.
+fn known_matrices(b: &Block, matrices: &mut std::collections::HashSet<VarId>) {
+    for s in &b.stmts {
+        match s {
+            Stmt::Let { var, op } => {
+                let matrix = |o: &Operand| o.var().is_some_and(|v| matrices.contains(&v));
+                let is = match op {
+                    Op::Copy(o) => matrix(o),
+                    Op::Map { recv, .. } => matrix(recv),
+                    Op::Prim { rule, args, .. } => {
+                        (matches!(rule.adjoint, Adjoint::Linear(_) | Adjoint::Elementwise(_))
+                            || matches!(rule.name, "t" | "reversed_axes"))
+                            && args.iter().any(matrix)
+                    }
+                    _ => false,
+                };
+                if is {
+                    matrices.insert(*var);
+                }
+            }
+            Stmt::If { then, els, .. } => {
+                known_matrices(then, matrices);
+                known_matrices(els, matrices);
+            }
+            Stmt::Loop(l) => known_matrices(&l.body, matrices),
+            Stmt::Effect(_) | Stmt::Store { .. } => {}
+        }
+    }
+}
+
+/// Adds the values `b` computes that are one-dimensional arrays for sure: a row or column
+/// (ndarray has them for two dimensions only), a copy or `mapv` of a vector, an element-wise
+/// operation on vectors and scalars alone (a matrix operand would broadcast the result).
+fn known_vectors(f: &Function, b: &Block, vectors: &mut std::collections::HashSet<VarId>) {
+    for s in &b.stmts {
+        match s {
+            Stmt::Let { var, op } => {
+                let vector = |o: &Operand| o.var().is_some_and(|v| vectors.contains(&v));
+                let is = match op {
+                    Op::Copy(o) => vector(o),
+                    Op::Map { recv, .. } => vector(recv),
+                    Op::Prim { rule, args, .. } => {
+                        matches!(rule.name, "row" | "column")
+                            || (matches!(
+                                rule.adjoint,
+                                Adjoint::Linear(_) | Adjoint::Elementwise(_)
+                            ) && args.iter().any(vector)
+                                && args.iter().all(|a| vector(a) || f.is_scalar(a)))
+                    }
+                    _ => false,
+                };
+                if is {
+                    vectors.insert(*var);
+                }
+            }
+            Stmt::If { then, els, .. } => {
+                known_vectors(f, then, vectors);
+                known_vectors(f, els, vectors);
+            }
+            Stmt::Loop(l) => known_vectors(f, &l.body, vectors),
+            Stmt::Effect(_) | Stmt::Store { .. } => {}
+        }
+    }
 }
 
 /// Adds the values `b` computes that are arrays for sure: an operation on an array (all but
-/// `sum` and `mean`, which reduce it to a scalar), `mapv` of one, a copy or merge of one, a
+/// `sum` and `mean`, which reduce it to a scalar, and `dot`, which does for two vectors,
+/// unless one operand is one of the `matrices`), `mapv` of one, a copy or merge of one, a
 /// loop's carried value that starts as one. A call's result, whatever its arguments, is left
 /// unknown.
-fn known_arrays(b: &Block, arrays: &mut std::collections::HashSet<VarId>) {
+fn known_arrays(
+    b: &Block,
+    arrays: &mut std::collections::HashSet<VarId>,
+    matrices: &std::collections::HashSet<VarId>,
+) {
     let array = |o: &Operand, arrays: &std::collections::HashSet<VarId>| {
         o.var().is_some_and(|v| arrays.contains(&v))
     };
@@ -55,6 +139,9 @@ fn known_arrays(b: &Block, arrays: &mut std::collections::HashSet<VarId>) {
             Stmt::Let { var, op } => {
                 let is = match op {
                     Op::Copy(o) => array(o, arrays),
+                    Op::Prim { rule, args, .. } if rule.name == "dot" => args
+                        .iter()
+                        .any(|a| a.var().is_some_and(|v| matrices.contains(&v))),
                     Op::Prim { rule, args, .. } => {
                         !matches!(rule.name, "sum" | "mean")
                             && args.iter().any(|a| array(a, arrays))
@@ -69,8 +156,8 @@ fn known_arrays(b: &Block, arrays: &mut std::collections::HashSet<VarId>) {
             Stmt::If {
                 then, els, phis, ..
             } => {
-                known_arrays(then, arrays);
-                known_arrays(els, arrays);
+                known_arrays(then, arrays, matrices);
+                known_arrays(els, arrays, matrices);
                 for p in phis {
                     if array(&p.then, arrays) || array(&p.els, arrays) {
                         arrays.insert(p.out);
@@ -83,7 +170,7 @@ fn known_arrays(b: &Block, arrays: &mut std::collections::HashSet<VarId>) {
                         arrays.extend([c.entry, c.after]);
                     }
                 }
-                known_arrays(&l.body, arrays);
+                known_arrays(&l.body, arrays, matrices);
             }
             Stmt::Effect(_) | Stmt::Store { .. } => {}
         }

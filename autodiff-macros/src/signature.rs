@@ -222,6 +222,25 @@ fn array_gradient(ty: &Type) -> Option<TokenStream> {
     Some(path.to_token_stream())
 }
 
+/// The number of dimensions of an ndarray array or view of this type, when its name says it:
+/// `&Array1<f64>` and `ArrayView1<'_, f32>` have one, `Array2<f64>` two.
+pub fn ndarray_rank(ty: &Type) -> Option<usize> {
+    let ty = match ty {
+        Type::Reference(r) => &*r.elem,
+        Type::Paren(p) => &*p.elem,
+        t => t,
+    };
+    let Type::Path(p) = ty else { return None };
+    if p.qself.is_some() {
+        return None;
+    }
+    let name = p.path.segments.last()?.ident.to_string();
+    let digit = name
+        .strip_prefix("ArrayView")
+        .or_else(|| name.strip_prefix("Array"))?;
+    digit.parse().ok()
+}
+
 fn generic_float(args: &syn::PathArguments) -> Option<syn::Ident> {
     let syn::PathArguments::AngleBracketed(a) = args else {
         return None;

@@ -14,9 +14,17 @@
 //!
 //! A scalar of a transcendental rule inside a loop (`(m - mx).exp()`) is recorded too, since
 //! computing it again costs several times a push and a pop: the reverse iteration pops it, and
-//! what only it read need not be computed again either.
+//! what only it read need not be computed again either. So is an array of one (`a.mapv(f64::tanh)`),
+//! and a `dot` with a one-dimensional operand (`w.dot(&s)`, a matrix times a vector), whose
+//! recomputation costs a pass over the other operand per element it records: a time-stepping
+//! loop `s = w.dot(&s).mapv(f64::tanh)` keeps one state's worth per step instead of computing
+//! its step again in the reverse sweep. A `dot` of two matrices is computed again (each element
+//! costs only the shared dimension, and recording `x.dot(&a)` for every component of a mixture
+//! was measured slower than computing it again).
 
-use crate::ir::{Block, CallForm, Function, Op, Operand, Recorded, Stmt, Var, VarId};
+use crate::ir::{
+    Block, CallForm, Function, LoopKind, MapFn, Op, Operand, Part, Recorded, Stmt, Var, VarId,
+};
 use crate::names::Namer;
 use crate::rules::Adjoint;
 use proc_macro2::{Ident, Span, TokenStream};
@@ -46,6 +54,7 @@ pub fn untape_stable_reads(function: &mut Function, namer: &mut Namer) {
         .map(|(id, _)| id)
         .collect();
     let mut walk = Walk {
+        vectors: function.vectors.clone(),
         buffers,
         inactive,
         scalars,
@@ -102,6 +111,9 @@ struct Walk {
     inactive: HashSet<VarId>,
     /// The known scalars: those of a costly rule inside a loop are recorded.
     scalars: HashSet<VarId>,
+    /// Known one-dimensional arrays: a `dot` with one inside a loop is recorded, since
+    /// computing it again costs a pass over the other operand per element.
+    vectors: HashSet<VarId>,
     /// With whether the loop around each has a known trip count.
     recorded: Vec<(VarId, bool)>,
     /// The attribute's `checkpoint` option.
@@ -158,8 +170,25 @@ impl Walk {
                 }
                 Stmt::Let {
                     var,
-                    op: Op::Prim { rule, .. },
-                } if rule.costly() && self.scalars.contains(var) => {
+                    op: Op::Prim { rule, args, .. },
+                } if (rule.costly() && self.scalars.contains(var))
+                    || (rule.name == "dot"
+                        && args
+                            .iter()
+                            .any(|a| a.var().is_some_and(|v| self.vectors.contains(&v)))) =>
+                {
+                    if let Some(exact) = inside {
+                        self.recorded.push((*var, exact));
+                    }
+                }
+                Stmt::Let {
+                    var,
+                    op:
+                        Op::Map {
+                            func: MapFn::Rule(rule, _),
+                            ..
+                        },
+                } if rule.costly() => {
                     if let Some(exact) = inside {
                         self.recorded.push((*var, exact));
                     }
@@ -254,154 +283,306 @@ pub fn untape(b: &mut Block, unneeded: &HashSet<VarId>) {
 /// buffer's), so a trajectory that reads its last state back does not copy itself each step.
 pub fn snapshot_overwritten_buffers(f: &mut Function, namer: &mut Namer) {
     let mut body = std::mem::take(&mut f.body);
-    snapshot_block(f, &mut body, &mut HashSet::new(), false, namer);
+    let mut integers = HashMap::new();
+    verbatim_lets(&body, &mut integers);
+    let mut walk = Snapshots {
+        integers,
+        sweep: None,
+        namer,
+    };
+    walk.block(f, &mut body, &mut HashSet::new(), false);
     f.body = body;
+}
+
+/// The integer code each variable is bound to (`t - 1`), for reading a row's index.
+fn verbatim_lets(b: &Block, out: &mut HashMap<VarId, TokenStream>) {
+    for s in &b.stmts {
+        match s {
+            Stmt::Let {
+                var,
+                op: Op::Verbatim(t),
+            } => {
+                out.insert(*var, t.clone());
+            }
+            Stmt::If { then, els, .. } => {
+                verbatim_lets(then, out);
+                verbatim_lets(els, out);
+            }
+            Stmt::Loop(l) => verbatim_lets(&l.body, out),
+            _ => {}
+        }
+    }
+}
+
+/// A top-level `for t in a..b` (ascending) and the buffers it sweeps: those whose every store
+/// from the loop on is `buf.row_mut(t)` (or `column_mut(t)`) inside it. The loop's step `t`
+/// writes row `t`, and later steps rows past it, so a row `t - c` (`c >= 1`) read anywhere in
+/// the loop is never written again: the reverse sweep reads it from the buffer as the
+/// forward sweep left it, without a copy.
+struct Sweep {
+    var: VarId,
+    /// Each swept buffer, with the part its stores write (`row_mut`, `column_mut`).
+    buffers: HashMap<VarId, String>,
+}
+
+impl Sweep {
+    /// The sweep of a top-level loop; `later` holds the buffers stored into after it.
+    fn of(l: &crate::ir::Loop, later: &HashSet<VarId>) -> Option<Sweep> {
+        let LoopKind::For { var, iter } = &l.kind else {
+            return None;
+        };
+        let mut e = syn::parse2::<syn::Expr>(iter.clone()).ok()?;
+        while let syn::Expr::Paren(p) = e {
+            e = *p.expr;
+        }
+        if !matches!(e, syn::Expr::Range(_)) {
+            return None;
+        }
+        let mut parts: HashMap<VarId, Option<String>> = HashMap::new();
+        view_stores(&l.body, *var, &mut parts);
+        let buffers = parts
+            .into_iter()
+            .filter(|(b, _)| !later.contains(b))
+            .filter_map(|(b, part)| Some((b, part?)))
+            .collect();
+        Some(Sweep { var: *var, buffers })
+    }
+
+    /// Whether `buf.method(index)` (`row`, `column`) reads a part that no later store writes:
+    /// `index` is `t - c` for a literal `c >= 1`.
+    fn unchanged(
+        &self,
+        f: &Function,
+        integers: &HashMap<VarId, TokenStream>,
+        buf: VarId,
+        method: &str,
+        index: &Operand,
+    ) -> bool {
+        if self.buffers.get(&buf).map(String::as_str) != Some(&format!("{method}_mut")) {
+            return false;
+        }
+        let Some(tokens) = index.var().and_then(|i| integers.get(&i)) else {
+            return false;
+        };
+        let Ok(syn::Expr::Binary(b)) = syn::parse2::<syn::Expr>(tokens.clone()) else {
+            return false;
+        };
+        let step =
+            matches!(&*b.left, syn::Expr::Path(p) if p.path.is_ident(&f.vars[self.var].name));
+        let back = matches!(&*b.right, syn::Expr::Lit(syn::ExprLit { lit: syn::Lit::Int(c), .. })
+            if c.base10_parse::<u64>().is_ok_and(|c| c >= 1));
+        step && back && matches!(b.op, syn::BinOp::Sub(_))
+    }
+}
+
+/// The buffers `b` stores into, each with the part of the loop variable `var` all its stores
+/// write (`row_mut(var)`), or `None` when some store writes anything else.
+fn view_stores(b: &Block, var: VarId, out: &mut HashMap<VarId, Option<String>>) {
+    for s in &b.stmts {
+        match s {
+            Stmt::Store {
+                buf, index, part, ..
+            } => {
+                let this = match part {
+                    Part::View(m) if index.var() == Some(var) && m != "slice_mut" => {
+                        Some(m.to_string())
+                    }
+                    _ => None,
+                };
+                let entry = out.entry(*buf).or_insert_with(|| this.clone());
+                if *entry != this {
+                    *entry = None;
+                }
+            }
+            Stmt::If { then, els, .. } => {
+                view_stores(then, var, out);
+                view_stores(els, var, out);
+            }
+            Stmt::Loop(l) => view_stores(&l.body, var, out),
+            Stmt::Let { .. } | Stmt::Effect(_) => {}
+        }
+    }
 }
 
 /// Walks `b` backwards; `later` holds the buffers stored into after the current statement.
 /// Inside a loop (`in_loop`) the copy is recorded like the values of `untape_stable_reads`:
 /// the reverse iteration pops it, since recomputing it would copy the buffer as the loop left
 /// it.
-fn snapshot_block(
-    f: &mut Function,
-    b: &mut Block,
-    later: &mut HashSet<VarId>,
-    in_loop: bool,
-    namer: &mut Namer,
-) {
-    let mut out = Vec::new();
-    for s in std::mem::take(&mut b.stmts).into_iter().rev() {
-        match s {
-            Stmt::Let { var, mut op } => {
-                if let Op::Prim {
-                    rule, args, suffix, ..
-                } = &mut op
-                {
-                    // A row, column or slice of the buffer: the copy need only be of the part
-                    // (`b.row(i).to_owned()`, recorded in a loop), whose adjoint still goes
-                    // into that part of the buffer's; copying the whole buffer would cost a
-                    // trajectory's size at every step that reads its last state back.
-                    let part_of_overwritten = matches!(rule.adjoint, Adjoint::Scatter(_))
-                        && suffix.is_empty()
-                        && args
-                            .first()
-                            .and_then(Operand::var)
-                            .is_some_and(|v| f.vars[v].buffer && later.contains(&v));
-                    if part_of_overwritten {
-                        *suffix = quote::quote!(.to_owned());
-                        if in_loop {
-                            let tape = namer.fresh("record");
-                            f.recorded.insert(var, Recorded { tape, exact: false });
+struct Snapshots<'a> {
+    integers: HashMap<VarId, TokenStream>,
+    /// The top-level loop being walked, when it sweeps buffers ([`Sweep`]).
+    sweep: Option<Sweep>,
+    namer: &'a mut Namer,
+}
+
+impl Snapshots<'_> {
+    fn block(
+        &mut self,
+        f: &mut Function,
+        b: &mut Block,
+        later: &mut HashSet<VarId>,
+        in_loop: bool,
+    ) {
+        let mut out = Vec::new();
+        for s in std::mem::take(&mut b.stmts).into_iter().rev() {
+            match s {
+                Stmt::Let { var, mut op } => {
+                    if let Op::Prim {
+                        rule,
+                        args,
+                        ints,
+                        suffix,
+                        ..
+                    } = &mut op
+                    {
+                        // A row, column or slice of the buffer: the copy need only be of the part
+                        // (`b.row(i).to_owned()`, recorded in a loop), whose adjoint still goes
+                        // into that part of the buffer's; copying the whole buffer would cost a
+                        // trajectory's size at every step that reads its last state back.
+                        let part_of_overwritten = matches!(rule.adjoint, Adjoint::Scatter(_))
+                            && suffix.is_empty()
+                            && args
+                                .first()
+                                .and_then(Operand::var)
+                                .is_some_and(|v| f.vars[v].buffer && later.contains(&v));
+                        let unchanged = || {
+                            let (Some(sweep), Some(buf), Some(index)) = (
+                                &self.sweep,
+                                args.first().and_then(Operand::var),
+                                ints.first(),
+                            ) else {
+                                return false;
+                            };
+                            sweep.unchanged(f, &self.integers, buf, rule.name, index)
+                        };
+                        if part_of_overwritten && unchanged() {
+                            f.swept.insert(var);
+                            out.push(Stmt::Let { var, op });
+                            continue;
                         }
-                        out.push(Stmt::Let { var, op });
-                        continue;
-                    }
-                }
-                let reads = match &mut op {
-                    Op::Prim { rule, args, .. } => {
-                        let blind = matches!(rule.adjoint, Adjoint::Linear(_) | Adjoint::Zero)
-                            && !rule.borrows();
-                        if blind {
-                            Vec::new()
-                        } else {
-                            args.iter_mut().collect()
+                        if part_of_overwritten {
+                            *suffix = quote::quote!(.to_owned());
+                            if in_loop {
+                                let tape = self.namer.fresh("record");
+                                f.recorded.insert(var, Recorded { tape, exact: false });
+                            }
+                            out.push(Stmt::Let { var, op });
+                            continue;
                         }
                     }
-                    Op::Call { args, .. } => args.iter_mut().collect(),
-                    Op::Map { recv, .. } => vec![recv],
-                    _ => Vec::new(),
-                };
-                // One copy per buffer, however often the operation reads it (`&q * &q`).
-                let mut copies = Vec::new();
-                let mut copied: Vec<(VarId, VarId)> = Vec::new();
-                for o in reads {
-                    let Operand::Var(v) = o else { continue };
-                    if !f.vars[*v].buffer || !later.contains(v) {
-                        continue;
-                    }
-                    if let Some(&(_, id)) = copied.iter().find(|(b, _)| b == v) {
-                        *o = Operand::Var(id);
-                        continue;
-                    }
-                    let x = &f.vars[*v];
-                    let plain = x.name.to_string();
-                    let plain = plain.trim_start_matches('_');
-                    let copy = Var {
-                        name: namer.fresh(&format!("{plain}_before")),
-                        adjoint: namer.fresh(&format!("d_{plain}_before")),
-                        active: x.active,
-                        ty: None,
-                        buffer: false,
-                        scalar: false,
+                    let reads = match &mut op {
+                        Op::Prim { rule, args, .. } => {
+                            let blind = matches!(rule.adjoint, Adjoint::Linear(_) | Adjoint::Zero)
+                                && !rule.borrows();
+                            if blind {
+                                Vec::new()
+                            } else {
+                                args.iter_mut().collect()
+                            }
+                        }
+                        Op::Call { args, .. } => args.iter_mut().collect(),
+                        Op::Map { recv, .. } => vec![recv],
+                        _ => Vec::new(),
                     };
-                    f.vars.push(copy);
-                    let id = f.vars.len() - 1;
-                    if in_loop {
-                        let tape = namer.fresh("record");
-                        f.recorded.insert(id, Recorded { tape, exact: false });
+                    // One copy per buffer, however often the operation reads it (`&q * &q`).
+                    let mut copies = Vec::new();
+                    let mut copied: Vec<(VarId, VarId)> = Vec::new();
+                    for o in reads {
+                        let Operand::Var(v) = o else { continue };
+                        if !f.vars[*v].buffer || !later.contains(v) {
+                            continue;
+                        }
+                        if let Some(&(_, id)) = copied.iter().find(|(b, _)| b == v) {
+                            *o = Operand::Var(id);
+                            continue;
+                        }
+                        let x = &f.vars[*v];
+                        let plain = x.name.to_string();
+                        let plain = plain.trim_start_matches('_');
+                        let copy = Var {
+                            name: self.namer.fresh(&format!("{plain}_before")),
+                            adjoint: self.namer.fresh(&format!("d_{plain}_before")),
+                            active: x.active,
+                            ty: None,
+                            buffer: false,
+                            scalar: false,
+                        };
+                        f.vars.push(copy);
+                        let id = f.vars.len() - 1;
+                        if in_loop {
+                            let tape = self.namer.fresh("record");
+                            f.recorded.insert(id, Recorded { tape, exact: false });
+                        }
+                        copies.push(Stmt::Let {
+                            var: id,
+                            op: Op::Prim {
+                                rule: crate::rules::method("clone").expect("the clone rule"),
+                                form: CallForm::Method(Ident::new("clone", Span::call_site())),
+                                args: vec![Operand::Var(*v)],
+                                ints: Vec::new(),
+                                suffix: TokenStream::new(),
+                                span: Span::call_site(),
+                            },
+                        });
+                        copied.push((*v, id));
+                        *o = Operand::Var(id);
                     }
-                    copies.push(Stmt::Let {
-                        var: id,
-                        op: Op::Prim {
-                            rule: crate::rules::method("clone").expect("the clone rule"),
-                            form: CallForm::Method(Ident::new("clone", Span::call_site())),
-                            args: vec![Operand::Var(*v)],
-                            ints: Vec::new(),
-                            suffix: TokenStream::new(),
-                            span: Span::call_site(),
-                        },
-                    });
-                    copied.push((*v, id));
-                    *o = Operand::Var(id);
+                    out.push(Stmt::Let { var, op });
+                    out.extend(copies);
                 }
-                out.push(Stmt::Let { var, op });
-                out.extend(copies);
-            }
-            Stmt::Store {
-                buf,
-                index,
-                value,
-                part,
-            } => {
-                later.insert(buf);
-                out.push(Stmt::Store {
+                Stmt::Store {
                     buf,
                     index,
                     value,
                     part,
-                });
-            }
-            Stmt::If {
-                cond,
-                mut then,
-                mut els,
-                phis,
-                record,
-            } => {
-                let (mut a, mut c) = (later.clone(), later.clone());
-                snapshot_block(f, &mut then, &mut a, in_loop, namer);
-                snapshot_block(f, &mut els, &mut c, in_loop, namer);
-                later.extend(a);
-                later.extend(c);
-                out.push(Stmt::If {
+                } => {
+                    later.insert(buf);
+                    out.push(Stmt::Store {
+                        buf,
+                        index,
+                        value,
+                        part,
+                    });
+                }
+                Stmt::If {
                     cond,
-                    then,
-                    els,
+                    mut then,
+                    mut els,
                     phis,
                     record,
-                });
+                } => {
+                    let (mut a, mut c) = (later.clone(), later.clone());
+                    self.block(f, &mut then, &mut a, in_loop);
+                    self.block(f, &mut els, &mut c, in_loop);
+                    later.extend(a);
+                    later.extend(c);
+                    out.push(Stmt::If {
+                        cond,
+                        then,
+                        els,
+                        phis,
+                        record,
+                    });
+                }
+                Stmt::Loop(mut l) => {
+                    // A later iteration stores after this one's reads.
+                    let top = !in_loop;
+                    if top {
+                        self.sweep = Sweep::of(&l, later);
+                    }
+                    let mut inner = later.clone();
+                    stores(&l.body, &mut inner);
+                    later.extend(inner.iter().copied());
+                    self.block(f, &mut l.body, &mut inner, true);
+                    if top {
+                        self.sweep = None;
+                    }
+                    out.push(Stmt::Loop(l));
+                }
+                Stmt::Effect(t) => out.push(Stmt::Effect(t)),
             }
-            Stmt::Loop(mut l) => {
-                // A later iteration stores after this one's reads.
-                let mut inner = later.clone();
-                stores(&l.body, &mut inner);
-                later.extend(inner.iter().copied());
-                snapshot_block(f, &mut l.body, &mut inner, true, namer);
-                out.push(Stmt::Loop(l));
-            }
-            Stmt::Effect(t) => out.push(Stmt::Effect(t)),
         }
+        out.reverse();
+        b.stmts = out;
     }
-    out.reverse();
-    b.stmts = out;
 }
