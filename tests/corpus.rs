@@ -299,15 +299,15 @@ pub fn p2(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p3(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = (m * m * (b * b + 1.5).acosh() - m.mapv(|t| t.cos()))
-        .mapv(f64::exp)
-        .mean()
-        .unwrap();
+    let arr1 = (&m.row(1) * (b * b + 1.5).acosh() - &m.column(1))
+        .mapv(f64::sin)
+        .sum();
     let v2 = (((((arr1 * -0.75f64).tanh() * 0.5).sinh()).tanh() * 3.0).floor() * 0.25
         + smooth(x[0].mul_add(0.37f64, a)));
-    let arr3 = autodiff::ops::logsumexp(
-        &(m.dot(&m.column(0)) * (((x[1]).tanh() * 3.0).floor() * 0.25 + arr1)),
-    );
+    let arr3 = (&m.column(0).insert_axis(Axis(1)) * m)
+        .mapv(|t| (t * t + 1.0).ln())
+        .sum()
+        * (((x[1]).tanh() * 3.0).floor() * 0.25 + arr1);
     let mut lse4 = (arr3 * arr3).ln_1p();
     let mut scratch5 = vec![0.0; n];
     for i in 0..n {
@@ -474,9 +474,15 @@ pub fn p7(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             pair4 += (d * d + 0.5).recip() * (x[(i + 3) % n] * 0.5);
         }
     }
-    let arr5 = (m.to_owned().reversed_axes() * -1.39f64 + &m.view())
-        .mapv(|t| t.tanh())
-        .sum();
+    let arr5 = {
+        let mut q = Array2::<f64>::zeros((3, 2));
+        q.row_mut(0).assign(&m.row(0));
+        for i in 1..3 {
+            let prev = (&q.row(i - 1) * -1.39f64 + &m.row(1)).mapv(|t| t.sin());
+            q.row_mut(i).assign(&prev);
+        }
+        (&q * &q).sum() + q.column(1).sum()
+    };
     let mut pair6 = 0.0;
     for i in 0..n {
         for j in (i + 1)..n {
@@ -497,10 +503,17 @@ pub fn p7(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p8(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = (&m.column(0).insert_axis(Axis(1)) * m)
-        .mapv(|t| (t * t + 1.0).ln())
-        .sum()
-        * (x[1] * x[1] + 1.0).powf(a.tanh());
+    let arr1 = {
+        let mut q = Array2::<f64>::zeros((3, 2));
+        q.row_mut(0)
+            .assign(&(&m.row(1) * (x[1] * x[1] + 1.0).powf(a.tanh())));
+        q.slice_mut(autodiff::ndarray::s![1.., ..])
+            .assign(&m.mapv(|t| t.sin()));
+        q.row_mut(2).assign(&m.row(0));
+        q.column_mut(1)
+            .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
+        (&q * &q).sum()
+    };
     let part2_s = &x[1..3];
     let mut part2 = x[0];
     for i in 0..part2_s.len() {
@@ -736,9 +749,17 @@ pub fn p14(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         w2 = w2 * 0.6 + 0.05 * (0.61f64 * 0.61f64 + 1.0).log10().tanh();
         steps += 1;
     }
-    let arr3 = (&m.row(1) * (-1.77f64 * -1.77f64 + 1.0).recip() - &m.column(1))
-        .mapv(f64::sin)
-        .sum();
+    let arr3 = {
+        let mut q = Array2::<f64>::zeros((3, 2));
+        q.row_mut(0)
+            .assign(&(&m.row(1) * (-1.77f64 * -1.77f64 + 1.0).recip()));
+        q.slice_mut(autodiff::ndarray::s![1.., ..])
+            .assign(&m.mapv(|t| t.sin()));
+        q.row_mut(2).assign(&m.row(0));
+        q.column_mut(1)
+            .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
+        (&q * &q).sum()
+    };
     let mut perm4 = vec![0usize; n];
     for i in 0..n {
         perm4[i] = (i + 1) % n;
@@ -814,12 +835,10 @@ pub fn p15(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         w3 = w3 * 0.6 + 0.05 * (w2 * w2 + 1.0).cbrt().tanh();
         steps += 1;
     }
-    let arr4 = {
-        let mut q = m.to_owned();
-        let t = &q * b.powi(2);
-        q[[0, 1]] = b.powi(2) * 2.0;
-        t.mapv(f64::sin).sum() + q.sum()
-    };
+    let arr4 = (&m.column(0).insert_axis(Axis(1)) * m)
+        .mapv(|t| (t * t + 1.0).ln())
+        .sum()
+        * b.powi(2);
     let mut lse5 = w3.tanh().exp();
     let mut scratch6 = vec![0.0; 3];
     for i in 0..n {
@@ -858,9 +877,7 @@ pub fn p16(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let v1 = ((-(a)).asinh() * (-(a)).asinh() + 1.0).log2();
     let v2 = a.max(x[3]).cos().tanh().exp();
-    let arr3 = (&m.row(1) * v1.hypot(1.92f64) - &m.column(1))
-        .mapv(f64::sin)
-        .sum();
+    let arr3 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * v1.hypot(1.92f64);
     let v4 = if arr3.tanh().exp_m1() >= 1.88f64 {
         (v1.sin() * v1.sin() + 1.0).cbrt()
     } else {
@@ -914,8 +931,7 @@ pub fn p17(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..part6_s.len() {
         part6 += part6_s[i] * part6_s[1].sin();
     }
-    let arr7 =
-        m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * (-0.36f64 * -0.36f64).ln_1p();
+    let arr7 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * (-0.36f64 * -0.36f64).ln_1p();
     1.43f64 * (a).tanh()
         + 1.65f64 * (b).tanh()
         + -0.97f64 * (lse1).tanh()
@@ -1044,9 +1060,11 @@ pub fn p20(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         .tanh()
         * 0.5)
         .tan();
-    let arr5 = (m * (lse2 * lse2 + 1.0).cbrt() + &m.t().dot(m))
-        .mapv(|t| t.tanh())
-        .sum();
+    let arr5 = (m + &m.sum_axis(Axis(0)))
+        .mapv(|t| (t * t + 1.0).ln())
+        .mean()
+        .unwrap()
+        * (lse2 * lse2 + 1.0).cbrt();
     let mut pair6 = 0.0;
     for i in 0..n {
         for j in (i + 1)..n {
@@ -1083,7 +1101,15 @@ pub fn p21(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         m4 = m4 * 0.5;
     }
     let v5 = x[0].tanh().exp2();
-    let arr6 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * (v3.tanh() * 0.5).cosh()));
+    let arr6 = {
+        let mut acc = 0.0;
+        for i in 0..2 {
+            let r = m.row(i);
+            let h = r.dot(m).mapv(f64::exp) * (v3.tanh() * 0.5).cosh();
+            acc += r.dot(&h) + m.dot(&r).mapv(f64::sin).sum();
+        }
+        acc
+    };
     let mut buf7 = vec![0.0; n];
     for i in 0..n {
         buf7[i] = (((m4.asinh()).tanh() - (b.tanh().exp()).tanh().stop_gradient())
@@ -1334,9 +1360,15 @@ pub fn p27(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else {
         b.abs()
     };
-    let arr2 = (m.to_owned().reversed_axes() * b + &m.view())
-        .mapv(|t| t.tanh())
-        .sum();
+    let arr2 = {
+        let mut q = Array2::<f64>::zeros((3, 2));
+        q.row_mut(0).assign(&m.row(0));
+        for i in 1..3 {
+            let prev = m.dot(&q.row(i - 1)).mapv(f64::tanh) * b + &q.row(i - 1);
+            q.row_mut(i).assign(&prev);
+        }
+        (&q * &q).sum()
+    };
     let mut lse3 = arr2.atan2(v1 * v1 + 0.5);
     let mut scratch4 = vec![0.0; n];
     for i in 0..n {
@@ -1497,10 +1529,10 @@ pub fn p30(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         let mut q = Array2::<f64>::zeros((3, 2));
         q.row_mut(0).assign(&m.row(0));
         for i in 1..3 {
-            let prev = (&q.row(i - 1) * b + &m.row(1)).mapv(|t| t.sin());
+            let prev = m.dot(&q.row(i - 1)).mapv(f64::tanh) * b + &q.row(i - 1);
             q.row_mut(i).assign(&prev);
         }
-        (&q * &q).sum() + q.column(1).sum()
+        (&q * &q).sum()
     };
     let v5 = if a < -0.50f64 {
         (-((x[1].tanh() * 0.5).tan()))
@@ -1770,11 +1802,10 @@ pub fn p35(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p36(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
+    let arr1 = (m * m * b.min(-1.96f64) - m.mapv(|t| t.cos()))
+        .mapv(f64::exp)
         .mean()
-        .unwrap()
-        * b.min(-1.96f64);
+        .unwrap();
     let mut w2 = ((b * b + 1.0).log(3.0) - arr1).tanh() + 3.0;
     let mut steps = 0;
     while w2 > 0.5 && steps < 20 {
@@ -1835,13 +1866,10 @@ pub fn p37(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         lse5 += se.ln() + mx;
     }
     let arr7 = {
-        let mut q = Array2::<f64>::zeros((2, 2));
-        let mut r = m.row(0).to_owned();
-        for i in 0..2 {
-            r = (&r * x[3].cos() + &m.row(i)).mapv(|t| t.tanh());
-            q.row_mut(i).assign(&r);
-        }
-        (&q * m).sum()
+        let mut q = m.to_owned();
+        let t = &q * x[3].cos();
+        q[[0, 1]] = x[3].cos() * 2.0;
+        t.mapv(f64::sin).sum() + q.sum()
     };
     1.24f64 * (a).tanh()
         + 0.38f64 * (b).tanh()
@@ -1856,11 +1884,15 @@ pub fn p37(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p38(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
-        .mean()
-        .unwrap()
-        * (x[0] * x[0] + 1.0).powf(a.tanh());
+    let arr1 = {
+        let mut acc = 0.0;
+        for i in 0..2 {
+            let r = m.row(i);
+            let h = r.dot(m).mapv(f64::exp) * (x[0] * x[0] + 1.0).powf(a.tanh());
+            acc += r.dot(&h) + m.dot(&r).mapv(f64::sin).sum();
+        }
+        acc
+    };
     let mut acc2 = (b * b + 1.0).log2();
     for i in 0..n {
         acc2 += arr1;
@@ -1945,9 +1977,8 @@ pub fn p39(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         lse3 = lse3 * 0.5 + se.ln() + mx;
     }
-    let arr5 = (&m.row(1) * (-1.49f64 * -1.49f64 + 1.0).ln() - &m.column(1))
-        .mapv(f64::sin)
-        .sum();
+    let arr5 =
+        m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * (-1.49f64 * -1.49f64 + 1.0).ln();
     let part6_s = &x[1..3];
     let mut part6 = f64::sin(-0.55f64);
     for i in 0..part6_s.len() {
@@ -2113,7 +2144,13 @@ pub fn p43(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         w1 = w1 * 0.6 + 0.05 * f64::sin(0.84f64).tanh();
         steps += 1;
     }
-    let arr2 = (&m.row(1) * w1 - &m.column(1)).mapv(f64::sin).sum();
+    let arr2 = m
+        .view()
+        .into_shape_with_order(4)
+        .unwrap()
+        .mapv(|t| t.sin())
+        .sum()
+        + w1;
     let mut acc3 = arr2.powi(3);
     for i in 0..n {
         acc3 += (a.tanh().exp().tanh() * 0.5).tan();
@@ -2121,7 +2158,7 @@ pub fn p43(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             acc3 = acc3 * 0.9 + autodiff::ops::sigmoid(b);
         }
     }
-    let arr4 = (&m.row(1) * 1.27f64 - &m.column(1)).mapv(f64::sin).sum();
+    let arr4 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * 1.27f64));
     let v5 = arr4;
     1.10f64 * (a).tanh()
         + -0.87f64 * (b).tanh()
@@ -2190,7 +2227,10 @@ pub fn p45(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         w1 = w1 * 0.6 + 0.05 * (a.tanh() * 0.5).tan().tanh();
         steps += 1;
     }
-    let arr2 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * (-(a));
+    let arr2 = (m * m * (-(a)) - m.mapv(|t| t.cos()))
+        .mapv(f64::exp)
+        .mean()
+        .unwrap();
     let mut perm3 = vec![0usize; n];
     for i in 0..n {
         perm3[i] = (i + 2) % n;
@@ -2613,13 +2653,7 @@ pub fn p54(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         perm1[n - 1] = first;
     }
-    let arr3 = m
-        .view()
-        .into_shape_with_order(4)
-        .unwrap()
-        .mapv(|t| t.sin())
-        .sum()
-        + b;
+    let arr3 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * b;
     0.68f64 * (a).tanh() + 0.75f64 * (b).tanh() + -0.58f64 * (rot2).tanh() + 0.94f64 * (arr3).tanh()
 }
 
@@ -2667,10 +2701,16 @@ pub fn p56(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         perm1[n - 1] = first;
     }
-    let arr3 = (&m.column(0).insert_axis(Axis(1)) * m)
-        .mapv(|t| (t * t + 1.0).ln())
-        .sum()
-        * x[0];
+    let arr3 = {
+        let mut q = Array2::<f64>::zeros((3, 2));
+        q.row_mut(0).assign(&(&m.row(1) * x[0]));
+        q.slice_mut(autodiff::ndarray::s![1.., ..])
+            .assign(&m.mapv(|t| t.sin()));
+        q.row_mut(2).assign(&m.row(0));
+        q.column_mut(1)
+            .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
+        (&q * &q).sum()
+    };
     let part4_s = &x[1..=2];
     let mut part4 = rot2.tanh().exp();
     for i in 0..part4_s.len() {
@@ -2684,16 +2724,7 @@ pub fn p56(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             .ln()
             + (-1.56f64 * 0.5).tanh().stop_gradient())
     };
-    let arr6 = {
-        let mut q = Array2::<f64>::zeros((3, 2));
-        q.row_mut(0).assign(&(&m.row(1) * (part4 * part4).ln_1p()));
-        q.slice_mut(autodiff::ndarray::s![1.., ..])
-            .assign(&m.mapv(|t| t.sin()));
-        q.row_mut(2).assign(&m.row(0));
-        q.column_mut(1)
-            .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
-        (&q * &q).sum()
-    };
+    let arr6 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * (part4 * part4).ln_1p();
     1.74f64 * (a).tanh()
         + -0.47f64 * (b).tanh()
         + -1.10f64 * (rot2).tanh()
@@ -2816,7 +2847,15 @@ pub fn p60(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else if 1.61f64.hypot(v1) >= 0.89f64 {
         m2 = m2 * 0.5;
     }
-    let arr3 = (&m.row(1) * -1.17f64 - &m.column(1)).mapv(f64::sin).sum();
+    let arr3 = {
+        let mut q = Array2::<f64>::zeros((2, 2));
+        let mut r = m.row(0).to_owned();
+        for i in 0..2 {
+            r = (&r * -1.17f64 + &m.row(i)).mapv(|t| t.tanh());
+            q.row_mut(i).assign(&r);
+        }
+        (&q * m).sum()
+    };
     let mut buf4 = vec![0.0; n];
     for i in 0..n {
         buf4[i] = ((m2 * m2 + 1.0).ln().tanh() * 0.9).acos();
@@ -2973,10 +3012,16 @@ pub fn p64(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         buf1[i] = (old * buf1[i - 1]).sin() + old;
     }
     let v2 = buf1[3] + 0.5 * buf1[0];
-    let arr3 = (&m.column(0).insert_axis(Axis(1)) * m)
-        .mapv(|t| (t * t + 1.0).ln())
-        .sum()
-        * (x[0] * x[0] + 1.0).log(3.0);
+    let arr3 = {
+        let mut q = Array2::<f64>::zeros((3, 2));
+        q.row_mut(0).assign(&m.row(0));
+        for i in 1..3 {
+            let prev =
+                m.dot(&q.row(i - 1)).mapv(f64::tanh) * (x[0] * x[0] + 1.0).log(3.0) + &q.row(i - 1);
+            q.row_mut(i).assign(&prev);
+        }
+        (&q * &q).sum()
+    };
     let v4 = x[0].atan();
     let mut pair5 = 0.0;
     for i in 0..n {
@@ -2985,9 +3030,7 @@ pub fn p64(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             pair5 += (d * d + 0.5).recip() * (x[i] * x[i] + 1.0).powf(-1.75f64.tanh());
         }
     }
-    let arr6 = (m * (0.13f64 * 0.13f64 + 0.5).sqrt() + &m.t().dot(m))
-        .mapv(|t| t.tanh())
-        .sum();
+    let arr6 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * (0.13f64 * 0.13f64 + 0.5).sqrt()));
     -1.98f64 * (a).tanh()
         + -1.61f64 * (b).tanh()
         + -1.11f64 * (v2).tanh()
@@ -3109,12 +3152,11 @@ pub fn p68(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let arr1 = {
         let mut q = Array2::<f64>::zeros((3, 2));
-        q.row_mut(0).assign(&(&m.row(1) * a));
-        q.slice_mut(autodiff::ndarray::s![1.., ..])
-            .assign(&m.mapv(|t| t.sin()));
-        q.row_mut(2).assign(&m.row(0));
-        q.column_mut(1)
-            .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
+        q.row_mut(0).assign(&m.row(0));
+        for i in 1..3 {
+            let prev = m.dot(&q.row(i - 1)).mapv(f64::tanh) * a + &q.row(i - 1);
+            q.row_mut(i).assign(&prev);
+        }
         (&q * &q).sum()
     };
     let mut w2 = ((a * a) * (a * a) + 1.0).log(3.0).tanh() + 3.0;
@@ -3235,7 +3277,9 @@ pub fn p70(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         lse7 += se.ln() + mx;
     }
-    let arr9 = (&m.row(1) * v3.abs() - &m.column(1)).mapv(f64::sin).sum();
+    let arr9 = (m.to_owned().reversed_axes() * v3.abs() + &m.view())
+        .mapv(|t| t.tanh())
+        .sum();
     let v10 = autodiff::ops::sigmoid(1.18f64);
     -0.22f64 * (a).tanh()
         + -1.73f64 * (b).tanh()
@@ -3251,8 +3295,16 @@ pub fn p70(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p71(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 =
-        m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * (-1.90f64.tanh() * 0.9).atanh();
+    let arr1 = {
+        let mut q = Array2::<f64>::zeros((3, 2));
+        q.row_mut(0).assign(&m.row(0));
+        for i in 1..3 {
+            let prev =
+                (&q.row(i - 1) * (-1.90f64.tanh() * 0.9).atanh() + &m.row(1)).mapv(|t| t.sin());
+            q.row_mut(i).assign(&prev);
+        }
+        (&q * &q).sum() + q.column(1).sum()
+    };
     let mut acc2 = b;
     for i in 0..n {
         acc2 += (x[3].mul_add(b, arr1) * x[1]);
@@ -3547,9 +3599,13 @@ pub fn p80(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else if part1.mul_add(v4, part1) >= -0.62f64 {
         m5 = m5 * 0.5;
     }
-    let arr6 = (m.to_owned().reversed_axes() * x[0] + &m.view())
-        .mapv(|t| t.tanh())
-        .sum();
+    let arr6 = m
+        .view()
+        .into_shape_with_order(4)
+        .unwrap()
+        .mapv(|t| t.sin())
+        .sum()
+        + x[0];
     -1.26f64 * (a).tanh()
         + 1.63f64 * (b).tanh()
         + 1.49f64 * (part1).tanh()
@@ -3654,10 +3710,14 @@ pub fn p82(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     }
     let v5 = m1.hypot(((((v3 * v3 + 1.0).log(3.0)).tanh() * 3.0).signum() * 0.25 + m1.tanh()));
     let arr6 = {
-        let mut q = m.to_owned();
-        let t = &q * v5.tanh();
-        q[[0, 1]] = v5.tanh() * 2.0;
-        t.mapv(f64::sin).sum() + q.sum()
+        let mut q = Array2::<f64>::zeros((3, 2));
+        q.row_mut(0).assign(&(&m.row(1) * v5.tanh()));
+        q.slice_mut(autodiff::ndarray::s![1.., ..])
+            .assign(&m.mapv(|t| t.sin()));
+        q.row_mut(2).assign(&m.row(0));
+        q.column_mut(1)
+            .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
+        (&q * &q).sum()
     };
     let mut m7 = autodiff::ops::sigmoid(v5);
     if x[2].clamp(-1.0, 1.0) > 1.68f64 {
@@ -3817,7 +3877,16 @@ pub fn p86(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         ((b * b + 1.0).powf(a.tanh()) * (b * b + 1.0).powf(a.tanh()) + 1.0).recip(),
     );
     let v3 = (autodiff::ops::softplus((part1 * -0.31f64)) - x[0].powi(3));
-    let arr4 = (m * -1.78f64 + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
+    let arr4 = {
+        let mut q = Array2::<f64>::zeros((3, 2));
+        q.row_mut(0).assign(&(&m.row(1) * -1.78f64));
+        q.slice_mut(autodiff::ndarray::s![1.., ..])
+            .assign(&m.mapv(|t| t.sin()));
+        q.row_mut(2).assign(&m.row(0));
+        q.column_mut(1)
+            .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
+        (&q * &q).sum()
+    };
     let mut acc5 = -1.46f64.atan();
     for i in 0..n {
         acc5 += v2.hypot(x[i]).max(arr4);
@@ -3856,16 +3925,9 @@ pub fn p87(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         buf1[i] = (old * buf1[i - 1]).sin() + old;
     }
     let v2 = buf1[1] * buf1[2];
-    let arr3 = {
-        let mut q = Array2::<f64>::zeros((3, 2));
-        q.row_mut(0).assign(&(&m.row(1) * (a * a + 1.0).recip()));
-        q.slice_mut(autodiff::ndarray::s![1.., ..])
-            .assign(&m.mapv(|t| t.sin()));
-        q.row_mut(2).assign(&m.row(0));
-        q.column_mut(1)
-            .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
-        (&q * &q).sum()
-    };
+    let arr3 = (m * (a * a + 1.0).recip() + &m.t().dot(m))
+        .mapv(|t| t.tanh())
+        .sum();
     -0.06f64 * (a).tanh()
         + -1.45f64 * (b).tanh()
         + -0.67f64 * (v2).tanh()
@@ -3934,9 +3996,16 @@ pub fn p89(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         buf4[i] = (old * buf4[i - 1]).sin() + old;
     }
     let v5 = buf4[3] + 0.5 * buf4[0];
-    let arr6 = (&m.row(1) * (v5 * v5 + 1.0).cbrt() - &m.column(1))
-        .mapv(f64::sin)
-        .sum();
+    let arr6 = {
+        let mut q = Array2::<f64>::zeros((3, 2));
+        q.row_mut(0).assign(&(&m.row(1) * (v5 * v5 + 1.0).cbrt()));
+        q.slice_mut(autodiff::ndarray::s![1.., ..])
+            .assign(&m.mapv(|t| t.sin()));
+        q.row_mut(2).assign(&m.row(0));
+        q.column_mut(1)
+            .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
+        (&q * &q).sum()
+    };
     let mut pair7 = 0.0;
     for i in 0..n {
         for j in (i + 1)..n {
@@ -3974,7 +4043,10 @@ pub fn p90(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         lse1 += se.ln() + mx;
     }
-    let arr3 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * b.tanh().exp2();
+    let arr3 = (&m.column(0).insert_axis(Axis(1)) * m)
+        .mapv(|t| (t * t + 1.0).ln())
+        .sum()
+        * b.tanh().exp2();
     let mut lse4 = (a * b);
     let mut scratch5 = vec![0.0; n * 2];
     for i in 0..n {
@@ -4297,15 +4369,9 @@ pub fn p96(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..part2_s.len() {
         part2 += part2_s[i] * part2_s[1].sin();
     }
-    let arr3 = {
-        let mut q = Array2::<f64>::zeros((3, 2));
-        q.row_mut(0).assign(&m.row(0));
-        for i in 1..3 {
-            let prev = (&q.row(i - 1) * (a * a + 1.0).log2() + &m.row(1)).mapv(|t| t.sin());
-            q.row_mut(i).assign(&prev);
-        }
-        (&q * &q).sum() + q.column(1).sum()
-    };
+    let arr3 = (m * (a * a + 1.0).log2() + &m.t().dot(m))
+        .mapv(|t| t.tanh())
+        .sum();
     let arr4 = (&m.slice(autodiff::ndarray::s![.., 1..]) * (x[3].tanh() * 0.5).cosh()
         + &m.slice(autodiff::ndarray::s![..;-1, 0]))
         .mapv(|t| t.sin())
@@ -4374,7 +4440,16 @@ pub fn p97(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 pub fn p98(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let v1 = ((a * a + 1.0).ln().tanh() * 0.5).cosh();
-    let arr2 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * autodiff::ops::sigmoid(1.20f64)));
+    let arr2 = {
+        let mut q = Array2::<f64>::zeros((3, 2));
+        q.row_mut(0).assign(&m.row(0));
+        for i in 1..3 {
+            let prev = m.dot(&q.row(i - 1)).mapv(f64::tanh) * autodiff::ops::sigmoid(1.20f64)
+                + &q.row(i - 1);
+            q.row_mut(i).assign(&prev);
+        }
+        (&q * &q).sum()
+    };
     let v3 = (((1.91f64 * 1.91f64 + 1.0).cbrt() * (1.91f64 * 1.91f64 + 1.0).cbrt() + 1.5).acosh()
         * ((1.91f64 * 1.91f64 + 1.0).cbrt() * (1.91f64 * 1.91f64 + 1.0).cbrt() + 1.5).acosh()
         + 1.0)
@@ -4444,7 +4519,10 @@ pub fn p100(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         w3 = w3 * 0.6 + 0.05 * (a * a + 1.0).log10().tanh();
         steps += 1;
     }
-    let arr4 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * x[1];
+    let arr4 = (&m.column(0).insert_axis(Axis(1)) * m)
+        .mapv(|t| (t * t + 1.0).ln())
+        .sum()
+        * x[1];
     let mut buf5 = vec![0.0; n];
     for i in 0..n {
         buf5[i] = (a.tanh() * 0.5).cosh();
@@ -4539,10 +4617,13 @@ pub fn p101(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 pub fn p102(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let arr1 = {
-        let mut q = m.to_owned();
-        let t = &q * b.min(b);
-        q[[0, 1]] = b.min(b) * 2.0;
-        t.mapv(f64::sin).sum() + q.sum()
+        let mut q = Array2::<f64>::zeros((3, 2));
+        q.row_mut(0).assign(&m.row(0));
+        for i in 1..3 {
+            let prev = m.dot(&q.row(i - 1)).mapv(f64::tanh) * b.min(b) + &q.row(i - 1);
+            q.row_mut(i).assign(&prev);
+        }
+        (&q * &q).sum()
     };
     let mut perm2 = vec![0usize; n];
     for i in 0..n {
@@ -4675,12 +4756,13 @@ pub fn p104(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p105(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = {
-        let mut q = m.to_owned();
-        let t = &q * (-1.00f64 / (a * a + 1.0));
-        q[[0, 1]] = (-1.00f64 / (a * a + 1.0)) * 2.0;
-        t.mapv(f64::sin).sum() + q.sum()
-    };
+    let arr1 = m
+        .view()
+        .into_shape_with_order(4)
+        .unwrap()
+        .mapv(|t| t.sin())
+        .sum()
+        + (-1.00f64 / (a * a + 1.0));
     let part2_s = &x[0..];
     let mut part2 = autodiff::ops::softplus(a);
     for i in 0..part2_s.len() {
@@ -4793,9 +4875,11 @@ pub fn p106(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p107(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = (m.to_owned().reversed_axes() * b + &m.view())
-        .mapv(|t| t.tanh())
-        .sum();
+    let arr1 = (m + &m.sum_axis(Axis(0)))
+        .mapv(|t| (t * t + 1.0).ln())
+        .mean()
+        .unwrap()
+        * b;
     let mut perm2 = vec![0usize; n];
     for i in 0..n {
         perm2[i] = (i + 2) % n;
@@ -4963,9 +5047,16 @@ pub fn p111(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         perm1[n - 1] = first;
     }
-    let arr3 = (m * (b.tanh() * 0.9).atanh() + &m.t().dot(m))
-        .mapv(|t| t.tanh())
-        .sum();
+    let arr3 = {
+        let mut q = Array2::<f64>::zeros((3, 2));
+        q.row_mut(0).assign(&(&m.row(1) * (b.tanh() * 0.9).atanh()));
+        q.slice_mut(autodiff::ndarray::s![1.., ..])
+            .assign(&m.mapv(|t| t.sin()));
+        q.row_mut(2).assign(&m.row(0));
+        q.column_mut(1)
+            .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
+        (&q * &q).sum()
+    };
     let mut lse4 = rot2;
     let mut scratch5 = vec![0.0; 3];
     for i in 0..n {
@@ -4983,13 +5074,13 @@ pub fn p111(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         lse4 = lse4 * 0.5 + se.ln() + mx;
     }
     let arr6 = {
-        let mut q = Array2::<f64>::zeros((2, 2));
-        let mut r = m.row(0).to_owned();
+        let mut acc = 0.0;
         for i in 0..2 {
-            r = (&r * -1.01f64 + &m.row(i)).mapv(|t| t.tanh());
-            q.row_mut(i).assign(&r);
+            let r = m.row(i);
+            let h = r.dot(m).mapv(f64::exp) * -1.01f64;
+            acc += r.dot(&h) + m.dot(&r).mapv(f64::sin).sum();
         }
-        (&q * m).sum()
+        acc
     };
     let mut acc7 = (x[2] * rot2);
     for i in 0..n {
@@ -5093,17 +5184,10 @@ pub fn p113(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p114(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = {
-        let mut q = Array2::<f64>::zeros((3, 2));
-        q.row_mut(0)
-            .assign(&(&m.row(1) * (-0.96f64.tanh() * 0.9).atanh()));
-        q.slice_mut(autodiff::ndarray::s![1.., ..])
-            .assign(&m.mapv(|t| t.sin()));
-        q.row_mut(2).assign(&m.row(0));
-        q.column_mut(1)
-            .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
-        (&q * &q).sum()
-    };
+    let arr1 = (&m.slice(autodiff::ndarray::s![.., 1..]) * (-0.96f64.tanh() * 0.9).atanh()
+        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+        .mapv(|t| t.sin())
+        .sum();
     let part2_s = &x[0..2];
     let mut part2 = (a / (b * b + 1.0));
     for i in 0..part2_s.len() {
@@ -5471,16 +5555,7 @@ pub fn p122(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         lse2 = lse2 * 0.5 + se.ln() + mx;
     }
-    let arr4 = {
-        let mut q = Array2::<f64>::zeros((3, 2));
-        q.row_mut(0).assign(&(&m.row(1) * (b * b + 1.0).cbrt()));
-        q.slice_mut(autodiff::ndarray::s![1.., ..])
-            .assign(&m.mapv(|t| t.sin()));
-        q.row_mut(2).assign(&m.row(0));
-        q.column_mut(1)
-            .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
-        (&q * &q).sum()
-    };
+    let arr4 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * (b * b + 1.0).cbrt()));
     let mut acc5 = autodiff::ops::sigmoid(x[0]);
     for i in 0..n {
         acc5 += (x[0].abs() * x[0].abs() + 1.0).cbrt();
@@ -5587,9 +5662,15 @@ pub fn p124(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             pair5 += (d * d + 0.5).recip() * -0.05f64.max(-0.96f64);
         }
     }
-    let arr6 = (&m.row(1) * -1.92f64.hypot(pair5) - &m.column(1))
-        .mapv(f64::sin)
-        .sum();
+    let arr6 = {
+        let mut acc = 0.0;
+        for i in 0..2 {
+            let r = m.row(i);
+            let h = r.dot(m).mapv(f64::exp) * -1.92f64.hypot(pair5);
+            acc += r.dot(&h) + m.dot(&r).mapv(f64::sin).sum();
+        }
+        acc
+    };
     -0.57f64 * (a).tanh()
         + 0.42f64 * (b).tanh()
         + -0.02f64 * (v1).tanh()
@@ -5748,7 +5829,9 @@ pub fn p127(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p128(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = (&m.row(1) * a - &m.column(1)).mapv(f64::sin).sum();
+    let arr1 = (m.to_owned().reversed_axes() * a + &m.view())
+        .mapv(|t| t.tanh())
+        .sum();
     let v2 = helpers::soft(((0.84f64.tanh() * 0.9).asin() + arr1), 0.3);
     let mut lse3 = smooth(b);
     let mut scratch4 = vec![0.0; n];
@@ -5904,13 +5987,10 @@ pub fn p131(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         perm5[n - 1] = first;
     }
-    let arr7 = m
-        .view()
-        .into_shape_with_order(4)
-        .unwrap()
-        .mapv(|t| t.sin())
-        .sum()
-        + x[1].tanh().exp();
+    let arr7 = (m * m * x[1].tanh().exp() - m.mapv(|t| t.cos()))
+        .mapv(f64::exp)
+        .mean()
+        .unwrap();
     let part8_s = &x[0..2];
     let mut part8 = (x[0] * x[0] + 1.5).acosh();
     for i in 0..part8_s.len() {
@@ -5967,9 +6047,15 @@ pub fn p132(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         lse4 = lse4 * 0.5 + se.ln() + mx;
     }
-    let arr6 = (m.to_owned().reversed_axes() * part1.tanh().exp() + &m.view())
-        .mapv(|t| t.tanh())
-        .sum();
+    let arr6 = {
+        let mut q = Array2::<f64>::zeros((2, 2));
+        let mut r = m.row(0).to_owned();
+        for i in 0..2 {
+            r = (&r * part1.tanh().exp() + &m.row(i)).mapv(|t| t.tanh());
+            q.row_mut(i).assign(&r);
+        }
+        (&q * m).sum()
+    };
     let mut hist7 = vec![0.0; 3 * n];
     let mut st8 = b;
     for t in 0..3 {
@@ -6439,15 +6525,7 @@ pub fn p145(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..part5_s.len() {
         part5 += part5_s[i] * part5_s[1].sin();
     }
-    let arr6 = {
-        let mut q = Array2::<f64>::zeros((2, 2));
-        let mut r = m.row(0).to_owned();
-        for i in 0..2 {
-            r = (&r * x[3] + &m.row(i)).mapv(|t| t.tanh());
-            q.row_mut(i).assign(&r);
-        }
-        (&q * m).sum()
-    };
+    let arr6 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * x[3];
     -1.16f64 * (a).tanh()
         + 0.63f64 * (b).tanh()
         + -0.07f64 * (m1).tanh()
@@ -6483,10 +6561,17 @@ pub fn p146(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else {
         (rot2.tanh() * 0.5).cosh().atan()
     };
-    let arr5 = (m * m * (-1.14f64 / (-1.49f64 * -1.49f64 + 1.0)) - m.mapv(|t| t.cos()))
-        .mapv(f64::exp)
-        .mean()
-        .unwrap();
+    let arr5 = {
+        let mut q = Array2::<f64>::zeros((3, 2));
+        q.row_mut(0).assign(&m.row(0));
+        for i in 1..3 {
+            let prev = m.dot(&q.row(i - 1)).mapv(f64::tanh)
+                * (-1.14f64 / (-1.49f64 * -1.49f64 + 1.0))
+                + &q.row(i - 1);
+            q.row_mut(i).assign(&prev);
+        }
+        (&q * &q).sum()
+    };
     let mut w6 = ((rot2 * rot2 + 1.0).ln().tanh() * 0.5).tan().tanh() + 3.0;
     let mut steps = 0;
     while w6 > 0.5 && steps < 20 {
@@ -6523,7 +6608,13 @@ pub fn p146(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p147(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * (x[2] * x[0])));
+    let arr1 = m
+        .view()
+        .into_shape_with_order(4)
+        .unwrap()
+        .mapv(|t| t.sin())
+        .sum()
+        + (x[2] * x[0]);
     let mut hist2 = vec![0.0; 3 * n];
     let mut st3 = -1.37f64.mul_add(b, b);
     for t in 0..3 {
@@ -6567,10 +6658,15 @@ pub fn p148(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         perm1[n - 1] = first;
     }
     let v3 = smooth(f64::sin(a).hypot((x[1].tanh() * 0.5).sinh()));
-    let arr4 = (&m.slice(autodiff::ndarray::s![.., 1..]) * (b / (-0.95f64 * -0.95f64 + 1.0))
-        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
-        .mapv(|t| t.sin())
-        .sum();
+    let arr4 = {
+        let mut q = Array2::<f64>::zeros((2, 2));
+        let mut r = m.row(0).to_owned();
+        for i in 0..2 {
+            r = (&r * (b / (-0.95f64 * -0.95f64 + 1.0)) + &m.row(i)).mapv(|t| t.tanh());
+            q.row_mut(i).assign(&r);
+        }
+        (&q * m).sum()
+    };
     -0.04f64 * (a).tanh()
         + 0.59f64 * (b).tanh()
         + 1.00f64 * (rot2).tanh()
@@ -6589,7 +6685,10 @@ pub fn p149(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else {
         ((a * a + 1.0).cbrt() * v1.asinh())
     };
-    let arr4 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * x[1];
+    let arr4 = (m * m * x[1] - m.mapv(|t| t.cos()))
+        .mapv(f64::exp)
+        .mean()
+        .unwrap();
     1.20f64 * (a).tanh()
         + 1.17f64 * (b).tanh()
         + -0.87f64 * (v1).tanh()
@@ -6736,19 +6835,18 @@ pub fn p152(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         lse3 += se.ln() + mx;
     }
-    let arr5 = (&m.slice(autodiff::ndarray::s![.., 1..]) * (b * b + 1.0).log10()
-        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+    let arr5 = (m + &m.sum_axis(Axis(0)))
+        .mapv(|t| (t * t + 1.0).ln())
+        .mean()
+        .unwrap()
+        * (b * b + 1.0).log10();
+    let arr6 = m
+        .view()
+        .into_shape_with_order(4)
+        .unwrap()
         .mapv(|t| t.sin())
-        .sum();
-    let arr6 = {
-        let mut q = Array2::<f64>::zeros((3, 2));
-        q.row_mut(0).assign(&m.row(0));
-        for i in 1..3 {
-            let prev = (&q.row(i - 1) * (arr5 * arr5).ln_1p() + &m.row(1)).mapv(|t| t.sin());
-            q.row_mut(i).assign(&prev);
-        }
-        (&q * &q).sum() + q.column(1).sum()
-    };
+        .sum()
+        + (arr5 * arr5).ln_1p();
     let mut acc7 = 0.76f64.tanh().exp2();
     for i in 0..n {
         acc7 += (arr6.tanh() * 0.9).atanh();
@@ -6825,11 +6923,9 @@ pub fn p154(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             pair1 += (d * d + 0.5).recip() * a;
         }
     }
-    let arr2 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
-        .mean()
-        .unwrap()
-        * (((-0.60f64).tanh() * 3.0).signum() * 0.25 + a);
+    let arr2 = autodiff::ops::logsumexp(
+        &(m.dot(&m.column(0)) * (((-0.60f64).tanh() * 3.0).signum() * 0.25 + a)),
+    );
     let mut m3 = x[0].cos();
     if b.hypot(pair1) <= -1.69f64 {
         m3 += (1.15f64 * 1.15f64 + 1.0).powf(arr2.tanh()).tanh().exp2();
@@ -7141,12 +7237,10 @@ pub fn p160(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p161(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = {
-        let mut q = m.to_owned();
-        let t = &q * a.cos();
-        q[[0, 1]] = a.cos() * 2.0;
-        t.mapv(f64::sin).sum() + q.sum()
-    };
+    let arr1 = (&m.slice(autodiff::ndarray::s![.., 1..]) * a.cos()
+        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+        .mapv(|t| t.sin())
+        .sum();
     let v2 = if (a * a).ln_1p() > 0.04f64 {
         ((-1.74f64 * 0.5) * (-1.74f64 * 0.5) + 1.0).recip()
     } else {
@@ -7187,16 +7281,7 @@ pub fn p161(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p162(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = {
-        let mut q = Array2::<f64>::zeros((3, 2));
-        q.row_mut(0).assign(&(&m.row(1) * f64::sin(a)));
-        q.slice_mut(autodiff::ndarray::s![1.., ..])
-            .assign(&m.mapv(|t| t.sin()));
-        q.row_mut(2).assign(&m.row(0));
-        q.column_mut(1)
-            .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
-        (&q * &q).sum()
-    };
+    let arr1 = (m * f64::sin(a) + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
     let mut hist2 = vec![0.0; 3 * n];
     let mut st3 = (x[3].tanh() * 0.9).asin();
     for t in 0..3 {
@@ -7234,16 +7319,7 @@ pub fn p163(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else if a.abs() >= 1.07f64 {
         m1 = m1 * 0.5;
     }
-    let arr2 = {
-        let mut q = Array2::<f64>::zeros((3, 2));
-        q.row_mut(0).assign(&(&m.row(1) * a.cos()));
-        q.slice_mut(autodiff::ndarray::s![1.., ..])
-            .assign(&m.mapv(|t| t.sin()));
-        q.row_mut(2).assign(&m.row(0));
-        q.column_mut(1)
-            .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
-        (&q * &q).sum()
-    };
+    let arr2 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * a.cos()));
     let mut w3 = ((arr2 * arr2 + 1.0).cbrt() + (b.tanh() * 0.9).atanh()).tanh() + 3.0;
     let mut steps = 0;
     while w3 > 0.5 && steps < 20 {
@@ -7316,7 +7392,16 @@ pub fn p164(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             acc4 = acc4 * 0.9 + helpers::soft(acc1, 0.3);
         }
     }
-    let arr5 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * smooth(acc4);
+    let arr5 = {
+        let mut q = Array2::<f64>::zeros((3, 2));
+        q.row_mut(0).assign(&(&m.row(1) * smooth(acc4)));
+        q.slice_mut(autodiff::ndarray::s![1.., ..])
+            .assign(&m.mapv(|t| t.sin()));
+        q.row_mut(2).assign(&m.row(0));
+        q.column_mut(1)
+            .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
+        (&q * &q).sum()
+    };
     0.29f64 * (a).tanh()
         + -0.09f64 * (b).tanh()
         + 0.80f64 * (acc1).tanh()
@@ -7376,10 +7461,15 @@ pub fn p166(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 pub fn p167(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let v1 = (b + a).powi(2).tanh().exp_m1();
-    let arr2 = (&m.column(0).insert_axis(Axis(1)) * m)
-        .mapv(|t| (t * t + 1.0).ln())
-        .sum()
-        * (-0.26f64.tanh() * 0.9).atanh();
+    let arr2 = {
+        let mut q = Array2::<f64>::zeros((2, 2));
+        let mut r = m.row(0).to_owned();
+        for i in 0..2 {
+            r = (&r * (-0.26f64.tanh() * 0.9).atanh() + &m.row(i)).mapv(|t| t.tanh());
+            q.row_mut(i).assign(&r);
+        }
+        (&q * m).sum()
+    };
     1.44f64 * (a).tanh() + 1.60f64 * (b).tanh() + 1.63f64 * (v1).tanh() + 0.04f64 * (arr2).tanh()
 }
 
@@ -7481,7 +7571,7 @@ pub fn p170(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         w5 = w5 * 0.6 + 0.05 * helpers::soft(0.42f64, 0.3).tanh();
         steps += 1;
     }
-    let arr6 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * x[3];
+    let arr6 = (&m.row(1) * x[3] - &m.column(1)).mapv(f64::sin).sum();
     let mut buf7 = vec![0.0; n];
     for i in 0..n {
         buf7[i] = smooth((arr6.tanh() * 0.5).sinh());
@@ -7565,14 +7655,16 @@ pub fn p173(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..part2_s.len() {
         part2 += part2_s[i] * part2_s[1].sin();
     }
-    let arr3 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
-        .mean()
-        .unwrap()
+    let arr3 = (m
+        * m
         * (((1.60f64).tanh() - (x[0]).tanh().stop_gradient())
             .exp()
             .ln()
-            + (x[0]).tanh().stop_gradient());
+            + (x[0]).tanh().stop_gradient())
+        - m.mapv(|t| t.cos()))
+    .mapv(f64::exp)
+    .mean()
+    .unwrap();
     0.37f64 * (a).tanh()
         + 1.55f64 * (b).tanh()
         + 1.52f64 * (v1).tanh()
@@ -7762,9 +7854,8 @@ pub fn p179(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             pair1 += (d * d + 0.5).recip() * (b.tanh() * 0.5).tan();
         }
     }
-    let arr2 = (&m.slice(autodiff::ndarray::s![.., 1..]) * (-0.19f64 * -0.19f64 + 1.0).ln()
-        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
-        .mapv(|t| t.sin())
+    let arr2 = (m * (-0.19f64 * -0.19f64 + 1.0).ln() + &m.t().dot(m))
+        .mapv(|t| t.tanh())
         .sum();
     -0.13f64 * (a).tanh()
         + 1.21f64 * (b).tanh()
@@ -7899,13 +7990,10 @@ pub fn p182(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             .sinh()
             .mul_add((x[1] * x[1] + 1.0).log(3.0), pair5));
     let arr7 = {
-        let mut q = Array2::<f64>::zeros((3, 2));
-        q.row_mut(0).assign(&m.row(0));
-        for i in 1..3 {
-            let prev = (&q.row(i - 1) * (-(x[2])) + &m.row(1)).mapv(|t| t.sin());
-            q.row_mut(i).assign(&prev);
-        }
-        (&q * &q).sum() + q.column(1).sum()
+        let mut q = m.to_owned();
+        let t = &q * (-(x[2]));
+        q[[0, 1]] = (-(x[2])) * 2.0;
+        t.mapv(f64::sin).sum() + q.sum()
     };
     0.19f64 * (a).tanh()
         + -1.17f64 * (b).tanh()
@@ -8044,16 +8132,13 @@ pub fn p186(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         perm4[n - 1] = first;
     }
-    let arr6 = {
-        let mut q = Array2::<f64>::zeros((3, 2));
-        q.row_mut(0).assign(&m.row(0));
-        for i in 1..3 {
-            let prev =
-                (&q.row(i - 1) * (-1.46f64 * -1.46f64 + 1.0).recip() + &m.row(1)).mapv(|t| t.sin());
-            q.row_mut(i).assign(&prev);
-        }
-        (&q * &q).sum() + q.column(1).sum()
-    };
+    let arr6 = m
+        .view()
+        .into_shape_with_order(4)
+        .unwrap()
+        .mapv(|t| t.sin())
+        .sum()
+        + (-1.46f64 * -1.46f64 + 1.0).recip();
     0.77f64 * (a).tanh()
         + -1.94f64 * (b).tanh()
         + -1.38f64 * (lse1).tanh()
@@ -8168,12 +8253,9 @@ pub fn p189(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 pub fn p190(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let v1 = a.sin();
-    let arr2 = {
-        let mut q = m.to_owned();
-        let t = &q * a.tanh().exp();
-        q[[0, 1]] = a.tanh().exp() * 2.0;
-        t.mapv(f64::sin).sum() + q.sum()
-    };
+    let arr2 = (&m.row(1) * a.tanh().exp() - &m.column(1))
+        .mapv(f64::sin)
+        .sum();
     0.73f64 * (a).tanh() + 0.57f64 * (b).tanh() + -1.68f64 * (v1).tanh() + -1.04f64 * (arr2).tanh()
 }
 
@@ -8181,10 +8263,7 @@ pub fn p190(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p191(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = (m * m * (x[1] * x[1] + 1.0).cbrt() - m.mapv(|t| t.cos()))
-        .mapv(f64::exp)
-        .mean()
-        .unwrap();
+    let arr1 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * (x[1] * x[1] + 1.0).cbrt();
     let mut pair2 = 0.0;
     for i in 0..n {
         for j in (i + 1)..n {
@@ -8262,12 +8341,13 @@ pub fn p192(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 pub fn p193(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let v1 = ((a * a + 1.0).log(3.0).sin() * (a * a + 1.0).log(3.0).sin() + 1.0).log2();
-    let arr2 = {
-        let mut q = m.to_owned();
-        let t = &q * (v1 * v1 + 1.0).recip();
-        q[[0, 1]] = (v1 * v1 + 1.0).recip() * 2.0;
-        t.mapv(f64::sin).sum() + q.sum()
-    };
+    let arr2 = m
+        .view()
+        .into_shape_with_order(4)
+        .unwrap()
+        .mapv(|t| t.sin())
+        .sum()
+        + (v1 * v1 + 1.0).recip();
     -1.00f64 * (a).tanh() + -1.11f64 * (b).tanh() + 0.24f64 * (v1).tanh() + 1.67f64 * (arr2).tanh()
 }
 
@@ -8300,15 +8380,13 @@ pub fn p194(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         part5 += part5_s[i] * part5_s[1].sin();
     }
     let arr6 = {
-        let mut q = Array2::<f64>::zeros((3, 2));
-        q.row_mut(0)
-            .assign(&(&m.row(1) * (-0.99f64.tanh() * 0.5).cosh()));
-        q.slice_mut(autodiff::ndarray::s![1.., ..])
-            .assign(&m.mapv(|t| t.sin()));
-        q.row_mut(2).assign(&m.row(0));
-        q.column_mut(1)
-            .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
-        (&q * &q).sum()
+        let mut acc = 0.0;
+        for i in 0..2 {
+            let r = m.row(i);
+            let h = r.dot(m).mapv(f64::exp) * (-0.99f64.tanh() * 0.5).cosh();
+            acc += r.dot(&h) + m.dot(&r).mapv(f64::sin).sum();
+        }
+        acc
     };
     0.07f64 * (a).tanh()
         + -0.60f64 * (b).tanh()
@@ -8347,13 +8425,12 @@ pub fn p195(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         lse2 += se.ln() + mx + prev;
     }
-    let arr4 = m
-        .view()
-        .into_shape_with_order(4)
-        .unwrap()
-        .mapv(|t| t.sin())
-        .sum()
-        + (0.94f64 * 0.94f64 + 1.0).recip();
+    let arr4 = {
+        let mut q = m.to_owned();
+        let t = &q * (0.94f64 * 0.94f64 + 1.0).recip();
+        q[[0, 1]] = (0.94f64 * 0.94f64 + 1.0).recip() * 2.0;
+        t.mapv(f64::sin).sum() + q.sum()
+    };
     let mut buf5 = vec![0.0; n];
     for i in 0..n {
         buf5[i] = (b.tanh() * 0.9).atanh().abs();
@@ -8456,9 +8533,15 @@ pub fn p197(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         perm5[n - 1] = first;
     }
-    let arr7 = (&m.row(1) * (x[0].tanh() * 0.5).tan() - &m.column(1))
-        .mapv(f64::sin)
-        .sum();
+    let arr7 = {
+        let mut acc = 0.0;
+        for i in 0..2 {
+            let r = m.row(i);
+            let h = r.dot(m).mapv(f64::exp) * (x[0].tanh() * 0.5).tan();
+            acc += r.dot(&h) + m.dot(&r).mapv(f64::sin).sum();
+        }
+        acc
+    };
     let v8 = 1.61f64;
     let v9 = a;
     0.02f64 * (a).tanh()
@@ -8552,15 +8635,11 @@ pub fn p199(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else {
         ((-0.63f64 - a) * 0.5)
     };
-    let arr7 = {
-        let mut q = Array2::<f64>::zeros((3, 2));
-        q.row_mut(0).assign(&m.row(0));
-        for i in 1..3 {
-            let prev = (&q.row(i - 1) * v3.cos() + &m.row(1)).mapv(|t| t.sin());
-            q.row_mut(i).assign(&prev);
-        }
-        (&q * &q).sum() + q.column(1).sum()
-    };
+    let arr7 = (m + &m.sum_axis(Axis(0)))
+        .mapv(|t| (t * t + 1.0).ln())
+        .mean()
+        .unwrap()
+        * v3.cos();
     let mut acc8 = lse1.abs();
     for i in 0..n {
         acc8 += ((v3 * v3 + 1.0).log10() * (v3 * v3 + 1.0).log10() + 1.0).cbrt();
@@ -8591,11 +8670,18 @@ pub fn p200(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
     }
     let v3 = hist1[1] * hist1[2 * n] + hist1[3 * n - 1] + st2;
-    let arr4 = (m * m * x[2].tanh() - m.mapv(|t| t.cos()))
-        .mapv(f64::exp)
-        .mean()
-        .unwrap();
-    let arr5 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * x[2]));
+    let arr4 = (&m.row(1) * x[2].tanh() - &m.column(1))
+        .mapv(f64::sin)
+        .sum();
+    let arr5 = {
+        let mut q = Array2::<f64>::zeros((2, 2));
+        let mut r = m.row(0).to_owned();
+        for i in 0..2 {
+            r = (&r * x[2] + &m.row(i)).mapv(|t| t.tanh());
+            q.row_mut(i).assign(&r);
+        }
+        (&q * m).sum()
+    };
     0.62f64 * (a).tanh()
         + 1.77f64 * (b).tanh()
         + -1.74f64 * (v3).tanh()
@@ -9033,16 +9119,14 @@ pub fn p211(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let arr1 = {
         let mut q = Array2::<f64>::zeros((3, 2));
-        q.row_mut(0).assign(
-            &(&m.row(1)
+        q.row_mut(0).assign(&m.row(0));
+        for i in 1..3 {
+            let prev = m.dot(&q.row(i - 1)).mapv(f64::tanh)
                 * (((a).tanh() - (a).tanh().stop_gradient()).exp().ln()
-                    + (a).tanh().stop_gradient())),
-        );
-        q.slice_mut(autodiff::ndarray::s![1.., ..])
-            .assign(&m.mapv(|t| t.sin()));
-        q.row_mut(2).assign(&m.row(0));
-        q.column_mut(1)
-            .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
+                    + (a).tanh().stop_gradient())
+                + &q.row(i - 1);
+            q.row_mut(i).assign(&prev);
+        }
         (&q * &q).sum()
     };
     let mut w2 = x[2].asinh().tanh().exp().tanh() + 3.0;
@@ -9285,7 +9369,16 @@ pub fn p217(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p218(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * x[1].tanh().exp2();
+    let arr1 = {
+        let mut q = Array2::<f64>::zeros((3, 2));
+        q.row_mut(0).assign(&(&m.row(1) * x[1].tanh().exp2()));
+        q.slice_mut(autodiff::ndarray::s![1.., ..])
+            .assign(&m.mapv(|t| t.sin()));
+        q.row_mut(2).assign(&m.row(0));
+        q.column_mut(1)
+            .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
+        (&q * &q).sum()
+    };
     let v2 = (0.46f64 * 0.46f64 + 1.0).log10();
     let part3_s = &x[1..3];
     let mut part3 = arr1;
@@ -9496,17 +9589,11 @@ pub fn p224(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else if x[2] <= -0.86f64 {
         m4 = m4 * 0.5;
     }
-    let arr5 = {
-        let mut q = Array2::<f64>::zeros((3, 2));
-        q.row_mut(0).assign(&m.row(0));
-        for i in 1..3 {
-            let prev = (&q.row(i - 1) * (((-0.98f64).tanh() * 3.0).signum() * 0.25 + x[2])
-                + &m.row(1))
-                .mapv(|t| t.sin());
-            q.row_mut(i).assign(&prev);
-        }
-        (&q * &q).sum() + q.column(1).sum()
-    };
+    let arr5 = (&m.slice(autodiff::ndarray::s![.., 1..])
+        * (((-0.98f64).tanh() * 3.0).signum() * 0.25 + x[2])
+        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+        .mapv(|t| t.sin())
+        .sum();
     let v6 = x[3].mul_add(
         ((arr5 / (x[2] * x[2] + 1.0)) * (arr5 / (x[2] * x[2] + 1.0)) + 0.5).sqrt(),
         (v3 * v3).ln_1p().atan2(smooth(m4) * smooth(m4) + 0.5),
@@ -9654,10 +9741,7 @@ pub fn p228(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p229(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = (&m.column(0).insert_axis(Axis(1)) * m)
-        .mapv(|t| (t * t + 1.0).ln())
-        .sum()
-        * x[0].atan();
+    let arr1 = (m * x[0].atan() + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
     let v2 = (0.93f64 * 0.93f64 + 1.0).recip();
     0.38f64 * (a).tanh() + -1.08f64 * (b).tanh() + -1.71f64 * (arr1).tanh() + 0.25f64 * (v2).tanh()
 }
@@ -9790,19 +9874,15 @@ pub fn p232(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         perm1[n - 1] = first;
     }
-    let arr3 = m
-        .view()
-        .into_shape_with_order(4)
-        .unwrap()
-        .mapv(|t| t.sin())
-        .sum()
-        + b;
+    let arr3 = (m.to_owned().reversed_axes() * b + &m.view())
+        .mapv(|t| t.tanh())
+        .sum();
     let v4 = (((0.15f64 / (-1.97f64 * -1.97f64 + 1.0)).tanh() * 0.9).atanh()
         * ((0.15f64 / (-1.97f64 * -1.97f64 + 1.0)).tanh() * 0.9).atanh()
         + 1.0)
         .cbrt();
-    let arr5 = (m * rot2.clamp(-1.0, 1.0) + &m.t().dot(m))
-        .mapv(|t| t.tanh())
+    let arr5 = (&m.row(1) * rot2.clamp(-1.0, 1.0) - &m.column(1))
+        .mapv(f64::sin)
         .sum();
     let mut w6 = a.tanh() + 3.0;
     let mut steps = 0;
@@ -9958,16 +10038,7 @@ pub fn p236(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p237(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = {
-        let mut q = Array2::<f64>::zeros((3, 2));
-        q.row_mut(0).assign(&(&m.row(1) * a));
-        q.slice_mut(autodiff::ndarray::s![1.., ..])
-            .assign(&m.mapv(|t| t.sin()));
-        q.row_mut(2).assign(&m.row(0));
-        q.column_mut(1)
-            .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
-        (&q * &q).sum()
-    };
+    let arr1 = (&m.row(1) * a - &m.column(1)).mapv(f64::sin).sum();
     let mut buf2 = vec![0.0; n];
     for i in 0..n {
         buf2[i] = x[(i + 1) % n];
@@ -10067,7 +10138,10 @@ pub fn p240(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         buf2[i] = (old * buf2[i - 1]).sin() + old;
     }
     let v3 = buf2[0] + 0.5 * buf2[1];
-    let arr4 = (m * b + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
+    let arr4 = (&m.column(0).insert_axis(Axis(1)) * m)
+        .mapv(|t| (t * t + 1.0).ln())
+        .sum()
+        * b;
     let mut m5 = a;
     if autodiff::ops::sigmoid(v3) > -1.59f64 {
         m5 += f64::sin(v1.sin());
@@ -10105,9 +10179,7 @@ pub fn p241(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p242(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = (m.to_owned().reversed_axes() * b + &m.view())
-        .mapv(|t| t.tanh())
-        .sum();
+    let arr1 = (m * b + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
     let mut acc2 = (b * b + 1.0).log(3.0);
     for i in 0..n {
         acc2 += ((b * b + 0.5).sqrt().tanh() * 0.9).atanh();
@@ -10150,9 +10222,15 @@ pub fn p243(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             acc1 = acc1 * 0.9 + (a.tanh() * 0.9).atanh();
         }
     }
-    let arr2 = (&m.row(1) * -1.29f64.sin() - &m.column(1))
-        .mapv(f64::sin)
-        .sum();
+    let arr2 = {
+        let mut q = Array2::<f64>::zeros((2, 2));
+        let mut r = m.row(0).to_owned();
+        for i in 0..2 {
+            r = (&r * -1.29f64.sin() + &m.row(i)).mapv(|t| t.tanh());
+            q.row_mut(i).assign(&r);
+        }
+        (&q * m).sum()
+    };
     let mut perm3 = vec![0usize; n];
     for i in 0..n {
         perm3[i] = (i + 1) % n;
@@ -10223,10 +10301,10 @@ pub fn p244(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         let mut q = Array2::<f64>::zeros((3, 2));
         q.row_mut(0).assign(&m.row(0));
         for i in 1..3 {
-            let prev = (&q.row(i - 1) * x[1].asinh() + &m.row(1)).mapv(|t| t.sin());
+            let prev = m.dot(&q.row(i - 1)).mapv(f64::tanh) * x[1].asinh() + &q.row(i - 1);
             q.row_mut(i).assign(&prev);
         }
-        (&q * &q).sum() + q.column(1).sum()
+        (&q * &q).sum()
     };
     let mut acc3 = (b * b + 0.5).sqrt();
     for i in 0..n {
@@ -10267,10 +10345,9 @@ pub fn p245(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else {
         (v3.tanh() * 0.9).acos().hypot(v2)
     };
-    let arr5 = (m * m * -1.79f64.sin() - m.mapv(|t| t.cos()))
-        .mapv(f64::exp)
-        .mean()
-        .unwrap();
+    let arr5 = (m.to_owned().reversed_axes() * -1.79f64.sin() + &m.view())
+        .mapv(|t| t.tanh())
+        .sum();
     let v6 = x[0];
     let mut pair7 = 0.0;
     for i in 0..n {
@@ -10431,7 +10508,7 @@ pub fn p248(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p249(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * a.min(x[0]);
+    let arr1 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * a.min(x[0]);
     let mut acc2 = (a * a + 1.0).recip();
     for i in 0..n {
         acc2 += (-((a.tanh() * 0.5).sinh()));
@@ -10508,10 +10585,7 @@ pub fn p250(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             acc4 = acc4 * 0.9 + (((1.02f64).tanh() * 3.0).floor() * 0.25 + 1.75f64);
         }
     }
-    let arr5 = (m * m * helpers::soft(rot3, 0.3) - m.mapv(|t| t.cos()))
-        .mapv(f64::exp)
-        .mean()
-        .unwrap();
+    let arr5 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * helpers::soft(rot3, 0.3);
     let mut perm6 = vec![0usize; n];
     for i in 0..n {
         perm6[i] = (i + 3) % n;
@@ -10704,8 +10778,12 @@ pub fn p254(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else if a.atan() >= -1.56f64 {
         m4 = m4 * 0.5;
     }
-    let arr5 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum()
-        * (((x[2]).tanh() * 3.0).ceil() * 0.25 + -1.07f64);
+    let arr5 = {
+        let mut q = m.to_owned();
+        let t = &q * (((x[2]).tanh() * 3.0).ceil() * 0.25 + -1.07f64);
+        q[[0, 1]] = (((x[2]).tanh() * 3.0).ceil() * 0.25 + -1.07f64) * 2.0;
+        t.mapv(f64::sin).sum() + q.sum()
+    };
     let part6_s = &x[1..=2];
     let mut part6 = (-1.24f64 * -1.24f64 + 1.0).powf(x[0].tanh());
     for i in 0..part6_s.len() {
@@ -10753,12 +10831,7 @@ pub fn p255(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         buf3[i] = (old * buf3[i - 1]).sin() + old;
     }
     let v4 = buf3[3] * buf3[0];
-    let arr5 = {
-        let mut q = m.to_owned();
-        let t = &q * x[1];
-        q[[0, 1]] = x[1] * 2.0;
-        t.mapv(f64::sin).sum() + q.sum()
-    };
+    let arr5 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * x[1];
     let mut pair6 = 0.0;
     for i in 0..n {
         for j in (i + 1)..n {
@@ -10784,10 +10857,15 @@ pub fn p256(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else {
         ((b * b + 1.0).cbrt() * (b * b + 1.0).cbrt() + 1.5).acosh()
     };
-    let arr2 = (&m.column(0).insert_axis(Axis(1)) * m)
-        .mapv(|t| (t * t + 1.0).ln())
-        .sum()
-        * (-0.49f64 * -0.49f64 + 1.5).acosh();
+    let arr2 = {
+        let mut acc = 0.0;
+        for i in 0..2 {
+            let r = m.row(i);
+            let h = r.dot(m).mapv(f64::exp) * (-0.49f64 * -0.49f64 + 1.5).acosh();
+            acc += r.dot(&h) + m.dot(&r).mapv(f64::sin).sum();
+        }
+        acc
+    };
     let v3 = if (arr2.tanh() * 0.9).atanh() < -1.63f64 {
         1.64f64
     } else {
@@ -10876,10 +10954,13 @@ pub fn p258(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         * (0.59f64.tanh().exp() * 0.59f64.tanh().exp() + 1.0).ln()
         + 1.0)
         .cbrt();
-    let arr2 = (&m.slice(autodiff::ndarray::s![.., 1..]) * b.asinh()
-        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+    let arr2 = m
+        .view()
+        .into_shape_with_order(4)
+        .unwrap()
         .mapv(|t| t.sin())
-        .sum();
+        .sum()
+        + b.asinh();
     let v3 = b;
     let v4 = ((v1 * 0.5) * (v1 * 0.5) + 1.0).log10().tanh().exp();
     let v5 = -1.44f64;
@@ -10924,13 +11005,10 @@ pub fn p260(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
     }
     let arr2 = {
-        let mut q = Array2::<f64>::zeros((2, 2));
-        let mut r = m.row(0).to_owned();
-        for i in 0..2 {
-            r = (&r * (-1.48f64 * -1.48f64 + 1.0).log2() + &m.row(i)).mapv(|t| t.tanh());
-            q.row_mut(i).assign(&r);
-        }
-        (&q * m).sum()
+        let mut q = m.to_owned();
+        let t = &q * (-1.48f64 * -1.48f64 + 1.0).log2();
+        q[[0, 1]] = (-1.48f64 * -1.48f64 + 1.0).log2() * 2.0;
+        t.mapv(f64::sin).sum() + q.sum()
     };
     let mut acc3 = (arr2.tanh() * 0.9).atanh();
     for i in 0..n {
@@ -11064,14 +11142,13 @@ pub fn p262(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p263(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = (&m.slice(autodiff::ndarray::s![.., 1..]) * (a * a + 1.0).powf(x[2].tanh())
-        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
-        .mapv(|t| t.sin())
-        .sum();
-    let arr2 = (&m.slice(autodiff::ndarray::s![.., 1..]) * (-1.83f64.tanh() * 0.5).tan()
-        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
-        .mapv(|t| t.sin())
-        .sum();
+    let arr1 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * (a * a + 1.0).powf(x[2].tanh());
+    let arr2 = {
+        let mut q = m.to_owned();
+        let t = &q * (-1.83f64.tanh() * 0.5).tan();
+        q[[0, 1]] = (-1.83f64.tanh() * 0.5).tan() * 2.0;
+        t.mapv(f64::sin).sum() + q.sum()
+    };
     let v3 = if (((x[3]).tanh() - (-0.57f64).tanh().stop_gradient())
         .exp()
         .ln()
@@ -11088,8 +11165,8 @@ pub fn p263(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         w4 = w4 * 0.6 + 0.05 * a.tanh();
         steps += 1;
     }
-    let arr5 = (&m.row(1) * f64::sin(0.24f64) - &m.column(1))
-        .mapv(f64::sin)
+    let arr5 = (m.to_owned().reversed_axes() * f64::sin(0.24f64) + &m.view())
+        .mapv(|t| t.tanh())
         .sum();
     let part6_s = &x[0..=2];
     let mut part6 = v3.tanh().exp();
@@ -11226,9 +11303,17 @@ pub fn p266(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         perm3[n - 1] = first;
     }
     let v5 = (a * 0.5).min((x[0] - a));
-    let arr6 = (m.to_owned().reversed_axes() * (x[0] * x[0] + 1.0).cbrt() + &m.view())
-        .mapv(|t| t.tanh())
-        .sum();
+    let arr6 = {
+        let mut q = Array2::<f64>::zeros((3, 2));
+        q.row_mut(0)
+            .assign(&(&m.row(1) * (x[0] * x[0] + 1.0).cbrt()));
+        q.slice_mut(autodiff::ndarray::s![1.., ..])
+            .assign(&m.mapv(|t| t.sin()));
+        q.row_mut(2).assign(&m.row(0));
+        q.column_mut(1)
+            .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
+        (&q * &q).sum()
+    };
     0.51f64 * (a).tanh()
         + 0.19f64 * (b).tanh()
         + -0.86f64 * (w1).tanh()
@@ -11310,9 +11395,11 @@ pub fn p269(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         perm2[n - 1] = first;
     }
-    let arr4 = (m.to_owned().reversed_axes() * (x[3].tanh() * 0.9).atanh() + &m.view())
-        .mapv(|t| t.tanh())
-        .sum();
+    let arr4 = (m + &m.sum_axis(Axis(0)))
+        .mapv(|t| (t * t + 1.0).ln())
+        .mean()
+        .unwrap()
+        * (x[3].tanh() * 0.9).atanh();
     let v5 = ((acc1 * acc1 + 1.0).log2() * (acc1 * acc1 + 1.0).log2() + 1.0).log2();
     1.56f64 * (a).tanh()
         + 0.03f64 * (b).tanh()
@@ -11541,8 +11628,18 @@ pub fn p274(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         w1 = w1 * 0.6 + 0.05 * (-0.25f64 * -0.25f64 + 1.0).recip().tanh();
         steps += 1;
     }
-    let arr2 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum()
-        * (((1.14f64).tanh() - (a).tanh().stop_gradient()).exp().ln() + (a).tanh().stop_gradient());
+    let arr2 = {
+        let mut q = Array2::<f64>::zeros((3, 2));
+        q.row_mut(0).assign(&m.row(0));
+        for i in 1..3 {
+            let prev = m.dot(&q.row(i - 1)).mapv(f64::tanh)
+                * (((1.14f64).tanh() - (a).tanh().stop_gradient()).exp().ln()
+                    + (a).tanh().stop_gradient())
+                + &q.row(i - 1);
+            q.row_mut(i).assign(&prev);
+        }
+        (&q * &q).sum()
+    };
     let mut buf3 = vec![0.0; n];
     for i in 0..n {
         buf3[i] = w1;
@@ -11570,15 +11667,7 @@ pub fn p274(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p275(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = {
-        let mut q = Array2::<f64>::zeros((2, 2));
-        let mut r = m.row(0).to_owned();
-        for i in 0..2 {
-            r = (&r * f64::sin(b) + &m.row(i)).mapv(|t| t.tanh());
-            q.row_mut(i).assign(&r);
-        }
-        (&q * m).sum()
-    };
+    let arr1 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * f64::sin(b)));
     let part2_s = &x[0..=2];
     let mut part2 = b.tanh().exp();
     for i in 0..part2_s.len() {
@@ -11647,10 +11736,15 @@ pub fn p276(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             acc6 = acc6 * 0.9 + (rot3.tanh() * 0.5).cosh();
         }
     }
-    let arr7 = (m * m * autodiff::ops::sigmoid(b) - m.mapv(|t| t.cos()))
-        .mapv(f64::exp)
-        .mean()
-        .unwrap();
+    let arr7 = {
+        let mut q = Array2::<f64>::zeros((3, 2));
+        q.row_mut(0).assign(&m.row(0));
+        for i in 1..3 {
+            let prev = (&q.row(i - 1) * autodiff::ops::sigmoid(b) + &m.row(1)).mapv(|t| t.sin());
+            q.row_mut(i).assign(&prev);
+        }
+        (&q * &q).sum() + q.column(1).sum()
+    };
     -1.27f64 * (a).tanh()
         + -0.43f64 * (b).tanh()
         + 0.54f64 * (pair1).tanh()
@@ -11709,10 +11803,13 @@ pub fn p278(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     }
     let v4 = hist2[1] * hist2[2 * n] + hist2[3 * n - 1] + st3;
     let arr5 = {
-        let mut q = m.to_owned();
-        let t = &q * part1.min(part1);
-        q[[0, 1]] = part1.min(part1) * 2.0;
-        t.mapv(f64::sin).sum() + q.sum()
+        let mut acc = 0.0;
+        for i in 0..2 {
+            let r = m.row(i);
+            let h = r.dot(m).mapv(f64::exp) * part1.min(part1);
+            acc += r.dot(&h) + m.dot(&r).mapv(f64::sin).sum();
+        }
+        acc
     };
     -1.96f64 * (a).tanh()
         + 0.88f64 * (b).tanh()
@@ -11754,9 +11851,10 @@ pub fn p279(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p280(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = (m * 1.33f64.max(b) + &m.t().dot(m))
-        .mapv(|t| t.tanh())
-        .sum();
+    let arr1 = (m * m * 1.33f64.max(b) - m.mapv(|t| t.cos()))
+        .mapv(f64::exp)
+        .mean()
+        .unwrap();
     let v2 = (smooth(1.52f64) * 1.81f64.sin())
         .mul_add(x[2], (arr1.tanh().exp2() * arr1.tanh().exp2() + 1.0).cbrt());
     -0.62f64 * (a).tanh() + 1.04f64 * (b).tanh() + -0.61f64 * (arr1).tanh() + 1.05f64 * (v2).tanh()
@@ -11782,9 +11880,11 @@ pub fn p281(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         perm1[n - 1] = first;
     }
-    let arr3 = (m.to_owned().reversed_axes() * b + &m.view())
-        .mapv(|t| t.tanh())
-        .sum();
+    let arr3 = (m + &m.sum_axis(Axis(0)))
+        .mapv(|t| (t * t + 1.0).ln())
+        .mean()
+        .unwrap()
+        * b;
     let mut lse4 = rot2.asinh();
     let mut scratch5 = vec![0.0; n];
     for i in 0..n {
@@ -11818,7 +11918,7 @@ pub fn p281(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         perm7[n - 1] = first;
     }
-    let arr9 = (m * lse4 + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
+    let arr9 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * lse4;
     -1.12f64 * (a).tanh()
         + 1.65f64 * (b).tanh()
         + -1.80f64 * (rot2).tanh()
@@ -11906,26 +12006,18 @@ pub fn p283(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         buf3[i] = (-(-1.29f64.atan2(0.28f64 * 0.28f64 + 0.5)));
     }
     let v4 = buf3[3] + 0.5 * buf3[0];
-    let arr5 = (&m.column(0).insert_axis(Axis(1)) * m)
-        .mapv(|t| (t * t + 1.0).ln())
-        .sum()
-        * autodiff::ops::sigmoid(-1.09f64);
+    let arr5 = (&m.row(1) * autodiff::ops::sigmoid(-1.09f64) - &m.column(1))
+        .mapv(f64::sin)
+        .sum();
     let part6_s = &x[1..=2];
     let mut part6 = v4.mul_add(x[0], -0.07f64);
     for i in 0..part6_s.len() {
         part6 += part6_s[i] * part6_s[1].sin();
     }
-    let arr7 = {
-        let mut q = Array2::<f64>::zeros((3, 2));
-        q.row_mut(0)
-            .assign(&(&m.row(1) * (-0.06f64 * -0.06f64 + 0.5).sqrt()));
-        q.slice_mut(autodiff::ndarray::s![1.., ..])
-            .assign(&m.mapv(|t| t.sin()));
-        q.row_mut(2).assign(&m.row(0));
-        q.column_mut(1)
-            .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
-        (&q * &q).sum()
-    };
+    let arr7 = (&m.slice(autodiff::ndarray::s![.., 1..]) * (-0.06f64 * -0.06f64 + 0.5).sqrt()
+        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+        .mapv(|t| t.sin())
+        .sum();
     -0.43f64 * (a).tanh()
         + -1.27f64 * (b).tanh()
         + -0.47f64 * (acc1).tanh()
@@ -11966,7 +12058,16 @@ pub fn p284(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
     }
     let v5 = (-1.94f64 * 0.5).tanh().exp_m1();
-    let arr6 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * autodiff::ops::softplus(acc4);
+    let arr6 = {
+        let mut q = Array2::<f64>::zeros((3, 2));
+        q.row_mut(0).assign(&m.row(0));
+        for i in 1..3 {
+            let prev =
+                (&q.row(i - 1) * autodiff::ops::softplus(acc4) + &m.row(1)).mapv(|t| t.sin());
+            q.row_mut(i).assign(&prev);
+        }
+        (&q * &q).sum() + q.column(1).sum()
+    };
     let mut w7 = smooth((b.tanh() * 0.9).asin()).tanh() + 3.0;
     let mut steps = 0;
     while w7 > 0.5 && steps < 20 {
@@ -12129,7 +12230,15 @@ pub fn p290(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         w1 = w1 * 0.6 + 0.05 * autodiff::ops::sigmoid(x[3]).tanh();
         steps += 1;
     }
-    let arr2 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * 1.28f64));
+    let arr2 = {
+        let mut q = Array2::<f64>::zeros((3, 2));
+        q.row_mut(0).assign(&m.row(0));
+        for i in 1..3 {
+            let prev = (&q.row(i - 1) * 1.28f64 + &m.row(1)).mapv(|t| t.sin());
+            q.row_mut(i).assign(&prev);
+        }
+        (&q * &q).sum() + q.column(1).sum()
+    };
     let mut buf3 = vec![0.0; n];
     for i in 0..n {
         buf3[i] = ((w1.tanh() * 0.5).sinh() * (w1.tanh() * 0.5).sinh() + 1.0).log2();
@@ -12358,13 +12467,15 @@ pub fn p295(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p296(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = m
-        .view()
-        .into_shape_with_order(4)
-        .unwrap()
-        .mapv(|t| t.sin())
-        .sum()
-        + a;
+    let arr1 = {
+        let mut acc = 0.0;
+        for i in 0..2 {
+            let r = m.row(i);
+            let h = r.dot(m).mapv(f64::exp) * a;
+            acc += r.dot(&h) + m.dot(&r).mapv(f64::sin).sum();
+        }
+        acc
+    };
     let mut lse2 = (arr1 * 0.5);
     let mut scratch3 = vec![0.0; 3];
     for i in 0..n {
@@ -12430,9 +12541,15 @@ pub fn p297(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             acc4 = acc4 * 0.9 + a;
         }
     }
-    let arr5 = (m * v3.tanh().exp() + &m.t().dot(m))
-        .mapv(|t| t.tanh())
-        .sum();
+    let arr5 = {
+        let mut q = Array2::<f64>::zeros((3, 2));
+        q.row_mut(0).assign(&m.row(0));
+        for i in 1..3 {
+            let prev = m.dot(&q.row(i - 1)).mapv(f64::tanh) * v3.tanh().exp() + &q.row(i - 1);
+            q.row_mut(i).assign(&prev);
+        }
+        (&q * &q).sum()
+    };
     let v6 = if v3.sin() > -1.70f64 {
         1.87f64
     } else {
@@ -12530,6 +12647,9 @@ mod twin {
     }
     pub fn exp(t: D) -> D {
         t.exp()
+    }
+    pub fn tanh(t: D) -> D {
+        Ext::tanh(t)
     }
     /// The piecewise-constant functions and `stop_gradient`: the value's, with a zero
     /// derivative.
@@ -12754,15 +12874,15 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p3(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = (m * m * (b * b + c(1.5)).acosh() - m.mapv(|t| t.cos()))
-            .mapv(exp)
-            .mean()
-            .unwrap();
+        let arr1 = (&m.row(1) * (b * b + c(1.5)).acosh() - &m.column(1))
+            .mapv(sin)
+            .sum();
         let v2 = (((((arr1 * -c(0.75)).tanh() * c(0.5)).sinh()).tanh() * c(3.0)).floor() * c(0.25)
             + smooth(x[0].mul_add(c(0.37), a)));
-        let arr3 = ops::logsumexp(
-            &(m.dot(&m.column(0)) * (((x[1]).tanh() * c(3.0)).floor() * c(0.25) + arr1)),
-        );
+        let arr3 = (&m.column(0).insert_axis(Axis(1)) * m)
+            .mapv(|t| (t * t + c(1.0)).ln())
+            .sum()
+            * (((x[1]).tanh() * c(3.0)).floor() * c(0.25) + arr1);
         let mut lse4 = (arr3 * arr3).ln_1p();
         let mut scratch5 = vec![c(0.0); n];
         for i in 0..n {
@@ -12925,9 +13045,15 @@ mod twin {
                 pair4 += (d * d + c(0.5)).recip() * (x[(i + 3) % n] * c(0.5));
             }
         }
-        let arr5 = (m.to_owned().reversed_axes() * -c(1.39) + &m.view())
-            .mapv(|t| t.tanh())
-            .sum();
+        let arr5 = {
+            let mut q = Array2::<D>::zeros((3, 2));
+            q.row_mut(0).assign(&m.row(0));
+            for i in 1..3 {
+                let prev = (&q.row(i - 1) * -c(1.39) + &m.row(1)).mapv(|t| t.sin());
+                q.row_mut(i).assign(&prev);
+            }
+            (&q * &q).sum() + q.column(1).sum()
+        };
         let mut pair6 = c(0.0);
         for i in 0..n {
             for j in (i + 1)..n {
@@ -12947,10 +13073,17 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p8(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = (&m.column(0).insert_axis(Axis(1)) * m)
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .sum()
-            * (x[1] * x[1] + c(1.0)).powd(a.tanh());
+        let arr1 = {
+            let mut q = Array2::<D>::zeros((3, 2));
+            q.row_mut(0)
+                .assign(&(&m.row(1) * (x[1] * x[1] + c(1.0)).powd(a.tanh())));
+            q.slice_mut(autodiff::ndarray::s![1.., ..])
+                .assign(&m.mapv(|t| t.sin()));
+            q.row_mut(2).assign(&m.row(0));
+            q.column_mut(1)
+                .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
+            (&q * &q).sum()
+        };
         let part2_s = &x[1..3];
         let mut part2 = x[0];
         for i in 0..part2_s.len() {
@@ -13184,9 +13317,17 @@ mod twin {
             w2 = w2 * c(0.6) + c(0.05) * (c(0.61) * c(0.61) + c(1.0)).log10().tanh();
             steps += 1;
         }
-        let arr3 = (&m.row(1) * (-c(1.77) * -c(1.77) + c(1.0)).recip() - &m.column(1))
-            .mapv(sin)
-            .sum();
+        let arr3 = {
+            let mut q = Array2::<D>::zeros((3, 2));
+            q.row_mut(0)
+                .assign(&(&m.row(1) * (-c(1.77) * -c(1.77) + c(1.0)).recip()));
+            q.slice_mut(autodiff::ndarray::s![1.., ..])
+                .assign(&m.mapv(|t| t.sin()));
+            q.row_mut(2).assign(&m.row(0));
+            q.column_mut(1)
+                .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
+            (&q * &q).sum()
+        };
         let mut perm4 = vec![0usize; n];
         for i in 0..n {
             perm4[i] = (i + 1) % n;
@@ -13261,12 +13402,10 @@ mod twin {
             w3 = w3 * c(0.6) + c(0.05) * (w2 * w2 + c(1.0)).cbrt().tanh();
             steps += 1;
         }
-        let arr4 = {
-            let mut q = m.to_owned();
-            let t = &q * b.powi(2);
-            q[[0, 1]] = b.powi(2) * c(2.0);
-            t.mapv(sin).sum() + q.sum()
-        };
+        let arr4 = (&m.column(0).insert_axis(Axis(1)) * m)
+            .mapv(|t| (t * t + c(1.0)).ln())
+            .sum()
+            * b.powi(2);
         let mut lse5 = w3.tanh().exp();
         let mut scratch6 = vec![c(0.0); 3];
         for i in 0..n {
@@ -13304,9 +13443,7 @@ mod twin {
         let n = x.len();
         let v1 = ((-(a)).asinh() * (-(a)).asinh() + c(1.0)).log2();
         let v2 = a.max(x[3]).cos().tanh().exp();
-        let arr3 = (&m.row(1) * v1.hypot(c(1.92)) - &m.column(1))
-            .mapv(sin)
-            .sum();
+        let arr3 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * v1.hypot(c(1.92));
         let v4 = if arr3.tanh().exp_m1() >= c(1.88) {
             (v1.sin() * v1.sin() + c(1.0)).cbrt()
         } else {
@@ -13360,7 +13497,7 @@ mod twin {
             part6 += part6_s[i] * part6_s[1].sin();
         }
         let arr7 =
-            m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * (-c(0.36) * -c(0.36)).ln_1p();
+            m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * (-c(0.36) * -c(0.36)).ln_1p();
         c(1.43) * (a).tanh()
             + c(1.65) * (b).tanh()
             + -c(0.97) * (lse1).tanh()
@@ -13486,9 +13623,11 @@ mod twin {
             .tanh()
             * c(0.5))
         .tan();
-        let arr5 = (m * (lse2 * lse2 + c(1.0)).cbrt() + &m.t().dot(m))
-            .mapv(|t| t.tanh())
-            .sum();
+        let arr5 = (m + &m.sum_axis(Axis(0)))
+            .mapv(|t| (t * t + c(1.0)).ln())
+            .mean()
+            .unwrap()
+            * (lse2 * lse2 + c(1.0)).cbrt();
         let mut pair6 = c(0.0);
         for i in 0..n {
             for j in (i + 1)..n {
@@ -13524,7 +13663,15 @@ mod twin {
             m4 = m4 * c(0.5);
         }
         let v5 = x[0].tanh().exp2();
-        let arr6 = ops::logsumexp(&(m.dot(&m.column(0)) * (v3.tanh() * c(0.5)).cosh()));
+        let arr6 = {
+            let mut acc = c(0.0);
+            for i in 0..2 {
+                let r = m.row(i);
+                let h = r.dot(m).mapv(exp) * (v3.tanh() * c(0.5)).cosh();
+                acc += r.dot(&h) + m.dot(&r).mapv(sin).sum();
+            }
+            acc
+        };
         let mut buf7 = vec![c(0.0); n];
         for i in 0..n {
             buf7[i] = (((m4.asinh()).tanh() - (b.tanh().exp()).tanh().stop_gradient())
@@ -13771,9 +13918,15 @@ mod twin {
         } else {
             b.abs()
         };
-        let arr2 = (m.to_owned().reversed_axes() * b + &m.view())
-            .mapv(|t| t.tanh())
-            .sum();
+        let arr2 = {
+            let mut q = Array2::<D>::zeros((3, 2));
+            q.row_mut(0).assign(&m.row(0));
+            for i in 1..3 {
+                let prev = m.dot(&q.row(i - 1)).mapv(tanh) * b + &q.row(i - 1);
+                q.row_mut(i).assign(&prev);
+            }
+            (&q * &q).sum()
+        };
         let mut lse3 = arr2.atan2(v1 * v1 + c(0.5));
         let mut scratch4 = vec![c(0.0); n];
         for i in 0..n {
@@ -13931,10 +14084,10 @@ mod twin {
             let mut q = Array2::<D>::zeros((3, 2));
             q.row_mut(0).assign(&m.row(0));
             for i in 1..3 {
-                let prev = (&q.row(i - 1) * b + &m.row(1)).mapv(|t| t.sin());
+                let prev = m.dot(&q.row(i - 1)).mapv(tanh) * b + &q.row(i - 1);
                 q.row_mut(i).assign(&prev);
             }
-            (&q * &q).sum() + q.column(1).sum()
+            (&q * &q).sum()
         };
         let v5 = if a < -c(0.50) {
             (-((x[1].tanh() * c(0.5)).tan()))
@@ -14200,11 +14353,10 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p36(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = (m + &m.sum_axis(Axis(0)))
-            .mapv(|t| (t * t + c(1.0)).ln())
+        let arr1 = (m * m * b.min(-c(1.96)) - m.mapv(|t| t.cos()))
+            .mapv(exp)
             .mean()
-            .unwrap()
-            * b.min(-c(1.96));
+            .unwrap();
         let mut w2 = ((b * b + c(1.0)).log(3.0) - arr1).tanh() + c(3.0);
         let mut steps = 0;
         while w2 > c(0.5) && steps < 20 {
@@ -14265,13 +14417,10 @@ mod twin {
             lse5 += se.ln() + mx;
         }
         let arr7 = {
-            let mut q = Array2::<D>::zeros((2, 2));
-            let mut r = m.row(0).to_owned();
-            for i in 0..2 {
-                r = (&r * x[3].cos() + &m.row(i)).mapv(|t| t.tanh());
-                q.row_mut(i).assign(&r);
-            }
-            (&q * m).sum()
+            let mut q = m.to_owned();
+            let t = &q * x[3].cos();
+            q[[0, 1]] = x[3].cos() * c(2.0);
+            t.mapv(sin).sum() + q.sum()
         };
         c(1.24) * (a).tanh()
             + c(0.38) * (b).tanh()
@@ -14285,11 +14434,15 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p38(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = (m + &m.sum_axis(Axis(0)))
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .mean()
-            .unwrap()
-            * (x[0] * x[0] + c(1.0)).powd(a.tanh());
+        let arr1 = {
+            let mut acc = c(0.0);
+            for i in 0..2 {
+                let r = m.row(i);
+                let h = r.dot(m).mapv(exp) * (x[0] * x[0] + c(1.0)).powd(a.tanh());
+                acc += r.dot(&h) + m.dot(&r).mapv(sin).sum();
+            }
+            acc
+        };
         let mut acc2 = (b * b + c(1.0)).log2();
         for i in 0..n {
             acc2 += arr1;
@@ -14373,9 +14526,8 @@ mod twin {
             }
             lse3 = lse3 * c(0.5) + se.ln() + mx;
         }
-        let arr5 = (&m.row(1) * (-c(1.49) * -c(1.49) + c(1.0)).ln() - &m.column(1))
-            .mapv(sin)
-            .sum();
+        let arr5 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum()
+            * (-c(1.49) * -c(1.49) + c(1.0)).ln();
         let part6_s = &x[1..3];
         let mut part6 = sin(-c(0.55));
         for i in 0..part6_s.len() {
@@ -14545,7 +14697,13 @@ mod twin {
             w1 = w1 * c(0.6) + c(0.05) * sin(c(0.84)).tanh();
             steps += 1;
         }
-        let arr2 = (&m.row(1) * w1 - &m.column(1)).mapv(sin).sum();
+        let arr2 = m
+            .view()
+            .into_shape_with_order(4)
+            .unwrap()
+            .mapv(|t| t.sin())
+            .sum()
+            + w1;
         let mut acc3 = arr2.powi(3);
         for i in 0..n {
             acc3 += (a.tanh().exp().tanh() * c(0.5)).tan();
@@ -14553,7 +14711,7 @@ mod twin {
                 acc3 = acc3 * c(0.9) + ops::sigmoid(b);
             }
         }
-        let arr4 = (&m.row(1) * c(1.27) - &m.column(1)).mapv(sin).sum();
+        let arr4 = ops::logsumexp(&(m.dot(&m.column(0)) * c(1.27)));
         let v5 = arr4;
         c(1.10) * (a).tanh()
             + -c(0.87) * (b).tanh()
@@ -14620,7 +14778,10 @@ mod twin {
             w1 = w1 * c(0.6) + c(0.05) * (a.tanh() * c(0.5)).tan().tanh();
             steps += 1;
         }
-        let arr2 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * (-(a));
+        let arr2 = (m * m * (-(a)) - m.mapv(|t| t.cos()))
+            .mapv(exp)
+            .mean()
+            .unwrap();
         let mut perm3 = vec![0usize; n];
         for i in 0..n {
             perm3[i] = (i + 2) % n;
@@ -15045,13 +15206,7 @@ mod twin {
             }
             perm1[n - 1] = first;
         }
-        let arr3 = m
-            .view()
-            .into_shape_with_order(4)
-            .unwrap()
-            .mapv(|t| t.sin())
-            .sum()
-            + b;
+        let arr3 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * b;
         c(0.68) * (a).tanh()
             + c(0.75) * (b).tanh()
             + -c(0.58) * (rot2).tanh()
@@ -15100,10 +15255,16 @@ mod twin {
             }
             perm1[n - 1] = first;
         }
-        let arr3 = (&m.column(0).insert_axis(Axis(1)) * m)
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .sum()
-            * x[0];
+        let arr3 = {
+            let mut q = Array2::<D>::zeros((3, 2));
+            q.row_mut(0).assign(&(&m.row(1) * x[0]));
+            q.slice_mut(autodiff::ndarray::s![1.., ..])
+                .assign(&m.mapv(|t| t.sin()));
+            q.row_mut(2).assign(&m.row(0));
+            q.column_mut(1)
+                .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
+            (&q * &q).sum()
+        };
         let part4_s = &x[1..=2];
         let mut part4 = rot2.tanh().exp();
         for i in 0..part4_s.len() {
@@ -15117,16 +15278,7 @@ mod twin {
                 .ln()
                 + (-c(1.56) * c(0.5)).tanh().stop_gradient())
         };
-        let arr6 = {
-            let mut q = Array2::<D>::zeros((3, 2));
-            q.row_mut(0).assign(&(&m.row(1) * (part4 * part4).ln_1p()));
-            q.slice_mut(autodiff::ndarray::s![1.., ..])
-                .assign(&m.mapv(|t| t.sin()));
-            q.row_mut(2).assign(&m.row(0));
-            q.column_mut(1)
-                .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
-            (&q * &q).sum()
-        };
+        let arr6 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * (part4 * part4).ln_1p();
         c(1.74) * (a).tanh()
             + -c(0.47) * (b).tanh()
             + -c(1.10) * (rot2).tanh()
@@ -15249,7 +15401,15 @@ mod twin {
         } else if c(1.61).hypot(v1) >= c(0.89) {
             m2 = m2 * c(0.5);
         }
-        let arr3 = (&m.row(1) * -c(1.17) - &m.column(1)).mapv(sin).sum();
+        let arr3 = {
+            let mut q = Array2::<D>::zeros((2, 2));
+            let mut r = m.row(0).to_owned();
+            for i in 0..2 {
+                r = (&r * -c(1.17) + &m.row(i)).mapv(|t| t.tanh());
+                q.row_mut(i).assign(&r);
+            }
+            (&q * m).sum()
+        };
         let mut buf4 = vec![c(0.0); n];
         for i in 0..n {
             buf4[i] = ((m2 * m2 + c(1.0)).ln().tanh() * c(0.9)).acos();
@@ -15405,10 +15565,16 @@ mod twin {
             buf1[i] = (old * buf1[i - 1]).sin() + old;
         }
         let v2 = buf1[3] + c(0.5) * buf1[0];
-        let arr3 = (&m.column(0).insert_axis(Axis(1)) * m)
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .sum()
-            * (x[0] * x[0] + c(1.0)).log(3.0);
+        let arr3 = {
+            let mut q = Array2::<D>::zeros((3, 2));
+            q.row_mut(0).assign(&m.row(0));
+            for i in 1..3 {
+                let prev = m.dot(&q.row(i - 1)).mapv(tanh) * (x[0] * x[0] + c(1.0)).log(3.0)
+                    + &q.row(i - 1);
+                q.row_mut(i).assign(&prev);
+            }
+            (&q * &q).sum()
+        };
         let v4 = x[0].atan();
         let mut pair5 = c(0.0);
         for i in 0..n {
@@ -15417,9 +15583,7 @@ mod twin {
                 pair5 += (d * d + c(0.5)).recip() * (x[i] * x[i] + c(1.0)).powd(-c(1.75).tanh());
             }
         }
-        let arr6 = (m * (c(0.13) * c(0.13) + c(0.5)).sqrt() + &m.t().dot(m))
-            .mapv(|t| t.tanh())
-            .sum();
+        let arr6 = ops::logsumexp(&(m.dot(&m.column(0)) * (c(0.13) * c(0.13) + c(0.5)).sqrt()));
         -c(1.98) * (a).tanh()
             + -c(1.61) * (b).tanh()
             + -c(1.11) * (v2).tanh()
@@ -15538,12 +15702,11 @@ mod twin {
         let n = x.len();
         let arr1 = {
             let mut q = Array2::<D>::zeros((3, 2));
-            q.row_mut(0).assign(&(&m.row(1) * a));
-            q.slice_mut(autodiff::ndarray::s![1.., ..])
-                .assign(&m.mapv(|t| t.sin()));
-            q.row_mut(2).assign(&m.row(0));
-            q.column_mut(1)
-                .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
+            q.row_mut(0).assign(&m.row(0));
+            for i in 1..3 {
+                let prev = m.dot(&q.row(i - 1)).mapv(tanh) * a + &q.row(i - 1);
+                q.row_mut(i).assign(&prev);
+            }
             (&q * &q).sum()
         };
         let mut w2 = ((a * a) * (a * a) + c(1.0)).log(3.0).tanh() + c(3.0);
@@ -15662,7 +15825,9 @@ mod twin {
             }
             lse7 += se.ln() + mx;
         }
-        let arr9 = (&m.row(1) * v3.abs() - &m.column(1)).mapv(sin).sum();
+        let arr9 = (m.to_owned().reversed_axes() * v3.abs() + &m.view())
+            .mapv(|t| t.tanh())
+            .sum();
         let v10 = ops::sigmoid(c(1.18));
         -c(0.22) * (a).tanh()
             + -c(1.73) * (b).tanh()
@@ -15677,8 +15842,16 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p71(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum()
-            * (-c(1.90).tanh() * c(0.9)).atanh();
+        let arr1 = {
+            let mut q = Array2::<D>::zeros((3, 2));
+            q.row_mut(0).assign(&m.row(0));
+            for i in 1..3 {
+                let prev = (&q.row(i - 1) * (-c(1.90).tanh() * c(0.9)).atanh() + &m.row(1))
+                    .mapv(|t| t.sin());
+                q.row_mut(i).assign(&prev);
+            }
+            (&q * &q).sum() + q.column(1).sum()
+        };
         let mut acc2 = b;
         for i in 0..n {
             acc2 += (x[3].mul_add(b, arr1) * x[1]);
@@ -15973,9 +16146,13 @@ mod twin {
         } else if part1.mul_add(v4, part1) >= -c(0.62) {
             m5 = m5 * c(0.5);
         }
-        let arr6 = (m.to_owned().reversed_axes() * x[0] + &m.view())
-            .mapv(|t| t.tanh())
-            .sum();
+        let arr6 = m
+            .view()
+            .into_shape_with_order(4)
+            .unwrap()
+            .mapv(|t| t.sin())
+            .sum()
+            + x[0];
         -c(1.26) * (a).tanh()
             + c(1.63) * (b).tanh()
             + c(1.49) * (part1).tanh()
@@ -16080,10 +16257,14 @@ mod twin {
             ((((v3 * v3 + c(1.0)).log(3.0)).tanh() * c(3.0)).signum() * c(0.25) + m1.tanh()),
         );
         let arr6 = {
-            let mut q = m.to_owned();
-            let t = &q * v5.tanh();
-            q[[0, 1]] = v5.tanh() * c(2.0);
-            t.mapv(sin).sum() + q.sum()
+            let mut q = Array2::<D>::zeros((3, 2));
+            q.row_mut(0).assign(&(&m.row(1) * v5.tanh()));
+            q.slice_mut(autodiff::ndarray::s![1.., ..])
+                .assign(&m.mapv(|t| t.sin()));
+            q.row_mut(2).assign(&m.row(0));
+            q.column_mut(1)
+                .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
+            (&q * &q).sum()
         };
         let mut m7 = ops::sigmoid(v5);
         if x[2].clamp(-c(1.0), c(1.0)) > c(1.68) {
@@ -16242,7 +16423,16 @@ mod twin {
             ((b * b + c(1.0)).powd(a.tanh()) * (b * b + c(1.0)).powd(a.tanh()) + c(1.0)).recip(),
         );
         let v3 = (ops::softplus((part1 * -c(0.31))) - x[0].powi(3));
-        let arr4 = (m * -c(1.78) + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
+        let arr4 = {
+            let mut q = Array2::<D>::zeros((3, 2));
+            q.row_mut(0).assign(&(&m.row(1) * -c(1.78)));
+            q.slice_mut(autodiff::ndarray::s![1.., ..])
+                .assign(&m.mapv(|t| t.sin()));
+            q.row_mut(2).assign(&m.row(0));
+            q.column_mut(1)
+                .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
+            (&q * &q).sum()
+        };
         let mut acc5 = -c(1.46).atan();
         for i in 0..n {
             acc5 += v2.hypot(x[i]).max(arr4);
@@ -16280,16 +16470,9 @@ mod twin {
             buf1[i] = (old * buf1[i - 1]).sin() + old;
         }
         let v2 = buf1[1] * buf1[2];
-        let arr3 = {
-            let mut q = Array2::<D>::zeros((3, 2));
-            q.row_mut(0).assign(&(&m.row(1) * (a * a + c(1.0)).recip()));
-            q.slice_mut(autodiff::ndarray::s![1.., ..])
-                .assign(&m.mapv(|t| t.sin()));
-            q.row_mut(2).assign(&m.row(0));
-            q.column_mut(1)
-                .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
-            (&q * &q).sum()
-        };
+        let arr3 = (m * (a * a + c(1.0)).recip() + &m.t().dot(m))
+            .mapv(|t| t.tanh())
+            .sum();
         -c(0.06) * (a).tanh()
             + -c(1.45) * (b).tanh()
             + -c(0.67) * (v2).tanh()
@@ -16359,9 +16542,17 @@ mod twin {
             buf4[i] = (old * buf4[i - 1]).sin() + old;
         }
         let v5 = buf4[3] + c(0.5) * buf4[0];
-        let arr6 = (&m.row(1) * (v5 * v5 + c(1.0)).cbrt() - &m.column(1))
-            .mapv(sin)
-            .sum();
+        let arr6 = {
+            let mut q = Array2::<D>::zeros((3, 2));
+            q.row_mut(0)
+                .assign(&(&m.row(1) * (v5 * v5 + c(1.0)).cbrt()));
+            q.slice_mut(autodiff::ndarray::s![1.., ..])
+                .assign(&m.mapv(|t| t.sin()));
+            q.row_mut(2).assign(&m.row(0));
+            q.column_mut(1)
+                .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
+            (&q * &q).sum()
+        };
         let mut pair7 = c(0.0);
         for i in 0..n {
             for j in (i + 1)..n {
@@ -16398,7 +16589,10 @@ mod twin {
             }
             lse1 += se.ln() + mx;
         }
-        let arr3 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * b.tanh().exp2();
+        let arr3 = (&m.column(0).insert_axis(Axis(1)) * m)
+            .mapv(|t| (t * t + c(1.0)).ln())
+            .sum()
+            * b.tanh().exp2();
         let mut lse4 = (a * b);
         let mut scratch5 = vec![c(0.0); n * 2];
         for i in 0..n {
@@ -16716,15 +16910,9 @@ mod twin {
         for i in 0..part2_s.len() {
             part2 += part2_s[i] * part2_s[1].sin();
         }
-        let arr3 = {
-            let mut q = Array2::<D>::zeros((3, 2));
-            q.row_mut(0).assign(&m.row(0));
-            for i in 1..3 {
-                let prev = (&q.row(i - 1) * (a * a + c(1.0)).log2() + &m.row(1)).mapv(|t| t.sin());
-                q.row_mut(i).assign(&prev);
-            }
-            (&q * &q).sum() + q.column(1).sum()
-        };
+        let arr3 = (m * (a * a + c(1.0)).log2() + &m.t().dot(m))
+            .mapv(|t| t.tanh())
+            .sum();
         let arr4 = (&m.slice(autodiff::ndarray::s![.., 1..]) * (x[3].tanh() * c(0.5)).cosh()
             + &m.slice(autodiff::ndarray::s![..;-1, 0]))
             .mapv(|t| t.sin())
@@ -16792,7 +16980,15 @@ mod twin {
     pub fn p98(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let v1 = ((a * a + c(1.0)).ln().tanh() * c(0.5)).cosh();
-        let arr2 = ops::logsumexp(&(m.dot(&m.column(0)) * ops::sigmoid(c(1.20))));
+        let arr2 = {
+            let mut q = Array2::<D>::zeros((3, 2));
+            q.row_mut(0).assign(&m.row(0));
+            for i in 1..3 {
+                let prev = m.dot(&q.row(i - 1)).mapv(tanh) * ops::sigmoid(c(1.20)) + &q.row(i - 1);
+                q.row_mut(i).assign(&prev);
+            }
+            (&q * &q).sum()
+        };
         let v3 = (((c(1.91) * c(1.91) + c(1.0)).cbrt() * (c(1.91) * c(1.91) + c(1.0)).cbrt()
             + c(1.5))
         .acosh()
@@ -16863,7 +17059,10 @@ mod twin {
             w3 = w3 * c(0.6) + c(0.05) * (a * a + c(1.0)).log10().tanh();
             steps += 1;
         }
-        let arr4 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * x[1];
+        let arr4 = (&m.column(0).insert_axis(Axis(1)) * m)
+            .mapv(|t| (t * t + c(1.0)).ln())
+            .sum()
+            * x[1];
         let mut buf5 = vec![c(0.0); n];
         for i in 0..n {
             buf5[i] = (a.tanh() * c(0.5)).cosh();
@@ -16956,10 +17155,13 @@ mod twin {
     pub fn p102(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let arr1 = {
-            let mut q = m.to_owned();
-            let t = &q * b.min(b);
-            q[[0, 1]] = b.min(b) * c(2.0);
-            t.mapv(sin).sum() + q.sum()
+            let mut q = Array2::<D>::zeros((3, 2));
+            q.row_mut(0).assign(&m.row(0));
+            for i in 1..3 {
+                let prev = m.dot(&q.row(i - 1)).mapv(tanh) * b.min(b) + &q.row(i - 1);
+                q.row_mut(i).assign(&prev);
+            }
+            (&q * &q).sum()
         };
         let mut perm2 = vec![0usize; n];
         for i in 0..n {
@@ -17089,12 +17291,13 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p105(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = {
-            let mut q = m.to_owned();
-            let t = &q * (-c(1.00) / (a * a + c(1.0)));
-            q[[0, 1]] = (-c(1.00) / (a * a + c(1.0))) * c(2.0);
-            t.mapv(sin).sum() + q.sum()
-        };
+        let arr1 = m
+            .view()
+            .into_shape_with_order(4)
+            .unwrap()
+            .mapv(|t| t.sin())
+            .sum()
+            + (-c(1.00) / (a * a + c(1.0)));
         let part2_s = &x[0..];
         let mut part2 = ops::softplus(a);
         for i in 0..part2_s.len() {
@@ -17203,9 +17406,11 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p107(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = (m.to_owned().reversed_axes() * b + &m.view())
-            .mapv(|t| t.tanh())
-            .sum();
+        let arr1 = (m + &m.sum_axis(Axis(0)))
+            .mapv(|t| (t * t + c(1.0)).ln())
+            .mean()
+            .unwrap()
+            * b;
         let mut perm2 = vec![0usize; n];
         for i in 0..n {
             perm2[i] = (i + 2) % n;
@@ -17369,9 +17574,17 @@ mod twin {
             }
             perm1[n - 1] = first;
         }
-        let arr3 = (m * (b.tanh() * c(0.9)).atanh() + &m.t().dot(m))
-            .mapv(|t| t.tanh())
-            .sum();
+        let arr3 = {
+            let mut q = Array2::<D>::zeros((3, 2));
+            q.row_mut(0)
+                .assign(&(&m.row(1) * (b.tanh() * c(0.9)).atanh()));
+            q.slice_mut(autodiff::ndarray::s![1.., ..])
+                .assign(&m.mapv(|t| t.sin()));
+            q.row_mut(2).assign(&m.row(0));
+            q.column_mut(1)
+                .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
+            (&q * &q).sum()
+        };
         let mut lse4 = rot2;
         let mut scratch5 = vec![c(0.0); 3];
         for i in 0..n {
@@ -17389,13 +17602,13 @@ mod twin {
             lse4 = lse4 * c(0.5) + se.ln() + mx;
         }
         let arr6 = {
-            let mut q = Array2::<D>::zeros((2, 2));
-            let mut r = m.row(0).to_owned();
+            let mut acc = c(0.0);
             for i in 0..2 {
-                r = (&r * -c(1.01) + &m.row(i)).mapv(|t| t.tanh());
-                q.row_mut(i).assign(&r);
+                let r = m.row(i);
+                let h = r.dot(m).mapv(exp) * -c(1.01);
+                acc += r.dot(&h) + m.dot(&r).mapv(sin).sum();
             }
-            (&q * m).sum()
+            acc
         };
         let mut acc7 = (x[2] * rot2);
         for i in 0..n {
@@ -17497,17 +17710,10 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p114(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = {
-            let mut q = Array2::<D>::zeros((3, 2));
-            q.row_mut(0)
-                .assign(&(&m.row(1) * (-c(0.96).tanh() * c(0.9)).atanh()));
-            q.slice_mut(autodiff::ndarray::s![1.., ..])
-                .assign(&m.mapv(|t| t.sin()));
-            q.row_mut(2).assign(&m.row(0));
-            q.column_mut(1)
-                .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
-            (&q * &q).sum()
-        };
+        let arr1 = (&m.slice(autodiff::ndarray::s![.., 1..]) * (-c(0.96).tanh() * c(0.9)).atanh()
+            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+            .mapv(|t| t.sin())
+            .sum();
         let part2_s = &x[0..2];
         let mut part2 = (a / (b * b + c(1.0)));
         for i in 0..part2_s.len() {
@@ -17869,16 +18075,7 @@ mod twin {
             }
             lse2 = lse2 * c(0.5) + se.ln() + mx;
         }
-        let arr4 = {
-            let mut q = Array2::<D>::zeros((3, 2));
-            q.row_mut(0).assign(&(&m.row(1) * (b * b + c(1.0)).cbrt()));
-            q.slice_mut(autodiff::ndarray::s![1.., ..])
-                .assign(&m.mapv(|t| t.sin()));
-            q.row_mut(2).assign(&m.row(0));
-            q.column_mut(1)
-                .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
-            (&q * &q).sum()
-        };
+        let arr4 = ops::logsumexp(&(m.dot(&m.column(0)) * (b * b + c(1.0)).cbrt()));
         let mut acc5 = ops::sigmoid(x[0]);
         for i in 0..n {
             acc5 += (x[0].abs() * x[0].abs() + c(1.0)).cbrt();
@@ -17983,9 +18180,15 @@ mod twin {
                 pair5 += (d * d + c(0.5)).recip() * -c(0.05).max(-c(0.96));
             }
         }
-        let arr6 = (&m.row(1) * -c(1.92).hypot(pair5) - &m.column(1))
-            .mapv(sin)
-            .sum();
+        let arr6 = {
+            let mut acc = c(0.0);
+            for i in 0..2 {
+                let r = m.row(i);
+                let h = r.dot(m).mapv(exp) * -c(1.92).hypot(pair5);
+                acc += r.dot(&h) + m.dot(&r).mapv(sin).sum();
+            }
+            acc
+        };
         -c(0.57) * (a).tanh()
             + c(0.42) * (b).tanh()
             + -c(0.02) * (v1).tanh()
@@ -18140,7 +18343,9 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p128(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = (&m.row(1) * a - &m.column(1)).mapv(sin).sum();
+        let arr1 = (m.to_owned().reversed_axes() * a + &m.view())
+            .mapv(|t| t.tanh())
+            .sum();
         let v2 = helpers::soft(((c(0.84).tanh() * c(0.9)).asin() + arr1), c(0.3));
         let mut lse3 = smooth(b);
         let mut scratch4 = vec![c(0.0); n];
@@ -18293,13 +18498,10 @@ mod twin {
             }
             perm5[n - 1] = first;
         }
-        let arr7 = m
-            .view()
-            .into_shape_with_order(4)
-            .unwrap()
-            .mapv(|t| t.sin())
-            .sum()
-            + x[1].tanh().exp();
+        let arr7 = (m * m * x[1].tanh().exp() - m.mapv(|t| t.cos()))
+            .mapv(exp)
+            .mean()
+            .unwrap();
         let part8_s = &x[0..2];
         let mut part8 = (x[0] * x[0] + c(1.5)).acosh();
         for i in 0..part8_s.len() {
@@ -18355,9 +18557,15 @@ mod twin {
             }
             lse4 = lse4 * c(0.5) + se.ln() + mx;
         }
-        let arr6 = (m.to_owned().reversed_axes() * part1.tanh().exp() + &m.view())
-            .mapv(|t| t.tanh())
-            .sum();
+        let arr6 = {
+            let mut q = Array2::<D>::zeros((2, 2));
+            let mut r = m.row(0).to_owned();
+            for i in 0..2 {
+                r = (&r * part1.tanh().exp() + &m.row(i)).mapv(|t| t.tanh());
+                q.row_mut(i).assign(&r);
+            }
+            (&q * m).sum()
+        };
         let mut hist7 = vec![c(0.0); 3 * n];
         let mut st8 = b;
         for t in 0..3 {
@@ -18827,15 +19035,7 @@ mod twin {
         for i in 0..part5_s.len() {
             part5 += part5_s[i] * part5_s[1].sin();
         }
-        let arr6 = {
-            let mut q = Array2::<D>::zeros((2, 2));
-            let mut r = m.row(0).to_owned();
-            for i in 0..2 {
-                r = (&r * x[3] + &m.row(i)).mapv(|t| t.tanh());
-                q.row_mut(i).assign(&r);
-            }
-            (&q * m).sum()
-        };
+        let arr6 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * x[3];
         -c(1.16) * (a).tanh()
             + c(0.63) * (b).tanh()
             + -c(0.07) * (m1).tanh()
@@ -18872,10 +19072,17 @@ mod twin {
         } else {
             (rot2.tanh() * c(0.5)).cosh().atan()
         };
-        let arr5 = (m * m * (-c(1.14) / (-c(1.49) * -c(1.49) + c(1.0))) - m.mapv(|t| t.cos()))
-            .mapv(exp)
-            .mean()
-            .unwrap();
+        let arr5 = {
+            let mut q = Array2::<D>::zeros((3, 2));
+            q.row_mut(0).assign(&m.row(0));
+            for i in 1..3 {
+                let prev = m.dot(&q.row(i - 1)).mapv(tanh)
+                    * (-c(1.14) / (-c(1.49) * -c(1.49) + c(1.0)))
+                    + &q.row(i - 1);
+                q.row_mut(i).assign(&prev);
+            }
+            (&q * &q).sum()
+        };
         let mut w6 = ((rot2 * rot2 + c(1.0)).ln().tanh() * c(0.5)).tan().tanh() + c(3.0);
         let mut steps = 0;
         while w6 > c(0.5) && steps < 20 {
@@ -18911,7 +19118,13 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p147(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = ops::logsumexp(&(m.dot(&m.column(0)) * (x[2] * x[0])));
+        let arr1 = m
+            .view()
+            .into_shape_with_order(4)
+            .unwrap()
+            .mapv(|t| t.sin())
+            .sum()
+            + (x[2] * x[0]);
         let mut hist2 = vec![c(0.0); 3 * n];
         let mut st3 = -c(1.37).mul_add(b, b);
         for t in 0..3 {
@@ -18954,11 +19167,15 @@ mod twin {
             perm1[n - 1] = first;
         }
         let v3 = smooth(sin(a).hypot((x[1].tanh() * c(0.5)).sinh()));
-        let arr4 = (&m.slice(autodiff::ndarray::s![.., 1..])
-            * (b / (-c(0.95) * -c(0.95) + c(1.0)))
-            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
-            .mapv(|t| t.sin())
-            .sum();
+        let arr4 = {
+            let mut q = Array2::<D>::zeros((2, 2));
+            let mut r = m.row(0).to_owned();
+            for i in 0..2 {
+                r = (&r * (b / (-c(0.95) * -c(0.95) + c(1.0))) + &m.row(i)).mapv(|t| t.tanh());
+                q.row_mut(i).assign(&r);
+            }
+            (&q * m).sum()
+        };
         -c(0.04) * (a).tanh()
             + c(0.59) * (b).tanh()
             + c(1.00) * (rot2).tanh()
@@ -18976,7 +19193,10 @@ mod twin {
         } else {
             ((a * a + c(1.0)).cbrt() * v1.asinh())
         };
-        let arr4 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * x[1];
+        let arr4 = (m * m * x[1] - m.mapv(|t| t.cos()))
+            .mapv(exp)
+            .mean()
+            .unwrap();
         c(1.20) * (a).tanh()
             + c(1.17) * (b).tanh()
             + -c(0.87) * (v1).tanh()
@@ -19121,19 +19341,18 @@ mod twin {
             }
             lse3 += se.ln() + mx;
         }
-        let arr5 = (&m.slice(autodiff::ndarray::s![.., 1..]) * (b * b + c(1.0)).log10()
-            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+        let arr5 = (m + &m.sum_axis(Axis(0)))
+            .mapv(|t| (t * t + c(1.0)).ln())
+            .mean()
+            .unwrap()
+            * (b * b + c(1.0)).log10();
+        let arr6 = m
+            .view()
+            .into_shape_with_order(4)
+            .unwrap()
             .mapv(|t| t.sin())
-            .sum();
-        let arr6 = {
-            let mut q = Array2::<D>::zeros((3, 2));
-            q.row_mut(0).assign(&m.row(0));
-            for i in 1..3 {
-                let prev = (&q.row(i - 1) * (arr5 * arr5).ln_1p() + &m.row(1)).mapv(|t| t.sin());
-                q.row_mut(i).assign(&prev);
-            }
-            (&q * &q).sum() + q.column(1).sum()
-        };
+            .sum()
+            + (arr5 * arr5).ln_1p();
         let mut acc7 = c(0.76).tanh().exp2();
         for i in 0..n {
             acc7 += (arr6.tanh() * c(0.9)).atanh();
@@ -19208,11 +19427,9 @@ mod twin {
                 pair1 += (d * d + c(0.5)).recip() * a;
             }
         }
-        let arr2 = (m + &m.sum_axis(Axis(0)))
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .mean()
-            .unwrap()
-            * (((-c(0.60)).tanh() * c(3.0)).signum() * c(0.25) + a);
+        let arr2 = ops::logsumexp(
+            &(m.dot(&m.column(0)) * (((-c(0.60)).tanh() * c(3.0)).signum() * c(0.25) + a)),
+        );
         let mut m3 = x[0].cos();
         if b.hypot(pair1) <= -c(1.69) {
             m3 += (c(1.15) * c(1.15) + c(1.0)).powd(arr2.tanh()).tanh().exp2();
@@ -19517,12 +19734,10 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p161(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = {
-            let mut q = m.to_owned();
-            let t = &q * a.cos();
-            q[[0, 1]] = a.cos() * c(2.0);
-            t.mapv(sin).sum() + q.sum()
-        };
+        let arr1 = (&m.slice(autodiff::ndarray::s![.., 1..]) * a.cos()
+            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+            .mapv(|t| t.sin())
+            .sum();
         let v2 = if (a * a).ln_1p() > c(0.04) {
             ((-c(1.74) * c(0.5)) * (-c(1.74) * c(0.5)) + c(1.0)).recip()
         } else {
@@ -19562,16 +19777,7 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p162(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = {
-            let mut q = Array2::<D>::zeros((3, 2));
-            q.row_mut(0).assign(&(&m.row(1) * sin(a)));
-            q.slice_mut(autodiff::ndarray::s![1.., ..])
-                .assign(&m.mapv(|t| t.sin()));
-            q.row_mut(2).assign(&m.row(0));
-            q.column_mut(1)
-                .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
-            (&q * &q).sum()
-        };
+        let arr1 = (m * sin(a) + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
         let mut hist2 = vec![c(0.0); 3 * n];
         let mut st3 = (x[3].tanh() * c(0.9)).asin();
         for t in 0..3 {
@@ -19609,16 +19815,7 @@ mod twin {
         } else if a.abs() >= c(1.07) {
             m1 = m1 * c(0.5);
         }
-        let arr2 = {
-            let mut q = Array2::<D>::zeros((3, 2));
-            q.row_mut(0).assign(&(&m.row(1) * a.cos()));
-            q.slice_mut(autodiff::ndarray::s![1.., ..])
-                .assign(&m.mapv(|t| t.sin()));
-            q.row_mut(2).assign(&m.row(0));
-            q.column_mut(1)
-                .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
-            (&q * &q).sum()
-        };
+        let arr2 = ops::logsumexp(&(m.dot(&m.column(0)) * a.cos()));
         let mut w3 = ((arr2 * arr2 + c(1.0)).cbrt() + (b.tanh() * c(0.9)).atanh()).tanh() + c(3.0);
         let mut steps = 0;
         while w3 > c(0.5) && steps < 20 {
@@ -19690,7 +19887,16 @@ mod twin {
                 acc4 = acc4 * c(0.9) + helpers::soft(acc1, c(0.3));
             }
         }
-        let arr5 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * smooth(acc4);
+        let arr5 = {
+            let mut q = Array2::<D>::zeros((3, 2));
+            q.row_mut(0).assign(&(&m.row(1) * smooth(acc4)));
+            q.slice_mut(autodiff::ndarray::s![1.., ..])
+                .assign(&m.mapv(|t| t.sin()));
+            q.row_mut(2).assign(&m.row(0));
+            q.column_mut(1)
+                .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
+            (&q * &q).sum()
+        };
         c(0.29) * (a).tanh()
             + -c(0.09) * (b).tanh()
             + c(0.80) * (acc1).tanh()
@@ -19749,10 +19955,15 @@ mod twin {
     pub fn p167(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let v1 = (b + a).powi(2).tanh().exp_m1();
-        let arr2 = (&m.column(0).insert_axis(Axis(1)) * m)
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .sum()
-            * (-c(0.26).tanh() * c(0.9)).atanh();
+        let arr2 = {
+            let mut q = Array2::<D>::zeros((2, 2));
+            let mut r = m.row(0).to_owned();
+            for i in 0..2 {
+                r = (&r * (-c(0.26).tanh() * c(0.9)).atanh() + &m.row(i)).mapv(|t| t.tanh());
+                q.row_mut(i).assign(&r);
+            }
+            (&q * m).sum()
+        };
         c(1.44) * (a).tanh()
             + c(1.60) * (b).tanh()
             + c(1.63) * (v1).tanh()
@@ -19855,7 +20066,7 @@ mod twin {
             w5 = w5 * c(0.6) + c(0.05) * helpers::soft(c(0.42), c(0.3)).tanh();
             steps += 1;
         }
-        let arr6 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * x[3];
+        let arr6 = (&m.row(1) * x[3] - &m.column(1)).mapv(sin).sum();
         let mut buf7 = vec![c(0.0); n];
         for i in 0..n {
             buf7[i] = smooth((arr6.tanh() * c(0.5)).sinh());
@@ -19938,14 +20149,16 @@ mod twin {
         for i in 0..part2_s.len() {
             part2 += part2_s[i] * part2_s[1].sin();
         }
-        let arr3 = (m + &m.sum_axis(Axis(0)))
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .mean()
-            .unwrap()
+        let arr3 = (m
+            * m
             * (((c(1.60)).tanh() - (x[0]).tanh().stop_gradient())
                 .exp()
                 .ln()
-                + (x[0]).tanh().stop_gradient());
+                + (x[0]).tanh().stop_gradient())
+            - m.mapv(|t| t.cos()))
+        .mapv(exp)
+        .mean()
+        .unwrap();
         c(0.37) * (a).tanh()
             + c(1.55) * (b).tanh()
             + c(1.52) * (v1).tanh()
@@ -20137,9 +20350,8 @@ mod twin {
                 pair1 += (d * d + c(0.5)).recip() * (b.tanh() * c(0.5)).tan();
             }
         }
-        let arr2 = (&m.slice(autodiff::ndarray::s![.., 1..]) * (-c(0.19) * -c(0.19) + c(1.0)).ln()
-            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
-            .mapv(|t| t.sin())
+        let arr2 = (m * (-c(0.19) * -c(0.19) + c(1.0)).ln() + &m.t().dot(m))
+            .mapv(|t| t.tanh())
             .sum();
         -c(0.13) * (a).tanh()
             + c(1.21) * (b).tanh()
@@ -20271,13 +20483,10 @@ mod twin {
                 .sinh()
                 .mul_add((x[1] * x[1] + c(1.0)).log(3.0), pair5));
         let arr7 = {
-            let mut q = Array2::<D>::zeros((3, 2));
-            q.row_mut(0).assign(&m.row(0));
-            for i in 1..3 {
-                let prev = (&q.row(i - 1) * (-(x[2])) + &m.row(1)).mapv(|t| t.sin());
-                q.row_mut(i).assign(&prev);
-            }
-            (&q * &q).sum() + q.column(1).sum()
+            let mut q = m.to_owned();
+            let t = &q * (-(x[2]));
+            q[[0, 1]] = (-(x[2])) * c(2.0);
+            t.mapv(sin).sum() + q.sum()
         };
         c(0.19) * (a).tanh()
             + -c(1.17) * (b).tanh()
@@ -20418,16 +20627,13 @@ mod twin {
             }
             perm4[n - 1] = first;
         }
-        let arr6 = {
-            let mut q = Array2::<D>::zeros((3, 2));
-            q.row_mut(0).assign(&m.row(0));
-            for i in 1..3 {
-                let prev = (&q.row(i - 1) * (-c(1.46) * -c(1.46) + c(1.0)).recip() + &m.row(1))
-                    .mapv(|t| t.sin());
-                q.row_mut(i).assign(&prev);
-            }
-            (&q * &q).sum() + q.column(1).sum()
-        };
+        let arr6 = m
+            .view()
+            .into_shape_with_order(4)
+            .unwrap()
+            .mapv(|t| t.sin())
+            .sum()
+            + (-c(1.46) * -c(1.46) + c(1.0)).recip();
         c(0.77) * (a).tanh()
             + -c(1.94) * (b).tanh()
             + -c(1.38) * (lse1).tanh()
@@ -20538,12 +20744,7 @@ mod twin {
     pub fn p190(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let v1 = a.sin();
-        let arr2 = {
-            let mut q = m.to_owned();
-            let t = &q * a.tanh().exp();
-            q[[0, 1]] = a.tanh().exp() * c(2.0);
-            t.mapv(sin).sum() + q.sum()
-        };
+        let arr2 = (&m.row(1) * a.tanh().exp() - &m.column(1)).mapv(sin).sum();
         c(0.73) * (a).tanh()
             + c(0.57) * (b).tanh()
             + -c(1.68) * (v1).tanh()
@@ -20553,10 +20754,8 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p191(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = (m * m * (x[1] * x[1] + c(1.0)).cbrt() - m.mapv(|t| t.cos()))
-            .mapv(exp)
-            .mean()
-            .unwrap();
+        let arr1 =
+            m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * (x[1] * x[1] + c(1.0)).cbrt();
         let mut pair2 = c(0.0);
         for i in 0..n {
             for j in (i + 1)..n {
@@ -20633,12 +20832,13 @@ mod twin {
         let n = x.len();
         let v1 =
             ((a * a + c(1.0)).log(3.0).sin() * (a * a + c(1.0)).log(3.0).sin() + c(1.0)).log2();
-        let arr2 = {
-            let mut q = m.to_owned();
-            let t = &q * (v1 * v1 + c(1.0)).recip();
-            q[[0, 1]] = (v1 * v1 + c(1.0)).recip() * c(2.0);
-            t.mapv(sin).sum() + q.sum()
-        };
+        let arr2 = m
+            .view()
+            .into_shape_with_order(4)
+            .unwrap()
+            .mapv(|t| t.sin())
+            .sum()
+            + (v1 * v1 + c(1.0)).recip();
         -c(1.00) * (a).tanh()
             + -c(1.11) * (b).tanh()
             + c(0.24) * (v1).tanh()
@@ -20673,15 +20873,13 @@ mod twin {
             part5 += part5_s[i] * part5_s[1].sin();
         }
         let arr6 = {
-            let mut q = Array2::<D>::zeros((3, 2));
-            q.row_mut(0)
-                .assign(&(&m.row(1) * (-c(0.99).tanh() * c(0.5)).cosh()));
-            q.slice_mut(autodiff::ndarray::s![1.., ..])
-                .assign(&m.mapv(|t| t.sin()));
-            q.row_mut(2).assign(&m.row(0));
-            q.column_mut(1)
-                .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
-            (&q * &q).sum()
+            let mut acc = c(0.0);
+            for i in 0..2 {
+                let r = m.row(i);
+                let h = r.dot(m).mapv(exp) * (-c(0.99).tanh() * c(0.5)).cosh();
+                acc += r.dot(&h) + m.dot(&r).mapv(sin).sum();
+            }
+            acc
         };
         c(0.07) * (a).tanh()
             + -c(0.60) * (b).tanh()
@@ -20719,13 +20917,12 @@ mod twin {
             }
             lse2 += se.ln() + mx + prev;
         }
-        let arr4 = m
-            .view()
-            .into_shape_with_order(4)
-            .unwrap()
-            .mapv(|t| t.sin())
-            .sum()
-            + (c(0.94) * c(0.94) + c(1.0)).recip();
+        let arr4 = {
+            let mut q = m.to_owned();
+            let t = &q * (c(0.94) * c(0.94) + c(1.0)).recip();
+            q[[0, 1]] = (c(0.94) * c(0.94) + c(1.0)).recip() * c(2.0);
+            t.mapv(sin).sum() + q.sum()
+        };
         let mut buf5 = vec![c(0.0); n];
         for i in 0..n {
             buf5[i] = (b.tanh() * c(0.9)).atanh().abs();
@@ -20826,9 +21023,15 @@ mod twin {
             }
             perm5[n - 1] = first;
         }
-        let arr7 = (&m.row(1) * (x[0].tanh() * c(0.5)).tan() - &m.column(1))
-            .mapv(sin)
-            .sum();
+        let arr7 = {
+            let mut acc = c(0.0);
+            for i in 0..2 {
+                let r = m.row(i);
+                let h = r.dot(m).mapv(exp) * (x[0].tanh() * c(0.5)).tan();
+                acc += r.dot(&h) + m.dot(&r).mapv(sin).sum();
+            }
+            acc
+        };
         let v8 = c(1.61);
         let v9 = a;
         c(0.02) * (a).tanh()
@@ -20920,15 +21123,11 @@ mod twin {
         } else {
             ((-c(0.63) - a) * c(0.5))
         };
-        let arr7 = {
-            let mut q = Array2::<D>::zeros((3, 2));
-            q.row_mut(0).assign(&m.row(0));
-            for i in 1..3 {
-                let prev = (&q.row(i - 1) * v3.cos() + &m.row(1)).mapv(|t| t.sin());
-                q.row_mut(i).assign(&prev);
-            }
-            (&q * &q).sum() + q.column(1).sum()
-        };
+        let arr7 = (m + &m.sum_axis(Axis(0)))
+            .mapv(|t| (t * t + c(1.0)).ln())
+            .mean()
+            .unwrap()
+            * v3.cos();
         let mut acc8 = lse1.abs();
         for i in 0..n {
             acc8 += ((v3 * v3 + c(1.0)).log10() * (v3 * v3 + c(1.0)).log10() + c(1.0)).cbrt();
@@ -20958,11 +21157,16 @@ mod twin {
             }
         }
         let v3 = hist1[1] * hist1[2 * n] + hist1[3 * n - 1] + st2;
-        let arr4 = (m * m * x[2].tanh() - m.mapv(|t| t.cos()))
-            .mapv(exp)
-            .mean()
-            .unwrap();
-        let arr5 = ops::logsumexp(&(m.dot(&m.column(0)) * x[2]));
+        let arr4 = (&m.row(1) * x[2].tanh() - &m.column(1)).mapv(sin).sum();
+        let arr5 = {
+            let mut q = Array2::<D>::zeros((2, 2));
+            let mut r = m.row(0).to_owned();
+            for i in 0..2 {
+                r = (&r * x[2] + &m.row(i)).mapv(|t| t.tanh());
+                q.row_mut(i).assign(&r);
+            }
+            (&q * m).sum()
+        };
         c(0.62) * (a).tanh()
             + c(1.77) * (b).tanh()
             + -c(1.74) * (v3).tanh()
@@ -21391,16 +21595,14 @@ mod twin {
         let n = x.len();
         let arr1 = {
             let mut q = Array2::<D>::zeros((3, 2));
-            q.row_mut(0).assign(
-                &(&m.row(1)
+            q.row_mut(0).assign(&m.row(0));
+            for i in 1..3 {
+                let prev = m.dot(&q.row(i - 1)).mapv(tanh)
                     * (((a).tanh() - (a).tanh().stop_gradient()).exp().ln()
-                        + (a).tanh().stop_gradient())),
-            );
-            q.slice_mut(autodiff::ndarray::s![1.., ..])
-                .assign(&m.mapv(|t| t.sin()));
-            q.row_mut(2).assign(&m.row(0));
-            q.column_mut(1)
-                .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
+                        + (a).tanh().stop_gradient())
+                    + &q.row(i - 1);
+                q.row_mut(i).assign(&prev);
+            }
             (&q * &q).sum()
         };
         let mut w2 = x[2].asinh().tanh().exp().tanh() + c(3.0);
@@ -21643,7 +21845,16 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p218(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * x[1].tanh().exp2();
+        let arr1 = {
+            let mut q = Array2::<D>::zeros((3, 2));
+            q.row_mut(0).assign(&(&m.row(1) * x[1].tanh().exp2()));
+            q.slice_mut(autodiff::ndarray::s![1.., ..])
+                .assign(&m.mapv(|t| t.sin()));
+            q.row_mut(2).assign(&m.row(0));
+            q.column_mut(1)
+                .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
+            (&q * &q).sum()
+        };
         let v2 = (c(0.46) * c(0.46) + c(1.0)).log10();
         let part3_s = &x[1..3];
         let mut part3 = arr1;
@@ -21853,18 +22064,11 @@ mod twin {
         } else if x[2] <= -c(0.86) {
             m4 = m4 * c(0.5);
         }
-        let arr5 = {
-            let mut q = Array2::<D>::zeros((3, 2));
-            q.row_mut(0).assign(&m.row(0));
-            for i in 1..3 {
-                let prev = (&q.row(i - 1)
-                    * (((-c(0.98)).tanh() * c(3.0)).signum() * c(0.25) + x[2])
-                    + &m.row(1))
-                    .mapv(|t| t.sin());
-                q.row_mut(i).assign(&prev);
-            }
-            (&q * &q).sum() + q.column(1).sum()
-        };
+        let arr5 = (&m.slice(autodiff::ndarray::s![.., 1..])
+            * (((-c(0.98)).tanh() * c(3.0)).signum() * c(0.25) + x[2])
+            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+            .mapv(|t| t.sin())
+            .sum();
         let v6 = x[3].mul_add(
             ((arr5 / (x[2] * x[2] + c(1.0))) * (arr5 / (x[2] * x[2] + c(1.0))) + c(0.5)).sqrt(),
             (v3 * v3).ln_1p().atan2(smooth(m4) * smooth(m4) + c(0.5)),
@@ -22007,10 +22211,7 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p229(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = (&m.column(0).insert_axis(Axis(1)) * m)
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .sum()
-            * x[0].atan();
+        let arr1 = (m * x[0].atan() + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
         let v2 = (c(0.93) * c(0.93) + c(1.0)).recip();
         c(0.38) * (a).tanh()
             + -c(1.08) * (b).tanh()
@@ -22143,19 +22344,15 @@ mod twin {
             }
             perm1[n - 1] = first;
         }
-        let arr3 = m
-            .view()
-            .into_shape_with_order(4)
-            .unwrap()
-            .mapv(|t| t.sin())
-            .sum()
-            + b;
+        let arr3 = (m.to_owned().reversed_axes() * b + &m.view())
+            .mapv(|t| t.tanh())
+            .sum();
         let v4 = (((c(0.15) / (-c(1.97) * -c(1.97) + c(1.0))).tanh() * c(0.9)).atanh()
             * ((c(0.15) / (-c(1.97) * -c(1.97) + c(1.0))).tanh() * c(0.9)).atanh()
             + c(1.0))
         .cbrt();
-        let arr5 = (m * rot2.clamp(-c(1.0), c(1.0)) + &m.t().dot(m))
-            .mapv(|t| t.tanh())
+        let arr5 = (&m.row(1) * rot2.clamp(-c(1.0), c(1.0)) - &m.column(1))
+            .mapv(sin)
             .sum();
         let mut w6 = a.tanh() + c(3.0);
         let mut steps = 0;
@@ -22316,16 +22513,7 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p237(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = {
-            let mut q = Array2::<D>::zeros((3, 2));
-            q.row_mut(0).assign(&(&m.row(1) * a));
-            q.slice_mut(autodiff::ndarray::s![1.., ..])
-                .assign(&m.mapv(|t| t.sin()));
-            q.row_mut(2).assign(&m.row(0));
-            q.column_mut(1)
-                .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
-            (&q * &q).sum()
-        };
+        let arr1 = (&m.row(1) * a - &m.column(1)).mapv(sin).sum();
         let mut buf2 = vec![c(0.0); n];
         for i in 0..n {
             buf2[i] = x[(i + 1) % n];
@@ -22425,7 +22613,10 @@ mod twin {
             buf2[i] = (old * buf2[i - 1]).sin() + old;
         }
         let v3 = buf2[0] + c(0.5) * buf2[1];
-        let arr4 = (m * b + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
+        let arr4 = (&m.column(0).insert_axis(Axis(1)) * m)
+            .mapv(|t| (t * t + c(1.0)).ln())
+            .sum()
+            * b;
         let mut m5 = a;
         if ops::sigmoid(v3) > -c(1.59) {
             m5 += sin(v1.sin());
@@ -22464,9 +22655,7 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p242(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = (m.to_owned().reversed_axes() * b + &m.view())
-            .mapv(|t| t.tanh())
-            .sum();
+        let arr1 = (m * b + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
         let mut acc2 = (b * b + c(1.0)).log(3.0);
         for i in 0..n {
             acc2 += ((b * b + c(0.5)).sqrt().tanh() * c(0.9)).atanh();
@@ -22508,7 +22697,15 @@ mod twin {
                 acc1 = acc1 * c(0.9) + (a.tanh() * c(0.9)).atanh();
             }
         }
-        let arr2 = (&m.row(1) * -c(1.29).sin() - &m.column(1)).mapv(sin).sum();
+        let arr2 = {
+            let mut q = Array2::<D>::zeros((2, 2));
+            let mut r = m.row(0).to_owned();
+            for i in 0..2 {
+                r = (&r * -c(1.29).sin() + &m.row(i)).mapv(|t| t.tanh());
+                q.row_mut(i).assign(&r);
+            }
+            (&q * m).sum()
+        };
         let mut perm3 = vec![0usize; n];
         for i in 0..n {
             perm3[i] = (i + 1) % n;
@@ -22579,10 +22776,10 @@ mod twin {
             let mut q = Array2::<D>::zeros((3, 2));
             q.row_mut(0).assign(&m.row(0));
             for i in 1..3 {
-                let prev = (&q.row(i - 1) * x[1].asinh() + &m.row(1)).mapv(|t| t.sin());
+                let prev = m.dot(&q.row(i - 1)).mapv(tanh) * x[1].asinh() + &q.row(i - 1);
                 q.row_mut(i).assign(&prev);
             }
-            (&q * &q).sum() + q.column(1).sum()
+            (&q * &q).sum()
         };
         let mut acc3 = (b * b + c(0.5)).sqrt();
         for i in 0..n {
@@ -22622,10 +22819,9 @@ mod twin {
         } else {
             (v3.tanh() * c(0.9)).acos().hypot(v2)
         };
-        let arr5 = (m * m * -c(1.79).sin() - m.mapv(|t| t.cos()))
-            .mapv(exp)
-            .mean()
-            .unwrap();
+        let arr5 = (m.to_owned().reversed_axes() * -c(1.79).sin() + &m.view())
+            .mapv(|t| t.tanh())
+            .sum();
         let v6 = x[0];
         let mut pair7 = c(0.0);
         for i in 0..n {
@@ -22785,7 +22981,7 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p249(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * a.min(x[0]);
+        let arr1 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * a.min(x[0]);
         let mut acc2 = (a * a + c(1.0)).recip();
         for i in 0..n {
             acc2 += (-((a.tanh() * c(0.5)).sinh()));
@@ -22861,10 +23057,8 @@ mod twin {
                 acc4 = acc4 * c(0.9) + (((c(1.02)).tanh() * c(3.0)).floor() * c(0.25) + c(1.75));
             }
         }
-        let arr5 = (m * m * helpers::soft(rot3, c(0.3)) - m.mapv(|t| t.cos()))
-            .mapv(exp)
-            .mean()
-            .unwrap();
+        let arr5 =
+            m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * helpers::soft(rot3, c(0.3));
         let mut perm6 = vec![0usize; n];
         for i in 0..n {
             perm6[i] = (i + 3) % n;
@@ -23056,8 +23250,12 @@ mod twin {
         } else if a.atan() >= -c(1.56) {
             m4 = m4 * c(0.5);
         }
-        let arr5 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum()
-            * (((x[2]).tanh() * c(3.0)).ceil() * c(0.25) + -c(1.07));
+        let arr5 = {
+            let mut q = m.to_owned();
+            let t = &q * (((x[2]).tanh() * c(3.0)).ceil() * c(0.25) + -c(1.07));
+            q[[0, 1]] = (((x[2]).tanh() * c(3.0)).ceil() * c(0.25) + -c(1.07)) * c(2.0);
+            t.mapv(sin).sum() + q.sum()
+        };
         let part6_s = &x[1..=2];
         let mut part6 = (-c(1.24) * -c(1.24) + c(1.0)).powd(x[0].tanh());
         for i in 0..part6_s.len() {
@@ -23104,12 +23302,7 @@ mod twin {
             buf3[i] = (old * buf3[i - 1]).sin() + old;
         }
         let v4 = buf3[3] * buf3[0];
-        let arr5 = {
-            let mut q = m.to_owned();
-            let t = &q * x[1];
-            q[[0, 1]] = x[1] * c(2.0);
-            t.mapv(sin).sum() + q.sum()
-        };
+        let arr5 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * x[1];
         let mut pair6 = c(0.0);
         for i in 0..n {
             for j in (i + 1)..n {
@@ -23134,10 +23327,15 @@ mod twin {
         } else {
             ((b * b + c(1.0)).cbrt() * (b * b + c(1.0)).cbrt() + c(1.5)).acosh()
         };
-        let arr2 = (&m.column(0).insert_axis(Axis(1)) * m)
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .sum()
-            * (-c(0.49) * -c(0.49) + c(1.5)).acosh();
+        let arr2 = {
+            let mut acc = c(0.0);
+            for i in 0..2 {
+                let r = m.row(i);
+                let h = r.dot(m).mapv(exp) * (-c(0.49) * -c(0.49) + c(1.5)).acosh();
+                acc += r.dot(&h) + m.dot(&r).mapv(sin).sum();
+            }
+            acc
+        };
         let v3 = if (arr2.tanh() * c(0.9)).atanh() < -c(1.63) {
             c(1.64)
         } else {
@@ -23226,10 +23424,13 @@ mod twin {
             * (c(0.59).tanh().exp() * c(0.59).tanh().exp() + c(1.0)).ln()
             + c(1.0))
         .cbrt();
-        let arr2 = (&m.slice(autodiff::ndarray::s![.., 1..]) * b.asinh()
-            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+        let arr2 = m
+            .view()
+            .into_shape_with_order(4)
+            .unwrap()
             .mapv(|t| t.sin())
-            .sum();
+            .sum()
+            + b.asinh();
         let v3 = b;
         let v4 = ((v1 * c(0.5)) * (v1 * c(0.5)) + c(1.0))
             .log10()
@@ -23275,13 +23476,10 @@ mod twin {
             }
         }
         let arr2 = {
-            let mut q = Array2::<D>::zeros((2, 2));
-            let mut r = m.row(0).to_owned();
-            for i in 0..2 {
-                r = (&r * (-c(1.48) * -c(1.48) + c(1.0)).log2() + &m.row(i)).mapv(|t| t.tanh());
-                q.row_mut(i).assign(&r);
-            }
-            (&q * m).sum()
+            let mut q = m.to_owned();
+            let t = &q * (-c(1.48) * -c(1.48) + c(1.0)).log2();
+            q[[0, 1]] = (-c(1.48) * -c(1.48) + c(1.0)).log2() * c(2.0);
+            t.mapv(sin).sum() + q.sum()
         };
         let mut acc3 = (arr2.tanh() * c(0.9)).atanh();
         for i in 0..n {
@@ -23413,14 +23611,14 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p263(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = (&m.slice(autodiff::ndarray::s![.., 1..]) * (a * a + c(1.0)).powd(x[2].tanh())
-            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
-            .mapv(|t| t.sin())
-            .sum();
-        let arr2 = (&m.slice(autodiff::ndarray::s![.., 1..]) * (-c(1.83).tanh() * c(0.5)).tan()
-            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
-            .mapv(|t| t.sin())
-            .sum();
+        let arr1 =
+            m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * (a * a + c(1.0)).powd(x[2].tanh());
+        let arr2 = {
+            let mut q = m.to_owned();
+            let t = &q * (-c(1.83).tanh() * c(0.5)).tan();
+            q[[0, 1]] = (-c(1.83).tanh() * c(0.5)).tan() * c(2.0);
+            t.mapv(sin).sum() + q.sum()
+        };
         let v3 = if (((x[3]).tanh() - (-c(0.57)).tanh().stop_gradient())
             .exp()
             .ln()
@@ -23437,7 +23635,9 @@ mod twin {
             w4 = w4 * c(0.6) + c(0.05) * a.tanh();
             steps += 1;
         }
-        let arr5 = (&m.row(1) * sin(c(0.24)) - &m.column(1)).mapv(sin).sum();
+        let arr5 = (m.to_owned().reversed_axes() * sin(c(0.24)) + &m.view())
+            .mapv(|t| t.tanh())
+            .sum();
         let part6_s = &x[0..=2];
         let mut part6 = v3.tanh().exp();
         for i in 0..part6_s.len() {
@@ -23570,9 +23770,17 @@ mod twin {
             perm3[n - 1] = first;
         }
         let v5 = (a * c(0.5)).min((x[0] - a));
-        let arr6 = (m.to_owned().reversed_axes() * (x[0] * x[0] + c(1.0)).cbrt() + &m.view())
-            .mapv(|t| t.tanh())
-            .sum();
+        let arr6 = {
+            let mut q = Array2::<D>::zeros((3, 2));
+            q.row_mut(0)
+                .assign(&(&m.row(1) * (x[0] * x[0] + c(1.0)).cbrt()));
+            q.slice_mut(autodiff::ndarray::s![1.., ..])
+                .assign(&m.mapv(|t| t.sin()));
+            q.row_mut(2).assign(&m.row(0));
+            q.column_mut(1)
+                .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
+            (&q * &q).sum()
+        };
         c(0.51) * (a).tanh()
             + c(0.19) * (b).tanh()
             + -c(0.86) * (w1).tanh()
@@ -23657,9 +23865,11 @@ mod twin {
             }
             perm2[n - 1] = first;
         }
-        let arr4 = (m.to_owned().reversed_axes() * (x[3].tanh() * c(0.9)).atanh() + &m.view())
-            .mapv(|t| t.tanh())
-            .sum();
+        let arr4 = (m + &m.sum_axis(Axis(0)))
+            .mapv(|t| (t * t + c(1.0)).ln())
+            .mean()
+            .unwrap()
+            * (x[3].tanh() * c(0.9)).atanh();
         let v5 = ((acc1 * acc1 + c(1.0)).log2() * (acc1 * acc1 + c(1.0)).log2() + c(1.0)).log2();
         c(1.56) * (a).tanh()
             + c(0.03) * (b).tanh()
@@ -23890,9 +24100,18 @@ mod twin {
             w1 = w1 * c(0.6) + c(0.05) * (-c(0.25) * -c(0.25) + c(1.0)).recip().tanh();
             steps += 1;
         }
-        let arr2 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum()
-            * (((c(1.14)).tanh() - (a).tanh().stop_gradient()).exp().ln()
-                + (a).tanh().stop_gradient());
+        let arr2 = {
+            let mut q = Array2::<D>::zeros((3, 2));
+            q.row_mut(0).assign(&m.row(0));
+            for i in 1..3 {
+                let prev = m.dot(&q.row(i - 1)).mapv(tanh)
+                    * (((c(1.14)).tanh() - (a).tanh().stop_gradient()).exp().ln()
+                        + (a).tanh().stop_gradient())
+                    + &q.row(i - 1);
+                q.row_mut(i).assign(&prev);
+            }
+            (&q * &q).sum()
+        };
         let mut buf3 = vec![c(0.0); n];
         for i in 0..n {
             buf3[i] = w1;
@@ -23919,15 +24138,7 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p275(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = {
-            let mut q = Array2::<D>::zeros((2, 2));
-            let mut r = m.row(0).to_owned();
-            for i in 0..2 {
-                r = (&r * sin(b) + &m.row(i)).mapv(|t| t.tanh());
-                q.row_mut(i).assign(&r);
-            }
-            (&q * m).sum()
-        };
+        let arr1 = ops::logsumexp(&(m.dot(&m.column(0)) * sin(b)));
         let part2_s = &x[0..=2];
         let mut part2 = b.tanh().exp();
         for i in 0..part2_s.len() {
@@ -23999,10 +24210,15 @@ mod twin {
                 acc6 = acc6 * c(0.9) + (rot3.tanh() * c(0.5)).cosh();
             }
         }
-        let arr7 = (m * m * ops::sigmoid(b) - m.mapv(|t| t.cos()))
-            .mapv(exp)
-            .mean()
-            .unwrap();
+        let arr7 = {
+            let mut q = Array2::<D>::zeros((3, 2));
+            q.row_mut(0).assign(&m.row(0));
+            for i in 1..3 {
+                let prev = (&q.row(i - 1) * ops::sigmoid(b) + &m.row(1)).mapv(|t| t.sin());
+                q.row_mut(i).assign(&prev);
+            }
+            (&q * &q).sum() + q.column(1).sum()
+        };
         -c(1.27) * (a).tanh()
             + -c(0.43) * (b).tanh()
             + c(0.54) * (pair1).tanh()
@@ -24062,10 +24278,13 @@ mod twin {
         }
         let v4 = hist2[1] * hist2[2 * n] + hist2[3 * n - 1] + st3;
         let arr5 = {
-            let mut q = m.to_owned();
-            let t = &q * part1.min(part1);
-            q[[0, 1]] = part1.min(part1) * c(2.0);
-            t.mapv(sin).sum() + q.sum()
+            let mut acc = c(0.0);
+            for i in 0..2 {
+                let r = m.row(i);
+                let h = r.dot(m).mapv(exp) * part1.min(part1);
+                acc += r.dot(&h) + m.dot(&r).mapv(sin).sum();
+            }
+            acc
         };
         -c(1.96) * (a).tanh()
             + c(0.88) * (b).tanh()
@@ -24105,9 +24324,10 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p280(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = (m * c(1.33).max(b) + &m.t().dot(m))
-            .mapv(|t| t.tanh())
-            .sum();
+        let arr1 = (m * m * c(1.33).max(b) - m.mapv(|t| t.cos()))
+            .mapv(exp)
+            .mean()
+            .unwrap();
         let v2 = (smooth(c(1.52)) * c(1.81).sin()).mul_add(
             x[2],
             (arr1.tanh().exp2() * arr1.tanh().exp2() + c(1.0)).cbrt(),
@@ -24137,9 +24357,11 @@ mod twin {
             }
             perm1[n - 1] = first;
         }
-        let arr3 = (m.to_owned().reversed_axes() * b + &m.view())
-            .mapv(|t| t.tanh())
-            .sum();
+        let arr3 = (m + &m.sum_axis(Axis(0)))
+            .mapv(|t| (t * t + c(1.0)).ln())
+            .mean()
+            .unwrap()
+            * b;
         let mut lse4 = rot2.asinh();
         let mut scratch5 = vec![c(0.0); n];
         for i in 0..n {
@@ -24174,7 +24396,7 @@ mod twin {
             }
             perm7[n - 1] = first;
         }
-        let arr9 = (m * lse4 + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
+        let arr9 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * lse4;
         -c(1.12) * (a).tanh()
             + c(1.65) * (b).tanh()
             + -c(1.80) * (rot2).tanh()
@@ -24260,26 +24482,19 @@ mod twin {
             buf3[i] = (-(-c(1.29).atan2(c(0.28) * c(0.28) + c(0.5))));
         }
         let v4 = buf3[3] + c(0.5) * buf3[0];
-        let arr5 = (&m.column(0).insert_axis(Axis(1)) * m)
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .sum()
-            * ops::sigmoid(-c(1.09));
+        let arr5 = (&m.row(1) * ops::sigmoid(-c(1.09)) - &m.column(1))
+            .mapv(sin)
+            .sum();
         let part6_s = &x[1..=2];
         let mut part6 = v4.mul_add(x[0], -c(0.07));
         for i in 0..part6_s.len() {
             part6 += part6_s[i] * part6_s[1].sin();
         }
-        let arr7 = {
-            let mut q = Array2::<D>::zeros((3, 2));
-            q.row_mut(0)
-                .assign(&(&m.row(1) * (-c(0.06) * -c(0.06) + c(0.5)).sqrt()));
-            q.slice_mut(autodiff::ndarray::s![1.., ..])
-                .assign(&m.mapv(|t| t.sin()));
-            q.row_mut(2).assign(&m.row(0));
-            q.column_mut(1)
-                .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
-            (&q * &q).sum()
-        };
+        let arr7 = (&m.slice(autodiff::ndarray::s![.., 1..])
+            * (-c(0.06) * -c(0.06) + c(0.5)).sqrt()
+            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+            .mapv(|t| t.sin())
+            .sum();
         -c(0.43) * (a).tanh()
             + -c(1.27) * (b).tanh()
             + -c(0.47) * (acc1).tanh()
@@ -24320,7 +24535,15 @@ mod twin {
             }
         }
         let v5 = (-c(1.94) * c(0.5)).tanh().exp_m1();
-        let arr6 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * ops::softplus(acc4);
+        let arr6 = {
+            let mut q = Array2::<D>::zeros((3, 2));
+            q.row_mut(0).assign(&m.row(0));
+            for i in 1..3 {
+                let prev = (&q.row(i - 1) * ops::softplus(acc4) + &m.row(1)).mapv(|t| t.sin());
+                q.row_mut(i).assign(&prev);
+            }
+            (&q * &q).sum() + q.column(1).sum()
+        };
         let mut w7 = smooth((b.tanh() * c(0.9)).asin()).tanh() + c(3.0);
         let mut steps = 0;
         while w7 > c(0.5) && steps < 20 {
@@ -24481,7 +24704,15 @@ mod twin {
             w1 = w1 * c(0.6) + c(0.05) * ops::sigmoid(x[3]).tanh();
             steps += 1;
         }
-        let arr2 = ops::logsumexp(&(m.dot(&m.column(0)) * c(1.28)));
+        let arr2 = {
+            let mut q = Array2::<D>::zeros((3, 2));
+            q.row_mut(0).assign(&m.row(0));
+            for i in 1..3 {
+                let prev = (&q.row(i - 1) * c(1.28) + &m.row(1)).mapv(|t| t.sin());
+                q.row_mut(i).assign(&prev);
+            }
+            (&q * &q).sum() + q.column(1).sum()
+        };
         let mut buf3 = vec![c(0.0); n];
         for i in 0..n {
             buf3[i] = ((w1.tanh() * c(0.5)).sinh() * (w1.tanh() * c(0.5)).sinh() + c(1.0)).log2();
@@ -24707,13 +24938,15 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p296(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = m
-            .view()
-            .into_shape_with_order(4)
-            .unwrap()
-            .mapv(|t| t.sin())
-            .sum()
-            + a;
+        let arr1 = {
+            let mut acc = c(0.0);
+            for i in 0..2 {
+                let r = m.row(i);
+                let h = r.dot(m).mapv(exp) * a;
+                acc += r.dot(&h) + m.dot(&r).mapv(sin).sum();
+            }
+            acc
+        };
         let mut lse2 = (arr1 * c(0.5));
         let mut scratch3 = vec![c(0.0); 3];
         for i in 0..n {
@@ -24779,9 +25012,15 @@ mod twin {
                 acc4 = acc4 * c(0.9) + a;
             }
         }
-        let arr5 = (m * v3.tanh().exp() + &m.t().dot(m))
-            .mapv(|t| t.tanh())
-            .sum();
+        let arr5 = {
+            let mut q = Array2::<D>::zeros((3, 2));
+            q.row_mut(0).assign(&m.row(0));
+            for i in 1..3 {
+                let prev = m.dot(&q.row(i - 1)).mapv(tanh) * v3.tanh().exp() + &q.row(i - 1);
+                q.row_mut(i).assign(&prev);
+            }
+            (&q * &q).sum()
+        };
         let v6 = if v3.sin() > -c(1.70) {
             c(1.87)
         } else {

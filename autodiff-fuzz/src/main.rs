@@ -261,6 +261,12 @@ impl Gen<'_> {
                     format!("{{ let mut q = Array2::<f64>::zeros((3, 2)); q.row_mut(0).assign(&(&m.row(1) * {s})); q.slice_mut(autodiff::ndarray::s![1.., ..]).assign(&m.mapv(|t| t.sin())); q.row_mut(2).assign(&m.row(0)); q.column_mut(1).assign(&m.column(0).slice(autodiff::ndarray::s![1..2])); (&q * &q).sum() }}"),
                     // A trajectory that reads its last row back before storing the next.
                     format!("{{ let mut q = Array2::<f64>::zeros((3, 2)); q.row_mut(0).assign(&m.row(0)); for i in 1..3 {{ let prev = (&q.row(i - 1) * {s} + &m.row(1)).mapv(|t| t.sin()); q.row_mut(i).assign(&prev); }} (&q * &q).sum() + q.column(1).sum() }}"),
+                    // A sweep: rows stored by the loop's index and read one behind, read in
+                    // place; a matrix-vector product and `tanh` of it recorded.
+                    format!("{{ let mut q = Array2::<f64>::zeros((3, 2)); q.row_mut(0).assign(&m.row(0)); for i in 1..3 {{ let prev = m.dot(&q.row(i - 1)).mapv(f64::tanh) * {s} + &q.row(i - 1); q.row_mut(i).assign(&prev); }} (&q * &q).sum() }}"),
+                    // Products with vectors inside a loop (vector-matrix, vector-vector,
+                    // matrix-vector) and costly maps of arrays, recorded.
+                    format!("{{ let mut acc = 0.0; for i in 0..2 {{ let r = m.row(i); let h = r.dot(m).mapv(f64::exp) * {s}; acc += r.dot(&h) + m.dot(&r).mapv(f64::sin).sum(); }} acc }}"),
                     // A trajectory kept row by row in a loop.
                     format!("{{ let mut q = Array2::<f64>::zeros((2, 2)); let mut r = m.row(0).to_owned(); for i in 0..2 {{ r = (&r * {s} + &m.row(i)).mapv(|t| t.tanh()); q.row_mut(i).assign(&r); }} (&q * m).sum() }}"),
                 ];
@@ -436,6 +442,7 @@ fn dual_twin(body: &str) -> String {
         .replace(".powf(", ".powd(")
         .replace("f64::sin", "sin")
         .replace("f64::exp", "exp")
+        .replace("f64::tanh", "tanh")
         .replace("Array2::<f64>", "Array2::<D>")
         .replace("autodiff::ops::", "ops::");
     // `buf[i] += e` on a non-primitive element borrows `buf` twice: spell it out.
@@ -619,6 +626,9 @@ const TWIN_HEADER: &str = r#"    #![allow(dead_code, unused_parens)]
     }
     pub fn exp(t: D) -> D {
         t.exp()
+    }
+    pub fn tanh(t: D) -> D {
+        Ext::tanh(t)
     }
     /// The piecewise-constant functions and `stop_gradient`: the value's, with a zero
     /// derivative.
