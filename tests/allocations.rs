@@ -161,6 +161,7 @@ fn allocations_of_the_gradients() {
 
     fused_sums_allocate_only_their_gradients();
     sums_pass_their_adjoint_on_without_a_copy();
+    accumulated_sums_allocate_only_the_gradient();
 }
 
 /// A sum of element-wise array operations (`fuse.rs`).
@@ -188,6 +189,43 @@ fn fused_sums_allocate_only_their_gradients() {
     for i in 0..x.len() {
         let c = (x[i] * w[i] - 1.0).cos();
         assert!((gx[i] - c * w[i]).abs() < 1e-15 && (gw[i] - c * x[i]).abs() < 1e-15);
+    }
+}
+
+/// A loop over rows adding a fused sum per row (`reverse.rs` `direct_sums`).
+#[differentiate]
+fn per_row(x: &autodiff::ndarray::Array2<f64>, w: &autodiff::ndarray::Array1<f64>) -> f64 {
+    let mut s = 0.0;
+    for i in 0..x.nrows() {
+        s += (&x.row(i) * w).mapv(f64::tanh).sum();
+    }
+    s
+}
+
+/// The sum's adjoint is known before each row's pass, which adds its derivatives into the
+/// row of `x`'s adjoint and into `w`'s: nothing is allocated per row.
+fn accumulated_sums_allocate_only_the_gradient() {
+    use autodiff::ndarray::{Array1, Array2};
+    let x = Array2::from_shape_fn((40, 10), |(i, j)| {
+        ((i * 7 + j * 3) % 11) as f64 / 11.0 - 0.5
+    });
+    let w = Array1::from_shape_fn(10, |j| j as f64 / 10.0 - 0.4);
+    black_box(per_row_grad(&x, &w));
+    let region = Region::new(GLOBAL);
+    let (gx, gw) = black_box(per_row_grad(black_box(&x), black_box(&w)));
+    assert_eq!(
+        region.change().allocations,
+        2,
+        "a loop of accumulated fused sums allocates only the gradient"
+    );
+    let mut want_w = Array1::<f64>::zeros(10);
+    for ((i, j), &v) in x.indexed_iter() {
+        let s = 1.0 - (v * w[j]).tanh().powi(2);
+        assert!((gx[[i, j]] - s * w[j]).abs() < 1e-15);
+        want_w[j] += s * v;
+    }
+    for j in 0..10 {
+        assert!((gw[j] - want_w[j]).abs() < 1e-13);
     }
 }
 

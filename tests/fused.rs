@@ -304,3 +304,34 @@ fn every_kind_of_input_over_blocks_and_a_tail() {
         "s: {gs} vs {want}"
     );
 }
+
+/// A loop run fused with its reverse that adds fused sums into the value it accumulates
+/// (`s += a - b + c - d * 0.01`, sums and a mean): the adjoint of `a`, `b` and `c` is known
+/// before they run, so their derivatives go straight into the inputs' adjoints
+/// (`__rt::fused_sum_acc`, `fused_mean_acc`): a row (contiguous) and a column (strided) of
+/// matrices, a whole vector, a vector broadcast over a transposed matrix (gathered, then
+/// summed), a constant, over a block of eight and a tail; `d`, scaled, keeps the derivatives
+/// the reverse sweep scales.
+#[differentiate(wrt(x, w, b))]
+fn accumulated(x: &Array2<f64>, w: &Array1<f64>, b: &Array2<f64>, c: &Array1<f64>) -> f64 {
+    let bt = b.t();
+    let mut s = 0.0;
+    for i in 0..x.nrows() {
+        s += (&x.row(i) * w + c).mapv(f64::tanh).sum()
+            - (&b.column(i % 3) * w).mapv(f64::sin).mean().unwrap()
+            + ((&bt * w) * 0.1).mapv(f64::cos).sum()
+            - (x * w).mapv(|v| v * v).sum() * 0.01;
+    }
+    s
+}
+
+#[test]
+fn sums_accumulated_in_fused_loops_match_finite_differences() {
+    let (x, w) = (matrix(7, 11, 41), Array1::from(values(11, 42)));
+    let (b, c) = (matrix(11, 3, 43), Array1::from(values(11, 44)));
+    let (value, (gx, gw, gb)) = accumulated_value_and_grad(&x, &w, &b, &c);
+    assert_eq!(value, accumulated(&x, &w, &b, &c), "value");
+    close("x", &gx, &fd_matrix(|x| accumulated(x, &w, &b, &c), &x));
+    close_vector("w", &gw, |w| accumulated(&x, w, &b, &c), &w);
+    close("b", &gb, &fd_matrix(|b| accumulated(&x, &w, b, &c), &b));
+}

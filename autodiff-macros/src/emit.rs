@@ -721,6 +721,20 @@ impl Forward<'_> {
                         Mode::Sweep | Mode::Plain | Mode::Rerun => {}
                     }
                 }
+                if let (
+                    Op::Fused {
+                        grads: Some((pack, _)),
+                        ..
+                    },
+                    Mode::Sweep,
+                ) = (op, self.mode)
+                {
+                    if let Some(acc) = self.plans.values().find_map(|p| p.direct.get(var)) {
+                        // The derivatives go straight into the inputs' adjoints.
+                        let value = self.fused(op, Some(acc));
+                        return quote!(let (#name, #pack) = (#value, ()););
+                    }
+                }
                 let value = self.op(op);
                 if let Op::Fused {
                     grads: Some((pack, _)),
@@ -941,6 +955,66 @@ impl Forward<'_> {
         out
     }
 
+    /// A fused sum (or mean): its value alone, with its derivatives where the reverse sweep
+    /// scales them (`fused_sum_grad`), or with them added straight into the inputs' adjoints
+    /// (`acc`: their destinations and the sum's adjoint, `fused_sum_acc`).
+    fn fused(&self, op: &Op, acc: Option<&(TokenStream, TokenStream)>) -> TokenStream {
+        let rt = self.rt;
+        let Op::Fused {
+            inputs,
+            function,
+            float,
+            ops,
+            grads,
+            mean,
+        } = op
+        else {
+            unreachable!("a fused sum");
+        };
+        let plain = if *mean { "fused_mean" } else { "fused_sum" };
+        let suffix = if acc.is_some() { "acc" } else { "grad" };
+        let with_grads = Ident::new(&format!("{plain}_{suffix}"), proc_macro2::Span::call_site());
+        let plain = Ident::new(plain, proc_macro2::Span::call_site());
+        let extra = acc.map(|(dests, dy)| quote!(#dests, #dy,));
+        // A loop body whose reverse runs it again computes the value alone.
+        let wanted = grads.is_some() && !matches!(self.mode, Mode::Body | Mode::Plain);
+        let args = inputs.iter().map(|o| {
+            let x = self.operand(o);
+            if wanted && o.var().is_some_and(|v| self.f.vars[v].active) {
+                quote!(&#x)
+            } else {
+                quote!(#rt::Const(&#x))
+            }
+        });
+        let params = function.vars[..inputs.len()].iter().map(|v| &v.name);
+        let floats: Vec<&Ident> = inputs.iter().map(|_| float).collect();
+        if wanted {
+            // The value and its partial derivatives in one pass.
+            let body = closure_gradients(
+                function,
+                float,
+                rt,
+                quote!(1.0 as #float),
+                inputs.len(),
+                true,
+                true,
+            );
+            return quote!(#rt::#with_grads((#(#args,)*), #extra #ops, |(#(#params,)*): (#(#floats,)*)| -> (#float, (#(#floats,)*)) #body));
+        }
+        let plans = Plans::new();
+        let saved = Saved::new();
+        let fwd = Forward {
+            f: function,
+            saved: &saved,
+            rt,
+            plans: &plans,
+            mode: Mode::Sweep,
+        };
+        let body = fwd.block(&function.body);
+        let result = fwd.operand(&function.result);
+        quote!(#rt::#plain((#(#args,)*), #ops, |(#(#params,)*): (#(#floats,)*)| -> #float { #body #result }))
+    }
+
     fn op(&self, op: &Op) -> TokenStream {
         let rt = self.rt;
         match op {
@@ -959,57 +1033,7 @@ impl Forward<'_> {
                 let (b, i) = (self.operand(base), self.operand(index));
                 quote!(#b[#i])
             }
-            Op::Fused {
-                inputs,
-                function,
-                float,
-                ops,
-                grads,
-                mean,
-            } => {
-                let (plain, with_grads) = if *mean {
-                    (quote!(fused_mean), quote!(fused_mean_grad))
-                } else {
-                    (quote!(fused_sum), quote!(fused_sum_grad))
-                };
-                // A loop body whose reverse runs it again computes the value alone.
-                let wanted = grads.is_some() && !matches!(self.mode, Mode::Body | Mode::Plain);
-                let args = inputs.iter().map(|o| {
-                    let x = self.operand(o);
-                    if wanted && o.var().is_some_and(|v| self.f.vars[v].active) {
-                        quote!(&#x)
-                    } else {
-                        quote!(#rt::Const(&#x))
-                    }
-                });
-                let params = function.vars[..inputs.len()].iter().map(|v| &v.name);
-                let floats: Vec<&Ident> = inputs.iter().map(|_| float).collect();
-                if wanted {
-                    // The value and its partial derivatives in one pass.
-                    let body = closure_gradients(
-                        function,
-                        float,
-                        rt,
-                        quote!(1.0 as #float),
-                        inputs.len(),
-                        true,
-                        true,
-                    );
-                    return quote!(#rt::#with_grads((#(#args,)*), #ops, |(#(#params,)*): (#(#floats,)*)| -> (#float, (#(#floats,)*)) #body));
-                }
-                let plans = Plans::new();
-                let saved = Saved::new();
-                let fwd = Forward {
-                    f: function,
-                    saved: &saved,
-                    rt,
-                    plans: &plans,
-                    mode: Mode::Sweep,
-                };
-                let body = fwd.block(&function.body);
-                let result = fwd.operand(&function.result);
-                quote!(#rt::#plain((#(#args,)*), #ops, |(#(#params,)*): (#(#floats,)*)| -> #float { #body #result }))
-            }
+            Op::Fused { .. } => self.fused(op, None),
             Op::Map { recv, func, span } => {
                 let recv = self.operand(recv);
                 let f = match func {

@@ -64,6 +64,9 @@ pub struct Reverse<'a> {
     /// The other operand's first contribution, written once the lending operand's statement
     /// (by its variable) has been reversed.
     pending: Option<(VarId, TokenStream)>,
+    /// Fused sums whose derivatives the forward pass adds into the inputs' adjoints itself
+    /// ([`Reverse::direct_sums`]): their reverse adds nothing.
+    direct: HashSet<VarId>,
 }
 
 /// A view `v = x.row(i)` (a rule whose adjoint adds into part of its operand's, `row_acc`).
@@ -303,6 +306,10 @@ pub struct LoopPlan {
     /// The body's values whose shapes the reverse iteration pops instead of computing the
     /// values again ([`Shaped`]).
     pub shaped: Vec<Shaped>,
+    /// In a loop fused with its reverse, the fused sums whose adjoint is known before they
+    /// run (by the sum's variable): the destinations of their inputs' partial derivatives and
+    /// the sum's adjoint, for `__rt::fused_sum_acc` ([`Reverse::direct_sums`]).
+    pub direct: HashMap<VarId, (TokenStream, TokenStream)>,
 }
 
 /// A value of a loop body whose shape alone the reverse iteration reads (the `init` of an
@@ -381,6 +388,7 @@ impl<'a> Reverse<'a> {
             content_read: BTreeSet::new(),
             lent: lent_sums(f),
             pending: None,
+            direct: HashSet::new(),
             powers: {
                 let mut out = HashMap::new();
                 powers(&f.body, f, &mut out);
@@ -570,6 +578,11 @@ impl<'a> Reverse<'a> {
                 out.extend(quote!(let #d = #zero;));
             }
         }
+        let direct = match active.as_slice() {
+            [c] if Some(c.after) == result => self.direct_sums(l, c, &inner),
+            _ => HashMap::new(),
+        };
+        self.direct.extend(direct.keys().copied());
         let (promotions, windows) = self.promotions(l, &inner);
         for w in &windows {
             for reg in w.regs.iter().flatten() {
@@ -620,7 +633,13 @@ impl<'a> Reverse<'a> {
                 self.mark_used(v);
             }
         }
-        self.plans.insert(l.tape.to_string(), LoopPlan::default());
+        self.plans.insert(
+            l.tape.to_string(),
+            LoopPlan {
+                direct,
+                ..LoopPlan::default()
+            },
+        );
         out.extend(self.declare_invariants(&promotions));
         out.extend(crate::emit::fused_loop(
             self.f,
@@ -634,6 +653,94 @@ impl<'a> Reverse<'a> {
         out.extend(self.flush_invariants(l, &promotions));
         for c in active.iter().filter(|_| handoff) {
             out.extend(self.carry(c.after, &c.init, false));
+        }
+        out
+    }
+
+    /// The fused sums of a loop run fused with its reverse (`fused_loop`) whose adjoint is
+    /// known before they run: the sum flows into the value `c` the loop accumulates through
+    /// `+`, `-` and copies alone (`s += (&x.row(i) * w).mapv(f64::tanh).sum()`), so its
+    /// adjoint is `±` the accumulated value's, the same in every iteration. Each input's
+    /// adjoint must exist before the loop: a differentiated array from outside it
+    /// (`d_w.view_mut()`), or a row or column of one read once (`d_x.row_mut(i)`); constants
+    /// get `__rt::Skip`. The forward pass then adds the partial derivatives, scaled, straight
+    /// into those (`__rt::fused_sum_acc`), as a hand-written loop does, instead of returning
+    /// arrays of them for the reverse to scale and add. By the sum's variable: the
+    /// destinations and the adjoint.
+    fn direct_sums(
+        &mut self,
+        l: &Loop,
+        c: &Carried,
+        inner: &HashSet<VarId>,
+    ) -> HashMap<VarId, (TokenStream, TokenStream)> {
+        let mut out = HashMap::new();
+        let (Some(exit), true) = (c.exit.var(), self.f.vars[c.after].scalar) else {
+            return out;
+        };
+        let d_after = self.f.vars[c.after].adjoint.clone();
+        for s in &l.body.stmts {
+            let Stmt::Let {
+                var,
+                op:
+                    Op::Fused {
+                        inputs,
+                        grads: Some(_),
+                        ..
+                    },
+            } = s
+            else {
+                continue;
+            };
+            let Some(negated) = linear_chain(l, *var, exit) else {
+                continue;
+            };
+            let mut dests = Vec::new();
+            let mut bases = HashSet::new();
+            for input in inputs {
+                let Some(v) = input.var().filter(|&v| self.f.vars[v].active) else {
+                    dests.push(None);
+                    continue;
+                };
+                let dest = if !inner.contains(&v) {
+                    (self.f.arrays.contains(&v) && !self.f.vars[v].scalar)
+                        .then(|| (v, quote!(.view_mut())))
+                } else {
+                    self.views.get(&v).cloned().and_then(|view| {
+                        let method = match view.scatter {
+                            "row_acc" => quote!(row_mut),
+                            "column_acc" => quote!(column_mut),
+                            _ => return None,
+                        };
+                        let [index] = view.ints.as_slice() else {
+                            return None;
+                        };
+                        let index = self.operand(index);
+                        let base = view.base.var()?;
+                        (!inner.contains(&base)).then(|| (base, quote!(.#method(#index))))
+                    })
+                };
+                let Some((base, view)) =
+                    dest.filter(|(b, _)| self.declared.contains(b) && bases.insert(*b))
+                else {
+                    dests.clear();
+                    break;
+                };
+                let d = &self.f.vars[base].adjoint;
+                dests.push(Some(quote!(#d #view)));
+            }
+            if dests.len() != inputs.len() {
+                continue;
+            }
+            let rt = &self.rt;
+            let dests = dests
+                .into_iter()
+                .map(|d| d.unwrap_or_else(|| quote!(#rt::Skip)));
+            let dy = if negated {
+                quote!(-#d_after)
+            } else {
+                quote!(#d_after)
+            };
+            out.insert(*var, (quote!((#(#dests,)*)), dy));
         }
         out
     }
@@ -1190,6 +1297,7 @@ impl<'a> Reverse<'a> {
                 count: counted,
                 exit_afters,
                 reversed: true,
+                direct: HashMap::new(),
                 recorded_at_end: recorded
                     .iter()
                     .copied()
@@ -2080,6 +2188,7 @@ impl<'a> Reverse<'a> {
                     out.extend(self.contribute(recv, c));
                 }
             }
+            Op::Fused { .. } if self.direct.contains(&var) => {}
             Op::Fused {
                 inputs,
                 grads: Some((_, pack)),
@@ -2545,6 +2654,50 @@ pub fn checkpoint_buffers(l: &Loop, enabled: bool) -> Vec<VarId> {
     let mut outer: Vec<VarId> = written.into_iter().filter(|b| !inner.contains(b)).collect();
     outer.sort_unstable();
     outer
+}
+
+/// Whether the value `from` of loop `l`'s body reaches `to` (the value the body leaves for
+/// the next iteration) through top-level `+`, `-`, negations and copies alone, each value on
+/// the way read once and `to` not at all: then `to`'s adjoint reaches `from` unchanged, or
+/// negated (`Some(true)`).
+fn linear_chain(l: &Loop, from: VarId, to: VarId) -> Option<bool> {
+    let mut reads = Vec::new();
+    let mut names = Vec::new();
+    for s in &l.body.stmts {
+        stmt_reads(s, &mut reads, &mut names, true);
+    }
+    for c in &l.carried {
+        reads.extend(c.exit.var());
+    }
+    reads.extend(l.brk.as_ref().and_then(Operand::var));
+    let count = |v: VarId| reads.iter().filter(|r| **r == v).count();
+    let (mut at, mut negated) = (from, false);
+    while at != to {
+        if count(at) != 1 {
+            return None;
+        }
+        let (next, flips) = l.body.stmts.iter().find_map(|s| {
+            let Stmt::Let { var, op } = s else {
+                return None;
+            };
+            match op {
+                Op::Copy(Operand::Var(v)) if *v == at => Some((*var, false)),
+                Op::Prim { rule, args, .. } if args.iter().any(|a| a.var() == Some(at)) => {
+                    match (rule.name, args.as_slice()) {
+                        ("add", _) => Some((*var, false)),
+                        ("sub", [a, _]) => Some((*var, a.var() != Some(at))),
+                        ("neg", _) => Some((*var, true)),
+                        _ => None,
+                    }
+                }
+                _ => None,
+            }
+        })?;
+        negated ^= flips;
+        at = next;
+    }
+    // `to` is read as the iteration's exit alone.
+    (count(to) == 1).then_some(negated)
 }
 
 /// Does `body` read buffer `b`'s contents anywhere (an element, the buffer as a whole, or its

@@ -11,9 +11,17 @@
 //! broadcast along) or, for a scalar, the sum of its partial derivatives. The reverse sweep
 //! only scales them by the sum's adjoint. Inputs whose adjoint is not wanted are passed as
 //! [`Const`] and cost nothing.
+//!
+//! Where the sum's adjoint is known before the pass (a loop run fused with its reverse that
+//! adds the sum into the value it accumulates: `s += (&x.row(i) * w).mapv(f64::tanh).sum()`),
+//! [`fused_sum_acc`] adds each partial derivative, times that adjoint, straight into the
+//! inputs' adjoints ([`Dest`]) in the same pass: no array of derivatives per call, as a
+//! hand-written loop would do it.
 use crate::value::{reduce_to, to_dim, Val};
 use crate::Real;
-use ndarray::{Array, ArrayBase, ArrayD, ArrayView1, Data, Dimension, Ix1, IxDyn};
+use ndarray::{
+    Array, ArrayBase, ArrayD, ArrayView1, ArrayViewMut, ArrayViewMut1, Data, Dimension, Ix1, IxDyn,
+};
 
 /// One input's elements in the order of the common shape.
 pub enum Lane<'a, F> {
@@ -143,6 +151,7 @@ impl<F: Real, S: Data<Elem = F>, D: Dimension> Elements<F> for ArrayBase<S, D> {
     fn element_shape(&self) -> &[usize] {
         self.shape()
     }
+    #[inline(always)]
     fn lane(&self, shape: &[usize]) -> Lane<'_, F> {
         if self.shape() == shape {
             if let Some(s) = self.as_slice() {
@@ -152,14 +161,7 @@ impl<F: Real, S: Data<Elem = F>, D: Dimension> Elements<F> for ArrayBase<S, D> {
                 return Lane::Strided(v);
             }
         }
-        match self.broadcast(IxDyn(shape)) {
-            Some(v) => Lane::Owned(v.iter().copied().collect()),
-            None => panic!(
-                "autodiff: an element-wise operation cannot broadcast an array of shape {:?} to shape {:?}",
-                self.shape(),
-                shape
-            ),
-        }
+        broadcast_lane(self, shape)
     }
     fn partials(&self, len: usize) -> Partials<F> {
         Partials::Each(Vec::with_capacity(len))
@@ -200,9 +202,11 @@ where
     T::Canon: Elements<F>,
 {
     type Adjoint = <T::Canon as Elements<F>>::Adjoint;
+    #[inline(always)]
     fn shape_in(&self) -> &[usize] {
         self.canon().element_shape()
     }
+    #[inline(always)]
     fn lane_in(&self, shape: &[usize]) -> Lane<'_, F> {
         self.canon().lane(shape)
     }
@@ -219,9 +223,11 @@ where
     T::Canon: Elements<F>,
 {
     type Adjoint = ();
+    #[inline(always)]
     fn shape_in(&self) -> &[usize] {
         self.0.canon().element_shape()
     }
+    #[inline(always)]
     fn lane_in(&self, shape: &[usize]) -> Lane<'_, F> {
         self.0.canon().lane(shape)
     }
@@ -229,6 +235,144 @@ where
         Partials::Nothing
     }
     fn finish(&self, _: &[usize], _: Partials<F>) {}
+}
+
+/// Where [`fused_sum_acc`] adds one input's partial derivatives (times the sum's adjoint): a
+/// view of the input's adjoint (`d_w.view_mut()`, `d_x.row_mut(i)`), or [`Skip`] for an input
+/// whose adjoint is not wanted.
+pub trait Dest<'a, F: Real> {
+    /// The destination in the order of the common shape `shape` (of `len` elements).
+    fn lane_mut(self, shape: &[usize], len: usize) -> LaneMut<'a, F>;
+}
+
+/// No destination: the input is a constant.
+pub struct Skip;
+
+impl<'a, F: Real> Dest<'a, F> for Skip {
+    fn lane_mut(self, _: &[usize], _: usize) -> LaneMut<'a, F> {
+        LaneMut::Nothing
+    }
+}
+
+impl<'a, F: Real, D: Dimension> Dest<'a, F> for ArrayViewMut<'a, F, D> {
+    #[inline(always)]
+    fn lane_mut(self, shape: &[usize], len: usize) -> LaneMut<'a, F> {
+        if self.shape() == shape {
+            if self.is_standard_layout() {
+                if let Some(s) = self.into_slice() {
+                    return LaneMut::Slice(s);
+                }
+                unreachable!("a view in standard layout is a slice");
+            }
+            if self.ndim() == 1 {
+                match self.into_dimensionality::<Ix1>() {
+                    Ok(v) => return LaneMut::Strided(v),
+                    Err(e) => unreachable!("a view of one axis: {e}"),
+                }
+            }
+        }
+        // Broadcast, or of the common shape in another order: gathered.
+        gather(self, len)
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn gather<F: Real, D: Dimension>(dest: ArrayViewMut<'_, F, D>, len: usize) -> LaneMut<'_, F> {
+    LaneMut::Gather(Box::new((Vec::with_capacity(len), dest.into_dyn())))
+}
+
+/// An array's elements broadcast to `shape`, copied in its order (or a panic naming both
+/// shapes).
+#[cold]
+#[inline(never)]
+fn broadcast_lane<'a, F: Real, S: Data<Elem = F>, D: Dimension>(
+    a: &'a ArrayBase<S, D>,
+    shape: &[usize],
+) -> Lane<'a, F> {
+    match a.broadcast(IxDyn(shape)) {
+        Some(v) => Lane::Owned(v.iter().copied().collect()),
+        None => panic!(
+            "autodiff: an element-wise operation cannot broadcast an array of shape {:?} to shape {:?}",
+            a.shape(),
+            shape
+        ),
+    }
+}
+
+/// One input's destination in the order of the common shape.
+pub enum LaneMut<'a, F> {
+    /// Contiguous, of the common shape, in standard order.
+    Slice(&'a mut [F]),
+    /// One axis of the common shape with a stride (a column of a matrix).
+    Strided(ArrayViewMut1<'a, F>),
+    /// Anything else (the input was broadcast): the contributions gathered in the common
+    /// shape's order, summed to the input's shape and added at the end (boxed: the lanes
+    /// stay small enough to live in registers on the common paths).
+    Gather(Box<(Vec<F>, ArrayViewMut<'a, F, IxDyn>)>),
+    Nothing,
+}
+
+impl<F: Real> LaneMut<'_, F> {
+    #[inline(always)]
+    fn add(&mut self, i: usize, d: F) {
+        match self {
+            LaneMut::Slice(s) => s[i] += d,
+            LaneMut::Strided(v) => v[i] += d,
+            LaneMut::Gather(g) => g.0.push(d),
+            LaneMut::Nothing => {}
+        }
+    }
+
+    #[inline(always)]
+    fn add_block(&mut self, i: usize, d: &[F; BLOCK]) {
+        match self {
+            LaneMut::Slice(s) => {
+                for (s, d) in s[i..i + BLOCK].iter_mut().zip(d) {
+                    *s += *d;
+                }
+            }
+            LaneMut::Strided(v) => {
+                for (k, d) in d.iter().enumerate() {
+                    v[i + k] += *d;
+                }
+            }
+            LaneMut::Gather(g) => g.0.extend_from_slice(d),
+            LaneMut::Nothing => {}
+        }
+    }
+
+    /// Adds what was gathered, summed over the axes the input was broadcast along.
+    #[inline(always)]
+    fn finish(self, shape: &[usize]) {
+        if let LaneMut::Gather(g) = self {
+            add_gathered(*g, shape);
+        }
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn add_gathered<F: Real>((g, mut dest): (Vec<F>, ArrayViewMut<'_, F, IxDyn>), shape: &[usize]) {
+    let full = match ArrayD::from_shape_vec(IxDyn(shape), g) {
+        Ok(a) => a,
+        Err(e) => panic!("autodiff: fused sum's adjoint of shape {shape:?}: {e}"),
+    };
+    let reduced = reduce_to(full.view(), dest.shape());
+    dest += &reduced;
+}
+
+/// Tuples of inputs with a tuple of [`Dest`]s of the same length.
+pub trait FoldAcc<F: Real, T>: Inputs<F> {
+    /// [`Inputs::fold_grad`] with each partial derivative times `dy` added into its input's
+    /// destination instead of gathered.
+    fn fold_acc(
+        &self,
+        shape: &[usize],
+        dests: T,
+        dy: F,
+        f: impl FnMut(Self::Elems) -> (F, Self::Elems),
+    ) -> F;
 }
 
 /// A shape of up to eight axes kept inline (more go to the heap).
@@ -400,6 +544,46 @@ macro_rules! inputs {
             }
         }
     };
+    (@acc $($t:ident $u:ident $k:tt),*) => {
+        impl<'a, F: Real, $($t: Input<F>, $u: Dest<'a, F>),*> FoldAcc<F, ($($u,)*)> for ($($t,)*) {
+            #[inline(always)]
+            fn fold_acc(
+                &self,
+                shape: &[usize],
+                dests: ($($u,)*),
+                dy: F,
+                f: impl FnMut(Self::Elems) -> (F, Self::Elems),
+            ) -> F {
+                let len = shape.iter().product();
+                let lanes = ($(self.$k.lane_in(shape),)*);
+                let mut state = (f, ($(dests.$k.lane_mut(shape, len),)*));
+                let value = unrolled_sum(
+                    len,
+                    &mut state,
+                    |(f, outs), i| {
+                        let blocks = ($(lanes.$k.block(i),)*);
+                        let mut values = [F::zero(); BLOCK];
+                        let mut ds = ($(inputs!(@zeros $t F),)*);
+                        for j in 0..BLOCK {
+                            let (v, d) = f(($(blocks.$k[j],)*));
+                            values[j] = v;
+                            $(ds.$k[j] = d.$k * dy;)*
+                        }
+                        $(outs.$k.add_block(i, &ds.$k);)*
+                        values
+                    },
+                    |(f, outs), i| {
+                        let (v, d) = f(($(lanes.$k.at(i),)*));
+                        $(outs.$k.add(i, d.$k * dy);)*
+                        v
+                    },
+                );
+                let outs = state.1;
+                $(outs.$k.finish(shape);)*
+                value
+            }
+        }
+    };
     (@f $t:ident $f:ident) => { $f };
     (@zeros $t:ident $f:ident) => { [$f::zero(); BLOCK] };
 }
@@ -407,6 +591,10 @@ inputs!(A a 0);
 inputs!(A a 0, B b 1);
 inputs!(A a 0, B b 1, C c 2);
 inputs!(A a 0, B b 1, C c 2, D d 3);
+inputs!(@acc A U 0);
+inputs!(@acc A U 0, B V 1);
+inputs!(@acc A U 0, B V 1, C W 2);
+inputs!(@acc A U 0, B V 1, C W 2, D X 3);
 
 /// `sum` over the common shape of `f` applied to the inputs' elements; `ops` names the fused
 /// operations for the panic message when the inputs' shapes do not broadcast together.
@@ -428,6 +616,37 @@ pub fn fused_sum_grad<F: Real, I: Inputs<F>>(
 ) -> (F, I::Adjoints) {
     let shape = inputs.shape(ops);
     inputs.fold_grad(shape.slice(), f)
+}
+
+/// [`fused_sum`] and, in the same pass, each partial derivative times the sum's adjoint `dy`
+/// added into the input's destination in `dests` (a view of its adjoint, or [`Skip`]): for a
+/// sum whose adjoint is known before it runs, no array of derivatives is made. An input that
+/// was broadcast gets its contributions summed over the broadcast axes.
+#[inline]
+pub fn fused_sum_acc<F: Real, I: FoldAcc<F, T>, T>(
+    inputs: I,
+    dests: T,
+    dy: F,
+    ops: &str,
+    f: impl FnMut(I::Elems) -> (F, I::Elems),
+) -> F {
+    let shape = inputs.shape(ops);
+    inputs.fold_acc(shape.slice(), dests, dy, f)
+}
+
+/// [`fused_sum_acc`] for the mean: the sum divided by the number of elements, and so the
+/// adjoint each element gets.
+#[inline]
+pub fn fused_mean_acc<F: Real, I: FoldAcc<F, T>, T>(
+    inputs: I,
+    dests: T,
+    dy: F,
+    ops: &str,
+    f: impl FnMut(I::Elems) -> (F, I::Elems),
+) -> F {
+    let shape = inputs.shape(ops);
+    let n: F = count(ops, shape.slice());
+    inputs.fold_acc(shape.slice(), dests, dy / n, f) / n
 }
 
 /// The number of elements of `shape` as a float, or a panic naming `ops` when there are none

@@ -26,7 +26,10 @@ pub mod __rt {
         acc, acc_pb1, acc_pb2, acc_pb3, init, init_pair, into_like, lend, like, pb1, pb1_owned,
         pb2, pb2_owned, pb3, pb3_owned, pop, push_reserved, release, scale, zero_like, Branch,
     };
-    pub use crate::fused::{fused_mean, fused_mean_grad, fused_sum, fused_sum_grad, Const};
+    pub use crate::fused::{
+        fused_mean, fused_mean_acc, fused_mean_grad, fused_sum, fused_sum_acc, fused_sum_grad,
+        Const, Skip,
+    };
     pub use crate::tensor::{
         add, add_owned, assign, column_acc, div, div_owned, dot, dot_lhs_adj, dot_rhs_adj,
         insert_axis, insert_axis_adj, into_shape_with_order, mean_adj, mean_axis_adj, mul,
