@@ -385,7 +385,20 @@ fn program(rng: &mut Rng, k: usize, out: &mut String, twins: &mut String) {
         let w = g.rng.literal();
         terms.push(format!("{w} * ({s}).tanh()"));
     }
-    let _ = writeln!(body, "    {}", terms.join(" + "));
+    if g.rng.chance(25) {
+        // Or accumulated by a last loop of fused sums, whose adjoint is known before they run
+        // (the loop runs fused with its reverse, and the sums add their derivatives into the
+        // rows' and columns' adjoints themselves; the scaled one keeps the other path). The
+        // accumulator is declared `f64`, a known scalar whatever its first value's spelling.
+        let (u, v) = (g.rng.literal(), g.rng.literal());
+        let _ = writeln!(
+            body,
+            "    let mut acc: f64 = {};\n    for i in 0..2 {{\n        acc += (&m.row(i) * {u}).mapv(f64::tanh).sum() - (&m.column(i) * {v} - 0.25).mapv(f64::sin).mean().unwrap() + (&m.row(1 - i) - &m.column(i)).mapv(|t| t * t).sum() * 0.5;\n    }}\n    acc",
+            terms.join(" + ")
+        );
+    } else {
+        let _ = writeln!(body, "    {}", terms.join(" + "));
+    }
     let allow = "#[allow(unused_mut, unused_variables, clippy::all)]";
     // Some programs checkpoint their loops (recompute each iteration instead of recording).
     let attr = if g.rng.chance(30) {
@@ -444,6 +457,7 @@ fn dual_twin(body: &str) -> String {
         .replace("f64::exp", "exp")
         .replace("f64::tanh", "tanh")
         .replace("Array2::<f64>", "Array2::<D>")
+        .replace("let mut acc: f64", "let mut acc: D")
         .replace("autodiff::ops::", "ops::");
     // `buf[i] += e` on a non-primitive element borrows `buf` twice: spell it out.
     let mut lines = String::new();
