@@ -1086,6 +1086,32 @@ sweeps!(
     sweeps_checkpointed
 );
 
+/// A recurrence carried in an array (`h = tanh(W h + b)`): the product and the `tanh` are
+/// recorded, the `tanh` (the carried value itself) copied onto its tape where it is computed,
+/// the product moved at the iteration's end.
+#[differentiate]
+fn recurrence(x: &Array1<f64>, w: &Array2<f64>, b: &Array1<f64>, steps: usize) -> f64 {
+    let mut h = x.to_owned();
+    let mut total = 0.0;
+    for _ in 0..steps {
+        let z = w.dot(&h) + b;
+        h = z.mapv(f64::tanh);
+        total += h.dot(&z) * 0.1;
+    }
+    total + (&h * &h).sum()
+}
+
+#[test]
+fn recurrences_carried_in_arrays_match_finite_differences() {
+    let (x, b) = (values(4, 95, -1.0, 1.0), values(4, 96, -0.5, 0.5));
+    let w = values((4, 4), 97, -0.8, 0.8);
+    let (value, (gx, gw, gb)) = recurrence_value_and_grad(&x, &w, &b, 5);
+    assert_eq!(value, recurrence(&x, &w, &b, 5));
+    assert_matches_fd("x", &gx, &x, |x| recurrence(x, &w, &b, 5));
+    assert_matches_fd("w", &gw, &w, |w| recurrence(&x, w, &b, 5));
+    assert_matches_fd("b", &gb, &b, |b| recurrence(&x, &w, b, 5));
+}
+
 #[test]
 fn sweeps_read_in_place_match_finite_differences() {
     let x = values(3, 91, -1.0, 1.0);

@@ -20,7 +20,7 @@ use crate::ir::{Block, Function, MapFn, Op, Operand, Stmt, VarId};
 use crate::rules::{Adjoint, Kind};
 use crate::signature::{element_type, float_type, Signature};
 use proc_macro2::{Ident, Spacing, TokenStream, TokenTree};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use syn::Type;
 
 /// Fills in `Var::scalar` for the function (and the closures of its `mapv`s).
@@ -38,7 +38,7 @@ pub fn infer(f: &mut Function, sig: &Signature) {
         .filter(|(_, p)| p.kind == crate::signature::Kind::Array)
         .map(|(k, _)| k)
         .collect();
-    let rank = |r: usize| -> std::collections::HashSet<VarId> {
+    let rank = |r: usize| -> HashSet<VarId> {
         sig.params
             .iter()
             .enumerate()
@@ -51,71 +51,88 @@ pub fn infer(f: &mut Function, sig: &Signature) {
     known_arrays(&f.body, &mut arrays, &matrices);
     f.arrays = arrays;
     let mut vectors = rank(1);
-    known_vectors(f, &f.body, &mut vectors);
+    known_vectors(f, &f.body, &mut vectors, &matrices);
     f.vectors = vectors;
 }
 
 /// Adds the values `b` computes that have two dimensions or more for sure: a copy, `mapv`,
 /// transpose or element-wise operation (broadcasting keeps the larger rank) of one.
-fn known_matrices(b: &Block, matrices: &mut std::collections::HashSet<VarId>) {
-    for s in &b.stmts {
-        match s {
-            Stmt::Let { var, op } => {
-                let matrix = |o: &Operand| o.var().is_some_and(|v| matrices.contains(&v));
-                let is = match op {
-                    Op::Copy(o) => matrix(o),
-                    Op::Map { recv, .. } => matrix(recv),
-                    Op::Prim { rule, args, .. } => {
-                        (matches!(rule.adjoint, Adjoint::Linear(_) | Adjoint::Elementwise(_))
-                            || matches!(rule.name, "t" | "reversed_axes"))
-                            && args.iter().any(matrix)
-                    }
-                    _ => false,
-                };
-                if is {
-                    matrices.insert(*var);
-                }
+fn known_matrices(b: &Block, matrices: &mut HashSet<VarId>) {
+    grow(b, matrices, &|op, matrices| {
+        let matrix = |o: &Operand| o.var().is_some_and(|v| matrices.contains(&v));
+        match op {
+            Op::Copy(o) => matrix(o),
+            Op::Map { recv, .. } => matrix(recv),
+            Op::Prim { rule, args, .. } => {
+                (matches!(rule.adjoint, Adjoint::Linear(_) | Adjoint::Elementwise(_))
+                    || matches!(rule.name, "t" | "reversed_axes"))
+                    && args.iter().any(matrix)
             }
-            Stmt::If { then, els, .. } => {
-                known_matrices(then, matrices);
-                known_matrices(els, matrices);
-            }
-            Stmt::Loop(l) => known_matrices(&l.body, matrices),
-            Stmt::Effect(_) | Stmt::Store { .. } => {}
+            _ => false,
         }
-    }
+    });
 }
 
 /// Adds the values `b` computes that are one-dimensional arrays for sure: a row or column
 /// (ndarray has them for two dimensions only), a copy or `mapv` of a vector, an element-wise
-/// operation on vectors and scalars alone (a matrix operand would broadcast the result).
-fn known_vectors(f: &Function, b: &Block, vectors: &mut std::collections::HashSet<VarId>) {
+/// operation on vectors and scalars alone (a matrix operand would broadcast the result), the
+/// product of one of the two-dimensional `matrices` and a vector.
+fn known_vectors(f: &Function, b: &Block, vectors: &mut HashSet<VarId>, matrices: &HashSet<VarId>) {
+    grow(b, vectors, &|op, vectors| {
+        let vector = |o: &Operand| o.var().is_some_and(|v| vectors.contains(&v));
+        let matrix = |o: &Operand| o.var().is_some_and(|v| matrices.contains(&v));
+        match op {
+            Op::Copy(o) => vector(o),
+            Op::Map { recv, .. } => vector(recv),
+            Op::Prim { rule, args, .. } if rule.name == "dot" => match args.as_slice() {
+                [a, b] => (matrix(a) && vector(b)) || (vector(a) && matrix(b)),
+                _ => false,
+            },
+            Op::Prim { rule, args, .. } => {
+                matches!(rule.name, "row" | "column")
+                    || (matches!(rule.adjoint, Adjoint::Linear(_) | Adjoint::Elementwise(_))
+                        && args.iter().any(vector)
+                        && args.iter().all(|a| vector(a) || f.is_scalar(a)))
+            }
+            _ => false,
+        }
+    });
+}
+
+/// Adds to `set` every value `b` defines (in `if` arms and loops too) whose operation `is`
+/// accepts, given the set so far. A loop's carried value belongs when its first value does
+/// and, assuming so for its entry, so does its value at the end of an iteration (`h =
+/// w.dot(&h).mapv(f64::tanh)` keeps a vector a vector); the assumption is dropped for those
+/// whose end value does not, until none is left to drop.
+fn grow(b: &Block, set: &mut HashSet<VarId>, is: &impl Fn(&Op, &HashSet<VarId>) -> bool) {
+    let member = |o: &Operand, set: &HashSet<VarId>| o.var().is_some_and(|v| set.contains(&v));
     for s in &b.stmts {
         match s {
             Stmt::Let { var, op } => {
-                let vector = |o: &Operand| o.var().is_some_and(|v| vectors.contains(&v));
-                let is = match op {
-                    Op::Copy(o) => vector(o),
-                    Op::Map { recv, .. } => vector(recv),
-                    Op::Prim { rule, args, .. } => {
-                        matches!(rule.name, "row" | "column")
-                            || (matches!(
-                                rule.adjoint,
-                                Adjoint::Linear(_) | Adjoint::Elementwise(_)
-                            ) && args.iter().any(vector)
-                                && args.iter().all(|a| vector(a) || f.is_scalar(a)))
-                    }
-                    _ => false,
-                };
-                if is {
-                    vectors.insert(*var);
+                if is(op, set) {
+                    set.insert(*var);
                 }
             }
             Stmt::If { then, els, .. } => {
-                known_vectors(f, then, vectors);
-                known_vectors(f, els, vectors);
+                grow(then, set, is);
+                grow(els, set, is);
             }
-            Stmt::Loop(l) => known_vectors(f, &l.body, vectors),
+            Stmt::Loop(l) => {
+                let mut assumed: Vec<&crate::ir::Carried> =
+                    l.carried.iter().filter(|c| member(&c.init, set)).collect();
+                loop {
+                    let mut trial = set.clone();
+                    trial.extend(assumed.iter().map(|c| c.entry));
+                    grow(&l.body, &mut trial, is);
+                    let before = assumed.len();
+                    assumed.retain(|c| member(&c.exit, &trial));
+                    if assumed.len() == before {
+                        *set = trial;
+                        set.extend(assumed.iter().map(|c| c.after));
+                        break;
+                    }
+                }
+            }
             Stmt::Effect(_) | Stmt::Store { .. } => {}
         }
     }
