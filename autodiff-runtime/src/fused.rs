@@ -90,7 +90,16 @@ pub enum Partials<F> {
     Nothing,
 }
 
-impl<F: Real> Partials<F> {
+/// Where a fused pass puts one input's partial derivatives, element `i` after element `i - 1`:
+/// gathered ([`Partials`], for the reverse sweep to scale) or added into the input's adjoint
+/// ([`LaneMut`]).
+pub trait Sink<F> {
+    fn add(&mut self, i: usize, d: F);
+    /// The partials at elements `i..i + BLOCK`, in order.
+    fn add_block(&mut self, i: usize, d: &[F; BLOCK]);
+}
+
+impl<F: Real> Sink<F> for Partials<F> {
     #[inline(always)]
     fn add(&mut self, i: usize, d: F) {
         match self {
@@ -104,7 +113,6 @@ impl<F: Real> Partials<F> {
         }
     }
 
-    /// The partials at elements `i..i + BLOCK`, in order.
     #[inline(always)]
     fn add_block(&mut self, i: usize, d: &[F; BLOCK]) {
         match self {
@@ -313,7 +321,7 @@ pub enum LaneMut<'a, F> {
     Nothing,
 }
 
-impl<F: Real> LaneMut<'_, F> {
+impl<F: Real> Sink<F> for LaneMut<'_, F> {
     #[inline(always)]
     fn add(&mut self, i: usize, d: F) {
         match self {
@@ -341,7 +349,9 @@ impl<F: Real> LaneMut<'_, F> {
             LaneMut::Nothing => {}
         }
     }
+}
 
+impl<F: Real> LaneMut<'_, F> {
     /// Adds what was gathered, summed over the axes the input was broadcast along.
     #[inline(always)]
     fn finish(self, shape: &[usize]) {
@@ -360,6 +370,20 @@ fn add_gathered<F: Real>((g, mut dest): (Vec<F>, ArrayViewMut<'_, F, IxDyn>), sh
     };
     let reduced = reduce_to(full.view(), dest.shape());
     dest += &reduced;
+}
+
+/// Tuples of inputs with a tuple of [`Sink`]s of the same length: the one pass both
+/// [`Inputs::fold_grad`] and [`FoldAcc::fold_acc`] make.
+pub trait FoldInto<F: Real, S>: Inputs<F> {
+    /// The sum of `f`'s values over the common shape `shape`, each element's partial
+    /// derivatives times `scale` put in the inputs' sinks.
+    fn fold_into(
+        &self,
+        shape: &[usize],
+        sinks: &mut S,
+        scale: F,
+        f: impl FnMut(Self::Elems) -> (F, Self::Elems),
+    ) -> F;
 }
 
 /// Tuples of inputs with a tuple of [`Dest`]s of the same length.
@@ -516,30 +540,8 @@ macro_rules! inputs {
                 f: impl FnMut(Self::Elems) -> (F, Self::Elems),
             ) -> (F, Self::Adjoints) {
                 let len = shape.iter().product();
-                let lanes = ($(self.$k.lane_in(shape),)*);
-                let mut state = (f, ($(self.$k.partials(len),)*));
-                let value = unrolled_sum(
-                    len,
-                    &mut state,
-                    |(f, partials), i| {
-                        let blocks = ($(lanes.$k.block(i),)*);
-                        let mut values = [F::zero(); BLOCK];
-                        let mut ds = ($(inputs!(@zeros $t F),)*);
-                        for j in 0..BLOCK {
-                            let (v, d) = f(($(blocks.$k[j],)*));
-                            values[j] = v;
-                            $(ds.$k[j] = d.$k;)*
-                        }
-                        $(partials.$k.add_block(i, &ds.$k);)*
-                        values
-                    },
-                    |(f, partials), i| {
-                        let (v, d) = f(($(lanes.$k.at(i),)*));
-                        $(partials.$k.add(i, d.$k);)*
-                        v
-                    },
-                );
-                let partials = state.1;
+                let mut partials = ($(self.$k.partials(len),)*);
+                let value = self.fold_into(shape, &mut partials, F::one(), f);
                 (value, ($(self.$k.finish(shape, partials.$k),)*))
             }
         }
@@ -555,31 +557,47 @@ macro_rules! inputs {
                 f: impl FnMut(Self::Elems) -> (F, Self::Elems),
             ) -> F {
                 let len = shape.iter().product();
+                let mut outs = ($(dests.$k.lane_mut(shape, len),)*);
+                let value = self.fold_into(shape, &mut outs, dy, f);
+                $(outs.$k.finish(shape);)*
+                value
+            }
+        }
+    };
+    (@into $($t:ident $u:ident $k:tt),*) => {
+        impl<F: Real, $($t: Input<F>, $u: Sink<F>),*> FoldInto<F, ($($u,)*)> for ($($t,)*) {
+            #[inline(always)]
+            fn fold_into(
+                &self,
+                shape: &[usize],
+                sinks: &mut ($($u,)*),
+                scale: F,
+                f: impl FnMut(Self::Elems) -> (F, Self::Elems),
+            ) -> F {
+                let len = shape.iter().product();
                 let lanes = ($(self.$k.lane_in(shape),)*);
-                let mut state = (f, ($(dests.$k.lane_mut(shape, len),)*));
+                let mut state = (f, sinks);
                 let value = unrolled_sum(
                     len,
                     &mut state,
-                    |(f, outs), i| {
+                    |(f, sinks), i| {
                         let blocks = ($(lanes.$k.block(i),)*);
                         let mut values = [F::zero(); BLOCK];
                         let mut ds = ($(inputs!(@zeros $t F),)*);
                         for j in 0..BLOCK {
                             let (v, d) = f(($(blocks.$k[j],)*));
                             values[j] = v;
-                            $(ds.$k[j] = d.$k * dy;)*
+                            $(ds.$k[j] = d.$k * scale;)*
                         }
-                        $(outs.$k.add_block(i, &ds.$k);)*
+                        $(sinks.$k.add_block(i, &ds.$k);)*
                         values
                     },
-                    |(f, outs), i| {
+                    |(f, sinks), i| {
                         let (v, d) = f(($(lanes.$k.at(i),)*));
-                        $(outs.$k.add(i, d.$k * dy);)*
+                        $(sinks.$k.add(i, d.$k * scale);)*
                         v
                     },
                 );
-                let outs = state.1;
-                $(outs.$k.finish(shape);)*
                 value
             }
         }
@@ -591,6 +609,10 @@ inputs!(A a 0);
 inputs!(A a 0, B b 1);
 inputs!(A a 0, B b 1, C c 2);
 inputs!(A a 0, B b 1, C c 2, D d 3);
+inputs!(@into A U 0);
+inputs!(@into A U 0, B V 1);
+inputs!(@into A U 0, B V 1, C W 2);
+inputs!(@into A U 0, B V 1, C W 2, D X 3);
 inputs!(@acc A U 0);
 inputs!(@acc A U 0, B V 1);
 inputs!(@acc A U 0, B V 1, C W 2);
