@@ -256,10 +256,10 @@ pub fn p2(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         let mut q = Array2::<f64>::zeros((3, 2));
         q.row_mut(0).assign(&m.row(0));
         for i in 1..3 {
-            let prev = (&q.row(i - 1) * x[2] + &m.row(1)).mapv(|t| t.sin());
+            let prev = m.dot(&q.row(i - 1)).mapv(f64::tanh) * x[2] + &q.row(i - 1);
             q.row_mut(i).assign(&prev);
         }
-        (&q * &q).sum() + q.column(1).sum()
+        (&q * &q).sum()
     };
     let mut perm5 = vec![0usize; n];
     for i in 0..n {
@@ -364,13 +364,10 @@ pub fn p4(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
                 .atan2(pair3.clamp(-1.0, 1.0) * pair3.clamp(-1.0, 1.0) + 0.5),
         );
     let arr5 = {
-        let mut acc = 0.0;
-        for i in 0..2 {
-            let r = m.row(i);
-            let h = r.dot(m).mapv(f64::exp) * (x[3] + -0.21f64);
-            acc += r.dot(&h) + m.dot(&r).mapv(f64::sin).sum();
-        }
-        acc
+        let t = m.dot(&m.column(0));
+        let e = m.column(1).mapv(f64::exp);
+        let z = if (x[3] + -0.21f64) > 0.0 { t } else { &e * 2.0 };
+        (&z * &e).sum()
     };
     1.54f64 * (a).tanh()
         + -1.57f64 * (b).tanh()
@@ -611,11 +608,12 @@ pub fn p10(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else if autodiff::ops::sigmoid(x[3]) <= -0.29f64 {
         m4 = m4 * 0.5;
     }
-    let arr5 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
-        .mean()
-        .unwrap()
-        * w3;
+    let arr5 = {
+        let t = m.dot(&m.column(0));
+        let e = m.column(1).mapv(f64::exp);
+        let z = if w3 > 0.0 { t } else { &e * 2.0 };
+        (&z * &e).sum()
+    };
     -1.96f64 * (a).tanh()
         + -1.23f64 * (b).tanh()
         + 0.05f64 * (v1).tanh()
@@ -752,13 +750,10 @@ pub fn p14(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else if (w2 * x[0]) >= 1.17f64 {
         m3 = m3 * 0.5;
     }
-    let arr4 = m
-        .view()
-        .into_shape_with_order(4)
-        .unwrap()
+    let arr4 = (&m.slice(autodiff::ndarray::s![.., 1..]) * autodiff::ops::softplus(m3)
+        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
         .mapv(|t| t.sin())
-        .sum()
-        + autodiff::ops::softplus(m3);
+        .sum();
     let mut acc: f64 = 1.56f64 * (a).tanh()
         + 0.98f64 * (b).tanh()
         + -0.81f64 * (pair1).tanh()
@@ -916,16 +911,18 @@ pub fn p18(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let v4 = hist2[1] * hist2[2 * n] + hist2[3 * n - 1] + st3;
     let v5 = v4;
     let arr6 = {
-        let mut q = Array2::<f64>::zeros((3, 2));
-        q.row_mut(0).assign(&m.row(0));
-        for i in 1..3 {
-            let prev = (&q.row(i - 1) * x[1].asinh() + &m.row(1)).mapv(|t| t.sin());
-            q.row_mut(i).assign(&prev);
+        let mut acc = 0.0;
+        for i in 0..2 {
+            let r = m.row(i);
+            let h = r.dot(m).mapv(f64::exp) * x[1].asinh();
+            acc += r.dot(&h) + m.dot(&r).mapv(f64::sin).sum();
         }
-        (&q * &q).sum() + q.column(1).sum()
+        acc
     };
     let v7 = v4.max(x[3]).cos().tanh().exp();
-    let arr8 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * b.hypot(1.92f64);
+    let arr8 = (m * b.hypot(1.92f64) + &m.t().dot(m))
+        .mapv(|t| t.tanh())
+        .sum();
     -0.50f64 * (a).tanh()
         + -1.75f64 * (b).tanh()
         + 0.99f64 * (w1).tanh()
@@ -1184,7 +1181,15 @@ pub fn p23(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         lse4 += se.ln() + mx;
     }
-    let arr6 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * (pair1 * pair1 + 0.5).sqrt()));
+    let arr6 = {
+        let mut acc = 0.0;
+        for i in 0..2 {
+            let r = m.row(i);
+            let h = r.dot(m).mapv(f64::exp) * (pair1 * pair1 + 0.5).sqrt();
+            acc += r.dot(&h) + m.dot(&r).mapv(f64::sin).sum();
+        }
+        acc
+    };
     -1.01f64 * (a).tanh()
         + 1.07f64 * (b).tanh()
         + -0.11f64 * (pair1).tanh()
@@ -1371,14 +1376,14 @@ pub fn p28(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 pub fn p29(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let arr1 = {
-        let mut q = Array2::<f64>::zeros((3, 2));
-        q.row_mut(0).assign(&m.row(0));
-        for i in 1..3 {
-            let prev =
-                m.dot(&q.row(i - 1)).mapv(f64::tanh) * (b.tanh() * 0.9).asin() + &q.row(i - 1);
-            q.row_mut(i).assign(&prev);
-        }
-        (&q * &q).sum()
+        let t = m.dot(&m.column(0));
+        let e = m.column(1).mapv(f64::exp);
+        let z = if (b.tanh() * 0.9).asin() > 0.0 {
+            t
+        } else {
+            &e * 2.0
+        };
+        (&z * &e).sum()
     };
     let part2_s = &x[0..];
     let mut part2 = (x[1] / (-0.31f64 * -0.31f64 + 1.0));
@@ -1480,10 +1485,13 @@ pub fn p32(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         lse1 += se.ln() + mx;
     }
     let arr3 = {
-        let mut q = m.to_owned();
-        let t = &q * f64::sin(lse1);
-        q[[0, 1]] = f64::sin(lse1) * 2.0;
-        t.mapv(f64::sin).sum() + q.sum()
+        let mut q = Array2::<f64>::zeros((3, 2));
+        q.row_mut(0).assign(&m.row(0));
+        for i in 1..3 {
+            let prev = (&q.row(i - 1) * f64::sin(lse1) + &m.row(1)).mapv(|t| t.sin());
+            q.row_mut(i).assign(&prev);
+        }
+        (&q * &q).sum() + q.column(1).sum()
     };
     let part4_s = &x[0..2];
     let mut part4 = 1.07f64.hypot(0.99f64);
@@ -1724,9 +1732,12 @@ pub fn p38(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             acc5 = acc5 * 0.9 + (a * a + 1.0).powf(0.53f64.tanh());
         }
     }
-    let arr6 = (&m.row(1) * v4.atan2(acc5 * acc5 + 0.5) - &m.column(1))
-        .mapv(f64::sin)
-        .sum();
+    let arr6 = {
+        let mut q = m.to_owned();
+        let t = &q * v4.atan2(acc5 * acc5 + 0.5);
+        q[[0, 1]] = v4.atan2(acc5 * acc5 + 0.5) * 2.0;
+        t.mapv(f64::sin).sum() + q.sum()
+    };
     let mut w7 = acc5.tanh() + 3.0;
     let mut steps = 0;
     while w7 > 0.5 && steps < 20 {
@@ -1782,9 +1793,11 @@ pub fn p39(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 pub fn p40(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let v1 = (((a + b) * (a + b) + 1.0).log2() * ((a + b) * (a + b) + 1.0).log2() + 1.0).recip();
-    let arr2 = (m.to_owned().reversed_axes() * -1.54f64 + &m.view())
-        .mapv(|t| t.tanh())
-        .sum();
+    let arr2 = (m + &m.sum_axis(Axis(0)))
+        .mapv(|t| (t * t + 1.0).ln())
+        .mean()
+        .unwrap()
+        * -1.54f64;
     0.61f64 * (a).tanh() + 0.23f64 * (b).tanh() + -1.39f64 * (v1).tanh() + 1.53f64 * (arr2).tanh()
 }
 
@@ -1811,9 +1824,15 @@ pub fn p41(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
     }
     let v4 = (v1.mul_add(m2, x[0]).tanh() * 0.5).sinh().cos();
-    let arr5 = (m * (0.92f64 * 0.92f64 + 1.0).recip() + &m.t().dot(m))
-        .mapv(|t| t.tanh())
-        .sum();
+    let arr5 = {
+        let mut q = Array2::<f64>::zeros((2, 2));
+        let mut r = m.row(0).to_owned();
+        for i in 0..2 {
+            r = (&r * (0.92f64 * 0.92f64 + 1.0).recip() + &m.row(i)).mapv(|t| t.tanh());
+            q.row_mut(i).assign(&r);
+        }
+        (&q * m).sum()
+    };
     0.43f64 * (a).tanh()
         + -0.07f64 * (b).tanh()
         + 0.46f64 * (v1).tanh()
@@ -1998,13 +2017,10 @@ pub fn p47(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         steps += 1;
     }
     let arr3 = {
-        let mut q = Array2::<f64>::zeros((3, 2));
-        q.row_mut(0).assign(&m.row(0));
-        for i in 1..3 {
-            let prev = (&q.row(i - 1) * (b - w1) + &m.row(1)).mapv(|t| t.sin());
-            q.row_mut(i).assign(&prev);
-        }
-        (&q * &q).sum() + q.column(1).sum()
+        let mut q = m.to_owned();
+        let t = &q * (b - w1);
+        q[[0, 1]] = (b - w1) * 2.0;
+        t.mapv(f64::sin).sum() + q.sum()
     };
     let v4 = a;
     let mut lse5 = v4;
@@ -2112,15 +2128,20 @@ pub fn p50(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         w1 = w1 * 0.6 + 0.05 * (x[0] * x[0] + 1.0).ln().tanh();
         steps += 1;
     }
-    let arr2 = (m * a.powi(2) + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
-    let arr3 = {
-        let mut q = Array2::<f64>::zeros((2, 2));
-        let mut r = m.row(0).to_owned();
-        for i in 0..2 {
-            r = (&r * arr2.cos() + &m.row(i)).mapv(|t| t.tanh());
-            q.row_mut(i).assign(&r);
+    let arr2 = {
+        let mut q = Array2::<f64>::zeros((3, 2));
+        q.row_mut(0).assign(&m.row(0));
+        for i in 1..3 {
+            let prev = m.dot(&q.row(i - 1)).mapv(f64::tanh) * a.powi(2) + &q.row(i - 1);
+            q.row_mut(i).assign(&prev);
         }
-        (&q * m).sum()
+        (&q * &q).sum()
+    };
+    let arr3 = {
+        let mut q = m.to_owned();
+        let t = &q * arr2.cos();
+        q[[0, 1]] = arr2.cos() * 2.0;
+        t.mapv(f64::sin).sum() + q.sum()
     };
     let v4 = -1.64f64;
     0.38f64 * (a).tanh()
@@ -2252,9 +2273,15 @@ pub fn p52(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p53(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = (m.to_owned().reversed_axes() * f64::sin(a) + &m.view())
-        .mapv(|t| t.tanh())
-        .sum();
+    let arr1 = {
+        let mut q = Array2::<f64>::zeros((3, 2));
+        q.row_mut(0).assign(&m.row(0));
+        for i in 1..3 {
+            let prev = m.dot(&q.row(i - 1)).mapv(f64::tanh) * f64::sin(a) + &q.row(i - 1);
+            q.row_mut(i).assign(&prev);
+        }
+        (&q * &q).sum()
+    };
     let mut lse2 = (b * b + 1.0).recip();
     let mut scratch3 = vec![0.0; n * 2];
     for i in 0..n {
@@ -2304,10 +2331,10 @@ pub fn p54(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         part3 += part3_s[i] * part3_s[1].sin();
     }
     let arr4 = {
-        let mut q = m.to_owned();
-        let t = &q * (m1 * m1).ln_1p();
-        q[[0, 1]] = (m1 * m1).ln_1p() * 2.0;
-        t.mapv(f64::sin).sum() + q.sum()
+        let t = m.dot(&m.column(0));
+        let e = m.column(1).mapv(f64::exp);
+        let z = if (m1 * m1).ln_1p() > 0.0 { t } else { &e * 2.0 };
+        (&z * &e).sum()
     };
     0.57f64 * (a).tanh()
         + -1.67f64 * (b).tanh()
@@ -2440,12 +2467,7 @@ pub fn p58(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             pair1 += (d * d + 0.5).recip() * (b.tanh() * 0.9).atanh();
         }
     }
-    let arr2 = {
-        let mut q = m.to_owned();
-        let t = &q * x[1].abs();
-        q[[0, 1]] = x[1].abs() * 2.0;
-        t.mapv(f64::sin).sum() + q.sum()
-    };
+    let arr2 = (m * x[1].abs() + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
     let v3 = ((b - 1.15f64) * 0.5).tanh();
     let v4 = ((((b * b + 1.0).recip()).tanh()
         - (b.tanh().exp_m1().max(arr2)).tanh().stop_gradient())
@@ -2466,9 +2488,15 @@ pub fn p58(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p59(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = (m.to_owned().reversed_axes() * (a.tanh() * 0.5).cosh() + &m.view())
-        .mapv(|t| t.tanh())
-        .sum();
+    let arr1 = {
+        let mut q = Array2::<f64>::zeros((2, 2));
+        let mut r = m.row(0).to_owned();
+        for i in 0..2 {
+            r = (&r * (a.tanh() * 0.5).cosh() + &m.row(i)).mapv(|t| t.tanh());
+            q.row_mut(i).assign(&r);
+        }
+        (&q * m).sum()
+    };
     let v2 = a;
     let mut m3 = v2.asinh();
     if b <= -1.39f64 {
@@ -2509,11 +2537,11 @@ pub fn p60(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else if v3.powi(2) <= 0.93f64 {
         m4 = m4 * 0.5;
     }
-    let arr5 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * x[2];
-    let arr6 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
-        .mean()
-        .unwrap()
+    let arr5 = (&m.slice(autodiff::ndarray::s![.., 1..]) * x[2]
+        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+        .mapv(|t| t.sin())
+        .sum();
+    let arr6 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum()
         * (((b).tanh() * 3.0).floor() * 0.25 + arr5);
     let mut buf7 = vec![0.0; n];
     for i in 0..n {
@@ -3053,7 +3081,9 @@ pub fn p71(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             .ln()
             + (-1.75f64).tanh().stop_gradient())
     };
-    let arr3 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * (0.13f64 * 0.13f64 + 0.5).sqrt()));
+    let arr3 = (&m.row(1) * (0.13f64 * 0.13f64 + 0.5).sqrt() - &m.column(1))
+        .mapv(f64::sin)
+        .sum();
     let mut acc: f64 = -1.98f64 * (a).tanh()
         + -1.61f64 * (b).tanh()
         + -1.11f64 * (m1).tanh()
@@ -3148,14 +3178,13 @@ pub fn p73(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
     }
     let arr3 = {
-        let mut q = Array2::<f64>::zeros((3, 2));
-        q.row_mut(0).assign(&(&m.row(1) * (b * b + 1.0).log(3.0)));
-        q.slice_mut(autodiff::ndarray::s![1.., ..])
-            .assign(&m.mapv(|t| t.sin()));
-        q.row_mut(2).assign(&m.row(0));
-        q.column_mut(1)
-            .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
-        (&q * &q).sum()
+        let mut q = Array2::<f64>::zeros((2, 2));
+        let mut r = m.row(0).to_owned();
+        for i in 0..2 {
+            r = (&r * (b * b + 1.0).log(3.0) + &m.row(i)).mapv(|t| t.tanh());
+            q.row_mut(i).assign(&r);
+        }
+        (&q * m).sum()
     };
     let mut w4 = (-1.95f64 + a).hypot(a.hypot(x[0])).tanh() + 3.0;
     let mut steps = 0;
@@ -3350,7 +3379,15 @@ pub fn p77(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             pair4 += (d * d + 0.5).recip() * -1.82f64.sin();
         }
     }
-    let arr5 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * (m1 * 0.5)));
+    let arr5 = {
+        let mut q = Array2::<f64>::zeros((3, 2));
+        q.row_mut(0).assign(&m.row(0));
+        for i in 1..3 {
+            let prev = m.dot(&q.row(i - 1)).mapv(f64::tanh) * (m1 * 0.5) + &q.row(i - 1);
+            q.row_mut(i).assign(&prev);
+        }
+        (&q * &q).sum()
+    };
     0.35f64 * (a).tanh()
         + 0.81f64 * (b).tanh()
         + 0.16f64 * (m1).tanh()
@@ -3390,13 +3427,13 @@ pub fn p79(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         steps += 1;
     }
     let arr2 = {
-        let mut q = Array2::<f64>::zeros((2, 2));
-        let mut r = m.row(0).to_owned();
-        for i in 0..2 {
-            r = (&r * a.powi(3) + &m.row(i)).mapv(|t| t.tanh());
-            q.row_mut(i).assign(&r);
+        let mut q = Array2::<f64>::zeros((3, 2));
+        q.row_mut(0).assign(&m.row(0));
+        for i in 1..3 {
+            let prev = m.dot(&q.row(i - 1)).mapv(f64::tanh) * a.powi(3) + &q.row(i - 1);
+            q.row_mut(i).assign(&prev);
         }
-        (&q * m).sum()
+        (&q * &q).sum()
     };
     let v3 = smooth((smooth(a).tanh() * 0.5).sinh());
     let mut pair4 = 0.0;
@@ -3482,7 +3519,15 @@ pub fn p80(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p81(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * (b.tanh() * 0.9).asin();
+    let arr1 = {
+        let mut q = Array2::<f64>::zeros((2, 2));
+        let mut r = m.row(0).to_owned();
+        for i in 0..2 {
+            r = (&r * (b.tanh() * 0.9).asin() + &m.row(i)).mapv(|t| t.tanh());
+            q.row_mut(i).assign(&r);
+        }
+        (&q * m).sum()
+    };
     let v2 = if (1.76f64 * 1.76f64 + 1.0).cbrt() < 1.14f64 {
         ((-0.69f64.tanh() * 0.9).asin() * 0.5)
     } else {
@@ -3768,22 +3813,18 @@ pub fn p88(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
     }
     let v3 = hist1[1] * hist1[2 * n] + hist1[3 * n - 1] + st2;
-    let arr4 = m
-        .view()
-        .into_shape_with_order(4)
-        .unwrap()
-        .mapv(|t| t.sin())
-        .sum()
-        + (b * b + 1.0).recip();
-    let arr5 = {
-        let mut acc = 0.0;
+    let arr4 = {
+        let mut q = Array2::<f64>::zeros((2, 2));
+        let mut r = m.row(0).to_owned();
         for i in 0..2 {
-            let r = m.row(i);
-            let h = r.dot(m).mapv(f64::exp) * (0.48f64 * 0.48f64 + 1.0).powf(x[0].tanh());
-            acc += r.dot(&h) + m.dot(&r).mapv(f64::sin).sum();
+            r = (&r * (b * b + 1.0).recip() + &m.row(i)).mapv(|t| t.tanh());
+            q.row_mut(i).assign(&r);
         }
-        acc
+        (&q * m).sum()
     };
+    let arr5 = (m * (0.48f64 * 0.48f64 + 1.0).powf(x[0].tanh()) + &m.t().dot(m))
+        .mapv(|t| t.tanh())
+        .sum();
     let mut perm6 = vec![0usize; n];
     for i in 0..n {
         perm6[i] = (i + 2) % n;
@@ -3848,12 +3889,7 @@ pub fn p89(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         m4 = m4 * 0.5;
     }
     let v5 = smooth((x[3] * x[3] + 1.0).powf(smooth(a).tanh()));
-    let arr6 = {
-        let mut q = m.to_owned();
-        let t = &q * a.hypot(b);
-        q[[0, 1]] = a.hypot(b) * 2.0;
-        t.mapv(f64::sin).sum() + q.sum()
-    };
+    let arr6 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * a.hypot(b);
     1.35f64 * (a).tanh()
         + 1.96f64 * (b).tanh()
         + 1.67f64 * (lse1).tanh()
@@ -4058,16 +4094,13 @@ pub fn p93(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         ((a * a + 1.0).powf(b.tanh()) * (a * a + 1.0).powf(b.tanh()) + 1.0).recip(),
     );
     let v2 = (autodiff::ops::softplus((v1 * -0.31f64)) - x[0].powi(3));
-    let arr3 = {
-        let mut q = Array2::<f64>::zeros((3, 2));
-        q.row_mut(0).assign(&(&m.row(1) * -1.78f64));
-        q.slice_mut(autodiff::ndarray::s![1.., ..])
-            .assign(&m.mapv(|t| t.sin()));
-        q.row_mut(2).assign(&m.row(0));
-        q.column_mut(1)
-            .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
-        (&q * &q).sum()
-    };
+    let arr3 = m
+        .view()
+        .into_shape_with_order(4)
+        .unwrap()
+        .mapv(|t| t.sin())
+        .sum()
+        + -1.78f64;
     -0.20f64 * (a).tanh()
         + -0.53f64 * (b).tanh()
         + -1.00f64 * (v1).tanh()
@@ -4106,7 +4139,7 @@ pub fn p95(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             acc2 = acc2 * 0.9 + a.tanh().exp();
         }
     }
-    let arr3 = (m * x[2] + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
+    let arr3 = (&m.row(1) * x[2] - &m.column(1)).mapv(f64::sin).sum();
     let mut w4 = ((x[3].tanh() * 0.9).asin().tanh() * 0.9).acos().tanh() + 3.0;
     let mut steps = 0;
     while w4 > 0.5 && steps < 20 {
@@ -4189,13 +4222,7 @@ pub fn p96(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
     }
     let v7 = hist5[1] * hist5[2 * n] + hist5[3 * n - 1] + st6;
-    let arr8 = m
-        .view()
-        .into_shape_with_order(4)
-        .unwrap()
-        .mapv(|t| t.sin())
-        .sum()
-        + -1.93f64;
+    let arr8 = (&m.row(1) * -1.93f64 - &m.column(1)).mapv(f64::sin).sum();
     -1.69f64 * (a).tanh()
         + -0.95f64 * (b).tanh()
         + 0.54f64 * (v1).tanh()
@@ -4503,16 +4530,9 @@ pub fn p105(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         perm1[n - 1] = first;
     }
-    let arr3 = {
-        let mut q = Array2::<f64>::zeros((2, 2));
-        let mut r = m.row(0).to_owned();
-        for i in 0..2 {
-            r = (&r * (((1.12f64).tanh() * 3.0).ceil() * 0.25 + x[2]) + &m.row(i))
-                .mapv(|t| t.tanh());
-            q.row_mut(i).assign(&r);
-        }
-        (&q * m).sum()
-    };
+    let arr3 = (m * (((1.12f64).tanh() * 3.0).ceil() * 0.25 + x[2]) + &m.t().dot(m))
+        .mapv(|t| t.tanh())
+        .sum();
     let part4_s = &x[1..3];
     let mut part4 = rot2.hypot(a);
     for i in 0..part4_s.len() {
@@ -4839,9 +4859,7 @@ pub fn p113(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else if (b * a) >= 1.42f64 {
         m2 = m2 * 0.5;
     }
-    let arr3 = (m * (x[3] + -1.00f64) + &m.t().dot(m))
-        .mapv(|t| t.tanh())
-        .sum();
+    let arr3 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * (x[3] + -1.00f64);
     let mut w4 = pair1.asinh().mul_add((m2 + m2), pair1).tanh() + 3.0;
     let mut steps = 0;
     while w4 > 0.5 && steps < 20 {
@@ -4853,13 +4871,10 @@ pub fn p113(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..part5_s.len() {
         part5 += part5_s[i] * part5_s[1].sin();
     }
-    let arr6 = m
-        .view()
-        .into_shape_with_order(4)
-        .unwrap()
-        .mapv(|t| t.sin())
+    let arr6 = (&m.column(0).insert_axis(Axis(1)) * m)
+        .mapv(|t| (t * t + 1.0).ln())
         .sum()
-        + (m2 * m2).ln_1p();
+        * (m2 * m2).ln_1p();
     -1.90f64 * (a).tanh()
         + 0.63f64 * (b).tanh()
         + 0.54f64 * (pair1).tanh()
@@ -4874,11 +4889,15 @@ pub fn p113(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p114(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
-        .mean()
-        .unwrap()
-        * -0.22f64;
+    let arr1 = {
+        let mut acc = 0.0;
+        for i in 0..2 {
+            let r = m.row(i);
+            let h = r.dot(m).mapv(f64::exp) * -0.22f64;
+            acc += r.dot(&h) + m.dot(&r).mapv(f64::sin).sum();
+        }
+        acc
+    };
     let mut pair2 = 0.0;
     for i in 0..n {
         for j in (i + 1)..n {
@@ -5146,10 +5165,10 @@ pub fn p120(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         perm1[n - 1] = first;
     }
     let arr3 = {
-        let mut q = m.to_owned();
-        let t = &q * b.cos();
-        q[[0, 1]] = b.cos() * 2.0;
-        t.mapv(f64::sin).sum() + q.sum()
+        let t = m.dot(&m.column(0));
+        let e = m.column(1).mapv(f64::exp);
+        let z = if b.cos() > 0.0 { t } else { &e * 2.0 };
+        (&z * &e).sum()
     };
     let mut acc: f64 = 0.98f64 * (a).tanh()
         + 1.76f64 * (b).tanh()
@@ -5359,10 +5378,17 @@ pub fn p124(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         w1 = w1 * 0.6 + 0.05 * b.tanh();
         steps += 1;
     }
-    let arr2 = (&m.slice(autodiff::ndarray::s![.., 1..]) * (-0.96f64.tanh() * 0.9).atanh()
-        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
-        .mapv(|t| t.sin())
-        .sum();
+    let arr2 = {
+        let mut q = Array2::<f64>::zeros((3, 2));
+        q.row_mut(0)
+            .assign(&(&m.row(1) * (-0.96f64.tanh() * 0.9).atanh()));
+        q.slice_mut(autodiff::ndarray::s![1.., ..])
+            .assign(&m.mapv(|t| t.sin()));
+        q.row_mut(2).assign(&m.row(0));
+        q.column_mut(1)
+            .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
+        (&q * &q).sum()
+    };
     let part3_s = &x[0..2];
     let mut part3 = (b / (w1 * w1 + 1.0));
     for i in 0..part3_s.len() {
@@ -5479,11 +5505,7 @@ pub fn p125(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 pub fn p126(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let v1 = ((-1.95f64 * -1.95f64 + 0.5).sqrt() * (x[0].tanh() * 0.5).sinh()).abs();
-    let arr2 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
-        .mean()
-        .unwrap()
-        * autodiff::ops::softplus(a);
+    let arr2 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * autodiff::ops::softplus(a);
     let v3 = smooth((a.tanh() * 0.9).atanh());
     let v4 = ((x[2] * 0.5).sin() * (x[2] * 0.5).sin() + 1.0).cbrt();
     0.06f64 * (a).tanh()
@@ -5569,19 +5591,20 @@ pub fn p127(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 pub fn p128(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let arr1 = {
-        let mut q = Array2::<f64>::zeros((2, 2));
-        let mut r = m.row(0).to_owned();
-        for i in 0..2 {
-            r = (&r * b.sin() + &m.row(i)).mapv(|t| t.tanh());
-            q.row_mut(i).assign(&r);
-        }
-        (&q * m).sum()
+        let t = m.dot(&m.column(0));
+        let e = m.column(1).mapv(f64::exp);
+        let z = if b.sin() > 0.0 { t } else { &e * 2.0 };
+        (&z * &e).sum()
     };
-    let arr2 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
-        .mean()
-        .unwrap()
-        * (arr1 * arr1 + 1.0).log10();
+    let arr2 = {
+        let mut q = Array2::<f64>::zeros((3, 2));
+        q.row_mut(0).assign(&m.row(0));
+        for i in 1..3 {
+            let prev = (&q.row(i - 1) * (arr1 * arr1 + 1.0).log10() + &m.row(1)).mapv(|t| t.sin());
+            q.row_mut(i).assign(&prev);
+        }
+        (&q * &q).sum() + q.column(1).sum()
+    };
     let mut lse3 = x[3].tanh();
     let mut scratch4 = vec![0.0; n];
     for i in 0..n {
@@ -5641,10 +5664,8 @@ pub fn p129(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
                     + (0.87f64).tanh().stop_gradient());
         }
     }
-    let arr3 = (m * m * (1.64f64 * 1.64f64 + 1.0).cbrt() - m.mapv(|t| t.cos()))
-        .mapv(f64::exp)
-        .mean()
-        .unwrap();
+    let arr3 =
+        m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * (1.64f64 * 1.64f64 + 1.0).cbrt();
     let mut pair4 = 0.0;
     for i in 0..n {
         for j in (i + 1)..n {
@@ -5734,9 +5755,12 @@ pub fn p131(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..part2_s.len() {
         part2 += part2_s[i] * part2_s[1].sin();
     }
-    let arr3 = (m.to_owned().reversed_axes() * (a / (part2 * part2 + 1.0)) + &m.view())
-        .mapv(|t| t.tanh())
-        .sum();
+    let arr3 = {
+        let mut q = m.to_owned();
+        let t = &q * (a / (part2 * part2 + 1.0));
+        q[[0, 1]] = (a / (part2 * part2 + 1.0)) * 2.0;
+        t.mapv(f64::sin).sum() + q.sum()
+    };
     let mut acc4 = x[1].max(0.05f64);
     for i in 0..n {
         acc4 += autodiff::ops::sigmoid(
@@ -5984,15 +6008,7 @@ pub fn p136(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             acc4 = acc4 * 0.9 + v3.atan();
         }
     }
-    let arr5 = {
-        let mut q = Array2::<f64>::zeros((3, 2));
-        q.row_mut(0).assign(&m.row(0));
-        for i in 1..3 {
-            let prev = (&q.row(i - 1) * v2.abs() + &m.row(1)).mapv(|t| t.sin());
-            q.row_mut(i).assign(&prev);
-        }
-        (&q * &q).sum() + q.column(1).sum()
-    };
+    let arr5 = (&m.row(1) * v2.abs() - &m.column(1)).mapv(f64::sin).sum();
     let v6 = ((((v3 * v3 + 1.5).acosh() * arr5.tanh().exp()).tanh() * 3.0).ceil() * 0.25
         + ((x[3] * x[3] + 0.5).sqrt() * (x[3] * x[3] + 0.5).sqrt() + 1.0).powf(b.min(v2).tanh()));
     -0.58f64 * (a).tanh()
@@ -6188,17 +6204,9 @@ pub fn p141(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let v5 = (v2.abs() * v2.abs() + 1.0)
         .log10()
         .min(a.abs().tanh().exp2());
-    let arr6 = {
-        let mut q = Array2::<f64>::zeros((3, 2));
-        q.row_mut(0).assign(&m.row(0));
-        for i in 1..3 {
-            let prev = m.dot(&q.row(i - 1)).mapv(f64::tanh)
-                * (((a).tanh() * 3.0).trunc() * 0.25 + a)
-                + &q.row(i - 1);
-            q.row_mut(i).assign(&prev);
-        }
-        (&q * &q).sum()
-    };
+    let arr6 = (&m.row(1) * (((a).tanh() * 3.0).trunc() * 0.25 + a) - &m.column(1))
+        .mapv(f64::sin)
+        .sum();
     let mut acc: f64 = -0.81f64 * (a).tanh()
         + 1.09f64 * (b).tanh()
         + -0.16f64 * (acc1).tanh()
@@ -6241,7 +6249,7 @@ pub fn p142(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         lse1 += se.ln() + mx + prev;
     }
-    let arr3 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * -1.54f64.hypot(b)));
+    let arr3 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * -1.54f64.hypot(b);
     -0.36f64 * (a).tanh() + 0.27f64 * (b).tanh() + 0.46f64 * (lse1).tanh() + 1.24f64 * (arr3).tanh()
 }
 
@@ -6361,7 +6369,9 @@ pub fn p145(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p146(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = (&m.row(1) * a - &m.column(1)).mapv(f64::sin).sum();
+    let arr1 = (m.to_owned().reversed_axes() * a + &m.view())
+        .mapv(|t| t.tanh())
+        .sum();
     let mut m2 = autodiff::ops::softplus(x[0]);
     if autodiff::ops::softplus(arr1) < -1.65f64 {
         m2 += arr1.asinh();
@@ -6589,10 +6599,15 @@ pub fn p152(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else if (x[2] * x[2] + 1.0).log10() <= -0.95f64 {
         m1 = m1 * 0.5;
     }
-    let arr2 = (&m.column(0).insert_axis(Axis(1)) * m)
-        .mapv(|t| (t * t + 1.0).ln())
-        .sum()
-        * -0.13f64.asinh();
+    let arr2 = {
+        let mut acc = 0.0;
+        for i in 0..2 {
+            let r = m.row(i);
+            let h = r.dot(m).mapv(f64::exp) * -0.13f64.asinh();
+            acc += r.dot(&h) + m.dot(&r).mapv(f64::sin).sum();
+        }
+        acc
+    };
     let mut buf3 = vec![0.0; n];
     for i in 0..n {
         buf3[i] = ((b.tanh() * 0.5).sinh() * (b.tanh() * 0.5).sinh() + 1.0).log(3.0);
@@ -6616,10 +6631,15 @@ pub fn p152(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p153(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = (&m.slice(autodiff::ndarray::s![.., 1..]) * (a * a + 1.0).ln()
-        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
-        .mapv(|t| t.sin())
-        .sum();
+    let arr1 = {
+        let mut q = Array2::<f64>::zeros((3, 2));
+        q.row_mut(0).assign(&m.row(0));
+        for i in 1..3 {
+            let prev = m.dot(&q.row(i - 1)).mapv(f64::tanh) * (a * a + 1.0).ln() + &q.row(i - 1);
+            q.row_mut(i).assign(&prev);
+        }
+        (&q * &q).sum()
+    };
     let mut perm2 = vec![0usize; n];
     for i in 0..n {
         perm2[i] = (i + 2) % n;
@@ -6770,7 +6790,15 @@ pub fn p157(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..part4_s.len() {
         part4 += part4_s[i] * part4_s[1].sin();
     }
-    let arr5 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * x[3];
+    let arr5 = {
+        let mut q = Array2::<f64>::zeros((2, 2));
+        let mut r = m.row(0).to_owned();
+        for i in 0..2 {
+            r = (&r * x[3] + &m.row(i)).mapv(|t| t.tanh());
+            q.row_mut(i).assign(&r);
+        }
+        (&q * m).sum()
+    };
     -1.16f64 * (a).tanh()
         + 0.63f64 * (b).tanh()
         + -0.07f64 * (rot2).tanh()
@@ -6805,17 +6833,10 @@ pub fn p158(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else {
         (rot2.tanh() * 0.5).cosh().atan()
     };
-    let arr5 = {
-        let mut q = Array2::<f64>::zeros((3, 2));
-        q.row_mut(0).assign(&m.row(0));
-        for i in 1..3 {
-            let prev = m.dot(&q.row(i - 1)).mapv(f64::tanh)
-                * (-1.14f64 / (-1.49f64 * -1.49f64 + 1.0))
-                + &q.row(i - 1);
-            q.row_mut(i).assign(&prev);
-        }
-        (&q * &q).sum()
-    };
+    let arr5 = (m * m * (-1.14f64 / (-1.49f64 * -1.49f64 + 1.0)) - m.mapv(|t| t.cos()))
+        .mapv(f64::exp)
+        .mean()
+        .unwrap();
     let mut w6 = ((rot2 * rot2 + 1.0).ln().tanh() * 0.5).tan().tanh() + 3.0;
     let mut steps = 0;
     while w6 > 0.5 && steps < 20 {
@@ -7191,7 +7212,10 @@ pub fn p167(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p168(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = (m * a + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
+    let arr1 = (&m.column(0).insert_axis(Axis(1)) * m)
+        .mapv(|t| (t * t + 1.0).ln())
+        .sum()
+        * a;
     let mut acc2 = -0.37f64;
     for i in 0..n {
         acc2 += (b * b + 1.0).recip().tanh().exp();
@@ -7444,15 +7468,10 @@ pub fn p173(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         w1 = w1 * 0.6 + 0.05 * b.min(b).tanh();
         steps += 1;
     }
-    let arr2 = {
-        let mut acc = 0.0;
-        for i in 0..2 {
-            let r = m.row(i);
-            let h = r.dot(m).mapv(f64::exp) * autodiff::ops::sigmoid(x[2]);
-            acc += r.dot(&h) + m.dot(&r).mapv(f64::sin).sum();
-        }
-        acc
-    };
+    let arr2 = (&m.column(0).insert_axis(Axis(1)) * m)
+        .mapv(|t| (t * t + 1.0).ln())
+        .sum()
+        * autodiff::ops::sigmoid(x[2]);
     let part3_s = &x[0..2];
     let mut part3 = (x[3] * b);
     for i in 0..part3_s.len() {
@@ -7517,10 +7536,7 @@ pub fn p174(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         lse4 += se.ln() + mx + prev;
     }
-    let arr6 = (&m.column(0).insert_axis(Axis(1)) * m)
-        .mapv(|t| (t * t + 1.0).ln())
-        .sum()
-        * x[1].tanh().exp_m1();
+    let arr6 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * x[1].tanh().exp_m1();
     1.87f64 * (a).tanh()
         + -1.78f64 * (b).tanh()
         + 0.59f64 * (v1).tanh()
@@ -7997,12 +8013,9 @@ pub fn p186(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let v1 = a.powi(2);
     let v2 = x[2].sin().atan2(v1 * v1 + 0.5);
-    let arr3 = {
-        let mut q = m.to_owned();
-        let t = &q * helpers::soft(a, 0.3);
-        q[[0, 1]] = helpers::soft(a, 0.3) * 2.0;
-        t.mapv(f64::sin).sum() + q.sum()
-    };
+    let arr3 = (&m.row(1) * helpers::soft(a, 0.3) - &m.column(1))
+        .mapv(f64::sin)
+        .sum();
     -0.20f64 * (a).tanh()
         + 0.80f64 * (b).tanh()
         + 1.68f64 * (v1).tanh()
@@ -8124,15 +8137,10 @@ pub fn p188(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         perm4[n - 1] = first;
     }
-    let arr6 = {
-        let mut acc = 0.0;
-        for i in 0..2 {
-            let r = m.row(i);
-            let h = r.dot(m).mapv(f64::exp) * (b * b + 1.0).recip();
-            acc += r.dot(&h) + m.dot(&r).mapv(f64::sin).sum();
-        }
-        acc
-    };
+    let arr6 = (m * m * (b * b + 1.0).recip() - m.mapv(|t| t.cos()))
+        .mapv(f64::exp)
+        .mean()
+        .unwrap();
     -1.55f64 * (a).tanh()
         + -0.06f64 * (b).tanh()
         + -0.45f64 * (pair1).tanh()
@@ -8212,7 +8220,11 @@ pub fn p190(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p191(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * (a.tanh() * 0.5).cosh();
+    let arr1 = (m + &m.sum_axis(Axis(0)))
+        .mapv(|t| (t * t + 1.0).ln())
+        .mean()
+        .unwrap()
+        * (a.tanh() * 0.5).cosh();
     let mut lse2 = -1.51f64.mul_add(-0.02f64, b);
     let mut scratch3 = vec![0.0; n];
     for i in 0..n {
@@ -8284,7 +8296,12 @@ pub fn p192(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         w5 = w5 * 0.6 + 0.05 * (v3.tanh() * 0.5).cosh().tanh();
         steps += 1;
     }
-    let arr6 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * acc4.abs();
+    let arr6 = {
+        let mut q = m.to_owned();
+        let t = &q * acc4.abs();
+        q[[0, 1]] = acc4.abs() * 2.0;
+        t.mapv(f64::sin).sum() + q.sum()
+    };
     let mut acc: f64 = -1.53f64 * (a).tanh()
         + -0.40f64 * (b).tanh()
         + -1.78f64 * (v3).tanh()
@@ -8420,8 +8437,9 @@ pub fn p195(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         perm1[n - 1] = first;
     }
-    let arr3 = (m * (a * a + 1.0).recip() + &m.t().dot(m))
-        .mapv(|t| t.tanh())
+    let arr3 = (&m.slice(autodiff::ndarray::s![.., 1..]) * (a * a + 1.0).recip()
+        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+        .mapv(|t| t.sin())
         .sum();
     let mut hist4 = vec![0.0; 3 * n];
     let mut st5 = -0.09f64.min(-1.02f64);
@@ -8438,10 +8456,10 @@ pub fn p195(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         part7 += part7_s[i] * part7_s[1].sin();
     }
     let v8 = 1.38f64;
-    let arr9 = (&m.column(0).insert_axis(Axis(1)) * m)
-        .mapv(|t| (t * t + 1.0).ln())
-        .sum()
-        * (a * v8);
+    let arr9 = (&m.slice(autodiff::ndarray::s![.., 1..]) * (a * v8)
+        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+        .mapv(|t| t.sin())
+        .sum();
     0.68f64 * (a).tanh()
         + -2.00f64 * (b).tanh()
         + -0.81f64 * (rot2).tanh()
@@ -8489,13 +8507,16 @@ pub fn p196(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         perm4[n - 1] = first;
     }
-    let arr6 = m
-        .view()
-        .into_shape_with_order(4)
-        .unwrap()
-        .mapv(|t| t.sin())
-        .sum()
-        + (-1.46f64 * -1.46f64 + 1.0).recip();
+    let arr6 = {
+        let mut q = Array2::<f64>::zeros((3, 2));
+        q.row_mut(0).assign(&m.row(0));
+        for i in 1..3 {
+            let prev =
+                (&q.row(i - 1) * (-1.46f64 * -1.46f64 + 1.0).recip() + &m.row(1)).mapv(|t| t.sin());
+            q.row_mut(i).assign(&prev);
+        }
+        (&q * &q).sum() + q.column(1).sum()
+    };
     let mut acc: f64 = 0.77f64 * (a).tanh()
         + -1.94f64 * (b).tanh()
         + -1.38f64 * (lse1).tanh()
@@ -8828,15 +8849,10 @@ pub fn p204(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..part7_s.len() {
         part7 += part7_s[i] * part7_s[1].sin();
     }
-    let arr8 = {
-        let mut acc = 0.0;
-        for i in 0..2 {
-            let r = m.row(i);
-            let h = r.dot(m).mapv(f64::exp) * (-0.99f64.tanh() * 0.5).cosh();
-            acc += r.dot(&h) + m.dot(&r).mapv(f64::sin).sum();
-        }
-        acc
-    };
+    let arr8 = (&m.slice(autodiff::ndarray::s![.., 1..]) * (-0.99f64.tanh() * 0.5).cosh()
+        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+        .mapv(|t| t.sin())
+        .sum();
     let mut acc: f64 = 0.07f64 * (a).tanh()
         + -0.60f64 * (b).tanh()
         + 0.45f64 * (v3).tanh()
@@ -9023,14 +9039,13 @@ pub fn p209(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
     }
     let arr4 = {
-        let mut q = Array2::<f64>::zeros((3, 2));
-        q.row_mut(0).assign(&(&m.row(1) * (b * 0.38f64)));
-        q.slice_mut(autodiff::ndarray::s![1.., ..])
-            .assign(&m.mapv(|t| t.sin()));
-        q.row_mut(2).assign(&m.row(0));
-        q.column_mut(1)
-            .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
-        (&q * &q).sum()
+        let mut q = Array2::<f64>::zeros((2, 2));
+        let mut r = m.row(0).to_owned();
+        for i in 0..2 {
+            r = (&r * (b * 0.38f64) + &m.row(i)).mapv(|t| t.tanh());
+            q.row_mut(i).assign(&r);
+        }
+        (&q * m).sum()
     };
     let mut acc: f64 = -0.12f64 * (a).tanh()
         + 1.55f64 * (b).tanh()
@@ -9261,9 +9276,16 @@ pub fn p215(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     };
     let v4 = ((a.tanh() * 0.9).asin() * (a.tanh() * 0.9).asin() + 1.0).recip();
     let v5 = ((b * b + 1.0).ln() * (b * b + 1.0).ln() + 1.0).log10();
-    let arr6 = (m * x[0].tanh().exp() + &m.t().dot(m))
-        .mapv(|t| t.tanh())
-        .sum();
+    let arr6 = {
+        let mut q = Array2::<f64>::zeros((3, 2));
+        q.row_mut(0).assign(&(&m.row(1) * x[0].tanh().exp()));
+        q.slice_mut(autodiff::ndarray::s![1.., ..])
+            .assign(&m.mapv(|t| t.sin()));
+        q.row_mut(2).assign(&m.row(0));
+        q.column_mut(1)
+            .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
+        (&q * &q).sum()
+    };
     -1.54f64 * (a).tanh()
         + 0.67f64 * (b).tanh()
         + -0.19f64 * (v2).tanh()
@@ -9526,13 +9548,15 @@ pub fn p221(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p222(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = m
-        .view()
-        .into_shape_with_order(4)
-        .unwrap()
-        .mapv(|t| t.sin())
-        .sum()
-        + 1.53f64;
+    let arr1 = {
+        let mut q = Array2::<f64>::zeros((2, 2));
+        let mut r = m.row(0).to_owned();
+        for i in 0..2 {
+            r = (&r * 1.53f64 + &m.row(i)).mapv(|t| t.tanh());
+            q.row_mut(i).assign(&r);
+        }
+        (&q * m).sum()
+    };
     let mut perm2 = vec![0usize; n];
     for i in 0..n {
         perm2[i] = (i + 3) % n;
@@ -9681,17 +9705,13 @@ pub fn p225(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         perm2[n - 1] = first;
     }
-    let arr4 = {
-        let mut q = Array2::<f64>::zeros((3, 2));
-        q.row_mut(0)
-            .assign(&(&m.row(1) * x[3].mul_add(-1.16f64, a)));
-        q.slice_mut(autodiff::ndarray::s![1.., ..])
-            .assign(&m.mapv(|t| t.sin()));
-        q.row_mut(2).assign(&m.row(0));
-        q.column_mut(1)
-            .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
-        (&q * &q).sum()
-    };
+    let arr4 = m
+        .view()
+        .into_shape_with_order(4)
+        .unwrap()
+        .mapv(|t| t.sin())
+        .sum()
+        + x[3].mul_add(-1.16f64, a);
     let part5_s = &x[1..];
     let mut part5 = 1.38f64.tanh();
     for i in 0..part5_s.len() {
@@ -9854,9 +9874,16 @@ pub fn p229(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p230(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = (m.to_owned().reversed_axes() * (b * b + 1.0).ln() + &m.view())
-        .mapv(|t| t.tanh())
-        .sum();
+    let arr1 = {
+        let mut q = Array2::<f64>::zeros((3, 2));
+        q.row_mut(0).assign(&(&m.row(1) * (b * b + 1.0).ln()));
+        q.slice_mut(autodiff::ndarray::s![1.., ..])
+            .assign(&m.mapv(|t| t.sin()));
+        q.row_mut(2).assign(&m.row(0));
+        q.column_mut(1)
+            .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
+        (&q * &q).sum()
+    };
     let v2 = (x[2] * x[2]).ln_1p().cos();
     let mut m3 = x[1];
     if (a.tanh() * 0.9).asin() > -0.88f64 {
@@ -9993,15 +10020,7 @@ pub fn p233(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         lse1 += se.ln() + mx;
     }
-    let arr3 = {
-        let mut q = Array2::<f64>::zeros((3, 2));
-        q.row_mut(0).assign(&m.row(0));
-        for i in 1..3 {
-            let prev = (&q.row(i - 1) * (x[2] - 0.84f64) + &m.row(1)).mapv(|t| t.sin());
-            q.row_mut(i).assign(&prev);
-        }
-        (&q * &q).sum() + q.column(1).sum()
-    };
+    let arr3 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * (x[2] - 0.84f64)));
     let mut perm4 = vec![0usize; n];
     for i in 0..n {
         perm4[i] = (i + 3) % n;
@@ -10132,12 +10151,10 @@ pub fn p236(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..part2_s.len() {
         part2 += part2_s[i] * part2_s[1].sin();
     }
-    let arr3 = {
-        let mut q = m.to_owned();
-        let t = &q * part2.clamp(-1.0, 1.0);
-        q[[0, 1]] = part2.clamp(-1.0, 1.0) * 2.0;
-        t.mapv(f64::sin).sum() + q.sum()
-    };
+    let arr3 = (&m.slice(autodiff::ndarray::s![.., 1..]) * part2.clamp(-1.0, 1.0)
+        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+        .mapv(|t| t.sin())
+        .sum();
     let mut buf4 = vec![0.0; n];
     for i in 0..n {
         buf4[i] = (((b.abs()).tanh() * 3.0).trunc() * 0.25 + (part2 * part2));
@@ -10406,9 +10423,16 @@ pub fn p242(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         perm3[n - 1] = first;
     }
-    let arr5 = (m.to_owned().reversed_axes() * v1 + &m.view())
-        .mapv(|t| t.tanh())
-        .sum();
+    let arr5 = {
+        let mut q = Array2::<f64>::zeros((3, 2));
+        q.row_mut(0).assign(&(&m.row(1) * v1));
+        q.slice_mut(autodiff::ndarray::s![1.., ..])
+            .assign(&m.mapv(|t| t.sin()));
+        q.row_mut(2).assign(&m.row(0));
+        q.column_mut(1)
+            .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
+        (&q * &q).sum()
+    };
     let v6 = (((0.15f64 / (-1.97f64 * -1.97f64 + 1.0)).tanh() * 0.9).atanh()
         * ((0.15f64 / (-1.97f64 * -1.97f64 + 1.0)).tanh() * 0.9).atanh()
         + 1.0)
@@ -10493,7 +10517,13 @@ pub fn p244(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let v1 = ((a * a + 1.0).cbrt() - a.tanh()).abs();
     let v2 = a;
-    let arr3 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * x[0];
+    let arr3 = m
+        .view()
+        .into_shape_with_order(4)
+        .unwrap()
+        .mapv(|t| t.sin())
+        .sum()
+        + x[0];
     let mut pair4 = 0.0;
     for i in 0..n {
         for j in (i + 1)..n {
@@ -10604,15 +10634,7 @@ pub fn p246(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else if b.min(a) >= 1.28f64 {
         m1 = m1 * 0.5;
     }
-    let arr2 = {
-        let mut q = Array2::<f64>::zeros((3, 2));
-        q.row_mut(0).assign(&m.row(0));
-        for i in 1..3 {
-            let prev = m.dot(&q.row(i - 1)).mapv(f64::tanh) * m1 + &q.row(i - 1);
-            q.row_mut(i).assign(&prev);
-        }
-        (&q * &q).sum()
-    };
+    let arr2 = (m * m1 + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
     -0.71f64 * (a).tanh()
         + -0.09f64 * (b).tanh()
         + -1.59f64 * (m1).tanh()
@@ -10735,10 +10757,7 @@ pub fn p249(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else if a.min(w2) < -0.89f64 {
         m3 = m3 * 0.5;
     }
-    let arr4 = (m * m * (x[1].tanh() * 0.9).atanh() - m.mapv(|t| t.cos()))
-        .mapv(f64::exp)
-        .mean()
-        .unwrap();
+    let arr4 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * (x[1].tanh() * 0.9).atanh();
     let mut w5 = a.tanh() + 3.0;
     let mut steps = 0;
     while w5 > 0.5 && steps < 20 {
@@ -10767,10 +10786,13 @@ pub fn p250(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             pair1 += (d * d + 0.5).recip() * b.tanh().exp2();
         }
     }
-    let arr2 = (&m.column(0).insert_axis(Axis(1)) * m)
-        .mapv(|t| (t * t + 1.0).ln())
+    let arr2 = m
+        .view()
+        .into_shape_with_order(4)
+        .unwrap()
+        .mapv(|t| t.sin())
         .sum()
-        * a;
+        + a;
     let mut acc3 = (a / (b * b + 1.0));
     for i in 0..n {
         acc3 += b.min(b).min(arr2.sin());
@@ -10778,9 +10800,16 @@ pub fn p250(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             acc3 = acc3 * 0.9 + -1.63f64.sin();
         }
     }
-    let arr4 = (m.to_owned().reversed_axes() * arr2.clamp(-1.0, 1.0) + &m.view())
-        .mapv(|t| t.tanh())
-        .sum();
+    let arr4 = {
+        let mut q = Array2::<f64>::zeros((3, 2));
+        q.row_mut(0).assign(&(&m.row(1) * arr2.clamp(-1.0, 1.0)));
+        q.slice_mut(autodiff::ndarray::s![1.., ..])
+            .assign(&m.mapv(|t| t.sin()));
+        q.row_mut(2).assign(&m.row(0));
+        q.column_mut(1)
+            .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
+        (&q * &q).sum()
+    };
     let mut perm5 = vec![0usize; n];
     for i in 0..n {
         perm5[i] = (i + 1) % n;
@@ -10872,7 +10901,12 @@ pub fn p252(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let v3 = buf2[2] + 0.5 * buf2[3];
     let v4 =
         ((1.10f64.tanh() * 0.5).tan().cos() * (1.10f64.tanh() * 0.5).tan().cos() + 1.0).log(3.0);
-    let arr5 = (m * (x[2] * 0.5) + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
+    let arr5 = {
+        let t = m.dot(&m.column(0));
+        let e = m.column(1).mapv(f64::exp);
+        let z = if (x[2] * 0.5) > 0.0 { t } else { &e * 2.0 };
+        (&z * &e).sum()
+    };
     -1.76f64 * (a).tanh()
         + 0.92f64 * (b).tanh()
         + -1.00f64 * (v1).tanh()
@@ -10896,9 +10930,7 @@ pub fn p253(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else {
         (b.tanh() * 0.9).acos().hypot(b)
     };
-    let arr3 = (m.to_owned().reversed_axes() * -1.79f64.sin() + &m.view())
-        .mapv(|t| t.tanh())
-        .sum();
+    let arr3 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * -1.79f64.sin();
     let v4 = x[0];
     let mut pair5 = 0.0;
     for i in 0..n {
@@ -10944,9 +10976,16 @@ pub fn p254(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else if (-0.13f64 - x[3]) >= -1.65f64 {
         m3 = m3 * 0.5;
     }
-    let arr4 = (&m.row(1) * -0.99f64.hypot(b) - &m.column(1))
-        .mapv(f64::sin)
-        .sum();
+    let arr4 = {
+        let mut q = Array2::<f64>::zeros((3, 2));
+        q.row_mut(0).assign(&(&m.row(1) * -0.99f64.hypot(b)));
+        q.slice_mut(autodiff::ndarray::s![1.., ..])
+            .assign(&m.mapv(|t| t.sin()));
+        q.row_mut(2).assign(&m.row(0));
+        q.column_mut(1)
+            .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
+        (&q * &q).sum()
+    };
     let mut m5 = (b.tanh() * 0.9).acos();
     if (x[3] * x[3]).ln_1p() < 0.53f64 {
         m5 += ((a * a + 1.0).cbrt() * (rot2 * m3));
@@ -11124,16 +11163,7 @@ pub fn p257(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         perm2[n - 1] = first;
     }
-    let arr4 = {
-        let mut q = Array2::<f64>::zeros((3, 2));
-        q.row_mut(0).assign(&(&m.row(1) * (w1 * w1 + 1.0).log2()));
-        q.slice_mut(autodiff::ndarray::s![1.., ..])
-            .assign(&m.mapv(|t| t.sin()));
-        q.row_mut(2).assign(&m.row(0));
-        q.column_mut(1)
-            .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
-        (&q * &q).sum()
-    };
+    let arr4 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * (w1 * w1 + 1.0).log2();
     let mut m5 = (rot3 * rot3 + 1.0).log2();
     if (x[1] * x[1] + 1.5).acosh() > -1.31f64 {
         m5 += smooth((x[2] * x[2] + 1.0).cbrt());
@@ -11192,7 +11222,15 @@ pub fn p258(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             pair3 += (d * d + 0.5).recip() * (((x[1]).tanh() * 3.0).floor() * 0.25 + b);
         }
     }
-    let arr4 = (m * m1.max(m1) + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
+    let arr4 = {
+        let mut acc = 0.0;
+        for i in 0..2 {
+            let r = m.row(i);
+            let h = r.dot(m).mapv(f64::exp) * m1.max(m1);
+            acc += r.dot(&h) + m.dot(&r).mapv(f64::sin).sum();
+        }
+        acc
+    };
     let mut acc5 = (-(-0.84f64));
     for i in 0..n {
         acc5 += arr4;
@@ -11252,10 +11290,10 @@ pub fn p260(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         let mut q = Array2::<f64>::zeros((3, 2));
         q.row_mut(0).assign(&m.row(0));
         for i in 1..3 {
-            let prev = (&q.row(i - 1) * x[3] + &m.row(1)).mapv(|t| t.sin());
+            let prev = m.dot(&q.row(i - 1)).mapv(f64::tanh) * x[3] + &q.row(i - 1);
             q.row_mut(i).assign(&prev);
         }
-        (&q * &q).sum() + q.column(1).sum()
+        (&q * &q).sum()
     };
     let part4_s = &x[1..];
     let mut part4 = (arr3.tanh() * 0.5).cosh();
@@ -11290,9 +11328,15 @@ pub fn p261(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else {
         (a * a + 1.0).cbrt().sin()
     };
-    let arr4 = (m * (-1.07f64 * -1.07f64 + 1.0).ln() + &m.t().dot(m))
-        .mapv(|t| t.tanh())
-        .sum();
+    let arr4 = {
+        let mut q = Array2::<f64>::zeros((2, 2));
+        let mut r = m.row(0).to_owned();
+        for i in 0..2 {
+            r = (&r * (-1.07f64 * -1.07f64 + 1.0).ln() + &m.row(i)).mapv(|t| t.tanh());
+            q.row_mut(i).assign(&r);
+        }
+        (&q * m).sum()
+    };
     let part5_s = &x[1..=2];
     let mut part5 = w1.tanh().exp2();
     for i in 0..part5_s.len() {
@@ -11784,19 +11828,24 @@ pub fn p273(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         w1 = w1 * 0.6 + 0.05 * b.tanh();
         steps += 1;
     }
-    let arr2 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
-        .mean()
-        .unwrap()
-        * x[2].tanh().exp2();
+    let arr2 = {
+        let mut acc = 0.0;
+        for i in 0..2 {
+            let r = m.row(i);
+            let h = r.dot(m).mapv(f64::exp) * x[2].tanh().exp2();
+            acc += r.dot(&h) + m.dot(&r).mapv(f64::sin).sum();
+        }
+        acc
+    };
     let mut w3 = (-(arr2)).tanh() + 3.0;
     let mut steps = 0;
     while w3 > 0.5 && steps < 20 {
         w3 = w3 * 0.6 + 0.05 * b.tanh();
         steps += 1;
     }
-    let arr4 = (m.to_owned().reversed_axes() * f64::sin(0.24f64) + &m.view())
-        .mapv(|t| t.tanh())
+    let arr4 = (&m.slice(autodiff::ndarray::s![.., 1..]) * f64::sin(0.24f64)
+        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+        .mapv(|t| t.sin())
         .sum();
     1.07f64 * (a).tanh()
         + -0.70f64 * (b).tanh()
@@ -11810,11 +11859,9 @@ pub fn p273(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p274(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = (m + &m.sum_axis(Axis(0)))
-        .mapv(|t| (t * t + 1.0).ln())
-        .mean()
-        .unwrap()
-        * (a * a + 1.0).ln();
+    let arr1 = (&m.row(1) * (a * a + 1.0).ln() - &m.column(1))
+        .mapv(f64::sin)
+        .sum();
     let mut pair2 = 0.0;
     for i in 0..n {
         for j in (i + 1)..n {
@@ -11823,13 +11870,14 @@ pub fn p274(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
     }
     let arr3 = {
-        let mut acc = 0.0;
-        for i in 0..2 {
-            let r = m.row(i);
-            let h = r.dot(m).mapv(f64::exp) * (pair2 * pair2 + 1.0).log10();
-            acc += r.dot(&h) + m.dot(&r).mapv(f64::sin).sum();
-        }
-        acc
+        let t = m.dot(&m.column(0));
+        let e = m.column(1).mapv(f64::exp);
+        let z = if (pair2 * pair2 + 1.0).log10() > 0.0 {
+            t
+        } else {
+            &e * 2.0
+        };
+        (&z * &e).sum()
     };
     let v4 = arr3.atan2(b * b + 0.5);
     1.42f64 * (a).tanh()
@@ -11851,15 +11899,11 @@ pub fn p275(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             acc1 = acc1 * 0.9 + a.hypot(b);
         }
     }
-    let arr2 = {
-        let mut q = Array2::<f64>::zeros((3, 2));
-        q.row_mut(0).assign(&m.row(0));
-        for i in 1..3 {
-            let prev = (&q.row(i - 1) * b.tanh().exp2() + &m.row(1)).mapv(|t| t.sin());
-            q.row_mut(i).assign(&prev);
-        }
-        (&q * &q).sum() + q.column(1).sum()
-    };
+    let arr2 = (m + &m.sum_axis(Axis(0)))
+        .mapv(|t| (t * t + 1.0).ln())
+        .mean()
+        .unwrap()
+        * b.tanh().exp2();
     let mut lse3 = (a * a + 0.5).sqrt();
     let mut scratch4 = vec![0.0; n];
     for i in 0..n {
@@ -12131,7 +12175,15 @@ pub fn p280(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p281(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * 1.30f64));
+    let arr1 = {
+        let mut q = Array2::<f64>::zeros((2, 2));
+        let mut r = m.row(0).to_owned();
+        for i in 0..2 {
+            r = (&r * 1.30f64 + &m.row(i)).mapv(|t| t.tanh());
+            q.row_mut(i).assign(&r);
+        }
+        (&q * m).sum()
+    };
     let v2 = x[1];
     let mut acc: f64 = -1.80f64 * (a).tanh()
         + -0.34f64 * (b).tanh()
@@ -12178,10 +12230,15 @@ pub fn p282(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p283(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = (&m.column(0).insert_axis(Axis(1)) * m)
-        .mapv(|t| (t * t + 1.0).ln())
-        .sum()
-        * smooth(-0.49f64);
+    let arr1 = {
+        let mut acc = 0.0;
+        for i in 0..2 {
+            let r = m.row(i);
+            let h = r.dot(m).mapv(f64::exp) * smooth(-0.49f64);
+            acc += r.dot(&h) + m.dot(&r).mapv(f64::sin).sum();
+        }
+        acc
+    };
     let mut perm2 = vec![0usize; n];
     for i in 0..n {
         perm2[i] = (i + 1) % n;
@@ -12259,12 +12316,10 @@ pub fn p284(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         ((1.37f64 * 1.37f64 + 1.0).powf(v2.tanh()) * (1.37f64 * 1.37f64 + 1.0).powf(v2.tanh()))
             .ln_1p()
     };
-    let arr6 = {
-        let mut q = m.to_owned();
-        let t = &q * x[3];
-        q[[0, 1]] = x[3] * 2.0;
-        t.mapv(f64::sin).sum() + q.sum()
-    };
+    let arr6 = (&m.slice(autodiff::ndarray::s![.., 1..]) * x[3]
+        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+        .mapv(|t| t.sin())
+        .sum();
     let mut acc: f64 = 1.14f64 * (a).tanh()
         + 0.00f64 * (b).tanh()
         + 0.97f64 * (v2).tanh()
@@ -12638,8 +12693,9 @@ pub fn p292(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..part1_s.len() {
         part1 += part1_s[i] * part1_s[1].sin();
     }
-    let arr2 =
-        m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * (part1 * part1 + 1.0).cbrt();
+    let arr2 = (m.to_owned().reversed_axes() * (part1 * part1 + 1.0).cbrt() + &m.view())
+        .mapv(|t| t.tanh())
+        .sum();
     0.89f64 * (a).tanh()
         + -1.63f64 * (b).tanh()
         + -0.67f64 * (part1).tanh()
@@ -12665,13 +12721,14 @@ pub fn p293(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
     }
     let arr3 = {
-        let mut q = Array2::<f64>::zeros((2, 2));
-        let mut r = m.row(0).to_owned();
-        for i in 0..2 {
-            r = (&r * (acc2.tanh() * 0.9).acos() + &m.row(i)).mapv(|t| t.tanh());
-            q.row_mut(i).assign(&r);
-        }
-        (&q * m).sum()
+        let t = m.dot(&m.column(0));
+        let e = m.column(1).mapv(f64::exp);
+        let z = if (acc2.tanh() * 0.9).acos() > 0.0 {
+            t
+        } else {
+            &e * 2.0
+        };
+        (&z * &e).sum()
     };
     let mut perm4 = vec![0usize; n];
     for i in 0..n {
@@ -12690,12 +12747,7 @@ pub fn p293(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         perm4[n - 1] = first;
     }
-    let arr6 = {
-        let mut q = m.to_owned();
-        let t = &q * acc1;
-        q[[0, 1]] = acc1 * 2.0;
-        t.mapv(f64::sin).sum() + q.sum()
-    };
+    let arr6 = (m * acc1 + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
     -1.82f64 * (a).tanh()
         + -1.42f64 * (b).tanh()
         + 1.26f64 * (acc1).tanh()
@@ -12725,7 +12777,15 @@ pub fn p295(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else if -0.10f64.mul_add(a, a) > 1.93f64 {
         m1 = m1 * 0.5;
     }
-    let arr2 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * (x[2] * x[2] + 1.0).cbrt();
+    let arr2 = {
+        let mut q = Array2::<f64>::zeros((2, 2));
+        let mut r = m.row(0).to_owned();
+        for i in 0..2 {
+            r = (&r * (x[2] * x[2] + 1.0).cbrt() + &m.row(i)).mapv(|t| t.tanh());
+            q.row_mut(i).assign(&r);
+        }
+        (&q * m).sum()
+    };
     let mut hist3 = vec![0.0; 3 * n];
     let mut st4 = m1;
     for t in 0..3 {
@@ -12896,13 +12956,10 @@ pub fn p298(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         steps += 1;
     }
     let arr4 = {
-        let mut q = Array2::<f64>::zeros((3, 2));
-        q.row_mut(0).assign(&m.row(0));
-        for i in 1..3 {
-            let prev = (&q.row(i - 1) * 1.28f64 + &m.row(1)).mapv(|t| t.sin());
-            q.row_mut(i).assign(&prev);
-        }
-        (&q * &q).sum() + q.column(1).sum()
+        let mut q = m.to_owned();
+        let t = &q * 1.28f64;
+        q[[0, 1]] = 1.28f64 * 2.0;
+        t.mapv(f64::sin).sum() + q.sum()
     };
     let mut buf5 = vec![0.0; n];
     for i in 0..n {
@@ -13143,10 +13200,10 @@ mod twin {
             let mut q = Array2::<D>::zeros((3, 2));
             q.row_mut(0).assign(&m.row(0));
             for i in 1..3 {
-                let prev = (&q.row(i - 1) * x[2] + &m.row(1)).mapv(|t| t.sin());
+                let prev = m.dot(&q.row(i - 1)).mapv(tanh) * x[2] + &q.row(i - 1);
                 q.row_mut(i).assign(&prev);
             }
-            (&q * &q).sum() + q.column(1).sum()
+            (&q * &q).sum()
         };
         let mut perm5 = vec![0usize; n];
         for i in 0..n {
@@ -13250,13 +13307,14 @@ mod twin {
                     .atan2(pair3.clamp(-c(1.0), c(1.0)) * pair3.clamp(-c(1.0), c(1.0)) + c(0.5)),
             );
         let arr5 = {
-            let mut acc = c(0.0);
-            for i in 0..2 {
-                let r = m.row(i);
-                let h = r.dot(m).mapv(exp) * (x[3] + -c(0.21));
-                acc += r.dot(&h) + m.dot(&r).mapv(sin).sum();
-            }
-            acc
+            let t = m.dot(&m.column(0));
+            let e = m.column(1).mapv(exp);
+            let z = if (x[3] + -c(0.21)) > c(0.0) {
+                t
+            } else {
+                &e * c(2.0)
+            };
+            (&z * &e).sum()
         };
         c(1.54) * (a).tanh()
             + -c(1.57) * (b).tanh()
@@ -13492,11 +13550,12 @@ mod twin {
         } else if ops::sigmoid(x[3]) <= -c(0.29) {
             m4 = m4 * c(0.5);
         }
-        let arr5 = (m + &m.sum_axis(Axis(0)))
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .mean()
-            .unwrap()
-            * w3;
+        let arr5 = {
+            let t = m.dot(&m.column(0));
+            let e = m.column(1).mapv(exp);
+            let z = if w3 > c(0.0) { t } else { &e * c(2.0) };
+            (&z * &e).sum()
+        };
         -c(1.96) * (a).tanh()
             + -c(1.23) * (b).tanh()
             + c(0.05) * (v1).tanh()
@@ -13632,13 +13691,10 @@ mod twin {
         } else if (w2 * x[0]) >= c(1.17) {
             m3 = m3 * c(0.5);
         }
-        let arr4 = m
-            .view()
-            .into_shape_with_order(4)
-            .unwrap()
+        let arr4 = (&m.slice(autodiff::ndarray::s![.., 1..]) * ops::softplus(m3)
+            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
             .mapv(|t| t.sin())
-            .sum()
-            + ops::softplus(m3);
+            .sum();
         let mut acc: D = c(1.56) * (a).tanh()
             + c(0.98) * (b).tanh()
             + -c(0.81) * (pair1).tanh()
@@ -13799,16 +13855,18 @@ mod twin {
         let v4 = hist2[1] * hist2[2 * n] + hist2[3 * n - 1] + st3;
         let v5 = v4;
         let arr6 = {
-            let mut q = Array2::<D>::zeros((3, 2));
-            q.row_mut(0).assign(&m.row(0));
-            for i in 1..3 {
-                let prev = (&q.row(i - 1) * x[1].asinh() + &m.row(1)).mapv(|t| t.sin());
-                q.row_mut(i).assign(&prev);
+            let mut acc = c(0.0);
+            for i in 0..2 {
+                let r = m.row(i);
+                let h = r.dot(m).mapv(exp) * x[1].asinh();
+                acc += r.dot(&h) + m.dot(&r).mapv(sin).sum();
             }
-            (&q * &q).sum() + q.column(1).sum()
+            acc
         };
         let v7 = v4.max(x[3]).cos().tanh().exp();
-        let arr8 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * b.hypot(c(1.92));
+        let arr8 = (m * b.hypot(c(1.92)) + &m.t().dot(m))
+            .mapv(|t| t.tanh())
+            .sum();
         -c(0.50) * (a).tanh()
             + -c(1.75) * (b).tanh()
             + c(0.99) * (w1).tanh()
@@ -14062,7 +14120,15 @@ mod twin {
             }
             lse4 += se.ln() + mx;
         }
-        let arr6 = ops::logsumexp(&(m.dot(&m.column(0)) * (pair1 * pair1 + c(0.5)).sqrt()));
+        let arr6 = {
+            let mut acc = c(0.0);
+            for i in 0..2 {
+                let r = m.row(i);
+                let h = r.dot(m).mapv(exp) * (pair1 * pair1 + c(0.5)).sqrt();
+                acc += r.dot(&h) + m.dot(&r).mapv(sin).sum();
+            }
+            acc
+        };
         -c(1.01) * (a).tanh()
             + c(1.07) * (b).tanh()
             + -c(0.11) * (pair1).tanh()
@@ -14246,14 +14312,14 @@ mod twin {
     pub fn p29(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let arr1 = {
-            let mut q = Array2::<D>::zeros((3, 2));
-            q.row_mut(0).assign(&m.row(0));
-            for i in 1..3 {
-                let prev =
-                    m.dot(&q.row(i - 1)).mapv(tanh) * (b.tanh() * c(0.9)).asin() + &q.row(i - 1);
-                q.row_mut(i).assign(&prev);
-            }
-            (&q * &q).sum()
+            let t = m.dot(&m.column(0));
+            let e = m.column(1).mapv(exp);
+            let z = if (b.tanh() * c(0.9)).asin() > c(0.0) {
+                t
+            } else {
+                &e * c(2.0)
+            };
+            (&z * &e).sum()
         };
         let part2_s = &x[0..];
         let mut part2 = (x[1] / (-c(0.31) * -c(0.31) + c(1.0)));
@@ -14352,10 +14418,13 @@ mod twin {
             lse1 += se.ln() + mx;
         }
         let arr3 = {
-            let mut q = m.to_owned();
-            let t = &q * sin(lse1);
-            q[[0, 1]] = sin(lse1) * c(2.0);
-            t.mapv(sin).sum() + q.sum()
+            let mut q = Array2::<D>::zeros((3, 2));
+            q.row_mut(0).assign(&m.row(0));
+            for i in 1..3 {
+                let prev = (&q.row(i - 1) * sin(lse1) + &m.row(1)).mapv(|t| t.sin());
+                q.row_mut(i).assign(&prev);
+            }
+            (&q * &q).sum() + q.column(1).sum()
         };
         let part4_s = &x[0..2];
         let mut part4 = c(1.07).hypot(c(0.99));
@@ -14597,9 +14666,12 @@ mod twin {
                 acc5 = acc5 * c(0.9) + (a * a + c(1.0)).powd(c(0.53).tanh());
             }
         }
-        let arr6 = (&m.row(1) * v4.atan2(acc5 * acc5 + c(0.5)) - &m.column(1))
-            .mapv(sin)
-            .sum();
+        let arr6 = {
+            let mut q = m.to_owned();
+            let t = &q * v4.atan2(acc5 * acc5 + c(0.5));
+            q[[0, 1]] = v4.atan2(acc5 * acc5 + c(0.5)) * c(2.0);
+            t.mapv(sin).sum() + q.sum()
+        };
         let mut w7 = acc5.tanh() + c(3.0);
         let mut steps = 0;
         while w7 > c(0.5) && steps < 20 {
@@ -14657,9 +14729,11 @@ mod twin {
         let v1 = (((a + b) * (a + b) + c(1.0)).log2() * ((a + b) * (a + b) + c(1.0)).log2()
             + c(1.0))
         .recip();
-        let arr2 = (m.to_owned().reversed_axes() * -c(1.54) + &m.view())
-            .mapv(|t| t.tanh())
-            .sum();
+        let arr2 = (m + &m.sum_axis(Axis(0)))
+            .mapv(|t| (t * t + c(1.0)).ln())
+            .mean()
+            .unwrap()
+            * -c(1.54);
         c(0.61) * (a).tanh()
             + c(0.23) * (b).tanh()
             + -c(1.39) * (v1).tanh()
@@ -14688,9 +14762,15 @@ mod twin {
             }
         }
         let v4 = (v1.mul_add(m2, x[0]).tanh() * c(0.5)).sinh().cos();
-        let arr5 = (m * (c(0.92) * c(0.92) + c(1.0)).recip() + &m.t().dot(m))
-            .mapv(|t| t.tanh())
-            .sum();
+        let arr5 = {
+            let mut q = Array2::<D>::zeros((2, 2));
+            let mut r = m.row(0).to_owned();
+            for i in 0..2 {
+                r = (&r * (c(0.92) * c(0.92) + c(1.0)).recip() + &m.row(i)).mapv(|t| t.tanh());
+                q.row_mut(i).assign(&r);
+            }
+            (&q * m).sum()
+        };
         c(0.43) * (a).tanh()
             + -c(0.07) * (b).tanh()
             + c(0.46) * (v1).tanh()
@@ -14873,13 +14953,10 @@ mod twin {
             steps += 1;
         }
         let arr3 = {
-            let mut q = Array2::<D>::zeros((3, 2));
-            q.row_mut(0).assign(&m.row(0));
-            for i in 1..3 {
-                let prev = (&q.row(i - 1) * (b - w1) + &m.row(1)).mapv(|t| t.sin());
-                q.row_mut(i).assign(&prev);
-            }
-            (&q * &q).sum() + q.column(1).sum()
+            let mut q = m.to_owned();
+            let t = &q * (b - w1);
+            q[[0, 1]] = (b - w1) * c(2.0);
+            t.mapv(sin).sum() + q.sum()
         };
         let v4 = a;
         let mut lse5 = v4;
@@ -14987,15 +15064,20 @@ mod twin {
             w1 = w1 * c(0.6) + c(0.05) * (x[0] * x[0] + c(1.0)).ln().tanh();
             steps += 1;
         }
-        let arr2 = (m * a.powi(2) + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
-        let arr3 = {
-            let mut q = Array2::<D>::zeros((2, 2));
-            let mut r = m.row(0).to_owned();
-            for i in 0..2 {
-                r = (&r * arr2.cos() + &m.row(i)).mapv(|t| t.tanh());
-                q.row_mut(i).assign(&r);
+        let arr2 = {
+            let mut q = Array2::<D>::zeros((3, 2));
+            q.row_mut(0).assign(&m.row(0));
+            for i in 1..3 {
+                let prev = m.dot(&q.row(i - 1)).mapv(tanh) * a.powi(2) + &q.row(i - 1);
+                q.row_mut(i).assign(&prev);
             }
-            (&q * m).sum()
+            (&q * &q).sum()
+        };
+        let arr3 = {
+            let mut q = m.to_owned();
+            let t = &q * arr2.cos();
+            q[[0, 1]] = arr2.cos() * c(2.0);
+            t.mapv(sin).sum() + q.sum()
         };
         let v4 = -c(1.64);
         c(0.38) * (a).tanh()
@@ -15124,9 +15206,15 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p53(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = (m.to_owned().reversed_axes() * sin(a) + &m.view())
-            .mapv(|t| t.tanh())
-            .sum();
+        let arr1 = {
+            let mut q = Array2::<D>::zeros((3, 2));
+            q.row_mut(0).assign(&m.row(0));
+            for i in 1..3 {
+                let prev = m.dot(&q.row(i - 1)).mapv(tanh) * sin(a) + &q.row(i - 1);
+                q.row_mut(i).assign(&prev);
+            }
+            (&q * &q).sum()
+        };
         let mut lse2 = (b * b + c(1.0)).recip();
         let mut scratch3 = vec![c(0.0); n * 2];
         for i in 0..n {
@@ -15175,10 +15263,14 @@ mod twin {
             part3 += part3_s[i] * part3_s[1].sin();
         }
         let arr4 = {
-            let mut q = m.to_owned();
-            let t = &q * (m1 * m1).ln_1p();
-            q[[0, 1]] = (m1 * m1).ln_1p() * c(2.0);
-            t.mapv(sin).sum() + q.sum()
+            let t = m.dot(&m.column(0));
+            let e = m.column(1).mapv(exp);
+            let z = if (m1 * m1).ln_1p() > c(0.0) {
+                t
+            } else {
+                &e * c(2.0)
+            };
+            (&z * &e).sum()
         };
         c(0.57) * (a).tanh()
             + -c(1.67) * (b).tanh()
@@ -15310,12 +15402,7 @@ mod twin {
                 pair1 += (d * d + c(0.5)).recip() * (b.tanh() * c(0.9)).atanh();
             }
         }
-        let arr2 = {
-            let mut q = m.to_owned();
-            let t = &q * x[1].abs();
-            q[[0, 1]] = x[1].abs() * c(2.0);
-            t.mapv(sin).sum() + q.sum()
-        };
+        let arr2 = (m * x[1].abs() + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
         let v3 = ((b - c(1.15)) * c(0.5)).tanh();
         let v4 = ((((b * b + c(1.0)).recip()).tanh()
             - (b.tanh().exp_m1().max(arr2)).tanh().stop_gradient())
@@ -15335,9 +15422,15 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p59(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = (m.to_owned().reversed_axes() * (a.tanh() * c(0.5)).cosh() + &m.view())
-            .mapv(|t| t.tanh())
-            .sum();
+        let arr1 = {
+            let mut q = Array2::<D>::zeros((2, 2));
+            let mut r = m.row(0).to_owned();
+            for i in 0..2 {
+                r = (&r * (a.tanh() * c(0.5)).cosh() + &m.row(i)).mapv(|t| t.tanh());
+                q.row_mut(i).assign(&r);
+            }
+            (&q * m).sum()
+        };
         let v2 = a;
         let mut m3 = v2.asinh();
         if b <= -c(1.39) {
@@ -15377,11 +15470,11 @@ mod twin {
         } else if v3.powi(2) <= c(0.93) {
             m4 = m4 * c(0.5);
         }
-        let arr5 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * x[2];
-        let arr6 = (m + &m.sum_axis(Axis(0)))
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .mean()
-            .unwrap()
+        let arr5 = (&m.slice(autodiff::ndarray::s![.., 1..]) * x[2]
+            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+            .mapv(|t| t.sin())
+            .sum();
+        let arr6 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum()
             * (((b).tanh() * c(3.0)).floor() * c(0.25) + arr5);
         let mut buf7 = vec![c(0.0); n];
         for i in 0..n {
@@ -15906,7 +15999,9 @@ mod twin {
                 .ln()
                 + (-c(1.75)).tanh().stop_gradient())
         };
-        let arr3 = ops::logsumexp(&(m.dot(&m.column(0)) * (c(0.13) * c(0.13) + c(0.5)).sqrt()));
+        let arr3 = (&m.row(1) * (c(0.13) * c(0.13) + c(0.5)).sqrt() - &m.column(1))
+            .mapv(sin)
+            .sum();
         let mut acc: D = -c(1.98) * (a).tanh()
             + -c(1.61) * (b).tanh()
             + -c(1.11) * (m1).tanh()
@@ -15999,15 +16094,13 @@ mod twin {
             }
         }
         let arr3 = {
-            let mut q = Array2::<D>::zeros((3, 2));
-            q.row_mut(0)
-                .assign(&(&m.row(1) * (b * b + c(1.0)).log(3.0)));
-            q.slice_mut(autodiff::ndarray::s![1.., ..])
-                .assign(&m.mapv(|t| t.sin()));
-            q.row_mut(2).assign(&m.row(0));
-            q.column_mut(1)
-                .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
-            (&q * &q).sum()
+            let mut q = Array2::<D>::zeros((2, 2));
+            let mut r = m.row(0).to_owned();
+            for i in 0..2 {
+                r = (&r * (b * b + c(1.0)).log(3.0) + &m.row(i)).mapv(|t| t.tanh());
+                q.row_mut(i).assign(&r);
+            }
+            (&q * m).sum()
         };
         let mut w4 = (-c(1.95) + a).hypot(a.hypot(x[0])).tanh() + c(3.0);
         let mut steps = 0;
@@ -16197,7 +16290,15 @@ mod twin {
                 pair4 += (d * d + c(0.5)).recip() * -c(1.82).sin();
             }
         }
-        let arr5 = ops::logsumexp(&(m.dot(&m.column(0)) * (m1 * c(0.5))));
+        let arr5 = {
+            let mut q = Array2::<D>::zeros((3, 2));
+            q.row_mut(0).assign(&m.row(0));
+            for i in 1..3 {
+                let prev = m.dot(&q.row(i - 1)).mapv(tanh) * (m1 * c(0.5)) + &q.row(i - 1);
+                q.row_mut(i).assign(&prev);
+            }
+            (&q * &q).sum()
+        };
         c(0.35) * (a).tanh()
             + c(0.81) * (b).tanh()
             + c(0.16) * (m1).tanh()
@@ -16238,13 +16339,13 @@ mod twin {
             steps += 1;
         }
         let arr2 = {
-            let mut q = Array2::<D>::zeros((2, 2));
-            let mut r = m.row(0).to_owned();
-            for i in 0..2 {
-                r = (&r * a.powi(3) + &m.row(i)).mapv(|t| t.tanh());
-                q.row_mut(i).assign(&r);
+            let mut q = Array2::<D>::zeros((3, 2));
+            q.row_mut(0).assign(&m.row(0));
+            for i in 1..3 {
+                let prev = m.dot(&q.row(i - 1)).mapv(tanh) * a.powi(3) + &q.row(i - 1);
+                q.row_mut(i).assign(&prev);
             }
-            (&q * m).sum()
+            (&q * &q).sum()
         };
         let v3 = smooth((smooth(a).tanh() * c(0.5)).sinh());
         let mut pair4 = c(0.0);
@@ -16328,7 +16429,15 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p81(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * (b.tanh() * c(0.9)).asin();
+        let arr1 = {
+            let mut q = Array2::<D>::zeros((2, 2));
+            let mut r = m.row(0).to_owned();
+            for i in 0..2 {
+                r = (&r * (b.tanh() * c(0.9)).asin() + &m.row(i)).mapv(|t| t.tanh());
+                q.row_mut(i).assign(&r);
+            }
+            (&q * m).sum()
+        };
         let v2 = if (c(1.76) * c(1.76) + c(1.0)).cbrt() < c(1.14) {
             ((-c(0.69).tanh() * c(0.9)).asin() * c(0.5))
         } else {
@@ -16613,22 +16722,18 @@ mod twin {
             }
         }
         let v3 = hist1[1] * hist1[2 * n] + hist1[3 * n - 1] + st2;
-        let arr4 = m
-            .view()
-            .into_shape_with_order(4)
-            .unwrap()
-            .mapv(|t| t.sin())
-            .sum()
-            + (b * b + c(1.0)).recip();
-        let arr5 = {
-            let mut acc = c(0.0);
+        let arr4 = {
+            let mut q = Array2::<D>::zeros((2, 2));
+            let mut r = m.row(0).to_owned();
             for i in 0..2 {
-                let r = m.row(i);
-                let h = r.dot(m).mapv(exp) * (c(0.48) * c(0.48) + c(1.0)).powd(x[0].tanh());
-                acc += r.dot(&h) + m.dot(&r).mapv(sin).sum();
+                r = (&r * (b * b + c(1.0)).recip() + &m.row(i)).mapv(|t| t.tanh());
+                q.row_mut(i).assign(&r);
             }
-            acc
+            (&q * m).sum()
         };
+        let arr5 = (m * (c(0.48) * c(0.48) + c(1.0)).powd(x[0].tanh()) + &m.t().dot(m))
+            .mapv(|t| t.tanh())
+            .sum();
         let mut perm6 = vec![0usize; n];
         for i in 0..n {
             perm6[i] = (i + 2) % n;
@@ -16693,12 +16798,7 @@ mod twin {
             m4 = m4 * c(0.5);
         }
         let v5 = smooth((x[3] * x[3] + c(1.0)).powd(smooth(a).tanh()));
-        let arr6 = {
-            let mut q = m.to_owned();
-            let t = &q * a.hypot(b);
-            q[[0, 1]] = a.hypot(b) * c(2.0);
-            t.mapv(sin).sum() + q.sum()
-        };
+        let arr6 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * a.hypot(b);
         c(1.35) * (a).tanh()
             + c(1.96) * (b).tanh()
             + c(1.67) * (lse1).tanh()
@@ -16897,16 +16997,13 @@ mod twin {
             ((a * a + c(1.0)).powd(b.tanh()) * (a * a + c(1.0)).powd(b.tanh()) + c(1.0)).recip(),
         );
         let v2 = (ops::softplus((v1 * -c(0.31))) - x[0].powi(3));
-        let arr3 = {
-            let mut q = Array2::<D>::zeros((3, 2));
-            q.row_mut(0).assign(&(&m.row(1) * -c(1.78)));
-            q.slice_mut(autodiff::ndarray::s![1.., ..])
-                .assign(&m.mapv(|t| t.sin()));
-            q.row_mut(2).assign(&m.row(0));
-            q.column_mut(1)
-                .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
-            (&q * &q).sum()
-        };
+        let arr3 = m
+            .view()
+            .into_shape_with_order(4)
+            .unwrap()
+            .mapv(|t| t.sin())
+            .sum()
+            + -c(1.78);
         -c(0.20) * (a).tanh()
             + -c(0.53) * (b).tanh()
             + -c(1.00) * (v1).tanh()
@@ -16946,7 +17043,7 @@ mod twin {
                 acc2 = acc2 * c(0.9) + a.tanh().exp();
             }
         }
-        let arr3 = (m * x[2] + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
+        let arr3 = (&m.row(1) * x[2] - &m.column(1)).mapv(sin).sum();
         let mut w4 = ((x[3].tanh() * c(0.9)).asin().tanh() * c(0.9))
             .acos()
             .tanh()
@@ -17033,13 +17130,7 @@ mod twin {
             }
         }
         let v7 = hist5[1] * hist5[2 * n] + hist5[3 * n - 1] + st6;
-        let arr8 = m
-            .view()
-            .into_shape_with_order(4)
-            .unwrap()
-            .mapv(|t| t.sin())
-            .sum()
-            + -c(1.93);
+        let arr8 = (&m.row(1) * -c(1.93) - &m.column(1)).mapv(sin).sum();
         -c(1.69) * (a).tanh()
             + -c(0.95) * (b).tanh()
             + c(0.54) * (v1).tanh()
@@ -17342,16 +17433,9 @@ mod twin {
             }
             perm1[n - 1] = first;
         }
-        let arr3 = {
-            let mut q = Array2::<D>::zeros((2, 2));
-            let mut r = m.row(0).to_owned();
-            for i in 0..2 {
-                r = (&r * (((c(1.12)).tanh() * c(3.0)).ceil() * c(0.25) + x[2]) + &m.row(i))
-                    .mapv(|t| t.tanh());
-                q.row_mut(i).assign(&r);
-            }
-            (&q * m).sum()
-        };
+        let arr3 = (m * (((c(1.12)).tanh() * c(3.0)).ceil() * c(0.25) + x[2]) + &m.t().dot(m))
+            .mapv(|t| t.tanh())
+            .sum();
         let part4_s = &x[1..3];
         let mut part4 = rot2.hypot(a);
         for i in 0..part4_s.len() {
@@ -17675,9 +17759,7 @@ mod twin {
         } else if (b * a) >= c(1.42) {
             m2 = m2 * c(0.5);
         }
-        let arr3 = (m * (x[3] + -c(1.00)) + &m.t().dot(m))
-            .mapv(|t| t.tanh())
-            .sum();
+        let arr3 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * (x[3] + -c(1.00));
         let mut w4 = pair1.asinh().mul_add((m2 + m2), pair1).tanh() + c(3.0);
         let mut steps = 0;
         while w4 > c(0.5) && steps < 20 {
@@ -17689,13 +17771,10 @@ mod twin {
         for i in 0..part5_s.len() {
             part5 += part5_s[i] * part5_s[1].sin();
         }
-        let arr6 = m
-            .view()
-            .into_shape_with_order(4)
-            .unwrap()
-            .mapv(|t| t.sin())
+        let arr6 = (&m.column(0).insert_axis(Axis(1)) * m)
+            .mapv(|t| (t * t + c(1.0)).ln())
             .sum()
-            + (m2 * m2).ln_1p();
+            * (m2 * m2).ln_1p();
         -c(1.90) * (a).tanh()
             + c(0.63) * (b).tanh()
             + c(0.54) * (pair1).tanh()
@@ -17709,11 +17788,15 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p114(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = (m + &m.sum_axis(Axis(0)))
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .mean()
-            .unwrap()
-            * -c(0.22);
+        let arr1 = {
+            let mut acc = c(0.0);
+            for i in 0..2 {
+                let r = m.row(i);
+                let h = r.dot(m).mapv(exp) * -c(0.22);
+                acc += r.dot(&h) + m.dot(&r).mapv(sin).sum();
+            }
+            acc
+        };
         let mut pair2 = c(0.0);
         for i in 0..n {
             for j in (i + 1)..n {
@@ -17980,10 +18063,10 @@ mod twin {
             perm1[n - 1] = first;
         }
         let arr3 = {
-            let mut q = m.to_owned();
-            let t = &q * b.cos();
-            q[[0, 1]] = b.cos() * c(2.0);
-            t.mapv(sin).sum() + q.sum()
+            let t = m.dot(&m.column(0));
+            let e = m.column(1).mapv(exp);
+            let z = if b.cos() > c(0.0) { t } else { &e * c(2.0) };
+            (&z * &e).sum()
         };
         let mut acc: D = c(0.98) * (a).tanh()
             + c(1.76) * (b).tanh()
@@ -18188,10 +18271,17 @@ mod twin {
             w1 = w1 * c(0.6) + c(0.05) * b.tanh();
             steps += 1;
         }
-        let arr2 = (&m.slice(autodiff::ndarray::s![.., 1..]) * (-c(0.96).tanh() * c(0.9)).atanh()
-            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
-            .mapv(|t| t.sin())
-            .sum();
+        let arr2 = {
+            let mut q = Array2::<D>::zeros((3, 2));
+            q.row_mut(0)
+                .assign(&(&m.row(1) * (-c(0.96).tanh() * c(0.9)).atanh()));
+            q.slice_mut(autodiff::ndarray::s![1.., ..])
+                .assign(&m.mapv(|t| t.sin()));
+            q.row_mut(2).assign(&m.row(0));
+            q.column_mut(1)
+                .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
+            (&q * &q).sum()
+        };
         let part3_s = &x[0..2];
         let mut part3 = (b / (w1 * w1 + c(1.0)));
         for i in 0..part3_s.len() {
@@ -18306,11 +18396,7 @@ mod twin {
     pub fn p126(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let v1 = ((-c(1.95) * -c(1.95) + c(0.5)).sqrt() * (x[0].tanh() * c(0.5)).sinh()).abs();
-        let arr2 = (m + &m.sum_axis(Axis(0)))
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .mean()
-            .unwrap()
-            * ops::softplus(a);
+        let arr2 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * ops::softplus(a);
         let v3 = smooth((a.tanh() * c(0.9)).atanh());
         let v4 = ((x[2] * c(0.5)).sin() * (x[2] * c(0.5)).sin() + c(1.0)).cbrt();
         c(0.06) * (a).tanh()
@@ -18395,19 +18481,21 @@ mod twin {
     pub fn p128(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let arr1 = {
-            let mut q = Array2::<D>::zeros((2, 2));
-            let mut r = m.row(0).to_owned();
-            for i in 0..2 {
-                r = (&r * b.sin() + &m.row(i)).mapv(|t| t.tanh());
-                q.row_mut(i).assign(&r);
-            }
-            (&q * m).sum()
+            let t = m.dot(&m.column(0));
+            let e = m.column(1).mapv(exp);
+            let z = if b.sin() > c(0.0) { t } else { &e * c(2.0) };
+            (&z * &e).sum()
         };
-        let arr2 = (m + &m.sum_axis(Axis(0)))
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .mean()
-            .unwrap()
-            * (arr1 * arr1 + c(1.0)).log10();
+        let arr2 = {
+            let mut q = Array2::<D>::zeros((3, 2));
+            q.row_mut(0).assign(&m.row(0));
+            for i in 1..3 {
+                let prev =
+                    (&q.row(i - 1) * (arr1 * arr1 + c(1.0)).log10() + &m.row(1)).mapv(|t| t.sin());
+                q.row_mut(i).assign(&prev);
+            }
+            (&q * &q).sum() + q.column(1).sum()
+        };
         let mut lse3 = x[3].tanh();
         let mut scratch4 = vec![c(0.0); n];
         for i in 0..n {
@@ -18466,10 +18554,8 @@ mod twin {
                         + (c(0.87)).tanh().stop_gradient());
             }
         }
-        let arr3 = (m * m * (c(1.64) * c(1.64) + c(1.0)).cbrt() - m.mapv(|t| t.cos()))
-            .mapv(exp)
-            .mean()
-            .unwrap();
+        let arr3 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum()
+            * (c(1.64) * c(1.64) + c(1.0)).cbrt();
         let mut pair4 = c(0.0);
         for i in 0..n {
             for j in (i + 1)..n {
@@ -18554,9 +18640,12 @@ mod twin {
         for i in 0..part2_s.len() {
             part2 += part2_s[i] * part2_s[1].sin();
         }
-        let arr3 = (m.to_owned().reversed_axes() * (a / (part2 * part2 + c(1.0))) + &m.view())
-            .mapv(|t| t.tanh())
-            .sum();
+        let arr3 = {
+            let mut q = m.to_owned();
+            let t = &q * (a / (part2 * part2 + c(1.0)));
+            q[[0, 1]] = (a / (part2 * part2 + c(1.0))) * c(2.0);
+            t.mapv(sin).sum() + q.sum()
+        };
         let mut acc4 = x[1].max(c(0.05));
         for i in 0..n {
             acc4 += ops::sigmoid(
@@ -18794,15 +18883,7 @@ mod twin {
                 acc4 = acc4 * c(0.9) + v3.atan();
             }
         }
-        let arr5 = {
-            let mut q = Array2::<D>::zeros((3, 2));
-            q.row_mut(0).assign(&m.row(0));
-            for i in 1..3 {
-                let prev = (&q.row(i - 1) * v2.abs() + &m.row(1)).mapv(|t| t.sin());
-                q.row_mut(i).assign(&prev);
-            }
-            (&q * &q).sum() + q.column(1).sum()
-        };
+        let arr5 = (&m.row(1) * v2.abs() - &m.column(1)).mapv(sin).sum();
         let v6 = ((((v3 * v3 + c(1.5)).acosh() * arr5.tanh().exp()).tanh() * c(3.0)).ceil()
             * c(0.25)
             + ((x[3] * x[3] + c(0.5)).sqrt() * (x[3] * x[3] + c(0.5)).sqrt() + c(1.0))
@@ -18995,17 +19076,9 @@ mod twin {
         let v5 = (v2.abs() * v2.abs() + c(1.0))
             .log10()
             .min(a.abs().tanh().exp2());
-        let arr6 = {
-            let mut q = Array2::<D>::zeros((3, 2));
-            q.row_mut(0).assign(&m.row(0));
-            for i in 1..3 {
-                let prev = m.dot(&q.row(i - 1)).mapv(tanh)
-                    * (((a).tanh() * c(3.0)).trunc() * c(0.25) + a)
-                    + &q.row(i - 1);
-                q.row_mut(i).assign(&prev);
-            }
-            (&q * &q).sum()
-        };
+        let arr6 = (&m.row(1) * (((a).tanh() * c(3.0)).trunc() * c(0.25) + a) - &m.column(1))
+            .mapv(sin)
+            .sum();
         let mut acc: D = -c(0.81) * (a).tanh()
             + c(1.09) * (b).tanh()
             + -c(0.16) * (acc1).tanh()
@@ -19047,7 +19120,7 @@ mod twin {
             }
             lse1 += se.ln() + mx + prev;
         }
-        let arr3 = ops::logsumexp(&(m.dot(&m.column(0)) * -c(1.54).hypot(b)));
+        let arr3 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * -c(1.54).hypot(b);
         -c(0.36) * (a).tanh()
             + c(0.27) * (b).tanh()
             + c(0.46) * (lse1).tanh()
@@ -19168,7 +19241,9 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p146(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = (&m.row(1) * a - &m.column(1)).mapv(sin).sum();
+        let arr1 = (m.to_owned().reversed_axes() * a + &m.view())
+            .mapv(|t| t.tanh())
+            .sum();
         let mut m2 = ops::softplus(x[0]);
         if ops::softplus(arr1) < -c(1.65) {
             m2 += arr1.asinh();
@@ -19387,10 +19462,15 @@ mod twin {
         } else if (x[2] * x[2] + c(1.0)).log10() <= -c(0.95) {
             m1 = m1 * c(0.5);
         }
-        let arr2 = (&m.column(0).insert_axis(Axis(1)) * m)
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .sum()
-            * -c(0.13).asinh();
+        let arr2 = {
+            let mut acc = c(0.0);
+            for i in 0..2 {
+                let r = m.row(i);
+                let h = r.dot(m).mapv(exp) * -c(0.13).asinh();
+                acc += r.dot(&h) + m.dot(&r).mapv(sin).sum();
+            }
+            acc
+        };
         let mut buf3 = vec![c(0.0); n];
         for i in 0..n {
             buf3[i] = ((b.tanh() * c(0.5)).sinh() * (b.tanh() * c(0.5)).sinh() + c(1.0)).log(3.0);
@@ -19413,10 +19493,15 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p153(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = (&m.slice(autodiff::ndarray::s![.., 1..]) * (a * a + c(1.0)).ln()
-            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
-            .mapv(|t| t.sin())
-            .sum();
+        let arr1 = {
+            let mut q = Array2::<D>::zeros((3, 2));
+            q.row_mut(0).assign(&m.row(0));
+            for i in 1..3 {
+                let prev = m.dot(&q.row(i - 1)).mapv(tanh) * (a * a + c(1.0)).ln() + &q.row(i - 1);
+                q.row_mut(i).assign(&prev);
+            }
+            (&q * &q).sum()
+        };
         let mut perm2 = vec![0usize; n];
         for i in 0..n {
             perm2[i] = (i + 2) % n;
@@ -19567,7 +19652,15 @@ mod twin {
         for i in 0..part4_s.len() {
             part4 += part4_s[i] * part4_s[1].sin();
         }
-        let arr5 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * x[3];
+        let arr5 = {
+            let mut q = Array2::<D>::zeros((2, 2));
+            let mut r = m.row(0).to_owned();
+            for i in 0..2 {
+                r = (&r * x[3] + &m.row(i)).mapv(|t| t.tanh());
+                q.row_mut(i).assign(&r);
+            }
+            (&q * m).sum()
+        };
         -c(1.16) * (a).tanh()
             + c(0.63) * (b).tanh()
             + -c(0.07) * (rot2).tanh()
@@ -19603,17 +19696,10 @@ mod twin {
         } else {
             (rot2.tanh() * c(0.5)).cosh().atan()
         };
-        let arr5 = {
-            let mut q = Array2::<D>::zeros((3, 2));
-            q.row_mut(0).assign(&m.row(0));
-            for i in 1..3 {
-                let prev = m.dot(&q.row(i - 1)).mapv(tanh)
-                    * (-c(1.14) / (-c(1.49) * -c(1.49) + c(1.0)))
-                    + &q.row(i - 1);
-                q.row_mut(i).assign(&prev);
-            }
-            (&q * &q).sum()
-        };
+        let arr5 = (m * m * (-c(1.14) / (-c(1.49) * -c(1.49) + c(1.0))) - m.mapv(|t| t.cos()))
+            .mapv(exp)
+            .mean()
+            .unwrap();
         let mut w6 = ((rot2 * rot2 + c(1.0)).ln().tanh() * c(0.5)).tan().tanh() + c(3.0);
         let mut steps = 0;
         while w6 > c(0.5) && steps < 20 {
@@ -19984,7 +20070,10 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p168(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = (m * a + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
+        let arr1 = (&m.column(0).insert_axis(Axis(1)) * m)
+            .mapv(|t| (t * t + c(1.0)).ln())
+            .sum()
+            * a;
         let mut acc2 = -c(0.37);
         for i in 0..n {
             acc2 += (b * b + c(1.0)).recip().tanh().exp();
@@ -20231,15 +20320,10 @@ mod twin {
             w1 = w1 * c(0.6) + c(0.05) * b.min(b).tanh();
             steps += 1;
         }
-        let arr2 = {
-            let mut acc = c(0.0);
-            for i in 0..2 {
-                let r = m.row(i);
-                let h = r.dot(m).mapv(exp) * ops::sigmoid(x[2]);
-                acc += r.dot(&h) + m.dot(&r).mapv(sin).sum();
-            }
-            acc
-        };
+        let arr2 = (&m.column(0).insert_axis(Axis(1)) * m)
+            .mapv(|t| (t * t + c(1.0)).ln())
+            .sum()
+            * ops::sigmoid(x[2]);
         let part3_s = &x[0..2];
         let mut part3 = (x[3] * b);
         for i in 0..part3_s.len() {
@@ -20303,10 +20387,7 @@ mod twin {
             }
             lse4 += se.ln() + mx + prev;
         }
-        let arr6 = (&m.column(0).insert_axis(Axis(1)) * m)
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .sum()
-            * x[1].tanh().exp_m1();
+        let arr6 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * x[1].tanh().exp_m1();
         c(1.87) * (a).tanh()
             + -c(1.78) * (b).tanh()
             + c(0.59) * (v1).tanh()
@@ -20774,12 +20855,9 @@ mod twin {
         let n = x.len();
         let v1 = a.powi(2);
         let v2 = x[2].sin().atan2(v1 * v1 + c(0.5));
-        let arr3 = {
-            let mut q = m.to_owned();
-            let t = &q * helpers::soft(a, c(0.3));
-            q[[0, 1]] = helpers::soft(a, c(0.3)) * c(2.0);
-            t.mapv(sin).sum() + q.sum()
-        };
+        let arr3 = (&m.row(1) * helpers::soft(a, c(0.3)) - &m.column(1))
+            .mapv(sin)
+            .sum();
         -c(0.20) * (a).tanh()
             + c(0.80) * (b).tanh()
             + c(1.68) * (v1).tanh()
@@ -20900,15 +20978,10 @@ mod twin {
             }
             perm4[n - 1] = first;
         }
-        let arr6 = {
-            let mut acc = c(0.0);
-            for i in 0..2 {
-                let r = m.row(i);
-                let h = r.dot(m).mapv(exp) * (b * b + c(1.0)).recip();
-                acc += r.dot(&h) + m.dot(&r).mapv(sin).sum();
-            }
-            acc
-        };
+        let arr6 = (m * m * (b * b + c(1.0)).recip() - m.mapv(|t| t.cos()))
+            .mapv(exp)
+            .mean()
+            .unwrap();
         -c(1.55) * (a).tanh()
             + -c(0.06) * (b).tanh()
             + -c(0.45) * (pair1).tanh()
@@ -20982,7 +21055,11 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p191(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * (a.tanh() * c(0.5)).cosh();
+        let arr1 = (m + &m.sum_axis(Axis(0)))
+            .mapv(|t| (t * t + c(1.0)).ln())
+            .mean()
+            .unwrap()
+            * (a.tanh() * c(0.5)).cosh();
         let mut lse2 = -c(1.51).mul_add(-c(0.02), b);
         let mut scratch3 = vec![c(0.0); n];
         for i in 0..n {
@@ -21056,7 +21133,12 @@ mod twin {
             w5 = w5 * c(0.6) + c(0.05) * (v3.tanh() * c(0.5)).cosh().tanh();
             steps += 1;
         }
-        let arr6 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * acc4.abs();
+        let arr6 = {
+            let mut q = m.to_owned();
+            let t = &q * acc4.abs();
+            q[[0, 1]] = acc4.abs() * c(2.0);
+            t.mapv(sin).sum() + q.sum()
+        };
         let mut acc: D = -c(1.53) * (a).tanh()
             + -c(0.40) * (b).tanh()
             + -c(1.78) * (v3).tanh()
@@ -21187,8 +21269,9 @@ mod twin {
             }
             perm1[n - 1] = first;
         }
-        let arr3 = (m * (a * a + c(1.0)).recip() + &m.t().dot(m))
-            .mapv(|t| t.tanh())
+        let arr3 = (&m.slice(autodiff::ndarray::s![.., 1..]) * (a * a + c(1.0)).recip()
+            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+            .mapv(|t| t.sin())
             .sum();
         let mut hist4 = vec![c(0.0); 3 * n];
         let mut st5 = -c(0.09).min(-c(1.02));
@@ -21205,10 +21288,10 @@ mod twin {
             part7 += part7_s[i] * part7_s[1].sin();
         }
         let v8 = c(1.38);
-        let arr9 = (&m.column(0).insert_axis(Axis(1)) * m)
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .sum()
-            * (a * v8);
+        let arr9 = (&m.slice(autodiff::ndarray::s![.., 1..]) * (a * v8)
+            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+            .mapv(|t| t.sin())
+            .sum();
         c(0.68) * (a).tanh()
             + -c(2.00) * (b).tanh()
             + -c(0.81) * (rot2).tanh()
@@ -21255,13 +21338,16 @@ mod twin {
             }
             perm4[n - 1] = first;
         }
-        let arr6 = m
-            .view()
-            .into_shape_with_order(4)
-            .unwrap()
-            .mapv(|t| t.sin())
-            .sum()
-            + (-c(1.46) * -c(1.46) + c(1.0)).recip();
+        let arr6 = {
+            let mut q = Array2::<D>::zeros((3, 2));
+            q.row_mut(0).assign(&m.row(0));
+            for i in 1..3 {
+                let prev = (&q.row(i - 1) * (-c(1.46) * -c(1.46) + c(1.0)).recip() + &m.row(1))
+                    .mapv(|t| t.sin());
+                q.row_mut(i).assign(&prev);
+            }
+            (&q * &q).sum() + q.column(1).sum()
+        };
         let mut acc: D = c(0.77) * (a).tanh()
             + -c(1.94) * (b).tanh()
             + -c(1.38) * (lse1).tanh()
@@ -21587,15 +21673,10 @@ mod twin {
         for i in 0..part7_s.len() {
             part7 += part7_s[i] * part7_s[1].sin();
         }
-        let arr8 = {
-            let mut acc = c(0.0);
-            for i in 0..2 {
-                let r = m.row(i);
-                let h = r.dot(m).mapv(exp) * (-c(0.99).tanh() * c(0.5)).cosh();
-                acc += r.dot(&h) + m.dot(&r).mapv(sin).sum();
-            }
-            acc
-        };
+        let arr8 = (&m.slice(autodiff::ndarray::s![.., 1..]) * (-c(0.99).tanh() * c(0.5)).cosh()
+            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+            .mapv(|t| t.sin())
+            .sum();
         let mut acc: D = c(0.07) * (a).tanh()
             + -c(0.60) * (b).tanh()
             + c(0.45) * (v3).tanh()
@@ -21778,14 +21859,13 @@ mod twin {
             }
         }
         let arr4 = {
-            let mut q = Array2::<D>::zeros((3, 2));
-            q.row_mut(0).assign(&(&m.row(1) * (b * c(0.38))));
-            q.slice_mut(autodiff::ndarray::s![1.., ..])
-                .assign(&m.mapv(|t| t.sin()));
-            q.row_mut(2).assign(&m.row(0));
-            q.column_mut(1)
-                .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
-            (&q * &q).sum()
+            let mut q = Array2::<D>::zeros((2, 2));
+            let mut r = m.row(0).to_owned();
+            for i in 0..2 {
+                r = (&r * (b * c(0.38)) + &m.row(i)).mapv(|t| t.tanh());
+                q.row_mut(i).assign(&r);
+            }
+            (&q * m).sum()
         };
         let mut acc: D = -c(0.12) * (a).tanh()
             + c(1.55) * (b).tanh()
@@ -22014,9 +22094,16 @@ mod twin {
         };
         let v4 = ((a.tanh() * c(0.9)).asin() * (a.tanh() * c(0.9)).asin() + c(1.0)).recip();
         let v5 = ((b * b + c(1.0)).ln() * (b * b + c(1.0)).ln() + c(1.0)).log10();
-        let arr6 = (m * x[0].tanh().exp() + &m.t().dot(m))
-            .mapv(|t| t.tanh())
-            .sum();
+        let arr6 = {
+            let mut q = Array2::<D>::zeros((3, 2));
+            q.row_mut(0).assign(&(&m.row(1) * x[0].tanh().exp()));
+            q.slice_mut(autodiff::ndarray::s![1.., ..])
+                .assign(&m.mapv(|t| t.sin()));
+            q.row_mut(2).assign(&m.row(0));
+            q.column_mut(1)
+                .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
+            (&q * &q).sum()
+        };
         -c(1.54) * (a).tanh()
             + c(0.67) * (b).tanh()
             + -c(0.19) * (v2).tanh()
@@ -22280,13 +22367,15 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p222(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = m
-            .view()
-            .into_shape_with_order(4)
-            .unwrap()
-            .mapv(|t| t.sin())
-            .sum()
-            + c(1.53);
+        let arr1 = {
+            let mut q = Array2::<D>::zeros((2, 2));
+            let mut r = m.row(0).to_owned();
+            for i in 0..2 {
+                r = (&r * c(1.53) + &m.row(i)).mapv(|t| t.tanh());
+                q.row_mut(i).assign(&r);
+            }
+            (&q * m).sum()
+        };
         let mut perm2 = vec![0usize; n];
         for i in 0..n {
             perm2[i] = (i + 3) % n;
@@ -22436,17 +22525,13 @@ mod twin {
             }
             perm2[n - 1] = first;
         }
-        let arr4 = {
-            let mut q = Array2::<D>::zeros((3, 2));
-            q.row_mut(0)
-                .assign(&(&m.row(1) * x[3].mul_add(-c(1.16), a)));
-            q.slice_mut(autodiff::ndarray::s![1.., ..])
-                .assign(&m.mapv(|t| t.sin()));
-            q.row_mut(2).assign(&m.row(0));
-            q.column_mut(1)
-                .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
-            (&q * &q).sum()
-        };
+        let arr4 = m
+            .view()
+            .into_shape_with_order(4)
+            .unwrap()
+            .mapv(|t| t.sin())
+            .sum()
+            + x[3].mul_add(-c(1.16), a);
         let part5_s = &x[1..];
         let mut part5 = c(1.38).tanh();
         for i in 0..part5_s.len() {
@@ -22608,9 +22693,16 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p230(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = (m.to_owned().reversed_axes() * (b * b + c(1.0)).ln() + &m.view())
-            .mapv(|t| t.tanh())
-            .sum();
+        let arr1 = {
+            let mut q = Array2::<D>::zeros((3, 2));
+            q.row_mut(0).assign(&(&m.row(1) * (b * b + c(1.0)).ln()));
+            q.slice_mut(autodiff::ndarray::s![1.., ..])
+                .assign(&m.mapv(|t| t.sin()));
+            q.row_mut(2).assign(&m.row(0));
+            q.column_mut(1)
+                .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
+            (&q * &q).sum()
+        };
         let v2 = (x[2] * x[2]).ln_1p().cos();
         let mut m3 = x[1];
         if (a.tanh() * c(0.9)).asin() > -c(0.88) {
@@ -22742,15 +22834,7 @@ mod twin {
             }
             lse1 += se.ln() + mx;
         }
-        let arr3 = {
-            let mut q = Array2::<D>::zeros((3, 2));
-            q.row_mut(0).assign(&m.row(0));
-            for i in 1..3 {
-                let prev = (&q.row(i - 1) * (x[2] - c(0.84)) + &m.row(1)).mapv(|t| t.sin());
-                q.row_mut(i).assign(&prev);
-            }
-            (&q * &q).sum() + q.column(1).sum()
-        };
+        let arr3 = ops::logsumexp(&(m.dot(&m.column(0)) * (x[2] - c(0.84))));
         let mut perm4 = vec![0usize; n];
         for i in 0..n {
             perm4[i] = (i + 3) % n;
@@ -22880,12 +22964,10 @@ mod twin {
         for i in 0..part2_s.len() {
             part2 += part2_s[i] * part2_s[1].sin();
         }
-        let arr3 = {
-            let mut q = m.to_owned();
-            let t = &q * part2.clamp(-c(1.0), c(1.0));
-            q[[0, 1]] = part2.clamp(-c(1.0), c(1.0)) * c(2.0);
-            t.mapv(sin).sum() + q.sum()
-        };
+        let arr3 = (&m.slice(autodiff::ndarray::s![.., 1..]) * part2.clamp(-c(1.0), c(1.0))
+            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+            .mapv(|t| t.sin())
+            .sum();
         let mut buf4 = vec![c(0.0); n];
         for i in 0..n {
             buf4[i] = (((b.abs()).tanh() * c(3.0)).trunc() * c(0.25) + (part2 * part2));
@@ -23151,9 +23233,16 @@ mod twin {
             }
             perm3[n - 1] = first;
         }
-        let arr5 = (m.to_owned().reversed_axes() * v1 + &m.view())
-            .mapv(|t| t.tanh())
-            .sum();
+        let arr5 = {
+            let mut q = Array2::<D>::zeros((3, 2));
+            q.row_mut(0).assign(&(&m.row(1) * v1));
+            q.slice_mut(autodiff::ndarray::s![1.., ..])
+                .assign(&m.mapv(|t| t.sin()));
+            q.row_mut(2).assign(&m.row(0));
+            q.column_mut(1)
+                .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
+            (&q * &q).sum()
+        };
         let v6 = (((c(0.15) / (-c(1.97) * -c(1.97) + c(1.0))).tanh() * c(0.9)).atanh()
             * ((c(0.15) / (-c(1.97) * -c(1.97) + c(1.0))).tanh() * c(0.9)).atanh()
             + c(1.0))
@@ -23237,7 +23326,13 @@ mod twin {
         let n = x.len();
         let v1 = ((a * a + c(1.0)).cbrt() - a.tanh()).abs();
         let v2 = a;
-        let arr3 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * x[0];
+        let arr3 = m
+            .view()
+            .into_shape_with_order(4)
+            .unwrap()
+            .mapv(|t| t.sin())
+            .sum()
+            + x[0];
         let mut pair4 = c(0.0);
         for i in 0..n {
             for j in (i + 1)..n {
@@ -23346,15 +23441,7 @@ mod twin {
         } else if b.min(a) >= c(1.28) {
             m1 = m1 * c(0.5);
         }
-        let arr2 = {
-            let mut q = Array2::<D>::zeros((3, 2));
-            q.row_mut(0).assign(&m.row(0));
-            for i in 1..3 {
-                let prev = m.dot(&q.row(i - 1)).mapv(tanh) * m1 + &q.row(i - 1);
-                q.row_mut(i).assign(&prev);
-            }
-            (&q * &q).sum()
-        };
+        let arr2 = (m * m1 + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
         -c(0.71) * (a).tanh()
             + -c(0.09) * (b).tanh()
             + -c(1.59) * (m1).tanh()
@@ -23475,10 +23562,8 @@ mod twin {
         } else if a.min(w2) < -c(0.89) {
             m3 = m3 * c(0.5);
         }
-        let arr4 = (m * m * (x[1].tanh() * c(0.9)).atanh() - m.mapv(|t| t.cos()))
-            .mapv(exp)
-            .mean()
-            .unwrap();
+        let arr4 =
+            m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * (x[1].tanh() * c(0.9)).atanh();
         let mut w5 = a.tanh() + c(3.0);
         let mut steps = 0;
         while w5 > c(0.5) && steps < 20 {
@@ -23506,10 +23591,13 @@ mod twin {
                 pair1 += (d * d + c(0.5)).recip() * b.tanh().exp2();
             }
         }
-        let arr2 = (&m.column(0).insert_axis(Axis(1)) * m)
-            .mapv(|t| (t * t + c(1.0)).ln())
+        let arr2 = m
+            .view()
+            .into_shape_with_order(4)
+            .unwrap()
+            .mapv(|t| t.sin())
             .sum()
-            * a;
+            + a;
         let mut acc3 = (a / (b * b + c(1.0)));
         for i in 0..n {
             acc3 += b.min(b).min(arr2.sin());
@@ -23517,9 +23605,17 @@ mod twin {
                 acc3 = acc3 * c(0.9) + -c(1.63).sin();
             }
         }
-        let arr4 = (m.to_owned().reversed_axes() * arr2.clamp(-c(1.0), c(1.0)) + &m.view())
-            .mapv(|t| t.tanh())
-            .sum();
+        let arr4 = {
+            let mut q = Array2::<D>::zeros((3, 2));
+            q.row_mut(0)
+                .assign(&(&m.row(1) * arr2.clamp(-c(1.0), c(1.0))));
+            q.slice_mut(autodiff::ndarray::s![1.., ..])
+                .assign(&m.mapv(|t| t.sin()));
+            q.row_mut(2).assign(&m.row(0));
+            q.column_mut(1)
+                .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
+            (&q * &q).sum()
+        };
         let mut perm5 = vec![0usize; n];
         for i in 0..n {
             perm5[i] = (i + 1) % n;
@@ -23607,9 +23703,16 @@ mod twin {
         let v4 = ((c(1.10).tanh() * c(0.5)).tan().cos() * (c(1.10).tanh() * c(0.5)).tan().cos()
             + c(1.0))
         .log(3.0);
-        let arr5 = (m * (x[2] * c(0.5)) + &m.t().dot(m))
-            .mapv(|t| t.tanh())
-            .sum();
+        let arr5 = {
+            let t = m.dot(&m.column(0));
+            let e = m.column(1).mapv(exp);
+            let z = if (x[2] * c(0.5)) > c(0.0) {
+                t
+            } else {
+                &e * c(2.0)
+            };
+            (&z * &e).sum()
+        };
         -c(1.76) * (a).tanh()
             + c(0.92) * (b).tanh()
             + -c(1.00) * (v1).tanh()
@@ -23632,9 +23735,7 @@ mod twin {
         } else {
             (b.tanh() * c(0.9)).acos().hypot(b)
         };
-        let arr3 = (m.to_owned().reversed_axes() * -c(1.79).sin() + &m.view())
-            .mapv(|t| t.tanh())
-            .sum();
+        let arr3 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * -c(1.79).sin();
         let v4 = x[0];
         let mut pair5 = c(0.0);
         for i in 0..n {
@@ -23679,9 +23780,16 @@ mod twin {
         } else if (-c(0.13) - x[3]) >= -c(1.65) {
             m3 = m3 * c(0.5);
         }
-        let arr4 = (&m.row(1) * -c(0.99).hypot(b) - &m.column(1))
-            .mapv(sin)
-            .sum();
+        let arr4 = {
+            let mut q = Array2::<D>::zeros((3, 2));
+            q.row_mut(0).assign(&(&m.row(1) * -c(0.99).hypot(b)));
+            q.slice_mut(autodiff::ndarray::s![1.., ..])
+                .assign(&m.mapv(|t| t.sin()));
+            q.row_mut(2).assign(&m.row(0));
+            q.column_mut(1)
+                .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
+            (&q * &q).sum()
+        };
         let mut m5 = (b.tanh() * c(0.9)).acos();
         if (x[3] * x[3]).ln_1p() < c(0.53) {
             m5 += ((a * a + c(1.0)).cbrt() * (rot2 * m3));
@@ -23853,17 +23961,7 @@ mod twin {
             }
             perm2[n - 1] = first;
         }
-        let arr4 = {
-            let mut q = Array2::<D>::zeros((3, 2));
-            q.row_mut(0)
-                .assign(&(&m.row(1) * (w1 * w1 + c(1.0)).log2()));
-            q.slice_mut(autodiff::ndarray::s![1.., ..])
-                .assign(&m.mapv(|t| t.sin()));
-            q.row_mut(2).assign(&m.row(0));
-            q.column_mut(1)
-                .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
-            (&q * &q).sum()
-        };
+        let arr4 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * (w1 * w1 + c(1.0)).log2();
         let mut m5 = (rot3 * rot3 + c(1.0)).log2();
         if (x[1] * x[1] + c(1.5)).acosh() > -c(1.31) {
             m5 += smooth((x[2] * x[2] + c(1.0)).cbrt());
@@ -23922,7 +24020,15 @@ mod twin {
                     (d * d + c(0.5)).recip() * (((x[1]).tanh() * c(3.0)).floor() * c(0.25) + b);
             }
         }
-        let arr4 = (m * m1.max(m1) + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
+        let arr4 = {
+            let mut acc = c(0.0);
+            for i in 0..2 {
+                let r = m.row(i);
+                let h = r.dot(m).mapv(exp) * m1.max(m1);
+                acc += r.dot(&h) + m.dot(&r).mapv(sin).sum();
+            }
+            acc
+        };
         let mut acc5 = (-(-c(0.84)));
         for i in 0..n {
             acc5 += arr4;
@@ -23980,10 +24086,10 @@ mod twin {
             let mut q = Array2::<D>::zeros((3, 2));
             q.row_mut(0).assign(&m.row(0));
             for i in 1..3 {
-                let prev = (&q.row(i - 1) * x[3] + &m.row(1)).mapv(|t| t.sin());
+                let prev = m.dot(&q.row(i - 1)).mapv(tanh) * x[3] + &q.row(i - 1);
                 q.row_mut(i).assign(&prev);
             }
-            (&q * &q).sum() + q.column(1).sum()
+            (&q * &q).sum()
         };
         let part4_s = &x[1..];
         let mut part4 = (arr3.tanh() * c(0.5)).cosh();
@@ -24017,9 +24123,15 @@ mod twin {
         } else {
             (a * a + c(1.0)).cbrt().sin()
         };
-        let arr4 = (m * (-c(1.07) * -c(1.07) + c(1.0)).ln() + &m.t().dot(m))
-            .mapv(|t| t.tanh())
-            .sum();
+        let arr4 = {
+            let mut q = Array2::<D>::zeros((2, 2));
+            let mut r = m.row(0).to_owned();
+            for i in 0..2 {
+                r = (&r * (-c(1.07) * -c(1.07) + c(1.0)).ln() + &m.row(i)).mapv(|t| t.tanh());
+                q.row_mut(i).assign(&r);
+            }
+            (&q * m).sum()
+        };
         let part5_s = &x[1..=2];
         let mut part5 = w1.tanh().exp2();
         for i in 0..part5_s.len() {
@@ -24497,19 +24609,24 @@ mod twin {
             w1 = w1 * c(0.6) + c(0.05) * b.tanh();
             steps += 1;
         }
-        let arr2 = (m + &m.sum_axis(Axis(0)))
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .mean()
-            .unwrap()
-            * x[2].tanh().exp2();
+        let arr2 = {
+            let mut acc = c(0.0);
+            for i in 0..2 {
+                let r = m.row(i);
+                let h = r.dot(m).mapv(exp) * x[2].tanh().exp2();
+                acc += r.dot(&h) + m.dot(&r).mapv(sin).sum();
+            }
+            acc
+        };
         let mut w3 = (-(arr2)).tanh() + c(3.0);
         let mut steps = 0;
         while w3 > c(0.5) && steps < 20 {
             w3 = w3 * c(0.6) + c(0.05) * b.tanh();
             steps += 1;
         }
-        let arr4 = (m.to_owned().reversed_axes() * sin(c(0.24)) + &m.view())
-            .mapv(|t| t.tanh())
+        let arr4 = (&m.slice(autodiff::ndarray::s![.., 1..]) * sin(c(0.24))
+            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+            .mapv(|t| t.sin())
             .sum();
         c(1.07) * (a).tanh()
             + -c(0.70) * (b).tanh()
@@ -24522,11 +24639,9 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p274(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = (m + &m.sum_axis(Axis(0)))
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .mean()
-            .unwrap()
-            * (a * a + c(1.0)).ln();
+        let arr1 = (&m.row(1) * (a * a + c(1.0)).ln() - &m.column(1))
+            .mapv(sin)
+            .sum();
         let mut pair2 = c(0.0);
         for i in 0..n {
             for j in (i + 1)..n {
@@ -24535,13 +24650,14 @@ mod twin {
             }
         }
         let arr3 = {
-            let mut acc = c(0.0);
-            for i in 0..2 {
-                let r = m.row(i);
-                let h = r.dot(m).mapv(exp) * (pair2 * pair2 + c(1.0)).log10();
-                acc += r.dot(&h) + m.dot(&r).mapv(sin).sum();
-            }
-            acc
+            let t = m.dot(&m.column(0));
+            let e = m.column(1).mapv(exp);
+            let z = if (pair2 * pair2 + c(1.0)).log10() > c(0.0) {
+                t
+            } else {
+                &e * c(2.0)
+            };
+            (&z * &e).sum()
         };
         let v4 = arr3.atan2(b * b + c(0.5));
         c(1.42) * (a).tanh()
@@ -24562,15 +24678,11 @@ mod twin {
                 acc1 = acc1 * c(0.9) + a.hypot(b);
             }
         }
-        let arr2 = {
-            let mut q = Array2::<D>::zeros((3, 2));
-            q.row_mut(0).assign(&m.row(0));
-            for i in 1..3 {
-                let prev = (&q.row(i - 1) * b.tanh().exp2() + &m.row(1)).mapv(|t| t.sin());
-                q.row_mut(i).assign(&prev);
-            }
-            (&q * &q).sum() + q.column(1).sum()
-        };
+        let arr2 = (m + &m.sum_axis(Axis(0)))
+            .mapv(|t| (t * t + c(1.0)).ln())
+            .mean()
+            .unwrap()
+            * b.tanh().exp2();
         let mut lse3 = (a * a + c(0.5)).sqrt();
         let mut scratch4 = vec![c(0.0); n];
         for i in 0..n {
@@ -24834,7 +24946,15 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p281(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = ops::logsumexp(&(m.dot(&m.column(0)) * c(1.30)));
+        let arr1 = {
+            let mut q = Array2::<D>::zeros((2, 2));
+            let mut r = m.row(0).to_owned();
+            for i in 0..2 {
+                r = (&r * c(1.30) + &m.row(i)).mapv(|t| t.tanh());
+                q.row_mut(i).assign(&r);
+            }
+            (&q * m).sum()
+        };
         let v2 = x[1];
         let mut acc: D = -c(1.80) * (a).tanh()
             + -c(0.34) * (b).tanh()
@@ -24879,10 +24999,15 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p283(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = (&m.column(0).insert_axis(Axis(1)) * m)
-            .mapv(|t| (t * t + c(1.0)).ln())
-            .sum()
-            * smooth(-c(0.49));
+        let arr1 = {
+            let mut acc = c(0.0);
+            for i in 0..2 {
+                let r = m.row(i);
+                let h = r.dot(m).mapv(exp) * smooth(-c(0.49));
+                acc += r.dot(&h) + m.dot(&r).mapv(sin).sum();
+            }
+            acc
+        };
         let mut perm2 = vec![0usize; n];
         for i in 0..n {
             perm2[i] = (i + 1) % n;
@@ -24960,12 +25085,10 @@ mod twin {
                 * (c(1.37) * c(1.37) + c(1.0)).powd(v2.tanh()))
             .ln_1p()
         };
-        let arr6 = {
-            let mut q = m.to_owned();
-            let t = &q * x[3];
-            q[[0, 1]] = x[3] * c(2.0);
-            t.mapv(sin).sum() + q.sum()
-        };
+        let arr6 = (&m.slice(autodiff::ndarray::s![.., 1..]) * x[3]
+            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+            .mapv(|t| t.sin())
+            .sum();
         let mut acc: D = c(1.14) * (a).tanh()
             + c(0.00) * (b).tanh()
             + c(0.97) * (v2).tanh()
@@ -25328,8 +25451,9 @@ mod twin {
         for i in 0..part1_s.len() {
             part1 += part1_s[i] * part1_s[1].sin();
         }
-        let arr2 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum()
-            * (part1 * part1 + c(1.0)).cbrt();
+        let arr2 = (m.to_owned().reversed_axes() * (part1 * part1 + c(1.0)).cbrt() + &m.view())
+            .mapv(|t| t.tanh())
+            .sum();
         c(0.89) * (a).tanh()
             + -c(1.63) * (b).tanh()
             + -c(0.67) * (part1).tanh()
@@ -25355,13 +25479,14 @@ mod twin {
             }
         }
         let arr3 = {
-            let mut q = Array2::<D>::zeros((2, 2));
-            let mut r = m.row(0).to_owned();
-            for i in 0..2 {
-                r = (&r * (acc2.tanh() * c(0.9)).acos() + &m.row(i)).mapv(|t| t.tanh());
-                q.row_mut(i).assign(&r);
-            }
-            (&q * m).sum()
+            let t = m.dot(&m.column(0));
+            let e = m.column(1).mapv(exp);
+            let z = if (acc2.tanh() * c(0.9)).acos() > c(0.0) {
+                t
+            } else {
+                &e * c(2.0)
+            };
+            (&z * &e).sum()
         };
         let mut perm4 = vec![0usize; n];
         for i in 0..n {
@@ -25380,12 +25505,7 @@ mod twin {
             }
             perm4[n - 1] = first;
         }
-        let arr6 = {
-            let mut q = m.to_owned();
-            let t = &q * acc1;
-            q[[0, 1]] = acc1 * c(2.0);
-            t.mapv(sin).sum() + q.sum()
-        };
+        let arr6 = (m * acc1 + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
         -c(1.82) * (a).tanh()
             + -c(1.42) * (b).tanh()
             + c(1.26) * (acc1).tanh()
@@ -25416,8 +25536,15 @@ mod twin {
         } else if -c(0.10).mul_add(a, a) > c(1.93) {
             m1 = m1 * c(0.5);
         }
-        let arr2 =
-            m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * (x[2] * x[2] + c(1.0)).cbrt();
+        let arr2 = {
+            let mut q = Array2::<D>::zeros((2, 2));
+            let mut r = m.row(0).to_owned();
+            for i in 0..2 {
+                r = (&r * (x[2] * x[2] + c(1.0)).cbrt() + &m.row(i)).mapv(|t| t.tanh());
+                q.row_mut(i).assign(&r);
+            }
+            (&q * m).sum()
+        };
         let mut hist3 = vec![c(0.0); 3 * n];
         let mut st4 = m1;
         for t in 0..3 {
@@ -25585,13 +25712,10 @@ mod twin {
             steps += 1;
         }
         let arr4 = {
-            let mut q = Array2::<D>::zeros((3, 2));
-            q.row_mut(0).assign(&m.row(0));
-            for i in 1..3 {
-                let prev = (&q.row(i - 1) * c(1.28) + &m.row(1)).mapv(|t| t.sin());
-                q.row_mut(i).assign(&prev);
-            }
-            (&q * &q).sum() + q.column(1).sum()
+            let mut q = m.to_owned();
+            let t = &q * c(1.28);
+            q[[0, 1]] = c(1.28) * c(2.0);
+            t.mapv(sin).sum() + q.sum()
         };
         let mut buf5 = vec![c(0.0); n];
         for i in 0..n {

@@ -267,6 +267,9 @@ impl Gen<'_> {
                     // Products with vectors inside a loop (vector-matrix, vector-vector,
                     // matrix-vector) and costly maps of arrays, recorded.
                     format!("{{ let mut acc = 0.0; for i in 0..2 {{ let r = m.row(i); let h = r.dot(m).mapv(f64::exp) * {s}; acc += r.dot(&h) + m.dot(&r).mapv(f64::sin).sum(); }} acc }}"),
+                    // An `if` arm yielding an array computed before the `if`, which the
+                    // reverse sweep reads afterwards.
+                    format!("{{ let t = m.dot(&m.column(0)); let e = m.column(1).mapv(f64::exp); let z = if {s} > 0.0 {{ t }} else {{ &e * 2.0 }}; (&z * &e).sum() }}"),
                     // A trajectory kept row by row in a loop.
                     format!("{{ let mut q = Array2::<f64>::zeros((2, 2)); let mut r = m.row(0).to_owned(); for i in 0..2 {{ r = (&r * {s} + &m.row(i)).mapv(|t| t.tanh()); q.row_mut(i).assign(&r); }} (&q * m).sum() }}"),
                 ];

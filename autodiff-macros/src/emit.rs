@@ -767,10 +767,22 @@ impl Forward<'_> {
                     .iter()
                     .map(|p| self.f.vars[p.out].name.to_token_stream())
                     .collect();
+                // An arm yields its own values by moving them, and a value from before the `if`
+                // (`let z = if c { t } else { .. }`) by a copy: the reverse sweep may read it
+                // after the `if` (for its shape at least), where the user's code cannot.
+                let yielded = |o: &Operand, arm: &crate::ir::Block| {
+                    let value = self.operand(o);
+                    match o.var() {
+                        Some(v) if !self.f.vars[v].scalar && !arm.defined().contains(&v) => {
+                            quote!(::core::clone::Clone::clone(&#value))
+                        }
+                        _ => value,
+                    }
+                };
                 let mut then_vals: Vec<TokenStream> =
-                    phis.iter().map(|p| self.operand(&p.then)).collect();
+                    phis.iter().map(|p| yielded(&p.then, then)).collect();
                 let mut else_vals: Vec<TokenStream> =
-                    phis.iter().map(|p| self.operand(&p.els)).collect();
+                    phis.iter().map(|p| yielded(&p.els, els)).collect();
                 let records = !matches!(self.mode, Mode::Body | Mode::Plain);
                 if let Some((ts, es)) = self.saved.get(record).filter(|_| records) {
                     let names = |vs: &[usize]| -> Vec<&Ident> {
