@@ -1137,7 +1137,6 @@ fn rows_read_back_before_stores_match_finite_differences() {
     assert_matches_fd("w", &gw, &w, |w| reads_back(&x, w, 4));
 }
 
-
 /// An `if` arm that yields an array computed before the `if` (`let z = if c { t } else { .. }`):
 /// the reverse sweep reads `t` after it (its shape, its value), so the arm yields a copy. Once
 /// at the top level, in a loop run fused with its reverse, and in a recorded loop where `t` (a
@@ -1156,7 +1155,11 @@ fn yielded_from_before(x: &Array1<f64>, w: &Array2<f64>, steps: usize) -> f64 {
     let mut decayed = 0.0;
     for k in 0..steps {
         let t = w.dot(&e);
-        let z = if k.is_multiple_of(3) { t } else { x.mapv(f64::sin) };
+        let z = if k.is_multiple_of(3) {
+            t
+        } else {
+            x.mapv(f64::sin)
+        };
         decayed = decayed * 0.5 + (&z * &e).sum();
     }
     total + decayed
