@@ -290,7 +290,7 @@ pub fn snapshot_overwritten_buffers(f: &mut Function, namer: &mut Namer) {
         sweep: None,
         namer,
     };
-    walk.block(f, &mut body, &mut HashSet::new(), false);
+    walk.block(f, &mut body, &mut HashSet::new(), None);
     f.body = body;
 }
 
@@ -404,10 +404,7 @@ fn view_stores(b: &Block, var: VarId, out: &mut HashMap<VarId, Option<String>>) 
     }
 }
 
-/// Walks `b` backwards; `later` holds the buffers stored into after the current statement.
-/// Inside a loop (`in_loop`) the copy is recorded like the values of `untape_stable_reads`:
-/// the reverse iteration pops it, since recomputing it would copy the buffer as the loop left
-/// it.
+/// The walk of [`snapshot_overwritten_buffers`].
 struct Snapshots<'a> {
     integers: HashMap<VarId, TokenStream>,
     /// The top-level loop being walked, when it sweeps buffers ([`Sweep`]).
@@ -416,12 +413,16 @@ struct Snapshots<'a> {
 }
 
 impl Snapshots<'_> {
+    /// Walks `b` backwards; `later` holds the buffers stored into after the current
+    /// statement. Inside a loop (`in_loop`, with whether its trip count is known when it
+    /// starts) the copy is recorded like the values of `untape_stable_reads`: the reverse
+    /// iteration pops it, since recomputing it would copy the buffer as the loop left it.
     fn block(
         &mut self,
         f: &mut Function,
         b: &mut Block,
         later: &mut HashSet<VarId>,
-        in_loop: bool,
+        in_loop: Option<bool>,
     ) {
         let mut out = Vec::new();
         for s in std::mem::take(&mut b.stmts).into_iter().rev() {
@@ -462,9 +463,9 @@ impl Snapshots<'_> {
                         }
                         if part_of_overwritten {
                             *suffix = quote::quote!(.to_owned());
-                            if in_loop {
+                            if let Some(exact) = in_loop {
                                 let tape = self.namer.fresh("record");
-                                f.recorded.insert(var, Recorded { tape, exact: false });
+                                f.recorded.insert(var, Recorded { tape, exact });
                             }
                             out.push(Stmt::Let { var, op });
                             continue;
@@ -509,9 +510,9 @@ impl Snapshots<'_> {
                         };
                         f.vars.push(copy);
                         let id = f.vars.len() - 1;
-                        if in_loop {
+                        if let Some(exact) = in_loop {
                             let tape = self.namer.fresh("record");
-                            f.recorded.insert(id, Recorded { tape, exact: false });
+                            f.recorded.insert(id, Recorded { tape, exact });
                         }
                         copies.push(Stmt::Let {
                             var: id,
@@ -566,14 +567,15 @@ impl Snapshots<'_> {
                 }
                 Stmt::Loop(mut l) => {
                     // A later iteration stores after this one's reads.
-                    let top = !in_loop;
+                    let top = in_loop.is_none();
                     if top {
                         self.sweep = Sweep::of(&l, later);
                     }
                     let mut inner = later.clone();
                     stores(&l.body, &mut inner);
                     later.extend(inner.iter().copied());
-                    self.block(f, &mut l.body, &mut inner, true);
+                    let exact = l.counted_range().is_some();
+                    self.block(f, &mut l.body, &mut inner, Some(exact));
                     if top {
                         self.sweep = None;
                     }
