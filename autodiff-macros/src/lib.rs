@@ -239,26 +239,49 @@ mod tests {
         assert!(!out.contains("hist_at_entry"), "{out}");
     }
 
-    /// A row of an array read back before a store that can overwrite it (here the store into
-    /// row 0 after the loop) copies that row, recorded in the loop, not the whole array.
-    #[test]
-    fn parts_read_before_a_store_copy_the_part_only() {
-        let out = expand(
-            quote!(),
+    /// The trajectory `s_t = tanh(W s_{t-1})` kept by rows in a loop over `range`, whose body
+    /// is `step` (which stores `next`), with `after` after the loop, expanded under `attr`.
+    fn trajectory(
+        attr: proc_macro2::TokenStream,
+        range: proc_macro2::TokenStream,
+        step: proc_macro2::TokenStream,
+        after: proc_macro2::TokenStream,
+    ) -> String {
+        expand(
+            attr,
             quote! {
                 fn f(x: &Array1<f64>, w: &Array2<f64>, steps: usize) -> f64 {
                     let mut states = Array2::<f64>::zeros((steps + 1, x.len()));
                     states.row_mut(0).assign(x);
-                    for t in 1..steps + 1 {
-                        let next = w.dot(&states.row(t - 1)).mapv(f64::tanh);
-                        states.row_mut(t).assign(&next);
+                    for t in #range {
+                        #step
                     }
-                    states.row_mut(0).assign(&(x * 2.0));
+                    #after
                     (&states * &states).sum()
                 }
             },
         )
-        .to_string();
+        .to_string()
+    }
+
+    /// The plain step: `next` from the previous row, stored into row `t`.
+    fn step() -> proc_macro2::TokenStream {
+        quote! {
+            let next = w.dot(&states.row(t - 1)).mapv(f64::tanh);
+            states.row_mut(t).assign(&next);
+        }
+    }
+
+    /// A row of an array read back before a store that can overwrite it (here the store into
+    /// row 0 after the loop) copies that row, recorded in the loop, not the whole array.
+    #[test]
+    fn parts_read_before_a_store_copy_the_part_only() {
+        let out = trajectory(
+            quote!(),
+            quote!(1..steps + 1),
+            step(),
+            quote!(states.row_mut(0).assign(&(x * 2.0));),
+        );
         assert!(out.contains(". row (__t0) . to_owned ()"), "{out}");
         assert!(!out.contains("states_before"), "{out}");
     }
@@ -269,55 +292,31 @@ mod tests {
     /// again.
     #[test]
     fn rows_a_sweep_leaves_behind_are_read_in_place() {
-        let program = |stores: proc_macro2::TokenStream| {
-            expand(
-                quote!(checkpoint),
-                quote! {
-                    fn f(x: &Array1<f64>, w: &Array2<f64>, steps: usize) -> f64 {
-                        let mut states = Array2::<f64>::zeros((steps + 1, x.len()));
-                        states.row_mut(0).assign(x);
-                        for t in 1..steps + 1 {
-                            let mut e = 1.0;
-                            for i in 0..2 {
-                                e = e * 0.5 + x[i];
-                            }
-                            let next = w.dot(&states.row(t - 1)).mapv(f64::tanh) * e;
-                            #stores
-                        }
-                        (&states * &states).sum()
-                    }
-                },
-            )
-            .to_string()
+        // Checkpointed: a step that runs a loop of its own.
+        let checkpointed = |stores: proc_macro2::TokenStream| {
+            let step = quote! {
+                let mut e = 1.0;
+                for i in 0..2 {
+                    e = e * 0.5 + x[i];
+                }
+                let next = w.dot(&states.row(t - 1)).mapv(f64::tanh) * e;
+                #stores
+            };
+            trajectory(quote!(checkpoint), quote!(1..steps + 1), step, quote!())
         };
-        let out = program(quote!(states.row_mut(t).assign(&next);));
+        let out = checkpointed(quote!(states.row_mut(t).assign(&next);));
         assert!(!out.contains("to_owned"), "{out}");
         assert!(!out.contains("states_before"), "{out}");
-        // Checkpointed (a step that runs a loop of its own), the steps do not keep the
-        // trajectory: no read of it needs restoring.
+        // The steps do not keep the trajectory: no read of it needs restoring.
         assert!(!out.contains("states_at_entry"), "{out}");
         // A store into another row of the same buffer (`t - 1` itself) needs the copy again.
-        let out = program(quote! {
+        let out = checkpointed(quote! {
             states.row_mut(t).assign(&next);
             states.row_mut(t - 1).assign(&next);
         });
         assert!(out.contains(". row (__t2) . to_owned ()"), "{out}");
         // Recorded (not checkpointed), the step's product and `tanh` are moved onto tapes.
-        let out = expand(
-            quote!(),
-            quote! {
-                fn f(x: &Array1<f64>, w: &Array2<f64>, steps: usize) -> f64 {
-                    let mut states = Array2::<f64>::zeros((steps + 1, x.len()));
-                    states.row_mut(0).assign(x);
-                    for t in 1..steps + 1 {
-                        let next = w.dot(&states.row(t - 1)).mapv(f64::tanh);
-                        states.row_mut(t).assign(&next);
-                    }
-                    (&states * &states).sum()
-                }
-            },
-        )
-        .to_string();
+        let out = trajectory(quote!(), quote!(1..steps + 1), step(), quote!());
         assert!(!out.contains("to_owned"), "{out}");
         assert!(
             out.contains("__rt :: push_reserved (& mut __record_1 , __t2) ;"),
@@ -328,22 +327,8 @@ mod tests {
             "{out}"
         );
         assert_eq!(out.matches("__rt :: dot (").count(), 1, "{out}");
-        // So does a loop that runs backwards.
-        let out = expand(
-            quote!(),
-            quote! {
-                fn f(x: &Array1<f64>, w: &Array2<f64>, steps: usize) -> f64 {
-                    let mut states = Array2::<f64>::zeros((steps + 1, x.len()));
-                    states.row_mut(0).assign(x);
-                    for t in (1..steps + 1).rev() {
-                        let next = w.dot(&states.row(t - 1)).mapv(f64::tanh);
-                        states.row_mut(t).assign(&next);
-                    }
-                    (&states * &states).sum()
-                }
-            },
-        )
-        .to_string();
+        // A loop that runs backwards needs the copy.
+        let out = trajectory(quote!(), quote!((1..steps + 1).rev()), step(), quote!());
         assert!(out.contains(". row (__t0) . to_owned ()"), "{out}");
     }
 
