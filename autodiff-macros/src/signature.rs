@@ -200,17 +200,23 @@ fn slice_element(ty: &Type) -> Option<syn::Ident> {
     }
 }
 
-/// `ArrayView2<'a, f64>`, `&Array2<f64>`, `ndarray::Array1<f32>` -> the owned gradient type.
-fn array_gradient(ty: &Type) -> Option<TokenStream> {
+/// The named type a parameter's type is, through a reference or parentheses (`&Array2<f64>`
+/// -> `Array2<f64>`); `None` for anything else and for qualified paths (`<T as Tr>::X`).
+fn named_path(ty: &Type) -> Option<&syn::TypePath> {
     let ty = match ty {
         Type::Reference(r) => &*r.elem,
         Type::Paren(p) => &*p.elem,
         t => t,
     };
-    let Type::Path(p) = ty else { return None };
-    if p.qself.is_some() {
-        return None;
+    match ty {
+        Type::Path(p) if p.qself.is_none() => Some(p),
+        _ => None,
     }
+}
+
+/// `ArrayView2<'a, f64>`, `&Array2<f64>`, `ndarray::Array1<f32>` -> the owned gradient type.
+fn array_gradient(ty: &Type) -> Option<TokenStream> {
+    let p = named_path(ty)?;
     let last = p.path.segments.last()?;
     let owned = ARRAYS.iter().find(|(written, _)| last.ident == written)?.1;
     let elem = generic_float(&last.arguments)?;
@@ -225,16 +231,7 @@ fn array_gradient(ty: &Type) -> Option<TokenStream> {
 /// The number of dimensions of an ndarray array or view of this type, when its name says it:
 /// `&Array1<f64>` and `ArrayView1<'_, f32>` have one, `Array2<f64>` two.
 pub fn ndarray_rank(ty: &Type) -> Option<usize> {
-    let ty = match ty {
-        Type::Reference(r) => &*r.elem,
-        Type::Paren(p) => &*p.elem,
-        t => t,
-    };
-    let Type::Path(p) = ty else { return None };
-    if p.qself.is_some() {
-        return None;
-    }
-    let name = p.path.segments.last()?.ident.to_string();
+    let name = named_path(ty)?.path.segments.last()?.ident.to_string();
     let digit = name
         .strip_prefix("ArrayView")
         .or_else(|| name.strip_prefix("Array"))?;
