@@ -185,11 +185,7 @@ impl<F: Real, S: Data<Elem = F>, D: Dimension> Elements<F> for ArrayBase<S, D> {
                 Err(e) => panic!("autodiff: fused sum's adjoint of shape {shape:?}: {e}"),
             };
         }
-        let full = match ArrayD::from_shape_vec(IxDyn(shape), v) {
-            Ok(a) => a,
-            Err(e) => panic!("autodiff: fused sum's adjoint of shape {shape:?}: {e}"),
-        };
-        to_dim(reduce_to(full.view(), self.shape()))
+        to_dim(summed_to(v, shape, self.shape()))
     }
 }
 
@@ -364,12 +360,18 @@ impl<F: Real> LaneMut<'_, F> {
 #[cold]
 #[inline(never)]
 fn add_gathered<F: Real>((g, mut dest): (Vec<F>, ArrayViewMut<'_, F, IxDyn>), shape: &[usize]) {
+    let reduced = summed_to(g, shape, dest.shape());
+    dest += &reduced;
+}
+
+/// Partial derivatives gathered in the order of the common shape `shape`, summed over the axes
+/// an input of shape `to` was broadcast along.
+fn summed_to<F: Real>(g: Vec<F>, shape: &[usize], to: &[usize]) -> ArrayD<F> {
     let full = match ArrayD::from_shape_vec(IxDyn(shape), g) {
         Ok(a) => a,
         Err(e) => panic!("autodiff: fused sum's adjoint of shape {shape:?}: {e}"),
     };
-    let reduced = reduce_to(full.view(), dest.shape());
-    dest += &reduced;
+    reduce_to(full.view(), to)
 }
 
 /// Tuples of inputs with a tuple of [`Sink`]s of the same length: the one pass both
