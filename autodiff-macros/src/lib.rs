@@ -290,6 +290,37 @@ mod tests {
     /// reverse reads it from the buffer, no copy; and the matrix-vector product and `tanh` of
     /// the step are recorded (moved onto their tapes when the iteration ends), not computed
     /// again.
+    /// The reverse of an element update `v[i] += e` reads the element's adjoint where it
+    /// stands (it is also the old value's); an overwrite takes it.
+    #[test]
+    fn element_updates_leave_the_adjoint_in_place() {
+        let out = expand(
+            quote!(),
+            quote! {
+                fn f(x: &[f64], dt: f64) -> f64 {
+                    let n = x.len();
+                    let mut v = x.to_vec();
+                    for _ in 0..3 {
+                        for i in 0..n {
+                            v[i] += dt * v[i].sin();
+                        }
+                    }
+                    let mut w = v.clone();
+                    w[0] = 2.0 - w[0];
+                    v[0] + w[0]
+                }
+            },
+        )
+        .to_string();
+        assert!(out.contains("= __d_v [__i_1] ;"), "{out}");
+        assert!(!out.contains("take (& mut __d_v"), "{out}");
+        // `2.0 - w[0]` is no update: the store takes the adjoint.
+        assert!(
+            out.contains(":: core :: mem :: take (& mut __d_w [0])"),
+            "{out}"
+        );
+    }
+
     #[test]
     fn rows_a_sweep_leaves_behind_are_read_in_place() {
         // Checkpointed: a step that runs a loop of its own.

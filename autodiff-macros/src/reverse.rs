@@ -67,6 +67,9 @@ pub struct Reverse<'a> {
     /// Fused sums whose derivatives the forward pass adds into the inputs' adjoints itself
     /// ([`Reverse::direct_sums`]): their reverse adds nothing.
     direct: HashSet<VarId>,
+    /// Element updates `buf[i] += e` ([`increments`]): the old values read, whose reverse
+    /// adds nothing, and the values stored, whose reverse reads the element's adjoint.
+    increments: (HashSet<VarId>, HashSet<VarId>),
 }
 
 /// A view `v = x.row(i)` (a rule whose adjoint adds into part of its operand's, `row_acc`).
@@ -182,6 +185,93 @@ fn parts(f: &Function) -> HashMap<VarId, (VarId, Operand)> {
     used.extend(f.result.var());
     found.retain(|p, _| !used.contains(p));
     found
+}
+
+/// The element updates `buf[i] = buf[i] + e` (what `buf[i] += e` lowers to; also
+/// `buf[i] - e` and `e + buf[i]`) whose old value is read, by the update alone, in the same
+/// block with no store into `buf` nor any loop or `if` in between: the element's adjoint is
+/// also the old value's, so the reverse of the store reads it where it stands, and the read
+/// adds nothing back (the store took the adjoint and the read added the same number back
+/// before: two loads and two stores per update in every time step). A store into the buffer
+/// in between takes the element's adjoint itself, and a read of the element in between adds
+/// to it either way. The reads, and the values stored.
+fn increments(f: &Function) -> (HashSet<VarId>, HashSet<VarId>) {
+    let mut uses = HashMap::new();
+    count_uses(&f.body, &mut uses);
+    if let Some(r) = f.result.var() {
+        *uses.entry(r).or_default() += 1;
+    }
+    let once = |v: VarId| uses.get(&v).copied() == Some(1);
+    let same = |a: &Operand, b: &Operand| match (a, b) {
+        (Operand::Var(x), Operand::Var(y)) => x == y,
+        (Operand::Const(x), Operand::Const(y)) => x.to_string() == y.to_string(),
+        _ => false,
+    };
+    let (mut reads, mut values) = (HashSet::new(), HashSet::new());
+    visit_blocks(&f.body, &mut |b| {
+        // Element reads of a buffer since its last store (or the last loop or `if`): the read,
+        // the buffer and the index.
+        let mut open: HashMap<VarId, (VarId, &Operand)> = HashMap::new();
+        // Sums of such a read and another value: the sum and the read.
+        let mut sums: HashMap<VarId, VarId> = HashMap::new();
+        for s in &b.stmts {
+            match s {
+                Stmt::Let {
+                    var,
+                    op:
+                        Op::Index {
+                            base: Operand::Var(buf),
+                            index,
+                            ..
+                        },
+                } if f.vars[*buf].buffer && f.vars[*var].active && f.vars[*var].scalar => {
+                    open.insert(*var, (*buf, index));
+                }
+                Stmt::Let {
+                    var,
+                    op: Op::Prim { rule, args, .. },
+                } if f.vars[*var].scalar => {
+                    let Adjoint::Linear(signs) = rule.adjoint else {
+                        continue;
+                    };
+                    let [a, c] = args.as_slice() else { continue };
+                    // The old value with a `+` sign, the other operand not the same read.
+                    let old = [(a, c, signs[0]), (c, a, signs[1])]
+                        .into_iter()
+                        .find(|(o, other, plus)| {
+                            *plus
+                                && o.var().is_some_and(|v| open.contains_key(&v))
+                                && o.var() != other.var()
+                        })
+                        .and_then(|(o, _, _)| o.var());
+                    if let Some(old) = old {
+                        sums.insert(*var, old);
+                    }
+                }
+                Stmt::Let { .. } | Stmt::Effect(_) => {}
+                Stmt::Store {
+                    buf,
+                    index,
+                    value,
+                    part,
+                } => {
+                    if let (Part::Element, Some(v)) = (part, value.var()) {
+                        let old = sums.get(&v).copied().filter(|old| {
+                            open.get(old)
+                                .is_some_and(|(b, i)| b == buf && same(i, index))
+                        });
+                        if let Some(old) = old.filter(|&old| once(old) && once(v)) {
+                            reads.insert(old);
+                            values.insert(v);
+                        }
+                    }
+                    open.retain(|_, (b, _)| b != buf);
+                }
+                Stmt::If { .. } | Stmt::Loop(_) => open.clear(),
+            }
+        }
+    });
+    (reads, values)
 }
 
 /// `c = a * x` where `a` is `x` multiplied by itself `n - 2` times in the same block (`let t =
@@ -389,6 +479,7 @@ impl<'a> Reverse<'a> {
             lent: lent_sums(f),
             pending: None,
             direct: HashSet::new(),
+            increments: increments(f),
             powers: {
                 let mut out = HashMap::new();
                 powers(&f.body, f, &mut out);
@@ -1086,7 +1177,10 @@ impl<'a> Reverse<'a> {
         match part {
             Part::Element => {
                 let taken = quote!(::core::mem::take(&mut #d[#i]));
-                if self.active(value) {
+                if value.var().is_some_and(|v| self.increments.1.contains(&v)) {
+                    // An update: the old value gets this adjoint, which stays in place.
+                    self.contribute_scalar(value, quote!(#d[#i]))
+                } else if self.active(value) {
                     // Taken by value: a plain float for a buffer of floats.
                     self.contribute_scalar(value, taken)
                 } else {
@@ -2145,6 +2239,7 @@ impl<'a> Reverse<'a> {
                     }
                 }
             },
+            Op::Index { .. } if self.increments.0.contains(&var) => {}
             Op::Index { base, index, .. } => {
                 match self.promoted.last().and_then(|p| p.get(&var)).cloned() {
                     Some(Promotion::Invariant { reg, slot }) => {
