@@ -854,6 +854,13 @@ pub fn p15(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf8[i] = ((x[i] + b) * (x[i] + b)).ln_1p();
     }
+    for i in 1..n {
+        buf8[i] += buf8[i - 1] * 0.5;
+    }
+    for i in 1..n {
+        let old = buf8[i];
+        buf8[i] = (old * buf8[i - 1]).sin() + old;
+    }
     let v9 = buf8[1] * buf8[2];
     let mut acc: f64 = 1.54f64 * (a).tanh()
         + -1.91f64 * (b).tanh()
@@ -1062,6 +1069,15 @@ pub fn p21(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let mut buf1 = vec![0.0; n];
     for i in 0..n {
         buf1[i] = (((1.35f64 + x[i]).tanh() * 3.0).ceil() * 0.25 + a.clamp(-1.0, 1.0));
+    }
+    let mut buf1_v = vec![0.0; n];
+    for _ in 0..3 {
+        for i in 1..n - 1 {
+            buf1_v[i] += 0.2 * (buf1[i - 1] * buf1[i + 1] - buf1[i].sin());
+        }
+        for i in 0..n {
+            buf1[i] += 0.1 * buf1_v[i].tanh();
+        }
     }
     let v2 = buf1[3] + 0.5 * buf1[0];
     let mut m3 = b.min(x[0]);
@@ -1740,6 +1756,15 @@ pub fn p38(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf3[i] = ((-0.21f64 + a).tanh() * 0.5).sinh();
     }
+    let mut buf3_v = vec![0.0; n];
+    for _ in 0..3 {
+        for i in 1..n - 1 {
+            buf3_v[i] += 0.2 * (buf3[i - 1] * buf3[i + 1] - buf3[i].sin());
+        }
+        for i in 0..n {
+            buf3[i] += 0.1 * buf3_v[i].tanh();
+        }
+    }
     let v4 = buf3[2] + 0.5 * buf3[3];
     let mut acc5 = f64::sin(-0.86f64);
     for i in 0..n {
@@ -2175,6 +2200,13 @@ pub fn p51(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let mut buf1 = vec![0.0; n];
     for i in 0..n {
         buf1[i] = ((b * b + 1.5).acosh() + -1.87f64);
+    }
+    for i in 1..n {
+        buf1[i] += buf1[i - 1] * 0.5;
+    }
+    for i in 1..n {
+        let old = buf1[i];
+        buf1[i] = (old * buf1[i - 1]).sin() + old;
     }
     let v2 = buf1[0] * buf1[1];
     let mut perm3 = vec![0usize; n];
@@ -4582,6 +4614,15 @@ pub fn p106(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf3[i] = f64::sin(b).powi(3);
     }
+    let mut buf3_v = vec![0.0; n];
+    for _ in 0..3 {
+        for i in 1..n - 1 {
+            buf3_v[i] += 0.2 * (buf3[i - 1] * buf3[i + 1] - buf3[i].sin());
+        }
+        for i in 0..n {
+            buf3[i] += 0.1 * buf3_v[i].tanh();
+        }
+    }
     let v4 = buf3[3] + 0.5 * buf3[0];
     let v5 = x[2];
     -1.54f64 * (a).tanh()
@@ -4980,12 +5021,14 @@ pub fn p116(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf4[i] = lse2;
     }
-    for i in 1..n {
-        buf4[i] += buf4[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf4[i];
-        buf4[i] = (old * buf4[i - 1]).sin() + old;
+    let mut buf4_v = vec![0.0; n];
+    for _ in 0..3 {
+        for i in 1..n - 1 {
+            buf4_v[i] += 0.2 * (buf4[i - 1] * buf4[i + 1] - buf4[i].sin());
+        }
+        for i in 0..n {
+            buf4[i] += 0.1 * buf4_v[i].tanh();
+        }
     }
     let v5 = buf4[3] * buf4[0];
     let mut acc6 = b.clamp(-1.0, 1.0);
@@ -5435,12 +5478,14 @@ pub fn p124(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf8[i] = (rot7.tanh().exp() * (arr2 / (x[(i + 3) % n] * x[(i + 3) % n] + 1.0)));
     }
-    for i in 1..n {
-        buf8[i] += buf8[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf8[i];
-        buf8[i] = (old * buf8[i - 1]).sin() + old;
+    let mut buf8_v = vec![0.0; n];
+    for _ in 0..3 {
+        for i in 1..n - 1 {
+            buf8_v[i] += 0.2 * (buf8[i - 1] * buf8[i + 1] - buf8[i].sin());
+        }
+        for i in 0..n {
+            buf8[i] += 0.1 * buf8_v[i].tanh();
+        }
     }
     let v9 = buf8[0] + 0.5 * buf8[1];
     1.04f64 * (a).tanh()
@@ -5721,13 +5766,6 @@ pub fn p130(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let mut buf1 = vec![0.0; n];
     for i in 0..n {
         buf1[i] = x[i];
-    }
-    for i in 1..n {
-        buf1[i] += buf1[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf1[i];
-        buf1[i] = (old * buf1[i - 1]).sin() + old;
     }
     let v2 = buf1[3] * buf1[0];
     let v3 = (((b + -1.05f64) * (b + -1.05f64) + 1.0).ln()
@@ -6137,17 +6175,19 @@ pub fn p139(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf3[i] = (rot2 - (a - a));
     }
+    let mut buf3_v = vec![0.0; n];
+    for _ in 0..3 {
+        for i in 1..n - 1 {
+            buf3_v[i] += 0.2 * (buf3[i - 1] * buf3[i + 1] - buf3[i].sin());
+        }
+        for i in 0..n {
+            buf3[i] += 0.1 * buf3_v[i].tanh();
+        }
+    }
     let v4 = buf3[2] * buf3[3];
     let mut buf5 = vec![0.0; n];
     for i in 0..n {
         buf5[i] = ((a * a + 1.0).log(3.0) * (1.31f64 - -0.27f64));
-    }
-    for i in 1..n {
-        buf5[i] += buf5[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf5[i];
-        buf5[i] = (old * buf5[i - 1]).sin() + old;
     }
     let v6 = buf5[3] + 0.5 * buf5[0];
     let v7 = ((0.08f64 * -0.70f64).tanh() * 0.5).sinh().sin();
@@ -6297,12 +6337,14 @@ pub fn p143(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             + (x[0]).tanh().stop_gradient())
         .min(b);
     }
-    for i in 1..n {
-        buf5[i] += buf5[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf5[i];
-        buf5[i] = (old * buf5[i - 1]).sin() + old;
+    let mut buf5_v = vec![0.0; n];
+    for _ in 0..3 {
+        for i in 1..n - 1 {
+            buf5_v[i] += 0.2 * (buf5[i - 1] * buf5[i + 1] - buf5[i].sin());
+        }
+        for i in 0..n {
+            buf5[i] += 0.1 * buf5_v[i].tanh();
+        }
     }
     let v6 = buf5[2] + 0.5 * buf5[3];
     0.52f64 * (a).tanh()
@@ -6752,13 +6794,6 @@ pub fn p156(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf3[i] = (part1.max(-0.96f64) * (x[0] / (-1.92f64 * -1.92f64 + 1.0)));
     }
-    for i in 1..n {
-        buf3[i] += buf3[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf3[i];
-        buf3[i] = (old * buf3[i - 1]).sin() + old;
-    }
     let v4 = buf3[2] + 0.5 * buf3[3];
     let mut m5 = 0.85f64.tanh();
     if (acc2 / (part1 * part1 + 1.0)) < -1.86f64 {
@@ -6977,13 +7012,6 @@ pub fn p161(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf5[i] = ((x[0].tanh() * 0.9).asin() * (x[0].tanh() * 0.9).asin()).ln_1p();
     }
-    for i in 1..n {
-        buf5[i] += buf5[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf5[i];
-        buf5[i] = (old * buf5[i - 1]).sin() + old;
-    }
     let v6 = buf5[0] + 0.5 * buf5[1];
     let mut w7 = -0.73f64.tanh().exp().asinh().tanh() + 3.0;
     let mut steps = 0;
@@ -7167,13 +7195,6 @@ pub fn p166(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf3[i] = 1.25f64;
     }
-    for i in 1..n {
-        buf3[i] += buf3[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf3[i];
-        buf3[i] = (old * buf3[i - 1]).sin() + old;
-    }
     let v4 = buf3[1] * buf3[2];
     let mut w5 = (b * b + 1.0).cbrt().tanh() + 3.0;
     let mut steps = 0;
@@ -7213,12 +7234,14 @@ pub fn p167(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf2[i] = (autodiff::ops::softplus(a) * autodiff::ops::softplus(a) + 1.0).log10();
     }
-    for i in 1..n {
-        buf2[i] += buf2[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf2[i];
-        buf2[i] = (old * buf2[i - 1]).sin() + old;
+    let mut buf2_v = vec![0.0; n];
+    for _ in 0..3 {
+        for i in 1..n - 1 {
+            buf2_v[i] += 0.2 * (buf2[i - 1] * buf2[i + 1] - buf2[i].sin());
+        }
+        for i in 0..n {
+            buf2[i] += 0.1 * buf2_v[i].tanh();
+        }
     }
     let v3 = buf2[0] * buf2[1];
     -0.02f64 * (a).tanh() + 1.09f64 * (b).tanh() + 0.73f64 * (pair1).tanh() + 1.57f64 * (v3).tanh()
@@ -7612,6 +7635,13 @@ pub fn p176(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf1[i] = x[(i + 2) % n].tanh();
     }
+    for i in 1..n {
+        buf1[i] += buf1[i - 1] * 0.5;
+    }
+    for i in 1..n {
+        let old = buf1[i];
+        buf1[i] = (old * buf1[i - 1]).sin() + old;
+    }
     let v2 = buf1[1] * buf1[2];
     let mut acc3 =
         (((a).tanh() - (a).tanh().stop_gradient()).exp().ln() + (a).tanh().stop_gradient());
@@ -7651,6 +7681,13 @@ pub fn p177(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let mut buf5 = vec![0.0; n];
     for i in 0..n {
         buf5[i] = (a * a + 0.5).sqrt().tanh().exp();
+    }
+    for i in 1..n {
+        buf5[i] += buf5[i - 1] * 0.5;
+    }
+    for i in 1..n {
+        let old = buf5[i];
+        buf5[i] = (old * buf5[i - 1]).sin() + old;
     }
     let v6 = buf5[1] + 0.5 * buf5[2];
     0.79f64 * (a).tanh()
@@ -8268,6 +8305,15 @@ pub fn p191(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf6[i] = (arr1 * 0.5);
     }
+    let mut buf6_v = vec![0.0; n];
+    for _ in 0..3 {
+        for i in 1..n - 1 {
+            buf6_v[i] += 0.2 * (buf6[i - 1] * buf6[i + 1] - buf6[i].sin());
+        }
+        for i in 0..n {
+            buf6[i] += 0.1 * buf6_v[i].tanh();
+        }
+    }
     let v7 = buf6[0] * buf6[1];
     let mut pair8 = 0.0;
     for i in 0..n {
@@ -8348,6 +8394,13 @@ pub fn p193(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let mut buf3 = vec![0.0; n];
     for i in 0..n {
         buf3[i] = (v2 * 0.13f64.abs());
+    }
+    for i in 1..n {
+        buf3[i] += buf3[i - 1] * 0.5;
+    }
+    for i in 1..n {
+        let old = buf3[i];
+        buf3[i] = (old * buf3[i - 1]).sin() + old;
     }
     let v4 = buf3[3] * buf3[0];
     let v5 = (0.10f64 * 0.10f64 + 1.0)
@@ -8627,18 +8680,18 @@ pub fn p198(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf5[i] = 0.39f64.hypot((x[0] * x[0] + 1.5).acosh());
     }
+    for i in 1..n {
+        buf5[i] += buf5[i - 1] * 0.5;
+    }
+    for i in 1..n {
+        let old = buf5[i];
+        buf5[i] = (old * buf5[i - 1]).sin() + old;
+    }
     let v6 = buf5[2] * buf5[3];
     let v7 = (-0.75f64 * -0.75f64).ln_1p();
     let mut buf8 = vec![0.0; n];
     for i in 0..n {
         buf8[i] = ((x[i] * x[i] + 1.5).acosh() * 0.5);
-    }
-    for i in 1..n {
-        buf8[i] += buf8[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf8[i];
-        buf8[i] = (old * buf8[i - 1]).sin() + old;
     }
     let v9 = buf8[0] * buf8[1];
     let mut acc: f64 = 1.57f64 * (a).tanh()
@@ -8697,13 +8750,6 @@ pub fn p200(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let mut buf2 = vec![0.0; n];
     for i in 0..n {
         buf2[i] = autodiff::ops::softplus(helpers::soft(-0.88f64, 0.3));
-    }
-    for i in 1..n {
-        buf2[i] += buf2[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf2[i];
-        buf2[i] = (old * buf2[i - 1]).sin() + old;
     }
     let v3 = buf2[0] + 0.5 * buf2[1];
     let mut hist4 = vec![0.0; 3 * n];
@@ -8974,12 +9020,14 @@ pub fn p207(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf3[i] = b;
     }
-    for i in 1..n {
-        buf3[i] += buf3[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf3[i];
-        buf3[i] = (old * buf3[i - 1]).sin() + old;
+    let mut buf3_v = vec![0.0; n];
+    for _ in 0..3 {
+        for i in 1..n - 1 {
+            buf3_v[i] += 0.2 * (buf3[i - 1] * buf3[i + 1] - buf3[i].sin());
+        }
+        for i in 0..n {
+            buf3[i] += 0.1 * buf3_v[i].tanh();
+        }
     }
     let v4 = buf3[3] * buf3[0];
     let v5 = if (v4 * a) > -1.24f64 {
@@ -9003,12 +9051,14 @@ pub fn p208(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf1[i] = x[1].max(b).hypot((x[2] - a));
     }
-    for i in 1..n {
-        buf1[i] += buf1[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf1[i];
-        buf1[i] = (old * buf1[i - 1]).sin() + old;
+    let mut buf1_v = vec![0.0; n];
+    for _ in 0..3 {
+        for i in 1..n - 1 {
+            buf1_v[i] += 0.2 * (buf1[i - 1] * buf1[i + 1] - buf1[i].sin());
+        }
+        for i in 0..n {
+            buf1[i] += 0.1 * buf1_v[i].tanh();
+        }
     }
     let v2 = buf1[3] + 0.5 * buf1[0];
     let part3_s = &x[1..=2];
@@ -9283,6 +9333,13 @@ pub fn p215(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let mut buf1 = vec![0.0; n];
     for i in 0..n {
         buf1[i] = (a.tanh().tanh() * 0.9).acos();
+    }
+    for i in 1..n {
+        buf1[i] += buf1[i - 1] * 0.5;
+    }
+    for i in 1..n {
+        let old = buf1[i];
+        buf1[i] = (old * buf1[i - 1]).sin() + old;
     }
     let v2 = buf1[1] * buf1[2];
     let v3 = if v2.max(x[3]) < -0.06f64 {
@@ -9764,12 +9821,14 @@ pub fn p226(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf3[i] = ((v1.tanh() * 0.5).sinh() * (v1.tanh() * 0.5).sinh() + 1.0).ln();
     }
-    for i in 1..n {
-        buf3[i] += buf3[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf3[i];
-        buf3[i] = (old * buf3[i - 1]).sin() + old;
+    let mut buf3_v = vec![0.0; n];
+    for _ in 0..3 {
+        for i in 1..n - 1 {
+            buf3_v[i] += 0.2 * (buf3[i - 1] * buf3[i + 1] - buf3[i].sin());
+        }
+        for i in 0..n {
+            buf3[i] += 0.1 * buf3_v[i].tanh();
+        }
     }
     let v4 = buf3[2] * buf3[3];
     0.25f64 * (a).tanh()
@@ -9786,6 +9845,15 @@ pub fn p227(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let mut buf1 = vec![0.0; n];
     for i in 0..n {
         buf1[i] = (b - -0.68f64.max(x[i]));
+    }
+    let mut buf1_v = vec![0.0; n];
+    for _ in 0..3 {
+        for i in 1..n - 1 {
+            buf1_v[i] += 0.2 * (buf1[i - 1] * buf1[i + 1] - buf1[i].sin());
+        }
+        for i in 0..n {
+            buf1[i] += 0.1 * buf1_v[i].tanh();
+        }
     }
     let v2 = buf1[2] * buf1[3];
     let v3 = if (x[3] * x[3] + 1.0).cbrt() > -1.31f64 {
@@ -10057,12 +10125,14 @@ pub fn p233(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf6[i] = x[3];
     }
-    for i in 1..n {
-        buf6[i] += buf6[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf6[i];
-        buf6[i] = (old * buf6[i - 1]).sin() + old;
+    let mut buf6_v = vec![0.0; n];
+    for _ in 0..3 {
+        for i in 1..n - 1 {
+            buf6_v[i] += 0.2 * (buf6[i - 1] * buf6[i + 1] - buf6[i].sin());
+        }
+        for i in 0..n {
+            buf6[i] += 0.1 * buf6_v[i].tanh();
+        }
     }
     let v7 = buf6[2] * buf6[3];
     -1.12f64 * (a).tanh()
@@ -10174,6 +10244,15 @@ pub fn p236(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let mut buf4 = vec![0.0; n];
     for i in 0..n {
         buf4[i] = (((b.abs()).tanh() * 3.0).trunc() * 0.25 + (part2 * part2));
+    }
+    let mut buf4_v = vec![0.0; n];
+    for _ in 0..3 {
+        for i in 1..n - 1 {
+            buf4_v[i] += 0.2 * (buf4[i - 1] * buf4[i + 1] - buf4[i].sin());
+        }
+        for i in 0..n {
+            buf4[i] += 0.1 * buf4_v[i].tanh();
+        }
     }
     let v5 = buf4[3] * buf4[0];
     0.79f64 * (a).tanh()
@@ -10665,13 +10744,6 @@ pub fn p247(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf1[i] = x[i].max((b * b).ln_1p());
     }
-    for i in 1..n {
-        buf1[i] += buf1[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf1[i];
-        buf1[i] = (old * buf1[i - 1]).sin() + old;
-    }
     let v2 = buf1[3] + 0.5 * buf1[0];
     let mut perm3 = vec![0usize; n];
     for i in 0..n {
@@ -10727,12 +10799,14 @@ pub fn p248(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf2[i] = pair1.powi(2);
     }
-    for i in 1..n {
-        buf2[i] += buf2[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf2[i];
-        buf2[i] = (old * buf2[i - 1]).sin() + old;
+    let mut buf2_v = vec![0.0; n];
+    for _ in 0..3 {
+        for i in 1..n - 1 {
+            buf2_v[i] += 0.2 * (buf2[i - 1] * buf2[i + 1] - buf2[i].sin());
+        }
+        for i in 0..n {
+            buf2[i] += 0.1 * buf2_v[i].tanh();
+        }
     }
     let v3 = buf2[2] + 0.5 * buf2[3];
     let mut m4 = 0.73f64;
@@ -11301,6 +11375,15 @@ pub fn p260(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf1[i] = ((a.tanh() * 0.9).acos() / (b * b + 1.0));
     }
+    let mut buf1_v = vec![0.0; n];
+    for _ in 0..3 {
+        for i in 1..n - 1 {
+            buf1_v[i] += 0.2 * (buf1[i - 1] * buf1[i + 1] - buf1[i].sin());
+        }
+        for i in 0..n {
+            buf1[i] += 0.1 * buf1_v[i].tanh();
+        }
+    }
     let v2 = buf1[2] * buf1[3];
     let arr3 = {
         let mut q = Array2::<f64>::zeros((3, 2));
@@ -11728,13 +11811,6 @@ pub fn p270(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf2[i] = (x[1] * x[1]).ln_1p().tanh().exp_m1();
     }
-    for i in 1..n {
-        buf2[i] += buf2[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf2[i];
-        buf2[i] = (old * buf2[i - 1]).sin() + old;
-    }
     let v3 = buf2[0] + 0.5 * buf2[1];
     let mut w4 = ((a.tanh() * 0.5).tan() * (a.tanh() * 0.5).tan() + 1.0)
         .recip()
@@ -12158,12 +12234,14 @@ pub fn p280(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf1[i] = a;
     }
-    for i in 1..n {
-        buf1[i] += buf1[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf1[i];
-        buf1[i] = (old * buf1[i - 1]).sin() + old;
+    let mut buf1_v = vec![0.0; n];
+    for _ in 0..3 {
+        for i in 1..n - 1 {
+            buf1_v[i] += 0.2 * (buf1[i - 1] * buf1[i + 1] - buf1[i].sin());
+        }
+        for i in 0..n {
+            buf1[i] += 0.1 * buf1_v[i].tanh();
+        }
     }
     let v2 = buf1[3] * buf1[0];
     let mut m3 = x[1].mul_add(x[3], -0.85f64);
@@ -12276,6 +12354,13 @@ pub fn p283(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         buf4[i] = ((x[0].tanh() * 0.9).asin() * (x[0].tanh() * 0.9).asin() + 1.0)
             .powf(arr1.min(-0.27f64).tanh());
     }
+    for i in 1..n {
+        buf4[i] += buf4[i - 1] * 0.5;
+    }
+    for i in 1..n {
+        let old = buf4[i];
+        buf4[i] = (old * buf4[i - 1]).sin() + old;
+    }
     let v5 = buf4[2] + 0.5 * buf4[3];
     let mut m6 = 1.60f64.tanh().exp2();
     if (b * b + 0.5).sqrt() > 0.20f64 {
@@ -12308,6 +12393,13 @@ pub fn p284(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let mut buf1 = vec![0.0; n];
     for i in 0..n {
         buf1[i] = ((b * b + 1.0).ln().tanh() * 0.9).asin();
+    }
+    for i in 1..n {
+        buf1[i] += buf1[i - 1] * 0.5;
+    }
+    for i in 1..n {
+        let old = buf1[i];
+        buf1[i] = (old * buf1[i - 1]).sin() + old;
     }
     let v2 = buf1[2] * buf1[3];
     let mut acc3 = (-0.42f64 * -0.42f64 + 1.0).log2();
@@ -12604,13 +12696,6 @@ pub fn p290(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let mut buf2 = vec![0.0; n];
     for i in 0..n {
         buf2[i] = autodiff::ops::sigmoid(part1).max((-(a)));
-    }
-    for i in 1..n {
-        buf2[i] += buf2[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf2[i];
-        buf2[i] = (old * buf2[i - 1]).sin() + old;
     }
     let v3 = buf2[1] + 0.5 * buf2[2];
     let mut lse4 = (((x[2]).tanh() * 3.0).ceil() * 0.25 + x[0]);
@@ -13795,6 +13880,13 @@ mod twin {
         for i in 0..n {
             buf8[i] = ((x[i] + b) * (x[i] + b)).ln_1p();
         }
+        for i in 1..n {
+            buf8[i] = buf8[i] + (buf8[i - 1] * c(0.5));
+        }
+        for i in 1..n {
+            let old = buf8[i];
+            buf8[i] = (old * buf8[i - 1]).sin() + old;
+        }
         let v9 = buf8[1] * buf8[2];
         let mut acc: D = c(1.54) * (a).tanh()
             + -c(1.91) * (b).tanh()
@@ -14001,6 +14093,15 @@ mod twin {
         for i in 0..n {
             buf1[i] =
                 (((c(1.35) + x[i]).tanh() * c(3.0)).ceil() * c(0.25) + a.clamp(-c(1.0), c(1.0)));
+        }
+        let mut buf1_v = vec![c(0.0); n];
+        for _ in 0..3 {
+            for i in 1..n - 1 {
+                buf1_v[i] = buf1_v[i] + (c(0.2) * (buf1[i - 1] * buf1[i + 1] - buf1[i].sin()));
+            }
+            for i in 0..n {
+                buf1[i] = buf1[i] + (c(0.1) * buf1_v[i].tanh());
+            }
         }
         let v2 = buf1[3] + c(0.5) * buf1[0];
         let mut m3 = b.min(x[0]);
@@ -14674,6 +14775,15 @@ mod twin {
         for i in 0..n {
             buf3[i] = ((-c(0.21) + a).tanh() * c(0.5)).sinh();
         }
+        let mut buf3_v = vec![c(0.0); n];
+        for _ in 0..3 {
+            for i in 1..n - 1 {
+                buf3_v[i] = buf3_v[i] + (c(0.2) * (buf3[i - 1] * buf3[i + 1] - buf3[i].sin()));
+            }
+            for i in 0..n {
+                buf3[i] = buf3[i] + (c(0.1) * buf3_v[i].tanh());
+            }
+        }
         let v4 = buf3[2] + c(0.5) * buf3[3];
         let mut acc5 = sin(-c(0.86));
         for i in 0..n {
@@ -15110,6 +15220,13 @@ mod twin {
         let mut buf1 = vec![c(0.0); n];
         for i in 0..n {
             buf1[i] = ((b * b + c(1.5)).acosh() + -c(1.87));
+        }
+        for i in 1..n {
+            buf1[i] = buf1[i] + (buf1[i - 1] * c(0.5));
+        }
+        for i in 1..n {
+            let old = buf1[i];
+            buf1[i] = (old * buf1[i - 1]).sin() + old;
         }
         let v2 = buf1[0] * buf1[1];
         let mut perm3 = vec![0usize; n];
@@ -17484,6 +17601,15 @@ mod twin {
         for i in 0..n {
             buf3[i] = sin(b).powi(3);
         }
+        let mut buf3_v = vec![c(0.0); n];
+        for _ in 0..3 {
+            for i in 1..n - 1 {
+                buf3_v[i] = buf3_v[i] + (c(0.2) * (buf3[i - 1] * buf3[i + 1] - buf3[i].sin()));
+            }
+            for i in 0..n {
+                buf3[i] = buf3[i] + (c(0.1) * buf3_v[i].tanh());
+            }
+        }
         let v4 = buf3[3] + c(0.5) * buf3[0];
         let v5 = x[2];
         -c(1.54) * (a).tanh()
@@ -17882,12 +18008,14 @@ mod twin {
         for i in 0..n {
             buf4[i] = lse2;
         }
-        for i in 1..n {
-            buf4[i] = buf4[i] + (buf4[i - 1] * c(0.5));
-        }
-        for i in 1..n {
-            let old = buf4[i];
-            buf4[i] = (old * buf4[i - 1]).sin() + old;
+        let mut buf4_v = vec![c(0.0); n];
+        for _ in 0..3 {
+            for i in 1..n - 1 {
+                buf4_v[i] = buf4_v[i] + (c(0.2) * (buf4[i - 1] * buf4[i + 1] - buf4[i].sin()));
+            }
+            for i in 0..n {
+                buf4[i] = buf4[i] + (c(0.1) * buf4_v[i].tanh());
+            }
         }
         let v5 = buf4[3] * buf4[0];
         let mut acc6 = b.clamp(-c(1.0), c(1.0));
@@ -18328,12 +18456,14 @@ mod twin {
         for i in 0..n {
             buf8[i] = (rot7.tanh().exp() * (arr2 / (x[(i + 3) % n] * x[(i + 3) % n] + c(1.0))));
         }
-        for i in 1..n {
-            buf8[i] = buf8[i] + (buf8[i - 1] * c(0.5));
-        }
-        for i in 1..n {
-            let old = buf8[i];
-            buf8[i] = (old * buf8[i - 1]).sin() + old;
+        let mut buf8_v = vec![c(0.0); n];
+        for _ in 0..3 {
+            for i in 1..n - 1 {
+                buf8_v[i] = buf8_v[i] + (c(0.2) * (buf8[i - 1] * buf8[i + 1] - buf8[i].sin()));
+            }
+            for i in 0..n {
+                buf8[i] = buf8[i] + (c(0.1) * buf8_v[i].tanh());
+            }
         }
         let v9 = buf8[0] + c(0.5) * buf8[1];
         c(1.04) * (a).tanh()
@@ -18607,13 +18737,6 @@ mod twin {
         let mut buf1 = vec![c(0.0); n];
         for i in 0..n {
             buf1[i] = x[i];
-        }
-        for i in 1..n {
-            buf1[i] = buf1[i] + (buf1[i - 1] * c(0.5));
-        }
-        for i in 1..n {
-            let old = buf1[i];
-            buf1[i] = (old * buf1[i - 1]).sin() + old;
         }
         let v2 = buf1[3] * buf1[0];
         let v3 = (((b + -c(1.05)) * (b + -c(1.05)) + c(1.0)).ln()
@@ -19011,17 +19134,19 @@ mod twin {
         for i in 0..n {
             buf3[i] = (rot2 - (a - a));
         }
+        let mut buf3_v = vec![c(0.0); n];
+        for _ in 0..3 {
+            for i in 1..n - 1 {
+                buf3_v[i] = buf3_v[i] + (c(0.2) * (buf3[i - 1] * buf3[i + 1] - buf3[i].sin()));
+            }
+            for i in 0..n {
+                buf3[i] = buf3[i] + (c(0.1) * buf3_v[i].tanh());
+            }
+        }
         let v4 = buf3[2] * buf3[3];
         let mut buf5 = vec![c(0.0); n];
         for i in 0..n {
             buf5[i] = ((a * a + c(1.0)).log(3.0) * (c(1.31) - -c(0.27)));
-        }
-        for i in 1..n {
-            buf5[i] = buf5[i] + (buf5[i - 1] * c(0.5));
-        }
-        for i in 1..n {
-            let old = buf5[i];
-            buf5[i] = (old * buf5[i - 1]).sin() + old;
         }
         let v6 = buf5[3] + c(0.5) * buf5[0];
         let v7 = ((c(0.08) * -c(0.70)).tanh() * c(0.5)).sinh().sin();
@@ -19170,12 +19295,14 @@ mod twin {
                 + (x[0]).tanh().stop_gradient())
             .min(b);
         }
-        for i in 1..n {
-            buf5[i] = buf5[i] + (buf5[i - 1] * c(0.5));
-        }
-        for i in 1..n {
-            let old = buf5[i];
-            buf5[i] = (old * buf5[i - 1]).sin() + old;
+        let mut buf5_v = vec![c(0.0); n];
+        for _ in 0..3 {
+            for i in 1..n - 1 {
+                buf5_v[i] = buf5_v[i] + (c(0.2) * (buf5[i - 1] * buf5[i + 1] - buf5[i].sin()));
+            }
+            for i in 0..n {
+                buf5[i] = buf5[i] + (c(0.1) * buf5_v[i].tanh());
+            }
         }
         let v6 = buf5[2] + c(0.5) * buf5[3];
         c(0.52) * (a).tanh()
@@ -19614,13 +19741,6 @@ mod twin {
         for i in 0..n {
             buf3[i] = (part1.max(-c(0.96)) * (x[0] / (-c(1.92) * -c(1.92) + c(1.0))));
         }
-        for i in 1..n {
-            buf3[i] = buf3[i] + (buf3[i - 1] * c(0.5));
-        }
-        for i in 1..n {
-            let old = buf3[i];
-            buf3[i] = (old * buf3[i - 1]).sin() + old;
-        }
         let v4 = buf3[2] + c(0.5) * buf3[3];
         let mut m5 = c(0.85).tanh();
         if (acc2 / (part1 * part1 + c(1.0))) < -c(1.86) {
@@ -19837,13 +19957,6 @@ mod twin {
         for i in 0..n {
             buf5[i] = ((x[0].tanh() * c(0.9)).asin() * (x[0].tanh() * c(0.9)).asin()).ln_1p();
         }
-        for i in 1..n {
-            buf5[i] = buf5[i] + (buf5[i - 1] * c(0.5));
-        }
-        for i in 1..n {
-            let old = buf5[i];
-            buf5[i] = (old * buf5[i - 1]).sin() + old;
-        }
         let v6 = buf5[0] + c(0.5) * buf5[1];
         let mut w7 = -c(0.73).tanh().exp().asinh().tanh() + c(3.0);
         let mut steps = 0;
@@ -20027,13 +20140,6 @@ mod twin {
         for i in 0..n {
             buf3[i] = c(1.25);
         }
-        for i in 1..n {
-            buf3[i] = buf3[i] + (buf3[i - 1] * c(0.5));
-        }
-        for i in 1..n {
-            let old = buf3[i];
-            buf3[i] = (old * buf3[i - 1]).sin() + old;
-        }
         let v4 = buf3[1] * buf3[2];
         let mut w5 = (b * b + c(1.0)).cbrt().tanh() + c(3.0);
         let mut steps = 0;
@@ -20069,12 +20175,14 @@ mod twin {
         for i in 0..n {
             buf2[i] = (ops::softplus(a) * ops::softplus(a) + c(1.0)).log10();
         }
-        for i in 1..n {
-            buf2[i] = buf2[i] + (buf2[i - 1] * c(0.5));
-        }
-        for i in 1..n {
-            let old = buf2[i];
-            buf2[i] = (old * buf2[i - 1]).sin() + old;
+        let mut buf2_v = vec![c(0.0); n];
+        for _ in 0..3 {
+            for i in 1..n - 1 {
+                buf2_v[i] = buf2_v[i] + (c(0.2) * (buf2[i - 1] * buf2[i + 1] - buf2[i].sin()));
+            }
+            for i in 0..n {
+                buf2[i] = buf2[i] + (c(0.1) * buf2_v[i].tanh());
+            }
         }
         let v3 = buf2[0] * buf2[1];
         -c(0.02) * (a).tanh()
@@ -20461,6 +20569,13 @@ mod twin {
         for i in 0..n {
             buf1[i] = x[(i + 2) % n].tanh();
         }
+        for i in 1..n {
+            buf1[i] = buf1[i] + (buf1[i - 1] * c(0.5));
+        }
+        for i in 1..n {
+            let old = buf1[i];
+            buf1[i] = (old * buf1[i - 1]).sin() + old;
+        }
         let v2 = buf1[1] * buf1[2];
         let mut acc3 =
             (((a).tanh() - (a).tanh().stop_gradient()).exp().ln() + (a).tanh().stop_gradient());
@@ -20502,6 +20617,13 @@ mod twin {
         let mut buf5 = vec![c(0.0); n];
         for i in 0..n {
             buf5[i] = (a * a + c(0.5)).sqrt().tanh().exp();
+        }
+        for i in 1..n {
+            buf5[i] = buf5[i] + (buf5[i - 1] * c(0.5));
+        }
+        for i in 1..n {
+            let old = buf5[i];
+            buf5[i] = (old * buf5[i - 1]).sin() + old;
         }
         let v6 = buf5[1] + c(0.5) * buf5[2];
         c(0.79) * (a).tanh()
@@ -21106,6 +21228,15 @@ mod twin {
         for i in 0..n {
             buf6[i] = (arr1 * c(0.5));
         }
+        let mut buf6_v = vec![c(0.0); n];
+        for _ in 0..3 {
+            for i in 1..n - 1 {
+                buf6_v[i] = buf6_v[i] + (c(0.2) * (buf6[i - 1] * buf6[i + 1] - buf6[i].sin()));
+            }
+            for i in 0..n {
+                buf6[i] = buf6[i] + (c(0.1) * buf6_v[i].tanh());
+            }
+        }
         let v7 = buf6[0] * buf6[1];
         let mut pair8 = c(0.0);
         for i in 0..n {
@@ -21184,6 +21315,13 @@ mod twin {
         let mut buf3 = vec![c(0.0); n];
         for i in 0..n {
             buf3[i] = (v2 * c(0.13).abs());
+        }
+        for i in 1..n {
+            buf3[i] = buf3[i] + (buf3[i - 1] * c(0.5));
+        }
+        for i in 1..n {
+            let old = buf3[i];
+            buf3[i] = (old * buf3[i - 1]).sin() + old;
         }
         let v4 = buf3[3] * buf3[0];
         let v5 = (c(0.10) * c(0.10) + c(1.0))
@@ -21457,18 +21595,18 @@ mod twin {
         for i in 0..n {
             buf5[i] = c(0.39).hypot((x[0] * x[0] + c(1.5)).acosh());
         }
+        for i in 1..n {
+            buf5[i] = buf5[i] + (buf5[i - 1] * c(0.5));
+        }
+        for i in 1..n {
+            let old = buf5[i];
+            buf5[i] = (old * buf5[i - 1]).sin() + old;
+        }
         let v6 = buf5[2] * buf5[3];
         let v7 = (-c(0.75) * -c(0.75)).ln_1p();
         let mut buf8 = vec![c(0.0); n];
         for i in 0..n {
             buf8[i] = ((x[i] * x[i] + c(1.5)).acosh() * c(0.5));
-        }
-        for i in 1..n {
-            buf8[i] = buf8[i] + (buf8[i - 1] * c(0.5));
-        }
-        for i in 1..n {
-            let old = buf8[i];
-            buf8[i] = (old * buf8[i - 1]).sin() + old;
         }
         let v9 = buf8[0] * buf8[1];
         let mut acc: D = c(1.57) * (a).tanh()
@@ -21522,13 +21660,6 @@ mod twin {
         let mut buf2 = vec![c(0.0); n];
         for i in 0..n {
             buf2[i] = ops::softplus(helpers::soft(-c(0.88), c(0.3)));
-        }
-        for i in 1..n {
-            buf2[i] = buf2[i] + (buf2[i - 1] * c(0.5));
-        }
-        for i in 1..n {
-            let old = buf2[i];
-            buf2[i] = (old * buf2[i - 1]).sin() + old;
         }
         let v3 = buf2[0] + c(0.5) * buf2[1];
         let mut hist4 = vec![c(0.0); 3 * n];
@@ -21795,12 +21926,14 @@ mod twin {
         for i in 0..n {
             buf3[i] = b;
         }
-        for i in 1..n {
-            buf3[i] = buf3[i] + (buf3[i - 1] * c(0.5));
-        }
-        for i in 1..n {
-            let old = buf3[i];
-            buf3[i] = (old * buf3[i - 1]).sin() + old;
+        let mut buf3_v = vec![c(0.0); n];
+        for _ in 0..3 {
+            for i in 1..n - 1 {
+                buf3_v[i] = buf3_v[i] + (c(0.2) * (buf3[i - 1] * buf3[i + 1] - buf3[i].sin()));
+            }
+            for i in 0..n {
+                buf3[i] = buf3[i] + (c(0.1) * buf3_v[i].tanh());
+            }
         }
         let v4 = buf3[3] * buf3[0];
         let v5 = if (v4 * a) > -c(1.24) {
@@ -21823,12 +21956,14 @@ mod twin {
         for i in 0..n {
             buf1[i] = x[1].max(b).hypot((x[2] - a));
         }
-        for i in 1..n {
-            buf1[i] = buf1[i] + (buf1[i - 1] * c(0.5));
-        }
-        for i in 1..n {
-            let old = buf1[i];
-            buf1[i] = (old * buf1[i - 1]).sin() + old;
+        let mut buf1_v = vec![c(0.0); n];
+        for _ in 0..3 {
+            for i in 1..n - 1 {
+                buf1_v[i] = buf1_v[i] + (c(0.2) * (buf1[i - 1] * buf1[i + 1] - buf1[i].sin()));
+            }
+            for i in 0..n {
+                buf1[i] = buf1[i] + (c(0.1) * buf1_v[i].tanh());
+            }
         }
         let v2 = buf1[3] + c(0.5) * buf1[0];
         let part3_s = &x[1..=2];
@@ -22101,6 +22236,13 @@ mod twin {
         let mut buf1 = vec![c(0.0); n];
         for i in 0..n {
             buf1[i] = (a.tanh().tanh() * c(0.9)).acos();
+        }
+        for i in 1..n {
+            buf1[i] = buf1[i] + (buf1[i - 1] * c(0.5));
+        }
+        for i in 1..n {
+            let old = buf1[i];
+            buf1[i] = (old * buf1[i - 1]).sin() + old;
         }
         let v2 = buf1[1] * buf1[2];
         let v3 = if v2.max(x[3]) < -c(0.06) {
@@ -22583,12 +22725,14 @@ mod twin {
         for i in 0..n {
             buf3[i] = ((v1.tanh() * c(0.5)).sinh() * (v1.tanh() * c(0.5)).sinh() + c(1.0)).ln();
         }
-        for i in 1..n {
-            buf3[i] = buf3[i] + (buf3[i - 1] * c(0.5));
-        }
-        for i in 1..n {
-            let old = buf3[i];
-            buf3[i] = (old * buf3[i - 1]).sin() + old;
+        let mut buf3_v = vec![c(0.0); n];
+        for _ in 0..3 {
+            for i in 1..n - 1 {
+                buf3_v[i] = buf3_v[i] + (c(0.2) * (buf3[i - 1] * buf3[i + 1] - buf3[i].sin()));
+            }
+            for i in 0..n {
+                buf3[i] = buf3[i] + (c(0.1) * buf3_v[i].tanh());
+            }
         }
         let v4 = buf3[2] * buf3[3];
         c(0.25) * (a).tanh()
@@ -22604,6 +22748,15 @@ mod twin {
         let mut buf1 = vec![c(0.0); n];
         for i in 0..n {
             buf1[i] = (b - -c(0.68).max(x[i]));
+        }
+        let mut buf1_v = vec![c(0.0); n];
+        for _ in 0..3 {
+            for i in 1..n - 1 {
+                buf1_v[i] = buf1_v[i] + (c(0.2) * (buf1[i - 1] * buf1[i + 1] - buf1[i].sin()));
+            }
+            for i in 0..n {
+                buf1[i] = buf1[i] + (c(0.1) * buf1_v[i].tanh());
+            }
         }
         let v2 = buf1[2] * buf1[3];
         let v3 = if (x[3] * x[3] + c(1.0)).cbrt() > -c(1.31) {
@@ -22871,12 +23024,14 @@ mod twin {
         for i in 0..n {
             buf6[i] = x[3];
         }
-        for i in 1..n {
-            buf6[i] = buf6[i] + (buf6[i - 1] * c(0.5));
-        }
-        for i in 1..n {
-            let old = buf6[i];
-            buf6[i] = (old * buf6[i - 1]).sin() + old;
+        let mut buf6_v = vec![c(0.0); n];
+        for _ in 0..3 {
+            for i in 1..n - 1 {
+                buf6_v[i] = buf6_v[i] + (c(0.2) * (buf6[i - 1] * buf6[i + 1] - buf6[i].sin()));
+            }
+            for i in 0..n {
+                buf6[i] = buf6[i] + (c(0.1) * buf6_v[i].tanh());
+            }
         }
         let v7 = buf6[2] * buf6[3];
         -c(1.12) * (a).tanh()
@@ -22987,6 +23142,15 @@ mod twin {
         let mut buf4 = vec![c(0.0); n];
         for i in 0..n {
             buf4[i] = (((b.abs()).tanh() * c(3.0)).trunc() * c(0.25) + (part2 * part2));
+        }
+        let mut buf4_v = vec![c(0.0); n];
+        for _ in 0..3 {
+            for i in 1..n - 1 {
+                buf4_v[i] = buf4_v[i] + (c(0.2) * (buf4[i - 1] * buf4[i + 1] - buf4[i].sin()));
+            }
+            for i in 0..n {
+                buf4[i] = buf4[i] + (c(0.1) * buf4_v[i].tanh());
+            }
         }
         let v5 = buf4[3] * buf4[0];
         c(0.79) * (a).tanh()
@@ -23471,13 +23635,6 @@ mod twin {
         for i in 0..n {
             buf1[i] = x[i].max((b * b).ln_1p());
         }
-        for i in 1..n {
-            buf1[i] = buf1[i] + (buf1[i - 1] * c(0.5));
-        }
-        for i in 1..n {
-            let old = buf1[i];
-            buf1[i] = (old * buf1[i - 1]).sin() + old;
-        }
         let v2 = buf1[3] + c(0.5) * buf1[0];
         let mut perm3 = vec![0usize; n];
         for i in 0..n {
@@ -23532,12 +23689,14 @@ mod twin {
         for i in 0..n {
             buf2[i] = pair1.powi(2);
         }
-        for i in 1..n {
-            buf2[i] = buf2[i] + (buf2[i - 1] * c(0.5));
-        }
-        for i in 1..n {
-            let old = buf2[i];
-            buf2[i] = (old * buf2[i - 1]).sin() + old;
+        let mut buf2_v = vec![c(0.0); n];
+        for _ in 0..3 {
+            for i in 1..n - 1 {
+                buf2_v[i] = buf2_v[i] + (c(0.2) * (buf2[i - 1] * buf2[i + 1] - buf2[i].sin()));
+            }
+            for i in 0..n {
+                buf2[i] = buf2[i] + (c(0.1) * buf2_v[i].tanh());
+            }
         }
         let v3 = buf2[2] + c(0.5) * buf2[3];
         let mut m4 = c(0.73);
@@ -24097,6 +24256,15 @@ mod twin {
         for i in 0..n {
             buf1[i] = ((a.tanh() * c(0.9)).acos() / (b * b + c(1.0)));
         }
+        let mut buf1_v = vec![c(0.0); n];
+        for _ in 0..3 {
+            for i in 1..n - 1 {
+                buf1_v[i] = buf1_v[i] + (c(0.2) * (buf1[i - 1] * buf1[i + 1] - buf1[i].sin()));
+            }
+            for i in 0..n {
+                buf1[i] = buf1[i] + (c(0.1) * buf1_v[i].tanh());
+            }
+        }
         let v2 = buf1[2] * buf1[3];
         let arr3 = {
             let mut q = Array2::<D>::zeros((3, 2));
@@ -24507,13 +24675,6 @@ mod twin {
         let mut buf2 = vec![c(0.0); n];
         for i in 0..n {
             buf2[i] = (x[1] * x[1]).ln_1p().tanh().exp_m1();
-        }
-        for i in 1..n {
-            buf2[i] = buf2[i] + (buf2[i - 1] * c(0.5));
-        }
-        for i in 1..n {
-            let old = buf2[i];
-            buf2[i] = (old * buf2[i - 1]).sin() + old;
         }
         let v3 = buf2[0] + c(0.5) * buf2[1];
         let mut w4 = ((a.tanh() * c(0.5)).tan() * (a.tanh() * c(0.5)).tan() + c(1.0))
@@ -24933,12 +25094,14 @@ mod twin {
         for i in 0..n {
             buf1[i] = a;
         }
-        for i in 1..n {
-            buf1[i] = buf1[i] + (buf1[i - 1] * c(0.5));
-        }
-        for i in 1..n {
-            let old = buf1[i];
-            buf1[i] = (old * buf1[i - 1]).sin() + old;
+        let mut buf1_v = vec![c(0.0); n];
+        for _ in 0..3 {
+            for i in 1..n - 1 {
+                buf1_v[i] = buf1_v[i] + (c(0.2) * (buf1[i - 1] * buf1[i + 1] - buf1[i].sin()));
+            }
+            for i in 0..n {
+                buf1[i] = buf1[i] + (c(0.1) * buf1_v[i].tanh());
+            }
         }
         let v2 = buf1[3] * buf1[0];
         let mut m3 = x[1].mul_add(x[3], -c(0.85));
@@ -25045,6 +25208,13 @@ mod twin {
             buf4[i] = ((x[0].tanh() * c(0.9)).asin() * (x[0].tanh() * c(0.9)).asin() + c(1.0))
                 .powd(arr1.min(-c(0.27)).tanh());
         }
+        for i in 1..n {
+            buf4[i] = buf4[i] + (buf4[i - 1] * c(0.5));
+        }
+        for i in 1..n {
+            let old = buf4[i];
+            buf4[i] = (old * buf4[i - 1]).sin() + old;
+        }
         let v5 = buf4[2] + c(0.5) * buf4[3];
         let mut m6 = c(1.60).tanh().exp2();
         if (b * b + c(0.5)).sqrt() > c(0.20) {
@@ -25076,6 +25246,13 @@ mod twin {
         let mut buf1 = vec![c(0.0); n];
         for i in 0..n {
             buf1[i] = ((b * b + c(1.0)).ln().tanh() * c(0.9)).asin();
+        }
+        for i in 1..n {
+            buf1[i] = buf1[i] + (buf1[i - 1] * c(0.5));
+        }
+        for i in 1..n {
+            let old = buf1[i];
+            buf1[i] = (old * buf1[i - 1]).sin() + old;
         }
         let v2 = buf1[2] * buf1[3];
         let mut acc3 = (-c(0.42) * -c(0.42) + c(1.0)).log2();
@@ -25364,13 +25541,6 @@ mod twin {
         let mut buf2 = vec![c(0.0); n];
         for i in 0..n {
             buf2[i] = ops::sigmoid(part1).max((-(a)));
-        }
-        for i in 1..n {
-            buf2[i] = buf2[i] + (buf2[i - 1] * c(0.5));
-        }
-        for i in 1..n {
-            let old = buf2[i];
-            buf2[i] = (old * buf2[i - 1]).sin() + old;
         }
         let v3 = buf2[1] + c(0.5) * buf2[2];
         let mut lse4 = (((x[2]).tanh() * c(3.0)).ceil() * c(0.25) + x[0]);

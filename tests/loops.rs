@@ -1472,3 +1472,130 @@ fn element_updates_match_finite_differences() {
     let d_dt = (element_updates(&x, 0.1 + 1e-6, 4) - element_updates(&x, 0.1 - 1e-6, 4)) / 2e-6;
     assert_close(&[g.1], &[d_dt], 1e-6);
 }
+
+/// Stencils in time steps: each step reads the state at `i - 1`, `i`, `i + 1` (and a half
+/// range from `n / 2`) and then overwrites it, so the reads come from a window copy of the
+/// state taken before the stencil loop (one per step), not from taped reads.
+#[differentiate]
+fn stencil_steps(x0: &[f64], k: f64, steps: usize) -> f64 {
+    let n = x0.len();
+    let mut x = x0.to_vec();
+    let mut v = vec![0.0; n];
+    for _ in 0..steps {
+        for i in 1..n - 1 {
+            v[i] += k * (x[i - 1] - 2.0 * x[i] + x[i + 1]) * x[i].cos();
+        }
+        // Reads of two buffers, from the middle on.
+        for i in n / 2..n - 1 {
+            v[i] += 0.1 * (x[i + 1] * x[i] - v[i - 1] * v[i]).tanh();
+        }
+        for i in 0..n {
+            x[i] += 0.1 * v[i];
+        }
+    }
+    let mut e = 0.0;
+    for i in 0..n {
+        e += x[i] * x[i] + v[i];
+    }
+    e
+}
+
+/// The same program checkpointed (no window copies: each step runs again).
+#[differentiate(checkpoint)]
+fn stencil_steps_checkpointed(x0: &[f64], k: f64, steps: usize) -> f64 {
+    let n = x0.len();
+    let mut x = x0.to_vec();
+    let mut v = vec![0.0; n];
+    for _ in 0..steps {
+        for i in 1..n - 1 {
+            v[i] += k * (x[i - 1] - 2.0 * x[i] + x[i + 1]) * x[i].cos();
+        }
+        for i in n / 2..n - 1 {
+            v[i] += 0.1 * (x[i + 1] * x[i] - v[i - 1] * v[i]).tanh();
+        }
+        for i in 0..n {
+            x[i] += 0.1 * v[i];
+        }
+    }
+    let mut e = 0.0;
+    for i in 0..n {
+        e += x[i] * x[i] + v[i];
+    }
+    e
+}
+
+/// A stencil that reads one past the end on its last iteration.
+#[differentiate]
+fn stencil_past_the_end(x0: &[f64], steps: usize) -> f64 {
+    let n = x0.len();
+    let mut x = x0.to_vec();
+    for _ in 0..steps {
+        let mut y = vec![0.0; n];
+        for i in 0..n {
+            y[i] = x[i] * x[i + 1];
+        }
+        for i in 0..n {
+            x[i] = y[i] + 0.5;
+        }
+    }
+    x[0]
+}
+
+/// A stencil at the top level, its buffer overwritten after it: the window is an owned copy
+/// (the reverse reads it after the overwrite).
+#[differentiate]
+fn stencil_then_overwrite(x0: &[f64]) -> f64 {
+    let n = x0.len();
+    let mut x = x0.to_vec();
+    let mut s = 0.0;
+    for i in 1..n - 1 {
+        s += x[i - 1] * x[i + 1] * x[i].sin();
+    }
+    for i in 0..n {
+        x[i] = x[i] * s;
+    }
+    x[0] + x[n - 1] * 2.0
+}
+
+/// A stencil in the last loop, which accumulates the value, its buffer rebuilt from the input
+/// in every iteration.
+#[differentiate]
+fn stencil_in_the_last_loop(x0: &[f64], m: usize) -> f64 {
+    let n = x0.len();
+    let mut x = x0.to_vec();
+    let mut total = 0.0;
+    for _ in 0..m {
+        let mut s = 0.0;
+        for i in 1..n - 1 {
+            s += x[i - 1] * x[i + 1] * x[i].sin();
+        }
+        for i in 0..n {
+            x[i] = x0[i] * s.cos();
+        }
+        total += s;
+    }
+    total
+}
+
+#[test]
+fn stencils_in_time_steps_match_finite_differences() {
+    let x: Vec<f64> = (0..9).map(|i| 0.3 * ((i * 5) % 7) as f64 - 0.8).collect();
+    let (v, g) = stencil_steps_value_and_grad(&x, 0.7, 5);
+    assert_eq!(v, stencil_steps(&x, 0.7, 5));
+    assert_close(&g.0, &fd(&|x| stencil_steps(x, 0.7, 5), &x), 1e-6);
+    let d_k = (stencil_steps(&x, 0.7 + 1e-6, 5) - stencil_steps(&x, 0.7 - 1e-6, 5)) / 2e-6;
+    assert_close(&[g.1], &[d_k], 1e-6);
+    let (vc, gc) = stencil_steps_checkpointed_value_and_grad(&x, 0.7, 5);
+    assert_eq!(vc, v);
+    assert_close(&gc.0, &g.0, 1e-12);
+    // No steps: no windows, and the gradient of `x . x`.
+    let (_, g0) = stencil_steps_value_and_grad(&x, 0.7, 0);
+    assert_close(&g0.0, &x.iter().map(|a| 2.0 * a).collect::<Vec<_>>(), 1e-12);
+    let (_, g) = stencil_then_overwrite_value_and_grad(&x);
+    assert_close(&g, &fd(&|x| stencil_then_overwrite(x), &x), 1e-6);
+    let (_, g) = stencil_in_the_last_loop_value_and_grad(&x, 3);
+    assert_close(&g, &fd(&|x| stencil_in_the_last_loop(x, 3), &x), 1e-6);
+    // A read past the end panics through the window too.
+    assert!(std::panic::catch_unwind(|| stencil_past_the_end(&x, 2)).is_err());
+    assert!(std::panic::catch_unwind(|| stencil_past_the_end_grad(&x, 2)).is_err());
+}

@@ -219,11 +219,13 @@ impl Gen<'_> {
                 } else {
                     "+ 0.5 *"
                 };
-                // Sometimes filled once and read, sometimes mixed in place by two more loops.
-                let mix = if self.rng.below(2) == 0 {
-                    format!("    for i in 1..n {{\n        {buf}[i] += {buf}[i - 1] * 0.5;\n    }}\n    for i in 1..n {{\n        let old = {buf}[i];\n        {buf}[i] = (old * {buf}[i - 1]).sin() + old;\n    }}\n")
-                } else {
-                    String::new()
+                // Sometimes filled once and read, sometimes mixed in place by two more loops,
+                // sometimes stepped by a stencil that reads it at `i - 1`, `i` and `i + 1` and
+                // then updates it (a window copy per step).
+                let mix = match self.rng.below(3) {
+                    0 => format!("    for i in 1..n {{\n        {buf}[i] += {buf}[i - 1] * 0.5;\n    }}\n    for i in 1..n {{\n        let old = {buf}[i];\n        {buf}[i] = (old * {buf}[i - 1]).sin() + old;\n    }}\n"),
+                    1 => format!("    let mut {buf}_v = vec![0.0; n];\n    for _ in 0..3 {{\n        for i in 1..n - 1 {{\n            {buf}_v[i] += 0.2 * ({buf}[i - 1] * {buf}[i + 1] - {buf}[i].sin());\n        }}\n        for i in 0..n {{\n            {buf}[i] += 0.1 * {buf}_v[i].tanh();\n        }}\n    }}\n"),
+                    _ => String::new(),
                 };
                 let _ = writeln!(out, "    let mut {buf} = vec![0.0; n];\n    for i in 0..n {{\n        {buf}[i] = {e};\n    }}\n{mix}    let {v} = {buf}[{k}] {op} {buf}[{}];", (k + 1) % 4);
                 self.scalars.push(v);

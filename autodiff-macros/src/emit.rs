@@ -261,9 +261,9 @@ fn body(
 ) -> syn::Result<TokenStream> {
     let rt = namer.fresh("rt");
     let mut f = lower::lower(func, sig, &active, &mut namer)?;
+    f.checkpoint = sig.checkpoint;
     tbr::snapshot_overwritten_buffers(&mut f, &mut namer);
     useful::demote_useless(&mut f, sig.params.len());
-    f.checkpoint = sig.checkpoint;
     scalars::infer(&mut f, sig);
     fuse::fuse(&mut f, &sig.float, &mut namer);
     f.early = Reverse::new(&f, sig.float.clone(), rt.clone()).early_loops();
@@ -425,7 +425,11 @@ fn tapes(f: &Function, b: &crate::ir::Block, plans: &Plans) -> TokenStream {
                     }
                     for r in plan.recorded.iter().filter_map(|v| f.recorded.get(v)) {
                         let t = &r.tape;
-                        out.extend(quote!(let mut #t = #vec;));
+                        if r.window {
+                            out.extend(quote!(let mut #t = ::autodiff::__rt::WindowTape::new();));
+                        } else {
+                            out.extend(quote!(let mut #t = #vec;));
+                        }
                     }
                     for k in &plan.shaped {
                         let t = &k.tape;
@@ -673,6 +677,15 @@ impl Forward<'_> {
                         return quote!(let #name = #rt::pop(&mut #tape););
                     }
                 }
+                // A window copy that no loop records (at the top level, in a loop fused with its
+                // reverse): the reverse reads it where it stands, after the stores into its
+                // buffer, so it is an owned copy rather than a view.
+                if self.f.recorded.get(var).is_some_and(|r| r.window)
+                    && !self.plans.values().any(|p| p.recorded.contains(var))
+                {
+                    let value = self.op(op);
+                    return quote!(let #name #ty = #value.to_vec(););
+                }
                 // A recorded integer value: taped where its loop runs backwards.
                 if let Some(r) = self
                     .f
@@ -682,6 +695,13 @@ impl Forward<'_> {
                 {
                     let tape = &r.tape;
                     match self.mode {
+                        Mode::Body if r.window => {
+                            let value = self.op(op);
+                            return quote!(let #name #ty = #value; #tape.push_window(#name););
+                        }
+                        Mode::Recompute if r.window => {
+                            return quote!(let #name #ty = #tape.pop_window(););
+                        }
                         Mode::Body => {
                             let value = self.op(op);
                             if self.plans.values().any(|p| p.recorded_at_end.contains(var)) {

@@ -252,6 +252,10 @@ pub struct Recorded {
     /// Its loop's [`Loop::counted_range`] is known: the tape's room is reserved when the loop
     /// starts (kept here because the statement's emitter does not see its loop).
     pub exact: bool,
+    /// A window of a buffer (`tbr`'s window copies): a view in the forward sweep, its
+    /// elements copied onto the runtime's `WindowTape` and read back in place by the reverse
+    /// iteration.
+    pub window: bool,
 }
 
 impl Op {

@@ -290,6 +290,56 @@ mod tests {
     /// reverse reads it from the buffer, no copy; and the matrix-vector product and `tanh` of
     /// the step are recorded (moved onto their tapes when the iteration ends), not computed
     /// again.
+    /// A stencil in a time step that then overwrites its state reads a window copy of the
+    /// state, recorded once per step, instead of taping each read; its reads' adjoints go
+    /// straight into the state's. Checkpointed, or read once per iteration, it does not.
+    #[test]
+    fn stencils_read_a_window_copy() {
+        let program = |attr: proc_macro2::TokenStream, reads: proc_macro2::TokenStream| {
+            expand(
+                attr,
+                quote! {
+                    fn f(x0: &[f64], steps: usize) -> f64 {
+                        let n = x0.len();
+                        let mut x = x0.to_vec();
+                        let mut v = vec![0.0; n];
+                        for _ in 0..steps {
+                            for i in 1..n - 1 {
+                                v[i] += #reads;
+                            }
+                            for i in 0..n {
+                                x[i] += 0.1 * v[i];
+                            }
+                        }
+                        x[0]
+                    }
+                },
+            )
+            .to_string()
+        };
+        let stencil = quote!(x[i - 1] * x[i + 1] - 2.0 * x[i].sin());
+        let out = program(quote!(), stencil.clone());
+        assert!(out.contains("WindowTape :: new ()"), "{out}");
+        assert!(out.contains(". push_window (__x_window)"), "{out}");
+        assert!(
+            out.contains("let __x_window = __record . pop_window () ;"),
+            "{out}"
+        );
+        assert!(out.contains("__d_x [__x_from + __x_at] +="), "{out}");
+        // No read is taped (the second loop's reverse needs no value).
+        assert!(!out.contains("__reads"), "{out}");
+        let out = program(quote!(checkpoint), stencil);
+        assert!(!out.contains("window"), "{out}");
+        // A linear stencil's reverse reads no values: nothing recorded.
+        let out = program(quote!(), quote!(x[i - 1] - 2.0 * x[i] + x[i + 1]));
+        assert!(
+            !out.contains("push_window") && !out.contains("__reads"),
+            "{out}"
+        );
+        let out = program(quote!(), quote!(x[i].sin()));
+        assert!(!out.contains("window"), "{out}");
+    }
+
     /// The reverse of an element update `v[i] += e` reads the element's adjoint where it
     /// stands (it is also the old value's); an overwrite takes it.
     #[test]

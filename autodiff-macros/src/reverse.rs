@@ -1398,6 +1398,7 @@ impl<'a> Reverse<'a> {
                     .filter(|v| {
                         !self.f.vars[*v].scalar
                             && !stay.contains(v)
+                            && !self.f.recorded.get(v).is_some_and(|r| r.window)
                             && l.body.stmts.iter().any(|s| {
                                 matches!(s, Stmt::Let { var, op: Op::Prim { .. } | Op::Map { .. } } if var == v)
                             })

@@ -66,7 +66,14 @@ pub fn untape_stable_reads(function: &mut Function, namer: &mut Namer) {
     walk.block(&mut function.body, &mut written_later, None);
     for (var, exact) in walk.recorded {
         let tape = namer.fresh("record");
-        function.recorded.insert(var, Recorded { tape, exact });
+        function.recorded.insert(
+            var,
+            Recorded {
+                tape,
+                exact,
+                window: false,
+            },
+        );
     }
 }
 
@@ -404,6 +411,45 @@ fn view_stores(b: &Block, var: VarId, out: &mut HashMap<VarId, Option<String>>) 
     }
 }
 
+/// `i`, `i + c` or `i - c` (a literal `c` up to 8) of the loop variable `i`: the offset.
+fn offset_of(
+    f: &Function,
+    integers: &HashMap<VarId, TokenStream>,
+    i: VarId,
+    k: VarId,
+) -> Option<i64> {
+    if k == i {
+        return Some(0);
+    }
+    let syn::Expr::Binary(b) = syn::parse2::<syn::Expr>(integers.get(&k)?.clone()).ok()? else {
+        return None;
+    };
+    let is_i = matches!(&*b.left, syn::Expr::Path(p) if p.path.is_ident(&f.vars[i].name));
+    let syn::Expr::Lit(syn::ExprLit {
+        lit: syn::Lit::Int(c),
+        ..
+    }) = &*b.right
+    else {
+        return None;
+    };
+    let c = c.base10_parse::<i64>().ok().filter(|&c| c <= 8)?;
+    match b.op {
+        syn::BinOp::Add(_) if is_i => Some(c),
+        syn::BinOp::Sub(_) if is_i => Some(-c),
+        _ => None,
+    }
+}
+
+/// `e + c` for an integer expression `e` and a signed constant, saturating at zero.
+fn shifted(e: &syn::Expr, c: i64) -> TokenStream {
+    let n = proc_macro2::Literal::usize_unsuffixed(c.unsigned_abs() as usize);
+    if c >= 0 {
+        quote::quote!(::core::primitive::usize::saturating_add(#e, #n))
+    } else {
+        quote::quote!(::core::primitive::usize::saturating_sub(#e, #n))
+    }
+}
+
 /// The walk of [`snapshot_overwritten_buffers`].
 struct Snapshots<'a> {
     integers: HashMap<VarId, TokenStream>,
@@ -413,6 +459,172 @@ struct Snapshots<'a> {
 }
 
 impl Snapshots<'_> {
+    /// A new variable named after `hint`.
+    fn new_var(&mut self, f: &mut Function, hint: &str, active: bool) -> VarId {
+        f.vars.push(Var {
+            name: self.namer.fresh(hint),
+            adjoint: self.namer.fresh(&format!("d_{hint}")),
+            active,
+            ty: None,
+            buffer: false,
+            scalar: false,
+        });
+        f.vars.len() - 1
+    }
+
+    /// A new integer variable bound to `code`.
+    fn integer(&mut self, f: &mut Function, hint: &str, code: TokenStream) -> VarId {
+        let id = self.new_var(f, hint, false);
+        self.integers.insert(id, code);
+        id
+    }
+
+    /// Window copies: a loop `for i in a..b` whose body reads a buffer at `i + c` (several
+    /// reads, literal offsets), where the buffer is stored into after the loop (or in a later
+    /// iteration of a loop around it) but not by the loop itself, reads a copy of the window
+    /// it reads, `buf[a + lo..b + hi]` (clamped to the buffer), taken before the loop and
+    /// recorded per iteration of the loop around it; the reads index the copy and are not
+    /// taped. A stencil `v[i] += x[i - 1] - 2.0 * x[i] + x[i + 1]` in a time step that then
+    /// updates `x` keeps one copy of `x` per step instead of three taped reads per element,
+    /// and the copy's reads add into `x`'s adjoint directly (a part read by index, see
+    /// `reverse::parts`). The statements to put before the loop.
+    fn window_copies(
+        &mut self,
+        f: &mut Function,
+        l: &mut crate::ir::Loop,
+        later: &HashSet<VarId>,
+        in_loop: Option<bool>,
+    ) -> Vec<Stmt> {
+        let LoopKind::For { var: i, iter } = &l.kind else {
+            return Vec::new();
+        };
+        // A checkpointed loop runs its iterations again instead of recording them (the window,
+        // a view, would be held across the stores of the run), and a loop that can `break`
+        // may read a small part of what the window would copy.
+        if f.checkpoint || l.brk.is_some() {
+            return Vec::new();
+        }
+        let i = *i;
+        let Ok(syn::Expr::Range(r)) = syn::parse2::<syn::Expr>(iter.clone()) else {
+            return Vec::new();
+        };
+        let (Some(start), Some(end), syn::RangeLimits::HalfOpen(_)) = (&r.start, &r.end, r.limits)
+        else {
+            return Vec::new();
+        };
+        let mut stored = HashSet::new();
+        stores(&l.body, &mut stored);
+        // Per buffer, its reads at the top of the body: (statement, offset).
+        let mut reads: HashMap<VarId, Vec<(usize, i64)>> = HashMap::new();
+        for (k, st) in l.body.stmts.iter().enumerate() {
+            let Stmt::Let {
+                op:
+                    Op::Index {
+                        base: Operand::Var(b),
+                        index: Operand::Var(ix),
+                        ..
+                    },
+                ..
+            } = st
+            else {
+                continue;
+            };
+            let b = *b;
+            if !f.vars[b].buffer || !f.vars[b].active || !later.contains(&b) || stored.contains(&b)
+            {
+                continue;
+            }
+            if let Some(c) = offset_of(f, &self.integers, i, *ix) {
+                reads.entry(b).or_default().push((k, c));
+            }
+        }
+        let mut before = Vec::new();
+        let mut inserts: Vec<(usize, Stmt)> = Vec::new();
+        let mut bufs: Vec<VarId> = reads.keys().copied().collect();
+        bufs.sort_unstable();
+        for b in bufs {
+            let rs = &reads[&b];
+            // One read per iteration is one push on the read tape: no better copied.
+            if rs.len() < 2 {
+                continue;
+            }
+            let lo = rs.iter().map(|r| r.1).min().unwrap_or(0);
+            let hi = rs.iter().map(|r| r.1).max().unwrap_or(0);
+            let name = f.vars[b].name.clone();
+            let plain = name.to_string();
+            let plain = plain.trim_start_matches('_').to_string();
+            let (first, last) = (shifted(start, lo), shifted(end, hi + 1));
+            let from_code = quote::quote!(::core::cmp::min(#first, #name.len()));
+            let from = self.integer(f, &format!("{plain}_from"), from_code.clone());
+            let from_name = f.vars[from].name.clone();
+            let to_code =
+                quote::quote!(::core::cmp::max(::core::cmp::min(#last, #name.len()), #from_name));
+            let to = self.integer(f, &format!("{plain}_to"), to_code.clone());
+            before.push(Stmt::Let {
+                var: from,
+                op: Op::Verbatim(from_code),
+            });
+            before.push(Stmt::Let {
+                var: to,
+                op: Op::Verbatim(to_code),
+            });
+            // Marked recorded at the top level too (`exact` unused there): a window no loop
+            // records is an owned copy.
+            let copy = self.new_var(f, &format!("{plain}_window"), true);
+            let tape = self.namer.fresh("record");
+            let exact = in_loop.unwrap_or(false);
+            f.recorded.insert(
+                copy,
+                Recorded {
+                    tape,
+                    exact,
+                    window: true,
+                },
+            );
+            before.push(Stmt::Let {
+                var: copy,
+                op: Op::Prim {
+                    rule: crate::rules::operator("range").expect("the range rule"),
+                    form: CallForm::Method(Ident::new("range", Span::call_site())),
+                    args: vec![Operand::Var(b)],
+                    ints: vec![Operand::Var(from), Operand::Var(to)],
+                    suffix: TokenStream::new(),
+                    span: Span::call_site(),
+                },
+            });
+            for &(k, _) in rs {
+                let Stmt::Let {
+                    op: Op::Index { base, index, tape },
+                    ..
+                } = &mut l.body.stmts[k]
+                else {
+                    continue;
+                };
+                let ix = index.var().map(|v| f.vars[v].name.clone());
+                // A read past the buffer's end is past the window's end too: it panics (with
+                // the window's length and the index in it).
+                let code = quote::quote!(#ix - #from_name);
+                let at = self.integer(f, &format!("{plain}_at"), code.clone());
+                inserts.push((
+                    k,
+                    Stmt::Let {
+                        var: at,
+                        op: Op::Verbatim(code),
+                    },
+                ));
+                *base = Operand::Var(copy);
+                *index = Operand::Var(at);
+                *tape = None;
+            }
+        }
+        // Each index right before its read.
+        inserts.sort_by_key(|(k, _)| std::cmp::Reverse(*k));
+        for (k, st) in inserts {
+            l.body.stmts.insert(k, st);
+        }
+        before
+    }
+
     /// Walks `b` backwards; `later` holds the buffers stored into after the current
     /// statement. Inside a loop (`in_loop`, with whether its trip count is known when it
     /// starts) the copy is recorded like the values of `untape_stable_reads`: the reverse
@@ -465,7 +677,14 @@ impl Snapshots<'_> {
                             *suffix = quote::quote!(.to_owned());
                             if let Some(exact) = in_loop {
                                 let tape = self.namer.fresh("record");
-                                f.recorded.insert(var, Recorded { tape, exact });
+                                f.recorded.insert(
+                                    var,
+                                    Recorded {
+                                        tape,
+                                        exact,
+                                        window: false,
+                                    },
+                                );
                             }
                             out.push(Stmt::Let { var, op });
                             continue;
@@ -512,7 +731,14 @@ impl Snapshots<'_> {
                         let id = f.vars.len() - 1;
                         if let Some(exact) = in_loop {
                             let tape = self.namer.fresh("record");
-                            f.recorded.insert(id, Recorded { tape, exact });
+                            f.recorded.insert(
+                                id,
+                                Recorded {
+                                    tape,
+                                    exact,
+                                    window: false,
+                                },
+                            );
                         }
                         copies.push(Stmt::Let {
                             var: id,
@@ -566,6 +792,7 @@ impl Snapshots<'_> {
                     });
                 }
                 Stmt::Loop(mut l) => {
+                    let windows = self.window_copies(f, &mut l, later, in_loop);
                     // A later iteration stores after this one's reads.
                     let top = in_loop.is_none();
                     if top {
@@ -580,6 +807,7 @@ impl Snapshots<'_> {
                         self.sweep = None;
                     }
                     out.push(Stmt::Loop(l));
+                    out.extend(windows.into_iter().rev());
                 }
                 Stmt::Effect(t) => out.push(Stmt::Effect(t)),
             }

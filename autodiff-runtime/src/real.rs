@@ -28,6 +28,12 @@ pub trait Real:
     fn to_f64(self) -> f64;
     /// Machine epsilon of this type.
     fn epsilon() -> Self;
+    /// Runs `f` on this thread's spare tape storage of this type (`WindowTape`'s, kept from
+    /// one gradient call to the next). A type without storage of its own gets an empty list.
+    #[doc(hidden)]
+    fn with_spare_storage<R>(f: impl FnOnce(&mut Vec<Vec<Self>>) -> R) -> R {
+        f(&mut Vec::new())
+    }
 }
 
 macro_rules! impl_real {
@@ -44,6 +50,13 @@ macro_rules! impl_real {
             #[inline(always)]
             fn epsilon() -> Self {
                 $t::EPSILON
+            }
+            fn with_spare_storage<R>(f: impl FnOnce(&mut Vec<Vec<Self>>) -> R) -> R {
+                thread_local! {
+                    static SPARE: std::cell::RefCell<Vec<Vec<$t>>> =
+                        const { std::cell::RefCell::new(Vec::new()) };
+                }
+                SPARE.with(|s| f(&mut s.borrow_mut()))
             }
         }
     )*};
