@@ -1475,54 +1475,43 @@ fn element_updates_match_finite_differences() {
 
 /// Stencils in time steps: each step reads the state at `i - 1`, `i`, `i + 1` (and a half
 /// range from `n / 2`) and then overwrites it, so the reads come from a window copy of the
-/// state taken before the stencil loop (one per step), not from taped reads.
-#[differentiate]
-fn stencil_steps(x0: &[f64], k: f64, steps: usize) -> f64 {
-    let n = x0.len();
-    let mut x = x0.to_vec();
-    let mut v = vec![0.0; n];
-    for _ in 0..steps {
-        for i in 1..n - 1 {
-            v[i] += k * (x[i - 1] - 2.0 * x[i] + x[i + 1]) * x[i].cos();
+/// state taken before the stencil loop (one per step), not from taped reads. Written twice:
+/// recorded, and checkpointed (no window copies: each step runs again).
+macro_rules! stencil_steps {
+    ($(#[$attr:meta])* $name:ident) => {
+        $(#[$attr])*
+        fn $name(x0: &[f64], k: f64, steps: usize) -> f64 {
+            let n = x0.len();
+            let mut x = x0.to_vec();
+            let mut v = vec![0.0; n];
+            for _ in 0..steps {
+                for i in 1..n - 1 {
+                    v[i] += k * (x[i - 1] - 2.0 * x[i] + x[i + 1]) * x[i].cos();
+                }
+                // Reads of two buffers, from the middle on.
+                for i in n / 2..n - 1 {
+                    v[i] += 0.1 * (x[i + 1] * x[i] - v[i - 1] * v[i]).tanh();
+                }
+                for i in 0..n {
+                    x[i] += 0.1 * v[i];
+                }
+            }
+            let mut e = 0.0;
+            for i in 0..n {
+                e += x[i] * x[i] + v[i];
+            }
+            e
         }
-        // Reads of two buffers, from the middle on.
-        for i in n / 2..n - 1 {
-            v[i] += 0.1 * (x[i + 1] * x[i] - v[i - 1] * v[i]).tanh();
-        }
-        for i in 0..n {
-            x[i] += 0.1 * v[i];
-        }
-    }
-    let mut e = 0.0;
-    for i in 0..n {
-        e += x[i] * x[i] + v[i];
-    }
-    e
+    };
 }
-
-/// The same program checkpointed (no window copies: each step runs again).
-#[differentiate(checkpoint)]
-fn stencil_steps_checkpointed(x0: &[f64], k: f64, steps: usize) -> f64 {
-    let n = x0.len();
-    let mut x = x0.to_vec();
-    let mut v = vec![0.0; n];
-    for _ in 0..steps {
-        for i in 1..n - 1 {
-            v[i] += k * (x[i - 1] - 2.0 * x[i] + x[i + 1]) * x[i].cos();
-        }
-        for i in n / 2..n - 1 {
-            v[i] += 0.1 * (x[i + 1] * x[i] - v[i - 1] * v[i]).tanh();
-        }
-        for i in 0..n {
-            x[i] += 0.1 * v[i];
-        }
-    }
-    let mut e = 0.0;
-    for i in 0..n {
-        e += x[i] * x[i] + v[i];
-    }
-    e
-}
+stencil_steps!(
+    #[differentiate]
+    stencil_steps
+);
+stencil_steps!(
+    #[differentiate(checkpoint)]
+    stencil_steps_checkpointed
+);
 
 /// A stencil that reads one past the end on its last iteration.
 #[differentiate]

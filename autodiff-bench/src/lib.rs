@@ -10,4 +10,5 @@ pub mod peers;
 pub mod rows;
 pub mod seed;
 pub mod sim;
+pub mod stencil;
 pub mod trajectory;

@@ -1568,29 +1568,11 @@ impl<'a> Reverse<'a> {
         let offset = |o: &Operand| -> Option<i64> {
             let (i, _, _) = simple.as_ref()?;
             let v = o.var()?;
-            if v == *i {
-                return Some(0);
-            }
-            let Some(Op::Verbatim(t)) = defs.get(&v) else {
-                return None;
-            };
-            let syn::Expr::Binary(b) = syn::parse2::<syn::Expr>(t.clone()).ok()? else {
-                return None;
-            };
-            let is_i =
-                matches!(&*b.left, syn::Expr::Path(p) if p.path.is_ident(&self.f.vars[*i].name));
-            let lit = match &*b.right {
-                syn::Expr::Lit(syn::ExprLit {
-                    lit: syn::Lit::Int(n),
-                    ..
-                }) => n.base10_parse::<i64>().ok()?,
-                _ => return None,
-            };
-            match b.op {
-                syn::BinOp::Add(_) if is_i && lit <= 8 => Some(lit),
-                syn::BinOp::Sub(_) if is_i && lit <= 8 => Some(-lit),
+            let code = match defs.get(&v) {
+                Some(Op::Verbatim(t)) => Some(t),
                 _ => None,
-            }
+            };
+            crate::tbr::offset_of(self.f, *i, v, code)
         };
         // Buffers the loop writes change under the reads (their reads are untaped when the
         // loop is checkpointed): their adjoints cannot wait in registers.

@@ -411,17 +411,13 @@ fn view_stores(b: &Block, var: VarId, out: &mut HashMap<VarId, Option<String>>) 
     }
 }
 
-/// `i`, `i + c` or `i - c` (a literal `c` up to 8) of the loop variable `i`: the offset.
-fn offset_of(
-    f: &Function,
-    integers: &HashMap<VarId, TokenStream>,
-    i: VarId,
-    k: VarId,
-) -> Option<i64> {
+/// Whether the index `k` (bound to the integer code `code`) is `i`, `i + c` or `i - c` (a
+/// literal `c` up to 8) of the loop variable `i`: the offset.
+pub fn offset_of(f: &Function, i: VarId, k: VarId, code: Option<&TokenStream>) -> Option<i64> {
     if k == i {
         return Some(0);
     }
-    let syn::Expr::Binary(b) = syn::parse2::<syn::Expr>(integers.get(&k)?.clone()).ok()? else {
+    let syn::Expr::Binary(b) = syn::parse2::<syn::Expr>(code?.clone()).ok()? else {
         return None;
     };
     let is_i = matches!(&*b.left, syn::Expr::Path(p) if p.path.is_ident(&f.vars[i].name));
@@ -534,7 +530,7 @@ impl Snapshots<'_> {
             {
                 continue;
             }
-            if let Some(c) = offset_of(f, &self.integers, i, *ix) {
+            if let Some(c) = offset_of(f, i, *ix, self.integers.get(ix)) {
                 reads.entry(b).or_default().push((k, c));
             }
         }

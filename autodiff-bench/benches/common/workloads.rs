@@ -33,6 +33,7 @@ pub fn all_rows() {
     mlp_rows();
     row_loop_rows();
     trajectory_rows();
+    stencil_rows();
 }
 use autodiff::ndarray::{Array1, Array2};
 use autodiff_bench::{mlp, seed, sim};
@@ -582,6 +583,41 @@ pub fn trajectory_rows() {
                 contender(
                     "hand-written",
                     || trajectory_hand(black_box(&x), black_box(&w), steps),
+                    flat,
+                ),
+            ],
+        );
+    }
+}
+
+/// Explicit time steps of masses and springs on slices: a stencil reads the positions at
+/// `i - 1`, `i`, `i + 1`, then the positions are updated in place (a window copy per step).
+pub fn stencil_rows() {
+    use autodiff_bench::stencil::{chain, springs, springs_grad, springs_hand};
+    let flat = |g: &(Vec<f64>, f64, f64)| {
+        let mut v = g.0.clone();
+        v.extend([g.1, g.2]);
+        v
+    };
+    for (n, steps) in [(100, 100), (1000, 100), (10_000, 10)] {
+        let x = chain(n);
+        let reference = flat(&springs_hand(&x, 0.5, 0.1, steps));
+        row(
+            "stencil time steps (slices)",
+            &format!("n = {n}, {steps} steps"),
+            || {
+                black_box(springs(black_box(&x), 0.5, 0.1, steps));
+            },
+            &reference,
+            vec![
+                contender(
+                    "generated",
+                    || springs_grad(black_box(&x), 0.5, 0.1, steps),
+                    flat,
+                ),
+                contender(
+                    "hand-written",
+                    || springs_hand(black_box(&x), 0.5, 0.1, steps),
                     flat,
                 ),
             ],
