@@ -268,6 +268,7 @@ fn body(
     fuse::fuse(&mut f, &sig.float, &mut namer);
     f.early = Reverse::new(&f, sig.float.clone(), rt.clone()).early_loops();
     tbr::untape_stable_reads(&mut f, &mut namer);
+    tbr::window_copies(&mut f, &mut namer);
     // The reverse sweep, then the top-level values it does not read: those are freed at the end
     // of the forward sweep, rebound to their shape where the reverse sweep reads that.
     let mut rev = Reverse::new(&f, sig.float.clone(), rt.clone());

@@ -292,7 +292,8 @@ mod tests {
     /// again.
     /// A stencil in a time step that then overwrites its state reads a window copy of the
     /// state, recorded once per step, instead of taping each read; its reads' adjoints go
-    /// straight into the state's. Checkpointed, or read once per iteration, it does not.
+    /// straight into the state's. Checkpointed, or read off the loop variable's offsets, it
+    /// does not.
     #[test]
     fn stencils_read_a_window_copy() {
         let program = |attr: proc_macro2::TokenStream, reads: proc_macro2::TokenStream| {
@@ -322,7 +323,7 @@ mod tests {
         assert!(out.contains("WindowTape :: new ()"), "{out}");
         assert!(out.contains(". push_window (__x_window)"), "{out}");
         assert!(
-            out.contains("let __x_window = __record . pop_window () ;"),
+            out.contains("let __x_window = __record_1 . pop_window () ;"),
             "{out}"
         );
         assert!(out.contains("__d_x [__x_from + __x_at] +="), "{out}");
@@ -336,8 +337,14 @@ mod tests {
             !out.contains("push_window") && !out.contains("__reads"),
             "{out}"
         );
+        // A single taped read is windowed too; a read at `2 * i` is not (taped as before).
         let out = program(quote!(), quote!(x[i].sin()));
-        assert!(!out.contains("window"), "{out}");
+        assert!(out.contains("push_window"), "{out}");
+        let out = program(quote!(), quote!(x[2 * i - 1].sin()));
+        assert!(
+            !out.contains("__x_window") && out.contains("__reads"),
+            "{out}"
+        );
     }
 
     /// The reverse of an element update `v[i] += e` reads the element's adjoint where it

@@ -446,15 +446,71 @@ fn shifted(e: &syn::Expr, c: i64) -> TokenStream {
     }
 }
 
-/// The walk of [`snapshot_overwritten_buffers`].
-struct Snapshots<'a> {
+/// Window copies: a loop `for i in a..b` (no `break`, not checkpointed) whose body reads a
+/// buffer at `i + c` (literal offsets up to 8) with reads that must be taped, since the buffer
+/// is stored into after the loop (or in a later iteration of a loop around it), but not by the
+/// loop itself, reads the window those reads span, `buf[a + lo..b + hi]` clamped to the
+/// buffer, through a view taken before the loop. Its elements are recorded once per iteration
+/// of the loop around it, onto a flat tape (`__rt::WindowTape`) the reverse iteration reads
+/// in place, instead of one push per read; at the top level the window is an owned copy. A
+/// stencil `v[i] += x[i - 1] * x[i + 1]` in a time step that then updates `x` keeps one copy
+/// of `x` per step instead of two taped reads per element, and the copy's reads add into
+/// `x`'s adjoint directly (a part read by index, see `reverse::parts`). Runs after
+/// [`untape_stable_reads`]: only reads that stay taped are windowed (a loop fused with its
+/// reverse, whose reads need no tape, keeps reading the buffer).
+pub fn window_copies(f: &mut Function, namer: &mut Namer) {
+    if f.checkpoint {
+        return;
+    }
+    let mut body = std::mem::take(&mut f.body);
+    let mut integers = HashMap::new();
+    verbatim_lets(&body, &mut integers);
+    let mut w = Windows { integers, namer };
+    w.block(f, &mut body, None);
+    f.body = body;
+}
+
+/// The walk of [`window_copies`].
+struct Windows<'a> {
     integers: HashMap<VarId, TokenStream>,
-    /// The top-level loop being walked, when it sweeps buffers ([`Sweep`]).
-    sweep: Option<Sweep>,
     namer: &'a mut Namer,
 }
 
-impl Snapshots<'_> {
+impl Windows<'_> {
+    fn block(&mut self, f: &mut Function, b: &mut Block, in_loop: Option<bool>) {
+        let mut out = Vec::new();
+        for s in std::mem::take(&mut b.stmts) {
+            match s {
+                Stmt::Loop(mut l) => {
+                    let before = self.of_loop(f, &mut l, in_loop);
+                    let exact = l.counted_range().is_some();
+                    self.block(f, &mut l.body, Some(exact));
+                    out.extend(before);
+                    out.push(Stmt::Loop(l));
+                }
+                Stmt::If {
+                    cond,
+                    mut then,
+                    mut els,
+                    phis,
+                    record,
+                } => {
+                    self.block(f, &mut then, in_loop);
+                    self.block(f, &mut els, in_loop);
+                    out.push(Stmt::If {
+                        cond,
+                        then,
+                        els,
+                        phis,
+                        record,
+                    });
+                }
+                other => out.push(other),
+            }
+        }
+        b.stmts = out;
+    }
+
     /// A new variable named after `hint`.
     fn new_var(&mut self, f: &mut Function, hint: &str, active: bool) -> VarId {
         f.vars.push(Var {
@@ -475,20 +531,13 @@ impl Snapshots<'_> {
         id
     }
 
-    /// Window copies: a loop `for i in a..b` whose body reads a buffer at `i + c` (several
-    /// reads, literal offsets), where the buffer is stored into after the loop (or in a later
-    /// iteration of a loop around it) but not by the loop itself, reads a copy of the window
-    /// it reads, `buf[a + lo..b + hi]` (clamped to the buffer), taken before the loop and
-    /// recorded per iteration of the loop around it; the reads index the copy and are not
-    /// taped. A stencil `v[i] += x[i - 1] - 2.0 * x[i] + x[i + 1]` in a time step that then
-    /// updates `x` keeps one copy of `x` per step instead of three taped reads per element,
-    /// and the copy's reads add into `x`'s adjoint directly (a part read by index, see
-    /// `reverse::parts`). The statements to put before the loop.
-    fn window_copies(
+    /// The window copies of one loop (see [`window_copies`]); `in_loop` says whether a loop
+    /// encloses it, and whether that loop's trip count is known when it starts. The
+    /// statements to put before the loop.
+    fn of_loop(
         &mut self,
         f: &mut Function,
         l: &mut crate::ir::Loop,
-        later: &HashSet<VarId>,
         in_loop: Option<bool>,
     ) -> Vec<Stmt> {
         let LoopKind::For { var: i, iter } = &l.kind else {
@@ -518,7 +567,7 @@ impl Snapshots<'_> {
                     Op::Index {
                         base: Operand::Var(b),
                         index: Operand::Var(ix),
-                        ..
+                        tape: Some(_),
                     },
                 ..
             } = st
@@ -526,8 +575,7 @@ impl Snapshots<'_> {
                 continue;
             };
             let b = *b;
-            if !f.vars[b].buffer || !f.vars[b].active || !later.contains(&b) || stored.contains(&b)
-            {
+            if !f.vars[b].buffer || !f.vars[b].active || stored.contains(&b) {
                 continue;
             }
             if let Some(c) = offset_of(f, i, *ix, self.integers.get(ix)) {
@@ -540,10 +588,6 @@ impl Snapshots<'_> {
         bufs.sort_unstable();
         for b in bufs {
             let rs = &reads[&b];
-            // One read per iteration is one push on the read tape: no better copied.
-            if rs.len() < 2 {
-                continue;
-            }
             let lo = rs.iter().map(|r| r.1).min().unwrap_or(0);
             let hi = rs.iter().map(|r| r.1).max().unwrap_or(0);
             let name = f.vars[b].name.clone();
@@ -620,7 +664,17 @@ impl Snapshots<'_> {
         }
         before
     }
+}
 
+/// The walk of [`snapshot_overwritten_buffers`].
+struct Snapshots<'a> {
+    integers: HashMap<VarId, TokenStream>,
+    /// The top-level loop being walked, when it sweeps buffers ([`Sweep`]).
+    sweep: Option<Sweep>,
+    namer: &'a mut Namer,
+}
+
+impl Snapshots<'_> {
     /// Walks `b` backwards; `later` holds the buffers stored into after the current
     /// statement. Inside a loop (`in_loop`, with whether its trip count is known when it
     /// starts) the copy is recorded like the values of `untape_stable_reads`: the reverse
@@ -788,7 +842,6 @@ impl Snapshots<'_> {
                     });
                 }
                 Stmt::Loop(mut l) => {
-                    let windows = self.window_copies(f, &mut l, later, in_loop);
                     // A later iteration stores after this one's reads.
                     let top = in_loop.is_none();
                     if top {
@@ -803,7 +856,6 @@ impl Snapshots<'_> {
                         self.sweep = None;
                     }
                     out.push(Stmt::Loop(l));
-                    out.extend(windows.into_iter().rev());
                 }
                 Stmt::Effect(t) => out.push(Stmt::Effect(t)),
             }
