@@ -1161,7 +1161,7 @@ pub fn push_reserved<T>(tape: &mut Vec<T>, value: T) {
 /// array, and read back in place by the reverse iteration.
 ///
 /// Its storage is kept per thread from one call to the next (at most [`SPARE_TAPES`] arrays
-/// per float type): allocated and freed on every call, a few such arrays made glibc's
+/// per float type, each of at most [`SPARE_BYTES`]): allocated and freed on every call, a few such arrays made glibc's
 /// allocator hand the memory back to the system at the end of the call and fault it in
 /// again on the next one (a stencil time step of 1000 elements and 100 steps: 591 us a call
 /// against 257 us with the storage kept).
@@ -1174,6 +1174,11 @@ pub struct WindowTape<F: Real> {
 
 /// How many spare window tapes each thread keeps per float type.
 pub const SPARE_TAPES: usize = 8;
+
+/// The largest window tape storage a thread keeps for the next call (256 MiB): a larger one
+/// is freed, since the pages faulted in again cost a share of the call that does not grow
+/// with the size, while the memory kept would.
+pub const SPARE_BYTES: usize = 1 << 28;
 
 impl<F: Real> Default for WindowTape<F> {
     fn default() -> Self {
@@ -1232,7 +1237,8 @@ impl<F: Real> Drop for WindowTape<F> {
     fn drop(&mut self) {
         let mut data = std::mem::take(&mut self.data);
         data.clear();
-        if data.capacity() > 0 {
+        let bytes = data.capacity().saturating_mul(std::mem::size_of::<F>());
+        if bytes > 0 && bytes <= SPARE_BYTES {
             F::with_spare_storage(|spare| {
                 if spare.len() < SPARE_TAPES {
                     spare.push(data);
@@ -1285,5 +1291,14 @@ mod window_tape {
         let t = WindowTape::<f64>::new();
         assert!(t.data.is_empty());
         assert_eq!(t.data.capacity(), capacity);
+    }
+
+    #[test]
+    fn storage_larger_than_the_cap_is_freed() {
+        let mut t = WindowTape::<f32>::new();
+        // Reserved, never touched: no memory is written.
+        t.data.reserve(super::SPARE_BYTES / 4 + 1);
+        drop(t);
+        assert_eq!(WindowTape::<f32>::new().data.capacity(), 0);
     }
 }
