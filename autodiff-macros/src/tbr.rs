@@ -65,15 +65,7 @@ pub fn untape_stable_reads(function: &mut Function, namer: &mut Namer) {
     let mut written_later = HashSet::new();
     walk.block(&mut function.body, &mut written_later, None);
     for (var, exact) in walk.recorded {
-        let tape = namer.fresh("record");
-        function.recorded.insert(
-            var,
-            Recorded {
-                tape,
-                exact,
-                window: false,
-            },
-        );
+        record(function, var, namer, exact, false);
     }
 }
 
@@ -436,6 +428,31 @@ pub fn offset_of(f: &Function, i: VarId, k: VarId, code: Option<&TokenStream>) -
     }
 }
 
+/// Records `var` on a tape of its own where its loop runs (a [`Recorded`]).
+fn record(f: &mut Function, var: VarId, namer: &mut Namer, exact: bool, window: bool) {
+    let tape = namer.fresh("record");
+    f.recorded.insert(
+        var,
+        Recorded {
+            tape,
+            exact,
+            window,
+        },
+    );
+}
+
+/// A call of `rule` on `arg` (with the integer arguments `ints`) that the macro writes itself.
+fn generated_call(rule: &'static crate::rules::Rule, arg: Operand, ints: Vec<Operand>) -> Op {
+    Op::Prim {
+        rule,
+        form: CallForm::Method(Ident::new(rule.name, Span::call_site())),
+        args: vec![arg],
+        ints,
+        suffix: TokenStream::new(),
+        span: Span::call_site(),
+    }
+}
+
 /// `e + c` for an integer expression `e` and a signed constant, saturating at zero.
 fn shifted(e: &syn::Expr, c: i64) -> TokenStream {
     let n = proc_macro2::Literal::usize_unsuffixed(c.unsigned_abs() as usize);
@@ -611,26 +628,15 @@ impl Windows<'_> {
             // Marked recorded at the top level too (`exact` unused there): a window no loop
             // records is an owned copy.
             let copy = self.new_var(f, &format!("{plain}_window"), true);
-            let tape = self.namer.fresh("record");
-            let exact = in_loop.unwrap_or(false);
-            f.recorded.insert(
-                copy,
-                Recorded {
-                    tape,
-                    exact,
-                    window: true,
-                },
-            );
+            record(f, copy, self.namer, in_loop.unwrap_or(false), true);
+            let range = crate::rules::operator("range").expect("the range rule");
             before.push(Stmt::Let {
                 var: copy,
-                op: Op::Prim {
-                    rule: crate::rules::operator("range").expect("the range rule"),
-                    form: CallForm::Method(Ident::new("range", Span::call_site())),
-                    args: vec![Operand::Var(b)],
-                    ints: vec![Operand::Var(from), Operand::Var(to)],
-                    suffix: TokenStream::new(),
-                    span: Span::call_site(),
-                },
+                op: generated_call(
+                    range,
+                    Operand::Var(b),
+                    vec![Operand::Var(from), Operand::Var(to)],
+                ),
             });
             for &(k, _) in rs {
                 let Stmt::Let {
@@ -726,15 +732,7 @@ impl Snapshots<'_> {
                         if part_of_overwritten {
                             *suffix = quote::quote!(.to_owned());
                             if let Some(exact) = in_loop {
-                                let tape = self.namer.fresh("record");
-                                f.recorded.insert(
-                                    var,
-                                    Recorded {
-                                        tape,
-                                        exact,
-                                        window: false,
-                                    },
-                                );
+                                record(f, var, self.namer, exact, false);
                             }
                             out.push(Stmt::Let { var, op });
                             continue;
@@ -780,26 +778,12 @@ impl Snapshots<'_> {
                         f.vars.push(copy);
                         let id = f.vars.len() - 1;
                         if let Some(exact) = in_loop {
-                            let tape = self.namer.fresh("record");
-                            f.recorded.insert(
-                                id,
-                                Recorded {
-                                    tape,
-                                    exact,
-                                    window: false,
-                                },
-                            );
+                            record(f, id, self.namer, exact, false);
                         }
+                        let clone = crate::rules::method("clone").expect("the clone rule");
                         copies.push(Stmt::Let {
                             var: id,
-                            op: Op::Prim {
-                                rule: crate::rules::method("clone").expect("the clone rule"),
-                                form: CallForm::Method(Ident::new("clone", Span::call_site())),
-                                args: vec![Operand::Var(*v)],
-                                ints: Vec::new(),
-                                suffix: TokenStream::new(),
-                                span: Span::call_site(),
-                            },
+                            op: generated_call(clone, Operand::Var(*v), Vec::new()),
                         });
                         copied.push((*v, id));
                         *o = Operand::Var(id);
