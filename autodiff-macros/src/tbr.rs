@@ -453,7 +453,8 @@ fn generated_call(rule: &'static crate::rules::Rule, arg: Operand, ints: Vec<Ope
     }
 }
 
-/// `e + c` for an integer expression `e` and a signed constant, saturating at zero.
+/// `e + c` for an integer expression `e` and a signed constant, in saturating `usize`
+/// arithmetic.
 fn shifted(e: &syn::Expr, c: i64) -> TokenStream {
     let n = proc_macro2::Literal::usize_unsuffixed(c.unsigned_abs() as usize);
     if c >= 0 {
@@ -496,34 +497,21 @@ struct Windows<'a> {
 impl Windows<'_> {
     fn block(&mut self, f: &mut Function, b: &mut Block, in_loop: Option<bool>) {
         let mut out = Vec::new();
-        for s in std::mem::take(&mut b.stmts) {
-            match s {
-                Stmt::Loop(mut l) => {
-                    let before = self.of_loop(f, &mut l, in_loop);
+        for mut s in std::mem::take(&mut b.stmts) {
+            match &mut s {
+                Stmt::Loop(l) => {
+                    let before = self.of_loop(f, l, in_loop);
                     let exact = l.counted_range().is_some();
                     self.block(f, &mut l.body, Some(exact));
                     out.extend(before);
-                    out.push(Stmt::Loop(l));
                 }
-                Stmt::If {
-                    cond,
-                    mut then,
-                    mut els,
-                    phis,
-                    record,
-                } => {
-                    self.block(f, &mut then, in_loop);
-                    self.block(f, &mut els, in_loop);
-                    out.push(Stmt::If {
-                        cond,
-                        then,
-                        els,
-                        phis,
-                        record,
-                    });
+                Stmt::If { then, els, .. } => {
+                    self.block(f, then, in_loop);
+                    self.block(f, els, in_loop);
                 }
-                other => out.push(other),
+                _ => {}
             }
+            out.push(s);
         }
         b.stmts = out;
     }
