@@ -266,7 +266,7 @@ fn body(
     useful::demote_useless(&mut f, sig.params.len());
     scalars::infer(&mut f, sig);
     fuse::fuse(&mut f, &sig.float, &mut namer);
-    f.early = Reverse::new(&f, sig.float.clone(), rt.clone()).early_loops();
+    f.early = Reverse::early_loops_of(&f, &sig.float, &rt);
     tbr::untape_stable_reads(&mut f, &mut namer);
     tbr::window_copies(&mut f, &mut namer);
     // The reverse sweep, then the top-level values it does not read: those are freed at the end

@@ -10,30 +10,47 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
 
 thread_local! {
-    /// Marker spans for the expansion on in-process tokens (`crate::transfer`), which carry no
-    /// hygiene of their own: two per input token, the token's own span and the call site located
-    /// at it (`a a ` per slot of a dummy source, so slot k's are at bytes 4k and 4k + 2). Slot 0
-    /// stands for the mixed site. Parsed once per thread and grown as needed (the spans stay
-    /// valid: the in-process source map lives as long as the thread).
-    static MARKERS: RefCell<Vec<Span>> = const { RefCell::new(Vec::new()) };
+    /// The tokens marker spans are made of, for the expansion on in-process tokens
+    /// (`crate::transfer`), which carry no hygiene of their own. Each input token gets two
+    /// markers, the token's own span and the call site located at it: marker `j` (`2 k` and
+    /// `2 k + 1` for slot `k`) is the join of base token `j / m` with base token `m + j % m`,
+    /// where the base is `2 m` tokens `a ` of a dummy source (so token `t` is at character `2 t`,
+    /// and the join's start and end give `j` back). `m` is about the square root of the markers'
+    /// number: parsing a token per marker took a tenth of a long function's expansion. Slot 0
+    /// stands for the mixed site. Parsed once per thread and again when more slots are needed.
+    static BASE: RefCell<Vec<Span>> = const { RefCell::new(Vec::new()) };
     /// Whether the expansion runs on in-process tokens now.
     static IN_PROCESS: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Enters the in-process expansion with room for `slots` slots; the markers.
+/// Enters the in-process expansion with room for `slots` slots; the markers (`2 k` for slot
+/// `k`'s own span, `2 k + 1` for the call site located at it).
 pub fn enter_in_process(slots: usize) -> Vec<Span> {
     IN_PROCESS.with(|a| a.set(true));
-    MARKERS.with(|m| {
-        let mut m = m.borrow_mut();
-        if m.len() < 2 * slots {
-            let source = "a a ".repeat(slots.max(m.len()));
-            *m = source
+    BASE.with(|b| {
+        let mut b = b.borrow_mut();
+        let m = b.len() / 2;
+        if m * m < 2 * slots {
+            let m = (2 * slots).isqrt() + 1;
+            *b = "a "
+                .repeat(2 * m)
                 .parse::<TokenStream>()
                 .map(|s| s.into_iter().map(|t| t.span()).collect())
                 .unwrap_or_default();
         }
-        m.clone()
+        (0..2 * slots).map(|j| marker(&b, j)).collect()
     })
+}
+
+/// Marker `j` of the base (see `BASE`); the call site if the base is too small.
+fn marker(base: &[Span], j: usize) -> Span {
+    let m = base.len() / 2;
+    if j >= m * m {
+        return Span::call_site();
+    }
+    base[j / m]
+        .join(base[m + j % m])
+        .unwrap_or_else(Span::call_site)
 }
 
 /// Leaves the in-process expansion: no span is a marker any more.
@@ -50,12 +67,14 @@ pub fn marker_slot(span: Span) -> Option<(usize, bool)> {
     if range.start == range.end {
         return None; // the call site
     }
-    MARKERS.with(|m| {
-        let m = m.borrow();
+    BASE.with(|b| {
+        let b = b.borrow();
         // A span from another in-process source (a string the expansion parsed) is no marker.
-        span.join(*m.first()?)?;
-        let k = range.start / 4;
-        (2 * k + 1 < m.len()).then_some((k, range.start % 4 == 2))
+        span.join(*b.first()?)?;
+        let m = b.len() / 2;
+        let (lo, hi) = (range.start / 2, (range.end - 1) / 2);
+        let j = (lo < m && hi >= m && hi < 2 * m).then(|| lo * m + (hi - m))?;
+        Some((j / 2, j % 2 == 1))
     })
 }
 
@@ -64,9 +83,14 @@ pub fn mixed_site() -> Span {
     if !IN_PROCESS.with(Cell::get) {
         return Span::mixed_site();
     }
-    MARKERS
-        .with(|m| m.borrow().first().copied())
-        .unwrap_or_else(Span::mixed_site)
+    BASE.with(|b| {
+        let b = b.borrow();
+        if b.is_empty() {
+            Span::mixed_site()
+        } else {
+            marker(&b, 0)
+        }
+    })
 }
 
 /// `span.located_at(at)`: `span`'s hygiene, `at`'s place in the source. In-process, a
@@ -74,7 +98,7 @@ pub fn mixed_site() -> Span {
 /// itself (the use of a local resolves in its definition's context, as the primal compiles).
 pub fn located_at(span: Span, at: Span) -> Span {
     match (marker_slot(span), marker_slot(at)) {
-        (None, Some((k, false))) => MARKERS.with(|m| m.borrow()[2 * k + 1]),
+        (None, Some((k, false))) => BASE.with(|b| marker(&b.borrow(), 2 * k + 1)),
         (Some(_), Some((_, false))) => at,
         _ => span.located_at(at),
     }
@@ -123,8 +147,13 @@ impl Namer {
 fn collect(tokens: TokenStream, out: &mut HashSet<String>) {
     for tt in tokens {
         match tt {
+            // Every prefix starts with `__`: other names cannot collide.
             TokenTree::Ident(i) => {
-                out.insert(i.to_string().trim_start_matches("r#").to_string());
+                let name = i.to_string();
+                let name = name.trim_start_matches("r#");
+                if name.starts_with("__") {
+                    out.insert(name.to_string());
+                }
             }
             TokenTree::Group(g) => collect(g.stream(), out),
             _ => {}
@@ -161,6 +190,14 @@ mod markers {
             Some((3, true))
         );
         assert_eq!(marker_slot(located_at(m[2], m[6])), Some((3, false)));
+        // A long function's slots (the base grows) and a short one's after it (the base stays).
+        for slots in [3000, 7] {
+            let m = enter_in_process(slots);
+            assert_eq!(m.len(), 2 * slots);
+            for (j, span) in m.iter().enumerate() {
+                assert_eq!(marker_slot(*span), Some((j / 2, j % 2 == 1)), "marker {j}");
+            }
+        }
         // Outside the in-process expansion nothing is a marker, and the mixed site is itself.
         leave_in_process();
         assert_eq!(marker_slot(m[2]), None);

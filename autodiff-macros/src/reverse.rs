@@ -840,6 +840,14 @@ impl<'a> Reverse<'a> {
     /// ([`Self::early_loop`]); the function's last loop, when it runs fused after the forward
     /// sweep, is not one of them. Decided once, before the to-be-recorded analysis, which
     /// knows that such a loop's iterations are reversed at once ([`Function::early`]).
+    /// [`Self::early_loops`] of `f`; straight-line code (no top-level loop) builds no analysis.
+    pub fn early_loops_of(f: &'a Function, float: &Ident, rt: &Ident) -> HashSet<String> {
+        if top_level_loops(f).is_empty() {
+            return HashSet::new();
+        }
+        Reverse::new(f, float.clone(), rt.clone()).early_loops()
+    }
+
     pub fn early_loops(&self) -> HashSet<String> {
         let last = self.fusable();
         top_level_loops(self.f)
