@@ -1295,49 +1295,68 @@ fn flatten_block(stream: TokenStream) -> TokenStream {
             && !trees[name + 2..end].iter().any(|t| is_ident(t, "else"));
         ok.then_some(name)
     };
-    // Every name any `let` of the block binds, counted.
+    // Every name any `let` of the block binds, counted (a plain `let`'s one name without
+    // walking its pattern: a long block has thousands).
     let mut bound: HashMap<String, usize> = HashMap::new();
+    let mut names = Vec::new();
+    let mut candidates = Vec::new();
     for &(start, end) in &lets {
+        if let Some(name) = plain((start, end)) {
+            let key = trees[name].to_string();
+            *bound.entry(key.clone()).or_default() += 1;
+            candidates.push((start, name, key));
+            continue;
+        }
         let pattern_end = (start + 1..end)
             .find(|&j| is_punct(&trees[j], '='))
             .unwrap_or(end);
-        let mut names = Vec::new();
         for t in &trees[start + 1..pattern_end] {
             collect_idents(t, &mut names);
         }
-        for n in names {
+        for n in names.drain(..) {
             *bound.entry(n).or_default() += 1;
         }
     }
-    let hoisted: Vec<(usize, usize, usize)> = lets
-        .iter()
-        .filter_map(|&(s, e)| plain((s, e)).map(|n| (s, e, n)))
-        .filter(|&(_, _, n)| bound.get(&trees[n].to_string()) == Some(&1))
+    let hoisted: Vec<(usize, usize)> = candidates
+        .into_iter()
+        .filter(|(_, _, key)| bound.get(key) == Some(&1))
+        .map(|(start, name, _)| (start, name))
         .collect();
     if hoisted.len() < FLATTEN_FROM {
         return trees.into_iter().collect();
     }
-    let mut declared = TokenStream::new();
+    // `let (a, mut b, ..);`, built token by token, then the block without the hoisted `let`s
+    // (and their `mut`s): the names stay as the assignments' targets.
+    let comma = || TokenTree::Punct(proc_macro2::Punct::new(',', proc_macro2::Spacing::Alone));
+    let mut declared = Vec::with_capacity(3 * hoisted.len());
     let mut skip = vec![false; trees.len()];
-    for &(start, _, name) in &hoisted {
-        // `let` and `mut` go; the name stays as the assignment's target.
+    for &(start, name) in &hoisted {
         skip[start] = true;
         if name == start + 2 {
             skip[start + 1] = true;
-            declared.extend(quote!(mut));
+            declared.push(trees[start + 1].clone());
         }
-        declared.extend([trees[name].clone()]);
-        declared.extend(quote!(,));
+        declared.push(trees[name].clone());
+        declared.push(comma());
     }
-    let mut out = quote!(let (#declared););
+    let declared = proc_macro2::Group::new(Delimiter::Parenthesis, declared.into_iter().collect());
+    let mut out = Vec::with_capacity(trees.len() + 3);
+    out.push(TokenTree::Ident(proc_macro2::Ident::new(
+        "let",
+        proc_macro2::Span::call_site(),
+    )));
+    out.push(TokenTree::Group(declared));
+    out.push(TokenTree::Punct(proc_macro2::Punct::new(
+        ';',
+        proc_macro2::Spacing::Alone,
+    )));
     out.extend(
         trees
             .into_iter()
-            .enumerate()
-            .filter(|(i, _)| !skip[*i])
-            .map(|(_, t)| t),
+            .zip(skip)
+            .filter_map(|(t, skipped)| (!skipped).then_some(t)),
     );
-    out
+    out.into_iter().collect()
 }
 
 /// Every identifier in a token tree (a pattern's names, conservatively).
