@@ -1371,7 +1371,7 @@ mod window_tape {
 
 #[cfg(test)]
 mod rewrites {
-    use super::Rewrite1;
+    use super::{Rewrite1, Rewrite2, Rewrite3};
     use ndarray::{array, Array2, ShapeBuilder};
 
     /// `dy[i] = x[i] * 10 + y[i] * 100 + dy[i]`, elementwise by index, whatever the layouts.
@@ -1382,7 +1382,7 @@ mod rewrites {
     }
 
     #[test]
-    fn unary_rewrites_match_elements_by_index_in_every_layout() {
+    fn rewrites_match_elements_by_index_in_every_layout() {
         let c = Array2::from_shape_fn((2, 3), |(i, j)| (i * 3 + j) as f64);
         let f = Array2::from_shape_fn((2, 3).f(), |(i, j)| (i * 3 + j) as f64 + 0.5);
         let rule = |x: f64, y: f64, d: f64| x * 10.0 + y * 100.0 + d;
@@ -1403,5 +1403,30 @@ mod rewrites {
         assert_eq!(got, expected(&row2, &c, &c));
         let got = <Array2<f64> as Rewrite1<f64, _, _>>::rewrite(&2.0, &c, f.clone(), rule);
         assert_eq!(got, expected(&Array2::from_elem((2, 3), 2.0), &c, &f));
+        // Two and three operands (a `Zip`: copies of broadcast operands cost GMM (ndarray) 5-10%),
+        // broadcast and in mixed layouts, against the same elements.
+        let rule2 = |a: f64, b: f64, y: f64, d: f64| a * 10.0 + b * 100.0 + y * 1000.0 + d;
+        let got =
+            <Array2<f64> as Rewrite2<f64, _, _, _>>::rewrite(&row, &2.0, &f, c.clone(), rule2);
+        let want = Array2::from_shape_fn((2, 3), |(i, j)| {
+            row[j] * 10.0 + 200.0 + f[[i, j]] * 1000.0 + c[[i, j]]
+        });
+        assert_eq!(got, want);
+        let got = <Array2<f64> as Rewrite2<f64, _, _, _>>::rewrite(&c, &c, &c, c.clone(), rule2);
+        assert_eq!(got, c.mapv(|v| v * 1111.0));
+        let rule3 =
+            |a: f64, b: f64, c: f64, y: f64, d: f64| a + 10.0 * b + 100.0 * c + 1000.0 * y + d;
+        let got = <Array2<f64> as Rewrite3<f64, _, _, _, _>>::rewrite(
+            &f,
+            &c,
+            &row,
+            &1.0,
+            f.clone(),
+            rule3,
+        );
+        let want = Array2::from_shape_fn((2, 3), |(i, j)| {
+            f[[i, j]] + 10.0 * c[[i, j]] + 100.0 * row[j] + 1000.0 + f[[i, j]]
+        });
+        assert_eq!(got, want);
     }
 }
