@@ -836,10 +836,6 @@ impl<'a> Reverse<'a> {
         out
     }
 
-    /// The top-level loops (by tape name) that run fused with their reverse where they stand
-    /// ([`Self::early_loop`]); the function's last loop, when it runs fused after the forward
-    /// sweep, is not one of them. Decided once, before the to-be-recorded analysis, which
-    /// knows that such a loop's iterations are reversed at once ([`Function::early`]).
     /// [`Self::early_loops`] of `f`; straight-line code (no top-level loop) builds no analysis.
     pub fn early_loops_of(f: &'a Function, float: &Ident, rt: &Ident) -> HashSet<String> {
         if top_level_loops(f).is_empty() {
@@ -848,6 +844,10 @@ impl<'a> Reverse<'a> {
         Reverse::new(f, float.clone(), rt.clone()).early_loops()
     }
 
+    /// The top-level loops (by tape name) that run fused with their reverse where they stand
+    /// ([`Self::early_loop`]); the function's last loop, when it runs fused after the forward
+    /// sweep, is not one of them. Decided once, before the to-be-recorded analysis, which
+    /// knows that such a loop's iterations are reversed at once ([`Function::early`]).
     pub fn early_loops(&self) -> HashSet<String> {
         let last = self.fusable();
         top_level_loops(self.f)
