@@ -23,8 +23,8 @@ thread_local! {
     static IN_PROCESS: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Enters the in-process expansion with room for `slots` slots; the markers (`2 k` for slot
-/// `k`'s own span, `2 k + 1` for the call site located at it).
+/// Enters the in-process expansion with room for `slots` slots; each slot's own marker (the
+/// located ones are made when [`located_at`] asks for them).
 pub fn enter_in_process(slots: usize) -> Vec<Span> {
     IN_PROCESS.with(|a| a.set(true));
     BASE.with(|b| {
@@ -38,7 +38,7 @@ pub fn enter_in_process(slots: usize) -> Vec<Span> {
                 .map(|s| s.into_iter().map(|t| t.span()).collect())
                 .unwrap_or_default();
         }
-        (0..2 * slots).map(|j| marker(&b, j)).collect()
+        (0..slots).map(|k| marker(&b, 2 * k)).collect()
     })
 }
 
@@ -171,10 +171,13 @@ mod markers {
     #[test]
     fn each_slot_has_its_own_and_a_located_marker() {
         let m = enter_in_process(5);
-        assert!(m.len() >= 10);
-        for k in 0..5 {
-            assert_eq!(marker_slot(m[2 * k]), Some((k, false)));
-            assert_eq!(marker_slot(m[2 * k + 1]), Some((k, true)));
+        assert_eq!(m.len(), 5);
+        for (k, span) in m.iter().enumerate() {
+            assert_eq!(marker_slot(*span), Some((k, false)));
+            assert_eq!(
+                marker_slot(located_at(Span::call_site(), *span)),
+                Some((k, true))
+            );
         }
         // The mixed site is slot 0; the call site and spans of other sources are no markers.
         assert_eq!(marker_slot(mixed_site()), Some((0, false)));
@@ -186,21 +189,23 @@ mod markers {
         // A generated name located at a user token keeps the call site's hygiene there; a
         // user's name takes its use's own span.
         assert_eq!(
-            marker_slot(located_at(Span::call_site(), m[6])),
+            marker_slot(located_at(Span::call_site(), m[3])),
             Some((3, true))
         );
-        assert_eq!(marker_slot(located_at(m[2], m[6])), Some((3, false)));
+        assert_eq!(marker_slot(located_at(m[1], m[3])), Some((3, false)));
         // A long function's slots (the base grows) and a short one's after it (the base stays).
         for slots in [3000, 7] {
             let m = enter_in_process(slots);
-            assert_eq!(m.len(), 2 * slots);
-            for (j, span) in m.iter().enumerate() {
-                assert_eq!(marker_slot(*span), Some((j / 2, j % 2 == 1)), "marker {j}");
+            assert_eq!(m.len(), slots);
+            for (k, span) in m.iter().enumerate() {
+                assert_eq!(marker_slot(*span), Some((k, false)), "slot {k}");
+                let located = located_at(Span::call_site(), *span);
+                assert_eq!(marker_slot(located), Some((k, true)), "slot {k}, located");
             }
         }
         // Outside the in-process expansion nothing is a marker, and the mixed site is itself.
         leave_in_process();
-        assert_eq!(marker_slot(m[2]), None);
+        assert_eq!(marker_slot(m[1]), None);
         assert_eq!(marker_slot(mixed_site()), None);
     }
 }

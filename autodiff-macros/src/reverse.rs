@@ -848,7 +848,7 @@ impl<'a> Reverse<'a> {
     /// ([`Self::early_loop`]); the function's last loop, when it runs fused after the forward
     /// sweep, is not one of them. Decided once, before the to-be-recorded analysis, which
     /// knows that such a loop's iterations are reversed at once ([`Function::early`]).
-    pub fn early_loops(&self) -> HashSet<String> {
+    fn early_loops(&self) -> HashSet<String> {
         let last = self.fusable();
         top_level_loops(self.f)
             .into_iter()

@@ -77,7 +77,7 @@ fn has_at_least(stream: TokenStream, n: usize) -> bool {
     left == 0
 }
 
-/// Forces `proc_macro2`'s in-process tokens while it lives, with two marker spans per slot
+/// Forces `proc_macro2`'s in-process tokens while it lives, with each slot's marker span
 /// (`crate::names::enter_in_process`).
 struct InProcess {
     markers: Vec<proc_macro2::Span>,
@@ -207,7 +207,7 @@ impl Table {
 fn build(trees: &[Tree], markers: &[proc_macro2::Span]) -> Option<proc_macro2::TokenStream> {
     let marker = |k: usize| {
         markers
-            .get(2 * k)
+            .get(k)
             .copied()
             .unwrap_or_else(proc_macro2::Span::call_site)
     };
