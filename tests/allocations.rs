@@ -250,15 +250,15 @@ fn sums_pass_their_adjoint_on_without_a_copy() {
     black_box(affine_grad(&x, &w, &b, &v));
     let region = Region::new(GLOBAL);
     let (gx, gw, gb, gv) = black_box(affine_grad(black_box(&x), black_box(&w), &b, &v));
-    // Forward: `x.dot(w)` (its result and matrixmultiply's packing buffer), `+ b` in the
-    // product's storage (nothing reads the product afterwards but the reverse sweep, for its
-    // shape), `.dot(v)`. Reverse: the adjoints of `.dot(v)`'s output and of its two operands,
-    // of `b` (the sum's adjoint summed over rows), of `x` and `w` (products this small run as
-    // plain loops, no packing buffer). The product `x.dot(w)` takes the sum's adjoint itself:
-    // 10 with a copy, or with the sum in a new array.
+    // Forward: `x.dot(w)` (its result only: products this small run as plain loops, with no
+    // packing buffer), `+ b` in the product's storage (nothing reads the product afterwards
+    // but the reverse sweep, for its shape), `.dot(v)`. Reverse: the adjoints of `.dot(v)`'s
+    // output and of its two operands, of `b` (the sum's adjoint summed over rows), of `x` and
+    // `w`. The product `x.dot(w)` takes the sum's adjoint itself: 9 with a copy, or with the
+    // sum in a new array.
     assert_eq!(
         region.change().allocations,
-        9,
+        8,
         "the adjoint of `x.dot(w) + b` is copied, or the sum is not computed in place"
     );
     // Against the gradient by hand: the output's adjoint is `1 v^T` for `x.dot(w) + b`.

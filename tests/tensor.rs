@@ -2,7 +2,9 @@
 //! differences, on random shapes and values (proptest). The f32 gradient is compared with the
 //! f64 finite differences at the same point, with an f32-sized tolerance.
 use autodiff::differentiate;
-use autodiff::ndarray::{Array, Array1, Array2, ArrayD, ArrayView2, Axis, Dimension, IxDyn};
+use autodiff::ndarray::{
+    Array, Array1, Array2, ArrayD, ArrayView2, Axis, Dimension, IxDyn, ShapeBuilder,
+};
 use autodiff::ops;
 use proptest::prelude::*;
 
@@ -681,20 +683,30 @@ fn product_of_matrices(x: &Array2<f64>, w: &Array2<f64>) -> f64 {
     x.dot(w).mapv(f64::sin).sum()
 }
 
-// The adjoints of a matrix product run as plain loops when small (at most 512 multiply-adds)
-// and through matrixmultiply otherwise: both against the analytic gradient,
-// `cos(x w) w^T` and `x^T cos(x w)`, computed with ndarray's own products.
+// A matrix product and its adjoints run as plain loops when small (at most 512
+// multiply-adds) and through matrixmultiply otherwise: the value against ndarray's product and
+// the gradient against the analytic one, `cos(x w) w^T` and `x^T cos(x w)`, computed with
+// ndarray's own products; `x` also column-major (the plain loops index by strides).
 #[test]
 fn small_and_large_matrix_products_match_the_analytic_gradient() {
-    for (m, k, n, seed) in [
-        (3, 4, 2, 51),
-        (1, 1, 1, 52),
-        (8, 8, 8, 53),
-        (20, 30, 10, 54),
+    for (m, k, n, seed, column_major) in [
+        (3, 4, 2, 51, false),
+        (1, 1, 1, 52, false),
+        (8, 8, 8, 53, false),
+        (2, 4, 1, 55, true),
+        (20, 30, 10, 54, false),
+        (20, 30, 10, 56, true),
     ] {
-        let x: Array2<f64> = values((m, k), seed, -1.0, 1.0);
+        let mut x: Array2<f64> = values((m, k), seed, -1.0, 1.0);
+        if column_major {
+            let mut f = Array2::zeros((m, k).f());
+            f.assign(&x);
+            x = f;
+        }
         let w: Array2<f64> = values((k, n), seed + 100, -1.0, 1.0);
-        let (gx, gw) = product_of_matrices_grad(&x, &w);
+        let (value, (gx, gw)) = product_of_matrices_value_and_grad(&x, &w);
+        let want = x.dot(&w).mapv(f64::sin).sum();
+        assert!((value - want).abs() <= 1e-12 * want.abs().max(1.0));
         let c = x.dot(&w).mapv(f64::cos);
         for (got, want) in [(gx, c.dot(&w.t())), (gw, x.t().dot(&c))] {
             assert_eq!(got.shape(), want.shape());

@@ -8,10 +8,9 @@
 //! arrays, views or references to them alike.
 
 use crate::adjoint::HasDim;
-use crate::tensor::{dot, dot_lhs_adj, dot_rhs_adj, DotLhs, DotRhs};
+use crate::tensor::{dot, dot_lhs_adj, dot_rhs_adj, DotLhs, DotRhs, Product};
 use crate::value::Val;
 use crate::Real;
-use ndarray::linalg::Dot;
 use ndarray::{Array, ArrayBase, Axis, Data, DataMut, Dimension, Zip};
 
 /// The companions: `op::pullback` is `op_pullback`, so that one `use` of `op` (renamed or not)
@@ -341,9 +340,9 @@ fn check_shape(op: &str, x: &[usize], d: &[usize]) {
 
 /// The matrix product, the same as ndarray's `a.dot(b)`: matrix-matrix, matrix-vector,
 /// vector-matrix and vector-vector.
-pub fn matmul<A: Val, B: Val>(a: A, b: B) -> <A::Canon as Dot<B::Canon>>::Output
+pub fn matmul<A: Val, B: Val>(a: A, b: B) -> <A::Canon as Product<B::Canon>>::Output
 where
-    A::Canon: Dot<B::Canon>,
+    A::Canon: Product<B::Canon>,
 {
     dot(&a, &b)
 }

@@ -300,12 +300,64 @@ where
 
 /// `a.dot(b)` for matrix-matrix, matrix-vector, vector-matrix and vector-vector.
 #[inline]
-pub fn dot<A: Val + ?Sized, B: Val + ?Sized>(a: &A, b: &B) -> <A::Canon as Dot<B::Canon>>::Output
+pub fn dot<A: Val + ?Sized, B: Val + ?Sized>(
+    a: &A,
+    b: &B,
+) -> <A::Canon as Product<B::Canon>>::Output
 where
-    A::Canon: Dot<B::Canon>,
+    A::Canon: Product<B::Canon>,
 {
-    a.canon().dot(b.canon())
+    a.canon().product(b.canon())
 }
+
+/// ndarray's `Dot`, with a small matrix-matrix product (the seed's `2x4` by `4x1`) as plain
+/// loops, as its adjoints run ([`DotLhs`], [`DotRhs`]): matrixmultiply's packing and dispatch
+/// cost more than the arithmetic there.
+pub trait Product<B: ?Sized> {
+    /// The product's type: ndarray's.
+    type Output;
+    /// `self.dot(b)`.
+    fn product(&self, b: &B) -> Self::Output;
+}
+
+impl<F, S1, S2> Product<ArrayBase<S2, Ix2>> for ArrayBase<S1, Ix2>
+where
+    F: Real,
+    S1: Data<Elem = F>,
+    S2: Data<Elem = F>,
+{
+    type Output = Array2<F>;
+    #[inline]
+    fn product(&self, b: &ArrayBase<S2, Ix2>) -> Array2<F> {
+        let ((m, k), n) = (self.dim(), b.ncols());
+        if b.nrows() == k && m.saturating_mul(n).saturating_mul(k) <= SMALL_PRODUCT {
+            let mut out = Array2::zeros((m, n));
+            mat_mul_into(&self.view(), &b.view(), &mut out);
+            out
+        } else {
+            self.dot(b)
+        }
+    }
+}
+
+macro_rules! ndarray_products {
+    ($(($da:ty, $db:ty)),*) => {$(
+        impl<F, S1, S2> Product<ArrayBase<S2, $db>> for ArrayBase<S1, $da>
+        where
+            F: Real,
+            S1: Data<Elem = F>,
+            S2: Data<Elem = F>,
+            ArrayBase<S1, $da>: Dot<ArrayBase<S2, $db>>,
+        {
+            type Output = <ArrayBase<S1, $da> as Dot<ArrayBase<S2, $db>>>::Output;
+            #[inline]
+            fn product(&self, b: &ArrayBase<S2, $db>) -> Self::Output {
+                self.dot(b)
+            }
+        }
+    )*};
+}
+ndarray_products!((Ix2, Ix1), (Ix1, Ix2), (Ix1, Ix1));
 
 /// `da` of `c = a.dot(b)` given `dc`, for each combination of dimensions: implemented on `a`'s
 /// dimension, which is all it reads of `a` (the reverse sweep can keep `a`'s shape alone).
