@@ -8,6 +8,7 @@ use crate::names::Namer;
 use crate::reverse::{LoopPlan, Plans, Reverse, Saved};
 use crate::rules::Forward as Fwd;
 use crate::signature::{self, Param, Signature};
+use crate::AppendStream;
 use crate::{attr, fuse, lower, rules, scalars, tbr, useful};
 use proc_macro2::{Ident, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
@@ -116,7 +117,7 @@ pub fn companions(
             })
             .collect();
         let mut out = companion(target.to_token_stream());
-        out.extend(quote! {
+        out.append_stream(quote! {
             #(#cfgs)*
             #[doc = #doc_vg]
             #[inline]
@@ -333,8 +334,8 @@ fn body(
     let updates = in_place_updates(&f, &released);
     for s in &f.body.stmts[..before] {
         match in_place(&fwd, s, &updates, &rev.used_like) {
-            Some(code) => forward.extend(code),
-            None => forward.extend(fwd.stmt(s)),
+            Some(code) => forward.append_stream(code),
+            None => forward.append_stream(fwd.stmt(s)),
         }
     }
     forward.extend(fused);
@@ -346,9 +347,9 @@ fn body(
     {
         let name = &f.vars[v].name;
         if rev.used_like.contains(&v) {
-            forward.extend(quote!(let #name = #rt::into_like(#name);));
+            forward.append_stream(quote!(let #name = #rt::into_like(#name);));
         } else {
-            forward.extend(quote!(#rt::release(#name);));
+            forward.append_stream(quote!(#rt::release(#name);));
         }
     }
     let items = &f.items;
@@ -367,9 +368,9 @@ fn body(
         let _ = #name;
         #(#items)*
     };
-    out.extend(forward);
-    out.extend(reverse);
-    out.extend(ret);
+    out.append_stream(forward);
+    out.append_stream(reverse);
+    out.append_stream(ret);
     Ok(out)
 }
 
@@ -414,34 +415,36 @@ fn tapes(f: &Function, b: &crate::ir::Block, plans: &Plans) -> TokenStream {
                     let vec = quote!(::std::vec::Vec::new());
                     if plan.has_entries() {
                         let t = &l.tape;
-                        out.extend(quote!(let mut #t = #vec;));
+                        out.append_stream(quote!(let mut #t = #vec;));
                     }
                     if plan.reads {
                         let t = &l.reads.tape;
-                        out.extend(quote!(let mut #t = #vec;));
+                        out.append_stream(quote!(let mut #t = #vec;));
                     }
                     if l.nested && plan.has_exits() {
                         let t = &l.exits;
-                        out.extend(quote!(let mut #t = #vec;));
+                        out.append_stream(quote!(let mut #t = #vec;));
                     }
                     for r in plan.recorded.iter().filter_map(|v| f.recorded.get(v)) {
                         let t = &r.tape;
                         if r.window {
-                            out.extend(quote!(let mut #t = ::autodiff::__rt::WindowTape::new();));
+                            out.append_stream(
+                                quote!(let mut #t = ::autodiff::__rt::WindowTape::new();),
+                            );
                         } else {
-                            out.extend(quote!(let mut #t = #vec;));
+                            out.append_stream(quote!(let mut #t = #vec;));
                         }
                     }
                     for k in &plan.shaped {
                         let t = &k.tape;
-                        out.extend(quote!(let mut #t = #vec;));
+                        out.append_stream(quote!(let mut #t = #vec;));
                     }
                 }
-                out.extend(tapes(f, &l.body, plans));
+                out.append_stream(tapes(f, &l.body, plans));
             }
             Stmt::If { then, els, .. } => {
-                out.extend(tapes(f, then, plans));
-                out.extend(tapes(f, els, plans));
+                out.append_stream(tapes(f, then, plans));
+                out.append_stream(tapes(f, els, plans));
             }
             _ => {}
         }
@@ -486,7 +489,7 @@ fn plain_loop(fwd: &Forward<'_>, l: &crate::ir::Loop) -> TokenStream {
     let header = loop_header(fwd.f, l);
     let body = fwd.block(&l.body);
     let end = iteration_end(fwd, l);
-    out.extend(quote!(#header { #body #end }));
+    out.append_stream(quote!(#header { #body #end }));
     out
 }
 
@@ -518,11 +521,11 @@ fn iteration_end(fwd: &Forward<'_>, l: &crate::ir::Loop) -> TokenStream {
     if !l.carried.is_empty() {
         let slots = l.carried.iter().map(|c| &fwd.f.vars[c.entry].name);
         let exits = l.carried.iter().map(|c| fwd.operand(&c.exit));
-        out.extend(quote!((#(#slots,)*) = (#(#exits,)*);));
+        out.append_stream(quote!((#(#slots,)*) = (#(#exits,)*);));
     }
     if let Some(brk) = &l.brk {
         let brk = fwd.operand(brk);
-        out.extend(quote!(if #brk { break; }));
+        out.append_stream(quote!(if #brk { break; }));
     }
     out
 }
@@ -879,7 +882,7 @@ impl Forward<'_> {
         }
         let mut out = loop_prelude(self.f, l, rt);
         if plan.count {
-            out.extend(quote!(let mut #count: usize = 0;));
+            out.append_stream(quote!(let mut #count: usize = 0;));
         }
         let header = loop_header(self.f, l);
         let mut body = TokenStream::new();
@@ -917,24 +920,24 @@ impl Forward<'_> {
                 || plan.reads_reserved
                 || !nested_exits.is_empty()
         }) {
-            out.extend(quote!(let #count = ::core::iter::Iterator::count(::core::iter::IntoIterator::into_iter(#iter));));
+            out.append_stream(quote!(let #count = ::core::iter::Iterator::count(::core::iter::IntoIterator::into_iter(#iter));));
             for e in &nested_exits {
-                out.extend(quote!(#e.reserve(#count);));
+                out.append_stream(quote!(#e.reserve(#count);));
             }
             if let (true, Some(r)) = (plan.reads_reserved, plan.fixed_reads) {
-                out.extend(quote!(#reads.reserve(#count * #r);));
+                out.append_stream(quote!(#reads.reserve(#count * #r);));
             }
             if plan.has_entries() {
                 let tape = &l.tape;
-                out.extend(quote!(#tape.reserve(#count);));
+                out.append_stream(quote!(#tape.reserve(#count);));
             }
             for r in &recorded {
                 let tape = &r.tape;
-                out.extend(quote!(#tape.reserve(#count);));
+                out.append_stream(quote!(#tape.reserve(#count);));
             }
             for k in &plan.shaped {
                 let tape = &k.tape;
-                out.extend(quote!(#tape.reserve(#count);));
+                out.append_stream(quote!(#tape.reserve(#count);));
             }
         }
         if plan.has_entries() {
@@ -947,7 +950,7 @@ impl Forward<'_> {
                 .map(|b| &self.f.vars[*b].name)
                 .collect();
             let record = quote!((#(::core::clone::Clone::clone(&#entries),)* #(::core::clone::Clone::clone(&#snapshots),)* #start));
-            body.extend(append(rt, tape, record, exact.is_some()));
+            body.append_stream(append(rt, tape, record, exact.is_some()));
         }
         let inner = Forward {
             mode: if plan.checkpoint.is_empty() {
@@ -957,33 +960,33 @@ impl Forward<'_> {
             },
             ..*self
         };
-        body.extend(inner.block(&l.body));
+        body.append_stream(inner.block(&l.body));
         if inner.mode == Mode::Body {
             // The shapes the reverse iteration reads, recorded (their arrays freed) once the
             // iteration has read the values for the last time.
             for k in &plan.shaped {
                 let name = &self.f.vars[k.var].name;
                 let value = quote!(#rt::into_like(#name));
-                body.extend(append(rt, &k.tape, value, exact.is_some()));
+                body.append_stream(append(rt, &k.tape, value, exact.is_some()));
             }
             // The recorded arrays, moved onto their tapes once the iteration is done with them.
             for v in &plan.recorded_at_end {
                 if let Some(r) = self.f.recorded.get(v) {
                     let name = &self.f.vars[*v].name;
-                    body.extend(append(rt, &r.tape, quote!(#name), r.exact));
+                    body.append_stream(append(rt, &r.tape, quote!(#name), r.exact));
                 }
             }
         }
         if plan.count {
-            body.extend(quote!(#count += 1;));
+            body.append_stream(quote!(#count += 1;));
         }
-        body.extend(iteration_end(self, l));
-        out.extend(quote!(#header { #body }));
+        body.append_stream(iteration_end(self, l));
+        out.append_stream(quote!(#header { #body }));
         if self.mode == Mode::Body && l.nested && plan.has_exits() {
             let counted = plan.reversed && plan.count;
             let c = counted.then(|| quote!(#count,));
             let record = quote!((#c #(::core::clone::Clone::clone(&#afters),)*));
-            out.extend(append(rt, exits, record, plan.exits_reserved));
+            out.append_stream(append(rt, exits, record, plan.exits_reserved));
         }
         out
     }
@@ -1137,7 +1140,7 @@ pub fn loop_prelude(f: &Function, l: &crate::ir::Loop, _rt: &Ident) -> TokenStre
             Operand::Var(v) => f.vars[*v].name.to_token_stream(),
             Operand::Const(t) => t.clone(),
         };
-        out.extend(quote!(let mut #slot = ::core::clone::Clone::clone(&#init);));
+        out.append_stream(quote!(let mut #slot = ::core::clone::Clone::clone(&#init);));
     }
     out
 }
@@ -1169,7 +1172,7 @@ pub fn fused_loop(
                 .iter()
                 .map(|s| fwd.stmt(s))
                 .collect();
-            b.extend(inner);
+            b.append_stream(inner);
             b
         }
         None => fwd.block(&l.body),
@@ -1216,7 +1219,7 @@ pub fn closure_gradients(
     let saved = std::mem::take(&mut rev.saved);
     let plans = std::mem::take(&mut rev.plans);
     let mut forward = tapes(f, &f.body, &plans);
-    forward.extend(
+    forward.append_stream(
         Forward {
             f,
             saved: &saved,

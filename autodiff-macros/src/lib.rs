@@ -98,15 +98,15 @@ fn expand(
                 format!("#[differentiate] applies to a free function (`fn f(x: f64) -> f64 {{ .. }}`): {e}"),
             );
             let mut out = item;
-            out.extend(err.to_compile_error());
+            out.append_stream(err.to_compile_error());
             return out;
         }
     };
     // The function itself is kept as the user's tokens (not printed again from the syntax tree).
     let mut out = item.clone();
     match emit::companions(attr, &func, &item) {
-        Ok(companions) => out.extend(companions),
-        Err(err) => out.extend(err.to_compile_error()),
+        Ok(companions) => out.append_stream(companions),
+        Err(err) => out.append_stream(err.to_compile_error()),
     }
     out
 }
@@ -599,5 +599,18 @@ mod never_panics {
                 "{src}: {out}"
             );
         }
+    }
+}
+/// Appends a token stream as a whole. `out.extend(ts)` with `ts` a token stream iterates its
+/// trees (`Extend<TokenTree>`): on the compiler's tokens that is two calls across the
+/// proc-macro bridge and a conversion per tree, again at every level of nesting.
+pub(crate) trait AppendStream {
+    fn append_stream(&mut self, ts: proc_macro2::TokenStream);
+}
+
+impl AppendStream for proc_macro2::TokenStream {
+    #[inline]
+    fn append_stream(&mut self, ts: proc_macro2::TokenStream) {
+        self.extend(std::iter::once(ts));
     }
 }

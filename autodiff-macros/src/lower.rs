@@ -15,6 +15,7 @@ use crate::ir::{
 use crate::names::Namer;
 use crate::rules::{self, Adjoint, Rule};
 use crate::signature::{float_type, Errors, Param, Signature};
+use crate::AppendStream;
 use proc_macro2::{Ident, Span, TokenStream};
 use quote::{quote, quote_spanned, ToTokens};
 use std::collections::{HashMap, HashSet};
@@ -579,7 +580,7 @@ impl Lowerer<'_> {
                         let user = Ident::new(&name, s.span());
                         let ours = &self.vars[id].name;
                         if *ours != name {
-                            captures.extend(quote!(let #user = &#ours;));
+                            captures.append_stream(quote!(let #user = &#ours;));
                         }
                     }
                 }

@@ -8,6 +8,7 @@
 
 use crate::ir::{Block, Carried, Function, Loop, LoopKind, MapFn, Op, Operand, Part, Stmt, VarId};
 use crate::rules::{Adjoint, Args, Template};
+use crate::AppendStream;
 use proc_macro2::{Ident, Span, TokenStream};
 use quote::{format_ident, quote, ToTokens};
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -515,12 +516,12 @@ impl<'a> Reverse<'a> {
             self.fused = Some(fused);
             let mut out = TokenStream::new();
             for s in f.body.stmts[..f.body.stmts.len() - 1].iter().rev() {
-                out.extend(self.stmt(s));
+                out.append_stream(self.stmt(s));
             }
             return out;
         }
         let mut out = self.contribute_scalar(&f.result, seed);
-        out.extend(self.block(&f.body));
+        out.append_stream(self.block(&f.body));
         out
     }
 
@@ -657,16 +658,16 @@ impl<'a> Reverse<'a> {
         let mut out = crate::emit::loop_prelude(self.f, l, &rt);
         let mut targets = BTreeSet::new();
         self.targets_of(&l.body, &mut targets);
-        out.extend(self.declare_zero(targets, &inner));
+        out.append_stream(self.declare_zero(targets, &inner));
         for c in &active {
             let d = self.f.vars[c.after].adjoint.clone();
             let x = self.f.vars[c.after].name.clone();
             self.declared.insert(c.after);
             if Some(c.after) == result {
-                out.extend(quote!(let #d = #rt::init(&#x, #seed);));
+                out.append_stream(quote!(let #d = #rt::init(&#x, #seed);));
             } else {
                 let zero = self.zero_adjoint(c.after);
-                out.extend(quote!(let #d = #zero;));
+                out.append_stream(quote!(let #d = #zero;));
             }
         }
         let direct = match active.as_slice() {
@@ -677,10 +678,10 @@ impl<'a> Reverse<'a> {
         let (promotions, windows) = self.promotions(l, &inner);
         for w in &windows {
             for reg in w.regs.iter().flatten() {
-                out.extend(quote!(let mut #reg: #float = 0.0;));
+                out.append_stream(quote!(let mut #reg: #float = 0.0;));
             }
             let (first, end) = (&w.first, &w.end);
-            out.extend(quote!(let #first = #end;));
+            out.append_stream(quote!(let #first = #end;));
             self.mark_tokens(end);
         }
         let snapshot = self.declared.clone();
@@ -702,18 +703,18 @@ impl<'a> Reverse<'a> {
             Some((n, e, d)) => {
                 inner_fused = Some(self.fused_loop(n, e, quote!(&#d), true));
                 for st in l.body.stmts[..l.body.stmts.len() - 1].iter().rev() {
-                    reverse.extend(self.stmt(st));
+                    reverse.append_stream(self.stmt(st));
                 }
             }
             None => {
                 for c in &active {
-                    reverse.extend(self.carry(c.after, &c.exit, true));
+                    reverse.append_stream(self.carry(c.after, &c.exit, true));
                 }
-                reverse.extend(self.block(&l.body));
+                reverse.append_stream(self.block(&l.body));
             }
         }
         for w in &windows {
-            reverse.extend(self.window_step(w, true));
+            reverse.append_stream(self.window_step(w, true));
         }
         self.loops.pop();
         self.promoted.pop();
@@ -731,8 +732,8 @@ impl<'a> Reverse<'a> {
                 ..LoopPlan::default()
             },
         );
-        out.extend(self.declare_invariants(&promotions));
-        out.extend(crate::emit::fused_loop(
+        out.append_stream(self.declare_invariants(&promotions));
+        out.append_stream(crate::emit::fused_loop(
             self.f,
             l,
             &self.saved,
@@ -741,9 +742,9 @@ impl<'a> Reverse<'a> {
             inner_fused,
             reverse,
         ));
-        out.extend(self.flush_invariants(l, &promotions));
+        out.append_stream(self.flush_invariants(l, &promotions));
         for c in active.iter().filter(|_| handoff) {
-            out.extend(self.carry(c.after, &c.init, false));
+            out.append_stream(self.carry(c.after, &c.init, false));
         }
         out
     }
@@ -936,12 +937,12 @@ impl<'a> Reverse<'a> {
         let d = f.vars[c.after].adjoint.clone();
         for (t, u) in targets.iter().zip(&units) {
             if f.vars[*t].scalar {
-                out.extend(self.contribute_scalar(&Operand::Var(*t), quote!(#u * #d)));
+                out.append_stream(self.contribute_scalar(&Operand::Var(*t), quote!(#u * #d)));
             } else {
-                out.extend(self.contribute(&Operand::Var(*t), quote!(#rt::scale(#u, #d))));
+                out.append_stream(self.contribute(&Operand::Var(*t), quote!(#rt::scale(#u, #d))));
             }
         }
-        out.extend(self.carry(c.after, &c.init, false));
+        out.append_stream(self.carry(c.after, &c.init, false));
         out
     }
 
@@ -967,7 +968,7 @@ impl<'a> Reverse<'a> {
             self.declared.insert(v);
             let d = self.f.vars[v].adjoint.clone();
             let zero = self.zero_adjoint(v);
-            out.extend(quote!(let mut #d = #zero;));
+            out.append_stream(quote!(let mut #d = #zero;));
         }
         out
     }
@@ -1128,15 +1129,15 @@ impl<'a> Reverse<'a> {
         } else {
             quote!(#d +=)
         };
-        out.extend(c);
-        out.extend(quote!(;));
+        out.append_stream(c);
+        out.append_stream(quote!(;));
         out
     }
 
     fn block(&mut self, b: &Block) -> TokenStream {
         let mut out = TokenStream::new();
         for s in b.stmts.iter().rev() {
-            out.extend(self.stmt(s));
+            out.append_stream(self.stmt(s));
         }
         out
     }
@@ -1220,9 +1221,9 @@ impl<'a> Reverse<'a> {
         if self.declared.insert(v) {
             let x = self.like(v);
             let rt = &self.rt;
-            out.extend(quote!(let mut #d = #rt::zero_like(&#x);));
+            out.append_stream(quote!(let mut #d = #rt::zero_like(&#x);));
         }
-        out.extend(add(&d));
+        out.append_stream(add(&d));
         out
     }
 
@@ -1280,14 +1281,14 @@ impl<'a> Reverse<'a> {
         for c in &l.carried {
             targets.extend(c.exit.var());
         }
-        out.extend(self.declare_zero(targets, &inner));
+        out.append_stream(self.declare_zero(targets, &inner));
         // The adjoint carried from iteration to iteration, starting from the loop's output.
         for c in &active {
             if !self.declared.contains(&c.after) {
                 self.declared.insert(c.after);
                 let d = self.f.vars[c.after].adjoint.clone();
                 let zero = self.zero_adjoint(c.after);
-                out.extend(quote!(let mut #d = #zero;));
+                out.append_stream(quote!(let mut #d = #zero;));
             }
         }
         let (promotions, windows) = self.promotions(l, &inner);
@@ -1295,10 +1296,10 @@ impl<'a> Reverse<'a> {
         let mut flush_after = TokenStream::new();
         for w in &windows {
             for reg in w.regs.iter().flatten() {
-                out.extend(quote!(let mut #reg: #float = 0.0;));
+                out.append_stream(quote!(let mut #reg: #float = 0.0;));
             }
             let (first, start) = (&w.first, &w.start);
-            out.extend(quote!(let #first = #start;));
+            out.append_stream(quote!(let #first = #start;));
             self.mark_tokens(start);
         }
         let snapshot = self.declared.clone();
@@ -1307,15 +1308,15 @@ impl<'a> Reverse<'a> {
         self.loops.push(storage_shapes(l, &inner));
         let mut body = TokenStream::new();
         for c in &active {
-            body.extend(self.carry(c.after, &c.exit, false));
+            body.append_stream(self.carry(c.after, &c.exit, false));
         }
-        body.extend(self.block(&l.body));
+        body.append_stream(self.block(&l.body));
         for w in &windows {
-            body.extend(self.window_step(w, false));
+            body.append_stream(self.window_step(w, false));
         }
         self.promoted.pop();
         let declarations = self.declare_invariants(&promotions);
-        flush_after.extend(self.flush_invariants(l, &promotions));
+        flush_after.append_stream(self.flush_invariants(l, &promotions));
         for c in &active {
             let d = self.f.vars[c.after].adjoint.clone();
             let next = if self.declared.contains(&c.entry) {
@@ -1323,7 +1324,7 @@ impl<'a> Reverse<'a> {
             } else {
                 self.zero_adjoint(c.entry)
             };
-            body.extend(quote!(#d = #next;));
+            body.append_stream(quote!(#d = #next;));
         }
         self.loops.pop();
         self.declared = snapshot;
@@ -1458,7 +1459,7 @@ impl<'a> Reverse<'a> {
             let buffers = snapshots.iter().map(|b| &self.f.vars[*b].name);
             let mut again = quote!(#(#buffers = #snapshot_names;)*);
             let kept = self.rerun_slice(&l.body, reverse_reads);
-            again.extend(crate::emit::again(
+            again.append_stream(crate::emit::again(
                 self.f,
                 &l.body,
                 &kept,
@@ -1499,23 +1500,23 @@ impl<'a> Reverse<'a> {
             } else {
                 quote!((#(#names,)* #(#snapshot_names,)*))
             };
-            pop.extend(quote!(let #pattern = #rt::pop(&mut #tape);));
+            pop.append_stream(quote!(let #pattern = #rt::pop(&mut #tape);));
         }
         let mut truncate = TokenStream::new();
         if reads {
             let (cursor, tape) = (&l.reads.cursor, &l.reads.tape);
             if let Some(r) = fixed {
                 // This iteration's reads are the last `r` on the tape.
-                pop.extend(quote!(let #start = #tape.len() - #r;));
+                pop.append_stream(quote!(let #start = #tape.len() - #r;));
             }
-            pop.extend(quote!(let mut #cursor = #start;));
-            truncate.extend(quote!(#tape.truncate(#start);));
+            pop.append_stream(quote!(let mut #cursor = #start;));
+            truncate.append_stream(quote!(#tape.truncate(#start);));
         }
-        out.extend(declarations);
-        out.extend(quote!(#header { #pop #recompute #body #truncate }));
-        out.extend(flush_after);
+        out.append_stream(declarations);
+        out.append_stream(quote!(#header { #pop #recompute #body #truncate }));
+        out.append_stream(flush_after);
         for c in &active {
-            out.extend(self.carry(c.after, &c.init, false));
+            out.append_stream(self.carry(c.after, &c.init, false));
         }
         out
     }
@@ -1677,25 +1678,25 @@ impl<'a> Reverse<'a> {
         let mut out = TokenStream::new();
         if let (Some(reg), Some(index)) = (&w.regs[top], &w.indices[top]) {
             let i = self.operand(index);
-            out.extend(quote!(#d[#i] += #reg;));
+            out.append_stream(quote!(#d[#i] += #reg;));
         }
         let mut last = TokenStream::new();
         for (reg, index) in w.regs.iter().zip(&w.indices).take(top) {
             if let (Some(reg), Some(index)) = (reg, index) {
                 let i = self.operand(index);
-                last.extend(quote!(#d[#i] += #reg;));
+                last.append_stream(quote!(#d[#i] += #reg;));
             }
         }
         let var = self.f.vars[w.var].name.clone();
         let first = &w.first;
-        out.extend(quote!(if #var == #first { #last }));
+        out.append_stream(quote!(if #var == #first { #last }));
         // Shift: next iteration's offset c is this iteration's offset c - 1.
         for k in (0..=top).rev() {
             if let Some(reg) = &w.regs[k] {
                 let from = if k == 0 { None } else { w.regs[k - 1].as_ref() };
                 match from {
-                    Some(prev) => out.extend(quote!(#reg = #prev;)),
-                    None => out.extend(quote!(#reg = 0.0;)),
+                    Some(prev) => out.append_stream(quote!(#reg = #prev;)),
+                    None => out.append_stream(quote!(#reg = 0.0;)),
                 }
             }
         }
@@ -1711,7 +1712,7 @@ impl<'a> Reverse<'a> {
         for (var, p) in promotions {
             if let Promotion::Invariant { reg, slot } = p {
                 if self.promoted_used.contains(var) {
-                    out.extend(quote!(let mut #reg: #float = 0.0; let mut #slot = ::core::option::Option::None;));
+                    out.append_stream(quote!(let mut #reg: #float = 0.0; let mut #slot = ::core::option::Option::None;));
                 }
             }
         }
@@ -1736,7 +1737,7 @@ impl<'a> Reverse<'a> {
                 self.promoted_used.contains(var),
             ) {
                 let d = &self.f.vars[b].adjoint;
-                out.extend(
+                out.append_stream(
                     quote!(if let ::core::option::Option::Some(k) = #slot { #d[k] += #reg; }),
                 );
             }
@@ -1752,23 +1753,23 @@ impl<'a> Reverse<'a> {
         let mut out = TokenStream::new();
         if let (Some(reg), Some(index)) = (&w.regs[0], &w.indices[0]) {
             let i = self.operand(index);
-            out.extend(quote!(#d[#i] += #reg;));
+            out.append_stream(quote!(#d[#i] += #reg;));
         }
         let mut last = TokenStream::new();
         for (reg, index) in w.regs.iter().zip(&w.indices).skip(1) {
             if let (Some(reg), Some(index)) = (reg, index) {
                 let i = self.operand(index);
-                last.extend(quote!(#d[#i] += #reg;));
+                last.append_stream(quote!(#d[#i] += #reg;));
             }
         }
         let var = self.f.vars[w.var].name.clone();
         let first = &w.first;
-        out.extend(quote!(if #var + 1 == #first { #last }));
+        out.append_stream(quote!(if #var + 1 == #first { #last }));
         for k in 0..=top {
             if let Some(reg) = &w.regs[k] {
                 match w.regs.get(k + 1).and_then(|r| r.as_ref()) {
-                    Some(next) => out.extend(quote!(#reg = #next;)),
-                    None => out.extend(quote!(#reg = 0.0;)),
+                    Some(next) => out.append_stream(quote!(#reg = #next;)),
+                    None => out.append_stream(quote!(#reg = 0.0;)),
                 }
             }
         }
@@ -2040,8 +2041,8 @@ impl<'a> Reverse<'a> {
         // as nothing reads it after its variable's own statement.
         let mut moved = scalar;
         match op {
-            Op::Copy(o) if scalar => out.extend(self.contribute_scalar(o, quote!(#dy))),
-            Op::Copy(o) => out.extend(self.contribute(o, quote!(&#dy))),
+            Op::Copy(o) if scalar => out.append_stream(self.contribute_scalar(o, quote!(#dy))),
+            Op::Copy(o) => out.append_stream(self.contribute(o, quote!(&#dy))),
             Op::Verbatim(_) => {}
             Op::Prim {
                 rule, args, ints, ..
@@ -2050,7 +2051,7 @@ impl<'a> Reverse<'a> {
                 Adjoint::Linear(signs) if scalar => {
                     for (arg, &plus) in args.iter().zip(signs) {
                         let c = if plus { quote!(#dy) } else { quote!(-#dy) };
-                        out.extend(self.contribute_scalar(arg, c));
+                        out.append_stream(self.contribute_scalar(arg, c));
                     }
                 }
                 Adjoint::Linear(signs)
@@ -2074,7 +2075,7 @@ impl<'a> Reverse<'a> {
                     } else {
                         quote!(-#dy)
                     };
-                    out.extend(quote!(let #db = #rt::lend(&#xb, &#dy);));
+                    out.append_stream(quote!(let #db = #rt::lend(&#xb, &#dy);));
                     self.pending = Some((b, quote!(let mut #da = #rt::init(&#xa, #first);)));
                 }
                 Adjoint::Linear(signs) if self.fresh_pair(args).is_some() => {
@@ -2086,7 +2087,7 @@ impl<'a> Reverse<'a> {
                     self.declared.extend(vars);
                     moved = true;
                     let (p0, p1) = (signs[0], signs[1]);
-                    out.extend(quote!(
+                    out.append_stream(quote!(
                         let (mut #d0, mut #d1) = #rt::init_pair(&#x0, &#x1, #dy, [#p0, #p1]);
                     ));
                 }
@@ -2106,7 +2107,7 @@ impl<'a> Reverse<'a> {
                             (false, true) => quote!(-#dy),
                             (false, false) => quote!(-&#dy),
                         };
-                        out.extend(self.contribute(&args[k], c));
+                        out.append_stream(self.contribute(&args[k], c));
                     }
                 }
                 Adjoint::Elementwise(templates) => {
@@ -2139,7 +2140,9 @@ impl<'a> Reverse<'a> {
                                 &format!("{}.0{}", p.n, self.float),
                                 Span::call_site(),
                             );
-                            out.extend(self.contribute_scalar(&base, quote!(#n * #dy * #lower)));
+                            out.append_stream(
+                                self.contribute_scalar(&base, quote!(#n * #dy * #lower)),
+                            );
                         }
                         order.clear();
                     }
@@ -2160,7 +2163,7 @@ impl<'a> Reverse<'a> {
                             // link, not two.
                             let again = args[k + 1..].iter().any(|a| a.var() == arg.var());
                             if again {
-                                repeated.extend(quote!((#c) +));
+                                repeated.append_stream(quote!((#c) +));
                                 continue;
                             }
                             let c = if args[..k].iter().any(|a| a.var() == arg.var()) {
@@ -2168,7 +2171,7 @@ impl<'a> Reverse<'a> {
                             } else {
                                 c
                             };
-                            out.extend(self.contribute_scalar(arg, c));
+                            out.append_stream(self.contribute_scalar(arg, c));
                         } else {
                             // An operand read twice (`&q * &q`): one pass for both of its
                             // contributions, at its last position.
@@ -2196,7 +2199,7 @@ impl<'a> Reverse<'a> {
                                 &all,
                                 Some(k) == last,
                             );
-                            out.extend(add);
+                            out.append_stream(add);
                             moved |= consumed;
                         }
                     }
@@ -2204,7 +2207,7 @@ impl<'a> Reverse<'a> {
                 Adjoint::Scatter(name) => {
                     let consts: Vec<TokenStream> = ints.iter().map(|i| self.operand(i)).collect();
                     let name = Ident::new(name, Span::call_site());
-                    out.extend(self.scatter(
+                    out.append_stream(self.scatter(
                         &args[0],
                         |d| quote!(#rt::#name(&mut #d, &#dy, #(#consts),*);),
                     ));
@@ -2225,7 +2228,7 @@ impl<'a> Reverse<'a> {
                                 ints.iter().map(|i| self.operand(i)).collect();
                             let name = Ident::new(name, Span::call_site());
                             let c = quote!(#rt::#name(#(&#operands,)* &#dy, #(#consts),*));
-                            out.extend(self.contribute(arg, c));
+                            out.append_stream(self.contribute(arg, c));
                         }
                     }
                 }
@@ -2236,10 +2239,12 @@ impl<'a> Reverse<'a> {
                     Some(Promotion::Invariant { reg, slot }) => {
                         self.promoted_used.insert(var);
                         let i = self.operand(index);
-                        out.extend(quote!(#reg += #dy; #slot = ::core::option::Option::Some(#i);));
+                        out.append_stream(
+                            quote!(#reg += #dy; #slot = ::core::option::Option::Some(#i);),
+                        );
                     }
-                    Some(Promotion::Window { reg }) => out.extend(quote!(#reg += #dy;)),
-                    None => out.extend(self.contribute_at(base, index, quote!(#dy), scalar)),
+                    Some(Promotion::Window { reg }) => out.append_stream(quote!(#reg += #dy;)),
+                    None => out.append_stream(self.contribute_at(base, index, quote!(#dy), scalar)),
                 }
             }
             Op::Map { recv, func, .. } => {
@@ -2271,7 +2276,7 @@ impl<'a> Reverse<'a> {
                             quote!(#rt::pb1(&#x, &#y, &#dy, |#p: #f, _: #f, #seed: #f| -> #f #body))
                         }
                     };
-                    out.extend(self.contribute(recv, c));
+                    out.append_stream(self.contribute(recv, c));
                 }
             }
             Op::Fused { .. } if self.direct.contains(&var) => {}
@@ -2286,10 +2291,10 @@ impl<'a> Reverse<'a> {
                 let parts: Vec<Ident> = (0..inputs.len())
                     .map(|k| Ident::new(&format!("d_in{k}"), crate::names::mixed_site()))
                     .collect();
-                out.extend(quote!(let (#(#parts,)*) = #pack;));
+                out.append_stream(quote!(let (#(#parts,)*) = #pack;));
                 for (input, part) in inputs.iter().zip(&parts) {
                     if self.active(input) {
-                        out.extend(self.contribute(input, quote!(#rt::scale(#part, #dy))));
+                        out.append_stream(self.contribute(input, quote!(#rt::scale(#part, #dy))));
                     }
                 }
             }
@@ -2318,15 +2323,15 @@ impl<'a> Reverse<'a> {
                 } else {
                     quote!((#(#parts),*))
                 };
-                out.extend(quote!(let #pattern = #pullback(#(#operands,)* #dy);));
+                out.append_stream(quote!(let #pattern = #pullback(#(#operands,)* #dy);));
                 moved = true;
                 for (arg, part) in args.iter().zip(&parts) {
-                    out.extend(self.contribute(arg, quote!(#part)));
+                    out.append_stream(self.contribute(arg, quote!(#part)));
                 }
             }
         }
         if !moved {
-            out.extend(quote!(#rt::release(#dy);));
+            out.append_stream(quote!(#rt::release(#dy);));
         }
         out
     }
@@ -2459,7 +2464,7 @@ impl<'a> Reverse<'a> {
             }
         }
         let mut out = TokenStream::new();
-        out.extend(self.declare_zero(targets, &inner));
+        out.append_stream(self.declare_zero(targets, &inner));
         let mut arms = Vec::new();
         for (k, arm) in [then, els].into_iter().enumerate() {
             let snapshot = self.declared.clone();
@@ -2477,10 +2482,10 @@ impl<'a> Reverse<'a> {
             for p in phis {
                 if self.f.vars[p.out].active && snapshot.contains(&p.out) {
                     let src = if k == 0 { &p.then } else { &p.els };
-                    code.extend(self.carry(p.out, src, true));
+                    code.append_stream(self.carry(p.out, src, true));
                 }
             }
-            code.extend(self.block(arm));
+            code.append_stream(self.block(arm));
             let used = self.used.pop().unwrap_or_default();
             self.declared = snapshot;
             for v in aliased {
@@ -2510,7 +2515,7 @@ impl<'a> Reverse<'a> {
         };
         let (tn, en) = (names(&then_saved), names(&else_saved));
         let br = self.primal(record);
-        out.extend(quote! {
+        out.append_stream(quote! {
             match #br {
                 #rt::Branch::Then((#(#tn,)*)) => { #then_code }
                 #rt::Branch::Else((#(#en,)*)) => { #else_code }
