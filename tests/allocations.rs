@@ -83,6 +83,24 @@ fn spread(x: &[f64]) -> f64 {
     s
 }
 
+/// A packed triangle walked by an index stepped by its stride: the reverse steps the index
+/// again itself (it visits the iterations forwards), so no tape of its values is kept.
+#[allow(clippy::needless_range_loop)]
+#[differentiate(wrt(l))]
+fn packed_rows(l: &[f64], x: &[f64], d: usize) -> f64 {
+    let mut sq = 0.0;
+    for j in 0..d {
+        let mut s = x[j];
+        let mut p = j;
+        for i in 0..j {
+            s += l[p - 1] * x[i];
+            p += d - i - 2;
+        }
+        sq += s * s;
+    }
+    sq
+}
+
 #[test]
 fn allocations_of_the_gradients() {
     // Warm up anything lazily allocated by the test harness.
@@ -99,6 +117,23 @@ fn allocations_of_the_gradients() {
         0,
         "straight-line scalar gradients allocate nothing"
     );
+
+    let d = 12;
+    let l: Vec<f64> = (0..d * (d - 1) / 2)
+        .map(|k| (k as f64 * 0.37).sin())
+        .collect();
+    let xs: Vec<f64> = (0..d).map(|k| 0.2 * k as f64 - 0.4).collect();
+    let region = Region::new(GLOBAL);
+    let g = black_box(packed_rows_grad(black_box(&l), &xs, d));
+    assert_eq!(
+        region.change().allocations,
+        1,
+        "an index stepped by its stride is taped, not stepped again by the reverse"
+    );
+    let fd = autodiff::check::central_difference(|l| packed_rows(l, &xs, d), &l, 1e-6);
+    for (g, f) in g.iter().zip(&fd) {
+        assert!((g - f).abs() < 1e-6 * f.abs().max(1.0), "{g} vs {f}");
+    }
 
     let x: Vec<f64> = (0..100).map(|i| 0.5 + 0.01 * i as f64).collect();
     let region = Region::new(GLOBAL);

@@ -4,7 +4,8 @@
 #![allow(
     clippy::assign_op_pattern,
     clippy::ptr_arg,
-    clippy::needless_range_loop
+    clippy::needless_range_loop,
+    clippy::explicit_counter_loop
 )]
 use autodiff::differentiate;
 
@@ -1587,4 +1588,87 @@ fn stencils_in_time_steps_match_finite_differences() {
     // A read past the end panics through the window too.
     assert!(std::panic::catch_unwind(|| stencil_past_the_end(&x, 2)).is_err());
     assert!(std::panic::catch_unwind(|| stencil_past_the_end_grad(&x, 2)).is_err());
+}
+
+// Passive carried values the reverse reads, replayed: a forward-order reverse steps them again
+// itself instead of taping each iteration's entry (How it works). The packed lower triangle's
+// index stepped by its stride, as GradBench's GMM walks it.
+#[differentiate(wrt(l))]
+fn packed_rows(l: &[f64], x: &[f64], d: usize) -> f64 {
+    let mut sq = 0.0;
+    for j in 0..d {
+        let mut s = x[j];
+        let mut p = j;
+        for i in 0..j {
+            s += l[p - 1] * x[i];
+            p += d - i - 2;
+        }
+        sq += s * s;
+    }
+    sq
+}
+
+/// The same value with the packed index computed from `i` and `j` (no carried index).
+fn packed_rows_direct(l: &[f64], x: &[f64], d: usize) -> f64 {
+    let mut sq = 0.0;
+    for j in 0..d {
+        let mut s = x[j];
+        for i in 0..j {
+            s += l[i * (2 * d - i - 1) / 2 + j - i - 1] * x[i];
+        }
+        sq += s * s;
+    }
+    sq
+}
+
+// Two passive values stepping each other (an index and its growing stride), and a passive
+// float clock, all read by the reverse of a loop that is not the function's last statement.
+#[differentiate(wrt(a))]
+fn stepped_reads(a: &[f64], n: usize) -> f64 {
+    let mut s = 0.0;
+    let mut p = 0;
+    let mut stride = 1;
+    let mut t = 0.25;
+    for i in 0..n {
+        s += a[p % a.len()] * a[i % a.len()] * t;
+        p += stride;
+        stride += 1;
+        t += 0.5;
+    }
+    s * s
+}
+
+// A stepped index in a loop whose reverse must run backwards (the carried product does not
+// only accumulate): its entries are taped as before.
+#[differentiate(wrt(a))]
+fn stepped_product(a: &[f64], n: usize) -> f64 {
+    let mut s = 1.0;
+    let mut p = 1;
+    for _ in 0..n {
+        s = s * (1.0 + 0.1 * a[p % a.len()]);
+        p += 3;
+    }
+    s
+}
+
+#[test]
+fn replayed_carried_indices_match_finite_differences() {
+    let d = 6;
+    let l: Vec<f64> = (0..d * (d - 1) / 2)
+        .map(|k| (k as f64 * 0.37).sin())
+        .collect();
+    let x: Vec<f64> = (0..d).map(|k| 0.2 * k as f64 - 0.4).collect();
+    let (v, g) = packed_rows_value_and_grad(&l, &x, d);
+    assert_eq!(v, packed_rows(&l, &x, d));
+    assert!((v - packed_rows_direct(&l, &x, d)).abs() <= 1e-14 * v.abs().max(1.0));
+    assert_close(&g, &fd(&|l| packed_rows_direct(l, &x, d), &l), 1e-7);
+
+    let a: Vec<f64> = (0..7).map(|k| (k as f64 * 0.9).cos()).collect();
+    let (v, g) = stepped_reads_value_and_grad(&a, 20);
+    assert_eq!(v, stepped_reads(&a, 20));
+    assert_close(&g, &fd(&|a| stepped_reads(a, 20), &a), 1e-7);
+
+    let (v, g) = stepped_product_value_and_grad(&a, 9);
+    assert_eq!(v, stepped_product(&a, 9));
+    assert_close(&g, &fd(&|a| stepped_product(a, 9), &a), 1e-7);
 }

@@ -624,6 +624,71 @@ impl<'a> Reverse<'a> {
             && self.accumulates(l)
     }
 
+    /// The passive carried values of `l` (an index stepped by `p += stride`) whose next value
+    /// its body computes from values a forward-order reverse has at hand: the loop variable,
+    /// values from before the loop, constants and these carried values themselves, through
+    /// plain statements at the top of the body (no element reads, calls or branches).
+    /// Each comes with the entries of the others its next value reads.
+    fn replayable(&self, l: &'a Loop) -> Vec<(&'a Carried, Vec<VarId>)> {
+        let f = self.f;
+        let defs: HashMap<VarId, &Op> = l
+            .body
+            .stmts
+            .iter()
+            .filter_map(|s| match s {
+                Stmt::Let { var, op } => Some((*var, op)),
+                _ => None,
+            })
+            .collect();
+        let inner: HashSet<VarId> = loop_defined(l).into_iter().collect();
+        let loop_var = match &l.kind {
+            LoopKind::For { var, .. } => Some(*var),
+            _ => None,
+        };
+        let mut candidates: Vec<(&Carried, Vec<VarId>)> = l
+            .carried
+            .iter()
+            .filter(|c| !f.vars[c.entry].active)
+            .map(|c| (c, Vec::new()))
+            .collect();
+        loop {
+            let entries: HashSet<VarId> = candidates.iter().map(|(c, _)| c.entry).collect();
+            let before = candidates.len();
+            candidates.retain_mut(|(c, reads)| {
+                reads.clear();
+                let mut seen = HashSet::new();
+                let mut work: Vec<VarId> = c.exit.var().into_iter().collect();
+                while let Some(v) = work.pop() {
+                    if !seen.insert(v) || Some(v) == loop_var {
+                        continue;
+                    }
+                    if entries.contains(&v) {
+                        reads.push(v);
+                        continue;
+                    }
+                    if !inner.contains(&v) {
+                        continue; // from before the loop
+                    }
+                    let Some(op) = defs.get(&v) else {
+                        return false; // another carried value, or defined in a branch
+                    };
+                    if !matches!(op, Op::Copy(_) | Op::Prim { .. } | Op::Verbatim(_)) {
+                        return false;
+                    }
+                    let mut names = Vec::new();
+                    op_reads(op, &mut names, |r| work.push(r));
+                    for n in names {
+                        work.extend(self.names.get(&n).into_iter().flatten().copied());
+                    }
+                }
+                true
+            });
+            if candidates.len() == before {
+                return candidates;
+            }
+        }
+    }
+
     /// Every variable read anywhere in `b`, once per reading.
     fn uses_deep(&self, b: &Block, out: &mut Vec<VarId>) {
         let mut names = Vec::new();
@@ -1348,12 +1413,62 @@ impl<'a> Reverse<'a> {
             .filter_map(|c| c.exit.var())
             .chain(l.brk.as_ref().and_then(Operand::var))
             .collect();
+        // Passive carried values the reverse reads (an index stepped by `p += stride`) that it
+        // can step again itself if it visits the iterations forwards, instead of taping each
+        // iteration's entry: their next values are recomputed with the iteration.
+        let mut replay: Vec<&Carried> = Vec::new();
+        let mut stored = HashSet::new();
+        crate::tbr::stores(&l.body, &mut stored);
+        if windows.is_empty()
+            && checkpoint.is_empty()
+            && matches!(l.kind, LoopKind::For { .. })
+            && l.brk.is_none()
+            && stored.is_empty()
+            && !keeps_records_deep(&l.body)
+        {
+            let candidates = self.replayable(l);
+            if !candidates.is_empty() {
+                // Which entries the recomputation reads (a trial slice), and which the next
+                // values of those read in turn.
+                let mut reads = needed.clone();
+                self.slice(&l.body, &mut reads, true, &stay);
+                let mut wanted: Vec<VarId> = candidates
+                    .iter()
+                    .map(|(c, _)| c.entry)
+                    .filter(|e| reads.contains(e))
+                    .collect();
+                let mut k = 0;
+                while k < wanted.len() {
+                    let e = wanted[k];
+                    for (c, deps) in &candidates {
+                        if c.entry == e {
+                            for d in deps {
+                                if !wanted.contains(d) {
+                                    wanted.push(*d);
+                                }
+                            }
+                        }
+                    }
+                    k += 1;
+                }
+                replay = candidates
+                    .into_iter()
+                    .map(|(c, _)| c)
+                    .filter(|c| wanted.contains(&c.entry))
+                    .collect();
+            }
+        }
+        for c in &replay {
+            needed.extend(c.exit.var());
+            needed.extend(c.init.var());
+        }
+        let replayed = |e: &VarId| replay.iter().any(|c| c.entry == *e);
         let (included, shaped) = self.slice(&l.body, &mut needed, checkpoint.is_empty(), &stay);
-        let entries: Vec<VarId> = l
+        let mut entries: Vec<VarId> = l
             .carried
             .iter()
             .map(|c| c.entry)
-            .filter(|e| needed.contains(e) || !checkpoint.is_empty())
+            .filter(|e| (needed.contains(e) && !replayed(e)) || !checkpoint.is_empty())
             .collect();
         if !checkpoint.is_empty() {
             // The reverse runs the whole body again: all it reads must be kept.
@@ -1472,6 +1587,36 @@ impl<'a> Reverse<'a> {
         };
         let count = &l.count;
         let order_free = windows.is_empty() && self.order_free(l, &l.tape.to_string());
+        let mut replay_start = TokenStream::new();
+        let mut replay_step = TokenStream::new();
+        if !replay.is_empty() {
+            if order_free {
+                let names: Vec<&Ident> =
+                    replay.iter().map(|c| &self.f.vars[c.entry].name).collect();
+                let inits: Vec<TokenStream> =
+                    replay.iter().map(|c| self.operand(&c.init)).collect();
+                let exits: Vec<TokenStream> = replay
+                    .iter()
+                    .map(|c| match &c.exit {
+                        Operand::Var(v) => self.f.vars[*v].name.to_token_stream(),
+                        Operand::Const(t) => t.clone(),
+                    })
+                    .collect();
+                replay_start = quote!(#(let mut #names = ::core::clone::Clone::clone(&#inits);)*);
+                replay_step = quote!((#(#names,)*) = (#(#exits,)*););
+            } else {
+                // Backwards after all: these entries come from the tape too.
+                entries = l
+                    .carried
+                    .iter()
+                    .map(|c| c.entry)
+                    .filter(|e| entries.contains(e) || replayed(e))
+                    .collect();
+                if let Some(p) = self.plans.get_mut(&l.tape.to_string()) {
+                    p.entries = entries.clone();
+                }
+            }
+        }
         let header = match &l.kind {
             LoopKind::For { var, iter } => {
                 let i = &self.f.vars[*var].name;
@@ -1513,7 +1658,12 @@ impl<'a> Reverse<'a> {
             truncate.append_stream(quote!(#tape.truncate(#start);));
         }
         out.append_stream(declarations);
-        out.append_stream(quote!(#header { #pop #recompute #body #truncate }));
+        let the_loop = quote!(#header { #pop #recompute #body #truncate #replay_step });
+        if replay_start.is_empty() {
+            out.append_stream(the_loop);
+        } else {
+            out.append_stream(quote!({ #replay_start #the_loop }));
+        }
         out.append_stream(flush_after);
         for c in &active {
             out.append_stream(self.carry(c.after, &c.init, false));
