@@ -58,8 +58,11 @@ pub fn objective(
             let mut sq = 0.0;
             for j in 0..d {
                 let mut s = qdiag[ik * d + j] * xi[j] - qmu[ik * d + j];
+                // One past the packed index of `L[j][i]`, stepped from `i` to `i + 1`.
+                let mut p = ik * l_sz + j;
                 for i in 0..j {
-                    s += l[ik * l_sz + i * (2 * d - i - 1) / 2 + j - i - 1] * xi[i];
+                    s += l[p - 1] * xi[i];
+                    p += d - i - 2;
                 }
                 sq += s * s;
             }
