@@ -1464,6 +1464,11 @@ impl<'a> Reverse<'a> {
         }
         let replayed = |e: &VarId| replay.iter().any(|c| c.entry == *e);
         let (included, shaped) = self.slice(&l.body, &mut needed, checkpoint.is_empty(), &stay);
+        for c in &replay {
+            // Integer code names the storage, which the entry and the value after the loop
+            // share: the reverse reads the entry it steps itself, not the value after.
+            needed.remove(&c.after);
+        }
         let mut entries: Vec<VarId> = l
             .carried
             .iter()
