@@ -365,7 +365,13 @@ impl Gen<'_> {
                 self.index = Some("i".into());
                 let e = self.expr(1);
                 self.index = None;
-                let _ = writeln!(out, "    for i in 0..n {{\n        for j in (i + 1)..n {{\n            let d = x[i] - x[j];\n            {v} += (d * d + 0.5).recip() * {e};\n        }}\n    }}");
+                if self.rng.chance(50) {
+                    let _ = writeln!(out, "    for i in 0..n {{\n        for j in (i + 1)..n {{\n            let d = x[i] - x[j];\n            {v} += (d * d + 0.5).recip() * {e};\n        }}\n    }}");
+                } else {
+                    // The partner's index stepped by a growing stride and a clock, carried by
+                    // the inner loop (a forward-order reverse steps them again itself).
+                    let _ = writeln!(out, "    for i in 0..n {{\n        let mut p = i + 1;\n        let mut stride = 1;\n        let mut t = 0.5;\n        for j in (i + 1)..n {{\n            let d = x[i] - x[p % n];\n            {v} += (d * d + 0.5).recip() * {e} * t;\n            p += stride;\n            stride += j % 2;\n            t += 0.25;\n        }}\n    }}");
+                }
                 self.scalars.push(v);
             }
         }
