@@ -608,12 +608,7 @@ impl<'a> Reverse<'a> {
     /// an earlier one wrote) and is not checkpointed. Only the rounding of the sums the
     /// iterations add their contributions to can differ from the backward order.
     fn order_free(&self, l: &'a Loop, key: &str) -> bool {
-        let mut stored = HashSet::new();
-        crate::tbr::stores(&l.body, &mut stored);
-        matches!(l.kind, LoopKind::For { .. })
-            && l.brk.is_none()
-            && stored.is_empty()
-            && !keeps_records_deep(&l.body)
+        self.order_free_shape(l)
             && self.plans.get(key).is_some_and(|p| {
                 !p.has_entries()
                     && !p.reads
@@ -621,6 +616,16 @@ impl<'a> Reverse<'a> {
                     && p.shaped.is_empty()
                     && p.checkpoint.is_empty()
             })
+    }
+
+    /// What [`Self::order_free`] asks of the loop itself, before its plan is made.
+    fn order_free_shape(&self, l: &'a Loop) -> bool {
+        let mut stored = HashSet::new();
+        crate::tbr::stores(&l.body, &mut stored);
+        matches!(l.kind, LoopKind::For { .. })
+            && l.brk.is_none()
+            && stored.is_empty()
+            && !keeps_records_deep(&l.body)
             && self.accumulates(l)
     }
 
@@ -1417,15 +1422,7 @@ impl<'a> Reverse<'a> {
         // can step again itself if it visits the iterations forwards, instead of taping each
         // iteration's entry: their next values are recomputed with the iteration.
         let mut replay: Vec<&Carried> = Vec::new();
-        let mut stored = HashSet::new();
-        crate::tbr::stores(&l.body, &mut stored);
-        if windows.is_empty()
-            && checkpoint.is_empty()
-            && matches!(l.kind, LoopKind::For { .. })
-            && l.brk.is_none()
-            && stored.is_empty()
-            && !keeps_records_deep(&l.body)
-        {
+        if windows.is_empty() && checkpoint.is_empty() && self.order_free_shape(l) {
             let candidates = self.replayable(l);
             if !candidates.is_empty() {
                 // Which entries the recomputation reads (a trial slice), and which the next
