@@ -636,15 +636,7 @@ impl<'a> Reverse<'a> {
     /// Each comes with the entries of the others its next value reads.
     fn replayable(&self, l: &'a Loop) -> Vec<(&'a Carried, Vec<VarId>)> {
         let f = self.f;
-        let defs: HashMap<VarId, &Op> = l
-            .body
-            .stmts
-            .iter()
-            .filter_map(|s| match s {
-                Stmt::Let { var, op } => Some((*var, op)),
-                _ => None,
-            })
-            .collect();
+        let defs = top_level_defs(&l.body);
         let inner: HashSet<VarId> = loop_defined(l).into_iter().collect();
         let loop_var = match &l.kind {
             LoopKind::For { var, .. } => Some(*var),
@@ -1682,15 +1674,7 @@ impl<'a> Reverse<'a> {
         inner: &HashSet<VarId>,
     ) -> (HashMap<VarId, Promotion>, Vec<Window>) {
         let mut promotions = HashMap::new();
-        let defs: HashMap<VarId, &Op> = l
-            .body
-            .stmts
-            .iter()
-            .filter_map(|s| match s {
-                Stmt::Let { var, op } => Some((*var, op)),
-                _ => None,
-            })
-            .collect();
+        let defs = top_level_defs(&l.body);
         let invariant = |o: &Operand| -> bool {
             match o {
                 Operand::Const(_) => true,
@@ -2747,6 +2731,17 @@ fn storage_shapes(l: &Loop, inner: &HashSet<VarId>) -> HashMap<VarId, VarId> {
 }
 
 /// Every variable defined inside a loop: its body's, its entries, its index.
+/// The operations of `b`'s own `let`s (not those in its branches or loops), by variable.
+fn top_level_defs(b: &Block) -> HashMap<VarId, &Op> {
+    b.stmts
+        .iter()
+        .filter_map(|s| match s {
+            Stmt::Let { var, op } => Some((*var, op)),
+            _ => None,
+        })
+        .collect()
+}
+
 pub fn loop_defined(l: &Loop) -> Vec<VarId> {
     let mut out = defined_deep(&l.body);
     out.extend(l.carried.iter().map(|c| c.entry));
