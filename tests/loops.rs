@@ -1672,3 +1672,30 @@ fn replayed_carried_indices_match_finite_differences() {
     assert_eq!(v, stepped_product(&a, 9));
     assert_close(&g, &fd(&|a| stepped_product(a, 9), &a), 1e-7);
 }
+
+// A stepped index whose start is carried by an enclosing loop that runs backwards (a carried
+// product), and whose value after the inner loop is read again.
+#[differentiate(wrt(a))]
+fn stepped_nested(a: &[f64], m: usize, n: usize) -> f64 {
+    let mut prod = 1.0;
+    let mut q = 1;
+    for _ in 0..m {
+        let mut s = 0.0;
+        let mut p = q;
+        for i in 0..n {
+            s += a[p % a.len()] * a[i % a.len()];
+            p += 2;
+        }
+        prod = prod * (1.0 + 0.1 * s) + a[p % a.len()];
+        q += 3;
+    }
+    prod
+}
+
+#[test]
+fn replayed_indices_inside_a_reversed_loop_match_finite_differences() {
+    let a: Vec<f64> = (0..5).map(|k| (k as f64 * 0.7).sin()).collect();
+    let (v, g) = stepped_nested_value_and_grad(&a, 4, 6);
+    assert_eq!(v, stepped_nested(&a, 4, 6));
+    assert_close(&g, &fd(&|a| stepped_nested(a, 4, 6), &a), 1e-7);
+}
