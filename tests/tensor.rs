@@ -1188,3 +1188,31 @@ fn arrays_yielded_from_before_an_if_match_finite_differences() {
         assert_matches_fd("w", &gw, &w, |w| yielded_from_before(&x, w, steps));
     }
 }
+
+// A passive array carried by a loop and read by its reverse: stepped again by the
+// forward-order reverse (replayed) instead of taped per iteration.
+#[differentiate(wrt(a))]
+fn passive_array_step(a: &Array1<f64>, n: usize) -> f64 {
+    let mut s = 0.0;
+    let mut m = Array1::<f64>::ones(a.len());
+    for _ in 0..n {
+        s += (&m * a).sum();
+        m = &m * 0.5 + 1.0;
+    }
+    s * s
+}
+
+#[test]
+fn a_replayed_passive_array_matches_finite_differences() {
+    let a = Array1::from_shape_fn(4, |k| 0.3 * k as f64 - 0.5);
+    let (v, g) = passive_array_step_value_and_grad(&a, 5);
+    assert_eq!(v, passive_array_step(&a, 5));
+    let fd = autodiff::check::central_difference(
+        |x: &[f64]| passive_array_step(&Array1::from_vec(x.to_vec()), 5),
+        a.as_slice().unwrap(),
+        1e-6,
+    );
+    for (g, f) in g.iter().zip(&fd) {
+        assert!((g - f).abs() <= 1e-7 * f.abs().max(1.0), "{g} vs {f}");
+    }
+}
