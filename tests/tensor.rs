@@ -1216,3 +1216,17 @@ fn a_replayed_passive_array_matches_finite_differences() {
         assert!((g - f).abs() <= 1e-7 * f.abs().max(1.0), "{g} vs {f}");
     }
 }
+// A small matrix product in the forward sweep runs as plain loops that accumulate as
+// matrixmultiply's kernel does on this machine: the value is ndarray's to the bit.
+#[test]
+fn small_products_are_ndarray_s_to_the_bit() {
+    for (m, k, n) in [(2, 4, 1), (3, 5, 2), (1, 7, 9), (8, 8, 8)] {
+        for seed in 0..50 {
+            let x: Array2<f64> = values((m, k), seed, -1.0, 1.0);
+            let w: Array2<f64> = values((k, n), seed + 1000, -1.0, 1.0);
+            assert_eq!(autodiff::__rt::dot(&x, &w), x.dot(&w), "{m}x{k}x{n}");
+            let (v, _) = product_of_matrices_value_and_grad(&x, &w);
+            assert_eq!(v, product_of_matrices(&x, &w));
+        }
+    }
+}

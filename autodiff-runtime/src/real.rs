@@ -28,6 +28,11 @@ pub trait Real:
     fn to_f64(self) -> f64;
     /// Machine epsilon of this type.
     fn epsilon() -> Self;
+    /// `self * a + b` rounded once (the hardware's fused multiply-add where it has one).
+    #[doc(hidden)]
+    fn fused_mul_add(self, a: Self, b: Self) -> Self {
+        self * a + b
+    }
     /// Runs `f` on this thread's spare tape storage of this type (`WindowTape`'s, kept from
     /// one gradient call to the next). A type without storage of its own gets an empty list.
     #[doc(hidden)]
@@ -50,6 +55,10 @@ macro_rules! impl_real {
             #[inline(always)]
             fn epsilon() -> Self {
                 $t::EPSILON
+            }
+            #[inline(always)]
+            fn fused_mul_add(self, a: Self, b: Self) -> Self {
+                self.mul_add(a, b)
             }
             fn with_spare_storage<R>(f: impl FnOnce(&mut Vec<Vec<Self>>) -> R) -> R {
                 thread_local! {

@@ -312,7 +312,9 @@ where
 
 /// ndarray's `Dot`, with a small matrix-matrix product (the seed's `2x4` by `4x1`) as plain
 /// loops, as its adjoints run ([`DotLhs`], [`DotRhs`]): matrixmultiply's packing and dispatch
-/// cost more than the arithmetic there.
+/// cost more than the arithmetic there. The loops accumulate each element as matrixmultiply's
+/// kernel for this machine does (fused multiply-adds or separate ones, in order), so the value
+/// is ndarray's to the bit; where that kernel is not known, ndarray computes it.
 pub trait Product<B: ?Sized> {
     /// The product's type: ndarray's.
     type Output;
@@ -330,14 +332,48 @@ where
     #[inline]
     fn product(&self, b: &ArrayBase<S2, Ix2>) -> Array2<F> {
         let ((m, k), n) = (self.dim(), b.ncols());
-        if b.nrows() == k && m.saturating_mul(n).saturating_mul(k) <= SMALL_PRODUCT {
-            let mut out = Array2::zeros((m, n));
-            mat_mul_into(&self.view(), &b.view(), &mut out);
-            out
-        } else {
-            self.dot(b)
+        let small = b.nrows() == k
+            && k <= KERNEL_DEPTH
+            && m.saturating_mul(n).saturating_mul(k) <= SMALL_PRODUCT;
+        match kernel_accumulation() {
+            Some(fused) if small => Array2::from_shape_fn((m, n), |(i, j)| {
+                let mut s = F::zero();
+                for p in 0..k {
+                    let (x, y) = (self[[i, p]], b[[p, j]]);
+                    s = if fused {
+                        x.fused_mul_add(y, s)
+                    } else {
+                        s + x * y
+                    };
+                }
+                s
+            }),
+            _ => self.dot(b),
         }
     }
+}
+
+/// The depth matrixmultiply's kernels take in one pass (its `KC`, 256 for `f32` and `f64`):
+/// a product at most this deep accumulates each element in one run over `k`.
+const KERNEL_DEPTH: usize = 256;
+
+/// How matrixmultiply's kernel for this machine accumulates (as its own dispatch chooses):
+/// `Some(true)` with fused multiply-adds (FMA with AVX2, or AVX-512), `Some(false)` with
+/// separate ones (AVX), `None` for the others (not reproduced: ndarray computes those).
+fn kernel_accumulation() -> Option<bool> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f")
+            || (std::arch::is_x86_feature_detected!("fma")
+                && std::arch::is_x86_feature_detected!("avx2"))
+        {
+            return Some(true);
+        }
+        if std::arch::is_x86_feature_detected!("avx") {
+            return Some(false);
+        }
+    }
+    None
 }
 
 macro_rules! ndarray_products {
