@@ -289,7 +289,10 @@ fn sums_pass_their_adjoint_on_without_a_copy() {
     let region = Region::new(GLOBAL);
     black_box(autodiff::__rt::dot(black_box(&x), &w));
     let product = region.change().allocations;
-    assert!(product == 1 || product == 2, "the product allocated {product} times");
+    assert!(
+        product == 1 || product == 2,
+        "the product allocated {product} times"
+    );
     let region = Region::new(GLOBAL);
     let (gx, gw, gb, gv) = black_box(affine_grad(black_box(&x), black_box(&w), &b, &v));
     // Forward: `x.dot(w)` (above), `+ b` in the product's storage (nothing reads the product
