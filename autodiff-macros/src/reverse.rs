@@ -1420,11 +1420,19 @@ impl<'a> Reverse<'a> {
                 // Which entries the recomputation reads (a trial slice), and which the next
                 // values of those read in turn.
                 let mut reads = needed.clone();
-                self.slice(&l.body, &mut reads, true, &stay);
+                let (trial, shaped) = self.slice(&l.body, &mut reads, true, &stay);
+                // The reverse will run backwards anyway (entries of other carried values, or
+                // recorded or shaped values to read): nothing to replay.
+                let backwards = !shaped.is_empty()
+                    || !recorded_in(&l.body, &trial, self.f).is_empty()
+                    || l.carried.iter().any(|c| {
+                        reads.contains(&c.entry)
+                            && !candidates.iter().any(|(r, _)| r.entry == c.entry)
+                    });
                 let mut wanted: Vec<VarId> = candidates
                     .iter()
                     .map(|(c, _)| c.entry)
-                    .filter(|e| reads.contains(e))
+                    .filter(|e| reads.contains(e) && !backwards)
                     .collect();
                 let mut k = 0;
                 while k < wanted.len() {
