@@ -1607,7 +1607,8 @@ impl<'a> Reverse<'a> {
                 replay_start = quote!(#(let mut #names = ::core::clone::Clone::clone(&#inits);)*);
                 replay_step = quote!((#(#names,)*) = (#(#exits,)*););
             } else {
-                // Backwards after all: these entries come from the tape too.
+                // Backwards after all, which the trial slice did not foresee: these entries
+                // come from the tape too.
                 entries = l
                     .carried
                     .iter()
