@@ -644,12 +644,17 @@ fn top_level_values(f: &Function) -> Vec<VarId> {
     out
 }
 
+/// An operand as the forward sweep writes it: a variable by its name, a constant as written.
+pub fn named(f: &Function, o: &Operand) -> TokenStream {
+    match o {
+        Operand::Var(v) => f.vars[*v].name.to_token_stream(),
+        Operand::Const(t) => t.clone(),
+    }
+}
+
 impl Forward<'_> {
     fn operand(&self, o: &Operand) -> TokenStream {
-        match o {
-            Operand::Var(v) => self.f.vars[*v].name.to_token_stream(),
-            Operand::Const(t) => t.clone(),
-        }
+        named(self.f, o)
     }
 
     fn block(&self, b: &crate::ir::Block) -> TokenStream {

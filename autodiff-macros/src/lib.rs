@@ -111,6 +111,20 @@ fn expand(
     out
 }
 
+/// Appends a token stream as a whole. `out.extend(ts)` with `ts` a token stream iterates its
+/// trees (`Extend<TokenTree>`): on the compiler's tokens that is two calls across the
+/// proc-macro bridge and a conversion per tree, again at every level of nesting.
+pub(crate) trait AppendStream {
+    fn append_stream(&mut self, ts: proc_macro2::TokenStream);
+}
+
+impl AppendStream for proc_macro2::TokenStream {
+    #[inline]
+    fn append_stream(&mut self, ts: proc_macro2::TokenStream) {
+        self.extend(std::iter::once(ts));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::expand;
@@ -599,18 +613,5 @@ mod never_panics {
                 "{src}: {out}"
             );
         }
-    }
-}
-/// Appends a token stream as a whole. `out.extend(ts)` with `ts` a token stream iterates its
-/// trees (`Extend<TokenTree>`): on the compiler's tokens that is two calls across the
-/// proc-macro bridge and a conversion per tree, again at every level of nesting.
-pub(crate) trait AppendStream {
-    fn append_stream(&mut self, ts: proc_macro2::TokenStream);
-}
-
-impl AppendStream for proc_macro2::TokenStream {
-    #[inline]
-    fn append_stream(&mut self, ts: proc_macro2::TokenStream) {
-        self.extend(std::iter::once(ts));
     }
 }

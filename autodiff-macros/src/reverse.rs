@@ -1429,30 +1429,29 @@ impl<'a> Reverse<'a> {
                         reads.contains(&c.entry)
                             && !candidates.iter().any(|(r, _)| r.entry == c.entry)
                     });
-                let mut wanted: Vec<VarId> = candidates
-                    .iter()
-                    .map(|(c, _)| c.entry)
-                    .filter(|e| reads.contains(e) && !backwards)
-                    .collect();
-                let mut k = 0;
-                while k < wanted.len() {
-                    let e = wanted[k];
-                    for (c, deps) in &candidates {
-                        if c.entry == e {
+                if !backwards {
+                    let mut wanted: Vec<VarId> = candidates
+                        .iter()
+                        .map(|(c, _)| c.entry)
+                        .filter(|e| reads.contains(e))
+                        .collect();
+                    let mut k = 0;
+                    while let Some(&e) = wanted.get(k) {
+                        for (_, deps) in candidates.iter().filter(|(c, _)| c.entry == e) {
                             for d in deps {
                                 if !wanted.contains(d) {
                                     wanted.push(*d);
                                 }
                             }
                         }
+                        k += 1;
                     }
-                    k += 1;
+                    replay = candidates
+                        .into_iter()
+                        .map(|(c, _)| c)
+                        .filter(|c| wanted.contains(&c.entry))
+                        .collect();
                 }
-                replay = candidates
-                    .into_iter()
-                    .map(|(c, _)| c)
-                    .filter(|c| wanted.contains(&c.entry))
-                    .collect();
             }
         }
         for c in &replay {
@@ -1599,10 +1598,7 @@ impl<'a> Reverse<'a> {
                     replay.iter().map(|c| self.operand(&c.init)).collect();
                 let exits: Vec<TokenStream> = replay
                     .iter()
-                    .map(|c| match &c.exit {
-                        Operand::Var(v) => self.f.vars[*v].name.to_token_stream(),
-                        Operand::Const(t) => t.clone(),
-                    })
+                    .map(|c| crate::emit::named(self.f, &c.exit))
                     .collect();
                 replay_start = quote!(#(let mut #names = ::core::clone::Clone::clone(&#inits);)*);
                 replay_step = quote!((#(#names,)*) = (#(#exits,)*););
