@@ -278,9 +278,15 @@ pub fn p2(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     };
     let mut pair7 = 0.0;
     for i in 0..n {
+        let mut p = i + 1;
+        let mut stride = 1;
+        let mut t = 0.5;
         for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair7 += (d * d + 0.5).recip() * -1.15f64;
+            let d = x[i] - x[p % n];
+            pair7 += (d * d + 0.5).recip() * -1.15f64 * t;
+            p += stride;
+            stride += j % 2;
+            t += 0.25;
         }
     }
     let v8 = if helpers::soft(lse1, 0.3) <= 0.46f64 {
@@ -559,10 +565,16 @@ pub fn p8(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         .ln();
     let mut pair7 = 0.0;
     for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair7 += (d * d + 0.5).recip() * x[3];
+        let w = x[3];
+        let mut acc = 0.0;
+        for j in (i % 3)..(n - i) {
+            acc += (x[j + i] * w).sin();
         }
+        let start = i / 2;
+        for j in 0..n - start {
+            acc += x[start + j] * w * 0.5;
+        }
+        pair7 += acc * acc;
     }
     let mut acc: f64 = 0.80f64 * (a).tanh()
         + 0.60f64 * (b).tanh()
@@ -756,15 +768,9 @@ pub fn p14(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut pair1 = 0.0;
     for i in 0..n {
-        let mut p = i + 1;
-        let mut stride = 1;
-        let mut t = 0.5;
         for j in (i + 1)..n {
-            let d = x[i] - x[p % n];
-            pair1 += (d * d + 0.5).recip() * (b * b + 1.0).powf(b.tanh()) * t;
-            p += stride;
-            stride += j % 2;
-            t += 0.25;
+            let d = x[i] - x[j];
+            pair1 += (d * d + 0.5).recip() * (b * b + 1.0).powf(b.tanh());
         }
     }
     let arr2 = (&m.slice(autodiff::ndarray::s![.., 1..]) * pair1.clamp(-1.0, 1.0)
@@ -1005,9 +1011,15 @@ pub fn p19(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut pair1 = 0.0;
     for i in 0..n {
+        let mut p = i + 1;
+        let mut stride = 1;
+        let mut t = 0.5;
         for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair1 += (d * d + 0.5).recip() * a.cos();
+            let d = x[i] - x[p % n];
+            pair1 += (d * d + 0.5).recip() * a.cos() * t;
+            p += stride;
+            stride += j % 2;
+            t += 0.25;
         }
     }
     let v2 = if pair1.atan2(pair1 * pair1 + 0.5) <= 1.86f64 {
@@ -1209,17 +1221,29 @@ pub fn p23(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     }
     let mut pair5 = 0.0;
     for i in 0..n {
+        let mut p = i + 1;
+        let mut stride = 1;
+        let mut t = 0.5;
         for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair5 += (d * d + 0.5).recip() * (-(a));
+            let d = x[i] - x[p % n];
+            pair5 += (d * d + 0.5).recip() * (-(a)) * t;
+            p += stride;
+            stride += j % 2;
+            t += 0.25;
         }
     }
     let v6 = b.min(0.79f64).tanh().exp().min(rot4);
     let mut pair7 = 0.0;
     for i in 0..n {
+        let mut p = i + 1;
+        let mut stride = 1;
+        let mut t = 0.5;
         for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair7 += (d * d + 0.5).recip() * f64::sin(x[2]);
+            let d = x[i] - x[p % n];
+            pair7 += (d * d + 0.5).recip() * f64::sin(x[2]) * t;
+            p += stride;
+            stride += j % 2;
+            t += 0.25;
         }
     }
     let mut acc: f64 = 1.22f64 * (a).tanh()
@@ -1311,9 +1335,15 @@ pub fn p25(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let v3 = hist1[1] * hist1[2 * n] + hist1[3 * n - 1] + st2;
     let mut pair4 = 0.0;
     for i in 0..n {
+        let mut p = i + 1;
+        let mut stride = 1;
+        let mut t = 0.5;
         for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair4 += (d * d + 0.5).recip() * (x[i] + b);
+            let d = x[i] - x[p % n];
+            pair4 += (d * d + 0.5).recip() * (x[i] + b) * t;
+            p += stride;
+            stride += j % 2;
+            t += 0.25;
         }
     }
     let mut hist5 = vec![0.0; 3 * n];
@@ -1627,10 +1657,16 @@ pub fn p32(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     }
     let mut pair4 = 0.0;
     for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair4 += (d * d + 0.5).recip() * (-(v2));
+        let w = (-(v2));
+        let mut acc = 0.0;
+        for j in (i % 3)..(n - i) {
+            acc += (x[j + i] * w).sin();
         }
+        let start = i / 2;
+        for j in 0..n - start {
+            acc += x[start + j] * w * 0.5;
+        }
+        pair4 += acc * acc;
     }
     let v5 = if (pair4 * m3) > -0.09f64 {
         (((0.20f64).tanh() * 3.0).trunc() * 0.25 + b).atan()
@@ -1698,10 +1734,16 @@ pub fn p34(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     }
     let mut pair2 = 0.0;
     for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair2 += (d * d + 0.5).recip() * x[2];
+        let w = x[2];
+        let mut acc = 0.0;
+        for j in (i % 3)..(n - i) {
+            acc += (x[j + i] * w).sin();
         }
+        let start = i / 2;
+        for j in 0..n - start {
+            acc += x[start + j] * w * 0.5;
+        }
+        pair2 += acc * acc;
     }
     -1.76f64 * (a).tanh()
         + -1.27f64 * (b).tanh()
@@ -2070,15 +2112,9 @@ pub fn p43(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     }
     let mut pair2 = 0.0;
     for i in 0..n {
-        let mut p = i + 1;
-        let mut stride = 1;
-        let mut t = 0.5;
         for j in (i + 1)..n {
-            let d = x[i] - x[p % n];
-            pair2 += (d * d + 0.5).recip() * autodiff::ops::sigmoid(-0.41f64) * t;
-            p += stride;
-            stride += j % 2;
-            t += 0.25;
+            let d = x[i] - x[j];
+            pair2 += (d * d + 0.5).recip() * autodiff::ops::sigmoid(-0.41f64);
         }
     }
     let mut acc: f64 = -1.74f64 * (a).tanh()
@@ -2291,15 +2327,9 @@ pub fn p48(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             + (a).tanh().stop_gradient()));
     let mut pair4 = 0.0;
     for i in 0..n {
-        let mut p = i + 1;
-        let mut stride = 1;
-        let mut t = 0.5;
         for j in (i + 1)..n {
-            let d = x[i] - x[p % n];
-            pair4 += (d * d + 0.5).recip() * (((x[i]).tanh() * 3.0).round() * 0.25 + lse1) * t;
-            p += stride;
-            stride += j % 2;
-            t += 0.25;
+            let d = x[i] - x[j];
+            pair4 += (d * d + 0.5).recip() * (((x[i]).tanh() * 3.0).round() * 0.25 + lse1);
         }
     }
     let v5 = if (x[3].tanh() * 0.9).acos() >= 1.50f64 {
@@ -2460,16 +2490,16 @@ pub fn p51(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     }
     let mut pair5 = 0.0;
     for i in 0..n {
-        let mut p = i + 1;
-        let mut stride = 1;
-        let mut t = 0.5;
-        for j in (i + 1)..n {
-            let d = x[i] - x[p % n];
-            pair5 += (d * d + 0.5).recip() * (b.tanh() * 0.9).atanh() * t;
-            p += stride;
-            stride += j % 2;
-            t += 0.25;
+        let w = (b.tanh() * 0.9).atanh();
+        let mut acc = 0.0;
+        for j in (i % 3)..(n - i) {
+            acc += (x[j + i] * w).sin();
         }
+        let start = i / 2;
+        for j in 0..n - start {
+            acc += x[start + j] * w * 0.5;
+        }
+        pair5 += acc * acc;
     }
     let mut m6 = autodiff::ops::sigmoid(-0.09f64);
     if x[2] >= -0.46f64 {
@@ -2493,9 +2523,15 @@ pub fn p52(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut pair1 = 0.0;
     for i in 0..n {
+        let mut p = i + 1;
+        let mut stride = 1;
+        let mut t = 0.5;
         for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair1 += (d * d + 0.5).recip() * (x[i] * x[i] + 1.0).ln();
+            let d = x[i] - x[p % n];
+            pair1 += (d * d + 0.5).recip() * (x[i] * x[i] + 1.0).ln() * t;
+            p += stride;
+            stride += j % 2;
+            t += 0.25;
         }
     }
     let v2 = (helpers::soft(0.39f64, 0.3) * (b.cos().tanh() * 0.9).atanh());
@@ -2597,10 +2633,16 @@ pub fn p56(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut pair1 = 0.0;
     for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair1 += (d * d + 0.5).recip() * (b * x[2]);
+        let w = (b * x[2]);
+        let mut acc = 0.0;
+        for j in (i % 3)..(n - i) {
+            acc += (x[j + i] * w).sin();
         }
+        let start = i / 2;
+        for j in 0..n - start {
+            acc += x[start + j] * w * 0.5;
+        }
+        pair1 += acc * acc;
     }
     let mut acc2 = (a * a + 1.0).recip();
     for i in 0..n {
@@ -2903,10 +2945,16 @@ pub fn p62(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         .exp_m1();
     let mut pair3 = 0.0;
     for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair3 += (d * d + 0.5).recip() * (x[2] * x[2] + 0.5).sqrt();
+        let w = (x[2] * x[2] + 0.5).sqrt();
+        let mut acc = 0.0;
+        for j in (i % 3)..(n - i) {
+            acc += (x[j + i] * w).sin();
         }
+        let start = i / 2;
+        for j in 0..n - start {
+            acc += x[start + j] * w * 0.5;
+        }
+        pair3 += acc * acc;
     }
     let mut acc4 = v2.asinh();
     for i in 0..n {
@@ -3134,10 +3182,16 @@ pub fn p68(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     }
     let mut pair2 = 0.0;
     for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair2 += (d * d + 0.5).recip() * (-1.77f64 * -1.77f64).ln_1p();
+        let w = (-1.77f64 * -1.77f64).ln_1p();
+        let mut acc = 0.0;
+        for j in (i % 3)..(n - i) {
+            acc += (x[j + i] * w).sin();
         }
+        let start = i / 2;
+        for j in 0..n - start {
+            acc += x[start + j] * w * 0.5;
+        }
+        pair2 += acc * acc;
     }
     let mut perm3 = vec![0usize; n];
     for i in 0..n {
@@ -3372,15 +3426,9 @@ pub fn p72(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     }
     let mut pair6 = 0.0;
     for i in 0..n {
-        let mut p = i + 1;
-        let mut stride = 1;
-        let mut t = 0.5;
         for j in (i + 1)..n {
-            let d = x[i] - x[p % n];
-            pair6 += (d * d + 0.5).recip() * v2.hypot(x[1]) * t;
-            p += stride;
-            stride += j % 2;
-            t += 0.25;
+            let d = x[i] - x[j];
+            pair6 += (d * d + 0.5).recip() * v2.hypot(x[1]);
         }
     }
     1.93f64 * (a).tanh()
@@ -4049,15 +4097,9 @@ pub fn p89(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     };
     let mut pair4 = 0.0;
     for i in 0..n {
-        let mut p = i + 1;
-        let mut stride = 1;
-        let mut t = 0.5;
         for j in (i + 1)..n {
-            let d = x[i] - x[p % n];
-            pair4 += (d * d + 0.5).recip() * part2 * t;
-            p += stride;
-            stride += j % 2;
-            t += 0.25;
+            let d = x[i] - x[j];
+            pair4 += (d * d + 0.5).recip() * part2;
         }
     }
     let mut acc5 = v3;
@@ -4110,10 +4152,16 @@ pub fn p90(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     }
     let mut pair3 = 0.0;
     for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair3 += (d * d + 0.5).recip() * (m2.tanh() * 0.5).sinh();
+        let w = (m2.tanh() * 0.5).sinh();
+        let mut acc = 0.0;
+        for j in (i % 3)..(n - i) {
+            acc += (x[j + i] * w).sin();
         }
+        let start = i / 2;
+        for j in 0..n - start {
+            acc += x[start + j] * w * 0.5;
+        }
+        pair3 += acc * acc;
     }
     let mut w4 = (0.21f64.min(x[2]) * (a * a + 1.0).recip()).tanh() + 3.0;
     let mut steps = 0;
@@ -4235,9 +4283,15 @@ pub fn p93(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     }
     let mut pair4 = 0.0;
     for i in 0..n {
+        let mut p = i + 1;
+        let mut stride = 1;
+        let mut t = 0.5;
         for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair4 += (d * d + 0.5).recip() * b;
+            let d = x[i] - x[p % n];
+            pair4 += (d * d + 0.5).recip() * b * t;
+            p += stride;
+            stride += j % 2;
+            t += 0.25;
         }
     }
     let mut acc5 = v2.tanh().exp2();
@@ -4249,10 +4303,16 @@ pub fn p93(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     }
     let mut pair6 = 0.0;
     for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair6 += (d * d + 0.5).recip() * (pair4 * pair4 + 1.0).log10();
+        let w = (pair4 * pair4 + 1.0).log10();
+        let mut acc = 0.0;
+        for j in (i % 3)..(n - i) {
+            acc += (x[j + i] * w).sin();
         }
+        let start = i / 2;
+        for j in 0..n - start {
+            acc += x[start + j] * w * 0.5;
+        }
+        pair6 += acc * acc;
     }
     0.95f64 * (a).tanh()
         + 0.74f64 * (b).tanh()
@@ -4339,10 +4399,16 @@ pub fn p95(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     }
     let mut pair5 = 0.0;
     for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair5 += (d * d + 0.5).recip() * (a * 0.5);
+        let w = (a * 0.5);
+        let mut acc = 0.0;
+        for j in (i % 3)..(n - i) {
+            acc += (x[j + i] * w).sin();
         }
+        let start = i / 2;
+        for j in 0..n - start {
+            acc += x[start + j] * w * 0.5;
+        }
+        pair5 += acc * acc;
     }
     let mut acc: f64 = -1.07f64 * (a).tanh()
         + -1.65f64 * (b).tanh()
@@ -4457,15 +4523,9 @@ pub fn p98(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut pair1 = 0.0;
     for i in 0..n {
-        let mut p = i + 1;
-        let mut stride = 1;
-        let mut t = 0.5;
         for j in (i + 1)..n {
-            let d = x[i] - x[p % n];
-            pair1 += (d * d + 0.5).recip() * -0.49f64 * t;
-            p += stride;
-            stride += j % 2;
-            t += 0.25;
+            let d = x[i] - x[j];
+            pair1 += (d * d + 0.5).recip() * -0.49f64;
         }
     }
     let mut acc2 = 1.80f64;
@@ -4477,15 +4537,9 @@ pub fn p98(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     }
     let mut pair3 = 0.0;
     for i in 0..n {
-        let mut p = i + 1;
-        let mut stride = 1;
-        let mut t = 0.5;
         for j in (i + 1)..n {
-            let d = x[i] - x[p % n];
-            pair3 += (d * d + 0.5).recip() * -0.81f64 * t;
-            p += stride;
-            stride += j % 2;
-            t += 0.25;
+            let d = x[i] - x[j];
+            pair3 += (d * d + 0.5).recip() * -0.81f64;
         }
     }
     -1.78f64 * (a).tanh()
@@ -4525,16 +4579,16 @@ pub fn p100(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         + (-0.76f64.tanh() * 0.5).sinh().tanh().exp());
     let mut pair3 = 0.0;
     for i in 0..n {
-        let mut p = i + 1;
-        let mut stride = 1;
-        let mut t = 0.5;
-        for j in (i + 1)..n {
-            let d = x[i] - x[p % n];
-            pair3 += (d * d + 0.5).recip() * (v1 * v1 + 1.0).log10() * t;
-            p += stride;
-            stride += j % 2;
-            t += 0.25;
+        let w = (v1 * v1 + 1.0).log10();
+        let mut acc = 0.0;
+        for j in (i % 3)..(n - i) {
+            acc += (x[j + i] * w).sin();
         }
+        let start = i / 2;
+        for j in 0..n - start {
+            acc += x[start + j] * w * 0.5;
+        }
+        pair3 += acc * acc;
     }
     let v4 = (b * b).ln_1p();
     1.51f64 * (a).tanh()
@@ -4631,10 +4685,16 @@ pub fn p103(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut pair1 = 0.0;
     for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair1 += (d * d + 0.5).recip() * (a * a + 1.0).log(3.0);
+        let w = (a * a + 1.0).log(3.0);
+        let mut acc = 0.0;
+        for j in (i % 3)..(n - i) {
+            acc += (x[j + i] * w).sin();
         }
+        let start = i / 2;
+        for j in 0..n - start {
+            acc += x[start + j] * w * 0.5;
+        }
+        pair1 += acc * acc;
     }
     let v2 = ((((x[3].tanh() * 0.5).cosh()).tanh()
         - ((b.mul_add(b, pair1).tanh() * 0.9).asin())
@@ -4797,15 +4857,9 @@ pub fn p107(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let v5 = ((smooth(acc4).tanh() * 0.9).asin() * (smooth(acc4).tanh() * 0.9).asin() + 1.0).ln();
     let mut pair6 = 0.0;
     for i in 0..n {
-        let mut p = i + 1;
-        let mut stride = 1;
-        let mut t = 0.5;
         for j in (i + 1)..n {
-            let d = x[i] - x[p % n];
-            pair6 += (d * d + 0.5).recip() * (lse2 * lse2 + 1.0).recip() * t;
-            p += stride;
-            stride += j % 2;
-            t += 0.25;
+            let d = x[i] - x[j];
+            pair6 += (d * d + 0.5).recip() * (lse2 * lse2 + 1.0).recip();
         }
     }
     1.64f64 * (a).tanh()
@@ -4840,10 +4894,16 @@ pub fn p108(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     }
     let mut pair3 = 0.0;
     for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair3 += (d * d + 0.5).recip() * (lse1 * lse1 + 1.0).ln();
+        let w = (lse1 * lse1 + 1.0).ln();
+        let mut acc = 0.0;
+        for j in (i % 3)..(n - i) {
+            acc += (x[j + i] * w).sin();
         }
+        let start = i / 2;
+        for j in 0..n - start {
+            acc += x[start + j] * w * 0.5;
+        }
+        pair3 += acc * acc;
     }
     let mut pair4 = 0.0;
     for i in 0..n {
@@ -5270,10 +5330,16 @@ pub fn p116(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut pair1 = 0.0;
     for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair1 += (d * d + 0.5).recip() * a.atan2(a * a + 0.5);
+        let w = a.atan2(a * a + 0.5);
+        let mut acc = 0.0;
+        for j in (i % 3)..(n - i) {
+            acc += (x[j + i] * w).sin();
         }
+        let start = i / 2;
+        for j in 0..n - start {
+            acc += x[start + j] * w * 0.5;
+        }
+        pair1 += acc * acc;
     }
     let v2 = (a * a + 1.0).log10();
     let mut acc3 = (pair1 * x[3]);
@@ -5383,15 +5449,9 @@ pub fn p118(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let arr1 = (m * (a * x[0]) + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
     let mut pair2 = 0.0;
     for i in 0..n {
-        let mut p = i + 1;
-        let mut stride = 1;
-        let mut t = 0.5;
         for j in (i + 1)..n {
-            let d = x[i] - x[p % n];
-            pair2 += (d * d + 0.5).recip() * (a.tanh() * 0.5).tan() * t;
-            p += stride;
-            stride += j % 2;
-            t += 0.25;
+            let d = x[i] - x[j];
+            pair2 += (d * d + 0.5).recip() * (a.tanh() * 0.5).tan();
         }
     }
     let mut hist3 = vec![0.0; 3 * n];
@@ -5645,10 +5705,16 @@ pub fn p125(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let v5 = x[3];
     let mut pair6 = 0.0;
     for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair6 += (d * d + 0.5).recip() * w1;
+        let w = w1;
+        let mut acc = 0.0;
+        for j in (i % 3)..(n - i) {
+            acc += (x[j + i] * w).sin();
         }
+        let start = i / 2;
+        for j in 0..n - start {
+            acc += x[start + j] * w * 0.5;
+        }
+        pair6 += acc * acc;
     }
     0.79f64 * (a).tanh()
         + 0.53f64 * (b).tanh()
@@ -5688,15 +5754,9 @@ pub fn p126(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     }
     let mut pair4 = 0.0;
     for i in 0..n {
-        let mut p = i + 1;
-        let mut stride = 1;
-        let mut t = 0.5;
         for j in (i + 1)..n {
-            let d = x[i] - x[p % n];
-            pair4 += (d * d + 0.5).recip() * v1.tanh() * t;
-            p += stride;
-            stride += j % 2;
-            t += 0.25;
+            let d = x[i] - x[j];
+            pair4 += (d * d + 0.5).recip() * v1.tanh();
         }
     }
     let mut lse5 = x[1];
@@ -5863,10 +5923,16 @@ pub fn p129(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     }
     let mut pair6 = 0.0;
     for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair6 += (d * d + 0.5).recip() * (acc5 * acc5 + 1.0).recip();
+        let w = (acc5 * acc5 + 1.0).recip();
+        let mut acc = 0.0;
+        for j in (i % 3)..(n - i) {
+            acc += (x[j + i] * w).sin();
         }
+        let start = i / 2;
+        for j in 0..n - start {
+            acc += x[start + j] * w * 0.5;
+        }
+        pair6 += acc * acc;
     }
     -1.96f64 * (a).tanh()
         + 1.04f64 * (b).tanh()
@@ -5996,9 +6062,15 @@ pub fn p132(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     };
     let mut pair2 = 0.0;
     for i in 0..n {
+        let mut p = i + 1;
+        let mut stride = 1;
+        let mut t = 0.5;
         for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair2 += (d * d + 0.5).recip() * a.tanh().exp2();
+            let d = x[i] - x[p % n];
+            pair2 += (d * d + 0.5).recip() * a.tanh().exp2() * t;
+            p += stride;
+            stride += j % 2;
+            t += 0.25;
         }
     }
     let mut m3 = 0.11f64.mul_add(b, pair2);
@@ -6264,15 +6336,9 @@ pub fn p137(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     }
     let mut pair6 = 0.0;
     for i in 0..n {
-        let mut p = i + 1;
-        let mut stride = 1;
-        let mut t = 0.5;
         for j in (i + 1)..n {
-            let d = x[i] - x[p % n];
-            pair6 += (d * d + 0.5).recip() * x[(i + 1) % n].atan() * t;
-            p += stride;
-            stride += j % 2;
-            t += 0.25;
+            let d = x[i] - x[j];
+            pair6 += (d * d + 0.5).recip() * x[(i + 1) % n].atan();
         }
     }
     -0.58f64 * (a).tanh()
@@ -6306,22 +6372,28 @@ pub fn p138(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     }
     let mut pair3 = 0.0;
     for i in 0..n {
+        let w = (b / (b * b + 1.0));
+        let mut acc = 0.0;
+        for j in (i % 3)..(n - i) {
+            acc += (x[j + i] * w).sin();
+        }
+        let start = i / 2;
+        for j in 0..n - start {
+            acc += x[start + j] * w * 0.5;
+        }
+        pair3 += acc * acc;
+    }
+    let mut pair4 = 0.0;
+    for i in 0..n {
         let mut p = i + 1;
         let mut stride = 1;
         let mut t = 0.5;
         for j in (i + 1)..n {
             let d = x[i] - x[p % n];
-            pair3 += (d * d + 0.5).recip() * (b / (b * b + 1.0)) * t;
+            pair4 += (d * d + 0.5).recip() * 0.38f64.tanh() * t;
             p += stride;
             stride += j % 2;
             t += 0.25;
-        }
-    }
-    let mut pair4 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair4 += (d * d + 0.5).recip() * 0.38f64.tanh();
         }
     }
     -1.16f64 * (a).tanh()
@@ -6417,9 +6489,15 @@ pub fn p140(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     }
     let mut pair2 = 0.0;
     for i in 0..n {
+        let mut p = i + 1;
+        let mut stride = 1;
+        let mut t = 0.5;
         for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair2 += (d * d + 0.5).recip() * (((b).tanh() * 3.0).round() * 0.25 + pair1);
+            let d = x[i] - x[p % n];
+            pair2 += (d * d + 0.5).recip() * (((b).tanh() * 3.0).round() * 0.25 + pair1) * t;
+            p += stride;
+            stride += j % 2;
+            t += 0.25;
         }
     }
     let mut acc3 = b.tanh();
@@ -6822,10 +6900,16 @@ pub fn p149(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     }
     let mut pair6 = 0.0;
     for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair6 += (d * d + 0.5).recip() * -1.81f64.atan2(v1 * v1 + 0.5);
+        let w = -1.81f64.atan2(v1 * v1 + 0.5);
+        let mut acc = 0.0;
+        for j in (i % 3)..(n - i) {
+            acc += (x[j + i] * w).sin();
         }
+        let start = i / 2;
+        for j in 0..n - start {
+            acc += x[start + j] * w * 0.5;
+        }
+        pair6 += acc * acc;
     }
     -0.31f64 * (a).tanh()
         + -1.71f64 * (b).tanh()
@@ -6905,15 +6989,9 @@ pub fn p151(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     };
     let mut pair6 = 0.0;
     for i in 0..n {
-        let mut p = i + 1;
-        let mut stride = 1;
-        let mut t = 0.5;
         for j in (i + 1)..n {
-            let d = x[i] - x[p % n];
-            pair6 += (d * d + 0.5).recip() * x[(i + 3) % n].clamp(-1.0, 1.0) * t;
-            p += stride;
-            stride += j % 2;
-            t += 0.25;
+            let d = x[i] - x[j];
+            pair6 += (d * d + 0.5).recip() * x[(i + 3) % n].clamp(-1.0, 1.0);
         }
     }
     let part7_s = &x[1..];
@@ -7063,15 +7141,9 @@ pub fn p155(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut pair1 = 0.0;
     for i in 0..n {
-        let mut p = i + 1;
-        let mut stride = 1;
-        let mut t = 0.5;
         for j in (i + 1)..n {
-            let d = x[i] - x[p % n];
-            pair1 += (d * d + 0.5).recip() * 1.79f64.mul_add(-1.60f64, b) * t;
-            p += stride;
-            stride += j % 2;
-            t += 0.25;
+            let d = x[i] - x[j];
+            pair1 += (d * d + 0.5).recip() * 1.79f64.mul_add(-1.60f64, b);
         }
     }
     let mut acc2 = (b.tanh() * 0.5).tan();
@@ -7390,29 +7462,23 @@ pub fn p161(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut pair1 = 0.0;
     for i in 0..n {
-        let mut p = i + 1;
-        let mut stride = 1;
-        let mut t = 0.5;
         for j in (i + 1)..n {
-            let d = x[i] - x[p % n];
-            pair1 += (d * d + 0.5).recip() * helpers::soft(a, 0.3) * t;
-            p += stride;
-            stride += j % 2;
-            t += 0.25;
+            let d = x[i] - x[j];
+            pair1 += (d * d + 0.5).recip() * helpers::soft(a, 0.3);
         }
     }
     let mut pair2 = 0.0;
     for i in 0..n {
-        let mut p = i + 1;
-        let mut stride = 1;
-        let mut t = 0.5;
-        for j in (i + 1)..n {
-            let d = x[i] - x[p % n];
-            pair2 += (d * d + 0.5).recip() * helpers::soft(b, 0.3) * t;
-            p += stride;
-            stride += j % 2;
-            t += 0.25;
+        let w = helpers::soft(b, 0.3);
+        let mut acc = 0.0;
+        for j in (i % 3)..(n - i) {
+            acc += (x[j + i] * w).sin();
         }
+        let start = i / 2;
+        for j in 0..n - start {
+            acc += x[start + j] * w * 0.5;
+        }
+        pair2 += acc * acc;
     }
     let v3 = -1.44f64;
     let mut perm4 = vec![0usize; n];
@@ -7514,9 +7580,15 @@ pub fn p163(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     }
     let mut pair2 = 0.0;
     for i in 0..n {
+        let mut p = i + 1;
+        let mut stride = 1;
+        let mut t = 0.5;
         for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair2 += (d * d + 0.5).recip() * -0.18f64;
+            let d = x[i] - x[p % n];
+            pair2 += (d * d + 0.5).recip() * -0.18f64 * t;
+            p += stride;
+            stride += j % 2;
+            t += 0.25;
         }
     }
     let mut perm3 = vec![0usize; n];
@@ -7920,16 +7992,16 @@ pub fn p172(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     }
     let mut pair4 = 0.0;
     for i in 0..n {
-        let mut p = i + 1;
-        let mut stride = 1;
-        let mut t = 0.5;
-        for j in (i + 1)..n {
-            let d = x[i] - x[p % n];
-            pair4 += (d * d + 0.5).recip() * b * t;
-            p += stride;
-            stride += j % 2;
-            t += 0.25;
+        let w = b;
+        let mut acc = 0.0;
+        for j in (i % 3)..(n - i) {
+            acc += (x[j + i] * w).sin();
         }
+        let start = i / 2;
+        for j in 0..n - start {
+            acc += x[start + j] * w * 0.5;
+        }
+        pair4 += acc * acc;
     }
     let mut acc5 = v1.sin();
     for i in 0..n {
@@ -8018,15 +8090,9 @@ pub fn p175(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut pair1 = 0.0;
     for i in 0..n {
-        let mut p = i + 1;
-        let mut stride = 1;
-        let mut t = 0.5;
         for j in (i + 1)..n {
-            let d = x[i] - x[p % n];
-            pair1 += (d * d + 0.5).recip() * (a.tanh() * 0.5).cosh() * t;
-            p += stride;
-            stride += j % 2;
-            t += 0.25;
+            let d = x[i] - x[j];
+            pair1 += (d * d + 0.5).recip() * (a.tanh() * 0.5).cosh();
         }
     }
     let arr2 = {
@@ -8123,16 +8189,16 @@ pub fn p177(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut pair1 = 0.0;
     for i in 0..n {
-        let mut p = i + 1;
-        let mut stride = 1;
-        let mut t = 0.5;
-        for j in (i + 1)..n {
-            let d = x[i] - x[p % n];
-            pair1 += (d * d + 0.5).recip() * b * t;
-            p += stride;
-            stride += j % 2;
-            t += 0.25;
+        let w = b;
+        let mut acc = 0.0;
+        for j in (i % 3)..(n - i) {
+            acc += (x[j + i] * w).sin();
         }
+        let start = i / 2;
+        for j in 0..n - start {
+            acc += x[start + j] * w * 0.5;
+        }
+        pair1 += acc * acc;
     }
     let mut buf2 = vec![0.0; n];
     for i in 0..n {
@@ -8161,9 +8227,15 @@ pub fn p178(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut pair1 = 0.0;
     for i in 0..n {
+        let mut p = i + 1;
+        let mut stride = 1;
+        let mut t = 0.5;
         for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair1 += (d * d + 0.5).recip() * a.mul_add(b, a);
+            let d = x[i] - x[p % n];
+            pair1 += (d * d + 0.5).recip() * a.mul_add(b, a) * t;
+            p += stride;
+            stride += j % 2;
+            t += 0.25;
         }
     }
     let arr2 = (&m.slice(autodiff::ndarray::s![.., 1..]) * (pair1 * pair1 + 1.0).powf(a.tanh())
@@ -8292,16 +8364,16 @@ pub fn p181(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         ) + 1.0));
     let mut pair2 = 0.0;
     for i in 0..n {
-        let mut p = i + 1;
-        let mut stride = 1;
-        let mut t = 0.5;
-        for j in (i + 1)..n {
-            let d = x[i] - x[p % n];
-            pair2 += (d * d + 0.5).recip() * autodiff::ops::softplus(x[0]) * t;
-            p += stride;
-            stride += j % 2;
-            t += 0.25;
+        let w = autodiff::ops::softplus(x[0]);
+        let mut acc = 0.0;
+        for j in (i % 3)..(n - i) {
+            acc += (x[j + i] * w).sin();
         }
+        let start = i / 2;
+        for j in 0..n - start {
+            acc += x[start + j] * w * 0.5;
+        }
+        pair2 += acc * acc;
     }
     let mut acc: f64 = 0.90f64 * (a).tanh()
         + 0.37f64 * (b).tanh()
@@ -8373,16 +8445,16 @@ pub fn p183(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut pair1 = 0.0;
     for i in 0..n {
-        let mut p = i + 1;
-        let mut stride = 1;
-        let mut t = 0.5;
-        for j in (i + 1)..n {
-            let d = x[i] - x[p % n];
-            pair1 += (d * d + 0.5).recip() * (a + a) * t;
-            p += stride;
-            stride += j % 2;
-            t += 0.25;
+        let w = (a + a);
+        let mut acc = 0.0;
+        for j in (i % 3)..(n - i) {
+            acc += (x[j + i] * w).sin();
         }
+        let start = i / 2;
+        for j in 0..n - start {
+            acc += x[start + j] * w * 0.5;
+        }
+        pair1 += acc * acc;
     }
     let v2 = if a < -1.13f64 {
         a
@@ -8488,15 +8560,9 @@ pub fn p185(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let v2 = (1.13f64.cos().tanh() * 0.9).acos();
     let mut pair3 = 0.0;
     for i in 0..n {
-        let mut p = i + 1;
-        let mut stride = 1;
-        let mut t = 0.5;
         for j in (i + 1)..n {
-            let d = x[i] - x[p % n];
-            pair3 += (d * d + 0.5).recip() * x[i].tanh().exp_m1() * t;
-            p += stride;
-            stride += j % 2;
-            t += 0.25;
+            let d = x[i] - x[j];
+            pair3 += (d * d + 0.5).recip() * x[i].tanh().exp_m1();
         }
     }
     let mut m4 = (x[2] * x[2] + 1.5).acosh();
@@ -8746,24 +8812,30 @@ pub fn p191(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         .clamp(-1.0, 1.0);
     let mut pair2 = 0.0;
     for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair2 += (d * d + 0.5).recip() * b.clamp(-1.0, 1.0);
-        }
-    }
-    let v3 = pair2.max(x[1].powi(3).tanh().exp());
-    let mut pair4 = 0.0;
-    for i in 0..n {
         let mut p = i + 1;
         let mut stride = 1;
         let mut t = 0.5;
         for j in (i + 1)..n {
             let d = x[i] - x[p % n];
-            pair4 += (d * d + 0.5).recip() * autodiff::ops::sigmoid(v3) * t;
+            pair2 += (d * d + 0.5).recip() * b.clamp(-1.0, 1.0) * t;
             p += stride;
             stride += j % 2;
             t += 0.25;
         }
+    }
+    let v3 = pair2.max(x[1].powi(3).tanh().exp());
+    let mut pair4 = 0.0;
+    for i in 0..n {
+        let w = autodiff::ops::sigmoid(v3);
+        let mut acc = 0.0;
+        for j in (i % 3)..(n - i) {
+            acc += (x[j + i] * w).sin();
+        }
+        let start = i / 2;
+        for j in 0..n - start {
+            acc += x[start + j] * w * 0.5;
+        }
+        pair4 += acc * acc;
     }
     let mut w5 = 0.91f64.tanh() + 3.0;
     let mut steps = 0;
@@ -8853,15 +8925,9 @@ pub fn p193(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     };
     let mut pair5 = 0.0;
     for i in 0..n {
-        let mut p = i + 1;
-        let mut stride = 1;
-        let mut t = 0.5;
         for j in (i + 1)..n {
-            let d = x[i] - x[p % n];
-            pair5 += (d * d + 0.5).recip() * (b.tanh() * 0.9).acos() * t;
-            p += stride;
-            stride += j % 2;
-            t += 0.25;
+            let d = x[i] - x[j];
+            pair5 += (d * d + 0.5).recip() * (b.tanh() * 0.9).acos();
         }
     }
     let mut buf6 = vec![0.0; n];
@@ -8938,16 +9004,16 @@ pub fn p195(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     }
     let mut pair4 = 0.0;
     for i in 0..n {
-        let mut p = i + 1;
-        let mut stride = 1;
-        let mut t = 0.5;
-        for j in (i + 1)..n {
-            let d = x[i] - x[p % n];
-            pair4 += (d * d + 0.5).recip() * (b.tanh() * 0.5).tan() * t;
-            p += stride;
-            stride += j % 2;
-            t += 0.25;
+        let w = (b.tanh() * 0.5).tan();
+        let mut acc = 0.0;
+        for j in (i % 3)..(n - i) {
+            acc += (x[j + i] * w).sin();
         }
+        let start = i / 2;
+        for j in 0..n - start {
+            acc += x[start + j] * w * 0.5;
+        }
+        pair4 += acc * acc;
     }
     let v5 = 0.63f64;
     0.82f64 * (a).tanh()
@@ -9192,10 +9258,16 @@ pub fn p202(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut pair1 = 0.0;
     for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair1 += (d * d + 0.5).recip() * a;
+        let w = a;
+        let mut acc = 0.0;
+        for j in (i % 3)..(n - i) {
+            acc += (x[j + i] * w).sin();
         }
+        let start = i / 2;
+        for j in 0..n - start {
+            acc += x[start + j] * w * 0.5;
+        }
+        pair1 += acc * acc;
     }
     let v2 = (((a.tanh() * 0.9).atanh().tanh() * 0.9).asin().tanh() * 0.5).cosh();
     let part3_s = &x[1..=2];
@@ -9234,10 +9306,16 @@ pub fn p203(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut pair1 = 0.0;
     for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair1 += (d * d + 0.5).recip() * a.clamp(-1.0, 1.0);
+        let w = a.clamp(-1.0, 1.0);
+        let mut acc = 0.0;
+        for j in (i % 3)..(n - i) {
+            acc += (x[j + i] * w).sin();
         }
+        let start = i / 2;
+        for j in 0..n - start {
+            acc += x[start + j] * w * 0.5;
+        }
+        pair1 += acc * acc;
     }
     let mut lse2 = pair1.hypot(b);
     let mut scratch3 = vec![0.0; n * 2];
@@ -9337,10 +9415,16 @@ pub fn p205(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     }
     let mut pair3 = 0.0;
     for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair3 += (d * d + 0.5).recip() * (m2 * m2 + 1.0).recip();
+        let w = (m2 * m2 + 1.0).recip();
+        let mut acc = 0.0;
+        for j in (i % 3)..(n - i) {
+            acc += (x[j + i] * w).sin();
         }
+        let start = i / 2;
+        for j in 0..n - start {
+            acc += x[start + j] * w * 0.5;
+        }
+        pair3 += acc * acc;
     }
     let v4 = (smooth(x[0].clamp(-1.0, 1.0)) * smooth(x[0].clamp(-1.0, 1.0)) + 1.0).log2();
     let mut hist5 = vec![0.0; 3 * n];
@@ -9447,10 +9531,16 @@ pub fn p207(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     }
     let mut pair3 = 0.0;
     for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair3 += (d * d + 0.5).recip() * helpers::soft(-0.50f64, 0.3);
+        let w = helpers::soft(-0.50f64, 0.3);
+        let mut acc = 0.0;
+        for j in (i % 3)..(n - i) {
+            acc += (x[j + i] * w).sin();
         }
+        let start = i / 2;
+        for j in 0..n - start {
+            acc += x[start + j] * w * 0.5;
+        }
+        pair3 += acc * acc;
     }
     let v4 = if (pair3 * pair3 + 1.0).powf(part2.tanh()) <= -0.26f64 {
         ((a * a + 1.0).cbrt().tanh() * 0.5).tan()
@@ -10208,16 +10298,16 @@ pub fn p224(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut pair1 = 0.0;
     for i in 0..n {
-        let mut p = i + 1;
-        let mut stride = 1;
-        let mut t = 0.5;
-        for j in (i + 1)..n {
-            let d = x[i] - x[p % n];
-            pair1 += (d * d + 0.5).recip() * (b * b + 1.0).cbrt() * t;
-            p += stride;
-            stride += j % 2;
-            t += 0.25;
+        let w = (b * b + 1.0).cbrt();
+        let mut acc = 0.0;
+        for j in (i % 3)..(n - i) {
+            acc += (x[j + i] * w).sin();
         }
+        let start = i / 2;
+        for j in 0..n - start {
+            acc += x[start + j] * w * 0.5;
+        }
+        pair1 += acc * acc;
     }
     let v2 = if (a / (a * a + 1.0)) > 1.80f64 {
         (a.atan() * a.atan() + 1.0).cbrt()
@@ -10486,15 +10576,9 @@ pub fn p230(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     }
     let mut pair6 = 0.0;
     for i in 0..n {
-        let mut p = i + 1;
-        let mut stride = 1;
-        let mut t = 0.5;
         for j in (i + 1)..n {
-            let d = x[i] - x[p % n];
-            pair6 += (d * d + 0.5).recip() * a * t;
-            p += stride;
-            stride += j % 2;
-            t += 0.25;
+            let d = x[i] - x[j];
+            pair6 += (d * d + 0.5).recip() * a;
         }
     }
     -0.94f64 * (a).tanh()
@@ -10848,9 +10932,15 @@ pub fn p239(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let v2 = buf1[0] * buf1[1];
     let mut pair3 = 0.0;
     for i in 0..n {
+        let mut p = i + 1;
+        let mut stride = 1;
+        let mut t = 0.5;
         for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair3 += (d * d + 0.5).recip() * v2.tanh();
+            let d = x[i] - x[p % n];
+            pair3 += (d * d + 0.5).recip() * v2.tanh() * t;
+            p += stride;
+            stride += j % 2;
+            t += 0.25;
         }
     }
     let v4 = (((((v2).tanh() - (-1.45f64).tanh().stop_gradient()).exp().ln()
@@ -11042,16 +11132,16 @@ pub fn p244(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     }
     let mut pair2 = 0.0;
     for i in 0..n {
-        let mut p = i + 1;
-        let mut stride = 1;
-        let mut t = 0.5;
-        for j in (i + 1)..n {
-            let d = x[i] - x[p % n];
-            pair2 += (d * d + 0.5).recip() * x[3] * t;
-            p += stride;
-            stride += j % 2;
-            t += 0.25;
+        let w = x[3];
+        let mut acc = 0.0;
+        for j in (i % 3)..(n - i) {
+            acc += (x[j + i] * w).sin();
         }
+        let start = i / 2;
+        for j in 0..n - start {
+            acc += x[start + j] * w * 0.5;
+        }
+        pair2 += acc * acc;
     }
     let v3 = if pair2.abs() > -0.35f64 {
         (1.42f64.cos() * 1.42f64.cos() + 1.0).log(3.0)
@@ -11232,10 +11322,16 @@ pub fn p248(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut pair1 = 0.0;
     for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair1 += (d * d + 0.5).recip() * autodiff::ops::sigmoid(1.16f64);
+        let w = autodiff::ops::sigmoid(1.16f64);
+        let mut acc = 0.0;
+        for j in (i % 3)..(n - i) {
+            acc += (x[j + i] * w).sin();
         }
+        let start = i / 2;
+        for j in 0..n - start {
+            acc += x[start + j] * w * 0.5;
+        }
+        pair1 += acc * acc;
     }
     let mut m2 = (0.08f64.tanh() * 0.9).acos();
     if (b * b + 1.0).recip() > -1.19f64 {
@@ -11570,9 +11666,16 @@ pub fn p254(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     }
     let mut pair4 = 0.0;
     for i in 0..n {
+        let mut p = i + 1;
+        let mut stride = 1;
+        let mut t = 0.5;
         for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair4 += (d * d + 0.5).recip() * (((-0.22f64).tanh() * 3.0).signum() * 0.25 + 1.91f64);
+            let d = x[i] - x[p % n];
+            pair4 +=
+                (d * d + 0.5).recip() * (((-0.22f64).tanh() * 3.0).signum() * 0.25 + 1.91f64) * t;
+            p += stride;
+            stride += j % 2;
+            t += 0.25;
         }
     }
     1.50f64 * (a).tanh()
@@ -11589,16 +11692,16 @@ pub fn p255(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut pair1 = 0.0;
     for i in 0..n {
-        let mut p = i + 1;
-        let mut stride = 1;
-        let mut t = 0.5;
-        for j in (i + 1)..n {
-            let d = x[i] - x[p % n];
-            pair1 += (d * d + 0.5).recip() * b.atan2(1.79f64 * 1.79f64 + 0.5) * t;
-            p += stride;
-            stride += j % 2;
-            t += 0.25;
+        let w = b.atan2(1.79f64 * 1.79f64 + 0.5);
+        let mut acc = 0.0;
+        for j in (i % 3)..(n - i) {
+            acc += (x[j + i] * w).sin();
         }
+        let start = i / 2;
+        for j in 0..n - start {
+            acc += x[start + j] * w * 0.5;
+        }
+        pair1 += acc * acc;
     }
     let mut m2 = (b * b + 1.0).recip();
     if autodiff::ops::softplus(b) <= 0.36f64 {
@@ -12038,16 +12141,16 @@ pub fn p266(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut pair1 = 0.0;
     for i in 0..n {
-        let mut p = i + 1;
-        let mut stride = 1;
-        let mut t = 0.5;
-        for j in (i + 1)..n {
-            let d = x[i] - x[p % n];
-            pair1 += (d * d + 0.5).recip() * x[2].mul_add(b, -1.51f64) * t;
-            p += stride;
-            stride += j % 2;
-            t += 0.25;
+        let w = x[2].mul_add(b, -1.51f64);
+        let mut acc = 0.0;
+        for j in (i % 3)..(n - i) {
+            acc += (x[j + i] * w).sin();
         }
+        let start = i / 2;
+        for j in 0..n - start {
+            acc += x[start + j] * w * 0.5;
+        }
+        pair1 += acc * acc;
     }
     let mut acc2 = x[3];
     for i in 0..n {
@@ -12175,16 +12278,16 @@ pub fn p269(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     };
     let mut pair5 = 0.0;
     for i in 0..n {
-        let mut p = i + 1;
-        let mut stride = 1;
-        let mut t = 0.5;
-        for j in (i + 1)..n {
-            let d = x[i] - x[p % n];
-            pair5 += (d * d + 0.5).recip() * (a.tanh() * 0.9).atanh() * t;
-            p += stride;
-            stride += j % 2;
-            t += 0.25;
+        let w = (a.tanh() * 0.9).atanh();
+        let mut acc = 0.0;
+        for j in (i % 3)..(n - i) {
+            acc += (x[j + i] * w).sin();
         }
+        let start = i / 2;
+        for j in 0..n - start {
+            acc += x[start + j] * w * 0.5;
+        }
+        pair5 += acc * acc;
     }
     let arr6 = (m * b.tanh() + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
     -1.02f64 * (a).tanh()
@@ -13076,15 +13179,9 @@ pub fn p288(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let v4 = (smooth(v3).tanh() * 0.9).acos().abs();
     let mut pair5 = 0.0;
     for i in 0..n {
-        let mut p = i + 1;
-        let mut stride = 1;
-        let mut t = 0.5;
         for j in (i + 1)..n {
-            let d = x[i] - x[p % n];
-            pair5 += (d * d + 0.5).recip() * 1.07f64 * t;
-            p += stride;
-            stride += j % 2;
-            t += 0.25;
+            let d = x[i] - x[j];
+            pair5 += (d * d + 0.5).recip() * 1.07f64;
         }
     }
     -1.33f64 * (a).tanh()
@@ -13151,10 +13248,16 @@ pub fn p290(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut pair1 = 0.0;
     for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair1 += (d * d + 0.5).recip() * f64::sin(1.19f64);
+        let w = f64::sin(1.19f64);
+        let mut acc = 0.0;
+        for j in (i % 3)..(n - i) {
+            acc += (x[j + i] * w).sin();
         }
+        let start = i / 2;
+        for j in 0..n - start {
+            acc += x[start + j] * w * 0.5;
+        }
+        pair1 += acc * acc;
     }
     let mut m2 = (b * b + 1.5).acosh();
     if (a * a + 1.0).log(3.0) <= 1.01f64 {
@@ -13185,10 +13288,16 @@ pub fn p291(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     }
     let mut pair2 = 0.0;
     for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair2 += (d * d + 0.5).recip() * (((b).tanh() * 3.0).round() * 0.25 + 1.09f64);
+        let w = (((b).tanh() * 3.0).round() * 0.25 + 1.09f64);
+        let mut acc = 0.0;
+        for j in (i % 3)..(n - i) {
+            acc += (x[j + i] * w).sin();
         }
+        let start = i / 2;
+        for j in 0..n - start {
+            acc += x[start + j] * w * 0.5;
+        }
+        pair2 += acc * acc;
     }
     let arr3 = {
         let mut acc = 0.0;
@@ -13456,15 +13565,9 @@ pub fn p298(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut pair1 = 0.0;
     for i in 0..n {
-        let mut p = i + 1;
-        let mut stride = 1;
-        let mut t = 0.5;
         for j in (i + 1)..n {
-            let d = x[i] - x[p % n];
-            pair1 += (d * d + 0.5).recip() * -1.63f64.atan2(1.87f64 * 1.87f64 + 0.5) * t;
-            p += stride;
-            stride += j % 2;
-            t += 0.25;
+            let d = x[i] - x[j];
+            pair1 += (d * d + 0.5).recip() * -1.63f64.atan2(1.87f64 * 1.87f64 + 0.5);
         }
     }
     let v2 = f64::sin(
@@ -13782,9 +13885,15 @@ mod twin {
         };
         let mut pair7 = c(0.0);
         for i in 0..n {
+            let mut p = i + 1;
+            let mut stride = 1;
+            let mut t = c(0.5);
             for j in (i + 1)..n {
-                let d = x[i] - x[j];
-                pair7 += (d * d + c(0.5)).recip() * -c(1.15);
+                let d = x[i] - x[p % n];
+                pair7 += (d * d + c(0.5)).recip() * -c(1.15) * t;
+                p += stride;
+                stride += j % 2;
+                t += c(0.25);
             }
         }
         let v8 = if helpers::soft(lse1, c(0.3)) <= c(0.46) {
@@ -14062,10 +14171,16 @@ mod twin {
         .ln();
         let mut pair7 = c(0.0);
         for i in 0..n {
-            for j in (i + 1)..n {
-                let d = x[i] - x[j];
-                pair7 += (d * d + c(0.5)).recip() * x[3];
+            let w = x[3];
+            let mut acc = c(0.0);
+            for j in (i % 3)..(n - i) {
+                acc += (x[j + i] * w).sin();
             }
+            let start = i / 2;
+            for j in 0..n - start {
+                acc += x[start + j] * w * c(0.5);
+            }
+            pair7 += acc * acc;
         }
         let mut acc: D = c(0.80) * (a).tanh()
             + c(0.60) * (b).tanh()
@@ -14256,15 +14371,9 @@ mod twin {
         let n = x.len();
         let mut pair1 = c(0.0);
         for i in 0..n {
-            let mut p = i + 1;
-            let mut stride = 1;
-            let mut t = c(0.5);
             for j in (i + 1)..n {
-                let d = x[i] - x[p % n];
-                pair1 += (d * d + c(0.5)).recip() * (b * b + c(1.0)).powd(b.tanh()) * t;
-                p += stride;
-                stride += j % 2;
-                t += c(0.25);
+                let d = x[i] - x[j];
+                pair1 += (d * d + c(0.5)).recip() * (b * b + c(1.0)).powd(b.tanh());
             }
         }
         let arr2 = (&m.slice(autodiff::ndarray::s![.., 1..]) * pair1.clamp(-c(1.0), c(1.0))
@@ -14503,9 +14612,15 @@ mod twin {
         let n = x.len();
         let mut pair1 = c(0.0);
         for i in 0..n {
+            let mut p = i + 1;
+            let mut stride = 1;
+            let mut t = c(0.5);
             for j in (i + 1)..n {
-                let d = x[i] - x[j];
-                pair1 += (d * d + c(0.5)).recip() * a.cos();
+                let d = x[i] - x[p % n];
+                pair1 += (d * d + c(0.5)).recip() * a.cos() * t;
+                p += stride;
+                stride += j % 2;
+                t += c(0.25);
             }
         }
         let v2 = if pair1.atan2(pair1 * pair1 + c(0.5)) <= c(1.86) {
@@ -14706,17 +14821,29 @@ mod twin {
         }
         let mut pair5 = c(0.0);
         for i in 0..n {
+            let mut p = i + 1;
+            let mut stride = 1;
+            let mut t = c(0.5);
             for j in (i + 1)..n {
-                let d = x[i] - x[j];
-                pair5 += (d * d + c(0.5)).recip() * (-(a));
+                let d = x[i] - x[p % n];
+                pair5 += (d * d + c(0.5)).recip() * (-(a)) * t;
+                p += stride;
+                stride += j % 2;
+                t += c(0.25);
             }
         }
         let v6 = b.min(c(0.79)).tanh().exp().min(rot4);
         let mut pair7 = c(0.0);
         for i in 0..n {
+            let mut p = i + 1;
+            let mut stride = 1;
+            let mut t = c(0.5);
             for j in (i + 1)..n {
-                let d = x[i] - x[j];
-                pair7 += (d * d + c(0.5)).recip() * sin(x[2]);
+                let d = x[i] - x[p % n];
+                pair7 += (d * d + c(0.5)).recip() * sin(x[2]) * t;
+                p += stride;
+                stride += j % 2;
+                t += c(0.25);
             }
         }
         let mut acc: D = c(1.22) * (a).tanh()
@@ -14810,9 +14937,15 @@ mod twin {
         let v3 = hist1[1] * hist1[2 * n] + hist1[3 * n - 1] + st2;
         let mut pair4 = c(0.0);
         for i in 0..n {
+            let mut p = i + 1;
+            let mut stride = 1;
+            let mut t = c(0.5);
             for j in (i + 1)..n {
-                let d = x[i] - x[j];
-                pair4 += (d * d + c(0.5)).recip() * (x[i] + b);
+                let d = x[i] - x[p % n];
+                pair4 += (d * d + c(0.5)).recip() * (x[i] + b) * t;
+                p += stride;
+                stride += j % 2;
+                t += c(0.25);
             }
         }
         let mut hist5 = vec![c(0.0); 3 * n];
@@ -15119,10 +15252,16 @@ mod twin {
         }
         let mut pair4 = c(0.0);
         for i in 0..n {
-            for j in (i + 1)..n {
-                let d = x[i] - x[j];
-                pair4 += (d * d + c(0.5)).recip() * (-(v2));
+            let w = (-(v2));
+            let mut acc = c(0.0);
+            for j in (i % 3)..(n - i) {
+                acc += (x[j + i] * w).sin();
             }
+            let start = i / 2;
+            for j in 0..n - start {
+                acc += x[start + j] * w * c(0.5);
+            }
+            pair4 += acc * acc;
         }
         let v5 = if (pair4 * m3) > -c(0.09) {
             (((c(0.20)).tanh() * c(3.0)).trunc() * c(0.25) + b).atan()
@@ -15189,10 +15328,16 @@ mod twin {
         }
         let mut pair2 = c(0.0);
         for i in 0..n {
-            for j in (i + 1)..n {
-                let d = x[i] - x[j];
-                pair2 += (d * d + c(0.5)).recip() * x[2];
+            let w = x[2];
+            let mut acc = c(0.0);
+            for j in (i % 3)..(n - i) {
+                acc += (x[j + i] * w).sin();
             }
+            let start = i / 2;
+            for j in 0..n - start {
+                acc += x[start + j] * w * c(0.5);
+            }
+            pair2 += acc * acc;
         }
         -c(1.76) * (a).tanh()
             + -c(1.27) * (b).tanh()
@@ -15558,15 +15703,9 @@ mod twin {
         }
         let mut pair2 = c(0.0);
         for i in 0..n {
-            let mut p = i + 1;
-            let mut stride = 1;
-            let mut t = c(0.5);
             for j in (i + 1)..n {
-                let d = x[i] - x[p % n];
-                pair2 += (d * d + c(0.5)).recip() * ops::sigmoid(-c(0.41)) * t;
-                p += stride;
-                stride += j % 2;
-                t += c(0.25);
+                let d = x[i] - x[j];
+                pair2 += (d * d + c(0.5)).recip() * ops::sigmoid(-c(0.41));
             }
         }
         let mut acc: D = -c(1.74) * (a).tanh()
@@ -15778,17 +15917,10 @@ mod twin {
                 + (a).tanh().stop_gradient()));
         let mut pair4 = c(0.0);
         for i in 0..n {
-            let mut p = i + 1;
-            let mut stride = 1;
-            let mut t = c(0.5);
             for j in (i + 1)..n {
-                let d = x[i] - x[p % n];
-                pair4 += (d * d + c(0.5)).recip()
-                    * (((x[i]).tanh() * c(3.0)).round() * c(0.25) + lse1)
-                    * t;
-                p += stride;
-                stride += j % 2;
-                t += c(0.25);
+                let d = x[i] - x[j];
+                pair4 +=
+                    (d * d + c(0.5)).recip() * (((x[i]).tanh() * c(3.0)).round() * c(0.25) + lse1);
             }
         }
         let v5 = if (x[3].tanh() * c(0.9)).acos() >= c(1.50) {
@@ -15949,16 +16081,16 @@ mod twin {
         }
         let mut pair5 = c(0.0);
         for i in 0..n {
-            let mut p = i + 1;
-            let mut stride = 1;
-            let mut t = c(0.5);
-            for j in (i + 1)..n {
-                let d = x[i] - x[p % n];
-                pair5 += (d * d + c(0.5)).recip() * (b.tanh() * c(0.9)).atanh() * t;
-                p += stride;
-                stride += j % 2;
-                t += c(0.25);
+            let w = (b.tanh() * c(0.9)).atanh();
+            let mut acc = c(0.0);
+            for j in (i % 3)..(n - i) {
+                acc += (x[j + i] * w).sin();
             }
+            let start = i / 2;
+            for j in 0..n - start {
+                acc += x[start + j] * w * c(0.5);
+            }
+            pair5 += acc * acc;
         }
         let mut m6 = ops::sigmoid(-c(0.09));
         if x[2] >= -c(0.46) {
@@ -15981,9 +16113,15 @@ mod twin {
         let n = x.len();
         let mut pair1 = c(0.0);
         for i in 0..n {
+            let mut p = i + 1;
+            let mut stride = 1;
+            let mut t = c(0.5);
             for j in (i + 1)..n {
-                let d = x[i] - x[j];
-                pair1 += (d * d + c(0.5)).recip() * (x[i] * x[i] + c(1.0)).ln();
+                let d = x[i] - x[p % n];
+                pair1 += (d * d + c(0.5)).recip() * (x[i] * x[i] + c(1.0)).ln() * t;
+                p += stride;
+                stride += j % 2;
+                t += c(0.25);
             }
         }
         let v2 = (helpers::soft(c(0.39), c(0.3)) * (b.cos().tanh() * c(0.9)).atanh());
@@ -16084,10 +16222,16 @@ mod twin {
         let n = x.len();
         let mut pair1 = c(0.0);
         for i in 0..n {
-            for j in (i + 1)..n {
-                let d = x[i] - x[j];
-                pair1 += (d * d + c(0.5)).recip() * (b * x[2]);
+            let w = (b * x[2]);
+            let mut acc = c(0.0);
+            for j in (i % 3)..(n - i) {
+                acc += (x[j + i] * w).sin();
             }
+            let start = i / 2;
+            for j in 0..n - start {
+                acc += x[start + j] * w * c(0.5);
+            }
+            pair1 += acc * acc;
         }
         let mut acc2 = (a * a + c(1.0)).recip();
         for i in 0..n {
@@ -16385,10 +16529,16 @@ mod twin {
             .exp_m1();
         let mut pair3 = c(0.0);
         for i in 0..n {
-            for j in (i + 1)..n {
-                let d = x[i] - x[j];
-                pair3 += (d * d + c(0.5)).recip() * (x[2] * x[2] + c(0.5)).sqrt();
+            let w = (x[2] * x[2] + c(0.5)).sqrt();
+            let mut acc = c(0.0);
+            for j in (i % 3)..(n - i) {
+                acc += (x[j + i] * w).sin();
             }
+            let start = i / 2;
+            for j in 0..n - start {
+                acc += x[start + j] * w * c(0.5);
+            }
+            pair3 += acc * acc;
         }
         let mut acc4 = v2.asinh();
         for i in 0..n {
@@ -16607,10 +16757,16 @@ mod twin {
         }
         let mut pair2 = c(0.0);
         for i in 0..n {
-            for j in (i + 1)..n {
-                let d = x[i] - x[j];
-                pair2 += (d * d + c(0.5)).recip() * (-c(1.77) * -c(1.77)).ln_1p();
+            let w = (-c(1.77) * -c(1.77)).ln_1p();
+            let mut acc = c(0.0);
+            for j in (i % 3)..(n - i) {
+                acc += (x[j + i] * w).sin();
             }
+            let start = i / 2;
+            for j in 0..n - start {
+                acc += x[start + j] * w * c(0.5);
+            }
+            pair2 += acc * acc;
         }
         let mut perm3 = vec![0usize; n];
         for i in 0..n {
@@ -16838,15 +16994,9 @@ mod twin {
         }
         let mut pair6 = c(0.0);
         for i in 0..n {
-            let mut p = i + 1;
-            let mut stride = 1;
-            let mut t = c(0.5);
             for j in (i + 1)..n {
-                let d = x[i] - x[p % n];
-                pair6 += (d * d + c(0.5)).recip() * v2.hypot(x[1]) * t;
-                p += stride;
-                stride += j % 2;
-                t += c(0.25);
+                let d = x[i] - x[j];
+                pair6 += (d * d + c(0.5)).recip() * v2.hypot(x[1]);
             }
         }
         c(1.93) * (a).tanh()
@@ -17493,15 +17643,9 @@ mod twin {
         };
         let mut pair4 = c(0.0);
         for i in 0..n {
-            let mut p = i + 1;
-            let mut stride = 1;
-            let mut t = c(0.5);
             for j in (i + 1)..n {
-                let d = x[i] - x[p % n];
-                pair4 += (d * d + c(0.5)).recip() * part2 * t;
-                p += stride;
-                stride += j % 2;
-                t += c(0.25);
+                let d = x[i] - x[j];
+                pair4 += (d * d + c(0.5)).recip() * part2;
             }
         }
         let mut acc5 = v3;
@@ -17553,10 +17697,16 @@ mod twin {
         }
         let mut pair3 = c(0.0);
         for i in 0..n {
-            for j in (i + 1)..n {
-                let d = x[i] - x[j];
-                pair3 += (d * d + c(0.5)).recip() * (m2.tanh() * c(0.5)).sinh();
+            let w = (m2.tanh() * c(0.5)).sinh();
+            let mut acc = c(0.0);
+            for j in (i % 3)..(n - i) {
+                acc += (x[j + i] * w).sin();
             }
+            let start = i / 2;
+            for j in 0..n - start {
+                acc += x[start + j] * w * c(0.5);
+            }
+            pair3 += acc * acc;
         }
         let mut w4 = (c(0.21).min(x[2]) * (a * a + c(1.0)).recip()).tanh() + c(3.0);
         let mut steps = 0;
@@ -17683,9 +17833,15 @@ mod twin {
         }
         let mut pair4 = c(0.0);
         for i in 0..n {
+            let mut p = i + 1;
+            let mut stride = 1;
+            let mut t = c(0.5);
             for j in (i + 1)..n {
-                let d = x[i] - x[j];
-                pair4 += (d * d + c(0.5)).recip() * b;
+                let d = x[i] - x[p % n];
+                pair4 += (d * d + c(0.5)).recip() * b * t;
+                p += stride;
+                stride += j % 2;
+                t += c(0.25);
             }
         }
         let mut acc5 = v2.tanh().exp2();
@@ -17697,10 +17853,16 @@ mod twin {
         }
         let mut pair6 = c(0.0);
         for i in 0..n {
-            for j in (i + 1)..n {
-                let d = x[i] - x[j];
-                pair6 += (d * d + c(0.5)).recip() * (pair4 * pair4 + c(1.0)).log10();
+            let w = (pair4 * pair4 + c(1.0)).log10();
+            let mut acc = c(0.0);
+            for j in (i % 3)..(n - i) {
+                acc += (x[j + i] * w).sin();
             }
+            let start = i / 2;
+            for j in 0..n - start {
+                acc += x[start + j] * w * c(0.5);
+            }
+            pair6 += acc * acc;
         }
         c(0.95) * (a).tanh()
             + c(0.74) * (b).tanh()
@@ -17785,10 +17947,16 @@ mod twin {
         }
         let mut pair5 = c(0.0);
         for i in 0..n {
-            for j in (i + 1)..n {
-                let d = x[i] - x[j];
-                pair5 += (d * d + c(0.5)).recip() * (a * c(0.5));
+            let w = (a * c(0.5));
+            let mut acc = c(0.0);
+            for j in (i % 3)..(n - i) {
+                acc += (x[j + i] * w).sin();
             }
+            let start = i / 2;
+            for j in 0..n - start {
+                acc += x[start + j] * w * c(0.5);
+            }
+            pair5 += acc * acc;
         }
         let mut acc: D = -c(1.07) * (a).tanh()
             + -c(1.65) * (b).tanh()
@@ -17898,15 +18066,9 @@ mod twin {
         let n = x.len();
         let mut pair1 = c(0.0);
         for i in 0..n {
-            let mut p = i + 1;
-            let mut stride = 1;
-            let mut t = c(0.5);
             for j in (i + 1)..n {
-                let d = x[i] - x[p % n];
-                pair1 += (d * d + c(0.5)).recip() * -c(0.49) * t;
-                p += stride;
-                stride += j % 2;
-                t += c(0.25);
+                let d = x[i] - x[j];
+                pair1 += (d * d + c(0.5)).recip() * -c(0.49);
             }
         }
         let mut acc2 = c(1.80);
@@ -17918,15 +18080,9 @@ mod twin {
         }
         let mut pair3 = c(0.0);
         for i in 0..n {
-            let mut p = i + 1;
-            let mut stride = 1;
-            let mut t = c(0.5);
             for j in (i + 1)..n {
-                let d = x[i] - x[p % n];
-                pair3 += (d * d + c(0.5)).recip() * -c(0.81) * t;
-                p += stride;
-                stride += j % 2;
-                t += c(0.25);
+                let d = x[i] - x[j];
+                pair3 += (d * d + c(0.5)).recip() * -c(0.81);
             }
         }
         -c(1.78) * (a).tanh()
@@ -17967,16 +18123,16 @@ mod twin {
             + (-c(0.76).tanh() * c(0.5)).sinh().tanh().exp());
         let mut pair3 = c(0.0);
         for i in 0..n {
-            let mut p = i + 1;
-            let mut stride = 1;
-            let mut t = c(0.5);
-            for j in (i + 1)..n {
-                let d = x[i] - x[p % n];
-                pair3 += (d * d + c(0.5)).recip() * (v1 * v1 + c(1.0)).log10() * t;
-                p += stride;
-                stride += j % 2;
-                t += c(0.25);
+            let w = (v1 * v1 + c(1.0)).log10();
+            let mut acc = c(0.0);
+            for j in (i % 3)..(n - i) {
+                acc += (x[j + i] * w).sin();
             }
+            let start = i / 2;
+            for j in 0..n - start {
+                acc += x[start + j] * w * c(0.5);
+            }
+            pair3 += acc * acc;
         }
         let v4 = (b * b).ln_1p();
         c(1.51) * (a).tanh()
@@ -18067,10 +18223,16 @@ mod twin {
         let n = x.len();
         let mut pair1 = c(0.0);
         for i in 0..n {
-            for j in (i + 1)..n {
-                let d = x[i] - x[j];
-                pair1 += (d * d + c(0.5)).recip() * (a * a + c(1.0)).log(3.0);
+            let w = (a * a + c(1.0)).log(3.0);
+            let mut acc = c(0.0);
+            for j in (i % 3)..(n - i) {
+                acc += (x[j + i] * w).sin();
             }
+            let start = i / 2;
+            for j in 0..n - start {
+                acc += x[start + j] * w * c(0.5);
+            }
+            pair1 += acc * acc;
         }
         let v2 = ((((x[3].tanh() * c(0.5)).cosh()).tanh()
             - ((b.mul_add(b, pair1).tanh() * c(0.9)).asin())
@@ -18234,15 +18396,9 @@ mod twin {
         .ln();
         let mut pair6 = c(0.0);
         for i in 0..n {
-            let mut p = i + 1;
-            let mut stride = 1;
-            let mut t = c(0.5);
             for j in (i + 1)..n {
-                let d = x[i] - x[p % n];
-                pair6 += (d * d + c(0.5)).recip() * (lse2 * lse2 + c(1.0)).recip() * t;
-                p += stride;
-                stride += j % 2;
-                t += c(0.25);
+                let d = x[i] - x[j];
+                pair6 += (d * d + c(0.5)).recip() * (lse2 * lse2 + c(1.0)).recip();
             }
         }
         c(1.64) * (a).tanh()
@@ -18276,10 +18432,16 @@ mod twin {
         }
         let mut pair3 = c(0.0);
         for i in 0..n {
-            for j in (i + 1)..n {
-                let d = x[i] - x[j];
-                pair3 += (d * d + c(0.5)).recip() * (lse1 * lse1 + c(1.0)).ln();
+            let w = (lse1 * lse1 + c(1.0)).ln();
+            let mut acc = c(0.0);
+            for j in (i % 3)..(n - i) {
+                acc += (x[j + i] * w).sin();
             }
+            let start = i / 2;
+            for j in 0..n - start {
+                acc += x[start + j] * w * c(0.5);
+            }
+            pair3 += acc * acc;
         }
         let mut pair4 = c(0.0);
         for i in 0..n {
@@ -18702,10 +18864,16 @@ mod twin {
         let n = x.len();
         let mut pair1 = c(0.0);
         for i in 0..n {
-            for j in (i + 1)..n {
-                let d = x[i] - x[j];
-                pair1 += (d * d + c(0.5)).recip() * a.atan2(a * a + c(0.5));
+            let w = a.atan2(a * a + c(0.5));
+            let mut acc = c(0.0);
+            for j in (i % 3)..(n - i) {
+                acc += (x[j + i] * w).sin();
             }
+            let start = i / 2;
+            for j in 0..n - start {
+                acc += x[start + j] * w * c(0.5);
+            }
+            pair1 += acc * acc;
         }
         let v2 = (a * a + c(1.0)).log10();
         let mut acc3 = (pair1 * x[3]);
@@ -18813,15 +18981,9 @@ mod twin {
         let arr1 = (m * (a * x[0]) + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
         let mut pair2 = c(0.0);
         for i in 0..n {
-            let mut p = i + 1;
-            let mut stride = 1;
-            let mut t = c(0.5);
             for j in (i + 1)..n {
-                let d = x[i] - x[p % n];
-                pair2 += (d * d + c(0.5)).recip() * (a.tanh() * c(0.5)).tan() * t;
-                p += stride;
-                stride += j % 2;
-                t += c(0.25);
+                let d = x[i] - x[j];
+                pair2 += (d * d + c(0.5)).recip() * (a.tanh() * c(0.5)).tan();
             }
         }
         let mut hist3 = vec![c(0.0); 3 * n];
@@ -19069,10 +19231,16 @@ mod twin {
         let v5 = x[3];
         let mut pair6 = c(0.0);
         for i in 0..n {
-            for j in (i + 1)..n {
-                let d = x[i] - x[j];
-                pair6 += (d * d + c(0.5)).recip() * w1;
+            let w = w1;
+            let mut acc = c(0.0);
+            for j in (i % 3)..(n - i) {
+                acc += (x[j + i] * w).sin();
             }
+            let start = i / 2;
+            for j in 0..n - start {
+                acc += x[start + j] * w * c(0.5);
+            }
+            pair6 += acc * acc;
         }
         c(0.79) * (a).tanh()
             + c(0.53) * (b).tanh()
@@ -19111,15 +19279,9 @@ mod twin {
         }
         let mut pair4 = c(0.0);
         for i in 0..n {
-            let mut p = i + 1;
-            let mut stride = 1;
-            let mut t = c(0.5);
             for j in (i + 1)..n {
-                let d = x[i] - x[p % n];
-                pair4 += (d * d + c(0.5)).recip() * v1.tanh() * t;
-                p += stride;
-                stride += j % 2;
-                t += c(0.25);
+                let d = x[i] - x[j];
+                pair4 += (d * d + c(0.5)).recip() * v1.tanh();
             }
         }
         let mut lse5 = x[1];
@@ -19284,10 +19446,16 @@ mod twin {
         }
         let mut pair6 = c(0.0);
         for i in 0..n {
-            for j in (i + 1)..n {
-                let d = x[i] - x[j];
-                pair6 += (d * d + c(0.5)).recip() * (acc5 * acc5 + c(1.0)).recip();
+            let w = (acc5 * acc5 + c(1.0)).recip();
+            let mut acc = c(0.0);
+            for j in (i % 3)..(n - i) {
+                acc += (x[j + i] * w).sin();
             }
+            let start = i / 2;
+            for j in 0..n - start {
+                acc += x[start + j] * w * c(0.5);
+            }
+            pair6 += acc * acc;
         }
         -c(1.96) * (a).tanh()
             + c(1.04) * (b).tanh()
@@ -19414,9 +19582,15 @@ mod twin {
         };
         let mut pair2 = c(0.0);
         for i in 0..n {
+            let mut p = i + 1;
+            let mut stride = 1;
+            let mut t = c(0.5);
             for j in (i + 1)..n {
-                let d = x[i] - x[j];
-                pair2 += (d * d + c(0.5)).recip() * a.tanh().exp2();
+                let d = x[i] - x[p % n];
+                pair2 += (d * d + c(0.5)).recip() * a.tanh().exp2() * t;
+                p += stride;
+                stride += j % 2;
+                t += c(0.25);
             }
         }
         let mut m3 = c(0.11).mul_add(b, pair2);
@@ -19674,15 +19848,9 @@ mod twin {
         }
         let mut pair6 = c(0.0);
         for i in 0..n {
-            let mut p = i + 1;
-            let mut stride = 1;
-            let mut t = c(0.5);
             for j in (i + 1)..n {
-                let d = x[i] - x[p % n];
-                pair6 += (d * d + c(0.5)).recip() * x[(i + 1) % n].atan() * t;
-                p += stride;
-                stride += j % 2;
-                t += c(0.25);
+                let d = x[i] - x[j];
+                pair6 += (d * d + c(0.5)).recip() * x[(i + 1) % n].atan();
             }
         }
         -c(0.58) * (a).tanh()
@@ -19715,22 +19883,28 @@ mod twin {
         }
         let mut pair3 = c(0.0);
         for i in 0..n {
+            let w = (b / (b * b + c(1.0)));
+            let mut acc = c(0.0);
+            for j in (i % 3)..(n - i) {
+                acc += (x[j + i] * w).sin();
+            }
+            let start = i / 2;
+            for j in 0..n - start {
+                acc += x[start + j] * w * c(0.5);
+            }
+            pair3 += acc * acc;
+        }
+        let mut pair4 = c(0.0);
+        for i in 0..n {
             let mut p = i + 1;
             let mut stride = 1;
             let mut t = c(0.5);
             for j in (i + 1)..n {
                 let d = x[i] - x[p % n];
-                pair3 += (d * d + c(0.5)).recip() * (b / (b * b + c(1.0))) * t;
+                pair4 += (d * d + c(0.5)).recip() * c(0.38).tanh() * t;
                 p += stride;
                 stride += j % 2;
                 t += c(0.25);
-            }
-        }
-        let mut pair4 = c(0.0);
-        for i in 0..n {
-            for j in (i + 1)..n {
-                let d = x[i] - x[j];
-                pair4 += (d * d + c(0.5)).recip() * c(0.38).tanh();
             }
         }
         -c(1.16) * (a).tanh()
@@ -19824,10 +19998,17 @@ mod twin {
         }
         let mut pair2 = c(0.0);
         for i in 0..n {
+            let mut p = i + 1;
+            let mut stride = 1;
+            let mut t = c(0.5);
             for j in (i + 1)..n {
-                let d = x[i] - x[j];
-                pair2 +=
-                    (d * d + c(0.5)).recip() * (((b).tanh() * c(3.0)).round() * c(0.25) + pair1);
+                let d = x[i] - x[p % n];
+                pair2 += (d * d + c(0.5)).recip()
+                    * (((b).tanh() * c(3.0)).round() * c(0.25) + pair1)
+                    * t;
+                p += stride;
+                stride += j % 2;
+                t += c(0.25);
             }
         }
         let mut acc3 = b.tanh();
@@ -20224,10 +20405,16 @@ mod twin {
         }
         let mut pair6 = c(0.0);
         for i in 0..n {
-            for j in (i + 1)..n {
-                let d = x[i] - x[j];
-                pair6 += (d * d + c(0.5)).recip() * -c(1.81).atan2(v1 * v1 + c(0.5));
+            let w = -c(1.81).atan2(v1 * v1 + c(0.5));
+            let mut acc = c(0.0);
+            for j in (i % 3)..(n - i) {
+                acc += (x[j + i] * w).sin();
             }
+            let start = i / 2;
+            for j in 0..n - start {
+                acc += x[start + j] * w * c(0.5);
+            }
+            pair6 += acc * acc;
         }
         -c(0.31) * (a).tanh()
             + -c(1.71) * (b).tanh()
@@ -20305,15 +20492,9 @@ mod twin {
         };
         let mut pair6 = c(0.0);
         for i in 0..n {
-            let mut p = i + 1;
-            let mut stride = 1;
-            let mut t = c(0.5);
             for j in (i + 1)..n {
-                let d = x[i] - x[p % n];
-                pair6 += (d * d + c(0.5)).recip() * x[(i + 3) % n].clamp(-c(1.0), c(1.0)) * t;
-                p += stride;
-                stride += j % 2;
-                t += c(0.25);
+                let d = x[i] - x[j];
+                pair6 += (d * d + c(0.5)).recip() * x[(i + 3) % n].clamp(-c(1.0), c(1.0));
             }
         }
         let part7_s = &x[1..];
@@ -20462,15 +20643,9 @@ mod twin {
         let n = x.len();
         let mut pair1 = c(0.0);
         for i in 0..n {
-            let mut p = i + 1;
-            let mut stride = 1;
-            let mut t = c(0.5);
             for j in (i + 1)..n {
-                let d = x[i] - x[p % n];
-                pair1 += (d * d + c(0.5)).recip() * c(1.79).mul_add(-c(1.60), b) * t;
-                p += stride;
-                stride += j % 2;
-                t += c(0.25);
+                let d = x[i] - x[j];
+                pair1 += (d * d + c(0.5)).recip() * c(1.79).mul_add(-c(1.60), b);
             }
         }
         let mut acc2 = (b.tanh() * c(0.5)).tan();
@@ -20783,29 +20958,23 @@ mod twin {
         let n = x.len();
         let mut pair1 = c(0.0);
         for i in 0..n {
-            let mut p = i + 1;
-            let mut stride = 1;
-            let mut t = c(0.5);
             for j in (i + 1)..n {
-                let d = x[i] - x[p % n];
-                pair1 += (d * d + c(0.5)).recip() * helpers::soft(a, c(0.3)) * t;
-                p += stride;
-                stride += j % 2;
-                t += c(0.25);
+                let d = x[i] - x[j];
+                pair1 += (d * d + c(0.5)).recip() * helpers::soft(a, c(0.3));
             }
         }
         let mut pair2 = c(0.0);
         for i in 0..n {
-            let mut p = i + 1;
-            let mut stride = 1;
-            let mut t = c(0.5);
-            for j in (i + 1)..n {
-                let d = x[i] - x[p % n];
-                pair2 += (d * d + c(0.5)).recip() * helpers::soft(b, c(0.3)) * t;
-                p += stride;
-                stride += j % 2;
-                t += c(0.25);
+            let w = helpers::soft(b, c(0.3));
+            let mut acc = c(0.0);
+            for j in (i % 3)..(n - i) {
+                acc += (x[j + i] * w).sin();
             }
+            let start = i / 2;
+            for j in 0..n - start {
+                acc += x[start + j] * w * c(0.5);
+            }
+            pair2 += acc * acc;
         }
         let v3 = -c(1.44);
         let mut perm4 = vec![0usize; n];
@@ -20906,9 +21075,15 @@ mod twin {
         }
         let mut pair2 = c(0.0);
         for i in 0..n {
+            let mut p = i + 1;
+            let mut stride = 1;
+            let mut t = c(0.5);
             for j in (i + 1)..n {
-                let d = x[i] - x[j];
-                pair2 += (d * d + c(0.5)).recip() * -c(0.18);
+                let d = x[i] - x[p % n];
+                pair2 += (d * d + c(0.5)).recip() * -c(0.18) * t;
+                p += stride;
+                stride += j % 2;
+                t += c(0.25);
             }
         }
         let mut perm3 = vec![0usize; n];
@@ -21303,16 +21478,16 @@ mod twin {
         }
         let mut pair4 = c(0.0);
         for i in 0..n {
-            let mut p = i + 1;
-            let mut stride = 1;
-            let mut t = c(0.5);
-            for j in (i + 1)..n {
-                let d = x[i] - x[p % n];
-                pair4 += (d * d + c(0.5)).recip() * b * t;
-                p += stride;
-                stride += j % 2;
-                t += c(0.25);
+            let w = b;
+            let mut acc = c(0.0);
+            for j in (i % 3)..(n - i) {
+                acc += (x[j + i] * w).sin();
             }
+            let start = i / 2;
+            for j in 0..n - start {
+                acc += x[start + j] * w * c(0.5);
+            }
+            pair4 += acc * acc;
         }
         let mut acc5 = v1.sin();
         for i in 0..n {
@@ -21398,15 +21573,9 @@ mod twin {
         let n = x.len();
         let mut pair1 = c(0.0);
         for i in 0..n {
-            let mut p = i + 1;
-            let mut stride = 1;
-            let mut t = c(0.5);
             for j in (i + 1)..n {
-                let d = x[i] - x[p % n];
-                pair1 += (d * d + c(0.5)).recip() * (a.tanh() * c(0.5)).cosh() * t;
-                p += stride;
-                stride += j % 2;
-                t += c(0.25);
+                let d = x[i] - x[j];
+                pair1 += (d * d + c(0.5)).recip() * (a.tanh() * c(0.5)).cosh();
             }
         }
         let arr2 = {
@@ -21501,16 +21670,16 @@ mod twin {
         let n = x.len();
         let mut pair1 = c(0.0);
         for i in 0..n {
-            let mut p = i + 1;
-            let mut stride = 1;
-            let mut t = c(0.5);
-            for j in (i + 1)..n {
-                let d = x[i] - x[p % n];
-                pair1 += (d * d + c(0.5)).recip() * b * t;
-                p += stride;
-                stride += j % 2;
-                t += c(0.25);
+            let w = b;
+            let mut acc = c(0.0);
+            for j in (i % 3)..(n - i) {
+                acc += (x[j + i] * w).sin();
             }
+            let start = i / 2;
+            for j in 0..n - start {
+                acc += x[start + j] * w * c(0.5);
+            }
+            pair1 += acc * acc;
         }
         let mut buf2 = vec![c(0.0); n];
         for i in 0..n {
@@ -21538,9 +21707,15 @@ mod twin {
         let n = x.len();
         let mut pair1 = c(0.0);
         for i in 0..n {
+            let mut p = i + 1;
+            let mut stride = 1;
+            let mut t = c(0.5);
             for j in (i + 1)..n {
-                let d = x[i] - x[j];
-                pair1 += (d * d + c(0.5)).recip() * a.mul_add(b, a);
+                let d = x[i] - x[p % n];
+                pair1 += (d * d + c(0.5)).recip() * a.mul_add(b, a) * t;
+                p += stride;
+                stride += j % 2;
+                t += c(0.25);
             }
         }
         let arr2 = (&m.slice(autodiff::ndarray::s![.., 1..])
@@ -21669,16 +21844,16 @@ mod twin {
             ) + c(1.0)));
         let mut pair2 = c(0.0);
         for i in 0..n {
-            let mut p = i + 1;
-            let mut stride = 1;
-            let mut t = c(0.5);
-            for j in (i + 1)..n {
-                let d = x[i] - x[p % n];
-                pair2 += (d * d + c(0.5)).recip() * ops::softplus(x[0]) * t;
-                p += stride;
-                stride += j % 2;
-                t += c(0.25);
+            let w = ops::softplus(x[0]);
+            let mut acc = c(0.0);
+            for j in (i % 3)..(n - i) {
+                acc += (x[j + i] * w).sin();
             }
+            let start = i / 2;
+            for j in 0..n - start {
+                acc += x[start + j] * w * c(0.5);
+            }
+            pair2 += acc * acc;
         }
         let mut acc: D = c(0.90) * (a).tanh()
             + c(0.37) * (b).tanh()
@@ -21749,16 +21924,16 @@ mod twin {
         let n = x.len();
         let mut pair1 = c(0.0);
         for i in 0..n {
-            let mut p = i + 1;
-            let mut stride = 1;
-            let mut t = c(0.5);
-            for j in (i + 1)..n {
-                let d = x[i] - x[p % n];
-                pair1 += (d * d + c(0.5)).recip() * (a + a) * t;
-                p += stride;
-                stride += j % 2;
-                t += c(0.25);
+            let w = (a + a);
+            let mut acc = c(0.0);
+            for j in (i % 3)..(n - i) {
+                acc += (x[j + i] * w).sin();
             }
+            let start = i / 2;
+            for j in 0..n - start {
+                acc += x[start + j] * w * c(0.5);
+            }
+            pair1 += acc * acc;
         }
         let v2 = if a < -c(1.13) {
             a
@@ -21862,15 +22037,9 @@ mod twin {
         let v2 = (c(1.13).cos().tanh() * c(0.9)).acos();
         let mut pair3 = c(0.0);
         for i in 0..n {
-            let mut p = i + 1;
-            let mut stride = 1;
-            let mut t = c(0.5);
             for j in (i + 1)..n {
-                let d = x[i] - x[p % n];
-                pair3 += (d * d + c(0.5)).recip() * x[i].tanh().exp_m1() * t;
-                p += stride;
-                stride += j % 2;
-                t += c(0.25);
+                let d = x[i] - x[j];
+                pair3 += (d * d + c(0.5)).recip() * x[i].tanh().exp_m1();
             }
         }
         let mut m4 = (x[2] * x[2] + c(1.5)).acosh();
@@ -22119,24 +22288,30 @@ mod twin {
             .clamp(-c(1.0), c(1.0));
         let mut pair2 = c(0.0);
         for i in 0..n {
-            for j in (i + 1)..n {
-                let d = x[i] - x[j];
-                pair2 += (d * d + c(0.5)).recip() * b.clamp(-c(1.0), c(1.0));
-            }
-        }
-        let v3 = pair2.max(x[1].powi(3).tanh().exp());
-        let mut pair4 = c(0.0);
-        for i in 0..n {
             let mut p = i + 1;
             let mut stride = 1;
             let mut t = c(0.5);
             for j in (i + 1)..n {
                 let d = x[i] - x[p % n];
-                pair4 += (d * d + c(0.5)).recip() * ops::sigmoid(v3) * t;
+                pair2 += (d * d + c(0.5)).recip() * b.clamp(-c(1.0), c(1.0)) * t;
                 p += stride;
                 stride += j % 2;
                 t += c(0.25);
             }
+        }
+        let v3 = pair2.max(x[1].powi(3).tanh().exp());
+        let mut pair4 = c(0.0);
+        for i in 0..n {
+            let w = ops::sigmoid(v3);
+            let mut acc = c(0.0);
+            for j in (i % 3)..(n - i) {
+                acc += (x[j + i] * w).sin();
+            }
+            let start = i / 2;
+            for j in 0..n - start {
+                acc += x[start + j] * w * c(0.5);
+            }
+            pair4 += acc * acc;
         }
         let mut w5 = c(0.91).tanh() + c(3.0);
         let mut steps = 0;
@@ -22223,15 +22398,9 @@ mod twin {
         };
         let mut pair5 = c(0.0);
         for i in 0..n {
-            let mut p = i + 1;
-            let mut stride = 1;
-            let mut t = c(0.5);
             for j in (i + 1)..n {
-                let d = x[i] - x[p % n];
-                pair5 += (d * d + c(0.5)).recip() * (b.tanh() * c(0.9)).acos() * t;
-                p += stride;
-                stride += j % 2;
-                t += c(0.25);
+                let d = x[i] - x[j];
+                pair5 += (d * d + c(0.5)).recip() * (b.tanh() * c(0.9)).acos();
             }
         }
         let mut buf6 = vec![c(0.0); n];
@@ -22303,16 +22472,16 @@ mod twin {
         }
         let mut pair4 = c(0.0);
         for i in 0..n {
-            let mut p = i + 1;
-            let mut stride = 1;
-            let mut t = c(0.5);
-            for j in (i + 1)..n {
-                let d = x[i] - x[p % n];
-                pair4 += (d * d + c(0.5)).recip() * (b.tanh() * c(0.5)).tan() * t;
-                p += stride;
-                stride += j % 2;
-                t += c(0.25);
+            let w = (b.tanh() * c(0.5)).tan();
+            let mut acc = c(0.0);
+            for j in (i % 3)..(n - i) {
+                acc += (x[j + i] * w).sin();
             }
+            let start = i / 2;
+            for j in 0..n - start {
+                acc += x[start + j] * w * c(0.5);
+            }
+            pair4 += acc * acc;
         }
         let v5 = c(0.63);
         c(0.82) * (a).tanh()
@@ -22549,10 +22718,16 @@ mod twin {
         let n = x.len();
         let mut pair1 = c(0.0);
         for i in 0..n {
-            for j in (i + 1)..n {
-                let d = x[i] - x[j];
-                pair1 += (d * d + c(0.5)).recip() * a;
+            let w = a;
+            let mut acc = c(0.0);
+            for j in (i % 3)..(n - i) {
+                acc += (x[j + i] * w).sin();
             }
+            let start = i / 2;
+            for j in 0..n - start {
+                acc += x[start + j] * w * c(0.5);
+            }
+            pair1 += acc * acc;
         }
         let v2 = (((a.tanh() * c(0.9)).atanh().tanh() * c(0.9)).asin().tanh() * c(0.5)).cosh();
         let part3_s = &x[1..=2];
@@ -22590,10 +22765,16 @@ mod twin {
         let n = x.len();
         let mut pair1 = c(0.0);
         for i in 0..n {
-            for j in (i + 1)..n {
-                let d = x[i] - x[j];
-                pair1 += (d * d + c(0.5)).recip() * a.clamp(-c(1.0), c(1.0));
+            let w = a.clamp(-c(1.0), c(1.0));
+            let mut acc = c(0.0);
+            for j in (i % 3)..(n - i) {
+                acc += (x[j + i] * w).sin();
             }
+            let start = i / 2;
+            for j in 0..n - start {
+                acc += x[start + j] * w * c(0.5);
+            }
+            pair1 += acc * acc;
         }
         let mut lse2 = pair1.hypot(b);
         let mut scratch3 = vec![c(0.0); n * 2];
@@ -22692,10 +22873,16 @@ mod twin {
         }
         let mut pair3 = c(0.0);
         for i in 0..n {
-            for j in (i + 1)..n {
-                let d = x[i] - x[j];
-                pair3 += (d * d + c(0.5)).recip() * (m2 * m2 + c(1.0)).recip();
+            let w = (m2 * m2 + c(1.0)).recip();
+            let mut acc = c(0.0);
+            for j in (i % 3)..(n - i) {
+                acc += (x[j + i] * w).sin();
             }
+            let start = i / 2;
+            for j in 0..n - start {
+                acc += x[start + j] * w * c(0.5);
+            }
+            pair3 += acc * acc;
         }
         let v4 = (smooth(x[0].clamp(-c(1.0), c(1.0))) * smooth(x[0].clamp(-c(1.0), c(1.0)))
             + c(1.0))
@@ -22800,10 +22987,16 @@ mod twin {
         }
         let mut pair3 = c(0.0);
         for i in 0..n {
-            for j in (i + 1)..n {
-                let d = x[i] - x[j];
-                pair3 += (d * d + c(0.5)).recip() * helpers::soft(-c(0.50), c(0.3));
+            let w = helpers::soft(-c(0.50), c(0.3));
+            let mut acc = c(0.0);
+            for j in (i % 3)..(n - i) {
+                acc += (x[j + i] * w).sin();
             }
+            let start = i / 2;
+            for j in 0..n - start {
+                acc += x[start + j] * w * c(0.5);
+            }
+            pair3 += acc * acc;
         }
         let v4 = if (pair3 * pair3 + c(1.0)).powd(part2.tanh()) <= -c(0.26) {
             ((a * a + c(1.0)).cbrt().tanh() * c(0.5)).tan()
@@ -23534,16 +23727,16 @@ mod twin {
         let n = x.len();
         let mut pair1 = c(0.0);
         for i in 0..n {
-            let mut p = i + 1;
-            let mut stride = 1;
-            let mut t = c(0.5);
-            for j in (i + 1)..n {
-                let d = x[i] - x[p % n];
-                pair1 += (d * d + c(0.5)).recip() * (b * b + c(1.0)).cbrt() * t;
-                p += stride;
-                stride += j % 2;
-                t += c(0.25);
+            let w = (b * b + c(1.0)).cbrt();
+            let mut acc = c(0.0);
+            for j in (i % 3)..(n - i) {
+                acc += (x[j + i] * w).sin();
             }
+            let start = i / 2;
+            for j in 0..n - start {
+                acc += x[start + j] * w * c(0.5);
+            }
+            pair1 += acc * acc;
         }
         let v2 = if (a / (a * a + c(1.0))) > c(1.80) {
             (a.atan() * a.atan() + c(1.0)).cbrt()
@@ -23813,15 +24006,9 @@ mod twin {
         }
         let mut pair6 = c(0.0);
         for i in 0..n {
-            let mut p = i + 1;
-            let mut stride = 1;
-            let mut t = c(0.5);
             for j in (i + 1)..n {
-                let d = x[i] - x[p % n];
-                pair6 += (d * d + c(0.5)).recip() * a * t;
-                p += stride;
-                stride += j % 2;
-                t += c(0.25);
+                let d = x[i] - x[j];
+                pair6 += (d * d + c(0.5)).recip() * a;
             }
         }
         -c(0.94) * (a).tanh()
@@ -24173,9 +24360,15 @@ mod twin {
         let v2 = buf1[0] * buf1[1];
         let mut pair3 = c(0.0);
         for i in 0..n {
+            let mut p = i + 1;
+            let mut stride = 1;
+            let mut t = c(0.5);
             for j in (i + 1)..n {
-                let d = x[i] - x[j];
-                pair3 += (d * d + c(0.5)).recip() * v2.tanh();
+                let d = x[i] - x[p % n];
+                pair3 += (d * d + c(0.5)).recip() * v2.tanh() * t;
+                p += stride;
+                stride += j % 2;
+                t += c(0.25);
             }
         }
         let v4 = (((((v2).tanh() - (-c(1.45)).tanh().stop_gradient()).exp().ln()
@@ -24362,16 +24555,16 @@ mod twin {
         }
         let mut pair2 = c(0.0);
         for i in 0..n {
-            let mut p = i + 1;
-            let mut stride = 1;
-            let mut t = c(0.5);
-            for j in (i + 1)..n {
-                let d = x[i] - x[p % n];
-                pair2 += (d * d + c(0.5)).recip() * x[3] * t;
-                p += stride;
-                stride += j % 2;
-                t += c(0.25);
+            let w = x[3];
+            let mut acc = c(0.0);
+            for j in (i % 3)..(n - i) {
+                acc += (x[j + i] * w).sin();
             }
+            let start = i / 2;
+            for j in 0..n - start {
+                acc += x[start + j] * w * c(0.5);
+            }
+            pair2 += acc * acc;
         }
         let v3 = if pair2.abs() > -c(0.35) {
             (c(1.42).cos() * c(1.42).cos() + c(1.0)).log(3.0)
@@ -24547,10 +24740,16 @@ mod twin {
         let n = x.len();
         let mut pair1 = c(0.0);
         for i in 0..n {
-            for j in (i + 1)..n {
-                let d = x[i] - x[j];
-                pair1 += (d * d + c(0.5)).recip() * ops::sigmoid(c(1.16));
+            let w = ops::sigmoid(c(1.16));
+            let mut acc = c(0.0);
+            for j in (i % 3)..(n - i) {
+                acc += (x[j + i] * w).sin();
             }
+            let start = i / 2;
+            for j in 0..n - start {
+                acc += x[start + j] * w * c(0.5);
+            }
+            pair1 += acc * acc;
         }
         let mut m2 = (c(0.08).tanh() * c(0.9)).acos();
         if (b * b + c(1.0)).recip() > -c(1.19) {
@@ -24869,10 +25068,17 @@ mod twin {
         }
         let mut pair4 = c(0.0);
         for i in 0..n {
+            let mut p = i + 1;
+            let mut stride = 1;
+            let mut t = c(0.5);
             for j in (i + 1)..n {
-                let d = x[i] - x[j];
+                let d = x[i] - x[p % n];
                 pair4 += (d * d + c(0.5)).recip()
-                    * (((-c(0.22)).tanh() * c(3.0)).signum() * c(0.25) + c(1.91));
+                    * (((-c(0.22)).tanh() * c(3.0)).signum() * c(0.25) + c(1.91))
+                    * t;
+                p += stride;
+                stride += j % 2;
+                t += c(0.25);
             }
         }
         c(1.50) * (a).tanh()
@@ -24888,16 +25094,16 @@ mod twin {
         let n = x.len();
         let mut pair1 = c(0.0);
         for i in 0..n {
-            let mut p = i + 1;
-            let mut stride = 1;
-            let mut t = c(0.5);
-            for j in (i + 1)..n {
-                let d = x[i] - x[p % n];
-                pair1 += (d * d + c(0.5)).recip() * b.atan2(c(1.79) * c(1.79) + c(0.5)) * t;
-                p += stride;
-                stride += j % 2;
-                t += c(0.25);
+            let w = b.atan2(c(1.79) * c(1.79) + c(0.5));
+            let mut acc = c(0.0);
+            for j in (i % 3)..(n - i) {
+                acc += (x[j + i] * w).sin();
             }
+            let start = i / 2;
+            for j in 0..n - start {
+                acc += x[start + j] * w * c(0.5);
+            }
+            pair1 += acc * acc;
         }
         let mut m2 = (b * b + c(1.0)).recip();
         if ops::softplus(b) <= c(0.36) {
@@ -25326,16 +25532,16 @@ mod twin {
         let n = x.len();
         let mut pair1 = c(0.0);
         for i in 0..n {
-            let mut p = i + 1;
-            let mut stride = 1;
-            let mut t = c(0.5);
-            for j in (i + 1)..n {
-                let d = x[i] - x[p % n];
-                pair1 += (d * d + c(0.5)).recip() * x[2].mul_add(b, -c(1.51)) * t;
-                p += stride;
-                stride += j % 2;
-                t += c(0.25);
+            let w = x[2].mul_add(b, -c(1.51));
+            let mut acc = c(0.0);
+            for j in (i % 3)..(n - i) {
+                acc += (x[j + i] * w).sin();
             }
+            let start = i / 2;
+            for j in 0..n - start {
+                acc += x[start + j] * w * c(0.5);
+            }
+            pair1 += acc * acc;
         }
         let mut acc2 = x[3];
         for i in 0..n {
@@ -25458,16 +25664,16 @@ mod twin {
         };
         let mut pair5 = c(0.0);
         for i in 0..n {
-            let mut p = i + 1;
-            let mut stride = 1;
-            let mut t = c(0.5);
-            for j in (i + 1)..n {
-                let d = x[i] - x[p % n];
-                pair5 += (d * d + c(0.5)).recip() * (a.tanh() * c(0.9)).atanh() * t;
-                p += stride;
-                stride += j % 2;
-                t += c(0.25);
+            let w = (a.tanh() * c(0.9)).atanh();
+            let mut acc = c(0.0);
+            for j in (i % 3)..(n - i) {
+                acc += (x[j + i] * w).sin();
             }
+            let start = i / 2;
+            for j in 0..n - start {
+                acc += x[start + j] * w * c(0.5);
+            }
+            pair5 += acc * acc;
         }
         let arr6 = (m * b.tanh() + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
         -c(1.02) * (a).tanh()
@@ -26333,15 +26539,9 @@ mod twin {
         let v4 = (smooth(v3).tanh() * c(0.9)).acos().abs();
         let mut pair5 = c(0.0);
         for i in 0..n {
-            let mut p = i + 1;
-            let mut stride = 1;
-            let mut t = c(0.5);
             for j in (i + 1)..n {
-                let d = x[i] - x[p % n];
-                pair5 += (d * d + c(0.5)).recip() * c(1.07) * t;
-                p += stride;
-                stride += j % 2;
-                t += c(0.25);
+                let d = x[i] - x[j];
+                pair5 += (d * d + c(0.5)).recip() * c(1.07);
             }
         }
         -c(1.33) * (a).tanh()
@@ -26406,10 +26606,16 @@ mod twin {
         let n = x.len();
         let mut pair1 = c(0.0);
         for i in 0..n {
-            for j in (i + 1)..n {
-                let d = x[i] - x[j];
-                pair1 += (d * d + c(0.5)).recip() * sin(c(1.19));
+            let w = sin(c(1.19));
+            let mut acc = c(0.0);
+            for j in (i % 3)..(n - i) {
+                acc += (x[j + i] * w).sin();
             }
+            let start = i / 2;
+            for j in 0..n - start {
+                acc += x[start + j] * w * c(0.5);
+            }
+            pair1 += acc * acc;
         }
         let mut m2 = (b * b + c(1.5)).acosh();
         if (a * a + c(1.0)).log(3.0) <= c(1.01) {
@@ -26442,11 +26648,16 @@ mod twin {
         }
         let mut pair2 = c(0.0);
         for i in 0..n {
-            for j in (i + 1)..n {
-                let d = x[i] - x[j];
-                pair2 +=
-                    (d * d + c(0.5)).recip() * (((b).tanh() * c(3.0)).round() * c(0.25) + c(1.09));
+            let w = (((b).tanh() * c(3.0)).round() * c(0.25) + c(1.09));
+            let mut acc = c(0.0);
+            for j in (i % 3)..(n - i) {
+                acc += (x[j + i] * w).sin();
             }
+            let start = i / 2;
+            for j in 0..n - start {
+                acc += x[start + j] * w * c(0.5);
+            }
+            pair2 += acc * acc;
         }
         let arr3 = {
             let mut acc = c(0.0);
@@ -26710,15 +26921,9 @@ mod twin {
         let n = x.len();
         let mut pair1 = c(0.0);
         for i in 0..n {
-            let mut p = i + 1;
-            let mut stride = 1;
-            let mut t = c(0.5);
             for j in (i + 1)..n {
-                let d = x[i] - x[p % n];
-                pair1 += (d * d + c(0.5)).recip() * -c(1.63).atan2(c(1.87) * c(1.87) + c(0.5)) * t;
-                p += stride;
-                stride += j % 2;
-                t += c(0.25);
+                let d = x[i] - x[j];
+                pair1 += (d * d + c(0.5)).recip() * -c(1.63).atan2(c(1.87) * c(1.87) + c(0.5));
             }
         }
         let v2 = sin(((((x[2]).tanh() * c(3.0)).signum() * c(0.25) + -c(0.12))

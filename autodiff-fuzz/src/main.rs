@@ -365,8 +365,13 @@ impl Gen<'_> {
                 self.index = Some("i".into());
                 let e = self.expr(1);
                 self.index = None;
-                if self.rng.chance(50) {
+                let shape = self.rng.below(3);
+                if shape == 0 {
                     let _ = writeln!(out, "    for i in 0..n {{\n        for j in (i + 1)..n {{\n            let d = x[i] - x[j];\n            {v} += (d * d + 0.5).recip() * {e};\n        }}\n    }}");
+                } else if shape == 1 {
+                    // Runs `x[j + i]`, `x[start + j]` read by inner range loops (some empty):
+                    // their reverse adds into a window of `x`'s adjoint.
+                    let _ = writeln!(out, "    for i in 0..n {{\n        let w = {e};\n        let mut acc = 0.0;\n        for j in (i % 3)..(n - i) {{\n            acc += (x[j + i] * w).sin();\n        }}\n        let start = i / 2;\n        for j in 0..n - start {{\n            acc += x[start + j] * w * 0.5;\n        }}\n        {v} += acc * acc;\n    }}");
                 } else {
                     // The partner's index stepped by a growing stride and a clock, carried by
                     // the inner loop (a forward-order reverse steps them again itself).

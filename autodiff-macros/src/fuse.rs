@@ -312,6 +312,7 @@ fn cluster(
         arrays: Default::default(),
         vectors: Default::default(),
         swept: Default::default(),
+        flat: Default::default(),
         checkpoint: false,
         early: Default::default(),
     };

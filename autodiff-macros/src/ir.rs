@@ -244,6 +244,10 @@ pub struct Function {
     /// in a loop storing `states.row_mut(t)`): read where they are by the reverse sweep, and
     /// no read of the buffer's contents that a checkpointed iteration needs restored.
     pub swept: std::collections::HashSet<VarId>,
+    /// Slices and vectors of the function's float whose adjoint is a `Vec` (filled in by
+    /// `scalars::infer`): a `&[f64]` or `Vec<f64>` parameter, a `vec![0.0; n]` buffer. A loop
+    /// over a range may take a window of such an adjoint (`reverse::Promotion::Slice`).
+    pub flat: std::collections::HashSet<VarId>,
 }
 
 /// Where a recorded value goes.

@@ -392,6 +392,47 @@ mod tests {
         );
     }
 
+    /// A loop over a range that reads an array only at `k + i` takes a window of the array's
+    /// adjoint before its reverse and adds into that (no bounds check per element); an array
+    /// read at another index in the same body, or read in a nested loop too, does not.
+    #[test]
+    fn range_loops_add_into_a_window_of_the_adjoint() {
+        let out = expand(
+            quote!(),
+            quote! {
+                fn f(l: &[f64], x: &[f64], d: usize) -> f64 {
+                    let mut s = 0.0;
+                    for j in 0..d {
+                        let row = (j * j - j) / 2;
+                        let mut r = x[j];
+                        for i in 0..j {
+                            r += l[row + i] * x[i];
+                        }
+                        s += r * r;
+                    }
+                    for i in 1..d {
+                        s += x[i] * x[i - 1];
+                    }
+                    s
+                }
+            },
+        )
+        .to_string();
+        let slices: Vec<&str> = out
+            .match_indices("= & mut __d_")
+            .map(|(k, _)| &out[k..k + 80])
+            .collect();
+        assert_eq!(slices.len(), 2, "{out}");
+        assert!(
+            out.contains("= & mut __d_l [if 0 < __j { __row .. __row + __j } else { 0 .. 0 }] ;"),
+            "{out}"
+        );
+        assert!(out.contains("= & mut __d_x [.. __j] ;"), "{out}");
+        // `x[j]` in the outer loop, `x[i]` and `x[i - 1]` in the last: no window of `x` there.
+        assert!(out.contains("__d_x [__j] +="), "{out}");
+        assert!(!out.contains("__d_l [__t"), "{out}");
+    }
+
     #[test]
     fn rows_a_sweep_leaves_behind_are_read_in_place() {
         // Checkpointed: a step that runs a loop of its own.

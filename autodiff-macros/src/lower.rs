@@ -110,6 +110,7 @@ fn lower_once(
             arrays: Default::default(),
             vectors: Default::default(),
             swept: Default::default(),
+            flat: Default::default(),
             checkpoint: false,
             early: Default::default(),
         },
@@ -1558,6 +1559,7 @@ impl Lowerer<'_> {
             arrays: Default::default(),
             vectors: Default::default(),
             swept: Default::default(),
+            flat: Default::default(),
             checkpoint: false,
             early: Default::default(),
         };

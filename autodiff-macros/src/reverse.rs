@@ -11,7 +11,7 @@ use crate::rules::{Adjoint, Args, Template};
 use crate::AppendStream;
 use proc_macro2::{Ident, Span, TokenStream};
 use quote::{format_ident, quote, ToTokens};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 /// For each `if` (by its record variable) whose reverse sweep does anything: the values each
 /// arm must save.
@@ -345,6 +345,23 @@ enum Promotion {
     /// The element moves with the loop variable (`x[i]`, `x[i + 1]`): a window of registers,
     /// one per offset, shifted each iteration; an element is written once, when complete.
     Window { reg: Ident },
+    /// The element is `base[k + i]` in a `for i in a..b` loop, `k` not changing with the
+    /// iteration: its adjoint goes into the loop's window of the array's adjoint (`window[i -
+    /// a]`, a [`Slice`]), whose length the compiler knows, so the reverse loop has no bounds
+    /// check (and can run as vector instructions) where `d_base[k + i]` had one per element.
+    Slice { window: Ident, index: TokenStream },
+}
+
+/// The window `&mut d_base[k + a..k + b]` of a `for i in a..b` loop, taken before its reverse:
+/// the loop reads `base[k + i]` at every iteration (the reads are at the top of its body, and
+/// the loop has no `break`), so the forward sweep read every element of it and the window is
+/// in bounds whenever the loop runs (an empty range takes an empty window).
+struct Slice {
+    base: VarId,
+    window: Ident,
+    offset: TokenStream,
+    start: TokenStream,
+    end: TokenStream,
 }
 
 /// What a loop keeps for its reverse sweep.
@@ -737,7 +754,7 @@ impl<'a> Reverse<'a> {
             _ => HashMap::new(),
         };
         self.direct.extend(direct.keys().copied());
-        let (promotions, windows) = self.promotions(l, &inner);
+        let (promotions, windows, _) = self.promotions(l, &inner, false);
         for w in &windows {
             for reg in w.regs.iter().flatten() {
                 out.append_stream(quote!(let mut #reg: #float = 0.0;));
@@ -1353,7 +1370,7 @@ impl<'a> Reverse<'a> {
                 out.append_stream(quote!(let mut #d = #zero;));
             }
         }
-        let (promotions, windows) = self.promotions(l, &inner);
+        let (promotions, windows, slices) = self.promotions(l, &inner, true);
         let float = self.float.clone();
         let mut flush_after = TokenStream::new();
         for w in &windows {
@@ -1657,6 +1674,7 @@ impl<'a> Reverse<'a> {
             truncate.append_stream(quote!(#tape.truncate(#start);));
         }
         out.append_stream(declarations);
+        out.append_stream(self.take_slices(&slices));
         let the_loop = quote!(#header { #pop #recompute #body #truncate #replay_step });
         if replay_start.is_empty() {
             out.append_stream(the_loop);
@@ -1677,7 +1695,8 @@ impl<'a> Reverse<'a> {
         &mut self,
         l: &Loop,
         inner: &HashSet<VarId>,
-    ) -> (HashMap<VarId, Promotion>, Vec<Window>) {
+        sliced: bool,
+    ) -> (HashMap<VarId, Promotion>, Vec<Window>, Vec<Slice>) {
         let mut promotions = HashMap::new();
         let defs = top_level_defs(&l.body);
         let invariant = |o: &Operand| -> bool {
@@ -1805,7 +1824,145 @@ impl<'a> Reverse<'a> {
                 first: Ident::new(&format!("first{n}"), crate::names::mixed_site()),
             });
         }
-        (promotions, windows)
+        let slices = match &simple {
+            Some((i, start, end)) if sliced => {
+                self.slices(l, inner, &defs, &stored, (*i, start, end), &mut promotions)
+            }
+            _ => Vec::new(),
+        };
+        (promotions, windows, slices)
+    }
+
+    /// The [`Slice`]s of a `for i in a..b` loop: the arrays whose every use in the body is a
+    /// read `base[k + i]` (or `base[i + k]`, `base[i]`) at its top level, with the same `k`
+    /// for all, `k` not changing with the iteration, and whose adjoint is a `Vec` that exists
+    /// before the loop. Their reads get [`Promotion::Slice`].
+    fn slices(
+        &mut self,
+        l: &Loop,
+        inner: &HashSet<VarId>,
+        defs: &HashMap<VarId, &Op>,
+        stored: &HashSet<VarId>,
+        (i, start, end): (VarId, &TokenStream, &TokenStream),
+        promotions: &mut HashMap<VarId, Promotion>,
+    ) -> Vec<Slice> {
+        let name = self.f.vars[i].name.clone();
+        let invariant = |t: &TokenStream| {
+            let mut names = Vec::new();
+            idents(t, &mut names);
+            names.iter().all(|n| {
+                name != n
+                    && self
+                        .names
+                        .get(n)
+                        .is_none_or(|vs| vs.iter().all(|v| !inner.contains(v)))
+            })
+        };
+        // `k` of an index `k + i`, `i + k` or `i` (`0`).
+        let offset = |o: &Operand| -> Option<TokenStream> {
+            let v = o.var()?;
+            if v == i {
+                return Some(quote!(0));
+            }
+            let Some(Op::Verbatim(t)) = defs.get(&v) else {
+                return None;
+            };
+            let syn::Expr::Binary(b) = syn::parse2::<syn::Expr>(t.clone()).ok()? else {
+                return None;
+            };
+            let is_i = |e: &syn::Expr| matches!(e, syn::Expr::Path(p) if p.path.is_ident(&name));
+            let k = match b.op {
+                syn::BinOp::Add(_) if is_i(&b.left) => &b.right,
+                syn::BinOp::Add(_) if is_i(&b.right) => &b.left,
+                _ => return None,
+            };
+            let k = k.to_token_stream();
+            invariant(&k).then_some(k)
+        };
+        let mut reads: BTreeMap<VarId, Vec<(VarId, TokenStream)>> = BTreeMap::new();
+        for s in &l.body.stmts {
+            let Stmt::Let {
+                var,
+                op:
+                    Op::Index {
+                        base: Operand::Var(b),
+                        index,
+                        tape: None,
+                    },
+            } = s
+            else {
+                continue;
+            };
+            let eligible = self.f.flat.contains(b)
+                && self.f.vars[*b].active
+                && self.declared.contains(b)
+                && !promotions.contains_key(var)
+                && !self.increments.0.contains(var)
+                && !inner.contains(b)
+                && !stored.contains(b)
+                && !self.parts.contains_key(b)
+                && !self.views.contains_key(b);
+            if let Some(k) = offset(index).filter(|_| eligible) {
+                reads.entry(*b).or_default().push((*var, k));
+            }
+        }
+        let mut uses: HashMap<VarId, usize> = HashMap::new();
+        visit_uses(&l.body, true, &mut |v| *uses.entry(v).or_default() += 1);
+        let mut out = Vec::new();
+        for (b, reads) in reads {
+            let k = reads[0].1.to_string();
+            if uses.get(&b) != Some(&reads.len()) || reads.iter().any(|r| r.1.to_string() != k) {
+                continue;
+            }
+            self.registers += 1;
+            let window = Ident::new(
+                &format!("dslice{}", self.registers),
+                crate::names::mixed_site(),
+            );
+            let index = if start.to_string() == "0" {
+                quote!(#name)
+            } else {
+                quote!(#name - (#start))
+            };
+            for (var, _) in &reads {
+                promotions.insert(
+                    *var,
+                    Promotion::Slice {
+                        window: window.clone(),
+                        index: index.clone(),
+                    },
+                );
+            }
+            out.push(Slice {
+                base: b,
+                window,
+                offset: reads[0].1.clone(),
+                start: start.clone(),
+                end: end.clone(),
+            });
+        }
+        out
+    }
+
+    /// Takes a loop's [`Slice`]s of their adjoints, before its reverse.
+    fn take_slices(&mut self, slices: &[Slice]) -> TokenStream {
+        let mut out = TokenStream::new();
+        for sl in slices {
+            let d = &self.f.vars[sl.base].adjoint;
+            let (w, k, a, b) = (&sl.window, &sl.offset, &sl.start, &sl.end);
+            let range = match (k.to_string() == "0", a.to_string() == "0") {
+                // `..b` is in bounds for an empty loop too.
+                (true, true) => quote!(..#b),
+                (true, false) => quote!(if #a < #b { #a..#b } else { 0..0 }),
+                (false, true) => quote!(if 0 < #b { #k..#k + #b } else { 0..0 }),
+                (false, false) => quote!(if #a < #b { #k + #a..#k + #b } else { 0..0 }),
+            };
+            out.append_stream(quote!(let #w = &mut #d[#range];));
+            for t in [k, a, b] {
+                self.mark_tokens(t);
+            }
+        }
+        out
     }
 
     /// The end of a reverse iteration for a window: the element leaving the window is
@@ -2385,6 +2542,12 @@ impl<'a> Reverse<'a> {
                         );
                     }
                     Some(Promotion::Window { reg }) => out.append_stream(quote!(#reg += #dy;)),
+                    Some(Promotion::Slice { window, index }) if scalar => {
+                        out.append_stream(quote!(#window[#index] += #dy;))
+                    }
+                    Some(Promotion::Slice { window, index }) => {
+                        out.append_stream(quote!(#rt::acc(&mut #window[#index], #dy);))
+                    }
                     None => out.append_stream(self.contribute_at(base, index, quote!(#dy), scalar)),
                 }
             }

@@ -53,6 +53,34 @@ pub fn infer(f: &mut Function, sig: &Signature) {
     let mut vectors = rank(1);
     known_vectors(f, &f.body, &mut vectors, &matrices);
     f.vectors = vectors;
+    f.flat = sig
+        .params
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| crate::signature::slice_element(&p.ty).is_some())
+        .map(|(k, _)| k)
+        .collect();
+    float_vec_buffers(&f.body, &f.vars, &mut f.flat);
+}
+
+/// Adds the buffers `b` declares with `vec![0.0; n]` (or a list of float literals).
+fn float_vec_buffers(b: &Block, vars: &[crate::ir::Var], out: &mut HashSet<VarId>) {
+    for s in &b.stmts {
+        match s {
+            Stmt::Let {
+                var,
+                op: Op::Verbatim(tokens),
+            } if vars[*var].buffer && is_float_vec(tokens) => {
+                out.insert(*var);
+            }
+            Stmt::If { then, els, .. } => {
+                float_vec_buffers(then, vars, out);
+                float_vec_buffers(els, vars, out);
+            }
+            Stmt::Loop(l) => float_vec_buffers(&l.body, vars, out),
+            _ => {}
+        }
+    }
 }
 
 /// Adds the values `b` computes that have two dimensions or more for sure: a copy, `mapv`,

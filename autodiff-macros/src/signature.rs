@@ -182,7 +182,7 @@ fn classify(ty: &Type) -> (Kind, TokenStream) {
 }
 
 /// `&[F]`, `Vec<F>`, `&Vec<F>` -> `F`.
-fn slice_element(ty: &Type) -> Option<syn::Ident> {
+pub fn slice_element(ty: &Type) -> Option<syn::Ident> {
     let (ty, by_ref) = match ty {
         Type::Reference(r) if r.mutability.is_none() => (&*r.elem, true),
         t => (t, false),
