@@ -21,10 +21,15 @@ use proc_macro::{Delimiter, Group, Ident, Literal, Punct, Span, TokenStream, Tok
 use std::collections::HashMap;
 
 /// Functions with fewer tokens than this are expanded on the compiler's tokens: the bridge
-/// costs little there, and with the macro unoptimised (cargo's default in debug builds) the
-/// transfer's own cost was larger (sent this way, 100 small functions took about 1 ms each
-/// more to expand).
-const FROM_TOKENS: usize = 2000;
+/// costs little there. With the macro unoptimised (cargo's default, in release builds too
+/// unless `build-override` says otherwise) every function is: the transfer's own cost was
+/// larger (sent this way, 100 small functions took about 1 ms each more to expand, and the
+/// 500-statement function of `scripts/attribute-cost.sh` 107-113 ms against 92-99 ms).
+const FROM_TOKENS: usize = if cfg!(autodiff_optimized) {
+    2000
+} else {
+    usize::MAX
+};
 
 /// The expansion on in-process tokens: the function as the compiler gave it, followed by the
 /// companions. `None` for a small function, or when the expansion fails (the caller expands
@@ -36,7 +41,7 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> Option<TokenStream> {
         .and_then(|v| v.parse().ok())
         .unwrap_or(FROM_TOKENS);
     // Counted before anything is read, so small functions pay no more than the count.
-    if !has_at_least(item.clone(), from.saturating_sub(1)) {
+    if from == usize::MAX || !has_at_least(item.clone(), from.saturating_sub(1)) {
         return None;
     }
     let mut table = Table::default();
