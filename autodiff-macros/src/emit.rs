@@ -1271,7 +1271,8 @@ const FLATTEN_FROM: usize = 64;
 /// block or after a `;` or a `{ .. }`, and a plain one is `let [mut] name = .. ;` with no `else`.
 fn flatten_block(stream: TokenStream) -> TokenStream {
     use proc_macro2::{Delimiter, TokenTree};
-    let trees: Vec<TokenTree> = stream.into_iter().collect();
+    // A copy of the stream is a handle on compiler tokens: most blocks go back unchanged.
+    let mut trees: Vec<TokenTree> = stream.clone().into_iter().collect();
     let is_ident = |t: &TokenTree, s: &str| matches!(t, TokenTree::Ident(i) if i == s);
     let is_punct = |t: &TokenTree, c: char| matches!(t, TokenTree::Punct(p) if p.as_char() == c);
     // Statement `let`s: (position of `let`, position of its `;`).
@@ -1331,7 +1332,7 @@ fn flatten_block(stream: TokenStream) -> TokenStream {
         .map(|(start, name, _)| (start, name))
         .collect();
     if hoisted.len() < FLATTEN_FROM {
-        return trees.into_iter().collect();
+        return stream;
     }
     // `let (a, mut b, ..);`, built token by token, then the block without the hoisted `let`s
     // (and their `mut`s): the names stay as the assignments' targets.
@@ -1348,23 +1349,25 @@ fn flatten_block(stream: TokenStream) -> TokenStream {
         declared.push(comma());
     }
     let declared = proc_macro2::Group::new(Delimiter::Parenthesis, declared.into_iter().collect());
-    let mut out = Vec::with_capacity(trees.len() + 3);
-    out.push(TokenTree::Ident(proc_macro2::Ident::new(
-        "let",
-        proc_macro2::Span::call_site(),
-    )));
-    out.push(TokenTree::Group(declared));
-    out.push(TokenTree::Punct(proc_macro2::Punct::new(
-        ';',
-        proc_macro2::Spacing::Alone,
-    )));
-    out.extend(
-        trees
-            .into_iter()
-            .zip(skip)
-            .filter_map(|(t, skipped)| (!skipped).then_some(t)),
-    );
-    out.into_iter().collect()
+    let mut out: TokenStream = [
+        TokenTree::Ident(proc_macro2::Ident::new(
+            "let",
+            proc_macro2::Span::call_site(),
+        )),
+        TokenTree::Group(declared),
+        TokenTree::Punct(proc_macro2::Punct::new(';', proc_macro2::Spacing::Alone)),
+    ]
+    .into_iter()
+    .collect();
+    // Plain loops and moves in place: the macro runs unoptimised in most builds, where every
+    // iterator adapter moves each token tree once more.
+    let mut k = 0;
+    trees.retain(|_| {
+        k += 1;
+        !skip[k - 1]
+    });
+    out.extend(trees);
+    out
 }
 
 /// Every identifier in a token tree (a pattern's names, conservatively).
