@@ -191,3 +191,37 @@ fn copies_and_parts_of_constant_slices() {
     let fd = central_difference(|x| from_constant_slices(x, &data), &x, 1e-6);
     assert_close("from_constant_slices", &g, &fd, 1e-6);
 }
+
+/// A sign chosen by branches among literals (`-1.0` among them) and one-operand float methods
+/// of a known scalar in passive code (`t.powi(j as i32)`, `t.sqrt()`), as GradBench's `llsq`
+/// writes them: known scalars, whose products are written out inline (`r.max(0.0)`, a method
+/// of two operands, is not classified and keeps the runtime's generic path).
+#[differentiate(wrt(x))]
+fn signed_powers(x: &[f64], n: usize) -> f64 {
+    let mut sum = 0.0;
+    for i in 0..n {
+        let t = -1.0 + i as f64 * 2.0 / (n as f64 - 1.0);
+        let sign = if t > 0.0 {
+            1.0
+        } else if t < 0.0 {
+            -1.0
+        } else {
+            0.0
+        };
+        let r = t.sqrt();
+        let mut inner = sign;
+        for j in 0..x.len() {
+            inner -= x[j] * t.powi(j as i32) + 0.1 * x[j] * r.max(0.0);
+        }
+        sum += inner * inner;
+    }
+    sum / 2.0
+}
+
+#[test]
+fn literal_signs_and_passive_methods() {
+    let x = vec![0.4, -0.3, 0.2, 0.7];
+    let g = signed_powers_grad(&x, 7);
+    let fd = central_difference(|v: &[f64]| signed_powers(v, 7), &x, 1e-6);
+    assert_close("signed_powers", &g, &fd, 1e-6);
+}

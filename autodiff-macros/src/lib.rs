@@ -433,6 +433,35 @@ mod tests {
         assert!(!out.contains("__d_l [__t"), "{out}");
     }
 
+    /// A sign chosen among literals by branches (`-1.0` is lowered as `(-1.0f64)`) and a float
+    /// method of a known scalar in passive code (`t.powi(j as i32)`) are known scalars: the
+    /// products they take part in are written out, not sent through the runtime's helpers.
+    #[test]
+    fn literal_signs_and_passive_methods_are_scalars() {
+        let out = expand(
+            quote!(wrt(x)),
+            quote! {
+                fn f(x: &[f64], n: usize) -> f64 {
+                    let mut sum = 0.0;
+                    for i in 0..n {
+                        let t = -1.0 + i as f64 * 2.0 / (n as f64 - 1.0);
+                        let sign = if t > 0.0 { 1.0 } else if t < 0.0 { -1.0 } else { 0.0 };
+                        let mut inner = sign;
+                        for j in 0..x.len() {
+                            inner -= x[j] * t.powi(j as i32);
+                        }
+                        sum += inner * inner;
+                    }
+                    sum
+                }
+            },
+        )
+        .to_string();
+        assert!(!out.contains("__rt :: mul"), "{out}");
+        assert!(!out.contains("__rt :: sub"), "{out}");
+        assert!(!out.contains("pb2_owned"), "{out}");
+    }
+
     #[test]
     fn rows_a_sweep_leaves_behind_are_read_in_place() {
         // Checkpointed: a step that runs a loop of its own.

@@ -278,13 +278,7 @@ impl Facts {
     fn value(&self, o: &Operand) -> bool {
         match o {
             Operand::Var(v) => self.scalar[*v],
-            Operand::Const(t) => {
-                let mut trees = t.clone().into_iter();
-                matches!(
-                    (trees.next(), trees.next()),
-                    (Some(TokenTree::Literal(_)), None)
-                )
-            }
+            Operand::Const(t) => is_literal(t),
         }
     }
 
@@ -394,6 +388,24 @@ impl Facts {
             [.., TokenTree::Ident(a), TokenTree::Ident(f)] => {
                 a == "as" && *f == self.float && term.len() > 2
             }
+            // A one-operand float method of the table on a known scalar: `t.powi(j as i32)`,
+            // `t.sqrt()` (its other arguments are integer code).
+            [TokenTree::Ident(recv), TokenTree::Punct(dot), TokenTree::Ident(m), TokenTree::Group(args)] => {
+                dot.as_char() == '.'
+                    && args.delimiter() == proc_macro2::Delimiter::Parenthesis
+                    && crate::rules::method(&m.to_string()).is_some_and(|r| {
+                        r.floats == 1
+                            && !r.fallible
+                            && matches!(
+                                r.adjoint,
+                                Adjoint::Zero | Adjoint::Linear(_) | Adjoint::Elementwise(_)
+                            )
+                    })
+                    && self
+                        .by_name
+                        .get(&recv.to_string())
+                        .is_some_and(|&v| self.scalar[v])
+            }
             _ => false,
         })
     }
@@ -480,6 +492,20 @@ fn holds_floats(ty: &Type, float: &Ident) -> bool {
         return is_float(&a.elem, float);
     }
     !is_float(ty, float) && element_type(ty).is_some_and(|f| f == *float)
+}
+
+/// A literal, negated or not, in parentheses or not: `2.0`, `-1.0`, `(-1.0f64)` (the lowering
+/// writes a negative constant so).
+fn is_literal(tokens: &TokenStream) -> bool {
+    let trees: Vec<TokenTree> = tokens.clone().into_iter().collect();
+    match trees.as_slice() {
+        [TokenTree::Literal(_)] => true,
+        [TokenTree::Punct(minus), TokenTree::Literal(_)] => minus.as_char() == '-',
+        [TokenTree::Group(g)] => {
+            g.delimiter() == proc_macro2::Delimiter::Parenthesis && is_literal(&g.stream())
+        }
+        _ => false,
+    }
 }
 
 /// `::std::vec![0.0; n]` or `vec![1.5, 2.0]`: a vector of float literals.
