@@ -1748,23 +1748,11 @@ impl<'a> Reverse<'a> {
         let mut stored = HashSet::new();
         crate::tbr::stores(&l.body, &mut stored);
         let mut affine: Vec<(VarId, VarId, i64, Operand)> = Vec::new();
-        for s in &l.body.stmts {
-            let Stmt::Let {
-                var,
-                op:
-                    Op::Index {
-                        base: Operand::Var(b),
-                        index,
-                        tape: None,
-                    },
-            } = s
-            else {
-                continue;
-            };
-            if !self.f.vars[*b].active
-                || inner.contains(b)
-                || stored.contains(b)
-                || self.parts.contains_key(b)
+        for (var, b, index) in untaped_reads(&l.body) {
+            if !self.f.vars[b].active
+                || inner.contains(&b)
+                || stored.contains(&b)
+                || self.parts.contains_key(&b)
             {
                 continue;
             }
@@ -1773,9 +1761,9 @@ impl<'a> Reverse<'a> {
                 let n = self.registers;
                 let reg = Ident::new(&format!("dreg{n}"), crate::names::mixed_site());
                 let slot = Ident::new(&format!("dslot{n}"), crate::names::mixed_site());
-                promotions.insert(*var, Promotion::Invariant { reg, slot });
+                promotions.insert(var, Promotion::Invariant { reg, slot });
             } else if let Some(c) = offset(index) {
-                affine.push((*var, *b, c, index.clone()));
+                affine.push((var, b, c, index.clone()));
             }
         }
         let mut windows = Vec::new();
@@ -1880,30 +1868,18 @@ impl<'a> Reverse<'a> {
             invariant(&k).then_some(k)
         };
         let mut reads: BTreeMap<VarId, Vec<(VarId, TokenStream)>> = BTreeMap::new();
-        for s in &l.body.stmts {
-            let Stmt::Let {
-                var,
-                op:
-                    Op::Index {
-                        base: Operand::Var(b),
-                        index,
-                        tape: None,
-                    },
-            } = s
-            else {
-                continue;
-            };
-            let eligible = self.f.flat.contains(b)
-                && self.f.vars[*b].active
-                && self.declared.contains(b)
-                && !promotions.contains_key(var)
-                && !self.increments.0.contains(var)
-                && !inner.contains(b)
-                && !stored.contains(b)
-                && !self.parts.contains_key(b)
-                && !self.views.contains_key(b);
+        for (var, b, index) in untaped_reads(&l.body) {
+            let eligible = self.f.flat.contains(&b)
+                && self.f.vars[b].active
+                && self.declared.contains(&b)
+                && !promotions.contains_key(&var)
+                && !self.increments.0.contains(&var)
+                && !inner.contains(&b)
+                && !stored.contains(&b)
+                && !self.parts.contains_key(&b)
+                && !self.views.contains_key(&b);
             if let Some(k) = offset(index).filter(|_| eligible) {
-                reads.entry(*b).or_default().push((*var, k));
+                reads.entry(b).or_default().push((var, k));
             }
         }
         let mut uses: HashMap<VarId, usize> = HashMap::new();
@@ -2832,6 +2808,23 @@ impl<'a> Reverse<'a> {
 
 /// Does `b` hold a loop or a taped buffer read (records a loop's reverse would keep per
 /// iteration)?
+/// The element reads `var = base[index]` at the top of a loop body that are not taped: by
+/// `(var, base, index)`.
+fn untaped_reads(body: &Block) -> impl Iterator<Item = (VarId, VarId, &Operand)> {
+    body.stmts.iter().filter_map(|s| match s {
+        Stmt::Let {
+            var,
+            op:
+                Op::Index {
+                    base: Operand::Var(b),
+                    index,
+                    tape: None,
+                },
+        } => Some((*var, *b, index)),
+        _ => None,
+    })
+}
+
 fn keeps_records_deep(b: &Block) -> bool {
     b.stmts.iter().any(|s| match s {
         Stmt::Loop(_) => true,
