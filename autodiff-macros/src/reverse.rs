@@ -1706,15 +1706,7 @@ impl<'a> Reverse<'a> {
                 // A recorded value reads a buffer that changes.
                 Operand::Var(v) if self.f.recorded.contains_key(v) => false,
                 Operand::Var(v) => match defs.get(v) {
-                    Some(Op::Verbatim(t)) => {
-                        let mut names = Vec::new();
-                        idents(t, &mut names);
-                        names.iter().all(|n| {
-                            self.names
-                                .get(n)
-                                .is_none_or(|vs| vs.iter().all(|v| !inner.contains(v)))
-                        })
-                    }
+                    Some(Op::Verbatim(t)) => names_outside(&self.names, t, inner),
                     _ => false,
                 },
             }
@@ -1835,17 +1827,6 @@ impl<'a> Reverse<'a> {
         promotions: &mut HashMap<VarId, Promotion>,
     ) -> Vec<Slice> {
         let name = self.f.vars[i].name.clone();
-        let invariant = |t: &TokenStream| {
-            let mut names = Vec::new();
-            idents(t, &mut names);
-            names.iter().all(|n| {
-                name != n
-                    && self
-                        .names
-                        .get(n)
-                        .is_none_or(|vs| vs.iter().all(|v| !inner.contains(v)))
-            })
-        };
         // `k` of an index `k + i`, `i + k` or `i` (`0`).
         let offset = |o: &Operand| -> Option<TokenStream> {
             let v = o.var()?;
@@ -1865,7 +1846,8 @@ impl<'a> Reverse<'a> {
                 _ => return None,
             };
             let k = k.to_token_stream();
-            invariant(&k).then_some(k)
+            // The loop variable is one of the loop's own values (`loop_defined`).
+            names_outside(&self.names, &k, inner).then_some(k)
         };
         let mut reads: BTreeMap<VarId, Vec<(VarId, TokenStream)>> = BTreeMap::new();
         for (var, b, index) in untaped_reads(&l.body) {
@@ -2808,6 +2790,22 @@ impl<'a> Reverse<'a> {
 
 /// Does `b` hold a loop or a taped buffer read (records a loop's reverse would keep per
 /// iteration)?
+/// Integer code `t` names no value of the loop (`inner`, by the variables each name in
+/// `names` stands for): it does not change with the iteration.
+fn names_outside(
+    names: &HashMap<String, Vec<VarId>>,
+    t: &TokenStream,
+    inner: &HashSet<VarId>,
+) -> bool {
+    let mut found = Vec::new();
+    idents(t, &mut found);
+    found.iter().all(|n| {
+        names
+            .get(n)
+            .is_none_or(|vs| vs.iter().all(|v| !inner.contains(v)))
+    })
+}
+
 /// The element reads `var = base[index]` at the top of a loop body that are not taped: by
 /// `(var, base, index)`.
 fn untaped_reads(body: &Block) -> impl Iterator<Item = (VarId, VarId, &Operand)> {
