@@ -23,7 +23,9 @@ use ndarray::{
     Array, ArrayBase, ArrayD, ArrayView1, ArrayViewMut, ArrayViewMut1, Data, Dimension, Ix1, IxDyn,
 };
 
-/// One input's elements in the order of the common shape.
+/// One input's elements in the order of the common shape, when they are not all a plain
+/// slice or a scalar ([`Flat`], which every pass tries first: a match per element costs a
+/// per-row pass a third of its time, and the enum's copies stall store forwarding).
 pub enum Lane<'a, F> {
     /// A scalar, the same at every element.
     Scalar(F),
@@ -58,6 +60,66 @@ impl<F: Copy> Lane<'_, F> {
     }
 }
 
+/// A lane read without a match per element: element `i` is `s[i & mask]`, an array's own
+/// (`mask` all ones) or a scalar's one value (`mask` 0).
+#[derive(Clone, Copy)]
+pub struct Flat<'a, F> {
+    s: &'a [F],
+    mask: usize,
+}
+
+impl<F: Copy> Flat<'_, F> {
+    #[inline(always)]
+    fn at(&self, i: usize) -> F {
+        self.s[i & self.mask]
+    }
+
+    #[inline(always)]
+    fn block(&self, i: usize) -> [F; BLOCK] {
+        if self.mask == 0 {
+            [self.s[0]; BLOCK]
+        } else {
+            block_of(&self.s[i..i + BLOCK])
+        }
+    }
+}
+
+/// A destination added into without a match per element: element `i` goes to `s[i]`, the
+/// adjoint's own, or nowhere when `s` is empty (an input whose adjoint is not wanted: the
+/// bounds check every element's addition has anyway is the test).
+pub struct FlatMut<'a, F> {
+    s: &'a mut [F],
+}
+
+impl<'a, F> FlatMut<'a, F> {
+    /// The same destination as a lane.
+    fn lane(self) -> LaneMut<'a, F> {
+        if self.s.is_empty() {
+            LaneMut::Nothing
+        } else {
+            LaneMut::Slice(self.s)
+        }
+    }
+}
+
+impl<F: Real> Sink<F> for FlatMut<'_, F> {
+    #[inline(always)]
+    fn add(&mut self, i: usize, d: F) {
+        if let Some(s) = self.s.get_mut(i) {
+            *s += d;
+        }
+    }
+
+    #[inline(always)]
+    fn add_block(&mut self, i: usize, d: &[F; BLOCK]) {
+        if let Some(s) = self.s.get_mut(i..i + BLOCK) {
+            for (s, d) in s.iter_mut().zip(d) {
+                *s += *d;
+            }
+        }
+    }
+}
+
 /// The blocks a fused sum reads its inputs in: ndarray's `sum` adds eight partial sums.
 const BLOCK: usize = 8;
 
@@ -75,6 +137,9 @@ pub trait Elements<F: Real> {
     fn element_shape(&self) -> &[usize];
     /// Its elements broadcast to `shape` (which its shape broadcasts to).
     fn lane(&self, shape: &[usize]) -> Lane<'_, F>;
+    /// Its elements as a plain slice, when it is a scalar or a contiguous array of `shape`
+    /// in standard order.
+    fn flat(&self, shape: &[usize]) -> Option<Flat<'_, F>>;
     /// Where its partial derivatives at `len` elements gather: one sum for a scalar, one per
     /// element for an array (a 0-d array too, which is broadcast like any other).
     fn partials(&self, len: usize) -> Partials<F>;
@@ -140,6 +205,13 @@ macro_rules! scalar_elements {
             fn lane(&self, _: &[usize]) -> Lane<'_, $t> {
                 Lane::Scalar(*self)
             }
+            #[inline(always)]
+            fn flat(&self, _: &[usize]) -> Option<Flat<'_, $t>> {
+                Some(Flat {
+                    s: std::slice::from_ref(self),
+                    mask: 0,
+                })
+            }
             fn partials(&self, _: usize) -> Partials<$t> {
                 Partials::Sum(0.0)
             }
@@ -171,6 +243,14 @@ impl<F: Real, S: Data<Elem = F>, D: Dimension> Elements<F> for ArrayBase<S, D> {
         }
         broadcast_lane(self, shape)
     }
+    #[inline(always)]
+    fn flat(&self, shape: &[usize]) -> Option<Flat<'_, F>> {
+        if self.shape() != shape {
+            return None;
+        }
+        let s = self.as_slice()?;
+        Some(Flat { s, mask: !0 })
+    }
     fn partials(&self, len: usize) -> Partials<F> {
         Partials::Each(Vec::with_capacity(len))
     }
@@ -197,6 +277,7 @@ pub trait Input<F: Real> {
     type Adjoint;
     fn shape_in(&self) -> &[usize];
     fn lane_in(&self, shape: &[usize]) -> Lane<'_, F>;
+    fn flat_in(&self, shape: &[usize]) -> Option<Flat<'_, F>>;
     fn partials(&self, len: usize) -> Partials<F>;
     fn finish(&self, shape: &[usize], p: Partials<F>) -> Self::Adjoint;
 }
@@ -213,6 +294,10 @@ where
     #[inline(always)]
     fn lane_in(&self, shape: &[usize]) -> Lane<'_, F> {
         self.canon().lane(shape)
+    }
+    #[inline(always)]
+    fn flat_in(&self, shape: &[usize]) -> Option<Flat<'_, F>> {
+        self.canon().flat(shape)
     }
     fn partials(&self, len: usize) -> Partials<F> {
         self.canon().partials(len)
@@ -235,6 +320,10 @@ where
     fn lane_in(&self, shape: &[usize]) -> Lane<'_, F> {
         self.0.canon().lane(shape)
     }
+    #[inline(always)]
+    fn flat_in(&self, shape: &[usize]) -> Option<Flat<'_, F>> {
+        self.0.canon().flat(shape)
+    }
     fn partials(&self, _: usize) -> Partials<F> {
         Partials::Nothing
     }
@@ -247,6 +336,10 @@ where
 pub trait Dest<'a, F: Real> {
     /// The destination in the order of the common shape `shape` (of `len` elements).
     fn lane_mut(self, shape: &[usize], len: usize) -> LaneMut<'a, F>;
+    /// The destination as a plain slice (an empty one for none), or itself back.
+    fn flat_mut(self, shape: &[usize]) -> Result<FlatMut<'a, F>, Self>
+    where
+        Self: Sized;
 }
 
 /// No destination: the input is a constant.
@@ -255,6 +348,10 @@ pub struct Skip;
 impl<'a, F: Real> Dest<'a, F> for Skip {
     fn lane_mut(self, _: &[usize], _: usize) -> LaneMut<'a, F> {
         LaneMut::Nothing
+    }
+    #[inline(always)]
+    fn flat_mut(self, _: &[usize]) -> Result<FlatMut<'a, F>, Skip> {
+        Ok(FlatMut { s: &mut [] })
     }
 }
 
@@ -277,6 +374,16 @@ impl<'a, F: Real, D: Dimension> Dest<'a, F> for ArrayViewMut<'a, F, D> {
         }
         // Broadcast, or of the common shape in another order: gathered.
         gather(self, len)
+    }
+    #[inline(always)]
+    fn flat_mut(self, shape: &[usize]) -> Result<FlatMut<'a, F>, Self> {
+        if self.shape() == shape && self.is_standard_layout() {
+            return match self.into_slice() {
+                Some(s) => Ok(FlatMut { s }),
+                None => unreachable!("a view in standard layout is a slice"),
+            };
+        }
+        Err(self)
     }
 }
 
@@ -520,16 +627,15 @@ macro_rules! inputs {
             #[inline(always)]
             fn fold(&self, shape: &[usize], mut f: impl FnMut(Self::Elems) -> F) -> F {
                 let len = shape.iter().product();
-                let lanes = ($(self.$k.lane_in(shape),)*);
-                unrolled_sum(
-                    len,
-                    &mut f,
-                    |f, i| {
-                        let blocks = ($(lanes.$k.block(i),)*);
-                        std::array::from_fn(|j| f(($(blocks.$k[j],)*)))
-                    },
-                    |f, i| f(($(lanes.$k.at(i),)*)),
-                )
+                // Plain slices and scalars without a match per element; anything else
+                // through the lanes.
+                match ($(self.$k.flat_in(shape),)*) {
+                    ($(Some($e),)*) => inputs!(@values len, ($($e,)*), f; $($k),*),
+                    _ => {
+                        let lanes = ($(self.$k.lane_in(shape),)*);
+                        inputs!(@values len, lanes, f; $($k),*)
+                    }
+                }
             }
             #[inline(always)]
             fn scale_elems(d: Self::Elems, by: F) -> Self::Elems {
@@ -548,7 +654,7 @@ macro_rules! inputs {
             }
         }
     };
-    (@acc $($t:ident $u:ident $k:tt),*) => {
+    (@acc $($t:ident $u:ident $a:ident $v:ident $k:tt),*) => {
         impl<'a, F: Real, $($t: Input<F>, $u: Dest<'a, F>),*> FoldAcc<F, ($($u,)*)> for ($($t,)*) {
             #[inline(always)]
             fn fold_acc(
@@ -559,14 +665,31 @@ macro_rules! inputs {
                 f: impl FnMut(Self::Elems) -> (F, Self::Elems),
             ) -> F {
                 let len = shape.iter().product();
-                let mut outs = ($(dests.$k.lane_mut(shape, len),)*);
-                let value = self.fold_into(shape, &mut outs, dy, f);
-                $(outs.$k.finish(shape);)*
-                value
+                // Every input a scalar or a contiguous array of the common shape, and every
+                // destination a contiguous array or none (the common case, a row and a
+                // vector): the pass on plain slices, with no match per element. Anything else
+                // goes through the lanes.
+                let flats = ($(self.$k.flat_in(shape),)*);
+                let dests = ($(dests.$k.flat_mut(shape),)*);
+                match (flats, dests) {
+                    (($(Some($a),)*), ($(Ok($v),)*)) => {
+                        inputs!(@pass len, ($($a,)*), &mut ($($v,)*), dy, f; $($t $k),*)
+                    }
+                    (_, dests) => {
+                        let mut outs = ($(match dests.$k {
+                            Ok(flat) => flat.lane(),
+                            Err(dest) => dest.lane_mut(shape, len),
+                        },)*);
+                        let lanes = ($(self.$k.lane_in(shape),)*);
+                        let value = inputs!(@pass len, lanes, &mut outs, dy, f; $($t $k),*);
+                        $(outs.$k.finish(shape);)*
+                        value
+                    }
+                }
             }
         }
     };
-    (@into $($t:ident $u:ident $k:tt),*) => {
+    (@into $($t:ident $u:ident $a:ident $k:tt),*) => {
         impl<F: Real, $($t: Input<F>, $u: Sink<F>),*> FoldInto<F, ($($u,)*)> for ($($t,)*) {
             #[inline(always)]
             fn fold_into(
@@ -577,33 +700,58 @@ macro_rules! inputs {
                 f: impl FnMut(Self::Elems) -> (F, Self::Elems),
             ) -> F {
                 let len = shape.iter().product();
-                let lanes = ($(self.$k.lane_in(shape),)*);
-                let mut state = (f, sinks);
-                let value = unrolled_sum(
-                    len,
-                    &mut state,
-                    |(f, sinks), i| {
-                        let blocks = ($(lanes.$k.block(i),)*);
-                        let mut values = [F::zero(); BLOCK];
-                        let mut ds = ($(inputs!(@zeros $t F),)*);
-                        for j in 0..BLOCK {
-                            let (v, d) = f(($(blocks.$k[j],)*));
-                            values[j] = v;
-                            $(ds.$k[j] = d.$k * scale;)*
-                        }
-                        $(sinks.$k.add_block(i, &ds.$k);)*
-                        values
-                    },
-                    |(f, sinks), i| {
-                        let (v, d) = f(($(lanes.$k.at(i),)*));
-                        $(sinks.$k.add(i, d.$k * scale);)*
-                        v
-                    },
-                );
-                value
+                match ($(self.$k.flat_in(shape),)*) {
+                    ($(Some($a),)*) => inputs!(@pass len, ($($a,)*), sinks, scale, f; $($t $k),*),
+                    _ => {
+                        let lanes = ($(self.$k.lane_in(shape),)*);
+                        inputs!(@pass len, lanes, sinks, scale, f; $($t $k),*)
+                    }
+                }
             }
         }
     };
+    // `f`'s values at every element of `lanes`, summed as ndarray's `sum` does.
+    (@values $len:expr, $lanes:expr, $f:expr; $($k:tt),*) => {{
+        let lanes = &$lanes;
+        unrolled_sum(
+            $len,
+            &mut $f,
+            |f, i| {
+                let blocks = ($(lanes.$k.block(i),)*);
+                std::array::from_fn(|j| f(($(blocks.$k[j],)*)))
+            },
+            |f, i| f(($(lanes.$k.at(i),)*)),
+        )
+    }};
+    // The one pass: `f` at every element of `lanes` (each read with `at` and `block`), its
+    // values summed as ndarray's `sum` does, its partial derivatives times `scale` put in
+    // `sinks`.
+    (@pass $len:expr, $lanes:expr, $sinks:expr, $scale:expr, $f:expr; $($t:ident $k:tt),*) => {{
+        let lanes = &$lanes;
+        let scale = $scale;
+        let mut state = ($f, $sinks);
+        unrolled_sum(
+            $len,
+            &mut state,
+            |(f, sinks), i| {
+                let blocks = ($(lanes.$k.block(i),)*);
+                let mut values = [F::zero(); BLOCK];
+                let mut ds = ($(inputs!(@zeros $t F),)*);
+                for j in 0..BLOCK {
+                    let (v, d) = f(($(blocks.$k[j],)*));
+                    values[j] = v;
+                    $(ds.$k[j] = d.$k * scale;)*
+                }
+                $(sinks.$k.add_block(i, &ds.$k);)*
+                values
+            },
+            |(f, sinks), i| {
+                let (v, d) = f(($(lanes.$k.at(i),)*));
+                $(sinks.$k.add(i, d.$k * scale);)*
+                v
+            },
+        )
+    }};
     (@f $t:ident $f:ident) => { $f };
     (@zeros $t:ident $f:ident) => { [$f::zero(); BLOCK] };
 }
@@ -611,14 +759,14 @@ inputs!(A a 0);
 inputs!(A a 0, B b 1);
 inputs!(A a 0, B b 1, C c 2);
 inputs!(A a 0, B b 1, C c 2, D d 3);
-inputs!(@into A U 0);
-inputs!(@into A U 0, B V 1);
-inputs!(@into A U 0, B V 1, C W 2);
-inputs!(@into A U 0, B V 1, C W 2, D X 3);
-inputs!(@acc A U 0);
-inputs!(@acc A U 0, B V 1);
-inputs!(@acc A U 0, B V 1, C W 2);
-inputs!(@acc A U 0, B V 1, C W 2, D X 3);
+inputs!(@into A U a 0);
+inputs!(@into A U a 0, B V b 1);
+inputs!(@into A U a 0, B V b 1, C W c 2);
+inputs!(@into A U a 0, B V b 1, C W c 2, D X d 3);
+inputs!(@acc A U a u 0);
+inputs!(@acc A U a u 0, B V b v 1);
+inputs!(@acc A U a u 0, B V b v 1, C W c w 2);
+inputs!(@acc A U a u 0, B V b v 1, C W c w 2, D X d x 3);
 
 /// `sum` over the common shape of `f` applied to the inputs' elements; `ops` names the fused
 /// operations for the panic message when the inputs' shapes do not broadcast together.
@@ -707,4 +855,116 @@ pub fn fused_mean_grad<F: Real, I: Inputs<F>>(
         (v, I::scale_elems(d, inv))
     });
     (sum / n, grads)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{fused_sum, fused_sum_acc, fused_sum_grad, Const, Skip};
+    use ndarray::{Array1, Array2};
+
+    /// `sin(a b)` and its partial derivatives.
+    fn sin_product((a, b): (f64, f64)) -> (f64, (f64, f64)) {
+        let c = (a * b).cos();
+        ((a * b).sin(), (c * b, c * a))
+    }
+
+    /// The plain passes (contiguous arrays, scalars, no destination) and the lanes (a strided
+    /// view, a broadcast input) give ndarray's own sum to the bit, and each element's partial
+    /// derivative times the adjoint added into what the destination held, over every length
+    /// from none to two blocks of eight and a tail.
+    #[test]
+    fn passes_on_slices_scalars_and_views_agree_with_ndarray() {
+        let ops = "`*`, `mapv`";
+        for n in 0..20 {
+            let x = Array1::from_shape_fn(n, |i| 0.3 + 0.1 * i as f64);
+            let w = Array1::from_shape_fn(n, |i| 1.0 - 0.05 * i as f64);
+            let (s, dy) = (0.9, 0.7);
+            let want = (&x * &w).mapv(f64::sin).sum();
+            let want_scalar = (&x * s).mapv(f64::sin).sum();
+            let partial = |i: usize, b: f64| (x[i] * b).cos() * b;
+
+            // Contiguous destinations: the plain pass.
+            let (mut dx, mut dw) = (Array1::from_elem(n, 1.0), Array1::from_elem(n, 2.0));
+            let value = fused_sum_acc(
+                (&x, &w),
+                (dx.view_mut(), dw.view_mut()),
+                dy,
+                ops,
+                sin_product,
+            );
+            assert_eq!(value, want, "n = {n}");
+            for i in 0..n {
+                assert_eq!(dx[i], 1.0 + partial(i, w[i]) * dy, "dx[{i}], n = {n}");
+                assert_eq!(
+                    dw[i],
+                    2.0 + (x[i] * w[i]).cos() * x[i] * dy,
+                    "dw[{i}], n = {n}"
+                );
+            }
+
+            // A scalar input and no destination for it: the plain pass.
+            let mut dx = Array1::from_elem(n, 1.0);
+            let value = fused_sum_acc((&x, &s), (dx.view_mut(), Skip), dy, ops, sin_product);
+            assert_eq!(value, want_scalar, "n = {n}");
+            for i in 0..n {
+                assert_eq!(dx[i], 1.0 + partial(i, s) * dy, "dx[{i}], n = {n}");
+            }
+
+            // A column of a matrix as the destination: through the lanes.
+            let mut m = Array2::from_elem((n, 2), 1.0);
+            let value = fused_sum_acc((&x, &w), (m.column_mut(0), Skip), dy, ops, sin_product);
+            assert_eq!(value, want, "n = {n}");
+            for i in 0..n {
+                assert_eq!(m[[i, 0]], 1.0 + partial(i, w[i]) * dy, "m[{i}, 0], n = {n}");
+                assert_eq!(m[[i, 1]], 1.0, "m[{i}, 1], n = {n}");
+            }
+
+            // The value alone, and the gathered derivatives, plain and with a constant.
+            let value = fused_sum((&x, &w), ops, |(a, b)| (a * b).sin());
+            assert_eq!(value, want, "n = {n}");
+            let (value, (gx, gs)) = fused_sum_grad((&x, &s), ops, sin_product);
+            assert_eq!(value, want_scalar, "n = {n}");
+            let want_gs: f64 = (0..n).map(|i| (x[i] * s).cos() * x[i]).sum();
+            assert!(
+                (gs - want_gs).abs() <= 1e-12 * want_gs.abs().max(1.0),
+                "n = {n}"
+            );
+            for i in 0..n {
+                assert_eq!(gx[i], partial(i, s), "gx[{i}], n = {n}");
+            }
+            let (value, (gx, ())) = fused_sum_grad((&x, Const(&w)), ops, sin_product);
+            assert_eq!(value, want, "n = {n}");
+            for i in 0..n {
+                assert_eq!(gx[i], partial(i, w[i]), "gx[{i}], n = {n}");
+            }
+        }
+    }
+
+    /// An input broadcast along a new axis goes through the lanes, its derivatives summed
+    /// over that axis.
+    #[test]
+    fn broadcast_inputs_take_the_lanes() {
+        let x = Array2::from_shape_fn((3, 11), |(i, j)| 0.1 * (i + j) as f64);
+        let w = Array1::from_shape_fn(11, |j| 1.0 - 0.05 * j as f64);
+        let (mut dx, mut dw) = (Array2::zeros((3, 11)), Array1::zeros(11));
+        let value = fused_sum_acc(
+            (&x, &w),
+            (dx.view_mut(), dw.view_mut()),
+            1.0,
+            "`*`",
+            sin_product,
+        );
+        assert_eq!(value, (&x * &w).mapv(f64::sin).sum());
+        for j in 0..11 {
+            let want: f64 = (0..3).map(|i| (x[[i, j]] * w[j]).cos() * x[[i, j]]).sum();
+            assert!(
+                (dw[j] - want).abs() <= 1e-12,
+                "dw[{j}]: {} vs {want}",
+                dw[j]
+            );
+            for i in 0..3 {
+                assert_eq!(dx[[i, j]], (x[[i, j]] * w[j]).cos() * w[j], "dx[{i}, {j}]");
+            }
+        }
+    }
 }
