@@ -184,6 +184,7 @@ pub fn companions(
 
         #(#cfgs)*
         #[doc = #doc_pb]
+        #[inline]
         #[allow(unused, clippy::all)]
         #vis fn #pullback #generics (#(#params,)* #d_out: #float) -> #pullback_ty #pullback_body
 
