@@ -481,8 +481,9 @@ fn summed_to<F: Real>(g: Vec<F>, shape: &[usize], to: &[usize]) -> ArrayD<F> {
     reduce_to(full.view(), to)
 }
 
-/// Tuples of inputs with a tuple of [`Sink`]s of the same length: the one pass both
-/// [`Inputs::fold_grad`] and [`FoldAcc::fold_acc`] make.
+/// Tuples of inputs with a tuple of [`Sink`]s of the same length: the pass
+/// [`Inputs::fold_grad`] makes into gathered partials. [`FoldAcc::fold_acc`] runs the same
+/// pass (the `@pass` arm of `inputs!`) into the inputs' adjoints.
 pub trait FoldInto<F: Real, S>: Inputs<F> {
     /// The sum of `f`'s values over the common shape `shape`, each element's partial
     /// derivatives times `scale` put in the inputs' sinks.
