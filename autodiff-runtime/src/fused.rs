@@ -622,6 +622,7 @@ macro_rules! inputs {
         impl<F: Real, $($t: Input<F>),*> Inputs<F> for ($($t,)*) {
             type Elems = ($(inputs!(@f $t F),)*);
             type Adjoints = ($($t::Adjoint,)*);
+            #[inline]
             fn shape(&self, ops: &str) -> Dims {
                 common_shape(ops, &[$(self.$k.shape_in()),*])
             }
