@@ -1753,3 +1753,49 @@ fn range_loops_adding_into_adjoint_windows_match_finite_differences() {
     assert_close(&gl, &fd(&|v: &[f64]| windowed_runs(v, x, 3), l), 1e-6);
     assert_close(&gx, &fd(&|v: &[f64]| windowed_runs(l, v, 3), x), 1e-6);
 }
+
+/// Buffer reads taped in loops over ranges (`y` is overwritten later in each step), read back
+/// in the reverse sweep through one window of the tape per loop: two reads per iteration from
+/// a range that starts at 1 (`y[n - 1 - i]`, `y[i / 2]`), one read before the element is
+/// overwritten (`y[i]` in the update), and a `while` loop, whose reads stay on the
+/// per-iteration path; beside them, runs of `y` copied once per step (a range from 2, and
+/// one whose start passes its end in the first steps).
+#[differentiate]
+fn taped_runs(x: &[f64], steps: usize) -> f64 {
+    let n = x.len();
+    let mut y = vec![0.0; n];
+    for i in 0..n {
+        y[i] = 0.5 * x[i];
+    }
+    let mut s = 0.0;
+    for step in 0..steps {
+        for i in 2..n {
+            s += (y[i - 1] * y[i - 2]).sin() * x[i];
+        }
+        for i in (n - 2 * step)..(n / 2 + 1) {
+            s += y[i] * y[i] * x[i];
+        }
+        for i in 1..n - 1 {
+            s += (y[n - 1 - i] * y[i / 2]).cos() * x[i];
+        }
+        let mut j = 0;
+        while j < n {
+            s += 0.1 * y[j].cos();
+            j += 3;
+        }
+        for i in 0..n {
+            y[i] = (y[i] * 0.7 + x[i] * 0.1).tanh();
+        }
+    }
+    s
+}
+
+#[test]
+fn taped_reads_in_range_loops_match_finite_differences() {
+    let x: Vec<f64> = (0..8).map(|i| 0.3 * i as f64 - 0.9).collect();
+    for steps in [0, 1, 4] {
+        let (v, g) = taped_runs_value_and_grad(&x, steps);
+        assert_eq!(v, taped_runs(&x, steps), "steps = {steps}");
+        assert_close(&g, &fd(&|v: &[f64]| taped_runs(v, steps), &x), 1e-6);
+    }
+}

@@ -433,6 +433,47 @@ mod tests {
         assert!(!out.contains("__d_l [__t"), "{out}");
     }
 
+    /// The taped buffer reads of a `for i in a..b` loop are read back through one window of
+    /// the tape, at `r (i - a)` for `r` reads per iteration, and the tape is cut once after
+    /// the loop; a `while` loop's reads are popped iteration by iteration.
+    #[test]
+    fn range_loops_read_their_tape_through_one_window() {
+        let out = expand(
+            quote!(),
+            quote! {
+                fn f(x: &[f64], steps: usize) -> f64 {
+                    let n = x.len();
+                    let mut y = vec![1.0; n];
+                    let mut s = 0.0;
+                    for _step in 0..steps {
+                        for i in 1..n - 1 {
+                            s += (y[n - 1 - i] * y[i / 2]).cos() * x[i];
+                        }
+                        let mut j = 0;
+                        while j < n {
+                            s += y[j].sin();
+                            j += 3;
+                        }
+                        for i in 0..n {
+                            y[i] = (y[i] * 0.5 + x[i]).tanh();
+                        }
+                    }
+                    s
+                }
+            },
+        )
+        .to_string();
+        let windows = out.matches("= & __reads").count();
+        assert_eq!(windows, 2, "{out}");
+        assert!(
+            out.contains("- (if 1 < __n - 1 { ((__n - 1) - (1)) as usize } else { 0 }) * 2usize ;"),
+            "{out}"
+        );
+        assert!(out.contains("= ((__i - (1)) as usize) * 2usize ;"), "{out}");
+        // The `while` loop: the last read on the tape, cut each iteration.
+        assert_eq!(out.matches("let reads_start =").count(), 1, "{out}");
+    }
+
     /// A sign chosen among literals by branches (`-1.0` is lowered as `(-1.0f64)`) and a float
     /// method of a known scalar in passive code (`t.powi(j as i32)`) are known scalars: the
     /// products they take part in are written out, not sent through the runtime's helpers.

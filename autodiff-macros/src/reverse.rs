@@ -1664,22 +1664,51 @@ impl<'a> Reverse<'a> {
             pop.append_stream(quote!(let #pattern = #rt::pop(&mut #tape);));
         }
         let mut truncate = TokenStream::new();
+        // The reads of a `for i in a..b` loop with `r` reads per iteration as one window of the
+        // tape: iteration `i` reads `r * (i - a)` onwards, and the tape is cut once after the
+        // loop. The window's pointer and length stay in registers and the indices follow the
+        // loop variable, so the reverse loop has no length to update per iteration and its
+        // bounds checks can go.
+        let mut tape_window = None;
         if reads {
             let (cursor, tape) = (&l.reads.cursor, &l.reads.tape);
-            if let Some(r) = fixed {
-                // This iteration's reads are the last `r` on the tape.
-                pop.append_stream(quote!(let #start = #tape.len() - #r;));
+            match (fixed, simple_range(l)) {
+                (Some(r), Some((i, a, b))) if r > 0 => {
+                    let i = &self.f.vars[i].name;
+                    let base = Ident::new("reads_base", crate::names::mixed_site());
+                    pop.append_stream(quote!(let mut #cursor = ((#i - (#a)) as usize) * #r;));
+                    tape_window = Some((
+                        quote! {
+                            let #base = #tape.len()
+                                - (if #a < #b { ((#b) - (#a)) as usize } else { 0 }) * #r;
+                        },
+                        quote!(let #tape = &#tape[#base..];),
+                        quote!(#tape.truncate(#base);),
+                    ));
+                }
+                _ => {
+                    if let Some(r) = fixed {
+                        // This iteration's reads are the last `r` on the tape.
+                        pop.append_stream(quote!(let #start = #tape.len() - #r;));
+                    }
+                    pop.append_stream(quote!(let mut #cursor = #start;));
+                    truncate.append_stream(quote!(#tape.truncate(#start);));
+                }
             }
-            pop.append_stream(quote!(let mut #cursor = #start;));
-            truncate.append_stream(quote!(#tape.truncate(#start);));
         }
         out.append_stream(declarations);
         out.append_stream(self.take_slices(&slices));
-        let the_loop = quote!(#header { #pop #recompute #body #truncate #replay_step });
-        if replay_start.is_empty() {
-            out.append_stream(the_loop);
-        } else {
-            out.append_stream(quote!({ #replay_start #the_loop }));
+        let mut the_loop = quote!(#header { #pop #recompute #body #truncate #replay_step });
+        if !replay_start.is_empty() {
+            the_loop = quote!({ #replay_start #the_loop });
+        }
+        match tape_window {
+            Some((base, window, cut)) => {
+                out.append_stream(base);
+                out.append_stream(quote!({ #window #the_loop }));
+                out.append_stream(cut);
+            }
+            None => out.append_stream(the_loop),
         }
         out.append_stream(flush_after);
         for c in &active {
@@ -1711,21 +1740,7 @@ impl<'a> Reverse<'a> {
                 },
             }
         };
-        // `for i in a..b` with nothing after the range: the reverse visits b-1, .., a.
-        let simple = match (&l.kind, &l.brk) {
-            (LoopKind::For { var, iter }, None) => match syn::parse2::<syn::Expr>(iter.clone()) {
-                Ok(syn::Expr::Range(r)) if matches!(r.limits, syn::RangeLimits::HalfOpen(_)) => {
-                    match (r.start, r.end) {
-                        (Some(s), Some(e)) => {
-                            Some((*var, s.to_token_stream(), e.to_token_stream()))
-                        }
-                        _ => None,
-                    }
-                }
-                _ => None,
-            },
-            _ => None,
-        };
+        let simple = simple_range(l);
         let offset = |o: &Operand| -> Option<i64> {
             let (i, _, _) = simple.as_ref()?;
             let v = o.var()?;
@@ -3190,6 +3205,23 @@ fn touches_buffers(b: &Block, local: &HashSet<VarId>, f: &Function) -> bool {
 
 /// How many buffer values every iteration of a loop with body `b` reads through `tape`, when
 /// that number is the same in every iteration (no read inside an `if` arm).
+/// `for i in a..b` with nothing after the range (no `break`): the loop variable and the
+/// range's bounds. The reverse visits b-1, .., a, iteration `i - a` of the forward sweep.
+fn simple_range(l: &Loop) -> Option<(VarId, TokenStream, TokenStream)> {
+    let (LoopKind::For { var, iter }, None) = (&l.kind, &l.brk) else {
+        return None;
+    };
+    match syn::parse2::<syn::Expr>(iter.clone()) {
+        Ok(syn::Expr::Range(r)) if matches!(r.limits, syn::RangeLimits::HalfOpen(_)) => {
+            match (r.start, r.end) {
+                (Some(s), Some(e)) => Some((*var, s.to_token_stream(), e.to_token_stream())),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
 fn fixed_reads(b: &Block, tape: &Ident) -> Option<usize> {
     let mut count = 0;
     for s in &b.stmts {
