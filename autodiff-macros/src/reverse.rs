@@ -3203,8 +3203,6 @@ fn touches_buffers(b: &Block, local: &HashSet<VarId>, f: &Function) -> bool {
     })
 }
 
-/// How many buffer values every iteration of a loop with body `b` reads through `tape`, when
-/// that number is the same in every iteration (no read inside an `if` arm).
 /// `for i in a..b` with nothing after the range (no `break`): the loop variable and the
 /// range's bounds. The reverse visits b-1, .., a, iteration `i - a` of the forward sweep.
 fn simple_range(l: &Loop) -> Option<(VarId, TokenStream, TokenStream)> {
@@ -3222,6 +3220,8 @@ fn simple_range(l: &Loop) -> Option<(VarId, TokenStream, TokenStream)> {
     }
 }
 
+/// How many buffer values every iteration of a loop with body `b` reads through `tape`, when
+/// that number is the same in every iteration (no read inside an `if` arm).
 fn fixed_reads(b: &Block, tape: &Ident) -> Option<usize> {
     let mut count = 0;
     for s in &b.stmts {
