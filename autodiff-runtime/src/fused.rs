@@ -334,7 +334,8 @@ where
 /// view of the input's adjoint (`d_w.view_mut()`, `d_x.row_mut(i)`), or [`Skip`] for an input
 /// whose adjoint is not wanted.
 pub trait Dest<'a, F: Real> {
-    /// The destination in the order of the common shape `shape` (of `len` elements).
+    /// The destination in the order of the common shape `shape` (of `len` elements), for one
+    /// that [`Dest::flat_mut`] gave back.
     fn lane_mut(self, shape: &[usize], len: usize) -> LaneMut<'a, F>;
     /// The destination as a plain slice (an empty one for none), or itself back.
     fn flat_mut(self, shape: &[usize]) -> Result<FlatMut<'a, F>, Self>
@@ -358,18 +359,11 @@ impl<'a, F: Real> Dest<'a, F> for Skip {
 impl<'a, F: Real, D: Dimension> Dest<'a, F> for ArrayViewMut<'a, F, D> {
     #[inline(always)]
     fn lane_mut(self, shape: &[usize], len: usize) -> LaneMut<'a, F> {
-        if self.shape() == shape {
-            if self.is_standard_layout() {
-                if let Some(s) = self.into_slice() {
-                    return LaneMut::Slice(s);
-                }
-                unreachable!("a view in standard layout is a slice");
-            }
-            if self.ndim() == 1 {
-                match self.into_dimensionality::<Ix1>() {
-                    Ok(v) => return LaneMut::Strided(v),
-                    Err(e) => unreachable!("a view of one axis: {e}"),
-                }
+        // Contiguous views of the common shape are plain (`flat_mut`) and never come here.
+        if self.shape() == shape && self.ndim() == 1 {
+            match self.into_dimensionality::<Ix1>() {
+                Ok(v) => return LaneMut::Strided(v),
+                Err(e) => unreachable!("a view of one axis: {e}"),
             }
         }
         // Broadcast, or of the common shape in another order: gathered.
