@@ -206,6 +206,50 @@ pub fn call_argument(f: &Function, a: &Operand, tokens: TokenStream, by_ref: boo
     }
 }
 
+/// A copy of variable `v` (named `tokens`) for a tape or a loop's storage: the value itself
+/// when it is a known scalar (`Copy`), a clone otherwise (an array the code reads again after).
+pub fn copy_of(f: &Function, v: Option<VarId>, tokens: TokenStream) -> TokenStream {
+    match v {
+        Some(v) if !f.vars[v].scalar => quote!(::core::clone::Clone::clone(&#tokens)),
+        // A constant: a literal is `Copy`; a path to a constant may not be.
+        None if !is_literal(&tokens) => quote!(::core::clone::Clone::clone(&#tokens)),
+        _ => tokens,
+    }
+}
+
+/// Is `tokens` one literal (`0.0f64`, `2`)?
+fn is_literal(tokens: &TokenStream) -> bool {
+    let mut trees = tokens.clone().into_iter();
+    matches!(
+        (trees.next(), trees.next()),
+        (Some(proc_macro2::TokenTree::Literal(_)), None)
+    )
+}
+
+/// A tape's record, or the pattern that takes it back: the one item alone, or a tuple of
+/// several (the push and the pop are both written with this, so they agree).
+pub fn record_of(items: impl IntoIterator<Item = TokenStream>) -> TokenStream {
+    let items: Vec<TokenStream> = items.into_iter().collect();
+    match items.as_slice() {
+        [one] => one.clone(),
+        _ => quote!((#(#items,)*)),
+    }
+}
+
+/// `slots = values;` for a loop's carried storage: a plain assignment for one slot, a tuple
+/// assignment for several (simultaneous: a value may read another slot's old value).
+pub fn assign_carried(
+    slots: impl IntoIterator<Item = impl ToTokens>,
+    values: impl IntoIterator<Item = TokenStream>,
+) -> TokenStream {
+    let slots: Vec<TokenStream> = slots.into_iter().map(|s| s.to_token_stream()).collect();
+    let values: Vec<TokenStream> = values.into_iter().collect();
+    match (slots.as_slice(), values.as_slice()) {
+        ([slot], [value]) => quote!(#slot = #value;),
+        _ => quote!((#(#slots,)*) = (#(#values,)*);),
+    }
+}
+
 /// The primitive types, by name (`f16` and `f128` too, for when they are stable).
 const PRIMITIVE_TYPES: [&str; 19] = [
     "bool", "char", "str", "u8", "u16", "u32", "u64", "u128", "usize", "i8", "i16", "i32", "i64",
@@ -522,7 +566,7 @@ fn iteration_end(fwd: &Forward<'_>, l: &crate::ir::Loop) -> TokenStream {
     if !l.carried.is_empty() {
         let slots = l.carried.iter().map(|c| &fwd.f.vars[c.entry].name);
         let exits = l.carried.iter().map(|c| fwd.operand(&c.exit));
-        out.append_stream(quote!((#(#slots,)*) = (#(#exits,)*);));
+        out.append_stream(assign_carried(slots, exits));
     }
     if let Some(brk) = &l.brk {
         let brk = fwd.operand(brk);
@@ -718,12 +762,8 @@ impl Forward<'_> {
                                 // Moved onto the tape when the iteration ends (`loop_stmt`).
                                 return quote!(let #name #ty = #value;);
                             }
-                            let append = append(
-                                self.rt,
-                                tape,
-                                quote!(::core::clone::Clone::clone(&#name)),
-                                r.exact,
-                            );
+                            let copy = copy_of(self.f, Some(*var), name.to_token_stream());
+                            let append = append(self.rt, tape, copy, r.exact);
                             return quote!(let #name #ty = #value; #append);
                         }
                         Mode::Recompute => {
@@ -883,8 +923,12 @@ impl Forward<'_> {
                 return TokenStream::new();
             }
             let counted = plan.reversed && plan.count;
-            let c = counted.then(|| quote!(#count,));
-            return quote!(let (#c #(#afters,)*) = #rt::pop(&mut #exits););
+            let c = counted.then(|| quote!(#count));
+            let pattern = record_of(
+                c.into_iter()
+                    .chain(afters.iter().map(|a| a.to_token_stream())),
+            );
+            return quote!(let #pattern = #rt::pop(&mut #exits););
         }
         let mut out = loop_prelude(self.f, l, rt);
         if plan.count {
@@ -947,7 +991,11 @@ impl Forward<'_> {
             }
         }
         if plan.has_entries() {
-            let entries: Vec<&Ident> = plan.entries.iter().map(|e| &self.f.vars[*e].name).collect();
+            let entries: Vec<TokenStream> = plan
+                .entries
+                .iter()
+                .map(|e| copy_of(self.f, Some(*e), self.f.vars[*e].name.to_token_stream()))
+                .collect();
             let start = plan.records_read_start().then(|| quote!(#reads.len()));
             let tape = &l.tape;
             let snapshots: Vec<&Ident> = plan
@@ -955,7 +1003,10 @@ impl Forward<'_> {
                 .iter()
                 .map(|b| &self.f.vars[*b].name)
                 .collect();
-            let record = quote!((#(::core::clone::Clone::clone(&#entries),)* #(::core::clone::Clone::clone(&#snapshots),)* #start));
+            let snapshots = snapshots
+                .iter()
+                .map(|b| quote!(::core::clone::Clone::clone(&#b)));
+            let record = record_of(entries.into_iter().chain(snapshots).chain(start));
             body.append_stream(append(rt, tape, record, exact.is_some()));
         }
         let inner = Forward {
@@ -990,8 +1041,12 @@ impl Forward<'_> {
         out.append_stream(quote!(#header { #body }));
         if self.mode == Mode::Body && l.nested && plan.has_exits() {
             let counted = plan.reversed && plan.count;
-            let c = counted.then(|| quote!(#count,));
-            let record = quote!((#c #(::core::clone::Clone::clone(&#afters),)*));
+            let c = counted.then(|| quote!(#count));
+            let afters = plan
+                .exit_afters
+                .iter()
+                .map(|a| copy_of(self.f, Some(*a), self.f.vars[*a].name.to_token_stream()));
+            let record = record_of(c.into_iter().chain(afters));
             out.append_stream(append(rt, exits, record, plan.exits_reserved));
         }
         out
@@ -1146,7 +1201,8 @@ pub fn loop_prelude(f: &Function, l: &crate::ir::Loop, _rt: &Ident) -> TokenStre
             Operand::Var(v) => f.vars[*v].name.to_token_stream(),
             Operand::Const(t) => t.clone(),
         };
-        out.append_stream(quote!(let mut #slot = ::core::clone::Clone::clone(&#init);));
+        let init = copy_of(f, c.init.var(), init);
+        out.append_stream(quote!(let mut #slot = #init;));
     }
     out
 }

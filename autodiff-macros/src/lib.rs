@@ -474,6 +474,30 @@ mod tests {
         assert_eq!(out.matches("let reads_start =").count(), 1, "{out}");
     }
 
+    /// Known scalars are copied as they are, onto tapes and into a loop's storage, and a loop
+    /// carrying one value assigns it plainly: the code reads as written by hand. A buffer
+    /// carried into a loop is still cloned (the reverse sweep reads it after).
+    #[test]
+    fn scalars_are_copied_and_one_carried_value_assigned() {
+        let out = expand(
+            quote!(),
+            quote! {
+                fn f(x: &[f64]) -> f64 {
+                    let mut s = 0.0;
+                    for i in 0..x.len() {
+                        s += x[i].sin() * s;
+                    }
+                    s
+                }
+            },
+        )
+        .to_string();
+        assert!(!out.contains("Clone :: clone"), "{out}");
+        assert!(out.contains("let mut __s_1 = __s ;"), "{out}");
+        assert!(out.contains("__s_1 = __s_2 ;"), "{out}");
+        assert!(!out.contains("(__s_1 ,) ="), "{out}");
+    }
+
     /// A sign chosen among literals by branches (`-1.0` is lowered as `(-1.0f64)`) and a float
     /// method of a known scalar in passive code (`t.powi(j as i32)`) are known scalars: the
     /// products they take part in are written out, not sent through the runtime's helpers.

@@ -1611,14 +1611,16 @@ impl<'a> Reverse<'a> {
             if order_free {
                 let names: Vec<&Ident> =
                     replay.iter().map(|c| &self.f.vars[c.entry].name).collect();
-                let inits: Vec<TokenStream> =
-                    replay.iter().map(|c| self.operand(&c.init)).collect();
+                let inits: Vec<TokenStream> = replay
+                    .iter()
+                    .map(|c| crate::emit::copy_of(self.f, c.init.var(), self.operand(&c.init)))
+                    .collect();
                 let exits: Vec<TokenStream> = replay
                     .iter()
                     .map(|c| crate::emit::named(self.f, &c.exit))
                     .collect();
-                replay_start = quote!(#(let mut #names = ::core::clone::Clone::clone(&#inits);)*);
-                replay_step = quote!((#(#names,)*) = (#(#exits,)*););
+                replay_start = quote!(#(let mut #names = #inits;)*);
+                replay_step = crate::emit::assign_carried(&names, exits);
             } else {
                 // Backwards after all, which the trial slice did not foresee: these entries
                 // come from the tape too.
@@ -1656,10 +1658,13 @@ impl<'a> Reverse<'a> {
             .is_some_and(LoopPlan::records_read_start);
         // Popped where the forward sweep pushed (`LoopPlan::has_entries`).
         if !entries.is_empty() || start_recorded || !checkpoint.is_empty() {
+            let names = names.iter().map(|n| n.to_token_stream());
             let pattern = if start_recorded {
-                quote!((#(#names,)* #start))
+                crate::emit::record_of(names.chain(Some(start.to_token_stream())))
             } else {
-                quote!((#(#names,)* #(#snapshot_names,)*))
+                crate::emit::record_of(
+                    names.chain(snapshot_names.iter().map(|n| n.to_token_stream())),
+                )
             };
             pop.append_stream(quote!(let #pattern = #rt::pop(&mut #tape);));
         }
