@@ -225,3 +225,71 @@ fn literal_signs_and_passive_methods() {
     let fd = central_difference(|v: &[f64]| signed_powers(v, 7), &x, 1e-6);
     assert_close("signed_powers", &g, &fd, 1e-6);
 }
+
+/// Sums and copies whose operand is used nowhere else take the sum's adjoint as their own
+/// (`Reverse::contribute_as_is`): straight-line chains of them, a subtraction (whose right
+/// operand's adjoint is negated, not passed on), one inside a loop body and one in an `if` arm,
+/// an element update `buf[i] += t`, and operands used twice or in a nested block, which keep
+/// adjoints of their own.
+#[differentiate]
+fn passed_on(x: &[f64], y: f64) -> f64 {
+    let a = x[0] * y;
+    let b = a + x[1];
+    let c = b;
+    let d = c - x[2].sin();
+    let e = d + y;
+    let twice = e.cos();
+    let f = twice + twice * y;
+    let mut buf = vec![0.0; x.len()];
+    let mut s = f;
+    for i in 0..x.len() {
+        let t = x[i] * x[i];
+        let u = t + s * 0.5;
+        buf[i] += u;
+        if u > 0.0 {
+            let v = u.tanh();
+            s = v + s * 0.9;
+        } else {
+            let w = u * f;
+            s = w - s;
+        }
+    }
+    // Used once, but in a nested block (an `if` arm, a loop's body; the last loop runs fused
+    // with its reverse): each arm or iteration adds into its adjoint.
+    // A loop's value after it, used once by a sum: its adjoint is the loop's to carry.
+    let mut acc = 0.0;
+    for i in 0..x.len() {
+        acc += (x[i] * y).sin();
+    }
+    let sa = acc + s;
+    let k = y * y;
+    let mut total = if sa > 0.0 {
+        let m = k + sa;
+        m * 0.5
+    } else {
+        sa
+    };
+    for i in 0..buf.len() {
+        total += buf[i] * a;
+    }
+    let g = x[0] * y;
+    for i in 0..x.len() {
+        let h = g + x[i];
+        total += h * h * 0.1;
+    }
+    total
+}
+
+#[test]
+fn adjoints_passed_on_as_they_are() {
+    for (x, y) in [
+        (vec![0.3, -0.7, 1.1, 0.4], 0.9),
+        (vec![-0.5, 0.2, -1.3, 0.8, 0.1], -1.2),
+    ] {
+        let (gx, gy) = passed_on_grad(&x, y);
+        let fd = central_difference(|v: &[f64]| passed_on(v, y), &x, 1e-6);
+        assert_close("passed_on (x)", &gx, &fd, 1e-6);
+        let fdy = central_difference(|v: &[f64]| passed_on(&x, v[0]), &[y], 1e-6);
+        assert_close("passed_on (y)", &[gy], &fdy, 1e-6);
+    }
+}

@@ -498,6 +498,55 @@ mod tests {
         assert!(!out.contains("(__s_1 ,) ="), "{out}");
     }
 
+    /// A sum's or copy's operand used nowhere else takes the sum's adjoint as its own: the
+    /// straight-line reverse sweep declares no adjoint as a bare copy of another, and a
+    /// subtracted operand gets the negated adjoint.
+    #[test]
+    fn adjoints_are_passed_on_not_copied() {
+        let out = expand(
+            quote!(),
+            quote! {
+                fn f(x: f64, y: f64) -> f64 {
+                    let a = x * y;
+                    let b = a + x.sin();
+                    let c = b;
+                    let d = c - y.exp();
+                    d * d
+                }
+            },
+        )
+        .to_string();
+        assert_eq!(copies(&out), 0, "{out}");
+        assert!(out.contains("= - __d_d"), "{out}");
+        // A loop's carried sum, not the last statement (so reversed on its own): the exit value
+        // and the entry take the carried adjoint, which then needs no reassignment.
+        let out = expand(
+            quote!(),
+            quote! {
+                fn g(x: &[f64], y: f64) -> f64 {
+                    let mut s = 0.0;
+                    for i in 0..x.len() {
+                        s += x[i] * y;
+                    }
+                    (s * y).sin()
+                }
+            },
+        )
+        .to_string();
+        assert_eq!(copies(&out), 0, "{out}");
+        assert!(!out.contains("__d_s_after = __d_s"), "{out}");
+    }
+
+    /// Statements `let mut __d_a = __d_b;` in `out`: an adjoint declared as a copy of another.
+    fn copies(out: &str) -> usize {
+        out.split(';')
+            .filter(|s| {
+                let t: Vec<&str> = s.split_whitespace().collect();
+                matches!(t.as_slice(), [.., "let", "mut", d, "=", e] if d.starts_with("__d_") && e.starts_with("__d_"))
+            })
+            .count()
+    }
+
     /// A sign chosen among literals by branches (`-1.0` is lowered as `(-1.0f64)`) and a float
     /// method of a known scalar in passive code (`t.powi(j as i32)`) are known scalars: the
     /// products they take part in are written out, not sent through the runtime's helpers.

@@ -71,6 +71,11 @@ pub struct Reverse<'a> {
     /// Element updates `buf[i] += e` ([`increments`]): the old values read, whose reverse
     /// adds nothing, and the values stored, whose reverse reads the element's adjoint.
     increments: (HashSet<VarId>, HashSet<VarId>),
+    /// Scalars whose one contribution is another adjoint as it is ([`passed_on`]), and the
+    /// adjoints they have taken as their own once it came: `let t = a * b; let y = t + c;`
+    /// reverses as `d_a += d_y * b`, with no `let d_t = d_y;` between.
+    passed_on: HashSet<VarId>,
+    same_adjoint: HashMap<VarId, Ident>,
 }
 
 /// A view `v = x.row(i)` (a rule whose adjoint adds into part of its operand's, `row_acc`).
@@ -186,6 +191,137 @@ fn parts(f: &Function) -> HashMap<VarId, (VarId, Operand)> {
     used.extend(f.result.var());
     found.retain(|p, _| !used.contains(p));
     found
+}
+
+/// Known scalars whose adjoint is another's as it is: used once in the whole function, by a
+/// copy or a `+` / `-` operand (not subtracted) of a `let` in the block that defines them (by
+/// a `let`, or as a loop's carried value at the top of its body), or as an `if` arm's merged
+/// value, a loop iteration's exit value or a loop's start. Their one contribution is the
+/// user's adjoint itself, so the reverse sweep names it instead of copying it
+/// (`Reverse::contribute_as_is`). A use anywhere else (a nested block, a store) keeps the
+/// adjoint a variable of its own.
+fn passed_on(f: &Function) -> HashSet<VarId> {
+    fn bump(o: &Operand, uses: &mut [u32]) {
+        if let Some(v) = o.var() {
+            uses[v] += 1;
+        }
+    }
+    fn count(b: &Block, uses: &mut [u32]) {
+        for s in &b.stmts {
+            match s {
+                Stmt::Let { op, .. } => {
+                    for o in op.operands() {
+                        bump(o, uses);
+                    }
+                    match op {
+                        Op::Prim { ints, .. } => ints.iter().for_each(|o| bump(o, uses)),
+                        Op::Index { index, .. } => bump(index, uses),
+                        _ => {}
+                    }
+                }
+                Stmt::If {
+                    then, els, phis, ..
+                } => {
+                    count(then, uses);
+                    count(els, uses);
+                    for p in phis {
+                        bump(&p.then, uses);
+                        bump(&p.els, uses);
+                    }
+                }
+                Stmt::Store {
+                    buf, index, value, ..
+                } => {
+                    uses[*buf] += 1;
+                    bump(index, uses);
+                    bump(value, uses);
+                }
+                Stmt::Loop(l) => {
+                    for c in &l.carried {
+                        bump(&c.init, uses);
+                        bump(&c.exit, uses);
+                    }
+                    if let Some(b) = &l.brk {
+                        bump(b, uses);
+                    }
+                    count(&l.body, uses);
+                }
+                Stmt::Effect(_) => {}
+            }
+        }
+    }
+    /// The variables `b`'s `let`s define, and `entries` (the carried values of the loop whose
+    /// body `b` is, defined at its top).
+    fn defined(b: &Block, entries: &[VarId]) -> HashSet<VarId> {
+        b.stmts
+            .iter()
+            .filter_map(|s| match s {
+                Stmt::Let { var, .. } => Some(*var),
+                _ => None,
+            })
+            .chain(entries.iter().copied())
+            .collect()
+    }
+    /// `o`, if a known scalar of `defined` used once.
+    fn once(o: &Operand, defined: &HashSet<VarId>, f: &Function, uses: &[u32]) -> Option<VarId> {
+        let v = o.var().filter(|v| defined.contains(v))?;
+        let var = &f.vars[v];
+        (var.scalar && var.active && uses[v] == 1).then_some(v)
+    }
+    fn collect(b: &Block, entries: &[VarId], f: &Function, uses: &[u32], out: &mut HashSet<VarId>) {
+        let lets = defined(b, entries);
+        for s in &b.stmts {
+            match s {
+                Stmt::Let { op, .. } => {
+                    let passed: Vec<&Operand> = match op {
+                        Op::Copy(o) => vec![o],
+                        Op::Prim { rule, args, .. } => match rule.adjoint {
+                            Adjoint::Linear(signs) => args
+                                .iter()
+                                .zip(signs)
+                                .filter(|(_, &plus)| plus)
+                                .map(|(a, _)| a)
+                                .collect(),
+                            _ => Vec::new(),
+                        },
+                        _ => Vec::new(),
+                    };
+                    out.extend(passed.into_iter().filter_map(|o| once(o, &lets, f, uses)));
+                }
+                Stmt::If {
+                    then, els, phis, ..
+                } => {
+                    // An arm's value merged by the `if` and used nowhere else takes the
+                    // merge's adjoint.
+                    let (in_then, in_els) = (defined(then, &[]), defined(els, &[]));
+                    for p in phis {
+                        out.extend(once(&p.then, &in_then, f, uses));
+                        out.extend(once(&p.els, &in_els, f, uses));
+                    }
+                    collect(then, &[], f, uses, out);
+                    collect(els, &[], f, uses, out);
+                }
+                Stmt::Loop(l) => {
+                    // An iteration's exit value used nowhere else takes the carried adjoint,
+                    // and a value defined here only to start the loop, the adjoint after it.
+                    let entries: Vec<VarId> = l.carried.iter().map(|c| c.entry).collect();
+                    let in_body = defined(&l.body, &[]);
+                    for c in &l.carried {
+                        out.extend(once(&c.exit, &in_body, f, uses));
+                        out.extend(once(&c.init, &lets, f, uses));
+                    }
+                    collect(&l.body, &entries, f, uses, out);
+                }
+                Stmt::Store { .. } | Stmt::Effect(_) => {}
+            }
+        }
+    }
+    let mut uses = vec![0; f.vars.len()];
+    count(&f.body, &mut uses);
+    bump(&f.result, &mut uses);
+    let mut out = HashSet::new();
+    collect(&f.body, &[], f, &uses, &mut out);
+    out
 }
 
 /// The element updates `buf[i] = buf[i] + e` (what `buf[i] += e` lowers to; also
@@ -498,12 +634,36 @@ impl<'a> Reverse<'a> {
             pending: None,
             direct: HashSet::new(),
             increments: increments(f),
+            passed_on: passed_on(f),
+            same_adjoint: HashMap::new(),
             powers: {
                 let mut out = HashMap::new();
                 powers(&f.body, f, &mut out);
                 out
             },
         }
+    }
+
+    /// The name of `v`'s adjoint: its own, or the adjoint it was passed on as it is.
+    fn adj(&self, v: VarId) -> Ident {
+        self.same_adjoint
+            .get(&v)
+            .cloned()
+            .unwrap_or_else(|| self.f.vars[v].adjoint.clone())
+    }
+
+    /// A contribution of `dy` as it is to `target`, a known scalar: a scalar of
+    /// [`passed_on`] takes `dy` as its adjoint (its only contribution, and `dy`'s variable is
+    /// reversed, so `dy` changes no more); anything else gets `let mut d = dy;` or `d += dy;`.
+    fn contribute_as_is(&mut self, target: &Operand, dy: &Ident) -> TokenStream {
+        if let Some(v) = target.var() {
+            if self.passed_on.contains(&v) && !self.declared.contains(&v) {
+                self.declared.insert(v);
+                self.same_adjoint.insert(v, dy.clone());
+                return TokenStream::new();
+            }
+        }
+        self.contribute_scalar(target, quote!(#dy))
     }
 
     /// The top-level values the reverse sweep reads (as values, not only for their shape).
@@ -739,7 +899,7 @@ impl<'a> Reverse<'a> {
         self.targets_of(&l.body, &mut targets);
         out.append_stream(self.declare_zero(targets, &inner));
         for c in &active {
-            let d = self.f.vars[c.after].adjoint.clone();
+            let d = self.adj(c.after);
             let x = self.f.vars[c.after].name.clone();
             self.declared.insert(c.after);
             if Some(c.after) == result {
@@ -773,7 +933,7 @@ impl<'a> Reverse<'a> {
         let nested = match active.as_slice() {
             [c] => c.exit.var().and_then(|e| {
                 self.fusable_in(&l.body, e)
-                    .map(|n| (n, e, self.f.vars[c.after].adjoint.clone()))
+                    .map(|n| (n, e, self.adj(c.after)))
             }),
             _ => None,
         };
@@ -848,7 +1008,7 @@ impl<'a> Reverse<'a> {
         let (Some(exit), true) = (c.exit.var(), self.f.vars[c.after].scalar) else {
             return out;
         };
-        let d_after = self.f.vars[c.after].adjoint.clone();
+        let d_after = self.adj(c.after);
         for s in &l.body.stmts {
             let Stmt::Let {
                 var,
@@ -896,7 +1056,7 @@ impl<'a> Reverse<'a> {
                     dests.clear();
                     break;
                 };
-                let d = &self.f.vars[base].adjoint;
+                let d = &self.adj(base);
                 dests.push(Some(quote!(#d #view)));
             }
             if dests.len() != inputs.len() {
@@ -1029,7 +1189,7 @@ impl<'a> Reverse<'a> {
     pub fn gradient(&mut self, param: VarId) -> TokenStream {
         let rt = self.rt.clone();
         if self.declared.contains(&param) {
-            self.f.vars[param].adjoint.to_token_stream_()
+            self.adj(param).to_token_stream_()
         } else {
             let x = self.primal(param);
             quote!(#rt::zero_like(&#x))
@@ -1045,7 +1205,7 @@ impl<'a> Reverse<'a> {
                 continue;
             }
             self.declared.insert(v);
-            let d = self.f.vars[v].adjoint.clone();
+            let d = self.adj(v);
             let zero = self.zero_adjoint(v);
             out.append_stream(quote!(let mut #d = #zero;));
         }
@@ -1066,9 +1226,9 @@ impl<'a> Reverse<'a> {
     /// Passes the adjoint of `from` (a loop's carried value, an `if`'s merge) on to `target`:
     /// by value for a known scalar, else by value or by reference as `by_ref` says.
     fn carry(&mut self, from: VarId, target: &Operand, by_ref: bool) -> TokenStream {
-        let d = self.f.vars[from].adjoint.clone();
+        let d = self.adj(from);
         if self.f.vars[from].scalar {
-            self.contribute_scalar(target, quote!(#d))
+            self.contribute_as_is(target, &d)
         } else if by_ref {
             self.contribute(target, quote!(&#d))
         } else {
@@ -1158,7 +1318,7 @@ impl<'a> Reverse<'a> {
         if !self.f.vars[v].active {
             return TokenStream::new();
         }
-        let d = self.f.vars[v].adjoint.clone();
+        let d = self.adj(v);
         let rt = &self.rt;
         if self.declared.contains(&v) {
             quote!(#rt::acc(&mut #d, #c);)
@@ -1201,7 +1361,7 @@ impl<'a> Reverse<'a> {
         if !self.f.vars[v].scalar {
             return self.contribute(target, c);
         }
-        let d = &self.f.vars[v].adjoint;
+        let d = &self.adj(v);
         // `c` is moved in, not copied (as interpolation would).
         let mut out = if self.declared.insert(v) {
             quote!(let mut #d =)
@@ -1260,7 +1420,7 @@ impl<'a> Reverse<'a> {
         if !self.f.vars[buf].active || !self.declared.contains(&buf) {
             return TokenStream::new();
         }
-        let d = self.f.vars[buf].adjoint.clone();
+        let d = self.adj(buf);
         let i = self.operand(index);
         match part {
             Part::Element => {
@@ -1295,7 +1455,7 @@ impl<'a> Reverse<'a> {
         let Some(v) = base.var().filter(|&v| self.f.vars[v].active) else {
             return TokenStream::new();
         };
-        let d = self.f.vars[v].adjoint.clone();
+        let d = self.adj(v);
         let mut out = TokenStream::new();
         if self.declared.insert(v) {
             let x = self.like(v);
@@ -1365,7 +1525,7 @@ impl<'a> Reverse<'a> {
         for c in &active {
             if !self.declared.contains(&c.after) {
                 self.declared.insert(c.after);
-                let d = self.f.vars[c.after].adjoint.clone();
+                let d = self.adj(c.after);
                 let zero = self.zero_adjoint(c.after);
                 out.append_stream(quote!(let mut #d = #zero;));
             }
@@ -1397,9 +1557,14 @@ impl<'a> Reverse<'a> {
         let declarations = self.declare_invariants(&promotions);
         flush_after.append_stream(self.flush_invariants(l, &promotions));
         for c in &active {
-            let d = self.f.vars[c.after].adjoint.clone();
+            let d = self.adj(c.after);
             let next = if self.declared.contains(&c.entry) {
-                self.f.vars[c.entry].adjoint.to_token_stream()
+                let e = self.adj(c.entry);
+                if e == d {
+                    // The entry took the carried adjoint as it is: it stays.
+                    continue;
+                }
+                e.to_token_stream()
             } else {
                 self.zero_adjoint(c.entry)
             };
@@ -1926,7 +2091,7 @@ impl<'a> Reverse<'a> {
     fn take_slices(&mut self, slices: &[Slice]) -> TokenStream {
         let mut out = TokenStream::new();
         for sl in slices {
-            let d = &self.f.vars[sl.base].adjoint;
+            let d = &self.adj(sl.base);
             let (w, k, a, b) = (&sl.window, &sl.offset, &sl.start, &sl.end);
             let range = match (k.to_string() == "0", a.to_string() == "0") {
                 // `..b` is in bounds for an empty loop too.
@@ -1949,7 +2114,7 @@ impl<'a> Reverse<'a> {
         if forward {
             return self.window_step_forward(w);
         }
-        let d = self.f.vars[w.base].adjoint.clone();
+        let d = self.adj(w.base);
         let top = w.regs.len() - 1;
         let mut out = TokenStream::new();
         if let (Some(reg), Some(index)) = (&w.regs[top], &w.indices[top]) {
@@ -2012,7 +2177,7 @@ impl<'a> Reverse<'a> {
                 base.var(),
                 self.promoted_used.contains(var),
             ) {
-                let d = &self.f.vars[b].adjoint;
+                let d = &self.adj(b);
                 out.append_stream(
                     quote!(if let ::core::option::Option::Some(k) = #slot { #d[k] += #reg; }),
                 );
@@ -2024,7 +2189,7 @@ impl<'a> Reverse<'a> {
     /// The same for a loop reversed in forward order (fused): the element leaving the window
     /// is the one at the smallest offset, and the last iteration is the range's end minus one.
     fn window_step_forward(&mut self, w: &Window) -> TokenStream {
-        let d = self.f.vars[w.base].adjoint.clone();
+        let d = self.adj(w.base);
         let top = w.regs.len() - 1;
         let mut out = TokenStream::new();
         if let (Some(reg), Some(index)) = (&w.regs[0], &w.indices[0]) {
@@ -2307,7 +2472,7 @@ impl<'a> Reverse<'a> {
         if !self.f.vars[var].active || !self.declared.contains(&var) {
             return TokenStream::new();
         }
-        let dy = self.f.vars[var].adjoint.clone();
+        let dy = self.adj(var);
         let rt = self.rt.clone();
         // A known scalar's rules are written out (`d_a += d_y * b;`); its adjoint is a plain
         // float, passed by value and never freed.
@@ -2317,7 +2482,7 @@ impl<'a> Reverse<'a> {
         // as nothing reads it after its variable's own statement.
         let mut moved = scalar;
         match op {
-            Op::Copy(o) if scalar => out.append_stream(self.contribute_scalar(o, quote!(#dy))),
+            Op::Copy(o) if scalar => out.append_stream(self.contribute_as_is(o, &dy)),
             Op::Copy(o) => out.append_stream(self.contribute(o, quote!(&#dy))),
             Op::Verbatim(_) => {}
             Op::Prim {
@@ -2326,8 +2491,11 @@ impl<'a> Reverse<'a> {
                 Adjoint::Zero => {}
                 Adjoint::Linear(signs) if scalar => {
                     for (arg, &plus) in args.iter().zip(signs) {
-                        let c = if plus { quote!(#dy) } else { quote!(-#dy) };
-                        out.append_stream(self.contribute_scalar(arg, c));
+                        if plus {
+                            out.append_stream(self.contribute_as_is(arg, &dy));
+                        } else {
+                            out.append_stream(self.contribute_scalar(arg, quote!(-#dy)));
+                        }
                     }
                 }
                 Adjoint::Linear(signs)
@@ -2340,10 +2508,7 @@ impl<'a> Reverse<'a> {
                     let k = usize::from(args[1].var() == Some(b));
                     let a = args[1 - k].var().unwrap_or_default();
                     let (xa, xb) = (self.like(a), self.like(b));
-                    let (da, db) = (
-                        self.f.vars[a].adjoint.clone(),
-                        self.f.vars[b].adjoint.clone(),
-                    );
+                    let (da, db) = (self.adj(a), self.adj(b));
                     self.declared.extend([a, b]);
                     moved = true;
                     let first = if signs[1 - k] {
@@ -2359,7 +2524,7 @@ impl<'a> Reverse<'a> {
                     // value to the operand shaped like it (`x.dot(w) + b`), not to the last.
                     let vars = self.fresh_pair(args).unwrap_or_default();
                     let (x0, x1) = (self.like(vars[0]), self.like(vars[1]));
-                    let [d0, d1] = vars.map(|v| self.f.vars[v].adjoint.clone());
+                    let [d0, d1] = vars.map(|v| self.adj(v));
                     self.declared.extend(vars);
                     moved = true;
                     let (p0, p1) = (signs[0], signs[1]);
@@ -2633,7 +2798,7 @@ impl<'a> Reverse<'a> {
     ) -> (TokenStream, bool) {
         match target.var().filter(|&v| self.f.vars[v].active) {
             Some(v) if self.declared.contains(&v) => {
-                let d = self.f.vars[v].adjoint.clone();
+                let d = self.adj(v);
                 let add = self.elementwise_call(var, args, names, templates, Dest::Adjoint(&d));
                 (quote!(#add;), false)
             }
@@ -2661,7 +2826,7 @@ impl<'a> Reverse<'a> {
         let uses = |name: &str| templates.iter().any(|t| t.uses.contains(&name));
         let rt = self.rt.clone();
         let f = self.float.clone();
-        let dy = self.f.vars[var].adjoint.clone();
+        let dy = self.adj(var);
         let zero = self.zero();
         let mut params = Vec::new();
         let mut operands = Vec::new();
@@ -2719,7 +2884,7 @@ impl<'a> Reverse<'a> {
         if template.uses.contains(&"y") {
             names.y = self.primal(var).to_token_stream();
         }
-        names.dy = self.f.vars[var].adjoint.to_token_stream();
+        names.dy = self.adj(var).to_token_stream();
         (template.body)(&names)
     }
 
