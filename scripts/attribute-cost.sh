@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The attribute's own cost:
 #  1. build time of a crate of 100 annotated functions against the same crate without the
-#     attribute (debug build of that crate alone, dependencies already built; best of 3);
+#     attribute (debug builds of that crate alone, dependencies already built, best of 3 each:
+#     a rebuild after touching its source, which rustc's incremental cache shortens, and a cold
+#     build with that cache removed);
 #  2. the expansion time of one 500-statement function (the macro times itself when
 #     AUTODIFF_TIMING is set).
 # Usage: scripts/attribute-cost.sh
@@ -106,13 +108,32 @@ time_build() { # $1: crate name; prints the best of 3 rebuilds of the crate itse
   echo "$best"
 }
 
+time_cold() { # $1: crate name; prints the best of 3 cold builds of the crate itself (its
+  # dependencies built, its own incremental cache removed), in seconds
+  local dir="$work/$1" best=""
+  for _ in 1 2 3; do
+    (cd "$dir" && cargo clean -q -p "$1" 2>/dev/null) || exit 1
+    local start end t
+    start=$(date +%s.%N)
+    (cd "$dir" && cargo build -q 2>/dev/null) || exit 1
+    end=$(date +%s.%N)
+    t=$(echo "$end - $start" | bc)
+    if [ -z "$best" ] || [ "$(echo "$t < $best" | bc)" = 1 ]; then best=$t; fi
+  done
+  echo "$best"
+}
+
 make_crate with_attribute "#[differentiate]"
 make_crate without_attribute ""
 report() { # $1: how the macro is built
   local with without
   with=$(time_build with_attribute) || exit 1
   without=$(time_build without_attribute) || exit 1
-  printf '100 functions, debug build of the crate (%s): with #[differentiate] %.2f s, without %.2f s, ratio %.2f\n' \
+  printf '100 functions, debug rebuild of the crate after touching it (%s): with #[differentiate] %.2f s, without %.2f s, ratio %.2f\n' \
+    "$1" "$with" "$without" "$(echo "$with / $without" | bc -l)"
+  with=$(time_cold with_attribute) || exit 1
+  without=$(time_cold without_attribute) || exit 1
+  printf '100 functions, cold debug build of the crate (%s): with #[differentiate] %.2f s, without %.2f s, ratio %.2f\n' \
     "$1" "$with" "$without" "$(echo "$with / $without" | bc -l)"
 }
 report "macro at opt-level 0, cargo's default"
