@@ -1160,11 +1160,11 @@ impl<'a> Reverse<'a> {
         let units: Vec<Ident> = targets
             .iter()
             .map(|t| {
-                let name = format!("{}_unit{n}", f.vars[*t].adjoint);
+                let name = format!("{}_unit{n}", self.adj(*t));
                 Ident::new(&name, crate::names::mixed_site())
             })
             .collect();
-        let adjoints = targets.iter().map(|t| &f.vars[*t].adjoint);
+        let adjoints: Vec<Ident> = targets.iter().map(|t| self.adj(*t)).collect();
         let forward = quote!(
             let (#(mut #slots,)* #(#units,)*) = { #run (#(#slots,)* #(#adjoints,)*) };
         );
@@ -1173,7 +1173,7 @@ impl<'a> Reverse<'a> {
         if !self.declared.contains(&c.after) {
             return out;
         }
-        let d = f.vars[c.after].adjoint.clone();
+        let d = self.adj(c.after);
         for (t, u) in targets.iter().zip(&units) {
             if f.vars[*t].scalar {
                 out.append_stream(self.contribute_scalar(&Operand::Var(*t), quote!(#u * #d)));
