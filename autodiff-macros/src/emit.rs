@@ -998,14 +998,15 @@ impl Forward<'_> {
                 .collect();
             let start = plan.records_read_start().then(|| quote!(#reads.len()));
             let tape = &l.tape;
-            let snapshots: Vec<&Ident> = plan
-                .snapshots
-                .iter()
-                .map(|b| &self.f.vars[*b].name)
-                .collect();
-            let snapshots = snapshots
-                .iter()
-                .map(|b| quote!(::core::clone::Clone::clone(&#b)));
+            let snapshots = plan.snapshots.iter().map(|v| {
+                let b = &self.f.vars[*v].name;
+                if self.f.flat.contains(v) {
+                    // A `Vec` of the float: its copy on storage kept from call to call.
+                    quote!(#rt::keep(&#b))
+                } else {
+                    quote!(::core::clone::Clone::clone(&#b))
+                }
+            });
             let record = record_of(entries.into_iter().chain(snapshots).chain(start));
             body.append_stream(append(rt, tape, record, exact.is_some()));
         }

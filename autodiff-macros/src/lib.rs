@@ -228,7 +228,10 @@ mod tests {
             quote! {
                 fn f(x: &[f64], steps: usize) -> f64 {
                     let n = x.len();
-                    let mut y = x.to_vec();
+                    let mut y = vec![0.0; n];
+                    for i in 0..n {
+                        y[i] = x[i];
+                    }
                     let mut k = vec![0.0; n];
                     let mut hist = vec![0.0; steps * n];
                     for t in 0..steps {
@@ -251,6 +254,13 @@ mod tests {
         .to_string();
         assert!(out.contains("y_at_entry"), "{out}");
         assert!(!out.contains("hist_at_entry"), "{out}");
+        // `y`, a `Vec` of the float, is copied onto storage kept from call to call and put
+        // back with its own storage returned there.
+        assert!(out.contains("__rt :: keep (& __y)"), "{out}");
+        assert!(
+            out.contains("__rt :: restore (& mut __y , __y_at_entry)"),
+            "{out}"
+        );
     }
 
     /// The trajectory `s_t = tanh(W s_{t-1})` kept by rows in a loop over `range`, whose body

@@ -1754,8 +1754,16 @@ impl<'a> Reverse<'a> {
                 &rt,
             )
         } else {
-            let buffers = snapshots.iter().map(|b| &self.f.vars[*b].name);
-            let mut again = quote!(#(#buffers = #snapshot_names;)*);
+            let mut again = TokenStream::new();
+            for (b, kept) in snapshots.iter().zip(&snapshot_names) {
+                let buffer = &self.f.vars[*b].name;
+                if self.f.flat.contains(b) {
+                    // Its storage goes to the spare copies (`emit`'s `__rt::keep`).
+                    again.append_stream(quote!(#rt::restore(&mut #buffer, #kept);));
+                } else {
+                    again.append_stream(quote!(#buffer = #kept;));
+                }
+            }
             let kept = self.rerun_slice(&l.body, reverse_reads);
             again.append_stream(crate::emit::again(
                 self.f,

@@ -1314,6 +1314,45 @@ impl<F: Real> Drop for WindowTape<F> {
     }
 }
 
+/// The most a thread keeps of buffer copies' storage per float type for the next gradient call
+/// (256 MiB; [`keep`]).
+pub const SPARE_COPY_BYTES: usize = 1 << 28;
+
+/// A copy of `buf`, a buffer a checkpointed loop iteration writes, kept for the reverse sweep
+/// (which puts it back with [`restore`]). Its storage comes from this thread's spare copies
+/// when there are some: a time-stepping loop keeps a copy of each buffer per step, and with
+/// every copy allocated and freed on each call glibc hands their memory back to the system at
+/// the end of the call and faults it in again on the next (GradBench's `ode` at n = 10 000:
+/// 1.83 ms a gradient against 1.25 ms with glibc's trimming off).
+#[inline]
+pub fn keep<F: Real>(buf: &[F]) -> Vec<F> {
+    let mut copy = F::with_spare_copies(|spare| {
+        let v = spare.vecs.pop()?;
+        spare.bytes -= v.capacity() * std::mem::size_of::<F>();
+        Some(v)
+    })
+    .unwrap_or_default();
+    copy.extend_from_slice(buf);
+    copy
+}
+
+/// Puts a copy made by [`keep`] back into `buf`, whose storage goes to this thread's spare
+/// copies (up to [`SPARE_COPY_BYTES`]) for the next copy.
+#[inline]
+pub fn restore<F: Real>(buf: &mut Vec<F>, copy: Vec<F>) {
+    let mut old = std::mem::replace(buf, copy);
+    old.clear();
+    let bytes = old.capacity() * std::mem::size_of::<F>();
+    if bytes > 0 {
+        F::with_spare_copies(|spare| {
+            if spare.bytes + bytes <= SPARE_COPY_BYTES {
+                spare.bytes += bytes;
+                spare.vecs.push(old);
+            }
+        });
+    }
+}
+
 /// The last record of a loop's tape, for its reverse sweep.
 #[inline]
 pub fn pop<T>(tape: &mut Vec<T>) -> T {
@@ -1366,6 +1405,35 @@ mod window_tape {
         t.data.reserve(super::SPARE_BYTES / 4 + 1);
         drop(t);
         assert_eq!(WindowTape::<f32>::new().data.capacity(), 0);
+    }
+}
+
+#[cfg(test)]
+mod kept_copies {
+    use super::{keep, restore, SPARE_COPY_BYTES};
+
+    #[test]
+    fn a_restored_buffer_s_storage_serves_the_next_copy() {
+        let mut buf = vec![1.0f64, 2.0, 3.0];
+        let copy = keep(&buf);
+        assert_eq!(copy, buf);
+        buf[1] = 20.0;
+        let old = buf.as_ptr();
+        restore(&mut buf, copy);
+        assert_eq!(buf, [1.0, 2.0, 3.0]);
+        // The overwritten buffer's storage is the next copy's, holding only the copy.
+        let next = keep(&[7.0, 8.0]);
+        assert_eq!(next, [7.0, 8.0]);
+        assert_eq!(next.as_ptr(), old);
+    }
+
+    #[test]
+    fn storage_past_the_cap_is_freed() {
+        let mut buf: Vec<f32> = Vec::with_capacity(SPARE_COPY_BYTES / 4 + 1);
+        buf.push(1.0);
+        restore(&mut buf, vec![2.0]);
+        assert_eq!(buf, [2.0]);
+        assert_eq!(keep::<f32>(&[]).capacity(), 0);
     }
 }
 

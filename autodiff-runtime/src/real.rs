@@ -39,6 +39,35 @@ pub trait Real:
     fn with_spare_storage<R>(f: impl FnOnce(&mut Vec<Vec<Self>>) -> R) -> R {
         f(&mut Vec::new())
     }
+    /// Runs `f` on this thread's spare storage for buffer copies of this type (`keep`'s,
+    /// kept from one gradient call to the next). A type without storage of its own gets an
+    /// empty one.
+    #[doc(hidden)]
+    fn with_spare_copies<R>(f: impl FnOnce(&mut SpareCopies<Self>) -> R) -> R {
+        f(&mut SpareCopies::new())
+    }
+}
+
+/// A thread's spare storage for copies of buffers, and the bytes it holds.
+#[doc(hidden)]
+pub struct SpareCopies<F> {
+    pub vecs: Vec<Vec<F>>,
+    pub bytes: usize,
+}
+
+impl<F> SpareCopies<F> {
+    pub const fn new() -> Self {
+        SpareCopies {
+            vecs: Vec::new(),
+            bytes: 0,
+        }
+    }
+}
+
+impl<F> Default for SpareCopies<F> {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 macro_rules! impl_real {
@@ -66,6 +95,13 @@ macro_rules! impl_real {
                         const { std::cell::RefCell::new(Vec::new()) };
                 }
                 SPARE.with(|s| f(&mut s.borrow_mut()))
+            }
+            fn with_spare_copies<R>(f: impl FnOnce(&mut SpareCopies<Self>) -> R) -> R {
+                thread_local! {
+                    static COPIES: std::cell::RefCell<SpareCopies<$t>> =
+                        const { std::cell::RefCell::new(SpareCopies::new()) };
+                }
+                COPIES.with(|s| f(&mut s.borrow_mut()))
             }
         }
     )*};
