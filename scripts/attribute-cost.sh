@@ -89,7 +89,9 @@ TOML
   } > "$dir/src/lib.rs"
 }
 
-time_build() { # $1: crate name; prints the best of 3 rebuilds of the crate itself, in seconds
+time_build() { # $1: crate name, $2: `touch` (a rebuild after touching the crate's source) or
+  # `clean` (a cold build: its dependencies built, its own incremental cache removed); prints
+  # the best of 3 such builds of the crate itself, in seconds
   local dir="$work/$1" best=""
   # A crate that fails to build would time its errors: stop instead (this runs inside `$(..)`,
   # where `set -e` does not reach).
@@ -97,22 +99,11 @@ time_build() { # $1: crate name; prints the best of 3 rebuilds of the crate itse
     echo "$1 did not build:" >&2; tail -20 "$work/$1.log" >&2; exit 1
   fi
   for _ in 1 2 3; do
-    touch "$dir/src/lib.rs"
-    local start end t
-    start=$(date +%s.%N)
-    (cd "$dir" && cargo build -q 2>/dev/null) || exit 1
-    end=$(date +%s.%N)
-    t=$(echo "$end - $start" | bc)
-    if [ -z "$best" ] || [ "$(echo "$t < $best" | bc)" = 1 ]; then best=$t; fi
-  done
-  echo "$best"
-}
-
-time_cold() { # $1: crate name; prints the best of 3 cold builds of the crate itself (its
-  # dependencies built, its own incremental cache removed), in seconds
-  local dir="$work/$1" best=""
-  for _ in 1 2 3; do
-    (cd "$dir" && cargo clean -q -p "$1" 2>/dev/null) || exit 1
+    if [ "$2" = clean ]; then
+      (cd "$dir" && cargo clean -q -p "$1" 2>/dev/null) || exit 1
+    else
+      touch "$dir/src/lib.rs"
+    fi
     local start end t
     start=$(date +%s.%N)
     (cd "$dir" && cargo build -q 2>/dev/null) || exit 1
@@ -127,12 +118,12 @@ make_crate with_attribute "#[differentiate]"
 make_crate without_attribute ""
 report() { # $1: how the macro is built
   local with without
-  with=$(time_build with_attribute) || exit 1
-  without=$(time_build without_attribute) || exit 1
+  with=$(time_build with_attribute touch) || exit 1
+  without=$(time_build without_attribute touch) || exit 1
   printf '100 functions, debug rebuild of the crate after touching it (%s): with #[differentiate] %.2f s, without %.2f s, ratio %.2f\n' \
     "$1" "$with" "$without" "$(echo "$with / $without" | bc -l)"
-  with=$(time_cold with_attribute) || exit 1
-  without=$(time_cold without_attribute) || exit 1
+  with=$(time_build with_attribute clean) || exit 1
+  without=$(time_build without_attribute clean) || exit 1
   printf '100 functions, cold debug build of the crate (%s): with #[differentiate] %.2f s, without %.2f s, ratio %.2f\n' \
     "$1" "$with" "$without" "$(echo "$with / $without" | bc -l)"
 }
