@@ -1226,8 +1226,8 @@ pub fn push_reserved<T>(tape: &mut Vec<T>, value: T) {
 /// step that then updates `x`): each iteration's window of a buffer, copied into one growing
 /// array, and read back in place by the reverse iteration.
 ///
-/// Its storage is kept per thread from one call to the next (at most [`SPARE_TAPES`] arrays
-/// per float type, each of at most [`SPARE_BYTES`]): allocated and freed on every call, a few such arrays made glibc's
+/// Its storage is this thread's spare storage, kept from one call to the next
+/// ([`take_spare`]): allocated and freed on every call, a few such arrays made glibc's
 /// allocator hand the memory back to the system at the end of the call and fault it in
 /// again on the next one (a stencil time step of 1000 elements and 100 steps: 591 us a call
 /// against 257 us with the storage kept).
@@ -1238,13 +1238,35 @@ pub struct WindowTape<F: Real> {
     read: Option<usize>,
 }
 
-/// How many spare window tapes each thread keeps per float type.
-pub const SPARE_TAPES: usize = 8;
-
-/// The largest window tape storage a thread keeps for the next call (256 MiB): a larger one
-/// is freed, since the pages faulted in again cost a share of the call that does not grow
-/// with the size, while the memory kept would.
+/// The most storage a thread keeps per float type for the next gradient call (256 MiB): an
+/// array past it is freed, since the pages faulted in again cost a share of the call that
+/// does not grow with the size, while the memory kept would.
 pub const SPARE_BYTES: usize = 1 << 28;
+
+/// An empty array on storage a gradient call on this thread was done with, when there is
+/// some ([`give_spare`]).
+fn take_spare<F: Real>() -> Vec<F> {
+    F::with_spare_storage(|spare| {
+        let v = spare.vecs.pop()?;
+        spare.bytes -= v.capacity() * std::mem::size_of::<F>();
+        Some(v)
+    })
+    .unwrap_or_default()
+}
+
+/// Keeps `v`'s storage for [`take_spare`], up to [`SPARE_BYTES`] in all.
+fn give_spare<F: Real>(mut v: Vec<F>) {
+    v.clear();
+    let bytes = v.capacity() * std::mem::size_of::<F>();
+    if bytes > 0 {
+        F::with_spare_storage(|spare| {
+            if spare.bytes + bytes <= SPARE_BYTES {
+                spare.bytes += bytes;
+                spare.vecs.push(v);
+            }
+        });
+    }
+}
 
 impl<F: Real> Default for WindowTape<F> {
     fn default() -> Self {
@@ -1255,7 +1277,7 @@ impl<F: Real> Default for WindowTape<F> {
 impl<F: Real> WindowTape<F> {
     /// An empty tape, on spare storage when this thread has some.
     pub fn new() -> Self {
-        let data = F::with_spare_storage(|spare| spare.pop()).unwrap_or_default();
+        let data = take_spare();
         WindowTape {
             data,
             starts: Vec::new(),
@@ -1301,56 +1323,28 @@ impl<F: Real> WindowTape<F> {
 
 impl<F: Real> Drop for WindowTape<F> {
     fn drop(&mut self) {
-        let mut data = std::mem::take(&mut self.data);
-        data.clear();
-        let bytes = data.capacity().saturating_mul(std::mem::size_of::<F>());
-        if bytes > 0 && bytes <= SPARE_BYTES {
-            F::with_spare_storage(|spare| {
-                if spare.len() < SPARE_TAPES {
-                    spare.push(data);
-                }
-            });
-        }
+        give_spare(std::mem::take(&mut self.data));
     }
 }
 
-/// The most a thread keeps of buffer copies' storage per float type for the next gradient call
-/// (256 MiB; [`keep`]).
-pub const SPARE_COPY_BYTES: usize = 1 << 28;
-
 /// A copy of `buf`, a buffer a checkpointed loop iteration writes, kept for the reverse sweep
-/// (which puts it back with [`restore`]). Its storage comes from this thread's spare copies
-/// when there are some: a time-stepping loop keeps a copy of each buffer per step, and with
+/// (which puts it back with [`restore`]). Its storage comes from this thread's spare storage
+/// when there is some ([`take_spare`]): a time-stepping loop keeps a copy of each buffer per step, and with
 /// every copy allocated and freed on each call glibc hands their memory back to the system at
 /// the end of the call and faults it in again on the next (GradBench's `ode` at n = 10 000:
 /// 1.83 ms a gradient against 1.25 ms with glibc's trimming off).
 #[inline]
 pub fn keep<F: Real>(buf: &[F]) -> Vec<F> {
-    let mut copy = F::with_spare_copies(|spare| {
-        let v = spare.vecs.pop()?;
-        spare.bytes -= v.capacity() * std::mem::size_of::<F>();
-        Some(v)
-    })
-    .unwrap_or_default();
+    let mut copy = take_spare();
     copy.extend_from_slice(buf);
     copy
 }
 
 /// Puts a copy made by [`keep`] back into `buf`, whose storage goes to this thread's spare
-/// copies (up to [`SPARE_COPY_BYTES`]) for the next copy.
+/// storage for the next copy ([`give_spare`]).
 #[inline]
 pub fn restore<F: Real>(buf: &mut Vec<F>, copy: Vec<F>) {
-    let mut old = std::mem::replace(buf, copy);
-    old.clear();
-    let bytes = old.capacity() * std::mem::size_of::<F>();
-    if bytes > 0 {
-        F::with_spare_copies(|spare| {
-            if spare.bytes + bytes <= SPARE_COPY_BYTES {
-                spare.bytes += bytes;
-                spare.vecs.push(old);
-            }
-        });
-    }
+    give_spare(std::mem::replace(buf, copy));
 }
 
 /// The last record of a loop's tape, for its reverse sweep.
@@ -1410,7 +1404,7 @@ mod window_tape {
 
 #[cfg(test)]
 mod kept_copies {
-    use super::{keep, restore, SPARE_COPY_BYTES};
+    use super::{keep, restore, SPARE_BYTES};
 
     #[test]
     fn a_restored_buffer_s_storage_serves_the_next_copy() {
@@ -1429,7 +1423,7 @@ mod kept_copies {
 
     #[test]
     fn storage_past_the_cap_is_freed() {
-        let mut buf: Vec<f32> = Vec::with_capacity(SPARE_COPY_BYTES / 4 + 1);
+        let mut buf: Vec<f32> = Vec::with_capacity(SPARE_BYTES / 4 + 1);
         buf.push(1.0);
         restore(&mut buf, vec![2.0]);
         assert_eq!(buf, [2.0]);

@@ -33,38 +33,33 @@ pub trait Real:
     fn fused_mul_add(self, a: Self, b: Self) -> Self {
         self * a + b
     }
-    /// Runs `f` on this thread's spare tape storage of this type (`WindowTape`'s, kept from
-    /// one gradient call to the next). A type without storage of its own gets an empty list.
+    /// Runs `f` on this thread's spare storage of this type (window tapes' and buffer
+    /// copies', kept from one gradient call to the next; `adjoint::take_spare`). A type
+    /// without storage of its own gets an empty one.
     #[doc(hidden)]
-    fn with_spare_storage<R>(f: impl FnOnce(&mut Vec<Vec<Self>>) -> R) -> R {
-        f(&mut Vec::new())
-    }
-    /// Runs `f` on this thread's spare storage for buffer copies of this type (`keep`'s,
-    /// kept from one gradient call to the next). A type without storage of its own gets an
-    /// empty one.
-    #[doc(hidden)]
-    fn with_spare_copies<R>(f: impl FnOnce(&mut SpareCopies<Self>) -> R) -> R {
-        f(&mut SpareCopies::new())
+    fn with_spare_storage<R>(f: impl FnOnce(&mut Spare<Self>) -> R) -> R {
+        f(&mut Spare::new())
     }
 }
 
-/// A thread's spare storage for copies of buffers, and the bytes it holds.
+/// A thread's spare storage of one float type: arrays a gradient call is done with, and the
+/// bytes they hold.
 #[doc(hidden)]
-pub struct SpareCopies<F> {
+pub struct Spare<F> {
     pub vecs: Vec<Vec<F>>,
     pub bytes: usize,
 }
 
-impl<F> SpareCopies<F> {
+impl<F> Spare<F> {
     pub const fn new() -> Self {
-        SpareCopies {
+        Spare {
             vecs: Vec::new(),
             bytes: 0,
         }
     }
 }
 
-impl<F> Default for SpareCopies<F> {
+impl<F> Default for Spare<F> {
     fn default() -> Self {
         Self::new()
     }
@@ -89,19 +84,12 @@ macro_rules! impl_real {
             fn fused_mul_add(self, a: Self, b: Self) -> Self {
                 self.mul_add(a, b)
             }
-            fn with_spare_storage<R>(f: impl FnOnce(&mut Vec<Vec<Self>>) -> R) -> R {
+            fn with_spare_storage<R>(f: impl FnOnce(&mut Spare<Self>) -> R) -> R {
                 thread_local! {
-                    static SPARE: std::cell::RefCell<Vec<Vec<$t>>> =
-                        const { std::cell::RefCell::new(Vec::new()) };
+                    static SPARE: std::cell::RefCell<Spare<$t>> =
+                        const { std::cell::RefCell::new(Spare::new()) };
                 }
                 SPARE.with(|s| f(&mut s.borrow_mut()))
-            }
-            fn with_spare_copies<R>(f: impl FnOnce(&mut SpareCopies<Self>) -> R) -> R {
-                thread_local! {
-                    static COPIES: std::cell::RefCell<SpareCopies<$t>> =
-                        const { std::cell::RefCell::new(SpareCopies::new()) };
-                }
-                COPIES.with(|s| f(&mut s.borrow_mut()))
             }
         }
     )*};
