@@ -35,6 +35,7 @@ pub fn lower(
     active: impl Fn(&Param) -> bool,
     namer: &mut Namer,
 ) -> syn::Result<Function> {
+    let func = &crate::desugar::matches(func)?;
     let start = namer.clone();
     let mut forced = HashSet::new();
     loop {
@@ -1995,6 +1996,8 @@ fn is_plain(e: &Expr) -> bool {
                 | Expr::Array(_)
                 | Expr::Range(_)
                 | Expr::Repeat(_) => syn::visit::visit_expr(self, e),
+                // A pattern test, `match s { P => true, _ => false }` (a `match` is written so).
+                Expr::Match(m) if crate::desugar::is_test(m) => self.visit_expr(&m.expr),
                 _ => self.0 = false,
             }
         }
@@ -2065,7 +2068,7 @@ fn unsupported(e: &Expr) -> syn::Error {
         Expr::Closure(_) => "#[differentiate] does not support closures: write the computation inline, or as a separate annotated function",
         Expr::Unsafe(_) => "#[differentiate] does not support `unsafe` blocks: the gradient must be computable from safe code",
         Expr::Macro(_) => "#[differentiate] does not support macros in expressions; only `assert!` and `debug_assert!` may stay, as statements",
-        Expr::Match(_) => "#[differentiate] does not support `match` yet: write it with `if`/`else if`/`else`",
+        Expr::Match(_) => "#[differentiate] supports a `match` of `true` / `false` arms only as a condition (`if match s { P => true, _ => false } { .. }`)",
         Expr::Return(_) => "#[differentiate] supports `return` as a statement, inside `if`/`else` arms and blocks; move the `return` out of this expression",
         Expr::Index(_) => "#[differentiate] does not support indexing a differentiated value yet",
         Expr::Tuple(_) => "#[differentiate] supports tuples only in `let (a, b) = (.., ..);`",

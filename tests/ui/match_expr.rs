@@ -1,10 +1,11 @@
 use autodiff::differentiate;
 
+// `match` patterns may not bind values: the arm would read a binding.
 #[differentiate]
-fn f(x: f64, k: u8) -> f64 {
+fn f(x: f64, k: Option<u8>) -> f64 {
     match k {
-        0 => x,
-        _ => x * 2.0,
+        Some(n) => x * n as f64,
+        None => x,
     }
 }
 
