@@ -1340,9 +1340,9 @@ pub fn p24(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p25(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let v1 = match (1.21f64.cos() >= 1.16f64, n % 2) {
+    let v1 = match (1.21f64.cos() >= 1.16f64, n % 3) {
         (true, 0) => x[3].clamp(-1.0, 1.0).powi(2),
-        (false, _) | (_, 1) => ((x[3] * a).tanh() * 0.9).acos(),
+        (false, m) | (_, m @ 1) => ((x[3] * a).tanh() * 0.9).acos() * (m + 1) as f64,
         _ => (1.14f64.tanh() * 0.5).cosh(),
     };
     let part2_s = &x[1..];
@@ -2826,9 +2826,9 @@ pub fn p56(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             pair2 += (d * d + 0.5).recip() * acc1;
         }
     }
-    let v3 = match (b.clamp(-1.0, 1.0) >= -0.58f64, n % 2) {
+    let v3 = match (b.clamp(-1.0, 1.0) >= -0.58f64, n % 3) {
         (true, 0) => (acc1.atan2(a * a + 0.5).tanh() * 0.5).cosh(),
-        (false, _) | (_, 1) => (a.min(0.02f64) - (acc1 * acc1 + 1.0).log2()),
+        (false, m) | (_, m @ 1) => (a.min(0.02f64) - (acc1 * acc1 + 1.0).log2()) * (m + 1) as f64,
         _ => (((x[3]).tanh() - (a).tanh().stop_gradient()).exp().ln() + (a).tanh().stop_gradient()),
     };
     let mut acc: f64 = -1.21f64 * (a).tanh()
@@ -9027,9 +9027,9 @@ pub fn p188(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         .mean()
         .unwrap()
         * a;
-    let v2 = match (f64::sin(-0.33f64) >= -1.25f64, n % 2) {
+    let v2 = match (f64::sin(-0.33f64) >= -1.25f64, n % 3) {
         (true, 0) => arr1,
-        (false, _) | (_, 1) => (a * b).tanh(),
+        (false, m) | (_, m @ 1) => (a * b).tanh() * (m + 1) as f64,
         _ => (b.tanh() * 0.5).tan(),
     };
     -0.40f64 * (a).tanh() + 1.98f64 * (b).tanh() + -0.50f64 * (arr1).tanh() + 1.33f64 * (v2).tanh()
@@ -11535,9 +11535,9 @@ pub fn p245(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         buf1[i] = (old * buf1[i - 1]).sin() + old;
     }
     let v2 = buf1[3] * buf1[0];
-    let v3 = match (b <= -0.62f64, n % 2) {
+    let v3 = match (b <= -0.62f64, n % 3) {
         (true, 0) => (b.sin() / ((-0.67f64 - v2) * (-0.67f64 - v2) + 1.0)),
-        (false, _) | (_, 1) => (-0.99f64.hypot(b) + (a + v2)),
+        (false, m) | (_, m @ 1) => (-0.99f64.hypot(b) + (a + v2)) * (m + 1) as f64,
         _ => b,
     };
     let mut acc4 = (v2 * v2 + 1.0).cbrt();
@@ -11875,9 +11875,11 @@ pub fn p252(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         .mapv(|t| t.sin())
         .sum()
         + (x[1] * x[1] + 1.0).powf(1.78f64.tanh());
-    let v2 = match ((arr1 * arr1 + 1.0).log10() >= 0.16f64, n % 2) {
+    let v2 = match ((arr1 * arr1 + 1.0).log10() >= 0.16f64, n % 3) {
         (true, 0) => (a.tanh() * 0.5).cosh().tanh(),
-        (false, _) | (_, 1) => -0.99f64.mul_add(b, 1.54f64).max((arr1.tanh() * 0.9).acos()),
+        (false, m) | (_, m @ 1) => {
+            -0.99f64.mul_add(b, 1.54f64).max((arr1.tanh() * 0.9).acos()) * (m + 1) as f64
+        }
         _ => b.asinh(),
     };
     let mut acc3 = (0.95f64.tanh() * 0.9).acos();
@@ -11992,9 +11994,9 @@ pub fn p256(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         w1 = w1 * 0.6 + 0.05 * a.tanh();
         steps += 1;
     }
-    let v2 = match ((x[0].tanh() * 0.9).asin() >= 0.38f64, n % 2) {
+    let v2 = match ((x[0].tanh() * 0.9).asin() >= 0.38f64, n % 3) {
         (true, 0) => b,
-        (false, _) | (_, 1) => (x[2] * x[2] + 1.0).log(3.0),
+        (false, m) | (_, m @ 1) => (x[2] * x[2] + 1.0).log(3.0) * (m + 1) as f64,
         _ => (1.78f64 * 1.78f64 + 1.5).acosh(),
     };
     let mut lse3 = (x[1] * a);
@@ -12210,9 +12212,9 @@ pub fn p261(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p262(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let v1 = match (a.mul_add(-1.16f64, x[1]) > -1.90f64, n % 2) {
+    let v1 = match (a.mul_add(-1.16f64, x[1]) > -1.90f64, n % 3) {
         (true, 0) => b.cos().max((x[3].tanh() * 0.9).asin()),
-        (false, _) | (_, 1) => -1.82f64.max(a).sin(),
+        (false, m) | (_, m @ 1) => -1.82f64.max(a).sin() * (m + 1) as f64,
         _ => (b * b + 1.5).acosh(),
     };
     let mut buf2 = vec![0.0; n];
@@ -13462,9 +13464,9 @@ pub fn p286(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             acc2 = acc2 * 0.9 + arr1;
         }
     }
-    let v3 = match ((x[3] * x[3] + 1.0).recip() >= -0.09f64, n % 2) {
+    let v3 = match ((x[3] * x[3] + 1.0).recip() >= -0.09f64, n % 3) {
         (true, 0) => (smooth(b).tanh() * 0.9).atanh(),
-        (false, _) | (_, 1) => ((b + x[2]).tanh() * 0.5).sinh(),
+        (false, m) | (_, m @ 1) => ((b + x[2]).tanh() * 0.5).sinh() * (m + 1) as f64,
         _ => (x[0].tanh() * 0.9).acos(),
     };
     let mut acc: f64 = 1.94f64 * (a).tanh()
@@ -15301,9 +15303,9 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p25(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let v1 = match (c(1.21).cos() >= c(1.16), n % 2) {
+        let v1 = match (c(1.21).cos() >= c(1.16), n % 3) {
             (true, 0) => x[3].clamp(-c(1.0), c(1.0)).powi(2),
-            (false, _) | (_, 1) => ((x[3] * a).tanh() * c(0.9)).acos(),
+            (false, m) | (_, m @ 1) => ((x[3] * a).tanh() * c(0.9)).acos() * (m + 1) as f64,
             _ => (c(1.14).tanh() * c(0.5)).cosh(),
         };
         let part2_s = &x[1..];
@@ -16757,9 +16759,11 @@ mod twin {
                 pair2 += (d * d + c(0.5)).recip() * acc1;
             }
         }
-        let v3 = match (b.clamp(-c(1.0), c(1.0)) >= -c(0.58), n % 2) {
+        let v3 = match (b.clamp(-c(1.0), c(1.0)) >= -c(0.58), n % 3) {
             (true, 0) => (acc1.atan2(a * a + c(0.5)).tanh() * c(0.5)).cosh(),
-            (false, _) | (_, 1) => (a.min(c(0.02)) - (acc1 * acc1 + c(1.0)).log2()),
+            (false, m) | (_, m @ 1) => {
+                (a.min(c(0.02)) - (acc1 * acc1 + c(1.0)).log2()) * (m + 1) as f64
+            }
             _ => {
                 (((x[3]).tanh() - (a).tanh().stop_gradient()).exp().ln()
                     + (a).tanh().stop_gradient())
@@ -22863,9 +22867,9 @@ mod twin {
             .mean()
             .unwrap()
             * a;
-        let v2 = match (sin(-c(0.33)) >= -c(1.25), n % 2) {
+        let v2 = match (sin(-c(0.33)) >= -c(1.25), n % 3) {
             (true, 0) => arr1,
-            (false, _) | (_, 1) => (a * b).tanh(),
+            (false, m) | (_, m @ 1) => (a * b).tanh() * (m + 1) as f64,
             _ => (b.tanh() * c(0.5)).tan(),
         };
         -c(0.40) * (a).tanh()
@@ -25341,9 +25345,9 @@ mod twin {
             buf1[i] = (old * buf1[i - 1]).sin() + old;
         }
         let v2 = buf1[3] * buf1[0];
-        let v3 = match (b <= -c(0.62), n % 2) {
+        let v3 = match (b <= -c(0.62), n % 3) {
             (true, 0) => (b.sin() / ((-c(0.67) - v2) * (-c(0.67) - v2) + c(1.0))),
-            (false, _) | (_, 1) => (-c(0.99).hypot(b) + (a + v2)),
+            (false, m) | (_, m @ 1) => (-c(0.99).hypot(b) + (a + v2)) * (m + 1) as f64,
             _ => b,
         };
         let mut acc4 = (v2 * v2 + c(1.0)).cbrt();
@@ -25669,11 +25673,14 @@ mod twin {
             .mapv(|t| t.sin())
             .sum()
             + (x[1] * x[1] + c(1.0)).powd(c(1.78).tanh());
-        let v2 = match ((arr1 * arr1 + c(1.0)).log10() >= c(0.16), n % 2) {
+        let v2 = match ((arr1 * arr1 + c(1.0)).log10() >= c(0.16), n % 3) {
             (true, 0) => (a.tanh() * c(0.5)).cosh().tanh(),
-            (false, _) | (_, 1) => -c(0.99)
-                .mul_add(b, c(1.54))
-                .max((arr1.tanh() * c(0.9)).acos()),
+            (false, m) | (_, m @ 1) => {
+                -c(0.99)
+                    .mul_add(b, c(1.54))
+                    .max((arr1.tanh() * c(0.9)).acos())
+                    * (m + 1) as f64
+            }
             _ => b.asinh(),
         };
         let mut acc3 = (c(0.95).tanh() * c(0.9)).acos();
@@ -25789,9 +25796,9 @@ mod twin {
             w1 = w1 * c(0.6) + c(0.05) * a.tanh();
             steps += 1;
         }
-        let v2 = match ((x[0].tanh() * c(0.9)).asin() >= c(0.38), n % 2) {
+        let v2 = match ((x[0].tanh() * c(0.9)).asin() >= c(0.38), n % 3) {
             (true, 0) => b,
-            (false, _) | (_, 1) => (x[2] * x[2] + c(1.0)).log(3.0),
+            (false, m) | (_, m @ 1) => (x[2] * x[2] + c(1.0)).log(3.0) * (m + 1) as f64,
             _ => (c(1.78) * c(1.78) + c(1.5)).acosh(),
         };
         let mut lse3 = (x[1] * a);
@@ -26003,9 +26010,9 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p262(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let v1 = match (a.mul_add(-c(1.16), x[1]) > -c(1.90), n % 2) {
+        let v1 = match (a.mul_add(-c(1.16), x[1]) > -c(1.90), n % 3) {
             (true, 0) => b.cos().max((x[3].tanh() * c(0.9)).asin()),
-            (false, _) | (_, 1) => -c(1.82).max(a).sin(),
+            (false, m) | (_, m @ 1) => -c(1.82).max(a).sin() * (m + 1) as f64,
             _ => (b * b + c(1.5)).acosh(),
         };
         let mut buf2 = vec![c(0.0); n];
@@ -27222,9 +27229,9 @@ mod twin {
                 acc2 = acc2 * c(0.9) + arr1;
             }
         }
-        let v3 = match ((x[3] * x[3] + c(1.0)).recip() >= -c(0.09), n % 2) {
+        let v3 = match ((x[3] * x[3] + c(1.0)).recip() >= -c(0.09), n % 3) {
             (true, 0) => (smooth(b).tanh() * c(0.9)).atanh(),
-            (false, _) | (_, 1) => ((b + x[2]).tanh() * c(0.5)).sinh(),
+            (false, m) | (_, m @ 1) => ((b + x[2]).tanh() * c(0.5)).sinh() * (m + 1) as f64,
             _ => (x[0].tanh() * c(0.9)).acos(),
         };
         let mut acc: D = c(1.94) * (a).tanh()

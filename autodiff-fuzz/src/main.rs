@@ -168,12 +168,13 @@ impl Gen<'_> {
                 let v = self.name("v");
                 let (c, t, f) = (self.cond(), self.expr(2), self.expr(2));
                 if self.rng.chance(30) {
-                    // A `match` on an integer with a guard, or on a tuple holding a condition.
+                    // A `match` on an integer with a guard, or on a tuple holding a condition with a
+                    // binding in an or-pattern.
                     let g = self.expr(1);
                     if self.rng.chance(50) {
                         let _ = writeln!(out, "    let {v} = match n % 3 {{\n        0 => {t},\n        1 if {c} => {f},\n        _ => {g},\n    }};");
                     } else {
-                        let _ = writeln!(out, "    let {v} = match ({c}, n % 2) {{\n        (true, 0) => {t},\n        (false, _) | (_, 1) => {f},\n        _ => {g},\n    }};");
+                        let _ = writeln!(out, "    let {v} = match ({c}, n % 3) {{\n        (true, 0) => {t},\n        (false, m) | (_, m @ 1) => {f} * (m + 1) as f64,\n        _ => {g},\n    }};");
                     }
                 } else {
                     let _ = writeln!(out, "    let {v} = if {c} {{ {t} }} else {{ {f} }};");

@@ -18,37 +18,38 @@
 //! element by element the same way (`(k, x > y)`: `let scrutinee = x > y;`, then the tests
 //! read `(k, scrutinee)`).
 //!
-//! Patterns may not bind values (`Some(v)`, `x @ 1..=3`, `Point { x, .. }`): their arms would
-//! read the binding, which the tests do not carry over. A lowercase name in a pattern is such
-//! a binding; an uppercase one is a constant or a unit variant, unless the function binds that
-//! name itself (then rustc would read it as a new binding).
+//! A pattern's bindings (`Some(k)`, `m @ 1..=3`, `Spring { k, rest }`) are taken out of the
+//! scrutinee at the top of their arm, each by a `match` of its own that binds it under a fresh
+//! name (`let k = match s { Some(k_bound) => k_bound, _ => __rt::unreachable_arm() };`), so the
+//! arm reads a local like any other; the arm's test matches the pattern with `_` in place of
+//! each binding (nothing moves out of a place), or, when its guard reads them, binds them by
+//! their fresh names (`match s { Some(k_bound) if k_bound > 2 => true, _ => false }`). A
+//! binding of a value that is not differentiated is a constant of the arm; one of a
+//! differentiated value is a compile error at the binding (lowering reports it). A lowercase
+//! name in a pattern is a binding; an uppercase one is a constant or a unit variant, unless the
+//! function binds that name itself (then rustc reads it as a new binding).
 
 use proc_macro2::{Ident, Span, TokenStream};
-use quote::quote;
+use quote::{quote, quote_spanned};
 use std::collections::HashSet;
 use syn::visit::Visit;
 use syn::visit_mut::VisitMut;
 use syn::{Expr, ItemFn, Pat};
 
-/// `func` with every `match` in its body written as an `if` chain, or the errors (one per
-/// pattern binding).
-pub fn matches(func: &ItemFn) -> syn::Result<ItemFn> {
+/// `func` with every `match` in its body written as an `if` chain.
+pub fn matches(func: &ItemFn) -> ItemFn {
     let mut names = Names::default();
     names.visit_item_fn(func);
     if !names.has_match {
-        return Ok(func.clone());
+        return func.clone();
     }
     let mut rewriter = Rewriter {
         bound: names.bound,
         used: names.idents,
-        errors: None,
     };
     let mut out = func.clone();
     rewriter.visit_block_mut(&mut out.block);
-    match rewriter.errors {
-        Some(e) => Err(e),
-        None => Ok(out),
-    }
+    out
 }
 
 /// What the rewriting needs to know of the whole function: whether it has a `match`, the names
@@ -85,61 +86,126 @@ impl<'ast> Visit<'ast> for Names {
 struct Rewriter {
     bound: HashSet<String>,
     used: HashSet<String>,
-    errors: Option<syn::Error>,
 }
 
 impl Rewriter {
-    fn error(&mut self, e: syn::Error) {
-        match &mut self.errors {
-            Some(all) => all.combine(e),
-            None => self.errors = Some(e),
-        }
-    }
-
-    /// A name for the scrutinee's local that no identifier of the function has, so it shadows
-    /// nothing the arms read.
-    fn fresh(&mut self) -> Ident {
-        let mut name = "scrutinee".to_string();
+    /// A name no identifier of the function has (`base`, `base_1`, ..), so it shadows nothing
+    /// the arms read and no local of the function renames it.
+    fn fresh(&mut self, base: &str) -> Ident {
+        let mut name = base.to_string();
         let mut k = 0;
         while self.used.contains(&name) || self.bound.contains(&name) {
             k += 1;
-            name = format!("scrutinee_{k}");
+            name = format!("{base}_{k}");
         }
         self.used.insert(name.clone());
         Ident::new(&name, Span::call_site())
     }
 
-    /// Reports each binding in `pat`.
-    fn check_pattern(&mut self, pat: &Pat) {
-        struct Bindings<'a>(&'a HashSet<String>, Vec<syn::Error>);
-        impl<'ast> Visit<'ast> for Bindings<'_> {
-            fn visit_pat_ident(&mut self, p: &'ast syn::PatIdent) {
-                let name = p.ident.to_string();
-                let constant = name.starts_with(|c: char| c.is_ascii_uppercase())
-                    && p.by_ref.is_none()
-                    && p.mutability.is_none()
-                    && p.subpat.is_none()
-                    && !self.0.contains(&name);
-                if !constant {
-                    self.1.push(syn::Error::new_spanned(
-                        p,
-                        format!("#[differentiate] supports `match` patterns without bindings: `{name}` binds a value; write `_` in its place and read the value from the scrutinee in the arm"),
-                    ));
+    /// Is `p` a binding (rather than a constant or a unit variant)?
+    fn binds(&self, p: &syn::PatIdent) -> bool {
+        let name = p.ident.to_string();
+        !name.starts_with(|c: char| c.is_ascii_uppercase())
+            || p.by_ref.is_some()
+            || p.mutability.is_some()
+            || p.subpat.is_some()
+            || self.bound.contains(&name)
+    }
+
+    /// An arm's pattern taken apart: its bindings, the pattern with each binding renamed to a
+    /// fresh name (to take the values out, or for a guard that reads them), and the pattern with
+    /// each binding replaced by `_` or its subpattern (a test that moves nothing).
+    fn take_apart(&mut self, pat: &Pat) -> ArmPattern {
+        struct Rename<'a> {
+            rw: &'a mut Rewriter,
+            bindings: Vec<Binding>,
+        }
+        impl VisitMut for Rename<'_> {
+            fn visit_field_pat_mut(&mut self, f: &mut syn::FieldPat) {
+                // `Point { x, .. }`: written out, `Point { x: fresh, .. }`.
+                spell_out(f);
+                syn::visit_mut::visit_field_pat_mut(self, f);
+            }
+            fn visit_pat_ident_mut(&mut self, p: &mut syn::PatIdent) {
+                if self.rw.binds(p) {
+                    // The alternatives of an or-pattern bind the same names: one fresh name each.
+                    let fresh = match self.bindings.iter().find(|b| b.name == p.ident) {
+                        Some(b) => b.fresh.clone(),
+                        None => {
+                            let fresh = self.rw.fresh(&format!("{}_bound", p.ident));
+                            self.bindings.push(Binding {
+                                name: p.ident.clone(),
+                                fresh: fresh.clone(),
+                                mutable: p.mutability.is_some(),
+                            });
+                            fresh
+                        }
+                    };
+                    p.ident = fresh;
+                    p.mutability = None;
                 }
+                syn::visit_mut::visit_pat_ident_mut(self, p);
             }
         }
-        let mut b = Bindings(&self.bound, Vec::new());
-        b.visit_pat(pat);
-        for e in b.1 {
-            self.error(e);
+        struct Blank<'a>(&'a Rewriter);
+        impl VisitMut for Blank<'_> {
+            fn visit_field_pat_mut(&mut self, f: &mut syn::FieldPat) {
+                spell_out(f);
+                syn::visit_mut::visit_field_pat_mut(self, f);
+            }
+            fn visit_pat_mut(&mut self, p: &mut Pat) {
+                if let Pat::Ident(i) = p {
+                    if self.0.binds(i) {
+                        *p = match i.subpat.take() {
+                            Some((_, sub)) => *sub,
+                            None => Pat::Wild(syn::PatWild {
+                                attrs: Vec::new(),
+                                underscore_token: Default::default(),
+                            }),
+                        };
+                    }
+                }
+                syn::visit_mut::visit_pat_mut(self, p);
+            }
         }
+        let mut renamed = pat.clone();
+        let mut r = Rename {
+            rw: self,
+            bindings: Vec::new(),
+        };
+        r.visit_pat_mut(&mut renamed);
+        let bindings = r.bindings;
+        let mut blank = pat.clone();
+        Blank(self).visit_pat_mut(&mut blank);
+        ArmPattern {
+            bindings,
+            renamed,
+            blank,
+        }
+    }
+
+    /// An arm's body, after `let`s that take its pattern's bindings out of the scrutinee.
+    fn arm_body(&self, body: &Expr, arm: &ArmPattern, scrutinee: &Expr) -> Expr {
+        if arm.bindings.is_empty() {
+            return arm_block(body);
+        }
+        let renamed = &arm.renamed;
+        let lets = arm.bindings.iter().map(|b| {
+            let (name, fresh) = (&b.name, &b.fresh);
+            let mutability = b.mutable.then(|| quote!(mut));
+            // Spanned at the binding: a binding of a differentiated value is reported there.
+            quote_spanned! {name.span()=>
+                let #mutability #name = match #scrutinee {
+                    #renamed => #fresh,
+                    _ => ::autodiff::__rt::unreachable_arm(),
+                };
+            }
+        });
+        syn::parse_quote!({ #(#lets)* #body })
     }
 
     /// The `if` chain for `m` (its arms already rewritten).
     fn rewrite(&mut self, m: &syn::ExprMatch) -> Expr {
-        for arm in &m.arms {
-            self.check_pattern(&arm.pat);
-        }
         // A tuple's elements one by one (`(k, x > y)`: a tuple of a differentiated comparison
         // is no value the lowering binds), each place kept and the rest computed once.
         let mut setup = TokenStream::new();
@@ -157,15 +223,25 @@ impl Rewriter {
             // `match x {}` on an empty type: the function cannot get here.
             return syn::parse_quote!({ #setup });
         };
-        let mut chain = arm_block(&last.body);
+        let last_pattern = self.take_apart(&last.pat);
+        let mut chain = self.arm_body(&last.body, &last_pattern, &scrutinee);
         for arm in earlier.iter().rev() {
-            let pat = &arm.pat;
-            let test = quote!(match #scrutinee { #pat => true, _ => false });
+            let pattern = self.take_apart(&arm.pat);
+            let blank = &pattern.blank;
+            let test = quote!(match #scrutinee { #blank => true, _ => false });
             let cond = match &arm.guard {
-                Some((_, g)) => quote!((#test) && (#g)),
                 None => test,
+                Some((_, g)) if pattern.bindings.is_empty() => quote!((#test) && (#g)),
+                Some((_, g)) => {
+                    // A guard that reads the bindings: tested inside a `match` that binds them
+                    // (by their fresh names).
+                    let mut g = (**g).clone();
+                    RenameReads(&pattern.bindings).visit_expr_mut(&mut g);
+                    let renamed = &pattern.renamed;
+                    quote!(match #scrutinee { #renamed if #g => true, _ => false })
+                }
             };
-            let then = arm_block(&arm.body);
+            let then = self.arm_body(&arm.body, &pattern, &scrutinee);
             chain = syn::parse_quote!({ if #cond #then else #chain });
         }
         if setup.is_empty() {
@@ -183,9 +259,43 @@ impl Rewriter {
         if is_place(e) {
             return e.clone();
         }
-        let name = self.fresh();
+        let name = self.fresh("scrutinee");
         setup.extend(quote!(let #name = #e;));
         syn::parse_quote!(#name)
+    }
+}
+
+/// A value an arm's pattern binds: its name in the arm, and the fresh name the pattern binds it
+/// by when it is taken out.
+struct Binding {
+    name: Ident,
+    fresh: Ident,
+    mutable: bool,
+}
+
+struct ArmPattern {
+    bindings: Vec<Binding>,
+    renamed: Pat,
+    blank: Pat,
+}
+
+/// A field pattern written out in full: `x` -> `x: x` (whose pattern is then changed).
+fn spell_out(f: &mut syn::FieldPat) {
+    if f.colon_token.is_none() {
+        f.colon_token = Some(Default::default());
+    }
+}
+
+/// A guard's reads of its pattern's bindings, renamed to their fresh names.
+struct RenameReads<'a>(&'a [Binding]);
+
+impl VisitMut for RenameReads<'_> {
+    fn visit_expr_path_mut(&mut self, p: &mut syn::ExprPath) {
+        if let Some(i) = p.path.get_ident() {
+            if let Some(b) = self.0.iter().find(|b| b.name == *i) {
+                p.path = b.fresh.clone().into();
+            }
+        }
     }
 }
 
@@ -194,8 +304,9 @@ impl VisitMut for Rewriter {
         // Inner `match`es first (in the scrutinee, guards and arms).
         syn::visit_mut::visit_expr_mut(self, e);
         if let Expr::Match(m) = e {
-            // A test written as a `match` with literal arms is a condition already.
-            if !is_test(m) {
+            // A test written as a `match` with literal arms is a condition already (one with
+            // a guard is rewritten: the guard may read a binding).
+            if !(is_test(m) && m.arms.iter().all(|a| a.guard.is_none())) {
                 *e = self.rewrite(m);
             }
         }
@@ -228,16 +339,26 @@ fn is_place(e: &Expr) -> bool {
     }
 }
 
-/// `match s { P => true, _ => false }`: a pattern test (every arm a `bool` literal, no guard).
+/// `match s { P if g => true, _ => false }`: a pattern test (every arm a `bool` literal).
 pub fn is_test(m: &syn::ExprMatch) -> bool {
     m.arms.iter().all(|a| {
-        a.guard.is_none()
-            && matches!(
-                &*a.body,
-                Expr::Lit(syn::ExprLit {
-                    lit: syn::Lit::Bool(_),
-                    ..
-                })
-            )
+        matches!(
+            &*a.body,
+            Expr::Lit(syn::ExprLit {
+                lit: syn::Lit::Bool(_),
+                ..
+            })
+        )
     })
+}
+
+/// `match s { P => v, _ => ::autodiff::__rt::unreachable_arm() }`: a binding taken out of the
+/// scrutinee in the arm that matched it.
+pub fn is_extraction(m: &syn::ExprMatch) -> bool {
+    let [_, last] = m.arms.as_slice() else {
+        return false;
+    };
+    matches!(&*last.body, Expr::Call(c)
+        if matches!(&*c.func, Expr::Path(p)
+            if p.path.segments.last().is_some_and(|s| s.ident == "unreachable_arm")))
 }

@@ -716,7 +716,7 @@ mod never_panics {
         "fn f(x: f64) -> f64 { (x + 2.0).powi(2) + 3.0 }",
         "fn g(x: f64, n: usize, y: f64) -> f64 { let mut r = x * y; if x > 0.0 { r = r * x.exp(); } else if y > x { r += y.sin(); } else { return 1.0; } r * (n as f64) }",
         "fn h(x: &[f64]) -> f64 { let mut s = 0.0; for i in 0..x.len() - 1 { let a = x[i + 1] - x[i] * x[i]; s += 100.0 * a * a; } s }",
-        "fn m(x: f64, k: usize, o: Option<u8>) -> f64 { let mut y = match k % 3 { 0 | 1 if x > 0.0 => x * 2.0, _ => x.sin() }; match o { Some(_) => y += 1.0, None if k > 4 => return x, None => {} } match (k, x > y) { (0, true) => y, _ => y * y } }",
+        "fn m(x: f64, k: usize, o: Option<u8>) -> f64 { let mut y = match k % 3 { 0 | 1 if x > 0.0 => x * 2.0, _ => x.sin() }; match o { Some(b) if b > 2 => y += b as f64, Some(_) => y += 1.0, None if k > 4 => return x, None => {} } match (k, x > y) { (0, true) => y, (j @ 1..=3, _) => y * j as f64, _ => y * y } }",
         "fn b(x: &[f64]) -> f64 { let n = x.len(); let mut v = vec![0.0; n]; for i in 0..n { v[i] = x[i].sin(); } let mut t = 0.0; let mut k = 0; while k < n { t += v[k]; k += 1; if t > 3.0 { break; } } t }",
         "fn j(x: &Array2<f64>, w: &Array2<f64>) -> f64 { (x.dot(w) + 1.0).mapv(|v| v.max(0.0)).sum() / (x.nrows() as f64) }",
         "fn l(x: f64) -> f64 { let mut y = x; loop { y = y * 0.5; if y < 1.0 { break; } } y }",

@@ -35,7 +35,7 @@ pub fn lower(
     active: impl Fn(&Param) -> bool,
     namer: &mut Namer,
 ) -> syn::Result<Function> {
-    let func = &crate::desugar::matches(func)?;
+    let func = &crate::desugar::matches(func);
     let start = namer.clone();
     let mut forced = HashSet::new();
     loop {
@@ -1996,8 +1996,15 @@ fn is_plain(e: &Expr) -> bool {
                 | Expr::Array(_)
                 | Expr::Range(_)
                 | Expr::Repeat(_) => syn::visit::visit_expr(self, e),
-                // A pattern test, `match s { P => true, _ => false }` (a `match` is written so).
-                Expr::Match(m) if crate::desugar::is_test(m) => self.visit_expr(&m.expr),
+                // A pattern test, `match s { P if g => true, _ => false }`, or a binding taken
+                // out, `match s { P => v, _ => unreachable_arm() }` (a `match` is written so).
+                Expr::Match(m) if crate::desugar::is_test(m) => {
+                    self.visit_expr(&m.expr);
+                    for g in m.arms.iter().filter_map(|a| a.guard.as_ref()) {
+                        self.visit_expr(&g.1);
+                    }
+                }
+                Expr::Match(m) if crate::desugar::is_extraction(m) => self.visit_expr(&m.expr),
                 _ => self.0 = false,
             }
         }
@@ -2068,6 +2075,7 @@ fn unsupported(e: &Expr) -> syn::Error {
         Expr::Closure(_) => "#[differentiate] does not support closures: write the computation inline, or as a separate annotated function",
         Expr::Unsafe(_) => "#[differentiate] does not support `unsafe` blocks: the gradient must be computable from safe code",
         Expr::Macro(_) => "#[differentiate] does not support macros in expressions; only `assert!` and `debug_assert!` may stay, as statements",
+        Expr::Match(m) if crate::desugar::is_extraction(m) => "#[differentiate] supports `match` patterns that bind values which are not differentiated (a configuration's fields, integers); this one binds a differentiated value: write `_` in its place and read the value from the scrutinee in the arm",
         Expr::Match(_) => "#[differentiate] supports a `match` of `true` / `false` arms only as a condition (`if match s { P => true, _ => false } { .. }`)",
         Expr::Return(_) => "#[differentiate] supports `return` as a statement, inside `if`/`else` arms and blocks; move the `return` out of this expression",
         Expr::Index(_) => "#[differentiate] does not support indexing a differentiated value yet",

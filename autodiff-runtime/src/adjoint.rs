@@ -1084,6 +1084,14 @@ pub fn into_like<V: Likeness>(v: V) -> V::Like {
     v.like()
 }
 
+/// The other arm of a `match` that takes a binding out of the scrutinee in the arm whose test
+/// it passed (`desugar.rs`): never reached.
+#[cold]
+#[track_caller]
+pub fn unreachable_arm<T>() -> T {
+    unreachable!("autodiff: a `match` arm ran whose pattern its test had ruled out (a bug in autodiff; please report it)")
+}
+
 /// Frees a value the rest of the sweep no longer needs (a no-op for scalars).
 #[inline(always)]
 pub fn release<T>(value: T) {

@@ -1,11 +1,11 @@
 use autodiff::differentiate;
 
-// `match` patterns may not bind values: the arm would read a binding.
+// A `match` pattern may bind values that are not differentiated; `v` binds `x`.
 #[differentiate]
-fn f(x: f64, k: Option<u8>) -> f64 {
-    match k {
-        Some(n) => x * n as f64,
-        None => x,
+fn f(x: f64, k: u8) -> f64 {
+    match (k, x) {
+        (0, v) => v * 2.0,
+        _ => x,
     }
 }
 
