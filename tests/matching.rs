@@ -1,7 +1,12 @@
-//! `match` in differentiated code: on configuration enums, integers, tuples and comparisons,
-//! with or-patterns, ranges, constants, guards, nesting, values, statements and early returns,
-//! against central finite differences.
-#![allow(clippy::needless_range_loop, clippy::assign_op_pattern)]
+//! `match`, `if let` and `let .. else` in differentiated code: on configuration enums (with
+//! and without parameters), integers, tuples and comparisons, with or-patterns, ranges,
+//! constants, guards, bindings, nesting, values, statements and early returns, against central
+//! finite differences.
+#![allow(
+    clippy::needless_range_loop,
+    clippy::assign_op_pattern,
+    clippy::redundant_pattern_matching
+)]
 use autodiff::differentiate;
 
 fn fd(f: &dyn Fn(&[f64]) -> f64, x: &[f64]) -> Vec<f64> {
@@ -283,4 +288,45 @@ fn bindings_of_integers_with_guards_and_shadowing() {
         (dy - (20.0 * 0.3 + 10.0 * (3.0f64).cos())).abs() < 1e-13,
         "{dy}"
     );
+}
+
+/// `if let` (with an `else if let` chain, a range binding) and `let .. else` (on a tuple holding
+/// a comparison of a differentiated value, and with a type on the pattern).
+#[differentiate]
+pub fn optional(x: f64, y: f64, scale: Option<f64>, steps: Option<usize>) -> f64 {
+    let mut v = x * y;
+    if let Some(s) = scale {
+        v = v * s;
+    }
+    let w = if let Some(k @ 1..=5) = steps {
+        v * k as f64
+    } else if let Some(_) = steps {
+        v.sin()
+    } else {
+        v + x
+    };
+    let (Some(n), true) = (steps, x > 0.0) else {
+        return w * 2.0;
+    };
+    let Some(s): Option<f64> = scale else {
+        return w - y * n as f64;
+    };
+    w + n as f64 * y * s
+}
+
+#[test]
+fn if_let_and_let_else() {
+    for scale in [None, Some(0.5), Some(-1.5)] {
+        for steps in [None, Some(0), Some(3), Some(9)] {
+            for (x, y) in [(0.8, 0.3), (-0.6, 1.2)] {
+                let (value, (dx, dy)) = optional_value_and_grad(x, y, scale, steps);
+                assert_eq!(value, optional(x, y, scale, steps));
+                let want = fd(&|v| optional(v[0], v[1], scale, steps), &[x, y]);
+                assert_close(&[dx, dy], &want, 1e-7);
+            }
+        }
+    }
+    // Independent: no scale, no steps: w = xy + x, returned doubled: (2y + 2, 2x).
+    let (dx, dy) = optional_grad(0.8, 0.3, None, None);
+    assert!((dx - 2.6).abs() < 1e-15 && (dy - 1.6).abs() < 1e-15);
 }

@@ -1,5 +1,7 @@
 //! Before lowering: `match` written as the `if` chain it stands for, so that every later phase
-//! sees only `if`s.
+//! sees only `if`s. `if let P = e { a } else { b }` is the `match e { P => a, _ => b }` it
+//! stands for, and `let P = e else { d };` becomes `if !(e matches P) { d }` followed by a
+//! `let` per binding, in its own block.
 //!
 //! ```text
 //! match scrutinee {          { let s = scrutinee;            (only when it is not a place)
@@ -52,8 +54,9 @@ pub fn matches(func: &ItemFn) -> ItemFn {
     out
 }
 
-/// What the rewriting needs to know of the whole function: whether it has a `match`, the names
-/// its patterns bind outside `match` arms, and every identifier (for a fresh local's name).
+/// What the rewriting needs to know of the whole function: whether it has a `match`, an
+/// `if let` or a `let .. else`, the names its patterns bind outside `match` arms, and every
+/// identifier (for a fresh local's name).
 #[derive(Default)]
 struct Names {
     has_match: bool,
@@ -73,6 +76,14 @@ impl<'ast> Visit<'ast> for Names {
             }
             self.visit_expr(&arm.body);
         }
+    }
+    fn visit_expr_if(&mut self, i: &'ast syn::ExprIf) {
+        self.has_match |= matches!(&*i.cond, Expr::Let(_));
+        syn::visit::visit_expr_if(self, i);
+    }
+    fn visit_local(&mut self, l: &'ast syn::Local) {
+        self.has_match |= l.init.as_ref().is_some_and(|i| i.diverge.is_some());
+        syn::visit::visit_local(self, l);
     }
     fn visit_pat_ident(&mut self, p: &'ast syn::PatIdent) {
         self.bound.insert(p.ident.to_string());
@@ -189,19 +200,27 @@ impl Rewriter {
         if arm.bindings.is_empty() {
             return arm_block(body);
         }
-        let renamed = &arm.renamed;
-        let lets = arm.bindings.iter().map(|b| {
-            let (name, fresh) = (&b.name, &b.fresh);
-            let mutability = b.mutable.then(|| quote!(mut));
-            // Spanned at the binding: a binding of a differentiated value is reported there.
-            quote_spanned! {name.span()=>
-                let #mutability #name = match #scrutinee {
-                    #renamed => #fresh,
-                    _ => ::autodiff::__rt::unreachable_arm(),
-                };
-            }
-        });
+        let lets = self.take_out(arm, scrutinee);
         syn::parse_quote!({ #(#lets)* #body })
+    }
+
+    /// A `let` per binding of the pattern, taking its value out of the scrutinee.
+    fn take_out(&self, arm: &ArmPattern, scrutinee: &Expr) -> Vec<TokenStream> {
+        let renamed = &arm.renamed;
+        arm.bindings
+            .iter()
+            .map(|b| {
+                let (name, fresh) = (&b.name, &b.fresh);
+                let mutability = b.mutable.then(|| quote!(mut));
+                // Spanned at the binding: a binding of a differentiated value is reported there.
+                quote_spanned! {name.span()=>
+                    let #mutability #name = match #scrutinee {
+                        #renamed => #fresh,
+                        _ => ::autodiff::__rt::unreachable_arm(),
+                    };
+                }
+            })
+            .collect()
     }
 
     /// The `if` chain for `m` (its arms already rewritten).
@@ -254,6 +273,32 @@ impl Rewriter {
         syn::parse_quote!({ #setup #(#block)* })
     }
 
+    /// The statements for `let pat = value else { diverge };`.
+    fn let_else(&mut self, pat: &Pat, value: &Expr, diverge: &Expr) -> Vec<syn::Stmt> {
+        // A type written on the pattern (`let Some(n): Option<usize> = ..`) is rustc's to check.
+        let pat = match pat {
+            Pat::Type(t) => &*t.pat,
+            p => p,
+        };
+        let mut setup = TokenStream::new();
+        let scrutinee = match strip_parens(value) {
+            Expr::Tuple(t) => {
+                let elems: Vec<Expr> = t.elems.iter().map(|e| self.once(e, &mut setup)).collect();
+                syn::parse_quote!((#(#elems,)*))
+            }
+            e => self.once(e, &mut setup),
+        };
+        let pattern = self.take_apart(pat);
+        let blank = &pattern.blank;
+        let lets = self.take_out(&pattern, &scrutinee);
+        let block: syn::Block = syn::parse_quote!({
+            #setup
+            if !(match #scrutinee { #blank => true, _ => false }) #diverge
+            #(#lets)*
+        });
+        block.stmts
+    }
+
     /// `e` itself when it is a place, else a fresh local that `setup` binds to it.
     fn once(&mut self, e: &Expr, setup: &mut TokenStream) -> Expr {
         if is_place(e) {
@@ -303,6 +348,20 @@ impl VisitMut for Rewriter {
     fn visit_expr_mut(&mut self, e: &mut Expr) {
         // Inner `match`es first (in the scrutinee, guards and arms).
         syn::visit_mut::visit_expr_mut(self, e);
+        // `if let P = e { a } else { b }` is `match e { P => a, _ => b }`.
+        if let Expr::If(i) = e {
+            if let Expr::Let(l) = &*i.cond {
+                let (pat, value, then) = (&l.pat, &l.expr, &i.then_branch);
+                let otherwise = match &i.else_branch {
+                    Some((_, b)) => quote!(#b),
+                    None => quote!({}),
+                };
+                let m: syn::ExprMatch =
+                    syn::parse_quote!(match #value { #pat => #then, _ => #otherwise });
+                *e = self.rewrite(&m);
+                return;
+            }
+        }
         if let Expr::Match(m) = e {
             // A test written as a `match` with literal arms is a condition already (one with
             // a guard is rewritten: the guard may read a binding).
@@ -310,6 +369,36 @@ impl VisitMut for Rewriter {
                 *e = self.rewrite(m);
             }
         }
+    }
+
+    fn visit_block_mut(&mut self, b: &mut syn::Block) {
+        syn::visit_mut::visit_block_mut(self, b);
+        // `let P = e else { diverge };`: `if !(e matches P) { diverge }`, then each binding
+        // taken out of `e`, in the block itself (the rest of the block reads them).
+        if !b
+            .stmts
+            .iter()
+            .any(|s| matches!(s, syn::Stmt::Local(l) if l.init.as_ref().is_some_and(|i| i.diverge.is_some())))
+        {
+            return;
+        }
+        let mut stmts = Vec::with_capacity(b.stmts.len());
+        for s in std::mem::take(&mut b.stmts) {
+            match s {
+                syn::Stmt::Local(syn::Local {
+                    pat,
+                    init:
+                        Some(syn::LocalInit {
+                            expr,
+                            diverge: Some((_, diverge)),
+                            ..
+                        }),
+                    ..
+                }) => stmts.extend(self.let_else(&pat, &expr, &diverge)),
+                s => stmts.push(s),
+            }
+        }
+        b.stmts = stmts;
     }
 }
 

@@ -489,7 +489,7 @@ impl Lowerer<'_> {
         if let Some((else_token, _)) = &init.diverge {
             return Err(syn::Error::new_spanned(
                 else_token,
-                "#[differentiate] does not support `let ... else`: unwrap the value before calling the function, or use `if`/`else` on a comparison",
+                "#[differentiate] could not read this `let ... else`: write it as a `match`",
             ));
         }
         let mut bindings = Vec::new();
@@ -1776,7 +1776,7 @@ impl Lowerer<'_> {
         if let Expr::Let(l) = strip(e) {
             return Err(syn::Error::new_spanned(
                 l,
-                "#[differentiate] does not support `if let`; compare values with `if a < b`",
+                "#[differentiate] does not support `let` chains (`if let P = a && b`): nest an `if` inside the `if let`",
             ));
         }
         if !is_plain(e) {
@@ -2075,7 +2075,7 @@ fn unsupported(e: &Expr) -> syn::Error {
         Expr::Closure(_) => "#[differentiate] does not support closures: write the computation inline, or as a separate annotated function",
         Expr::Unsafe(_) => "#[differentiate] does not support `unsafe` blocks: the gradient must be computable from safe code",
         Expr::Macro(_) => "#[differentiate] does not support macros in expressions; only `assert!` and `debug_assert!` may stay, as statements",
-        Expr::Match(m) if crate::desugar::is_extraction(m) => "#[differentiate] supports `match` patterns that bind values which are not differentiated (a configuration's fields, integers); this one binds a differentiated value: write `_` in its place and read the value from the scrutinee in the arm",
+        Expr::Match(m) if crate::desugar::is_extraction(m) => "#[differentiate] supports patterns (of `match`, `if let`, `let .. else`) that bind values which are not differentiated (a configuration's fields, integers); this one binds a differentiated value: write `_` in its place and read the value from the scrutinee",
         Expr::Match(_) => "#[differentiate] supports a `match` of `true` / `false` arms only as a condition (`if match s { P => true, _ => false } { .. }`)",
         Expr::Return(_) => "#[differentiate] supports `return` as a statement, inside `if`/`else` arms and blocks; move the `return` out of this expression",
         Expr::Index(_) => "#[differentiate] does not support indexing a differentiated value yet",

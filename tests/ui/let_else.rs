@@ -1,9 +1,10 @@
 use autodiff::differentiate;
 
+// A `let ... else` pattern may bind values that are not differentiated; `v` binds `x`.
 #[differentiate]
-fn f(x: f64, k: Option<usize>) -> f64 {
-    let Some(n) = k else { return x };
-    x * n as f64
+fn f(x: f64, k: usize) -> f64 {
+    let (v, 1) = (x, k) else { return x };
+    v * 2.0
 }
 
 fn main() {}
