@@ -290,13 +290,19 @@ fn bindings_of_integers_with_guards_and_shadowing() {
     );
 }
 
-/// `if let` (with an `else if let` chain, a range binding) and `let .. else` (on a tuple holding
+const LIMIT: usize = 4;
+
+/// `if let` (with an `else if let` chain, a range binding, a constant) and `let .. else` (on a tuple holding
 /// a comparison of a differentiated value, and with a type on the pattern).
 #[differentiate]
 pub fn optional(x: f64, y: f64, scale: Option<f64>, steps: Option<usize>) -> f64 {
     let mut v = x * y;
     if let Some(s) = scale {
         v = v * s;
+    }
+    // A constant in a pattern, not a binding.
+    if let Some(LIMIT) = steps {
+        v = v * 3.0;
     }
     let w = if let Some(k @ 1..=5) = steps {
         v * k as f64
@@ -317,7 +323,7 @@ pub fn optional(x: f64, y: f64, scale: Option<f64>, steps: Option<usize>) -> f64
 #[test]
 fn if_let_and_let_else() {
     for scale in [None, Some(0.5), Some(-1.5)] {
-        for steps in [None, Some(0), Some(3), Some(9)] {
+        for steps in [None, Some(0), Some(3), Some(LIMIT), Some(9)] {
             for (x, y) in [(0.8, 0.3), (-0.6, 1.2)] {
                 let (value, (dx, dy)) = optional_value_and_grad(x, y, scale, steps);
                 assert_eq!(value, optional(x, y, scale, steps));

@@ -55,38 +55,54 @@ pub fn matches(func: &ItemFn) -> ItemFn {
 }
 
 /// What the rewriting needs to know of the whole function: whether it has a `match`, an
-/// `if let` or a `let .. else`, the names its patterns bind outside `match` arms, and every
-/// identifier (for a fresh local's name).
+/// `if let` or a `let .. else`, the names its irrefutable patterns bind (parameters, `let`s,
+/// closures, `for`), and every identifier (for fresh names).
 #[derive(Default)]
 struct Names {
     has_match: bool,
     bound: HashSet<String>,
     idents: HashSet<String>,
+    /// In a refutable pattern (an arm's, an `if let`'s, a `let .. else`'s), where an uppercase
+    /// name may be a constant.
+    refutable: bool,
+}
+
+impl Names {
+    fn refutable_pattern(&mut self, p: &Pat) {
+        self.refutable = true;
+        self.visit_pat(p);
+        self.refutable = false;
+    }
 }
 
 impl<'ast> Visit<'ast> for Names {
-    fn visit_expr_match(&mut self, m: &'ast syn::ExprMatch) {
+    fn visit_arm(&mut self, a: &'ast syn::Arm) {
         self.has_match = true;
-        // The arms' patterns are checked where they are rewritten; their guards and bodies
-        // may hold `let`s and closures of their own.
-        self.visit_expr(&m.expr);
-        for arm in &m.arms {
-            if let Some((_, g)) = &arm.guard {
-                self.visit_expr(g);
-            }
-            self.visit_expr(&arm.body);
+        self.refutable_pattern(&a.pat);
+        if let Some((_, g)) = &a.guard {
+            self.visit_expr(g);
         }
+        self.visit_expr(&a.body);
     }
-    fn visit_expr_if(&mut self, i: &'ast syn::ExprIf) {
-        self.has_match |= matches!(&*i.cond, Expr::Let(_));
-        syn::visit::visit_expr_if(self, i);
+    fn visit_expr_let(&mut self, l: &'ast syn::ExprLet) {
+        self.has_match = true;
+        self.refutable_pattern(&l.pat);
+        self.visit_expr(&l.expr);
     }
     fn visit_local(&mut self, l: &'ast syn::Local) {
-        self.has_match |= l.init.as_ref().is_some_and(|i| i.diverge.is_some());
-        syn::visit::visit_local(self, l);
+        match &l.init {
+            Some(init) if init.diverge.is_some() => {
+                self.has_match = true;
+                self.refutable_pattern(&l.pat);
+                syn::visit::visit_local_init(self, init);
+            }
+            _ => syn::visit::visit_local(self, l),
+        }
     }
     fn visit_pat_ident(&mut self, p: &'ast syn::PatIdent) {
-        self.bound.insert(p.ident.to_string());
+        if !self.refutable {
+            self.bound.insert(p.ident.to_string());
+        }
         syn::visit::visit_pat_ident(self, p);
     }
     fn visit_ident(&mut self, i: &'ast Ident) {
