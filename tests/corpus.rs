@@ -386,39 +386,39 @@ pub fn p5(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         lse1 += se.ln() + mx;
     }
-    let v3 = match n % 3 {
-        0 => ((a * a + 1.5).acosh() * (a * a + 1.5).acosh() + 1.0).recip(),
-        1 if (-1.51f64 + lse1) <= 0.73f64 => {
-            ((a.tanh() * 0.9).acos() * (a.tanh() * 0.9).acos() + 1.0).recip()
+    let v3 = match ((-1.51f64 + lse1) <= 0.73f64, n % 3) {
+        (true, 0) => ((a * a + 1.5).acosh() * (a * a + 1.5).acosh() + 1.0).recip(),
+        (false, k4) | (_, k4 @ 1) => {
+            ((a.tanh() * 0.9).acos() * (a.tanh() * 0.9).acos() + 1.0).recip() * (k4 + 1) as f64
         }
         _ => (-0.92f64 * -0.92f64 + 1.0).ln(),
     };
-    let mut acc4 = smooth(b);
+    let mut acc5 = smooth(b);
     for i in 0..n {
-        acc4 += lse1.tanh().exp2();
+        acc5 += lse1.tanh().exp2();
         if b > -0.60f64 {
-            acc4 = acc4 * 0.9 + x[i].clamp(-1.0, 1.0);
+            acc5 = acc5 * 0.9 + x[i].clamp(-1.0, 1.0);
         }
     }
-    let v5 = x[3];
-    let v6 = acc4;
-    let mut hist7 = vec![0.0; 3 * n];
-    let mut st8 = (x[2] * x[2]);
+    let v6 = x[3];
+    let v7 = acc5;
+    let mut hist8 = vec![0.0; 3 * n];
+    let mut st9 = (x[2] * x[2]);
     for t in 0..3 {
         for i in 0..n {
-            st8 = st8 * 0.7 + x[i] * -1.89f64;
-            hist7[t * n + i] = st8.sin();
+            st9 = st9 * 0.7 + x[i] * -1.89f64;
+            hist8[t * n + i] = st9.sin();
         }
     }
-    let v9 = hist7[1] * hist7[2 * n] + hist7[3 * n - 1] + st8;
+    let v10 = hist8[1] * hist8[2 * n] + hist8[3 * n - 1] + st9;
     0.18f64 * (a).tanh()
         + -0.01f64 * (b).tanh()
         + 0.76f64 * (lse1).tanh()
         + -0.64f64 * (v3).tanh()
-        + 0.10f64 * (acc4).tanh()
-        + 0.22f64 * (v5).tanh()
-        + -1.76f64 * (v6).tanh()
-        + -1.43f64 * (v9).tanh()
+        + 0.10f64 * (acc5).tanh()
+        + 0.22f64 * (v6).tanh()
+        + -1.76f64 * (v7).tanh()
+        + -1.43f64 * (v10).tanh()
 }
 
 #[differentiate]
@@ -878,25 +878,25 @@ pub fn p15(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             * ((b.tanh() * 0.9).asin() * (b.tanh() * 0.9).asin() + 0.5).sqrt()
             + 0.5,
     );
-    let v2 = match n % 3 {
-        0 => ((v1 - b) * (v1 - b) + 1.0).log(3.0),
-        1 if (x[0] * 0.5) <= 0.77f64 => x[2],
+    let v2 = match ((x[0] * 0.5) <= 0.77f64, n % 3) {
+        (true, 0) => ((v1 - b) * (v1 - b) + 1.0).log(3.0),
+        (false, k3) | (_, k3 @ 1) => x[2] * (k3 + 1) as f64,
         _ => x[3],
     };
-    let mut acc3 = a;
+    let mut acc4 = a;
     for i in 0..n {
-        acc3 += ((x[i] + a).tanh() * 0.9).asin();
+        acc4 += ((x[i] + a).tanh() * 0.9).asin();
         if x[i] > -1.01f64 {
-            acc3 = acc3 * 0.9 + (v2 * v2 + 1.0).cbrt();
+            acc4 = acc4 * 0.9 + (v2 * v2 + 1.0).cbrt();
         }
     }
-    let arr4 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * b.powi(2)));
+    let arr5 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * b.powi(2)));
     let mut acc: f64 = 0.10f64 * (a).tanh()
         + 1.50f64 * (b).tanh()
         + 0.07f64 * (v1).tanh()
         + 1.02f64 * (v2).tanh()
-        + 0.69f64 * (acc3).tanh()
-        + -1.12f64 * (arr4).tanh();
+        + 0.69f64 * (acc4).tanh()
+        + -1.12f64 * (arr5).tanh();
     for i in 0..2 {
         acc += (&m.row(i) * 1.33f64).mapv(f64::tanh).sum()
             - (&m.column(i) * -1.23f64 - 0.25)
@@ -1342,44 +1342,44 @@ pub fn p25(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let v1 = match (1.21f64.cos() >= 1.16f64, n % 3) {
         (true, 0) => x[3].clamp(-1.0, 1.0).powi(2),
-        (false, m) | (_, m @ 1) => ((x[3] * a).tanh() * 0.9).acos() * (m + 1) as f64,
+        (false, k2) | (_, k2 @ 1) => ((x[3] * a).tanh() * 0.9).acos() * (k2 + 1) as f64,
         _ => (1.14f64.tanh() * 0.5).cosh(),
     };
-    let part2_s = &x[1..];
-    let mut part2 = autodiff::ops::sigmoid(b);
-    for i in 0..part2_s.len() {
-        part2 += part2_s[i] * part2_s[1].sin();
+    let part3_s = &x[1..];
+    let mut part3 = autodiff::ops::sigmoid(b);
+    for i in 0..part3_s.len() {
+        part3 += part3_s[i] * part3_s[1].sin();
     }
-    let mut w3 = (0.05f64 * x[1]).asinh().tanh() + 3.0;
+    let mut w4 = (0.05f64 * x[1]).asinh().tanh() + 3.0;
     let mut steps = 0;
-    while w3 > 0.5 && steps < 20 {
-        w3 = w3 * 0.6 + 0.05 * (1.97f64 * b).tanh();
+    while w4 > 0.5 && steps < 20 {
+        w4 = w4 * 0.6 + 0.05 * (1.97f64 * b).tanh();
         steps += 1;
     }
-    let mut perm4 = vec![0usize; n];
+    let mut perm5 = vec![0usize; n];
     for i in 0..n {
-        perm4[i] = (i + 1) % n;
+        perm5[i] = (i + 1) % n;
     }
-    let mut rot5 = v1;
+    let mut rot6 = v1;
     for i in 0..n {
-        rot5 = rot5 * 0.8 + x[perm4[i]] * x[3].powi(3);
-        if perm4[0] % 2 == 0 {
-            rot5 = rot5 + w3;
+        rot6 = rot6 * 0.8 + x[perm5[i]] * x[3].powi(3);
+        if perm5[0] % 2 == 0 {
+            rot6 = rot6 + w4;
         }
-        let first = perm4[0];
+        let first = perm5[0];
         for j in 1..n {
-            perm4[j - 1] = perm4[j];
+            perm5[j - 1] = perm5[j];
         }
-        perm4[n - 1] = first;
+        perm5[n - 1] = first;
     }
-    let mut pair6 = 0.0;
+    let mut pair7 = 0.0;
     for i in 0..n {
         let mut p = i + 1;
         let mut stride = 1;
         let mut t = 0.5;
         for j in (i + 1)..n {
             let d = x[i] - x[p % n];
-            pair6 += (d * d + 0.5).recip() * x[i].powi(2) * t;
+            pair7 += (d * d + 0.5).recip() * x[i].powi(2) * t;
             p += stride;
             stride += j % 2;
             t += 0.25;
@@ -1388,10 +1388,10 @@ pub fn p25(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     1.60f64 * (a).tanh()
         + 0.27f64 * (b).tanh()
         + 0.12f64 * (v1).tanh()
-        + 1.37f64 * (part2).tanh()
-        + -0.07f64 * (w3).tanh()
-        + 1.57f64 * (rot5).tanh()
-        + 0.44f64 * (pair6).tanh()
+        + 1.37f64 * (part3).tanh()
+        + -0.07f64 * (w4).tanh()
+        + 1.57f64 * (rot6).tanh()
+        + 0.44f64 * (pair7).tanh()
 }
 
 #[differentiate]
@@ -2406,34 +2406,34 @@ pub fn p48(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         1 if (x[3].tanh() * 0.9).acos() >= 1.50f64 => x[3],
         _ => (b * b + 1.0).recip(),
     };
-    let v4 = if v3.clamp(-1.0, 1.0) <= -0.88f64 {
+    let v5 = if v3.clamp(-1.0, 1.0) <= -0.88f64 {
         (x[1].tanh() * 0.9).atanh()
     } else {
         (v1.powi(2) * v1.powi(2) + 1.0).powf((x[3] - v1).tanh())
     };
-    let mut perm5 = vec![0usize; n];
+    let mut perm6 = vec![0usize; n];
     for i in 0..n {
-        perm5[i] = (i + 2) % n;
+        perm6[i] = (i + 2) % n;
     }
-    let mut rot6 = pair2.hypot(v4);
+    let mut rot7 = pair2.hypot(v5);
     for i in 0..n {
-        rot6 = rot6 * 0.8 + x[perm5[i]] * x[i];
-        if perm5[0] % 2 == 0 {
-            rot6 = rot6 + x[3];
+        rot7 = rot7 * 0.8 + x[perm6[i]] * x[i];
+        if perm6[0] % 2 == 0 {
+            rot7 = rot7 + x[3];
         }
-        let first = perm5[0];
+        let first = perm6[0];
         for j in 1..n {
-            perm5[j - 1] = perm5[j];
+            perm6[j - 1] = perm6[j];
         }
-        perm5[n - 1] = first;
+        perm6[n - 1] = first;
     }
     let mut acc: f64 = 0.51f64 * (a).tanh()
         + 1.39f64 * (b).tanh()
         + 0.47f64 * (v1).tanh()
         + 1.58f64 * (pair2).tanh()
         + 1.04f64 * (v3).tanh()
-        + -1.93f64 * (v4).tanh()
-        + 0.27f64 * (rot6).tanh();
+        + -1.93f64 * (v5).tanh()
+        + 0.27f64 * (rot7).tanh();
     for i in 0..2 {
         acc += (&m.row(i) * 0.43f64).mapv(f64::tanh).sum()
             - (&m.column(i) * -0.07f64 - 0.25)
@@ -2481,41 +2481,40 @@ pub fn p49(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         perm3[n - 1] = first;
     }
-    let v5 = match n % 3 {
-        0 => x[1],
-        1 if autodiff::ops::softplus(rot4) <= -1.54f64 => ((x[1] - a) + a),
-        _ => (a * a + 1.0).log10(),
+    let (k6, true) = (n % 2, autodiff::ops::softplus(rot4) <= -1.54f64) else {
+        return (a * a + 1.0).log10();
     };
-    let v6 = ((v5.tanh() * 0.5)
+    let v5 = x[1] * (k6 + 1) as f64 + ((x[1] - a) + a);
+    let v7 = ((v5.tanh() * 0.5)
         .cosh()
         .mul_add(x[2].atan(), rot2.tanh().exp_m1())
         .tanh()
         * 0.9)
         .atanh();
-    let mut lse7 = v6;
-    let mut scratch8 = vec![0.0; n];
+    let mut lse8 = v7;
+    let mut scratch9 = vec![0.0; n];
     for i in 0..n {
-        let prev = scratch8[1] * 0.25;
+        let prev = scratch9[1] * 0.25;
         for q in 0..n {
-            scratch8[q] = x[(i + q) % n] * f64::sin((0.75f64.tanh() * 0.5).tan());
+            scratch9[q] = x[(i + q) % n] * f64::sin((0.75f64.tanh() * 0.5).tan());
         }
-        let mut mx = scratch8[0];
-        for q in 1..scratch8.len() {
-            mx = mx.max(scratch8[q]);
+        let mut mx = scratch9[0];
+        for q in 1..scratch9.len() {
+            mx = mx.max(scratch9[q]);
         }
         let mut se = 0.0;
-        for q in 0..scratch8.len() {
-            se += (scratch8[q] - mx).exp();
+        for q in 0..scratch9.len() {
+            se += (scratch9[q] - mx).exp();
         }
-        lse7 = lse7 * 0.5 + se.ln() + mx + prev;
+        lse8 = lse8 * 0.5 + se.ln() + mx + prev;
     }
     -0.01f64 * (a).tanh()
         + 0.91f64 * (b).tanh()
         + -1.65f64 * (rot2).tanh()
         + -0.85f64 * (rot4).tanh()
         + 1.60f64 * (v5).tanh()
-        + 0.24f64 * (v6).tanh()
-        + 0.64f64 * (lse7).tanh()
+        + 0.24f64 * (v7).tanh()
+        + 0.64f64 * (lse8).tanh()
 }
 
 #[differentiate]
@@ -2826,11 +2825,12 @@ pub fn p56(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             pair2 += (d * d + 0.5).recip() * acc1;
         }
     }
-    let v3 = match (b.clamp(-1.0, 1.0) >= -0.58f64, n % 3) {
-        (true, 0) => (acc1.atan2(a * a + 0.5).tanh() * 0.5).cosh(),
-        (false, m) | (_, m @ 1) => (a.min(0.02f64) - (acc1 * acc1 + 1.0).log2()) * (m + 1) as f64,
-        _ => (((x[3]).tanh() - (a).tanh().stop_gradient()).exp().ln() + (a).tanh().stop_gradient()),
+    let (k4, true) = (n % 2, b.clamp(-1.0, 1.0) >= -0.58f64) else {
+        return (((x[3]).tanh() - (a).tanh().stop_gradient()).exp().ln()
+            + (a).tanh().stop_gradient());
     };
+    let v3 = (acc1.atan2(a * a + 0.5).tanh() * 0.5).cosh() * (k4 + 1) as f64
+        + (a.min(0.02f64) - (acc1 * acc1 + 1.0).log2());
     let mut acc: f64 = -1.21f64 * (a).tanh()
         + 1.94f64 * (b).tanh()
         + 1.61f64 * (acc1).tanh()
@@ -2961,18 +2961,18 @@ pub fn p59(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         lse1 = lse1 * 0.5 + se.ln() + mx;
     }
-    let v3 = match n % 3 {
-        0 => ((-(x[3])) * (-(x[3])) + 1.0).log10(),
-        1 if (lse1.tanh() * 0.9).acos() < 1.25f64 => a,
-        _ => 0.65f64,
+    let v3 = if let (true, k4 @ 0..=1) = ((lse1.tanh() * 0.9).acos() < 1.25f64, n % 3) {
+        ((-(x[3])) * (-(x[3])) + 1.0).log10() * (k4 + 2) as f64
+    } else {
+        a
     };
-    let mut w4 = ((v3 - lse1).tanh() * 0.9).asin().tanh() + 3.0;
+    let mut w5 = ((v3 - lse1).tanh() * 0.9).asin().tanh() + 3.0;
     let mut steps = 0;
-    while w4 > 0.5 && steps < 20 {
-        w4 = w4 * 0.6 + 0.05 * x[0].tanh();
+    while w5 > 0.5 && steps < 20 {
+        w5 = w5 * 0.6 + 0.05 * x[0].tanh();
         steps += 1;
     }
-    let v5 = if (x[0].tanh() * 0.5).sinh() <= 0.06f64 {
+    let v6 = if (x[0].tanh() * 0.5).sinh() <= 0.06f64 {
         (-(x[3])).tanh().exp()
     } else {
         x[1]
@@ -2981,8 +2981,8 @@ pub fn p59(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         + 1.52f64 * (b).tanh()
         + 1.13f64 * (lse1).tanh()
         + 0.99f64 * (v3).tanh()
-        + 0.95f64 * (w4).tanh()
-        + 1.14f64 * (v5).tanh()
+        + 0.95f64 * (w5).tanh()
+        + 1.14f64 * (v6).tanh()
 }
 
 #[differentiate]
@@ -3445,20 +3445,20 @@ pub fn p69(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         1 if autodiff::ops::softplus(x[0]) < -0.41f64 => ((-1.44f64 * 0.5) + (-(b))),
         _ => smooth(1.84f64),
     };
-    let mut w6 = a.hypot(1.48f64.tanh().exp2()).tanh() + 3.0;
+    let mut w7 = a.hypot(1.48f64.tanh().exp2()).tanh() + 3.0;
     let mut steps = 0;
-    while w6 > 0.5 && steps < 20 {
-        w6 = w6 * 0.6 + 0.05 * (v5 - v4).tanh();
+    while w7 > 0.5 && steps < 20 {
+        w7 = w7 * 0.6 + 0.05 * (v5 - v4).tanh();
         steps += 1;
     }
-    let mut pair7 = 0.0;
+    let mut pair8 = 0.0;
     for i in 0..n {
         let mut p = i + 1;
         let mut stride = 1;
         let mut t = 0.5;
         for j in (i + 1)..n {
             let d = x[i] - x[p % n];
-            pair7 += (d * d + 0.5).recip() * x[2] * t;
+            pair8 += (d * d + 0.5).recip() * x[2] * t;
             p += stride;
             stride += j % 2;
             t += 0.25;
@@ -3470,8 +3470,8 @@ pub fn p69(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         + -0.73f64 * (pair3).tanh()
         + 1.18f64 * (v4).tanh()
         + 1.75f64 * (v5).tanh()
-        + 1.15f64 * (w6).tanh()
-        + -0.64f64 * (pair7).tanh()
+        + 1.15f64 * (w7).tanh()
+        + -0.64f64 * (pair8).tanh()
 }
 
 #[differentiate]
@@ -4360,31 +4360,31 @@ pub fn p85(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p86(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let v1 = match n % 3 {
-        0 => a,
-        1 if b.asinh() > -0.40f64 => (x[2] * x[2]).ln_1p().cos(),
+    let v1 = match (b.asinh() > -0.40f64, n % 3) {
+        (true, 0) => a,
+        (false, k2) | (_, k2 @ 1) => (x[2] * x[2]).ln_1p().cos() * (k2 + 1) as f64,
         _ => -1.55f64.max(-0.39f64),
     };
-    let mut hist2 = vec![0.0; 3 * n];
-    let mut st3 = (v1 * v1).ln_1p();
+    let mut hist3 = vec![0.0; 3 * n];
+    let mut st4 = (v1 * v1).ln_1p();
     for t in 0..3 {
         for i in 0..n {
-            st3 = st3 * 0.7 + x[i] * x[i].clamp(-1.0, 1.0);
-            hist2[t * n + i] = st3.sin();
+            st4 = st4 * 0.7 + x[i] * x[i].clamp(-1.0, 1.0);
+            hist3[t * n + i] = st4.sin();
         }
     }
-    let v4 = hist2[1] * hist2[2 * n] + hist2[3 * n - 1] + st3;
-    let mut m5 = (b * b + 1.0).recip();
+    let v5 = hist3[1] * hist3[2 * n] + hist3[3 * n - 1] + st4;
+    let mut m6 = (b * b + 1.0).recip();
     if x[3] <= -1.95f64 {
-        m5 += (((a).tanh() * 3.0).ceil() * 0.25 + v1).powi(2);
+        m6 += (((a).tanh() * 3.0).ceil() * 0.25 + v1).powi(2);
     } else if -1.50f64.atan2(b * b + 0.5) <= -1.54f64 {
-        m5 = m5 * 0.5;
+        m6 = m6 * 0.5;
     }
     0.40f64 * (a).tanh()
         + -0.92f64 * (b).tanh()
         + -0.91f64 * (v1).tanh()
-        + -0.23f64 * (v4).tanh()
-        + -0.72f64 * (m5).tanh()
+        + -0.23f64 * (v5).tanh()
+        + -0.72f64 * (m6).tanh()
 }
 
 #[differentiate]
@@ -5275,37 +5275,37 @@ pub fn p107(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         lse1 = lse1 * 0.5 + se.ln() + mx + prev;
     }
     let arr3 = (m * x[3].abs() + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
-    let v4 = match n % 3 {
-        0 => (1.34f64 * a).min(helpers::soft(arr3, 0.3)),
-        1 if -0.10f64.atan2(b * b + 0.5) > -0.63f64 => (x[3].tanh() * 0.5)
-            .sinh()
-            .mul_add(autodiff::ops::softplus(a), b),
-        _ => lse1.sin(),
+    let (k5, true) = (n % 2, -0.10f64.atan2(b * b + 0.5) > -0.63f64) else {
+        return lse1.sin();
     };
-    let mut lse5 = (a * a + 1.0).cbrt();
-    let mut scratch6 = vec![0.0; n];
+    let v4 = (1.34f64 * a).min(helpers::soft(arr3, 0.3)) * (k5 + 1) as f64
+        + (x[3].tanh() * 0.5)
+            .sinh()
+            .mul_add(autodiff::ops::softplus(a), b);
+    let mut lse6 = (a * a + 1.0).cbrt();
+    let mut scratch7 = vec![0.0; n];
     for i in 0..n {
-        for q in 0..scratch6.len() {
-            scratch6[q] = x[(i + q) % n]
+        for q in 0..scratch7.len() {
+            scratch7[q] = x[(i + q) % n]
                 * ((arr3 * arr3 + 1.0).powf(v4.tanh()) * (arr3 * arr3 + 1.0).powf(v4.tanh()) + 1.0)
                     .recip();
         }
-        let mut mx = scratch6[0];
-        for q in 1..scratch6.len() {
-            mx = mx.max(scratch6[q]);
+        let mut mx = scratch7[0];
+        for q in 1..scratch7.len() {
+            mx = mx.max(scratch7[q]);
         }
         let mut se = 0.0;
-        for q in 0..scratch6.len() {
-            se += (scratch6[q] - mx).exp();
+        for q in 0..scratch7.len() {
+            se += (scratch7[q] - mx).exp();
         }
-        lse5 += se.ln() + mx;
+        lse6 += se.ln() + mx;
     }
     let mut acc: f64 = 1.69f64 * (a).tanh()
         + -0.06f64 * (b).tanh()
         + -0.83f64 * (lse1).tanh()
         + 0.47f64 * (arr3).tanh()
         + -1.29f64 * (v4).tanh()
-        + -0.69f64 * (lse5).tanh();
+        + -0.69f64 * (lse6).tanh();
     for i in 0..2 {
         acc += (&m.row(i) * -0.26f64).mapv(f64::tanh).sum()
             - (&m.column(i) * 0.04f64 - 0.25)
@@ -5814,39 +5814,39 @@ pub fn p116(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 pub fn p117(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let v1 = a;
-    let v2 = match n % 3 {
-        0 => ((-0.38f64.tanh() * 0.5).sinh() * 0.5),
-        1 if b > -0.27f64 => (v1.tanh() * 0.5).sinh().asinh(),
-        _ => x[0].tanh().exp_m1(),
+    let (k3, true) = (n % 2, b > -0.27f64) else {
+        return x[0].tanh().exp_m1();
     };
-    let mut w3 = x[1].tanh() + 3.0;
+    let v2 =
+        ((-0.38f64.tanh() * 0.5).sinh() * 0.5) * (k3 + 1) as f64 + (v1.tanh() * 0.5).sinh().asinh();
+    let mut w4 = x[1].tanh() + 3.0;
     let mut steps = 0;
-    while w3 > 0.5 && steps < 20 {
-        w3 = w3 * 0.6 + 0.05 * 1.56f64.tanh();
+    while w4 > 0.5 && steps < 20 {
+        w4 = w4 * 0.6 + 0.05 * 1.56f64.tanh();
         steps += 1;
     }
-    let mut perm4 = vec![0usize; n];
+    let mut perm5 = vec![0usize; n];
     for i in 0..n {
-        perm4[i] = (i + 3) % n;
+        perm5[i] = (i + 3) % n;
     }
-    let mut rot5 = x[3];
+    let mut rot6 = x[3];
     for i in 0..n {
-        rot5 = rot5 * 0.8 + x[perm4[i]] * (w3 * -1.00f64);
-        if perm4[0] % 2 == 0 {
-            rot5 = rot5 + (v2 * v2 + 1.0).ln();
+        rot6 = rot6 * 0.8 + x[perm5[i]] * (w4 * -1.00f64);
+        if perm5[0] % 2 == 0 {
+            rot6 = rot6 + (v2 * v2 + 1.0).ln();
         }
-        let first = perm4[0];
+        let first = perm5[0];
         for j in 1..n {
-            perm4[j - 1] = perm4[j];
+            perm5[j - 1] = perm5[j];
         }
-        perm4[n - 1] = first;
+        perm5[n - 1] = first;
     }
     -1.24f64 * (a).tanh()
         + -0.64f64 * (b).tanh()
         + 0.20f64 * (v1).tanh()
         + -0.72f64 * (v2).tanh()
-        + -1.70f64 * (w3).tanh()
-        + 1.38f64 * (rot5).tanh()
+        + -1.70f64 * (w4).tanh()
+        + 1.38f64 * (rot6).tanh()
 }
 
 #[differentiate]
@@ -6192,18 +6192,18 @@ pub fn p125(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         w2 = w2 * 0.6 + 0.05 * x[0].tanh();
         steps += 1;
     }
-    let v3 = match n % 3 {
-        0 => (-0.10f64.tanh() * 0.9).asin(),
-        1 if w2 <= -1.35f64 => (w2.tanh().exp2().tanh() * 0.9).asin(),
-        _ => -0.05f64.max(-0.96f64),
+    let (k4, true) = (n % 2, w2 <= -1.35f64) else {
+        return -0.05f64.max(-0.96f64);
     };
-    let mut buf4 = vec![0.0; n];
+    let v3 =
+        (-0.10f64.tanh() * 0.9).asin() * (k4 + 1) as f64 + (w2.tanh().exp2().tanh() * 0.9).asin();
+    let mut buf5 = vec![0.0; n];
     for i in 0..n {
-        buf4[i] = 0.69f64;
+        buf5[i] = 0.69f64;
     }
-    let v5 = buf4[3] * buf4[0];
-    let v6 = if v1.abs() <= -0.60f64 {
-        v5.mul_add(w2, v1)
+    let v6 = buf5[3] * buf5[0];
+    let v7 = if v1.abs() <= -0.60f64 {
+        v6.mul_add(w2, v1)
     } else {
         ((-(w2)) * (-(w2)) + 1.0).log2()
     };
@@ -6212,8 +6212,8 @@ pub fn p125(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         + -0.27f64 * (v1).tanh()
         + -0.81f64 * (w2).tanh()
         + 1.62f64 * (v3).tanh()
-        + 0.45f64 * (v5).tanh()
-        + -1.73f64 * (v6).tanh()
+        + 0.45f64 * (v6).tanh()
+        + -1.73f64 * (v7).tanh()
 }
 
 #[differentiate]
@@ -7268,9 +7268,9 @@ pub fn p149(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         part3 += part3_s[i] * part3_s[1].sin();
     }
     let v4 = 1.26f64;
-    let v5 = match n % 3 {
-        0 => v4,
-        1 if arr1 < 0.38f64 => (b.tanh() * 0.5),
+    let v5 = match (arr1 < 0.38f64, n % 3) {
+        (true, 0) => v4,
+        (false, k6) | (_, k6 @ 1) => (b.tanh() * 0.5) * (k6 + 1) as f64,
         _ => x[1].clamp(-1.0, 1.0),
     };
     1.20f64 * (a).tanh()
@@ -7471,14 +7471,14 @@ pub fn p154(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
                     + (a).tanh().stop_gradient());
         }
     }
-    let v2 = match n % 3 {
-        0 => {
+    let v2 = match ((a.tanh() * 0.9).asin() > 0.82f64, n % 3) {
+        (true, 0) => {
             (((1.15f64.hypot(b)).tanh() - (acc1).tanh().stop_gradient())
                 .exp()
                 .ln()
                 + (acc1).tanh().stop_gradient())
         }
-        1 if (a.tanh() * 0.9).asin() > 0.82f64 => x[2].clamp(-1.0, 1.0).abs(),
+        (false, k3) | (_, k3 @ 1) => x[2].clamp(-1.0, 1.0).abs() * (k3 + 1) as f64,
         _ => b.tanh().exp(),
     };
     -1.31f64 * (a).tanh() + 0.56f64 * (b).tanh() + -0.86f64 * (acc1).tanh() + 1.62f64 * (v2).tanh()
@@ -8235,10 +8235,10 @@ pub fn p171(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         let z = if smooth(x[0]) > 0.0 { t } else { &e * 2.0 };
         (&z * &e).sum()
     };
-    let v2 = match n % 3 {
-        0 => (arr1.tanh() - (a * a).ln_1p()),
-        1 if x[1].powi(3) > -0.05f64 => ((x[0] * x[0] + 0.5).sqrt().tanh() * 0.5).tan(),
-        _ => (x[3] * x[3] + 0.5).sqrt(),
+    let v2 = if let (true, k3 @ 0..=1) = (x[1].powi(3) > -0.05f64, n % 3) {
+        (arr1.tanh() - (a * a).ln_1p()) * (k3 + 2) as f64
+    } else {
+        ((x[0] * x[0] + 0.5).sqrt().tanh() * 0.5).tan()
     };
     -1.91f64 * (a).tanh()
         + -0.31f64 * (b).tanh()
@@ -9027,10 +9027,10 @@ pub fn p188(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         .mean()
         .unwrap()
         * a;
-    let v2 = match (f64::sin(-0.33f64) >= -1.25f64, n % 3) {
-        (true, 0) => arr1,
-        (false, m) | (_, m @ 1) => (a * b).tanh() * (m + 1) as f64,
-        _ => (b.tanh() * 0.5).tan(),
+    let v2 = if let (true, k3 @ 0..=1) = (f64::sin(-0.33f64) >= -1.25f64, n % 3) {
+        arr1 * (k3 + 2) as f64
+    } else {
+        (a * b).tanh()
     };
     -0.40f64 * (a).tanh() + 1.98f64 * (b).tanh() + -0.50f64 * (arr1).tanh() + 1.33f64 * (v2).tanh()
 }
@@ -9871,11 +9871,11 @@ pub fn p207(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..part1_s.len() {
         part1 += part1_s[i] * part1_s[1].sin();
     }
-    let v2 = match n % 3 {
-        0 => (-0.57f64.tanh() * 0.5).cosh(),
-        1 if a.sin() <= -0.71f64 => (a.mul_add(-0.39f64, x[1]).tanh() * 0.5).cosh(),
-        _ => smooth(0.44f64),
+    let (k3, true) = (n % 2, a.sin() <= -0.71f64) else {
+        return smooth(0.44f64);
     };
+    let v2 = (-0.57f64.tanh() * 0.5).cosh() * (k3 + 1) as f64
+        + (a.mul_add(-0.39f64, x[1]).tanh() * 0.5).cosh();
     1.84f64 * (a).tanh() + 1.84f64 * (b).tanh() + -1.27f64 * (part1).tanh() + 1.11f64 * (v2).tanh()
 }
 
@@ -10351,68 +10351,69 @@ pub fn p218(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p219(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let v1 = match n % 3 {
-        0 => b
-            .hypot(b)
-            .mul_add(b.clamp(-1.0, 1.0), (1.50f64 * 1.50f64 + 1.0).powf(a.tanh())),
-        1 if smooth(a) > 1.34f64 => (b.tanh() * 0.9).acos(),
-        _ => x[1],
+    let (k2, true) = (n % 2, smooth(a) > 1.34f64) else {
+        return x[1];
     };
-    let mut perm2 = vec![0usize; n];
+    let v1 = b
+        .hypot(b)
+        .mul_add(b.clamp(-1.0, 1.0), (1.50f64 * 1.50f64 + 1.0).powf(a.tanh()))
+        * (k2 + 1) as f64
+        + (b.tanh() * 0.9).acos();
+    let mut perm3 = vec![0usize; n];
     for i in 0..n {
-        perm2[i] = (i + 1) % n;
+        perm3[i] = (i + 1) % n;
     }
-    let mut rot3 = (1.94f64 * 1.94f64 + 1.0).recip();
+    let mut rot4 = (1.94f64 * 1.94f64 + 1.0).recip();
     for i in 0..n {
-        rot3 = rot3 * 0.8 + x[perm2[i]] * b.sin();
-        if perm2[0] % 2 == 0 {
-            rot3 = rot3 + (x[(i + 3) % n].tanh() * 0.9).acos();
+        rot4 = rot4 * 0.8 + x[perm3[i]] * b.sin();
+        if perm3[0] % 2 == 0 {
+            rot4 = rot4 + (x[(i + 3) % n].tanh() * 0.9).acos();
         }
-        let first = perm2[0];
+        let first = perm3[0];
         for j in 1..n {
-            perm2[j - 1] = perm2[j];
+            perm3[j - 1] = perm3[j];
         }
-        perm2[n - 1] = first;
+        perm3[n - 1] = first;
     }
-    let mut w4 = (b.sin() * (1.38f64 * 1.38f64 + 1.0).log(3.0)).tanh() + 3.0;
+    let mut w5 = (b.sin() * (1.38f64 * 1.38f64 + 1.0).log(3.0)).tanh() + 3.0;
     let mut steps = 0;
-    while w4 > 0.5 && steps < 20 {
-        w4 = w4 * 0.6 + 0.05 * x[0].max(v1).tanh();
+    while w5 > 0.5 && steps < 20 {
+        w5 = w5 * 0.6 + 0.05 * x[0].max(v1).tanh();
         steps += 1;
     }
-    let mut buf5 = vec![0.0; n];
+    let mut buf6 = vec![0.0; n];
     for i in 0..n {
-        buf5[i] = f64::sin((-1.48f64 * -1.48f64 + 1.5).acosh());
+        buf6[i] = f64::sin((-1.48f64 * -1.48f64 + 1.5).acosh());
     }
     for i in 1..n {
-        buf5[i] += buf5[i - 1] * 0.5;
+        buf6[i] += buf6[i - 1] * 0.5;
     }
     for i in 1..n {
-        let old = buf5[i];
-        buf5[i] = (old * buf5[i - 1]).sin() + old;
+        let old = buf6[i];
+        buf6[i] = (old * buf6[i - 1]).sin() + old;
     }
-    let v6 = buf5[2] * buf5[3];
-    let mut buf7 = vec![0.0; n];
+    let v7 = buf6[2] * buf6[3];
+    let mut buf8 = vec![0.0; n];
     for i in 0..n {
-        buf7[i] = (w4 - w4).tanh().exp();
+        buf8[i] = (w5 - w5).tanh().exp();
     }
-    let mut buf7_v = vec![0.0; n];
+    let mut buf8_v = vec![0.0; n];
     for _ in 0..3 {
         for i in 1..n - 1 {
-            buf7_v[i] += 0.2 * (buf7[i - 1] * buf7[i + 1] - buf7[i].sin());
+            buf8_v[i] += 0.2 * (buf8[i - 1] * buf8[i + 1] - buf8[i].sin());
         }
         for i in 0..n {
-            buf7[i] += 0.1 * buf7_v[i].tanh();
+            buf8[i] += 0.1 * buf8_v[i].tanh();
         }
     }
-    let v8 = buf7[1] + 0.5 * buf7[2];
+    let v9 = buf8[1] + 0.5 * buf8[2];
     1.32f64 * (a).tanh()
         + 1.74f64 * (b).tanh()
         + 1.50f64 * (v1).tanh()
-        + -0.89f64 * (rot3).tanh()
-        + -1.65f64 * (w4).tanh()
-        + -0.76f64 * (v6).tanh()
-        + -1.92f64 * (v8).tanh()
+        + -0.89f64 * (rot4).tanh()
+        + -1.65f64 * (w5).tanh()
+        + -0.76f64 * (v7).tanh()
+        + -1.92f64 * (v9).tanh()
 }
 
 #[differentiate]
@@ -10595,12 +10596,12 @@ pub fn p224(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
     }
     let v6 = hist4[1] * hist4[2 * n] + hist4[3 * n - 1] + st5;
-    let v7 = match n % 3 {
-        0 => ((x[1].tanh() * 0.5).cosh() * -0.76f64.min(v6)),
-        1 if (b * b + 1.0).log(3.0) >= -0.61f64 => arr2,
-        _ => (0.20f64 * a),
+    let v7 = if let (true, k8 @ 0..=1) = ((b * b + 1.0).log(3.0) >= -0.61f64, n % 3) {
+        ((x[1].tanh() * 0.5).cosh() * -0.76f64.min(v6)) * (k8 + 2) as f64
+    } else {
+        arr2
     };
-    let v8 = x[3];
+    let v9 = x[3];
     0.99f64 * (a).tanh()
         + -0.82f64 * (b).tanh()
         + 0.15f64 * (v1).tanh()
@@ -10608,7 +10609,7 @@ pub fn p224(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         + -1.24f64 * (acc3).tanh()
         + -0.87f64 * (v6).tanh()
         + -1.32f64 * (v7).tanh()
-        + -0.95f64 * (v8).tanh()
+        + -0.95f64 * (v9).tanh()
 }
 
 #[differentiate]
@@ -10742,12 +10743,12 @@ pub fn p227(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p228(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let v1 = match n % 3 {
-        0 => (a.tanh() * 0.5).cosh().asinh(),
-        1 if -0.82f64 <= 1.88f64 => f64::sin(x[3].tanh().exp_m1()),
+    let v1 = match (-0.82f64 <= 1.88f64, n % 3) {
+        (true, 0) => (a.tanh() * 0.5).cosh().asinh(),
+        (false, k2) | (_, k2 @ 1) => f64::sin(x[3].tanh().exp_m1()) * (k2 + 1) as f64,
         _ => -0.66f64,
     };
-    let mut pair2 = 0.0;
+    let mut pair3 = 0.0;
     for i in 0..n {
         let w = v1;
         let mut acc = 0.0;
@@ -10758,9 +10759,9 @@ pub fn p228(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         for j in 0..n - start {
             acc += x[start + j] * w * 0.5;
         }
-        pair2 += acc * acc;
+        pair3 += acc * acc;
     }
-    -0.67f64 * (a).tanh() + 0.60f64 * (b).tanh() + -1.82f64 * (v1).tanh() + 1.07f64 * (pair2).tanh()
+    -0.67f64 * (a).tanh() + 0.60f64 * (b).tanh() + -1.82f64 * (v1).tanh() + 1.07f64 * (pair3).tanh()
 }
 
 #[differentiate]
@@ -11537,23 +11538,23 @@ pub fn p245(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let v2 = buf1[3] * buf1[0];
     let v3 = match (b <= -0.62f64, n % 3) {
         (true, 0) => (b.sin() / ((-0.67f64 - v2) * (-0.67f64 - v2) + 1.0)),
-        (false, m) | (_, m @ 1) => (-0.99f64.hypot(b) + (a + v2)) * (m + 1) as f64,
+        (false, k4) | (_, k4 @ 1) => (-0.99f64.hypot(b) + (a + v2)) * (k4 + 1) as f64,
         _ => b,
     };
-    let mut acc4 = (v2 * v2 + 1.0).cbrt();
+    let mut acc5 = (v2 * v2 + 1.0).cbrt();
     for i in 0..n {
-        acc4 += (v2 * b).abs();
+        acc5 += (v2 * b).abs();
         if (x[1] * b) <= 1.18f64 {
-            acc4 = acc4 * 0.9 + (a * 0.5);
+            acc5 = acc5 * 0.9 + (a * 0.5);
         }
     }
-    let arr5 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * x[0].tanh();
+    let arr6 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * x[0].tanh();
     -0.49f64 * (a).tanh()
         + -0.76f64 * (b).tanh()
         + 0.75f64 * (v2).tanh()
         + -0.88f64 * (v3).tanh()
-        + -0.72f64 * (acc4).tanh()
-        + -0.73f64 * (arr5).tanh()
+        + -0.72f64 * (acc5).tanh()
+        + -0.73f64 * (arr6).tanh()
 }
 
 #[differentiate]
@@ -11787,28 +11788,28 @@ pub fn p250(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         1 if (-(-0.28f64)) < -1.42f64 => ((x[1].tanh() * 0.9).asin() * 0.5),
         _ => x[3].min(rot2),
     };
-    let mut w4 = (((v3).tanh() - (a * b).tanh().stop_gradient()).exp().ln()
+    let mut w5 = (((v3).tanh() - (a * b).tanh().stop_gradient()).exp().ln()
         + (a * b).tanh().stop_gradient())
     .tanh()
         + 3.0;
     let mut steps = 0;
-    while w4 > 0.5 && steps < 20 {
-        w4 = w4 * 0.6 + 0.05 * a.tanh();
+    while w5 > 0.5 && steps < 20 {
+        w5 = w5 * 0.6 + 0.05 * a.tanh();
         steps += 1;
     }
-    let mut acc5 = (rot2.tanh() * 0.5).sinh();
+    let mut acc6 = (rot2.tanh() * 0.5).sinh();
     for i in 0..n {
-        acc5 += ((rot2 * rot2 + 1.0).log10() * (rot2 * rot2 + 1.0).log10() + 1.0).cbrt();
-        if autodiff::ops::sigmoid(w4) <= 1.20f64 {
-            acc5 = acc5 * 0.9 + rot2.atan2(v3 * v3 + 0.5);
+        acc6 += ((rot2 * rot2 + 1.0).log10() * (rot2 * rot2 + 1.0).log10() + 1.0).cbrt();
+        if autodiff::ops::sigmoid(w5) <= 1.20f64 {
+            acc6 = acc6 * 0.9 + rot2.atan2(v3 * v3 + 0.5);
         }
     }
     let mut acc: f64 = 1.57f64 * (a).tanh()
         + 1.61f64 * (b).tanh()
         + 1.53f64 * (rot2).tanh()
         + -0.13f64 * (v3).tanh()
-        + -1.25f64 * (w4).tanh()
-        + 0.10f64 * (acc5).tanh();
+        + -1.25f64 * (w5).tanh()
+        + 0.10f64 * (acc6).tanh();
     for i in 0..2 {
         acc += (&m.row(i) * 1.37f64).mapv(f64::tanh).sum()
             - (&m.column(i) * 1.91f64 - 0.25)
@@ -11875,38 +11876,36 @@ pub fn p252(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         .mapv(|t| t.sin())
         .sum()
         + (x[1] * x[1] + 1.0).powf(1.78f64.tanh());
-    let v2 = match ((arr1 * arr1 + 1.0).log10() >= 0.16f64, n % 3) {
-        (true, 0) => (a.tanh() * 0.5).cosh().tanh(),
-        (false, m) | (_, m @ 1) => {
-            -0.99f64.mul_add(b, 1.54f64).max((arr1.tanh() * 0.9).acos()) * (m + 1) as f64
-        }
-        _ => b.asinh(),
+    let v2 = if let (true, k3 @ 0..=1) = ((arr1 * arr1 + 1.0).log10() >= 0.16f64, n % 3) {
+        (a.tanh() * 0.5).cosh().tanh() * (k3 + 2) as f64
+    } else {
+        -0.99f64.mul_add(b, 1.54f64).max((arr1.tanh() * 0.9).acos())
     };
-    let mut acc3 = (0.95f64.tanh() * 0.9).acos();
+    let mut acc4 = (0.95f64.tanh() * 0.9).acos();
     for i in 0..n {
-        acc3 += (-1.56f64 * -1.56f64 + 1.0).log2();
+        acc4 += (-1.56f64 * -1.56f64 + 1.0).log2();
         if (x[3].tanh() * 0.9).atanh() >= -1.07f64 {
-            acc3 = acc3 * 0.9 + v2.powi(3);
+            acc4 = acc4 * 0.9 + v2.powi(3);
         }
     }
-    let mut buf4 = vec![0.0; n];
+    let mut buf5 = vec![0.0; n];
     for i in 0..n {
-        buf4[i] = x[2];
+        buf5[i] = x[2];
     }
-    let v5 = buf4[1] + 0.5 * buf4[2];
-    let mut m6 = (x[1].tanh() * 0.5).sinh();
+    let v6 = buf5[1] + 0.5 * buf5[2];
+    let mut m7 = (x[1].tanh() * 0.5).sinh();
     if v2.tanh().exp() < -1.87f64 {
-        m6 += x[3];
+        m7 += x[3];
     } else if x[2].tanh().exp() > -0.57f64 {
-        m6 = m6 * 0.5;
+        m7 = m7 * 0.5;
     }
     1.68f64 * (a).tanh()
         + 1.56f64 * (b).tanh()
         + 1.90f64 * (arr1).tanh()
         + -0.22f64 * (v2).tanh()
-        + 0.07f64 * (acc3).tanh()
-        + -0.26f64 * (v5).tanh()
-        + -1.99f64 * (m6).tanh()
+        + 0.07f64 * (acc4).tanh()
+        + -0.26f64 * (v6).tanh()
+        + -1.99f64 * (m7).tanh()
 }
 
 #[differentiate]
@@ -11994,33 +11993,32 @@ pub fn p256(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         w1 = w1 * 0.6 + 0.05 * a.tanh();
         steps += 1;
     }
-    let v2 = match ((x[0].tanh() * 0.9).asin() >= 0.38f64, n % 3) {
-        (true, 0) => b,
-        (false, m) | (_, m @ 1) => (x[2] * x[2] + 1.0).log(3.0) * (m + 1) as f64,
-        _ => (1.78f64 * 1.78f64 + 1.5).acosh(),
+    let (k3, true) = (n % 2, (x[0].tanh() * 0.9).asin() >= 0.38f64) else {
+        return (1.78f64 * 1.78f64 + 1.5).acosh();
     };
-    let mut lse3 = (x[1] * a);
-    let mut scratch4 = vec![0.0; 3];
+    let v2 = b * (k3 + 1) as f64 + (x[2] * x[2] + 1.0).log(3.0);
+    let mut lse4 = (x[1] * a);
+    let mut scratch5 = vec![0.0; 3];
     for i in 0..n {
-        let prev = scratch4[1] * 0.25;
+        let prev = scratch5[1] * 0.25;
         for q in 0..3 {
-            scratch4[q] = x[(i + q) % n] * ((b.tanh() * 0.5).sinh() * smooth(-0.63f64));
+            scratch5[q] = x[(i + q) % n] * ((b.tanh() * 0.5).sinh() * smooth(-0.63f64));
         }
-        let mut mx = scratch4[0];
-        for q in 1..scratch4.len() {
-            mx = mx.max(scratch4[q]);
+        let mut mx = scratch5[0];
+        for q in 1..scratch5.len() {
+            mx = mx.max(scratch5[q]);
         }
         let mut se = 0.0;
-        for q in 0..scratch4.len() {
-            se += (scratch4[q] - mx).exp();
+        for q in 0..scratch5.len() {
+            se += (scratch5[q] - mx).exp();
         }
-        lse3 = lse3 * 0.5 + se.ln() + mx + prev;
+        lse4 = lse4 * 0.5 + se.ln() + mx + prev;
     }
     1.65f64 * (a).tanh()
         + 1.80f64 * (b).tanh()
         + 1.67f64 * (w1).tanh()
         + -0.24f64 * (v2).tanh()
-        + 0.52f64 * (lse3).tanh()
+        + 0.52f64 * (lse4).tanh()
 }
 
 #[differentiate]
@@ -12122,53 +12120,53 @@ pub fn p259(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p260(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let v1 = match n % 3 {
-        0 => (-1.71f64.tanh() * 0.5).cosh().tanh().exp_m1(),
-        1 if (a * a + 1.0).powf(1.00f64.tanh()) > -1.73f64 => (helpers::soft(-0.40f64, 0.3) * 0.5),
-        _ => -1.82f64,
+    let (k2, true) = (n % 2, (a * a + 1.0).powf(1.00f64.tanh()) > -1.73f64) else {
+        return -1.82f64;
     };
-    let mut perm2 = vec![0usize; n];
+    let v1 = (-1.71f64.tanh() * 0.5).cosh().tanh().exp_m1() * (k2 + 1) as f64
+        + (helpers::soft(-0.40f64, 0.3) * 0.5);
+    let mut perm3 = vec![0usize; n];
     for i in 0..n {
-        perm2[i] = (i + 1) % n;
+        perm3[i] = (i + 1) % n;
     }
-    let mut rot3 = (v1 * v1 + 1.0).powf(b.tanh());
+    let mut rot4 = (v1 * v1 + 1.0).powf(b.tanh());
     for i in 0..n {
-        rot3 = rot3 * 0.8 + x[perm2[i]] * v1.mul_add(b, v1);
-        if perm2[0] % 2 == 0 {
-            rot3 = rot3 + x[(i + 3) % n];
+        rot4 = rot4 * 0.8 + x[perm3[i]] * v1.mul_add(b, v1);
+        if perm3[0] % 2 == 0 {
+            rot4 = rot4 + x[(i + 3) % n];
         }
-        let first = perm2[0];
+        let first = perm3[0];
         for j in 1..n {
-            perm2[j - 1] = perm2[j];
+            perm3[j - 1] = perm3[j];
         }
-        perm2[n - 1] = first;
+        perm3[n - 1] = first;
     }
-    let arr4 = (m * a + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
-    let arr5 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * x[2];
-    let mut lse6 = (x[0] * 0.5);
-    let mut scratch7 = vec![0.0; n];
+    let arr5 = (m * a + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
+    let arr6 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * x[2];
+    let mut lse7 = (x[0] * 0.5);
+    let mut scratch8 = vec![0.0; n];
     for i in 0..n {
-        scratch7[0] = x[i] * 0.5;
+        scratch8[0] = x[i] * 0.5;
         for q in 1..n {
-            scratch7[q] = x[(i + q) % n] * (1.64f64 * 0.43f64);
+            scratch8[q] = x[(i + q) % n] * (1.64f64 * 0.43f64);
         }
-        let mut mx = scratch7[0];
-        for q in 1..scratch7.len() {
-            mx = mx.max(scratch7[q]);
+        let mut mx = scratch8[0];
+        for q in 1..scratch8.len() {
+            mx = mx.max(scratch8[q]);
         }
         let mut se = 0.0;
-        for q in 0..scratch7.len() {
-            se += (scratch7[q] - mx).exp();
+        for q in 0..scratch8.len() {
+            se += (scratch8[q] - mx).exp();
         }
-        lse6 = lse6 * 0.5 + se.ln() + mx;
+        lse7 = lse7 * 0.5 + se.ln() + mx;
     }
     -0.88f64 * (a).tanh()
         + 1.76f64 * (b).tanh()
         + 0.48f64 * (v1).tanh()
-        + -1.46f64 * (rot3).tanh()
-        + -1.84f64 * (arr4).tanh()
-        + -1.47f64 * (arr5).tanh()
-        + -0.65f64 * (lse6).tanh()
+        + -1.46f64 * (rot4).tanh()
+        + -1.84f64 * (arr5).tanh()
+        + -1.47f64 * (arr6).tanh()
+        + -0.65f64 * (lse7).tanh()
 }
 
 #[differentiate]
@@ -12212,91 +12210,91 @@ pub fn p261(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p262(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let v1 = match (a.mul_add(-1.16f64, x[1]) > -1.90f64, n % 3) {
-        (true, 0) => b.cos().max((x[3].tanh() * 0.9).asin()),
-        (false, m) | (_, m @ 1) => -1.82f64.max(a).sin() * (m + 1) as f64,
+    let v1 = match n % 3 {
+        0 => b.cos().max((x[3].tanh() * 0.9).asin()),
+        1 if a.mul_add(-1.16f64, x[1]) > -1.90f64 => -1.82f64.max(a).sin(),
         _ => (b * b + 1.5).acosh(),
     };
-    let mut buf2 = vec![0.0; n];
+    let mut buf3 = vec![0.0; n];
     for i in 0..n {
-        buf2[i] = (x[2] * x[2] + 1.5).acosh();
+        buf3[i] = (x[2] * x[2] + 1.5).acosh();
     }
-    let mut buf2_v = vec![0.0; n];
+    let mut buf3_v = vec![0.0; n];
     for _ in 0..3 {
         for i in 1..n - 1 {
-            buf2_v[i] += 0.2 * (buf2[i - 1] * buf2[i + 1] - buf2[i].sin());
+            buf3_v[i] += 0.2 * (buf3[i - 1] * buf3[i + 1] - buf3[i].sin());
         }
         for i in 0..n {
-            buf2[i] += 0.1 * buf2_v[i].tanh();
+            buf3[i] += 0.1 * buf3_v[i].tanh();
         }
     }
-    let v3 = buf2[0] + 0.5 * buf2[1];
-    let mut lse4 = f64::sin(a);
-    let mut scratch5 = vec![0.0; n];
+    let v4 = buf3[0] + 0.5 * buf3[1];
+    let mut lse5 = f64::sin(a);
+    let mut scratch6 = vec![0.0; n];
     for i in 0..n {
-        scratch5[0] = x[i] * 0.5;
+        scratch6[0] = x[i] * 0.5;
         for q in 1..n {
-            scratch5[q] = x[(i + q) % n] * ((-0.98f64 * -0.98f64 + 1.0).cbrt().tanh() * 0.9).acos();
+            scratch6[q] = x[(i + q) % n] * ((-0.98f64 * -0.98f64 + 1.0).cbrt().tanh() * 0.9).acos();
         }
-        let mut mx = scratch5[0];
-        for q in 1..scratch5.len() {
-            mx = mx.max(scratch5[q]);
+        let mut mx = scratch6[0];
+        for q in 1..scratch6.len() {
+            mx = mx.max(scratch6[q]);
         }
         let mut se = 0.0;
-        for q in 0..scratch5.len() {
-            se += (scratch5[q] - mx).exp();
+        for q in 0..scratch6.len() {
+            se += (scratch6[q] - mx).exp();
         }
-        lse4 += se.ln() + mx;
+        lse5 += se.ln() + mx;
     }
-    let mut hist6 = vec![0.0; 3 * n];
-    let mut st7 = (1.49f64 * 1.49f64 + 1.0).cbrt();
+    let mut hist7 = vec![0.0; 3 * n];
+    let mut st8 = (1.49f64 * 1.49f64 + 1.0).cbrt();
     for t in 0..3 {
         for i in 0..n {
-            st7 = st7 * 0.7 + x[i] * v1;
-            hist6[t * n + i] = st7.sin();
+            st8 = st8 * 0.7 + x[i] * v1;
+            hist7[t * n + i] = st8.sin();
         }
     }
-    let v8 = hist6[1] * hist6[2 * n] + hist6[3 * n - 1] + st7;
-    let mut perm9 = vec![0usize; n];
+    let v9 = hist7[1] * hist7[2 * n] + hist7[3 * n - 1] + st8;
+    let mut perm10 = vec![0usize; n];
     for i in 0..n {
-        perm9[i] = (i + 3) % n;
+        perm10[i] = (i + 3) % n;
     }
-    let mut rot10 = -0.65f64;
+    let mut rot11 = -0.65f64;
     for i in 0..n {
-        rot10 = rot10 * 0.8 + x[perm9[i]] * (-0.20f64 * a);
-        if perm9[0] % 2 == 0 {
-            rot10 = rot10 + x[i];
+        rot11 = rot11 * 0.8 + x[perm10[i]] * (-0.20f64 * a);
+        if perm10[0] % 2 == 0 {
+            rot11 = rot11 + x[i];
         }
-        let first = perm9[0];
+        let first = perm10[0];
         for j in 1..n {
-            perm9[j - 1] = perm9[j];
+            perm10[j - 1] = perm10[j];
         }
-        perm9[n - 1] = first;
+        perm10[n - 1] = first;
     }
-    let mut perm11 = vec![0usize; n];
+    let mut perm12 = vec![0usize; n];
     for i in 0..n {
-        perm11[i] = (i + 3) % n;
+        perm12[i] = (i + 3) % n;
     }
-    let mut rot12 = rot10.powi(2);
+    let mut rot13 = rot11.powi(2);
     for i in 0..n {
-        rot12 = rot12 * 0.8 + x[perm11[i]] * (v1 * v1 + 1.0).recip();
-        if perm11[0] % 2 == 0 {
-            rot12 = rot12 + (v3.tanh() * 0.9).acos();
+        rot13 = rot13 * 0.8 + x[perm12[i]] * (v1 * v1 + 1.0).recip();
+        if perm12[0] % 2 == 0 {
+            rot13 = rot13 + (v4.tanh() * 0.9).acos();
         }
-        let first = perm11[0];
+        let first = perm12[0];
         for j in 1..n {
-            perm11[j - 1] = perm11[j];
+            perm12[j - 1] = perm12[j];
         }
-        perm11[n - 1] = first;
+        perm12[n - 1] = first;
     }
     -1.19f64 * (a).tanh()
         + -1.83f64 * (b).tanh()
         + 1.10f64 * (v1).tanh()
-        + -1.16f64 * (v3).tanh()
-        + 0.82f64 * (lse4).tanh()
-        + -0.19f64 * (v8).tanh()
-        + 0.23f64 * (rot10).tanh()
-        + 0.51f64 * (rot12).tanh()
+        + -1.16f64 * (v4).tanh()
+        + 0.82f64 * (lse5).tanh()
+        + -0.19f64 * (v9).tanh()
+        + 0.23f64 * (rot11).tanh()
+        + 0.51f64 * (rot13).tanh()
 }
 
 #[differentiate]
@@ -12647,40 +12645,40 @@ pub fn p268(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 pub fn p269(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let v1 = (((b.tanh() * 0.5).tan() * (b.tanh() * 0.5).tan() + 1.0).ln() * b);
-    let v2 = match n % 3 {
-        0 => (a.tanh().exp2() * a.tanh().exp2()).ln_1p(),
-        1 if (x[3] * 0.80f64) <= -0.86f64 => ((-1.17f64.tanh() * 0.9).atanh().tanh() * 0.5).sinh(),
-        _ => -0.47f64.mul_add(a, b),
+    let (k3, true) = (n % 2, (x[3] * 0.80f64) <= -0.86f64) else {
+        return -0.47f64.mul_add(a, b);
     };
-    let mut acc3 = (b.tanh() * 0.9).acos();
+    let v2 = (a.tanh().exp2() * a.tanh().exp2()).ln_1p() * (k3 + 1) as f64
+        + ((-1.17f64.tanh() * 0.9).atanh().tanh() * 0.5).sinh();
+    let mut acc4 = (b.tanh() * 0.9).acos();
     for i in 0..n {
-        acc3 += (v2.hypot(v2).tanh() * 0.9).atanh();
+        acc4 += (v2.hypot(v2).tanh() * 0.9).atanh();
         if (((0.89f64).tanh() * 3.0).round() * 0.25 + 1.13f64) < 1.34f64 {
-            acc3 = acc3 * 0.9 + (a - x[0]);
+            acc4 = acc4 * 0.9 + (a - x[0]);
         }
     }
-    let mut lse4 = (x[0] + -1.23f64);
-    let mut scratch5 = vec![0.0; n];
+    let mut lse5 = (x[0] + -1.23f64);
+    let mut scratch6 = vec![0.0; n];
     for i in 0..n {
-        for q in 0..scratch5.len() {
-            scratch5[q] = x[(i + q) % n] * (v1 * v1 + 1.0).ln().asinh();
+        for q in 0..scratch6.len() {
+            scratch6[q] = x[(i + q) % n] * (v1 * v1 + 1.0).ln().asinh();
         }
-        let mut mx = scratch5[0];
-        for q in 1..scratch5.len() {
-            mx = mx.max(scratch5[q]);
+        let mut mx = scratch6[0];
+        for q in 1..scratch6.len() {
+            mx = mx.max(scratch6[q]);
         }
         let mut se = 0.0;
-        for q in 0..scratch5.len() {
-            se += (scratch5[q] - mx).exp();
+        for q in 0..scratch6.len() {
+            se += (scratch6[q] - mx).exp();
         }
-        lse4 = lse4 * 0.5 + se.ln() + mx;
+        lse5 = lse5 * 0.5 + se.ln() + mx;
     }
     let mut acc: f64 = -1.01f64 * (a).tanh()
         + -1.99f64 * (b).tanh()
         + -0.27f64 * (v1).tanh()
         + -0.30f64 * (v2).tanh()
-        + 1.53f64 * (acc3).tanh()
-        + 0.85f64 * (lse4).tanh();
+        + 1.53f64 * (acc4).tanh()
+        + 0.85f64 * (lse5).tanh();
     for i in 0..2 {
         acc += (&m.row(i) * -0.14f64).mapv(f64::tanh).sum()
             - (&m.column(i) * 1.61f64 - 0.25)
@@ -13464,10 +13462,10 @@ pub fn p286(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             acc2 = acc2 * 0.9 + arr1;
         }
     }
-    let v3 = match ((x[3] * x[3] + 1.0).recip() >= -0.09f64, n % 3) {
-        (true, 0) => (smooth(b).tanh() * 0.9).atanh(),
-        (false, m) | (_, m @ 1) => ((b + x[2]).tanh() * 0.5).sinh() * (m + 1) as f64,
-        _ => (x[0].tanh() * 0.9).acos(),
+    let v3 = if let (true, k4 @ 0..=1) = ((x[3] * x[3] + 1.0).recip() >= -0.09f64, n % 3) {
+        (smooth(b).tanh() * 0.9).atanh() * (k4 + 2) as f64
+    } else {
+        ((b + x[2]).tanh() * 0.5).sinh()
     };
     let mut acc: f64 = 1.94f64 * (a).tanh()
         + -0.14f64 * (b).tanh()
@@ -13803,40 +13801,40 @@ pub fn p294(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             acc1 = acc1 * 0.9 + b.tanh().exp();
         }
     }
-    let v2 = match n % 3 {
-        0 => ((1.60f64 * acc1) * (1.60f64 * acc1) + 1.0).log(3.0),
-        1 if f64::sin(x[3]) > 0.49f64 => autodiff::ops::sigmoid((x[0] + b)),
-        _ => (acc1 * acc1 + 1.5).acosh(),
+    let v2 = if let (true, k3 @ 0..=1) = (f64::sin(x[3]) > 0.49f64, n % 3) {
+        ((1.60f64 * acc1) * (1.60f64 * acc1) + 1.0).log(3.0) * (k3 + 2) as f64
+    } else {
+        autodiff::ops::sigmoid((x[0] + b))
     };
-    let mut perm3 = vec![0usize; n];
+    let mut perm4 = vec![0usize; n];
     for i in 0..n {
-        perm3[i] = (i + 2) % n;
+        perm4[i] = (i + 2) % n;
     }
-    let mut rot4 = b;
+    let mut rot5 = b;
     for i in 0..n {
-        rot4 = rot4 * 0.8 + x[perm3[i]] * b;
-        if perm3[0] % 2 == 0 {
-            rot4 = rot4 + (x[i] * x[i] + 0.5).sqrt();
+        rot5 = rot5 * 0.8 + x[perm4[i]] * b;
+        if perm4[0] % 2 == 0 {
+            rot5 = rot5 + (x[i] * x[i] + 0.5).sqrt();
         }
-        let first = perm3[0];
+        let first = perm4[0];
         for j in 1..n {
-            perm3[j - 1] = perm3[j];
+            perm4[j - 1] = perm4[j];
         }
-        perm3[n - 1] = first;
+        perm4[n - 1] = first;
     }
-    let mut pair5 = 0.0;
+    let mut pair6 = 0.0;
     for i in 0..n {
         for j in (i + 1)..n {
             let d = x[i] - x[j];
-            pair5 += (d * d + 0.5).recip() * -0.73f64.max(x[(i + 3) % n]);
+            pair6 += (d * d + 0.5).recip() * -0.73f64.max(x[(i + 3) % n]);
         }
     }
     -1.40f64 * (a).tanh()
         + 1.01f64 * (b).tanh()
         + 1.46f64 * (acc1).tanh()
         + -1.23f64 * (v2).tanh()
-        + -1.48f64 * (rot4).tanh()
-        + -1.76f64 * (pair5).tanh()
+        + -1.48f64 * (rot5).tanh()
+        + -1.76f64 * (pair6).tanh()
 }
 
 #[differentiate]
@@ -14359,39 +14357,40 @@ mod twin {
             }
             lse1 += se.ln() + mx;
         }
-        let v3 = match n % 3 {
-            0 => ((a * a + c(1.5)).acosh() * (a * a + c(1.5)).acosh() + c(1.0)).recip(),
-            1 if (-c(1.51) + lse1) <= c(0.73) => {
+        let v3 = match ((-c(1.51) + lse1) <= c(0.73), n % 3) {
+            (true, 0) => ((a * a + c(1.5)).acosh() * (a * a + c(1.5)).acosh() + c(1.0)).recip(),
+            (false, k4) | (_, k4 @ 1) => {
                 ((a.tanh() * c(0.9)).acos() * (a.tanh() * c(0.9)).acos() + c(1.0)).recip()
+                    * (k4 + 1) as f64
             }
             _ => (-c(0.92) * -c(0.92) + c(1.0)).ln(),
         };
-        let mut acc4 = smooth(b);
+        let mut acc5 = smooth(b);
         for i in 0..n {
-            acc4 += lse1.tanh().exp2();
+            acc5 += lse1.tanh().exp2();
             if b > -c(0.60) {
-                acc4 = acc4 * c(0.9) + x[i].clamp(-c(1.0), c(1.0));
+                acc5 = acc5 * c(0.9) + x[i].clamp(-c(1.0), c(1.0));
             }
         }
-        let v5 = x[3];
-        let v6 = acc4;
-        let mut hist7 = vec![c(0.0); 3 * n];
-        let mut st8 = (x[2] * x[2]);
+        let v6 = x[3];
+        let v7 = acc5;
+        let mut hist8 = vec![c(0.0); 3 * n];
+        let mut st9 = (x[2] * x[2]);
         for t in 0..3 {
             for i in 0..n {
-                st8 = st8 * c(0.7) + x[i] * -c(1.89);
-                hist7[t * n + i] = st8.sin();
+                st9 = st9 * c(0.7) + x[i] * -c(1.89);
+                hist8[t * n + i] = st9.sin();
             }
         }
-        let v9 = hist7[1] * hist7[2 * n] + hist7[3 * n - 1] + st8;
+        let v10 = hist8[1] * hist8[2 * n] + hist8[3 * n - 1] + st9;
         c(0.18) * (a).tanh()
             + -c(0.01) * (b).tanh()
             + c(0.76) * (lse1).tanh()
             + -c(0.64) * (v3).tanh()
-            + c(0.10) * (acc4).tanh()
-            + c(0.22) * (v5).tanh()
-            + -c(1.76) * (v6).tanh()
-            + -c(1.43) * (v9).tanh()
+            + c(0.10) * (acc5).tanh()
+            + c(0.22) * (v6).tanh()
+            + -c(1.76) * (v7).tanh()
+            + -c(1.43) * (v10).tanh()
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
@@ -14846,25 +14845,25 @@ mod twin {
                 * ((b.tanh() * c(0.9)).asin() * (b.tanh() * c(0.9)).asin() + c(0.5)).sqrt()
                 + c(0.5),
         );
-        let v2 = match n % 3 {
-            0 => ((v1 - b) * (v1 - b) + c(1.0)).log(3.0),
-            1 if (x[0] * c(0.5)) <= c(0.77) => x[2],
+        let v2 = match ((x[0] * c(0.5)) <= c(0.77), n % 3) {
+            (true, 0) => ((v1 - b) * (v1 - b) + c(1.0)).log(3.0),
+            (false, k3) | (_, k3 @ 1) => x[2] * (k3 + 1) as f64,
             _ => x[3],
         };
-        let mut acc3 = a;
+        let mut acc4 = a;
         for i in 0..n {
-            acc3 += ((x[i] + a).tanh() * c(0.9)).asin();
+            acc4 += ((x[i] + a).tanh() * c(0.9)).asin();
             if x[i] > -c(1.01) {
-                acc3 = acc3 * c(0.9) + (v2 * v2 + c(1.0)).cbrt();
+                acc4 = acc4 * c(0.9) + (v2 * v2 + c(1.0)).cbrt();
             }
         }
-        let arr4 = ops::logsumexp(&(m.dot(&m.column(0)) * b.powi(2)));
+        let arr5 = ops::logsumexp(&(m.dot(&m.column(0)) * b.powi(2)));
         let mut acc: D = c(0.10) * (a).tanh()
             + c(1.50) * (b).tanh()
             + c(0.07) * (v1).tanh()
             + c(1.02) * (v2).tanh()
-            + c(0.69) * (acc3).tanh()
-            + -c(1.12) * (arr4).tanh();
+            + c(0.69) * (acc4).tanh()
+            + -c(1.12) * (arr5).tanh();
         for i in 0..2 {
             acc += (&m.row(i) * c(1.33)).mapv(tanh).sum()
                 - (&m.column(i) * -c(1.23) - c(0.25))
@@ -15305,44 +15304,44 @@ mod twin {
         let n = x.len();
         let v1 = match (c(1.21).cos() >= c(1.16), n % 3) {
             (true, 0) => x[3].clamp(-c(1.0), c(1.0)).powi(2),
-            (false, m) | (_, m @ 1) => ((x[3] * a).tanh() * c(0.9)).acos() * (m + 1) as f64,
+            (false, k2) | (_, k2 @ 1) => ((x[3] * a).tanh() * c(0.9)).acos() * (k2 + 1) as f64,
             _ => (c(1.14).tanh() * c(0.5)).cosh(),
         };
-        let part2_s = &x[1..];
-        let mut part2 = ops::sigmoid(b);
-        for i in 0..part2_s.len() {
-            part2 += part2_s[i] * part2_s[1].sin();
+        let part3_s = &x[1..];
+        let mut part3 = ops::sigmoid(b);
+        for i in 0..part3_s.len() {
+            part3 += part3_s[i] * part3_s[1].sin();
         }
-        let mut w3 = (c(0.05) * x[1]).asinh().tanh() + c(3.0);
+        let mut w4 = (c(0.05) * x[1]).asinh().tanh() + c(3.0);
         let mut steps = 0;
-        while w3 > c(0.5) && steps < 20 {
-            w3 = w3 * c(0.6) + c(0.05) * (c(1.97) * b).tanh();
+        while w4 > c(0.5) && steps < 20 {
+            w4 = w4 * c(0.6) + c(0.05) * (c(1.97) * b).tanh();
             steps += 1;
         }
-        let mut perm4 = vec![0usize; n];
+        let mut perm5 = vec![0usize; n];
         for i in 0..n {
-            perm4[i] = (i + 1) % n;
+            perm5[i] = (i + 1) % n;
         }
-        let mut rot5 = v1;
+        let mut rot6 = v1;
         for i in 0..n {
-            rot5 = rot5 * c(0.8) + x[perm4[i]] * x[3].powi(3);
-            if perm4[0] % 2 == 0 {
-                rot5 = rot5 + w3;
+            rot6 = rot6 * c(0.8) + x[perm5[i]] * x[3].powi(3);
+            if perm5[0] % 2 == 0 {
+                rot6 = rot6 + w4;
             }
-            let first = perm4[0];
+            let first = perm5[0];
             for j in 1..n {
-                perm4[j - 1] = perm4[j];
+                perm5[j - 1] = perm5[j];
             }
-            perm4[n - 1] = first;
+            perm5[n - 1] = first;
         }
-        let mut pair6 = c(0.0);
+        let mut pair7 = c(0.0);
         for i in 0..n {
             let mut p = i + 1;
             let mut stride = 1;
             let mut t = c(0.5);
             for j in (i + 1)..n {
                 let d = x[i] - x[p % n];
-                pair6 += (d * d + c(0.5)).recip() * x[i].powi(2) * t;
+                pair7 += (d * d + c(0.5)).recip() * x[i].powi(2) * t;
                 p += stride;
                 stride += j % 2;
                 t += c(0.25);
@@ -15351,10 +15350,10 @@ mod twin {
         c(1.60) * (a).tanh()
             + c(0.27) * (b).tanh()
             + c(0.12) * (v1).tanh()
-            + c(1.37) * (part2).tanh()
-            + -c(0.07) * (w3).tanh()
-            + c(1.57) * (rot5).tanh()
-            + c(0.44) * (pair6).tanh()
+            + c(1.37) * (part3).tanh()
+            + -c(0.07) * (w4).tanh()
+            + c(1.57) * (rot6).tanh()
+            + c(0.44) * (pair7).tanh()
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
@@ -16349,34 +16348,34 @@ mod twin {
             1 if (x[3].tanh() * c(0.9)).acos() >= c(1.50) => x[3],
             _ => (b * b + c(1.0)).recip(),
         };
-        let v4 = if v3.clamp(-c(1.0), c(1.0)) <= -c(0.88) {
+        let v5 = if v3.clamp(-c(1.0), c(1.0)) <= -c(0.88) {
             (x[1].tanh() * c(0.9)).atanh()
         } else {
             (v1.powi(2) * v1.powi(2) + c(1.0)).powd((x[3] - v1).tanh())
         };
-        let mut perm5 = vec![0usize; n];
+        let mut perm6 = vec![0usize; n];
         for i in 0..n {
-            perm5[i] = (i + 2) % n;
+            perm6[i] = (i + 2) % n;
         }
-        let mut rot6 = pair2.hypot(v4);
+        let mut rot7 = pair2.hypot(v5);
         for i in 0..n {
-            rot6 = rot6 * c(0.8) + x[perm5[i]] * x[i];
-            if perm5[0] % 2 == 0 {
-                rot6 = rot6 + x[3];
+            rot7 = rot7 * c(0.8) + x[perm6[i]] * x[i];
+            if perm6[0] % 2 == 0 {
+                rot7 = rot7 + x[3];
             }
-            let first = perm5[0];
+            let first = perm6[0];
             for j in 1..n {
-                perm5[j - 1] = perm5[j];
+                perm6[j - 1] = perm6[j];
             }
-            perm5[n - 1] = first;
+            perm6[n - 1] = first;
         }
         let mut acc: D = c(0.51) * (a).tanh()
             + c(1.39) * (b).tanh()
             + c(0.47) * (v1).tanh()
             + c(1.58) * (pair2).tanh()
             + c(1.04) * (v3).tanh()
-            + -c(1.93) * (v4).tanh()
-            + c(0.27) * (rot6).tanh();
+            + -c(1.93) * (v5).tanh()
+            + c(0.27) * (rot7).tanh();
         for i in 0..2 {
             acc += (&m.row(i) * c(0.43)).mapv(tanh).sum()
                 - (&m.column(i) * -c(0.07) - c(0.25))
@@ -16423,41 +16422,40 @@ mod twin {
             }
             perm3[n - 1] = first;
         }
-        let v5 = match n % 3 {
-            0 => x[1],
-            1 if ops::softplus(rot4) <= -c(1.54) => ((x[1] - a) + a),
-            _ => (a * a + c(1.0)).log10(),
+        let (k6, true) = (n % 2, ops::softplus(rot4) <= -c(1.54)) else {
+            return (a * a + c(1.0)).log10();
         };
-        let v6 = ((v5.tanh() * c(0.5))
+        let v5 = x[1] * (k6 + 1) as f64 + ((x[1] - a) + a);
+        let v7 = ((v5.tanh() * c(0.5))
             .cosh()
             .mul_add(x[2].atan(), rot2.tanh().exp_m1())
             .tanh()
             * c(0.9))
         .atanh();
-        let mut lse7 = v6;
-        let mut scratch8 = vec![c(0.0); n];
+        let mut lse8 = v7;
+        let mut scratch9 = vec![c(0.0); n];
         for i in 0..n {
-            let prev = scratch8[1] * c(0.25);
+            let prev = scratch9[1] * c(0.25);
             for q in 0..n {
-                scratch8[q] = x[(i + q) % n] * sin((c(0.75).tanh() * c(0.5)).tan());
+                scratch9[q] = x[(i + q) % n] * sin((c(0.75).tanh() * c(0.5)).tan());
             }
-            let mut mx = scratch8[0];
-            for q in 1..scratch8.len() {
-                mx = mx.max(scratch8[q]);
+            let mut mx = scratch9[0];
+            for q in 1..scratch9.len() {
+                mx = mx.max(scratch9[q]);
             }
             let mut se = c(0.0);
-            for q in 0..scratch8.len() {
-                se += (scratch8[q] - mx).exp();
+            for q in 0..scratch9.len() {
+                se += (scratch9[q] - mx).exp();
             }
-            lse7 = lse7 * c(0.5) + se.ln() + mx + prev;
+            lse8 = lse8 * c(0.5) + se.ln() + mx + prev;
         }
         -c(0.01) * (a).tanh()
             + c(0.91) * (b).tanh()
             + -c(1.65) * (rot2).tanh()
             + -c(0.85) * (rot4).tanh()
             + c(1.60) * (v5).tanh()
-            + c(0.24) * (v6).tanh()
-            + c(0.64) * (lse7).tanh()
+            + c(0.24) * (v7).tanh()
+            + c(0.64) * (lse8).tanh()
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
@@ -16759,16 +16757,12 @@ mod twin {
                 pair2 += (d * d + c(0.5)).recip() * acc1;
             }
         }
-        let v3 = match (b.clamp(-c(1.0), c(1.0)) >= -c(0.58), n % 3) {
-            (true, 0) => (acc1.atan2(a * a + c(0.5)).tanh() * c(0.5)).cosh(),
-            (false, m) | (_, m @ 1) => {
-                (a.min(c(0.02)) - (acc1 * acc1 + c(1.0)).log2()) * (m + 1) as f64
-            }
-            _ => {
-                (((x[3]).tanh() - (a).tanh().stop_gradient()).exp().ln()
-                    + (a).tanh().stop_gradient())
-            }
+        let (k4, true) = (n % 2, b.clamp(-c(1.0), c(1.0)) >= -c(0.58)) else {
+            return (((x[3]).tanh() - (a).tanh().stop_gradient()).exp().ln()
+                + (a).tanh().stop_gradient());
         };
+        let v3 = (acc1.atan2(a * a + c(0.5)).tanh() * c(0.5)).cosh() * (k4 + 1) as f64
+            + (a.min(c(0.02)) - (acc1 * acc1 + c(1.0)).log2());
         let mut acc: D = -c(1.21) * (a).tanh()
             + c(1.94) * (b).tanh()
             + c(1.61) * (acc1).tanh()
@@ -16897,18 +16891,18 @@ mod twin {
             }
             lse1 = lse1 * c(0.5) + se.ln() + mx;
         }
-        let v3 = match n % 3 {
-            0 => ((-(x[3])) * (-(x[3])) + c(1.0)).log10(),
-            1 if (lse1.tanh() * c(0.9)).acos() < c(1.25) => a,
-            _ => c(0.65),
+        let v3 = if let (true, k4 @ 0..=1) = ((lse1.tanh() * c(0.9)).acos() < c(1.25), n % 3) {
+            ((-(x[3])) * (-(x[3])) + c(1.0)).log10() * (k4 + 2) as f64
+        } else {
+            a
         };
-        let mut w4 = ((v3 - lse1).tanh() * c(0.9)).asin().tanh() + c(3.0);
+        let mut w5 = ((v3 - lse1).tanh() * c(0.9)).asin().tanh() + c(3.0);
         let mut steps = 0;
-        while w4 > c(0.5) && steps < 20 {
-            w4 = w4 * c(0.6) + c(0.05) * x[0].tanh();
+        while w5 > c(0.5) && steps < 20 {
+            w5 = w5 * c(0.6) + c(0.05) * x[0].tanh();
             steps += 1;
         }
-        let v5 = if (x[0].tanh() * c(0.5)).sinh() <= c(0.06) {
+        let v6 = if (x[0].tanh() * c(0.5)).sinh() <= c(0.06) {
             (-(x[3])).tanh().exp()
         } else {
             x[1]
@@ -16917,8 +16911,8 @@ mod twin {
             + c(1.52) * (b).tanh()
             + c(1.13) * (lse1).tanh()
             + c(0.99) * (v3).tanh()
-            + c(0.95) * (w4).tanh()
-            + c(1.14) * (v5).tanh()
+            + c(0.95) * (w5).tanh()
+            + c(1.14) * (v6).tanh()
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
@@ -17373,20 +17367,20 @@ mod twin {
             1 if ops::softplus(x[0]) < -c(0.41) => ((-c(1.44) * c(0.5)) + (-(b))),
             _ => smooth(c(1.84)),
         };
-        let mut w6 = a.hypot(c(1.48).tanh().exp2()).tanh() + c(3.0);
+        let mut w7 = a.hypot(c(1.48).tanh().exp2()).tanh() + c(3.0);
         let mut steps = 0;
-        while w6 > c(0.5) && steps < 20 {
-            w6 = w6 * c(0.6) + c(0.05) * (v5 - v4).tanh();
+        while w7 > c(0.5) && steps < 20 {
+            w7 = w7 * c(0.6) + c(0.05) * (v5 - v4).tanh();
             steps += 1;
         }
-        let mut pair7 = c(0.0);
+        let mut pair8 = c(0.0);
         for i in 0..n {
             let mut p = i + 1;
             let mut stride = 1;
             let mut t = c(0.5);
             for j in (i + 1)..n {
                 let d = x[i] - x[p % n];
-                pair7 += (d * d + c(0.5)).recip() * x[2] * t;
+                pair8 += (d * d + c(0.5)).recip() * x[2] * t;
                 p += stride;
                 stride += j % 2;
                 t += c(0.25);
@@ -17398,8 +17392,8 @@ mod twin {
             + -c(0.73) * (pair3).tanh()
             + c(1.18) * (v4).tanh()
             + c(1.75) * (v5).tanh()
-            + c(1.15) * (w6).tanh()
-            + -c(0.64) * (pair7).tanh()
+            + c(1.15) * (w7).tanh()
+            + -c(0.64) * (pair8).tanh()
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
@@ -18274,31 +18268,31 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p86(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let v1 = match n % 3 {
-            0 => a,
-            1 if b.asinh() > -c(0.40) => (x[2] * x[2]).ln_1p().cos(),
+        let v1 = match (b.asinh() > -c(0.40), n % 3) {
+            (true, 0) => a,
+            (false, k2) | (_, k2 @ 1) => (x[2] * x[2]).ln_1p().cos() * (k2 + 1) as f64,
             _ => -c(1.55).max(-c(0.39)),
         };
-        let mut hist2 = vec![c(0.0); 3 * n];
-        let mut st3 = (v1 * v1).ln_1p();
+        let mut hist3 = vec![c(0.0); 3 * n];
+        let mut st4 = (v1 * v1).ln_1p();
         for t in 0..3 {
             for i in 0..n {
-                st3 = st3 * c(0.7) + x[i] * x[i].clamp(-c(1.0), c(1.0));
-                hist2[t * n + i] = st3.sin();
+                st4 = st4 * c(0.7) + x[i] * x[i].clamp(-c(1.0), c(1.0));
+                hist3[t * n + i] = st4.sin();
             }
         }
-        let v4 = hist2[1] * hist2[2 * n] + hist2[3 * n - 1] + st3;
-        let mut m5 = (b * b + c(1.0)).recip();
+        let v5 = hist3[1] * hist3[2 * n] + hist3[3 * n - 1] + st4;
+        let mut m6 = (b * b + c(1.0)).recip();
         if x[3] <= -c(1.95) {
-            m5 += (((a).tanh() * c(3.0)).ceil() * c(0.25) + v1).powi(2);
+            m6 += (((a).tanh() * c(3.0)).ceil() * c(0.25) + v1).powi(2);
         } else if -c(1.50).atan2(b * b + c(0.5)) <= -c(1.54) {
-            m5 = m5 * c(0.5);
+            m6 = m6 * c(0.5);
         }
         c(0.40) * (a).tanh()
             + -c(0.92) * (b).tanh()
             + -c(0.91) * (v1).tanh()
-            + -c(0.23) * (v4).tanh()
-            + -c(0.72) * (m5).tanh()
+            + -c(0.23) * (v5).tanh()
+            + -c(0.72) * (m6).tanh()
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
@@ -19180,39 +19174,37 @@ mod twin {
             lse1 = lse1 * c(0.5) + se.ln() + mx + prev;
         }
         let arr3 = (m * x[3].abs() + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
-        let v4 = match n % 3 {
-            0 => (c(1.34) * a).min(helpers::soft(arr3, c(0.3))),
-            1 if -c(0.10).atan2(b * b + c(0.5)) > -c(0.63) => {
-                (x[3].tanh() * c(0.5)).sinh().mul_add(ops::softplus(a), b)
-            }
-            _ => lse1.sin(),
+        let (k5, true) = (n % 2, -c(0.10).atan2(b * b + c(0.5)) > -c(0.63)) else {
+            return lse1.sin();
         };
-        let mut lse5 = (a * a + c(1.0)).cbrt();
-        let mut scratch6 = vec![c(0.0); n];
+        let v4 = (c(1.34) * a).min(helpers::soft(arr3, c(0.3))) * (k5 + 1) as f64
+            + (x[3].tanh() * c(0.5)).sinh().mul_add(ops::softplus(a), b);
+        let mut lse6 = (a * a + c(1.0)).cbrt();
+        let mut scratch7 = vec![c(0.0); n];
         for i in 0..n {
-            for q in 0..scratch6.len() {
-                scratch6[q] = x[(i + q) % n]
+            for q in 0..scratch7.len() {
+                scratch7[q] = x[(i + q) % n]
                     * ((arr3 * arr3 + c(1.0)).powd(v4.tanh())
                         * (arr3 * arr3 + c(1.0)).powd(v4.tanh())
                         + c(1.0))
                     .recip();
             }
-            let mut mx = scratch6[0];
-            for q in 1..scratch6.len() {
-                mx = mx.max(scratch6[q]);
+            let mut mx = scratch7[0];
+            for q in 1..scratch7.len() {
+                mx = mx.max(scratch7[q]);
             }
             let mut se = c(0.0);
-            for q in 0..scratch6.len() {
-                se += (scratch6[q] - mx).exp();
+            for q in 0..scratch7.len() {
+                se += (scratch7[q] - mx).exp();
             }
-            lse5 += se.ln() + mx;
+            lse6 += se.ln() + mx;
         }
         let mut acc: D = c(1.69) * (a).tanh()
             + -c(0.06) * (b).tanh()
             + -c(0.83) * (lse1).tanh()
             + c(0.47) * (arr3).tanh()
             + -c(1.29) * (v4).tanh()
-            + -c(0.69) * (lse5).tanh();
+            + -c(0.69) * (lse6).tanh();
         for i in 0..2 {
             acc += (&m.row(i) * -c(0.26)).mapv(tanh).sum()
                 - (&m.column(i) * c(0.04) - c(0.25)).mapv(sin).mean().unwrap()
@@ -19702,39 +19694,39 @@ mod twin {
     pub fn p117(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let v1 = a;
-        let v2 = match n % 3 {
-            0 => ((-c(0.38).tanh() * c(0.5)).sinh() * c(0.5)),
-            1 if b > -c(0.27) => (v1.tanh() * c(0.5)).sinh().asinh(),
-            _ => x[0].tanh().exp_m1(),
+        let (k3, true) = (n % 2, b > -c(0.27)) else {
+            return x[0].tanh().exp_m1();
         };
-        let mut w3 = x[1].tanh() + c(3.0);
+        let v2 = ((-c(0.38).tanh() * c(0.5)).sinh() * c(0.5)) * (k3 + 1) as f64
+            + (v1.tanh() * c(0.5)).sinh().asinh();
+        let mut w4 = x[1].tanh() + c(3.0);
         let mut steps = 0;
-        while w3 > c(0.5) && steps < 20 {
-            w3 = w3 * c(0.6) + c(0.05) * c(1.56).tanh();
+        while w4 > c(0.5) && steps < 20 {
+            w4 = w4 * c(0.6) + c(0.05) * c(1.56).tanh();
             steps += 1;
         }
-        let mut perm4 = vec![0usize; n];
+        let mut perm5 = vec![0usize; n];
         for i in 0..n {
-            perm4[i] = (i + 3) % n;
+            perm5[i] = (i + 3) % n;
         }
-        let mut rot5 = x[3];
+        let mut rot6 = x[3];
         for i in 0..n {
-            rot5 = rot5 * c(0.8) + x[perm4[i]] * (w3 * -c(1.00));
-            if perm4[0] % 2 == 0 {
-                rot5 = rot5 + (v2 * v2 + c(1.0)).ln();
+            rot6 = rot6 * c(0.8) + x[perm5[i]] * (w4 * -c(1.00));
+            if perm5[0] % 2 == 0 {
+                rot6 = rot6 + (v2 * v2 + c(1.0)).ln();
             }
-            let first = perm4[0];
+            let first = perm5[0];
             for j in 1..n {
-                perm4[j - 1] = perm4[j];
+                perm5[j - 1] = perm5[j];
             }
-            perm4[n - 1] = first;
+            perm5[n - 1] = first;
         }
         -c(1.24) * (a).tanh()
             + -c(0.64) * (b).tanh()
             + c(0.20) * (v1).tanh()
             + -c(0.72) * (v2).tanh()
-            + -c(1.70) * (w3).tanh()
-            + c(1.38) * (rot5).tanh()
+            + -c(1.70) * (w4).tanh()
+            + c(1.38) * (rot6).tanh()
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
@@ -20072,18 +20064,18 @@ mod twin {
             w2 = w2 * c(0.6) + c(0.05) * x[0].tanh();
             steps += 1;
         }
-        let v3 = match n % 3 {
-            0 => (-c(0.10).tanh() * c(0.9)).asin(),
-            1 if w2 <= -c(1.35) => (w2.tanh().exp2().tanh() * c(0.9)).asin(),
-            _ => -c(0.05).max(-c(0.96)),
+        let (k4, true) = (n % 2, w2 <= -c(1.35)) else {
+            return -c(0.05).max(-c(0.96));
         };
-        let mut buf4 = vec![c(0.0); n];
+        let v3 = (-c(0.10).tanh() * c(0.9)).asin() * (k4 + 1) as f64
+            + (w2.tanh().exp2().tanh() * c(0.9)).asin();
+        let mut buf5 = vec![c(0.0); n];
         for i in 0..n {
-            buf4[i] = c(0.69);
+            buf5[i] = c(0.69);
         }
-        let v5 = buf4[3] * buf4[0];
-        let v6 = if v1.abs() <= -c(0.60) {
-            v5.mul_add(w2, v1)
+        let v6 = buf5[3] * buf5[0];
+        let v7 = if v1.abs() <= -c(0.60) {
+            v6.mul_add(w2, v1)
         } else {
             ((-(w2)) * (-(w2)) + c(1.0)).log2()
         };
@@ -20092,8 +20084,8 @@ mod twin {
             + -c(0.27) * (v1).tanh()
             + -c(0.81) * (w2).tanh()
             + c(1.62) * (v3).tanh()
-            + c(0.45) * (v5).tanh()
-            + -c(1.73) * (v6).tanh()
+            + c(0.45) * (v6).tanh()
+            + -c(1.73) * (v7).tanh()
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
@@ -21125,9 +21117,9 @@ mod twin {
             part3 += part3_s[i] * part3_s[1].sin();
         }
         let v4 = c(1.26);
-        let v5 = match n % 3 {
-            0 => v4,
-            1 if arr1 < c(0.38) => (b.tanh() * c(0.5)),
+        let v5 = match (arr1 < c(0.38), n % 3) {
+            (true, 0) => v4,
+            (false, k6) | (_, k6 @ 1) => (b.tanh() * c(0.5)) * (k6 + 1) as f64,
             _ => x[1].clamp(-c(1.0), c(1.0)),
         };
         c(1.20) * (a).tanh()
@@ -21329,14 +21321,14 @@ mod twin {
                         + (a).tanh().stop_gradient());
             }
         }
-        let v2 = match n % 3 {
-            0 => {
+        let v2 = match ((a.tanh() * c(0.9)).asin() > c(0.82), n % 3) {
+            (true, 0) => {
                 (((c(1.15).hypot(b)).tanh() - (acc1).tanh().stop_gradient())
                     .exp()
                     .ln()
                     + (acc1).tanh().stop_gradient())
             }
-            1 if (a.tanh() * c(0.9)).asin() > c(0.82) => x[2].clamp(-c(1.0), c(1.0)).abs(),
+            (false, k3) | (_, k3 @ 1) => x[2].clamp(-c(1.0), c(1.0)).abs() * (k3 + 1) as f64,
             _ => b.tanh().exp(),
         };
         -c(1.31) * (a).tanh()
@@ -22085,10 +22077,10 @@ mod twin {
             };
             (&z * &e).sum()
         };
-        let v2 = match n % 3 {
-            0 => (arr1.tanh() - (a * a).ln_1p()),
-            1 if x[1].powi(3) > -c(0.05) => ((x[0] * x[0] + c(0.5)).sqrt().tanh() * c(0.5)).tan(),
-            _ => (x[3] * x[3] + c(0.5)).sqrt(),
+        let v2 = if let (true, k3 @ 0..=1) = (x[1].powi(3) > -c(0.05), n % 3) {
+            (arr1.tanh() - (a * a).ln_1p()) * (k3 + 2) as f64
+        } else {
+            ((x[0] * x[0] + c(0.5)).sqrt().tanh() * c(0.5)).tan()
         };
         -c(1.91) * (a).tanh()
             + -c(0.31) * (b).tanh()
@@ -22867,10 +22859,10 @@ mod twin {
             .mean()
             .unwrap()
             * a;
-        let v2 = match (sin(-c(0.33)) >= -c(1.25), n % 3) {
-            (true, 0) => arr1,
-            (false, m) | (_, m @ 1) => (a * b).tanh() * (m + 1) as f64,
-            _ => (b.tanh() * c(0.5)).tan(),
+        let v2 = if let (true, k3 @ 0..=1) = (sin(-c(0.33)) >= -c(1.25), n % 3) {
+            arr1 * (k3 + 2) as f64
+        } else {
+            (a * b).tanh()
         };
         -c(0.40) * (a).tanh()
             + c(1.98) * (b).tanh()
@@ -23708,11 +23700,11 @@ mod twin {
         for i in 0..part1_s.len() {
             part1 += part1_s[i] * part1_s[1].sin();
         }
-        let v2 = match n % 3 {
-            0 => (-c(0.57).tanh() * c(0.5)).cosh(),
-            1 if a.sin() <= -c(0.71) => (a.mul_add(-c(0.39), x[1]).tanh() * c(0.5)).cosh(),
-            _ => smooth(c(0.44)),
+        let (k3, true) = (n % 2, a.sin() <= -c(0.71)) else {
+            return smooth(c(0.44));
         };
+        let v2 = (-c(0.57).tanh() * c(0.5)).cosh() * (k3 + 1) as f64
+            + (a.mul_add(-c(0.39), x[1]).tanh() * c(0.5)).cosh();
         c(1.84) * (a).tanh()
             + c(1.84) * (b).tanh()
             + -c(1.27) * (part1).tanh()
@@ -24179,69 +24171,69 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p219(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let v1 = match n % 3 {
-            0 => b.hypot(b).mul_add(
-                b.clamp(-c(1.0), c(1.0)),
-                (c(1.50) * c(1.50) + c(1.0)).powd(a.tanh()),
-            ),
-            1 if smooth(a) > c(1.34) => (b.tanh() * c(0.9)).acos(),
-            _ => x[1],
+        let (k2, true) = (n % 2, smooth(a) > c(1.34)) else {
+            return x[1];
         };
-        let mut perm2 = vec![0usize; n];
+        let v1 = b.hypot(b).mul_add(
+            b.clamp(-c(1.0), c(1.0)),
+            (c(1.50) * c(1.50) + c(1.0)).powd(a.tanh()),
+        ) * (k2 + 1) as f64
+            + (b.tanh() * c(0.9)).acos();
+        let mut perm3 = vec![0usize; n];
         for i in 0..n {
-            perm2[i] = (i + 1) % n;
+            perm3[i] = (i + 1) % n;
         }
-        let mut rot3 = (c(1.94) * c(1.94) + c(1.0)).recip();
+        let mut rot4 = (c(1.94) * c(1.94) + c(1.0)).recip();
         for i in 0..n {
-            rot3 = rot3 * c(0.8) + x[perm2[i]] * b.sin();
-            if perm2[0] % 2 == 0 {
-                rot3 = rot3 + (x[(i + 3) % n].tanh() * c(0.9)).acos();
+            rot4 = rot4 * c(0.8) + x[perm3[i]] * b.sin();
+            if perm3[0] % 2 == 0 {
+                rot4 = rot4 + (x[(i + 3) % n].tanh() * c(0.9)).acos();
             }
-            let first = perm2[0];
+            let first = perm3[0];
             for j in 1..n {
-                perm2[j - 1] = perm2[j];
+                perm3[j - 1] = perm3[j];
             }
-            perm2[n - 1] = first;
+            perm3[n - 1] = first;
         }
-        let mut w4 = (b.sin() * (c(1.38) * c(1.38) + c(1.0)).log(3.0)).tanh() + c(3.0);
+        let mut w5 = (b.sin() * (c(1.38) * c(1.38) + c(1.0)).log(3.0)).tanh() + c(3.0);
         let mut steps = 0;
-        while w4 > c(0.5) && steps < 20 {
-            w4 = w4 * c(0.6) + c(0.05) * x[0].max(v1).tanh();
+        while w5 > c(0.5) && steps < 20 {
+            w5 = w5 * c(0.6) + c(0.05) * x[0].max(v1).tanh();
             steps += 1;
         }
-        let mut buf5 = vec![c(0.0); n];
+        let mut buf6 = vec![c(0.0); n];
         for i in 0..n {
-            buf5[i] = sin((-c(1.48) * -c(1.48) + c(1.5)).acosh());
+            buf6[i] = sin((-c(1.48) * -c(1.48) + c(1.5)).acosh());
         }
         for i in 1..n {
-            buf5[i] = buf5[i] + (buf5[i - 1] * c(0.5));
+            buf6[i] = buf6[i] + (buf6[i - 1] * c(0.5));
         }
         for i in 1..n {
-            let old = buf5[i];
-            buf5[i] = (old * buf5[i - 1]).sin() + old;
+            let old = buf6[i];
+            buf6[i] = (old * buf6[i - 1]).sin() + old;
         }
-        let v6 = buf5[2] * buf5[3];
-        let mut buf7 = vec![c(0.0); n];
+        let v7 = buf6[2] * buf6[3];
+        let mut buf8 = vec![c(0.0); n];
         for i in 0..n {
-            buf7[i] = (w4 - w4).tanh().exp();
+            buf8[i] = (w5 - w5).tanh().exp();
         }
-        let mut buf7_v = vec![c(0.0); n];
+        let mut buf8_v = vec![c(0.0); n];
         for _ in 0..3 {
             for i in 1..n - 1 {
-                buf7_v[i] = buf7_v[i] + (c(0.2) * (buf7[i - 1] * buf7[i + 1] - buf7[i].sin()));
+                buf8_v[i] = buf8_v[i] + (c(0.2) * (buf8[i - 1] * buf8[i + 1] - buf8[i].sin()));
             }
             for i in 0..n {
-                buf7[i] = buf7[i] + (c(0.1) * buf7_v[i].tanh());
+                buf8[i] = buf8[i] + (c(0.1) * buf8_v[i].tanh());
             }
         }
-        let v8 = buf7[1] + c(0.5) * buf7[2];
+        let v9 = buf8[1] + c(0.5) * buf8[2];
         c(1.32) * (a).tanh()
             + c(1.74) * (b).tanh()
             + c(1.50) * (v1).tanh()
-            + -c(0.89) * (rot3).tanh()
-            + -c(1.65) * (w4).tanh()
-            + -c(0.76) * (v6).tanh()
-            + -c(1.92) * (v8).tanh()
+            + -c(0.89) * (rot4).tanh()
+            + -c(1.65) * (w5).tanh()
+            + -c(0.76) * (v7).tanh()
+            + -c(1.92) * (v9).tanh()
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
@@ -24425,12 +24417,12 @@ mod twin {
             }
         }
         let v6 = hist4[1] * hist4[2 * n] + hist4[3 * n - 1] + st5;
-        let v7 = match n % 3 {
-            0 => ((x[1].tanh() * c(0.5)).cosh() * -c(0.76).min(v6)),
-            1 if (b * b + c(1.0)).log(3.0) >= -c(0.61) => arr2,
-            _ => (c(0.20) * a),
+        let v7 = if let (true, k8 @ 0..=1) = ((b * b + c(1.0)).log(3.0) >= -c(0.61), n % 3) {
+            ((x[1].tanh() * c(0.5)).cosh() * -c(0.76).min(v6)) * (k8 + 2) as f64
+        } else {
+            arr2
         };
-        let v8 = x[3];
+        let v9 = x[3];
         c(0.99) * (a).tanh()
             + -c(0.82) * (b).tanh()
             + c(0.15) * (v1).tanh()
@@ -24438,7 +24430,7 @@ mod twin {
             + -c(1.24) * (acc3).tanh()
             + -c(0.87) * (v6).tanh()
             + -c(1.32) * (v7).tanh()
-            + -c(0.95) * (v8).tanh()
+            + -c(0.95) * (v9).tanh()
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
@@ -24571,12 +24563,12 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p228(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let v1 = match n % 3 {
-            0 => (a.tanh() * c(0.5)).cosh().asinh(),
-            1 if -c(0.82) <= c(1.88) => sin(x[3].tanh().exp_m1()),
+        let v1 = match (-c(0.82) <= c(1.88), n % 3) {
+            (true, 0) => (a.tanh() * c(0.5)).cosh().asinh(),
+            (false, k2) | (_, k2 @ 1) => sin(x[3].tanh().exp_m1()) * (k2 + 1) as f64,
             _ => -c(0.66),
         };
-        let mut pair2 = c(0.0);
+        let mut pair3 = c(0.0);
         for i in 0..n {
             let w = v1;
             let mut acc = c(0.0);
@@ -24587,12 +24579,12 @@ mod twin {
             for j in 0..n - start {
                 acc += x[start + j] * w * c(0.5);
             }
-            pair2 += acc * acc;
+            pair3 += acc * acc;
         }
         -c(0.67) * (a).tanh()
             + c(0.60) * (b).tanh()
             + -c(1.82) * (v1).tanh()
-            + c(1.07) * (pair2).tanh()
+            + c(1.07) * (pair3).tanh()
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
@@ -25347,23 +25339,23 @@ mod twin {
         let v2 = buf1[3] * buf1[0];
         let v3 = match (b <= -c(0.62), n % 3) {
             (true, 0) => (b.sin() / ((-c(0.67) - v2) * (-c(0.67) - v2) + c(1.0))),
-            (false, m) | (_, m @ 1) => (-c(0.99).hypot(b) + (a + v2)) * (m + 1) as f64,
+            (false, k4) | (_, k4 @ 1) => (-c(0.99).hypot(b) + (a + v2)) * (k4 + 1) as f64,
             _ => b,
         };
-        let mut acc4 = (v2 * v2 + c(1.0)).cbrt();
+        let mut acc5 = (v2 * v2 + c(1.0)).cbrt();
         for i in 0..n {
-            acc4 += (v2 * b).abs();
+            acc5 += (v2 * b).abs();
             if (x[1] * b) <= c(1.18) {
-                acc4 = acc4 * c(0.9) + (a * c(0.5));
+                acc5 = acc5 * c(0.9) + (a * c(0.5));
             }
         }
-        let arr5 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * x[0].tanh();
+        let arr6 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * x[0].tanh();
         -c(0.49) * (a).tanh()
             + -c(0.76) * (b).tanh()
             + c(0.75) * (v2).tanh()
             + -c(0.88) * (v3).tanh()
-            + -c(0.72) * (acc4).tanh()
-            + -c(0.73) * (arr5).tanh()
+            + -c(0.72) * (acc5).tanh()
+            + -c(0.73) * (arr6).tanh()
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
@@ -25589,29 +25581,29 @@ mod twin {
             1 if (-(-c(0.28))) < -c(1.42) => ((x[1].tanh() * c(0.9)).asin() * c(0.5)),
             _ => x[3].min(rot2),
         };
-        let mut w4 = (((v3).tanh() - (a * b).tanh().stop_gradient()).exp().ln()
+        let mut w5 = (((v3).tanh() - (a * b).tanh().stop_gradient()).exp().ln()
             + (a * b).tanh().stop_gradient())
         .tanh()
             + c(3.0);
         let mut steps = 0;
-        while w4 > c(0.5) && steps < 20 {
-            w4 = w4 * c(0.6) + c(0.05) * a.tanh();
+        while w5 > c(0.5) && steps < 20 {
+            w5 = w5 * c(0.6) + c(0.05) * a.tanh();
             steps += 1;
         }
-        let mut acc5 = (rot2.tanh() * c(0.5)).sinh();
+        let mut acc6 = (rot2.tanh() * c(0.5)).sinh();
         for i in 0..n {
-            acc5 +=
+            acc6 +=
                 ((rot2 * rot2 + c(1.0)).log10() * (rot2 * rot2 + c(1.0)).log10() + c(1.0)).cbrt();
-            if ops::sigmoid(w4) <= c(1.20) {
-                acc5 = acc5 * c(0.9) + rot2.atan2(v3 * v3 + c(0.5));
+            if ops::sigmoid(w5) <= c(1.20) {
+                acc6 = acc6 * c(0.9) + rot2.atan2(v3 * v3 + c(0.5));
             }
         }
         let mut acc: D = c(1.57) * (a).tanh()
             + c(1.61) * (b).tanh()
             + c(1.53) * (rot2).tanh()
             + -c(0.13) * (v3).tanh()
-            + -c(1.25) * (w4).tanh()
-            + c(0.10) * (acc5).tanh();
+            + -c(1.25) * (w5).tanh()
+            + c(0.10) * (acc6).tanh();
         for i in 0..2 {
             acc += (&m.row(i) * c(1.37)).mapv(tanh).sum()
                 - (&m.column(i) * c(1.91) - c(0.25)).mapv(sin).mean().unwrap()
@@ -25673,41 +25665,38 @@ mod twin {
             .mapv(|t| t.sin())
             .sum()
             + (x[1] * x[1] + c(1.0)).powd(c(1.78).tanh());
-        let v2 = match ((arr1 * arr1 + c(1.0)).log10() >= c(0.16), n % 3) {
-            (true, 0) => (a.tanh() * c(0.5)).cosh().tanh(),
-            (false, m) | (_, m @ 1) => {
-                -c(0.99)
-                    .mul_add(b, c(1.54))
-                    .max((arr1.tanh() * c(0.9)).acos())
-                    * (m + 1) as f64
-            }
-            _ => b.asinh(),
+        let v2 = if let (true, k3 @ 0..=1) = ((arr1 * arr1 + c(1.0)).log10() >= c(0.16), n % 3) {
+            (a.tanh() * c(0.5)).cosh().tanh() * (k3 + 2) as f64
+        } else {
+            -c(0.99)
+                .mul_add(b, c(1.54))
+                .max((arr1.tanh() * c(0.9)).acos())
         };
-        let mut acc3 = (c(0.95).tanh() * c(0.9)).acos();
+        let mut acc4 = (c(0.95).tanh() * c(0.9)).acos();
         for i in 0..n {
-            acc3 += (-c(1.56) * -c(1.56) + c(1.0)).log2();
+            acc4 += (-c(1.56) * -c(1.56) + c(1.0)).log2();
             if (x[3].tanh() * c(0.9)).atanh() >= -c(1.07) {
-                acc3 = acc3 * c(0.9) + v2.powi(3);
+                acc4 = acc4 * c(0.9) + v2.powi(3);
             }
         }
-        let mut buf4 = vec![c(0.0); n];
+        let mut buf5 = vec![c(0.0); n];
         for i in 0..n {
-            buf4[i] = x[2];
+            buf5[i] = x[2];
         }
-        let v5 = buf4[1] + c(0.5) * buf4[2];
-        let mut m6 = (x[1].tanh() * c(0.5)).sinh();
+        let v6 = buf5[1] + c(0.5) * buf5[2];
+        let mut m7 = (x[1].tanh() * c(0.5)).sinh();
         if v2.tanh().exp() < -c(1.87) {
-            m6 += x[3];
+            m7 += x[3];
         } else if x[2].tanh().exp() > -c(0.57) {
-            m6 = m6 * c(0.5);
+            m7 = m7 * c(0.5);
         }
         c(1.68) * (a).tanh()
             + c(1.56) * (b).tanh()
             + c(1.90) * (arr1).tanh()
             + -c(0.22) * (v2).tanh()
-            + c(0.07) * (acc3).tanh()
-            + -c(0.26) * (v5).tanh()
-            + -c(1.99) * (m6).tanh()
+            + c(0.07) * (acc4).tanh()
+            + -c(0.26) * (v6).tanh()
+            + -c(1.99) * (m7).tanh()
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
@@ -25796,33 +25785,32 @@ mod twin {
             w1 = w1 * c(0.6) + c(0.05) * a.tanh();
             steps += 1;
         }
-        let v2 = match ((x[0].tanh() * c(0.9)).asin() >= c(0.38), n % 3) {
-            (true, 0) => b,
-            (false, m) | (_, m @ 1) => (x[2] * x[2] + c(1.0)).log(3.0) * (m + 1) as f64,
-            _ => (c(1.78) * c(1.78) + c(1.5)).acosh(),
+        let (k3, true) = (n % 2, (x[0].tanh() * c(0.9)).asin() >= c(0.38)) else {
+            return (c(1.78) * c(1.78) + c(1.5)).acosh();
         };
-        let mut lse3 = (x[1] * a);
-        let mut scratch4 = vec![c(0.0); 3];
+        let v2 = b * (k3 + 1) as f64 + (x[2] * x[2] + c(1.0)).log(3.0);
+        let mut lse4 = (x[1] * a);
+        let mut scratch5 = vec![c(0.0); 3];
         for i in 0..n {
-            let prev = scratch4[1] * c(0.25);
+            let prev = scratch5[1] * c(0.25);
             for q in 0..3 {
-                scratch4[q] = x[(i + q) % n] * ((b.tanh() * c(0.5)).sinh() * smooth(-c(0.63)));
+                scratch5[q] = x[(i + q) % n] * ((b.tanh() * c(0.5)).sinh() * smooth(-c(0.63)));
             }
-            let mut mx = scratch4[0];
-            for q in 1..scratch4.len() {
-                mx = mx.max(scratch4[q]);
+            let mut mx = scratch5[0];
+            for q in 1..scratch5.len() {
+                mx = mx.max(scratch5[q]);
             }
             let mut se = c(0.0);
-            for q in 0..scratch4.len() {
-                se += (scratch4[q] - mx).exp();
+            for q in 0..scratch5.len() {
+                se += (scratch5[q] - mx).exp();
             }
-            lse3 = lse3 * c(0.5) + se.ln() + mx + prev;
+            lse4 = lse4 * c(0.5) + se.ln() + mx + prev;
         }
         c(1.65) * (a).tanh()
             + c(1.80) * (b).tanh()
             + c(1.67) * (w1).tanh()
             + -c(0.24) * (v2).tanh()
-            + c(0.52) * (lse3).tanh()
+            + c(0.52) * (lse4).tanh()
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
@@ -25920,55 +25908,53 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p260(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let v1 = match n % 3 {
-            0 => (-c(1.71).tanh() * c(0.5)).cosh().tanh().exp_m1(),
-            1 if (a * a + c(1.0)).powd(c(1.00).tanh()) > -c(1.73) => {
-                (helpers::soft(-c(0.40), c(0.3)) * c(0.5))
-            }
-            _ => -c(1.82),
+        let (k2, true) = (n % 2, (a * a + c(1.0)).powd(c(1.00).tanh()) > -c(1.73)) else {
+            return -c(1.82);
         };
-        let mut perm2 = vec![0usize; n];
+        let v1 = (-c(1.71).tanh() * c(0.5)).cosh().tanh().exp_m1() * (k2 + 1) as f64
+            + (helpers::soft(-c(0.40), c(0.3)) * c(0.5));
+        let mut perm3 = vec![0usize; n];
         for i in 0..n {
-            perm2[i] = (i + 1) % n;
+            perm3[i] = (i + 1) % n;
         }
-        let mut rot3 = (v1 * v1 + c(1.0)).powd(b.tanh());
+        let mut rot4 = (v1 * v1 + c(1.0)).powd(b.tanh());
         for i in 0..n {
-            rot3 = rot3 * c(0.8) + x[perm2[i]] * v1.mul_add(b, v1);
-            if perm2[0] % 2 == 0 {
-                rot3 = rot3 + x[(i + 3) % n];
+            rot4 = rot4 * c(0.8) + x[perm3[i]] * v1.mul_add(b, v1);
+            if perm3[0] % 2 == 0 {
+                rot4 = rot4 + x[(i + 3) % n];
             }
-            let first = perm2[0];
+            let first = perm3[0];
             for j in 1..n {
-                perm2[j - 1] = perm2[j];
+                perm3[j - 1] = perm3[j];
             }
-            perm2[n - 1] = first;
+            perm3[n - 1] = first;
         }
-        let arr4 = (m * a + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
-        let arr5 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * x[2];
-        let mut lse6 = (x[0] * c(0.5));
-        let mut scratch7 = vec![c(0.0); n];
+        let arr5 = (m * a + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
+        let arr6 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * x[2];
+        let mut lse7 = (x[0] * c(0.5));
+        let mut scratch8 = vec![c(0.0); n];
         for i in 0..n {
-            scratch7[0] = x[i] * c(0.5);
+            scratch8[0] = x[i] * c(0.5);
             for q in 1..n {
-                scratch7[q] = x[(i + q) % n] * (c(1.64) * c(0.43));
+                scratch8[q] = x[(i + q) % n] * (c(1.64) * c(0.43));
             }
-            let mut mx = scratch7[0];
-            for q in 1..scratch7.len() {
-                mx = mx.max(scratch7[q]);
+            let mut mx = scratch8[0];
+            for q in 1..scratch8.len() {
+                mx = mx.max(scratch8[q]);
             }
             let mut se = c(0.0);
-            for q in 0..scratch7.len() {
-                se += (scratch7[q] - mx).exp();
+            for q in 0..scratch8.len() {
+                se += (scratch8[q] - mx).exp();
             }
-            lse6 = lse6 * c(0.5) + se.ln() + mx;
+            lse7 = lse7 * c(0.5) + se.ln() + mx;
         }
         -c(0.88) * (a).tanh()
             + c(1.76) * (b).tanh()
             + c(0.48) * (v1).tanh()
-            + -c(1.46) * (rot3).tanh()
-            + -c(1.84) * (arr4).tanh()
-            + -c(1.47) * (arr5).tanh()
-            + -c(0.65) * (lse6).tanh()
+            + -c(1.46) * (rot4).tanh()
+            + -c(1.84) * (arr5).tanh()
+            + -c(1.47) * (arr6).tanh()
+            + -c(0.65) * (lse7).tanh()
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
@@ -26010,92 +25996,92 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p262(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let v1 = match (a.mul_add(-c(1.16), x[1]) > -c(1.90), n % 3) {
-            (true, 0) => b.cos().max((x[3].tanh() * c(0.9)).asin()),
-            (false, m) | (_, m @ 1) => -c(1.82).max(a).sin() * (m + 1) as f64,
+        let v1 = match n % 3 {
+            0 => b.cos().max((x[3].tanh() * c(0.9)).asin()),
+            1 if a.mul_add(-c(1.16), x[1]) > -c(1.90) => -c(1.82).max(a).sin(),
             _ => (b * b + c(1.5)).acosh(),
         };
-        let mut buf2 = vec![c(0.0); n];
+        let mut buf3 = vec![c(0.0); n];
         for i in 0..n {
-            buf2[i] = (x[2] * x[2] + c(1.5)).acosh();
+            buf3[i] = (x[2] * x[2] + c(1.5)).acosh();
         }
-        let mut buf2_v = vec![c(0.0); n];
+        let mut buf3_v = vec![c(0.0); n];
         for _ in 0..3 {
             for i in 1..n - 1 {
-                buf2_v[i] = buf2_v[i] + (c(0.2) * (buf2[i - 1] * buf2[i + 1] - buf2[i].sin()));
+                buf3_v[i] = buf3_v[i] + (c(0.2) * (buf3[i - 1] * buf3[i + 1] - buf3[i].sin()));
             }
             for i in 0..n {
-                buf2[i] = buf2[i] + (c(0.1) * buf2_v[i].tanh());
+                buf3[i] = buf3[i] + (c(0.1) * buf3_v[i].tanh());
             }
         }
-        let v3 = buf2[0] + c(0.5) * buf2[1];
-        let mut lse4 = sin(a);
-        let mut scratch5 = vec![c(0.0); n];
+        let v4 = buf3[0] + c(0.5) * buf3[1];
+        let mut lse5 = sin(a);
+        let mut scratch6 = vec![c(0.0); n];
         for i in 0..n {
-            scratch5[0] = x[i] * c(0.5);
+            scratch6[0] = x[i] * c(0.5);
             for q in 1..n {
-                scratch5[q] =
+                scratch6[q] =
                     x[(i + q) % n] * ((-c(0.98) * -c(0.98) + c(1.0)).cbrt().tanh() * c(0.9)).acos();
             }
-            let mut mx = scratch5[0];
-            for q in 1..scratch5.len() {
-                mx = mx.max(scratch5[q]);
+            let mut mx = scratch6[0];
+            for q in 1..scratch6.len() {
+                mx = mx.max(scratch6[q]);
             }
             let mut se = c(0.0);
-            for q in 0..scratch5.len() {
-                se += (scratch5[q] - mx).exp();
+            for q in 0..scratch6.len() {
+                se += (scratch6[q] - mx).exp();
             }
-            lse4 += se.ln() + mx;
+            lse5 += se.ln() + mx;
         }
-        let mut hist6 = vec![c(0.0); 3 * n];
-        let mut st7 = (c(1.49) * c(1.49) + c(1.0)).cbrt();
+        let mut hist7 = vec![c(0.0); 3 * n];
+        let mut st8 = (c(1.49) * c(1.49) + c(1.0)).cbrt();
         for t in 0..3 {
             for i in 0..n {
-                st7 = st7 * c(0.7) + x[i] * v1;
-                hist6[t * n + i] = st7.sin();
+                st8 = st8 * c(0.7) + x[i] * v1;
+                hist7[t * n + i] = st8.sin();
             }
         }
-        let v8 = hist6[1] * hist6[2 * n] + hist6[3 * n - 1] + st7;
-        let mut perm9 = vec![0usize; n];
+        let v9 = hist7[1] * hist7[2 * n] + hist7[3 * n - 1] + st8;
+        let mut perm10 = vec![0usize; n];
         for i in 0..n {
-            perm9[i] = (i + 3) % n;
+            perm10[i] = (i + 3) % n;
         }
-        let mut rot10 = -c(0.65);
+        let mut rot11 = -c(0.65);
         for i in 0..n {
-            rot10 = rot10 * c(0.8) + x[perm9[i]] * (-c(0.20) * a);
-            if perm9[0] % 2 == 0 {
-                rot10 = rot10 + x[i];
+            rot11 = rot11 * c(0.8) + x[perm10[i]] * (-c(0.20) * a);
+            if perm10[0] % 2 == 0 {
+                rot11 = rot11 + x[i];
             }
-            let first = perm9[0];
+            let first = perm10[0];
             for j in 1..n {
-                perm9[j - 1] = perm9[j];
+                perm10[j - 1] = perm10[j];
             }
-            perm9[n - 1] = first;
+            perm10[n - 1] = first;
         }
-        let mut perm11 = vec![0usize; n];
+        let mut perm12 = vec![0usize; n];
         for i in 0..n {
-            perm11[i] = (i + 3) % n;
+            perm12[i] = (i + 3) % n;
         }
-        let mut rot12 = rot10.powi(2);
+        let mut rot13 = rot11.powi(2);
         for i in 0..n {
-            rot12 = rot12 * c(0.8) + x[perm11[i]] * (v1 * v1 + c(1.0)).recip();
-            if perm11[0] % 2 == 0 {
-                rot12 = rot12 + (v3.tanh() * c(0.9)).acos();
+            rot13 = rot13 * c(0.8) + x[perm12[i]] * (v1 * v1 + c(1.0)).recip();
+            if perm12[0] % 2 == 0 {
+                rot13 = rot13 + (v4.tanh() * c(0.9)).acos();
             }
-            let first = perm11[0];
+            let first = perm12[0];
             for j in 1..n {
-                perm11[j - 1] = perm11[j];
+                perm12[j - 1] = perm12[j];
             }
-            perm11[n - 1] = first;
+            perm12[n - 1] = first;
         }
         -c(1.19) * (a).tanh()
             + -c(1.83) * (b).tanh()
             + c(1.10) * (v1).tanh()
-            + -c(1.16) * (v3).tanh()
-            + c(0.82) * (lse4).tanh()
-            + -c(0.19) * (v8).tanh()
-            + c(0.23) * (rot10).tanh()
-            + c(0.51) * (rot12).tanh()
+            + -c(1.16) * (v4).tanh()
+            + c(0.82) * (lse5).tanh()
+            + -c(0.19) * (v9).tanh()
+            + c(0.23) * (rot11).tanh()
+            + c(0.51) * (rot13).tanh()
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
@@ -26440,42 +26426,40 @@ mod twin {
     pub fn p269(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let v1 = (((b.tanh() * c(0.5)).tan() * (b.tanh() * c(0.5)).tan() + c(1.0)).ln() * b);
-        let v2 = match n % 3 {
-            0 => (a.tanh().exp2() * a.tanh().exp2()).ln_1p(),
-            1 if (x[3] * c(0.80)) <= -c(0.86) => {
-                ((-c(1.17).tanh() * c(0.9)).atanh().tanh() * c(0.5)).sinh()
-            }
-            _ => -c(0.47).mul_add(a, b),
+        let (k3, true) = (n % 2, (x[3] * c(0.80)) <= -c(0.86)) else {
+            return -c(0.47).mul_add(a, b);
         };
-        let mut acc3 = (b.tanh() * c(0.9)).acos();
+        let v2 = (a.tanh().exp2() * a.tanh().exp2()).ln_1p() * (k3 + 1) as f64
+            + ((-c(1.17).tanh() * c(0.9)).atanh().tanh() * c(0.5)).sinh();
+        let mut acc4 = (b.tanh() * c(0.9)).acos();
         for i in 0..n {
-            acc3 += (v2.hypot(v2).tanh() * c(0.9)).atanh();
+            acc4 += (v2.hypot(v2).tanh() * c(0.9)).atanh();
             if (((c(0.89)).tanh() * c(3.0)).round() * c(0.25) + c(1.13)) < c(1.34) {
-                acc3 = acc3 * c(0.9) + (a - x[0]);
+                acc4 = acc4 * c(0.9) + (a - x[0]);
             }
         }
-        let mut lse4 = (x[0] + -c(1.23));
-        let mut scratch5 = vec![c(0.0); n];
+        let mut lse5 = (x[0] + -c(1.23));
+        let mut scratch6 = vec![c(0.0); n];
         for i in 0..n {
-            for q in 0..scratch5.len() {
-                scratch5[q] = x[(i + q) % n] * (v1 * v1 + c(1.0)).ln().asinh();
+            for q in 0..scratch6.len() {
+                scratch6[q] = x[(i + q) % n] * (v1 * v1 + c(1.0)).ln().asinh();
             }
-            let mut mx = scratch5[0];
-            for q in 1..scratch5.len() {
-                mx = mx.max(scratch5[q]);
+            let mut mx = scratch6[0];
+            for q in 1..scratch6.len() {
+                mx = mx.max(scratch6[q]);
             }
             let mut se = c(0.0);
-            for q in 0..scratch5.len() {
-                se += (scratch5[q] - mx).exp();
+            for q in 0..scratch6.len() {
+                se += (scratch6[q] - mx).exp();
             }
-            lse4 = lse4 * c(0.5) + se.ln() + mx;
+            lse5 = lse5 * c(0.5) + se.ln() + mx;
         }
         let mut acc: D = -c(1.01) * (a).tanh()
             + -c(1.99) * (b).tanh()
             + -c(0.27) * (v1).tanh()
             + -c(0.30) * (v2).tanh()
-            + c(1.53) * (acc3).tanh()
-            + c(0.85) * (lse4).tanh();
+            + c(1.53) * (acc4).tanh()
+            + c(0.85) * (lse5).tanh();
         for i in 0..2 {
             acc += (&m.row(i) * -c(0.14)).mapv(tanh).sum()
                 - (&m.column(i) * c(1.61) - c(0.25)).mapv(sin).mean().unwrap()
@@ -27229,10 +27213,10 @@ mod twin {
                 acc2 = acc2 * c(0.9) + arr1;
             }
         }
-        let v3 = match ((x[3] * x[3] + c(1.0)).recip() >= -c(0.09), n % 3) {
-            (true, 0) => (smooth(b).tanh() * c(0.9)).atanh(),
-            (false, m) | (_, m @ 1) => ((b + x[2]).tanh() * c(0.5)).sinh() * (m + 1) as f64,
-            _ => (x[0].tanh() * c(0.9)).acos(),
+        let v3 = if let (true, k4 @ 0..=1) = ((x[3] * x[3] + c(1.0)).recip() >= -c(0.09), n % 3) {
+            (smooth(b).tanh() * c(0.9)).atanh() * (k4 + 2) as f64
+        } else {
+            ((b + x[2]).tanh() * c(0.5)).sinh()
         };
         let mut acc: D = c(1.94) * (a).tanh()
             + -c(0.14) * (b).tanh()
@@ -27564,40 +27548,40 @@ mod twin {
                 acc1 = acc1 * c(0.9) + b.tanh().exp();
             }
         }
-        let v2 = match n % 3 {
-            0 => ((c(1.60) * acc1) * (c(1.60) * acc1) + c(1.0)).log(3.0),
-            1 if sin(x[3]) > c(0.49) => ops::sigmoid((x[0] + b)),
-            _ => (acc1 * acc1 + c(1.5)).acosh(),
+        let v2 = if let (true, k3 @ 0..=1) = (sin(x[3]) > c(0.49), n % 3) {
+            ((c(1.60) * acc1) * (c(1.60) * acc1) + c(1.0)).log(3.0) * (k3 + 2) as f64
+        } else {
+            ops::sigmoid((x[0] + b))
         };
-        let mut perm3 = vec![0usize; n];
+        let mut perm4 = vec![0usize; n];
         for i in 0..n {
-            perm3[i] = (i + 2) % n;
+            perm4[i] = (i + 2) % n;
         }
-        let mut rot4 = b;
+        let mut rot5 = b;
         for i in 0..n {
-            rot4 = rot4 * c(0.8) + x[perm3[i]] * b;
-            if perm3[0] % 2 == 0 {
-                rot4 = rot4 + (x[i] * x[i] + c(0.5)).sqrt();
+            rot5 = rot5 * c(0.8) + x[perm4[i]] * b;
+            if perm4[0] % 2 == 0 {
+                rot5 = rot5 + (x[i] * x[i] + c(0.5)).sqrt();
             }
-            let first = perm3[0];
+            let first = perm4[0];
             for j in 1..n {
-                perm3[j - 1] = perm3[j];
+                perm4[j - 1] = perm4[j];
             }
-            perm3[n - 1] = first;
+            perm4[n - 1] = first;
         }
-        let mut pair5 = c(0.0);
+        let mut pair6 = c(0.0);
         for i in 0..n {
             for j in (i + 1)..n {
                 let d = x[i] - x[j];
-                pair5 += (d * d + c(0.5)).recip() * -c(0.73).max(x[(i + 3) % n]);
+                pair6 += (d * d + c(0.5)).recip() * -c(0.73).max(x[(i + 3) % n]);
             }
         }
         -c(1.40) * (a).tanh()
             + c(1.01) * (b).tanh()
             + c(1.46) * (acc1).tanh()
             + -c(1.23) * (v2).tanh()
-            + -c(1.48) * (rot4).tanh()
-            + -c(1.76) * (pair5).tanh()
+            + -c(1.48) * (rot5).tanh()
+            + -c(1.76) * (pair6).tanh()
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]

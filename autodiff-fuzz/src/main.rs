@@ -168,13 +168,25 @@ impl Gen<'_> {
                 let v = self.name("v");
                 let (c, t, f) = (self.cond(), self.expr(2), self.expr(2));
                 if self.rng.chance(30) {
-                    // A `match` on an integer with a guard, or on a tuple holding a condition with a
-                    // binding in an or-pattern.
+                    // A `match` on an integer with a guard; one on a tuple holding a condition,
+                    // with a binding in an or-pattern; an `if let` with a binding; a
+                    // `let .. else` that returns early.
                     let g = self.expr(1);
-                    if self.rng.chance(50) {
-                        let _ = writeln!(out, "    let {v} = match n % 3 {{\n        0 => {t},\n        1 if {c} => {f},\n        _ => {g},\n    }};");
-                    } else {
-                        let _ = writeln!(out, "    let {v} = match ({c}, n % 3) {{\n        (true, 0) => {t},\n        (false, m) | (_, m @ 1) => {f} * (m + 1) as f64,\n        _ => {g},\n    }};");
+                    // The binding's name, unlike every other name of the program.
+                    let m = self.name("k");
+                    match self.rng.below(4) {
+                        0 => {
+                            let _ = writeln!(out, "    let {v} = match n % 3 {{\n        0 => {t},\n        1 if {c} => {f},\n        _ => {g},\n    }};");
+                        }
+                        1 => {
+                            let _ = writeln!(out, "    let {v} = match ({c}, n % 3) {{\n        (true, 0) => {t},\n        (false, {m}) | (_, {m} @ 1) => {f} * ({m} + 1) as f64,\n        _ => {g},\n    }};");
+                        }
+                        2 => {
+                            let _ = writeln!(out, "    let {v} = if let (true, {m} @ 0..=1) = ({c}, n % 3) {{\n        {t} * ({m} + 2) as f64\n    }} else {{\n        {f}\n    }};");
+                        }
+                        _ => {
+                            let _ = writeln!(out, "    let ({m}, true) = (n % 2, {c}) else {{\n        return {g};\n    }};\n    let {v} = {t} * ({m} + 1) as f64 + {f};");
+                        }
                     }
                 } else {
                     let _ = writeln!(out, "    let {v} = if {c} {{ {t} }} else {{ {f} }};");

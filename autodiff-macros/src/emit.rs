@@ -470,6 +470,10 @@ fn tapes(f: &Function, b: &crate::ir::Block, plans: &Plans) -> TokenStream {
                         let t = &l.exits;
                         out.append_stream(quote!(let mut #t = #vec;));
                     }
+                    if l.in_arm && plan.count {
+                        let c = &l.count;
+                        out.append_stream(quote!(let mut #c: usize = 0;));
+                    }
                     for r in plan.recorded.iter().filter_map(|v| f.recorded.get(v)) {
                         let t = &r.tape;
                         if r.window {
@@ -931,7 +935,9 @@ impl Forward<'_> {
             return quote!(let #pattern = #rt::pop(&mut #exits););
         }
         let mut out = loop_prelude(self.f, l, rt);
-        if plan.count {
+        if plan.count && l.in_arm {
+            out.append_stream(quote!(#count = 0;));
+        } else if plan.count {
             out.append_stream(quote!(let mut #count: usize = 0;));
         }
         let header = loop_header(self.f, l);

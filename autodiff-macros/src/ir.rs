@@ -186,6 +186,10 @@ pub struct Loop {
     pub brk: Option<Operand>,
     /// Nested in another loop's body.
     pub nested: bool,
+    /// In an `if` arm (outside any loop): its trip count is declared with the tapes, at the
+    /// top of the companion, since the arm's reverse runs in the arm of a `match` on the
+    /// branch record, where the forward arm's locals are out of scope.
+    pub in_arm: bool,
     /// Generated names: the trip count, the tape of iteration entries, the tape of exits (for
     /// a nested loop), and the tape of buffer reads with its cursor.
     pub count: Ident,

@@ -40,11 +40,26 @@ pub fn lower(
     let mut forced = HashSet::new();
     loop {
         *namer = start.clone();
-        let (function, more) = lower_once(func, sig, &active, namer, &forced)?;
+        let (mut function, more) = lower_once(func, sig, &active, namer, &forced)?;
         if more.is_subset(&forced) {
+            mark_loops_in_arms(&mut function.body, false);
             return Ok(function);
         }
         forced.extend(more);
+    }
+}
+
+/// Marks the loops in `if` arms outside any loop ([`Loop::in_arm`]).
+fn mark_loops_in_arms(b: &mut Block, in_arm: bool) {
+    for s in &mut b.stmts {
+        match s {
+            Stmt::Loop(l) => l.in_arm = in_arm && !l.nested,
+            Stmt::If { then, els, .. } => {
+                mark_loops_in_arms(then, true);
+                mark_loops_in_arms(els, true);
+            }
+            _ => {}
+        }
     }
 }
 
@@ -1095,6 +1110,7 @@ impl Lowerer<'_> {
             body,
             brk,
             nested,
+            in_arm: false,
             count,
             tape,
             exits,

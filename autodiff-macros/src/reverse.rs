@@ -2965,8 +2965,19 @@ impl<'a> Reverse<'a> {
         }
         let (else_code, else_saved) = arms.pop().unwrap_or_default();
         let (then_code, then_saved) = arms.pop().unwrap_or_default();
-        let names = |vs: &[VarId]| -> Vec<Ident> {
-            vs.iter().map(|v| self.f.vars[*v].name.clone()).collect()
+        // A buffer comes back writable: a checkpointed loop in the arm restores its contents.
+        let names = |vs: &[VarId]| -> Vec<TokenStream> {
+            vs.iter()
+                .map(|v| {
+                    let var = &self.f.vars[*v];
+                    let name = &var.name;
+                    if var.buffer {
+                        quote!(mut #name)
+                    } else {
+                        quote!(#name)
+                    }
+                })
+                .collect()
         };
         let (tn, en) = (names(&then_saved), names(&else_saved));
         let br = self.primal(record);
