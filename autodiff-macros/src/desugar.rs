@@ -1,7 +1,9 @@
 //! Before lowering: `match` written as the `if` chain it stands for, so that every later phase
 //! sees only `if`s. `if let P = e { a } else { b }` is the `match e { P => a, _ => b }` it
 //! stands for, and `let P = e else { d };` becomes `if !(e matches P) { d }` followed by a
-//! `let` per binding, in its own block.
+//! `let` per binding, in its own block. An iterator reduction, `xs.iter().map(|v| e).sum()`
+//! (`.product()`, `.fold(..)`, over zips and enumerations too), becomes the loop it stands
+//! for, in a block whose value is the result (`Rewriter::reduction`).
 //!
 //! ```text
 //! match scrutinee {          { let s = scrutinee;            (only when it is not a place)
@@ -42,7 +44,7 @@ use syn::{Expr, ItemFn, Pat};
 pub fn matches(func: &ItemFn) -> ItemFn {
     let mut names = Names::default();
     names.visit_item_fn(func);
-    if !names.has_match {
+    if !names.has_work {
         return func.clone();
     }
     let mut rewriter = Rewriter {
@@ -59,7 +61,7 @@ pub fn matches(func: &ItemFn) -> ItemFn {
 /// closures, `for`), and every identifier (for fresh names).
 #[derive(Default)]
 struct Names {
-    has_match: bool,
+    has_work: bool,
     bound: HashSet<String>,
     idents: HashSet<String>,
     /// In a refutable pattern (an arm's, an `if let`'s, a `let .. else`'s), where an uppercase
@@ -77,7 +79,7 @@ impl Names {
 
 impl<'ast> Visit<'ast> for Names {
     fn visit_arm(&mut self, a: &'ast syn::Arm) {
-        self.has_match = true;
+        self.has_work = true;
         self.refutable_pattern(&a.pat);
         if let Some((_, g)) = &a.guard {
             self.visit_expr(g);
@@ -85,19 +87,23 @@ impl<'ast> Visit<'ast> for Names {
         self.visit_expr(&a.body);
     }
     fn visit_expr_let(&mut self, l: &'ast syn::ExprLet) {
-        self.has_match = true;
+        self.has_work = true;
         self.refutable_pattern(&l.pat);
         self.visit_expr(&l.expr);
     }
     fn visit_local(&mut self, l: &'ast syn::Local) {
         match &l.init {
             Some(init) if init.diverge.is_some() => {
-                self.has_match = true;
+                self.has_work = true;
                 self.refutable_pattern(&l.pat);
                 syn::visit::visit_local_init(self, init);
             }
             _ => syn::visit::visit_local(self, l),
         }
+    }
+    fn visit_expr_method_call(&mut self, m: &'ast syn::ExprMethodCall) {
+        self.has_work |= ["sum", "product", "fold"].iter().any(|r| m.method == r);
+        syn::visit::visit_expr_method_call(self, m);
     }
     fn visit_pat_ident(&mut self, p: &'ast syn::PatIdent) {
         if !self.refutable {
@@ -289,6 +295,74 @@ impl Rewriter {
         syn::parse_quote!({ #setup #(#block)* })
     }
 
+    /// An iterator reduction as the loop it stands for, in a block whose value is the result:
+    /// `walk.map(|p| e).sum()` (or `.product()`, or `walk.sum()` itself) is
+    /// `{ let mut sum = 0.0; for p in walk { sum += e; } sum }`, and
+    /// `walk.fold(init, |acc, p| e)` is
+    /// `{ let mut fold = init; for p in walk { fold = { let acc = fold; e }; } fold }`, where
+    /// `walk` is `xs.iter()` with `.zip(ys)`, `.enumerate()`, `.copied()` or `.cloned()` (the
+    /// loops lowering reads as index loops). A closure that could `return` is left alone.
+    fn reduction(&mut self, e: &Expr) -> Option<Expr> {
+        let Expr::MethodCall(m) = e else {
+            return None;
+        };
+        let closure = |e: &Expr, inputs: usize| match strip_parens(e) {
+            Expr::Closure(c) if c.inputs.len() == inputs && !returns(&c.body) => Some(c.clone()),
+            _ => None,
+        };
+        match m.method.to_string().as_str() {
+            method @ ("sum" | "product") if m.args.is_empty() => {
+                let (walk, pat, body): (&Expr, Pat, Expr) = match strip_parens(&m.receiver) {
+                    Expr::MethodCall(map) if map.method == "map" && map.args.len() == 1 => {
+                        let c = closure(&map.args[0], 1)?;
+                        (&map.receiver, untyped(&c.inputs[0]), (*c.body).clone())
+                    }
+                    walk => {
+                        let v = self.fresh("element");
+                        (walk, syn::parse_quote!(#v), syn::parse_quote!(#v))
+                    }
+                };
+                if !is_walk(walk) {
+                    return None;
+                }
+                let acc = self.fresh(method);
+                let ty = m.turbofish.as_ref().and_then(|t| match t.args.first() {
+                    Some(syn::GenericArgument::Type(ty)) => Some(quote!(: #ty)),
+                    _ => None,
+                });
+                let (init, op) = if method == "sum" {
+                    (quote!(0.0), quote!(+=))
+                } else {
+                    (quote!(1.0), quote!(*=))
+                };
+                Some(syn::parse_quote!({
+                    let mut #acc #ty = #init;
+                    for #pat in #walk {
+                        #acc #op #body;
+                    }
+                    #acc
+                }))
+            }
+            "fold" if m.args.len() == 2 && is_walk(&m.receiver) => {
+                let c = closure(&m.args[1], 2)?;
+                let (start, walk) = (&m.args[0], &m.receiver);
+                let (acc_pat, pat, body) = (untyped(&c.inputs[0]), untyped(&c.inputs[1]), &c.body);
+                let acc = self.fresh("fold");
+                Some(syn::parse_quote!({
+                    let mut #acc = #start;
+                    for #pat in #walk {
+                        #acc = {
+                            let #acc_pat = #acc;
+                            #body
+                        };
+                    }
+                    #acc
+                }))
+            }
+            _ => None,
+        }
+    }
+
     /// The statements for `let pat = value else { diverge };`.
     fn let_else(&mut self, pat: &Pat, value: &Expr, diverge: &Expr) -> Vec<syn::Stmt> {
         // A type written on the pattern (`let Some(n): Option<usize> = ..`) is rustc's to check.
@@ -378,6 +452,10 @@ impl VisitMut for Rewriter {
                 return;
             }
         }
+        if let Some(reduction) = self.reduction(e) {
+            *e = reduction;
+            return;
+        }
         if let Expr::Match(m) = e {
             // A test written as a `match` with literal arms is a condition already (one with
             // a guard is rewritten: the guard may read a binding).
@@ -424,6 +502,48 @@ fn arm_block(body: &Expr) -> Expr {
         Expr::Block(b) if b.label.is_none() && b.attrs.is_empty() => body.clone(),
         other => syn::parse_quote!({ #other }),
     }
+}
+
+/// `xs.iter()`, with `.zip(..)`, `.enumerate()`, `.copied()`, `.cloned()` after it.
+fn is_walk(e: &Expr) -> bool {
+    match strip_parens(e) {
+        Expr::MethodCall(m) if m.method == "iter" => m.args.is_empty(),
+        Expr::MethodCall(m)
+            if ["enumerate", "copied", "cloned"]
+                .iter()
+                .any(|n| m.method == n)
+                && m.args.is_empty() =>
+        {
+            is_walk(&m.receiver)
+        }
+        Expr::MethodCall(m) if m.method == "zip" && m.args.len() == 1 => is_walk(&m.receiver),
+        _ => false,
+    }
+}
+
+/// A closure parameter's pattern without its type (`|v: &f64|`).
+fn untyped(p: &Pat) -> Pat {
+    match p {
+        Pat::Type(t) => (*t.pat).clone(),
+        p => p.clone(),
+    }
+}
+
+/// Could `body` return from its closure (a `return` or `?` outside nested closures)?
+fn returns(body: &Expr) -> bool {
+    struct Finder(bool);
+    impl<'ast> Visit<'ast> for Finder {
+        fn visit_expr_return(&mut self, _: &'ast syn::ExprReturn) {
+            self.0 = true;
+        }
+        fn visit_expr_try(&mut self, _: &'ast syn::ExprTry) {
+            self.0 = true;
+        }
+        fn visit_expr_closure(&mut self, _: &'ast syn::ExprClosure) {}
+    }
+    let mut f = Finder(false);
+    f.visit_expr(body);
+    f.0
 }
 
 fn strip_parens(e: &Expr) -> &Expr {

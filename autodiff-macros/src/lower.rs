@@ -85,8 +85,12 @@ fn lower_once(
         buffer_names: buffer_targets(&func.block),
         buffer_count: HashMap::new(),
         buffer_keys: HashMap::new(),
+        arrays_nd: Vec::new(),
     };
     for p in &sig.params {
+        if crate::signature::is_ndarray(&p.ty) && crate::signature::ndarray_rank(&p.ty) != Some(1) {
+            lw.arrays_nd.push(lw.vars.len());
+        }
         let id = lw.vars.len();
         let adjoint = lw.namer.fresh(&format!("d_{}", p.ident));
         lw.vars.push(Var {
@@ -202,6 +206,9 @@ struct Lowerer<'n> {
     buffer_names: HashSet<String>,
     buffer_count: HashMap<String, usize>,
     buffer_keys: HashMap<VarId, String>,
+    /// Parameters that are ndarray arrays of more than one dimension (or of a dynamic number),
+    /// whose elements no single index reads.
+    arrays_nd: Vec<VarId>,
 }
 
 impl Lowerer<'_> {
@@ -884,32 +891,33 @@ impl Lowerer<'_> {
                 "#[differentiate] does not support loop labels",
             ));
         }
-        // `for v in xs.iter()` and `for (i, v) in xs.iter().enumerate()` over a differentiated
-        // slice or array become index loops, so that `v` is an element like `xs[i]`.
+        // `for v in xs.iter()`, `for (a, b) in xs.iter().zip(ys)` (zips nest) and their
+        // `.enumerate()` over differentiated slices or arrays become index loops, so that each
+        // element is read like `xs[i]`.
         let iter = strip(&f.expr);
-        let (over, enumerated) = match iter {
-            Expr::MethodCall(m) if m.method == "iter" && m.args.is_empty() => {
-                (Some(&*m.receiver), false)
-            }
+        let (chain, enumerated) = match iter {
             Expr::MethodCall(m) if m.method == "enumerate" && m.args.is_empty() => {
-                match strip(&m.receiver) {
-                    Expr::MethodCall(inner) if inner.method == "iter" && inner.args.is_empty() => {
-                        (Some(&*inner.receiver), true)
-                    }
-                    _ => (None, false),
-                }
+                (elements(&m.receiver), true)
             }
-            _ => (None, false),
+            other => (elements(other), false),
         };
-        let over = over.filter(|o| self.mentions_active(o));
-        let (index_name, elem_name, iter_tokens) = match over {
-            Some(base) => {
-                let base_tokens = self.rename(base)?;
-                let (index, elem) = match (&*f.pat, enumerated) {
+        let chain = chain.filter(|c| c.bases().iter().any(|b| self.mentions_active(b)));
+        for b in chain.iter().flat_map(Elements::bases) {
+            let param = match strip(b) {
+                Expr::Path(p) => p.path.get_ident().and_then(|i| self.lookup(&i.to_string())),
+                _ => None,
+            };
+            if param.is_some_and(|v| self.arrays_nd.contains(&v)) {
+                return Err(syn::Error::new_spanned(b, "#[differentiate] walks the elements of slices and one-dimensional arrays by index; for an array of more dimensions use `.mapv(|v| ..).sum()` (one fused pass), or walk its rows"));
+            }
+        }
+        let (index_name, elem_names, iter_tokens) = match &chain {
+            Some(chain) => {
+                let (index, elems) = match (&*f.pat, enumerated) {
                     (Pat::Tuple(t), true) if t.elems.len() == 2 => {
-                        (pat_name(&t.elems[0])?, pat_name(&t.elems[1])?)
+                        (pat_name(&t.elems[0])?, &t.elems[1])
                     }
-                    (p, false) => (None, pat_name(p)?),
+                    (p, false) => (None, p),
                     (p, true) => {
                         return Err(syn::Error::new_spanned(
                             p,
@@ -917,16 +925,27 @@ impl Lowerer<'_> {
                         ))
                     }
                 };
-                (index, elem, quote!(0..#base_tokens.len()))
+                let mut names = Vec::new();
+                chain.names(elems, &mut names)?;
+                let mut len = TokenStream::new();
+                for b in chain.bases() {
+                    let b = self.rename(b)?;
+                    len = if len.is_empty() {
+                        quote!(#b.len())
+                    } else {
+                        quote!(::core::cmp::min(#len, #b.len()))
+                    };
+                }
+                (index, names, quote!(0..#len))
             }
             None => {
                 if self.mentions_active(iter) || !is_plain(iter) {
-                    return Err(syn::Error::new_spanned(iter, "#[differentiate] supports `for` over ranges (`a..b`, `a..=b`, `.rev()`, `.step_by(k)`) and over `xs.iter()` / `xs.iter().enumerate()` of a slice or array; write other iterator chains as an index loop"));
+                    return Err(syn::Error::new_spanned(iter, "#[differentiate] supports `for` over ranges (`a..b`, `a..=b`, `.rev()`, `.step_by(k)`) and over `xs.iter()` and `xs.iter().zip(ys)` of slices or arrays (with `.enumerate()`, `.copied()`); a walk like these may also end in `.map(|v| ..).sum()`, `.product()` or `.fold(..)`; write other iterator chains as an index loop"));
                 }
                 if !self.buffers_read(iter).is_empty() {
                     return Err(syn::Error::new_spanned(iter, "this range reads a buffer, which the reverse sweep would read again after later writes: bind its bounds to a `let` first (`let end = v[i]; for j in 0..end`)"));
                 }
-                (pat_name(&f.pat)?, None, self.rename(iter)?)
+                (pat_name(&f.pat)?, Vec::new(), self.rename(iter)?)
             }
         };
         let index = self.new_var(
@@ -937,10 +956,10 @@ impl Lowerer<'_> {
             false,
             None,
         );
-        let over_operand = match over {
-            Some(base) => Some(self.operand(base, out)?),
-            None => None,
-        };
+        let mut elem_operands = Vec::new();
+        for (name, base) in elem_names {
+            elem_operands.push((name, self.operand(base, out)?));
+        }
         let kind = LoopKind::For {
             var: index,
             iter: iter_tokens,
@@ -949,9 +968,9 @@ impl Lowerer<'_> {
             if let Some(i) = &index_name {
                 lw.bind(i, index);
             }
-            if let (Some(base), Some(elem)) = (over_operand.clone(), &elem_name) {
-                let v = lw.index_read(base, Operand::Var(index), body);
-                if let Operand::Var(v) = v {
+            for (elem, base) in &elem_operands {
+                let v = lw.index_read(base.clone(), Operand::Var(index), body);
+                if let (Some(elem), Operand::Var(v)) = (elem, v) {
                     lw.bind(elem, v);
                 }
             }
@@ -1555,6 +1574,7 @@ impl Lowerer<'_> {
             buffer_names: HashSet::new(),
             buffer_count: HashMap::new(),
             buffer_keys: HashMap::new(),
+            arrays_nd: Vec::new(),
         };
         let mut body = Block::default();
         let result = inner.seq(&[Item::Expr(&c.body, true)], Level::Function, &mut body);
@@ -2130,6 +2150,82 @@ fn pat_name(p: &Pat) -> syn::Result<Option<Ident>> {
             other,
             "#[differentiate] supports a name or `_` as a loop variable",
         )),
+    }
+}
+
+/// The elements a `for` loop walks: one slice's or array's (`xs.iter()`), or a zip of two
+/// such walks (`xs.iter().zip(ys)`, nested for more).
+enum Elements<'a> {
+    Of(&'a Expr),
+    Zip(Box<Elements<'a>>, Box<Elements<'a>>),
+}
+
+/// `xs.iter()` (`.copied()`, `.cloned()`) and zips of them; a zip's argument may also be `ys`
+/// or `&ys` itself.
+fn elements(e: &Expr) -> Option<Elements<'_>> {
+    match strip(e) {
+        Expr::MethodCall(m) if m.method == "iter" && m.args.is_empty() => {
+            Some(Elements::Of(&m.receiver))
+        }
+        // An element copied is read as a value all the same.
+        Expr::MethodCall(m)
+            if (m.method == "copied" || m.method == "cloned") && m.args.is_empty() =>
+        {
+            elements(&m.receiver)
+        }
+        Expr::MethodCall(m) if m.method == "zip" && m.args.len() == 1 => {
+            let other = match strip(&m.args[0]) {
+                Expr::Reference(r) if r.mutability.is_none() => Elements::Of(&r.expr),
+                e @ (Expr::Path(_) | Expr::Field(_)) => Elements::Of(e),
+                e => elements(e)?,
+            };
+            Some(Elements::Zip(
+                Box::new(elements(&m.receiver)?),
+                Box::new(other),
+            ))
+        }
+        _ => None,
+    }
+}
+
+impl<'a> Elements<'a> {
+    fn bases(&self) -> Vec<&'a Expr> {
+        match self {
+            Elements::Of(b) => vec![*b],
+            Elements::Zip(a, b) => {
+                let mut v = a.bases();
+                v.extend(b.bases());
+                v
+            }
+        }
+    }
+
+    /// The loop pattern's names, one per base in order (`(a, (b, c))` for nested zips).
+    fn names(&self, p: &Pat, out: &mut Vec<(Option<Ident>, &'a Expr)>) -> syn::Result<()> {
+        match (self, strip_pat(p)) {
+            (Elements::Of(b), p) => out.push((pat_name(p)?, *b)),
+            (Elements::Zip(a, b), Pat::Tuple(t)) if t.elems.len() == 2 => {
+                a.names(&t.elems[0], out)?;
+                b.names(&t.elems[1], out)?;
+            }
+            (Elements::Zip(..), p) => {
+                return Err(syn::Error::new_spanned(
+                    p,
+                    "a zip yields pairs: write `for (a, b) in xs.iter().zip(ys)`",
+                ))
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A pattern without parentheses, and without `&` (`for &v in xs.iter()`: an element is read
+/// as its value either way).
+fn strip_pat(p: &Pat) -> &Pat {
+    match p {
+        Pat::Paren(p) => strip_pat(&p.pat),
+        Pat::Reference(r) if r.mutability.is_none() => strip_pat(&r.pat),
+        p => p,
     }
 }
 

@@ -228,6 +228,13 @@ fn array_gradient(ty: &Type) -> Option<TokenStream> {
     Some(path.to_token_stream())
 }
 
+/// Is this an ndarray array or view type (`Array2<f64>`, `&ArrayD<f32>`, `ArrayView1<f64>`)?
+pub fn is_ndarray(ty: &Type) -> bool {
+    named_path(ty)
+        .and_then(|p| p.path.segments.last())
+        .is_some_and(|s| s.ident.to_string().starts_with("Array"))
+}
+
 /// The number of dimensions of an ndarray array or view of this type, when its name says it:
 /// `&Array1<f64>` and `ArrayView1<'_, f32>` have one, `Array2<f64>` two.
 pub fn ndarray_rank(ty: &Type) -> Option<usize> {
