@@ -386,13 +386,11 @@ pub fn p5(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         lse1 += se.ln() + mx;
     }
-    let v3 = match ((-1.51f64 + lse1) <= 0.73f64, n % 3) {
-        (true, 0) => ((a * a + 1.5).acosh() * (a * a + 1.5).acosh() + 1.0).recip(),
-        (false, k4) | (_, k4 @ 1) => {
-            ((a.tanh() * 0.9).acos() * (a.tanh() * 0.9).acos() + 1.0).recip() * (k4 + 1) as f64
-        }
-        _ => (-0.92f64 * -0.92f64 + 1.0).ln(),
+    let (k4, true) = (n % 2, (-1.51f64 + lse1) <= 0.73f64) else {
+        return (-0.92f64 * -0.92f64 + 1.0).ln();
     };
+    let v3 = ((a * a + 1.5).acosh() * (a * a + 1.5).acosh() + 1.0).recip() * (k4 + 1) as f64
+        + ((a.tanh() * 0.9).acos() * (a.tanh() * 0.9).acos() + 1.0).recip();
     let mut acc5 = smooth(b);
     for i in 0..n {
         acc5 += lse1.tanh().exp2();
@@ -878,9 +876,9 @@ pub fn p15(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             * ((b.tanh() * 0.9).asin() * (b.tanh() * 0.9).asin() + 0.5).sqrt()
             + 0.5,
     );
-    let v2 = match ((x[0] * 0.5) <= 0.77f64, n % 3) {
-        (true, 0) => ((v1 - b) * (v1 - b) + 1.0).log(3.0),
-        (false, k3) | (_, k3 @ 1) => x[2] * (k3 + 1) as f64,
+    let v2 = match n % 3 {
+        0 => ((v1 - b) * (v1 - b) + 1.0).log(3.0),
+        1 if (x[0] * 0.5) <= 0.77f64 => x[2],
         _ => x[3],
     };
     let mut acc4 = a;
@@ -1156,11 +1154,14 @@ pub fn p21(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..part3_s.len() {
         part3 += part3_s[i] * part3_s[1].sin();
     }
-    let v4 = match n % 3 {
-        0 => (pair1 * pair1 + 1.0).ln(),
-        1 if (1.16f64 * b) >= 1.68f64 => ((-(x[1])) / ((part3 * 0.5) * (part3 * 0.5) + 1.0)),
-        _ => (b * b + 1.0).recip(),
-    };
+    let v4 = x
+        .iter()
+        .copied()
+        .zip(x[1..].iter().copied())
+        .fold((b * b + 1.0).recip(), |acc, (k5, q)| {
+            acc * 0.5 + k5 * q * (pair1 * pair1 + 1.0).ln()
+        })
+        + ((-(x[1])) / ((part3 * 0.5) * (part3 * 0.5) + 1.0));
     0.64f64 * (a).tanh()
         + -1.92f64 * (b).tanh()
         + 0.09f64 * (pair1).tanh()
@@ -1340,10 +1341,10 @@ pub fn p24(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p25(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let v1 = match (1.21f64.cos() >= 1.16f64, n % 3) {
-        (true, 0) => x[3].clamp(-1.0, 1.0).powi(2),
-        (false, k2) | (_, k2 @ 1) => ((x[3] * a).tanh() * 0.9).acos() * (k2 + 1) as f64,
-        _ => (1.14f64.tanh() * 0.5).cosh(),
+    let v1 = if let (true, k2 @ 0..=1) = (1.21f64.cos() >= 1.16f64, n % 3) {
+        x[3].clamp(-1.0, 1.0).powi(2) * (k2 + 2) as f64
+    } else {
+        ((x[3] * a).tanh() * 0.9).acos()
     };
     let part3_s = &x[1..];
     let mut part3 = autodiff::ops::sigmoid(b);
@@ -2825,12 +2826,11 @@ pub fn p56(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             pair2 += (d * d + 0.5).recip() * acc1;
         }
     }
-    let (k4, true) = (n % 2, b.clamp(-1.0, 1.0) >= -0.58f64) else {
-        return (((x[3]).tanh() - (a).tanh().stop_gradient()).exp().ln()
-            + (a).tanh().stop_gradient());
+    let v3 = if let (true, k4 @ 0..=1) = (b.clamp(-1.0, 1.0) >= -0.58f64, n % 3) {
+        (acc1.atan2(a * a + 0.5).tanh() * 0.5).cosh() * (k4 + 2) as f64
+    } else {
+        (a.min(0.02f64) - (acc1 * acc1 + 1.0).log2())
     };
-    let v3 = (acc1.atan2(a * a + 0.5).tanh() * 0.5).cosh() * (k4 + 1) as f64
-        + (a.min(0.02f64) - (acc1 * acc1 + 1.0).log2());
     let mut acc: f64 = -1.21f64 * (a).tanh()
         + 1.94f64 * (b).tanh()
         + 1.61f64 * (acc1).tanh()
@@ -2961,10 +2961,10 @@ pub fn p59(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         lse1 = lse1 * 0.5 + se.ln() + mx;
     }
-    let v3 = if let (true, k4 @ 0..=1) = ((lse1.tanh() * 0.9).acos() < 1.25f64, n % 3) {
-        ((-(x[3])) * (-(x[3])) + 1.0).log10() * (k4 + 2) as f64
-    } else {
-        a
+    let v3 = match n % 3 {
+        0 => ((-(x[3])) * (-(x[3])) + 1.0).log10(),
+        1 if (lse1.tanh() * 0.9).acos() < 1.25f64 => a,
+        _ => 0.65f64,
     };
     let mut w5 = ((v3 - lse1).tanh() * 0.9).asin().tanh() + 3.0;
     let mut steps = 0;
@@ -4360,11 +4360,10 @@ pub fn p85(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p86(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let v1 = match (b.asinh() > -0.40f64, n % 3) {
-        (true, 0) => a,
-        (false, k2) | (_, k2 @ 1) => (x[2] * x[2]).ln_1p().cos() * (k2 + 1) as f64,
-        _ => -1.55f64.max(-0.39f64),
+    let (k2, true) = (n % 2, b.asinh() > -0.40f64) else {
+        return -1.55f64.max(-0.39f64);
     };
+    let v1 = a * (k2 + 1) as f64 + (x[2] * x[2]).ln_1p().cos();
     let mut hist3 = vec![0.0; 3 * n];
     let mut st4 = (v1 * v1).ln_1p();
     for t in 0..3 {
@@ -4765,11 +4764,14 @@ pub fn p96(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             pair1 += (d * d + 0.5).recip() * (a * a + 0.5).sqrt();
         }
     }
-    let v2 = match n % 3 {
-        0 => (x[0] * x[0] + 1.0).ln(),
-        1 if (b * b) > -1.28f64 => a,
-        _ => b.cos(),
-    };
+    let v2 = x
+        .iter()
+        .copied()
+        .zip(x[1..].iter().copied())
+        .fold(b.cos(), |acc, (k3, q)| {
+            acc * 0.5 + k3 * q * (x[0] * x[0] + 1.0).ln()
+        })
+        + a;
     -0.90f64 * (a).tanh() + 0.99f64 * (b).tanh() + 0.48f64 * (pair1).tanh() + -0.60f64 * (v2).tanh()
 }
 
@@ -5275,13 +5277,13 @@ pub fn p107(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         lse1 = lse1 * 0.5 + se.ln() + mx + prev;
     }
     let arr3 = (m * x[3].abs() + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
-    let (k5, true) = (n % 2, -0.10f64.atan2(b * b + 0.5) > -0.63f64) else {
-        return lse1.sin();
-    };
-    let v4 = (1.34f64 * a).min(helpers::soft(arr3, 0.3)) * (k5 + 1) as f64
-        + (x[3].tanh() * 0.5)
+    let v4 = if let (true, k5 @ 0..=1) = (-0.10f64.atan2(b * b + 0.5) > -0.63f64, n % 3) {
+        (1.34f64 * a).min(helpers::soft(arr3, 0.3)) * (k5 + 2) as f64
+    } else {
+        (x[3].tanh() * 0.5)
             .sinh()
-            .mul_add(autodiff::ops::softplus(a), b);
+            .mul_add(autodiff::ops::softplus(a), b)
+    };
     let mut lse6 = (a * a + 1.0).cbrt();
     let mut scratch7 = vec![0.0; n];
     for i in 0..n {
@@ -5814,11 +5816,11 @@ pub fn p116(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 pub fn p117(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let v1 = a;
-    let (k3, true) = (n % 2, b > -0.27f64) else {
-        return x[0].tanh().exp_m1();
+    let v2 = if let (true, k3 @ 0..=1) = (b > -0.27f64, n % 3) {
+        ((-0.38f64.tanh() * 0.5).sinh() * 0.5) * (k3 + 2) as f64
+    } else {
+        (v1.tanh() * 0.5).sinh().asinh()
     };
-    let v2 =
-        ((-0.38f64.tanh() * 0.5).sinh() * 0.5) * (k3 + 1) as f64 + (v1.tanh() * 0.5).sinh().asinh();
     let mut w4 = x[1].tanh() + 3.0;
     let mut steps = 0;
     while w4 > 0.5 && steps < 20 {
@@ -6192,11 +6194,11 @@ pub fn p125(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         w2 = w2 * 0.6 + 0.05 * x[0].tanh();
         steps += 1;
     }
-    let (k4, true) = (n % 2, w2 <= -1.35f64) else {
-        return -0.05f64.max(-0.96f64);
+    let v3 = if let (true, k4 @ 0..=1) = (w2 <= -1.35f64, n % 3) {
+        (-0.10f64.tanh() * 0.9).asin() * (k4 + 2) as f64
+    } else {
+        (w2.tanh().exp2().tanh() * 0.9).asin()
     };
-    let v3 =
-        (-0.10f64.tanh() * 0.9).asin() * (k4 + 1) as f64 + (w2.tanh().exp2().tanh() * 0.9).asin();
     let mut buf5 = vec![0.0; n];
     for i in 0..n {
         buf5[i] = 0.69f64;
@@ -7268,10 +7270,10 @@ pub fn p149(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         part3 += part3_s[i] * part3_s[1].sin();
     }
     let v4 = 1.26f64;
-    let v5 = match (arr1 < 0.38f64, n % 3) {
-        (true, 0) => v4,
-        (false, k6) | (_, k6 @ 1) => (b.tanh() * 0.5) * (k6 + 1) as f64,
-        _ => x[1].clamp(-1.0, 1.0),
+    let v5 = if let (true, k6 @ 0..=1) = (arr1 < 0.38f64, n % 3) {
+        v4 * (k6 + 2) as f64
+    } else {
+        (b.tanh() * 0.5)
     };
     1.20f64 * (a).tanh()
         + 0.15f64 * (b).tanh()
@@ -7471,14 +7473,14 @@ pub fn p154(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
                     + (a).tanh().stop_gradient());
         }
     }
-    let v2 = match ((a.tanh() * 0.9).asin() > 0.82f64, n % 3) {
-        (true, 0) => {
+    let v2 = match n % 3 {
+        0 => {
             (((1.15f64.hypot(b)).tanh() - (acc1).tanh().stop_gradient())
                 .exp()
                 .ln()
                 + (acc1).tanh().stop_gradient())
         }
-        (false, k3) | (_, k3 @ 1) => x[2].clamp(-1.0, 1.0).abs() * (k3 + 1) as f64,
+        1 if (a.tanh() * 0.9).asin() > 0.82f64 => x[2].clamp(-1.0, 1.0).abs(),
         _ => b.tanh().exp(),
     };
     -1.31f64 * (a).tanh() + 0.56f64 * (b).tanh() + -0.86f64 * (acc1).tanh() + 1.62f64 * (v2).tanh()
@@ -8235,11 +8237,11 @@ pub fn p171(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         let z = if smooth(x[0]) > 0.0 { t } else { &e * 2.0 };
         (&z * &e).sum()
     };
-    let v2 = if let (true, k3 @ 0..=1) = (x[1].powi(3) > -0.05f64, n % 3) {
-        (arr1.tanh() - (a * a).ln_1p()) * (k3 + 2) as f64
-    } else {
-        ((x[0] * x[0] + 0.5).sqrt().tanh() * 0.5).tan()
+    let (k3, true) = (n % 2, x[1].powi(3) > -0.05f64) else {
+        return (x[3] * x[3] + 0.5).sqrt();
     };
+    let v2 = (arr1.tanh() - (a * a).ln_1p()) * (k3 + 1) as f64
+        + ((x[0] * x[0] + 0.5).sqrt().tanh() * 0.5).tan();
     -1.91f64 * (a).tanh()
         + -0.31f64 * (b).tanh()
         + -0.99f64 * (arr1).tanh()
@@ -9027,11 +9029,14 @@ pub fn p188(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         .mean()
         .unwrap()
         * a;
-    let v2 = if let (true, k3 @ 0..=1) = (f64::sin(-0.33f64) >= -1.25f64, n % 3) {
-        arr1 * (k3 + 2) as f64
-    } else {
-        (a * b).tanh()
-    };
+    let v2 = x
+        .iter()
+        .copied()
+        .zip(x[1..].iter().copied())
+        .fold((b.tanh() * 0.5).tan(), |acc, (k3, q)| {
+            acc * 0.5 + k3 * q * arr1
+        })
+        + (a * b).tanh();
     -0.40f64 * (a).tanh() + 1.98f64 * (b).tanh() + -0.50f64 * (arr1).tanh() + 1.33f64 * (v2).tanh()
 }
 
@@ -9871,11 +9876,13 @@ pub fn p207(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..part1_s.len() {
         part1 += part1_s[i] * part1_s[1].sin();
     }
-    let (k3, true) = (n % 2, a.sin() <= -0.71f64) else {
-        return smooth(0.44f64);
+    let v2 = match (a.sin() <= -0.71f64, n % 3) {
+        (true, 0) => (-0.57f64.tanh() * 0.5).cosh(),
+        (false, k3) | (_, k3 @ 1) => {
+            (a.mul_add(-0.39f64, x[1]).tanh() * 0.5).cosh() * (k3 + 1) as f64
+        }
+        _ => smooth(0.44f64),
     };
-    let v2 = (-0.57f64.tanh() * 0.5).cosh() * (k3 + 1) as f64
-        + (a.mul_add(-0.39f64, x[1]).tanh() * 0.5).cosh();
     1.84f64 * (a).tanh() + 1.84f64 * (b).tanh() + -1.27f64 * (part1).tanh() + 1.11f64 * (v2).tanh()
 }
 
@@ -10351,14 +10358,13 @@ pub fn p218(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p219(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let (k2, true) = (n % 2, smooth(a) > 1.34f64) else {
-        return x[1];
+    let v1 = match n % 3 {
+        0 => b
+            .hypot(b)
+            .mul_add(b.clamp(-1.0, 1.0), (1.50f64 * 1.50f64 + 1.0).powf(a.tanh())),
+        1 if smooth(a) > 1.34f64 => (b.tanh() * 0.9).acos(),
+        _ => x[1],
     };
-    let v1 = b
-        .hypot(b)
-        .mul_add(b.clamp(-1.0, 1.0), (1.50f64 * 1.50f64 + 1.0).powf(a.tanh()))
-        * (k2 + 1) as f64
-        + (b.tanh() * 0.9).acos();
     let mut perm3 = vec![0usize; n];
     for i in 0..n {
         perm3[i] = (i + 1) % n;
@@ -10596,11 +10602,14 @@ pub fn p224(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
     }
     let v6 = hist4[1] * hist4[2 * n] + hist4[3 * n - 1] + st5;
-    let v7 = if let (true, k8 @ 0..=1) = ((b * b + 1.0).log(3.0) >= -0.61f64, n % 3) {
-        ((x[1].tanh() * 0.5).cosh() * -0.76f64.min(v6)) * (k8 + 2) as f64
-    } else {
-        arr2
-    };
+    let v7 = x
+        .iter()
+        .copied()
+        .zip(x[1..].iter().copied())
+        .fold((0.20f64 * a), |acc, (k8, q)| {
+            acc * 0.5 + k8 * q * ((x[1].tanh() * 0.5).cosh() * -0.76f64.min(v6))
+        })
+        + arr2;
     let v9 = x[3];
     0.99f64 * (a).tanh()
         + -0.82f64 * (b).tanh()
@@ -10743,11 +10752,10 @@ pub fn p227(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p228(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let v1 = match (-0.82f64 <= 1.88f64, n % 3) {
-        (true, 0) => (a.tanh() * 0.5).cosh().asinh(),
-        (false, k2) | (_, k2 @ 1) => f64::sin(x[3].tanh().exp_m1()) * (k2 + 1) as f64,
-        _ => -0.66f64,
+    let (k2, true) = (n % 2, -0.82f64 <= 1.88f64) else {
+        return -0.66f64;
     };
+    let v1 = (a.tanh() * 0.5).cosh().asinh() * (k2 + 1) as f64 + f64::sin(x[3].tanh().exp_m1());
     let mut pair3 = 0.0;
     for i in 0..n {
         let w = v1;
@@ -11536,11 +11544,11 @@ pub fn p245(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         buf1[i] = (old * buf1[i - 1]).sin() + old;
     }
     let v2 = buf1[3] * buf1[0];
-    let v3 = match (b <= -0.62f64, n % 3) {
-        (true, 0) => (b.sin() / ((-0.67f64 - v2) * (-0.67f64 - v2) + 1.0)),
-        (false, k4) | (_, k4 @ 1) => (-0.99f64.hypot(b) + (a + v2)) * (k4 + 1) as f64,
-        _ => b,
+    let (k4, true) = (n % 2, b <= -0.62f64) else {
+        return b;
     };
+    let v3 = (b.sin() / ((-0.67f64 - v2) * (-0.67f64 - v2) + 1.0)) * (k4 + 1) as f64
+        + (-0.99f64.hypot(b) + (a + v2));
     let mut acc5 = (v2 * v2 + 1.0).cbrt();
     for i in 0..n {
         acc5 += (v2 * b).abs();
@@ -11783,9 +11791,9 @@ pub fn p250(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         perm1[n - 1] = first;
     }
-    let v3 = match n % 3 {
-        0 => (b * b).ln_1p().min((x[0].tanh() * 0.9).asin()),
-        1 if (-(-0.28f64)) < -1.42f64 => ((x[1].tanh() * 0.9).asin() * 0.5),
+    let v3 = match ((-(-0.28f64)) < -1.42f64, n % 3) {
+        (true, 0) => (b * b).ln_1p().min((x[0].tanh() * 0.9).asin()),
+        (false, k4) | (_, k4 @ 1) => ((x[1].tanh() * 0.9).asin() * 0.5) * (k4 + 1) as f64,
         _ => x[3].min(rot2),
     };
     let mut w5 = (((v3).tanh() - (a * b).tanh().stop_gradient()).exp().ln()
@@ -11876,11 +11884,14 @@ pub fn p252(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         .mapv(|t| t.sin())
         .sum()
         + (x[1] * x[1] + 1.0).powf(1.78f64.tanh());
-    let v2 = if let (true, k3 @ 0..=1) = ((arr1 * arr1 + 1.0).log10() >= 0.16f64, n % 3) {
-        (a.tanh() * 0.5).cosh().tanh() * (k3 + 2) as f64
-    } else {
-        -0.99f64.mul_add(b, 1.54f64).max((arr1.tanh() * 0.9).acos())
-    };
+    let v2 = x
+        .iter()
+        .copied()
+        .zip(x[1..].iter().copied())
+        .fold(b.asinh(), |acc, (k3, q)| {
+            acc * 0.5 + k3 * q * (a.tanh() * 0.5).cosh().tanh()
+        })
+        + -0.99f64.mul_add(b, 1.54f64).max((arr1.tanh() * 0.9).acos());
     let mut acc4 = (0.95f64.tanh() * 0.9).acos();
     for i in 0..n {
         acc4 += (-1.56f64 * -1.56f64 + 1.0).log2();
@@ -11993,10 +12004,11 @@ pub fn p256(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         w1 = w1 * 0.6 + 0.05 * a.tanh();
         steps += 1;
     }
-    let (k3, true) = (n % 2, (x[0].tanh() * 0.9).asin() >= 0.38f64) else {
-        return (1.78f64 * 1.78f64 + 1.5).acosh();
+    let v2 = match n % 3 {
+        0 => b,
+        1 if (x[0].tanh() * 0.9).asin() >= 0.38f64 => (x[2] * x[2] + 1.0).log(3.0),
+        _ => (1.78f64 * 1.78f64 + 1.5).acosh(),
     };
-    let v2 = b * (k3 + 1) as f64 + (x[2] * x[2] + 1.0).log(3.0);
     let mut lse4 = (x[1] * a);
     let mut scratch5 = vec![0.0; 3];
     for i in 0..n {
@@ -12210,10 +12222,10 @@ pub fn p261(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p262(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let v1 = match n % 3 {
-        0 => b.cos().max((x[3].tanh() * 0.9).asin()),
-        1 if a.mul_add(-1.16f64, x[1]) > -1.90f64 => -1.82f64.max(a).sin(),
-        _ => (b * b + 1.5).acosh(),
+    let v1 = if let (true, k2 @ 0..=1) = (a.mul_add(-1.16f64, x[1]) > -1.90f64, n % 3) {
+        b.cos().max((x[3].tanh() * 0.9).asin()) * (k2 + 2) as f64
+    } else {
+        -1.82f64.max(a).sin()
     };
     let mut buf3 = vec![0.0; n];
     for i in 0..n {
@@ -12645,11 +12657,13 @@ pub fn p268(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 pub fn p269(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let v1 = (((b.tanh() * 0.5).tan() * (b.tanh() * 0.5).tan() + 1.0).ln() * b);
-    let (k3, true) = (n % 2, (x[3] * 0.80f64) <= -0.86f64) else {
-        return -0.47f64.mul_add(a, b);
+    let v2 = match ((x[3] * 0.80f64) <= -0.86f64, n % 3) {
+        (true, 0) => (a.tanh().exp2() * a.tanh().exp2()).ln_1p(),
+        (false, k3) | (_, k3 @ 1) => {
+            ((-1.17f64.tanh() * 0.9).atanh().tanh() * 0.5).sinh() * (k3 + 1) as f64
+        }
+        _ => -0.47f64.mul_add(a, b),
     };
-    let v2 = (a.tanh().exp2() * a.tanh().exp2()).ln_1p() * (k3 + 1) as f64
-        + ((-1.17f64.tanh() * 0.9).atanh().tanh() * 0.5).sinh();
     let mut acc4 = (b.tanh() * 0.9).acos();
     for i in 0..n {
         acc4 += (v2.hypot(v2).tanh() * 0.9).atanh();
@@ -13801,10 +13815,10 @@ pub fn p294(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             acc1 = acc1 * 0.9 + b.tanh().exp();
         }
     }
-    let v2 = if let (true, k3 @ 0..=1) = (f64::sin(x[3]) > 0.49f64, n % 3) {
-        ((1.60f64 * acc1) * (1.60f64 * acc1) + 1.0).log(3.0) * (k3 + 2) as f64
-    } else {
-        autodiff::ops::sigmoid((x[0] + b))
+    let v2 = match (f64::sin(x[3]) > 0.49f64, n % 3) {
+        (true, 0) => ((1.60f64 * acc1) * (1.60f64 * acc1) + 1.0).log(3.0),
+        (false, k3) | (_, k3 @ 1) => autodiff::ops::sigmoid((x[0] + b)) * (k3 + 1) as f64,
+        _ => (acc1 * acc1 + 1.5).acosh(),
     };
     let mut perm4 = vec![0usize; n];
     for i in 0..n {
@@ -14357,14 +14371,12 @@ mod twin {
             }
             lse1 += se.ln() + mx;
         }
-        let v3 = match ((-c(1.51) + lse1) <= c(0.73), n % 3) {
-            (true, 0) => ((a * a + c(1.5)).acosh() * (a * a + c(1.5)).acosh() + c(1.0)).recip(),
-            (false, k4) | (_, k4 @ 1) => {
-                ((a.tanh() * c(0.9)).acos() * (a.tanh() * c(0.9)).acos() + c(1.0)).recip()
-                    * (k4 + 1) as f64
-            }
-            _ => (-c(0.92) * -c(0.92) + c(1.0)).ln(),
+        let (k4, true) = (n % 2, (-c(1.51) + lse1) <= c(0.73)) else {
+            return (-c(0.92) * -c(0.92) + c(1.0)).ln();
         };
+        let v3 = ((a * a + c(1.5)).acosh() * (a * a + c(1.5)).acosh() + c(1.0)).recip()
+            * (k4 + 1) as f64
+            + ((a.tanh() * c(0.9)).acos() * (a.tanh() * c(0.9)).acos() + c(1.0)).recip();
         let mut acc5 = smooth(b);
         for i in 0..n {
             acc5 += lse1.tanh().exp2();
@@ -14845,9 +14857,9 @@ mod twin {
                 * ((b.tanh() * c(0.9)).asin() * (b.tanh() * c(0.9)).asin() + c(0.5)).sqrt()
                 + c(0.5),
         );
-        let v2 = match ((x[0] * c(0.5)) <= c(0.77), n % 3) {
-            (true, 0) => ((v1 - b) * (v1 - b) + c(1.0)).log(3.0),
-            (false, k3) | (_, k3 @ 1) => x[2] * (k3 + 1) as f64,
+        let v2 = match n % 3 {
+            0 => ((v1 - b) * (v1 - b) + c(1.0)).log(3.0),
+            1 if (x[0] * c(0.5)) <= c(0.77) => x[2],
             _ => x[3],
         };
         let mut acc4 = a;
@@ -15114,13 +15126,14 @@ mod twin {
         for i in 0..part3_s.len() {
             part3 += part3_s[i] * part3_s[1].sin();
         }
-        let v4 = match n % 3 {
-            0 => (pair1 * pair1 + c(1.0)).ln(),
-            1 if (c(1.16) * b) >= c(1.68) => {
-                ((-(x[1])) / ((part3 * c(0.5)) * (part3 * c(0.5)) + c(1.0)))
-            }
-            _ => (b * b + c(1.0)).recip(),
-        };
+        let v4 = x
+            .iter()
+            .copied()
+            .zip(x[1..].iter().copied())
+            .fold((b * b + c(1.0)).recip(), |acc, (k5, q)| {
+                acc * c(0.5) + k5 * q * (pair1 * pair1 + c(1.0)).ln()
+            })
+            + ((-(x[1])) / ((part3 * c(0.5)) * (part3 * c(0.5)) + c(1.0)));
         c(0.64) * (a).tanh()
             + -c(1.92) * (b).tanh()
             + c(0.09) * (pair1).tanh()
@@ -15302,10 +15315,10 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p25(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let v1 = match (c(1.21).cos() >= c(1.16), n % 3) {
-            (true, 0) => x[3].clamp(-c(1.0), c(1.0)).powi(2),
-            (false, k2) | (_, k2 @ 1) => ((x[3] * a).tanh() * c(0.9)).acos() * (k2 + 1) as f64,
-            _ => (c(1.14).tanh() * c(0.5)).cosh(),
+        let v1 = if let (true, k2 @ 0..=1) = (c(1.21).cos() >= c(1.16), n % 3) {
+            x[3].clamp(-c(1.0), c(1.0)).powi(2) * (k2 + 2) as f64
+        } else {
+            ((x[3] * a).tanh() * c(0.9)).acos()
         };
         let part3_s = &x[1..];
         let mut part3 = ops::sigmoid(b);
@@ -16757,12 +16770,11 @@ mod twin {
                 pair2 += (d * d + c(0.5)).recip() * acc1;
             }
         }
-        let (k4, true) = (n % 2, b.clamp(-c(1.0), c(1.0)) >= -c(0.58)) else {
-            return (((x[3]).tanh() - (a).tanh().stop_gradient()).exp().ln()
-                + (a).tanh().stop_gradient());
+        let v3 = if let (true, k4 @ 0..=1) = (b.clamp(-c(1.0), c(1.0)) >= -c(0.58), n % 3) {
+            (acc1.atan2(a * a + c(0.5)).tanh() * c(0.5)).cosh() * (k4 + 2) as f64
+        } else {
+            (a.min(c(0.02)) - (acc1 * acc1 + c(1.0)).log2())
         };
-        let v3 = (acc1.atan2(a * a + c(0.5)).tanh() * c(0.5)).cosh() * (k4 + 1) as f64
-            + (a.min(c(0.02)) - (acc1 * acc1 + c(1.0)).log2());
         let mut acc: D = -c(1.21) * (a).tanh()
             + c(1.94) * (b).tanh()
             + c(1.61) * (acc1).tanh()
@@ -16891,10 +16903,10 @@ mod twin {
             }
             lse1 = lse1 * c(0.5) + se.ln() + mx;
         }
-        let v3 = if let (true, k4 @ 0..=1) = ((lse1.tanh() * c(0.9)).acos() < c(1.25), n % 3) {
-            ((-(x[3])) * (-(x[3])) + c(1.0)).log10() * (k4 + 2) as f64
-        } else {
-            a
+        let v3 = match n % 3 {
+            0 => ((-(x[3])) * (-(x[3])) + c(1.0)).log10(),
+            1 if (lse1.tanh() * c(0.9)).acos() < c(1.25) => a,
+            _ => c(0.65),
         };
         let mut w5 = ((v3 - lse1).tanh() * c(0.9)).asin().tanh() + c(3.0);
         let mut steps = 0;
@@ -18268,11 +18280,10 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p86(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let v1 = match (b.asinh() > -c(0.40), n % 3) {
-            (true, 0) => a,
-            (false, k2) | (_, k2 @ 1) => (x[2] * x[2]).ln_1p().cos() * (k2 + 1) as f64,
-            _ => -c(1.55).max(-c(0.39)),
+        let (k2, true) = (n % 2, b.asinh() > -c(0.40)) else {
+            return -c(1.55).max(-c(0.39));
         };
+        let v1 = a * (k2 + 1) as f64 + (x[2] * x[2]).ln_1p().cos();
         let mut hist3 = vec![c(0.0); 3 * n];
         let mut st4 = (v1 * v1).ln_1p();
         for t in 0..3 {
@@ -18667,11 +18678,14 @@ mod twin {
                 pair1 += (d * d + c(0.5)).recip() * (a * a + c(0.5)).sqrt();
             }
         }
-        let v2 = match n % 3 {
-            0 => (x[0] * x[0] + c(1.0)).ln(),
-            1 if (b * b) > -c(1.28) => a,
-            _ => b.cos(),
-        };
+        let v2 = x
+            .iter()
+            .copied()
+            .zip(x[1..].iter().copied())
+            .fold(b.cos(), |acc, (k3, q)| {
+                acc * c(0.5) + k3 * q * (x[0] * x[0] + c(1.0)).ln()
+            })
+            + a;
         -c(0.90) * (a).tanh()
             + c(0.99) * (b).tanh()
             + c(0.48) * (pair1).tanh()
@@ -19174,11 +19188,11 @@ mod twin {
             lse1 = lse1 * c(0.5) + se.ln() + mx + prev;
         }
         let arr3 = (m * x[3].abs() + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
-        let (k5, true) = (n % 2, -c(0.10).atan2(b * b + c(0.5)) > -c(0.63)) else {
-            return lse1.sin();
+        let v4 = if let (true, k5 @ 0..=1) = (-c(0.10).atan2(b * b + c(0.5)) > -c(0.63), n % 3) {
+            (c(1.34) * a).min(helpers::soft(arr3, c(0.3))) * (k5 + 2) as f64
+        } else {
+            (x[3].tanh() * c(0.5)).sinh().mul_add(ops::softplus(a), b)
         };
-        let v4 = (c(1.34) * a).min(helpers::soft(arr3, c(0.3))) * (k5 + 1) as f64
-            + (x[3].tanh() * c(0.5)).sinh().mul_add(ops::softplus(a), b);
         let mut lse6 = (a * a + c(1.0)).cbrt();
         let mut scratch7 = vec![c(0.0); n];
         for i in 0..n {
@@ -19694,11 +19708,11 @@ mod twin {
     pub fn p117(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let v1 = a;
-        let (k3, true) = (n % 2, b > -c(0.27)) else {
-            return x[0].tanh().exp_m1();
+        let v2 = if let (true, k3 @ 0..=1) = (b > -c(0.27), n % 3) {
+            ((-c(0.38).tanh() * c(0.5)).sinh() * c(0.5)) * (k3 + 2) as f64
+        } else {
+            (v1.tanh() * c(0.5)).sinh().asinh()
         };
-        let v2 = ((-c(0.38).tanh() * c(0.5)).sinh() * c(0.5)) * (k3 + 1) as f64
-            + (v1.tanh() * c(0.5)).sinh().asinh();
         let mut w4 = x[1].tanh() + c(3.0);
         let mut steps = 0;
         while w4 > c(0.5) && steps < 20 {
@@ -20064,11 +20078,11 @@ mod twin {
             w2 = w2 * c(0.6) + c(0.05) * x[0].tanh();
             steps += 1;
         }
-        let (k4, true) = (n % 2, w2 <= -c(1.35)) else {
-            return -c(0.05).max(-c(0.96));
+        let v3 = if let (true, k4 @ 0..=1) = (w2 <= -c(1.35), n % 3) {
+            (-c(0.10).tanh() * c(0.9)).asin() * (k4 + 2) as f64
+        } else {
+            (w2.tanh().exp2().tanh() * c(0.9)).asin()
         };
-        let v3 = (-c(0.10).tanh() * c(0.9)).asin() * (k4 + 1) as f64
-            + (w2.tanh().exp2().tanh() * c(0.9)).asin();
         let mut buf5 = vec![c(0.0); n];
         for i in 0..n {
             buf5[i] = c(0.69);
@@ -21117,10 +21131,10 @@ mod twin {
             part3 += part3_s[i] * part3_s[1].sin();
         }
         let v4 = c(1.26);
-        let v5 = match (arr1 < c(0.38), n % 3) {
-            (true, 0) => v4,
-            (false, k6) | (_, k6 @ 1) => (b.tanh() * c(0.5)) * (k6 + 1) as f64,
-            _ => x[1].clamp(-c(1.0), c(1.0)),
+        let v5 = if let (true, k6 @ 0..=1) = (arr1 < c(0.38), n % 3) {
+            v4 * (k6 + 2) as f64
+        } else {
+            (b.tanh() * c(0.5))
         };
         c(1.20) * (a).tanh()
             + c(0.15) * (b).tanh()
@@ -21321,14 +21335,14 @@ mod twin {
                         + (a).tanh().stop_gradient());
             }
         }
-        let v2 = match ((a.tanh() * c(0.9)).asin() > c(0.82), n % 3) {
-            (true, 0) => {
+        let v2 = match n % 3 {
+            0 => {
                 (((c(1.15).hypot(b)).tanh() - (acc1).tanh().stop_gradient())
                     .exp()
                     .ln()
                     + (acc1).tanh().stop_gradient())
             }
-            (false, k3) | (_, k3 @ 1) => x[2].clamp(-c(1.0), c(1.0)).abs() * (k3 + 1) as f64,
+            1 if (a.tanh() * c(0.9)).asin() > c(0.82) => x[2].clamp(-c(1.0), c(1.0)).abs(),
             _ => b.tanh().exp(),
         };
         -c(1.31) * (a).tanh()
@@ -22077,11 +22091,11 @@ mod twin {
             };
             (&z * &e).sum()
         };
-        let v2 = if let (true, k3 @ 0..=1) = (x[1].powi(3) > -c(0.05), n % 3) {
-            (arr1.tanh() - (a * a).ln_1p()) * (k3 + 2) as f64
-        } else {
-            ((x[0] * x[0] + c(0.5)).sqrt().tanh() * c(0.5)).tan()
+        let (k3, true) = (n % 2, x[1].powi(3) > -c(0.05)) else {
+            return (x[3] * x[3] + c(0.5)).sqrt();
         };
+        let v2 = (arr1.tanh() - (a * a).ln_1p()) * (k3 + 1) as f64
+            + ((x[0] * x[0] + c(0.5)).sqrt().tanh() * c(0.5)).tan();
         -c(1.91) * (a).tanh()
             + -c(0.31) * (b).tanh()
             + -c(0.99) * (arr1).tanh()
@@ -22859,11 +22873,14 @@ mod twin {
             .mean()
             .unwrap()
             * a;
-        let v2 = if let (true, k3 @ 0..=1) = (sin(-c(0.33)) >= -c(1.25), n % 3) {
-            arr1 * (k3 + 2) as f64
-        } else {
-            (a * b).tanh()
-        };
+        let v2 = x
+            .iter()
+            .copied()
+            .zip(x[1..].iter().copied())
+            .fold((b.tanh() * c(0.5)).tan(), |acc, (k3, q)| {
+                acc * c(0.5) + k3 * q * arr1
+            })
+            + (a * b).tanh();
         -c(0.40) * (a).tanh()
             + c(1.98) * (b).tanh()
             + -c(0.50) * (arr1).tanh()
@@ -23700,11 +23717,13 @@ mod twin {
         for i in 0..part1_s.len() {
             part1 += part1_s[i] * part1_s[1].sin();
         }
-        let (k3, true) = (n % 2, a.sin() <= -c(0.71)) else {
-            return smooth(c(0.44));
+        let v2 = match (a.sin() <= -c(0.71), n % 3) {
+            (true, 0) => (-c(0.57).tanh() * c(0.5)).cosh(),
+            (false, k3) | (_, k3 @ 1) => {
+                (a.mul_add(-c(0.39), x[1]).tanh() * c(0.5)).cosh() * (k3 + 1) as f64
+            }
+            _ => smooth(c(0.44)),
         };
-        let v2 = (-c(0.57).tanh() * c(0.5)).cosh() * (k3 + 1) as f64
-            + (a.mul_add(-c(0.39), x[1]).tanh() * c(0.5)).cosh();
         c(1.84) * (a).tanh()
             + c(1.84) * (b).tanh()
             + -c(1.27) * (part1).tanh()
@@ -24171,14 +24190,14 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p219(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let (k2, true) = (n % 2, smooth(a) > c(1.34)) else {
-            return x[1];
+        let v1 = match n % 3 {
+            0 => b.hypot(b).mul_add(
+                b.clamp(-c(1.0), c(1.0)),
+                (c(1.50) * c(1.50) + c(1.0)).powd(a.tanh()),
+            ),
+            1 if smooth(a) > c(1.34) => (b.tanh() * c(0.9)).acos(),
+            _ => x[1],
         };
-        let v1 = b.hypot(b).mul_add(
-            b.clamp(-c(1.0), c(1.0)),
-            (c(1.50) * c(1.50) + c(1.0)).powd(a.tanh()),
-        ) * (k2 + 1) as f64
-            + (b.tanh() * c(0.9)).acos();
         let mut perm3 = vec![0usize; n];
         for i in 0..n {
             perm3[i] = (i + 1) % n;
@@ -24417,11 +24436,14 @@ mod twin {
             }
         }
         let v6 = hist4[1] * hist4[2 * n] + hist4[3 * n - 1] + st5;
-        let v7 = if let (true, k8 @ 0..=1) = ((b * b + c(1.0)).log(3.0) >= -c(0.61), n % 3) {
-            ((x[1].tanh() * c(0.5)).cosh() * -c(0.76).min(v6)) * (k8 + 2) as f64
-        } else {
-            arr2
-        };
+        let v7 =
+            x.iter()
+                .copied()
+                .zip(x[1..].iter().copied())
+                .fold((c(0.20) * a), |acc, (k8, q)| {
+                    acc * c(0.5) + k8 * q * ((x[1].tanh() * c(0.5)).cosh() * -c(0.76).min(v6))
+                })
+                + arr2;
         let v9 = x[3];
         c(0.99) * (a).tanh()
             + -c(0.82) * (b).tanh()
@@ -24563,11 +24585,10 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p228(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let v1 = match (-c(0.82) <= c(1.88), n % 3) {
-            (true, 0) => (a.tanh() * c(0.5)).cosh().asinh(),
-            (false, k2) | (_, k2 @ 1) => sin(x[3].tanh().exp_m1()) * (k2 + 1) as f64,
-            _ => -c(0.66),
+        let (k2, true) = (n % 2, -c(0.82) <= c(1.88)) else {
+            return -c(0.66);
         };
+        let v1 = (a.tanh() * c(0.5)).cosh().asinh() * (k2 + 1) as f64 + sin(x[3].tanh().exp_m1());
         let mut pair3 = c(0.0);
         for i in 0..n {
             let w = v1;
@@ -25337,11 +25358,11 @@ mod twin {
             buf1[i] = (old * buf1[i - 1]).sin() + old;
         }
         let v2 = buf1[3] * buf1[0];
-        let v3 = match (b <= -c(0.62), n % 3) {
-            (true, 0) => (b.sin() / ((-c(0.67) - v2) * (-c(0.67) - v2) + c(1.0))),
-            (false, k4) | (_, k4 @ 1) => (-c(0.99).hypot(b) + (a + v2)) * (k4 + 1) as f64,
-            _ => b,
+        let (k4, true) = (n % 2, b <= -c(0.62)) else {
+            return b;
         };
+        let v3 = (b.sin() / ((-c(0.67) - v2) * (-c(0.67) - v2) + c(1.0))) * (k4 + 1) as f64
+            + (-c(0.99).hypot(b) + (a + v2));
         let mut acc5 = (v2 * v2 + c(1.0)).cbrt();
         for i in 0..n {
             acc5 += (v2 * b).abs();
@@ -25576,9 +25597,9 @@ mod twin {
             }
             perm1[n - 1] = first;
         }
-        let v3 = match n % 3 {
-            0 => (b * b).ln_1p().min((x[0].tanh() * c(0.9)).asin()),
-            1 if (-(-c(0.28))) < -c(1.42) => ((x[1].tanh() * c(0.9)).asin() * c(0.5)),
+        let v3 = match ((-(-c(0.28))) < -c(1.42), n % 3) {
+            (true, 0) => (b * b).ln_1p().min((x[0].tanh() * c(0.9)).asin()),
+            (false, k4) | (_, k4 @ 1) => ((x[1].tanh() * c(0.9)).asin() * c(0.5)) * (k4 + 1) as f64,
             _ => x[3].min(rot2),
         };
         let mut w5 = (((v3).tanh() - (a * b).tanh().stop_gradient()).exp().ln()
@@ -25665,13 +25686,16 @@ mod twin {
             .mapv(|t| t.sin())
             .sum()
             + (x[1] * x[1] + c(1.0)).powd(c(1.78).tanh());
-        let v2 = if let (true, k3 @ 0..=1) = ((arr1 * arr1 + c(1.0)).log10() >= c(0.16), n % 3) {
-            (a.tanh() * c(0.5)).cosh().tanh() * (k3 + 2) as f64
-        } else {
-            -c(0.99)
+        let v2 = x
+            .iter()
+            .copied()
+            .zip(x[1..].iter().copied())
+            .fold(b.asinh(), |acc, (k3, q)| {
+                acc * c(0.5) + k3 * q * (a.tanh() * c(0.5)).cosh().tanh()
+            })
+            + -c(0.99)
                 .mul_add(b, c(1.54))
-                .max((arr1.tanh() * c(0.9)).acos())
-        };
+                .max((arr1.tanh() * c(0.9)).acos());
         let mut acc4 = (c(0.95).tanh() * c(0.9)).acos();
         for i in 0..n {
             acc4 += (-c(1.56) * -c(1.56) + c(1.0)).log2();
@@ -25785,10 +25809,11 @@ mod twin {
             w1 = w1 * c(0.6) + c(0.05) * a.tanh();
             steps += 1;
         }
-        let (k3, true) = (n % 2, (x[0].tanh() * c(0.9)).asin() >= c(0.38)) else {
-            return (c(1.78) * c(1.78) + c(1.5)).acosh();
+        let v2 = match n % 3 {
+            0 => b,
+            1 if (x[0].tanh() * c(0.9)).asin() >= c(0.38) => (x[2] * x[2] + c(1.0)).log(3.0),
+            _ => (c(1.78) * c(1.78) + c(1.5)).acosh(),
         };
-        let v2 = b * (k3 + 1) as f64 + (x[2] * x[2] + c(1.0)).log(3.0);
         let mut lse4 = (x[1] * a);
         let mut scratch5 = vec![c(0.0); 3];
         for i in 0..n {
@@ -25996,10 +26021,10 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p262(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let v1 = match n % 3 {
-            0 => b.cos().max((x[3].tanh() * c(0.9)).asin()),
-            1 if a.mul_add(-c(1.16), x[1]) > -c(1.90) => -c(1.82).max(a).sin(),
-            _ => (b * b + c(1.5)).acosh(),
+        let v1 = if let (true, k2 @ 0..=1) = (a.mul_add(-c(1.16), x[1]) > -c(1.90), n % 3) {
+            b.cos().max((x[3].tanh() * c(0.9)).asin()) * (k2 + 2) as f64
+        } else {
+            -c(1.82).max(a).sin()
         };
         let mut buf3 = vec![c(0.0); n];
         for i in 0..n {
@@ -26426,11 +26451,13 @@ mod twin {
     pub fn p269(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let v1 = (((b.tanh() * c(0.5)).tan() * (b.tanh() * c(0.5)).tan() + c(1.0)).ln() * b);
-        let (k3, true) = (n % 2, (x[3] * c(0.80)) <= -c(0.86)) else {
-            return -c(0.47).mul_add(a, b);
+        let v2 = match ((x[3] * c(0.80)) <= -c(0.86), n % 3) {
+            (true, 0) => (a.tanh().exp2() * a.tanh().exp2()).ln_1p(),
+            (false, k3) | (_, k3 @ 1) => {
+                ((-c(1.17).tanh() * c(0.9)).atanh().tanh() * c(0.5)).sinh() * (k3 + 1) as f64
+            }
+            _ => -c(0.47).mul_add(a, b),
         };
-        let v2 = (a.tanh().exp2() * a.tanh().exp2()).ln_1p() * (k3 + 1) as f64
-            + ((-c(1.17).tanh() * c(0.9)).atanh().tanh() * c(0.5)).sinh();
         let mut acc4 = (b.tanh() * c(0.9)).acos();
         for i in 0..n {
             acc4 += (v2.hypot(v2).tanh() * c(0.9)).atanh();
@@ -27548,10 +27575,10 @@ mod twin {
                 acc1 = acc1 * c(0.9) + b.tanh().exp();
             }
         }
-        let v2 = if let (true, k3 @ 0..=1) = (sin(x[3]) > c(0.49), n % 3) {
-            ((c(1.60) * acc1) * (c(1.60) * acc1) + c(1.0)).log(3.0) * (k3 + 2) as f64
-        } else {
-            ops::sigmoid((x[0] + b))
+        let v2 = match (sin(x[3]) > c(0.49), n % 3) {
+            (true, 0) => ((c(1.60) * acc1) * (c(1.60) * acc1) + c(1.0)).log(3.0),
+            (false, k3) | (_, k3 @ 1) => ops::sigmoid((x[0] + b)) * (k3 + 1) as f64,
+            _ => (acc1 * acc1 + c(1.5)).acosh(),
         };
         let mut perm4 = vec![0usize; n];
         for i in 0..n {

@@ -1866,3 +1866,30 @@ fn loops_after_an_early_return_match_finite_differences() {
         assert_close(&got, &fd(&f, &all), 1e-6);
     }
 }
+
+// A loop that reads a slice's elements and a part of the same slice (`x[i] * xs[i]` with
+// `xs = &x[1..]`): both add into `x`'s adjoint. It failed to compile before (found by the
+// generator's folds over `x.iter().zip(x[1..].iter())`): the reads of `x` took a window of
+// its adjoint for the whole reverse loop, a second borrow beside the part's additions.
+#[differentiate]
+fn slice_and_part_of_it(x: &[f64], a: f64) -> f64 {
+    let n = x.len();
+    let xs = &x[1..];
+    let mut s = 0.0;
+    for i in 0..n - 1 {
+        s = s * 0.5 + x[i] * xs[i] * a;
+    }
+    s
+}
+
+#[test]
+fn a_slice_and_a_part_of_it_in_one_loop_match_finite_differences() {
+    let x = [0.3, 1.7, -0.4, 0.9, 0.2];
+    let (gx, ga) = slice_and_part_of_it_grad(&x, 0.7);
+    assert_close(&gx, &fd(&|v| slice_and_part_of_it(v, 0.7), &x), 1e-7);
+    assert_close(
+        &[ga],
+        &fd(&|v| slice_and_part_of_it(&x, v[0]), &[0.7]),
+        1e-7,
+    );
+}

@@ -170,11 +170,11 @@ impl Gen<'_> {
                 if self.rng.chance(30) {
                     // A `match` on an integer with a guard; one on a tuple holding a condition,
                     // with a binding in an or-pattern; an `if let` with a binding; a
-                    // `let .. else` that returns early.
+                    // `let .. else` that returns early; a fold over a zip.
                     let g = self.expr(1);
                     // The binding's name, unlike every other name of the program.
                     let m = self.name("k");
-                    match self.rng.below(4) {
+                    match self.rng.below(5) {
                         0 => {
                             let _ = writeln!(out, "    let {v} = match n % 3 {{\n        0 => {t},\n        1 if {c} => {f},\n        _ => {g},\n    }};");
                         }
@@ -184,8 +184,12 @@ impl Gen<'_> {
                         2 => {
                             let _ = writeln!(out, "    let {v} = if let (true, {m} @ 0..=1) = ({c}, n % 3) {{\n        {t} * ({m} + 2) as f64\n    }} else {{\n        {f}\n    }};");
                         }
-                        _ => {
+                        3 => {
                             let _ = writeln!(out, "    let ({m}, true) = (n % 2, {c}) else {{\n        return {g};\n    }};\n    let {v} = {t} * ({m} + 1) as f64 + {f};");
+                        }
+                        _ => {
+                            // An iterator reduction over a zip of the input with itself shifted.
+                            let _ = writeln!(out, "    let {v} = x\n        .iter()\n        .copied()\n        .zip(x[1..].iter().copied())\n        .fold({g}, |acc, ({m}, q)| acc * 0.5 + {m} * q * {t})\n        + {f};");
                         }
                     }
                 } else {

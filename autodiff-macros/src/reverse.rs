@@ -2060,9 +2060,22 @@ impl<'a> Reverse<'a> {
         let mut uses: HashMap<VarId, usize> = HashMap::new();
         visit_uses(&l.body, true, &mut |v| *uses.entry(v).or_default() += 1);
         let mut out = Vec::new();
+        // Parts and views of a base that the body uses add into the base's adjoint too: a
+        // slice of it held across the loop would be a second borrow.
+        let shared: HashSet<VarId> = self
+            .parts
+            .iter()
+            .map(|(p, (b, _))| (*p, Some(*b)))
+            .chain(self.views.iter().map(|(v, view)| (*v, view.base.var())))
+            .filter(|(p, _)| uses.contains_key(p))
+            .filter_map(|(_, b)| b)
+            .collect();
         for (b, reads) in reads {
             let k = reads[0].1.to_string();
-            if uses.get(&b) != Some(&reads.len()) || reads.iter().any(|r| r.1.to_string() != k) {
+            if uses.get(&b) != Some(&reads.len())
+                || reads.iter().any(|r| r.1.to_string() != k)
+                || shared.contains(&b)
+            {
                 continue;
             }
             self.registers += 1;
