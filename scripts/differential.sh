@@ -40,8 +40,10 @@ log=$(mktemp)
 status=0
 # Every chunk runs even when one fails, so the counts cover all N programs.
 CARGO_TARGET_DIR="$root/target/differential-build" cargo test --no-fail-fast --manifest-path "$dir/Cargo.toml" -- --nocapture > "$log" 2>&1 || status=$?
-grep -E "^[0-9]+ passed, [0-9]+ failed$" "$log" | awk '{p += $1; f += $3} END {print p " passed, " f " failed"}'
+# A chunk that does not compile prints no count line: its errors follow (`|| true`, since
+# `pipefail` would otherwise end the script at a grep that finds nothing).
+{ grep -E "^[0-9]+ passed, [0-9]+ failed$" "$log" || true; } | awk '{p += $1; f += $3} END {print p + 0 " passed, " f + 0 " failed"}'
 if [ "$status" -ne 0 ]; then
-  grep -E "^p[0-9]+:|panicked|^error" "$log" | head -40
+  grep -E "^p[0-9]+:|panicked|^error" -A6 "$log" | head -60 || true
 fi
 exit "$status"

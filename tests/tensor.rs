@@ -1189,6 +1189,45 @@ fn arrays_yielded_from_before_an_if_match_finite_differences() {
     }
 }
 
+// A view of a view taken inside an `if` arm (`m.column(0).insert_axis(..)`), which the arm's
+// reverse reads: it cannot leave the arm in the branch record beside the view it borrows, so
+// the arm's reverse takes it again. It failed to compile before (found by the generator's
+// `let .. else` programs, whose early `return` puts the rest of the function in an arm), at
+// the top level and in a loop.
+#[differentiate]
+fn view_of_a_view_in_an_arm(x: &Array1<f64>, m: &Array2<f64>, b: f64) -> f64 {
+    if x[0] > 0.5 {
+        return b * x[1];
+    }
+    let mut s = (&m.column(0).insert_axis(Axis(1)) * m)
+        .mapv(|t| (t * t + 1.0).ln())
+        .sum()
+        * b;
+    for k in 0..2 {
+        if x[k] < 0.9 {
+            s += (&m.row(k).insert_axis(Axis(0)) * m).sum() * x[k];
+        }
+    }
+    s
+}
+
+#[test]
+fn views_of_views_in_if_arms_match_finite_differences() {
+    let m = values((3, 3), 41, -0.9, 0.9);
+    for x0 in [0.2, 0.8] {
+        let x = Array1::from(vec![x0, 0.4, -0.3]);
+        let (value, (gx, gm, gb)) = view_of_a_view_in_an_arm_value_and_grad(&x, &m, 0.6);
+        assert_eq!(value, view_of_a_view_in_an_arm(&x, &m, 0.6));
+        assert_matches_fd("x", &gx, &x, |x| view_of_a_view_in_an_arm(x, &m, 0.6));
+        assert_matches_fd("m", &gm, &m, |m| view_of_a_view_in_an_arm(&x, m, 0.6));
+        let h = 1e-6;
+        let fd = (view_of_a_view_in_an_arm(&x, &m, 0.6 + h)
+            - view_of_a_view_in_an_arm(&x, &m, 0.6 - h))
+            / (2.0 * h);
+        assert!((gb - fd).abs() < 1e-6 * fd.abs().max(1.0), "{gb} vs {fd}");
+    }
+}
+
 // A passive array carried by a loop and read by its reverse: stepped again by the
 // forward-order reverse (replayed) instead of taped per iteration.
 #[differentiate(wrt(a))]

@@ -2959,11 +2959,49 @@ impl<'a> Reverse<'a> {
             for v in aliased {
                 self.alias.remove(&v);
             }
-            let saved: Vec<VarId> = used
+            let mut saved: BTreeSet<VarId> = used
                 .iter()
                 .copied()
                 .filter(|v| defined.contains(v))
                 .collect();
+            // A view of a value the arm defines (`insert_axis(&t0, ..)` of `t0 = m.column(0)`)
+            // borrows it, and cannot leave the arm beside it in the branch record: its owner
+            // leaves instead, and the view is taken again at the top of the arm's reverse.
+            let mut again = vec![false; arm.stmts.len()];
+            loop {
+                let borrowed = arm.stmts.iter().enumerate().find_map(|(k, s)| match s {
+                    Stmt::Let {
+                        var,
+                        op: Op::Prim { rule, args, .. },
+                    } if saved.contains(var)
+                        && rule.borrows()
+                        && args
+                            .first()
+                            .and_then(|a| a.var())
+                            .is_some_and(|o| defined.contains(&o)) =>
+                    {
+                        Some((k, *var, args))
+                    }
+                    _ => None,
+                });
+                let Some((k, var, args)) = borrowed else {
+                    break;
+                };
+                saved.remove(&var);
+                again[k] = true;
+                saved.extend(
+                    args.iter()
+                        .filter_map(|a| a.var())
+                        .filter(|a| defined.contains(a)),
+                );
+            }
+            if again.contains(&true) {
+                let mut taken =
+                    crate::emit::again(self.f, arm, &again, false, &self.saved, &self.plans, &rt);
+                taken.append_stream(code);
+                code = taken;
+            }
+            let saved: Vec<VarId> = saved.into_iter().collect();
             for v in used {
                 if !defined.contains(&v) {
                     if let Some(frame) = self.used.last_mut() {
