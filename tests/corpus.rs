@@ -115,6 +115,12 @@ fn check(name: &str, f: Primal, vg: ValueAndGrad, twin: Twin, seed: u64) -> Resu
             if !((re - value).abs() <= DUAL_TOLERANCE * value.abs().max(1.0)) {
                 return Err(format!("{name}: the dual twin's value {re} differs from the function's {value} at {v:?}"));
             }
+            // Dual numbers divide 0 by 0 exactly at some kinks (`hypot` at the origin, where
+            // the conventions table gives 0, found by `scripts/differential.sh 2000 1450000`):
+            // there they judge nothing, and the finite differences below judge alone.
+            if d.is_nan() && g.is_finite() {
+                continue;
+            }
             let scale = d.abs().max(value.abs()).max(1.0);
             if !((g - d).abs() <= DUAL_TOLERANCE * scale) {
                 return Err(format!(
