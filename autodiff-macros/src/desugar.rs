@@ -40,28 +40,50 @@ use syn::visit::Visit;
 use syn::visit_mut::VisitMut;
 use syn::{Expr, ItemFn, Pat};
 
-/// `func` with every `match` in its body written as an `if` chain.
-pub fn matches(func: &ItemFn) -> ItemFn {
+/// `func` with every `match`, `if let`, `let .. else` and iterator reduction in its body
+/// written as what it stands for; `None` when it has none (the common case, checked without
+/// copying the function or collecting its names).
+pub fn apply(func: &ItemFn) -> Option<ItemFn> {
+    let mut probe = Probe(false);
+    probe.visit_block(&func.block);
+    if !probe.0 {
+        return None;
+    }
     let mut names = Names::default();
     names.visit_item_fn(func);
-    if !names.has_work {
-        return func.clone();
-    }
     let mut rewriter = Rewriter {
         bound: names.bound,
         used: names.idents,
     };
     let mut out = func.clone();
     rewriter.visit_block_mut(&mut out.block);
-    out
+    Some(out)
 }
 
-/// What the rewriting needs to know of the whole function: whether it has a `match`, an
-/// `if let` or a `let .. else`, the names its irrefutable patterns bind (parameters, `let`s,
-/// closures, `for`), and every identifier (for fresh names).
+/// Does a body hold anything to rewrite?
+struct Probe(bool);
+
+impl<'ast> Visit<'ast> for Probe {
+    fn visit_expr_match(&mut self, _: &'ast syn::ExprMatch) {
+        self.0 = true;
+    }
+    fn visit_expr_let(&mut self, _: &'ast syn::ExprLet) {
+        self.0 = true;
+    }
+    fn visit_local(&mut self, l: &'ast syn::Local) {
+        self.0 |= l.init.as_ref().is_some_and(|i| i.diverge.is_some());
+        syn::visit::visit_local(self, l);
+    }
+    fn visit_expr_method_call(&mut self, m: &'ast syn::ExprMethodCall) {
+        self.0 |= ["sum", "product", "fold"].iter().any(|r| m.method == r);
+        syn::visit::visit_expr_method_call(self, m);
+    }
+}
+
+/// What the rewriting needs to know of the whole function: the names its irrefutable patterns
+/// bind (parameters, `let`s, closures, `for`), and every identifier (for fresh names).
 #[derive(Default)]
 struct Names {
-    has_work: bool,
     bound: HashSet<String>,
     idents: HashSet<String>,
     /// In a refutable pattern (an arm's, an `if let`'s, a `let .. else`'s), where an uppercase
@@ -79,7 +101,6 @@ impl Names {
 
 impl<'ast> Visit<'ast> for Names {
     fn visit_arm(&mut self, a: &'ast syn::Arm) {
-        self.has_work = true;
         self.refutable_pattern(&a.pat);
         if let Some((_, g)) = &a.guard {
             self.visit_expr(g);
@@ -87,23 +108,17 @@ impl<'ast> Visit<'ast> for Names {
         self.visit_expr(&a.body);
     }
     fn visit_expr_let(&mut self, l: &'ast syn::ExprLet) {
-        self.has_work = true;
         self.refutable_pattern(&l.pat);
         self.visit_expr(&l.expr);
     }
     fn visit_local(&mut self, l: &'ast syn::Local) {
         match &l.init {
             Some(init) if init.diverge.is_some() => {
-                self.has_work = true;
                 self.refutable_pattern(&l.pat);
                 syn::visit::visit_local_init(self, init);
             }
             _ => syn::visit::visit_local(self, l),
         }
-    }
-    fn visit_expr_method_call(&mut self, m: &'ast syn::ExprMethodCall) {
-        self.has_work |= ["sum", "product", "fold"].iter().any(|r| m.method == r);
-        syn::visit::visit_expr_method_call(self, m);
     }
     fn visit_pat_ident(&mut self, p: &'ast syn::PatIdent) {
         if !self.refutable {

@@ -35,7 +35,8 @@ pub fn lower(
     active: impl Fn(&Param) -> bool,
     namer: &mut Namer,
 ) -> syn::Result<Function> {
-    let func = &crate::desugar::matches(func);
+    let desugared = crate::desugar::apply(func);
+    let func = desugared.as_ref().unwrap_or(func);
     let start = namer.clone();
     let mut forced = HashSet::new();
     loop {
