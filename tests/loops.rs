@@ -1893,3 +1893,78 @@ fn a_slice_and_a_part_of_it_in_one_loop_match_finite_differences() {
         1e-7,
     );
 }
+
+// Early returns from loops (`desugar.rs` lifts them: the loop breaks with the value and a flag,
+// and the function returns after it): a search that returns at the first element over a
+// threshold, a Newton iteration that returns when it has converged, and a return from a
+// nested loop.
+#[differentiate]
+fn first_above(x: &[f64], t: f64) -> f64 {
+    for i in 0..x.len() {
+        if x[i] * t > 1.0 {
+            return x[i] * x[i] * t;
+        }
+    }
+    t * 0.5
+}
+
+#[differentiate]
+fn newton_root(a: f64) -> f64 {
+    let mut y = a;
+    let mut k = 0;
+    while k < 60 {
+        let next = 0.5 * (y + a / y);
+        if (next - y).abs() < 1e-14 * a {
+            return next;
+        }
+        y = next;
+        k += 1;
+    }
+    y
+}
+
+#[differentiate]
+fn nested_return(x: &[f64], a: f64) -> f64 {
+    let n = x.len();
+    let mut s = 0.0;
+    for i in 0..n {
+        for j in 0..n {
+            s += x[i] * x[j] * a;
+            if s > 3.0 {
+                return s * 2.0;
+            }
+        }
+        s *= 0.9;
+    }
+    s
+}
+
+#[test]
+fn returns_from_loops_match_finite_differences_and_analytic_gradients() {
+    let x = [0.3, 0.8, 1.7, 0.2];
+    for t in [0.5, 0.9, 2.0] {
+        let (gx, gt) = first_above_grad(&x, t);
+        let mut got = gx.clone();
+        got.push(gt);
+        let f = |v: &[f64]| first_above(&v[..4], v[4]);
+        let mut at = x.to_vec();
+        at.push(t);
+        assert_close(&got, &fd(&f, &at), 1e-6);
+        assert_eq!(first_above_value_and_grad(&x, t).0, first_above(&x, t));
+    }
+    // Independent: d sqrt(a) / da = 1 / (2 sqrt(a)), through the iteration and its early exit.
+    for a in [0.3, 2.0, 10.0] {
+        let (value, g) = newton_root_value_and_grad(a);
+        assert_eq!(value, newton_root(a));
+        assert!((g - 0.5 / a.sqrt()).abs() < 1e-12, "{a}: {g}");
+    }
+    for a in [0.5, 1.5, 4.0] {
+        let (gx, ga) = nested_return_grad(&x, a);
+        let mut got = gx.clone();
+        got.push(ga);
+        let f = |v: &[f64]| nested_return(&v[..4], v[4]);
+        let mut at = x.to_vec();
+        at.push(a);
+        assert_close(&got, &fd(&f, &at), 1e-6);
+    }
+}

@@ -3,7 +3,8 @@
 //! stands for, and `let P = e else { d };` becomes `if !(e matches P) { d }` followed by a
 //! `let` per binding, in its own block. An iterator reduction, `xs.iter().map(|v| e).sum()`
 //! (`.product()`, `.fold(..)`, over zips and enumerations too), becomes the loop it stands
-//! for, in a block whose value is the result (`Rewriter::reduction`).
+//! for, in a block whose value is the result (`Rewriter::reduction`). A `return` inside a
+//! loop is lifted out of it ([`Lift`]).
 //!
 //! ```text
 //! match scrutinee {          { let s = scrutinee;            (only when it is not a place)
@@ -57,7 +58,83 @@ pub fn apply(func: &ItemFn) -> Option<ItemFn> {
     };
     let mut out = func.clone();
     rewriter.visit_block_mut(&mut out.block);
+    if let syn::ReturnType::Type(_, ty) = &func.sig.output {
+        if returns_in_loop(&out.block) {
+            let value = rewriter.fresh("returned_value");
+            let flag = rewriter.fresh("returned");
+            let mut lift = Lift {
+                value: &value,
+                flag: &flag,
+                loops: 0,
+            };
+            lift.visit_block_mut(&mut out.block);
+            let stmts = &out.block.stmts;
+            out.block = syn::parse_quote!({
+                let mut #value: #ty = 0.0;
+                let mut #flag = false;
+                #(#stmts)*
+            });
+        }
+    }
     Some(out)
+}
+
+/// A `return` inside a loop, lifted out of it: `return e` there is
+/// `{ value = e; returned = true; break; }`, each loop that holds one is followed by
+/// `if returned { break; }` inside another loop, and by `if returned { return value; }` outside
+/// all loops, where an early `return` is the `if` it is everywhere else.
+struct Lift<'a> {
+    value: &'a Ident,
+    flag: &'a Ident,
+    /// How many loops the visit is inside.
+    loops: usize,
+}
+
+impl VisitMut for Lift<'_> {
+    fn visit_expr_mut(&mut self, e: &mut Expr) {
+        match e {
+            Expr::Closure(_) => {}
+            Expr::Return(r) if self.loops > 0 => {
+                let (value, flag) = (self.value, self.flag);
+                let returned = r.expr.take();
+                *e = syn::parse_quote!({
+                    #value = #returned;
+                    #flag = true;
+                    break;
+                });
+            }
+            Expr::ForLoop(_) | Expr::While(_) | Expr::Loop(_) if returns(e) => {
+                self.loops += 1;
+                syn::visit_mut::visit_expr_mut(self, e);
+                self.loops -= 1;
+                let (value, flag) = (self.value, self.flag);
+                let after: Expr = if self.loops > 0 {
+                    syn::parse_quote!(if #flag { break; })
+                } else {
+                    syn::parse_quote!(if #flag { return #value; })
+                };
+                *e = syn::parse_quote!({ #e #after });
+            }
+            _ => syn::visit_mut::visit_expr_mut(self, e),
+        }
+    }
+}
+
+/// Does a loop of `block` hold a `return` (outside closures)?
+fn returns_in_loop(block: &syn::Block) -> bool {
+    struct Finder(bool);
+    impl<'ast> Visit<'ast> for Finder {
+        fn visit_expr(&mut self, e: &'ast Expr) {
+            match e {
+                Expr::Closure(_) => {}
+                Expr::ForLoop(_) | Expr::While(_) | Expr::Loop(_) => self.0 |= returns(e),
+                e => syn::visit::visit_expr(self, e),
+            }
+        }
+    }
+    let mut f = Finder(false);
+    f.visit_block(block);
+    f.0
 }
 
 /// Does a body hold anything to rewrite?
@@ -77,6 +154,12 @@ impl<'ast> Visit<'ast> for Probe {
     fn visit_expr_method_call(&mut self, m: &'ast syn::ExprMethodCall) {
         self.0 |= ["sum", "product", "fold"].iter().any(|r| m.method == r);
         syn::visit::visit_expr_method_call(self, m);
+    }
+    fn visit_expr(&mut self, e: &'ast Expr) {
+        if matches!(e, Expr::ForLoop(_) | Expr::While(_) | Expr::Loop(_)) {
+            self.0 |= returns(e);
+        }
+        syn::visit::visit_expr(self, e);
     }
 }
 
