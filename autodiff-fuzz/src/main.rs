@@ -215,7 +215,13 @@ impl Gen<'_> {
                 let c = self.cond();
                 let e2 = self.expr(1);
                 self.index = None;
-                let _ = writeln!(out, "    for i in 0..n {{\n        {v} += {e};\n        if {c} {{\n            {v} = {v} * 0.9 + {e2};\n        }}\n    }}");
+                // One time in five, the branch returns from the function out of the loop.
+                let update = if self.rng.chance(20) {
+                    format!("return {v} * 0.9 + {e2};")
+                } else {
+                    format!("{v} = {v} * 0.9 + {e2};")
+                };
+                let _ = writeln!(out, "    for i in 0..n {{\n        {v} += {e};\n        if {c} {{\n            {update}\n        }}\n    }}");
                 self.scalars.push(v);
             }
             5 if self.rng.chance(30) => {
