@@ -94,7 +94,8 @@ impl VisitMut for Lift<'_> {
     fn visit_expr_mut(&mut self, e: &mut Expr) {
         match e {
             Expr::Closure(_) => {}
-            Expr::Return(r) if self.loops > 0 => {
+            // A `return` without a value is no function's value (rustc reports it).
+            Expr::Return(r) if self.loops > 0 && r.expr.is_some() => {
                 let (value, flag) = (self.value, self.flag);
                 let returned = r.expr.take();
                 *e = syn::parse_quote!({

@@ -210,7 +210,7 @@ pub fn call_argument(f: &Function, a: &Operand, tokens: TokenStream, by_ref: boo
 /// when it is a known scalar (`Copy`), a clone otherwise (an array the code reads again after).
 pub fn copy_of(f: &Function, v: Option<VarId>, tokens: TokenStream) -> TokenStream {
     match v {
-        Some(v) if !f.vars[v].scalar => quote!(::core::clone::Clone::clone(&#tokens)),
+        Some(v) if !f.is_copy(v) => quote!(::core::clone::Clone::clone(&#tokens)),
         // A constant: a literal is `Copy`; a path to a constant may not be.
         None if !is_literal(&tokens) => quote!(::core::clone::Clone::clone(&#tokens)),
         _ => tokens,
@@ -847,7 +847,7 @@ impl Forward<'_> {
                 let yielded = |o: &Operand, arm: &crate::ir::Block| {
                     let value = self.operand(o);
                     match o.var() {
-                        Some(v) if !self.f.vars[v].scalar && !arm.defined().contains(&v) => {
+                        Some(v) if !self.f.is_copy(v) && !arm.defined().contains(&v) => {
                             quote!(::core::clone::Clone::clone(&#value))
                         }
                         _ => value,

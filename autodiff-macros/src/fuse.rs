@@ -313,6 +313,7 @@ fn cluster(
         vectors: Default::default(),
         swept: Default::default(),
         flat: Default::default(),
+        copies: Default::default(),
         checkpoint: false,
         early: Default::default(),
     };

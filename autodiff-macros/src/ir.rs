@@ -252,6 +252,9 @@ pub struct Function {
     /// `scalars::infer`): a `&[f64]` or `Vec<f64>` parameter, a `vec![0.0; n]` buffer. A loop
     /// over a range may take a window of such an adjoint (`reverse::Promotion::Slice`).
     pub flat: std::collections::HashSet<VarId>,
+    /// Values known to be `Copy` (filled in by `scalars::infer`): the float's scalars,
+    /// integers and flags, copied rather than cloned onto tapes and into loop storage.
+    pub copies: std::collections::HashSet<VarId>,
 }
 
 /// Where a recorded value goes.
@@ -285,6 +288,11 @@ impl Function {
     /// A known scalar of the function's float (see `scalars`); constants count as scalars.
     pub fn is_scalar(&self, o: &Operand) -> bool {
         o.var().is_none_or(|v| self.vars[v].scalar)
+    }
+
+    /// Is `v` known to be `Copy` (a scalar of the float, an integer, a flag)?
+    pub fn is_copy(&self, v: VarId) -> bool {
+        self.vars[v].scalar || self.copies.contains(&v)
     }
 }
 

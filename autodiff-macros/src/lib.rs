@@ -720,6 +720,7 @@ mod never_panics {
         "fn b(x: &[f64]) -> f64 { let n = x.len(); let mut v = vec![0.0; n]; for i in 0..n { v[i] = x[i].sin(); } let mut t = 0.0; let mut k = 0; while k < n { t += v[k]; k += 1; if t > 3.0 { break; } } t }",
         "fn j(x: &Array2<f64>, w: &Array2<f64>) -> f64 { (x.dot(w) + 1.0).mapv(|v| v.max(0.0)).sum() / (x.nrows() as f64) }",
         "fn l(x: f64) -> f64 { let mut y = x; loop { y = y * 0.5; if y < 1.0 { break; } } y }",
+        "fn r(x: &[f64], a: f64) -> f64 { for i in 0..x.len() { for j in 0..i { if x[j] * a > 1.0 { return x[i] * a; } } } let s: f64 = x.iter().zip(x).map(|(u, v)| u * v * a).sum(); if let Some(k) = x.len().checked_sub(2) { s * k as f64 } else { x.iter().fold(a, |acc, v| acc * v) } }",
         "fn m(a: f64, b: f64) -> f64 { let (p, q) = (a * b, a - b); assert!(p.is_finite(), \"p = {p}\"); physics::e(p) + q.atan2(p) }",
         "#[differentiate(wrt(x))] fn w(x: f64, y: f64) -> f64 { x.clamp(0.0, y) }",
     ];

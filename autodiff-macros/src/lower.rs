@@ -132,6 +132,7 @@ fn lower_once(
             vectors: Default::default(),
             swept: Default::default(),
             flat: Default::default(),
+            copies: Default::default(),
             checkpoint: false,
             early: Default::default(),
         },
@@ -1598,6 +1599,7 @@ impl Lowerer<'_> {
             vectors: Default::default(),
             swept: Default::default(),
             flat: Default::default(),
+            copies: Default::default(),
             checkpoint: false,
             early: Default::default(),
         };

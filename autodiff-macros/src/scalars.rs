@@ -61,6 +61,157 @@ pub fn infer(f: &mut Function, sig: &Signature) {
         .map(|(k, _)| k)
         .collect();
     float_vec_buffers(&f.body, &f.vars, &mut f.flat);
+    // Parameters of primitive types, and the float's scalars (which the comparisons and casts
+    // of integer code read).
+    let mut copies: HashSet<VarId> = sig
+        .params
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| is_primitive(&p.ty))
+        .map(|(k, _)| k)
+        .chain((0..f.vars.len()).filter(|&v| f.vars[v].scalar))
+        .collect();
+    let by_name: HashMap<String, VarId> = f
+        .vars
+        .iter()
+        .enumerate()
+        .map(|(k, v)| (v.name.to_string(), k))
+        .collect();
+    known_copies(&f.body, &mut copies, &by_name);
+    f.copies = copies;
+}
+
+/// The primitive types, by name: `Copy`.
+const PRIMITIVES: [&str; 16] = [
+    "bool", "char", "u8", "u16", "u32", "u64", "u128", "usize", "i8", "i16", "i32", "i64", "i128",
+    "isize", "f32", "f64",
+];
+
+/// A primitive type (`usize`, `bool`, `f64`, ..).
+fn is_primitive(ty: &Type) -> bool {
+    match ty {
+        Type::Path(p) if p.qself.is_none() => p
+            .path
+            .get_ident()
+            .is_some_and(|i| PRIMITIVES.iter().any(|n| i == n)),
+        _ => false,
+    }
+}
+
+/// Adds the values `b` computes that are `Copy` for sure: the variable of a `for` over a
+/// range (an integer), a copy of one, an expression of literals, operators, casts, `.len()` and
+/// known `Copy` values (`i + 1`, `k % 3 == 0`, `steps < 20`), an `if`'s value from two of them,
+/// and a loop's carried value whose first and every next value are (as [`grow`] decides).
+fn known_copies(b: &Block, set: &mut HashSet<VarId>, by_name: &HashMap<String, VarId>) {
+    let member = |o: &Operand, set: &HashSet<VarId>| match o {
+        Operand::Var(v) => set.contains(v),
+        Operand::Const(t) => copy_tokens(t.clone(), set, by_name),
+    };
+    for s in &b.stmts {
+        match s {
+            Stmt::Let { var, op } => {
+                let is = match op {
+                    Op::Verbatim(t) => copy_tokens(t.clone(), set, by_name),
+                    Op::Copy(o) => member(o, set),
+                    _ => false,
+                };
+                if is {
+                    set.insert(*var);
+                }
+            }
+            Stmt::If {
+                then, els, phis, ..
+            } => {
+                known_copies(then, set, by_name);
+                known_copies(els, set, by_name);
+                for p in phis {
+                    if member(&p.then, set) && member(&p.els, set) {
+                        set.insert(p.out);
+                    }
+                }
+            }
+            Stmt::Loop(l) => {
+                if let crate::ir::LoopKind::For { var, iter } = &l.kind {
+                    if is_range(iter) {
+                        set.insert(*var);
+                    }
+                }
+                let mut assumed: Vec<&crate::ir::Carried> =
+                    l.carried.iter().filter(|c| member(&c.init, set)).collect();
+                loop {
+                    let mut trial = set.clone();
+                    trial.extend(assumed.iter().map(|c| c.entry));
+                    known_copies(&l.body, &mut trial, by_name);
+                    let before = assumed.len();
+                    assumed.retain(|c| member(&c.exit, &trial));
+                    if assumed.len() == before {
+                        *set = trial;
+                        set.extend(assumed.iter().map(|c| c.after));
+                        break;
+                    }
+                }
+            }
+            Stmt::Effect(_) | Stmt::Store { .. } => {}
+        }
+    }
+}
+
+/// A range (`a..b`, `a..=b`, `(a..b).rev()`, `(a..b).step_by(k)`): its items are integers.
+fn is_range(iter: &TokenStream) -> bool {
+    let dots = |t: &TokenStream| {
+        t.clone()
+            .into_iter()
+            .any(|t| matches!(t, TokenTree::Punct(p) if p.as_char() == '.' && p.spacing() == Spacing::Joint))
+    };
+    match iter.clone().into_iter().next() {
+        Some(TokenTree::Group(g)) if g.delimiter() == proc_macro2::Delimiter::Parenthesis => {
+            dots(&g.stream())
+        }
+        _ => dots(iter),
+    }
+}
+
+/// Tokens of an expression made of literals, operators, parentheses, `as` casts to primitive
+/// types, `.len()`, and names in `set`: its value is `Copy`.
+fn copy_tokens(
+    tokens: TokenStream,
+    set: &HashSet<VarId>,
+    by_name: &HashMap<String, VarId>,
+) -> bool {
+    let trees: Vec<TokenTree> = tokens.into_iter().collect();
+    let mut k = 0;
+    while k < trees.len() {
+        let ok = match &trees[k] {
+            TokenTree::Literal(_) => true,
+            TokenTree::Punct(p) => {
+                if p.as_char() == '.' && p.spacing() == Spacing::Alone {
+                    // Only `.len()`.
+                    let len = matches!(trees.get(k + 1), Some(TokenTree::Ident(i)) if i == "len")
+                        && matches!(trees.get(k + 2), Some(TokenTree::Group(g)) if g.stream().is_empty());
+                    k += 2;
+                    len
+                } else {
+                    !matches!(p.as_char(), ':' | ';' | '#' | '$' | '?' | '@' | '\'')
+                }
+            }
+            TokenTree::Ident(i) => {
+                i == "true"
+                    || i == "false"
+                    || i == "as"
+                    || PRIMITIVES.iter().any(|n| i == n)
+                    || by_name.get(&i.to_string()).is_some_and(|v| set.contains(v))
+            }
+            TokenTree::Group(g) => {
+                g.delimiter() == proc_macro2::Delimiter::Parenthesis
+                    && copy_tokens(g.stream(), set, by_name)
+            }
+        };
+        if !ok {
+            return false;
+        }
+        k += 1;
+    }
+    !trees.is_empty()
 }
 
 /// Adds the buffers `b` declares with `vec![0.0; n]` (or a list of float literals).
