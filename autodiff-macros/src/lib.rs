@@ -507,6 +507,31 @@ mod tests {
         assert!(out.contains("let mut __s_1 = __s ;"), "{out}");
         assert!(out.contains("__s_1 = __s_2 ;"), "{out}");
         assert!(!out.contains("(__s_1 ,) ="), "{out}");
+        // Integers and flags are copied too: an index stepped by a stride in a nested loop
+        // (recomputed by the reverse sweep), a counter, and the flags of a loop that returns.
+        let out = expand(
+            quote!(),
+            quote! {
+                fn g(x: &[f64], d: usize) -> f64 {
+                    let mut s = 0.0;
+                    let mut steps = 0;
+                    for j in 0..d {
+                        let mut p = j * d;
+                        for i in 0..j {
+                            s += x[p] * x[i];
+                            p += d - i - 1;
+                        }
+                        steps += 1;
+                        if s > 10.0 {
+                            return s * steps as f64;
+                        }
+                    }
+                    s
+                }
+            },
+        )
+        .to_string();
+        assert!(!out.contains("Clone :: clone"), "{out}");
     }
 
     /// A sum's or copy's operand used nowhere else takes the sum's adjoint as its own: the
