@@ -9,19 +9,8 @@
 )]
 use autodiff::differentiate;
 
-fn fd(f: &dyn Fn(&[f64]) -> f64, x: &[f64]) -> Vec<f64> {
-    autodiff::check::central_difference(f, x, 1e-6)
-}
-
-fn assert_close(got: &[f64], want: &[f64], tol: f64) {
-    assert_eq!(got.len(), want.len());
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!(
-            (g - w).abs() <= tol * w.abs().max(1.0),
-            "entry {i}: got {g}, want {w}\n got {got:?}\nwant {want:?}"
-        );
-    }
-}
+mod common;
+use common::{assert_close, fd};
 
 /// A loss picked by a configuration enum (a constant parameter).
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -34,6 +34,7 @@
 //! name in a pattern is a binding; an uppercase one is a constant or a unit variant, unless the
 //! function binds that name itself (then rustc reads it as a new binding).
 
+use crate::lower::strip;
 use proc_macro2::{Ident, Span, TokenStream};
 use quote::{quote, quote_spanned};
 use std::collections::HashSet;
@@ -349,7 +350,7 @@ impl Rewriter {
         // A tuple's elements one by one (`(k, x > y)`: a tuple of a differentiated comparison
         // is no value the lowering binds), each place kept and the rest computed once.
         let mut setup = TokenStream::new();
-        let scrutinee: Expr = match strip_parens(&m.expr) {
+        let scrutinee: Expr = match strip(&m.expr) {
             e if is_place(e) => e.clone(),
             Expr::Tuple(t) => {
                 let elems: Vec<Expr> = t.elems.iter().map(|e| self.once(e, &mut setup)).collect();
@@ -405,13 +406,13 @@ impl Rewriter {
         let Expr::MethodCall(m) = e else {
             return None;
         };
-        let closure = |e: &Expr, inputs: usize| match strip_parens(e) {
+        let closure = |e: &Expr, inputs: usize| match strip(e) {
             Expr::Closure(c) if c.inputs.len() == inputs && !returns(&c.body) => Some(c.clone()),
             _ => None,
         };
         match m.method.to_string().as_str() {
             method @ ("sum" | "product") if m.args.is_empty() => {
-                let (walk, pat, body): (&Expr, Pat, Expr) = match strip_parens(&m.receiver) {
+                let (walk, pat, body): (&Expr, Pat, Expr) = match strip(&m.receiver) {
                     Expr::MethodCall(map) if map.method == "map" && map.args.len() == 1 => {
                         let c = closure(&map.args[0], 1)?;
                         (&map.receiver, untyped(&c.inputs[0]), (*c.body).clone())
@@ -470,7 +471,7 @@ impl Rewriter {
             p => p,
         };
         let mut setup = TokenStream::new();
-        let scrutinee = match strip_parens(value) {
+        let scrutinee = match strip(value) {
             Expr::Tuple(t) => {
                 let elems: Vec<Expr> = t.elems.iter().map(|e| self.once(e, &mut setup)).collect();
                 syn::parse_quote!((#(#elems,)*))
@@ -605,7 +606,7 @@ fn arm_block(body: &Expr) -> Expr {
 
 /// `xs.iter()`, with `.zip(..)`, `.enumerate()`, `.copied()`, `.cloned()` after it.
 fn is_walk(e: &Expr) -> bool {
-    match strip_parens(e) {
+    match strip(e) {
         Expr::MethodCall(m) if m.method == "iter" => m.args.is_empty(),
         Expr::MethodCall(m)
             if ["enumerate", "copied", "cloned"]
@@ -643,13 +644,6 @@ fn returns(body: &Expr) -> bool {
     let mut f = Finder(false);
     f.visit_expr(body);
     f.0
-}
-
-fn strip_parens(e: &Expr) -> &Expr {
-    match e {
-        Expr::Paren(p) => strip_parens(&p.expr),
-        e => e,
-    }
 }
 
 /// A place expression: a name, a field, an element (read again by each test, without a move).

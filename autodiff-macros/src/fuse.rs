@@ -33,12 +33,7 @@ pub fn fuse(f: &mut Function, float: &Ident, namer: &mut Namer) {
 
 /// How many times each variable is read, anywhere in the function.
 fn use_counts(f: &Function) -> Vec<usize> {
-    let by_name: HashMap<String, VarId> = f
-        .vars
-        .iter()
-        .enumerate()
-        .map(|(k, v)| (v.name.to_string(), k))
-        .collect();
+    let by_name = f.by_name();
     let mut reads = Vec::new();
     let mut names = Vec::new();
     for s in &f.body.stmts {

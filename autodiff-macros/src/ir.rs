@@ -290,6 +290,15 @@ impl Function {
         o.var().is_none_or(|v| self.vars[v].scalar)
     }
 
+    /// Each variable by its emitted name (unique in a function).
+    pub fn by_name(&self) -> HashMap<String, VarId> {
+        self.vars
+            .iter()
+            .enumerate()
+            .map(|(k, v)| (v.name.to_string(), k))
+            .collect()
+    }
+
     /// Is `v` known to be `Copy` (a scalar of the float, an integer, a flag)?
     pub fn is_copy(&self, v: VarId) -> bool {
         self.vars[v].scalar || self.copies.contains(&v)

@@ -1984,7 +1984,7 @@ fn compound(op: &BinOp) -> Option<(&'static str, TokenStream)> {
 }
 
 /// Parentheses and invisible groups removed.
-fn strip(e: &Expr) -> &Expr {
+pub(crate) fn strip(e: &Expr) -> &Expr {
     match e {
         Expr::Paren(p) => strip(&p.expr),
         Expr::Group(g) => strip(&g.expr),

@@ -71,13 +71,7 @@ pub fn infer(f: &mut Function, sig: &Signature) {
         .map(|(k, _)| k)
         .chain((0..f.vars.len()).filter(|&v| f.vars[v].scalar))
         .collect();
-    let by_name: HashMap<String, VarId> = f
-        .vars
-        .iter()
-        .enumerate()
-        .map(|(k, v)| (v.name.to_string(), k))
-        .collect();
-    known_copies(&f.body, &mut copies, &by_name);
+    known_copies(&f.body, &mut copies, &f.by_name());
     f.copies = copies;
 }
 
@@ -101,59 +95,27 @@ fn is_primitive(ty: &Type) -> bool {
 /// Adds the values `b` computes that are `Copy` for sure: the variable of a `for` over a
 /// range (an integer), a copy of one, an expression of literals, operators, casts, `.len()` and
 /// known `Copy` values (`i + 1`, `k % 3 == 0`, `steps < 20`), an `if`'s value from two of them,
-/// and a loop's carried value whose first and every next value are (as [`grow`] decides).
+/// and a loop's carried value whose first and every next value are.
 fn known_copies(b: &Block, set: &mut HashSet<VarId>, by_name: &HashMap<String, VarId>) {
     let member = |o: &Operand, set: &HashSet<VarId>| match o {
         Operand::Var(v) => set.contains(v),
         Operand::Const(t) => copy_tokens(t.clone(), set, by_name),
     };
-    for s in &b.stmts {
-        match s {
-            Stmt::Let { var, op } => {
-                let is = match op {
-                    Op::Verbatim(t) => copy_tokens(t.clone(), set, by_name),
-                    Op::Copy(o) => member(o, set),
-                    _ => false,
-                };
-                if is {
-                    set.insert(*var);
-                }
-            }
-            Stmt::If {
-                then, els, phis, ..
-            } => {
-                known_copies(then, set, by_name);
-                known_copies(els, set, by_name);
-                for p in phis {
-                    if member(&p.then, set) && member(&p.els, set) {
-                        set.insert(p.out);
-                    }
-                }
-            }
-            Stmt::Loop(l) => {
-                if let crate::ir::LoopKind::For { var, iter } = &l.kind {
-                    if is_range(iter) {
-                        set.insert(*var);
-                    }
-                }
-                let mut assumed: Vec<&crate::ir::Carried> =
-                    l.carried.iter().filter(|c| member(&c.init, set)).collect();
-                loop {
-                    let mut trial = set.clone();
-                    trial.extend(assumed.iter().map(|c| c.entry));
-                    known_copies(&l.body, &mut trial, by_name);
-                    let before = assumed.len();
-                    assumed.retain(|c| member(&c.exit, &trial));
-                    if assumed.len() == before {
-                        *set = trial;
-                        set.extend(assumed.iter().map(|c| c.after));
-                        break;
-                    }
-                }
-            }
-            Stmt::Effect(_) | Stmt::Store { .. } => {}
-        }
-    }
+    let op = |op: &Op, set: &HashSet<VarId>| match op {
+        Op::Verbatim(t) => copy_tokens(t.clone(), set, by_name),
+        Op::Copy(o) => member(o, set),
+        _ => false,
+    };
+    grow(
+        b,
+        set,
+        &Growth {
+            op: &op,
+            member: &member,
+            merges: true,
+            ranges: true,
+        },
+    );
 }
 
 /// A range (`a..b`, `a..=b`, `(a..b).rev()`, `(a..b).step_by(k)`): its items are integers.
@@ -237,19 +199,23 @@ fn float_vec_buffers(b: &Block, vars: &[crate::ir::Var], out: &mut HashSet<VarId
 /// Adds the values `b` computes that have two dimensions or more for sure: a copy, `mapv`,
 /// transpose or element-wise operation (broadcasting keeps the larger rank) of one.
 fn known_matrices(b: &Block, matrices: &mut HashSet<VarId>) {
-    grow(b, matrices, &|op, matrices| {
-        let matrix = |o: &Operand| o.var().is_some_and(|v| matrices.contains(&v));
-        match op {
-            Op::Copy(o) => matrix(o),
-            Op::Map { recv, .. } => matrix(recv),
-            Op::Prim { rule, args, .. } => {
-                (matches!(rule.adjoint, Adjoint::Linear(_) | Adjoint::Elementwise(_))
-                    || matches!(rule.name, "t" | "reversed_axes"))
-                    && args.iter().any(matrix)
+    grow(
+        b,
+        matrices,
+        &Growth::of(&|op, matrices| {
+            let matrix = |o: &Operand| o.var().is_some_and(|v| matrices.contains(&v));
+            match op {
+                Op::Copy(o) => matrix(o),
+                Op::Map { recv, .. } => matrix(recv),
+                Op::Prim { rule, args, .. } => {
+                    (matches!(rule.adjoint, Adjoint::Linear(_) | Adjoint::Elementwise(_))
+                        || matches!(rule.name, "t" | "reversed_axes"))
+                        && args.iter().any(matrix)
+                }
+                _ => false,
             }
-            _ => false,
-        }
-    });
+        }),
+    );
 }
 
 /// Adds the values `b` computes that are one-dimensional arrays for sure: a row or column
@@ -257,54 +223,96 @@ fn known_matrices(b: &Block, matrices: &mut HashSet<VarId>) {
 /// operation on vectors and scalars alone (a matrix operand would broadcast the result), the
 /// product of one of the two-dimensional `matrices` and a vector.
 fn known_vectors(f: &Function, b: &Block, vectors: &mut HashSet<VarId>, matrices: &HashSet<VarId>) {
-    grow(b, vectors, &|op, vectors| {
-        let vector = |o: &Operand| o.var().is_some_and(|v| vectors.contains(&v));
-        let matrix = |o: &Operand| o.var().is_some_and(|v| matrices.contains(&v));
-        match op {
-            Op::Copy(o) => vector(o),
-            Op::Map { recv, .. } => vector(recv),
-            Op::Prim { rule, args, .. } if rule.name == "dot" => match args.as_slice() {
-                [a, b] => (matrix(a) && vector(b)) || (vector(a) && matrix(b)),
+    grow(
+        b,
+        vectors,
+        &Growth::of(&|op, vectors| {
+            let vector = |o: &Operand| o.var().is_some_and(|v| vectors.contains(&v));
+            let matrix = |o: &Operand| o.var().is_some_and(|v| matrices.contains(&v));
+            match op {
+                Op::Copy(o) => vector(o),
+                Op::Map { recv, .. } => vector(recv),
+                Op::Prim { rule, args, .. } if rule.name == "dot" => match args.as_slice() {
+                    [a, b] => (matrix(a) && vector(b)) || (vector(a) && matrix(b)),
+                    _ => false,
+                },
+                Op::Prim { rule, args, .. } => {
+                    matches!(rule.name, "row" | "column")
+                        || (matches!(rule.adjoint, Adjoint::Linear(_) | Adjoint::Elementwise(_))
+                            && args.iter().any(vector)
+                            && args.iter().all(|a| vector(a) || f.is_scalar(a)))
+                }
                 _ => false,
-            },
-            Op::Prim { rule, args, .. } => {
-                matches!(rule.name, "row" | "column")
-                    || (matches!(rule.adjoint, Adjoint::Linear(_) | Adjoint::Elementwise(_))
-                        && args.iter().any(vector)
-                        && args.iter().all(|a| vector(a) || f.is_scalar(a)))
             }
-            _ => false,
-        }
-    });
+        }),
+    );
 }
 
-/// Adds to `set` every value `b` defines (in `if` arms and loops too) whose operation `is`
-/// accepts, given the set so far. A loop's carried value belongs when its first value does
-/// and, assuming so for its entry, so does its value at the end of an iteration (`h =
-/// w.dot(&h).mapv(f64::tanh)` keeps a vector a vector); the assumption is dropped for those
-/// whose end value does not, until none is left to drop.
-fn grow(b: &Block, set: &mut HashSet<VarId>, is: &impl Fn(&Op, &HashSet<VarId>) -> bool) {
-    let member = |o: &Operand, set: &HashSet<VarId>| o.var().is_some_and(|v| set.contains(&v));
+/// What [`grow`] adds to a set: values whose operation `op` accepts, given the set so far; with
+/// `merges`, an `if`'s value whose two arms' values are `member`s; with `ranges`, the variable
+/// of a `for` over a range.
+struct Growth<'a> {
+    op: &'a dyn Fn(&Op, &HashSet<VarId>) -> bool,
+    member: &'a dyn Fn(&Operand, &HashSet<VarId>) -> bool,
+    merges: bool,
+    ranges: bool,
+}
+
+impl<'a> Growth<'a> {
+    /// Operations alone; an operand belongs when it is a variable of the set.
+    fn of(op: &'a dyn Fn(&Op, &HashSet<VarId>) -> bool) -> Growth<'a> {
+        Growth {
+            op,
+            member: &|o, set| o.var().is_some_and(|v| set.contains(&v)),
+            merges: false,
+            ranges: false,
+        }
+    }
+}
+
+/// Adds to `set` every value `b` defines (in `if` arms and loops too) that `g` accepts. A
+/// loop's carried value belongs when its first value does and, assuming so for its entry, so
+/// does its value at the end of an iteration (`h = w.dot(&h).mapv(f64::tanh)` keeps a vector a
+/// vector); the assumption is dropped for those whose end value does not, until none is left
+/// to drop.
+fn grow(b: &Block, set: &mut HashSet<VarId>, g: &Growth<'_>) {
     for s in &b.stmts {
         match s {
             Stmt::Let { var, op } => {
-                if is(op, set) {
+                if (g.op)(op, set) {
                     set.insert(*var);
                 }
             }
-            Stmt::If { then, els, .. } => {
-                grow(then, set, is);
-                grow(els, set, is);
+            Stmt::If {
+                then, els, phis, ..
+            } => {
+                grow(then, set, g);
+                grow(els, set, g);
+                if g.merges {
+                    for p in phis {
+                        if (g.member)(&p.then, set) && (g.member)(&p.els, set) {
+                            set.insert(p.out);
+                        }
+                    }
+                }
             }
             Stmt::Loop(l) => {
-                let mut assumed: Vec<&crate::ir::Carried> =
-                    l.carried.iter().filter(|c| member(&c.init, set)).collect();
+                if let (true, crate::ir::LoopKind::For { var, iter }) = (g.ranges, &l.kind) {
+                    if is_range(iter) {
+                        set.insert(*var);
+                    }
+                }
+                let mut assumed: Vec<&crate::ir::Carried> = l
+                    .carried
+                    .iter()
+                    .filter(|c| (g.member)(&c.init, set))
+                    .collect();
                 loop {
                     let mut trial = set.clone();
                     trial.extend(assumed.iter().map(|c| c.entry));
-                    grow(&l.body, &mut trial, is);
+                    grow(&l.body, &mut trial, g);
                     let before = assumed.len();
-                    assumed.retain(|c| member(&c.exit, &trial));
+                    assumed.retain(|c| (g.member)(&c.exit, &trial));
                     if assumed.len() == before {
                         *set = trial;
                         set.extend(assumed.iter().map(|c| c.after));
@@ -389,12 +397,7 @@ impl Facts {
         let n = f.vars.len();
         let mut facts = Facts {
             float: float.clone(),
-            by_name: f
-                .vars
-                .iter()
-                .enumerate()
-                .map(|(k, v)| (v.name.to_string(), k))
-                .collect(),
+            by_name: f.by_name(),
             scalar: vec![false; n],
             elements: vec![false; n],
             buffers: f.vars.iter().map(|v| v.buffer).collect(),
