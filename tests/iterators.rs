@@ -122,3 +122,40 @@ fn one_dimensional_arrays_are_walked_too() {
     assert_close(dw.as_slice().unwrap(), &want, 1e-7);
     assert_close(&[da], &fd(&|v| array_walk(&w, v[0]), &[0.9]), 1e-7);
 }
+
+/// Windows, exact chunks (enumerated), chunks with a shorter last one, and walks backwards:
+/// index loops over parts of the slice.
+#[differentiate]
+pub fn windows_and_chunks(x: &[f64], a: f64) -> f64 {
+    let mut s = 0.0;
+    for w in x.windows(2) {
+        s += (w[1] - w[0]) * (w[1] - w[0]) * a;
+    }
+    for (k, c) in x.chunks_exact(2).enumerate() {
+        s += c[0] * c[1] * (k as f64 + 1.0);
+    }
+    for c in x.chunks(2) {
+        s += c[0].sin() * c.len() as f64;
+    }
+    for &v in x.iter().rev() {
+        s = s * 0.9 + v;
+    }
+    for (i, v) in x.iter().enumerate().rev() {
+        s += v * i as f64 * a;
+    }
+    s
+}
+
+#[test]
+fn windows_chunks_and_backward_walks_match_finite_differences() {
+    for x in [
+        vec![0.4, -0.7, 1.1, 0.2, -0.3],
+        vec![0.9, 0.1, -0.5, 0.6],
+        vec![0.3],
+    ] {
+        let (value, (dx, da)) = windows_and_chunks_value_and_grad(&x, 0.8);
+        assert_eq!(value, windows_and_chunks(&x, 0.8));
+        assert_close(&dx, &fd(&|v| windows_and_chunks(v, 0.8), &x), 1e-7);
+        assert_close(&[da], &fd(&|v| windows_and_chunks(&x, v[0]), &[0.8]), 1e-7);
+    }
+}

@@ -3,8 +3,9 @@
 //! stands for, and `let P = e else { d };` becomes `if !(e matches P) { d }` followed by a
 //! `let` per binding, in its own block. An iterator reduction, `xs.iter().map(|v| e).sum()`
 //! (`.product()`, `.fold(..)`, over zips and enumerations too), becomes the loop it stands
-//! for, in a block whose value is the result (`Rewriter::reduction`). A `return` inside a
-//! loop is lifted out of it ([`Lift`]).
+//! for, in a block whose value is the result (`Rewriter::reduction`); a `for` over windows,
+//! chunks or a backward walk the index loop it stands for (`Rewriter::indexed_loop`). A
+//! `return` inside a loop is lifted out of it ([`Lift`]).
 //!
 //! ```text
 //! match scrutinee {          { let s = scrutinee;            (only when it is not a place)
@@ -160,6 +161,15 @@ impl<'ast> Visit<'ast> for Probe {
     fn visit_expr(&mut self, e: &'ast Expr) {
         if matches!(e, Expr::ForLoop(_) | Expr::While(_) | Expr::Loop(_)) {
             self.0 |= returns(e);
+        }
+        if let Expr::ForLoop(f) = e {
+            let mut walk = Some(&*f.expr);
+            while let Some(Expr::MethodCall(m)) = walk.map(strip) {
+                self.0 |= ["windows", "chunks", "chunks_exact", "rev"]
+                    .iter()
+                    .any(|n| m.method == n);
+                walk = Some(&m.receiver);
+            }
         }
         syn::visit::visit_expr(self, e);
     }
@@ -347,17 +357,8 @@ impl Rewriter {
 
     /// The `if` chain for `m` (its arms already rewritten).
     fn rewrite(&mut self, m: &syn::ExprMatch) -> Expr {
-        // A tuple's elements one by one (`(k, x > y)`: a tuple of a differentiated comparison
-        // is no value the lowering binds), each place kept and the rest computed once.
         let mut setup = TokenStream::new();
-        let scrutinee: Expr = match strip(&m.expr) {
-            e if is_place(e) => e.clone(),
-            Expr::Tuple(t) => {
-                let elems: Vec<Expr> = t.elems.iter().map(|e| self.once(e, &mut setup)).collect();
-                syn::parse_quote!((#(#elems,)*))
-            }
-            e => self.once(e, &mut setup),
-        };
+        let scrutinee = self.scrutinee(&m.expr, &mut setup);
         // From the last arm back: it is the final `else`, each earlier arm an `if` around the
         // chain after it.
         let Some((last, earlier)) = m.arms.split_last() else {
@@ -463,6 +464,98 @@ impl Rewriter {
         }
     }
 
+    /// A `for` over a slice's windows or chunks, or over its elements backwards, as the index
+    /// loop it stands for, each item bound at the top of the body:
+    /// `for w in xs.windows(k)` is `for i in 0..(xs.len() + 1).saturating_sub(k) { let w =
+    /// &xs[i..i + k]; .. }`, `chunks_exact(k)` walks `0..xs.len() / k` taking `&xs[i * k..i * k
+    /// + k]`, `chunks(k)` also the shorter last chunk, and `xs.iter().rev()` (or
+    /// `.iter().enumerate().rev()`) is `for i in (0..xs.len()).rev() { let v = xs[i]; .. }`;
+    /// each may be followed by `.enumerate()`. The parts are read like any part of a slice.
+    fn indexed_loop(&mut self, f: &syn::ExprForLoop) -> Option<Expr> {
+        if f.label.is_some() {
+            return None;
+        }
+        let (walk, enumerated) = match strip(&f.expr) {
+            Expr::MethodCall(m) if m.method == "enumerate" && m.args.is_empty() => {
+                (&*m.receiver, true)
+            }
+            e => (e, false),
+        };
+        let Expr::MethodCall(m) = strip(walk) else {
+            return None;
+        };
+        let mut setup = TokenStream::new();
+        let i = self.fresh("index");
+        let (range, item, indexed_by_enumerate) = match m.method.to_string().as_str() {
+            kind @ ("windows" | "chunks" | "chunks_exact") if m.args.len() == 1 => {
+                let base = &m.receiver;
+                let k = self.once(&m.args[0], &mut setup, "size");
+                let (range, item) = match kind {
+                    "windows" => (
+                        quote!(0..(#base.len() + 1).saturating_sub(#k)),
+                        quote!(&#base[#i..#i + #k]),
+                    ),
+                    "chunks_exact" => (
+                        quote!(0..#base.len() / #k),
+                        quote!(&#base[#i * #k..#i * #k + #k]),
+                    ),
+                    _ => (
+                        quote!(0..(#base.len() + #k - 1) / #k),
+                        quote!(&#base[#i * #k..::core::cmp::min(#i * #k + #k, #base.len())]),
+                    ),
+                };
+                (range, item, enumerated)
+            }
+            "rev" if m.args.is_empty() => {
+                // `xs.iter().rev()` or `xs.iter().enumerate().rev()`.
+                let (inner, inner_enumerated) = match strip(&m.receiver) {
+                    Expr::MethodCall(e) if e.method == "enumerate" && e.args.is_empty() => {
+                        (&*e.receiver, true)
+                    }
+                    e => (e, false),
+                };
+                let Expr::MethodCall(it) = strip(inner) else {
+                    return None;
+                };
+                if it.method != "iter" || !it.args.is_empty() || (enumerated && inner_enumerated) {
+                    return None;
+                }
+                let base = &it.receiver;
+                (
+                    quote!((0..#base.len()).rev()),
+                    quote!(#base[#i]),
+                    enumerated || inner_enumerated,
+                )
+            }
+            _ => return None,
+        };
+        // The item's pattern, and the index's when enumerated (`(n, w)`); `&v` reads the value.
+        let pat = match (&*f.pat, indexed_by_enumerate) {
+            (Pat::Tuple(t), true) if t.elems.len() == 2 => {
+                let (n, v) = (&t.elems[0], unref(&t.elems[1]));
+                quote!((#n, #v))
+            }
+            (_, true) => return None,
+            (p, false) => {
+                let p = unref(p);
+                quote!(#p)
+            }
+        };
+        let value = if indexed_by_enumerate {
+            quote!((#i, #item))
+        } else {
+            item
+        };
+        let stmts = &f.body.stmts;
+        Some(syn::parse_quote!({
+            #setup
+            for #i in #range {
+                let #pat = #value;
+                #(#stmts)*
+            }
+        }))
+    }
+
     /// The statements for `let pat = value else { diverge };`.
     fn let_else(&mut self, pat: &Pat, value: &Expr, diverge: &Expr) -> Vec<syn::Stmt> {
         // A type written on the pattern (`let Some(n): Option<usize> = ..`) is rustc's to check.
@@ -471,13 +564,7 @@ impl Rewriter {
             p => p,
         };
         let mut setup = TokenStream::new();
-        let scrutinee = match strip(value) {
-            Expr::Tuple(t) => {
-                let elems: Vec<Expr> = t.elems.iter().map(|e| self.once(e, &mut setup)).collect();
-                syn::parse_quote!((#(#elems,)*))
-            }
-            e => self.once(e, &mut setup),
-        };
+        let scrutinee = self.scrutinee(value, &mut setup);
         let pattern = self.take_apart(pat);
         let blank = &pattern.blank;
         let lets = self.take_out(&pattern, &scrutinee);
@@ -489,12 +576,30 @@ impl Rewriter {
         block.stmts
     }
 
-    /// `e` itself when it is a place, else a fresh local that `setup` binds to it.
-    fn once(&mut self, e: &Expr, setup: &mut TokenStream) -> Expr {
-        if is_place(e) {
+    /// A scrutinee read by several tests: a place as it is, anything else computed once into
+    /// a local that `setup` binds; a tuple element by element (`(k, x > y)`: a tuple of a
+    /// differentiated comparison is no value the lowering binds).
+    fn scrutinee(&mut self, value: &Expr, setup: &mut TokenStream) -> Expr {
+        match strip(value) {
+            Expr::Tuple(t) => {
+                let elems: Vec<Expr> = t
+                    .elems
+                    .iter()
+                    .map(|e| self.once(e, setup, "scrutinee"))
+                    .collect();
+                syn::parse_quote!((#(#elems,)*))
+            }
+            e => self.once(e, setup, "scrutinee"),
+        }
+    }
+
+    /// `e` itself when it is a place or a literal, else a fresh local (`name`, `name_1`, ..)
+    /// that `setup` binds to it.
+    fn once(&mut self, e: &Expr, setup: &mut TokenStream, name: &str) -> Expr {
+        if is_place(e) || matches!(strip(e), Expr::Lit(_)) {
             return e.clone();
         }
-        let name = self.fresh("scrutinee");
+        let name = self.fresh(name);
         setup.extend(quote!(let #name = #e;));
         syn::parse_quote!(#name)
     }
@@ -555,6 +660,12 @@ impl VisitMut for Rewriter {
         if let Some(reduction) = self.reduction(e) {
             *e = reduction;
             return;
+        }
+        if let Expr::ForLoop(f) = e {
+            if let Some(indexed) = self.indexed_loop(f) {
+                *e = indexed;
+                return;
+            }
         }
         if let Expr::Match(m) = e {
             // A test written as a `match` with literal arms is a condition already (one with
@@ -618,6 +729,14 @@ fn is_walk(e: &Expr) -> bool {
         }
         Expr::MethodCall(m) if m.method == "zip" && m.args.len() == 1 => is_walk(&m.receiver),
         _ => false,
+    }
+}
+
+/// A pattern without a leading `&` (`for &v in xs.iter().rev()`: the item is read as a value).
+fn unref(p: &Pat) -> &Pat {
+    match p {
+        Pat::Reference(r) if r.mutability.is_none() => &r.pat,
+        p => p,
     }
 }
 
