@@ -1175,14 +1175,16 @@ pub fn p22(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..part3_s.len() {
         part3 += part3_s[i] * part3_s[1].sin();
     }
-    let v4 = x
-        .iter()
-        .copied()
-        .zip(x[1..].iter().copied())
-        .fold((b * b + 1.0).recip(), |acc, (k5, q)| {
-            acc * 0.5 + k5 * q * (pair1 * pair1 + 1.0).ln()
-        })
-        + ((-(x[1])) / ((part3 * 0.5) * (part3 * 0.5) + 1.0));
+    let mut v4 = (b * b + 1.0).recip();
+    for w in x.windows(2) {
+        v4 = v4 * 0.5 + (w[1] - w[0]) * (pair1 * pair1 + 1.0).ln();
+    }
+    for (k5, pair) in x.chunks_exact(2).enumerate() {
+        v4 += pair[0]
+            * pair[1]
+            * ((-(x[1])) / ((part3 * 0.5) * (part3 * 0.5) + 1.0))
+            * (k5 + 1) as f64;
+    }
     0.64f64 * (a).tanh()
         + -1.92f64 * (b).tanh()
         + 0.09f64 * (pair1).tanh()
@@ -2467,10 +2469,14 @@ pub fn p49(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         perm3[n - 1] = first;
     }
-    let (k6, true) = (n % 2, autodiff::ops::softplus(rot4) <= -1.54f64) else {
-        return (a * a + 1.0).log10();
-    };
-    let v5 = x[1] * (k6 + 1) as f64 + ((x[1] - a) + a);
+    let v5 = x
+        .iter()
+        .copied()
+        .zip(x[1..].iter().copied())
+        .fold((a * a + 1.0).log10(), |acc, (k6, q)| {
+            acc * 0.5 + k6 * q * x[1]
+        })
+        + ((x[1] - a) + a);
     let v7 = ((v5.tanh() * 0.5)
         .cosh()
         .mul_add(x[2].atan(), rot2.tanh().exp_m1())
@@ -2634,14 +2640,13 @@ pub fn p52(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p53(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let v1 = x
-        .iter()
-        .copied()
-        .zip(x[1..].iter().copied())
-        .fold(b, |acc, (k2, q)| {
-            acc * 0.5 + k2 * q * ((-1.33f64 * -1.33f64).ln_1p().tanh() * 0.9).asin()
-        })
-        + (((-0.76f64 * x[3]).tanh() * 3.0).floor() * 0.25 + (b * b + 0.5).sqrt());
+    let v1 = match n % 3 {
+        0 => ((-1.33f64 * -1.33f64).ln_1p().tanh() * 0.9).asin(),
+        1 if b <= -1.39f64 => {
+            (((-0.76f64 * x[3]).tanh() * 3.0).floor() * 0.25 + (b * b + 0.5).sqrt())
+        }
+        _ => b,
+    };
     let part3_s = &x[0..=2];
     let mut part3 = (v1 - v1);
     for i in 0..part3_s.len() {
@@ -2997,10 +3002,10 @@ pub fn p60(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         lse1 = lse1 * 0.5 + se.ln() + mx;
     }
-    let v3 = match n % 3 {
-        0 => ((-(x[3])) * (-(x[3])) + 1.0).log10(),
-        1 if (lse1.tanh() * 0.9).acos() < 1.25f64 => a,
-        _ => 0.65f64,
+    let v3 = if let (true, k4 @ 0..=1) = ((lse1.tanh() * 0.9).acos() < 1.25f64, n % 3) {
+        ((-(x[3])) * (-(x[3])) + 1.0).log10() * (k4 + 2) as f64
+    } else {
+        a
     };
     let mut w5 = ((v3 - lse1).tanh() * 0.9).asin().tanh() + 3.0;
     let mut steps = 0;
@@ -3552,11 +3557,10 @@ pub fn p72(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         (&q * &q).sum()
     };
     let v7 = autodiff::ops::sigmoid(1.18f64);
-    let v8 = match n % 3 {
-        0 => 1.60f64,
-        1 if -0.12f64.abs() > -0.58f64 => a,
-        _ => (rot3 * rot3 + 1.0).log2(),
+    let (k9, true) = (n % 2, -0.12f64.abs() > -0.58f64) else {
+        return (rot3 * rot3 + 1.0).log2();
     };
+    let v8 = 1.60f64 * (k9 + 1) as f64 + a;
     0.04f64 * (a).tanh()
         + -1.28f64 * (b).tanh()
         + -0.68f64 * (v1).tanh()
@@ -3578,10 +3582,13 @@ pub fn p73(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             acc1 = acc1 * 0.9 + (-1.70f64 * -1.70f64 + 1.0).log2();
         }
     }
-    let (k3, true) = (n % 2, a >= 1.33f64) else {
-        return (b.tanh() * 0.9).acos();
+    let v2 = match (a >= 1.33f64, n % 3) {
+        (true, 0) => acc1.cos(),
+        (false, k3) | (_, k3 @ 1) => {
+            ((x[2] / (x[3] * x[3] + 1.0)) * (b / (a * a + 1.0))) * (k3 + 1) as f64
+        }
+        _ => (b.tanh() * 0.9).acos(),
     };
-    let v2 = acc1.cos() * (k3 + 1) as f64 + ((x[2] / (x[3] * x[3] + 1.0)) * (b / (a * a + 1.0)));
     let mut pair4 = 0.0;
     for i in 0..n {
         let w = (acc1 * acc1).ln_1p();
@@ -4202,14 +4209,13 @@ pub fn p87(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p88(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let v1 = x
-        .iter()
-        .copied()
-        .zip(x[1..].iter().copied())
-        .fold((-1.06f64 * 0.5), |acc, (k2, q)| {
-            acc * 0.5 + k2 * q * (((a).tanh() * 3.0).trunc() * 0.25 + b).max(a.max(a))
-        })
-        + a;
+    let mut v1 = (-1.06f64 * 0.5);
+    for w in x.windows(2) {
+        v1 = v1 * 0.5 + (w[1] - w[0]) * (((a).tanh() * 3.0).trunc() * 0.25 + b).max(a.max(a));
+    }
+    for (k2, pair) in x.chunks_exact(2).enumerate() {
+        v1 += pair[0] * pair[1] * a * (k2 + 1) as f64;
+    }
     let mut perm3 = vec![0usize; n];
     for i in 0..n {
         perm3[i] = (i + 2) % n;
@@ -4295,10 +4301,14 @@ pub fn p89(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p90(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let (k2, true) = (n % 2, b.asinh() > -0.40f64) else {
-        return -1.55f64.max(-0.39f64);
-    };
-    let v1 = a * (k2 + 1) as f64 + (x[2] * x[2]).ln_1p().cos();
+    let v1 = x
+        .iter()
+        .copied()
+        .zip(x[1..].iter().copied())
+        .fold(-1.55f64.max(-0.39f64), |acc, (k2, q)| {
+            acc * 0.5 + k2 * q * a
+        })
+        + (x[2] * x[2]).ln_1p().cos();
     let mut hist3 = vec![0.0; 3 * n];
     let mut st4 = (v1 * v1).ln_1p();
     for t in 0..3 {
@@ -5293,12 +5303,15 @@ pub fn p112(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         lse1 = lse1 * 0.5 + se.ln() + mx + prev;
     }
     let arr3 = (m * x[3].abs() + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
-    let v4 = if let (true, k5 @ 0..=1) = (-0.10f64.atan2(b * b + 0.5) > -0.63f64, n % 3) {
-        (1.34f64 * a).min(helpers::soft(arr3, 0.3)) * (k5 + 2) as f64
-    } else {
-        (x[3].tanh() * 0.5)
-            .sinh()
-            .mul_add(autodiff::ops::softplus(a), b)
+    let v4 = match (-0.10f64.atan2(b * b + 0.5) > -0.63f64, n % 3) {
+        (true, 0) => (1.34f64 * a).min(helpers::soft(arr3, 0.3)),
+        (false, k5) | (_, k5 @ 1) => {
+            (x[3].tanh() * 0.5)
+                .sinh()
+                .mul_add(autodiff::ops::softplus(a), b)
+                * (k5 + 1) as f64
+        }
+        _ => lse1.sin(),
     };
     let mut lse6 = (a * a + 1.0).cbrt();
     let mut scratch7 = vec![0.0; n];
@@ -5597,10 +5610,10 @@ pub fn p118(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p119(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let v1 = if let (true, k2 @ 0..=1) = ((x[0] * x[0]) < 1.89f64, n % 3) {
-        (b.sin() * b.sin()).ln_1p() * (k2 + 2) as f64
-    } else {
-        (a * a).ln_1p().asinh()
+    let v1 = match ((x[0] * x[0]) < 1.89f64, n % 3) {
+        (true, 0) => (b.sin() * b.sin()).ln_1p(),
+        (false, k2) | (_, k2 @ 1) => (a * a).ln_1p().asinh() * (k2 + 1) as f64,
+        _ => f64::sin(a),
     };
     let mut perm3 = vec![0usize; n];
     for i in 0..n {
@@ -6129,10 +6142,10 @@ pub fn p131(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         w2 = w2 * 0.6 + 0.05 * x[0].tanh();
         steps += 1;
     }
-    let v3 = if let (true, k4 @ 0..=1) = (w2 <= -1.35f64, n % 3) {
-        (-0.10f64.tanh() * 0.9).asin() * (k4 + 2) as f64
-    } else {
-        (w2.tanh().exp2().tanh() * 0.9).asin()
+    let v3 = match (w2 <= -1.35f64, n % 3) {
+        (true, 0) => (-0.10f64.tanh() * 0.9).asin(),
+        (false, k4) | (_, k4 @ 1) => (w2.tanh().exp2().tanh() * 0.9).asin() * (k4 + 1) as f64,
+        _ => -0.05f64.max(-0.96f64),
     };
     let mut buf5 = vec![0.0; n];
     for i in 0..n {
@@ -7804,10 +7817,11 @@ pub fn p164(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p165(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let (k2, true) = (n % 2, (-(-0.56f64)) >= -0.14f64) else {
-        return x[0].abs();
+    let v1 = match ((-(-0.56f64)) >= -0.14f64, n % 3) {
+        (true, 0) => a.min(-0.05f64.min(a)),
+        (false, k2) | (_, k2 @ 1) => (x[1] * b).tanh().exp() * (k2 + 1) as f64,
+        _ => x[0].abs(),
     };
-    let v1 = a.min(-0.05f64.min(a)) * (k2 + 1) as f64 + (x[1] * b).tanh().exp();
     let mut buf3 = vec![0.0; n];
     for i in 0..n {
         buf3[i] = (0.87f64.cos() * 0.87f64.cos() + 1.0).log(3.0);
@@ -7988,11 +8002,10 @@ pub fn p169(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         w6 = w6 * 0.6 + 0.05 * x[3].cos().tanh();
         steps += 1;
     }
-    let v7 = if let (true, k8 @ 0..=1) = (-0.83f64 >= -0.44f64, n % 3) {
-        x[1] * (k8 + 2) as f64
-    } else {
-        (x[1].tanh() * 0.9).acos().atan()
-    };
+    let v7 = x.iter().copied().zip(x[1..].iter().copied()).fold(
+        (((a).tanh() - (lse3).tanh().stop_gradient()).exp().ln() + (lse3).tanh().stop_gradient()),
+        |acc, (k8, q)| acc * 0.5 + k8 * q * x[1],
+    ) + (x[1].tanh() * 0.9).acos().atan();
     -1.41f64 * (a).tanh()
         + -1.37f64 * (b).tanh()
         + -0.75f64 * (v2).tanh()
@@ -8691,10 +8704,10 @@ pub fn p186(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         w1 = w1 * 0.6 + 0.05 * (a * a + 1.0).log(3.0).tanh();
         steps += 1;
     }
-    let v2 = match n % 3 {
-        0 => (x[1].cos() * 0.13f64.abs()),
-        1 if (-0.29f64 * 0.5) >= -1.67f64 => a.min(-0.08f64).cos(),
-        _ => a,
+    let v2 = if let (true, k3 @ 0..=1) = ((-0.29f64 * 0.5) >= -1.67f64, n % 3) {
+        (x[1].cos() * 0.13f64.abs()) * (k3 + 2) as f64
+    } else {
+        a.min(-0.08f64).cos()
     };
     let mut buf4 = vec![0.0; n];
     for i in 0..n {
@@ -9170,11 +9183,11 @@ pub fn p198(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else {
         smooth(1.38f64)
     };
-    let v3 = match ((v2 * v2 + 1.0).recip() > 1.18f64, n % 3) {
-        (true, 0) => (b.mul_add(a, a) * b.mul_add(a, a) + 1.0).cbrt(),
-        (false, k4) | (_, k4 @ 1) => v2.atan2(v2 * v2 + 0.5).asinh() * (k4 + 1) as f64,
-        _ => v2,
+    let (k4, true) = (n % 2, (v2 * v2 + 1.0).recip() > 1.18f64) else {
+        return v2;
     };
+    let v3 = (b.mul_add(a, a) * b.mul_add(a, a) + 1.0).cbrt() * (k4 + 1) as f64
+        + v2.atan2(v2 * v2 + 0.5).asinh();
     let mut acc: f64 = -0.69f64 * (a).tanh()
         + 0.45f64 * (b).tanh()
         + 0.56f64 * (v1).tanh()
@@ -9439,11 +9452,13 @@ pub fn p206(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         lse3 = lse3 * 0.5 + se.ln() + mx + prev;
     }
-    let (k6, true) = (n % 2, lse3 > 1.01f64) else {
-        return v2.cos();
-    };
-    let v5 = ((v2.tanh() * 0.9).acos() - (-1.99f64 / (b * b + 1.0))) * (k6 + 1) as f64
-        + ((-0.63f64 - a) * 0.5);
+    let mut v5 = v2.cos();
+    for w in x.windows(2) {
+        v5 = v5 * 0.5 + (w[1] - w[0]) * ((v2.tanh() * 0.9).acos() - (-1.99f64 / (b * b + 1.0)));
+    }
+    for (k6, pair) in x.chunks_exact(2).enumerate() {
+        v5 += pair[0] * pair[1] * ((-0.63f64 - a) * 0.5) * (k6 + 1) as f64;
+    }
     let mut acc7 = a.abs();
     for i in 0..n {
         acc7 += ((v2 * v2 + 1.0).log10() * (v2 * v2 + 1.0).log10() + 1.0).cbrt();
@@ -9771,13 +9786,12 @@ pub fn p213(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let v2 = ((a.asinh() * arr1).tanh() * 0.5).cosh();
     let v3 = arr1;
     let v4 = -0.42f64.hypot(x[1]);
-    let v5 = match ((a * x[1]) < -1.52f64, n % 3) {
-        (true, 0) => (((arr1.tanh()).tanh() * 3.0).trunc() * 0.25 + (v4 * v4).ln_1p()),
-        (false, k6) | (_, k6 @ 1) => {
-            ((x[1] * x[1] + 0.5).sqrt().tanh() * 0.9).acos() * (k6 + 1) as f64
-        }
-        _ => (1.82f64 * 1.82f64 + 1.0).ln(),
-    };
+    let v5 = x.iter().copied().zip(x[1..].iter().copied()).fold(
+        (1.82f64 * 1.82f64 + 1.0).ln(),
+        |acc, (k6, q)| {
+            acc * 0.5 + k6 * q * (((arr1.tanh()).tanh() * 3.0).trunc() * 0.25 + (v4 * v4).ln_1p())
+        },
+    ) + ((x[1] * x[1] + 0.5).sqrt().tanh() * 0.9).acos();
     let mut acc: f64 = -1.26f64 * (a).tanh()
         + -1.09f64 * (b).tanh()
         + -1.90f64 * (arr1).tanh()
@@ -11565,12 +11579,11 @@ pub fn p254(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         (((1.02f64).tanh() * 3.0).floor() * 0.25 + 1.75f64).cos(),
         x[2].powi(3).tanh().exp2(),
     );
-    let v4 = x
-        .iter()
-        .copied()
-        .zip(x[1..].iter().copied())
-        .fold(b, |acc, (k5, q)| acc * 0.5 + k5 * q * b)
-        + v3;
+    let v4 = if let (true, k5 @ 0..=1) = (x[3].clamp(-1.0, 1.0) > -1.13f64, n % 3) {
+        b * (k5 + 2) as f64
+    } else {
+        v3
+    };
     let arr6 = (m + &m.sum_axis(Axis(0)))
         .mapv(|t| (t * t + 1.0).ln())
         .mean()
@@ -11604,19 +11617,17 @@ pub fn p255(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             acc1 = acc1 * 0.9 + (a.tanh() * 0.9).atanh();
         }
     }
-    let v2 = match (
+    let v2 = if let (true, k3 @ 0..=1) = (
         (-1.88f64 * -1.88f64 + 1.0).powf(x[0].tanh()) >= 1.62f64,
         n % 3,
     ) {
-        (true, 0) => (0.10f64 * 0.10f64 + 1.0)
+        (0.10f64 * 0.10f64 + 1.0)
             .powf(x[3].tanh())
-            .min((a * a + 1.0).recip()),
-        (false, k3) | (_, k3 @ 1) => {
-            (((acc1).tanh() - (b * b).tanh().stop_gradient()).exp().ln()
-                + (b * b).tanh().stop_gradient())
-                * (k3 + 1) as f64
-        }
-        _ => -1.32f64,
+            .min((a * a + 1.0).recip())
+            * (k3 + 2) as f64
+    } else {
+        (((acc1).tanh() - (b * b).tanh().stop_gradient()).exp().ln()
+            + (b * b).tanh().stop_gradient())
     };
     0.87f64 * (a).tanh() + -0.78f64 * (b).tanh() + -0.10f64 * (acc1).tanh() + 0.74f64 * (v2).tanh()
 }
@@ -12502,13 +12513,11 @@ pub fn p276(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         w6 = w6 * 0.6 + 0.05 * b.tanh();
         steps += 1;
     }
-    let v7 = match ((x[3] * 0.80f64) <= -0.86f64, n % 3) {
-        (true, 0) => (v1.tanh().exp2() * v1.tanh().exp2()).ln_1p(),
-        (false, k8) | (_, k8 @ 1) => {
-            ((-1.17f64.tanh() * 0.9).atanh().tanh() * 0.5).sinh() * (k8 + 1) as f64
-        }
-        _ => -0.47f64.mul_add(v1, v1),
+    let (k8, true) = (n % 2, (x[3] * 0.80f64) <= -0.86f64) else {
+        return -0.47f64.mul_add(v1, v1);
     };
+    let v7 = (v1.tanh().exp2() * v1.tanh().exp2()).ln_1p() * (k8 + 1) as f64
+        + ((-1.17f64.tanh() * 0.9).atanh().tanh() * 0.5).sinh();
     1.76f64 * (a).tanh()
         + -0.32f64 * (b).tanh()
         + -1.43f64 * (v1).tanh()
@@ -13314,11 +13323,13 @@ pub fn p293(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p294(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let v1 = if let (true, k2 @ 0..=1) = ((1.19f64 * 1.19f64 + 1.0).ln() > -0.90f64, n % 3) {
-        ((-0.64f64 * -0.37f64) / ((x[1].tanh() * 0.9).atanh() * (x[1].tanh() * 0.9).atanh() + 1.0))
-            * (k2 + 2) as f64
-    } else {
-        ((b + x[2]).tanh() * 0.5).sinh()
+    let v1 = match n % 3 {
+        0 => {
+            ((-0.64f64 * -0.37f64)
+                / ((x[1].tanh() * 0.9).atanh() * (x[1].tanh() * 0.9).atanh() + 1.0))
+        }
+        1 if (1.19f64 * 1.19f64 + 1.0).ln() > -0.90f64 => ((b + x[2]).tanh() * 0.5).sinh(),
+        _ => (x[0].tanh() * 0.9).acos(),
     };
     let mut w3 = ((((b).tanh() - (v1).tanh().stop_gradient()).exp().ln()
         + (v1).tanh().stop_gradient())
@@ -13518,11 +13529,13 @@ pub fn p298(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             acc2 = acc2 * 0.9 + f64::sin(b);
         }
     }
-    let v3 = match n % 3 {
-        0 => ((w1 / (0.14f64 * 0.14f64 + 1.0)).tanh() * 0.5).cosh(),
-        1 if x[2] >= 1.94f64 => (w1.mul_add(a, w1) * (0.84f64 - -1.73f64)),
-        _ => b.abs(),
-    };
+    let mut v3 = b.abs();
+    for w in x.windows(2) {
+        v3 = v3 * 0.5 + (w[1] - w[0]) * ((w1 / (0.14f64 * 0.14f64 + 1.0)).tanh() * 0.5).cosh();
+    }
+    for (k4, pair) in x.chunks_exact(2).enumerate() {
+        v3 += pair[0] * pair[1] * (w1.mul_add(a, w1) * (0.84f64 - -1.73f64)) * (k4 + 1) as f64;
+    }
     let mut pair5 = 0.0;
     for i in 0..n {
         let mut p = i + 1;
@@ -14707,14 +14720,16 @@ mod twin {
         for i in 0..part3_s.len() {
             part3 += part3_s[i] * part3_s[1].sin();
         }
-        let v4 = x
-            .iter()
-            .copied()
-            .zip(x[1..].iter().copied())
-            .fold((b * b + c(1.0)).recip(), |acc, (k5, q)| {
-                acc * c(0.5) + k5 * q * (pair1 * pair1 + c(1.0)).ln()
-            })
-            + ((-(x[1])) / ((part3 * c(0.5)) * (part3 * c(0.5)) + c(1.0)));
+        let mut v4 = (b * b + c(1.0)).recip();
+        for w in x.windows(2) {
+            v4 = v4 * c(0.5) + (w[1] - w[0]) * (pair1 * pair1 + c(1.0)).ln();
+        }
+        for (k5, pair) in x.chunks_exact(2).enumerate() {
+            v4 += pair[0]
+                * pair[1]
+                * ((-(x[1])) / ((part3 * c(0.5)) * (part3 * c(0.5)) + c(1.0)))
+                * (k5 + 1) as f64;
+        }
         c(0.64) * (a).tanh()
             + -c(1.92) * (b).tanh()
             + c(0.09) * (pair1).tanh()
@@ -15977,10 +15992,14 @@ mod twin {
             }
             perm3[n - 1] = first;
         }
-        let (k6, true) = (n % 2, ops::softplus(rot4) <= -c(1.54)) else {
-            return (a * a + c(1.0)).log10();
-        };
-        let v5 = x[1] * (k6 + 1) as f64 + ((x[1] - a) + a);
+        let v5 = x
+            .iter()
+            .copied()
+            .zip(x[1..].iter().copied())
+            .fold((a * a + c(1.0)).log10(), |acc, (k6, q)| {
+                acc * c(0.5) + k6 * q * x[1]
+            })
+            + ((x[1] - a) + a);
         let v7 = ((v5.tanh() * c(0.5))
             .cosh()
             .mul_add(x[2].atan(), rot2.tanh().exp_m1())
@@ -16145,14 +16164,13 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p53(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let v1 = x
-            .iter()
-            .copied()
-            .zip(x[1..].iter().copied())
-            .fold(b, |acc, (k2, q)| {
-                acc * c(0.5) + k2 * q * ((-c(1.33) * -c(1.33)).ln_1p().tanh() * c(0.9)).asin()
-            })
-            + (((-c(0.76) * x[3]).tanh() * c(3.0)).floor() * c(0.25) + (b * b + c(0.5)).sqrt());
+        let v1 = match n % 3 {
+            0 => ((-c(1.33) * -c(1.33)).ln_1p().tanh() * c(0.9)).asin(),
+            1 if b <= -c(1.39) => {
+                (((-c(0.76) * x[3]).tanh() * c(3.0)).floor() * c(0.25) + (b * b + c(0.5)).sqrt())
+            }
+            _ => b,
+        };
         let part3_s = &x[0..=2];
         let mut part3 = (v1 - v1);
         for i in 0..part3_s.len() {
@@ -16500,10 +16518,10 @@ mod twin {
             }
             lse1 = lse1 * c(0.5) + se.ln() + mx;
         }
-        let v3 = match n % 3 {
-            0 => ((-(x[3])) * (-(x[3])) + c(1.0)).log10(),
-            1 if (lse1.tanh() * c(0.9)).acos() < c(1.25) => a,
-            _ => c(0.65),
+        let v3 = if let (true, k4 @ 0..=1) = ((lse1.tanh() * c(0.9)).acos() < c(1.25), n % 3) {
+            ((-(x[3])) * (-(x[3])) + c(1.0)).log10() * (k4 + 2) as f64
+        } else {
+            a
         };
         let mut w5 = ((v3 - lse1).tanh() * c(0.9)).asin().tanh() + c(3.0);
         let mut steps = 0;
@@ -17039,11 +17057,10 @@ mod twin {
             (&q * &q).sum()
         };
         let v7 = ops::sigmoid(c(1.18));
-        let v8 = match n % 3 {
-            0 => c(1.60),
-            1 if -c(0.12).abs() > -c(0.58) => a,
-            _ => (rot3 * rot3 + c(1.0)).log2(),
+        let (k9, true) = (n % 2, -c(0.12).abs() > -c(0.58)) else {
+            return (rot3 * rot3 + c(1.0)).log2();
         };
+        let v8 = c(1.60) * (k9 + 1) as f64 + a;
         c(0.04) * (a).tanh()
             + -c(1.28) * (b).tanh()
             + -c(0.68) * (v1).tanh()
@@ -17064,11 +17081,13 @@ mod twin {
                 acc1 = acc1 * c(0.9) + (-c(1.70) * -c(1.70) + c(1.0)).log2();
             }
         }
-        let (k3, true) = (n % 2, a >= c(1.33)) else {
-            return (b.tanh() * c(0.9)).acos();
+        let v2 = match (a >= c(1.33), n % 3) {
+            (true, 0) => acc1.cos(),
+            (false, k3) | (_, k3 @ 1) => {
+                ((x[2] / (x[3] * x[3] + c(1.0))) * (b / (a * a + c(1.0)))) * (k3 + 1) as f64
+            }
+            _ => (b.tanh() * c(0.9)).acos(),
         };
-        let v2 = acc1.cos() * (k3 + 1) as f64
-            + ((x[2] / (x[3] * x[3] + c(1.0))) * (b / (a * a + c(1.0))));
         let mut pair4 = c(0.0);
         for i in 0..n {
             let w = (acc1 * acc1).ln_1p();
@@ -17691,12 +17710,14 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p88(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let v1 = x.iter().copied().zip(x[1..].iter().copied()).fold(
-            (-c(1.06) * c(0.5)),
-            |acc, (k2, q)| {
-                acc * c(0.5) + k2 * q * (((a).tanh() * c(3.0)).trunc() * c(0.25) + b).max(a.max(a))
-            },
-        ) + a;
+        let mut v1 = (-c(1.06) * c(0.5));
+        for w in x.windows(2) {
+            v1 = v1 * c(0.5)
+                + (w[1] - w[0]) * (((a).tanh() * c(3.0)).trunc() * c(0.25) + b).max(a.max(a));
+        }
+        for (k2, pair) in x.chunks_exact(2).enumerate() {
+            v1 += pair[0] * pair[1] * a * (k2 + 1) as f64;
+        }
         let mut perm3 = vec![0usize; n];
         for i in 0..n {
             perm3[i] = (i + 2) % n;
@@ -17780,10 +17801,14 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p90(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let (k2, true) = (n % 2, b.asinh() > -c(0.40)) else {
-            return -c(1.55).max(-c(0.39));
-        };
-        let v1 = a * (k2 + 1) as f64 + (x[2] * x[2]).ln_1p().cos();
+        let v1 = x
+            .iter()
+            .copied()
+            .zip(x[1..].iter().copied())
+            .fold(-c(1.55).max(-c(0.39)), |acc, (k2, q)| {
+                acc * c(0.5) + k2 * q * a
+            })
+            + (x[2] * x[2]).ln_1p().cos();
         let mut hist3 = vec![c(0.0); 3 * n];
         let mut st4 = (v1 * v1).ln_1p();
         for t in 0..3 {
@@ -18770,10 +18795,12 @@ mod twin {
             lse1 = lse1 * c(0.5) + se.ln() + mx + prev;
         }
         let arr3 = (m * x[3].abs() + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
-        let v4 = if let (true, k5 @ 0..=1) = (-c(0.10).atan2(b * b + c(0.5)) > -c(0.63), n % 3) {
-            (c(1.34) * a).min(helpers::soft(arr3, c(0.3))) * (k5 + 2) as f64
-        } else {
-            (x[3].tanh() * c(0.5)).sinh().mul_add(ops::softplus(a), b)
+        let v4 = match (-c(0.10).atan2(b * b + c(0.5)) > -c(0.63), n % 3) {
+            (true, 0) => (c(1.34) * a).min(helpers::soft(arr3, c(0.3))),
+            (false, k5) | (_, k5 @ 1) => {
+                (x[3].tanh() * c(0.5)).sinh().mul_add(ops::softplus(a), b) * (k5 + 1) as f64
+            }
+            _ => lse1.sin(),
         };
         let mut lse6 = (a * a + c(1.0)).cbrt();
         let mut scratch7 = vec![c(0.0); n];
@@ -19068,10 +19095,10 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p119(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let v1 = if let (true, k2 @ 0..=1) = ((x[0] * x[0]) < c(1.89), n % 3) {
-            (b.sin() * b.sin()).ln_1p() * (k2 + 2) as f64
-        } else {
-            (a * a).ln_1p().asinh()
+        let v1 = match ((x[0] * x[0]) < c(1.89), n % 3) {
+            (true, 0) => (b.sin() * b.sin()).ln_1p(),
+            (false, k2) | (_, k2 @ 1) => (a * a).ln_1p().asinh() * (k2 + 1) as f64,
+            _ => sin(a),
         };
         let mut perm3 = vec![0usize; n];
         for i in 0..n {
@@ -19592,10 +19619,12 @@ mod twin {
             w2 = w2 * c(0.6) + c(0.05) * x[0].tanh();
             steps += 1;
         }
-        let v3 = if let (true, k4 @ 0..=1) = (w2 <= -c(1.35), n % 3) {
-            (-c(0.10).tanh() * c(0.9)).asin() * (k4 + 2) as f64
-        } else {
-            (w2.tanh().exp2().tanh() * c(0.9)).asin()
+        let v3 = match (w2 <= -c(1.35), n % 3) {
+            (true, 0) => (-c(0.10).tanh() * c(0.9)).asin(),
+            (false, k4) | (_, k4 @ 1) => {
+                (w2.tanh().exp2().tanh() * c(0.9)).asin() * (k4 + 1) as f64
+            }
+            _ => -c(0.05).max(-c(0.96)),
         };
         let mut buf5 = vec![c(0.0); n];
         for i in 0..n {
@@ -21249,10 +21278,11 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p165(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let (k2, true) = (n % 2, (-(-c(0.56))) >= -c(0.14)) else {
-            return x[0].abs();
+        let v1 = match ((-(-c(0.56))) >= -c(0.14), n % 3) {
+            (true, 0) => a.min(-c(0.05).min(a)),
+            (false, k2) | (_, k2 @ 1) => (x[1] * b).tanh().exp() * (k2 + 1) as f64,
+            _ => x[0].abs(),
         };
-        let v1 = a.min(-c(0.05).min(a)) * (k2 + 1) as f64 + (x[1] * b).tanh().exp();
         let mut buf3 = vec![c(0.0); n];
         for i in 0..n {
             buf3[i] = (c(0.87).cos() * c(0.87).cos() + c(1.0)).log(3.0);
@@ -21430,11 +21460,11 @@ mod twin {
             w6 = w6 * c(0.6) + c(0.05) * x[3].cos().tanh();
             steps += 1;
         }
-        let v7 = if let (true, k8 @ 0..=1) = (-c(0.83) >= -c(0.44), n % 3) {
-            x[1] * (k8 + 2) as f64
-        } else {
-            (x[1].tanh() * c(0.9)).acos().atan()
-        };
+        let v7 = x.iter().copied().zip(x[1..].iter().copied()).fold(
+            (((a).tanh() - (lse3).tanh().stop_gradient()).exp().ln()
+                + (lse3).tanh().stop_gradient()),
+            |acc, (k8, q)| acc * c(0.5) + k8 * q * x[1],
+        ) + (x[1].tanh() * c(0.9)).acos().atan();
         -c(1.41) * (a).tanh()
             + -c(1.37) * (b).tanh()
             + -c(0.75) * (v2).tanh()
@@ -22127,10 +22157,10 @@ mod twin {
             w1 = w1 * c(0.6) + c(0.05) * (a * a + c(1.0)).log(3.0).tanh();
             steps += 1;
         }
-        let v2 = match n % 3 {
-            0 => (x[1].cos() * c(0.13).abs()),
-            1 if (-c(0.29) * c(0.5)) >= -c(1.67) => a.min(-c(0.08)).cos(),
-            _ => a,
+        let v2 = if let (true, k3 @ 0..=1) = ((-c(0.29) * c(0.5)) >= -c(1.67), n % 3) {
+            (x[1].cos() * c(0.13).abs()) * (k3 + 2) as f64
+        } else {
+            a.min(-c(0.08)).cos()
         };
         let mut buf4 = vec![c(0.0); n];
         for i in 0..n {
@@ -22594,11 +22624,11 @@ mod twin {
         } else {
             smooth(c(1.38))
         };
-        let v3 = match ((v2 * v2 + c(1.0)).recip() > c(1.18), n % 3) {
-            (true, 0) => (b.mul_add(a, a) * b.mul_add(a, a) + c(1.0)).cbrt(),
-            (false, k4) | (_, k4 @ 1) => v2.atan2(v2 * v2 + c(0.5)).asinh() * (k4 + 1) as f64,
-            _ => v2,
+        let (k4, true) = (n % 2, (v2 * v2 + c(1.0)).recip() > c(1.18)) else {
+            return v2;
         };
+        let v3 = (b.mul_add(a, a) * b.mul_add(a, a) + c(1.0)).cbrt() * (k4 + 1) as f64
+            + v2.atan2(v2 * v2 + c(0.5)).asinh();
         let mut acc: D = -c(0.69) * (a).tanh()
             + c(0.45) * (b).tanh()
             + c(0.56) * (v1).tanh()
@@ -22862,11 +22892,14 @@ mod twin {
             }
             lse3 = lse3 * c(0.5) + se.ln() + mx + prev;
         }
-        let (k6, true) = (n % 2, lse3 > c(1.01)) else {
-            return v2.cos();
-        };
-        let v5 = ((v2.tanh() * c(0.9)).acos() - (-c(1.99) / (b * b + c(1.0)))) * (k6 + 1) as f64
-            + ((-c(0.63) - a) * c(0.5));
+        let mut v5 = v2.cos();
+        for w in x.windows(2) {
+            v5 = v5 * c(0.5)
+                + (w[1] - w[0]) * ((v2.tanh() * c(0.9)).acos() - (-c(1.99) / (b * b + c(1.0))));
+        }
+        for (k6, pair) in x.chunks_exact(2).enumerate() {
+            v5 += pair[0] * pair[1] * ((-c(0.63) - a) * c(0.5)) * (k6 + 1) as f64;
+        }
         let mut acc7 = a.abs();
         for i in 0..n {
             acc7 += ((v2 * v2 + c(1.0)).log10() * (v2 * v2 + c(1.0)).log10() + c(1.0)).cbrt();
@@ -23180,13 +23213,14 @@ mod twin {
         let v2 = ((a.asinh() * arr1).tanh() * c(0.5)).cosh();
         let v3 = arr1;
         let v4 = -c(0.42).hypot(x[1]);
-        let v5 = match ((a * x[1]) < -c(1.52), n % 3) {
-            (true, 0) => (((arr1.tanh()).tanh() * c(3.0)).trunc() * c(0.25) + (v4 * v4).ln_1p()),
-            (false, k6) | (_, k6 @ 1) => {
-                ((x[1] * x[1] + c(0.5)).sqrt().tanh() * c(0.9)).acos() * (k6 + 1) as f64
-            }
-            _ => (c(1.82) * c(1.82) + c(1.0)).ln(),
-        };
+        let v5 = x.iter().copied().zip(x[1..].iter().copied()).fold(
+            (c(1.82) * c(1.82) + c(1.0)).ln(),
+            |acc, (k6, q)| {
+                acc * c(0.5)
+                    + k6 * q
+                        * (((arr1.tanh()).tanh() * c(3.0)).trunc() * c(0.25) + (v4 * v4).ln_1p())
+            },
+        ) + ((x[1] * x[1] + c(0.5)).sqrt().tanh() * c(0.9)).acos();
         let mut acc: D = -c(1.26) * (a).tanh()
             + -c(1.09) * (b).tanh()
             + -c(1.90) * (arr1).tanh()
@@ -24929,12 +24963,11 @@ mod twin {
             (((c(1.02)).tanh() * c(3.0)).floor() * c(0.25) + c(1.75)).cos(),
             x[2].powi(3).tanh().exp2(),
         );
-        let v4 = x
-            .iter()
-            .copied()
-            .zip(x[1..].iter().copied())
-            .fold(b, |acc, (k5, q)| acc * c(0.5) + k5 * q * b)
-            + v3;
+        let v4 = if let (true, k5 @ 0..=1) = (x[3].clamp(-c(1.0), c(1.0)) > -c(1.13), n % 3) {
+            b * (k5 + 2) as f64
+        } else {
+            v3
+        };
         let arr6 = (m + &m.sum_axis(Axis(0)))
             .mapv(|t| (t * t + c(1.0)).ln())
             .mean()
@@ -24967,19 +25000,17 @@ mod twin {
                 acc1 = acc1 * c(0.9) + (a.tanh() * c(0.9)).atanh();
             }
         }
-        let v2 = match (
+        let v2 = if let (true, k3 @ 0..=1) = (
             (-c(1.88) * -c(1.88) + c(1.0)).powd(x[0].tanh()) >= c(1.62),
             n % 3,
         ) {
-            (true, 0) => (c(0.10) * c(0.10) + c(1.0))
+            (c(0.10) * c(0.10) + c(1.0))
                 .powd(x[3].tanh())
-                .min((a * a + c(1.0)).recip()),
-            (false, k3) | (_, k3 @ 1) => {
-                (((acc1).tanh() - (b * b).tanh().stop_gradient()).exp().ln()
-                    + (b * b).tanh().stop_gradient())
-                    * (k3 + 1) as f64
-            }
-            _ => -c(1.32),
+                .min((a * a + c(1.0)).recip())
+                * (k3 + 2) as f64
+        } else {
+            (((acc1).tanh() - (b * b).tanh().stop_gradient()).exp().ln()
+                + (b * b).tanh().stop_gradient())
         };
         c(0.87) * (a).tanh()
             + -c(0.78) * (b).tanh()
@@ -25850,13 +25881,11 @@ mod twin {
             w6 = w6 * c(0.6) + c(0.05) * b.tanh();
             steps += 1;
         }
-        let v7 = match ((x[3] * c(0.80)) <= -c(0.86), n % 3) {
-            (true, 0) => (v1.tanh().exp2() * v1.tanh().exp2()).ln_1p(),
-            (false, k8) | (_, k8 @ 1) => {
-                ((-c(1.17).tanh() * c(0.9)).atanh().tanh() * c(0.5)).sinh() * (k8 + 1) as f64
-            }
-            _ => -c(0.47).mul_add(v1, v1),
+        let (k8, true) = (n % 2, (x[3] * c(0.80)) <= -c(0.86)) else {
+            return -c(0.47).mul_add(v1, v1);
         };
+        let v7 = (v1.tanh().exp2() * v1.tanh().exp2()).ln_1p() * (k8 + 1) as f64
+            + ((-c(1.17).tanh() * c(0.9)).atanh().tanh() * c(0.5)).sinh();
         c(1.76) * (a).tanh()
             + -c(0.32) * (b).tanh()
             + -c(1.43) * (v1).tanh()
@@ -26646,12 +26675,15 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p294(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let v1 = if let (true, k2 @ 0..=1) = ((c(1.19) * c(1.19) + c(1.0)).ln() > -c(0.90), n % 3) {
-            ((-c(0.64) * -c(0.37))
-                / ((x[1].tanh() * c(0.9)).atanh() * (x[1].tanh() * c(0.9)).atanh() + c(1.0)))
-                * (k2 + 2) as f64
-        } else {
-            ((b + x[2]).tanh() * c(0.5)).sinh()
+        let v1 = match n % 3 {
+            0 => {
+                ((-c(0.64) * -c(0.37))
+                    / ((x[1].tanh() * c(0.9)).atanh() * (x[1].tanh() * c(0.9)).atanh() + c(1.0)))
+            }
+            1 if (c(1.19) * c(1.19) + c(1.0)).ln() > -c(0.90) => {
+                ((b + x[2]).tanh() * c(0.5)).sinh()
+            }
+            _ => (x[0].tanh() * c(0.9)).acos(),
         };
         let mut w3 = ((((b).tanh() - (v1).tanh().stop_gradient()).exp().ln()
             + (v1).tanh().stop_gradient())
@@ -26845,11 +26877,14 @@ mod twin {
                 acc2 = acc2 * c(0.9) + sin(b);
             }
         }
-        let v3 = match n % 3 {
-            0 => ((w1 / (c(0.14) * c(0.14) + c(1.0))).tanh() * c(0.5)).cosh(),
-            1 if x[2] >= c(1.94) => (w1.mul_add(a, w1) * (c(0.84) - -c(1.73))),
-            _ => b.abs(),
-        };
+        let mut v3 = b.abs();
+        for w in x.windows(2) {
+            v3 = v3 * c(0.5)
+                + (w[1] - w[0]) * ((w1 / (c(0.14) * c(0.14) + c(1.0))).tanh() * c(0.5)).cosh();
+        }
+        for (k4, pair) in x.chunks_exact(2).enumerate() {
+            v3 += pair[0] * pair[1] * (w1.mul_add(a, w1) * (c(0.84) - -c(1.73))) * (k4 + 1) as f64;
+        }
         let mut pair5 = c(0.0);
         for i in 0..n {
             let mut p = i + 1;

@@ -170,11 +170,11 @@ impl Gen<'_> {
                 if self.rng.chance(30) {
                     // A `match` on an integer with a guard; one on a tuple holding a condition,
                     // with a binding in an or-pattern; an `if let` with a binding; a
-                    // `let .. else` that returns early; a fold over a zip.
+                    // `let .. else` that returns early; windows and chunks; a fold over a zip.
                     let g = self.expr(1);
                     // The binding's name, unlike every other name of the program.
                     let m = self.name("k");
-                    match self.rng.below(5) {
+                    match self.rng.below(6) {
                         0 => {
                             let _ = writeln!(out, "    let {v} = match n % 3 {{\n        0 => {t},\n        1 if {c} => {f},\n        _ => {g},\n    }};");
                         }
@@ -186,6 +186,10 @@ impl Gen<'_> {
                         }
                         3 => {
                             let _ = writeln!(out, "    let ({m}, true) = (n % 2, {c}) else {{\n        return {g};\n    }};\n    let {v} = {t} * ({m} + 1) as f64 + {f};");
+                        }
+                        4 => {
+                            // Windows, then enumerated exact chunks, of the input.
+                            let _ = writeln!(out, "    let mut {v} = {g};\n    for w in x.windows(2) {{\n        {v} = {v} * 0.5 + (w[1] - w[0]) * {t};\n    }}\n    for ({m}, pair) in x.chunks_exact(2).enumerate() {{\n        {v} += pair[0] * pair[1] * {f} * ({m} + 1) as f64;\n    }}");
                         }
                         _ => {
                             // An iterator reduction over a zip of the input with itself shifted.
