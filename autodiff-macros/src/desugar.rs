@@ -43,9 +43,10 @@ use syn::visit::Visit;
 use syn::visit_mut::VisitMut;
 use syn::{Expr, ItemFn, Pat};
 
-/// `func` with every `match`, `if let`, `let .. else` and iterator reduction in its body
-/// written as what it stands for; `None` when it has none (the common case, checked without
-/// copying the function or collecting its names).
+/// `func` with every `match`, `if let`, `let .. else`, iterator reduction, `for` over windows,
+/// chunks or a backward walk, and `return` inside a loop written as what it stands for; `None`
+/// when it has none (the common case, checked without copying the function or collecting its
+/// names).
 pub fn apply(func: &ItemFn) -> Option<ItemFn> {
     let mut probe = Probe(false);
     probe.visit_block(&func.block);
