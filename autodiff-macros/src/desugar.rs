@@ -141,6 +141,12 @@ fn returns_in_loop(block: &syn::Block) -> bool {
     f.0
 }
 
+/// The methods whose calls [`Rewriter::reduction`] rewrites.
+const REDUCTIONS: [&str; 3] = ["sum", "product", "fold"];
+
+/// The methods whose `for` loops [`Rewriter::indexed_loop`] rewrites.
+const INDEXED_WALKS: [&str; 4] = ["windows", "chunks", "chunks_exact", "rev"];
+
 /// Does a body hold anything to rewrite?
 struct Probe(bool);
 
@@ -156,7 +162,7 @@ impl<'ast> Visit<'ast> for Probe {
         syn::visit::visit_local(self, l);
     }
     fn visit_expr_method_call(&mut self, m: &'ast syn::ExprMethodCall) {
-        self.0 |= ["sum", "product", "fold"].iter().any(|r| m.method == r);
+        self.0 |= REDUCTIONS.iter().any(|r| m.method == r);
         syn::visit::visit_expr_method_call(self, m);
     }
     fn visit_expr(&mut self, e: &'ast Expr) {
@@ -164,12 +170,10 @@ impl<'ast> Visit<'ast> for Probe {
             self.0 |= returns(e);
         }
         if let Expr::ForLoop(f) = e {
-            let mut walk = Some(&*f.expr);
-            while let Some(Expr::MethodCall(m)) = walk.map(strip) {
-                self.0 |= ["windows", "chunks", "chunks_exact", "rev"]
-                    .iter()
-                    .any(|n| m.method == n);
-                walk = Some(&m.receiver);
+            let mut walk = &*f.expr;
+            while let Expr::MethodCall(m) = strip(walk) {
+                self.0 |= INDEXED_WALKS.iter().any(|n| m.method == n);
+                walk = &m.receiver;
             }
         }
         syn::visit::visit_expr(self, e);
