@@ -73,11 +73,10 @@ pub enum Op {
         func: MapFn,
         span: Span,
     },
-    /// A call to a function whose pullback is `path::pullback` (composition and custom
+    /// A call to another differentiated function or method (composition and custom
     /// derivatives).
     Call {
-        path: syn::Path,
-        pullback: syn::Path,
+        callee: Callee,
         args: Vec<Operand>,
         /// Which arguments the user passed by reference (`g(&a)`); the pullback gets them the
         /// same way.
@@ -111,6 +110,52 @@ pub enum Op {
         /// recomputation in the reverse sweep (the buffer may have changed since).
         tape: Option<ReadTape>,
     },
+}
+
+/// What a [`Op::Call`] calls, and so where its pullback is.
+pub enum Callee {
+    /// `g(..)` or `physics::g(..)`: its pullback is `g::pullback`, on the companion type
+    /// `#[differentiate]` writes beside `fn g`.
+    Function {
+        path: syn::Path,
+        pullback: syn::Path,
+    },
+    /// `self.energy(..)` or `model.energy(..)`: a method of a value that is not
+    /// differentiated; its pullback is the method `energy_pullback` beside it.
+    Method { recv: Operand, method: Ident },
+}
+
+impl Callee {
+    /// The call's function, before its arguments: `g` or `model.energy`.
+    pub fn forward(&self, mut recv: impl FnMut(&Operand) -> TokenStream) -> TokenStream {
+        match self {
+            Callee::Function { path, .. } => quote::quote!(#path),
+            Callee::Method { recv: r, method } => {
+                let r = recv(r);
+                quote::quote!(#r.#method)
+            }
+        }
+    }
+
+    /// The pullback's: `g::pullback` or `model.energy_pullback`.
+    pub fn pullback(&self, mut recv: impl FnMut(&Operand) -> TokenStream) -> TokenStream {
+        match self {
+            Callee::Function { pullback, .. } => quote::quote!(#pullback),
+            Callee::Method { recv: r, method } => {
+                let r = recv(r);
+                let pullback = quote::format_ident!("{}_pullback", method);
+                quote::quote!(#r.#pullback)
+            }
+        }
+    }
+
+    /// The receiver of a method.
+    pub fn receiver(&self) -> Option<&Operand> {
+        match self {
+            Callee::Function { .. } => None,
+            Callee::Method { recv, .. } => Some(recv),
+        }
+    }
 }
 
 /// Where a loop keeps the buffer values its body read: the tape, and the cursor the reverse

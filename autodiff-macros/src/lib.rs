@@ -43,6 +43,9 @@ use proc_macro::TokenStream;
 ///   every `use` of `f` brings it) whose `f::pullback` is `f_pullback`: what calls to `f` from
 ///   other differentiated code use.
 ///
+/// On a method taking `&self` (or `self`), the companions are methods beside it with the same
+/// receiver, and calls `value.f(..)` from differentiated code use the method `f_pullback`.
+///
 /// `#[differentiate(pullback = f_pullback)]` takes a hand-written pullback instead: the body is
 /// not read, the companion type forwards to it, and `f_grad` / `f_value_and_grad` are that
 /// pullback at `d_out = 1`.
@@ -748,6 +751,8 @@ mod never_panics {
         "fn r(x: &[f64], a: f64) -> f64 { for i in 0..x.len() { for j in 0..i { if x[j] * a > 1.0 { return x[i] * a; } } } let s: f64 = x.iter().zip(x).map(|(u, v)| u * v * a).sum(); if let Some(k) = x.len().checked_sub(2) { s * k as f64 } else { x.iter().fold(a, |acc, v| acc * v) } }",
         "fn m(a: f64, b: f64) -> f64 { let (p, q) = (a * b, a - b); assert!(p.is_finite(), \"p = {p}\"); physics::e(p) + q.atan2(p) }",
         "#[differentiate(wrt(x))] fn w(x: f64, y: f64) -> f64 { x.clamp(0.0, y) }",
+        "fn e(&self, x: &[f64], m: &Model) -> f64 { let mut s = self.k; for i in 0..x.len() { s += self.pair(x[i], self.w[i]) * m.scale(); } let p = &self.parts[0]; s * p.energy(x) + m.energy(x) }",
+        "#[differentiate(pullback = e_by_hand)] fn e(self, x: f64) -> f64 { x * self.k }",
     ];
 
     fn flatten(ts: TokenStream, out: &mut Vec<TokenTree>) {

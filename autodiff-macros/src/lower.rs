@@ -9,8 +9,8 @@
 //!   so every path ends in the function's value.
 
 use crate::ir::{
-    Block, CallForm, Carried, Function, Loop, LoopKind, MapFn, Op, Operand, Part, Phi, ReadTape,
-    Stmt, Var, VarId,
+    Block, CallForm, Callee, Carried, Function, Loop, LoopKind, MapFn, Op, Operand, Part, Phi,
+    ReadTape, Stmt, Var, VarId,
 };
 use crate::names::Namer;
 use crate::rules::{self, Adjoint, Rule};
@@ -87,6 +87,7 @@ fn lower_once(
         buffer_count: HashMap::new(),
         buffer_keys: HashMap::new(),
         arrays_nd: Vec::new(),
+        params: sig.params.len(),
     };
     for p in &sig.params {
         if crate::signature::is_ndarray(&p.ty) && crate::signature::ndarray_rank(&p.ty) != Some(1) {
@@ -211,6 +212,8 @@ struct Lowerer<'n> {
     /// Parameters that are ndarray arrays of more than one dimension (or of a dynamic number),
     /// whose elements no single index reads.
     arrays_nd: Vec<VarId>,
+    /// How many parameters: the first variables.
+    params: usize,
 }
 
 impl Lowerer<'_> {
@@ -1421,6 +1424,11 @@ impl Lowerer<'_> {
         if name == "mapv" {
             return self.mapv(m, out);
         }
+        if !self.mentions_active(&m.receiver)
+            && (is_self(&m.receiver) || rules::method(&name).is_none())
+        {
+            return self.method_call(m, out);
+        }
         let Some(rule) = rules::method(&name) else {
             return Err(syn::Error::new_spanned(
                 &m.method,
@@ -1577,6 +1585,7 @@ impl Lowerer<'_> {
             buffer_count: HashMap::new(),
             buffer_keys: HashMap::new(),
             arrays_nd: Vec::new(),
+            params: 0,
         };
         let mut body = Block::default();
         let result = inner.seq(&[Item::Expr(&c.body, true)], Level::Function, &mut body);
@@ -1653,6 +1662,21 @@ impl Lowerer<'_> {
                 arguments,
             });
         }
+        let callee = Callee::Function {
+            path: fp.path.clone(),
+            pullback,
+        };
+        self.call_with(callee, args, out)
+    }
+
+    /// A call of `callee` with `args`: each argument an operand, and whether the user passed
+    /// it by reference (the pullback gets it the same way).
+    fn call_with(
+        &mut self,
+        callee: Callee,
+        args: Vec<&Expr>,
+        out: &mut Block,
+    ) -> syn::Result<Lowered> {
         let mut operands = Vec::new();
         let mut refs = Vec::new();
         for a in args {
@@ -1666,13 +1690,50 @@ impl Lowerer<'_> {
         let active = operands.iter().any(|o| self.is_active(o));
         Ok(Lowered::Op(
             Op::Call {
-                path: fp.path.clone(),
-                pullback,
+                callee,
                 args: operands,
                 refs,
             },
             active,
         ))
+    }
+
+    /// `self.energy(x)` or `model.energy(x)`: a method of a value that is not differentiated,
+    /// called with differentiated arguments, differentiated through the method
+    /// `energy_pullback` that `#[differentiate]` writes beside it. `self`, a parameter or a
+    /// field of either is read where it stands (the same value in both sweeps); any other
+    /// receiver is computed once.
+    fn method_call(&mut self, m: &syn::ExprMethodCall, out: &mut Block) -> syn::Result<Lowered> {
+        if m.turbofish.is_some() {
+            return Err(syn::Error::new_spanned(
+                m,
+                "#[differentiate] does not support generic arguments on differentiated method calls yet",
+            ));
+        }
+        let recv = match self.parameter_place(&m.receiver) {
+            true => Operand::Const(self.rename(&m.receiver)?),
+            false => self.operand(&m.receiver, out)?,
+        };
+        let callee = Callee::Method {
+            recv,
+            method: m.method.clone(),
+        };
+        self.call_with(callee, m.args.iter().collect(), out)
+    }
+
+    /// Is `e` `self`, a parameter (as the function received it), or a field of one
+    /// (`self.potential.inner`)?
+    fn parameter_place(&self, e: &Expr) -> bool {
+        match strip(e) {
+            Expr::Field(f) => self.parameter_place(&f.base),
+            Expr::Path(p) if p.path.is_ident("self") => true,
+            Expr::Path(p) => p
+                .path
+                .get_ident()
+                .and_then(|i| self.lookup(&i.to_string()))
+                .is_some_and(|id| id < self.params),
+            _ => false,
+        }
     }
 
     fn prim(
@@ -2008,6 +2069,15 @@ fn is_arithmetic(e: &Expr) -> bool {
             ) && is_arithmetic(&b.left)
                 && is_arithmetic(&b.right)
         }
+        _ => false,
+    }
+}
+
+/// Is `e` `self` or a field of it?
+fn is_self(e: &Expr) -> bool {
+    match strip(e) {
+        Expr::Field(f) => is_self(&f.base),
+        Expr::Path(p) => p.path.is_ident("self"),
         _ => false,
     }
 }

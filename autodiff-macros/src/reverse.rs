@@ -2767,12 +2767,8 @@ impl<'a> Reverse<'a> {
                 }
             }
             Op::Fused { grads: None, .. } => {}
-            Op::Call {
-                pullback,
-                args,
-                refs,
-                ..
-            } => {
+            Op::Call { callee, args, refs } => {
+                let pullback = callee.pullback(|r| self.operand(r));
                 let operands: Vec<TokenStream> = args
                     .iter()
                     .zip(refs)
@@ -3555,7 +3551,9 @@ fn op_reads(op: &Op, names: &mut Vec<String>, mut read: impl FnMut(VarId)) {
         Op::Copy(o) => operand(o),
         Op::Verbatim(t) => idents(t, names),
         Op::Prim { args, ints, .. } => args.iter().chain(ints).for_each(operand),
-        Op::Call { args, .. } => args.iter().for_each(operand),
+        Op::Call { callee, args, .. } => {
+            callee.receiver().into_iter().chain(args).for_each(operand)
+        }
         Op::Map { recv, func, .. } => {
             operand(recv);
             if let MapFn::Closure { forward, .. } = func {

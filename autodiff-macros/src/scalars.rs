@@ -61,13 +61,15 @@ pub fn infer(f: &mut Function, sig: &Signature) {
         .map(|(k, _)| k)
         .collect();
     float_vec_buffers(&f.body, &f.vars, &mut f.flat);
-    // Parameters of primitive types, and the float's scalars (which the comparisons and casts
-    // of integer code read).
+    // Parameters of primitive types and shared references, and the float's scalars (which the
+    // comparisons and casts of integer code read).
     let mut copies: HashSet<VarId> = sig
         .params
         .iter()
         .enumerate()
-        .filter(|(_, p)| is_primitive(&p.ty))
+        .filter(|(_, p)| {
+            is_primitive(&p.ty) || matches!(&p.ty, Type::Reference(r) if r.mutability.is_none())
+        })
         .map(|(k, _)| k)
         .chain((0..f.vars.len()).filter(|&v| f.vars[v].scalar))
         .collect();
@@ -504,7 +506,9 @@ impl Facts {
                 }
                 (false, false)
             }
-            Op::Call { .. } => (false, false),
+            // A differentiated function (or one with a hand-written pullback) returns one
+            // float: the function's own, since mixed precision is rejected.
+            Op::Call { .. } => (true, false),
             // A fused sum (made after this pass runs).
             Op::Fused { .. } => (true, false),
         }

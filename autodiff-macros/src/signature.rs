@@ -35,6 +35,9 @@ pub struct Signature {
     pub float: Ident,
     /// The `checkpoint` option.
     pub checkpoint: bool,
+    /// `&self` (or `self`, `self: &Self`, ..) as written, for a method: a constant, the
+    /// companions are methods beside it, and calls use `self.f_value_and_grad(..)`.
+    pub receiver: Option<syn::Receiver>,
 }
 
 impl Signature {
@@ -99,9 +102,11 @@ pub fn analyse(func: &ItemFn, options: &Options) -> syn::Result<Signature> {
     };
 
     let mut params = Vec::new();
+    let mut receiver = None;
     for arg in &sig.inputs {
         match arg {
-            FnArg::Receiver(r) => errors.push(r.span(), "#[differentiate] does not support methods with `self` yet: write a free function that takes the value as a parameter"),
+            FnArg::Receiver(r) if matches!(&*r.ty, Type::Reference(t) if t.mutability.is_some()) => errors.push(r.span(), "#[differentiate] does not support methods taking `&mut self`: the gradient's forward and reverse sweeps read the same value; take `&self`"),
+            FnArg::Receiver(r) => receiver = Some(r.clone()),
             FnArg::Typed(pt) => {
                 let ident = match &*pt.pat {
                     Pat::Ident(pi) if pi.by_ref.is_none() && pi.subpat.is_none() => pi.ident.clone(),
@@ -145,6 +150,7 @@ pub fn analyse(func: &ItemFn, options: &Options) -> syn::Result<Signature> {
             params,
             float,
             checkpoint: options.checkpoint,
+            receiver,
         }),
         None => Err(syn::Error::new(
             sig.ident.span(),

@@ -20,7 +20,8 @@
 //! loop `s = w.dot(&s).mapv(f64::tanh)` keeps one state's worth per step instead of computing
 //! its step again in the reverse sweep. A `dot` of two matrices is computed again (each element
 //! costs only the shared dimension, and recording `x.dot(&a)` for every component of a mixture
-//! was measured slower than computing it again).
+//! was measured slower than computing it again). A call's value inside a loop is recorded
+//! too: computing it again would run the called function once more.
 
 use crate::ir::{
     Block, CallForm, Function, LoopKind, MapFn, Op, Operand, Part, Recorded, Stmt, Var, VarId,
@@ -188,6 +189,16 @@ impl Walk {
                             ..
                         },
                 } if rule.costly() => {
+                    if let Some(exact) = inside {
+                        self.recorded.push((*var, exact));
+                    }
+                }
+                // A call's value (one float): computing it again costs a call of the whole
+                // function, which its pullback then runs once more.
+                Stmt::Let {
+                    var,
+                    op: Op::Call { .. },
+                } => {
                     if let Some(exact) = inside {
                         self.recorded.push((*var, exact));
                     }

@@ -1,11 +1,13 @@
 use autodiff::differentiate;
 
-struct Model;
+struct Model {
+    calls: usize,
+}
 
 impl Model {
     #[differentiate]
-    fn energy(&self, x: f64) -> f64 {
-        x * x
+    fn energy(&mut self, x: f64) -> f64 {
+        x * x * self.calls as f64
     }
 }
 
