@@ -50,7 +50,8 @@ use syn::{Expr, ItemFn, Pat};
 pub fn apply(func: &ItemFn) -> Option<ItemFn> {
     let mut probe = Probe(false);
     probe.visit_block(&func.block);
-    if !probe.0 {
+    let closures = crate::inline::any(&func.block);
+    if !probe.0 && !closures {
         return None;
     }
     let mut names = Names::default();
@@ -60,6 +61,9 @@ pub fn apply(func: &ItemFn) -> Option<ItemFn> {
         used: names.idents,
     };
     let mut out = func.clone();
+    if closures {
+        crate::inline::closures(&mut out, &mut |base| rewriter.fresh(base));
+    }
     rewriter.visit_block_mut(&mut out.block);
     if let syn::ReturnType::Type(_, ty) = &func.sig.output {
         if returns_in_loop(&out.block) {

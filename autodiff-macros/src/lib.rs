@@ -3,7 +3,9 @@
 //! One module per phase, wired together here:
 //! 1. `attr`: the attribute's options;
 //! 2. `signature`: which parameters are differentiable, and the float type;
-//! 3. `lower`: the body into the small A-normal-form `ir`, with spanned errors;
+//! 3. `desugar` (with `inline`): syntax written as what it stands for (`match` as an `if`
+//!    chain, reductions and walks as loops, closures called by name inlined), then `lower`:
+//!    the body into the small A-normal-form `ir`, with spanned errors;
 //! 4. `rules`: the table of derivative rules, one entry per primitive;
 //! 5. `tbr`: the to-be-recorded analysis, which buffer reads (and integer values read from
 //!    buffers) the forward sweep must tape;
@@ -18,6 +20,7 @@ mod attr;
 mod desugar;
 mod emit;
 mod fuse;
+mod inline;
 mod ir;
 mod lower;
 mod names;
@@ -753,6 +756,7 @@ mod never_panics {
         "#[differentiate(wrt(x))] fn w(x: f64, y: f64) -> f64 { x.clamp(0.0, y) }",
         "fn e(&self, x: &[f64], m: &Model) -> f64 { let mut s = self.k; for i in 0..x.len() { s += self.pair(x[i], self.w[i]) * m.scale(); } let p = &self.parts[0]; s * p.energy(x) + m.energy(x) }",
         "#[differentiate(pullback = e_by_hand)] fn e(self, x: f64) -> f64 { x * self.k }",
+        "fn c(x: &[f64], a: f64) -> f64 { let sq = |v: f64| v * v; let mix = |u: f64, w: f64| -> f64 { sq(u) * w + a }; let mut s = 0.0; for i in 0..x.len() { s += mix(x[i], a); } let b = 2.0; let late = |v: f64| v * b; s + sq(a) + late(b) }",
     ];
 
     fn flatten(ts: TokenStream, out: &mut Vec<TokenTree>) {

@@ -1312,7 +1312,12 @@ impl Lowerer<'_> {
             Expr::Cast(c) => match float_type(&c.ty) {
                 Some(f) if f == self.float => {
                     let x = self.operand(&c.expr, out)?;
-                    Ok(Lowered::Operand(x))
+                    if self.is_active(&x) {
+                        return Ok(Lowered::Operand(x));
+                    }
+                    // A constant (an integer computed by a block, a call): cast as written.
+                    let x = self.tokens(&x);
+                    Ok(Lowered::Op(Op::Verbatim(quote!((#x as #f))), false))
                 }
                 Some(f) => Err(syn::Error::new_spanned(c, format!("casting a differentiated value to `{f}` in a `{}` function: mixed precision is not supported, keep every differentiated value in `{}`", self.float, self.float))),
                 None => Ok(Lowered::Op(Op::Verbatim(self.condition(e)?), false)),
@@ -1329,6 +1334,11 @@ impl Lowerer<'_> {
                     Some(v) => Ok(Lowered::Operand(v)),
                     None => Err(syn::Error::new_spanned(b, "this block has no value: end it with an expression")),
                 }
+            }
+            // An error an earlier rewriting left at the construct (`inline`).
+            Expr::Macro(m) if m.mac.path.is_ident("compile_error") => {
+                let message: syn::LitStr = m.mac.parse_body()?;
+                Err(syn::Error::new(m.mac.path.span(), message.value()))
             }
             Expr::Macro(m) if m.mac.path.is_ident("vec") => {
                 let tokens = &m.mac.tokens;
@@ -2181,7 +2191,7 @@ fn format_captures(s: &str) -> Vec<String> {
 /// The error for a construct the macro cannot differentiate, saying what to write instead.
 fn unsupported(e: &Expr) -> syn::Error {
     let msg = match e {
-        Expr::Closure(_) => "#[differentiate] does not support closures: write the computation inline, or as a separate annotated function",
+        Expr::Closure(_) => "#[differentiate] supports closures given to `mapv`, and closures bound by `let` (not `mut`, not `move`) and only called, `let f = |r: f64| ..; f(x)`, which are inlined at their calls; write this one's computation inline, or as a separate annotated function",
         Expr::Unsafe(_) => "#[differentiate] does not support `unsafe` blocks: the gradient must be computable from safe code",
         Expr::Macro(_) => "#[differentiate] does not support macros in expressions; only `assert!` and `debug_assert!` may stay, as statements",
         Expr::Match(m) if crate::desugar::is_extraction(m) => "#[differentiate] supports patterns (of `match`, `if let`, `let .. else`) that bind values which are not differentiated (a configuration's fields, integers); this one binds a differentiated value: write `_` in its place and read the value from the scrutinee",
