@@ -158,6 +158,28 @@ impl Gen<'_> {
     /// One statement; may bind a new scalar.
     fn stmt(&mut self, out: &mut String) {
         match self.rng.below(12) {
+            0 | 1 if self.rng.chance(20) => {
+                // A closure called by name (inlined at its calls), twice with its arguments
+                // swapped, or in a loop. Its body reads its parameters and names bound once,
+                // before it (every generated name is fresh; `index` is none at the top).
+                let f = self.name("f");
+                let v = self.name("v");
+                let outer = self.scalars.len();
+                self.scalars.extend(["t".to_string(), "u".to_string()]);
+                let body = self.expr(3);
+                self.scalars.truncate(outer);
+                let (e1, e2) = (self.expr(2), self.expr(2));
+                let _ = writeln!(out, "    let {f} = |t: f64, u: f64| {body};");
+                if self.rng.chance(50) {
+                    let _ = writeln!(
+                        out,
+                        "    let {v} = {f}({e1}, {e2}) * 0.5 + {f}({e2}, {e1});"
+                    );
+                } else {
+                    let _ = writeln!(out, "    let mut {v} = {e2};\n    for i in 0..n {{\n        {v} = {v} * 0.5 + {f}(x[i], {e1});\n    }}");
+                }
+                self.scalars.push(v);
+            }
             0 | 1 => {
                 let v = self.name("v");
                 let e = self.expr(3);
@@ -511,6 +533,7 @@ fn dual_twin(body: &str) -> String {
         .replace("f64::tanh", "tanh")
         .replace("Array2::<f64>", "Array2::<D>")
         .replace("let mut acc: f64", "let mut acc: D")
+        .replace("|t: f64, u: f64|", "|t: D, u: D|")
         .replace("autodiff::ops::", "ops::");
     // `buf[i] += e` on a non-primitive element borrows `buf` twice: spell it out.
     let mut lines = String::new();
