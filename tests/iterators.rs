@@ -1,6 +1,7 @@
 //! Loops over zipped slices (`xs.iter().zip(ys)`, nested zips, `.enumerate()`, `&v` patterns),
 //! against central finite differences and analytic gradients.
 use autodiff::differentiate;
+use autodiff::ndarray::{array, Array1, Array2};
 
 mod common;
 use common::{assert_close, fd};
@@ -106,13 +107,13 @@ fn iterator_reductions_match_finite_differences() {
 
 /// A walk over a one-dimensional ndarray array.
 #[differentiate]
-pub fn array_walk(w: &autodiff::ndarray::Array1<f64>, a: f64) -> f64 {
+pub fn array_walk(w: &Array1<f64>, a: f64) -> f64 {
     w.iter().map(|v| (v * a).sin()).sum::<f64>() + w.iter().fold(1.0, |p, v| p * (1.0 + v * v))
 }
 
 #[test]
 fn one_dimensional_arrays_are_walked_too() {
-    let w = autodiff::ndarray::array![0.3, -1.1, 0.7];
+    let w = array![0.3, -1.1, 0.7];
     let (dw, da) = array_walk_grad(&w, 0.9);
     let x = w.to_vec();
     let want = fd(
@@ -157,5 +158,48 @@ fn windows_chunks_and_backward_walks_match_finite_differences() {
         assert_eq!(value, windows_and_chunks(&x, 0.8));
         assert_close(&dx, &fd(&|v| windows_and_chunks(v, 0.8), &x), 1e-7);
         assert_close(&[da], &fd(&|v| windows_and_chunks(&x, v[0]), &[0.8]), 1e-7);
+    }
+}
+
+/// Rows and columns of a matrix walked by `for`: each a view, read like `m.row(i)`.
+#[differentiate]
+fn by_rows(m: &Array2<f64>, w: &Array1<f64>) -> f64 {
+    let mut e = 0.0;
+    for row in m.rows() {
+        e += (row.dot(w)).tanh();
+    }
+    for (j, col) in m.columns().into_iter().enumerate() {
+        e += col.mapv(|v| v * v).sum() * (j + 1) as f64;
+    }
+    for r in m.outer_iter() {
+        e += r.sum().sin();
+    }
+    e
+}
+
+#[test]
+fn rows_and_columns_walked_match_finite_differences() {
+    let m = array![[0.3, -0.2, 0.5], [0.9, 0.1, -0.4]];
+    let w = array![0.7, -0.3, 0.2];
+    let (gm, gw) = by_rows_grad(&m, &w);
+    let flat: Vec<f64> = m.iter().copied().collect();
+    let fm = fd(
+        &|v| by_rows(&Array2::from_shape_vec((2, 3), v.to_vec()).unwrap(), &w),
+        &flat,
+    );
+    assert_close(&gm.iter().copied().collect::<Vec<_>>(), &fm, 1e-6);
+    let fw = fd(
+        &|v| by_rows(&m, &Array1::from(v.to_vec())),
+        w.as_slice().unwrap(),
+    );
+    assert_close(gw.as_slice().unwrap(), &fw, 1e-6);
+    // The columns' term alone, analytically: d/dm[i][j] of (j + 1) m[i][j]^2.
+    let (gm2, _) = by_rows_grad(&m, &Array1::zeros(3));
+    let r: Vec<f64> = m.rows().into_iter().map(|r| r.sum().cos()).collect();
+    for i in 0..2 {
+        for j in 0..3 {
+            let want = 2.0 * (j + 1) as f64 * m[[i, j]] + r[i];
+            assert!((gm2[[i, j]] - want).abs() < 1e-12);
+        }
     }
 }

@@ -149,7 +149,15 @@ fn returns_in_loop(block: &syn::Block) -> bool {
 const REDUCTIONS: [&str; 3] = ["sum", "product", "fold"];
 
 /// The methods whose `for` loops [`Rewriter::indexed_loop`] rewrites.
-const INDEXED_WALKS: [&str; 4] = ["windows", "chunks", "chunks_exact", "rev"];
+const INDEXED_WALKS: [&str; 7] = [
+    "windows",
+    "chunks",
+    "chunks_exact",
+    "rev",
+    "rows",
+    "columns",
+    "outer_iter",
+];
 
 /// Does a body hold anything to rewrite?
 struct Probe(bool);
@@ -480,6 +488,8 @@ impl Rewriter {
     /// + k]`, `chunks(k)` also the shorter last chunk, and `xs.iter().rev()` (or
     /// `.iter().enumerate().rev()`) is `for i in (0..xs.len()).rev() { let v = xs[i]; .. }`;
     /// each may be followed by `.enumerate()`. The parts are read like any part of a slice.
+    /// A matrix's `rows()`, `outer_iter()` and `columns()` (also through `.into_iter()`) are
+    /// `for i in 0..m.nrows() { let row = m.row(i); .. }` and the same by columns.
     fn indexed_loop(&mut self, f: &syn::ExprForLoop) -> Option<Expr> {
         if f.label.is_some() {
             return None;
@@ -489,6 +499,10 @@ impl Rewriter {
                 (&*m.receiver, true)
             }
             e => (e, false),
+        };
+        let walk = match strip(walk) {
+            Expr::MethodCall(m) if m.method == "into_iter" && m.args.is_empty() => &m.receiver,
+            w => w,
         };
         let Expr::MethodCall(m) = strip(walk) else {
             return None;
@@ -514,6 +528,19 @@ impl Rewriter {
                     ),
                 };
                 (range, item, enumerated)
+            }
+            // A matrix's rows or columns, each the view `m.row(i)` / `m.column(i)`.
+            kind @ ("rows" | "columns" | "outer_iter") if m.args.is_empty() => {
+                let base = self.once(&m.receiver, &mut setup, "matrix");
+                let (count, view) = match kind {
+                    "columns" => (quote!(ncols), quote!(column)),
+                    _ => (quote!(nrows), quote!(row)),
+                };
+                (
+                    quote!(0..#base.#count()),
+                    quote!(#base.#view(#i)),
+                    enumerated,
+                )
             }
             "rev" if m.args.is_empty() => {
                 // `xs.iter().rev()` or `xs.iter().enumerate().rev()`.
