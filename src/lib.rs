@@ -19,7 +19,8 @@
 // crate's own tests and doctests too.
 extern crate self as autodiff;
 
-pub use autodiff_macros::differentiate;
+pub use autodiff_macros::{differentiate, Differentiable};
+pub use autodiff_runtime::adjoint::Differentiable;
 pub use autodiff_runtime::{check, ndarray, ops, ops::StopGradient, Real};
 
 /// What generated code calls. Not a stable API.

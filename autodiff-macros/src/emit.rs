@@ -399,14 +399,18 @@ fn body(
     released.reverse();
     let mut grads = Vec::new();
     for (id, p) in sig.params.iter().enumerate() {
+        let gradient = |rev: &mut Reverse| match p.kind {
+            signature::Kind::Struct => rev.struct_gradient(id),
+            _ => rev.gradient(id),
+        };
         if with_value {
             if p.wrt {
-                grads.push(rev.gradient(id));
+                grads.push(gradient(&mut rev));
             }
         } else if p.kind == signature::Kind::Constant {
             grads.push(quote!(()));
         } else {
-            grads.push(rev.gradient(id));
+            grads.push(gradient(&mut rev));
         }
     }
     let saved = std::mem::take(&mut rev.saved);

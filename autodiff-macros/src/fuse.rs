@@ -311,6 +311,7 @@ fn cluster(
         copies: Default::default(),
         checkpoint: false,
         early: Default::default(),
+        fields: Default::default(),
     };
     let ops = describe(b, &order);
     let Stmt::Let { var: sum, .. } = &b.stmts[j] else {

@@ -17,8 +17,10 @@
 #![forbid(unsafe_code)]
 
 mod attr;
+mod derive;
 mod desugar;
 mod emit;
+mod fields;
 mod fuse;
 mod inline;
 mod ir;
@@ -89,6 +91,21 @@ fn function_name(item: &proc_macro2::TokenStream) -> String {
         }
     }
     "?".to_string()
+}
+
+/// Makes a struct differentiable: a function with a parameter of this type named in its `wrt`
+/// gets the gradient as a value of the same struct, each field it reads as a differentiated
+/// value holding that field's gradient (zero elsewhere; constants copied).
+///
+/// Fields of `f64` / `f32`, ndarray arrays and `Vec`s of them are differentiated; integers,
+/// `bool`, `char`, `String`, other `Vec`s and `Option`s, and fields marked
+/// `#[differentiable(constant)]` are constants; any other type is a struct that derives
+/// `Differentiable` itself.
+#[proc_macro_derive(Differentiable, attributes(differentiable))]
+pub fn derive_differentiable(item: TokenStream) -> TokenStream {
+    derive::expand(item.into())
+        .unwrap_or_else(|e| e.to_compile_error())
+        .into()
 }
 
 /// The whole expansion, on `proc_macro2` tokens so that it can run outside the compiler.
@@ -756,6 +773,7 @@ mod never_panics {
         "#[differentiate(wrt(x))] fn w(x: f64, y: f64) -> f64 { x.clamp(0.0, y) }",
         "fn e(&self, x: &[f64], m: &Model) -> f64 { let mut s = self.k; for i in 0..x.len() { s += self.pair(x[i], self.w[i]) * m.scale(); } let p = &self.parts[0]; s * p.energy(x) + m.energy(x) }",
         "#[differentiate(pullback = e_by_hand)] fn e(self, x: f64) -> f64 { x * self.k }",
+        "#[differentiate(wrt(p, x))] fn s(p: &Params, x: &[f64], k: usize) -> f64 { let mut e = p.b; for i in 0..p.n { e += p.w[i] * x[i] * p.inner.scale; } if p.flag && p.k > 2 { e += g(&p.inner, x[p.k]); } e * p.count as f64 + x[0] }",
         "fn c(x: &[f64], a: f64) -> f64 { let sq = |v: f64| v * v; let mix = |u: f64, w: f64| -> f64 { sq(u) * w + a }; let mut s = 0.0; for i in 0..x.len() { s += mix(x[i], a); } let b = 2.0; let late = |v: f64| v * b; s + sq(a) + late(b) }",
     ];
 

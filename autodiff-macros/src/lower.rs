@@ -88,6 +88,9 @@ fn lower_once(
         buffer_keys: HashMap::new(),
         arrays_nd: Vec::new(),
         params: sig.params.len(),
+        struct_params: Vec::new(),
+        fields: HashMap::new(),
+        field_vars: Vec::new(),
     };
     for p in &sig.params {
         if crate::signature::is_ndarray(&p.ty) && crate::signature::ndarray_rank(&p.ty) != Some(1) {
@@ -104,6 +107,38 @@ fn lower_once(
             scalar: false,
         });
         lw.scopes[0].insert(p.ident.to_string(), id);
+    }
+    // Each differentiated field a struct parameter's body reads: a variable like a parameter,
+    // bound to `&p.field` before the forward sweep.
+    lw.struct_params = sig
+        .params
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.kind == crate::signature::Kind::Struct)
+        .map(|(k, p)| (k, p.ident.clone()))
+        .collect();
+    if !lw.struct_params.is_empty() {
+        for field in crate::fields::scan(&func.block, &lw.struct_params) {
+            let p = &sig.params[field.param];
+            let path = &field.path;
+            let key = field_key(path);
+            let var = (!field.constant).then(|| {
+                let hint = std::iter::once(p.ident.to_string())
+                    .chain(path.iter().map(|f| f.to_string()))
+                    .collect::<Vec<_>>()
+                    .join("_");
+                let id = lw.new_var(&hint, active(p), None);
+                let (name, param) = (&lw.vars[id].name, &p.ident);
+                // A `Copy` field by value (a float), any other by reference.
+                lw.items.push(quote!(let #name = {
+                    use ::autodiff::__rt::{FieldByRef as _, FieldByValue as _};
+                    (&::autodiff::__rt::Field(&#param.#(#path).*)).get()
+                };));
+                lw.field_vars.push((field.param, path.clone(), id));
+                id
+            });
+            lw.fields.insert((field.param, key), var);
+        }
     }
     let mut body = Block::default();
     let items = block_items(&func.block, true);
@@ -136,6 +171,7 @@ fn lower_once(
             copies: Default::default(),
             checkpoint: false,
             early: Default::default(),
+            fields: lw.field_vars,
         },
         more,
     ))
@@ -214,6 +250,12 @@ struct Lowerer<'n> {
     arrays_nd: Vec<VarId>,
     /// How many parameters: the first variables.
     params: usize,
+    /// The struct parameters (index, name), and the fields of them the body reads: the
+    /// variable standing for each differentiated one, `None` for a constant one (`fields.rs`).
+    struct_params: Vec<(usize, Ident)>,
+    fields: HashMap<(usize, String), Option<VarId>>,
+    /// The differentiated fields' variables, for `Function::fields`.
+    field_vars: Vec<(VarId, Vec<Ident>, VarId)>,
 }
 
 impl Lowerer<'_> {
@@ -1214,6 +1256,11 @@ impl Lowerer<'_> {
 
     fn lower(&mut self, e: &Expr, hint: &str, out: &mut Block) -> syn::Result<Lowered> {
         let e = strip(e);
+        if let Expr::Field(f) = e {
+            if let Some(Some(v)) = self.struct_field(f) {
+                return Ok(Lowered::Operand(Operand::Var(v)));
+            }
+        }
         match e {
             Expr::Lit(syn::ExprLit {
                 lit: syn::Lit::Float(f),
@@ -1596,6 +1643,9 @@ impl Lowerer<'_> {
             buffer_keys: HashMap::new(),
             arrays_nd: Vec::new(),
             params: 0,
+            struct_params: Vec::new(),
+            fields: HashMap::new(),
+            field_vars: Vec::new(),
         };
         let mut body = Block::default();
         let result = inner.seq(&[Item::Expr(&c.body, true)], Level::Function, &mut body);
@@ -1621,6 +1671,7 @@ impl Lowerer<'_> {
             copies: Default::default(),
             checkpoint: false,
             early: Default::default(),
+            fields: Default::default(),
         };
         Ok(MapFn::Closure {
             forward,
@@ -1895,6 +1946,18 @@ impl Lowerer<'_> {
         self.rename(e)
     }
 
+    /// A field of a struct parameter (not shadowed): the variable standing for it when it is
+    /// differentiated (`Some(Some(v))`), `Some(None)` when it is a constant.
+    fn struct_field(&self, f: &syn::ExprField) -> Option<Option<VarId>> {
+        let (param, path) = crate::fields::field_of_param(f, &self.struct_params)?;
+        let id = self.lookup(&crate::fields::root(f)?.to_string())?;
+        if id != param {
+            return None;
+        }
+        let key = field_key(&path);
+        self.fields.get(&(param, key)).copied()
+    }
+
     /// Does `e` read a differentiated variable?
     fn mentions_active(&self, e: &Expr) -> bool {
         struct Finder<'a, 'b> {
@@ -1907,6 +1970,13 @@ impl Lowerer<'_> {
                     if let Some(id) = self.lw.lookup(&i.to_string()) {
                         self.found |= self.lw.vars[id].active;
                     }
+                }
+            }
+            fn visit_expr_field(&mut self, f: &'ast syn::ExprField) {
+                match self.lw.struct_field(f) {
+                    Some(Some(v)) => self.found |= self.lw.vars[v].active,
+                    Some(None) => {}
+                    None => syn::visit::visit_expr_field(self, f),
                 }
             }
             fn visit_expr_method_call(&mut self, m: &'ast syn::ExprMethodCall) {
@@ -2081,6 +2151,14 @@ fn is_arithmetic(e: &Expr) -> bool {
         }
         _ => false,
     }
+}
+
+/// A field's path as a key: `layer.w`.
+fn field_key(path: &[impl ToString]) -> String {
+    path.iter()
+        .map(|f| f.to_string())
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 /// Is `e` `self` or a field of it?

@@ -1186,6 +1186,43 @@ impl<'a> Reverse<'a> {
     }
 
     /// The adjoint of a parameter after the sweep.
+    /// The gradient of a struct parameter: its adjoint as a whole (from calls that took it
+    /// whole) or a zero one, with the adjoint of each differentiated field the body read
+    /// written into (or added to) that field.
+    pub fn struct_gradient(&mut self, param: VarId) -> TokenStream {
+        let whole = self.declared.contains(&param);
+        let base = self.gradient(param);
+        let g = Ident::new("gradient", crate::names::mixed_site());
+        let rt = self.rt.clone();
+        let mut fields = TokenStream::new();
+        // Outer fields first (`layer` before `layer.w`): a field inside one already written is
+        // added to it.
+        let mut read: Vec<(&Vec<Ident>, VarId)> = self
+            .f
+            .fields
+            .iter()
+            .filter(|(p, _, var)| *p == param && self.declared.contains(var))
+            .map(|(_, path, var)| (path, *var))
+            .collect();
+        read.sort_by_key(|(path, _)| path.len());
+        let mut written: Vec<&Vec<Ident>> = Vec::new();
+        for (path, var) in read {
+            let d = self.adj(var);
+            let inside = written.iter().any(|w| path.starts_with(w));
+            fields.append_stream(if whole || inside {
+                quote!(#rt::acc(&mut #g.#(#path).*, #d);)
+            } else {
+                quote!(#g.#(#path).* = #d;)
+            });
+            written.push(path);
+        }
+        quote!({
+            let mut #g = #base;
+            #fields
+            #g
+        })
+    }
+
     pub fn gradient(&mut self, param: VarId) -> TokenStream {
         let rt = self.rt.clone();
         if self.declared.contains(&param) {

@@ -15,6 +15,10 @@ pub enum Kind {
     /// An ndarray array or view of floats, owned or by reference: its gradient is the owned
     /// array of the same dimension.
     Array,
+    /// A struct (by value or by reference) named in `wrt`: its gradient is a value of the
+    /// same type (which derives `Differentiable`) whose fields the body reads as differentiated
+    /// values are their gradients (`fields.rs`).
+    Struct,
     /// Anything else: passed through, no gradient.
     Constant,
 }
@@ -128,7 +132,14 @@ pub fn analyse(func: &ItemFn, options: &Options) -> syn::Result<Signature> {
         for name in wrt {
             match params.iter_mut().find(|p| p.ident == *name) {
                 None => errors.push(name.span(), &format!("`{name}` in `wrt` is not a parameter of `{}`", sig.ident)),
-                Some(p) if p.kind == Kind::Constant => errors.push(name.span(), &format!("`{name}` in `wrt` is not a differentiable parameter: only `f64`/`f32` parameters and arrays of them have gradients")),
+                Some(p) if p.kind == Kind::Constant => match struct_type(&p.ty) {
+                    Some(ty) => {
+                        p.kind = Kind::Struct;
+                        p.grad_ty = ty.to_token_stream();
+                        p.wrt = true;
+                    }
+                    None => errors.push(name.span(), &format!("`{name}` in `wrt` is not a differentiable parameter: only `f64`/`f32` parameters, arrays and slices of them, and structs that derive `Differentiable` have gradients")),
+                },
                 Some(p) => p.wrt = true,
             }
         }
@@ -139,7 +150,9 @@ pub fn analyse(func: &ItemFn, options: &Options) -> syn::Result<Signature> {
             errors.push(sig.inputs.span(), &format!("`{}` has no differentiable parameter: nothing to take the gradient with respect to (differentiable parameters are `f64` and `f32`)", sig.ident));
         }
         for p in &params {
-            if p.kind != Kind::Constant && element_type(&p.ty).as_ref() != Some(f) {
+            if !matches!(p.kind, Kind::Constant | Kind::Struct)
+                && element_type(&p.ty).as_ref() != Some(f)
+            {
                 errors.push(p.ty.span(), &format!("parameter `{}` is not `{f}` but the function returns `{f}`: mixed precision is not supported, use one float type", p.ident));
             }
         }
@@ -157,6 +170,22 @@ pub fn analyse(func: &ItemFn, options: &Options) -> syn::Result<Signature> {
             "a #[differentiate] function must return `f64` or `f32`",
         )),
     }
+}
+
+/// The struct a parameter of type `S`, `&S` (or `&'a S`) names: a path that is not a primitive
+/// type, `String`, or a container of them.
+fn struct_type(ty: &Type) -> Option<&Type> {
+    let inner = match ty {
+        Type::Reference(r) if r.mutability.is_none() => &*r.elem,
+        t => t,
+    };
+    let Type::Path(p) = inner else { return None };
+    let last = p.path.segments.last()?;
+    let not_struct = [
+        "bool", "char", "u8", "u16", "u32", "u64", "u128", "usize", "i8", "i16", "i32", "i64",
+        "i128", "isize", "String", "str", "Vec", "Option", "Box",
+    ];
+    (p.qself.is_none() && !not_struct.iter().any(|n| last.ident == n)).then_some(inner)
 }
 
 /// Array types whose gradient is an owned array, by the name written.

@@ -27,6 +27,11 @@ use ndarray::{
 };
 
 /// A value that can carry an adjoint.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has no gradient",
+    label = "read here as a differentiated value",
+    note = "differentiated values are `f64` / `f32`, ndarray arrays and `Vec`s of them, and structs that derive `autodiff::Differentiable`; a struct field read only in ranges, indices, casts or comparisons with integers is a constant"
+)]
 pub trait Differentiable {
     /// The type of the adjoint: `F` for a scalar `F`, `Array<F, D>` for an array or view.
     type Adjoint;
@@ -170,6 +175,40 @@ impl<C, T: AdjointFrom<C> + ?Sized> AdjointFrom<C> for &T {
     #[inline(always)]
     fn adjoint_from(&self, c: C) -> T::Adjoint {
         (**self).adjoint_from(c)
+    }
+}
+
+/// A field of a differentiated struct parameter, as generated code reads it before the
+/// forward sweep: `(&Field(&p.b)).get()` is the value itself when the field is `Copy` (a float,
+/// [`FieldByValue`]), else a reference to it ([`FieldByRef`]), picked by method resolution
+/// (the by-value method is found first, where its `Copy` bound holds).
+pub struct Field<'a, T: ?Sized>(pub &'a T);
+
+/// [`Field`] of a `Copy` value: the value.
+pub trait FieldByValue {
+    type Out;
+    fn get(&self) -> Self::Out;
+}
+
+impl<T: Copy> FieldByValue for Field<'_, T> {
+    type Out = T;
+    #[inline(always)]
+    fn get(&self) -> T {
+        *self.0
+    }
+}
+
+/// [`Field`] of any other value: a reference to it.
+pub trait FieldByRef<'a> {
+    type Out;
+    fn get(&self) -> Self::Out;
+}
+
+impl<'a, T: ?Sized> FieldByRef<'a> for &Field<'a, T> {
+    type Out = &'a T;
+    #[inline(always)]
+    fn get(&self) -> &'a T {
+        self.0
     }
 }
 

@@ -12,6 +12,11 @@ use ndarray::{
 };
 
 /// A value as generated code sees it, with references read through.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is read as a differentiated value, but it is not a float or an array of floats",
+    label = "read here as a differentiated value",
+    note = "differentiated values are `f64` / `f32`, ndarray arrays and `Vec`s of them, and structs that derive `autodiff::Differentiable`; a struct field read only in ranges, indices, casts or comparisons with integers is a constant"
+)]
 pub trait Val {
     /// The value behind the references: `f64`, `f32` or an `ArrayBase`.
     type Canon: ?Sized;

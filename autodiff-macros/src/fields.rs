@@ -1,0 +1,174 @@
+//! The fields of differentiated struct parameters (`#[differentiate(wrt(p))]` with
+//! `p: &Params`, `Params` deriving `Differentiable`): which fields the body reads, and which of
+//! them are constants.
+//!
+//! The macro sees the parameter's type by name only, not its fields' types, so a field's role
+//! comes from how the body reads it. A field read where only an integer, a `bool` or an enum
+//! can stand is a constant: in a range's bound (`0..p.n`), an index (`x[p.k]`), a cast
+//! (`p.n as f64`), a repeat length (`vec![0.0; p.n]`), a `match` scrutinee, compared with an
+//! integer literal (`p.k > 2`), or as a whole condition (`if p.flag`, `!p.flag`). Every other
+//! field read is differentiated: its gradient is that field of the gradient, and rustc checks
+//! its type has one (the runtime's `Differentiable`, whose message names the field's type). A
+//! field read both ways is a constant (a float cannot stand in those places, so the field is
+//! not one).
+
+use crate::lower::strip;
+use proc_macro2::Ident;
+use syn::visit::Visit;
+use syn::{BinOp, Expr};
+
+/// A field of a struct parameter that the body reads (`p.w`, or `p.layer.w` in a nested one).
+pub struct Field {
+    /// The parameter's index.
+    pub param: usize,
+    /// The names from the parameter to the field: `[layer, w]`.
+    pub path: Vec<Ident>,
+    /// Read where only an integer, a `bool` or an enum can stand.
+    pub constant: bool,
+}
+
+/// The fields of the struct parameters `params` (index, name) read in `block`, in the order
+/// of their first reads.
+pub fn scan(block: &syn::Block, params: &[(usize, Ident)]) -> Vec<Field> {
+    let mut scan = Scan {
+        params,
+        fields: Vec::new(),
+        constant_context: 0,
+    };
+    scan.visit_block(block);
+    scan.fields
+}
+
+/// `p.name` (or `p.inner.name`) of a struct parameter `p`: its index and the field's path.
+pub fn of_param<'a>(e: &'a Expr, params: &[(usize, Ident)]) -> Option<(usize, Vec<&'a Ident>)> {
+    let Expr::Field(f) = strip(e) else {
+        return None;
+    };
+    field_of_param(f, params)
+}
+
+/// [`of_param`] of a field expression.
+pub fn field_of_param<'a>(
+    f: &'a syn::ExprField,
+    params: &[(usize, Ident)],
+) -> Option<(usize, Vec<&'a Ident>)> {
+    let syn::Member::Named(name) = &f.member else {
+        return None;
+    };
+    let (param, mut path) = match strip(&f.base) {
+        Expr::Path(p) => {
+            let ident = p.path.get_ident()?;
+            let (k, _) = params.iter().find(|(_, n)| n == ident)?;
+            (*k, Vec::new())
+        }
+        Expr::Field(inner) => field_of_param(inner, params)?,
+        _ => return None,
+    };
+    path.push(name);
+    Some((param, path))
+}
+
+/// The parameter's name at the root of a field expression (`p` of `p.layer.w`).
+pub fn root(f: &syn::ExprField) -> Option<&Ident> {
+    match strip(&f.base) {
+        Expr::Path(p) => p.path.get_ident(),
+        Expr::Field(inner) => root(inner),
+        _ => None,
+    }
+}
+
+struct Scan<'a> {
+    params: &'a [(usize, Ident)],
+    fields: Vec<Field>,
+    /// How many constant contexts (ranges, indices, casts, ..) the walk is inside.
+    constant_context: usize,
+}
+
+impl Scan<'_> {
+    fn constant(&mut self, e: &Expr) {
+        self.constant_context += 1;
+        self.visit_expr(e);
+        self.constant_context -= 1;
+    }
+}
+
+impl<'ast> Visit<'ast> for Scan<'_> {
+    fn visit_expr(&mut self, e: &'ast Expr) {
+        if let Some((param, path)) = of_param(e, self.params) {
+            let constant = self.constant_context > 0;
+            match self
+                .fields
+                .iter_mut()
+                .find(|f| f.param == param && f.path.iter().eq(path.iter().copied()))
+            {
+                Some(f) => f.constant |= constant,
+                None => self.fields.push(Field {
+                    param,
+                    path: path.into_iter().cloned().collect(),
+                    constant,
+                }),
+            }
+            return;
+        }
+        match e {
+            Expr::Range(r) => {
+                for bound in r.start.iter().chain(&r.end) {
+                    self.constant(bound);
+                }
+            }
+            Expr::Index(i) => {
+                self.visit_expr(&i.expr);
+                self.constant(&i.index);
+            }
+            Expr::Cast(c) => self.constant(&c.expr),
+            Expr::Repeat(r) => {
+                self.visit_expr(&r.expr);
+                self.constant(&r.len);
+            }
+            Expr::Match(m) => {
+                self.constant(&m.expr);
+                for a in &m.arms {
+                    self.visit_arm(a);
+                }
+            }
+            Expr::If(i) if of_param(&i.cond, self.params).is_some() => {
+                self.constant(&i.cond);
+                self.visit_block(&i.then_branch);
+                if let Some((_, e)) = &i.else_branch {
+                    self.visit_expr(e);
+                }
+            }
+            Expr::Unary(u) if matches!(u.op, syn::UnOp::Not(_)) => self.constant(&u.expr),
+            Expr::Binary(b) if is_comparison(&b.op) && (is_int(&b.left) || is_int(&b.right)) => {
+                self.constant(&b.left);
+                self.constant(&b.right);
+            }
+            // `vec![0.0; p.n]`: the repeat length.
+            Expr::Macro(m) if m.mac.path.is_ident("vec") => {
+                if let Ok(r) = m.mac.parse_body::<syn::ExprRepeat>() {
+                    self.visit_expr(&r.expr);
+                    self.constant(&r.len);
+                }
+            }
+            _ => syn::visit::visit_expr(self, e),
+        }
+    }
+}
+
+fn is_comparison(op: &BinOp) -> bool {
+    matches!(
+        op,
+        BinOp::Lt(_) | BinOp::Le(_) | BinOp::Gt(_) | BinOp::Ge(_) | BinOp::Eq(_) | BinOp::Ne(_)
+    )
+}
+
+/// An integer literal (`2`, `0usize`).
+fn is_int(e: &Expr) -> bool {
+    matches!(
+        strip(e),
+        Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Int(_),
+            ..
+        })
+    )
+}

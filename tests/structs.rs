@@ -1,0 +1,170 @@
+//! Struct parameters differentiated as a whole (`wrt(p)` with `Params` deriving
+//! `Differentiable`): the gradient is a `Params` whose fields are the gradients of the fields
+//! the body reads; integer fields read in ranges and indices are constants. Against central
+//! finite differences and analytic gradients.
+#![allow(clippy::needless_range_loop)]
+use autodiff::ndarray::{array, Array1, Array2};
+use autodiff::{differentiate, Differentiable, StopGradient};
+
+mod common;
+use common::{assert_close, fd};
+
+/// A linear model with a scale, and configuration read as constants.
+#[derive(Clone, Debug, Differentiable)]
+pub struct Linear {
+    w: Vec<f64>,
+    b: f64,
+    scale: f64,
+    /// How many of the inputs the model reads (a constant: a range's bound).
+    n: usize,
+    /// Never read by the loss: its gradient stays zero.
+    unused: f64,
+    /// Read through `stop_gradient`: its gradient is zero.
+    label: f64,
+    /// A configuration value without a gradient, copied into the gradient.
+    #[differentiable(constant)]
+    kind: Kind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Kind {
+    Squared,
+    Absolute,
+}
+
+/// Squared error of a linear model on one sample.
+#[differentiate(wrt(p))]
+fn loss(p: &Linear, x: &[f64], y: f64) -> f64 {
+    let mut s = p.b;
+    for i in 0..p.n {
+        s += p.w[i] * x[i];
+    }
+    let r = p.scale * s - y;
+    let e = match p.kind {
+        Kind::Squared => r * r,
+        Kind::Absolute => r.abs(),
+    };
+    e + p.label.stop_gradient()
+}
+
+fn model() -> Linear {
+    Linear {
+        w: vec![0.5, -0.3, 0.8],
+        b: 0.1,
+        scale: 1.5,
+        n: 3,
+        unused: 7.0,
+        label: 2.0,
+        kind: Kind::Squared,
+    }
+}
+
+#[test]
+fn struct_gradients_match_the_analytic_gradient_and_finite_differences() {
+    let p = model();
+    let x = [1.0, 2.0, -1.0];
+    let y = 0.4;
+    let g = loss_grad(&p, &x, y);
+    let s = p.b + p.w.iter().zip(&x).map(|(w, x)| w * x).sum::<f64>();
+    let r = p.scale * s - y;
+    let want_w: Vec<f64> = x.iter().map(|xi| 2.0 * r * p.scale * xi).collect();
+    assert_close(&g.w, &want_w, 1e-12);
+    assert_close(&[g.b, g.scale], &[2.0 * r * p.scale, 2.0 * r * s], 1e-12);
+    // Constants are copied, fields never read have a zero gradient.
+    assert_eq!(
+        (g.n, g.unused, g.label, g.kind),
+        (3, 0.0, 0.0, Kind::Squared)
+    );
+    // Finite differences over the float fields, one at a time.
+    let flat = [p.w[0], p.w[1], p.w[2], p.b, p.scale];
+    let f = fd(
+        &|v| {
+            let mut q = model();
+            q.w = v[..3].to_vec();
+            q.b = v[3];
+            q.scale = v[4];
+            loss(&q, &x, y)
+        },
+        &flat,
+    );
+    assert_close(&[g.w[0], g.w[1], g.w[2], g.b, g.scale], &f, 1e-6);
+    // The pullback scales every differentiated field.
+    let (pb, _, _) = loss_pullback(&p, &x, y, 3.0);
+    assert_close(
+        &pb.w,
+        &g.w.iter().map(|v| 3.0 * v).collect::<Vec<_>>(),
+        1e-12,
+    );
+    assert_eq!(pb.n, 3);
+}
+
+/// A network whose layers are arrays, passed by value, with a nested struct.
+#[derive(Clone, Differentiable)]
+pub struct Layer {
+    w: Array2<f64>,
+    b: Array1<f64>,
+}
+
+#[derive(Clone, Differentiable)]
+pub struct Net {
+    hidden: Layer,
+    out: Array1<f64>,
+    temperature: f64,
+}
+
+/// A one-hidden-layer network's output, reading the nested layer through a differentiated
+/// call that takes it whole.
+#[differentiate(wrt(layer))]
+fn hidden(layer: &Layer, x: &Array1<f64>) -> f64 {
+    (layer.w.dot(x) + &layer.b).mapv(f64::tanh).sum()
+}
+
+#[differentiate(wrt(net))]
+fn score(net: &Net, x: &Array1<f64>) -> f64 {
+    let h = (net.hidden.w.dot(x) + &net.hidden.b).mapv(f64::tanh);
+    (h.dot(&net.out) / net.temperature).exp() + hidden(&net.hidden, x)
+}
+
+#[test]
+fn nested_structs_and_calls_taking_a_struct_whole_match_finite_differences() {
+    let net = Net {
+        hidden: Layer {
+            w: array![[0.2, -0.4], [0.7, 0.1], [-0.3, 0.5]],
+            b: array![0.1, -0.2, 0.05],
+        },
+        out: array![0.6, -0.8, 0.3],
+        temperature: 2.0,
+    };
+    let x = array![0.9, -0.6];
+    let g = score_grad(&net, &x);
+    let flat: Vec<f64> = net
+        .hidden
+        .w
+        .iter()
+        .chain(&net.hidden.b)
+        .chain(&net.out)
+        .copied()
+        .chain([net.temperature])
+        .collect();
+    let f = fd(
+        &|v| {
+            let mut n = net.clone();
+            n.hidden.w = Array2::from_shape_vec((3, 2), v[..6].to_vec()).unwrap();
+            n.hidden.b = Array1::from(v[6..9].to_vec());
+            n.out = Array1::from(v[9..12].to_vec());
+            n.temperature = v[12];
+            score(&n, &x)
+        },
+        &flat,
+    );
+    let got: Vec<f64> = g
+        .hidden
+        .w
+        .iter()
+        .chain(&g.hidden.b)
+        .chain(&g.out)
+        .copied()
+        .chain([g.temperature])
+        .collect();
+    assert_close(&got, &f, 1e-6);
+}

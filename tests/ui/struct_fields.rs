@@ -1,0 +1,42 @@
+use autodiff::{differentiate, Differentiable};
+
+#[derive(Differentiable)]
+struct Model {
+    w: Vec<f64>,
+    count: usize,
+}
+
+/// `count` is read as a value (not in a range, an index or a cast): differentiated, and a
+/// `usize` has no gradient. (`0..m.count` or `m.count as f64` would read it as a constant.)
+#[differentiate(wrt(m))]
+fn loss(m: &Model, x: &[f64]) -> f64 {
+    let k = m.count;
+    let mut s = 0.0;
+    for i in 0..x.len() {
+        s += m.w[i] * x[i];
+    }
+    s / k as f64
+}
+
+struct Plain {
+    w: f64,
+}
+
+/// A struct that does not derive `Differentiable`.
+#[differentiate(wrt(p))]
+fn plain(p: &Plain, x: f64) -> f64 {
+    p.w * x
+}
+
+#[derive(Differentiable)]
+struct Generic<T> {
+    w: T,
+}
+
+#[derive(Differentiable)]
+struct Marked {
+    #[differentiable(constant)]
+    w: f64,
+}
+
+fn main() {}
