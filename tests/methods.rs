@@ -90,7 +90,7 @@ fn methods_match_finite_differences_and_the_analytic_gradient() {
     assert_close(&g, &chain_gradient(&c, &x), 1e-12);
     assert_close(&g, &fd(&|v| c.energy(v), &x), 1e-6);
     // The pullback scales, with `()` for nothing: the receiver is not in it.
-    let gp = c.energy_pullback(&x, 2.0);
+    let ((), gp) = c.energy_pullback(&x, 2.0);
     assert_close(&gp, &g.iter().map(|v| 2.0 * v).collect::<Vec<_>>(), 1e-12);
     // Fields, constant methods and another method, with a second parameter.
     let (gx, gw) = c.tension_grad(&x, 0.3);
@@ -195,8 +195,9 @@ impl Soft {
         (1.0 + (self.beta * x).exp()).ln() / self.beta
     }
 
-    pub fn plus_by_hand_derivative(&self, x: f64, d: f64) -> f64 {
-        d / (1.0 + (-self.beta * x).exp())
+    /// A method's pullback gives the receiver's gradient first: `()` here.
+    pub fn plus_by_hand_derivative(&self, x: f64, d: f64) -> ((), f64) {
+        ((), d / (1.0 + (-self.beta * x).exp()))
     }
 
     /// A hand-written pullback named by the convention: nothing forwards to it.
@@ -205,8 +206,8 @@ impl Soft {
         -x * self.beta
     }
 
-    pub fn minus_pullback(&self, _x: f64, d: f64) -> f64 {
-        -d * self.beta
+    pub fn minus_pullback(&self, _x: f64, d: f64) -> ((), f64) {
+        ((), -d * self.beta)
     }
 
     /// Calls all three, the second through `plus_by_hand_pullback` (which forwards to the
@@ -223,7 +224,7 @@ fn receivers_by_value_and_hand_written_method_pullbacks_match() {
     let logistic = |v: f64| 1.0 / (1.0 + (-2.0 * v).exp());
     assert_close(&[s.plus_grad(0.3)], &[logistic(0.3)], 1e-12);
     assert_close(&[s.plus_by_hand_grad(0.3)], &[logistic(0.3)], 1e-12);
-    assert_eq!(s.plus_by_hand_pullback(0.3, 2.0), 2.0 * logistic(0.3));
+    assert_eq!(s.plus_by_hand_pullback(0.3, 2.0), ((), 2.0 * logistic(0.3)));
     let (gx, gy) = s.both_grad(0.3, -0.4);
     let want = [
         -0.4 * logistic(-0.12) - 2.0,

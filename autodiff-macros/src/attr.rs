@@ -33,8 +33,14 @@ pub fn parse(attr: TokenStream) -> syn::Result<Options> {
                 if options.wrt.is_some() {
                     return Err(syn::Error::new_spanned(&meta, "`wrt` is given twice"));
                 }
-                let names =
-                    Punctuated::<Ident, Token![,]>::parse_terminated.parse2(list.tokens.clone())?;
+                // `self` too (a method differentiated with respect to its receiver).
+                let names = (|input: syn::parse::ParseStream| {
+                    Punctuated::<Ident, Token![,]>::parse_terminated_with(
+                        input,
+                        syn::ext::IdentExt::parse_any,
+                    )
+                })
+                .parse2(list.tokens.clone())?;
                 if names.is_empty() {
                     return Err(syn::Error::new_spanned(
                         &meta,

@@ -44,7 +44,7 @@ pub fn companions(
     // each other (and the primal) as methods of the same value.
     let receiver = sig.receiver.iter().map(|r| r.to_token_stream());
     let params: Vec<TokenStream> = receiver
-        .chain(sig.params.iter().map(|p| {
+        .chain(sig.params.iter().filter(|p| !p.receiver).map(|p| {
             let (i, t) = (&p.ident, &p.ty);
             quote!(#i: #t)
         }))
@@ -61,7 +61,14 @@ pub fn companions(
         Some(_) => format!("Self::{name}"),
         None => name.to_string(),
     };
-    let args: Vec<&Ident> = sig.params.iter().map(|p| &p.ident).collect();
+    // The arguments the companions pass on (a method's receiver is the value they are called
+    // on); the pullback's entries and the gradients cover the receiver too.
+    let args: Vec<&Ident> = sig
+        .params
+        .iter()
+        .filter(|p| !p.receiver)
+        .map(|p| &p.ident)
+        .collect();
 
     let grad_ty = tuple_or_bare(sig.wrt().map(|p| p.grad_ty.clone()).collect());
     let pullback_ty = tuple_or_bare(sig.params.iter().map(|p| p.grad_ty.clone()).collect());
@@ -145,6 +152,7 @@ pub fn companions(
         let first: Vec<TokenStream> = sig
             .params
             .iter()
+            .filter(|p| !p.receiver)
             .map(|p| {
                 let i = &p.ident;
                 if matches!(p.ty, syn::Type::Reference(_)) || p.kind == signature::Kind::Float {

@@ -324,7 +324,7 @@ impl Op {
         match self {
             Op::Copy(o) => vec![o],
             Op::Prim { args, .. } => args.iter().collect(),
-            Op::Call { args, .. } => args.iter().collect(),
+            Op::Call { callee, args, .. } => callee.receiver().into_iter().chain(args).collect(),
             Op::Map { recv, .. } => vec![recv],
             Op::Fused { inputs, .. } => inputs.iter().collect(),
             Op::Index { base, .. } => vec![base],

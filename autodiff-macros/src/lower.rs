@@ -1481,9 +1481,13 @@ impl Lowerer<'_> {
         if name == "mapv" {
             return self.mapv(m, out);
         }
-        if !self.mentions_active(&m.receiver)
-            && (is_self(&m.receiver) || rules::method(&name).is_none())
-        {
+        // `self.energy(x)`, `model.energy(x)`: a method of a constant, or of a differentiated
+        // struct (`p.predict(x)` with `p` in `wrt`, `self.layer.apply(x)`).
+        // A differentiated struct's field may be an array (`p.w.dot(x)`): the rules first.
+        let constant = !self.mentions_active(&m.receiver)
+            && (is_self(&m.receiver) || rules::method(&name).is_none());
+        let of_struct = self.struct_rooted(&m.receiver) && rules::method(&name).is_none();
+        if constant || of_struct {
             return self.method_call(m, out);
         }
         let Some(rule) = rules::method(&name) else {
@@ -1748,7 +1752,11 @@ impl Lowerer<'_> {
             operands.push(self.operand(a, out)?);
             refs.push(by_ref);
         }
-        let active = operands.iter().any(|o| self.is_active(o));
+        let active = callee
+            .receiver()
+            .into_iter()
+            .chain(&operands)
+            .any(|o| self.is_active(o));
         Ok(Lowered::Op(
             Op::Call {
                 callee,
@@ -1771,15 +1779,32 @@ impl Lowerer<'_> {
                 "#[differentiate] does not support generic arguments on differentiated method calls yet",
             ));
         }
-        let recv = match self.parameter_place(&m.receiver) {
-            true => Operand::Const(self.rename(&m.receiver)?),
-            false => self.operand(&m.receiver, out)?,
+        let recv = if self.mentions_active(&m.receiver) {
+            // A differentiated struct: its gradient is the pullback's first entry.
+            self.operand(&m.receiver, out)?
+        } else if self.parameter_place(&m.receiver) {
+            Operand::Const(self.rename(&m.receiver)?)
+        } else {
+            self.operand(&m.receiver, out)?
         };
         let callee = Callee::Method {
             recv,
             method: m.method.clone(),
         };
         self.call_with(callee, m.args.iter().collect(), out)
+    }
+
+    /// Is `e` a struct parameter (`self` with `wrt(self)`, `p` in `wrt`) or a field of one?
+    fn struct_rooted(&self, e: &Expr) -> bool {
+        match strip(e) {
+            Expr::Field(f) => self.struct_rooted(&f.base),
+            Expr::Path(p) => p
+                .path
+                .get_ident()
+                .and_then(|i| self.lookup(&i.to_string()))
+                .is_some_and(|id| self.struct_params.iter().any(|(k, _)| *k == id)),
+            _ => false,
+        }
     }
 
     /// Is `e` `self`, a parameter (as the function received it), or a field of one

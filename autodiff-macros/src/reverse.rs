@@ -2814,9 +2814,18 @@ impl<'a> Reverse<'a> {
                         crate::emit::call_argument(self.f, a, tokens, *r)
                     })
                     .collect();
-                // Mixed-site names: they cannot clash with any other name in the function.
-                let parts: Vec<Ident> = (0..args.len())
-                    .map(|k| Ident::new(&format!("d_arg{k}"), crate::names::mixed_site()))
+                // Mixed-site names: they cannot clash with any other name in the function. A
+                // method's pullback gives its receiver's gradient first (`()` when it is not
+                // differentiated).
+                let receiver = callee.receiver().cloned();
+                let d_recv = Ident::new("d_receiver", crate::names::mixed_site());
+                let parts: Vec<Ident> = receiver
+                    .iter()
+                    .map(|_| d_recv.clone())
+                    .chain(
+                        (0..args.len())
+                            .map(|k| Ident::new(&format!("d_arg{k}"), crate::names::mixed_site())),
+                    )
                     .collect();
                 let pattern = if parts.len() == 1 {
                     let p = &parts[0];
@@ -2826,7 +2835,14 @@ impl<'a> Reverse<'a> {
                 };
                 out.append_stream(quote!(let #pattern = #pullback(#(#operands,)* #dy);));
                 moved = true;
-                for (arg, part) in args.iter().zip(&parts) {
+                if let Some(r) = receiver.filter(|r| self.active(r)) {
+                    // Checked on its own (a clear error when the method gives `()` for it).
+                    let rt = &self.rt;
+                    out.append_stream(quote!(let #d_recv = #rt::receiver_gradient(#d_recv);));
+                    out.append_stream(self.contribute(&r, quote!(#d_recv)));
+                }
+                let arg_parts = &parts[parts.len() - args.len()..];
+                for (arg, part) in args.iter().zip(arg_parts) {
                     out.append_stream(self.contribute(arg, quote!(#part)));
                 }
             }

@@ -31,6 +31,8 @@ pub struct Param {
     pub wrt: bool,
     /// The type of its gradient (for differentiable parameters).
     pub grad_ty: TokenStream,
+    /// A method's `self`: first, a constant unless `wrt(self)` names it (then a struct).
+    pub receiver: bool,
 }
 
 pub struct Signature {
@@ -110,7 +112,17 @@ pub fn analyse(func: &ItemFn, options: &Options) -> syn::Result<Signature> {
     for arg in &sig.inputs {
         match arg {
             FnArg::Receiver(r) if matches!(&*r.ty, Type::Reference(t) if t.mutability.is_some()) => errors.push(r.span(), "#[differentiate] does not support methods taking `&mut self`: the gradient's forward and reverse sweeps read the same value; take `&self`"),
-            FnArg::Receiver(r) => receiver = Some(r.clone()),
+            FnArg::Receiver(r) => {
+                receiver = Some(r.clone());
+                params.push(Param {
+                    ident: Ident::from(r.self_token),
+                    ty: (*r.ty).clone(),
+                    kind: Kind::Constant,
+                    wrt: false,
+                    grad_ty: quote!(()),
+                    receiver: true,
+                });
+            }
             FnArg::Typed(pt) => {
                 let ident = match &*pt.pat {
                     Pat::Ident(pi) if pi.by_ref.is_none() && pi.subpat.is_none() => pi.ident.clone(),
@@ -120,7 +132,7 @@ pub fn analyse(func: &ItemFn, options: &Options) -> syn::Result<Signature> {
                     }
                 };
                 let (kind, grad_ty) = classify(&pt.ty);
-                params.push(Param { ident, ty: (*pt.ty).clone(), kind, wrt: kind != Kind::Constant, grad_ty });
+                params.push(Param { ident, ty: (*pt.ty).clone(), kind, wrt: kind != Kind::Constant, grad_ty, receiver: false });
             }
         }
     }
@@ -132,6 +144,11 @@ pub fn analyse(func: &ItemFn, options: &Options) -> syn::Result<Signature> {
         for name in wrt {
             match params.iter_mut().find(|p| p.ident == *name) {
                 None => errors.push(name.span(), &format!("`{name}` in `wrt` is not a parameter of `{}`", sig.ident)),
+                Some(p) if p.receiver => {
+                    p.kind = Kind::Struct;
+                    p.grad_ty = quote!(Self);
+                    p.wrt = true;
+                }
                 Some(p) if p.kind == Kind::Constant => match struct_type(&p.ty) {
                     Some(ty) => {
                         p.kind = Kind::Struct;

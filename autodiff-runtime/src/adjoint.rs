@@ -212,6 +212,23 @@ impl<'a, T: ?Sized> FieldByRef<'a> for &Field<'a, T> {
     }
 }
 
+/// The gradient a method's pullback gives for its receiver, when the receiver is differentiated
+/// (a struct in `wrt`): the method must have been differentiated with respect to `self` too.
+#[diagnostic::on_unimplemented(
+    message = "the called method's pullback gives no gradient for its receiver (`{Self}`), which is differentiated here",
+    label = "the method is called on a differentiated struct",
+    note = "annotate the method `#[differentiate(wrt(self, ..))]`: its pullback then gives the receiver's gradient first"
+)]
+pub trait ReceiverGradient {}
+
+impl<T: Differentiable> ReceiverGradient for T {}
+
+/// `g`, the gradient of a method's receiver ([`ReceiverGradient`]).
+#[inline(always)]
+pub fn receiver_gradient<G: ReceiverGradient>(g: G) -> G {
+    g
+}
+
 /// The zero adjoint of `v`.
 #[inline(always)]
 pub fn zero_like<V: Differentiable + ?Sized>(v: &V) -> V::Adjoint {

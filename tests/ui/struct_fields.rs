@@ -40,3 +40,4 @@ struct Marked {
 }
 
 fn main() {}
+
