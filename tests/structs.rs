@@ -36,9 +36,11 @@ pub enum Kind {
 #[differentiate(wrt(p))]
 fn loss(p: &Linear, x: &[f64], y: f64) -> f64 {
     let mut s = p.b;
-    for i in 0..p.n {
+    for i in 0..x.len().min(p.n) {
         s += p.w[i] * x[i];
     }
+    // The last weight counted twice (an integer field beside an integer).
+    s += p.w[p.n - 1] * x[p.n - 1];
     let r = p.scale * s - y;
     let e = match p.kind {
         Kind::Squared => r * r,
@@ -65,9 +67,10 @@ fn struct_gradients_match_the_analytic_gradient_and_finite_differences() {
     let x = [1.0, 2.0, -1.0];
     let y = 0.4;
     let g = loss_grad(&p, &x, y);
-    let s = p.b + p.w.iter().zip(&x).map(|(w, x)| w * x).sum::<f64>();
+    let s = p.b + p.w.iter().zip(&x).map(|(w, x)| w * x).sum::<f64>() + p.w[2] * x[2];
     let r = p.scale * s - y;
-    let want_w: Vec<f64> = x.iter().map(|xi| 2.0 * r * p.scale * xi).collect();
+    let mut want_w: Vec<f64> = x.iter().map(|xi| 2.0 * r * p.scale * xi).collect();
+    want_w[2] *= 2.0;
     assert_close(&g.w, &want_w, 1e-12);
     assert_close(&[g.b, g.scale], &[2.0 * r * p.scale, 2.0 * r * s], 1e-12);
     // Constants are copied, fields never read have a zero gradient.

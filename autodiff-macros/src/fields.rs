@@ -5,8 +5,10 @@
 //! The macro sees the parameter's type by name only, not its fields' types, so a field's role
 //! comes from how the body reads it. A field read where only an integer, a `bool` or an enum
 //! can stand is a constant: in a range's bound (`0..p.n`), an index (`x[p.k]`), a cast
-//! (`p.n as f64`), a repeat length (`vec![0.0; p.n]`), a `match` scrutinee, compared with an
-//! integer literal (`p.k > 2`), or as a whole condition (`if p.flag`, `!p.flag`). Every other
+//! (`p.n as f64`), a repeat length (`vec![0.0; p.n]`), a `match` scrutinee, beside an integer
+//! in arithmetic or a comparison (`p.n - 1`, `p.k > 2`, `x.len() / p.n`), as an argument of a
+//! method of an integer (`x.len().min(p.cap)`), or as a whole condition (`if p.flag`,
+//! `!p.flag`). Every other
 //! field read is differentiated: its gradient is that field of the gradient, and rustc checks
 //! its type has one (the runtime's `Differentiable`, whose message names the field's type). A
 //! field read both ways is a constant (a float cannot stand in those places, so the field is
@@ -139,9 +141,17 @@ impl<'ast> Visit<'ast> for Scan<'_> {
                 }
             }
             Expr::Unary(u) if matches!(u.op, syn::UnOp::Not(_)) => self.constant(&u.expr),
-            Expr::Binary(b) if is_comparison(&b.op) && (is_int(&b.left) || is_int(&b.right)) => {
+            // With an integer on the other side (`p.n - 1`, `p.k > 2`, `x.len() / p.n`).
+            Expr::Binary(b) if is_integer(&b.left) || is_integer(&b.right) => {
                 self.constant(&b.left);
                 self.constant(&b.right);
+            }
+            // A method of an integer (`x.len().min(p.cap)`): its arguments are integers too.
+            Expr::MethodCall(m) if is_integer(&m.receiver) => {
+                self.visit_expr(&m.receiver);
+                for a in &m.args {
+                    self.constant(a);
+                }
             }
             // `vec![0.0; p.n]`: the repeat length.
             Expr::Macro(m) if m.mac.path.is_ident("vec") => {
@@ -155,20 +165,34 @@ impl<'ast> Visit<'ast> for Scan<'_> {
     }
 }
 
-fn is_comparison(op: &BinOp) -> bool {
-    matches!(
-        op,
-        BinOp::Lt(_) | BinOp::Le(_) | BinOp::Gt(_) | BinOp::Ge(_) | BinOp::Eq(_) | BinOp::Ne(_)
-    )
-}
-
-/// An integer literal (`2`, `0usize`).
-fn is_int(e: &Expr) -> bool {
-    matches!(
-        strip(e),
+/// An expression that is an integer whatever the fields' types: an integer literal (`2`,
+/// `0usize`), a length (`x.len()`, `m.nrows()`), a cast to an integer type, or arithmetic of
+/// such (`x.len() - 1`).
+fn is_integer(e: &Expr) -> bool {
+    match strip(e) {
         Expr::Lit(syn::ExprLit {
             lit: syn::Lit::Int(_),
             ..
-        })
-    )
+        }) => true,
+        Expr::MethodCall(m) => {
+            matches!(
+                m.method.to_string().as_str(),
+                "len" | "nrows" | "ncols" | "ndim" | "count"
+            ) && m.args.is_empty()
+        }
+        Expr::Cast(c) => {
+            matches!(&*c.ty, syn::Type::Path(p) if p.path.get_ident().is_some_and(|i| {
+                ["usize", "isize", "u8", "u16", "u32", "u64", "i8", "i16", "i32", "i64"]
+                    .iter()
+                    .any(|t| i == t)
+            }))
+        }
+        Expr::Binary(b) => {
+            matches!(
+                b.op,
+                BinOp::Add(_) | BinOp::Sub(_) | BinOp::Mul(_) | BinOp::Div(_) | BinOp::Rem(_)
+            ) && (is_integer(&b.left) || is_integer(&b.right))
+        }
+        _ => false,
+    }
 }
