@@ -21,10 +21,10 @@ impl Oscillator {
         let mut x = 1.0;
         let mut v = 0.0;
         let mut e = 0.0;
-        for t in 0..observed.len() {
+        for &seen in observed.iter() {
             v += dt * force(x, v);
             x += dt * v;
-            let d = x - observed[t];
+            let d = x - seen;
             e += d * d;
         }
         e
