@@ -203,3 +203,31 @@ fn rows_and_columns_walked_match_finite_differences() {
         }
     }
 }
+
+/// Walks of constant slices whose pattern takes the items apart (`&v`, pairs of a zip).
+#[differentiate(wrt(a))]
+fn constant_walks(a: f64, data: &[f64], weights: &[f64]) -> f64 {
+    let mut s = 0.0;
+    for &d in data.iter() {
+        s += (a * d).sin();
+    }
+    for (&d, w) in data.iter().zip(weights) {
+        s += w * d * a * a;
+    }
+    s
+}
+
+#[test]
+fn walks_of_constants_taken_apart_match_the_analytic_gradient() {
+    let (data, weights) = ([0.5, -1.0, 2.0], [1.0, 0.5, 0.25]);
+    let a: f64 = 0.7;
+    let want: f64 = data.iter().map(|d| d * (a * d).cos()).sum::<f64>()
+        + data
+            .iter()
+            .zip(&weights)
+            .map(|(d, w)| 2.0 * w * d * a)
+            .sum::<f64>();
+    assert_close(&[constant_walks_grad(a, &data, &weights)], &[want], 1e-12);
+    let f = fd(&|v| constant_walks(v[0], &data, &weights), &[a]);
+    assert_close(&[want], &f, 1e-6);
+}

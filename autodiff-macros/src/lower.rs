@@ -948,7 +948,11 @@ impl Lowerer<'_> {
             }
             other => (elements(other), false),
         };
-        let chain = chain.filter(|c| c.bases().iter().any(|b| self.mentions_active(b)));
+        // A walk of constants stays as written, unless its pattern takes the items apart
+        // (`for &v in xs.iter()`, `(a, b)` of a zip): then it is the index loop too.
+        let plain_pattern = matches!(&*f.pat, Pat::Ident(_) | Pat::Wild(_)) && !enumerated;
+        let chain =
+            chain.filter(|c| c.bases().iter().any(|b| self.mentions_active(b)) || !plain_pattern);
         for b in chain.iter().flat_map(Elements::bases) {
             let param = match strip(b) {
                 Expr::Path(p) => p.path.get_ident().and_then(|i| self.lookup(&i.to_string())),
