@@ -31,6 +31,7 @@ pub fn all_rows() {
     gmm_rows();
     gmm_ndarray_rows();
     mlp_rows();
+    mlp_struct_rows();
     row_loop_rows();
     trajectory_rows();
     stencil_rows();
@@ -522,6 +523,33 @@ pub fn mlp_rows() {
         },
         &reference,
         cs,
+    );
+}
+
+/// The MLP as a struct whose `loss` method is differentiated with respect to `self`.
+pub fn mlp_struct_rows() {
+    let (x, y, w1, b1, w2, b2) = mlp::problem(128, 256, 256, 10);
+    let reference = mlp_flat(&mlp::hand_value_and_grad(&x, &y, &w1, &b1, &w2, &b2).1);
+    let model = mlp::Mlp { w1, b1, w2, b2 };
+    let flat = |g: &mlp::Mlp| mlp_flat(&(g.w1.clone(), g.b1.clone(), g.w2.clone(), g.b2.clone()));
+    row(
+        "MLP loss (a struct, `wrt(self)`)",
+        "batch 128, 256-256-10",
+        || {
+            black_box(model.loss(&x, &y));
+        },
+        &reference,
+        vec![
+            contender("generated", || model.loss_grad(&x, &y), flat),
+            contender(
+                "hand-written",
+                || {
+                    let (w1, b1, w2, b2) = (&model.w1, &model.b1, &model.w2, &model.b2);
+                    mlp::hand_value_and_grad(&x, &y, w1, b1, w2, b2).1
+                },
+                mlp_flat,
+            ),
+        ],
     );
 }
 
