@@ -44,6 +44,10 @@ pub struct Signature {
     /// `&self` (or `self`, `self: &Self`, ..) as written, for a method: a constant, the
     /// companions are methods beside it, and calls use `self.f_value_and_grad(..)`.
     pub receiver: Option<syn::Receiver>,
+    /// The return type of a vector-valued function (an owned array or `Vec` of floats), whose
+    /// companions are `f_pullback` (taking the output's adjoint) and `f_jacobian`; `None` for
+    /// a function returning one float.
+    pub output: Option<Type>,
 }
 
 impl Signature {
@@ -93,13 +97,20 @@ pub fn analyse(func: &ItemFn, options: &Options) -> syn::Result<Signature> {
         errors.push(w.span(), "#[differentiate] does not support `where` clauses yet: write the function for `f64` or `f32`");
     }
 
+    let mut output = None;
     let float = match &sig.output {
         ReturnType::Type(_, ty) => match float_type(ty) {
             Some(f) => Some(f),
-            None => {
-                errors.push(ty.span(), "a #[differentiate] function must return one `f64` or `f32` (the value whose gradient is taken)");
-                None
-            }
+            None => match vector_output(ty) {
+                Some(f) => {
+                    output = Some((**ty).clone());
+                    Some(f)
+                }
+                None => {
+                    errors.push(ty.span(), "a #[differentiate] function must return one `f64` or `f32` (the value whose gradient is taken), or an owned array or `Vec` of them (a vector-valued function: its pullback and Jacobian)");
+                    None
+                }
+            },
         },
         ReturnType::Default => {
             errors.push(sig.ident.span(), "a #[differentiate] function must return one `f64` or `f32` (the value whose gradient is taken); this one returns `()`");
@@ -181,6 +192,7 @@ pub fn analyse(func: &ItemFn, options: &Options) -> syn::Result<Signature> {
             float,
             checkpoint: options.checkpoint,
             receiver,
+            output,
         }),
         None => Err(syn::Error::new(
             sig.ident.span(),
@@ -203,6 +215,16 @@ fn struct_type(ty: &Type) -> Option<&Type> {
         "i128", "isize", "String", "str", "Vec", "Option", "Box",
     ];
     (p.qself.is_none() && !not_struct.iter().any(|n| last.ident == n)).then_some(inner)
+}
+
+/// The float of an owned array or `Vec` of floats returned by a vector-valued function.
+fn vector_output(ty: &Type) -> Option<Ident> {
+    if matches!(ty, Type::Reference(_)) {
+        return None;
+    }
+    let last = named_path(ty)?.path.segments.last()?.ident.to_string();
+    let owned = ["Array1", "Array2", "Array3", "Array4", "ArrayD", "Vec"].contains(&last.as_str());
+    owned.then(|| element_type(ty)).flatten()
 }
 
 /// Array types whose gradient is an owned array, by the name written.

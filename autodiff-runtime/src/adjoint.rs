@@ -1140,6 +1140,38 @@ pub fn into_like<V: Likeness>(v: V) -> V::Like {
     v.like()
 }
 
+/// The value of a vector-valued function (an owned array or `Vec`), for its Jacobian: how many
+/// elements it has, and the adjoint that is one at element `k` (in logical order) and zero
+/// elsewhere, whose pullback is row `k` of the Jacobian.
+pub trait VectorOutput: Sized {
+    fn elements(&self) -> usize;
+    fn unit(&self, k: usize) -> Self;
+}
+
+impl<F: Real> VectorOutput for Vec<F> {
+    fn elements(&self) -> usize {
+        self.len()
+    }
+    fn unit(&self, k: usize) -> Vec<F> {
+        let mut e = vec![F::from_f64(0.0); self.len()];
+        e[k] = F::one();
+        e
+    }
+}
+
+impl<F: Real, D: Dimension> VectorOutput for Array<F, D> {
+    fn elements(&self) -> usize {
+        self.len()
+    }
+    fn unit(&self, k: usize) -> Array<F, D> {
+        let mut e = Array::zeros(self.raw_dim());
+        if let Some(v) = e.iter_mut().nth(k) {
+            *v = F::one();
+        }
+        e
+    }
+}
+
 /// The other arm of a `match` that takes a binding out of the scrutinee in the arm whose test
 /// it passed (`desugar.rs`): never reached.
 #[cold]
