@@ -149,19 +149,7 @@ pub fn companions(
         let pattern = pullback_entries(&slots, |g| g.to_token_stream());
         let grads = differentiable_entries(&slots);
         // The value's call gets copies of what the pullback then takes by value.
-        let first: Vec<TokenStream> = sig
-            .params
-            .iter()
-            .filter(|p| !p.receiver)
-            .map(|p| {
-                let i = &p.ident;
-                if matches!(p.ty, syn::Type::Reference(_)) || p.kind == signature::Kind::Float {
-                    quote!(#i)
-                } else {
-                    quote!(::core::clone::Clone::clone(&#i))
-                }
-            })
-            .collect();
+        let first = copied_args(&sig);
         let mut out = companion(target.clone());
         let primal = callee(name);
         // Through the companion type (whose signature states the pullback's type, so a
@@ -187,7 +175,20 @@ pub fn companions(
         return Ok(out);
     }
     if let Some(output) = &sig.output {
-        return vector_valued(func, &sig, output, &options, namer, fresh);
+        if options.pullback.is_some() || sig.receiver.is_some() {
+            return Err(syn::Error::new(
+                name.span(),
+                "#[differentiate] on a vector-valued function supports free functions with a generated derivative (not `pullback = ..`, not methods) yet",
+            ));
+        }
+        let items = VectorValued {
+            func,
+            sig: &sig,
+            output,
+            params: &params,
+            cfgs: &cfgs,
+        };
+        return items.companions(namer, fresh);
     }
     let value_and_grad_body = braced(flatten_block(body(
         func,
@@ -249,79 +250,12 @@ pub fn companions(
     })
 }
 
-/// The companions of a vector-valued function (returning an owned array or `Vec`):
-/// `f_pullback(.., d_out: &Output)`, every parameter's gradient of `<d_out, f(..)>` (`()` for
-/// constants), and `f_jacobian(..)`, one gradient per element of the output (in logical order),
-/// each covering the `wrt` parameters like `f_grad` does.
-fn vector_valued(
-    func: &ItemFn,
-    sig: &Signature,
-    output: &syn::Type,
-    options: &attr::Options,
-    mut namer: Namer,
-    fresh: Namer,
-) -> syn::Result<TokenStream> {
-    let name = &func.sig.ident;
-    if options.pullback.is_some() || sig.receiver.is_some() {
-        return Err(syn::Error::new(
-            name.span(),
-            "#[differentiate] on a vector-valued function supports free functions with a generated derivative (not `pullback = ..`, not methods) yet",
-        ));
-    }
-    let (vis, generics) = (&func.vis, &func.sig.generics);
-    let cfgs: Vec<&syn::Attribute> = func
-        .attrs
+/// The arguments of a function's own parameters as a companion passes them on to calls that
+/// each take them: copies of those taken by value that are not floats (`Copy`).
+fn copied_args(sig: &Signature) -> Vec<TokenStream> {
+    sig.params
         .iter()
-        .filter(|a| a.path().is_ident("cfg"))
-        .collect();
-    let params: Vec<TokenStream> = sig
-        .params
-        .iter()
-        .map(|p| {
-            let (i, t) = (&p.ident, &p.ty);
-            quote!(#i: #t)
-        })
-        .collect();
-    let d_out = namer.fresh("d_out");
-    let pullback_body = braced(flatten_block(body(
-        func,
-        sig,
-        |p| p.kind != signature::Kind::Constant,
-        d_out.to_token_stream(),
-        false,
-        namer,
-    )?));
-    let pullback_ty = tuple_or_bare(sig.params.iter().map(|p| p.grad_ty.clone()).collect());
-    let grad_ty = tuple_or_bare(sig.wrt().map(|p| p.grad_ty.clone()).collect());
-    let pullback = format_ident!("{}_pullback", name);
-    let jacobian = format_ident!("{}_jacobian", name);
-    // The Jacobian: the value once, then a pullback per element of it.
-    let mut names = fresh;
-    let (rt, value, rows, k) = (
-        names.fresh("rt"),
-        names.fresh("value"),
-        names.fresh("rows"),
-        names.fresh("k"),
-    );
-    let mut pattern = Vec::new();
-    let mut row = Vec::new();
-    for p in &sig.params {
-        match (p.kind, p.wrt) {
-            (signature::Kind::Constant, _) => pattern.push(quote!(())),
-            (_, false) => pattern.push(quote!(_)),
-            (_, true) => {
-                let g = names.fresh("g");
-                pattern.push(g.to_token_stream());
-                row.push(g.to_token_stream());
-            }
-        }
-    }
-    let pattern = tuple_or_bare(pattern);
-    let row = tuple_or_bare(row);
-    // Arguments taken by value that are not known scalars are cloned: every call takes them.
-    let args: Vec<TokenStream> = sig
-        .params
-        .iter()
+        .filter(|p| !p.receiver)
         .map(|p| {
             let i = &p.ident;
             if matches!(p.ty, syn::Type::Reference(_)) || p.kind == signature::Kind::Float {
@@ -330,31 +264,91 @@ fn vector_valued(
                 quote!(::core::clone::Clone::clone(&#i))
             }
         })
-        .collect();
-    let doc_pb = format!("The pullback of [`{name}`], generated by `#[differentiate]`: the gradient of `<d_out, {name}(..)>` (the output's elements weighted by `d_out`) for every parameter, `()` for constant parameters.");
-    let doc_j = format!("The Jacobian of [`{name}`], generated by `#[differentiate]`: for each element of the output (in logical order), its gradient with respect to the differentiated parameters (one pullback each).");
-    Ok(quote! {
-        #(#cfgs)*
-        #[doc = #doc_pb]
-        #[inline]
-        #[allow(unused, clippy::all)]
-        #vis fn #pullback #generics (#(#params,)* #d_out: &#output) -> #pullback_ty #pullback_body
+        .collect()
+}
 
-        #(#cfgs)*
-        #[doc = #doc_j]
-        #[allow(unused, clippy::all)]
-        #vis fn #jacobian #generics (#(#params),*) -> ::std::vec::Vec<#grad_ty> {
-            use ::autodiff::__rt as #rt;
-            use #rt::VectorOutput as _;
-            let #value: #output = #name(#(#args),*);
-            let mut #rows = ::std::vec::Vec::with_capacity(#value.elements());
-            for #k in 0..#value.elements() {
-                let #pattern = #pullback(#(#args,)* &#value.unit(#k));
-                #rows.push(#row);
+/// A vector-valued function (returning an owned array or `Vec`), with what its companions
+/// share with a scalar function's: its parameters as the companions declare them, and its
+/// `#[cfg]`s.
+struct VectorValued<'a> {
+    func: &'a ItemFn,
+    sig: &'a Signature,
+    output: &'a syn::Type,
+    params: &'a [TokenStream],
+    cfgs: &'a [&'a syn::Attribute],
+}
+
+impl VectorValued<'_> {
+    /// `f_pullback(.., d_out: &Output)`, every parameter's gradient of `<d_out, f(..)>` (`()`
+    /// for constants), and `f_jacobian(..)`, one gradient per element of the output (in
+    /// logical order), each covering the `wrt` parameters like `f_grad` does.
+    fn companions(&self, mut namer: Namer, fresh: Namer) -> syn::Result<TokenStream> {
+        let (func, sig, output, params, cfgs) =
+            (self.func, self.sig, self.output, self.params, self.cfgs);
+        let name = &func.sig.ident;
+        let (vis, generics) = (&func.vis, &func.sig.generics);
+        let d_out = namer.fresh("d_out");
+        let pullback_body = braced(flatten_block(body(
+            func,
+            sig,
+            |p| p.kind != signature::Kind::Constant,
+            d_out.to_token_stream(),
+            false,
+            namer,
+        )?));
+        let pullback_ty = tuple_or_bare(sig.params.iter().map(|p| p.grad_ty.clone()).collect());
+        let grad_ty = tuple_or_bare(sig.wrt().map(|p| p.grad_ty.clone()).collect());
+        let pullback = format_ident!("{}_pullback", name);
+        let jacobian = format_ident!("{}_jacobian", name);
+        // The Jacobian: the value once, then a pullback per element of it.
+        let mut names = fresh;
+        let (rt, value, rows, k) = (
+            names.fresh("rt"),
+            names.fresh("value"),
+            names.fresh("rows"),
+            names.fresh("k"),
+        );
+        let mut pattern = Vec::new();
+        let mut row = Vec::new();
+        for p in &sig.params {
+            match (p.kind, p.wrt) {
+                (signature::Kind::Constant, _) => pattern.push(quote!(())),
+                (_, false) => pattern.push(quote!(_)),
+                (_, true) => {
+                    let g = names.fresh("g");
+                    pattern.push(g.to_token_stream());
+                    row.push(g.to_token_stream());
+                }
             }
-            #rows
         }
-    })
+        let pattern = tuple_or_bare(pattern);
+        let row = tuple_or_bare(row);
+        let args = copied_args(sig);
+        let doc_pb = format!("The pullback of [`{name}`], generated by `#[differentiate]`: the gradient of `<d_out, {name}(..)>` (the output's elements weighted by `d_out`) for every parameter, `()` for constant parameters.");
+        let doc_j = format!("The Jacobian of [`{name}`], generated by `#[differentiate]`: for each element of the output (in logical order), its gradient with respect to the differentiated parameters (one pullback each).");
+        Ok(quote! {
+            #(#cfgs)*
+            #[doc = #doc_pb]
+            #[inline]
+            #[allow(unused, clippy::all)]
+            #vis fn #pullback #generics (#(#params,)* #d_out: &#output) -> #pullback_ty #pullback_body
+
+            #(#cfgs)*
+            #[doc = #doc_j]
+            #[allow(unused, clippy::all)]
+            #vis fn #jacobian #generics (#(#params),*) -> ::std::vec::Vec<#grad_ty> {
+                use ::autodiff::__rt as #rt;
+                use #rt::VectorOutput as _;
+                let #value: #output = #name(#(#args),*);
+                let mut #rows = ::std::vec::Vec::with_capacity(#value.elements());
+                for #k in 0..#value.elements() {
+                    let #pattern = #pullback(#(#args,)* &#value.unit(#k));
+                    #rows.push(#row);
+                }
+                #rows
+            }
+        })
+    }
 }
 
 /// One argument of a call to another function, as the forward sweep passes it to the function

@@ -1185,7 +1185,6 @@ impl<'a> Reverse<'a> {
         out
     }
 
-    /// The adjoint of a parameter after the sweep.
     /// The gradient of a struct parameter: its adjoint as a whole (from calls that took it
     /// whole) or a zero one, with the adjoint of each differentiated field the body read
     /// written into (or added to) that field.
@@ -1223,6 +1222,7 @@ impl<'a> Reverse<'a> {
         })
     }
 
+    /// The adjoint of a parameter after the sweep.
     pub fn gradient(&mut self, param: VarId) -> TokenStream {
         let rt = self.rt.clone();
         if self.declared.contains(&param) {
