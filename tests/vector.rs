@@ -81,3 +81,51 @@ fn jacobians_of_vector_valued_functions_match_finite_differences() {
         assert_close(&jac[i].0.iter().copied().collect::<Vec<_>>(), &f, 1e-6);
     }
 }
+
+/// A scalar loss through a vector-valued function: the sum of squared residuals.
+#[differentiate(wrt(k, c))]
+fn misfit(k: f64, c: f64, t: &[f64], observed: &[f64]) -> f64 {
+    let r = residuals(k, c, t, observed);
+    let mut s = 0.0;
+    for i in 0..r.len() {
+        s += r[i] * r[i];
+    }
+    s
+}
+
+/// The same through an array-valued one.
+#[differentiate]
+fn layer_energy(w: &Array2<f64>, b: &Array1<f64>, x: &Array1<f64>) -> f64 {
+    let h = layer(w, b, x);
+    (&h * &h).sum() + h[0]
+}
+
+#[test]
+fn calls_of_vector_valued_functions_match_finite_differences() {
+    let t = [0.0, 0.5, 1.0, 1.5];
+    let observed = [1.0, 0.6, 0.1, -0.3];
+    let (gk, gc) = misfit_grad(2.0, 0.3, &t, &observed);
+    // `2 J^T r`: the Jacobian's rows weighted by twice the residuals.
+    let r = residuals(2.0, 0.3, &t, &observed);
+    let jac = residuals_jacobian(2.0, 0.3, &t, &observed);
+    let wk: f64 = jac.iter().zip(&r).map(|(g, r)| 2.0 * r * g.0).sum();
+    let wc: f64 = jac.iter().zip(&r).map(|(g, r)| 2.0 * r * g.1).sum();
+    assert_close(&[gk, gc], &[wk, wc], 1e-12);
+    let f = fd(&|v| misfit(v[0], v[1], &t, &observed), &[2.0, 0.3]);
+    assert_close(&[gk, gc], &f, 1e-6);
+
+    let w = array![[0.2, -0.4], [0.7, 0.1], [-0.3, 0.5]];
+    let b: Array1<f64> = array![0.1, -0.2, 0.05];
+    let x: Array1<f64> = array![0.7, -0.4];
+    let (_, gb, gx) = layer_energy_grad(&w, &b, &x);
+    let f = fd(
+        &|v| layer_energy(&w, &Array1::from(v.to_vec()), &x),
+        b.as_slice().unwrap(),
+    );
+    assert_close(gb.as_slice().unwrap(), &f, 1e-6);
+    let f = fd(
+        &|v| layer_energy(&w, &b, &Array1::from(v.to_vec())),
+        x.as_slice().unwrap(),
+    );
+    assert_close(gx.as_slice().unwrap(), &f, 1e-6);
+}

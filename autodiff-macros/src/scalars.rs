@@ -506,9 +506,8 @@ impl Facts {
                 }
                 (false, false)
             }
-            // A differentiated function (or one with a hand-written pullback) returns one
-            // float: the function's own, since mixed precision is rejected.
-            Op::Call { .. } => (true, false),
+            // A differentiated function returns one float or, vector-valued, an array.
+            Op::Call { .. } => (false, false),
             // A fused sum (made after this pass runs).
             Op::Fused { .. } => (true, false),
         }
