@@ -180,6 +180,17 @@ impl Gen<'_> {
                 }
                 self.scalars.push(v);
             }
+            0 | 1 if self.rng.chance(10) => {
+                // A call of a vector-valued function, its elements read by index.
+                let v = self.name("v");
+                let r = self.name("r");
+                let (e, k) = (self.expr(2), self.rng.below(3));
+                let _ = writeln!(
+                    out,
+                    "    let {r} = products(x, {e});\n    let {v} = {r}[0] * {r}[2] + {r}[{k}];"
+                );
+                self.scalars.push(v);
+            }
             0 | 1 => {
                 let v = self.name("v");
                 let e = self.expr(3);
@@ -592,6 +603,16 @@ fn smooth(t: f64) -> f64 {
     t.tanh() * t.cos() + 0.1 * t
 }
 
+/// A vector-valued function (a `Vec` built by index), called from the programs.
+#[differentiate]
+fn products(x: &[f64], s: f64) -> Vec<f64> {
+    let mut r = vec![0.0; x.len() - 1];
+    for i in 0..x.len() - 1 {
+        r[i] = (x[i] * x[i + 1] * s).sin();
+    }
+    r
+}
+
 mod helpers {
     /// A function with a hand-written pullback (`sqrt(t^2 + eps)`).
     #[autodiff::differentiate(pullback = soft_pullback)]
@@ -832,6 +853,9 @@ const TWIN_HEADER: &str = r#"    #![allow(dead_code, unused_parens)]
     }
     pub fn smooth(t: D) -> D {
         t.tanh() * t.cos() + c(0.1) * t
+    }
+    pub fn products(x: &[D], s: D) -> Vec<D> {
+        (0..x.len() - 1).map(|i| (x[i] * x[i + 1] * s).sin()).collect()
     }
     pub mod helpers {
         use super::*;
