@@ -1,5 +1,6 @@
 //! Phase 1: the attribute's options: `#[differentiate]`, `#[differentiate(wrt(a, b))]`,
-//! `#[differentiate(checkpoint)]`, `#[differentiate(pullback = g_pullback)]`.
+//! `#[differentiate(checkpoint)]`, `#[differentiate(pullback = g_pullback)]`,
+//! `#[differentiate(pullback_only)]`.
 
 use proc_macro2::TokenStream;
 use syn::parse::Parser;
@@ -18,6 +19,9 @@ pub struct Options {
     /// `pullback = path`: a hand-written pullback. The body is not differentiated; calls to
     /// the function from differentiated code go through `path`.
     pub pullback: Option<syn::Path>,
+    /// `pullback_only`: only `f_pullback` is written (no `f_grad`, `f_value_and_grad`), for a
+    /// method of a trait implementation whose trait declares `f_pullback`.
+    pub pullback_only: bool,
 }
 
 pub fn parse(attr: TokenStream) -> syn::Result<Options> {
@@ -65,6 +69,12 @@ pub fn parse(attr: TokenStream) -> syn::Result<Options> {
                 }
                 options.checkpoint = true;
             }
+            syn::Meta::Path(p) if p.is_ident("pullback_only") => {
+                if options.pullback_only {
+                    return Err(syn::Error::new_spanned(&meta, "`pullback_only` is given twice"));
+                }
+                options.pullback_only = true;
+            }
             syn::Meta::NameValue(nv) if nv.path.is_ident("pullback") => {
                 if options.pullback.is_some() {
                     return Err(syn::Error::new_spanned(&meta, "`pullback` is given twice"));
@@ -84,10 +94,16 @@ pub fn parse(attr: TokenStream) -> syn::Result<Options> {
             _ => {
                 return Err(syn::Error::new_spanned(
                     &meta,
-                    "unknown #[differentiate] option: the supported options are `wrt(param, ...)`, `checkpoint` and `pullback = path`",
+                    "unknown #[differentiate] option: the supported options are `wrt(param, ...)`, `checkpoint`, `pullback = path` and `pullback_only`",
                 ))
             }
         }
+    }
+    if options.pullback.is_some() && options.pullback_only {
+        return Err(syn::Error::new(
+            attr_span,
+            "`pullback = ..` names a hand-written pullback and `pullback_only` asks for a generated one alone: give one of them",
+        ));
     }
     if options.pullback.is_some() && (options.wrt.is_some() || options.checkpoint) {
         return Err(syn::Error::new(

@@ -6,3 +6,12 @@ fn f(x: f64) -> f64 {
 }
 
 fn main() {}
+
+fn g_pullback(x: f64, d: f64) -> f64 {
+    x * d
+}
+
+#[differentiate(pullback_only, pullback = g_pullback)]
+fn g(x: f64) -> f64 {
+    x * x
+}
