@@ -58,6 +58,9 @@ use proc_macro::TokenStream;
 /// not read, the companion type forwards to it, and `f_grad` / `f_value_and_grad` are that
 /// pullback at `d_out = 1`.
 ///
+/// `#[differentiate(pullback_only)]` writes `f_pullback` alone (a method of a trait
+/// implementation, whose trait declares it).
+///
 /// `#[differentiate(wrt(y))]` restricts `f_grad` and `f_value_and_grad` to the named
 /// parameters; `#[differentiate(checkpoint)]` makes time-stepping loops keep each iteration's
 /// buffers and run it again in the reverse sweep, instead of recording their inner loops. The
