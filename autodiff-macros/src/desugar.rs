@@ -1,7 +1,8 @@
 //! Before lowering: `match` written as the `if` chain it stands for, so that every later phase
 //! sees only `if`s. `if let P = e { a } else { b }` is the `match e { P => a, _ => b }` it
 //! stands for, and `let P = e else { d };` becomes `if !(e matches P) { d }` followed by a
-//! `let` per binding, in its own block. An iterator reduction, `xs.iter().map(|v| e).sum()`
+//! `let` per binding, in its own block; `while let P = e { .. }` is `loop { let P = e else {
+//! break; }; .. }`. An iterator reduction, `xs.iter().map(|v| e).sum()`
 //! (`.product()`, `.fold(..)`, over zips and enumerations too), becomes the loop it stands
 //! for, in a block whose value is the result (`Rewriter::reduction`); a `for` over windows,
 //! chunks or a backward walk the index loop it stands for (`Rewriter::indexed_loop`). A
@@ -690,6 +691,19 @@ impl VisitMut for Rewriter {
                 let m: syn::ExprMatch =
                     syn::parse_quote!(match #value { #pat => #then, _ => #otherwise });
                 *e = self.rewrite(&m);
+                return;
+            }
+        }
+        // `while let P = e { body }` is `loop { let P = e else { break; }; body }`.
+        if let Expr::While(w) = e {
+            if let Expr::Let(l) = &*w.cond {
+                let leave: Expr = syn::parse_quote!({
+                    break;
+                });
+                let mut stmts = self.let_else(&l.pat, &l.expr, &leave);
+                stmts.extend(w.body.stmts.iter().cloned());
+                let label = &w.label;
+                *e = syn::parse_quote!(#label loop { #(#stmts)* });
                 return;
             }
         }
