@@ -1811,12 +1811,11 @@ impl Lowerer<'_> {
         }
     }
 
-    /// Is `e` `self`, a parameter (as the function received it), or a field of one
+    /// Is `e` a parameter as the function received it (`self` too), or a field of one
     /// (`self.potential.inner`)?
     fn parameter_place(&self, e: &Expr) -> bool {
         match strip(e) {
             Expr::Field(f) => self.parameter_place(&f.base),
-            Expr::Path(p) if p.path.is_ident("self") => true,
             Expr::Path(p) => p
                 .path
                 .get_ident()
