@@ -261,3 +261,36 @@ fn methods_differentiated_with_respect_to_self_match_finite_differences() {
     let want_l = m.w1.mapv(|v| v * v).sum() + m.b2 * m.b2;
     assert_close(&[gl], &[want_l], 1e-12);
 }
+
+impl Mlp {
+    /// The hidden layer's activations: a vector-valued method, differentiated with respect to
+    /// the model and the input.
+    #[differentiate(wrt(self, x))]
+    pub fn features(&self, x: &Array1<f64>) -> Array1<f64> {
+        (self.w1.dot(x) + &self.b1).mapv(f64::tanh)
+    }
+}
+
+#[test]
+fn vector_valued_methods_match_finite_differences() {
+    let m = mlp();
+    let x: Array1<f64> = array![0.9, -0.6];
+    let jac = m.features_jacobian(&x);
+    assert_eq!(jac.len(), 3);
+    for (i, (gm, gx)) in jac.iter().enumerate() {
+        let f = fd(&|v| unflatten(v).features(&x)[i], &flatten(&m));
+        assert_close(&flatten(gm), &f, 1e-6);
+        let f = fd(
+            &|v| m.features(&Array1::from(v.to_vec()))[i],
+            x.as_slice().unwrap(),
+        );
+        assert_close(gx.as_slice().unwrap(), &f, 1e-6);
+    }
+    // The pullback weighs the rows.
+    let d: Array1<f64> = array![1.0, -2.0, 0.5];
+    let (gm, _) = m.features_pullback(&x, d.clone());
+    let want: Vec<f64> = (0..13)
+        .map(|j| (0..3).map(|i| d[i] * flatten(&jac[i].0)[j]).sum())
+        .collect();
+    assert_close(&flatten(&gm), &want, 1e-12);
+}

@@ -52,7 +52,7 @@ fn jacobians_of_vector_valued_functions_match_finite_differences() {
     }
     // The pullback: the Jacobian's rows weighted by the output's adjoint.
     let d = [1.0, -2.0, 0.5, 3.0];
-    let (dk, dc, _, _) = residuals_pullback(k, c, &t, &observed, &d.to_vec());
+    let (dk, dc, _, _) = residuals_pullback(k, c, &t, &observed, d.to_vec());
     let wk: f64 = jac.iter().zip(&d).map(|(g, w)| g.0 * w).sum();
     let wc: f64 = jac.iter().zip(&d).map(|(g, w)| g.1 * w).sum();
     assert_close(&[dk, dc], &[wk, wc], 1e-12);

@@ -48,7 +48,7 @@ use proc_macro::TokenStream;
 ///   every `use` of `f` brings it) whose `f::pullback` is `f_pullback`: what calls to `f` from
 ///   other differentiated code use.
 ///
-/// A function returning an owned array or `Vec` of floats gets `f_pullback(.., d_out: &Output)`
+/// A function returning an owned array or `Vec` of floats gets `f_pullback(.., d_out: Output)`
 /// and `f_jacobian(..)` (one gradient per output element) instead.
 ///
 /// On a method taking `&self` (or `self`), the companions are methods beside it with the same
