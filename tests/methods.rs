@@ -347,3 +347,44 @@ fn trait_implementations_with_generated_pullbacks_match_finite_differences() {
     assert_close(&g, &fd(&|v| ring.energy(v), &x), 1e-6);
     assert!(g.iter().sum::<f64>().abs() < 1e-12);
 }
+
+/// Associated functions without `self`: found by their naming `Self` (or by the `associated`
+/// option), their companions stand beside them, and `Self::f(..)` / `Type::f(..)` calls go
+/// through `f_pullback`.
+pub struct Units;
+
+impl Units {
+    /// A pair energy that names `Self` (its constant).
+    #[differentiate]
+    pub fn morse(r: f64) -> f64 {
+        let e = (-(r - Self::R0)).exp();
+        (1.0 - e) * (1.0 - e)
+    }
+
+    const R0: f64 = 1.2;
+
+    /// Names nothing of `Self`: the option says where it stands.
+    #[differentiate(associated)]
+    pub fn square(r: f64) -> f64 {
+        r * r
+    }
+
+    /// Calls both, by `Self::` and by the type's name.
+    #[differentiate]
+    pub fn both(r: f64, s: f64) -> f64 {
+        Self::morse(r) * Units::square(s)
+    }
+}
+
+#[test]
+fn associated_functions_match_the_analytic_gradient() {
+    let (r, s) = (1.5, 0.7);
+    let e = (-(r - 1.2f64)).exp();
+    let dm = 2.0 * (1.0 - e) * e;
+    assert_close(&[Units::morse_grad(r)], &[dm], 1e-12);
+    assert_close(&[Units::square_grad(s)], &[2.0 * s], 1e-12);
+    let (gr, gs) = Units::both_grad(r, s);
+    let m = Units::morse(r);
+    assert_close(&[gr, gs], &[dm * s * s, m * 2.0 * s], 1e-12);
+    assert_close(&[gr, gs], &fd(&|v| Units::both(v[0], v[1]), &[r, s]), 1e-6);
+}

@@ -22,6 +22,9 @@ pub struct Options {
     /// `pullback_only`: only `f_pullback` is written (no `f_grad`, `f_value_and_grad`), for a
     /// method of a trait implementation whose trait declares `f_pullback`.
     pub pullback_only: bool,
+    /// `associated`: an associated function without `self` in an `impl` (found by itself when
+    /// the function names `Self`).
+    pub associated: bool,
 }
 
 pub fn parse(attr: TokenStream) -> syn::Result<Options> {
@@ -69,6 +72,12 @@ pub fn parse(attr: TokenStream) -> syn::Result<Options> {
                 }
                 options.checkpoint = true;
             }
+            syn::Meta::Path(p) if p.is_ident("associated") => {
+                if options.associated {
+                    return Err(syn::Error::new_spanned(&meta, "`associated` is given twice"));
+                }
+                options.associated = true;
+            }
             syn::Meta::Path(p) if p.is_ident("pullback_only") => {
                 if options.pullback_only {
                     return Err(syn::Error::new_spanned(&meta, "`pullback_only` is given twice"));
@@ -94,7 +103,7 @@ pub fn parse(attr: TokenStream) -> syn::Result<Options> {
             _ => {
                 return Err(syn::Error::new_spanned(
                     &meta,
-                    "unknown #[differentiate] option: the supported options are `wrt(param, ...)`, `checkpoint`, `pullback = path` and `pullback_only`",
+                    "unknown #[differentiate] option: the supported options are `wrt(param, ...)`, `checkpoint`, `pullback = path`, `pullback_only` and `associated`",
                 ))
             }
         }

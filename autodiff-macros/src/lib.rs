@@ -59,7 +59,9 @@ use proc_macro::TokenStream;
 /// pullback at `d_out = 1`.
 ///
 /// `#[differentiate(pullback_only)]` writes `f_pullback` alone (a method of a trait
-/// implementation, whose trait declares it).
+/// implementation, whose trait declares it). `#[differentiate(associated)]` marks an associated
+/// function without `self` (one that names `Self` is found without it): its companions are
+/// associated functions, and `Self::f(..)` calls use `Self::f_pullback`.
 ///
 /// `#[differentiate(wrt(y))]` restricts `f_grad` and `f_value_and_grad` to the named
 /// parameters; `#[differentiate(checkpoint)]` makes time-stepping loops keep each iteration's

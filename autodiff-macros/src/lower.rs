@@ -1723,13 +1723,24 @@ impl Lowerer<'_> {
         // Any other function: its pullback is `g::pullback`, on the companion type `g` that
         // `#[differentiate]` writes beside `fn g` (one `use` of `g` imports both). Generic
         // arguments written on the call move to the pullback (`g::<T>` -> `g::pullback::<T>`).
+        // An associated function, `Self::g(x)` or `Model::g(x)` (a type, by its capital):
+        // its pullback is the associated function `g_pullback` beside it.
         let mut pullback = fp.path.clone();
+        let of_type = segs.len() >= 2
+            && segs[segs.len() - 2]
+                .ident
+                .to_string()
+                .starts_with(|c: char| c.is_ascii_uppercase());
         if let Some(last) = pullback.segments.last_mut() {
-            let arguments = std::mem::replace(&mut last.arguments, syn::PathArguments::None);
-            pullback.segments.push(syn::PathSegment {
-                ident: Ident::new("pullback", c.span()),
-                arguments,
-            });
+            if of_type {
+                last.ident = quote::format_ident!("{}_pullback", last.ident);
+            } else {
+                let arguments = std::mem::replace(&mut last.arguments, syn::PathArguments::None);
+                pullback.segments.push(syn::PathSegment {
+                    ident: Ident::new("pullback", c.span()),
+                    arguments,
+                });
+            }
         }
         let callee = Callee::Function {
             path: fp.path.clone(),

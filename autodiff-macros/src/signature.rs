@@ -48,9 +48,31 @@ pub struct Signature {
     /// companions are `f_pullback` (taking the output's adjoint) and `f_jacobian`; `None` for
     /// a function returning one float.
     pub output: Option<Type>,
+    /// An associated function without `self` (it names `Self`, or the `associated` option):
+    /// its companions are associated functions beside it, called as `Self::f_grad(..)`.
+    pub associated: bool,
 }
 
 impl Signature {
+    /// A method or an associated function: the companions stand in the same `impl`, with no
+    /// companion type (an `impl` cannot hold one).
+    pub fn is_member(&self) -> bool {
+        self.receiver.is_some() || self.associated
+    }
+
+    /// How a companion calls `f`, another function of the same `impl` or module: `self.f`,
+    /// `Self::f` or `f`.
+    pub fn call(&self, f: &dyn ToTokens) -> TokenStream {
+        match &self.receiver {
+            Some(r) => {
+                let s = &r.self_token;
+                quote!(#s.#f)
+            }
+            None if self.associated => quote!(Self::#f),
+            None => f.to_token_stream(),
+        }
+    }
+
     /// The parameters `f_grad` returns gradients for, in declaration order.
     pub fn wrt(&self) -> impl Iterator<Item = &Param> {
         self.params.iter().filter(|p| p.wrt)
@@ -191,6 +213,7 @@ pub fn analyse(func: &ItemFn, options: &Options) -> syn::Result<Signature> {
             params,
             float,
             checkpoint: options.checkpoint,
+            associated: receiver.is_none() && (options.associated || names_self(func)),
             receiver,
             output,
         }),
@@ -215,6 +238,19 @@ fn struct_type(ty: &Type) -> Option<&Type> {
         "i128", "isize", "String", "str", "Vec", "Option", "Box",
     ];
     (p.qself.is_none() && !not_struct.iter().any(|n| last.ident == n)).then_some(inner)
+}
+
+/// Does the function name `Self` (in its signature or body)? Then it stands in an `impl` or a
+/// trait.
+fn names_self(func: &ItemFn) -> bool {
+    fn find(ts: TokenStream) -> bool {
+        ts.into_iter().any(|t| match t {
+            proc_macro2::TokenTree::Ident(i) => i == "Self",
+            proc_macro2::TokenTree::Group(g) => find(g.stream()),
+            _ => false,
+        })
+    }
+    find(func.sig.to_token_stream()) || find(func.block.to_token_stream())
 }
 
 /// The float of an owned array or `Vec` of floats returned by a vector-valued function.
