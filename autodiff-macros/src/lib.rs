@@ -781,6 +781,8 @@ mod never_panics {
         "#[differentiate(wrt(x))] fn w(x: f64, y: f64) -> f64 { x.clamp(0.0, y) }",
         "fn e(&self, x: &[f64], m: &Model) -> f64 { let mut s = self.k; for i in 0..x.len() { s += self.pair(x[i], self.w[i]) * m.scale(); } let p = &self.parts[0]; s * p.energy(x) + m.energy(x) }",
         "#[differentiate(pullback = e_by_hand)] fn e(self, x: f64) -> f64 { x * self.k }",
+        "#[differentiate(associated)] fn a(r: f64, s: f64) -> f64 { Self::b(r) * Units::c(s, r) + r }",
+        "#[differentiate(pullback_only)] fn e(&self, r: f64) -> f64 { while let Some(k) = self.next_step() { return k as f64 * r; } self.k * r }",
         "#[differentiate(wrt(k))] fn v(k: f64, t: &[f64]) -> Vec<f64> { let mut r = vec![0.0; t.len()]; for i in 0..t.len() { r[i] = (k * t[i]).sin(); } r }",
         "#[differentiate(wrt(p, x))] fn s(p: &Params, x: &[f64], k: usize) -> f64 { let mut e = p.b; for i in 0..p.n { e += p.w[i] * x[i] * p.inner.scale; } if p.flag && p.k > 2 { e += g(&p.inner, x[p.k]); } e * p.count as f64 + x[0] }",
         "fn c(x: &[f64], a: f64) -> f64 { let sq = |v: f64| v * v; let mix = |u: f64, w: f64| -> f64 { sq(u) * w + a }; let mut s = 0.0; for i in 0..x.len() { s += mix(x[i], a); } let b = 2.0; let late = |v: f64| v * b; s + sq(a) + late(b) }",
