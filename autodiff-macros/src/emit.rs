@@ -74,7 +74,7 @@ pub fn companions(
     // The companion type: `#name::pullback`, which calls to `#name` in differentiated code use.
     // A type takes the function's name in the type namespace, so every `use` of the function
     // (renamed, re-exported, glob) imports it too.
-    let companion = |target: TokenStream| {
+    let companion = |target: TokenStream, d_out_ty: &dyn ToTokens| {
         // Spanned at the pullback's path, so a hand-written pullback with the wrong signature
         // is reported at its name in the attribute.
         let call = quote_spanned!(target.span()=> #target(#(#args,)* #d_out));
@@ -93,7 +93,7 @@ pub fn companions(
                 #[doc = #doc]
                 #[inline]
                 #[allow(unused, clippy::all)]
-                #vis fn #pullback #generics (#(#params,)* #d_out: #float) -> #pullback_ty {
+                #vis fn #pullback #generics (#(#params,)* #d_out: #d_out_ty) -> #pullback_ty {
                     #call
                 }
             };
@@ -109,7 +109,7 @@ pub fn companions(
             impl #name {
                 /// The pullback of the function of the same name.
                 #[inline]
-                #vis fn pullback #generics (#(#params,)* #d_out: #float) -> #pullback_ty {
+                #vis fn pullback #generics (#(#params,)* #d_out: #d_out_ty) -> #pullback_ty {
                     #call
                 }
             }
@@ -145,7 +145,7 @@ pub fn companions(
         let grads = differentiable_entries(&slots);
         // The value's call gets copies of what the pullback then takes by value.
         let first = copied_args(&sig);
-        let mut out = companion(target.clone());
+        let mut out = companion(target.clone(), float);
         let primal = callee(name);
         // Through the companion type (whose signature states the pullback's type, so a
         // hand-written one of the wrong type is reported once, there), or for a method the
@@ -176,12 +176,14 @@ pub fn companions(
                 "#[differentiate] on a vector-valued function supports a generated derivative (not `pullback = ..` or `pullback_only`) yet",
             ));
         }
+        let pullback = format_ident!("{}_pullback", name);
         let items = VectorValued {
             func,
             sig: &sig,
             output,
             params: &params,
             cfgs: &cfgs,
+            companion: companion(pullback.to_token_stream(), output),
         };
         return items.companions(namer, fresh);
     }
@@ -198,7 +200,7 @@ pub fn companions(
             false,
             fresh.clone(),
         )?));
-        let companion = companion(pullback.to_token_stream());
+        let companion = companion(pullback.to_token_stream(), float);
         return Ok(quote! {
             #(#cfgs)*
             #[doc = #doc_pb]
@@ -247,7 +249,7 @@ pub fn companions(
         )?))
     };
 
-    let companion = companion(pullback.to_token_stream());
+    let companion = companion(pullback.to_token_stream(), float);
     Ok(quote! {
         #(#cfgs)*
         #[doc = #doc_vg]
@@ -293,6 +295,9 @@ struct VectorValued<'a> {
     output: &'a syn::Type,
     params: &'a [TokenStream],
     cfgs: &'a [&'a syn::Attribute],
+    /// The companion type whose `pullback` calls from differentiated code use (none for a
+    /// method or an associated function).
+    companion: TokenStream,
 }
 
 impl VectorValued<'_> {
@@ -344,30 +349,11 @@ impl VectorValued<'_> {
         // A method's companions are methods (called on `self`); a free function's calls from
         // differentiated code go through its companion type.
         let (primal, pullback_call) = (sig.call(name), sig.call(&pullback));
-        let (link, companion) = match sig.is_member() {
-            true => (format!("Self::{name}"), TokenStream::new()),
-            false => {
-                let d = names.fresh("d_out");
-                let plain: Vec<&Ident> = sig.params.iter().map(|p| &p.ident).collect();
-                let companion = quote! {
-                    #(#cfgs)*
-                    #[doc(hidden)]
-                    #[allow(non_camel_case_types, dead_code, clippy::all)]
-                    #vis struct #name {}
-
-                    #(#cfgs)*
-                    #[allow(unused, clippy::all)]
-                    impl #name {
-                        /// The pullback of the function of the same name.
-                        #[inline]
-                        #vis fn pullback #generics (#(#params,)* #d: #output) -> #pullback_ty {
-                            #pullback(#(#plain,)* #d)
-                        }
-                    }
-                };
-                (name.to_string(), companion)
-            }
+        let link = match sig.is_member() {
+            true => format!("Self::{name}"),
+            false => name.to_string(),
         };
+        let companion = &self.companion;
         let doc_pb = format!("The pullback of [`{link}`], generated by `#[differentiate]`: the gradient of `<d_out, {name}(..)>` (the output's elements weighted by `d_out`) for every parameter, `()` for constant parameters.");
         let doc_j = format!("The Jacobian of [`{link}`], generated by `#[differentiate]`: for each element of the output (in logical order), its gradient with respect to the differentiated parameters (one pullback each).");
         Ok(quote! {

@@ -1811,28 +1811,25 @@ impl Lowerer<'_> {
 
     /// Is `e` a struct parameter (`self` with `wrt(self)`, `p` in `wrt`) or a field of one?
     fn struct_rooted(&self, e: &Expr) -> bool {
-        match strip(e) {
-            Expr::Field(f) => self.struct_rooted(&f.base),
-            Expr::Path(p) => p
-                .path
-                .get_ident()
-                .and_then(|i| self.lookup(&i.to_string()))
-                .is_some_and(|id| self.struct_params.iter().any(|(k, _)| *k == id)),
-            _ => false,
-        }
+        self.root_parameter(e)
+            .is_some_and(|id| self.struct_params.iter().any(|(k, _)| *k == id))
     }
 
     /// Is `e` a parameter as the function received it (`self` too), or a field of one
     /// (`self.potential.inner`)?
     fn parameter_place(&self, e: &Expr) -> bool {
+        self.root_parameter(e).is_some()
+    }
+
+    /// The parameter a place `p` or `p.a.b` reads (not one a `let` shadows).
+    fn root_parameter(&self, e: &Expr) -> Option<VarId> {
         match strip(e) {
-            Expr::Field(f) => self.parameter_place(&f.base),
-            Expr::Path(p) => p
-                .path
-                .get_ident()
-                .and_then(|i| self.lookup(&i.to_string()))
-                .is_some_and(|id| id < self.params),
-            _ => false,
+            Expr::Field(f) => self.root_parameter(&f.base),
+            Expr::Path(p) => {
+                let id = self.lookup(&p.path.get_ident()?.to_string())?;
+                (id < self.params).then_some(id)
+            }
+            _ => None,
         }
     }
 
