@@ -388,3 +388,48 @@ fn associated_functions_match_the_analytic_gradient() {
     assert_close(&[gr, gs], &[dm * s * s, m * 2.0 * s], 1e-12);
     assert_close(&[gr, gs], &fd(&|v| Units::both(v[0], v[1]), &[r, s]), 1e-6);
 }
+
+/// A vector-valued method of a trait implementation, its pullback declared by the trait.
+pub trait Warp {
+    fn warp(&self, x: &[f64]) -> Vec<f64>;
+    fn warp_pullback(&self, x: &[f64], d_out: Vec<f64>) -> ((), Vec<f64>);
+}
+
+pub struct Sine {
+    k: f64,
+}
+
+impl Warp for Sine {
+    #[differentiate(pullback_only)]
+    fn warp(&self, x: &[f64]) -> Vec<f64> {
+        let mut y = vec![0.0; x.len()];
+        for i in 0..x.len() {
+            y[i] = (self.k * x[i]).sin();
+        }
+        y
+    }
+}
+
+/// Through a trait object.
+#[differentiate(wrt(x))]
+fn warped_norm(w: &dyn Warp, x: &[f64]) -> f64 {
+    let y = w.warp(x);
+    let mut s = 0.0;
+    for i in 0..y.len() {
+        s += y[i] * y[i];
+    }
+    s
+}
+
+#[test]
+fn vector_valued_trait_methods_match_finite_differences() {
+    let w = Sine { k: 1.3 };
+    let x = [0.2, -0.5, 0.9];
+    let g = warped_norm_grad(&w, &x);
+    let want: Vec<f64> = x
+        .iter()
+        .map(|v| 2.0 * (1.3 * v).sin() * (1.3 * v).cos() * 1.3)
+        .collect();
+    assert_close(&g, &want, 1e-12);
+    assert_close(&g, &fd(&|v| warped_norm(&w, v), &x), 1e-6);
+}

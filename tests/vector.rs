@@ -129,3 +129,40 @@ fn calls_of_vector_valued_functions_match_finite_differences() {
     );
     assert_close(gx.as_slice().unwrap(), &f, 1e-6);
 }
+
+/// A vector-valued function with a hand-written pullback (a vector-Jacobian product).
+#[differentiate(pullback = squares_vjp)]
+fn squares(x: &[f64]) -> Vec<f64> {
+    x.iter().map(|v| v * v).collect()
+}
+
+fn squares_vjp(x: &[f64], d_out: Vec<f64>) -> Vec<f64> {
+    x.iter().zip(&d_out).map(|(x, d)| 2.0 * x * d).collect()
+}
+
+/// Calls it from differentiated code.
+#[differentiate]
+fn weighted_squares(x: &[f64]) -> f64 {
+    let s = squares(x);
+    3.0 * s[0] + s[1] * s[2]
+}
+
+#[test]
+fn hand_written_vector_pullbacks_give_jacobians_and_gradients() {
+    let x = [0.5, -1.5, 2.0];
+    let jac = squares_jacobian(&x);
+    for (i, row) in jac.iter().enumerate() {
+        let want: Vec<f64> = (0..3)
+            .map(|j| if i == j { 2.0 * x[i] } else { 0.0 })
+            .collect();
+        assert_close(row, &want, 1e-15);
+    }
+    let g = weighted_squares_grad(&x);
+    let want = [
+        6.0 * x[0],
+        2.0 * x[1] * x[2] * x[2],
+        2.0 * x[2] * x[1] * x[1],
+    ];
+    assert_close(&g, &want, 1e-12);
+    assert_close(&g, &fd(&|v| weighted_squares(v), &x), 1e-6);
+}
