@@ -781,6 +781,8 @@ mod never_panics {
         "#[differentiate(wrt(x))] fn w(x: f64, y: f64) -> f64 { x.clamp(0.0, y) }",
         "fn e(&self, x: &[f64], m: &Model) -> f64 { let mut s = self.k; for i in 0..x.len() { s += self.pair(x[i], self.w[i]) * m.scale(); } let p = &self.parts[0]; s * p.energy(x) + m.energy(x) }",
         "#[differentiate(pullback = e_by_hand)] fn e(self, x: f64) -> f64 { x * self.k }",
+        "#[differentiate(pullback = v_vjp)] fn v2(x: &[f64]) -> Vec<f64> { x.to_vec() }",
+        "#[differentiate(pullback_only)] fn w(&self, x: &Array1<f64>) -> Array1<f64> { x.mapv(f64::sin) * self.k }",
         "#[differentiate(associated)] fn a(r: f64, s: f64) -> f64 { Self::b(r) * Units::c(s, r) + r }",
         "#[differentiate(pullback_only)] fn e(&self, r: f64) -> f64 { while let Some(k) = self.next_step() { return k as f64 * r; } self.k * r }",
         "#[differentiate(wrt(k))] fn v(k: f64, t: &[f64]) -> Vec<f64> { let mut r = vec![0.0; t.len()]; for i in 0..t.len() { r[i] = (k * t[i]).sin(); } r }",
