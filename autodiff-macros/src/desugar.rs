@@ -800,19 +800,7 @@ fn untyped(p: &Pat) -> Pat {
 
 /// Could `body` return from its closure (a `return` or `?` outside nested closures)?
 fn returns(body: &Expr) -> bool {
-    struct Finder(bool);
-    impl<'ast> Visit<'ast> for Finder {
-        fn visit_expr_return(&mut self, _: &'ast syn::ExprReturn) {
-            self.0 = true;
-        }
-        fn visit_expr_try(&mut self, _: &'ast syn::ExprTry) {
-            self.0 = true;
-        }
-        fn visit_expr_closure(&mut self, _: &'ast syn::ExprClosure) {}
-    }
-    let mut f = Finder(false);
-    f.visit_expr(body);
-    f.0
+    crate::inline::find_return(body).is_some()
 }
 
 /// A place expression: a name, a field, an element (read again by each test, without a move).

@@ -131,8 +131,8 @@ fn binds(p: &Pat, name: &str) -> bool {
     f.1
 }
 
-/// The first `return` or `?` in a closure body, outside closures nested in it.
-fn find_return(body: &Expr) -> Option<Span> {
+/// The first `return` or `?` in `body` (a closure's, a loop's), outside closures nested in it.
+pub fn find_return(body: &Expr) -> Option<Span> {
     struct Finder(Option<Span>);
     impl<'ast> Visit<'ast> for Finder {
         fn visit_expr_return(&mut self, r: &'ast syn::ExprReturn) {
