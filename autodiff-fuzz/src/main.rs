@@ -508,12 +508,20 @@ fn program(rng: &mut Rng, k: usize, out: &mut String, twins: &mut String) {
         } else {
             "#[differentiate(wrt(self, x, m, b))]"
         };
-        let method_body = body
+        // Half of them read the input's elements through a copy the struct holds, `self.w[..]`
+        // (a `Vec` field, read by reference), the gradient of `x` then its own plus `w`'s.
+        let method_body = if g.rng.chance(50) {
+            reads_through_field(&body)
+        } else {
+            body.clone()
+        };
+        let method_body = method_body
             .replace("\n    ", "\n        ")
             .replacen("    ", "        ", 1);
-        let _ = writeln!(out, "#[derive(Clone, Copy, Differentiable)]\npub struct Holder{k} {{\n    a: f64,\n    cap: usize,\n}}\n\nimpl Holder{k} {{\n    {attr}\n    {allow}\n    pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {{\n{method_body}    }}\n}}\n");
-        let _ = writeln!(out, "pub fn p{k}(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {{\n    Holder{k} {{ a, cap: 4 }}.value(x, m, b)\n}}\n");
-        let _ = writeln!(out, "pub fn p{k}_value_and_grad(\n    x: &[f64],\n    m: &Array2<f64>,\n    a: f64,\n    b: f64,\n) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {{\n    let (v, (gs, gx, gm, gb)) = Holder{k} {{ a, cap: 4 }}.value_value_and_grad(x, m, b);\n    (v, (gx, gm, gs.a, gb))\n}}\n");
+        let _ = writeln!(out, "#[derive(Clone, Differentiable)]\npub struct Holder{k} {{\n    a: f64,\n    w: Vec<f64>,\n    cap: usize,\n}}\n\nimpl Holder{k} {{\n    {attr}\n    {allow}\n    pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {{\n{method_body}    }}\n}}\n");
+        let holder = format!("Holder{k} {{ a, w: x.to_vec(), cap: 4 }}");
+        let _ = writeln!(out, "pub fn p{k}(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {{\n    {holder}.value(x, m, b)\n}}\n");
+        let _ = writeln!(out, "pub fn p{k}_value_and_grad(\n    x: &[f64],\n    m: &Array2<f64>,\n    a: f64,\n    b: f64,\n) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {{\n    let (v, (gs, gx, gm, gb)) = {holder}.value_value_and_grad(x, m, b);\n    let gx = gx.iter().zip(&gs.w).map(|(p, q)| p + q).collect();\n    (v, (gx, gm, gs.a, gb))\n}}\n");
     } else {
         let _ = writeln!(out, "{attr}\n{allow}\npub fn p{k}(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {{\n{body}}}\n");
     }
@@ -527,6 +535,23 @@ fn program(rng: &mut Rng, k: usize, out: &mut String, twins: &mut String) {
             .replace("\n    ", "\n        ")
             .replacen("    ", "        ", 1)
     );
+}
+
+/// `body` with each element read of the input, `x[..]`, read from the struct's copy of it,
+/// `self.w[..]`.
+fn reads_through_field(body: &str) -> String {
+    let mut out = String::new();
+    let mut prev = ' ';
+    let mut chars = body.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == 'x' && chars.peek() == Some(&'[') && !(prev.is_alphanumeric() || prev == '_') {
+            out.push_str("self.w");
+        } else {
+            out.push(c);
+        }
+        prev = c;
+    }
+    out
 }
 
 /// The same body over forward-mode dual numbers (`num_dual::Dual64`, module `twin` of the
