@@ -127,7 +127,7 @@ fn expand(
         Err(e) => {
             let err = syn::Error::new(
                 e.span(),
-                format!("#[differentiate] applies to a free function (`fn f(x: f64) -> f64 {{ .. }}`): {e}"),
+                format!("#[differentiate] applies to a function or method with a body (`fn f(x: f64) -> f64 {{ .. }}`; a trait's required method has none: annotate its implementations with `pullback_only`): {e}"),
             );
             let mut out = item;
             out.append_stream(err.to_compile_error());
