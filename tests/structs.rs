@@ -24,6 +24,8 @@ pub struct Linear {
     /// A configuration value without a gradient, copied into the gradient.
     #[differentiable(constant)]
     kind: Kind,
+    /// A flag read in a condition with `&&`.
+    biased: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -35,7 +37,7 @@ pub enum Kind {
 /// Squared error of a linear model on one sample.
 #[differentiate(wrt(p))]
 fn loss(p: &Linear, x: &[f64], y: f64) -> f64 {
-    let mut s = p.b;
+    let mut s = if p.biased && y > -10.0 { p.b } else { 0.0 };
     for i in 0..x.len().min(p.n) {
         s += p.w[i] * x[i];
     }
@@ -58,6 +60,7 @@ fn model() -> Linear {
         unused: 7.0,
         label: 2.0,
         kind: Kind::Squared,
+        biased: true,
     }
 }
 
@@ -75,8 +78,8 @@ fn struct_gradients_match_the_analytic_gradient_and_finite_differences() {
     assert_close(&[g.b, g.scale], &[2.0 * r * p.scale, 2.0 * r * s], 1e-12);
     // Constants are copied, fields never read have a zero gradient.
     assert_eq!(
-        (g.n, g.unused, g.label, g.kind),
-        (3, 0.0, 0.0, Kind::Squared)
+        (g.n, g.unused, g.label, g.kind, g.biased),
+        (3, 0.0, 0.0, Kind::Squared, true)
     );
     // Finite differences over the float fields, one at a time.
     let flat = [p.w[0], p.w[1], p.w[2], p.b, p.scale];

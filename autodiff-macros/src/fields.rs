@@ -8,7 +8,7 @@
 //! (`p.n as f64`), a repeat length (`vec![0.0; p.n]`), a `match` scrutinee, beside an integer
 //! in arithmetic or a comparison (`p.n - 1`, `p.k > 2`, `x.len() / p.n`), as an argument of a
 //! method of an integer (`x.len().min(p.cap)`), or as a whole condition (`if p.flag`,
-//! `!p.flag`). Every other
+//! `!p.flag`, `p.flag && ..`). Every other
 //! field read is differentiated: its gradient is that field of the gradient, and rustc checks
 //! its type has one (the runtime's `Differentiable`, whose message names the field's type). A
 //! field read both ways is a constant (a float cannot stand in those places, so the field is
@@ -141,6 +141,11 @@ impl<'ast> Visit<'ast> for Scan<'_> {
                 }
             }
             Expr::Unary(u) if matches!(u.op, syn::UnOp::Not(_)) => self.constant(&u.expr),
+            // Operands of `&&` and `||` are `bool`s.
+            Expr::Binary(b) if matches!(b.op, BinOp::And(_) | BinOp::Or(_)) => {
+                self.constant(&b.left);
+                self.constant(&b.right);
+            }
             // With an integer on the other side (`p.n - 1`, `p.k > 2`, `x.len() / p.n`).
             Expr::Binary(b) if is_integer(&b.left) || is_integer(&b.right) => {
                 self.constant(&b.left);
