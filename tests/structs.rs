@@ -143,15 +143,18 @@ fn nested_structs_and_calls_taking_a_struct_whole_match_finite_differences() {
     };
     let x = array![0.9, -0.6];
     let g = score_grad(&net, &x);
-    let flat: Vec<f64> = net
-        .hidden
-        .w
-        .iter()
-        .chain(&net.hidden.b)
-        .chain(&net.out)
-        .copied()
-        .chain([net.temperature])
-        .collect();
+    // The network's floats in one order, for the value and for its gradient alike.
+    let flatten_net = |n: &Net| -> Vec<f64> {
+        n.hidden
+            .w
+            .iter()
+            .chain(&n.hidden.b)
+            .chain(&n.out)
+            .copied()
+            .chain([n.temperature])
+            .collect()
+    };
+    let flat = flatten_net(&net);
     let f = fd(
         &|v| {
             let mut n = net.clone();
@@ -163,16 +166,7 @@ fn nested_structs_and_calls_taking_a_struct_whole_match_finite_differences() {
         },
         &flat,
     );
-    let got: Vec<f64> = g
-        .hidden
-        .w
-        .iter()
-        .chain(&g.hidden.b)
-        .chain(&g.out)
-        .copied()
-        .chain([g.temperature])
-        .collect();
-    assert_close(&got, &f, 1e-6);
+    assert_close(&flatten_net(&g), &f, 1e-6);
 }
 
 /// A model whose methods are differentiated with respect to the model itself (`wrt(self)`).

@@ -150,6 +150,7 @@ pub fn companions(
             cfgs: &cfgs,
             companion: companion(target.clone(), output),
             hand_written: options.pullback.is_some().then_some(target),
+            link: &link,
             pullback_only: options.pullback_only,
         };
         return items.companions(namer, fresh);
@@ -296,6 +297,8 @@ struct VectorValued<'a> {
     hand_written: Option<TokenStream>,
     /// `pullback_only`: no Jacobian.
     pullback_only: bool,
+    /// What the docs link to: `f` or `Self::f`.
+    link: &'a str,
 }
 
 impl VectorValued<'_> {
@@ -343,10 +346,7 @@ impl VectorValued<'_> {
             Some(target) => target.clone(),
             None => sig.call(&pullback),
         };
-        let link = match sig.is_member() {
-            true => format!("Self::{name}"),
-            false => name.to_string(),
-        };
+        let link = self.link;
         let mut out = self.companion.clone();
         if self.hand_written.is_none() {
             let d_out = namer.fresh("d_out");
