@@ -20,7 +20,7 @@
 extern crate self as autodiff;
 
 pub use autodiff_macros::{differentiate, Differentiable};
-pub use autodiff_runtime::adjoint::Differentiable;
+pub use autodiff_runtime::adjoint::{Differentiable, StructGradient};
 pub use autodiff_runtime::{check, ndarray, ops, ops::StopGradient, Real};
 
 /// What generated code calls. Not a stable API.

@@ -104,6 +104,44 @@ fn struct_gradients_match_the_analytic_gradient_and_finite_differences() {
     assert_eq!(pb.n, 3);
 }
 
+/// Weights walked by their length and by `iter()`: reading a field's size (`p.w.len()` in a
+/// range) does not make it a constant.
+#[derive(Clone, Debug, Differentiable)]
+pub struct Weights {
+    w: Vec<f64>,
+    decay: f64,
+}
+
+#[differentiate(wrt(p, x))]
+fn penalised(p: &Weights, x: &[f64]) -> f64 {
+    if p.w.is_empty() {
+        return 0.0;
+    }
+    let mut s = 0.0;
+    for i in 0..p.w.len() {
+        s += p.w[i] * x[i];
+    }
+    for w in p.w.iter().rev() {
+        s += p.decay * w * w;
+    }
+    s
+}
+
+#[test]
+fn fields_walked_by_their_length_are_differentiated() {
+    let p = Weights {
+        w: vec![0.5, -1.5, 2.0],
+        decay: 0.1,
+    };
+    let x = [1.0, 3.0, -2.0];
+    // d/dw_i = x_i + 2 decay w_i, d/d decay = sum w_i^2.
+    let (g, d_x) = penalised_grad(&p, &x);
+    let want: Vec<f64> = (0..3).map(|i| x[i] + 2.0 * p.decay * p.w[i]).collect();
+    assert_close(&g.w, &want, 1e-12);
+    assert_close(&[g.decay], &[0.25 + 2.25 + 4.0], 1e-12);
+    assert_close(&d_x, &p.w, 1e-12);
+}
+
 /// A network whose layers are arrays, passed by value, with a nested struct.
 #[derive(Clone, Differentiable)]
 pub struct Layer {

@@ -35,6 +35,7 @@ pub fn companions(
     let vis = &func.vis;
     let float = &sig.float;
     let generics = &func.sig.generics;
+    let where_clause = &sig.where_clause;
     let cfgs: Vec<&syn::Attribute> = func
         .attrs
         .iter()
@@ -77,7 +78,11 @@ pub fn companions(
     let companion = |target: TokenStream, d_out_ty: &dyn ToTokens| {
         // Spanned at the pullback's path, so a hand-written pullback with the wrong signature
         // is reported at its name in the attribute.
-        let call = quote_spanned!(target.span()=> #target(#(#args,)* #d_out));
+        let turbofish = match options.pullback {
+            None => sig.turbofish.clone(),
+            Some(_) => TokenStream::new(),
+        };
+        let call = quote_spanned!(target.span()=> #target #turbofish (#(#args,)* #d_out));
         if sig.is_member() {
             // A method: differentiated code calls `self.f_pullback(..)` (`Self::f_pullback`),
             // a function beside it (no type can stand in an `impl` block), which forwards to a
@@ -93,7 +98,7 @@ pub fn companions(
                 #[doc = #doc]
                 #[inline]
                 #[allow(unused, clippy::all)]
-                #vis fn #pullback #generics (#(#params,)* #d_out: #d_out_ty) -> #pullback_ty {
+                #vis fn #pullback #generics (#(#params,)* #d_out: #d_out_ty) -> #pullback_ty #where_clause {
                     #call
                 }
             };
@@ -109,7 +114,7 @@ pub fn companions(
             impl #name {
                 /// The pullback of the function of the same name.
                 #[inline]
-                #vis fn pullback #generics (#(#params,)* #d_out: #d_out_ty) -> #pullback_ty {
+                #vis fn pullback #generics (#(#params,)* #d_out: #d_out_ty) -> #pullback_ty #where_clause {
                     #call
                 }
             }
@@ -126,7 +131,7 @@ pub fn companions(
         #[doc = #doc_g]
         #[inline]
         #[allow(unused, clippy::all)]
-        #vis fn #grad #generics (#(#params),*) -> #grad_ty {
+        #vis fn #grad #generics (#(#params),*) -> #grad_ty #where_clause {
             #call_value_and_grad(#(#args),*).1
         }
     };
@@ -172,14 +177,17 @@ pub fn companions(
         // hand-written one itself.
         let through = match sig.is_member() {
             true => target.clone(),
-            false => quote!(#name::pullback),
+            false => {
+                let t = &sig.turbofish;
+                quote!(#name::pullback #t)
+            }
         };
         out.append_stream(quote! {
             #(#cfgs)*
             #[doc = #doc_vg]
             #[inline]
             #[allow(unused, clippy::all)]
-            #vis fn #value_and_grad #generics (#(#params),*) -> (#float, #grad_ty) {
+            #vis fn #value_and_grad #generics (#(#params),*) -> (#float, #grad_ty) #where_clause {
                 let #value = #primal(#(#first),*);
                 let #pattern = #through(#(#args,)* 1.0 as #float);
                 (#value, #grads)
@@ -210,7 +218,7 @@ pub fn companions(
             #[doc = #doc_pb]
             #[inline]
             #[allow(unused, clippy::all)]
-            #vis fn #pullback #generics (#(#params,)* #d_out: #float) -> #pullback_ty #body
+            #vis fn #pullback #generics (#(#params,)* #d_out: #float) -> #pullback_ty #where_clause #body
 
             #companion_type
         }
@@ -255,7 +263,7 @@ pub fn companions(
         #[doc = #doc_vg]
         #[inline]
         #[allow(unused, clippy::all)]
-        #vis fn #value_and_grad #generics (#(#params),*) -> (#float, #grad_ty) #value_and_grad_body
+        #vis fn #value_and_grad #generics (#(#params),*) -> (#float, #grad_ty) #where_clause #value_and_grad_body
 
         #grad_fn
 
@@ -310,6 +318,7 @@ impl VectorValued<'_> {
             (self.func, self.sig, self.output, self.params, self.cfgs);
         let name = &func.sig.ident;
         let (vis, generics) = (&func.vis, &func.sig.generics);
+        let where_clause = &sig.where_clause;
         let pullback_ty = tuple_or_bare(sig.params.iter().map(|p| p.grad_ty.clone()).collect());
         let grad_ty = tuple_or_bare(sig.wrt().map(|p| p.grad_ty.clone()).collect());
         let pullback = format_ident!("{}_pullback", name);
@@ -364,7 +373,7 @@ impl VectorValued<'_> {
                 #[doc = #doc_pb]
                 #[inline]
                 #[allow(unused, clippy::all)]
-                #vis fn #pullback #generics (#(#params,)* #d_out: #output) -> #pullback_ty #pullback_body
+                #vis fn #pullback #generics (#(#params,)* #d_out: #output) -> #pullback_ty #where_clause #pullback_body
             });
         }
         if self.pullback_only {
@@ -375,7 +384,7 @@ impl VectorValued<'_> {
             #(#cfgs)*
             #[doc = #doc_j]
             #[allow(unused, clippy::all)]
-            #vis fn #jacobian #generics (#(#params),*) -> ::std::vec::Vec<#grad_ty> {
+            #vis fn #jacobian #generics (#(#params),*) -> ::std::vec::Vec<#grad_ty> #where_clause {
                 use ::autodiff::__rt as #rt;
                 use #rt::VectorOutput as _;
                 let #value: #output = #primal(#(#args),*);
@@ -608,22 +617,37 @@ fn body(
     } else {
         grads
     };
-    // Naming the primal marks it used: a function whose gradient alone is called is not dead.
+    // Naming the primal marks it used: a function whose gradient alone is called is not dead
+    // (one with `impl Trait` parameters cannot be named without its arguments' types).
     let name = &func.sig.ident;
-    let name = match sig.is_member() {
-        true => quote!(Self::#name),
-        false => name.to_token_stream(),
+    let t = &sig.turbofish;
+    let mark_used = match sig.is_member() {
+        _ if sig.params.iter().any(|p| names_impl_trait(&p.ty)) => TokenStream::new(),
+        true => quote!(let _ = Self::#name #t;),
+        false => quote!(let _ = #name #t;),
     };
     // The sweeps are moved in, not copied (as interpolating them would).
     let mut out = quote! {
         use ::autodiff::__rt as #rt;
-        let _ = #name;
+        #mark_used
         #(#items)*
     };
     out.append_stream(forward);
     out.append_stream(reverse);
     out.append_stream(ret);
     Ok(out)
+}
+
+/// Does this type contain `impl Trait` (an anonymous type parameter)?
+fn names_impl_trait(ty: &syn::Type) -> bool {
+    fn find(ts: TokenStream) -> bool {
+        ts.into_iter().any(|t| match t {
+            proc_macro2::TokenTree::Ident(i) => i == "impl",
+            proc_macro2::TokenTree::Group(g) => find(g.stream()),
+            _ => false,
+        })
+    }
+    find(ty.to_token_stream())
 }
 
 struct Forward<'a> {

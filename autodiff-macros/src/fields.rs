@@ -11,11 +11,14 @@
 //! `!p.flag`, `p.flag && ..`). Every other
 //! field read is differentiated: its gradient is that field of the gradient, and rustc checks
 //! its type has one (the runtime's `Differentiable`, whose message names the field's type). A
-//! field read both ways is a constant (a float cannot stand in those places, so the field is
-//! not one).
+//! field read both ways is a constant. A float can stand in some of those places (`p.s as f64`,
+//! `match p.s { .. }`), so generated code checks that a constant field is not a float
+//! (`__rt::constant_field`, a compile error at the read): never a silently lost gradient. A
+//! field whose size alone is read (`0..p.w.len()`) is neither.
 
 use crate::lower::strip;
-use proc_macro2::Ident;
+use proc_macro2::{Ident, Span};
+use syn::spanned::Spanned;
 use syn::visit::Visit;
 use syn::{BinOp, Expr};
 
@@ -25,8 +28,10 @@ pub struct Field {
     pub param: usize,
     /// The names from the parameter to the field: `[layer, w]`.
     pub path: Vec<Ident>,
-    /// Read where only an integer, a `bool` or an enum can stand.
-    pub constant: bool,
+    /// Read where only an integer, a `bool` or an enum can stand: the first such read, where
+    /// generated code checks the field is not a float (`__rt::constant_field`).
+    /// Its first and last tokens' spans.
+    pub constant: Option<(Span, Span)>,
 }
 
 /// The fields of the struct parameters `params` (index, name) read in `block`, in the order
@@ -97,13 +102,16 @@ impl Scan<'_> {
 impl<'ast> Visit<'ast> for Scan<'_> {
     fn visit_expr(&mut self, e: &'ast Expr) {
         if let Some((param, path)) = of_param(e, self.params) {
-            let constant = self.constant_context > 0;
+            let constant = (self.constant_context > 0).then(|| {
+                let last = quote::ToTokens::to_token_stream(e).into_iter().last();
+                (e.span(), last.map_or(e.span(), |t| t.span()))
+            });
             match self
                 .fields
                 .iter_mut()
                 .find(|f| f.param == param && f.path.iter().eq(path.iter().copied()))
             {
-                Some(f) => f.constant |= constant,
+                Some(f) => f.constant = f.constant.or(constant),
                 None => self.fields.push(Field {
                     param,
                     path: path.into_iter().cloned().collect(),
@@ -113,6 +121,20 @@ impl<'ast> Visit<'ast> for Scan<'_> {
             return;
         }
         match e {
+            // `p.w.len()` (in a range's bound, say) reads only the field's size: it makes the
+            // field neither a constant nor differentiated.
+            Expr::MethodCall(m)
+                if crate::lower::SIZE_METHODS.contains(&m.method.to_string().as_str()) =>
+            {
+                if of_param(&m.receiver, self.params).is_none() {
+                    let outer = std::mem::take(&mut self.constant_context);
+                    self.visit_expr(&m.receiver);
+                    self.constant_context = outer;
+                }
+                for a in &m.args {
+                    self.constant(a);
+                }
+            }
             Expr::Range(r) => {
                 for bound in r.start.iter().chain(&r.end) {
                     self.constant(bound);

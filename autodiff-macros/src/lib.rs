@@ -787,6 +787,9 @@ mod never_panics {
         "#[differentiate(pullback_only)] fn e(&self, r: f64) -> f64 { while let Some(k) = self.next_step() { return k as f64 * r; } self.k * r }",
         "#[differentiate(wrt(k))] fn v(k: f64, t: &[f64]) -> Vec<f64> { let mut r = vec![0.0; t.len()]; for i in 0..t.len() { r[i] = (k * t[i]).sin(); } r }",
         "#[differentiate(wrt(p, x))] fn s(p: &Params, x: &[f64], k: usize) -> f64 { let mut e = p.b; for i in 0..p.n { e += p.w[i] * x[i] * p.inner.scale; } if p.flag && p.k > 2 { e += g(&p.inner, x[p.k]); } e * p.count as f64 + x[0] }",
+        "#[differentiate(wrt(x))] fn p<P: Potential, const D: usize>(p: &P, x: &[f64]) -> f64 where P: Clone { let mut e = 0.0; for i in 0..x.len() / D { e += p.energy(x[i * D]) + g::<P, D>(p, x) + p.cutoff(); } e }",
+        "#[differentiate(wrt(m))] fn l<M: Model>(m: &M, xs: &[f64]) -> f64 { let mut s = 0.0; for i in 0..xs.len() { s += m.predict(xs[i]); } s }",
+        "fn q<'a, T: Into<f64> + Copy>(x: f64, t: &'a T) -> f64 { x * (*t).into() }",
         "fn c(x: &[f64], a: f64) -> f64 { let sq = |v: f64| v * v; let mix = |u: f64, w: f64| -> f64 { sq(u) * w + a }; let mut s = 0.0; for i in 0..x.len() { s += mix(x[i], a); } let b = 2.0; let late = |v: f64| v * b; s + sq(a) + late(b) }",
     ];
 

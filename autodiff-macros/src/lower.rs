@@ -122,7 +122,24 @@ fn lower_once(
             let p = &sig.params[field.param];
             let path = &field.path;
             let key = field_key(path);
-            let var = (!field.constant).then(|| {
+            // A constant field is checked not to be a float, at its read: the probe's tokens
+            // take the read's first and last spans, so rustc underlines the whole `p.s`.
+            if let Some((first, last)) = field.constant {
+                let param = &p.ident;
+                let probe = Ident::new("probe", last);
+                let mut call = proc_macro2::Group::new(
+                    proc_macro2::Delimiter::Parenthesis,
+                    TokenStream::new(),
+                );
+                call.set_span(last);
+                lw.items.push(quote::quote_spanned!(first=> {
+                    use ::autodiff::__rt::{FloatProbe as _, OtherProbe as _};
+                    ::autodiff::__rt::constant_field(
+                        (&::autodiff::__rt::ConstantProbe(&#param.#(#path).*)).#probe #call
+                    );
+                }));
+            }
+            let var = field.constant.is_none().then(|| {
                 let hint = std::iter::once(p.ident.to_string())
                     .chain(path.iter().map(|f| f.to_string()))
                     .collect::<Vec<_>>()
@@ -1691,8 +1708,18 @@ impl Lowerer<'_> {
         let Expr::Path(fp) = strip(&c.func) else {
             return Err(syn::Error::new_spanned(&c.func, "#[differentiate] supports calls of functions by name or path (`g(x)`, `physics::g(x)`)"));
         };
-        if fp.qself.is_some() || fp.path.segments.iter().any(|s| !s.arguments.is_none()) {
-            return Err(syn::Error::new_spanned(fp, "#[differentiate] does not support generic arguments or qualified paths in calls yet"));
+        // Generic arguments on the function itself (`g::<P, 3>(x)`) move to its pullback; on a
+        // type before it, or a qualified path, they would not.
+        let n = fp.path.segments.len();
+        if fp.qself.is_some()
+            || fp
+                .path
+                .segments
+                .iter()
+                .take(n - 1)
+                .any(|s| !s.arguments.is_none())
+        {
+            return Err(syn::Error::new_spanned(fp, "#[differentiate] does not support qualified paths or generic arguments on a type in calls (`<M as Model>::g(x)`, `Model::<T>::g(x)`): write `M::g(x)` (an associated function, differentiated through `M::g_pullback`) or a generic function `g::<T>(x)`"));
         }
         let segs: Vec<&syn::PathSegment> = fp.path.segments.iter().collect();
         let args: Vec<&Expr> = c.args.iter().collect();

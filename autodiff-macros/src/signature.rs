@@ -51,6 +51,13 @@ pub struct Signature {
     /// An associated function without `self` (it names `Self`, or the `associated` option):
     /// its companions are associated functions beside it, called as `Self::f_grad(..)`.
     pub associated: bool,
+    /// The companions' `where` clause: the function's own, and `M: StructGradient<F>` for each
+    /// type parameter `M` differentiated as a struct (`wrt(m)` with `m: &M`).
+    pub where_clause: TokenStream,
+    /// The function's type and const parameters as the companions pass them on when they
+    /// call each other (`::<P, D>`; empty for a function without them), so that parameters
+    /// the arguments do not determine need no inference.
+    pub turbofish: TokenStream,
 }
 
 impl Signature {
@@ -61,15 +68,16 @@ impl Signature {
     }
 
     /// How a companion calls `f`, another function of the same `impl` or module: `self.f`,
-    /// `Self::f` or `f`.
+    /// `Self::f` or `f`, with the function's type and const parameters (`f::<P, D>`).
     pub fn call(&self, f: &dyn ToTokens) -> TokenStream {
+        let t = &self.turbofish;
         match &self.receiver {
             Some(r) => {
                 let s = &r.self_token;
-                quote!(#s.#f)
+                quote!(#s.#f #t)
             }
-            None if self.associated => quote!(Self::#f),
-            None => f.to_token_stream(),
+            None if self.associated => quote!(Self::#f #t),
+            None => quote!(#f #t),
         }
     }
 
@@ -110,14 +118,30 @@ pub fn analyse(func: &ItemFn, options: &Options) -> syn::Result<Signature> {
             "#[differentiate] does not support variadic functions",
         );
     }
-    for g in &sig.generics.params {
-        if !matches!(g, syn::GenericParam::Lifetime(_)) {
-            errors.push(g.span(), "#[differentiate] does not support generic functions yet: write the function for `f64` or `f32`");
+    // Type and const parameters pass through to every companion (a potential, a model, a
+    // dimension `const D: usize`); the float itself cannot be one: the gradient is computed in
+    // `f64` or `f32`, written out.
+    let type_params: Vec<&Ident> = sig.generics.type_params().map(|t| &t.ident).collect();
+    let is_type_param = |ty: &Type| match ty {
+        Type::Path(p) if p.qself.is_none() => {
+            p.path.get_ident().is_some_and(|i| type_params.contains(&i))
         }
-    }
-    if let Some(w) = &sig.generics.where_clause {
-        errors.push(w.span(), "#[differentiate] does not support `where` clauses yet: write the function for `f64` or `f32`");
-    }
+        _ => false,
+    };
+    let turbofish: Vec<&Ident> = sig
+        .generics
+        .params
+        .iter()
+        .filter_map(|g| match g {
+            syn::GenericParam::Type(t) => Some(&t.ident),
+            syn::GenericParam::Const(c) => Some(&c.ident),
+            syn::GenericParam::Lifetime(_) => None,
+        })
+        .collect();
+    let turbofish = match turbofish.is_empty() {
+        true => TokenStream::new(),
+        false => quote!(::<#(#turbofish),*>),
+    };
 
     let mut output = None;
     let float = match &sig.output {
@@ -127,6 +151,10 @@ pub fn analyse(func: &ItemFn, options: &Options) -> syn::Result<Signature> {
                 Some(f) => {
                     output = Some((**ty).clone());
                     Some(f)
+                }
+                None if is_type_param(ty) => {
+                    errors.push(ty.span(), &format!("#[differentiate] does not support functions generic over their float type: `{}` is a type parameter; write the function for `f64` or `f32` (type parameters may stand for anything else: a potential, a model, ..; const parameters for sizes)", ty.to_token_stream()));
+                    None
                 }
                 None => {
                     errors.push(ty.span(), "a #[differentiate] function must return one `f64` or `f32` (the value whose gradient is taken), or an owned array or `Vec` of them (a vector-valued function: its pullback and Jacobian)");
@@ -210,17 +238,46 @@ pub fn analyse(func: &ItemFn, options: &Options) -> syn::Result<Signature> {
     errors.finish()?;
     match float {
         Some(float) => Ok(Signature {
+            where_clause: where_clause(&sig.generics, &params, &float),
             params,
             float,
             checkpoint: options.checkpoint,
             associated: receiver.is_none() && (options.associated || names_self(func)),
             receiver,
             output,
+            turbofish,
         }),
         None => Err(syn::Error::new(
             sig.ident.span(),
             "a #[differentiate] function must return `f64` or `f32`",
         )),
+    }
+}
+
+/// The companions' `where` clause (see [`Signature::where_clause`]).
+fn where_clause(generics: &syn::Generics, params: &[Param], float: &Ident) -> TokenStream {
+    let mut predicates: Vec<TokenStream> = generics
+        .where_clause
+        .iter()
+        .flat_map(|w| w.predicates.iter().map(|p| p.to_token_stream()))
+        .collect();
+    for p in params
+        .iter()
+        .filter(|p| p.kind == Kind::Struct && !p.receiver)
+    {
+        let Some(ty) = struct_type(&p.ty) else {
+            continue;
+        };
+        let is_param = |i: &Ident| generics.type_params().any(|t| t.ident == *i);
+        if let Type::Path(tp) = ty {
+            if tp.path.get_ident().is_some_and(is_param) {
+                predicates.push(quote!(#ty: ::autodiff::__rt::StructGradient<#float>));
+            }
+        }
+    }
+    match predicates.is_empty() {
+        true => TokenStream::new(),
+        false => quote!(where #(#predicates),*),
     }
 }
 

@@ -212,6 +212,75 @@ impl<'a, T: ?Sized> FieldByRef<'a> for &Field<'a, T> {
     }
 }
 
+/// A field of a differentiated struct that the body reads where the macro takes it for a
+/// constant (a cast, a range's bound, an index, a `match` scrutinee, beside an integer): the
+/// macro sees no field types, so generated code checks it is not a float, whose gradient would
+/// be lost. `constant_field((&ConstantProbe(&p.n)).probe())` compiles for anything but `f64`
+/// and `f32`, picked by method resolution like [`Field`].
+pub struct ConstantProbe<'a, T: ?Sized>(pub &'a T);
+
+/// What [`ConstantProbe`] of a float gives: not a [`ConstantField`].
+pub struct FloatReadAsConstant;
+
+/// [`ConstantProbe`] of a float.
+pub trait FloatProbe {
+    fn probe(&self) -> FloatReadAsConstant;
+}
+
+impl FloatProbe for ConstantProbe<'_, f64> {
+    #[inline(always)]
+    fn probe(&self) -> FloatReadAsConstant {
+        FloatReadAsConstant
+    }
+}
+
+impl FloatProbe for ConstantProbe<'_, f32> {
+    #[inline(always)]
+    fn probe(&self) -> FloatReadAsConstant {
+        FloatReadAsConstant
+    }
+}
+
+/// [`ConstantProbe`] of anything else.
+pub trait OtherProbe {
+    #[inline(always)]
+    fn probe(&self) {}
+}
+
+impl<T: ?Sized> OtherProbe for &ConstantProbe<'_, T> {}
+
+/// What a [`ConstantProbe`] gives for a field that may be read as a constant.
+#[diagnostic::on_unimplemented(
+    message = "a float field is read here where #[differentiate] takes it for a constant (a cast, a range's bound, an index, a `match` scrutinee, beside an integer), so its gradient would be lost",
+    label = "a float field read as a constant",
+    note = "bind the field to a local first (`let s = p.s;`) and use the local here"
+)]
+pub trait ConstantField {}
+
+impl ConstantField for () {}
+
+/// Compiles when a field read as a constant is not a float ([`ConstantProbe`]).
+#[inline(always)]
+pub fn constant_field<C: ConstantField>(_: C) {}
+
+/// What differentiated code needs of a struct whose type is a type parameter (`wrt(m)` with
+/// `m: &M`, a generic model): its gradient is a value of the same type, made, added into and
+/// scaled like any struct's. `#[derive(Differentiable)]` gives all of it; the macro adds the
+/// bound `M: StructGradient<F>` to the companions (not to the function itself).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is differentiated as a struct here but does not derive `Differentiable`",
+    note = "add `#[derive(Differentiable)]` to the struct (its gradient is a value of the same struct)"
+)]
+pub trait StructGradient<F>:
+    Differentiable<Adjoint = Self> + AdjointFrom<Self> + Accumulate<Self> + Scale<F> + Sized
+{
+}
+
+impl<F, T> StructGradient<F> for T where
+    T: Differentiable<Adjoint = T> + AdjointFrom<T> + Accumulate<T> + Scale<F>
+{
+}
+
 /// The gradient a method's pullback gives for its receiver, when the receiver is differentiated
 /// (a struct in `wrt`): the method must have been differentiated with respect to `self` too.
 #[diagnostic::on_unimplemented(

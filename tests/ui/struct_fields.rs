@@ -39,5 +39,22 @@ struct Marked {
     w: f64,
 }
 
+#[derive(Differentiable)]
+struct Scaled {
+    s: f64,
+    t: f64,
+}
+
+/// Float fields read where the macro takes them for constants (a cast, a `match`
+/// scrutinee): their gradients would be lost, so each is a compile error at the read.
+#[differentiate(wrt(p))]
+fn scaled(p: &Scaled, x: f64) -> f64 {
+    let y = (p.s as f64) * x;
+    match p.t {
+        t if t > 0.0 => y * t,
+        _ => y,
+    }
+}
+
 fn main() {}
 
