@@ -195,8 +195,9 @@ fn allocations_of_the_gradients() {
     }
 
     fused_sums_allocate_only_their_gradients();
-    sums_pass_their_adjoint_on_without_a_copy();
+    fixed_size_arrays_live_on_the_stack();
     accumulated_sums_allocate_only_the_gradient();
+    sums_pass_their_adjoint_on_without_a_copy();
 }
 
 /// A sum of element-wise array operations (`fuse.rs`).
@@ -327,4 +328,49 @@ fn sums_pass_their_adjoint_on_without_a_copy() {
         gv.as_slice().unwrap(),
         z.sum_axis(autodiff::ndarray::Axis(0)).as_slice().unwrap()
     ));
+}
+
+/// A pair energy of points `[f64; 3]` with a difference vector written as an array literal.
+#[allow(clippy::needless_range_loop)]
+#[differentiate]
+fn pair_of_points(a: [f64; 3], b: &[f64; 3]) -> f64 {
+    let d = [a[0] - b[0], a[1] - b[1], a[2] - b[2]];
+    let mut r2 = 0.0;
+    for k in 0..3 {
+        r2 += d[k] * d[k];
+    }
+    let mut scaled = [0.0; 3];
+    for k in 0..3 {
+        scaled[k] = d[k] / r2;
+    }
+    scaled[0] + r2.sqrt()
+}
+
+/// Called from the one test of this file (the allocator's counts are global).
+#[allow(clippy::needless_range_loop)]
+fn fixed_size_arrays_live_on_the_stack() {
+    let (a, b) = ([0.5, -1.0, 2.0], [1.0, 0.25, 0.0]);
+    black_box(pair_of_points_grad(a, &b));
+    let region = Region::new(GLOBAL);
+    for k in 0..100 {
+        let shifted = [a[0] + k as f64 * 0.01, a[1], a[2]];
+        black_box(pair_of_points_grad(black_box(shifted), &b));
+        black_box(pair_of_points_pullback(shifted, &b, 0.5));
+    }
+    assert_eq!(
+        region.change().allocations,
+        0,
+        "gradients of fixed-size arrays allocate nothing"
+    );
+    // And the gradient is right: d/da of d0 / r2 + r, with d = a - b.
+    let (ga, gb) = pair_of_points_grad(a, &b);
+    let d = [a[0] - b[0], a[1] - b[1], a[2] - b[2]];
+    let r2: f64 = d.iter().map(|v| v * v).sum();
+    let want: Vec<f64> = (0..3)
+        .map(|k| (k == 0) as u8 as f64 / r2 - d[0] * 2.0 * d[k] / (r2 * r2) + d[k] / r2.sqrt())
+        .collect();
+    for k in 0..3 {
+        assert!((ga[k] - want[k]).abs() < 1e-12, "{ga:?} {want:?}");
+        assert!((gb[k] + want[k]).abs() < 1e-12, "{gb:?} {want:?}");
+    }
 }

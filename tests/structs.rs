@@ -105,7 +105,7 @@ fn struct_gradients_match_the_analytic_gradient_and_finite_differences() {
 }
 
 /// Weights walked by their length and by `iter()`: reading a field's size (`p.w.len()` in a
-/// range) does not make it a constant.
+/// range) does not make it a constant, nor does comparing it inside `&&` or `!`.
 #[derive(Clone, Debug, Differentiable)]
 pub struct Weights {
     w: Vec<f64>,
@@ -124,6 +124,10 @@ fn penalised(p: &Weights, x: &[f64]) -> f64 {
     for w in p.w.iter().rev() {
         s += p.decay * w * w;
     }
+    // Fields compared inside `&&` and `!` are read as values (they had been taken for flags).
+    if p.decay > 0.0 && !(p.w[0] > 10.0 || p.w.is_empty()) {
+        s += 0.5 * p.decay;
+    }
     s
 }
 
@@ -134,11 +138,11 @@ fn fields_walked_by_their_length_are_differentiated() {
         decay: 0.1,
     };
     let x = [1.0, 3.0, -2.0];
-    // d/dw_i = x_i + 2 decay w_i, d/d decay = sum w_i^2.
+    // d/dw_i = x_i + 2 decay w_i, d/d decay = sum w_i^2 + 0.5.
     let (g, d_x) = penalised_grad(&p, &x);
     let want: Vec<f64> = (0..3).map(|i| x[i] + 2.0 * p.decay * p.w[i]).collect();
     assert_close(&g.w, &want, 1e-12);
-    assert_close(&[g.decay], &[0.25 + 2.25 + 4.0], 1e-12);
+    assert_close(&[g.decay], &[0.25 + 2.25 + 4.0 + 0.5], 1e-12);
     assert_close(&d_x, &p.w, 1e-12);
 }
 

@@ -537,14 +537,18 @@ fn program(rng: &mut Rng, k: usize, out: &mut String, twins: &mut String) {
     );
 }
 
-/// `body` with each element read of the input, `x[..]`, read from the struct's copy of it,
-/// `self.w[..]`.
+/// `body` with each read of the input, `x[..]`, `x.len()`, `x.iter()`, `x.windows(..)`,
+/// `x.chunks_exact(..)`, read from the struct's copy of it, `self.w`: element reads, parts,
+/// walks and lengths of a differentiated field.
 fn reads_through_field(body: &str) -> String {
     let mut out = String::new();
     let mut prev = ' ';
-    let mut chars = body.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == 'x' && chars.peek() == Some(&'[') && !(prev.is_alphanumeric() || prev == '_') {
+    for (i, c) in body.char_indices() {
+        let rest = &body[i + c.len_utf8()..];
+        let read = ["[", ".len()", ".iter()", ".windows(", ".chunks_exact("]
+            .iter()
+            .any(|r| rest.starts_with(r));
+        if c == 'x' && read && !(prev.is_alphanumeric() || prev == '_') {
             out.push_str("self.w");
         } else {
             out.push(c);

@@ -97,6 +97,14 @@ impl Scan<'_> {
         self.visit_expr(e);
         self.constant_context -= 1;
     }
+
+    /// An operand of `!`, `&&` or `||`: a constant when it is a field itself.
+    fn condition(&mut self, e: &Expr) {
+        match of_param(e, self.params) {
+            Some(_) => self.constant(e),
+            None => self.visit_expr(e),
+        }
+    }
 }
 
 impl<'ast> Visit<'ast> for Scan<'_> {
@@ -162,11 +170,13 @@ impl<'ast> Visit<'ast> for Scan<'_> {
                     self.visit_expr(e);
                 }
             }
-            Expr::Unary(u) if matches!(u.op, syn::UnOp::Not(_)) => self.constant(&u.expr),
-            // Operands of `&&` and `||` are `bool`s.
+            // A field that is the operand of `!`, `&&` or `||` is a `bool` (`!p.flag`,
+            // `p.flag && x > 0.0`); other operands are conditions read as usual
+            // (`p.s > 0.0 && ..` compares a float).
+            Expr::Unary(u) if matches!(u.op, syn::UnOp::Not(_)) => self.condition(&u.expr),
             Expr::Binary(b) if matches!(b.op, BinOp::And(_) | BinOp::Or(_)) => {
-                self.constant(&b.left);
-                self.constant(&b.right);
+                self.condition(&b.left);
+                self.condition(&b.right);
             }
             // With an integer on the other side (`p.n - 1`, `p.k > 2`, `x.len() / p.n`).
             Expr::Binary(b) if is_integer(&b.left) || is_integer(&b.right) => {

@@ -87,6 +87,7 @@ fn lower_once(
         buffer_count: HashMap::new(),
         buffer_keys: HashMap::new(),
         arrays_nd: Vec::new(),
+        array_refs: Vec::new(),
         params: sig.params.len(),
         struct_params: Vec::new(),
         fields: HashMap::new(),
@@ -95,6 +96,9 @@ fn lower_once(
     for p in &sig.params {
         if crate::signature::is_ndarray(&p.ty) && crate::signature::ndarray_rank(&p.ty) != Some(1) {
             lw.arrays_nd.push(lw.vars.len());
+        }
+        if matches!(p.ty, Type::Reference(_)) && crate::signature::fixed_array(&p.ty).is_some() {
+            lw.array_refs.push(lw.vars.len());
         }
         let id = lw.vars.len();
         let adjoint = lw.namer.fresh(&format!("d_{}", p.ident));
@@ -265,6 +269,8 @@ struct Lowerer<'n> {
     /// Parameters that are ndarray arrays of more than one dimension (or of a dynamic number),
     /// whose elements no single index reads.
     arrays_nd: Vec<VarId>,
+    /// Parameters that are references to fixed-size arrays (`p: &[f64; 3]`): `*p` is a copy.
+    array_refs: Vec<VarId>,
     /// How many parameters: the first variables.
     params: usize,
     /// The struct parameters (index, name), and the fields of them the body reads: the
@@ -610,6 +616,24 @@ impl Lowerer<'_> {
                 Ok(())
             }
             Pat::Wild(_) => self.expr_stmt(expr, out),
+            // `let [a, b, c] = x[i];` (a point of `&[[f64; 3]]`, a fixed-size array): each
+            // name an element read.
+            Pat::Slice(ps) => {
+                let whole = self.operand(expr, out)?;
+                for (k, p) in ps.elems.iter().enumerate() {
+                    match p {
+                        Pat::Ident(pi) if pi.by_ref.is_none() && pi.subpat.is_none() => {
+                            let index = Operand::Const(quote!(#k));
+                            if let Operand::Var(v) = self.index_read(whole.clone(), index, out) {
+                                bindings.push((pi.ident.clone(), v));
+                            }
+                        }
+                        Pat::Wild(_) => {}
+                        other => return Err(syn::Error::new_spanned(other, "#[differentiate] takes arrays apart into names and `_` only (`let [a, b, _] = p;`)")),
+                    }
+                }
+                Ok(())
+            }
             Pat::Tuple(pt) => {
                 let Expr::Tuple(tuple) = strip(expr) else {
                     return Err(syn::Error::new_spanned(expr, "#[differentiate] destructures only tuple expressions: write `let (a, b) = (x * y, x + y);`"));
@@ -626,7 +650,7 @@ impl Lowerer<'_> {
                 }
                 Ok(())
             }
-            other => Err(syn::Error::new_spanned(other, "#[differentiate] supports `let` with a name (`let x`, `let mut x`), `_` or a tuple of those")),
+            other => Err(syn::Error::new_spanned(other, "#[differentiate] supports `let` with a name (`let x`, `let mut x`), `_`, a tuple or an array (`let [a, b] = p;`) of those")),
         }
     }
 
@@ -813,6 +837,9 @@ impl Lowerer<'_> {
         target: &syn::ExprIndex,
         out: &mut Block,
     ) -> syn::Result<(VarId, Operand)> {
+        if matches!(strip(&target.expr), Expr::Index(_)) {
+            return Err(syn::Error::new_spanned(target, "#[differentiate] does not support writes into elements of arrays held in a buffer yet (`f[i][k] = ..`): keep a flat buffer, `let mut f = vec![0.0; 3 * n];`, and write `f[3 * i + k]`"));
+        }
         let Some(buf) = self.buffer_of(&target.expr) else {
             return Err(syn::Error::new_spanned(&target.expr, "#[differentiate] supports element writes into local buffers only (`let mut v = vec![0.0; n]; v[i] = ..;`)"));
         };
@@ -1363,6 +1390,15 @@ impl Lowerer<'_> {
                     let x = self.operand(&u.expr, out)?;
                     Ok(self.operator("neg", vec![x], u.op.span()))
                 }
+                // `*p` of a reference to a fixed-size array: a copy (`p.clone()`, whose adjoint
+                // passes through).
+                UnOp::Deref(_)
+                    if matches!(strip(&u.expr), Expr::Path(p) if p.path.get_ident().and_then(|i| self.lookup(&i.to_string())).is_some_and(|v| self.array_refs.contains(&v))) =>
+                {
+                    let inner = &u.expr;
+                    let copy: Expr = syn::parse_quote_spanned!(u.span()=> (#inner).clone());
+                    self.lower(&copy, hint, out)
+                }
                 // `*v` of a loop element: the value itself.
                 UnOp::Deref(_) => self.lower(&u.expr, hint, out),
                 _ => Err(syn::Error::new_spanned(u, "#[differentiate] supports unary `-` on differentiated values; `!` and `*` are not float operations")),
@@ -1407,6 +1443,35 @@ impl Lowerer<'_> {
             Expr::Macro(m) if m.mac.path.is_ident("compile_error") => {
                 let message: syn::LitStr = m.mac.parse_body()?;
                 Err(syn::Error::new(m.mac.path.span(), message.value()))
+            }
+            // `[0.0; 3]`, `[1.0, 2.0]`, `[i, j]`: constants, kept as written.
+            Expr::Repeat(_) | Expr::Array(_) if !self.mentions_active(e) => {
+                Ok(Lowered::Op(Op::Verbatim(self.rename(e)?), false))
+            }
+            Expr::Repeat(r) => Err(syn::Error::new_spanned(r, "#[differentiate] supports `[v; n]` of constants (a buffer to fill by index); for copies of a differentiated value write `[x, x, x]`")),
+            // `[x * y, x + y]` (a force, a difference vector): a local buffer of the function's
+            // float, each element stored in turn, read like any buffer (`d[0]`, `norm(&d)`).
+            Expr::Array(a) => {
+                let mut elements = Vec::new();
+                for el in &a.elems {
+                    elements.push(self.operand(el, out)?);
+                }
+                let (float, n) = (self.float.clone(), elements.len());
+                let var = self.new_var(if hint.is_empty() { "array" } else { hint }, true, None);
+                self.vars[var].buffer = true;
+                out.stmts.push(Stmt::Let {
+                    var,
+                    op: Op::Verbatim(quote!([0.0 as #float; #n])),
+                });
+                for (k, value) in elements.into_iter().enumerate() {
+                    out.stmts.push(Stmt::Store {
+                        buf: var,
+                        index: Operand::Const(quote!(#k)),
+                        value,
+                        part: Part::Element,
+                    });
+                }
+                Ok(Lowered::Operand(Operand::Var(var)))
             }
             Expr::Macro(m) if m.mac.path.is_ident("vec") => {
                 let tokens = &m.mac.tokens;
@@ -1667,6 +1732,7 @@ impl Lowerer<'_> {
             buffer_count: HashMap::new(),
             buffer_keys: HashMap::new(),
             arrays_nd: Vec::new(),
+            array_refs: Vec::new(),
             params: 0,
             struct_params: Vec::new(),
             fields: HashMap::new(),

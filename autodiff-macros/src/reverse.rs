@@ -52,7 +52,7 @@ pub struct Reverse<'a> {
     reads_kept: HashSet<VarId>,
     /// Parts of differentiated slices read only by index ([`parts`]): their element reads add
     /// into the slice's adjoint at `start + index`.
-    parts: HashMap<VarId, (VarId, Operand)>,
+    parts: HashMap<VarId, (VarId, PartAt)>,
     /// Views read once ([`forwarded_views`]): their one contribution goes straight into the
     /// viewed array's adjoint.
     views: HashMap<VarId, View>,
@@ -155,30 +155,55 @@ fn count_uses(b: &Block, out: &mut HashMap<VarId, usize>) {
     visit_uses(b, true, &mut |v| *out.entry(v).or_default() += 1);
 }
 
-/// The parts `p = &x[start..end]` of a differentiated slice whose only uses (as values with an
-/// adjoint) are element reads `p[i]`: the reverse of `p[i]` adds into `x`'s adjoint at
-/// `start + i` directly, so `p` gets no adjoint of its own (no zeroed copy per part, no
-/// `range_acc`). A part used otherwise (passed on, copied, sliced again, carried) keeps its
-/// adjoint.
-fn parts(f: &Function) -> HashMap<VarId, (VarId, Operand)> {
+/// Where a part of a differentiated container sits in it ([`parts`]).
+#[derive(Clone)]
+enum PartAt {
+    /// `&x[start..end]`: element `i` of the part is `x[start + i]`.
+    Range(Operand),
+    /// `x[row]` of a container of fixed-size arrays (`&[[f64; 3]]`): element `k` is
+    /// `x[row][k]`.
+    Row(Operand),
+}
+
+/// The parts `p = &x[start..end]` of a differentiated slice, and the rows `p = x[i]` of a
+/// differentiated container of fixed-size arrays, whose only uses (as values with an adjoint)
+/// are element reads `p[k]`: the reverse of `p[k]` adds into `x`'s adjoint at `start + k` (at
+/// `[i][k]`) directly, so `p` gets no adjoint of its own (no zeroed copy per part, no
+/// `range_acc`, no whole row added back). A part used otherwise (passed on, copied, sliced
+/// again, carried) keeps its adjoint.
+fn parts(f: &Function) -> HashMap<VarId, (VarId, PartAt)> {
     let mut found = HashMap::new();
     visit_blocks(&f.body, &mut |b| {
         for s in &b.stmts {
-            if let Stmt::Let {
-                var,
-                op: Op::Prim {
-                    rule, args, ints, ..
-                },
-            } = s
-            {
-                let range = rule.name == "range" && rule.kind == crate::rules::Kind::Operator;
-                if let (true, Some(Operand::Var(x)), Some(start)) =
-                    (range, args.first(), ints.first())
-                {
-                    if f.vars[*x].active {
-                        found.insert(*var, (*x, start.clone()));
+            match s {
+                Stmt::Let {
+                    var,
+                    op:
+                        Op::Prim {
+                            rule, args, ints, ..
+                        },
+                } => {
+                    let range = rule.name == "range" && rule.kind == crate::rules::Kind::Operator;
+                    if let (true, Some(Operand::Var(x)), Some(start)) =
+                        (range, args.first(), ints.first())
+                    {
+                        if f.vars[*x].active {
+                            found.insert(*var, (*x, PartAt::Range(start.clone())));
+                        }
                     }
                 }
+                Stmt::Let {
+                    var,
+                    op:
+                        Op::Index {
+                            base: Operand::Var(x),
+                            index,
+                            tape: None,
+                        },
+                } if f.vars[*x].active && !f.vars[*var].scalar && !f.vars[*x].buffer => {
+                    found.insert(*var, (*x, PartAt::Row(index.clone())));
+                }
+                _ => {}
             }
         }
     });
@@ -1518,13 +1543,23 @@ impl<'a> Reverse<'a> {
         let rt = self.rt.clone();
         let mut i = self.operand(index);
         let mut base = base.clone();
-        if let Some((x, start)) = base.var().and_then(|p| self.parts.get(&p)).cloned() {
+        let mut row = None;
+        if let Some((x, at)) = base.var().and_then(|p| self.parts.get(&p)).cloned() {
             // An element of a part: straight into the slice's adjoint.
-            let start = self.operand(&start);
-            i = quote!(#start + #i);
+            match at {
+                PartAt::Range(start) => {
+                    let start = self.operand(&start);
+                    i = quote!(#start + #i);
+                }
+                PartAt::Row(r) => row = Some(self.operand(&r)),
+            }
             base = Operand::Var(x);
         }
         self.scatter(&base, |d| {
+            let d = match &row {
+                Some(r) => quote!(#d[#r]),
+                None => quote!(#d),
+            };
             if scalar {
                 quote!(#d[#i] += #c;)
             } else {
@@ -1971,7 +2006,10 @@ impl<'a> Reverse<'a> {
         crate::tbr::stores(&l.body, &mut stored);
         let mut affine: Vec<(VarId, VarId, i64, Operand)> = Vec::new();
         for (var, b, index) in untaped_reads(&l.body) {
+            // Registers hold floats: an element that is itself an array (`x[i]` of
+            // `&[[f64; 3]]`) adds into its slot directly.
             if !self.f.vars[b].active
+                || !self.f.vars[var].scalar
                 || inner.contains(&b)
                 || stored.contains(&b)
                 || self.parts.contains_key(&b)

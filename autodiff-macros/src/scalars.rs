@@ -29,6 +29,7 @@ pub fn infer(f: &mut Function, sig: &Signature) {
     for (k, p) in sig.params.iter().enumerate() {
         facts.scalar[k] = is_float(&p.ty, &sig.float);
         facts.elements[k] = holds_floats(&p.ty, &sig.float);
+        facts.points[k] = crate::signature::points(&p.ty).is_some();
     }
     facts.run(f);
     let mut arrays = sig
@@ -392,6 +393,8 @@ struct Facts {
     elements: Vec<bool>,
     /// Local buffers (written by index).
     buffers: Vec<bool>,
+    /// A container of fixed-size float arrays (`&[[f64; 3]]`): its elements hold floats.
+    points: Vec<bool>,
 }
 
 impl Facts {
@@ -403,6 +406,7 @@ impl Facts {
             scalar: vec![false; n],
             elements: vec![false; n],
             buffers: f.vars.iter().map(|v| v.buffer).collect(),
+            points: vec![false; n],
         };
         for (k, v) in f.vars.iter().enumerate() {
             if let Some(ty) = &v.ty {
@@ -495,7 +499,10 @@ impl Facts {
                 // A part of a float container (`&x[a..b]`, `m.row(i)`) holds floats too.
                 Adjoint::Scatter(_) => (false, args[0].var().is_some_and(|v| self.elements[v])),
             },
-            Op::Index { base, .. } => (base.var().is_some_and(|v| self.elements[v]), false),
+            Op::Index { base, .. } => match base.var() {
+                Some(v) => (self.elements[v], self.points[v]),
+                None => (false, false),
+            },
             Op::Verbatim(tokens) => (
                 self.float_expr(tokens) || self.is_element(tokens),
                 is_float_vec(tokens) || self.is_part(tokens),
@@ -648,7 +655,9 @@ fn holds_floats(ty: &Type, float: &Ident) -> bool {
     if let Type::Array(a) = inner {
         return is_float(&a.elem, float);
     }
-    !is_float(ty, float) && element_type(ty).is_some_and(|f| f == *float)
+    !is_float(ty, float)
+        && crate::signature::points(ty).is_none()
+        && element_type(ty).is_some_and(|f| f == *float)
 }
 
 /// A literal, negated or not, in parentheses or not: `2.0`, `-1.0`, `(-1.0f64)` (the lowering
@@ -671,9 +680,11 @@ fn is_float_vec(tokens: &TokenStream) -> bool {
     let Some(TokenTree::Group(g)) = trees.last() else {
         return false;
     };
+    // `vec![0.0; n]`, or a fixed-size array `[0.0; 3]` (`[0.0 as f64; 2]`) alone.
     let is_vec = trees
         .iter()
-        .any(|t| matches!(t, TokenTree::Ident(i) if i == "vec"));
+        .any(|t| matches!(t, TokenTree::Ident(i) if i == "vec"))
+        || (trees.len() == 1 && g.delimiter() == proc_macro2::Delimiter::Bracket);
     let first = g.stream().into_iter().next();
     is_vec
         && matches!(first, Some(TokenTree::Literal(l)) if syn::parse_str::<syn::LitFloat>(&l.to_string()).is_ok())

@@ -225,7 +225,7 @@ pub fn analyse(func: &ItemFn, options: &Options) -> syn::Result<Signature> {
 
     if let Some(f) = &float {
         if errors.is_empty() && params.iter().all(|p| p.kind == Kind::Constant) {
-            errors.push(sig.inputs.span(), &format!("`{}` has no differentiable parameter: nothing to take the gradient with respect to (differentiable parameters are `f64` and `f32`)", sig.ident));
+            errors.push(sig.inputs.span(), &format!("`{}` has no differentiable parameter: nothing to take the gradient with respect to (differentiable parameters are `f64` and `f32`, slices, `Vec`s and fixed-size arrays of them (`&[f64]`, `[f64; 3]`, `&[[f64; 3]]`), ndarray arrays, and structs named in `wrt`)", sig.ident));
         }
         for p in &params {
             if !matches!(p.kind, Kind::Constant | Kind::Struct)
@@ -315,6 +315,12 @@ fn vector_output(ty: &Type) -> Option<Ident> {
     if matches!(ty, Type::Reference(_)) {
         return None;
     }
+    if let Some((f, _)) = fixed_array(ty) {
+        return Some(f);
+    }
+    if points(ty).is_some() {
+        return None;
+    }
     let last = named_path(ty)?.path.segments.last()?.ident.to_string();
     let owned = ["Array1", "Array2", "Array3", "Array4", "ArrayD", "Vec"].contains(&last.as_str());
     owned.then(|| element_type(ty)).flatten()
@@ -342,14 +348,59 @@ fn classify(ty: &Type) -> (Kind, TokenStream) {
     if let Some(grad) = array_gradient(ty) {
         return (Kind::Array, grad);
     }
+    if let Some((f, len)) = fixed_array(ty) {
+        return (Kind::Array, quote!([#f; #len]));
+    }
     if let Some(f) = slice_element(ty) {
         return (Kind::Array, quote!(::std::vec::Vec<#f>));
+    }
+    if let Some((f, len)) = points(ty) {
+        return (Kind::Array, quote!(::std::vec::Vec<[#f; #len]>));
     }
     (Kind::Constant, quote!(()))
 }
 
-/// `&[F]`, `Vec<F>`, `&Vec<F>` -> `F`.
+/// `[F; N]` or `&[F; N]` -> `F` and `N`: read like a slice, its gradient an `[F; N]`.
+pub fn fixed_array(ty: &Type) -> Option<(syn::Ident, &syn::Expr)> {
+    let ty = match ty {
+        Type::Reference(r) if r.mutability.is_none() => &*r.elem,
+        t => t,
+    };
+    match ty {
+        Type::Array(a) => Some((float_type(&a.elem)?, &a.len)),
+        Type::Paren(p) => fixed_array(&p.elem),
+        _ => None,
+    }
+}
+
+/// `&[[F; N]]`, `Vec<[F; N]>`, `&Vec<[F; N]>` (points) -> `F` and `N`: each element a
+/// fixed-size array, read `x[i][k]`.
+pub fn points(ty: &Type) -> Option<(syn::Ident, &syn::Expr)> {
+    let (ty, by_ref) = match ty {
+        Type::Reference(r) if r.mutability.is_none() => (&*r.elem, true),
+        t => (t, false),
+    };
+    match ty {
+        Type::Slice(s) if by_ref => fixed_array(&s.elem),
+        Type::Path(p) if p.qself.is_none() => {
+            let last = p.path.segments.last()?;
+            let syn::PathArguments::AngleBracketed(a) = &last.arguments else {
+                return None;
+            };
+            match a.args.first()? {
+                syn::GenericArgument::Type(t) if last.ident == "Vec" => fixed_array(t),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// `&[F]`, `Vec<F>`, `&Vec<F>`, `[F; N]`, `&[F; N]` -> `F`.
 pub fn slice_element(ty: &Type) -> Option<syn::Ident> {
+    if let Some((f, _)) = fixed_array(ty) {
+        return Some(f);
+    }
     let (ty, by_ref) = match ty {
         Type::Reference(r) if r.mutability.is_none() => (&*r.elem, true),
         t => (t, false),
@@ -424,16 +475,19 @@ fn generic_float(args: &syn::PathArguments) -> Option<syn::Ident> {
 
 /// The float type of a differentiable parameter's elements.
 pub fn element_type(ty: &Type) -> Option<syn::Ident> {
-    float_type(ty).or_else(|| slice_element(ty)).or_else(|| {
-        let ty = match ty {
-            Type::Reference(r) => &*r.elem,
-            t => t,
-        };
-        match ty {
-            Type::Path(p) => generic_float(&p.path.segments.last()?.arguments),
-            _ => None,
-        }
-    })
+    float_type(ty)
+        .or_else(|| slice_element(ty))
+        .or_else(|| points(ty).map(|(f, _)| f))
+        .or_else(|| {
+            let ty = match ty {
+                Type::Reference(r) => &*r.elem,
+                t => t,
+            };
+            match ty {
+                Type::Path(p) => generic_float(&p.path.segments.last()?.arguments),
+                _ => None,
+            }
+        })
 }
 
 /// Errors collected so that the user sees all of them at once.

@@ -1376,6 +1376,271 @@ impl<F: Real> Accumulate<&Vec<F>> for Vec<F> {
     }
 }
 
+// ----- fixed-size arrays ----------------------------------------------------------------------
+// `[F; N]` (a parameter `x: &[f64; 3]` or `[f64; 3]`) is read like a slice, and its adjoint
+// is an `[F; N]` too: on the stack, no allocation. Calls that take it as a slice give back a
+// `Vec`, added in with a length check.
+
+impl<F: Real, const N: usize> Differentiable for [F; N] {
+    type Adjoint = [F; N];
+    #[inline(always)]
+    fn zero_adjoint(&self) -> [F; N] {
+        [F::from_f64(0.0); N]
+    }
+}
+
+/// The length of a fixed-size array whose values are no longer needed: nothing at run time.
+#[derive(Debug, Clone, Copy)]
+pub struct FixedLength<F, const N: usize>(std::marker::PhantomData<F>);
+
+impl<F: Real, const N: usize> Likeness for [F; N] {
+    type Like = FixedLength<F, N>;
+    #[inline(always)]
+    fn like(&self) -> FixedLength<F, N> {
+        FixedLength(std::marker::PhantomData)
+    }
+}
+
+impl<F: Real, const N: usize> Differentiable for FixedLength<F, N> {
+    type Adjoint = [F; N];
+    #[inline(always)]
+    fn zero_adjoint(&self) -> [F; N] {
+        [F::from_f64(0.0); N]
+    }
+}
+
+fn fixed_from<F: Real, const N: usize>(c: &[F]) -> [F; N] {
+    match <[F; N]>::try_from(c) {
+        Ok(a) => a,
+        Err(_) => panic!(
+            "autodiff: an adjoint of length {} for an array of length {N}",
+            c.len()
+        ),
+    }
+}
+
+macro_rules! fixed_adjoints {
+    ($($owner:ty),*) => {$(
+        impl<F: Real, const N: usize> AdjointFrom<[F; N]> for $owner {
+            #[inline(always)]
+            fn adjoint_from(&self, c: [F; N]) -> [F; N] {
+                c
+            }
+        }
+        impl<F: Real, const N: usize> AdjointFrom<&[F; N]> for $owner {
+            #[inline(always)]
+            fn adjoint_from(&self, c: &[F; N]) -> [F; N] {
+                *c
+            }
+        }
+        impl<F: Real, const N: usize> AdjointFrom<Vec<F>> for $owner {
+            fn adjoint_from(&self, c: Vec<F>) -> [F; N] {
+                fixed_from(&c)
+            }
+        }
+        impl<F: Real, const N: usize> AdjointFrom<&Vec<F>> for $owner {
+            fn adjoint_from(&self, c: &Vec<F>) -> [F; N] {
+                fixed_from(c)
+            }
+        }
+        impl<F: Real, const N: usize> AdjointFrom<&[F]> for $owner {
+            fn adjoint_from(&self, c: &[F]) -> [F; N] {
+                fixed_from(c)
+            }
+        }
+    )*};
+}
+fixed_adjoints!([F; N], FixedLength<F, N>);
+
+impl<F: Real, const N: usize> Accumulate<[F; N]> for [F; N] {
+    #[inline(always)]
+    fn accumulate(&mut self, c: [F; N]) {
+        for (a, b) in self.iter_mut().zip(c) {
+            *a += b;
+        }
+    }
+}
+
+impl<F: Real, const N: usize> Accumulate<&[F; N]> for [F; N] {
+    #[inline(always)]
+    fn accumulate(&mut self, c: &[F; N]) {
+        self.accumulate(*c)
+    }
+}
+
+impl<F: Real, const N: usize> Accumulate<&[F]> for [F; N] {
+    fn accumulate(&mut self, c: &[F]) {
+        if c.len() != N {
+            panic!(
+                "autodiff: an adjoint of length {} added into an array of length {N}",
+                c.len()
+            );
+        }
+        for (a, b) in self.iter_mut().zip(c) {
+            *a += *b;
+        }
+    }
+}
+
+impl<F: Real, const N: usize> Accumulate<Vec<F>> for [F; N] {
+    fn accumulate(&mut self, c: Vec<F>) {
+        self.accumulate(c.as_slice())
+    }
+}
+
+impl<F: Real, const N: usize> Accumulate<&Vec<F>> for [F; N] {
+    fn accumulate(&mut self, c: &Vec<F>) {
+        self.accumulate(c.as_slice())
+    }
+}
+
+impl<F: Real, const N: usize> Scale<F> for [F; N] {
+    #[inline]
+    fn scale(mut self, by: F) -> [F; N] {
+        if by != F::one() {
+            for v in &mut self {
+                *v = *v * by;
+            }
+        }
+        self
+    }
+}
+
+impl<F: Real, const N: usize> VectorOutput for [F; N] {
+    fn elements(&self) -> usize {
+        N
+    }
+    fn unit(&self, k: usize) -> [F; N] {
+        let mut e = [F::from_f64(0.0); N];
+        e[k] = F::one();
+        e
+    }
+}
+
+// ----- slices and vectors of fixed-size arrays ----------------------------------------------
+// `&[[F; N]]` or `Vec<[F; N]>` (positions as 3-vectors, `x[i][k]`): the adjoint is a
+// `Vec<[F; N]>`, each element read like a fixed-size array.
+
+impl<F: Real, const N: usize> Differentiable for [[F; N]] {
+    type Adjoint = Vec<[F; N]>;
+    fn zero_adjoint(&self) -> Vec<[F; N]> {
+        vec![[F::from_f64(0.0); N]; self.len()]
+    }
+}
+
+impl<F: Real, const N: usize> Differentiable for Vec<[F; N]> {
+    type Adjoint = Vec<[F; N]>;
+    fn zero_adjoint(&self) -> Vec<[F; N]> {
+        self.as_slice().zero_adjoint()
+    }
+}
+
+impl<F: Real, const N: usize> Likeness for [[F; N]] {
+    type Like = Length<[F; N]>;
+    fn like(&self) -> Length<[F; N]> {
+        Length {
+            len: self.len(),
+            elem: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<F: Real, const N: usize> Likeness for Vec<[F; N]> {
+    type Like = Length<[F; N]>;
+    fn like(&self) -> Length<[F; N]> {
+        self.as_slice().like()
+    }
+}
+
+impl<F: Real, const N: usize> Differentiable for Length<[F; N]> {
+    type Adjoint = Vec<[F; N]>;
+    fn zero_adjoint(&self) -> Vec<[F; N]> {
+        vec![[F::from_f64(0.0); N]; self.len]
+    }
+}
+
+fn points_from<F: Real, const N: usize>(len: usize, c: &[[F; N]]) -> Vec<[F; N]> {
+    if c.len() != len {
+        panic!(
+            "autodiff: an adjoint of {} arrays for a vector of {len}",
+            c.len()
+        );
+    }
+    c.to_vec()
+}
+
+macro_rules! point_adjoints {
+    ($($owner:ty),*) => {$(
+        impl<F: Real, const N: usize> AdjointFrom<Vec<[F; N]>> for $owner {
+            fn adjoint_from(&self, c: Vec<[F; N]>) -> Vec<[F; N]> {
+                if c.len() != self.len() {
+                    panic!("autodiff: an adjoint of {} arrays for a vector of {}", c.len(), self.len());
+                }
+                c
+            }
+        }
+        impl<F: Real, const N: usize> AdjointFrom<&Vec<[F; N]>> for $owner {
+            fn adjoint_from(&self, c: &Vec<[F; N]>) -> Vec<[F; N]> {
+                points_from(self.len(), c)
+            }
+        }
+        impl<F: Real, const N: usize> AdjointFrom<&[[F; N]]> for $owner {
+            fn adjoint_from(&self, c: &[[F; N]]) -> Vec<[F; N]> {
+                points_from(self.len(), c)
+            }
+        }
+    )*};
+}
+point_adjoints!([[F; N]], Vec<[F; N]>);
+
+impl<F: Real, const N: usize> AdjointFrom<Vec<[F; N]>> for Length<[F; N]> {
+    fn adjoint_from(&self, c: Vec<[F; N]>) -> Vec<[F; N]> {
+        points_from(self.len, &c);
+        c
+    }
+}
+
+impl<F: Real, const N: usize> AdjointFrom<&Vec<[F; N]>> for Length<[F; N]> {
+    fn adjoint_from(&self, c: &Vec<[F; N]>) -> Vec<[F; N]> {
+        points_from(self.len, c)
+    }
+}
+
+impl<F: Real, const N: usize> Accumulate<Vec<[F; N]>> for Vec<[F; N]> {
+    fn accumulate(&mut self, c: Vec<[F; N]>) {
+        self.accumulate(&c)
+    }
+}
+
+impl<F: Real, const N: usize> Accumulate<&Vec<[F; N]>> for Vec<[F; N]> {
+    fn accumulate(&mut self, c: &Vec<[F; N]>) {
+        if c.len() != self.len() {
+            panic!(
+                "autodiff: an adjoint of {} arrays added into one of {}",
+                c.len(),
+                self.len()
+            );
+        }
+        for (a, b) in self.iter_mut().zip(c) {
+            a.accumulate(b);
+        }
+    }
+}
+
+impl<F: Real, const N: usize> Scale<F> for Vec<[F; N]> {
+    #[inline]
+    fn scale(mut self, by: F) -> Vec<[F; N]> {
+        if by != F::one() {
+            for p in &mut self {
+                for v in p {
+                    *v = *v * by;
+                }
+            }
+        }
+        self
+    }
+}
+
 /// Appends to a loop's tape whose room was reserved when the loop started (its trip count
 /// known). Unlike a plain `push`, no growth call sits in the loop (the check fails only on a
 /// bug), so the loop's values stay in registers across it.

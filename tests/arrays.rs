@@ -1,0 +1,177 @@
+//! Fixed-size arrays: parameters `[f64; N]` and `&[f64; N]` (gradients `[f64; N]`, on the
+//! stack), array literals and `[0.0; N]` buffers in the body, functions returning `[f64; N]`
+//! (their Jacobians), and containers of points, `&[[f64; 3]]` and `Vec<[f64; 3]>` (gradients
+//! `Vec<[f64; 3]>`), read `x[i][k]` or taken apart with `let [a, b, c] = x[i];`. Each gradient
+//! against central finite differences and an analytic value.
+#![allow(clippy::needless_range_loop)]
+use autodiff::differentiate;
+
+mod common;
+use common::{assert_close, fd};
+
+/// The length of a 3-vector.
+#[differentiate]
+pub fn norm(v: &[f64; 3]) -> f64 {
+    (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt()
+}
+
+/// Arrays by value, an array literal, and a call taking one.
+#[differentiate]
+pub fn torque_z(r: [f64; 3], f: [f64; 3]) -> f64 {
+    let cross = [
+        r[1] * f[2] - r[2] * f[1],
+        r[2] * f[0] - r[0] * f[2],
+        r[0] * f[1] - r[1] * f[0],
+    ];
+    cross[2] + 0.5 * norm(&cross)
+}
+
+/// A `[0.0; N]` buffer filled in a loop, with the dimension a const parameter.
+#[differentiate]
+pub fn smoothed<const N: usize>(x: &[f64; N], k: f64) -> f64 {
+    let mut s = [0.0; N];
+    for i in 0..N {
+        s[i] = (k * x[i]).tanh();
+    }
+    let mut total = 0.0;
+    for i in 1..N {
+        total += s[i] * s[i - 1];
+    }
+    total
+}
+
+/// A rotation of the plane: a function returning `[f64; 2]`.
+#[differentiate]
+pub fn rotate(p: [f64; 2], angle: f64) -> [f64; 2] {
+    let (c, s) = (angle.cos(), angle.sin());
+    [c * p[0] - s * p[1], s * p[0] + c * p[1]]
+}
+
+/// Composes the rotation with a scalar: a call of a function returning an array.
+#[differentiate]
+pub fn rotated_product(p: &[f64; 2], angle: f64) -> f64 {
+    let q = rotate(*p, angle);
+    let r = rotate(q, angle);
+    r[0] * q[1]
+}
+
+/// A Lennard-Jones energy over points `&[[f64; 3]]`, read `x[i][k]`.
+#[differentiate]
+pub fn lennard_jones(x: &[[f64; 3]]) -> f64 {
+    let mut e = 0.0;
+    for i in 0..x.len() {
+        for j in i + 1..x.len() {
+            let mut r2 = 0.0;
+            for k in 0..3 {
+                let d = x[i][k] - x[j][k];
+                r2 += d * d;
+            }
+            let s6 = 1.0 / (r2 * r2 * r2);
+            e += 4.0 * (s6 * s6 - s6);
+        }
+    }
+    e
+}
+
+/// Springs between consecutive points of a `Vec<[f64; 3]>`: points taken apart, walked with
+/// `iter()`, difference vectors as array literals passed to `norm`.
+#[allow(clippy::ptr_arg)]
+#[differentiate(wrt(x))]
+pub fn chain(x: &Vec<[f64; 3]>, rest: f64) -> f64 {
+    let mut e = 0.0;
+    for i in 1..x.len() {
+        let [a, b, c] = x[i];
+        let [p, q, r] = x[i - 1];
+        let stretch = norm(&[a - p, b - q, c - r]) - rest;
+        e += 0.5 * stretch * stretch;
+    }
+    for point in x.iter() {
+        e += 0.01 * point[2];
+    }
+    e
+}
+
+fn flat(points: &[[f64; 3]]) -> Vec<f64> {
+    points.iter().flatten().copied().collect()
+}
+
+fn unflat(v: &[f64]) -> Vec<[f64; 3]> {
+    v.chunks(3).map(|c| [c[0], c[1], c[2]]).collect()
+}
+
+#[test]
+fn fixed_size_array_parameters_match_analytic_gradients() {
+    let v = [1.0, -2.0, 2.0];
+    let g: [f64; 3] = norm_grad(&v);
+    assert_close(&g, &[1.0 / 3.0, -2.0 / 3.0, 2.0 / 3.0], 1e-12);
+
+    let (r, f) = ([0.5, -1.0, 2.0], [1.5, 0.25, -0.75]);
+    let (gr, gf) = torque_z_grad(r, f);
+    let at = |w: &[f64]| torque_z([w[0], w[1], w[2]], [w[3], w[4], w[5]]);
+    let all: Vec<f64> = r.iter().chain(&f).copied().collect();
+    let want = fd(&at, &all);
+    assert_close(&gr, &want[..3], 1e-7);
+    assert_close(&gf, &want[3..], 1e-7);
+    // The pullback scales both.
+    let (pr, pf) = torque_z_pullback(r, f, -2.0);
+    assert_close(&pr, &gr.map(|g| -2.0 * g), 1e-12);
+    assert_close(&pf, &gf.map(|g| -2.0 * g), 1e-12);
+
+    let x = [0.3, -0.7, 1.1, 0.2, -0.4];
+    let (gx, gk) = smoothed_grad(&x, 0.8);
+    let mut all = x.to_vec();
+    all.push(0.8);
+    let want = fd(&|w| smoothed(&[w[0], w[1], w[2], w[3], w[4]], w[5]), &all);
+    assert_close(&gx, &want[..5], 1e-7);
+    assert_close(&[gk], &want[5..], 1e-7);
+}
+
+#[test]
+fn functions_returning_arrays_have_jacobians() {
+    let (p, t): ([f64; 2], f64) = ([2.0, 3.0], 0.5);
+    let (c, s) = (t.cos(), t.sin());
+    let rows = rotate_jacobian(p, t);
+    // d(rotation)/dp is the rotation; d/dangle is the rotation by 90 degrees more.
+    assert_close(&rows[0].0, &[c, -s], 1e-12);
+    assert_close(&rows[1].0, &[s, c], 1e-12);
+    assert_close(
+        &[rows[0].1, rows[1].1],
+        &[-s * p[0] - c * p[1], c * p[0] - s * p[1]],
+        1e-12,
+    );
+    let (gp, gt) = rotated_product_grad(&p, t);
+    let want = fd(&|w| rotated_product(&[w[0], w[1]], w[2]), &[p[0], p[1], t]);
+    assert_close(&[gp[0], gp[1], gt], &want, 1e-7);
+}
+
+#[test]
+fn points_match_finite_differences() {
+    let x = vec![
+        [0.0, 0.0, 0.0],
+        [1.1, 0.1, 0.0],
+        [0.2, 1.0, 0.3],
+        [1.0, 1.2, -0.4],
+    ];
+    let g: Vec<[f64; 3]> = lennard_jones_grad(&x);
+    let want = fd(&|v| lennard_jones(&unflat(v)), &flat(&x));
+    assert_close(&flat(&g), &want, 1e-6);
+    // One pair: the gradient of 4 (s^12 - s^6) at r is along the pair's axis.
+    let pair = [[0.0, 0.0, 0.0], [1.2, 0.0, 0.0]];
+    let r: f64 = 1.2;
+    let de = 4.0 * (-12.0 * r.powi(-13) + 6.0 * r.powi(-7));
+    let g = lennard_jones_grad(&pair);
+    assert_close(&flat(&g), &[-de, 0.0, 0.0, de, 0.0, 0.0], 1e-12);
+
+    let g = chain_value_and_grad(&x, 0.9).1;
+    let want = fd(&|v| chain(&unflat(v), 0.9), &flat(&x));
+    assert_close(&flat(&g), &want, 1e-7);
+    // The pullback covers `rest` too: d/d rest = -sum(stretch).
+    let (pb, d_rest) = chain_pullback(&x, 0.9, 3.0);
+    let d = fd(&|r| chain(&x, r[0]), &[0.9]);
+    assert_close(&[d_rest], &[3.0 * d[0]], 1e-6);
+    assert_close(
+        &flat(&pb),
+        &want.iter().map(|v| 3.0 * v).collect::<Vec<_>>(),
+        1e-6,
+    );
+}
