@@ -191,6 +191,19 @@ impl Gen<'_> {
                 );
                 self.scalars.push(v);
             }
+            0 | 1 if self.rng.chance(12) => {
+                // Fixed-size arrays: a difference vector as an array literal passed by
+                // reference, a map returning `[f64; 3]` taken apart, a `[0.0; 3]` buffer
+                // reading its own elements, and a generic function given its const parameter.
+                let v = self.name("v");
+                let (e1, e2) = (self.expr(2), self.expr(1));
+                let _ = match self.rng.below(3) {
+                    0 => writeln!(out, "    let {v}_d = [x[0] - x[1], {e1}, x[2] * {e2}];\n    let {v} = norm3(&{v}_d) + {v}_d[1] * {v}_d[2];"),
+                    1 => writeln!(out, "    let [{v}_p, {v}_q, {v}_r] = twist([{e1}, x[1], {e2}], x[3]);\n    let {v} = {v}_p * {v}_q + {v}_r;"),
+                    _ => writeln!(out, "    let mut {v}_b = [0.0; 3];\n    for i in 0..3 {{\n        {v}_b[i] = x[i] * {e1} + {v}_b[(i + 2) % 3];\n    }}\n    let {v} = {v}_b[0] * {v}_b[2] + leading::<3>(&{v}_b) + leading::<2>(x) * {e2};"),
+                };
+                self.scalars.push(v);
+            }
             0 | 1 => {
                 let v = self.name("v");
                 let e = self.expr(3);
@@ -642,6 +655,28 @@ fn products(x: &[f64], s: f64) -> Vec<f64> {
     r
 }
 
+/// Fixed-size arrays: a norm of a 3-vector, and a map returning one.
+#[differentiate]
+fn norm3(v: &[f64; 3]) -> f64 {
+    (v[0] * v[0] + v[1] * v[1] + v[2] * v[2] + 0.25).sqrt()
+}
+
+#[differentiate]
+fn twist(p: [f64; 3], t: f64) -> [f64; 3] {
+    let (c, s) = (t.cos(), t.sin());
+    [c * p[0] - s * p[1], s * p[0] + c * p[1], p[2] * t]
+}
+
+/// A generic function: its const parameter is given by turbofish.
+#[differentiate]
+fn leading<const K: usize>(x: &[f64]) -> f64 {
+    let mut s = 0.0;
+    for i in 0..K {
+        s += x[i] * x[i] * 0.5;
+    }
+    s
+}
+
 mod helpers {
     /// A function with a hand-written pullback (`sqrt(t^2 + eps)`).
     #[autodiff::differentiate(pullback = soft_pullback)]
@@ -885,6 +920,16 @@ const TWIN_HEADER: &str = r#"    #![allow(dead_code, unused_parens)]
     }
     pub fn products(x: &[D], s: D) -> Vec<D> {
         (0..x.len() - 1).map(|i| (x[i] * x[i + 1] * s).sin()).collect()
+    }
+    pub fn norm3(v: &[D; 3]) -> D {
+        (v[0] * v[0] + v[1] * v[1] + v[2] * v[2] + c(0.25)).sqrt()
+    }
+    pub fn twist(p: [D; 3], t: D) -> [D; 3] {
+        let (c, s) = (t.cos(), t.sin());
+        [c * p[0] - s * p[1], s * p[0] + c * p[1], p[2] * t]
+    }
+    pub fn leading<const K: usize>(x: &[D]) -> D {
+        (0..K).fold(c(0.0), |s, i| s + x[i] * x[i] * c(0.5))
     }
     pub mod helpers {
         use super::*;
