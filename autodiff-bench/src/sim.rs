@@ -46,6 +46,29 @@ pub fn lennard_jones(x: &[f64]) -> f64 {
     e
 }
 
+/// The same energy over points, `&[[f64; 3]]`, each taken apart: the gradient is a
+/// `Vec<[f64; 3]>`.
+#[differentiate]
+pub fn lennard_jones_points(x: &[[f64; 3]]) -> f64 {
+    let mut e = 0.0;
+    for i in 0..x.len() {
+        let [xi, yi, zi] = x[i];
+        for j in (i + 1)..x.len() {
+            let [xj, yj, zj] = x[j];
+            let (dx, dy, dz) = (xi - xj, yi - yj, zi - zj);
+            let r2 = dx * dx + dy * dy + dz * dz;
+            let s6 = 1.0 / (r2 * r2 * r2);
+            e += 4.0 * (s6 * s6 - s6);
+        }
+    }
+    e
+}
+
+/// Positions as points.
+pub fn as_points(x: &[f64]) -> Vec<[f64; 3]> {
+    x.chunks_exact(3).map(|p| [p[0], p[1], p[2]]).collect()
+}
+
 /// Its gradient (minus the forces) by hand.
 pub fn lennard_jones_hand(x: &[f64]) -> Vec<f64> {
     let n = x.len() / 3;

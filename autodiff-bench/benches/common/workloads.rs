@@ -368,6 +368,33 @@ pub fn lennard_jones_rows() {
             cs,
         );
     }
+    // The same energy over points `&[[f64; 3]]`, against the same hand-written gradient.
+    for n in [64, 1024] {
+        let x = sim::lattice(n);
+        let points = sim::as_points(&x);
+        let reference = sim::lennard_jones_hand(&x);
+        let flat = |g: &Vec<[f64; 3]>| g.iter().flatten().copied().collect::<Vec<f64>>();
+        row(
+            "Lennard-Jones over points `&[[f64; 3]]`",
+            &format!("N = {n}"),
+            || {
+                black_box(sim::lennard_jones_points(black_box(&points)));
+            },
+            &reference,
+            vec![
+                contender(
+                    "generated",
+                    || sim::lennard_jones_points_grad(black_box(&points)),
+                    flat,
+                ),
+                contender(
+                    "hand-written",
+                    || sim::lennard_jones_hand(black_box(&x)),
+                    |g: &Vec<f64>| g.clone(),
+                ),
+            ],
+        );
+    }
 }
 
 pub fn gmm_rows() {
