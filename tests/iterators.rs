@@ -231,3 +231,103 @@ fn walks_of_constants_taken_apart_match_the_analytic_gradient() {
     let f = fd(&|v| constant_walks(v[0], &data, &weights), &[a]);
     assert_close(&[want], &f, 1e-6);
 }
+
+/// `skip` and `take` walks, as clippy suggests them for index loops: pairs `j > i`, a walk
+/// enumerated after `skip` (counting from 0), one enumerated before `take`, and reductions.
+#[differentiate]
+fn skipped_and_taken(x: &[f64], k: usize) -> f64 {
+    let mut s = 0.0;
+    for (i, a) in x.iter().enumerate() {
+        for b in x.iter().skip(i + 1) {
+            s += a * b * b;
+        }
+        for (j, &c) in x.iter().skip(1).enumerate() {
+            s += c * (j as f64) * a;
+        }
+        for (j, c) in x.iter().enumerate().take(k) {
+            s += c * a * (j + 1) as f64;
+        }
+    }
+    s + x.iter().skip(2).map(|v| v * v).sum::<f64>()
+        + x.iter()
+            .take(3)
+            .copied()
+            .fold(0.0, |acc, v| acc * 0.5 + v.sin())
+}
+
+/// Chains of `take` and `skip`, as clippy writes `for j in a..b` loops reading `x[j]`.
+#[differentiate]
+fn windowed(x: &[f64], a: usize, b: usize) -> f64 {
+    let mut s = 0.0;
+    for v in x.iter().take(b).skip(a) {
+        s += v * v * v;
+    }
+    for (j, v) in x.iter().skip(a).take(2).enumerate() {
+        s += (j + 1) as f64 * v.sin();
+    }
+    for (j, &v) in x.iter().enumerate().skip(1).take(b) {
+        s += j as f64 * v * v;
+    }
+    s
+}
+
+#[test]
+fn skip_and_take_walks_match_finite_differences() {
+    // Past the end too: `skip(i + 1)` of the last element, `take(k)` of more than there are.
+    for (x, k) in [
+        (vec![0.5, -1.0, 2.0, 0.3], 2),
+        (vec![0.7, -0.2], 5),
+        (vec![1.5], 0),
+    ] {
+        let g = skipped_and_taken_grad(&x, k);
+        assert_close(&g, &fd(&|v| skipped_and_taken(v, k), &x), 1e-7);
+    }
+    // Against the derivative by hand at one point: d/dx_m of sum_{i<j} x_i x_j^2 is
+    // sum_{j>m} x_j^2 + 2 x_m sum_{i<m} x_i, and so on for each term.
+    let x = [0.5, -1.0, 2.0];
+    let n = x.len();
+    let mut want = vec![0.0; n];
+    for m in 0..n {
+        for xj in x.iter().take(n).skip(m + 1) {
+            want[m] += xj * xj;
+        }
+        for i in 0..m {
+            want[m] += 2.0 * x[i] * x[m];
+        }
+        // sum_i sum_{j>=1} x_j (j-1) x_i
+        let sa: f64 = x.iter().sum();
+        let weighted: f64 = (1..n).map(|j| x[j] * (j - 1) as f64).sum();
+        want[m] += weighted + if m >= 1 { (m - 1) as f64 * sa } else { 0.0 };
+        // sum_i sum_{j<2} x_j (j+1) x_i
+        let first: f64 = (0..2).map(|j| x[j] * (j + 1) as f64).sum();
+        want[m] += first + if m < 2 { (m + 1) as f64 * sa } else { 0.0 };
+        if m >= 2 {
+            want[m] += 2.0 * x[m];
+        }
+    }
+    // fold over the first 3: ((0 * 0.5 + sin x0) * 0.5 + sin x1) * 0.5 + sin x2.
+    for (m, w) in [(0, 0.25), (1, 0.5), (2, 1.0)] {
+        want[m] += w * x[m].cos();
+    }
+    assert_close(&skipped_and_taken_grad(&x, 2), &want, 1e-12);
+
+    let x = [0.4, -0.9, 1.3, 0.2, -0.6];
+    for (a, b) in [(1, 4), (0, 2), (3, 9), (6, 2)] {
+        let g = windowed_grad(&x, a, b);
+        assert_close(&g, &fd(&|v| windowed(v, a, b), &x), 1e-7);
+        // By hand: 3 x^2 on a..b, (j+1) cos on the two from a, 2 j x on 1..=b.
+        let mut want = [0.0; 5];
+        for i in 0..5 {
+            if i >= a && i < b {
+                want[i] += 3.0 * x[i] * x[i];
+            }
+            if i >= a && i < a + 2 {
+                want[i] += (i - a + 1) as f64 * x[i].cos();
+            }
+            if i >= 1 && i <= b {
+                want[i] += 2.0 * i as f64 * x[i];
+            }
+        }
+        assert_close(&g, &want, 1e-12);
+    }
+}

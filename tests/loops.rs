@@ -360,6 +360,12 @@ fn benchmark_workloads_match_their_hand_written_gradients() {
         &sim::lennard_jones_hand(&p),
         1e-10,
     );
+    // Over points, with `enumerate` and `skip`: the same gradient, point by point.
+    let points: Vec<f64> = sim::lennard_jones_points_grad(&sim::as_points(&p))
+        .into_iter()
+        .flatten()
+        .collect();
+    assert_close(&points, &sim::lennard_jones_hand(&p), 1e-10);
 }
 
 /// A last loop that only accumulates runs fused with its reverse; these vary what is inside.

@@ -46,15 +46,13 @@ pub fn lennard_jones(x: &[f64]) -> f64 {
     e
 }
 
-/// The same energy over points, `&[[f64; 3]]`, each taken apart: the gradient is a
-/// `Vec<[f64; 3]>`.
+/// The same energy over points, `&[[f64; 3]]`, each taken apart (written as clippy would
+/// have it, with `enumerate` and `skip`): the gradient is a `Vec<[f64; 3]>`.
 #[differentiate]
 pub fn lennard_jones_points(x: &[[f64; 3]]) -> f64 {
     let mut e = 0.0;
-    for i in 0..x.len() {
-        let [xi, yi, zi] = x[i];
-        for j in (i + 1)..x.len() {
-            let [xj, yj, zj] = x[j];
+    for (i, &[xi, yi, zi]) in x.iter().enumerate() {
+        for &[xj, yj, zj] in x.iter().skip(i + 1) {
             let (dx, dy, dz) = (xi - xj, yi - yj, zi - zj);
             let r2 = dx * dx + dy * dy + dz * dz;
             let s6 = 1.0 / (r2 * r2 * r2);

@@ -150,11 +150,13 @@ fn returns_in_loop(block: &syn::Block) -> bool {
 const REDUCTIONS: [&str; 3] = ["sum", "product", "fold"];
 
 /// The methods whose `for` loops [`Rewriter::indexed_loop`] rewrites.
-const INDEXED_WALKS: [&str; 7] = [
+const INDEXED_WALKS: [&str; 9] = [
     "windows",
     "chunks",
     "chunks_exact",
     "rev",
+    "skip",
+    "take",
     "rows",
     "columns",
     "outer_iter",
@@ -505,11 +507,24 @@ impl Rewriter {
             Expr::MethodCall(m) if m.method == "into_iter" && m.args.is_empty() => &m.receiver,
             w => w,
         };
+        // `.copied()` / `.cloned()` last: the items are read as values anyway.
+        let walk = match strip(walk) {
+            Expr::MethodCall(m)
+                if (m.method == "copied" || m.method == "cloned")
+                    && m.args.is_empty()
+                    && matches!(strip(&m.receiver), Expr::MethodCall(r) if INDEXED_WALKS.iter().any(|n| r.method == n)) =>
+            {
+                &m.receiver
+            }
+            w => w,
+        };
         let Expr::MethodCall(m) = strip(walk) else {
             return None;
         };
         let mut setup = TokenStream::new();
         let i = self.fresh("index");
+        // Where an `.enumerate()` in a `skip` / `take` chain starts counting.
+        let mut skip_offset: Option<TokenStream> = None;
         let (range, item, indexed_by_enumerate) = match m.method.to_string().as_str() {
             kind @ ("windows" | "chunks" | "chunks_exact") if m.args.len() == 1 => {
                 let base = &m.receiver;
@@ -564,6 +579,54 @@ impl Rewriter {
                     enumerated || inner_enumerated,
                 )
             }
+            // `xs.iter().skip(k)`, `.take(k)`, chains of them (`.take(n).skip(k)`), with
+            // `.enumerate()` anywhere in the chain (counting from the first item it sees) and
+            // `.copied()`: an index loop over the part of `0..xs.len()` they leave, bounded as
+            // `skip` and `take` stop at the end.
+            "skip" | "take" if m.args.len() == 1 => {
+                let mut ops: Vec<(String, Option<&Expr>)> = Vec::new();
+                let mut call = m;
+                let base = loop {
+                    let name = call.method.to_string();
+                    match name.as_str() {
+                        "skip" | "take" if call.args.len() == 1 => {
+                            ops.push((name, Some(&call.args[0])))
+                        }
+                        "enumerate" if call.args.is_empty() => ops.push((name, None)),
+                        "copied" | "cloned" if call.args.is_empty() => {}
+                        "iter" if call.args.is_empty() => break &call.receiver,
+                        _ => return None,
+                    }
+                    let Expr::MethodCall(inner) = strip(&call.receiver) else {
+                        return None;
+                    };
+                    call = inner;
+                };
+                ops.reverse();
+                if enumerated {
+                    ops.push(("enumerate".into(), None));
+                }
+                if ops.iter().filter(|(n, _)| n == "enumerate").count() > 1 {
+                    return None;
+                }
+                let (mut start, mut end) = (quote!(0usize), quote!(#base.len()));
+                for (name, arg) in &ops {
+                    match (name.as_str(), arg) {
+                        ("skip", Some(k)) => {
+                            let k = self.once(k, &mut setup, "count");
+                            start = quote!(::core::cmp::min(#start + #k, #end));
+                        }
+                        ("take", Some(k)) => {
+                            let k = self.once(k, &mut setup, "count");
+                            end = quote!(::core::cmp::min(#end, #start + #k));
+                        }
+                        // Counted from the first item it sees.
+                        _ => skip_offset = Some(start.clone()),
+                    }
+                }
+                let counted = skip_offset.is_some();
+                (quote!(#start..#end), quote!(#base[#i]), counted)
+            }
             _ => return None,
         };
         // The item's pattern, and the index's when enumerated (`(n, w)`); `&v` reads the value.
@@ -578,10 +641,10 @@ impl Rewriter {
                 quote!(#p)
             }
         };
-        let value = if indexed_by_enumerate {
-            quote!((#i, #item))
-        } else {
-            item
+        let value = match (indexed_by_enumerate, skip_offset) {
+            (true, Some(k)) => quote!((#i - (#k), #item)),
+            (true, None) => quote!((#i, #item)),
+            (false, _) => item,
         };
         let stmts = &f.body.stmts;
         Some(syn::parse_quote!({
@@ -707,7 +770,17 @@ impl VisitMut for Rewriter {
                 return;
             }
         }
-        if let Some(reduction) = self.reduction(e) {
+        if let Some(mut reduction) = self.reduction(e) {
+            // Its loop walks as a `for` written so would (`xs.iter().skip(1)`: by index).
+            if let Expr::Block(b) = &mut reduction {
+                for s in &mut b.block.stmts {
+                    if let syn::Stmt::Expr(Expr::ForLoop(f), _) = s {
+                        if let Some(indexed) = self.indexed_loop(f) {
+                            *s = syn::Stmt::Expr(indexed, None);
+                        }
+                    }
+                }
+            }
             *e = reduction;
             return;
         }
@@ -778,6 +851,9 @@ fn is_walk(e: &Expr) -> bool {
             is_walk(&m.receiver)
         }
         Expr::MethodCall(m) if m.method == "zip" && m.args.len() == 1 => is_walk(&m.receiver),
+        Expr::MethodCall(m) if (m.method == "skip" || m.method == "take") && m.args.len() == 1 => {
+            is_walk(&m.receiver)
+        }
         _ => false,
     }
 }

@@ -1035,7 +1035,7 @@ impl Lowerer<'_> {
             }
             None => {
                 if self.mentions_active(iter) || !is_plain(iter) {
-                    return Err(syn::Error::new_spanned(iter, "#[differentiate] supports `for` over ranges (`a..b`, `a..=b`, `.rev()`, `.step_by(k)`) and over `xs.iter()` and `xs.iter().zip(ys)` of slices or arrays (with `.enumerate()`, `.copied()`), `xs.windows(k)`, `xs.chunks(k)`, `m.rows()` and `m.columns()`; a walk like these may also end in `.map(|v| ..).sum()`, `.product()` or `.fold(..)`; write other iterator chains as an index loop"));
+                    return Err(syn::Error::new_spanned(iter, "#[differentiate] supports `for` over ranges (`a..b`, `a..=b`, `.rev()`, `.step_by(k)`) and over `xs.iter()` and `xs.iter().zip(ys)` of slices or arrays (with `.enumerate()`, `.copied()`, `.skip(k)`, `.take(k)`, `.rev()`), `xs.windows(k)`, `xs.chunks(k)`, `m.rows()` and `m.columns()`; a walk like these may also end in `.map(|v| ..).sum()`, `.product()` or `.fold(..)`; write other iterator chains as an index loop"));
                 }
                 if !self.buffers_read(iter).is_empty() {
                     return Err(syn::Error::new_spanned(iter, "this range reads a buffer, which the reverse sweep would read again after later writes: bind its bounds to a `let` first (`let end = v[i]; for j in 0..end`)"));
@@ -1065,8 +1065,22 @@ impl Lowerer<'_> {
             }
             for (elem, base) in &elem_operands {
                 let v = lw.index_read(base.clone(), Operand::Var(index), body);
-                if let (Some(elem), Operand::Var(v)) = (elem, v) {
-                    lw.bind(elem, v);
+                match elem {
+                    Binding::Name(Some(elem)) => {
+                        if let Operand::Var(v) = v {
+                            lw.bind(elem, v);
+                        }
+                    }
+                    Binding::Name(None) => {}
+                    Binding::Parts(parts) => {
+                        for (k, part) in parts.iter().enumerate() {
+                            let Some(part) = part else { continue };
+                            let at = Operand::Const(quote!(#k));
+                            if let Operand::Var(p) = lw.index_read(v.clone(), at, body) {
+                                lw.bind(part, p);
+                            }
+                        }
+                    }
                 }
             }
             Ok(())
@@ -2443,6 +2457,13 @@ fn pat_name(p: &Pat) -> syn::Result<Option<Ident>> {
     }
 }
 
+/// What a loop binds to each element it walks: a name (or `_`), or, for an element that is an
+/// array (a point of `&[[f64; 3]]`), the names of its parts (`&[x, y, z]`).
+enum Binding {
+    Name(Option<Ident>),
+    Parts(Vec<Option<Ident>>),
+}
+
 /// The elements a `for` loop walks: one slice's or array's (`xs.iter()`), or a zip of two
 /// such walks (`xs.iter().zip(ys)`, nested for more).
 enum Elements<'a> {
@@ -2491,9 +2512,13 @@ impl<'a> Elements<'a> {
     }
 
     /// The loop pattern's names, one per base in order (`(a, (b, c))` for nested zips).
-    fn names(&self, p: &Pat, out: &mut Vec<(Option<Ident>, &'a Expr)>) -> syn::Result<()> {
+    fn names(&self, p: &Pat, out: &mut Vec<(Binding, &'a Expr)>) -> syn::Result<()> {
         match (self, strip_pat(p)) {
-            (Elements::Of(b), p) => out.push((pat_name(p)?, *b)),
+            (Elements::Of(b), Pat::Slice(s)) => {
+                let parts = s.elems.iter().map(pat_name).collect::<syn::Result<_>>()?;
+                out.push((Binding::Parts(parts), *b))
+            }
+            (Elements::Of(b), p) => out.push((Binding::Name(pat_name(p)?), *b)),
             (Elements::Zip(a, b), Pat::Tuple(t)) if t.elems.len() == 2 => {
                 a.names(&t.elems[0], out)?;
                 b.names(&t.elems[1], out)?;
