@@ -1,9 +1,10 @@
 //! `#[derive(Differentiable)]`: a struct whose value can be differentiated, and whose gradient
 //! is a value of the same struct (JAX's pytrees, for one level of fields).
 //!
-//! Each field is classified by its written type: `f64` / `f32`, ndarray arrays and `Vec`s of
-//! them are differentiated (their gradient is that field of the gradient, zero where nothing
-//! reads it); integers, `bool`, `char`, `String`, other `Vec`s and `Option`s, and fields marked
+//! Each field is classified by its written type: `f64` / `f32`, ndarray arrays, `Vec`s and
+//! fixed-size arrays of them (`[f64; 3]`, `Vec<[f64; 3]>`) are differentiated (their gradient
+//! is that field of the gradient, zero where nothing reads it); integers, `bool`, `char`,
+//! `String`, other `Vec`s, `Option`s and arrays, and fields marked
 //! `#[differentiable(constant)]` are constants (the gradient holds a copy); any other type is
 //! a nested struct that derives `Differentiable` itself. The derive implements the runtime's
 //! traits the generated code uses on a struct's gradient: a zero of the same shape, adding one
@@ -18,12 +19,21 @@ use syn::{Data, DeriveInput, Fields, Type};
 pub fn expand(input: TokenStream) -> syn::Result<TokenStream> {
     let input: DeriveInput = syn::parse2(input)?;
     let name = &input.ident;
-    if !input.generics.params.is_empty() {
+    // Const parameters (a layer's width, `[f64; N]`) and `where` clauses on them carry over;
+    // a type parameter could be the float itself, whose gradient code is written out.
+    if let Some(g) = input
+        .generics
+        .params
+        .iter()
+        .find(|g| !matches!(g, syn::GenericParam::Const(_)))
+    {
         return Err(syn::Error::new(
-            input.generics.span(),
-            "`#[derive(Differentiable)]` does not support generic structs yet: write the struct for `f64` or `f32`",
+            g.span(),
+            "`#[derive(Differentiable)]` supports const parameters (`struct Layer<const N: usize>`) but not type or lifetime parameters yet: write the struct for `f64` or `f32`, with owned fields",
         ));
     }
+    let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
+    let ty = quote!(#name #ty_generics);
     let Data::Struct(data) = &input.data else {
         return Err(syn::Error::new(
             name.span(),
@@ -64,29 +74,29 @@ pub fn expand(input: TokenStream) -> syn::Result<TokenStream> {
     }
     let float = float.unwrap_or_else(|| quote!(f64));
     Ok(quote! {
-        impl ::autodiff::__rt::Differentiable for #name {
-            type Adjoint = #name;
-            fn zero_adjoint(&self) -> #name {
+        impl #impl_generics ::autodiff::__rt::Differentiable for #ty #where_clause {
+            type Adjoint = #ty;
+            fn zero_adjoint(&self) -> #ty {
                 #name { #(#zero),* }
             }
         }
 
-        impl ::autodiff::__rt::AdjointFrom<#name> for #name {
-            fn adjoint_from(&self, c: #name) -> #name {
+        impl #impl_generics ::autodiff::__rt::AdjointFrom<#ty> for #ty #where_clause {
+            fn adjoint_from(&self, c: #ty) -> #ty {
                 c
             }
         }
 
-        impl ::autodiff::__rt::Accumulate<#name> for #name {
+        impl #impl_generics ::autodiff::__rt::Accumulate<#ty> for #ty #where_clause {
             #[allow(unused_variables)]
-            fn accumulate(&mut self, c: #name) {
+            fn accumulate(&mut self, c: #ty) {
                 #(#add)*
             }
         }
 
-        impl ::autodiff::__rt::Scale<#float> for #name {
+        impl #impl_generics ::autodiff::__rt::Scale<#float> for #ty #where_clause {
             #[allow(unused_variables)]
-            fn scale(self, by: #float) -> #name {
+            fn scale(self, by: #float) -> #ty {
                 #name { #(#scale),* }
             }
         }
@@ -116,6 +126,9 @@ fn marked_constant(f: &syn::Field) -> syn::Result<bool> {
 /// A type whose values have no gradient: integers, `bool`, `char`, `String`, `Vec`s and
 /// `Option`s of other than floats.
 fn is_constant(ty: &Type) -> bool {
+    if let Type::Array(a) = ty {
+        return is_constant(&a.elem);
+    }
     let Type::Path(p) = ty else {
         return false;
     };
@@ -131,8 +144,12 @@ fn is_constant(ty: &Type) -> bool {
         || ((name == "Vec" || name == "Option") && element(ty).is_none())
 }
 
-/// The float a field holds: `f64` of `f64`, `Vec<f64>`, `Array2<f64>`.
+/// The float a field holds: `f64` of `f64`, `Vec<f64>`, `Array2<f64>`, `[f64; 3]`,
+/// `Vec<[f64; 3]>`.
 fn element(ty: &Type) -> Option<TokenStream> {
+    if let Type::Array(a) = ty {
+        return element(&a.elem);
+    }
     let Type::Path(p) = ty else { return None };
     let last = p.path.segments.last()?;
     if last.ident == "f64" || last.ident == "f32" {
