@@ -256,3 +256,126 @@ fn structs_with_const_parameters_match_the_analytic_gradient() {
     assert_close(&[g.b], &[d], 1e-12);
     assert_close(&gx, &layer.w.map(|v| d * v), 1e-12);
 }
+
+/// A force field's parameters.
+#[derive(Clone, Debug, autodiff::Differentiable)]
+pub struct ForceField {
+    k_bond: f64,
+    r0: f64,
+    k_angle: f64,
+    theta0: f64,
+}
+
+/// `a - b` of two points (a vector-valued helper).
+#[differentiate]
+pub fn sub(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
+    [a[0] - b[0], a[1] - b[1], a[2] - b[2]]
+}
+
+#[differentiate]
+pub fn dot(a: &[f64; 3], b: &[f64; 3]) -> f64 {
+    a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
+}
+
+/// Harmonic bonds and angles over lists of index tuples walked with patterns
+/// (`for &(i, j) in bonds`, `for &(i, j, k) in angles.iter()`).
+#[differentiate(wrt(ff, x))]
+pub fn bonded_energy(
+    ff: &ForceField,
+    x: &[[f64; 3]],
+    bonds: &[(usize, usize)],
+    angles: &[(usize, usize, usize)],
+) -> f64 {
+    let mut e = 0.0;
+    for &(i, j) in bonds {
+        let d = sub(x[i], x[j]);
+        let r = dot(&d, &d).sqrt();
+        e += 0.5 * ff.k_bond * (r - ff.r0).powi(2);
+    }
+    for &(i, j, k) in angles.iter() {
+        let a = sub(x[i], x[j]);
+        let b = sub(x[k], x[j]);
+        let cos = dot(&a, &b) / (dot(&a, &a) * dot(&b, &b)).sqrt();
+        let theta = cos.clamp(-1.0, 1.0).acos();
+        e += 0.5 * ff.k_angle * (theta - ff.theta0).powi(2);
+    }
+    e
+}
+
+#[test]
+fn a_bonded_force_field_matches_finite_differences() {
+    let ff = ForceField {
+        k_bond: 100.0,
+        r0: 1.0,
+        k_angle: 10.0,
+        theta0: 1.9,
+    };
+    let x = vec![
+        [0.0, 0.0, 0.0],
+        [1.1, 0.1, 0.0],
+        [1.5, 1.0, 0.2],
+        [2.5, 1.1, -0.3],
+    ];
+    let bonds = [(0, 1), (1, 2), (2, 3)];
+    let angles = [(0, 1, 2), (1, 2, 3)];
+    let (g, gx) = bonded_energy_grad(&ff, &x, &bonds, &angles);
+    let want = fd(
+        &|v| bonded_energy(&ff, &unflat(v), &bonds, &angles),
+        &flat(&x),
+    );
+    assert_close(&flat(&gx), &want, 1e-6);
+    let at = |p: &[f64]| {
+        let ff = ForceField {
+            k_bond: p[0],
+            r0: p[1],
+            k_angle: p[2],
+            theta0: p[3],
+        };
+        bonded_energy(&ff, &x, &bonds, &angles)
+    };
+    let want = fd(&at, &[ff.k_bond, ff.r0, ff.k_angle, ff.theta0]);
+    assert_close(&[g.k_bond, g.r0, g.k_angle, g.theta0], &want, 1e-6);
+    // One bond alone: d/dk = (r - r0)^2 / 2, d/dr0 = -k (r - r0).
+    let (g, _) = bonded_energy_grad(&ff, &x[..2], &bonds[..1], &[]);
+    let r = (1.1f64 * 1.1 + 0.1 * 0.1).sqrt();
+    assert_close(
+        &[g.k_bond, g.r0],
+        &[0.5 * (r - 1.0).powi(2), -100.0 * (r - 1.0)],
+        1e-12,
+    );
+}
+
+/// Settings that are not differentiated, taken apart by a `let` pattern.
+pub struct Settings {
+    scale: f64,
+    skip: usize,
+}
+
+#[differentiate(wrt(x))]
+pub fn settled(x: &[[f64; 3]], bonds: &[(usize, usize)], s: &Settings) -> f64 {
+    let Settings { scale, skip } = s;
+    let mut e = 0.0;
+    for k in *skip..bonds.len() {
+        let (i, j) = bonds[k];
+        e += scale * x[i][0] * x[j][2];
+    }
+    e
+}
+
+#[test]
+fn constants_taken_apart_by_let_patterns() {
+    let x = vec![[0.5, 1.0, -2.0], [1.5, 0.25, 0.75], [-1.0, 2.0, 3.0]];
+    let bonds = [(0, 1), (1, 2), (2, 0)];
+    let s = Settings {
+        scale: 2.0,
+        skip: 1,
+    };
+    // Bonds (1, 2) and (2, 0): e = 2 (x1_0 x2_2 + x2_0 x0_2).
+    let g = settled_grad(&x, &bonds, &s);
+    let want = [
+        [0.0, 0.0, 2.0 * x[2][0]],
+        [2.0 * x[2][2], 0.0, 0.0],
+        [2.0 * x[0][2], 0.0, 2.0 * x[1][0]],
+    ];
+    assert_close(&flat(&g), &flat(&want), 1e-12);
+}

@@ -220,7 +220,12 @@ impl Gen<'_> {
                     let g = self.expr(1);
                     // The binding's name, unlike every other name of the program.
                     let m = self.name("k");
-                    match self.rng.below(6) {
+                    match self.rng.below(7) {
+                        6 => {
+                            // Walks with `skip` and `take` (enumerated before them, counting
+                            // from the start), and a fold over a skipped walk.
+                            let _ = writeln!(out, "    let mut {v} = {g};\n    for ({m}, &w) in x.iter().enumerate().skip(1).take(n) {{\n        {v} = {v} * 0.5 + w * {t} * {m} as f64;\n    }}\n    for w in x.iter().take(n - 1).skip(n / 2) {{\n        {v} += w * {f};\n    }}\n    {v} += x.iter().skip(2).fold({f}, |acc, q| acc * 0.5 + q * q);");
+                        }
                         0 => {
                             let _ = writeln!(out, "    let {v} = match n % 3 {{\n        0 => {t},\n        1 if {c} => {f},\n        _ => {g},\n    }};");
                         }

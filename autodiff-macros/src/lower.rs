@@ -88,6 +88,7 @@ fn lower_once(
         buffer_keys: HashMap::new(),
         arrays_nd: Vec::new(),
         array_refs: Vec::new(),
+        walkable: Vec::new(),
         params: sig.params.len(),
         struct_params: Vec::new(),
         fields: HashMap::new(),
@@ -99,6 +100,12 @@ fn lower_once(
         }
         if matches!(p.ty, Type::Reference(_)) && crate::signature::fixed_array(&p.ty).is_some() {
             lw.array_refs.push(lw.vars.len());
+        }
+        if let Type::Reference(r) = &p.ty {
+            let vec = matches!(&*r.elem, Type::Path(tp) if tp.path.segments.last().is_some_and(|s| s.ident == "Vec"));
+            if matches!(&*r.elem, Type::Slice(_) | Type::Array(_)) || vec {
+                lw.walkable.push(lw.vars.len());
+            }
         }
         let id = lw.vars.len();
         let adjoint = lw.namer.fresh(&format!("d_{}", p.ident));
@@ -271,6 +278,9 @@ struct Lowerer<'n> {
     arrays_nd: Vec<VarId>,
     /// Parameters that are references to fixed-size arrays (`p: &[f64; 3]`): `*p` is a copy.
     array_refs: Vec<VarId>,
+    /// Parameters that are references to slices, `Vec`s or arrays (of anything): `for v in xs`
+    /// walks their elements like `xs.iter()`.
+    walkable: Vec<VarId>,
     /// How many parameters: the first variables.
     params: usize,
     /// The struct parameters (index, name), and the fields of them the body reads: the
@@ -634,6 +644,10 @@ impl Lowerer<'_> {
                 }
                 Ok(())
             }
+            Pat::Tuple(_) if !matches!(strip(expr), Expr::Tuple(_)) && !self.mentions_active(expr) => {
+                let value = self.operand(expr, out)?;
+                self.constant_pattern(pat, &value, bindings, out)
+            }
             Pat::Tuple(pt) => {
                 let Expr::Tuple(tuple) = strip(expr) else {
                     return Err(syn::Error::new_spanned(expr, "#[differentiate] destructures only tuple expressions: write `let (a, b) = (x * y, x + y);`"));
@@ -650,8 +664,48 @@ impl Lowerer<'_> {
                 }
                 Ok(())
             }
-            other => Err(syn::Error::new_spanned(other, "#[differentiate] supports `let` with a name (`let x`, `let mut x`), `_`, a tuple or an array (`let [a, b] = p;`) of those")),
+            other if !self.mentions_active(expr) => {
+                let value = self.operand(expr, out)?;
+                self.constant_pattern(other, &value, bindings, out)
+            }
+            other => Err(syn::Error::new_spanned(other, "#[differentiate] supports `let` with a name (`let x`, `let mut x`), `_`, a tuple or an array (`let [a, b] = p;`) of those; other patterns take apart only values that are not differentiated")),
         }
+    }
+
+    /// A pattern that takes a value apart which is not differentiated (`&(i, j)` of a bond
+    /// list, `Pair { a, b }` of a constant): each name it binds is a constant read out of the
+    /// value by a `match` on the pattern (irrefutable, so the other arm never runs).
+    fn constant_pattern(
+        &mut self,
+        pat: &Pat,
+        value: &Operand,
+        bindings: &mut Vec<(Ident, VarId)>,
+        out: &mut Block,
+    ) -> syn::Result<()> {
+        if self.is_active(value) {
+            return Err(syn::Error::new_spanned(pat, "#[differentiate] takes apart with a pattern only values that are not differentiated: bind the value to a name and read its parts (`let p = ..; p.0`, `p[0]`)"));
+        }
+        struct Names(Vec<Ident>);
+        impl<'ast> Visit<'ast> for Names {
+            fn visit_pat_ident(&mut self, p: &'ast syn::PatIdent) {
+                self.0.push(p.ident.clone());
+                syn::visit::visit_pat_ident(self, p);
+            }
+        }
+        let mut names = Names(Vec::new());
+        names.visit_pat(pat);
+        let whole = self.tokens(value);
+        for name in names.0 {
+            let op = Op::Verbatim(quote!(match #whole {
+                #pat => #name,
+                #[allow(unreachable_patterns)]
+                _ => ::core::unreachable!(),
+            }));
+            let var = self.new_var(&name.to_string(), false, None);
+            out.stmts.push(Stmt::Let { var, op });
+            bindings.push((name, var));
+        }
+        Ok(())
     }
 
     fn macro_stmt(&mut self, mac: &syn::Macro, out: &mut Block) -> syn::Result<()> {
@@ -990,6 +1044,15 @@ impl Lowerer<'_> {
             Expr::MethodCall(m) if m.method == "enumerate" && m.args.is_empty() => {
                 (elements(&m.receiver), true)
             }
+            // `for v in xs` / `for v in &xs` of a slice, `Vec` or array parameter: `xs.iter()`.
+            Expr::Path(p)
+                if p.path
+                    .get_ident()
+                    .and_then(|i| self.lookup(&i.to_string()))
+                    .is_some_and(|v| self.walkable.contains(&v)) =>
+            {
+                (Some(Elements::Of(iter)), false)
+            }
             other => (elements(other), false),
         };
         // A walk of constants stays as written, unless its pattern takes the items apart
@@ -1079,6 +1142,13 @@ impl Lowerer<'_> {
                             if let Operand::Var(p) = lw.index_read(v.clone(), at, body) {
                                 lw.bind(part, p);
                             }
+                        }
+                    }
+                    Binding::Pattern(pat) => {
+                        let mut bindings = Vec::new();
+                        lw.constant_pattern(pat, &v, &mut bindings, body)?;
+                        for (name, var) in bindings {
+                            lw.bind(&name, var);
                         }
                     }
                 }
@@ -1747,6 +1817,7 @@ impl Lowerer<'_> {
             buffer_keys: HashMap::new(),
             arrays_nd: Vec::new(),
             array_refs: Vec::new(),
+            walkable: Vec::new(),
             params: 0,
             struct_params: Vec::new(),
             fields: HashMap::new(),
@@ -2462,6 +2533,9 @@ fn pat_name(p: &Pat) -> syn::Result<Option<Ident>> {
 enum Binding {
     Name(Option<Ident>),
     Parts(Vec<Option<Ident>>),
+    /// Any other pattern, of an element that is not differentiated (`&(i, j)` of a list of
+    /// pairs).
+    Pattern(Pat),
 }
 
 /// The elements a `for` loop walks: one slice's or array's (`xs.iter()`), or a zip of two
@@ -2518,7 +2592,10 @@ impl<'a> Elements<'a> {
                 let parts = s.elems.iter().map(pat_name).collect::<syn::Result<_>>()?;
                 out.push((Binding::Parts(parts), *b))
             }
-            (Elements::Of(b), p) => out.push((Binding::Name(pat_name(p)?), *b)),
+            (Elements::Of(b), p @ (Pat::Ident(_) | Pat::Wild(_))) => {
+                out.push((Binding::Name(pat_name(p)?), *b))
+            }
+            (Elements::Of(b), p) => out.push((Binding::Pattern(p.clone()), *b)),
             (Elements::Zip(a, b), Pat::Tuple(t)) if t.elems.len() == 2 => {
                 a.names(&t.elems[0], out)?;
                 b.names(&t.elems[1], out)?;
