@@ -331,3 +331,49 @@ fn skip_and_take_walks_match_finite_differences() {
         assert_close(&g, &want, 1e-12);
     }
 }
+
+/// Reductions over ranges, windows and chunks, and walks collected into a `Vec`.
+#[differentiate]
+fn reduced(x: &[f64]) -> f64 {
+    let weighted = (0..x.len()).map(|i| x[i] * i as f64).sum::<f64>();
+    let tail = (1..=2).rev().fold(0.0, |a, i| a * 0.5 + x[i] * x[i]);
+    let steps = x.windows(2).map(|w| (w[1] - w[0]).powi(2)).sum::<f64>();
+    let firsts = x.chunks(2).map(|c| c[0]).product::<f64>();
+    let doubled: Vec<f64> = x.iter().map(|v| v * 2.0).collect();
+    let mixed = (0..3).map(|i| doubled[i] * x[i]).collect::<Vec<f64>>();
+    weighted + tail + steps + firsts + doubled[0] * doubled[1] + mixed[2]
+}
+
+/// Reductions of integers and of constants stay as written (a sum of `usize` had been
+/// rewritten as a float loop).
+#[differentiate(wrt(x))]
+fn counted(x: &[f64], counts: &[usize]) -> f64 {
+    let n = counts.iter().sum::<usize>();
+    let doubled = counts.iter().map(|c| 2 * c).sum::<usize>();
+    let c: f64 = counts.iter().map(|&c| c as f64).sum();
+    x[0] * n as f64 + x[1] * doubled as f64 + c
+}
+
+#[test]
+fn reductions_over_ranges_windows_chunks_and_collect_match_finite_differences() {
+    let x = [0.5, -1.0, 2.0, 0.3];
+    assert_close(&reduced_grad(&x), &fd(&|v| reduced(v), &x), 1e-7);
+    // By hand: i, the fold's 2 x2 and x1 (x1 then x2: ((0 + x2^2) 0.5 + x1^2)), the steps',
+    // the product x0 x2 of the chunks' firsts, the doubled product 4 x0 x1, and 2 x2^2.
+    let mut want = [0.0, 1.0, 2.0, 3.0];
+    want[2] += 2.0 * 0.5 * x[2];
+    want[1] += 2.0 * x[1];
+    for i in 0..3 {
+        let d = 2.0 * (x[i + 1] - x[i]);
+        want[i + 1] += d;
+        want[i] -= d;
+    }
+    want[0] += x[2] + 4.0 * x[1];
+    want[2] += x[0];
+    want[1] += 4.0 * x[0];
+    want[2] += 4.0 * x[2];
+    assert_close(&reduced_grad(&x), &want, 1e-12);
+
+    assert_close(&counted_grad(&[1.5, -0.5], &[2, 3]), &[5.0, 10.0], 1e-15);
+    assert_eq!(counted(&[1.5, -0.5], &[2, 3]), 7.5 - 5.0 + 5.0);
+}

@@ -3,9 +3,11 @@
 //! stands for, and `let P = e else { d };` becomes `if !(e matches P) { d }` followed by a
 //! `let` per binding, in its own block; `while let P = e { .. }` is `loop { let P = e else {
 //! break; }; .. }`. An iterator reduction, `xs.iter().map(|v| e).sum()`
-//! (`.product()`, `.fold(..)`, over zips and enumerations too), becomes the loop it stands
-//! for, in a block whose value is the result (`Rewriter::reduction`); a `for` over windows,
-//! chunks or a backward walk the index loop it stands for (`Rewriter::indexed_loop`). A
+//! (`.product()`, `.fold(..)`, `.collect()`, over zips, enumerations, ranges, windows and
+//! chunks too), becomes the loop it stands for, in a block whose value is the result
+//! ([`reduce`], which lowering calls for reductions that read differentiated values); a `for`
+//! over windows, chunks or a backward walk the index loop it stands for
+//! (`Rewriter::indexed_loop`). A
 //! `return` inside a loop is lifted out of it ([`Lift`]).
 //!
 //! ```text
@@ -44,10 +46,37 @@ use syn::visit::Visit;
 use syn::visit_mut::VisitMut;
 use syn::{Expr, ItemFn, Pat};
 
-/// `func` with every `match`, `if let`, `let .. else`, iterator reduction, `for` over windows,
+/// `func` with every `match`, `if let`, `let .. else`, `for` over windows,
 /// chunks or a backward walk, and `return` inside a loop written as what it stands for; `None`
 /// when it has none (the common case, checked without copying the function or collecting its
 /// names).
+/// An iterator reduction over a walk, `xs.iter().map(|v| e).sum::<f64>()` (`.product()`,
+/// `.fold(..)`, `.collect()` into a `Vec`; over zips, enumerations, `skip` / `take`, windows,
+/// chunks and ranges `(0..n).map(|i| ..)` too), as the loop it stands for, in a block whose
+/// value is the result. Lowering asks for it when the reduction reads a differentiated value:
+/// one that does not (`counts.iter().sum::<usize>()`, a sum of integers) stays as written.
+pub fn reduce(e: &Expr) -> Option<Expr> {
+    // The block's names shadow nothing the reduction reads: they avoid all of its names.
+    let mut names = Names::default();
+    names.visit_expr(e);
+    let mut rewriter = Rewriter {
+        bound: names.bound,
+        used: names.idents,
+    };
+    let mut reduction = rewriter.reduction(e)?;
+    // Its loops walk as a `for` written so would (`xs.iter().skip(1)`: by index).
+    if let Expr::Block(b) = &mut reduction {
+        for s in &mut b.block.stmts {
+            if let syn::Stmt::Expr(Expr::ForLoop(f), _) = s {
+                if let Some(indexed) = rewriter.indexed_loop(f) {
+                    *s = syn::Stmt::Expr(indexed, None);
+                }
+            }
+        }
+    }
+    Some(reduction)
+}
+
 pub fn apply(func: &ItemFn) -> Option<ItemFn> {
     let mut probe = Probe(false);
     probe.visit_block(&func.block);
@@ -146,8 +175,8 @@ fn returns_in_loop(block: &syn::Block) -> bool {
     f.0
 }
 
-/// The methods whose calls [`Rewriter::reduction`] rewrites.
-const REDUCTIONS: [&str; 3] = ["sum", "product", "fold"];
+/// The methods whose calls [`reduce`] rewrites.
+pub const REDUCTIONS: [&str; 4] = ["sum", "product", "fold", "collect"];
 
 /// The methods whose `for` loops [`Rewriter::indexed_loop`] rewrites.
 const INDEXED_WALKS: [&str; 9] = [
@@ -175,10 +204,6 @@ impl<'ast> Visit<'ast> for Probe {
     fn visit_local(&mut self, l: &'ast syn::Local) {
         self.0 |= l.init.as_ref().is_some_and(|i| i.diverge.is_some());
         syn::visit::visit_local(self, l);
-    }
-    fn visit_expr_method_call(&mut self, m: &'ast syn::ExprMethodCall) {
-        self.0 |= REDUCTIONS.iter().any(|r| m.method == r);
-        syn::visit::visit_expr_method_call(self, m);
     }
     fn visit_expr(&mut self, e: &'ast Expr) {
         if matches!(e, Expr::ForLoop(_) | Expr::While(_) | Expr::Loop(_)) {
@@ -451,10 +476,19 @@ impl Rewriter {
                     Some(syn::GenericArgument::Type(ty)) => Some(quote!(: #ty)),
                     _ => None,
                 });
-                let (init, op) = if method == "sum" {
-                    (quote!(0.0), quote!(+=))
-                } else {
-                    (quote!(1.0), quote!(*=))
+                // A sum of integers (`::<usize>`) starts from an integer.
+                let integer = m.turbofish.as_ref().is_some_and(|t| {
+                    matches!(t.args.first(), Some(syn::GenericArgument::Type(syn::Type::Path(p)))
+                    if p.path.get_ident().is_some_and(|i| {
+                        let i = i.to_string();
+                        i.starts_with('u') || i.starts_with('i')
+                    }))
+                });
+                let (init, op) = match (method == "sum", integer) {
+                    (true, false) => (quote!(0.0), quote!(+=)),
+                    (true, true) => (quote!(0), quote!(+=)),
+                    (false, false) => (quote!(1.0), quote!(*=)),
+                    (false, true) => (quote!(1), quote!(*=)),
                 };
                 Some(syn::parse_quote!({
                     let mut #acc #ty = #init;
@@ -462,6 +496,43 @@ impl Rewriter {
                         #acc #op #body;
                     }
                     #acc
+                }))
+            }
+            // Into a `Vec` of floats: counted, then filled by index.
+            "collect" if m.args.is_empty() => {
+                let vec = match m.turbofish.as_ref().and_then(|t| t.args.first()) {
+                    None => true,
+                    Some(syn::GenericArgument::Type(syn::Type::Path(p))) => {
+                        p.path.segments.last().is_some_and(|s| s.ident == "Vec")
+                    }
+                    _ => false,
+                };
+                let (walk, pat, body): (&Expr, Pat, Expr) = match strip(&m.receiver) {
+                    Expr::MethodCall(map) if map.method == "map" && map.args.len() == 1 => {
+                        let c = closure(&map.args[0], 1)?;
+                        (&map.receiver, untyped(&c.inputs[0]), (*c.body).clone())
+                    }
+                    walk => {
+                        let v = self.fresh("element");
+                        (walk, syn::parse_quote!(#v), syn::parse_quote!(#v))
+                    }
+                };
+                if !vec || !is_walk(walk) {
+                    return None;
+                }
+                let (len, out, k) = (self.fresh("len"), self.fresh("collected"), self.fresh("k"));
+                Some(syn::parse_quote!({
+                    let mut #len = 0usize;
+                    for _ in #walk {
+                        #len += 1;
+                    }
+                    let mut #out = vec![0.0; #len];
+                    let mut #k = 0usize;
+                    for #pat in #walk {
+                        #out[#k] = #body;
+                        #k += 1;
+                    }
+                    #out
                 }))
             }
             "fold" if m.args.len() == 2 && is_walk(&m.receiver) => {
@@ -770,20 +841,6 @@ impl VisitMut for Rewriter {
                 return;
             }
         }
-        if let Some(mut reduction) = self.reduction(e) {
-            // Its loop walks as a `for` written so would (`xs.iter().skip(1)`: by index).
-            if let Expr::Block(b) = &mut reduction {
-                for s in &mut b.block.stmts {
-                    if let syn::Stmt::Expr(Expr::ForLoop(f), _) = s {
-                        if let Some(indexed) = self.indexed_loop(f) {
-                            *s = syn::Stmt::Expr(indexed, None);
-                        }
-                    }
-                }
-            }
-            *e = reduction;
-            return;
-        }
         if let Expr::ForLoop(f) = e {
             if let Some(indexed) = self.indexed_loop(f) {
                 *e = indexed;
@@ -838,10 +895,27 @@ fn arm_block(body: &Expr) -> Expr {
     }
 }
 
-/// `xs.iter()`, with `.zip(..)`, `.enumerate()`, `.copied()`, `.cloned()` after it.
+/// `xs.iter()`, with `.zip(..)`, `.enumerate()`, `.copied()`, `.cloned()`, `.skip(k)`,
+/// `.take(k)` after it; `xs.windows(k)`, `xs.chunks(k)`, `xs.chunks_exact(k)`; a range
+/// `(a..b)`, also `.rev()`, `.step_by(k)`.
 fn is_walk(e: &Expr) -> bool {
     match strip(e) {
         Expr::MethodCall(m) if m.method == "iter" => m.args.is_empty(),
+        Expr::Range(r) => r.start.is_some() && r.end.is_some(),
+        Expr::MethodCall(m)
+            if ["windows", "chunks", "chunks_exact"]
+                .iter()
+                .any(|n| m.method == n)
+                && m.args.len() == 1 =>
+        {
+            true
+        }
+        Expr::MethodCall(m)
+            if (m.method == "rev" && m.args.is_empty())
+                || (m.method == "step_by" && m.args.len() == 1) =>
+        {
+            matches!(strip(&m.receiver), Expr::Range(_))
+        }
         Expr::MethodCall(m)
             if ["enumerate", "copied", "cloned"]
                 .iter()

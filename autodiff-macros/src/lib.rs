@@ -792,6 +792,7 @@ mod never_panics {
         "fn q<'a, T: Into<f64> + Copy>(x: f64, t: &'a T) -> f64 { x * (*t).into() }",
         "fn a(r: [f64; 3], f: &[f64; 3], x: &[[f64; 3]], v: Vec<[f64; 2]>) -> f64 { let c = [r[1] * f[2], r[0] - f[1], 0.0]; let mut s = [0.0; 3]; let [a, b, _] = x[1]; for p in x.iter() { s[0] += p[2] * a; } let q = *f; c[0] + s[0] * b + x[0][1] + v[1][0] + norm(&c) + q[0] }",
         "fn o(p: [f64; 2], t: f64) -> [f64; 2] { [p[0] * t.cos(), p[1] * t.sin()] }",
+        "fn r(x: &[f64], c: &[usize]) -> f64 { let v: Vec<f64> = x.iter().map(|v| v * 2.0).collect(); (0..x.len()).map(|i| x[i] * v[i]).sum::<f64>() + x.windows(2).map(|w| w[0] * w[1]).product::<f64>() + c.iter().sum::<usize>() as f64 + (1..=2).rev().fold(0.0, |a, i| a + x[i]) }",
         "fn b(x: &[[f64; 3]], bonds: &[(usize, usize)], c: &Config) -> f64 { let mut e = 0.0; let Config { steps, .. } = c; for &(i, j) in bonds { let (p, _) = bonds[0]; e += x[i][0] * x[j][1] * (p + steps) as f64; } for v in x { e += v[2]; } e }",
         "fn k(x: &[f64], p: &[[f64; 3]], a: usize) -> f64 { let mut s = 0.0; for (i, v) in x.iter().enumerate().skip(a).take(2) { for w in x.iter().take(a).skip(i).copied() { s += v * w; } } for (j, &[u, _, z]) in p.iter().enumerate() { s += u * z * j as f64; } s + x.iter().skip(1).map(|v| v * v).sum::<f64>() }",
         "fn c(x: &[f64], a: f64) -> f64 { let sq = |v: f64| v * v; let mix = |u: f64, w: f64| -> f64 { sq(u) * w + a }; let mut s = 0.0; for i in 0..x.len() { s += mix(x[i], a); } let b = 2.0; let late = |v: f64| v * b; s + sq(a) + late(b) }",

@@ -1614,6 +1614,19 @@ impl Lowerer<'_> {
 
     fn method(&mut self, m: &syn::ExprMethodCall, out: &mut Block) -> syn::Result<Lowered> {
         let name = m.method.to_string();
+        // A reduction of a walk reading differentiated values (or taking a closure): the loop
+        // it stands for. One of constants without a closure stays as written.
+        if crate::desugar::REDUCTIONS.contains(&name.as_str()) {
+            let whole = Expr::MethodCall(m.clone());
+            if self.mentions_active(&whole) || has_closure(&whole) {
+                if let Some(block) = crate::desugar::reduce(&whole) {
+                    if let Expr::Block(b) = &block {
+                        self.buffer_names.extend(buffer_targets(&b.block));
+                    }
+                    return self.lower(&block, &name, out);
+                }
+            }
+        }
         if m.turbofish.is_some() {
             return Err(syn::Error::new_spanned(
                 m,
@@ -2682,6 +2695,19 @@ fn assigned_names(block: &syn::Block, out: &mut Vec<String>) {
 }
 
 /// The names written by index anywhere in the body (`v[i] = ..`, `v[i] += ..`).
+/// Does `e` hold a closure?
+fn has_closure(e: &Expr) -> bool {
+    struct Find(bool);
+    impl<'ast> Visit<'ast> for Find {
+        fn visit_expr_closure(&mut self, _: &'ast syn::ExprClosure) {
+            self.0 = true;
+        }
+    }
+    let mut f = Find(false);
+    f.visit_expr(e);
+    f.0
+}
+
 fn buffer_targets(block: &syn::Block) -> HashSet<String> {
     struct Find(HashSet<String>);
     impl Find {
