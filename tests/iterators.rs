@@ -1,5 +1,6 @@
 //! Loops over zipped slices (`xs.iter().zip(ys)`, nested zips, `.enumerate()`, `&v` patterns),
 //! against central finite differences and analytic gradients.
+#![allow(clippy::needless_range_loop, clippy::useless_vec)]
 use autodiff::differentiate;
 use autodiff::ndarray::{array, Array1, Array2};
 
@@ -376,4 +377,62 @@ fn reductions_over_ranges_windows_chunks_and_collect_match_finite_differences() 
 
     assert_close(&counted_grad(&[1.5, -0.5], &[2, 3]), &[5.0, 10.0], 1e-15);
     assert_eq!(counted(&[1.5, -0.5], &[2, 3]), 7.5 - 5.0 + 5.0);
+}
+
+/// A variance through two reductions, maxima folded with `f64::max` (also over a `map`),
+/// nested range reductions, `vec![..]` of differentiated values, and `.rev().enumerate()`,
+/// which counts from the last element (it had counted the original indices).
+#[differentiate]
+fn more_walks(x: &[f64]) -> f64 {
+    let n = x.len();
+    let mean = x.iter().sum::<f64>() / n as f64;
+    let var = x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n as f64;
+    let peak = x.iter().map(|v| v.abs()).fold(0.0, f64::max)
+        + x.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let gram: f64 = (0..n)
+        .map(|i| {
+            (0..n)
+                .map(|j| x[i] * x[j] / (1.0 + (i + j) as f64))
+                .sum::<f64>()
+        })
+        .sum();
+    let v = vec![x[0], x[1] * 2.0];
+    let mut backwards = 0.0;
+    for (k, b) in x.iter().rev().enumerate() {
+        backwards += b * k as f64;
+    }
+    let counted = x
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, v)| v * i as f64)
+        .sum::<f64>();
+    var + peak + gram + v[0] * v[1] + backwards + 0.5 * counted
+}
+
+#[test]
+fn folds_nested_reductions_and_reversed_enumerations_match_finite_differences() {
+    let x = [0.5, -1.0, 2.0, 0.3];
+    let g = more_walks_grad(&x);
+    assert_close(&g, &fd(&|v| more_walks(v), &x), 1e-7);
+    // The reversed enumeration alone: 1.5 (3 x0 + 2 x1 + x2).
+    let pieces = |x: &[f64]| {
+        let n = x.len() as f64;
+        let mean = x.iter().sum::<f64>() / n;
+        let d_var: Vec<f64> = x.iter().map(|v| 2.0 * (v - mean) / n).collect();
+        d_var
+    };
+    let d_var = pieces(&x);
+    let mut want = [0.0; 4];
+    for i in 0..4 {
+        want[i] += d_var[i] + 1.5 * (3 - i) as f64;
+        for j in 0..4 {
+            want[i] += 2.0 * x[j] / (1.0 + (i + j) as f64);
+        }
+    }
+    // max |x| is x2 = 2, and max x is x2 too; v[0] v[1] = 2 x0 x1.
+    want[2] += 2.0;
+    want[0] += 2.0 * x[1];
+    want[1] += 2.0 * x[0];
+    assert_close(&g, &want, 1e-12);
 }

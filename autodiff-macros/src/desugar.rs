@@ -535,14 +535,51 @@ impl Rewriter {
                     #out
                 }))
             }
-            "fold" if m.args.len() == 2 && is_walk(&m.receiver) => {
-                let c = closure(&m.args[1], 2)?;
-                let (start, walk) = (&m.args[0], &m.receiver);
-                let (acc_pat, pat, body) = (untyped(&c.inputs[0]), untyped(&c.inputs[1]), &c.body);
+            "fold" if m.args.len() == 2 => {
+                // Over a walk, or a `map` of one (each item bound by the map's pattern, then
+                // the folded item its value).
+                let (walk, mapped) = match strip(&m.receiver) {
+                    Expr::MethodCall(map) if map.method == "map" && map.args.len() == 1 => {
+                        let c = closure(&map.args[0], 1)?;
+                        (
+                            &*map.receiver,
+                            Some((untyped(&c.inputs[0]), (*c.body).clone())),
+                        )
+                    }
+                    walk => (walk, None),
+                };
+                if !is_walk(walk) {
+                    return None;
+                }
+                let start = &m.args[0];
+                let (acc_pat, pat, body): (Pat, Pat, Expr) = match strip(&m.args[1]) {
+                    // `fold(0.0, f64::max)`: a function of the accumulator and the item.
+                    Expr::Path(f) => {
+                        let (a, v) = (self.fresh("acc"), self.fresh("item"));
+                        (
+                            syn::parse_quote!(#a),
+                            syn::parse_quote!(#v),
+                            syn::parse_quote!(#f(#a, #v)),
+                        )
+                    }
+                    e => {
+                        let c = closure(e, 2)?;
+                        (
+                            untyped(&c.inputs[0]),
+                            untyped(&c.inputs[1]),
+                            (*c.body).clone(),
+                        )
+                    }
+                };
                 let acc = self.fresh("fold");
+                let (pat, item) = match mapped {
+                    Some((map_pat, map_body)) => (map_pat, quote!(let #pat = #map_body;)),
+                    None => (pat, TokenStream::new()),
+                };
                 Some(syn::parse_quote!({
                     let mut #acc = #start;
                     for #pat in #walk {
+                        #item
                         #acc = {
                             let #acc_pat = #acc;
                             #body
@@ -594,8 +631,9 @@ impl Rewriter {
         };
         let mut setup = TokenStream::new();
         let i = self.fresh("index");
-        // Where an `.enumerate()` in a `skip` / `take` chain starts counting.
-        let mut skip_offset: Option<TokenStream> = None;
+        // What an `.enumerate()` counts at index `i`, when not `i` itself: in a `skip` /
+        // `take` chain it starts at the first item it sees, after `.rev()` at the last.
+        let mut position: Option<TokenStream> = None;
         let (range, item, indexed_by_enumerate) = match m.method.to_string().as_str() {
             kind @ ("windows" | "chunks" | "chunks_exact") if m.args.len() == 1 => {
                 let base = &m.receiver;
@@ -644,6 +682,10 @@ impl Rewriter {
                     return None;
                 }
                 let base = &it.receiver;
+                if enumerated {
+                    // `.rev().enumerate()` counts from the last element.
+                    position = Some(quote!(#base.len() - 1 - #i));
+                }
                 (
                     quote!((0..#base.len()).rev()),
                     quote!(#base[#i]),
@@ -692,10 +734,10 @@ impl Rewriter {
                             end = quote!(::core::cmp::min(#end, #start + #k));
                         }
                         // Counted from the first item it sees.
-                        _ => skip_offset = Some(start.clone()),
+                        _ => position = Some(quote!(#i - (#start))),
                     }
                 }
-                let counted = skip_offset.is_some();
+                let counted = position.is_some();
                 (quote!(#start..#end), quote!(#base[#i]), counted)
             }
             _ => return None,
@@ -712,8 +754,8 @@ impl Rewriter {
                 quote!(#p)
             }
         };
-        let value = match (indexed_by_enumerate, skip_offset) {
-            (true, Some(k)) => quote!((#i - (#k), #item)),
+        let value = match (indexed_by_enumerate, position) {
+            (true, Some(at)) => quote!((#at, #item)),
             (true, None) => quote!((#i, #item)),
             (false, _) => item,
         };
@@ -910,10 +952,10 @@ fn is_walk(e: &Expr) -> bool {
         {
             true
         }
-        Expr::MethodCall(m)
-            if (m.method == "rev" && m.args.is_empty())
-                || (m.method == "step_by" && m.args.len() == 1) =>
-        {
+        Expr::MethodCall(m) if m.method == "rev" && m.args.is_empty() => {
+            matches!(strip(&m.receiver), Expr::Range(_)) || is_walk(&m.receiver)
+        }
+        Expr::MethodCall(m) if m.method == "step_by" && m.args.len() == 1 => {
             matches!(strip(&m.receiver), Expr::Range(_))
         }
         Expr::MethodCall(m)

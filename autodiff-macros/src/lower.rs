@@ -1560,6 +1560,30 @@ impl Lowerer<'_> {
             Expr::Macro(m) if m.mac.path.is_ident("vec") => {
                 let tokens = &m.mac.tokens;
                 let array: Expr = syn::parse2(quote!([#tokens]))?;
+                // `vec![a, b]` of differentiated values: a buffer filled element by element,
+                // like an array literal.
+                if let (Expr::Array(elems), true) = (&array, self.mentions_active(&array)) {
+                    let mut elements = Vec::new();
+                    for el in &elems.elems {
+                        elements.push(self.operand(el, out)?);
+                    }
+                    let (float, n) = (self.float.clone(), elements.len());
+                    let var = self.new_var(if hint.is_empty() { "vec" } else { hint }, true, None);
+                    self.vars[var].buffer = true;
+                    out.stmts.push(Stmt::Let {
+                        var,
+                        op: Op::Verbatim(quote!(::std::vec![0.0 as #float; #n])),
+                    });
+                    for (k, value) in elements.into_iter().enumerate() {
+                        out.stmts.push(Stmt::Store {
+                            buf: var,
+                            index: Operand::Const(quote!(#k)),
+                            value,
+                            part: Part::Element,
+                        });
+                    }
+                    return Ok(Lowered::Operand(Operand::Var(var)));
+                }
                 if self.mentions_active(&array) {
                     return Err(syn::Error::new_spanned(m, "#[differentiate] supports `vec![..]` of constants (a buffer to fill by index); for a copy of differentiated values write `x.to_vec()`"));
                 }
