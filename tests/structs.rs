@@ -372,3 +372,48 @@ fn the_readme_spring_matches_finite_differences() {
     assert_close(&[g.k, g.rest], &f, 1e-6);
     assert_close(&dx, &fd(&|v| s.energy(v), &x), 1e-6);
 }
+
+/// A tuple struct (a newtype of weights with a bias and a count), nested in a named one.
+#[derive(Clone, Debug, Differentiable)]
+pub struct Newtype(Vec<f64>, f64, usize);
+
+#[derive(Clone, Debug, Differentiable)]
+pub struct Scaled {
+    w: Newtype,
+    scale: f64,
+}
+
+#[differentiate(wrt(m))]
+fn scaled_square(m: &Scaled, x: &[f64]) -> f64 {
+    let mut s = m.w.1;
+    for i in 0..m.w.2 {
+        s += m.w.0[i] * x[i];
+    }
+    m.scale * s * s
+}
+
+#[test]
+fn tuple_structs_match_the_analytic_gradient() {
+    let m = Scaled {
+        w: Newtype(vec![0.5, -1.0, 2.0], 0.3, 2),
+        scale: 1.5,
+    };
+    let x = [1.0, 2.0, 3.0];
+    let g = scaled_square_grad(&m, &x);
+    // s = b + w0 x0 + w1 x1 (the count is 2): d/dw_i = 2 scale s x_i, d/db = 2 scale s,
+    // d/dscale = s^2; the third weight is not read, the count is copied.
+    let s = 0.3 + 0.5 - 2.0;
+    assert_close(&g.w.0, &[3.0 * s, 6.0 * s, 0.0], 1e-12);
+    assert_close(&[g.w.1, g.scale], &[3.0 * s, s * s], 1e-12);
+    assert_eq!(g.w.2, 2);
+    let f = |v: &[f64]| {
+        let m = Scaled {
+            w: Newtype(v[..3].to_vec(), v[3], 2),
+            scale: v[4],
+        };
+        scaled_square(&m, &x)
+    };
+    let flat = [0.5, -1.0, 2.0, 0.3, 1.5];
+    let got = [g.w.0[0], g.w.0[1], g.w.0[2], g.w.1, g.scale];
+    assert_close(&got, &fd(&f, &flat), 1e-6);
+}

@@ -220,7 +220,13 @@ impl Gen<'_> {
                     let g = self.expr(1);
                     // The binding's name, unlike every other name of the program.
                     let m = self.name("k");
-                    match self.rng.below(7) {
+                    match self.rng.below(8) {
+                        7 => {
+                            // Reductions rewritten at lowering: a walk collected into a `Vec`,
+                            // a sum over a range, one over windows, a fold over a `map`, and a
+                            // reversed enumeration (counting from the last element).
+                            let _ = writeln!(out, "    let {v}_c: Vec<f64> = x.iter().map(|q| q * {t}).collect();\n    let mut {v} = (0..n).map(|i| {v}_c[i] * x[(i + 1) % n]).sum::<f64>() + x.windows(2).map(|w| w[0] * w[1]).sum::<f64>();\n    for ({m}, &q) in x.iter().rev().enumerate() {{\n        {v} += q * {f} * ({m} + 1) as f64;\n    }}\n    {v} += x.iter().map(|q| q.abs()).fold({g}, |acc, q| acc.max(q));");
+                        }
                         6 => {
                             // Walks with `skip` and `take` (enumerated before them, counting
                             // from the start), and a fold over a skipped walk.
@@ -618,6 +624,8 @@ fn dual_twin(body: &str) -> String {
         .replace("f64::tanh", "tanh")
         .replace("Array2::<f64>", "Array2::<D>")
         .replace("let mut acc: f64", "let mut acc: D")
+        .replace(": Vec<f64> =", ": Vec<D> =")
+        .replace(".sum::<f64>()", ".sum::<D>()")
         .replace("|t: f64, u: f64|", "|t: D, u: D|")
         .replace("autodiff::ops::", "ops::");
     // `buf[i] += e` on a non-primitive element borrows `buf` twice: spell it out.

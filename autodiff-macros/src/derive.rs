@@ -37,21 +37,35 @@ pub fn expand(input: TokenStream) -> syn::Result<TokenStream> {
     let Data::Struct(data) = &input.data else {
         return Err(syn::Error::new(
             name.span(),
-            "`#[derive(Differentiable)]` supports structs with named fields",
+            "`#[derive(Differentiable)]` supports structs (with named fields or tuple structs)",
         ));
     };
-    let Fields::Named(fields) = &data.fields else {
-        return Err(syn::Error::new(
-            data.fields.span(),
-            "`#[derive(Differentiable)]` supports structs with named fields",
-        ));
+    // Named fields, or a tuple struct's (`struct Weights(Vec<f64>)`, read `w.0`): each by its
+    // member, `Name { 0: .., 1: .. }` building a tuple struct as well.
+    let fields: Vec<(syn::Member, &syn::Field)> = match &data.fields {
+        Fields::Named(named) => named
+            .named
+            .iter()
+            .filter_map(|f| Some((syn::Member::Named(f.ident.clone()?), f)))
+            .collect(),
+        Fields::Unnamed(unnamed) => unnamed
+            .unnamed
+            .iter()
+            .enumerate()
+            .map(|(k, f)| (syn::Member::Unnamed(syn::Index::from(k)), f))
+            .collect(),
+        Fields::Unit => {
+            return Err(syn::Error::new(
+                name.span(),
+                "`#[derive(Differentiable)]` needs a struct with fields (a unit struct holds nothing to differentiate)",
+            ))
+        }
     };
     let mut float = None;
     let mut zero = Vec::new();
     let mut add = Vec::new();
     let mut scale = Vec::new();
-    for f in &fields.named {
-        let field = f.ident.as_ref().expect("named fields have names");
+    for (field, f) in &fields {
         let marked = marked_constant(f)?;
         if marked && element(&f.ty).is_some() {
             return Err(syn::Error::new(f.ty.span(), "a field of floats is differentiated wherever a differentiated function reads it as a value: `#[differentiable(constant)]` is for fields whose type has no gradient (an enum, a configuration struct); to hold a float constant, read it as `p.field.stop_gradient()`"));

@@ -26,8 +26,8 @@ use syn::{BinOp, Expr};
 pub struct Field {
     /// The parameter's index.
     pub param: usize,
-    /// The names from the parameter to the field: `[layer, w]`.
-    pub path: Vec<Ident>,
+    /// The members from the parameter to the field: `[layer, w]` (`[0]` of a tuple struct).
+    pub path: Vec<syn::Member>,
     /// Read where only an integer, a `bool` or an enum can stand: the first such read, where
     /// generated code checks the field is not a float (`__rt::constant_field`).
     /// Its first and last tokens' spans.
@@ -47,7 +47,10 @@ pub fn scan(block: &syn::Block, params: &[(usize, Ident)]) -> Vec<Field> {
 }
 
 /// `p.name` (or `p.inner.name`) of a struct parameter `p`: its index and the field's path.
-pub fn of_param<'a>(e: &'a Expr, params: &[(usize, Ident)]) -> Option<(usize, Vec<&'a Ident>)> {
+pub fn of_param<'a>(
+    e: &'a Expr,
+    params: &[(usize, Ident)],
+) -> Option<(usize, Vec<&'a syn::Member>)> {
     let Expr::Field(f) = strip(e) else {
         return None;
     };
@@ -58,10 +61,7 @@ pub fn of_param<'a>(e: &'a Expr, params: &[(usize, Ident)]) -> Option<(usize, Ve
 pub fn field_of_param<'a>(
     f: &'a syn::ExprField,
     params: &[(usize, Ident)],
-) -> Option<(usize, Vec<&'a Ident>)> {
-    let syn::Member::Named(name) = &f.member else {
-        return None;
-    };
+) -> Option<(usize, Vec<&'a syn::Member>)> {
     let (param, mut path) = match strip(&f.base) {
         Expr::Path(p) => {
             let ident = p.path.get_ident()?;
@@ -71,8 +71,16 @@ pub fn field_of_param<'a>(
         Expr::Field(inner) => field_of_param(inner, params)?,
         _ => return None,
     };
-    path.push(name);
+    path.push(&f.member);
     Some((param, path))
+}
+
+/// A member's name: `w`, or `0` of a tuple struct.
+pub fn member_name(m: &syn::Member) -> String {
+    match m {
+        syn::Member::Named(i) => i.to_string(),
+        syn::Member::Unnamed(i) => i.index.to_string(),
+    }
 }
 
 /// The parameter's name at the root of a field expression (`p` of `p.layer.w`).

@@ -283,7 +283,7 @@ pub struct Function {
     /// The differentiated fields of struct parameters the body reads (`fields.rs`): the
     /// parameter, the field's path (`w`, `layer.w`), and the variable that stands for it (bound to `&p.field`
     /// before the forward sweep, its adjoint that field of the parameter's gradient).
-    pub fields: Vec<(VarId, Vec<Ident>, VarId)>,
+    pub fields: Vec<(VarId, Vec<syn::Member>, VarId)>,
     /// Values known to be ndarray arrays (filled in by `scalars::infer`): an array parameter
     /// and what operations on one compute. A loop may record the shape of one instead of
     /// computing it again (`reverse::Shaped`); a value of unknown type may be a scalar, for

@@ -152,7 +152,7 @@ fn lower_once(
             }
             let var = field.constant.is_none().then(|| {
                 let hint = std::iter::once(p.ident.to_string())
-                    .chain(path.iter().map(|f| f.to_string()))
+                    .chain(path.iter().map(crate::fields::member_name))
                     .collect::<Vec<_>>()
                     .join("_");
                 let id = lw.new_var(&hint, active(p), None);
@@ -288,7 +288,7 @@ struct Lowerer<'n> {
     struct_params: Vec<(usize, Ident)>,
     fields: HashMap<(usize, String), Option<VarId>>,
     /// The differentiated fields' variables, for `Function::fields`.
-    field_vars: Vec<(VarId, Vec<Ident>, VarId)>,
+    field_vars: Vec<(VarId, Vec<syn::Member>, VarId)>,
 }
 
 impl Lowerer<'_> {
@@ -2405,9 +2405,9 @@ fn is_arithmetic(e: &Expr) -> bool {
 }
 
 /// A field's path as a key: `layer.w`.
-fn field_key(path: &[impl ToString]) -> String {
+fn field_key<M: std::borrow::Borrow<syn::Member>>(path: &[M]) -> String {
     path.iter()
-        .map(|f| f.to_string())
+        .map(|f| crate::fields::member_name(f.borrow()))
         .collect::<Vec<_>>()
         .join(".")
 }

@@ -1221,7 +1221,7 @@ impl<'a> Reverse<'a> {
         let mut fields = TokenStream::new();
         // Outer fields first (`layer` before `layer.w`): a field inside one already written is
         // added to it.
-        let mut read: Vec<(&Vec<Ident>, VarId)> = self
+        let mut read: Vec<(&Vec<syn::Member>, VarId)> = self
             .f
             .fields
             .iter()
@@ -1229,7 +1229,7 @@ impl<'a> Reverse<'a> {
             .map(|(_, path, var)| (path, *var))
             .collect();
         read.sort_by_key(|(path, _)| path.len());
-        let mut written: Vec<&Vec<Ident>> = Vec::new();
+        let mut written: Vec<&Vec<syn::Member>> = Vec::new();
         for (path, var) in read {
             let d = self.adj(var);
             let inside = written.iter().any(|w| path.starts_with(w));
