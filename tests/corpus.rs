@@ -624,14 +624,15 @@ impl Holder8 {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
         let n = x.len().min(self.cap);
-        let (k2, true) = (n % 2, (self.a * self.a + 0.5).sqrt() <= 0.66f64) else {
-            return (0.87f64 * 0.87f64 + 0.5).sqrt();
+        let v1 = match ((self.a * self.a + 0.5).sqrt() <= 0.66f64, n % 3) {
+            (true, 0) => (((x[1]).tanh() - (x[3]).tanh().stop_gradient()).exp().ln()
+                + (x[3]).tanh().stop_gradient())
+            .mul_add(x[0].max(self.a), b.hypot(self.a)),
+            (false, k2) | (_, k2 @ 1) => {
+                (self.a * self.a + 1.0).log10().hypot((b * b + 1.0).log10()) * (k2 + 1) as f64
+            }
+            _ => (0.87f64 * 0.87f64 + 0.5).sqrt(),
         };
-        let v1 = (((x[1]).tanh() - (x[3]).tanh().stop_gradient()).exp().ln()
-            + (x[3]).tanh().stop_gradient())
-        .mul_add(x[0].max(self.a), b.hypot(self.a))
-            * (k2 + 1) as f64
-            + (self.a * self.a + 1.0).log10().hypot((b * b + 1.0).log10());
         let v3 = if -0.92f64.powi(3) > 0.29f64 {
             ((0.67f64 * 0.67f64 + 1.0).powf(1.28f64.tanh())
                 * (0.67f64 * 0.67f64 + 1.0).powf(1.28f64.tanh())
@@ -869,10 +870,11 @@ pub fn p11(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         perm3[n - 1] = first;
     }
-    let (k6, true) = (n % 2, (b * b + 1.0).log(3.0) >= -1.68f64) else {
-        return (((b).tanh() * 3.0).round() * 0.25 + x[2]);
+    let v5 = match ((b * b + 1.0).log(3.0) >= -1.68f64, n % 3) {
+        (true, 0) => (1.72f64.tanh() * 0.9).asin(),
+        (false, k6) | (_, k6 @ 1) => -1.88f64 * (k6 + 1) as f64,
+        _ => (((b).tanh() * 3.0).round() * 0.25 + x[2]),
     };
-    let v5 = (1.72f64.tanh() * 0.9).asin() * (k6 + 1) as f64 + -1.88f64;
     let mut acc7 = (x[2] * x[2] + 1.0).cbrt();
     for i in 0..n {
         acc7 += (a * a + 1.0).log(3.0).hypot((lse1 - b));
@@ -1062,16 +1064,11 @@ pub fn p15(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..part3_s.len() {
         part3 += part3_s[i] * part3_s[1].sin();
     }
-    let mut v4 = (b * b + 1.0).recip();
-    for w in x.windows(2) {
-        v4 = v4 * 0.5 + (w[1] - w[0]) * (pair1 * pair1 + 1.0).ln();
-    }
-    for (k5, pair) in x.chunks_exact(2).enumerate() {
-        v4 += pair[0]
-            * pair[1]
-            * ((-(x[1])) / ((part3 * 0.5) * (part3 * 0.5) + 1.0))
-            * (k5 + 1) as f64;
-    }
+    let v4 = match n % 3 {
+        0 => (pair1 * pair1 + 1.0).ln(),
+        1 if (1.16f64 * b) >= 1.68f64 => ((-(x[1])) / ((part3 * 0.5) * (part3 * 0.5) + 1.0)),
+        _ => (b * b + 1.0).recip(),
+    };
     0.64f64 * (a).tanh()
         + -1.92f64 * (b).tanh()
         + 0.09f64 * (pair1).tanh()
@@ -1093,12 +1090,19 @@ impl Holder16 {
     pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
         let n = self.w.len().min(self.cap);
         let mut v1 = self.w[1];
-        for w in self.w.windows(2) {
-            v1 = v1 * 0.5 + (w[1] - w[0]) * b;
+        for (k2, &w) in self.w.iter().enumerate().skip(1).take(n) {
+            v1 = v1 * 0.5 + w * b * k2 as f64;
         }
-        for (k2, pair) in self.w.chunks_exact(2).enumerate() {
-            v1 += pair[0] * pair[1] * ((-(self.a)).tanh() * 0.9).atanh() * (k2 + 1) as f64;
+        for w in self.w.iter().take(n - 1).skip(n / 2) {
+            v1 += w * ((-(self.a)).tanh() * 0.9).atanh();
         }
+        v1 += self
+            .w
+            .iter()
+            .skip(2)
+            .fold(((-(self.a)).tanh() * 0.9).atanh(), |acc, q| {
+                acc * 0.5 + q * q
+            });
         let v3 = if (v1 * v1 + 1.0).ln() > -1.47f64 {
             ((self.w[1] * self.w[1] + 1.0).cbrt() - v1)
         } else {
@@ -1623,11 +1627,16 @@ pub fn p25(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         w2 = w2 * 0.6 + 0.05 * b.tanh();
         steps += 1;
     }
-    let v3 = match (a > 1.22f64, n % 3) {
-        (true, 0) => (w2 * w2 + 1.0).ln(),
-        (false, k4) | (_, k4 @ 1) => b.clamp(-1.0, 1.0) * (k4 + 1) as f64,
-        _ => (w1 * w1 + 1.0).log2(),
-    };
+    let v3_c: Vec<f64> = x.iter().map(|q| q * (w2 * w2 + 1.0).ln()).collect();
+    let mut v3 = (0..n).map(|i| v3_c[i] * x[(i + 1) % n]).sum::<f64>()
+        + x.windows(2).map(|w| w[0] * w[1]).sum::<f64>();
+    for (k4, &q) in x.iter().rev().enumerate() {
+        v3 += q * b.clamp(-1.0, 1.0) * (k4 + 1) as f64;
+    }
+    v3 += x
+        .iter()
+        .map(|q| q.abs())
+        .fold((w1 * w1 + 1.0).log2(), |acc, q| acc.max(q));
     let mut acc5 = (a * a + 1.0).recip();
     for i in 0..n {
         acc5 += autodiff::ops::sigmoid(w1);
@@ -1758,11 +1767,13 @@ pub fn p28(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 pub fn p29(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let v1 = if b.max(b) > 0.81f64 { x[0].tanh() } else { a };
-    let v2 = match n % 3 {
-        0 => (x[2] * a).clamp(-1.0, 1.0),
-        1 if helpers::soft(v1, 0.3) >= -0.14f64 => f64::sin(x[1].sin()),
-        _ => -1.55f64,
-    };
+    let mut v2 = -1.55f64;
+    for w in x.windows(2) {
+        v2 = v2 * 0.5 + (w[1] - w[0]) * (x[2] * a).clamp(-1.0, 1.0);
+    }
+    for (k3, pair) in x.chunks_exact(2).enumerate() {
+        v2 += pair[0] * pair[1] * f64::sin(x[1].sin()) * (k3 + 1) as f64;
+    }
     let v4 = v1.cos();
     let v5_d = [x[0] - x[1], v2, x[2] * autodiff::ops::softplus(x[1])];
     let v5 = norm3(&v5_d) + v5_d[1] * v5_d[2];
@@ -3974,11 +3985,14 @@ pub fn p72(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p73(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let v1 = match n % 3 {
-        0 => (-(b)).asinh(),
-        1 if (b * b + 1.0).log10() >= -1.78f64 => a,
-        _ => x[1].min(a),
-    };
+    let mut v1 = x[1].min(a);
+    for (k2, &w) in x.iter().enumerate().skip(1).take(n) {
+        v1 = v1 * 0.5 + w * (-(b)).asinh() * k2 as f64;
+    }
+    for w in x.iter().take(n - 1).skip(n / 2) {
+        v1 += w * a;
+    }
+    v1 += x.iter().skip(2).fold(a, |acc, q| acc * 0.5 + q * q);
     let mut buf3 = vec![0.0; n];
     for i in 0..n {
         buf3[i] = (-(v1.asinh()));
@@ -4115,11 +4129,12 @@ pub fn p76(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else if x[2].atan2(b * b + 0.5) <= 0.07f64 {
         m2 = m2 * 0.5;
     }
-    let v3 = match ((m1 * m1 + 1.0).powf(m1.tanh()) <= -1.93f64, n % 3) {
-        (true, 0) => b,
-        (false, k4) | (_, k4 @ 1) => (a.max(a) * (b * b + 1.5).acosh()) * (k4 + 1) as f64,
-        _ => a.tanh().exp(),
-    };
+    let v3 = x
+        .iter()
+        .copied()
+        .zip(x[1..].iter().copied())
+        .fold(a.tanh().exp(), |acc, (k4, q)| acc * 0.5 + k4 * q * b)
+        + (a.max(a) * (b * b + 1.5).acosh());
     0.57f64 * (a).tanh()
         + 1.84f64 * (b).tanh()
         + -1.48f64 * (m1).tanh()
@@ -4810,20 +4825,31 @@ pub fn p89(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             acc2 = acc2 * 0.9 + acc1;
         }
     }
-    let v3 = match n % 3 {
-        0 => (x[0] * x[0] + 1.0).ln(),
-        1 if x[3].tanh().exp_m1() > -1.28f64 => a,
-        _ => a.cos(),
-    };
-    let (k6, true) = (n % 2, f64::sin(a) <= -0.66f64) else {
-        return (1.37f64 * v3);
-    };
-    let v5 = (-(acc1.atan2(acc1 * acc1 + 0.5))) * (k6 + 1) as f64
-        + helpers::soft(
-            (((v3).tanh() - (acc1).tanh().stop_gradient()).exp().ln()
-                + (acc1).tanh().stop_gradient()),
-            0.3,
-        );
+    let mut v3 = a.cos();
+    for w in x.windows(2) {
+        v3 = v3 * 0.5 + (w[1] - w[0]) * (x[0] * x[0] + 1.0).ln();
+    }
+    for (k4, pair) in x.chunks_exact(2).enumerate() {
+        v3 += pair[0] * pair[1] * a * (k4 + 1) as f64;
+    }
+    let v5_c: Vec<f64> = x
+        .iter()
+        .map(|q| q * (-(acc1.atan2(acc1 * acc1 + 0.5))))
+        .collect();
+    let mut v5 = (0..n).map(|i| v5_c[i] * x[(i + 1) % n]).sum::<f64>()
+        + x.windows(2).map(|w| w[0] * w[1]).sum::<f64>();
+    for (k6, &q) in x.iter().rev().enumerate() {
+        v5 +=
+            q * helpers::soft(
+                (((v3).tanh() - (acc1).tanh().stop_gradient()).exp().ln()
+                    + (acc1).tanh().stop_gradient()),
+                0.3,
+            ) * (k6 + 1) as f64;
+    }
+    v5 += x
+        .iter()
+        .map(|q| q.abs())
+        .fold((1.37f64 * v3), |acc, q| acc.max(q));
     let mut m7 = (((x[0]).tanh() - (x[2]).tanh().stop_gradient()).exp().ln()
         + (x[2]).tanh().stop_gradient());
     if x[3].hypot(1.12f64) > -0.99f64 {
@@ -5245,12 +5271,16 @@ pub fn p99(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
     }
     let mut v4 = (x[3] * x[3] + 1.0).log10();
-    for w in x.windows(2) {
-        v4 = v4 * 0.5 + (w[1] - w[0]) * ((acc3 * acc3 + 0.5).sqrt() - x[2].tanh());
+    for (k5, &w) in x.iter().enumerate().skip(1).take(n) {
+        v4 = v4 * 0.5 + w * ((acc3 * acc3 + 0.5).sqrt() - x[2].tanh()) * k5 as f64;
     }
-    for (k5, pair) in x.chunks_exact(2).enumerate() {
-        v4 += pair[0] * pair[1] * (-(1.30f64)).abs() * (k5 + 1) as f64;
+    for w in x.iter().take(n - 1).skip(n / 2) {
+        v4 += w * (-(1.30f64)).abs();
     }
+    v4 += x
+        .iter()
+        .skip(2)
+        .fold((-(1.30f64)).abs(), |acc, q| acc * 0.5 + q * q);
     let mut w6 = (v4 * v4 + 1.0).cbrt().min(v2.tanh().exp_m1()).tanh() + 3.0;
     let mut steps = 0;
     while w6 > 0.5 && steps < 20 {
@@ -5709,14 +5739,10 @@ impl Holder110 {
     pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
         let n = x.len().min(self.cap);
         let v1 = if b.sin() < -1.01f64 { b.asinh() } else { x[0] };
-        let v2 = x
-            .iter()
-            .copied()
-            .zip(x[1..].iter().copied())
-            .fold(b, |acc, (k3, q)| {
-                acc * 0.5 + k3 * q * (b.tanh() * 0.5).tan()
-            })
-            + f64::sin((self.a * 0.5));
+        let (k3, true) = (n % 2, (b.tanh() * 0.9).acos() > -1.54f64) else {
+            return b;
+        };
+        let v2 = (b.tanh() * 0.5).tan() * (k3 + 1) as f64 + f64::sin((self.a * 0.5));
         1.86f64 * (self.a).tanh()
             + 1.45f64 * (b).tanh()
             + 0.06f64 * (v1).tanh()
@@ -6177,11 +6203,11 @@ pub fn p119(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         w6 = w6 * 0.6 + 0.05 * x[0].tanh();
         steps += 1;
     }
-    let v7 = match (w6 <= -1.35f64, n % 3) {
-        (true, 0) => (-0.10f64.tanh() * 0.9).asin(),
-        (false, k8) | (_, k8 @ 1) => (b.tanh().exp2().tanh() * 0.9).asin() * (k8 + 1) as f64,
-        _ => -0.05f64.max(-0.96f64),
+    let (k8, true) = (n % 2, w6 <= -1.35f64) else {
+        return -0.05f64.max(-0.96f64);
     };
+    let v7 =
+        (-0.10f64.tanh() * 0.9).asin() * (k8 + 1) as f64 + (b.tanh().exp2().tanh() * 0.9).asin();
     let mut buf9 = vec![0.0; n];
     for i in 0..n {
         buf9[i] = 0.69f64;
@@ -8290,13 +8316,11 @@ pub fn p157(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             t += 0.25;
         }
     }
-    let mut v4 = (pair3 * pair3 + 1.0).log(3.0);
-    for w in x.windows(2) {
-        v4 = v4 * 0.5 + (w[1] - w[0]) * pair3;
-    }
-    for (k5, pair) in x.chunks_exact(2).enumerate() {
-        v4 += pair[0] * pair[1] * ((b * b + 1.0).log10() * lse1) * (k5 + 1) as f64;
-    }
+    let v4 = if let (true, k5 @ 0..=1) = (f64::sin(pair3) < 1.67f64, n % 3) {
+        pair3 * (k5 + 2) as f64
+    } else {
+        ((b * b + 1.0).log10() * lse1)
+    };
     let mut lse6 = v4;
     let mut scratch7 = vec![0.0; n];
     for i in 0..n {
@@ -9522,14 +9546,16 @@ pub fn p180(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         v6 = v6 * 0.5 + f5(x[i], (x[0] * x[0] + 1.0).log2().max(a));
     }
-    let (k8, true) = (
-        n % 2,
-        (((v1).tanh() - (x[2]).tanh().stop_gradient()).exp().ln() + (x[2]).tanh().stop_gradient())
-            > -1.91f64,
-    ) else {
-        return x[2].min(-0.04f64);
-    };
-    let v7 = a.tanh().exp_m1() * (k8 + 1) as f64 + (-0.74f64.sin().tanh() * 0.9).atanh();
+    let v7_c: Vec<f64> = x.iter().map(|q| q * a.tanh().exp_m1()).collect();
+    let mut v7 = (0..n).map(|i| v7_c[i] * x[(i + 1) % n]).sum::<f64>()
+        + x.windows(2).map(|w| w[0] * w[1]).sum::<f64>();
+    for (k8, &q) in x.iter().rev().enumerate() {
+        v7 += q * (-0.74f64.sin().tanh() * 0.9).atanh() * (k8 + 1) as f64;
+    }
+    v7 += x
+        .iter()
+        .map(|q| q.abs())
+        .fold(x[2].min(-0.04f64), |acc, q| acc.max(q));
     let mut acc: f64 = 0.66f64 * (a).tanh()
         + -0.19f64 * (b).tanh()
         + -0.11f64 * (v1).tanh()
@@ -9761,10 +9787,12 @@ pub fn p184(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
         (&q * &q).sum()
     };
-    let v9 = if let (true, k10 @ 0..=1) = (1.16f64.tanh().exp() <= -1.04f64, n % 3) {
-        autodiff::ops::sigmoid(x[0].tanh().exp_m1()) * (k10 + 2) as f64
-    } else {
-        autodiff::ops::softplus(autodiff::ops::softplus(v7))
+    let v9 = match n % 3 {
+        0 => autodiff::ops::sigmoid(x[0].tanh().exp_m1()),
+        1 if 1.16f64.tanh().exp() <= -1.04f64 => {
+            autodiff::ops::softplus(autodiff::ops::softplus(v7))
+        }
+        _ => acc3,
     };
     0.70f64 * (a).tanh()
         + -1.72f64 * (b).tanh()
@@ -10372,13 +10400,10 @@ pub fn p195(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
     }
     let v2 = buf1[2] * buf1[3];
-    let v3 = x
-        .iter()
-        .copied()
-        .zip(x[1..].iter().copied())
-        .fold((b.tanh() * 0.5).sinh(), |acc, (k4, q)| {
-            acc * 0.5 + k4 * q * 0.43f64
-        })
+    let (k4, true) = (n % 2, (x[3] * x[3] + 1.0).cbrt() > -1.31f64) else {
+        return (b.tanh() * 0.5).sinh();
+    };
+    let v3 = 0.43f64 * (k4 + 1) as f64
         + ((b / (x[2] * x[2] + 1.0)) * (b / (x[2] * x[2] + 1.0)) + 1.0).recip();
     0.63f64 * (a).tanh() + -1.78f64 * (b).tanh() + 0.26f64 * (v2).tanh() + 0.07f64 * (v3).tanh()
 }
@@ -10591,10 +10616,13 @@ pub fn p199(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         (&q * &q).sum()
     };
-    let (k8, true) = (n % 2, (rot5 * rot5 + 1.0).cbrt() <= -1.07f64) else {
-        return (x[3] * x[3]).ln_1p();
-    };
-    let v7 = (arr6.tanh() * 0.9).acos() * (k8 + 1) as f64
+    let v7 = x
+        .iter()
+        .copied()
+        .zip(x[1..].iter().copied())
+        .fold((x[3] * x[3]).ln_1p(), |acc, (k8, q)| {
+            acc * 0.5 + k8 * q * (arr6.tanh() * 0.9).acos()
+        })
         + rot5
             .atan2(rot5 * rot5 + 0.5)
             .mul_add(x[3].powi(3), -0.38f64);
@@ -10716,13 +10744,11 @@ impl Holder202 {
             }
             perm2[n - 1] = first;
         }
-        let mut v4 = (0.20f64 * self.a);
-        for w in self.w.windows(2) {
-            v4 = v4 * 0.5 + (w[1] - w[0]) * ((self.w[1].tanh() * 0.5).cosh() * -0.76f64.min(b));
-        }
-        for (k5, pair) in self.w.chunks_exact(2).enumerate() {
-            v4 += pair[0] * pair[1] * b * (k5 + 1) as f64;
-        }
+        let v4 = if let (true, k5 @ 0..=1) = ((b * b + 1.0).log(3.0) >= -0.61f64, n % 3) {
+            ((self.w[1].tanh() * 0.5).cosh() * -0.76f64.min(b)) * (k5 + 2) as f64
+        } else {
+            b
+        };
         let f6 = |t: f64, u: f64| (((t).tanh() * 3.0).ceil() * 0.25 + self.w[0]).powi(3).abs();
         let mut v7 = (((autodiff::ops::softplus(v4)).tanh() * 3.0).round() * 0.25 + v1);
         for i in 0..n {
@@ -12256,13 +12282,23 @@ pub fn p233(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         .asinh()
         .max(((w1 / (w1 * w1 + 1.0)) * (w1 / (w1 * w1 + 1.0)) + 1.5).acosh());
     let v3 = x[2];
-    let v4 = match n % 3 {
-        0 => v2
-            .atan2(1.00f64 * 1.00f64 + 0.5)
-            .atan2((x[1] / (v2 * v2 + 1.0)) * (x[1] / (v2 * v2 + 1.0)) + 0.5),
-        1 if w1 >= 0.98f64 => ((-0.41f64 * b) * (-0.41f64 * b) + 0.5).sqrt(),
-        _ => (1.43f64 * 1.43f64 + 1.0).log2(),
-    };
+    let mut v4 = (1.43f64 * 1.43f64 + 1.0).log2();
+    for (k5, &w) in x.iter().enumerate().skip(1).take(n) {
+        v4 = v4 * 0.5
+            + w * v2
+                .atan2(1.00f64 * 1.00f64 + 0.5)
+                .atan2((x[1] / (v2 * v2 + 1.0)) * (x[1] / (v2 * v2 + 1.0)) + 0.5)
+                * k5 as f64;
+    }
+    for w in x.iter().take(n - 1).skip(n / 2) {
+        v4 += w * ((-0.41f64 * b) * (-0.41f64 * b) + 0.5).sqrt();
+    }
+    v4 += x
+        .iter()
+        .skip(2)
+        .fold(((-0.41f64 * b) * (-0.41f64 * b) + 0.5).sqrt(), |acc, q| {
+            acc * 0.5 + q * q
+        });
     let mut acc: f64 = -0.65f64 * (a).tanh()
         + -1.65f64 * (b).tanh()
         + -1.59f64 * (w1).tanh()
@@ -14496,10 +14532,11 @@ pub fn p277(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
     }
     let v5 = a;
-    let (k7, true) = (n % 2, 0.97f64 < 0.63f64) else {
-        return (-1.96f64 * x[3]);
+    let v6 = match (0.97f64 < 0.63f64, n % 3) {
+        (true, 0) => (-0.77f64 * -1.28f64).min(helpers::soft(lse1, 0.3)),
+        (false, k7) | (_, k7 @ 1) => acc4 * (k7 + 1) as f64,
+        _ => (-1.96f64 * x[3]),
     };
-    let v6 = (-0.77f64 * -1.28f64).min(helpers::soft(lse1, 0.3)) * (k7 + 1) as f64 + acc4;
     let v8 = if (b * b + 1.0).log(3.0) > -1.43f64 {
         autodiff::ops::softplus((lse1 * 0.5))
     } else {
@@ -15380,11 +15417,13 @@ pub fn p293(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             acc5 = acc5 * 0.9 + x[3];
         }
     }
-    let v6 = if let (true, k7 @ 0..=1) = (x[2].abs() <= 0.69f64, n % 3) {
-        a * (k7 + 2) as f64
-    } else {
-        (0.73f64.mul_add(x[0], m4) * 0.5)
-    };
+    let mut v6 = (v2.tanh() * 0.9).acos();
+    for w in x.windows(2) {
+        v6 = v6 * 0.5 + (w[1] - w[0]) * a;
+    }
+    for (k7, pair) in x.chunks_exact(2).enumerate() {
+        v6 += pair[0] * pair[1] * (0.73f64.mul_add(x[0], m4) * 0.5) * (k7 + 1) as f64;
+    }
     let mut pair8 = 0.0;
     for i in 0..n {
         let mut p = i + 1;
@@ -15605,11 +15644,17 @@ pub fn p298(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
                 .tanh();
         steps += 1;
     }
-    let v2 = match n % 3 {
-        0 => b,
-        1 if w1 > 1.86f64 => w1.abs().powi(3),
-        _ => (b * b + 1.5).acosh(),
-    };
+    let mut v2 = (b * b + 1.5).acosh();
+    for (k3, &w) in x.iter().enumerate().skip(1).take(n) {
+        v2 = v2 * 0.5 + w * b * k3 as f64;
+    }
+    for w in x.iter().take(n - 1).skip(n / 2) {
+        v2 += w * w1.abs().powi(3);
+    }
+    v2 += x
+        .iter()
+        .skip(2)
+        .fold(w1.abs().powi(3), |acc, q| acc * 0.5 + q * q);
     let mut lse4 = (x[3].tanh() * 0.9).asin();
     let mut scratch5 = vec![0.0; n];
     for i in 0..n {
@@ -16183,14 +16228,15 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p8(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len().min(4);
-        let (k2, true) = (n % 2, (a * a + c(0.5)).sqrt() <= c(0.66)) else {
-            return (c(0.87) * c(0.87) + c(0.5)).sqrt();
+        let v1 = match ((a * a + c(0.5)).sqrt() <= c(0.66), n % 3) {
+            (true, 0) => (((x[1]).tanh() - (x[3]).tanh().stop_gradient()).exp().ln()
+                + (x[3]).tanh().stop_gradient())
+            .mul_add(x[0].max(a), b.hypot(a)),
+            (false, k2) | (_, k2 @ 1) => {
+                (a * a + c(1.0)).log10().hypot((b * b + c(1.0)).log10()) * (k2 + 1) as f64
+            }
+            _ => (c(0.87) * c(0.87) + c(0.5)).sqrt(),
         };
-        let v1 = (((x[1]).tanh() - (x[3]).tanh().stop_gradient()).exp().ln()
-            + (x[3]).tanh().stop_gradient())
-        .mul_add(x[0].max(a), b.hypot(a))
-            * (k2 + 1) as f64
-            + (a * a + c(1.0)).log10().hypot((b * b + c(1.0)).log10());
         let v3 = if -c(0.92).powi(3) > c(0.29) {
             ((c(0.67) * c(0.67) + c(1.0)).powd(c(1.28).tanh())
                 * (c(0.67) * c(0.67) + c(1.0)).powd(c(1.28).tanh())
@@ -16367,10 +16413,11 @@ mod twin {
             }
             perm3[n - 1] = first;
         }
-        let (k6, true) = (n % 2, (b * b + c(1.0)).log(3.0) >= -c(1.68)) else {
-            return (((b).tanh() * c(3.0)).round() * c(0.25) + x[2]);
+        let v5 = match ((b * b + c(1.0)).log(3.0) >= -c(1.68), n % 3) {
+            (true, 0) => (c(1.72).tanh() * c(0.9)).asin(),
+            (false, k6) | (_, k6 @ 1) => -c(1.88) * (k6 + 1) as f64,
+            _ => (((b).tanh() * c(3.0)).round() * c(0.25) + x[2]),
         };
-        let v5 = (c(1.72).tanh() * c(0.9)).asin() * (k6 + 1) as f64 + -c(1.88);
         let mut acc7 = (x[2] * x[2] + c(1.0)).cbrt();
         for i in 0..n {
             acc7 += (a * a + c(1.0)).log(3.0).hypot((lse1 - b));
@@ -16572,16 +16619,13 @@ mod twin {
         for i in 0..part3_s.len() {
             part3 += part3_s[i] * part3_s[1].sin();
         }
-        let mut v4 = (b * b + c(1.0)).recip();
-        for w in x.windows(2) {
-            v4 = v4 * c(0.5) + (w[1] - w[0]) * (pair1 * pair1 + c(1.0)).ln();
-        }
-        for (k5, pair) in x.chunks_exact(2).enumerate() {
-            v4 += pair[0]
-                * pair[1]
-                * ((-(x[1])) / ((part3 * c(0.5)) * (part3 * c(0.5)) + c(1.0)))
-                * (k5 + 1) as f64;
-        }
+        let v4 = match n % 3 {
+            0 => (pair1 * pair1 + c(1.0)).ln(),
+            1 if (c(1.16) * b) >= c(1.68) => {
+                ((-(x[1])) / ((part3 * c(0.5)) * (part3 * c(0.5)) + c(1.0)))
+            }
+            _ => (b * b + c(1.0)).recip(),
+        };
         c(0.64) * (a).tanh()
             + -c(1.92) * (b).tanh()
             + c(0.09) * (pair1).tanh()
@@ -16594,12 +16638,18 @@ mod twin {
     pub fn p16(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len().min(4);
         let mut v1 = x[1];
-        for w in x.windows(2) {
-            v1 = v1 * c(0.5) + (w[1] - w[0]) * b;
+        for (k2, &w) in x.iter().enumerate().skip(1).take(n) {
+            v1 = v1 * c(0.5) + w * b * k2 as f64;
         }
-        for (k2, pair) in x.chunks_exact(2).enumerate() {
-            v1 += pair[0] * pair[1] * ((-(a)).tanh() * c(0.9)).atanh() * (k2 + 1) as f64;
+        for w in x.iter().take(n - 1).skip(n / 2) {
+            v1 += w * ((-(a)).tanh() * c(0.9)).atanh();
         }
+        v1 += x
+            .iter()
+            .skip(2)
+            .fold(((-(a)).tanh() * c(0.9)).atanh(), |acc, q| {
+                acc * c(0.5) + q * q
+            });
         let v3 = if (v1 * v1 + c(1.0)).ln() > -c(1.47) {
             ((x[1] * x[1] + c(1.0)).cbrt() - v1)
         } else {
@@ -17060,11 +17110,16 @@ mod twin {
             w2 = w2 * c(0.6) + c(0.05) * b.tanh();
             steps += 1;
         }
-        let v3 = match (a > c(1.22), n % 3) {
-            (true, 0) => (w2 * w2 + c(1.0)).ln(),
-            (false, k4) | (_, k4 @ 1) => b.clamp(-c(1.0), c(1.0)) * (k4 + 1) as f64,
-            _ => (w1 * w1 + c(1.0)).log2(),
-        };
+        let v3_c: Vec<D> = x.iter().map(|q| q * (w2 * w2 + c(1.0)).ln()).collect();
+        let mut v3 = (0..n).map(|i| v3_c[i] * x[(i + 1) % n]).sum::<D>()
+            + x.windows(2).map(|w| w[0] * w[1]).sum::<D>();
+        for (k4, &q) in x.iter().rev().enumerate() {
+            v3 += q * b.clamp(-c(1.0), c(1.0)) * (k4 + 1) as f64;
+        }
+        v3 += x
+            .iter()
+            .map(|q| q.abs())
+            .fold((w1 * w1 + c(1.0)).log2(), |acc, q| acc.max(q));
         let mut acc5 = (a * a + c(1.0)).recip();
         for i in 0..n {
             acc5 += ops::sigmoid(w1);
@@ -17194,11 +17249,13 @@ mod twin {
     pub fn p29(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let v1 = if b.max(b) > c(0.81) { x[0].tanh() } else { a };
-        let v2 = match n % 3 {
-            0 => (x[2] * a).clamp(-c(1.0), c(1.0)),
-            1 if helpers::soft(v1, c(0.3)) >= -c(0.14) => sin(x[1].sin()),
-            _ => -c(1.55),
-        };
+        let mut v2 = -c(1.55);
+        for w in x.windows(2) {
+            v2 = v2 * c(0.5) + (w[1] - w[0]) * (x[2] * a).clamp(-c(1.0), c(1.0));
+        }
+        for (k3, pair) in x.chunks_exact(2).enumerate() {
+            v2 += pair[0] * pair[1] * sin(x[1].sin()) * (k3 + 1) as f64;
+        }
         let v4 = v1.cos();
         let v5_d = [x[0] - x[1], v2, x[2] * ops::softplus(x[1])];
         let v5 = norm3(&v5_d) + v5_d[1] * v5_d[2];
@@ -19174,11 +19231,14 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p73(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let v1 = match n % 3 {
-            0 => (-(b)).asinh(),
-            1 if (b * b + c(1.0)).log10() >= -c(1.78) => a,
-            _ => x[1].min(a),
-        };
+        let mut v1 = x[1].min(a);
+        for (k2, &w) in x.iter().enumerate().skip(1).take(n) {
+            v1 = v1 * c(0.5) + w * (-(b)).asinh() * k2 as f64;
+        }
+        for w in x.iter().take(n - 1).skip(n / 2) {
+            v1 += w * a;
+        }
+        v1 += x.iter().skip(2).fold(a, |acc, q| acc * c(0.5) + q * q);
         let mut buf3 = vec![c(0.0); n];
         for i in 0..n {
             buf3[i] = (-(v1.asinh()));
@@ -19313,11 +19373,12 @@ mod twin {
         } else if x[2].atan2(b * b + c(0.5)) <= c(0.07) {
             m2 = m2 * c(0.5);
         }
-        let v3 = match ((m1 * m1 + c(1.0)).powd(m1.tanh()) <= -c(1.93), n % 3) {
-            (true, 0) => b,
-            (false, k4) | (_, k4 @ 1) => (a.max(a) * (b * b + c(1.5)).acosh()) * (k4 + 1) as f64,
-            _ => a.tanh().exp(),
-        };
+        let v3 = x
+            .iter()
+            .copied()
+            .zip(x[1..].iter().copied())
+            .fold(a.tanh().exp(), |acc, (k4, q)| acc * c(0.5) + k4 * q * b)
+            + (a.max(a) * (b * b + c(1.5)).acosh());
         c(0.57) * (a).tanh()
             + c(1.84) * (b).tanh()
             + -c(1.48) * (m1).tanh()
@@ -19896,20 +19957,31 @@ mod twin {
                 acc2 = acc2 * c(0.9) + acc1;
             }
         }
-        let v3 = match n % 3 {
-            0 => (x[0] * x[0] + c(1.0)).ln(),
-            1 if x[3].tanh().exp_m1() > -c(1.28) => a,
-            _ => a.cos(),
-        };
-        let (k6, true) = (n % 2, sin(a) <= -c(0.66)) else {
-            return (c(1.37) * v3);
-        };
-        let v5 = (-(acc1.atan2(acc1 * acc1 + c(0.5)))) * (k6 + 1) as f64
-            + helpers::soft(
-                (((v3).tanh() - (acc1).tanh().stop_gradient()).exp().ln()
-                    + (acc1).tanh().stop_gradient()),
-                c(0.3),
-            );
+        let mut v3 = a.cos();
+        for w in x.windows(2) {
+            v3 = v3 * c(0.5) + (w[1] - w[0]) * (x[0] * x[0] + c(1.0)).ln();
+        }
+        for (k4, pair) in x.chunks_exact(2).enumerate() {
+            v3 += pair[0] * pair[1] * a * (k4 + 1) as f64;
+        }
+        let v5_c: Vec<D> = x
+            .iter()
+            .map(|q| q * (-(acc1.atan2(acc1 * acc1 + c(0.5)))))
+            .collect();
+        let mut v5 = (0..n).map(|i| v5_c[i] * x[(i + 1) % n]).sum::<D>()
+            + x.windows(2).map(|w| w[0] * w[1]).sum::<D>();
+        for (k6, &q) in x.iter().rev().enumerate() {
+            v5 +=
+                q * helpers::soft(
+                    (((v3).tanh() - (acc1).tanh().stop_gradient()).exp().ln()
+                        + (acc1).tanh().stop_gradient()),
+                    c(0.3),
+                ) * (k6 + 1) as f64;
+        }
+        v5 += x
+            .iter()
+            .map(|q| q.abs())
+            .fold((c(1.37) * v3), |acc, q| acc.max(q));
         let mut m7 = (((x[0]).tanh() - (x[2]).tanh().stop_gradient()).exp().ln()
             + (x[2]).tanh().stop_gradient());
         if x[3].hypot(c(1.12)) > -c(0.99) {
@@ -20314,12 +20386,16 @@ mod twin {
             }
         }
         let mut v4 = (x[3] * x[3] + c(1.0)).log10();
-        for w in x.windows(2) {
-            v4 = v4 * c(0.5) + (w[1] - w[0]) * ((acc3 * acc3 + c(0.5)).sqrt() - x[2].tanh());
+        for (k5, &w) in x.iter().enumerate().skip(1).take(n) {
+            v4 = v4 * c(0.5) + w * ((acc3 * acc3 + c(0.5)).sqrt() - x[2].tanh()) * k5 as f64;
         }
-        for (k5, pair) in x.chunks_exact(2).enumerate() {
-            v4 += pair[0] * pair[1] * (-(c(1.30))).abs() * (k5 + 1) as f64;
+        for w in x.iter().take(n - 1).skip(n / 2) {
+            v4 += w * (-(c(1.30))).abs();
         }
+        v4 += x
+            .iter()
+            .skip(2)
+            .fold((-(c(1.30))).abs(), |acc, q| acc * c(0.5) + q * q);
         let mut w6 = (v4 * v4 + c(1.0)).cbrt().min(v2.tanh().exp_m1()).tanh() + c(3.0);
         let mut steps = 0;
         while w6 > c(0.5) && steps < 20 {
@@ -20703,14 +20779,10 @@ mod twin {
     pub fn p110(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len().min(4);
         let v1 = if b.sin() < -c(1.01) { b.asinh() } else { x[0] };
-        let v2 = x
-            .iter()
-            .copied()
-            .zip(x[1..].iter().copied())
-            .fold(b, |acc, (k3, q)| {
-                acc * c(0.5) + k3 * q * (b.tanh() * c(0.5)).tan()
-            })
-            + sin((a * c(0.5)));
+        let (k3, true) = (n % 2, (b.tanh() * c(0.9)).acos() > -c(1.54)) else {
+            return b;
+        };
+        let v2 = (b.tanh() * c(0.5)).tan() * (k3 + 1) as f64 + sin((a * c(0.5)));
         c(1.86) * (a).tanh() + c(1.45) * (b).tanh() + c(0.06) * (v1).tanh() + c(0.36) * (v2).tanh()
     }
 
@@ -21093,11 +21165,11 @@ mod twin {
             w6 = w6 * c(0.6) + c(0.05) * x[0].tanh();
             steps += 1;
         }
-        let v7 = match (w6 <= -c(1.35), n % 3) {
-            (true, 0) => (-c(0.10).tanh() * c(0.9)).asin(),
-            (false, k8) | (_, k8 @ 1) => (b.tanh().exp2().tanh() * c(0.9)).asin() * (k8 + 1) as f64,
-            _ => -c(0.05).max(-c(0.96)),
+        let (k8, true) = (n % 2, w6 <= -c(1.35)) else {
+            return -c(0.05).max(-c(0.96));
         };
+        let v7 = (-c(0.10).tanh() * c(0.9)).asin() * (k8 + 1) as f64
+            + (b.tanh().exp2().tanh() * c(0.9)).asin();
         let mut buf9 = vec![c(0.0); n];
         for i in 0..n {
             buf9[i] = c(0.69);
@@ -22920,13 +22992,11 @@ mod twin {
                 t += c(0.25);
             }
         }
-        let mut v4 = (pair3 * pair3 + c(1.0)).log(3.0);
-        for w in x.windows(2) {
-            v4 = v4 * c(0.5) + (w[1] - w[0]) * pair3;
-        }
-        for (k5, pair) in x.chunks_exact(2).enumerate() {
-            v4 += pair[0] * pair[1] * ((b * b + c(1.0)).log10() * lse1) * (k5 + 1) as f64;
-        }
+        let v4 = if let (true, k5 @ 0..=1) = (sin(pair3) < c(1.67), n % 3) {
+            pair3 * (k5 + 2) as f64
+        } else {
+            ((b * b + c(1.0)).log10() * lse1)
+        };
         let mut lse6 = v4;
         let mut scratch7 = vec![c(0.0); n];
         for i in 0..n {
@@ -24000,15 +24070,16 @@ mod twin {
         for i in 0..n {
             v6 = v6 * c(0.5) + f5(x[i], (x[0] * x[0] + c(1.0)).log2().max(a));
         }
-        let (k8, true) = (
-            n % 2,
-            (((v1).tanh() - (x[2]).tanh().stop_gradient()).exp().ln()
-                + (x[2]).tanh().stop_gradient())
-                > -c(1.91),
-        ) else {
-            return x[2].min(-c(0.04));
-        };
-        let v7 = a.tanh().exp_m1() * (k8 + 1) as f64 + (-c(0.74).sin().tanh() * c(0.9)).atanh();
+        let v7_c: Vec<D> = x.iter().map(|q| q * a.tanh().exp_m1()).collect();
+        let mut v7 = (0..n).map(|i| v7_c[i] * x[(i + 1) % n]).sum::<D>()
+            + x.windows(2).map(|w| w[0] * w[1]).sum::<D>();
+        for (k8, &q) in x.iter().rev().enumerate() {
+            v7 += q * (-c(0.74).sin().tanh() * c(0.9)).atanh() * (k8 + 1) as f64;
+        }
+        v7 += x
+            .iter()
+            .map(|q| q.abs())
+            .fold(x[2].min(-c(0.04)), |acc, q| acc.max(q));
         let mut acc: D = c(0.66) * (a).tanh()
             + -c(0.19) * (b).tanh()
             + -c(0.11) * (v1).tanh()
@@ -24199,10 +24270,10 @@ mod twin {
                 .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
             (&q * &q).sum()
         };
-        let v9 = if let (true, k10 @ 0..=1) = (c(1.16).tanh().exp() <= -c(1.04), n % 3) {
-            ops::sigmoid(x[0].tanh().exp_m1()) * (k10 + 2) as f64
-        } else {
-            ops::softplus(ops::softplus(v7))
+        let v9 = match n % 3 {
+            0 => ops::sigmoid(x[0].tanh().exp_m1()),
+            1 if c(1.16).tanh().exp() <= -c(1.04) => ops::softplus(ops::softplus(v7)),
+            _ => acc3,
         };
         c(0.70) * (a).tanh()
             + -c(1.72) * (b).tanh()
@@ -24686,13 +24757,10 @@ mod twin {
             }
         }
         let v2 = buf1[2] * buf1[3];
-        let v3 = x
-            .iter()
-            .copied()
-            .zip(x[1..].iter().copied())
-            .fold((b.tanh() * c(0.5)).sinh(), |acc, (k4, q)| {
-                acc * c(0.5) + k4 * q * c(0.43)
-            })
+        let (k4, true) = (n % 2, (x[3] * x[3] + c(1.0)).cbrt() > -c(1.31)) else {
+            return (b.tanh() * c(0.5)).sinh();
+        };
+        let v3 = c(0.43) * (k4 + 1) as f64
             + ((b / (x[2] * x[2] + c(1.0))) * (b / (x[2] * x[2] + c(1.0))) + c(1.0)).recip();
         c(0.63) * (a).tanh() + -c(1.78) * (b).tanh() + c(0.26) * (v2).tanh() + c(0.07) * (v3).tanh()
     }
@@ -24906,10 +24974,13 @@ mod twin {
             }
             (&q * &q).sum()
         };
-        let (k8, true) = (n % 2, (rot5 * rot5 + c(1.0)).cbrt() <= -c(1.07)) else {
-            return (x[3] * x[3]).ln_1p();
-        };
-        let v7 = (arr6.tanh() * c(0.9)).acos() * (k8 + 1) as f64
+        let v7 = x
+            .iter()
+            .copied()
+            .zip(x[1..].iter().copied())
+            .fold((x[3] * x[3]).ln_1p(), |acc, (k8, q)| {
+                acc * c(0.5) + k8 * q * (arr6.tanh() * c(0.9)).acos()
+            })
             + rot5
                 .atan2(rot5 * rot5 + c(0.5))
                 .mul_add(x[3].powi(3), -c(0.38));
@@ -25017,13 +25088,11 @@ mod twin {
             }
             perm2[n - 1] = first;
         }
-        let mut v4 = (c(0.20) * a);
-        for w in x.windows(2) {
-            v4 = v4 * c(0.5) + (w[1] - w[0]) * ((x[1].tanh() * c(0.5)).cosh() * -c(0.76).min(b));
-        }
-        for (k5, pair) in x.chunks_exact(2).enumerate() {
-            v4 += pair[0] * pair[1] * b * (k5 + 1) as f64;
-        }
+        let v4 = if let (true, k5 @ 0..=1) = ((b * b + c(1.0)).log(3.0) >= -c(0.61), n % 3) {
+            ((x[1].tanh() * c(0.5)).cosh() * -c(0.76).min(b)) * (k5 + 2) as f64
+        } else {
+            b
+        };
         let f6 = |t: D, u: D| {
             (((t).tanh() * c(3.0)).ceil() * c(0.25) + x[0])
                 .powi(3)
@@ -26349,13 +26418,21 @@ mod twin {
             .asinh()
             .max(((w1 / (w1 * w1 + c(1.0))) * (w1 / (w1 * w1 + c(1.0))) + c(1.5)).acosh());
         let v3 = x[2];
-        let v4 = match n % 3 {
-            0 => v2
-                .atan2(c(1.00) * c(1.00) + c(0.5))
-                .atan2((x[1] / (v2 * v2 + c(1.0))) * (x[1] / (v2 * v2 + c(1.0))) + c(0.5)),
-            1 if w1 >= c(0.98) => ((-c(0.41) * b) * (-c(0.41) * b) + c(0.5)).sqrt(),
-            _ => (c(1.43) * c(1.43) + c(1.0)).log2(),
-        };
+        let mut v4 = (c(1.43) * c(1.43) + c(1.0)).log2();
+        for (k5, &w) in x.iter().enumerate().skip(1).take(n) {
+            v4 = v4 * c(0.5)
+                + w * v2
+                    .atan2(c(1.00) * c(1.00) + c(0.5))
+                    .atan2((x[1] / (v2 * v2 + c(1.0))) * (x[1] / (v2 * v2 + c(1.0))) + c(0.5))
+                    * k5 as f64;
+        }
+        for w in x.iter().take(n - 1).skip(n / 2) {
+            v4 += w * ((-c(0.41) * b) * (-c(0.41) * b) + c(0.5)).sqrt();
+        }
+        v4 += x.iter().skip(2).fold(
+            ((-c(0.41) * b) * (-c(0.41) * b) + c(0.5)).sqrt(),
+            |acc, q| acc * c(0.5) + q * q,
+        );
         let mut acc: D = -c(0.65) * (a).tanh()
             + -c(1.65) * (b).tanh()
             + -c(1.59) * (w1).tanh()
@@ -28387,10 +28464,11 @@ mod twin {
             }
         }
         let v5 = a;
-        let (k7, true) = (n % 2, c(0.97) < c(0.63)) else {
-            return (-c(1.96) * x[3]);
+        let v6 = match (c(0.97) < c(0.63), n % 3) {
+            (true, 0) => (-c(0.77) * -c(1.28)).min(helpers::soft(lse1, c(0.3))),
+            (false, k7) | (_, k7 @ 1) => acc4 * (k7 + 1) as f64,
+            _ => (-c(1.96) * x[3]),
         };
-        let v6 = (-c(0.77) * -c(1.28)).min(helpers::soft(lse1, c(0.3))) * (k7 + 1) as f64 + acc4;
         let v8 = if (b * b + c(1.0)).log(3.0) > -c(1.43) {
             ops::softplus((lse1 * c(0.5)))
         } else {
@@ -29087,11 +29165,13 @@ mod twin {
                 acc5 = acc5 * c(0.9) + x[3];
             }
         }
-        let v6 = if let (true, k7 @ 0..=1) = (x[2].abs() <= c(0.69), n % 3) {
-            a * (k7 + 2) as f64
-        } else {
-            (c(0.73).mul_add(x[0], m4) * c(0.5))
-        };
+        let mut v6 = (v2.tanh() * c(0.9)).acos();
+        for w in x.windows(2) {
+            v6 = v6 * c(0.5) + (w[1] - w[0]) * a;
+        }
+        for (k7, pair) in x.chunks_exact(2).enumerate() {
+            v6 += pair[0] * pair[1] * (c(0.73).mul_add(x[0], m4) * c(0.5)) * (k7 + 1) as f64;
+        }
         let mut pair8 = c(0.0);
         for i in 0..n {
             let mut p = i + 1;
@@ -29313,11 +29393,17 @@ mod twin {
                     .tanh();
             steps += 1;
         }
-        let v2 = match n % 3 {
-            0 => b,
-            1 if w1 > c(1.86) => w1.abs().powi(3),
-            _ => (b * b + c(1.5)).acosh(),
-        };
+        let mut v2 = (b * b + c(1.5)).acosh();
+        for (k3, &w) in x.iter().enumerate().skip(1).take(n) {
+            v2 = v2 * c(0.5) + w * b * k3 as f64;
+        }
+        for w in x.iter().take(n - 1).skip(n / 2) {
+            v2 += w * w1.abs().powi(3);
+        }
+        v2 += x
+            .iter()
+            .skip(2)
+            .fold(w1.abs().powi(3), |acc, q| acc * c(0.5) + q * q);
         let mut lse4 = (x[3].tanh() * c(0.9)).asin();
         let mut scratch5 = vec![c(0.0); n];
         for i in 0..n {
