@@ -1058,8 +1058,13 @@ impl Lowerer<'_> {
         // A walk of constants stays as written, unless its pattern takes the items apart
         // (`for &v in xs.iter()`, `(a, b)` of a zip): then it is the index loop too.
         let plain_pattern = matches!(&*f.pat, Pat::Ident(_) | Pat::Wild(_)) && !enumerated;
-        let chain =
-            chain.filter(|c| c.bases().iter().any(|b| self.mentions_active(b)) || !plain_pattern);
+        // A walk of a local buffer is by index too: its length is read where the loop starts.
+        let chain = chain.filter(|c| {
+            c.bases()
+                .iter()
+                .any(|b| self.mentions_active(b) || self.buffer_of(b).is_some())
+                || !plain_pattern
+        });
         for b in chain.iter().flat_map(Elements::bases) {
             let param = match strip(b) {
                 Expr::Path(p) => p.path.get_ident().and_then(|i| self.lookup(&i.to_string())),
