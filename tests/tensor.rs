@@ -1269,3 +1269,37 @@ fn small_products_are_ndarray_s_to_the_bit() {
         }
     }
 }
+
+// `m.diag()`: the main diagonal, a view; its adjoint is placed on a zero matrix's diagonal.
+// The trace of a product (`d tr(AB) / dA = B^T`) and of a sample covariance.
+#[differentiate]
+fn trace_of_product(a: &Array2<f64>, b: &Array2<f64>) -> f64 {
+    a.dot(b).diag().sum()
+}
+
+#[differentiate]
+fn covariance_trace(x: &Array2<f64>) -> f64 {
+    let m = x.mean_axis(Axis(0)).unwrap();
+    let c = x - &m;
+    let cov = c.t().dot(&c) / (x.nrows() as f64 - 1.0);
+    let d = cov.diag();
+    (&d * &d).sum() + cov[[0, 1]]
+}
+
+#[test]
+fn diagonals_match_the_analytic_gradient_and_finite_differences() {
+    let a = values((3, 4), 41, -1.0, 1.0);
+    let b = values((4, 3), 42, -1.0, 1.0);
+    let (ga, gb) = trace_of_product_grad(&a, &b);
+    let close = |g: &Array2<f64>, want: ArrayView2<f64>| {
+        g.shape() == want.shape()
+            && g.iter()
+                .zip(want.iter())
+                .all(|(p, q)| (p - q).abs() < 1e-12)
+    };
+    assert!(close(&ga, b.t()), "{ga} vs {}", b.t());
+    assert!(close(&gb, a.t()), "{gb} vs {}", a.t());
+    let x = values((6, 3), 43, -1.0, 1.0);
+    let g = covariance_trace_grad(&x);
+    assert_matches_fd("x", &g, &x, covariance_trace);
+}

@@ -422,6 +422,8 @@ pub static RULES: &[Rule] = &[
     tensor!("to_owned", 1, 0, Forward::AsWritten, fallible: false, Adjoint::Linear(&[true])),
     tensor!("view", 1, 0, Forward::AsWritten, fallible: false, Adjoint::Linear(&[true])),
     tensor!("to_vec", 1, 0, Forward::AsWritten, fallible: false, Adjoint::Linear(&[true])),
+    // `m.diag()`: the main diagonal, a view; its adjoint is placed on a zero matrix's.
+    tensor!("diag", 1, 0, Forward::AsWritten, fallible: false, Adjoint::Runtime(&["diag_adj"])),
     tensor!("row", 1, 1, Forward::AsWritten, fallible: false, Adjoint::Scatter("row_acc")),
     tensor!("column", 1, 1, Forward::AsWritten, fallible: false, Adjoint::Scatter("column_acc")),
     // `x.slice(s![..])` of an ndarray array: a view; its adjoint adds into that part.
@@ -482,6 +484,7 @@ impl Rule {
             self.name,
             "range"
                 | "slice"
+                | "diag"
                 | "t"
                 | "row"
                 | "column"

@@ -34,9 +34,9 @@ pub mod __rt {
         Const, Skip,
     };
     pub use crate::tensor::{
-        add, add_owned, assign, column_acc, div, div_owned, dot, dot_lhs_adj, dot_rhs_adj,
-        insert_axis, insert_axis_adj, into_shape_with_order, mean_adj, mean_axis_adj, mul,
-        mul_owned, neg, range, range_acc, reshape_adj, reversed_axes, row_acc, slice_acc, sub,
+        add, add_owned, assign, column_acc, diag_adj, div, div_owned, dot, dot_lhs_adj,
+        dot_rhs_adj, insert_axis, insert_axis_adj, into_shape_with_order, mean_adj, mean_axis_adj,
+        mul, mul_owned, neg, range, range_acc, reshape_adj, reversed_axes, row_acc, slice_acc, sub,
         sub_owned, sum_adj, sum_axis_adj, t_adj, take_view,
     };
     pub use crate::Real;

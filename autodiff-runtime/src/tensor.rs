@@ -593,6 +593,22 @@ pub fn t_adj<
     dy.canon().view().reversed_axes().to_owned()
 }
 
+/// Adjoint of `x.diag()` (the main diagonal of a matrix, as a view): `dy` on the diagonal of a
+/// zero matrix of `x`'s shape.
+pub fn diag_adj<
+    F: Real,
+    X: HasDim<Elem = F, Dim = Ix2> + ?Sized,
+    S: Data<Elem = F>,
+    DY: Val<Canon = ArrayBase<S, Ix1>> + ?Sized,
+>(
+    x: &X,
+    dy: &DY,
+) -> Array<F, Ix2> {
+    let mut dx = Array::zeros(x.dim_of());
+    dx.diag_mut().assign(dy.canon());
+    dx
+}
+
 /// `x.reversed_axes()` on a view, so that `x` stays available to the reverse sweep.
 pub fn reversed_axes<
     'a,
