@@ -379,3 +379,43 @@ fn constants_taken_apart_by_let_patterns() {
     ];
     assert_close(&flat(&g), &flat(&want), 1e-12);
 }
+
+/// A cloud of points whose energy is a method differentiated with respect to `self`, walking
+/// its points by reference (`for p in &self.positions`) and taken apart.
+#[derive(Clone, Debug, autodiff::Differentiable)]
+pub struct Cloud {
+    positions: Vec<[f64; 3]>,
+    k: f64,
+}
+
+impl Cloud {
+    #[differentiate(wrt(self))]
+    pub fn energy(&self) -> f64 {
+        let mut e = 0.0;
+        for p in &self.positions {
+            e += self.k * (p[0] * p[0] + p[1] * p[1]);
+        }
+        for &[x, _, z] in self.positions.iter() {
+            e += x * z;
+        }
+        e
+    }
+}
+
+#[test]
+fn walks_by_reference_of_a_struct_field_match_the_analytic_gradient() {
+    let c = Cloud {
+        positions: vec![[1.0, 2.0, 3.0], [0.5, -1.0, 0.2]],
+        k: 0.5,
+    };
+    let g = c.energy_grad();
+    // d/dx = 2 k x + z, d/dy = 2 k y, d/dz = x; d/dk = sum x^2 + y^2.
+    for (p, gp) in c.positions.iter().zip(&g.positions) {
+        assert_close(
+            gp,
+            &[2.0 * c.k * p[0] + p[2], 2.0 * c.k * p[1], p[0]],
+            1e-12,
+        );
+    }
+    assert_close(&[g.k], &[1.0 + 4.0 + 0.25 + 1.0], 1e-12);
+}

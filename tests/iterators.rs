@@ -436,3 +436,25 @@ fn folds_nested_reductions_and_reversed_enumerations_match_finite_differences() 
     want[1] += 2.0 * x[0];
     assert_close(&g, &want, 1e-12);
 }
+
+/// Walks of a reference (`for v in &x[1..]`) and of a slice parameter itself (`for &v in x`).
+#[differentiate]
+fn walked_by_reference(x: &[f64]) -> f64 {
+    let mut s = 0.0;
+    for v in &x[1..] {
+        s += v * v;
+    }
+    for &v in x {
+        s += v;
+    }
+    s
+}
+
+#[test]
+fn walks_by_reference_match_the_analytic_gradient() {
+    assert_close(
+        &walked_by_reference_grad(&[1.0, 2.0, 3.0]),
+        &[1.0, 5.0, 7.0],
+        1e-15,
+    );
+}

@@ -1053,6 +1053,13 @@ impl Lowerer<'_> {
             {
                 (Some(Elements::Of(iter)), false)
             }
+            // `for v in &xs`, `&self.positions`, `&x[1..]` of differentiated values or a buffer.
+            Expr::Reference(r)
+                if r.mutability.is_none()
+                    && (self.mentions_active(&r.expr) || self.buffer_of(&r.expr).is_some()) =>
+            {
+                (Some(Elements::Of(&r.expr)), false)
+            }
             other => (elements(other), false),
         };
         // A walk of constants stays as written, unless its pattern takes the items apart
