@@ -155,6 +155,8 @@ rule!(powf, [a in 0.2..3.0, b in -2.0..2.0], true, a.powf(b));
 rule!(sqrt, [x in 0.1..10.0], x.sqrt());
 rule!(cbrt, [x in 0.1..10.0], x.cbrt());
 rule!(recip, [x in 0.2..5.0], x.recip());
+rule!(to_degrees, [x in -4.0..4.0], x.to_degrees());
+rule!(to_radians, [x in -400.0..400.0], x.to_radians() * x);
 rule!(hypot, [a in -3.0..3.0, b in -3.0..3.0], a.abs() + b.abs() > 0.1, a.hypot(b));
 // Exponentials and logarithms.
 rule!(exp, [x in -3.0..3.0], x.exp());

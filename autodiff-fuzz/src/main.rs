@@ -546,6 +546,14 @@ fn program(rng: &mut Rng, k: usize, out: &mut String, twins: &mut String) {
         let holder = format!("Holder{k} {{ a, w: x.to_vec(), cap: 4 }}");
         let _ = writeln!(out, "pub fn p{k}(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {{\n    {holder}.value(x, m, b)\n}}\n");
         let _ = writeln!(out, "pub fn p{k}_value_and_grad(\n    x: &[f64],\n    m: &Array2<f64>,\n    a: f64,\n    b: f64,\n) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {{\n    let (v, (gs, gx, gm, gb)) = {holder}.value_value_and_grad(x, m, b);\n    let gx = gx.iter().zip(&gs.w).map(|(p, q)| p + q).collect();\n    (v, (gx, gm, gs.a, gb))\n}}\n");
+    } else if g.rng.chance(15) {
+        // The input's elements read as points, `pts[i / 2][i % 2]` of `&[[f64; 2]]` (a copy of
+        // `x` in pairs), beside `x` itself for its walks and parts: the gradient of `x` is then
+        // its own plus the points'.
+        let points_body = reads_as_points(&body);
+        let _ = writeln!(out, "{attr}\n{allow}\npub fn p{k}_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) -> f64 {{\n{points_body}}}\n");
+        let _ = writeln!(out, "pub fn p{k}(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {{\n    p{k}_points(x, &pairs(x), m, a, b)\n}}\n");
+        let _ = writeln!(out, "pub fn p{k}_value_and_grad(\n    x: &[f64],\n    m: &Array2<f64>,\n    a: f64,\n    b: f64,\n) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {{\n    let (v, (gx, gp, gm, ga, gb)) = p{k}_points_value_and_grad(x, &pairs(x), m, a, b);\n    let gx = gx.iter().zip(gp.iter().flatten()).map(|(p, q)| p + q).collect();\n    (v, (gx, gm, ga, gb))\n}}\n");
     } else {
         let _ = writeln!(out, "{attr}\n{allow}\npub fn p{k}(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {{\n{body}}}\n");
     }
@@ -578,6 +586,47 @@ fn reads_through_field(body: &str) -> String {
             out.push(c);
         }
         prev = c;
+    }
+    out
+}
+
+/// `body` with each element read of the input, `x[e]` (not a part `x[a..b]`), read from its
+/// copy in pairs, `pts[(e) / 2][(e) % 2]`.
+fn reads_as_points(body: &str) -> String {
+    let chars: Vec<char> = body.chars().collect();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let starts = chars[i] == 'x'
+            && chars.get(i + 1) == Some(&'[')
+            && (i == 0
+                || !(chars[i - 1].is_alphanumeric() || chars[i - 1] == '_' || chars[i - 1] == '.'));
+        if starts {
+            // The index: up to the matching `]`.
+            let mut depth = 0;
+            let mut j = i + 1;
+            while j < chars.len() {
+                match chars[j] {
+                    '[' => depth += 1,
+                    ']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+                j += 1;
+            }
+            let index: String = chars[i + 2..j].iter().collect();
+            if !index.contains("..") && j < chars.len() {
+                let _ = write!(out, "pts[({index}) / 2][({index}) % 2]");
+                i = j + 1;
+                continue;
+            }
+        }
+        out.push(chars[i]);
+        i += 1;
     }
     out
 }
@@ -700,6 +749,11 @@ mod helpers {
         let y = soft(t, eps);
         (d_out * t / y, d_out * 0.5 / y)
     }
+}
+
+/// The input in pairs, for the programs that read it as points.
+fn pairs(x: &[f64]) -> Vec<[f64; 2]> {
+    x.chunks_exact(2).map(|c| [c[0], c[1]]).collect()
 }
 
 type Primal = fn(&[f64], &Array2<f64>, f64, f64) -> f64;

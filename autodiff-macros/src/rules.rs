@@ -266,6 +266,9 @@ pub static RULES: &[Rule] = &[
     elementwise!("sqrt", 1, 0, [t!([y, dy] => quote!(#dy * 0.5 / #y))]),
     elementwise!("cbrt", 1, 0, [t!([y, dy] => quote!(#dy / (3.0 * #y * #y)))]),
     elementwise!("recip", 1, 0, [t!([y, dy] => quote!(-#dy * #y * #y))]),
+    // Unit conversions: linear.
+    elementwise!("to_degrees", 1, 0, [t!([dy, f] => quote!(#dy * (180.0 / ::core::#f::consts::PI)))]),
+    elementwise!("to_radians", 1, 0, [t!([dy, f] => quote!(#dy * (::core::#f::consts::PI / 180.0)))]),
     elementwise!(
         "hypot",
         2,
