@@ -458,16 +458,7 @@ impl Rewriter {
         };
         match m.method.to_string().as_str() {
             method @ ("sum" | "product") if m.args.is_empty() => {
-                let (walk, pat, body): (&Expr, Pat, Expr) = match strip(&m.receiver) {
-                    Expr::MethodCall(map) if map.method == "map" && map.args.len() == 1 => {
-                        let c = closure(&map.args[0], 1)?;
-                        (&map.receiver, untyped(&c.inputs[0]), (*c.body).clone())
-                    }
-                    walk => {
-                        let v = self.fresh("element");
-                        (walk, syn::parse_quote!(#v), syn::parse_quote!(#v))
-                    }
-                };
+                let (walk, pat, body) = self.mapped(&m.receiver)?;
                 if !is_walk(walk) {
                     return None;
                 }
@@ -507,16 +498,7 @@ impl Rewriter {
                     }
                     _ => false,
                 };
-                let (walk, pat, body): (&Expr, Pat, Expr) = match strip(&m.receiver) {
-                    Expr::MethodCall(map) if map.method == "map" && map.args.len() == 1 => {
-                        let c = closure(&map.args[0], 1)?;
-                        (&map.receiver, untyped(&c.inputs[0]), (*c.body).clone())
-                    }
-                    walk => {
-                        let v = self.fresh("element");
-                        (walk, syn::parse_quote!(#v), syn::parse_quote!(#v))
-                    }
-                };
+                let (walk, pat, body) = self.mapped(&m.receiver)?;
                 if !vec || !is_walk(walk) {
                     return None;
                 }
@@ -590,6 +572,24 @@ impl Rewriter {
             }
             _ => None,
         }
+    }
+
+    /// The walk a reduction reads, the pattern binding each item and the item's value:
+    /// `walk.map(|p| e)` gives `(walk, p, e)`, a walk alone `(walk, v, v)` with a fresh `v`.
+    fn mapped<'e>(&mut self, receiver: &'e Expr) -> Option<(&'e Expr, Pat, Expr)> {
+        Some(match strip(receiver) {
+            Expr::MethodCall(map) if map.method == "map" && map.args.len() == 1 => {
+                let c = match strip(&map.args[0]) {
+                    Expr::Closure(c) if c.inputs.len() == 1 && !returns(&c.body) => c,
+                    _ => return None,
+                };
+                (&*map.receiver, untyped(&c.inputs[0]), (*c.body).clone())
+            }
+            walk => {
+                let v = self.fresh("element");
+                (walk, syn::parse_quote!(#v), syn::parse_quote!(#v))
+            }
+        })
     }
 
     /// A `for` over a slice's windows or chunks, or over its elements backwards, as the index

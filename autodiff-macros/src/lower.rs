@@ -1548,26 +1548,10 @@ impl Lowerer<'_> {
             // `[x * y, x + y]` (a force, a difference vector): a local buffer of the function's
             // float, each element stored in turn, read like any buffer (`d[0]`, `norm(&d)`).
             Expr::Array(a) => {
-                let mut elements = Vec::new();
-                for el in &a.elems {
-                    elements.push(self.operand(el, out)?);
-                }
-                let (float, n) = (self.float.clone(), elements.len());
-                let var = self.new_var(if hint.is_empty() { "array" } else { hint }, true, None);
-                self.vars[var].buffer = true;
-                out.stmts.push(Stmt::Let {
-                    var,
-                    op: Op::Verbatim(quote!([0.0 as #float; #n])),
-                });
-                for (k, value) in elements.into_iter().enumerate() {
-                    out.stmts.push(Stmt::Store {
-                        buf: var,
-                        index: Operand::Const(quote!(#k)),
-                        value,
-                        part: Part::Element,
-                    });
-                }
-                Ok(Lowered::Operand(Operand::Var(var)))
+                let float = self.float.clone();
+                let n = a.elems.len();
+                let hint = if hint.is_empty() { "array" } else { hint };
+                self.filled(quote!([0.0 as #float; #n]), a.elems.iter(), hint, out)
             }
             Expr::Macro(m) if m.mac.path.is_ident("vec") => {
                 let tokens = &m.mac.tokens;
@@ -1575,26 +1559,11 @@ impl Lowerer<'_> {
                 // `vec![a, b]` of differentiated values: a buffer filled element by element,
                 // like an array literal.
                 if let (Expr::Array(elems), true) = (&array, self.mentions_active(&array)) {
-                    let mut elements = Vec::new();
-                    for el in &elems.elems {
-                        elements.push(self.operand(el, out)?);
-                    }
-                    let (float, n) = (self.float.clone(), elements.len());
-                    let var = self.new_var(if hint.is_empty() { "vec" } else { hint }, true, None);
-                    self.vars[var].buffer = true;
-                    out.stmts.push(Stmt::Let {
-                        var,
-                        op: Op::Verbatim(quote!(::std::vec![0.0 as #float; #n])),
-                    });
-                    for (k, value) in elements.into_iter().enumerate() {
-                        out.stmts.push(Stmt::Store {
-                            buf: var,
-                            index: Operand::Const(quote!(#k)),
-                            value,
-                            part: Part::Element,
-                        });
-                    }
-                    return Ok(Lowered::Operand(Operand::Var(var)));
+                    let float = self.float.clone();
+                    let n = elems.elems.len();
+                    let hint = if hint.is_empty() { "vec" } else { hint };
+                    let zeros = quote!(::std::vec![0.0 as #float; #n]);
+                    return self.filled(zeros, elems.elems.iter(), hint, out);
                 }
                 if self.mentions_active(&array) {
                     return Err(syn::Error::new_spanned(m, "#[differentiate] supports `vec![..]` of constants (a buffer to fill by index); for a copy of differentiated values write `x.to_vec()`"));
@@ -1610,6 +1579,37 @@ impl Lowerer<'_> {
             Expr::ForLoop(_) | Expr::While(_) => Err(syn::Error::new_spanned(e, "#[differentiate] supports loops as statements: assign the result inside the loop and end the function with it")),
             other => Err(unsupported(other)),
         }
+    }
+
+    /// A local buffer made by `zeros` (an array or `Vec` of the float's zeros) and filled
+    /// element by element with `elements` in order: an array literal or `vec![..]` of
+    /// differentiated values, read like any buffer.
+    fn filled<'e>(
+        &mut self,
+        zeros: TokenStream,
+        elements: impl Iterator<Item = &'e Expr>,
+        hint: &str,
+        out: &mut Block,
+    ) -> syn::Result<Lowered> {
+        let mut values = Vec::new();
+        for el in elements {
+            values.push(self.operand(el, out)?);
+        }
+        let var = self.new_var(hint, true, None);
+        self.vars[var].buffer = true;
+        out.stmts.push(Stmt::Let {
+            var,
+            op: Op::Verbatim(zeros),
+        });
+        for (k, value) in values.into_iter().enumerate() {
+            out.stmts.push(Stmt::Store {
+                buf: var,
+                index: Operand::Const(quote!(#k)),
+                value,
+                part: Part::Element,
+            });
+        }
+        Ok(Lowered::Operand(Operand::Var(var)))
     }
 
     fn operator(&self, name: &str, args: Vec<Operand>, span: Span) -> Lowered {
