@@ -458,3 +458,32 @@ fn walks_by_reference_match_the_analytic_gradient() {
         1e-15,
     );
 }
+
+/// Neighbours by zipping a walk with itself skipped (`x.iter().zip(x.iter().skip(1))`), a taken
+/// walk zipped with a skipped one, and a skip past the end (an empty walk).
+#[differentiate]
+fn neighbours(x: &[f64]) -> f64 {
+    let total: f64 = x.iter().zip(x.iter().skip(1)).map(|(a, b)| a * b).sum();
+    let mut s = 0.0;
+    for (a, b) in x.iter().take(2).zip(x.iter().skip(1).copied()) {
+        s += a * b * b;
+    }
+    for (i, (a, b)) in x.iter().zip(x.iter().skip(9)).enumerate() {
+        s += a * b * i as f64;
+    }
+    total + s
+}
+
+#[test]
+fn zips_of_skipped_and_taken_walks_match_the_analytic_gradient() {
+    let x = [1.0, 2.0, 3.0, 0.5];
+    // sum x_i x_{i+1} + x0 x1^2 + x1 x2^2.
+    let want = [
+        x[1] + x[1] * x[1],
+        x[0] + x[2] + 2.0 * x[0] * x[1] + x[2] * x[2],
+        x[1] + x[3] + 2.0 * x[1] * x[2],
+        x[2],
+    ];
+    assert_close(&neighbours_grad(&x), &want, 1e-12);
+    assert_close(&neighbours_grad(&x), &fd(&|v| neighbours(v), &x), 1e-7);
+}

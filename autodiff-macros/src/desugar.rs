@@ -68,6 +68,7 @@ pub fn reduce(e: &Expr) -> Option<Expr> {
     if let Expr::Block(b) = &mut reduction {
         for s in &mut b.block.stmts {
             if let syn::Stmt::Expr(Expr::ForLoop(f), _) = s {
+                parts_of_zips(&mut f.expr);
                 if let Some(indexed) = rewriter.indexed_loop(f) {
                     *s = syn::Stmt::Expr(indexed, None);
                 }
@@ -215,6 +216,7 @@ impl<'ast> Visit<'ast> for Probe {
                 self.0 |= INDEXED_WALKS.iter().any(|n| m.method == n);
                 walk = &m.receiver;
             }
+            self.0 |= zips_a_part(&f.expr);
         }
         syn::visit::visit_expr(self, e);
     }
@@ -884,6 +886,7 @@ impl VisitMut for Rewriter {
             }
         }
         if let Expr::ForLoop(f) = e {
+            parts_of_zips(&mut f.expr);
             if let Some(indexed) = self.indexed_loop(f) {
                 *e = indexed;
                 return;
@@ -972,6 +975,82 @@ fn is_walk(e: &Expr) -> bool {
         }
         _ => false,
     }
+}
+
+/// Does a zip in this walk hold a `skip` or `take` walk (`x.iter().zip(x.iter().skip(1))`)?
+fn zips_a_part(e: &Expr) -> bool {
+    match strip(e) {
+        Expr::MethodCall(m) if m.method == "zip" && m.args.len() == 1 => {
+            skipped_or_taken(&m.receiver)
+                || skipped_or_taken(&m.args[0])
+                || zips_a_part(&m.receiver)
+        }
+        Expr::MethodCall(m) => zips_a_part(&m.receiver),
+        _ => false,
+    }
+}
+
+/// `xs.iter().skip(k)` or `.take(k)` (`.copied()` before or after).
+fn skipped_or_taken(e: &Expr) -> bool {
+    match strip(e) {
+        Expr::MethodCall(m)
+            if (m.method == "copied" || m.method == "cloned") && m.args.is_empty() =>
+        {
+            skipped_or_taken(&m.receiver)
+        }
+        Expr::MethodCall(m) if (m.method == "skip" || m.method == "take") && m.args.len() == 1 => {
+            matches!(strip(&m.receiver), Expr::MethodCall(i) if i.method == "iter" && i.args.is_empty())
+        }
+        _ => false,
+    }
+}
+
+/// The sides of zips in a walk that `skip` or `take` a slice's walk, as walks of that part of
+/// it: `xs.iter().skip(k)` is `xs[min(k, xs.len())..].iter()` and `.take(k)` is
+/// `xs[..min(k, xs.len())].iter()` (the same items, `skip` and `take` stopping at the end), so
+/// `x.iter().zip(x.iter().skip(1))` reads neighbours as a zip of parts does.
+fn parts_of_zips(e: &mut Expr) {
+    let e = match e {
+        Expr::Paren(p) => &mut *p.expr,
+        e => e,
+    };
+    let Expr::MethodCall(m) = e else { return };
+    if m.method == "zip" && m.args.len() == 1 {
+        as_part(&mut m.receiver);
+        if let Some(arg) = m.args.first_mut() {
+            as_part(arg);
+        }
+    }
+    parts_of_zips(&mut m.receiver);
+}
+
+/// [`parts_of_zips`] of one side.
+fn as_part(e: &mut Expr) {
+    let (copied, inner) = match strip(e) {
+        Expr::MethodCall(m)
+            if (m.method == "copied" || m.method == "cloned") && m.args.is_empty() =>
+        {
+            (Some(m.method.clone()), &*m.receiver)
+        }
+        other => (None, other),
+    };
+    let Expr::MethodCall(m) = inner else { return };
+    let Expr::MethodCall(it) = strip(&m.receiver) else {
+        return;
+    };
+    if it.method != "iter" || !it.args.is_empty() || m.args.len() != 1 {
+        return;
+    }
+    let (base, k) = (&it.receiver, &m.args[0]);
+    let part: Expr = match m.method.to_string().as_str() {
+        "skip" => syn::parse_quote!(#base[::core::cmp::min(#k, #base.len())..].iter()),
+        "take" => syn::parse_quote!(#base[..::core::cmp::min(#k, #base.len())].iter()),
+        _ => return,
+    };
+    *e = match copied {
+        Some(c) => syn::parse_quote!(#part.#c()),
+        None => part,
+    };
 }
 
 /// A pattern without a leading `&` (`for &v in xs.iter().rev()`: the item is read as a value).
