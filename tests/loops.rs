@@ -1962,3 +1962,39 @@ fn returns_from_loops_match_finite_differences_and_analytic_gradients() {
         assert_close(&got, &fd(&f, &at), 1e-6);
     }
 }
+
+/// `loop` with a value: Newton's square root returns `break next` once it has converged, and
+/// a count of steps (an integer, typed on its `let`) is a second `loop` value.
+#[differentiate]
+fn newton_loop_value(a: f64) -> f64 {
+    let mut g = a.max(1.0);
+    let root = loop {
+        let next = 0.5 * (g + a / g);
+        if (next - g).abs() < 1e-13 {
+            break next;
+        }
+        g = next;
+    };
+    let mut k = 0;
+    let steps: usize = loop {
+        k += 1;
+        if k * k > 10 {
+            break k;
+        }
+    };
+    root * steps as f64
+}
+
+#[test]
+fn loops_with_values_match_the_analytic_gradient() {
+    // 4 steps (16 > 10): d/da 4 sqrt(a) = 2 / sqrt(a).
+    for a in [0.5, 2.0, 9.0] {
+        let (value, g) = newton_loop_value_value_and_grad(a);
+        assert!((value - 4.0 * a.sqrt()).abs() < 1e-12, "{value}");
+        assert!(
+            (g - 2.0 / a.sqrt()).abs() < 1e-9,
+            "{g} vs {}",
+            2.0 / a.sqrt()
+        );
+    }
+}

@@ -62,6 +62,7 @@ pub fn reduce(e: &Expr) -> Option<Expr> {
     let mut rewriter = Rewriter {
         bound: names.bound,
         used: names.idents,
+        float: None,
     };
     let mut reduction = rewriter.reduction(e)?;
     // Its loops walk as a `for` written so would (`xs.iter().skip(1)`: by index).
@@ -87,9 +88,16 @@ pub fn apply(func: &ItemFn) -> Option<ItemFn> {
     }
     let mut names = Names::default();
     names.visit_item_fn(func);
+    let float = match &func.sig.output {
+        syn::ReturnType::Type(_, ty) => {
+            crate::signature::float_type(ty).map(|f| syn::parse_quote!(#f))
+        }
+        syn::ReturnType::Default => None,
+    };
     let mut rewriter = Rewriter {
         bound: names.bound,
         used: names.idents,
+        float,
     };
     let mut out = func.clone();
     if closures {
@@ -206,6 +214,10 @@ impl<'ast> Visit<'ast> for Probe {
         self.0 |= l.init.as_ref().is_some_and(|i| i.diverge.is_some());
         syn::visit::visit_local(self, l);
     }
+    fn visit_expr_break(&mut self, b: &'ast syn::ExprBreak) {
+        self.0 |= b.expr.is_some();
+        syn::visit::visit_expr_break(self, b);
+    }
     fn visit_expr(&mut self, e: &'ast Expr) {
         if matches!(e, Expr::ForLoop(_) | Expr::While(_) | Expr::Loop(_)) {
             self.0 |= returns(e);
@@ -276,6 +288,9 @@ impl<'ast> Visit<'ast> for Names {
 struct Rewriter {
     bound: HashSet<String>,
     used: HashSet<String>,
+    /// The function's float (its return type), the type of a `loop`'s value when its `let`
+    /// names none.
+    float: Option<syn::Type>,
 }
 
 impl Rewriter {
@@ -903,6 +918,7 @@ impl VisitMut for Rewriter {
 
     fn visit_block_mut(&mut self, b: &mut syn::Block) {
         syn::visit_mut::visit_block_mut(self, b);
+        self.loop_values(b);
         // `let P = e else { diverge };`: `if !(e matches P) { diverge }`, then each binding
         // taken out of `e`, in the block itself (the rest of the block reads them).
         if !b
@@ -929,6 +945,100 @@ impl VisitMut for Rewriter {
             }
         }
         b.stmts = stmts;
+    }
+}
+
+impl Rewriter {
+    /// `let r = loop { .. break e; .. };`: the value kept in a local the `break`s assign,
+    /// `let mut v: F = Default::default(); loop { .. { v = e; break; } .. } let r: F = v;`,
+    /// with `F` the `let`'s type or the function's float.
+    fn loop_values(&mut self, b: &mut syn::Block) {
+        let valued = |s: &syn::Stmt| {
+            matches!(s, syn::Stmt::Local(syn::Local { init: Some(i), .. })
+                if i.diverge.is_none()
+                    && matches!(strip(&i.expr), Expr::Loop(l) if l.label.is_none() && breaks_with_value(&l.body)))
+        };
+        if !b.stmts.iter().any(valued) {
+            return;
+        }
+        let mut stmts = Vec::with_capacity(b.stmts.len() + 2);
+        for s in std::mem::take(&mut b.stmts) {
+            let syn::Stmt::Local(local) = &s else {
+                stmts.push(s);
+                continue;
+            };
+            let (pat, ty) = match &local.pat {
+                Pat::Type(t) => (&*t.pat, Some((*t.ty).clone())),
+                p => (p, None),
+            };
+            let (Some(ty), Some(init), true) =
+                (ty.or_else(|| self.float.clone()), &local.init, valued(&s))
+            else {
+                stmts.push(s);
+                continue;
+            };
+            let Expr::Loop(mut lp) = strip(&init.expr).clone() else {
+                stmts.push(s);
+                continue;
+            };
+            let v = self.fresh("loop_value");
+            BreakValues(&v, 0).visit_block_mut(&mut lp.body);
+            let new: syn::Block = syn::parse_quote!({
+                let mut #v: #ty = ::core::default::Default::default();
+                #lp
+                let #pat: #ty = #v;
+            });
+            stmts.extend(new.stmts);
+        }
+        b.stmts = stmts;
+    }
+}
+
+/// Does a loop body `break` with a value (its own `break`, not a nested loop's)?
+fn breaks_with_value(body: &syn::Block) -> bool {
+    struct Find(bool, usize);
+    impl<'ast> Visit<'ast> for Find {
+        fn visit_expr(&mut self, e: &'ast Expr) {
+            match e {
+                Expr::Closure(_) => {}
+                Expr::Break(b) if self.1 == 0 && b.label.is_none() && b.expr.is_some() => {
+                    self.0 = true
+                }
+                Expr::Loop(_) | Expr::While(_) | Expr::ForLoop(_) => {
+                    self.1 += 1;
+                    syn::visit::visit_expr(self, e);
+                    self.1 -= 1;
+                }
+                e => syn::visit::visit_expr(self, e),
+            }
+        }
+    }
+    let mut f = Find(false, 0);
+    f.visit_block(body);
+    f.0
+}
+
+/// Rewrites a loop's own `break e` as `{ v = e; break; }`.
+struct BreakValues<'a>(&'a Ident, usize);
+
+impl VisitMut for BreakValues<'_> {
+    fn visit_expr_mut(&mut self, e: &mut Expr) {
+        match e {
+            Expr::Closure(_) => {}
+            Expr::Break(b) if self.1 == 0 && b.label.is_none() && b.expr.is_some() => {
+                let (v, value) = (self.0, b.expr.take());
+                *e = syn::parse_quote!({
+                    #v = #value;
+                    break;
+                });
+            }
+            Expr::Loop(_) | Expr::While(_) | Expr::ForLoop(_) => {
+                self.1 += 1;
+                syn::visit_mut::visit_expr_mut(self, e);
+                self.1 -= 1;
+            }
+            e => syn::visit_mut::visit_expr_mut(self, e),
+        }
     }
 }
 
