@@ -28,10 +28,10 @@ pub struct Field {
     pub param: usize,
     /// The members from the parameter to the field: `[layer, w]` (`[0]` of a tuple struct).
     pub path: Vec<syn::Member>,
-    /// Read where only an integer, a `bool` or an enum can stand: the first such read, where
-    /// generated code checks the field is not a float (`__rt::constant_field`).
-    /// Its first and last tokens' spans.
-    pub constant: Option<(Span, Span)>,
+    /// Read where only an integer, a `bool` or an enum can stand: the span of the first such
+    /// read's field (its last token), where generated code checks the field is not a float
+    /// (`__rt::constant_field`).
+    pub constant: Option<Span>,
 }
 
 /// The fields of the struct parameters `params` (index, name) read in `block`, in the order
@@ -120,7 +120,7 @@ impl<'ast> Visit<'ast> for Scan<'_> {
         if let Some((param, path)) = of_param(e, self.params) {
             let constant = (self.constant_context > 0).then(|| {
                 let last = quote::ToTokens::to_token_stream(e).into_iter().last();
-                (e.span(), last.map_or(e.span(), |t| t.span()))
+                last.map_or(e.span(), |t| t.span())
             });
             match self
                 .fields

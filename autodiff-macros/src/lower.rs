@@ -134,19 +134,14 @@ fn lower_once(
             let path = &field.path;
             let key = field_key(path);
             // A constant field is checked not to be a float, at its read: the probe's tokens
-            // take the read's first and last spans, so rustc underlines the whole `p.s`.
-            if let Some((first, last)) = field.constant {
+            // take the span of the read's field (the `s` of `p.s`; one span, which both the
+            // compiler's tokens and the in-process ones keep alike).
+            if let Some(last) = field.constant {
                 let param = &p.ident;
-                let probe = Ident::new("probe", last);
-                let mut call = proc_macro2::Group::new(
-                    proc_macro2::Delimiter::Parenthesis,
-                    TokenStream::new(),
-                );
-                call.set_span(last);
-                lw.items.push(quote::quote_spanned!(first=> {
+                lw.items.push(quote::quote_spanned!(last=> {
                     use ::autodiff::__rt::{FloatProbe as _, OtherProbe as _};
                     ::autodiff::__rt::constant_field(
-                        (&::autodiff::__rt::ConstantProbe(&#param.#(#path).*)).#probe #call
+                        (&::autodiff::__rt::ConstantProbe(&#param.#(#path).*)).probe()
                     );
                 }));
             }
