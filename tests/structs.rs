@@ -417,3 +417,42 @@ fn tuple_structs_match_the_analytic_gradient() {
     let got = [g.w.0[0], g.w.0[1], g.w.0[2], g.w.1, g.scale];
     assert_close(&got, &fd(&f, &flat), 1e-6);
 }
+
+/// A model with an optional regularisation weight: an `Option` field is a constant, read by
+/// `if let`.
+#[derive(Clone, Debug, Differentiable)]
+pub struct Ridge {
+    w: Vec<f64>,
+    reg: Option<f64>,
+}
+
+impl Ridge {
+    #[differentiate(wrt(self))]
+    fn loss(&self, x: &[f64], y: f64) -> f64 {
+        let mut p = 0.0;
+        for i in 0..x.len() {
+            p += self.w[i] * x[i];
+        }
+        let mut l = (p - y) * (p - y);
+        if let Some(r) = self.reg {
+            l += r * self.w.iter().map(|v| v * v).sum::<f64>();
+        }
+        l
+    }
+}
+
+#[test]
+fn option_fields_are_constants() {
+    let x = [1.0, 1.0];
+    for reg in [Some(0.5), None] {
+        let m = Ridge {
+            w: vec![1.0, 2.0],
+            reg,
+        };
+        let g = m.loss_grad(&x, 1.0);
+        // d/dw_i = 2 (p - y) x_i + 2 r w_i, with p = 3.
+        let r = reg.unwrap_or(0.0);
+        assert_close(&g.w, &[4.0 + 2.0 * r, 4.0 + 4.0 * r], 1e-12);
+        assert_eq!(g.reg, reg);
+    }
+}

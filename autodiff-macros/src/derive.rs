@@ -4,7 +4,7 @@
 //! Each field is classified by its written type: `f64` / `f32`, ndarray arrays, `Vec`s and
 //! fixed-size arrays of them (`[f64; 3]`, `Vec<[f64; 3]>`) are differentiated (their gradient
 //! is that field of the gradient, zero where nothing reads it); integers, `bool`, `char`,
-//! `String`, other `Vec`s, `Option`s and arrays, and fields marked
+//! `String`, `Option`s, other `Vec`s and arrays, and fields marked
 //! `#[differentiable(constant)]` are constants (the gradient holds a copy); any other type is
 //! a nested struct that derives `Differentiable` itself. The derive implements the runtime's
 //! traits the generated code uses on a struct's gradient: a zero of the same shape, adding one
@@ -67,7 +67,7 @@ pub fn expand(input: TokenStream) -> syn::Result<TokenStream> {
     let mut scale = Vec::new();
     for (field, f) in &fields {
         let marked = marked_constant(f)?;
-        if marked && element(&f.ty).is_some() {
+        if marked && element(&f.ty).is_some() && !is_constant(&f.ty) {
             return Err(syn::Error::new(f.ty.span(), "a field of floats is differentiated wherever a differentiated function reads it as a value: `#[differentiable(constant)]` is for fields whose type has no gradient (an enum, a configuration struct); to hold a float constant, read it as `p.field.stop_gradient()`"));
         }
         let constant = marked || is_constant(&f.ty);
@@ -137,8 +137,8 @@ fn marked_constant(f: &syn::Field) -> syn::Result<bool> {
     Ok(constant)
 }
 
-/// A type whose values have no gradient: integers, `bool`, `char`, `String`, `Vec`s and
-/// `Option`s of other than floats.
+/// A type whose values have no gradient: integers, `bool`, `char`, `String`, any `Option`,
+/// and `Vec`s and arrays of other than floats.
 fn is_constant(ty: &Type) -> bool {
     if let Type::Array(a) = ty {
         return is_constant(&a.elem);
@@ -154,8 +154,11 @@ fn is_constant(ty: &Type) -> bool {
         "bool", "char", "u8", "u16", "u32", "u64", "u128", "usize", "i8", "i16", "i32", "i64",
         "i128", "isize", "String",
     ];
+    // An `Option` (a regularisation weight that may be absent, read by `if let`) holds no
+    // gradient, whatever it holds.
     CONSTANTS.contains(&name.as_str())
-        || ((name == "Vec" || name == "Option") && element(ty).is_none())
+        || name == "Option"
+        || (name == "Vec" && element(ty).is_none())
 }
 
 /// The float a field holds: `f64` of `f64`, `Vec<f64>`, `Array2<f64>`, `[f64; 3]`,
