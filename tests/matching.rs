@@ -351,3 +351,33 @@ fn while_let_loops_match_the_analytic_gradient() {
     let f = fd(&|v| newton_sqrt(v[0], 2), &[4.0]);
     assert_close(&[g], &f, 1e-6);
 }
+
+/// Patterns binding a differentiated value whole: the scrutinee (`v if v < 0.0`), elements of
+/// a tuple scrutinee (`(p, q) if p > q`), in `if let` and `let .. else` too.
+#[differentiate]
+fn whole_bindings(x: f64, y: f64, k: usize) -> f64 {
+    let a = match x {
+        v if v < 0.0 => -v,
+        v => v * v,
+    };
+    let b = match (x, y) {
+        (p, q) if p > q => p - q,
+        (p, q) => q * p,
+    };
+    let c = if let (v, 0) = (y, k % 2) { v * 3.0 } else { y };
+    let (w, 1) = (x * y, k) else {
+        return a + b + c;
+    };
+    a + b + c + w.sin()
+}
+
+#[test]
+fn whole_bindings_of_differentiated_values_match_finite_differences() {
+    for (x, y) in [(-1.5, 0.5), (2.0, 1.0), (0.5, 3.0)] {
+        for k in [0, 1, 2] {
+            let (gx, gy, ()) = whole_bindings_pullback(x, y, k, 1.0);
+            let want = fd(&|v| whole_bindings(v[0], v[1], k), &[x, y]);
+            assert_close(&[gx, gy], &want, 1e-7);
+        }
+    }
+}

@@ -386,6 +386,7 @@ impl Rewriter {
             bindings,
             renamed,
             blank,
+            original: pat.clone(),
         }
     }
 
@@ -401,11 +402,18 @@ impl Rewriter {
     /// A `let` per binding of the pattern, taking its value out of the scrutinee.
     fn take_out(&self, arm: &ArmPattern, scrutinee: &Expr) -> Vec<TokenStream> {
         let renamed = &arm.renamed;
+        // A binding of the scrutinee whole (or of a tuple's element) is that value itself, so
+        // it may be a differentiated one: `match x { v if v < 0.0 => -v, v => v }`.
+        let mut whole = Vec::new();
+        whole_bindings(&arm.original, scrutinee, &mut whole);
         arm.bindings
             .iter()
             .map(|b| {
                 let (name, fresh) = (&b.name, &b.fresh);
                 let mutability = b.mutable.then(|| quote!(mut));
+                if let Some((_, value)) = whole.iter().find(|(n, _)| n == name) {
+                    return quote_spanned! {name.span()=> let #mutability #name = #value; };
+                }
                 // Spanned at the binding: a binding of a differentiated value is reported there.
                 quote_spanned! {name.span()=>
                     let #mutability #name = match #scrutinee {
@@ -847,6 +855,26 @@ struct ArmPattern {
     bindings: Vec<Binding>,
     renamed: Pat,
     blank: Pat,
+    /// The pattern as written.
+    original: Pat,
+}
+
+/// The bindings of `pat` that bind the scrutinee whole, or a whole element of a tuple
+/// scrutinee (`v` of `match x { v if v < 0.0 => .. }`, `(a, b)` of `match (x, y)`): each with
+/// the expression it binds.
+fn whole_bindings(pat: &Pat, scrutinee: &Expr, out: &mut Vec<(Ident, Expr)>) {
+    match (pat, strip(scrutinee)) {
+        (Pat::Ident(p), _) if p.subpat.is_none() && p.by_ref.is_none() => {
+            out.push((p.ident.clone(), scrutinee.clone()))
+        }
+        (Pat::Paren(p), _) => whole_bindings(&p.pat, scrutinee, out),
+        (Pat::Tuple(t), Expr::Tuple(e)) if t.elems.len() == e.elems.len() => {
+            for (p, e) in t.elems.iter().zip(&e.elems) {
+                whole_bindings(p, e, out);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// A field pattern written out in full: `x` -> `x: x` (whose pattern is then changed).

@@ -2530,7 +2530,7 @@ fn unsupported(e: &Expr) -> syn::Error {
         Expr::Closure(_) => "#[differentiate] supports closures given to `mapv`, and closures bound by `let` (not `mut`, not `move`) and only called, `let f = |r: f64| ..; f(x)`, which are inlined at their calls; write this one's computation inline, or as a separate annotated function",
         Expr::Unsafe(_) => "#[differentiate] does not support `unsafe` blocks: the gradient must be computable from safe code",
         Expr::Macro(_) => "#[differentiate] does not support macros in expressions; only `assert!` and `debug_assert!` may stay, as statements",
-        Expr::Match(m) if crate::desugar::is_extraction(m) => "#[differentiate] supports patterns (of `match`, `if let`, `let .. else`) that bind values which are not differentiated (a configuration's fields, integers); this one binds a differentiated value: write `_` in its place and read the value from the scrutinee",
+        Expr::Match(m) if crate::desugar::is_extraction(m) => "#[differentiate] supports patterns (of `match`, `if let`, `let .. else`) that bind values which are not differentiated (a configuration's fields, integers), or a differentiated value whole (`v if v < 0.0 => ..`, `(v, 0) => ..` of a tuple); this one binds part of a differentiated value: write `_` in its place and read the value from the scrutinee",
         Expr::Match(_) => "#[differentiate] supports a `match` of `true` / `false` arms only as a condition (`if match s { P => true, _ => false } { .. }`)",
         Expr::Return(_) => "#[differentiate] supports `return` as a statement, inside `if`/`else` arms and blocks; move the `return` out of this expression",
         Expr::Index(_) => "#[differentiate] does not support indexing a differentiated value yet",
