@@ -220,7 +220,13 @@ impl Gen<'_> {
                     let g = self.expr(1);
                     // The binding's name, unlike every other name of the program.
                     let m = self.name("k");
-                    match self.rng.below(8) {
+                    match self.rng.below(9) {
+                        8 => {
+                            // Bindings of differentiated values whole: the scrutinee (with a
+                            // guard reading it) and the elements of a tuple scrutinee.
+                            let lit = self.rng.literal();
+                            let _ = writeln!(out, "    let {v} = match {t} {{\n        {m} if {m} < {lit} => {m} * {g},\n        {m} => {f} - {m},\n    }} + match ({g}, {f}) {{\n        ({m}, w) if {m} > w => {m} - w,\n        ({m}, w) => w * 0.5 + {m},\n    }};");
+                        }
                         7 => {
                             // Reductions rewritten at lowering: a walk collected into a `Vec`,
                             // a sum over a range, one over windows, a fold over a `map`, and a
