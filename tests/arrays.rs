@@ -419,3 +419,22 @@ fn walks_by_reference_of_a_struct_field_match_the_analytic_gradient() {
     }
     assert_close(&[g.k], &[1.0 + 4.0 + 0.25 + 1.0], 1e-12);
 }
+
+/// The same constructs in `f32`: a fixed-size array, an array literal, points taken apart.
+#[differentiate]
+pub fn single_precision(v: &[f32; 3], p: &[[f32; 2]]) -> f32 {
+    let d = [v[0] - v[1], v[2] * 2.0];
+    let mut s = d[0] * d[1];
+    for &[a, b] in p.iter() {
+        s += a * b;
+    }
+    s + p.iter().map(|q| q[0]).sum::<f32>()
+}
+
+#[test]
+fn fixed_size_arrays_and_points_in_f32() {
+    let (g, gp) = single_precision_grad(&[1.0, 2.0, 3.0], &[[1.0, 2.0], [3.0, 4.0]]);
+    // d = [v0 - v1, 2 v2] = [-1, 6]: d0 d1 gives [d1, -d1, 2 d0]; the points b + 1 and a.
+    assert_eq!(g, [6.0, -6.0, -2.0]);
+    assert_eq!(gp, vec![[3.0, 1.0], [5.0, 3.0]]);
+}
