@@ -1903,6 +1903,15 @@ impl Lowerer<'_> {
         let Expr::Path(fp) = strip(&c.func) else {
             return Err(syn::Error::new_spanned(&c.func, "#[differentiate] supports calls of functions by name or path (`g(x)`, `physics::g(x)`)"));
         };
+        // A function held in a parameter or a local (`f: impl Fn(f64) -> f64`) called with
+        // differentiated arguments: nothing says what its derivative is.
+        if let Some(name) = fp.path.get_ident() {
+            if self.lookup(&name.to_string()).is_some()
+                && c.args.iter().any(|a| self.mentions_active(a))
+            {
+                return Err(syn::Error::new_spanned(&c.func, format!("#[differentiate] cannot differentiate through `{name}`, a function passed as a value (a parameter or a local): its derivative is unknown here; call a named function that has `#[differentiate]` (or a hand-written `pullback`), or a closure bound by `let` in this body (inlined at its calls)")));
+            }
+        }
         // Generic arguments on the function itself (`g::<P, 3>(x)`) move to its pullback; on a
         // type before it, or a qualified path, they would not.
         let n = fp.path.segments.len();
