@@ -487,3 +487,35 @@ fn zips_of_skipped_and_taken_walks_match_the_analytic_gradient() {
     assert_close(&neighbours_grad(&x), &want, 1e-12);
     assert_close(&neighbours_grad(&x), &fd(&|v| neighbours(v), &x), 1e-7);
 }
+
+/// Filtered walks: pairs leaving out a particle with itself (`(0..n).filter(|&j| j != i)`),
+/// an enumeration filtered on its index, items filtered on their value (through references,
+/// `|&&v|` and `**v`), in `for` loops and in a reduction.
+#[differentiate]
+fn filtered(x: &[f64]) -> f64 {
+    let n = x.len();
+    let mut e = 0.0;
+    for i in 0..n {
+        for j in (0..n).filter(|&j| j != i) {
+            let d = x[i] - x[j];
+            e += 1.0 / (1.0 + d * d);
+        }
+    }
+    for (k, v) in x.iter().enumerate().filter(|(k, _)| k % 2 == 0) {
+        e += v * v * (k + 1) as f64;
+    }
+    for &v in x.iter().filter(|&&v| v > 0.0) {
+        e += v.powi(3);
+    }
+    e + x.iter().filter(|v| **v < 1.0).map(|v| v.sin()).sum::<f64>()
+}
+
+#[test]
+fn filtered_walks_match_finite_differences() {
+    let x = [0.5, -1.0, 2.0, 0.3];
+    assert_close(&filtered_grad(&x), &fd(&|v| filtered(v), &x), 1e-7);
+    // One element: no pairs; x0 counted as even, positive and below 1.
+    let x = [0.4];
+    let want = 2.0 * 0.4 + 3.0 * 0.4 * 0.4 + 0.4f64.cos();
+    assert_close(&filtered_grad(&x), &[want], 1e-12);
+}

@@ -69,6 +69,7 @@ pub fn reduce(e: &Expr) -> Option<Expr> {
     if let Expr::Block(b) = &mut reduction {
         for s in &mut b.block.stmts {
             if let syn::Stmt::Expr(Expr::ForLoop(f), _) = s {
+                rewriter.filtered(f);
                 parts_of_zips(&mut f.expr);
                 if let Some(indexed) = rewriter.indexed_loop(f) {
                     *s = syn::Stmt::Expr(indexed, None);
@@ -229,6 +230,7 @@ impl<'ast> Visit<'ast> for Probe {
                 walk = &m.receiver;
             }
             self.0 |= zips_a_part(&f.expr);
+            self.0 |= matches!(strip(&f.expr), Expr::MethodCall(m) if m.method == "filter");
         }
         syn::visit::visit_expr(self, e);
     }
@@ -929,6 +931,7 @@ impl VisitMut for Rewriter {
             }
         }
         if let Expr::ForLoop(f) = e {
+            self.filtered(f);
             parts_of_zips(&mut f.expr);
             if let Some(indexed) = self.indexed_loop(f) {
                 *e = indexed;
@@ -977,6 +980,106 @@ impl VisitMut for Rewriter {
 }
 
 impl Rewriter {
+    /// `for P in walk.filter(|Q| cond) { body }` as `for P' in walk { { let Q = P'; if !(cond)
+    /// { continue; } } body }`, with `P'` the loop's pattern with a fresh name for each `_` (the
+    /// condition may read what the body does not) and `Q` the closure's pattern without its
+    /// leading `&`s (the walk's items are read as values). So `(0..n).filter(|&j| j != i)`
+    /// leaves out the pair of a particle with itself.
+    fn filtered(&mut self, f: &mut syn::ExprForLoop) {
+        let Expr::MethodCall(m) = strip(&f.expr) else {
+            return;
+        };
+        if m.method != "filter" || m.args.len() != 1 {
+            return;
+        }
+        let Expr::Closure(c) = strip(&m.args[0]) else {
+            return;
+        };
+        if c.inputs.len() != 1 || returns(&c.body) {
+            return;
+        }
+        let mut pat = (*f.pat).clone();
+        let Some(value) = self.named(&mut pat) else {
+            return;
+        };
+        let mut q = untyped(&c.inputs[0]);
+        while let Pat::Reference(r) = q {
+            q = *r.pat;
+        }
+        let (walk, mut cond) = ((*m.receiver).clone(), (*c.body).clone());
+        // `**v < 1.0` of `|v|` (an item's reference, twice): the value, once bound by value.
+        struct Names(Vec<Ident>);
+        impl<'ast> Visit<'ast> for Names {
+            fn visit_pat_ident(&mut self, p: &'ast syn::PatIdent) {
+                self.0.push(p.ident.clone());
+            }
+        }
+        let mut names = Names(Vec::new());
+        names.visit_pat(&q);
+        struct Derefs<'a>(&'a [Ident]);
+        impl VisitMut for Derefs<'_> {
+            fn visit_expr_mut(&mut self, e: &mut Expr) {
+                let mut inner = &*e;
+                let mut derefs = 0;
+                while let Expr::Unary(syn::ExprUnary {
+                    op: syn::UnOp::Deref(_),
+                    expr,
+                    ..
+                }) = inner
+                {
+                    inner = expr;
+                    derefs += 1;
+                }
+                let named = matches!(inner, Expr::Path(p) if p.path.get_ident().is_some_and(|i| self.0.contains(i)));
+                if derefs > 0 && named {
+                    *e = inner.clone();
+                } else {
+                    syn::visit_mut::visit_expr_mut(self, e);
+                }
+            }
+        }
+        Derefs(&names.0).visit_expr_mut(&mut cond);
+        let body = f.body.clone();
+        *f.expr = walk;
+        *f.pat = pat;
+        f.body = syn::parse_quote!({
+            {
+                let #q = #value;
+                if !(#cond) {
+                    continue;
+                }
+            }
+            #body
+        });
+    }
+
+    /// A loop pattern with each `_` named afresh, and the value it binds as an expression:
+    /// `(i, _)` -> `(i, fresh)`, `&v` -> `v`; `None` for patterns that are not names, `_`,
+    /// references and tuples of them.
+    fn named(&mut self, pat: &mut Pat) -> Option<Expr> {
+        match pat {
+            Pat::Ident(p) if p.subpat.is_none() && p.by_ref.is_none() => {
+                let i = &p.ident;
+                Some(syn::parse_quote!(#i))
+            }
+            Pat::Wild(_) => {
+                let v = self.fresh("item");
+                *pat = syn::parse_quote!(#v);
+                Some(syn::parse_quote!(#v))
+            }
+            Pat::Reference(r) if r.mutability.is_none() => self.named(&mut r.pat),
+            Pat::Paren(p) => self.named(&mut p.pat),
+            Pat::Tuple(t) => {
+                let mut elems = Vec::new();
+                for p in t.elems.iter_mut() {
+                    elems.push(self.named(p)?);
+                }
+                Some(syn::parse_quote!((#(#elems,)*)))
+            }
+            _ => None,
+        }
+    }
+
     /// `let r = loop { .. break e; .. };`: the value kept in a local the `break`s assign,
     /// `let mut v: F = Default::default(); loop { .. { v = e; break; } .. } let r: F = v;`,
     /// with `F` the `let`'s type or the function's float.
@@ -1099,6 +1202,7 @@ fn is_walk(e: &Expr) -> bool {
         Expr::MethodCall(m) if m.method == "step_by" && m.args.len() == 1 => {
             matches!(strip(&m.receiver), Expr::Range(_))
         }
+        Expr::MethodCall(m) if m.method == "filter" && m.args.len() == 1 => is_walk(&m.receiver),
         Expr::MethodCall(m)
             if ["enumerate", "copied", "cloned"]
                 .iter()

@@ -792,6 +792,7 @@ mod never_panics {
         "fn q<'a, T: Into<f64> + Copy>(x: f64, t: &'a T) -> f64 { x * (*t).into() }",
         "fn a(r: [f64; 3], f: &[f64; 3], x: &[[f64; 3]], v: Vec<[f64; 2]>) -> f64 { let c = [r[1] * f[2], r[0] - f[1], 0.0]; let mut s = [0.0; 3]; let [a, b, _] = x[1]; for p in x.iter() { s[0] += p[2] * a; } let q = *f; c[0] + s[0] * b + x[0][1] + v[1][0] + norm(&c) + q[0] }",
         "fn o(p: [f64; 2], t: f64) -> [f64; 2] { [p[0] * t.cos(), p[1] * t.sin()] }",
+        "fn q(x: &[f64]) -> f64 { let mut e = 0.0; for i in 0..x.len() { for j in (0..x.len()).filter(|&j| j != i) { e += x[i] * x[j]; } } for (k, _) in x.iter().enumerate().filter(|(k, v)| k % 2 == 0 && **v > 0.0) { e += k as f64; } e + x.iter().filter(|&&v| v > 0.0).map(|v| v * v).sum::<f64>() }",
         "fn v(x: f64, y: f64, k: usize) -> f64 { let a = match x { v if v < 0.0 => -v, v => v * v }; let b = match (x, y) { (p, q) if p > q => p - q, (p, q) => q * p }; let (w, 1) = (x * y, k) else { return a }; a + b + w }",
         "fn l(a: f64) -> f64 { let mut g = a; let r = loop { let n = 0.5 * (g + a / g); if (n - g).abs() < 1e-9 { break n; } g = n; }; let mut k = 0; let s: usize = loop { k += 1; for _ in 0..2 { break; } if k > 3 { break k; } }; r * s as f64 }",
         "fn z(x: &[f64]) -> f64 { let t: f64 = x.iter().zip(x.iter().skip(1)).map(|(a, b)| a * b).sum(); let mut s = 0.0; for (a, b) in x.iter().take(2).zip(x.iter().skip(1).copied()) { s += a * b; } s + t }",
