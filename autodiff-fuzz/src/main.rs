@@ -466,7 +466,11 @@ impl Gen<'_> {
                 let e = self.expr(1);
                 self.index = None;
                 let shape = self.rng.below(3);
-                if shape == 0 {
+                if shape == 0 && self.rng.chance(40) {
+                    // Every ordered pair but a particle with itself, by a filtered range, and
+                    // the positive elements by a filtered walk.
+                    let _ = writeln!(out, "    for i in 0..n {{\n        for j in (0..n).filter(|&j| j != i) {{\n            let d = x[i] - x[j];\n            {v} += (d * d + 0.5).recip() * {e};\n        }}\n    }}\n    for &q in x.iter().filter(|&&q| q > 0.0) {{\n        {v} += q * q * 0.25;\n    }}");
+                } else if shape == 0 {
                     let _ = writeln!(out, "    for i in 0..n {{\n        for j in (i + 1)..n {{\n            let d = x[i] - x[j];\n            {v} += (d * d + 0.5).recip() * {e};\n        }}\n    }}");
                 } else if shape == 1 {
                     // Runs `x[j + i]`, `x[start + j]` read by inner range loops (some empty):
