@@ -680,10 +680,17 @@ impl Lowerer<'_> {
         if self.is_active(value) {
             return Err(syn::Error::new_spanned(pat, "#[differentiate] takes apart with a pattern only values that are not differentiated: bind the value to a name and read its parts (`let p = ..; p.0`, `p[0]`)"));
         }
+        // The names it binds (an uppercase one is a constant or a unit variant).
         struct Names(Vec<Ident>);
         impl<'ast> Visit<'ast> for Names {
             fn visit_pat_ident(&mut self, p: &'ast syn::PatIdent) {
-                self.0.push(p.ident.clone());
+                if !p
+                    .ident
+                    .to_string()
+                    .starts_with(|c: char| c.is_ascii_uppercase())
+                {
+                    self.0.push(p.ident.clone());
+                }
                 syn::visit::visit_pat_ident(self, p);
             }
         }

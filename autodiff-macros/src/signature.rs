@@ -271,7 +271,7 @@ fn where_clause(generics: &syn::Generics, params: &[Param], float: &Ident) -> To
         let is_param = |i: &Ident| generics.type_params().any(|t| t.ident == *i);
         if let Type::Path(tp) = ty {
             if tp.path.get_ident().is_some_and(is_param) {
-                predicates.push(quote!(#ty: ::autodiff::__rt::StructGradient<#float>));
+                predicates.push(quote!(#ty: ::autodiff::StructGradient<#float>));
             }
         }
     }
