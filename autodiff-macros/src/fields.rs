@@ -137,10 +137,11 @@ impl<'ast> Visit<'ast> for Scan<'_> {
             return;
         }
         match e {
-            // `p.w.len()` (in a range's bound, say) reads only the field's size: it makes the
-            // field neither a constant nor differentiated.
+            // `p.w.len()` (in a range's bound, say; or `p.w.iter().count()`) reads only the
+            // field's size: it makes the field neither a constant nor differentiated.
             Expr::MethodCall(m)
-                if crate::lower::SIZE_METHODS.contains(&m.method.to_string().as_str()) =>
+                if crate::lower::SIZE_METHODS.contains(&m.method.to_string().as_str())
+                    || (m.method == "count" && m.args.is_empty()) =>
             {
                 if of_param(&m.receiver, self.params).is_none() {
                     let outer = std::mem::take(&mut self.constant_context);

@@ -222,7 +222,7 @@ pub struct ConstantProbe<'a, T: ?Sized>(pub &'a T);
 /// What [`ConstantProbe`] of a float gives: not a [`ConstantField`].
 pub struct FloatReadAsConstant;
 
-/// [`ConstantProbe`] of a float.
+/// [`ConstantProbe`] of a float, or of an array or `Vec` of floats.
 pub trait FloatProbe {
     fn probe(&self) -> FloatReadAsConstant;
 }
@@ -241,6 +241,29 @@ impl FloatProbe for ConstantProbe<'_, f32> {
     }
 }
 
+// Containers of floats too: a `Vec<f64>` field read where a constant stands would lose its
+// gradient the same way.
+impl<F: Real> FloatProbe for ConstantProbe<'_, Vec<F>> {
+    #[inline(always)]
+    fn probe(&self) -> FloatReadAsConstant {
+        FloatReadAsConstant
+    }
+}
+
+impl<F: Real, const N: usize> FloatProbe for ConstantProbe<'_, [F; N]> {
+    #[inline(always)]
+    fn probe(&self) -> FloatReadAsConstant {
+        FloatReadAsConstant
+    }
+}
+
+impl<F: Real, S: Data<Elem = F>, D: Dimension> FloatProbe for ConstantProbe<'_, ArrayBase<S, D>> {
+    #[inline(always)]
+    fn probe(&self) -> FloatReadAsConstant {
+        FloatReadAsConstant
+    }
+}
+
 /// [`ConstantProbe`] of anything else.
 pub trait OtherProbe {
     #[inline(always)]
@@ -251,8 +274,8 @@ impl<T: ?Sized> OtherProbe for &ConstantProbe<'_, T> {}
 
 /// What a [`ConstantProbe`] gives for a field that may be read as a constant.
 #[diagnostic::on_unimplemented(
-    message = "a float field is read here where #[differentiate] takes it for a constant (a cast, a range's bound, an index, a `match` scrutinee, beside an integer), so its gradient would be lost",
-    label = "a float field read as a constant",
+    message = "a field of floats is read here where #[differentiate] takes it for a constant (a cast, a range's bound, an index, a `match` scrutinee, beside an integer), so its gradient would be lost",
+    label = "a field of floats read as a constant",
     note = "bind the field to a local first (`let s = p.s;`) and use the local here"
 )]
 pub trait ConstantField {}

@@ -56,5 +56,18 @@ fn scaled(p: &Scaled, x: f64) -> f64 {
     }
 }
 
+#[derive(Differentiable)]
+struct Weighted {
+    w: Vec<f64>,
+}
+
+/// A `Vec` of floats read inside a cast (an index computed from the weights): its gradient
+/// would be lost too.
+#[differentiate(wrt(p))]
+fn weighted(p: &Weighted, x: &[f64]) -> f64 {
+    let k = p.w.iter().sum::<f64>() as usize;
+    x[k] * p.w[0]
+}
+
 fn main() {}
 
