@@ -6,9 +6,10 @@
 //! (`.product()`, `.fold(..)`, `.collect()`, over zips, enumerations, ranges, windows and
 //! chunks too), becomes the loop it stands for, in a block whose value is the result
 //! ([`reduce`], which lowering calls for reductions that read differentiated values); a `for`
-//! over windows, chunks or a backward walk the index loop it stands for
-//! (`Rewriter::indexed_loop`). A
-//! `return` inside a loop is lifted out of it ([`Lift`]).
+//! over windows, chunks, a backward walk or a `skip` / `take` chain the index loop it stands
+//! for (`Rewriter::indexed_loop`), a filtered one a `continue` at the top of its body
+//! (`Rewriter::filtered`), and `let r = loop { .. break v; .. }` a local the `break`s assign
+//! (`Rewriter::loop_values`). A `return` inside a loop is lifted out of it ([`Lift`]).
 //!
 //! ```text
 //! match scrutinee {          { let s = scrutinee;            (only when it is not a place)
@@ -46,10 +47,6 @@ use syn::visit::Visit;
 use syn::visit_mut::VisitMut;
 use syn::{Expr, ItemFn, Pat};
 
-/// `func` with every `match`, `if let`, `let .. else`, `for` over windows,
-/// chunks or a backward walk, and `return` inside a loop written as what it stands for; `None`
-/// when it has none (the common case, checked without copying the function or collecting its
-/// names).
 /// An iterator reduction over a walk, `xs.iter().map(|v| e).sum::<f64>()` (`.product()`,
 /// `.fold(..)`, `.collect()` into a `Vec`; over zips, enumerations, `skip` / `take`, windows,
 /// chunks and ranges `(0..n).map(|i| ..)` too), as the loop it stands for, in a block whose
@@ -80,6 +77,10 @@ pub fn reduce(e: &Expr) -> Option<Expr> {
     Some(reduction)
 }
 
+/// `func` with every `match`, `if let`, `let .. else`, `for` over windows, chunks, a backward
+/// walk, a `skip` / `take` chain, a filter or a zip of parts, `let r = loop { .. break v; .. }`
+/// and `return` inside a loop written as what it stands for; `None` when it has none (the
+/// common case, checked without copying the function or collecting its names).
 pub fn apply(func: &ItemFn) -> Option<ItemFn> {
     let mut probe = Probe(false);
     probe.visit_block(&func.block);
