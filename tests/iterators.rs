@@ -519,3 +519,31 @@ fn filtered_walks_match_finite_differences() {
     let want = 2.0 * 0.4 + 3.0 * 0.4 * 0.4 + 0.4f64.cos();
     assert_close(&filtered_grad(&x), &[want], 1e-12);
 }
+
+/// Strided walks: `step_by` alone, after a `skip` (the odd elements, enumerated by the items
+/// yielded), and under a reduction.
+#[differentiate]
+fn strided(x: &[f64]) -> f64 {
+    let mut s = 0.0;
+    for v in x.iter().step_by(2) {
+        s += v * v;
+    }
+    for (k, &v) in x.iter().skip(1).step_by(2).enumerate() {
+        s += v * (k + 1) as f64;
+    }
+    s + x.iter().step_by(3).map(|v| v.sin()).sum::<f64>()
+}
+
+#[test]
+fn strided_walks_match_the_analytic_gradient() {
+    let x: [f64; 5] = [0.5, -1.0, 2.0, 0.3, 1.5];
+    // Even indices: 2 x; odd ones: 1, 2; indices 0 and 3: cos.
+    let want = [
+        2.0 * x[0] + x[0].cos(),
+        1.0,
+        2.0 * x[2],
+        2.0 + x[3].cos(),
+        2.0 * x[4],
+    ];
+    assert_close(&strided_grad(&x), &want, 1e-12);
+}

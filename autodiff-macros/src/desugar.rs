@@ -190,13 +190,14 @@ fn returns_in_loop(block: &syn::Block) -> bool {
 pub const REDUCTIONS: [&str; 4] = ["sum", "product", "fold", "collect"];
 
 /// The methods whose `for` loops [`Rewriter::indexed_loop`] rewrites.
-const INDEXED_WALKS: [&str; 9] = [
+const INDEXED_WALKS: [&str; 10] = [
     "windows",
     "chunks",
     "chunks_exact",
     "rev",
     "skip",
     "take",
+    "step_by",
     "rows",
     "columns",
     "outer_iter",
@@ -724,13 +725,13 @@ impl Rewriter {
             // `.enumerate()` anywhere in the chain (counting from the first item it sees) and
             // `.copied()`: an index loop over the part of `0..xs.len()` they leave, bounded as
             // `skip` and `take` stop at the end.
-            "skip" | "take" if m.args.len() == 1 => {
+            "skip" | "take" | "step_by" if m.args.len() == 1 => {
                 let mut ops: Vec<(String, Option<&Expr>)> = Vec::new();
                 let mut call = m;
                 let base = loop {
                     let name = call.method.to_string();
                     match name.as_str() {
-                        "skip" | "take" if call.args.len() == 1 => {
+                        "skip" | "take" | "step_by" if call.args.len() == 1 => {
                             ops.push((name, Some(&call.args[0])))
                         }
                         "enumerate" if call.args.is_empty() => ops.push((name, None)),
@@ -750,9 +751,14 @@ impl Rewriter {
                 if ops.iter().filter(|(n, _)| n == "enumerate").count() > 1 {
                     return None;
                 }
+                // `step_by(k)` last of the `skip`s and `take`s (every `k`-th item of what they
+                // leave: `x.iter().skip(1).step_by(2)`, the odd elements); an `.enumerate()`
+                // after it counts the items it yields.
                 let (mut start, mut end) = (quote!(0usize), quote!(#base.len()));
+                let mut step: Option<Expr> = None;
                 for (name, arg) in &ops {
                     match (name.as_str(), arg) {
+                        ("skip" | "take" | "step_by", _) if step.is_some() => return None,
                         ("skip", Some(k)) => {
                             let k = self.once(k, &mut setup, "count");
                             start = quote!(::core::cmp::min(#start + #k, #end));
@@ -761,12 +767,22 @@ impl Rewriter {
                             let k = self.once(k, &mut setup, "count");
                             end = quote!(::core::cmp::min(#end, #start + #k));
                         }
+                        ("step_by", Some(k)) => step = Some(self.once(k, &mut setup, "step")),
                         // Counted from the first item it sees.
-                        _ => position = Some(quote!(#i - (#start))),
+                        _ => {
+                            position = Some(match &step {
+                                Some(k) => quote!((#i - (#start)) / #k),
+                                None => quote!(#i - (#start)),
+                            })
+                        }
                     }
                 }
                 let counted = position.is_some();
-                (quote!(#start..#end), quote!(#base[#i]), counted)
+                let range = match &step {
+                    Some(k) => quote!((#start..#end).step_by(#k)),
+                    None => quote!(#start..#end),
+                };
+                (range, quote!(#base[#i]), counted)
             }
             _ => return None,
         };
@@ -1200,8 +1216,12 @@ fn is_walk(e: &Expr) -> bool {
         Expr::MethodCall(m) if m.method == "rev" && m.args.is_empty() => {
             matches!(strip(&m.receiver), Expr::Range(_)) || is_walk(&m.receiver)
         }
-        Expr::MethodCall(m) if m.method == "step_by" && m.args.len() == 1 => {
-            matches!(strip(&m.receiver), Expr::Range(_))
+        Expr::MethodCall(m)
+            if m.method == "step_by"
+                && m.args.len() == 1
+                && matches!(strip(&m.receiver), Expr::Range(_)) =>
+        {
+            true
         }
         Expr::MethodCall(m) if m.method == "filter" && m.args.len() == 1 => is_walk(&m.receiver),
         Expr::MethodCall(m)
@@ -1213,7 +1233,11 @@ fn is_walk(e: &Expr) -> bool {
             is_walk(&m.receiver)
         }
         Expr::MethodCall(m) if m.method == "zip" && m.args.len() == 1 => is_walk(&m.receiver),
-        Expr::MethodCall(m) if (m.method == "skip" || m.method == "take") && m.args.len() == 1 => {
+        Expr::MethodCall(m)
+            if (m.method == "skip" || m.method == "take" || m.method == "step_by")
+                && m.args.len() == 1
+                && !matches!(strip(&m.receiver), Expr::Range(_)) =>
+        {
             is_walk(&m.receiver)
         }
         _ => false,
