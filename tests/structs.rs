@@ -456,3 +456,52 @@ fn option_fields_are_constants() {
         assert_eq!(g.reg, reg);
     }
 }
+
+/// Fields in `match` scrutinees: an enum matched against its variants (a constant), and float
+/// fields bound whole by an arm (`(k, w) if k > w`, `v if v > 0.0`), which are differentiated.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Mode {
+    Single,
+    Double,
+}
+
+#[derive(Clone, Debug, Differentiable)]
+pub struct Switch {
+    w: Vec<f64>,
+    a: f64,
+    #[differentiable(constant)]
+    mode: Mode,
+}
+
+impl Switch {
+    #[differentiate(wrt(self))]
+    fn value(&self, b: f64) -> f64 {
+        let m = match (self.w[1], self.a * b) {
+            (k, w) if k > w => k - w,
+            (k, w) => w * 0.5 + k,
+        };
+        let n = match self.mode {
+            Mode::Single => 1.0,
+            Mode::Double => 2.0,
+        };
+        m * n
+            + match self.w[0] {
+                v if v > 0.0 => v * v,
+                v => -v,
+            }
+    }
+}
+
+#[test]
+fn fields_bound_whole_by_match_arms_are_differentiated() {
+    let s = Switch {
+        w: vec![0.5, 2.0],
+        a: 1.5,
+        mode: Mode::Double,
+    };
+    // w1 > a b: m = w1 - a b, doubled; w0 > 0: w0^2.
+    let g = s.value_grad(0.7);
+    assert_close(&g.w, &[1.0, 2.0], 1e-12);
+    assert_close(&[g.a], &[-1.4], 1e-12);
+    assert_eq!(g.mode, Mode::Double);
+}

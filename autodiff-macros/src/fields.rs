@@ -5,14 +5,15 @@
 //! The macro sees the parameter's type by name only, not its fields' types, so a field's role
 //! comes from how the body reads it. A field read where only an integer, a `bool` or an enum
 //! can stand is a constant: in a range's bound (`0..p.n`), an index (`x[p.k]`), a cast
-//! (`p.n as f64`), a repeat length (`vec![0.0; p.n]`), a `match` scrutinee, beside an integer
+//! (`p.n as f64`), a repeat length (`vec![0.0; p.n]`), a `match` scrutinee no arm binds whole
+//! (`match p.kind { .. }`), beside an integer
 //! in arithmetic or a comparison (`p.n - 1`, `p.k > 2`, `x.len() / p.n`), as an argument of a
 //! method of an integer (`x.len().min(p.cap)`), or as a whole condition (`if p.flag`,
 //! `!p.flag`, `p.flag && ..`). Every other
 //! field read is differentiated: its gradient is that field of the gradient, and rustc checks
 //! its type has one (the runtime's `Differentiable`, whose message names the field's type). A
-//! field read both ways is a constant. A float can stand in some of those places (`p.s as f64`,
-//! `match p.s { .. }`), so generated code checks that a constant field is not a float
+//! field read both ways is a constant. A float can stand in some of those places (`p.s as f64`),
+//! so generated code checks that a constant field is not a float
 //! (`__rt::constant_field`, a compile error at the read): never a silently lost gradient. A
 //! field whose size alone is read (`0..p.w.len()`) is neither.
 
@@ -166,8 +167,24 @@ impl<'ast> Visit<'ast> for Scan<'_> {
                 self.visit_expr(&r.expr);
                 self.constant(&r.len);
             }
+            // A scrutinee is matched against patterns (a constant: an enum, an integer),
+            // unless an arm binds it whole, or an element of a tuple scrutinee whole: then that
+            // value flows into the arm (`match (p.w[0], k) { (v, 0) => v * 2.0, .. }`).
             Expr::Match(m) => {
-                self.constant(&m.expr);
+                match strip(&m.expr) {
+                    Expr::Tuple(t) => {
+                        for (k, e) in t.elems.iter().enumerate() {
+                            match m.arms.iter().any(|a| binds_whole(&a.pat, Some(k))) {
+                                true => self.visit_expr(e),
+                                false => self.constant(e),
+                            }
+                        }
+                    }
+                    e => match m.arms.iter().any(|a| binds_whole(&a.pat, None)) {
+                        true => self.visit_expr(e),
+                        false => self.constant(e),
+                    },
+                }
                 for a in &m.arms {
                     self.visit_arm(a);
                 }
@@ -208,6 +225,22 @@ impl<'ast> Visit<'ast> for Scan<'_> {
             }
             _ => syn::visit::visit_expr(self, e),
         }
+    }
+}
+
+/// Does `pat` bind the scrutinee whole (`element` `None`), or element `k` of a tuple
+/// scrutinee whole (`Some(k)`), by a lowercase name?
+fn binds_whole(pat: &syn::Pat, element: Option<usize>) -> bool {
+    let name = |p: &syn::Pat| {
+        matches!(p, syn::Pat::Ident(i) if i.subpat.is_none()
+            && !i.ident.to_string().starts_with(|c: char| c.is_ascii_uppercase()))
+    };
+    match (pat, element) {
+        (syn::Pat::Or(o), _) => o.cases.iter().any(|c| binds_whole(c, element)),
+        (syn::Pat::Paren(p), _) => binds_whole(&p.pat, element),
+        (p, _) if name(p) => true,
+        (syn::Pat::Tuple(t), Some(k)) => t.elems.get(k).is_some_and(|p| binds_whole(p, None)),
+        _ => false,
     }
 }
 

@@ -45,8 +45,9 @@ struct Scaled {
     t: f64,
 }
 
-/// Float fields read where the macro takes them for constants (a cast, a `match`
-/// scrutinee): their gradients would be lost, so each is a compile error at the read.
+/// A float field read where the macro takes it for a constant (a cast): its gradient would be
+/// lost, so it is a compile error at the read. (A `match` scrutinee an arm binds whole,
+/// `match p.t { t if t > 0.0 => .., _ => .. }`, is differentiated.)
 #[differentiate(wrt(p))]
 fn scaled(p: &Scaled, x: f64) -> f64 {
     let y = (p.s as f64) * x;
