@@ -1595,6 +1595,9 @@ impl Lowerer<'_> {
     ) -> syn::Result<Lowered> {
         let mut values = Vec::new();
         for el in elements {
+            if matches!(strip(el), Expr::Array(_) | Expr::Repeat(_)) {
+                return Err(syn::Error::new_spanned(el, "#[differentiate] supports arrays and `vec![..]` of differentiated floats, not of arrays (`[[a, b], [c, d]]`): keep one flat array, or pass the rows separately"));
+            }
             values.push(self.operand(el, out)?);
         }
         let var = self.new_var(hint, true, None);

@@ -16,4 +16,11 @@ fn shifted(x: &[[f64; 3]]) -> Vec<[f64; 3]> {
     x.to_vec()
 }
 
+// Arrays of arrays of differentiated values.
+#[differentiate]
+fn nested(x: &[f64]) -> f64 {
+    let p = [[x[0], x[1]], [x[2], x[3]]];
+    p[0][0] * p[1][1]
+}
+
 fn main() {}
