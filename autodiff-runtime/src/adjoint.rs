@@ -1582,13 +1582,15 @@ impl<F: Real, const N: usize> Differentiable for Length<[F; N]> {
     }
 }
 
-fn points_from<F: Real, const N: usize>(len: usize, c: &[[F; N]]) -> Vec<[F; N]> {
-    if c.len() != len {
-        panic!(
-            "autodiff: an adjoint of {} arrays for a vector of {len}",
-            c.len()
-        );
+/// Panics unless an adjoint of `given` arrays fits a vector of `len`.
+fn check_points(len: usize, given: usize) {
+    if given != len {
+        panic!("autodiff: an adjoint of {given} arrays for a vector of {len}");
     }
+}
+
+fn points_from<F: Real, const N: usize>(len: usize, c: &[[F; N]]) -> Vec<[F; N]> {
+    check_points(len, c.len());
     c.to_vec()
 }
 
@@ -1596,9 +1598,7 @@ macro_rules! point_adjoints {
     ($($owner:ty),*) => {$(
         impl<F: Real, const N: usize> AdjointFrom<Vec<[F; N]>> for $owner {
             fn adjoint_from(&self, c: Vec<[F; N]>) -> Vec<[F; N]> {
-                if c.len() != self.len() {
-                    panic!("autodiff: an adjoint of {} arrays for a vector of {}", c.len(), self.len());
-                }
+                check_points(self.len(), c.len());
                 c
             }
         }
@@ -1618,7 +1618,7 @@ point_adjoints!([[F; N]], Vec<[F; N]>);
 
 impl<F: Real, const N: usize> AdjointFrom<Vec<[F; N]>> for Length<[F; N]> {
     fn adjoint_from(&self, c: Vec<[F; N]>) -> Vec<[F; N]> {
-        points_from(self.len, &c);
+        check_points(self.len, c.len());
         c
     }
 }
