@@ -640,14 +640,7 @@ fn body(
 
 /// Does this type contain `impl Trait` (an anonymous type parameter)?
 fn names_impl_trait(ty: &syn::Type) -> bool {
-    fn find(ts: TokenStream) -> bool {
-        ts.into_iter().any(|t| match t {
-            proc_macro2::TokenTree::Ident(i) => i == "impl",
-            proc_macro2::TokenTree::Group(g) => find(g.stream()),
-            _ => false,
-        })
-    }
-    find(ty.to_token_stream())
+    signature::mentions(ty.to_token_stream(), "impl")
 }
 
 struct Forward<'a> {

@@ -300,14 +300,16 @@ fn struct_type(ty: &Type) -> Option<&Type> {
 /// Does the function name `Self` (in its signature or body)? Then it stands in an `impl` or a
 /// trait.
 fn names_self(func: &ItemFn) -> bool {
-    fn find(ts: TokenStream) -> bool {
-        ts.into_iter().any(|t| match t {
-            proc_macro2::TokenTree::Ident(i) => i == "Self",
-            proc_macro2::TokenTree::Group(g) => find(g.stream()),
-            _ => false,
-        })
-    }
-    find(func.sig.to_token_stream()) || find(func.block.to_token_stream())
+    mentions(func.sig.to_token_stream(), "Self") || mentions(func.block.to_token_stream(), "Self")
+}
+
+/// Does `ts` hold the identifier (or keyword) `name`, at any depth?
+pub fn mentions(ts: TokenStream, name: &str) -> bool {
+    ts.into_iter().any(|t| match t {
+        proc_macro2::TokenTree::Ident(i) => i == name,
+        proc_macro2::TokenTree::Group(g) => mentions(g.stream(), name),
+        _ => false,
+    })
 }
 
 /// The float of an owned array or `Vec` of floats returned by a vector-valued function.
