@@ -32,6 +32,25 @@ fn twist(p: [f64; 3], t: f64) -> [f64; 3] {
     [c * p[0] - s * p[1], s * p[0] + c * p[1], p[2] * t]
 }
 
+/// Points: a sum over them, and a map returning them (built in a buffer of points).
+#[differentiate]
+fn pair_sum(p: &[[f64; 2]]) -> f64 {
+    let mut s = 0.0;
+    for (i, &[a, b]) in p.iter().enumerate() {
+        s += a * b * (i + 1) as f64 + a.sin();
+    }
+    s
+}
+
+#[differentiate]
+fn spread(p: &[[f64; 2]]) -> Vec<[f64; 2]> {
+    let mut q = p.to_vec();
+    for i in 1..q.len() {
+        q[i][1] += 0.5 * (p[i - 1][0] * p[i][1]).tanh();
+    }
+    q
+}
+
 /// A generic function: its const parameter is given by turbofish.
 #[differentiate]
 fn leading<const K: usize>(x: &[f64]) -> f64 {
@@ -1947,8 +1966,23 @@ pub fn p33(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
     }
     let v2 = buf1[3] + 0.5 * buf1[0];
-    let [v3_p, v3_q, v3_r] = twist([smooth((-0.77f64 * b)), x[1], (b * b + 1.0).ln()], x[3]);
-    let v3 = v3_p * v3_q + v3_r;
+    let mut v3_p = vec![[0.0; 2]; n];
+    for i in 0..n {
+        v3_p[i] = [x[i], x[(i + 1) % n] * smooth((-0.77f64 * b))];
+    }
+    for _ in 0..3 {
+        let v3_s = spread(&v3_p);
+        for i in 0..n {
+            v3_p[i][0] += 0.1 * v3_s[i][1];
+            v3_p[i][1] = v3_p[i][1] * 0.9 + 0.1 * v3_p[i][0].sin();
+        }
+    }
+    let mut v3 = (b * b + 1.0).ln();
+    for &[v3_a, v3_b] in v3_p.iter() {
+        v3 += v3_a * v3_b;
+    }
+    let [v3_u, _] = v3_p[1];
+    v3 += v3_u;
     let mut perm4 = vec![0usize; n];
     for i in 0..n {
         perm4[i] = (i + 2) % n;
@@ -2413,12 +2447,14 @@ pub fn p42(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         lse1 += se.ln() + mx;
     }
-    let v3_d = [
-        x[0] - x[1],
-        (x[2].tanh().exp2() * x[2].tanh().exp2() + 1.0).log(3.0),
-        x[2] * (((0.94f64).tanh() * 3.0).signum() * 0.25 + x[3]),
-    ];
-    let v3 = norm3(&v3_d) + v3_d[1] * v3_d[2];
+    let mut v3_b = [0.0; 3];
+    for i in 0..3 {
+        v3_b[i] =
+            x[i] * (x[2].tanh().exp2() * x[2].tanh().exp2() + 1.0).log(3.0) + v3_b[(i + 2) % 3];
+    }
+    let v3 = v3_b[0] * v3_b[2]
+        + leading::<3>(&v3_b)
+        + leading::<2>(x) * (((0.94f64).tanh() * 3.0).signum() * 0.25 + x[3]);
     let mut hist4 = vec![0.0; 3 * n];
     let mut st5 = autodiff::ops::sigmoid(1.32f64);
     for t in 0..3 {
@@ -2459,12 +2495,26 @@ pub fn p43(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             t += 0.25;
         }
     }
-    let v2_d = [
-        x[0] - x[1],
-        autodiff::ops::sigmoid(f64::sin(pair1)),
-        x[2] * b.sin(),
-    ];
-    let v2 = norm3(&v2_d) + v2_d[1] * v2_d[2];
+    let mut v2_p = vec![[0.0; 2]; n];
+    for i in 0..n {
+        v2_p[i] = [
+            x[i],
+            x[(i + 1) % n] * autodiff::ops::sigmoid(f64::sin(pair1)),
+        ];
+    }
+    for _ in 0..3 {
+        let v2_s = spread(&v2_p);
+        for i in 0..n {
+            v2_p[i][0] += 0.1 * v2_s[i][1];
+            v2_p[i][1] = v2_p[i][1] * 0.9 + 0.1 * v2_p[i][0].sin();
+        }
+    }
+    let mut v2 = b.sin();
+    for &[v2_a, v2_b] in v2_p.iter() {
+        v2 += v2_a * v2_b;
+    }
+    let [v2_u, _] = v2_p[1];
+    v2 += v2_u;
     let part3_s = &x[1..=2];
     let mut part3 = b.hypot(b);
     for i in 0..part3_s.len() {
@@ -2581,8 +2631,8 @@ pub fn p45(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         w2 = w2 * 0.6 + 0.05 * (a * a + 1.5).acosh().tanh();
         steps += 1;
     }
-    let v3_d = [x[0] - x[1], a, x[2] * part1];
-    let v3 = norm3(&v3_d) + v3_d[1] * v3_d[2];
+    let [v3_p, v3_q, v3_r] = twist([a, x[1], part1], x[3]);
+    let v3 = v3_p * v3_q + v3_r;
     let v4 = if (a.tanh() * 0.5).cosh() < 0.95f64 {
         x[0].abs()
     } else {
@@ -2611,15 +2661,27 @@ impl Holder46 {
         let r2 = products(x, b.abs());
         let v1 = r2[0] * r2[2] + r2[0];
         let v3 = (v1.tanh() * 0.5).tan();
-        let mut v4_b = [0.0; 3];
-        for i in 0..3 {
-            v4_b[i] = x[i] * (v1.tanh() * 0.9).acos().tanh().exp2() + v4_b[(i + 2) % 3];
+        let mut v4_p = vec![[0.0; 2]; n];
+        for i in 0..n {
+            v4_p[i] = [
+                x[i],
+                x[(i + 1) % n] * (v1.tanh() * 0.9).acos().tanh().exp2(),
+            ];
         }
-        let v4 = v4_b[0] * v4_b[2]
-            + leading::<3>(&v4_b)
-            + leading::<2>(x)
-                * (((v1).tanh() - (b).tanh().stop_gradient()).exp().ln()
-                    + (b).tanh().stop_gradient());
+        for _ in 0..3 {
+            let v4_s = spread(&v4_p);
+            for i in 0..n {
+                v4_p[i][0] += 0.1 * v4_s[i][1];
+                v4_p[i][1] = v4_p[i][1] * 0.9 + 0.1 * v4_p[i][0].sin();
+            }
+        }
+        let mut v4 =
+            (((v1).tanh() - (b).tanh().stop_gradient()).exp().ln() + (b).tanh().stop_gradient());
+        for &[v4_a, v4_b] in v4_p.iter() {
+            v4 += v4_a * v4_b;
+        }
+        let [v4_u, _] = v4_p[1];
+        v4 += v4_u;
         let r6 = products(x, self.a);
         let v5 = r6[0] * r6[2] + r6[2];
         let mut perm7 = vec![0usize; n];
@@ -2928,8 +2990,11 @@ pub fn p49(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p50(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let [v1_p, v1_q, v1_r] = twist([-1.14f64, x[1], b], x[3]);
-    let v1 = v1_p * v1_q + v1_r;
+    let mut v1_b = [0.0; 3];
+    for i in 0..3 {
+        v1_b[i] = x[i] * -1.14f64 + v1_b[(i + 2) % 3];
+    }
+    let v1 = v1_b[0] * v1_b[2] + leading::<3>(&v1_b) + leading::<2>(x) * b;
     let v2 = ((x[0].hypot(x[1]) * (x[3] * x[3] + 1.0).log2()).tanh() * 0.5).sinh();
     let arr3 = {
         let mut q = Array2::<f64>::zeros((3, 2));
@@ -3731,8 +3796,23 @@ pub fn p67(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         lse3 += se.ln() + mx;
     }
-    let [v5_p, v5_q, v5_r] = twist([0.24f64.sin(), x[1], (0.75f64.tanh() * 0.5).tan()], x[3]);
-    let v5 = v5_p * v5_q + v5_r;
+    let mut v5_p = vec![[0.0; 2]; n];
+    for i in 0..n {
+        v5_p[i] = [x[i], x[(i + 1) % n] * 0.24f64.sin()];
+    }
+    for _ in 0..3 {
+        let v5_s = spread(&v5_p);
+        for i in 0..n {
+            v5_p[i][0] += 0.1 * v5_s[i][1];
+            v5_p[i][1] = v5_p[i][1] * 0.9 + 0.1 * v5_p[i][0].sin();
+        }
+    }
+    let mut v5 = (0.75f64.tanh() * 0.5).tan();
+    for &[v5_a, v5_b] in v5_p.iter() {
+        v5 += v5_a * v5_b;
+    }
+    let [v5_u, _] = v5_p[1];
+    v5 += v5_u;
     0.86f64 * (a).tanh()
         + -1.21f64 * (b).tanh()
         + -0.61f64 * (v1).tanh()
@@ -4392,8 +4472,11 @@ pub fn p79(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else if x[2].asinh() > -1.08f64 {
         m1 = m1 * 0.5;
     }
-    let v2_d = [x[0] - x[1], a, x[2] * smooth(m1)];
-    let v2 = norm3(&v2_d) + v2_d[1] * v2_d[2];
+    let mut v2_b = [0.0; 3];
+    for i in 0..3 {
+        v2_b[i] = x[i] * a + v2_b[(i + 2) % 3];
+    }
+    let v2 = v2_b[0] * v2_b[2] + leading::<3>(&v2_b) + leading::<2>(x) * smooth(m1);
     let arr3 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * a.hypot(b);
     1.35f64 * (a).tanh()
         + 1.96f64 * (b).tanh()
@@ -5744,15 +5827,12 @@ pub fn p105_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64)
             t += 0.25;
         }
     }
-    let [v2_p, v2_q, v2_r] = twist(
-        [
-            ((pts[(2) / 2][(2) % 2] - b) * (pts[(2) / 2][(2) % 2] - b) + 1.0).log10(),
-            pts[(1) / 2][(1) % 2],
-            autodiff::ops::sigmoid(pts[(2) / 2][(2) % 2]),
-        ],
-        pts[(3) / 2][(3) % 2],
-    );
-    let v2 = v2_p * v2_q + v2_r;
+    let v2_d = [
+        pts[(0) / 2][(0) % 2] - pts[(1) / 2][(1) % 2],
+        ((pts[(2) / 2][(2) % 2] - b) * (pts[(2) / 2][(2) % 2] - b) + 1.0).log10(),
+        pts[(2) / 2][(2) % 2] * autodiff::ops::sigmoid(pts[(2) / 2][(2) % 2]),
+    ];
+    let v2 = norm3(&v2_d) + v2_d[1] * v2_d[2];
     let mut lse3 = (a.tanh() * 0.9).asin();
     let mut scratch4 = vec![0.0; n];
     for i in 0..n {
@@ -5992,8 +6072,11 @@ pub fn p109(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         perm1[n - 1] = first;
     }
-    let [v3_p, v3_q, v3_r] = twist([helpers::soft(a, 0.3).tanh().exp_m1(), x[1], a.cos()], x[3]);
-    let v3 = v3_p * v3_q + v3_r;
+    let mut v3_b = [0.0; 3];
+    for i in 0..3 {
+        v3_b[i] = x[i] * helpers::soft(a, 0.3).tanh().exp_m1() + v3_b[(i + 2) % 3];
+    }
+    let v3 = v3_b[0] * v3_b[2] + leading::<3>(&v3_b) + leading::<2>(x) * a.cos();
     let mut acc: f64 = 1.04f64 * (a).tanh()
         + 1.89f64 * (b).tanh()
         + -1.54f64 * (rot2).tanh()
@@ -6895,16 +6978,18 @@ pub fn p124(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
     }
     let v3 = (b * b + 1.0).log10().min(m1.tanh().exp()).abs();
-    let mut v4_b = [0.0; 3];
-    for i in 0..3 {
-        v4_b[i] = x[i]
+    let mut v4_f = vec![[0.0; 2]; n];
+    for i in 1..n {
+        let v4_d = x[i] - x[i - 1];
+        v4_f[i][0] += v4_d
             * (((a).tanh() - ((v3 * v3).ln_1p()).tanh().stop_gradient())
                 .exp()
                 .ln()
-                + ((v3 * v3).ln_1p()).tanh().stop_gradient())
-            + v4_b[(i + 2) % 3];
+                + ((v3 * v3).ln_1p()).tanh().stop_gradient());
+        v4_f[i - 1][1] += x[i] * v4_d * 0.5;
     }
-    let v4 = v4_b[0] * v4_b[2] + leading::<3>(&v4_b) + leading::<2>(x) * b.asinh();
+    v4_f.swap(0, n - 1);
+    let v4 = v4_f[0][1] * v4_f[n - 1][0] + pair_sum(&v4_f) * b.asinh();
     -1.51f64 * (a).tanh()
         + -0.49f64 * (b).tanh()
         + -0.53f64 * (m1).tanh()
@@ -7148,12 +7233,26 @@ pub fn p128(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             (b.max(x[0]) / ((b * b + 0.5).sqrt() * (b * b + 0.5).sqrt() + 1.0)),
             x[0].cos(),
         );
-    let v3_d = [
-        x[0] - x[1],
-        (f64::sin(v2) * f64::sin(v2) + 1.5).acosh(),
-        x[2] * v2,
-    ];
-    let v3 = norm3(&v3_d) + v3_d[1] * v3_d[2];
+    let mut v3_p = vec![[0.0; 2]; n];
+    for i in 0..n {
+        v3_p[i] = [
+            x[i],
+            x[(i + 1) % n] * (f64::sin(v2) * f64::sin(v2) + 1.5).acosh(),
+        ];
+    }
+    for _ in 0..3 {
+        let v3_s = spread(&v3_p);
+        for i in 0..n {
+            v3_p[i][0] += 0.1 * v3_s[i][1];
+            v3_p[i][1] = v3_p[i][1] * 0.9 + 0.1 * v3_p[i][0].sin();
+        }
+    }
+    let mut v3 = v2;
+    for &[v3_a, v3_b] in v3_p.iter() {
+        v3 += v3_a * v3_b;
+    }
+    let [v3_u, _] = v3_p[1];
+    v3 += v3_u;
     let part4_s = &x[0..];
     let mut part4 = b;
     for i in 0..part4_s.len() {
@@ -7475,15 +7574,14 @@ pub fn p135(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else if a.abs() >= 1.94f64 {
         m2 = m2 * 0.5;
     }
-    let [v3_p, v3_q, v3_r] = twist(
-        [
-            (x[0].powi(3) * x[0].powi(3)).ln_1p(),
-            x[1],
-            autodiff::ops::softplus(b),
-        ],
-        x[3],
-    );
-    let v3 = v3_p * v3_q + v3_r;
+    let mut v3_f = vec![[0.0; 2]; n];
+    for i in 1..n {
+        let v3_d = x[i] - x[i - 1];
+        v3_f[i][0] += v3_d * (x[0].powi(3) * x[0].powi(3)).ln_1p();
+        v3_f[i - 1][1] += x[i] * v3_d * 0.5;
+    }
+    v3_f.swap(0, n - 1);
+    let v3 = v3_f[0][1] * v3_f[n - 1][0] + pair_sum(&v3_f) * autodiff::ops::softplus(b);
     let mut w4 = (arr1.atan() * arr1.atan() + 1.0).log2().tanh() + 3.0;
     let mut steps = 0;
     while w4 > 0.5 && steps < 20 {
@@ -10274,11 +10372,8 @@ pub fn p188(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         ((((b).tanh() * 3.0).signum() * 0.25 + b).tanh() * 0.9).asin(),
     );
     let v2 = r3[0] * r3[2] + r3[2];
-    let mut v4_b = [0.0; 3];
-    for i in 0..3 {
-        v4_b[i] = x[i] * (0.78f64.tanh() * 0.5).cosh().max(b) + v4_b[(i + 2) % 3];
-    }
-    let v4 = v4_b[0] * v4_b[2] + leading::<3>(&v4_b) + leading::<2>(x) * v2;
+    let [v4_p, v4_q, v4_r] = twist([(0.78f64.tanh() * 0.5).cosh().max(b), x[1], v2], x[3]);
+    let v4 = v4_p * v4_q + v4_r;
     let mut acc5 = b.sin();
     for i in 0..n {
         acc5 += autodiff::ops::sigmoid(-0.88f64);
@@ -12995,18 +13090,16 @@ pub fn p238(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         w2 = w2 * 0.6 + 0.05 * x[2].mul_add(v1, -1.51f64).tanh();
         steps += 1;
     }
-    let [v3_p, v3_q, v3_r] = twist(
-        [
-            (((x[0]).tanh() - (a.min(x[1])).tanh().stop_gradient())
+    let mut v3_b = [0.0; 3];
+    for i in 0..3 {
+        v3_b[i] = x[i]
+            * (((x[0]).tanh() - (a.min(x[1])).tanh().stop_gradient())
                 .exp()
                 .ln()
-                + (a.min(x[1])).tanh().stop_gradient()),
-            x[1],
-            autodiff::ops::sigmoid(b),
-        ],
-        x[3],
-    );
-    let v3 = v3_p * v3_q + v3_r;
+                + (a.min(x[1])).tanh().stop_gradient())
+            + v3_b[(i + 2) % 3];
+    }
+    let v3 = v3_b[0] * v3_b[2] + leading::<3>(&v3_b) + leading::<2>(x) * autodiff::ops::sigmoid(b);
     let mut perm4 = vec![0usize; n];
     for i in 0..n {
         perm4[i] = (i + 1) % n;
@@ -13658,12 +13751,27 @@ pub fn p250(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p251_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let v1_d = [
-        pts[(0) / 2][(0) % 2] - pts[(1) / 2][(1) % 2],
-        ((pts[(3) / 2][(3) % 2] * pts[(3) / 2][(3) % 2] + 1.0).recip() * 0.5),
-        pts[(2) / 2][(2) % 2] * (a * a + 1.0).log2(),
-    ];
-    let v1 = norm3(&v1_d) + v1_d[1] * v1_d[2];
+    let mut v1_p = vec![[0.0; 2]; n];
+    for i in 0..n {
+        v1_p[i] = [
+            pts[(i) / 2][(i) % 2],
+            pts[((i + 1) % n) / 2][((i + 1) % n) % 2]
+                * ((pts[(3) / 2][(3) % 2] * pts[(3) / 2][(3) % 2] + 1.0).recip() * 0.5),
+        ];
+    }
+    for _ in 0..3 {
+        let v1_s = spread(&v1_p);
+        for i in 0..n {
+            v1_p[i][0] += 0.1 * v1_s[i][1];
+            v1_p[i][1] = v1_p[i][1] * 0.9 + 0.1 * v1_p[i][0].sin();
+        }
+    }
+    let mut v1 = (a * a + 1.0).log2();
+    for &[v1_a, v1_b] in v1_p.iter() {
+        v1 += v1_a * v1_b;
+    }
+    let [v1_u, _] = v1_p[1];
+    v1 += v1_u;
     let arr2 = {
         let mut q = Array2::<f64>::zeros((3, 2));
         q.row_mut(0)
@@ -14905,11 +15013,14 @@ pub fn p278(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         lse7 += se.ln() + mx + prev;
     }
-    let [v9_p, v9_q, v9_r] = twist(
-        [helpers::soft((part4 + 1.66f64), 0.3), x[1], (v5 + 0.06f64)],
-        x[3],
-    );
-    let v9 = v9_p * v9_q + v9_r;
+    let mut v9_f = vec![[0.0; 2]; n];
+    for i in 1..n {
+        let v9_d = x[i] - x[i - 1];
+        v9_f[i][0] += v9_d * helpers::soft((part4 + 1.66f64), 0.3);
+        v9_f[i - 1][1] += x[i] * v9_d * 0.5;
+    }
+    v9_f.swap(0, n - 1);
+    let v9 = v9_f[0][1] * v9_f[n - 1][0] + pair_sum(&v9_f) * (v5 + 0.06f64);
     0.47f64 * (a).tanh()
         + 0.26f64 * (b).tanh()
         + 0.95f64 * (arr1).tanh()
@@ -16283,6 +16394,18 @@ mod twin {
     pub fn twist(p: [D; 3], t: D) -> [D; 3] {
         let (c, s) = (t.cos(), t.sin());
         [c * p[0] - s * p[1], s * p[0] + c * p[1], p[2] * t]
+    }
+    pub fn pair_sum(p: &[[D; 2]]) -> D {
+        (0..p.len()).fold(c(0.0), |s, i| {
+            s + p[i][0] * p[i][1] * c((i + 1) as f64) + p[i][0].sin()
+        })
+    }
+    pub fn spread(p: &[[D; 2]]) -> Vec<[D; 2]> {
+        let mut q = p.to_vec();
+        for i in 1..q.len() {
+            q[i][1] = q[i][1] + c(0.5) * (p[i - 1][0] * p[i][1]).tanh();
+        }
+        q
     }
     pub fn leading<const K: usize>(x: &[D]) -> D {
         (0..K).fold(c(0.0), |s, i| s + x[i] * x[i] * c(0.5))
@@ -17779,8 +17902,23 @@ mod twin {
             }
         }
         let v2 = buf1[3] + c(0.5) * buf1[0];
-        let [v3_p, v3_q, v3_r] = twist([smooth((-c(0.77) * b)), x[1], (b * b + c(1.0)).ln()], x[3]);
-        let v3 = v3_p * v3_q + v3_r;
+        let mut v3_p = vec![[c(0.0); 2]; n];
+        for i in 0..n {
+            v3_p[i] = [x[i], x[(i + 1) % n] * smooth((-c(0.77) * b))];
+        }
+        for _ in 0..3 {
+            let v3_s = spread(&v3_p);
+            for i in 0..n {
+                v3_p[i][0] = v3_p[i][0] + (c(0.1) * v3_s[i][1]);
+                v3_p[i][1] = v3_p[i][1] * c(0.9) + c(0.1) * v3_p[i][0].sin();
+            }
+        }
+        let mut v3 = (b * b + c(1.0)).ln();
+        for &[v3_a, v3_b] in v3_p.iter() {
+            v3 += v3_a * v3_b;
+        }
+        let [v3_u, _] = v3_p[1];
+        v3 += v3_u;
         let mut perm4 = vec![0usize; n];
         for i in 0..n {
             perm4[i] = (i + 2) % n;
@@ -18171,12 +18309,14 @@ mod twin {
             }
             lse1 += se.ln() + mx;
         }
-        let v3_d = [
-            x[0] - x[1],
-            (x[2].tanh().exp2() * x[2].tanh().exp2() + c(1.0)).log(3.0),
-            x[2] * (((c(0.94)).tanh() * c(3.0)).signum() * c(0.25) + x[3]),
-        ];
-        let v3 = norm3(&v3_d) + v3_d[1] * v3_d[2];
+        let mut v3_b = [c(0.0); 3];
+        for i in 0..3 {
+            v3_b[i] = x[i] * (x[2].tanh().exp2() * x[2].tanh().exp2() + c(1.0)).log(3.0)
+                + v3_b[(i + 2) % 3];
+        }
+        let v3 = v3_b[0] * v3_b[2]
+            + leading::<3>(&v3_b)
+            + leading::<2>(x) * (((c(0.94)).tanh() * c(3.0)).signum() * c(0.25) + x[3]);
         let mut hist4 = vec![c(0.0); 3 * n];
         let mut st5 = ops::sigmoid(c(1.32));
         for t in 0..3 {
@@ -18216,8 +18356,23 @@ mod twin {
                 t += c(0.25);
             }
         }
-        let v2_d = [x[0] - x[1], ops::sigmoid(sin(pair1)), x[2] * b.sin()];
-        let v2 = norm3(&v2_d) + v2_d[1] * v2_d[2];
+        let mut v2_p = vec![[c(0.0); 2]; n];
+        for i in 0..n {
+            v2_p[i] = [x[i], x[(i + 1) % n] * ops::sigmoid(sin(pair1))];
+        }
+        for _ in 0..3 {
+            let v2_s = spread(&v2_p);
+            for i in 0..n {
+                v2_p[i][0] = v2_p[i][0] + (c(0.1) * v2_s[i][1]);
+                v2_p[i][1] = v2_p[i][1] * c(0.9) + c(0.1) * v2_p[i][0].sin();
+            }
+        }
+        let mut v2 = b.sin();
+        for &[v2_a, v2_b] in v2_p.iter() {
+            v2 += v2_a * v2_b;
+        }
+        let [v2_u, _] = v2_p[1];
+        v2 += v2_u;
         let part3_s = &x[1..=2];
         let mut part3 = b.hypot(b);
         for i in 0..part3_s.len() {
@@ -18295,8 +18450,8 @@ mod twin {
             w2 = w2 * c(0.6) + c(0.05) * (a * a + c(1.5)).acosh().tanh();
             steps += 1;
         }
-        let v3_d = [x[0] - x[1], a, x[2] * part1];
-        let v3 = norm3(&v3_d) + v3_d[1] * v3_d[2];
+        let [v3_p, v3_q, v3_r] = twist([a, x[1], part1], x[3]);
+        let v3 = v3_p * v3_q + v3_r;
         let v4 = if (a.tanh() * c(0.5)).cosh() < c(0.95) {
             x[0].abs()
         } else {
@@ -18316,15 +18471,27 @@ mod twin {
         let r2 = products(x, b.abs());
         let v1 = r2[0] * r2[2] + r2[0];
         let v3 = (v1.tanh() * c(0.5)).tan();
-        let mut v4_b = [c(0.0); 3];
-        for i in 0..3 {
-            v4_b[i] = x[i] * (v1.tanh() * c(0.9)).acos().tanh().exp2() + v4_b[(i + 2) % 3];
+        let mut v4_p = vec![[c(0.0); 2]; n];
+        for i in 0..n {
+            v4_p[i] = [
+                x[i],
+                x[(i + 1) % n] * (v1.tanh() * c(0.9)).acos().tanh().exp2(),
+            ];
         }
-        let v4 = v4_b[0] * v4_b[2]
-            + leading::<3>(&v4_b)
-            + leading::<2>(x)
-                * (((v1).tanh() - (b).tanh().stop_gradient()).exp().ln()
-                    + (b).tanh().stop_gradient());
+        for _ in 0..3 {
+            let v4_s = spread(&v4_p);
+            for i in 0..n {
+                v4_p[i][0] = v4_p[i][0] + (c(0.1) * v4_s[i][1]);
+                v4_p[i][1] = v4_p[i][1] * c(0.9) + c(0.1) * v4_p[i][0].sin();
+            }
+        }
+        let mut v4 =
+            (((v1).tanh() - (b).tanh().stop_gradient()).exp().ln() + (b).tanh().stop_gradient());
+        for &[v4_a, v4_b] in v4_p.iter() {
+            v4 += v4_a * v4_b;
+        }
+        let [v4_u, _] = v4_p[1];
+        v4 += v4_u;
         let r6 = products(x, a);
         let v5 = r6[0] * r6[2] + r6[2];
         let mut perm7 = vec![0usize; n];
@@ -18550,8 +18717,11 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p50(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let [v1_p, v1_q, v1_r] = twist([-c(1.14), x[1], b], x[3]);
-        let v1 = v1_p * v1_q + v1_r;
+        let mut v1_b = [c(0.0); 3];
+        for i in 0..3 {
+            v1_b[i] = x[i] * -c(1.14) + v1_b[(i + 2) % 3];
+        }
+        let v1 = v1_b[0] * v1_b[2] + leading::<3>(&v1_b) + leading::<2>(x) * b;
         let v2 = ((x[0].hypot(x[1]) * (x[3] * x[3] + c(1.0)).log2()).tanh() * c(0.5)).sinh();
         let arr3 = {
             let mut q = Array2::<D>::zeros((3, 2));
@@ -19232,9 +19402,23 @@ mod twin {
             }
             lse3 += se.ln() + mx;
         }
-        let [v5_p, v5_q, v5_r] =
-            twist([c(0.24).sin(), x[1], (c(0.75).tanh() * c(0.5)).tan()], x[3]);
-        let v5 = v5_p * v5_q + v5_r;
+        let mut v5_p = vec![[c(0.0); 2]; n];
+        for i in 0..n {
+            v5_p[i] = [x[i], x[(i + 1) % n] * c(0.24).sin()];
+        }
+        for _ in 0..3 {
+            let v5_s = spread(&v5_p);
+            for i in 0..n {
+                v5_p[i][0] = v5_p[i][0] + (c(0.1) * v5_s[i][1]);
+                v5_p[i][1] = v5_p[i][1] * c(0.9) + c(0.1) * v5_p[i][0].sin();
+            }
+        }
+        let mut v5 = (c(0.75).tanh() * c(0.5)).tan();
+        for &[v5_a, v5_b] in v5_p.iter() {
+            v5 += v5_a * v5_b;
+        }
+        let [v5_u, _] = v5_p[1];
+        v5 += v5_u;
         c(0.86) * (a).tanh()
             + -c(1.21) * (b).tanh()
             + -c(0.61) * (v1).tanh()
@@ -19819,8 +20003,11 @@ mod twin {
         } else if x[2].asinh() > -c(1.08) {
             m1 = m1 * c(0.5);
         }
-        let v2_d = [x[0] - x[1], a, x[2] * smooth(m1)];
-        let v2 = norm3(&v2_d) + v2_d[1] * v2_d[2];
+        let mut v2_b = [c(0.0); 3];
+        for i in 0..3 {
+            v2_b[i] = x[i] * a + v2_b[(i + 2) % 3];
+        }
+        let v2 = v2_b[0] * v2_b[2] + leading::<3>(&v2_b) + leading::<2>(x) * smooth(m1);
         let arr3 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * a.hypot(b);
         c(1.35) * (a).tanh()
             + c(1.96) * (b).tanh()
@@ -21017,15 +21204,12 @@ mod twin {
                 t += c(0.25);
             }
         }
-        let [v2_p, v2_q, v2_r] = twist(
-            [
-                ((x[2] - b) * (x[2] - b) + c(1.0)).log10(),
-                x[1],
-                ops::sigmoid(x[2]),
-            ],
-            x[3],
-        );
-        let v2 = v2_p * v2_q + v2_r;
+        let v2_d = [
+            x[0] - x[1],
+            ((x[2] - b) * (x[2] - b) + c(1.0)).log10(),
+            x[2] * ops::sigmoid(x[2]),
+        ];
+        let v2 = norm3(&v2_d) + v2_d[1] * v2_d[2];
         let mut lse3 = (a.tanh() * c(0.9)).asin();
         let mut scratch4 = vec![c(0.0); n];
         for i in 0..n {
@@ -21242,11 +21426,11 @@ mod twin {
             }
             perm1[n - 1] = first;
         }
-        let [v3_p, v3_q, v3_r] = twist(
-            [helpers::soft(a, c(0.3)).tanh().exp_m1(), x[1], a.cos()],
-            x[3],
-        );
-        let v3 = v3_p * v3_q + v3_r;
+        let mut v3_b = [c(0.0); 3];
+        for i in 0..3 {
+            v3_b[i] = x[i] * helpers::soft(a, c(0.3)).tanh().exp_m1() + v3_b[(i + 2) % 3];
+        }
+        let v3 = v3_b[0] * v3_b[2] + leading::<3>(&v3_b) + leading::<2>(x) * a.cos();
         let mut acc: D = c(1.04) * (a).tanh()
             + c(1.89) * (b).tanh()
             + -c(1.54) * (rot2).tanh()
@@ -22006,16 +22190,19 @@ mod twin {
             }
         }
         let v3 = (b * b + c(1.0)).log10().min(m1.tanh().exp()).abs();
-        let mut v4_b = [c(0.0); 3];
-        for i in 0..3 {
-            v4_b[i] = x[i]
-                * (((a).tanh() - ((v3 * v3).ln_1p()).tanh().stop_gradient())
-                    .exp()
-                    .ln()
-                    + ((v3 * v3).ln_1p()).tanh().stop_gradient())
-                + v4_b[(i + 2) % 3];
+        let mut v4_f = vec![[c(0.0); 2]; n];
+        for i in 1..n {
+            let v4_d = x[i] - x[i - 1];
+            v4_f[i][0] = v4_f[i][0]
+                + (v4_d
+                    * (((a).tanh() - ((v3 * v3).ln_1p()).tanh().stop_gradient())
+                        .exp()
+                        .ln()
+                        + ((v3 * v3).ln_1p()).tanh().stop_gradient()));
+            v4_f[i - 1][1] = v4_f[i - 1][1] + (x[i] * v4_d * c(0.5));
         }
-        let v4 = v4_b[0] * v4_b[2] + leading::<3>(&v4_b) + leading::<2>(x) * b.asinh();
+        v4_f.swap(0, n - 1);
+        let v4 = v4_f[0][1] * v4_f[n - 1][0] + pair_sum(&v4_f) * b.asinh();
         -c(1.51) * (a).tanh()
             + -c(0.49) * (b).tanh()
             + -c(0.53) * (m1).tanh()
@@ -22218,8 +22405,23 @@ mod twin {
                 (b.max(x[0]) / ((b * b + c(0.5)).sqrt() * (b * b + c(0.5)).sqrt() + c(1.0))),
                 x[0].cos(),
             );
-        let v3_d = [x[0] - x[1], (sin(v2) * sin(v2) + c(1.5)).acosh(), x[2] * v2];
-        let v3 = norm3(&v3_d) + v3_d[1] * v3_d[2];
+        let mut v3_p = vec![[c(0.0); 2]; n];
+        for i in 0..n {
+            v3_p[i] = [x[i], x[(i + 1) % n] * (sin(v2) * sin(v2) + c(1.5)).acosh()];
+        }
+        for _ in 0..3 {
+            let v3_s = spread(&v3_p);
+            for i in 0..n {
+                v3_p[i][0] = v3_p[i][0] + (c(0.1) * v3_s[i][1]);
+                v3_p[i][1] = v3_p[i][1] * c(0.9) + c(0.1) * v3_p[i][0].sin();
+            }
+        }
+        let mut v3 = v2;
+        for &[v3_a, v3_b] in v3_p.iter() {
+            v3 += v3_a * v3_b;
+        }
+        let [v3_u, _] = v3_p[1];
+        v3 += v3_u;
         let part4_s = &x[0..];
         let mut part4 = b;
         for i in 0..part4_s.len() {
@@ -22511,15 +22713,14 @@ mod twin {
         } else if a.abs() >= c(1.94) {
             m2 = m2 * c(0.5);
         }
-        let [v3_p, v3_q, v3_r] = twist(
-            [
-                (x[0].powi(3) * x[0].powi(3)).ln_1p(),
-                x[1],
-                ops::softplus(b),
-            ],
-            x[3],
-        );
-        let v3 = v3_p * v3_q + v3_r;
+        let mut v3_f = vec![[c(0.0); 2]; n];
+        for i in 1..n {
+            let v3_d = x[i] - x[i - 1];
+            v3_f[i][0] = v3_f[i][0] + (v3_d * (x[0].powi(3) * x[0].powi(3)).ln_1p());
+            v3_f[i - 1][1] = v3_f[i - 1][1] + (x[i] * v3_d * c(0.5));
+        }
+        v3_f.swap(0, n - 1);
+        let v3 = v3_f[0][1] * v3_f[n - 1][0] + pair_sum(&v3_f) * ops::softplus(b);
         let mut w4 = (arr1.atan() * arr1.atan() + c(1.0)).log2().tanh() + c(3.0);
         let mut steps = 0;
         while w4 > c(0.5) && steps < 20 {
@@ -24869,11 +25070,8 @@ mod twin {
             ((((b).tanh() * c(3.0)).signum() * c(0.25) + b).tanh() * c(0.9)).asin(),
         );
         let v2 = r3[0] * r3[2] + r3[2];
-        let mut v4_b = [c(0.0); 3];
-        for i in 0..3 {
-            v4_b[i] = x[i] * (c(0.78).tanh() * c(0.5)).cosh().max(b) + v4_b[(i + 2) % 3];
-        }
-        let v4 = v4_b[0] * v4_b[2] + leading::<3>(&v4_b) + leading::<2>(x) * v2;
+        let [v4_p, v4_q, v4_r] = twist([(c(0.78).tanh() * c(0.5)).cosh().max(b), x[1], v2], x[3]);
+        let v4 = v4_p * v4_q + v4_r;
         let mut acc5 = b.sin();
         for i in 0..n {
             acc5 += ops::sigmoid(-c(0.88));
@@ -27266,18 +27464,16 @@ mod twin {
             w2 = w2 * c(0.6) + c(0.05) * x[2].mul_add(v1, -c(1.51)).tanh();
             steps += 1;
         }
-        let [v3_p, v3_q, v3_r] = twist(
-            [
-                (((x[0]).tanh() - (a.min(x[1])).tanh().stop_gradient())
+        let mut v3_b = [c(0.0); 3];
+        for i in 0..3 {
+            v3_b[i] = x[i]
+                * (((x[0]).tanh() - (a.min(x[1])).tanh().stop_gradient())
                     .exp()
                     .ln()
-                    + (a.min(x[1])).tanh().stop_gradient()),
-                x[1],
-                ops::sigmoid(b),
-            ],
-            x[3],
-        );
-        let v3 = v3_p * v3_q + v3_r;
+                    + (a.min(x[1])).tanh().stop_gradient())
+                + v3_b[(i + 2) % 3];
+        }
+        let v3 = v3_b[0] * v3_b[2] + leading::<3>(&v3_b) + leading::<2>(x) * ops::sigmoid(b);
         let mut perm4 = vec![0usize; n];
         for i in 0..n {
             perm4[i] = (i + 1) % n;
@@ -27831,12 +28027,26 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p251(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let v1_d = [
-            x[0] - x[1],
-            ((x[3] * x[3] + c(1.0)).recip() * c(0.5)),
-            x[2] * (a * a + c(1.0)).log2(),
-        ];
-        let v1 = norm3(&v1_d) + v1_d[1] * v1_d[2];
+        let mut v1_p = vec![[c(0.0); 2]; n];
+        for i in 0..n {
+            v1_p[i] = [
+                x[i],
+                x[(i + 1) % n] * ((x[3] * x[3] + c(1.0)).recip() * c(0.5)),
+            ];
+        }
+        for _ in 0..3 {
+            let v1_s = spread(&v1_p);
+            for i in 0..n {
+                v1_p[i][0] = v1_p[i][0] + (c(0.1) * v1_s[i][1]);
+                v1_p[i][1] = v1_p[i][1] * c(0.9) + c(0.1) * v1_p[i][0].sin();
+            }
+        }
+        let mut v1 = (a * a + c(1.0)).log2();
+        for &[v1_a, v1_b] in v1_p.iter() {
+            v1 += v1_a * v1_b;
+        }
+        let [v1_u, _] = v1_p[1];
+        v1 += v1_u;
         let arr2 = {
             let mut q = Array2::<D>::zeros((3, 2));
             q.row_mut(0).assign(&(&m.row(1) * x[1].tanh().exp2()));
@@ -28957,15 +29167,14 @@ mod twin {
             }
             lse7 += se.ln() + mx + prev;
         }
-        let [v9_p, v9_q, v9_r] = twist(
-            [
-                helpers::soft((part4 + c(1.66)), c(0.3)),
-                x[1],
-                (v5 + c(0.06)),
-            ],
-            x[3],
-        );
-        let v9 = v9_p * v9_q + v9_r;
+        let mut v9_f = vec![[c(0.0); 2]; n];
+        for i in 1..n {
+            let v9_d = x[i] - x[i - 1];
+            v9_f[i][0] = v9_f[i][0] + (v9_d * helpers::soft((part4 + c(1.66)), c(0.3)));
+            v9_f[i - 1][1] = v9_f[i - 1][1] + (x[i] * v9_d * c(0.5));
+        }
+        v9_f.swap(0, n - 1);
+        let v9 = v9_f[0][1] * v9_f[n - 1][0] + pair_sum(&v9_f) * (v5 + c(0.06));
         c(0.47) * (a).tanh()
             + c(0.26) * (b).tanh()
             + c(0.95) * (arr1).tanh()

@@ -197,7 +197,13 @@ impl Gen<'_> {
                 // reading its own elements, and a generic function given its const parameter.
                 let v = self.name("v");
                 let (e1, e2) = (self.expr(2), self.expr(1));
-                let _ = match self.rng.below(3) {
+                let _ = match self.rng.below(5) {
+                    // A buffer of points accumulated pair by pair (`f[i][k] += ..`), swapped,
+                    // passed to a function taking points.
+                    3 => writeln!(out, "    let mut {v}_f = vec![[0.0; 2]; n];\n    for i in 1..n {{\n        let {v}_d = x[i] - x[i - 1];\n        {v}_f[i][0] += {v}_d * {e1};\n        {v}_f[i - 1][1] += x[i] * {v}_d * 0.5;\n    }}\n    {v}_f.swap(0, n - 1);\n    let {v} = {v}_f[0][1] * {v}_f[n - 1][0] + pair_sum(&{v}_f) * {e2};"),
+                    // Points stored whole, stepped in place with a function returning points,
+                    // walked by pattern and taken apart.
+                    4 => writeln!(out, "    let mut {v}_p = vec![[0.0; 2]; n];\n    for i in 0..n {{\n        {v}_p[i] = [x[i], x[(i + 1) % n] * {e1}];\n    }}\n    for _ in 0..3 {{\n        let {v}_s = spread(&{v}_p);\n        for i in 0..n {{\n            {v}_p[i][0] += 0.1 * {v}_s[i][1];\n            {v}_p[i][1] = {v}_p[i][1] * 0.9 + 0.1 * {v}_p[i][0].sin();\n        }}\n    }}\n    let mut {v} = {e2};\n    for &[{v}_a, {v}_b] in {v}_p.iter() {{\n        {v} += {v}_a * {v}_b;\n    }}\n    let [{v}_u, _] = {v}_p[1];\n    {v} += {v}_u;"),
                     0 => writeln!(out, "    let {v}_d = [x[0] - x[1], {e1}, x[2] * {e2}];\n    let {v} = norm3(&{v}_d) + {v}_d[1] * {v}_d[2];"),
                     1 => writeln!(out, "    let [{v}_p, {v}_q, {v}_r] = twist([{e1}, x[1], {e2}], x[3]);\n    let {v} = {v}_p * {v}_q + {v}_r;"),
                     _ => writeln!(out, "    let mut {v}_b = [0.0; 3];\n    for i in 0..3 {{\n        {v}_b[i] = x[i] * {e1} + {v}_b[(i + 2) % 3];\n    }}\n    let {v} = {v}_b[0] * {v}_b[2] + leading::<3>(&{v}_b) + leading::<2>(x) * {e2};"),
@@ -739,6 +745,25 @@ fn twist(p: [f64; 3], t: f64) -> [f64; 3] {
     [c * p[0] - s * p[1], s * p[0] + c * p[1], p[2] * t]
 }
 
+/// Points: a sum over them, and a map returning them (built in a buffer of points).
+#[differentiate]
+fn pair_sum(p: &[[f64; 2]]) -> f64 {
+    let mut s = 0.0;
+    for (i, &[a, b]) in p.iter().enumerate() {
+        s += a * b * (i + 1) as f64 + a.sin();
+    }
+    s
+}
+
+#[differentiate]
+fn spread(p: &[[f64; 2]]) -> Vec<[f64; 2]> {
+    let mut q = p.to_vec();
+    for i in 1..q.len() {
+        q[i][1] += 0.5 * (p[i - 1][0] * p[i][1]).tanh();
+    }
+    q
+}
+
 /// A generic function: its const parameter is given by turbofish.
 #[differentiate]
 fn leading<const K: usize>(x: &[f64]) -> f64 {
@@ -1004,6 +1029,18 @@ const TWIN_HEADER: &str = r#"    #![allow(dead_code, unused_parens)]
     pub fn twist(p: [D; 3], t: D) -> [D; 3] {
         let (c, s) = (t.cos(), t.sin());
         [c * p[0] - s * p[1], s * p[0] + c * p[1], p[2] * t]
+    }
+    pub fn pair_sum(p: &[[D; 2]]) -> D {
+        (0..p.len()).fold(c(0.0), |s, i| {
+            s + p[i][0] * p[i][1] * c((i + 1) as f64) + p[i][0].sin()
+        })
+    }
+    pub fn spread(p: &[[D; 2]]) -> Vec<[D; 2]> {
+        let mut q = p.to_vec();
+        for i in 1..q.len() {
+            q[i][1] = q[i][1] + c(0.5) * (p[i - 1][0] * p[i][1]).tanh();
+        }
+        q
     }
     pub fn leading<const K: usize>(x: &[D]) -> D {
         (0..K).fold(c(0.0), |s, i| s + x[i] * x[i] * c(0.5))

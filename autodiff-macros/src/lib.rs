@@ -5,7 +5,8 @@
 //! 2. `signature`: which parameters are differentiable, and the float type;
 //! 3. `desugar` (with `inline`): syntax written as what it stands for (`match` as an `if`
 //!    chain, reductions and walks as loops, closures called by name inlined), then `lower`:
-//!    the body into the small A-normal-form `ir`, with spanned errors;
+//!    the body into the small A-normal-form `ir`, with spanned errors (buffers of points
+//!    kept flat, `lower/points.rs`);
 //! 4. `rules`: the table of derivative rules, one entry per primitive;
 //! 5. `tbr`: the to-be-recorded analysis, which buffer reads (and integer values read from
 //!    buffers) the forward sweep must tape;
@@ -800,6 +801,7 @@ mod never_panics {
         "fn w(x: &[f64]) -> f64 { let v = vec![x[0], x[1] * 2.0]; let m = x.iter().map(|v| v.abs()).fold(0.0, f64::max); let mut s = 0.0; for (k, b) in x.iter().rev().enumerate() { s += b * k as f64; } s + m + v[1] + x.iter().rev().enumerate().map(|(i, v)| v * i as f64).sum::<f64>() }",
         "fn r(x: &[f64], c: &[usize]) -> f64 { let v: Vec<f64> = x.iter().map(|v| v * 2.0).collect(); (0..x.len()).map(|i| x[i] * v[i]).sum::<f64>() + x.windows(2).map(|w| w[0] * w[1]).product::<f64>() + c.iter().sum::<usize>() as f64 + (1..=2).rev().fold(0.0, |a, i| a + x[i]) }",
         "fn b(x: &[[f64; 3]], bonds: &[(usize, usize)], c: &Config) -> f64 { let mut e = 0.0; let Config { steps, .. } = c; for &(i, j) in bonds { let (p, _) = bonds[0]; e += x[i][0] * x[j][1] * (p + steps) as f64; } for v in x { e += v[2]; } e }",
+        "fn p(x0: &[[f64; 3]], dt: f64) -> Vec<[f64; 3]> { let n = x0.len(); let mut x = x0.to_vec(); let mut f = vec![[0.0; 3]; n]; for i in 1..n { for k in 0..3 { let d = x[i][k] - x[i - 1][k]; f[i][k] -= d; f[i - 1][k] += d; } } for i in 0..f.len() { x[i] = [x[i][0] + dt * f[i][0], x[i][1], f[i][2]]; } x.swap(0, 1); let [a, _, c] = x[1]; let q = x[0]; for &[u, v, w] in x.iter() { f[0][0] += u * v * w * a * c * q[1]; } x[0][0] += energy(&x) * f[0][0]; x }",
         "fn k(x: &[f64], p: &[[f64; 3]], a: usize) -> f64 { let mut s = 0.0; for (i, v) in x.iter().enumerate().skip(a).take(2) { for w in x.iter().take(a).skip(i).copied() { s += v * w; } } for (j, &[u, _, z]) in p.iter().enumerate() { s += u * z * j as f64; } s + x.iter().skip(1).map(|v| v * v).sum::<f64>() }",
         "fn c(x: &[f64], a: f64) -> f64 { let sq = |v: f64| v * v; let mix = |u: f64, w: f64| -> f64 { sq(u) * w + a }; let mut s = 0.0; for i in 0..x.len() { s += mix(x[i], a); } let b = 2.0; let late = |v: f64| v * b; s + sq(a) + late(b) }",
     ];

@@ -24,6 +24,8 @@ use syn::visit::Visit;
 use syn::visit_mut::VisitMut;
 use syn::{BinOp, Expr, ItemFn, Pat, Type, UnOp};
 
+mod points;
+
 /// Lowers `func`'s body; `active` says which parameters are differentiated.
 ///
 /// Whether a loop-carried variable or a buffer is differentiated can depend on what the loop
@@ -93,8 +95,13 @@ fn lower_once(
         struct_params: Vec::new(),
         fields: HashMap::new(),
         field_vars: Vec::new(),
+        points_params: HashMap::new(),
+        points_buffers: HashMap::new(),
     };
     for p in &sig.params {
+        if let Some((_, width)) = crate::signature::points(&p.ty) {
+            lw.points_params.insert(lw.vars.len(), width.clone());
+        }
         if crate::signature::is_ndarray(&p.ty) && crate::signature::ndarray_rank(&p.ty) != Some(1) {
             lw.arrays_nd.push(lw.vars.len());
         }
@@ -284,6 +291,10 @@ struct Lowerer<'n> {
     fields: HashMap<(usize, String), Option<VarId>>,
     /// The differentiated fields' variables, for `Function::fields`.
     field_vars: Vec<(VarId, Vec<syn::Member>, VarId)>,
+    /// Parameters holding points (`&[[f64; 3]]`, `Vec<[f64; 3]>`), with their width.
+    points_params: HashMap<VarId, Expr>,
+    /// Local buffers of points, kept flat (`points.rs`), with their width.
+    points_buffers: HashMap<VarId, Expr>,
 }
 
 impl Lowerer<'_> {
@@ -624,12 +635,23 @@ impl Lowerer<'_> {
             // `let [a, b, c] = x[i];` (a point of `&[[f64; 3]]`, a fixed-size array): each
             // name an element read.
             Pat::Slice(ps) => {
-                let whole = self.operand(expr, out)?;
+                // A point of a buffer of points: its elements read where they are.
+                let parts = self.points_row_parts(expr, ps.elems.len(), out)?;
+                let whole = match parts {
+                    Some(_) => Operand::Const(TokenStream::new()),
+                    None => self.operand(expr, out)?,
+                };
                 for (k, p) in ps.elems.iter().enumerate() {
                     match p {
                         Pat::Ident(pi) if pi.by_ref.is_none() && pi.subpat.is_none() => {
-                            let index = Operand::Const(quote!(#k));
-                            if let Operand::Var(v) = self.index_read(whole.clone(), index, out) {
+                            let element = match &parts {
+                                Some(parts) => parts[k].clone(),
+                                None => {
+                                    let index = Operand::Const(quote!(#k));
+                                    self.index_read(whole.clone(), index, out)
+                                }
+                            };
+                            if let Operand::Var(v) = element {
                                 bindings.push((pi.ident.clone(), v));
                             }
                         }
@@ -768,6 +790,9 @@ impl Lowerer<'_> {
                 let Expr::Index(target) = strip(&a.left) else {
                     unreachable!()
                 };
+                if self.store_points_row(target, &a.right, out)? {
+                    return Ok(());
+                }
                 let (buf, index) = self.store_target(target, out)?;
                 let value = self.operand(&a.right, out)?;
                 self.store(buf, index, Part::Element, value, &a.right, out)
@@ -792,6 +817,9 @@ impl Lowerer<'_> {
                     && m.args.len() == 2
                     && self.buffer_of(&m.receiver).is_some() =>
             {
+                if self.swap_points(m, out)? {
+                    return Ok(());
+                }
                 let buf = self.buffer_of(&m.receiver).unwrap_or_default();
                 let i = self.index_operand(&m.args[0], out)?;
                 let j = self.index_operand(&m.args[1], out)?;
@@ -871,7 +899,12 @@ impl Lowerer<'_> {
         let count = self.buffer_count.entry(name.to_string()).or_insert(0);
         let key = format!("buffer:{name}#{count}");
         *count += 1;
-        let lowered = self.lower(init, &name.to_string(), out)?;
+        // A buffer of points is kept flat (`points.rs`), its type no longer the one written.
+        let points = self.points_init(init)?;
+        let (width, lowered, ty) = match points {
+            Some((width, lowered)) => (Some(width), lowered, None),
+            None => (None, self.lower(init, &name.to_string(), out)?, ty),
+        };
         let (op, init_active) = match lowered {
             Lowered::Operand(o) => {
                 let a = self.is_active(&o);
@@ -883,6 +916,9 @@ impl Lowerer<'_> {
         let var = self.new_var(&name.to_string(), active, ty.cloned());
         self.vars[var].buffer = true;
         self.buffer_keys.insert(var, key);
+        if let Some(width) = width {
+            self.points_buffers.insert(var, width);
+        }
         out.stmts.push(Stmt::Let { var, op });
         Ok(var)
     }
@@ -894,7 +930,10 @@ impl Lowerer<'_> {
         out: &mut Block,
     ) -> syn::Result<(VarId, Operand)> {
         if matches!(strip(&target.expr), Expr::Index(_)) {
-            return Err(syn::Error::new_spanned(target, "#[differentiate] does not support writes into elements of arrays held in a buffer yet (`f[i][k] = ..`): keep a flat buffer, `let mut f = vec![0.0; 3 * n];`, and write `f[3 * i + k]`"));
+            if let Some(element) = self.points_element(target, out)? {
+                return Ok(element);
+            }
+            return Err(syn::Error::new_spanned(target, "#[differentiate] writes `f[i][k] = ..` only into a local buffer of points, declared `let mut f = vec![[0.0; 3]; n];` (or a copy of a points parameter, `x.to_vec()` of `&[[f64; 3]]`); for other nested containers keep one flat buffer, `let mut f = vec![0.0; 3 * n];`, and write `f[3 * i + k]`"));
         }
         let Some(buf) = self.buffer_of(&target.expr) else {
             return Err(syn::Error::new_spanned(&target.expr, "#[differentiate] supports element writes into local buffers only (`let mut v = vec![0.0; n]; v[i] = ..;`)"));
@@ -1440,6 +1479,10 @@ impl Lowerer<'_> {
             Expr::Lit(_) => return Ok(Lowered::Operand(Operand::Const(e.to_token_stream()))),
             Expr::Path(p) if p.qself.is_none() => {
                 if let Some(id) = p.path.get_ident().and_then(|i| self.lookup(&i.to_string())) {
+                    // A buffer of points used whole: read back as points.
+                    if let Some(points) = self.unflattened(id) {
+                        return Ok(points);
+                    }
                     return Ok(Lowered::Operand(Operand::Var(id)));
                 }
                 return Ok(Lowered::Operand(Operand::Const(e.to_token_stream())));
@@ -1504,6 +1547,17 @@ impl Lowerer<'_> {
             // `&x`: ownership, not mathematics; the forward sweep borrows every operand anyway.
             Expr::Reference(r) if r.mutability.is_none() => self.lower(&r.expr, hint, out),
             Expr::Index(ix) => {
+                if let Some((buf, index)) = self.points_element(ix, out)? {
+                    return Ok(Lowered::Operand(self.index_read(Operand::Var(buf), index, out)));
+                }
+                if self.points_buffer(&ix.expr).is_some() {
+                    if matches!(strip(&ix.index), Expr::Range(_)) {
+                        return Err(syn::Error::new_spanned(ix, "#[differentiate] does not support slicing a buffer written by index (`&buf[a..b]`): read its elements `buf[i][k]`"));
+                    }
+                    if let Some(row) = self.points_row(ix, hint, out)? {
+                        return Ok(row);
+                    }
+                }
                 let base = self.operand(&ix.expr, out)?;
                 if let Expr::Range(r) = strip(&ix.index) {
                     return self.range(base, r, ix, out);
@@ -1600,6 +1654,17 @@ impl Lowerer<'_> {
             }
             values.push(self.operand(el, out)?);
         }
+        Ok(self.filled_with(zeros, values, hint, out))
+    }
+
+    /// A local buffer made by `zeros` and filled with `values` in order.
+    fn filled_with(
+        &mut self,
+        zeros: TokenStream,
+        values: Vec<Operand>,
+        hint: &str,
+        out: &mut Block,
+    ) -> Lowered {
         let var = self.new_var(hint, true, None);
         self.vars[var].buffer = true;
         out.stmts.push(Stmt::Let {
@@ -1614,7 +1679,7 @@ impl Lowerer<'_> {
                 part: Part::Element,
             });
         }
-        Ok(Lowered::Operand(Operand::Var(var)))
+        Lowered::Operand(Operand::Var(var))
     }
 
     fn operator(&self, name: &str, args: Vec<Operand>, span: Span) -> Lowered {
@@ -1876,6 +1941,8 @@ impl Lowerer<'_> {
             struct_params: Vec::new(),
             fields: HashMap::new(),
             field_vars: Vec::new(),
+            points_params: HashMap::new(),
+            points_buffers: HashMap::new(),
         };
         let mut body = Block::default();
         let result = inner.seq(&[Item::Expr(&c.body, true)], Level::Function, &mut body);
@@ -2306,7 +2373,13 @@ impl Lowerer<'_> {
                     Some(id) => {
                         let mut name = self.vars[id].name.clone();
                         name.set_span(crate::names::located_at(name.span(), i.span()));
-                        TokenTree::Ident(name)
+                        match self.points_view(id, name.to_token_stream()) {
+                            Some(view) => TokenTree::Group(proc_macro2::Group::new(
+                                proc_macro2::Delimiter::None,
+                                view,
+                            )),
+                            None => TokenTree::Ident(name),
+                        }
                     }
                     None => TokenTree::Ident(i),
                 },
@@ -2336,6 +2409,24 @@ impl Lowerer<'_> {
             lw: &'a Lowerer<'b>,
         }
         impl VisitMut for Renamer<'_, '_> {
+            fn visit_expr_mut(&mut self, e: &mut Expr) {
+                // A buffer of points, kept flat, read as points.
+                if let Expr::Path(p) = e {
+                    let id = p
+                        .path
+                        .get_ident()
+                        .and_then(|i| self.lw.lookup(&i.to_string()));
+                    if let Some(id) = id.filter(|v| self.lw.points_buffers.contains_key(v)) {
+                        self.visit_expr_path_mut(p);
+                        let name = p.to_token_stream();
+                        if let Some(view) = self.lw.points_view(id, name) {
+                            *e = Expr::Verbatim(view);
+                        }
+                        return;
+                    }
+                }
+                syn::visit_mut::visit_expr_mut(self, e);
+            }
             fn visit_expr_path_mut(&mut self, p: &mut syn::ExprPath) {
                 if let Some(i) = p.path.get_ident() {
                     if let Some(id) = self.lw.lookup(&i.to_string()) {
@@ -2763,7 +2854,12 @@ fn buffer_targets(block: &syn::Block) -> HashSet<String> {
     impl Find {
         fn target(&mut self, left: &Expr) {
             if let Expr::Index(ix) = strip(left) {
-                if let Expr::Path(p) = strip(&ix.expr) {
+                // `v[i] = ..`, and `f[i][k] = ..` of a buffer of points.
+                let base = match strip(&ix.expr) {
+                    Expr::Index(row) => &row.expr,
+                    _ => &ix.expr,
+                };
+                if let Expr::Path(p) = strip(base) {
                     if let Some(i) = p.path.get_ident() {
                         self.0.insert(i.to_string());
                     }

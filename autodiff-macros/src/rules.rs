@@ -236,6 +236,12 @@ pub static RULES: &[Rule] = &[
     // `&x[a..b]` of a slice (`__rt::range(&x, a, b)`): a view of part of it, whose adjoint adds
     // into that part of `x`'s (`__rt::range_acc`).
     Rule { name: "range", kind: Kind::Operator, floats: 1, ints: 2, forward: Forward::Runtime("range"), fallible: false, adjoint: Adjoint::Scatter("range_acc") },
+    // A local buffer of points kept flat (`vec![[0.0; 3]; n]` written `f[i][k]`, `lower.rs`):
+    // `__rt::flatten(&x, Width::<3>)` of a parameter's points (`x.to_vec()`), and
+    // `__rt::unflatten(&f, Width::<3>)`, the buffer read back as points where it is used whole;
+    // each adjoint adds into its operand's in place (`flatten_acc`, `unflatten_acc`).
+    Rule { name: "flatten", kind: Kind::Operator, floats: 1, ints: 1, forward: Forward::Runtime("flatten"), fallible: false, adjoint: Adjoint::Scatter("flatten_acc") },
+    Rule { name: "unflatten", kind: Kind::Operator, floats: 1, ints: 1, forward: Forward::Runtime("unflatten"), fallible: false, adjoint: Adjoint::Scatter("unflatten_acc") },
     operator!("neg", 1, Adjoint::Linear(&[false])),
     operator!("mul", 2, Adjoint::Elementwise(&[
         t!([b, dy] => quote!(#dy * #b)),
@@ -500,7 +506,8 @@ impl Rule {
     }
 }
 
-/// The rule for an operator: `add sub mul div neg`, and `range` for `&x[a..b]`.
+/// The rule for an operator: `add sub mul div neg`, `range` for `&x[a..b]`, and `flatten` /
+/// `unflatten` for buffers of points.
 pub fn operator(name: &str) -> Option<&'static Rule> {
     RULES
         .iter()

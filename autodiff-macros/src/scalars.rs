@@ -189,6 +189,13 @@ fn float_vec_buffers(b: &Block, vars: &[crate::ir::Var], out: &mut HashSet<VarId
             } if vars[*var].buffer && is_float_vec(tokens) => {
                 out.insert(*var);
             }
+            // A buffer of points kept flat, copied from a parameter's points.
+            Stmt::Let {
+                var,
+                op: Op::Prim { rule, .. },
+            } if vars[*var].buffer && rule.name == "flatten" => {
+                out.insert(*var);
+            }
             Stmt::If { then, els, .. } => {
                 float_vec_buffers(then, vars, out);
                 float_vec_buffers(els, vars, out);
@@ -446,6 +453,9 @@ impl Facts {
         for s in &mut b.stmts {
             match s {
                 Stmt::Let { var, op } => {
+                    if matches!(op, Op::Prim { rule, .. } if rule.name == "unflatten") {
+                        self.points[*var] = true;
+                    }
                     let (scalar, elements) = self.op(op);
                     // A buffer is written by index: never a scalar, whatever it starts from.
                     self.scalar[*var] |= scalar && !self.buffers[*var];
@@ -482,6 +492,9 @@ impl Facts {
     fn op(&mut self, op: &mut Op) -> (bool, bool) {
         match op {
             Op::Copy(o) => (self.value(o), o.var().is_some_and(|v| self.elements[v])),
+            // A buffer of points kept flat holds floats; read back, it holds points.
+            Op::Prim { rule, .. } if rule.name == "flatten" => (false, true),
+            Op::Prim { rule, .. } if rule.name == "unflatten" => (false, false),
             Op::Prim { rule, args, .. } => match rule.adjoint {
                 Adjoint::Zero | Adjoint::Linear(_) | Adjoint::Elementwise(_) => {
                     // A method's receiver may be a path that derefs to an array

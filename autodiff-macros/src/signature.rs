@@ -157,7 +157,7 @@ pub fn analyse(func: &ItemFn, options: &Options) -> syn::Result<Signature> {
                     None
                 }
                 None => {
-                    errors.push(ty.span(), "a #[differentiate] function must return one `f64` or `f32` (the value whose gradient is taken), or an owned array or `Vec` of them (a vector-valued function: its pullback and Jacobian)");
+                    errors.push(ty.span(), "a #[differentiate] function must return one `f64` or `f32` (the value whose gradient is taken), or an owned array or `Vec` of them or of points, `Vec<[f64; 3]>` (a vector-valued function: its pullback and Jacobian)");
                     None
                 }
             },
@@ -317,11 +317,8 @@ fn vector_output(ty: &Type) -> Option<Ident> {
     if matches!(ty, Type::Reference(_)) {
         return None;
     }
-    if let Some((f, _)) = fixed_array(ty) {
+    if let Some((f, _)) = fixed_array(ty).or_else(|| points(ty)) {
         return Some(f);
-    }
-    if points(ty).is_some() {
-        return None;
     }
     let last = named_path(ty)?.path.segments.last()?.ident.to_string();
     let owned = ["Array1", "Array2", "Array3", "Array4", "ArrayD", "Vec"].contains(&last.as_str());

@@ -729,7 +729,11 @@ impl Snapshots<'_> {
                             continue;
                         }
                         if part_of_overwritten {
-                            *suffix = quote::quote!(.to_owned());
+                            // A view is copied; an owned value (the points `unflatten` reads
+                            // out of a flat buffer) is recorded as it is.
+                            if rule.borrows() {
+                                *suffix = quote::quote!(.to_owned());
+                            }
                             if let Some(exact) = in_loop {
                                 record(f, var, self.namer, exact, false);
                             }

@@ -1540,6 +1540,19 @@ impl<F: Real, const N: usize> VectorOutput for [F; N] {
     }
 }
 
+/// Points returned (`-> Vec<[f64; 3]>`): the Jacobian's rows follow the coordinates in order,
+/// point by point.
+impl<F: Real, const N: usize> VectorOutput for Vec<[F; N]> {
+    fn elements(&self) -> usize {
+        self.len() * N
+    }
+    fn unit(&self, k: usize) -> Vec<[F; N]> {
+        let mut e = vec![[F::from_f64(0.0); N]; self.len()];
+        e[k / N][k % N] = F::one();
+        e
+    }
+}
+
 // ----- slices and vectors of fixed-size arrays ----------------------------------------------
 // `&[[F; N]]` or `Vec<[F; N]>` (positions as 3-vectors, `x[i][k]`): the adjoint is a
 // `Vec<[F; N]>`, each element read like a fixed-size array.

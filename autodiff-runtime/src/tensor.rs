@@ -846,3 +846,77 @@ pub fn range_acc<F: Real, DX: AsMut<[F]> + ?Sized, DY: AsRef<[F]> + ?Sized>(
         *d += v;
     }
 }
+
+// ----- buffers of points, kept flat ----------------------------------------------------------
+// A local buffer of points (`let mut f = vec![[0.0; 3]; n];`, written `f[i][k] += ..`) is kept
+// as one flat `Vec` by the generated code (`f[3 * i + k]`), so that its element writes and
+// reads are those of any buffer of floats. `flatten` makes one from points (`x.to_vec()` of a
+// `&[[f64; 3]]` parameter), `unflatten` reads one back as points where it is used whole (passed
+// to a call, returned); each adjoint adds into its operand's adjoint in place.
+
+/// The number of coordinates per point of a flat buffer of points, as a type (`Width::<3>`).
+#[derive(Clone, Copy, Debug)]
+pub struct Width<const N: usize>;
+
+/// Points `x` as one flat `Vec`: point `i`'s coordinate `k` at `N * i + k`.
+#[inline]
+pub fn flatten<F: Real, const N: usize, X: AsRef<[[F; N]]> + ?Sized>(x: &X, _: Width<N>) -> Vec<F> {
+    x.as_ref().as_flattened().to_vec()
+}
+
+/// Adjoint of [`flatten`], in place: adds the flat `dy` into the points' adjoint `dx`.
+#[inline]
+pub fn flatten_acc<F: Real, const N: usize, DX: AsMut<[[F; N]]> + ?Sized, DY: AsRef<[F]>>(
+    dx: &mut DX,
+    dy: DY,
+    _: Width<N>,
+) {
+    let (dx, dy) = (dx.as_mut(), dy.as_ref());
+    assert_eq!(
+        dx.len() * N,
+        dy.len(),
+        "autodiff: adjoint of {} points of {N} coordinates kept flat has length {}",
+        dx.len(),
+        dy.len()
+    );
+    for (d, &v) in dx.as_flattened_mut().iter_mut().zip(dy) {
+        *d += v;
+    }
+}
+
+/// The flat buffer `x` read back as points of `N` coordinates. Panics if its length is not a
+/// multiple of `N`.
+#[inline]
+pub fn unflatten<F: Real, const N: usize, X: AsRef<[F]> + ?Sized>(
+    x: &X,
+    _: Width<N>,
+) -> Vec<[F; N]> {
+    let (points, rest) = x.as_ref().as_chunks::<N>();
+    assert!(
+        rest.is_empty(),
+        "autodiff: a flat buffer of length {} read as points of {N} coordinates",
+        x.as_ref().len()
+    );
+    points.to_vec()
+}
+
+/// Adjoint of [`unflatten`], in place: adds the points' adjoint `dy` into the flat buffer's
+/// adjoint `dx`.
+#[inline]
+pub fn unflatten_acc<F: Real, const N: usize, DX: AsMut<[F]> + ?Sized, DY: AsRef<[[F; N]]>>(
+    dx: &mut DX,
+    dy: DY,
+    _: Width<N>,
+) {
+    let (dx, dy) = (dx.as_mut(), dy.as_ref().as_flattened());
+    assert_eq!(
+        dx.len(),
+        dy.len(),
+        "autodiff: adjoint of a flat buffer of length {} read as points has {} coordinates",
+        dx.len(),
+        dy.len()
+    );
+    for (d, &v) in dx.iter_mut().zip(dy) {
+        *d += v;
+    }
+}

@@ -1,19 +1,30 @@
 use autodiff::differentiate;
 
-// Element writes into a buffer of points.
+// Element writes into a nested container that is not a buffer of points.
 #[differentiate]
-fn forces_sum(x: &[[f64; 3]]) -> f64 {
-    let mut f = vec![[0.0; 3]; x.len()];
+fn nested_vec(x: &[f64]) -> f64 {
+    let mut m = vec![vec![0.0; 3]; x.len()];
     for i in 0..x.len() {
-        f[i][0] += x[i][0];
+        m[i][0] = x[i];
     }
-    f[0][0]
+    m[0][0]
 }
 
-// Points returned.
+// A whole point written into a buffer whose width is not a number.
 #[differentiate]
-fn shifted(x: &[[f64; 3]]) -> Vec<[f64; 3]> {
-    x.to_vec()
+fn generic_row<const D: usize>(x: &[[f64; D]]) -> f64 {
+    let mut y = x.to_vec();
+    y[0] = x[1];
+    y[0][0]
+}
+
+// A buffer of points sliced.
+#[differentiate]
+fn sliced(x: &[[f64; 3]]) -> f64 {
+    let mut y = x.to_vec();
+    y[0][1] = 2.0 * x[1][1];
+    let part = &y[1..];
+    part[0][0]
 }
 
 // Arrays of arrays of differentiated values.

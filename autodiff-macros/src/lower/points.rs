@@ -1,0 +1,353 @@
+//! Local buffers of points, kept flat.
+//!
+//! A buffer of fixed-size arrays written element by element (`let mut f = vec![[0.0; 3]; n];`
+//! then `f[i][k] += ..`, or `let mut x = x0.to_vec();` of a `&[[f64; 3]]` parameter, then
+//! `x[i][k] = ..`) is lowered as one flat buffer of floats: `f[i][k]` reads and writes
+//! `f[3 * i + k]`. So every analysis and optimisation of buffers of floats serves it unchanged
+//! (what the to-be-recorded analysis tapes, window copies, element updates, adjoint windows),
+//! and its adjoint is one flat `Vec` too. Where the buffer is used whole (passed to a call,
+//! returned, walked), it is read back as points (`__rt::unflatten`); where integer code or a
+//! condition names it, it is viewed as points (`f.as_chunks::<3>().0`), so `f.len()` counts
+//! points as the user wrote it.
+
+use super::{strip, Lowered, Lowerer};
+use crate::ir::{Block, CallForm, Op, Operand, Part, VarId};
+use crate::rules;
+use proc_macro2::{Span, TokenStream};
+use quote::{quote, ToTokens};
+use syn::Expr;
+
+impl Lowerer<'_> {
+    /// The width of the points a buffer starting from `init` holds, and how it starts, when it
+    /// holds points: `vec![[c; N]; n]`, `vec![[a, b, c]; n]` of constants, or a copy of points
+    /// (`x.to_vec()`, `x.clone()`, `x.to_owned()`, `x` of a points parameter or buffer).
+    pub(super) fn points_init(&mut self, init: &Expr) -> syn::Result<Option<(Expr, Lowered)>> {
+        // `vec![[0.0; 3]; n]`.
+        if let Expr::Macro(m) = strip(init) {
+            if !m.mac.path.is_ident("vec") {
+                return Ok(None);
+            }
+            let tokens = &m.mac.tokens;
+            let Ok(Expr::Repeat(outer)) = syn::parse2::<Expr>(quote!([#tokens])) else {
+                return Ok(None);
+            };
+            let n = self.rename(&outer.len)?;
+            let (width, flat) = match strip(&outer.expr) {
+                Expr::Repeat(row) if !self.mentions_active(&row.expr) => {
+                    let width = (*row.len).clone();
+                    let c = self.rename(&row.expr)?;
+                    let count = product(&width, &n);
+                    (width, quote!(::std::vec![#c; #count]))
+                }
+                Expr::Array(row) if !self.mentions_active(&outer.expr) => {
+                    let width = usize_literal(row.elems.len());
+                    let row = self.rename(&outer.expr)?;
+                    (width, quote!(#row.repeat(#n)))
+                }
+                _ => return Ok(None),
+            };
+            return Ok(Some((width, Lowered::Op(Op::Verbatim(flat), false))));
+        }
+        // A copy of points: of a parameter, flattened; of a buffer, a copy of the flat buffer.
+        let source = match strip(init) {
+            Expr::MethodCall(m)
+                if m.args.is_empty()
+                    && ["to_vec", "clone", "to_owned"].contains(&m.method.to_string().as_str()) =>
+            {
+                strip(&m.receiver)
+            }
+            e => e,
+        };
+        let Some(v) = self.local(source) else {
+            return Ok(None);
+        };
+        if let Some(width) = self.points_params.get(&v).cloned() {
+            let rule = rules::operator("flatten").expect("the flatten rule");
+            let active = self.vars[v].active;
+            let op = self.flat_op(rule, v, &width);
+            return Ok(Some((width, Lowered::Op(op, active))));
+        }
+        if let Some(width) = self.points_buffers.get(&v).cloned() {
+            let rule = rules::method("clone").expect("the clone rule");
+            let active = self.vars[v].active;
+            let op = Op::Prim {
+                rule,
+                form: CallForm::Method(syn::Ident::new("clone", Span::call_site())),
+                args: vec![Operand::Var(v)],
+                ints: Vec::new(),
+                suffix: TokenStream::new(),
+                span: Span::call_site(),
+            };
+            return Ok(Some((width, Lowered::Op(op, active))));
+        }
+        Ok(None)
+    }
+
+    /// `flatten` or `unflatten` of `v`, with the points' width.
+    fn flat_op(&self, rule: &'static rules::Rule, v: VarId, width: &Expr) -> Op {
+        let width = match width {
+            Expr::Lit(_) | Expr::Path(_) => quote!(::autodiff::__rt::Width::<#width>),
+            _ => quote!(::autodiff::__rt::Width::<{ #width }>),
+        };
+        Op::Prim {
+            rule,
+            form: CallForm::Method(syn::Ident::new(rule.name, Span::call_site())),
+            args: vec![Operand::Var(v)],
+            ints: vec![Operand::Const(width)],
+            suffix: TokenStream::new(),
+            span: Span::call_site(),
+        }
+    }
+
+    /// The variable a plain name `e` names.
+    fn local(&self, e: &Expr) -> Option<VarId> {
+        match strip(e) {
+            Expr::Path(p) if p.qself.is_none() => {
+                p.path.get_ident().and_then(|i| self.lookup(&i.to_string()))
+            }
+            _ => None,
+        }
+    }
+
+    /// The buffer of points `e` names, with its width.
+    pub(super) fn points_buffer(&self, e: &Expr) -> Option<(VarId, Expr)> {
+        let v = self.local(e)?;
+        self.points_buffers.get(&v).map(|w| (v, w.clone()))
+    }
+
+    /// `f[i][k]` of a buffer of points: the buffer and the flat index `N * i + k`, lowered.
+    pub(super) fn points_element(
+        &mut self,
+        ix: &syn::ExprIndex,
+        out: &mut Block,
+    ) -> syn::Result<Option<(VarId, Operand)>> {
+        let Expr::Index(row) = strip(&ix.expr) else {
+            return Ok(None);
+        };
+        let Some((buf, width)) = self.points_buffer(&row.expr) else {
+            return Ok(None);
+        };
+        let (i, k) = (&*row.index, &*ix.index);
+        for part in [i, k] {
+            if matches!(strip(part), Expr::Range(_)) {
+                return Err(syn::Error::new_spanned(part, "#[differentiate] reads and writes a buffer of points one element at a time (`f[i][k]`), not by ranges"));
+            }
+        }
+        let flat = match (int_literal(&width), int_literal(i), int_literal(k)) {
+            (Some(n), Some(i), Some(k)) => usize_literal(n * i + k),
+            _ => {
+                let (row, k) = (product(&width, &i.to_token_stream()), factor(k));
+                syn::parse2(quote!(#row + #k))?
+            }
+        };
+        let index = self.index_operand_spanned(&flat, ix, out)?;
+        Ok(Some((buf, index)))
+    }
+
+    /// The flat index of element `k` (a constant) of row `i` of a buffer of points.
+    fn row_element(
+        &mut self,
+        width: &Expr,
+        i: &Expr,
+        k: usize,
+        out: &mut Block,
+    ) -> syn::Result<Operand> {
+        // `p[2]` of a constant point `f[1]`: the flat index itself.
+        let flat = match (int_literal(width), int_literal(i)) {
+            (Some(n), Some(i)) => usize_literal(n * i + k),
+            _ => {
+                let (row, k) = (product(width, &i.to_token_stream()), usize_literal(k));
+                syn::parse2(quote!(#row + #k))?
+            }
+        };
+        self.index_operand_spanned(&flat, i, out)
+    }
+
+    /// An index computed from the user's `at` (the error, should it read a differentiated
+    /// value, points there).
+    fn index_operand_spanned(
+        &mut self,
+        flat: &Expr,
+        at: &impl ToTokens,
+        out: &mut Block,
+    ) -> syn::Result<Operand> {
+        if self.mentions_active(flat) {
+            return Err(syn::Error::new_spanned(
+                at,
+                "an index cannot depend on a differentiated value",
+            ));
+        }
+        self.operand(flat, out)
+    }
+
+    /// `f[i]` of a buffer of points as a value: its elements read into a fixed-size array (a
+    /// filled buffer, like an array literal).
+    pub(super) fn points_row(
+        &mut self,
+        ix: &syn::ExprIndex,
+        hint: &str,
+        out: &mut Block,
+    ) -> syn::Result<Option<Lowered>> {
+        let Some((buf, width)) = self.points_buffer(&ix.expr) else {
+            return Ok(None);
+        };
+        let n = self.literal_width(&width, ix)?;
+        let mut values = Vec::new();
+        for k in 0..n {
+            let index = self.row_element(&width, &ix.index, k, out)?;
+            values.push(self.index_read(Operand::Var(buf), index, out));
+        }
+        let float = self.float.clone();
+        let zeros = quote!([0.0 as #float; #n]);
+        let hint = if hint.is_empty() || hint == "t" {
+            "point"
+        } else {
+            hint
+        };
+        Ok(Some(self.filled_with(zeros, values, hint, out)))
+    }
+
+    /// `let [a, b, c] = f[i];` of a buffer of points: each name an element read.
+    pub(super) fn points_row_parts(
+        &mut self,
+        e: &Expr,
+        count: usize,
+        out: &mut Block,
+    ) -> syn::Result<Option<Vec<Operand>>> {
+        let Expr::Index(ix) = strip(e) else {
+            return Ok(None);
+        };
+        let Some((buf, width)) = self.points_buffer(&ix.expr) else {
+            return Ok(None);
+        };
+        let mut parts = Vec::new();
+        for k in 0..count {
+            let index = self.row_element(&width, &ix.index, k, out)?;
+            parts.push(self.index_read(Operand::Var(buf), index, out));
+        }
+        Ok(Some(parts))
+    }
+
+    /// `f[i] = value` into a buffer of points: one store per element (of an array literal,
+    /// each element as written; of another value, its elements read).
+    pub(super) fn store_points_row(
+        &mut self,
+        target: &syn::ExprIndex,
+        value: &Expr,
+        out: &mut Block,
+    ) -> syn::Result<bool> {
+        let Some((buf, width)) = self.points_buffer(&target.expr) else {
+            return Ok(false);
+        };
+        let n = self.literal_width(&width, target)?;
+        let values = match strip(value) {
+            Expr::Array(a) if a.elems.len() == n => {
+                let mut values = Vec::new();
+                for el in &a.elems {
+                    values.push(self.operand(el, out)?);
+                }
+                values
+            }
+            _ => {
+                let whole = self.operand(value, out)?;
+                (0..n)
+                    .map(|k| self.index_read(whole.clone(), Operand::Const(quote!(#k)), out))
+                    .collect()
+            }
+        };
+        for (k, v) in values.into_iter().enumerate() {
+            let index = self.row_element(&width, &target.index, k, out)?;
+            self.store(buf, index, Part::Element, v, value, out)?;
+        }
+        Ok(true)
+    }
+
+    /// `f.swap(i, j)` of a buffer of points: the two points exchanged, element by element.
+    pub(super) fn swap_points(
+        &mut self,
+        m: &syn::ExprMethodCall,
+        out: &mut Block,
+    ) -> syn::Result<bool> {
+        let Some((buf, width)) = self.points_buffer(&m.receiver) else {
+            return Ok(false);
+        };
+        let n = self.literal_width(&width, m)?;
+        let (i, j) = (&m.args[0], &m.args[1]);
+        for k in 0..n {
+            let at_i = self.row_element(&width, i, k, out)?;
+            let at_j = self.row_element(&width, j, k, out)?;
+            let vi = self.index_read(Operand::Var(buf), at_i.clone(), out);
+            let vj = self.index_read(Operand::Var(buf), at_j.clone(), out);
+            let e = Expr::MethodCall(m.clone());
+            self.store(buf, at_i, Part::Element, vj, &e, out)?;
+            self.store(buf, at_j, Part::Element, vi, &e, out)?;
+        }
+        Ok(true)
+    }
+
+    /// The buffer of points `v` used whole: read back as points.
+    pub(super) fn unflattened(&mut self, v: VarId) -> Option<Lowered> {
+        let width = self.points_buffers.get(&v)?.clone();
+        let rule = rules::operator("unflatten").expect("the unflatten rule");
+        Some(Lowered::Op(
+            self.flat_op(rule, v, &width),
+            self.vars[v].active,
+        ))
+    }
+
+    /// The width as a number, for code that needs each element by name (a point read or
+    /// written whole).
+    fn literal_width(&self, width: &Expr, at: &impl ToTokens) -> syn::Result<usize> {
+        match int_literal(width) {
+            Some(n) => Ok(n),
+            None => Err(syn::Error::new_spanned(at, format!("#[differentiate] reads and writes whole points of a buffer only when their width is a number; `{}` is not: read and write their elements (`f[i][k]`)", width.to_token_stream()))),
+        }
+    }
+
+    /// How a name of a buffer of points reads in integer code and conditions: viewed as
+    /// points (`f.as_chunks::<3>().0`, a `&[[f64; 3]]`).
+    pub(super) fn points_view(&self, v: VarId, name: TokenStream) -> Option<TokenStream> {
+        let width = match self.points_buffers.get(&v)? {
+            w @ (Expr::Lit(_) | Expr::Path(_)) => w.to_token_stream(),
+            w => quote!({ #w }),
+        };
+        Some(quote!((#name.as_chunks::<#width>().0)))
+    }
+}
+
+/// `a * b`, each side in parentheses unless it is one token or a path.
+fn product(a: &Expr, b: &TokenStream) -> TokenStream {
+    let b: Expr = syn::parse2(b.clone()).unwrap_or_else(|_| syn::parse_quote!(#b));
+    let (a, b) = (factor(a), factor(&b));
+    quote!(#a * #b)
+}
+
+/// `e` as a factor of a product or a term of a sum: in parentheses unless it binds tighter.
+fn factor(e: &Expr) -> TokenStream {
+    match e {
+        Expr::Path(_)
+        | Expr::Lit(_)
+        | Expr::Paren(_)
+        | Expr::MethodCall(_)
+        | Expr::Field(_)
+        | Expr::Call(_)
+        | Expr::Index(_) => e.to_token_stream(),
+        _ => quote!((#e)),
+    }
+}
+
+/// The value of an integer literal.
+fn int_literal(e: &Expr) -> Option<usize> {
+    match strip(e) {
+        Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Int(n),
+            ..
+        }) => n.base10_parse().ok(),
+        _ => None,
+    }
+}
+
+fn usize_literal(n: usize) -> Expr {
+    let n = proc_macro2::Literal::usize_unsuffixed(n);
+    syn::parse_quote!(#n)
+}
