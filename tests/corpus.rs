@@ -725,15 +725,6 @@ pub fn p9(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf3[i] = a;
     }
-    let mut buf3_v = vec![0.0; n];
-    for _ in 0..3 {
-        for i in 1..n - 1 {
-            buf3_v[i] += 0.2 * (buf3[i - 1] * buf3[i + 1] - buf3[i].sin());
-        }
-        for i in 0..n {
-            buf3[i] += 0.1 * buf3_v[i].tanh();
-        }
-    }
     let v4 = buf3[0] * buf3[1];
     let mut w5 = (1.89f64 * 1.89f64).ln_1p().tanh() + 3.0;
     let mut steps = 0;
@@ -878,6 +869,13 @@ pub fn p11_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) 
     let mut buf5 = vec![0.0; n];
     for i in 0..n {
         buf5[i] = (0.34f64 * 0.34f64 + 1.0).ln().atan();
+    }
+    for i in 1..n {
+        buf5[i] += buf5[i - 1] * 0.5;
+    }
+    for i in 1..n {
+        let old = buf5[i];
+        buf5[i] = (old * buf5[i - 1]).sin() + old;
     }
     let v6 = buf5[2] + 0.5 * buf5[3];
     let mut w7 = pts[(1) / 2][(1) % 2].tanh() + 3.0;
@@ -1124,12 +1122,11 @@ pub fn p16_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) 
     for i in 0..n {
         buf4[i] = ((-0.36f64 * -0.36f64).ln_1p().tanh() * 0.9).atanh();
     }
-    for i in 1..n {
-        buf4[i] += buf4[i - 1] * 0.5;
+    for (i, v) in buf4.iter_mut().enumerate() {
+        *v = (*v * pts[((i + 1) % n) / 2][((i + 1) % n) % 2]).sin() + *v * 0.5;
     }
-    for i in 1..n {
-        let old = buf4[i];
-        buf4[i] = (old * buf4[i - 1]).sin() + old;
+    for (v, &w) in buf4.iter_mut().zip(x) {
+        *v += w * 0.25;
     }
     let v5 = buf4[3] + 0.5 * buf4[0];
     let mut perm6 = vec![0usize; n];
@@ -1206,6 +1203,13 @@ pub fn p17(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let mut buf1 = vec![0.0; n];
     for i in 0..n {
         buf1[i] = (-1.30f64.tanh() * 0.9).acos().tanh().exp();
+    }
+    for i in 1..n {
+        buf1[i] += buf1[i - 1] * 0.5;
+    }
+    for i in 1..n {
+        let old = buf1[i];
+        buf1[i] = (old * buf1[i - 1]).sin() + old;
     }
     let v2 = buf1[2] * buf1[3];
     let mut m3 = f64::sin(v2);
@@ -1370,13 +1374,6 @@ pub fn p21(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let mut buf1 = vec![0.0; n];
     for i in 0..n {
         buf1[i] = a;
-    }
-    for i in 1..n {
-        buf1[i] += buf1[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf1[i];
-        buf1[i] = (old * buf1[i - 1]).sin() + old;
     }
     let v2 = buf1[1] * buf1[2];
     let v3 = if b >= 1.46f64 {
@@ -1956,14 +1953,12 @@ pub fn p33(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf1[i] = ((-0.81f64 - b) + (0.40f64 * 0.40f64 + 1.0).recip());
     }
-    let mut buf1_v = vec![0.0; n];
-    for _ in 0..3 {
-        for i in 1..n - 1 {
-            buf1_v[i] += 0.2 * (buf1[i - 1] * buf1[i + 1] - buf1[i].sin());
-        }
-        for i in 0..n {
-            buf1[i] += 0.1 * buf1_v[i].tanh();
-        }
+    for i in 1..n {
+        buf1[i] += buf1[i - 1] * 0.5;
+    }
+    for i in 1..n {
+        let old = buf1[i];
+        buf1[i] = (old * buf1[i - 1]).sin() + old;
     }
     let v2 = buf1[3] + 0.5 * buf1[0];
     let mut v3_p = vec![[0.0; 2]; n];
@@ -2106,6 +2101,15 @@ pub fn p36(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let mut buf3 = vec![0.0; n];
     for i in 0..n {
         buf3[i] = smooth(b);
+    }
+    let mut buf3_v = vec![0.0; n];
+    for _ in 0..3 {
+        for i in 1..n - 1 {
+            buf3_v[i] += 0.2 * (buf3[i - 1] * buf3[i + 1] - buf3[i].sin());
+        }
+        for i in 0..n {
+            buf3[i] += 0.1 * buf3_v[i].tanh();
+        }
     }
     let v4 = buf3[0] * buf3[1];
     let part5_s = &x[1..];
@@ -3244,6 +3248,12 @@ pub fn p56(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf1[i] = ((b * b + 1.0).log(3.0) * (b * b + 1.0).log(3.0) + 1.0).log2();
     }
+    for (i, v) in buf1.iter_mut().enumerate() {
+        *v = (*v * x[(i + 1) % n]).sin() + *v * 0.5;
+    }
+    for (v, &w) in buf1.iter_mut().zip(x) {
+        *v += w * 0.25;
+    }
     let v2 = buf1[2] * buf1[3];
     let mut w3 = 1.74f64.tanh() + 3.0;
     let mut steps = 0;
@@ -3745,14 +3755,12 @@ pub fn p66(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf3[i] = (x[i] * 0.5);
     }
-    let mut buf3_v = vec![0.0; n];
-    for _ in 0..3 {
-        for i in 1..n - 1 {
-            buf3_v[i] += 0.2 * (buf3[i - 1] * buf3[i + 1] - buf3[i].sin());
-        }
-        for i in 0..n {
-            buf3[i] += 0.1 * buf3_v[i].tanh();
-        }
+    for i in 1..n {
+        buf3[i] += buf3[i - 1] * 0.5;
+    }
+    for i in 1..n {
+        let old = buf3[i];
+        buf3[i] = (old * buf3[i - 1]).sin() + old;
     }
     let v4 = buf3[2] + 0.5 * buf3[3];
     let mut w5 = (((-1.97f64 * 0.5).tanh() - (x[3]).tanh().stop_gradient())
@@ -3984,14 +3992,12 @@ pub fn p71(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf2[i] = (autodiff::ops::sigmoid(x[i]) * autodiff::ops::sigmoid(x[i]) + 1.0).cbrt();
     }
-    let mut buf2_v = vec![0.0; n];
-    for _ in 0..3 {
-        for i in 1..n - 1 {
-            buf2_v[i] += 0.2 * (buf2[i - 1] * buf2[i + 1] - buf2[i].sin());
-        }
-        for i in 0..n {
-            buf2[i] += 0.1 * buf2_v[i].tanh();
-        }
+    for i in 1..n {
+        buf2[i] += buf2[i - 1] * 0.5;
+    }
+    for i in 1..n {
+        let old = buf2[i];
+        buf2[i] = (old * buf2[i - 1]).sin() + old;
     }
     let v3 = buf2[0] + 0.5 * buf2[1];
     let mut lse4 = (v1 * x[2]);
@@ -4338,26 +4344,19 @@ pub fn p76(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf1[i] = (1.06f64.tanh() * 0.9).atanh().abs();
     }
-    for i in 1..n {
-        buf1[i] += buf1[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf1[i];
-        buf1[i] = (old * buf1[i - 1]).sin() + old;
+    let mut buf1_v = vec![0.0; n];
+    for _ in 0..3 {
+        for i in 1..n - 1 {
+            buf1_v[i] += 0.2 * (buf1[i - 1] * buf1[i + 1] - buf1[i].sin());
+        }
+        for i in 0..n {
+            buf1[i] += 0.1 * buf1_v[i].tanh();
+        }
     }
     let v2 = buf1[1] + 0.5 * buf1[2];
     let mut buf3 = vec![0.0; n];
     for i in 0..n {
         buf3[i] = v2.powi(3);
-    }
-    let mut buf3_v = vec![0.0; n];
-    for _ in 0..3 {
-        for i in 1..n - 1 {
-            buf3_v[i] += 0.2 * (buf3[i - 1] * buf3[i + 1] - buf3[i].sin());
-        }
-        for i in 0..n {
-            buf3[i] += 0.1 * buf3_v[i].tanh();
-        }
     }
     let v4 = buf3[3] * buf3[0];
     let f5 = |t: f64, u: f64| {
@@ -4933,12 +4932,14 @@ pub fn p87_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) 
     for i in 0..n {
         buf4[i] = (b.max(v1) * b.max(v1) + 1.0).cbrt();
     }
-    for i in 1..n {
-        buf4[i] += buf4[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf4[i];
-        buf4[i] = (old * buf4[i - 1]).sin() + old;
+    let mut buf4_v = vec![0.0; n];
+    for _ in 0..3 {
+        for i in 1..n - 1 {
+            buf4_v[i] += 0.2 * (buf4[i - 1] * buf4[i + 1] - buf4[i].sin());
+        }
+        for i in 0..n {
+            buf4[i] += 0.1 * buf4_v[i].tanh();
+        }
     }
     let v5 = buf4[3] + 0.5 * buf4[0];
     -1.44f64 * (a).tanh()
@@ -5587,24 +5588,19 @@ pub fn p101(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf5[i] = (0.61f64.sin() * 0.61f64.sin()).ln_1p();
     }
-    for i in 1..n {
-        buf5[i] += buf5[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf5[i];
-        buf5[i] = (old * buf5[i - 1]).sin() + old;
-    }
     let v6 = buf5[0] + 0.5 * buf5[1];
     let mut buf7 = vec![0.0; n];
     for i in 0..n {
         buf7[i] = (autodiff::ops::softplus(x[i]) * autodiff::ops::softplus(x[i]) + 0.5).sqrt();
     }
-    for i in 1..n {
-        buf7[i] += buf7[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf7[i];
-        buf7[i] = (old * buf7[i - 1]).sin() + old;
+    let mut buf7_v = vec![0.0; n];
+    for _ in 0..3 {
+        for i in 1..n - 1 {
+            buf7_v[i] += 0.2 * (buf7[i - 1] * buf7[i + 1] - buf7[i].sin());
+        }
+        for i in 0..n {
+            buf7[i] += 0.1 * buf7_v[i].tanh();
+        }
     }
     let v8 = buf7[3] + 0.5 * buf7[0];
     0.54f64 * (a).tanh()
@@ -5672,14 +5668,12 @@ pub fn p103(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf1[i] = a.clamp(-1.0, 1.0).cos();
     }
-    let mut buf1_v = vec![0.0; n];
-    for _ in 0..3 {
-        for i in 1..n - 1 {
-            buf1_v[i] += 0.2 * (buf1[i - 1] * buf1[i + 1] - buf1[i].sin());
-        }
-        for i in 0..n {
-            buf1[i] += 0.1 * buf1_v[i].tanh();
-        }
+    for i in 1..n {
+        buf1[i] += buf1[i - 1] * 0.5;
+    }
+    for i in 1..n {
+        let old = buf1[i];
+        buf1[i] = (old * buf1[i - 1]).sin() + old;
     }
     let v2 = buf1[2] + 0.5 * buf1[3];
     let v3 = if (x[1].tanh() * 0.9).atanh() >= 1.68f64 {
@@ -6192,6 +6186,13 @@ impl Holder111 {
         let mut buf5 = vec![0.0; n];
         for i in 0..n {
             buf5[i] = (v4 * -0.87f64).abs();
+        }
+        for i in 1..n {
+            buf5[i] += buf5[i - 1] * 0.5;
+        }
+        for i in 1..n {
+            let old = buf5[i];
+            buf5[i] = (old * buf5[i - 1]).sin() + old;
         }
         let v6 = buf5[0] * buf5[1];
         let mut perm7 = vec![0usize; n];
@@ -7282,6 +7283,15 @@ pub fn p129(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf1[i] = b.mul_add(b, b).max(x[i].hypot(x[i]));
     }
+    let mut buf1_v = vec![0.0; n];
+    for _ in 0..3 {
+        for i in 1..n - 1 {
+            buf1_v[i] += 0.2 * (buf1[i - 1] * buf1[i + 1] - buf1[i].sin());
+        }
+        for i in 0..n {
+            buf1[i] += 0.1 * buf1_v[i].tanh();
+        }
+    }
     let v2 = buf1[2] + 0.5 * buf1[3];
     let mut lse3 = (1.76f64 / (v2 * v2 + 1.0));
     let mut scratch4 = vec![0.0; 3];
@@ -7329,12 +7339,14 @@ pub fn p130(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf4[i] = (a + a).tanh().exp_m1();
     }
-    for i in 1..n {
-        buf4[i] += buf4[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf4[i];
-        buf4[i] = (old * buf4[i - 1]).sin() + old;
+    let mut buf4_v = vec![0.0; n];
+    for _ in 0..3 {
+        for i in 1..n - 1 {
+            buf4_v[i] += 0.2 * (buf4[i - 1] * buf4[i + 1] - buf4[i].sin());
+        }
+        for i in 0..n {
+            buf4[i] += 0.1 * buf4_v[i].tanh();
+        }
     }
     let v5 = buf4[3] + 0.5 * buf4[0];
     let mut acc6 = (-1.85f64 * 0.5);
@@ -7384,6 +7396,12 @@ pub fn p131(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let mut buf3 = vec![0.0; n];
     for i in 0..n {
         buf3[i] = x[3];
+    }
+    for (i, v) in buf3.iter_mut().enumerate() {
+        *v = (*v * x[(i + 1) % n]).sin() + *v * 0.5;
+    }
+    for (v, &w) in buf3.iter_mut().zip(x) {
+        *v += w * 0.25;
     }
     let v4 = buf3[3] * buf3[0];
     let mut acc: f64 = 1.37f64 * (a).tanh()
@@ -8049,14 +8067,11 @@ impl Holder144 {
         for i in 0..n {
             buf3[i] = v2;
         }
-        let mut buf3_v = vec![0.0; n];
-        for _ in 0..3 {
-            for i in 1..n - 1 {
-                buf3_v[i] += 0.2 * (buf3[i - 1] * buf3[i + 1] - buf3[i].sin());
-            }
-            for i in 0..n {
-                buf3[i] += 0.1 * buf3_v[i].tanh();
-            }
+        for (i, v) in buf3.iter_mut().enumerate() {
+            *v = (*v * self.w[(i + 1) % n]).sin() + *v * 0.5;
+        }
+        for (v, &w) in buf3.iter_mut().zip(x) {
+            *v += w * 0.25;
         }
         let v4 = buf3[3] + 0.5 * buf3[0];
         let part5_s = &self.w[1..=2];
@@ -8068,29 +8083,11 @@ impl Holder144 {
         for i in 0..n {
             buf6[i] = f64::sin(v2.mul_add(self.w[2], 1.23f64));
         }
-        let mut buf6_v = vec![0.0; n];
-        for _ in 0..3 {
-            for i in 1..n - 1 {
-                buf6_v[i] += 0.2 * (buf6[i - 1] * buf6[i + 1] - buf6[i].sin());
-            }
-            for i in 0..n {
-                buf6[i] += 0.1 * buf6_v[i].tanh();
-            }
-        }
         let v7 = buf6[1] + 0.5 * buf6[2];
         let mut buf8 = vec![0.0; n];
         for i in 0..n {
             buf8[i] =
                 ((self.w[0].tanh() * 0.9).acos() * (self.w[0].tanh() * 0.9).acos() + 1.0).cbrt();
-        }
-        let mut buf8_v = vec![0.0; n];
-        for _ in 0..3 {
-            for i in 1..n - 1 {
-                buf8_v[i] += 0.2 * (buf8[i - 1] * buf8[i + 1] - buf8[i].sin());
-            }
-            for i in 0..n {
-                buf8[i] += 0.1 * buf8_v[i].tanh();
-            }
         }
         let v9 = buf8[1] + 0.5 * buf8[2];
         let mut buf10 = vec![0.0; n];
@@ -8098,6 +8095,15 @@ impl Holder144 {
             buf10[i] = -1.84f64
                 .atan2(v4 * v4 + 0.5)
                 .atan2((part5.tanh() * 0.9).asin() * (part5.tanh() * 0.9).asin() + 0.5);
+        }
+        let mut buf10_v = vec![0.0; n];
+        for _ in 0..3 {
+            for i in 1..n - 1 {
+                buf10_v[i] += 0.2 * (buf10[i - 1] * buf10[i + 1] - buf10[i].sin());
+            }
+            for i in 0..n {
+                buf10[i] += 0.1 * buf10_v[i].tanh();
+            }
         }
         let v11 = buf10[1] * buf10[2];
         -1.13f64 * (self.a).tanh()
@@ -8144,6 +8150,15 @@ pub fn p145(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let mut buf2 = vec![0.0; n];
     for i in 0..n {
         buf2[i] = ((b * b + 1.0).cbrt() + helpers::soft(b, 0.3));
+    }
+    let mut buf2_v = vec![0.0; n];
+    for _ in 0..3 {
+        for i in 1..n - 1 {
+            buf2_v[i] += 0.2 * (buf2[i - 1] * buf2[i + 1] - buf2[i].sin());
+        }
+        for i in 0..n {
+            buf2[i] += 0.1 * buf2_v[i].tanh();
+        }
     }
     let v3 = buf2[2] * buf2[3];
     let mut lse4 = v1.tanh().exp();
@@ -8393,13 +8408,6 @@ pub fn p150(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let mut buf1 = vec![0.0; n];
     for i in 0..n {
         buf1[i] = -1.38f64;
-    }
-    for i in 1..n {
-        buf1[i] += buf1[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf1[i];
-        buf1[i] = (old * buf1[i - 1]).sin() + old;
     }
     let v2 = buf1[0] + 0.5 * buf1[1];
     let mut m3 = (a.tanh() * 0.9).asin();
@@ -8742,12 +8750,14 @@ pub fn p158_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64)
     for i in 0..n {
         buf1[i] = smooth((a * a + 1.0).recip());
     }
-    for i in 1..n {
-        buf1[i] += buf1[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf1[i];
-        buf1[i] = (old * buf1[i - 1]).sin() + old;
+    let mut buf1_v = vec![0.0; n];
+    for _ in 0..3 {
+        for i in 1..n - 1 {
+            buf1_v[i] += 0.2 * (buf1[i - 1] * buf1[i + 1] - buf1[i].sin());
+        }
+        for i in 0..n {
+            buf1[i] += 0.1 * buf1_v[i].tanh();
+        }
     }
     let v2 = buf1[2] * buf1[3];
     let arr3 = {
@@ -9479,14 +9489,12 @@ pub fn p172(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf1[i] = a.max(1.33f64).clamp(-1.0, 1.0);
     }
-    let mut buf1_v = vec![0.0; n];
-    for _ in 0..3 {
-        for i in 1..n - 1 {
-            buf1_v[i] += 0.2 * (buf1[i - 1] * buf1[i + 1] - buf1[i].sin());
-        }
-        for i in 0..n {
-            buf1[i] += 0.1 * buf1_v[i].tanh();
-        }
+    for i in 1..n {
+        buf1[i] += buf1[i - 1] * 0.5;
+    }
+    for i in 1..n {
+        let old = buf1[i];
+        buf1[i] = (old * buf1[i - 1]).sin() + old;
     }
     let v2 = buf1[1] + 0.5 * buf1[2];
     let mut acc3 = b.clamp(-1.0, 1.0);
@@ -9825,14 +9833,11 @@ pub fn p178(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf4[i] = part1.asinh().sin();
     }
-    let mut buf4_v = vec![0.0; n];
-    for _ in 0..3 {
-        for i in 1..n - 1 {
-            buf4_v[i] += 0.2 * (buf4[i - 1] * buf4[i + 1] - buf4[i].sin());
-        }
-        for i in 0..n {
-            buf4[i] += 0.1 * buf4_v[i].tanh();
-        }
+    for (i, v) in buf4.iter_mut().enumerate() {
+        *v = (*v * x[(i + 1) % n]).sin() + *v * 0.5;
+    }
+    for (v, &w) in buf4.iter_mut().zip(x) {
+        *v += w * 0.25;
     }
     let v5 = buf4[0] + 0.5 * buf4[1];
     let mut perm6 = vec![0usize; n];
@@ -10226,12 +10231,14 @@ pub fn p185(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf3[i] = (a * a + 1.0).log10().mul_add(x[i], arr1.tanh().exp2());
     }
-    for i in 1..n {
-        buf3[i] += buf3[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf3[i];
-        buf3[i] = (old * buf3[i - 1]).sin() + old;
+    let mut buf3_v = vec![0.0; n];
+    for _ in 0..3 {
+        for i in 1..n - 1 {
+            buf3_v[i] += 0.2 * (buf3[i - 1] * buf3[i + 1] - buf3[i].sin());
+        }
+        for i in 0..n {
+            buf3[i] += 0.1 * buf3_v[i].tanh();
+        }
     }
     let v4 = buf3[1] + 0.5 * buf3[2];
     let part5_s = &x[0..2];
@@ -10715,6 +10722,13 @@ pub fn p194(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf5[i] = ((m1 * 0.5) * (m1 * 0.5) + 0.5).sqrt();
     }
+    for i in 1..n {
+        buf5[i] += buf5[i - 1] * 0.5;
+    }
+    for i in 1..n {
+        let old = buf5[i];
+        buf5[i] = (old * buf5[i - 1]).sin() + old;
+    }
     let v6 = buf5[3] + 0.5 * buf5[0];
     let mut hist7 = vec![0.0; 3 * n];
     let mut st8 = (x[3] * x[3]).ln_1p();
@@ -11148,12 +11162,14 @@ pub fn p202_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64)
     for i in 0..n {
         buf8[i] = f64::sin(pair3.powi(2));
     }
-    for i in 1..n {
-        buf8[i] += buf8[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf8[i];
-        buf8[i] = (old * buf8[i - 1]).sin() + old;
+    let mut buf8_v = vec![0.0; n];
+    for _ in 0..3 {
+        for i in 1..n - 1 {
+            buf8_v[i] += 0.2 * (buf8[i - 1] * buf8[i + 1] - buf8[i].sin());
+        }
+        for i in 0..n {
+            buf8[i] += 0.1 * buf8_v[i].tanh();
+        }
     }
     let v9 = buf8[1] + 0.5 * buf8[2];
     let mut lse10 = (1.31f64 * 1.31f64).ln_1p();
@@ -11333,6 +11349,12 @@ pub fn p204(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf3[i] = autodiff::ops::softplus(0.02f64);
     }
+    for (i, v) in buf3.iter_mut().enumerate() {
+        *v = (*v * x[(i + 1) % n]).sin() + *v * 0.5;
+    }
+    for (v, &w) in buf3.iter_mut().zip(x) {
+        *v += w * 0.25;
+    }
     let v4 = buf3[2] + 0.5 * buf3[3];
     let arr5 = (m.to_owned().reversed_axes() * -1.26f64.atan2(0.04f64 * 0.04f64 + 0.5) + &m.view())
         .mapv(|t| t.tanh())
@@ -11408,12 +11430,14 @@ pub fn p206(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf3[i] = ((arr2 - b) * (arr2 - b) + 1.0).recip();
     }
-    for i in 1..n {
-        buf3[i] += buf3[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf3[i];
-        buf3[i] = (old * buf3[i - 1]).sin() + old;
+    let mut buf3_v = vec![0.0; n];
+    for _ in 0..3 {
+        for i in 1..n - 1 {
+            buf3_v[i] += 0.2 * (buf3[i - 1] * buf3[i + 1] - buf3[i].sin());
+        }
+        for i in 0..n {
+            buf3[i] += 0.1 * buf3_v[i].tanh();
+        }
     }
     let v4 = buf3[2] * buf3[3];
     let mut m5 = x[0].cos();
@@ -11441,6 +11465,12 @@ pub fn p206(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let mut buf7 = vec![0.0; n];
     for i in 0..n {
         buf7[i] = 0.05f64.atan();
+    }
+    for (i, v) in buf7.iter_mut().enumerate() {
+        *v = (*v * x[(i + 1) % n]).sin() + *v * 0.5;
+    }
+    for (v, &w) in buf7.iter_mut().zip(x) {
+        *v += w * 0.25;
     }
     let v8 = buf7[0] + 0.5 * buf7[1];
     -1.06f64 * (a).tanh()
@@ -12113,19 +12143,25 @@ pub fn p218(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf2[i] = (f64::sin(0.31f64) * f64::sin(0.31f64) + 1.0).log10();
     }
+    let mut buf2_v = vec![0.0; n];
+    for _ in 0..3 {
+        for i in 1..n - 1 {
+            buf2_v[i] += 0.2 * (buf2[i - 1] * buf2[i + 1] - buf2[i].sin());
+        }
+        for i in 0..n {
+            buf2[i] += 0.1 * buf2_v[i].tanh();
+        }
+    }
     let v3 = buf2[0] + 0.5 * buf2[1];
     let mut buf4 = vec![0.0; n];
     for i in 0..n {
         buf4[i] = (helpers::soft(-1.13f64, 0.3) * 0.5);
     }
-    let mut buf4_v = vec![0.0; n];
-    for _ in 0..3 {
-        for i in 1..n - 1 {
-            buf4_v[i] += 0.2 * (buf4[i - 1] * buf4[i + 1] - buf4[i].sin());
-        }
-        for i in 0..n {
-            buf4[i] += 0.1 * buf4_v[i].tanh();
-        }
+    for (i, v) in buf4.iter_mut().enumerate() {
+        *v = (*v * x[(i + 1) % n]).sin() + *v * 0.5;
+    }
+    for (v, &w) in buf4.iter_mut().zip(x) {
+        *v += w * 0.25;
     }
     let v5 = buf4[3] + 0.5 * buf4[0];
     1.47f64 * (a).tanh()
@@ -12213,12 +12249,14 @@ pub fn p220(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf1[i] = x[3];
     }
-    for i in 1..n {
-        buf1[i] += buf1[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf1[i];
-        buf1[i] = (old * buf1[i - 1]).sin() + old;
+    let mut buf1_v = vec![0.0; n];
+    for _ in 0..3 {
+        for i in 1..n - 1 {
+            buf1_v[i] += 0.2 * (buf1[i - 1] * buf1[i + 1] - buf1[i].sin());
+        }
+        for i in 0..n {
+            buf1[i] += 0.1 * buf1_v[i].tanh();
+        }
     }
     let v2 = buf1[2] + 0.5 * buf1[3];
     let v3 = ((-(x[1])).tanh() * 0.9).acos().hypot(b);
@@ -12295,6 +12333,15 @@ pub fn p222(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf2[i] = (b.sin().tanh() * 0.9).acos();
     }
+    let mut buf2_v = vec![0.0; n];
+    for _ in 0..3 {
+        for i in 1..n - 1 {
+            buf2_v[i] += 0.2 * (buf2[i - 1] * buf2[i + 1] - buf2[i].sin());
+        }
+        for i in 0..n {
+            buf2[i] += 0.1 * buf2_v[i].tanh();
+        }
+    }
     let v3 = buf2[1] * buf2[2];
     let arr4 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * x[0].tanh();
     let mut m5 = (pair1 * pair1 + 1.0).log10();
@@ -12358,6 +12405,15 @@ pub fn p224_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64)
     let mut buf4 = vec![0.0; n];
     for i in 0..n {
         buf4[i] = b.tanh().exp().tanh().exp2();
+    }
+    let mut buf4_v = vec![0.0; n];
+    for _ in 0..3 {
+        for i in 1..n - 1 {
+            buf4_v[i] += 0.2 * (buf4[i - 1] * buf4[i + 1] - buf4[i].sin());
+        }
+        for i in 0..n {
+            buf4[i] += 0.1 * buf4_v[i].tanh();
+        }
     }
     let v5 = buf4[3] * buf4[0];
     -1.49f64 * (a).tanh()
@@ -12461,14 +12517,11 @@ pub fn p226(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf3[i] = (((x[i].mul_add(b, 1.02f64)).tanh() * 3.0).floor() * 0.25 + b);
     }
-    let mut buf3_v = vec![0.0; n];
-    for _ in 0..3 {
-        for i in 1..n - 1 {
-            buf3_v[i] += 0.2 * (buf3[i - 1] * buf3[i + 1] - buf3[i].sin());
-        }
-        for i in 0..n {
-            buf3[i] += 0.1 * buf3_v[i].tanh();
-        }
+    for (i, v) in buf3.iter_mut().enumerate() {
+        *v = (*v * x[(i + 1) % n]).sin() + *v * 0.5;
+    }
+    for (v, &w) in buf3.iter_mut().zip(x) {
+        *v += w * 0.25;
     }
     let v4 = buf3[2] + 0.5 * buf3[3];
     let v5 = match n % 3 {
@@ -12662,15 +12715,6 @@ pub fn p230(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let mut buf1 = vec![0.0; n];
     for i in 0..n {
         buf1[i] = ((a.tanh() * 0.9).asin().tanh() * 0.5).cosh();
-    }
-    let mut buf1_v = vec![0.0; n];
-    for _ in 0..3 {
-        for i in 1..n - 1 {
-            buf1_v[i] += 0.2 * (buf1[i - 1] * buf1[i + 1] - buf1[i].sin());
-        }
-        for i in 0..n {
-            buf1[i] += 0.1 * buf1_v[i].tanh();
-        }
     }
     let v2 = buf1[3] * buf1[0];
     let arr3 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * x[1];
@@ -12876,15 +12920,6 @@ pub fn p234(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf5[i] = (x[(i + 3) % n] * 0.5).tanh().exp2();
     }
-    let mut buf5_v = vec![0.0; n];
-    for _ in 0..3 {
-        for i in 1..n - 1 {
-            buf5_v[i] += 0.2 * (buf5[i - 1] * buf5[i + 1] - buf5[i].sin());
-        }
-        for i in 0..n {
-            buf5[i] += 0.1 * buf5_v[i].tanh();
-        }
-    }
     let v6 = buf5[0] + 0.5 * buf5[1];
     let arr7 = {
         let mut q = m.to_owned();
@@ -13022,14 +13057,12 @@ pub fn p236(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf5[i] = (x[i].atan2(1.92f64 * 1.92f64 + 0.5) * 0.5);
     }
-    let mut buf5_v = vec![0.0; n];
-    for _ in 0..3 {
-        for i in 1..n - 1 {
-            buf5_v[i] += 0.2 * (buf5[i - 1] * buf5[i + 1] - buf5[i].sin());
-        }
-        for i in 0..n {
-            buf5[i] += 0.1 * buf5_v[i].tanh();
-        }
+    for i in 1..n {
+        buf5[i] += buf5[i - 1] * 0.5;
+    }
+    for i in 1..n {
+        let old = buf5[i];
+        buf5[i] = (old * buf5[i - 1]).sin() + old;
     }
     let v6 = buf5[0] + 0.5 * buf5[1];
     let mut acc7 = (-0.41f64 * lse3);
@@ -13689,6 +13722,13 @@ pub fn p249(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf2[i] = b;
     }
+    for i in 1..n {
+        buf2[i] += buf2[i - 1] * 0.5;
+    }
+    for i in 1..n {
+        let old = buf2[i];
+        buf2[i] = (old * buf2[i - 1]).sin() + old;
+    }
     let v3 = buf2[0] + 0.5 * buf2[1];
     let v4 = (1.55f64.tanh() * 0.9).asin().tanh().exp();
     let mut m5 = (-(x[3]));
@@ -13907,15 +13947,6 @@ pub fn p254(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let mut buf2 = vec![0.0; n];
     for i in 0..n {
         buf2[i] = b;
-    }
-    let mut buf2_v = vec![0.0; n];
-    for _ in 0..3 {
-        for i in 1..n - 1 {
-            buf2_v[i] += 0.2 * (buf2[i - 1] * buf2[i + 1] - buf2[i].sin());
-        }
-        for i in 0..n {
-            buf2[i] += 0.1 * buf2_v[i].tanh();
-        }
     }
     let v3 = buf2[3] * buf2[0];
     1.40f64 * (a).tanh() + -1.12f64 * (b).tanh() + 0.59f64 * (v1).tanh() + -0.24f64 * (v3).tanh()
@@ -14182,6 +14213,13 @@ pub fn p261(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf1[i] = ((1.08f64.tanh() * 0.5).sinh() * (1.08f64.tanh() * 0.5).sinh() + 1.0).log2();
     }
+    for i in 1..n {
+        buf1[i] += buf1[i - 1] * 0.5;
+    }
+    for i in 1..n {
+        let old = buf1[i];
+        buf1[i] = (old * buf1[i - 1]).sin() + old;
+    }
     let v2 = buf1[2] * buf1[3];
     let mut pair3 = 0.0;
     for i in 0..n {
@@ -14306,6 +14344,12 @@ pub fn p264(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let mut buf3 = vec![0.0; n];
     for i in 0..n {
         buf3[i] = b.min(a).abs();
+    }
+    for (i, v) in buf3.iter_mut().enumerate() {
+        *v = (*v * x[(i + 1) % n]).sin() + *v * 0.5;
+    }
+    for (v, &w) in buf3.iter_mut().zip(x) {
+        *v += w * 0.25;
     }
     let v4 = buf3[0] * buf3[1];
     let part5_s = &x[0..2];
@@ -14485,12 +14529,11 @@ pub fn p268(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf6[i] = a.atan().atan();
     }
-    for i in 1..n {
-        buf6[i] += buf6[i - 1] * 0.5;
+    for (i, v) in buf6.iter_mut().enumerate() {
+        *v = (*v * x[(i + 1) % n]).sin() + *v * 0.5;
     }
-    for i in 1..n {
-        let old = buf6[i];
-        buf6[i] = (old * buf6[i - 1]).sin() + old;
+    for (v, &w) in buf6.iter_mut().zip(x) {
+        *v += w * 0.25;
     }
     let v7 = buf6[0] + 0.5 * buf6[1];
     -0.25f64 * (a).tanh()
@@ -14508,15 +14551,6 @@ pub fn p269(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let mut buf1 = vec![0.0; n];
     for i in 0..n {
         buf1[i] = a;
-    }
-    let mut buf1_v = vec![0.0; n];
-    for _ in 0..3 {
-        for i in 1..n - 1 {
-            buf1_v[i] += 0.2 * (buf1[i - 1] * buf1[i + 1] - buf1[i].sin());
-        }
-        for i in 0..n {
-            buf1[i] += 0.1 * buf1_v[i].tanh();
-        }
     }
     let v2 = buf1[0] + 0.5 * buf1[1];
     let v3 = (0.35f64 + b).asinh().powi(2);
@@ -15091,6 +15125,12 @@ impl Holder280 {
         for i in 0..n {
             buf2[i] = ((self.a + self.a) * (self.a + self.a) + 1.0).log10();
         }
+        for (i, v) in buf2.iter_mut().enumerate() {
+            *v = (*v * x[(i + 1) % n]).sin() + *v * 0.5;
+        }
+        for (v, &w) in buf2.iter_mut().zip(x) {
+            *v += w * 0.25;
+        }
         let v3 = buf2[2] + 0.5 * buf2[3];
         let mut pair4 = 0.0;
         for i in 0..n {
@@ -15236,12 +15276,14 @@ pub fn p282(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf5[i] = (b * 0.61f64.hypot(-0.58f64));
     }
-    for i in 1..n {
-        buf5[i] += buf5[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf5[i];
-        buf5[i] = (old * buf5[i - 1]).sin() + old;
+    let mut buf5_v = vec![0.0; n];
+    for _ in 0..3 {
+        for i in 1..n - 1 {
+            buf5_v[i] += 0.2 * (buf5[i - 1] * buf5[i + 1] - buf5[i].sin());
+        }
+        for i in 0..n {
+            buf5[i] += 0.1 * buf5_v[i].tanh();
+        }
     }
     let v6 = buf5[0] * buf5[1];
     let v7 = (((v6 * v6 + 1.0).ln() * (b * b + 1.0).powf(v6.tanh()))
@@ -15394,14 +15436,12 @@ pub fn p285(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf2[i] = ((x[2] * x[2] + 1.0).log10() * (x[2] * x[2] + 1.0).log10() + 1.0).ln();
     }
-    let mut buf2_v = vec![0.0; n];
-    for _ in 0..3 {
-        for i in 1..n - 1 {
-            buf2_v[i] += 0.2 * (buf2[i - 1] * buf2[i + 1] - buf2[i].sin());
-        }
-        for i in 0..n {
-            buf2[i] += 0.1 * buf2_v[i].tanh();
-        }
+    for i in 1..n {
+        buf2[i] += buf2[i - 1] * 0.5;
+    }
+    for i in 1..n {
+        let old = buf2[i];
+        buf2[i] = (old * buf2[i - 1]).sin() + old;
     }
     let v3 = buf2[0] * buf2[1];
     let mut acc: f64 = -1.52f64 * (a).tanh()
@@ -15729,6 +15769,12 @@ pub fn p291(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf1[i] = ((a.tanh() * 0.9).acos() * (a.tanh() * 0.9).acos() + 0.5).sqrt();
     }
+    for (i, v) in buf1.iter_mut().enumerate() {
+        *v = (*v * x[(i + 1) % n]).sin() + *v * 0.5;
+    }
+    for (v, &w) in buf1.iter_mut().zip(x) {
+        *v += w * 0.25;
+    }
     let v2 = buf1[3] * buf1[0];
     let mut perm3 = vec![0usize; n];
     for i in 0..n {
@@ -15752,13 +15798,6 @@ pub fn p291(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             * (x[(i + 3) % n] * x[(i + 3) % n] + 1.0).log2()
             + 1.0)
             .ln();
-    }
-    for i in 1..n {
-        buf5[i] += buf5[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf5[i];
-        buf5[i] = (old * buf5[i - 1]).sin() + old;
     }
     let v6 = buf5[2] + 0.5 * buf5[3];
     let mut acc7 = a;
@@ -16029,12 +16068,14 @@ pub fn p295(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf3[i] = (lse1.max(x[0]) * lse1.max(x[0]) + 0.5).sqrt();
     }
-    for i in 1..n {
-        buf3[i] += buf3[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf3[i];
-        buf3[i] = (old * buf3[i - 1]).sin() + old;
+    let mut buf3_v = vec![0.0; n];
+    for _ in 0..3 {
+        for i in 1..n - 1 {
+            buf3_v[i] += 0.2 * (buf3[i - 1] * buf3[i + 1] - buf3[i].sin());
+        }
+        for i in 0..n {
+            buf3[i] += 0.1 * buf3_v[i].tanh();
+        }
     }
     let v4 = buf3[1] + 0.5 * buf3[2];
     let mut m5 = b.min(b);
@@ -16135,6 +16176,15 @@ pub fn p297(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf5[i] = v4;
     }
+    let mut buf5_v = vec![0.0; n];
+    for _ in 0..3 {
+        for i in 1..n - 1 {
+            buf5_v[i] += 0.2 * (buf5[i - 1] * buf5[i + 1] - buf5[i].sin());
+        }
+        for i in 0..n {
+            buf5[i] += 0.1 * buf5_v[i].tanh();
+        }
+    }
     let v6 = buf5[2] * buf5[3];
     1.85f64 * (a).tanh()
         + 1.27f64 * (b).tanh()
@@ -16152,12 +16202,11 @@ pub fn p298(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf1[i] = (b.powi(2) * b.powi(2)).ln_1p();
     }
-    for i in 1..n {
-        buf1[i] += buf1[i - 1] * 0.5;
+    for (i, v) in buf1.iter_mut().enumerate() {
+        *v = (*v * x[(i + 1) % n]).sin() + *v * 0.5;
     }
-    for i in 1..n {
-        let old = buf1[i];
-        buf1[i] = (old * buf1[i - 1]).sin() + old;
+    for (v, &w) in buf1.iter_mut().zip(x) {
+        *v += w * 0.25;
     }
     let v2 = buf1[2] + 0.5 * buf1[3];
     let v3 = if v2.powi(3) < -0.69f64 {
@@ -16820,15 +16869,6 @@ mod twin {
         for i in 0..n {
             buf3[i] = a;
         }
-        let mut buf3_v = vec![c(0.0); n];
-        for _ in 0..3 {
-            for i in 1..n - 1 {
-                buf3_v[i] = buf3_v[i] + (c(0.2) * (buf3[i - 1] * buf3[i + 1] - buf3[i].sin()));
-            }
-            for i in 0..n {
-                buf3[i] = buf3[i] + (c(0.1) * buf3_v[i].tanh());
-            }
-        }
         let v4 = buf3[0] * buf3[1];
         let mut w5 = (c(1.89) * c(1.89)).ln_1p().tanh() + c(3.0);
         let mut steps = 0;
@@ -16946,6 +16986,13 @@ mod twin {
         let mut buf5 = vec![c(0.0); n];
         for i in 0..n {
             buf5[i] = (c(0.34) * c(0.34) + c(1.0)).ln().atan();
+        }
+        for i in 1..n {
+            buf5[i] = buf5[i] + (buf5[i - 1] * c(0.5));
+        }
+        for i in 1..n {
+            let old = buf5[i];
+            buf5[i] = (old * buf5[i - 1]).sin() + old;
         }
         let v6 = buf5[2] + c(0.5) * buf5[3];
         let mut w7 = x[1].tanh() + c(3.0);
@@ -17163,12 +17210,11 @@ mod twin {
         for i in 0..n {
             buf4[i] = ((-c(0.36) * -c(0.36)).ln_1p().tanh() * c(0.9)).atanh();
         }
-        for i in 1..n {
-            buf4[i] = buf4[i] + (buf4[i - 1] * c(0.5));
+        for (i, v) in buf4.iter_mut().enumerate() {
+            *v = (*v * x[(i + 1) % n]).sin() + *v * c(0.5);
         }
-        for i in 1..n {
-            let old = buf4[i];
-            buf4[i] = (old * buf4[i - 1]).sin() + old;
+        for (v, &w) in buf4.iter_mut().zip(x) {
+            *v += w * c(0.25);
         }
         let v5 = buf4[3] + c(0.5) * buf4[0];
         let mut perm6 = vec![0usize; n];
@@ -17225,6 +17271,13 @@ mod twin {
         let mut buf1 = vec![c(0.0); n];
         for i in 0..n {
             buf1[i] = (-c(1.30).tanh() * c(0.9)).acos().tanh().exp();
+        }
+        for i in 1..n {
+            buf1[i] = buf1[i] + (buf1[i - 1] * c(0.5));
+        }
+        for i in 1..n {
+            let old = buf1[i];
+            buf1[i] = (old * buf1[i - 1]).sin() + old;
         }
         let v2 = buf1[2] * buf1[3];
         let mut m3 = sin(v2);
@@ -17354,13 +17407,6 @@ mod twin {
         let mut buf1 = vec![c(0.0); n];
         for i in 0..n {
             buf1[i] = a;
-        }
-        for i in 1..n {
-            buf1[i] = buf1[i] + (buf1[i - 1] * c(0.5));
-        }
-        for i in 1..n {
-            let old = buf1[i];
-            buf1[i] = (old * buf1[i - 1]).sin() + old;
         }
         let v2 = buf1[1] * buf1[2];
         let v3 = if b >= c(1.46) {
@@ -17892,14 +17938,12 @@ mod twin {
         for i in 0..n {
             buf1[i] = ((-c(0.81) - b) + (c(0.40) * c(0.40) + c(1.0)).recip());
         }
-        let mut buf1_v = vec![c(0.0); n];
-        for _ in 0..3 {
-            for i in 1..n - 1 {
-                buf1_v[i] = buf1_v[i] + (c(0.2) * (buf1[i - 1] * buf1[i + 1] - buf1[i].sin()));
-            }
-            for i in 0..n {
-                buf1[i] = buf1[i] + (c(0.1) * buf1_v[i].tanh());
-            }
+        for i in 1..n {
+            buf1[i] = buf1[i] + (buf1[i - 1] * c(0.5));
+        }
+        for i in 1..n {
+            let old = buf1[i];
+            buf1[i] = (old * buf1[i - 1]).sin() + old;
         }
         let v2 = buf1[3] + c(0.5) * buf1[0];
         let mut v3_p = vec![[c(0.0); 2]; n];
@@ -18042,6 +18086,15 @@ mod twin {
         let mut buf3 = vec![c(0.0); n];
         for i in 0..n {
             buf3[i] = smooth(b);
+        }
+        let mut buf3_v = vec![c(0.0); n];
+        for _ in 0..3 {
+            for i in 1..n - 1 {
+                buf3_v[i] = buf3_v[i] + (c(0.2) * (buf3[i - 1] * buf3[i + 1] - buf3[i].sin()));
+            }
+            for i in 0..n {
+                buf3[i] = buf3[i] + (c(0.1) * buf3_v[i].tanh());
+            }
         }
         let v4 = buf3[0] * buf3[1];
         let part5_s = &x[1..];
@@ -18969,6 +19022,12 @@ mod twin {
         for i in 0..n {
             buf1[i] = ((b * b + c(1.0)).log(3.0) * (b * b + c(1.0)).log(3.0) + c(1.0)).log2();
         }
+        for (i, v) in buf1.iter_mut().enumerate() {
+            *v = (*v * x[(i + 1) % n]).sin() + *v * c(0.5);
+        }
+        for (v, &w) in buf1.iter_mut().zip(x) {
+            *v += w * c(0.25);
+        }
         let v2 = buf1[2] * buf1[3];
         let mut w3 = c(1.74).tanh() + c(3.0);
         let mut steps = 0;
@@ -19352,14 +19411,12 @@ mod twin {
         for i in 0..n {
             buf3[i] = (x[i] * c(0.5));
         }
-        let mut buf3_v = vec![c(0.0); n];
-        for _ in 0..3 {
-            for i in 1..n - 1 {
-                buf3_v[i] = buf3_v[i] + (c(0.2) * (buf3[i - 1] * buf3[i + 1] - buf3[i].sin()));
-            }
-            for i in 0..n {
-                buf3[i] = buf3[i] + (c(0.1) * buf3_v[i].tanh());
-            }
+        for i in 1..n {
+            buf3[i] = buf3[i] + (buf3[i - 1] * c(0.5));
+        }
+        for i in 1..n {
+            let old = buf3[i];
+            buf3[i] = (old * buf3[i - 1]).sin() + old;
         }
         let v4 = buf3[2] + c(0.5) * buf3[3];
         let mut w5 = (((-c(1.97) * c(0.5)).tanh() - (x[3]).tanh().stop_gradient())
@@ -19555,14 +19612,12 @@ mod twin {
         for i in 0..n {
             buf2[i] = (ops::sigmoid(x[i]) * ops::sigmoid(x[i]) + c(1.0)).cbrt();
         }
-        let mut buf2_v = vec![c(0.0); n];
-        for _ in 0..3 {
-            for i in 1..n - 1 {
-                buf2_v[i] = buf2_v[i] + (c(0.2) * (buf2[i - 1] * buf2[i + 1] - buf2[i].sin()));
-            }
-            for i in 0..n {
-                buf2[i] = buf2[i] + (c(0.1) * buf2_v[i].tanh());
-            }
+        for i in 1..n {
+            buf2[i] = buf2[i] + (buf2[i - 1] * c(0.5));
+        }
+        for i in 1..n {
+            let old = buf2[i];
+            buf2[i] = (old * buf2[i - 1]).sin() + old;
         }
         let v3 = buf2[0] + c(0.5) * buf2[1];
         let mut lse4 = (v1 * x[2]);
@@ -19876,26 +19931,19 @@ mod twin {
         for i in 0..n {
             buf1[i] = (c(1.06).tanh() * c(0.9)).atanh().abs();
         }
-        for i in 1..n {
-            buf1[i] = buf1[i] + (buf1[i - 1] * c(0.5));
-        }
-        for i in 1..n {
-            let old = buf1[i];
-            buf1[i] = (old * buf1[i - 1]).sin() + old;
+        let mut buf1_v = vec![c(0.0); n];
+        for _ in 0..3 {
+            for i in 1..n - 1 {
+                buf1_v[i] = buf1_v[i] + (c(0.2) * (buf1[i - 1] * buf1[i + 1] - buf1[i].sin()));
+            }
+            for i in 0..n {
+                buf1[i] = buf1[i] + (c(0.1) * buf1_v[i].tanh());
+            }
         }
         let v2 = buf1[1] + c(0.5) * buf1[2];
         let mut buf3 = vec![c(0.0); n];
         for i in 0..n {
             buf3[i] = v2.powi(3);
-        }
-        let mut buf3_v = vec![c(0.0); n];
-        for _ in 0..3 {
-            for i in 1..n - 1 {
-                buf3_v[i] = buf3_v[i] + (c(0.2) * (buf3[i - 1] * buf3[i + 1] - buf3[i].sin()));
-            }
-            for i in 0..n {
-                buf3[i] = buf3[i] + (c(0.1) * buf3_v[i].tanh());
-            }
         }
         let v4 = buf3[3] * buf3[0];
         let f5 = |t: D, u: D| {
@@ -20424,12 +20472,14 @@ mod twin {
         for i in 0..n {
             buf4[i] = (b.max(v1) * b.max(v1) + c(1.0)).cbrt();
         }
-        for i in 1..n {
-            buf4[i] = buf4[i] + (buf4[i - 1] * c(0.5));
-        }
-        for i in 1..n {
-            let old = buf4[i];
-            buf4[i] = (old * buf4[i - 1]).sin() + old;
+        let mut buf4_v = vec![c(0.0); n];
+        for _ in 0..3 {
+            for i in 1..n - 1 {
+                buf4_v[i] = buf4_v[i] + (c(0.2) * (buf4[i - 1] * buf4[i + 1] - buf4[i].sin()));
+            }
+            for i in 0..n {
+                buf4[i] = buf4[i] + (c(0.1) * buf4_v[i].tanh());
+            }
         }
         let v5 = buf4[3] + c(0.5) * buf4[0];
         -c(1.44) * (a).tanh()
@@ -20987,24 +21037,19 @@ mod twin {
         for i in 0..n {
             buf5[i] = (c(0.61).sin() * c(0.61).sin()).ln_1p();
         }
-        for i in 1..n {
-            buf5[i] = buf5[i] + (buf5[i - 1] * c(0.5));
-        }
-        for i in 1..n {
-            let old = buf5[i];
-            buf5[i] = (old * buf5[i - 1]).sin() + old;
-        }
         let v6 = buf5[0] + c(0.5) * buf5[1];
         let mut buf7 = vec![c(0.0); n];
         for i in 0..n {
             buf7[i] = (ops::softplus(x[i]) * ops::softplus(x[i]) + c(0.5)).sqrt();
         }
-        for i in 1..n {
-            buf7[i] = buf7[i] + (buf7[i - 1] * c(0.5));
-        }
-        for i in 1..n {
-            let old = buf7[i];
-            buf7[i] = (old * buf7[i - 1]).sin() + old;
+        let mut buf7_v = vec![c(0.0); n];
+        for _ in 0..3 {
+            for i in 1..n - 1 {
+                buf7_v[i] = buf7_v[i] + (c(0.2) * (buf7[i - 1] * buf7[i + 1] - buf7[i].sin()));
+            }
+            for i in 0..n {
+                buf7[i] = buf7[i] + (c(0.1) * buf7_v[i].tanh());
+            }
         }
         let v8 = buf7[3] + c(0.5) * buf7[0];
         c(0.54) * (a).tanh()
@@ -21066,14 +21111,12 @@ mod twin {
         for i in 0..n {
             buf1[i] = a.clamp(-c(1.0), c(1.0)).cos();
         }
-        let mut buf1_v = vec![c(0.0); n];
-        for _ in 0..3 {
-            for i in 1..n - 1 {
-                buf1_v[i] = buf1_v[i] + (c(0.2) * (buf1[i - 1] * buf1[i + 1] - buf1[i].sin()));
-            }
-            for i in 0..n {
-                buf1[i] = buf1[i] + (c(0.1) * buf1_v[i].tanh());
-            }
+        for i in 1..n {
+            buf1[i] = buf1[i] + (buf1[i - 1] * c(0.5));
+        }
+        for i in 1..n {
+            let old = buf1[i];
+            buf1[i] = (old * buf1[i - 1]).sin() + old;
         }
         let v2 = buf1[2] + c(0.5) * buf1[3];
         let v3 = if (x[1].tanh() * c(0.9)).atanh() >= c(1.68) {
@@ -21536,6 +21579,13 @@ mod twin {
         let mut buf5 = vec![c(0.0); n];
         for i in 0..n {
             buf5[i] = (v4 * -c(0.87)).abs();
+        }
+        for i in 1..n {
+            buf5[i] = buf5[i] + (buf5[i - 1] * c(0.5));
+        }
+        for i in 1..n {
+            let old = buf5[i];
+            buf5[i] = (old * buf5[i - 1]).sin() + old;
         }
         let v6 = buf5[0] * buf5[1];
         let mut perm7 = vec![0usize; n];
@@ -22450,6 +22500,15 @@ mod twin {
         for i in 0..n {
             buf1[i] = b.mul_add(b, b).max(x[i].hypot(x[i]));
         }
+        let mut buf1_v = vec![c(0.0); n];
+        for _ in 0..3 {
+            for i in 1..n - 1 {
+                buf1_v[i] = buf1_v[i] + (c(0.2) * (buf1[i - 1] * buf1[i + 1] - buf1[i].sin()));
+            }
+            for i in 0..n {
+                buf1[i] = buf1[i] + (c(0.1) * buf1_v[i].tanh());
+            }
+        }
         let v2 = buf1[2] + c(0.5) * buf1[3];
         let mut lse3 = (c(1.76) / (v2 * v2 + c(1.0)));
         let mut scratch4 = vec![c(0.0); 3];
@@ -22497,12 +22556,14 @@ mod twin {
         for i in 0..n {
             buf4[i] = (a + a).tanh().exp_m1();
         }
-        for i in 1..n {
-            buf4[i] = buf4[i] + (buf4[i - 1] * c(0.5));
-        }
-        for i in 1..n {
-            let old = buf4[i];
-            buf4[i] = (old * buf4[i - 1]).sin() + old;
+        let mut buf4_v = vec![c(0.0); n];
+        for _ in 0..3 {
+            for i in 1..n - 1 {
+                buf4_v[i] = buf4_v[i] + (c(0.2) * (buf4[i - 1] * buf4[i + 1] - buf4[i].sin()));
+            }
+            for i in 0..n {
+                buf4[i] = buf4[i] + (c(0.1) * buf4_v[i].tanh());
+            }
         }
         let v5 = buf4[3] + c(0.5) * buf4[0];
         let mut acc6 = (-c(1.85) * c(0.5));
@@ -22548,6 +22609,12 @@ mod twin {
         let mut buf3 = vec![c(0.0); n];
         for i in 0..n {
             buf3[i] = x[3];
+        }
+        for (i, v) in buf3.iter_mut().enumerate() {
+            *v = (*v * x[(i + 1) % n]).sin() + *v * c(0.5);
+        }
+        for (v, &w) in buf3.iter_mut().zip(x) {
+            *v += w * c(0.25);
         }
         let v4 = buf3[3] * buf3[0];
         let mut acc: D = c(1.37) * (a).tanh()
@@ -23134,14 +23201,11 @@ mod twin {
         for i in 0..n {
             buf3[i] = v2;
         }
-        let mut buf3_v = vec![c(0.0); n];
-        for _ in 0..3 {
-            for i in 1..n - 1 {
-                buf3_v[i] = buf3_v[i] + (c(0.2) * (buf3[i - 1] * buf3[i + 1] - buf3[i].sin()));
-            }
-            for i in 0..n {
-                buf3[i] = buf3[i] + (c(0.1) * buf3_v[i].tanh());
-            }
+        for (i, v) in buf3.iter_mut().enumerate() {
+            *v = (*v * x[(i + 1) % n]).sin() + *v * c(0.5);
+        }
+        for (v, &w) in buf3.iter_mut().zip(x) {
+            *v += w * c(0.25);
         }
         let v4 = buf3[3] + c(0.5) * buf3[0];
         let part5_s = &x[1..=2];
@@ -23153,29 +23217,11 @@ mod twin {
         for i in 0..n {
             buf6[i] = sin(v2.mul_add(x[2], c(1.23)));
         }
-        let mut buf6_v = vec![c(0.0); n];
-        for _ in 0..3 {
-            for i in 1..n - 1 {
-                buf6_v[i] = buf6_v[i] + (c(0.2) * (buf6[i - 1] * buf6[i + 1] - buf6[i].sin()));
-            }
-            for i in 0..n {
-                buf6[i] = buf6[i] + (c(0.1) * buf6_v[i].tanh());
-            }
-        }
         let v7 = buf6[1] + c(0.5) * buf6[2];
         let mut buf8 = vec![c(0.0); n];
         for i in 0..n {
             buf8[i] =
                 ((x[0].tanh() * c(0.9)).acos() * (x[0].tanh() * c(0.9)).acos() + c(1.0)).cbrt();
-        }
-        let mut buf8_v = vec![c(0.0); n];
-        for _ in 0..3 {
-            for i in 1..n - 1 {
-                buf8_v[i] = buf8_v[i] + (c(0.2) * (buf8[i - 1] * buf8[i + 1] - buf8[i].sin()));
-            }
-            for i in 0..n {
-                buf8[i] = buf8[i] + (c(0.1) * buf8_v[i].tanh());
-            }
         }
         let v9 = buf8[1] + c(0.5) * buf8[2];
         let mut buf10 = vec![c(0.0); n];
@@ -23183,6 +23229,15 @@ mod twin {
             buf10[i] = -c(1.84)
                 .atan2(v4 * v4 + c(0.5))
                 .atan2((part5.tanh() * c(0.9)).asin() * (part5.tanh() * c(0.9)).asin() + c(0.5));
+        }
+        let mut buf10_v = vec![c(0.0); n];
+        for _ in 0..3 {
+            for i in 1..n - 1 {
+                buf10_v[i] = buf10_v[i] + (c(0.2) * (buf10[i - 1] * buf10[i + 1] - buf10[i].sin()));
+            }
+            for i in 0..n {
+                buf10[i] = buf10[i] + (c(0.1) * buf10_v[i].tanh());
+            }
         }
         let v11 = buf10[1] * buf10[2];
         -c(1.13) * (a).tanh()
@@ -23202,6 +23257,15 @@ mod twin {
         let mut buf2 = vec![c(0.0); n];
         for i in 0..n {
             buf2[i] = ((b * b + c(1.0)).cbrt() + helpers::soft(b, c(0.3)));
+        }
+        let mut buf2_v = vec![c(0.0); n];
+        for _ in 0..3 {
+            for i in 1..n - 1 {
+                buf2_v[i] = buf2_v[i] + (c(0.2) * (buf2[i - 1] * buf2[i + 1] - buf2[i].sin()));
+            }
+            for i in 0..n {
+                buf2[i] = buf2[i] + (c(0.1) * buf2_v[i].tanh());
+            }
         }
         let v3 = buf2[2] * buf2[3];
         let mut lse4 = v1.tanh().exp();
@@ -23407,13 +23471,6 @@ mod twin {
         let mut buf1 = vec![c(0.0); n];
         for i in 0..n {
             buf1[i] = -c(1.38);
-        }
-        for i in 1..n {
-            buf1[i] = buf1[i] + (buf1[i - 1] * c(0.5));
-        }
-        for i in 1..n {
-            let old = buf1[i];
-            buf1[i] = (old * buf1[i - 1]).sin() + old;
         }
         let v2 = buf1[0] + c(0.5) * buf1[1];
         let mut m3 = (a.tanh() * c(0.9)).asin();
@@ -23679,12 +23736,14 @@ mod twin {
         for i in 0..n {
             buf1[i] = smooth((a * a + c(1.0)).recip());
         }
-        for i in 1..n {
-            buf1[i] = buf1[i] + (buf1[i - 1] * c(0.5));
-        }
-        for i in 1..n {
-            let old = buf1[i];
-            buf1[i] = (old * buf1[i - 1]).sin() + old;
+        let mut buf1_v = vec![c(0.0); n];
+        for _ in 0..3 {
+            for i in 1..n - 1 {
+                buf1_v[i] = buf1_v[i] + (c(0.2) * (buf1[i - 1] * buf1[i + 1] - buf1[i].sin()));
+            }
+            for i in 0..n {
+                buf1[i] = buf1[i] + (c(0.1) * buf1_v[i].tanh());
+            }
         }
         let v2 = buf1[2] * buf1[3];
         let arr3 = {
@@ -24318,14 +24377,12 @@ mod twin {
         for i in 0..n {
             buf1[i] = a.max(c(1.33)).clamp(-c(1.0), c(1.0));
         }
-        let mut buf1_v = vec![c(0.0); n];
-        for _ in 0..3 {
-            for i in 1..n - 1 {
-                buf1_v[i] = buf1_v[i] + (c(0.2) * (buf1[i - 1] * buf1[i + 1] - buf1[i].sin()));
-            }
-            for i in 0..n {
-                buf1[i] = buf1[i] + (c(0.1) * buf1_v[i].tanh());
-            }
+        for i in 1..n {
+            buf1[i] = buf1[i] + (buf1[i - 1] * c(0.5));
+        }
+        for i in 1..n {
+            let old = buf1[i];
+            buf1[i] = (old * buf1[i - 1]).sin() + old;
         }
         let v2 = buf1[1] + c(0.5) * buf1[2];
         let mut acc3 = b.clamp(-c(1.0), c(1.0));
@@ -24588,14 +24645,11 @@ mod twin {
         for i in 0..n {
             buf4[i] = part1.asinh().sin();
         }
-        let mut buf4_v = vec![c(0.0); n];
-        for _ in 0..3 {
-            for i in 1..n - 1 {
-                buf4_v[i] = buf4_v[i] + (c(0.2) * (buf4[i - 1] * buf4[i + 1] - buf4[i].sin()));
-            }
-            for i in 0..n {
-                buf4[i] = buf4[i] + (c(0.1) * buf4_v[i].tanh());
-            }
+        for (i, v) in buf4.iter_mut().enumerate() {
+            *v = (*v * x[(i + 1) % n]).sin() + *v * c(0.5);
+        }
+        for (v, &w) in buf4.iter_mut().zip(x) {
+            *v += w * c(0.25);
         }
         let v5 = buf4[0] + c(0.5) * buf4[1];
         let mut perm6 = vec![0usize; n];
@@ -24930,12 +24984,14 @@ mod twin {
         for i in 0..n {
             buf3[i] = (a * a + c(1.0)).log10().mul_add(x[i], arr1.tanh().exp2());
         }
-        for i in 1..n {
-            buf3[i] = buf3[i] + (buf3[i - 1] * c(0.5));
-        }
-        for i in 1..n {
-            let old = buf3[i];
-            buf3[i] = (old * buf3[i - 1]).sin() + old;
+        let mut buf3_v = vec![c(0.0); n];
+        for _ in 0..3 {
+            for i in 1..n - 1 {
+                buf3_v[i] = buf3_v[i] + (c(0.2) * (buf3[i - 1] * buf3[i + 1] - buf3[i].sin()));
+            }
+            for i in 0..n {
+                buf3[i] = buf3[i] + (c(0.1) * buf3_v[i].tanh());
+            }
         }
         let v4 = buf3[1] + c(0.5) * buf3[2];
         let part5_s = &x[0..2];
@@ -25379,6 +25435,13 @@ mod twin {
         for i in 0..n {
             buf5[i] = ((m1 * c(0.5)) * (m1 * c(0.5)) + c(0.5)).sqrt();
         }
+        for i in 1..n {
+            buf5[i] = buf5[i] + (buf5[i - 1] * c(0.5));
+        }
+        for i in 1..n {
+            let old = buf5[i];
+            buf5[i] = (old * buf5[i - 1]).sin() + old;
+        }
         let v6 = buf5[3] + c(0.5) * buf5[0];
         let mut hist7 = vec![c(0.0); 3 * n];
         let mut st8 = (x[3] * x[3]).ln_1p();
@@ -25783,12 +25846,14 @@ mod twin {
         for i in 0..n {
             buf8[i] = sin(pair3.powi(2));
         }
-        for i in 1..n {
-            buf8[i] = buf8[i] + (buf8[i - 1] * c(0.5));
-        }
-        for i in 1..n {
-            let old = buf8[i];
-            buf8[i] = (old * buf8[i - 1]).sin() + old;
+        let mut buf8_v = vec![c(0.0); n];
+        for _ in 0..3 {
+            for i in 1..n - 1 {
+                buf8_v[i] = buf8_v[i] + (c(0.2) * (buf8[i - 1] * buf8[i + 1] - buf8[i].sin()));
+            }
+            for i in 0..n {
+                buf8[i] = buf8[i] + (c(0.1) * buf8_v[i].tanh());
+            }
         }
         let v9 = buf8[1] + c(0.5) * buf8[2];
         let mut lse10 = (c(1.31) * c(1.31)).ln_1p();
@@ -25918,6 +25983,12 @@ mod twin {
         for i in 0..n {
             buf3[i] = ops::softplus(c(0.02));
         }
+        for (i, v) in buf3.iter_mut().enumerate() {
+            *v = (*v * x[(i + 1) % n]).sin() + *v * c(0.5);
+        }
+        for (v, &w) in buf3.iter_mut().zip(x) {
+            *v += w * c(0.25);
+        }
         let v4 = buf3[2] + c(0.5) * buf3[3];
         let arr5 = (m.to_owned().reversed_axes() * -c(1.26).atan2(c(0.04) * c(0.04) + c(0.5))
             + &m.view())
@@ -25992,12 +26063,14 @@ mod twin {
         for i in 0..n {
             buf3[i] = ((arr2 - b) * (arr2 - b) + c(1.0)).recip();
         }
-        for i in 1..n {
-            buf3[i] = buf3[i] + (buf3[i - 1] * c(0.5));
-        }
-        for i in 1..n {
-            let old = buf3[i];
-            buf3[i] = (old * buf3[i - 1]).sin() + old;
+        let mut buf3_v = vec![c(0.0); n];
+        for _ in 0..3 {
+            for i in 1..n - 1 {
+                buf3_v[i] = buf3_v[i] + (c(0.2) * (buf3[i - 1] * buf3[i + 1] - buf3[i].sin()));
+            }
+            for i in 0..n {
+                buf3[i] = buf3[i] + (c(0.1) * buf3_v[i].tanh());
+            }
         }
         let v4 = buf3[2] * buf3[3];
         let mut m5 = x[0].cos();
@@ -26025,6 +26098,12 @@ mod twin {
         let mut buf7 = vec![c(0.0); n];
         for i in 0..n {
             buf7[i] = c(0.05).atan();
+        }
+        for (i, v) in buf7.iter_mut().enumerate() {
+            *v = (*v * x[(i + 1) % n]).sin() + *v * c(0.5);
+        }
+        for (v, &w) in buf7.iter_mut().zip(x) {
+            *v += w * c(0.25);
         }
         let v8 = buf7[0] + c(0.5) * buf7[1];
         -c(1.06) * (a).tanh()
@@ -26601,19 +26680,25 @@ mod twin {
         for i in 0..n {
             buf2[i] = (sin(c(0.31)) * sin(c(0.31)) + c(1.0)).log10();
         }
+        let mut buf2_v = vec![c(0.0); n];
+        for _ in 0..3 {
+            for i in 1..n - 1 {
+                buf2_v[i] = buf2_v[i] + (c(0.2) * (buf2[i - 1] * buf2[i + 1] - buf2[i].sin()));
+            }
+            for i in 0..n {
+                buf2[i] = buf2[i] + (c(0.1) * buf2_v[i].tanh());
+            }
+        }
         let v3 = buf2[0] + c(0.5) * buf2[1];
         let mut buf4 = vec![c(0.0); n];
         for i in 0..n {
             buf4[i] = (helpers::soft(-c(1.13), c(0.3)) * c(0.5));
         }
-        let mut buf4_v = vec![c(0.0); n];
-        for _ in 0..3 {
-            for i in 1..n - 1 {
-                buf4_v[i] = buf4_v[i] + (c(0.2) * (buf4[i - 1] * buf4[i + 1] - buf4[i].sin()));
-            }
-            for i in 0..n {
-                buf4[i] = buf4[i] + (c(0.1) * buf4_v[i].tanh());
-            }
+        for (i, v) in buf4.iter_mut().enumerate() {
+            *v = (*v * x[(i + 1) % n]).sin() + *v * c(0.5);
+        }
+        for (v, &w) in buf4.iter_mut().zip(x) {
+            *v += w * c(0.25);
         }
         let v5 = buf4[3] + c(0.5) * buf4[0];
         c(1.47) * (a).tanh()
@@ -26700,12 +26785,14 @@ mod twin {
         for i in 0..n {
             buf1[i] = x[3];
         }
-        for i in 1..n {
-            buf1[i] = buf1[i] + (buf1[i - 1] * c(0.5));
-        }
-        for i in 1..n {
-            let old = buf1[i];
-            buf1[i] = (old * buf1[i - 1]).sin() + old;
+        let mut buf1_v = vec![c(0.0); n];
+        for _ in 0..3 {
+            for i in 1..n - 1 {
+                buf1_v[i] = buf1_v[i] + (c(0.2) * (buf1[i - 1] * buf1[i + 1] - buf1[i].sin()));
+            }
+            for i in 0..n {
+                buf1[i] = buf1[i] + (c(0.1) * buf1_v[i].tanh());
+            }
         }
         let v2 = buf1[2] + c(0.5) * buf1[3];
         let v3 = ((-(x[1])).tanh() * c(0.9)).acos().hypot(b);
@@ -26781,6 +26868,15 @@ mod twin {
         for i in 0..n {
             buf2[i] = (b.sin().tanh() * c(0.9)).acos();
         }
+        let mut buf2_v = vec![c(0.0); n];
+        for _ in 0..3 {
+            for i in 1..n - 1 {
+                buf2_v[i] = buf2_v[i] + (c(0.2) * (buf2[i - 1] * buf2[i + 1] - buf2[i].sin()));
+            }
+            for i in 0..n {
+                buf2[i] = buf2[i] + (c(0.1) * buf2_v[i].tanh());
+            }
+        }
         let v3 = buf2[1] * buf2[2];
         let arr4 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * x[0].tanh();
         let mut m5 = (pair1 * pair1 + c(1.0)).log10();
@@ -26843,6 +26939,15 @@ mod twin {
         let mut buf4 = vec![c(0.0); n];
         for i in 0..n {
             buf4[i] = b.tanh().exp().tanh().exp2();
+        }
+        let mut buf4_v = vec![c(0.0); n];
+        for _ in 0..3 {
+            for i in 1..n - 1 {
+                buf4_v[i] = buf4_v[i] + (c(0.2) * (buf4[i - 1] * buf4[i + 1] - buf4[i].sin()));
+            }
+            for i in 0..n {
+                buf4[i] = buf4[i] + (c(0.1) * buf4_v[i].tanh());
+            }
         }
         let v5 = buf4[3] * buf4[0];
         -c(1.49) * (a).tanh()
@@ -26926,14 +27031,11 @@ mod twin {
         for i in 0..n {
             buf3[i] = (((x[i].mul_add(b, c(1.02))).tanh() * c(3.0)).floor() * c(0.25) + b);
         }
-        let mut buf3_v = vec![c(0.0); n];
-        for _ in 0..3 {
-            for i in 1..n - 1 {
-                buf3_v[i] = buf3_v[i] + (c(0.2) * (buf3[i - 1] * buf3[i + 1] - buf3[i].sin()));
-            }
-            for i in 0..n {
-                buf3[i] = buf3[i] + (c(0.1) * buf3_v[i].tanh());
-            }
+        for (i, v) in buf3.iter_mut().enumerate() {
+            *v = (*v * x[(i + 1) % n]).sin() + *v * c(0.5);
+        }
+        for (v, &w) in buf3.iter_mut().zip(x) {
+            *v += w * c(0.25);
         }
         let v4 = buf3[2] + c(0.5) * buf3[3];
         let v5 = match n % 3 {
@@ -27112,15 +27214,6 @@ mod twin {
         for i in 0..n {
             buf1[i] = ((a.tanh() * c(0.9)).asin().tanh() * c(0.5)).cosh();
         }
-        let mut buf1_v = vec![c(0.0); n];
-        for _ in 0..3 {
-            for i in 1..n - 1 {
-                buf1_v[i] = buf1_v[i] + (c(0.2) * (buf1[i - 1] * buf1[i + 1] - buf1[i].sin()));
-            }
-            for i in 0..n {
-                buf1[i] = buf1[i] + (c(0.1) * buf1_v[i].tanh());
-            }
-        }
         let v2 = buf1[3] * buf1[0];
         let arr3 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * x[1];
         let mut acc: D = c(0.36) * (a).tanh()
@@ -27284,15 +27377,6 @@ mod twin {
         for i in 0..n {
             buf5[i] = (x[(i + 3) % n] * c(0.5)).tanh().exp2();
         }
-        let mut buf5_v = vec![c(0.0); n];
-        for _ in 0..3 {
-            for i in 1..n - 1 {
-                buf5_v[i] = buf5_v[i] + (c(0.2) * (buf5[i - 1] * buf5[i + 1] - buf5[i].sin()));
-            }
-            for i in 0..n {
-                buf5[i] = buf5[i] + (c(0.1) * buf5_v[i].tanh());
-            }
-        }
         let v6 = buf5[0] + c(0.5) * buf5[1];
         let arr7 = {
             let mut q = m.to_owned();
@@ -27394,14 +27478,12 @@ mod twin {
         for i in 0..n {
             buf5[i] = (x[i].atan2(c(1.92) * c(1.92) + c(0.5)) * c(0.5));
         }
-        let mut buf5_v = vec![c(0.0); n];
-        for _ in 0..3 {
-            for i in 1..n - 1 {
-                buf5_v[i] = buf5_v[i] + (c(0.2) * (buf5[i - 1] * buf5[i + 1] - buf5[i].sin()));
-            }
-            for i in 0..n {
-                buf5[i] = buf5[i] + (c(0.1) * buf5_v[i].tanh());
-            }
+        for i in 1..n {
+            buf5[i] = buf5[i] + (buf5[i - 1] * c(0.5));
+        }
+        for i in 1..n {
+            let old = buf5[i];
+            buf5[i] = (old * buf5[i - 1]).sin() + old;
         }
         let v6 = buf5[0] + c(0.5) * buf5[1];
         let mut acc7 = (-c(0.41) * lse3);
@@ -27964,6 +28046,13 @@ mod twin {
         for i in 0..n {
             buf2[i] = b;
         }
+        for i in 1..n {
+            buf2[i] = buf2[i] + (buf2[i - 1] * c(0.5));
+        }
+        for i in 1..n {
+            let old = buf2[i];
+            buf2[i] = (old * buf2[i - 1]).sin() + old;
+        }
         let v3 = buf2[0] + c(0.5) * buf2[1];
         let v4 = (c(1.55).tanh() * c(0.9)).asin().tanh().exp();
         let mut m5 = (-(x[3]));
@@ -28162,15 +28251,6 @@ mod twin {
         let mut buf2 = vec![c(0.0); n];
         for i in 0..n {
             buf2[i] = b;
-        }
-        let mut buf2_v = vec![c(0.0); n];
-        for _ in 0..3 {
-            for i in 1..n - 1 {
-                buf2_v[i] = buf2_v[i] + (c(0.2) * (buf2[i - 1] * buf2[i + 1] - buf2[i].sin()));
-            }
-            for i in 0..n {
-                buf2[i] = buf2[i] + (c(0.1) * buf2_v[i].tanh());
-            }
         }
         let v3 = buf2[3] * buf2[0];
         c(1.40) * (a).tanh()
@@ -28439,6 +28519,13 @@ mod twin {
                 + c(1.0))
             .log2();
         }
+        for i in 1..n {
+            buf1[i] = buf1[i] + (buf1[i - 1] * c(0.5));
+        }
+        for i in 1..n {
+            let old = buf1[i];
+            buf1[i] = (old * buf1[i - 1]).sin() + old;
+        }
         let v2 = buf1[2] * buf1[3];
         let mut pair3 = c(0.0);
         for i in 0..n {
@@ -28564,6 +28651,12 @@ mod twin {
         let mut buf3 = vec![c(0.0); n];
         for i in 0..n {
             buf3[i] = b.min(a).abs();
+        }
+        for (i, v) in buf3.iter_mut().enumerate() {
+            *v = (*v * x[(i + 1) % n]).sin() + *v * c(0.5);
+        }
+        for (v, &w) in buf3.iter_mut().zip(x) {
+            *v += w * c(0.25);
         }
         let v4 = buf3[0] * buf3[1];
         let part5_s = &x[0..2];
@@ -28738,12 +28831,11 @@ mod twin {
         for i in 0..n {
             buf6[i] = a.atan().atan();
         }
-        for i in 1..n {
-            buf6[i] = buf6[i] + (buf6[i - 1] * c(0.5));
+        for (i, v) in buf6.iter_mut().enumerate() {
+            *v = (*v * x[(i + 1) % n]).sin() + *v * c(0.5);
         }
-        for i in 1..n {
-            let old = buf6[i];
-            buf6[i] = (old * buf6[i - 1]).sin() + old;
+        for (v, &w) in buf6.iter_mut().zip(x) {
+            *v += w * c(0.25);
         }
         let v7 = buf6[0] + c(0.5) * buf6[1];
         -c(0.25) * (a).tanh()
@@ -28760,15 +28852,6 @@ mod twin {
         let mut buf1 = vec![c(0.0); n];
         for i in 0..n {
             buf1[i] = a;
-        }
-        let mut buf1_v = vec![c(0.0); n];
-        for _ in 0..3 {
-            for i in 1..n - 1 {
-                buf1_v[i] = buf1_v[i] + (c(0.2) * (buf1[i - 1] * buf1[i + 1] - buf1[i].sin()));
-            }
-            for i in 0..n {
-                buf1[i] = buf1[i] + (c(0.1) * buf1_v[i].tanh());
-            }
         }
         let v2 = buf1[0] + c(0.5) * buf1[1];
         let v3 = (c(0.35) + b).asinh().powi(2);
@@ -29238,6 +29321,12 @@ mod twin {
         for i in 0..n {
             buf2[i] = ((a + a) * (a + a) + c(1.0)).log10();
         }
+        for (i, v) in buf2.iter_mut().enumerate() {
+            *v = (*v * x[(i + 1) % n]).sin() + *v * c(0.5);
+        }
+        for (v, &w) in buf2.iter_mut().zip(x) {
+            *v += w * c(0.25);
+        }
         let v3 = buf2[2] + c(0.5) * buf2[3];
         let mut pair4 = c(0.0);
         for i in 0..n {
@@ -29356,12 +29445,14 @@ mod twin {
         for i in 0..n {
             buf5[i] = (b * c(0.61).hypot(-c(0.58)));
         }
-        for i in 1..n {
-            buf5[i] = buf5[i] + (buf5[i - 1] * c(0.5));
-        }
-        for i in 1..n {
-            let old = buf5[i];
-            buf5[i] = (old * buf5[i - 1]).sin() + old;
+        let mut buf5_v = vec![c(0.0); n];
+        for _ in 0..3 {
+            for i in 1..n - 1 {
+                buf5_v[i] = buf5_v[i] + (c(0.2) * (buf5[i - 1] * buf5[i + 1] - buf5[i].sin()));
+            }
+            for i in 0..n {
+                buf5[i] = buf5[i] + (c(0.1) * buf5_v[i].tanh());
+            }
         }
         let v6 = buf5[0] * buf5[1];
         let v7 = (((v6 * v6 + c(1.0)).ln() * (b * b + c(1.0)).powd(v6.tanh()))
@@ -29512,14 +29603,12 @@ mod twin {
             buf2[i] =
                 ((x[2] * x[2] + c(1.0)).log10() * (x[2] * x[2] + c(1.0)).log10() + c(1.0)).ln();
         }
-        let mut buf2_v = vec![c(0.0); n];
-        for _ in 0..3 {
-            for i in 1..n - 1 {
-                buf2_v[i] = buf2_v[i] + (c(0.2) * (buf2[i - 1] * buf2[i + 1] - buf2[i].sin()));
-            }
-            for i in 0..n {
-                buf2[i] = buf2[i] + (c(0.1) * buf2_v[i].tanh());
-            }
+        for i in 1..n {
+            buf2[i] = buf2[i] + (buf2[i - 1] * c(0.5));
+        }
+        for i in 1..n {
+            let old = buf2[i];
+            buf2[i] = (old * buf2[i - 1]).sin() + old;
         }
         let v3 = buf2[0] * buf2[1];
         let mut acc: D = -c(1.52) * (a).tanh()
@@ -29769,6 +29858,12 @@ mod twin {
         for i in 0..n {
             buf1[i] = ((a.tanh() * c(0.9)).acos() * (a.tanh() * c(0.9)).acos() + c(0.5)).sqrt();
         }
+        for (i, v) in buf1.iter_mut().enumerate() {
+            *v = (*v * x[(i + 1) % n]).sin() + *v * c(0.5);
+        }
+        for (v, &w) in buf1.iter_mut().zip(x) {
+            *v += w * c(0.25);
+        }
         let v2 = buf1[3] * buf1[0];
         let mut perm3 = vec![0usize; n];
         for i in 0..n {
@@ -29792,13 +29887,6 @@ mod twin {
                 * (x[(i + 3) % n] * x[(i + 3) % n] + c(1.0)).log2()
                 + c(1.0))
             .ln();
-        }
-        for i in 1..n {
-            buf5[i] = buf5[i] + (buf5[i - 1] * c(0.5));
-        }
-        for i in 1..n {
-            let old = buf5[i];
-            buf5[i] = (old * buf5[i - 1]).sin() + old;
         }
         let v6 = buf5[2] + c(0.5) * buf5[3];
         let mut acc7 = a;
@@ -30034,12 +30122,14 @@ mod twin {
         for i in 0..n {
             buf3[i] = (lse1.max(x[0]) * lse1.max(x[0]) + c(0.5)).sqrt();
         }
-        for i in 1..n {
-            buf3[i] = buf3[i] + (buf3[i - 1] * c(0.5));
-        }
-        for i in 1..n {
-            let old = buf3[i];
-            buf3[i] = (old * buf3[i - 1]).sin() + old;
+        let mut buf3_v = vec![c(0.0); n];
+        for _ in 0..3 {
+            for i in 1..n - 1 {
+                buf3_v[i] = buf3_v[i] + (c(0.2) * (buf3[i - 1] * buf3[i + 1] - buf3[i].sin()));
+            }
+            for i in 0..n {
+                buf3[i] = buf3[i] + (c(0.1) * buf3_v[i].tanh());
+            }
         }
         let v4 = buf3[1] + c(0.5) * buf3[2];
         let mut m5 = b.min(b);
@@ -30143,6 +30233,15 @@ mod twin {
         for i in 0..n {
             buf5[i] = v4;
         }
+        let mut buf5_v = vec![c(0.0); n];
+        for _ in 0..3 {
+            for i in 1..n - 1 {
+                buf5_v[i] = buf5_v[i] + (c(0.2) * (buf5[i - 1] * buf5[i + 1] - buf5[i].sin()));
+            }
+            for i in 0..n {
+                buf5[i] = buf5[i] + (c(0.1) * buf5_v[i].tanh());
+            }
+        }
         let v6 = buf5[2] * buf5[3];
         c(1.85) * (a).tanh()
             + c(1.27) * (b).tanh()
@@ -30159,12 +30258,11 @@ mod twin {
         for i in 0..n {
             buf1[i] = (b.powi(2) * b.powi(2)).ln_1p();
         }
-        for i in 1..n {
-            buf1[i] = buf1[i] + (buf1[i - 1] * c(0.5));
+        for (i, v) in buf1.iter_mut().enumerate() {
+            *v = (*v * x[(i + 1) % n]).sin() + *v * c(0.5);
         }
-        for i in 1..n {
-            let old = buf1[i];
-            buf1[i] = (old * buf1[i - 1]).sin() + old;
+        for (v, &w) in buf1.iter_mut().zip(x) {
+            *v += w * c(0.25);
         }
         let v2 = buf1[2] + c(0.5) * buf1[3];
         let v3 = if v2.powi(3) < -c(0.69) {

@@ -547,3 +547,64 @@ fn strided_walks_match_the_analytic_gradient() {
     ];
     assert_close(&strided_grad(&x), &want, 1e-12);
 }
+
+/// Walks that write: `iter_mut()`, `&mut y`, enumerated, zipped with a walk that reads, and
+/// nested over the coordinates of points (each an index loop storing into the buffer).
+#[differentiate]
+fn written_in_place(x: &[f64], a: f64) -> f64 {
+    let mut y = x.to_vec();
+    for v in y.iter_mut() {
+        *v = *v * a + 1.0;
+    }
+    for (i, v) in y.iter_mut().enumerate() {
+        *v += i as f64;
+    }
+    for (yi, &xi) in y.iter_mut().zip(x) {
+        *yi *= xi;
+    }
+    for v in &mut y {
+        *v = v.sin();
+    }
+    y.iter().sum()
+}
+
+#[differentiate]
+fn points_written_in_place(p: &[[f64; 3]], a: f64) -> f64 {
+    let mut q = p.to_vec();
+    for point in q.iter_mut() {
+        for c in point.iter_mut() {
+            *c = *c * *c;
+        }
+        point[0] += a;
+    }
+    let mut s = 0.0;
+    for point in &q {
+        s += point[0] * point[1] + point[2];
+    }
+    s
+}
+
+#[test]
+fn walks_that_write_match_the_analytic_gradient() {
+    let (x, a) = ([0.5, -1.0, 2.0, 0.3], 0.7);
+    let (g, ga) = written_in_place_grad(&x, a);
+    let y: Vec<f64> = (0..4).map(|j| (a * x[j] + 1.0 + j as f64) * x[j]).collect();
+    let want: Vec<f64> = (0..4)
+        .map(|j| y[j].cos() * (2.0 * a * x[j] + 1.0 + j as f64))
+        .collect();
+    assert_close(&g, &want, 1e-12);
+    let want_a: f64 = (0..4).map(|j| y[j].cos() * x[j] * x[j]).sum();
+    assert_close(&[ga], &[want_a], 1e-12);
+
+    let p = [[0.5, -1.0, 2.0], [0.3, 1.5, -0.25]];
+    let (g, ga) = points_written_in_place_grad(&p, a);
+    for (gi, pi) in g.iter().zip(&p) {
+        let want = [
+            2.0 * pi[0] * pi[1] * pi[1],
+            2.0 * pi[1] * (pi[0] * pi[0] + a),
+            2.0 * pi[2],
+        ];
+        assert_close(gi, &want, 1e-12);
+    }
+    assert_close(&[ga], &[p[0][1] * p[0][1] + p[1][1] * p[1][1]], 1e-12);
+}

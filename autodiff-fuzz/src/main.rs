@@ -328,7 +328,9 @@ impl Gen<'_> {
                 // Sometimes filled once and read, sometimes mixed in place by two more loops,
                 // sometimes stepped by a stencil that reads it at `i - 1`, `i` and `i + 1` and
                 // then updates it (a window copy per step).
-                let mix = match self.rng.below(3) {
+                let mix = match self.rng.below(4) {
+                    // Updated in place by walks that write (`iter_mut()` enumerated, zipped).
+                    3 => format!("    for (i, v) in {buf}.iter_mut().enumerate() {{\n        *v = (*v * x[(i + 1) % n]).sin() + *v * 0.5;\n    }}\n    for (v, &w) in {buf}.iter_mut().zip(x) {{\n        *v += w * 0.25;\n    }}\n"),
                     0 => format!("    for i in 1..n {{\n        {buf}[i] += {buf}[i - 1] * 0.5;\n    }}\n    for i in 1..n {{\n        let old = {buf}[i];\n        {buf}[i] = (old * {buf}[i - 1]).sin() + old;\n    }}\n"),
                     1 => format!("    let mut {buf}_v = vec![0.0; n];\n    for _ in 0..3 {{\n        for i in 1..n - 1 {{\n            {buf}_v[i] += 0.2 * ({buf}[i - 1] * {buf}[i + 1] - {buf}[i].sin());\n        }}\n        for i in 0..n {{\n            {buf}[i] += 0.1 * {buf}_v[i].tanh();\n        }}\n    }}\n"),
                     _ => String::new(),

@@ -232,6 +232,7 @@ impl<'ast> Visit<'ast> for Probe {
                 walk = &m.receiver;
             }
             self.0 |= zips_a_part(&f.expr);
+            self.0 |= mutable_base(&f.expr).is_some();
             self.0 |= matches!(strip(&f.expr), Expr::MethodCall(m) if m.method == "filter");
         }
         syn::visit::visit_expr(self, e);
@@ -948,6 +949,10 @@ impl VisitMut for Rewriter {
             }
         }
         if let Expr::ForLoop(f) = e {
+            if let Some(indexed) = self.mutable_walk(f) {
+                *e = indexed;
+                return;
+            }
             self.filtered(f);
             parts_of_zips(&mut f.expr);
             if let Some(indexed) = self.indexed_loop(f) {
@@ -997,6 +1002,83 @@ impl VisitMut for Rewriter {
 }
 
 impl Rewriter {
+    /// `for v in xs.iter_mut() { *v = e; }` (also `for v in &mut xs`, enumerated, zipped with
+    /// a walk that reads, `for (y, &x) in ys.iter_mut().zip(xs)`) as the index loop it stands
+    /// for: `for i in 0..xs.len() { xs[i] = e; }`, every `*v` (and `v` itself: `v[k]` of a
+    /// point, `v.iter_mut()` of a nested walk, rewritten first) the element `xs[i]`. So an
+    /// update in place is a store into a buffer like any other. A body that binds the item's
+    /// name again is a compile error there (the rewriting is by name).
+    fn mutable_walk(&mut self, f: &syn::ExprForLoop) -> Option<Expr> {
+        if f.label.is_some() {
+            return None;
+        }
+        let (walk, enumerated) = match strip(&f.expr) {
+            Expr::MethodCall(m) if m.method == "enumerate" && m.args.is_empty() => {
+                (&*m.receiver, true)
+            }
+            e => (e, false),
+        };
+        let (walk, other) = match strip(walk) {
+            Expr::MethodCall(m) if m.method == "zip" && m.args.len() == 1 => {
+                (&*m.receiver, Some(&m.args[0]))
+            }
+            w => (w, None),
+        };
+        let base = mutable_base(walk)?;
+        if !is_place(base) {
+            return None;
+        }
+        // The other side of a zip: a walk that reads (`xs`, `&xs`, `xs.iter()`, `.copied()`).
+        let other = match other {
+            Some(o) => Some(read_base(o)?),
+            None => None,
+        };
+        let (index_pat, item_pat) = match (&*f.pat, enumerated) {
+            (Pat::Tuple(t), true) if t.elems.len() == 2 => (Some(&t.elems[0]), &t.elems[1]),
+            (_, true) => return None,
+            (p, false) => (None, p),
+        };
+        let (item, other_pat) = match (item_pat, other) {
+            (Pat::Tuple(t), Some(_)) if t.elems.len() == 2 => {
+                (&t.elems[0], Some(unref(&t.elems[1])))
+            }
+            (_, Some(_)) => return None,
+            (p, None) => (p, None),
+        };
+        let name = match item {
+            Pat::Ident(p) if p.by_ref.is_none() && p.subpat.is_none() => Some(p.ident.clone()),
+            Pat::Wild(_) => None,
+            _ => return None,
+        };
+        let mut body = f.body.clone();
+        if let Some(name) = &name {
+            let mut binds = BindsName(name, false);
+            binds.visit_block(&body);
+            if binds.1 {
+                let message = format!("#[differentiate] reads and writes the items of `iter_mut()` as `*{name}`: give the name `{name}` bound again in this loop's body another name");
+                return Some(syn::parse_quote_spanned!(name.span()=> compile_error!(#message)));
+            }
+        }
+        let i = self.fresh("index");
+        let element: Expr = syn::parse_quote!(#base[#i]);
+        if let Some(name) = &name {
+            ToElement(name, &element).visit_block_mut(&mut body);
+        }
+        let range = match other {
+            Some(o) => quote!(0..::core::cmp::min(#base.len(), #o.len())),
+            None => quote!(0..#base.len()),
+        };
+        let mut lets = TokenStream::new();
+        if let Some(p) = index_pat {
+            lets.extend(quote!(let #p = #i;));
+        }
+        if let (Some(p), Some(o)) = (other_pat, other) {
+            lets.extend(quote!(let #p = #o[#i];));
+        }
+        let stmts = &body.stmts;
+        Some(syn::parse_quote!(for #i in #range { #lets #(#stmts)* }))
+    }
+
     /// `for P in walk.filter(|Q| cond) { body }` as `for P' in walk { { let Q = P'; if !(cond)
     /// { continue; } } body }`, with `P'` the loop's pattern with a fresh name for each `_` (the
     /// condition may read what the body does not) and `Q` the closure's pattern without its
@@ -1318,6 +1400,106 @@ fn as_part(e: &mut Expr) {
         Some(c) => syn::parse_quote!(#part.#c()),
         None => part,
     };
+}
+
+/// The place a walk that writes walks: `xs` of `xs.iter_mut()` or `&mut xs`.
+fn mutable_base(walk: &Expr) -> Option<&Expr> {
+    let walk = match strip(walk) {
+        Expr::MethodCall(m) if (m.method == "enumerate" || m.method == "zip") => &m.receiver,
+        w => w,
+    };
+    match strip(walk) {
+        Expr::MethodCall(m) if m.method == "iter_mut" && m.args.is_empty() => Some(&m.receiver),
+        Expr::Reference(r) if r.mutability.is_some() => Some(&r.expr),
+        _ => None,
+    }
+}
+
+/// The place a walk that reads walks: `xs` of `xs`, `&xs`, `xs.iter()`, `xs.iter().copied()`.
+fn read_base(walk: &Expr) -> Option<&Expr> {
+    let mut walk = strip(walk);
+    if let Expr::MethodCall(m) = walk {
+        if (m.method == "copied" || m.method == "cloned") && m.args.is_empty() {
+            walk = strip(&m.receiver);
+        }
+    }
+    let base = match walk {
+        Expr::MethodCall(m) if m.method == "iter" && m.args.is_empty() => &m.receiver,
+        Expr::Reference(r) if r.mutability.is_none() => &r.expr,
+        w => w,
+    };
+    is_place(base).then_some(base)
+}
+
+/// Does a block bind `name` (a `let`, a closure's or a loop's pattern)?
+struct BindsName<'a>(&'a Ident, bool);
+
+impl<'ast> Visit<'ast> for BindsName<'_> {
+    fn visit_pat_ident(&mut self, p: &'ast syn::PatIdent) {
+        self.1 |= p.ident == *self.0;
+        syn::visit::visit_pat_ident(self, p);
+    }
+}
+
+/// Every `*name` and `name` as the element `element` (a walk's item written in place).
+struct ToElement<'a>(&'a Ident, &'a Expr);
+
+impl VisitMut for ToElement<'_> {
+    fn visit_expr_mut(&mut self, e: &mut Expr) {
+        let named =
+            |e: &Expr| matches!(e, Expr::Path(p) if p.qself.is_none() && p.path.is_ident(self.0));
+        match e {
+            Expr::Unary(u) if matches!(u.op, syn::UnOp::Deref(_)) && named(strip(&u.expr)) => {
+                *e = self.1.clone();
+            }
+            e if named(e) => *e = self.1.clone(),
+            _ => syn::visit_mut::visit_expr_mut(self, e),
+        }
+    }
+    // Format strings name it too (`"{v}"`): left to the macros as written.
+    fn visit_macro_mut(&mut self, m: &mut syn::Macro) {
+        let tokens = std::mem::take(&mut m.tokens);
+        m.tokens = replace_name(tokens, self.0, self.1);
+    }
+}
+
+/// `tokens` with each `*name` and `name` standing alone (not after `.` or `::`) as `element`.
+fn replace_name(tokens: TokenStream, name: &Ident, element: &Expr) -> TokenStream {
+    use proc_macro2::TokenTree;
+    let trees: Vec<TokenTree> = tokens.into_iter().collect();
+    let mut out: Vec<TokenTree> = Vec::new();
+    for t in trees {
+        match t {
+            TokenTree::Ident(i) if i == *name => {
+                let after_path = matches!(out.last(), Some(TokenTree::Punct(p)) if p.as_char() == '.' || p.as_char() == ':');
+                if after_path {
+                    out.push(TokenTree::Ident(i));
+                    continue;
+                }
+                // `*name`: the deref goes with it.
+                if matches!(out.last(), Some(TokenTree::Punct(p)) if p.as_char() == '*') {
+                    // Unary when nothing, or an operator, stands before it.
+                    let unary =
+                        out.len() == 1 || matches!(&out[out.len() - 2], TokenTree::Punct(_));
+                    if unary {
+                        out.pop();
+                    }
+                }
+                out.push(TokenTree::Group(proc_macro2::Group::new(
+                    proc_macro2::Delimiter::Parenthesis,
+                    quote!(#element),
+                )));
+            }
+            TokenTree::Group(g) => {
+                let mut group =
+                    proc_macro2::Group::new(g.delimiter(), replace_name(g.stream(), name, element));
+                group.set_span(g.span());
+                out.push(TokenTree::Group(group));
+            }
+            other => out.push(other),
+        }
+    }
+    out.into_iter().collect()
 }
 
 /// A pattern without a leading `&` (`for &v in xs.iter().rev()`: the item is read as a value).

@@ -733,6 +733,11 @@ impl Lowerer<'_> {
     }
 
     fn macro_stmt(&mut self, mac: &syn::Macro, out: &mut Block) -> syn::Result<()> {
+        // An error an earlier rewriting left at the construct (`desugar`, `inline`).
+        if mac.path.is_ident("compile_error") {
+            let message: syn::LitStr = mac.parse_body()?;
+            return Err(syn::Error::new(mac.path.span(), message.value()));
+        }
         let name = mac
             .path
             .segments
@@ -1151,7 +1156,7 @@ impl Lowerer<'_> {
             }
             None => {
                 if self.mentions_active(iter) || !is_plain(iter) {
-                    return Err(syn::Error::new_spanned(iter, "#[differentiate] supports `for` over ranges (`a..b`, `a..=b`, `.rev()`, `.step_by(k)`) and over `xs.iter()` and `xs.iter().zip(ys)` of slices or arrays (with `.enumerate()`, `.copied()`, `.skip(k)`, `.take(k)`, `.rev()`), `xs.windows(k)`, `xs.chunks(k)`, `m.rows()` and `m.columns()`; a walk like these may also end in `.map(|v| ..).sum()`, `.product()` or `.fold(..)`; write other iterator chains as an index loop"));
+                    return Err(syn::Error::new_spanned(iter, "#[differentiate] supports `for` over ranges (`a..b`, `a..=b`, `.rev()`, `.step_by(k)`) and over `xs.iter()` and `xs.iter().zip(ys)` of slices or arrays (with `.enumerate()`, `.copied()`, `.skip(k)`, `.take(k)`, `.rev()`), `xs.iter_mut()` and `&mut xs` (each item read and written as `*v`; zipped and enumerated too), `xs.windows(k)`, `xs.chunks(k)`, `m.rows()` and `m.columns()`; a walk like these may also end in `.map(|v| ..).sum()`, `.product()` or `.fold(..)`; write other iterator chains as an index loop"));
                 }
                 if !self.buffers_read(iter).is_empty() {
                     return Err(syn::Error::new_spanned(iter, "this range reads a buffer, which the reverse sweep would read again after later writes: bind its bounds to a `let` first (`let end = v[i]; for j in 0..end`)"));
