@@ -372,12 +372,14 @@ pub fn p2(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let arr1 = (&m.row(1) * 1.64f64.hypot(x[1]) - &m.column(1))
         .mapv(f64::sin)
         .sum();
-    let v2_d = [
-        x[0] - x[1],
-        (x[0].sin() * x[0].sin() + 1.0).recip(),
-        x[2] * x[0],
-    ];
-    let v2 = norm3(&v2_d) + v2_d[1] * v2_d[2];
+    let mut v2_f = vec![[0.0; 2]; n];
+    for i in 1..n {
+        let v2_d = x[i] - x[i - 1];
+        v2_f[i][0] += v2_d * (x[0].sin() * x[0].sin() + 1.0).recip();
+        v2_f[i - 1][1] += x[i] * v2_d * 0.5;
+    }
+    v2_f.swap(0, n - 1);
+    let v2 = v2_f[0][1] * v2_f[n - 1][0] + pair_sum(&v2_f) * x[0];
     -1.65f64 * (a).tanh()
         + -1.24f64 * (b).tanh()
         + -1.43f64 * (arr1).tanh()
@@ -1961,23 +1963,8 @@ pub fn p33(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         buf1[i] = (old * buf1[i - 1]).sin() + old;
     }
     let v2 = buf1[3] + 0.5 * buf1[0];
-    let mut v3_p = vec![[0.0; 2]; n];
-    for i in 0..n {
-        v3_p[i] = [x[i], x[(i + 1) % n] * smooth((-0.77f64 * b))];
-    }
-    for _ in 0..3 {
-        let v3_s = spread(&v3_p);
-        for i in 0..n {
-            v3_p[i][0] += 0.1 * v3_s[i][1];
-            v3_p[i][1] = v3_p[i][1] * 0.9 + 0.1 * v3_p[i][0].sin();
-        }
-    }
-    let mut v3 = (b * b + 1.0).ln();
-    for &[v3_a, v3_b] in v3_p.iter() {
-        v3 += v3_a * v3_b;
-    }
-    let [v3_u, _] = v3_p[1];
-    v3 += v3_u;
+    let [v3_p, v3_q, v3_r] = twist([smooth((-0.77f64 * b)), x[1], (b * b + 1.0).ln()], x[3]);
+    let v3 = v3_p * v3_q + v3_r;
     let mut perm4 = vec![0usize; n];
     for i in 0..n {
         perm4[i] = (i + 2) % n;
@@ -2451,14 +2438,12 @@ pub fn p42(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         lse1 += se.ln() + mx;
     }
-    let mut v3_b = [0.0; 3];
-    for i in 0..3 {
-        v3_b[i] =
-            x[i] * (x[2].tanh().exp2() * x[2].tanh().exp2() + 1.0).log(3.0) + v3_b[(i + 2) % 3];
-    }
-    let v3 = v3_b[0] * v3_b[2]
-        + leading::<3>(&v3_b)
-        + leading::<2>(x) * (((0.94f64).tanh() * 3.0).signum() * 0.25 + x[3]);
+    let v3_d = [
+        x[0] - x[1],
+        (x[2].tanh().exp2() * x[2].tanh().exp2() + 1.0).log(3.0),
+        x[2] * (((0.94f64).tanh() * 3.0).signum() * 0.25 + x[3]),
+    ];
+    let v3 = norm3(&v3_d) + v3_d[1] * v3_d[2];
     let mut hist4 = vec![0.0; 3 * n];
     let mut st5 = autodiff::ops::sigmoid(1.32f64);
     for t in 0..3 {
@@ -2499,26 +2484,14 @@ pub fn p43(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             t += 0.25;
         }
     }
-    let mut v2_p = vec![[0.0; 2]; n];
-    for i in 0..n {
-        v2_p[i] = [
-            x[i],
-            x[(i + 1) % n] * autodiff::ops::sigmoid(f64::sin(pair1)),
-        ];
+    let mut v2_f = vec![[0.0; 2]; n];
+    for i in 1..n {
+        let v2_d = x[i] - x[i - 1];
+        v2_f[i][0] += v2_d * autodiff::ops::sigmoid(f64::sin(pair1));
+        v2_f[i - 1][1] += x[i] * v2_d * 0.5;
     }
-    for _ in 0..3 {
-        let v2_s = spread(&v2_p);
-        for i in 0..n {
-            v2_p[i][0] += 0.1 * v2_s[i][1];
-            v2_p[i][1] = v2_p[i][1] * 0.9 + 0.1 * v2_p[i][0].sin();
-        }
-    }
-    let mut v2 = b.sin();
-    for &[v2_a, v2_b] in v2_p.iter() {
-        v2 += v2_a * v2_b;
-    }
-    let [v2_u, _] = v2_p[1];
-    v2 += v2_u;
+    v2_f.swap(0, n - 1);
+    let v2 = v2_f[0][1] * v2_f[n - 1][0] + pair_sum(&v2_f) * b.sin();
     let part3_s = &x[1..=2];
     let mut part3 = b.hypot(b);
     for i in 0..part3_s.len() {
@@ -2635,8 +2608,8 @@ pub fn p45(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         w2 = w2 * 0.6 + 0.05 * (a * a + 1.5).acosh().tanh();
         steps += 1;
     }
-    let [v3_p, v3_q, v3_r] = twist([a, x[1], part1], x[3]);
-    let v3 = v3_p * v3_q + v3_r;
+    let v3_d = [x[0] - x[1], a, x[2] * part1];
+    let v3 = norm3(&v3_d) + v3_d[1] * v3_d[2];
     let v4 = if (a.tanh() * 0.5).cosh() < 0.95f64 {
         x[0].abs()
     } else {
@@ -2665,27 +2638,15 @@ impl Holder46 {
         let r2 = products(x, b.abs());
         let v1 = r2[0] * r2[2] + r2[0];
         let v3 = (v1.tanh() * 0.5).tan();
-        let mut v4_p = vec![[0.0; 2]; n];
-        for i in 0..n {
-            v4_p[i] = [
-                x[i],
-                x[(i + 1) % n] * (v1.tanh() * 0.9).acos().tanh().exp2(),
-            ];
+        let mut v4_b = [0.0; 3];
+        for i in 0..3 {
+            v4_b[i] = x[i] * (v1.tanh() * 0.9).acos().tanh().exp2() + v4_b[(i + 2) % 3];
         }
-        for _ in 0..3 {
-            let v4_s = spread(&v4_p);
-            for i in 0..n {
-                v4_p[i][0] += 0.1 * v4_s[i][1];
-                v4_p[i][1] = v4_p[i][1] * 0.9 + 0.1 * v4_p[i][0].sin();
-            }
-        }
-        let mut v4 =
-            (((v1).tanh() - (b).tanh().stop_gradient()).exp().ln() + (b).tanh().stop_gradient());
-        for &[v4_a, v4_b] in v4_p.iter() {
-            v4 += v4_a * v4_b;
-        }
-        let [v4_u, _] = v4_p[1];
-        v4 += v4_u;
+        let v4 = v4_b[0] * v4_b[2]
+            + leading::<3>(&v4_b)
+            + leading::<2>(x)
+                * (((v1).tanh() - (b).tanh().stop_gradient()).exp().ln()
+                    + (b).tanh().stop_gradient());
         let r6 = products(x, self.a);
         let v5 = r6[0] * r6[2] + r6[2];
         let mut perm7 = vec![0usize; n];
@@ -2994,11 +2955,23 @@ pub fn p49(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p50(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut v1_b = [0.0; 3];
-    for i in 0..3 {
-        v1_b[i] = x[i] * -1.14f64 + v1_b[(i + 2) % 3];
+    let mut v1_p = vec![[0.0; 2]; n];
+    for i in 0..n {
+        v1_p[i] = [x[i], x[(i + 1) % n] * -1.14f64];
     }
-    let v1 = v1_b[0] * v1_b[2] + leading::<3>(&v1_b) + leading::<2>(x) * b;
+    for _ in 0..3 {
+        let v1_s = spread(&v1_p);
+        for i in 0..n {
+            v1_p[i][0] += 0.1 * v1_s[i][1];
+            v1_p[i][1] = v1_p[i][1] * 0.9 + 0.1 * v1_p[i][0].sin();
+        }
+    }
+    let mut v1 = b;
+    for &[v1_a, v1_b] in v1_p.iter() {
+        v1 += v1_a * v1_b;
+    }
+    let [v1_u, _] = v1_p[1];
+    v1 += v1_u;
     let v2 = ((x[0].hypot(x[1]) * (x[3] * x[3] + 1.0).log2()).tanh() * 0.5).sinh();
     let arr3 = {
         let mut q = Array2::<f64>::zeros((3, 2));
@@ -3804,23 +3777,8 @@ pub fn p67(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         lse3 += se.ln() + mx;
     }
-    let mut v5_p = vec![[0.0; 2]; n];
-    for i in 0..n {
-        v5_p[i] = [x[i], x[(i + 1) % n] * 0.24f64.sin()];
-    }
-    for _ in 0..3 {
-        let v5_s = spread(&v5_p);
-        for i in 0..n {
-            v5_p[i][0] += 0.1 * v5_s[i][1];
-            v5_p[i][1] = v5_p[i][1] * 0.9 + 0.1 * v5_p[i][0].sin();
-        }
-    }
-    let mut v5 = (0.75f64.tanh() * 0.5).tan();
-    for &[v5_a, v5_b] in v5_p.iter() {
-        v5 += v5_a * v5_b;
-    }
-    let [v5_u, _] = v5_p[1];
-    v5 += v5_u;
+    let [v5_p, v5_q, v5_r] = twist([0.24f64.sin(), x[1], (0.75f64.tanh() * 0.5).tan()], x[3]);
+    let v5 = v5_p * v5_q + v5_r;
     0.86f64 * (a).tanh()
         + -1.21f64 * (b).tanh()
         + -0.61f64 * (v1).tanh()
@@ -4471,11 +4429,14 @@ pub fn p79(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else if x[2].asinh() > -1.08f64 {
         m1 = m1 * 0.5;
     }
-    let mut v2_b = [0.0; 3];
-    for i in 0..3 {
-        v2_b[i] = x[i] * a + v2_b[(i + 2) % 3];
+    let mut v2_f = vec![[0.0; 2]; n];
+    for i in 1..n {
+        let v2_d = x[i] - x[i - 1];
+        v2_f[i][0] += v2_d * a;
+        v2_f[i - 1][1] += x[i] * v2_d * 0.5;
     }
-    let v2 = v2_b[0] * v2_b[2] + leading::<3>(&v2_b) + leading::<2>(x) * smooth(m1);
+    v2_f.swap(0, n - 1);
+    let v2 = v2_f[0][1] * v2_f[n - 1][0] + pair_sum(&v2_f) * smooth(m1);
     let arr3 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * a.hypot(b);
     1.35f64 * (a).tanh()
         + 1.96f64 * (b).tanh()
@@ -5821,12 +5782,27 @@ pub fn p105_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64)
             t += 0.25;
         }
     }
-    let v2_d = [
-        pts[(0) / 2][(0) % 2] - pts[(1) / 2][(1) % 2],
-        ((pts[(2) / 2][(2) % 2] - b) * (pts[(2) / 2][(2) % 2] - b) + 1.0).log10(),
-        pts[(2) / 2][(2) % 2] * autodiff::ops::sigmoid(pts[(2) / 2][(2) % 2]),
-    ];
-    let v2 = norm3(&v2_d) + v2_d[1] * v2_d[2];
+    let mut v2_p = vec![[0.0; 2]; n];
+    for i in 0..n {
+        v2_p[i] = [
+            pts[(i) / 2][(i) % 2],
+            pts[((i + 1) % n) / 2][((i + 1) % n) % 2]
+                * ((pts[(2) / 2][(2) % 2] - b) * (pts[(2) / 2][(2) % 2] - b) + 1.0).log10(),
+        ];
+    }
+    for _ in 0..3 {
+        let v2_s = spread(&v2_p);
+        for i in 0..n {
+            v2_p[i][0] += 0.1 * v2_s[i][1];
+            v2_p[i][1] = v2_p[i][1] * 0.9 + 0.1 * v2_p[i][0].sin();
+        }
+    }
+    let mut v2 = autodiff::ops::sigmoid(pts[(2) / 2][(2) % 2]);
+    for &[v2_a, v2_b] in v2_p.iter() {
+        v2 += v2_a * v2_b;
+    }
+    let [v2_u, _] = v2_p[1];
+    v2 += v2_u;
     let mut lse3 = (a.tanh() * 0.9).asin();
     let mut scratch4 = vec![0.0; n];
     for i in 0..n {
@@ -5918,11 +5894,11 @@ pub fn p106(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..part3_s.len() {
         part3 += part3_s[i] * part3_s[1].sin();
     }
-    let mut v4_b = [0.0; 3];
-    for i in 0..3 {
-        v4_b[i] = x[i] * lse1 + v4_b[(i + 2) % 3];
-    }
-    let v4 = v4_b[0] * v4_b[2] + leading::<3>(&v4_b) + leading::<2>(x) * lse1.powi(3);
+    let mut v4_r = vec![[x[0] * lse1, x[1]], [x[2], lse1.powi(3)]];
+    v4_r[1][0] += v4_r[0][1] * x[3];
+    let mut v4_w = vec![lse1.powi(3), x[1] * x[2]];
+    v4_w[0] = v4_w[0] * v4_w[1];
+    let v4 = v4_r[1][0] * v4_r[0][0] + pair_sum(&v4_r) + v4_w[0];
     let v5 = if v4 >= -1.84f64 {
         (v4.tanh() * 0.5)
     } else {
@@ -6066,11 +6042,23 @@ pub fn p109(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         perm1[n - 1] = first;
     }
-    let mut v3_b = [0.0; 3];
-    for i in 0..3 {
-        v3_b[i] = x[i] * helpers::soft(a, 0.3).tanh().exp_m1() + v3_b[(i + 2) % 3];
+    let mut v3_p = vec![[0.0; 2]; n];
+    for i in 0..n {
+        v3_p[i] = [x[i], x[(i + 1) % n] * helpers::soft(a, 0.3).tanh().exp_m1()];
     }
-    let v3 = v3_b[0] * v3_b[2] + leading::<3>(&v3_b) + leading::<2>(x) * a.cos();
+    for _ in 0..3 {
+        let v3_s = spread(&v3_p);
+        for i in 0..n {
+            v3_p[i][0] += 0.1 * v3_s[i][1];
+            v3_p[i][1] = v3_p[i][1] * 0.9 + 0.1 * v3_p[i][0].sin();
+        }
+    }
+    let mut v3 = a.cos();
+    for &[v3_a, v3_b] in v3_p.iter() {
+        v3 += v3_a * v3_b;
+    }
+    let [v3_u, _] = v3_p[1];
+    v3 += v3_u;
     let mut acc: f64 = 1.04f64 * (a).tanh()
         + 1.89f64 * (b).tanh()
         + -1.54f64 * (rot2).tanh()
@@ -6979,18 +6967,20 @@ pub fn p124(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
     }
     let v3 = (b * b + 1.0).log10().min(m1.tanh().exp()).abs();
-    let mut v4_f = vec![[0.0; 2]; n];
-    for i in 1..n {
-        let v4_d = x[i] - x[i - 1];
-        v4_f[i][0] += v4_d
-            * (((a).tanh() - ((v3 * v3).ln_1p()).tanh().stop_gradient())
+    let mut v4_r = vec![
+        [
+            x[0] * (((a).tanh() - ((v3 * v3).ln_1p()).tanh().stop_gradient())
                 .exp()
                 .ln()
-                + ((v3 * v3).ln_1p()).tanh().stop_gradient());
-        v4_f[i - 1][1] += x[i] * v4_d * 0.5;
-    }
-    v4_f.swap(0, n - 1);
-    let v4 = v4_f[0][1] * v4_f[n - 1][0] + pair_sum(&v4_f) * b.asinh();
+                + ((v3 * v3).ln_1p()).tanh().stop_gradient()),
+            x[1],
+        ],
+        [x[2], b.asinh()],
+    ];
+    v4_r[1][0] += v4_r[0][1] * x[3];
+    let mut v4_w = vec![b.asinh(), x[1] * x[2]];
+    v4_w[0] = v4_w[0] * v4_w[1];
+    let v4 = v4_r[1][0] * v4_r[0][0] + pair_sum(&v4_r) + v4_w[0];
     -1.51f64 * (a).tanh()
         + -0.49f64 * (b).tanh()
         + -0.53f64 * (m1).tanh()
@@ -7234,26 +7224,12 @@ pub fn p128(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             (b.max(x[0]) / ((b * b + 0.5).sqrt() * (b * b + 0.5).sqrt() + 1.0)),
             x[0].cos(),
         );
-    let mut v3_p = vec![[0.0; 2]; n];
-    for i in 0..n {
-        v3_p[i] = [
-            x[i],
-            x[(i + 1) % n] * (f64::sin(v2) * f64::sin(v2) + 1.5).acosh(),
-        ];
-    }
-    for _ in 0..3 {
-        let v3_s = spread(&v3_p);
-        for i in 0..n {
-            v3_p[i][0] += 0.1 * v3_s[i][1];
-            v3_p[i][1] = v3_p[i][1] * 0.9 + 0.1 * v3_p[i][0].sin();
-        }
-    }
-    let mut v3 = v2;
-    for &[v3_a, v3_b] in v3_p.iter() {
-        v3 += v3_a * v3_b;
-    }
-    let [v3_u, _] = v3_p[1];
-    v3 += v3_u;
+    let v3_d = [
+        x[0] - x[1],
+        (f64::sin(v2) * f64::sin(v2) + 1.5).acosh(),
+        x[2] * v2,
+    ];
+    let v3 = norm3(&v3_d) + v3_d[1] * v3_d[2];
     let part4_s = &x[0..];
     let mut part4 = b;
     for i in 0..part4_s.len() {
@@ -7424,12 +7400,17 @@ pub fn p131(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p132_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut v1_b = [0.0; 3];
-    for i in 0..3 {
-        v1_b[i] =
-            pts[(i) / 2][(i) % 2] * (0.65f64 * 0.65f64 + 1.5).acosh().cos() + v1_b[(i + 2) % 3];
-    }
-    let v1 = v1_b[0] * v1_b[2] + leading::<3>(&v1_b) + leading::<2>(x) * f64::sin(a);
+    let mut v1_r = vec![
+        [
+            pts[(0) / 2][(0) % 2] * (0.65f64 * 0.65f64 + 1.5).acosh().cos(),
+            pts[(1) / 2][(1) % 2],
+        ],
+        [pts[(2) / 2][(2) % 2], f64::sin(a)],
+    ];
+    v1_r[1][0] += v1_r[0][1] * pts[(3) / 2][(3) % 2];
+    let mut v1_w = vec![f64::sin(a), pts[(1) / 2][(1) % 2] * pts[(2) / 2][(2) % 2]];
+    v1_w[0] = v1_w[0] * v1_w[1];
+    let v1 = v1_r[1][0] * v1_r[0][0] + pair_sum(&v1_r) + v1_w[0];
     let mut m2 = b.clamp(-1.0, 1.0);
     if f64::sin(v1) <= 0.86f64 {
         m2 += b;
@@ -7592,14 +7573,23 @@ pub fn p135(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else if a.abs() >= 1.94f64 {
         m2 = m2 * 0.5;
     }
-    let mut v3_f = vec![[0.0; 2]; n];
-    for i in 1..n {
-        let v3_d = x[i] - x[i - 1];
-        v3_f[i][0] += v3_d * (x[0].powi(3) * x[0].powi(3)).ln_1p();
-        v3_f[i - 1][1] += x[i] * v3_d * 0.5;
+    let mut v3_p = vec![[0.0; 2]; n];
+    for i in 0..n {
+        v3_p[i] = [x[i], x[(i + 1) % n] * (x[0].powi(3) * x[0].powi(3)).ln_1p()];
     }
-    v3_f.swap(0, n - 1);
-    let v3 = v3_f[0][1] * v3_f[n - 1][0] + pair_sum(&v3_f) * autodiff::ops::softplus(b);
+    for _ in 0..3 {
+        let v3_s = spread(&v3_p);
+        for i in 0..n {
+            v3_p[i][0] += 0.1 * v3_s[i][1];
+            v3_p[i][1] = v3_p[i][1] * 0.9 + 0.1 * v3_p[i][0].sin();
+        }
+    }
+    let mut v3 = autodiff::ops::softplus(b);
+    for &[v3_a, v3_b] in v3_p.iter() {
+        v3 += v3_a * v3_b;
+    }
+    let [v3_u, _] = v3_p[1];
+    v3 += v3_u;
     let mut w4 = (arr1.atan() * arr1.atan() + 1.0).log2().tanh() + 3.0;
     let mut steps = 0;
     while w4 > 0.5 && steps < 20 {
@@ -10379,8 +10369,14 @@ pub fn p188(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         ((((b).tanh() * 3.0).signum() * 0.25 + b).tanh() * 0.9).asin(),
     );
     let v2 = r3[0] * r3[2] + r3[2];
-    let [v4_p, v4_q, v4_r] = twist([(0.78f64.tanh() * 0.5).cosh().max(b), x[1], v2], x[3]);
-    let v4 = v4_p * v4_q + v4_r;
+    let mut v4_r = vec![
+        [x[0] * (0.78f64.tanh() * 0.5).cosh().max(b), x[1]],
+        [x[2], v2],
+    ];
+    v4_r[1][0] += v4_r[0][1] * x[3];
+    let mut v4_w = vec![v2, x[1] * x[2]];
+    v4_w[0] = v4_w[0] * v4_w[1];
+    let v4 = v4_r[1][0] * v4_r[0][0] + pair_sum(&v4_r) + v4_w[0];
     let mut acc5 = b.sin();
     for i in 0..n {
         acc5 += autodiff::ops::sigmoid(-0.88f64);
@@ -13123,16 +13119,30 @@ pub fn p238(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         w2 = w2 * 0.6 + 0.05 * x[2].mul_add(v1, -1.51f64).tanh();
         steps += 1;
     }
-    let mut v3_b = [0.0; 3];
-    for i in 0..3 {
-        v3_b[i] = x[i]
-            * (((x[0]).tanh() - (a.min(x[1])).tanh().stop_gradient())
-                .exp()
-                .ln()
-                + (a.min(x[1])).tanh().stop_gradient())
-            + v3_b[(i + 2) % 3];
+    let mut v3_p = vec![[0.0; 2]; n];
+    for i in 0..n {
+        v3_p[i] = [
+            x[i],
+            x[(i + 1) % n]
+                * (((x[0]).tanh() - (a.min(x[1])).tanh().stop_gradient())
+                    .exp()
+                    .ln()
+                    + (a.min(x[1])).tanh().stop_gradient()),
+        ];
     }
-    let v3 = v3_b[0] * v3_b[2] + leading::<3>(&v3_b) + leading::<2>(x) * autodiff::ops::sigmoid(b);
+    for _ in 0..3 {
+        let v3_s = spread(&v3_p);
+        for i in 0..n {
+            v3_p[i][0] += 0.1 * v3_s[i][1];
+            v3_p[i][1] = v3_p[i][1] * 0.9 + 0.1 * v3_p[i][0].sin();
+        }
+    }
+    let mut v3 = autodiff::ops::sigmoid(b);
+    for &[v3_a, v3_b] in v3_p.iter() {
+        v3 += v3_a * v3_b;
+    }
+    let [v3_u, _] = v3_p[1];
+    v3 += v3_u;
     let mut perm4 = vec![0usize; n];
     for i in 0..n {
         perm4[i] = (i + 1) % n;
@@ -13791,27 +13801,12 @@ pub fn p250(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p251_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut v1_p = vec![[0.0; 2]; n];
-    for i in 0..n {
-        v1_p[i] = [
-            pts[(i) / 2][(i) % 2],
-            pts[((i + 1) % n) / 2][((i + 1) % n) % 2]
-                * ((pts[(3) / 2][(3) % 2] * pts[(3) / 2][(3) % 2] + 1.0).recip() * 0.5),
-        ];
-    }
-    for _ in 0..3 {
-        let v1_s = spread(&v1_p);
-        for i in 0..n {
-            v1_p[i][0] += 0.1 * v1_s[i][1];
-            v1_p[i][1] = v1_p[i][1] * 0.9 + 0.1 * v1_p[i][0].sin();
-        }
-    }
-    let mut v1 = (a * a + 1.0).log2();
-    for &[v1_a, v1_b] in v1_p.iter() {
-        v1 += v1_a * v1_b;
-    }
-    let [v1_u, _] = v1_p[1];
-    v1 += v1_u;
+    let v1_d = [
+        pts[(0) / 2][(0) % 2] - pts[(1) / 2][(1) % 2],
+        ((pts[(3) / 2][(3) % 2] * pts[(3) / 2][(3) % 2] + 1.0).recip() * 0.5),
+        pts[(2) / 2][(2) % 2] * (a * a + 1.0).log2(),
+    ];
+    let v1 = norm3(&v1_d) + v1_d[1] * v1_d[2];
     let arr2 = {
         let mut q = Array2::<f64>::zeros((3, 2));
         q.row_mut(0)
@@ -15047,14 +15042,11 @@ pub fn p278(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         lse7 += se.ln() + mx + prev;
     }
-    let mut v9_f = vec![[0.0; 2]; n];
-    for i in 1..n {
-        let v9_d = x[i] - x[i - 1];
-        v9_f[i][0] += v9_d * helpers::soft((part4 + 1.66f64), 0.3);
-        v9_f[i - 1][1] += x[i] * v9_d * 0.5;
-    }
-    v9_f.swap(0, n - 1);
-    let v9 = v9_f[0][1] * v9_f[n - 1][0] + pair_sum(&v9_f) * (v5 + 0.06f64);
+    let [v9_p, v9_q, v9_r] = twist(
+        [helpers::soft((part4 + 1.66f64), 0.3), x[1], (v5 + 0.06f64)],
+        x[3],
+    );
+    let v9 = v9_p * v9_q + v9_r;
     0.47f64 * (a).tanh()
         + 0.26f64 * (b).tanh()
         + 0.95f64 * (arr1).tanh()
@@ -16565,12 +16557,14 @@ mod twin {
         let arr1 = (&m.row(1) * c(1.64).hypot(x[1]) - &m.column(1))
             .mapv(sin)
             .sum();
-        let v2_d = [
-            x[0] - x[1],
-            (x[0].sin() * x[0].sin() + c(1.0)).recip(),
-            x[2] * x[0],
-        ];
-        let v2 = norm3(&v2_d) + v2_d[1] * v2_d[2];
+        let mut v2_f = vec![[c(0.0); 2]; n];
+        for i in 1..n {
+            let v2_d = x[i] - x[i - 1];
+            v2_f[i][0] = v2_f[i][0] + (v2_d * (x[0].sin() * x[0].sin() + c(1.0)).recip());
+            v2_f[i - 1][1] = v2_f[i - 1][1] + (x[i] * v2_d * c(0.5));
+        }
+        v2_f.swap(0, n - 1);
+        let v2 = v2_f[0][1] * v2_f[n - 1][0] + pair_sum(&v2_f) * x[0];
         -c(1.65) * (a).tanh()
             + -c(1.24) * (b).tanh()
             + -c(1.43) * (arr1).tanh()
@@ -17946,23 +17940,8 @@ mod twin {
             buf1[i] = (old * buf1[i - 1]).sin() + old;
         }
         let v2 = buf1[3] + c(0.5) * buf1[0];
-        let mut v3_p = vec![[c(0.0); 2]; n];
-        for i in 0..n {
-            v3_p[i] = [x[i], x[(i + 1) % n] * smooth((-c(0.77) * b))];
-        }
-        for _ in 0..3 {
-            let v3_s = spread(&v3_p);
-            for i in 0..n {
-                v3_p[i][0] = v3_p[i][0] + (c(0.1) * v3_s[i][1]);
-                v3_p[i][1] = v3_p[i][1] * c(0.9) + c(0.1) * v3_p[i][0].sin();
-            }
-        }
-        let mut v3 = (b * b + c(1.0)).ln();
-        for &[v3_a, v3_b] in v3_p.iter() {
-            v3 += v3_a * v3_b;
-        }
-        let [v3_u, _] = v3_p[1];
-        v3 += v3_u;
+        let [v3_p, v3_q, v3_r] = twist([smooth((-c(0.77) * b)), x[1], (b * b + c(1.0)).ln()], x[3]);
+        let v3 = v3_p * v3_q + v3_r;
         let mut perm4 = vec![0usize; n];
         for i in 0..n {
             perm4[i] = (i + 2) % n;
@@ -18362,14 +18341,12 @@ mod twin {
             }
             lse1 += se.ln() + mx;
         }
-        let mut v3_b = [c(0.0); 3];
-        for i in 0..3 {
-            v3_b[i] = x[i] * (x[2].tanh().exp2() * x[2].tanh().exp2() + c(1.0)).log(3.0)
-                + v3_b[(i + 2) % 3];
-        }
-        let v3 = v3_b[0] * v3_b[2]
-            + leading::<3>(&v3_b)
-            + leading::<2>(x) * (((c(0.94)).tanh() * c(3.0)).signum() * c(0.25) + x[3]);
+        let v3_d = [
+            x[0] - x[1],
+            (x[2].tanh().exp2() * x[2].tanh().exp2() + c(1.0)).log(3.0),
+            x[2] * (((c(0.94)).tanh() * c(3.0)).signum() * c(0.25) + x[3]),
+        ];
+        let v3 = norm3(&v3_d) + v3_d[1] * v3_d[2];
         let mut hist4 = vec![c(0.0); 3 * n];
         let mut st5 = ops::sigmoid(c(1.32));
         for t in 0..3 {
@@ -18409,23 +18386,14 @@ mod twin {
                 t += c(0.25);
             }
         }
-        let mut v2_p = vec![[c(0.0); 2]; n];
-        for i in 0..n {
-            v2_p[i] = [x[i], x[(i + 1) % n] * ops::sigmoid(sin(pair1))];
+        let mut v2_f = vec![[c(0.0); 2]; n];
+        for i in 1..n {
+            let v2_d = x[i] - x[i - 1];
+            v2_f[i][0] = v2_f[i][0] + (v2_d * ops::sigmoid(sin(pair1)));
+            v2_f[i - 1][1] = v2_f[i - 1][1] + (x[i] * v2_d * c(0.5));
         }
-        for _ in 0..3 {
-            let v2_s = spread(&v2_p);
-            for i in 0..n {
-                v2_p[i][0] = v2_p[i][0] + (c(0.1) * v2_s[i][1]);
-                v2_p[i][1] = v2_p[i][1] * c(0.9) + c(0.1) * v2_p[i][0].sin();
-            }
-        }
-        let mut v2 = b.sin();
-        for &[v2_a, v2_b] in v2_p.iter() {
-            v2 += v2_a * v2_b;
-        }
-        let [v2_u, _] = v2_p[1];
-        v2 += v2_u;
+        v2_f.swap(0, n - 1);
+        let v2 = v2_f[0][1] * v2_f[n - 1][0] + pair_sum(&v2_f) * b.sin();
         let part3_s = &x[1..=2];
         let mut part3 = b.hypot(b);
         for i in 0..part3_s.len() {
@@ -18503,8 +18471,8 @@ mod twin {
             w2 = w2 * c(0.6) + c(0.05) * (a * a + c(1.5)).acosh().tanh();
             steps += 1;
         }
-        let [v3_p, v3_q, v3_r] = twist([a, x[1], part1], x[3]);
-        let v3 = v3_p * v3_q + v3_r;
+        let v3_d = [x[0] - x[1], a, x[2] * part1];
+        let v3 = norm3(&v3_d) + v3_d[1] * v3_d[2];
         let v4 = if (a.tanh() * c(0.5)).cosh() < c(0.95) {
             x[0].abs()
         } else {
@@ -18524,27 +18492,15 @@ mod twin {
         let r2 = products(x, b.abs());
         let v1 = r2[0] * r2[2] + r2[0];
         let v3 = (v1.tanh() * c(0.5)).tan();
-        let mut v4_p = vec![[c(0.0); 2]; n];
-        for i in 0..n {
-            v4_p[i] = [
-                x[i],
-                x[(i + 1) % n] * (v1.tanh() * c(0.9)).acos().tanh().exp2(),
-            ];
+        let mut v4_b = [c(0.0); 3];
+        for i in 0..3 {
+            v4_b[i] = x[i] * (v1.tanh() * c(0.9)).acos().tanh().exp2() + v4_b[(i + 2) % 3];
         }
-        for _ in 0..3 {
-            let v4_s = spread(&v4_p);
-            for i in 0..n {
-                v4_p[i][0] = v4_p[i][0] + (c(0.1) * v4_s[i][1]);
-                v4_p[i][1] = v4_p[i][1] * c(0.9) + c(0.1) * v4_p[i][0].sin();
-            }
-        }
-        let mut v4 =
-            (((v1).tanh() - (b).tanh().stop_gradient()).exp().ln() + (b).tanh().stop_gradient());
-        for &[v4_a, v4_b] in v4_p.iter() {
-            v4 += v4_a * v4_b;
-        }
-        let [v4_u, _] = v4_p[1];
-        v4 += v4_u;
+        let v4 = v4_b[0] * v4_b[2]
+            + leading::<3>(&v4_b)
+            + leading::<2>(x)
+                * (((v1).tanh() - (b).tanh().stop_gradient()).exp().ln()
+                    + (b).tanh().stop_gradient());
         let r6 = products(x, a);
         let v5 = r6[0] * r6[2] + r6[2];
         let mut perm7 = vec![0usize; n];
@@ -18770,11 +18726,23 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p50(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let mut v1_b = [c(0.0); 3];
-        for i in 0..3 {
-            v1_b[i] = x[i] * -c(1.14) + v1_b[(i + 2) % 3];
+        let mut v1_p = vec![[c(0.0); 2]; n];
+        for i in 0..n {
+            v1_p[i] = [x[i], x[(i + 1) % n] * -c(1.14)];
         }
-        let v1 = v1_b[0] * v1_b[2] + leading::<3>(&v1_b) + leading::<2>(x) * b;
+        for _ in 0..3 {
+            let v1_s = spread(&v1_p);
+            for i in 0..n {
+                v1_p[i][0] = v1_p[i][0] + (c(0.1) * v1_s[i][1]);
+                v1_p[i][1] = v1_p[i][1] * c(0.9) + c(0.1) * v1_p[i][0].sin();
+            }
+        }
+        let mut v1 = b;
+        for &[v1_a, v1_b] in v1_p.iter() {
+            v1 += v1_a * v1_b;
+        }
+        let [v1_u, _] = v1_p[1];
+        v1 += v1_u;
         let v2 = ((x[0].hypot(x[1]) * (x[3] * x[3] + c(1.0)).log2()).tanh() * c(0.5)).sinh();
         let arr3 = {
             let mut q = Array2::<D>::zeros((3, 2));
@@ -19459,23 +19427,9 @@ mod twin {
             }
             lse3 += se.ln() + mx;
         }
-        let mut v5_p = vec![[c(0.0); 2]; n];
-        for i in 0..n {
-            v5_p[i] = [x[i], x[(i + 1) % n] * c(0.24).sin()];
-        }
-        for _ in 0..3 {
-            let v5_s = spread(&v5_p);
-            for i in 0..n {
-                v5_p[i][0] = v5_p[i][0] + (c(0.1) * v5_s[i][1]);
-                v5_p[i][1] = v5_p[i][1] * c(0.9) + c(0.1) * v5_p[i][0].sin();
-            }
-        }
-        let mut v5 = (c(0.75).tanh() * c(0.5)).tan();
-        for &[v5_a, v5_b] in v5_p.iter() {
-            v5 += v5_a * v5_b;
-        }
-        let [v5_u, _] = v5_p[1];
-        v5 += v5_u;
+        let [v5_p, v5_q, v5_r] =
+            twist([c(0.24).sin(), x[1], (c(0.75).tanh() * c(0.5)).tan()], x[3]);
+        let v5 = v5_p * v5_q + v5_r;
         c(0.86) * (a).tanh()
             + -c(1.21) * (b).tanh()
             + -c(0.61) * (v1).tanh()
@@ -20051,11 +20005,14 @@ mod twin {
         } else if x[2].asinh() > -c(1.08) {
             m1 = m1 * c(0.5);
         }
-        let mut v2_b = [c(0.0); 3];
-        for i in 0..3 {
-            v2_b[i] = x[i] * a + v2_b[(i + 2) % 3];
+        let mut v2_f = vec![[c(0.0); 2]; n];
+        for i in 1..n {
+            let v2_d = x[i] - x[i - 1];
+            v2_f[i][0] = v2_f[i][0] + (v2_d * a);
+            v2_f[i - 1][1] = v2_f[i - 1][1] + (x[i] * v2_d * c(0.5));
         }
-        let v2 = v2_b[0] * v2_b[2] + leading::<3>(&v2_b) + leading::<2>(x) * smooth(m1);
+        v2_f.swap(0, n - 1);
+        let v2 = v2_f[0][1] * v2_f[n - 1][0] + pair_sum(&v2_f) * smooth(m1);
         let arr3 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * a.hypot(b);
         c(1.35) * (a).tanh()
             + c(1.96) * (b).tanh()
@@ -21247,12 +21204,26 @@ mod twin {
                 t += c(0.25);
             }
         }
-        let v2_d = [
-            x[0] - x[1],
-            ((x[2] - b) * (x[2] - b) + c(1.0)).log10(),
-            x[2] * ops::sigmoid(x[2]),
-        ];
-        let v2 = norm3(&v2_d) + v2_d[1] * v2_d[2];
+        let mut v2_p = vec![[c(0.0); 2]; n];
+        for i in 0..n {
+            v2_p[i] = [
+                x[i],
+                x[(i + 1) % n] * ((x[2] - b) * (x[2] - b) + c(1.0)).log10(),
+            ];
+        }
+        for _ in 0..3 {
+            let v2_s = spread(&v2_p);
+            for i in 0..n {
+                v2_p[i][0] = v2_p[i][0] + (c(0.1) * v2_s[i][1]);
+                v2_p[i][1] = v2_p[i][1] * c(0.9) + c(0.1) * v2_p[i][0].sin();
+            }
+        }
+        let mut v2 = ops::sigmoid(x[2]);
+        for &[v2_a, v2_b] in v2_p.iter() {
+            v2 += v2_a * v2_b;
+        }
+        let [v2_u, _] = v2_p[1];
+        v2 += v2_u;
         let mut lse3 = (a.tanh() * c(0.9)).asin();
         let mut scratch4 = vec![c(0.0); n];
         for i in 0..n {
@@ -21324,11 +21295,11 @@ mod twin {
         for i in 0..part3_s.len() {
             part3 += part3_s[i] * part3_s[1].sin();
         }
-        let mut v4_b = [c(0.0); 3];
-        for i in 0..3 {
-            v4_b[i] = x[i] * lse1 + v4_b[(i + 2) % 3];
-        }
-        let v4 = v4_b[0] * v4_b[2] + leading::<3>(&v4_b) + leading::<2>(x) * lse1.powi(3);
+        let mut v4_r = vec![[x[0] * lse1, x[1]], [x[2], lse1.powi(3)]];
+        v4_r[1][0] = v4_r[1][0] + (v4_r[0][1] * x[3]);
+        let mut v4_w = vec![lse1.powi(3), x[1] * x[2]];
+        v4_w[0] = v4_w[0] * v4_w[1];
+        let v4 = v4_r[1][0] * v4_r[0][0] + pair_sum(&v4_r) + v4_w[0];
         let v5 = if v4 >= -c(1.84) {
             (v4.tanh() * c(0.5))
         } else {
@@ -21469,11 +21440,26 @@ mod twin {
             }
             perm1[n - 1] = first;
         }
-        let mut v3_b = [c(0.0); 3];
-        for i in 0..3 {
-            v3_b[i] = x[i] * helpers::soft(a, c(0.3)).tanh().exp_m1() + v3_b[(i + 2) % 3];
+        let mut v3_p = vec![[c(0.0); 2]; n];
+        for i in 0..n {
+            v3_p[i] = [
+                x[i],
+                x[(i + 1) % n] * helpers::soft(a, c(0.3)).tanh().exp_m1(),
+            ];
         }
-        let v3 = v3_b[0] * v3_b[2] + leading::<3>(&v3_b) + leading::<2>(x) * a.cos();
+        for _ in 0..3 {
+            let v3_s = spread(&v3_p);
+            for i in 0..n {
+                v3_p[i][0] = v3_p[i][0] + (c(0.1) * v3_s[i][1]);
+                v3_p[i][1] = v3_p[i][1] * c(0.9) + c(0.1) * v3_p[i][0].sin();
+            }
+        }
+        let mut v3 = a.cos();
+        for &[v3_a, v3_b] in v3_p.iter() {
+            v3 += v3_a * v3_b;
+        }
+        let [v3_u, _] = v3_p[1];
+        v3 += v3_u;
         let mut acc: D = c(1.04) * (a).tanh()
             + c(1.89) * (b).tanh()
             + -c(1.54) * (rot2).tanh()
@@ -22240,19 +22226,20 @@ mod twin {
             }
         }
         let v3 = (b * b + c(1.0)).log10().min(m1.tanh().exp()).abs();
-        let mut v4_f = vec![[c(0.0); 2]; n];
-        for i in 1..n {
-            let v4_d = x[i] - x[i - 1];
-            v4_f[i][0] = v4_f[i][0]
-                + (v4_d
-                    * (((a).tanh() - ((v3 * v3).ln_1p()).tanh().stop_gradient())
-                        .exp()
-                        .ln()
-                        + ((v3 * v3).ln_1p()).tanh().stop_gradient()));
-            v4_f[i - 1][1] = v4_f[i - 1][1] + (x[i] * v4_d * c(0.5));
-        }
-        v4_f.swap(0, n - 1);
-        let v4 = v4_f[0][1] * v4_f[n - 1][0] + pair_sum(&v4_f) * b.asinh();
+        let mut v4_r = vec![
+            [
+                x[0] * (((a).tanh() - ((v3 * v3).ln_1p()).tanh().stop_gradient())
+                    .exp()
+                    .ln()
+                    + ((v3 * v3).ln_1p()).tanh().stop_gradient()),
+                x[1],
+            ],
+            [x[2], b.asinh()],
+        ];
+        v4_r[1][0] = v4_r[1][0] + (v4_r[0][1] * x[3]);
+        let mut v4_w = vec![b.asinh(), x[1] * x[2]];
+        v4_w[0] = v4_w[0] * v4_w[1];
+        let v4 = v4_r[1][0] * v4_r[0][0] + pair_sum(&v4_r) + v4_w[0];
         -c(1.51) * (a).tanh()
             + -c(0.49) * (b).tanh()
             + -c(0.53) * (m1).tanh()
@@ -22455,23 +22442,8 @@ mod twin {
                 (b.max(x[0]) / ((b * b + c(0.5)).sqrt() * (b * b + c(0.5)).sqrt() + c(1.0))),
                 x[0].cos(),
             );
-        let mut v3_p = vec![[c(0.0); 2]; n];
-        for i in 0..n {
-            v3_p[i] = [x[i], x[(i + 1) % n] * (sin(v2) * sin(v2) + c(1.5)).acosh()];
-        }
-        for _ in 0..3 {
-            let v3_s = spread(&v3_p);
-            for i in 0..n {
-                v3_p[i][0] = v3_p[i][0] + (c(0.1) * v3_s[i][1]);
-                v3_p[i][1] = v3_p[i][1] * c(0.9) + c(0.1) * v3_p[i][0].sin();
-            }
-        }
-        let mut v3 = v2;
-        for &[v3_a, v3_b] in v3_p.iter() {
-            v3 += v3_a * v3_b;
-        }
-        let [v3_u, _] = v3_p[1];
-        v3 += v3_u;
+        let v3_d = [x[0] - x[1], (sin(v2) * sin(v2) + c(1.5)).acosh(), x[2] * v2];
+        let v3 = norm3(&v3_d) + v3_d[1] * v3_d[2];
         let part4_s = &x[0..];
         let mut part4 = b;
         for i in 0..part4_s.len() {
@@ -22636,11 +22608,14 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p132(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let mut v1_b = [c(0.0); 3];
-        for i in 0..3 {
-            v1_b[i] = x[i] * (c(0.65) * c(0.65) + c(1.5)).acosh().cos() + v1_b[(i + 2) % 3];
-        }
-        let v1 = v1_b[0] * v1_b[2] + leading::<3>(&v1_b) + leading::<2>(x) * sin(a);
+        let mut v1_r = vec![
+            [x[0] * (c(0.65) * c(0.65) + c(1.5)).acosh().cos(), x[1]],
+            [x[2], sin(a)],
+        ];
+        v1_r[1][0] = v1_r[1][0] + (v1_r[0][1] * x[3]);
+        let mut v1_w = vec![sin(a), x[1] * x[2]];
+        v1_w[0] = v1_w[0] * v1_w[1];
+        let v1 = v1_r[1][0] * v1_r[0][0] + pair_sum(&v1_r) + v1_w[0];
         let mut m2 = b.clamp(-c(1.0), c(1.0));
         if sin(v1) <= c(0.86) {
             m2 += b;
@@ -22780,14 +22755,23 @@ mod twin {
         } else if a.abs() >= c(1.94) {
             m2 = m2 * c(0.5);
         }
-        let mut v3_f = vec![[c(0.0); 2]; n];
-        for i in 1..n {
-            let v3_d = x[i] - x[i - 1];
-            v3_f[i][0] = v3_f[i][0] + (v3_d * (x[0].powi(3) * x[0].powi(3)).ln_1p());
-            v3_f[i - 1][1] = v3_f[i - 1][1] + (x[i] * v3_d * c(0.5));
+        let mut v3_p = vec![[c(0.0); 2]; n];
+        for i in 0..n {
+            v3_p[i] = [x[i], x[(i + 1) % n] * (x[0].powi(3) * x[0].powi(3)).ln_1p()];
         }
-        v3_f.swap(0, n - 1);
-        let v3 = v3_f[0][1] * v3_f[n - 1][0] + pair_sum(&v3_f) * ops::softplus(b);
+        for _ in 0..3 {
+            let v3_s = spread(&v3_p);
+            for i in 0..n {
+                v3_p[i][0] = v3_p[i][0] + (c(0.1) * v3_s[i][1]);
+                v3_p[i][1] = v3_p[i][1] * c(0.9) + c(0.1) * v3_p[i][0].sin();
+            }
+        }
+        let mut v3 = ops::softplus(b);
+        for &[v3_a, v3_b] in v3_p.iter() {
+            v3 += v3_a * v3_b;
+        }
+        let [v3_u, _] = v3_p[1];
+        v3 += v3_u;
         let mut w4 = (arr1.atan() * arr1.atan() + c(1.0)).log2().tanh() + c(3.0);
         let mut steps = 0;
         while w4 > c(0.5) && steps < 20 {
@@ -25126,8 +25110,14 @@ mod twin {
             ((((b).tanh() * c(3.0)).signum() * c(0.25) + b).tanh() * c(0.9)).asin(),
         );
         let v2 = r3[0] * r3[2] + r3[2];
-        let [v4_p, v4_q, v4_r] = twist([(c(0.78).tanh() * c(0.5)).cosh().max(b), x[1], v2], x[3]);
-        let v4 = v4_p * v4_q + v4_r;
+        let mut v4_r = vec![
+            [x[0] * (c(0.78).tanh() * c(0.5)).cosh().max(b), x[1]],
+            [x[2], v2],
+        ];
+        v4_r[1][0] = v4_r[1][0] + (v4_r[0][1] * x[3]);
+        let mut v4_w = vec![v2, x[1] * x[2]];
+        v4_w[0] = v4_w[0] * v4_w[1];
+        let v4 = v4_r[1][0] * v4_r[0][0] + pair_sum(&v4_r) + v4_w[0];
         let mut acc5 = b.sin();
         for i in 0..n {
             acc5 += ops::sigmoid(-c(0.88));
@@ -27546,16 +27536,30 @@ mod twin {
             w2 = w2 * c(0.6) + c(0.05) * x[2].mul_add(v1, -c(1.51)).tanh();
             steps += 1;
         }
-        let mut v3_b = [c(0.0); 3];
-        for i in 0..3 {
-            v3_b[i] = x[i]
-                * (((x[0]).tanh() - (a.min(x[1])).tanh().stop_gradient())
-                    .exp()
-                    .ln()
-                    + (a.min(x[1])).tanh().stop_gradient())
-                + v3_b[(i + 2) % 3];
+        let mut v3_p = vec![[c(0.0); 2]; n];
+        for i in 0..n {
+            v3_p[i] = [
+                x[i],
+                x[(i + 1) % n]
+                    * (((x[0]).tanh() - (a.min(x[1])).tanh().stop_gradient())
+                        .exp()
+                        .ln()
+                        + (a.min(x[1])).tanh().stop_gradient()),
+            ];
         }
-        let v3 = v3_b[0] * v3_b[2] + leading::<3>(&v3_b) + leading::<2>(x) * ops::sigmoid(b);
+        for _ in 0..3 {
+            let v3_s = spread(&v3_p);
+            for i in 0..n {
+                v3_p[i][0] = v3_p[i][0] + (c(0.1) * v3_s[i][1]);
+                v3_p[i][1] = v3_p[i][1] * c(0.9) + c(0.1) * v3_p[i][0].sin();
+            }
+        }
+        let mut v3 = ops::sigmoid(b);
+        for &[v3_a, v3_b] in v3_p.iter() {
+            v3 += v3_a * v3_b;
+        }
+        let [v3_u, _] = v3_p[1];
+        v3 += v3_u;
         let mut perm4 = vec![0usize; n];
         for i in 0..n {
             perm4[i] = (i + 1) % n;
@@ -28116,26 +28120,12 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p251(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let mut v1_p = vec![[c(0.0); 2]; n];
-        for i in 0..n {
-            v1_p[i] = [
-                x[i],
-                x[(i + 1) % n] * ((x[3] * x[3] + c(1.0)).recip() * c(0.5)),
-            ];
-        }
-        for _ in 0..3 {
-            let v1_s = spread(&v1_p);
-            for i in 0..n {
-                v1_p[i][0] = v1_p[i][0] + (c(0.1) * v1_s[i][1]);
-                v1_p[i][1] = v1_p[i][1] * c(0.9) + c(0.1) * v1_p[i][0].sin();
-            }
-        }
-        let mut v1 = (a * a + c(1.0)).log2();
-        for &[v1_a, v1_b] in v1_p.iter() {
-            v1 += v1_a * v1_b;
-        }
-        let [v1_u, _] = v1_p[1];
-        v1 += v1_u;
+        let v1_d = [
+            x[0] - x[1],
+            ((x[3] * x[3] + c(1.0)).recip() * c(0.5)),
+            x[2] * (a * a + c(1.0)).log2(),
+        ];
+        let v1 = norm3(&v1_d) + v1_d[1] * v1_d[2];
         let arr2 = {
             let mut q = Array2::<D>::zeros((3, 2));
             q.row_mut(0).assign(&(&m.row(1) * x[1].tanh().exp2()));
@@ -29250,14 +29240,15 @@ mod twin {
             }
             lse7 += se.ln() + mx + prev;
         }
-        let mut v9_f = vec![[c(0.0); 2]; n];
-        for i in 1..n {
-            let v9_d = x[i] - x[i - 1];
-            v9_f[i][0] = v9_f[i][0] + (v9_d * helpers::soft((part4 + c(1.66)), c(0.3)));
-            v9_f[i - 1][1] = v9_f[i - 1][1] + (x[i] * v9_d * c(0.5));
-        }
-        v9_f.swap(0, n - 1);
-        let v9 = v9_f[0][1] * v9_f[n - 1][0] + pair_sum(&v9_f) * (v5 + c(0.06));
+        let [v9_p, v9_q, v9_r] = twist(
+            [
+                helpers::soft((part4 + c(1.66)), c(0.3)),
+                x[1],
+                (v5 + c(0.06)),
+            ],
+            x[3],
+        );
+        let v9 = v9_p * v9_q + v9_r;
         c(0.47) * (a).tanh()
             + c(0.26) * (b).tanh()
             + c(0.95) * (arr1).tanh()

@@ -1998,3 +1998,29 @@ fn loops_with_values_match_the_analytic_gradient() {
         );
     }
 }
+
+/// A buffer that starts as a parameter moved into it, one that starts as another buffer, and
+/// one filled by `vec![..]` of differentiated values then written: each its own storage (the
+/// reverse sweep reads the original after the buffer has changed; these had failed to compile,
+/// the original moved into the buffer).
+#[differentiate]
+pub fn buffers_from_values(x: Vec<f64>, s: f64) -> f64 {
+    let mut a = vec![x[0] * s, x[1], x[2] * x[0]];
+    a[1] *= a[0];
+    let mut b = a;
+    b[2] += b[1] * s;
+    let mut y = x;
+    y[0] *= y[1];
+    b[0] + b[1] * b[2] + y[0] * y[2]
+}
+
+#[test]
+fn buffers_started_from_values_match_finite_differences() {
+    let (x, s) = (vec![0.7, -1.2, 0.4], 1.3);
+    let (gx, gs) = buffers_from_values_grad(x.clone(), s);
+    let mut all = x.clone();
+    all.push(s);
+    let want = fd(&|w| buffers_from_values(w[..3].to_vec(), w[3]), &all);
+    assert_close(&gx, &want[..3], 1e-7);
+    assert_close(&[gs], &want[3..], 1e-7);
+}

@@ -4,7 +4,7 @@
 //! velocity-Verlet time-stepping loop over positions and velocities, whole points stored,
 //! swapped, walked and taken apart. Each gradient against central finite differences, an
 //! analytic value, or the generated gradient of the energy whose forces are written by hand.
-#![allow(clippy::needless_range_loop)]
+#![allow(clippy::needless_range_loop, clippy::useless_vec)]
 use autodiff::differentiate;
 
 mod common;
@@ -271,4 +271,39 @@ fn points_returned_have_a_pullback_and_a_jacobian() {
         [0.0, 0.0, 0.0],
     ];
     assert_close(&flat(&centered_pullback(&x, d.clone())), &flat(&d), 1e-12);
+}
+
+/// Rows of differentiated values, `[[a, b], [c, d]]` and `vec![[..], [..]]`: points, kept flat,
+/// read, written and passed on like a buffer of points.
+#[differentiate]
+pub fn rows_of_values(x: &[f64]) -> f64 {
+    let p = [[x[0], x[1]], [x[2], x[3]]];
+    let mut m = vec![[x[0] * x[1], 1.0, x[2]], [x[3], x[0], 2.0]];
+    m[1][2] += p[0][1] * x[2];
+    let [a, b] = p[1];
+    p[0][0] * p[1][1] + m[1][2] * m[0][0] + pair_products(&p) + a * b + m.len() as f64
+}
+
+#[differentiate]
+pub fn pair_products(p: &[[f64; 2]]) -> f64 {
+    let mut s = 0.0;
+    for q in p {
+        s += q[0] * q[1];
+    }
+    s
+}
+
+#[test]
+fn rows_of_differentiated_values_match_the_analytic_gradient() {
+    let x = [0.3, -0.5, 1.2, 0.7];
+    // p00 p11 + (2 + x1 x2) x0 x1 + (x0 x1 + x2 x3) + x2 x3 + 2
+    let (x0, x1, x2, x3) = (x[0], x[1], x[2], x[3]);
+    let want = [
+        x3 + (2.0 + x1 * x2) * x1 + x1,
+        (2.0 + x1 * x2) * x0 + x2 * x0 * x1 + x0,
+        x1 * x0 * x1 + 2.0 * x3,
+        x0 + 2.0 * x2,
+    ];
+    assert_close(&rows_of_values_grad(&x), &want, 1e-12);
+    assert_close(&rows_of_values_grad(&x), &fd(&rows_of_values, &x), 1e-7);
 }

@@ -197,7 +197,10 @@ impl Gen<'_> {
                 // reading its own elements, and a generic function given its const parameter.
                 let v = self.name("v");
                 let (e1, e2) = (self.expr(2), self.expr(1));
-                let _ = match self.rng.below(5) {
+                let _ = match self.rng.below(6) {
+                    // Rows of differentiated values (points, kept flat) and a `vec![..]` of
+                    // them, each written after it is filled, one passed to a function.
+                    5 => writeln!(out, "    let mut {v}_r = vec![[x[0] * {e1}, x[1]], [x[2], {e2}]];\n    {v}_r[1][0] += {v}_r[0][1] * x[3];\n    let mut {v}_w = vec![{e2}, x[1] * x[2]];\n    {v}_w[0] = {v}_w[0] * {v}_w[1];\n    let {v} = {v}_r[1][0] * {v}_r[0][0] + pair_sum(&{v}_r) + {v}_w[0];"),
                     // A buffer of points accumulated pair by pair (`f[i][k] += ..`), swapped,
                     // passed to a function taking points.
                     3 => writeln!(out, "    let mut {v}_f = vec![[0.0; 2]; n];\n    for i in 1..n {{\n        let {v}_d = x[i] - x[i - 1];\n        {v}_f[i][0] += {v}_d * {e1};\n        {v}_f[i - 1][1] += x[i] * {v}_d * 0.5;\n    }}\n    {v}_f.swap(0, n - 1);\n    let {v} = {v}_f[0][1] * {v}_f[n - 1][0] + pair_sum(&{v}_f) * {e2};"),

@@ -97,6 +97,7 @@ fn lower_once(
         field_vars: Vec::new(),
         points_params: HashMap::new(),
         points_buffers: HashMap::new(),
+        fills: HashSet::new(),
     };
     for p in &sig.params {
         if let Some((_, width)) = crate::signature::points(&p.ty) {
@@ -295,6 +296,8 @@ struct Lowerer<'n> {
     points_params: HashMap<VarId, Expr>,
     /// Local buffers of points, kept flat (`points.rs`), with their width.
     points_buffers: HashMap<VarId, Expr>,
+    /// Buffers an array literal or `vec![..]` filled, not yet bound to a name.
+    fills: HashSet<VarId>,
 }
 
 impl Lowerer<'_> {
@@ -908,9 +911,38 @@ impl Lowerer<'_> {
         let points = self.points_init(init)?;
         let (width, lowered, ty) = match points {
             Some((width, lowered)) => (Some(width), lowered, None),
-            None => (None, self.lower(init, &name.to_string(), out)?, ty),
+            None => {
+                let lowered = self.lower(init, &name.to_string(), out)?;
+                // Rows of one length, `[[a, b], [c, d]]`: points, kept flat.
+                let width = match &lowered {
+                    Lowered::Operand(Operand::Var(v)) => self.points_buffers.get(v).cloned(),
+                    _ => None,
+                };
+                let ty = if width.is_some() { None } else { ty };
+                (width, lowered, ty)
+            }
         };
         let (op, init_active) = match lowered {
+            // An array literal or `vec![..]` filled just now: that buffer itself.
+            Lowered::Operand(Operand::Var(v)) if self.fills.remove(&v) => {
+                self.buffer_keys.insert(v, key);
+                return Ok(v);
+            }
+            // Another buffer or a parameter (`let mut y = x;`): a copy, since the reverse
+            // sweep reads the original after the buffer has changed.
+            Lowered::Operand(Operand::Var(v)) => {
+                let clone = rules::method("clone").expect("the clone rule");
+                let form = CallForm::Method(Ident::new("clone", Span::call_site()));
+                let op = Op::Prim {
+                    rule: clone,
+                    form,
+                    args: vec![Operand::Var(v)],
+                    ints: Vec::new(),
+                    suffix: TokenStream::new(),
+                    span: Span::call_site(),
+                };
+                (op, self.vars[v].active)
+            }
             Lowered::Operand(o) => {
                 let a = self.is_active(&o);
                 (Op::Copy(o), a)
@@ -1609,10 +1641,8 @@ impl Lowerer<'_> {
             // `[x * y, x + y]` (a force, a difference vector): a local buffer of the function's
             // float, each element stored in turn, read like any buffer (`d[0]`, `norm(&d)`).
             Expr::Array(a) => {
-                let float = self.float.clone();
-                let n = a.elems.len();
                 let hint = if hint.is_empty() { "array" } else { hint };
-                self.filled(quote!([0.0 as #float; #n]), a.elems.iter(), hint, out)
+                self.filled(false, a.elems.iter(), hint, out)
             }
             Expr::Macro(m) if m.mac.path.is_ident("vec") => {
                 let tokens = &m.mac.tokens;
@@ -1620,11 +1650,8 @@ impl Lowerer<'_> {
                 // `vec![a, b]` of differentiated values: a buffer filled element by element,
                 // like an array literal.
                 if let (Expr::Array(elems), true) = (&array, self.mentions_active(&array)) {
-                    let float = self.float.clone();
-                    let n = elems.elems.len();
                     let hint = if hint.is_empty() { "vec" } else { hint };
-                    let zeros = quote!(::std::vec![0.0 as #float; #n]);
-                    return self.filled(zeros, elems.elems.iter(), hint, out);
+                    return self.filled(true, elems.elems.iter(), hint, out);
                 }
                 if self.mentions_active(&array) {
                     return Err(syn::Error::new_spanned(m, "#[differentiate] supports `vec![..]` of constants (a buffer to fill by index); for a copy of differentiated values write `x.to_vec()`"));
@@ -1642,24 +1669,54 @@ impl Lowerer<'_> {
         }
     }
 
-    /// A local buffer made by `zeros` (an array or `Vec` of the float's zeros) and filled
-    /// element by element with `elements` in order: an array literal or `vec![..]` of
-    /// differentiated values, read like any buffer.
+    /// A local buffer of the float's zeros (an array, or a `Vec` when `vec`) filled element by
+    /// element with `elements` in order: an array literal or `vec![..]` of differentiated
+    /// values, read like any buffer. Rows of one length (`[[a, b], [c, d]]`) are points, kept
+    /// flat like a buffer of points (`points.rs`).
     fn filled<'e>(
         &mut self,
-        zeros: TokenStream,
+        vec: bool,
         elements: impl Iterator<Item = &'e Expr>,
         hint: &str,
         out: &mut Block,
     ) -> syn::Result<Lowered> {
+        let elements: Vec<&Expr> = elements.collect();
+        let row = |e: &Expr| match strip(e) {
+            Expr::Array(r) => Some(r.elems.len()),
+            _ => None,
+        };
+        let width = elements
+            .first()
+            .and_then(|e| row(e))
+            .filter(|&w| w > 0 && elements.iter().all(|e| row(e) == Some(w)));
+        let scalars: Vec<&Expr> = match width {
+            Some(_) => elements
+                .iter()
+                .flat_map(|e| match strip(e) {
+                    Expr::Array(r) => r.elems.iter().collect(),
+                    _ => Vec::new(),
+                })
+                .collect(),
+            None => elements,
+        };
         let mut values = Vec::new();
-        for el in elements {
+        for el in scalars {
             if matches!(strip(el), Expr::Array(_) | Expr::Repeat(_)) {
-                return Err(syn::Error::new_spanned(el, "#[differentiate] supports arrays and `vec![..]` of differentiated floats, not of arrays (`[[a, b], [c, d]]`): keep one flat array, or pass the rows separately"));
+                return Err(syn::Error::new_spanned(el, "#[differentiate] supports arrays and `vec![..]` of differentiated floats, and of rows of them of one length (`[[a, b], [c, d]]`, points), not arrays nested otherwise: keep one flat array, or pass the rows separately"));
             }
             values.push(self.operand(el, out)?);
         }
-        Ok(self.filled_with(zeros, values, hint, out))
+        let (float, n) = (self.float.clone(), values.len());
+        let zeros = if vec {
+            quote!(::std::vec![0.0 as #float; #n])
+        } else {
+            quote!([0.0 as #float; #n])
+        };
+        let filled = self.filled_with(zeros, values, hint, out);
+        if let (Some(width), Lowered::Operand(Operand::Var(v))) = (width, &filled) {
+            self.points_buffers.insert(*v, points::usize_literal(width));
+        }
+        Ok(filled)
     }
 
     /// A local buffer made by `zeros` and filled with `values` in order.
@@ -1672,6 +1729,7 @@ impl Lowerer<'_> {
     ) -> Lowered {
         let var = self.new_var(hint, true, None);
         self.vars[var].buffer = true;
+        self.fills.insert(var);
         out.stmts.push(Stmt::Let {
             var,
             op: Op::Verbatim(zeros),
@@ -1948,6 +2006,7 @@ impl Lowerer<'_> {
             field_vars: Vec::new(),
             points_params: HashMap::new(),
             points_buffers: HashMap::new(),
+            fills: HashSet::new(),
         };
         let mut body = Block::default();
         let result = inner.seq(&[Item::Expr(&c.body, true)], Level::Function, &mut body);

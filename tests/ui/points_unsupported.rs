@@ -27,11 +27,11 @@ fn sliced(x: &[[f64; 3]]) -> f64 {
     part[0][0]
 }
 
-// Arrays of arrays of differentiated values.
+// Arrays of arrays of arrays of differentiated values.
 #[differentiate]
 fn nested(x: &[f64]) -> f64 {
-    let p = [[x[0], x[1]], [x[2], x[3]]];
-    p[0][0] * p[1][1]
+    let p = [[[x[0], x[1]]], [[x[2], x[3]]]];
+    p[0][0][0] * p[1][0][1]
 }
 
 fn main() {}

@@ -347,7 +347,7 @@ fn int_literal(e: &Expr) -> Option<usize> {
     }
 }
 
-fn usize_literal(n: usize) -> Expr {
+pub(super) fn usize_literal(n: usize) -> Expr {
     let n = proc_macro2::Literal::usize_unsuffixed(n);
     syn::parse_quote!(#n)
 }
