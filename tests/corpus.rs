@@ -727,6 +727,13 @@ pub fn p9(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf3[i] = a;
     }
+    for i in 1..n {
+        buf3[i] += buf3[i - 1] * 0.5;
+    }
+    for i in 1..n {
+        let old = buf3[i];
+        buf3[i] = (old * buf3[i - 1]).sin() + old;
+    }
     let v4 = buf3[0] * buf3[1];
     let mut w5 = (1.89f64 * 1.89f64).ln_1p().tanh() + 3.0;
     let mut steps = 0;
@@ -871,13 +878,6 @@ pub fn p11_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) 
     let mut buf5 = vec![0.0; n];
     for i in 0..n {
         buf5[i] = (0.34f64 * 0.34f64 + 1.0).ln().atan();
-    }
-    for i in 1..n {
-        buf5[i] += buf5[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf5[i];
-        buf5[i] = (old * buf5[i - 1]).sin() + old;
     }
     let v6 = buf5[2] + 0.5 * buf5[3];
     let mut w7 = pts[(1) / 2][(1) % 2].tanh() + 3.0;
@@ -1206,12 +1206,11 @@ pub fn p17(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf1[i] = (-1.30f64.tanh() * 0.9).acos().tanh().exp();
     }
-    for i in 1..n {
-        buf1[i] += buf1[i - 1] * 0.5;
+    for (i, v) in buf1.iter_mut().enumerate() {
+        *v = (*v * x[(i + 1) % n]).sin() + *v * 0.5;
     }
-    for i in 1..n {
-        let old = buf1[i];
-        buf1[i] = (old * buf1[i - 1]).sin() + old;
+    for (v, &w) in buf1.iter_mut().zip(x) {
+        *v += w * 0.25;
     }
     let v2 = buf1[2] * buf1[3];
     let mut m3 = f64::sin(v2);
@@ -1377,6 +1376,16 @@ pub fn p21(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf1[i] = a;
     }
+    let mut buf1_n = vec![0.0; n];
+    for _ in 0..3 {
+        for i in 1..n - 1 {
+            buf1_n[i] = buf1[i] + 0.2 * (buf1[i - 1] - buf1[i]) * buf1[i + 1];
+        }
+        buf1_n[0] = buf1[0];
+        buf1_n[n - 1] = buf1[n - 1].sin();
+        std::mem::swap(&mut buf1, &mut buf1_n);
+    }
+    buf1.iter_mut().for_each(|w| *w = w.tanh());
     let v2 = buf1[1] * buf1[2];
     let v3 = if b >= 1.46f64 {
         (0.82f64 * 0.82f64 + 1.0).log10().tanh().exp()
@@ -1955,13 +1964,16 @@ pub fn p33(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf1[i] = ((-0.81f64 - b) + (0.40f64 * 0.40f64 + 1.0).recip());
     }
-    for i in 1..n {
-        buf1[i] += buf1[i - 1] * 0.5;
+    let mut buf1_n = vec![0.0; n];
+    for _ in 0..3 {
+        for i in 1..n - 1 {
+            buf1_n[i] = buf1[i] + 0.2 * (buf1[i - 1] - buf1[i]) * buf1[i + 1];
+        }
+        buf1_n[0] = buf1[0];
+        buf1_n[n - 1] = buf1[n - 1].sin();
+        std::mem::swap(&mut buf1, &mut buf1_n);
     }
-    for i in 1..n {
-        let old = buf1[i];
-        buf1[i] = (old * buf1[i - 1]).sin() + old;
-    }
+    buf1.iter_mut().for_each(|w| *w = w.tanh());
     let v2 = buf1[3] + 0.5 * buf1[0];
     let [v3_p, v3_q, v3_r] = twist([smooth((-0.77f64 * b)), x[1], (b * b + 1.0).ln()], x[3]);
     let v3 = v3_p * v3_q + v3_r;
@@ -2002,6 +2014,16 @@ pub fn p34(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf2[i] = (m1.sin() - b.tanh().exp());
     }
+    let mut buf2_n = vec![0.0; n];
+    for _ in 0..3 {
+        for i in 1..n - 1 {
+            buf2_n[i] = buf2[i] + 0.2 * (buf2[i - 1] - buf2[i]) * buf2[i + 1];
+        }
+        buf2_n[0] = buf2[0];
+        buf2_n[n - 1] = buf2[n - 1].sin();
+        std::mem::swap(&mut buf2, &mut buf2_n);
+    }
+    buf2.iter_mut().for_each(|w| *w = w.tanh());
     let v3 = buf2[1] * buf2[2];
     -0.29f64 * (a).tanh() + 0.73f64 * (b).tanh() + -0.41f64 * (m1).tanh() + -0.72f64 * (v3).tanh()
 }
@@ -2089,15 +2111,16 @@ pub fn p36(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf3[i] = smooth(b);
     }
-    let mut buf3_v = vec![0.0; n];
+    let mut buf3_n = vec![0.0; n];
     for _ in 0..3 {
         for i in 1..n - 1 {
-            buf3_v[i] += 0.2 * (buf3[i - 1] * buf3[i + 1] - buf3[i].sin());
+            buf3_n[i] = buf3[i] + 0.2 * (buf3[i - 1] - buf3[i]) * buf3[i + 1];
         }
-        for i in 0..n {
-            buf3[i] += 0.1 * buf3_v[i].tanh();
-        }
+        buf3_n[0] = buf3[0];
+        buf3_n[n - 1] = buf3[n - 1].sin();
+        std::mem::swap(&mut buf3, &mut buf3_n);
     }
+    buf3.iter_mut().for_each(|w| *w = w.tanh());
     let v4 = buf3[0] * buf3[1];
     let part5_s = &x[1..];
     let mut part5 = -0.05f64;
@@ -3221,11 +3244,12 @@ pub fn p56(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf1[i] = ((b * b + 1.0).log(3.0) * (b * b + 1.0).log(3.0) + 1.0).log2();
     }
-    for (i, v) in buf1.iter_mut().enumerate() {
-        *v = (*v * x[(i + 1) % n]).sin() + *v * 0.5;
+    for i in 1..n {
+        buf1[i] += buf1[i - 1] * 0.5;
     }
-    for (v, &w) in buf1.iter_mut().zip(x) {
-        *v += w * 0.25;
+    for i in 1..n {
+        let old = buf1[i];
+        buf1[i] = (old * buf1[i - 1]).sin() + old;
     }
     let v2 = buf1[2] * buf1[3];
     let mut w3 = 1.74f64.tanh() + 3.0;
@@ -3950,12 +3974,14 @@ pub fn p71(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf2[i] = (autodiff::ops::sigmoid(x[i]) * autodiff::ops::sigmoid(x[i]) + 1.0).cbrt();
     }
-    for i in 1..n {
-        buf2[i] += buf2[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf2[i];
-        buf2[i] = (old * buf2[i - 1]).sin() + old;
+    let mut buf2_v = vec![0.0; n];
+    for _ in 0..3 {
+        for i in 1..n - 1 {
+            buf2_v[i] += 0.2 * (buf2[i - 1] * buf2[i + 1] - buf2[i].sin());
+        }
+        for i in 0..n {
+            buf2[i] += 0.1 * buf2_v[i].tanh();
+        }
     }
     let v3 = buf2[0] + 0.5 * buf2[1];
     let mut lse4 = (v1 * x[2]);
@@ -4302,14 +4328,12 @@ pub fn p76(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf1[i] = (1.06f64.tanh() * 0.9).atanh().abs();
     }
-    let mut buf1_v = vec![0.0; n];
-    for _ in 0..3 {
-        for i in 1..n - 1 {
-            buf1_v[i] += 0.2 * (buf1[i - 1] * buf1[i + 1] - buf1[i].sin());
-        }
-        for i in 0..n {
-            buf1[i] += 0.1 * buf1_v[i].tanh();
-        }
+    for i in 1..n {
+        buf1[i] += buf1[i - 1] * 0.5;
+    }
+    for i in 1..n {
+        let old = buf1[i];
+        buf1[i] = (old * buf1[i - 1]).sin() + old;
     }
     let v2 = buf1[1] + 0.5 * buf1[2];
     let mut buf3 = vec![0.0; n];
@@ -4892,15 +4916,6 @@ pub fn p87_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) 
     let mut buf4 = vec![0.0; n];
     for i in 0..n {
         buf4[i] = (b.max(v1) * b.max(v1) + 1.0).cbrt();
-    }
-    let mut buf4_v = vec![0.0; n];
-    for _ in 0..3 {
-        for i in 1..n - 1 {
-            buf4_v[i] += 0.2 * (buf4[i - 1] * buf4[i + 1] - buf4[i].sin());
-        }
-        for i in 0..n {
-            buf4[i] += 0.1 * buf4_v[i].tanh();
-        }
     }
     let v5 = buf4[3] + 0.5 * buf4[0];
     -1.44f64 * (a).tanh()
@@ -5549,19 +5564,26 @@ pub fn p101(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf5[i] = (0.61f64.sin() * 0.61f64.sin()).ln_1p();
     }
+    let mut buf5_n = vec![0.0; n];
+    for _ in 0..3 {
+        for i in 1..n - 1 {
+            buf5_n[i] = buf5[i] + 0.2 * (buf5[i - 1] - buf5[i]) * buf5[i + 1];
+        }
+        buf5_n[0] = buf5[0];
+        buf5_n[n - 1] = buf5[n - 1].sin();
+        std::mem::swap(&mut buf5, &mut buf5_n);
+    }
+    buf5.iter_mut().for_each(|w| *w = w.tanh());
     let v6 = buf5[0] + 0.5 * buf5[1];
     let mut buf7 = vec![0.0; n];
     for i in 0..n {
         buf7[i] = (autodiff::ops::softplus(x[i]) * autodiff::ops::softplus(x[i]) + 0.5).sqrt();
     }
-    let mut buf7_v = vec![0.0; n];
-    for _ in 0..3 {
-        for i in 1..n - 1 {
-            buf7_v[i] += 0.2 * (buf7[i - 1] * buf7[i + 1] - buf7[i].sin());
-        }
-        for i in 0..n {
-            buf7[i] += 0.1 * buf7_v[i].tanh();
-        }
+    for (i, v) in buf7.iter_mut().enumerate() {
+        *v = (*v * x[(i + 1) % n]).sin() + *v * 0.5;
+    }
+    for (v, &w) in buf7.iter_mut().zip(x) {
+        *v += w * 0.25;
     }
     let v8 = buf7[3] + 0.5 * buf7[0];
     0.54f64 * (a).tanh()
@@ -5629,12 +5651,14 @@ pub fn p103(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf1[i] = a.clamp(-1.0, 1.0).cos();
     }
-    for i in 1..n {
-        buf1[i] += buf1[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf1[i];
-        buf1[i] = (old * buf1[i - 1]).sin() + old;
+    let mut buf1_v = vec![0.0; n];
+    for _ in 0..3 {
+        for i in 1..n - 1 {
+            buf1_v[i] += 0.2 * (buf1[i - 1] * buf1[i + 1] - buf1[i].sin());
+        }
+        for i in 0..n {
+            buf1[i] += 0.1 * buf1_v[i].tanh();
+        }
     }
     let v2 = buf1[2] + 0.5 * buf1[3];
     let v3 = if (x[1].tanh() * 0.9).atanh() >= 1.68f64 {
@@ -6175,12 +6199,14 @@ impl Holder111 {
         for i in 0..n {
             buf5[i] = (v4 * -0.87f64).abs();
         }
-        for i in 1..n {
-            buf5[i] += buf5[i - 1] * 0.5;
-        }
-        for i in 1..n {
-            let old = buf5[i];
-            buf5[i] = (old * buf5[i - 1]).sin() + old;
+        let mut buf5_v = vec![0.0; n];
+        for _ in 0..3 {
+            for i in 1..n - 1 {
+                buf5_v[i] += 0.2 * (buf5[i - 1] * buf5[i + 1] - buf5[i].sin());
+            }
+            for i in 0..n {
+                buf5[i] += 0.1 * buf5_v[i].tanh();
+            }
         }
         let v6 = buf5[0] * buf5[1];
         let mut perm7 = vec![0usize; n];
@@ -7259,14 +7285,12 @@ pub fn p129(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf1[i] = b.mul_add(b, b).max(x[i].hypot(x[i]));
     }
-    let mut buf1_v = vec![0.0; n];
-    for _ in 0..3 {
-        for i in 1..n - 1 {
-            buf1_v[i] += 0.2 * (buf1[i - 1] * buf1[i + 1] - buf1[i].sin());
-        }
-        for i in 0..n {
-            buf1[i] += 0.1 * buf1_v[i].tanh();
-        }
+    for i in 1..n {
+        buf1[i] += buf1[i - 1] * 0.5;
+    }
+    for i in 1..n {
+        let old = buf1[i];
+        buf1[i] = (old * buf1[i - 1]).sin() + old;
     }
     let v2 = buf1[2] + 0.5 * buf1[3];
     let mut lse3 = (1.76f64 / (v2 * v2 + 1.0));
@@ -7315,14 +7339,12 @@ pub fn p130(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf4[i] = (a + a).tanh().exp_m1();
     }
-    let mut buf4_v = vec![0.0; n];
-    for _ in 0..3 {
-        for i in 1..n - 1 {
-            buf4_v[i] += 0.2 * (buf4[i - 1] * buf4[i + 1] - buf4[i].sin());
-        }
-        for i in 0..n {
-            buf4[i] += 0.1 * buf4_v[i].tanh();
-        }
+    for i in 1..n {
+        buf4[i] += buf4[i - 1] * 0.5;
+    }
+    for i in 1..n {
+        let old = buf4[i];
+        buf4[i] = (old * buf4[i - 1]).sin() + old;
     }
     let v5 = buf4[3] + 0.5 * buf4[0];
     let mut acc6 = (-1.85f64 * 0.5);
@@ -7373,12 +7395,16 @@ pub fn p131(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf3[i] = x[3];
     }
-    for (i, v) in buf3.iter_mut().enumerate() {
-        *v = (*v * x[(i + 1) % n]).sin() + *v * 0.5;
+    let mut buf3_n = vec![0.0; n];
+    for _ in 0..3 {
+        for i in 1..n - 1 {
+            buf3_n[i] = buf3[i] + 0.2 * (buf3[i - 1] - buf3[i]) * buf3[i + 1];
+        }
+        buf3_n[0] = buf3[0];
+        buf3_n[n - 1] = buf3[n - 1].sin();
+        std::mem::swap(&mut buf3, &mut buf3_n);
     }
-    for (v, &w) in buf3.iter_mut().zip(x) {
-        *v += w * 0.25;
-    }
+    buf3.iter_mut().for_each(|w| *w = w.tanh());
     let v4 = buf3[3] * buf3[0];
     let mut acc: f64 = 1.37f64 * (a).tanh()
         + -1.00f64 * (b).tanh()
@@ -7649,14 +7675,11 @@ pub fn p136(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf3[i] = ((1.26f64 * 1.26f64 + 1.5).acosh().tanh() * 0.9).asin();
     }
-    let mut buf3_v = vec![0.0; n];
-    for _ in 0..3 {
-        for i in 1..n - 1 {
-            buf3_v[i] += 0.2 * (buf3[i - 1] * buf3[i + 1] - buf3[i].sin());
-        }
-        for i in 0..n {
-            buf3[i] += 0.1 * buf3_v[i].tanh();
-        }
+    for (i, v) in buf3.iter_mut().enumerate() {
+        *v = (*v * x[(i + 1) % n]).sin() + *v * 0.5;
+    }
+    for (v, &w) in buf3.iter_mut().zip(x) {
+        *v += w * 0.25;
     }
     let v4 = buf3[0] * buf3[1];
     let part5_s = &x[1..3];
@@ -8057,12 +8080,16 @@ impl Holder144 {
         for i in 0..n {
             buf3[i] = v2;
         }
-        for (i, v) in buf3.iter_mut().enumerate() {
-            *v = (*v * self.w[(i + 1) % n]).sin() + *v * 0.5;
+        let mut buf3_n = vec![0.0; n];
+        for _ in 0..3 {
+            for i in 1..n - 1 {
+                buf3_n[i] = buf3[i] + 0.2 * (buf3[i - 1] - buf3[i]) * buf3[i + 1];
+            }
+            buf3_n[0] = buf3[0];
+            buf3_n[n - 1] = buf3[n - 1].sin();
+            std::mem::swap(&mut buf3, &mut buf3_n);
         }
-        for (v, &w) in buf3.iter_mut().zip(x) {
-            *v += w * 0.25;
-        }
+        buf3.iter_mut().for_each(|w| *w = w.tanh());
         let v4 = buf3[3] + 0.5 * buf3[0];
         let part5_s = &self.w[1..=2];
         let mut part5 = helpers::soft(self.w[1], 0.3);
@@ -8073,11 +8100,30 @@ impl Holder144 {
         for i in 0..n {
             buf6[i] = f64::sin(v2.mul_add(self.w[2], 1.23f64));
         }
+        let mut buf6_n = vec![0.0; n];
+        for _ in 0..3 {
+            for i in 1..n - 1 {
+                buf6_n[i] = buf6[i] + 0.2 * (buf6[i - 1] - buf6[i]) * buf6[i + 1];
+            }
+            buf6_n[0] = buf6[0];
+            buf6_n[n - 1] = buf6[n - 1].sin();
+            std::mem::swap(&mut buf6, &mut buf6_n);
+        }
+        buf6.iter_mut().for_each(|w| *w = w.tanh());
         let v7 = buf6[1] + 0.5 * buf6[2];
         let mut buf8 = vec![0.0; n];
         for i in 0..n {
             buf8[i] =
                 ((self.w[0].tanh() * 0.9).acos() * (self.w[0].tanh() * 0.9).acos() + 1.0).cbrt();
+        }
+        let mut buf8_v = vec![0.0; n];
+        for _ in 0..3 {
+            for i in 1..n - 1 {
+                buf8_v[i] += 0.2 * (buf8[i - 1] * buf8[i + 1] - buf8[i].sin());
+            }
+            for i in 0..n {
+                buf8[i] += 0.1 * buf8_v[i].tanh();
+            }
         }
         let v9 = buf8[1] + 0.5 * buf8[2];
         let mut buf10 = vec![0.0; n];
@@ -8086,14 +8132,12 @@ impl Holder144 {
                 .atan2(v4 * v4 + 0.5)
                 .atan2((part5.tanh() * 0.9).asin() * (part5.tanh() * 0.9).asin() + 0.5);
         }
-        let mut buf10_v = vec![0.0; n];
-        for _ in 0..3 {
-            for i in 1..n - 1 {
-                buf10_v[i] += 0.2 * (buf10[i - 1] * buf10[i + 1] - buf10[i].sin());
-            }
-            for i in 0..n {
-                buf10[i] += 0.1 * buf10_v[i].tanh();
-            }
+        for i in 1..n {
+            buf10[i] += buf10[i - 1] * 0.5;
+        }
+        for i in 1..n {
+            let old = buf10[i];
+            buf10[i] = (old * buf10[i - 1]).sin() + old;
         }
         let v11 = buf10[1] * buf10[2];
         -1.13f64 * (self.a).tanh()
@@ -8140,15 +8184,6 @@ pub fn p145(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let mut buf2 = vec![0.0; n];
     for i in 0..n {
         buf2[i] = ((b * b + 1.0).cbrt() + helpers::soft(b, 0.3));
-    }
-    let mut buf2_v = vec![0.0; n];
-    for _ in 0..3 {
-        for i in 1..n - 1 {
-            buf2_v[i] += 0.2 * (buf2[i - 1] * buf2[i + 1] - buf2[i].sin());
-        }
-        for i in 0..n {
-            buf2[i] += 0.1 * buf2_v[i].tanh();
-        }
     }
     let v3 = buf2[2] * buf2[3];
     let mut lse4 = v1.tanh().exp();
@@ -8398,6 +8433,15 @@ pub fn p150(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let mut buf1 = vec![0.0; n];
     for i in 0..n {
         buf1[i] = -1.38f64;
+    }
+    let mut buf1_v = vec![0.0; n];
+    for _ in 0..3 {
+        for i in 1..n - 1 {
+            buf1_v[i] += 0.2 * (buf1[i - 1] * buf1[i + 1] - buf1[i].sin());
+        }
+        for i in 0..n {
+            buf1[i] += 0.1 * buf1_v[i].tanh();
+        }
     }
     let v2 = buf1[0] + 0.5 * buf1[1];
     let mut m3 = (a.tanh() * 0.9).asin();
@@ -9046,13 +9090,6 @@ pub fn p162(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf5[i] = ((rot4 * x[(i + 2) % n]).tanh() * 0.9).acos();
     }
-    for i in 1..n {
-        buf5[i] += buf5[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf5[i];
-        buf5[i] = (old * buf5[i - 1]).sin() + old;
-    }
     let v6 = buf5[1] + 0.5 * buf5[2];
     1.67f64 * (a).tanh()
         + -1.62f64 * (b).tanh()
@@ -9479,12 +9516,11 @@ pub fn p172(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf1[i] = a.max(1.33f64).clamp(-1.0, 1.0);
     }
-    for i in 1..n {
-        buf1[i] += buf1[i - 1] * 0.5;
+    for (i, v) in buf1.iter_mut().enumerate() {
+        *v = (*v * x[(i + 1) % n]).sin() + *v * 0.5;
     }
-    for i in 1..n {
-        let old = buf1[i];
-        buf1[i] = (old * buf1[i - 1]).sin() + old;
+    for (v, &w) in buf1.iter_mut().zip(x) {
+        *v += w * 0.25;
     }
     let v2 = buf1[1] + 0.5 * buf1[2];
     let mut acc3 = b.clamp(-1.0, 1.0);
@@ -9575,6 +9611,12 @@ impl Holder174 {
         for i in 0..n {
             buf2[i] = (self.a.max(x[i]) * 0.5);
         }
+        for (i, v) in buf2.iter_mut().enumerate() {
+            *v = (*v * x[(i + 1) % n]).sin() + *v * 0.5;
+        }
+        for (v, &w) in buf2.iter_mut().zip(x) {
+            *v += w * 0.25;
+        }
         let v3 = buf2[0] * buf2[1];
         let mut perm4 = vec![0usize; n];
         for i in 0..n {
@@ -9651,6 +9693,12 @@ impl Holder175 {
         let mut buf1 = vec![0.0; n];
         for i in 0..n {
             buf1[i] = autodiff::ops::softplus(helpers::soft(-0.88f64, 0.3));
+        }
+        for (i, v) in buf1.iter_mut().enumerate() {
+            *v = (*v * x[(i + 1) % n]).sin() + *v * 0.5;
+        }
+        for (v, &w) in buf1.iter_mut().zip(x) {
+            *v += w * 0.25;
         }
         let v2 = buf1[0] + 0.5 * buf1[1];
         let mut hist3 = vec![0.0; 3 * n];
@@ -9823,11 +9871,14 @@ pub fn p178(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf4[i] = part1.asinh().sin();
     }
-    for (i, v) in buf4.iter_mut().enumerate() {
-        *v = (*v * x[(i + 1) % n]).sin() + *v * 0.5;
-    }
-    for (v, &w) in buf4.iter_mut().zip(x) {
-        *v += w * 0.25;
+    let mut buf4_v = vec![0.0; n];
+    for _ in 0..3 {
+        for i in 1..n - 1 {
+            buf4_v[i] += 0.2 * (buf4[i - 1] * buf4[i + 1] - buf4[i].sin());
+        }
+        for i in 0..n {
+            buf4[i] += 0.1 * buf4_v[i].tanh();
+        }
     }
     let v5 = buf4[0] + 0.5 * buf4[1];
     let mut perm6 = vec![0usize; n];
@@ -10221,14 +10272,11 @@ pub fn p185(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf3[i] = (a * a + 1.0).log10().mul_add(x[i], arr1.tanh().exp2());
     }
-    let mut buf3_v = vec![0.0; n];
-    for _ in 0..3 {
-        for i in 1..n - 1 {
-            buf3_v[i] += 0.2 * (buf3[i - 1] * buf3[i + 1] - buf3[i].sin());
-        }
-        for i in 0..n {
-            buf3[i] += 0.1 * buf3_v[i].tanh();
-        }
+    for (i, v) in buf3.iter_mut().enumerate() {
+        *v = (*v * x[(i + 1) % n]).sin() + *v * 0.5;
+    }
+    for (v, &w) in buf3.iter_mut().zip(x) {
+        *v += w * 0.25;
     }
     let v4 = buf3[1] + 0.5 * buf3[2];
     let part5_s = &x[0..2];
@@ -10718,12 +10766,11 @@ pub fn p194(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf5[i] = ((m1 * 0.5) * (m1 * 0.5) + 0.5).sqrt();
     }
-    for i in 1..n {
-        buf5[i] += buf5[i - 1] * 0.5;
+    for (i, v) in buf5.iter_mut().enumerate() {
+        *v = (*v * x[(i + 1) % n]).sin() + *v * 0.5;
     }
-    for i in 1..n {
-        let old = buf5[i];
-        buf5[i] = (old * buf5[i - 1]).sin() + old;
+    for (v, &w) in buf5.iter_mut().zip(x) {
+        *v += w * 0.25;
     }
     let v6 = buf5[3] + 0.5 * buf5[0];
     let mut hist7 = vec![0.0; 3 * n];
@@ -10798,15 +10845,6 @@ pub fn p196(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf4[i] = a.abs().clamp(-1.0, 1.0);
     }
-    let mut buf4_v = vec![0.0; n];
-    for _ in 0..3 {
-        for i in 1..n - 1 {
-            buf4_v[i] += 0.2 * (buf4[i - 1] * buf4[i + 1] - buf4[i].sin());
-        }
-        for i in 0..n {
-            buf4[i] += 0.1 * buf4_v[i].tanh();
-        }
-    }
     let v5 = buf4[1] + 0.5 * buf4[2];
     1.43f64 * (a).tanh()
         + 0.67f64 * (b).tanh()
@@ -10828,14 +10866,11 @@ pub fn p197(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf2[i] = a;
     }
-    let mut buf2_v = vec![0.0; n];
-    for _ in 0..3 {
-        for i in 1..n - 1 {
-            buf2_v[i] += 0.2 * (buf2[i - 1] * buf2[i + 1] - buf2[i].sin());
-        }
-        for i in 0..n {
-            buf2[i] += 0.1 * buf2_v[i].tanh();
-        }
+    for (i, v) in buf2.iter_mut().enumerate() {
+        *v = (*v * x[(i + 1) % n]).sin() + *v * 0.5;
+    }
+    for (v, &w) in buf2.iter_mut().zip(x) {
+        *v += w * 0.25;
     }
     let v3 = buf2[1] + 0.5 * buf2[2];
     let arr4 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * a));
@@ -11005,13 +11040,16 @@ pub fn p200_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64)
     for i in 0..n {
         buf5[i] = m2;
     }
-    for i in 1..n {
-        buf5[i] += buf5[i - 1] * 0.5;
+    let mut buf5_n = vec![0.0; n];
+    for _ in 0..3 {
+        for i in 1..n - 1 {
+            buf5_n[i] = buf5[i] + 0.2 * (buf5[i - 1] - buf5[i]) * buf5[i + 1];
+        }
+        buf5_n[0] = buf5[0];
+        buf5_n[n - 1] = buf5[n - 1].sin();
+        std::mem::swap(&mut buf5, &mut buf5_n);
     }
-    for i in 1..n {
-        let old = buf5[i];
-        buf5[i] = (old * buf5[i - 1]).sin() + old;
-    }
+    buf5.iter_mut().for_each(|w| *w = w.tanh());
     let v6 = buf5[2] + 0.5 * buf5[3];
     let r8 = products(x, (-0.60f64 * -0.60f64 + 1.5).acosh().min(v1));
     let v7 = r8[0] * r8[2] + r8[0];
@@ -11158,14 +11196,12 @@ pub fn p202_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64)
     for i in 0..n {
         buf8[i] = f64::sin(pair3.powi(2));
     }
-    let mut buf8_v = vec![0.0; n];
-    for _ in 0..3 {
-        for i in 1..n - 1 {
-            buf8_v[i] += 0.2 * (buf8[i - 1] * buf8[i + 1] - buf8[i].sin());
-        }
-        for i in 0..n {
-            buf8[i] += 0.1 * buf8_v[i].tanh();
-        }
+    for i in 1..n {
+        buf8[i] += buf8[i - 1] * 0.5;
+    }
+    for i in 1..n {
+        let old = buf8[i];
+        buf8[i] = (old * buf8[i - 1]).sin() + old;
     }
     let v9 = buf8[1] + 0.5 * buf8[2];
     let mut lse10 = (1.31f64 * 1.31f64).ln_1p();
@@ -11345,11 +11381,12 @@ pub fn p204(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf3[i] = autodiff::ops::softplus(0.02f64);
     }
-    for (i, v) in buf3.iter_mut().enumerate() {
-        *v = (*v * x[(i + 1) % n]).sin() + *v * 0.5;
+    for i in 1..n {
+        buf3[i] += buf3[i - 1] * 0.5;
     }
-    for (v, &w) in buf3.iter_mut().zip(x) {
-        *v += w * 0.25;
+    for i in 1..n {
+        let old = buf3[i];
+        buf3[i] = (old * buf3[i - 1]).sin() + old;
     }
     let v4 = buf3[2] + 0.5 * buf3[3];
     let arr5 = (m.to_owned().reversed_axes() * -1.26f64.atan2(0.04f64 * 0.04f64 + 0.5) + &m.view())
@@ -11462,11 +11499,12 @@ pub fn p206(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf7[i] = 0.05f64.atan();
     }
-    for (i, v) in buf7.iter_mut().enumerate() {
-        *v = (*v * x[(i + 1) % n]).sin() + *v * 0.5;
+    for i in 1..n {
+        buf7[i] += buf7[i - 1] * 0.5;
     }
-    for (v, &w) in buf7.iter_mut().zip(x) {
-        *v += w * 0.25;
+    for i in 1..n {
+        let old = buf7[i];
+        buf7[i] = (old * buf7[i - 1]).sin() + old;
     }
     let v8 = buf7[0] + 0.5 * buf7[1];
     -1.06f64 * (a).tanh()
@@ -12139,25 +12177,17 @@ pub fn p218(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf2[i] = (f64::sin(0.31f64) * f64::sin(0.31f64) + 1.0).log10();
     }
-    let mut buf2_v = vec![0.0; n];
-    for _ in 0..3 {
-        for i in 1..n - 1 {
-            buf2_v[i] += 0.2 * (buf2[i - 1] * buf2[i + 1] - buf2[i].sin());
-        }
-        for i in 0..n {
-            buf2[i] += 0.1 * buf2_v[i].tanh();
-        }
-    }
     let v3 = buf2[0] + 0.5 * buf2[1];
     let mut buf4 = vec![0.0; n];
     for i in 0..n {
         buf4[i] = (helpers::soft(-1.13f64, 0.3) * 0.5);
     }
-    for (i, v) in buf4.iter_mut().enumerate() {
-        *v = (*v * x[(i + 1) % n]).sin() + *v * 0.5;
+    for i in 1..n {
+        buf4[i] += buf4[i - 1] * 0.5;
     }
-    for (v, &w) in buf4.iter_mut().zip(x) {
-        *v += w * 0.25;
+    for i in 1..n {
+        let old = buf4[i];
+        buf4[i] = (old * buf4[i - 1]).sin() + old;
     }
     let v5 = buf4[3] + 0.5 * buf4[0];
     1.47f64 * (a).tanh()
@@ -12245,14 +12275,11 @@ pub fn p220(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf1[i] = x[3];
     }
-    let mut buf1_v = vec![0.0; n];
-    for _ in 0..3 {
-        for i in 1..n - 1 {
-            buf1_v[i] += 0.2 * (buf1[i - 1] * buf1[i + 1] - buf1[i].sin());
-        }
-        for i in 0..n {
-            buf1[i] += 0.1 * buf1_v[i].tanh();
-        }
+    for (i, v) in buf1.iter_mut().enumerate() {
+        *v = (*v * x[(i + 1) % n]).sin() + *v * 0.5;
+    }
+    for (v, &w) in buf1.iter_mut().zip(x) {
+        *v += w * 0.25;
     }
     let v2 = buf1[2] + 0.5 * buf1[3];
     let v3 = ((-(x[1])).tanh() * 0.9).acos().hypot(b);
@@ -12329,15 +12356,6 @@ pub fn p222(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf2[i] = (b.sin().tanh() * 0.9).acos();
     }
-    let mut buf2_v = vec![0.0; n];
-    for _ in 0..3 {
-        for i in 1..n - 1 {
-            buf2_v[i] += 0.2 * (buf2[i - 1] * buf2[i + 1] - buf2[i].sin());
-        }
-        for i in 0..n {
-            buf2[i] += 0.1 * buf2_v[i].tanh();
-        }
-    }
     let v3 = buf2[1] * buf2[2];
     let arr4 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * x[0].tanh();
     let mut m5 = (pair1 * pair1 + 1.0).log10();
@@ -12402,15 +12420,16 @@ pub fn p224_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64)
     for i in 0..n {
         buf4[i] = b.tanh().exp().tanh().exp2();
     }
-    let mut buf4_v = vec![0.0; n];
+    let mut buf4_n = vec![0.0; n];
     for _ in 0..3 {
         for i in 1..n - 1 {
-            buf4_v[i] += 0.2 * (buf4[i - 1] * buf4[i + 1] - buf4[i].sin());
+            buf4_n[i] = buf4[i] + 0.2 * (buf4[i - 1] - buf4[i]) * buf4[i + 1];
         }
-        for i in 0..n {
-            buf4[i] += 0.1 * buf4_v[i].tanh();
-        }
+        buf4_n[0] = buf4[0];
+        buf4_n[n - 1] = buf4[n - 1].sin();
+        std::mem::swap(&mut buf4, &mut buf4_n);
     }
+    buf4.iter_mut().for_each(|w| *w = w.tanh());
     let v5 = buf4[3] * buf4[0];
     -1.49f64 * (a).tanh()
         + -0.22f64 * (b).tanh()
@@ -12712,6 +12731,16 @@ pub fn p230(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf1[i] = ((a.tanh() * 0.9).asin().tanh() * 0.5).cosh();
     }
+    let mut buf1_n = vec![0.0; n];
+    for _ in 0..3 {
+        for i in 1..n - 1 {
+            buf1_n[i] = buf1[i] + 0.2 * (buf1[i - 1] - buf1[i]) * buf1[i + 1];
+        }
+        buf1_n[0] = buf1[0];
+        buf1_n[n - 1] = buf1[n - 1].sin();
+        std::mem::swap(&mut buf1, &mut buf1_n);
+    }
+    buf1.iter_mut().for_each(|w| *w = w.tanh());
     let v2 = buf1[3] * buf1[0];
     let arr3 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * x[1];
     let mut acc: f64 = 0.36f64 * (a).tanh()
@@ -12749,15 +12778,16 @@ pub fn p231(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf4[i] = 1.64f64.atan2(w2.tanh().exp2() * w2.tanh().exp2() + 0.5);
     }
-    let mut buf4_v = vec![0.0; n];
+    let mut buf4_n = vec![0.0; n];
     for _ in 0..3 {
         for i in 1..n - 1 {
-            buf4_v[i] += 0.2 * (buf4[i - 1] * buf4[i + 1] - buf4[i].sin());
+            buf4_n[i] = buf4[i] + 0.2 * (buf4[i - 1] - buf4[i]) * buf4[i + 1];
         }
-        for i in 0..n {
-            buf4[i] += 0.1 * buf4_v[i].tanh();
-        }
+        buf4_n[0] = buf4[0];
+        buf4_n[n - 1] = buf4[n - 1].sin();
+        std::mem::swap(&mut buf4, &mut buf4_n);
     }
+    buf4.iter_mut().for_each(|w| *w = w.tanh());
     let v5 = buf4[0] + 0.5 * buf4[1];
     let mut perm6 = vec![0usize; n];
     for i in 0..n {
@@ -12916,6 +12946,12 @@ pub fn p234(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf5[i] = (x[(i + 3) % n] * 0.5).tanh().exp2();
     }
+    for (i, v) in buf5.iter_mut().enumerate() {
+        *v = (*v * x[(i + 1) % n]).sin() + *v * 0.5;
+    }
+    for (v, &w) in buf5.iter_mut().zip(x) {
+        *v += w * 0.25;
+    }
     let v6 = buf5[0] + 0.5 * buf5[1];
     let arr7 = {
         let mut q = m.to_owned();
@@ -13053,12 +13089,11 @@ pub fn p236(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf5[i] = (x[i].atan2(1.92f64 * 1.92f64 + 0.5) * 0.5);
     }
-    for i in 1..n {
-        buf5[i] += buf5[i - 1] * 0.5;
+    for (i, v) in buf5.iter_mut().enumerate() {
+        *v = (*v * x[(i + 1) % n]).sin() + *v * 0.5;
     }
-    for i in 1..n {
-        let old = buf5[i];
-        buf5[i] = (old * buf5[i - 1]).sin() + old;
+    for (v, &w) in buf5.iter_mut().zip(x) {
+        *v += w * 0.25;
     }
     let v6 = buf5[0] + 0.5 * buf5[1];
     let mut acc7 = (-0.41f64 * lse3);
@@ -13732,12 +13767,14 @@ pub fn p249(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf2[i] = b;
     }
-    for i in 1..n {
-        buf2[i] += buf2[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf2[i];
-        buf2[i] = (old * buf2[i - 1]).sin() + old;
+    let mut buf2_v = vec![0.0; n];
+    for _ in 0..3 {
+        for i in 1..n - 1 {
+            buf2_v[i] += 0.2 * (buf2[i - 1] * buf2[i + 1] - buf2[i].sin());
+        }
+        for i in 0..n {
+            buf2[i] += 0.1 * buf2_v[i].tanh();
+        }
     }
     let v3 = buf2[0] + 0.5 * buf2[1];
     let v4 = (1.55f64.tanh() * 0.9).asin().tanh().exp();
@@ -13942,6 +13979,13 @@ pub fn p254(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let mut buf2 = vec![0.0; n];
     for i in 0..n {
         buf2[i] = b;
+    }
+    for i in 1..n {
+        buf2[i] += buf2[i - 1] * 0.5;
+    }
+    for i in 1..n {
+        let old = buf2[i];
+        buf2[i] = (old * buf2[i - 1]).sin() + old;
     }
     let v3 = buf2[3] * buf2[0];
     1.40f64 * (a).tanh() + -1.12f64 * (b).tanh() + 0.59f64 * (v1).tanh() + -0.24f64 * (v3).tanh()
@@ -14326,25 +14370,19 @@ pub fn p264(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf1[i] = (f64::sin(b).tanh() * 0.5).sinh();
     }
-    let mut buf1_v = vec![0.0; n];
-    for _ in 0..3 {
-        for i in 1..n - 1 {
-            buf1_v[i] += 0.2 * (buf1[i - 1] * buf1[i + 1] - buf1[i].sin());
-        }
-        for i in 0..n {
-            buf1[i] += 0.1 * buf1_v[i].tanh();
-        }
-    }
     let v2 = buf1[1] * buf1[2];
     let mut buf3 = vec![0.0; n];
     for i in 0..n {
         buf3[i] = b.min(a).abs();
     }
-    for (i, v) in buf3.iter_mut().enumerate() {
-        *v = (*v * x[(i + 1) % n]).sin() + *v * 0.5;
-    }
-    for (v, &w) in buf3.iter_mut().zip(x) {
-        *v += w * 0.25;
+    let mut buf3_v = vec![0.0; n];
+    for _ in 0..3 {
+        for i in 1..n - 1 {
+            buf3_v[i] += 0.2 * (buf3[i - 1] * buf3[i + 1] - buf3[i].sin());
+        }
+        for i in 0..n {
+            buf3[i] += 0.1 * buf3_v[i].tanh();
+        }
     }
     let v4 = buf3[0] * buf3[1];
     let part5_s = &x[0..2];
@@ -14524,12 +14562,16 @@ pub fn p268(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf6[i] = a.atan().atan();
     }
-    for (i, v) in buf6.iter_mut().enumerate() {
-        *v = (*v * x[(i + 1) % n]).sin() + *v * 0.5;
+    let mut buf6_n = vec![0.0; n];
+    for _ in 0..3 {
+        for i in 1..n - 1 {
+            buf6_n[i] = buf6[i] + 0.2 * (buf6[i - 1] - buf6[i]) * buf6[i + 1];
+        }
+        buf6_n[0] = buf6[0];
+        buf6_n[n - 1] = buf6[n - 1].sin();
+        std::mem::swap(&mut buf6, &mut buf6_n);
     }
-    for (v, &w) in buf6.iter_mut().zip(x) {
-        *v += w * 0.25;
-    }
+    buf6.iter_mut().for_each(|w| *w = w.tanh());
     let v7 = buf6[0] + 0.5 * buf6[1];
     -0.25f64 * (a).tanh()
         + 0.49f64 * (b).tanh()
@@ -14547,6 +14589,16 @@ pub fn p269(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf1[i] = a;
     }
+    let mut buf1_n = vec![0.0; n];
+    for _ in 0..3 {
+        for i in 1..n - 1 {
+            buf1_n[i] = buf1[i] + 0.2 * (buf1[i - 1] - buf1[i]) * buf1[i + 1];
+        }
+        buf1_n[0] = buf1[0];
+        buf1_n[n - 1] = buf1[n - 1].sin();
+        std::mem::swap(&mut buf1, &mut buf1_n);
+    }
+    buf1.iter_mut().for_each(|w| *w = w.tanh());
     let v2 = buf1[0] + 0.5 * buf1[1];
     let v3 = (0.35f64 + b).asinh().powi(2);
     let mut m4 = 0.66f64;
@@ -15268,15 +15320,6 @@ pub fn p282(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf5[i] = (b * 0.61f64.hypot(-0.58f64));
     }
-    let mut buf5_v = vec![0.0; n];
-    for _ in 0..3 {
-        for i in 1..n - 1 {
-            buf5_v[i] += 0.2 * (buf5[i - 1] * buf5[i + 1] - buf5[i].sin());
-        }
-        for i in 0..n {
-            buf5[i] += 0.1 * buf5_v[i].tanh();
-        }
-    }
     let v6 = buf5[0] * buf5[1];
     let v7 = (((v6 * v6 + 1.0).ln() * (b * b + 1.0).powf(v6.tanh()))
         + (v6.tanh() * 0.5).sinh().tanh().exp());
@@ -15428,12 +15471,14 @@ pub fn p285(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf2[i] = ((x[2] * x[2] + 1.0).log10() * (x[2] * x[2] + 1.0).log10() + 1.0).ln();
     }
-    for i in 1..n {
-        buf2[i] += buf2[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf2[i];
-        buf2[i] = (old * buf2[i - 1]).sin() + old;
+    let mut buf2_v = vec![0.0; n];
+    for _ in 0..3 {
+        for i in 1..n - 1 {
+            buf2_v[i] += 0.2 * (buf2[i - 1] * buf2[i + 1] - buf2[i].sin());
+        }
+        for i in 0..n {
+            buf2[i] += 0.1 * buf2_v[i].tanh();
+        }
     }
     let v3 = buf2[0] * buf2[1];
     let mut acc: f64 = -1.52f64 * (a).tanh()
@@ -15761,12 +15806,16 @@ pub fn p291(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf1[i] = ((a.tanh() * 0.9).acos() * (a.tanh() * 0.9).acos() + 0.5).sqrt();
     }
-    for (i, v) in buf1.iter_mut().enumerate() {
-        *v = (*v * x[(i + 1) % n]).sin() + *v * 0.5;
+    let mut buf1_n = vec![0.0; n];
+    for _ in 0..3 {
+        for i in 1..n - 1 {
+            buf1_n[i] = buf1[i] + 0.2 * (buf1[i - 1] - buf1[i]) * buf1[i + 1];
+        }
+        buf1_n[0] = buf1[0];
+        buf1_n[n - 1] = buf1[n - 1].sin();
+        std::mem::swap(&mut buf1, &mut buf1_n);
     }
-    for (v, &w) in buf1.iter_mut().zip(x) {
-        *v += w * 0.25;
-    }
+    buf1.iter_mut().for_each(|w| *w = w.tanh());
     let v2 = buf1[3] * buf1[0];
     let mut perm3 = vec![0usize; n];
     for i in 0..n {
@@ -16060,14 +16109,11 @@ pub fn p295(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         buf3[i] = (lse1.max(x[0]) * lse1.max(x[0]) + 0.5).sqrt();
     }
-    let mut buf3_v = vec![0.0; n];
-    for _ in 0..3 {
-        for i in 1..n - 1 {
-            buf3_v[i] += 0.2 * (buf3[i - 1] * buf3[i + 1] - buf3[i].sin());
-        }
-        for i in 0..n {
-            buf3[i] += 0.1 * buf3_v[i].tanh();
-        }
+    for (i, v) in buf3.iter_mut().enumerate() {
+        *v = (*v * x[(i + 1) % n]).sin() + *v * 0.5;
+    }
+    for (v, &w) in buf3.iter_mut().zip(x) {
+        *v += w * 0.25;
     }
     let v4 = buf3[1] + 0.5 * buf3[2];
     let mut m5 = b.min(b);
@@ -16167,15 +16213,6 @@ pub fn p297(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let mut buf5 = vec![0.0; n];
     for i in 0..n {
         buf5[i] = v4;
-    }
-    let mut buf5_v = vec![0.0; n];
-    for _ in 0..3 {
-        for i in 1..n - 1 {
-            buf5_v[i] += 0.2 * (buf5[i - 1] * buf5[i + 1] - buf5[i].sin());
-        }
-        for i in 0..n {
-            buf5[i] += 0.1 * buf5_v[i].tanh();
-        }
     }
     let v6 = buf5[2] * buf5[3];
     1.85f64 * (a).tanh()
@@ -16863,6 +16900,13 @@ mod twin {
         for i in 0..n {
             buf3[i] = a;
         }
+        for i in 1..n {
+            buf3[i] = buf3[i] + (buf3[i - 1] * c(0.5));
+        }
+        for i in 1..n {
+            let old = buf3[i];
+            buf3[i] = (old * buf3[i - 1]).sin() + old;
+        }
         let v4 = buf3[0] * buf3[1];
         let mut w5 = (c(1.89) * c(1.89)).ln_1p().tanh() + c(3.0);
         let mut steps = 0;
@@ -16980,13 +17024,6 @@ mod twin {
         let mut buf5 = vec![c(0.0); n];
         for i in 0..n {
             buf5[i] = (c(0.34) * c(0.34) + c(1.0)).ln().atan();
-        }
-        for i in 1..n {
-            buf5[i] = buf5[i] + (buf5[i - 1] * c(0.5));
-        }
-        for i in 1..n {
-            let old = buf5[i];
-            buf5[i] = (old * buf5[i - 1]).sin() + old;
         }
         let v6 = buf5[2] + c(0.5) * buf5[3];
         let mut w7 = x[1].tanh() + c(3.0);
@@ -17266,12 +17303,11 @@ mod twin {
         for i in 0..n {
             buf1[i] = (-c(1.30).tanh() * c(0.9)).acos().tanh().exp();
         }
-        for i in 1..n {
-            buf1[i] = buf1[i] + (buf1[i - 1] * c(0.5));
+        for (i, v) in buf1.iter_mut().enumerate() {
+            *v = (*v * x[(i + 1) % n]).sin() + *v * c(0.5);
         }
-        for i in 1..n {
-            let old = buf1[i];
-            buf1[i] = (old * buf1[i - 1]).sin() + old;
+        for (v, &w) in buf1.iter_mut().zip(x) {
+            *v += w * c(0.25);
         }
         let v2 = buf1[2] * buf1[3];
         let mut m3 = sin(v2);
@@ -17402,6 +17438,16 @@ mod twin {
         for i in 0..n {
             buf1[i] = a;
         }
+        let mut buf1_n = vec![c(0.0); n];
+        for _ in 0..3 {
+            for i in 1..n - 1 {
+                buf1_n[i] = buf1[i] + c(0.2) * (buf1[i - 1] - buf1[i]) * buf1[i + 1];
+            }
+            buf1_n[0] = buf1[0];
+            buf1_n[n - 1] = buf1[n - 1].sin();
+            std::mem::swap(&mut buf1, &mut buf1_n);
+        }
+        buf1.iter_mut().for_each(|w| *w = w.tanh());
         let v2 = buf1[1] * buf1[2];
         let v3 = if b >= c(1.46) {
             (c(0.82) * c(0.82) + c(1.0)).log10().tanh().exp()
@@ -17932,13 +17978,16 @@ mod twin {
         for i in 0..n {
             buf1[i] = ((-c(0.81) - b) + (c(0.40) * c(0.40) + c(1.0)).recip());
         }
-        for i in 1..n {
-            buf1[i] = buf1[i] + (buf1[i - 1] * c(0.5));
+        let mut buf1_n = vec![c(0.0); n];
+        for _ in 0..3 {
+            for i in 1..n - 1 {
+                buf1_n[i] = buf1[i] + c(0.2) * (buf1[i - 1] - buf1[i]) * buf1[i + 1];
+            }
+            buf1_n[0] = buf1[0];
+            buf1_n[n - 1] = buf1[n - 1].sin();
+            std::mem::swap(&mut buf1, &mut buf1_n);
         }
-        for i in 1..n {
-            let old = buf1[i];
-            buf1[i] = (old * buf1[i - 1]).sin() + old;
-        }
+        buf1.iter_mut().for_each(|w| *w = w.tanh());
         let v2 = buf1[3] + c(0.5) * buf1[0];
         let [v3_p, v3_q, v3_r] = twist([smooth((-c(0.77) * b)), x[1], (b * b + c(1.0)).ln()], x[3]);
         let v3 = v3_p * v3_q + v3_r;
@@ -17978,6 +18027,16 @@ mod twin {
         for i in 0..n {
             buf2[i] = (m1.sin() - b.tanh().exp());
         }
+        let mut buf2_n = vec![c(0.0); n];
+        for _ in 0..3 {
+            for i in 1..n - 1 {
+                buf2_n[i] = buf2[i] + c(0.2) * (buf2[i - 1] - buf2[i]) * buf2[i + 1];
+            }
+            buf2_n[0] = buf2[0];
+            buf2_n[n - 1] = buf2[n - 1].sin();
+            std::mem::swap(&mut buf2, &mut buf2_n);
+        }
+        buf2.iter_mut().for_each(|w| *w = w.tanh());
         let v3 = buf2[1] * buf2[2];
         -c(0.29) * (a).tanh()
             + c(0.73) * (b).tanh()
@@ -18066,15 +18125,16 @@ mod twin {
         for i in 0..n {
             buf3[i] = smooth(b);
         }
-        let mut buf3_v = vec![c(0.0); n];
+        let mut buf3_n = vec![c(0.0); n];
         for _ in 0..3 {
             for i in 1..n - 1 {
-                buf3_v[i] = buf3_v[i] + (c(0.2) * (buf3[i - 1] * buf3[i + 1] - buf3[i].sin()));
+                buf3_n[i] = buf3[i] + c(0.2) * (buf3[i - 1] - buf3[i]) * buf3[i + 1];
             }
-            for i in 0..n {
-                buf3[i] = buf3[i] + (c(0.1) * buf3_v[i].tanh());
-            }
+            buf3_n[0] = buf3[0];
+            buf3_n[n - 1] = buf3[n - 1].sin();
+            std::mem::swap(&mut buf3, &mut buf3_n);
         }
+        buf3.iter_mut().for_each(|w| *w = w.tanh());
         let v4 = buf3[0] * buf3[1];
         let part5_s = &x[1..];
         let mut part5 = -c(0.05);
@@ -18990,11 +19050,12 @@ mod twin {
         for i in 0..n {
             buf1[i] = ((b * b + c(1.0)).log(3.0) * (b * b + c(1.0)).log(3.0) + c(1.0)).log2();
         }
-        for (i, v) in buf1.iter_mut().enumerate() {
-            *v = (*v * x[(i + 1) % n]).sin() + *v * c(0.5);
+        for i in 1..n {
+            buf1[i] = buf1[i] + (buf1[i - 1] * c(0.5));
         }
-        for (v, &w) in buf1.iter_mut().zip(x) {
-            *v += w * c(0.25);
+        for i in 1..n {
+            let old = buf1[i];
+            buf1[i] = (old * buf1[i - 1]).sin() + old;
         }
         let v2 = buf1[2] * buf1[3];
         let mut w3 = c(1.74).tanh() + c(3.0);
@@ -19566,12 +19627,14 @@ mod twin {
         for i in 0..n {
             buf2[i] = (ops::sigmoid(x[i]) * ops::sigmoid(x[i]) + c(1.0)).cbrt();
         }
-        for i in 1..n {
-            buf2[i] = buf2[i] + (buf2[i - 1] * c(0.5));
-        }
-        for i in 1..n {
-            let old = buf2[i];
-            buf2[i] = (old * buf2[i - 1]).sin() + old;
+        let mut buf2_v = vec![c(0.0); n];
+        for _ in 0..3 {
+            for i in 1..n - 1 {
+                buf2_v[i] = buf2_v[i] + (c(0.2) * (buf2[i - 1] * buf2[i + 1] - buf2[i].sin()));
+            }
+            for i in 0..n {
+                buf2[i] = buf2[i] + (c(0.1) * buf2_v[i].tanh());
+            }
         }
         let v3 = buf2[0] + c(0.5) * buf2[1];
         let mut lse4 = (v1 * x[2]);
@@ -19885,14 +19948,12 @@ mod twin {
         for i in 0..n {
             buf1[i] = (c(1.06).tanh() * c(0.9)).atanh().abs();
         }
-        let mut buf1_v = vec![c(0.0); n];
-        for _ in 0..3 {
-            for i in 1..n - 1 {
-                buf1_v[i] = buf1_v[i] + (c(0.2) * (buf1[i - 1] * buf1[i + 1] - buf1[i].sin()));
-            }
-            for i in 0..n {
-                buf1[i] = buf1[i] + (c(0.1) * buf1_v[i].tanh());
-            }
+        for i in 1..n {
+            buf1[i] = buf1[i] + (buf1[i - 1] * c(0.5));
+        }
+        for i in 1..n {
+            let old = buf1[i];
+            buf1[i] = (old * buf1[i - 1]).sin() + old;
         }
         let v2 = buf1[1] + c(0.5) * buf1[2];
         let mut buf3 = vec![c(0.0); n];
@@ -20428,15 +20489,6 @@ mod twin {
         let mut buf4 = vec![c(0.0); n];
         for i in 0..n {
             buf4[i] = (b.max(v1) * b.max(v1) + c(1.0)).cbrt();
-        }
-        let mut buf4_v = vec![c(0.0); n];
-        for _ in 0..3 {
-            for i in 1..n - 1 {
-                buf4_v[i] = buf4_v[i] + (c(0.2) * (buf4[i - 1] * buf4[i + 1] - buf4[i].sin()));
-            }
-            for i in 0..n {
-                buf4[i] = buf4[i] + (c(0.1) * buf4_v[i].tanh());
-            }
         }
         let v5 = buf4[3] + c(0.5) * buf4[0];
         -c(1.44) * (a).tanh()
@@ -20994,19 +21046,26 @@ mod twin {
         for i in 0..n {
             buf5[i] = (c(0.61).sin() * c(0.61).sin()).ln_1p();
         }
+        let mut buf5_n = vec![c(0.0); n];
+        for _ in 0..3 {
+            for i in 1..n - 1 {
+                buf5_n[i] = buf5[i] + c(0.2) * (buf5[i - 1] - buf5[i]) * buf5[i + 1];
+            }
+            buf5_n[0] = buf5[0];
+            buf5_n[n - 1] = buf5[n - 1].sin();
+            std::mem::swap(&mut buf5, &mut buf5_n);
+        }
+        buf5.iter_mut().for_each(|w| *w = w.tanh());
         let v6 = buf5[0] + c(0.5) * buf5[1];
         let mut buf7 = vec![c(0.0); n];
         for i in 0..n {
             buf7[i] = (ops::softplus(x[i]) * ops::softplus(x[i]) + c(0.5)).sqrt();
         }
-        let mut buf7_v = vec![c(0.0); n];
-        for _ in 0..3 {
-            for i in 1..n - 1 {
-                buf7_v[i] = buf7_v[i] + (c(0.2) * (buf7[i - 1] * buf7[i + 1] - buf7[i].sin()));
-            }
-            for i in 0..n {
-                buf7[i] = buf7[i] + (c(0.1) * buf7_v[i].tanh());
-            }
+        for (i, v) in buf7.iter_mut().enumerate() {
+            *v = (*v * x[(i + 1) % n]).sin() + *v * c(0.5);
+        }
+        for (v, &w) in buf7.iter_mut().zip(x) {
+            *v += w * c(0.25);
         }
         let v8 = buf7[3] + c(0.5) * buf7[0];
         c(0.54) * (a).tanh()
@@ -21068,12 +21127,14 @@ mod twin {
         for i in 0..n {
             buf1[i] = a.clamp(-c(1.0), c(1.0)).cos();
         }
-        for i in 1..n {
-            buf1[i] = buf1[i] + (buf1[i - 1] * c(0.5));
-        }
-        for i in 1..n {
-            let old = buf1[i];
-            buf1[i] = (old * buf1[i - 1]).sin() + old;
+        let mut buf1_v = vec![c(0.0); n];
+        for _ in 0..3 {
+            for i in 1..n - 1 {
+                buf1_v[i] = buf1_v[i] + (c(0.2) * (buf1[i - 1] * buf1[i + 1] - buf1[i].sin()));
+            }
+            for i in 0..n {
+                buf1[i] = buf1[i] + (c(0.1) * buf1_v[i].tanh());
+            }
         }
         let v2 = buf1[2] + c(0.5) * buf1[3];
         let v3 = if (x[1].tanh() * c(0.9)).atanh() >= c(1.68) {
@@ -21566,12 +21627,14 @@ mod twin {
         for i in 0..n {
             buf5[i] = (v4 * -c(0.87)).abs();
         }
-        for i in 1..n {
-            buf5[i] = buf5[i] + (buf5[i - 1] * c(0.5));
-        }
-        for i in 1..n {
-            let old = buf5[i];
-            buf5[i] = (old * buf5[i - 1]).sin() + old;
+        let mut buf5_v = vec![c(0.0); n];
+        for _ in 0..3 {
+            for i in 1..n - 1 {
+                buf5_v[i] = buf5_v[i] + (c(0.2) * (buf5[i - 1] * buf5[i + 1] - buf5[i].sin()));
+            }
+            for i in 0..n {
+                buf5[i] = buf5[i] + (c(0.1) * buf5_v[i].tanh());
+            }
         }
         let v6 = buf5[0] * buf5[1];
         let mut perm7 = vec![0usize; n];
@@ -22472,14 +22535,12 @@ mod twin {
         for i in 0..n {
             buf1[i] = b.mul_add(b, b).max(x[i].hypot(x[i]));
         }
-        let mut buf1_v = vec![c(0.0); n];
-        for _ in 0..3 {
-            for i in 1..n - 1 {
-                buf1_v[i] = buf1_v[i] + (c(0.2) * (buf1[i - 1] * buf1[i + 1] - buf1[i].sin()));
-            }
-            for i in 0..n {
-                buf1[i] = buf1[i] + (c(0.1) * buf1_v[i].tanh());
-            }
+        for i in 1..n {
+            buf1[i] = buf1[i] + (buf1[i - 1] * c(0.5));
+        }
+        for i in 1..n {
+            let old = buf1[i];
+            buf1[i] = (old * buf1[i - 1]).sin() + old;
         }
         let v2 = buf1[2] + c(0.5) * buf1[3];
         let mut lse3 = (c(1.76) / (v2 * v2 + c(1.0)));
@@ -22528,14 +22589,12 @@ mod twin {
         for i in 0..n {
             buf4[i] = (a + a).tanh().exp_m1();
         }
-        let mut buf4_v = vec![c(0.0); n];
-        for _ in 0..3 {
-            for i in 1..n - 1 {
-                buf4_v[i] = buf4_v[i] + (c(0.2) * (buf4[i - 1] * buf4[i + 1] - buf4[i].sin()));
-            }
-            for i in 0..n {
-                buf4[i] = buf4[i] + (c(0.1) * buf4_v[i].tanh());
-            }
+        for i in 1..n {
+            buf4[i] = buf4[i] + (buf4[i - 1] * c(0.5));
+        }
+        for i in 1..n {
+            let old = buf4[i];
+            buf4[i] = (old * buf4[i - 1]).sin() + old;
         }
         let v5 = buf4[3] + c(0.5) * buf4[0];
         let mut acc6 = (-c(1.85) * c(0.5));
@@ -22582,12 +22641,16 @@ mod twin {
         for i in 0..n {
             buf3[i] = x[3];
         }
-        for (i, v) in buf3.iter_mut().enumerate() {
-            *v = (*v * x[(i + 1) % n]).sin() + *v * c(0.5);
+        let mut buf3_n = vec![c(0.0); n];
+        for _ in 0..3 {
+            for i in 1..n - 1 {
+                buf3_n[i] = buf3[i] + c(0.2) * (buf3[i - 1] - buf3[i]) * buf3[i + 1];
+            }
+            buf3_n[0] = buf3[0];
+            buf3_n[n - 1] = buf3[n - 1].sin();
+            std::mem::swap(&mut buf3, &mut buf3_n);
         }
-        for (v, &w) in buf3.iter_mut().zip(x) {
-            *v += w * c(0.25);
-        }
+        buf3.iter_mut().for_each(|w| *w = w.tanh());
         let v4 = buf3[3] * buf3[0];
         let mut acc: D = c(1.37) * (a).tanh()
             + -c(1.00) * (b).tanh()
@@ -22827,14 +22890,11 @@ mod twin {
         for i in 0..n {
             buf3[i] = ((c(1.26) * c(1.26) + c(1.5)).acosh().tanh() * c(0.9)).asin();
         }
-        let mut buf3_v = vec![c(0.0); n];
-        for _ in 0..3 {
-            for i in 1..n - 1 {
-                buf3_v[i] = buf3_v[i] + (c(0.2) * (buf3[i - 1] * buf3[i + 1] - buf3[i].sin()));
-            }
-            for i in 0..n {
-                buf3[i] = buf3[i] + (c(0.1) * buf3_v[i].tanh());
-            }
+        for (i, v) in buf3.iter_mut().enumerate() {
+            *v = (*v * x[(i + 1) % n]).sin() + *v * c(0.5);
+        }
+        for (v, &w) in buf3.iter_mut().zip(x) {
+            *v += w * c(0.25);
         }
         let v4 = buf3[0] * buf3[1];
         let part5_s = &x[1..3];
@@ -23185,12 +23245,16 @@ mod twin {
         for i in 0..n {
             buf3[i] = v2;
         }
-        for (i, v) in buf3.iter_mut().enumerate() {
-            *v = (*v * x[(i + 1) % n]).sin() + *v * c(0.5);
+        let mut buf3_n = vec![c(0.0); n];
+        for _ in 0..3 {
+            for i in 1..n - 1 {
+                buf3_n[i] = buf3[i] + c(0.2) * (buf3[i - 1] - buf3[i]) * buf3[i + 1];
+            }
+            buf3_n[0] = buf3[0];
+            buf3_n[n - 1] = buf3[n - 1].sin();
+            std::mem::swap(&mut buf3, &mut buf3_n);
         }
-        for (v, &w) in buf3.iter_mut().zip(x) {
-            *v += w * c(0.25);
-        }
+        buf3.iter_mut().for_each(|w| *w = w.tanh());
         let v4 = buf3[3] + c(0.5) * buf3[0];
         let part5_s = &x[1..=2];
         let mut part5 = helpers::soft(x[1], c(0.3));
@@ -23201,11 +23265,30 @@ mod twin {
         for i in 0..n {
             buf6[i] = sin(v2.mul_add(x[2], c(1.23)));
         }
+        let mut buf6_n = vec![c(0.0); n];
+        for _ in 0..3 {
+            for i in 1..n - 1 {
+                buf6_n[i] = buf6[i] + c(0.2) * (buf6[i - 1] - buf6[i]) * buf6[i + 1];
+            }
+            buf6_n[0] = buf6[0];
+            buf6_n[n - 1] = buf6[n - 1].sin();
+            std::mem::swap(&mut buf6, &mut buf6_n);
+        }
+        buf6.iter_mut().for_each(|w| *w = w.tanh());
         let v7 = buf6[1] + c(0.5) * buf6[2];
         let mut buf8 = vec![c(0.0); n];
         for i in 0..n {
             buf8[i] =
                 ((x[0].tanh() * c(0.9)).acos() * (x[0].tanh() * c(0.9)).acos() + c(1.0)).cbrt();
+        }
+        let mut buf8_v = vec![c(0.0); n];
+        for _ in 0..3 {
+            for i in 1..n - 1 {
+                buf8_v[i] = buf8_v[i] + (c(0.2) * (buf8[i - 1] * buf8[i + 1] - buf8[i].sin()));
+            }
+            for i in 0..n {
+                buf8[i] = buf8[i] + (c(0.1) * buf8_v[i].tanh());
+            }
         }
         let v9 = buf8[1] + c(0.5) * buf8[2];
         let mut buf10 = vec![c(0.0); n];
@@ -23214,14 +23297,12 @@ mod twin {
                 .atan2(v4 * v4 + c(0.5))
                 .atan2((part5.tanh() * c(0.9)).asin() * (part5.tanh() * c(0.9)).asin() + c(0.5));
         }
-        let mut buf10_v = vec![c(0.0); n];
-        for _ in 0..3 {
-            for i in 1..n - 1 {
-                buf10_v[i] = buf10_v[i] + (c(0.2) * (buf10[i - 1] * buf10[i + 1] - buf10[i].sin()));
-            }
-            for i in 0..n {
-                buf10[i] = buf10[i] + (c(0.1) * buf10_v[i].tanh());
-            }
+        for i in 1..n {
+            buf10[i] = buf10[i] + (buf10[i - 1] * c(0.5));
+        }
+        for i in 1..n {
+            let old = buf10[i];
+            buf10[i] = (old * buf10[i - 1]).sin() + old;
         }
         let v11 = buf10[1] * buf10[2];
         -c(1.13) * (a).tanh()
@@ -23241,15 +23322,6 @@ mod twin {
         let mut buf2 = vec![c(0.0); n];
         for i in 0..n {
             buf2[i] = ((b * b + c(1.0)).cbrt() + helpers::soft(b, c(0.3)));
-        }
-        let mut buf2_v = vec![c(0.0); n];
-        for _ in 0..3 {
-            for i in 1..n - 1 {
-                buf2_v[i] = buf2_v[i] + (c(0.2) * (buf2[i - 1] * buf2[i + 1] - buf2[i].sin()));
-            }
-            for i in 0..n {
-                buf2[i] = buf2[i] + (c(0.1) * buf2_v[i].tanh());
-            }
         }
         let v3 = buf2[2] * buf2[3];
         let mut lse4 = v1.tanh().exp();
@@ -23455,6 +23527,15 @@ mod twin {
         let mut buf1 = vec![c(0.0); n];
         for i in 0..n {
             buf1[i] = -c(1.38);
+        }
+        let mut buf1_v = vec![c(0.0); n];
+        for _ in 0..3 {
+            for i in 1..n - 1 {
+                buf1_v[i] = buf1_v[i] + (c(0.2) * (buf1[i - 1] * buf1[i + 1] - buf1[i].sin()));
+            }
+            for i in 0..n {
+                buf1[i] = buf1[i] + (c(0.1) * buf1_v[i].tanh());
+            }
         }
         let v2 = buf1[0] + c(0.5) * buf1[1];
         let mut m3 = (a.tanh() * c(0.9)).asin();
@@ -24007,13 +24088,6 @@ mod twin {
         for i in 0..n {
             buf5[i] = ((rot4 * x[(i + 2) % n]).tanh() * c(0.9)).acos();
         }
-        for i in 1..n {
-            buf5[i] = buf5[i] + (buf5[i - 1] * c(0.5));
-        }
-        for i in 1..n {
-            let old = buf5[i];
-            buf5[i] = (old * buf5[i - 1]).sin() + old;
-        }
         let v6 = buf5[1] + c(0.5) * buf5[2];
         c(1.67) * (a).tanh()
             + -c(1.62) * (b).tanh()
@@ -24361,12 +24435,11 @@ mod twin {
         for i in 0..n {
             buf1[i] = a.max(c(1.33)).clamp(-c(1.0), c(1.0));
         }
-        for i in 1..n {
-            buf1[i] = buf1[i] + (buf1[i - 1] * c(0.5));
+        for (i, v) in buf1.iter_mut().enumerate() {
+            *v = (*v * x[(i + 1) % n]).sin() + *v * c(0.5);
         }
-        for i in 1..n {
-            let old = buf1[i];
-            buf1[i] = (old * buf1[i - 1]).sin() + old;
+        for (v, &w) in buf1.iter_mut().zip(x) {
+            *v += w * c(0.25);
         }
         let v2 = buf1[1] + c(0.5) * buf1[2];
         let mut acc3 = b.clamp(-c(1.0), c(1.0));
@@ -24447,6 +24520,12 @@ mod twin {
         for i in 0..n {
             buf2[i] = (a.max(x[i]) * c(0.5));
         }
+        for (i, v) in buf2.iter_mut().enumerate() {
+            *v = (*v * x[(i + 1) % n]).sin() + *v * c(0.5);
+        }
+        for (v, &w) in buf2.iter_mut().zip(x) {
+            *v += w * c(0.25);
+        }
         let v3 = buf2[0] * buf2[1];
         let mut perm4 = vec![0usize; n];
         for i in 0..n {
@@ -24486,6 +24565,12 @@ mod twin {
         let mut buf1 = vec![c(0.0); n];
         for i in 0..n {
             buf1[i] = ops::softplus(helpers::soft(-c(0.88), c(0.3)));
+        }
+        for (i, v) in buf1.iter_mut().enumerate() {
+            *v = (*v * x[(i + 1) % n]).sin() + *v * c(0.5);
+        }
+        for (v, &w) in buf1.iter_mut().zip(x) {
+            *v += w * c(0.25);
         }
         let v2 = buf1[0] + c(0.5) * buf1[1];
         let mut hist3 = vec![c(0.0); 3 * n];
@@ -24629,11 +24714,14 @@ mod twin {
         for i in 0..n {
             buf4[i] = part1.asinh().sin();
         }
-        for (i, v) in buf4.iter_mut().enumerate() {
-            *v = (*v * x[(i + 1) % n]).sin() + *v * c(0.5);
-        }
-        for (v, &w) in buf4.iter_mut().zip(x) {
-            *v += w * c(0.25);
+        let mut buf4_v = vec![c(0.0); n];
+        for _ in 0..3 {
+            for i in 1..n - 1 {
+                buf4_v[i] = buf4_v[i] + (c(0.2) * (buf4[i - 1] * buf4[i + 1] - buf4[i].sin()));
+            }
+            for i in 0..n {
+                buf4[i] = buf4[i] + (c(0.1) * buf4_v[i].tanh());
+            }
         }
         let v5 = buf4[0] + c(0.5) * buf4[1];
         let mut perm6 = vec![0usize; n];
@@ -24968,14 +25056,11 @@ mod twin {
         for i in 0..n {
             buf3[i] = (a * a + c(1.0)).log10().mul_add(x[i], arr1.tanh().exp2());
         }
-        let mut buf3_v = vec![c(0.0); n];
-        for _ in 0..3 {
-            for i in 1..n - 1 {
-                buf3_v[i] = buf3_v[i] + (c(0.2) * (buf3[i - 1] * buf3[i + 1] - buf3[i].sin()));
-            }
-            for i in 0..n {
-                buf3[i] = buf3[i] + (c(0.1) * buf3_v[i].tanh());
-            }
+        for (i, v) in buf3.iter_mut().enumerate() {
+            *v = (*v * x[(i + 1) % n]).sin() + *v * c(0.5);
+        }
+        for (v, &w) in buf3.iter_mut().zip(x) {
+            *v += w * c(0.25);
         }
         let v4 = buf3[1] + c(0.5) * buf3[2];
         let part5_s = &x[0..2];
@@ -25425,12 +25510,11 @@ mod twin {
         for i in 0..n {
             buf5[i] = ((m1 * c(0.5)) * (m1 * c(0.5)) + c(0.5)).sqrt();
         }
-        for i in 1..n {
-            buf5[i] = buf5[i] + (buf5[i - 1] * c(0.5));
+        for (i, v) in buf5.iter_mut().enumerate() {
+            *v = (*v * x[(i + 1) % n]).sin() + *v * c(0.5);
         }
-        for i in 1..n {
-            let old = buf5[i];
-            buf5[i] = (old * buf5[i - 1]).sin() + old;
+        for (v, &w) in buf5.iter_mut().zip(x) {
+            *v += w * c(0.25);
         }
         let v6 = buf5[3] + c(0.5) * buf5[0];
         let mut hist7 = vec![c(0.0); 3 * n];
@@ -25506,15 +25590,6 @@ mod twin {
         for i in 0..n {
             buf4[i] = a.abs().clamp(-c(1.0), c(1.0));
         }
-        let mut buf4_v = vec![c(0.0); n];
-        for _ in 0..3 {
-            for i in 1..n - 1 {
-                buf4_v[i] = buf4_v[i] + (c(0.2) * (buf4[i - 1] * buf4[i + 1] - buf4[i].sin()));
-            }
-            for i in 0..n {
-                buf4[i] = buf4[i] + (c(0.1) * buf4_v[i].tanh());
-            }
-        }
         let v5 = buf4[1] + c(0.5) * buf4[2];
         c(1.43) * (a).tanh()
             + c(0.67) * (b).tanh()
@@ -25535,14 +25610,11 @@ mod twin {
         for i in 0..n {
             buf2[i] = a;
         }
-        let mut buf2_v = vec![c(0.0); n];
-        for _ in 0..3 {
-            for i in 1..n - 1 {
-                buf2_v[i] = buf2_v[i] + (c(0.2) * (buf2[i - 1] * buf2[i + 1] - buf2[i].sin()));
-            }
-            for i in 0..n {
-                buf2[i] = buf2[i] + (c(0.1) * buf2_v[i].tanh());
-            }
+        for (i, v) in buf2.iter_mut().enumerate() {
+            *v = (*v * x[(i + 1) % n]).sin() + *v * c(0.5);
+        }
+        for (v, &w) in buf2.iter_mut().zip(x) {
+            *v += w * c(0.25);
         }
         let v3 = buf2[1] + c(0.5) * buf2[2];
         let arr4 = ops::logsumexp(&(m.dot(&m.column(0)) * a));
@@ -25709,13 +25781,16 @@ mod twin {
         for i in 0..n {
             buf5[i] = m2;
         }
-        for i in 1..n {
-            buf5[i] = buf5[i] + (buf5[i - 1] * c(0.5));
+        let mut buf5_n = vec![c(0.0); n];
+        for _ in 0..3 {
+            for i in 1..n - 1 {
+                buf5_n[i] = buf5[i] + c(0.2) * (buf5[i - 1] - buf5[i]) * buf5[i + 1];
+            }
+            buf5_n[0] = buf5[0];
+            buf5_n[n - 1] = buf5[n - 1].sin();
+            std::mem::swap(&mut buf5, &mut buf5_n);
         }
-        for i in 1..n {
-            let old = buf5[i];
-            buf5[i] = (old * buf5[i - 1]).sin() + old;
-        }
+        buf5.iter_mut().for_each(|w| *w = w.tanh());
         let v6 = buf5[2] + c(0.5) * buf5[3];
         let r8 = products(x, (-c(0.60) * -c(0.60) + c(1.5)).acosh().min(v1));
         let v7 = r8[0] * r8[2] + r8[0];
@@ -25836,14 +25911,12 @@ mod twin {
         for i in 0..n {
             buf8[i] = sin(pair3.powi(2));
         }
-        let mut buf8_v = vec![c(0.0); n];
-        for _ in 0..3 {
-            for i in 1..n - 1 {
-                buf8_v[i] = buf8_v[i] + (c(0.2) * (buf8[i - 1] * buf8[i + 1] - buf8[i].sin()));
-            }
-            for i in 0..n {
-                buf8[i] = buf8[i] + (c(0.1) * buf8_v[i].tanh());
-            }
+        for i in 1..n {
+            buf8[i] = buf8[i] + (buf8[i - 1] * c(0.5));
+        }
+        for i in 1..n {
+            let old = buf8[i];
+            buf8[i] = (old * buf8[i - 1]).sin() + old;
         }
         let v9 = buf8[1] + c(0.5) * buf8[2];
         let mut lse10 = (c(1.31) * c(1.31)).ln_1p();
@@ -25973,11 +26046,12 @@ mod twin {
         for i in 0..n {
             buf3[i] = ops::softplus(c(0.02));
         }
-        for (i, v) in buf3.iter_mut().enumerate() {
-            *v = (*v * x[(i + 1) % n]).sin() + *v * c(0.5);
+        for i in 1..n {
+            buf3[i] = buf3[i] + (buf3[i - 1] * c(0.5));
         }
-        for (v, &w) in buf3.iter_mut().zip(x) {
-            *v += w * c(0.25);
+        for i in 1..n {
+            let old = buf3[i];
+            buf3[i] = (old * buf3[i - 1]).sin() + old;
         }
         let v4 = buf3[2] + c(0.5) * buf3[3];
         let arr5 = (m.to_owned().reversed_axes() * -c(1.26).atan2(c(0.04) * c(0.04) + c(0.5))
@@ -26089,11 +26163,12 @@ mod twin {
         for i in 0..n {
             buf7[i] = c(0.05).atan();
         }
-        for (i, v) in buf7.iter_mut().enumerate() {
-            *v = (*v * x[(i + 1) % n]).sin() + *v * c(0.5);
+        for i in 1..n {
+            buf7[i] = buf7[i] + (buf7[i - 1] * c(0.5));
         }
-        for (v, &w) in buf7.iter_mut().zip(x) {
-            *v += w * c(0.25);
+        for i in 1..n {
+            let old = buf7[i];
+            buf7[i] = (old * buf7[i - 1]).sin() + old;
         }
         let v8 = buf7[0] + c(0.5) * buf7[1];
         -c(1.06) * (a).tanh()
@@ -26670,25 +26745,17 @@ mod twin {
         for i in 0..n {
             buf2[i] = (sin(c(0.31)) * sin(c(0.31)) + c(1.0)).log10();
         }
-        let mut buf2_v = vec![c(0.0); n];
-        for _ in 0..3 {
-            for i in 1..n - 1 {
-                buf2_v[i] = buf2_v[i] + (c(0.2) * (buf2[i - 1] * buf2[i + 1] - buf2[i].sin()));
-            }
-            for i in 0..n {
-                buf2[i] = buf2[i] + (c(0.1) * buf2_v[i].tanh());
-            }
-        }
         let v3 = buf2[0] + c(0.5) * buf2[1];
         let mut buf4 = vec![c(0.0); n];
         for i in 0..n {
             buf4[i] = (helpers::soft(-c(1.13), c(0.3)) * c(0.5));
         }
-        for (i, v) in buf4.iter_mut().enumerate() {
-            *v = (*v * x[(i + 1) % n]).sin() + *v * c(0.5);
+        for i in 1..n {
+            buf4[i] = buf4[i] + (buf4[i - 1] * c(0.5));
         }
-        for (v, &w) in buf4.iter_mut().zip(x) {
-            *v += w * c(0.25);
+        for i in 1..n {
+            let old = buf4[i];
+            buf4[i] = (old * buf4[i - 1]).sin() + old;
         }
         let v5 = buf4[3] + c(0.5) * buf4[0];
         c(1.47) * (a).tanh()
@@ -26775,14 +26842,11 @@ mod twin {
         for i in 0..n {
             buf1[i] = x[3];
         }
-        let mut buf1_v = vec![c(0.0); n];
-        for _ in 0..3 {
-            for i in 1..n - 1 {
-                buf1_v[i] = buf1_v[i] + (c(0.2) * (buf1[i - 1] * buf1[i + 1] - buf1[i].sin()));
-            }
-            for i in 0..n {
-                buf1[i] = buf1[i] + (c(0.1) * buf1_v[i].tanh());
-            }
+        for (i, v) in buf1.iter_mut().enumerate() {
+            *v = (*v * x[(i + 1) % n]).sin() + *v * c(0.5);
+        }
+        for (v, &w) in buf1.iter_mut().zip(x) {
+            *v += w * c(0.25);
         }
         let v2 = buf1[2] + c(0.5) * buf1[3];
         let v3 = ((-(x[1])).tanh() * c(0.9)).acos().hypot(b);
@@ -26858,15 +26922,6 @@ mod twin {
         for i in 0..n {
             buf2[i] = (b.sin().tanh() * c(0.9)).acos();
         }
-        let mut buf2_v = vec![c(0.0); n];
-        for _ in 0..3 {
-            for i in 1..n - 1 {
-                buf2_v[i] = buf2_v[i] + (c(0.2) * (buf2[i - 1] * buf2[i + 1] - buf2[i].sin()));
-            }
-            for i in 0..n {
-                buf2[i] = buf2[i] + (c(0.1) * buf2_v[i].tanh());
-            }
-        }
         let v3 = buf2[1] * buf2[2];
         let arr4 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * x[0].tanh();
         let mut m5 = (pair1 * pair1 + c(1.0)).log10();
@@ -26930,15 +26985,16 @@ mod twin {
         for i in 0..n {
             buf4[i] = b.tanh().exp().tanh().exp2();
         }
-        let mut buf4_v = vec![c(0.0); n];
+        let mut buf4_n = vec![c(0.0); n];
         for _ in 0..3 {
             for i in 1..n - 1 {
-                buf4_v[i] = buf4_v[i] + (c(0.2) * (buf4[i - 1] * buf4[i + 1] - buf4[i].sin()));
+                buf4_n[i] = buf4[i] + c(0.2) * (buf4[i - 1] - buf4[i]) * buf4[i + 1];
             }
-            for i in 0..n {
-                buf4[i] = buf4[i] + (c(0.1) * buf4_v[i].tanh());
-            }
+            buf4_n[0] = buf4[0];
+            buf4_n[n - 1] = buf4[n - 1].sin();
+            std::mem::swap(&mut buf4, &mut buf4_n);
         }
+        buf4.iter_mut().for_each(|w| *w = w.tanh());
         let v5 = buf4[3] * buf4[0];
         -c(1.49) * (a).tanh()
             + -c(0.22) * (b).tanh()
@@ -27204,6 +27260,16 @@ mod twin {
         for i in 0..n {
             buf1[i] = ((a.tanh() * c(0.9)).asin().tanh() * c(0.5)).cosh();
         }
+        let mut buf1_n = vec![c(0.0); n];
+        for _ in 0..3 {
+            for i in 1..n - 1 {
+                buf1_n[i] = buf1[i] + c(0.2) * (buf1[i - 1] - buf1[i]) * buf1[i + 1];
+            }
+            buf1_n[0] = buf1[0];
+            buf1_n[n - 1] = buf1[n - 1].sin();
+            std::mem::swap(&mut buf1, &mut buf1_n);
+        }
+        buf1.iter_mut().for_each(|w| *w = w.tanh());
         let v2 = buf1[3] * buf1[0];
         let arr3 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * x[1];
         let mut acc: D = c(0.36) * (a).tanh()
@@ -27237,15 +27303,16 @@ mod twin {
         for i in 0..n {
             buf4[i] = c(1.64).atan2(w2.tanh().exp2() * w2.tanh().exp2() + c(0.5));
         }
-        let mut buf4_v = vec![c(0.0); n];
+        let mut buf4_n = vec![c(0.0); n];
         for _ in 0..3 {
             for i in 1..n - 1 {
-                buf4_v[i] = buf4_v[i] + (c(0.2) * (buf4[i - 1] * buf4[i + 1] - buf4[i].sin()));
+                buf4_n[i] = buf4[i] + c(0.2) * (buf4[i - 1] - buf4[i]) * buf4[i + 1];
             }
-            for i in 0..n {
-                buf4[i] = buf4[i] + (c(0.1) * buf4_v[i].tanh());
-            }
+            buf4_n[0] = buf4[0];
+            buf4_n[n - 1] = buf4[n - 1].sin();
+            std::mem::swap(&mut buf4, &mut buf4_n);
         }
+        buf4.iter_mut().for_each(|w| *w = w.tanh());
         let v5 = buf4[0] + c(0.5) * buf4[1];
         let mut perm6 = vec![0usize; n];
         for i in 0..n {
@@ -27367,6 +27434,12 @@ mod twin {
         for i in 0..n {
             buf5[i] = (x[(i + 3) % n] * c(0.5)).tanh().exp2();
         }
+        for (i, v) in buf5.iter_mut().enumerate() {
+            *v = (*v * x[(i + 1) % n]).sin() + *v * c(0.5);
+        }
+        for (v, &w) in buf5.iter_mut().zip(x) {
+            *v += w * c(0.25);
+        }
         let v6 = buf5[0] + c(0.5) * buf5[1];
         let arr7 = {
             let mut q = m.to_owned();
@@ -27468,12 +27541,11 @@ mod twin {
         for i in 0..n {
             buf5[i] = (x[i].atan2(c(1.92) * c(1.92) + c(0.5)) * c(0.5));
         }
-        for i in 1..n {
-            buf5[i] = buf5[i] + (buf5[i - 1] * c(0.5));
+        for (i, v) in buf5.iter_mut().enumerate() {
+            *v = (*v * x[(i + 1) % n]).sin() + *v * c(0.5);
         }
-        for i in 1..n {
-            let old = buf5[i];
-            buf5[i] = (old * buf5[i - 1]).sin() + old;
+        for (v, &w) in buf5.iter_mut().zip(x) {
+            *v += w * c(0.25);
         }
         let v6 = buf5[0] + c(0.5) * buf5[1];
         let mut acc7 = (-c(0.41) * lse3);
@@ -28050,12 +28122,14 @@ mod twin {
         for i in 0..n {
             buf2[i] = b;
         }
-        for i in 1..n {
-            buf2[i] = buf2[i] + (buf2[i - 1] * c(0.5));
-        }
-        for i in 1..n {
-            let old = buf2[i];
-            buf2[i] = (old * buf2[i - 1]).sin() + old;
+        let mut buf2_v = vec![c(0.0); n];
+        for _ in 0..3 {
+            for i in 1..n - 1 {
+                buf2_v[i] = buf2_v[i] + (c(0.2) * (buf2[i - 1] * buf2[i + 1] - buf2[i].sin()));
+            }
+            for i in 0..n {
+                buf2[i] = buf2[i] + (c(0.1) * buf2_v[i].tanh());
+            }
         }
         let v3 = buf2[0] + c(0.5) * buf2[1];
         let v4 = (c(1.55).tanh() * c(0.9)).asin().tanh().exp();
@@ -28241,6 +28315,13 @@ mod twin {
         let mut buf2 = vec![c(0.0); n];
         for i in 0..n {
             buf2[i] = b;
+        }
+        for i in 1..n {
+            buf2[i] = buf2[i] + (buf2[i - 1] * c(0.5));
+        }
+        for i in 1..n {
+            let old = buf2[i];
+            buf2[i] = (old * buf2[i - 1]).sin() + old;
         }
         let v3 = buf2[3] * buf2[0];
         c(1.40) * (a).tanh()
@@ -28628,25 +28709,19 @@ mod twin {
         for i in 0..n {
             buf1[i] = (sin(b).tanh() * c(0.5)).sinh();
         }
-        let mut buf1_v = vec![c(0.0); n];
-        for _ in 0..3 {
-            for i in 1..n - 1 {
-                buf1_v[i] = buf1_v[i] + (c(0.2) * (buf1[i - 1] * buf1[i + 1] - buf1[i].sin()));
-            }
-            for i in 0..n {
-                buf1[i] = buf1[i] + (c(0.1) * buf1_v[i].tanh());
-            }
-        }
         let v2 = buf1[1] * buf1[2];
         let mut buf3 = vec![c(0.0); n];
         for i in 0..n {
             buf3[i] = b.min(a).abs();
         }
-        for (i, v) in buf3.iter_mut().enumerate() {
-            *v = (*v * x[(i + 1) % n]).sin() + *v * c(0.5);
-        }
-        for (v, &w) in buf3.iter_mut().zip(x) {
-            *v += w * c(0.25);
+        let mut buf3_v = vec![c(0.0); n];
+        for _ in 0..3 {
+            for i in 1..n - 1 {
+                buf3_v[i] = buf3_v[i] + (c(0.2) * (buf3[i - 1] * buf3[i + 1] - buf3[i].sin()));
+            }
+            for i in 0..n {
+                buf3[i] = buf3[i] + (c(0.1) * buf3_v[i].tanh());
+            }
         }
         let v4 = buf3[0] * buf3[1];
         let part5_s = &x[0..2];
@@ -28821,12 +28896,16 @@ mod twin {
         for i in 0..n {
             buf6[i] = a.atan().atan();
         }
-        for (i, v) in buf6.iter_mut().enumerate() {
-            *v = (*v * x[(i + 1) % n]).sin() + *v * c(0.5);
+        let mut buf6_n = vec![c(0.0); n];
+        for _ in 0..3 {
+            for i in 1..n - 1 {
+                buf6_n[i] = buf6[i] + c(0.2) * (buf6[i - 1] - buf6[i]) * buf6[i + 1];
+            }
+            buf6_n[0] = buf6[0];
+            buf6_n[n - 1] = buf6[n - 1].sin();
+            std::mem::swap(&mut buf6, &mut buf6_n);
         }
-        for (v, &w) in buf6.iter_mut().zip(x) {
-            *v += w * c(0.25);
-        }
+        buf6.iter_mut().for_each(|w| *w = w.tanh());
         let v7 = buf6[0] + c(0.5) * buf6[1];
         -c(0.25) * (a).tanh()
             + c(0.49) * (b).tanh()
@@ -28843,6 +28922,16 @@ mod twin {
         for i in 0..n {
             buf1[i] = a;
         }
+        let mut buf1_n = vec![c(0.0); n];
+        for _ in 0..3 {
+            for i in 1..n - 1 {
+                buf1_n[i] = buf1[i] + c(0.2) * (buf1[i - 1] - buf1[i]) * buf1[i + 1];
+            }
+            buf1_n[0] = buf1[0];
+            buf1_n[n - 1] = buf1[n - 1].sin();
+            std::mem::swap(&mut buf1, &mut buf1_n);
+        }
+        buf1.iter_mut().for_each(|w| *w = w.tanh());
         let v2 = buf1[0] + c(0.5) * buf1[1];
         let v3 = (c(0.35) + b).asinh().powi(2);
         let mut m4 = c(0.66);
@@ -29436,15 +29525,6 @@ mod twin {
         for i in 0..n {
             buf5[i] = (b * c(0.61).hypot(-c(0.58)));
         }
-        let mut buf5_v = vec![c(0.0); n];
-        for _ in 0..3 {
-            for i in 1..n - 1 {
-                buf5_v[i] = buf5_v[i] + (c(0.2) * (buf5[i - 1] * buf5[i + 1] - buf5[i].sin()));
-            }
-            for i in 0..n {
-                buf5[i] = buf5[i] + (c(0.1) * buf5_v[i].tanh());
-            }
-        }
         let v6 = buf5[0] * buf5[1];
         let v7 = (((v6 * v6 + c(1.0)).ln() * (b * b + c(1.0)).powd(v6.tanh()))
             + (v6.tanh() * c(0.5)).sinh().tanh().exp());
@@ -29594,12 +29674,14 @@ mod twin {
             buf2[i] =
                 ((x[2] * x[2] + c(1.0)).log10() * (x[2] * x[2] + c(1.0)).log10() + c(1.0)).ln();
         }
-        for i in 1..n {
-            buf2[i] = buf2[i] + (buf2[i - 1] * c(0.5));
-        }
-        for i in 1..n {
-            let old = buf2[i];
-            buf2[i] = (old * buf2[i - 1]).sin() + old;
+        let mut buf2_v = vec![c(0.0); n];
+        for _ in 0..3 {
+            for i in 1..n - 1 {
+                buf2_v[i] = buf2_v[i] + (c(0.2) * (buf2[i - 1] * buf2[i + 1] - buf2[i].sin()));
+            }
+            for i in 0..n {
+                buf2[i] = buf2[i] + (c(0.1) * buf2_v[i].tanh());
+            }
         }
         let v3 = buf2[0] * buf2[1];
         let mut acc: D = -c(1.52) * (a).tanh()
@@ -29849,12 +29931,16 @@ mod twin {
         for i in 0..n {
             buf1[i] = ((a.tanh() * c(0.9)).acos() * (a.tanh() * c(0.9)).acos() + c(0.5)).sqrt();
         }
-        for (i, v) in buf1.iter_mut().enumerate() {
-            *v = (*v * x[(i + 1) % n]).sin() + *v * c(0.5);
+        let mut buf1_n = vec![c(0.0); n];
+        for _ in 0..3 {
+            for i in 1..n - 1 {
+                buf1_n[i] = buf1[i] + c(0.2) * (buf1[i - 1] - buf1[i]) * buf1[i + 1];
+            }
+            buf1_n[0] = buf1[0];
+            buf1_n[n - 1] = buf1[n - 1].sin();
+            std::mem::swap(&mut buf1, &mut buf1_n);
         }
-        for (v, &w) in buf1.iter_mut().zip(x) {
-            *v += w * c(0.25);
-        }
+        buf1.iter_mut().for_each(|w| *w = w.tanh());
         let v2 = buf1[3] * buf1[0];
         let mut perm3 = vec![0usize; n];
         for i in 0..n {
@@ -30113,14 +30199,11 @@ mod twin {
         for i in 0..n {
             buf3[i] = (lse1.max(x[0]) * lse1.max(x[0]) + c(0.5)).sqrt();
         }
-        let mut buf3_v = vec![c(0.0); n];
-        for _ in 0..3 {
-            for i in 1..n - 1 {
-                buf3_v[i] = buf3_v[i] + (c(0.2) * (buf3[i - 1] * buf3[i + 1] - buf3[i].sin()));
-            }
-            for i in 0..n {
-                buf3[i] = buf3[i] + (c(0.1) * buf3_v[i].tanh());
-            }
+        for (i, v) in buf3.iter_mut().enumerate() {
+            *v = (*v * x[(i + 1) % n]).sin() + *v * c(0.5);
+        }
+        for (v, &w) in buf3.iter_mut().zip(x) {
+            *v += w * c(0.25);
         }
         let v4 = buf3[1] + c(0.5) * buf3[2];
         let mut m5 = b.min(b);
@@ -30223,15 +30306,6 @@ mod twin {
         let mut buf5 = vec![c(0.0); n];
         for i in 0..n {
             buf5[i] = v4;
-        }
-        let mut buf5_v = vec![c(0.0); n];
-        for _ in 0..3 {
-            for i in 1..n - 1 {
-                buf5_v[i] = buf5_v[i] + (c(0.2) * (buf5[i - 1] * buf5[i + 1] - buf5[i].sin()));
-            }
-            for i in 0..n {
-                buf5[i] = buf5[i] + (c(0.1) * buf5_v[i].tanh());
-            }
         }
         let v6 = buf5[2] * buf5[3];
         c(1.85) * (a).tanh()

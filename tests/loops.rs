@@ -2024,3 +2024,46 @@ fn buffers_started_from_values_match_finite_differences() {
     assert_close(&gx, &want[..3], 1e-7);
     assert_close(&[gs], &want[3..], 1e-7);
 }
+
+/// A double-buffered stencil: each step writes `next` from `u`, then `std::mem::swap`s them
+/// (buffers exchanged element by element); a swap of two scalars; a walk that writes zipped
+/// on the right; `for_each` with a closure (the loop it stands for).
+#[differentiate]
+pub fn double_buffered(x: &[f64], k: f64) -> f64 {
+    let n = x.len();
+    let mut u = x.to_vec();
+    let mut next = vec![0.0; n];
+    for _ in 0..5 {
+        for i in 1..n - 1 {
+            next[i] = u[i] + k * (u[i - 1] - 2.0 * u[i] + u[i + 1]);
+        }
+        next[0] = u[0];
+        next[n - 1] = u[n - 1] * (1.0 - k);
+        std::mem::swap(&mut u, &mut next);
+    }
+    let (mut p, mut q) = (k, x[0]);
+    for _ in 0..3 {
+        std::mem::swap(&mut p, &mut q);
+        p = p * q + 0.1;
+    }
+    let mut y = vec![0.0; n];
+    for (&ui, yi) in u.iter().zip(y.iter_mut()) {
+        *yi = ui * p;
+    }
+    let mut s = 0.0;
+    y.iter()
+        .enumerate()
+        .for_each(|(i, v)| s += v * v * (i + 1) as f64);
+    s + q
+}
+
+#[test]
+fn double_buffers_swapped_each_step_match_finite_differences() {
+    let (x, k) = ([0.3, -0.5, 1.2, 0.7, -0.2], 0.2);
+    let (gx, gk) = double_buffered_grad(&x, k);
+    let mut all = x.to_vec();
+    all.push(k);
+    let want = fd(&|w| double_buffered(&w[..5], w[5]), &all);
+    assert_close(&gx, &want[..5], 1e-7);
+    assert_close(&[gk], &want[5..], 1e-7);
+}

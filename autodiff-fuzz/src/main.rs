@@ -331,7 +331,10 @@ impl Gen<'_> {
                 // Sometimes filled once and read, sometimes mixed in place by two more loops,
                 // sometimes stepped by a stencil that reads it at `i - 1`, `i` and `i + 1` and
                 // then updates it (a window copy per step).
-                let mix = match self.rng.below(4) {
+                let mix = match self.rng.below(5) {
+                    // Double-buffered: each step writes a second buffer from the first, then
+                    // swaps them (`std::mem::swap`, element by element); a `for_each` after.
+                    4 => format!("    let mut {buf}_n = vec![0.0; n];\n    for _ in 0..3 {{\n        for i in 1..n - 1 {{\n            {buf}_n[i] = {buf}[i] + 0.2 * ({buf}[i - 1] - {buf}[i]) * {buf}[i + 1];\n        }}\n        {buf}_n[0] = {buf}[0];\n        {buf}_n[n - 1] = {buf}[n - 1].sin();\n        std::mem::swap(&mut {buf}, &mut {buf}_n);\n    }}\n    {buf}.iter_mut().for_each(|w| *w = w.tanh());\n"),
                     // Updated in place by walks that write (`iter_mut()` enumerated, zipped).
                     3 => format!("    for (i, v) in {buf}.iter_mut().enumerate() {{\n        *v = (*v * x[(i + 1) % n]).sin() + *v * 0.5;\n    }}\n    for (v, &w) in {buf}.iter_mut().zip(x) {{\n        *v += w * 0.25;\n    }}\n"),
                     0 => format!("    for i in 1..n {{\n        {buf}[i] += {buf}[i - 1] * 0.5;\n    }}\n    for i in 1..n {{\n        let old = {buf}[i];\n        {buf}[i] = (old * {buf}[i - 1]).sin() + old;\n    }}\n"),

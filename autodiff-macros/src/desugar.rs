@@ -60,6 +60,7 @@ pub fn reduce(e: &Expr) -> Option<Expr> {
         bound: names.bound,
         used: names.idents,
         float: None,
+        buffers: HashSet::new(),
     };
     let mut reduction = rewriter.reduction(e)?;
     // Its loops walk as a `for` written so would (`xs.iter().skip(1)`: by index).
@@ -100,6 +101,7 @@ pub fn apply(func: &ItemFn) -> Option<ItemFn> {
         bound: names.bound,
         used: names.idents,
         float,
+        buffers: crate::lower::buffer_targets(&func.block),
     };
     let mut out = func.clone();
     if closures {
@@ -235,6 +237,7 @@ impl<'ast> Visit<'ast> for Probe {
             self.0 |= mutable_base(&f.expr).is_some();
             self.0 |= matches!(strip(&f.expr), Expr::MethodCall(m) if m.method == "filter");
         }
+        self.0 |= for_each(e).is_some() || swapped(e).is_some();
         syn::visit::visit_expr(self, e);
     }
 }
@@ -296,6 +299,9 @@ struct Rewriter {
     /// The function's float (its return type), the type of a `loop`'s value when its `let`
     /// names none.
     float: Option<syn::Type>,
+    /// The names the function writes by index (`v[i] = ..`): buffers, which
+    /// `std::mem::swap` exchanges element by element.
+    buffers: HashSet<String>,
 }
 
 impl Rewriter {
@@ -948,6 +954,16 @@ impl VisitMut for Rewriter {
                 return;
             }
         }
+        // `walk.for_each(|v| body)` is `for v in walk { body }`; `std::mem::swap(&mut a, &mut
+        // b)` an exchange of values (of elements, for buffers).
+        if let Some(f) = for_each(e) {
+            *e = f;
+        }
+        if let Some((a, b)) = swapped(e) {
+            let (a, b) = (a.clone(), b.clone());
+            *e = self.swap(&a, &b);
+            return;
+        }
         if let Expr::ForLoop(f) = e {
             if let Some(indexed) = self.mutable_walk(f) {
                 *e = indexed;
@@ -1018,11 +1034,16 @@ impl Rewriter {
             }
             e => (e, false),
         };
-        let (walk, other) = match strip(walk) {
+        // The walk that writes, the other side of a zip, and whether it is the zip's second.
+        let (walk, other, second) = match strip(walk) {
             Expr::MethodCall(m) if m.method == "zip" && m.args.len() == 1 => {
-                (&*m.receiver, Some(&m.args[0]))
+                if mutable_base(&m.receiver).is_some() {
+                    (&*m.receiver, Some(&m.args[0]), false)
+                } else {
+                    (&m.args[0], Some(&*m.receiver), true)
+                }
             }
-            w => (w, None),
+            w => (w, None, false),
         };
         let base = mutable_base(walk)?;
         if !is_place(base) {
@@ -1040,7 +1061,8 @@ impl Rewriter {
         };
         let (item, other_pat) = match (item_pat, other) {
             (Pat::Tuple(t), Some(_)) if t.elems.len() == 2 => {
-                (&t.elems[0], Some(unref(&t.elems[1])))
+                let (mine, theirs) = if second { (1, 0) } else { (0, 1) };
+                (&t.elems[mine], Some(unref(&t.elems[theirs])))
             }
             (_, Some(_)) => return None,
             (p, None) => (p, None),
@@ -1405,13 +1427,106 @@ fn as_part(e: &mut Expr) {
 /// The place a walk that writes walks: `xs` of `xs.iter_mut()` or `&mut xs`.
 fn mutable_base(walk: &Expr) -> Option<&Expr> {
     let walk = match strip(walk) {
-        Expr::MethodCall(m) if (m.method == "enumerate" || m.method == "zip") => &m.receiver,
+        Expr::MethodCall(m) if m.method == "enumerate" => &m.receiver,
         w => w,
     };
+    // Either side of a zip.
+    if let Expr::MethodCall(m) = strip(walk) {
+        if m.method == "zip" && m.args.len() == 1 {
+            return mutable_base(&m.receiver).or_else(|| mutable_base(&m.args[0]));
+        }
+    }
     match strip(walk) {
         Expr::MethodCall(m) if m.method == "iter_mut" && m.args.is_empty() => Some(&m.receiver),
         Expr::Reference(r) if r.mutability.is_some() => Some(&r.expr),
         _ => None,
+    }
+}
+
+/// `walk.for_each(|pat| body)` as `for pat in walk { body }` (a closure of one parameter that
+/// does not `return`).
+fn for_each(e: &Expr) -> Option<Expr> {
+    let Expr::MethodCall(m) = e else { return None };
+    if m.method != "for_each" || m.args.len() != 1 {
+        return None;
+    }
+    let Expr::Closure(c) = strip(&m.args[0]) else {
+        return None;
+    };
+    if c.inputs.len() != 1 || returns(&c.body) {
+        return None;
+    }
+    let pat = untyped(&c.inputs[0]);
+    let walk = &m.receiver;
+    let body = &c.body;
+    Some(match strip(body) {
+        Expr::Block(b) if b.label.is_none() => {
+            let block = &b.block;
+            syn::parse_quote!(for #pat in #walk #block)
+        }
+        _ => syn::parse_quote!(for #pat in #walk { #body; }),
+    })
+}
+
+/// `std::mem::swap(&mut a, &mut b)` (`core::mem::swap`, `mem::swap`, `swap`) of two names.
+fn swapped(e: &Expr) -> Option<(&Ident, &Ident)> {
+    let Expr::Call(c) = e else { return None };
+    let Expr::Path(p) = strip(&c.func) else {
+        return None;
+    };
+    let names: Vec<String> = p
+        .path
+        .segments
+        .iter()
+        .map(|s| s.ident.to_string())
+        .collect();
+    let is_swap = match names.as_slice() {
+        [.., m, f] => f == "swap" && m == "mem",
+        [f] => f == "swap",
+        _ => false,
+    };
+    if !is_swap || c.args.len() != 2 {
+        return None;
+    }
+    Some((mutable_name(&c.args[0])?, mutable_name(&c.args[1])?))
+}
+
+/// `name` of `&mut name`.
+fn mutable_name(a: &Expr) -> Option<&Ident> {
+    match strip(a) {
+        Expr::Reference(r) if r.mutability.is_some() => match strip(&r.expr) {
+            Expr::Path(p) if p.qself.is_none() => p.path.get_ident(),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+impl Rewriter {
+    /// The exchange `std::mem::swap(&mut a, &mut b)` stands for: of buffers (either written
+    /// by index: after the swap the other one holds its values), element by element (the
+    /// reverse sweep needs each buffer's storage where it is: a time-stepping loop that swaps
+    /// its two states costs a pass over them, no allocation); of two other values, `let t = a;
+    /// a = b; b = t;`.
+    fn swap(&mut self, a: &Ident, b: &Ident) -> Expr {
+        let buffers =
+            self.buffers.contains(&a.to_string()) || self.buffers.contains(&b.to_string());
+        let t = self.fresh("swapped");
+        match buffers {
+            true => {
+                let i = self.fresh("index");
+                syn::parse_quote!(for #i in 0..::core::cmp::min(#a.len(), #b.len()) {
+                    let #t = #a[#i];
+                    #a[#i] = #b[#i];
+                    #b[#i] = #t;
+                })
+            }
+            false => syn::parse_quote!({
+                let #t = #a;
+                #a = #b;
+                #b = #t;
+            }),
+        }
     }
 }
 

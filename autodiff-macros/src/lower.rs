@@ -2913,7 +2913,7 @@ fn has_closure(e: &Expr) -> bool {
     f.0
 }
 
-fn buffer_targets(block: &syn::Block) -> HashSet<String> {
+pub(crate) fn buffer_targets(block: &syn::Block) -> HashSet<String> {
     struct Find(HashSet<String>);
     impl Find {
         fn target(&mut self, left: &Expr) {
