@@ -272,3 +272,100 @@ fn generic_models_get_gradients_of_their_own_type() {
     };
     assert_close(&g.coefficients, &fd(&f, &poly.coefficients), 1e-6);
 }
+
+/// Weights per residual, not differentiated: a type parameter of the model below.
+pub trait Weights {
+    fn weight(&self, i: usize) -> f64;
+}
+
+#[derive(Clone)]
+pub struct Rising;
+
+impl Weights for Rising {
+    fn weight(&self, i: usize) -> f64 {
+        1.0 + i as f64
+    }
+}
+
+/// A struct with a type parameter deriving `Differentiable`: its float fields differentiated,
+/// the field of type `W` a constant (marked), copied into the gradient.
+#[derive(Clone, Differentiable)]
+pub struct WeightedFit<W> {
+    c: Vec<f64>,
+    scale: f64,
+    #[differentiable(constant)]
+    weights: W,
+}
+
+/// Generic over the weights: the companions require `WeightedFit<W>: StructGradient<f64>`,
+/// which the derive gives for any `W: Clone`. (A field read as a method's receiver is
+/// differentiated, its method's pullback called: the weights are read through a parameter.)
+#[differentiate(wrt(fit))]
+pub fn weighted_misfit<W: Weights + Clone>(fit: &WeightedFit<W>, weights: &W, x: &[f64]) -> f64 {
+    let mut s = 0.0;
+    for i in 0..x.len() {
+        let r = fit.scale * fit.c[i] - x[i];
+        s += weights.weight(i) * r * r;
+    }
+    s
+}
+
+/// A nested struct of a type parameter's type: its gradient a value of its own type.
+#[derive(Clone, Debug, Differentiable)]
+pub struct Inner {
+    w: Vec<f64>,
+}
+
+#[derive(Clone, Debug, Differentiable)]
+pub struct Outer<L> {
+    layer: L,
+    bias: f64,
+}
+
+#[differentiate(wrt(o, x))]
+pub fn outer_energy(o: &Outer<Inner>, x: f64) -> f64 {
+    o.layer.w[0] * x * x + o.layer.w[1] * o.bias + o.bias * o.bias
+}
+
+#[test]
+fn structs_with_type_parameters_derive_differentiable() {
+    let fit = WeightedFit {
+        c: vec![0.5, -1.0, 2.0],
+        scale: 1.5,
+        weights: Rising,
+    };
+    let x = [0.2, -1.1, 2.5];
+    let g: WeightedFit<Rising> = weighted_misfit_grad(&fit, &fit.weights, &x);
+    let r: Vec<f64> = (0..3).map(|i| fit.scale * fit.c[i] - x[i]).collect();
+    let want_c: Vec<f64> = (0..3)
+        .map(|i| 2.0 * (1.0 + i as f64) * r[i] * fit.scale)
+        .collect();
+    let want_scale: f64 = (0..3)
+        .map(|i| 2.0 * (1.0 + i as f64) * r[i] * fit.c[i])
+        .sum();
+    assert_close(&g.c, &want_c, 1e-12);
+    assert_close(&[g.scale], &[want_scale], 1e-12);
+    // Against finite differences too, over the coefficients and the scale.
+    let mut all = fit.c.clone();
+    all.push(fit.scale);
+    let at = |w: &[f64]| {
+        let f = WeightedFit {
+            c: w[..3].to_vec(),
+            scale: w[3],
+            weights: Rising,
+        };
+        weighted_misfit(&f, &Rising, &x)
+    };
+    let want = fd(&at, &all);
+    assert_close(&g.c, &want[..3], 1e-7);
+    assert_close(&[g.scale], &want[3..], 1e-7);
+
+    let o = Outer {
+        layer: Inner { w: vec![0.7, -0.3] },
+        bias: 0.4,
+    };
+    let (g, gx) = outer_energy_value_and_grad(&o, 1.5).1;
+    assert_close(&g.layer.w, &[1.5 * 1.5, o.bias], 1e-12);
+    assert_close(&[g.bias], &[o.layer.w[1] + 2.0 * o.bias], 1e-12);
+    assert_close(&[gx], &[2.0 * o.layer.w[0] * 1.5], 1e-12);
+}

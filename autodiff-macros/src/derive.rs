@@ -6,7 +6,9 @@
 //! is that field of the gradient, zero where nothing reads it); integers, `bool`, `char`,
 //! `String`, `Option`s, other `Vec`s and arrays, and fields marked
 //! `#[differentiable(constant)]` are constants (the gradient holds a copy); any other type is
-//! a nested struct that derives `Differentiable` itself. The derive implements the runtime's
+//! a nested struct that derives `Differentiable` itself. Const and type parameters carry over:
+//! a field whose type names a type parameter is bounded by what its part of the gradient needs
+//! (`L: StructGradient<F>` for a nested one, `W: Clone` for a constant). The derive implements the runtime's
 //! traits the generated code uses on a struct's gradient: a zero of the same shape, adding one
 //! into another (a struct passed whole to a differentiated call), and scaling by the output's
 //! adjoint (`f_pullback`).
@@ -19,20 +21,33 @@ use syn::{Data, DeriveInput, Fields, Type};
 pub fn expand(input: TokenStream) -> syn::Result<TokenStream> {
     let input: DeriveInput = syn::parse2(input)?;
     let name = &input.ident;
-    // Const parameters (a layer's width, `[f64; N]`) and `where` clauses on them carry over;
-    // a type parameter could be the float itself, whose gradient code is written out.
-    if let Some(g) = input
-        .generics
-        .params
-        .iter()
-        .find(|g| !matches!(g, syn::GenericParam::Const(_)))
-    {
+    // Const and type parameters (a layer's width, `[f64; N]`; a potential `P`) and `where`
+    // clauses carry over; the fields a type parameter appears in get the bounds their part
+    // of the gradient needs (below). Lifetimes would make fields borrowed.
+    if let Some(g) = input.generics.lifetimes().next() {
         return Err(syn::Error::new(
             g.span(),
-            "`#[derive(Differentiable)]` supports const parameters (`struct Layer<const N: usize>`) but not type or lifetime parameters yet: write the struct for `f64` or `f32`, with owned fields",
+            "`#[derive(Differentiable)]` supports const and type parameters but not lifetime parameters: a differentiable struct owns its fields (its gradient is a value of the same struct)",
         ));
     }
-    let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
+    let (impl_generics, ty_generics, _) = input.generics.split_for_impl();
+    let type_params: Vec<String> = input
+        .generics
+        .type_params()
+        .map(|t| t.ident.to_string())
+        .collect();
+    let generic = |ty: &Type| {
+        type_params
+            .iter()
+            .any(|t| crate::signature::mentions(ty.to_token_stream(), t))
+    };
+    let mut predicates: Vec<TokenStream> = input
+        .generics
+        .where_clause
+        .iter()
+        .flat_map(|w| w.predicates.iter().map(|p| p.to_token_stream()))
+        .collect();
+    let mut nested = Vec::new();
     let ty = quote!(#name #ty_generics);
     let Data::Struct(data) = &input.data else {
         return Err(syn::Error::new(
@@ -72,6 +87,10 @@ pub fn expand(input: TokenStream) -> syn::Result<TokenStream> {
         }
         let constant = marked || is_constant(&f.ty);
         if constant {
+            let ty = &f.ty;
+            if generic(ty) {
+                predicates.push(quote!(#ty: ::core::clone::Clone));
+            }
             zero.push(quote!(#field: ::core::clone::Clone::clone(&self.#field)));
             scale.push(quote!(#field: self.#field));
             continue;
@@ -82,11 +101,23 @@ pub fn expand(input: TokenStream) -> syn::Result<TokenStream> {
         if float.is_none() {
             float = element(&f.ty);
         }
+        // A field of a type parameter's type (or holding one) is a nested struct: its gradient
+        // is a value of its own type, in the struct's float (named once that is known).
+        if generic(&f.ty) && element(&f.ty).is_none() {
+            nested.push(f.ty.clone());
+        }
         zero.push(quote!(#field: ::autodiff::__rt::zero_like(&self.#field)));
         add.push(quote!(::autodiff::__rt::acc(&mut self.#field, c.#field);));
         scale.push(quote!(#field: ::autodiff::__rt::scale(self.#field, by)));
     }
     let float = float.unwrap_or_else(|| quote!(f64));
+    for ty in &nested {
+        predicates.push(quote!(#ty: ::autodiff::StructGradient<#float>));
+    }
+    let where_clause = match predicates.is_empty() {
+        true => TokenStream::new(),
+        false => quote!(where #(#predicates),*),
+    };
     Ok(quote! {
         impl #impl_generics ::autodiff::__rt::Differentiable for #ty #where_clause {
             type Adjoint = #ty;

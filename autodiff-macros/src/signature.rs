@@ -52,7 +52,8 @@ pub struct Signature {
     /// its companions are associated functions beside it, called as `Self::f_grad(..)`.
     pub associated: bool,
     /// The companions' `where` clause: the function's own, and `M: StructGradient<F>` for each
-    /// type parameter `M` differentiated as a struct (`wrt(m)` with `m: &M`).
+    /// struct type naming a type parameter differentiated (`wrt(m)` with `m: &M` or
+    /// `m: &Model<P>`).
     pub where_clause: TokenStream,
     /// The function's type and const parameters as the companions pass them on when they
     /// call each other (`::<P, D>`; empty for a function without them), so that parameters
@@ -268,11 +269,13 @@ fn where_clause(generics: &syn::Generics, params: &[Param], float: &Ident) -> To
         let Some(ty) = struct_type(&p.ty) else {
             continue;
         };
-        let is_param = |i: &Ident| generics.type_params().any(|t| t.ident == *i);
-        if let Type::Path(tp) = ty {
-            if tp.path.get_ident().is_some_and(is_param) {
-                predicates.push(quote!(#ty: ::autodiff::StructGradient<#float>));
-            }
+        // A type parameter, or a struct of one (`&M`, `&Model<P>`): the gradient's traits are
+        // the companions' to require, since the struct's implementation holds under bounds.
+        let generic = generics
+            .type_params()
+            .any(|t| mentions(ty.to_token_stream(), &t.ident.to_string()));
+        if generic {
+            predicates.push(quote!(#ty: ::autodiff::StructGradient<#float>));
         }
     }
     match predicates.is_empty() {

@@ -29,8 +29,8 @@ fn plain(p: &Plain, x: f64) -> f64 {
 }
 
 #[derive(Differentiable)]
-struct Generic<T> {
-    w: T,
+struct Borrowed<'a> {
+    w: &'a [f64],
 }
 
 #[derive(Differentiable)]
