@@ -254,13 +254,15 @@ fn run(programs: &[(&str, Primal, ValueAndGrad, Twin)]) {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 #[derive(Clone, Differentiable)]
-pub struct Holder0 {
+pub struct Holder0<M> {
     a: f64,
     w: Vec<f64>,
     cap: usize,
+    #[differentiable(constant)]
+    mark: M,
 }
 
-impl Holder0 {
+impl<M: Clone> Holder0<M> {
     #[differentiate(wrt(self, x, m, b))]
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
@@ -324,6 +326,7 @@ pub fn p0(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         a,
         w: x.to_vec(),
         cap: 4,
+        mark: (),
     }
     .value(x, m, b)
 }
@@ -338,6 +341,7 @@ pub fn p0_value_and_grad(
         a,
         w: x.to_vec(),
         cap: 4,
+        mark: (),
     }
     .value_value_and_grad(x, m, b);
     let gx = gx.iter().zip(&gs.w).map(|(p, q)| p + q).collect();
@@ -1271,13 +1275,15 @@ pub fn p18(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 }
 
 #[derive(Clone, Differentiable)]
-pub struct Holder19 {
+pub struct Holder19<M> {
     a: f64,
     w: Vec<f64>,
     cap: usize,
+    #[differentiable(constant)]
+    mark: M,
 }
 
-impl Holder19 {
+impl<M: Clone> Holder19<M> {
     #[differentiate(wrt(self, x, m, b))]
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
@@ -1302,6 +1308,7 @@ pub fn p19(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         a,
         w: x.to_vec(),
         cap: 4,
+        mark: (),
     }
     .value(x, m, b)
 }
@@ -1316,6 +1323,7 @@ pub fn p19_value_and_grad(
         a,
         w: x.to_vec(),
         cap: 4,
+        mark: (),
     }
     .value_value_and_grad(x, m, b);
     let gx = gx.iter().zip(&gs.w).map(|(p, q)| p + q).collect();
@@ -2222,13 +2230,15 @@ pub fn p38(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 }
 
 #[derive(Clone, Differentiable)]
-pub struct Holder39 {
+pub struct Holder39<M> {
     a: f64,
     w: Vec<f64>,
     cap: usize,
+    #[differentiable(constant)]
+    mark: M,
 }
 
-impl Holder39 {
+impl<M: Clone> Holder39<M> {
     #[differentiate(wrt(self, x, m, b))]
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
@@ -2286,6 +2296,7 @@ pub fn p39(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         a,
         w: x.to_vec(),
         cap: 4,
+        mark: (),
     }
     .value(x, m, b)
 }
@@ -2300,6 +2311,7 @@ pub fn p39_value_and_grad(
         a,
         w: x.to_vec(),
         cap: 4,
+        mark: (),
     }
     .value_value_and_grad(x, m, b);
     let gx = gx.iter().zip(&gs.w).map(|(p, q)| p + q).collect();
@@ -2356,13 +2368,15 @@ pub fn p40(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 }
 
 #[derive(Clone, Differentiable)]
-pub struct Holder41 {
+pub struct Holder41<M> {
     a: f64,
     w: Vec<f64>,
     cap: usize,
+    #[differentiable(constant)]
+    mark: M,
 }
 
-impl Holder41 {
+impl<M: Clone> Holder41<M> {
     #[differentiate(wrt(self, x, m, b))]
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
@@ -2421,6 +2435,7 @@ pub fn p41(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         a,
         w: x.to_vec(),
         cap: 4,
+        mark: (),
     }
     .value(x, m, b)
 }
@@ -2435,6 +2450,7 @@ pub fn p41_value_and_grad(
         a,
         w: x.to_vec(),
         cap: 4,
+        mark: (),
     }
     .value_value_and_grad(x, m, b);
     let gx = gx.iter().zip(&gs.w).map(|(p, q)| p + q).collect();
@@ -2537,13 +2553,15 @@ pub fn p43(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 }
 
 #[derive(Clone, Differentiable)]
-pub struct Holder44 {
+pub struct Holder44<M> {
     a: f64,
     w: Vec<f64>,
     cap: usize,
+    #[differentiable(constant)]
+    mark: M,
 }
 
-impl Holder44 {
+impl<M: Clone> Holder44<M> {
     #[differentiate(wrt(self, x, m, b))]
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
@@ -2596,6 +2614,7 @@ pub fn p44(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         a,
         w: x.to_vec(),
         cap: 4,
+        mark: (),
     }
     .value(x, m, b)
 }
@@ -2610,6 +2629,7 @@ pub fn p44_value_and_grad(
         a,
         w: x.to_vec(),
         cap: 4,
+        mark: (),
     }
     .value_value_and_grad(x, m, b);
     let gx = gx.iter().zip(&gs.w).map(|(p, q)| p + q).collect();
@@ -2647,13 +2667,15 @@ pub fn p45(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 }
 
 #[derive(Clone, Differentiable)]
-pub struct Holder46 {
+pub struct Holder46<M> {
     a: f64,
     w: Vec<f64>,
     cap: usize,
+    #[differentiable(constant)]
+    mark: M,
 }
 
-impl Holder46 {
+impl<M: Clone> Holder46<M> {
     #[differentiate(wrt(self, x, m, b))]
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
@@ -2703,6 +2725,7 @@ pub fn p46(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         a,
         w: x.to_vec(),
         cap: 4,
+        mark: (),
     }
     .value(x, m, b)
 }
@@ -2717,6 +2740,7 @@ pub fn p46_value_and_grad(
         a,
         w: x.to_vec(),
         cap: 4,
+        mark: (),
     }
     .value_value_and_grad(x, m, b);
     let gx = gx.iter().zip(&gs.w).map(|(p, q)| p + q).collect();
@@ -2801,13 +2825,15 @@ pub fn p47_value_and_grad(
 }
 
 #[derive(Clone, Differentiable)]
-pub struct Holder48 {
+pub struct Holder48<M> {
     a: f64,
     w: Vec<f64>,
     cap: usize,
+    #[differentiable(constant)]
+    mark: M,
 }
 
-impl Holder48 {
+impl<M: Clone> Holder48<M> {
     #[differentiate(wrt(self, x, m, b))]
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
@@ -2912,6 +2938,7 @@ pub fn p48(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         a,
         w: x.to_vec(),
         cap: 4,
+        mark: (),
     }
     .value(x, m, b)
 }
@@ -2926,6 +2953,7 @@ pub fn p48_value_and_grad(
         a,
         w: x.to_vec(),
         cap: 4,
+        mark: (),
     }
     .value_value_and_grad(x, m, b);
     let gx = gx.iter().zip(&gs.w).map(|(p, q)| p + q).collect();
@@ -3372,13 +3400,15 @@ pub fn p58(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 }
 
 #[derive(Clone, Differentiable)]
-pub struct Holder59 {
+pub struct Holder59<M> {
     a: f64,
     w: Vec<f64>,
     cap: usize,
+    #[differentiable(constant)]
+    mark: M,
 }
 
-impl Holder59 {
+impl<M: Clone> Holder59<M> {
     #[differentiate(wrt(self, x, m, b))]
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
@@ -3453,6 +3483,7 @@ pub fn p59(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         a,
         w: x.to_vec(),
         cap: 4,
+        mark: (),
     }
     .value(x, m, b)
 }
@@ -3467,6 +3498,7 @@ pub fn p59_value_and_grad(
         a,
         w: x.to_vec(),
         cap: 4,
+        mark: (),
     }
     .value_value_and_grad(x, m, b);
     let gx = gx.iter().zip(&gs.w).map(|(p, q)| p + q).collect();
@@ -3655,13 +3687,15 @@ pub fn p63_value_and_grad(
 }
 
 #[derive(Clone, Differentiable)]
-pub struct Holder64 {
+pub struct Holder64<M> {
     a: f64,
     w: Vec<f64>,
     cap: usize,
+    #[differentiable(constant)]
+    mark: M,
 }
 
-impl Holder64 {
+impl<M: Clone> Holder64<M> {
     #[differentiate(wrt(self, x, m, b))]
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
@@ -3691,6 +3725,7 @@ pub fn p64(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         a,
         w: x.to_vec(),
         cap: 4,
+        mark: (),
     }
     .value(x, m, b)
 }
@@ -3705,6 +3740,7 @@ pub fn p64_value_and_grad(
         a,
         w: x.to_vec(),
         cap: 4,
+        mark: (),
     }
     .value_value_and_grad(x, m, b);
     let gx = gx.iter().zip(&gs.w).map(|(p, q)| p + q).collect();
@@ -4009,13 +4045,15 @@ pub fn p71(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 }
 
 #[derive(Clone, Differentiable)]
-pub struct Holder72 {
+pub struct Holder72<M> {
     a: f64,
     w: Vec<f64>,
     cap: usize,
+    #[differentiable(constant)]
+    mark: M,
 }
 
-impl Holder72 {
+impl<M: Clone> Holder72<M> {
     #[differentiate(wrt(self, x, m, b))]
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
@@ -4098,6 +4136,7 @@ pub fn p72(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         a,
         w: x.to_vec(),
         cap: 4,
+        mark: (),
     }
     .value(x, m, b)
 }
@@ -4112,6 +4151,7 @@ pub fn p72_value_and_grad(
         a,
         w: x.to_vec(),
         cap: 4,
+        mark: (),
     }
     .value_value_and_grad(x, m, b);
     let gx = gx.iter().zip(&gs.w).map(|(p, q)| p + q).collect();
@@ -4752,13 +4792,15 @@ pub fn p84(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 }
 
 #[derive(Clone, Differentiable)]
-pub struct Holder85 {
+pub struct Holder85<M> {
     a: f64,
     w: Vec<f64>,
     cap: usize,
+    #[differentiable(constant)]
+    mark: M,
 }
 
-impl Holder85 {
+impl<M: Clone> Holder85<M> {
     #[differentiate(wrt(self, x, m, b))]
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
@@ -4778,6 +4820,7 @@ pub fn p85(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         a,
         w: x.to_vec(),
         cap: 4,
+        mark: (),
     }
     .value(x, m, b)
 }
@@ -4792,6 +4835,7 @@ pub fn p85_value_and_grad(
         a,
         w: x.to_vec(),
         cap: 4,
+        mark: (),
     }
     .value_value_and_grad(x, m, b);
     let gx = gx.iter().zip(&gs.w).map(|(p, q)| p + q).collect();
@@ -6163,13 +6207,15 @@ pub fn p110(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 }
 
 #[derive(Clone, Differentiable)]
-pub struct Holder111 {
+pub struct Holder111<M> {
     a: f64,
     w: Vec<f64>,
     cap: usize,
+    #[differentiable(constant)]
+    mark: M,
 }
 
-impl Holder111 {
+impl<M: Clone> Holder111<M> {
     #[differentiate(wrt(self, x, m, b))]
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
@@ -6239,6 +6285,7 @@ pub fn p111(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         a,
         w: x.to_vec(),
         cap: 4,
+        mark: (),
     }
     .value(x, m, b)
 }
@@ -6253,6 +6300,7 @@ pub fn p111_value_and_grad(
         a,
         w: x.to_vec(),
         cap: 4,
+        mark: (),
     }
     .value_value_and_grad(x, m, b);
     let gx = gx.iter().zip(&gs.w).map(|(p, q)| p + q).collect();
@@ -6400,13 +6448,15 @@ pub fn p114(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 }
 
 #[derive(Clone, Differentiable)]
-pub struct Holder115 {
+pub struct Holder115<M> {
     a: f64,
     w: Vec<f64>,
     cap: usize,
+    #[differentiable(constant)]
+    mark: M,
 }
 
-impl Holder115 {
+impl<M: Clone> Holder115<M> {
     #[differentiate(wrt(self, x, m, b))]
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
@@ -6485,6 +6535,7 @@ pub fn p115(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         a,
         w: x.to_vec(),
         cap: 4,
+        mark: (),
     }
     .value(x, m, b)
 }
@@ -6499,6 +6550,7 @@ pub fn p115_value_and_grad(
         a,
         w: x.to_vec(),
         cap: 4,
+        mark: (),
     }
     .value_value_and_grad(x, m, b);
     let gx = gx.iter().zip(&gs.w).map(|(p, q)| p + q).collect();
@@ -6603,13 +6655,15 @@ pub fn p117(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 }
 
 #[derive(Clone, Differentiable)]
-pub struct Holder118 {
+pub struct Holder118<M> {
     a: f64,
     w: Vec<f64>,
     cap: usize,
+    #[differentiable(constant)]
+    mark: M,
 }
 
-impl Holder118 {
+impl<M: Clone> Holder118<M> {
     #[differentiate(wrt(self, x, m, b))]
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
@@ -6656,6 +6710,7 @@ pub fn p118(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         a,
         w: x.to_vec(),
         cap: 4,
+        mark: (),
     }
     .value(x, m, b)
 }
@@ -6670,6 +6725,7 @@ pub fn p118_value_and_grad(
         a,
         w: x.to_vec(),
         cap: 4,
+        mark: (),
     }
     .value_value_and_grad(x, m, b);
     let gx = gx.iter().zip(&gs.w).map(|(p, q)| p + q).collect();
@@ -8063,13 +8119,15 @@ pub fn p143(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 }
 
 #[derive(Clone, Differentiable)]
-pub struct Holder144 {
+pub struct Holder144<M> {
     a: f64,
     w: Vec<f64>,
     cap: usize,
+    #[differentiable(constant)]
+    mark: M,
 }
 
-impl Holder144 {
+impl<M: Clone> Holder144<M> {
     #[differentiate(wrt(self, x, m, b))]
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
@@ -8156,6 +8214,7 @@ pub fn p144(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         a,
         w: x.to_vec(),
         cap: 4,
+        mark: (),
     }
     .value(x, m, b)
 }
@@ -8170,6 +8229,7 @@ pub fn p144_value_and_grad(
         a,
         w: x.to_vec(),
         cap: 4,
+        mark: (),
     }
     .value_value_and_grad(x, m, b);
     let gx = gx.iter().zip(&gs.w).map(|(p, q)| p + q).collect();
@@ -8305,13 +8365,15 @@ pub fn p146(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 }
 
 #[derive(Clone, Differentiable)]
-pub struct Holder147 {
+pub struct Holder147<M> {
     a: f64,
     w: Vec<f64>,
     cap: usize,
+    #[differentiable(constant)]
+    mark: M,
 }
 
-impl Holder147 {
+impl<M: Clone> Holder147<M> {
     #[differentiate(wrt(self, x, m, b))]
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
@@ -8341,6 +8403,7 @@ pub fn p147(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         a,
         w: x.to_vec(),
         cap: 4,
+        mark: (),
     }
     .value(x, m, b)
 }
@@ -8355,6 +8418,7 @@ pub fn p147_value_and_grad(
         a,
         w: x.to_vec(),
         cap: 4,
+        mark: (),
     }
     .value_value_and_grad(x, m, b);
     let gx = gx.iter().zip(&gs.w).map(|(p, q)| p + q).collect();
@@ -8572,13 +8636,15 @@ pub fn p152_value_and_grad(
 }
 
 #[derive(Clone, Differentiable)]
-pub struct Holder153 {
+pub struct Holder153<M> {
     a: f64,
     w: Vec<f64>,
     cap: usize,
+    #[differentiable(constant)]
+    mark: M,
 }
 
-impl Holder153 {
+impl<M: Clone> Holder153<M> {
     #[differentiate(wrt(self, x, m, b), checkpoint)]
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
@@ -8613,6 +8679,7 @@ pub fn p153(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         a,
         w: x.to_vec(),
         cap: 4,
+        mark: (),
     }
     .value(x, m, b)
 }
@@ -8627,6 +8694,7 @@ pub fn p153_value_and_grad(
         a,
         w: x.to_vec(),
         cap: 4,
+        mark: (),
     }
     .value_value_and_grad(x, m, b);
     let gx = gx.iter().zip(&gs.w).map(|(p, q)| p + q).collect();
@@ -9293,13 +9361,15 @@ pub fn p167(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 }
 
 #[derive(Clone, Differentiable)]
-pub struct Holder168 {
+pub struct Holder168<M> {
     a: f64,
     w: Vec<f64>,
     cap: usize,
+    #[differentiable(constant)]
+    mark: M,
 }
 
-impl Holder168 {
+impl<M: Clone> Holder168<M> {
     #[differentiate(wrt(self, x, m, b))]
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
@@ -9350,6 +9420,7 @@ pub fn p168(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         a,
         w: x.to_vec(),
         cap: 4,
+        mark: (),
     }
     .value(x, m, b)
 }
@@ -9364,6 +9435,7 @@ pub fn p168_value_and_grad(
         a,
         w: x.to_vec(),
         cap: 4,
+        mark: (),
     }
     .value_value_and_grad(x, m, b);
     let gx = gx.iter().zip(&gs.w).map(|(p, q)| p + q).collect();
@@ -9590,13 +9662,15 @@ pub fn p173(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 }
 
 #[derive(Clone, Differentiable)]
-pub struct Holder174 {
+pub struct Holder174<M> {
     a: f64,
     w: Vec<f64>,
     cap: usize,
+    #[differentiable(constant)]
+    mark: M,
 }
 
-impl Holder174 {
+impl<M: Clone> Holder174<M> {
     #[differentiate(wrt(self, x, m, b))]
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
@@ -9658,6 +9732,7 @@ pub fn p174(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         a,
         w: x.to_vec(),
         cap: 4,
+        mark: (),
     }
     .value(x, m, b)
 }
@@ -9672,6 +9747,7 @@ pub fn p174_value_and_grad(
         a,
         w: x.to_vec(),
         cap: 4,
+        mark: (),
     }
     .value_value_and_grad(x, m, b);
     let gx = gx.iter().zip(&gs.w).map(|(p, q)| p + q).collect();
@@ -9679,13 +9755,15 @@ pub fn p174_value_and_grad(
 }
 
 #[derive(Clone, Differentiable)]
-pub struct Holder175 {
+pub struct Holder175<M> {
     a: f64,
     w: Vec<f64>,
     cap: usize,
+    #[differentiable(constant)]
+    mark: M,
 }
 
-impl Holder175 {
+impl<M: Clone> Holder175<M> {
     #[differentiate(wrt(self, x, m, b), checkpoint)]
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
@@ -9748,6 +9826,7 @@ pub fn p175(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         a,
         w: x.to_vec(),
         cap: 4,
+        mark: (),
     }
     .value(x, m, b)
 }
@@ -9762,6 +9841,7 @@ pub fn p175_value_and_grad(
         a,
         w: x.to_vec(),
         cap: 4,
+        mark: (),
     }
     .value_value_and_grad(x, m, b);
     let gx = gx.iter().zip(&gs.w).map(|(p, q)| p + q).collect();
@@ -10691,13 +10771,15 @@ pub fn p192(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 }
 
 #[derive(Clone, Differentiable)]
-pub struct Holder193 {
+pub struct Holder193<M> {
     a: f64,
     w: Vec<f64>,
     cap: usize,
+    #[differentiable(constant)]
+    mark: M,
 }
 
-impl Holder193 {
+impl<M: Clone> Holder193<M> {
     #[differentiate(wrt(self, x, m, b))]
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
@@ -10722,6 +10804,7 @@ pub fn p193(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         a,
         w: x.to_vec(),
         cap: 4,
+        mark: (),
     }
     .value(x, m, b)
 }
@@ -10736,6 +10819,7 @@ pub fn p193_value_and_grad(
         a,
         w: x.to_vec(),
         cap: 4,
+        mark: (),
     }
     .value_value_and_grad(x, m, b);
     let gx = gx.iter().zip(&gs.w).map(|(p, q)| p + q).collect();
@@ -11251,13 +11335,15 @@ pub fn p202_value_and_grad(
 }
 
 #[derive(Clone, Differentiable)]
-pub struct Holder203 {
+pub struct Holder203<M> {
     a: f64,
     w: Vec<f64>,
     cap: usize,
+    #[differentiable(constant)]
+    mark: M,
 }
 
-impl Holder203 {
+impl<M: Clone> Holder203<M> {
     #[differentiate(wrt(self, x, m, b))]
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
@@ -11337,6 +11423,7 @@ pub fn p203(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         a,
         w: x.to_vec(),
         cap: 4,
+        mark: (),
     }
     .value(x, m, b)
 }
@@ -11351,6 +11438,7 @@ pub fn p203_value_and_grad(
         a,
         w: x.to_vec(),
         cap: 4,
+        mark: (),
     }
     .value_value_and_grad(x, m, b);
     let gx = gx.iter().zip(&gs.w).map(|(p, q)| p + q).collect();
@@ -11981,13 +12069,15 @@ pub fn p213(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 }
 
 #[derive(Clone, Differentiable)]
-pub struct Holder214 {
+pub struct Holder214<M> {
     a: f64,
     w: Vec<f64>,
     cap: usize,
+    #[differentiable(constant)]
+    mark: M,
 }
 
-impl Holder214 {
+impl<M: Clone> Holder214<M> {
     #[differentiate(wrt(self, x, m, b))]
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
@@ -12026,6 +12116,7 @@ pub fn p214(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         a,
         w: x.to_vec(),
         cap: 4,
+        mark: (),
     }
     .value(x, m, b)
 }
@@ -12040,6 +12131,7 @@ pub fn p214_value_and_grad(
         a,
         w: x.to_vec(),
         cap: 4,
+        mark: (),
     }
     .value_value_and_grad(x, m, b);
     let gx = gx.iter().zip(&gs.w).map(|(p, q)| p + q).collect();
@@ -12089,13 +12181,15 @@ pub fn p215(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 }
 
 #[derive(Clone, Differentiable)]
-pub struct Holder216 {
+pub struct Holder216<M> {
     a: f64,
     w: Vec<f64>,
     cap: usize,
+    #[differentiable(constant)]
+    mark: M,
 }
 
-impl Holder216 {
+impl<M: Clone> Holder216<M> {
     #[differentiate(wrt(self, x, m, b))]
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
@@ -12122,6 +12216,7 @@ pub fn p216(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         a,
         w: x.to_vec(),
         cap: 4,
+        mark: (),
     }
     .value(x, m, b)
 }
@@ -12136,6 +12231,7 @@ pub fn p216_value_and_grad(
         a,
         w: x.to_vec(),
         cap: 4,
+        mark: (),
     }
     .value_value_and_grad(x, m, b);
     let gx = gx.iter().zip(&gs.w).map(|(p, q)| p + q).collect();
@@ -12820,13 +12916,15 @@ pub fn p231(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 }
 
 #[derive(Clone, Differentiable)]
-pub struct Holder232 {
+pub struct Holder232<M> {
     a: f64,
     w: Vec<f64>,
     cap: usize,
+    #[differentiable(constant)]
+    mark: M,
 }
 
-impl Holder232 {
+impl<M: Clone> Holder232<M> {
     #[differentiate(wrt(self, x, m, b), checkpoint)]
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
@@ -12865,6 +12963,7 @@ pub fn p232(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         a,
         w: x.to_vec(),
         cap: 4,
+        mark: (),
     }
     .value(x, m, b)
 }
@@ -12879,6 +12978,7 @@ pub fn p232_value_and_grad(
         a,
         w: x.to_vec(),
         cap: 4,
+        mark: (),
     }
     .value_value_and_grad(x, m, b);
     let gx = gx.iter().zip(&gs.w).map(|(p, q)| p + q).collect();
@@ -12970,13 +13070,15 @@ pub fn p234(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 }
 
 #[derive(Clone, Differentiable)]
-pub struct Holder235 {
+pub struct Holder235<M> {
     a: f64,
     w: Vec<f64>,
     cap: usize,
+    #[differentiable(constant)]
+    mark: M,
 }
 
-impl Holder235 {
+impl<M: Clone> Holder235<M> {
     #[differentiate(wrt(self, x, m, b))]
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
@@ -13030,6 +13132,7 @@ pub fn p235(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         a,
         w: x.to_vec(),
         cap: 4,
+        mark: (),
     }
     .value(x, m, b)
 }
@@ -13044,6 +13147,7 @@ pub fn p235_value_and_grad(
         a,
         w: x.to_vec(),
         cap: 4,
+        mark: (),
     }
     .value_value_and_grad(x, m, b);
     let gx = gx.iter().zip(&gs.w).map(|(p, q)| p + q).collect();
@@ -13387,13 +13491,15 @@ pub fn p241(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 }
 
 #[derive(Clone, Differentiable)]
-pub struct Holder242 {
+pub struct Holder242<M> {
     a: f64,
     w: Vec<f64>,
     cap: usize,
+    #[differentiable(constant)]
+    mark: M,
 }
 
-impl Holder242 {
+impl<M: Clone> Holder242<M> {
     #[differentiate(wrt(self, x, m, b))]
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
@@ -13428,6 +13534,7 @@ pub fn p242(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         a,
         w: x.to_vec(),
         cap: 4,
+        mark: (),
     }
     .value(x, m, b)
 }
@@ -13442,6 +13549,7 @@ pub fn p242_value_and_grad(
         a,
         w: x.to_vec(),
         cap: 4,
+        mark: (),
     }
     .value_value_and_grad(x, m, b);
     let gx = gx.iter().zip(&gs.w).map(|(p, q)| p + q).collect();
@@ -14794,13 +14902,15 @@ pub fn p272(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 }
 
 #[derive(Clone, Differentiable)]
-pub struct Holder273 {
+pub struct Holder273<M> {
     a: f64,
     w: Vec<f64>,
     cap: usize,
+    #[differentiable(constant)]
+    mark: M,
 }
 
-impl Holder273 {
+impl<M: Clone> Holder273<M> {
     #[differentiate(wrt(self, x, m, b))]
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
@@ -14832,6 +14942,7 @@ pub fn p273(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         a,
         w: x.to_vec(),
         cap: 4,
+        mark: (),
     }
     .value(x, m, b)
 }
@@ -14846,6 +14957,7 @@ pub fn p273_value_and_grad(
         a,
         w: x.to_vec(),
         cap: 4,
+        mark: (),
     }
     .value_value_and_grad(x, m, b);
     let gx = gx.iter().zip(&gs.w).map(|(p, q)| p + q).collect();
@@ -14853,13 +14965,15 @@ pub fn p273_value_and_grad(
 }
 
 #[derive(Clone, Differentiable)]
-pub struct Holder274 {
+pub struct Holder274<M> {
     a: f64,
     w: Vec<f64>,
     cap: usize,
+    #[differentiable(constant)]
+    mark: M,
 }
 
-impl Holder274 {
+impl<M: Clone> Holder274<M> {
     #[differentiate(wrt(self, x, m, b))]
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
@@ -14919,6 +15033,7 @@ pub fn p274(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         a,
         w: x.to_vec(),
         cap: 4,
+        mark: (),
     }
     .value(x, m, b)
 }
@@ -14933,6 +15048,7 @@ pub fn p274_value_and_grad(
         a,
         w: x.to_vec(),
         cap: 4,
+        mark: (),
     }
     .value_value_and_grad(x, m, b);
     let gx = gx.iter().zip(&gs.w).map(|(p, q)| p + q).collect();
@@ -15148,13 +15264,15 @@ pub fn p279(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 }
 
 #[derive(Clone, Differentiable)]
-pub struct Holder280 {
+pub struct Holder280<M> {
     a: f64,
     w: Vec<f64>,
     cap: usize,
+    #[differentiable(constant)]
+    mark: M,
 }
 
-impl Holder280 {
+impl<M: Clone> Holder280<M> {
     #[differentiate(wrt(self, x, m, b))]
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
@@ -15205,6 +15323,7 @@ pub fn p280(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         a,
         w: x.to_vec(),
         cap: 4,
+        mark: (),
     }
     .value(x, m, b)
 }
@@ -15219,6 +15338,7 @@ pub fn p280_value_and_grad(
         a,
         w: x.to_vec(),
         cap: 4,
+        mark: (),
     }
     .value_value_and_grad(x, m, b);
     let gx = gx.iter().zip(&gs.w).map(|(p, q)| p + q).collect();
@@ -15544,13 +15664,15 @@ pub fn p286(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 }
 
 #[derive(Clone, Differentiable)]
-pub struct Holder287 {
+pub struct Holder287<M> {
     a: f64,
     w: Vec<f64>,
     cap: usize,
+    #[differentiable(constant)]
+    mark: M,
 }
 
-impl Holder287 {
+impl<M: Clone> Holder287<M> {
     #[differentiate(wrt(self, x, m, b), checkpoint)]
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
@@ -15589,6 +15711,7 @@ pub fn p287(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         a,
         w: x.to_vec(),
         cap: 4,
+        mark: (),
     }
     .value(x, m, b)
 }
@@ -15603,6 +15726,7 @@ pub fn p287_value_and_grad(
         a,
         w: x.to_vec(),
         cap: 4,
+        mark: (),
     }
     .value_value_and_grad(x, m, b);
     let gx = gx.iter().zip(&gs.w).map(|(p, q)| p + q).collect();
@@ -15653,13 +15777,15 @@ pub fn p288(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 }
 
 #[derive(Clone, Differentiable)]
-pub struct Holder289 {
+pub struct Holder289<M> {
     a: f64,
     w: Vec<f64>,
     cap: usize,
+    #[differentiable(constant)]
+    mark: M,
 }
 
-impl Holder289 {
+impl<M: Clone> Holder289<M> {
     #[differentiate(wrt(self, x, m, b))]
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
@@ -15730,6 +15856,7 @@ pub fn p289(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         a,
         w: x.to_vec(),
         cap: 4,
+        mark: (),
     }
     .value(x, m, b)
 }
@@ -15744,6 +15871,7 @@ pub fn p289_value_and_grad(
         a,
         w: x.to_vec(),
         cap: 4,
+        mark: (),
     }
     .value_value_and_grad(x, m, b);
     let gx = gx.iter().zip(&gs.w).map(|(p, q)| p + q).collect();
@@ -15994,13 +16122,15 @@ pub fn p293(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 }
 
 #[derive(Clone, Differentiable)]
-pub struct Holder294 {
+pub struct Holder294<M> {
     a: f64,
     w: Vec<f64>,
     cap: usize,
+    #[differentiable(constant)]
+    mark: M,
 }
 
-impl Holder294 {
+impl<M: Clone> Holder294<M> {
     #[differentiate(wrt(self, x, m, b), checkpoint)]
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
@@ -16064,6 +16194,7 @@ pub fn p294(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         a,
         w: x.to_vec(),
         cap: 4,
+        mark: (),
     }
     .value(x, m, b)
 }
@@ -16078,6 +16209,7 @@ pub fn p294_value_and_grad(
         a,
         w: x.to_vec(),
         cap: 4,
+        mark: (),
     }
     .value_value_and_grad(x, m, b);
     let gx = gx.iter().zip(&gs.w).map(|(p, q)| p + q).collect();

@@ -566,8 +566,10 @@ fn program(rng: &mut Rng, k: usize, out: &mut String, twins: &mut String) {
         let method_body = method_body
             .replace("\n    ", "\n        ")
             .replacen("    ", "        ", 1);
-        let _ = writeln!(out, "#[derive(Clone, Differentiable)]\npub struct Holder{k} {{\n    a: f64,\n    w: Vec<f64>,\n    cap: usize,\n}}\n\nimpl Holder{k} {{\n    {attr}\n    {allow}\n    pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {{\n{method_body}    }}\n}}\n");
-        let holder = format!("Holder{k} {{ a, w: x.to_vec(), cap: 4 }}");
+        // Generic over a constant field's type (`mark: M`, the unit here), for the derive and
+        // the method's companions.
+        let _ = writeln!(out, "#[derive(Clone, Differentiable)]\npub struct Holder{k}<M> {{\n    a: f64,\n    w: Vec<f64>,\n    cap: usize,\n    #[differentiable(constant)]\n    mark: M,\n}}\n\nimpl<M: Clone> Holder{k}<M> {{\n    {attr}\n    {allow}\n    pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {{\n{method_body}    }}\n}}\n");
+        let holder = format!("Holder{k} {{ a, w: x.to_vec(), cap: 4, mark: () }}");
         let _ = writeln!(out, "pub fn p{k}(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {{\n    {holder}.value(x, m, b)\n}}\n");
         let _ = writeln!(out, "pub fn p{k}_value_and_grad(\n    x: &[f64],\n    m: &Array2<f64>,\n    a: f64,\n    b: f64,\n) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {{\n    let (v, (gs, gx, gm, gb)) = {holder}.value_value_and_grad(x, m, b);\n    let gx = gx.iter().zip(&gs.w).map(|(p, q)| p + q).collect();\n    (v, (gx, gm, gs.a, gb))\n}}\n");
     } else if g.rng.chance(15) {
