@@ -1204,9 +1204,20 @@ impl Lowerer<'_> {
             false,
             None,
         );
+        // Each walked container, or a buffer of points read where it is (its points taken
+        // apart, or whole when their width is a number; `points.rs`).
         let mut elem_operands = Vec::new();
         for (name, base) in elem_names {
-            elem_operands.push((name, self.operand(base, out)?));
+            let points = self.points_buffer(base).filter(|(_, width)| match &name {
+                Binding::Parts(_) => true,
+                Binding::Name(_) => points::int_literal(width).is_some(),
+                Binding::Pattern(_) => false,
+            });
+            let walked = match points {
+                Some((buf, width)) => Walked::Points(buf, Box::new(width)),
+                None => Walked::Value(self.operand(base, out)?),
+            };
+            elem_operands.push((name, walked));
         }
         let kind = LoopKind::For {
             var: index,
@@ -1216,7 +1227,14 @@ impl Lowerer<'_> {
             if let Some(i) = &index_name {
                 lw.bind(i, index);
             }
-            for (elem, base) in &elem_operands {
+            for (elem, walked) in &elem_operands {
+                let base = match walked {
+                    Walked::Value(base) => base,
+                    Walked::Points(buf, width) => {
+                        lw.point_at(*buf, width, index, elem, body)?;
+                        continue;
+                    }
+                };
                 let v = lw.index_read(base.clone(), Operand::Var(index), body);
                 match elem {
                     Binding::Name(Some(elem)) => {
@@ -2748,6 +2766,13 @@ fn pat_name(p: &Pat) -> syn::Result<Option<Ident>> {
 
 /// What a loop binds to each element it walks: a name (or `_`), or, for an element that is an
 /// array (a point of `&[[f64; 3]]`), the names of its parts (`&[x, y, z]`).
+/// What a `for` loop walks: a container read by index, or a buffer of points kept flat (its
+/// variable and width).
+enum Walked {
+    Value(Operand),
+    Points(VarId, Box<Expr>),
+}
+
 enum Binding {
     Name(Option<Ident>),
     Parts(Vec<Option<Ident>>),

@@ -10,7 +10,7 @@
 //! condition names it, it is viewed as points (`f.as_chunks::<3>().0`), so `f.len()` counts
 //! points as the user wrote it.
 
-use super::{strip, Lowered, Lowerer};
+use super::{strip, Binding, Lowered, Lowerer};
 use crate::ir::{Block, CallForm, Op, Operand, Part, VarId};
 use crate::rules;
 use proc_macro2::{Span, TokenStream};
@@ -262,6 +262,53 @@ impl Lowerer<'_> {
         Ok(true)
     }
 
+    /// The point at the loop index `index` of a walk over a buffer of points, bound as the
+    /// loop's pattern binds it: taken apart (`for &[a, b, c] in f.iter()`), each name an
+    /// element read; whole (`for p in f.iter()`), its elements read into a fixed-size array.
+    pub(super) fn point_at(
+        &mut self,
+        buf: VarId,
+        width: &Expr,
+        index: VarId,
+        binding: &Binding,
+        out: &mut Block,
+    ) -> syn::Result<()> {
+        let i = self.vars[index].name.clone();
+        let element = |lw: &mut Self, k: usize, out: &mut Block| {
+            let flat = lw.temp(false);
+            let k = usize_literal(k);
+            let row = product(width, &i.to_token_stream());
+            out.stmts.push(crate::ir::Stmt::Let {
+                var: flat,
+                op: Op::Verbatim(quote!(#row + #k)),
+            });
+            lw.index_read(Operand::Var(buf), Operand::Var(flat), out)
+        };
+        match binding {
+            Binding::Parts(parts) => {
+                for (k, part) in parts.iter().enumerate() {
+                    let Some(part) = part else { continue };
+                    if let Operand::Var(v) = element(self, k, out) {
+                        self.bind(part, v);
+                    }
+                }
+            }
+            Binding::Name(name) => {
+                let n = self.literal_width(width, width)?;
+                let values: Vec<Operand> = (0..n).map(|k| element(self, k, out)).collect();
+                let float = self.float.clone();
+                let hint = name.as_ref().map_or("point".to_string(), |n| n.to_string());
+                let row = self.filled_with(quote!([0.0 as #float; #n]), values, &hint, out);
+                if let (Some(name), Lowered::Operand(Operand::Var(v))) = (name, row) {
+                    self.fills.remove(&v);
+                    self.bind(name, v);
+                }
+            }
+            Binding::Pattern(_) => {}
+        }
+        Ok(())
+    }
+
     /// `f.swap(i, j)` of a buffer of points: the two points exchanged, element by element.
     pub(super) fn swap_points(
         &mut self,
@@ -337,7 +384,7 @@ fn factor(e: &Expr) -> TokenStream {
 }
 
 /// The value of an integer literal.
-fn int_literal(e: &Expr) -> Option<usize> {
+pub(super) fn int_literal(e: &Expr) -> Option<usize> {
     match strip(e) {
         Expr::Lit(syn::ExprLit {
             lit: syn::Lit::Int(n),
