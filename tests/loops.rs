@@ -2067,3 +2067,62 @@ fn double_buffers_swapped_each_step_match_finite_differences() {
     assert_close(&gx, &want[..5], 1e-7);
     assert_close(&[gk], &want[5..], 1e-7);
 }
+
+/// `Vec`s built by `push`: in a loop, behind a condition, reading what was pushed before
+/// (`out[out.len() - 1]`), then walked; one returned (vector-valued, its Jacobian); a walk's
+/// item dereferenced in a condition (`*v > 0.0`).
+#[differentiate]
+pub fn pushed(x: &[f64], a: f64) -> f64 {
+    let mut out = Vec::new();
+    for v in x {
+        if *v > 0.0 {
+            out.push(v.sin() * a);
+        }
+        if out.len() > 1 {
+            let last = out[out.len() - 1];
+            out.push(last * out[0]);
+        }
+    }
+    let mut s = 0.0;
+    for (i, o) in out.iter().enumerate() {
+        s += o * (i + 1) as f64;
+    }
+    s
+}
+
+#[differentiate]
+pub fn differences(x: &[f64]) -> Vec<f64> {
+    let mut out = Vec::with_capacity(x.len());
+    for w in x.windows(2) {
+        out.push(w[1] - w[0]);
+    }
+    out
+}
+
+#[test]
+fn vecs_built_by_push_match_finite_differences_and_analytic_jacobians() {
+    let (x, a) = ([0.3, -0.5, 1.2, 0.7, 0.4], 0.8);
+    let (gx, ga) = pushed_grad(&x, a);
+    let mut all = x.to_vec();
+    all.push(a);
+    let want = fd(&|w| pushed(&w[..5], w[5]), &all);
+    assert_close(&gx, &want[..5], 1e-7);
+    assert_close(&[ga], &want[5..], 1e-7);
+    // The pushes behind the condition left x[1] out.
+    assert_eq!(gx[1], 0.0);
+
+    let jac = differences_jacobian(&x);
+    assert_eq!(jac.len(), 4);
+    for (r, row) in jac.iter().enumerate() {
+        for (c, v) in row.iter().enumerate() {
+            let want = if c == r + 1 {
+                1.0
+            } else if c == r {
+                -1.0
+            } else {
+                0.0
+            };
+            assert_eq!(*v, want, "({r}, {c})");
+        }
+    }
+}

@@ -197,7 +197,11 @@ impl Gen<'_> {
                 // reading its own elements, and a generic function given its const parameter.
                 let v = self.name("v");
                 let (e1, e2) = (self.expr(2), self.expr(1));
-                let _ = match self.rng.below(6) {
+                let lit = self.rng.literal();
+                let _ = match self.rng.below(7) {
+                    // A `Vec` built by `push`, behind a condition and reading what it pushed
+                    // before, then walked.
+                    6 => writeln!(out, "    let mut {v}_o = Vec::new();\n    for (i, &w) in x.iter().enumerate() {{\n        if w > {lit} {{\n            {v}_o.push(w * {e1});\n        }}\n        if {v}_o.len() > 1 {{\n            let {v}_l = {v}_o[{v}_o.len() - 1];\n            {v}_o.push({v}_l * x[i] * 0.5);\n        }}\n    }}\n    let mut {v} = {e2};\n    for (i, &w) in {v}_o.iter().enumerate() {{\n        {v} += w * (i + 1) as f64;\n    }}"),
                     // Rows of differentiated values (points, kept flat) and a `vec![..]` of
                     // them, each written after it is filled, one passed to a function.
                     5 => writeln!(out, "    let mut {v}_r = vec![[x[0] * {e1}, x[1]], [x[2], {e2}]];\n    {v}_r[1][0] += {v}_r[0][1] * x[3];\n    let mut {v}_w = vec![{e2}, x[1] * x[2]];\n    {v}_w[0] = {v}_w[0] * {v}_w[1];\n    let {v} = {v}_r[1][0] * {v}_r[0][0] + pair_sum(&{v}_r) + {v}_w[0];"),

@@ -47,6 +47,8 @@ use syn::visit::Visit;
 use syn::visit_mut::VisitMut;
 use syn::{Expr, ItemFn, Pat};
 
+pub mod pushes;
+
 /// An iterator reduction over a walk, `xs.iter().map(|v| e).sum::<f64>()` (`.product()`,
 /// `.fold(..)`, `.collect()` into a `Vec`; over zips, enumerations, `skip` / `take`, windows,
 /// chunks and ranges `(0..n).map(|i| ..)` too), as the loop it stands for, in a block whose
@@ -80,13 +82,15 @@ pub fn reduce(e: &Expr) -> Option<Expr> {
 
 /// `func` with every `match`, `if let`, `let .. else`, `for` over windows, chunks, a backward
 /// walk, a `skip` / `take` chain, a filter or a zip of parts, `let r = loop { .. break v; .. }`
-/// and `return` inside a loop written as what it stands for; `None` when it has none (the
-/// common case, checked without copying the function or collecting its names).
+/// and `return` inside a loop written as what it stands for, and `Vec`s built by `push` as
+/// buffers with a counter ([`pushes`]); `None` when it has none (the common case, checked
+/// without copying the function or collecting its names).
 pub fn apply(func: &ItemFn) -> Option<ItemFn> {
     let mut probe = Probe(false);
     probe.visit_block(&func.block);
     let closures = crate::inline::any(&func.block);
-    if !probe.0 && !closures {
+    let pushes = pushes::any(&func.block);
+    if !probe.0 && !closures && !pushes {
         return None;
     }
     let mut names = Names::default();
@@ -101,9 +105,14 @@ pub fn apply(func: &ItemFn) -> Option<ItemFn> {
         bound: names.bound,
         used: names.idents,
         float,
-        buffers: crate::lower::buffer_targets(&func.block),
+        buffers: HashSet::new(),
     };
     let mut out = func.clone();
+    // `Vec`s built by `push`: buffers with a counter (`pushes`), before everything else.
+    if pushes {
+        pushes::apply(&mut out.block, &mut |base| rewriter.fresh(base));
+    }
+    rewriter.buffers = crate::lower::buffer_targets(&out.block);
     if closures {
         crate::inline::closures(&mut out, &mut |base| rewriter.fresh(base));
     }

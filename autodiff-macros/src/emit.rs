@@ -1117,6 +1117,10 @@ impl Forward<'_> {
                     );
                     match part {
                         Part::Element => quote!(#b[#i] = #v;),
+                        Part::Grow => {
+                            let rt = self.rt;
+                            quote!(#rt::set_grow(&mut #b, #i, #v);)
+                        }
                         Part::View(method) => {
                             let rt = self.rt;
                             quote!(#rt::assign(#b.#method(#i), &#v);)

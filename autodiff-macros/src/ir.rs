@@ -218,6 +218,9 @@ pub enum Part {
     /// `buf.row_mut(index).assign(&value)`, `column_mut`, `slice_mut(s![..])` (the method):
     /// the view's elements, from an array broadcast to its shape.
     View(Ident),
+    /// A `push` (`desugar::pushes`): `buf[index] = value`, the `Vec` extended to hold it
+    /// first when it is shorter (`__rt::set_grow`).
+    Grow,
 }
 
 /// A loop. Variables it reassigns are carried from one iteration to the next: each has one

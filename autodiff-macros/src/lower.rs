@@ -98,6 +98,7 @@ fn lower_once(
         points_params: HashMap::new(),
         points_buffers: HashMap::new(),
         fills: HashSet::new(),
+        walked_items: HashSet::new(),
     };
     for p in &sig.params {
         if let Some((_, width)) = crate::signature::points(&p.ty) {
@@ -298,6 +299,9 @@ struct Lowerer<'n> {
     points_buffers: HashMap<VarId, Expr>,
     /// Buffers an array literal or `vec![..]` filled, not yet bound to a name.
     fills: HashSet<VarId>,
+    /// The items of walks, read by value where the user's code holds a reference (`v` of
+    /// `for v in x.iter()`): `*v` in code kept as written is `v`.
+    walked_items: HashSet<VarId>,
 }
 
 impl Lowerer<'_> {
@@ -819,6 +823,22 @@ impl Lowerer<'_> {
                 let value = Operand::Var(self.bind_lowered(lowered, "", None, out));
                 self.store(buf, index, Part::Element, value, &b.right, out)
             }
+            // `out.push(e)` of a `Vec` built by pushes (`desugar::pushes`): a store at its
+            // counter that extends it.
+            Expr::MethodCall(m)
+                if m.method == crate::desugar::pushes::PUSH && m.args.len() == 2 =>
+            {
+                let Some(buf) = self.buffer_of(&m.receiver) else {
+                    return Err(syn::Error::new_spanned(&m.receiver, "internal: a push into no buffer"));
+                };
+                let index = self.index_operand(&m.args[0], out)?;
+                let value = self.operand(&m.args[1], out)?;
+                self.store(buf, index, Part::Grow, value, &m.args[1], out)
+            }
+            Expr::MethodCall(m) if m.method == "push" && self.mentions_active(e) => Err(syn::Error::new_spanned(
+                &m.method,
+                "#[differentiate] supports `push` into a local `Vec` declared once, empty (`let mut v = Vec::new();`, `Vec::with_capacity(n)`, `vec![]`)",
+            )),
             // `v.swap(i, j)` on a buffer: two reads, two writes.
             Expr::MethodCall(m)
                 if m.method == "swap"
@@ -1239,6 +1259,7 @@ impl Lowerer<'_> {
                 match elem {
                     Binding::Name(Some(elem)) => {
                         if let Operand::Var(v) = v {
+                            lw.walked_items.insert(v);
                             lw.bind(elem, v);
                         }
                     }
@@ -2025,6 +2046,7 @@ impl Lowerer<'_> {
             points_params: HashMap::new(),
             points_buffers: HashMap::new(),
             fills: HashSet::new(),
+            walked_items: HashSet::new(),
         };
         let mut body = Block::default();
         let result = inner.seq(&[Item::Expr(&c.body, true)], Level::Function, &mut body);
@@ -2492,6 +2514,20 @@ impl Lowerer<'_> {
         }
         impl VisitMut for Renamer<'_, '_> {
             fn visit_expr_mut(&mut self, e: &mut Expr) {
+                // `*v` of a walk's item, which is a value here.
+                if let Expr::Unary(u) = e {
+                    if let (UnOp::Deref(_), Expr::Path(p)) = (&u.op, strip(&u.expr)) {
+                        let id = p
+                            .path
+                            .get_ident()
+                            .and_then(|i| self.lw.lookup(&i.to_string()));
+                        if id.is_some_and(|v| self.lw.walked_items.contains(&v)) {
+                            *e = (*u.expr).clone();
+                            self.visit_expr_mut(e);
+                            return;
+                        }
+                    }
+                }
                 // A buffer of points, kept flat, read as points.
                 if let Expr::Path(p) = e {
                     let id = p
@@ -2969,7 +3005,9 @@ pub(crate) fn buffer_targets(block: &syn::Block) -> HashSet<String> {
         }
         // `v.swap(i, j)` writes two elements, `b.row_mut(i).assign(&v)` a row.
         fn visit_expr_method_call(&mut self, m: &'ast syn::ExprMethodCall) {
-            let target = if m.method == "swap" && m.args.len() == 2 {
+            let target = if (m.method == "swap" && m.args.len() == 2)
+                || m.method == crate::desugar::pushes::PUSH
+            {
                 Some(&*m.receiver)
             } else {
                 view_store(m).map(|(b, ..)| b)

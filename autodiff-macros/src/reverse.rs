@@ -1485,7 +1485,7 @@ impl<'a> Reverse<'a> {
         let d = self.adj(buf);
         let i = self.operand(index);
         match part {
-            Part::Element => {
+            Part::Element | Part::Grow => {
                 let taken = quote!(::core::mem::take(&mut #d[#i]));
                 if value.var().is_some_and(|v| self.increments.1.contains(&v)) {
                     // An update: the old value gets this adjoint, which stays in place.

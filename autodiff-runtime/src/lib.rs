@@ -37,8 +37,8 @@ pub mod __rt {
         add, add_owned, assign, column_acc, diag_adj, div, div_owned, dot, dot_lhs_adj,
         dot_rhs_adj, flatten, flatten_acc, insert_axis, insert_axis_adj, into_shape_with_order,
         mean_adj, mean_axis_adj, mul, mul_owned, neg, range, range_acc, reshape_adj, reversed_axes,
-        row_acc, slice_acc, sub, sub_owned, sum_adj, sum_axis_adj, t_adj, take_view, unflatten,
-        unflatten_acc, Width,
+        row_acc, set_grow, slice_acc, sub, sub_owned, sum_adj, sum_axis_adj, t_adj, take_view,
+        unflatten, unflatten_acc, Width,
     };
     pub use crate::Real;
 }

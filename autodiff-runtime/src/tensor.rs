@@ -920,3 +920,16 @@ pub fn unflatten_acc<F: Real, const N: usize, DX: AsMut<[F]> + ?Sized, DY: AsRef
         *d += v;
     }
 }
+
+// ----- `Vec`s built by `push` ---------------------------------------------------------------
+
+/// A `push` as the generated code writes it: `v[i] = x`, `v` extended with zeros to hold it
+/// first when it is shorter (the forward sweep pushes in order; an iteration run again from a
+/// restored buffer writes the same element).
+#[inline]
+pub fn set_grow<F: Copy + Default>(v: &mut Vec<F>, i: usize, x: F) {
+    if v.len() <= i {
+        v.resize(i + 1, F::default());
+    }
+    v[i] = x;
+}
