@@ -711,10 +711,10 @@ pub fn p8_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) -
     let arr2 = (m * (a * a + 0.5).sqrt() + &m.t().dot(m))
         .mapv(|t| t.tanh())
         .sum();
-    let v3 = match (m1.atan() > -1.21f64, n % 3) {
-        (true, 0) => pts[(1) / 2][(1) % 2],
-        (false, k4) | (_, k4 @ 1) => pts[(3) / 2][(3) % 2] * (k4 + 1) as f64,
-        _ => (((pts[(3) / 2][(3) % 2]).tanh() * 3.0).trunc() * 0.25 + arr2),
+    let v3 = if let (true, k4 @ 0..=1) = (m1.atan() > -1.21f64, n % 3) {
+        pts[(1) / 2][(1) % 2] * (k4 + 2) as f64
+    } else {
+        pts[(3) / 2][(3) % 2]
     };
     let mut m5 = (pts[(1) / 2][(1) % 2] * pts[(1) / 2][(1) % 2] + 1.0).ln();
     if a > -1.57f64 {
@@ -917,11 +917,20 @@ pub fn p10(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         .mapv(|t| (t * t + 1.0).ln())
         .sum()
         * (b * b + 0.5).sqrt();
-    let v4 = if let (true, k5 @ 0..=1) = (f64::sin(x[2]) < 1.95f64, n % 3) {
-        (m1 * m1 + 1.0).powf(part2.tanh()).powi(2) * (k5 + 2) as f64
-    } else {
-        m1.min((-1.54f64 * -1.54f64 + 1.0).log(3.0))
-    };
+    let mut v4 = (((x[3]).tanh() - (arr3).tanh().stop_gradient()).exp().ln()
+        + (arr3).tanh().stop_gradient());
+    for (k5, &w) in x.iter().enumerate().skip(1).take(n) {
+        v4 = v4 * 0.5 + w * (m1 * m1 + 1.0).powf(part2.tanh()).powi(2) * k5 as f64;
+    }
+    for w in x.iter().take(n - 1).skip(n / 2) {
+        v4 += w * m1.min((-1.54f64 * -1.54f64 + 1.0).log(3.0));
+    }
+    v4 += x
+        .iter()
+        .skip(2)
+        .fold(m1.min((-1.54f64 * -1.54f64 + 1.0).log(3.0)), |acc, q| {
+            acc * 0.5 + q * q
+        });
     let part6_s = &x[1..];
     let mut part6 = v4.clamp(-1.0, 1.0);
     for i in 0..part6_s.len() {
@@ -1439,16 +1448,12 @@ pub fn p20(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         (&z * &e).sum()
     };
     let mut v5 = x[2];
-    for (k6, &w) in x.iter().enumerate().skip(1).take(n) {
-        v5 = v5 * 0.5 + w * rot2.asinh() * k6 as f64;
+    for w in x.windows(2) {
+        v5 = v5 * 0.5 + (w[1] - w[0]) * rot2.asinh();
     }
-    for w in x.iter().take(n - 1).skip(n / 2) {
-        v5 += w * (acc3 + (x[3] * arr4));
+    for (k6, pair) in x.chunks_exact(2).enumerate() {
+        v5 += pair[0] * pair[1] * (acc3 + (x[3] * arr4)) * (k6 + 1) as f64;
     }
-    v5 += x
-        .iter()
-        .skip(2)
-        .fold((acc3 + (x[3] * arr4)), |acc, q| acc * 0.5 + q * q);
     0.55f64 * (a).tanh()
         + 0.57f64 * (b).tanh()
         + -0.61f64 * (rot2).tanh()
@@ -3105,13 +3110,13 @@ pub fn p51(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             acc4 = acc4 * 0.9 + b.powi(2);
         }
     }
-    let mut v5 = (x[1] / (a * a + 1.0));
-    for w in x.windows(2) {
-        v5 = v5 * 0.5 + (w[1] - w[0]) * 1.67f64;
-    }
-    for (k6, pair) in x.chunks_exact(2).enumerate() {
-        v5 += pair[0] * pair[1] * autodiff::ops::sigmoid((v2 * v2 + 1.5).acosh()) * (k6 + 1) as f64;
-    }
+    let v5 = match n % 3 {
+        0 => 1.67f64,
+        1 if (1.19f64.tanh() * 0.9).atanh() <= -0.94f64 => {
+            autodiff::ops::sigmoid((v2 * v2 + 1.5).acosh())
+        }
+        _ => (x[1] / (a * a + 1.0)),
+    };
     let mut w7 = ((a * a + 1.0).cbrt().tanh() * 0.5).sinh().tanh() + 3.0;
     let mut steps = 0;
     while w7 > 0.5 && steps < 20 {
@@ -3293,501 +3298,67 @@ pub fn p55(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         (-0.15f64 * -0.15f64 + 1.0).log10().abs()
     };
     let v4 = (-1.53f64 * 0.5);
-    let v5_c: Vec<f64> = x.iter().map(|q| q * x[0]).collect();
-    let mut v5 = (0..n).map(|i| v5_c[i] * x[(i + 1) % n]).sum::<f64>()
-        + x.windows(2).map(|w| w[0] * w[1]).sum::<f64>();
-    for (k6, &q) in x.iter().rev().enumerate() {
-        v5 += q * ((x[0].tanh() * 0.5).sinh().tanh() * 0.5).tan() * (k6 + 1) as f64;
-    }
-    v5 += x
-        .iter()
-        .map(|q| q.abs())
-        .fold(rot2.abs(), |acc, q| acc.max(q));
-    let mut hist7 = vec![0.0; 3 * n];
-    let mut st8 = (b * b).ln_1p();
-    for t in 0..3 {
-        for i in 0..n {
-            st8 = st8 * 0.7
-                + x[i]
-                    * (((x[3]).tanh() - (v3).tanh().stop_gradient()).exp().ln()
-                        + (v3).tanh().stop_gradient());
-            hist7[t * n + i] = st8.sin();
+    let v5 = x.iter().copied().map(smooth).sum::<f64>() * x[0]
+        + *x.last().unwrap() * x.first().copied().unwrap()
+        + x[x.iter().position(|&w| w > -1.91f64).unwrap_or(0)]
+            * ((x[0].tanh() * 0.5).sinh().tanh() * 0.5).tan();
+    let mut acc7 = (b * b).ln_1p();
+    for i in 0..n {
+        acc7 += (((b).tanh() - (-(v5)).tanh().stop_gradient()).exp().ln()
+            + (-(v5)).tanh().stop_gradient());
+        if (v3 + 1.76f64) <= 0.80f64 {
+            acc7 = acc7 * 0.9 + (b * b + 1.0).log2();
         }
     }
-    let v9 = hist7[1] * hist7[2 * n] + hist7[3 * n - 1] + st8;
-    let part10_s = &x[1..];
-    let mut part10 = (b * b + 1.0).cbrt();
-    for i in 0..part10_s.len() {
-        part10 += part10_s[i] * part10_s[1].sin();
+    let mut acc8 = (x[2].tanh() * 0.5).cosh();
+    for i in 0..n {
+        acc8 += ((-0.84f64.tanh() * 0.5).cosh().tanh() * 0.9).acos();
+        if 1.22f64 >= -0.89f64 {
+            acc8 = acc8 * 0.9 + (a * a + 1.0).recip();
+        }
     }
-    let mut acc: f64 = 1.76f64 * (a).tanh()
-        + -0.18f64 * (b).tanh()
-        + 0.80f64 * (rot2).tanh()
-        + -1.56f64 * (v3).tanh()
-        + 1.69f64 * (v4).tanh()
-        + 1.39f64 * (v5).tanh()
-        + -1.77f64 * (v9).tanh()
-        + -0.02f64 * (part10).tanh();
-    for i in 0..2 {
-        acc += (&m.row(i) * 0.64f64).mapv(f64::tanh).sum()
-            - (&m.column(i) * -0.98f64 - 0.25)
-                .mapv(f64::sin)
-                .mean()
-                .unwrap()
-            + (&m.row(1 - i) - &m.column(i)).mapv(|t| t * t).sum() * 0.5;
-    }
-    acc
+    1.65f64 * (a).tanh()
+        + -1.21f64 * (b).tanh()
+        + 0.41f64 * (rot2).tanh()
+        + 1.78f64 * (v3).tanh()
+        + 0.97f64 * (v4).tanh()
+        + -0.99f64 * (v5).tanh()
+        + 1.72f64 * (acc7).tanh()
+        + -1.19f64 * (acc8).tanh()
 }
 
 #[differentiate(checkpoint)]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p56(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut acc1 = a;
-    for i in 0..n {
-        acc1 += 1.22f64;
-        if (0.35f64 + 1.78f64) <= 1.65f64 {
-            acc1 = acc1 * 0.9 + (1.78f64 - 1.72f64);
-        }
-    }
-    let v2 = ((-0.32f64.tanh() * 0.5).sinh() * (-0.32f64.tanh() * 0.5).sinh() + 1.0).log(3.0);
-    let f3 = |t: f64, u: f64| {
-        ((u * u).ln_1p().tanh() * 0.9)
-            .asin()
-            .hypot((acc1.tanh() * 0.5).sinh().tanh())
-    };
-    let v4 = f3(acc1, helpers::soft(smooth(-0.72f64), 0.3)) * 0.5
-        + f3(helpers::soft(smooth(-0.72f64), 0.3), acc1);
-    -0.42f64 * (a).tanh()
-        + -0.32f64 * (b).tanh()
-        + 0.69f64 * (acc1).tanh()
-        + -0.24f64 * (v2).tanh()
-        + -0.91f64 * (v4).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p57(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut acc1 = b.sin();
-    for i in 0..n {
-        acc1 += smooth(b);
-        if (-(a)) > -0.72f64 {
-            acc1 = acc1 * 0.9 + 0.77f64.tanh().exp();
-        }
-    }
-    let mut w2 = (a * x[3]).tanh() + 3.0;
-    let mut steps = 0;
-    while w2 > 0.5 && steps < 20 {
-        w2 = w2 * 0.6 + 0.05 * (x[2] * x[2] + 0.5).sqrt().tanh();
-        steps += 1;
-    }
-    let part3_s = &x[1..];
-    let mut part3 = (0.02f64.tanh() * 0.9).atanh();
-    for i in 0..part3_s.len() {
-        part3 += part3_s[i] * part3_s[1].sin();
-    }
-    let mut acc: f64 = -0.90f64 * (a).tanh()
-        + 0.00f64 * (b).tanh()
-        + 1.50f64 * (acc1).tanh()
-        + 1.74f64 * (w2).tanh()
-        + -0.78f64 * (part3).tanh();
-    for i in 0..2 {
-        acc += (&m.row(i) * -1.51f64).mapv(f64::tanh).sum()
-            - (&m.column(i) * 0.63f64 - 0.25)
-                .mapv(f64::sin)
-                .mean()
-                .unwrap()
-            + (&m.row(1 - i) - &m.column(i)).mapv(|t| t * t).sum() * 0.5;
-    }
-    acc
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p58(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut acc1 = b.asinh();
-    for i in 0..n {
-        acc1 += (b - a.tanh().exp());
-        if x[(i + 1) % n].sin() >= -1.63f64 {
-            acc1 = acc1 * 0.9 + (a * a + 1.0).ln();
-        }
-    }
-    let mut acc2 = a;
-    for i in 0..n {
-        acc2 += smooth((a - a));
-        if 1.61f64.hypot(acc1) >= 0.89f64 {
-            return acc2 * 0.9 + x[(i + 1) % n];
-        }
-    }
-    -0.16f64 * (a).tanh()
-        + -0.60f64 * (b).tanh()
-        + -0.64f64 * (acc1).tanh()
-        + -1.44f64 * (acc2).tanh()
-}
-
-#[differentiate(checkpoint)]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p59(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let part1_s = &x[0..=2];
-    let mut part1 = (x[2] * x[2] + 1.5).acosh();
-    for i in 0..part1_s.len() {
-        part1 += part1_s[i] * part1_s[1].sin();
-    }
-    let v2 = if b.tanh() < -1.93f64 {
-        ((part1 / (part1 * part1 + 1.0)).tanh() * 0.5).cosh()
-    } else {
-        (a * 0.5).sin()
-    };
-    let mut w3 = (v2.atan().tanh() * 0.9).atanh().tanh() + 3.0;
-    let mut steps = 0;
-    while w3 > 0.5 && steps < 20 {
-        w3 = w3 * 0.6 + 0.05 * (a.tanh() * 0.9).atanh().tanh();
-        steps += 1;
-    }
-    let mut acc: f64 = -1.29f64 * (a).tanh()
-        + -1.91f64 * (b).tanh()
-        + -1.27f64 * (part1).tanh()
-        + -1.20f64 * (v2).tanh()
-        + -0.73f64 * (w3).tanh();
-    for i in 0..2 {
-        acc += (&m.row(i) * 0.92f64).mapv(f64::tanh).sum()
-            - (&m.column(i) * 1.70f64 - 0.25)
-                .mapv(f64::sin)
-                .mean()
-                .unwrap()
-            + (&m.row(1 - i) - &m.column(i)).mapv(|t| t * t).sum() * 0.5;
-    }
-    acc
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p60(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut m1 = (-(a));
-    if (b.tanh() * 0.9).atanh() <= -1.31f64 {
-        m1 += b;
-    } else if a.mul_add(a, a) < -1.49f64 {
-        m1 = m1 * 0.5;
-    }
-    let v2 = -0.60f64;
-    let v3 = a.cos();
-    let part4_s = &x[1..];
-    let mut part4 = x[0];
-    for i in 0..part4_s.len() {
-        part4 += part4_s[i] * part4_s[1].sin();
-    }
-    let arr5 = {
-        let mut q = Array2::<f64>::zeros((2, 2));
-        let mut r = m.row(0).to_owned();
-        for i in 0..2 {
-            r = (&r * autodiff::ops::sigmoid(-1.97f64) + &m.row(i)).mapv(|t| t.tanh());
-            q.row_mut(i).assign(&r);
-        }
-        (&q * m).sum()
-    };
-    -1.86f64 * (a).tanh()
-        + 1.70f64 * (b).tanh()
-        + -0.30f64 * (m1).tanh()
-        + 0.56f64 * (v2).tanh()
-        + -1.86f64 * (v3).tanh()
-        + -1.22f64 * (part4).tanh()
-        + 0.50f64 * (arr5).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p61(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut pair1 = 0.0;
-    for i in 0..n {
-        let w = (x[3] * x[3] + 1.0).ln();
-        let mut acc = 0.0;
-        for j in (i % 3)..(n - i) {
-            acc += (x[j + i] * w).sin();
-        }
-        let start = i / 2;
-        for j in 0..n - start {
-            acc += x[start + j] * w * 0.5;
-        }
-        pair1 += acc * acc;
-    }
-    let mut buf2 = vec![0.0; n];
-    for i in 0..n {
-        buf2[i] = (smooth(pair1) * smooth(pair1) + 1.0).log10();
-    }
-    let v3 = buf2[3] * buf2[0];
-    let mut m4 = (-1.31f64 * 1.67f64);
-    if pair1 > 1.83f64 {
-        m4 += ((((v3 * v3 + 1.0).log2()).tanh() - (v3.tanh().exp_m1()).tanh().stop_gradient())
-            .exp()
-            .ln()
-            + (v3.tanh().exp_m1()).tanh().stop_gradient());
-    } else if x[1] >= 0.09f64 {
-        m4 = m4 * 0.5;
-    }
-    -0.80f64 * (a).tanh()
-        + -1.56f64 * (b).tanh()
-        + -0.85f64 * (pair1).tanh()
-        + -1.53f64 * (v3).tanh()
-        + 0.38f64 * (m4).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p62(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut hist1 = vec![0.0; 3 * n];
-    let mut st2 = (b * b + 1.0).ln();
-    for t in 0..3 {
-        for i in 0..n {
-            st2 = st2 * 0.7 + x[i] * (b.tanh() * 0.5).sinh();
-            hist1[t * n + i] = st2.sin();
-        }
-    }
-    let v3 = hist1[1] * hist1[2 * n] + hist1[3 * n - 1] + st2;
-    let f4 = |t: f64, u: f64| -1.75f64;
-    let v5 = f4(((0.13f64 * 0.13f64 + 0.5).sqrt().tanh() * 0.9).atanh(), v3) * 0.5
-        + f4(v3, ((0.13f64 * 0.13f64 + 0.5).sqrt().tanh() * 0.9).atanh());
-    0.70f64 * (a).tanh() + -2.00f64 * (b).tanh() + 0.04f64 * (v3).tanh() + -1.80f64 * (v5).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p63(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut perm1 = vec![0usize; n];
-    for i in 0..n {
-        perm1[i] = (i + 2) % n;
-    }
-    let mut rot2 = autodiff::ops::softplus(x[3]);
-    for i in 0..n {
-        rot2 = rot2 * 0.8 + x[perm1[i]] * (x[i].tanh() * 0.5).tan();
-        if perm1[0] % 2 == 0 {
-            rot2 = rot2 + b.sin();
-        }
-        let first = perm1[0];
-        for j in 1..n {
-            perm1[j - 1] = perm1[j];
-        }
-        perm1[n - 1] = first;
-    }
-    let v3 = (b * b + 1.0).recip();
-    let v4 = ((rot2 * rot2 + 1.0).powf((rot2 * x[2]).tanh()).tanh() * 0.9).acos();
-    -1.44f64 * (a).tanh()
-        + -1.31f64 * (b).tanh()
-        + 0.92f64 * (rot2).tanh()
-        + -1.79f64 * (v3).tanh()
-        + -0.29f64 * (v4).tanh()
-}
-
-#[derive(Clone, Differentiable)]
-pub struct Holder64<M> {
-    a: f64,
-    w: Vec<f64>,
-    cap: usize,
-    #[differentiable(constant)]
-    mark: M,
-}
-
-impl<M: Clone> Holder64<M> {
-    #[differentiate(wrt(self, x, m, b))]
-    #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
-        let n = x.len().min(self.cap);
-        let mut w1 = (-0.21f64 * 0.5).tanh() + 3.0;
-        let mut steps = 0;
-        while w1 > 0.5 && steps < 20 {
-            w1 = w1 * 0.6 + 0.05 * (b.tanh() * 0.5).cosh().tanh();
-            steps += 1;
-        }
-        let mut m2 = self.a.max(b);
-        if w1.abs() > 1.93f64 {
-            m2 += (w1.sin() * w1.sin()).ln_1p();
-        } else if (self.a.tanh() * 0.9).acos() > 1.94f64 {
-            m2 = m2 * 0.5;
-        }
-        let v3 = if (m2 * m2 + 1.0).recip() <= -0.08f64 {
-            (x[1].tanh() * 0.9).asin()
-        } else {
-            (autodiff::ops::softplus(m2) * autodiff::ops::softplus(m2) + 1.0).log10()
-        };
-        let r5 = products(x, self.a);
-        let v4 = r5[0] * r5[2] + r5[1];
-        0.36f64 * (self.a).tanh()
-            + 0.70f64 * (b).tanh()
-            + 0.80f64 * (w1).tanh()
-            + -1.77f64 * (m2).tanh()
-            + -0.28f64 * (v3).tanh()
-            + 1.15f64 * (v4).tanh()
-    }
-}
-
-pub fn p64(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    Holder64 {
-        a,
-        w: x.to_vec(),
-        cap: 4,
-        mark: (),
-    }
-    .value(x, m, b)
-}
-
-pub fn p64_value_and_grad(
-    x: &[f64],
-    m: &Array2<f64>,
-    a: f64,
-    b: f64,
-) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
-    let (v, (gs, gx, gm, gb)) = Holder64 {
-        a,
-        w: x.to_vec(),
-        cap: 4,
-        mark: (),
-    }
-    .value_value_and_grad(x, m, b);
-    let gx = gx.iter().zip(&gs.w).map(|(p, q)| p + q).collect();
-    (v, (gx, gm, gs.a, gb))
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p65(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut w1 = (-1.95f64 + b).hypot(a.hypot(x[0])).tanh() + 3.0;
+    let mut w1 = -0.32f64.tanh() + 3.0;
     let mut steps = 0;
     while w1 > 0.5 && steps < 20 {
-        w1 = w1 * 0.6 + 0.05 * (-0.11f64.tanh() * 0.5).sinh().tanh();
+        w1 = w1 * 0.6 + 0.05 * (a.tanh() * 0.5).tan().tanh();
         steps += 1;
     }
-    let mut lse2 = (x[1] * b);
-    let mut scratch3 = vec![0.0; 3];
+    let mut perm2 = vec![0usize; n];
     for i in 0..n {
-        for q in 0..3 {
-            scratch3[q] = x[(i + q) % n] * b;
-        }
-        let mut mx = scratch3[0];
-        for q in 1..scratch3.len() {
-            mx = mx.max(scratch3[q]);
-        }
-        let mut se = 0.0;
-        for q in 0..scratch3.len() {
-            se += (scratch3[q] - mx).exp();
-        }
-        lse2 += se.ln() + mx;
+        perm2[i] = (i + 1) % n;
     }
-    let mut w4 = x[3].tanh().exp().tanh() + 3.0;
-    let mut steps = 0;
-    while w4 > 0.5 && steps < 20 {
-        w4 = w4 * 0.6 + 0.05 * a.tanh().exp().tanh();
-        steps += 1;
-    }
-    let mut acc5 = (w4.tanh() * 0.5).cosh();
+    let mut rot3 = (w1 * w1).ln_1p();
     for i in 0..n {
-        acc5 += (w1 * w4).abs();
-        if x[(i + 2) % n].tanh().exp() >= 1.36f64 {
-            acc5 = acc5 * 0.9 + x[(i + 3) % n];
+        rot3 = rot3 * 0.8 + x[perm2[i]] * x[(i + 3) % n];
+        if perm2[0] % 2 == 0 {
+            rot3 = rot3 + b.min(w1);
         }
-    }
-    let mut acc: f64 = -1.33f64 * (a).tanh()
-        + 1.74f64 * (b).tanh()
-        + 0.44f64 * (w1).tanh()
-        + 1.41f64 * (lse2).tanh()
-        + 0.12f64 * (w4).tanh()
-        + -0.79f64 * (acc5).tanh();
-    for i in 0..2 {
-        acc += (&m.row(i) * -0.02f64).mapv(f64::tanh).sum()
-            - (&m.column(i) * 1.34f64 - 0.25)
-                .mapv(f64::sin)
-                .mean()
-                .unwrap()
-            + (&m.row(1 - i) - &m.column(i)).mapv(|t| t * t).sum() * 0.5;
-    }
-    acc
-}
-
-#[differentiate(checkpoint)]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p66(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut lse1 = (b / (a * a + 1.0));
-    let mut scratch2 = vec![0.0; n];
-    for i in 0..n {
-        for q in 0..scratch2.len() {
-            scratch2[q] = x[(i + q) % n] * autodiff::ops::sigmoid((a * a + 0.5).sqrt());
-        }
-        let mut mx = scratch2[0];
-        for q in 1..scratch2.len() {
-            mx = mx.max(scratch2[q]);
-        }
-        let mut se = 0.0;
-        for q in 0..scratch2.len() {
-            se += (scratch2[q] - mx).exp();
-        }
-        lse1 += se.ln() + mx;
-    }
-    let mut hist3 = vec![0.0; 3 * n];
-    let mut st4 = lse1.atan2(b * b + 0.5);
-    for t in 0..3 {
-        for i in 0..n {
-            st4 = st4 * 0.7 + x[i] * (lse1 - lse1);
-            hist3[t * n + i] = st4.sin();
-        }
-    }
-    let v5 = hist3[1] * hist3[2 * n] + hist3[3 * n - 1] + st4;
-    let arr6 = m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * (x[3].tanh() * 0.5).tan();
-    let mut perm7 = vec![0usize; n];
-    for i in 0..n {
-        perm7[i] = (i + 2) % n;
-    }
-    let mut rot8 = arr6;
-    for i in 0..n {
-        rot8 = rot8 * 0.8 + x[perm7[i]] * (arr6.tanh() * 0.9).atanh();
-        if perm7[0] % 2 == 0 {
-            rot8 = rot8 + a;
-        }
-        let first = perm7[0];
+        let first = perm2[0];
         for j in 1..n {
-            perm7[j - 1] = perm7[j];
+            perm2[j - 1] = perm2[j];
         }
-        perm7[n - 1] = first;
+        perm2[n - 1] = first;
     }
-    let mut m9 = (-(lse1));
-    if (0.19f64 * 0.19f64 + 0.5).sqrt() < -1.30f64 {
-        m9 += (autodiff::ops::softplus(0.54f64).tanh() * 0.5).sinh();
-    } else if b.tanh().exp_m1() <= 1.48f64 {
-        m9 = m9 * 0.5;
-    }
-    -0.79f64 * (a).tanh()
-        + 0.29f64 * (b).tanh()
-        + 1.69f64 * (lse1).tanh()
-        + 1.87f64 * (v5).tanh()
-        + -1.83f64 * (arr6).tanh()
-        + -1.01f64 * (rot8).tanh()
-        + 1.34f64 * (m9).tanh()
-}
-
-#[differentiate(checkpoint)]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p67(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut hist1 = vec![0.0; 3 * n];
-    let mut st2 = b.tanh();
-    for t in 0..3 {
-        for i in 0..n {
-            st2 = st2 * 0.7 + x[i] * a.cos();
-            hist1[t * n + i] = st2.sin();
-        }
-    }
-    let v3 = hist1[1] * hist1[2 * n] + hist1[3 * n - 1] + st2;
-    let mut lse4 = a.min(b);
+    let mut lse4 = smooth(-0.72f64);
     let mut scratch5 = vec![0.0; 3];
     for i in 0..n {
-        for q in 0..3 {
-            scratch5[q] = x[(i + q) % n] * (v3.tanh() * 0.5).tan().tanh().exp();
+        scratch5[0] = x[i] * 0.5;
+        for q in 1..3 {
+            scratch5[q] = x[(i + q) % n] * a.tanh().exp();
         }
         let mut mx = scratch5[0];
         for q in 1..scratch5.len() {
@@ -3799,578 +3370,47 @@ pub fn p67(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         lse4 += se.ln() + mx;
     }
-    let arr6 = {
-        let mut q = Array2::<f64>::zeros((3, 2));
-        q.row_mut(0).assign(&(&m.row(1) * a.abs()));
-        q.slice_mut(autodiff::ndarray::s![1.., ..])
-            .assign(&m.mapv(|t| t.sin()));
-        q.row_mut(2).assign(&m.row(0));
-        q.column_mut(1)
-            .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
-        (&q * &q).sum()
-    };
-    let r8 = products(x, (lse4.tanh() * 0.9).atanh());
-    let v7 = r8[0] * r8[2] + r8[2];
-    -0.12f64 * (a).tanh()
-        + -0.39f64 * (b).tanh()
-        + -1.07f64 * (v3).tanh()
-        + -0.58f64 * (lse4).tanh()
-        + -0.88f64 * (arr6).tanh()
-        + 0.71f64 * (v7).tanh()
+    -1.33f64 * (a).tanh()
+        + -0.09f64 * (b).tanh()
+        + 0.52f64 * (w1).tanh()
+        + 1.75f64 * (rot3).tanh()
+        + -0.71f64 * (lse4).tanh()
 }
 
 #[differentiate(checkpoint)]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p68_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut buf1 = vec![0.0; n];
-    for i in 0..n {
-        buf1[i] = (a + pts[(3) / 2][(3) % 2].mul_add(a, b));
-    }
-    for (i, v) in buf1.iter_mut().enumerate() {
-        *v = (*v * pts[((i + 1) % n) / 2][((i + 1) % n) % 2]).sin() + *v * 0.5;
-    }
-    for (v, &w) in buf1.iter_mut().zip(x) {
-        *v += w * 0.25;
-    }
-    let v2 = buf1[0] * buf1[1];
-    let mut lse3 = 0.22f64;
-    let mut scratch4 = vec![0.0; 3];
-    for i in 0..n {
-        for q in 0..3 {
-            scratch4[q] = pts[((i + q) % n) / 2][((i + q) % n) % 2] * pts[(i) / 2][(i) % 2];
-        }
-        let mut mx = scratch4[0];
-        for q in 1..scratch4.len() {
-            mx = mx.max(scratch4[q]);
-        }
-        let mut se = 0.0;
-        for q in 0..scratch4.len() {
-            se += (scratch4[q] - mx).exp();
-        }
-        lse3 = lse3 * 0.5 + se.ln() + mx;
-    }
-    -0.47f64 * (a).tanh() + 1.93f64 * (b).tanh() + -0.10f64 * (v2).tanh() + -1.97f64 * (lse3).tanh()
-}
-
-pub fn p68(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    p68_points(x, &pairs(x), m, a, b)
-}
-
-pub fn p68_value_and_grad(
-    x: &[f64],
-    m: &Array2<f64>,
-    a: f64,
-    b: f64,
-) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
-    let (v, (gx, gp, gm, ga, gb)) = p68_points_value_and_grad(x, &pairs(x), m, a, b);
-    let gx = gx
-        .iter()
-        .zip(gp.iter().flatten())
-        .map(|(p, q)| p + q)
-        .collect();
-    (v, (gx, gm, ga, gb))
-}
-
-#[differentiate(checkpoint)]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p69(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut perm1 = vec![0usize; n];
-    for i in 0..n {
-        perm1[i] = (i + 1) % n;
-    }
-    let mut rot2 = b.max(x[2]);
-    for i in 0..n {
-        rot2 = rot2 * 0.8 + x[perm1[i]] * x[0];
-        if perm1[0] % 2 == 0 {
-            rot2 = rot2 + (b / (b * b + 1.0));
-        }
-        let first = perm1[0];
-        for j in 1..n {
-            perm1[j - 1] = perm1[j];
-        }
-        perm1[n - 1] = first;
-    }
-    let v3 = (((-0.54f64 * -0.54f64 + 1.0).log10() * (-0.54f64 * -0.54f64 + 1.0).log10()).ln_1p()
-        * ((-0.54f64 * -0.54f64 + 1.0).log10() * (-0.54f64 * -0.54f64 + 1.0).log10()).ln_1p()
-        + 1.0)
-        .log2();
-    let mut w4 = (1.88f64.sin() + a.abs()).tanh() + 3.0;
-    let mut steps = 0;
-    while w4 > 0.5 && steps < 20 {
-        w4 = w4 * 0.6 + 0.05 * a.tanh();
-        steps += 1;
-    }
-    let mut perm5 = vec![0usize; n];
-    for i in 0..n {
-        perm5[i] = (i + 1) % n;
-    }
-    let mut rot6 = w4.tanh().exp();
-    for i in 0..n {
-        rot6 = rot6 * 0.8 + x[perm5[i]] * (v3 * v3 + 1.0).ln();
-        if perm5[0] % 2 == 0 {
-            rot6 = rot6 + (1.33f64 - 1.51f64);
-        }
-        let first = perm5[0];
-        for j in 1..n {
-            perm5[j - 1] = perm5[j];
-        }
-        perm5[n - 1] = first;
-    }
-    let part7_s = &x[1..3];
-    let mut part7 = (x[1].tanh() * 0.5).cosh();
-    for i in 0..part7_s.len() {
-        part7 += part7_s[i] * part7_s[1].sin();
-    }
-    let part8_s = &x[1..];
-    let mut part8 = w4;
-    for i in 0..part8_s.len() {
-        part8 += part8_s[i] * part8_s[1].sin();
-    }
-    0.59f64 * (a).tanh()
-        + 0.31f64 * (b).tanh()
-        + 0.75f64 * (rot2).tanh()
-        + 1.16f64 * (v3).tanh()
-        + -0.51f64 * (w4).tanh()
-        + 0.86f64 * (rot6).tanh()
-        + -1.21f64 * (part7).tanh()
-        + -0.61f64 * (part8).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p70(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut pair1 = 0.0;
-    for i in 0..n {
-        let mut p = i + 1;
-        let mut stride = 1;
-        let mut t = 0.5;
-        for j in (i + 1)..n {
-            let d = x[i] - x[p % n];
-            pair1 += (d * d + 0.5).recip() * -0.98f64.max(b) * t;
-            p += stride;
-            stride += j % 2;
-            t += 0.25;
-        }
-    }
-    let mut acc2 = b;
-    for i in 0..n {
-        acc2 += (pair1 / ((a + pair1) * (a + pair1) + 1.0));
-        if (((a).tanh() * 3.0).ceil() * 0.25 + 1.67f64) > -1.11f64 {
-            acc2 = acc2 * 0.9 + (pair1 * pair1 + 0.5).sqrt();
-        }
-    }
-    let v3 = (autodiff::ops::softplus((a * a + 1.0).powf(acc2.tanh()))
-        / (-0.65f64.tanh().exp_m1() * -0.65f64.tanh().exp_m1() + 1.0));
-    let arr4 = {
-        let mut acc = 0.0;
-        for i in 0..2 {
-            let r = m.row(i);
-            let h = r.dot(m).mapv(f64::exp) * (((x[2]).tanh() * 3.0).trunc() * 0.25 + -0.18f64);
-            acc += r.dot(&h) + m.dot(&r).mapv(f64::sin).sum();
-        }
-        acc
-    };
-    0.65f64 * (a).tanh()
-        + -0.41f64 * (b).tanh()
-        + 1.34f64 * (pair1).tanh()
-        + 1.56f64 * (acc2).tanh()
-        + 1.35f64 * (v3).tanh()
-        + 0.81f64 * (arr4).tanh()
-}
-
-#[differentiate(checkpoint)]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p71(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut acc1 = b;
-    for i in 0..n {
-        acc1 += (b
-            / ((((b).tanh() - (b).tanh().stop_gradient()).exp().ln()
-                + (b).tanh().stop_gradient())
-                * (((b).tanh() - (b).tanh().stop_gradient()).exp().ln()
-                    + (b).tanh().stop_gradient())
-                + 1.0));
-        if (b + b) > -0.10f64 {
-            acc1 = acc1 * 0.9 + (-0.35f64.tanh() * 0.5).cosh();
-        }
-    }
-    let mut pair2 = 0.0;
-    for i in 0..n {
-        let w = acc1.asinh();
-        let mut acc = 0.0;
-        for j in (i % 3)..(n - i) {
-            acc += (x[j + i] * w).sin();
-        }
-        let start = i / 2;
-        for j in 0..n - start {
-            acc += x[start + j] * w * 0.5;
-        }
-        pair2 += acc * acc;
-    }
-    let mut perm3 = vec![0usize; n];
-    for i in 0..n {
-        perm3[i] = (i + 1) % n;
-    }
-    let mut rot4 = autodiff::ops::softplus(a);
-    for i in 0..n {
-        rot4 = rot4 * 0.8 + x[perm3[i]] * a.asinh();
-        if perm3[0] % 2 == 0 {
-            rot4 = rot4 + pair2.atan();
-        }
-        let first = perm3[0];
-        for j in 1..n {
-            perm3[j - 1] = perm3[j];
-        }
-        perm3[n - 1] = first;
-    }
-    let mut lse5 = f64::sin(acc1);
-    let mut scratch6 = vec![0.0; n * 2];
-    for i in 0..n {
-        for q0 in 0..n {
-            for r in 0..2 {
-                let q = q0 * 2 + r;
-                scratch6[q] = x[(i + q) % n] * autodiff::ops::sigmoid(pair2);
-            }
-        }
-        let mut mx = scratch6[0];
-        for q in 1..scratch6.len() {
-            mx = mx.max(scratch6[q]);
-        }
-        let mut se = 0.0;
-        for q in 0..scratch6.len() {
-            se += (scratch6[q] - mx).exp();
-        }
-        lse5 = lse5 * 0.5 + se.ln() + mx;
-    }
-    let mut m7 = lse5.tanh();
-    if rot4 < 1.51f64 {
-        m7 += (pair2 * pair2 + 1.0).recip();
-    } else if b < 0.55f64 {
-        m7 = m7 * 0.5;
-    }
-    1.45f64 * (a).tanh()
-        + -1.89f64 * (b).tanh()
-        + -0.06f64 * (acc1).tanh()
-        + 1.41f64 * (pair2).tanh()
-        + -0.65f64 * (rot4).tanh()
-        + 0.45f64 * (lse5).tanh()
-        + 1.03f64 * (m7).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p72(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p57(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut hist1 = vec![0.0; 3 * n];
-    let mut st2 = b;
+    let mut st2 = (-(a));
     for t in 0..3 {
         for i in 0..n {
-            st2 = st2 * 0.7 + x[i] * (b * b + 1.0).ln();
+            st2 = st2 * 0.7 + x[i] * a.tanh();
             hist1[t * n + i] = st2.sin();
         }
     }
     let v3 = hist1[1] * hist1[2 * n] + hist1[3 * n - 1] + st2;
-    let mut pair4 = 0.0;
+    let mut perm4 = vec![0usize; n];
     for i in 0..n {
-        let w = v3.abs();
-        let mut acc = 0.0;
-        for j in (i % 3)..(n - i) {
-            acc += (x[j + i] * w).sin();
-        }
-        let start = i / 2;
-        for j in 0..n - start {
-            acc += x[start + j] * w * 0.5;
-        }
-        pair4 += acc * acc;
+        perm4[i] = (i + 1) % n;
     }
-    let v5 = if helpers::soft(x[0], 0.3) > 0.16f64 {
-        (pair4 * pair4 + 1.5).acosh().asinh()
-    } else {
-        ((pair4 * pair4 + 1.0).recip() * (pair4 * pair4 + 1.0).recip() + 1.5).acosh()
-    };
-    let mut lse6 = autodiff::ops::sigmoid(1.42f64);
-    let mut scratch7 = vec![0.0; 3];
+    let mut rot5 = (v3 * v3 + 1.0).cbrt();
     for i in 0..n {
-        scratch7[0] = x[i] * 0.5;
-        for q in 1..3 {
-            scratch7[q] = x[(i + q) % n] * v3.tanh().clamp(-1.0, 1.0);
+        rot5 = rot5 * 0.8 + x[perm4[i]] * (v3 * v3 + 1.0).log2();
+        if perm4[0] % 2 == 0 {
+            rot5 = rot5 + (v3 + b);
         }
-        let mut mx = scratch7[0];
-        for q in 1..scratch7.len() {
-            mx = mx.max(scratch7[q]);
-        }
-        let mut se = 0.0;
-        for q in 0..scratch7.len() {
-            se += (scratch7[q] - mx).exp();
-        }
-        lse6 += se.ln() + mx;
-    }
-    let part8_s = &x[0..=2];
-    let mut part8 = autodiff::ops::sigmoid(lse6);
-    for i in 0..part8_s.len() {
-        part8 += part8_s[i] * part8_s[1].sin();
-    }
-    let mut lse9 = (a * x[2]);
-    let mut scratch10 = vec![0.0; n];
-    for i in 0..n {
-        let prev = scratch10[1] * 0.25;
-        for q in 0..n {
-            scratch10[q] = x[(i + q) % n] * lse6;
-        }
-        let mut mx = scratch10[0];
-        for q in 1..scratch10.len() {
-            mx = mx.max(scratch10[q]);
-        }
-        let mut se = 0.0;
-        for q in 0..scratch10.len() {
-            se += (scratch10[q] - mx).exp();
-        }
-        lse9 += se.ln() + mx + prev;
-    }
-    let mut acc: f64 = -0.96f64 * (a).tanh()
-        + 0.92f64 * (b).tanh()
-        + -0.44f64 * (v3).tanh()
-        + -0.19f64 * (pair4).tanh()
-        + -0.66f64 * (v5).tanh()
-        + -1.64f64 * (lse6).tanh()
-        + -0.63f64 * (part8).tanh()
-        + 1.27f64 * (lse9).tanh();
-    for i in 0..2 {
-        acc += (&m.row(i) * -0.26f64).mapv(f64::tanh).sum()
-            - (&m.column(i) * 1.81f64 - 0.25)
-                .mapv(f64::sin)
-                .mean()
-                .unwrap()
-            + (&m.row(1 - i) - &m.column(i)).mapv(|t| t * t).sum() * 0.5;
-    }
-    acc
-}
-
-#[differentiate(checkpoint)]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p73(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut perm1 = vec![0usize; n];
-    for i in 0..n {
-        perm1[i] = (i + 1) % n;
-    }
-    let mut rot2 = b;
-    for i in 0..n {
-        rot2 = rot2 * 0.8 + x[perm1[i]] * (a / (b * b + 1.0));
-        if perm1[0] % 2 == 0 {
-            rot2 = rot2 + (a * a + 0.5).sqrt();
-        }
-        let first = perm1[0];
+        let first = perm4[0];
         for j in 1..n {
-            perm1[j - 1] = perm1[j];
+            perm4[j - 1] = perm4[j];
         }
-        perm1[n - 1] = first;
+        perm4[n - 1] = first;
     }
-    let arr3 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * (rot2 * rot2 + 0.5).sqrt()));
-    let mut hist4 = vec![0.0; 3 * n];
-    let mut st5 = (rot2 * rot2).ln_1p();
-    for t in 0..3 {
-        for i in 0..n {
-            st5 = st5 * 0.7 + x[i] * rot2;
-            hist4[t * n + i] = st5.sin();
-        }
-    }
-    let v6 = hist4[1] * hist4[2 * n] + hist4[3 * n - 1] + st5;
-    let mut lse7 = autodiff::ops::softplus(1.68f64);
-    let mut scratch8 = vec![0.0; n];
-    for i in 0..n {
-        for q in 0..scratch8.len() {
-            scratch8[q] = x[(i + q) % n] * v6.tanh().exp().tanh();
-        }
-        let mut mx = scratch8[0];
-        for q in 1..scratch8.len() {
-            mx = mx.max(scratch8[q]);
-        }
-        let mut se = 0.0;
-        for q in 0..scratch8.len() {
-            se += (scratch8[q] - mx).exp();
-        }
-        lse7 += se.ln() + mx;
-    }
-    let part9_s = &x[1..];
-    let mut part9 = (arr3.tanh() * 0.9).atanh();
-    for i in 0..part9_s.len() {
-        part9 += part9_s[i] * part9_s[1].sin();
-    }
-    -0.35f64 * (a).tanh()
-        + 1.01f64 * (b).tanh()
-        + 1.13f64 * (rot2).tanh()
-        + -1.62f64 * (arr3).tanh()
-        + 1.49f64 * (v6).tanh()
-        + 1.96f64 * (lse7).tanh()
-        + -1.85f64 * (part9).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p74(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let part1_s = &x[0..2];
-    let mut part1 = 0.11f64.max(b);
-    for i in 0..part1_s.len() {
-        part1 += part1_s[i] * part1_s[1].sin();
-    }
-    let v2 = if x[2].atan2(x[2] * x[2] + 0.5) < 0.84f64 {
-        x[2]
-    } else {
-        f64::sin((a.tanh() * 0.5).sinh())
-    };
-    let mut acc3 = (a * a).ln_1p();
-    for i in 0..n {
-        acc3 += x[2].sin().max(a.tanh().exp2());
-        if (a.tanh() * 0.5).sinh() > -1.94f64 {
-            acc3 = acc3 * 0.9 + x[(i + 1) % n];
-        }
-    }
-    0.93f64 * (a).tanh()
-        + -0.51f64 * (b).tanh()
-        + -1.80f64 * (part1).tanh()
-        + -0.09f64 * (v2).tanh()
-        + 0.24f64 * (acc3).tanh()
-}
-
-#[differentiate(checkpoint)]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p75(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let v1 = if -1.60f64.atan2(0.97f64 * 0.97f64 + 0.5) > -1.21f64 {
-        (x[0].min(b).tanh() * 0.9).atanh()
-    } else {
-        autodiff::ops::softplus(x[3]).mul_add(x[1], (b * 0.5))
-    };
-    let mut w2 = -1.55f64.asinh().tanh().exp_m1().tanh() + 3.0;
-    let mut steps = 0;
-    while w2 > 0.5 && steps < 20 {
-        w2 = w2 * 0.6 + 0.05 * b.tanh();
-        steps += 1;
-    }
-    -0.52f64 * (a).tanh() + 1.90f64 * (b).tanh() + 1.64f64 * (v1).tanh() + 0.49f64 * (w2).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p76(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let v1 = -0.89f64;
-    let mut m2 = a.abs();
-    if b.min(-0.29f64) >= 0.57f64 {
-        m2 += a;
-    } else if v1 < -0.59f64 {
-        m2 = m2 * 0.5;
-    }
-    let part3_s = &x[1..];
-    let mut part3 = -0.73f64.cos();
-    for i in 0..part3_s.len() {
-        part3 += part3_s[i] * part3_s[1].sin();
-    }
-    -1.78f64 * (a).tanh()
-        + -0.96f64 * (b).tanh()
-        + -1.04f64 * (v1).tanh()
-        + -0.16f64 * (m2).tanh()
-        + -0.01f64 * (part3).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p77(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let part1_s = &x[1..=2];
-    let mut part1 = b.tanh().exp();
-    for i in 0..part1_s.len() {
-        part1 += part1_s[i] * part1_s[1].sin();
-    }
-    let mut buf2 = vec![0.0; n];
-    for i in 0..n {
-        buf2[i] = 0.87f64;
-    }
-    for (i, v) in buf2.iter_mut().enumerate() {
-        *v = (*v * x[(i + 1) % n]).sin() + *v * 0.5;
-    }
-    for (v, &w) in buf2.iter_mut().zip(x) {
-        *v += w * 0.25;
-    }
-    let v3 = buf2[1] + 0.5 * buf2[2];
-    let mut pair4 = 0.0;
-    for i in 0..n {
-        let w = b.atan2(part1 * part1 + 0.5);
-        let mut acc = 0.0;
-        for j in (i % 3)..(n - i) {
-            acc += (x[j + i] * w).sin();
-        }
-        let start = i / 2;
-        for j in 0..n - start {
-            acc += x[start + j] * w * 0.5;
-        }
-        pair4 += acc * acc;
-    }
-    let part5_s = &x[0..];
-    let mut part5 = (part1 * part1 + 1.0).log10();
-    for i in 0..part5_s.len() {
-        part5 += part5_s[i] * part5_s[1].sin();
-    }
-    let mut perm6 = vec![0usize; n];
-    for i in 0..n {
-        perm6[i] = (i + 1) % n;
-    }
-    let mut rot7 = autodiff::ops::sigmoid(x[2]);
-    for i in 0..n {
-        rot7 = rot7 * 0.8 + x[perm6[i]] * a;
-        if perm6[0] % 2 == 0 {
-            rot7 = rot7 + (v3 * v3).ln_1p();
-        }
-        let first = perm6[0];
-        for j in 1..n {
-            perm6[j - 1] = perm6[j];
-        }
-        perm6[n - 1] = first;
-    }
-    let mut acc: f64 = -0.41f64 * (a).tanh()
-        + -1.97f64 * (b).tanh()
-        + -0.10f64 * (part1).tanh()
-        + 1.65f64 * (v3).tanh()
-        + 0.36f64 * (pair4).tanh()
-        + -1.09f64 * (part5).tanh()
-        + 1.76f64 * (rot7).tanh();
-    for i in 0..2 {
-        acc += (&m.row(i) * 1.85f64).mapv(f64::tanh).sum()
-            - (&m.column(i) * -1.87f64 - 0.25)
-                .mapv(f64::sin)
-                .mean()
-                .unwrap()
-            + (&m.row(1 - i) - &m.column(i)).mapv(|t| t * t).sum() * 0.5;
-    }
-    acc
-}
-
-#[differentiate(checkpoint)]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p78(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut w1 = b
-        .powi(2)
-        .mul_add((b.tanh() * 0.5).cosh(), a.tanh().exp())
-        .tanh()
-        + 3.0;
-    let mut steps = 0;
-    while w1 > 0.5 && steps < 20 {
-        w1 = w1 * 0.6 + 0.05 * autodiff::ops::softplus(a).tanh();
-        steps += 1;
-    }
-    let v2 =
-        ((1.06f64.tanh() * 0.9).atanh().abs() * (1.06f64.tanh() * 0.9).atanh().abs() + 1.0).log2();
-    -1.93f64 * (a).tanh() + -0.35f64 * (b).tanh() + -1.59f64 * (w1).tanh() + -0.59f64 * (v2).tanh()
+    -1.05f64 * (a).tanh() + -0.67f64 * (b).tanh() + -0.27f64 * (v3).tanh() + 1.89f64 * (rot5).tanh()
 }
 
 #[derive(Clone, Differentiable)]
-pub struct Holder79<M> {
+pub struct Holder58<M> {
     a: f64,
     w: Vec<f64>,
     cap: usize,
@@ -4378,77 +3418,36 @@ pub struct Holder79<M> {
     mark: M,
 }
 
-impl<M: Clone> Holder79<M> {
+impl<M: Clone> Holder58<M> {
     #[differentiate(wrt(self, x, m, b))]
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
         let n = self.w.len().min(self.cap);
-        let part1_s = &self.w[1..3];
-        let mut part1 = 1.14f64.abs();
-        for i in 0..part1_s.len() {
-            part1 += part1_s[i] * part1_s[1].sin();
-        }
-        let mut pair2 = 0.0;
-        for i in 0..n {
-            for j in (i + 1)..n {
-                let d = self.w[i] - self.w[j];
-                pair2 += (d * d + 0.5).recip() * (b.tanh() * 0.9).atanh();
-            }
-        }
-        let v3 = match ((self.a / (self.a * self.a + 1.0)) >= 1.19f64, n % 3) {
-            (true, 0) => {
-                (((pair2.abs()).tanh() - (pair2.asinh()).tanh().stop_gradient())
-                    .exp()
-                    .ln()
-                    + (pair2.asinh()).tanh().stop_gradient())
-            }
-            (false, k4) | (_, k4 @ 1) => b * (k4 + 1) as f64,
-            _ => self.w[3],
+        let v1 = if self.w[0].mul_add(self.w[3], b) < 0.60f64 {
+            (self.w[0] * b)
+        } else {
+            (-(self.a.tanh().exp()))
         };
-        let mut perm5 = vec![0usize; n];
-        for i in 0..n {
-            perm5[i] = (i + 1) % n;
+        let mut w2 = ((((-0.37f64).tanh() * 3.0).round() * 0.25 + v1)
+            * (((-0.37f64).tanh() * 3.0).round() * 0.25 + v1)
+            + 1.0)
+            .ln()
+            .tanh()
+            + 3.0;
+        let mut steps = 0;
+        while w2 > 0.5 && steps < 20 {
+            w2 = w2 * 0.6 + 0.05 * b.tanh().exp2().tanh();
+            steps += 1;
         }
-        let mut rot6 = v3;
-        for i in 0..n {
-            rot6 = rot6 * 0.8 + self.w[perm5[i]] * -1.23f64.tanh().exp_m1();
-            if perm5[0] % 2 == 0 {
-                rot6 = rot6 + (self.w[(i + 3) % n].tanh() * 0.9).acos();
-            }
-            let first = perm5[0];
-            for j in 1..n {
-                perm5[j - 1] = perm5[j];
-            }
-            perm5[n - 1] = first;
-        }
-        let mut acc7 = (-1.42f64 * -1.42f64).ln_1p();
-        for i in 0..n {
-            acc7 += self.a;
-            if self.a.max(part1) >= 1.55f64 {
-                return acc7 * 0.9 + -0.78f64.tanh().exp_m1();
-            }
-        }
-        let mut acc: f64 = -0.32f64 * (self.a).tanh()
-            + 1.19f64 * (b).tanh()
-            + -1.78f64 * (part1).tanh()
-            + -0.24f64 * (pair2).tanh()
-            + -0.04f64 * (v3).tanh()
-            + 0.78f64 * (rot6).tanh()
-            + 0.27f64 * (acc7).tanh();
-        for i in 0..2 {
-            acc += (&m.row(i) * 0.56f64).mapv(f64::tanh).sum()
-                - (&m.column(i) * -1.89f64 - 0.25)
-                    .mapv(f64::sin)
-                    .mean()
-                    .unwrap()
-                + (&m.row(1 - i) - &m.column(i)).mapv(|t| t * t).sum() * 0.5;
-        }
-        acc
+        0.67f64 * (self.a).tanh()
+            + -0.37f64 * (b).tanh()
+            + -0.14f64 * (v1).tanh()
+            + 0.35f64 * (w2).tanh()
     }
 }
 
-pub fn p79(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    Holder79 {
+pub fn p58(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    Holder58 {
         a,
         w: x.to_vec(),
         cap: 4,
@@ -4457,13 +3456,13 @@ pub fn p79(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     .value(x, m, b)
 }
 
-pub fn p79_value_and_grad(
+pub fn p58_value_and_grad(
     x: &[f64],
     m: &Array2<f64>,
     a: f64,
     b: f64,
 ) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
-    let (v, (gs, gx, gm, gb)) = Holder79 {
+    let (v, (gs, gx, gm, gb)) = Holder58 {
         a,
         w: x.to_vec(),
         cap: 4,
@@ -4476,141 +3475,101 @@ pub fn p79_value_and_grad(
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p80(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p59(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let v1 = (((x[0] * 0.5).tanh() * 0.9).asin().tanh() * 0.9).acos();
-    let v2 = ((b.tanh().exp2() * b.tanh().exp2() + 1.0).log2().tanh() * 0.9).acos();
-    let mut perm3 = vec![0usize; n];
+    let mut acc1 = helpers::soft(1.27f64, 0.3);
     for i in 0..n {
-        perm3[i] = (i + 3) % n;
-    }
-    let mut rot4 = (-(v1));
-    for i in 0..n {
-        rot4 = rot4 * 0.8 + x[perm3[i]] * f64::sin(a);
-        if perm3[0] % 2 == 0 {
-            rot4 = rot4 + (v2 * v2 + 1.5).acosh();
-        }
-        let first = perm3[0];
-        for j in 1..n {
-            perm3[j - 1] = perm3[j];
-        }
-        perm3[n - 1] = first;
-    }
-    let mut acc5 = helpers::soft(v1, 0.3);
-    for i in 0..n {
-        acc5 += (b.tanh() * 0.5).sinh().tanh().exp_m1();
-        if (0.15f64.tanh() * 0.5).sinh() > 0.46f64 {
-            return acc5 * 0.9 + b.clamp(-1.0, 1.0);
+        acc1 += helpers::soft((b * b + 1.0).cbrt(), 0.3);
+        if b.tanh().exp_m1() < -0.64f64 {
+            acc1 = acc1 * 0.9 + (a.tanh() * 0.9).acos();
         }
     }
-    let mut acc6 = (v2 * v2 + 1.0).powf(x[2].tanh());
+    let v2 = (x[2].sin() * x[2].sin() + 1.0).log2().cos();
+    let mut acc3 = a.min(a);
     for i in 0..n {
-        acc6 += smooth((acc5 * acc5 + 1.0).log2());
-        if (x[3] * x[3] + 1.5).acosh() >= -0.17f64 {
-            acc6 = acc6 * 0.9 + 0.74f64.min(x[2]);
+        acc3 += (v2.tanh() * v2.tanh() + 1.0).log(3.0);
+        if b.sin() >= 0.10f64 {
+            acc3 = acc3 * 0.9 + (-(0.24f64));
         }
     }
-    let mut buf7 = vec![0.0; n];
-    for i in 0..n {
-        buf7[i] = autodiff::ops::sigmoid(autodiff::ops::sigmoid(a));
+    let v4 = ((x[0] * x[0] + 0.5).sqrt() * (x[0] * x[0] + 0.5).sqrt() + 1.5).acosh();
+    let mut acc: f64 = 0.92f64 * (a).tanh()
+        + 1.70f64 * (b).tanh()
+        + 0.14f64 * (acc1).tanh()
+        + -1.21f64 * (v2).tanh()
+        + -1.22f64 * (acc3).tanh()
+        + 1.73f64 * (v4).tanh();
+    for i in 0..2 {
+        acc += (&m.row(i) * -0.43f64).mapv(f64::tanh).sum()
+            - (&m.column(i) * 0.95f64 - 0.25)
+                .mapv(f64::sin)
+                .mean()
+                .unwrap()
+            + (&m.row(1 - i) - &m.column(i)).mapv(|t| t * t).sum() * 0.5;
     }
-    for i in 1..n {
-        buf7[i] += buf7[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf7[i];
-        buf7[i] = (old * buf7[i - 1]).sin() + old;
-    }
-    let v8 = buf7[1] * buf7[2];
-    0.52f64 * (a).tanh()
-        + -0.31f64 * (b).tanh()
-        + 1.68f64 * (v1).tanh()
-        + 1.84f64 * (v2).tanh()
-        + -0.72f64 * (rot4).tanh()
-        + 0.43f64 * (acc5).tanh()
-        + 1.96f64 * (acc6).tanh()
-        + -1.74f64 * (v8).tanh()
+    acc
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p81_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p60_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut perm1 = vec![0usize; n];
+    let v1 = b;
+    let mut perm2 = vec![0usize; n];
     for i in 0..n {
-        perm1[i] = (i + 1) % n;
+        perm2[i] = (i + 1) % n;
     }
-    let mut rot2 = a.mul_add(pts[(0) / 2][(0) % 2], pts[(0) / 2][(0) % 2]);
+    let mut rot3 = v1.tanh().exp_m1();
     for i in 0..n {
-        rot2 = rot2 * 0.8 + pts[(perm1[i]) / 2][(perm1[i]) % 2] * pts[(i) / 2][(i) % 2];
-        if perm1[0] % 2 == 0 {
-            rot2 = rot2 + smooth(b);
+        rot3 = rot3 * 0.8 + pts[(perm2[i]) / 2][(perm2[i]) % 2] * (a * 0.38f64);
+        if perm2[0] % 2 == 0 {
+            rot3 = rot3 + b;
         }
-        let first = perm1[0];
+        let first = perm2[0];
         for j in 1..n {
-            perm1[j - 1] = perm1[j];
+            perm2[j - 1] = perm2[j];
         }
-        perm1[n - 1] = first;
+        perm2[n - 1] = first;
     }
-    let mut m3 = (pts[(0) / 2][(0) % 2].tanh() * 0.5).sinh();
-    if autodiff::ops::sigmoid(b) >= 1.96f64 {
-        m3 += (rot2.clamp(-1.0, 1.0)
-            + (((pts[(3) / 2][(3) % 2]).tanh() * 3.0).floor() * 0.25 + 1.83f64));
-    } else if (-1.64f64 * 0.5) <= -1.57f64 {
-        m3 = m3 * 0.5;
-    }
-    let mut perm4 = vec![0usize; n];
-    for i in 0..n {
-        perm4[i] = (i + 1) % n;
-    }
-    let mut rot5 = a.min(a);
-    for i in 0..n {
-        rot5 = rot5 * 0.8 + pts[(perm4[i]) / 2][(perm4[i]) % 2] * (b * b + 1.0).log(3.0);
-        if perm4[0] % 2 == 0 {
-            rot5 = rot5 + (b * b + 1.0).recip();
+    let v4 = if (v1 * v1 + 1.0).cbrt() >= -0.07f64 {
+        a
+    } else {
+        (a.tanh() * a.tanh() + 1.0).log2()
+    };
+    let arr5 = {
+        let mut q = Array2::<f64>::zeros((2, 2));
+        let mut r = m.row(0).to_owned();
+        for i in 0..2 {
+            r = (&r * autodiff::ops::sigmoid(-1.97f64) + &m.row(i)).mapv(|t| t.tanh());
+            q.row_mut(i).assign(&r);
         }
-        let first = perm4[0];
-        for j in 1..n {
-            perm4[j - 1] = perm4[j];
-        }
-        perm4[n - 1] = first;
-    }
-    let mut pair6 = 0.0;
-    for i in 0..n {
-        for j in (0..n).filter(|&j| j != i) {
-            let d = pts[(i) / 2][(i) % 2] - pts[(j) / 2][(j) % 2];
-            pair6 += (d * d + 0.5).recip() * (rot5.tanh() * 0.5).tan();
-        }
-    }
-    for &q in x.iter().filter(|&&q| q > 0.0) {
-        pair6 += q * q * 0.25;
-    }
-    let mut m7 = pts[(2) / 2][(2) % 2].atan2(rot5 * rot5 + 0.5);
-    if rot2.atan() >= 0.38f64 {
-        m7 += (((rot5).tanh() * 3.0).trunc() * 0.25 + b).max(rot5.max(rot2));
-    } else if rot2 > -0.09f64 {
-        m7 = m7 * 0.5;
-    }
-    1.01f64 * (a).tanh()
-        + -1.06f64 * (b).tanh()
-        + 0.99f64 * (rot2).tanh()
-        + -0.96f64 * (m3).tanh()
-        + -0.03f64 * (rot5).tanh()
-        + -1.79f64 * (pair6).tanh()
-        + 0.57f64 * (m7).tanh()
+        (&q * m).sum()
+    };
+    let v6 = if 0.56f64.clamp(-1.0, 1.0) <= 0.50f64 {
+        f64::sin(1.63f64).tanh()
+    } else {
+        ((0.79f64 * 0.79f64 + 1.0).ln() + 0.84f64)
+    };
+    1.56f64 * (a).tanh()
+        + -0.15f64 * (b).tanh()
+        + -1.11f64 * (v1).tanh()
+        + 0.14f64 * (rot3).tanh()
+        + -0.13f64 * (v4).tanh()
+        + 1.72f64 * (arr5).tanh()
+        + -1.08f64 * (v6).tanh()
 }
 
-pub fn p81(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    p81_points(x, &pairs(x), m, a, b)
+pub fn p60(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    p60_points(x, &pairs(x), m, a, b)
 }
 
-pub fn p81_value_and_grad(
+pub fn p60_value_and_grad(
     x: &[f64],
     m: &Array2<f64>,
     a: f64,
     b: f64,
 ) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
-    let (v, (gx, gp, gm, ga, gb)) = p81_points_value_and_grad(x, &pairs(x), m, a, b);
+    let (v, (gx, gp, gm, ga, gb)) = p60_points_value_and_grad(x, &pairs(x), m, a, b);
     let gx = gx
         .iter()
         .zip(gp.iter().flatten())
@@ -4621,44 +3580,323 @@ pub fn p81_value_and_grad(
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p82(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p61_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let part1_s = &x[0..2];
-    let mut part1 = autodiff::ops::softplus(a);
-    for i in 0..part1_s.len() {
-        part1 += part1_s[i] * part1_s[1].sin();
+    let mut m1 = (a.tanh() * 0.5).tan();
+    if (pts[(1) / 2][(1) % 2].tanh() * 0.9).asin() <= 0.47f64 {
+        m1 += ((((1.98f64).tanh() * 3.0).floor() * 0.25 + b)
+            * (((1.98f64).tanh() * 3.0).floor() * 0.25 + b)
+            + 0.5)
+            .sqrt();
+    } else if a.max(b) <= -0.41f64 {
+        m1 = m1 * 0.5;
     }
-    let mut pair2 = 0.0;
+    let v2 = if autodiff::ops::softplus(b) < 0.41f64 {
+        pts[(0) / 2][(0) % 2]
+    } else {
+        (((a.cos()).tanh() - (-1.75f64).tanh().stop_gradient())
+            .exp()
+            .ln()
+            + (-1.75f64).tanh().stop_gradient())
+    };
+    let mut pair3 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = pts[(i) / 2][(i) % 2] - pts[(j) / 2][(j) % 2];
+            pair3 += (d * d + 0.5).recip() * (pts[(1) / 2][(1) % 2] / (b * b + 1.0));
+        }
+    }
+    let mut acc4 = -1.10f64;
+    for i in 0..n {
+        acc4 += (pts[(1) / 2][(1) % 2].mul_add(pts[(3) / 2][(3) % 2], -0.65f64)
+            * pts[(1) / 2][(1) % 2].mul_add(pts[(3) / 2][(3) % 2], -0.65f64)
+            + 1.0)
+            .recip();
+        if v2 > -0.92f64 {
+            acc4 = acc4 * 0.9 + -1.67f64.cos();
+        }
+    }
+    1.33f64 * (a).tanh()
+        + 0.78f64 * (b).tanh()
+        + 0.12f64 * (m1).tanh()
+        + 1.97f64 * (v2).tanh()
+        + 1.52f64 * (pair3).tanh()
+        + 1.90f64 * (acc4).tanh()
+}
+
+pub fn p61(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    p61_points(x, &pairs(x), m, a, b)
+}
+
+pub fn p61_value_and_grad(
+    x: &[f64],
+    m: &Array2<f64>,
+    a: f64,
+    b: f64,
+) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
+    let (v, (gx, gp, gm, ga, gb)) = p61_points_value_and_grad(x, &pairs(x), m, a, b);
+    let gx = gx
+        .iter()
+        .zip(gp.iter().flatten())
+        .map(|(p, q)| p + q)
+        .collect();
+    (v, (gx, gm, ga, gb))
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p62_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut m1 = a;
+    if (pts[(0) / 2][(0) % 2].tanh() * 0.5).sinh() < -1.68f64 {
+        m1 += ((b * b + 1.0).log10() * (b * b + 1.0).log10() + 1.5).acosh();
+    } else if b.tanh().exp() > -0.43f64 {
+        m1 = m1 * 0.5;
+    }
+    let mut w2 = (-0.21f64 * 0.5).tanh() + 3.0;
+    let mut steps = 0;
+    while w2 > 0.5 && steps < 20 {
+        w2 = w2 * 0.6 + 0.05 * (a.tanh() * 0.5).cosh().tanh();
+        steps += 1;
+    }
+    let mut m3 = w2.max(w2);
+    if w2.abs() > 1.93f64 {
+        m3 += (b.sin() * b.sin()).ln_1p();
+    } else if (a.tanh() * 0.9).acos() > 1.94f64 {
+        m3 = m3 * 0.5;
+    }
+    let v4 = if (b * b + 1.0).recip() <= -0.08f64 {
+        (pts[(1) / 2][(1) % 2].tanh() * 0.9).asin()
+    } else {
+        (autodiff::ops::softplus(w2) * autodiff::ops::softplus(w2) + 1.0).log10()
+    };
+    let r6 = products(x, w2);
+    let v5 = r6[0] * r6[2] + r6[1];
+    let mut pair7 = 0.0;
+    for i in 0..n {
+        let w = (-1.77f64 * -1.77f64).ln_1p();
+        let mut acc = 0.0;
+        for j in (i % 3)..(n - i) {
+            acc += (pts[(j + i) / 2][(j + i) % 2] * w).sin();
+        }
+        let start = i / 2;
+        for j in 0..n - start {
+            acc += pts[(start + j) / 2][(start + j) % 2] * w * 0.5;
+        }
+        pair7 += acc * acc;
+    }
+    let mut acc: f64 = 1.49f64 * (a).tanh()
+        + -1.52f64 * (b).tanh()
+        + 0.61f64 * (m1).tanh()
+        + 0.47f64 * (w2).tanh()
+        + -0.53f64 * (m3).tanh()
+        + -1.50f64 * (v4).tanh()
+        + 0.96f64 * (v5).tanh()
+        + -1.50f64 * (pair7).tanh();
+    for i in 0..2 {
+        acc += (&m.row(i) * -1.95f64).mapv(f64::tanh).sum()
+            - (&m.column(i) * -1.54f64 - 0.25)
+                .mapv(f64::sin)
+                .mean()
+                .unwrap()
+            + (&m.row(1 - i) - &m.column(i)).mapv(|t| t * t).sum() * 0.5;
+    }
+    acc
+}
+
+pub fn p62(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    p62_points(x, &pairs(x), m, a, b)
+}
+
+pub fn p62_value_and_grad(
+    x: &[f64],
+    m: &Array2<f64>,
+    a: f64,
+    b: f64,
+) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
+    let (v, (gx, gp, gm, ga, gb)) = p62_points_value_and_grad(x, &pairs(x), m, a, b);
+    let gx = gx
+        .iter()
+        .zip(gp.iter().flatten())
+        .map(|(p, q)| p + q)
+        .collect();
+    (v, (gx, gm, ga, gb))
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p63(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut acc1 = (1.32f64 * 1.32f64 + 1.0).ln();
+    for i in 0..n {
+        acc1 += (a.sin().tanh() * 0.9).acos();
+        if x[2].mul_add(b, 1.97f64) <= -0.67f64 {
+            acc1 = acc1 * 0.9 + (a * a);
+        }
+    }
+    let arr2 = {
+        let t = m.dot(&m.column(0));
+        let e = m.column(1).mapv(f64::exp);
+        let z = if b.tanh().exp() > 0.0 { t } else { &e * 2.0 };
+        (&z * &e).sum()
+    };
+    let mut w3 = (arr2.hypot(b) * (arr2.tanh() * 0.9).acos()).tanh() + 3.0;
+    let mut steps = 0;
+    while w3 > 0.5 && steps < 20 {
+        w3 = w3 * 0.6 + 0.05 * (b.tanh() * 0.9).asin().tanh();
+        steps += 1;
+    }
+    let arr4 = (m.to_owned().reversed_axes() * (arr2.tanh() * 0.9).atanh() + &m.view())
+        .mapv(|t| t.tanh())
+        .sum();
+    let v5 = ((x[1].max(a) * x[1].max(a) + 1.0).cbrt() * (x[1].max(a) * x[1].max(a) + 1.0).cbrt()
+        + 1.5)
+        .acosh();
+    let mut acc6 = arr2.sin();
+    for i in 0..n {
+        acc6 += w3;
+        if (acc1 + acc1) <= -1.64f64 {
+            acc6 = acc6 * 0.9 + autodiff::ops::softplus(x[2]);
+        }
+    }
+    0.68f64 * (a).tanh()
+        + -0.21f64 * (b).tanh()
+        + 0.48f64 * (acc1).tanh()
+        + -0.76f64 * (arr2).tanh()
+        + 1.64f64 * (w3).tanh()
+        + -0.42f64 * (arr4).tanh()
+        + -0.45f64 * (v5).tanh()
+        + 1.76f64 * (acc6).tanh()
+}
+
+#[differentiate(checkpoint)]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p64(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut pair1 = 0.0;
+    for i in 0..n {
+        for j in (0..n).filter(|&j| j != i) {
+            let d = x[i] - x[j];
+            pair1 += (d * d + 0.5).recip() * x[2];
+        }
+    }
+    for &q in x.iter().filter(|&&q| q > 0.0) {
+        pair1 += q * q * 0.25;
+    }
+    let v2 = a;
+    let mut pair3 = 0.0;
     for i in 0..n {
         let mut p = i + 1;
         let mut stride = 1;
         let mut t = 0.5;
         for j in (i + 1)..n {
             let d = x[i] - x[p % n];
-            pair2 += (d * d + 0.5).recip() * (b * -0.44f64) * t;
+            pair3 += (d * d + 0.5).recip() * v2.tanh() * t;
             p += stride;
             stride += j % 2;
             t += 0.25;
         }
     }
-    1.76f64 * (a).tanh()
-        + -0.72f64 * (b).tanh()
-        + 0.74f64 * (part1).tanh()
-        + 1.29f64 * (pair2).tanh()
+    let mut pair4 = 0.0;
+    for i in 0..n {
+        let mut p = i + 1;
+        let mut stride = 1;
+        let mut t = 0.5;
+        for j in (i + 1)..n {
+            let d = x[i] - x[p % n];
+            pair4 += (d * d + 0.5).recip() * (-(b)) * t;
+            p += stride;
+            stride += j % 2;
+            t += 0.25;
+        }
+    }
+    1.36f64 * (a).tanh()
+        + -1.30f64 * (b).tanh()
+        + 1.84f64 * (pair1).tanh()
+        + 0.31f64 * (v2).tanh()
+        + -0.80f64 * (pair3).tanh()
+        + 0.54f64 * (pair4).tanh()
+}
+
+#[differentiate(checkpoint)]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p65(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut pair1 = 0.0;
+    for i in 0..n {
+        let w = (-(b));
+        let mut acc = 0.0;
+        for j in (i % 3)..(n - i) {
+            acc += (x[j + i] * w).sin();
+        }
+        let start = i / 2;
+        for j in 0..n - start {
+            acc += x[start + j] * w * 0.5;
+        }
+        pair1 += acc * acc;
+    }
+    let part2_s = &x[1..];
+    let mut part2 = (0.13f64 * 0.13f64 + 1.0).ln();
+    for i in 0..part2_s.len() {
+        part2 += part2_s[i] * part2_s[1].sin();
+    }
+    let mut acc: f64 = -1.36f64 * (a).tanh()
+        + -1.98f64 * (b).tanh()
+        + 1.65f64 * (pair1).tanh()
+        + -0.94f64 * (part2).tanh();
+    for i in 0..2 {
+        acc += (&m.row(i) * -1.32f64).mapv(f64::tanh).sum()
+            - (&m.column(i) * -0.73f64 - 0.25)
+                .mapv(f64::sin)
+                .mean()
+                .unwrap()
+            + (&m.row(1 - i) - &m.column(i)).mapv(|t| t * t).sum() * 0.5;
+    }
+    acc
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p83(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p66(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let v1 = if (((x[3]).tanh() * 3.0).signum() * 0.25 + x[1]) <= -0.50f64 {
-        autodiff::ops::softplus((b * b).ln_1p())
+    let f1 = |t: f64, u: f64| (-0.83f64.tanh() * 0.5).tan();
+    let mut v2 = ((b.tanh() * 0.5).tan().tanh() * 0.9).acos();
+    for i in 0..n {
+        v2 = v2 * 0.5 + f1(x[i], b);
+    }
+    let v3 = if (b * -0.51f64) <= 0.04f64 {
+        autodiff::ops::sigmoid(1.18f64)
     } else {
-        (a * (b * b + 1.0).ln())
+        (-0.12f64.abs().tanh() * 0.5).cosh()
     };
+    let mut pair4 = 0.0;
+    for i in 0..n {
+        let mut p = i + 1;
+        let mut stride = 1;
+        let mut t = 0.5;
+        for j in (i + 1)..n {
+            let d = x[i] - x[p % n];
+            pair4 += (d * d + 0.5).recip() * (1.07f64 / (-1.90f64 * -1.90f64 + 1.0)) * t;
+            p += stride;
+            stride += j % 2;
+            t += 0.25;
+        }
+    }
+    -1.42f64 * (a).tanh()
+        + 0.88f64 * (b).tanh()
+        + 0.09f64 * (v2).tanh()
+        + 0.65f64 * (v3).tanh()
+        + 0.04f64 * (pair4).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p67(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let v1 = (b * b + 1.0).log10();
     let mut buf2 = vec![0.0; n];
     for i in 0..n {
-        buf2[i] = ((x[3] * x[3] + 1.0).log10() * (x[3] * x[3] + 1.0).log10() + 1.0).cbrt();
+        buf2[i] = (x[i] * 0.5);
     }
     for i in 1..n {
         buf2[i] += buf2[i - 1] * 0.5;
@@ -4667,49 +3905,875 @@ pub fn p83(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         let old = buf2[i];
         buf2[i] = (old * buf2[i - 1]).sin() + old;
     }
-    let v3 = buf2[0] + 0.5 * buf2[1];
-    let v4 = -1.61f64;
-    -0.96f64 * (a).tanh()
-        + -0.19f64 * (b).tanh()
-        + -1.91f64 * (v1).tanh()
-        + -1.00f64 * (v3).tanh()
-        + 0.18f64 * (v4).tanh()
-}
-
-#[differentiate(checkpoint)]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p84_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let v1 = (((a).tanh() * 3.0).ceil() * 0.25 + b).tanh().sin();
-    let arr2 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * pts[(1) / 2][(1) % 2];
-    let v3 = match (arr2 >= -1.70f64, n % 3) {
-        (true, 0) => (-0.39f64.tanh() * 0.5).cosh(),
-        (false, k4) | (_, k4 @ 1) => -1.73f64.sin() * (k4 + 1) as f64,
-        _ => {
-            (((pts[(3) / 2][(3) % 2]).tanh() - (arr2).tanh().stop_gradient())
-                .exp()
-                .ln()
-                + (arr2).tanh().stop_gradient())
+    let v3 = buf2[2] + 0.5 * buf2[3];
+    let mut w4 = (((-1.97f64 * 0.5).tanh() - (x[3]).tanh().stop_gradient())
+        .exp()
+        .ln()
+        + (x[3]).tanh().stop_gradient())
+    .tanh()
+        + 3.0;
+    let mut steps = 0;
+    while w4 > 0.5 && steps < 20 {
+        w4 = w4 * 0.6 + 0.05 * b.tanh();
+        steps += 1;
+    }
+    let mut perm5 = vec![0usize; n];
+    for i in 0..n {
+        perm5[i] = (i + 3) % n;
+    }
+    let mut rot6 = (x[2] / (x[3] * x[3] + 1.0));
+    for i in 0..n {
+        rot6 = rot6 * 0.8 + x[perm5[i]] * (v1 * 0.5);
+        if perm5[0] % 2 == 0 {
+            rot6 = rot6 + b.clamp(-1.0, 1.0);
         }
-    };
-    -0.61f64 * (a).tanh()
-        + -1.35f64 * (b).tanh()
-        + 0.86f64 * (v1).tanh()
-        + 1.03f64 * (arr2).tanh()
-        + 0.23f64 * (v3).tanh()
+        let first = perm5[0];
+        for j in 1..n {
+            perm5[j - 1] = perm5[j];
+        }
+        perm5[n - 1] = first;
+    }
+    -1.46f64 * (a).tanh()
+        + -0.43f64 * (b).tanh()
+        + -1.43f64 * (v1).tanh()
+        + -1.40f64 * (v3).tanh()
+        + 1.83f64 * (w4).tanh()
+        + -0.40f64 * (rot6).tanh()
 }
 
-pub fn p84(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    p84_points(x, &pairs(x), m, a, b)
+#[derive(Clone, Differentiable)]
+pub struct Holder68<M> {
+    a: f64,
+    w: Vec<f64>,
+    cap: usize,
+    #[differentiable(constant)]
+    mark: M,
 }
 
-pub fn p84_value_and_grad(
+impl<M: Clone> Holder68<M> {
+    #[differentiate(wrt(self, x, m, b))]
+    #[allow(unused_mut, unused_variables, clippy::all)]
+    pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
+        let n = x.len().min(self.cap);
+        let mut w1 = (1.88f64.sin() + self.a.abs()).tanh() + 3.0;
+        let mut steps = 0;
+        while w1 > 0.5 && steps < 20 {
+            w1 = w1 * 0.6 + 0.05 * self.a.tanh();
+            steps += 1;
+        }
+        let mut perm2 = vec![0usize; n];
+        for i in 0..n {
+            perm2[i] = (i + 1) % n;
+        }
+        let mut rot3 = b.tanh().exp();
+        for i in 0..n {
+            rot3 = rot3 * 0.8 + x[perm2[i]] * (w1 * w1 + 1.0).ln();
+            if perm2[0] % 2 == 0 {
+                rot3 = rot3 + (1.33f64 - 1.51f64);
+            }
+            let first = perm2[0];
+            for j in 1..n {
+                perm2[j - 1] = perm2[j];
+            }
+            perm2[n - 1] = first;
+        }
+        let part4_s = &x[1..3];
+        let mut part4 = (x[1].tanh() * 0.5).cosh();
+        for i in 0..part4_s.len() {
+            part4 += part4_s[i] * part4_s[1].sin();
+        }
+        let part5_s = &x[1..];
+        let mut part5 = rot3;
+        for i in 0..part5_s.len() {
+            part5 += part5_s[i] * part5_s[1].sin();
+        }
+        0.59f64 * (self.a).tanh()
+            + 0.31f64 * (b).tanh()
+            + 0.75f64 * (w1).tanh()
+            + 1.16f64 * (rot3).tanh()
+            + -0.51f64 * (part4).tanh()
+            + 0.86f64 * (part5).tanh()
+    }
+}
+
+pub fn p68(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    Holder68 {
+        a,
+        w: x.to_vec(),
+        cap: 4,
+        mark: (),
+    }
+    .value(x, m, b)
+}
+
+pub fn p68_value_and_grad(
     x: &[f64],
     m: &Array2<f64>,
     a: f64,
     b: f64,
 ) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
-    let (v, (gx, gp, gm, ga, gb)) = p84_points_value_and_grad(x, &pairs(x), m, a, b);
+    let (v, (gs, gx, gm, gb)) = Holder68 {
+        a,
+        w: x.to_vec(),
+        cap: 4,
+        mark: (),
+    }
+    .value_value_and_grad(x, m, b);
+    let gx = gx.iter().zip(&gs.w).map(|(p, q)| p + q).collect();
+    (v, (gx, gm, gs.a, gb))
+}
+
+#[derive(Clone, Differentiable)]
+pub struct Holder69<M> {
+    a: f64,
+    w: Vec<f64>,
+    cap: usize,
+    #[differentiable(constant)]
+    mark: M,
+}
+
+impl<M: Clone> Holder69<M> {
+    #[differentiate(wrt(self, x, m, b))]
+    #[allow(unused_mut, unused_variables, clippy::all)]
+    pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
+        let n = x.len().min(self.cap);
+        let mut lse1 = b;
+        let mut scratch2 = vec![0.0; n];
+        for i in 0..n {
+            for q in 0..scratch2.len() {
+                scratch2[q] = x[(i + q) % n] * x[(i + 3) % n].atan2(self.a * self.a + 0.5);
+            }
+            let mut mx = scratch2[0];
+            for q in 1..scratch2.len() {
+                mx = mx.max(scratch2[q]);
+            }
+            let mut se = 0.0;
+            for q in 0..scratch2.len() {
+                se += (scratch2[q] - mx).exp();
+            }
+            lse1 += se.ln() + mx;
+        }
+        let mut buf3 = vec![0.0; n];
+        for i in 0..n {
+            buf3[i] = x[i];
+        }
+        let mut buf3_n = vec![0.0; n];
+        for _ in 0..3 {
+            for i in 1..n - 1 {
+                buf3_n[i] = buf3[i] + 0.2 * (buf3[i - 1] - buf3[i]) * buf3[i + 1];
+            }
+            buf3_n[0] = buf3[0];
+            buf3_n[n - 1] = buf3[n - 1].sin();
+            std::mem::swap(&mut buf3, &mut buf3_n);
+        }
+        buf3.iter_mut().for_each(|w| *w = w.tanh());
+        let v4 = buf3[0] * buf3[1];
+        let v5 =
+            (((self.a * self.a + 0.5).sqrt() - (x[3].tanh() * 0.5).sinh()).tanh() * 0.5).cosh();
+        let mut w6 = (x[2].tanh().exp_m1() * 0.5).tanh() + 3.0;
+        let mut steps = 0;
+        while w6 > 0.5 && steps < 20 {
+            w6 = w6 * 0.6 + 0.05 * -0.03f64.tanh();
+            steps += 1;
+        }
+        let mut acc: f64 = 0.13f64 * (self.a).tanh()
+            + -1.69f64 * (b).tanh()
+            + -0.65f64 * (lse1).tanh()
+            + -0.72f64 * (v4).tanh()
+            + -1.69f64 * (v5).tanh()
+            + -1.25f64 * (w6).tanh();
+        for i in 0..2 {
+            acc += (&m.row(i) * -0.10f64).mapv(f64::tanh).sum()
+                - (&m.column(i) * 1.65f64 - 0.25)
+                    .mapv(f64::sin)
+                    .mean()
+                    .unwrap()
+                + (&m.row(1 - i) - &m.column(i)).mapv(|t| t * t).sum() * 0.5;
+        }
+        acc
+    }
+}
+
+pub fn p69(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    Holder69 {
+        a,
+        w: x.to_vec(),
+        cap: 4,
+        mark: (),
+    }
+    .value(x, m, b)
+}
+
+pub fn p69_value_and_grad(
+    x: &[f64],
+    m: &Array2<f64>,
+    a: f64,
+    b: f64,
+) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
+    let (v, (gs, gx, gm, gb)) = Holder69 {
+        a,
+        w: x.to_vec(),
+        cap: 4,
+        mark: (),
+    }
+    .value_value_and_grad(x, m, b);
+    let gx = gx.iter().zip(&gs.w).map(|(p, q)| p + q).collect();
+    (v, (gx, gm, gs.a, gb))
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p70(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut perm1 = vec![0usize; n];
+    for i in 0..n {
+        perm1[i] = (i + 2) % n;
+    }
+    let mut rot2 = b.tanh().exp();
+    for i in 0..n {
+        rot2 = rot2 * 0.8 + x[perm1[i]] * helpers::soft(a, 0.3);
+        if perm1[0] % 2 == 0 {
+            rot2 = rot2 + smooth(-0.88f64);
+        }
+        let first = perm1[0];
+        for j in 1..n {
+            perm1[j - 1] = perm1[j];
+        }
+        perm1[n - 1] = first;
+    }
+    let v3 = (((((a).tanh() - (a).tanh().stop_gradient()).exp().ln()
+        + (a).tanh().stop_gradient())
+    .tanh()
+        - (b.asinh()).tanh().stop_gradient())
+    .exp()
+    .ln()
+        + (b.asinh()).tanh().stop_gradient())
+    .atan();
+    let mut buf4 = vec![0.0; n];
+    for i in 0..n {
+        buf4[i] = helpers::soft(v3.min(x[1]), 0.3);
+    }
+    for (i, v) in buf4.iter_mut().enumerate() {
+        *v = (*v * x[(i + 1) % n]).sin() + *v * 0.5;
+    }
+    for (v, &w) in buf4.iter_mut().zip(x) {
+        *v += w * 0.25;
+    }
+    let v5 = buf4[0] + 0.5 * buf4[1];
+    1.72f64 * (a).tanh()
+        + 1.55f64 * (b).tanh()
+        + 1.29f64 * (rot2).tanh()
+        + -1.88f64 * (v3).tanh()
+        + 0.27f64 * (v5).tanh()
+}
+
+#[differentiate(checkpoint)]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p71(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let v1 = if (a * b) <= -1.35f64 { a } else { x[1].cos() };
+    let mut perm2 = vec![0usize; n];
+    for i in 0..n {
+        perm2[i] = (i + 2) % n;
+    }
+    let mut rot3 = -1.90f64;
+    for i in 0..n {
+        rot3 = rot3 * 0.8 + x[perm2[i]] * b;
+        if perm2[0] % 2 == 0 {
+            rot3 = rot3 + v1.hypot(b);
+        }
+        let first = perm2[0];
+        for j in 1..n {
+            perm2[j - 1] = perm2[j];
+        }
+        perm2[n - 1] = first;
+    }
+    let part4_s = &x[1..=2];
+    let mut part4 = b.abs();
+    for i in 0..part4_s.len() {
+        part4 += part4_s[i] * part4_s[1].sin();
+    }
+    let v5 = if (a * 0.5) >= -1.74f64 {
+        (((a.cos()).tanh() * 3.0).trunc() * 0.25 + (part4 * part4 + 1.5).acosh())
+    } else {
+        (x[0] * (x[2] * x[2] + 1.0).recip())
+    };
+    let mut pair6 = 0.0;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair6 += (d * d + 0.5).recip() * (a * -0.26f64);
+        }
+    }
+    let v7 = if 0.96f64.min(1.67f64) >= 1.90f64 {
+        (x[0] * rot3).powi(2)
+    } else {
+        x[3].powi(3).powi(2)
+    };
+    let mut acc: f64 = 1.38f64 * (a).tanh()
+        + 1.28f64 * (b).tanh()
+        + 0.89f64 * (v1).tanh()
+        + -1.44f64 * (rot3).tanh()
+        + 1.82f64 * (part4).tanh()
+        + -1.46f64 * (v5).tanh()
+        + 0.59f64 * (pair6).tanh()
+        + 0.50f64 * (v7).tanh();
+    for i in 0..2 {
+        acc += (&m.row(i) * -0.68f64).mapv(f64::tanh).sum()
+            - (&m.column(i) * -1.58f64 - 0.25)
+                .mapv(f64::sin)
+                .mean()
+                .unwrap()
+            + (&m.row(1 - i) - &m.column(i)).mapv(|t| t * t).sum() * 0.5;
+    }
+    acc
+}
+
+#[differentiate(checkpoint)]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p72(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let f1 =
+        |t: f64, u: f64| ((x[0].tanh() * 0.5).cosh() + (a.max(0.97f64) - (b * b + 1.0).log(3.0)));
+    let v2 = f1(b, ((x[2] * x[2] + 1.0).powf(a.tanh()) * 0.5)) * 0.5
+        + f1(((x[2] * x[2] + 1.0).powf(a.tanh()) * 0.5), b);
+    let mut perm3 = vec![0usize; n];
+    for i in 0..n {
+        perm3[i] = (i + 2) % n;
+    }
+    let mut rot4 = (v2 * v2 + 0.5).sqrt();
+    for i in 0..n {
+        rot4 = rot4 * 0.8 + x[perm3[i]] * a.mul_add(v2, a);
+        if perm3[0] % 2 == 0 {
+            rot4 = rot4 + 1.02f64.tanh().exp_m1();
+        }
+        let first = perm3[0];
+        for j in 1..n {
+            perm3[j - 1] = perm3[j];
+        }
+        perm3[n - 1] = first;
+    }
+    let v5 = b.tanh();
+    let mut m6 = (v5 * v5 + 1.0).log10();
+    if rot4 > 0.56f64 {
+        m6 += (((b).tanh() * 3.0).trunc() * 0.25 + b).min(x[3].atan2(rot4 * rot4 + 0.5));
+    } else if 1.35f64 > 0.11f64 {
+        m6 = m6 * 0.5;
+    }
+    let mut acc7 = (1.82f64.tanh() * 0.5).sinh();
+    for i in 0..n {
+        acc7 += 0.28f64;
+        if (-0.44f64 * -0.44f64 + 1.0).recip() > -0.37f64 {
+            acc7 = acc7 * 0.9 + m6.cos();
+        }
+    }
+    -0.24f64 * (a).tanh()
+        + -1.40f64 * (b).tanh()
+        + -0.58f64 * (v2).tanh()
+        + 0.04f64 * (rot4).tanh()
+        + 1.33f64 * (v5).tanh()
+        + 1.98f64 * (m6).tanh()
+        + 0.72f64 * (acc7).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p73(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut w1 = ((b * b + 1.0).powf(a.tanh()) * (b * b + 1.0).powf(a.tanh()) + 1.0)
+        .recip()
+        .tanh()
+        + 3.0;
+    let mut steps = 0;
+    while w1 > 0.5 && steps < 20 {
+        w1 = w1 * 0.6 + 0.05 * (b * b + 1.0).log10().tanh();
+        steps += 1;
+    }
+    let mut acc2 = x[2];
+    for i in 0..n {
+        acc2 += b;
+        if (-0.09f64 * b) >= 0.73f64 {
+            acc2 = acc2 * 0.9 + (b.tanh() * 0.9).acos();
+        }
+    }
+    let f3 = |t: f64, u: f64| {
+        autodiff::ops::sigmoid((u.tanh() * 0.9).asin()).min(
+            ((x[0] * x[0] + 1.0).log(3.0) * (x[0] * x[0] + 1.0).log(3.0) + 1.0)
+                .powf(0.89f64.min(x[1]).tanh()),
+        )
+    };
+    let v4 = f3(
+        autodiff::ops::sigmoid((acc2 * acc2 + 1.5).acosh()),
+        -1.55f64.asinh().tanh().exp_m1(),
+    ) * 0.5
+        + f3(
+            -1.55f64.asinh().tanh().exp_m1(),
+            autodiff::ops::sigmoid((acc2 * acc2 + 1.5).acosh()),
+        );
+    let mut pair5 = 0.0;
+    for i in 0..n {
+        let mut p = i + 1;
+        let mut stride = 1;
+        let mut t = 0.5;
+        for j in (i + 1)..n {
+            let d = x[i] - x[p % n];
+            pair5 += (d * d + 0.5).recip() * f64::sin(a) * t;
+            p += stride;
+            stride += j % 2;
+            t += 0.25;
+        }
+    }
+    let arr6 = (&m.slice(autodiff::ndarray::s![.., 1..]) * x[2]
+        + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+        .mapv(|t| t.sin())
+        .sum();
+    let v7 = -0.89f64;
+    -1.17f64 * (a).tanh()
+        + 0.88f64 * (b).tanh()
+        + 0.56f64 * (w1).tanh()
+        + -1.20f64 * (acc2).tanh()
+        + 1.17f64 * (v4).tanh()
+        + -1.03f64 * (pair5).tanh()
+        + 1.17f64 * (arr6).tanh()
+        + -1.51f64 * (v7).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p74(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut lse1 = x[2].sin();
+    let mut scratch2 = vec![0.0; n];
+    for i in 0..n {
+        scratch2[0] = x[i] * 0.5;
+        for q in 1..n {
+            scratch2[q] = x[(i + q) % n] * (-0.41f64.tanh() * 0.9).atanh().powi(3);
+        }
+        let mut mx = scratch2[0];
+        for q in 1..scratch2.len() {
+            mx = mx.max(scratch2[q]);
+        }
+        let mut se = 0.0;
+        for q in 0..scratch2.len() {
+            se += (scratch2[q] - mx).exp();
+        }
+        lse1 = lse1 * 0.5 + se.ln() + mx;
+    }
+    let v3 = ((lse1.powi(2) * lse1.powi(2) + 1.0).ln() * 0.5);
+    let mut hist4 = vec![0.0; 3 * n];
+    let mut st5 = lse1.tanh().exp2();
+    for t in 0..3 {
+        for i in 0..n {
+            st5 = st5 * 0.7 + x[i] * f64::sin(v3);
+            hist4[t * n + i] = st5.sin();
+        }
+    }
+    let v6 = hist4[1] * hist4[2 * n] + hist4[3 * n - 1] + st5;
+    let mut pair7 = 0.0;
+    for i in 0..n {
+        let w = b.atan2(v6 * v6 + 0.5);
+        let mut acc = 0.0;
+        for j in (i % 3)..(n - i) {
+            acc += (x[j + i] * w).sin();
+        }
+        let start = i / 2;
+        for j in 0..n - start {
+            acc += x[start + j] * w * 0.5;
+        }
+        pair7 += acc * acc;
+    }
+    let mut acc: f64 = -1.05f64 * (a).tanh()
+        + 1.78f64 * (b).tanh()
+        + 1.54f64 * (lse1).tanh()
+        + 0.43f64 * (v3).tanh()
+        + 1.35f64 * (v6).tanh()
+        + -0.83f64 * (pair7).tanh();
+    for i in 0..2 {
+        acc += (&m.row(i) * -1.51f64).mapv(f64::tanh).sum()
+            - (&m.column(i) * -0.21f64 - 0.25)
+                .mapv(f64::sin)
+                .mean()
+                .unwrap()
+            + (&m.row(1 - i) - &m.column(i)).mapv(|t| t * t).sum() * 0.5;
+    }
+    acc
+}
+
+#[derive(Clone, Differentiable)]
+pub struct Holder75<M> {
+    a: f64,
+    w: Vec<f64>,
+    cap: usize,
+    #[differentiable(constant)]
+    mark: M,
+}
+
+impl<M: Clone> Holder75<M> {
+    #[differentiate(wrt(self, x, m, b), checkpoint)]
+    #[allow(unused_mut, unused_variables, clippy::all)]
+    pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
+        let n = x.len().min(self.cap);
+        let mut lse1 = 0.69f64;
+        let mut scratch2 = vec![0.0; n];
+        for i in 0..n {
+            scratch2[0] = x[i] * 0.5;
+            for q in 1..n {
+                scratch2[q] = x[(i + q) % n] * (x[i].clamp(-1.0, 1.0).tanh() * 0.9).asin();
+            }
+            let mut mx = scratch2[0];
+            for q in 1..scratch2.len() {
+                mx = mx.max(scratch2[q]);
+            }
+            let mut se = 0.0;
+            for q in 0..scratch2.len() {
+                se += (scratch2[q] - mx).exp();
+            }
+            lse1 += se.ln() + mx;
+        }
+        let mut perm3 = vec![0usize; n];
+        for i in 0..n {
+            perm3[i] = (i + 1) % n;
+        }
+        let mut rot4 = (self.a + lse1);
+        for i in 0..n {
+            rot4 = rot4 * 0.8
+                + x[perm3[i]]
+                    * (((b).tanh() - (b).tanh().stop_gradient()).exp().ln()
+                        + (b).tanh().stop_gradient());
+            if perm3[0] % 2 == 0 {
+                rot4 = rot4 + (b.tanh() * 0.5).sinh();
+            }
+            let first = perm3[0];
+            for j in 1..n {
+                perm3[j - 1] = perm3[j];
+            }
+            perm3[n - 1] = first;
+        }
+        let mut lse5 = x[1].sin();
+        let mut scratch6 = vec![0.0; n];
+        for i in 0..n {
+            scratch6[0] = x[i] * 0.5;
+            for q in 1..n {
+                scratch6[q] = x[(i + q) % n] * self.a.abs().cos();
+            }
+            let mut mx = scratch6[0];
+            for q in 1..scratch6.len() {
+                mx = mx.max(scratch6[q]);
+            }
+            let mut se = 0.0;
+            for q in 0..scratch6.len() {
+                se += (scratch6[q] - mx).exp();
+            }
+            lse5 = lse5 * 0.5 + se.ln() + mx;
+        }
+        let mut buf7 = vec![0.0; n];
+        for i in 0..n {
+            buf7[i] = (-(b));
+        }
+        let v8 = buf7[3] * buf7[0];
+        0.10f64 * (self.a).tanh()
+            + -1.47f64 * (b).tanh()
+            + -1.77f64 * (lse1).tanh()
+            + -1.33f64 * (rot4).tanh()
+            + 0.52f64 * (lse5).tanh()
+            + 0.82f64 * (v8).tanh()
+    }
+}
+
+pub fn p75(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    Holder75 {
+        a,
+        w: x.to_vec(),
+        cap: 4,
+        mark: (),
+    }
+    .value(x, m, b)
+}
+
+pub fn p75_value_and_grad(
+    x: &[f64],
+    m: &Array2<f64>,
+    a: f64,
+    b: f64,
+) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
+    let (v, (gs, gx, gm, gb)) = Holder75 {
+        a,
+        w: x.to_vec(),
+        cap: 4,
+        mark: (),
+    }
+    .value_value_and_grad(x, m, b);
+    let gx = gx.iter().zip(&gs.w).map(|(p, q)| p + q).collect();
+    (v, (gx, gm, gs.a, gb))
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p76(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut acc1 = a.cos();
+    for i in 0..n {
+        acc1 += ((a / (a * a + 1.0)) * b);
+        if -0.65f64 < 0.83f64 {
+            acc1 = acc1 * 0.9 + (a * a + 0.5).sqrt();
+        }
+    }
+    let mut perm2 = vec![0usize; n];
+    for i in 0..n {
+        perm2[i] = (i + 2) % n;
+    }
+    let mut rot3 = x[3];
+    for i in 0..n {
+        rot3 = rot3 * 0.8 + x[perm2[i]] * (-1.12f64.tanh() * 0.5).cosh();
+        if perm2[0] % 2 == 0 {
+            rot3 = rot3 + a.min(a);
+        }
+        let first = perm2[0];
+        for j in 1..n {
+            perm2[j - 1] = perm2[j];
+        }
+        perm2[n - 1] = first;
+    }
+    let part4_s = &x[0..2];
+    let mut part4 = (-1.56f64 / (b * b + 1.0));
+    for i in 0..part4_s.len() {
+        part4 += part4_s[i] * part4_s[1].sin();
+    }
+    let mut w5 = (part4 * part4 + 1.0).recip().tanh() + 3.0;
+    let mut steps = 0;
+    while w5 > 0.5 && steps < 20 {
+        w5 = w5 * 0.6 + 0.05 * -0.92f64.tanh();
+        steps += 1;
+    }
+    let mut acc: f64 = -0.55f64 * (a).tanh()
+        + 1.14f64 * (b).tanh()
+        + 1.43f64 * (acc1).tanh()
+        + 1.55f64 * (rot3).tanh()
+        + 0.20f64 * (part4).tanh()
+        + -0.30f64 * (w5).tanh();
+    for i in 0..2 {
+        acc += (&m.row(i) * -0.42f64).mapv(f64::tanh).sum()
+            - (&m.column(i) * 0.19f64 - 0.25)
+                .mapv(f64::sin)
+                .mean()
+                .unwrap()
+            + (&m.row(1 - i) - &m.column(i)).mapv(|t| t * t).sum() * 0.5;
+    }
+    acc
+}
+
+#[differentiate(checkpoint)]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p77(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut acc1 = b.asinh();
+    for i in 0..n {
+        acc1 += a;
+        if (a - b) <= 1.82f64 {
+            acc1 = acc1 * 0.9 + (x[(i + 3) % n].tanh() * 0.9).acos();
+        }
+    }
+    let mut perm2 = vec![0usize; n];
+    for i in 0..n {
+        perm2[i] = (i + 3) % n;
+    }
+    let mut rot3 = b.mul_add(b, a);
+    for i in 0..n {
+        rot3 = rot3 * 0.8 + x[perm2[i]] * (acc1 * acc1 + 1.0).powf(b.tanh());
+        if perm2[0] % 2 == 0 {
+            rot3 = rot3 + (acc1 * x[i]);
+        }
+        let first = perm2[0];
+        for j in 1..n {
+            perm2[j - 1] = perm2[j];
+        }
+        perm2[n - 1] = first;
+    }
+    let mut m4 = (x[2] * 0.5);
+    if (((1.95f64).tanh() - (b).tanh().stop_gradient()).exp().ln() + (b).tanh().stop_gradient())
+        <= -1.62f64
+    {
+        m4 += a.mul_add(a, b).clamp(-1.0, 1.0);
+    } else if a <= 1.91f64 {
+        m4 = m4 * 0.5;
+    }
+    1.80f64 * (a).tanh()
+        + 1.73f64 * (b).tanh()
+        + -0.10f64 * (acc1).tanh()
+        + 0.88f64 * (rot3).tanh()
+        + -0.63f64 * (m4).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p78(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let part1_s = &x[0..=2];
+    let mut part1 = (x[3].tanh() * 0.9).acos();
+    for i in 0..part1_s.len() {
+        part1 += part1_s[i] * part1_s[1].sin();
+    }
+    let v2 = if (((a).tanh() * 3.0).ceil() * 0.25 + part1) < 1.26f64 {
+        (autodiff::ops::sigmoid(a).tanh() * 0.9).atanh()
+    } else {
+        ((x[1] + b).tanh() * 0.9).atanh()
+    };
+    let mut lse3 = (x[1] * x[1]);
+    let mut scratch4 = vec![0.0; 3];
+    for i in 0..n {
+        for q in 0..3 {
+            scratch4[q] = x[(i + q) % n] * part1.mul_add(x[i], a).tanh();
+        }
+        let mut mx = scratch4[0];
+        for q in 1..scratch4.len() {
+            mx = mx.max(scratch4[q]);
+        }
+        let mut se = 0.0;
+        for q in 0..scratch4.len() {
+            se += (scratch4[q] - mx).exp();
+        }
+        lse3 += se.ln() + mx;
+    }
+    let mut perm5 = vec![0usize; n];
+    for i in 0..n {
+        perm5[i] = (i + 1) % n;
+    }
+    let mut rot6 = (x[0].tanh() * 0.5).sinh();
+    for i in 0..n {
+        rot6 = rot6 * 0.8 + x[perm5[i]] * autodiff::ops::sigmoid(b);
+        if perm5[0] % 2 == 0 {
+            rot6 = rot6 + (part1 * part1 + 1.0).log(3.0);
+        }
+        let first = perm5[0];
+        for j in 1..n {
+            perm5[j - 1] = perm5[j];
+        }
+        perm5[n - 1] = first;
+    }
+    let mut w7 = (x[2].tanh() * 0.9).atanh().tanh().exp2().tanh() + 3.0;
+    let mut steps = 0;
+    while w7 > 0.5 && steps < 20 {
+        w7 = w7 * 0.6 + 0.05 * 0.70f64.atan().tanh();
+        steps += 1;
+    }
+    let v8 = (part1.tanh() * 0.5)
+        .cosh()
+        .tanh()
+        .exp_m1()
+        .min((0.95f64.tanh() * 0.9).atanh());
+    0.43f64 * (a).tanh()
+        + -0.74f64 * (b).tanh()
+        + -1.32f64 * (part1).tanh()
+        + 0.57f64 * (v2).tanh()
+        + 1.98f64 * (lse3).tanh()
+        + 0.40f64 * (rot6).tanh()
+        + 1.26f64 * (w7).tanh()
+        + -0.66f64 * (v8).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p79(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let v1 = a.atan().atan().atan2(
+        (((a).tanh() * 3.0).trunc() * 0.25 + b).max(a.max(a))
+            * (((a).tanh() * 3.0).trunc() * 0.25 + b).max(a.max(a))
+            + 0.5,
+    );
+    let mut lse2 = (v1 * v1 + 1.5).acosh();
+    let mut scratch3 = vec![0.0; n * 2];
+    for i in 0..n {
+        let prev = scratch3[1] * 0.25;
+        for q0 in 0..n {
+            for r in 0..2 {
+                let q = q0 * 2 + r;
+                scratch3[q] = x[(i + q) % n] * v1;
+            }
+        }
+        let mut mx = scratch3[0];
+        for q in 1..scratch3.len() {
+            mx = mx.max(scratch3[q]);
+        }
+        let mut se = 0.0;
+        for q in 0..scratch3.len() {
+            se += (scratch3[q] - mx).exp();
+        }
+        lse2 += se.ln() + mx + prev;
+    }
+    1.84f64 * (a).tanh() + -1.48f64 * (b).tanh() + 1.04f64 * (v1).tanh() + -1.68f64 * (lse2).tanh()
+}
+
+#[differentiate(checkpoint)]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p80_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut m1 = a.powi(3);
+    if a < 0.47f64 {
+        m1 += (b.tanh().exp2().tanh() * 0.9).asin();
+    } else if (b + b) >= -1.47f64 {
+        m1 = m1 * 0.5;
+    }
+    let f2 = |t: f64, u: f64| autodiff::ops::softplus((pts[(3) / 2][(3) % 2] - u)).abs();
+    let mut v3 = (m1 * m1 + 1.0).ln().tanh().exp_m1();
+    for i in 0..n {
+        v3 = v3 * 0.5 + f2(pts[(i) / 2][(i) % 2], a);
+    }
+    let arr4 = {
+        let mut q = Array2::<f64>::zeros((2, 2));
+        let mut r = m.row(0).to_owned();
+        for i in 0..2 {
+            r = (&r * m1.tanh() + &m.row(i)).mapv(|t| t.tanh());
+            q.row_mut(i).assign(&r);
+        }
+        (&q * m).sum()
+    };
+    let mut w5 = (a * a + 1.0).log2().abs().tanh() + 3.0;
+    let mut steps = 0;
+    while w5 > 0.5 && steps < 20 {
+        w5 = w5 * 0.6 + 0.05 * (arr4 * arr4 + 1.5).acosh().tanh();
+        steps += 1;
+    }
+    let mut m6 = -1.91f64;
+    if v3 > -0.27f64 {
+        m6 += (arr4 * arr4 + 1.0).log2();
+    } else if m1.max(a) >= -0.29f64 {
+        m6 = m6 * 0.5;
+    }
+    let v7 = if -1.98f64.atan() <= 1.92f64 {
+        (b.cos() * -1.55f64.max(-0.39f64))
+    } else {
+        helpers::soft(v3.min(pts[(0) / 2][(0) % 2]), 0.3)
+    };
+    let mut acc: f64 = -1.89f64 * (a).tanh()
+        + 1.30f64 * (b).tanh()
+        + 1.74f64 * (m1).tanh()
+        + -1.77f64 * (v3).tanh()
+        + 0.84f64 * (arr4).tanh()
+        + -0.61f64 * (w5).tanh()
+        + -1.35f64 * (m6).tanh()
+        + 0.86f64 * (v7).tanh();
+    for i in 0..2 {
+        acc += (&m.row(i) * 0.23f64).mapv(f64::tanh).sum()
+            - (&m.column(i) * -0.53f64 - 0.25)
+                .mapv(f64::sin)
+                .mean()
+                .unwrap()
+            + (&m.row(1 - i) - &m.column(i)).mapv(|t| t * t).sum() * 0.5;
+    }
+    acc
+}
+
+pub fn p80(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    p80_points(x, &pairs(x), m, a, b)
+}
+
+pub fn p80_value_and_grad(
+    x: &[f64],
+    m: &Array2<f64>,
+    a: f64,
+    b: f64,
+) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
+    let (v, (gx, gp, gm, ga, gb)) = p80_points_value_and_grad(x, &pairs(x), m, a, b);
     let gx = gx
         .iter()
         .zip(gp.iter().flatten())
@@ -4720,7 +4784,7 @@ pub fn p84_value_and_grad(
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p85(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p81(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut m1 = a;
     if x[3].tanh() > 0.60f64 {
@@ -4756,7 +4820,7 @@ pub fn p85(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p86(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p82(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut pair1 = 0.0;
     for i in 0..n {
@@ -4815,7 +4879,7 @@ pub fn p86(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p87(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p83(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut perm1 = vec![0usize; n];
     for i in 0..n {
@@ -4851,7 +4915,7 @@ pub fn p87(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate(checkpoint)]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p88(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p84(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let part1_s = &x[0..=2];
     let mut part1 = a.tanh().exp();
@@ -4891,7 +4955,7 @@ pub fn p88(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate(checkpoint)]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p89(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p85(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let part1_s = &x[1..=2];
     let mut part1 = smooth(a);
@@ -4965,7 +5029,7 @@ pub fn p89(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate(checkpoint)]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p90_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p86_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let v1 = smooth(autodiff::ops::sigmoid(a).tanh().exp());
     let mut buf2 = vec![0.0; n];
@@ -5027,17 +5091,17 @@ pub fn p90_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) 
         + 0.60f64 * (v8).tanh()
 }
 
-pub fn p90(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    p90_points(x, &pairs(x), m, a, b)
+pub fn p86(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    p86_points(x, &pairs(x), m, a, b)
 }
 
-pub fn p90_value_and_grad(
+pub fn p86_value_and_grad(
     x: &[f64],
     m: &Array2<f64>,
     a: f64,
     b: f64,
 ) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
-    let (v, (gx, gp, gm, ga, gb)) = p90_points_value_and_grad(x, &pairs(x), m, a, b);
+    let (v, (gx, gp, gm, ga, gb)) = p86_points_value_and_grad(x, &pairs(x), m, a, b);
     let gx = gx
         .iter()
         .zip(gp.iter().flatten())
@@ -5048,7 +5112,7 @@ pub fn p90_value_and_grad(
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p91_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p87_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let part1_s = &x[0..=2];
     let mut part1 = b.tanh().exp();
@@ -5072,17 +5136,17 @@ pub fn p91_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) 
         + 1.06f64 * (arr4).tanh()
 }
 
-pub fn p91(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    p91_points(x, &pairs(x), m, a, b)
+pub fn p87(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    p87_points(x, &pairs(x), m, a, b)
 }
 
-pub fn p91_value_and_grad(
+pub fn p87_value_and_grad(
     x: &[f64],
     m: &Array2<f64>,
     a: f64,
     b: f64,
 ) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
-    let (v, (gx, gp, gm, ga, gb)) = p91_points_value_and_grad(x, &pairs(x), m, a, b);
+    let (v, (gx, gp, gm, ga, gb)) = p87_points_value_and_grad(x, &pairs(x), m, a, b);
     let gx = gx
         .iter()
         .zip(gp.iter().flatten())
@@ -5093,7 +5157,7 @@ pub fn p91_value_and_grad(
 
 #[differentiate(checkpoint)]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p92(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p88(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut pair1 = 0.0;
     for i in 0..n {
@@ -5150,7 +5214,7 @@ pub fn p92(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p93(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p89(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut perm1 = vec![0usize; n];
     for i in 0..n {
@@ -5214,7 +5278,7 @@ pub fn p93(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate(checkpoint)]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p94(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p90(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut lse1 = helpers::soft(a, 0.3);
     let mut scratch2 = vec![0.0; 3];
@@ -5254,7 +5318,7 @@ pub fn p94(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate(checkpoint)]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p95_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p91_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut m1 = (a * a + 1.0).log(3.0);
     if (a.tanh() * 0.9).asin() < -1.11f64 {
@@ -5305,17 +5369,17 @@ pub fn p95_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) 
         + 1.71f64 * (v6).tanh()
 }
 
-pub fn p95(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    p95_points(x, &pairs(x), m, a, b)
+pub fn p91(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    p91_points(x, &pairs(x), m, a, b)
 }
 
-pub fn p95_value_and_grad(
+pub fn p91_value_and_grad(
     x: &[f64],
     m: &Array2<f64>,
     a: f64,
     b: f64,
 ) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
-    let (v, (gx, gp, gm, ga, gb)) = p95_points_value_and_grad(x, &pairs(x), m, a, b);
+    let (v, (gx, gp, gm, ga, gb)) = p91_points_value_and_grad(x, &pairs(x), m, a, b);
     let gx = gx
         .iter()
         .zip(gp.iter().flatten())
@@ -5326,7 +5390,7 @@ pub fn p95_value_and_grad(
 
 #[differentiate(checkpoint)]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p96(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p92(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let v1 = -0.52f64;
     let part2_s = &x[0..=2];
@@ -5351,7 +5415,7 @@ pub fn p96(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p97(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p93(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let part1_s = &x[0..];
     let mut part1 = (a * a + 1.0).log2();
@@ -5379,7 +5443,7 @@ pub fn p97(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate(checkpoint)]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p98(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p94(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let v1 = ((a * a + 1.0).log2() * 1.28f64.sin());
     let mut lse2 = v1.max(x[3]);
@@ -5452,7 +5516,7 @@ pub fn p98(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p99(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p95(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut lse1 = x[0].mul_add(b, x[1]);
     let mut scratch2 = vec![0.0; n];
@@ -5501,7 +5565,7 @@ pub fn p99(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate(checkpoint)]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p100(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p96(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut perm1 = vec![0usize; n];
     for i in 0..n {
@@ -5567,7 +5631,7 @@ pub fn p100(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p101_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p97_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let arr1 = (&m.column(0).insert_axis(Axis(1)) * m)
         .mapv(|t| (t * t + 1.0).ln())
@@ -5599,17 +5663,17 @@ pub fn p101_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64)
         + 0.15f64 * (v3).tanh()
 }
 
-pub fn p101(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    p101_points(x, &pairs(x), m, a, b)
+pub fn p97(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    p97_points(x, &pairs(x), m, a, b)
 }
 
-pub fn p101_value_and_grad(
+pub fn p97_value_and_grad(
     x: &[f64],
     m: &Array2<f64>,
     a: f64,
     b: f64,
 ) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
-    let (v, (gx, gp, gm, ga, gb)) = p101_points_value_and_grad(x, &pairs(x), m, a, b);
+    let (v, (gx, gp, gm, ga, gb)) = p97_points_value_and_grad(x, &pairs(x), m, a, b);
     let gx = gx
         .iter()
         .zip(gp.iter().flatten())
@@ -5620,7 +5684,7 @@ pub fn p101_value_and_grad(
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p102(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p98(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut lse1 = a;
     let mut scratch2 = vec![0.0; n];
@@ -5666,7 +5730,7 @@ pub fn p102(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p103(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p99(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut acc1 = a.atan();
     for i in 0..n {
@@ -5688,7 +5752,7 @@ pub fn p103(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate(checkpoint)]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p104(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p100(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut lse1 = (x[1] + x[0]);
     let mut scratch2 = vec![0.0; n];
@@ -5757,7 +5821,7 @@ pub fn p104(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p105(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p101(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut lse1 = (-0.21f64 * -0.21f64 + 1.0).powf(b.tanh());
     let mut scratch2 = vec![0.0; n * 2];
@@ -5805,7 +5869,7 @@ pub fn p105(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p106(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p102(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut buf1 = vec![0.0; n];
     for i in 0..n {
@@ -5880,15 +5944,15 @@ pub fn p106(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         + -1.63f64 * (arr9).tanh()
 }
 
-#[differentiate]
+#[differentiate(checkpoint)]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p107_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p103(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut lse1 = a.max(a);
     let mut scratch2 = vec![0.0; n];
     for i in 0..n {
         for q in 0..scratch2.len() {
-            scratch2[q] = pts[((i + q) % n) / 2][((i + q) % n) % 2] * (0.96f64.tanh() * 0.9).acos();
+            scratch2[q] = x[(i + q) % n] * (0.96f64.tanh() * 0.9).acos();
         }
         let mut mx = scratch2[0];
         for q in 1..scratch2.len() {
@@ -5901,293 +5965,49 @@ pub fn p107_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64)
         lse1 += se.ln() + mx;
     }
     let mut m3 = (lse1.tanh() * 0.9).acos();
-    if pts[(1) / 2][(1) % 2].atan2(a * a + 0.5) <= 0.99f64 {
+    if x[1].atan2(a * a + 0.5) <= 0.99f64 {
         m3 += (0.60f64.min(a).tanh() * 0.9).acos();
     } else if (((0.41f64).tanh() * 3.0).trunc() * 0.25 + a) < 0.75f64 {
         m3 = m3 * 0.5;
     }
     let v4 = (a * 0.5);
-    let v5 = match autodiff::ops::softplus(a).mul_add((a.tanh() * 0.5).sinh(), a.min(m3)) {
-        k6 if k6 < -0.69f64 => k6 * 1.10f64,
-        k6 => lse1 - k6,
-    } + match (1.10f64, lse1) {
-        (k6, w) if k6 > w => k6 - w,
-        (k6, w) => w * 0.5 + k6,
+    let v5 = match n % 3 {
+        0 => autodiff::ops::softplus(a).mul_add((a.tanh() * 0.5).sinh(), a.min(m3)),
+        1 if (v4.tanh() * 0.9).acos() <= -0.55f64 => lse1,
+        _ => 1.10f64,
     };
-    let v7 = (m3.sin().tanh() * 0.5).sinh();
-    let part8_s = &x[0..2];
-    let mut part8 = (b.tanh() * 0.5).sinh();
-    for i in 0..part8_s.len() {
-        part8 += part8_s[i] * part8_s[1].sin();
+    let part7_s = &x[0..];
+    let mut part7 = v4;
+    for i in 0..part7_s.len() {
+        part7 += part7_s[i] * part7_s[1].sin();
     }
-    0.60f64 * (a).tanh()
-        + -1.60f64 * (b).tanh()
-        + -0.83f64 * (lse1).tanh()
-        + 0.86f64 * (m3).tanh()
-        + -1.36f64 * (v4).tanh()
-        + -1.72f64 * (v5).tanh()
-        + -0.03f64 * (v7).tanh()
-        + 0.11f64 * (part8).tanh()
-}
-
-pub fn p107(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    p107_points(x, &pairs(x), m, a, b)
-}
-
-pub fn p107_value_and_grad(
-    x: &[f64],
-    m: &Array2<f64>,
-    a: f64,
-    b: f64,
-) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
-    let (v, (gx, gp, gm, ga, gb)) = p107_points_value_and_grad(x, &pairs(x), m, a, b);
-    let gx = gx
-        .iter()
-        .zip(gp.iter().flatten())
-        .map(|(p, q)| p + q)
-        .collect();
-    (v, (gx, gm, ga, gb))
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p108_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut pair1 = 0.0;
+    let mut lse8 = part7;
+    let mut scratch9 = vec![0.0; n];
     for i in 0..n {
-        let mut p = i + 1;
-        let mut stride = 1;
-        let mut t = 0.5;
-        for j in (i + 1)..n {
-            let d = pts[(i) / 2][(i) % 2] - pts[(p % n) / 2][(p % n) % 2];
-            pair1 += (d * d + 0.5).recip() * pts[(i) / 2][(i) % 2].sin() * t;
-            p += stride;
-            stride += j % 2;
-            t += 0.25;
+        for q in 0..scratch9.len() {
+            scratch9[q] = x[(i + q) % n] * (v5 * v5 + 1.5).acosh().atan();
         }
-    }
-    let mut v2_b = [0.0; 3];
-    for i in 0..3 {
-        v2_b[i] = pts[(i) / 2][(i) % 2]
-            * ((pts[(2) / 2][(2) % 2] - b) * (pts[(2) / 2][(2) % 2] - b) + 1.0).log10()
-            + v2_b[(i + 2) % 3];
-    }
-    let v2 = v2_b[0] * v2_b[2]
-        + leading::<3>(&v2_b)
-        + leading::<2>(x) * autodiff::ops::sigmoid(pts[(2) / 2][(2) % 2]);
-    let mut acc3 = -1.77f64.sin();
-    for i in 0..n {
-        acc3 += f64::sin(1.29f64.cos());
-        if -0.97f64 <= 0.10f64 {
-            acc3 = acc3 * 0.9 + (b.tanh() * 0.9).acos();
-        }
-    }
-    let v4 = pair1.tanh().exp2();
-    let arr5 = {
-        let t = m.dot(&m.column(0));
-        let e = m.column(1).mapv(f64::exp);
-        let z = if b.tanh().exp2() > 0.0 { t } else { &e * 2.0 };
-        (&z * &e).sum()
-    };
-    1.55f64 * (a).tanh()
-        + -0.66f64 * (b).tanh()
-        + -1.13f64 * (pair1).tanh()
-        + -1.45f64 * (v2).tanh()
-        + 0.03f64 * (acc3).tanh()
-        + 1.93f64 * (v4).tanh()
-        + -0.60f64 * (arr5).tanh()
-}
-
-pub fn p108(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    p108_points(x, &pairs(x), m, a, b)
-}
-
-pub fn p108_value_and_grad(
-    x: &[f64],
-    m: &Array2<f64>,
-    a: f64,
-    b: f64,
-) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
-    let (v, (gx, gp, gm, ga, gb)) = p108_points_value_and_grad(x, &pairs(x), m, a, b);
-    let gx = gx
-        .iter()
-        .zip(gp.iter().flatten())
-        .map(|(p, q)| p + q)
-        .collect();
-    (v, (gx, gm, ga, gb))
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p109(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let v1 = a;
-    let mut lse2 = a;
-    let mut scratch3 = vec![0.0; 3];
-    for i in 0..n {
-        for q in 0..3 {
-            scratch3[q] = x[(i + q) % n] * a;
-        }
-        let mut mx = scratch3[0];
-        for q in 1..scratch3.len() {
-            mx = mx.max(scratch3[q]);
+        let mut mx = scratch9[0];
+        for q in 1..scratch9.len() {
+            mx = mx.max(scratch9[q]);
         }
         let mut se = 0.0;
-        for q in 0..scratch3.len() {
-            se += (scratch3[q] - mx).exp();
+        for q in 0..scratch9.len() {
+            se += (scratch9[q] - mx).exp();
         }
-        lse2 = lse2 * 0.5 + se.ln() + mx;
+        lse8 += se.ln() + mx;
     }
-    let arr4 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * -1.01f64));
-    -1.68f64 * (a).tanh()
-        + 1.99f64 * (b).tanh()
-        + -0.67f64 * (v1).tanh()
-        + -1.22f64 * (lse2).tanh()
-        + -1.40f64 * (arr4).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p110(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut pair1 = 0.0;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d = x[i] - x[j];
-            pair1 += (d * d + 0.5).recip() * (x[(i + 2) % n].tanh() * 0.9).asin();
-        }
-    }
-    let mut lse2 = b;
-    let mut scratch3 = vec![0.0; n * 2];
-    for i in 0..n {
-        for q0 in 0..n {
-            for r in 0..2 {
-                let q = q0 * 2 + r;
-                scratch3[q] =
-                    x[(i + q) % n] * (((-0.90f64).tanh() * 3.0).signum() * 0.25 + b.hypot(b));
-            }
-        }
-        let mut mx = scratch3[0];
-        for q in 1..scratch3.len() {
-            mx = mx.max(scratch3[q]);
-        }
-        let mut se = 0.0;
-        for q in 0..scratch3.len() {
-            se += (scratch3[q] - mx).exp();
-        }
-        lse2 += se.ln() + mx;
-    }
-    1.47f64 * (a).tanh()
-        + -1.81f64 * (b).tanh()
-        + -1.99f64 * (pair1).tanh()
-        + 1.33f64 * (lse2).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p111(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let v1 = helpers::soft(
-        ((x[0].tanh() * 0.9).asin() * (x[0].tanh() * 0.9).asin() + 1.5).acosh(),
-        0.3,
-    );
-    let v2 = (x[1].mul_add(b, 0.32f64) * x[1].mul_add(b, 0.32f64) + 1.0)
-        .log(3.0)
-        .tanh()
-        .exp();
-    let mut m3 = (v2 * v2 + 1.5).acosh();
-    if (x[3] * x[3] + 1.0).powf(b.tanh()) < -0.14f64 {
-        m3 += (a * a + 1.0).log2();
-    } else if (a * a).ln_1p() <= 1.29f64 {
-        m3 = m3 * 0.5;
-    }
-    0.90f64 * (a).tanh()
-        + -0.41f64 * (b).tanh()
-        + -1.28f64 * (v1).tanh()
-        + -1.64f64 * (v2).tanh()
-        + 0.27f64 * (m3).tanh()
-}
-
-#[differentiate(checkpoint)]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p112(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut w1 = (b * b + 1.0)
-        .recip()
-        .atan2((b * b + 1.5).acosh() * (b * b + 1.5).acosh() + 0.5)
-        .tanh()
-        + 3.0;
-    let mut steps = 0;
-    while w1 > 0.5 && steps < 20 {
-        w1 = w1 * 0.6 + 0.05 * (a * b).tanh();
-        steps += 1;
-    }
-    let mut m2 = (b * 0.5);
-    if w1 <= 1.90f64 {
-        m2 += (-(b * -1.59f64));
-    } else if (-0.25f64 * -0.25f64 + 1.5).acosh() <= -1.42f64 {
-        m2 = m2 * 0.5;
-    }
-    0.74f64 * (a).tanh() + 1.43f64 * (b).tanh() + -1.38f64 * (w1).tanh() + 1.55f64 * (m2).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p113_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut acc1 = a.tanh();
-    for i in 0..n {
-        acc1 += b;
-        if a <= -0.82f64 {
-            return acc1 * 0.9 + -1.29f64.min(b);
-        }
-    }
-    let arr2 = {
-        let mut q = Array2::<f64>::zeros((3, 2));
-        q.row_mut(0).assign(&m.row(0));
-        for i in 1..3 {
-            let prev = (&q.row(i - 1) * (-(b)) + &m.row(1)).mapv(|t| t.sin());
-            q.row_mut(i).assign(&prev);
-        }
-        (&q * &q).sum() + q.column(1).sum()
-    };
-    let arr3 = {
-        let mut q = Array2::<f64>::zeros((3, 2));
-        q.row_mut(0)
-            .assign(&(&m.row(1) * (-0.96f64.tanh() * 0.9).atanh()));
-        q.slice_mut(autodiff::ndarray::s![1.., ..])
-            .assign(&m.mapv(|t| t.sin()));
-        q.row_mut(2).assign(&m.row(0));
-        q.column_mut(1)
-            .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
-        (&q * &q).sum()
-    };
-    let part4_s = &x[0..2];
-    let mut part4 = (b / (arr3 * arr3 + 1.0));
-    for i in 0..part4_s.len() {
-        part4 += part4_s[i] * part4_s[1].sin();
-    }
-    let mut buf5 = vec![0.0; n];
-    for i in 0..n {
-        buf5[i] = a.sin().clamp(-1.0, 1.0);
-    }
-    for (i, v) in buf5.iter_mut().enumerate() {
-        *v = (*v * pts[((i + 1) % n) / 2][((i + 1) % n) % 2]).sin() + *v * 0.5;
-    }
-    for (v, &w) in buf5.iter_mut().zip(x) {
-        *v += w * 0.25;
-    }
-    let v6 = buf5[3] * buf5[0];
-    let mut acc: f64 = -1.43f64 * (a).tanh()
-        + -1.30f64 * (b).tanh()
-        + -0.11f64 * (acc1).tanh()
-        + 1.84f64 * (arr2).tanh()
-        + -1.44f64 * (arr3).tanh()
-        + 1.48f64 * (part4).tanh()
-        + -1.67f64 * (v6).tanh();
+    let mut acc: f64 = -0.83f64 * (a).tanh()
+        + 0.86f64 * (b).tanh()
+        + -1.36f64 * (lse1).tanh()
+        + -1.72f64 * (m3).tanh()
+        + -0.03f64 * (v4).tanh()
+        + 0.11f64 * (v5).tanh()
+        + 0.77f64 * (part7).tanh()
+        + -1.11f64 * (lse8).tanh();
     for i in 0..2 {
-        acc += (&m.row(i) * 0.30f64).mapv(f64::tanh).sum()
-            - (&m.column(i) * 0.93f64 - 0.25)
+        acc += (&m.row(i) * 0.17f64).mapv(f64::tanh).sum()
+            - (&m.column(i) * 0.83f64 - 0.25)
                 .mapv(f64::sin)
                 .mean()
                 .unwrap()
@@ -6196,27 +6016,43 @@ pub fn p113_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64)
     acc
 }
 
-pub fn p113(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    p113_points(x, &pairs(x), m, a, b)
-}
-
-pub fn p113_value_and_grad(
-    x: &[f64],
-    m: &Array2<f64>,
-    a: f64,
-    b: f64,
-) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
-    let (v, (gx, gp, gm, ga, gb)) = p113_points_value_and_grad(x, &pairs(x), m, a, b);
-    let gx = gx
-        .iter()
-        .zip(gp.iter().flatten())
-        .map(|(p, q)| p + q)
-        .collect();
-    (v, (gx, gm, ga, gb))
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p104(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let v1 =
+        ((b / (b.atan2(a * a + 0.5) * b.atan2(a * a + 0.5) + 1.0)) * (1.90f64 * 1.90f64).ln_1p());
+    let mut acc2 =
+        (((x[0]).tanh() - (a).tanh().stop_gradient()).exp().ln() + (a).tanh().stop_gradient());
+    for i in 0..n {
+        acc2 += ((v1.tanh() * 0.9).acos() - (-1.59f64.tanh() * 0.5).cosh());
+        if v1 < -0.66f64 {
+            return acc2 * 0.9 + (a.tanh() * 0.5).tan();
+        }
+    }
+    let part3_s = &x[1..=2];
+    let mut part3 = acc2.tanh().exp2();
+    for i in 0..part3_s.len() {
+        part3 += part3_s[i] * part3_s[1].sin();
+    }
+    let mut acc: f64 = 0.02f64 * (a).tanh()
+        + 1.55f64 * (b).tanh()
+        + -0.66f64 * (v1).tanh()
+        + -1.13f64 * (acc2).tanh()
+        + -1.45f64 * (part3).tanh();
+    for i in 0..2 {
+        acc += (&m.row(i) * 1.93f64).mapv(f64::tanh).sum()
+            - (&m.column(i) * -0.60f64 - 0.25)
+                .mapv(f64::sin)
+                .mean()
+                .unwrap()
+            + (&m.row(1 - i) - &m.column(i)).mapv(|t| t * t).sum() * 0.5;
+    }
+    acc
 }
 
 #[derive(Clone, Differentiable)]
-pub struct Holder114<M> {
+pub struct Holder105<M> {
     a: f64,
     w: Vec<f64>,
     cap: usize,
@@ -6224,29 +6060,67 @@ pub struct Holder114<M> {
     mark: M,
 }
 
-impl<M: Clone> Holder114<M> {
+impl<M: Clone> Holder105<M> {
     #[differentiate(wrt(self, x, m, b))]
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
-        let n = x.len().min(self.cap);
-        let v1 = if b.sin() < -1.01f64 { b.asinh() } else { x[0] };
-        let v2 = x
-            .iter()
-            .copied()
-            .zip(x[1..].iter().copied())
-            .fold(b, |acc, (k3, q)| {
-                acc * 0.5 + k3 * q * (b.tanh() * 0.5).tan()
-            })
-            + f64::sin((self.a * 0.5));
-        1.86f64 * (self.a).tanh()
-            + 1.45f64 * (b).tanh()
-            + 0.06f64 * (v1).tanh()
-            + 0.36f64 * (v2).tanh()
+        let n = self.w.len().min(self.cap);
+        let mut w1 = (0.34f64.atan2(self.a * self.a + 0.5) * 0.34f64.atan2(self.a * self.a + 0.5)
+            + 1.0)
+            .log10()
+            .tanh()
+            + 3.0;
+        let mut steps = 0;
+        while w1 > 0.5 && steps < 20 {
+            w1 = w1 * 0.6 + 0.05 * self.a.tanh();
+            steps += 1;
+        }
+        let mut lse2 = (self.w[3].tanh() * 0.5).sinh();
+        let mut scratch3 = vec![0.0; n];
+        for i in 0..n {
+            for q in 0..n {
+                scratch3[q] = self.w[(i + q) % n] * ((b * -1.01f64).tanh() * 0.9).acos();
+            }
+            let mut mx = scratch3[0];
+            for q in 1..scratch3.len() {
+                mx = mx.max(scratch3[q]);
+            }
+            let mut se = 0.0;
+            for q in 0..scratch3.len() {
+                se += (scratch3[q] - mx).exp();
+            }
+            lse2 += se.ln() + mx;
+        }
+        let part4_s = &self.w[0..2];
+        let mut part4 = (self.a * self.a + 1.0).ln();
+        for i in 0..part4_s.len() {
+            part4 += part4_s[i] * part4_s[1].sin();
+        }
+        let mut v5_o = Vec::new();
+        for (i, &w) in self.w.iter().enumerate() {
+            if w > -1.83f64 {
+                v5_o.push(w * b);
+            }
+            if v5_o.len() > 1 {
+                let v5_l = v5_o[v5_o.len() - 1];
+                v5_o.push(v5_l * self.w[i] * 0.5);
+            }
+        }
+        let mut v5 = part4.powi(3);
+        for (i, &w) in v5_o.iter().enumerate() {
+            v5 += w * (i + 1) as f64;
+        }
+        -0.90f64 * (self.a).tanh()
+            + -0.73f64 * (b).tanh()
+            + 0.89f64 * (w1).tanh()
+            + 0.51f64 * (lse2).tanh()
+            + -1.84f64 * (part4).tanh()
+            + 0.80f64 * (v5).tanh()
     }
 }
 
-pub fn p114(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    Holder114 {
+pub fn p105(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    Holder105 {
         a,
         w: x.to_vec(),
         cap: 4,
@@ -6255,13 +6129,72 @@ pub fn p114(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     .value(x, m, b)
 }
 
-pub fn p114_value_and_grad(
+pub fn p105_value_and_grad(
     x: &[f64],
     m: &Array2<f64>,
     a: f64,
     b: f64,
 ) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
-    let (v, (gs, gx, gm, gb)) = Holder114 {
+    let (v, (gs, gx, gm, gb)) = Holder105 {
+        a,
+        w: x.to_vec(),
+        cap: 4,
+        mark: (),
+    }
+    .value_value_and_grad(x, m, b);
+    let gx = gx.iter().zip(&gs.w).map(|(p, q)| p + q).collect();
+    (v, (gx, gm, gs.a, gb))
+}
+
+#[derive(Clone, Differentiable)]
+pub struct Holder106<M> {
+    a: f64,
+    w: Vec<f64>,
+    cap: usize,
+    #[differentiable(constant)]
+    mark: M,
+}
+
+impl<M: Clone> Holder106<M> {
+    #[differentiate(wrt(self, x, m, b))]
+    #[allow(unused_mut, unused_variables, clippy::all)]
+    pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
+        let n = self.w.len().min(self.cap);
+        let v1 = self.w[0];
+        let arr2 = {
+            let mut q = Array2::<f64>::zeros((3, 2));
+            q.row_mut(0).assign(&m.row(0));
+            for i in 1..3 {
+                let prev =
+                    m.dot(&q.row(i - 1)).mapv(f64::tanh) * (self.w[3] + self.a) + &q.row(i - 1);
+                q.row_mut(i).assign(&prev);
+            }
+            (&q * &q).sum()
+        };
+        -0.60f64 * (self.a).tanh()
+            + 0.56f64 * (b).tanh()
+            + -1.64f64 * (v1).tanh()
+            + 1.72f64 * (arr2).tanh()
+    }
+}
+
+pub fn p106(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    Holder106 {
+        a,
+        w: x.to_vec(),
+        cap: 4,
+        mark: (),
+    }
+    .value(x, m, b)
+}
+
+pub fn p106_value_and_grad(
+    x: &[f64],
+    m: &Array2<f64>,
+    a: f64,
+    b: f64,
+) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
+    let (v, (gs, gx, gm, gb)) = Holder106 {
         a,
         w: x.to_vec(),
         cap: 4,
@@ -6274,68 +6207,164 @@ pub fn p114_value_and_grad(
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p115(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p107(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut buf1 = vec![0.0; n];
+    let v1 = if b.powi(3) >= -1.91f64 {
+        a
+    } else {
+        (b.min(0.58f64) * b.min(0.58f64) + 1.0).log2()
+    };
+    let mut pair2 = 0.0;
     for i in 0..n {
-        buf1[i] = (1.17f64 * 1.17f64 + 1.0).log2().atan2(b * b + 0.5);
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair2 += (d * d + 0.5).recip() * x[(i + 3) % n].tanh().exp_m1();
+        }
     }
-    let v2 = buf1[2] * buf1[3];
-    let f3 = |t: f64, u: f64| t;
-    let v4 = f3((a * (-1.33f64 + b)), (-(x[3])).asinh()) * 0.5
-        + f3((-(x[3])).asinh(), (a * (-1.33f64 + b)));
-    let v5 = x[3];
-    -0.30f64 * (a).tanh()
-        + 1.19f64 * (b).tanh()
-        + -0.94f64 * (v2).tanh()
-        + -0.63f64 * (v4).tanh()
-        + -0.45f64 * (v5).tanh()
+    0.07f64 * (a).tanh() + -1.66f64 * (b).tanh() + 0.36f64 * (v1).tanh() + 0.99f64 * (pair2).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p116_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p108(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut m1 =
-        (((b).tanh() - (a).tanh().stop_gradient()).exp().ln() + (a).tanh().stop_gradient());
-    if (b.tanh() * 0.5).sinh() < 1.29f64 {
-        m1 += (b * pts[(2) / 2][(2) % 2]).clamp(-1.0, 1.0);
-    } else if (b * b + 1.0).log10() >= 1.43f64 {
-        m1 = m1 * 0.5;
-    }
-    let v2 = (a.tanh() * 0.9).atanh();
-    let mut buf3 = vec![0.0; n];
+    let mut perm1 = vec![0usize; n];
     for i in 0..n {
-        buf3[i] = ((-0.38f64.tanh() * 0.5).sinh() * 0.5);
+        perm1[i] = (i + 1) % n;
     }
-    let mut buf3_v = vec![0.0; n];
-    for _ in 0..3 {
-        for i in 1..n - 1 {
-            buf3_v[i] += 0.2 * (buf3[i - 1] * buf3[i + 1] - buf3[i].sin());
+    let mut rot2 = x[0].tanh().exp();
+    for i in 0..n {
+        rot2 = rot2 * 0.8 + x[perm1[i]] * autodiff::ops::sigmoid(x[(i + 3) % n]);
+        if perm1[0] % 2 == 0 {
+            rot2 = rot2 + b.atan();
         }
+        let first = perm1[0];
+        for j in 1..n {
+            perm1[j - 1] = perm1[j];
+        }
+        perm1[n - 1] = first;
+    }
+    let v3 = (b.tanh() * 0.5).sinh();
+    let v4 = autodiff::ops::softplus(x[1].atan2(x[2] * x[2] + 0.5).tanh());
+    -0.34f64 * (a).tanh()
+        + -1.93f64 * (b).tanh()
+        + -0.53f64 * (rot2).tanh()
+        + 0.34f64 * (v3).tanh()
+        + 0.11f64 * (v4).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p109(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let v1 = ((0.28f64.tanh().exp_m1() * a.asinh()) * (0.28f64.tanh().exp_m1() * a.asinh()) + 1.0)
+        .log10();
+    let mut pair2 = 0.0;
+    for i in 0..n {
+        let mut p = i + 1;
+        let mut stride = 1;
+        let mut t = 0.5;
+        for j in (i + 1)..n {
+            let d = x[i] - x[p % n];
+            pair2 += (d * d + 0.5).recip() * a * t;
+            p += stride;
+            stride += j % 2;
+            t += 0.25;
+        }
+    }
+    1.06f64 * (a).tanh() + 0.50f64 * (b).tanh() + -1.62f64 * (v1).tanh() + -0.82f64 * (pair2).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p110(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let arr1 = {
+        let mut q = Array2::<f64>::zeros((3, 2));
+        q.row_mut(0).assign(&m.row(0));
+        for i in 1..3 {
+            let prev = (&q.row(i - 1) * b + &m.row(1)).mapv(|t| t.sin());
+            q.row_mut(i).assign(&prev);
+        }
+        (&q * &q).sum() + q.column(1).sum()
+    };
+    let mut acc2 = (b.tanh() * 0.9).acos();
+    for i in 0..n {
+        acc2 += (x[(i + 1) % n] * x[(i + 1) % n] + 0.5).sqrt();
+        if (a / (b * b + 1.0)) > -1.63f64 {
+            return acc2 * 0.9 + (arr1 * arr1).ln_1p();
+        }
+    }
+    let mut w3 = x[1].clamp(-1.0, 1.0).powi(2).tanh() + 3.0;
+    let mut steps = 0;
+    while w3 > 0.5 && steps < 20 {
+        w3 = w3 * 0.6 + 0.05 * b.mul_add(0.93f64, acc2).tanh();
+        steps += 1;
+    }
+    -1.00f64 * (a).tanh()
+        + -0.90f64 * (b).tanh()
+        + 0.82f64 * (arr1).tanh()
+        + -0.23f64 * (acc2).tanh()
+        + -0.02f64 * (w3).tanh()
+}
+
+#[differentiate(checkpoint)]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p111_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut acc1 = (a / (pts[(0) / 2][(0) % 2] * pts[(0) / 2][(0) % 2] + 1.0));
+    for i in 0..n {
+        acc1 += (autodiff::ops::sigmoid(b).tanh() * 0.9).acos();
+        if (a / (a * a + 1.0)) <= 0.32f64 {
+            acc1 = acc1 * 0.9 + (b * 0.5);
+        }
+    }
+    let part2_s = &x[1..3];
+    let mut part2 = a.tanh().exp2();
+    for i in 0..part2_s.len() {
+        part2 += part2_s[i] * part2_s[1].sin();
+    }
+    let mut w3 = ((acc1 * acc1 + 1.5).acosh() * (acc1 * acc1 + 1.5).acosh() + 1.0)
+        .log2()
+        .tanh()
+        + 3.0;
+    let mut steps = 0;
+    while w3 > 0.5 && steps < 20 {
+        w3 = w3 * 0.6 + 0.05 * a.clamp(-1.0, 1.0).tanh();
+        steps += 1;
+    }
+    let mut hist4 = vec![0.0; 3 * n];
+    let mut st5 = (pts[(3) / 2][(3) % 2] * pts[(3) / 2][(3) % 2] + 1.0).log(3.0);
+    for t in 0..3 {
         for i in 0..n {
-            buf3[i] += 0.1 * buf3_v[i].tanh();
+            st5 = st5 * 0.7 + pts[(i) / 2][(i) % 2] * (part2 * part2 + 1.0).cbrt();
+            hist4[t * n + i] = st5.sin();
         }
     }
-    let v4 = buf3[0] * buf3[1];
-    1.45f64 * (a).tanh()
-        + -1.24f64 * (b).tanh()
-        + -0.24f64 * (m1).tanh()
-        + 1.09f64 * (v2).tanh()
-        + 1.67f64 * (v4).tanh()
+    let v6 = hist4[1] * hist4[2 * n] + hist4[3 * n - 1] + st5;
+    let f7 = |t: f64, u: f64| a;
+    let v8 = f7((a * (-1.33f64 + w3)), (-(pts[(3) / 2][(3) % 2])).asinh()) * 0.5
+        + f7((-(pts[(3) / 2][(3) % 2])).asinh(), (a * (-1.33f64 + w3)));
+    1.41f64 * (a).tanh()
+        + -0.26f64 * (b).tanh()
+        + -0.65f64 * (acc1).tanh()
+        + -1.08f64 * (part2).tanh()
+        + -1.00f64 * (w3).tanh()
+        + 0.22f64 * (v6).tanh()
+        + 1.07f64 * (v8).tanh()
 }
 
-pub fn p116(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    p116_points(x, &pairs(x), m, a, b)
+pub fn p111(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    p111_points(x, &pairs(x), m, a, b)
 }
 
-pub fn p116_value_and_grad(
+pub fn p111_value_and_grad(
     x: &[f64],
     m: &Array2<f64>,
     a: f64,
     b: f64,
 ) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
-    let (v, (gx, gp, gm, ga, gb)) = p116_points_value_and_grad(x, &pairs(x), m, a, b);
+    let (v, (gx, gp, gm, ga, gb)) = p111_points_value_and_grad(x, &pairs(x), m, a, b);
     let gx = gx
         .iter()
         .zip(gp.iter().flatten())
@@ -6346,132 +6375,112 @@ pub fn p116_value_and_grad(
 
 #[differentiate(checkpoint)]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p117(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p112(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let f1 = |t: f64, u: f64| 1.56f64.abs();
-    let v2 = f1(
-        autodiff::ops::softplus(x[3]),
-        (((a).tanh() - (a).tanh().stop_gradient()).exp().ln() + (a).tanh().stop_gradient())
-            .tanh()
-            .exp(),
-    ) * 0.5
-        + f1(
-            (((a).tanh() - (a).tanh().stop_gradient()).exp().ln() + (a).tanh().stop_gradient())
-                .tanh()
-                .exp(),
-            autodiff::ops::softplus(x[3]),
-        );
-    let v3 = (x[0].tanh() * 0.9).atanh().cos().atan2(x[0] * x[0] + 0.5);
-    -1.45f64 * (a).tanh() + -1.55f64 * (b).tanh() + 0.48f64 * (v2).tanh() + 0.79f64 * (v3).tanh()
+    let arr1 = (&m.row(1) * (b * b).ln_1p() - &m.column(1))
+        .mapv(f64::sin)
+        .sum();
+    let mut m2 = arr1.max(arr1);
+    if (a * a + 1.0).recip() > 1.97f64 {
+        m2 += x[1].tanh().exp2();
+    } else if arr1 >= -0.97f64 {
+        m2 = m2 * 0.5;
+    }
+    1.30f64 * (a).tanh() + -1.33f64 * (b).tanh() + 1.43f64 * (arr1).tanh() + 1.57f64 * (m2).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p118_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p113(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut lse1 = a.tanh();
-    let mut scratch2 = vec![0.0; n * 2];
-    for i in 0..n {
-        for q0 in 0..n {
-            for r in 0..2 {
-                let q = q0 * 2 + r;
-                scratch2[q] = pts[((i + q) % n) / 2][((i + q) % n) % 2]
-                    * ((((-0.78f64).tanh() * 3.0).signum() * 0.25 + a).tanh() * 0.5).sinh();
-            }
-        }
-        let mut mx = scratch2[0];
-        for q in 1..scratch2.len() {
-            mx = mx.max(scratch2[q]);
-        }
-        let mut se = 0.0;
-        for q in 0..scratch2.len() {
-            se += (scratch2[q] - mx).exp();
-        }
-        lse1 += se.ln() + mx;
+    let mut m1 = (x[1] * x[1] + 1.5).acosh();
+    if helpers::soft(b, 0.3) <= 1.83f64 {
+        m1 += (b.tanh() * 0.5).sinh().asinh();
+    } else if a < -0.96f64 {
+        m1 = m1 * 0.5;
     }
-    let mut w3 = (((-0.63f64 / (b * b + 1.0)).tanh()
-        - (b / (pts[(2) / 2][(2) % 2] * pts[(2) / 2][(2) % 2] + 1.0))
-            .tanh()
-            .stop_gradient())
-    .exp()
-    .ln()
-        + (b / (pts[(2) / 2][(2) % 2] * pts[(2) / 2][(2) % 2] + 1.0))
-            .tanh()
-            .stop_gradient())
-    .tanh()
-        + 3.0;
-    let mut steps = 0;
-    while w3 > 0.5 && steps < 20 {
-        w3 = w3 * 0.6
-            + 0.05
-                * (((b).tanh() - (a).tanh().stop_gradient()).exp().ln()
-                    + (a).tanh().stop_gradient())
-                .tanh();
-        steps += 1;
+    let mut m2 = -0.87f64.abs();
+    if 1.56f64 > -1.08f64 {
+        m2 += x[3];
+    } else if (b * -1.00f64) <= -0.82f64 {
+        m2 = m2 * 0.5;
     }
-    0.88f64 * (a).tanh() + -1.17f64 * (b).tanh() + 1.67f64 * (lse1).tanh() + -1.13f64 * (w3).tanh()
-}
-
-pub fn p118(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    p118_points(x, &pairs(x), m, a, b)
-}
-
-pub fn p118_value_and_grad(
-    x: &[f64],
-    m: &Array2<f64>,
-    a: f64,
-    b: f64,
-) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
-    let (v, (gx, gp, gm, ga, gb)) = p118_points_value_and_grad(x, &pairs(x), m, a, b);
-    let gx = gx
-        .iter()
-        .zip(gp.iter().flatten())
-        .map(|(p, q)| p + q)
-        .collect();
-    (v, (gx, gm, ga, gb))
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p119(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let part1_s = &x[1..=2];
-    let mut part1 = a.powi(3);
-    for i in 0..part1_s.len() {
-        part1 += part1_s[i] * part1_s[1].sin();
-    }
-    let mut pair2 = 0.0;
-    for i in 0..n {
-        let mut p = i + 1;
-        let mut stride = 1;
-        let mut t = 0.5;
-        for j in (i + 1)..n {
-            let d = x[i] - x[p % n];
-            pair2 += (d * d + 0.5).recip() * b.tanh().exp2() * t;
-            p += stride;
-            stride += j % 2;
-            t += 0.25;
-        }
-    }
-    let mut m3 = x[2].asinh();
-    if (pair2 * pair2 + 1.0).recip() >= 0.33f64 {
-        m3 += (part1 * part1 + 1.0).log(3.0);
-    } else if pair2 >= 0.48f64 {
+    let mut m3 = a.atan2(m1 * m1 + 0.5);
+    if (b * b + 1.0).recip() >= -1.59f64 {
+        m3 += x[0].min(m2.atan());
+    } else if 1.93f64 < 0.98f64 {
         m3 = m3 * 0.5;
     }
-    let mut pair4 = 0.0;
+    -1.18f64 * (a).tanh()
+        + 0.96f64 * (b).tanh()
+        + -1.12f64 * (m1).tanh()
+        + -0.76f64 * (m2).tanh()
+        + 0.57f64 * (m3).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p114(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let v1 = if helpers::soft(b, 0.3) >= 0.68f64 {
+        a
+    } else {
+        ((b - b) / ((x[3] * x[3] + 1.0).log10() * (x[3] * x[3] + 1.0).log10() + 1.0))
+    };
+    let mut v2 = 1.00f64;
+    for (k3, &w) in x.iter().enumerate().skip(1).take(n) {
+        v2 = v2 * 0.5 + w * (b * b + 1.0).recip().tanh().exp2() * k3 as f64;
+    }
+    for w in x.iter().take(n - 1).skip(n / 2) {
+        v2 += w * (smooth(-1.34f64) * smooth(-1.34f64) + 1.0).cbrt();
+    }
+    v2 += x.iter().skip(2).fold(
+        (smooth(-1.34f64) * smooth(-1.34f64) + 1.0).cbrt(),
+        |acc, q| acc * 0.5 + q * q,
+    );
+    let mut buf4 = vec![0.0; n];
+    for i in 0..n {
+        buf4[i] = (b / (-1.22f64 * -1.22f64 + 1.0)).tanh().exp_m1();
+    }
+    let mut buf4_v = vec![0.0; n];
+    for _ in 0..3 {
+        for i in 1..n - 1 {
+            buf4_v[i] += 0.2 * (buf4[i - 1] * buf4[i + 1] - buf4[i].sin());
+        }
+        for i in 0..n {
+            buf4[i] += 0.1 * buf4_v[i].tanh();
+        }
+    }
+    let v5 = buf4[1] + 0.5 * buf4[2];
+    let part6_s = &x[1..];
+    let mut part6 = b;
+    for i in 0..part6_s.len() {
+        part6 += part6_s[i] * part6_s[1].sin();
+    }
+    let arr7 = {
+        let mut q = Array2::<f64>::zeros((3, 2));
+        q.row_mut(0).assign(&m.row(0));
+        for i in 1..3 {
+            let prev = (&q.row(i - 1) * b + &m.row(1)).mapv(|t| t.sin());
+            q.row_mut(i).assign(&prev);
+        }
+        (&q * &q).sum() + q.column(1).sum()
+    };
+    let mut pair8 = 0.0;
     for i in 0..n {
         for j in (i + 1)..n {
             let d = x[i] - x[j];
-            pair4 += (d * d + 0.5).recip() * x[(i + 1) % n].tanh().exp2();
+            pair8 += (d * d + 0.5).recip() * autodiff::ops::sigmoid(x[i]);
         }
     }
-    let mut acc: f64 = -1.65f64 * (a).tanh()
-        + -0.70f64 * (b).tanh()
-        + -1.25f64 * (part1).tanh()
-        + -0.55f64 * (pair2).tanh()
-        + 0.04f64 * (m3).tanh()
-        + -0.76f64 * (pair4).tanh();
+    let mut acc: f64 = -1.94f64 * (a).tanh()
+        + 1.80f64 * (b).tanh()
+        + -1.65f64 * (v1).tanh()
+        + -0.70f64 * (v2).tanh()
+        + -1.25f64 * (v5).tanh()
+        + -0.55f64 * (part6).tanh()
+        + 0.04f64 * (arr7).tanh()
+        + -0.76f64 * (pair8).tanh();
     for i in 0..2 {
         acc += (&m.row(i) * 1.14f64).mapv(f64::tanh).sum()
             - (&m.column(i) * -1.21f64 - 0.25)
@@ -6485,7 +6494,7 @@ pub fn p119(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p120(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p115(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let arr1 = (m.to_owned().reversed_axes() * (a + a) + &m.view())
         .mapv(|t| t.tanh())
@@ -6505,7 +6514,7 @@ pub fn p120(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate(checkpoint)]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p121(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p116(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut hist1 = vec![0.0; 3 * n];
     let mut st2 = x[0];
@@ -6546,7 +6555,7 @@ pub fn p121(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p122(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p117(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let v1 = (((b * a).tanh() * 0.5).sinh().tanh() * 0.5).sinh();
     let mut buf2 = vec![0.0; n];
@@ -6564,7 +6573,7 @@ pub fn p122(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 }
 
 #[derive(Clone, Differentiable)]
-pub struct Holder123<M> {
+pub struct Holder118<M> {
     a: f64,
     w: Vec<f64>,
     cap: usize,
@@ -6572,7 +6581,7 @@ pub struct Holder123<M> {
     mark: M,
 }
 
-impl<M: Clone> Holder123<M> {
+impl<M: Clone> Holder118<M> {
     #[differentiate(wrt(self, x, m, b))]
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
@@ -6627,8 +6636,8 @@ impl<M: Clone> Holder123<M> {
     }
 }
 
-pub fn p123(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    Holder123 {
+pub fn p118(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    Holder118 {
         a,
         w: x.to_vec(),
         cap: 4,
@@ -6637,13 +6646,13 @@ pub fn p123(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     .value(x, m, b)
 }
 
-pub fn p123_value_and_grad(
+pub fn p118_value_and_grad(
     x: &[f64],
     m: &Array2<f64>,
     a: f64,
     b: f64,
 ) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
-    let (v, (gs, gx, gm, gb)) = Holder123 {
+    let (v, (gs, gx, gm, gb)) = Holder118 {
         a,
         w: x.to_vec(),
         cap: 4,
@@ -6656,7 +6665,7 @@ pub fn p123_value_and_grad(
 
 #[differentiate(checkpoint)]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p124(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p119(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut pair1 = 0.0;
     for i in 0..n {
@@ -6741,7 +6750,7 @@ pub fn p124(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p125(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p120(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let arr1 = {
         let mut acc = 0.0;
@@ -6764,7 +6773,7 @@ pub fn p125(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 }
 
 #[derive(Clone, Differentiable)]
-pub struct Holder126<M> {
+pub struct Holder121<M> {
     a: f64,
     w: Vec<f64>,
     cap: usize,
@@ -6772,7 +6781,7 @@ pub struct Holder126<M> {
     mark: M,
 }
 
-impl<M: Clone> Holder126<M> {
+impl<M: Clone> Holder121<M> {
     #[differentiate(wrt(self, x, m, b))]
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
@@ -6823,8 +6832,8 @@ impl<M: Clone> Holder126<M> {
     }
 }
 
-pub fn p126(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    Holder126 {
+pub fn p121(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    Holder121 {
         a,
         w: x.to_vec(),
         cap: 4,
@@ -6833,13 +6842,13 @@ pub fn p126(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     .value(x, m, b)
 }
 
-pub fn p126_value_and_grad(
+pub fn p121_value_and_grad(
     x: &[f64],
     m: &Array2<f64>,
     a: f64,
     b: f64,
 ) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
-    let (v, (gs, gx, gm, gb)) = Holder126 {
+    let (v, (gs, gx, gm, gb)) = Holder121 {
         a,
         w: x.to_vec(),
         cap: 4,
@@ -6851,7 +6860,7 @@ pub fn p126_value_and_grad(
 }
 
 #[derive(Clone, Differentiable)]
-pub struct Holder127<M> {
+pub struct Holder122<M> {
     a: f64,
     w: Vec<f64>,
     cap: usize,
@@ -6859,7 +6868,7 @@ pub struct Holder127<M> {
     mark: M,
 }
 
-impl<M: Clone> Holder127<M> {
+impl<M: Clone> Holder122<M> {
     #[differentiate(wrt(self, x, m, b), checkpoint)]
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
@@ -6906,8 +6915,8 @@ impl<M: Clone> Holder127<M> {
     }
 }
 
-pub fn p127(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    Holder127 {
+pub fn p122(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    Holder122 {
         a,
         w: x.to_vec(),
         cap: 4,
@@ -6916,13 +6925,13 @@ pub fn p127(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     .value(x, m, b)
 }
 
-pub fn p127_value_and_grad(
+pub fn p122_value_and_grad(
     x: &[f64],
     m: &Array2<f64>,
     a: f64,
     b: f64,
 ) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
-    let (v, (gs, gx, gm, gb)) = Holder127 {
+    let (v, (gs, gx, gm, gb)) = Holder122 {
         a,
         w: x.to_vec(),
         cap: 4,
@@ -6935,7 +6944,7 @@ pub fn p127_value_and_grad(
 
 #[differentiate(checkpoint)]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p128(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p123(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut acc1 = b.cos();
     for i in 0..n {
@@ -6968,7 +6977,7 @@ pub fn p128(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p129(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p124(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let f1 = |t: f64, u: f64| (-((b.tanh() * 0.5).tan())).tanh().exp2();
     let mut v2 = b.tanh().exp2().tanh().exp_m1();
@@ -7023,7 +7032,7 @@ pub fn p129(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p130(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p125(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let part1_s = &x[1..];
     let mut part1 = b;
@@ -7036,7 +7045,7 @@ pub fn p130(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p131(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p126(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut m1 = (((x[1]).tanh() * 3.0).signum() * 0.25 + 0.10f64);
     if a.tanh().exp() < 1.45f64 {
@@ -7063,7 +7072,7 @@ pub fn p131(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p132(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p127(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut acc1 =
         (((a).tanh() - (x[3]).tanh().stop_gradient()).exp().ln() + (x[3]).tanh().stop_gradient());
@@ -7106,7 +7115,7 @@ pub fn p132(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate(checkpoint)]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p133(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p128(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut v1_r = vec![
         [
@@ -7162,7 +7171,7 @@ pub fn p133(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p134(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p129(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut acc1 = b.hypot(b);
     for i in 0..n {
@@ -7209,7 +7218,7 @@ pub fn p134(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p135(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p130(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut perm1 = vec![0usize; n];
     for i in 0..n {
@@ -7283,7 +7292,7 @@ pub fn p135(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate(checkpoint)]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p136(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p131(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut lse1 = b;
     let mut scratch2 = vec![0.0; n];
@@ -7373,9 +7382,9 @@ pub fn p136(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         + -1.63f64 * (lse10).tanh()
 }
 
-#[differentiate(checkpoint)]
+#[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p137(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p132(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut lse1 = (b * 0.5);
     let mut scratch2 = vec![0.0; n * 2];
@@ -7396,188 +7405,274 @@ pub fn p137(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         lse1 += se.ln() + mx;
     }
-    let v3 = match ((((0.70f64).tanh() - (x[2]).tanh().stop_gradient())
-        .exp()
-        .ln()
-        + (x[2]).tanh().stop_gradient())
-    .tanh()
-        * 0.9)
-        .asin()
-    {
-        k4 if k4 < -1.43f64 => k4 * a.tanh().exp_m1(),
-        k4 => helpers::soft(x[1].clamp(-1.0, 1.0), 0.3) - k4,
-    } + match (a.tanh().exp_m1(), helpers::soft(x[1].clamp(-1.0, 1.0), 0.3)) {
-        (k4, w) if k4 > w => k4 - w,
-        (k4, w) => w * 0.5 + k4,
+    let v3 =
+        x.iter()
+            .copied()
+            .zip(x[1..].iter().copied())
+            .fold(a.tanh().exp_m1(), |acc, (k4, q)| {
+                acc * 0.5
+                    + k4 * q
+                        * ((((0.70f64).tanh() - (x[2]).tanh().stop_gradient())
+                            .exp()
+                            .ln()
+                            + (x[2]).tanh().stop_gradient())
+                        .tanh()
+                            * 0.9)
+                            .asin()
+            })
+            + helpers::soft(x[1].clamp(-1.0, 1.0), 0.3);
+    let v5_d = [
+        x[0] - x[1],
+        (0.11f64 + x[1]).atan2((-1.51f64 * -1.74f64) * (-1.51f64 * -1.74f64) + 0.5),
+        x[2] * (v3.tanh() * 0.9).asin(),
+    ];
+    let v5 = norm3(&v5_d) + v5_d[1] * v5_d[2];
+    let v6 = if 0.58f64 > -0.32f64 {
+        (autodiff::ops::softplus(b) * a.abs())
+    } else {
+        (lse1 * lse1 + 1.0).log2().tanh().exp()
     };
-    let v5 = match ((lse1 * lse1 + 1.0).ln() >= 0.11f64, n % 3) {
-        (true, 0) => ((lse1 * -1.51f64) * (v3 * v3 + 1.0).powf(v3.tanh())),
-        (false, k6) | (_, k6 @ 1) => lse1 * (k6 + 1) as f64,
-        _ => b.tanh(),
-    };
-    let mut m7 = v3;
-    if v3.tanh().exp_m1() > 1.54f64 {
-        m7 += (x[1].tanh().exp() * x[1].tanh().exp() + 1.0).ln();
-    } else if b < -0.95f64 {
-        m7 = m7 * 0.5;
+    let mut w7 = (v3.sin() * (0.66f64 + a)).tanh() + 3.0;
+    let mut steps = 0;
+    while w7 > 0.5 && steps < 20 {
+        w7 = w7 * 0.6
+            + 0.05
+                * (((v3).tanh() - (0.07f64).tanh().stop_gradient()).exp().ln()
+                    + (0.07f64).tanh().stop_gradient())
+                .tanh();
+        steps += 1;
     }
-    let f8 = |t: f64, u: f64| (v5 * b).min(0.07f64.atan2(t * t + 0.5)).tanh().exp();
-    let mut v9 = ((m7.tanh() * 0.5).cosh() * (m7.tanh() * 0.5).cosh() + 1.0).log(3.0);
-    for i in 0..n {
-        v9 = v9 * 0.5 + f8(x[i], (lse1.tanh() * 0.9).asin());
-    }
-    1.95f64 * (a).tanh()
-        + 0.16f64 * (b).tanh()
-        + -0.72f64 * (lse1).tanh()
-        + -1.67f64 * (v3).tanh()
-        + -1.16f64 * (v5).tanh()
-        + 0.21f64 * (m7).tanh()
-        + 1.29f64 * (v9).tanh()
-}
-
-#[differentiate(checkpoint)]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p138(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let v1 = a;
-    let mut acc2 = 0.51f64.clamp(-1.0, 1.0);
-    for i in 0..n {
-        acc2 += helpers::soft(v1, 0.3).cos();
-        if x[3] <= 0.69f64 {
-            acc2 = acc2 * 0.9 + (x[i].tanh() * 0.5).sinh();
-        }
-    }
-    let arr3 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * x[1].tanh();
-    let mut hist4 = vec![0.0; 3 * n];
-    let mut st5 = x[2];
-    for t in 0..3 {
-        for i in 0..n {
-            st5 = st5 * 0.7 + x[i] * (v1 * v1 + 1.5).acosh();
-            hist4[t * n + i] = st5.sin();
-        }
-    }
-    let v6 = hist4[1] * hist4[2 * n] + hist4[3 * n - 1] + st5;
-    let part7_s = &x[1..];
-    let mut part7 = (1.22f64.tanh() * 0.5).sinh();
-    for i in 0..part7_s.len() {
-        part7 += part7_s[i] * part7_s[1].sin();
-    }
-    -0.98f64 * (a).tanh()
-        + 0.46f64 * (b).tanh()
-        + 0.77f64 * (v1).tanh()
-        + -1.21f64 * (acc2).tanh()
-        + -0.12f64 * (arr3).tanh()
-        + -1.85f64 * (v6).tanh()
-        + -1.29f64 * (part7).tanh()
+    -0.50f64 * (a).tanh()
+        + 0.28f64 * (b).tanh()
+        + -0.74f64 * (lse1).tanh()
+        + -0.67f64 * (v3).tanh()
+        + 1.79f64 * (v5).tanh()
+        + 0.15f64 * (v6).tanh()
+        + -0.73f64 * (w7).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p139(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p133_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut perm1 = vec![0usize; n];
-    for i in 0..n {
-        perm1[i] = (i + 1) % n;
+    let part1_s = &x[1..3];
+    let mut part1 = helpers::soft(a, 0.3);
+    for i in 0..part1_s.len() {
+        part1 += part1_s[i] * part1_s[1].sin();
     }
-    let mut rot2 = (a * 0.5);
+    let mut perm2 = vec![0usize; n];
     for i in 0..n {
-        rot2 = rot2 * 0.8 + x[perm1[i]] * b.mul_add(b, b);
-        if perm1[0] % 2 == 0 {
-            rot2 = rot2 + -0.47f64;
+        perm2[i] = (i + 1) % n;
+    }
+    let mut rot3 = b.tanh().exp_m1();
+    for i in 0..n {
+        rot3 = rot3 * 0.8 + pts[(perm2[i]) / 2][(perm2[i]) % 2] * (a * a).ln_1p();
+        if perm2[0] % 2 == 0 {
+            rot3 = rot3 + b.sin();
         }
-        let first = perm1[0];
+        let first = perm2[0];
         for j in 1..n {
-            perm1[j - 1] = perm1[j];
+            perm2[j - 1] = perm2[j];
         }
-        perm1[n - 1] = first;
+        perm2[n - 1] = first;
     }
-    let mut perm3 = vec![0usize; n];
+    let v4 = -1.04f64;
+    let v5 = (((pts[(0) / 2][(0) % 2].cos()).tanh()
+        - (((pts[(0) / 2][(0) % 2] * pts[(0) / 2][(0) % 2] + 1.0)
+            .log10()
+            .tanh()
+            * 0.5)
+            .sinh())
+        .tanh()
+        .stop_gradient())
+    .exp()
+    .ln()
+        + (((pts[(0) / 2][(0) % 2] * pts[(0) / 2][(0) % 2] + 1.0)
+            .log10()
+            .tanh()
+            * 0.5)
+            .sinh())
+        .tanh()
+        .stop_gradient());
+    let mut acc6 = (rot3 * rot3 + 0.5).sqrt();
     for i in 0..n {
-        perm3[i] = (i + 1) % n;
-    }
-    let mut rot4 = x[3].atan2(b * b + 0.5);
-    for i in 0..n {
-        rot4 = rot4 * 0.8 + x[perm3[i]] * (-0.28f64 * -0.28f64 + 1.0).ln();
-        if perm3[0] % 2 == 0 {
-            rot4 = rot4 + rot2.atan();
+        acc6 += (((v4).tanh() * 3.0).round() * 0.25 + f64::sin(part1));
+        if b.asinh() <= 0.31f64 {
+            acc6 = acc6 * 0.9 + -0.98f64.clamp(-1.0, 1.0);
         }
-        let first = perm3[0];
+    }
+    let part7_s = &x[0..=2];
+    let mut part7 = (acc6 * acc6 + 1.0).log(3.0);
+    for i in 0..part7_s.len() {
+        part7 += part7_s[i] * part7_s[1].sin();
+    }
+    -0.38f64 * (a).tanh()
+        + -1.56f64 * (b).tanh()
+        + -1.79f64 * (part1).tanh()
+        + -0.23f64 * (rot3).tanh()
+        + -0.29f64 * (v4).tanh()
+        + -0.35f64 * (v5).tanh()
+        + 0.70f64 * (acc6).tanh()
+        + 1.27f64 * (part7).tanh()
+}
+
+pub fn p133(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    p133_points(x, &pairs(x), m, a, b)
+}
+
+pub fn p133_value_and_grad(
+    x: &[f64],
+    m: &Array2<f64>,
+    a: f64,
+    b: f64,
+) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
+    let (v, (gx, gp, gm, ga, gb)) = p133_points_value_and_grad(x, &pairs(x), m, a, b);
+    let gx = gx
+        .iter()
+        .zip(gp.iter().flatten())
+        .map(|(p, q)| p + q)
+        .collect();
+    (v, (gx, gm, ga, gb))
+}
+
+#[differentiate(checkpoint)]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p134(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let part1_s = &x[1..];
+    let mut part1 = -0.47f64;
+    for i in 0..part1_s.len() {
+        part1 += part1_s[i] * part1_s[1].sin();
+    }
+    let mut perm2 = vec![0usize; n];
+    for i in 0..n {
+        perm2[i] = (i + 1) % n;
+    }
+    let mut rot3 = x[3].atan2(b * b + 0.5);
+    for i in 0..n {
+        rot3 = rot3 * 0.8 + x[perm2[i]] * (-0.28f64 * -0.28f64 + 1.0).ln();
+        if perm2[0] % 2 == 0 {
+            rot3 = rot3 + part1.atan();
+        }
+        let first = perm2[0];
         for j in 1..n {
-            perm3[j - 1] = perm3[j];
+            perm2[j - 1] = perm2[j];
         }
-        perm3[n - 1] = first;
+        perm2[n - 1] = first;
     }
-    let arr5 = {
+    let arr4 = {
         let mut q = m.to_owned();
         let t = &q * 0.39f64.tanh().exp2();
         q[[0, 1]] = 0.39f64.tanh().exp2() * 2.0;
         t.mapv(f64::sin).sum() + q.sum()
     };
-    let v6 = if smooth(0.46f64) >= 1.23f64 {
+    let v5 = if smooth(0.46f64) >= 1.23f64 {
         (-1.58f64 * -1.58f64 + 1.0).log2()
     } else {
-        ((rot4.tanh() * 0.5).sinh().tanh() * 0.5).cosh()
+        ((rot3.tanh() * 0.5).sinh().tanh() * 0.5).cosh()
     };
-    let mut w7 = (autodiff::ops::softplus(1.68f64) + b).tanh() + 3.0;
-    let mut steps = 0;
-    while w7 > 0.5 && steps < 20 {
-        w7 = w7 * 0.6 + 0.05 * -0.71f64.tanh().exp_m1().tanh();
-        steps += 1;
-    }
-    let mut pair8 = 0.0;
-    for i in 0..n {
-        let w = 0.58f64;
-        let mut acc = 0.0;
-        for j in (i % 3)..(n - i) {
-            acc += (x[j + i] * w).sin();
+    0.26f64 * (a).tanh()
+        + -1.31f64 * (b).tanh()
+        + -1.69f64 * (part1).tanh()
+        + -0.99f64 * (rot3).tanh()
+        + 1.68f64 * (arr4).tanh()
+        + -1.01f64 * (v5).tanh()
+}
+
+#[derive(Clone, Differentiable)]
+pub struct Holder135<M> {
+    a: f64,
+    w: Vec<f64>,
+    cap: usize,
+    #[differentiable(constant)]
+    mark: M,
+}
+
+impl<M: Clone> Holder135<M> {
+    #[differentiate(wrt(self, x, m, b))]
+    #[allow(unused_mut, unused_variables, clippy::all)]
+    pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
+        let n = self.w.len().min(self.cap);
+        let part1_s = &self.w[1..3];
+        let mut part1 = (self.a.tanh() * 0.5).sinh();
+        for i in 0..part1_s.len() {
+            part1 += part1_s[i] * part1_s[1].sin();
         }
-        let start = i / 2;
-        for j in 0..n - start {
-            acc += x[start + j] * w * 0.5;
+        let mut lse2 = (((self.w[0]).tanh() * 3.0).round() * 0.25 + part1);
+        let mut scratch3 = vec![0.0; n];
+        for i in 0..n {
+            let prev = scratch3[1] * 0.25;
+            scratch3[0] = self.w[i] * 0.5;
+            for q in 1..scratch3.len() {
+                scratch3[q] = self.w[(i + q) % n] * b;
+            }
+            let mut mx = scratch3[0];
+            for q in 1..scratch3.len() {
+                mx = mx.max(scratch3[q]);
+            }
+            let mut se = 0.0;
+            for q in 0..scratch3.len() {
+                se += (scratch3[q] - mx).exp();
+            }
+            lse2 = lse2 * 0.5 + se.ln() + mx + prev;
         }
-        pair8 += acc * acc;
+        let mut pair4 = 0.0;
+        for i in 0..n {
+            for j in (0..n).filter(|&j| j != i) {
+                let d = self.w[i] - self.w[j];
+                pair4 += (d * d + 0.5).recip() * 0.35f64.tanh().exp();
+            }
+        }
+        for &q in self.w.iter().filter(|&&q| q > 0.0) {
+            pair4 += q * q * 0.25;
+        }
+        let mut acc: f64 = 0.63f64 * (self.a).tanh()
+            + -1.20f64 * (b).tanh()
+            + -1.85f64 * (part1).tanh()
+            + -0.77f64 * (lse2).tanh()
+            + 0.45f64 * (pair4).tanh();
+        for i in 0..2 {
+            acc += (&m.row(i) * 1.58f64).mapv(f64::tanh).sum()
+                - (&m.column(i) * 1.64f64 - 0.25)
+                    .mapv(f64::sin)
+                    .mean()
+                    .unwrap()
+                + (&m.row(1 - i) - &m.column(i)).mapv(|t| t * t).sum() * 0.5;
+        }
+        acc
     }
-    1.28f64 * (a).tanh()
-        + 0.83f64 * (b).tanh()
-        + -1.36f64 * (rot2).tanh()
-        + 0.97f64 * (rot4).tanh()
-        + -0.43f64 * (arr5).tanh()
-        + 1.46f64 * (v6).tanh()
-        + -1.68f64 * (w7).tanh()
-        + -0.85f64 * (pair8).tanh()
+}
+
+pub fn p135(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    Holder135 {
+        a,
+        w: x.to_vec(),
+        cap: 4,
+        mark: (),
+    }
+    .value(x, m, b)
+}
+
+pub fn p135_value_and_grad(
+    x: &[f64],
+    m: &Array2<f64>,
+    a: f64,
+    b: f64,
+) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
+    let (v, (gs, gx, gm, gb)) = Holder135 {
+        a,
+        w: x.to_vec(),
+        cap: 4,
+        mark: (),
+    }
+    .value_value_and_grad(x, m, b);
+    let gx = gx.iter().zip(&gs.w).map(|(p, q)| p + q).collect();
+    (v, (gx, gm, gs.a, gb))
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p140(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut pair1 = 0.0;
-    for i in 0..n {
-        let mut p = i + 1;
-        let mut stride = 1;
-        let mut t = 0.5;
-        for j in (i + 1)..n {
-            let d = x[i] - x[p % n];
-            pair1 += (d * d + 0.5).recip() * a * t;
-            p += stride;
-            stride += j % 2;
-            t += 0.25;
-        }
-    }
-    let part2_s = &x[1..3];
-    let mut part2 = x[0].abs();
-    for i in 0..part2_s.len() {
-        part2 += part2_s[i] * part2_s[1].sin();
-    }
-    -0.77f64 * (a).tanh()
-        + 0.45f64 * (b).tanh()
-        + -0.78f64 * (pair1).tanh()
-        + 1.58f64 * (part2).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p141_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p136_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut pair1 = 0.0;
     for i in 0..n {
@@ -7631,17 +7726,17 @@ pub fn p141_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64)
         + 1.12f64 * (w7).tanh()
 }
 
-pub fn p141(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    p141_points(x, &pairs(x), m, a, b)
+pub fn p136(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    p136_points(x, &pairs(x), m, a, b)
 }
 
-pub fn p141_value_and_grad(
+pub fn p136_value_and_grad(
     x: &[f64],
     m: &Array2<f64>,
     a: f64,
     b: f64,
 ) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
-    let (v, (gx, gp, gm, ga, gb)) = p141_points_value_and_grad(x, &pairs(x), m, a, b);
+    let (v, (gx, gp, gm, ga, gb)) = p136_points_value_and_grad(x, &pairs(x), m, a, b);
     let gx = gx
         .iter()
         .zip(gp.iter().flatten())
@@ -7652,7 +7747,7 @@ pub fn p141_value_and_grad(
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p142(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p137(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let arr1 = {
         let mut q = Array2::<f64>::zeros((3, 2));
@@ -7708,7 +7803,7 @@ pub fn p142(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate(checkpoint)]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p143(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p138(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut perm1 = vec![0usize; n];
     for i in 0..n {
@@ -7746,7 +7841,7 @@ pub fn p143(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate(checkpoint)]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p144_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p139_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut w1 = a.hypot((-(a))).tanh() + 3.0;
     let mut steps = 0;
@@ -7782,17 +7877,17 @@ pub fn p144_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64)
         + 0.98f64 * (rot4).tanh()
 }
 
-pub fn p144(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    p144_points(x, &pairs(x), m, a, b)
+pub fn p139(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    p139_points(x, &pairs(x), m, a, b)
 }
 
-pub fn p144_value_and_grad(
+pub fn p139_value_and_grad(
     x: &[f64],
     m: &Array2<f64>,
     a: f64,
     b: f64,
 ) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
-    let (v, (gx, gp, gm, ga, gb)) = p144_points_value_and_grad(x, &pairs(x), m, a, b);
+    let (v, (gx, gp, gm, ga, gb)) = p139_points_value_and_grad(x, &pairs(x), m, a, b);
     let gx = gx
         .iter()
         .zip(gp.iter().flatten())
@@ -7802,7 +7897,7 @@ pub fn p144_value_and_grad(
 }
 
 #[derive(Clone, Differentiable)]
-pub struct Holder145<M> {
+pub struct Holder140<M> {
     a: f64,
     w: Vec<f64>,
     cap: usize,
@@ -7810,7 +7905,7 @@ pub struct Holder145<M> {
     mark: M,
 }
 
-impl<M: Clone> Holder145<M> {
+impl<M: Clone> Holder140<M> {
     #[differentiate(wrt(self, x, m, b))]
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
@@ -7843,8 +7938,8 @@ impl<M: Clone> Holder145<M> {
     }
 }
 
-pub fn p145(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    Holder145 {
+pub fn p140(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    Holder140 {
         a,
         w: x.to_vec(),
         cap: 4,
@@ -7853,13 +7948,13 @@ pub fn p145(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     .value(x, m, b)
 }
 
-pub fn p145_value_and_grad(
+pub fn p140_value_and_grad(
     x: &[f64],
     m: &Array2<f64>,
     a: f64,
     b: f64,
 ) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
-    let (v, (gs, gx, gm, gb)) = Holder145 {
+    let (v, (gs, gx, gm, gb)) = Holder140 {
         a,
         w: x.to_vec(),
         cap: 4,
@@ -7872,7 +7967,7 @@ pub fn p145_value_and_grad(
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p146(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p141(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut m1 = (a.tanh() * 0.9).asin();
     if a.tanh().exp_m1() >= -0.85f64 {
@@ -7921,7 +8016,7 @@ pub fn p146(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p147(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p142(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut pair1 = 0.0;
     for i in 0..n {
@@ -7969,7 +8064,7 @@ pub fn p147(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 }
 
 #[derive(Clone, Differentiable)]
-pub struct Holder148<M> {
+pub struct Holder143<M> {
     a: f64,
     w: Vec<f64>,
     cap: usize,
@@ -7977,7 +8072,7 @@ pub struct Holder148<M> {
     mark: M,
 }
 
-impl<M: Clone> Holder148<M> {
+impl<M: Clone> Holder143<M> {
     #[differentiate(wrt(self, x, m, b), checkpoint)]
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
@@ -8052,8 +8147,8 @@ impl<M: Clone> Holder148<M> {
     }
 }
 
-pub fn p148(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    Holder148 {
+pub fn p143(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    Holder143 {
         a,
         w: x.to_vec(),
         cap: 4,
@@ -8062,13 +8157,13 @@ pub fn p148(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     .value(x, m, b)
 }
 
-pub fn p148_value_and_grad(
+pub fn p143_value_and_grad(
     x: &[f64],
     m: &Array2<f64>,
     a: f64,
     b: f64,
 ) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
-    let (v, (gs, gx, gm, gb)) = Holder148 {
+    let (v, (gs, gx, gm, gb)) = Holder143 {
         a,
         w: x.to_vec(),
         cap: 4,
@@ -8081,7 +8176,7 @@ pub fn p148_value_and_grad(
 
 #[differentiate(checkpoint)]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p149(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p144(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let part1_s = &x[1..3];
     let mut part1 = b.hypot(b);
@@ -8098,29 +8193,18 @@ pub fn p149(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..part3_s.len() {
         part3 += part3_s[i] * part3_s[1].sin();
     }
-    let v4_c: Vec<f64> = x
-        .iter()
-        .map(|q| {
-            q * ((((a * a + 1.0).log(3.0)).tanh() - ((b * b).ln_1p()).tanh().stop_gradient())
-                .exp()
-                .ln()
-                + ((b * b).ln_1p()).tanh().stop_gradient())
-        })
-        .collect();
-    let mut v4 = (0..n).map(|i| v4_c[i] * x[(i + 1) % n]).sum::<f64>()
-        + x.windows(2).map(|w| w[0] * w[1]).sum::<f64>();
-    for (k5, &q) in x.iter().rev().enumerate() {
-        v4 += q
-            * (((autodiff::ops::softplus(-0.09f64)).tanh() - (v2.tanh()).tanh().stop_gradient())
-                .exp()
-                .ln()
-                + (v2.tanh()).tanh().stop_gradient())
-            * (k5 + 1) as f64;
-    }
-    v4 += x
-        .iter()
-        .map(|q| q.abs())
-        .fold((-1.70f64 * -1.70f64 + 1.0).log10(), |acc, q| acc.max(q));
+    let (k5, true) = (n % 2, 1.95f64 <= 0.16f64) else {
+        return (-1.70f64 * -1.70f64 + 1.0).log10();
+    };
+    let v4 = ((((a * a + 1.0).log(3.0)).tanh() - ((b * b).ln_1p()).tanh().stop_gradient())
+        .exp()
+        .ln()
+        + ((b * b).ln_1p()).tanh().stop_gradient())
+        * (k5 + 1) as f64
+        + (((autodiff::ops::softplus(-0.09f64)).tanh() - (v2.tanh()).tanh().stop_gradient())
+            .exp()
+            .ln()
+            + (v2.tanh()).tanh().stop_gradient());
     let arr6 = (&m.column(0).insert_axis(Axis(1)) * m)
         .mapv(|t| (t * t + 1.0).ln())
         .sum()
@@ -8136,7 +8220,7 @@ pub fn p149(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p150_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p145_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut acc1 = (a * a + 1.0).powf(b.tanh());
     for i in 0..n {
@@ -8174,17 +8258,17 @@ pub fn p150_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64)
     acc
 }
 
-pub fn p150(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    p150_points(x, &pairs(x), m, a, b)
+pub fn p145(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    p145_points(x, &pairs(x), m, a, b)
 }
 
-pub fn p150_value_and_grad(
+pub fn p145_value_and_grad(
     x: &[f64],
     m: &Array2<f64>,
     a: f64,
     b: f64,
 ) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
-    let (v, (gx, gp, gm, ga, gb)) = p150_points_value_and_grad(x, &pairs(x), m, a, b);
+    let (v, (gx, gp, gm, ga, gb)) = p145_points_value_and_grad(x, &pairs(x), m, a, b);
     let gx = gx
         .iter()
         .zip(gp.iter().flatten())
@@ -8194,7 +8278,7 @@ pub fn p150_value_and_grad(
 }
 
 #[derive(Clone, Differentiable)]
-pub struct Holder151<M> {
+pub struct Holder146<M> {
     a: f64,
     w: Vec<f64>,
     cap: usize,
@@ -8202,7 +8286,7 @@ pub struct Holder151<M> {
     mark: M,
 }
 
-impl<M: Clone> Holder151<M> {
+impl<M: Clone> Holder146<M> {
     #[differentiate(wrt(self, x, m, b))]
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
@@ -8258,8 +8342,8 @@ impl<M: Clone> Holder151<M> {
     }
 }
 
-pub fn p151(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    Holder151 {
+pub fn p146(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    Holder146 {
         a,
         w: x.to_vec(),
         cap: 4,
@@ -8268,13 +8352,13 @@ pub fn p151(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     .value(x, m, b)
 }
 
-pub fn p151_value_and_grad(
+pub fn p146_value_and_grad(
     x: &[f64],
     m: &Array2<f64>,
     a: f64,
     b: f64,
 ) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
-    let (v, (gs, gx, gm, gb)) = Holder151 {
+    let (v, (gs, gx, gm, gb)) = Holder146 {
         a,
         w: x.to_vec(),
         cap: 4,
@@ -8287,7 +8371,7 @@ pub fn p151_value_and_grad(
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p152(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p147(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut perm1 = vec![0usize; n];
     for i in 0..n {
@@ -8362,7 +8446,7 @@ pub fn p152(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p153(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p148(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let f1 = |t: f64, u: f64| b.tanh().exp();
     let mut v2 = (autodiff::ops::sigmoid(-1.20f64) * autodiff::ops::sigmoid(-1.20f64) + 0.5).sqrt();
@@ -8424,7 +8508,7 @@ pub fn p153(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p154(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p149(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut pair1 = 0.0;
     for i in 0..n {
@@ -8466,7 +8550,7 @@ pub fn p154(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate(checkpoint)]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p155(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p150(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut w1 = (autodiff::ops::softplus(a) * autodiff::ops::softplus(a) + 1.0)
         .log10()
@@ -8524,7 +8608,7 @@ pub fn p155(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p156_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p151_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut lse1 = (0.31f64 * 0.5);
     let mut scratch2 = vec![0.0; 3];
@@ -8581,17 +8665,17 @@ pub fn p156_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64)
         + 1.52f64 * (w6).tanh()
 }
 
-pub fn p156(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    p156_points(x, &pairs(x), m, a, b)
+pub fn p151(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    p151_points(x, &pairs(x), m, a, b)
 }
 
-pub fn p156_value_and_grad(
+pub fn p151_value_and_grad(
     x: &[f64],
     m: &Array2<f64>,
     a: f64,
     b: f64,
 ) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
-    let (v, (gx, gp, gm, ga, gb)) = p156_points_value_and_grad(x, &pairs(x), m, a, b);
+    let (v, (gx, gp, gm, ga, gb)) = p151_points_value_and_grad(x, &pairs(x), m, a, b);
     let gx = gx
         .iter()
         .zip(gp.iter().flatten())
@@ -8602,7 +8686,7 @@ pub fn p156_value_and_grad(
 
 #[differentiate(checkpoint)]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p157(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p152(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let v1 = helpers::soft(autodiff::ops::softplus((-0.10f64 + a)), 0.3);
     let mut lse2 = (b * b + 1.0).log10();
@@ -8623,25 +8707,20 @@ pub fn p157(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         lse2 += se.ln() + mx;
     }
-    let v4 = match 0.19f64 {
-        k5 if k5 < -1.48f64 => k5 * autodiff::ops::sigmoid(v1),
-        k5 => a - k5,
-    } + match (autodiff::ops::sigmoid(v1), a) {
-        (k5, w) if k5 > w => k5 - w,
-        (k5, w) => w * 0.5 + k5,
-    };
-    let v6 = (((x[2] * x[3]).tanh()
-        - (lse2.atan2(1.43f64 * 1.43f64 + 0.5)).tanh().stop_gradient())
-    .exp()
-    .ln()
-        + (lse2.atan2(1.43f64 * 1.43f64 + 0.5)).tanh().stop_gradient())
-    .tanh()
-    .exp2();
-    let mut lse7 = (a * 0.5);
-    let mut scratch8 = vec![0.0; 3];
+    let v4 = x
+        .iter()
+        .copied()
+        .zip(x[1..].iter().copied())
+        .fold(autodiff::ops::sigmoid(v1), |acc, (k5, q)| {
+            acc * 0.5 + k5 * q * 0.19f64
+        })
+        + a;
+    let v6 = b;
+    let mut lse7 = b.tanh().exp();
+    let mut scratch8 = vec![0.0; n];
     for i in 0..n {
-        for q in 0..3 {
-            scratch8[q] = x[(i + q) % n] * (v4.sin() * v4.sin() + 1.0).cbrt();
+        for q in 0..scratch8.len() {
+            scratch8[q] = x[(i + q) % n] * (v4 * v4 + 0.5).sqrt();
         }
         let mut mx = scratch8[0];
         for q in 1..scratch8.len() {
@@ -8653,23 +8732,98 @@ pub fn p157(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         lse7 = lse7 * 0.5 + se.ln() + mx;
     }
-    let mut m9 = (-1.30f64 * -1.30f64 + 1.0).log10();
-    if v6 >= 1.76f64 {
-        m9 += (-(1.52f64)).hypot((v6 * lse7));
-    } else if v1.tanh().exp_m1() > 0.85f64 {
-        m9 = m9 * 0.5;
+    let mut w9 = autodiff::ops::sigmoid(smooth(lse2)).tanh() + 3.0;
+    let mut steps = 0;
+    while w9 > 0.5 && steps < 20 {
+        w9 = w9 * 0.6 + 0.05 * (lse2 * lse2 + 1.0).log2().tanh();
+        steps += 1;
     }
-    let mut acc: f64 = -0.85f64 * (a).tanh()
-        + -0.96f64 * (b).tanh()
-        + 1.27f64 * (v1).tanh()
-        + 1.78f64 * (lse2).tanh()
-        + -1.02f64 * (v4).tanh()
-        + 1.43f64 * (v6).tanh()
-        + 1.76f64 * (lse7).tanh()
-        + 0.98f64 * (m9).tanh();
+    0.61f64 * (a).tanh()
+        + -1.33f64 * (b).tanh()
+        + -1.67f64 * (v1).tanh()
+        + 1.31f64 * (lse2).tanh()
+        + 0.87f64 * (v4).tanh()
+        + -1.11f64 * (v6).tanh()
+        + 0.41f64 * (lse7).tanh()
+        + -1.30f64 * (w9).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p153(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let v1 = ((0.49f64.tanh().exp() * (((b).tanh() * 3.0).ceil() * 0.25 + b)).tanh() * 0.9).atanh();
+    let arr2 = {
+        let mut q = Array2::<f64>::zeros((3, 2));
+        q.row_mut(0).assign(&m.row(0));
+        for i in 1..3 {
+            let prev = m.dot(&q.row(i - 1)).mapv(f64::tanh) * v1 + &q.row(i - 1);
+            q.row_mut(i).assign(&prev);
+        }
+        (&q * &q).sum()
+    };
+    let part3_s = &x[0..];
+    let mut part3 = (a * a + 1.0).log(3.0);
+    for i in 0..part3_s.len() {
+        part3 += part3_s[i] * part3_s[1].sin();
+    }
+    let mut pair4 = 0.0;
+    for i in 0..n {
+        let mut p = i + 1;
+        let mut stride = 1;
+        let mut t = 0.5;
+        for j in (i + 1)..n {
+            let d = x[i] - x[p % n];
+            pair4 += (d * d + 0.5).recip() * -0.18f64 * t;
+            p += stride;
+            stride += j % 2;
+            t += 0.25;
+        }
+    }
+    let mut perm5 = vec![0usize; n];
+    for i in 0..n {
+        perm5[i] = (i + 1) % n;
+    }
+    let mut rot6 = smooth(part3);
+    for i in 0..n {
+        rot6 = rot6 * 0.8 + x[perm5[i]] * x[(i + 2) % n];
+        if perm5[0] % 2 == 0 {
+            rot6 = rot6 + (0.79f64 * b);
+        }
+        let first = perm5[0];
+        for j in 1..n {
+            perm5[j - 1] = perm5[j];
+        }
+        perm5[n - 1] = first;
+    }
+    let mut lse7 = (rot6 * rot6).ln_1p();
+    let mut scratch8 = vec![0.0; n];
+    for i in 0..n {
+        scratch8[0] = x[i] * 0.5;
+        for q in 1..scratch8.len() {
+            scratch8[q] = x[(i + q) % n] * (a.atan() * a.atan() + 1.0).recip();
+        }
+        let mut mx = scratch8[0];
+        for q in 1..scratch8.len() {
+            mx = mx.max(scratch8[q]);
+        }
+        let mut se = 0.0;
+        for q in 0..scratch8.len() {
+            se += (scratch8[q] - mx).exp();
+        }
+        lse7 += se.ln() + mx;
+    }
+    let mut acc: f64 = 0.84f64 * (a).tanh()
+        + 0.88f64 * (b).tanh()
+        + -1.32f64 * (v1).tanh()
+        + -1.14f64 * (arr2).tanh()
+        + -0.10f64 * (part3).tanh()
+        + 0.96f64 * (pair4).tanh()
+        + -0.94f64 * (rot6).tanh()
+        + 1.83f64 * (lse7).tanh();
     for i in 0..2 {
-        acc += (&m.row(i) * 0.67f64).mapv(f64::tanh).sum()
-            - (&m.column(i) * -0.36f64 - 0.25)
+        acc += (&m.row(i) * -0.56f64).mapv(f64::tanh).sum()
+            - (&m.column(i) * -1.81f64 - 0.25)
                 .mapv(f64::sin)
                 .mean()
                 .unwrap()
@@ -8678,8 +8832,53 @@ pub fn p157(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     acc
 }
 
+#[differentiate(checkpoint)]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p154(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut pair1 = 0.0;
+    for i in 0..n {
+        let mut p = i + 1;
+        let mut stride = 1;
+        let mut t = 0.5;
+        for j in (i + 1)..n {
+            let d = x[i] - x[p % n];
+            pair1 += (d * d + 0.5).recip() * (x[3].tanh() * 0.9).atanh() * t;
+            p += stride;
+            stride += j % 2;
+            t += 0.25;
+        }
+    }
+    let mut w2 = ((a * a + 1.0).log2() * x[1]).tanh() + 3.0;
+    let mut steps = 0;
+    while w2 > 0.5 && steps < 20 {
+        w2 = w2 * 0.6 + 0.05 * pair1.tanh();
+        steps += 1;
+    }
+    let mut pair3 = 0.0;
+    for i in 0..n {
+        let w = x[i].hypot(b);
+        let mut acc = 0.0;
+        for j in (i % 3)..(n - i) {
+            acc += (x[j + i] * w).sin();
+        }
+        let start = i / 2;
+        for j in 0..n - start {
+            acc += x[start + j] * w * 0.5;
+        }
+        pair3 += acc * acc;
+    }
+    let v4 = pair1;
+    -0.85f64 * (a).tanh()
+        + -0.06f64 * (b).tanh()
+        + -0.08f64 * (pair1).tanh()
+        + 1.31f64 * (w2).tanh()
+        + -1.57f64 * (pair3).tanh()
+        + 0.69f64 * (v4).tanh()
+}
+
 #[derive(Clone, Differentiable)]
-pub struct Holder158<M> {
+pub struct Holder155<M> {
     a: f64,
     w: Vec<f64>,
     cap: usize,
@@ -8687,41 +8886,57 @@ pub struct Holder158<M> {
     mark: M,
 }
 
-impl<M: Clone> Holder158<M> {
+impl<M: Clone> Holder155<M> {
     #[differentiate(wrt(self, x, m, b))]
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
         let n = x.len().min(self.cap);
-        let v1 = if b < -0.06f64 {
-            (x[1] * x[1] + 1.0).log2().tanh().exp_m1()
-        } else {
-            x[1]
-        };
-        let mut lse2 = (x[2] + v1);
-        let mut scratch3 = vec![0.0; n];
+        let mut pair1 = 0.0;
         for i in 0..n {
-            for q in 0..scratch3.len() {
-                scratch3[q] = x[(i + q) % n] * (v1 * v1 + 1.5).acosh().atan();
+            for j in (i + 1)..n {
+                let d = x[i] - x[j];
+                pair1 += (d * d + 0.5).recip() * -1.20f64.tanh().exp_m1();
             }
-            let mut mx = scratch3[0];
-            for q in 1..scratch3.len() {
-                mx = mx.max(scratch3[q]);
-            }
-            let mut se = 0.0;
-            for q in 0..scratch3.len() {
-                se += (scratch3[q] - mx).exp();
-            }
-            lse2 = lse2 * 0.5 + se.ln() + mx;
         }
-        0.38f64 * (self.a).tanh()
-            + 0.84f64 * (b).tanh()
-            + 0.88f64 * (v1).tanh()
-            + -1.32f64 * (lse2).tanh()
+        let part2_s = &x[1..3];
+        let mut part2 = autodiff::ops::sigmoid(0.43f64);
+        for i in 0..part2_s.len() {
+            part2 += part2_s[i] * part2_s[1].sin();
+        }
+        let mut acc3 = x[0];
+        for i in 0..n {
+            acc3 += ((x[3] * x[3] + 1.0).powf(self.a.tanh()).tanh() * 0.5).sinh();
+            if -1.55f64 > 0.65f64 {
+                acc3 = acc3 * 0.9 + x[(i + 3) % n].abs();
+            }
+        }
+        let mut m4 = (self.a.tanh() * 0.9).asin();
+        if (b * self.a) >= -1.21f64 {
+            m4 += ((pair1 * pair1 + 1.0).log(3.0) * (pair1 * pair1 + 1.0).log(3.0) + 0.5).sqrt();
+        } else if (part2 * part2 + 1.0).log(3.0) >= -0.91f64 {
+            m4 = m4 * 0.5;
+        }
+        let mut m5 = (x[0] * x[0] + 1.0).powf(pair1.tanh());
+        if (0.24f64 - x[1]) > 1.37f64 {
+            m5 += (((acc3 - acc3).tanh() - (self.a * m4).tanh().stop_gradient())
+                .exp()
+                .ln()
+                + (self.a * m4).tanh().stop_gradient());
+        } else if part2.clamp(-1.0, 1.0) < -0.19f64 {
+            m5 = m5 * 0.5;
+        }
+        1.69f64 * (self.a).tanh()
+            + 0.13f64 * (b).tanh()
+            + -1.57f64 * (pair1).tanh()
+            + 0.35f64 * (part2).tanh()
+            + 0.99f64 * (acc3).tanh()
+            + -0.68f64 * (m4).tanh()
+            + 1.02f64 * (m5).tanh()
     }
 }
 
-pub fn p158(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    Holder158 {
+pub fn p155(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    Holder155 {
         a,
         w: x.to_vec(),
         cap: 4,
@@ -8730,13 +8945,13 @@ pub fn p158(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     .value(x, m, b)
 }
 
-pub fn p158_value_and_grad(
+pub fn p155_value_and_grad(
     x: &[f64],
     m: &Array2<f64>,
     a: f64,
     b: f64,
 ) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
-    let (v, (gs, gx, gm, gb)) = Holder158 {
+    let (v, (gs, gx, gm, gb)) = Holder155 {
         a,
         w: x.to_vec(),
         cap: 4,
@@ -8748,7 +8963,7 @@ pub fn p158_value_and_grad(
 }
 
 #[derive(Clone, Differentiable)]
-pub struct Holder159<M> {
+pub struct Holder156<M> {
     a: f64,
     w: Vec<f64>,
     cap: usize,
@@ -8756,81 +8971,64 @@ pub struct Holder159<M> {
     mark: M,
 }
 
-impl<M: Clone> Holder159<M> {
-    #[differentiate(wrt(self, x, m, b), checkpoint)]
+impl<M: Clone> Holder156<M> {
+    #[differentiate(wrt(self, x, m, b))]
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
         let n = self.w.len().min(self.cap);
-        let mut perm1 = vec![0usize; n];
-        for i in 0..n {
-            perm1[i] = (i + 1) % n;
+        let part1_s = &self.w[1..3];
+        let mut part1 = self.a;
+        for i in 0..part1_s.len() {
+            part1 += part1_s[i] * part1_s[1].sin();
         }
-        let mut rot2 = self.a;
-        for i in 0..n {
-            rot2 =
-                rot2 * 0.8 + self.w[perm1[i]] * (self.w[(i + 3) % n] * self.w[(i + 3) % n]).ln_1p();
-            if perm1[0] % 2 == 0 {
-                rot2 = rot2 + (b.tanh() * 0.5).sinh();
+        let mut hist2 = vec![0.0; 3 * n];
+        let mut st3 = self.w[2];
+        for t in 0..3 {
+            for i in 0..n {
+                st3 = st3 * 0.7 + self.w[i] * self.w[0].cos();
+                hist2[t * n + i] = st3.sin();
             }
-            let first = perm1[0];
-            for j in 1..n {
-                perm1[j - 1] = perm1[j];
-            }
-            perm1[n - 1] = first;
         }
-        let mut pair3 = 0.0;
-        for i in 0..n {
-            let w = (self.a * self.a + 1.0).log2();
-            let mut acc = 0.0;
-            for j in (i % 3)..(n - i) {
-                acc += (self.w[j + i] * w).sin();
-            }
-            let start = i / 2;
-            for j in 0..n - start {
-                acc += self.w[start + j] * w * 0.5;
-            }
-            pair3 += acc * acc;
-        }
-        let part4_s = &self.w[1..3];
-        let mut part4 = pair3;
-        for i in 0..part4_s.len() {
-            part4 += part4_s[i] * part4_s[1].sin();
-        }
+        let v4 = hist2[1] * hist2[2 * n] + hist2[3 * n - 1] + st3;
         let mut pair5 = 0.0;
         for i in 0..n {
-            let w = self.w[i].hypot(b);
-            let mut acc = 0.0;
-            for j in (i % 3)..(n - i) {
-                acc += (self.w[j + i] * w).sin();
+            for j in (i + 1)..n {
+                let d = self.w[i] - self.w[j];
+                pair5 += (d * d + 0.5).recip() * part1.tanh().exp2();
             }
-            let start = i / 2;
-            for j in 0..n - start {
-                acc += self.w[start + j] * w * 0.5;
+        }
+        let mut acc6 = (b / (pair5 * pair5 + 1.0));
+        for i in 0..n {
+            acc6 += v4;
+            if -1.05f64 > 0.77f64 {
+                acc6 = acc6 * 0.9 + (pair5 * self.w[(i + 2) % n]);
             }
-            pair5 += acc * acc;
         }
-        let v6 = pair3;
-        let mut acc: f64 = -0.85f64 * (self.a).tanh()
-            + -0.06f64 * (b).tanh()
-            + -0.08f64 * (rot2).tanh()
-            + 1.31f64 * (pair3).tanh()
-            + -1.57f64 * (part4).tanh()
-            + 0.69f64 * (pair5).tanh()
-            + 0.67f64 * (v6).tanh();
-        for i in 0..2 {
-            acc += (&m.row(i) * -0.30f64).mapv(f64::tanh).sum()
-                - (&m.column(i) * -1.98f64 - 0.25)
-                    .mapv(f64::sin)
-                    .mean()
-                    .unwrap()
-                + (&m.row(1 - i) - &m.column(i)).mapv(|t| t * t).sum() * 0.5;
+        let part7_s = &self.w[1..=2];
+        let mut part7 = (pair5 * pair5 + 1.0).log2();
+        for i in 0..part7_s.len() {
+            part7 += part7_s[i] * part7_s[1].sin();
         }
-        acc
+        let mut acc8 = part1.tanh().exp();
+        for i in 0..n {
+            acc8 += self.w[1].tanh().exp_m1().powi(3);
+            if acc6.sin() <= 0.40f64 {
+                acc8 = acc8 * 0.9 + autodiff::ops::sigmoid(pair5);
+            }
+        }
+        1.67f64 * (self.a).tanh()
+            + -0.67f64 * (b).tanh()
+            + 1.86f64 * (part1).tanh()
+            + 1.12f64 * (v4).tanh()
+            + 0.56f64 * (pair5).tanh()
+            + -0.79f64 * (acc6).tanh()
+            + 1.52f64 * (part7).tanh()
+            + 1.76f64 * (acc8).tanh()
     }
 }
 
-pub fn p159(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    Holder159 {
+pub fn p156(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    Holder156 {
         a,
         w: x.to_vec(),
         cap: 4,
@@ -8839,13 +9037,13 @@ pub fn p159(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     .value(x, m, b)
 }
 
-pub fn p159_value_and_grad(
+pub fn p156_value_and_grad(
     x: &[f64],
     m: &Array2<f64>,
     a: f64,
     b: f64,
 ) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
-    let (v, (gs, gx, gm, gb)) = Holder159 {
+    let (v, (gs, gx, gm, gb)) = Holder156 {
         a,
         w: x.to_vec(),
         cap: 4,
@@ -8858,249 +9056,152 @@ pub fn p159_value_and_grad(
 
 #[differentiate(checkpoint)]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p160(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p157(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut acc1 = b;
+    let mut pair1 = 0.0;
     for i in 0..n {
-        acc1 += autodiff::ops::sigmoid(autodiff::ops::softplus(x[0]));
-        if b.max(b) <= 1.66f64 {
-            acc1 = acc1 * 0.9 + (a / (-0.92f64 * -0.92f64 + 1.0));
+        for j in (i + 1)..n {
+            let d = x[i] - x[j];
+            pair1 += (d * d + 0.5).recip() * x[3].asinh();
         }
     }
-    let mut hist2 = vec![0.0; 3 * n];
-    let mut st3 = helpers::soft(x[0], 0.3);
-    for t in 0..3 {
-        for i in 0..n {
-            st3 = st3 * 0.7
-                + x[i]
-                    * (((a).tanh() - (-1.50f64).tanh().stop_gradient()).exp().ln()
-                        + (-1.50f64).tanh().stop_gradient());
-            hist2[t * n + i] = st3.sin();
+    let mut pair2 = 0.0;
+    for i in 0..n {
+        for j in (0..n).filter(|&j| j != i) {
+            let d = x[i] - x[j];
+            pair2 += (d * d + 0.5).recip() * 0.14f64.max(a);
         }
     }
-    let v4 = hist2[1] * hist2[2 * n] + hist2[3 * n - 1] + st3;
-    0.84f64 * (a).tanh() + -0.45f64 * (b).tanh() + -0.93f64 * (acc1).tanh() + 0.83f64 * (v4).tanh()
+    for &q in x.iter().filter(|&&q| q > 0.0) {
+        pair2 += q * q * 0.25;
+    }
+    let mut w3 = pair1.tanh() + 3.0;
+    let mut steps = 0;
+    while w3 > 0.5 && steps < 20 {
+        w3 = w3 * 0.6 + 0.05 * (b.tanh() * 0.5).cosh().tanh();
+        steps += 1;
+    }
+    let arr4 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * (a * a + 1.5).acosh();
+    let f5 = |t: f64, u: f64| ((x[0].tanh() * 0.9).asin().tanh() * 0.9).acos().atan();
+    let v6 = f5(
+        ((((a).tanh() - (pair2).tanh().stop_gradient()).exp().ln()
+            + (pair2).tanh().stop_gradient())
+            * (((a).tanh() - (pair2).tanh().stop_gradient()).exp().ln()
+                + (pair2).tanh().stop_gradient())
+            + 1.0)
+            .log(3.0),
+        (pair2.cos().tanh() * 0.9).asin(),
+    ) * 0.5
+        + f5(
+            (pair2.cos().tanh() * 0.9).asin(),
+            ((((a).tanh() - (pair2).tanh().stop_gradient()).exp().ln()
+                + (pair2).tanh().stop_gradient())
+                * (((a).tanh() - (pair2).tanh().stop_gradient()).exp().ln()
+                    + (pair2).tanh().stop_gradient())
+                + 1.0)
+                .log(3.0),
+        );
+    -1.38f64 * (a).tanh()
+        + -1.10f64 * (b).tanh()
+        + 1.46f64 * (pair1).tanh()
+        + -1.41f64 * (pair2).tanh()
+        + -0.32f64 * (w3).tanh()
+        + -0.36f64 * (arr4).tanh()
+        + -0.63f64 * (v6).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p161(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p158_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let arr1 = {
-        let mut q = Array2::<f64>::zeros((2, 2));
-        let mut r = m.row(0).to_owned();
-        for i in 0..2 {
-            r = (&r * b.max(x[3]) + &m.row(i)).mapv(|t| t.tanh());
-            q.row_mut(i).assign(&r);
-        }
-        (&q * m).sum()
-    };
-    let mut acc2 = (a * a + 1.0).log2();
+    let mut m1 = (a.tanh() * 0.5).tan();
+    if 0.97f64 <= 1.68f64 {
+        m1 += a.tanh().exp_m1().powi(3);
+    } else if 0.62f64 < -1.42f64 {
+        m1 = m1 * 0.5;
+    }
+    let mut acc2 = b;
     for i in 0..n {
-        acc2 += a;
-        if a.min(a) < 0.24f64 {
-            acc2 = acc2 * 0.9 + helpers::soft(x[(i + 2) % n], 0.3);
+        acc2 += ((pts[(2) / 2][(2) % 2] * 0.5) * (pts[(2) / 2][(2) % 2] * 0.5) + 1.0).ln();
+        if m1 < 1.05f64 {
+            acc2 = acc2 * 0.9 + pts[(i) / 2][(i) % 2].asinh();
         }
     }
-    let mut acc: f64 = 0.95f64 * (a).tanh()
-        + 1.88f64 * (b).tanh()
-        + 0.63f64 * (arr1).tanh()
-        + 0.47f64 * (acc2).tanh();
-    for i in 0..2 {
-        acc += (&m.row(i) * 0.32f64).mapv(f64::tanh).sum()
-            - (&m.column(i) * -1.44f64 - 0.25)
-                .mapv(f64::sin)
-                .mean()
-                .unwrap()
-            + (&m.row(1 - i) - &m.column(i)).mapv(|t| t * t).sum() * 0.5;
+    let mut perm3 = vec![0usize; n];
+    for i in 0..n {
+        perm3[i] = (i + 2) % n;
     }
-    acc
-}
-
-#[derive(Clone, Differentiable)]
-pub struct Holder162<M> {
-    a: f64,
-    w: Vec<f64>,
-    cap: usize,
-    #[differentiable(constant)]
-    mark: M,
-}
-
-impl<M: Clone> Holder162<M> {
-    #[differentiate(wrt(self, x, m, b))]
-    #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
-        let n = x.len().min(self.cap);
-        let part1_s = &x[0..];
-        let mut part1 = self.a;
-        for i in 0..part1_s.len() {
-            part1 += part1_s[i] * part1_s[1].sin();
+    let mut rot4 = (a * a + 1.5).acosh();
+    for i in 0..n {
+        rot4 = rot4 * 0.8 + pts[(perm3[i]) / 2][(perm3[i]) % 2] * acc2;
+        if perm3[0] % 2 == 0 {
+            rot4 = rot4 + 1.79f64.cos();
         }
-        let mut perm2 = vec![0usize; n];
-        for i in 0..n {
-            perm2[i] = (i + 1) % n;
+        let first = perm3[0];
+        for j in 1..n {
+            perm3[j - 1] = perm3[j];
         }
-        let mut rot3 = x[3];
-        for i in 0..n {
-            rot3 = rot3 * 0.8 + x[perm2[i]] * x[(i + 2) % n].atan2(-0.86f64 * -0.86f64 + 0.5);
-            if perm2[0] % 2 == 0 {
-                rot3 = rot3 + -0.46f64;
-            }
-            let first = perm2[0];
-            for j in 1..n {
-                perm2[j - 1] = perm2[j];
-            }
-            perm2[n - 1] = first;
-        }
-        let mut m4 = (b * b + 1.0).log2();
-        if x[2] >= -0.37f64 {
-            m4 += (x[0].asinh() * x[0].asinh() + 1.0).ln();
-        } else if (part1 * part1 + 1.0).log(3.0) < -0.44f64 {
-            m4 = m4 * 0.5;
-        }
-        let mut lse5 = (part1 * part1 + 1.0).recip();
-        let mut scratch6 = vec![0.0; n * 2];
-        for i in 0..n {
-            for q0 in 0..n {
-                for r in 0..2 {
-                    let q = q0 * 2 + r;
-                    scratch6[q] = x[(i + q) % n] * rot3;
-                }
-            }
-            let mut mx = scratch6[0];
-            for q in 1..scratch6.len() {
-                mx = mx.max(scratch6[q]);
-            }
-            let mut se = 0.0;
-            for q in 0..scratch6.len() {
-                se += (scratch6[q] - mx).exp();
-            }
-            lse5 += se.ln() + mx;
-        }
-        let v7 = x[0];
-        let mut pair8 = 0.0;
-        for i in 0..n {
-            let w = (rot3.tanh() * 0.5).cosh();
-            let mut acc = 0.0;
-            for j in (i % 3)..(n - i) {
-                acc += (x[j + i] * w).sin();
-            }
-            let start = i / 2;
-            for j in 0..n - start {
-                acc += x[start + j] * w * 0.5;
-            }
-            pair8 += acc * acc;
-        }
-        -0.03f64 * (self.a).tanh()
-            + 0.06f64 * (b).tanh()
-            + 0.14f64 * (part1).tanh()
-            + -1.49f64 * (rot3).tanh()
-            + 0.52f64 * (m4).tanh()
-            + 1.91f64 * (lse5).tanh()
-            + 0.95f64 * (v7).tanh()
-            + -0.83f64 * (pair8).tanh()
+        perm3[n - 1] = first;
     }
-}
-
-pub fn p162(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    Holder162 {
-        a,
-        w: x.to_vec(),
-        cap: 4,
-        mark: (),
+    let mut perm5 = vec![0usize; n];
+    for i in 0..n {
+        perm5[i] = (i + 1) % n;
     }
-    .value(x, m, b)
+    let mut rot6 = (b * b + 1.5).acosh();
+    for i in 0..n {
+        rot6 = rot6 * 0.8 + pts[(perm5[i]) / 2][(perm5[i]) % 2] * (m1 * m1 + 1.0).log2();
+        if perm5[0] % 2 == 0 {
+            rot6 = rot6 + autodiff::ops::sigmoid(a);
+        }
+        let first = perm5[0];
+        for j in 1..n {
+            perm5[j - 1] = perm5[j];
+        }
+        perm5[n - 1] = first;
+    }
+    let mut acc7 = a.tanh().exp();
+    for i in 0..n {
+        acc7 += pts[(1) / 2][(1) % 2].min(rot6).tanh().exp2();
+        if pts[((i + 3) % n) / 2][((i + 3) % n) % 2] >= 1.21f64 {
+            acc7 = acc7 * 0.9 + helpers::soft(m1, 0.3);
+        }
+    }
+    -1.56f64 * (a).tanh()
+        + -1.53f64 * (b).tanh()
+        + 0.44f64 * (m1).tanh()
+        + -0.71f64 * (acc2).tanh()
+        + -1.83f64 * (rot4).tanh()
+        + 0.29f64 * (rot6).tanh()
+        + -0.09f64 * (acc7).tanh()
 }
 
-pub fn p162_value_and_grad(
+pub fn p158(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    p158_points(x, &pairs(x), m, a, b)
+}
+
+pub fn p158_value_and_grad(
     x: &[f64],
     m: &Array2<f64>,
     a: f64,
     b: f64,
 ) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
-    let (v, (gs, gx, gm, gb)) = Holder162 {
-        a,
-        w: x.to_vec(),
-        cap: 4,
-        mark: (),
-    }
-    .value_value_and_grad(x, m, b);
-    let gx = gx.iter().zip(&gs.w).map(|(p, q)| p + q).collect();
-    (v, (gx, gm, gs.a, gb))
+    let (v, (gx, gp, gm, ga, gb)) = p158_points_value_and_grad(x, &pairs(x), m, a, b);
+    let gx = gx
+        .iter()
+        .zip(gp.iter().flatten())
+        .map(|(p, q)| p + q)
+        .collect();
+    (v, (gx, gm, ga, gb))
 }
 
-#[differentiate]
+#[differentiate(checkpoint)]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p163(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p159(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut buf1 = vec![0.0; n];
-    for i in 0..n {
-        buf1[i] = (x[i].sin() * x[i].sin()).ln_1p();
-    }
-    for i in 1..n {
-        buf1[i] += buf1[i - 1] * 0.5;
-    }
-    for i in 1..n {
-        let old = buf1[i];
-        buf1[i] = (old * buf1[i - 1]).sin() + old;
-    }
-    let v2 = buf1[0] * buf1[1];
-    let mut lse3 = (x[3].tanh() * 0.9).asin();
-    let mut scratch4 = vec![0.0; n];
-    for i in 0..n {
-        scratch4[0] = x[i] * 0.5;
-        for q in 1..scratch4.len() {
-            scratch4[q] = x[(i + q) % n] * f64::sin(v2);
-        }
-        let mut mx = scratch4[0];
-        for q in 1..scratch4.len() {
-            mx = mx.max(scratch4[q]);
-        }
-        let mut se = 0.0;
-        for q in 0..scratch4.len() {
-            se += (scratch4[q] - mx).exp();
-        }
-        lse3 += se.ln() + mx;
-    }
-    let v5 = ((((x[2]).tanh() - (0.14f64.max(lse3)).tanh().stop_gradient())
-        .exp()
-        .ln()
-        + (0.14f64.max(lse3)).tanh().stop_gradient())
-    .tanh()
-        * 0.9)
-        .acos();
-    let mut w6 = (a * a + 1.0).ln().tanh() + 3.0;
-    let mut steps = 0;
-    while w6 > 0.5 && steps < 20 {
-        w6 = w6 * 0.6 + 0.05 * x[3].cos().tanh();
-        steps += 1;
-    }
-    let v7 = if let (true, k8 @ 0..=1) = (-0.83f64 >= -0.44f64, n % 3) {
-        x[1] * (k8 + 2) as f64
-    } else {
-        (x[1].tanh() * 0.9).acos().atan()
-    };
-    -1.41f64 * (a).tanh()
-        + -1.37f64 * (b).tanh()
-        + -0.75f64 * (v2).tanh()
-        + -1.89f64 * (lse3).tanh()
-        + -1.95f64 * (v5).tanh()
-        + -0.23f64 * (w6).tanh()
-        + 1.10f64 * (v7).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p164(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let v1 = (((autodiff::ops::sigmoid(b)).tanh()
-        - (0.97f64 * (x[1] * x[1]).ln_1p()).tanh().stop_gradient())
-    .exp()
-    .ln()
-        + (0.97f64 * (x[1] * x[1]).ln_1p()).tanh().stop_gradient());
+    let v1 = b;
     let mut pair2 = 0.0;
     for i in 0..n {
-        let w = (x[i] + x[2]);
+        let w = b.clamp(-1.0, 1.0);
         let mut acc = 0.0;
         for j in (i % 3)..(n - i) {
             acc += (x[j + i] * w).sin();
@@ -9111,72 +9212,349 @@ pub fn p164(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         pair2 += acc * acc;
     }
-    let mut hist3 = vec![0.0; 3 * n];
-    let mut st4 =
-        (((x[1]).tanh() - (v1).tanh().stop_gradient()).exp().ln() + (v1).tanh().stop_gradient());
-    for t in 0..3 {
-        for i in 0..n {
-            st4 = st4 * 0.7 + x[i] * x[(i + 3) % n];
-            hist3[t * n + i] = st4.sin();
-        }
-    }
-    let v5 = hist3[1] * hist3[2 * n] + hist3[3 * n - 1] + st4;
-    let mut acc6 = x[2];
-    for i in 0..n {
-        acc6 += (pair2.tanh() * 0.9).atanh().tanh().exp();
-        if (v5 * v5 + 1.5).acosh() <= 1.95f64 {
-            return acc6 * 0.9 + x[3].cos();
-        }
-    }
-    let mut w7 = pair2.tanh().max(v1.atan()).tanh() + 3.0;
+    let mut w3 = (-(b)).tanh().exp_m1().tanh() + 3.0;
     let mut steps = 0;
-    while w7 > 0.5 && steps < 20 {
-        w7 = w7 * 0.6 + 0.05 * v5.tanh().exp2().tanh();
+    while w3 > 0.5 && steps < 20 {
+        w3 = w3 * 0.6 + 0.05 * b.abs().tanh();
         steps += 1;
     }
-    1.76f64 * (a).tanh()
-        + -1.44f64 * (b).tanh()
-        + 1.23f64 * (v1).tanh()
-        + 1.67f64 * (pair2).tanh()
-        + 0.58f64 * (v5).tanh()
-        + 0.93f64 * (acc6).tanh()
-        + 0.65f64 * (w7).tanh()
+    let part4_s = &x[1..];
+    let mut part4 = (((pair2).tanh() - (-1.98f64).tanh().stop_gradient())
+        .exp()
+        .ln()
+        + (-1.98f64).tanh().stop_gradient());
+    for i in 0..part4_s.len() {
+        part4 += part4_s[i] * part4_s[1].sin();
+    }
+    let mut acc5 = w3.hypot(1.50f64);
+    for i in 0..n {
+        acc5 += v1
+            .sin()
+            .hypot((((x[1]).tanh() * 3.0).trunc() * 0.25 + x[(i + 3) % n]));
+        if (x[i] + 0.62f64) <= -0.04f64 {
+            return acc5 * 0.9 + part4;
+        }
+    }
+    let mut acc6 =
+        (((w3).tanh() - (v1).tanh().stop_gradient()).exp().ln() + (v1).tanh().stop_gradient());
+    for i in 0..n {
+        acc6 += x[0].asinh().tanh();
+        if acc5.clamp(-1.0, 1.0) > -1.87f64 {
+            return acc6 * 0.9 + -1.70f64.clamp(-1.0, 1.0);
+        }
+    }
+    0.16f64 * (a).tanh()
+        + 1.45f64 * (b).tanh()
+        + 1.74f64 * (v1).tanh()
+        + -0.40f64 * (pair2).tanh()
+        + 1.81f64 * (w3).tanh()
+        + -1.25f64 * (part4).tanh()
+        + 0.92f64 * (acc5).tanh()
+        + -1.81f64 * (acc6).tanh()
+}
+
+#[differentiate(checkpoint)]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p160(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut lse1 = (((a).tanh() * 3.0).floor() * 0.25 + -1.29f64);
+    let mut scratch2 = vec![0.0; n];
+    for i in 0..n {
+        for q in 0..n {
+            scratch2[q] = x[(i + q) % n] * (b + a).powi(2);
+        }
+        let mut mx = scratch2[0];
+        for q in 1..scratch2.len() {
+            mx = mx.max(scratch2[q]);
+        }
+        let mut se = 0.0;
+        for q in 0..scratch2.len() {
+            se += (scratch2[q] - mx).exp();
+        }
+        lse1 += se.ln() + mx;
+    }
+    let mut perm3 = vec![0usize; n];
+    for i in 0..n {
+        perm3[i] = (i + 3) % n;
+    }
+    let mut rot4 = 1.63f64.tanh();
+    for i in 0..n {
+        rot4 = rot4 * 0.8
+            + x[perm3[i]]
+                * (((-1.79f64).tanh() - (b).tanh().stop_gradient()).exp().ln()
+                    + (b).tanh().stop_gradient());
+        if perm3[0] % 2 == 0 {
+            rot4 = rot4 + a.tanh();
+        }
+        let first = perm3[0];
+        for j in 1..n {
+            perm3[j - 1] = perm3[j];
+        }
+        perm3[n - 1] = first;
+    }
+    let arr5 = (&m.column(0).insert_axis(Axis(1)) * m)
+        .mapv(|t| (t * t + 1.0).ln())
+        .sum()
+        * b.min(-0.53f64);
+    let mut lse6 = (rot4 * rot4 + 1.0).log10();
+    let mut scratch7 = vec![0.0; n];
+    for i in 0..n {
+        for q in 0..n {
+            scratch7[q] = x[(i + q) % n] * (-0.65f64.min(x[i]) * rot4.min(-0.83f64));
+        }
+        let mut mx = scratch7[0];
+        for q in 1..scratch7.len() {
+            mx = mx.max(scratch7[q]);
+        }
+        let mut se = 0.0;
+        for q in 0..scratch7.len() {
+            se += (scratch7[q] - mx).exp();
+        }
+        lse6 = lse6 * 0.5 + se.ln() + mx;
+    }
+    let part8_s = &x[0..];
+    let mut part8 = (rot4 * rot4).ln_1p();
+    for i in 0..part8_s.len() {
+        part8 += part8_s[i] * part8_s[1].sin();
+    }
+    let mut buf9 = vec![0.0; n];
+    for i in 0..n {
+        buf9[i] = rot4.tanh().exp_m1();
+    }
+    let mut buf9_v = vec![0.0; n];
+    for _ in 0..3 {
+        for i in 1..n - 1 {
+            buf9_v[i] += 0.2 * (buf9[i - 1] * buf9[i + 1] - buf9[i].sin());
+        }
+        for i in 0..n {
+            buf9[i] += 0.1 * buf9_v[i].tanh();
+        }
+    }
+    let v10 = buf9[3] * buf9[0];
+    1.41f64 * (a).tanh()
+        + -1.62f64 * (b).tanh()
+        + -1.91f64 * (lse1).tanh()
+        + -0.31f64 * (rot4).tanh()
+        + -0.99f64 * (arr5).tanh()
+        + -0.85f64 * (lse6).tanh()
+        + 0.98f64 * (part8).tanh()
+        + 0.59f64 * (v10).tanh()
+}
+
+#[differentiate(checkpoint)]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p161(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut w1 = (b.tanh().exp() - x[2]).tanh() + 3.0;
+    let mut steps = 0;
+    while w1 > 0.5 && steps < 20 {
+        w1 = w1 * 0.6 + 0.05 * f64::sin(b).tanh();
+        steps += 1;
+    }
+    let mut lse2 = (-1.29f64 - b);
+    let mut scratch3 = vec![0.0; n];
+    for i in 0..n {
+        for q in 0..n {
+            scratch3[q] = x[(i + q) % n] * w1;
+        }
+        let mut mx = scratch3[0];
+        for q in 1..scratch3.len() {
+            mx = mx.max(scratch3[q]);
+        }
+        let mut se = 0.0;
+        for q in 0..scratch3.len() {
+            se += (scratch3[q] - mx).exp();
+        }
+        lse2 = lse2 * 0.5 + se.ln() + mx;
+    }
+    let mut hist4 = vec![0.0; 3 * n];
+    let mut st5 = (0.71f64 * 0.71f64 + 1.0).recip();
+    for t in 0..3 {
+        for i in 0..n {
+            st5 = st5 * 0.7 + x[i] * (w1.tanh() * 0.9).atanh();
+            hist4[t * n + i] = st5.sin();
+        }
+    }
+    let v6 = hist4[1] * hist4[2 * n] + hist4[3 * n - 1] + st5;
+    -1.47f64 * (a).tanh()
+        + -0.74f64 * (b).tanh()
+        + -1.29f64 * (w1).tanh()
+        + -0.35f64 * (lse2).tanh()
+        + 1.92f64 * (v6).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p162(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut w1 =
+        (((a.tanh().exp2()).tanh() * 3.0).round() * 0.25 + -0.28f64.mul_add(a, a)).tanh() + 3.0;
+    let mut steps = 0;
+    while w1 > 0.5 && steps < 20 {
+        w1 = w1 * 0.6 + 0.05 * helpers::soft(0.42f64, 0.3).tanh();
+        steps += 1;
+    }
+    let arr2 = {
+        let t = m.dot(&m.column(0));
+        let e = m.column(1).mapv(f64::exp);
+        let z = if x[3] > 0.0 { t } else { &e * 2.0 };
+        (&z * &e).sum()
+    };
+    1.53f64 * (a).tanh() + 1.31f64 * (b).tanh() + 0.62f64 * (w1).tanh() + -1.07f64 * (arr2).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p163(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut acc1 = (a * b);
+    for i in 0..n {
+        acc1 += helpers::soft(x[i].powi(2), 0.3);
+        if -0.64f64.cos() >= 1.40f64 {
+            acc1 = acc1 * 0.9 + (x[i].tanh() * 0.9).acos();
+        }
+    }
+    let mut acc2 = (((-0.99f64).tanh() * 3.0).round() * 0.25 + 0.99f64);
+    for i in 0..n {
+        acc2 += (acc1.tanh() * 0.5).tan().cos();
+        if (x[0].tanh() * 0.9).atanh() > 1.63f64 {
+            acc2 = acc2 * 0.9 + (acc1.tanh() * 0.9).asin();
+        }
+    }
+    let mut perm3 = vec![0usize; n];
+    for i in 0..n {
+        perm3[i] = (i + 3) % n;
+    }
+    let mut rot4 = (x[0] * x[0] + 1.0).log2();
+    for i in 0..n {
+        rot4 = rot4 * 0.8 + x[perm3[i]] * acc2;
+        if perm3[0] % 2 == 0 {
+            rot4 = rot4 + (acc2 * acc2 + 1.0).powf(acc2.tanh());
+        }
+        let first = perm3[0];
+        for j in 1..n {
+            perm3[j - 1] = perm3[j];
+        }
+        perm3[n - 1] = first;
+    }
+    let mut perm5 = vec![0usize; n];
+    for i in 0..n {
+        perm5[i] = (i + 3) % n;
+    }
+    let mut rot6 = acc2.hypot(b);
+    for i in 0..n {
+        rot6 = rot6 * 0.8 + x[perm5[i]] * b.mul_add(acc2, acc1);
+        if perm5[0] % 2 == 0 {
+            rot6 = rot6 + -0.78f64;
+        }
+        let first = perm5[0];
+        for j in 1..n {
+            perm5[j - 1] = perm5[j];
+        }
+        perm5[n - 1] = first;
+    }
+    -1.36f64 * (a).tanh()
+        + 0.84f64 * (b).tanh()
+        + -0.30f64 * (acc1).tanh()
+        + 1.28f64 * (acc2).tanh()
+        + -0.92f64 * (rot4).tanh()
+        + -0.85f64 * (rot6).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p164_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut m1 = (b - a);
+    if pts[(3) / 2][(3) % 2] > 0.15f64 {
+        m1 += pts[(2) / 2][(2) % 2];
+    } else if (b.tanh() * 0.5).tan() >= -1.55f64 {
+        m1 = m1 * 0.5;
+    }
+    let mut lse2 = a;
+    let mut scratch3 = vec![0.0; 3];
+    for i in 0..n {
+        scratch3[0] = pts[(i) / 2][(i) % 2] * 0.5;
+        for q in 1..3 {
+            scratch3[q] = pts[((i + q) % n) / 2][((i + q) % n) % 2] * b.cos();
+        }
+        let mut mx = scratch3[0];
+        for q in 1..scratch3.len() {
+            mx = mx.max(scratch3[q]);
+        }
+        let mut se = 0.0;
+        for q in 0..scratch3.len() {
+            se += (scratch3[q] - mx).exp();
+        }
+        lse2 = lse2 * 0.5 + se.ln() + mx;
+    }
+    let mut acc: f64 = -1.88f64 * (a).tanh()
+        + -1.81f64 * (b).tanh()
+        + 0.51f64 * (m1).tanh()
+        + -1.59f64 * (lse2).tanh();
+    for i in 0..2 {
+        acc += (&m.row(i) * -0.91f64).mapv(f64::tanh).sum()
+            - (&m.column(i) * -1.38f64 - 0.25)
+                .mapv(f64::sin)
+                .mean()
+                .unwrap()
+            + (&m.row(1 - i) - &m.column(i)).mapv(|t| t * t).sum() * 0.5;
+    }
+    acc
+}
+
+pub fn p164(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    p164_points(x, &pairs(x), m, a, b)
+}
+
+pub fn p164_value_and_grad(
+    x: &[f64],
+    m: &Array2<f64>,
+    a: f64,
+    b: f64,
+) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
+    let (v, (gx, gp, gm, ga, gb)) = p164_points_value_and_grad(x, &pairs(x), m, a, b);
+    let gx = gx
+        .iter()
+        .zip(gp.iter().flatten())
+        .map(|(p, q)| p + q)
+        .collect();
+    (v, (gx, gm, ga, gb))
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p165(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut buf1 = vec![0.0; n];
+    let arr1 = (m.to_owned().reversed_axes()
+        * (((1.60f64).tanh() - (x[0]).tanh().stop_gradient())
+            .exp()
+            .ln()
+            + (x[0]).tanh().stop_gradient())
+        + &m.view())
+        .mapv(|t| t.tanh())
+        .sum();
+    let mut buf2 = vec![0.0; n];
     for i in 0..n {
-        buf1[i] = (b.tanh().exp2() * b.tanh().exp2() + 1.0).powf((-(a)).tanh());
+        buf2[i] = (arr1.tanh() * 0.9).asin().powi(3);
     }
-    let mut buf1_n = vec![0.0; n];
-    for _ in 0..3 {
-        for i in 1..n - 1 {
-            buf1_n[i] = buf1[i] + 0.2 * (buf1[i - 1] - buf1[i]) * buf1[i + 1];
-        }
-        buf1_n[0] = buf1[0];
-        buf1_n[n - 1] = buf1[n - 1].sin();
-        std::mem::swap(&mut buf1, &mut buf1_n);
-    }
-    buf1.iter_mut().for_each(|w| *w = w.tanh());
-    let v2 = buf1[0] + 0.5 * buf1[1];
-    let mut hist3 = vec![0.0; 3 * n];
-    let mut st4 = (0.80f64 * 0.5);
-    for t in 0..3 {
-        for i in 0..n {
-            st4 = st4 * 0.7 + x[i] * v2;
-            hist3[t * n + i] = st4.sin();
-        }
-    }
-    let v5 = hist3[1] * hist3[2 * n] + hist3[3 * n - 1] + st4;
-    let v6 = v5;
-    -0.68f64 * (a).tanh()
-        + -1.04f64 * (b).tanh()
-        + -1.64f64 * (v2).tanh()
+    let v3 = buf2[2] + 0.5 * buf2[3];
+    let v4 = if (-(b)) < 1.36f64 {
+        (arr1.tanh() * 0.5).cosh().tanh().exp2()
+    } else {
+        (autodiff::ops::sigmoid(b) * autodiff::ops::sigmoid(b) + 1.0).cbrt()
+    };
+    let v5 = if -1.21f64 > -1.29f64 {
+        (v4.atan2(v3 * v3 + 0.5) * 0.5)
+    } else {
+        smooth((arr1 * -0.52f64))
+    };
+    -0.36f64 * (a).tanh()
+        + -1.17f64 * (b).tanh()
+        + -1.68f64 * (arr1).tanh()
+        + 1.84f64 * (v3).tanh()
+        + 0.00f64 * (v4).tanh()
         + -1.86f64 * (v5).tanh()
-        + -0.32f64 * (v6).tanh()
 }
 
 #[differentiate]
@@ -9187,16 +9565,11 @@ pub fn p166(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..n {
         perm1[i] = (i + 2) % n;
     }
-    let mut rot2 = a.hypot(x[3]);
+    let mut rot2 = smooth(b);
     for i in 0..n {
-        rot2 = rot2 * 0.8
-            + x[perm1[i]]
-                * (((x[(i + 3) % n]).tanh() - (-1.98f64).tanh().stop_gradient())
-                    .exp()
-                    .ln()
-                    + (-1.98f64).tanh().stop_gradient());
+        rot2 = rot2 * 0.8 + x[perm1[i]] * b;
         if perm1[0] % 2 == 0 {
-            rot2 = rot2 + -1.84f64;
+            rot2 = rot2 + b;
         }
         let first = perm1[0];
         for j in 1..n {
@@ -9204,487 +9577,117 @@ pub fn p166(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         perm1[n - 1] = first;
     }
-    let mut acc3 = (1.50f64 * rot2);
-    for i in 0..n {
-        acc3 += (-1.36f64.tanh() * 0.5).cosh();
-        if (a * a + 1.5).acosh() >= 0.29f64 {
-            acc3 = acc3 * 0.9 + (0.95f64 * 0.95f64 + 1.0).recip();
-        }
-    }
-    let mut m4 = f64::sin(0.62f64);
-    if (x[3] * x[3] + 1.5).acosh() >= -1.40f64 {
-        m4 += (((-0.46f64 / (x[3] * x[3] + 1.0)).tanh() - (a.asinh()).tanh().stop_gradient())
-            .exp()
-            .ln()
-            + (a.asinh()).tanh().stop_gradient());
-    } else if a.tanh() < 0.29f64 {
-        m4 = m4 * 0.5;
-    }
-    let mut acc: f64 = -1.87f64 * (a).tanh()
-        + -1.04f64 * (b).tanh()
-        + -0.29f64 * (rot2).tanh()
-        + -1.70f64 * (acc3).tanh()
-        + 1.96f64 * (m4).tanh();
-    for i in 0..2 {
-        acc += (&m.row(i) * 0.16f64).mapv(f64::tanh).sum()
-            - (&m.column(i) * 1.45f64 - 0.25)
-                .mapv(f64::sin)
-                .mean()
-                .unwrap()
-            + (&m.row(1 - i) - &m.column(i)).mapv(|t| t * t).sum() * 0.5;
-    }
-    acc
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p167(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut acc1 = x[2];
-    for i in 0..n {
-        acc1 += ((((a * a + 1.0).powf(a.tanh())).tanh() * 3.0).floor() * 0.25 + 1.26f64.cos());
-        if helpers::soft(a, 0.3) <= -1.99f64 {
-            acc1 = acc1 * 0.9 + (b * b + 1.0).log(3.0);
-        }
-    }
-    let mut lse2 = b;
-    let mut scratch3 = vec![0.0; n];
-    for i in 0..n {
-        let prev = scratch3[1] * 0.25;
-        for q in 0..n {
-            scratch3[q] = x[(i + q) % n] * ((a.tanh() * 0.5).cosh().tanh() * 0.9).asin();
-        }
-        let mut mx = scratch3[0];
-        for q in 1..scratch3.len() {
-            mx = mx.max(scratch3[q]);
-        }
-        let mut se = 0.0;
-        for q in 0..scratch3.len() {
-            se += (scratch3[q] - mx).exp();
-        }
-        lse2 = lse2 * 0.5 + se.ln() + mx + prev;
-    }
-    let mut acc: f64 = 0.83f64 * (a).tanh()
-        + -1.18f64 * (b).tanh()
-        + -0.33f64 * (acc1).tanh()
-        + -0.50f64 * (lse2).tanh();
-    for i in 0..2 {
-        acc += (&m.row(i) * -0.87f64).mapv(f64::tanh).sum()
-            - (&m.column(i) * -0.49f64 - 0.25)
-                .mapv(f64::sin)
-                .mean()
-                .unwrap()
-            + (&m.row(1 - i) - &m.column(i)).mapv(|t| t * t).sum() * 0.5;
-    }
-    acc
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p168(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut m1 = x[0].tanh().exp();
-    if -0.65f64.min(x[0]) > 0.18f64 {
-        m1 += x[1].powi(3).tanh().exp2();
-    } else if b.asinh() >= -1.84f64 {
-        m1 = m1 * 0.5;
-    }
-    let mut buf2 = vec![0.0; n];
-    for i in 0..n {
-        buf2[i] = (m1.abs() * m1.abs() + 1.0).ln();
-    }
-    let mut buf2_n = vec![0.0; n];
-    for _ in 0..3 {
-        for i in 1..n - 1 {
-            buf2_n[i] = buf2[i] + 0.2 * (buf2[i - 1] - buf2[i]) * buf2[i + 1];
-        }
-        buf2_n[0] = buf2[0];
-        buf2_n[n - 1] = buf2[n - 1].sin();
-        std::mem::swap(&mut buf2, &mut buf2_n);
-    }
-    buf2.iter_mut().for_each(|w| *w = w.tanh());
-    let v3 = buf2[0] + 0.5 * buf2[1];
-    let v4 = if (x[3] * x[3] + 0.5).sqrt() <= -1.91f64 {
-        (m1 - (x[3] - 1.34f64))
-    } else {
-        (v3.tanh().exp() - x[2])
-    };
-    let mut w5 = (x[2].tanh() * 0.5).cosh().cos().tanh() + 3.0;
+    let mut w3 = ((((b.tanh() * 0.9).asin()).tanh() - (-(rot2)).tanh().stop_gradient())
+        .exp()
+        .ln()
+        + (-(rot2)).tanh().stop_gradient())
+    .tanh()
+        + 3.0;
     let mut steps = 0;
-    while w5 > 0.5 && steps < 20 {
-        w5 = w5 * 0.6 + 0.05 * (b * b + 1.0).ln().tanh();
+    while w3 > 0.5 && steps < 20 {
+        w3 = w3 * 0.6 + 0.05 * rot2.tanh();
         steps += 1;
     }
-    let mut lse6 = (-0.52f64 * -0.52f64 + 1.0).ln();
-    let mut scratch7 = vec![0.0; n];
+    let mut perm4 = vec![0usize; n];
     for i in 0..n {
-        for q in 0..scratch7.len() {
-            scratch7[q] = x[(i + q) % n]
-                * ((-0.92f64.tanh() * 0.5).tan() * (-0.92f64.tanh() * 0.5).tan() + 1.0)
-                    .powf((w5 + x[1]).tanh());
-        }
-        let mut mx = scratch7[0];
-        for q in 1..scratch7.len() {
-            mx = mx.max(scratch7[q]);
-        }
-        let mut se = 0.0;
-        for q in 0..scratch7.len() {
-            se += (scratch7[q] - mx).exp();
-        }
-        lse6 += se.ln() + mx;
+        perm4[i] = (i + 2) % n;
     }
-    -1.87f64 * (a).tanh()
-        + -1.84f64 * (b).tanh()
-        + 1.88f64 * (m1).tanh()
-        + -0.20f64 * (v3).tanh()
-        + -1.66f64 * (v4).tanh()
-        + 0.23f64 * (w5).tanh()
-        + -0.79f64 * (lse6).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p169_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let part1_s = &x[1..3];
-    let mut part1 = (a.tanh() * 0.9).atanh();
-    for i in 0..part1_s.len() {
-        part1 += part1_s[i] * part1_s[1].sin();
-    }
-    let mut pair2 = 0.0;
+    let mut rot5 = (b.tanh() * 0.5).tan();
     for i in 0..n {
-        let w = helpers::soft(0.42f64, 0.3);
-        let mut acc = 0.0;
-        for j in (i % 3)..(n - i) {
-            acc += (pts[(j + i) / 2][(j + i) % 2] * w).sin();
+        rot5 = rot5 * 0.8 + x[perm4[i]] * rot2;
+        if perm4[0] % 2 == 0 {
+            rot5 = rot5 + (w3 * a);
         }
-        let start = i / 2;
-        for j in 0..n - start {
-            acc += pts[(start + j) / 2][(start + j) % 2] * w * 0.5;
-        }
-        pair2 += acc * acc;
-    }
-    let mut perm3 = vec![0usize; n];
-    for i in 0..n {
-        perm3[i] = (i + 1) % n;
-    }
-    let mut rot4 = pts[(1) / 2][(1) % 2].abs();
-    for i in 0..n {
-        rot4 = rot4 * 0.8
-            + pts[(perm3[i]) / 2][(perm3[i]) % 2] * (pts[(3) / 2][(3) % 2].tanh() * 0.5).sinh();
-        if perm3[0] % 2 == 0 {
-            rot4 = rot4 + pts[(1) / 2][(1) % 2];
-        }
-        let first = perm3[0];
+        let first = perm4[0];
         for j in 1..n {
-            perm3[j - 1] = perm3[j];
+            perm4[j - 1] = perm4[j];
         }
-        perm3[n - 1] = first;
+        perm4[n - 1] = first;
     }
-    let v5 =
-        helpers::soft(pts[(1) / 2][(1) % 2].hypot(pts[(0) / 2][(0) % 2]), 0.3).clamp(-1.0, 1.0);
-    1.00f64 * (a).tanh()
-        + -0.64f64 * (b).tanh()
-        + -1.17f64 * (part1).tanh()
-        + 1.99f64 * (pair2).tanh()
-        + 1.40f64 * (rot4).tanh()
-        + 0.37f64 * (v5).tanh()
-}
-
-pub fn p169(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    p169_points(x, &pairs(x), m, a, b)
-}
-
-pub fn p169_value_and_grad(
-    x: &[f64],
-    m: &Array2<f64>,
-    a: f64,
-    b: f64,
-) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
-    let (v, (gx, gp, gm, ga, gb)) = p169_points_value_and_grad(x, &pairs(x), m, a, b);
-    let gx = gx
-        .iter()
-        .zip(gp.iter().flatten())
-        .map(|(p, q)| p + q)
-        .collect();
-    (v, (gx, gm, ga, gb))
-}
-
-#[derive(Clone, Differentiable)]
-pub struct Holder170<M> {
-    a: f64,
-    w: Vec<f64>,
-    cap: usize,
-    #[differentiable(constant)]
-    mark: M,
-}
-
-impl<M: Clone> Holder170<M> {
-    #[differentiate(wrt(self, x, m, b))]
-    #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
-        let n = x.len().min(self.cap);
-        let mut acc1 = (((-0.99f64).tanh() * 3.0).round() * 0.25 + 0.99f64);
-        for i in 0..n {
-            acc1 += (self.a.tanh() * 0.5).tan().cos();
-            if (x[0].tanh() * 0.9).atanh() > 1.63f64 {
-                acc1 = acc1 * 0.9 + (b.tanh() * 0.9).asin();
-            }
+    let mut acc6 = w3.max(b);
+    for i in 0..n {
+        acc6 += ((rot2.tanh() * 0.9).atanh() * b);
+        if w3.atan() < 1.67f64 {
+            acc6 = acc6 * 0.9 + -0.57f64.abs();
         }
-        let mut perm2 = vec![0usize; n];
-        for i in 0..n {
-            perm2[i] = (i + 3) % n;
-        }
-        let mut rot3 = (x[0] * x[0] + 1.0).log2();
-        for i in 0..n {
-            rot3 = rot3 * 0.8 + x[perm2[i]] * acc1;
-            if perm2[0] % 2 == 0 {
-                rot3 = rot3 + (b * b + 1.0).powf(acc1.tanh());
-            }
-            let first = perm2[0];
-            for j in 1..n {
-                perm2[j - 1] = perm2[j];
-            }
-            perm2[n - 1] = first;
-        }
-        0.25f64 * (self.a).tanh()
-            + 0.25f64 * (b).tanh()
-            + 1.20f64 * (acc1).tanh()
-            + -1.32f64 * (rot3).tanh()
     }
-}
-
-pub fn p170(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    Holder170 {
-        a,
-        w: x.to_vec(),
-        cap: 4,
-        mark: (),
+    let mut acc: f64 = -0.42f64 * (a).tanh()
+        + -1.77f64 * (b).tanh()
+        + 0.78f64 * (rot2).tanh()
+        + -1.19f64 * (w3).tanh()
+        + 1.81f64 * (rot5).tanh()
+        + -0.38f64 * (acc6).tanh();
+    for i in 0..2 {
+        acc += (&m.row(i) * 0.05f64).mapv(f64::tanh).sum()
+            - (&m.column(i) * 0.83f64 - 0.25)
+                .mapv(f64::sin)
+                .mean()
+                .unwrap()
+            + (&m.row(1 - i) - &m.column(i)).mapv(|t| t * t).sum() * 0.5;
     }
-    .value(x, m, b)
-}
-
-pub fn p170_value_and_grad(
-    x: &[f64],
-    m: &Array2<f64>,
-    a: f64,
-    b: f64,
-) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
-    let (v, (gs, gx, gm, gb)) = Holder170 {
-        a,
-        w: x.to_vec(),
-        cap: 4,
-        mark: (),
-    }
-    .value_value_and_grad(x, m, b);
-    let gx = gx.iter().zip(&gs.w).map(|(p, q)| p + q).collect();
-    (v, (gx, gm, gs.a, gb))
+    acc
 }
 
 #[differentiate(checkpoint)]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p171_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p167_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let v1 = if b > -1.11f64 {
-        -0.78f64.asinh()
-    } else {
-        (a.tanh().exp() * a.tanh().exp() + 1.5).acosh()
-    };
-    let v2 = (f64::sin(a).clamp(-1.0, 1.0) * f64::sin(a).clamp(-1.0, 1.0)).ln_1p();
-    let mut m3 = v1.hypot(a);
-    if pts[(2) / 2][(2) % 2].atan() > -0.78f64 {
-        m3 += b;
-    } else if helpers::soft(b, 0.3) >= 1.66f64 {
+    let f1 = |t: f64, u: f64| (u.atan() * u.atan() + 1.0).recip();
+    let mut v2 = (((-1.94f64.min(pts[(1) / 2][(1) % 2])).tanh() * 3.0).signum() * 0.25
+        + (pts[(3) / 2][(3) % 2] * pts[(3) / 2][(3) % 2] + 1.0).recip());
+    for i in 0..n {
+        v2 = v2 * 0.5 + f1(pts[(i) / 2][(i) % 2], a);
+    }
+    let mut m3 = (v2.tanh() * 0.9).atanh();
+    if (pts[(0) / 2][(0) % 2] * pts[(0) / 2][(0) % 2] + 1.0).ln() <= -0.54f64 {
+        m3 += ((a / (0.37f64 * 0.37f64 + 1.0)).tanh() * 0.5).cosh();
+    } else if pts[(0) / 2][(0) % 2] > -1.02f64 {
         m3 = m3 * 0.5;
     }
-    let mut acc: f64 = -1.40f64 * (a).tanh()
-        + 1.58f64 * (b).tanh()
-        + 1.00f64 * (v1).tanh()
-        + -1.89f64 * (v2).tanh()
-        + -1.88f64 * (m3).tanh();
-    for i in 0..2 {
-        acc += (&m.row(i) * 0.51f64).mapv(f64::tanh).sum()
-            - (&m.column(i) * -1.59f64 - 0.25)
-                .mapv(f64::sin)
-                .mean()
-                .unwrap()
-            + (&m.row(1 - i) - &m.column(i)).mapv(|t| t * t).sum() * 0.5;
+    let mut v4_f = vec![[0.0; 2]; n];
+    for i in 1..n {
+        let v4_d = pts[(i) / 2][(i) % 2] - pts[(i - 1) / 2][(i - 1) % 2];
+        v4_f[i][0] += v4_d * (0.09f64 * 0.09f64 + 1.0).powf(m3.powi(2).tanh());
+        v4_f[i - 1][1] += pts[(i) / 2][(i) % 2] * v4_d * 0.5;
     }
-    acc
-}
-
-pub fn p171(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    p171_points(x, &pairs(x), m, a, b)
-}
-
-pub fn p171_value_and_grad(
-    x: &[f64],
-    m: &Array2<f64>,
-    a: f64,
-    b: f64,
-) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
-    let (v, (gx, gp, gm, ga, gb)) = p171_points_value_and_grad(x, &pairs(x), m, a, b);
-    let gx = gx
-        .iter()
-        .zip(gp.iter().flatten())
-        .map(|(p, q)| p + q)
-        .collect();
-    (v, (gx, gm, ga, gb))
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p172(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut w1 = b.tanh() + 3.0;
+    v4_f.swap(0, n - 1);
+    let v4 = v4_f[0][1] * v4_f[n - 1][0] + pair_sum(&v4_f) * a.mul_add(a, v2);
+    let arr5 = (m.to_owned().reversed_axes() * v2 + &m.view())
+        .mapv(|t| t.tanh())
+        .sum();
+    let arr6 = {
+        let mut q = m.to_owned();
+        let t = &q * (m3 * m3 + 1.0).log(3.0);
+        q[[0, 1]] = (m3 * m3 + 1.0).log(3.0) * 2.0;
+        t.mapv(f64::sin).sum() + q.sum()
+    };
+    let mut w7 = (v4.tanh() * 0.9).asin().tanh().tanh() + 3.0;
     let mut steps = 0;
-    while w1 > 0.5 && steps < 20 {
-        w1 = w1 * 0.6
-            + 0.05
-                * (((1.60f64).tanh() - (x[0]).tanh().stop_gradient())
-                    .exp()
-                    .ln()
-                    + (x[0]).tanh().stop_gradient())
-                .tanh();
-        steps += 1;
-    }
-    let mut acc2 = b.atan();
-    for i in 0..n {
-        acc2 += (a.tanh() * 0.5).cosh().clamp(-1.0, 1.0);
-        if (w1.tanh() * 0.5).sinh() < 0.01f64 {
-            acc2 = acc2 * 0.9 + x[i].tanh().exp();
-        }
-    }
-    let mut lse3 = (b - b);
-    let mut scratch4 = vec![0.0; n];
-    for i in 0..n {
-        for q in 0..scratch4.len() {
-            scratch4[q] =
-                x[(i + q) % n] * (0.50f64.tanh().exp_m1() * 0.50f64.tanh().exp_m1() + 1.0).log2();
-        }
-        let mut mx = scratch4[0];
-        for q in 1..scratch4.len() {
-            mx = mx.max(scratch4[q]);
-        }
-        let mut se = 0.0;
-        for q in 0..scratch4.len() {
-            se += (scratch4[q] - mx).exp();
-        }
-        lse3 = lse3 * 0.5 + se.ln() + mx;
-    }
-    let v5 = (w1.asinh() * w1.asinh()).tanh();
-    -1.17f64 * (a).tanh()
-        + -1.68f64 * (b).tanh()
-        + 1.84f64 * (w1).tanh()
-        + 0.00f64 * (acc2).tanh()
-        + -1.86f64 * (lse3).tanh()
-        + -0.67f64 * (v5).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p173(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let arr1 = (m * smooth(b) + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
-    let mut w2 = a.tanh() + 3.0;
-    let mut steps = 0;
-    while w2 > 0.5 && steps < 20 {
-        w2 = w2 * 0.6 + 0.05 * (a * a + 1.0).log10().tanh();
-        steps += 1;
-    }
-    let v3 = autodiff::ops::softplus(helpers::soft((-(-0.87f64)), 0.3));
-    let v4 = a.atan2(b * b + 0.5);
-    let mut m5 = (v4 / (a * a + 1.0));
-    if (0.93f64 * 0.93f64 + 1.0).recip() < 0.17f64 {
-        m5 += x[2].cos().sin();
-    } else if x[3].atan2(a * a + 0.5) > -0.57f64 {
-        m5 = m5 * 0.5;
-    }
-    let v6 = autodiff::ops::sigmoid(x[1].atan().tanh().exp());
-    0.67f64 * (a).tanh()
-        + -1.58f64 * (b).tanh()
-        + 1.94f64 * (arr1).tanh()
-        + -0.51f64 * (w2).tanh()
-        + -0.90f64 * (v3).tanh()
-        + -0.68f64 * (v4).tanh()
-        + -1.54f64 * (m5).tanh()
-        + -0.82f64 * (v6).tanh()
-}
-
-#[differentiate(checkpoint)]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p174_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut buf1 = vec![0.0; n];
-    for i in 0..n {
-        buf1[i] = -1.94f64.min(pts[(i) / 2][(i) % 2]).atan2(
-            (((pts[(i) / 2][(i) % 2]).tanh() * 3.0).floor() * 0.25 + b)
-                * (((pts[(i) / 2][(i) % 2]).tanh() * 3.0).floor() * 0.25 + b)
-                + 0.5,
-        );
-    }
-    let v2 = buf1[3] + 0.5 * buf1[0];
-    let mut lse3 = (v2 * v2 + 1.0).recip();
-    let mut scratch4 = vec![0.0; n * 2];
-    for i in 0..n {
-        let prev = scratch4[1] * 0.25;
-        for q0 in 0..n {
-            for r in 0..2 {
-                let q = q0 * 2 + r;
-                scratch4[q] = pts[((i + q) % n) / 2][((i + q) % n) % 2]
-                    * ((a / (0.37f64 * 0.37f64 + 1.0)).tanh() * 0.5).cosh();
-            }
-        }
-        let mut mx = scratch4[0];
-        for q in 1..scratch4.len() {
-            mx = mx.max(scratch4[q]);
-        }
-        let mut se = 0.0;
-        for q in 0..scratch4.len() {
-            se += (scratch4[q] - mx).exp();
-        }
-        lse3 = lse3 * 0.5 + se.ln() + mx + prev;
-    }
-    let mut w5 = ((v2 * v2 + 1.5).acosh() * a).tanh() + 3.0;
-    let mut steps = 0;
-    while w5 > 0.5 && steps < 20 {
-        w5 = w5 * 0.6 + 0.05 * lse3.powi(2).tanh();
-        steps += 1;
-    }
-    let arr6 = (m * m * (a * a + 1.0).recip() - m.mapv(|t| t.cos()))
-        .mapv(f64::exp)
-        .mean()
-        .unwrap();
-    let v7 = b.atan2(
-        (lse3 * lse3 + 1.0).log(3.0).tanh().exp() * (lse3 * lse3 + 1.0).log(3.0).tanh().exp() + 0.5,
-    );
-    let mut w8 = (w5.tanh() * 0.9).asin().tanh().tanh() + 3.0;
-    let mut steps = 0;
-    while w8 > 0.5 && steps < 20 {
-        w8 = w8 * 0.6 + 0.05 * 1.44f64.hypot(lse3).tanh();
+    while w7 > 0.5 && steps < 20 {
+        w7 = w7 * 0.6 + 0.05 * 1.44f64.hypot(m3).tanh();
         steps += 1;
     }
     1.77f64 * (a).tanh()
         + 1.64f64 * (b).tanh()
         + -1.46f64 * (v2).tanh()
-        + -0.74f64 * (lse3).tanh()
-        + -1.25f64 * (w5).tanh()
-        + 0.02f64 * (arr6).tanh()
-        + -1.70f64 * (v7).tanh()
-        + 1.42f64 * (w8).tanh()
+        + -0.74f64 * (m3).tanh()
+        + -1.25f64 * (v4).tanh()
+        + 0.02f64 * (arr5).tanh()
+        + -1.70f64 * (arr6).tanh()
+        + 1.42f64 * (w7).tanh()
 }
 
-pub fn p174(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    p174_points(x, &pairs(x), m, a, b)
+pub fn p167(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    p167_points(x, &pairs(x), m, a, b)
 }
 
-pub fn p174_value_and_grad(
+pub fn p167_value_and_grad(
     x: &[f64],
     m: &Array2<f64>,
     a: f64,
     b: f64,
 ) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
-    let (v, (gx, gp, gm, ga, gb)) = p174_points_value_and_grad(x, &pairs(x), m, a, b);
+    let (v, (gx, gp, gm, ga, gb)) = p167_points_value_and_grad(x, &pairs(x), m, a, b);
     let gx = gx
         .iter()
         .zip(gp.iter().flatten())
@@ -9695,7 +9698,7 @@ pub fn p174_value_and_grad(
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p175(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p168(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut lse1 = (b * a);
     let mut scratch2 = vec![0.0; n];
@@ -9723,7 +9726,7 @@ pub fn p175(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate(checkpoint)]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p176(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p169(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut m1 = (a.tanh() * 0.5).sinh();
     if (b.tanh() * 0.5).tan() >= -1.25f64 {
@@ -9753,7 +9756,7 @@ pub fn p176(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate(checkpoint)]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p177(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p170(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut acc1 = autodiff::ops::sigmoid(b);
     for i in 0..n {
@@ -9782,7 +9785,7 @@ pub fn p177(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 }
 
 #[derive(Clone, Differentiable)]
-pub struct Holder178<M> {
+pub struct Holder171<M> {
     a: f64,
     w: Vec<f64>,
     cap: usize,
@@ -9790,7 +9793,7 @@ pub struct Holder178<M> {
     mark: M,
 }
 
-impl<M: Clone> Holder178<M> {
+impl<M: Clone> Holder171<M> {
     #[differentiate(wrt(self, x, m, b))]
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
@@ -9836,8 +9839,8 @@ impl<M: Clone> Holder178<M> {
     }
 }
 
-pub fn p178(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    Holder178 {
+pub fn p171(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    Holder171 {
         a,
         w: x.to_vec(),
         cap: 4,
@@ -9846,13 +9849,13 @@ pub fn p178(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     .value(x, m, b)
 }
 
-pub fn p178_value_and_grad(
+pub fn p171_value_and_grad(
     x: &[f64],
     m: &Array2<f64>,
     a: f64,
     b: f64,
 ) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
-    let (v, (gs, gx, gm, gb)) = Holder178 {
+    let (v, (gs, gx, gm, gb)) = Holder171 {
         a,
         w: x.to_vec(),
         cap: 4,
@@ -9865,7 +9868,7 @@ pub fn p178_value_and_grad(
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p179(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p172(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut m1 = x[3].powi(2);
     if (b.tanh() * 0.9).atanh() < 0.13f64 {
@@ -9895,7 +9898,7 @@ pub fn p179(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate(checkpoint)]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p180(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p173(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut perm1 = vec![0usize; n];
     for i in 0..n {
@@ -9934,7 +9937,7 @@ pub fn p180(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p181_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p174_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let part1_s = &x[0..];
     let mut part1 = 1.49f64.atan2(pts[(2) / 2][(2) % 2] * pts[(2) / 2][(2) % 2] + 0.5);
@@ -9982,17 +9985,17 @@ pub fn p181_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64)
         + 0.22f64 * (v9).tanh()
 }
 
-pub fn p181(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    p181_points(x, &pairs(x), m, a, b)
+pub fn p174(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    p174_points(x, &pairs(x), m, a, b)
 }
 
-pub fn p181_value_and_grad(
+pub fn p174_value_and_grad(
     x: &[f64],
     m: &Array2<f64>,
     a: f64,
     b: f64,
 ) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
-    let (v, (gx, gp, gm, ga, gb)) = p181_points_value_and_grad(x, &pairs(x), m, a, b);
+    let (v, (gx, gp, gm, ga, gb)) = p174_points_value_and_grad(x, &pairs(x), m, a, b);
     let gx = gx
         .iter()
         .zip(gp.iter().flatten())
@@ -10003,7 +10006,7 @@ pub fn p181_value_and_grad(
 
 #[differentiate(checkpoint)]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p182(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p175(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut buf1 = vec![0.0; n];
     for i in 0..n {
@@ -10044,7 +10047,7 @@ pub fn p182(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate(checkpoint)]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p183(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p176(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let v1 = if b.atan2(a * a + 0.5) > 1.37f64 {
         autodiff::ops::softplus((((b).tanh() * 3.0).trunc() * 0.25 + a))
@@ -10083,7 +10086,7 @@ pub fn p183(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 }
 
 #[derive(Clone, Differentiable)]
-pub struct Holder184<M> {
+pub struct Holder177<M> {
     a: f64,
     w: Vec<f64>,
     cap: usize,
@@ -10091,7 +10094,7 @@ pub struct Holder184<M> {
     mark: M,
 }
 
-impl<M: Clone> Holder184<M> {
+impl<M: Clone> Holder177<M> {
     #[differentiate(wrt(self, x, m, b))]
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
@@ -10148,8 +10151,8 @@ impl<M: Clone> Holder184<M> {
     }
 }
 
-pub fn p184(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    Holder184 {
+pub fn p177(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    Holder177 {
         a,
         w: x.to_vec(),
         cap: 4,
@@ -10158,13 +10161,13 @@ pub fn p184(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     .value(x, m, b)
 }
 
-pub fn p184_value_and_grad(
+pub fn p177_value_and_grad(
     x: &[f64],
     m: &Array2<f64>,
     a: f64,
     b: f64,
 ) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
-    let (v, (gs, gx, gm, gb)) = Holder184 {
+    let (v, (gs, gx, gm, gb)) = Holder177 {
         a,
         w: x.to_vec(),
         cap: 4,
@@ -10176,7 +10179,7 @@ pub fn p184_value_and_grad(
 }
 
 #[derive(Clone, Differentiable)]
-pub struct Holder185<M> {
+pub struct Holder178<M> {
     a: f64,
     w: Vec<f64>,
     cap: usize,
@@ -10184,7 +10187,7 @@ pub struct Holder185<M> {
     mark: M,
 }
 
-impl<M: Clone> Holder185<M> {
+impl<M: Clone> Holder178<M> {
     #[differentiate(wrt(self, x, m, b), checkpoint)]
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
@@ -10209,14 +10212,13 @@ impl<M: Clone> Holder185<M> {
             }
         }
         let v5 = hist3[1] * hist3[2 * n] + hist3[3 * n - 1] + st4;
-        let mut v6 = v2;
-        for (k7, &w) in x.iter().enumerate().skip(1).take(n) {
-            v6 = v6 * 0.5 + w * v2 * k7 as f64;
+        let v6_c: Vec<f64> = x.iter().map(|q| q * v2).collect();
+        let mut v6 = (0..n).map(|i| v6_c[i] * x[(i + 1) % n]).sum::<f64>()
+            + x.windows(2).map(|w| w[0] * w[1]).sum::<f64>();
+        for (k7, &q) in x.iter().rev().enumerate() {
+            v6 += q * 0.60f64 * (k7 + 1) as f64;
         }
-        for w in x.iter().take(n - 1).skip(n / 2) {
-            v6 += w * 0.60f64;
-        }
-        v6 += x.iter().skip(2).fold(0.60f64, |acc, q| acc * 0.5 + q * q);
+        v6 += x.iter().map(|q| q.abs()).fold(v2, |acc, q| acc.max(q));
         let arr8 = m
             .view()
             .into_shape_with_order(4)
@@ -10242,8 +10244,8 @@ impl<M: Clone> Holder185<M> {
     }
 }
 
-pub fn p185(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    Holder185 {
+pub fn p178(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    Holder178 {
         a,
         w: x.to_vec(),
         cap: 4,
@@ -10252,13 +10254,13 @@ pub fn p185(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     .value(x, m, b)
 }
 
-pub fn p185_value_and_grad(
+pub fn p178_value_and_grad(
     x: &[f64],
     m: &Array2<f64>,
     a: f64,
     b: f64,
 ) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
-    let (v, (gs, gx, gm, gb)) = Holder185 {
+    let (v, (gs, gx, gm, gb)) = Holder178 {
         a,
         w: x.to_vec(),
         cap: 4,
@@ -10271,7 +10273,7 @@ pub fn p185_value_and_grad(
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p186(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p179(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut lse1 = (b + 1.80f64);
     let mut scratch2 = vec![0.0; n];
@@ -10307,7 +10309,7 @@ pub fn p186(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p187(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p180(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut w1 = ((a.tanh() * 0.9).atanh() * (a.tanh() * 0.9).atanh() + 1.0)
         .recip()
@@ -10350,7 +10352,7 @@ pub fn p187(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p188(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p181(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let part1_s = &x[1..];
     let mut part1 = a;
@@ -10418,7 +10420,7 @@ pub fn p188(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p189(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p182(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut hist1 = vec![0.0; 3 * n];
     let mut st2 = (a * 0.5);
@@ -10481,7 +10483,7 @@ pub fn p189(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p190_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p183_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut lse1 = -0.60f64;
     let mut scratch2 = vec![0.0; n];
@@ -10538,17 +10540,17 @@ pub fn p190_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64)
         + -1.03f64 * (pair5).tanh()
 }
 
-pub fn p190(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    p190_points(x, &pairs(x), m, a, b)
+pub fn p183(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    p183_points(x, &pairs(x), m, a, b)
 }
 
-pub fn p190_value_and_grad(
+pub fn p183_value_and_grad(
     x: &[f64],
     m: &Array2<f64>,
     a: f64,
     b: f64,
 ) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
-    let (v, (gx, gp, gm, ga, gb)) = p190_points_value_and_grad(x, &pairs(x), m, a, b);
+    let (v, (gx, gp, gm, ga, gb)) = p183_points_value_and_grad(x, &pairs(x), m, a, b);
     let gx = gx
         .iter()
         .zip(gp.iter().flatten())
@@ -10559,7 +10561,7 @@ pub fn p190_value_and_grad(
 
 #[differentiate(checkpoint)]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p191(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p184(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut w1 = (b.tanh() * 0.5).sinh().tanh() + 3.0;
     let mut steps = 0;
@@ -10627,16 +10629,19 @@ pub fn p191(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p192(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p185(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut v1 = a;
-    for w in x.windows(2) {
-        v1 = v1 * 0.5 + (w[1] - w[0]) * (a.tanh() * 0.9).acos();
+    for (k2, &w) in x.iter().enumerate().skip(1).take(n) {
+        v1 = v1 * 0.5 + w * (a.tanh() * 0.9).acos() * k2 as f64;
     }
-    for (k2, pair) in x.chunks_exact(2).enumerate() {
-        v1 +=
-            pair[0] * pair[1] * autodiff::ops::softplus((a.tanh() * 0.5).cosh()) * (k2 + 1) as f64;
+    for w in x.iter().take(n - 1).skip(n / 2) {
+        v1 += w * autodiff::ops::softplus((a.tanh() * 0.5).cosh());
     }
+    v1 += x.iter().skip(2).fold(
+        autodiff::ops::softplus((a.tanh() * 0.5).cosh()),
+        |acc, q| acc * 0.5 + q * q,
+    );
     let mut pair3 = 0.0;
     for i in 0..n {
         let w = (x[0] * x[0] + 1.0).ln();
@@ -10680,7 +10685,7 @@ pub fn p192(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p193_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p186_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut w1 = autodiff::ops::softplus((b * 0.38f64)).tanh() + 3.0;
     let mut steps = 0;
@@ -10695,6 +10700,342 @@ pub fn p193_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64)
         steps += 1;
     }
     -1.23f64 * (a).tanh() + 0.98f64 * (b).tanh() + 1.09f64 * (w1).tanh() + 0.63f64 * (w2).tanh()
+}
+
+pub fn p186(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    p186_points(x, &pairs(x), m, a, b)
+}
+
+pub fn p186_value_and_grad(
+    x: &[f64],
+    m: &Array2<f64>,
+    a: f64,
+    b: f64,
+) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
+    let (v, (gx, gp, gm, ga, gb)) = p186_points_value_and_grad(x, &pairs(x), m, a, b);
+    let gx = gx
+        .iter()
+        .zip(gp.iter().flatten())
+        .map(|(p, q)| p + q)
+        .collect();
+    (v, (gx, gm, ga, gb))
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p187(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut hist1 = vec![0.0; 3 * n];
+    let mut st2 = x[1];
+    for t in 0..3 {
+        for i in 0..n {
+            st2 = st2 * 0.7 + x[i] * b;
+            hist1[t * n + i] = st2.sin();
+        }
+    }
+    let v3 = hist1[1] * hist1[2 * n] + hist1[3 * n - 1] + st2;
+    let v4 = match ((b.tanh() * 0.9).acos() - (-1.99f64 / (v3 * v3 + 1.0))) {
+        k5 if k5 < -1.12f64 => k5 * a.cos(),
+        k5 => ((-0.63f64 - v3) * 0.5) - k5,
+    } + match (a.cos(), ((-0.63f64 - v3) * 0.5)) {
+        (k5, w) if k5 > w => k5 - w,
+        (k5, w) => w * 0.5 + k5,
+    };
+    1.55f64 * (a).tanh() + -1.36f64 * (b).tanh() + -1.58f64 * (v3).tanh() + -1.93f64 * (v4).tanh()
+}
+
+#[differentiate(checkpoint)]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p188_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut acc1 = pts[(2) / 2][(2) % 2].abs();
+    for i in 0..n {
+        acc1 += ((((a).tanh() * 3.0).signum() * 0.25 + pts[((i + 3) % n) / 2][((i + 3) % n) % 2])
+            + (1.24f64 + a));
+        if b >= -0.32f64 {
+            acc1 = acc1 * 0.9 + a;
+        }
+    }
+    let mut buf2 = vec![0.0; n];
+    for i in 0..n {
+        buf2[i] =
+            (-(-0.59f64)).atan2((acc1 * acc1 + 1.0).log10() * (acc1 * acc1 + 1.0).log10() + 0.5);
+    }
+    let v3 = buf2[3] * buf2[0];
+    let mut lse4 = pts[(1) / 2][(1) % 2];
+    let mut scratch5 = vec![0.0; n];
+    for i in 0..n {
+        for q in 0..n {
+            scratch5[q] = pts[((i + q) % n) / 2][((i + q) % n) % 2]
+                * (((b).tanh() * 3.0).signum() * 0.25 + a).abs();
+        }
+        let mut mx = scratch5[0];
+        for q in 1..scratch5.len() {
+            mx = mx.max(scratch5[q]);
+        }
+        let mut se = 0.0;
+        for q in 0..scratch5.len() {
+            se += (scratch5[q] - mx).exp();
+        }
+        lse4 = lse4 * 0.5 + se.ln() + mx;
+    }
+    let mut lse6 = (a.tanh() * 0.5).sinh();
+    let mut scratch7 = vec![0.0; n];
+    for i in 0..n {
+        let prev = scratch7[1] * 0.25;
+        for q in 0..scratch7.len() {
+            scratch7[q] = pts[((i + q) % n) / 2][((i + q) % n) % 2]
+                * ((pts[(i) / 2][(i) % 2] * pts[(i) / 2][(i) % 2] + 1.0)
+                    .log2()
+                    .tanh()
+                    * 0.5)
+                    .tan();
+        }
+        let mut mx = scratch7[0];
+        for q in 1..scratch7.len() {
+            mx = mx.max(scratch7[q]);
+        }
+        let mut se = 0.0;
+        for q in 0..scratch7.len() {
+            se += (scratch7[q] - mx).exp();
+        }
+        lse6 = lse6 * 0.5 + se.ln() + mx + prev;
+    }
+    0.70f64 * (a).tanh()
+        + 0.15f64 * (b).tanh()
+        + 1.67f64 * (acc1).tanh()
+        + -1.22f64 * (v3).tanh()
+        + 1.48f64 * (lse4).tanh()
+        + 0.82f64 * (lse6).tanh()
+}
+
+pub fn p188(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    p188_points(x, &pairs(x), m, a, b)
+}
+
+pub fn p188_value_and_grad(
+    x: &[f64],
+    m: &Array2<f64>,
+    a: f64,
+    b: f64,
+) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
+    let (v, (gx, gp, gm, ga, gb)) = p188_points_value_and_grad(x, &pairs(x), m, a, b);
+    let gx = gx
+        .iter()
+        .zip(gp.iter().flatten())
+        .map(|(p, q)| p + q)
+        .collect();
+    (v, (gx, gm, ga, gb))
+}
+
+#[differentiate(checkpoint)]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p189(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut hist1 = vec![0.0; 3 * n];
+    let mut st2 = b;
+    for t in 0..3 {
+        for i in 0..n {
+            st2 = st2 * 0.7 + x[i] * x[(i + 2) % n];
+            hist1[t * n + i] = st2.sin();
+        }
+    }
+    let v3 = hist1[1] * hist1[2 * n] + hist1[3 * n - 1] + st2;
+    let mut hist4 = vec![0.0; 3 * n];
+    let mut st5 = autodiff::ops::softplus(0.08f64);
+    for t in 0..3 {
+        for i in 0..n {
+            st5 = st5 * 0.7 + x[i] * 0.97f64.tanh().exp2();
+            hist4[t * n + i] = st5.sin();
+        }
+    }
+    let v6 = hist4[1] * hist4[2 * n] + hist4[3 * n - 1] + st5;
+    1.88f64 * (a).tanh() + -1.00f64 * (b).tanh() + -1.33f64 * (v3).tanh() + 0.44f64 * (v6).tanh()
+}
+
+#[differentiate(checkpoint)]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p190(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let v1 = ((a * a).ln_1p() * (a * a).ln_1p() + 1.0)
+        .powf(f64::sin(-1.07f64).tanh())
+        .clamp(-1.0, 1.0);
+    let r3 = products(x, x[3]);
+    let v2 = r3[0] * r3[2] + r3[0];
+    let mut acc: f64 = 1.13f64 * (a).tanh()
+        + 0.42f64 * (b).tanh()
+        + -1.72f64 * (v1).tanh()
+        + -0.31f64 * (v2).tanh();
+    for i in 0..2 {
+        acc += (&m.row(i) * 1.87f64).mapv(f64::tanh).sum()
+            - (&m.column(i) * -1.37f64 - 0.25)
+                .mapv(f64::sin)
+                .mean()
+                .unwrap()
+            + (&m.row(1 - i) - &m.column(i)).mapv(|t| t * t).sum() * 0.5;
+    }
+    acc
+}
+
+#[differentiate(checkpoint)]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p191(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut lse1 = b;
+    let mut scratch2 = vec![0.0; 3];
+    for i in 0..n {
+        scratch2[0] = x[i] * 0.5;
+        for q in 1..3 {
+            scratch2[q] = x[(i + q) % n] * -1.28f64.abs();
+        }
+        let mut mx = scratch2[0];
+        for q in 1..scratch2.len() {
+            mx = mx.max(scratch2[q]);
+        }
+        let mut se = 0.0;
+        for q in 0..scratch2.len() {
+            se += (scratch2[q] - mx).exp();
+        }
+        lse1 += se.ln() + mx;
+    }
+    let f3 = |t: f64, u: f64| (x[3].sin() * x[3].sin() + 1.5).acosh().abs();
+    let v4 = f3(
+        (lse1.mul_add(lse1, b).tanh() * 0.9).asin(),
+        ((-1.99f64 * -1.99f64 + 1.0).log(3.0) * -0.17f64.asinh()),
+    ) * 0.5
+        + f3(
+            ((-1.99f64 * -1.99f64 + 1.0).log(3.0) * -0.17f64.asinh()),
+            (lse1.mul_add(lse1, b).tanh() * 0.9).asin(),
+        );
+    let mut acc5 = b.hypot(x[2]);
+    for i in 0..n {
+        acc5 += (smooth(x[2]) * smooth(x[2]) + 1.0).ln();
+        if (0.32f64.tanh() * 0.5).sinh() <= 1.08f64 {
+            acc5 = acc5 * 0.9 + (1.92f64.tanh() * 0.9).acos();
+        }
+    }
+    let mut w6 = (-1.27f64.atan2(-0.96f64 * -0.96f64 + 0.5)
+        * -1.27f64.atan2(-0.96f64 * -0.96f64 + 0.5)
+        + 1.0)
+        .log2()
+        .tanh()
+        + 3.0;
+    let mut steps = 0;
+    while w6 > 0.5 && steps < 20 {
+        w6 = w6 * 0.6 + 0.05 * (((a).tanh() * 3.0).signum() * 0.25 + v4).tanh();
+        steps += 1;
+    }
+    let mut hist7 = vec![0.0; 3 * n];
+    let mut st8 = (1.96f64.tanh() * 0.5).cosh();
+    for t in 0..3 {
+        for i in 0..n {
+            st8 = st8 * 0.7 + x[i] * (-0.40f64 * -0.40f64 + 1.0).log10();
+            hist7[t * n + i] = st8.sin();
+        }
+    }
+    let v9 = hist7[1] * hist7[2 * n] + hist7[3 * n - 1] + st8;
+    let arr10 = {
+        let mut q = Array2::<f64>::zeros((3, 2));
+        q.row_mut(0).assign(&(&m.row(1) * x[0].tanh().exp()));
+        q.slice_mut(autodiff::ndarray::s![1.., ..])
+            .assign(&m.mapv(|t| t.sin()));
+        q.row_mut(2).assign(&m.row(0));
+        q.column_mut(1)
+            .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
+        (&q * &q).sum()
+    };
+    -1.54f64 * (a).tanh()
+        + 0.67f64 * (b).tanh()
+        + -0.19f64 * (lse1).tanh()
+        + 1.16f64 * (v4).tanh()
+        + 1.99f64 * (acc5).tanh()
+        + -1.94f64 * (w6).tanh()
+        + -1.04f64 * (v9).tanh()
+        + -0.14f64 * (arr10).tanh()
+}
+
+#[derive(Clone, Differentiable)]
+pub struct Holder192<M> {
+    a: f64,
+    w: Vec<f64>,
+    cap: usize,
+    #[differentiable(constant)]
+    mark: M,
+}
+
+impl<M: Clone> Holder192<M> {
+    #[differentiate(wrt(self, x, m, b), checkpoint)]
+    #[allow(unused_mut, unused_variables, clippy::all)]
+    pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
+        let n = x.len().min(self.cap);
+        let v1 = f64::sin((x[3].tanh() * 0.9).acos());
+        let mut w2 = v1.tanh().exp().tanh() + 3.0;
+        let mut steps = 0;
+        while w2 > 0.5 && steps < 20 {
+            w2 = w2 * 0.6 + 0.05 * x[1].tanh().exp2().tanh();
+            steps += 1;
+        }
+        let part3_s = &x[0..];
+        let mut part3 = helpers::soft(-0.50f64, 0.3);
+        for i in 0..part3_s.len() {
+            part3 += part3_s[i] * part3_s[1].sin();
+        }
+        let mut acc4 = helpers::soft(self.a, 0.3);
+        for i in 0..n {
+            acc4 += (self.a.asinh().tanh() * 0.5).tan();
+            if (self.a * self.a + 1.0).cbrt() < 0.19f64 {
+                acc4 = acc4 * 0.9 + b.powi(3);
+            }
+        }
+        let part5_s = &x[0..=2];
+        let mut part5 = acc4.clamp(-1.0, 1.0);
+        for i in 0..part5_s.len() {
+            part5 += part5_s[i] * part5_s[1].sin();
+        }
+        0.78f64 * (self.a).tanh()
+            + 1.75f64 * (b).tanh()
+            + -0.42f64 * (v1).tanh()
+            + -0.19f64 * (w2).tanh()
+            + 0.14f64 * (part3).tanh()
+            + 0.94f64 * (acc4).tanh()
+            + -0.71f64 * (part5).tanh()
+    }
+}
+
+pub fn p192(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    Holder192 {
+        a,
+        w: x.to_vec(),
+        cap: 4,
+        mark: (),
+    }
+    .value(x, m, b)
+}
+
+pub fn p192_value_and_grad(
+    x: &[f64],
+    m: &Array2<f64>,
+    a: f64,
+    b: f64,
+) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
+    let (v, (gs, gx, gm, gb)) = Holder192 {
+        a,
+        w: x.to_vec(),
+        cap: 4,
+        mark: (),
+    }
+    .value_value_and_grad(x, m, b);
+    let gx = gx.iter().zip(&gs.w).map(|(p, q)| p + q).collect();
+    (v, (gx, gm, gs.a, gb))
+}
+
+#[differentiate(checkpoint)]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p193_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let v1 = -0.18f64.powi(3);
+    let v2 = 1.84f64;
+    1.84f64 * (a).tanh() + -1.27f64 * (b).tanh() + 1.11f64 * (v1).tanh() + -1.24f64 * (v2).tanh()
 }
 
 pub fn p193(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
@@ -10718,29 +11059,44 @@ pub fn p193_value_and_grad(
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p194(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p194_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut hist1 = vec![0.0; 3 * n];
-    let mut st2 = x[1];
-    for t in 0..3 {
-        for i in 0..n {
-            st2 = st2 * 0.7 + x[i] * b;
-            hist1[t * n + i] = st2.sin();
-        }
+    let mut w1 = 0.11f64.tanh() + 3.0;
+    let mut steps = 0;
+    while w1 > 0.5 && steps < 20 {
+        w1 = w1 * 0.6 + 0.05 * helpers::soft(0.62f64, 0.3).tanh();
+        steps += 1;
     }
-    let v3 = hist1[1] * hist1[2 * n] + hist1[3 * n - 1] + st2;
-    let v4 = match (v3 > 1.01f64, n % 3) {
-        (true, 0) => ((b.tanh() * 0.9).acos() - (-1.99f64 / (v3 * v3 + 1.0))),
-        (false, k5) | (_, k5 @ 1) => ((-0.63f64 - v3) * 0.5) * (k5 + 1) as f64,
-        _ => a.cos(),
-    };
-    let mut acc: f64 = -1.12f64 * (a).tanh()
-        + 1.55f64 * (b).tanh()
-        + -1.36f64 * (v3).tanh()
-        + -1.58f64 * (v4).tanh();
+    let mut perm2 = vec![0usize; n];
+    for i in 0..n {
+        perm2[i] = (i + 3) % n;
+    }
+    let mut rot3 = pts[(0) / 2][(0) % 2].sin();
+    for i in 0..n {
+        rot3 = rot3 * 0.8 + pts[(perm2[i]) / 2][(perm2[i]) % 2] * w1.tanh().exp2();
+        if perm2[0] % 2 == 0 {
+            rot3 = rot3 + (-1.23f64 * -1.23f64 + 1.0).log(3.0);
+        }
+        let first = perm2[0];
+        for j in 1..n {
+            perm2[j - 1] = perm2[j];
+        }
+        perm2[n - 1] = first;
+    }
+    let mut w4 = rot3.tanh() + 3.0;
+    let mut steps = 0;
+    while w4 > 0.5 && steps < 20 {
+        w4 = w4 * 0.6 + 0.05 * b.tanh();
+        steps += 1;
+    }
+    let mut acc: f64 = 1.68f64 * (a).tanh()
+        + 0.37f64 * (b).tanh()
+        + -1.94f64 * (w1).tanh()
+        + 1.45f64 * (rot3).tanh()
+        + 1.87f64 * (w4).tanh();
     for i in 0..2 {
-        acc += (&m.row(i) * 0.50f64).mapv(f64::tanh).sum()
-            - (&m.column(i) * 1.60f64 - 0.25)
+        acc += (&m.row(i) * -0.15f64).mapv(f64::tanh).sum()
+            - (&m.column(i) * -1.92f64 - 0.25)
                 .mapv(f64::sin)
                 .mean()
                 .unwrap()
@@ -10749,121 +11105,200 @@ pub fn p194(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     acc
 }
 
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p195(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let arr1 = {
-        let mut acc = 0.0;
-        for i in 0..2 {
-            let r = m.row(i);
-            let h = r.dot(m).mapv(f64::exp) * (x[1] * x[1]).ln_1p();
-            acc += r.dot(&h) + m.dot(&r).mapv(f64::sin).sum();
-        }
-        acc
-    };
-    let mut acc2 = a.hypot(arr1);
-    for i in 0..n {
-        acc2 += ((0.80f64 * 0.80f64 + 1.0).cbrt() + f64::sin(b));
-        if (x[2] * 0.5) <= -0.40f64 {
-            acc2 = acc2 * 0.9 + (arr1 * arr1 + 1.0).cbrt();
-        }
-    }
-    let mut buf3 = vec![0.0; n];
-    for i in 0..n {
-        buf3[i] = (a * a + 1.0).log10().mul_add(x[i], arr1.tanh().exp2());
-    }
-    for (i, v) in buf3.iter_mut().enumerate() {
-        *v = (*v * x[(i + 1) % n]).sin() + *v * 0.5;
-    }
-    for (v, &w) in buf3.iter_mut().zip(x) {
-        *v += w * 0.25;
-    }
-    let v4 = buf3[1] + 0.5 * buf3[2];
-    let part5_s = &x[0..2];
-    let mut part5 = (acc2.tanh() * 0.5).tan();
-    for i in 0..part5_s.len() {
-        part5 += part5_s[i] * part5_s[1].sin();
-    }
-    let part6_s = &x[0..=2];
-    let mut part6 = (b.tanh() * 0.5).sinh();
-    for i in 0..part6_s.len() {
-        part6 += part6_s[i] * part6_s[1].sin();
-    }
-    let v7 = 1.36f64;
-    1.58f64 * (a).tanh()
-        + 0.05f64 * (b).tanh()
-        + 1.12f64 * (arr1).tanh()
-        + -0.33f64 * (acc2).tanh()
-        + -1.68f64 * (v4).tanh()
-        + 0.70f64 * (part5).tanh()
-        + 0.15f64 * (part6).tanh()
-        + 1.67f64 * (v7).tanh()
+pub fn p194(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    p194_points(x, &pairs(x), m, a, b)
 }
 
-#[differentiate]
+pub fn p194_value_and_grad(
+    x: &[f64],
+    m: &Array2<f64>,
+    a: f64,
+    b: f64,
+) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
+    let (v, (gx, gp, gm, ga, gb)) = p194_points_value_and_grad(x, &pairs(x), m, a, b);
+    let gx = gx
+        .iter()
+        .zip(gp.iter().flatten())
+        .map(|(p, q)| p + q)
+        .collect();
+    (v, (gx, gm, ga, gb))
+}
+
+#[differentiate(checkpoint)]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p196(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p195_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut m1 = (1.49f64 * 1.49f64 + 1.0).ln();
-    if b <= -0.48f64 {
-        m1 += ((b * b).tanh() * 0.5).tan();
-    } else if (b * b + 1.0).log(3.0) > 1.88f64 {
-        m1 = m1 * 0.5;
-    }
-    let mut pair2 = 0.0;
+    let mut acc1 = (b.tanh() * 0.9).atanh();
     for i in 0..n {
-        let w = m1.tanh();
-        let mut acc = 0.0;
-        for j in (i % 3)..(n - i) {
-            acc += (x[j + i] * w).sin();
+        acc1 += (pts[(3) / 2][(3) % 2] * pts[(3) / 2][(3) % 2])
+            .ln_1p()
+            .tanh();
+        if (b * b + 1.5).acosh() <= 0.26f64 {
+            return acc1 * 0.9 + (pts[(i) / 2][(i) % 2] * pts[(i) / 2][(i) % 2] + 1.0).ln();
         }
-        let start = i / 2;
-        for j in 0..n - start {
-            acc += x[start + j] * w * 0.5;
-        }
-        pair2 += acc * acc;
     }
-    let v3 = if (((x[3]).tanh() - (m1).tanh().stop_gradient()).exp().ln()
-        + (m1).tanh().stop_gradient())
-        <= -1.41f64
-    {
-        (f64::sin(x[0]) + smooth(a))
-    } else {
-        0.12f64.atan()
+    let r3 = products(x, (a * a + 1.5).acosh());
+    let v2 = r3[0] * r3[2] + r3[2];
+    let mut hist4 = vec![0.0; 3 * n];
+    let mut st5 = b.atan();
+    for t in 0..3 {
+        for i in 0..n {
+            st5 = st5 * 0.7 + pts[(i) / 2][(i) % 2] * (v2.tanh() * 0.9).acos();
+            hist4[t * n + i] = st5.sin();
+        }
+    }
+    let v6 = hist4[1] * hist4[2 * n] + hist4[3 * n - 1] + st5;
+    let v7 = -0.42f64.hypot(pts[(1) / 2][(1) % 2]);
+    let v8 = match ((a * pts[(1) / 2][(1) % 2]) < -1.52f64, n % 3) {
+        (true, 0) => (((acc1.tanh()).tanh() * 3.0).trunc() * 0.25 + (v7 * v7).ln_1p()),
+        (false, k9) | (_, k9 @ 1) => {
+            ((pts[(1) / 2][(1) % 2] * pts[(1) / 2][(1) % 2] + 0.5)
+                .sqrt()
+                .tanh()
+                * 0.9)
+                .acos()
+                * (k9 + 1) as f64
+        }
+        _ => (1.82f64 * 1.82f64 + 1.0).ln(),
     };
-    let mut perm4 = vec![0usize; n];
-    for i in 0..n {
-        perm4[i] = (i + 1) % n;
+    let mut acc: f64 = -1.26f64 * (a).tanh()
+        + -1.09f64 * (b).tanh()
+        + -1.90f64 * (acc1).tanh()
+        + 1.08f64 * (v2).tanh()
+        + 0.24f64 * (v6).tanh()
+        + -1.62f64 * (v7).tanh()
+        + 1.83f64 * (v8).tanh();
+    for i in 0..2 {
+        acc += (&m.row(i) * -1.26f64).mapv(f64::tanh).sum()
+            - (&m.column(i) * -1.14f64 - 0.25)
+                .mapv(f64::sin)
+                .mean()
+                .unwrap()
+            + (&m.row(1 - i) - &m.column(i)).mapv(|t| t * t).sum() * 0.5;
     }
-    let mut rot5 = autodiff::ops::softplus(v3);
-    for i in 0..n {
-        rot5 = rot5 * 0.8 + x[perm4[i]] * (0.76f64 * 0.76f64 + 1.0).log2();
-        if perm4[0] % 2 == 0 {
-            rot5 = rot5 + (a.tanh() * 0.9).asin();
+    acc
+}
+
+pub fn p195(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    p195_points(x, &pairs(x), m, a, b)
+}
+
+pub fn p195_value_and_grad(
+    x: &[f64],
+    m: &Array2<f64>,
+    a: f64,
+    b: f64,
+) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
+    let (v, (gx, gp, gm, ga, gb)) = p195_points_value_and_grad(x, &pairs(x), m, a, b);
+    let gx = gx
+        .iter()
+        .zip(gp.iter().flatten())
+        .map(|(p, q)| p + q)
+        .collect();
+    (v, (gx, gm, ga, gb))
+}
+
+#[derive(Clone, Differentiable)]
+pub struct Holder196<M> {
+    a: f64,
+    w: Vec<f64>,
+    cap: usize,
+    #[differentiable(constant)]
+    mark: M,
+}
+
+impl<M: Clone> Holder196<M> {
+    #[differentiate(wrt(self, x, m, b))]
+    #[allow(unused_mut, unused_variables, clippy::all)]
+    pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
+        let n = x.len().min(self.cap);
+        let mut perm1 = vec![0usize; n];
+        for i in 0..n {
+            perm1[i] = (i + 3) % n;
         }
-        let first = perm4[0];
-        for j in 1..n {
-            perm4[j - 1] = perm4[j];
+        let mut rot2 = (x[1] * self.a);
+        for i in 0..n {
+            rot2 = rot2 * 0.8 + x[perm1[i]] * smooth(b);
+            if perm1[0] % 2 == 0 {
+                rot2 = rot2 + self.a;
+            }
+            let first = perm1[0];
+            for j in 1..n {
+                perm1[j - 1] = perm1[j];
+            }
+            perm1[n - 1] = first;
         }
-        perm4[n - 1] = first;
+        let mut m3 = -0.25f64;
+        if (rot2 + 0.73f64) <= 1.71f64 {
+            m3 += rot2;
+        } else if (1.15f64 * 1.15f64 + 0.5).sqrt() >= -0.73f64 {
+            m3 = m3 * 0.5;
+        }
+        let mut acc4 = helpers::soft(self.a, 0.3);
+        for i in 0..n {
+            acc4 += rot2.asinh().mul_add(x[i].sin(), x[i].mul_add(b, m3));
+            if b <= -0.45f64 {
+                acc4 = acc4 * 0.9 + rot2.mul_add(x[0], self.a);
+            }
+        }
+        let part5_s = &x[0..];
+        let mut part5 = (-0.75f64 * -0.75f64 + 1.0).log2();
+        for i in 0..part5_s.len() {
+            part5 += part5_s[i] * part5_s[1].sin();
+        }
+        let mut acc6 = (-0.67f64 * -0.67f64 + 1.0).cbrt();
+        for i in 0..n {
+            acc6 += ((((b * b + 1.0).recip()).tanh() - (x[i].max(1.71f64)).tanh().stop_gradient())
+                .exp()
+                .ln()
+                + (x[i].max(1.71f64)).tanh().stop_gradient());
+            if (-1.34f64 * -1.34f64 + 1.0).recip() >= -0.64f64 {
+                return acc6 * 0.9
+                    + (((b).tanh() - (x[2]).tanh().stop_gradient()).exp().ln()
+                        + (x[2]).tanh().stop_gradient());
+            }
+        }
+        let v7 = if (self.a * self.a + 1.0).ln() <= 1.39f64 {
+            ((-1.65f64 * -1.65f64 + 1.0).log10() * self.a.powi(2))
+        } else {
+            smooth((rot2 * self.a))
+        };
+        -0.32f64 * (self.a).tanh()
+            + 1.90f64 * (b).tanh()
+            + -0.64f64 * (rot2).tanh()
+            + 1.76f64 * (m3).tanh()
+            + -1.54f64 * (acc4).tanh()
+            + -1.20f64 * (part5).tanh()
+            + 1.69f64 * (acc6).tanh()
+            + 0.95f64 * (v7).tanh()
     }
-    let arr6 = {
-        let mut q = Array2::<f64>::zeros((3, 2));
-        q.row_mut(0).assign(&m.row(0));
-        for i in 1..3 {
-            let prev = (&q.row(i - 1) * f64::sin(m1) + &m.row(1)).mapv(|t| t.sin());
-            q.row_mut(i).assign(&prev);
-        }
-        (&q * &q).sum() + q.column(1).sum()
-    };
-    1.66f64 * (a).tanh()
-        + -0.75f64 * (b).tanh()
-        + -0.40f64 * (m1).tanh()
-        + -0.81f64 * (pair2).tanh()
-        + 0.94f64 * (v3).tanh()
-        + 1.36f64 * (rot5).tanh()
-        + 0.18f64 * (arr6).tanh()
+}
+
+pub fn p196(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    Holder196 {
+        a,
+        w: x.to_vec(),
+        cap: 4,
+        mark: (),
+    }
+    .value(x, m, b)
+}
+
+pub fn p196_value_and_grad(
+    x: &[f64],
+    m: &Array2<f64>,
+    a: f64,
+    b: f64,
+) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
+    let (v, (gs, gx, gm, gb)) = Holder196 {
+        a,
+        w: x.to_vec(),
+        cap: 4,
+        mark: (),
+    }
+    .value_value_and_grad(x, m, b);
+    let gx = gx.iter().zip(&gs.w).map(|(p, q)| p + q).collect();
+    (v, (gx, gm, gs.a, gb))
 }
 
 #[differentiate]
@@ -10877,452 +11312,82 @@ pub fn p197(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         let mut t = 0.5;
         for j in (i + 1)..n {
             let d = x[i] - x[p % n];
-            pair1 += (d * d + 0.5).recip() * (x[1] * x[1] + 0.5).sqrt() * t;
+            pair1 += (d * d + 0.5).recip() * a.max(x[i]) * t;
             p += stride;
             stride += j % 2;
             t += 0.25;
         }
     }
-    let part2_s = &x[0..];
-    let mut part2 = (pair1.tanh() * 0.5).cosh();
+    let part2_s = &x[1..];
+    let mut part2 = (b * x[3]);
     for i in 0..part2_s.len() {
         part2 += part2_s[i] * part2_s[1].sin();
     }
-    let mut acc: f64 = -1.38f64 * (a).tanh()
-        + -1.59f64 * (b).tanh()
-        + -1.99f64 * (pair1).tanh()
-        + 1.45f64 * (part2).tanh();
-    for i in 0..2 {
-        acc += (&m.row(i) * -0.38f64).mapv(f64::tanh).sum()
-            - (&m.column(i) * 1.30f64 - 0.25)
-                .mapv(f64::sin)
-                .mean()
-                .unwrap()
-            + (&m.row(1 - i) - &m.column(i)).mapv(|t| t * t).sum() * 0.5;
+    let v3 = ((helpers::soft(a, 0.3) - pair1.hypot(b)).tanh() * 0.9).asin();
+    let mut w4 = (b.tanh() * 0.5).sinh().min((-(v3))).tanh() + 3.0;
+    let mut steps = 0;
+    while w4 > 0.5 && steps < 20 {
+        w4 = w4 * 0.6 + 0.05 * a.tanh();
+        steps += 1;
     }
-    acc
+    let arr5 = {
+        let mut q = m.to_owned();
+        let t = &q * (w4 * x[0]);
+        q[[0, 1]] = (w4 * x[0]) * 2.0;
+        t.mapv(f64::sin).sum() + q.sum()
+    };
+    let part6_s = &x[1..3];
+    let mut part6 = part2;
+    for i in 0..part6_s.len() {
+        part6 += part6_s[i] * part6_s[1].sin();
+    }
+    0.43f64 * (a).tanh()
+        + 0.30f64 * (b).tanh()
+        + 1.39f64 * (pair1).tanh()
+        + 1.07f64 * (part2).tanh()
+        + -0.14f64 * (v3).tanh()
+        + -0.69f64 * (w4).tanh()
+        + 1.96f64 * (arr5).tanh()
+        + -1.43f64 * (part6).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p198_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut m1 = pts[(1) / 2][(1) % 2].atan();
-    if b.tanh() <= 0.26f64 {
-        m1 += (pts[(2) / 2][(2) % 2] + a).max((1.92f64.tanh() * 0.9).acos());
-    } else if b.atan() < -1.27f64 {
-        m1 = m1 * 0.5;
-    }
-    let r3 = products(
-        x,
-        ((((b).tanh() * 3.0).signum() * 0.25 + b).tanh() * 0.9).asin(),
-    );
-    let v2 = r3[0] * r3[2] + r3[2];
-    let [v4_p, v4_q, v4_r] = twist(
-        [
-            (0.78f64.tanh() * 0.5).cosh().max(b),
-            pts[(1) / 2][(1) % 2],
-            v2,
-        ],
-        pts[(3) / 2][(3) % 2],
-    );
-    let v4 = v4_p * v4_q + v4_r;
-    let mut m5 = b;
-    if pts[(0) / 2][(0) % 2].tanh().exp_m1() < 0.84f64 {
-        m5 += (autodiff::ops::softplus(v4).tanh() * 0.9).acos();
-    } else if b < 0.70f64 {
-        m5 = m5 * 0.5;
-    }
-    let mut acc6 = m1;
-    for i in 0..n {
-        acc6 += pts[(1) / 2][(1) % 2]
-            .hypot(pts[(2) / 2][(2) % 2])
-            .hypot(pts[(i) / 2][(i) % 2].mul_add(v4, pts[((i + 1) % n) / 2][((i + 1) % n) % 2]));
-        if (v4 * v4 + 1.0).log2() < 0.00f64 {
-            acc6 = acc6 * 0.9 + v4.min(m5);
-        }
-    }
-    let part7_s = &x[1..];
-    let mut part7 = 0.09f64;
-    for i in 0..part7_s.len() {
-        part7 += part7_s[i] * part7_s[1].sin();
-    }
-    -1.11f64 * (a).tanh()
-        + 0.72f64 * (b).tanh()
-        + 0.78f64 * (m1).tanh()
-        + 1.75f64 * (v2).tanh()
-        + -0.42f64 * (v4).tanh()
-        + -0.19f64 * (m5).tanh()
-        + 0.14f64 * (acc6).tanh()
-        + 0.94f64 * (part7).tanh()
-}
-
 pub fn p198(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    p198_points(x, &pairs(x), m, a, b)
-}
-
-pub fn p198_value_and_grad(
-    x: &[f64],
-    m: &Array2<f64>,
-    a: f64,
-    b: f64,
-) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
-    let (v, (gx, gp, gm, ga, gb)) = p198_points_value_and_grad(x, &pairs(x), m, a, b);
-    let gx = gx
-        .iter()
-        .zip(gp.iter().flatten())
-        .map(|(p, q)| p + q)
-        .collect();
-    (v, (gx, gm, ga, gb))
-}
-
-#[differentiate(checkpoint)]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p199(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut m1 = b.atan2(a * a + 0.5);
-    if (x[1].tanh() * 0.5).cosh() > 0.22f64 {
-        m1 += smooth((1.31f64 + b));
-    } else if (b.tanh() * 0.9).acos() <= 1.86f64 {
-        m1 = m1 * 0.5;
-    }
-    let mut w2 = 0.11f64.tanh() + 3.0;
-    let mut steps = 0;
-    while w2 > 0.5 && steps < 20 {
-        w2 = w2 * 0.6 + 0.05 * helpers::soft(0.62f64, 0.3).tanh();
-        steps += 1;
-    }
-    let mut perm3 = vec![0usize; n];
+    let arr1 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * (a + a)));
+    let mut pair2 = 0.0;
     for i in 0..n {
-        perm3[i] = (i + 3) % n;
-    }
-    let mut rot4 = x[0].sin();
-    for i in 0..n {
-        rot4 = rot4 * 0.8 + x[perm3[i]] * m1.tanh().exp2();
-        if perm3[0] % 2 == 0 {
-            rot4 = rot4 + (-1.23f64 * -1.23f64 + 1.0).log(3.0);
+        let w = (a * 0.5);
+        let mut acc = 0.0;
+        for j in (i % 3)..(n - i) {
+            acc += (x[j + i] * w).sin();
         }
-        let first = perm3[0];
-        for j in 1..n {
-            perm3[j - 1] = perm3[j];
+        let start = i / 2;
+        for j in 0..n - start {
+            acc += x[start + j] * w * 0.5;
         }
-        perm3[n - 1] = first;
+        pair2 += acc * acc;
     }
-    let mut w5 = m1.tanh() + 3.0;
-    let mut steps = 0;
-    while w5 > 0.5 && steps < 20 {
-        w5 = w5 * 0.6 + 0.05 * a.tanh();
-        steps += 1;
-    }
-    let mut acc6 = w2.min(w5);
-    for i in 0..n {
-        acc6 += a;
-        if smooth(x[(i + 3) % n]) > -1.46f64 {
-            acc6 = acc6 * 0.9 + (x[3] * x[3]).ln_1p();
-        }
-    }
-    -1.65f64 * (a).tanh()
-        + -0.85f64 * (b).tanh()
-        + -0.19f64 * (m1).tanh()
-        + -0.67f64 * (w2).tanh()
-        + -0.06f64 * (rot4).tanh()
-        + 0.26f64 * (w5).tanh()
-        + -1.77f64 * (acc6).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p200(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let r2 = products(x, (a * a + 1.5).acosh());
-    let v1 = r2[0] * r2[2] + r2[2];
-    let mut hist3 = vec![0.0; 3 * n];
-    let mut st4 = a.atan();
-    for t in 0..3 {
-        for i in 0..n {
-            st4 = st4 * 0.7 + x[i] * (a.tanh() * 0.9).acos();
-            hist3[t * n + i] = st4.sin();
-        }
-    }
-    let v5 = hist3[1] * hist3[2 * n] + hist3[3 * n - 1] + st4;
-    let v6 = -0.42f64.hypot(x[1]);
-    -1.02f64 * (a).tanh()
-        + 1.39f64 * (b).tanh()
-        + 0.75f64 * (v1).tanh()
-        + -0.10f64 * (v5).tanh()
-        + 0.40f64 * (v6).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p201(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut acc1 = (((a).tanh() * 3.0).trunc() * 0.25 + x[2]);
-    for i in 0..n {
-        acc1 += ((b.tanh() * 0.9).atanh() * (b.tanh() * 0.9).atanh() + 1.5).acosh();
-        if (1.08f64.tanh() * 0.5).cosh() < 1.82f64 {
-            return acc1 * 0.9 + (-1.26f64.tanh() * 0.9).asin();
-        }
-    }
-    let v2 = b;
-    let f3 = |t: f64, u: f64| v2;
-    let v4 = f3((x[1] * a).sin(), helpers::soft(v2.asinh(), 0.3)) * 0.5
-        + f3(helpers::soft(v2.asinh(), 0.3), (x[1] * a).sin());
-    let mut acc: f64 = 1.06f64 * (a).tanh()
-        + 0.31f64 * (b).tanh()
-        + -0.25f64 * (acc1).tanh()
-        + 1.38f64 * (v2).tanh()
-        + -0.44f64 * (v4).tanh();
-    for i in 0..2 {
-        acc += (&m.row(i) * -1.30f64).mapv(f64::tanh).sum()
-            - (&m.column(i) * 0.50f64 - 0.25)
-                .mapv(f64::sin)
-                .mean()
-                .unwrap()
-            + (&m.row(1 - i) - &m.column(i)).mapv(|t| t * t).sum() * 0.5;
-    }
-    acc
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p202(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut lse1 = smooth(x[0]);
-    let mut scratch2 = vec![0.0; n];
-    for i in 0..n {
-        scratch2[0] = x[i] * 0.5;
-        for q in 1..scratch2.len() {
-            scratch2[q] = x[(i + q) % n] * helpers::soft((a * a), 0.3);
-        }
-        let mut mx = scratch2[0];
-        for q in 1..scratch2.len() {
-            mx = mx.max(scratch2[q]);
-        }
-        let mut se = 0.0;
-        for q in 0..scratch2.len() {
-            se += (scratch2[q] - mx).exp();
-        }
-        lse1 += se.ln() + mx;
-    }
-    let mut m3 = smooth(x[2]);
-    if autodiff::ops::softplus(x[2]) >= 0.09f64 {
-        m3 += x[3];
-    } else if (x[1] * x[1] + 1.5).acosh() <= -0.45f64 {
-        m3 = m3 * 0.5;
-    }
-    let mut acc4 = x[1].cos();
-    for i in 0..n {
-        acc4 += (smooth(a) * smooth(a) + 1.0).log2();
-        if a.clamp(-1.0, 1.0) > 1.89f64 {
-            acc4 = acc4 * 0.9 + (lse1.tanh() * 0.5).cosh();
-        }
-    }
-    0.96f64 * (a).tanh()
-        + -1.26f64 * (b).tanh()
-        + 0.67f64 * (lse1).tanh()
-        + 1.61f64 * (m3).tanh()
-        + 0.08f64 * (acc4).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p203(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut pair1 = 0.0;
-    for i in 0..n {
-        let mut p = i + 1;
-        let mut stride = 1;
-        let mut t = 0.5;
-        for j in (i + 1)..n {
-            let d = x[i] - x[p % n];
-            pair1 += (d * d + 0.5).recip() * -0.49f64.atan() * t;
-            p += stride;
-            stride += j % 2;
-            t += 0.25;
-        }
-    }
-    let v2 = (smooth((x[0] * x[0] + 1.0).ln())
-        * ((-1.54f64 * pair1) * (-1.54f64 * pair1) + 1.0).log10());
-    let part3_s = &x[1..=2];
-    let mut part3 = (0.38f64 / (a * a + 1.0));
+    let part3_s = &x[1..3];
+    let mut part3 = a.cos();
     for i in 0..part3_s.len() {
         part3 += part3_s[i] * part3_s[1].sin();
     }
-    let mut acc: f64 = 0.55f64 * (a).tanh()
-        + 1.30f64 * (b).tanh()
-        + -0.81f64 * (pair1).tanh()
-        + 1.94f64 * (v2).tanh()
-        + -0.99f64 * (part3).tanh();
-    for i in 0..2 {
-        acc += (&m.row(i) * -0.25f64).mapv(f64::tanh).sum()
-            - (&m.column(i) * 1.21f64 - 0.25)
-                .mapv(f64::sin)
-                .mean()
-                .unwrap()
-            + (&m.row(1 - i) - &m.column(i)).mapv(|t| t * t).sum() * 0.5;
-    }
-    acc
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p204(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let v1 = (autodiff::ops::softplus(b) * autodiff::ops::softplus(b) + 1.0)
-        .powf(a.max(x[1]).tanh())
-        .tanh()
-        .exp();
-    let mut buf2 = vec![0.0; n];
-    for i in 0..n {
-        buf2[i] = v1;
-    }
-    let v3 = buf2[3] * buf2[0];
-    let mut m4 = x[3].abs();
-    if 1.53f64 >= 1.05f64 {
-        m4 += f64::sin(x[1]).atan2(b * b + 0.5);
-    } else if (x[2].tanh() * 0.5).cosh() > 1.66f64 {
-        m4 = m4 * 0.5;
-    }
-    let mut acc: f64 = 1.12f64 * (a).tanh()
-        + -0.85f64 * (b).tanh()
-        + -0.30f64 * (v1).tanh()
-        + 0.99f64 * (v3).tanh()
-        + -0.66f64 * (m4).tanh();
-    for i in 0..2 {
-        acc += (&m.row(i) * 1.00f64).mapv(f64::tanh).sum()
-            - (&m.column(i) * -0.91f64 - 0.25)
-                .mapv(f64::sin)
-                .mean()
-                .unwrap()
-            + (&m.row(1 - i) - &m.column(i)).mapv(|t| t * t).sum() * 0.5;
-    }
-    acc
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p205(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let part1_s = &x[1..];
-    let mut part1 = autodiff::ops::softplus(b);
-    for i in 0..part1_s.len() {
-        part1 += part1_s[i] * part1_s[1].sin();
-    }
-    let f2 = |t: f64, u: f64| {
-        (1.39f64.tanh().exp() * 1.39f64.tanh().exp() + 1.0)
-            .cbrt()
-            .hypot(((t + part1).tanh() * 0.5).cosh())
-    };
-    let v3 = f2(
-        ((1.32f64 * 1.32f64 + 1.0).log(3.0) * (1.32f64 * 1.32f64 + 1.0).log(3.0) + 1.0).ln(),
-        b.mul_add(-0.69f64.tanh().exp(), (b.tanh() * 0.9).acos()),
-    ) * 0.5
-        + f2(
-            b.mul_add(-0.69f64.tanh().exp(), (b.tanh() * 0.9).acos()),
-            ((1.32f64 * 1.32f64 + 1.0).log(3.0) * (1.32f64 * 1.32f64 + 1.0).log(3.0) + 1.0).ln(),
-        );
     let part4_s = &x[1..3];
     let mut part4 = (0.37f64 * 0.37f64 + 1.0).log2();
     for i in 0..part4_s.len() {
         part4 += part4_s[i] * part4_s[1].sin();
     }
-    let f5 = |t: f64, u: f64| f64::sin((-(part4.clamp(-1.0, 1.0))));
-    let mut v6 = (v3 * v3 + 1.0).recip().atan();
-    for i in 0..n {
-        v6 = v6 * 0.5 + f5(x[i], (v3.hypot(part1) * v3.hypot(part1) + 0.5).sqrt());
-    }
-    1.67f64 * (a).tanh()
-        + 1.28f64 * (b).tanh()
-        + -1.14f64 * (part1).tanh()
-        + 1.43f64 * (v3).tanh()
-        + -0.26f64 * (part4).tanh()
-        + 1.29f64 * (v6).tanh()
-}
-
-#[differentiate]
-#[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p206(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    let n = x.len();
-    let mut lse1 = a;
-    let mut scratch2 = vec![0.0; n];
-    for i in 0..n {
-        for q in 0..n {
-            scratch2[q] = x[(i + q) % n] * a.asinh();
-        }
-        let mut mx = scratch2[0];
-        for q in 1..scratch2.len() {
-            mx = mx.max(scratch2[q]);
-        }
-        let mut se = 0.0;
-        for q in 0..scratch2.len() {
-            se += (scratch2[q] - mx).exp();
-        }
-        lse1 = lse1 * 0.5 + se.ln() + mx;
-    }
-    let mut acc3 = x[1].asinh();
-    for i in 0..n {
-        acc3 += (a.tanh() * 0.9).atanh();
-        if x[2].atan() >= -1.41f64 {
-            acc3 = acc3 * 0.9 + (x[i].tanh() * 0.9).acos();
-        }
-    }
-    let v4 = if x[3] >= 1.58f64 {
-        ((lse1 * lse1 + 1.0).cbrt() * (lse1 * lse1 + 1.0).cbrt() + 1.0).powf(x[2].asinh().tanh())
-    } else {
-        ((b * b + 1.0).ln() * (b * b + 1.0).ln() + 1.5).acosh()
-    };
-    let mut perm5 = vec![0usize; n];
-    for i in 0..n {
-        perm5[i] = (i + 3) % n;
-    }
-    let mut rot6 = 0.26f64.powi(2);
-    for i in 0..n {
-        rot6 = rot6 * 0.8 + x[perm5[i]] * (b * 0.5);
-        if perm5[0] % 2 == 0 {
-            rot6 = rot6
-                + (((x[2]).tanh() - (acc3).tanh().stop_gradient()).exp().ln()
-                    + (acc3).tanh().stop_gradient());
-        }
-        let first = perm5[0];
-        for j in 1..n {
-            perm5[j - 1] = perm5[j];
-        }
-        perm5[n - 1] = first;
-    }
-    let mut w7 = rot6.tanh().asinh().tanh() + 3.0;
-    let mut steps = 0;
-    while w7 > 0.5 && steps < 20 {
-        w7 = w7 * 0.6 + 0.05 * (1.31f64 * 1.31f64).ln_1p().tanh();
-        steps += 1;
-    }
-    let mut perm8 = vec![0usize; n];
-    for i in 0..n {
-        perm8[i] = (i + 1) % n;
-    }
-    let mut rot9 = (v4 * v4 + 1.0).ln();
-    for i in 0..n {
-        rot9 = rot9 * 0.8 + x[perm8[i]] * (((lse1).tanh() * 3.0).ceil() * 0.25 + x[i]);
-        if perm8[0] % 2 == 0 {
-            rot9 = rot9 + f64::sin(lse1);
-        }
-        let first = perm8[0];
-        for j in 1..n {
-            perm8[j - 1] = perm8[j];
-        }
-        perm8[n - 1] = first;
-    }
-    let mut acc: f64 = -0.92f64 * (a).tanh()
-        + -0.35f64 * (b).tanh()
-        + 0.32f64 * (lse1).tanh()
-        + -0.43f64 * (acc3).tanh()
-        + 1.19f64 * (v4).tanh()
-        + 0.57f64 * (rot6).tanh()
-        + 1.43f64 * (w7).tanh()
-        + 0.67f64 * (rot9).tanh();
+    let mut acc: f64 = 1.85f64 * (a).tanh()
+        + 1.03f64 * (b).tanh()
+        + -1.30f64 * (arr1).tanh()
+        + 1.80f64 * (pair2).tanh()
+        + 1.37f64 * (part3).tanh()
+        + 0.05f64 * (part4).tanh();
     for i in 0..2 {
-        acc += (&m.row(i) * 1.51f64).mapv(f64::tanh).sum()
-            - (&m.column(i) * 0.35f64 - 0.25)
+        acc += (&m.row(i) * 0.28f64).mapv(f64::tanh).sum()
+            - (&m.column(i) * 0.23f64 - 0.25)
                 .mapv(f64::sin)
                 .mean()
                 .unwrap()
@@ -11331,40 +11396,153 @@ pub fn p206(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     acc
 }
 
-#[differentiate(checkpoint)]
+#[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p207(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p199(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut w1 = ((a * a + 0.5).sqrt() * (a * a + 0.5).sqrt() + 1.0)
-        .ln()
-        .tanh()
-        + 3.0;
+    let mut w1 = (-(autodiff::ops::softplus(b))).tanh() + 3.0;
     let mut steps = 0;
     while w1 > 0.5 && steps < 20 {
-        w1 = w1 * 0.6 + 0.05 * 1.85f64.tanh();
+        w1 = w1 * 0.6 + 0.05 * x[2].atan().tanh();
         steps += 1;
     }
-    let arr2 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * w1.tanh().exp();
-    let arr3 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * a));
-    let mut acc: f64 = 1.15f64 * (a).tanh()
-        + 1.49f64 * (b).tanh()
-        + -1.32f64 * (w1).tanh()
-        + 1.11f64 * (arr2).tanh()
-        + -0.64f64 * (arr3).tanh();
-    for i in 0..2 {
-        acc += (&m.row(i) * -0.52f64).mapv(f64::tanh).sum()
-            - (&m.column(i) * 1.72f64 - 0.25)
-                .mapv(f64::sin)
-                .mean()
-                .unwrap()
-            + (&m.row(1 - i) - &m.column(i)).mapv(|t| t * t).sum() * 0.5;
+    let v2 = (-((x[0] * x[0] + 1.0).log10().asinh()));
+    let mut lse3 = a;
+    let mut scratch4 = vec![0.0; n];
+    for i in 0..n {
+        for q in 0..n {
+            scratch4[q] = x[(i + q) % n] * w1.asinh();
+        }
+        let mut mx = scratch4[0];
+        for q in 1..scratch4.len() {
+            mx = mx.max(scratch4[q]);
+        }
+        let mut se = 0.0;
+        for q in 0..scratch4.len() {
+            se += (scratch4[q] - mx).exp();
+        }
+        lse3 = lse3 * 0.5 + se.ln() + mx;
     }
-    acc
+    let mut acc5 = x[1].asinh();
+    for i in 0..n {
+        acc5 += (a.tanh() * 0.9).atanh();
+        if x[2].atan() >= -1.41f64 {
+            acc5 = acc5 * 0.9 + (x[i].tanh() * 0.9).acos();
+        }
+    }
+    let v6 = if x[3] >= 1.58f64 {
+        ((w1 * w1 + 1.0).cbrt() * (w1 * w1 + 1.0).cbrt() + 1.0).powf(x[2].asinh().tanh())
+    } else {
+        ((v2 * v2 + 1.0).ln() * (v2 * v2 + 1.0).ln() + 1.5).acosh()
+    };
+    let mut perm7 = vec![0usize; n];
+    for i in 0..n {
+        perm7[i] = (i + 3) % n;
+    }
+    let mut rot8 = 0.26f64.powi(2);
+    for i in 0..n {
+        rot8 = rot8 * 0.8 + x[perm7[i]] * (lse3 * 0.5);
+        if perm7[0] % 2 == 0 {
+            rot8 = rot8
+                + (((x[2]).tanh() - (v2).tanh().stop_gradient()).exp().ln()
+                    + (v2).tanh().stop_gradient());
+        }
+        let first = perm7[0];
+        for j in 1..n {
+            perm7[j - 1] = perm7[j];
+        }
+        perm7[n - 1] = first;
+    }
+    -1.98f64 * (a).tanh()
+        + -1.46f64 * (b).tanh()
+        + -1.80f64 * (w1).tanh()
+        + -1.65f64 * (v2).tanh()
+        + -1.97f64 * (lse3).tanh()
+        + 0.26f64 * (acc5).tanh()
+        + 1.66f64 * (v6).tanh()
+        + 1.25f64 * (rot8).tanh()
+}
+
+#[derive(Clone, Differentiable)]
+pub struct Holder200<M> {
+    a: f64,
+    w: Vec<f64>,
+    cap: usize,
+    #[differentiable(constant)]
+    mark: M,
+}
+
+impl<M: Clone> Holder200<M> {
+    #[differentiate(wrt(self, x, m, b), checkpoint)]
+    #[allow(unused_mut, unused_variables, clippy::all)]
+    pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
+        let n = x.len().min(self.cap);
+        let mut buf1 = vec![0.0; n];
+        for i in 0..n {
+            buf1[i] = (self.a / (0.93f64.mul_add(self.a, b) * 0.93f64.mul_add(self.a, b) + 1.0));
+        }
+        for i in 1..n {
+            buf1[i] += buf1[i - 1] * 0.5;
+        }
+        for i in 1..n {
+            let old = buf1[i];
+            buf1[i] = (old * buf1[i - 1]).sin() + old;
+        }
+        let v2 = buf1[0] * buf1[1];
+        let mut pair3 = 0.0;
+        for i in 0..n {
+            for j in (0..n).filter(|&j| j != i) {
+                let d = x[i] - x[j];
+                pair3 += (d * d + 0.5).recip() * b.tanh().exp();
+            }
+        }
+        for &q in x.iter().filter(|&&q| q > 0.0) {
+            pair3 += q * q * 0.25;
+        }
+        let mut m4 = (-1.16f64 * 0.5);
+        if (x[3] * x[3] + 1.0).log(3.0) >= 0.48f64 {
+            m4 += 0.41f64.mul_add(self.a, b).tanh().exp();
+        } else if pair3.max(v2) >= 1.49f64 {
+            m4 = m4 * 0.5;
+        }
+        -1.32f64 * (self.a).tanh()
+            + 1.11f64 * (b).tanh()
+            + -0.64f64 * (v2).tanh()
+            + -1.89f64 * (pair3).tanh()
+            + -0.52f64 * (m4).tanh()
+    }
+}
+
+pub fn p200(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    Holder200 {
+        a,
+        w: x.to_vec(),
+        cap: 4,
+        mark: (),
+    }
+    .value(x, m, b)
+}
+
+pub fn p200_value_and_grad(
+    x: &[f64],
+    m: &Array2<f64>,
+    a: f64,
+    b: f64,
+) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
+    let (v, (gs, gx, gm, gb)) = Holder200 {
+        a,
+        w: x.to_vec(),
+        cap: 4,
+        mark: (),
+    }
+    .value_value_and_grad(x, m, b);
+    let gx = gx.iter().zip(&gs.w).map(|(p, q)| p + q).collect();
+    (v, (gx, gm, gs.a, gb))
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p208(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p201(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let f1 = |t: f64, u: f64| (((1.93f64 + x[1]) * 0.5) * ((1.93f64 + x[1]) * 0.5) + 1.0).log10();
     let v2 = f1(
@@ -11411,7 +11589,7 @@ pub fn p208(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate(checkpoint)]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p209(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p202(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut m1 = (x[1] * x[1] + 1.0).powf(b.tanh());
     if (b * b + 1.0).cbrt() < 1.46f64 {
@@ -11478,7 +11656,7 @@ pub fn p209(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p210_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p203_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut m1 = (pts[(2) / 2][(2) % 2] * pts[(2) / 2][(2) % 2] + 1.0).log10();
     if 0.57f64 < 1.43f64 {
@@ -11523,17 +11701,17 @@ pub fn p210_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64)
         + -1.19f64 * (v5).tanh()
 }
 
-pub fn p210(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    p210_points(x, &pairs(x), m, a, b)
+pub fn p203(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    p203_points(x, &pairs(x), m, a, b)
 }
 
-pub fn p210_value_and_grad(
+pub fn p203_value_and_grad(
     x: &[f64],
     m: &Array2<f64>,
     a: f64,
     b: f64,
 ) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
-    let (v, (gx, gp, gm, ga, gb)) = p210_points_value_and_grad(x, &pairs(x), m, a, b);
+    let (v, (gx, gp, gm, ga, gb)) = p203_points_value_and_grad(x, &pairs(x), m, a, b);
     let gx = gx
         .iter()
         .zip(gp.iter().flatten())
@@ -11543,7 +11721,7 @@ pub fn p210_value_and_grad(
 }
 
 #[derive(Clone, Differentiable)]
-pub struct Holder211<M> {
+pub struct Holder204<M> {
     a: f64,
     w: Vec<f64>,
     cap: usize,
@@ -11551,7 +11729,7 @@ pub struct Holder211<M> {
     mark: M,
 }
 
-impl<M: Clone> Holder211<M> {
+impl<M: Clone> Holder204<M> {
     #[differentiate(wrt(self, x, m, b))]
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
@@ -11568,8 +11746,8 @@ impl<M: Clone> Holder211<M> {
     }
 }
 
-pub fn p211(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    Holder211 {
+pub fn p204(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    Holder204 {
         a,
         w: x.to_vec(),
         cap: 4,
@@ -11578,13 +11756,13 @@ pub fn p211(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     .value(x, m, b)
 }
 
-pub fn p211_value_and_grad(
+pub fn p204_value_and_grad(
     x: &[f64],
     m: &Array2<f64>,
     a: f64,
     b: f64,
 ) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
-    let (v, (gs, gx, gm, gb)) = Holder211 {
+    let (v, (gs, gx, gm, gb)) = Holder204 {
         a,
         w: x.to_vec(),
         cap: 4,
@@ -11597,7 +11775,7 @@ pub fn p211_value_and_grad(
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p212_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p205_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut pair1 = 0.0;
     for i in 0..n {
@@ -11628,17 +11806,17 @@ pub fn p212_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64)
         + 1.38f64 * (pair2).tanh()
 }
 
-pub fn p212(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    p212_points(x, &pairs(x), m, a, b)
+pub fn p205(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    p205_points(x, &pairs(x), m, a, b)
 }
 
-pub fn p212_value_and_grad(
+pub fn p205_value_and_grad(
     x: &[f64],
     m: &Array2<f64>,
     a: f64,
     b: f64,
 ) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
-    let (v, (gx, gp, gm, ga, gb)) = p212_points_value_and_grad(x, &pairs(x), m, a, b);
+    let (v, (gx, gp, gm, ga, gb)) = p205_points_value_and_grad(x, &pairs(x), m, a, b);
     let gx = gx
         .iter()
         .zip(gp.iter().flatten())
@@ -11649,7 +11827,7 @@ pub fn p212_value_and_grad(
 
 #[differentiate(checkpoint)]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p213(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p206(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let v1 = if b < -0.46f64 {
         (a * a + 1.0).log10().hypot(b.tanh().exp_m1())
@@ -11699,7 +11877,7 @@ pub fn p213(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate(checkpoint)]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p214(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p207(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let v1 = a.sin().powi(3);
     let mut perm2 = vec![0usize; n];
@@ -11768,7 +11946,7 @@ pub fn p214(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p215(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p208(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let v1 = (f64::sin(1.60f64) - (b * b).hypot((a.tanh() * 0.5).cosh()));
     let mut pair2 = 0.0;
@@ -11836,7 +12014,7 @@ pub fn p215(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate(checkpoint)]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p216(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p209(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut lse1 = a;
     let mut scratch2 = vec![0.0; 3];
@@ -11897,7 +12075,7 @@ pub fn p216(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate(checkpoint)]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p217(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p210(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut m1 = b.asinh();
     if (a * b) >= 0.22f64 {
@@ -11920,7 +12098,7 @@ pub fn p217(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate(checkpoint)]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p218_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p211_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let v1 = (((((a * a + 1.0).ln()).tanh() * 3.0).ceil() * 0.25 + pts[(1) / 2][(1) % 2].hypot(a))
         .tanh()
@@ -11980,17 +12158,17 @@ pub fn p218_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64)
         + -0.54f64 * (part7).tanh()
 }
 
-pub fn p218(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    p218_points(x, &pairs(x), m, a, b)
+pub fn p211(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    p211_points(x, &pairs(x), m, a, b)
 }
 
-pub fn p218_value_and_grad(
+pub fn p211_value_and_grad(
     x: &[f64],
     m: &Array2<f64>,
     a: f64,
     b: f64,
 ) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
-    let (v, (gx, gp, gm, ga, gb)) = p218_points_value_and_grad(x, &pairs(x), m, a, b);
+    let (v, (gx, gp, gm, ga, gb)) = p211_points_value_and_grad(x, &pairs(x), m, a, b);
     let gx = gx
         .iter()
         .zip(gp.iter().flatten())
@@ -12001,7 +12179,7 @@ pub fn p218_value_and_grad(
 
 #[differentiate(checkpoint)]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p219(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p212(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut pair1 = 0.0;
     for i in 0..n {
@@ -12075,7 +12253,7 @@ pub fn p219(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 }
 
 #[derive(Clone, Differentiable)]
-pub struct Holder220<M> {
+pub struct Holder213<M> {
     a: f64,
     w: Vec<f64>,
     cap: usize,
@@ -12083,7 +12261,7 @@ pub struct Holder220<M> {
     mark: M,
 }
 
-impl<M: Clone> Holder220<M> {
+impl<M: Clone> Holder213<M> {
     #[differentiate(wrt(self, x, m, b), checkpoint)]
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
@@ -12123,8 +12301,8 @@ impl<M: Clone> Holder220<M> {
     }
 }
 
-pub fn p220(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    Holder220 {
+pub fn p213(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    Holder213 {
         a,
         w: x.to_vec(),
         cap: 4,
@@ -12133,13 +12311,13 @@ pub fn p220(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     .value(x, m, b)
 }
 
-pub fn p220_value_and_grad(
+pub fn p213_value_and_grad(
     x: &[f64],
     m: &Array2<f64>,
     a: f64,
     b: f64,
 ) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
-    let (v, (gs, gx, gm, gb)) = Holder220 {
+    let (v, (gs, gx, gm, gb)) = Holder213 {
         a,
         w: x.to_vec(),
         cap: 4,
@@ -12152,7 +12330,7 @@ pub fn p220_value_and_grad(
 
 #[differentiate(checkpoint)]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p221(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p214(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut perm1 = vec![0usize; n];
     for i in 0..n {
@@ -12213,7 +12391,7 @@ pub fn p221(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p222(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p215(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut hist1 = vec![0.0; 3 * n];
     let mut st2 = (a * a + 1.0).log2();
@@ -12253,7 +12431,7 @@ pub fn p222(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p223(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p216(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let v1 = b;
     let mut buf2 = vec![0.0; n];
@@ -12312,7 +12490,7 @@ pub fn p223(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p224_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p217_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let part1_s = &x[0..2];
     let mut part1 =
@@ -12336,17 +12514,17 @@ pub fn p224_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64)
     acc
 }
 
-pub fn p224(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    p224_points(x, &pairs(x), m, a, b)
+pub fn p217(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    p217_points(x, &pairs(x), m, a, b)
 }
 
-pub fn p224_value_and_grad(
+pub fn p217_value_and_grad(
     x: &[f64],
     m: &Array2<f64>,
     a: f64,
     b: f64,
 ) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
-    let (v, (gx, gp, gm, ga, gb)) = p224_points_value_and_grad(x, &pairs(x), m, a, b);
+    let (v, (gx, gp, gm, ga, gb)) = p217_points_value_and_grad(x, &pairs(x), m, a, b);
     let gx = gx
         .iter()
         .zip(gp.iter().flatten())
@@ -12357,7 +12535,7 @@ pub fn p224_value_and_grad(
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p225(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p218(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let v1 = if b.atan2(b * b + 0.5) <= -1.46f64 {
         (x[3].abs() + b.min(a))
@@ -12413,7 +12591,7 @@ pub fn p225(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p226(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p219(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let part1_s = &x[1..];
     let mut part1 = smooth(b);
@@ -12480,7 +12658,7 @@ pub fn p226(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 }
 
 #[derive(Clone, Differentiable)]
-pub struct Holder227<M> {
+pub struct Holder220<M> {
     a: f64,
     w: Vec<f64>,
     cap: usize,
@@ -12488,7 +12666,7 @@ pub struct Holder227<M> {
     mark: M,
 }
 
-impl<M: Clone> Holder227<M> {
+impl<M: Clone> Holder220<M> {
     #[differentiate(wrt(self, x, m, b))]
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
@@ -12529,8 +12707,8 @@ impl<M: Clone> Holder227<M> {
     }
 }
 
-pub fn p227(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    Holder227 {
+pub fn p220(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    Holder220 {
         a,
         w: x.to_vec(),
         cap: 4,
@@ -12539,13 +12717,13 @@ pub fn p227(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     .value(x, m, b)
 }
 
-pub fn p227_value_and_grad(
+pub fn p220_value_and_grad(
     x: &[f64],
     m: &Array2<f64>,
     a: f64,
     b: f64,
 ) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
-    let (v, (gs, gx, gm, gb)) = Holder227 {
+    let (v, (gs, gx, gm, gb)) = Holder220 {
         a,
         w: x.to_vec(),
         cap: 4,
@@ -12558,7 +12736,7 @@ pub fn p227_value_and_grad(
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p228(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p221(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut pair1 = 0.0;
     for i in 0..n {
@@ -12602,7 +12780,7 @@ pub fn p228(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p229(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p222(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let arr1 = (m * 0.52f64.abs() + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
     let mut acc2 = (x[3].tanh() * 0.5).tan();
@@ -12646,7 +12824,7 @@ pub fn p229(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p230(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p223(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let v1 = -1.21f64;
     let mut acc2 = b.atan();
@@ -12705,7 +12883,7 @@ pub fn p230(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate(checkpoint)]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p231_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p224_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let v1 = (a * a + 1.0).log10().cos().sin();
     let part2_s = &x[0..];
@@ -12743,17 +12921,17 @@ pub fn p231_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64)
         + 0.33f64 * (arr7).tanh()
 }
 
-pub fn p231(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    p231_points(x, &pairs(x), m, a, b)
+pub fn p224(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    p224_points(x, &pairs(x), m, a, b)
 }
 
-pub fn p231_value_and_grad(
+pub fn p224_value_and_grad(
     x: &[f64],
     m: &Array2<f64>,
     a: f64,
     b: f64,
 ) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
-    let (v, (gx, gp, gm, ga, gb)) = p231_points_value_and_grad(x, &pairs(x), m, a, b);
+    let (v, (gx, gp, gm, ga, gb)) = p224_points_value_and_grad(x, &pairs(x), m, a, b);
     let gx = gx
         .iter()
         .zip(gp.iter().flatten())
@@ -12764,7 +12942,7 @@ pub fn p231_value_and_grad(
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p232(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p225(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut perm1 = vec![0usize; n];
     for i in 0..n {
@@ -12824,7 +13002,7 @@ pub fn p232(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p233(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p226(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut w1 = b.tanh() + 3.0;
     let mut steps = 0;
@@ -12852,7 +13030,7 @@ pub fn p233(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p234(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p227(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut lse1 = (a * a + 1.5).acosh();
     let mut scratch2 = vec![0.0; n * 2];
@@ -12895,7 +13073,7 @@ pub fn p234(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p235(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p228(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let v1 = if (b.tanh() * 0.5).cosh() >= -0.25f64 {
         (b * 0.5).hypot(0.00f64.mul_add(a, a))
@@ -12930,7 +13108,7 @@ pub fn p235(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 }
 
 #[derive(Clone, Differentiable)]
-pub struct Holder236<M> {
+pub struct Holder229<M> {
     a: f64,
     w: Vec<f64>,
     cap: usize,
@@ -12938,7 +13116,7 @@ pub struct Holder236<M> {
     mark: M,
 }
 
-impl<M: Clone> Holder236<M> {
+impl<M: Clone> Holder229<M> {
     #[differentiate(wrt(self, x, m, b))]
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
@@ -13015,8 +13193,8 @@ impl<M: Clone> Holder236<M> {
     }
 }
 
-pub fn p236(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    Holder236 {
+pub fn p229(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    Holder229 {
         a,
         w: x.to_vec(),
         cap: 4,
@@ -13025,13 +13203,13 @@ pub fn p236(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     .value(x, m, b)
 }
 
-pub fn p236_value_and_grad(
+pub fn p229_value_and_grad(
     x: &[f64],
     m: &Array2<f64>,
     a: f64,
     b: f64,
 ) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
-    let (v, (gs, gx, gm, gb)) = Holder236 {
+    let (v, (gs, gx, gm, gb)) = Holder229 {
         a,
         w: x.to_vec(),
         cap: 4,
@@ -13043,7 +13221,7 @@ pub fn p236_value_and_grad(
 }
 
 #[derive(Clone, Differentiable)]
-pub struct Holder237<M> {
+pub struct Holder230<M> {
     a: f64,
     w: Vec<f64>,
     cap: usize,
@@ -13051,7 +13229,7 @@ pub struct Holder237<M> {
     mark: M,
 }
 
-impl<M: Clone> Holder237<M> {
+impl<M: Clone> Holder230<M> {
     #[differentiate(wrt(self, x, m, b))]
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
@@ -13089,8 +13267,8 @@ impl<M: Clone> Holder237<M> {
     }
 }
 
-pub fn p237(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    Holder237 {
+pub fn p230(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    Holder230 {
         a,
         w: x.to_vec(),
         cap: 4,
@@ -13099,13 +13277,13 @@ pub fn p237(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     .value(x, m, b)
 }
 
-pub fn p237_value_and_grad(
+pub fn p230_value_and_grad(
     x: &[f64],
     m: &Array2<f64>,
     a: f64,
     b: f64,
 ) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
-    let (v, (gs, gx, gm, gb)) = Holder237 {
+    let (v, (gs, gx, gm, gb)) = Holder230 {
         a,
         w: x.to_vec(),
         cap: 4,
@@ -13118,7 +13296,7 @@ pub fn p237_value_and_grad(
 
 #[differentiate(checkpoint)]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p238(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p231(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut v1_b = [0.0; 3];
     for i in 0..3 {
@@ -13135,7 +13313,7 @@ pub fn p238(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate(checkpoint)]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p239(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p232(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut pair1 = 0.0;
     for i in 0..n {
@@ -13157,7 +13335,7 @@ pub fn p239(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate(checkpoint)]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p240(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p233(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let arr1 = {
         let mut q = Array2::<f64>::zeros((2, 2));
@@ -13168,17 +13346,19 @@ pub fn p240(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         (&q * m).sum()
     };
-    let v2 = if let (true, k3 @ 0..=1) = (x[3].clamp(-1.0, 1.0) > -1.13f64, n % 3) {
-        arr1 * (k3 + 2) as f64
-    } else {
-        arr1
-    };
+    let mut v2 = b;
+    for w in x.windows(2) {
+        v2 = v2 * 0.5 + (w[1] - w[0]) * arr1;
+    }
+    for (k3, pair) in x.chunks_exact(2).enumerate() {
+        v2 += pair[0] * pair[1] * arr1 * (k3 + 1) as f64;
+    }
     0.55f64 * (a).tanh() + -0.10f64 * (b).tanh() + -1.96f64 * (arr1).tanh() + 0.40f64 * (v2).tanh()
 }
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p241(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p234(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut pair1 = 0.0;
     for i in 0..n {
@@ -13200,7 +13380,7 @@ pub fn p241(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p242(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p235(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut acc1 = 1.54f64.min(-1.88f64);
     for i in 0..n {
@@ -13227,7 +13407,7 @@ pub fn p242(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p243_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p236_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let v1 = if autodiff::ops::sigmoid(a) <= 1.20f64 {
         (a * b.abs())
@@ -13276,17 +13456,17 @@ pub fn p243_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64)
         + 0.81f64 * (pair5).tanh()
 }
 
-pub fn p243(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    p243_points(x, &pairs(x), m, a, b)
+pub fn p236(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    p236_points(x, &pairs(x), m, a, b)
 }
 
-pub fn p243_value_and_grad(
+pub fn p236_value_and_grad(
     x: &[f64],
     m: &Array2<f64>,
     a: f64,
     b: f64,
 ) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
-    let (v, (gx, gp, gm, ga, gb)) = p243_points_value_and_grad(x, &pairs(x), m, a, b);
+    let (v, (gx, gp, gm, ga, gb)) = p236_points_value_and_grad(x, &pairs(x), m, a, b);
     let gx = gx
         .iter()
         .zip(gp.iter().flatten())
@@ -13297,7 +13477,7 @@ pub fn p243_value_and_grad(
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p244(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p237(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut pair1 = 0.0;
     for i in 0..n {
@@ -13339,7 +13519,7 @@ pub fn p244(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p245_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p238_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let v1 = (b.powi(3).abs() / (pts[(0) / 2][(0) % 2] * pts[(0) / 2][(0) % 2] + 1.0));
     let v2 = if (v1 * v1 + 1.0).log(3.0) > 0.72f64 {
@@ -13357,17 +13537,17 @@ pub fn p245_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64)
         + 0.11f64 * (v3).tanh()
 }
 
-pub fn p245(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    p245_points(x, &pairs(x), m, a, b)
+pub fn p238(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    p238_points(x, &pairs(x), m, a, b)
 }
 
-pub fn p245_value_and_grad(
+pub fn p238_value_and_grad(
     x: &[f64],
     m: &Array2<f64>,
     a: f64,
     b: f64,
 ) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
-    let (v, (gx, gp, gm, ga, gb)) = p245_points_value_and_grad(x, &pairs(x), m, a, b);
+    let (v, (gx, gp, gm, ga, gb)) = p238_points_value_and_grad(x, &pairs(x), m, a, b);
     let gx = gx
         .iter()
         .zip(gp.iter().flatten())
@@ -13378,7 +13558,7 @@ pub fn p245_value_and_grad(
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p246(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p239(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut buf1 = vec![0.0; n];
     for i in 0..n {
@@ -13413,7 +13593,7 @@ pub fn p246(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate(checkpoint)]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p247(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p240(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let v1 = 0.45f64.clamp(-1.0, 1.0).tanh();
     let mut w2 = helpers::soft(b.tanh().exp2(), 0.3).tanh() + 3.0;
@@ -13458,10 +13638,11 @@ pub fn p247(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         perm6[n - 1] = first;
     }
-    let (k9, true) = (n % 2, b.min(part3) <= -1.06f64) else {
-        return v5;
+    let v8 = if let (true, k9 @ 0..=1) = (b.min(part3) <= -1.06f64, n % 3) {
+        (w2 * w2 + 1.0).ln() * (k9 + 2) as f64
+    } else {
+        f64::sin(v1.abs())
     };
-    let v8 = (w2 * w2 + 1.0).ln() * (k9 + 1) as f64 + f64::sin(v1.abs());
     0.82f64 * (a).tanh()
         + -1.30f64 * (b).tanh()
         + -1.99f64 * (v1).tanh()
@@ -13473,7 +13654,7 @@ pub fn p247(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 }
 
 #[derive(Clone, Differentiable)]
-pub struct Holder248<M> {
+pub struct Holder241<M> {
     a: f64,
     w: Vec<f64>,
     cap: usize,
@@ -13481,7 +13662,7 @@ pub struct Holder248<M> {
     mark: M,
 }
 
-impl<M: Clone> Holder248<M> {
+impl<M: Clone> Holder241<M> {
     #[differentiate(wrt(self, x, m, b), checkpoint)]
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
@@ -13501,11 +13682,19 @@ impl<M: Clone> Holder248<M> {
             }
         }
         let v3 = (-(((-1.23f64 * -1.23f64 + 1.5).acosh().tanh() * 0.5).tan()));
-        let (k5, true) = (n % 2, acc2 < 1.03f64) else {
-            return (-1.80f64 / (v3 * v3 + 1.0));
-        };
-        let v4 = (0.80f64.tanh() * 0.9).acos().cos() * (k5 + 1) as f64
-            + (self.a * self.a + 1.0).cbrt().tanh().exp_m1();
+        let v4_c: Vec<f64> = x
+            .iter()
+            .map(|q| q * (0.80f64.tanh() * 0.9).acos().cos())
+            .collect();
+        let mut v4 = (0..n).map(|i| v4_c[i] * x[(i + 1) % n]).sum::<f64>()
+            + x.windows(2).map(|w| w[0] * w[1]).sum::<f64>();
+        for (k5, &q) in x.iter().rev().enumerate() {
+            v4 += q * (self.a * self.a + 1.0).cbrt().tanh().exp_m1() * (k5 + 1) as f64;
+        }
+        v4 += x
+            .iter()
+            .map(|q| q.abs())
+            .fold((-1.80f64 / (v3 * v3 + 1.0)), |acc, q| acc.max(q));
         -0.84f64 * (self.a).tanh()
             + 1.78f64 * (b).tanh()
             + -1.46f64 * (acc1).tanh()
@@ -13515,8 +13704,8 @@ impl<M: Clone> Holder248<M> {
     }
 }
 
-pub fn p248(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    Holder248 {
+pub fn p241(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    Holder241 {
         a,
         w: x.to_vec(),
         cap: 4,
@@ -13525,13 +13714,13 @@ pub fn p248(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     .value(x, m, b)
 }
 
-pub fn p248_value_and_grad(
+pub fn p241_value_and_grad(
     x: &[f64],
     m: &Array2<f64>,
     a: f64,
     b: f64,
 ) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
-    let (v, (gs, gx, gm, gb)) = Holder248 {
+    let (v, (gs, gx, gm, gb)) = Holder241 {
         a,
         w: x.to_vec(),
         cap: 4,
@@ -13544,7 +13733,7 @@ pub fn p248_value_and_grad(
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p249(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p242(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut w1 = b.tanh() + 3.0;
     let mut steps = 0;
@@ -13579,7 +13768,7 @@ pub fn p249(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p250(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p243(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let part1_s = &x[1..3];
     let mut part1 = -1.80f64.asinh();
@@ -13627,7 +13816,7 @@ pub fn p250(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 }
 
 #[derive(Clone, Differentiable)]
-pub struct Holder251<M> {
+pub struct Holder244<M> {
     a: f64,
     w: Vec<f64>,
     cap: usize,
@@ -13635,7 +13824,7 @@ pub struct Holder251<M> {
     mark: M,
 }
 
-impl<M: Clone> Holder251<M> {
+impl<M: Clone> Holder244<M> {
     #[differentiate(wrt(self, x, m, b))]
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
@@ -13684,8 +13873,8 @@ impl<M: Clone> Holder251<M> {
     }
 }
 
-pub fn p251(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    Holder251 {
+pub fn p244(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    Holder244 {
         a,
         w: x.to_vec(),
         cap: 4,
@@ -13694,13 +13883,13 @@ pub fn p251(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     .value(x, m, b)
 }
 
-pub fn p251_value_and_grad(
+pub fn p244_value_and_grad(
     x: &[f64],
     m: &Array2<f64>,
     a: f64,
     b: f64,
 ) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
-    let (v, (gs, gx, gm, gb)) = Holder251 {
+    let (v, (gs, gx, gm, gb)) = Holder244 {
         a,
         w: x.to_vec(),
         cap: 4,
@@ -13713,7 +13902,7 @@ pub fn p251_value_and_grad(
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p252(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p245(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut w1 = ((a * a + 0.5).sqrt() - a).tanh() + 3.0;
     let mut steps = 0;
@@ -13784,7 +13973,7 @@ pub fn p252(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate(checkpoint)]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p253(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p246(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut m1 = b;
     if -1.16f64 <= -0.19f64 {
@@ -13799,7 +13988,7 @@ pub fn p253(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p254(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p247(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let v1 = if helpers::soft(x[2], 0.3) > -0.92f64 {
         (x[1] * 0.17f64).atan2((-0.03f64 * 0.5) * (-0.03f64 * 0.5) + 0.5)
@@ -13850,7 +14039,7 @@ pub fn p254(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p255(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p248(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut m1 = (b.tanh() * 0.5).sinh();
     if -0.60f64.abs() <= -0.18f64 {
@@ -13885,7 +14074,7 @@ pub fn p255(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 }
 
 #[derive(Clone, Differentiable)]
-pub struct Holder256<M> {
+pub struct Holder249<M> {
     a: f64,
     w: Vec<f64>,
     cap: usize,
@@ -13893,7 +14082,7 @@ pub struct Holder256<M> {
     mark: M,
 }
 
-impl<M: Clone> Holder256<M> {
+impl<M: Clone> Holder249<M> {
     #[differentiate(wrt(self, x, m, b))]
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
@@ -13930,8 +14119,8 @@ impl<M: Clone> Holder256<M> {
     }
 }
 
-pub fn p256(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    Holder256 {
+pub fn p249(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    Holder249 {
         a,
         w: x.to_vec(),
         cap: 4,
@@ -13940,13 +14129,13 @@ pub fn p256(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     .value(x, m, b)
 }
 
-pub fn p256_value_and_grad(
+pub fn p249_value_and_grad(
     x: &[f64],
     m: &Array2<f64>,
     a: f64,
     b: f64,
 ) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
-    let (v, (gs, gx, gm, gb)) = Holder256 {
+    let (v, (gs, gx, gm, gb)) = Holder249 {
         a,
         w: x.to_vec(),
         cap: 4,
@@ -13958,7 +14147,7 @@ pub fn p256_value_and_grad(
 }
 
 #[derive(Clone, Differentiable)]
-pub struct Holder257<M> {
+pub struct Holder250<M> {
     a: f64,
     w: Vec<f64>,
     cap: usize,
@@ -13966,7 +14155,7 @@ pub struct Holder257<M> {
     mark: M,
 }
 
-impl<M: Clone> Holder257<M> {
+impl<M: Clone> Holder250<M> {
     #[differentiate(wrt(self, x, m, b))]
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
@@ -13990,8 +14179,8 @@ impl<M: Clone> Holder257<M> {
     }
 }
 
-pub fn p257(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    Holder257 {
+pub fn p250(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    Holder250 {
         a,
         w: x.to_vec(),
         cap: 4,
@@ -14000,13 +14189,13 @@ pub fn p257(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     .value(x, m, b)
 }
 
-pub fn p257_value_and_grad(
+pub fn p250_value_and_grad(
     x: &[f64],
     m: &Array2<f64>,
     a: f64,
     b: f64,
 ) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
-    let (v, (gs, gx, gm, gb)) = Holder257 {
+    let (v, (gs, gx, gm, gb)) = Holder250 {
         a,
         w: x.to_vec(),
         cap: 4,
@@ -14019,7 +14208,7 @@ pub fn p257_value_and_grad(
 
 #[differentiate(checkpoint)]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p258(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p251(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut perm1 = vec![0usize; n];
     for i in 0..n {
@@ -14068,7 +14257,7 @@ pub fn p258(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate(checkpoint)]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p259(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p252(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut m1 = (a.tanh() * 0.9).atanh();
     if autodiff::ops::sigmoid(a) >= -0.17f64 {
@@ -14142,7 +14331,7 @@ pub fn p259(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p260(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p253(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let arr1 = {
         let mut q = Array2::<f64>::zeros((2, 2));
@@ -14207,7 +14396,7 @@ pub fn p260(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate(checkpoint)]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p261(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p254(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let arr1 = {
         let mut acc = 0.0;
@@ -14273,7 +14462,7 @@ pub fn p261(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p262(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p255(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let part1_s = &x[1..3];
     let mut part1 = (b + b);
@@ -14351,7 +14540,7 @@ pub fn p262(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p263(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p256(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let arr1 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * b;
     let mut pair2 = 0.0;
@@ -14383,7 +14572,7 @@ pub fn p263(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate(checkpoint)]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p264(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p257(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut pair1 = 0.0;
     for i in 0..n {
@@ -14433,7 +14622,7 @@ pub fn p264(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p265(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p258(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut acc1 = (b.tanh() * 0.5).sinh();
     for i in 0..n {
@@ -14499,7 +14688,7 @@ pub fn p265(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p266(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p259(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut m1 = b;
     if a.min(a) <= -1.96f64 {
@@ -14571,7 +14760,7 @@ pub fn p266(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate(checkpoint)]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p267(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p260(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut w1 = b.tanh() + 3.0;
     let mut steps = 0;
@@ -14598,7 +14787,7 @@ pub fn p267(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 }
 
 #[derive(Clone, Differentiable)]
-pub struct Holder268<M> {
+pub struct Holder261<M> {
     a: f64,
     w: Vec<f64>,
     cap: usize,
@@ -14606,7 +14795,7 @@ pub struct Holder268<M> {
     mark: M,
 }
 
-impl<M: Clone> Holder268<M> {
+impl<M: Clone> Holder261<M> {
     #[differentiate(wrt(self, x, m, b))]
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
@@ -14663,8 +14852,8 @@ impl<M: Clone> Holder268<M> {
     }
 }
 
-pub fn p268(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    Holder268 {
+pub fn p261(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    Holder261 {
         a,
         w: x.to_vec(),
         cap: 4,
@@ -14673,13 +14862,13 @@ pub fn p268(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     .value(x, m, b)
 }
 
-pub fn p268_value_and_grad(
+pub fn p261_value_and_grad(
     x: &[f64],
     m: &Array2<f64>,
     a: f64,
     b: f64,
 ) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
-    let (v, (gs, gx, gm, gb)) = Holder268 {
+    let (v, (gs, gx, gm, gb)) = Holder261 {
         a,
         w: x.to_vec(),
         cap: 4,
@@ -14692,7 +14881,7 @@ pub fn p268_value_and_grad(
 
 #[differentiate(checkpoint)]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p269(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p262(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut perm1 = vec![0usize; n];
     for i in 0..n {
@@ -14721,7 +14910,7 @@ pub fn p269(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p270_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p263_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let v1 = f64::sin(((b * b + 1.0).log10() * (b * b + 1.0).log10() + 1.0).log2());
     let mut buf2 = vec![0.0; n];
@@ -14773,17 +14962,17 @@ pub fn p270_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64)
         + -0.33f64 * (rot7).tanh()
 }
 
-pub fn p270(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    p270_points(x, &pairs(x), m, a, b)
+pub fn p263(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    p263_points(x, &pairs(x), m, a, b)
 }
 
-pub fn p270_value_and_grad(
+pub fn p263_value_and_grad(
     x: &[f64],
     m: &Array2<f64>,
     a: f64,
     b: f64,
 ) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
-    let (v, (gx, gp, gm, ga, gb)) = p270_points_value_and_grad(x, &pairs(x), m, a, b);
+    let (v, (gx, gp, gm, ga, gb)) = p263_points_value_and_grad(x, &pairs(x), m, a, b);
     let gx = gx
         .iter()
         .zip(gp.iter().flatten())
@@ -14794,7 +14983,7 @@ pub fn p270_value_and_grad(
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p271(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p264(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let part1_s = &x[1..3];
     let mut part1 = a.sin();
@@ -14843,7 +15032,7 @@ pub fn p271(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p272(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p265(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut perm1 = vec![0usize; n];
     for i in 0..n {
@@ -14889,7 +15078,7 @@ pub fn p272(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate(checkpoint)]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p273(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p266(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut m1 = b.atan2(-0.67f64 * -0.67f64 + 0.5);
     if b.tanh() > 1.93f64 {
@@ -14944,7 +15133,7 @@ pub fn p273(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p274(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p267(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut w1 = a.tanh() + 3.0;
     let mut steps = 0;
@@ -14973,7 +15162,7 @@ pub fn p274(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p275_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p268_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let v1 = autodiff::ops::sigmoid((f64::sin(pts[(2) / 2][(2) % 2]).tanh() * 0.5).sinh());
     let v2 = ((((b.tanh().exp2()).tanh() - ((v1 * v1 + 1.5).acosh()).tanh().stop_gradient())
@@ -15032,17 +15221,17 @@ pub fn p275_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64)
     acc
 }
 
-pub fn p275(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    p275_points(x, &pairs(x), m, a, b)
+pub fn p268(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    p268_points(x, &pairs(x), m, a, b)
 }
 
-pub fn p275_value_and_grad(
+pub fn p268_value_and_grad(
     x: &[f64],
     m: &Array2<f64>,
     a: f64,
     b: f64,
 ) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
-    let (v, (gx, gp, gm, ga, gb)) = p275_points_value_and_grad(x, &pairs(x), m, a, b);
+    let (v, (gx, gp, gm, ga, gb)) = p268_points_value_and_grad(x, &pairs(x), m, a, b);
     let gx = gx
         .iter()
         .zip(gp.iter().flatten())
@@ -15053,7 +15242,7 @@ pub fn p275_value_and_grad(
 
 #[differentiate(checkpoint)]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p276(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p269(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut acc1 = a.atan2(b * b + 0.5);
     for i in 0..n {
@@ -15078,16 +15267,14 @@ pub fn p276(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         .mapv(|t| (t * t + 1.0).ln())
         .sum()
         * (-1.31f64 * -1.31f64 + 1.0).ln();
-    let v6 = match n % 3 {
-        0 => (part4.powi(3) - (m2 * m2 + 1.0).log(3.0)),
-        1 if smooth(x[1]) < 0.49f64 => {
-            ((((part4 * part4 + 1.0).ln()).tanh() - (-0.28f64 - a).tanh().stop_gradient())
-                .exp()
-                .ln()
-                + (-0.28f64 - a).tanh().stop_gradient())
-        }
-        _ => (0.89f64 * 0.89f64 + 1.0).ln(),
+    let (k7, true) = (n % 2, smooth(x[1]) < 0.49f64) else {
+        return (0.89f64 * 0.89f64 + 1.0).ln();
     };
+    let v6 = (part4.powi(3) - (m2 * m2 + 1.0).log(3.0)) * (k7 + 1) as f64
+        + ((((part4 * part4 + 1.0).ln()).tanh() - (-0.28f64 - a).tanh().stop_gradient())
+            .exp()
+            .ln()
+            + (-0.28f64 - a).tanh().stop_gradient());
     0.98f64 * (a).tanh()
         + -1.74f64 * (b).tanh()
         + -1.71f64 * (acc1).tanh()
@@ -15099,7 +15286,7 @@ pub fn p276(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 }
 
 #[derive(Clone, Differentiable)]
-pub struct Holder277<M> {
+pub struct Holder270<M> {
     a: f64,
     w: Vec<f64>,
     cap: usize,
@@ -15107,7 +15294,7 @@ pub struct Holder277<M> {
     mark: M,
 }
 
-impl<M: Clone> Holder277<M> {
+impl<M: Clone> Holder270<M> {
     #[differentiate(wrt(self, x, m, b))]
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
@@ -15187,8 +15374,8 @@ impl<M: Clone> Holder277<M> {
     }
 }
 
-pub fn p277(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    Holder277 {
+pub fn p270(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    Holder270 {
         a,
         w: x.to_vec(),
         cap: 4,
@@ -15197,13 +15384,13 @@ pub fn p277(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     .value(x, m, b)
 }
 
-pub fn p277_value_and_grad(
+pub fn p270_value_and_grad(
     x: &[f64],
     m: &Array2<f64>,
     a: f64,
     b: f64,
 ) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
-    let (v, (gs, gx, gm, gb)) = Holder277 {
+    let (v, (gs, gx, gm, gb)) = Holder270 {
         a,
         w: x.to_vec(),
         cap: 4,
@@ -15216,7 +15403,7 @@ pub fn p277_value_and_grad(
 
 #[differentiate(checkpoint)]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p278(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p271(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut buf1 = vec![0.0; n];
     for i in 0..n {
@@ -15262,7 +15449,7 @@ pub fn p278(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p279(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p272(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut lse1 = (a * 0.5);
     let mut scratch2 = vec![0.0; 3];
@@ -15309,7 +15496,7 @@ pub fn p279(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 }
 
 #[derive(Clone, Differentiable)]
-pub struct Holder280<M> {
+pub struct Holder273<M> {
     a: f64,
     w: Vec<f64>,
     cap: usize,
@@ -15317,7 +15504,7 @@ pub struct Holder280<M> {
     mark: M,
 }
 
-impl<M: Clone> Holder280<M> {
+impl<M: Clone> Holder273<M> {
     #[differentiate(wrt(self, x, m, b))]
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
@@ -15371,8 +15558,8 @@ impl<M: Clone> Holder280<M> {
     }
 }
 
-pub fn p280(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    Holder280 {
+pub fn p273(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    Holder273 {
         a,
         w: x.to_vec(),
         cap: 4,
@@ -15381,13 +15568,13 @@ pub fn p280(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     .value(x, m, b)
 }
 
-pub fn p280_value_and_grad(
+pub fn p273_value_and_grad(
     x: &[f64],
     m: &Array2<f64>,
     a: f64,
     b: f64,
 ) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
-    let (v, (gs, gx, gm, gb)) = Holder280 {
+    let (v, (gs, gx, gm, gb)) = Holder273 {
         a,
         w: x.to_vec(),
         cap: 4,
@@ -15399,7 +15586,7 @@ pub fn p280_value_and_grad(
 }
 
 #[derive(Clone, Differentiable)]
-pub struct Holder281<M> {
+pub struct Holder274<M> {
     a: f64,
     w: Vec<f64>,
     cap: usize,
@@ -15407,7 +15594,7 @@ pub struct Holder281<M> {
     mark: M,
 }
 
-impl<M: Clone> Holder281<M> {
+impl<M: Clone> Holder274<M> {
     #[differentiate(wrt(self, x, m, b))]
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
@@ -15447,8 +15634,8 @@ impl<M: Clone> Holder281<M> {
     }
 }
 
-pub fn p281(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    Holder281 {
+pub fn p274(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    Holder274 {
         a,
         w: x.to_vec(),
         cap: 4,
@@ -15457,13 +15644,13 @@ pub fn p281(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     .value(x, m, b)
 }
 
-pub fn p281_value_and_grad(
+pub fn p274_value_and_grad(
     x: &[f64],
     m: &Array2<f64>,
     a: f64,
     b: f64,
 ) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
-    let (v, (gs, gx, gm, gb)) = Holder281 {
+    let (v, (gs, gx, gm, gb)) = Holder274 {
         a,
         w: x.to_vec(),
         cap: 4,
@@ -15476,7 +15663,7 @@ pub fn p281_value_and_grad(
 
 #[differentiate(checkpoint)]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p282(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p275(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut w1 = (-1.75f64 * -1.75f64 + 1.0)
         .powf(-0.73f64.max(x[0]).tanh())
@@ -15513,7 +15700,7 @@ pub fn p282(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p283(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p276(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let arr1 = {
         let mut q = Array2::<f64>::zeros((3, 2));
@@ -15557,7 +15744,7 @@ pub fn p283(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p284(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p277(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut perm1 = vec![0usize; n];
     for i in 0..n {
@@ -15603,7 +15790,7 @@ pub fn p284(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p285_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p278_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut pair1 = 0.0;
     for i in 0..n {
@@ -15648,17 +15835,17 @@ pub fn p285_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64)
         + 0.77f64 * (part6).tanh()
 }
 
-pub fn p285(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    p285_points(x, &pairs(x), m, a, b)
+pub fn p278(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    p278_points(x, &pairs(x), m, a, b)
 }
 
-pub fn p285_value_and_grad(
+pub fn p278_value_and_grad(
     x: &[f64],
     m: &Array2<f64>,
     a: f64,
     b: f64,
 ) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
-    let (v, (gx, gp, gm, ga, gb)) = p285_points_value_and_grad(x, &pairs(x), m, a, b);
+    let (v, (gx, gp, gm, ga, gb)) = p278_points_value_and_grad(x, &pairs(x), m, a, b);
     let gx = gx
         .iter()
         .zip(gp.iter().flatten())
@@ -15669,7 +15856,7 @@ pub fn p285_value_and_grad(
 
 #[differentiate(checkpoint)]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p286(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p279(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut lse1 = 0.45f64;
     let mut scratch2 = vec![0.0; 3];
@@ -15708,7 +15895,7 @@ pub fn p286(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p287(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p280(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut lse1 = (x[1] * x[1] + 1.0).log(3.0);
     let mut scratch2 = vec![0.0; n * 2];
@@ -15753,7 +15940,7 @@ pub fn p287(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate(checkpoint)]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p288(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p281(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let v1 = if b >= -1.61f64 {
         a
@@ -15784,7 +15971,7 @@ pub fn p288(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p289(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p282(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let v1 = ((0.34f64 * 0.34f64 + 1.0).powf(a.tanh()) * smooth(x[3])).hypot(
         ((-1.23f64 * -1.23f64 + 1.0).recip() * (-1.23f64 * -1.23f64 + 1.0).recip() + 1.0).cbrt(),
@@ -15803,7 +15990,7 @@ pub fn p289(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 }
 
 #[derive(Clone, Differentiable)]
-pub struct Holder290<M> {
+pub struct Holder283<M> {
     a: f64,
     w: Vec<f64>,
     cap: usize,
@@ -15811,7 +15998,7 @@ pub struct Holder290<M> {
     mark: M,
 }
 
-impl<M: Clone> Holder290<M> {
+impl<M: Clone> Holder283<M> {
     #[differentiate(wrt(self, x, m, b))]
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
@@ -15841,8 +16028,8 @@ impl<M: Clone> Holder290<M> {
     }
 }
 
-pub fn p290(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    Holder290 {
+pub fn p283(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    Holder283 {
         a,
         w: x.to_vec(),
         cap: 4,
@@ -15851,13 +16038,13 @@ pub fn p290(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     .value(x, m, b)
 }
 
-pub fn p290_value_and_grad(
+pub fn p283_value_and_grad(
     x: &[f64],
     m: &Array2<f64>,
     a: f64,
     b: f64,
 ) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
-    let (v, (gs, gx, gm, gb)) = Holder290 {
+    let (v, (gs, gx, gm, gb)) = Holder283 {
         a,
         w: x.to_vec(),
         cap: 4,
@@ -15870,7 +16057,7 @@ pub fn p290_value_and_grad(
 
 #[differentiate(checkpoint)]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p291(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p284(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut buf1 = vec![0.0; n];
     for i in 0..n {
@@ -15925,7 +16112,7 @@ pub fn p291(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate(checkpoint)]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p292(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p285(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let arr1 = autodiff::ops::logsumexp(&(m.dot(&m.column(0)) * x[1].hypot(b)));
     let v2 = (b * b + 1.0).log10().clamp(-1.0, 1.0).asinh();
@@ -15943,7 +16130,7 @@ pub fn p292(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p293(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p286(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut w1 = ((0.32f64.tanh() * 0.5).cosh() * (0.32f64.tanh() * 0.5).cosh() + 1.0)
         .log(3.0)
@@ -15995,7 +16182,7 @@ pub fn p293(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p294(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p287(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let part1_s = &x[0..2];
     let mut part1 = -0.82f64;
@@ -16012,7 +16199,7 @@ pub fn p294(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 }
 
 #[derive(Clone, Differentiable)]
-pub struct Holder295<M> {
+pub struct Holder288<M> {
     a: f64,
     w: Vec<f64>,
     cap: usize,
@@ -16020,7 +16207,7 @@ pub struct Holder295<M> {
     mark: M,
 }
 
-impl<M: Clone> Holder295<M> {
+impl<M: Clone> Holder288<M> {
     #[differentiate(wrt(self, x, m, b))]
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
@@ -16111,8 +16298,8 @@ impl<M: Clone> Holder295<M> {
     }
 }
 
-pub fn p295(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
-    Holder295 {
+pub fn p288(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    Holder288 {
         a,
         w: x.to_vec(),
         cap: 4,
@@ -16121,13 +16308,13 @@ pub fn p295(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     .value(x, m, b)
 }
 
-pub fn p295_value_and_grad(
+pub fn p288_value_and_grad(
     x: &[f64],
     m: &Array2<f64>,
     a: f64,
     b: f64,
 ) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
-    let (v, (gs, gx, gm, gb)) = Holder295 {
+    let (v, (gs, gx, gm, gb)) = Holder288 {
         a,
         w: x.to_vec(),
         cap: 4,
@@ -16140,7 +16327,7 @@ pub fn p295_value_and_grad(
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p296(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p289(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut perm1 = vec![0usize; n];
     for i in 0..n {
@@ -16194,7 +16381,7 @@ pub fn p296(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate(checkpoint)]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p297(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p290(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut perm1 = vec![0usize; n];
     for i in 0..n {
@@ -16239,7 +16426,7 @@ pub fn p297(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p298(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p291(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let mut m1 = smooth(1.97f64);
     if (x[1] * x[1] + 1.0).cbrt() >= -0.38f64 {
@@ -16288,7 +16475,7 @@ pub fn p298(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 
 #[differentiate]
 #[allow(unused_mut, unused_variables, clippy::all)]
-pub fn p299(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+pub fn p292(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let arr1 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * a.cos();
     let v2 = if (x[0] + arr1) >= -0.11f64 {
@@ -16301,25 +16488,410 @@ pub fn p299(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         buf3[i] = 1.02f64.max(arr1).tanh().exp2();
     }
     let v4 = buf3[1] + 0.5 * buf3[2];
-    let v5_c: Vec<f64> = x
-        .iter()
-        .map(|q| q * (1.36f64 * 0.56f64).min(-0.66f64.max(x[1])))
-        .collect();
-    let mut v5 = (0..n).map(|i| v5_c[i] * x[(i + 1) % n]).sum::<f64>()
-        + x.windows(2).map(|w| w[0] * w[1]).sum::<f64>();
-    for (k6, &q) in x.iter().rev().enumerate() {
-        v5 += q * (a * a + 1.0).recip().tanh() * (k6 + 1) as f64;
-    }
-    v5 += x.iter().map(|q| q.abs()).fold(
-        (((-1.91f64).tanh() * 3.0).signum() * 0.25 + v4),
-        |acc, q| acc.max(q),
-    );
+    let (k6, true) = (n % 2, x[1].tanh().exp() <= 1.38f64) else {
+        return (((-1.91f64).tanh() * 3.0).signum() * 0.25 + v4);
+    };
+    let v5 = (1.36f64 * 0.56f64).min(-0.66f64.max(x[1])) * (k6 + 1) as f64
+        + (a * a + 1.0).recip().tanh();
     1.33f64 * (a).tanh()
         + -1.08f64 * (b).tanh()
         + -0.38f64 * (arr1).tanh()
         + 0.38f64 * (v2).tanh()
         + 1.42f64 * (v4).tanh()
         + 0.32f64 * (v5).tanh()
+}
+
+#[differentiate(checkpoint)]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p293(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut w1 = b.tanh() + 3.0;
+    let mut steps = 0;
+    while w1 > 0.5 && steps < 20 {
+        w1 = w1 * 0.6 + 0.05 * x[2].tanh();
+        steps += 1;
+    }
+    let mut buf2 = vec![0.0; n];
+    for i in 0..n {
+        buf2[i] = b
+            .mul_add(0.34f64, 0.43f64)
+            .mul_add(x[i], a.mul_add(b, -1.70f64));
+    }
+    let mut buf2_v = vec![0.0; n];
+    for _ in 0..3 {
+        for i in 1..n - 1 {
+            buf2_v[i] += 0.2 * (buf2[i - 1] * buf2[i + 1] - buf2[i].sin());
+        }
+        for i in 0..n {
+            buf2[i] += 0.1 * buf2_v[i].tanh();
+        }
+    }
+    let v3 = buf2[3] * buf2[0];
+    -1.09f64 * (a).tanh() + -1.56f64 * (b).tanh() + 0.03f64 * (w1).tanh() + -0.53f64 * (v3).tanh()
+}
+
+#[derive(Clone, Differentiable)]
+pub struct Holder294<M> {
+    a: f64,
+    w: Vec<f64>,
+    cap: usize,
+    #[differentiable(constant)]
+    mark: M,
+}
+
+impl<M: Clone> Holder294<M> {
+    #[differentiate(wrt(self, x, m, b))]
+    #[allow(unused_mut, unused_variables, clippy::all)]
+    pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
+        let n = x.len().min(self.cap);
+        let mut v1_o = Vec::new();
+        for (i, &w) in x.iter().enumerate() {
+            if w > 0.57f64 {
+                v1_o.push(
+                    w * ((self.a.tanh() * 0.5).sinh() * (self.a.tanh() * 0.5).sinh() + 1.0).cbrt(),
+                );
+            }
+            if v1_o.len() > 1 {
+                let v1_l = v1_o[v1_o.len() - 1];
+                v1_o.push(v1_l * x[i] * 0.5);
+            }
+        }
+        let mut v1 = -0.01f64;
+        for (i, &w) in v1_o.iter().enumerate() {
+            v1 += w * (i + 1) as f64;
+        }
+        let v2 = if let (true, k3 @ 0..=1) = (x[1].tanh() <= 1.71f64, n % 3) {
+            ((x[3] * x[3] + 0.5).sqrt().tanh() * 0.9).atanh() * (k3 + 2) as f64
+        } else {
+            (b.tanh().exp2().tanh() * 0.9).asin()
+        };
+        let v4 = if (v1 * v1 + 1.0).ln() >= 1.51f64 {
+            x[1].cos()
+        } else {
+            (v2.abs() * v2.abs() + 1.0).log(3.0)
+        };
+        let f5 = |t: f64, u: f64| {
+            (((x[0]).tanh() * 3.0).signum() * 0.25 + -0.69f64)
+                .tanh()
+                .exp_m1()
+                .max(((t * t + 1.0).recip().tanh() * 0.9).acos())
+        };
+        let mut v6 = ((v2 + b).tanh() * 0.9).acos();
+        for i in 0..n {
+            v6 = v6 * 0.5
+                + f5(
+                    x[i],
+                    (b.asinh() * b.asinh() + 1.0).powf((x[0] * x[0]).ln_1p().tanh()),
+                );
+        }
+        let part7_s = &x[1..3];
+        let mut part7 = autodiff::ops::softplus(x[3]);
+        for i in 0..part7_s.len() {
+            part7 += part7_s[i] * part7_s[1].sin();
+        }
+        let mut buf8 = vec![0.0; n];
+        for i in 0..n {
+            buf8[i] = (part7.tanh() * 0.5).tan().clamp(-1.0, 1.0);
+        }
+        let v9 = buf8[0] + 0.5 * buf8[1];
+        let mut acc: f64 = 1.66f64 * (self.a).tanh()
+            + 0.45f64 * (b).tanh()
+            + -0.93f64 * (v1).tanh()
+            + -1.99f64 * (v2).tanh()
+            + 1.53f64 * (v4).tanh()
+            + 0.75f64 * (v6).tanh()
+            + -0.08f64 * (part7).tanh()
+            + 0.63f64 * (v9).tanh();
+        for i in 0..2 {
+            acc += (&m.row(i) * 0.36f64).mapv(f64::tanh).sum()
+                - (&m.column(i) * 0.47f64 - 0.25)
+                    .mapv(f64::sin)
+                    .mean()
+                    .unwrap()
+                + (&m.row(1 - i) - &m.column(i)).mapv(|t| t * t).sum() * 0.5;
+        }
+        acc
+    }
+}
+
+pub fn p294(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    Holder294 {
+        a,
+        w: x.to_vec(),
+        cap: 4,
+        mark: (),
+    }
+    .value(x, m, b)
+}
+
+pub fn p294_value_and_grad(
+    x: &[f64],
+    m: &Array2<f64>,
+    a: f64,
+    b: f64,
+) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
+    let (v, (gs, gx, gm, gb)) = Holder294 {
+        a,
+        w: x.to_vec(),
+        cap: 4,
+        mark: (),
+    }
+    .value_value_and_grad(x, m, b);
+    let gx = gx.iter().zip(&gs.w).map(|(p, q)| p + q).collect();
+    (v, (gx, gm, gs.a, gb))
+}
+
+#[differentiate(checkpoint)]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p295(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let arr1 = (m * a.tanh().exp_m1() + &m.t().dot(m))
+        .mapv(|t| t.tanh())
+        .sum();
+    let v2 = ((x[2] * x[2] + 1.0).recip().tanh().tanh() * 0.9).asin();
+    let v3 = if v2 <= -0.44f64 {
+        arr1.min(v2.asinh())
+    } else {
+        x[0]
+    };
+    let mut m4 = 1.61f64.cos();
+    if smooth(arr1) < 1.41f64 {
+        m4 += helpers::soft(v3.atan(), 0.3);
+    } else if (b * b + 1.5).acosh() > -1.55f64 {
+        m4 = m4 * 0.5;
+    }
+    let mut pair5 = 0.0;
+    for i in 0..n {
+        let mut p = i + 1;
+        let mut stride = 1;
+        let mut t = 0.5;
+        for j in (i + 1)..n {
+            let d = x[i] - x[p % n];
+            pair5 += (d * d + 0.5).recip() * (v2 + v2) * t;
+            p += stride;
+            stride += j % 2;
+            t += 0.25;
+        }
+    }
+    -0.98f64 * (a).tanh()
+        + 1.05f64 * (b).tanh()
+        + -0.29f64 * (arr1).tanh()
+        + 1.55f64 * (v2).tanh()
+        + -0.82f64 * (v3).tanh()
+        + -1.31f64 * (m4).tanh()
+        + -1.84f64 * (pair5).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p296_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut v1 = (a.tanh() * 0.9).acos();
+    for w in x.windows(2) {
+        v1 = v1 * 0.5 + (w[1] - w[0]) * (a.tanh() * 0.9).atanh().tanh();
+    }
+    for (k2, pair) in x.chunks_exact(2).enumerate() {
+        v1 += pair[0] * pair[1] * (a.min(b) * a.min(b)).ln_1p() * (k2 + 1) as f64;
+    }
+    let mut lse3 = pts[(1) / 2][(1) % 2].asinh();
+    let mut scratch4 = vec![0.0; n * 2];
+    for i in 0..n {
+        for q0 in 0..n {
+            for r in 0..2 {
+                let q = q0 * 2 + r;
+                scratch4[q] = pts[((i + q) % n) / 2][((i + q) % n) % 2]
+                    * smooth(pts[((i + 3) % n) / 2][((i + 3) % n) % 2].tanh());
+            }
+        }
+        let mut mx = scratch4[0];
+        for q in 1..scratch4.len() {
+            mx = mx.max(scratch4[q]);
+        }
+        let mut se = 0.0;
+        for q in 0..scratch4.len() {
+            se += (scratch4[q] - mx).exp();
+        }
+        lse3 += se.ln() + mx;
+    }
+    0.14f64 * (a).tanh() + 1.31f64 * (b).tanh() + -0.25f64 * (v1).tanh() + -0.63f64 * (lse3).tanh()
+}
+
+pub fn p296(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    p296_points(x, &pairs(x), m, a, b)
+}
+
+pub fn p296_value_and_grad(
+    x: &[f64],
+    m: &Array2<f64>,
+    a: f64,
+    b: f64,
+) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {
+    let (v, (gx, gp, gm, ga, gb)) = p296_points_value_and_grad(x, &pairs(x), m, a, b);
+    let gx = gx
+        .iter()
+        .zip(gp.iter().flatten())
+        .map(|(p, q)| p + q)
+        .collect();
+    (v, (gx, gm, ga, gb))
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p297(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut buf1 = vec![0.0; n];
+    for i in 0..n {
+        buf1[i] = f64::sin(a.max(b));
+    }
+    let v2 = buf1[2] * buf1[3];
+    let r4 = products(x, (b * a).tanh().exp_m1());
+    let v3 = r4[0] * r4[2] + r4[1];
+    let mut w5 = (a + -0.63f64).tanh().exp_m1().tanh() + 3.0;
+    let mut steps = 0;
+    while w5 > 0.5 && steps < 20 {
+        w5 = w5 * 0.6 + 0.05 * x[3].powi(3).tanh();
+        steps += 1;
+    }
+    let mut buf6 = vec![0.0; n];
+    for i in 0..n {
+        buf6[i] = ((v3.tanh() * 0.9).acos() * (v3.tanh() * 0.9).acos() + 0.5).sqrt();
+    }
+    let mut buf6_n = vec![0.0; n];
+    for _ in 0..3 {
+        for i in 1..n - 1 {
+            buf6_n[i] = buf6[i] + 0.2 * (buf6[i - 1] - buf6[i]) * buf6[i + 1];
+        }
+        buf6_n[0] = buf6[0];
+        buf6_n[n - 1] = buf6[n - 1].sin();
+        std::mem::swap(&mut buf6, &mut buf6_n);
+    }
+    buf6.iter_mut().for_each(|w| *w = w.tanh());
+    let v7 = buf6[3] * buf6[0];
+    let mut perm8 = vec![0usize; n];
+    for i in 0..n {
+        perm8[i] = (i + 1) % n;
+    }
+    let mut rot9 = a.atan();
+    for i in 0..n {
+        rot9 = rot9 * 0.8 + x[perm8[i]] * autodiff::ops::sigmoid(w5);
+        if perm8[0] % 2 == 0 {
+            rot9 = rot9 + (v7 * v7 + 1.0).log10();
+        }
+        let first = perm8[0];
+        for j in 1..n {
+            perm8[j - 1] = perm8[j];
+        }
+        perm8[n - 1] = first;
+    }
+    let mut buf10 = vec![0.0; n];
+    for i in 0..n {
+        buf10[i] = ((x[(i + 3) % n] * x[(i + 3) % n] + 1.0).log2()
+            * (x[(i + 3) % n] * x[(i + 3) % n] + 1.0).log2()
+            + 1.0)
+            .ln();
+    }
+    let v11 = buf10[2] + 0.5 * buf10[3];
+    -0.04f64 * (a).tanh()
+        + 1.08f64 * (b).tanh()
+        + -0.41f64 * (v2).tanh()
+        + -1.35f64 * (v3).tanh()
+        + -1.80f64 * (w5).tanh()
+        + -1.53f64 * (v7).tanh()
+        + 1.74f64 * (rot9).tanh()
+        + 0.19f64 * (v11).tanh()
+}
+
+#[differentiate]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p298(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let part1_s = &x[0..2];
+    let mut part1 = (x[3] * x[3]).ln_1p();
+    for i in 0..part1_s.len() {
+        part1 += part1_s[i] * part1_s[1].sin();
+    }
+    let mut w2 = ((0.98f64 * -1.93f64).tanh() * 0.9).acos().tanh() + 3.0;
+    let mut steps = 0;
+    while w2 > 0.5 && steps < 20 {
+        w2 = w2 * 0.6 + 0.05 * (x[3].tanh() * 0.9).asin().tanh();
+        steps += 1;
+    }
+    let mut lse3 = (part1 * part1 + 1.0).log(3.0);
+    let mut scratch4 = vec![0.0; n];
+    for i in 0..n {
+        for q in 0..scratch4.len() {
+            scratch4[q] = x[(i + q) % n] * (part1.sin().tanh() * 0.9).atanh();
+        }
+        let mut mx = scratch4[0];
+        for q in 1..scratch4.len() {
+            mx = mx.max(scratch4[q]);
+        }
+        let mut se = 0.0;
+        for q in 0..scratch4.len() {
+            se += (scratch4[q] - mx).exp();
+        }
+        lse3 += se.ln() + mx;
+    }
+    -0.68f64 * (a).tanh()
+        + -0.41f64 * (b).tanh()
+        + -1.49f64 * (part1).tanh()
+        + 0.20f64 * (w2).tanh()
+        + 0.67f64 * (lse3).tanh()
+}
+
+#[differentiate(checkpoint)]
+#[allow(unused_mut, unused_variables, clippy::all)]
+pub fn p299(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let n = x.len();
+    let mut buf1 = vec![0.0; n];
+    for i in 0..n {
+        buf1[i] = b.mul_add((-1.73f64 * -1.73f64 + 1.0).log10(), (a.tanh() * 0.5).cosh());
+    }
+    let mut buf1_v = vec![0.0; n];
+    for _ in 0..3 {
+        for i in 1..n - 1 {
+            buf1_v[i] += 0.2 * (buf1[i - 1] * buf1[i + 1] - buf1[i].sin());
+        }
+        for i in 0..n {
+            buf1[i] += 0.1 * buf1_v[i].tanh();
+        }
+    }
+    let v2 = buf1[0] + 0.5 * buf1[1];
+    let part3_s = &x[0..];
+    let mut part3 = x[2];
+    for i in 0..part3_s.len() {
+        part3 += part3_s[i] * part3_s[1].sin();
+    }
+    let mut buf4 = vec![0.0; n];
+    for i in 0..n {
+        buf4[i] = 1.51f64;
+    }
+    let mut buf4_n = vec![0.0; n];
+    for _ in 0..3 {
+        for i in 1..n - 1 {
+            buf4_n[i] = buf4[i] + 0.2 * (buf4[i - 1] - buf4[i]) * buf4[i + 1];
+        }
+        buf4_n[0] = buf4[0];
+        buf4_n[n - 1] = buf4[n - 1].sin();
+        std::mem::swap(&mut buf4, &mut buf4_n);
+    }
+    buf4.iter_mut().for_each(|w| *w = w.tanh());
+    let v5 = buf4[1] * buf4[2];
+    let v6 = x[2].max((1.55f64 / (x[0] * x[0] + 1.0)).hypot((v5.tanh() * 0.5).cosh()));
+    let mut acc7 = (1.02f64 * 1.02f64 + 1.0).ln();
+    for i in 0..n {
+        acc7 += (x[i].sin() * x[i].sin() + 1.0).powf((x[2] + v2).tanh());
+        if v2.max(v5) > 0.49f64 {
+            acc7 = acc7 * 0.9 + (-0.47f64.tanh() * 0.5).cosh();
+        }
+    }
+    0.38f64 * (a).tanh()
+        + 1.25f64 * (b).tanh()
+        + 1.89f64 * (v2).tanh()
+        + 0.43f64 * (part3).tanh()
+        + -1.79f64 * (v5).tanh()
+        + 0.35f64 * (v6).tanh()
+        + -0.77f64 * (acc7).tanh()
 }
 
 /// Each program over dual numbers, for the forward-mode check.
@@ -16809,10 +17381,10 @@ mod twin {
         let arr2 = (m * (a * a + c(0.5)).sqrt() + &m.t().dot(m))
             .mapv(|t| t.tanh())
             .sum();
-        let v3 = match (m1.atan() > -c(1.21), n % 3) {
-            (true, 0) => x[1],
-            (false, k4) | (_, k4 @ 1) => x[3] * (k4 + 1) as f64,
-            _ => (((x[3]).tanh() * c(3.0)).trunc() * c(0.25) + arr2),
+        let v3 = if let (true, k4 @ 0..=1) = (m1.atan() > -c(1.21), n % 3) {
+            x[1] * (k4 + 2) as f64
+        } else {
+            x[3]
         };
         let mut m5 = (x[1] * x[1] + c(1.0)).ln();
         if a > -c(1.57) {
@@ -16952,11 +17524,20 @@ mod twin {
             .mapv(|t| (t * t + c(1.0)).ln())
             .sum()
             * (b * b + c(0.5)).sqrt();
-        let v4 = if let (true, k5 @ 0..=1) = (sin(x[2]) < c(1.95), n % 3) {
-            (m1 * m1 + c(1.0)).powd(part2.tanh()).powi(2) * (k5 + 2) as f64
-        } else {
-            m1.min((-c(1.54) * -c(1.54) + c(1.0)).log(3.0))
-        };
+        let mut v4 = (((x[3]).tanh() - (arr3).tanh().stop_gradient()).exp().ln()
+            + (arr3).tanh().stop_gradient());
+        for (k5, &w) in x.iter().enumerate().skip(1).take(n) {
+            v4 = v4 * c(0.5) + w * (m1 * m1 + c(1.0)).powd(part2.tanh()).powi(2) * k5 as f64;
+        }
+        for w in x.iter().take(n - 1).skip(n / 2) {
+            v4 += w * m1.min((-c(1.54) * -c(1.54) + c(1.0)).log(3.0));
+        }
+        v4 += x
+            .iter()
+            .skip(2)
+            .fold(m1.min((-c(1.54) * -c(1.54) + c(1.0)).log(3.0)), |acc, q| {
+                acc * c(0.5) + q * q
+            });
         let part6_s = &x[1..];
         let mut part6 = v4.clamp(-c(1.0), c(1.0));
         for i in 0..part6_s.len() {
@@ -17423,16 +18004,12 @@ mod twin {
             (&z * &e).sum()
         };
         let mut v5 = x[2];
-        for (k6, &w) in x.iter().enumerate().skip(1).take(n) {
-            v5 = v5 * c(0.5) + w * rot2.asinh() * k6 as f64;
+        for w in x.windows(2) {
+            v5 = v5 * c(0.5) + (w[1] - w[0]) * rot2.asinh();
         }
-        for w in x.iter().take(n - 1).skip(n / 2) {
-            v5 += w * (acc3 + (x[3] * arr4));
+        for (k6, pair) in x.chunks_exact(2).enumerate() {
+            v5 += pair[0] * pair[1] * (acc3 + (x[3] * arr4)) * (k6 + 1) as f64;
         }
-        v5 += x
-            .iter()
-            .skip(2)
-            .fold((acc3 + (x[3] * arr4)), |acc, q| acc * c(0.5) + q * q);
         c(0.55) * (a).tanh()
             + c(0.57) * (b).tanh()
             + -c(0.61) * (rot2).tanh()
@@ -18754,13 +19331,13 @@ mod twin {
                 acc4 = acc4 * c(0.9) + b.powi(2);
             }
         }
-        let mut v5 = (x[1] / (a * a + c(1.0)));
-        for w in x.windows(2) {
-            v5 = v5 * c(0.5) + (w[1] - w[0]) * c(1.67);
-        }
-        for (k6, pair) in x.chunks_exact(2).enumerate() {
-            v5 += pair[0] * pair[1] * ops::sigmoid((v2 * v2 + c(1.5)).acosh()) * (k6 + 1) as f64;
-        }
+        let v5 = match n % 3 {
+            0 => c(1.67),
+            1 if (c(1.19).tanh() * c(0.9)).atanh() <= -c(0.94) => {
+                ops::sigmoid((v2 * v2 + c(1.5)).acosh())
+            }
+            _ => (x[1] / (a * a + c(1.0))),
+        };
         let mut w7 = ((a * a + c(1.0)).cbrt().tanh() * c(0.5)).sinh().tanh() + c(3.0);
         let mut steps = 0;
         while w7 > c(0.5) && steps < 20 {
@@ -18905,454 +19482,66 @@ mod twin {
             (-c(0.15) * -c(0.15) + c(1.0)).log10().abs()
         };
         let v4 = (-c(1.53) * c(0.5));
-        let v5_c: Vec<D> = x.iter().map(|q| q * x[0]).collect();
-        let mut v5 = (0..n).map(|i| v5_c[i] * x[(i + 1) % n]).sum::<D>()
-            + x.windows(2).map(|w| w[0] * w[1]).sum::<D>();
-        for (k6, &q) in x.iter().rev().enumerate() {
-            v5 += q * ((x[0].tanh() * c(0.5)).sinh().tanh() * c(0.5)).tan() * (k6 + 1) as f64;
-        }
-        v5 += x
-            .iter()
-            .map(|q| q.abs())
-            .fold(rot2.abs(), |acc, q| acc.max(q));
-        let mut hist7 = vec![c(0.0); 3 * n];
-        let mut st8 = (b * b).ln_1p();
-        for t in 0..3 {
-            for i in 0..n {
-                st8 = st8 * c(0.7)
-                    + x[i]
-                        * (((x[3]).tanh() - (v3).tanh().stop_gradient()).exp().ln()
-                            + (v3).tanh().stop_gradient());
-                hist7[t * n + i] = st8.sin();
+        let v5 = x.iter().copied().map(smooth).sum::<D>() * x[0]
+            + *x.last().unwrap() * x.first().copied().unwrap()
+            + x[x.iter().position(|&w| w > -c(1.91)).unwrap_or(0)]
+                * ((x[0].tanh() * c(0.5)).sinh().tanh() * c(0.5)).tan();
+        let mut acc7 = (b * b).ln_1p();
+        for i in 0..n {
+            acc7 += (((b).tanh() - (-(v5)).tanh().stop_gradient()).exp().ln()
+                + (-(v5)).tanh().stop_gradient());
+            if (v3 + c(1.76)) <= c(0.80) {
+                acc7 = acc7 * c(0.9) + (b * b + c(1.0)).log2();
             }
         }
-        let v9 = hist7[1] * hist7[2 * n] + hist7[3 * n - 1] + st8;
-        let part10_s = &x[1..];
-        let mut part10 = (b * b + c(1.0)).cbrt();
-        for i in 0..part10_s.len() {
-            part10 += part10_s[i] * part10_s[1].sin();
+        let mut acc8 = (x[2].tanh() * c(0.5)).cosh();
+        for i in 0..n {
+            acc8 += ((-c(0.84).tanh() * c(0.5)).cosh().tanh() * c(0.9)).acos();
+            if c(1.22) >= -c(0.89) {
+                acc8 = acc8 * c(0.9) + (a * a + c(1.0)).recip();
+            }
         }
-        let mut acc: D = c(1.76) * (a).tanh()
-            + -c(0.18) * (b).tanh()
-            + c(0.80) * (rot2).tanh()
-            + -c(1.56) * (v3).tanh()
-            + c(1.69) * (v4).tanh()
-            + c(1.39) * (v5).tanh()
-            + -c(1.77) * (v9).tanh()
-            + -c(0.02) * (part10).tanh();
-        for i in 0..2 {
-            acc += (&m.row(i) * c(0.64)).mapv(tanh).sum()
-                - (&m.column(i) * -c(0.98) - c(0.25))
-                    .mapv(sin)
-                    .mean()
-                    .unwrap()
-                + (&m.row(1 - i) - &m.column(i)).mapv(|t| t * t).sum() * c(0.5);
-        }
-        acc
+        c(1.65) * (a).tanh()
+            + -c(1.21) * (b).tanh()
+            + c(0.41) * (rot2).tanh()
+            + c(1.78) * (v3).tanh()
+            + c(0.97) * (v4).tanh()
+            + -c(0.99) * (v5).tanh()
+            + c(1.72) * (acc7).tanh()
+            + -c(1.19) * (acc8).tanh()
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p56(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let mut acc1 = a;
-        for i in 0..n {
-            acc1 += c(1.22);
-            if (c(0.35) + c(1.78)) <= c(1.65) {
-                acc1 = acc1 * c(0.9) + (c(1.78) - c(1.72));
-            }
-        }
-        let v2 = ((-c(0.32).tanh() * c(0.5)).sinh() * (-c(0.32).tanh() * c(0.5)).sinh() + c(1.0))
-            .log(3.0);
-        let f3 = |t: D, u: D| {
-            ((u * u).ln_1p().tanh() * c(0.9))
-                .asin()
-                .hypot((acc1.tanh() * c(0.5)).sinh().tanh())
-        };
-        let v4 = f3(acc1, helpers::soft(smooth(-c(0.72)), c(0.3))) * c(0.5)
-            + f3(helpers::soft(smooth(-c(0.72)), c(0.3)), acc1);
-        -c(0.42) * (a).tanh()
-            + -c(0.32) * (b).tanh()
-            + c(0.69) * (acc1).tanh()
-            + -c(0.24) * (v2).tanh()
-            + -c(0.91) * (v4).tanh()
-    }
-
-    #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p57(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
-        let n = x.len();
-        let mut acc1 = b.sin();
-        for i in 0..n {
-            acc1 += smooth(b);
-            if (-(a)) > -c(0.72) {
-                acc1 = acc1 * c(0.9) + c(0.77).tanh().exp();
-            }
-        }
-        let mut w2 = (a * x[3]).tanh() + c(3.0);
-        let mut steps = 0;
-        while w2 > c(0.5) && steps < 20 {
-            w2 = w2 * c(0.6) + c(0.05) * (x[2] * x[2] + c(0.5)).sqrt().tanh();
-            steps += 1;
-        }
-        let part3_s = &x[1..];
-        let mut part3 = (c(0.02).tanh() * c(0.9)).atanh();
-        for i in 0..part3_s.len() {
-            part3 += part3_s[i] * part3_s[1].sin();
-        }
-        let mut acc: D = -c(0.90) * (a).tanh()
-            + c(0.00) * (b).tanh()
-            + c(1.50) * (acc1).tanh()
-            + c(1.74) * (w2).tanh()
-            + -c(0.78) * (part3).tanh();
-        for i in 0..2 {
-            acc += (&m.row(i) * -c(1.51)).mapv(tanh).sum()
-                - (&m.column(i) * c(0.63) - c(0.25)).mapv(sin).mean().unwrap()
-                + (&m.row(1 - i) - &m.column(i)).mapv(|t| t * t).sum() * c(0.5);
-        }
-        acc
-    }
-
-    #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p58(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
-        let n = x.len();
-        let mut acc1 = b.asinh();
-        for i in 0..n {
-            acc1 += (b - a.tanh().exp());
-            if x[(i + 1) % n].sin() >= -c(1.63) {
-                acc1 = acc1 * c(0.9) + (a * a + c(1.0)).ln();
-            }
-        }
-        let mut acc2 = a;
-        for i in 0..n {
-            acc2 += smooth((a - a));
-            if c(1.61).hypot(acc1) >= c(0.89) {
-                return acc2 * c(0.9) + x[(i + 1) % n];
-            }
-        }
-        -c(0.16) * (a).tanh()
-            + -c(0.60) * (b).tanh()
-            + -c(0.64) * (acc1).tanh()
-            + -c(1.44) * (acc2).tanh()
-    }
-
-    #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p59(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
-        let n = x.len();
-        let part1_s = &x[0..=2];
-        let mut part1 = (x[2] * x[2] + c(1.5)).acosh();
-        for i in 0..part1_s.len() {
-            part1 += part1_s[i] * part1_s[1].sin();
-        }
-        let v2 = if b.tanh() < -c(1.93) {
-            ((part1 / (part1 * part1 + c(1.0))).tanh() * c(0.5)).cosh()
-        } else {
-            (a * c(0.5)).sin()
-        };
-        let mut w3 = (v2.atan().tanh() * c(0.9)).atanh().tanh() + c(3.0);
-        let mut steps = 0;
-        while w3 > c(0.5) && steps < 20 {
-            w3 = w3 * c(0.6) + c(0.05) * (a.tanh() * c(0.9)).atanh().tanh();
-            steps += 1;
-        }
-        let mut acc: D = -c(1.29) * (a).tanh()
-            + -c(1.91) * (b).tanh()
-            + -c(1.27) * (part1).tanh()
-            + -c(1.20) * (v2).tanh()
-            + -c(0.73) * (w3).tanh();
-        for i in 0..2 {
-            acc += (&m.row(i) * c(0.92)).mapv(tanh).sum()
-                - (&m.column(i) * c(1.70) - c(0.25)).mapv(sin).mean().unwrap()
-                + (&m.row(1 - i) - &m.column(i)).mapv(|t| t * t).sum() * c(0.5);
-        }
-        acc
-    }
-
-    #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p60(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
-        let n = x.len();
-        let mut m1 = (-(a));
-        if (b.tanh() * c(0.9)).atanh() <= -c(1.31) {
-            m1 += b;
-        } else if a.mul_add(a, a) < -c(1.49) {
-            m1 = m1 * c(0.5);
-        }
-        let v2 = -c(0.60);
-        let v3 = a.cos();
-        let part4_s = &x[1..];
-        let mut part4 = x[0];
-        for i in 0..part4_s.len() {
-            part4 += part4_s[i] * part4_s[1].sin();
-        }
-        let arr5 = {
-            let mut q = Array2::<D>::zeros((2, 2));
-            let mut r = m.row(0).to_owned();
-            for i in 0..2 {
-                r = (&r * ops::sigmoid(-c(1.97)) + &m.row(i)).mapv(|t| t.tanh());
-                q.row_mut(i).assign(&r);
-            }
-            (&q * m).sum()
-        };
-        -c(1.86) * (a).tanh()
-            + c(1.70) * (b).tanh()
-            + -c(0.30) * (m1).tanh()
-            + c(0.56) * (v2).tanh()
-            + -c(1.86) * (v3).tanh()
-            + -c(1.22) * (part4).tanh()
-            + c(0.50) * (arr5).tanh()
-    }
-
-    #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p61(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
-        let n = x.len();
-        let mut pair1 = c(0.0);
-        for i in 0..n {
-            let w = (x[3] * x[3] + c(1.0)).ln();
-            let mut acc = c(0.0);
-            for j in (i % 3)..(n - i) {
-                acc += (x[j + i] * w).sin();
-            }
-            let start = i / 2;
-            for j in 0..n - start {
-                acc += x[start + j] * w * c(0.5);
-            }
-            pair1 += acc * acc;
-        }
-        let mut buf2 = vec![c(0.0); n];
-        for i in 0..n {
-            buf2[i] = (smooth(pair1) * smooth(pair1) + c(1.0)).log10();
-        }
-        let v3 = buf2[3] * buf2[0];
-        let mut m4 = (-c(1.31) * c(1.67));
-        if pair1 > c(1.83) {
-            m4 += ((((v3 * v3 + c(1.0)).log2()).tanh()
-                - (v3.tanh().exp_m1()).tanh().stop_gradient())
-            .exp()
-            .ln()
-                + (v3.tanh().exp_m1()).tanh().stop_gradient());
-        } else if x[1] >= c(0.09) {
-            m4 = m4 * c(0.5);
-        }
-        -c(0.80) * (a).tanh()
-            + -c(1.56) * (b).tanh()
-            + -c(0.85) * (pair1).tanh()
-            + -c(1.53) * (v3).tanh()
-            + c(0.38) * (m4).tanh()
-    }
-
-    #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p62(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
-        let n = x.len();
-        let mut hist1 = vec![c(0.0); 3 * n];
-        let mut st2 = (b * b + c(1.0)).ln();
-        for t in 0..3 {
-            for i in 0..n {
-                st2 = st2 * c(0.7) + x[i] * (b.tanh() * c(0.5)).sinh();
-                hist1[t * n + i] = st2.sin();
-            }
-        }
-        let v3 = hist1[1] * hist1[2 * n] + hist1[3 * n - 1] + st2;
-        let f4 = |t: D, u: D| -c(1.75);
-        let v5 = f4(
-            ((c(0.13) * c(0.13) + c(0.5)).sqrt().tanh() * c(0.9)).atanh(),
-            v3,
-        ) * c(0.5)
-            + f4(
-                v3,
-                ((c(0.13) * c(0.13) + c(0.5)).sqrt().tanh() * c(0.9)).atanh(),
-            );
-        c(0.70) * (a).tanh()
-            + -c(2.00) * (b).tanh()
-            + c(0.04) * (v3).tanh()
-            + -c(1.80) * (v5).tanh()
-    }
-
-    #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p63(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
-        let n = x.len();
-        let mut perm1 = vec![0usize; n];
-        for i in 0..n {
-            perm1[i] = (i + 2) % n;
-        }
-        let mut rot2 = ops::softplus(x[3]);
-        for i in 0..n {
-            rot2 = rot2 * c(0.8) + x[perm1[i]] * (x[i].tanh() * c(0.5)).tan();
-            if perm1[0] % 2 == 0 {
-                rot2 = rot2 + b.sin();
-            }
-            let first = perm1[0];
-            for j in 1..n {
-                perm1[j - 1] = perm1[j];
-            }
-            perm1[n - 1] = first;
-        }
-        let v3 = (b * b + c(1.0)).recip();
-        let v4 = ((rot2 * rot2 + c(1.0)).powd((rot2 * x[2]).tanh()).tanh() * c(0.9)).acos();
-        -c(1.44) * (a).tanh()
-            + -c(1.31) * (b).tanh()
-            + c(0.92) * (rot2).tanh()
-            + -c(1.79) * (v3).tanh()
-            + -c(0.29) * (v4).tanh()
-    }
-
-    #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p64(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
-        let n = x.len().min(4);
-        let mut w1 = (-c(0.21) * c(0.5)).tanh() + c(3.0);
+        let mut w1 = -c(0.32).tanh() + c(3.0);
         let mut steps = 0;
         while w1 > c(0.5) && steps < 20 {
-            w1 = w1 * c(0.6) + c(0.05) * (b.tanh() * c(0.5)).cosh().tanh();
+            w1 = w1 * c(0.6) + c(0.05) * (a.tanh() * c(0.5)).tan().tanh();
             steps += 1;
         }
-        let mut m2 = a.max(b);
-        if w1.abs() > c(1.93) {
-            m2 += (w1.sin() * w1.sin()).ln_1p();
-        } else if (a.tanh() * c(0.9)).acos() > c(1.94) {
-            m2 = m2 * c(0.5);
-        }
-        let v3 = if (m2 * m2 + c(1.0)).recip() <= -c(0.08) {
-            (x[1].tanh() * c(0.9)).asin()
-        } else {
-            (ops::softplus(m2) * ops::softplus(m2) + c(1.0)).log10()
-        };
-        let r5 = products(x, a);
-        let v4 = r5[0] * r5[2] + r5[1];
-        c(0.36) * (a).tanh()
-            + c(0.70) * (b).tanh()
-            + c(0.80) * (w1).tanh()
-            + -c(1.77) * (m2).tanh()
-            + -c(0.28) * (v3).tanh()
-            + c(1.15) * (v4).tanh()
-    }
-
-    #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p65(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
-        let n = x.len();
-        let mut w1 = (-c(1.95) + b).hypot(a.hypot(x[0])).tanh() + c(3.0);
-        let mut steps = 0;
-        while w1 > c(0.5) && steps < 20 {
-            w1 = w1 * c(0.6) + c(0.05) * (-c(0.11).tanh() * c(0.5)).sinh().tanh();
-            steps += 1;
-        }
-        let mut lse2 = (x[1] * b);
-        let mut scratch3 = vec![c(0.0); 3];
+        let mut perm2 = vec![0usize; n];
         for i in 0..n {
-            for q in 0..3 {
-                scratch3[q] = x[(i + q) % n] * b;
-            }
-            let mut mx = scratch3[0];
-            for q in 1..scratch3.len() {
-                mx = mx.max(scratch3[q]);
-            }
-            let mut se = c(0.0);
-            for q in 0..scratch3.len() {
-                se += (scratch3[q] - mx).exp();
-            }
-            lse2 += se.ln() + mx;
+            perm2[i] = (i + 1) % n;
         }
-        let mut w4 = x[3].tanh().exp().tanh() + c(3.0);
-        let mut steps = 0;
-        while w4 > c(0.5) && steps < 20 {
-            w4 = w4 * c(0.6) + c(0.05) * a.tanh().exp().tanh();
-            steps += 1;
-        }
-        let mut acc5 = (w4.tanh() * c(0.5)).cosh();
+        let mut rot3 = (w1 * w1).ln_1p();
         for i in 0..n {
-            acc5 += (w1 * w4).abs();
-            if x[(i + 2) % n].tanh().exp() >= c(1.36) {
-                acc5 = acc5 * c(0.9) + x[(i + 3) % n];
+            rot3 = rot3 * c(0.8) + x[perm2[i]] * x[(i + 3) % n];
+            if perm2[0] % 2 == 0 {
+                rot3 = rot3 + b.min(w1);
             }
-        }
-        let mut acc: D = -c(1.33) * (a).tanh()
-            + c(1.74) * (b).tanh()
-            + c(0.44) * (w1).tanh()
-            + c(1.41) * (lse2).tanh()
-            + c(0.12) * (w4).tanh()
-            + -c(0.79) * (acc5).tanh();
-        for i in 0..2 {
-            acc += (&m.row(i) * -c(0.02)).mapv(tanh).sum()
-                - (&m.column(i) * c(1.34) - c(0.25)).mapv(sin).mean().unwrap()
-                + (&m.row(1 - i) - &m.column(i)).mapv(|t| t * t).sum() * c(0.5);
-        }
-        acc
-    }
-
-    #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p66(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
-        let n = x.len();
-        let mut lse1 = (b / (a * a + c(1.0)));
-        let mut scratch2 = vec![c(0.0); n];
-        for i in 0..n {
-            for q in 0..scratch2.len() {
-                scratch2[q] = x[(i + q) % n] * ops::sigmoid((a * a + c(0.5)).sqrt());
-            }
-            let mut mx = scratch2[0];
-            for q in 1..scratch2.len() {
-                mx = mx.max(scratch2[q]);
-            }
-            let mut se = c(0.0);
-            for q in 0..scratch2.len() {
-                se += (scratch2[q] - mx).exp();
-            }
-            lse1 += se.ln() + mx;
-        }
-        let mut hist3 = vec![c(0.0); 3 * n];
-        let mut st4 = lse1.atan2(b * b + c(0.5));
-        for t in 0..3 {
-            for i in 0..n {
-                st4 = st4 * c(0.7) + x[i] * (lse1 - lse1);
-                hist3[t * n + i] = st4.sin();
-            }
-        }
-        let v5 = hist3[1] * hist3[2 * n] + hist3[3 * n - 1] + st4;
-        let arr6 =
-            m.mean_axis(Axis(0)).unwrap().mapv(|t| t.tanh()).sum() * (x[3].tanh() * c(0.5)).tan();
-        let mut perm7 = vec![0usize; n];
-        for i in 0..n {
-            perm7[i] = (i + 2) % n;
-        }
-        let mut rot8 = arr6;
-        for i in 0..n {
-            rot8 = rot8 * c(0.8) + x[perm7[i]] * (arr6.tanh() * c(0.9)).atanh();
-            if perm7[0] % 2 == 0 {
-                rot8 = rot8 + a;
-            }
-            let first = perm7[0];
+            let first = perm2[0];
             for j in 1..n {
-                perm7[j - 1] = perm7[j];
+                perm2[j - 1] = perm2[j];
             }
-            perm7[n - 1] = first;
+            perm2[n - 1] = first;
         }
-        let mut m9 = (-(lse1));
-        if (c(0.19) * c(0.19) + c(0.5)).sqrt() < -c(1.30) {
-            m9 += (ops::softplus(c(0.54)).tanh() * c(0.5)).sinh();
-        } else if b.tanh().exp_m1() <= c(1.48) {
-            m9 = m9 * c(0.5);
-        }
-        -c(0.79) * (a).tanh()
-            + c(0.29) * (b).tanh()
-            + c(1.69) * (lse1).tanh()
-            + c(1.87) * (v5).tanh()
-            + -c(1.83) * (arr6).tanh()
-            + -c(1.01) * (rot8).tanh()
-            + c(1.34) * (m9).tanh()
-    }
-
-    #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p67(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
-        let n = x.len();
-        let mut hist1 = vec![c(0.0); 3 * n];
-        let mut st2 = b.tanh();
-        for t in 0..3 {
-            for i in 0..n {
-                st2 = st2 * c(0.7) + x[i] * a.cos();
-                hist1[t * n + i] = st2.sin();
-            }
-        }
-        let v3 = hist1[1] * hist1[2 * n] + hist1[3 * n - 1] + st2;
-        let mut lse4 = a.min(b);
+        let mut lse4 = smooth(-c(0.72));
         let mut scratch5 = vec![c(0.0); 3];
         for i in 0..n {
-            for q in 0..3 {
-                scratch5[q] = x[(i + q) % n] * (v3.tanh() * c(0.5)).tan().tanh().exp();
+            scratch5[0] = x[i] * c(0.5);
+            for q in 1..3 {
+                scratch5[q] = x[(i + q) % n] * a.tanh().exp();
             }
             let mut mx = scratch5[0];
             for q in 1..scratch5.len() {
@@ -19364,191 +19553,226 @@ mod twin {
             }
             lse4 += se.ln() + mx;
         }
-        let arr6 = {
-            let mut q = Array2::<D>::zeros((3, 2));
-            q.row_mut(0).assign(&(&m.row(1) * a.abs()));
-            q.slice_mut(autodiff::ndarray::s![1.., ..])
-                .assign(&m.mapv(|t| t.sin()));
-            q.row_mut(2).assign(&m.row(0));
-            q.column_mut(1)
-                .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
-            (&q * &q).sum()
-        };
-        let r8 = products(x, (lse4.tanh() * c(0.9)).atanh());
-        let v7 = r8[0] * r8[2] + r8[2];
-        -c(0.12) * (a).tanh()
-            + -c(0.39) * (b).tanh()
-            + -c(1.07) * (v3).tanh()
-            + -c(0.58) * (lse4).tanh()
-            + -c(0.88) * (arr6).tanh()
-            + c(0.71) * (v7).tanh()
+        -c(1.33) * (a).tanh()
+            + -c(0.09) * (b).tanh()
+            + c(0.52) * (w1).tanh()
+            + c(1.75) * (rot3).tanh()
+            + -c(0.71) * (lse4).tanh()
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p68(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p57(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let mut buf1 = vec![c(0.0); n];
-        for i in 0..n {
-            buf1[i] = (a + x[3].mul_add(a, b));
-        }
-        for (i, v) in buf1.iter_mut().enumerate() {
-            *v = (*v * x[(i + 1) % n]).sin() + *v * c(0.5);
-        }
-        for (v, &w) in buf1.iter_mut().zip(x) {
-            *v += w * c(0.25);
-        }
-        let v2 = buf1[0] * buf1[1];
-        let mut lse3 = c(0.22);
-        let mut scratch4 = vec![c(0.0); 3];
-        for i in 0..n {
-            for q in 0..3 {
-                scratch4[q] = x[(i + q) % n] * x[i];
+        let mut hist1 = vec![c(0.0); 3 * n];
+        let mut st2 = (-(a));
+        for t in 0..3 {
+            for i in 0..n {
+                st2 = st2 * c(0.7) + x[i] * a.tanh();
+                hist1[t * n + i] = st2.sin();
             }
-            let mut mx = scratch4[0];
-            for q in 1..scratch4.len() {
-                mx = mx.max(scratch4[q]);
-            }
-            let mut se = c(0.0);
-            for q in 0..scratch4.len() {
-                se += (scratch4[q] - mx).exp();
-            }
-            lse3 = lse3 * c(0.5) + se.ln() + mx;
         }
-        -c(0.47) * (a).tanh()
-            + c(1.93) * (b).tanh()
-            + -c(0.10) * (v2).tanh()
-            + -c(1.97) * (lse3).tanh()
-    }
-
-    #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p69(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
-        let n = x.len();
-        let mut perm1 = vec![0usize; n];
+        let v3 = hist1[1] * hist1[2 * n] + hist1[3 * n - 1] + st2;
+        let mut perm4 = vec![0usize; n];
         for i in 0..n {
-            perm1[i] = (i + 1) % n;
+            perm4[i] = (i + 1) % n;
         }
-        let mut rot2 = b.max(x[2]);
+        let mut rot5 = (v3 * v3 + c(1.0)).cbrt();
         for i in 0..n {
-            rot2 = rot2 * c(0.8) + x[perm1[i]] * x[0];
-            if perm1[0] % 2 == 0 {
-                rot2 = rot2 + (b / (b * b + c(1.0)));
+            rot5 = rot5 * c(0.8) + x[perm4[i]] * (v3 * v3 + c(1.0)).log2();
+            if perm4[0] % 2 == 0 {
+                rot5 = rot5 + (v3 + b);
             }
-            let first = perm1[0];
+            let first = perm4[0];
             for j in 1..n {
-                perm1[j - 1] = perm1[j];
+                perm4[j - 1] = perm4[j];
             }
-            perm1[n - 1] = first;
+            perm4[n - 1] = first;
         }
-        let v3 = (((-c(0.54) * -c(0.54) + c(1.0)).log10()
-            * (-c(0.54) * -c(0.54) + c(1.0)).log10())
-        .ln_1p()
-            * ((-c(0.54) * -c(0.54) + c(1.0)).log10() * (-c(0.54) * -c(0.54) + c(1.0)).log10())
-                .ln_1p()
+        -c(1.05) * (a).tanh()
+            + -c(0.67) * (b).tanh()
+            + -c(0.27) * (v3).tanh()
+            + c(1.89) * (rot5).tanh()
+    }
+
+    #[allow(unused_mut, unused_variables, clippy::all)]
+    pub fn p58(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+        let n = x.len().min(4);
+        let v1 = if x[0].mul_add(x[3], b) < c(0.60) {
+            (x[0] * b)
+        } else {
+            (-(a.tanh().exp()))
+        };
+        let mut w2 = ((((-c(0.37)).tanh() * c(3.0)).round() * c(0.25) + v1)
+            * (((-c(0.37)).tanh() * c(3.0)).round() * c(0.25) + v1)
             + c(1.0))
-        .log2();
-        let mut w4 = (c(1.88).sin() + a.abs()).tanh() + c(3.0);
+        .ln()
+        .tanh()
+            + c(3.0);
         let mut steps = 0;
-        while w4 > c(0.5) && steps < 20 {
-            w4 = w4 * c(0.6) + c(0.05) * a.tanh();
+        while w2 > c(0.5) && steps < 20 {
+            w2 = w2 * c(0.6) + c(0.05) * b.tanh().exp2().tanh();
             steps += 1;
         }
-        let mut perm5 = vec![0usize; n];
+        c(0.67) * (a).tanh()
+            + -c(0.37) * (b).tanh()
+            + -c(0.14) * (v1).tanh()
+            + c(0.35) * (w2).tanh()
+    }
+
+    #[allow(unused_mut, unused_variables, clippy::all)]
+    pub fn p59(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+        let n = x.len();
+        let mut acc1 = helpers::soft(c(1.27), c(0.3));
         for i in 0..n {
-            perm5[i] = (i + 1) % n;
-        }
-        let mut rot6 = w4.tanh().exp();
-        for i in 0..n {
-            rot6 = rot6 * c(0.8) + x[perm5[i]] * (v3 * v3 + c(1.0)).ln();
-            if perm5[0] % 2 == 0 {
-                rot6 = rot6 + (c(1.33) - c(1.51));
+            acc1 += helpers::soft((b * b + c(1.0)).cbrt(), c(0.3));
+            if b.tanh().exp_m1() < -c(0.64) {
+                acc1 = acc1 * c(0.9) + (a.tanh() * c(0.9)).acos();
             }
-            let first = perm5[0];
+        }
+        let v2 = (x[2].sin() * x[2].sin() + c(1.0)).log2().cos();
+        let mut acc3 = a.min(a);
+        for i in 0..n {
+            acc3 += (v2.tanh() * v2.tanh() + c(1.0)).log(3.0);
+            if b.sin() >= c(0.10) {
+                acc3 = acc3 * c(0.9) + (-(c(0.24)));
+            }
+        }
+        let v4 = ((x[0] * x[0] + c(0.5)).sqrt() * (x[0] * x[0] + c(0.5)).sqrt() + c(1.5)).acosh();
+        let mut acc: D = c(0.92) * (a).tanh()
+            + c(1.70) * (b).tanh()
+            + c(0.14) * (acc1).tanh()
+            + -c(1.21) * (v2).tanh()
+            + -c(1.22) * (acc3).tanh()
+            + c(1.73) * (v4).tanh();
+        for i in 0..2 {
+            acc += (&m.row(i) * -c(0.43)).mapv(tanh).sum()
+                - (&m.column(i) * c(0.95) - c(0.25)).mapv(sin).mean().unwrap()
+                + (&m.row(1 - i) - &m.column(i)).mapv(|t| t * t).sum() * c(0.5);
+        }
+        acc
+    }
+
+    #[allow(unused_mut, unused_variables, clippy::all)]
+    pub fn p60(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+        let n = x.len();
+        let v1 = b;
+        let mut perm2 = vec![0usize; n];
+        for i in 0..n {
+            perm2[i] = (i + 1) % n;
+        }
+        let mut rot3 = v1.tanh().exp_m1();
+        for i in 0..n {
+            rot3 = rot3 * c(0.8) + x[perm2[i]] * (a * c(0.38));
+            if perm2[0] % 2 == 0 {
+                rot3 = rot3 + b;
+            }
+            let first = perm2[0];
             for j in 1..n {
-                perm5[j - 1] = perm5[j];
+                perm2[j - 1] = perm2[j];
             }
-            perm5[n - 1] = first;
+            perm2[n - 1] = first;
         }
-        let part7_s = &x[1..3];
-        let mut part7 = (x[1].tanh() * c(0.5)).cosh();
-        for i in 0..part7_s.len() {
-            part7 += part7_s[i] * part7_s[1].sin();
-        }
-        let part8_s = &x[1..];
-        let mut part8 = w4;
-        for i in 0..part8_s.len() {
-            part8 += part8_s[i] * part8_s[1].sin();
-        }
-        c(0.59) * (a).tanh()
-            + c(0.31) * (b).tanh()
-            + c(0.75) * (rot2).tanh()
-            + c(1.16) * (v3).tanh()
-            + -c(0.51) * (w4).tanh()
-            + c(0.86) * (rot6).tanh()
-            + -c(1.21) * (part7).tanh()
-            + -c(0.61) * (part8).tanh()
-    }
-
-    #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p70(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
-        let n = x.len();
-        let mut pair1 = c(0.0);
-        for i in 0..n {
-            let mut p = i + 1;
-            let mut stride = 1;
-            let mut t = c(0.5);
-            for j in (i + 1)..n {
-                let d = x[i] - x[p % n];
-                pair1 += (d * d + c(0.5)).recip() * -c(0.98).max(b) * t;
-                p += stride;
-                stride += j % 2;
-                t += c(0.25);
-            }
-        }
-        let mut acc2 = b;
-        for i in 0..n {
-            acc2 += (pair1 / ((a + pair1) * (a + pair1) + c(1.0)));
-            if (((a).tanh() * c(3.0)).ceil() * c(0.25) + c(1.67)) > -c(1.11) {
-                acc2 = acc2 * c(0.9) + (pair1 * pair1 + c(0.5)).sqrt();
-            }
-        }
-        let v3 = (ops::softplus((a * a + c(1.0)).powd(acc2.tanh()))
-            / (-c(0.65).tanh().exp_m1() * -c(0.65).tanh().exp_m1() + c(1.0)));
-        let arr4 = {
-            let mut acc = c(0.0);
-            for i in 0..2 {
-                let r = m.row(i);
-                let h =
-                    r.dot(m).mapv(exp) * (((x[2]).tanh() * c(3.0)).trunc() * c(0.25) + -c(0.18));
-                acc += r.dot(&h) + m.dot(&r).mapv(sin).sum();
-            }
-            acc
+        let v4 = if (v1 * v1 + c(1.0)).cbrt() >= -c(0.07) {
+            a
+        } else {
+            (a.tanh() * a.tanh() + c(1.0)).log2()
         };
-        c(0.65) * (a).tanh()
-            + -c(0.41) * (b).tanh()
-            + c(1.34) * (pair1).tanh()
-            + c(1.56) * (acc2).tanh()
-            + c(1.35) * (v3).tanh()
-            + c(0.81) * (arr4).tanh()
+        let arr5 = {
+            let mut q = Array2::<D>::zeros((2, 2));
+            let mut r = m.row(0).to_owned();
+            for i in 0..2 {
+                r = (&r * ops::sigmoid(-c(1.97)) + &m.row(i)).mapv(|t| t.tanh());
+                q.row_mut(i).assign(&r);
+            }
+            (&q * m).sum()
+        };
+        let v6 = if c(0.56).clamp(-c(1.0), c(1.0)) <= c(0.50) {
+            sin(c(1.63)).tanh()
+        } else {
+            ((c(0.79) * c(0.79) + c(1.0)).ln() + c(0.84))
+        };
+        c(1.56) * (a).tanh()
+            + -c(0.15) * (b).tanh()
+            + -c(1.11) * (v1).tanh()
+            + c(0.14) * (rot3).tanh()
+            + -c(0.13) * (v4).tanh()
+            + c(1.72) * (arr5).tanh()
+            + -c(1.08) * (v6).tanh()
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p71(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p61(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let mut acc1 = b;
+        let mut m1 = (a.tanh() * c(0.5)).tan();
+        if (x[1].tanh() * c(0.9)).asin() <= c(0.47) {
+            m1 += ((((c(1.98)).tanh() * c(3.0)).floor() * c(0.25) + b)
+                * (((c(1.98)).tanh() * c(3.0)).floor() * c(0.25) + b)
+                + c(0.5))
+            .sqrt();
+        } else if a.max(b) <= -c(0.41) {
+            m1 = m1 * c(0.5);
+        }
+        let v2 = if ops::softplus(b) < c(0.41) {
+            x[0]
+        } else {
+            (((a.cos()).tanh() - (-c(1.75)).tanh().stop_gradient())
+                .exp()
+                .ln()
+                + (-c(1.75)).tanh().stop_gradient())
+        };
+        let mut pair3 = c(0.0);
         for i in 0..n {
-            acc1 += (b
-                / ((((b).tanh() - (b).tanh().stop_gradient()).exp().ln()
-                    + (b).tanh().stop_gradient())
-                    * (((b).tanh() - (b).tanh().stop_gradient()).exp().ln()
-                        + (b).tanh().stop_gradient())
-                    + c(1.0)));
-            if (b + b) > -c(0.10) {
-                acc1 = acc1 * c(0.9) + (-c(0.35).tanh() * c(0.5)).cosh();
+            for j in (i + 1)..n {
+                let d = x[i] - x[j];
+                pair3 += (d * d + c(0.5)).recip() * (x[1] / (b * b + c(1.0)));
             }
         }
-        let mut pair2 = c(0.0);
+        let mut acc4 = -c(1.10);
         for i in 0..n {
-            let w = acc1.asinh();
+            acc4 += (x[1].mul_add(x[3], -c(0.65)) * x[1].mul_add(x[3], -c(0.65)) + c(1.0)).recip();
+            if v2 > -c(0.92) {
+                acc4 = acc4 * c(0.9) + -c(1.67).cos();
+            }
+        }
+        c(1.33) * (a).tanh()
+            + c(0.78) * (b).tanh()
+            + c(0.12) * (m1).tanh()
+            + c(1.97) * (v2).tanh()
+            + c(1.52) * (pair3).tanh()
+            + c(1.90) * (acc4).tanh()
+    }
+
+    #[allow(unused_mut, unused_variables, clippy::all)]
+    pub fn p62(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+        let n = x.len();
+        let mut m1 = a;
+        if (x[0].tanh() * c(0.5)).sinh() < -c(1.68) {
+            m1 += ((b * b + c(1.0)).log10() * (b * b + c(1.0)).log10() + c(1.5)).acosh();
+        } else if b.tanh().exp() > -c(0.43) {
+            m1 = m1 * c(0.5);
+        }
+        let mut w2 = (-c(0.21) * c(0.5)).tanh() + c(3.0);
+        let mut steps = 0;
+        while w2 > c(0.5) && steps < 20 {
+            w2 = w2 * c(0.6) + c(0.05) * (a.tanh() * c(0.5)).cosh().tanh();
+            steps += 1;
+        }
+        let mut m3 = w2.max(w2);
+        if w2.abs() > c(1.93) {
+            m3 += (b.sin() * b.sin()).ln_1p();
+        } else if (a.tanh() * c(0.9)).acos() > c(1.94) {
+            m3 = m3 * c(0.5);
+        }
+        let v4 = if (b * b + c(1.0)).recip() <= -c(0.08) {
+            (x[1].tanh() * c(0.9)).asin()
+        } else {
+            (ops::softplus(w2) * ops::softplus(w2) + c(1.0)).log10()
+        };
+        let r6 = products(x, w2);
+        let v5 = r6[0] * r6[2] + r6[1];
+        let mut pair7 = c(0.0);
+        for i in 0..n {
+            let w = (-c(1.77) * -c(1.77)).ln_1p();
             let mut acc = c(0.0);
             for j in (i % 3)..(n - i) {
                 acc += (x[j + i] * w).sin();
@@ -19557,17 +19781,466 @@ mod twin {
             for j in 0..n - start {
                 acc += x[start + j] * w * c(0.5);
             }
-            pair2 += acc * acc;
+            pair7 += acc * acc;
         }
+        let mut acc: D = c(1.49) * (a).tanh()
+            + -c(1.52) * (b).tanh()
+            + c(0.61) * (m1).tanh()
+            + c(0.47) * (w2).tanh()
+            + -c(0.53) * (m3).tanh()
+            + -c(1.50) * (v4).tanh()
+            + c(0.96) * (v5).tanh()
+            + -c(1.50) * (pair7).tanh();
+        for i in 0..2 {
+            acc += (&m.row(i) * -c(1.95)).mapv(tanh).sum()
+                - (&m.column(i) * -c(1.54) - c(0.25))
+                    .mapv(sin)
+                    .mean()
+                    .unwrap()
+                + (&m.row(1 - i) - &m.column(i)).mapv(|t| t * t).sum() * c(0.5);
+        }
+        acc
+    }
+
+    #[allow(unused_mut, unused_variables, clippy::all)]
+    pub fn p63(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+        let n = x.len();
+        let mut acc1 = (c(1.32) * c(1.32) + c(1.0)).ln();
+        for i in 0..n {
+            acc1 += (a.sin().tanh() * c(0.9)).acos();
+            if x[2].mul_add(b, c(1.97)) <= -c(0.67) {
+                acc1 = acc1 * c(0.9) + (a * a);
+            }
+        }
+        let arr2 = {
+            let t = m.dot(&m.column(0));
+            let e = m.column(1).mapv(exp);
+            let z = if b.tanh().exp() > c(0.0) {
+                t
+            } else {
+                &e * c(2.0)
+            };
+            (&z * &e).sum()
+        };
+        let mut w3 = (arr2.hypot(b) * (arr2.tanh() * c(0.9)).acos()).tanh() + c(3.0);
+        let mut steps = 0;
+        while w3 > c(0.5) && steps < 20 {
+            w3 = w3 * c(0.6) + c(0.05) * (b.tanh() * c(0.9)).asin().tanh();
+            steps += 1;
+        }
+        let arr4 = (m.to_owned().reversed_axes() * (arr2.tanh() * c(0.9)).atanh() + &m.view())
+            .mapv(|t| t.tanh())
+            .sum();
+        let v5 = ((x[1].max(a) * x[1].max(a) + c(1.0)).cbrt()
+            * (x[1].max(a) * x[1].max(a) + c(1.0)).cbrt()
+            + c(1.5))
+        .acosh();
+        let mut acc6 = arr2.sin();
+        for i in 0..n {
+            acc6 += w3;
+            if (acc1 + acc1) <= -c(1.64) {
+                acc6 = acc6 * c(0.9) + ops::softplus(x[2]);
+            }
+        }
+        c(0.68) * (a).tanh()
+            + -c(0.21) * (b).tanh()
+            + c(0.48) * (acc1).tanh()
+            + -c(0.76) * (arr2).tanh()
+            + c(1.64) * (w3).tanh()
+            + -c(0.42) * (arr4).tanh()
+            + -c(0.45) * (v5).tanh()
+            + c(1.76) * (acc6).tanh()
+    }
+
+    #[allow(unused_mut, unused_variables, clippy::all)]
+    pub fn p64(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+        let n = x.len();
+        let mut pair1 = c(0.0);
+        for i in 0..n {
+            for j in (0..n).filter(|&j| j != i) {
+                let d = x[i] - x[j];
+                pair1 += (d * d + c(0.5)).recip() * x[2];
+            }
+        }
+        for &q in x.iter().filter(|&&q| q > c(0.0)) {
+            pair1 += q * q * c(0.25);
+        }
+        let v2 = a;
+        let mut pair3 = c(0.0);
+        for i in 0..n {
+            let mut p = i + 1;
+            let mut stride = 1;
+            let mut t = c(0.5);
+            for j in (i + 1)..n {
+                let d = x[i] - x[p % n];
+                pair3 += (d * d + c(0.5)).recip() * v2.tanh() * t;
+                p += stride;
+                stride += j % 2;
+                t += c(0.25);
+            }
+        }
+        let mut pair4 = c(0.0);
+        for i in 0..n {
+            let mut p = i + 1;
+            let mut stride = 1;
+            let mut t = c(0.5);
+            for j in (i + 1)..n {
+                let d = x[i] - x[p % n];
+                pair4 += (d * d + c(0.5)).recip() * (-(b)) * t;
+                p += stride;
+                stride += j % 2;
+                t += c(0.25);
+            }
+        }
+        c(1.36) * (a).tanh()
+            + -c(1.30) * (b).tanh()
+            + c(1.84) * (pair1).tanh()
+            + c(0.31) * (v2).tanh()
+            + -c(0.80) * (pair3).tanh()
+            + c(0.54) * (pair4).tanh()
+    }
+
+    #[allow(unused_mut, unused_variables, clippy::all)]
+    pub fn p65(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+        let n = x.len();
+        let mut pair1 = c(0.0);
+        for i in 0..n {
+            let w = (-(b));
+            let mut acc = c(0.0);
+            for j in (i % 3)..(n - i) {
+                acc += (x[j + i] * w).sin();
+            }
+            let start = i / 2;
+            for j in 0..n - start {
+                acc += x[start + j] * w * c(0.5);
+            }
+            pair1 += acc * acc;
+        }
+        let part2_s = &x[1..];
+        let mut part2 = (c(0.13) * c(0.13) + c(1.0)).ln();
+        for i in 0..part2_s.len() {
+            part2 += part2_s[i] * part2_s[1].sin();
+        }
+        let mut acc: D = -c(1.36) * (a).tanh()
+            + -c(1.98) * (b).tanh()
+            + c(1.65) * (pair1).tanh()
+            + -c(0.94) * (part2).tanh();
+        for i in 0..2 {
+            acc += (&m.row(i) * -c(1.32)).mapv(tanh).sum()
+                - (&m.column(i) * -c(0.73) - c(0.25))
+                    .mapv(sin)
+                    .mean()
+                    .unwrap()
+                + (&m.row(1 - i) - &m.column(i)).mapv(|t| t * t).sum() * c(0.5);
+        }
+        acc
+    }
+
+    #[allow(unused_mut, unused_variables, clippy::all)]
+    pub fn p66(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+        let n = x.len();
+        let f1 = |t: D, u: D| (-c(0.83).tanh() * c(0.5)).tan();
+        let mut v2 = ((b.tanh() * c(0.5)).tan().tanh() * c(0.9)).acos();
+        for i in 0..n {
+            v2 = v2 * c(0.5) + f1(x[i], b);
+        }
+        let v3 = if (b * -c(0.51)) <= c(0.04) {
+            ops::sigmoid(c(1.18))
+        } else {
+            (-c(0.12).abs().tanh() * c(0.5)).cosh()
+        };
+        let mut pair4 = c(0.0);
+        for i in 0..n {
+            let mut p = i + 1;
+            let mut stride = 1;
+            let mut t = c(0.5);
+            for j in (i + 1)..n {
+                let d = x[i] - x[p % n];
+                pair4 += (d * d + c(0.5)).recip() * (c(1.07) / (-c(1.90) * -c(1.90) + c(1.0))) * t;
+                p += stride;
+                stride += j % 2;
+                t += c(0.25);
+            }
+        }
+        -c(1.42) * (a).tanh()
+            + c(0.88) * (b).tanh()
+            + c(0.09) * (v2).tanh()
+            + c(0.65) * (v3).tanh()
+            + c(0.04) * (pair4).tanh()
+    }
+
+    #[allow(unused_mut, unused_variables, clippy::all)]
+    pub fn p67(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+        let n = x.len();
+        let v1 = (b * b + c(1.0)).log10();
+        let mut buf2 = vec![c(0.0); n];
+        for i in 0..n {
+            buf2[i] = (x[i] * c(0.5));
+        }
+        for i in 1..n {
+            buf2[i] = buf2[i] + (buf2[i - 1] * c(0.5));
+        }
+        for i in 1..n {
+            let old = buf2[i];
+            buf2[i] = (old * buf2[i - 1]).sin() + old;
+        }
+        let v3 = buf2[2] + c(0.5) * buf2[3];
+        let mut w4 = (((-c(1.97) * c(0.5)).tanh() - (x[3]).tanh().stop_gradient())
+            .exp()
+            .ln()
+            + (x[3]).tanh().stop_gradient())
+        .tanh()
+            + c(3.0);
+        let mut steps = 0;
+        while w4 > c(0.5) && steps < 20 {
+            w4 = w4 * c(0.6) + c(0.05) * b.tanh();
+            steps += 1;
+        }
+        let mut perm5 = vec![0usize; n];
+        for i in 0..n {
+            perm5[i] = (i + 3) % n;
+        }
+        let mut rot6 = (x[2] / (x[3] * x[3] + c(1.0)));
+        for i in 0..n {
+            rot6 = rot6 * c(0.8) + x[perm5[i]] * (v1 * c(0.5));
+            if perm5[0] % 2 == 0 {
+                rot6 = rot6 + b.clamp(-c(1.0), c(1.0));
+            }
+            let first = perm5[0];
+            for j in 1..n {
+                perm5[j - 1] = perm5[j];
+            }
+            perm5[n - 1] = first;
+        }
+        -c(1.46) * (a).tanh()
+            + -c(0.43) * (b).tanh()
+            + -c(1.43) * (v1).tanh()
+            + -c(1.40) * (v3).tanh()
+            + c(1.83) * (w4).tanh()
+            + -c(0.40) * (rot6).tanh()
+    }
+
+    #[allow(unused_mut, unused_variables, clippy::all)]
+    pub fn p68(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+        let n = x.len().min(4);
+        let mut w1 = (c(1.88).sin() + a.abs()).tanh() + c(3.0);
+        let mut steps = 0;
+        while w1 > c(0.5) && steps < 20 {
+            w1 = w1 * c(0.6) + c(0.05) * a.tanh();
+            steps += 1;
+        }
+        let mut perm2 = vec![0usize; n];
+        for i in 0..n {
+            perm2[i] = (i + 1) % n;
+        }
+        let mut rot3 = b.tanh().exp();
+        for i in 0..n {
+            rot3 = rot3 * c(0.8) + x[perm2[i]] * (w1 * w1 + c(1.0)).ln();
+            if perm2[0] % 2 == 0 {
+                rot3 = rot3 + (c(1.33) - c(1.51));
+            }
+            let first = perm2[0];
+            for j in 1..n {
+                perm2[j - 1] = perm2[j];
+            }
+            perm2[n - 1] = first;
+        }
+        let part4_s = &x[1..3];
+        let mut part4 = (x[1].tanh() * c(0.5)).cosh();
+        for i in 0..part4_s.len() {
+            part4 += part4_s[i] * part4_s[1].sin();
+        }
+        let part5_s = &x[1..];
+        let mut part5 = rot3;
+        for i in 0..part5_s.len() {
+            part5 += part5_s[i] * part5_s[1].sin();
+        }
+        c(0.59) * (a).tanh()
+            + c(0.31) * (b).tanh()
+            + c(0.75) * (w1).tanh()
+            + c(1.16) * (rot3).tanh()
+            + -c(0.51) * (part4).tanh()
+            + c(0.86) * (part5).tanh()
+    }
+
+    #[allow(unused_mut, unused_variables, clippy::all)]
+    pub fn p69(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+        let n = x.len().min(4);
+        let mut lse1 = b;
+        let mut scratch2 = vec![c(0.0); n];
+        for i in 0..n {
+            for q in 0..scratch2.len() {
+                scratch2[q] = x[(i + q) % n] * x[(i + 3) % n].atan2(a * a + c(0.5));
+            }
+            let mut mx = scratch2[0];
+            for q in 1..scratch2.len() {
+                mx = mx.max(scratch2[q]);
+            }
+            let mut se = c(0.0);
+            for q in 0..scratch2.len() {
+                se += (scratch2[q] - mx).exp();
+            }
+            lse1 += se.ln() + mx;
+        }
+        let mut buf3 = vec![c(0.0); n];
+        for i in 0..n {
+            buf3[i] = x[i];
+        }
+        let mut buf3_n = vec![c(0.0); n];
+        for _ in 0..3 {
+            for i in 1..n - 1 {
+                buf3_n[i] = buf3[i] + c(0.2) * (buf3[i - 1] - buf3[i]) * buf3[i + 1];
+            }
+            buf3_n[0] = buf3[0];
+            buf3_n[n - 1] = buf3[n - 1].sin();
+            std::mem::swap(&mut buf3, &mut buf3_n);
+        }
+        buf3.iter_mut().for_each(|w| *w = w.tanh());
+        let v4 = buf3[0] * buf3[1];
+        let v5 = (((a * a + c(0.5)).sqrt() - (x[3].tanh() * c(0.5)).sinh()).tanh() * c(0.5)).cosh();
+        let mut w6 = (x[2].tanh().exp_m1() * c(0.5)).tanh() + c(3.0);
+        let mut steps = 0;
+        while w6 > c(0.5) && steps < 20 {
+            w6 = w6 * c(0.6) + c(0.05) * -c(0.03).tanh();
+            steps += 1;
+        }
+        let mut acc: D = c(0.13) * (a).tanh()
+            + -c(1.69) * (b).tanh()
+            + -c(0.65) * (lse1).tanh()
+            + -c(0.72) * (v4).tanh()
+            + -c(1.69) * (v5).tanh()
+            + -c(1.25) * (w6).tanh();
+        for i in 0..2 {
+            acc += (&m.row(i) * -c(0.10)).mapv(tanh).sum()
+                - (&m.column(i) * c(1.65) - c(0.25)).mapv(sin).mean().unwrap()
+                + (&m.row(1 - i) - &m.column(i)).mapv(|t| t * t).sum() * c(0.5);
+        }
+        acc
+    }
+
+    #[allow(unused_mut, unused_variables, clippy::all)]
+    pub fn p70(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+        let n = x.len();
+        let mut perm1 = vec![0usize; n];
+        for i in 0..n {
+            perm1[i] = (i + 2) % n;
+        }
+        let mut rot2 = b.tanh().exp();
+        for i in 0..n {
+            rot2 = rot2 * c(0.8) + x[perm1[i]] * helpers::soft(a, c(0.3));
+            if perm1[0] % 2 == 0 {
+                rot2 = rot2 + smooth(-c(0.88));
+            }
+            let first = perm1[0];
+            for j in 1..n {
+                perm1[j - 1] = perm1[j];
+            }
+            perm1[n - 1] = first;
+        }
+        let v3 = (((((a).tanh() - (a).tanh().stop_gradient()).exp().ln()
+            + (a).tanh().stop_gradient())
+        .tanh()
+            - (b.asinh()).tanh().stop_gradient())
+        .exp()
+        .ln()
+            + (b.asinh()).tanh().stop_gradient())
+        .atan();
+        let mut buf4 = vec![c(0.0); n];
+        for i in 0..n {
+            buf4[i] = helpers::soft(v3.min(x[1]), c(0.3));
+        }
+        for (i, v) in buf4.iter_mut().enumerate() {
+            *v = (*v * x[(i + 1) % n]).sin() + *v * c(0.5);
+        }
+        for (v, &w) in buf4.iter_mut().zip(x) {
+            *v += w * c(0.25);
+        }
+        let v5 = buf4[0] + c(0.5) * buf4[1];
+        c(1.72) * (a).tanh()
+            + c(1.55) * (b).tanh()
+            + c(1.29) * (rot2).tanh()
+            + -c(1.88) * (v3).tanh()
+            + c(0.27) * (v5).tanh()
+    }
+
+    #[allow(unused_mut, unused_variables, clippy::all)]
+    pub fn p71(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+        let n = x.len();
+        let v1 = if (a * b) <= -c(1.35) { a } else { x[1].cos() };
+        let mut perm2 = vec![0usize; n];
+        for i in 0..n {
+            perm2[i] = (i + 2) % n;
+        }
+        let mut rot3 = -c(1.90);
+        for i in 0..n {
+            rot3 = rot3 * c(0.8) + x[perm2[i]] * b;
+            if perm2[0] % 2 == 0 {
+                rot3 = rot3 + v1.hypot(b);
+            }
+            let first = perm2[0];
+            for j in 1..n {
+                perm2[j - 1] = perm2[j];
+            }
+            perm2[n - 1] = first;
+        }
+        let part4_s = &x[1..=2];
+        let mut part4 = b.abs();
+        for i in 0..part4_s.len() {
+            part4 += part4_s[i] * part4_s[1].sin();
+        }
+        let v5 = if (a * c(0.5)) >= -c(1.74) {
+            (((a.cos()).tanh() * c(3.0)).trunc() * c(0.25) + (part4 * part4 + c(1.5)).acosh())
+        } else {
+            (x[0] * (x[2] * x[2] + c(1.0)).recip())
+        };
+        let mut pair6 = c(0.0);
+        for i in 0..n {
+            for j in (i + 1)..n {
+                let d = x[i] - x[j];
+                pair6 += (d * d + c(0.5)).recip() * (a * -c(0.26));
+            }
+        }
+        let v7 = if c(0.96).min(c(1.67)) >= c(1.90) {
+            (x[0] * rot3).powi(2)
+        } else {
+            x[3].powi(3).powi(2)
+        };
+        let mut acc: D = c(1.38) * (a).tanh()
+            + c(1.28) * (b).tanh()
+            + c(0.89) * (v1).tanh()
+            + -c(1.44) * (rot3).tanh()
+            + c(1.82) * (part4).tanh()
+            + -c(1.46) * (v5).tanh()
+            + c(0.59) * (pair6).tanh()
+            + c(0.50) * (v7).tanh();
+        for i in 0..2 {
+            acc += (&m.row(i) * -c(0.68)).mapv(tanh).sum()
+                - (&m.column(i) * -c(1.58) - c(0.25))
+                    .mapv(sin)
+                    .mean()
+                    .unwrap()
+                + (&m.row(1 - i) - &m.column(i)).mapv(|t| t * t).sum() * c(0.5);
+        }
+        acc
+    }
+
+    #[allow(unused_mut, unused_variables, clippy::all)]
+    pub fn p72(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+        let n = x.len();
+        let f1 = |t: D, u: D| {
+            ((x[0].tanh() * c(0.5)).cosh() + (a.max(c(0.97)) - (b * b + c(1.0)).log(3.0)))
+        };
+        let v2 = f1(b, ((x[2] * x[2] + c(1.0)).powd(a.tanh()) * c(0.5))) * c(0.5)
+            + f1(((x[2] * x[2] + c(1.0)).powd(a.tanh()) * c(0.5)), b);
         let mut perm3 = vec![0usize; n];
         for i in 0..n {
-            perm3[i] = (i + 1) % n;
+            perm3[i] = (i + 2) % n;
         }
-        let mut rot4 = ops::softplus(a);
+        let mut rot4 = (v2 * v2 + c(0.5)).sqrt();
         for i in 0..n {
-            rot4 = rot4 * c(0.8) + x[perm3[i]] * a.asinh();
+            rot4 = rot4 * c(0.8) + x[perm3[i]] * a.mul_add(v2, a);
             if perm3[0] % 2 == 0 {
-                rot4 = rot4 + pair2.atan();
+                rot4 = rot4 + c(1.02).tanh().exp_m1();
             }
             let first = perm3[0];
             for j in 1..n {
@@ -19575,14 +20248,196 @@ mod twin {
             }
             perm3[n - 1] = first;
         }
-        let mut lse5 = sin(acc1);
-        let mut scratch6 = vec![c(0.0); n * 2];
+        let v5 = b.tanh();
+        let mut m6 = (v5 * v5 + c(1.0)).log10();
+        if rot4 > c(0.56) {
+            m6 +=
+                (((b).tanh() * c(3.0)).trunc() * c(0.25) + b).min(x[3].atan2(rot4 * rot4 + c(0.5)));
+        } else if c(1.35) > c(0.11) {
+            m6 = m6 * c(0.5);
+        }
+        let mut acc7 = (c(1.82).tanh() * c(0.5)).sinh();
         for i in 0..n {
-            for q0 in 0..n {
-                for r in 0..2 {
-                    let q = q0 * 2 + r;
-                    scratch6[q] = x[(i + q) % n] * ops::sigmoid(pair2);
-                }
+            acc7 += c(0.28);
+            if (-c(0.44) * -c(0.44) + c(1.0)).recip() > -c(0.37) {
+                acc7 = acc7 * c(0.9) + m6.cos();
+            }
+        }
+        -c(0.24) * (a).tanh()
+            + -c(1.40) * (b).tanh()
+            + -c(0.58) * (v2).tanh()
+            + c(0.04) * (rot4).tanh()
+            + c(1.33) * (v5).tanh()
+            + c(1.98) * (m6).tanh()
+            + c(0.72) * (acc7).tanh()
+    }
+
+    #[allow(unused_mut, unused_variables, clippy::all)]
+    pub fn p73(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+        let n = x.len();
+        let mut w1 = ((b * b + c(1.0)).powd(a.tanh()) * (b * b + c(1.0)).powd(a.tanh()) + c(1.0))
+            .recip()
+            .tanh()
+            + c(3.0);
+        let mut steps = 0;
+        while w1 > c(0.5) && steps < 20 {
+            w1 = w1 * c(0.6) + c(0.05) * (b * b + c(1.0)).log10().tanh();
+            steps += 1;
+        }
+        let mut acc2 = x[2];
+        for i in 0..n {
+            acc2 += b;
+            if (-c(0.09) * b) >= c(0.73) {
+                acc2 = acc2 * c(0.9) + (b.tanh() * c(0.9)).acos();
+            }
+        }
+        let f3 = |t: D, u: D| {
+            ops::sigmoid((u.tanh() * c(0.9)).asin()).min(
+                ((x[0] * x[0] + c(1.0)).log(3.0) * (x[0] * x[0] + c(1.0)).log(3.0) + c(1.0))
+                    .powd(c(0.89).min(x[1]).tanh()),
+            )
+        };
+        let v4 = f3(
+            ops::sigmoid((acc2 * acc2 + c(1.5)).acosh()),
+            -c(1.55).asinh().tanh().exp_m1(),
+        ) * c(0.5)
+            + f3(
+                -c(1.55).asinh().tanh().exp_m1(),
+                ops::sigmoid((acc2 * acc2 + c(1.5)).acosh()),
+            );
+        let mut pair5 = c(0.0);
+        for i in 0..n {
+            let mut p = i + 1;
+            let mut stride = 1;
+            let mut t = c(0.5);
+            for j in (i + 1)..n {
+                let d = x[i] - x[p % n];
+                pair5 += (d * d + c(0.5)).recip() * sin(a) * t;
+                p += stride;
+                stride += j % 2;
+                t += c(0.25);
+            }
+        }
+        let arr6 = (&m.slice(autodiff::ndarray::s![.., 1..]) * x[2]
+            + &m.slice(autodiff::ndarray::s![..;-1, 0]))
+            .mapv(|t| t.sin())
+            .sum();
+        let v7 = -c(0.89);
+        -c(1.17) * (a).tanh()
+            + c(0.88) * (b).tanh()
+            + c(0.56) * (w1).tanh()
+            + -c(1.20) * (acc2).tanh()
+            + c(1.17) * (v4).tanh()
+            + -c(1.03) * (pair5).tanh()
+            + c(1.17) * (arr6).tanh()
+            + -c(1.51) * (v7).tanh()
+    }
+
+    #[allow(unused_mut, unused_variables, clippy::all)]
+    pub fn p74(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+        let n = x.len();
+        let mut lse1 = x[2].sin();
+        let mut scratch2 = vec![c(0.0); n];
+        for i in 0..n {
+            scratch2[0] = x[i] * c(0.5);
+            for q in 1..n {
+                scratch2[q] = x[(i + q) % n] * (-c(0.41).tanh() * c(0.9)).atanh().powi(3);
+            }
+            let mut mx = scratch2[0];
+            for q in 1..scratch2.len() {
+                mx = mx.max(scratch2[q]);
+            }
+            let mut se = c(0.0);
+            for q in 0..scratch2.len() {
+                se += (scratch2[q] - mx).exp();
+            }
+            lse1 = lse1 * c(0.5) + se.ln() + mx;
+        }
+        let v3 = ((lse1.powi(2) * lse1.powi(2) + c(1.0)).ln() * c(0.5));
+        let mut hist4 = vec![c(0.0); 3 * n];
+        let mut st5 = lse1.tanh().exp2();
+        for t in 0..3 {
+            for i in 0..n {
+                st5 = st5 * c(0.7) + x[i] * sin(v3);
+                hist4[t * n + i] = st5.sin();
+            }
+        }
+        let v6 = hist4[1] * hist4[2 * n] + hist4[3 * n - 1] + st5;
+        let mut pair7 = c(0.0);
+        for i in 0..n {
+            let w = b.atan2(v6 * v6 + c(0.5));
+            let mut acc = c(0.0);
+            for j in (i % 3)..(n - i) {
+                acc += (x[j + i] * w).sin();
+            }
+            let start = i / 2;
+            for j in 0..n - start {
+                acc += x[start + j] * w * c(0.5);
+            }
+            pair7 += acc * acc;
+        }
+        let mut acc: D = -c(1.05) * (a).tanh()
+            + c(1.78) * (b).tanh()
+            + c(1.54) * (lse1).tanh()
+            + c(0.43) * (v3).tanh()
+            + c(1.35) * (v6).tanh()
+            + -c(0.83) * (pair7).tanh();
+        for i in 0..2 {
+            acc += (&m.row(i) * -c(1.51)).mapv(tanh).sum()
+                - (&m.column(i) * -c(0.21) - c(0.25))
+                    .mapv(sin)
+                    .mean()
+                    .unwrap()
+                + (&m.row(1 - i) - &m.column(i)).mapv(|t| t * t).sum() * c(0.5);
+        }
+        acc
+    }
+
+    #[allow(unused_mut, unused_variables, clippy::all)]
+    pub fn p75(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+        let n = x.len().min(4);
+        let mut lse1 = c(0.69);
+        let mut scratch2 = vec![c(0.0); n];
+        for i in 0..n {
+            scratch2[0] = x[i] * c(0.5);
+            for q in 1..n {
+                scratch2[q] = x[(i + q) % n] * (x[i].clamp(-c(1.0), c(1.0)).tanh() * c(0.9)).asin();
+            }
+            let mut mx = scratch2[0];
+            for q in 1..scratch2.len() {
+                mx = mx.max(scratch2[q]);
+            }
+            let mut se = c(0.0);
+            for q in 0..scratch2.len() {
+                se += (scratch2[q] - mx).exp();
+            }
+            lse1 += se.ln() + mx;
+        }
+        let mut perm3 = vec![0usize; n];
+        for i in 0..n {
+            perm3[i] = (i + 1) % n;
+        }
+        let mut rot4 = (a + lse1);
+        for i in 0..n {
+            rot4 = rot4 * c(0.8)
+                + x[perm3[i]]
+                    * (((b).tanh() - (b).tanh().stop_gradient()).exp().ln()
+                        + (b).tanh().stop_gradient());
+            if perm3[0] % 2 == 0 {
+                rot4 = rot4 + (b.tanh() * c(0.5)).sinh();
+            }
+            let first = perm3[0];
+            for j in 1..n {
+                perm3[j - 1] = perm3[j];
+            }
+            perm3[n - 1] = first;
+        }
+        let mut lse5 = x[1].sin();
+        let mut scratch6 = vec![c(0.0); n];
+        for i in 0..n {
+            scratch6[0] = x[i] * c(0.5);
+            for q in 1..n {
+                scratch6[q] = x[(i + q) % n] * a.abs().cos();
             }
             let mut mx = scratch6[0];
             for q in 1..scratch6.len() {
@@ -19594,359 +20449,149 @@ mod twin {
             }
             lse5 = lse5 * c(0.5) + se.ln() + mx;
         }
-        let mut m7 = lse5.tanh();
-        if rot4 < c(1.51) {
-            m7 += (pair2 * pair2 + c(1.0)).recip();
-        } else if b < c(0.55) {
-            m7 = m7 * c(0.5);
-        }
-        c(1.45) * (a).tanh()
-            + -c(1.89) * (b).tanh()
-            + -c(0.06) * (acc1).tanh()
-            + c(1.41) * (pair2).tanh()
-            + -c(0.65) * (rot4).tanh()
-            + c(0.45) * (lse5).tanh()
-            + c(1.03) * (m7).tanh()
-    }
-
-    #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p72(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
-        let n = x.len();
-        let mut hist1 = vec![c(0.0); 3 * n];
-        let mut st2 = b;
-        for t in 0..3 {
-            for i in 0..n {
-                st2 = st2 * c(0.7) + x[i] * (b * b + c(1.0)).ln();
-                hist1[t * n + i] = st2.sin();
-            }
-        }
-        let v3 = hist1[1] * hist1[2 * n] + hist1[3 * n - 1] + st2;
-        let mut pair4 = c(0.0);
+        let mut buf7 = vec![c(0.0); n];
         for i in 0..n {
-            let w = v3.abs();
-            let mut acc = c(0.0);
-            for j in (i % 3)..(n - i) {
-                acc += (x[j + i] * w).sin();
-            }
-            let start = i / 2;
-            for j in 0..n - start {
-                acc += x[start + j] * w * c(0.5);
-            }
-            pair4 += acc * acc;
+            buf7[i] = (-(b));
         }
-        let v5 = if helpers::soft(x[0], c(0.3)) > c(0.16) {
-            (pair4 * pair4 + c(1.5)).acosh().asinh()
-        } else {
-            ((pair4 * pair4 + c(1.0)).recip() * (pair4 * pair4 + c(1.0)).recip() + c(1.5)).acosh()
-        };
-        let mut lse6 = ops::sigmoid(c(1.42));
-        let mut scratch7 = vec![c(0.0); 3];
-        for i in 0..n {
-            scratch7[0] = x[i] * c(0.5);
-            for q in 1..3 {
-                scratch7[q] = x[(i + q) % n] * v3.tanh().clamp(-c(1.0), c(1.0));
-            }
-            let mut mx = scratch7[0];
-            for q in 1..scratch7.len() {
-                mx = mx.max(scratch7[q]);
-            }
-            let mut se = c(0.0);
-            for q in 0..scratch7.len() {
-                se += (scratch7[q] - mx).exp();
-            }
-            lse6 += se.ln() + mx;
-        }
-        let part8_s = &x[0..=2];
-        let mut part8 = ops::sigmoid(lse6);
-        for i in 0..part8_s.len() {
-            part8 += part8_s[i] * part8_s[1].sin();
-        }
-        let mut lse9 = (a * x[2]);
-        let mut scratch10 = vec![c(0.0); n];
-        for i in 0..n {
-            let prev = scratch10[1] * c(0.25);
-            for q in 0..n {
-                scratch10[q] = x[(i + q) % n] * lse6;
-            }
-            let mut mx = scratch10[0];
-            for q in 1..scratch10.len() {
-                mx = mx.max(scratch10[q]);
-            }
-            let mut se = c(0.0);
-            for q in 0..scratch10.len() {
-                se += (scratch10[q] - mx).exp();
-            }
-            lse9 += se.ln() + mx + prev;
-        }
-        let mut acc: D = -c(0.96) * (a).tanh()
-            + c(0.92) * (b).tanh()
-            + -c(0.44) * (v3).tanh()
-            + -c(0.19) * (pair4).tanh()
-            + -c(0.66) * (v5).tanh()
-            + -c(1.64) * (lse6).tanh()
-            + -c(0.63) * (part8).tanh()
-            + c(1.27) * (lse9).tanh();
-        for i in 0..2 {
-            acc += (&m.row(i) * -c(0.26)).mapv(tanh).sum()
-                - (&m.column(i) * c(1.81) - c(0.25)).mapv(sin).mean().unwrap()
-                + (&m.row(1 - i) - &m.column(i)).mapv(|t| t * t).sum() * c(0.5);
-        }
-        acc
-    }
-
-    #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p73(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
-        let n = x.len();
-        let mut perm1 = vec![0usize; n];
-        for i in 0..n {
-            perm1[i] = (i + 1) % n;
-        }
-        let mut rot2 = b;
-        for i in 0..n {
-            rot2 = rot2 * c(0.8) + x[perm1[i]] * (a / (b * b + c(1.0)));
-            if perm1[0] % 2 == 0 {
-                rot2 = rot2 + (a * a + c(0.5)).sqrt();
-            }
-            let first = perm1[0];
-            for j in 1..n {
-                perm1[j - 1] = perm1[j];
-            }
-            perm1[n - 1] = first;
-        }
-        let arr3 = ops::logsumexp(&(m.dot(&m.column(0)) * (rot2 * rot2 + c(0.5)).sqrt()));
-        let mut hist4 = vec![c(0.0); 3 * n];
-        let mut st5 = (rot2 * rot2).ln_1p();
-        for t in 0..3 {
-            for i in 0..n {
-                st5 = st5 * c(0.7) + x[i] * rot2;
-                hist4[t * n + i] = st5.sin();
-            }
-        }
-        let v6 = hist4[1] * hist4[2 * n] + hist4[3 * n - 1] + st5;
-        let mut lse7 = ops::softplus(c(1.68));
-        let mut scratch8 = vec![c(0.0); n];
-        for i in 0..n {
-            for q in 0..scratch8.len() {
-                scratch8[q] = x[(i + q) % n] * v6.tanh().exp().tanh();
-            }
-            let mut mx = scratch8[0];
-            for q in 1..scratch8.len() {
-                mx = mx.max(scratch8[q]);
-            }
-            let mut se = c(0.0);
-            for q in 0..scratch8.len() {
-                se += (scratch8[q] - mx).exp();
-            }
-            lse7 += se.ln() + mx;
-        }
-        let part9_s = &x[1..];
-        let mut part9 = (arr3.tanh() * c(0.9)).atanh();
-        for i in 0..part9_s.len() {
-            part9 += part9_s[i] * part9_s[1].sin();
-        }
-        -c(0.35) * (a).tanh()
-            + c(1.01) * (b).tanh()
-            + c(1.13) * (rot2).tanh()
-            + -c(1.62) * (arr3).tanh()
-            + c(1.49) * (v6).tanh()
-            + c(1.96) * (lse7).tanh()
-            + -c(1.85) * (part9).tanh()
-    }
-
-    #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p74(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
-        let n = x.len();
-        let part1_s = &x[0..2];
-        let mut part1 = c(0.11).max(b);
-        for i in 0..part1_s.len() {
-            part1 += part1_s[i] * part1_s[1].sin();
-        }
-        let v2 = if x[2].atan2(x[2] * x[2] + c(0.5)) < c(0.84) {
-            x[2]
-        } else {
-            sin((a.tanh() * c(0.5)).sinh())
-        };
-        let mut acc3 = (a * a).ln_1p();
-        for i in 0..n {
-            acc3 += x[2].sin().max(a.tanh().exp2());
-            if (a.tanh() * c(0.5)).sinh() > -c(1.94) {
-                acc3 = acc3 * c(0.9) + x[(i + 1) % n];
-            }
-        }
-        c(0.93) * (a).tanh()
-            + -c(0.51) * (b).tanh()
-            + -c(1.80) * (part1).tanh()
-            + -c(0.09) * (v2).tanh()
-            + c(0.24) * (acc3).tanh()
-    }
-
-    #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p75(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
-        let n = x.len();
-        let v1 = if -c(1.60).atan2(c(0.97) * c(0.97) + c(0.5)) > -c(1.21) {
-            (x[0].min(b).tanh() * c(0.9)).atanh()
-        } else {
-            ops::softplus(x[3]).mul_add(x[1], (b * c(0.5)))
-        };
-        let mut w2 = -c(1.55).asinh().tanh().exp_m1().tanh() + c(3.0);
-        let mut steps = 0;
-        while w2 > c(0.5) && steps < 20 {
-            w2 = w2 * c(0.6) + c(0.05) * b.tanh();
-            steps += 1;
-        }
-        -c(0.52) * (a).tanh() + c(1.90) * (b).tanh() + c(1.64) * (v1).tanh() + c(0.49) * (w2).tanh()
+        let v8 = buf7[3] * buf7[0];
+        c(0.10) * (a).tanh()
+            + -c(1.47) * (b).tanh()
+            + -c(1.77) * (lse1).tanh()
+            + -c(1.33) * (rot4).tanh()
+            + c(0.52) * (lse5).tanh()
+            + c(0.82) * (v8).tanh()
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p76(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let v1 = -c(0.89);
-        let mut m2 = a.abs();
-        if b.min(-c(0.29)) >= c(0.57) {
-            m2 += a;
-        } else if v1 < -c(0.59) {
-            m2 = m2 * c(0.5);
-        }
-        let part3_s = &x[1..];
-        let mut part3 = -c(0.73).cos();
-        for i in 0..part3_s.len() {
-            part3 += part3_s[i] * part3_s[1].sin();
-        }
-        -c(1.78) * (a).tanh()
-            + -c(0.96) * (b).tanh()
-            + -c(1.04) * (v1).tanh()
-            + -c(0.16) * (m2).tanh()
-            + -c(0.01) * (part3).tanh()
-    }
-
-    #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p77(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
-        let n = x.len();
-        let part1_s = &x[1..=2];
-        let mut part1 = b.tanh().exp();
-        for i in 0..part1_s.len() {
-            part1 += part1_s[i] * part1_s[1].sin();
-        }
-        let mut buf2 = vec![c(0.0); n];
+        let mut acc1 = a.cos();
         for i in 0..n {
-            buf2[i] = c(0.87);
-        }
-        for (i, v) in buf2.iter_mut().enumerate() {
-            *v = (*v * x[(i + 1) % n]).sin() + *v * c(0.5);
-        }
-        for (v, &w) in buf2.iter_mut().zip(x) {
-            *v += w * c(0.25);
-        }
-        let v3 = buf2[1] + c(0.5) * buf2[2];
-        let mut pair4 = c(0.0);
-        for i in 0..n {
-            let w = b.atan2(part1 * part1 + c(0.5));
-            let mut acc = c(0.0);
-            for j in (i % 3)..(n - i) {
-                acc += (x[j + i] * w).sin();
+            acc1 += ((a / (a * a + c(1.0))) * b);
+            if -c(0.65) < c(0.83) {
+                acc1 = acc1 * c(0.9) + (a * a + c(0.5)).sqrt();
             }
-            let start = i / 2;
-            for j in 0..n - start {
-                acc += x[start + j] * w * c(0.5);
-            }
-            pair4 += acc * acc;
         }
-        let part5_s = &x[0..];
-        let mut part5 = (part1 * part1 + c(1.0)).log10();
-        for i in 0..part5_s.len() {
-            part5 += part5_s[i] * part5_s[1].sin();
-        }
-        let mut perm6 = vec![0usize; n];
+        let mut perm2 = vec![0usize; n];
         for i in 0..n {
-            perm6[i] = (i + 1) % n;
+            perm2[i] = (i + 2) % n;
         }
-        let mut rot7 = ops::sigmoid(x[2]);
+        let mut rot3 = x[3];
         for i in 0..n {
-            rot7 = rot7 * c(0.8) + x[perm6[i]] * a;
-            if perm6[0] % 2 == 0 {
-                rot7 = rot7 + (v3 * v3).ln_1p();
+            rot3 = rot3 * c(0.8) + x[perm2[i]] * (-c(1.12).tanh() * c(0.5)).cosh();
+            if perm2[0] % 2 == 0 {
+                rot3 = rot3 + a.min(a);
             }
-            let first = perm6[0];
+            let first = perm2[0];
             for j in 1..n {
-                perm6[j - 1] = perm6[j];
+                perm2[j - 1] = perm2[j];
             }
-            perm6[n - 1] = first;
+            perm2[n - 1] = first;
         }
-        let mut acc: D = -c(0.41) * (a).tanh()
-            + -c(1.97) * (b).tanh()
-            + -c(0.10) * (part1).tanh()
-            + c(1.65) * (v3).tanh()
-            + c(0.36) * (pair4).tanh()
-            + -c(1.09) * (part5).tanh()
-            + c(1.76) * (rot7).tanh();
+        let part4_s = &x[0..2];
+        let mut part4 = (-c(1.56) / (b * b + c(1.0)));
+        for i in 0..part4_s.len() {
+            part4 += part4_s[i] * part4_s[1].sin();
+        }
+        let mut w5 = (part4 * part4 + c(1.0)).recip().tanh() + c(3.0);
+        let mut steps = 0;
+        while w5 > c(0.5) && steps < 20 {
+            w5 = w5 * c(0.6) + c(0.05) * -c(0.92).tanh();
+            steps += 1;
+        }
+        let mut acc: D = -c(0.55) * (a).tanh()
+            + c(1.14) * (b).tanh()
+            + c(1.43) * (acc1).tanh()
+            + c(1.55) * (rot3).tanh()
+            + c(0.20) * (part4).tanh()
+            + -c(0.30) * (w5).tanh();
         for i in 0..2 {
-            acc += (&m.row(i) * c(1.85)).mapv(tanh).sum()
-                - (&m.column(i) * -c(1.87) - c(0.25))
-                    .mapv(sin)
-                    .mean()
-                    .unwrap()
+            acc += (&m.row(i) * -c(0.42)).mapv(tanh).sum()
+                - (&m.column(i) * c(0.19) - c(0.25)).mapv(sin).mean().unwrap()
                 + (&m.row(1 - i) - &m.column(i)).mapv(|t| t * t).sum() * c(0.5);
         }
         acc
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p78(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p77(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let mut w1 = b
-            .powi(2)
-            .mul_add((b.tanh() * c(0.5)).cosh(), a.tanh().exp())
-            .tanh()
-            + c(3.0);
-        let mut steps = 0;
-        while w1 > c(0.5) && steps < 20 {
-            w1 = w1 * c(0.6) + c(0.05) * ops::softplus(a).tanh();
-            steps += 1;
+        let mut acc1 = b.asinh();
+        for i in 0..n {
+            acc1 += a;
+            if (a - b) <= c(1.82) {
+                acc1 = acc1 * c(0.9) + (x[(i + 3) % n].tanh() * c(0.9)).acos();
+            }
         }
-        let v2 = ((c(1.06).tanh() * c(0.9)).atanh().abs()
-            * (c(1.06).tanh() * c(0.9)).atanh().abs()
-            + c(1.0))
-        .log2();
-        -c(1.93) * (a).tanh()
-            + -c(0.35) * (b).tanh()
-            + -c(1.59) * (w1).tanh()
-            + -c(0.59) * (v2).tanh()
+        let mut perm2 = vec![0usize; n];
+        for i in 0..n {
+            perm2[i] = (i + 3) % n;
+        }
+        let mut rot3 = b.mul_add(b, a);
+        for i in 0..n {
+            rot3 = rot3 * c(0.8) + x[perm2[i]] * (acc1 * acc1 + c(1.0)).powd(b.tanh());
+            if perm2[0] % 2 == 0 {
+                rot3 = rot3 + (acc1 * x[i]);
+            }
+            let first = perm2[0];
+            for j in 1..n {
+                perm2[j - 1] = perm2[j];
+            }
+            perm2[n - 1] = first;
+        }
+        let mut m4 = (x[2] * c(0.5));
+        if (((c(1.95)).tanh() - (b).tanh().stop_gradient()).exp().ln() + (b).tanh().stop_gradient())
+            <= -c(1.62)
+        {
+            m4 += a.mul_add(a, b).clamp(-c(1.0), c(1.0));
+        } else if a <= c(1.91) {
+            m4 = m4 * c(0.5);
+        }
+        c(1.80) * (a).tanh()
+            + c(1.73) * (b).tanh()
+            + -c(0.10) * (acc1).tanh()
+            + c(0.88) * (rot3).tanh()
+            + -c(0.63) * (m4).tanh()
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p79(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
-        let n = x.len().min(4);
-        let part1_s = &x[1..3];
-        let mut part1 = c(1.14).abs();
+    pub fn p78(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+        let n = x.len();
+        let part1_s = &x[0..=2];
+        let mut part1 = (x[3].tanh() * c(0.9)).acos();
         for i in 0..part1_s.len() {
             part1 += part1_s[i] * part1_s[1].sin();
         }
-        let mut pair2 = c(0.0);
-        for i in 0..n {
-            for j in (i + 1)..n {
-                let d = x[i] - x[j];
-                pair2 += (d * d + c(0.5)).recip() * (b.tanh() * c(0.9)).atanh();
-            }
-        }
-        let v3 = match ((a / (a * a + c(1.0))) >= c(1.19), n % 3) {
-            (true, 0) => {
-                (((pair2.abs()).tanh() - (pair2.asinh()).tanh().stop_gradient())
-                    .exp()
-                    .ln()
-                    + (pair2.asinh()).tanh().stop_gradient())
-            }
-            (false, k4) | (_, k4 @ 1) => b * (k4 + 1) as f64,
-            _ => x[3],
+        let v2 = if (((a).tanh() * c(3.0)).ceil() * c(0.25) + part1) < c(1.26) {
+            (ops::sigmoid(a).tanh() * c(0.9)).atanh()
+        } else {
+            ((x[1] + b).tanh() * c(0.9)).atanh()
         };
+        let mut lse3 = (x[1] * x[1]);
+        let mut scratch4 = vec![c(0.0); 3];
+        for i in 0..n {
+            for q in 0..3 {
+                scratch4[q] = x[(i + q) % n] * part1.mul_add(x[i], a).tanh();
+            }
+            let mut mx = scratch4[0];
+            for q in 1..scratch4.len() {
+                mx = mx.max(scratch4[q]);
+            }
+            let mut se = c(0.0);
+            for q in 0..scratch4.len() {
+                se += (scratch4[q] - mx).exp();
+            }
+            lse3 += se.ln() + mx;
+        }
         let mut perm5 = vec![0usize; n];
         for i in 0..n {
             perm5[i] = (i + 1) % n;
         }
-        let mut rot6 = v3;
+        let mut rot6 = (x[0].tanh() * c(0.5)).sinh();
         for i in 0..n {
-            rot6 = rot6 * c(0.8) + x[perm5[i]] * -c(1.23).tanh().exp_m1();
+            rot6 = rot6 * c(0.8) + x[perm5[i]] * ops::sigmoid(b);
             if perm5[0] % 2 == 0 {
-                rot6 = rot6 + (x[(i + 3) % n].tanh() * c(0.9)).acos();
+                rot6 = rot6 + (part1 * part1 + c(1.0)).log(3.0);
             }
             let first = perm5[0];
             for j in 1..n {
@@ -19954,23 +20599,112 @@ mod twin {
             }
             perm5[n - 1] = first;
         }
-        let mut acc7 = (-c(1.42) * -c(1.42)).ln_1p();
-        for i in 0..n {
-            acc7 += a;
-            if a.max(part1) >= c(1.55) {
-                return acc7 * c(0.9) + -c(0.78).tanh().exp_m1();
-            }
+        let mut w7 = (x[2].tanh() * c(0.9)).atanh().tanh().exp2().tanh() + c(3.0);
+        let mut steps = 0;
+        while w7 > c(0.5) && steps < 20 {
+            w7 = w7 * c(0.6) + c(0.05) * c(0.70).atan().tanh();
+            steps += 1;
         }
-        let mut acc: D = -c(0.32) * (a).tanh()
-            + c(1.19) * (b).tanh()
-            + -c(1.78) * (part1).tanh()
-            + -c(0.24) * (pair2).tanh()
-            + -c(0.04) * (v3).tanh()
-            + c(0.78) * (rot6).tanh()
-            + c(0.27) * (acc7).tanh();
+        let v8 = (part1.tanh() * c(0.5))
+            .cosh()
+            .tanh()
+            .exp_m1()
+            .min((c(0.95).tanh() * c(0.9)).atanh());
+        c(0.43) * (a).tanh()
+            + -c(0.74) * (b).tanh()
+            + -c(1.32) * (part1).tanh()
+            + c(0.57) * (v2).tanh()
+            + c(1.98) * (lse3).tanh()
+            + c(0.40) * (rot6).tanh()
+            + c(1.26) * (w7).tanh()
+            + -c(0.66) * (v8).tanh()
+    }
+
+    #[allow(unused_mut, unused_variables, clippy::all)]
+    pub fn p79(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+        let n = x.len();
+        let v1 = a.atan().atan().atan2(
+            (((a).tanh() * c(3.0)).trunc() * c(0.25) + b).max(a.max(a))
+                * (((a).tanh() * c(3.0)).trunc() * c(0.25) + b).max(a.max(a))
+                + c(0.5),
+        );
+        let mut lse2 = (v1 * v1 + c(1.5)).acosh();
+        let mut scratch3 = vec![c(0.0); n * 2];
+        for i in 0..n {
+            let prev = scratch3[1] * c(0.25);
+            for q0 in 0..n {
+                for r in 0..2 {
+                    let q = q0 * 2 + r;
+                    scratch3[q] = x[(i + q) % n] * v1;
+                }
+            }
+            let mut mx = scratch3[0];
+            for q in 1..scratch3.len() {
+                mx = mx.max(scratch3[q]);
+            }
+            let mut se = c(0.0);
+            for q in 0..scratch3.len() {
+                se += (scratch3[q] - mx).exp();
+            }
+            lse2 += se.ln() + mx + prev;
+        }
+        c(1.84) * (a).tanh()
+            + -c(1.48) * (b).tanh()
+            + c(1.04) * (v1).tanh()
+            + -c(1.68) * (lse2).tanh()
+    }
+
+    #[allow(unused_mut, unused_variables, clippy::all)]
+    pub fn p80(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+        let n = x.len();
+        let mut m1 = a.powi(3);
+        if a < c(0.47) {
+            m1 += (b.tanh().exp2().tanh() * c(0.9)).asin();
+        } else if (b + b) >= -c(1.47) {
+            m1 = m1 * c(0.5);
+        }
+        let f2 = |t: D, u: D| ops::softplus((x[3] - u)).abs();
+        let mut v3 = (m1 * m1 + c(1.0)).ln().tanh().exp_m1();
+        for i in 0..n {
+            v3 = v3 * c(0.5) + f2(x[i], a);
+        }
+        let arr4 = {
+            let mut q = Array2::<D>::zeros((2, 2));
+            let mut r = m.row(0).to_owned();
+            for i in 0..2 {
+                r = (&r * m1.tanh() + &m.row(i)).mapv(|t| t.tanh());
+                q.row_mut(i).assign(&r);
+            }
+            (&q * m).sum()
+        };
+        let mut w5 = (a * a + c(1.0)).log2().abs().tanh() + c(3.0);
+        let mut steps = 0;
+        while w5 > c(0.5) && steps < 20 {
+            w5 = w5 * c(0.6) + c(0.05) * (arr4 * arr4 + c(1.5)).acosh().tanh();
+            steps += 1;
+        }
+        let mut m6 = -c(1.91);
+        if v3 > -c(0.27) {
+            m6 += (arr4 * arr4 + c(1.0)).log2();
+        } else if m1.max(a) >= -c(0.29) {
+            m6 = m6 * c(0.5);
+        }
+        let v7 = if -c(1.98).atan() <= c(1.92) {
+            (b.cos() * -c(1.55).max(-c(0.39)))
+        } else {
+            helpers::soft(v3.min(x[0]), c(0.3))
+        };
+        let mut acc: D = -c(1.89) * (a).tanh()
+            + c(1.30) * (b).tanh()
+            + c(1.74) * (m1).tanh()
+            + -c(1.77) * (v3).tanh()
+            + c(0.84) * (arr4).tanh()
+            + -c(0.61) * (w5).tanh()
+            + -c(1.35) * (m6).tanh()
+            + c(0.86) * (v7).tanh();
         for i in 0..2 {
-            acc += (&m.row(i) * c(0.56)).mapv(tanh).sum()
-                - (&m.column(i) * -c(1.89) - c(0.25))
+            acc += (&m.row(i) * c(0.23)).mapv(tanh).sum()
+                - (&m.column(i) * -c(0.53) - c(0.25))
                     .mapv(sin)
                     .mean()
                     .unwrap()
@@ -19980,207 +20714,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p80(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
-        let n = x.len();
-        let v1 = (((x[0] * c(0.5)).tanh() * c(0.9)).asin().tanh() * c(0.9)).acos();
-        let v2 = ((b.tanh().exp2() * b.tanh().exp2() + c(1.0)).log2().tanh() * c(0.9)).acos();
-        let mut perm3 = vec![0usize; n];
-        for i in 0..n {
-            perm3[i] = (i + 3) % n;
-        }
-        let mut rot4 = (-(v1));
-        for i in 0..n {
-            rot4 = rot4 * c(0.8) + x[perm3[i]] * sin(a);
-            if perm3[0] % 2 == 0 {
-                rot4 = rot4 + (v2 * v2 + c(1.5)).acosh();
-            }
-            let first = perm3[0];
-            for j in 1..n {
-                perm3[j - 1] = perm3[j];
-            }
-            perm3[n - 1] = first;
-        }
-        let mut acc5 = helpers::soft(v1, c(0.3));
-        for i in 0..n {
-            acc5 += (b.tanh() * c(0.5)).sinh().tanh().exp_m1();
-            if (c(0.15).tanh() * c(0.5)).sinh() > c(0.46) {
-                return acc5 * c(0.9) + b.clamp(-c(1.0), c(1.0));
-            }
-        }
-        let mut acc6 = (v2 * v2 + c(1.0)).powd(x[2].tanh());
-        for i in 0..n {
-            acc6 += smooth((acc5 * acc5 + c(1.0)).log2());
-            if (x[3] * x[3] + c(1.5)).acosh() >= -c(0.17) {
-                acc6 = acc6 * c(0.9) + c(0.74).min(x[2]);
-            }
-        }
-        let mut buf7 = vec![c(0.0); n];
-        for i in 0..n {
-            buf7[i] = ops::sigmoid(ops::sigmoid(a));
-        }
-        for i in 1..n {
-            buf7[i] = buf7[i] + (buf7[i - 1] * c(0.5));
-        }
-        for i in 1..n {
-            let old = buf7[i];
-            buf7[i] = (old * buf7[i - 1]).sin() + old;
-        }
-        let v8 = buf7[1] * buf7[2];
-        c(0.52) * (a).tanh()
-            + -c(0.31) * (b).tanh()
-            + c(1.68) * (v1).tanh()
-            + c(1.84) * (v2).tanh()
-            + -c(0.72) * (rot4).tanh()
-            + c(0.43) * (acc5).tanh()
-            + c(1.96) * (acc6).tanh()
-            + -c(1.74) * (v8).tanh()
-    }
-
-    #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p81(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
-        let n = x.len();
-        let mut perm1 = vec![0usize; n];
-        for i in 0..n {
-            perm1[i] = (i + 1) % n;
-        }
-        let mut rot2 = a.mul_add(x[0], x[0]);
-        for i in 0..n {
-            rot2 = rot2 * c(0.8) + x[perm1[i]] * x[i];
-            if perm1[0] % 2 == 0 {
-                rot2 = rot2 + smooth(b);
-            }
-            let first = perm1[0];
-            for j in 1..n {
-                perm1[j - 1] = perm1[j];
-            }
-            perm1[n - 1] = first;
-        }
-        let mut m3 = (x[0].tanh() * c(0.5)).sinh();
-        if ops::sigmoid(b) >= c(1.96) {
-            m3 += (rot2.clamp(-c(1.0), c(1.0))
-                + (((x[3]).tanh() * c(3.0)).floor() * c(0.25) + c(1.83)));
-        } else if (-c(1.64) * c(0.5)) <= -c(1.57) {
-            m3 = m3 * c(0.5);
-        }
-        let mut perm4 = vec![0usize; n];
-        for i in 0..n {
-            perm4[i] = (i + 1) % n;
-        }
-        let mut rot5 = a.min(a);
-        for i in 0..n {
-            rot5 = rot5 * c(0.8) + x[perm4[i]] * (b * b + c(1.0)).log(3.0);
-            if perm4[0] % 2 == 0 {
-                rot5 = rot5 + (b * b + c(1.0)).recip();
-            }
-            let first = perm4[0];
-            for j in 1..n {
-                perm4[j - 1] = perm4[j];
-            }
-            perm4[n - 1] = first;
-        }
-        let mut pair6 = c(0.0);
-        for i in 0..n {
-            for j in (0..n).filter(|&j| j != i) {
-                let d = x[i] - x[j];
-                pair6 += (d * d + c(0.5)).recip() * (rot5.tanh() * c(0.5)).tan();
-            }
-        }
-        for &q in x.iter().filter(|&&q| q > c(0.0)) {
-            pair6 += q * q * c(0.25);
-        }
-        let mut m7 = x[2].atan2(rot5 * rot5 + c(0.5));
-        if rot2.atan() >= c(0.38) {
-            m7 += (((rot5).tanh() * c(3.0)).trunc() * c(0.25) + b).max(rot5.max(rot2));
-        } else if rot2 > -c(0.09) {
-            m7 = m7 * c(0.5);
-        }
-        c(1.01) * (a).tanh()
-            + -c(1.06) * (b).tanh()
-            + c(0.99) * (rot2).tanh()
-            + -c(0.96) * (m3).tanh()
-            + -c(0.03) * (rot5).tanh()
-            + -c(1.79) * (pair6).tanh()
-            + c(0.57) * (m7).tanh()
-    }
-
-    #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p82(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
-        let n = x.len();
-        let part1_s = &x[0..2];
-        let mut part1 = ops::softplus(a);
-        for i in 0..part1_s.len() {
-            part1 += part1_s[i] * part1_s[1].sin();
-        }
-        let mut pair2 = c(0.0);
-        for i in 0..n {
-            let mut p = i + 1;
-            let mut stride = 1;
-            let mut t = c(0.5);
-            for j in (i + 1)..n {
-                let d = x[i] - x[p % n];
-                pair2 += (d * d + c(0.5)).recip() * (b * -c(0.44)) * t;
-                p += stride;
-                stride += j % 2;
-                t += c(0.25);
-            }
-        }
-        c(1.76) * (a).tanh()
-            + -c(0.72) * (b).tanh()
-            + c(0.74) * (part1).tanh()
-            + c(1.29) * (pair2).tanh()
-    }
-
-    #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p83(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
-        let n = x.len();
-        let v1 = if (((x[3]).tanh() * c(3.0)).signum() * c(0.25) + x[1]) <= -c(0.50) {
-            ops::softplus((b * b).ln_1p())
-        } else {
-            (a * (b * b + c(1.0)).ln())
-        };
-        let mut buf2 = vec![c(0.0); n];
-        for i in 0..n {
-            buf2[i] =
-                ((x[3] * x[3] + c(1.0)).log10() * (x[3] * x[3] + c(1.0)).log10() + c(1.0)).cbrt();
-        }
-        for i in 1..n {
-            buf2[i] = buf2[i] + (buf2[i - 1] * c(0.5));
-        }
-        for i in 1..n {
-            let old = buf2[i];
-            buf2[i] = (old * buf2[i - 1]).sin() + old;
-        }
-        let v3 = buf2[0] + c(0.5) * buf2[1];
-        let v4 = -c(1.61);
-        -c(0.96) * (a).tanh()
-            + -c(0.19) * (b).tanh()
-            + -c(1.91) * (v1).tanh()
-            + -c(1.00) * (v3).tanh()
-            + c(0.18) * (v4).tanh()
-    }
-
-    #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p84(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
-        let n = x.len();
-        let v1 = (((a).tanh() * c(3.0)).ceil() * c(0.25) + b).tanh().sin();
-        let arr2 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * x[1];
-        let v3 = match (arr2 >= -c(1.70), n % 3) {
-            (true, 0) => (-c(0.39).tanh() * c(0.5)).cosh(),
-            (false, k4) | (_, k4 @ 1) => -c(1.73).sin() * (k4 + 1) as f64,
-            _ => {
-                (((x[3]).tanh() - (arr2).tanh().stop_gradient()).exp().ln()
-                    + (arr2).tanh().stop_gradient())
-            }
-        };
-        -c(0.61) * (a).tanh()
-            + -c(1.35) * (b).tanh()
-            + c(0.86) * (v1).tanh()
-            + c(1.03) * (arr2).tanh()
-            + c(0.23) * (v3).tanh()
-    }
-
-    #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p85(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut m1 = a;
         if x[3].tanh() > c(0.60) {
@@ -20215,7 +20749,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p86(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p82(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut pair1 = c(0.0);
         for i in 0..n {
@@ -20273,7 +20807,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p87(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p83(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut perm1 = vec![0usize; n];
         for i in 0..n {
@@ -20306,7 +20840,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p88(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p84(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let part1_s = &x[0..=2];
         let mut part1 = a.tanh().exp();
@@ -20345,7 +20879,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p89(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p85(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let part1_s = &x[1..=2];
         let mut part1 = smooth(a);
@@ -20416,7 +20950,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p90(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p86(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let v1 = smooth(ops::sigmoid(a).tanh().exp());
         let mut buf2 = vec![c(0.0); n];
@@ -20469,7 +21003,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p91(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p87(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let part1_s = &x[0..=2];
         let mut part1 = b.tanh().exp();
@@ -20494,7 +21028,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p92(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p88(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut pair1 = c(0.0);
         for i in 0..n {
@@ -20550,7 +21084,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p93(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p89(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut perm1 = vec![0usize; n];
         for i in 0..n {
@@ -20613,7 +21147,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p94(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p90(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut lse1 = helpers::soft(a, c(0.3));
         let mut scratch2 = vec![c(0.0); 3];
@@ -20652,7 +21186,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p95(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p91(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut m1 = (a * a + c(1.0)).log(3.0);
         if (a.tanh() * c(0.9)).asin() < -c(1.11) {
@@ -20696,7 +21230,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p96(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p92(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let v1 = -c(0.52);
         let part2_s = &x[0..=2];
@@ -20717,7 +21251,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p97(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p93(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let part1_s = &x[0..];
         let mut part1 = (a * a + c(1.0)).log2();
@@ -20744,7 +21278,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p98(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p94(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let v1 = ((a * a + c(1.0)).log2() * c(1.28).sin());
         let mut lse2 = v1.max(x[3]);
@@ -20817,7 +21351,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p99(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p95(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut lse1 = x[0].mul_add(b, x[1]);
         let mut scratch2 = vec![c(0.0); n];
@@ -20865,7 +21399,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p100(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p96(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut perm1 = vec![0usize; n];
         for i in 0..n {
@@ -20930,7 +21464,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p101(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p97(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let arr1 = (&m.column(0).insert_axis(Axis(1)) * m)
             .mapv(|t| (t * t + c(1.0)).ln())
@@ -20959,7 +21493,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p102(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p98(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut lse1 = a;
         let mut scratch2 = vec![c(0.0); n];
@@ -21004,7 +21538,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p103(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p99(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut acc1 = a.atan();
         for i in 0..n {
@@ -21025,7 +21559,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p104(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p100(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut lse1 = (x[1] + x[0]);
         let mut scratch2 = vec![c(0.0); n];
@@ -21094,7 +21628,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p105(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p101(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut lse1 = (-c(0.21) * -c(0.21) + c(1.0)).powd(b.tanh());
         let mut scratch2 = vec![c(0.0); n * 2];
@@ -21137,7 +21671,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p106(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p102(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut buf1 = vec![c(0.0); n];
         for i in 0..n {
@@ -21217,7 +21751,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p107(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p103(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut lse1 = a.max(a);
         let mut scratch2 = vec![c(0.0); n];
@@ -21242,124 +21776,99 @@ mod twin {
             m3 = m3 * c(0.5);
         }
         let v4 = (a * c(0.5));
-        let v5 = match ops::softplus(a).mul_add((a.tanh() * c(0.5)).sinh(), a.min(m3)) {
-            k6 if k6 < -c(0.69) => k6 * c(1.10),
-            k6 => lse1 - k6,
-        } + match (c(1.10), lse1) {
-            (k6, w) if k6 > w => k6 - w,
-            (k6, w) => w * c(0.5) + k6,
+        let v5 = match n % 3 {
+            0 => ops::softplus(a).mul_add((a.tanh() * c(0.5)).sinh(), a.min(m3)),
+            1 if (v4.tanh() * c(0.9)).acos() <= -c(0.55) => lse1,
+            _ => c(1.10),
         };
-        let v7 = (m3.sin().tanh() * c(0.5)).sinh();
-        let part8_s = &x[0..2];
-        let mut part8 = (b.tanh() * c(0.5)).sinh();
-        for i in 0..part8_s.len() {
-            part8 += part8_s[i] * part8_s[1].sin();
+        let part7_s = &x[0..];
+        let mut part7 = v4;
+        for i in 0..part7_s.len() {
+            part7 += part7_s[i] * part7_s[1].sin();
         }
-        c(0.60) * (a).tanh()
-            + -c(1.60) * (b).tanh()
-            + -c(0.83) * (lse1).tanh()
-            + c(0.86) * (m3).tanh()
-            + -c(1.36) * (v4).tanh()
-            + -c(1.72) * (v5).tanh()
-            + -c(0.03) * (v7).tanh()
-            + c(0.11) * (part8).tanh()
-    }
-
-    #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p108(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
-        let n = x.len();
-        let mut pair1 = c(0.0);
+        let mut lse8 = part7;
+        let mut scratch9 = vec![c(0.0); n];
         for i in 0..n {
-            let mut p = i + 1;
-            let mut stride = 1;
-            let mut t = c(0.5);
-            for j in (i + 1)..n {
-                let d = x[i] - x[p % n];
-                pair1 += (d * d + c(0.5)).recip() * x[i].sin() * t;
-                p += stride;
-                stride += j % 2;
-                t += c(0.25);
+            for q in 0..scratch9.len() {
+                scratch9[q] = x[(i + q) % n] * (v5 * v5 + c(1.5)).acosh().atan();
             }
-        }
-        let mut v2_b = [c(0.0); 3];
-        for i in 0..3 {
-            v2_b[i] = x[i] * ((x[2] - b) * (x[2] - b) + c(1.0)).log10() + v2_b[(i + 2) % 3];
-        }
-        let v2 = v2_b[0] * v2_b[2] + leading::<3>(&v2_b) + leading::<2>(x) * ops::sigmoid(x[2]);
-        let mut acc3 = -c(1.77).sin();
-        for i in 0..n {
-            acc3 += sin(c(1.29).cos());
-            if -c(0.97) <= c(0.10) {
-                acc3 = acc3 * c(0.9) + (b.tanh() * c(0.9)).acos();
-            }
-        }
-        let v4 = pair1.tanh().exp2();
-        let arr5 = {
-            let t = m.dot(&m.column(0));
-            let e = m.column(1).mapv(exp);
-            let z = if b.tanh().exp2() > c(0.0) {
-                t
-            } else {
-                &e * c(2.0)
-            };
-            (&z * &e).sum()
-        };
-        c(1.55) * (a).tanh()
-            + -c(0.66) * (b).tanh()
-            + -c(1.13) * (pair1).tanh()
-            + -c(1.45) * (v2).tanh()
-            + c(0.03) * (acc3).tanh()
-            + c(1.93) * (v4).tanh()
-            + -c(0.60) * (arr5).tanh()
-    }
-
-    #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p109(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
-        let n = x.len();
-        let v1 = a;
-        let mut lse2 = a;
-        let mut scratch3 = vec![c(0.0); 3];
-        for i in 0..n {
-            for q in 0..3 {
-                scratch3[q] = x[(i + q) % n] * a;
-            }
-            let mut mx = scratch3[0];
-            for q in 1..scratch3.len() {
-                mx = mx.max(scratch3[q]);
+            let mut mx = scratch9[0];
+            for q in 1..scratch9.len() {
+                mx = mx.max(scratch9[q]);
             }
             let mut se = c(0.0);
-            for q in 0..scratch3.len() {
-                se += (scratch3[q] - mx).exp();
+            for q in 0..scratch9.len() {
+                se += (scratch9[q] - mx).exp();
             }
-            lse2 = lse2 * c(0.5) + se.ln() + mx;
+            lse8 += se.ln() + mx;
         }
-        let arr4 = ops::logsumexp(&(m.dot(&m.column(0)) * -c(1.01)));
-        -c(1.68) * (a).tanh()
-            + c(1.99) * (b).tanh()
-            + -c(0.67) * (v1).tanh()
-            + -c(1.22) * (lse2).tanh()
-            + -c(1.40) * (arr4).tanh()
+        let mut acc: D = -c(0.83) * (a).tanh()
+            + c(0.86) * (b).tanh()
+            + -c(1.36) * (lse1).tanh()
+            + -c(1.72) * (m3).tanh()
+            + -c(0.03) * (v4).tanh()
+            + c(0.11) * (v5).tanh()
+            + c(0.77) * (part7).tanh()
+            + -c(1.11) * (lse8).tanh();
+        for i in 0..2 {
+            acc += (&m.row(i) * c(0.17)).mapv(tanh).sum()
+                - (&m.column(i) * c(0.83) - c(0.25)).mapv(sin).mean().unwrap()
+                + (&m.row(1 - i) - &m.column(i)).mapv(|t| t * t).sum() * c(0.5);
+        }
+        acc
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p110(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p104(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let mut pair1 = c(0.0);
+        let v1 = ((b / (b.atan2(a * a + c(0.5)) * b.atan2(a * a + c(0.5)) + c(1.0)))
+            * (c(1.90) * c(1.90)).ln_1p());
+        let mut acc2 =
+            (((x[0]).tanh() - (a).tanh().stop_gradient()).exp().ln() + (a).tanh().stop_gradient());
         for i in 0..n {
-            for j in (i + 1)..n {
-                let d = x[i] - x[j];
-                pair1 += (d * d + c(0.5)).recip() * (x[(i + 2) % n].tanh() * c(0.9)).asin();
+            acc2 += ((v1.tanh() * c(0.9)).acos() - (-c(1.59).tanh() * c(0.5)).cosh());
+            if v1 < -c(0.66) {
+                return acc2 * c(0.9) + (a.tanh() * c(0.5)).tan();
             }
         }
-        let mut lse2 = b;
-        let mut scratch3 = vec![c(0.0); n * 2];
+        let part3_s = &x[1..=2];
+        let mut part3 = acc2.tanh().exp2();
+        for i in 0..part3_s.len() {
+            part3 += part3_s[i] * part3_s[1].sin();
+        }
+        let mut acc: D = c(0.02) * (a).tanh()
+            + c(1.55) * (b).tanh()
+            + -c(0.66) * (v1).tanh()
+            + -c(1.13) * (acc2).tanh()
+            + -c(1.45) * (part3).tanh();
+        for i in 0..2 {
+            acc += (&m.row(i) * c(1.93)).mapv(tanh).sum()
+                - (&m.column(i) * -c(0.60) - c(0.25))
+                    .mapv(sin)
+                    .mean()
+                    .unwrap()
+                + (&m.row(1 - i) - &m.column(i)).mapv(|t| t * t).sum() * c(0.5);
+        }
+        acc
+    }
+
+    #[allow(unused_mut, unused_variables, clippy::all)]
+    pub fn p105(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+        let n = x.len().min(4);
+        let mut w1 = (c(0.34).atan2(a * a + c(0.5)) * c(0.34).atan2(a * a + c(0.5)) + c(1.0))
+            .log10()
+            .tanh()
+            + c(3.0);
+        let mut steps = 0;
+        while w1 > c(0.5) && steps < 20 {
+            w1 = w1 * c(0.6) + c(0.05) * a.tanh();
+            steps += 1;
+        }
+        let mut lse2 = (x[3].tanh() * c(0.5)).sinh();
+        let mut scratch3 = vec![c(0.0); n];
         for i in 0..n {
-            for q0 in 0..n {
-                for r in 0..2 {
-                    let q = q0 * 2 + r;
-                    scratch3[q] = x[(i + q) % n]
-                        * (((-c(0.90)).tanh() * c(3.0)).signum() * c(0.25) + b.hypot(b));
-                }
+            for q in 0..n {
+                scratch3[q] = x[(i + q) % n] * ((b * -c(1.01)).tanh() * c(0.9)).acos();
             }
             let mut mx = scratch3[0];
             for q in 1..scratch3.len() {
@@ -21371,265 +21880,107 @@ mod twin {
             }
             lse2 += se.ln() + mx;
         }
-        c(1.47) * (a).tanh()
-            + -c(1.81) * (b).tanh()
-            + -c(1.99) * (pair1).tanh()
-            + c(1.33) * (lse2).tanh()
-    }
-
-    #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p111(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
-        let n = x.len();
-        let v1 = helpers::soft(
-            ((x[0].tanh() * c(0.9)).asin() * (x[0].tanh() * c(0.9)).asin() + c(1.5)).acosh(),
-            c(0.3),
-        );
-        let v2 = (x[1].mul_add(b, c(0.32)) * x[1].mul_add(b, c(0.32)) + c(1.0))
-            .log(3.0)
-            .tanh()
-            .exp();
-        let mut m3 = (v2 * v2 + c(1.5)).acosh();
-        if (x[3] * x[3] + c(1.0)).powd(b.tanh()) < -c(0.14) {
-            m3 += (a * a + c(1.0)).log2();
-        } else if (a * a).ln_1p() <= c(1.29) {
-            m3 = m3 * c(0.5);
+        let part4_s = &x[0..2];
+        let mut part4 = (a * a + c(1.0)).ln();
+        for i in 0..part4_s.len() {
+            part4 += part4_s[i] * part4_s[1].sin();
         }
-        c(0.90) * (a).tanh()
-            + -c(0.41) * (b).tanh()
-            + -c(1.28) * (v1).tanh()
-            + -c(1.64) * (v2).tanh()
-            + c(0.27) * (m3).tanh()
-    }
-
-    #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p112(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
-        let n = x.len();
-        let mut w1 = (b * b + c(1.0))
-            .recip()
-            .atan2((b * b + c(1.5)).acosh() * (b * b + c(1.5)).acosh() + c(0.5))
-            .tanh()
-            + c(3.0);
-        let mut steps = 0;
-        while w1 > c(0.5) && steps < 20 {
-            w1 = w1 * c(0.6) + c(0.05) * (a * b).tanh();
-            steps += 1;
-        }
-        let mut m2 = (b * c(0.5));
-        if w1 <= c(1.90) {
-            m2 += (-(b * -c(1.59)));
-        } else if (-c(0.25) * -c(0.25) + c(1.5)).acosh() <= -c(1.42) {
-            m2 = m2 * c(0.5);
-        }
-        c(0.74) * (a).tanh() + c(1.43) * (b).tanh() + -c(1.38) * (w1).tanh() + c(1.55) * (m2).tanh()
-    }
-
-    #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p113(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
-        let n = x.len();
-        let mut acc1 = a.tanh();
-        for i in 0..n {
-            acc1 += b;
-            if a <= -c(0.82) {
-                return acc1 * c(0.9) + -c(1.29).min(b);
+        let mut v5_o = Vec::new();
+        for (i, &w) in x.iter().enumerate() {
+            if w > -c(1.83) {
+                v5_o.push(w * b);
+            }
+            if v5_o.len() > 1 {
+                let v5_l = v5_o[v5_o.len() - 1];
+                v5_o.push(v5_l * x[i] * c(0.5));
             }
         }
+        let mut v5 = part4.powi(3);
+        for (i, &w) in v5_o.iter().enumerate() {
+            v5 += w * (i + 1) as f64;
+        }
+        -c(0.90) * (a).tanh()
+            + -c(0.73) * (b).tanh()
+            + c(0.89) * (w1).tanh()
+            + c(0.51) * (lse2).tanh()
+            + -c(1.84) * (part4).tanh()
+            + c(0.80) * (v5).tanh()
+    }
+
+    #[allow(unused_mut, unused_variables, clippy::all)]
+    pub fn p106(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+        let n = x.len().min(4);
+        let v1 = x[0];
         let arr2 = {
             let mut q = Array2::<D>::zeros((3, 2));
             q.row_mut(0).assign(&m.row(0));
             for i in 1..3 {
-                let prev = (&q.row(i - 1) * (-(b)) + &m.row(1)).mapv(|t| t.sin());
+                let prev = m.dot(&q.row(i - 1)).mapv(tanh) * (x[3] + a) + &q.row(i - 1);
                 q.row_mut(i).assign(&prev);
             }
-            (&q * &q).sum() + q.column(1).sum()
-        };
-        let arr3 = {
-            let mut q = Array2::<D>::zeros((3, 2));
-            q.row_mut(0)
-                .assign(&(&m.row(1) * (-c(0.96).tanh() * c(0.9)).atanh()));
-            q.slice_mut(autodiff::ndarray::s![1.., ..])
-                .assign(&m.mapv(|t| t.sin()));
-            q.row_mut(2).assign(&m.row(0));
-            q.column_mut(1)
-                .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
             (&q * &q).sum()
         };
-        let part4_s = &x[0..2];
-        let mut part4 = (b / (arr3 * arr3 + c(1.0)));
-        for i in 0..part4_s.len() {
-            part4 += part4_s[i] * part4_s[1].sin();
-        }
-        let mut buf5 = vec![c(0.0); n];
+        -c(0.60) * (a).tanh()
+            + c(0.56) * (b).tanh()
+            + -c(1.64) * (v1).tanh()
+            + c(1.72) * (arr2).tanh()
+    }
+
+    #[allow(unused_mut, unused_variables, clippy::all)]
+    pub fn p107(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+        let n = x.len();
+        let v1 = if b.powi(3) >= -c(1.91) {
+            a
+        } else {
+            (b.min(c(0.58)) * b.min(c(0.58)) + c(1.0)).log2()
+        };
+        let mut pair2 = c(0.0);
         for i in 0..n {
-            buf5[i] = a.sin().clamp(-c(1.0), c(1.0));
+            for j in (i + 1)..n {
+                let d = x[i] - x[j];
+                pair2 += (d * d + c(0.5)).recip() * x[(i + 3) % n].tanh().exp_m1();
+            }
         }
-        for (i, v) in buf5.iter_mut().enumerate() {
-            *v = (*v * x[(i + 1) % n]).sin() + *v * c(0.5);
-        }
-        for (v, &w) in buf5.iter_mut().zip(x) {
-            *v += w * c(0.25);
-        }
-        let v6 = buf5[3] * buf5[0];
-        let mut acc: D = -c(1.43) * (a).tanh()
-            + -c(1.30) * (b).tanh()
-            + -c(0.11) * (acc1).tanh()
-            + c(1.84) * (arr2).tanh()
-            + -c(1.44) * (arr3).tanh()
-            + c(1.48) * (part4).tanh()
-            + -c(1.67) * (v6).tanh();
-        for i in 0..2 {
-            acc += (&m.row(i) * c(0.30)).mapv(tanh).sum()
-                - (&m.column(i) * c(0.93) - c(0.25)).mapv(sin).mean().unwrap()
-                + (&m.row(1 - i) - &m.column(i)).mapv(|t| t * t).sum() * c(0.5);
-        }
-        acc
+        c(0.07) * (a).tanh()
+            + -c(1.66) * (b).tanh()
+            + c(0.36) * (v1).tanh()
+            + c(0.99) * (pair2).tanh()
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p114(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
-        let n = x.len().min(4);
-        let v1 = if b.sin() < -c(1.01) { b.asinh() } else { x[0] };
-        let v2 = x
-            .iter()
-            .copied()
-            .zip(x[1..].iter().copied())
-            .fold(b, |acc, (k3, q)| {
-                acc * c(0.5) + k3 * q * (b.tanh() * c(0.5)).tan()
-            })
-            + sin((a * c(0.5)));
-        c(1.86) * (a).tanh() + c(1.45) * (b).tanh() + c(0.06) * (v1).tanh() + c(0.36) * (v2).tanh()
-    }
-
-    #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p115(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p108(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let mut buf1 = vec![c(0.0); n];
+        let mut perm1 = vec![0usize; n];
         for i in 0..n {
-            buf1[i] = (c(1.17) * c(1.17) + c(1.0)).log2().atan2(b * b + c(0.5));
+            perm1[i] = (i + 1) % n;
         }
-        let v2 = buf1[2] * buf1[3];
-        let f3 = |t: D, u: D| t;
-        let v4 = f3((a * (-c(1.33) + b)), (-(x[3])).asinh()) * c(0.5)
-            + f3((-(x[3])).asinh(), (a * (-c(1.33) + b)));
-        let v5 = x[3];
-        -c(0.30) * (a).tanh()
-            + c(1.19) * (b).tanh()
-            + -c(0.94) * (v2).tanh()
-            + -c(0.63) * (v4).tanh()
-            + -c(0.45) * (v5).tanh()
-    }
-
-    #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p116(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
-        let n = x.len();
-        let mut m1 =
-            (((b).tanh() - (a).tanh().stop_gradient()).exp().ln() + (a).tanh().stop_gradient());
-        if (b.tanh() * c(0.5)).sinh() < c(1.29) {
-            m1 += (b * x[2]).clamp(-c(1.0), c(1.0));
-        } else if (b * b + c(1.0)).log10() >= c(1.43) {
-            m1 = m1 * c(0.5);
-        }
-        let v2 = (a.tanh() * c(0.9)).atanh();
-        let mut buf3 = vec![c(0.0); n];
+        let mut rot2 = x[0].tanh().exp();
         for i in 0..n {
-            buf3[i] = ((-c(0.38).tanh() * c(0.5)).sinh() * c(0.5));
-        }
-        let mut buf3_v = vec![c(0.0); n];
-        for _ in 0..3 {
-            for i in 1..n - 1 {
-                buf3_v[i] = buf3_v[i] + (c(0.2) * (buf3[i - 1] * buf3[i + 1] - buf3[i].sin()));
+            rot2 = rot2 * c(0.8) + x[perm1[i]] * ops::sigmoid(x[(i + 3) % n]);
+            if perm1[0] % 2 == 0 {
+                rot2 = rot2 + b.atan();
             }
-            for i in 0..n {
-                buf3[i] = buf3[i] + (c(0.1) * buf3_v[i].tanh());
+            let first = perm1[0];
+            for j in 1..n {
+                perm1[j - 1] = perm1[j];
             }
+            perm1[n - 1] = first;
         }
-        let v4 = buf3[0] * buf3[1];
-        c(1.45) * (a).tanh()
-            + -c(1.24) * (b).tanh()
-            + -c(0.24) * (m1).tanh()
-            + c(1.09) * (v2).tanh()
-            + c(1.67) * (v4).tanh()
+        let v3 = (b.tanh() * c(0.5)).sinh();
+        let v4 = ops::softplus(x[1].atan2(x[2] * x[2] + c(0.5)).tanh());
+        -c(0.34) * (a).tanh()
+            + -c(1.93) * (b).tanh()
+            + -c(0.53) * (rot2).tanh()
+            + c(0.34) * (v3).tanh()
+            + c(0.11) * (v4).tanh()
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p117(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p109(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let f1 = |t: D, u: D| c(1.56).abs();
-        let v2 = f1(
-            ops::softplus(x[3]),
-            (((a).tanh() - (a).tanh().stop_gradient()).exp().ln() + (a).tanh().stop_gradient())
-                .tanh()
-                .exp(),
-        ) * c(0.5)
-            + f1(
-                (((a).tanh() - (a).tanh().stop_gradient()).exp().ln() + (a).tanh().stop_gradient())
-                    .tanh()
-                    .exp(),
-                ops::softplus(x[3]),
-            );
-        let v3 = (x[0].tanh() * c(0.9))
-            .atanh()
-            .cos()
-            .atan2(x[0] * x[0] + c(0.5));
-        -c(1.45) * (a).tanh()
-            + -c(1.55) * (b).tanh()
-            + c(0.48) * (v2).tanh()
-            + c(0.79) * (v3).tanh()
-    }
-
-    #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p118(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
-        let n = x.len();
-        let mut lse1 = a.tanh();
-        let mut scratch2 = vec![c(0.0); n * 2];
-        for i in 0..n {
-            for q0 in 0..n {
-                for r in 0..2 {
-                    let q = q0 * 2 + r;
-                    scratch2[q] = x[(i + q) % n]
-                        * ((((-c(0.78)).tanh() * c(3.0)).signum() * c(0.25) + a).tanh() * c(0.5))
-                            .sinh();
-                }
-            }
-            let mut mx = scratch2[0];
-            for q in 1..scratch2.len() {
-                mx = mx.max(scratch2[q]);
-            }
-            let mut se = c(0.0);
-            for q in 0..scratch2.len() {
-                se += (scratch2[q] - mx).exp();
-            }
-            lse1 += se.ln() + mx;
-        }
-        let mut w3 = (((-c(0.63) / (b * b + c(1.0))).tanh()
-            - (b / (x[2] * x[2] + c(1.0))).tanh().stop_gradient())
-        .exp()
-        .ln()
-            + (b / (x[2] * x[2] + c(1.0))).tanh().stop_gradient())
-        .tanh()
-            + c(3.0);
-        let mut steps = 0;
-        while w3 > c(0.5) && steps < 20 {
-            w3 = w3 * c(0.6)
-                + c(0.05)
-                    * (((b).tanh() - (a).tanh().stop_gradient()).exp().ln()
-                        + (a).tanh().stop_gradient())
-                    .tanh();
-            steps += 1;
-        }
-        c(0.88) * (a).tanh()
-            + -c(1.17) * (b).tanh()
-            + c(1.67) * (lse1).tanh()
-            + -c(1.13) * (w3).tanh()
-    }
-
-    #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p119(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
-        let n = x.len();
-        let part1_s = &x[1..=2];
-        let mut part1 = a.powi(3);
-        for i in 0..part1_s.len() {
-            part1 += part1_s[i] * part1_s[1].sin();
-        }
+        let v1 = ((c(0.28).tanh().exp_m1() * a.asinh()) * (c(0.28).tanh().exp_m1() * a.asinh())
+            + c(1.0))
+        .log10();
         let mut pair2 = c(0.0);
         for i in 0..n {
             let mut p = i + 1;
@@ -21637,31 +21988,201 @@ mod twin {
             let mut t = c(0.5);
             for j in (i + 1)..n {
                 let d = x[i] - x[p % n];
-                pair2 += (d * d + c(0.5)).recip() * b.tanh().exp2() * t;
+                pair2 += (d * d + c(0.5)).recip() * a * t;
                 p += stride;
                 stride += j % 2;
                 t += c(0.25);
             }
         }
-        let mut m3 = x[2].asinh();
-        if (pair2 * pair2 + c(1.0)).recip() >= c(0.33) {
-            m3 += (part1 * part1 + c(1.0)).log(3.0);
-        } else if pair2 >= c(0.48) {
+        c(1.06) * (a).tanh()
+            + c(0.50) * (b).tanh()
+            + -c(1.62) * (v1).tanh()
+            + -c(0.82) * (pair2).tanh()
+    }
+
+    #[allow(unused_mut, unused_variables, clippy::all)]
+    pub fn p110(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+        let n = x.len();
+        let arr1 = {
+            let mut q = Array2::<D>::zeros((3, 2));
+            q.row_mut(0).assign(&m.row(0));
+            for i in 1..3 {
+                let prev = (&q.row(i - 1) * b + &m.row(1)).mapv(|t| t.sin());
+                q.row_mut(i).assign(&prev);
+            }
+            (&q * &q).sum() + q.column(1).sum()
+        };
+        let mut acc2 = (b.tanh() * c(0.9)).acos();
+        for i in 0..n {
+            acc2 += (x[(i + 1) % n] * x[(i + 1) % n] + c(0.5)).sqrt();
+            if (a / (b * b + c(1.0))) > -c(1.63) {
+                return acc2 * c(0.9) + (arr1 * arr1).ln_1p();
+            }
+        }
+        let mut w3 = x[1].clamp(-c(1.0), c(1.0)).powi(2).tanh() + c(3.0);
+        let mut steps = 0;
+        while w3 > c(0.5) && steps < 20 {
+            w3 = w3 * c(0.6) + c(0.05) * b.mul_add(c(0.93), acc2).tanh();
+            steps += 1;
+        }
+        -c(1.00) * (a).tanh()
+            + -c(0.90) * (b).tanh()
+            + c(0.82) * (arr1).tanh()
+            + -c(0.23) * (acc2).tanh()
+            + -c(0.02) * (w3).tanh()
+    }
+
+    #[allow(unused_mut, unused_variables, clippy::all)]
+    pub fn p111(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+        let n = x.len();
+        let mut acc1 = (a / (x[0] * x[0] + c(1.0)));
+        for i in 0..n {
+            acc1 += (ops::sigmoid(b).tanh() * c(0.9)).acos();
+            if (a / (a * a + c(1.0))) <= c(0.32) {
+                acc1 = acc1 * c(0.9) + (b * c(0.5));
+            }
+        }
+        let part2_s = &x[1..3];
+        let mut part2 = a.tanh().exp2();
+        for i in 0..part2_s.len() {
+            part2 += part2_s[i] * part2_s[1].sin();
+        }
+        let mut w3 = ((acc1 * acc1 + c(1.5)).acosh() * (acc1 * acc1 + c(1.5)).acosh() + c(1.0))
+            .log2()
+            .tanh()
+            + c(3.0);
+        let mut steps = 0;
+        while w3 > c(0.5) && steps < 20 {
+            w3 = w3 * c(0.6) + c(0.05) * a.clamp(-c(1.0), c(1.0)).tanh();
+            steps += 1;
+        }
+        let mut hist4 = vec![c(0.0); 3 * n];
+        let mut st5 = (x[3] * x[3] + c(1.0)).log(3.0);
+        for t in 0..3 {
+            for i in 0..n {
+                st5 = st5 * c(0.7) + x[i] * (part2 * part2 + c(1.0)).cbrt();
+                hist4[t * n + i] = st5.sin();
+            }
+        }
+        let v6 = hist4[1] * hist4[2 * n] + hist4[3 * n - 1] + st5;
+        let f7 = |t: D, u: D| a;
+        let v8 = f7((a * (-c(1.33) + w3)), (-(x[3])).asinh()) * c(0.5)
+            + f7((-(x[3])).asinh(), (a * (-c(1.33) + w3)));
+        c(1.41) * (a).tanh()
+            + -c(0.26) * (b).tanh()
+            + -c(0.65) * (acc1).tanh()
+            + -c(1.08) * (part2).tanh()
+            + -c(1.00) * (w3).tanh()
+            + c(0.22) * (v6).tanh()
+            + c(1.07) * (v8).tanh()
+    }
+
+    #[allow(unused_mut, unused_variables, clippy::all)]
+    pub fn p112(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+        let n = x.len();
+        let arr1 = (&m.row(1) * (b * b).ln_1p() - &m.column(1)).mapv(sin).sum();
+        let mut m2 = arr1.max(arr1);
+        if (a * a + c(1.0)).recip() > c(1.97) {
+            m2 += x[1].tanh().exp2();
+        } else if arr1 >= -c(0.97) {
+            m2 = m2 * c(0.5);
+        }
+        c(1.30) * (a).tanh()
+            + -c(1.33) * (b).tanh()
+            + c(1.43) * (arr1).tanh()
+            + c(1.57) * (m2).tanh()
+    }
+
+    #[allow(unused_mut, unused_variables, clippy::all)]
+    pub fn p113(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+        let n = x.len();
+        let mut m1 = (x[1] * x[1] + c(1.5)).acosh();
+        if helpers::soft(b, c(0.3)) <= c(1.83) {
+            m1 += (b.tanh() * c(0.5)).sinh().asinh();
+        } else if a < -c(0.96) {
+            m1 = m1 * c(0.5);
+        }
+        let mut m2 = -c(0.87).abs();
+        if c(1.56) > -c(1.08) {
+            m2 += x[3];
+        } else if (b * -c(1.00)) <= -c(0.82) {
+            m2 = m2 * c(0.5);
+        }
+        let mut m3 = a.atan2(m1 * m1 + c(0.5));
+        if (b * b + c(1.0)).recip() >= -c(1.59) {
+            m3 += x[0].min(m2.atan());
+        } else if c(1.93) < c(0.98) {
             m3 = m3 * c(0.5);
         }
-        let mut pair4 = c(0.0);
+        -c(1.18) * (a).tanh()
+            + c(0.96) * (b).tanh()
+            + -c(1.12) * (m1).tanh()
+            + -c(0.76) * (m2).tanh()
+            + c(0.57) * (m3).tanh()
+    }
+
+    #[allow(unused_mut, unused_variables, clippy::all)]
+    pub fn p114(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+        let n = x.len();
+        let v1 = if helpers::soft(b, c(0.3)) >= c(0.68) {
+            a
+        } else {
+            ((b - b) / ((x[3] * x[3] + c(1.0)).log10() * (x[3] * x[3] + c(1.0)).log10() + c(1.0)))
+        };
+        let mut v2 = c(1.00);
+        for (k3, &w) in x.iter().enumerate().skip(1).take(n) {
+            v2 = v2 * c(0.5) + w * (b * b + c(1.0)).recip().tanh().exp2() * k3 as f64;
+        }
+        for w in x.iter().take(n - 1).skip(n / 2) {
+            v2 += w * (smooth(-c(1.34)) * smooth(-c(1.34)) + c(1.0)).cbrt();
+        }
+        v2 += x.iter().skip(2).fold(
+            (smooth(-c(1.34)) * smooth(-c(1.34)) + c(1.0)).cbrt(),
+            |acc, q| acc * c(0.5) + q * q,
+        );
+        let mut buf4 = vec![c(0.0); n];
+        for i in 0..n {
+            buf4[i] = (b / (-c(1.22) * -c(1.22) + c(1.0))).tanh().exp_m1();
+        }
+        let mut buf4_v = vec![c(0.0); n];
+        for _ in 0..3 {
+            for i in 1..n - 1 {
+                buf4_v[i] = buf4_v[i] + (c(0.2) * (buf4[i - 1] * buf4[i + 1] - buf4[i].sin()));
+            }
+            for i in 0..n {
+                buf4[i] = buf4[i] + (c(0.1) * buf4_v[i].tanh());
+            }
+        }
+        let v5 = buf4[1] + c(0.5) * buf4[2];
+        let part6_s = &x[1..];
+        let mut part6 = b;
+        for i in 0..part6_s.len() {
+            part6 += part6_s[i] * part6_s[1].sin();
+        }
+        let arr7 = {
+            let mut q = Array2::<D>::zeros((3, 2));
+            q.row_mut(0).assign(&m.row(0));
+            for i in 1..3 {
+                let prev = (&q.row(i - 1) * b + &m.row(1)).mapv(|t| t.sin());
+                q.row_mut(i).assign(&prev);
+            }
+            (&q * &q).sum() + q.column(1).sum()
+        };
+        let mut pair8 = c(0.0);
         for i in 0..n {
             for j in (i + 1)..n {
                 let d = x[i] - x[j];
-                pair4 += (d * d + c(0.5)).recip() * x[(i + 1) % n].tanh().exp2();
+                pair8 += (d * d + c(0.5)).recip() * ops::sigmoid(x[i]);
             }
         }
-        let mut acc: D = -c(1.65) * (a).tanh()
-            + -c(0.70) * (b).tanh()
-            + -c(1.25) * (part1).tanh()
-            + -c(0.55) * (pair2).tanh()
-            + c(0.04) * (m3).tanh()
-            + -c(0.76) * (pair4).tanh();
+        let mut acc: D = -c(1.94) * (a).tanh()
+            + c(1.80) * (b).tanh()
+            + -c(1.65) * (v1).tanh()
+            + -c(0.70) * (v2).tanh()
+            + -c(1.25) * (v5).tanh()
+            + -c(0.55) * (part6).tanh()
+            + c(0.04) * (arr7).tanh()
+            + -c(0.76) * (pair8).tanh();
         for i in 0..2 {
             acc += (&m.row(i) * c(1.14)).mapv(tanh).sum()
                 - (&m.column(i) * -c(1.21) - c(0.25))
@@ -21674,7 +22195,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p120(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p115(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let arr1 = (m.to_owned().reversed_axes() * (a + a) + &m.view())
             .mapv(|t| t.tanh())
@@ -21693,7 +22214,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p121(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p116(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut hist1 = vec![c(0.0); 3 * n];
         let mut st2 = x[0];
@@ -21733,7 +22254,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p122(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p117(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let v1 = (((b * a).tanh() * c(0.5)).sinh().tanh() * c(0.5)).sinh();
         let mut buf2 = vec![c(0.0); n];
@@ -21751,7 +22272,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p123(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p118(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len().min(4);
         let part1_s = &x[1..=2];
         let mut part1 = (a.tanh() * c(0.5)).cosh();
@@ -21804,7 +22325,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p124(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p119(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut pair1 = c(0.0);
         for i in 0..n {
@@ -21886,7 +22407,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p125(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p120(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let arr1 = {
             let mut acc = c(0.0);
@@ -21909,7 +22430,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p126(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p121(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len().min(4);
         let mut pair1 = c(0.0);
         for i in 0..n {
@@ -21957,7 +22478,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p127(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p122(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len().min(4);
         let mut lse1 = (x[2] * x[2] + c(1.5)).acosh();
         let mut scratch2 = vec![c(0.0); 3];
@@ -22001,7 +22522,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p128(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p123(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut acc1 = b.cos();
         for i in 0..n {
@@ -22033,7 +22554,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p129(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p124(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let f1 = |t: D, u: D| (-((b.tanh() * c(0.5)).tan())).tanh().exp2();
         let mut v2 = b.tanh().exp2().tanh().exp_m1();
@@ -22087,7 +22608,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p130(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p125(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let part1_s = &x[1..];
         let mut part1 = b;
@@ -22102,7 +22623,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p131(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p126(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut m1 = (((x[1]).tanh() * c(3.0)).signum() * c(0.25) + c(0.10));
         if a.tanh().exp() < c(1.45) {
@@ -22125,7 +22646,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p132(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p127(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut acc1 = (((a).tanh() - (x[3]).tanh().stop_gradient()).exp().ln()
             + (x[3]).tanh().stop_gradient());
@@ -22167,7 +22688,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p133(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p128(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut v1_r = vec![
             [
@@ -22222,7 +22743,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p134(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p129(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut acc1 = b.hypot(b);
         for i in 0..n {
@@ -22268,7 +22789,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p135(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p130(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut perm1 = vec![0usize; n];
         for i in 0..n {
@@ -22345,7 +22866,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p136(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p131(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut lse1 = b;
         let mut scratch2 = vec![c(0.0); n];
@@ -22436,7 +22957,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p137(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p132(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut lse1 = (b * c(0.5));
         let mut scratch2 = vec![c(0.0); n * 2];
@@ -22457,187 +22978,200 @@ mod twin {
             }
             lse1 += se.ln() + mx;
         }
-        let v3 = match ((((c(0.70)).tanh() - (x[2]).tanh().stop_gradient())
-            .exp()
-            .ln()
-            + (x[2]).tanh().stop_gradient())
-        .tanh()
-            * c(0.9))
-        .asin()
-        {
-            k4 if k4 < -c(1.43) => k4 * a.tanh().exp_m1(),
-            k4 => helpers::soft(x[1].clamp(-c(1.0), c(1.0)), c(0.3)) - k4,
-        } + match (
+        let v3 = x.iter().copied().zip(x[1..].iter().copied()).fold(
             a.tanh().exp_m1(),
-            helpers::soft(x[1].clamp(-c(1.0), c(1.0)), c(0.3)),
-        ) {
-            (k4, w) if k4 > w => k4 - w,
-            (k4, w) => w * c(0.5) + k4,
+            |acc, (k4, q)| {
+                acc * c(0.5)
+                    + k4 * q
+                        * ((((c(0.70)).tanh() - (x[2]).tanh().stop_gradient())
+                            .exp()
+                            .ln()
+                            + (x[2]).tanh().stop_gradient())
+                        .tanh()
+                            * c(0.9))
+                        .asin()
+            },
+        ) + helpers::soft(x[1].clamp(-c(1.0), c(1.0)), c(0.3));
+        let v5_d = [
+            x[0] - x[1],
+            (c(0.11) + x[1]).atan2((-c(1.51) * -c(1.74)) * (-c(1.51) * -c(1.74)) + c(0.5)),
+            x[2] * (v3.tanh() * c(0.9)).asin(),
+        ];
+        let v5 = norm3(&v5_d) + v5_d[1] * v5_d[2];
+        let v6 = if c(0.58) > -c(0.32) {
+            (ops::softplus(b) * a.abs())
+        } else {
+            (lse1 * lse1 + c(1.0)).log2().tanh().exp()
         };
-        let v5 = match ((lse1 * lse1 + c(1.0)).ln() >= c(0.11), n % 3) {
-            (true, 0) => ((lse1 * -c(1.51)) * (v3 * v3 + c(1.0)).powd(v3.tanh())),
-            (false, k6) | (_, k6 @ 1) => lse1 * (k6 + 1) as f64,
-            _ => b.tanh(),
-        };
-        let mut m7 = v3;
-        if v3.tanh().exp_m1() > c(1.54) {
-            m7 += (x[1].tanh().exp() * x[1].tanh().exp() + c(1.0)).ln();
-        } else if b < -c(0.95) {
-            m7 = m7 * c(0.5);
+        let mut w7 = (v3.sin() * (c(0.66) + a)).tanh() + c(3.0);
+        let mut steps = 0;
+        while w7 > c(0.5) && steps < 20 {
+            w7 = w7 * c(0.6)
+                + c(0.05)
+                    * (((v3).tanh() - (c(0.07)).tanh().stop_gradient()).exp().ln()
+                        + (c(0.07)).tanh().stop_gradient())
+                    .tanh();
+            steps += 1;
         }
-        let f8 = |t: D, u: D| (v5 * b).min(c(0.07).atan2(t * t + c(0.5))).tanh().exp();
-        let mut v9 = ((m7.tanh() * c(0.5)).cosh() * (m7.tanh() * c(0.5)).cosh() + c(1.0)).log(3.0);
-        for i in 0..n {
-            v9 = v9 * c(0.5) + f8(x[i], (lse1.tanh() * c(0.9)).asin());
-        }
-        c(1.95) * (a).tanh()
-            + c(0.16) * (b).tanh()
-            + -c(0.72) * (lse1).tanh()
-            + -c(1.67) * (v3).tanh()
-            + -c(1.16) * (v5).tanh()
-            + c(0.21) * (m7).tanh()
-            + c(1.29) * (v9).tanh()
+        -c(0.50) * (a).tanh()
+            + c(0.28) * (b).tanh()
+            + -c(0.74) * (lse1).tanh()
+            + -c(0.67) * (v3).tanh()
+            + c(1.79) * (v5).tanh()
+            + c(0.15) * (v6).tanh()
+            + -c(0.73) * (w7).tanh()
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p138(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p133(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let v1 = a;
-        let mut acc2 = c(0.51).clamp(-c(1.0), c(1.0));
+        let part1_s = &x[1..3];
+        let mut part1 = helpers::soft(a, c(0.3));
+        for i in 0..part1_s.len() {
+            part1 += part1_s[i] * part1_s[1].sin();
+        }
+        let mut perm2 = vec![0usize; n];
         for i in 0..n {
-            acc2 += helpers::soft(v1, c(0.3)).cos();
-            if x[3] <= c(0.69) {
-                acc2 = acc2 * c(0.9) + (x[i].tanh() * c(0.5)).sinh();
+            perm2[i] = (i + 1) % n;
+        }
+        let mut rot3 = b.tanh().exp_m1();
+        for i in 0..n {
+            rot3 = rot3 * c(0.8) + x[perm2[i]] * (a * a).ln_1p();
+            if perm2[0] % 2 == 0 {
+                rot3 = rot3 + b.sin();
+            }
+            let first = perm2[0];
+            for j in 1..n {
+                perm2[j - 1] = perm2[j];
+            }
+            perm2[n - 1] = first;
+        }
+        let v4 = -c(1.04);
+        let v5 = (((x[0].cos()).tanh()
+            - (((x[0] * x[0] + c(1.0)).log10().tanh() * c(0.5)).sinh())
+                .tanh()
+                .stop_gradient())
+        .exp()
+        .ln()
+            + (((x[0] * x[0] + c(1.0)).log10().tanh() * c(0.5)).sinh())
+                .tanh()
+                .stop_gradient());
+        let mut acc6 = (rot3 * rot3 + c(0.5)).sqrt();
+        for i in 0..n {
+            acc6 += (((v4).tanh() * c(3.0)).round() * c(0.25) + sin(part1));
+            if b.asinh() <= c(0.31) {
+                acc6 = acc6 * c(0.9) + -c(0.98).clamp(-c(1.0), c(1.0));
             }
         }
-        let arr3 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * x[1].tanh();
-        let mut hist4 = vec![c(0.0); 3 * n];
-        let mut st5 = x[2];
-        for t in 0..3 {
-            for i in 0..n {
-                st5 = st5 * c(0.7) + x[i] * (v1 * v1 + c(1.5)).acosh();
-                hist4[t * n + i] = st5.sin();
-            }
-        }
-        let v6 = hist4[1] * hist4[2 * n] + hist4[3 * n - 1] + st5;
-        let part7_s = &x[1..];
-        let mut part7 = (c(1.22).tanh() * c(0.5)).sinh();
+        let part7_s = &x[0..=2];
+        let mut part7 = (acc6 * acc6 + c(1.0)).log(3.0);
         for i in 0..part7_s.len() {
             part7 += part7_s[i] * part7_s[1].sin();
         }
-        -c(0.98) * (a).tanh()
-            + c(0.46) * (b).tanh()
-            + c(0.77) * (v1).tanh()
-            + -c(1.21) * (acc2).tanh()
-            + -c(0.12) * (arr3).tanh()
-            + -c(1.85) * (v6).tanh()
-            + -c(1.29) * (part7).tanh()
+        -c(0.38) * (a).tanh()
+            + -c(1.56) * (b).tanh()
+            + -c(1.79) * (part1).tanh()
+            + -c(0.23) * (rot3).tanh()
+            + -c(0.29) * (v4).tanh()
+            + -c(0.35) * (v5).tanh()
+            + c(0.70) * (acc6).tanh()
+            + c(1.27) * (part7).tanh()
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p139(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p134(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let mut perm1 = vec![0usize; n];
-        for i in 0..n {
-            perm1[i] = (i + 1) % n;
+        let part1_s = &x[1..];
+        let mut part1 = -c(0.47);
+        for i in 0..part1_s.len() {
+            part1 += part1_s[i] * part1_s[1].sin();
         }
-        let mut rot2 = (a * c(0.5));
+        let mut perm2 = vec![0usize; n];
         for i in 0..n {
-            rot2 = rot2 * c(0.8) + x[perm1[i]] * b.mul_add(b, b);
-            if perm1[0] % 2 == 0 {
-                rot2 = rot2 + -c(0.47);
+            perm2[i] = (i + 1) % n;
+        }
+        let mut rot3 = x[3].atan2(b * b + c(0.5));
+        for i in 0..n {
+            rot3 = rot3 * c(0.8) + x[perm2[i]] * (-c(0.28) * -c(0.28) + c(1.0)).ln();
+            if perm2[0] % 2 == 0 {
+                rot3 = rot3 + part1.atan();
             }
-            let first = perm1[0];
+            let first = perm2[0];
             for j in 1..n {
-                perm1[j - 1] = perm1[j];
+                perm2[j - 1] = perm2[j];
             }
-            perm1[n - 1] = first;
+            perm2[n - 1] = first;
         }
-        let mut perm3 = vec![0usize; n];
-        for i in 0..n {
-            perm3[i] = (i + 1) % n;
-        }
-        let mut rot4 = x[3].atan2(b * b + c(0.5));
-        for i in 0..n {
-            rot4 = rot4 * c(0.8) + x[perm3[i]] * (-c(0.28) * -c(0.28) + c(1.0)).ln();
-            if perm3[0] % 2 == 0 {
-                rot4 = rot4 + rot2.atan();
-            }
-            let first = perm3[0];
-            for j in 1..n {
-                perm3[j - 1] = perm3[j];
-            }
-            perm3[n - 1] = first;
-        }
-        let arr5 = {
+        let arr4 = {
             let mut q = m.to_owned();
             let t = &q * c(0.39).tanh().exp2();
             q[[0, 1]] = c(0.39).tanh().exp2() * c(2.0);
             t.mapv(sin).sum() + q.sum()
         };
-        let v6 = if smooth(c(0.46)) >= c(1.23) {
+        let v5 = if smooth(c(0.46)) >= c(1.23) {
             (-c(1.58) * -c(1.58) + c(1.0)).log2()
         } else {
-            ((rot4.tanh() * c(0.5)).sinh().tanh() * c(0.5)).cosh()
+            ((rot3.tanh() * c(0.5)).sinh().tanh() * c(0.5)).cosh()
         };
-        let mut w7 = (ops::softplus(c(1.68)) + b).tanh() + c(3.0);
-        let mut steps = 0;
-        while w7 > c(0.5) && steps < 20 {
-            w7 = w7 * c(0.6) + c(0.05) * -c(0.71).tanh().exp_m1().tanh();
-            steps += 1;
-        }
-        let mut pair8 = c(0.0);
-        for i in 0..n {
-            let w = c(0.58);
-            let mut acc = c(0.0);
-            for j in (i % 3)..(n - i) {
-                acc += (x[j + i] * w).sin();
-            }
-            let start = i / 2;
-            for j in 0..n - start {
-                acc += x[start + j] * w * c(0.5);
-            }
-            pair8 += acc * acc;
-        }
-        c(1.28) * (a).tanh()
-            + c(0.83) * (b).tanh()
-            + -c(1.36) * (rot2).tanh()
-            + c(0.97) * (rot4).tanh()
-            + -c(0.43) * (arr5).tanh()
-            + c(1.46) * (v6).tanh()
-            + -c(1.68) * (w7).tanh()
-            + -c(0.85) * (pair8).tanh()
+        c(0.26) * (a).tanh()
+            + -c(1.31) * (b).tanh()
+            + -c(1.69) * (part1).tanh()
+            + -c(0.99) * (rot3).tanh()
+            + c(1.68) * (arr4).tanh()
+            + -c(1.01) * (v5).tanh()
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p140(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
-        let n = x.len();
-        let mut pair1 = c(0.0);
+    pub fn p135(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+        let n = x.len().min(4);
+        let part1_s = &x[1..3];
+        let mut part1 = (a.tanh() * c(0.5)).sinh();
+        for i in 0..part1_s.len() {
+            part1 += part1_s[i] * part1_s[1].sin();
+        }
+        let mut lse2 = (((x[0]).tanh() * c(3.0)).round() * c(0.25) + part1);
+        let mut scratch3 = vec![c(0.0); n];
         for i in 0..n {
-            let mut p = i + 1;
-            let mut stride = 1;
-            let mut t = c(0.5);
-            for j in (i + 1)..n {
-                let d = x[i] - x[p % n];
-                pair1 += (d * d + c(0.5)).recip() * a * t;
-                p += stride;
-                stride += j % 2;
-                t += c(0.25);
+            let prev = scratch3[1] * c(0.25);
+            scratch3[0] = x[i] * c(0.5);
+            for q in 1..scratch3.len() {
+                scratch3[q] = x[(i + q) % n] * b;
+            }
+            let mut mx = scratch3[0];
+            for q in 1..scratch3.len() {
+                mx = mx.max(scratch3[q]);
+            }
+            let mut se = c(0.0);
+            for q in 0..scratch3.len() {
+                se += (scratch3[q] - mx).exp();
+            }
+            lse2 = lse2 * c(0.5) + se.ln() + mx + prev;
+        }
+        let mut pair4 = c(0.0);
+        for i in 0..n {
+            for j in (0..n).filter(|&j| j != i) {
+                let d = x[i] - x[j];
+                pair4 += (d * d + c(0.5)).recip() * c(0.35).tanh().exp();
             }
         }
-        let part2_s = &x[1..3];
-        let mut part2 = x[0].abs();
-        for i in 0..part2_s.len() {
-            part2 += part2_s[i] * part2_s[1].sin();
+        for &q in x.iter().filter(|&&q| q > c(0.0)) {
+            pair4 += q * q * c(0.25);
         }
-        -c(0.77) * (a).tanh()
-            + c(0.45) * (b).tanh()
-            + -c(0.78) * (pair1).tanh()
-            + c(1.58) * (part2).tanh()
+        let mut acc: D = c(0.63) * (a).tanh()
+            + -c(1.20) * (b).tanh()
+            + -c(1.85) * (part1).tanh()
+            + -c(0.77) * (lse2).tanh()
+            + c(0.45) * (pair4).tanh();
+        for i in 0..2 {
+            acc += (&m.row(i) * c(1.58)).mapv(tanh).sum()
+                - (&m.column(i) * c(1.64) - c(0.25)).mapv(sin).mean().unwrap()
+                + (&m.row(1 - i) - &m.column(i)).mapv(|t| t * t).sum() * c(0.5);
+        }
+        acc
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p141(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p136(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut pair1 = c(0.0);
         for i in 0..n {
@@ -22692,7 +23226,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p142(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p137(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let arr1 = {
             let mut q = Array2::<D>::zeros((3, 2));
@@ -22747,7 +23281,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p143(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p138(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut perm1 = vec![0usize; n];
         for i in 0..n {
@@ -22784,7 +23318,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p144(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p139(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut w1 = a.hypot((-(a))).tanh() + c(3.0);
         let mut steps = 0;
@@ -22821,7 +23355,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p145(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p140(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len().min(4);
         let arr1 = (&m.row(1) * helpers::soft(a, c(0.3)) - &m.column(1))
             .mapv(sin)
@@ -22854,7 +23388,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p146(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p141(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut m1 = (a.tanh() * c(0.9)).asin();
         if a.tanh().exp_m1() >= -c(0.85) {
@@ -22902,7 +23436,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p147(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p142(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut pair1 = c(0.0);
         for i in 0..n {
@@ -22950,7 +23484,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p148(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p143(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len().min(4);
         let v1 = b;
         let mut buf2 = vec![c(0.0); n];
@@ -23022,7 +23556,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p149(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p144(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let part1_s = &x[1..3];
         let mut part1 = b.hypot(b);
@@ -23039,30 +23573,18 @@ mod twin {
         for i in 0..part3_s.len() {
             part3 += part3_s[i] * part3_s[1].sin();
         }
-        let v4_c: Vec<D> = x
-            .iter()
-            .map(|q| {
-                q * ((((a * a + c(1.0)).log(3.0)).tanh()
-                    - ((b * b).ln_1p()).tanh().stop_gradient())
+        let (k5, true) = (n % 2, c(1.95) <= c(0.16)) else {
+            return (-c(1.70) * -c(1.70) + c(1.0)).log10();
+        };
+        let v4 = ((((a * a + c(1.0)).log(3.0)).tanh() - ((b * b).ln_1p()).tanh().stop_gradient())
+            .exp()
+            .ln()
+            + ((b * b).ln_1p()).tanh().stop_gradient())
+            * (k5 + 1) as f64
+            + (((ops::softplus(-c(0.09))).tanh() - (v2.tanh()).tanh().stop_gradient())
                 .exp()
                 .ln()
-                    + ((b * b).ln_1p()).tanh().stop_gradient())
-            })
-            .collect();
-        let mut v4 = (0..n).map(|i| v4_c[i] * x[(i + 1) % n]).sum::<D>()
-            + x.windows(2).map(|w| w[0] * w[1]).sum::<D>();
-        for (k5, &q) in x.iter().rev().enumerate() {
-            v4 += q
-                * (((ops::softplus(-c(0.09))).tanh() - (v2.tanh()).tanh().stop_gradient())
-                    .exp()
-                    .ln()
-                    + (v2.tanh()).tanh().stop_gradient())
-                * (k5 + 1) as f64;
-        }
-        v4 += x
-            .iter()
-            .map(|q| q.abs())
-            .fold((-c(1.70) * -c(1.70) + c(1.0)).log10(), |acc, q| acc.max(q));
+                + (v2.tanh()).tanh().stop_gradient());
         let arr6 = (&m.column(0).insert_axis(Axis(1)) * m)
             .mapv(|t| (t * t + c(1.0)).ln())
             .sum()
@@ -23077,7 +23599,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p150(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p145(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut acc1 = (a * a + c(1.0)).powd(b.tanh());
         for i in 0..n {
@@ -23113,7 +23635,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p151(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p146(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len().min(4);
         let mut acc1 = (b / (a * a + c(1.0)));
         for i in 0..n {
@@ -23166,7 +23688,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p152(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p147(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut perm1 = vec![0usize; n];
         for i in 0..n {
@@ -23240,7 +23762,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p153(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p148(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let f1 = |t: D, u: D| b.tanh().exp();
         let mut v2 = (ops::sigmoid(-c(1.20)) * ops::sigmoid(-c(1.20)) + c(0.5)).sqrt();
@@ -23298,7 +23820,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p154(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p149(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut pair1 = c(0.0);
         for i in 0..n {
@@ -23340,7 +23862,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p155(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p150(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut w1 = (ops::softplus(a) * ops::softplus(a) + c(1.0))
             .log10()
@@ -23397,7 +23919,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p156(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p151(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut lse1 = (c(0.31) * c(0.5));
         let mut scratch2 = vec![c(0.0); 3];
@@ -23455,7 +23977,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p157(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p152(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let v1 = helpers::soft(ops::softplus((-c(0.10) + a)), c(0.3));
         let mut lse2 = (b * b + c(1.0)).log10();
@@ -23476,29 +23998,20 @@ mod twin {
             }
             lse2 += se.ln() + mx;
         }
-        let v4 = match c(0.19) {
-            k5 if k5 < -c(1.48) => k5 * ops::sigmoid(v1),
-            k5 => a - k5,
-        } + match (ops::sigmoid(v1), a) {
-            (k5, w) if k5 > w => k5 - w,
-            (k5, w) => w * c(0.5) + k5,
-        };
-        let v6 = (((x[2] * x[3]).tanh()
-            - (lse2.atan2(c(1.43) * c(1.43) + c(0.5)))
-                .tanh()
-                .stop_gradient())
-        .exp()
-        .ln()
-            + (lse2.atan2(c(1.43) * c(1.43) + c(0.5)))
-                .tanh()
-                .stop_gradient())
-        .tanh()
-        .exp2();
-        let mut lse7 = (a * c(0.5));
-        let mut scratch8 = vec![c(0.0); 3];
+        let v4 = x
+            .iter()
+            .copied()
+            .zip(x[1..].iter().copied())
+            .fold(ops::sigmoid(v1), |acc, (k5, q)| {
+                acc * c(0.5) + k5 * q * c(0.19)
+            })
+            + a;
+        let v6 = b;
+        let mut lse7 = b.tanh().exp();
+        let mut scratch8 = vec![c(0.0); n];
         for i in 0..n {
-            for q in 0..3 {
-                scratch8[q] = x[(i + q) % n] * (v4.sin() * v4.sin() + c(1.0)).cbrt();
+            for q in 0..scratch8.len() {
+                scratch8[q] = x[(i + q) % n] * (v4 * v4 + c(0.5)).sqrt();
             }
             let mut mx = scratch8[0];
             for q in 1..scratch8.len() {
@@ -23510,23 +24023,99 @@ mod twin {
             }
             lse7 = lse7 * c(0.5) + se.ln() + mx;
         }
-        let mut m9 = (-c(1.30) * -c(1.30) + c(1.0)).log10();
-        if v6 >= c(1.76) {
-            m9 += (-(c(1.52))).hypot((v6 * lse7));
-        } else if v1.tanh().exp_m1() > c(0.85) {
-            m9 = m9 * c(0.5);
+        let mut w9 = ops::sigmoid(smooth(lse2)).tanh() + c(3.0);
+        let mut steps = 0;
+        while w9 > c(0.5) && steps < 20 {
+            w9 = w9 * c(0.6) + c(0.05) * (lse2 * lse2 + c(1.0)).log2().tanh();
+            steps += 1;
         }
-        let mut acc: D = -c(0.85) * (a).tanh()
-            + -c(0.96) * (b).tanh()
-            + c(1.27) * (v1).tanh()
-            + c(1.78) * (lse2).tanh()
-            + -c(1.02) * (v4).tanh()
-            + c(1.43) * (v6).tanh()
-            + c(1.76) * (lse7).tanh()
-            + c(0.98) * (m9).tanh();
+        c(0.61) * (a).tanh()
+            + -c(1.33) * (b).tanh()
+            + -c(1.67) * (v1).tanh()
+            + c(1.31) * (lse2).tanh()
+            + c(0.87) * (v4).tanh()
+            + -c(1.11) * (v6).tanh()
+            + c(0.41) * (lse7).tanh()
+            + -c(1.30) * (w9).tanh()
+    }
+
+    #[allow(unused_mut, unused_variables, clippy::all)]
+    pub fn p153(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+        let n = x.len();
+        let v1 = ((c(0.49).tanh().exp() * (((b).tanh() * c(3.0)).ceil() * c(0.25) + b)).tanh()
+            * c(0.9))
+        .atanh();
+        let arr2 = {
+            let mut q = Array2::<D>::zeros((3, 2));
+            q.row_mut(0).assign(&m.row(0));
+            for i in 1..3 {
+                let prev = m.dot(&q.row(i - 1)).mapv(tanh) * v1 + &q.row(i - 1);
+                q.row_mut(i).assign(&prev);
+            }
+            (&q * &q).sum()
+        };
+        let part3_s = &x[0..];
+        let mut part3 = (a * a + c(1.0)).log(3.0);
+        for i in 0..part3_s.len() {
+            part3 += part3_s[i] * part3_s[1].sin();
+        }
+        let mut pair4 = c(0.0);
+        for i in 0..n {
+            let mut p = i + 1;
+            let mut stride = 1;
+            let mut t = c(0.5);
+            for j in (i + 1)..n {
+                let d = x[i] - x[p % n];
+                pair4 += (d * d + c(0.5)).recip() * -c(0.18) * t;
+                p += stride;
+                stride += j % 2;
+                t += c(0.25);
+            }
+        }
+        let mut perm5 = vec![0usize; n];
+        for i in 0..n {
+            perm5[i] = (i + 1) % n;
+        }
+        let mut rot6 = smooth(part3);
+        for i in 0..n {
+            rot6 = rot6 * c(0.8) + x[perm5[i]] * x[(i + 2) % n];
+            if perm5[0] % 2 == 0 {
+                rot6 = rot6 + (c(0.79) * b);
+            }
+            let first = perm5[0];
+            for j in 1..n {
+                perm5[j - 1] = perm5[j];
+            }
+            perm5[n - 1] = first;
+        }
+        let mut lse7 = (rot6 * rot6).ln_1p();
+        let mut scratch8 = vec![c(0.0); n];
+        for i in 0..n {
+            scratch8[0] = x[i] * c(0.5);
+            for q in 1..scratch8.len() {
+                scratch8[q] = x[(i + q) % n] * (a.atan() * a.atan() + c(1.0)).recip();
+            }
+            let mut mx = scratch8[0];
+            for q in 1..scratch8.len() {
+                mx = mx.max(scratch8[q]);
+            }
+            let mut se = c(0.0);
+            for q in 0..scratch8.len() {
+                se += (scratch8[q] - mx).exp();
+            }
+            lse7 += se.ln() + mx;
+        }
+        let mut acc: D = c(0.84) * (a).tanh()
+            + c(0.88) * (b).tanh()
+            + -c(1.32) * (v1).tanh()
+            + -c(1.14) * (arr2).tanh()
+            + -c(0.10) * (part3).tanh()
+            + c(0.96) * (pair4).tanh()
+            + -c(0.94) * (rot6).tanh()
+            + c(1.83) * (lse7).tanh();
         for i in 0..2 {
-            acc += (&m.row(i) * c(0.67)).mapv(tanh).sum()
-                - (&m.column(i) * -c(0.36) - c(0.25))
+            acc += (&m.row(i) * -c(0.56)).mapv(tanh).sum()
+                - (&m.column(i) * -c(1.81) - c(0.25))
                     .mapv(sin)
                     .mean()
                     .unwrap()
@@ -23536,18 +24125,431 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p158(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p154(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+        let n = x.len();
+        let mut pair1 = c(0.0);
+        for i in 0..n {
+            let mut p = i + 1;
+            let mut stride = 1;
+            let mut t = c(0.5);
+            for j in (i + 1)..n {
+                let d = x[i] - x[p % n];
+                pair1 += (d * d + c(0.5)).recip() * (x[3].tanh() * c(0.9)).atanh() * t;
+                p += stride;
+                stride += j % 2;
+                t += c(0.25);
+            }
+        }
+        let mut w2 = ((a * a + c(1.0)).log2() * x[1]).tanh() + c(3.0);
+        let mut steps = 0;
+        while w2 > c(0.5) && steps < 20 {
+            w2 = w2 * c(0.6) + c(0.05) * pair1.tanh();
+            steps += 1;
+        }
+        let mut pair3 = c(0.0);
+        for i in 0..n {
+            let w = x[i].hypot(b);
+            let mut acc = c(0.0);
+            for j in (i % 3)..(n - i) {
+                acc += (x[j + i] * w).sin();
+            }
+            let start = i / 2;
+            for j in 0..n - start {
+                acc += x[start + j] * w * c(0.5);
+            }
+            pair3 += acc * acc;
+        }
+        let v4 = pair1;
+        -c(0.85) * (a).tanh()
+            + -c(0.06) * (b).tanh()
+            + -c(0.08) * (pair1).tanh()
+            + c(1.31) * (w2).tanh()
+            + -c(1.57) * (pair3).tanh()
+            + c(0.69) * (v4).tanh()
+    }
+
+    #[allow(unused_mut, unused_variables, clippy::all)]
+    pub fn p155(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len().min(4);
-        let v1 = if b < -c(0.06) {
-            (x[1] * x[1] + c(1.0)).log2().tanh().exp_m1()
-        } else {
-            x[1]
+        let mut pair1 = c(0.0);
+        for i in 0..n {
+            for j in (i + 1)..n {
+                let d = x[i] - x[j];
+                pair1 += (d * d + c(0.5)).recip() * -c(1.20).tanh().exp_m1();
+            }
+        }
+        let part2_s = &x[1..3];
+        let mut part2 = ops::sigmoid(c(0.43));
+        for i in 0..part2_s.len() {
+            part2 += part2_s[i] * part2_s[1].sin();
+        }
+        let mut acc3 = x[0];
+        for i in 0..n {
+            acc3 += ((x[3] * x[3] + c(1.0)).powd(a.tanh()).tanh() * c(0.5)).sinh();
+            if -c(1.55) > c(0.65) {
+                acc3 = acc3 * c(0.9) + x[(i + 3) % n].abs();
+            }
+        }
+        let mut m4 = (a.tanh() * c(0.9)).asin();
+        if (b * a) >= -c(1.21) {
+            m4 += ((pair1 * pair1 + c(1.0)).log(3.0) * (pair1 * pair1 + c(1.0)).log(3.0) + c(0.5))
+                .sqrt();
+        } else if (part2 * part2 + c(1.0)).log(3.0) >= -c(0.91) {
+            m4 = m4 * c(0.5);
+        }
+        let mut m5 = (x[0] * x[0] + c(1.0)).powd(pair1.tanh());
+        if (c(0.24) - x[1]) > c(1.37) {
+            m5 += (((acc3 - acc3).tanh() - (a * m4).tanh().stop_gradient())
+                .exp()
+                .ln()
+                + (a * m4).tanh().stop_gradient());
+        } else if part2.clamp(-c(1.0), c(1.0)) < -c(0.19) {
+            m5 = m5 * c(0.5);
+        }
+        c(1.69) * (a).tanh()
+            + c(0.13) * (b).tanh()
+            + -c(1.57) * (pair1).tanh()
+            + c(0.35) * (part2).tanh()
+            + c(0.99) * (acc3).tanh()
+            + -c(0.68) * (m4).tanh()
+            + c(1.02) * (m5).tanh()
+    }
+
+    #[allow(unused_mut, unused_variables, clippy::all)]
+    pub fn p156(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+        let n = x.len().min(4);
+        let part1_s = &x[1..3];
+        let mut part1 = a;
+        for i in 0..part1_s.len() {
+            part1 += part1_s[i] * part1_s[1].sin();
+        }
+        let mut hist2 = vec![c(0.0); 3 * n];
+        let mut st3 = x[2];
+        for t in 0..3 {
+            for i in 0..n {
+                st3 = st3 * c(0.7) + x[i] * x[0].cos();
+                hist2[t * n + i] = st3.sin();
+            }
+        }
+        let v4 = hist2[1] * hist2[2 * n] + hist2[3 * n - 1] + st3;
+        let mut pair5 = c(0.0);
+        for i in 0..n {
+            for j in (i + 1)..n {
+                let d = x[i] - x[j];
+                pair5 += (d * d + c(0.5)).recip() * part1.tanh().exp2();
+            }
+        }
+        let mut acc6 = (b / (pair5 * pair5 + c(1.0)));
+        for i in 0..n {
+            acc6 += v4;
+            if -c(1.05) > c(0.77) {
+                acc6 = acc6 * c(0.9) + (pair5 * x[(i + 2) % n]);
+            }
+        }
+        let part7_s = &x[1..=2];
+        let mut part7 = (pair5 * pair5 + c(1.0)).log2();
+        for i in 0..part7_s.len() {
+            part7 += part7_s[i] * part7_s[1].sin();
+        }
+        let mut acc8 = part1.tanh().exp();
+        for i in 0..n {
+            acc8 += x[1].tanh().exp_m1().powi(3);
+            if acc6.sin() <= c(0.40) {
+                acc8 = acc8 * c(0.9) + ops::sigmoid(pair5);
+            }
+        }
+        c(1.67) * (a).tanh()
+            + -c(0.67) * (b).tanh()
+            + c(1.86) * (part1).tanh()
+            + c(1.12) * (v4).tanh()
+            + c(0.56) * (pair5).tanh()
+            + -c(0.79) * (acc6).tanh()
+            + c(1.52) * (part7).tanh()
+            + c(1.76) * (acc8).tanh()
+    }
+
+    #[allow(unused_mut, unused_variables, clippy::all)]
+    pub fn p157(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+        let n = x.len();
+        let mut pair1 = c(0.0);
+        for i in 0..n {
+            for j in (i + 1)..n {
+                let d = x[i] - x[j];
+                pair1 += (d * d + c(0.5)).recip() * x[3].asinh();
+            }
+        }
+        let mut pair2 = c(0.0);
+        for i in 0..n {
+            for j in (0..n).filter(|&j| j != i) {
+                let d = x[i] - x[j];
+                pair2 += (d * d + c(0.5)).recip() * c(0.14).max(a);
+            }
+        }
+        for &q in x.iter().filter(|&&q| q > c(0.0)) {
+            pair2 += q * q * c(0.25);
+        }
+        let mut w3 = pair1.tanh() + c(3.0);
+        let mut steps = 0;
+        while w3 > c(0.5) && steps < 20 {
+            w3 = w3 * c(0.6) + c(0.05) * (b.tanh() * c(0.5)).cosh().tanh();
+            steps += 1;
+        }
+        let arr4 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * (a * a + c(1.5)).acosh();
+        let f5 = |t: D, u: D| {
+            ((x[0].tanh() * c(0.9)).asin().tanh() * c(0.9))
+                .acos()
+                .atan()
         };
-        let mut lse2 = (x[2] + v1);
+        let v6 = f5(
+            ((((a).tanh() - (pair2).tanh().stop_gradient()).exp().ln()
+                + (pair2).tanh().stop_gradient())
+                * (((a).tanh() - (pair2).tanh().stop_gradient()).exp().ln()
+                    + (pair2).tanh().stop_gradient())
+                + c(1.0))
+            .log(3.0),
+            (pair2.cos().tanh() * c(0.9)).asin(),
+        ) * c(0.5)
+            + f5(
+                (pair2.cos().tanh() * c(0.9)).asin(),
+                ((((a).tanh() - (pair2).tanh().stop_gradient()).exp().ln()
+                    + (pair2).tanh().stop_gradient())
+                    * (((a).tanh() - (pair2).tanh().stop_gradient()).exp().ln()
+                        + (pair2).tanh().stop_gradient())
+                    + c(1.0))
+                .log(3.0),
+            );
+        -c(1.38) * (a).tanh()
+            + -c(1.10) * (b).tanh()
+            + c(1.46) * (pair1).tanh()
+            + -c(1.41) * (pair2).tanh()
+            + -c(0.32) * (w3).tanh()
+            + -c(0.36) * (arr4).tanh()
+            + -c(0.63) * (v6).tanh()
+    }
+
+    #[allow(unused_mut, unused_variables, clippy::all)]
+    pub fn p158(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+        let n = x.len();
+        let mut m1 = (a.tanh() * c(0.5)).tan();
+        if c(0.97) <= c(1.68) {
+            m1 += a.tanh().exp_m1().powi(3);
+        } else if c(0.62) < -c(1.42) {
+            m1 = m1 * c(0.5);
+        }
+        let mut acc2 = b;
+        for i in 0..n {
+            acc2 += ((x[2] * c(0.5)) * (x[2] * c(0.5)) + c(1.0)).ln();
+            if m1 < c(1.05) {
+                acc2 = acc2 * c(0.9) + x[i].asinh();
+            }
+        }
+        let mut perm3 = vec![0usize; n];
+        for i in 0..n {
+            perm3[i] = (i + 2) % n;
+        }
+        let mut rot4 = (a * a + c(1.5)).acosh();
+        for i in 0..n {
+            rot4 = rot4 * c(0.8) + x[perm3[i]] * acc2;
+            if perm3[0] % 2 == 0 {
+                rot4 = rot4 + c(1.79).cos();
+            }
+            let first = perm3[0];
+            for j in 1..n {
+                perm3[j - 1] = perm3[j];
+            }
+            perm3[n - 1] = first;
+        }
+        let mut perm5 = vec![0usize; n];
+        for i in 0..n {
+            perm5[i] = (i + 1) % n;
+        }
+        let mut rot6 = (b * b + c(1.5)).acosh();
+        for i in 0..n {
+            rot6 = rot6 * c(0.8) + x[perm5[i]] * (m1 * m1 + c(1.0)).log2();
+            if perm5[0] % 2 == 0 {
+                rot6 = rot6 + ops::sigmoid(a);
+            }
+            let first = perm5[0];
+            for j in 1..n {
+                perm5[j - 1] = perm5[j];
+            }
+            perm5[n - 1] = first;
+        }
+        let mut acc7 = a.tanh().exp();
+        for i in 0..n {
+            acc7 += x[1].min(rot6).tanh().exp2();
+            if x[(i + 3) % n] >= c(1.21) {
+                acc7 = acc7 * c(0.9) + helpers::soft(m1, c(0.3));
+            }
+        }
+        -c(1.56) * (a).tanh()
+            + -c(1.53) * (b).tanh()
+            + c(0.44) * (m1).tanh()
+            + -c(0.71) * (acc2).tanh()
+            + -c(1.83) * (rot4).tanh()
+            + c(0.29) * (rot6).tanh()
+            + -c(0.09) * (acc7).tanh()
+    }
+
+    #[allow(unused_mut, unused_variables, clippy::all)]
+    pub fn p159(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+        let n = x.len();
+        let v1 = b;
+        let mut pair2 = c(0.0);
+        for i in 0..n {
+            let w = b.clamp(-c(1.0), c(1.0));
+            let mut acc = c(0.0);
+            for j in (i % 3)..(n - i) {
+                acc += (x[j + i] * w).sin();
+            }
+            let start = i / 2;
+            for j in 0..n - start {
+                acc += x[start + j] * w * c(0.5);
+            }
+            pair2 += acc * acc;
+        }
+        let mut w3 = (-(b)).tanh().exp_m1().tanh() + c(3.0);
+        let mut steps = 0;
+        while w3 > c(0.5) && steps < 20 {
+            w3 = w3 * c(0.6) + c(0.05) * b.abs().tanh();
+            steps += 1;
+        }
+        let part4_s = &x[1..];
+        let mut part4 = (((pair2).tanh() - (-c(1.98)).tanh().stop_gradient())
+            .exp()
+            .ln()
+            + (-c(1.98)).tanh().stop_gradient());
+        for i in 0..part4_s.len() {
+            part4 += part4_s[i] * part4_s[1].sin();
+        }
+        let mut acc5 = w3.hypot(c(1.50));
+        for i in 0..n {
+            acc5 += v1
+                .sin()
+                .hypot((((x[1]).tanh() * c(3.0)).trunc() * c(0.25) + x[(i + 3) % n]));
+            if (x[i] + c(0.62)) <= -c(0.04) {
+                return acc5 * c(0.9) + part4;
+            }
+        }
+        let mut acc6 =
+            (((w3).tanh() - (v1).tanh().stop_gradient()).exp().ln() + (v1).tanh().stop_gradient());
+        for i in 0..n {
+            acc6 += x[0].asinh().tanh();
+            if acc5.clamp(-c(1.0), c(1.0)) > -c(1.87) {
+                return acc6 * c(0.9) + -c(1.70).clamp(-c(1.0), c(1.0));
+            }
+        }
+        c(0.16) * (a).tanh()
+            + c(1.45) * (b).tanh()
+            + c(1.74) * (v1).tanh()
+            + -c(0.40) * (pair2).tanh()
+            + c(1.81) * (w3).tanh()
+            + -c(1.25) * (part4).tanh()
+            + c(0.92) * (acc5).tanh()
+            + -c(1.81) * (acc6).tanh()
+    }
+
+    #[allow(unused_mut, unused_variables, clippy::all)]
+    pub fn p160(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+        let n = x.len();
+        let mut lse1 = (((a).tanh() * c(3.0)).floor() * c(0.25) + -c(1.29));
+        let mut scratch2 = vec![c(0.0); n];
+        for i in 0..n {
+            for q in 0..n {
+                scratch2[q] = x[(i + q) % n] * (b + a).powi(2);
+            }
+            let mut mx = scratch2[0];
+            for q in 1..scratch2.len() {
+                mx = mx.max(scratch2[q]);
+            }
+            let mut se = c(0.0);
+            for q in 0..scratch2.len() {
+                se += (scratch2[q] - mx).exp();
+            }
+            lse1 += se.ln() + mx;
+        }
+        let mut perm3 = vec![0usize; n];
+        for i in 0..n {
+            perm3[i] = (i + 3) % n;
+        }
+        let mut rot4 = c(1.63).tanh();
+        for i in 0..n {
+            rot4 = rot4 * c(0.8)
+                + x[perm3[i]]
+                    * (((-c(1.79)).tanh() - (b).tanh().stop_gradient()).exp().ln()
+                        + (b).tanh().stop_gradient());
+            if perm3[0] % 2 == 0 {
+                rot4 = rot4 + a.tanh();
+            }
+            let first = perm3[0];
+            for j in 1..n {
+                perm3[j - 1] = perm3[j];
+            }
+            perm3[n - 1] = first;
+        }
+        let arr5 = (&m.column(0).insert_axis(Axis(1)) * m)
+            .mapv(|t| (t * t + c(1.0)).ln())
+            .sum()
+            * b.min(-c(0.53));
+        let mut lse6 = (rot4 * rot4 + c(1.0)).log10();
+        let mut scratch7 = vec![c(0.0); n];
+        for i in 0..n {
+            for q in 0..n {
+                scratch7[q] = x[(i + q) % n] * (-c(0.65).min(x[i]) * rot4.min(-c(0.83)));
+            }
+            let mut mx = scratch7[0];
+            for q in 1..scratch7.len() {
+                mx = mx.max(scratch7[q]);
+            }
+            let mut se = c(0.0);
+            for q in 0..scratch7.len() {
+                se += (scratch7[q] - mx).exp();
+            }
+            lse6 = lse6 * c(0.5) + se.ln() + mx;
+        }
+        let part8_s = &x[0..];
+        let mut part8 = (rot4 * rot4).ln_1p();
+        for i in 0..part8_s.len() {
+            part8 += part8_s[i] * part8_s[1].sin();
+        }
+        let mut buf9 = vec![c(0.0); n];
+        for i in 0..n {
+            buf9[i] = rot4.tanh().exp_m1();
+        }
+        let mut buf9_v = vec![c(0.0); n];
+        for _ in 0..3 {
+            for i in 1..n - 1 {
+                buf9_v[i] = buf9_v[i] + (c(0.2) * (buf9[i - 1] * buf9[i + 1] - buf9[i].sin()));
+            }
+            for i in 0..n {
+                buf9[i] = buf9[i] + (c(0.1) * buf9_v[i].tanh());
+            }
+        }
+        let v10 = buf9[3] * buf9[0];
+        c(1.41) * (a).tanh()
+            + -c(1.62) * (b).tanh()
+            + -c(1.91) * (lse1).tanh()
+            + -c(0.31) * (rot4).tanh()
+            + -c(0.99) * (arr5).tanh()
+            + -c(0.85) * (lse6).tanh()
+            + c(0.98) * (part8).tanh()
+            + c(0.59) * (v10).tanh()
+    }
+
+    #[allow(unused_mut, unused_variables, clippy::all)]
+    pub fn p161(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+        let n = x.len();
+        let mut w1 = (b.tanh().exp() - x[2]).tanh() + c(3.0);
+        let mut steps = 0;
+        while w1 > c(0.5) && steps < 20 {
+            w1 = w1 * c(0.6) + c(0.05) * sin(b).tanh();
+            steps += 1;
+        }
+        let mut lse2 = (-c(1.29) - b);
         let mut scratch3 = vec![c(0.0); n];
         for i in 0..n {
-            for q in 0..scratch3.len() {
-                scratch3[q] = x[(i + q) % n] * (v1 * v1 + c(1.5)).acosh().atan();
+            for q in 0..n {
+                scratch3[q] = x[(i + q) % n] * w1;
             }
             let mut mx = scratch3[0];
             for q in 1..scratch3.len() {
@@ -23559,434 +24561,117 @@ mod twin {
             }
             lse2 = lse2 * c(0.5) + se.ln() + mx;
         }
-        c(0.38) * (a).tanh()
-            + c(0.84) * (b).tanh()
-            + c(0.88) * (v1).tanh()
-            + -c(1.32) * (lse2).tanh()
-    }
-
-    #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p159(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
-        let n = x.len().min(4);
-        let mut perm1 = vec![0usize; n];
-        for i in 0..n {
-            perm1[i] = (i + 1) % n;
-        }
-        let mut rot2 = a;
-        for i in 0..n {
-            rot2 = rot2 * c(0.8) + x[perm1[i]] * (x[(i + 3) % n] * x[(i + 3) % n]).ln_1p();
-            if perm1[0] % 2 == 0 {
-                rot2 = rot2 + (b.tanh() * c(0.5)).sinh();
-            }
-            let first = perm1[0];
-            for j in 1..n {
-                perm1[j - 1] = perm1[j];
-            }
-            perm1[n - 1] = first;
-        }
-        let mut pair3 = c(0.0);
-        for i in 0..n {
-            let w = (a * a + c(1.0)).log2();
-            let mut acc = c(0.0);
-            for j in (i % 3)..(n - i) {
-                acc += (x[j + i] * w).sin();
-            }
-            let start = i / 2;
-            for j in 0..n - start {
-                acc += x[start + j] * w * c(0.5);
-            }
-            pair3 += acc * acc;
-        }
-        let part4_s = &x[1..3];
-        let mut part4 = pair3;
-        for i in 0..part4_s.len() {
-            part4 += part4_s[i] * part4_s[1].sin();
-        }
-        let mut pair5 = c(0.0);
-        for i in 0..n {
-            let w = x[i].hypot(b);
-            let mut acc = c(0.0);
-            for j in (i % 3)..(n - i) {
-                acc += (x[j + i] * w).sin();
-            }
-            let start = i / 2;
-            for j in 0..n - start {
-                acc += x[start + j] * w * c(0.5);
-            }
-            pair5 += acc * acc;
-        }
-        let v6 = pair3;
-        let mut acc: D = -c(0.85) * (a).tanh()
-            + -c(0.06) * (b).tanh()
-            + -c(0.08) * (rot2).tanh()
-            + c(1.31) * (pair3).tanh()
-            + -c(1.57) * (part4).tanh()
-            + c(0.69) * (pair5).tanh()
-            + c(0.67) * (v6).tanh();
-        for i in 0..2 {
-            acc += (&m.row(i) * -c(0.30)).mapv(tanh).sum()
-                - (&m.column(i) * -c(1.98) - c(0.25))
-                    .mapv(sin)
-                    .mean()
-                    .unwrap()
-                + (&m.row(1 - i) - &m.column(i)).mapv(|t| t * t).sum() * c(0.5);
-        }
-        acc
-    }
-
-    #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p160(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
-        let n = x.len();
-        let mut acc1 = b;
-        for i in 0..n {
-            acc1 += ops::sigmoid(ops::softplus(x[0]));
-            if b.max(b) <= c(1.66) {
-                acc1 = acc1 * c(0.9) + (a / (-c(0.92) * -c(0.92) + c(1.0)));
-            }
-        }
-        let mut hist2 = vec![c(0.0); 3 * n];
-        let mut st3 = helpers::soft(x[0], c(0.3));
+        let mut hist4 = vec![c(0.0); 3 * n];
+        let mut st5 = (c(0.71) * c(0.71) + c(1.0)).recip();
         for t in 0..3 {
             for i in 0..n {
-                st3 = st3 * c(0.7)
-                    + x[i]
-                        * (((a).tanh() - (-c(1.50)).tanh().stop_gradient()).exp().ln()
-                            + (-c(1.50)).tanh().stop_gradient());
-                hist2[t * n + i] = st3.sin();
+                st5 = st5 * c(0.7) + x[i] * (w1.tanh() * c(0.9)).atanh();
+                hist4[t * n + i] = st5.sin();
             }
         }
-        let v4 = hist2[1] * hist2[2 * n] + hist2[3 * n - 1] + st3;
-        c(0.84) * (a).tanh()
-            + -c(0.45) * (b).tanh()
-            + -c(0.93) * (acc1).tanh()
-            + c(0.83) * (v4).tanh()
-    }
-
-    #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p161(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
-        let n = x.len();
-        let arr1 = {
-            let mut q = Array2::<D>::zeros((2, 2));
-            let mut r = m.row(0).to_owned();
-            for i in 0..2 {
-                r = (&r * b.max(x[3]) + &m.row(i)).mapv(|t| t.tanh());
-                q.row_mut(i).assign(&r);
-            }
-            (&q * m).sum()
-        };
-        let mut acc2 = (a * a + c(1.0)).log2();
-        for i in 0..n {
-            acc2 += a;
-            if a.min(a) < c(0.24) {
-                acc2 = acc2 * c(0.9) + helpers::soft(x[(i + 2) % n], c(0.3));
-            }
-        }
-        let mut acc: D = c(0.95) * (a).tanh()
-            + c(1.88) * (b).tanh()
-            + c(0.63) * (arr1).tanh()
-            + c(0.47) * (acc2).tanh();
-        for i in 0..2 {
-            acc += (&m.row(i) * c(0.32)).mapv(tanh).sum()
-                - (&m.column(i) * -c(1.44) - c(0.25))
-                    .mapv(sin)
-                    .mean()
-                    .unwrap()
-                + (&m.row(1 - i) - &m.column(i)).mapv(|t| t * t).sum() * c(0.5);
-        }
-        acc
+        let v6 = hist4[1] * hist4[2 * n] + hist4[3 * n - 1] + st5;
+        -c(1.47) * (a).tanh()
+            + -c(0.74) * (b).tanh()
+            + -c(1.29) * (w1).tanh()
+            + -c(0.35) * (lse2).tanh()
+            + c(1.92) * (v6).tanh()
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p162(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
-        let n = x.len().min(4);
-        let part1_s = &x[0..];
-        let mut part1 = a;
-        for i in 0..part1_s.len() {
-            part1 += part1_s[i] * part1_s[1].sin();
+        let n = x.len();
+        let mut w1 =
+            (((a.tanh().exp2()).tanh() * c(3.0)).round() * c(0.25) + -c(0.28).mul_add(a, a)).tanh()
+                + c(3.0);
+        let mut steps = 0;
+        while w1 > c(0.5) && steps < 20 {
+            w1 = w1 * c(0.6) + c(0.05) * helpers::soft(c(0.42), c(0.3)).tanh();
+            steps += 1;
         }
-        let mut perm2 = vec![0usize; n];
-        for i in 0..n {
-            perm2[i] = (i + 1) % n;
-        }
-        let mut rot3 = x[3];
-        for i in 0..n {
-            rot3 = rot3 * c(0.8) + x[perm2[i]] * x[(i + 2) % n].atan2(-c(0.86) * -c(0.86) + c(0.5));
-            if perm2[0] % 2 == 0 {
-                rot3 = rot3 + -c(0.46);
-            }
-            let first = perm2[0];
-            for j in 1..n {
-                perm2[j - 1] = perm2[j];
-            }
-            perm2[n - 1] = first;
-        }
-        let mut m4 = (b * b + c(1.0)).log2();
-        if x[2] >= -c(0.37) {
-            m4 += (x[0].asinh() * x[0].asinh() + c(1.0)).ln();
-        } else if (part1 * part1 + c(1.0)).log(3.0) < -c(0.44) {
-            m4 = m4 * c(0.5);
-        }
-        let mut lse5 = (part1 * part1 + c(1.0)).recip();
-        let mut scratch6 = vec![c(0.0); n * 2];
-        for i in 0..n {
-            for q0 in 0..n {
-                for r in 0..2 {
-                    let q = q0 * 2 + r;
-                    scratch6[q] = x[(i + q) % n] * rot3;
-                }
-            }
-            let mut mx = scratch6[0];
-            for q in 1..scratch6.len() {
-                mx = mx.max(scratch6[q]);
-            }
-            let mut se = c(0.0);
-            for q in 0..scratch6.len() {
-                se += (scratch6[q] - mx).exp();
-            }
-            lse5 += se.ln() + mx;
-        }
-        let v7 = x[0];
-        let mut pair8 = c(0.0);
-        for i in 0..n {
-            let w = (rot3.tanh() * c(0.5)).cosh();
-            let mut acc = c(0.0);
-            for j in (i % 3)..(n - i) {
-                acc += (x[j + i] * w).sin();
-            }
-            let start = i / 2;
-            for j in 0..n - start {
-                acc += x[start + j] * w * c(0.5);
-            }
-            pair8 += acc * acc;
-        }
-        -c(0.03) * (a).tanh()
-            + c(0.06) * (b).tanh()
-            + c(0.14) * (part1).tanh()
-            + -c(1.49) * (rot3).tanh()
-            + c(0.52) * (m4).tanh()
-            + c(1.91) * (lse5).tanh()
-            + c(0.95) * (v7).tanh()
-            + -c(0.83) * (pair8).tanh()
+        let arr2 = {
+            let t = m.dot(&m.column(0));
+            let e = m.column(1).mapv(exp);
+            let z = if x[3] > c(0.0) { t } else { &e * c(2.0) };
+            (&z * &e).sum()
+        };
+        c(1.53) * (a).tanh()
+            + c(1.31) * (b).tanh()
+            + c(0.62) * (w1).tanh()
+            + -c(1.07) * (arr2).tanh()
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p163(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let mut buf1 = vec![c(0.0); n];
+        let mut acc1 = (a * b);
         for i in 0..n {
-            buf1[i] = (x[i].sin() * x[i].sin()).ln_1p();
+            acc1 += helpers::soft(x[i].powi(2), c(0.3));
+            if -c(0.64).cos() >= c(1.40) {
+                acc1 = acc1 * c(0.9) + (x[i].tanh() * c(0.9)).acos();
+            }
         }
-        for i in 1..n {
-            buf1[i] = buf1[i] + (buf1[i - 1] * c(0.5));
-        }
-        for i in 1..n {
-            let old = buf1[i];
-            buf1[i] = (old * buf1[i - 1]).sin() + old;
-        }
-        let v2 = buf1[0] * buf1[1];
-        let mut lse3 = (x[3].tanh() * c(0.9)).asin();
-        let mut scratch4 = vec![c(0.0); n];
+        let mut acc2 = (((-c(0.99)).tanh() * c(3.0)).round() * c(0.25) + c(0.99));
         for i in 0..n {
-            scratch4[0] = x[i] * c(0.5);
-            for q in 1..scratch4.len() {
-                scratch4[q] = x[(i + q) % n] * sin(v2);
+            acc2 += (acc1.tanh() * c(0.5)).tan().cos();
+            if (x[0].tanh() * c(0.9)).atanh() > c(1.63) {
+                acc2 = acc2 * c(0.9) + (acc1.tanh() * c(0.9)).asin();
             }
-            let mut mx = scratch4[0];
-            for q in 1..scratch4.len() {
-                mx = mx.max(scratch4[q]);
-            }
-            let mut se = c(0.0);
-            for q in 0..scratch4.len() {
-                se += (scratch4[q] - mx).exp();
-            }
-            lse3 += se.ln() + mx;
         }
-        let v5 = ((((x[2]).tanh() - (c(0.14).max(lse3)).tanh().stop_gradient())
-            .exp()
-            .ln()
-            + (c(0.14).max(lse3)).tanh().stop_gradient())
-        .tanh()
-            * c(0.9))
-        .acos();
-        let mut w6 = (a * a + c(1.0)).ln().tanh() + c(3.0);
-        let mut steps = 0;
-        while w6 > c(0.5) && steps < 20 {
-            w6 = w6 * c(0.6) + c(0.05) * x[3].cos().tanh();
-            steps += 1;
+        let mut perm3 = vec![0usize; n];
+        for i in 0..n {
+            perm3[i] = (i + 3) % n;
         }
-        let v7 = if let (true, k8 @ 0..=1) = (-c(0.83) >= -c(0.44), n % 3) {
-            x[1] * (k8 + 2) as f64
-        } else {
-            (x[1].tanh() * c(0.9)).acos().atan()
-        };
-        -c(1.41) * (a).tanh()
-            + -c(1.37) * (b).tanh()
-            + -c(0.75) * (v2).tanh()
-            + -c(1.89) * (lse3).tanh()
-            + -c(1.95) * (v5).tanh()
-            + -c(0.23) * (w6).tanh()
-            + c(1.10) * (v7).tanh()
+        let mut rot4 = (x[0] * x[0] + c(1.0)).log2();
+        for i in 0..n {
+            rot4 = rot4 * c(0.8) + x[perm3[i]] * acc2;
+            if perm3[0] % 2 == 0 {
+                rot4 = rot4 + (acc2 * acc2 + c(1.0)).powd(acc2.tanh());
+            }
+            let first = perm3[0];
+            for j in 1..n {
+                perm3[j - 1] = perm3[j];
+            }
+            perm3[n - 1] = first;
+        }
+        let mut perm5 = vec![0usize; n];
+        for i in 0..n {
+            perm5[i] = (i + 3) % n;
+        }
+        let mut rot6 = acc2.hypot(b);
+        for i in 0..n {
+            rot6 = rot6 * c(0.8) + x[perm5[i]] * b.mul_add(acc2, acc1);
+            if perm5[0] % 2 == 0 {
+                rot6 = rot6 + -c(0.78);
+            }
+            let first = perm5[0];
+            for j in 1..n {
+                perm5[j - 1] = perm5[j];
+            }
+            perm5[n - 1] = first;
+        }
+        -c(1.36) * (a).tanh()
+            + c(0.84) * (b).tanh()
+            + -c(0.30) * (acc1).tanh()
+            + c(1.28) * (acc2).tanh()
+            + -c(0.92) * (rot4).tanh()
+            + -c(0.85) * (rot6).tanh()
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p164(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let v1 = (((ops::sigmoid(b)).tanh()
-            - (c(0.97) * (x[1] * x[1]).ln_1p()).tanh().stop_gradient())
-        .exp()
-        .ln()
-            + (c(0.97) * (x[1] * x[1]).ln_1p()).tanh().stop_gradient());
-        let mut pair2 = c(0.0);
+        let mut m1 = (b - a);
+        if x[3] > c(0.15) {
+            m1 += x[2];
+        } else if (b.tanh() * c(0.5)).tan() >= -c(1.55) {
+            m1 = m1 * c(0.5);
+        }
+        let mut lse2 = a;
+        let mut scratch3 = vec![c(0.0); 3];
         for i in 0..n {
-            let w = (x[i] + x[2]);
-            let mut acc = c(0.0);
-            for j in (i % 3)..(n - i) {
-                acc += (x[j + i] * w).sin();
-            }
-            let start = i / 2;
-            for j in 0..n - start {
-                acc += x[start + j] * w * c(0.5);
-            }
-            pair2 += acc * acc;
-        }
-        let mut hist3 = vec![c(0.0); 3 * n];
-        let mut st4 = (((x[1]).tanh() - (v1).tanh().stop_gradient()).exp().ln()
-            + (v1).tanh().stop_gradient());
-        for t in 0..3 {
-            for i in 0..n {
-                st4 = st4 * c(0.7) + x[i] * x[(i + 3) % n];
-                hist3[t * n + i] = st4.sin();
-            }
-        }
-        let v5 = hist3[1] * hist3[2 * n] + hist3[3 * n - 1] + st4;
-        let mut acc6 = x[2];
-        for i in 0..n {
-            acc6 += (pair2.tanh() * c(0.9)).atanh().tanh().exp();
-            if (v5 * v5 + c(1.5)).acosh() <= c(1.95) {
-                return acc6 * c(0.9) + x[3].cos();
-            }
-        }
-        let mut w7 = pair2.tanh().max(v1.atan()).tanh() + c(3.0);
-        let mut steps = 0;
-        while w7 > c(0.5) && steps < 20 {
-            w7 = w7 * c(0.6) + c(0.05) * v5.tanh().exp2().tanh();
-            steps += 1;
-        }
-        c(1.76) * (a).tanh()
-            + -c(1.44) * (b).tanh()
-            + c(1.23) * (v1).tanh()
-            + c(1.67) * (pair2).tanh()
-            + c(0.58) * (v5).tanh()
-            + c(0.93) * (acc6).tanh()
-            + c(0.65) * (w7).tanh()
-    }
-
-    #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p165(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
-        let n = x.len();
-        let mut buf1 = vec![c(0.0); n];
-        for i in 0..n {
-            buf1[i] = (b.tanh().exp2() * b.tanh().exp2() + c(1.0)).powd((-(a)).tanh());
-        }
-        let mut buf1_n = vec![c(0.0); n];
-        for _ in 0..3 {
-            for i in 1..n - 1 {
-                buf1_n[i] = buf1[i] + c(0.2) * (buf1[i - 1] - buf1[i]) * buf1[i + 1];
-            }
-            buf1_n[0] = buf1[0];
-            buf1_n[n - 1] = buf1[n - 1].sin();
-            std::mem::swap(&mut buf1, &mut buf1_n);
-        }
-        buf1.iter_mut().for_each(|w| *w = w.tanh());
-        let v2 = buf1[0] + c(0.5) * buf1[1];
-        let mut hist3 = vec![c(0.0); 3 * n];
-        let mut st4 = (c(0.80) * c(0.5));
-        for t in 0..3 {
-            for i in 0..n {
-                st4 = st4 * c(0.7) + x[i] * v2;
-                hist3[t * n + i] = st4.sin();
-            }
-        }
-        let v5 = hist3[1] * hist3[2 * n] + hist3[3 * n - 1] + st4;
-        let v6 = v5;
-        -c(0.68) * (a).tanh()
-            + -c(1.04) * (b).tanh()
-            + -c(1.64) * (v2).tanh()
-            + -c(1.86) * (v5).tanh()
-            + -c(0.32) * (v6).tanh()
-    }
-
-    #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p166(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
-        let n = x.len();
-        let mut perm1 = vec![0usize; n];
-        for i in 0..n {
-            perm1[i] = (i + 2) % n;
-        }
-        let mut rot2 = a.hypot(x[3]);
-        for i in 0..n {
-            rot2 = rot2 * c(0.8)
-                + x[perm1[i]]
-                    * (((x[(i + 3) % n]).tanh() - (-c(1.98)).tanh().stop_gradient())
-                        .exp()
-                        .ln()
-                        + (-c(1.98)).tanh().stop_gradient());
-            if perm1[0] % 2 == 0 {
-                rot2 = rot2 + -c(1.84);
-            }
-            let first = perm1[0];
-            for j in 1..n {
-                perm1[j - 1] = perm1[j];
-            }
-            perm1[n - 1] = first;
-        }
-        let mut acc3 = (c(1.50) * rot2);
-        for i in 0..n {
-            acc3 += (-c(1.36).tanh() * c(0.5)).cosh();
-            if (a * a + c(1.5)).acosh() >= c(0.29) {
-                acc3 = acc3 * c(0.9) + (c(0.95) * c(0.95) + c(1.0)).recip();
-            }
-        }
-        let mut m4 = sin(c(0.62));
-        if (x[3] * x[3] + c(1.5)).acosh() >= -c(1.40) {
-            m4 += (((-c(0.46) / (x[3] * x[3] + c(1.0))).tanh()
-                - (a.asinh()).tanh().stop_gradient())
-            .exp()
-            .ln()
-                + (a.asinh()).tanh().stop_gradient());
-        } else if a.tanh() < c(0.29) {
-            m4 = m4 * c(0.5);
-        }
-        let mut acc: D = -c(1.87) * (a).tanh()
-            + -c(1.04) * (b).tanh()
-            + -c(0.29) * (rot2).tanh()
-            + -c(1.70) * (acc3).tanh()
-            + c(1.96) * (m4).tanh();
-        for i in 0..2 {
-            acc += (&m.row(i) * c(0.16)).mapv(tanh).sum()
-                - (&m.column(i) * c(1.45) - c(0.25)).mapv(sin).mean().unwrap()
-                + (&m.row(1 - i) - &m.column(i)).mapv(|t| t * t).sum() * c(0.5);
-        }
-        acc
-    }
-
-    #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p167(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
-        let n = x.len();
-        let mut acc1 = x[2];
-        for i in 0..n {
-            acc1 += ((((a * a + c(1.0)).powd(a.tanh())).tanh() * c(3.0)).floor() * c(0.25)
-                + c(1.26).cos());
-            if helpers::soft(a, c(0.3)) <= -c(1.99) {
-                acc1 = acc1 * c(0.9) + (b * b + c(1.0)).log(3.0);
-            }
-        }
-        let mut lse2 = b;
-        let mut scratch3 = vec![c(0.0); n];
-        for i in 0..n {
-            let prev = scratch3[1] * c(0.25);
-            for q in 0..n {
-                scratch3[q] = x[(i + q) % n] * ((a.tanh() * c(0.5)).cosh().tanh() * c(0.9)).asin();
+            scratch3[0] = x[i] * c(0.5);
+            for q in 1..3 {
+                scratch3[q] = x[(i + q) % n] * b.cos();
             }
             let mut mx = scratch3[0];
             for q in 1..scratch3.len() {
@@ -23996,15 +24681,15 @@ mod twin {
             for q in 0..scratch3.len() {
                 se += (scratch3[q] - mx).exp();
             }
-            lse2 = lse2 * c(0.5) + se.ln() + mx + prev;
+            lse2 = lse2 * c(0.5) + se.ln() + mx;
         }
-        let mut acc: D = c(0.83) * (a).tanh()
-            + -c(1.18) * (b).tanh()
-            + -c(0.33) * (acc1).tanh()
-            + -c(0.50) * (lse2).tanh();
+        let mut acc: D = -c(1.88) * (a).tanh()
+            + -c(1.81) * (b).tanh()
+            + c(0.51) * (m1).tanh()
+            + -c(1.59) * (lse2).tanh();
         for i in 0..2 {
-            acc += (&m.row(i) * -c(0.87)).mapv(tanh).sum()
-                - (&m.column(i) * -c(0.49) - c(0.25))
+            acc += (&m.row(i) * -c(0.91)).mapv(tanh).sum()
+                - (&m.column(i) * -c(1.38) - c(0.25))
                     .mapv(sin)
                     .mean()
                     .unwrap()
@@ -24014,320 +24699,156 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p168(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p165(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let mut m1 = x[0].tanh().exp();
-        if -c(0.65).min(x[0]) > c(0.18) {
-            m1 += x[1].powi(3).tanh().exp2();
-        } else if b.asinh() >= -c(1.84) {
-            m1 = m1 * c(0.5);
-        }
+        let arr1 = (m.to_owned().reversed_axes()
+            * (((c(1.60)).tanh() - (x[0]).tanh().stop_gradient())
+                .exp()
+                .ln()
+                + (x[0]).tanh().stop_gradient())
+            + &m.view())
+            .mapv(|t| t.tanh())
+            .sum();
         let mut buf2 = vec![c(0.0); n];
         for i in 0..n {
-            buf2[i] = (m1.abs() * m1.abs() + c(1.0)).ln();
+            buf2[i] = (arr1.tanh() * c(0.9)).asin().powi(3);
         }
-        let mut buf2_n = vec![c(0.0); n];
-        for _ in 0..3 {
-            for i in 1..n - 1 {
-                buf2_n[i] = buf2[i] + c(0.2) * (buf2[i - 1] - buf2[i]) * buf2[i + 1];
-            }
-            buf2_n[0] = buf2[0];
-            buf2_n[n - 1] = buf2[n - 1].sin();
-            std::mem::swap(&mut buf2, &mut buf2_n);
-        }
-        buf2.iter_mut().for_each(|w| *w = w.tanh());
-        let v3 = buf2[0] + c(0.5) * buf2[1];
-        let v4 = if (x[3] * x[3] + c(0.5)).sqrt() <= -c(1.91) {
-            (m1 - (x[3] - c(1.34)))
+        let v3 = buf2[2] + c(0.5) * buf2[3];
+        let v4 = if (-(b)) < c(1.36) {
+            (arr1.tanh() * c(0.5)).cosh().tanh().exp2()
         } else {
-            (v3.tanh().exp() - x[2])
+            (ops::sigmoid(b) * ops::sigmoid(b) + c(1.0)).cbrt()
         };
-        let mut w5 = (x[2].tanh() * c(0.5)).cosh().cos().tanh() + c(3.0);
+        let v5 = if -c(1.21) > -c(1.29) {
+            (v4.atan2(v3 * v3 + c(0.5)) * c(0.5))
+        } else {
+            smooth((arr1 * -c(0.52)))
+        };
+        -c(0.36) * (a).tanh()
+            + -c(1.17) * (b).tanh()
+            + -c(1.68) * (arr1).tanh()
+            + c(1.84) * (v3).tanh()
+            + c(0.00) * (v4).tanh()
+            + -c(1.86) * (v5).tanh()
+    }
+
+    #[allow(unused_mut, unused_variables, clippy::all)]
+    pub fn p166(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+        let n = x.len();
+        let mut perm1 = vec![0usize; n];
+        for i in 0..n {
+            perm1[i] = (i + 2) % n;
+        }
+        let mut rot2 = smooth(b);
+        for i in 0..n {
+            rot2 = rot2 * c(0.8) + x[perm1[i]] * b;
+            if perm1[0] % 2 == 0 {
+                rot2 = rot2 + b;
+            }
+            let first = perm1[0];
+            for j in 1..n {
+                perm1[j - 1] = perm1[j];
+            }
+            perm1[n - 1] = first;
+        }
+        let mut w3 = ((((b.tanh() * c(0.9)).asin()).tanh() - (-(rot2)).tanh().stop_gradient())
+            .exp()
+            .ln()
+            + (-(rot2)).tanh().stop_gradient())
+        .tanh()
+            + c(3.0);
         let mut steps = 0;
-        while w5 > c(0.5) && steps < 20 {
-            w5 = w5 * c(0.6) + c(0.05) * (b * b + c(1.0)).ln().tanh();
+        while w3 > c(0.5) && steps < 20 {
+            w3 = w3 * c(0.6) + c(0.05) * rot2.tanh();
             steps += 1;
         }
-        let mut lse6 = (-c(0.52) * -c(0.52) + c(1.0)).ln();
-        let mut scratch7 = vec![c(0.0); n];
+        let mut perm4 = vec![0usize; n];
         for i in 0..n {
-            for q in 0..scratch7.len() {
-                scratch7[q] = x[(i + q) % n]
-                    * ((-c(0.92).tanh() * c(0.5)).tan() * (-c(0.92).tanh() * c(0.5)).tan()
-                        + c(1.0))
-                    .powd((w5 + x[1]).tanh());
-            }
-            let mut mx = scratch7[0];
-            for q in 1..scratch7.len() {
-                mx = mx.max(scratch7[q]);
-            }
-            let mut se = c(0.0);
-            for q in 0..scratch7.len() {
-                se += (scratch7[q] - mx).exp();
-            }
-            lse6 += se.ln() + mx;
+            perm4[i] = (i + 2) % n;
         }
-        -c(1.87) * (a).tanh()
-            + -c(1.84) * (b).tanh()
-            + c(1.88) * (m1).tanh()
-            + -c(0.20) * (v3).tanh()
-            + -c(1.66) * (v4).tanh()
-            + c(0.23) * (w5).tanh()
-            + -c(0.79) * (lse6).tanh()
-    }
-
-    #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p169(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
-        let n = x.len();
-        let part1_s = &x[1..3];
-        let mut part1 = (a.tanh() * c(0.9)).atanh();
-        for i in 0..part1_s.len() {
-            part1 += part1_s[i] * part1_s[1].sin();
-        }
-        let mut pair2 = c(0.0);
+        let mut rot5 = (b.tanh() * c(0.5)).tan();
         for i in 0..n {
-            let w = helpers::soft(c(0.42), c(0.3));
-            let mut acc = c(0.0);
-            for j in (i % 3)..(n - i) {
-                acc += (x[j + i] * w).sin();
+            rot5 = rot5 * c(0.8) + x[perm4[i]] * rot2;
+            if perm4[0] % 2 == 0 {
+                rot5 = rot5 + (w3 * a);
             }
-            let start = i / 2;
-            for j in 0..n - start {
-                acc += x[start + j] * w * c(0.5);
-            }
-            pair2 += acc * acc;
-        }
-        let mut perm3 = vec![0usize; n];
-        for i in 0..n {
-            perm3[i] = (i + 1) % n;
-        }
-        let mut rot4 = x[1].abs();
-        for i in 0..n {
-            rot4 = rot4 * c(0.8) + x[perm3[i]] * (x[3].tanh() * c(0.5)).sinh();
-            if perm3[0] % 2 == 0 {
-                rot4 = rot4 + x[1];
-            }
-            let first = perm3[0];
+            let first = perm4[0];
             for j in 1..n {
-                perm3[j - 1] = perm3[j];
+                perm4[j - 1] = perm4[j];
             }
-            perm3[n - 1] = first;
+            perm4[n - 1] = first;
         }
-        let v5 = helpers::soft(x[1].hypot(x[0]), c(0.3)).clamp(-c(1.0), c(1.0));
-        c(1.00) * (a).tanh()
-            + -c(0.64) * (b).tanh()
-            + -c(1.17) * (part1).tanh()
-            + c(1.99) * (pair2).tanh()
-            + c(1.40) * (rot4).tanh()
-            + c(0.37) * (v5).tanh()
-    }
-
-    #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p170(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
-        let n = x.len().min(4);
-        let mut acc1 = (((-c(0.99)).tanh() * c(3.0)).round() * c(0.25) + c(0.99));
+        let mut acc6 = w3.max(b);
         for i in 0..n {
-            acc1 += (a.tanh() * c(0.5)).tan().cos();
-            if (x[0].tanh() * c(0.9)).atanh() > c(1.63) {
-                acc1 = acc1 * c(0.9) + (b.tanh() * c(0.9)).asin();
+            acc6 += ((rot2.tanh() * c(0.9)).atanh() * b);
+            if w3.atan() < c(1.67) {
+                acc6 = acc6 * c(0.9) + -c(0.57).abs();
             }
         }
-        let mut perm2 = vec![0usize; n];
-        for i in 0..n {
-            perm2[i] = (i + 3) % n;
-        }
-        let mut rot3 = (x[0] * x[0] + c(1.0)).log2();
-        for i in 0..n {
-            rot3 = rot3 * c(0.8) + x[perm2[i]] * acc1;
-            if perm2[0] % 2 == 0 {
-                rot3 = rot3 + (b * b + c(1.0)).powd(acc1.tanh());
-            }
-            let first = perm2[0];
-            for j in 1..n {
-                perm2[j - 1] = perm2[j];
-            }
-            perm2[n - 1] = first;
-        }
-        c(0.25) * (a).tanh()
-            + c(0.25) * (b).tanh()
-            + c(1.20) * (acc1).tanh()
-            + -c(1.32) * (rot3).tanh()
-    }
-
-    #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p171(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
-        let n = x.len();
-        let v1 = if b > -c(1.11) {
-            -c(0.78).asinh()
-        } else {
-            (a.tanh().exp() * a.tanh().exp() + c(1.5)).acosh()
-        };
-        let v2 = (sin(a).clamp(-c(1.0), c(1.0)) * sin(a).clamp(-c(1.0), c(1.0))).ln_1p();
-        let mut m3 = v1.hypot(a);
-        if x[2].atan() > -c(0.78) {
-            m3 += b;
-        } else if helpers::soft(b, c(0.3)) >= c(1.66) {
-            m3 = m3 * c(0.5);
-        }
-        let mut acc: D = -c(1.40) * (a).tanh()
-            + c(1.58) * (b).tanh()
-            + c(1.00) * (v1).tanh()
-            + -c(1.89) * (v2).tanh()
-            + -c(1.88) * (m3).tanh();
+        let mut acc: D = -c(0.42) * (a).tanh()
+            + -c(1.77) * (b).tanh()
+            + c(0.78) * (rot2).tanh()
+            + -c(1.19) * (w3).tanh()
+            + c(1.81) * (rot5).tanh()
+            + -c(0.38) * (acc6).tanh();
         for i in 0..2 {
-            acc += (&m.row(i) * c(0.51)).mapv(tanh).sum()
-                - (&m.column(i) * -c(1.59) - c(0.25))
-                    .mapv(sin)
-                    .mean()
-                    .unwrap()
+            acc += (&m.row(i) * c(0.05)).mapv(tanh).sum()
+                - (&m.column(i) * c(0.83) - c(0.25)).mapv(sin).mean().unwrap()
                 + (&m.row(1 - i) - &m.column(i)).mapv(|t| t * t).sum() * c(0.5);
         }
         acc
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p172(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p167(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let mut w1 = b.tanh() + c(3.0);
-        let mut steps = 0;
-        while w1 > c(0.5) && steps < 20 {
-            w1 = w1 * c(0.6)
-                + c(0.05)
-                    * (((c(1.60)).tanh() - (x[0]).tanh().stop_gradient())
-                        .exp()
-                        .ln()
-                        + (x[0]).tanh().stop_gradient())
-                    .tanh();
-            steps += 1;
-        }
-        let mut acc2 = b.atan();
+        let f1 = |t: D, u: D| (u.atan() * u.atan() + c(1.0)).recip();
+        let mut v2 = (((-c(1.94).min(x[1])).tanh() * c(3.0)).signum() * c(0.25)
+            + (x[3] * x[3] + c(1.0)).recip());
         for i in 0..n {
-            acc2 += (a.tanh() * c(0.5)).cosh().clamp(-c(1.0), c(1.0));
-            if (w1.tanh() * c(0.5)).sinh() < c(0.01) {
-                acc2 = acc2 * c(0.9) + x[i].tanh().exp();
-            }
+            v2 = v2 * c(0.5) + f1(x[i], a);
         }
-        let mut lse3 = (b - b);
-        let mut scratch4 = vec![c(0.0); n];
-        for i in 0..n {
-            for q in 0..scratch4.len() {
-                scratch4[q] = x[(i + q) % n]
-                    * (c(0.50).tanh().exp_m1() * c(0.50).tanh().exp_m1() + c(1.0)).log2();
-            }
-            let mut mx = scratch4[0];
-            for q in 1..scratch4.len() {
-                mx = mx.max(scratch4[q]);
-            }
-            let mut se = c(0.0);
-            for q in 0..scratch4.len() {
-                se += (scratch4[q] - mx).exp();
-            }
-            lse3 = lse3 * c(0.5) + se.ln() + mx;
+        let mut m3 = (v2.tanh() * c(0.9)).atanh();
+        if (x[0] * x[0] + c(1.0)).ln() <= -c(0.54) {
+            m3 += ((a / (c(0.37) * c(0.37) + c(1.0))).tanh() * c(0.5)).cosh();
+        } else if x[0] > -c(1.02) {
+            m3 = m3 * c(0.5);
         }
-        let v5 = (w1.asinh() * w1.asinh()).tanh();
-        -c(1.17) * (a).tanh()
-            + -c(1.68) * (b).tanh()
-            + c(1.84) * (w1).tanh()
-            + c(0.00) * (acc2).tanh()
-            + -c(1.86) * (lse3).tanh()
-            + -c(0.67) * (v5).tanh()
-    }
-
-    #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p173(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
-        let n = x.len();
-        let arr1 = (m * smooth(b) + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
-        let mut w2 = a.tanh() + c(3.0);
+        let mut v4_f = vec![[c(0.0); 2]; n];
+        for i in 1..n {
+            let v4_d = x[i] - x[i - 1];
+            v4_f[i][0] = v4_f[i][0] + (v4_d * (c(0.09) * c(0.09) + c(1.0)).powd(m3.powi(2).tanh()));
+            v4_f[i - 1][1] = v4_f[i - 1][1] + (x[i] * v4_d * c(0.5));
+        }
+        v4_f.swap(0, n - 1);
+        let v4 = v4_f[0][1] * v4_f[n - 1][0] + pair_sum(&v4_f) * a.mul_add(a, v2);
+        let arr5 = (m.to_owned().reversed_axes() * v2 + &m.view())
+            .mapv(|t| t.tanh())
+            .sum();
+        let arr6 = {
+            let mut q = m.to_owned();
+            let t = &q * (m3 * m3 + c(1.0)).log(3.0);
+            q[[0, 1]] = (m3 * m3 + c(1.0)).log(3.0) * c(2.0);
+            t.mapv(sin).sum() + q.sum()
+        };
+        let mut w7 = (v4.tanh() * c(0.9)).asin().tanh().tanh() + c(3.0);
         let mut steps = 0;
-        while w2 > c(0.5) && steps < 20 {
-            w2 = w2 * c(0.6) + c(0.05) * (a * a + c(1.0)).log10().tanh();
-            steps += 1;
-        }
-        let v3 = ops::softplus(helpers::soft((-(-c(0.87))), c(0.3)));
-        let v4 = a.atan2(b * b + c(0.5));
-        let mut m5 = (v4 / (a * a + c(1.0)));
-        if (c(0.93) * c(0.93) + c(1.0)).recip() < c(0.17) {
-            m5 += x[2].cos().sin();
-        } else if x[3].atan2(a * a + c(0.5)) > -c(0.57) {
-            m5 = m5 * c(0.5);
-        }
-        let v6 = ops::sigmoid(x[1].atan().tanh().exp());
-        c(0.67) * (a).tanh()
-            + -c(1.58) * (b).tanh()
-            + c(1.94) * (arr1).tanh()
-            + -c(0.51) * (w2).tanh()
-            + -c(0.90) * (v3).tanh()
-            + -c(0.68) * (v4).tanh()
-            + -c(1.54) * (m5).tanh()
-            + -c(0.82) * (v6).tanh()
-    }
-
-    #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p174(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
-        let n = x.len();
-        let mut buf1 = vec![c(0.0); n];
-        for i in 0..n {
-            buf1[i] = -c(1.94).min(x[i]).atan2(
-                (((x[i]).tanh() * c(3.0)).floor() * c(0.25) + b)
-                    * (((x[i]).tanh() * c(3.0)).floor() * c(0.25) + b)
-                    + c(0.5),
-            );
-        }
-        let v2 = buf1[3] + c(0.5) * buf1[0];
-        let mut lse3 = (v2 * v2 + c(1.0)).recip();
-        let mut scratch4 = vec![c(0.0); n * 2];
-        for i in 0..n {
-            let prev = scratch4[1] * c(0.25);
-            for q0 in 0..n {
-                for r in 0..2 {
-                    let q = q0 * 2 + r;
-                    scratch4[q] = x[(i + q) % n]
-                        * ((a / (c(0.37) * c(0.37) + c(1.0))).tanh() * c(0.5)).cosh();
-                }
-            }
-            let mut mx = scratch4[0];
-            for q in 1..scratch4.len() {
-                mx = mx.max(scratch4[q]);
-            }
-            let mut se = c(0.0);
-            for q in 0..scratch4.len() {
-                se += (scratch4[q] - mx).exp();
-            }
-            lse3 = lse3 * c(0.5) + se.ln() + mx + prev;
-        }
-        let mut w5 = ((v2 * v2 + c(1.5)).acosh() * a).tanh() + c(3.0);
-        let mut steps = 0;
-        while w5 > c(0.5) && steps < 20 {
-            w5 = w5 * c(0.6) + c(0.05) * lse3.powi(2).tanh();
-            steps += 1;
-        }
-        let arr6 = (m * m * (a * a + c(1.0)).recip() - m.mapv(|t| t.cos()))
-            .mapv(exp)
-            .mean()
-            .unwrap();
-        let v7 = b.atan2(
-            (lse3 * lse3 + c(1.0)).log(3.0).tanh().exp()
-                * (lse3 * lse3 + c(1.0)).log(3.0).tanh().exp()
-                + c(0.5),
-        );
-        let mut w8 = (w5.tanh() * c(0.9)).asin().tanh().tanh() + c(3.0);
-        let mut steps = 0;
-        while w8 > c(0.5) && steps < 20 {
-            w8 = w8 * c(0.6) + c(0.05) * c(1.44).hypot(lse3).tanh();
+        while w7 > c(0.5) && steps < 20 {
+            w7 = w7 * c(0.6) + c(0.05) * c(1.44).hypot(m3).tanh();
             steps += 1;
         }
         c(1.77) * (a).tanh()
             + c(1.64) * (b).tanh()
             + -c(1.46) * (v2).tanh()
-            + -c(0.74) * (lse3).tanh()
-            + -c(1.25) * (w5).tanh()
-            + c(0.02) * (arr6).tanh()
-            + -c(1.70) * (v7).tanh()
-            + c(1.42) * (w8).tanh()
+            + -c(0.74) * (m3).tanh()
+            + -c(1.25) * (v4).tanh()
+            + c(0.02) * (arr5).tanh()
+            + -c(1.70) * (arr6).tanh()
+            + c(1.42) * (w7).tanh()
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p175(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p168(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut lse1 = (b * a);
         let mut scratch2 = vec![c(0.0); n];
@@ -24355,7 +24876,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p176(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p169(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut m1 = (a.tanh() * c(0.5)).sinh();
         if (b.tanh() * c(0.5)).tan() >= -c(1.25) {
@@ -24381,7 +24902,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p177(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p170(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut acc1 = ops::sigmoid(b);
         for i in 0..n {
@@ -24410,7 +24931,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p178(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p171(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len().min(4);
         let v1 = if x[1].tanh().exp_m1() >= c(0.75) {
             b.min(b).max(smooth(b))
@@ -24453,7 +24974,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p179(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p172(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut m1 = x[3].powi(2);
         if (b.tanh() * c(0.9)).atanh() < c(0.13) {
@@ -24482,7 +25003,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p180(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p173(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut perm1 = vec![0usize; n];
         for i in 0..n {
@@ -24520,7 +25041,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p181(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p174(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let part1_s = &x[0..];
         let mut part1 = c(1.49).atan2(x[2] * x[2] + c(0.5));
@@ -24569,7 +25090,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p182(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p175(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut buf1 = vec![c(0.0); n];
         for i in 0..n {
@@ -24609,7 +25130,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p183(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p176(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let v1 = if b.atan2(a * a + c(0.5)) > c(1.37) {
             ops::softplus((((b).tanh() * c(3.0)).trunc() * c(0.25) + a))
@@ -24648,7 +25169,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p184(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p177(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len().min(4);
         let mut m1 = (-c(1.49) * -c(1.49) + c(1.0)).powd(x[2].tanh());
         if (a.tanh() * c(0.5)).sinh() < c(1.80) {
@@ -24700,7 +25221,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p185(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p178(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len().min(4);
         let mut buf1 = vec![c(0.0); n];
         for i in 0..n {
@@ -24722,17 +25243,13 @@ mod twin {
             }
         }
         let v5 = hist3[1] * hist3[2 * n] + hist3[3 * n - 1] + st4;
-        let mut v6 = v2;
-        for (k7, &w) in x.iter().enumerate().skip(1).take(n) {
-            v6 = v6 * c(0.5) + w * v2 * k7 as f64;
+        let v6_c: Vec<D> = x.iter().map(|q| q * v2).collect();
+        let mut v6 = (0..n).map(|i| v6_c[i] * x[(i + 1) % n]).sum::<D>()
+            + x.windows(2).map(|w| w[0] * w[1]).sum::<D>();
+        for (k7, &q) in x.iter().rev().enumerate() {
+            v6 += q * c(0.60) * (k7 + 1) as f64;
         }
-        for w in x.iter().take(n - 1).skip(n / 2) {
-            v6 += w * c(0.60);
-        }
-        v6 += x
-            .iter()
-            .skip(2)
-            .fold(c(0.60), |acc, q| acc * c(0.5) + q * q);
+        v6 += x.iter().map(|q| q.abs()).fold(v2, |acc, q| acc.max(q));
         let arr8 = m
             .view()
             .into_shape_with_order(4)
@@ -24755,7 +25272,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p186(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p179(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut lse1 = (b + c(1.80));
         let mut scratch2 = vec![c(0.0); n];
@@ -24790,7 +25307,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p187(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p180(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut w1 = ((a.tanh() * c(0.9)).atanh() * (a.tanh() * c(0.9)).atanh() + c(1.0))
             .recip()
@@ -24832,7 +25349,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p188(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p181(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let part1_s = &x[1..];
         let mut part1 = a;
@@ -24896,7 +25413,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p189(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p182(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut hist1 = vec![c(0.0); 3 * n];
         let mut st2 = (a * c(0.5));
@@ -24958,7 +25475,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p190(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p183(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut lse1 = -c(0.60);
         let mut scratch2 = vec![c(0.0); n];
@@ -25015,7 +25532,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p191(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p184(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut w1 = (b.tanh() * c(0.5)).sinh().tanh() + c(3.0);
         let mut steps = 0;
@@ -25079,15 +25596,21 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p192(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p185(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut v1 = a;
-        for w in x.windows(2) {
-            v1 = v1 * c(0.5) + (w[1] - w[0]) * (a.tanh() * c(0.9)).acos();
+        for (k2, &w) in x.iter().enumerate().skip(1).take(n) {
+            v1 = v1 * c(0.5) + w * (a.tanh() * c(0.9)).acos() * k2 as f64;
         }
-        for (k2, pair) in x.chunks_exact(2).enumerate() {
-            v1 += pair[0] * pair[1] * ops::softplus((a.tanh() * c(0.5)).cosh()) * (k2 + 1) as f64;
+        for w in x.iter().take(n - 1).skip(n / 2) {
+            v1 += w * ops::softplus((a.tanh() * c(0.5)).cosh());
         }
+        v1 += x
+            .iter()
+            .skip(2)
+            .fold(ops::softplus((a.tanh() * c(0.5)).cosh()), |acc, q| {
+                acc * c(0.5) + q * q
+            });
         let mut pair3 = c(0.0);
         for i in 0..n {
             let w = (x[0] * x[0] + c(1.0)).ln();
@@ -25127,7 +25650,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p193(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p186(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut w1 = ops::softplus((b * c(0.38))).tanh() + c(3.0);
         let mut steps = 0;
@@ -25145,7 +25668,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p194(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p187(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut hist1 = vec![c(0.0); 3 * n];
         let mut st2 = x[1];
@@ -25156,18 +25679,292 @@ mod twin {
             }
         }
         let v3 = hist1[1] * hist1[2 * n] + hist1[3 * n - 1] + st2;
-        let v4 = match (v3 > c(1.01), n % 3) {
-            (true, 0) => ((b.tanh() * c(0.9)).acos() - (-c(1.99) / (v3 * v3 + c(1.0)))),
-            (false, k5) | (_, k5 @ 1) => ((-c(0.63) - v3) * c(0.5)) * (k5 + 1) as f64,
-            _ => a.cos(),
+        let v4 = match ((b.tanh() * c(0.9)).acos() - (-c(1.99) / (v3 * v3 + c(1.0)))) {
+            k5 if k5 < -c(1.12) => k5 * a.cos(),
+            k5 => ((-c(0.63) - v3) * c(0.5)) - k5,
+        } + match (a.cos(), ((-c(0.63) - v3) * c(0.5))) {
+            (k5, w) if k5 > w => k5 - w,
+            (k5, w) => w * c(0.5) + k5,
         };
-        let mut acc: D = -c(1.12) * (a).tanh()
-            + c(1.55) * (b).tanh()
-            + -c(1.36) * (v3).tanh()
-            + -c(1.58) * (v4).tanh();
+        c(1.55) * (a).tanh()
+            + -c(1.36) * (b).tanh()
+            + -c(1.58) * (v3).tanh()
+            + -c(1.93) * (v4).tanh()
+    }
+
+    #[allow(unused_mut, unused_variables, clippy::all)]
+    pub fn p188(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+        let n = x.len();
+        let mut acc1 = x[2].abs();
+        for i in 0..n {
+            acc1 += ((((a).tanh() * c(3.0)).signum() * c(0.25) + x[(i + 3) % n]) + (c(1.24) + a));
+            if b >= -c(0.32) {
+                acc1 = acc1 * c(0.9) + a;
+            }
+        }
+        let mut buf2 = vec![c(0.0); n];
+        for i in 0..n {
+            buf2[i] = (-(-c(0.59)))
+                .atan2((acc1 * acc1 + c(1.0)).log10() * (acc1 * acc1 + c(1.0)).log10() + c(0.5));
+        }
+        let v3 = buf2[3] * buf2[0];
+        let mut lse4 = x[1];
+        let mut scratch5 = vec![c(0.0); n];
+        for i in 0..n {
+            for q in 0..n {
+                scratch5[q] = x[(i + q) % n] * (((b).tanh() * c(3.0)).signum() * c(0.25) + a).abs();
+            }
+            let mut mx = scratch5[0];
+            for q in 1..scratch5.len() {
+                mx = mx.max(scratch5[q]);
+            }
+            let mut se = c(0.0);
+            for q in 0..scratch5.len() {
+                se += (scratch5[q] - mx).exp();
+            }
+            lse4 = lse4 * c(0.5) + se.ln() + mx;
+        }
+        let mut lse6 = (a.tanh() * c(0.5)).sinh();
+        let mut scratch7 = vec![c(0.0); n];
+        for i in 0..n {
+            let prev = scratch7[1] * c(0.25);
+            for q in 0..scratch7.len() {
+                scratch7[q] =
+                    x[(i + q) % n] * ((x[i] * x[i] + c(1.0)).log2().tanh() * c(0.5)).tan();
+            }
+            let mut mx = scratch7[0];
+            for q in 1..scratch7.len() {
+                mx = mx.max(scratch7[q]);
+            }
+            let mut se = c(0.0);
+            for q in 0..scratch7.len() {
+                se += (scratch7[q] - mx).exp();
+            }
+            lse6 = lse6 * c(0.5) + se.ln() + mx + prev;
+        }
+        c(0.70) * (a).tanh()
+            + c(0.15) * (b).tanh()
+            + c(1.67) * (acc1).tanh()
+            + -c(1.22) * (v3).tanh()
+            + c(1.48) * (lse4).tanh()
+            + c(0.82) * (lse6).tanh()
+    }
+
+    #[allow(unused_mut, unused_variables, clippy::all)]
+    pub fn p189(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+        let n = x.len();
+        let mut hist1 = vec![c(0.0); 3 * n];
+        let mut st2 = b;
+        for t in 0..3 {
+            for i in 0..n {
+                st2 = st2 * c(0.7) + x[i] * x[(i + 2) % n];
+                hist1[t * n + i] = st2.sin();
+            }
+        }
+        let v3 = hist1[1] * hist1[2 * n] + hist1[3 * n - 1] + st2;
+        let mut hist4 = vec![c(0.0); 3 * n];
+        let mut st5 = ops::softplus(c(0.08));
+        for t in 0..3 {
+            for i in 0..n {
+                st5 = st5 * c(0.7) + x[i] * c(0.97).tanh().exp2();
+                hist4[t * n + i] = st5.sin();
+            }
+        }
+        let v6 = hist4[1] * hist4[2 * n] + hist4[3 * n - 1] + st5;
+        c(1.88) * (a).tanh()
+            + -c(1.00) * (b).tanh()
+            + -c(1.33) * (v3).tanh()
+            + c(0.44) * (v6).tanh()
+    }
+
+    #[allow(unused_mut, unused_variables, clippy::all)]
+    pub fn p190(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+        let n = x.len();
+        let v1 = ((a * a).ln_1p() * (a * a).ln_1p() + c(1.0))
+            .powd(sin(-c(1.07)).tanh())
+            .clamp(-c(1.0), c(1.0));
+        let r3 = products(x, x[3]);
+        let v2 = r3[0] * r3[2] + r3[0];
+        let mut acc: D = c(1.13) * (a).tanh()
+            + c(0.42) * (b).tanh()
+            + -c(1.72) * (v1).tanh()
+            + -c(0.31) * (v2).tanh();
         for i in 0..2 {
-            acc += (&m.row(i) * c(0.50)).mapv(tanh).sum()
-                - (&m.column(i) * c(1.60) - c(0.25)).mapv(sin).mean().unwrap()
+            acc += (&m.row(i) * c(1.87)).mapv(tanh).sum()
+                - (&m.column(i) * -c(1.37) - c(0.25))
+                    .mapv(sin)
+                    .mean()
+                    .unwrap()
+                + (&m.row(1 - i) - &m.column(i)).mapv(|t| t * t).sum() * c(0.5);
+        }
+        acc
+    }
+
+    #[allow(unused_mut, unused_variables, clippy::all)]
+    pub fn p191(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+        let n = x.len();
+        let mut lse1 = b;
+        let mut scratch2 = vec![c(0.0); 3];
+        for i in 0..n {
+            scratch2[0] = x[i] * c(0.5);
+            for q in 1..3 {
+                scratch2[q] = x[(i + q) % n] * -c(1.28).abs();
+            }
+            let mut mx = scratch2[0];
+            for q in 1..scratch2.len() {
+                mx = mx.max(scratch2[q]);
+            }
+            let mut se = c(0.0);
+            for q in 0..scratch2.len() {
+                se += (scratch2[q] - mx).exp();
+            }
+            lse1 += se.ln() + mx;
+        }
+        let f3 = |t: D, u: D| (x[3].sin() * x[3].sin() + c(1.5)).acosh().abs();
+        let v4 = f3(
+            (lse1.mul_add(lse1, b).tanh() * c(0.9)).asin(),
+            ((-c(1.99) * -c(1.99) + c(1.0)).log(3.0) * -c(0.17).asinh()),
+        ) * c(0.5)
+            + f3(
+                ((-c(1.99) * -c(1.99) + c(1.0)).log(3.0) * -c(0.17).asinh()),
+                (lse1.mul_add(lse1, b).tanh() * c(0.9)).asin(),
+            );
+        let mut acc5 = b.hypot(x[2]);
+        for i in 0..n {
+            acc5 += (smooth(x[2]) * smooth(x[2]) + c(1.0)).ln();
+            if (c(0.32).tanh() * c(0.5)).sinh() <= c(1.08) {
+                acc5 = acc5 * c(0.9) + (c(1.92).tanh() * c(0.9)).acos();
+            }
+        }
+        let mut w6 = (-c(1.27).atan2(-c(0.96) * -c(0.96) + c(0.5))
+            * -c(1.27).atan2(-c(0.96) * -c(0.96) + c(0.5))
+            + c(1.0))
+        .log2()
+        .tanh()
+            + c(3.0);
+        let mut steps = 0;
+        while w6 > c(0.5) && steps < 20 {
+            w6 = w6 * c(0.6) + c(0.05) * (((a).tanh() * c(3.0)).signum() * c(0.25) + v4).tanh();
+            steps += 1;
+        }
+        let mut hist7 = vec![c(0.0); 3 * n];
+        let mut st8 = (c(1.96).tanh() * c(0.5)).cosh();
+        for t in 0..3 {
+            for i in 0..n {
+                st8 = st8 * c(0.7) + x[i] * (-c(0.40) * -c(0.40) + c(1.0)).log10();
+                hist7[t * n + i] = st8.sin();
+            }
+        }
+        let v9 = hist7[1] * hist7[2 * n] + hist7[3 * n - 1] + st8;
+        let arr10 = {
+            let mut q = Array2::<D>::zeros((3, 2));
+            q.row_mut(0).assign(&(&m.row(1) * x[0].tanh().exp()));
+            q.slice_mut(autodiff::ndarray::s![1.., ..])
+                .assign(&m.mapv(|t| t.sin()));
+            q.row_mut(2).assign(&m.row(0));
+            q.column_mut(1)
+                .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
+            (&q * &q).sum()
+        };
+        -c(1.54) * (a).tanh()
+            + c(0.67) * (b).tanh()
+            + -c(0.19) * (lse1).tanh()
+            + c(1.16) * (v4).tanh()
+            + c(1.99) * (acc5).tanh()
+            + -c(1.94) * (w6).tanh()
+            + -c(1.04) * (v9).tanh()
+            + -c(0.14) * (arr10).tanh()
+    }
+
+    #[allow(unused_mut, unused_variables, clippy::all)]
+    pub fn p192(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+        let n = x.len().min(4);
+        let v1 = sin((x[3].tanh() * c(0.9)).acos());
+        let mut w2 = v1.tanh().exp().tanh() + c(3.0);
+        let mut steps = 0;
+        while w2 > c(0.5) && steps < 20 {
+            w2 = w2 * c(0.6) + c(0.05) * x[1].tanh().exp2().tanh();
+            steps += 1;
+        }
+        let part3_s = &x[0..];
+        let mut part3 = helpers::soft(-c(0.50), c(0.3));
+        for i in 0..part3_s.len() {
+            part3 += part3_s[i] * part3_s[1].sin();
+        }
+        let mut acc4 = helpers::soft(a, c(0.3));
+        for i in 0..n {
+            acc4 += (a.asinh().tanh() * c(0.5)).tan();
+            if (a * a + c(1.0)).cbrt() < c(0.19) {
+                acc4 = acc4 * c(0.9) + b.powi(3);
+            }
+        }
+        let part5_s = &x[0..=2];
+        let mut part5 = acc4.clamp(-c(1.0), c(1.0));
+        for i in 0..part5_s.len() {
+            part5 += part5_s[i] * part5_s[1].sin();
+        }
+        c(0.78) * (a).tanh()
+            + c(1.75) * (b).tanh()
+            + -c(0.42) * (v1).tanh()
+            + -c(0.19) * (w2).tanh()
+            + c(0.14) * (part3).tanh()
+            + c(0.94) * (acc4).tanh()
+            + -c(0.71) * (part5).tanh()
+    }
+
+    #[allow(unused_mut, unused_variables, clippy::all)]
+    pub fn p193(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+        let n = x.len();
+        let v1 = -c(0.18).powi(3);
+        let v2 = c(1.84);
+        c(1.84) * (a).tanh()
+            + -c(1.27) * (b).tanh()
+            + c(1.11) * (v1).tanh()
+            + -c(1.24) * (v2).tanh()
+    }
+
+    #[allow(unused_mut, unused_variables, clippy::all)]
+    pub fn p194(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+        let n = x.len();
+        let mut w1 = c(0.11).tanh() + c(3.0);
+        let mut steps = 0;
+        while w1 > c(0.5) && steps < 20 {
+            w1 = w1 * c(0.6) + c(0.05) * helpers::soft(c(0.62), c(0.3)).tanh();
+            steps += 1;
+        }
+        let mut perm2 = vec![0usize; n];
+        for i in 0..n {
+            perm2[i] = (i + 3) % n;
+        }
+        let mut rot3 = x[0].sin();
+        for i in 0..n {
+            rot3 = rot3 * c(0.8) + x[perm2[i]] * w1.tanh().exp2();
+            if perm2[0] % 2 == 0 {
+                rot3 = rot3 + (-c(1.23) * -c(1.23) + c(1.0)).log(3.0);
+            }
+            let first = perm2[0];
+            for j in 1..n {
+                perm2[j - 1] = perm2[j];
+            }
+            perm2[n - 1] = first;
+        }
+        let mut w4 = rot3.tanh() + c(3.0);
+        let mut steps = 0;
+        while w4 > c(0.5) && steps < 20 {
+            w4 = w4 * c(0.6) + c(0.05) * b.tanh();
+            steps += 1;
+        }
+        let mut acc: D = c(1.68) * (a).tanh()
+            + c(0.37) * (b).tanh()
+            + -c(1.94) * (w1).tanh()
+            + c(1.45) * (rot3).tanh()
+            + c(1.87) * (w4).tanh();
+        for i in 0..2 {
+            acc += (&m.row(i) * -c(0.15)).mapv(tanh).sum()
+                - (&m.column(i) * -c(1.92) - c(0.25))
+                    .mapv(sin)
+                    .mean()
+                    .unwrap()
                 + (&m.row(1 - i) - &m.column(i)).mapv(|t| t * t).sum() * c(0.5);
         }
         acc
@@ -25176,116 +25973,113 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p195(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let arr1 = {
-            let mut acc = c(0.0);
-            for i in 0..2 {
-                let r = m.row(i);
-                let h = r.dot(m).mapv(exp) * (x[1] * x[1]).ln_1p();
-                acc += r.dot(&h) + m.dot(&r).mapv(sin).sum();
+        let mut acc1 = (b.tanh() * c(0.9)).atanh();
+        for i in 0..n {
+            acc1 += (x[3] * x[3]).ln_1p().tanh();
+            if (b * b + c(1.5)).acosh() <= c(0.26) {
+                return acc1 * c(0.9) + (x[i] * x[i] + c(1.0)).ln();
             }
-            acc
+        }
+        let r3 = products(x, (a * a + c(1.5)).acosh());
+        let v2 = r3[0] * r3[2] + r3[2];
+        let mut hist4 = vec![c(0.0); 3 * n];
+        let mut st5 = b.atan();
+        for t in 0..3 {
+            for i in 0..n {
+                st5 = st5 * c(0.7) + x[i] * (v2.tanh() * c(0.9)).acos();
+                hist4[t * n + i] = st5.sin();
+            }
+        }
+        let v6 = hist4[1] * hist4[2 * n] + hist4[3 * n - 1] + st5;
+        let v7 = -c(0.42).hypot(x[1]);
+        let v8 = match ((a * x[1]) < -c(1.52), n % 3) {
+            (true, 0) => (((acc1.tanh()).tanh() * c(3.0)).trunc() * c(0.25) + (v7 * v7).ln_1p()),
+            (false, k9) | (_, k9 @ 1) => {
+                ((x[1] * x[1] + c(0.5)).sqrt().tanh() * c(0.9)).acos() * (k9 + 1) as f64
+            }
+            _ => (c(1.82) * c(1.82) + c(1.0)).ln(),
         };
-        let mut acc2 = a.hypot(arr1);
-        for i in 0..n {
-            acc2 += ((c(0.80) * c(0.80) + c(1.0)).cbrt() + sin(b));
-            if (x[2] * c(0.5)) <= -c(0.40) {
-                acc2 = acc2 * c(0.9) + (arr1 * arr1 + c(1.0)).cbrt();
-            }
+        let mut acc: D = -c(1.26) * (a).tanh()
+            + -c(1.09) * (b).tanh()
+            + -c(1.90) * (acc1).tanh()
+            + c(1.08) * (v2).tanh()
+            + c(0.24) * (v6).tanh()
+            + -c(1.62) * (v7).tanh()
+            + c(1.83) * (v8).tanh();
+        for i in 0..2 {
+            acc += (&m.row(i) * -c(1.26)).mapv(tanh).sum()
+                - (&m.column(i) * -c(1.14) - c(0.25))
+                    .mapv(sin)
+                    .mean()
+                    .unwrap()
+                + (&m.row(1 - i) - &m.column(i)).mapv(|t| t * t).sum() * c(0.5);
         }
-        let mut buf3 = vec![c(0.0); n];
-        for i in 0..n {
-            buf3[i] = (a * a + c(1.0)).log10().mul_add(x[i], arr1.tanh().exp2());
-        }
-        for (i, v) in buf3.iter_mut().enumerate() {
-            *v = (*v * x[(i + 1) % n]).sin() + *v * c(0.5);
-        }
-        for (v, &w) in buf3.iter_mut().zip(x) {
-            *v += w * c(0.25);
-        }
-        let v4 = buf3[1] + c(0.5) * buf3[2];
-        let part5_s = &x[0..2];
-        let mut part5 = (acc2.tanh() * c(0.5)).tan();
-        for i in 0..part5_s.len() {
-            part5 += part5_s[i] * part5_s[1].sin();
-        }
-        let part6_s = &x[0..=2];
-        let mut part6 = (b.tanh() * c(0.5)).sinh();
-        for i in 0..part6_s.len() {
-            part6 += part6_s[i] * part6_s[1].sin();
-        }
-        let v7 = c(1.36);
-        c(1.58) * (a).tanh()
-            + c(0.05) * (b).tanh()
-            + c(1.12) * (arr1).tanh()
-            + -c(0.33) * (acc2).tanh()
-            + -c(1.68) * (v4).tanh()
-            + c(0.70) * (part5).tanh()
-            + c(0.15) * (part6).tanh()
-            + c(1.67) * (v7).tanh()
+        acc
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p196(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
-        let n = x.len();
-        let mut m1 = (c(1.49) * c(1.49) + c(1.0)).ln();
-        if b <= -c(0.48) {
-            m1 += ((b * b).tanh() * c(0.5)).tan();
-        } else if (b * b + c(1.0)).log(3.0) > c(1.88) {
-            m1 = m1 * c(0.5);
-        }
-        let mut pair2 = c(0.0);
+        let n = x.len().min(4);
+        let mut perm1 = vec![0usize; n];
         for i in 0..n {
-            let w = m1.tanh();
-            let mut acc = c(0.0);
-            for j in (i % 3)..(n - i) {
-                acc += (x[j + i] * w).sin();
-            }
-            let start = i / 2;
-            for j in 0..n - start {
-                acc += x[start + j] * w * c(0.5);
-            }
-            pair2 += acc * acc;
+            perm1[i] = (i + 3) % n;
         }
-        let v3 = if (((x[3]).tanh() - (m1).tanh().stop_gradient()).exp().ln()
-            + (m1).tanh().stop_gradient())
-            <= -c(1.41)
-        {
-            (sin(x[0]) + smooth(a))
-        } else {
-            c(0.12).atan()
-        };
-        let mut perm4 = vec![0usize; n];
+        let mut rot2 = (x[1] * a);
         for i in 0..n {
-            perm4[i] = (i + 1) % n;
-        }
-        let mut rot5 = ops::softplus(v3);
-        for i in 0..n {
-            rot5 = rot5 * c(0.8) + x[perm4[i]] * (c(0.76) * c(0.76) + c(1.0)).log2();
-            if perm4[0] % 2 == 0 {
-                rot5 = rot5 + (a.tanh() * c(0.9)).asin();
+            rot2 = rot2 * c(0.8) + x[perm1[i]] * smooth(b);
+            if perm1[0] % 2 == 0 {
+                rot2 = rot2 + a;
             }
-            let first = perm4[0];
+            let first = perm1[0];
             for j in 1..n {
-                perm4[j - 1] = perm4[j];
+                perm1[j - 1] = perm1[j];
             }
-            perm4[n - 1] = first;
+            perm1[n - 1] = first;
         }
-        let arr6 = {
-            let mut q = Array2::<D>::zeros((3, 2));
-            q.row_mut(0).assign(&m.row(0));
-            for i in 1..3 {
-                let prev = (&q.row(i - 1) * sin(m1) + &m.row(1)).mapv(|t| t.sin());
-                q.row_mut(i).assign(&prev);
+        let mut m3 = -c(0.25);
+        if (rot2 + c(0.73)) <= c(1.71) {
+            m3 += rot2;
+        } else if (c(1.15) * c(1.15) + c(0.5)).sqrt() >= -c(0.73) {
+            m3 = m3 * c(0.5);
+        }
+        let mut acc4 = helpers::soft(a, c(0.3));
+        for i in 0..n {
+            acc4 += rot2.asinh().mul_add(x[i].sin(), x[i].mul_add(b, m3));
+            if b <= -c(0.45) {
+                acc4 = acc4 * c(0.9) + rot2.mul_add(x[0], a);
             }
-            (&q * &q).sum() + q.column(1).sum()
+        }
+        let part5_s = &x[0..];
+        let mut part5 = (-c(0.75) * -c(0.75) + c(1.0)).log2();
+        for i in 0..part5_s.len() {
+            part5 += part5_s[i] * part5_s[1].sin();
+        }
+        let mut acc6 = (-c(0.67) * -c(0.67) + c(1.0)).cbrt();
+        for i in 0..n {
+            acc6 += ((((b * b + c(1.0)).recip()).tanh()
+                - (x[i].max(c(1.71))).tanh().stop_gradient())
+            .exp()
+            .ln()
+                + (x[i].max(c(1.71))).tanh().stop_gradient());
+            if (-c(1.34) * -c(1.34) + c(1.0)).recip() >= -c(0.64) {
+                return acc6 * c(0.9)
+                    + (((b).tanh() - (x[2]).tanh().stop_gradient()).exp().ln()
+                        + (x[2]).tanh().stop_gradient());
+            }
+        }
+        let v7 = if (a * a + c(1.0)).ln() <= c(1.39) {
+            ((-c(1.65) * -c(1.65) + c(1.0)).log10() * a.powi(2))
+        } else {
+            smooth((rot2 * a))
         };
-        c(1.66) * (a).tanh()
-            + -c(0.75) * (b).tanh()
-            + -c(0.40) * (m1).tanh()
-            + -c(0.81) * (pair2).tanh()
-            + c(0.94) * (v3).tanh()
-            + c(1.36) * (rot5).tanh()
-            + c(0.18) * (arr6).tanh()
+        -c(0.32) * (a).tanh()
+            + c(1.90) * (b).tanh()
+            + -c(0.64) * (rot2).tanh()
+            + c(1.76) * (m3).tanh()
+            + -c(1.54) * (acc4).tanh()
+            + -c(1.20) * (part5).tanh()
+            + c(1.69) * (acc6).tanh()
+            + c(0.95) * (v7).tanh()
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
@@ -25298,445 +26092,193 @@ mod twin {
             let mut t = c(0.5);
             for j in (i + 1)..n {
                 let d = x[i] - x[p % n];
-                pair1 += (d * d + c(0.5)).recip() * (x[1] * x[1] + c(0.5)).sqrt() * t;
+                pair1 += (d * d + c(0.5)).recip() * a.max(x[i]) * t;
                 p += stride;
                 stride += j % 2;
                 t += c(0.25);
             }
         }
-        let part2_s = &x[0..];
-        let mut part2 = (pair1.tanh() * c(0.5)).cosh();
+        let part2_s = &x[1..];
+        let mut part2 = (b * x[3]);
         for i in 0..part2_s.len() {
             part2 += part2_s[i] * part2_s[1].sin();
         }
-        let mut acc: D = -c(1.38) * (a).tanh()
-            + -c(1.59) * (b).tanh()
-            + -c(1.99) * (pair1).tanh()
-            + c(1.45) * (part2).tanh();
-        for i in 0..2 {
-            acc += (&m.row(i) * -c(0.38)).mapv(tanh).sum()
-                - (&m.column(i) * c(1.30) - c(0.25)).mapv(sin).mean().unwrap()
-                + (&m.row(1 - i) - &m.column(i)).mapv(|t| t * t).sum() * c(0.5);
+        let v3 = ((helpers::soft(a, c(0.3)) - pair1.hypot(b)).tanh() * c(0.9)).asin();
+        let mut w4 = (b.tanh() * c(0.5)).sinh().min((-(v3))).tanh() + c(3.0);
+        let mut steps = 0;
+        while w4 > c(0.5) && steps < 20 {
+            w4 = w4 * c(0.6) + c(0.05) * a.tanh();
+            steps += 1;
         }
-        acc
+        let arr5 = {
+            let mut q = m.to_owned();
+            let t = &q * (w4 * x[0]);
+            q[[0, 1]] = (w4 * x[0]) * c(2.0);
+            t.mapv(sin).sum() + q.sum()
+        };
+        let part6_s = &x[1..3];
+        let mut part6 = part2;
+        for i in 0..part6_s.len() {
+            part6 += part6_s[i] * part6_s[1].sin();
+        }
+        c(0.43) * (a).tanh()
+            + c(0.30) * (b).tanh()
+            + c(1.39) * (pair1).tanh()
+            + c(1.07) * (part2).tanh()
+            + -c(0.14) * (v3).tanh()
+            + -c(0.69) * (w4).tanh()
+            + c(1.96) * (arr5).tanh()
+            + -c(1.43) * (part6).tanh()
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p198(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let mut m1 = x[1].atan();
-        if b.tanh() <= c(0.26) {
-            m1 += (x[2] + a).max((c(1.92).tanh() * c(0.9)).acos());
-        } else if b.atan() < -c(1.27) {
-            m1 = m1 * c(0.5);
-        }
-        let r3 = products(
-            x,
-            ((((b).tanh() * c(3.0)).signum() * c(0.25) + b).tanh() * c(0.9)).asin(),
-        );
-        let v2 = r3[0] * r3[2] + r3[2];
-        let [v4_p, v4_q, v4_r] = twist([(c(0.78).tanh() * c(0.5)).cosh().max(b), x[1], v2], x[3]);
-        let v4 = v4_p * v4_q + v4_r;
-        let mut m5 = b;
-        if x[0].tanh().exp_m1() < c(0.84) {
-            m5 += (ops::softplus(v4).tanh() * c(0.9)).acos();
-        } else if b < c(0.70) {
-            m5 = m5 * c(0.5);
-        }
-        let mut acc6 = m1;
+        let arr1 = ops::logsumexp(&(m.dot(&m.column(0)) * (a + a)));
+        let mut pair2 = c(0.0);
         for i in 0..n {
-            acc6 += x[1].hypot(x[2]).hypot(x[i].mul_add(v4, x[(i + 1) % n]));
-            if (v4 * v4 + c(1.0)).log2() < c(0.00) {
-                acc6 = acc6 * c(0.9) + v4.min(m5);
+            let w = (a * c(0.5));
+            let mut acc = c(0.0);
+            for j in (i % 3)..(n - i) {
+                acc += (x[j + i] * w).sin();
             }
-        }
-        let part7_s = &x[1..];
-        let mut part7 = c(0.09);
-        for i in 0..part7_s.len() {
-            part7 += part7_s[i] * part7_s[1].sin();
-        }
-        -c(1.11) * (a).tanh()
-            + c(0.72) * (b).tanh()
-            + c(0.78) * (m1).tanh()
-            + c(1.75) * (v2).tanh()
-            + -c(0.42) * (v4).tanh()
-            + -c(0.19) * (m5).tanh()
-            + c(0.14) * (acc6).tanh()
-            + c(0.94) * (part7).tanh()
-    }
-
-    #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p199(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
-        let n = x.len();
-        let mut m1 = b.atan2(a * a + c(0.5));
-        if (x[1].tanh() * c(0.5)).cosh() > c(0.22) {
-            m1 += smooth((c(1.31) + b));
-        } else if (b.tanh() * c(0.9)).acos() <= c(1.86) {
-            m1 = m1 * c(0.5);
-        }
-        let mut w2 = c(0.11).tanh() + c(3.0);
-        let mut steps = 0;
-        while w2 > c(0.5) && steps < 20 {
-            w2 = w2 * c(0.6) + c(0.05) * helpers::soft(c(0.62), c(0.3)).tanh();
-            steps += 1;
-        }
-        let mut perm3 = vec![0usize; n];
-        for i in 0..n {
-            perm3[i] = (i + 3) % n;
-        }
-        let mut rot4 = x[0].sin();
-        for i in 0..n {
-            rot4 = rot4 * c(0.8) + x[perm3[i]] * m1.tanh().exp2();
-            if perm3[0] % 2 == 0 {
-                rot4 = rot4 + (-c(1.23) * -c(1.23) + c(1.0)).log(3.0);
+            let start = i / 2;
+            for j in 0..n - start {
+                acc += x[start + j] * w * c(0.5);
             }
-            let first = perm3[0];
-            for j in 1..n {
-                perm3[j - 1] = perm3[j];
-            }
-            perm3[n - 1] = first;
+            pair2 += acc * acc;
         }
-        let mut w5 = m1.tanh() + c(3.0);
-        let mut steps = 0;
-        while w5 > c(0.5) && steps < 20 {
-            w5 = w5 * c(0.6) + c(0.05) * a.tanh();
-            steps += 1;
-        }
-        let mut acc6 = w2.min(w5);
-        for i in 0..n {
-            acc6 += a;
-            if smooth(x[(i + 3) % n]) > -c(1.46) {
-                acc6 = acc6 * c(0.9) + (x[3] * x[3]).ln_1p();
-            }
-        }
-        -c(1.65) * (a).tanh()
-            + -c(0.85) * (b).tanh()
-            + -c(0.19) * (m1).tanh()
-            + -c(0.67) * (w2).tanh()
-            + -c(0.06) * (rot4).tanh()
-            + c(0.26) * (w5).tanh()
-            + -c(1.77) * (acc6).tanh()
-    }
-
-    #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p200(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
-        let n = x.len();
-        let r2 = products(x, (a * a + c(1.5)).acosh());
-        let v1 = r2[0] * r2[2] + r2[2];
-        let mut hist3 = vec![c(0.0); 3 * n];
-        let mut st4 = a.atan();
-        for t in 0..3 {
-            for i in 0..n {
-                st4 = st4 * c(0.7) + x[i] * (a.tanh() * c(0.9)).acos();
-                hist3[t * n + i] = st4.sin();
-            }
-        }
-        let v5 = hist3[1] * hist3[2 * n] + hist3[3 * n - 1] + st4;
-        let v6 = -c(0.42).hypot(x[1]);
-        -c(1.02) * (a).tanh()
-            + c(1.39) * (b).tanh()
-            + c(0.75) * (v1).tanh()
-            + -c(0.10) * (v5).tanh()
-            + c(0.40) * (v6).tanh()
-    }
-
-    #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p201(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
-        let n = x.len();
-        let mut acc1 = (((a).tanh() * c(3.0)).trunc() * c(0.25) + x[2]);
-        for i in 0..n {
-            acc1 += ((b.tanh() * c(0.9)).atanh() * (b.tanh() * c(0.9)).atanh() + c(1.5)).acosh();
-            if (c(1.08).tanh() * c(0.5)).cosh() < c(1.82) {
-                return acc1 * c(0.9) + (-c(1.26).tanh() * c(0.9)).asin();
-            }
-        }
-        let v2 = b;
-        let f3 = |t: D, u: D| v2;
-        let v4 = f3((x[1] * a).sin(), helpers::soft(v2.asinh(), c(0.3))) * c(0.5)
-            + f3(helpers::soft(v2.asinh(), c(0.3)), (x[1] * a).sin());
-        let mut acc: D = c(1.06) * (a).tanh()
-            + c(0.31) * (b).tanh()
-            + -c(0.25) * (acc1).tanh()
-            + c(1.38) * (v2).tanh()
-            + -c(0.44) * (v4).tanh();
-        for i in 0..2 {
-            acc += (&m.row(i) * -c(1.30)).mapv(tanh).sum()
-                - (&m.column(i) * c(0.50) - c(0.25)).mapv(sin).mean().unwrap()
-                + (&m.row(1 - i) - &m.column(i)).mapv(|t| t * t).sum() * c(0.5);
-        }
-        acc
-    }
-
-    #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p202(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
-        let n = x.len();
-        let mut lse1 = smooth(x[0]);
-        let mut scratch2 = vec![c(0.0); n];
-        for i in 0..n {
-            scratch2[0] = x[i] * c(0.5);
-            for q in 1..scratch2.len() {
-                scratch2[q] = x[(i + q) % n] * helpers::soft((a * a), c(0.3));
-            }
-            let mut mx = scratch2[0];
-            for q in 1..scratch2.len() {
-                mx = mx.max(scratch2[q]);
-            }
-            let mut se = c(0.0);
-            for q in 0..scratch2.len() {
-                se += (scratch2[q] - mx).exp();
-            }
-            lse1 += se.ln() + mx;
-        }
-        let mut m3 = smooth(x[2]);
-        if ops::softplus(x[2]) >= c(0.09) {
-            m3 += x[3];
-        } else if (x[1] * x[1] + c(1.5)).acosh() <= -c(0.45) {
-            m3 = m3 * c(0.5);
-        }
-        let mut acc4 = x[1].cos();
-        for i in 0..n {
-            acc4 += (smooth(a) * smooth(a) + c(1.0)).log2();
-            if a.clamp(-c(1.0), c(1.0)) > c(1.89) {
-                acc4 = acc4 * c(0.9) + (lse1.tanh() * c(0.5)).cosh();
-            }
-        }
-        c(0.96) * (a).tanh()
-            + -c(1.26) * (b).tanh()
-            + c(0.67) * (lse1).tanh()
-            + c(1.61) * (m3).tanh()
-            + c(0.08) * (acc4).tanh()
-    }
-
-    #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p203(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
-        let n = x.len();
-        let mut pair1 = c(0.0);
-        for i in 0..n {
-            let mut p = i + 1;
-            let mut stride = 1;
-            let mut t = c(0.5);
-            for j in (i + 1)..n {
-                let d = x[i] - x[p % n];
-                pair1 += (d * d + c(0.5)).recip() * -c(0.49).atan() * t;
-                p += stride;
-                stride += j % 2;
-                t += c(0.25);
-            }
-        }
-        let v2 = (smooth((x[0] * x[0] + c(1.0)).ln())
-            * ((-c(1.54) * pair1) * (-c(1.54) * pair1) + c(1.0)).log10());
-        let part3_s = &x[1..=2];
-        let mut part3 = (c(0.38) / (a * a + c(1.0)));
+        let part3_s = &x[1..3];
+        let mut part3 = a.cos();
         for i in 0..part3_s.len() {
             part3 += part3_s[i] * part3_s[1].sin();
         }
-        let mut acc: D = c(0.55) * (a).tanh()
-            + c(1.30) * (b).tanh()
-            + -c(0.81) * (pair1).tanh()
-            + c(1.94) * (v2).tanh()
-            + -c(0.99) * (part3).tanh();
-        for i in 0..2 {
-            acc += (&m.row(i) * -c(0.25)).mapv(tanh).sum()
-                - (&m.column(i) * c(1.21) - c(0.25)).mapv(sin).mean().unwrap()
-                + (&m.row(1 - i) - &m.column(i)).mapv(|t| t * t).sum() * c(0.5);
-        }
-        acc
-    }
-
-    #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p204(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
-        let n = x.len();
-        let v1 = (ops::softplus(b) * ops::softplus(b) + c(1.0))
-            .powd(a.max(x[1]).tanh())
-            .tanh()
-            .exp();
-        let mut buf2 = vec![c(0.0); n];
-        for i in 0..n {
-            buf2[i] = v1;
-        }
-        let v3 = buf2[3] * buf2[0];
-        let mut m4 = x[3].abs();
-        if c(1.53) >= c(1.05) {
-            m4 += sin(x[1]).atan2(b * b + c(0.5));
-        } else if (x[2].tanh() * c(0.5)).cosh() > c(1.66) {
-            m4 = m4 * c(0.5);
-        }
-        let mut acc: D = c(1.12) * (a).tanh()
-            + -c(0.85) * (b).tanh()
-            + -c(0.30) * (v1).tanh()
-            + c(0.99) * (v3).tanh()
-            + -c(0.66) * (m4).tanh();
-        for i in 0..2 {
-            acc += (&m.row(i) * c(1.00)).mapv(tanh).sum()
-                - (&m.column(i) * -c(0.91) - c(0.25))
-                    .mapv(sin)
-                    .mean()
-                    .unwrap()
-                + (&m.row(1 - i) - &m.column(i)).mapv(|t| t * t).sum() * c(0.5);
-        }
-        acc
-    }
-
-    #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p205(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
-        let n = x.len();
-        let part1_s = &x[1..];
-        let mut part1 = ops::softplus(b);
-        for i in 0..part1_s.len() {
-            part1 += part1_s[i] * part1_s[1].sin();
-        }
-        let f2 = |t: D, u: D| {
-            (c(1.39).tanh().exp() * c(1.39).tanh().exp() + c(1.0))
-                .cbrt()
-                .hypot(((t + part1).tanh() * c(0.5)).cosh())
-        };
-        let v3 = f2(
-            ((c(1.32) * c(1.32) + c(1.0)).log(3.0) * (c(1.32) * c(1.32) + c(1.0)).log(3.0)
-                + c(1.0))
-            .ln(),
-            b.mul_add(-c(0.69).tanh().exp(), (b.tanh() * c(0.9)).acos()),
-        ) * c(0.5)
-            + f2(
-                b.mul_add(-c(0.69).tanh().exp(), (b.tanh() * c(0.9)).acos()),
-                ((c(1.32) * c(1.32) + c(1.0)).log(3.0) * (c(1.32) * c(1.32) + c(1.0)).log(3.0)
-                    + c(1.0))
-                .ln(),
-            );
         let part4_s = &x[1..3];
         let mut part4 = (c(0.37) * c(0.37) + c(1.0)).log2();
         for i in 0..part4_s.len() {
             part4 += part4_s[i] * part4_s[1].sin();
         }
-        let f5 = |t: D, u: D| sin((-(part4.clamp(-c(1.0), c(1.0)))));
-        let mut v6 = (v3 * v3 + c(1.0)).recip().atan();
-        for i in 0..n {
-            v6 = v6 * c(0.5) + f5(x[i], (v3.hypot(part1) * v3.hypot(part1) + c(0.5)).sqrt());
-        }
-        c(1.67) * (a).tanh()
-            + c(1.28) * (b).tanh()
-            + -c(1.14) * (part1).tanh()
-            + c(1.43) * (v3).tanh()
-            + -c(0.26) * (part4).tanh()
-            + c(1.29) * (v6).tanh()
-    }
-
-    #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p206(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
-        let n = x.len();
-        let mut lse1 = a;
-        let mut scratch2 = vec![c(0.0); n];
-        for i in 0..n {
-            for q in 0..n {
-                scratch2[q] = x[(i + q) % n] * a.asinh();
-            }
-            let mut mx = scratch2[0];
-            for q in 1..scratch2.len() {
-                mx = mx.max(scratch2[q]);
-            }
-            let mut se = c(0.0);
-            for q in 0..scratch2.len() {
-                se += (scratch2[q] - mx).exp();
-            }
-            lse1 = lse1 * c(0.5) + se.ln() + mx;
-        }
-        let mut acc3 = x[1].asinh();
-        for i in 0..n {
-            acc3 += (a.tanh() * c(0.9)).atanh();
-            if x[2].atan() >= -c(1.41) {
-                acc3 = acc3 * c(0.9) + (x[i].tanh() * c(0.9)).acos();
-            }
-        }
-        let v4 = if x[3] >= c(1.58) {
-            ((lse1 * lse1 + c(1.0)).cbrt() * (lse1 * lse1 + c(1.0)).cbrt() + c(1.0))
-                .powd(x[2].asinh().tanh())
-        } else {
-            ((b * b + c(1.0)).ln() * (b * b + c(1.0)).ln() + c(1.5)).acosh()
-        };
-        let mut perm5 = vec![0usize; n];
-        for i in 0..n {
-            perm5[i] = (i + 3) % n;
-        }
-        let mut rot6 = c(0.26).powi(2);
-        for i in 0..n {
-            rot6 = rot6 * c(0.8) + x[perm5[i]] * (b * c(0.5));
-            if perm5[0] % 2 == 0 {
-                rot6 = rot6
-                    + (((x[2]).tanh() - (acc3).tanh().stop_gradient()).exp().ln()
-                        + (acc3).tanh().stop_gradient());
-            }
-            let first = perm5[0];
-            for j in 1..n {
-                perm5[j - 1] = perm5[j];
-            }
-            perm5[n - 1] = first;
-        }
-        let mut w7 = rot6.tanh().asinh().tanh() + c(3.0);
-        let mut steps = 0;
-        while w7 > c(0.5) && steps < 20 {
-            w7 = w7 * c(0.6) + c(0.05) * (c(1.31) * c(1.31)).ln_1p().tanh();
-            steps += 1;
-        }
-        let mut perm8 = vec![0usize; n];
-        for i in 0..n {
-            perm8[i] = (i + 1) % n;
-        }
-        let mut rot9 = (v4 * v4 + c(1.0)).ln();
-        for i in 0..n {
-            rot9 = rot9 * c(0.8) + x[perm8[i]] * (((lse1).tanh() * c(3.0)).ceil() * c(0.25) + x[i]);
-            if perm8[0] % 2 == 0 {
-                rot9 = rot9 + sin(lse1);
-            }
-            let first = perm8[0];
-            for j in 1..n {
-                perm8[j - 1] = perm8[j];
-            }
-            perm8[n - 1] = first;
-        }
-        let mut acc: D = -c(0.92) * (a).tanh()
-            + -c(0.35) * (b).tanh()
-            + c(0.32) * (lse1).tanh()
-            + -c(0.43) * (acc3).tanh()
-            + c(1.19) * (v4).tanh()
-            + c(0.57) * (rot6).tanh()
-            + c(1.43) * (w7).tanh()
-            + c(0.67) * (rot9).tanh();
+        let mut acc: D = c(1.85) * (a).tanh()
+            + c(1.03) * (b).tanh()
+            + -c(1.30) * (arr1).tanh()
+            + c(1.80) * (pair2).tanh()
+            + c(1.37) * (part3).tanh()
+            + c(0.05) * (part4).tanh();
         for i in 0..2 {
-            acc += (&m.row(i) * c(1.51)).mapv(tanh).sum()
-                - (&m.column(i) * c(0.35) - c(0.25)).mapv(sin).mean().unwrap()
+            acc += (&m.row(i) * c(0.28)).mapv(tanh).sum()
+                - (&m.column(i) * c(0.23) - c(0.25)).mapv(sin).mean().unwrap()
                 + (&m.row(1 - i) - &m.column(i)).mapv(|t| t * t).sum() * c(0.5);
         }
         acc
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p207(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p199(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let mut w1 = ((a * a + c(0.5)).sqrt() * (a * a + c(0.5)).sqrt() + c(1.0))
-            .ln()
-            .tanh()
-            + c(3.0);
+        let mut w1 = (-(ops::softplus(b))).tanh() + c(3.0);
         let mut steps = 0;
         while w1 > c(0.5) && steps < 20 {
-            w1 = w1 * c(0.6) + c(0.05) * c(1.85).tanh();
+            w1 = w1 * c(0.6) + c(0.05) * x[2].atan().tanh();
             steps += 1;
         }
-        let arr2 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * w1.tanh().exp();
-        let arr3 = ops::logsumexp(&(m.dot(&m.column(0)) * a));
-        let mut acc: D = c(1.15) * (a).tanh()
-            + c(1.49) * (b).tanh()
-            + -c(1.32) * (w1).tanh()
-            + c(1.11) * (arr2).tanh()
-            + -c(0.64) * (arr3).tanh();
-        for i in 0..2 {
-            acc += (&m.row(i) * -c(0.52)).mapv(tanh).sum()
-                - (&m.column(i) * c(1.72) - c(0.25)).mapv(sin).mean().unwrap()
-                + (&m.row(1 - i) - &m.column(i)).mapv(|t| t * t).sum() * c(0.5);
+        let v2 = (-((x[0] * x[0] + c(1.0)).log10().asinh()));
+        let mut lse3 = a;
+        let mut scratch4 = vec![c(0.0); n];
+        for i in 0..n {
+            for q in 0..n {
+                scratch4[q] = x[(i + q) % n] * w1.asinh();
+            }
+            let mut mx = scratch4[0];
+            for q in 1..scratch4.len() {
+                mx = mx.max(scratch4[q]);
+            }
+            let mut se = c(0.0);
+            for q in 0..scratch4.len() {
+                se += (scratch4[q] - mx).exp();
+            }
+            lse3 = lse3 * c(0.5) + se.ln() + mx;
         }
-        acc
+        let mut acc5 = x[1].asinh();
+        for i in 0..n {
+            acc5 += (a.tanh() * c(0.9)).atanh();
+            if x[2].atan() >= -c(1.41) {
+                acc5 = acc5 * c(0.9) + (x[i].tanh() * c(0.9)).acos();
+            }
+        }
+        let v6 = if x[3] >= c(1.58) {
+            ((w1 * w1 + c(1.0)).cbrt() * (w1 * w1 + c(1.0)).cbrt() + c(1.0))
+                .powd(x[2].asinh().tanh())
+        } else {
+            ((v2 * v2 + c(1.0)).ln() * (v2 * v2 + c(1.0)).ln() + c(1.5)).acosh()
+        };
+        let mut perm7 = vec![0usize; n];
+        for i in 0..n {
+            perm7[i] = (i + 3) % n;
+        }
+        let mut rot8 = c(0.26).powi(2);
+        for i in 0..n {
+            rot8 = rot8 * c(0.8) + x[perm7[i]] * (lse3 * c(0.5));
+            if perm7[0] % 2 == 0 {
+                rot8 = rot8
+                    + (((x[2]).tanh() - (v2).tanh().stop_gradient()).exp().ln()
+                        + (v2).tanh().stop_gradient());
+            }
+            let first = perm7[0];
+            for j in 1..n {
+                perm7[j - 1] = perm7[j];
+            }
+            perm7[n - 1] = first;
+        }
+        -c(1.98) * (a).tanh()
+            + -c(1.46) * (b).tanh()
+            + -c(1.80) * (w1).tanh()
+            + -c(1.65) * (v2).tanh()
+            + -c(1.97) * (lse3).tanh()
+            + c(0.26) * (acc5).tanh()
+            + c(1.66) * (v6).tanh()
+            + c(1.25) * (rot8).tanh()
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p208(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p200(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+        let n = x.len().min(4);
+        let mut buf1 = vec![c(0.0); n];
+        for i in 0..n {
+            buf1[i] = (a / (c(0.93).mul_add(a, b) * c(0.93).mul_add(a, b) + c(1.0)));
+        }
+        for i in 1..n {
+            buf1[i] = buf1[i] + (buf1[i - 1] * c(0.5));
+        }
+        for i in 1..n {
+            let old = buf1[i];
+            buf1[i] = (old * buf1[i - 1]).sin() + old;
+        }
+        let v2 = buf1[0] * buf1[1];
+        let mut pair3 = c(0.0);
+        for i in 0..n {
+            for j in (0..n).filter(|&j| j != i) {
+                let d = x[i] - x[j];
+                pair3 += (d * d + c(0.5)).recip() * b.tanh().exp();
+            }
+        }
+        for &q in x.iter().filter(|&&q| q > c(0.0)) {
+            pair3 += q * q * c(0.25);
+        }
+        let mut m4 = (-c(1.16) * c(0.5));
+        if (x[3] * x[3] + c(1.0)).log(3.0) >= c(0.48) {
+            m4 += c(0.41).mul_add(a, b).tanh().exp();
+        } else if pair3.max(v2) >= c(1.49) {
+            m4 = m4 * c(0.5);
+        }
+        -c(1.32) * (a).tanh()
+            + c(1.11) * (b).tanh()
+            + -c(0.64) * (v2).tanh()
+            + -c(1.89) * (pair3).tanh()
+            + -c(0.52) * (m4).tanh()
+    }
+
+    #[allow(unused_mut, unused_variables, clippy::all)]
+    pub fn p201(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let f1 = |t: D, u: D| {
             (((c(1.93) + x[1]) * c(0.5)) * ((c(1.93) + x[1]) * c(0.5)) + c(1.0)).log10()
@@ -25781,7 +26323,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p209(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p202(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut m1 = (x[1] * x[1] + c(1.0)).powd(b.tanh());
         if (b * b + c(1.0)).cbrt() < c(1.46) {
@@ -25847,7 +26389,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p210(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p203(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut m1 = (x[2] * x[2] + c(1.0)).log10();
         if c(0.57) < c(1.43) {
@@ -25893,7 +26435,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p211(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p204(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len().min(4);
         let arr1 = (m * m * (x[1] * x[1] + c(1.0)).log10() - m.mapv(|t| t.cos()))
             .mapv(exp)
@@ -25907,7 +26449,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p212(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p205(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut pair1 = c(0.0);
         for i in 0..n {
@@ -25939,7 +26481,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p213(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p206(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let v1 = if b < -c(0.46) {
             (a * a + c(1.0)).log10().hypot(b.tanh().exp_m1())
@@ -25989,7 +26531,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p214(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p207(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let v1 = a.sin().powi(3);
         let mut perm2 = vec![0usize; n];
@@ -26058,7 +26600,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p215(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p208(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let v1 = (sin(c(1.60)) - (b * b).hypot((a.tanh() * c(0.5)).cosh()));
         let mut pair2 = c(0.0);
@@ -26125,7 +26667,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p216(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p209(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut lse1 = a;
         let mut scratch2 = vec![c(0.0); 3];
@@ -26188,7 +26730,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p217(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p210(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut m1 = b.asinh();
         if (a * b) >= c(0.22) {
@@ -26210,7 +26752,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p218(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p211(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let v1 = (((((a * a + c(1.0)).ln()).tanh() * c(3.0)).ceil() * c(0.25) + x[1].hypot(a))
             .tanh()
@@ -26271,7 +26813,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p219(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p212(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut pair1 = c(0.0);
         for i in 0..n {
@@ -26345,7 +26887,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p220(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p213(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len().min(4);
         let r2 = products(x, (c(1.25) * c(1.25)).ln_1p().asinh());
         let v1 = r2[0] * r2[2] + r2[0];
@@ -26383,7 +26925,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p221(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p214(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut perm1 = vec![0usize; n];
         for i in 0..n {
@@ -26444,7 +26986,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p222(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p215(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut hist1 = vec![c(0.0); 3 * n];
         let mut st2 = (a * a + c(1.0)).log2();
@@ -26483,7 +27025,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p223(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p216(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let v1 = b;
         let mut buf2 = vec![c(0.0); n];
@@ -26538,7 +27080,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p224(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p217(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let part1_s = &x[0..2];
         let mut part1 = (((-c(1.77)).tanh() - (a).tanh().stop_gradient()).exp().ln()
@@ -26563,7 +27105,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p225(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p218(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let v1 = if b.atan2(b * b + c(0.5)) <= -c(1.46) {
             (x[3].abs() + b.min(a))
@@ -26618,7 +27160,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p226(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p219(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let part1_s = &x[1..];
         let mut part1 = smooth(b);
@@ -26685,7 +27227,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p227(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p220(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len().min(4);
         let mut pair1 = c(0.0);
         for i in 0..n {
@@ -26723,7 +27265,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p228(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p221(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut pair1 = c(0.0);
         for i in 0..n {
@@ -26768,7 +27310,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p229(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p222(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let arr1 = (m * c(0.52).abs() + &m.t().dot(m)).mapv(|t| t.tanh()).sum();
         let mut acc2 = (x[3].tanh() * c(0.5)).tan();
@@ -26811,7 +27353,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p230(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p223(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let v1 = -c(1.21);
         let mut acc2 = b.atan();
@@ -26869,7 +27411,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p231(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p224(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let v1 = (a * a + c(1.0)).log10().cos().sin();
         let part2_s = &x[0..];
@@ -26908,7 +27450,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p232(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p225(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut perm1 = vec![0usize; n];
         for i in 0..n {
@@ -26967,7 +27509,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p233(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p226(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut w1 = b.tanh() + c(3.0);
         let mut steps = 0;
@@ -26994,7 +27536,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p234(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p227(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut lse1 = (a * a + c(1.5)).acosh();
         let mut scratch2 = vec![c(0.0); n * 2];
@@ -27036,7 +27578,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p235(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p228(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let v1 = if (b.tanh() * c(0.5)).cosh() >= -c(0.25) {
             (b * c(0.5)).hypot(c(0.00).mul_add(a, a))
@@ -27071,7 +27613,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p236(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p229(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len().min(4);
         let mut perm1 = vec![0usize; n];
         for i in 0..n {
@@ -27146,7 +27688,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p237(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p230(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len().min(4);
         let mut lse1 = (b.tanh() * c(0.5)).sinh();
         let mut scratch2 = vec![c(0.0); n];
@@ -27181,7 +27723,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p238(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p231(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut v1_b = [c(0.0); 3];
         for i in 0..3 {
@@ -27200,7 +27742,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p239(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p232(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut pair1 = c(0.0);
         for i in 0..n {
@@ -27224,7 +27766,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p240(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p233(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let arr1 = {
             let mut q = Array2::<D>::zeros((2, 2));
@@ -27235,11 +27777,13 @@ mod twin {
             }
             (&q * m).sum()
         };
-        let v2 = if let (true, k3 @ 0..=1) = (x[3].clamp(-c(1.0), c(1.0)) > -c(1.13), n % 3) {
-            arr1 * (k3 + 2) as f64
-        } else {
-            arr1
-        };
+        let mut v2 = b;
+        for w in x.windows(2) {
+            v2 = v2 * c(0.5) + (w[1] - w[0]) * arr1;
+        }
+        for (k3, pair) in x.chunks_exact(2).enumerate() {
+            v2 += pair[0] * pair[1] * arr1 * (k3 + 1) as f64;
+        }
         c(0.55) * (a).tanh()
             + -c(0.10) * (b).tanh()
             + -c(1.96) * (arr1).tanh()
@@ -27247,7 +27791,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p241(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p234(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut pair1 = c(0.0);
         for i in 0..n {
@@ -27272,7 +27816,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p242(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p235(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut acc1 = c(1.54).min(-c(1.88));
         for i in 0..n {
@@ -27295,7 +27839,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p243(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p236(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let v1 = if ops::sigmoid(a) <= c(1.20) {
             (a * b.abs())
@@ -27345,7 +27889,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p244(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p237(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut pair1 = c(0.0);
         for i in 0..n {
@@ -27386,7 +27930,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p245(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p238(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let v1 = (b.powi(3).abs() / (x[0] * x[0] + c(1.0)));
         let v2 = if (v1 * v1 + c(1.0)).log(3.0) > c(0.72) {
@@ -27405,7 +27949,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p246(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p239(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut buf1 = vec![c(0.0); n];
         for i in 0..n {
@@ -27436,7 +27980,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p247(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p240(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let v1 = c(0.45).clamp(-c(1.0), c(1.0)).tanh();
         let mut w2 = helpers::soft(b.tanh().exp2(), c(0.3)).tanh() + c(3.0);
@@ -27481,10 +28025,11 @@ mod twin {
             }
             perm6[n - 1] = first;
         }
-        let (k9, true) = (n % 2, b.min(part3) <= -c(1.06)) else {
-            return v5;
+        let v8 = if let (true, k9 @ 0..=1) = (b.min(part3) <= -c(1.06), n % 3) {
+            (w2 * w2 + c(1.0)).ln() * (k9 + 2) as f64
+        } else {
+            sin(v1.abs())
         };
-        let v8 = (w2 * w2 + c(1.0)).ln() * (k9 + 1) as f64 + sin(v1.abs());
         c(0.82) * (a).tanh()
             + -c(1.30) * (b).tanh()
             + -c(1.99) * (v1).tanh()
@@ -27496,7 +28041,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p248(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p241(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len().min(4);
         let mut acc1 = (b * b + c(1.0)).ln();
         for i in 0..n {
@@ -27513,11 +28058,19 @@ mod twin {
             }
         }
         let v3 = (-(((-c(1.23) * -c(1.23) + c(1.5)).acosh().tanh() * c(0.5)).tan()));
-        let (k5, true) = (n % 2, acc2 < c(1.03)) else {
-            return (-c(1.80) / (v3 * v3 + c(1.0)));
-        };
-        let v4 = (c(0.80).tanh() * c(0.9)).acos().cos() * (k5 + 1) as f64
-            + (a * a + c(1.0)).cbrt().tanh().exp_m1();
+        let v4_c: Vec<D> = x
+            .iter()
+            .map(|q| q * (c(0.80).tanh() * c(0.9)).acos().cos())
+            .collect();
+        let mut v4 = (0..n).map(|i| v4_c[i] * x[(i + 1) % n]).sum::<D>()
+            + x.windows(2).map(|w| w[0] * w[1]).sum::<D>();
+        for (k5, &q) in x.iter().rev().enumerate() {
+            v4 += q * (a * a + c(1.0)).cbrt().tanh().exp_m1() * (k5 + 1) as f64;
+        }
+        v4 += x
+            .iter()
+            .map(|q| q.abs())
+            .fold((-c(1.80) / (v3 * v3 + c(1.0))), |acc, q| acc.max(q));
         -c(0.84) * (a).tanh()
             + c(1.78) * (b).tanh()
             + -c(1.46) * (acc1).tanh()
@@ -27527,7 +28080,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p249(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p242(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut w1 = b.tanh() + c(3.0);
         let mut steps = 0;
@@ -27561,7 +28114,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p250(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p243(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let part1_s = &x[1..3];
         let mut part1 = -c(1.80).asinh();
@@ -27609,7 +28162,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p251(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p244(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len().min(4);
         let r2 = products(x, b);
         let v1 = r2[0] * r2[2] + r2[1];
@@ -27655,7 +28208,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p252(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p245(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut w1 = ((a * a + c(0.5)).sqrt() - a).tanh() + c(3.0);
         let mut steps = 0;
@@ -27725,7 +28278,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p253(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p246(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut m1 = b;
         if -c(1.16) <= -c(0.19) {
@@ -27742,7 +28295,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p254(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p247(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let v1 = if helpers::soft(x[2], c(0.3)) > -c(0.92) {
             (x[1] * c(0.17)).atan2((-c(0.03) * c(0.5)) * (-c(0.03) * c(0.5)) + c(0.5))
@@ -27793,7 +28346,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p255(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p248(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut m1 = (b.tanh() * c(0.5)).sinh();
         if -c(0.60).abs() <= -c(0.18) {
@@ -27825,7 +28378,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p256(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p249(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len().min(4);
         let mut m1 = x[0].clamp(-c(1.0), c(1.0));
         if c(0.61).max(b) <= c(0.80) {
@@ -27857,7 +28410,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p257(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p250(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len().min(4);
         let mut acc1 = (-c(1.02).tanh() * c(0.9)).atanh();
         for i in 0..n {
@@ -27878,7 +28431,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p258(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p251(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut perm1 = vec![0usize; n];
         for i in 0..n {
@@ -27927,7 +28480,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p259(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p252(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut m1 = (a.tanh() * c(0.9)).atanh();
         if ops::sigmoid(a) >= -c(0.17) {
@@ -28000,7 +28553,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p260(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p253(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let arr1 = {
             let mut q = Array2::<D>::zeros((2, 2));
@@ -28064,7 +28617,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p261(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p254(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let arr1 = {
             let mut acc = c(0.0);
@@ -28129,7 +28682,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p262(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p255(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let part1_s = &x[1..3];
         let mut part1 = (b + b);
@@ -28203,7 +28756,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p263(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p256(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let arr1 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * b;
         let mut pair2 = c(0.0);
@@ -28234,7 +28787,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p264(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p257(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut pair1 = c(0.0);
         for i in 0..n {
@@ -28283,7 +28836,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p265(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p258(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut acc1 = (b.tanh() * c(0.5)).sinh();
         for i in 0..n {
@@ -28349,7 +28902,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p266(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p259(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut m1 = b;
         if a.min(a) <= -c(1.96) {
@@ -28420,7 +28973,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p267(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p260(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut w1 = b.tanh() + c(3.0);
         let mut steps = 0;
@@ -28450,7 +29003,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p268(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p261(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len().min(4);
         let mut lse1 = -c(1.12);
         let mut scratch2 = vec![c(0.0); n];
@@ -28505,7 +29058,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p269(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p262(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut perm1 = vec![0usize; n];
         for i in 0..n {
@@ -28536,7 +29089,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p270(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p263(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let v1 = sin(((b * b + c(1.0)).log10() * (b * b + c(1.0)).log10() + c(1.0)).log2());
         let mut buf2 = vec![c(0.0); n];
@@ -28589,7 +29142,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p271(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p264(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let part1_s = &x[1..3];
         let mut part1 = a.sin();
@@ -28634,7 +29187,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p272(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p265(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut perm1 = vec![0usize; n];
         for i in 0..n {
@@ -28679,7 +29232,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p273(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p266(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut m1 = b.atan2(-c(0.67) * -c(0.67) + c(0.5));
         if b.tanh() > c(1.93) {
@@ -28733,7 +29286,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p274(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p267(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut w1 = a.tanh() + c(3.0);
         let mut steps = 0;
@@ -28761,7 +29314,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p275(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p268(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let v1 = ops::sigmoid((sin(x[2]).tanh() * c(0.5)).sinh());
         let v2 = ((((b.tanh().exp2()).tanh()
@@ -28822,7 +29375,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p276(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p269(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut acc1 = a.atan2(b * b + c(0.5));
         for i in 0..n {
@@ -28847,16 +29400,14 @@ mod twin {
             .mapv(|t| (t * t + c(1.0)).ln())
             .sum()
             * (-c(1.31) * -c(1.31) + c(1.0)).ln();
-        let v6 = match n % 3 {
-            0 => (part4.powi(3) - (m2 * m2 + c(1.0)).log(3.0)),
-            1 if smooth(x[1]) < c(0.49) => {
-                ((((part4 * part4 + c(1.0)).ln()).tanh() - (-c(0.28) - a).tanh().stop_gradient())
-                    .exp()
-                    .ln()
-                    + (-c(0.28) - a).tanh().stop_gradient())
-            }
-            _ => (c(0.89) * c(0.89) + c(1.0)).ln(),
+        let (k7, true) = (n % 2, smooth(x[1]) < c(0.49)) else {
+            return (c(0.89) * c(0.89) + c(1.0)).ln();
         };
+        let v6 = (part4.powi(3) - (m2 * m2 + c(1.0)).log(3.0)) * (k7 + 1) as f64
+            + ((((part4 * part4 + c(1.0)).ln()).tanh() - (-c(0.28) - a).tanh().stop_gradient())
+                .exp()
+                .ln()
+                + (-c(0.28) - a).tanh().stop_gradient());
         c(0.98) * (a).tanh()
             + -c(1.74) * (b).tanh()
             + -c(1.71) * (acc1).tanh()
@@ -28868,7 +29419,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p277(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p270(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len().min(4);
         let mut buf1 = vec![c(0.0); n];
         for i in 0..n {
@@ -28946,7 +29497,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p278(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p271(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut buf1 = vec![c(0.0); n];
         for i in 0..n {
@@ -28988,7 +29539,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p279(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p272(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut lse1 = (a * c(0.5));
         let mut scratch2 = vec![c(0.0); 3];
@@ -29035,7 +29586,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p280(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p273(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len().min(4);
         let mut perm1 = vec![0usize; n];
         for i in 0..n {
@@ -29086,7 +29637,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p281(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p274(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len().min(4);
         let f1 = |t: D, u: D| ((-c(1.40) * -c(1.40)).ln_1p().powi(3) * -c(0.99).abs());
         let v2 = f1(
@@ -29123,7 +29674,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p282(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p275(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut w1 = (-c(1.75) * -c(1.75) + c(1.0))
             .powd(-c(0.73).max(x[0]).tanh())
@@ -29159,7 +29710,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p283(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p276(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let arr1 = {
             let mut q = Array2::<D>::zeros((3, 2));
@@ -29203,7 +29754,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p284(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p277(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut perm1 = vec![0usize; n];
         for i in 0..n {
@@ -29248,7 +29799,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p285(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p278(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut pair1 = c(0.0);
         for i in 0..n {
@@ -29294,7 +29845,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p286(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p279(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut lse1 = c(0.45);
         let mut scratch2 = vec![c(0.0); 3];
@@ -29332,7 +29883,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p287(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p280(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut lse1 = (x[1] * x[1] + c(1.0)).log(3.0);
         let mut scratch2 = vec![c(0.0); n * 2];
@@ -29376,7 +29927,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p288(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p281(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let v1 = if b >= -c(1.61) {
             a
@@ -29406,7 +29957,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p289(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p282(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let v1 = ((c(0.34) * c(0.34) + c(1.0)).powd(a.tanh()) * smooth(x[3])).hypot(
             ((-c(1.23) * -c(1.23) + c(1.0)).recip() * (-c(1.23) * -c(1.23) + c(1.0)).recip()
@@ -29428,7 +29979,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p290(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p283(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len().min(4);
         let mut hist1 = vec![c(0.0); 3 * n];
         let mut st2 = ops::softplus(x[3]);
@@ -29455,7 +30006,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p291(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p284(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut buf1 = vec![c(0.0); n];
         for i in 0..n {
@@ -29510,7 +30061,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p292(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p285(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let arr1 = ops::logsumexp(&(m.dot(&m.column(0)) * x[1].hypot(b)));
         let v2 = (b * b + c(1.0)).log10().clamp(-c(1.0), c(1.0)).asinh();
@@ -29529,7 +30080,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p293(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p286(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut w1 = ((c(0.32).tanh() * c(0.5)).cosh() * (c(0.32).tanh() * c(0.5)).cosh() + c(1.0))
             .log(3.0)
@@ -29583,7 +30134,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p294(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p287(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let part1_s = &x[0..2];
         let mut part1 = -c(0.82);
@@ -29603,7 +30154,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p295(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p288(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len().min(4);
         let mut perm1 = vec![0usize; n];
         for i in 0..n {
@@ -29689,7 +30240,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p296(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p289(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut perm1 = vec![0usize; n];
         for i in 0..n {
@@ -29742,7 +30293,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p297(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p290(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut perm1 = vec![0usize; n];
         for i in 0..n {
@@ -29786,7 +30337,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p298(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p291(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let mut m1 = smooth(c(1.97));
         if (x[1] * x[1] + c(1.0)).cbrt() >= -c(0.38) {
@@ -29834,7 +30385,7 @@ mod twin {
     }
 
     #[allow(unused_mut, unused_variables, clippy::all)]
-    pub fn p299(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+    pub fn p292(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let arr1 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * a.cos();
         let v2 = if (x[0] + arr1) >= -c(0.11) {
@@ -29847,25 +30398,351 @@ mod twin {
             buf3[i] = c(1.02).max(arr1).tanh().exp2();
         }
         let v4 = buf3[1] + c(0.5) * buf3[2];
-        let v5_c: Vec<D> = x
-            .iter()
-            .map(|q| q * (c(1.36) * c(0.56)).min(-c(0.66).max(x[1])))
-            .collect();
-        let mut v5 = (0..n).map(|i| v5_c[i] * x[(i + 1) % n]).sum::<D>()
-            + x.windows(2).map(|w| w[0] * w[1]).sum::<D>();
-        for (k6, &q) in x.iter().rev().enumerate() {
-            v5 += q * (a * a + c(1.0)).recip().tanh() * (k6 + 1) as f64;
-        }
-        v5 += x.iter().map(|q| q.abs()).fold(
-            (((-c(1.91)).tanh() * c(3.0)).signum() * c(0.25) + v4),
-            |acc, q| acc.max(q),
-        );
+        let (k6, true) = (n % 2, x[1].tanh().exp() <= c(1.38)) else {
+            return (((-c(1.91)).tanh() * c(3.0)).signum() * c(0.25) + v4);
+        };
+        let v5 = (c(1.36) * c(0.56)).min(-c(0.66).max(x[1])) * (k6 + 1) as f64
+            + (a * a + c(1.0)).recip().tanh();
         c(1.33) * (a).tanh()
             + -c(1.08) * (b).tanh()
             + -c(0.38) * (arr1).tanh()
             + c(0.38) * (v2).tanh()
             + c(1.42) * (v4).tanh()
             + c(0.32) * (v5).tanh()
+    }
+
+    #[allow(unused_mut, unused_variables, clippy::all)]
+    pub fn p293(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+        let n = x.len();
+        let mut w1 = b.tanh() + c(3.0);
+        let mut steps = 0;
+        while w1 > c(0.5) && steps < 20 {
+            w1 = w1 * c(0.6) + c(0.05) * x[2].tanh();
+            steps += 1;
+        }
+        let mut buf2 = vec![c(0.0); n];
+        for i in 0..n {
+            buf2[i] = b
+                .mul_add(c(0.34), c(0.43))
+                .mul_add(x[i], a.mul_add(b, -c(1.70)));
+        }
+        let mut buf2_v = vec![c(0.0); n];
+        for _ in 0..3 {
+            for i in 1..n - 1 {
+                buf2_v[i] = buf2_v[i] + (c(0.2) * (buf2[i - 1] * buf2[i + 1] - buf2[i].sin()));
+            }
+            for i in 0..n {
+                buf2[i] = buf2[i] + (c(0.1) * buf2_v[i].tanh());
+            }
+        }
+        let v3 = buf2[3] * buf2[0];
+        -c(1.09) * (a).tanh()
+            + -c(1.56) * (b).tanh()
+            + c(0.03) * (w1).tanh()
+            + -c(0.53) * (v3).tanh()
+    }
+
+    #[allow(unused_mut, unused_variables, clippy::all)]
+    pub fn p294(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+        let n = x.len().min(4);
+        let mut v1_o = Vec::new();
+        for (i, &w) in x.iter().enumerate() {
+            if w > c(0.57) {
+                v1_o.push(
+                    w * ((a.tanh() * c(0.5)).sinh() * (a.tanh() * c(0.5)).sinh() + c(1.0)).cbrt(),
+                );
+            }
+            if v1_o.len() > 1 {
+                let v1_l = v1_o[v1_o.len() - 1];
+                v1_o.push(v1_l * x[i] * c(0.5));
+            }
+        }
+        let mut v1 = -c(0.01);
+        for (i, &w) in v1_o.iter().enumerate() {
+            v1 += w * (i + 1) as f64;
+        }
+        let v2 = if let (true, k3 @ 0..=1) = (x[1].tanh() <= c(1.71), n % 3) {
+            ((x[3] * x[3] + c(0.5)).sqrt().tanh() * c(0.9)).atanh() * (k3 + 2) as f64
+        } else {
+            (b.tanh().exp2().tanh() * c(0.9)).asin()
+        };
+        let v4 = if (v1 * v1 + c(1.0)).ln() >= c(1.51) {
+            x[1].cos()
+        } else {
+            (v2.abs() * v2.abs() + c(1.0)).log(3.0)
+        };
+        let f5 = |t: D, u: D| {
+            (((x[0]).tanh() * c(3.0)).signum() * c(0.25) + -c(0.69))
+                .tanh()
+                .exp_m1()
+                .max(((t * t + c(1.0)).recip().tanh() * c(0.9)).acos())
+        };
+        let mut v6 = ((v2 + b).tanh() * c(0.9)).acos();
+        for i in 0..n {
+            v6 = v6 * c(0.5)
+                + f5(
+                    x[i],
+                    (b.asinh() * b.asinh() + c(1.0)).powd((x[0] * x[0]).ln_1p().tanh()),
+                );
+        }
+        let part7_s = &x[1..3];
+        let mut part7 = ops::softplus(x[3]);
+        for i in 0..part7_s.len() {
+            part7 += part7_s[i] * part7_s[1].sin();
+        }
+        let mut buf8 = vec![c(0.0); n];
+        for i in 0..n {
+            buf8[i] = (part7.tanh() * c(0.5)).tan().clamp(-c(1.0), c(1.0));
+        }
+        let v9 = buf8[0] + c(0.5) * buf8[1];
+        let mut acc: D = c(1.66) * (a).tanh()
+            + c(0.45) * (b).tanh()
+            + -c(0.93) * (v1).tanh()
+            + -c(1.99) * (v2).tanh()
+            + c(1.53) * (v4).tanh()
+            + c(0.75) * (v6).tanh()
+            + -c(0.08) * (part7).tanh()
+            + c(0.63) * (v9).tanh();
+        for i in 0..2 {
+            acc += (&m.row(i) * c(0.36)).mapv(tanh).sum()
+                - (&m.column(i) * c(0.47) - c(0.25)).mapv(sin).mean().unwrap()
+                + (&m.row(1 - i) - &m.column(i)).mapv(|t| t * t).sum() * c(0.5);
+        }
+        acc
+    }
+
+    #[allow(unused_mut, unused_variables, clippy::all)]
+    pub fn p295(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+        let n = x.len();
+        let arr1 = (m * a.tanh().exp_m1() + &m.t().dot(m))
+            .mapv(|t| t.tanh())
+            .sum();
+        let v2 = ((x[2] * x[2] + c(1.0)).recip().tanh().tanh() * c(0.9)).asin();
+        let v3 = if v2 <= -c(0.44) {
+            arr1.min(v2.asinh())
+        } else {
+            x[0]
+        };
+        let mut m4 = c(1.61).cos();
+        if smooth(arr1) < c(1.41) {
+            m4 += helpers::soft(v3.atan(), c(0.3));
+        } else if (b * b + c(1.5)).acosh() > -c(1.55) {
+            m4 = m4 * c(0.5);
+        }
+        let mut pair5 = c(0.0);
+        for i in 0..n {
+            let mut p = i + 1;
+            let mut stride = 1;
+            let mut t = c(0.5);
+            for j in (i + 1)..n {
+                let d = x[i] - x[p % n];
+                pair5 += (d * d + c(0.5)).recip() * (v2 + v2) * t;
+                p += stride;
+                stride += j % 2;
+                t += c(0.25);
+            }
+        }
+        -c(0.98) * (a).tanh()
+            + c(1.05) * (b).tanh()
+            + -c(0.29) * (arr1).tanh()
+            + c(1.55) * (v2).tanh()
+            + -c(0.82) * (v3).tanh()
+            + -c(1.31) * (m4).tanh()
+            + -c(1.84) * (pair5).tanh()
+    }
+
+    #[allow(unused_mut, unused_variables, clippy::all)]
+    pub fn p296(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+        let n = x.len();
+        let mut v1 = (a.tanh() * c(0.9)).acos();
+        for w in x.windows(2) {
+            v1 = v1 * c(0.5) + (w[1] - w[0]) * (a.tanh() * c(0.9)).atanh().tanh();
+        }
+        for (k2, pair) in x.chunks_exact(2).enumerate() {
+            v1 += pair[0] * pair[1] * (a.min(b) * a.min(b)).ln_1p() * (k2 + 1) as f64;
+        }
+        let mut lse3 = x[1].asinh();
+        let mut scratch4 = vec![c(0.0); n * 2];
+        for i in 0..n {
+            for q0 in 0..n {
+                for r in 0..2 {
+                    let q = q0 * 2 + r;
+                    scratch4[q] = x[(i + q) % n] * smooth(x[(i + 3) % n].tanh());
+                }
+            }
+            let mut mx = scratch4[0];
+            for q in 1..scratch4.len() {
+                mx = mx.max(scratch4[q]);
+            }
+            let mut se = c(0.0);
+            for q in 0..scratch4.len() {
+                se += (scratch4[q] - mx).exp();
+            }
+            lse3 += se.ln() + mx;
+        }
+        c(0.14) * (a).tanh()
+            + c(1.31) * (b).tanh()
+            + -c(0.25) * (v1).tanh()
+            + -c(0.63) * (lse3).tanh()
+    }
+
+    #[allow(unused_mut, unused_variables, clippy::all)]
+    pub fn p297(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+        let n = x.len();
+        let mut buf1 = vec![c(0.0); n];
+        for i in 0..n {
+            buf1[i] = sin(a.max(b));
+        }
+        let v2 = buf1[2] * buf1[3];
+        let r4 = products(x, (b * a).tanh().exp_m1());
+        let v3 = r4[0] * r4[2] + r4[1];
+        let mut w5 = (a + -c(0.63)).tanh().exp_m1().tanh() + c(3.0);
+        let mut steps = 0;
+        while w5 > c(0.5) && steps < 20 {
+            w5 = w5 * c(0.6) + c(0.05) * x[3].powi(3).tanh();
+            steps += 1;
+        }
+        let mut buf6 = vec![c(0.0); n];
+        for i in 0..n {
+            buf6[i] = ((v3.tanh() * c(0.9)).acos() * (v3.tanh() * c(0.9)).acos() + c(0.5)).sqrt();
+        }
+        let mut buf6_n = vec![c(0.0); n];
+        for _ in 0..3 {
+            for i in 1..n - 1 {
+                buf6_n[i] = buf6[i] + c(0.2) * (buf6[i - 1] - buf6[i]) * buf6[i + 1];
+            }
+            buf6_n[0] = buf6[0];
+            buf6_n[n - 1] = buf6[n - 1].sin();
+            std::mem::swap(&mut buf6, &mut buf6_n);
+        }
+        buf6.iter_mut().for_each(|w| *w = w.tanh());
+        let v7 = buf6[3] * buf6[0];
+        let mut perm8 = vec![0usize; n];
+        for i in 0..n {
+            perm8[i] = (i + 1) % n;
+        }
+        let mut rot9 = a.atan();
+        for i in 0..n {
+            rot9 = rot9 * c(0.8) + x[perm8[i]] * ops::sigmoid(w5);
+            if perm8[0] % 2 == 0 {
+                rot9 = rot9 + (v7 * v7 + c(1.0)).log10();
+            }
+            let first = perm8[0];
+            for j in 1..n {
+                perm8[j - 1] = perm8[j];
+            }
+            perm8[n - 1] = first;
+        }
+        let mut buf10 = vec![c(0.0); n];
+        for i in 0..n {
+            buf10[i] = ((x[(i + 3) % n] * x[(i + 3) % n] + c(1.0)).log2()
+                * (x[(i + 3) % n] * x[(i + 3) % n] + c(1.0)).log2()
+                + c(1.0))
+            .ln();
+        }
+        let v11 = buf10[2] + c(0.5) * buf10[3];
+        -c(0.04) * (a).tanh()
+            + c(1.08) * (b).tanh()
+            + -c(0.41) * (v2).tanh()
+            + -c(1.35) * (v3).tanh()
+            + -c(1.80) * (w5).tanh()
+            + -c(1.53) * (v7).tanh()
+            + c(1.74) * (rot9).tanh()
+            + c(0.19) * (v11).tanh()
+    }
+
+    #[allow(unused_mut, unused_variables, clippy::all)]
+    pub fn p298(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+        let n = x.len();
+        let part1_s = &x[0..2];
+        let mut part1 = (x[3] * x[3]).ln_1p();
+        for i in 0..part1_s.len() {
+            part1 += part1_s[i] * part1_s[1].sin();
+        }
+        let mut w2 = ((c(0.98) * -c(1.93)).tanh() * c(0.9)).acos().tanh() + c(3.0);
+        let mut steps = 0;
+        while w2 > c(0.5) && steps < 20 {
+            w2 = w2 * c(0.6) + c(0.05) * (x[3].tanh() * c(0.9)).asin().tanh();
+            steps += 1;
+        }
+        let mut lse3 = (part1 * part1 + c(1.0)).log(3.0);
+        let mut scratch4 = vec![c(0.0); n];
+        for i in 0..n {
+            for q in 0..scratch4.len() {
+                scratch4[q] = x[(i + q) % n] * (part1.sin().tanh() * c(0.9)).atanh();
+            }
+            let mut mx = scratch4[0];
+            for q in 1..scratch4.len() {
+                mx = mx.max(scratch4[q]);
+            }
+            let mut se = c(0.0);
+            for q in 0..scratch4.len() {
+                se += (scratch4[q] - mx).exp();
+            }
+            lse3 += se.ln() + mx;
+        }
+        -c(0.68) * (a).tanh()
+            + -c(0.41) * (b).tanh()
+            + -c(1.49) * (part1).tanh()
+            + c(0.20) * (w2).tanh()
+            + c(0.67) * (lse3).tanh()
+    }
+
+    #[allow(unused_mut, unused_variables, clippy::all)]
+    pub fn p299(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+        let n = x.len();
+        let mut buf1 = vec![c(0.0); n];
+        for i in 0..n {
+            buf1[i] = b.mul_add(
+                (-c(1.73) * -c(1.73) + c(1.0)).log10(),
+                (a.tanh() * c(0.5)).cosh(),
+            );
+        }
+        let mut buf1_v = vec![c(0.0); n];
+        for _ in 0..3 {
+            for i in 1..n - 1 {
+                buf1_v[i] = buf1_v[i] + (c(0.2) * (buf1[i - 1] * buf1[i + 1] - buf1[i].sin()));
+            }
+            for i in 0..n {
+                buf1[i] = buf1[i] + (c(0.1) * buf1_v[i].tanh());
+            }
+        }
+        let v2 = buf1[0] + c(0.5) * buf1[1];
+        let part3_s = &x[0..];
+        let mut part3 = x[2];
+        for i in 0..part3_s.len() {
+            part3 += part3_s[i] * part3_s[1].sin();
+        }
+        let mut buf4 = vec![c(0.0); n];
+        for i in 0..n {
+            buf4[i] = c(1.51);
+        }
+        let mut buf4_n = vec![c(0.0); n];
+        for _ in 0..3 {
+            for i in 1..n - 1 {
+                buf4_n[i] = buf4[i] + c(0.2) * (buf4[i - 1] - buf4[i]) * buf4[i + 1];
+            }
+            buf4_n[0] = buf4[0];
+            buf4_n[n - 1] = buf4[n - 1].sin();
+            std::mem::swap(&mut buf4, &mut buf4_n);
+        }
+        buf4.iter_mut().for_each(|w| *w = w.tanh());
+        let v5 = buf4[1] * buf4[2];
+        let v6 = x[2].max((c(1.55) / (x[0] * x[0] + c(1.0))).hypot((v5.tanh() * c(0.5)).cosh()));
+        let mut acc7 = (c(1.02) * c(1.02) + c(1.0)).ln();
+        for i in 0..n {
+            acc7 += (x[i].sin() * x[i].sin() + c(1.0)).powd((x[2] + v2).tanh());
+            if v2.max(v5) > c(0.49) {
+                acc7 = acc7 * c(0.9) + (-c(0.47).tanh() * c(0.5)).cosh();
+            }
+        }
+        c(0.38) * (a).tanh()
+            + c(1.25) * (b).tanh()
+            + c(1.89) * (v2).tanh()
+            + c(0.43) * (part3).tanh()
+            + -c(1.79) * (v5).tanh()
+            + c(0.35) * (v6).tanh()
+            + -c(0.77) * (acc7).tanh()
     }
 }
 

@@ -608,3 +608,32 @@ fn walks_that_write_match_the_analytic_gradient() {
     }
     assert_close(&[ga], &[p[0][1] * p[0][1] + p[1][1] * p[1][1]], 1e-12);
 }
+
+/// A walk mapped by a function's name (`.map(f64::exp)`), the ends of a slice
+/// (`*x.last().unwrap()`, `x.first().copied().unwrap()`), and tests and searches over
+/// differentiated values (`any`, `position(..).unwrap_or(0)`), which are flags and indices.
+#[differentiate]
+fn ends_and_searches(x: &[f64]) -> f64 {
+    let e = x.iter().copied().map(f64::exp).sum::<f64>();
+    let last = *x.last().unwrap();
+    let first = x.first().copied().unwrap();
+    let big = x.iter().any(|&v| v > 1.0);
+    let at = x.iter().position(|&v| v > 0.6).unwrap_or(0);
+    let s = if big { 2.0 } else { 1.0 };
+    // An index computed from a value (a cast to `usize`): integer code.
+    let k = (x[0] * 10.0) as usize % x.len();
+    e + s * last * first + x[at] * x[at] + x[k]
+}
+
+#[test]
+fn maps_by_name_ends_and_searches_match_the_analytic_gradient() {
+    let x: [f64; 5] = [0.3, 0.5, 1.2, 0.7, 0.4];
+    // big (1.2 > 1): s = 2; at = 2 (the first above 0.6).
+    let mut want: Vec<f64> = x.iter().map(|v| v.exp()).collect();
+    want[4] += 2.0 * x[0];
+    want[0] += 2.0 * x[4];
+    want[2] += 2.0 * x[2];
+    // k = 3 % 5 = 3.
+    want[3] += 1.0;
+    assert_close(&ends_and_searches_grad(&x), &want, 1e-12);
+}

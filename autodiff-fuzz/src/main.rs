@@ -233,7 +233,13 @@ impl Gen<'_> {
                     let g = self.expr(1);
                     // The binding's name, unlike every other name of the program.
                     let m = self.name("k");
-                    match self.rng.below(9) {
+                    match self.rng.below(10) {
+                        9 => {
+                            // A walk mapped by a function's name, the ends of the input, and a
+                            // search over it (an index).
+                            let lit = self.rng.literal();
+                            let _ = writeln!(out, "    let {v} = x.iter().copied().map(smooth).sum::<f64>() * {t}\n        + *x.last().unwrap() * x.first().copied().unwrap()\n        + x[x.iter().position(|&w| w > {lit}).unwrap_or(0)] * {f};");
+                        }
                         8 => {
                             // Bindings of differentiated values whole: the scrutinee (with a
                             // guard reading it) and the elements of a tuple scrutinee.

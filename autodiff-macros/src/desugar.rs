@@ -246,7 +246,7 @@ impl<'ast> Visit<'ast> for Probe {
             self.0 |= mutable_base(&f.expr).is_some();
             self.0 |= matches!(strip(&f.expr), Expr::MethodCall(m) if m.method == "filter");
         }
-        self.0 |= for_each(e).is_some() || swapped(e).is_some();
+        self.0 |= for_each(e).is_some() || swapped(e).is_some() || end_element(e).is_some();
         syn::visit::visit_expr(self, e);
     }
 }
@@ -624,11 +624,21 @@ impl Rewriter {
     fn mapped<'e>(&mut self, receiver: &'e Expr) -> Option<(&'e Expr, Pat, Expr)> {
         Some(match strip(receiver) {
             Expr::MethodCall(map) if map.method == "map" && map.args.len() == 1 => {
-                let c = match strip(&map.args[0]) {
-                    Expr::Closure(c) if c.inputs.len() == 1 && !returns(&c.body) => c,
+                match strip(&map.args[0]) {
+                    Expr::Closure(c) if c.inputs.len() == 1 && !returns(&c.body) => {
+                        (&*map.receiver, untyped(&c.inputs[0]), (*c.body).clone())
+                    }
+                    // A function by name (`.map(f64::exp)`, `.map(smooth)`): called on each.
+                    Expr::Path(f) => {
+                        let v = self.fresh("element");
+                        (
+                            &*map.receiver,
+                            syn::parse_quote!(#v),
+                            syn::parse_quote!(#f(#v)),
+                        )
+                    }
                     _ => return None,
-                };
-                (&*map.receiver, untyped(&c.inputs[0]), (*c.body).clone())
+                }
             }
             walk => {
                 let v = self.fresh("element");
@@ -934,6 +944,15 @@ impl VisitMut for RenameReads<'_> {
 
 impl VisitMut for Rewriter {
     fn visit_expr_mut(&mut self, e: &mut Expr) {
+        // `x.last().unwrap()` (`*x.first().unwrap()`, `.copied()`, `.expect(..)`) is the
+        // element it names, `x[x.len() - 1]`.
+        let end = match &*e {
+            Expr::Unary(u) if matches!(u.op, syn::UnOp::Deref(_)) => end_element(&u.expr),
+            other => end_element(other),
+        };
+        if let Some(element) = end {
+            *e = element;
+        }
         // Inner `match`es first (in the scrutinee, guards and arms).
         syn::visit_mut::visit_expr_mut(self, e);
         // `if let P = e { a } else { b }` is `match e { P => a, _ => b }`.
@@ -1448,6 +1467,38 @@ fn mutable_base(walk: &Expr) -> Option<&Expr> {
     match strip(walk) {
         Expr::MethodCall(m) if m.method == "iter_mut" && m.args.is_empty() => Some(&m.receiver),
         Expr::Reference(r) if r.mutability.is_some() => Some(&r.expr),
+        _ => None,
+    }
+}
+
+/// `x.first().unwrap()` as `x[0]` and `x.last().unwrap()` as `x[x.len() - 1]` (also through
+/// `.copied()` / `.cloned()`, and with `.expect(..)`), of a place `x`. Both panic on an empty
+/// slice, as the unwrap does.
+fn end_element(e: &Expr) -> Option<Expr> {
+    let Expr::MethodCall(m) = strip(e) else {
+        return None;
+    };
+    let unwrapped =
+        (m.method == "unwrap" && m.args.is_empty()) || (m.method == "expect" && m.args.len() == 1);
+    if !unwrapped {
+        return None;
+    }
+    let mut inner = strip(&m.receiver);
+    if let Expr::MethodCall(c) = inner {
+        if (c.method == "copied" || c.method == "cloned") && c.args.is_empty() {
+            inner = strip(&c.receiver);
+        }
+    }
+    let Expr::MethodCall(end) = inner else {
+        return None;
+    };
+    let x = &end.receiver;
+    if !end.args.is_empty() || !is_place(x) {
+        return None;
+    }
+    match end.method.to_string().as_str() {
+        "first" => Some(syn::parse_quote!(#x[0])),
+        "last" => Some(syn::parse_quote!(#x[#x.len() - 1])),
         _ => None,
     }
 }

@@ -1039,15 +1039,34 @@ impl Lowerer<'_> {
         Ok(())
     }
 
-    /// An index expression: integer code, never differentiated.
+    /// Is `e` no float whatever it reads: a constant, a cast to an integer or `bool`, a test
+    /// or search ([`yields_constant`]), a size, or arithmetic of those?
+    fn constant_valued(&self, e: &Expr) -> bool {
+        if !self.mentions_active(e) {
+            return true;
+        }
+        match strip(e) {
+            Expr::Cast(c) => float_type(&c.ty).is_none(),
+            Expr::Binary(b) => self.constant_valued(&b.left) && self.constant_valued(&b.right),
+            Expr::Unary(u) if !matches!(u.op, UnOp::Deref(_)) => self.constant_valued(&u.expr),
+            Expr::MethodCall(m) => {
+                yields_constant(e) || SIZE_METHODS.contains(&m.method.to_string().as_str())
+            }
+            _ => false,
+        }
+    }
+
+    /// An index expression: integer code, never differentiated (it may read differentiated
+    /// values where they give an integer: `x.iter().position(..)`, a cast to `usize`).
     fn index_operand(&mut self, index: &Expr, out: &mut Block) -> syn::Result<Operand> {
-        if self.mentions_active(index) {
+        let o = self.operand(index, out)?;
+        if self.is_active(&o) {
             return Err(syn::Error::new_spanned(
                 index,
                 "an index cannot depend on a differentiated value",
             ));
         }
-        self.operand(index, out)
+        Ok(o)
     }
 
     /// `&base[a..b]` of a differentiated slice: the `range` rule, a view of part of it whose
@@ -1596,7 +1615,14 @@ impl Lowerer<'_> {
                     BinOp::Eq(_) | BinOp::Ne(_) | BinOp::Lt(_) | BinOp::Le(_) | BinOp::Gt(_) | BinOp::Ge(_) | BinOp::And(_) | BinOp::Or(_) => {
                         return Ok(Lowered::Op(Op::Verbatim(self.condition(e)?), false));
                     }
-                    _ => return Err(syn::Error::new_spanned(b.op, "#[differentiate] supports the operators `+ - * /` (and comparisons) on differentiated values")),
+                    // Integer code reading differentiated values through casts
+                    // (`(x[0] * 10.0) as usize % n`): as written, when both sides are constants.
+                    _ => {
+                        if self.constant_valued(&b.left) && self.constant_valued(&b.right) {
+                            return Ok(Lowered::Op(Op::Verbatim(self.condition(e)?), false));
+                        }
+                        return Err(syn::Error::new_spanned(b.op, "#[differentiate] supports the operators `+ - * /` (and comparisons) on differentiated values"));
+                    }
                 };
                 let lhs = self.operand(&b.left, out)?;
                 let rhs = self.operand(&b.right, out)?;
@@ -1843,6 +1869,11 @@ impl Lowerer<'_> {
         }
         let whole = Expr::MethodCall(m.clone());
         if inactive_method(&name) && is_plain(&whole) {
+            return Ok(Lowered::Op(Op::Verbatim(self.rename(&whole)?), false));
+        }
+        // A test or a search over differentiated values (`x.iter().any(|&v| v > 1.0)`,
+        // `.position(..).unwrap_or(0)`): a flag or an index, code as written.
+        if yields_constant(&whole) && is_plain_with_closures(&whole) {
             return Ok(Lowered::Op(Op::Verbatim(self.rename(&whole)?), false));
         }
         // `x.mean().unwrap()`: the fallible primitive, with the unwrap kept after it.
@@ -2388,7 +2419,7 @@ impl Lowerer<'_> {
                 "#[differentiate] does not support `let` chains (`if let P = a && b`): nest an `if` inside the `if let`",
             ));
         }
-        if !is_plain(e) {
+        if !is_plain_with_closures(e) {
             return Err(syn::Error::new_spanned(e, "#[differentiate] supports conditions made of comparisons, `&&`, `||`, `!`, arithmetic and calls; compute anything else into a `let` first"));
         }
         self.rename(e)
@@ -2511,16 +2542,37 @@ impl Lowerer<'_> {
     fn rename(&self, e: &Expr) -> syn::Result<TokenStream> {
         struct Renamer<'a, 'b> {
             lw: &'a Lowerer<'b>,
+            /// Names the closures around bind (`|&v| v > 0.5` of `position`): their own.
+            bound: Vec<String>,
+        }
+        impl Renamer<'_, '_> {
+            fn lookup(&self, name: &str) -> Option<VarId> {
+                if self.bound.iter().any(|b| b == name) {
+                    return None;
+                }
+                self.lw.lookup(name)
+            }
         }
         impl VisitMut for Renamer<'_, '_> {
+            fn visit_expr_closure_mut(&mut self, c: &mut syn::ExprClosure) {
+                struct Names<'n>(&'n mut Vec<String>);
+                impl<'ast> Visit<'ast> for Names<'_> {
+                    fn visit_pat_ident(&mut self, p: &'ast syn::PatIdent) {
+                        self.0.push(p.ident.to_string());
+                    }
+                }
+                let depth = self.bound.len();
+                for input in &c.inputs {
+                    Names(&mut self.bound).visit_pat(input);
+                }
+                self.visit_expr_mut(&mut c.body);
+                self.bound.truncate(depth);
+            }
             fn visit_expr_mut(&mut self, e: &mut Expr) {
                 // `*v` of a walk's item, which is a value here.
                 if let Expr::Unary(u) = e {
                     if let (UnOp::Deref(_), Expr::Path(p)) = (&u.op, strip(&u.expr)) {
-                        let id = p
-                            .path
-                            .get_ident()
-                            .and_then(|i| self.lw.lookup(&i.to_string()));
+                        let id = p.path.get_ident().and_then(|i| self.lookup(&i.to_string()));
                         if id.is_some_and(|v| self.lw.walked_items.contains(&v)) {
                             *e = (*u.expr).clone();
                             self.visit_expr_mut(e);
@@ -2530,10 +2582,7 @@ impl Lowerer<'_> {
                 }
                 // A buffer of points, kept flat, read as points.
                 if let Expr::Path(p) = e {
-                    let id = p
-                        .path
-                        .get_ident()
-                        .and_then(|i| self.lw.lookup(&i.to_string()));
+                    let id = p.path.get_ident().and_then(|i| self.lookup(&i.to_string()));
                     if let Some(id) = id.filter(|v| self.lw.points_buffers.contains_key(v)) {
                         self.visit_expr_path_mut(p);
                         let name = p.to_token_stream();
@@ -2547,7 +2596,7 @@ impl Lowerer<'_> {
             }
             fn visit_expr_path_mut(&mut self, p: &mut syn::ExprPath) {
                 if let Some(i) = p.path.get_ident() {
-                    if let Some(id) = self.lw.lookup(&i.to_string()) {
+                    if let Some(id) = self.lookup(&i.to_string()) {
                         // The definition's hygiene (a function written by `macro_rules!`
                         // resolves its names in one context), the use's location.
                         let mut name = self.lw.vars[id].name.clone();
@@ -2558,7 +2607,11 @@ impl Lowerer<'_> {
             }
         }
         let mut e = e.clone();
-        Renamer { lw: self }.visit_expr_mut(&mut e);
+        Renamer {
+            lw: self,
+            bound: Vec::new(),
+        }
+        .visit_expr_mut(&mut e);
         Ok(e.into_token_stream())
     }
 }
@@ -2656,13 +2709,53 @@ fn is_self(e: &Expr) -> bool {
     }
 }
 
+/// A method call whose value is no float, whatever its receiver reads: a test or a search of
+/// a walk (`any`, `all`, `position`, `rposition`, `count`), also behind `unwrap`, `unwrap_or`,
+/// `expect`, `is_some` or `is_none`.
+fn yields_constant(e: &Expr) -> bool {
+    let Expr::MethodCall(m) = strip(e) else {
+        return false;
+    };
+    match m.method.to_string().as_str() {
+        "any" | "all" | "position" | "rposition" | "count" => true,
+        "unwrap" | "unwrap_or" | "expect" | "unwrap_or_default" | "is_some" | "is_none" => {
+            yields_constant(&m.receiver)
+        }
+        _ => false,
+    }
+}
+
 /// Can `e` be emitted as written (with variables renamed)? No statements, control flow,
 /// closures or macros inside.
 fn is_plain(e: &Expr) -> bool {
-    struct Check(bool);
+    plain(e, false)
+}
+
+/// [`is_plain`], with closures as the arguments of tests and searches (`any(|&v| v > 1.0)`,
+/// `position`; their bodies plain too).
+fn is_plain_with_closures(e: &Expr) -> bool {
+    plain(e, true)
+}
+
+/// The methods whose closures a condition or an index may pass (a flag or an index results).
+const SEARCHES: [&str; 4] = ["any", "all", "position", "rposition"];
+
+fn plain(e: &Expr, closures: bool) -> bool {
+    struct Check(bool, bool);
     impl<'ast> Visit<'ast> for Check {
         fn visit_expr(&mut self, e: &'ast Expr) {
             match e {
+                Expr::MethodCall(m)
+                    if self.1 && SEARCHES.contains(&m.method.to_string().as_str()) =>
+                {
+                    self.visit_expr(&m.receiver);
+                    for a in &m.args {
+                        match strip(a) {
+                            Expr::Closure(c) => self.visit_expr(&c.body),
+                            other => self.visit_expr(other),
+                        }
+                    }
+                }
                 Expr::Lit(_)
                 | Expr::Path(_)
                 | Expr::Binary(_)
@@ -2707,7 +2800,7 @@ fn is_plain(e: &Expr) -> bool {
             }
         }
     }
-    let mut c = Check(true);
+    let mut c = Check(true, closures);
     c.visit_expr(e);
     c.0
 }
