@@ -32,6 +32,12 @@ fn twist(p: [f64; 3], t: f64) -> [f64; 3] {
     [c * p[0] - s * p[1], s * p[0] + c * p[1], p[2] * t]
 }
 
+/// Several outputs: a tuple of floats.
+#[differentiate]
+fn polar2(x: f64, y: f64) -> (f64, f64) {
+    ((x * x + y * y + 0.25).sqrt(), y.atan2(x * x + 0.5))
+}
+
 /// Points: a sum over them, and a map returning them (built in a buffer of points).
 #[differentiate]
 fn pair_sum(p: &[[f64; 2]]) -> f64 {
@@ -376,11 +382,14 @@ pub fn p2(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let arr1 = (&m.row(1) * 1.64f64.hypot(x[1]) - &m.column(1))
         .mapv(f64::sin)
         .sum();
-    let mut v2_b = [0.0; 3];
-    for i in 0..3 {
-        v2_b[i] = x[i] * (x[0].sin() * x[0].sin() + 1.0).recip() + v2_b[(i + 2) % 3];
+    let mut v2_f = vec![[0.0; 2]; n];
+    for i in 1..n {
+        let v2_d = x[i] - x[i - 1];
+        v2_f[i][0] += v2_d * (x[0].sin() * x[0].sin() + 1.0).recip();
+        v2_f[i - 1][1] += x[i] * v2_d * 0.5;
     }
-    let v2 = v2_b[0] * v2_b[2] + leading::<3>(&v2_b) + leading::<2>(x) * x[0];
+    v2_f.swap(0, n - 1);
+    let v2 = v2_f[0][1] * v2_f[n - 1][0] + pair_sum(&v2_f) * x[0];
     -1.24f64 * (a).tanh()
         + -1.43f64 * (b).tanh()
         + -0.37f64 * (arr1).tanh()
@@ -5301,14 +5310,26 @@ pub fn p90(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     } else {
         lse1.mul_add(0.72f64, x[3]).hypot(x[1].powi(2))
     };
-    let mut v4_f = vec![[0.0; 2]; n];
-    for i in 1..n {
-        let v4_d = x[i] - x[i - 1];
-        v4_f[i][0] += v4_d * autodiff::ops::sigmoid((0.55f64 * 0.55f64 + 1.0).log2());
-        v4_f[i - 1][1] += x[i] * v4_d * 0.5;
+    let mut v4_p = vec![[0.0; 2]; n];
+    for i in 0..n {
+        v4_p[i] = [
+            x[i],
+            x[(i + 1) % n] * autodiff::ops::sigmoid((0.55f64 * 0.55f64 + 1.0).log2()),
+        ];
     }
-    v4_f.swap(0, n - 1);
-    let v4 = v4_f[0][1] * v4_f[n - 1][0] + pair_sum(&v4_f) * b.tanh();
+    for _ in 0..3 {
+        let v4_s = spread(&v4_p);
+        for i in 0..n {
+            v4_p[i][0] += 0.1 * v4_s[i][1];
+            v4_p[i][1] = v4_p[i][1] * 0.9 + 0.1 * v4_p[i][0].sin();
+        }
+    }
+    let mut v4 = b.tanh();
+    for &[v4_a, v4_b] in v4_p.iter() {
+        v4 += v4_a * v4_b;
+    }
+    let [v4_u, _] = v4_p[1];
+    v4 += v4_u;
     -0.32f64 * (a).tanh()
         + 0.27f64 * (b).tanh()
         + 1.79f64 * (lse1).tanh()
@@ -5356,11 +5377,14 @@ pub fn p91_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) 
         }
         perm4[n - 1] = first;
     }
-    let [v6_p, v6_q, v6_r] = twist(
-        [a.max(rot5).asinh(), pts[(1) / 2][(1) % 2], b.atan()],
-        pts[(3) / 2][(3) % 2],
-    );
-    let v6 = v6_p * v6_q + v6_r;
+    let mut v6_f = vec![[0.0; 2]; n];
+    for i in 1..n {
+        let v6_d = pts[(i) / 2][(i) % 2] - pts[(i - 1) / 2][(i - 1) % 2];
+        v6_f[i][0] += v6_d * a.max(rot5).asinh();
+        v6_f[i - 1][1] += pts[(i) / 2][(i) % 2] * v6_d * 0.5;
+    }
+    v6_f.swap(0, n - 1);
+    let v6 = v6_f[0][1] * v6_f[n - 1][0] + pair_sum(&v6_f) * b.atan();
     -0.86f64 * (a).tanh()
         + 1.91f64 * (b).tanh()
         + 1.79f64 * (m1).tanh()
@@ -7117,20 +7141,17 @@ pub fn p127(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p128(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut v1_r = vec![
+    let [v1_p, v1_q, v1_r] = twist(
         [
-            x[0] * (((b).tanh() - (a).tanh().stop_gradient()).exp().ln()
-                + (a).tanh().stop_gradient())
-            .tanh()
-            .exp_m1(),
+            (((b).tanh() - (a).tanh().stop_gradient()).exp().ln() + (a).tanh().stop_gradient())
+                .tanh()
+                .exp_m1(),
             x[1],
+            (b * -1.18f64),
         ],
-        [x[2], (b * -1.18f64)],
-    ];
-    v1_r[1][0] += v1_r[0][1] * x[3];
-    let mut v1_w = vec![(b * -1.18f64), x[1] * x[2]];
-    v1_w[0] = v1_w[0] * v1_w[1];
-    let v1 = v1_r[1][0] * v1_r[0][0] + pair_sum(&v1_r) + v1_w[0];
+        x[3],
+    );
+    let v1 = v1_p * v1_q + v1_r;
     let mut acc2 = (b * b + 1.0).ln();
     for i in 0..n {
         acc2 += (((-0.27f64.powi(3)).tanh() - (-1.17f64 - 0.08f64).tanh().stop_gradient())
@@ -7236,14 +7257,11 @@ pub fn p130(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         perm1[n - 1] = first;
     }
-    let mut v3_r = vec![
-        [x[0] * a.sin().clamp(-1.0, 1.0), x[1]],
-        [x[2], (b / (x[1] * x[1] + 1.0))],
-    ];
-    v3_r[1][0] += v3_r[0][1] * x[3];
-    let mut v3_w = vec![(b / (x[1] * x[1] + 1.0)), x[1] * x[2]];
-    v3_w[0] = v3_w[0] * v3_w[1];
-    let v3 = v3_r[1][0] * v3_r[0][0] + pair_sum(&v3_r) + v3_w[0];
+    let mut v3_b = [0.0; 3];
+    for i in 0..3 {
+        v3_b[i] = x[i] * a.sin().clamp(-1.0, 1.0) + v3_b[(i + 2) % 3];
+    }
+    let v3 = v3_b[0] * v3_b[2] + leading::<3>(&v3_b) + leading::<2>(x) * (b / (x[1] * x[1] + 1.0));
     let part4_s = &x[0..2];
     let mut part4 = (x[0] * x[0] + 1.5).acosh();
     for i in 0..part4_s.len() {
@@ -7322,23 +7340,20 @@ pub fn p131(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
     }
     let v6 = hist4[1] * hist4[2 * n] + hist4[3 * n - 1] + st5;
-    let mut v7_p = vec![[0.0; 2]; n];
-    for i in 0..n {
-        v7_p[i] = [x[i], x[(i + 1) % n] * -1.03f64];
-    }
-    for _ in 0..3 {
-        let v7_s = spread(&v7_p);
-        for i in 0..n {
-            v7_p[i][0] += 0.1 * v7_s[i][1];
-            v7_p[i][1] = v7_p[i][1] * 0.9 + 0.1 * v7_p[i][0].sin();
+    let mut v7_o = Vec::new();
+    for (i, &w) in x.iter().enumerate() {
+        if w > 0.56f64 {
+            v7_o.push(w * -1.03f64);
+        }
+        if v7_o.len() > 1 {
+            let v7_l = v7_o[v7_o.len() - 1];
+            v7_o.push(v7_l * x[i] * 0.5);
         }
     }
     let mut v7 = autodiff::ops::softplus(-1.41f64);
-    for &[v7_a, v7_b] in v7_p.iter() {
-        v7 += v7_a * v7_b;
+    for (i, &w) in v7_o.iter().enumerate() {
+        v7 += w * (i + 1) as f64;
     }
-    let [v7_u, _] = v7_p[1];
-    v7 += v7_u;
     let mut lse8 = b.hypot(-1.29f64);
     let mut scratch9 = vec![0.0; n];
     for i in 0..n {
@@ -7421,12 +7436,27 @@ pub fn p132(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
                             .asin()
             })
             + helpers::soft(x[1].clamp(-1.0, 1.0), 0.3);
-    let v5_d = [
-        x[0] - x[1],
-        (0.11f64 + x[1]).atan2((-1.51f64 * -1.74f64) * (-1.51f64 * -1.74f64) + 0.5),
-        x[2] * (v3.tanh() * 0.9).asin(),
-    ];
-    let v5 = norm3(&v5_d) + v5_d[1] * v5_d[2];
+    let mut v5_p = vec![[0.0; 2]; n];
+    for i in 0..n {
+        v5_p[i] = [
+            x[i],
+            x[(i + 1) % n]
+                * (0.11f64 + x[1]).atan2((-1.51f64 * -1.74f64) * (-1.51f64 * -1.74f64) + 0.5),
+        ];
+    }
+    for _ in 0..3 {
+        let v5_s = spread(&v5_p);
+        for i in 0..n {
+            v5_p[i][0] += 0.1 * v5_s[i][1];
+            v5_p[i][1] = v5_p[i][1] * 0.9 + 0.1 * v5_p[i][0].sin();
+        }
+    }
+    let mut v5 = (v3.tanh() * 0.9).asin();
+    for &[v5_a, v5_b] in v5_p.iter() {
+        v5 += v5_a * v5_b;
+    }
+    let [v5_u, _] = v5_p[1];
+    v5 += v5_u;
     let v6 = if 0.58f64 > -0.32f64 {
         (autodiff::ops::softplus(b) * a.abs())
     } else {
@@ -8394,14 +8424,11 @@ pub fn p147(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..part3_s.len() {
         part3 += part3_s[i] * part3_s[1].sin();
     }
-    let mut v4_f = vec![[0.0; 2]; n];
-    for i in 1..n {
-        let v4_d = x[i] - x[i - 1];
-        v4_f[i][0] += v4_d * (a.atan().tanh() * 0.5).sinh();
-        v4_f[i - 1][1] += x[i] * v4_d * 0.5;
-    }
-    v4_f.swap(0, n - 1);
-    let v4 = v4_f[0][1] * v4_f[n - 1][0] + pair_sum(&v4_f) * part3;
+    let mut v4_r = vec![[x[0] * (a.atan().tanh() * 0.5).sinh(), x[1]], [x[2], part3]];
+    v4_r[1][0] += v4_r[0][1] * x[3];
+    let mut v4_w = vec![part3, x[1] * x[2]];
+    v4_w[0] = v4_w[0] * v4_w[1];
+    let v4 = v4_r[1][0] * v4_r[0][0] + pair_sum(&v4_r) + v4_w[0];
     let v5 = if (v4 * v4 + 1.0).log10() > -1.98f64 {
         (b * b + 1.0).log2().clamp(-1.0, 1.0)
     } else {
@@ -9644,14 +9671,20 @@ pub fn p167_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64)
     } else if pts[(0) / 2][(0) % 2] > -1.02f64 {
         m3 = m3 * 0.5;
     }
-    let mut v4_f = vec![[0.0; 2]; n];
-    for i in 1..n {
-        let v4_d = pts[(i) / 2][(i) % 2] - pts[(i - 1) / 2][(i - 1) % 2];
-        v4_f[i][0] += v4_d * (0.09f64 * 0.09f64 + 1.0).powf(m3.powi(2).tanh());
-        v4_f[i - 1][1] += pts[(i) / 2][(i) % 2] * v4_d * 0.5;
+    let mut v4_o = Vec::new();
+    for (i, &w) in x.iter().enumerate() {
+        if w > -0.45f64 {
+            v4_o.push(w * (0.09f64 * 0.09f64 + 1.0).powf(m3.powi(2).tanh()));
+        }
+        if v4_o.len() > 1 {
+            let v4_l = v4_o[v4_o.len() - 1];
+            v4_o.push(v4_l * pts[(i) / 2][(i) % 2] * 0.5);
+        }
     }
-    v4_f.swap(0, n - 1);
-    let v4 = v4_f[0][1] * v4_f[n - 1][0] + pair_sum(&v4_f) * a.mul_add(a, v2);
+    let mut v4 = a.mul_add(a, v2);
+    for (i, &w) in v4_o.iter().enumerate() {
+        v4 += w * (i + 1) as f64;
+    }
     let arr5 = (m.to_owned().reversed_axes() * v2 + &m.view())
         .mapv(|t| t.tanh())
         .sum();
@@ -13298,11 +13331,8 @@ pub fn p230_value_and_grad(
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p231(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut v1_b = [0.0; 3];
-    for i in 0..3 {
-        v1_b[i] = x[i] * b + v1_b[(i + 2) % 3];
-    }
-    let v1 = v1_b[0] * v1_b[2] + leading::<3>(&v1_b) + leading::<2>(x) * x[1].asinh();
+    let v1_d = [x[0] - x[1], b, x[2] * x[1].asinh()];
+    let v1 = norm3(&v1_d) + v1_d[1] * v1_d[2];
     let part2_s = &x[0..];
     let mut part2 = 0.12f64;
     for i in 0..part2_s.len() {
@@ -14004,25 +14034,20 @@ pub fn p247(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         w2 = w2 * 0.6 + 0.05 * x[2].mul_add(v1, -1.51f64).tanh();
         steps += 1;
     }
-    let mut v3_o = Vec::new();
-    for (i, &w) in x.iter().enumerate() {
-        if w > 0.62f64 {
-            v3_o.push(
-                w * (((x[0]).tanh() - (a.min(x[1])).tanh().stop_gradient())
-                    .exp()
-                    .ln()
-                    + (a.min(x[1])).tanh().stop_gradient()),
-            );
-        }
-        if v3_o.len() > 1 {
-            let v3_l = v3_o[v3_o.len() - 1];
-            v3_o.push(v3_l * x[i] * 0.5);
-        }
-    }
-    let mut v3 = autodiff::ops::sigmoid(b);
-    for (i, &w) in v3_o.iter().enumerate() {
-        v3 += w * (i + 1) as f64;
-    }
+    let mut v3_r = vec![
+        [
+            x[0] * (((x[0]).tanh() - (a.min(x[1])).tanh().stop_gradient())
+                .exp()
+                .ln()
+                + (a.min(x[1])).tanh().stop_gradient()),
+            x[1],
+        ],
+        [x[2], autodiff::ops::sigmoid(b)],
+    ];
+    v3_r[1][0] += v3_r[0][1] * x[3];
+    let mut v3_w = vec![autodiff::ops::sigmoid(b), x[1] * x[2]];
+    v3_w[0] = v3_w[0] * v3_w[1];
+    let v3 = v3_r[1][0] * v3_r[0][0] + pair_sum(&v3_r) + v3_w[0];
     let mut w4 = v3.tanh() + 3.0;
     let mut steps = 0;
     while w4 > 0.5 && steps < 20 {
@@ -15613,17 +15638,12 @@ impl<M: Clone> Holder274<M> {
         for i in 0..part3_s.len() {
             part3 += part3_s[i] * part3_s[1].sin();
         }
-        let mut v4_r = vec![
-            [
-                self.w[0] * (0.49f64.mul_add(part3, -1.38f64).tanh() * 0.5).sinh(),
-                self.w[1],
-            ],
-            [self.w[2], (self.w[1].tanh() * 0.9).asin()],
+        let v4_d = [
+            self.w[0] - self.w[1],
+            (0.49f64.mul_add(part3, -1.38f64).tanh() * 0.5).sinh(),
+            self.w[2] * (self.w[1].tanh() * 0.9).asin(),
         ];
-        v4_r[1][0] += v4_r[0][1] * self.w[3];
-        let mut v4_w = vec![(self.w[1].tanh() * 0.9).asin(), self.w[1] * self.w[2]];
-        v4_w[0] = v4_w[0] * v4_w[1];
-        let v4 = v4_r[1][0] * v4_r[0][0] + pair_sum(&v4_r) + v4_w[0];
+        let v4 = norm3(&v4_d) + v4_d[1] * v4_d[2];
         let v5 = -1.54f64;
         -0.54f64 * (self.a).tanh()
             + -1.95f64 * (b).tanh()
@@ -15712,14 +15732,20 @@ pub fn p276(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
         (&q * &q).sum()
     };
-    let mut v2_f = vec![[0.0; 2]; n];
-    for i in 1..n {
-        let v2_d = x[i] - x[i - 1];
-        v2_f[i][0] += v2_d * (b * b).ln_1p().atan();
-        v2_f[i - 1][1] += x[i] * v2_d * 0.5;
+    let mut v2_o = Vec::new();
+    for (i, &w) in x.iter().enumerate() {
+        if w > -1.21f64 {
+            v2_o.push(w * (b * b).ln_1p().atan());
+        }
+        if v2_o.len() > 1 {
+            let v2_l = v2_o[v2_o.len() - 1];
+            v2_o.push(v2_l * x[i] * 0.5);
+        }
     }
-    v2_f.swap(0, n - 1);
-    let v2 = v2_f[0][1] * v2_f[n - 1][0] + pair_sum(&v2_f) * (b * b + 1.0).ln();
+    let mut v2 = (b * b + 1.0).ln();
+    for (i, &w) in v2_o.iter().enumerate() {
+        v2 += w * (i + 1) as f64;
+    }
     let v3 = ((a.tanh() * 0.9).atanh().sin().tanh() * 0.9).asin();
     let v4 = ((1.93f64.cos() * 1.93f64.cos() + 1.0).log10()
         * (1.93f64.cos() * 1.93f64.cos() + 1.0).log10()
@@ -17007,6 +17033,9 @@ mod twin {
         let (c, s) = (t.cos(), t.sin());
         [c * p[0] - s * p[1], s * p[0] + c * p[1], p[2] * t]
     }
+    pub fn polar2(x: D, y: D) -> (D, D) {
+        ((x * x + y * y + c(0.25)).sqrt(), y.atan2(x * x + c(0.5)))
+    }
     pub fn pair_sum(p: &[[D; 2]]) -> D {
         (0..p.len()).fold(c(0.0), |s, i| {
             s + p[i][0] * p[i][1] * c((i + 1) as f64) + p[i][0].sin()
@@ -17128,11 +17157,14 @@ mod twin {
         let arr1 = (&m.row(1) * c(1.64).hypot(x[1]) - &m.column(1))
             .mapv(sin)
             .sum();
-        let mut v2_b = [c(0.0); 3];
-        for i in 0..3 {
-            v2_b[i] = x[i] * (x[0].sin() * x[0].sin() + c(1.0)).recip() + v2_b[(i + 2) % 3];
+        let mut v2_f = vec![[c(0.0); 2]; n];
+        for i in 1..n {
+            let v2_d = x[i] - x[i - 1];
+            v2_f[i][0] = v2_f[i][0] + (v2_d * (x[0].sin() * x[0].sin() + c(1.0)).recip());
+            v2_f[i - 1][1] = v2_f[i - 1][1] + (x[i] * v2_d * c(0.5));
         }
-        let v2 = v2_b[0] * v2_b[2] + leading::<3>(&v2_b) + leading::<2>(x) * x[0];
+        v2_f.swap(0, n - 1);
+        let v2 = v2_f[0][1] * v2_f[n - 1][0] + pair_sum(&v2_f) * x[0];
         -c(1.24) * (a).tanh()
             + -c(1.43) * (b).tanh()
             + -c(0.37) * (arr1).tanh()
@@ -21170,14 +21202,26 @@ mod twin {
         } else {
             lse1.mul_add(c(0.72), x[3]).hypot(x[1].powi(2))
         };
-        let mut v4_f = vec![[c(0.0); 2]; n];
-        for i in 1..n {
-            let v4_d = x[i] - x[i - 1];
-            v4_f[i][0] = v4_f[i][0] + (v4_d * ops::sigmoid((c(0.55) * c(0.55) + c(1.0)).log2()));
-            v4_f[i - 1][1] = v4_f[i - 1][1] + (x[i] * v4_d * c(0.5));
+        let mut v4_p = vec![[c(0.0); 2]; n];
+        for i in 0..n {
+            v4_p[i] = [
+                x[i],
+                x[(i + 1) % n] * ops::sigmoid((c(0.55) * c(0.55) + c(1.0)).log2()),
+            ];
         }
-        v4_f.swap(0, n - 1);
-        let v4 = v4_f[0][1] * v4_f[n - 1][0] + pair_sum(&v4_f) * b.tanh();
+        for _ in 0..3 {
+            let v4_s = spread(&v4_p);
+            for i in 0..n {
+                v4_p[i][0] = v4_p[i][0] + (c(0.1) * v4_s[i][1]);
+                v4_p[i][1] = v4_p[i][1] * c(0.9) + c(0.1) * v4_p[i][0].sin();
+            }
+        }
+        let mut v4 = b.tanh();
+        for &[v4_a, v4_b] in v4_p.iter() {
+            v4 += v4_a * v4_b;
+        }
+        let [v4_u, _] = v4_p[1];
+        v4 += v4_u;
         -c(0.32) * (a).tanh()
             + c(0.27) * (b).tanh()
             + c(1.79) * (lse1).tanh()
@@ -21219,8 +21263,14 @@ mod twin {
             }
             perm4[n - 1] = first;
         }
-        let [v6_p, v6_q, v6_r] = twist([a.max(rot5).asinh(), x[1], b.atan()], x[3]);
-        let v6 = v6_p * v6_q + v6_r;
+        let mut v6_f = vec![[c(0.0); 2]; n];
+        for i in 1..n {
+            let v6_d = x[i] - x[i - 1];
+            v6_f[i][0] = v6_f[i][0] + (v6_d * a.max(rot5).asinh());
+            v6_f[i - 1][1] = v6_f[i - 1][1] + (x[i] * v6_d * c(0.5));
+        }
+        v6_f.swap(0, n - 1);
+        let v6 = v6_f[0][1] * v6_f[n - 1][0] + pair_sum(&v6_f) * b.atan();
         -c(0.86) * (a).tanh()
             + c(1.91) * (b).tanh()
             + c(1.79) * (m1).tanh()
@@ -22690,20 +22740,17 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p128(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let mut v1_r = vec![
+        let [v1_p, v1_q, v1_r] = twist(
             [
-                x[0] * (((b).tanh() - (a).tanh().stop_gradient()).exp().ln()
-                    + (a).tanh().stop_gradient())
-                .tanh()
-                .exp_m1(),
+                (((b).tanh() - (a).tanh().stop_gradient()).exp().ln() + (a).tanh().stop_gradient())
+                    .tanh()
+                    .exp_m1(),
                 x[1],
+                (b * -c(1.18)),
             ],
-            [x[2], (b * -c(1.18))],
-        ];
-        v1_r[1][0] = v1_r[1][0] + (v1_r[0][1] * x[3]);
-        let mut v1_w = vec![(b * -c(1.18)), x[1] * x[2]];
-        v1_w[0] = v1_w[0] * v1_w[1];
-        let v1 = v1_r[1][0] * v1_r[0][0] + pair_sum(&v1_r) + v1_w[0];
+            x[3],
+        );
+        let v1 = v1_p * v1_q + v1_r;
         let mut acc2 = (b * b + c(1.0)).ln();
         for i in 0..n {
             acc2 += (((-c(0.27).powi(3)).tanh() - (-c(1.17) - c(0.08)).tanh().stop_gradient())
@@ -22807,14 +22854,13 @@ mod twin {
             }
             perm1[n - 1] = first;
         }
-        let mut v3_r = vec![
-            [x[0] * a.sin().clamp(-c(1.0), c(1.0)), x[1]],
-            [x[2], (b / (x[1] * x[1] + c(1.0)))],
-        ];
-        v3_r[1][0] = v3_r[1][0] + (v3_r[0][1] * x[3]);
-        let mut v3_w = vec![(b / (x[1] * x[1] + c(1.0))), x[1] * x[2]];
-        v3_w[0] = v3_w[0] * v3_w[1];
-        let v3 = v3_r[1][0] * v3_r[0][0] + pair_sum(&v3_r) + v3_w[0];
+        let mut v3_b = [c(0.0); 3];
+        for i in 0..3 {
+            v3_b[i] = x[i] * a.sin().clamp(-c(1.0), c(1.0)) + v3_b[(i + 2) % 3];
+        }
+        let v3 = v3_b[0] * v3_b[2]
+            + leading::<3>(&v3_b)
+            + leading::<2>(x) * (b / (x[1] * x[1] + c(1.0)));
         let part4_s = &x[0..2];
         let mut part4 = (x[0] * x[0] + c(1.5)).acosh();
         for i in 0..part4_s.len() {
@@ -22896,23 +22942,20 @@ mod twin {
             }
         }
         let v6 = hist4[1] * hist4[2 * n] + hist4[3 * n - 1] + st5;
-        let mut v7_p = vec![[c(0.0); 2]; n];
-        for i in 0..n {
-            v7_p[i] = [x[i], x[(i + 1) % n] * -c(1.03)];
-        }
-        for _ in 0..3 {
-            let v7_s = spread(&v7_p);
-            for i in 0..n {
-                v7_p[i][0] = v7_p[i][0] + (c(0.1) * v7_s[i][1]);
-                v7_p[i][1] = v7_p[i][1] * c(0.9) + c(0.1) * v7_p[i][0].sin();
+        let mut v7_o = Vec::new();
+        for (i, &w) in x.iter().enumerate() {
+            if w > c(0.56) {
+                v7_o.push(w * -c(1.03));
+            }
+            if v7_o.len() > 1 {
+                let v7_l = v7_o[v7_o.len() - 1];
+                v7_o.push(v7_l * x[i] * c(0.5));
             }
         }
         let mut v7 = ops::softplus(-c(1.41));
-        for &[v7_a, v7_b] in v7_p.iter() {
-            v7 += v7_a * v7_b;
+        for (i, &w) in v7_o.iter().enumerate() {
+            v7 += w * (i + 1) as f64;
         }
-        let [v7_u, _] = v7_p[1];
-        v7 += v7_u;
         let mut lse8 = b.hypot(-c(1.29));
         let mut scratch9 = vec![c(0.0); n];
         for i in 0..n {
@@ -22992,12 +23035,28 @@ mod twin {
                         .asin()
             },
         ) + helpers::soft(x[1].clamp(-c(1.0), c(1.0)), c(0.3));
-        let v5_d = [
-            x[0] - x[1],
-            (c(0.11) + x[1]).atan2((-c(1.51) * -c(1.74)) * (-c(1.51) * -c(1.74)) + c(0.5)),
-            x[2] * (v3.tanh() * c(0.9)).asin(),
-        ];
-        let v5 = norm3(&v5_d) + v5_d[1] * v5_d[2];
+        let mut v5_p = vec![[c(0.0); 2]; n];
+        for i in 0..n {
+            v5_p[i] = [
+                x[i],
+                x[(i + 1) % n]
+                    * (c(0.11) + x[1])
+                        .atan2((-c(1.51) * -c(1.74)) * (-c(1.51) * -c(1.74)) + c(0.5)),
+            ];
+        }
+        for _ in 0..3 {
+            let v5_s = spread(&v5_p);
+            for i in 0..n {
+                v5_p[i][0] = v5_p[i][0] + (c(0.1) * v5_s[i][1]);
+                v5_p[i][1] = v5_p[i][1] * c(0.9) + c(0.1) * v5_p[i][0].sin();
+            }
+        }
+        let mut v5 = (v3.tanh() * c(0.9)).asin();
+        for &[v5_a, v5_b] in v5_p.iter() {
+            v5 += v5_a * v5_b;
+        }
+        let [v5_u, _] = v5_p[1];
+        v5 += v5_u;
         let v6 = if c(0.58) > -c(0.32) {
             (ops::softplus(b) * a.abs())
         } else {
@@ -23711,14 +23770,14 @@ mod twin {
         for i in 0..part3_s.len() {
             part3 += part3_s[i] * part3_s[1].sin();
         }
-        let mut v4_f = vec![[c(0.0); 2]; n];
-        for i in 1..n {
-            let v4_d = x[i] - x[i - 1];
-            v4_f[i][0] = v4_f[i][0] + (v4_d * (a.atan().tanh() * c(0.5)).sinh());
-            v4_f[i - 1][1] = v4_f[i - 1][1] + (x[i] * v4_d * c(0.5));
-        }
-        v4_f.swap(0, n - 1);
-        let v4 = v4_f[0][1] * v4_f[n - 1][0] + pair_sum(&v4_f) * part3;
+        let mut v4_r = vec![
+            [x[0] * (a.atan().tanh() * c(0.5)).sinh(), x[1]],
+            [x[2], part3],
+        ];
+        v4_r[1][0] = v4_r[1][0] + (v4_r[0][1] * x[3]);
+        let mut v4_w = vec![part3, x[1] * x[2]];
+        v4_w[0] = v4_w[0] * v4_w[1];
+        let v4 = v4_r[1][0] * v4_r[0][0] + pair_sum(&v4_r) + v4_w[0];
         let v5 = if (v4 * v4 + c(1.0)).log10() > -c(1.98) {
             (b * b + c(1.0)).log2().clamp(-c(1.0), c(1.0))
         } else {
@@ -24814,14 +24873,20 @@ mod twin {
         } else if x[0] > -c(1.02) {
             m3 = m3 * c(0.5);
         }
-        let mut v4_f = vec![[c(0.0); 2]; n];
-        for i in 1..n {
-            let v4_d = x[i] - x[i - 1];
-            v4_f[i][0] = v4_f[i][0] + (v4_d * (c(0.09) * c(0.09) + c(1.0)).powd(m3.powi(2).tanh()));
-            v4_f[i - 1][1] = v4_f[i - 1][1] + (x[i] * v4_d * c(0.5));
+        let mut v4_o = Vec::new();
+        for (i, &w) in x.iter().enumerate() {
+            if w > -c(0.45) {
+                v4_o.push(w * (c(0.09) * c(0.09) + c(1.0)).powd(m3.powi(2).tanh()));
+            }
+            if v4_o.len() > 1 {
+                let v4_l = v4_o[v4_o.len() - 1];
+                v4_o.push(v4_l * x[i] * c(0.5));
+            }
         }
-        v4_f.swap(0, n - 1);
-        let v4 = v4_f[0][1] * v4_f[n - 1][0] + pair_sum(&v4_f) * a.mul_add(a, v2);
+        let mut v4 = a.mul_add(a, v2);
+        for (i, &w) in v4_o.iter().enumerate() {
+            v4 += w * (i + 1) as f64;
+        }
         let arr5 = (m.to_owned().reversed_axes() * v2 + &m.view())
             .mapv(|t| t.tanh())
             .sum();
@@ -27725,11 +27790,8 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p231(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let mut v1_b = [c(0.0); 3];
-        for i in 0..3 {
-            v1_b[i] = x[i] * b + v1_b[(i + 2) % 3];
-        }
-        let v1 = v1_b[0] * v1_b[2] + leading::<3>(&v1_b) + leading::<2>(x) * x[1].asinh();
+        let v1_d = [x[0] - x[1], b, x[2] * x[1].asinh()];
+        let v1 = norm3(&v1_d) + v1_d[1] * v1_d[2];
         let part2_s = &x[0..];
         let mut part2 = c(0.12);
         for i in 0..part2_s.len() {
@@ -28312,25 +28374,20 @@ mod twin {
             w2 = w2 * c(0.6) + c(0.05) * x[2].mul_add(v1, -c(1.51)).tanh();
             steps += 1;
         }
-        let mut v3_o = Vec::new();
-        for (i, &w) in x.iter().enumerate() {
-            if w > c(0.62) {
-                v3_o.push(
-                    w * (((x[0]).tanh() - (a.min(x[1])).tanh().stop_gradient())
-                        .exp()
-                        .ln()
-                        + (a.min(x[1])).tanh().stop_gradient()),
-                );
-            }
-            if v3_o.len() > 1 {
-                let v3_l = v3_o[v3_o.len() - 1];
-                v3_o.push(v3_l * x[i] * c(0.5));
-            }
-        }
-        let mut v3 = ops::sigmoid(b);
-        for (i, &w) in v3_o.iter().enumerate() {
-            v3 += w * (i + 1) as f64;
-        }
+        let mut v3_r = vec![
+            [
+                x[0] * (((x[0]).tanh() - (a.min(x[1])).tanh().stop_gradient())
+                    .exp()
+                    .ln()
+                    + (a.min(x[1])).tanh().stop_gradient()),
+                x[1],
+            ],
+            [x[2], ops::sigmoid(b)],
+        ];
+        v3_r[1][0] = v3_r[1][0] + (v3_r[0][1] * x[3]);
+        let mut v3_w = vec![ops::sigmoid(b), x[1] * x[2]];
+        v3_w[0] = v3_w[0] * v3_w[1];
+        let v3 = v3_r[1][0] * v3_r[0][0] + pair_sum(&v3_r) + v3_w[0];
         let mut w4 = v3.tanh() + c(3.0);
         let mut steps = 0;
         while w4 > c(0.5) && steps < 20 {
@@ -29653,17 +29710,12 @@ mod twin {
         for i in 0..part3_s.len() {
             part3 += part3_s[i] * part3_s[1].sin();
         }
-        let mut v4_r = vec![
-            [
-                x[0] * (c(0.49).mul_add(part3, -c(1.38)).tanh() * c(0.5)).sinh(),
-                x[1],
-            ],
-            [x[2], (x[1].tanh() * c(0.9)).asin()],
+        let v4_d = [
+            x[0] - x[1],
+            (c(0.49).mul_add(part3, -c(1.38)).tanh() * c(0.5)).sinh(),
+            x[2] * (x[1].tanh() * c(0.9)).asin(),
         ];
-        v4_r[1][0] = v4_r[1][0] + (v4_r[0][1] * x[3]);
-        let mut v4_w = vec![(x[1].tanh() * c(0.9)).asin(), x[1] * x[2]];
-        v4_w[0] = v4_w[0] * v4_w[1];
-        let v4 = v4_r[1][0] * v4_r[0][0] + pair_sum(&v4_r) + v4_w[0];
+        let v4 = norm3(&v4_d) + v4_d[1] * v4_d[2];
         let v5 = -c(1.54);
         -c(0.54) * (a).tanh()
             + -c(1.95) * (b).tanh()
@@ -29723,14 +29775,20 @@ mod twin {
                 .assign(&m.column(0).slice(autodiff::ndarray::s![1..2]));
             (&q * &q).sum()
         };
-        let mut v2_f = vec![[c(0.0); 2]; n];
-        for i in 1..n {
-            let v2_d = x[i] - x[i - 1];
-            v2_f[i][0] = v2_f[i][0] + (v2_d * (b * b).ln_1p().atan());
-            v2_f[i - 1][1] = v2_f[i - 1][1] + (x[i] * v2_d * c(0.5));
+        let mut v2_o = Vec::new();
+        for (i, &w) in x.iter().enumerate() {
+            if w > -c(1.21) {
+                v2_o.push(w * (b * b).ln_1p().atan());
+            }
+            if v2_o.len() > 1 {
+                let v2_l = v2_o[v2_o.len() - 1];
+                v2_o.push(v2_l * x[i] * c(0.5));
+            }
         }
-        v2_f.swap(0, n - 1);
-        let v2 = v2_f[0][1] * v2_f[n - 1][0] + pair_sum(&v2_f) * (b * b + c(1.0)).ln();
+        let mut v2 = (b * b + c(1.0)).ln();
+        for (i, &w) in v2_o.iter().enumerate() {
+            v2 += w * (i + 1) as f64;
+        }
         let v3 = ((a.tanh() * c(0.9)).atanh().sin().tanh() * c(0.9)).asin();
         let v4 = ((c(1.93).cos() * c(1.93).cos() + c(1.0)).log10()
             * (c(1.93).cos() * c(1.93).cos() + c(1.0)).log10()

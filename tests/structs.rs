@@ -505,3 +505,32 @@ fn fields_bound_whole_by_match_arms_are_differentiated() {
     assert_close(&[g.a], &[-1.4], 1e-12);
     assert_eq!(g.mode, Mode::Double);
 }
+
+/// A search over a differentiated field's values (`position`), its result an index: the field
+/// is read as a value elsewhere (the search had made it a constant, which the constant-field
+/// check stopped at compile time).
+#[derive(Clone, Differentiable)]
+pub struct Samples {
+    w: Vec<f64>,
+    scale: f64,
+}
+
+impl Samples {
+    #[differentiate(wrt(self))]
+    pub fn picked(&self) -> f64 {
+        let at = self.w.iter().position(|&v| v > self.scale).unwrap_or(0);
+        self.w[at] * self.w[0] * self.scale
+    }
+}
+
+#[test]
+fn searches_over_fields_are_constants_of_the_values() {
+    let s = Samples {
+        w: vec![0.2, 0.4, 1.5, 0.9],
+        scale: 0.5,
+    };
+    // at = 2: w2 w0 scale.
+    let g = s.picked_grad();
+    assert_close(&g.w, &[1.5 * 0.5, 0.0, 0.2 * 0.5, 0.0], 1e-12);
+    assert_close(&[g.scale], &[1.5 * 0.2], 1e-12);
+}

@@ -166,3 +166,79 @@ fn hand_written_vector_pullbacks_give_jacobians_and_gradients() {
     assert_close(&g, &want, 1e-12);
     assert_close(&g, &fd(&|v| weighted_squares(v), &x), 1e-6);
 }
+
+/// A function returning a tuple of floats: its Jacobian (one row per element, each a tuple of
+/// the parameters' gradients) and pullback (taking the tuple's adjoint).
+#[differentiate]
+pub fn polar(x: f64, y: f64) -> (f64, f64) {
+    ((x * x + y * y).sqrt(), y.atan2(x))
+}
+
+/// Three outputs, an early `return` of a tuple, a tail through an `if` and a call forwarded.
+#[differentiate]
+pub fn moments(v: &[f64]) -> (f64, f64, f64) {
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let var = v.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n;
+    if var > 100.0 {
+        return (mean, var, 0.0);
+    }
+    (mean, var, var.sqrt())
+}
+
+#[differentiate]
+pub fn polar_or_swapped(x: f64, y: f64) -> (f64, f64) {
+    if x > 0.0 {
+        polar(x, y)
+    } else {
+        (y, x)
+    }
+}
+
+/// Differentiated code taking the tuples apart (`let (r, t) = polar(x, y);`).
+#[differentiate]
+pub fn through_polar(x: f64, y: f64) -> f64 {
+    let (r, t) = polar(x, y);
+    let (_, t2) = polar(r, t);
+    r * t + t2
+}
+
+#[test]
+fn functions_returning_tuples_have_jacobians_and_pullbacks() {
+    let (x, y) = (3.0, 4.0);
+    let r2: f64 = x * x + y * y;
+    let r = r2.sqrt();
+    let jac = polar_jacobian(x, y);
+    assert_close(&[jac[0].0, jac[0].1], &[x / r, y / r], 1e-12);
+    assert_close(&[jac[1].0, jac[1].1], &[-y / r2, x / r2], 1e-12);
+    let (px, py) = polar_pullback(x, y, (2.0, -1.0));
+    assert_close(
+        &[px, py],
+        &[2.0 * x / r + y / r2, 2.0 * y / r - x / r2],
+        1e-12,
+    );
+    // Forwarded through an `if`; the other arm swaps.
+    let jac = polar_or_swapped_jacobian(x, y);
+    assert_close(&[jac[1].0, jac[1].1], &[-y / r2, x / r2], 1e-12);
+    let jac = polar_or_swapped_jacobian(-1.0, 2.0);
+    assert_close(
+        &[jac[0].0, jac[0].1, jac[1].0, jac[1].1],
+        &[0.0, 1.0, 1.0, 0.0],
+        1e-12,
+    );
+
+    let v = [1.0, 2.0, 4.0];
+    let jac = moments_jacobian(&v);
+    let mean = 7.0 / 3.0;
+    let var: f64 = v.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / 3.0;
+    for (i, vi) in v.iter().enumerate() {
+        assert!((jac[0][i] - 1.0 / 3.0).abs() < 1e-12);
+        let dvar = 2.0 * (vi - mean) / 3.0;
+        assert!((jac[1][i] - dvar).abs() < 1e-12);
+        assert!((jac[2][i] - dvar / (2.0 * var.sqrt())).abs() < 1e-12);
+    }
+
+    let (gx, gy) = through_polar_grad(0.7, 1.3);
+    let want = fd(&|w| through_polar(w[0], w[1]), &[0.7, 1.3]);
+    assert_close(&[gx, gy], &want, 1e-7);
+}

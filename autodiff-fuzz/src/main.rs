@@ -198,7 +198,9 @@ impl Gen<'_> {
                 let v = self.name("v");
                 let (e1, e2) = (self.expr(2), self.expr(1));
                 let lit = self.rng.literal();
-                let _ = match self.rng.below(7) {
+                let _ = match self.rng.below(8) {
+                    // A function returning a tuple of floats, taken apart.
+                    7 => writeln!(out, "    let ({v}_r, {v}_t) = polar2({e1}, x[1]);\n    let {v} = {v}_r * {v}_t + {e2};"),
                     // A `Vec` built by `push`, behind a condition and reading what it pushed
                     // before, then walked.
                     6 => writeln!(out, "    let mut {v}_o = Vec::new();\n    for (i, &w) in x.iter().enumerate() {{\n        if w > {lit} {{\n            {v}_o.push(w * {e1});\n        }}\n        if {v}_o.len() > 1 {{\n            let {v}_l = {v}_o[{v}_o.len() - 1];\n            {v}_o.push({v}_l * x[i] * 0.5);\n        }}\n    }}\n    let mut {v} = {e2};\n    for (i, &w) in {v}_o.iter().enumerate() {{\n        {v} += w * (i + 1) as f64;\n    }}"),
@@ -765,6 +767,12 @@ fn twist(p: [f64; 3], t: f64) -> [f64; 3] {
     [c * p[0] - s * p[1], s * p[0] + c * p[1], p[2] * t]
 }
 
+/// Several outputs: a tuple of floats.
+#[differentiate]
+fn polar2(x: f64, y: f64) -> (f64, f64) {
+    ((x * x + y * y + 0.25).sqrt(), y.atan2(x * x + 0.5))
+}
+
 /// Points: a sum over them, and a map returning them (built in a buffer of points).
 #[differentiate]
 fn pair_sum(p: &[[f64; 2]]) -> f64 {
@@ -1049,6 +1057,9 @@ const TWIN_HEADER: &str = r#"    #![allow(dead_code, unused_parens)]
     pub fn twist(p: [D; 3], t: D) -> [D; 3] {
         let (c, s) = (t.cos(), t.sin());
         [c * p[0] - s * p[1], s * p[0] + c * p[1], p[2] * t]
+    }
+    pub fn polar2(x: D, y: D) -> (D, D) {
+        ((x * x + y * y + c(0.25)).sqrt(), y.atan2(x * x + c(0.5)))
     }
     pub fn pair_sum(p: &[[D; 2]]) -> D {
         (0..p.len()).fold(c(0.0), |s, i| {

@@ -90,7 +90,11 @@ pub fn apply(func: &ItemFn) -> Option<ItemFn> {
     probe.visit_block(&func.block);
     let closures = crate::inline::any(&func.block);
     let pushes = pushes::any(&func.block);
-    if !probe.0 && !closures && !pushes {
+    let tuple = match &func.sig.output {
+        syn::ReturnType::Type(_, ty) => crate::signature::tuple_output(ty).map(|(_, n)| n),
+        syn::ReturnType::Default => None,
+    };
+    if !probe.0 && !closures && !pushes && tuple.is_none() {
         return None;
     }
     let mut names = Names::default();
@@ -108,7 +112,11 @@ pub fn apply(func: &ItemFn) -> Option<ItemFn> {
         buffers: HashSet::new(),
     };
     let mut out = func.clone();
-    // `Vec`s built by `push`: buffers with a counter (`pushes`), before everything else.
+    // A tuple of floats returned: an array in the body (`tuple_tails`), before everything else.
+    if let Some(n) = tuple {
+        tuple_tails(&mut out.block, n, &mut |base| rewriter.fresh(base));
+    }
+    // `Vec`s built by `push`: buffers with a counter (`pushes`).
     if pushes {
         pushes::apply(&mut out.block, &mut |base| rewriter.fresh(base));
     }
@@ -1469,6 +1477,66 @@ fn mutable_base(walk: &Expr) -> Option<&Expr> {
         Expr::Reference(r) if r.mutability.is_some() => Some(&r.expr),
         _ => None,
     }
+}
+
+/// The values a function returning a tuple of `n` floats ends with (its tail, through `if`,
+/// `match` and blocks, and each `return`), as arrays: `(a, b)` is `[a, b]`, any other value
+/// (a call, a name) `{ let (r0, r1) = value; [r0, r1] }`. The body then computes an array,
+/// a vector-valued function's output like `[F; N]`; the companions take the tuple's adjoint
+/// and give back tuples (`emit.rs`, the runtime's `VectorOutput` for tuples).
+fn tuple_tails(block: &mut syn::Block, n: usize, fresh: &mut impl FnMut(&str) -> Ident) {
+    fn tail(block: &mut syn::Block, n: usize, fresh: &mut dyn FnMut(&str) -> Ident) {
+        if let Some(syn::Stmt::Expr(e, None)) = block.stmts.last_mut() {
+            arrayed(e, n, fresh);
+        }
+    }
+    fn arrayed(e: &mut Expr, n: usize, fresh: &mut dyn FnMut(&str) -> Ident) {
+        match e {
+            Expr::Tuple(t) if t.elems.len() == n => {
+                let elems = &t.elems;
+                *e = syn::parse_quote!([#elems]);
+            }
+            Expr::Paren(p) => arrayed(&mut p.expr, n, fresh),
+            Expr::Block(b) => tail(&mut b.block, n, fresh),
+            Expr::If(i) => {
+                tail(&mut i.then_branch, n, fresh);
+                if let Some((_, els)) = &mut i.else_branch {
+                    arrayed(els, n, fresh);
+                }
+            }
+            Expr::Match(m) => {
+                for arm in &mut m.arms {
+                    arrayed(&mut arm.body, n, fresh);
+                }
+            }
+            // A `return` ends the function: its value is arrayed where it stands.
+            Expr::Return(_) => {}
+            other => {
+                let names: Vec<Ident> = (0..n).map(|k| fresh(&format!("returned{k}"))).collect();
+                *other = syn::parse_quote!({
+                    let (#(#names),*) = #other;
+                    [#(#names),*]
+                });
+            }
+        }
+    }
+    struct Returns<'f>(usize, &'f mut dyn FnMut(&str) -> Ident);
+    impl VisitMut for Returns<'_> {
+        fn visit_expr_mut(&mut self, e: &mut Expr) {
+            match e {
+                Expr::Closure(_) => {}
+                Expr::Return(r) => {
+                    if let Some(value) = &mut r.expr {
+                        syn::visit_mut::visit_expr_mut(self, value);
+                        arrayed(value, self.0, self.1);
+                    }
+                }
+                _ => syn::visit_mut::visit_expr_mut(self, e),
+            }
+        }
+    }
+    Returns(n, fresh).visit_block_mut(block);
+    tail(block, n, fresh);
 }
 
 /// `x.first().unwrap()` as `x[0]` and `x.last().unwrap()` as `x[x.len() - 1]` (also through

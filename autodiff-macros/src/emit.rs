@@ -359,11 +359,16 @@ impl VectorValued<'_> {
         let mut out = self.companion.clone();
         if self.hand_written.is_none() {
             let d_out = namer.fresh("d_out");
+            // A tuple of floats is an array in the body (`desugar::tuple_tails`).
+            let seed = match signature::tuple_output(output) {
+                Some((f, n)) => quote!(::core::convert::Into::<[#f; #n]>::into(#d_out)),
+                None => d_out.to_token_stream(),
+            };
             let pullback_body = braced(flatten_block(body(
                 func,
                 sig,
                 |p| p.kind != signature::Kind::Constant,
-                d_out.to_token_stream(),
+                seed,
                 false,
                 namer,
             )?));
@@ -1352,13 +1357,21 @@ impl Forward<'_> {
         match op {
             Op::Copy(o) => self.operand(o),
             Op::Verbatim(t) => t.clone(),
-            Op::Call { callee, args, refs } => {
+            Op::Call {
+                callee,
+                args,
+                refs,
+                tuple,
+            } => {
                 let args = args
                     .iter()
                     .zip(refs)
                     .map(|(a, r)| call_argument(self.f, a, self.operand(a), *r));
                 let callee = callee.forward(|r| self.operand(r));
-                quote!(#callee(#(#args),*))
+                match tuple {
+                    Some(n) => quote!(::core::convert::Into::<[_; #n]>::into(#callee(#(#args),*))),
+                    None => quote!(#callee(#(#args),*)),
+                }
             }
             Op::Index { base, index, .. } => {
                 let (b, i) = (self.operand(base), self.operand(index));

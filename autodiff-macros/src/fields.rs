@@ -153,6 +153,30 @@ impl<'ast> Visit<'ast> for Scan<'_> {
                     self.constant(a);
                 }
             }
+            // A search over a field's values (`p.w.iter().position(|&v| v > 0.5)`, `any`):
+            // a flag or an index, no gradient through it, so the field is neither (like its
+            // size); the closure's reads are values where they stand.
+            Expr::MethodCall(m)
+                if crate::lower::SEARCHES.contains(&m.method.to_string().as_str()) =>
+            {
+                let mut walk = strip(&m.receiver);
+                while let Expr::MethodCall(inner) = walk {
+                    if !["iter", "copied", "cloned", "enumerate"]
+                        .contains(&inner.method.to_string().as_str())
+                    {
+                        break;
+                    }
+                    walk = strip(&inner.receiver);
+                }
+                let outer = std::mem::take(&mut self.constant_context);
+                if of_param(walk, self.params).is_none() {
+                    self.visit_expr(&m.receiver);
+                }
+                for a in &m.args {
+                    self.visit_expr(a);
+                }
+                self.constant_context = outer;
+            }
             Expr::Range(r) => {
                 for bound in r.start.iter().chain(&r.end) {
                     self.constant(bound);

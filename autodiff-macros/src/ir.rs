@@ -81,6 +81,9 @@ pub enum Op {
         /// Which arguments the user passed by reference (`g(&a)`); the pullback gets them the
         /// same way.
         refs: Vec<bool>,
+        /// The callee returns a tuple of this many floats (`let (r, t) = polar(x, y);`): the
+        /// forward sweep holds it as an array, the pullback gets the tuple back.
+        tuple: Option<usize>,
     },
     /// An expression whose value does not depend on any differentiated value (integer code,
     /// comparisons, constants): emitted as written, with variables renamed.

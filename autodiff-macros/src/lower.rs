@@ -668,6 +668,29 @@ impl Lowerer<'_> {
                 }
                 Ok(())
             }
+            // `let (r, t) = polar(x, y);` of a function returning a tuple of floats: held as an
+            // array, each name an element read.
+            Pat::Tuple(pt) if matches!(strip(expr), Expr::Call(_)) && self.mentions_active(expr) => {
+                let Expr::Call(c) = strip(expr) else { unreachable!() };
+                let mut call = self.call(c, out)?;
+                if let Lowered::Op(Op::Call { tuple, .. }, _) = &mut call {
+                    *tuple = Some(pt.elems.len());
+                }
+                let whole = Operand::Var(self.bind_lowered(call, "", None, out));
+                for (k, p) in pt.elems.iter().enumerate() {
+                    match p {
+                        Pat::Ident(pi) if pi.by_ref.is_none() && pi.subpat.is_none() => {
+                            let index = Operand::Const(quote!(#k));
+                            if let Operand::Var(v) = self.index_read(whole.clone(), index, out) {
+                                bindings.push((pi.ident.clone(), v));
+                            }
+                        }
+                        Pat::Wild(_) => {}
+                        other => return Err(syn::Error::new_spanned(other, "#[differentiate] takes the tuple a function returns apart into names and `_` only (`let (r, _) = polar(x, y);`)")),
+                    }
+                }
+                Ok(())
+            }
             Pat::Tuple(_) if !matches!(strip(expr), Expr::Tuple(_)) && !self.mentions_active(expr) => {
                 let value = self.operand(expr, out)?;
                 self.constant_pattern(pat, &value, bindings, out)
@@ -2220,6 +2243,7 @@ impl Lowerer<'_> {
                 callee,
                 args: operands,
                 refs,
+                tuple: None,
             },
             active,
         ))
@@ -2738,7 +2762,7 @@ fn is_plain_with_closures(e: &Expr) -> bool {
 }
 
 /// The methods whose closures a condition or an index may pass (a flag or an index results).
-const SEARCHES: [&str; 4] = ["any", "all", "position", "rposition"];
+pub const SEARCHES: [&str; 4] = ["any", "all", "position", "rposition"];
 
 fn plain(e: &Expr, closures: bool) -> bool {
     struct Check(bool, bool);

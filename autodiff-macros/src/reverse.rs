@@ -2842,8 +2842,18 @@ impl<'a> Reverse<'a> {
                 }
             }
             Op::Fused { grads: None, .. } => {}
-            Op::Call { callee, args, refs } => {
+            Op::Call {
+                callee,
+                args,
+                refs,
+                tuple,
+            } => {
                 let pullback = callee.pullback(|r| self.operand(r));
+                // A tuple's adjoint, held as an array, goes back as the tuple.
+                let dy = match tuple {
+                    Some(_) => quote!(::core::convert::Into::into(#dy)),
+                    None => dy.to_token_stream(),
+                };
                 let operands: Vec<TokenStream> = args
                     .iter()
                     .zip(refs)

@@ -158,7 +158,7 @@ pub fn analyse(func: &ItemFn, options: &Options) -> syn::Result<Signature> {
                     None
                 }
                 None => {
-                    errors.push(ty.span(), "a #[differentiate] function must return one `f64` or `f32` (the value whose gradient is taken), or an owned array or `Vec` of them or of points, `Vec<[f64; 3]>` (a vector-valued function: its pullback and Jacobian)");
+                    errors.push(ty.span(), "a #[differentiate] function must return one `f64` or `f32` (the value whose gradient is taken), or an owned array or `Vec` of them or of points (`Vec<[f64; 3]>`), or a tuple of them (`(f64, f64)`): a vector-valued function, with its pullback and Jacobian");
                     None
                 }
             },
@@ -320,12 +320,25 @@ fn vector_output(ty: &Type) -> Option<Ident> {
     if matches!(ty, Type::Reference(_)) {
         return None;
     }
+    if let Some((f, _)) = tuple_output(ty) {
+        return Some(f);
+    }
     if let Some((f, _)) = fixed_array(ty).or_else(|| points(ty)) {
         return Some(f);
     }
     let last = named_path(ty)?.path.segments.last()?.ident.to_string();
     let owned = ["Array1", "Array2", "Array3", "Array4", "ArrayD", "Vec"].contains(&last.as_str());
     owned.then(|| element_type(ty)).flatten()
+}
+
+/// A tuple of two to twelve floats of one type (`(f64, f64)`, returned by a function of
+/// several outputs): the float and how many. Differentiated code holds it as `[F; N]`.
+pub fn tuple_output(ty: &Type) -> Option<(Ident, usize)> {
+    let Type::Tuple(t) = ty else { return None };
+    let floats: Vec<Ident> = t.elems.iter().map(float_type).collect::<Option<_>>()?;
+    let first = floats.first()?.clone();
+    let n = floats.len();
+    ((2..=12).contains(&n) && floats.iter().all(|f| *f == first)).then_some((first, n))
 }
 
 /// Array types whose gradient is an owned array, by the name written.

@@ -1553,6 +1553,33 @@ impl<F: Real, const N: usize> VectorOutput for Vec<[F; N]> {
     }
 }
 
+/// A tuple of floats returned (`-> (f64, f64)`): the Jacobian's rows follow its elements.
+macro_rules! tuple_output {
+    ($n:literal: $($k:tt),+) => {
+        impl<F: Real> VectorOutput for ($(tuple_output!(@float $k F),)+) {
+            fn elements(&self) -> usize {
+                $n
+            }
+            fn unit(&self, k: usize) -> Self {
+                ($(if k == $k { F::one() } else { F::from_f64(0.0) },)+)
+            }
+        }
+    };
+    (@float $k:tt $f:ident) => { $f };
+}
+
+tuple_output!(2: 0, 1);
+tuple_output!(3: 0, 1, 2);
+tuple_output!(4: 0, 1, 2, 3);
+tuple_output!(5: 0, 1, 2, 3, 4);
+tuple_output!(6: 0, 1, 2, 3, 4, 5);
+tuple_output!(7: 0, 1, 2, 3, 4, 5, 6);
+tuple_output!(8: 0, 1, 2, 3, 4, 5, 6, 7);
+tuple_output!(9: 0, 1, 2, 3, 4, 5, 6, 7, 8);
+tuple_output!(10: 0, 1, 2, 3, 4, 5, 6, 7, 8, 9);
+tuple_output!(11: 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10);
+tuple_output!(12: 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11);
+
 // ----- slices and vectors of fixed-size arrays ----------------------------------------------
 // `&[[F; N]]` or `Vec<[F; N]>` (positions as 3-vectors, `x[i][k]`): the adjoint is a
 // `Vec<[F; N]>`, each element read like a fixed-size array.
