@@ -1,8 +1,9 @@
 //! Fixed-size arrays: parameters `[f64; N]` and `&[f64; N]` (gradients `[f64; N]`, on the
 //! stack), array literals and `[0.0; N]` buffers in the body, functions returning `[f64; N]`
 //! (their Jacobians), and containers of points, `&[[f64; 3]]` and `Vec<[f64; 3]>` (gradients
-//! `Vec<[f64; 3]>`), read `x[i][k]` or taken apart with `let [a, b, c] = x[i];`. Each gradient
-//! against central finite differences and an analytic value.
+//! `Vec<[f64; 3]>`), read `x[i][k]` or taken apart with `let [a, b, c] = x[i];`, and rows,
+//! matrices as nested `Vec`s (`&[Vec<f64>]`, gradient `Vec<Vec<f64>>`). Each gradient against
+//! central finite differences and an analytic value.
 #![allow(clippy::needless_range_loop)]
 use autodiff::differentiate;
 
@@ -437,4 +438,72 @@ fn fixed_size_arrays_and_points_in_f32() {
     // d = [v0 - v1, 2 v2] = [-1, 6]: d0 d1 gives [d1, -d1, 2 d0]; the points b + 1 and a.
     assert_eq!(g, [6.0, -6.0, -2.0]);
     assert_eq!(gp, vec![[3.0, 1.0], [5.0, 3.0]]);
+}
+
+/// Rows: a matrix as nested `Vec`s (`&[Vec<f64>]`, gradient `Vec<Vec<f64>>`), read `w[i][j]`,
+/// a row passed whole (`dot(&w[i], &w[i])`) and walked (`for row in w`).
+#[differentiate]
+pub fn dot_rows(a: &[f64], b: &[f64]) -> f64 {
+    let mut s = 0.0;
+    for i in 0..a.len() {
+        s += a[i] * b[i];
+    }
+    s
+}
+
+#[differentiate]
+pub fn nested_layer_loss(w: &[Vec<f64>], x: &[f64], target: &[f64]) -> f64 {
+    let mut loss = 0.0;
+    for i in 0..w.len() {
+        let mut z = 0.0;
+        for j in 0..x.len() {
+            z += w[i][j] * x[j];
+        }
+        let r = z.tanh() - target[i];
+        loss += r * r + 0.1 * dot_rows(&w[i], &w[i]);
+    }
+    for row in w {
+        loss += row[0] * 0.5;
+    }
+    loss
+}
+
+/// A struct field of nested `Vec`s, read `net.w[i][j]`.
+#[derive(Clone, Debug, autodiff::Differentiable)]
+pub struct NestedNet {
+    w: Vec<Vec<f64>>,
+    b: f64,
+}
+
+#[differentiate(wrt(net))]
+pub fn nested_net_out(net: &NestedNet, x: &[f64]) -> f64 {
+    let mut s = net.b;
+    for i in 0..net.w.len() {
+        for j in 0..x.len() {
+            s += (net.w[i][j] * x[j]).sin();
+        }
+    }
+    s
+}
+
+#[test]
+fn rows_of_nested_vecs_match_finite_differences_and_analytic_gradients() {
+    let w = vec![vec![0.3, -0.2, 0.5], vec![0.1, 0.7, -0.4]];
+    let (x, t) = ([0.5, -1.0, 2.0], [0.2, -0.3]);
+    let (gw, gx, _) = nested_layer_loss_grad(&w, &x, &t);
+    let flat: Vec<f64> = w.iter().flatten().copied().collect();
+    let at = |v: &[f64]| nested_layer_loss(&[v[..3].to_vec(), v[3..].to_vec()], &x, &t);
+    let want = fd(&at, &flat);
+    assert_close(&gw.concat(), &want, 1e-7);
+    let want_x = fd(&|v| nested_layer_loss(&w, v, &t), &x);
+    assert_close(&gx, &want_x, 1e-7);
+
+    // d/dw_ij sin(w_ij x_j) = cos(w_ij x_j) x_j; d/db = 1.
+    let net = NestedNet { w, b: 0.3 };
+    let g = nested_net_out_grad(&net, &x);
+    for (gi, wi) in g.w.iter().zip(&net.w) {
+        let want: Vec<f64> = wi.iter().zip(&x).map(|(w, x)| (w * x).cos() * x).collect();
+        assert_close(gi, &want, 1e-12);
+    }
+    assert_close(&[g.b], &[1.0], 1e-12);
 }

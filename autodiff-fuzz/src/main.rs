@@ -589,9 +589,15 @@ fn program(rng: &mut Rng, k: usize, out: &mut String, twins: &mut String) {
         // `x` in pairs), beside `x` itself for its walks and parts: the gradient of `x` is then
         // its own plus the points'.
         let points_body = reads_as_points(&body);
-        let _ = writeln!(out, "{attr}\n{allow}\npub fn p{k}_points(x: &[f64], pts: &[[f64; 2]], m: &Array2<f64>, a: f64, b: f64) -> f64 {{\n{points_body}}}\n");
-        let _ = writeln!(out, "pub fn p{k}(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {{\n    p{k}_points(x, &pairs(x), m, a, b)\n}}\n");
-        let _ = writeln!(out, "pub fn p{k}_value_and_grad(\n    x: &[f64],\n    m: &Array2<f64>,\n    a: f64,\n    b: f64,\n) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {{\n    let (v, (gx, gp, gm, ga, gb)) = p{k}_points_value_and_grad(x, &pairs(x), m, a, b);\n    let gx = gx.iter().zip(gp.iter().flatten()).map(|(p, q)| p + q).collect();\n    (v, (gx, gm, ga, gb))\n}}\n");
+        // Half of them hold the pairs as rows of nested `Vec`s instead (`&[Vec<f64>]`).
+        let (ty, pairs) = if g.rng.chance(50) {
+            ("&[Vec<f64>]", "pair_rows")
+        } else {
+            ("&[[f64; 2]]", "pairs")
+        };
+        let _ = writeln!(out, "{attr}\n{allow}\npub fn p{k}_points(x: &[f64], pts: {ty}, m: &Array2<f64>, a: f64, b: f64) -> f64 {{\n{points_body}}}\n");
+        let _ = writeln!(out, "pub fn p{k}(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {{\n    p{k}_points(x, &{pairs}(x), m, a, b)\n}}\n");
+        let _ = writeln!(out, "pub fn p{k}_value_and_grad(\n    x: &[f64],\n    m: &Array2<f64>,\n    a: f64,\n    b: f64,\n) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {{\n    let (v, (gx, gp, gm, ga, gb)) = p{k}_points_value_and_grad(x, &{pairs}(x), m, a, b);\n    let gx = gx.iter().zip(gp.iter().flatten()).map(|(p, q)| p + q).collect();\n    (v, (gx, gm, ga, gb))\n}}\n");
     } else {
         let _ = writeln!(out, "{attr}\n{allow}\npub fn p{k}(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {{\n{body}}}\n");
     }
@@ -817,6 +823,11 @@ mod helpers {
 /// The input in pairs, for the programs that read it as points.
 fn pairs(x: &[f64]) -> Vec<[f64; 2]> {
     x.chunks_exact(2).map(|c| [c[0], c[1]]).collect()
+}
+
+/// The input in pairs as rows of nested `Vec`s.
+fn pair_rows(x: &[f64]) -> Vec<Vec<f64>> {
+    x.chunks_exact(2).map(|c| c.to_vec()).collect()
 }
 
 type Primal = fn(&[f64], &Array2<f64>, f64, f64) -> f64;

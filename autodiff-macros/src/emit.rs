@@ -1373,9 +1373,17 @@ impl Forward<'_> {
                     None => quote!(#callee(#(#args),*)),
                 }
             }
-            Op::Index { base, index, .. } => {
+            Op::Index {
+                base,
+                index,
+                by_ref,
+                ..
+            } => {
                 let (b, i) = (self.operand(base), self.operand(index));
-                quote!(#b[#i])
+                match by_ref {
+                    true => quote!(&#b[#i]),
+                    false => quote!(#b[#i]),
+                }
             }
             Op::Fused { .. } => self.fused(op, None),
             Op::Map { recv, func, span } => {

@@ -112,6 +112,9 @@ pub enum Op {
         /// A read of a buffer inside a loop: the forward sweep tapes the value for the
         /// recomputation in the reverse sweep (the buffer may have changed since).
         tape: Option<ReadTape>,
+        /// A row of nested `Vec`s (`w[i]` of a `&[Vec<f64>]`), which is not `Copy`: bound by
+        /// reference, `&w[i]`.
+        by_ref: bool,
     },
 }
 

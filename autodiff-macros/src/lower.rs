@@ -99,8 +99,12 @@ fn lower_once(
         points_buffers: HashMap::new(),
         fills: HashSet::new(),
         walked_items: HashSet::new(),
+        row_bases: HashSet::new(),
     };
     for p in &sig.params {
+        if crate::signature::rows(&p.ty).is_some() {
+            lw.row_bases.insert(lw.vars.len());
+        }
         if let Some((_, width)) = crate::signature::points(&p.ty) {
             lw.points_params.insert(lw.vars.len(), width.clone());
         }
@@ -302,6 +306,9 @@ struct Lowerer<'n> {
     /// The items of walks, read by value where the user's code holds a reference (`v` of
     /// `for v in x.iter()`): `*v` in code kept as written is `v`.
     walked_items: HashSet<VarId>,
+    /// Containers whose rows are read by reference (`&w[i]`): rows of nested `Vec`s
+    /// (`&[Vec<f64>]`), and struct fields read `p.w[i][j]` (of a type the macro cannot see).
+    row_bases: HashSet<VarId>,
 }
 
 impl Lowerer<'_> {
@@ -1144,6 +1151,7 @@ impl Lowerer<'_> {
     /// `base[index]` as a value.
     fn index_read(&mut self, base: Operand, index: Operand, out: &mut Block) -> Operand {
         let active = self.is_active(&base);
+        let by_ref = base.var().is_some_and(|b| self.row_bases.contains(&b));
         let buffer = base.var().is_some_and(|b| self.vars[b].buffer);
         // An element of a value that never changes is read once per scope.
         let key =
@@ -1159,7 +1167,12 @@ impl Lowerer<'_> {
         let var = self.temp(active);
         out.stmts.push(Stmt::Let {
             var,
-            op: Op::Index { base, index, tape },
+            op: Op::Index {
+                base,
+                index,
+                tape,
+                by_ref,
+            },
         });
         if let (Some(key), Some(scope)) = (key, self.scopes.last_mut()) {
             scope.insert(key, var);
@@ -1672,6 +1685,15 @@ impl Lowerer<'_> {
             // `&x`: ownership, not mathematics; the forward sweep borrows every operand anyway.
             Expr::Reference(r) if r.mutability.is_none() => self.lower(&r.expr, hint, out),
             Expr::Index(ix) => {
+                // `p.w[i][j]` of a struct field: its row read by reference (a row of nested
+                // `Vec`s is not `Copy`; a point is read through a reference as well).
+                if let Expr::Index(inner) = strip(&ix.expr) {
+                    if let Expr::Field(f) = strip(&inner.expr) {
+                        if let Some(Some(v)) = self.struct_field(f) {
+                            self.row_bases.insert(v);
+                        }
+                    }
+                }
                 if let Some((buf, index)) = self.points_element(ix, out)? {
                     return Ok(Lowered::Operand(self.index_read(Operand::Var(buf), index, out)));
                 }
@@ -2101,6 +2123,7 @@ impl Lowerer<'_> {
             points_buffers: HashMap::new(),
             fills: HashSet::new(),
             walked_items: HashSet::new(),
+            row_bases: HashSet::new(),
         };
         let mut body = Block::default();
         let result = inner.seq(&[Item::Expr(&c.body, true)], Level::Function, &mut body);

@@ -199,6 +199,7 @@ fn parts(f: &Function) -> HashMap<VarId, (VarId, PartAt)> {
                             base: Operand::Var(x),
                             index,
                             tape: None,
+                            ..
                         },
                 } if f.vars[*x].active && !f.vars[*var].scalar && !f.vars[*x].buffer => {
                     found.insert(*var, (*x, PartAt::Row(index.clone())));
@@ -2785,9 +2786,15 @@ impl<'a> Reverse<'a> {
                         out.append_stream(quote!(#window[#index] += #dy;))
                     }
                     Some(Promotion::Slice { window, index }) => {
+                        moved = true;
                         out.append_stream(quote!(#rt::acc(&mut #window[#index], #dy);))
                     }
-                    None => out.append_stream(self.contribute_at(base, index, quote!(#dy), scalar)),
+                    None => {
+                        // An element that is no scalar (a row of nested `Vec`s) is taken by
+                        // the accumulation.
+                        moved |= !scalar;
+                        out.append_stream(self.contribute_at(base, index, quote!(#dy), scalar))
+                    }
                 }
             }
             Op::Map { recv, func, .. } => {
@@ -3169,6 +3176,7 @@ fn untaped_reads(body: &Block) -> impl Iterator<Item = (VarId, VarId, &Operand)>
                     base: Operand::Var(b),
                     index,
                     tape: None,
+                    ..
                 },
         } => Some((*var, *b, index)),
         _ => None,

@@ -29,7 +29,8 @@ pub fn infer(f: &mut Function, sig: &Signature) {
     for (k, p) in sig.params.iter().enumerate() {
         facts.scalar[k] = is_float(&p.ty, &sig.float);
         facts.elements[k] = holds_floats(&p.ty, &sig.float);
-        facts.points[k] = crate::signature::points(&p.ty).is_some();
+        facts.points[k] =
+            crate::signature::points(&p.ty).is_some() || crate::signature::rows(&p.ty).is_some();
     }
     facts.run(f);
     let mut arrays = sig
@@ -670,6 +671,7 @@ fn holds_floats(ty: &Type, float: &Ident) -> bool {
     }
     !is_float(ty, float)
         && crate::signature::points(ty).is_none()
+        && crate::signature::rows(ty).is_none()
         && element_type(ty).is_some_and(|f| f == *float)
 }
 

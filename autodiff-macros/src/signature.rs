@@ -372,6 +372,9 @@ fn classify(ty: &Type) -> (Kind, TokenStream) {
     if let Some((f, len)) = points(ty) {
         return (Kind::Array, quote!(::std::vec::Vec<[#f; #len]>));
     }
+    if let Some(f) = rows(ty) {
+        return (Kind::Array, quote!(::std::vec::Vec<::std::vec::Vec<#f>>));
+    }
     (Kind::Constant, quote!(()))
 }
 
@@ -404,6 +407,38 @@ pub fn points(ty: &Type) -> Option<(syn::Ident, &syn::Expr)> {
             };
             match a.args.first()? {
                 syn::GenericArgument::Type(t) if last.ident == "Vec" => fixed_array(t),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// `&[Vec<F>]`, `Vec<Vec<F>>`, `&Vec<Vec<F>>` (rows: a matrix as nested `Vec`s, read
+/// `w[i][j]`) -> `F`.
+pub fn rows(ty: &Type) -> Option<syn::Ident> {
+    let (ty, by_ref) = match ty {
+        Type::Reference(r) if r.mutability.is_none() => (&*r.elem, true),
+        t => (t, false),
+    };
+    let vec_of = |t: &Type| match t {
+        Type::Path(p) if p.qself.is_none() => {
+            let last = p.path.segments.last()?;
+            (last.ident == "Vec")
+                .then(|| generic_float(&last.arguments))
+                .flatten()
+        }
+        _ => None,
+    };
+    match ty {
+        Type::Slice(s) if by_ref => vec_of(&s.elem),
+        Type::Path(p) if p.qself.is_none() => {
+            let last = p.path.segments.last()?;
+            let syn::PathArguments::AngleBracketed(a) = &last.arguments else {
+                return None;
+            };
+            match a.args.first()? {
+                syn::GenericArgument::Type(t) if last.ident == "Vec" => vec_of(t),
                 _ => None,
             }
         }
@@ -493,6 +528,7 @@ pub fn element_type(ty: &Type) -> Option<syn::Ident> {
     float_type(ty)
         .or_else(|| slice_element(ty))
         .or_else(|| points(ty).map(|(f, _)| f))
+        .or_else(|| rows(ty))
         .or_else(|| {
             let ty = match ty {
                 Type::Reference(r) => &*r.elem,

@@ -584,6 +584,7 @@ impl Windows<'_> {
                         base: Operand::Var(b),
                         index: Operand::Var(ix),
                         tape: Some(_),
+                        ..
                     },
                 ..
             } = st
@@ -639,7 +640,10 @@ impl Windows<'_> {
             });
             for &(k, _) in rs {
                 let Stmt::Let {
-                    op: Op::Index { base, index, tape },
+                    op:
+                        Op::Index {
+                            base, index, tape, ..
+                        },
                     ..
                 } = &mut l.body.stmts[k]
                 else {

@@ -1553,6 +1553,132 @@ impl<F: Real, const N: usize> VectorOutput for Vec<[F; N]> {
     }
 }
 
+// ----- rows: slices and vectors of `Vec`s ------------------------------------------------------
+// `&[Vec<F>]` or `Vec<Vec<F>>` (a matrix as nested `Vec`s, read `w[i][j]`): the adjoint is a
+// `Vec<Vec<F>>` of the same row lengths.
+
+impl<F: Real> Differentiable for [Vec<F>] {
+    type Adjoint = Vec<Vec<F>>;
+    fn zero_adjoint(&self) -> Vec<Vec<F>> {
+        self.iter()
+            .map(|r| vec![F::from_f64(0.0); r.len()])
+            .collect()
+    }
+}
+
+impl<F: Real> Differentiable for Vec<Vec<F>> {
+    type Adjoint = Vec<Vec<F>>;
+    fn zero_adjoint(&self) -> Vec<Vec<F>> {
+        self.as_slice().zero_adjoint()
+    }
+}
+
+/// The row lengths of rows whose values are no longer needed.
+#[derive(Debug, Clone)]
+pub struct RowLengths<F> {
+    lens: Vec<usize>,
+    elem: std::marker::PhantomData<F>,
+}
+
+impl<F: Real> Likeness for [Vec<F>] {
+    type Like = RowLengths<F>;
+    fn like(&self) -> RowLengths<F> {
+        RowLengths {
+            lens: self.iter().map(Vec::len).collect(),
+            elem: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<F: Real> Likeness for Vec<Vec<F>> {
+    type Like = RowLengths<F>;
+    fn like(&self) -> RowLengths<F> {
+        self.as_slice().like()
+    }
+}
+
+impl<F: Real> Differentiable for RowLengths<F> {
+    type Adjoint = Vec<Vec<F>>;
+    fn zero_adjoint(&self) -> Vec<Vec<F>> {
+        self.lens
+            .iter()
+            .map(|&n| vec![F::from_f64(0.0); n])
+            .collect()
+    }
+}
+
+/// Panics unless an adjoint of rows of `given` lengths fits rows of `lens`.
+fn check_rows<F>(lens: impl Iterator<Item = usize>, c: &[Vec<F>]) {
+    let lens: Vec<usize> = lens.collect();
+    let given: Vec<usize> = c.iter().map(Vec::len).collect();
+    if lens != given {
+        panic!("autodiff: an adjoint of rows of lengths {given:?} for rows of lengths {lens:?}");
+    }
+}
+
+macro_rules! row_adjoints {
+    ($($owner:ty),*) => {$(
+        impl<F: Real> AdjointFrom<Vec<Vec<F>>> for $owner {
+            fn adjoint_from(&self, c: Vec<Vec<F>>) -> Vec<Vec<F>> {
+                check_rows(self.iter().map(Vec::len), &c);
+                c
+            }
+        }
+        impl<F: Real> AdjointFrom<&Vec<Vec<F>>> for $owner {
+            fn adjoint_from(&self, c: &Vec<Vec<F>>) -> Vec<Vec<F>> {
+                check_rows(self.iter().map(Vec::len), c);
+                c.clone()
+            }
+        }
+    )*};
+}
+row_adjoints!([Vec<F>], Vec<Vec<F>>);
+
+impl<F: Real> AdjointFrom<Vec<Vec<F>>> for RowLengths<F> {
+    fn adjoint_from(&self, c: Vec<Vec<F>>) -> Vec<Vec<F>> {
+        check_rows(self.lens.iter().copied(), &c);
+        c
+    }
+}
+
+impl<F: Real> AdjointFrom<&Vec<Vec<F>>> for RowLengths<F> {
+    fn adjoint_from(&self, c: &Vec<Vec<F>>) -> Vec<Vec<F>> {
+        check_rows(self.lens.iter().copied(), c);
+        c.clone()
+    }
+}
+
+impl<F: Real> Accumulate<Vec<Vec<F>>> for Vec<Vec<F>> {
+    fn accumulate(&mut self, c: Vec<Vec<F>>) {
+        self.accumulate(&c)
+    }
+}
+
+impl<F: Real> Accumulate<&Vec<Vec<F>>> for Vec<Vec<F>> {
+    fn accumulate(&mut self, c: &Vec<Vec<F>>) {
+        check_rows(self.iter().map(Vec::len), c);
+        for (a, b) in self.iter_mut().zip(c) {
+            for (x, y) in a.iter_mut().zip(b) {
+                *x += *y;
+            }
+        }
+    }
+}
+
+impl<F: Real> Scale<F> for Vec<Vec<F>> {
+    #[inline]
+    fn scale(mut self, by: F) -> Vec<Vec<F>> {
+        if by != F::one() {
+            for row in &mut self {
+                for v in row {
+                    *v = *v * by;
+                }
+            }
+        }
+        self
+    }
+}
+
 /// A tuple of floats returned (`-> (f64, f64)`): the Jacobian's rows follow its elements.
 macro_rules! tuple_output {
     ($n:literal: $($k:tt),+) => {
