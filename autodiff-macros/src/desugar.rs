@@ -668,12 +668,7 @@ impl Rewriter {
         if f.label.is_some() {
             return None;
         }
-        let (walk, enumerated) = match strip(&f.expr) {
-            Expr::MethodCall(m) if m.method == "enumerate" && m.args.is_empty() => {
-                (&*m.receiver, true)
-            }
-            e => (e, false),
-        };
+        let (walk, enumerated) = enumerated(&f.expr);
         let walk = match strip(walk) {
             Expr::MethodCall(m) if m.method == "into_iter" && m.args.is_empty() => &m.receiver,
             w => w,
@@ -1064,12 +1059,7 @@ impl Rewriter {
         if f.label.is_some() {
             return None;
         }
-        let (walk, enumerated) = match strip(&f.expr) {
-            Expr::MethodCall(m) if m.method == "enumerate" && m.args.is_empty() => {
-                (&*m.receiver, true)
-            }
-            e => (e, false),
-        };
+        let (walk, enumerated) = enumerated(&f.expr);
         // The walk that writes, the other side of a zip, and whether it is the zip's second.
         let (walk, other, second) = match strip(walk) {
             Expr::MethodCall(m) if m.method == "zip" && m.args.len() == 1 => {
@@ -1462,10 +1452,7 @@ fn as_part(e: &mut Expr) {
 
 /// The place a walk that writes walks: `xs` of `xs.iter_mut()` or `&mut xs`.
 fn mutable_base(walk: &Expr) -> Option<&Expr> {
-    let walk = match strip(walk) {
-        Expr::MethodCall(m) if m.method == "enumerate" => &m.receiver,
-        w => w,
-    };
+    let (walk, _) = enumerated(walk);
     // Either side of a zip.
     if let Expr::MethodCall(m) = strip(walk) {
         if m.method == "zip" && m.args.len() == 1 {
@@ -1596,19 +1583,26 @@ fn for_each(e: &Expr) -> Option<Expr> {
     })
 }
 
+/// A walk and whether `.enumerate()` ends it (`xs.iter().enumerate()`: `xs.iter()`, true).
+fn enumerated(walk: &Expr) -> (&Expr, bool) {
+    match strip(walk) {
+        Expr::MethodCall(m) if m.method == "enumerate" && m.args.is_empty() => (&m.receiver, true),
+        e => (e, false),
+    }
+}
+
+/// A path's segments by name (`std::mem::swap`: `["std", "mem", "swap"]`).
+fn segments(path: &syn::Path) -> Vec<String> {
+    path.segments.iter().map(|s| s.ident.to_string()).collect()
+}
+
 /// `std::mem::swap(&mut a, &mut b)` (`core::mem::swap`, `mem::swap`, `swap`) of two names.
 fn swapped(e: &Expr) -> Option<(&Ident, &Ident)> {
     let Expr::Call(c) = e else { return None };
     let Expr::Path(p) = strip(&c.func) else {
         return None;
     };
-    let names: Vec<String> = p
-        .path
-        .segments
-        .iter()
-        .map(|s| s.ident.to_string())
-        .collect();
-    let is_swap = match names.as_slice() {
+    let is_swap = match segments(&p.path).as_slice() {
         [.., m, f] => f == "swap" && m == "mem",
         [f] => f == "swap",
         _ => false,

@@ -394,19 +394,24 @@ pub fn fixed_array(ty: &Type) -> Option<(syn::Ident, &syn::Expr)> {
 /// `&[[F; N]]`, `Vec<[F; N]>`, `&Vec<[F; N]>` (points) -> `F` and `N`: each element a
 /// fixed-size array, read `x[i][k]`.
 pub fn points(ty: &Type) -> Option<(syn::Ident, &syn::Expr)> {
+    fixed_array(sequence_element(ty)?)
+}
+
+/// The element type `T` of `&[T]`, `Vec<T>` or `&Vec<T>`.
+fn sequence_element(ty: &Type) -> Option<&Type> {
     let (ty, by_ref) = match ty {
         Type::Reference(r) if r.mutability.is_none() => (&*r.elem, true),
         t => (t, false),
     };
     match ty {
-        Type::Slice(s) if by_ref => fixed_array(&s.elem),
+        Type::Slice(s) if by_ref => Some(&s.elem),
         Type::Path(p) if p.qself.is_none() => {
             let last = p.path.segments.last()?;
             let syn::PathArguments::AngleBracketed(a) = &last.arguments else {
                 return None;
             };
             match a.args.first()? {
-                syn::GenericArgument::Type(t) if last.ident == "Vec" => fixed_array(t),
+                syn::GenericArgument::Type(t) if last.ident == "Vec" => Some(t),
                 _ => None,
             }
         }
@@ -417,30 +422,12 @@ pub fn points(ty: &Type) -> Option<(syn::Ident, &syn::Expr)> {
 /// `&[Vec<F>]`, `Vec<Vec<F>>`, `&Vec<Vec<F>>` (rows: a matrix as nested `Vec`s, read
 /// `w[i][j]`) -> `F`.
 pub fn rows(ty: &Type) -> Option<syn::Ident> {
-    let (ty, by_ref) = match ty {
-        Type::Reference(r) if r.mutability.is_none() => (&*r.elem, true),
-        t => (t, false),
-    };
-    let vec_of = |t: &Type| match t {
+    match sequence_element(ty)? {
         Type::Path(p) if p.qself.is_none() => {
             let last = p.path.segments.last()?;
             (last.ident == "Vec")
                 .then(|| generic_float(&last.arguments))
                 .flatten()
-        }
-        _ => None,
-    };
-    match ty {
-        Type::Slice(s) if by_ref => vec_of(&s.elem),
-        Type::Path(p) if p.qself.is_none() => {
-            let last = p.path.segments.last()?;
-            let syn::PathArguments::AngleBracketed(a) = &last.arguments else {
-                return None;
-            };
-            match a.args.first()? {
-                syn::GenericArgument::Type(t) if last.ident == "Vec" => vec_of(t),
-                _ => None,
-            }
         }
         _ => None,
     }

@@ -131,13 +131,7 @@ fn empty_vec(e: &Expr) -> bool {
             let Expr::Path(p) = strip(&c.func) else {
                 return false;
             };
-            let segments: Vec<String> = p
-                .path
-                .segments
-                .iter()
-                .map(|s| s.ident.to_string())
-                .collect();
-            matches!(segments.as_slice(), [.., v, f] if v == "Vec" && (f == "new" || f == "with_capacity"))
+            matches!(super::segments(&p.path).as_slice(), [.., v, f] if v == "Vec" && (f == "new" || f == "with_capacity"))
         }
         Expr::Macro(m) => m.mac.path.is_ident("vec") && m.mac.tokens.is_empty(),
         _ => false,
