@@ -328,6 +328,19 @@ pub struct Recorded {
 }
 
 impl Op {
+    /// A rule of the table the macro applies itself (a copy of a buffer, a buffer of points
+    /// flattened): `rule` of `arg`, with `ints`, written as a method.
+    pub fn generated(rule: &'static Rule, arg: Operand, ints: Vec<Operand>) -> Op {
+        Op::Prim {
+            rule,
+            form: CallForm::Method(Ident::new(rule.name, Span::call_site())),
+            args: vec![arg],
+            ints,
+            suffix: TokenStream::new(),
+            span: Span::call_site(),
+        }
+    }
+
     /// The operands the reverse sweep may propagate adjoints into.
     pub fn operands(&self) -> Vec<&Operand> {
         match self {

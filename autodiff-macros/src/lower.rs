@@ -982,15 +982,7 @@ impl Lowerer<'_> {
             // sweep reads the original after the buffer has changed.
             Lowered::Operand(Operand::Var(v)) => {
                 let clone = rules::method("clone").expect("the clone rule");
-                let form = CallForm::Method(Ident::new("clone", Span::call_site()));
-                let op = Op::Prim {
-                    rule: clone,
-                    form,
-                    args: vec![Operand::Var(v)],
-                    ints: Vec::new(),
-                    suffix: TokenStream::new(),
-                    span: Span::call_site(),
-                };
+                let op = Op::generated(clone, Operand::Var(v), Vec::new());
                 (op, self.vars[v].active)
             }
             Lowered::Operand(o) => {

@@ -23,12 +23,10 @@
 //! was measured slower than computing it again). A call's value inside a loop is recorded
 //! too: computing it again would run the called function once more.
 
-use crate::ir::{
-    Block, CallForm, Function, LoopKind, MapFn, Op, Operand, Part, Recorded, Stmt, Var, VarId,
-};
+use crate::ir::{Block, Function, LoopKind, MapFn, Op, Operand, Part, Recorded, Stmt, Var, VarId};
 use crate::names::Namer;
 use crate::rules::Adjoint;
-use proc_macro2::{Ident, Span, TokenStream};
+use proc_macro2::TokenStream;
 use std::collections::{HashMap, HashSet};
 use syn::visit::Visit;
 
@@ -452,18 +450,6 @@ fn record(f: &mut Function, var: VarId, namer: &mut Namer, exact: bool, window: 
     );
 }
 
-/// A call of `rule` on `arg` (with the integer arguments `ints`) that the macro writes itself.
-fn generated_call(rule: &'static crate::rules::Rule, arg: Operand, ints: Vec<Operand>) -> Op {
-    Op::Prim {
-        rule,
-        form: CallForm::Method(Ident::new(rule.name, Span::call_site())),
-        args: vec![arg],
-        ints,
-        suffix: TokenStream::new(),
-        span: Span::call_site(),
-    }
-}
-
 /// `e + c` for an integer expression `e` and a signed constant, in saturating `usize`
 /// arithmetic.
 fn shifted(e: &syn::Expr, c: i64) -> TokenStream {
@@ -632,7 +618,7 @@ impl Windows<'_> {
             let range = crate::rules::operator("range").expect("the range rule");
             before.push(Stmt::Let {
                 var: copy,
-                op: generated_call(
+                op: Op::generated(
                     range,
                     Operand::Var(b),
                     vec![Operand::Var(from), Operand::Var(to)],
@@ -790,7 +776,7 @@ impl Snapshots<'_> {
                         let clone = crate::rules::method("clone").expect("the clone rule");
                         copies.push(Stmt::Let {
                             var: id,
-                            op: generated_call(clone, Operand::Var(*v), Vec::new()),
+                            op: Op::generated(clone, Operand::Var(*v), Vec::new()),
                         });
                         copied.push((*v, id));
                         *o = Operand::Var(id);

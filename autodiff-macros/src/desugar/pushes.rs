@@ -31,7 +31,7 @@ use syn::{Expr, Pat};
 /// The method a push becomes, which only lowering reads: `out.__autodiff_push(index, value)`.
 pub const PUSH: &str = "__autodiff_push";
 
-/// Does `block` call a method `push` (outside closures or not)?
+/// Does `block` call a method named `push` anywhere?
 pub fn any(block: &syn::Block) -> bool {
     struct Find(bool);
     impl<'ast> Visit<'ast> for Find {
@@ -62,21 +62,21 @@ pub fn apply(block: &mut syn::Block, fresh: &mut impl FnMut(&str) -> Ident) {
         }
         let counter = fresh(&format!("{name}_len"));
         // Uses of the whole `Vec` before a push, or in a loop that pushes.
-        let mut late = HashMap::new();
+        let mut too_early = HashMap::new();
         for (at, loops, span) in &order.uses {
             let early = order
                 .pushes
                 .iter()
                 .any(|(p, push_loops)| p > at || push_loops.iter().any(|l| loops.contains(l)));
             if early {
-                late.insert(*at, *span);
+                too_early.insert(*at, *span);
             }
         }
         let mut rewrite = Rewrite {
             name: &name,
             counter: &counter,
             at: 0,
-            late,
+            too_early,
             error: None,
         };
         rewrite.visit_block_mut(block);
@@ -204,7 +204,7 @@ struct Rewrite<'a> {
     counter: &'a Ident,
     at: usize,
     /// Uses (by their order) that come before a push or in a loop that pushes.
-    late: HashMap<usize, Span>,
+    too_early: HashMap<usize, Span>,
     /// The first of them met.
     error: Option<Span>,
 }
@@ -256,7 +256,7 @@ impl VisitMut for Rewrite<'_> {
             return;
         }
         if whole_use(e, self.name) {
-            if let Some(span) = self.late.get(&self.at) {
+            if let Some(span) = self.too_early.get(&self.at) {
                 self.error.get_or_insert(*span);
             }
             return;

@@ -11,9 +11,9 @@
 //! points as the user wrote it.
 
 use super::{strip, Binding, Lowered, Lowerer};
-use crate::ir::{Block, CallForm, Op, Operand, Part, VarId};
+use crate::ir::{Block, Op, Operand, Part, VarId};
 use crate::rules;
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::TokenStream;
 use quote::{quote, ToTokens};
 use syn::Expr;
 
@@ -69,16 +69,8 @@ impl Lowerer<'_> {
         }
         if let Some(width) = self.points_buffers.get(&v).cloned() {
             let rule = rules::method("clone").expect("the clone rule");
-            let active = self.vars[v].active;
-            let op = Op::Prim {
-                rule,
-                form: CallForm::Method(syn::Ident::new("clone", Span::call_site())),
-                args: vec![Operand::Var(v)],
-                ints: Vec::new(),
-                suffix: TokenStream::new(),
-                span: Span::call_site(),
-            };
-            return Ok(Some((width, Lowered::Op(op, active))));
+            let op = Op::generated(rule, Operand::Var(v), Vec::new());
+            return Ok(Some((width, Lowered::Op(op, self.vars[v].active))));
         }
         Ok(None)
     }
@@ -89,14 +81,7 @@ impl Lowerer<'_> {
             Expr::Lit(_) | Expr::Path(_) => quote!(::autodiff::__rt::Width::<#width>),
             _ => quote!(::autodiff::__rt::Width::<{ #width }>),
         };
-        Op::Prim {
-            rule,
-            form: CallForm::Method(syn::Ident::new(rule.name, Span::call_site())),
-            args: vec![Operand::Var(v)],
-            ints: vec![Operand::Const(width)],
-            suffix: TokenStream::new(),
-            span: Span::call_site(),
-        }
+        Op::generated(rule, Operand::Var(v), vec![Operand::Const(width)])
     }
 
     /// The variable a plain name `e` names.
