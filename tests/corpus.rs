@@ -202,7 +202,12 @@ fn check(name: &str, f: Primal, vg: ValueAndGrad, twin: Twin, seed: u64) -> Resu
             let fd = central(f, &v, i, 1e-6);
             let fd2 = central(f, &v, i, 1e-5);
             let scale = fd.abs().max(value.abs()).max(1.0);
-            if !fd.is_finite() || (fd - fd2).abs() > 1e-5 * scale {
+            // The two steps agree to the tolerance the gradient is held to, or the quotients
+            // judge nothing: a jump of a piecewise-constant term between them (`ceil` of a
+            // value 8e-7 from an integer, its effect 2.5e-11 after a saturated `tanh`) moved
+            // both by 1e-5 and 1e-6 relative yet let them agree to 1e-5 (found by
+            // `scripts/differential.sh 10000 1770000`).
+            if !fd.is_finite() || (fd - fd2).abs() > 2e-6 * scale {
                 smooth = false;
                 break;
             }
