@@ -1635,12 +1635,17 @@ impl Rewriter {
             self.buffers.contains(&a.to_string()) || self.buffers.contains(&b.to_string());
         let t = self.fresh("swapped");
         match buffers {
+            // Of one length, as a swap of storage that keeps both lengths needs.
             true => {
                 let i = self.fresh("index");
-                syn::parse_quote!(for #i in 0..::core::cmp::min(#a.len(), #b.len()) {
-                    let #t = #a[#i];
-                    #a[#i] = #b[#i];
-                    #b[#i] = #t;
+                let message = format!("autodiff: `std::mem::swap` of the buffers `{a}` and `{b}` exchanges their elements, which needs them of one length");
+                syn::parse_quote!({
+                    assert_eq!(#a.len(), #b.len(), #message);
+                    for #i in 0..#a.len() {
+                        let #t = #a[#i];
+                        #a[#i] = #b[#i];
+                        #b[#i] = #t;
+                    }
                 })
             }
             false => syn::parse_quote!({
