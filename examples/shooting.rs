@@ -99,5 +99,8 @@ fn main() {
     }
     let final_miss = miss(&x0, &v0, target, dt, steps);
     println!("atom 0 starts at {:.3?} with velocity {:.3?}", x0[0], v0[0]);
-    assert!(final_miss < 1e-4, "the descent did not close the miss: {final_miss}");
+    assert!(
+        final_miss < 1e-4,
+        "the descent did not close the miss: {final_miss}"
+    );
 }

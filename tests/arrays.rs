@@ -507,3 +507,56 @@ fn rows_of_nested_vecs_match_finite_differences_and_analytic_gradients() {
     }
     assert_close(&[g.b], &[1.0], 1e-12);
 }
+
+/// Buffers of rows of a width known at run time: gradient accumulators
+/// `vec![vec![0.0; m]; n]` written `g[i][j] += ..`, and an SGD step on a copy of `&[Vec<f64>]`
+/// weights (`w.to_vec()`, written `w2[i][j] -= ..`), both passed whole to a function taking
+/// rows.
+#[differentiate]
+pub fn sum_of_squares(g: &[Vec<f64>]) -> f64 {
+    let mut s = 0.0;
+    for row in g {
+        for v in row {
+            s += v * v;
+        }
+    }
+    s
+}
+
+#[differentiate]
+pub fn sgd_step(w: &[Vec<f64>], x: &[f64], lr: f64) -> f64 {
+    let (n, m) = (w.len(), x.len());
+    let mut g = vec![vec![0.0; m]; n];
+    for i in 0..n {
+        for j in 0..m {
+            g[i][j] += (w[i][j] * x[j]).sin();
+        }
+    }
+    let mut w2 = w.to_vec();
+    for i in 0..g.len() {
+        for j in 0..m {
+            w2[i][j] -= lr * g[i][j];
+        }
+    }
+    let mut e = 0.0;
+    for i in 0..n {
+        let [a, b] = [w2[i][0], w2[i][1]];
+        e += a * b;
+    }
+    e + sum_of_squares(&w2) + sum_of_squares(&g)
+}
+
+#[test]
+fn buffers_of_rows_match_finite_differences() {
+    let w = vec![vec![0.3, -0.2, 0.5], vec![0.1, 0.7, -0.4]];
+    let (x, lr) = ([0.5, -1.0, 2.0], 0.1);
+    let (gw, gx, glr) = sgd_step_grad(&w, &x, lr);
+    let mut all: Vec<f64> = w.iter().flatten().copied().collect();
+    all.extend(x);
+    all.push(lr);
+    let at = |v: &[f64]| sgd_step(&[v[..3].to_vec(), v[3..6].to_vec()], &v[6..9], v[9]);
+    let want = fd(&at, &all);
+    assert_close(&gw.concat(), &want[..6], 1e-7);
+    assert_close(&gx, &want[6..9], 1e-7);
+    assert_close(&[glr], &want[9..], 1e-7);
+}

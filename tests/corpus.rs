@@ -32,6 +32,18 @@ fn twist(p: [f64; 3], t: f64) -> [f64; 3] {
     [c * p[0] - s * p[1], s * p[0] + c * p[1], p[2] * t]
 }
 
+/// Rows of nested `Vec`s.
+#[differentiate]
+fn row_sum(g: &[Vec<f64>]) -> f64 {
+    let mut s = 0.0;
+    for row in g {
+        for v in row {
+            s += v * v.tanh();
+        }
+    }
+    s
+}
+
 /// Several outputs: a tuple of floats.
 #[differentiate]
 fn polar2(x: f64, y: f64) -> (f64, f64) {
@@ -392,14 +404,12 @@ pub fn p2(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let arr1 = (&m.row(1) * 1.64f64.hypot(x[1]) - &m.column(1))
         .mapv(f64::sin)
         .sum();
-    let mut v2_f = vec![[0.0; 2]; n];
-    for i in 1..n {
-        let v2_d = x[i] - x[i - 1];
-        v2_f[i][0] += v2_d * (x[0].sin() * x[0].sin() + 1.0).recip();
-        v2_f[i - 1][1] += x[i] * v2_d * 0.5;
-    }
-    v2_f.swap(0, n - 1);
-    let v2 = v2_f[0][1] * v2_f[n - 1][0] + pair_sum(&v2_f) * x[0];
+    let v2_d = [
+        x[0] - x[1],
+        (x[0].sin() * x[0].sin() + 1.0).recip(),
+        x[2] * x[0],
+    ];
+    let v2 = norm3(&v2_d) + v2_d[1] * v2_d[2];
     -1.24f64 * (a).tanh()
         + -1.43f64 * (b).tanh()
         + -0.37f64 * (arr1).tanh()
@@ -4700,11 +4710,12 @@ pub fn p80(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 pub fn p81(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
     let v1 = a;
-    let (v2_r, v2_t) = polar2(
+    let v2_d = [
+        x[0] - x[1],
         ((-1.54f64 * -1.54f64 + 1.0).cbrt() * (-1.54f64 * -1.54f64 + 1.0).cbrt() + 1.0).ln(),
-        x[1],
-    );
-    let v2 = v2_r * v2_t + a;
+        x[2] * a,
+    ];
+    let v2 = norm3(&v2_d) + v2_d[1] * v2_d[2];
     let mut pair3 = 0.0;
     for i in 0..n {
         let w = (v2.tanh() * 0.5).sinh();
@@ -4854,23 +4865,8 @@ impl<M: Clone> Holder83<M> {
         } else if b.atan() > 0.91f64 {
             m1 = m1 * 0.5;
         }
-        let mut v2_p = vec![[0.0; 2]; n];
-        for i in 0..n {
-            v2_p[i] = [x[i], x[(i + 1) % n] * (x[2].atan() * x[2].atan()).ln_1p()];
-        }
-        for _ in 0..3 {
-            let v2_s = spread(&v2_p);
-            for i in 0..n {
-                v2_p[i][0] += 0.1 * v2_s[i][1];
-                v2_p[i][1] = v2_p[i][1] * 0.9 + 0.1 * v2_p[i][0].sin();
-            }
-        }
-        let mut v2 = x[1];
-        for &[v2_a, v2_b] in v2_p.iter() {
-            v2 += v2_a * v2_b;
-        }
-        let [v2_u, _] = v2_p[1];
-        v2 += v2_u;
+        let (v2_r, v2_t) = polar2((x[2].atan() * x[2].atan()).ln_1p(), x[1]);
+        let v2 = v2_r * v2_t + x[1];
         let f3 = |t: f64, u: f64| {
             ((u.tanh() * 0.9).asin().atan() * (u.tanh() * 0.9).asin().atan() + 1.5).acosh()
         };
@@ -5740,8 +5736,14 @@ pub fn p99(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         steps += 1;
     }
     let arr2 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * smooth(a);
-    let [v3_p, v3_q, v3_r] = twist([arr2, x[1], (1.16f64 * 1.16f64 + 1.5).acosh()], x[3]);
-    let v3 = v3_p * v3_q + v3_r;
+    let mut v3_r = vec![
+        [x[0] * arr2, x[1]],
+        [x[2], (1.16f64 * 1.16f64 + 1.5).acosh()],
+    ];
+    v3_r[1][0] += v3_r[0][1] * x[3];
+    let mut v3_w = vec![(1.16f64 * 1.16f64 + 1.5).acosh(), x[1] * x[2]];
+    v3_w[0] = v3_w[0] * v3_w[1];
+    let v3 = v3_r[1][0] * v3_r[0][0] + pair_sum(&v3_r) + v3_w[0];
     let mut w4 = (a.powi(3) * a.powi(3) + 1.0).log10().tanh() + 3.0;
     let mut steps = 0;
     while w4 > 0.5 && steps < 20 {
@@ -6610,12 +6612,17 @@ pub fn p114(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p115(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let v1_d = [
-        x[0] - x[1],
-        ((x[1] * x[1] + 1.0).log10() * (x[1] * x[1] + 1.0).log10() + 1.0).powf(a.tanh()),
-        x[2] * autodiff::ops::sigmoid(x[3]),
+    let mut v1_r = vec![
+        [
+            x[0] * ((x[1] * x[1] + 1.0).log10() * (x[1] * x[1] + 1.0).log10() + 1.0).powf(a.tanh()),
+            x[1],
+        ],
+        [x[2], autodiff::ops::sigmoid(x[3])],
     ];
-    let v1 = norm3(&v1_d) + v1_d[1] * v1_d[2];
+    v1_r[1][0] += v1_r[0][1] * x[3];
+    let mut v1_w = vec![autodiff::ops::sigmoid(x[3]), x[1] * x[2]];
+    v1_w[0] = v1_w[0] * v1_w[1];
+    let v1 = v1_r[1][0] * v1_r[0][0] + pair_sum(&v1_r) + v1_w[0];
     let f2 = |t: f64, u: f64| ((u * x[3]).tanh() * 0.9).acos().abs();
     let mut v3 = ((v1 / (a * a + 1.0)) * 0.5);
     for i in 0..n {
@@ -7409,20 +7416,8 @@ pub fn p127(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             acc3 = acc3 * 0.9 + arr2;
         }
     }
-    let mut v4_o = Vec::new();
-    for (i, &w) in x.iter().enumerate() {
-        if w > 0.74f64 {
-            v4_o.push(w * a);
-        }
-        if v4_o.len() > 1 {
-            let v4_l = v4_o[v4_o.len() - 1];
-            v4_o.push(v4_l * x[i] * 0.5);
-        }
-    }
-    let mut v4 = (-1.37f64 * -1.37f64 + 1.0).log10();
-    for (i, &w) in v4_o.iter().enumerate() {
-        v4 += w * (i + 1) as f64;
-    }
+    let (v4_r, v4_t) = polar2(a, x[1]);
+    let v4 = v4_r * v4_t + (-1.37f64 * -1.37f64 + 1.0).log10();
     let v5 = if (acc3 * acc3 + 0.5).sqrt() <= 1.56f64 {
         x[0]
     } else {
@@ -8171,11 +8166,8 @@ pub fn p143(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     for i in 0..part3_s.len() {
         part3 += part3_s[i] * part3_s[1].sin();
     }
-    let mut v4_r = vec![[x[0] * (a.atan().tanh() * 0.5).sinh(), x[1]], [x[2], part3]];
-    v4_r[1][0] += v4_r[0][1] * x[3];
-    let mut v4_w = vec![part3, x[1] * x[2]];
-    v4_w[0] = v4_w[0] * v4_w[1];
-    let v4 = v4_r[1][0] * v4_r[0][0] + pair_sum(&v4_r) + v4_w[0];
+    let (v4_r, v4_t) = polar2((a.atan().tanh() * 0.5).sinh(), x[1]);
+    let v4 = v4_r * v4_t + part3;
     let v5 = if (v4 * v4 + 1.0).log10() > -1.98f64 {
         (b * b + 1.0).log2().clamp(-1.0, 1.0)
     } else {
@@ -9372,20 +9364,12 @@ pub fn p164_points(x: &[f64], pts: &[Vec<f64>], m: &Array2<f64>, a: f64, b: f64)
     } else if pts[(0) / 2][(0) % 2] > -1.02f64 {
         m3 = m3 * 0.5;
     }
-    let mut v4_o = Vec::new();
-    for (i, &w) in x.iter().enumerate() {
-        if w > -0.45f64 {
-            v4_o.push(w * (0.09f64 * 0.09f64 + 1.0).powf(m3.powi(2).tanh()));
-        }
-        if v4_o.len() > 1 {
-            let v4_l = v4_o[v4_o.len() - 1];
-            v4_o.push(v4_l * pts[(i) / 2][(i) % 2] * 0.5);
-        }
+    let mut v4_b = [0.0; 3];
+    for i in 0..3 {
+        v4_b[i] = pts[(i) / 2][(i) % 2] * (0.09f64 * 0.09f64 + 1.0).powf(m3.powi(2).tanh())
+            + v4_b[(i + 2) % 3];
     }
-    let mut v4 = a.mul_add(a, v2);
-    for (i, &w) in v4_o.iter().enumerate() {
-        v4 += w * (i + 1) as f64;
-    }
+    let v4 = v4_b[0] * v4_b[2] + leading::<3>(&v4_b) + leading::<2>(x) * a.mul_add(a, v2);
     let arr5 = (m.to_owned().reversed_axes() * v2 + &m.view())
         .mapv(|t| t.tanh())
         .sum();
@@ -12059,11 +12043,8 @@ pub fn p212(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p213(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
     let n = x.len();
-    let mut v1_b = [0.0; 3];
-    for i in 0..3 {
-        v1_b[i] = x[i] * b.cos().abs() + v1_b[(i + 2) % 3];
-    }
-    let v1 = v1_b[0] * v1_b[2] + leading::<3>(&v1_b) + leading::<2>(x) * x[3].powi(2);
+    let [v1_p, v1_q, v1_r] = twist([b.cos().abs(), x[1], x[3].powi(2)], x[3]);
+    let v1 = v1_p * v1_q + v1_r;
     let mut w2 = a
         .atan2(-0.05f64 * -0.05f64 + 0.5)
         .mul_add((v1.tanh() * 0.5).tan(), b.clamp(-1.0, 1.0))
@@ -12128,20 +12109,11 @@ pub fn p214(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         w6 = w6 * 0.6 + 0.05 * 1.76f64.tanh();
         steps += 1;
     }
-    let mut v7_o = Vec::new();
-    for (i, &w) in x.iter().enumerate() {
-        if w > 1.98f64 {
-            v7_o.push(w * (v3.tanh() * 0.5).cosh());
-        }
-        if v7_o.len() > 1 {
-            let v7_l = v7_o[v7_o.len() - 1];
-            v7_o.push(v7_l * x[i] * 0.5);
-        }
+    let mut v7_b = [0.0; 3];
+    for i in 0..3 {
+        v7_b[i] = x[i] * (v3.tanh() * 0.5).cosh() + v7_b[(i + 2) % 3];
     }
-    let mut v7 = x[0].cos();
-    for (i, &w) in v7_o.iter().enumerate() {
-        v7 += w * (i + 1) as f64;
-    }
+    let v7 = v7_b[0] * v7_b[2] + leading::<3>(&v7_b) + leading::<2>(x) * x[0].cos();
     let mut w8 = smooth(v5.atan2(1.68f64 * 1.68f64 + 0.5)).tanh() + 3.0;
     let mut steps = 0;
     while w8 > 0.5 && steps < 20 {
@@ -15476,8 +15448,12 @@ pub fn p274(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         }
         lse6 += se.ln() + mx + prev;
     }
-    let (v8_r, v8_t) = polar2(helpers::soft((lse6 + 1.66f64), 0.3), x[1]);
-    let v8 = v8_r * v8_t + (v4 + 0.06f64);
+    let mut v8_g = vec![vec![0.0; 2]; n];
+    for i in 0..n {
+        v8_g[i][i % 2] += x[i] * helpers::soft((lse6 + 1.66f64), 0.3);
+        v8_g[i][1] = v8_g[i][0] * x[(i + 1) % n] + v8_g[i][1];
+    }
+    let v8 = v8_g[n - 1][1] * (v4 + 0.06f64) + row_sum(&v8_g);
     0.26f64 * (a).tanh()
         + 0.95f64 * (b).tanh()
         + 0.39f64 * (v2).tanh()
@@ -15931,22 +15907,11 @@ impl<M: Clone> Holder284<M> {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn value(&self, x: &[f64], m: &Array2<f64>, b: f64) -> f64 {
         let n = x.len().min(self.cap);
-        let mut v1_o = Vec::new();
-        for (i, &w) in x.iter().enumerate() {
-            if w > 0.57f64 {
-                v1_o.push(
-                    w * ((self.a.tanh() * 0.5).sinh() * (self.a.tanh() * 0.5).sinh() + 1.0).cbrt(),
-                );
-            }
-            if v1_o.len() > 1 {
-                let v1_l = v1_o[v1_o.len() - 1];
-                v1_o.push(v1_l * x[i] * 0.5);
-            }
-        }
-        let mut v1 = -0.01f64;
-        for (i, &w) in v1_o.iter().enumerate() {
-            v1 += w * (i + 1) as f64;
-        }
+        let (v1_r, v1_t) = polar2(
+            ((self.a.tanh() * 0.5).sinh() * (self.a.tanh() * 0.5).sinh() + 1.0).cbrt(),
+            x[1],
+        );
+        let v1 = v1_r * v1_t + -0.01f64;
         let v2 = if let (true, k3 @ 0..=1) = (x[1].tanh() <= 1.71f64, n % 3) {
             ((x[3] * x[3] + 0.5).sqrt().tanh() * 0.9).atanh() * (k3 + 2) as f64
         } else {
@@ -16989,6 +16954,9 @@ mod twin {
         let (c, s) = (t.cos(), t.sin());
         [c * p[0] - s * p[1], s * p[0] + c * p[1], p[2] * t]
     }
+    pub fn row_sum(g: &[Vec<D>]) -> D {
+        g.iter().flatten().fold(c(0.0), |s, &v| s + v * v.tanh())
+    }
     pub fn polar2(x: D, y: D) -> (D, D) {
         ((x * x + y * y + c(0.25)).sqrt(), y.atan2(x * x + c(0.5)))
     }
@@ -17113,14 +17081,12 @@ mod twin {
         let arr1 = (&m.row(1) * c(1.64).hypot(x[1]) - &m.column(1))
             .mapv(sin)
             .sum();
-        let mut v2_f = vec![[c(0.0); 2]; n];
-        for i in 1..n {
-            let v2_d = x[i] - x[i - 1];
-            v2_f[i][0] = v2_f[i][0] + (v2_d * (x[0].sin() * x[0].sin() + c(1.0)).recip());
-            v2_f[i - 1][1] = v2_f[i - 1][1] + (x[i] * v2_d * c(0.5));
-        }
-        v2_f.swap(0, n - 1);
-        let v2 = v2_f[0][1] * v2_f[n - 1][0] + pair_sum(&v2_f) * x[0];
+        let v2_d = [
+            x[0] - x[1],
+            (x[0].sin() * x[0].sin() + c(1.0)).recip(),
+            x[2] * x[0],
+        ];
+        let v2 = norm3(&v2_d) + v2_d[1] * v2_d[2];
         -c(1.24) * (a).tanh()
             + -c(1.43) * (b).tanh()
             + -c(0.37) * (arr1).tanh()
@@ -20791,13 +20757,14 @@ mod twin {
     pub fn p81(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
         let v1 = a;
-        let (v2_r, v2_t) = polar2(
+        let v2_d = [
+            x[0] - x[1],
             ((-c(1.54) * -c(1.54) + c(1.0)).cbrt() * (-c(1.54) * -c(1.54) + c(1.0)).cbrt()
                 + c(1.0))
             .ln(),
-            x[1],
-        );
-        let v2 = v2_r * v2_t + a;
+            x[2] * a,
+        ];
+        let v2 = norm3(&v2_d) + v2_d[1] * v2_d[2];
         let mut pair3 = c(0.0);
         for i in 0..n {
             let w = (v2.tanh() * c(0.5)).sinh();
@@ -20919,23 +20886,8 @@ mod twin {
         } else if b.atan() > c(0.91) {
             m1 = m1 * c(0.5);
         }
-        let mut v2_p = vec![[c(0.0); 2]; n];
-        for i in 0..n {
-            v2_p[i] = [x[i], x[(i + 1) % n] * (x[2].atan() * x[2].atan()).ln_1p()];
-        }
-        for _ in 0..3 {
-            let v2_s = spread(&v2_p);
-            for i in 0..n {
-                v2_p[i][0] = v2_p[i][0] + (c(0.1) * v2_s[i][1]);
-                v2_p[i][1] = v2_p[i][1] * c(0.9) + c(0.1) * v2_p[i][0].sin();
-            }
-        }
-        let mut v2 = x[1];
-        for &[v2_a, v2_b] in v2_p.iter() {
-            v2 += v2_a * v2_b;
-        }
-        let [v2_u, _] = v2_p[1];
-        v2 += v2_u;
+        let (v2_r, v2_t) = polar2((x[2].atan() * x[2].atan()).ln_1p(), x[1]);
+        let v2 = v2_r * v2_t + x[1];
         let f3 = |t: D, u: D| {
             ((u.tanh() * c(0.9)).asin().atan() * (u.tanh() * c(0.9)).asin().atan() + c(1.5)).acosh()
         };
@@ -21637,8 +21589,14 @@ mod twin {
             steps += 1;
         }
         let arr2 = m.to_shape((1, 4)).unwrap().mapv(|t| t * t).sum() * smooth(a);
-        let [v3_p, v3_q, v3_r] = twist([arr2, x[1], (c(1.16) * c(1.16) + c(1.5)).acosh()], x[3]);
-        let v3 = v3_p * v3_q + v3_r;
+        let mut v3_r = vec![
+            [x[0] * arr2, x[1]],
+            [x[2], (c(1.16) * c(1.16) + c(1.5)).acosh()],
+        ];
+        v3_r[1][0] = v3_r[1][0] + (v3_r[0][1] * x[3]);
+        let mut v3_w = vec![(c(1.16) * c(1.16) + c(1.5)).acosh(), x[1] * x[2]];
+        v3_w[0] = v3_w[0] * v3_w[1];
+        let v3 = v3_r[1][0] * v3_r[0][0] + pair_sum(&v3_r) + v3_w[0];
         let mut w4 = (a.powi(3) * a.powi(3) + c(1.0)).log10().tanh() + c(3.0);
         let mut steps = 0;
         while w4 > c(0.5) && steps < 20 {
@@ -22376,13 +22334,18 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p115(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let v1_d = [
-            x[0] - x[1],
-            ((x[1] * x[1] + c(1.0)).log10() * (x[1] * x[1] + c(1.0)).log10() + c(1.0))
-                .powd(a.tanh()),
-            x[2] * ops::sigmoid(x[3]),
+        let mut v1_r = vec![
+            [
+                x[0] * ((x[1] * x[1] + c(1.0)).log10() * (x[1] * x[1] + c(1.0)).log10() + c(1.0))
+                    .powd(a.tanh()),
+                x[1],
+            ],
+            [x[2], ops::sigmoid(x[3])],
         ];
-        let v1 = norm3(&v1_d) + v1_d[1] * v1_d[2];
+        v1_r[1][0] = v1_r[1][0] + (v1_r[0][1] * x[3]);
+        let mut v1_w = vec![ops::sigmoid(x[3]), x[1] * x[2]];
+        v1_w[0] = v1_w[0] * v1_w[1];
+        let v1 = v1_r[1][0] * v1_r[0][0] + pair_sum(&v1_r) + v1_w[0];
         let f2 = |t: D, u: D| ((u * x[3]).tanh() * c(0.9)).acos().abs();
         let mut v3 = ((v1 / (a * a + c(1.0))) * c(0.5));
         for i in 0..n {
@@ -22994,20 +22957,8 @@ mod twin {
                 acc3 = acc3 * c(0.9) + arr2;
             }
         }
-        let mut v4_o = Vec::new();
-        for (i, &w) in x.iter().enumerate() {
-            if w > c(0.74) {
-                v4_o.push(w * a);
-            }
-            if v4_o.len() > 1 {
-                let v4_l = v4_o[v4_o.len() - 1];
-                v4_o.push(v4_l * x[i] * c(0.5));
-            }
-        }
-        let mut v4 = (-c(1.37) * -c(1.37) + c(1.0)).log10();
-        for (i, &w) in v4_o.iter().enumerate() {
-            v4 += w * (i + 1) as f64;
-        }
+        let (v4_r, v4_t) = polar2(a, x[1]);
+        let v4 = v4_r * v4_t + (-c(1.37) * -c(1.37) + c(1.0)).log10();
         let v5 = if (acc3 * acc3 + c(0.5)).sqrt() <= c(1.56) {
             x[0]
         } else {
@@ -23725,14 +23676,8 @@ mod twin {
         for i in 0..part3_s.len() {
             part3 += part3_s[i] * part3_s[1].sin();
         }
-        let mut v4_r = vec![
-            [x[0] * (a.atan().tanh() * c(0.5)).sinh(), x[1]],
-            [x[2], part3],
-        ];
-        v4_r[1][0] = v4_r[1][0] + (v4_r[0][1] * x[3]);
-        let mut v4_w = vec![part3, x[1] * x[2]];
-        v4_w[0] = v4_w[0] * v4_w[1];
-        let v4 = v4_r[1][0] * v4_r[0][0] + pair_sum(&v4_r) + v4_w[0];
+        let (v4_r, v4_t) = polar2((a.atan().tanh() * c(0.5)).sinh(), x[1]);
+        let v4 = v4_r * v4_t + part3;
         let v5 = if (v4 * v4 + c(1.0)).log10() > -c(1.98) {
             (b * b + c(1.0)).log2().clamp(-c(1.0), c(1.0))
         } else {
@@ -24798,20 +24743,12 @@ mod twin {
         } else if x[0] > -c(1.02) {
             m3 = m3 * c(0.5);
         }
-        let mut v4_o = Vec::new();
-        for (i, &w) in x.iter().enumerate() {
-            if w > -c(0.45) {
-                v4_o.push(w * (c(0.09) * c(0.09) + c(1.0)).powd(m3.powi(2).tanh()));
-            }
-            if v4_o.len() > 1 {
-                let v4_l = v4_o[v4_o.len() - 1];
-                v4_o.push(v4_l * x[i] * c(0.5));
-            }
+        let mut v4_b = [c(0.0); 3];
+        for i in 0..3 {
+            v4_b[i] =
+                x[i] * (c(0.09) * c(0.09) + c(1.0)).powd(m3.powi(2).tanh()) + v4_b[(i + 2) % 3];
         }
-        let mut v4 = a.mul_add(a, v2);
-        for (i, &w) in v4_o.iter().enumerate() {
-            v4 += w * (i + 1) as f64;
-        }
+        let v4 = v4_b[0] * v4_b[2] + leading::<3>(&v4_b) + leading::<2>(x) * a.mul_add(a, v2);
         let arr5 = (m.to_owned().reversed_axes() * v2 + &m.view())
             .mapv(|t| t.tanh())
             .sum();
@@ -27104,11 +27041,8 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p213(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len();
-        let mut v1_b = [c(0.0); 3];
-        for i in 0..3 {
-            v1_b[i] = x[i] * b.cos().abs() + v1_b[(i + 2) % 3];
-        }
-        let v1 = v1_b[0] * v1_b[2] + leading::<3>(&v1_b) + leading::<2>(x) * x[3].powi(2);
+        let [v1_p, v1_q, v1_r] = twist([b.cos().abs(), x[1], x[3].powi(2)], x[3]);
+        let v1 = v1_p * v1_q + v1_r;
         let mut w2 = a
             .atan2(-c(0.05) * -c(0.05) + c(0.5))
             .mul_add((v1.tanh() * c(0.5)).tan(), b.clamp(-c(1.0), c(1.0)))
@@ -27172,20 +27106,11 @@ mod twin {
             w6 = w6 * c(0.6) + c(0.05) * c(1.76).tanh();
             steps += 1;
         }
-        let mut v7_o = Vec::new();
-        for (i, &w) in x.iter().enumerate() {
-            if w > c(1.98) {
-                v7_o.push(w * (v3.tanh() * c(0.5)).cosh());
-            }
-            if v7_o.len() > 1 {
-                let v7_l = v7_o[v7_o.len() - 1];
-                v7_o.push(v7_l * x[i] * c(0.5));
-            }
+        let mut v7_b = [c(0.0); 3];
+        for i in 0..3 {
+            v7_b[i] = x[i] * (v3.tanh() * c(0.5)).cosh() + v7_b[(i + 2) % 3];
         }
-        let mut v7 = x[0].cos();
-        for (i, &w) in v7_o.iter().enumerate() {
-            v7 += w * (i + 1) as f64;
-        }
+        let v7 = v7_b[0] * v7_b[2] + leading::<3>(&v7_b) + leading::<2>(x) * x[0].cos();
         let mut w8 = smooth(v5.atan2(c(1.68) * c(1.68) + c(0.5))).tanh() + c(3.0);
         let mut steps = 0;
         while w8 > c(0.5) && steps < 20 {
@@ -30040,8 +29965,12 @@ mod twin {
             }
             lse6 += se.ln() + mx + prev;
         }
-        let (v8_r, v8_t) = polar2(helpers::soft((lse6 + c(1.66)), c(0.3)), x[1]);
-        let v8 = v8_r * v8_t + (v4 + c(0.06));
+        let mut v8_g = vec![vec![c(0.0); 2]; n];
+        for i in 0..n {
+            v8_g[i][i % 2] = v8_g[i][i % 2] + (x[i] * helpers::soft((lse6 + c(1.66)), c(0.3)));
+            v8_g[i][1] = v8_g[i][0] * x[(i + 1) % n] + v8_g[i][1];
+        }
+        let v8 = v8_g[n - 1][1] * (v4 + c(0.06)) + row_sum(&v8_g);
         c(0.26) * (a).tanh()
             + c(0.95) * (b).tanh()
             + c(0.39) * (v2).tanh()
@@ -30404,22 +30333,11 @@ mod twin {
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p284(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
         let n = x.len().min(4);
-        let mut v1_o = Vec::new();
-        for (i, &w) in x.iter().enumerate() {
-            if w > c(0.57) {
-                v1_o.push(
-                    w * ((a.tanh() * c(0.5)).sinh() * (a.tanh() * c(0.5)).sinh() + c(1.0)).cbrt(),
-                );
-            }
-            if v1_o.len() > 1 {
-                let v1_l = v1_o[v1_o.len() - 1];
-                v1_o.push(v1_l * x[i] * c(0.5));
-            }
-        }
-        let mut v1 = -c(0.01);
-        for (i, &w) in v1_o.iter().enumerate() {
-            v1 += w * (i + 1) as f64;
-        }
+        let (v1_r, v1_t) = polar2(
+            ((a.tanh() * c(0.5)).sinh() * (a.tanh() * c(0.5)).sinh() + c(1.0)).cbrt(),
+            x[1],
+        );
+        let v1 = v1_r * v1_t + -c(0.01);
         let v2 = if let (true, k3 @ 0..=1) = (x[1].tanh() <= c(1.71), n % 3) {
             ((x[3] * x[3] + c(0.5)).sqrt().tanh() * c(0.9)).atanh() * (k3 + 2) as f64
         } else {

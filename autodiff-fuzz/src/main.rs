@@ -198,7 +198,10 @@ impl Gen<'_> {
                 let v = self.name("v");
                 let (e1, e2) = (self.expr(2), self.expr(1));
                 let lit = self.rng.literal();
-                let _ = match self.rng.below(8) {
+                let _ = match self.rng.below(9) {
+                    // A buffer of rows of a width known at run time (`Vec<Vec<f64>>`), written
+                    // element by element, passed to a function taking rows.
+                    8 => writeln!(out, "    let mut {v}_g = vec![vec![0.0; 2]; n];\n    for i in 0..n {{\n        {v}_g[i][i % 2] += x[i] * {e1};\n        {v}_g[i][1] = {v}_g[i][0] * x[(i + 1) % n] + {v}_g[i][1];\n    }}\n    let {v} = {v}_g[n - 1][1] * {e2} + row_sum(&{v}_g);"),
                     // A function returning a tuple of floats, taken apart.
                     7 => writeln!(out, "    let ({v}_r, {v}_t) = polar2({e1}, x[1]);\n    let {v} = {v}_r * {v}_t + {e2};"),
                     // A `Vec` built by `push`, behind a condition and reading what it pushed
@@ -773,6 +776,18 @@ fn twist(p: [f64; 3], t: f64) -> [f64; 3] {
     [c * p[0] - s * p[1], s * p[0] + c * p[1], p[2] * t]
 }
 
+/// Rows of nested `Vec`s.
+#[differentiate]
+fn row_sum(g: &[Vec<f64>]) -> f64 {
+    let mut s = 0.0;
+    for row in g {
+        for v in row {
+            s += v * v.tanh();
+        }
+    }
+    s
+}
+
 /// Several outputs: a tuple of floats.
 #[differentiate]
 fn polar2(x: f64, y: f64) -> (f64, f64) {
@@ -1073,6 +1088,9 @@ const TWIN_HEADER: &str = r#"    #![allow(dead_code, unused_parens)]
     pub fn twist(p: [D; 3], t: D) -> [D; 3] {
         let (c, s) = (t.cos(), t.sin());
         [c * p[0] - s * p[1], s * p[0] + c * p[1], p[2] * t]
+    }
+    pub fn row_sum(g: &[Vec<D>]) -> D {
+        g.iter().flatten().fold(c(0.0), |s, &v| s + v * v.tanh())
     }
     pub fn polar2(x: D, y: D) -> (D, D) {
         ((x * x + y * y + c(0.25)).sqrt(), y.atan2(x * x + c(0.5)))

@@ -97,6 +97,7 @@ fn lower_once(
         field_vars: Vec::new(),
         points_params: HashMap::new(),
         points_buffers: HashMap::new(),
+        runtime_rows: HashMap::new(),
         fills: HashSet::new(),
         walked_items: HashSet::new(),
         row_bases: HashSet::new(),
@@ -301,6 +302,9 @@ struct Lowerer<'n> {
     points_params: HashMap<VarId, Expr>,
     /// Local buffers of points, kept flat (`points.rs`), with their width.
     points_buffers: HashMap<VarId, Expr>,
+    /// Those of them that hold rows of a width known at run time (`vec![vec![0.0; m]; n]`):
+    /// the variables holding the width and the number of rows.
+    runtime_rows: HashMap<VarId, (VarId, VarId)>,
     /// Buffers an array literal or `vec![..]` filled, not yet bound to a name.
     fills: HashSet<VarId>,
     /// The items of walks, read by value where the user's code holds a reference (`v` of
@@ -958,9 +962,10 @@ impl Lowerer<'_> {
         let key = format!("buffer:{name}#{count}");
         *count += 1;
         // A buffer of points is kept flat (`points.rs`), its type no longer the one written.
-        let points = self.points_init(init)?;
+        let points = self.points_init(init, out)?;
+        let rows = points.as_ref().and_then(|p| p.rows);
         let (width, lowered, ty) = match points {
-            Some((width, lowered)) => (Some(width), lowered, None),
+            Some(p) => (Some(p.width), p.lowered, None),
             None => {
                 let lowered = self.lower(init, &name.to_string(), out)?;
                 // Rows of one length, `[[a, b], [c, d]]`: points, kept flat.
@@ -997,6 +1002,9 @@ impl Lowerer<'_> {
         self.buffer_keys.insert(var, key);
         if let Some(width) = width {
             self.points_buffers.insert(var, width);
+        }
+        if let Some(rows) = rows {
+            self.runtime_rows.insert(var, rows);
         }
         out.stmts.push(Stmt::Let { var, op });
         Ok(var)
@@ -1166,6 +1174,10 @@ impl Lowerer<'_> {
                 by_ref,
             },
         });
+        // A row bound by reference is walked like a slice (`for v in row`).
+        if by_ref {
+            self.walkable.push(var);
+        }
         if let (Some(key), Some(scope)) = (key, self.scopes.last_mut()) {
             scope.insert(key, var);
         }
@@ -1244,11 +1256,18 @@ impl Lowerer<'_> {
                 chain.names(elems, &mut names)?;
                 let mut len = TokenStream::new();
                 for b in chain.bases() {
-                    let b = self.rename(b)?;
+                    // A buffer of rows: its number of rows.
+                    let b_len = match self.runtime_rows_of(b) {
+                        Some((_, rows)) => self.vars[rows].name.to_token_stream(),
+                        None => {
+                            let b = self.rename(b)?;
+                            quote!(#b.len())
+                        }
+                    };
                     len = if len.is_empty() {
-                        quote!(#b.len())
+                        b_len
                     } else {
-                        quote!(::core::cmp::min(#len, #b.len()))
+                        quote!(::core::cmp::min(#len, #b_len))
                     };
                 }
                 (index, names, quote!(0..#len))
@@ -1282,7 +1301,14 @@ impl Lowerer<'_> {
             });
             let walked = match points {
                 Some((buf, width)) => Walked::Points(buf, Box::new(width)),
-                None => Walked::Value(self.operand(base, out)?),
+                None => {
+                    let value = self.operand(base, out)?;
+                    // Rows read back from a buffer of rows: each bound by reference.
+                    if let (Some(_), Some(v)) = (self.runtime_rows_of(base), value.var()) {
+                        self.row_bases.insert(v);
+                    }
+                    Walked::Value(value)
+                }
             };
             elem_operands.push((name, walked));
         }
@@ -2113,6 +2139,7 @@ impl Lowerer<'_> {
             field_vars: Vec::new(),
             points_params: HashMap::new(),
             points_buffers: HashMap::new(),
+            runtime_rows: HashMap::new(),
             fills: HashSet::new(),
             walked_items: HashSet::new(),
             row_bases: HashSet::new(),
@@ -2617,6 +2644,48 @@ impl Lowerer<'_> {
                             self.visit_expr_mut(e);
                             return;
                         }
+                    }
+                }
+                // A buffer of rows, kept flat: `g[i][j]` is `g[width * i + j]`, its length its
+                // number of rows.
+                if let Expr::Index(outer) = e {
+                    if let Expr::Index(inner) = strip(&outer.expr) {
+                        if let Expr::Path(p) = strip(&inner.expr) {
+                            let id = p.path.get_ident().and_then(|i| self.lookup(&i.to_string()));
+                            if let Some(&(width, _)) = id.and_then(|v| self.lw.runtime_rows.get(&v))
+                            {
+                                let (mut i, mut j) =
+                                    ((*inner.index).clone(), (*outer.index).clone());
+                                self.visit_expr_mut(&mut i);
+                                self.visit_expr_mut(&mut j);
+                                let mut base = p.clone();
+                                self.visit_expr_path_mut(&mut base);
+                                let w = &self.lw.vars[width].name;
+                                *e = syn::parse_quote!(#base[#w * (#i) + (#j)]);
+                                return;
+                            }
+                        }
+                    }
+                }
+                if let Expr::MethodCall(m) = e {
+                    if let Expr::Path(p) = strip(&m.receiver) {
+                        let id = p.path.get_ident().and_then(|i| self.lookup(&i.to_string()));
+                        let rows = id.and_then(|v| self.lw.runtime_rows.get(&v));
+                        if let (Some(&(_, rows)), true) = (rows, m.method == "len") {
+                            *e = Expr::Verbatim(self.lw.vars[rows].name.to_token_stream());
+                            return;
+                        }
+                    }
+                }
+                // Anything else of it: the rows read back, a shared slice (so that nothing
+                // written through it could be lost).
+                if let Expr::Path(p) = e {
+                    let id = p.path.get_ident().and_then(|i| self.lookup(&i.to_string()));
+                    if let Some(&(w, r)) = id.and_then(|v| self.lw.runtime_rows.get(&v)) {
+                        self.visit_expr_path_mut(p);
+                        let (w, r) = (&self.lw.vars[w].name, &self.lw.vars[r].name);
+                        *e = syn::parse_quote!((&*::autodiff::__rt::unflatten_rows(&#p, #w, #r)));
+                        return;
                     }
                 }
                 // A buffer of points, kept flat, read as points.

@@ -242,6 +242,10 @@ pub static RULES: &[Rule] = &[
     // each adjoint adds into its operand's in place (`flatten_acc`, `unflatten_acc`).
     Rule { name: "flatten", kind: Kind::Operator, floats: 1, ints: 1, forward: Forward::Runtime("flatten"), fallible: false, adjoint: Adjoint::Scatter("flatten_acc") },
     Rule { name: "unflatten", kind: Kind::Operator, floats: 1, ints: 1, forward: Forward::Runtime("unflatten"), fallible: false, adjoint: Adjoint::Scatter("unflatten_acc") },
+    // The same for rows of a width known at run time (`vec![vec![0.0; m]; n]`): `flatten_rows`
+    // of a `&[Vec<f64>]` parameter's copy, `unflatten_rows(&g, width, rows)`.
+    Rule { name: "flatten_rows", kind: Kind::Operator, floats: 1, ints: 0, forward: Forward::Runtime("flatten_rows"), fallible: false, adjoint: Adjoint::Scatter("flatten_rows_acc") },
+    Rule { name: "unflatten_rows", kind: Kind::Operator, floats: 1, ints: 2, forward: Forward::Runtime("unflatten_rows"), fallible: false, adjoint: Adjoint::Scatter("unflatten_rows_acc") },
     operator!("neg", 1, Adjoint::Linear(&[false])),
     operator!("mul", 2, Adjoint::Elementwise(&[
         t!([b, dy] => quote!(#dy * #b)),

@@ -194,7 +194,7 @@ fn float_vec_buffers(b: &Block, vars: &[crate::ir::Var], out: &mut HashSet<VarId
             Stmt::Let {
                 var,
                 op: Op::Prim { rule, .. },
-            } if vars[*var].buffer && rule.name == "flatten" => {
+            } if vars[*var].buffer && matches!(rule.name, "flatten" | "flatten_rows") => {
                 out.insert(*var);
             }
             Stmt::If { then, els, .. } => {
@@ -454,7 +454,8 @@ impl Facts {
         for s in &mut b.stmts {
             match s {
                 Stmt::Let { var, op } => {
-                    if matches!(op, Op::Prim { rule, .. } if rule.name == "unflatten") {
+                    if matches!(op, Op::Prim { rule, .. } if matches!(rule.name, "unflatten" | "unflatten_rows"))
+                    {
                         self.points[*var] = true;
                     }
                     let (scalar, elements) = self.op(op);
@@ -494,8 +495,12 @@ impl Facts {
         match op {
             Op::Copy(o) => (self.value(o), o.var().is_some_and(|v| self.elements[v])),
             // A buffer of points kept flat holds floats; read back, it holds points.
-            Op::Prim { rule, .. } if rule.name == "flatten" => (false, true),
-            Op::Prim { rule, .. } if rule.name == "unflatten" => (false, false),
+            Op::Prim { rule, .. } if matches!(rule.name, "flatten" | "flatten_rows") => {
+                (false, true)
+            }
+            Op::Prim { rule, .. } if matches!(rule.name, "unflatten" | "unflatten_rows") => {
+                (false, false)
+            }
             Op::Prim { rule, args, .. } => match rule.adjoint {
                 Adjoint::Zero | Adjoint::Linear(_) | Adjoint::Elementwise(_) => {
                     // A method's receiver may be a path that derefs to an array

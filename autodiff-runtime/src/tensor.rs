@@ -933,3 +933,92 @@ pub fn set_grow<F: Copy + Default>(v: &mut Vec<F>, i: usize, x: F) {
     }
     v[i] = x;
 }
+
+// ----- buffers of rows, kept flat ------------------------------------------------------------
+// A local `Vec<Vec<F>>` written element by element (`let mut g = vec![vec![0.0; m]; n];`, then
+// `g[i][j] += ..`, or a copy of a `&[Vec<F>]` parameter) is kept flat like a buffer of points,
+// its width known only at run time.
+
+/// The common length of rows (0 for none). Panics, naming the lengths, when they differ: a
+/// buffer written `g[i][j]` is kept flat.
+#[inline]
+pub fn row_width<F>(x: &[Vec<F>]) -> usize {
+    let width = x.first().map_or(0, Vec::len);
+    if let Some((i, row)) = x.iter().enumerate().find(|(_, r)| r.len() != width) {
+        panic!(
+            "autodiff: rows copied into a buffer written `g[i][j]` must have one length: row 0 has {width}, row {i} has {}",
+            row.len()
+        );
+    }
+    width
+}
+
+/// Rows `x` as one flat `Vec`: row `i`'s element `j` at `width * i + j`.
+#[inline]
+pub fn flatten_rows<F: Real>(x: &[Vec<F>]) -> Vec<F> {
+    row_width(x);
+    x.concat()
+}
+
+/// Adjoint of [`flatten_rows`], in place: adds the flat `dy` into the rows' adjoint `dx`.
+#[inline]
+pub fn flatten_rows_acc<F: Real, DY: AsRef<[F]>>(dx: &mut [Vec<F>], dy: DY) {
+    let dy = dy.as_ref();
+    let total: usize = dx.iter().map(Vec::len).sum();
+    assert_eq!(
+        total,
+        dy.len(),
+        "autodiff: adjoint of {} rows kept flat has length {}",
+        dx.len(),
+        dy.len()
+    );
+    let mut at = 0;
+    for row in dx.iter_mut() {
+        for d in row.iter_mut() {
+            *d += dy[at];
+            at += 1;
+        }
+    }
+}
+
+/// The flat buffer `x` read back as `rows` rows of `width`. Panics unless its length is
+/// `width * rows`.
+#[inline]
+pub fn unflatten_rows<F: Real, X: AsRef<[F]> + ?Sized>(
+    x: &X,
+    width: usize,
+    rows: usize,
+) -> Vec<Vec<F>> {
+    let x = x.as_ref();
+    assert_eq!(
+        x.len(),
+        width * rows,
+        "autodiff: a flat buffer of length {} read as {rows} rows of {width}",
+        x.len()
+    );
+    (0..rows)
+        .map(|i| x[i * width..(i + 1) * width].to_vec())
+        .collect()
+}
+
+/// Adjoint of [`unflatten_rows`], in place: adds the rows' adjoint `dy` into the flat buffer's
+/// adjoint `dx`.
+#[inline]
+pub fn unflatten_rows_acc<F: Real, DX: AsMut<[F]> + ?Sized, DY: AsRef<[Vec<F>]>>(
+    dx: &mut DX,
+    dy: DY,
+    width: usize,
+    rows: usize,
+) {
+    let (dx, dy) = (dx.as_mut(), dy.as_ref());
+    assert!(
+        dy.len() == rows && dy.iter().all(|r| r.len() == width) && dx.len() == width * rows,
+        "autodiff: adjoint of {rows} rows of {width} added into a flat buffer of length {}",
+        dx.len()
+    );
+    for (i, row) in dy.iter().enumerate() {
+        for (d, v) in dx[i * width..(i + 1) * width].iter_mut().zip(row) {
+            *d += *v;
+        }
+    }
+}

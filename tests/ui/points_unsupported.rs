@@ -27,6 +27,14 @@ fn sliced(x: &[[f64; 3]]) -> f64 {
     part[0][0]
 }
 
+// A whole row written into a buffer of rows.
+#[differentiate]
+fn row_written(x: &[f64]) -> f64 {
+    let mut g = vec![vec![0.0; 2]; x.len()];
+    g[0] = vec![x[0], x[1]];
+    g[0][0]
+}
+
 // Arrays of arrays of arrays of differentiated values.
 #[differentiate]
 fn nested(x: &[f64]) -> f64 {

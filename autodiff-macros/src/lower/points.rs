@@ -21,7 +21,11 @@ impl Lowerer<'_> {
     /// The width of the points a buffer starting from `init` holds, and how it starts, when it
     /// holds points: `vec![[c; N]; n]`, `vec![[a, b, c]; n]` of constants, or a copy of points
     /// (`x.to_vec()`, `x.clone()`, `x.to_owned()`, `x` of a points parameter or buffer).
-    pub(super) fn points_init(&mut self, init: &Expr) -> syn::Result<Option<(Expr, Lowered)>> {
+    pub(super) fn points_init(
+        &mut self,
+        init: &Expr,
+        out: &mut Block,
+    ) -> syn::Result<Option<PointsInit>> {
         // `vec![[0.0; 3]; n]`.
         if let Expr::Macro(m) = strip(init) {
             if !m.mac.path.is_ident("vec") {
@@ -32,6 +36,29 @@ impl Lowerer<'_> {
                 return Ok(None);
             };
             let n = self.rename(&outer.len)?;
+            // `vec![vec![0.0; m]; n]`: rows of a width known at run time.
+            if let Expr::Macro(inner) = strip(&outer.expr) {
+                let tokens = &inner.mac.tokens;
+                let row = syn::parse2::<Expr>(quote!([#tokens]));
+                let Ok(Expr::Repeat(row)) = row.as_ref().map(strip) else {
+                    return Ok(None);
+                };
+                if !inner.mac.path.is_ident("vec") || self.mentions_active(&row.expr) {
+                    return Ok(None);
+                }
+                let (c, m) = (self.rename(&row.expr)?, self.rename(&row.len)?);
+                let (width, rows) = (
+                    self.constant_let("width", m, out),
+                    self.constant_let("rows", n, out),
+                );
+                let (w, r) = (&self.vars[width].name, &self.vars[rows].name);
+                let flat = quote!(::std::vec![#c; #w * #r]);
+                return Ok(Some(PointsInit {
+                    width: syn::parse_quote!(#w),
+                    lowered: Lowered::Op(Op::Verbatim(flat), false),
+                    rows: Some((width, rows)),
+                }));
+            }
             let (width, flat) = match strip(&outer.expr) {
                 Expr::Repeat(row) if !self.mentions_active(&row.expr) => {
                     let width = (*row.len).clone();
@@ -46,7 +73,11 @@ impl Lowerer<'_> {
                 }
                 _ => return Ok(None),
             };
-            return Ok(Some((width, Lowered::Op(Op::Verbatim(flat), false))));
+            return Ok(Some(PointsInit {
+                width,
+                lowered: Lowered::Op(Op::Verbatim(flat), false),
+                rows: None,
+            }));
         }
         // A copy of points: of a parameter, flattened; of a buffer, a copy of the flat buffer.
         let source = match strip(init) {
@@ -61,18 +92,57 @@ impl Lowerer<'_> {
         let Some(v) = self.local(source) else {
             return Ok(None);
         };
+        let active = self.vars[v].active;
         if let Some(width) = self.points_params.get(&v).cloned() {
             let rule = rules::operator("flatten").expect("the flatten rule");
-            let active = self.vars[v].active;
             let op = self.flat_op(rule, v, &width);
-            return Ok(Some((width, Lowered::Op(op, active))));
+            return Ok(Some(PointsInit {
+                width,
+                lowered: Lowered::Op(op, active),
+                rows: None,
+            }));
+        }
+        // A copy of a `&[Vec<f64>]` parameter's rows (of one length, checked at run time).
+        if v < self.params && self.row_bases.contains(&v) {
+            let name = self.vars[v].name.clone();
+            let width =
+                self.constant_let("width", quote!(::autodiff::__rt::row_width(&#name)), out);
+            let rows = self.constant_let("rows", quote!(#name.len()), out);
+            let rule = rules::operator("flatten_rows").expect("the flatten_rows rule");
+            let w = &self.vars[width].name;
+            return Ok(Some(PointsInit {
+                width: syn::parse_quote!(#w),
+                lowered: Lowered::Op(Op::generated(rule, Operand::Var(v), Vec::new()), active),
+                rows: Some((width, rows)),
+            }));
         }
         if let Some(width) = self.points_buffers.get(&v).cloned() {
             let rule = rules::method("clone").expect("the clone rule");
             let op = Op::generated(rule, Operand::Var(v), Vec::new());
-            return Ok(Some((width, Lowered::Op(op, self.vars[v].active))));
+            return Ok(Some(PointsInit {
+                width,
+                lowered: Lowered::Op(op, active),
+                rows: self.runtime_rows.get(&v).copied(),
+            }));
         }
         Ok(None)
+    }
+
+    /// A constant computed once where a buffer of rows is declared (its width, its number of
+    /// rows), under a name of its own.
+    fn constant_let(&mut self, hint: &str, value: TokenStream, out: &mut Block) -> VarId {
+        let var = self.new_var(hint, false, None);
+        out.stmts.push(crate::ir::Stmt::Let {
+            var,
+            op: Op::Verbatim(value),
+        });
+        var
+    }
+
+    /// The width and row count of a buffer of rows `e` names (`vec![vec![0.0; m]; n]`).
+    pub(super) fn runtime_rows_of(&self, e: &Expr) -> Option<(VarId, VarId)> {
+        self.local(e)
+            .and_then(|v| self.runtime_rows.get(&v).copied())
     }
 
     /// `flatten` or `unflatten` of `v`, with the points' width.
@@ -317,8 +387,14 @@ impl Lowerer<'_> {
         Ok(true)
     }
 
-    /// The buffer of points `v` used whole: read back as points.
+    /// The buffer of points `v` used whole: read back as points (rows: `Vec<Vec<_>>`).
     pub(super) fn unflattened(&mut self, v: VarId) -> Option<Lowered> {
+        if let Some(&(width, rows)) = self.runtime_rows.get(&v) {
+            let rule = rules::operator("unflatten_rows").expect("the unflatten_rows rule");
+            let ints = vec![Operand::Var(width), Operand::Var(rows)];
+            let op = Op::generated(rule, Operand::Var(v), ints);
+            return Some(Lowered::Op(op, self.vars[v].active));
+        }
         let width = self.points_buffers.get(&v)?.clone();
         let rule = rules::operator("unflatten").expect("the unflatten rule");
         Some(Lowered::Op(
@@ -330,8 +406,13 @@ impl Lowerer<'_> {
     /// The width as a number, for code that needs each element by name (a point read or
     /// written whole).
     fn literal_width(&self, width: &Expr, at: &impl ToTokens) -> syn::Result<usize> {
+        let runtime = self
+            .runtime_rows
+            .values()
+            .any(|&(w, _)| matches!(width, Expr::Path(p) if p.path.is_ident(&self.vars[w].name)));
         match int_literal(width) {
             Some(n) => Ok(n),
+            None if runtime => Err(syn::Error::new_spanned(at, "#[differentiate] reads and writes a buffer of rows (`vec![vec![0.0; m]; n]`) element by element (`g[i][j]`), not whole rows")),
             None => Err(syn::Error::new_spanned(at, format!("#[differentiate] reads and writes whole points of a buffer only when their width is a number; `{}` is not: read and write their elements (`f[i][k]`)", width.to_token_stream()))),
         }
     }
@@ -339,12 +420,23 @@ impl Lowerer<'_> {
     /// How a name of a buffer of points reads in integer code and conditions: viewed as
     /// points (`f.as_chunks::<3>().0`, a `&[[f64; 3]]`).
     pub(super) fn points_view(&self, v: VarId, name: TokenStream) -> Option<TokenStream> {
+        if self.runtime_rows.contains_key(&v) {
+            return None;
+        }
         let width = match self.points_buffers.get(&v)? {
             w @ (Expr::Lit(_) | Expr::Path(_)) => w.to_token_stream(),
             w => quote!({ #w }),
         };
         Some(quote!((#name.as_chunks::<#width>().0)))
     }
+}
+
+/// How a buffer of points starts: its width, its first value, and for rows of a width known
+/// at run time, the variables holding the width and the number of rows.
+pub(super) struct PointsInit {
+    pub width: Expr,
+    pub lowered: Lowered,
+    pub rows: Option<(VarId, VarId)>,
 }
 
 /// `a * b`, each side in parentheses unless it is one token or a path.
