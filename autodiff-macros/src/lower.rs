@@ -73,35 +73,9 @@ fn lower_once(
     namer: &mut Namer,
     forced: &HashSet<String>,
 ) -> syn::Result<(Function, HashSet<String>)> {
-    let mut lw = Lowerer {
-        float: sig.float.clone(),
-        namer,
-        vars: Vec::new(),
-        scopes: vec![HashMap::new()],
-        items: Vec::new(),
-        errors: Errors::default(),
-        temps: 0,
-        forced,
-        more: HashSet::new(),
-        loops: Vec::new(),
-        loop_count: 0,
-        buffer_names: buffer_targets(&func.block),
-        buffer_count: HashMap::new(),
-        buffer_keys: HashMap::new(),
-        arrays_nd: Vec::new(),
-        array_refs: Vec::new(),
-        walkable: Vec::new(),
-        params: sig.params.len(),
-        struct_params: Vec::new(),
-        fields: HashMap::new(),
-        field_vars: Vec::new(),
-        points_params: HashMap::new(),
-        points_buffers: HashMap::new(),
-        runtime_rows: HashMap::new(),
-        fills: HashSet::new(),
-        walked_items: HashSet::new(),
-        row_bases: HashSet::new(),
-    };
+    let mut lw = Lowerer::new(sig.float.clone(), namer, forced);
+    lw.buffer_names = buffer_targets(&func.block);
+    lw.params = sig.params.len();
     for p in &sig.params {
         if crate::signature::rows(&p.ty).is_some() {
             lw.row_bases.insert(lw.vars.len());
@@ -313,6 +287,41 @@ struct Lowerer<'n> {
     /// Containers whose rows are read by reference (`&w[i]`): rows of nested `Vec`s
     /// (`&[Vec<f64>]`), and struct fields read `p.w[i][j]` (of a type the macro cannot see).
     row_bases: HashSet<VarId>,
+}
+
+impl<'n> Lowerer<'n> {
+    /// A lowerer of a function in `float`, with nothing lowered yet.
+    fn new(float: Ident, namer: &'n mut Namer, forced: &'n HashSet<String>) -> Lowerer<'n> {
+        Lowerer {
+            float,
+            namer,
+            vars: Vec::new(),
+            scopes: vec![HashMap::new()],
+            items: Vec::new(),
+            errors: Errors::default(),
+            temps: 0,
+            forced,
+            more: HashSet::new(),
+            loops: Vec::new(),
+            loop_count: 0,
+            buffer_names: HashSet::new(),
+            buffer_count: HashMap::new(),
+            buffer_keys: HashMap::new(),
+            arrays_nd: Vec::new(),
+            array_refs: Vec::new(),
+            walkable: Vec::new(),
+            params: 0,
+            struct_params: Vec::new(),
+            fields: HashMap::new(),
+            field_vars: Vec::new(),
+            points_params: HashMap::new(),
+            points_buffers: HashMap::new(),
+            runtime_rows: HashMap::new(),
+            fills: HashSet::new(),
+            walked_items: HashSet::new(),
+            row_bases: HashSet::new(),
+        }
+    }
 }
 
 impl Lowerer<'_> {
@@ -2115,35 +2124,10 @@ impl Lowerer<'_> {
         }
         scope.insert(param.to_string(), 0);
         let forced = HashSet::new();
-        let mut inner = Lowerer {
-            float: self.float.clone(),
-            namer: &mut *self.namer,
-            vars,
-            scopes: vec![scope],
-            items: Vec::new(),
-            errors: Errors::default(),
-            temps: self.temps,
-            forced: &forced,
-            more: HashSet::new(),
-            loops: Vec::new(),
-            loop_count: 0,
-            buffer_names: HashSet::new(),
-            buffer_count: HashMap::new(),
-            buffer_keys: HashMap::new(),
-            arrays_nd: Vec::new(),
-            array_refs: Vec::new(),
-            walkable: Vec::new(),
-            params: 0,
-            struct_params: Vec::new(),
-            fields: HashMap::new(),
-            field_vars: Vec::new(),
-            points_params: HashMap::new(),
-            points_buffers: HashMap::new(),
-            runtime_rows: HashMap::new(),
-            fills: HashSet::new(),
-            walked_items: HashSet::new(),
-            row_bases: HashSet::new(),
-        };
+        let mut inner = Lowerer::new(self.float.clone(), &mut *self.namer, &forced);
+        inner.vars = vars;
+        inner.scopes = vec![scope];
+        inner.temps = self.temps;
         let mut body = Block::default();
         let result = inner.seq(&[Item::Expr(&c.body, true)], Level::Function, &mut body);
         self.temps = inner.temps;
