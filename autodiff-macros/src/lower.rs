@@ -662,31 +662,22 @@ impl Lowerer<'_> {
             // `let [a, b, c] = x[i];` (a point of `&[[f64; 3]]`, a fixed-size array): each
             // name an element read.
             Pat::Slice(ps) => {
-                // A point of a buffer of points: its elements read where they are.
-                let parts = self.points_row_parts(expr, ps.elems.len(), out)?;
-                let whole = match parts {
-                    Some(_) => Operand::Const(TokenStream::new()),
-                    None => self.operand(expr, out)?,
+                // A point of a buffer of points: its elements read where they are; any other
+                // array, its elements read out of it.
+                let of = match self.points_row_of(expr) {
+                    Some((buf, width, i)) => ArrayElements::Row(buf, Box::new((width, i))),
+                    None => ArrayElements::Whole(self.operand(expr, out)?),
                 };
-                for (k, p) in ps.elems.iter().enumerate() {
-                    match p {
-                        Pat::Ident(pi) if pi.by_ref.is_none() && pi.subpat.is_none() => {
-                            let element = match &parts {
-                                Some(parts) => parts[k].clone(),
-                                None => {
-                                    let index = Operand::Const(quote!(#k));
-                                    self.index_read(whole.clone(), index, out)
-                                }
-                            };
-                            if let Operand::Var(v) = element {
-                                bindings.push((pi.ident.clone(), v));
-                            }
-                        }
-                        Pat::Wild(_) => {}
-                        other => return Err(syn::Error::new_spanned(other, "#[differentiate] takes arrays apart into names and `_` only (`let [a, b, _] = p;`)")),
+                let message = "#[differentiate] takes arrays apart into names and `_` only (`let [a, b, _] = p;`)";
+                self.take_apart(&ps.elems, message, bindings, out, |lw, k, out| match &of {
+                    ArrayElements::Row(buf, at) => {
+                        let (width, i) = &**at;
+                        lw.row_element_read(*buf, width, i, k, out)
                     }
-                }
-                Ok(())
+                    ArrayElements::Whole(whole) => {
+                        Ok(lw.index_read(whole.clone(), Operand::Const(quote!(#k)), out))
+                    }
+                })
             }
             // `let (r, t) = polar(x, y);` of a function returning a tuple of floats: held as an
             // array, each name an element read.
@@ -697,19 +688,10 @@ impl Lowerer<'_> {
                     *tuple = Some(pt.elems.len());
                 }
                 let whole = Operand::Var(self.bind_lowered(call, "", None, out));
-                for (k, p) in pt.elems.iter().enumerate() {
-                    match p {
-                        Pat::Ident(pi) if pi.by_ref.is_none() && pi.subpat.is_none() => {
-                            let index = Operand::Const(quote!(#k));
-                            if let Operand::Var(v) = self.index_read(whole.clone(), index, out) {
-                                bindings.push((pi.ident.clone(), v));
-                            }
-                        }
-                        Pat::Wild(_) => {}
-                        other => return Err(syn::Error::new_spanned(other, "#[differentiate] takes the tuple a function returns apart into names and `_` only (`let (r, _) = polar(x, y);`)")),
-                    }
-                }
-                Ok(())
+                let message = "#[differentiate] takes the tuple a function returns apart into names and `_` only (`let (r, _) = polar(x, y);`)";
+                self.take_apart(&pt.elems, message, bindings, out, |lw, k, out| {
+                    Ok(lw.index_read(whole.clone(), Operand::Const(quote!(#k)), out))
+                })
             }
             Pat::Tuple(_) if !matches!(strip(expr), Expr::Tuple(_)) && !self.mentions_active(expr) => {
                 let value = self.operand(expr, out)?;
@@ -737,6 +719,30 @@ impl Lowerer<'_> {
             }
             other => Err(syn::Error::new_spanned(other, "#[differentiate] supports `let` with a name (`let x`, `let mut x`), `_`, a tuple or an array (`let [a, b] = p;`) of those; other patterns take apart only values that are not differentiated")),
         }
+    }
+
+    /// Binds each name of an array or tuple pattern to its element, `element(k)`; `_` reads
+    /// nothing, any other pattern is an error (`message`).
+    fn take_apart(
+        &mut self,
+        elems: &syn::punctuated::Punctuated<Pat, syn::Token![,]>,
+        message: &str,
+        bindings: &mut Vec<(Ident, VarId)>,
+        out: &mut Block,
+        mut element: impl FnMut(&mut Self, usize, &mut Block) -> syn::Result<Operand>,
+    ) -> syn::Result<()> {
+        for (k, p) in elems.iter().enumerate() {
+            match p {
+                Pat::Ident(pi) if pi.by_ref.is_none() && pi.subpat.is_none() => {
+                    if let Operand::Var(v) = element(self, k, out)? {
+                        bindings.push((pi.ident.clone(), v));
+                    }
+                }
+                Pat::Wild(_) => {}
+                other => return Err(syn::Error::new_spanned(other, message)),
+            }
+        }
+        Ok(())
     }
 
     /// A pattern that takes a value apart which is not differentiated (`&(i, j)` of a bond
@@ -2987,6 +2993,13 @@ fn pat_name(p: &Pat) -> syn::Result<Option<Ident>> {
 
 /// What a loop binds to each element it walks: a name (or `_`), or, for an element that is an
 /// array (a point of `&[[f64; 3]]`), the names of its parts (`&[x, y, z]`).
+/// Where an array pattern's elements are read (`let [a, b, c] = ..`): a row of a buffer of
+/// points (the buffer, its width, the row's index), or a value.
+enum ArrayElements {
+    Row(VarId, Box<(Expr, Expr)>),
+    Whole(Operand),
+}
+
 /// What a `for` loop walks: a container read by index, or a buffer of points kept flat (its
 /// variable and width).
 enum Walked {

@@ -246,41 +246,56 @@ impl Lowerer<'_> {
         let Some((buf, width)) = self.points_buffer(&ix.expr) else {
             return Ok(None);
         };
-        let n = self.literal_width(&width, ix)?;
-        let mut values = Vec::new();
-        for k in 0..n {
-            let index = self.row_element(&width, &ix.index, k, out)?;
-            values.push(self.index_read(Operand::Var(buf), index, out));
-        }
-        let float = self.float.clone();
-        let zeros = quote!([0.0 as #float; #n]);
         let hint = if hint.is_empty() || hint == "t" {
             "point"
         } else {
             hint
         };
-        Ok(Some(self.filled_with(zeros, values, hint, out)))
+        self.row_value(buf, &width, &ix.index, hint, ix, out)
+            .map(Some)
     }
 
-    /// `let [a, b, c] = f[i];` of a buffer of points: each name an element read.
-    pub(super) fn points_row_parts(
+    /// Row `i` of the buffer of points `buf` as a value, its elements read into a fixed-size
+    /// array (when the width is a number; else an error at `at`).
+    fn row_value(
         &mut self,
-        e: &Expr,
-        count: usize,
+        buf: VarId,
+        width: &Expr,
+        i: &Expr,
+        hint: &str,
+        at: &impl ToTokens,
         out: &mut Block,
-    ) -> syn::Result<Option<Vec<Operand>>> {
-        let Expr::Index(ix) = strip(e) else {
-            return Ok(None);
-        };
-        let Some((buf, width)) = self.points_buffer(&ix.expr) else {
-            return Ok(None);
-        };
-        let mut parts = Vec::new();
-        for k in 0..count {
-            let index = self.row_element(&width, &ix.index, k, out)?;
-            parts.push(self.index_read(Operand::Var(buf), index, out));
+    ) -> syn::Result<Lowered> {
+        let n = self.literal_width(width, at)?;
+        let mut values = Vec::new();
+        for k in 0..n {
+            values.push(self.row_element_read(buf, width, i, k, out)?);
         }
-        Ok(Some(parts))
+        let float = self.float.clone();
+        Ok(self.filled_with(quote!([0.0 as #float; #n]), values, hint, out))
+    }
+
+    /// Element `k` of row `i` of the buffer of points `buf`, read.
+    pub(super) fn row_element_read(
+        &mut self,
+        buf: VarId,
+        width: &Expr,
+        i: &Expr,
+        k: usize,
+        out: &mut Block,
+    ) -> syn::Result<Operand> {
+        let index = self.row_element(width, i, k, out)?;
+        Ok(self.index_read(Operand::Var(buf), index, out))
+    }
+
+    /// `f[i]` of a buffer of points: the buffer, the width and the row's index (`let [a, b, c]
+    /// = f[i];` reads the elements it names where they are).
+    pub(super) fn points_row_of(&self, e: &Expr) -> Option<(VarId, Expr, Expr)> {
+        let Expr::Index(ix) = strip(e) else {
+            return None;
+        };
+        let (buf, width) = self.points_buffer(&ix.expr)?;
+        Some((buf, width, (*ix.index).clone()))
     }
 
     /// `f[i] = value` into a buffer of points: one store per element (of an array literal,
@@ -328,32 +343,20 @@ impl Lowerer<'_> {
         binding: &Binding,
         out: &mut Block,
     ) -> syn::Result<()> {
-        let i = self.vars[index].name.clone();
-        let element = |lw: &mut Self, k: usize, out: &mut Block| {
-            let flat = lw.temp(false);
-            let k = usize_literal(k);
-            let row = product(width, &i.to_token_stream());
-            out.stmts.push(crate::ir::Stmt::Let {
-                var: flat,
-                op: Op::Verbatim(quote!(#row + #k)),
-            });
-            lw.index_read(Operand::Var(buf), Operand::Var(flat), out)
-        };
+        let name = &self.vars[index].name;
+        let i: Expr = syn::parse_quote!(#name);
         match binding {
             Binding::Parts(parts) => {
                 for (k, part) in parts.iter().enumerate() {
                     let Some(part) = part else { continue };
-                    if let Operand::Var(v) = element(self, k, out) {
+                    if let Operand::Var(v) = self.row_element_read(buf, width, &i, k, out)? {
                         self.bind(part, v);
                     }
                 }
             }
             Binding::Name(name) => {
-                let n = self.literal_width(width, width)?;
-                let values: Vec<Operand> = (0..n).map(|k| element(self, k, out)).collect();
-                let float = self.float.clone();
                 let hint = name.as_ref().map_or("point".to_string(), |n| n.to_string());
-                let row = self.filled_with(quote!([0.0 as #float; #n]), values, &hint, out);
+                let row = self.row_value(buf, width, &i, &hint, width, out)?;
                 if let (Some(name), Lowered::Operand(Operand::Var(v))) = (name, row) {
                     self.fills.remove(&v);
                     self.bind(name, v);
