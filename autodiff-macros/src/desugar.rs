@@ -86,10 +86,10 @@ pub fn reduce(e: &Expr) -> Option<Expr> {
 /// buffers with a counter ([`pushes`]); `None` when it has none (the common case, checked
 /// without copying the function or collecting its names).
 pub fn apply(func: &ItemFn) -> Option<ItemFn> {
-    let mut probe = Probe(false);
+    let mut probe = Probe(false, false);
     probe.visit_block(&func.block);
     let closures = crate::inline::any(&func.block);
-    let pushes = pushes::any(&func.block);
+    let pushes = probe.1;
     let tuple = match &func.sig.output {
         syn::ReturnType::Type(_, ty) => crate::signature::tuple_output(ty).map(|(_, n)| n),
         syn::ReturnType::Default => None,
@@ -222,15 +222,18 @@ const INDEXED_WALKS: [&str; 10] = [
     "outer_iter",
 ];
 
-/// Does a body hold anything to rewrite?
-struct Probe(bool);
+/// Does a body hold anything to rewrite, and does it call a method named `push` (`pushes`)?
+/// One walk of the whole body answers both.
+struct Probe(bool, bool);
 
 impl<'ast> Visit<'ast> for Probe {
-    fn visit_expr_match(&mut self, _: &'ast syn::ExprMatch) {
+    fn visit_expr_match(&mut self, m: &'ast syn::ExprMatch) {
         self.0 = true;
+        syn::visit::visit_expr_match(self, m);
     }
-    fn visit_expr_let(&mut self, _: &'ast syn::ExprLet) {
+    fn visit_expr_let(&mut self, l: &'ast syn::ExprLet) {
         self.0 = true;
+        syn::visit::visit_expr_let(self, l);
     }
     fn visit_local(&mut self, l: &'ast syn::Local) {
         self.0 |= l.init.as_ref().is_some_and(|i| i.diverge.is_some());
@@ -255,6 +258,7 @@ impl<'ast> Visit<'ast> for Probe {
             self.0 |= matches!(strip(&f.expr), Expr::MethodCall(m) if m.method == "filter");
         }
         self.0 |= for_each(e).is_some() || swapped(e).is_some() || end_element(e).is_some();
+        self.1 |= matches!(e, Expr::MethodCall(m) if m.method == "push");
         syn::visit::visit_expr(self, e);
     }
 }

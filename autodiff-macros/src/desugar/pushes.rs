@@ -31,20 +31,6 @@ use syn::{Expr, Pat};
 /// The method a push becomes, which only lowering reads: `out.__autodiff_push(index, value)`.
 pub const PUSH: &str = "__autodiff_push";
 
-/// Does `block` call a method named `push` anywhere?
-pub fn any(block: &syn::Block) -> bool {
-    struct Find(bool);
-    impl<'ast> Visit<'ast> for Find {
-        fn visit_expr_method_call(&mut self, m: &'ast syn::ExprMethodCall) {
-            self.0 |= m.method == "push";
-            syn::visit::visit_expr_method_call(self, m);
-        }
-    }
-    let mut find = Find(false);
-    find.visit_block(block);
-    find.0
-}
-
 /// Rewrites the pushes of `block`; `fresh` gives names no identifier of the function has.
 pub fn apply(block: &mut syn::Block, fresh: &mut impl FnMut(&str) -> Ident) {
     for name in declared(block) {
