@@ -136,8 +136,9 @@ pub fn apply(func: &ItemFn) -> Option<ItemFn> {
             };
             lift.visit_block_mut(&mut out.block);
             let stmts = &out.block.stmts;
+            let zero = crate::signature::literal(quote!(0.0));
             out.block = syn::parse_quote!({
-                let mut #value: #ty = 0.0;
+                let mut #value: #ty = #zero;
                 let mut #flag = false;
                 #(#stmts)*
             });
@@ -533,9 +534,9 @@ impl Rewriter {
                     }))
                 });
                 let (init, op) = match (method == "sum", integer) {
-                    (true, false) => (quote!(0.0), quote!(+=)),
+                    (true, false) => (crate::signature::literal(quote!(0.0)), quote!(+=)),
                     (true, true) => (quote!(0), quote!(+=)),
-                    (false, false) => (quote!(1.0), quote!(*=)),
+                    (false, false) => (crate::signature::literal(quote!(1.0)), quote!(*=)),
                     (false, true) => (quote!(1), quote!(*=)),
                 };
                 Some(syn::parse_quote!({
@@ -560,12 +561,13 @@ impl Rewriter {
                     return None;
                 }
                 let (len, out, k) = (self.fresh("len"), self.fresh("collected"), self.fresh("k"));
+                let zero = crate::signature::literal(quote!(0.0));
                 Some(syn::parse_quote!({
                     let mut #len = 0usize;
                     for _ in #walk {
                         #len += 1;
                     }
-                    let mut #out = vec![0.0; #len];
+                    let mut #out = vec![#zero; #len];
                     let mut #k = 0usize;
                     for #pat in #walk {
                         #out[#k] = #body;

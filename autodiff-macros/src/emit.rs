@@ -31,6 +31,9 @@ pub fn companions(
             format!("#[differentiate] cannot annotate a function named `{name}`: the companion type it writes beside the function (`{name}::pullback`, which calls from differentiated code use) would shadow the primitive type `{name}` in this module; rename the function"),
         ));
     }
+    // A function generic over its float (`fn f<F: Real>(x: F) -> F`) reads `F` as its float
+    // type for the whole expansion.
+    let _float = signature::GenericFloat::enter(&func.sig.generics);
     let sig = signature::analyse(func, &options)?;
     let vis = &func.vis;
     let float = &sig.float;
@@ -182,6 +185,7 @@ pub fn companions(
                 quote!(#name::pullback #t)
             }
         };
+        let one = signature::cast(quote!(1.0), float);
         out.append_stream(quote! {
             #(#cfgs)*
             #[doc = #doc_vg]
@@ -189,7 +193,7 @@ pub fn companions(
             #[allow(unused, clippy::all)]
             #vis fn #value_and_grad #generics (#(#params),*) -> (#float, #grad_ty) #where_clause {
                 let #value = #primal(#(#first),*);
-                let #pattern = #through(#(#args,)* 1.0 as #float);
+                let #pattern = #through(#(#args,)* #one);
                 (#value, #grads)
             }
 
@@ -231,7 +235,7 @@ pub fn companions(
         func,
         &sig,
         |p| p.wrt,
-        quote!(1.0 as #float),
+        signature::cast(quote!(1.0), float),
         true,
         namer,
     )?));
@@ -1331,7 +1335,7 @@ impl Forward<'_> {
                 function,
                 float,
                 rt,
-                quote!(1.0 as #float),
+                signature::cast(quote!(1.0), float),
                 inputs.len(),
                 true,
                 true,
@@ -1524,7 +1528,7 @@ pub fn closure_gradients(
             if f.vars[k].active {
                 rev.gradient(k)
             } else {
-                quote!(0.0 as #float)
+                signature::cast(quote!(0.0), float)
             }
         })
         .collect();

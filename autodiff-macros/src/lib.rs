@@ -771,6 +771,8 @@ mod never_panics {
     /// Functions over the whole supported surface (and some that are rejected), to mutate.
     const CORPUS: &[&str] = &[
         "fn f(x: f64) -> f64 { (x + 2.0).powi(2) + 3.0 }",
+        "fn gf<F: Real>(x: &[F], y: F) -> F { let mut s = F::zero(); for i in 0..x.len() { s += x[i].sin() * F::from_f64(0.5) + y.powf(x[i]).max(F::one()); } let v = vec![F::from_f64(2.0); x.len()]; s + v.iter().sum::<F>() + x.iter().map(|t| t.exp()).sum::<F>() * F::from_usize(x.len()) }",
+        "fn gw<F>(x: F, p: &[[F; 3]]) -> F where F: autodiff::Real { let mut e = x.to_degrees(); for q in p { e += F::hypot(q[0], q[1]).tanh() / q[2].cbrt(); } e }",
         "fn g(x: f64, n: usize, y: f64) -> f64 { let mut r = x * y; if x > 0.0 { r = r * x.exp(); } else if y > x { r += y.sin(); } else { return 1.0; } r * (n as f64) }",
         "fn h(x: &[f64]) -> f64 { let mut s = 0.0; for i in 0..x.len() - 1 { let a = x[i + 1] - x[i] * x[i]; s += 100.0 * a * a; } s }",
         "fn m(x: f64, k: usize, o: Option<u8>) -> f64 { let mut y = match k % 3 { 0 | 1 if x > 0.0 => x * 2.0, _ => x.sin() }; match o { Some(b) if b > 2 => y += b as f64, Some(_) => y += 1.0, None if k > 4 => return x, None => {} } match (k, x > y) { (0, true) => y, (j @ 1..=3, _) => y * j as f64, _ => y * y } }",

@@ -14,7 +14,7 @@ use crate::ir::{
 };
 use crate::names::Namer;
 use crate::rules::{self, Adjoint, Rule};
-use crate::signature::{float_type, Errors, Param, Signature};
+use crate::signature::{cast, float_type, is_float_name, Errors, Param, Signature};
 use crate::AppendStream;
 use proc_macro2::{Ident, Span, TokenStream};
 use quote::{quote, quote_spanned, ToTokens};
@@ -173,7 +173,9 @@ fn lower_once(
             vars: lw.vars,
             items: lw.items,
             body,
-            result: result.unwrap_or(Operand::Const(quote!(0.0))),
+            result: result.unwrap_or_else(|| {
+                Operand::Const(crate::signature::constant(&sig.float, quote!(0.0)))
+            }),
             recorded: HashMap::new(),
             arrays: Default::default(),
             vectors: Default::default(),
@@ -1603,6 +1605,11 @@ impl Lowerer<'_> {
         var
     }
 
+    /// The float is `f64` or `f32`, not a type parameter.
+    fn float_is_primitive(&self) -> bool {
+        self.float == "f64" || self.float == "f32"
+    }
+
     fn lower(&mut self, e: &Expr, hint: &str, out: &mut Block) -> syn::Result<Lowered> {
         let e = strip(e);
         if let Expr::Field(f) = e {
@@ -1614,8 +1621,10 @@ impl Lowerer<'_> {
             Expr::Lit(syn::ExprLit {
                 lit: syn::Lit::Float(f),
                 ..
-            }) if f.suffix().is_empty() => {
-                // Typed, so that the runtime's generic helpers know it is the function's float.
+            }) if f.suffix().is_empty() && self.float_is_primitive() => {
+                // Typed, so that the runtime's generic helpers know it is the function's float
+                // (in a function generic over its float a literal can only be an `f64`, an
+                // argument of `F::from_f64`: kept as written).
                 let typed =
                     syn::LitFloat::new(&format!("{}{}", f.base10_digits(), self.float), f.span());
                 return Ok(Lowered::Operand(Operand::Const(typed.to_token_stream())));
@@ -1631,7 +1640,7 @@ impl Lowerer<'_> {
                     ..
                 }) = strip(expr)
                 {
-                    if f.suffix().is_empty() {
+                    if f.suffix().is_empty() && self.float_is_primitive() {
                         let typed = syn::LitFloat::new(
                             &format!("{}{}", f.base10_digits(), self.float),
                             f.span(),
@@ -1755,7 +1764,15 @@ impl Lowerer<'_> {
                     let x = self.tokens(&x);
                     Ok(Lowered::Op(Op::Verbatim(quote!((#x as #f))), false))
                 }
-                Some(f) => Err(syn::Error::new_spanned(c, format!("casting a differentiated value to `{f}` in a `{}` function: mixed precision is not supported, keep every differentiated value in `{}`", self.float, self.float))),
+                Some(f) => {
+                    let x = self.operand(&c.expr, out)?;
+                    if self.is_active(&x) {
+                        return Err(syn::Error::new_spanned(c, format!("casting a differentiated value to `{f}` in a `{}` function: mixed precision is not supported, keep every differentiated value in `{}`", self.float, self.float)));
+                    }
+                    // A constant of another float type (`i as f64` given to `F::from_f64`).
+                    let x = self.tokens(&x);
+                    Ok(Lowered::Op(Op::Verbatim(quote!((#x as #f))), false))
+                }
                 None => Ok(Lowered::Op(Op::Verbatim(self.condition(e)?), false)),
             },
             Expr::MethodCall(m) => self.method(m, out),
@@ -1851,9 +1868,11 @@ impl Lowerer<'_> {
         }
         let (float, n) = (self.float.clone(), values.len());
         let zeros = if vec {
-            quote!(::std::vec![0.0 as #float; #n])
+            let zero = cast(quote!(0.0), &float);
+            quote!(::std::vec![#zero; #n])
         } else {
-            quote!([0.0 as #float; #n])
+            let zero = cast(quote!(0.0), &float);
+            quote!([#zero; #n])
         };
         let filled = self.filled_with(zeros, values, hint, out);
         if let (Some(width), Lowered::Operand(Operand::Var(v))) = (width, &filled) {
@@ -2020,7 +2039,7 @@ impl Lowerer<'_> {
         let recv = self.operand(&m.receiver, out)?;
         let arg = strip(&m.args[0]);
         let func = match arg {
-            Expr::Path(p) if p.path.segments.len() == 2 && (p.path.segments[0].ident == "f64" || p.path.segments[0].ident == "f32") => {
+            Expr::Path(p) if p.path.segments.len() == 2 && is_float_name(&p.path.segments[0].ident) => {
                 let name = p.path.segments[1].ident.to_string();
                 match rules::method(&name).filter(|r| r.floats == 1 && r.ints == 0 && r.kind == rules::Kind::Method) {
                     Some(rule) => MapFn::Rule(rule, p.to_token_stream()),
@@ -2195,7 +2214,7 @@ impl Lowerer<'_> {
         let segs: Vec<&syn::PathSegment> = fp.path.segments.iter().collect();
         let args: Vec<&Expr> = c.args.iter().collect();
         // `f64::sin(x)`: the method rule, in path form.
-        if segs.len() == 2 && (segs[0].ident == "f64" || segs[0].ident == "f32") {
+        if segs.len() == 2 && is_float_name(&segs[0].ident) {
             let name = segs[1].ident.to_string();
             if inactive_method(&name) {
                 return Ok(Lowered::Op(

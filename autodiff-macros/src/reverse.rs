@@ -943,7 +943,10 @@ impl<'a> Reverse<'a> {
         let (promotions, windows, _) = self.promotions(l, &inner, false);
         for w in &windows {
             for reg in w.regs.iter().flatten() {
-                out.append_stream(quote!(let mut #reg: #float = 0.0;));
+                out.append_stream({
+                    let zero = self.unsuffixed_zero();
+                    quote!(let mut #reg: #float = #zero;)
+                });
             }
             let (first, end) = (&w.first, &w.end);
             out.append_stream(quote!(let #first = #end;));
@@ -1174,8 +1177,8 @@ impl<'a> Reverse<'a> {
         for v in targets.iter().chain(&scratch).chain([&c.after]) {
             self.declared.remove(v);
         }
-        let one = syn::LitFloat::new(&format!("1.0{}", self.float), Span::call_site());
-        let run = self.fused_loop(l, c.after, one.to_token_stream(), false);
+        let one = crate::signature::suffixed(&self.float, "1.0");
+        let run = self.fused_loop(l, c.after, one, false);
         self.declared = outer;
         let slots: Vec<&Ident> = l.carried.iter().map(|c| &f.vars[c.entry].name).collect();
         // Numbered by the loop: two loops may add to the same adjoint.
@@ -1301,7 +1304,12 @@ impl<'a> Reverse<'a> {
 
     /// `0.0f64`: a zero of the function's float type.
     fn zero(&self) -> TokenStream {
-        syn::LitFloat::new(&format!("0.0{}", self.float), Span::call_site()).to_token_stream()
+        crate::signature::suffixed(&self.float, "0.0")
+    }
+
+    /// `0.0`: a zero whose type the code around it gives (`signature::constant`).
+    fn unsuffixed_zero(&self) -> TokenStream {
+        crate::signature::constant(&self.float, quote!(0.0))
     }
 
     /// A value whose shape alone is read (as the `like` of `init` or `zero_like`).
@@ -1608,7 +1616,10 @@ impl<'a> Reverse<'a> {
         let mut flush_after = TokenStream::new();
         for w in &windows {
             for reg in w.regs.iter().flatten() {
-                out.append_stream(quote!(let mut #reg: #float = 0.0;));
+                out.append_stream({
+                    let zero = self.unsuffixed_zero();
+                    quote!(let mut #reg: #float = #zero;)
+                });
             }
             let (first, start) = (&w.first, &w.start);
             out.append_stream(quote!(let #first = #start;));
@@ -2234,7 +2245,10 @@ impl<'a> Reverse<'a> {
                 let from = if k == 0 { None } else { w.regs[k - 1].as_ref() };
                 match from {
                     Some(prev) => out.append_stream(quote!(#reg = #prev;)),
-                    None => out.append_stream(quote!(#reg = 0.0;)),
+                    None => {
+                        let zero = self.unsuffixed_zero();
+                        out.append_stream(quote!(#reg = #zero;))
+                    }
                 }
             }
         }
@@ -2250,7 +2264,7 @@ impl<'a> Reverse<'a> {
         for (var, p) in promotions {
             if let Promotion::Invariant { reg, slot } = p {
                 if self.promoted_used.contains(var) {
-                    out.append_stream(quote!(let mut #reg: #float = 0.0; let mut #slot = ::core::option::Option::None;));
+                    out.append_stream({ let zero = self.unsuffixed_zero(); quote!(let mut #reg: #float = #zero; let mut #slot = ::core::option::Option::None;) });
                 }
             }
         }
@@ -2307,7 +2321,10 @@ impl<'a> Reverse<'a> {
             if let Some(reg) = &w.regs[k] {
                 match w.regs.get(k + 1).and_then(|r| r.as_ref()) {
                     Some(next) => out.append_stream(quote!(#reg = #next;)),
-                    None => out.append_stream(quote!(#reg = 0.0;)),
+                    None => {
+                        let zero = self.unsuffixed_zero();
+                        out.append_stream(quote!(#reg = #zero;))
+                    }
                 }
             }
         }
@@ -2674,10 +2691,7 @@ impl<'a> Reverse<'a> {
                         let base = Operand::Var(p.base);
                         if self.active(&base) {
                             let lower = self.operand(&args[p.lower]);
-                            let n = syn::LitFloat::new(
-                                &format!("{}.0{}", p.n, self.float),
-                                Span::call_site(),
-                            );
+                            let n = crate::signature::suffixed(&self.float, &format!("{}.0", p.n));
                             out.append_stream(
                                 self.contribute_scalar(&base, quote!(#n * #dy * #lower)),
                             );

@@ -22,6 +22,7 @@
 //! - NaN in gives NaN out: every rule propagates NaN operands into the adjoint, except where
 //!   the primal itself ignores a NaN operand (`max`, `min`).
 
+use crate::signature::{cast, constant};
 use proc_macro2::{Ident, TokenStream};
 use quote::{quote, ToTokens};
 
@@ -95,8 +96,13 @@ pub struct Args {
     pub dy: TokenStream,
     /// The integer argument (`powi`'s exponent), as the forward sweep computed it.
     pub n: TokenStream,
-    /// The float type, `f64` or `f32`.
+    /// The float type, `f64` or `f32` (or a function's generic float, `F`).
     pub f: Ident,
+    /// The constants `0.0`, `0.5` and `1.0` in that type (`signature::constant`: literals,
+    /// or conversions for a generic float).
+    pub zero: TokenStream,
+    pub half: TokenStream,
+    pub one: TokenStream,
 }
 
 impl Args {
@@ -113,6 +119,9 @@ impl Args {
             y: id("y"),
             dy: id("dy"),
             n,
+            zero: constant(&f, quote!(0.0)),
+            half: constant(&f, quote!(0.5)),
+            one: constant(&f, quote!(1.0)),
             f,
         }
     }
@@ -128,6 +137,9 @@ impl Args {
             y: TokenStream::new(),
             dy: TokenStream::new(),
             n,
+            zero: constant(&f, quote!(0.0)),
+            half: constant(&f, quote!(0.5)),
+            one: constant(&f, quote!(1.0)),
             f,
         }
     }
@@ -160,6 +172,15 @@ impl Args {
             (_, 1) => "b",
             _ => "c",
         }
+    }
+}
+
+/// `::core::f64::consts::PI` (by name) in the float type `f`.
+fn consts(f: &Ident, name: &str) -> TokenStream {
+    let name = Ident::new(name, proc_macro2::Span::call_site());
+    match f == "f64" || f == "f32" {
+        true => quote!(::core::#f::consts::#name),
+        false => constant(f, quote!(::core::f64::consts::#name)),
     }
 }
 
@@ -261,7 +282,7 @@ pub static RULES: &[Rule] = &[
         1,
         1,
         [
-            t!([x, dy, n, f] => quote!(if #n == 0 { 0.0 } else { #dy * (#n as #f) * #x.powi(#n - 1) }))
+            t!([x, dy, n, f, zero] => { let n_f = cast(quote!(#n), f); quote!(if #n == 0 { #zero } else { #dy * (#n_f) * #x.powi(#n - 1) }) })
         ]
     ),
     elementwise!(
@@ -269,23 +290,23 @@ pub static RULES: &[Rule] = &[
         2,
         0,
         [
-            t!([a, b, dy] => quote!(if #b == 0.0 { 0.0 } else { #dy * #b * #a.powf(#b - 1.0) })),
-            t!([a, y, dy] => quote!(if #a == 0.0 { 0.0 } else { #dy * #y * #a.ln() })),
+            t!([a, b, dy, one, zero] => quote!(if #b == #zero { #zero } else { #dy * #b * #a.powf(#b - #one) })),
+            t!([a, y, dy, zero] => quote!(if #a == #zero { #zero } else { #dy * #y * #a.ln() })),
         ]
     ),
-    elementwise!("sqrt", 1, 0, [t!([y, dy] => quote!(#dy * 0.5 / #y))]),
-    elementwise!("cbrt", 1, 0, [t!([y, dy] => quote!(#dy / (3.0 * #y * #y)))]),
+    elementwise!("sqrt", 1, 0, [t!([y, dy, half] => quote!(#dy * #half / #y))]),
+    elementwise!("cbrt", 1, 0, [t!([y, dy, f] => { let three = constant(f, quote!(3.0)); quote!(#dy / (#three * #y * #y)) })]),
     elementwise!("recip", 1, 0, [t!([y, dy] => quote!(-#dy * #y * #y))]),
     // Unit conversions: linear.
-    elementwise!("to_degrees", 1, 0, [t!([dy, f] => quote!(#dy * (180.0 / ::core::#f::consts::PI)))]),
-    elementwise!("to_radians", 1, 0, [t!([dy, f] => quote!(#dy * (::core::#f::consts::PI / 180.0)))]),
+    elementwise!("to_degrees", 1, 0, [t!([dy, f] => { let (d, pi) = (constant(f, quote!(180.0)), consts(f, "PI")); quote!(#dy * (#d / #pi)) })]),
+    elementwise!("to_radians", 1, 0, [t!([dy, f] => { let (d, pi) = (constant(f, quote!(180.0)), consts(f, "PI")); quote!(#dy * (#pi / #d)) })]),
     elementwise!(
         "hypot",
         2,
         0,
         [
-            t!([a, y, dy] => quote!(if #y == 0.0 { 0.0 } else { #dy * #a / #y })),
-            t!([b, y, dy] => quote!(if #y == 0.0 { 0.0 } else { #dy * #b / #y })),
+            t!([a, y, dy, zero] => quote!(if #y == #zero { #zero } else { #dy * #a / #y })),
+            t!([b, y, dy, zero] => quote!(if #y == #zero { #zero } else { #dy * #b / #y })),
         ]
     ),
     // Exponentials and logarithms.
@@ -294,11 +315,11 @@ pub static RULES: &[Rule] = &[
         "exp2",
         1,
         0,
-        [t!([y, dy, f] => quote!(#dy * #y * ::core::#f::consts::LN_2))]
+        [t!([y, dy, f] => { let ln2 = consts(f, "LN_2"); quote!(#dy * #y * #ln2) })]
     ),
-    elementwise!("exp_m1", 1, 0, [t!([y, dy] => quote!(#dy * (#y + 1.0)))]),
+    elementwise!("exp_m1", 1, 0, [t!([y, dy, one] => quote!(#dy * (#y + #one)))]),
     elementwise!("ln", 1, 0, [t!([x, dy] => quote!(#dy / #x))]),
-    elementwise!("ln_1p", 1, 0, [t!([x, dy] => quote!(#dy / (1.0 + #x)))]),
+    elementwise!("ln_1p", 1, 0, [t!([x, dy, one] => quote!(#dy / (#one + #x)))]),
     elementwise!(
         "log",
         2,
@@ -312,31 +333,31 @@ pub static RULES: &[Rule] = &[
         "log2",
         1,
         0,
-        [t!([x, dy, f] => quote!(#dy / (#x * ::core::#f::consts::LN_2)))]
+        [t!([x, dy, f] => { let ln2 = consts(f, "LN_2"); quote!(#dy / (#x * #ln2)) })]
     ),
     elementwise!(
         "log10",
         1,
         0,
-        [t!([x, dy, f] => quote!(#dy / (#x * ::core::#f::consts::LN_10)))]
+        [t!([x, dy, f] => { let ln10 = consts(f, "LN_10"); quote!(#dy / (#x * #ln10)) })]
     ),
     // Trigonometry.
     elementwise!("sin", 1, 0, [t!([x, dy] => quote!(#dy * #x.cos()))]),
     elementwise!("cos", 1, 0, [t!([x, dy] => quote!(-#dy * #x.sin()))]),
-    elementwise!("tan", 1, 0, [t!([y, dy] => quote!(#dy * (1.0 + #y * #y)))]),
+    elementwise!("tan", 1, 0, [t!([y, dy, one] => quote!(#dy * (#one + #y * #y)))]),
     elementwise!(
         "asin",
         1,
         0,
-        [t!([x, dy] => quote!(#dy / (1.0 - #x * #x).sqrt()))]
+        [t!([x, dy, one] => quote!(#dy / (#one - #x * #x).sqrt()))]
     ),
     elementwise!(
         "acos",
         1,
         0,
-        [t!([x, dy] => quote!(-#dy / (1.0 - #x * #x).sqrt()))]
+        [t!([x, dy, one] => quote!(-#dy / (#one - #x * #x).sqrt()))]
     ),
-    elementwise!("atan", 1, 0, [t!([x, dy] => quote!(#dy / (1.0 + #x * #x)))]),
+    elementwise!("atan", 1, 0, [t!([x, dy, one] => quote!(#dy / (#one + #x * #x)))]),
     elementwise!(
         "atan2",
         2,
@@ -355,40 +376,40 @@ pub static RULES: &[Rule] = &[
         "tanh",
         1,
         0,
-        [t!([x, y, dy] => quote!(if #y.abs() > 0.9 { let c = #x.cosh(); #dy / (c * c) } else { #dy * (1.0 - #y * #y) }))]
+        [t!([x, y, dy, one, f] => { let near_one = constant(f, quote!(0.9)); quote!(if #y.abs() > #near_one { let c = #x.cosh(); #dy / (c * c) } else { #dy * (#one - #y * #y) }) })]
     ),
     elementwise!(
         "asinh",
         1,
         0,
-        [t!([x, dy] => quote!(#dy / (#x * #x + 1.0).sqrt()))]
+        [t!([x, dy, one] => quote!(#dy / (#x * #x + #one).sqrt()))]
     ),
     elementwise!(
         "acosh",
         1,
         0,
-        [t!([x, dy] => quote!(#dy / (#x * #x - 1.0).sqrt()))]
+        [t!([x, dy, one] => quote!(#dy / (#x * #x - #one).sqrt()))]
     ),
     elementwise!(
         "atanh",
         1,
         0,
-        [t!([x, dy] => quote!(#dy / (1.0 - #x * #x)))]
+        [t!([x, dy, one] => quote!(#dy / (#one - #x * #x)))]
     ),
     // Piecewise functions.
     elementwise!(
         "abs",
         1,
         0,
-        [t!([x, dy] => quote!(if #x == 0.0 { 0.0 } else { #dy * #x.signum() }))]
+        [t!([x, dy, zero] => quote!(if #x == #zero { #zero } else { #dy * #x.signum() }))]
     ),
     elementwise!(
         "max",
         2,
         0,
         [
-            t!([a, b, dy] => quote!(if #a > #b { #dy } else if #a == #b { 0.5 * #dy } else if #b.is_nan() { #dy } else { 0.0 })),
-            t!([a, b, dy] => quote!(if #b > #a { #dy } else if #a == #b { 0.5 * #dy } else if #a.is_nan() { #dy } else { 0.0 })),
+            t!([a, b, dy, half, zero] => quote!(if #a > #b { #dy } else if #a == #b { #half * #dy } else if #b.is_nan() { #dy } else { #zero })),
+            t!([a, b, dy, half, zero] => quote!(if #b > #a { #dy } else if #a == #b { #half * #dy } else if #a.is_nan() { #dy } else { #zero })),
         ]
     ),
     elementwise!(
@@ -396,8 +417,8 @@ pub static RULES: &[Rule] = &[
         2,
         0,
         [
-            t!([a, b, dy] => quote!(if #a < #b { #dy } else if #a == #b { 0.5 * #dy } else if #b.is_nan() { #dy } else { 0.0 })),
-            t!([a, b, dy] => quote!(if #b < #a { #dy } else if #a == #b { 0.5 * #dy } else if #a.is_nan() { #dy } else { 0.0 })),
+            t!([a, b, dy, half, zero] => quote!(if #a < #b { #dy } else if #a == #b { #half * #dy } else if #b.is_nan() { #dy } else { #zero })),
+            t!([a, b, dy, half, zero] => quote!(if #b < #a { #dy } else if #a == #b { #half * #dy } else if #a.is_nan() { #dy } else { #zero })),
         ]
     ),
     elementwise!(
@@ -405,9 +426,9 @@ pub static RULES: &[Rule] = &[
         3,
         0,
         [
-            t!([a, b, c, dy] => quote!(if #a > #b && #a < #c { #dy } else if #a.is_nan() { #dy * #a } else { 0.0 })),
-            t!([a, b, dy] => quote!(if #a < #b { #dy } else { 0.0 })),
-            t!([a, c, dy] => quote!(if #a > #c { #dy } else { 0.0 })),
+            t!([a, b, c, dy, zero] => quote!(if #a > #b && #a < #c { #dy } else if #a.is_nan() { #dy * #a } else { #zero })),
+            t!([a, b, dy, zero] => quote!(if #a < #b { #dy } else { #zero })),
+            t!([a, c, dy, zero] => quote!(if #a > #c { #dy } else { #zero })),
         ]
     ),
     elementwise!(

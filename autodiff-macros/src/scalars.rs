@@ -561,6 +561,8 @@ impl Facts {
             // A unary minus leaves an empty term before it.
             [] => k < last,
             [TokenTree::Literal(l)] => syn::parse_str::<syn::LitFloat>(&l.to_string()).is_ok(),
+            // A constant of a generic float: `F::from_f64(0.5)`, `F::one()`.
+            term if float_constructor(term) => true,
             [TokenTree::Ident(i)] => self
                 .by_name
                 .get(&i.to_string())
@@ -694,6 +696,30 @@ fn is_literal(tokens: &TokenStream) -> bool {
     }
 }
 
+/// A constant of a generic float `F` (the float type of the function being expanded):
+/// `F::from_f64(..)`, `F::from_usize(..)`, `F::zero()`, `F::one()`, `F::pi()`,
+/// `F::epsilon()`, or the conversion the macro writes, `<F as ::autodiff::__rt::Real>::from_f64(..)`.
+fn float_constructor(trees: &[TokenTree]) -> bool {
+    const CONSTRUCTORS: &[&str] = &["from_f64", "from_usize", "zero", "one", "pi", "epsilon"];
+    let call = |name: &TokenTree, args: &TokenTree| {
+        matches!(name, TokenTree::Ident(m) if CONSTRUCTORS.iter().any(|c| m == c))
+            && matches!(args, TokenTree::Group(g) if g.delimiter() == proc_macro2::Delimiter::Parenthesis)
+    };
+    let generic = |t: &TokenTree| matches!(t, TokenTree::Ident(f) if f != "f64" && f != "f32" && crate::signature::is_float_name(f));
+    match trees {
+        [ty, TokenTree::Punct(_), TokenTree::Punct(_), name, args] => {
+            generic(ty) && call(name, args)
+        }
+        [TokenTree::Punct(lt), ty, TokenTree::Ident(as_), rest @ ..]
+            if lt.as_char() == '<' && as_ == "as" && generic(ty) =>
+        {
+            matches!(rest, [.., TokenTree::Punct(gt), TokenTree::Punct(_), TokenTree::Punct(_), name, args]
+                if gt.as_char() == '>' && call(name, args))
+        }
+        _ => false,
+    }
+}
+
 /// `::std::vec![0.0; n]` or `vec![1.5, 2.0]`: a vector of float literals.
 fn is_float_vec(tokens: &TokenStream) -> bool {
     let trees: Vec<TokenTree> = tokens.clone().into_iter().collect();
@@ -705,7 +731,14 @@ fn is_float_vec(tokens: &TokenStream) -> bool {
         .iter()
         .any(|t| matches!(t, TokenTree::Ident(i) if i == "vec"))
         || (trees.len() == 1 && g.delimiter() == proc_macro2::Delimiter::Bracket);
-    let first = g.stream().into_iter().next();
+    let inside: Vec<TokenTree> = g.stream().into_iter().collect();
+    let first = inside
+        .split(|t| matches!(t, TokenTree::Punct(p) if p.as_char() == ';' || p.as_char() == ','))
+        .next()
+        .unwrap_or_default();
     is_vec
-        && matches!(first, Some(TokenTree::Literal(l)) if syn::parse_str::<syn::LitFloat>(&l.to_string()).is_ok())
+        && match first {
+            [TokenTree::Literal(l)] => syn::parse_str::<syn::LitFloat>(&l.to_string()).is_ok(),
+            term => float_constructor(term),
+        }
 }

@@ -88,12 +88,106 @@ impl Signature {
     }
 }
 
-/// `f64` or `f32`, if `ty` is written as one of them.
+thread_local! {
+    /// The type parameter the function being expanded is generic over as its float type
+    /// (`F` of `fn f<F: Real>(x: F) -> F`), if any: [`float_type`] reads it as a float
+    /// beside `f64` and `f32`, so every analysis of types serves generic functions unchanged.
+    static GENERIC_FLOAT: std::cell::RefCell<Option<Ident>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Names the generic float type of one function's expansion, from its generics (a type
+/// parameter bounded by `Real`, `autodiff::Real`, .., in its list or its `where` clause), until
+/// dropped.
+pub struct GenericFloat(Option<Ident>);
+
+impl GenericFloat {
+    pub fn enter(generics: &syn::Generics) -> GenericFloat {
+        let is_real =
+            |bounds: &syn::punctuated::Punctuated<syn::TypeParamBound, syn::Token![+]>| {
+                bounds.iter().any(|b| {
+                    matches!(b, syn::TypeParamBound::Trait(t)
+                    if t.path.segments.last().is_some_and(|s| s.ident == "Real"))
+                })
+            };
+        let mut found = generics
+            .type_params()
+            .find(|t| is_real(&t.bounds))
+            .map(|t| t.ident.clone());
+        if let (None, Some(w)) = (&found, &generics.where_clause) {
+            found = w.predicates.iter().find_map(|p| match p {
+                syn::WherePredicate::Type(t) if is_real(&t.bounds) => match &t.bounded_ty {
+                    Type::Path(p) if p.qself.is_none() => p
+                        .path
+                        .get_ident()
+                        .filter(|i| generics.type_params().any(|t| t.ident == **i))
+                        .cloned(),
+                    _ => None,
+                },
+                _ => None,
+            });
+        }
+        GenericFloat(GENERIC_FLOAT.with(|g| std::mem::replace(&mut *g.borrow_mut(), found)))
+    }
+}
+
+impl Drop for GenericFloat {
+    fn drop(&mut self) {
+        let previous = self.0.take();
+        GENERIC_FLOAT.with(|g| *g.borrow_mut() = previous);
+    }
+}
+
+/// Whether `id` names a float type: `f64`, `f32`, or the function's generic float.
+pub fn is_float_name(id: &Ident) -> bool {
+    id == "f64" || id == "f32" || GENERIC_FLOAT.with(|g| g.borrow().as_ref() == Some(id))
+}
+
+/// A float constant of the generated code in the float type `f`: the literal itself for `f64`
+/// and `f32` (its type inferred), `<F as Real>::from_f64(0.5)` for a generic float `F` (a
+/// literal has no type parameter's type; the conversion folds away once instantiated).
+pub fn constant(f: &Ident, literal: TokenStream) -> TokenStream {
+    match f == "f64" || f == "f32" {
+        true => literal,
+        false => quote!(<#f as ::autodiff::__rt::Real>::from_f64(#literal)),
+    }
+}
+
+/// A float literal of code the macro writes before it knows the function's types (`desugar`):
+/// the literal, or its conversion in a function generic over its float.
+pub fn literal(literal: TokenStream) -> TokenStream {
+    match GENERIC_FLOAT.with(|g| g.borrow().clone()) {
+        None => literal,
+        Some(f) => constant(&f, literal),
+    }
+}
+
+/// A float constant with its type written, `1.0f64` (`literal` a decimal with a point), or the
+/// conversion for a generic float.
+pub fn suffixed(f: &Ident, literal: &str) -> TokenStream {
+    match f == "f64" || f == "f32" {
+        true => syn::LitFloat::new(&format!("{literal}{f}"), Span::call_site()).to_token_stream(),
+        false => {
+            let v = syn::LitFloat::new(literal, Span::call_site());
+            constant(f, quote!(#v))
+        }
+    }
+}
+
+/// `value as f` for an integer or `f64` value: the cast for `f64` and `f32`, the conversion
+/// for a generic float.
+pub fn cast(value: TokenStream, f: &Ident) -> TokenStream {
+    match f == "f64" || f == "f32" {
+        true => quote!(#value as #f),
+        false => quote!(<#f as ::autodiff::__rt::Real>::from_f64(#value as f64)),
+    }
+}
+
+/// `f64` or `f32`, if `ty` is written as one of them (or as the function's generic float).
 pub fn float_type(ty: &Type) -> Option<Ident> {
     match ty {
         Type::Path(p) if p.qself.is_none() => {
             let id = p.path.get_ident()?;
-            (id == "f64" || id == "f32").then(|| id.clone())
+            is_float_name(id).then(|| id.clone())
         }
         Type::Paren(p) => float_type(&p.elem),
         Type::Group(g) => float_type(&g.elem),
@@ -154,7 +248,7 @@ pub fn analyse(func: &ItemFn, options: &Options) -> syn::Result<Signature> {
                     Some(f)
                 }
                 None if is_type_param(ty) => {
-                    errors.push(ty.span(), &format!("#[differentiate] does not support functions generic over their float type: `{}` is a type parameter; write the function for `f64` or `f32` (type parameters may stand for anything else: a potential, a model, ..; const parameters for sizes)", ty.to_token_stream()));
+                    errors.push(ty.span(), &format!("`{}` is a type parameter without the bound `Real`: a #[differentiate] function generic over its float type bounds it by `autodiff::Real` (`fn f<F: Real>(x: F) -> F`), whose methods are the float math (`x.exp()`) and whose constants are written `F::from_f64(0.5)`; or write the function for `f64` or `f32`", ty.to_token_stream()));
                     None
                 }
                 None => {

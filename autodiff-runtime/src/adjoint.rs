@@ -450,7 +450,7 @@ impl<F: Real> Scale<F> for Vec<F> {
     fn scale(mut self, by: F) -> Vec<F> {
         if by != F::one() {
             for v in &mut self {
-                *v = *v * by;
+                *v *= by;
             }
         }
         self
@@ -1522,7 +1522,7 @@ impl<F: Real, const N: usize> Scale<F> for [F; N] {
     fn scale(mut self, by: F) -> [F; N] {
         if by != F::one() {
             for v in &mut self {
-                *v = *v * by;
+                *v *= by;
             }
         }
         self
@@ -1671,7 +1671,7 @@ impl<F: Real> Scale<F> for Vec<Vec<F>> {
         if by != F::one() {
             for row in &mut self {
                 for v in row {
-                    *v = *v * by;
+                    *v *= by;
                 }
             }
         }
@@ -1822,7 +1822,7 @@ impl<F: Real, const N: usize> Scale<F> for Vec<[F; N]> {
         if by != F::one() {
             for p in &mut self {
                 for v in p {
-                    *v = *v * by;
+                    *v *= by;
                 }
             }
         }

@@ -272,7 +272,8 @@ impl Lowerer<'_> {
             values.push(self.row_element_read(buf, width, i, k, out)?);
         }
         let float = self.float.clone();
-        Ok(self.filled_with(quote!([0.0 as #float; #n]), values, hint, out))
+        let zero = crate::signature::cast(quote!(0.0), &float);
+        Ok(self.filled_with(quote!([#zero; #n]), values, hint, out))
     }
 
     /// Element `k` of row `i` of the buffer of points `buf`, read.
