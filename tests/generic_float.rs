@@ -2,7 +2,7 @@
 //! gradient instantiated for `f64` and for `f32`. Each against the analytic gradient and
 //! central finite differences (in `f64`), and the `f32` instance against the `f64` one.
 #![allow(clippy::needless_range_loop)]
-use autodiff::{differentiate, ndarray, Real};
+use autodiff::{differentiate, ndarray, Differentiable, Real};
 use ndarray::Array1;
 
 mod common;
@@ -111,6 +111,24 @@ fn softplus_sum<F: Real>(x: &Array1<F>, w: &Array1<F>) -> F {
     z.mapv(|v| (F::one() + v.exp()).ln()).sum() + x.dot(w) * F::from_f64(0.5)
 }
 
+/// A struct generic over its float, differentiated with respect to its fields.
+#[derive(Differentiable, Clone, Debug)]
+pub struct Line<F: Real> {
+    pub w: F,
+    pub b: F,
+    pub offsets: Vec<F>,
+}
+
+#[differentiate(wrt(m))]
+fn squared_error<F: Real>(m: &Line<F>, x: &[F]) -> F {
+    let mut s = F::zero();
+    for i in 0..x.len() {
+        let r = m.w * x[i] + m.b + m.offsets[i];
+        s += r * r;
+    }
+    s
+}
+
 fn widen(v: &[f32]) -> Vec<f64> {
     v.iter().map(|&x| x as f64).collect()
 }
@@ -199,4 +217,31 @@ fn arrays_match_the_analytic_gradient() {
     for i in 0..3 {
         assert!((gx32[i] as f64 - gx[i]).abs() < 1e-5);
     }
+}
+
+#[test]
+fn structs_generic_over_their_float_match_the_analytic_gradient() {
+    let x = [1.0, 2.0, -0.5];
+    let m = Line {
+        w: 0.5,
+        b: 0.1,
+        offsets: vec![0.2, 0.3, -0.4],
+    };
+    let g = squared_error_grad(&m, &x);
+    let r: Vec<f64> = (0..3).map(|i| m.w * x[i] + m.b + m.offsets[i]).collect();
+    let dw: f64 = (0..3).map(|i| 2.0 * r[i] * x[i]).sum();
+    let db: f64 = r.iter().map(|ri| 2.0 * ri).sum();
+    assert_close(&[g.w, g.b], &[dw, db], 1e-12);
+    assert_close(
+        &g.offsets,
+        &r.iter().map(|ri| 2.0 * ri).collect::<Vec<_>>(),
+        1e-12,
+    );
+    let m32 = Line {
+        w: 0.5f32,
+        b: 0.1,
+        offsets: vec![0.2, 0.3, -0.4],
+    };
+    let g32 = squared_error_grad(&m32, &[1.0, 2.0, -0.5]);
+    assert_close(&widen(&[g32.w, g32.b]), &[dw, db], 1e-5);
 }

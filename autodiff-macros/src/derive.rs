@@ -1,7 +1,8 @@
 //! `#[derive(Differentiable)]`: a struct whose value can be differentiated, and whose gradient
 //! is a value of the same struct (JAX's pytrees, for one level of fields).
 //!
-//! Each field is classified by its written type: `f64` / `f32`, ndarray arrays, `Vec`s and
+//! Each field is classified by its written type: `f64` / `f32` (or the struct's type parameter
+//! bounded by `Real`, `struct Line<F: Real> { w: F }`), ndarray arrays, `Vec`s and
 //! fixed-size arrays of them (`[f64; 3]`, `Vec<[f64; 3]>`) are differentiated (their gradient
 //! is that field of the gradient, zero where nothing reads it); integers, `bool`, `char`,
 //! `String`, `Option`s, other `Vec`s and arrays, and fields marked
@@ -30,6 +31,9 @@ pub fn expand(input: TokenStream) -> syn::Result<TokenStream> {
             "`#[derive(Differentiable)]` supports const and type parameters but not lifetime parameters: a differentiable struct owns its fields (its gradient is a value of the same struct)",
         ));
     }
+    // A struct generic over its float (`struct Line<F: Real> { w: F }`): `F` is read as the
+    // float of its fields, as in a function generic over its float.
+    let _float = crate::signature::GenericFloat::enter(&input.generics);
     let (impl_generics, ty_generics, _) = input.generics.split_for_impl();
     let type_params: Vec<String> = input
         .generics
@@ -200,7 +204,7 @@ fn element(ty: &Type) -> Option<TokenStream> {
     }
     let Type::Path(p) = ty else { return None };
     let last = p.path.segments.last()?;
-    if last.ident == "f64" || last.ident == "f32" {
+    if crate::signature::is_float_name(&last.ident) {
         return Some(last.ident.to_token_stream());
     }
     let syn::PathArguments::AngleBracketed(args) = &last.arguments else {

@@ -100,9 +100,9 @@ pub trait Real:
     + crate::adjoint::HasShape
     + crate::adjoint::Scale<Self>
     + crate::adjoint::Likeness<Like = Self>
-    + crate::adjoint::Pullback1<Self, Self, Self>
-    + crate::adjoint::Pullback2<Self, Self, Self, Self>
-    + crate::adjoint::Pullback3<Self, Self, Self, Self, Self>
+    + crate::adjoint::Pullback1<Self, Self, Self, Out = Self>
+    + crate::adjoint::Pullback2<Self, Self, Self, Self, Out = Self>
+    + crate::adjoint::Pullback3<Self, Self, Self, Self, Self, Out = Self>
     + crate::adjoint::Rewrite1<Self, Self, Self>
     + crate::adjoint::Rewrite2<Self, Self, Self, Self>
     + crate::adjoint::Rewrite3<Self, Self, Self, Self, Self>
