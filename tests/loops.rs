@@ -5,7 +5,8 @@
     clippy::assign_op_pattern,
     clippy::ptr_arg,
     clippy::needless_range_loop,
-    clippy::explicit_counter_loop
+    clippy::explicit_counter_loop,
+    clippy::manual_memcpy
 )]
 use autodiff::differentiate;
 
@@ -2125,4 +2126,185 @@ fn vecs_built_by_push_match_finite_differences_and_analytic_jacobians() {
             assert_eq!(*v, want, "({r}, {c})");
         }
     }
+}
+
+// ----- buffers replaced whole (`u = next;`) in loops and arms -----
+
+/// A stencil whose new state replaces the old each step (`u = next;`), the old one a buffer
+/// filled by index: the new state's elements are copied into it.
+#[differentiate]
+fn smoothed_by_replacement(x: &[f64], steps: usize) -> f64 {
+    let n = x.len();
+    let mut u = vec![0.0; n];
+    for i in 0..n {
+        u[i] = x[i];
+    }
+    for _ in 0..steps {
+        let mut next = vec![0.0; n];
+        for i in 0..n {
+            let l = u[(i + n - 1) % n];
+            let r = u[(i + 1) % n];
+            next[i] = 0.5 * u[i] + 0.25 * (l + r);
+        }
+        u = next;
+    }
+    if n == 0 {
+        return 0.0;
+    }
+    let mean = u.iter().sum::<f64>() / n as f64;
+    u.iter().map(|v| (*v - mean).powi(2)).sum::<f64>() + x.iter().map(|v| v.sin()).sum::<f64>()
+}
+
+/// The same stencil by hand: linear, so its gradient is the transpose of the steps applied to
+/// the output's gradient.
+fn smoothed_by_hand(x: &[f64], steps: usize) -> Vec<f64> {
+    let n = x.len();
+    let mut u = x.to_vec();
+    for _ in 0..steps {
+        u = (0..n)
+            .map(|i| 0.5 * u[i] + 0.25 * (u[(i + n - 1) % n] + u[(i + 1) % n]))
+            .collect();
+    }
+    let mean = u.iter().sum::<f64>() / n as f64;
+    let mut g: Vec<f64> = u.iter().map(|v| 2.0 * (v - mean)).collect();
+    for _ in 0..steps {
+        // The step's matrix is symmetric.
+        g = (0..n)
+            .map(|i| 0.5 * g[i] + 0.25 * (g[(i + n - 1) % n] + g[(i + 1) % n]))
+            .collect();
+    }
+    g.iter().zip(x).map(|(gi, xi)| gi + xi.cos()).collect()
+}
+
+#[differentiate]
+fn replaced_by_a_shorter_state(x: &[f64]) -> f64 {
+    let mut u = vec![0.0; x.len()];
+    for i in 0..x.len() {
+        u[i] = x[i];
+    }
+    for _ in 0..2 {
+        let next = vec![0.0; u.len() - 1];
+        u = next;
+    }
+    u[0]
+}
+
+#[differentiate]
+fn replaced_in_an_arm(x: &[f64], flag: bool) -> f64 {
+    let n = x.len();
+    let mut u = vec![0.0; n];
+    for i in 0..n {
+        u[i] = x[i] * 2.0;
+    }
+    let mut next = vec![0.0; n];
+    for i in 0..n {
+        next[i] = u[i] * u[i];
+    }
+    if flag {
+        u = next;
+    }
+    u[0] += x[1];
+    u.iter().map(|v| v.sin()).sum()
+}
+
+#[differentiate]
+fn replaced_every_other_step(x: &[f64], steps: usize) -> f64 {
+    let n = x.len();
+    let mut u = vec![0.0; n];
+    for i in 0..n {
+        u[i] = x[i];
+    }
+    for s in 0..steps {
+        let mut next = vec![0.0; n];
+        for i in 0..n {
+            next[i] = u[i] * u[(i + 1) % n] + 0.1;
+        }
+        if s % 2 == 0 {
+            u = next;
+        } else {
+            u[0] += next[1];
+        }
+    }
+    u.iter().map(|v| v.sin()).sum()
+}
+
+#[differentiate]
+fn reset_each_step(x: &[f64], steps: usize) -> f64 {
+    let n = x.len();
+    let mut acc = vec![0.0; n];
+    let mut s = 0.0;
+    for k in 0..steps {
+        for i in 0..n {
+            acc[i] += x[i] * (k as f64 + 1.0) * x[(i + k) % n];
+        }
+        s += acc[k % n] * acc[0];
+        acc = vec![0.0; n];
+        acc[1] = s;
+    }
+    s + acc[1]
+}
+
+#[differentiate]
+fn points_replaced(x: &[[f64; 2]], steps: usize) -> f64 {
+    let n = x.len();
+    let mut p = x.to_vec();
+    for _ in 0..steps {
+        let mut q = vec![[0.0; 2]; n];
+        for i in 0..n {
+            q[i][0] = p[i][0] + 0.1 * p[i][1];
+            q[i][1] = p[i][1] - 0.1 * p[i][0].sin();
+        }
+        p = q;
+    }
+    let mut e = 0.0;
+    for i in 0..n {
+        e += p[i][0] * p[i][0] + p[i][1];
+    }
+    e
+}
+
+#[test]
+fn buffers_replaced_whole_in_loops_and_arms_match_finite_differences() {
+    let x: Vec<f64> = (0..6).map(|i| (i as f64 * 0.7).cos()).collect();
+    for flag in [false, true] {
+        let g = replaced_in_an_arm_grad(&x, flag);
+        assert_close(&g, &fd(&|v| replaced_in_an_arm(v, flag), &x), 1e-6);
+    }
+    for steps in [0, 1, 2, 5] {
+        let g = replaced_every_other_step_grad(&x, steps);
+        assert_close(&g, &fd(&|v| replaced_every_other_step(v, steps), &x), 1e-6);
+        let g = reset_each_step_grad(&x, steps);
+        assert_close(&g, &fd(&|v| reset_each_step(v, steps), &x), 1e-6);
+        let p: Vec<[f64; 2]> = x.chunks(2).map(|c| [c[0], c[1]]).collect();
+        let g: Vec<f64> = points_replaced_grad(&p, steps)
+            .iter()
+            .flatten()
+            .copied()
+            .collect();
+        let f = |v: &[f64]| {
+            points_replaced(
+                &v.chunks(2).map(|c| [c[0], c[1]]).collect::<Vec<_>>(),
+                steps,
+            )
+        };
+        assert_close(&g, &fd(&f, &x), 1e-6);
+    }
+}
+
+#[test]
+fn a_stencil_replacing_its_state_matches_the_hand_written_gradient() {
+    let x: Vec<f64> = (0..7).map(|i| (i as f64 * 0.9).sin()).collect();
+    for steps in [0, 1, 3] {
+        let g = smoothed_by_replacement_grad(&x, steps);
+        assert_close(&g, &smoothed_by_hand(&x, steps), 1e-12);
+        assert_close(&g, &fd(&|v| smoothed_by_replacement(v, steps), &x), 1e-6);
+    }
+}
+
+#[test]
+#[should_panic(
+    expected = "`u = ..` in a loop or a branch copies the new value into the buffer `u` element by element"
+)]
+fn a_buffer_replaced_by_one_of_another_length_panics_naming_it() {
+    replaced_by_a_shorter_state_grad(&[1.0, 2.0, 3.0]);
 }

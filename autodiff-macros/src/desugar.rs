@@ -63,6 +63,7 @@ pub fn reduce(e: &Expr) -> Option<Expr> {
         used: names.idents,
         float: None,
         buffers: HashSet::new(),
+        nested: 0,
     };
     let mut reduction = rewriter.reduction(e)?;
     // Its loops walk as a `for` written so would (`xs.iter().skip(1)`: by index).
@@ -86,15 +87,15 @@ pub fn reduce(e: &Expr) -> Option<Expr> {
 /// buffers with a counter ([`pushes`]); `None` when it has none (the common case, checked
 /// without copying the function or collecting its names).
 pub fn apply(func: &ItemFn) -> Option<ItemFn> {
-    let mut probe = Probe(false, false);
+    let mut probe = Probe::default();
     probe.visit_block(&func.block);
     let closures = crate::inline::any(&func.block);
-    let pushes = probe.1;
+    let pushes = probe.pushes;
     let tuple = match &func.sig.output {
         syn::ReturnType::Type(_, ty) => crate::signature::tuple_output(ty).map(|(_, n)| n),
         syn::ReturnType::Default => None,
     };
-    if !probe.0 && !closures && !pushes && tuple.is_none() {
+    if !probe.rewrites() && !closures && !pushes && tuple.is_none() {
         return None;
     }
     let mut names = Names::default();
@@ -110,6 +111,7 @@ pub fn apply(func: &ItemFn) -> Option<ItemFn> {
         used: names.idents,
         float,
         buffers: HashSet::new(),
+        nested: 0,
     };
     let mut out = func.clone();
     // A tuple of floats returned: an array in the body (`tuple_tails`), before everything else.
@@ -225,42 +227,89 @@ const INDEXED_WALKS: [&str; 10] = [
 
 /// Does a body hold anything to rewrite, and does it call a method named `push` (`pushes`)?
 /// One walk of the whole body answers both.
-struct Probe(bool, bool);
+#[derive(Default)]
+struct Probe {
+    rewrite: bool,
+    pushes: bool,
+    /// Loops and branches the walk is in.
+    nested: usize,
+    /// Names assigned whole inside a loop or a branch (`u = next;`), and names written by
+    /// index: a name in both is a buffer assigned whole there ([`Rewriter::assign_buffer`]).
+    assigned_nested: Vec<String>,
+    indexed: HashSet<String>,
+}
+
+impl Probe {
+    /// Anything to rewrite, once the whole body is walked.
+    fn rewrites(&self) -> bool {
+        self.rewrite
+            || self
+                .assigned_nested
+                .iter()
+                .any(|n| self.indexed.contains(n))
+    }
+}
 
 impl<'ast> Visit<'ast> for Probe {
+    fn visit_expr_assign(&mut self, a: &'ast syn::ExprAssign) {
+        match strip(&a.left) {
+            Expr::Path(p) if self.nested > 0 => {
+                self.assigned_nested
+                    .extend(p.path.get_ident().map(|i| i.to_string()));
+            }
+            Expr::Index(ix) => self.indexed.extend(indexed_name(&ix.expr)),
+            _ => {}
+        }
+        syn::visit::visit_expr_assign(self, a);
+    }
+    fn visit_expr_binary(&mut self, b: &'ast syn::ExprBinary) {
+        if let Expr::Index(ix) = strip(&b.left) {
+            self.indexed.extend(indexed_name(&ix.expr));
+        }
+        syn::visit::visit_expr_binary(self, b);
+    }
+    fn visit_expr_closure(&mut self, c: &'ast syn::ExprClosure) {
+        // A closure's body runs where it is called, not in the loop around its `let`.
+        let nested = std::mem::take(&mut self.nested);
+        syn::visit::visit_expr_closure(self, c);
+        self.nested = nested;
+    }
     fn visit_expr_match(&mut self, m: &'ast syn::ExprMatch) {
-        self.0 = true;
+        self.rewrite = true;
         syn::visit::visit_expr_match(self, m);
     }
     fn visit_expr_let(&mut self, l: &'ast syn::ExprLet) {
-        self.0 = true;
+        self.rewrite = true;
         syn::visit::visit_expr_let(self, l);
     }
     fn visit_local(&mut self, l: &'ast syn::Local) {
-        self.0 |= l.init.as_ref().is_some_and(|i| i.diverge.is_some());
+        self.rewrite |= l.init.as_ref().is_some_and(|i| i.diverge.is_some());
         syn::visit::visit_local(self, l);
     }
     fn visit_expr_break(&mut self, b: &'ast syn::ExprBreak) {
-        self.0 |= b.expr.is_some();
+        self.rewrite |= b.expr.is_some();
         syn::visit::visit_expr_break(self, b);
     }
     fn visit_expr(&mut self, e: &'ast Expr) {
-        if matches!(e, Expr::ForLoop(_) | Expr::While(_) | Expr::Loop(_)) {
-            self.0 |= returns(e);
+        let is_loop = matches!(e, Expr::ForLoop(_) | Expr::While(_) | Expr::Loop(_));
+        if is_loop {
+            self.rewrite |= returns(e);
         }
         if let Expr::ForLoop(f) = e {
             let mut walk = &*f.expr;
             while let Expr::MethodCall(m) = strip(walk) {
-                self.0 |= INDEXED_WALKS.iter().any(|n| m.method == n);
+                self.rewrite |= INDEXED_WALKS.iter().any(|n| m.method == n);
                 walk = &m.receiver;
             }
-            self.0 |= zips_a_part(&f.expr);
-            self.0 |= mutable_base(&f.expr).is_some();
-            self.0 |= matches!(strip(&f.expr), Expr::MethodCall(m) if m.method == "filter");
+            self.rewrite |= zips_a_part(&f.expr);
+            self.rewrite |= mutable_base(&f.expr).is_some();
+            self.rewrite |= matches!(strip(&f.expr), Expr::MethodCall(m) if m.method == "filter");
         }
-        self.0 |= for_each(e).is_some() || swapped(e).is_some() || end_element(e).is_some();
-        self.1 |= matches!(e, Expr::MethodCall(m) if m.method == "push");
+        self.rewrite |= for_each(e).is_some() || swapped(e).is_some() || end_element(e).is_some();
+        self.pushes |= matches!(e, Expr::MethodCall(m) if m.method == "push");
+        self.nested += usize::from(nests(e));
         syn::visit::visit_expr(self, e);
+        self.nested -= usize::from(nests(e));
     }
 }
 
@@ -322,8 +371,10 @@ struct Rewriter {
     /// names none.
     float: Option<syn::Type>,
     /// The names the function writes by index (`v[i] = ..`): buffers, which
-    /// `std::mem::swap` exchanges element by element.
+    /// `std::mem::swap` exchanges element by element, and an assignment in a loop fills.
     buffers: HashSet<String>,
+    /// Loops and branches (`if`, `match`) the rewriting is in.
+    nested: usize,
 }
 
 impl Rewriter {
@@ -963,7 +1014,10 @@ impl VisitMut for Rewriter {
             *e = element;
         }
         // Inner `match`es first (in the scrutinee, guards and arms).
+        let nests = nests(e);
+        self.nested += usize::from(nests);
         syn::visit_mut::visit_expr_mut(self, e);
+        self.nested -= usize::from(nests);
         // `if let P = e { a } else { b }` is `match e { P => a, _ => b }`.
         if let Expr::If(i) = e {
             if let Expr::Let(l) = &*i.cond {
@@ -1000,6 +1054,12 @@ impl VisitMut for Rewriter {
             let (a, b) = (a.clone(), b.clone());
             *e = self.swap(&a, &b);
             return;
+        }
+        if let Expr::Assign(a) = e {
+            if let Some(fill) = self.assign_buffer(a) {
+                *e = fill;
+                return;
+            }
         }
         if let Expr::ForLoop(f) = e {
             if let Some(indexed) = self.mutable_walk(f) {
@@ -1619,6 +1679,26 @@ fn swapped(e: &Expr) -> Option<(&Ident, &Ident)> {
     Some((mutable_name(&c.args[0])?, mutable_name(&c.args[1])?))
 }
 
+/// A loop or a branch: code in it may run other than once, in order.
+fn nests(e: &Expr) -> bool {
+    matches!(
+        e,
+        Expr::ForLoop(_) | Expr::While(_) | Expr::Loop(_) | Expr::If(_) | Expr::Match(_)
+    )
+}
+
+/// The buffer an element write names: `v` of `v[i]`, and of `f[i][k]`.
+fn indexed_name(base: &Expr) -> Option<String> {
+    let base = match strip(base) {
+        Expr::Index(row) => &row.expr,
+        other => other,
+    };
+    match strip(base) {
+        Expr::Path(p) => p.path.get_ident().map(|i| i.to_string()),
+        _ => None,
+    }
+}
+
 /// `name` of `&mut name`.
 fn mutable_name(a: &Expr) -> Option<&Ident> {
     match strip(a) {
@@ -1660,6 +1740,43 @@ impl Rewriter {
                 #b = #t;
             }),
         }
+    }
+}
+
+impl Rewriter {
+    /// `u = next;` of a buffer inside a loop (a time step's new state replacing the old) or a
+    /// branch: the new value's elements copied into the buffer, as `std::mem::swap` exchanges
+    /// them, since each buffer keeps its storage for the reverse sweep (a buffer is updated in
+    /// place, not carried from one iteration to the next, or out of an arm, like a value). Of
+    /// one length, checked. In the function's own block the buffer is rebound to the new
+    /// value, with no copy.
+    fn assign_buffer(&mut self, a: &syn::ExprAssign) -> Option<Expr> {
+        let Expr::Path(p) = strip(&a.left) else {
+            return None;
+        };
+        let name = p.path.get_ident()?;
+        if self.nested == 0 || !self.buffers.contains(&name.to_string()) {
+            return None;
+        }
+        let (i, message) = (
+            self.fresh("index"),
+            format!("autodiff: `{name} = ..` in a loop or a branch copies the new value into the buffer `{name}` element by element (each buffer keeps its storage for the reverse sweep), which needs it of the buffer's length"),
+        );
+        let right = &a.right;
+        let (bind, source) = match strip(right) {
+            Expr::Path(q) if q.path.get_ident().is_some() => (quote!(), quote!(#right)),
+            _ => {
+                let t = self.fresh("assigned");
+                (quote!(let #t = #right;), quote!(#t))
+            }
+        };
+        Some(syn::parse_quote!({
+            #bind
+            assert_eq!(#name.len(), #source.len(), #message);
+            for #i in 0..#name.len() {
+                #name[#i] = #source[#i];
+            }
+        }))
     }
 }
 
