@@ -349,7 +349,10 @@ impl Gen<'_> {
                 let mix = match self.rng.below(5) {
                     // Double-buffered: each step writes a second buffer from the first, then
                     // swaps them (`std::mem::swap`, element by element); a `for_each` after.
-                    4 => format!("    let mut {buf}_n = vec![0.0; n];\n    for _ in 0..3 {{\n        for i in 1..n - 1 {{\n            {buf}_n[i] = {buf}[i] + 0.2 * ({buf}[i - 1] - {buf}[i]) * {buf}[i + 1];\n        }}\n        {buf}_n[0] = {buf}[0];\n        {buf}_n[n - 1] = {buf}[n - 1].sin();\n        std::mem::swap(&mut {buf}, &mut {buf}_n);\n    }}\n    {buf}.iter_mut().for_each(|w| *w = w.tanh());\n"),
+                    // Or the new state replaces the old whole, `buf = buf_n;` (its elements
+                    // copied in).
+                    4 if self.rng.below(2) == 0 => format!("    let mut {buf}_n = vec![0.0; n];\n    for _ in 0..3 {{\n        for i in 1..n - 1 {{\n            {buf}_n[i] = {buf}[i] + 0.2 * ({buf}[i - 1] - {buf}[i]) * {buf}[i + 1];\n        }}\n        {buf}_n[0] = {buf}[0];\n        {buf}_n[n - 1] = {buf}[n - 1].sin();\n        std::mem::swap(&mut {buf}, &mut {buf}_n);\n    }}\n    {buf}.iter_mut().for_each(|w| *w = w.tanh());\n"),
+                    4 => format!("    for _ in 0..3 {{\n        let mut {buf}_n = vec![0.0; n];\n        for i in 1..n - 1 {{\n            {buf}_n[i] = {buf}[i] + 0.2 * ({buf}[i - 1] - {buf}[i]) * {buf}[i + 1];\n        }}\n        {buf}_n[0] = {buf}[0];\n        {buf}_n[n - 1] = {buf}[n - 1].sin();\n        {buf} = {buf}_n;\n    }}\n    {buf}.iter_mut().for_each(|w| *w = w.tanh());\n"),
                     // Updated in place by walks that write (`iter_mut()` enumerated, zipped).
                     3 => format!("    for (i, v) in {buf}.iter_mut().enumerate() {{\n        *v = (*v * x[(i + 1) % n]).sin() + *v * 0.5;\n    }}\n    for (v, &w) in {buf}.iter_mut().zip(x) {{\n        *v += w * 0.25;\n    }}\n"),
                     0 => format!("    for i in 1..n {{\n        {buf}[i] += {buf}[i - 1] * 0.5;\n    }}\n    for i in 1..n {{\n        let old = {buf}[i];\n        {buf}[i] = (old * {buf}[i - 1]).sin() + old;\n    }}\n"),
