@@ -129,6 +129,35 @@ fn squared_error<F: Real>(m: &Line<F>, x: &[F]) -> F {
     s
 }
 
+/// A float named by a type alias, `float = Scalar`: literals as usual (the alias is `f64`).
+type Scalar = f64;
+
+#[differentiate(float = Scalar)]
+fn aliased(x: &[Scalar], a: &Array1<Scalar>) -> Scalar {
+    let mut s = 0.0;
+    for i in 0..x.len() {
+        s += 2.0 * x[i].sin() + x[i] * x[i] / 3.0;
+    }
+    s + (a * 2.0 + 1.0).mapv(|v| v.exp()).sum() * 0.5
+}
+
+/// A method of an `impl` generic over the float, which the method's own generics do not name:
+/// `float = F`.
+pub struct Spring<F> {
+    pub k: F,
+}
+
+impl<F: Real> Spring<F> {
+    #[differentiate(float = F)]
+    pub fn energy(&self, x: &[F]) -> F {
+        let mut e = F::zero();
+        for i in 1..x.len() {
+            e += self.k * (x[i] - x[i - 1]).powi(2) * F::from_f64(0.5);
+        }
+        e
+    }
+}
+
 fn widen(v: &[f32]) -> Vec<f64> {
     v.iter().map(|&x| x as f64).collect()
 }
@@ -244,4 +273,21 @@ fn structs_generic_over_their_float_match_the_analytic_gradient() {
     };
     let g32 = squared_error_grad(&m32, &[1.0, 2.0, -0.5]);
     assert_close(&widen(&[g32.w, g32.b]), &[dw, db], 1e-5);
+}
+
+#[test]
+fn floats_named_by_the_option_match_the_analytic_gradient() {
+    let x = [0.5, 1.0, -0.3];
+    let a = Array1::from(vec![0.1, 0.2]);
+    let (gx, ga) = aliased_grad(&x, &a);
+    let want: Vec<f64> = x.iter().map(|v| 2.0 * v.cos() + 2.0 * v / 3.0).collect();
+    assert_close(&gx, &want, 1e-12);
+    let want: Vec<f64> = a.iter().map(|v| (2.0 * v + 1.0).exp()).collect();
+    assert_close(ga.as_slice().unwrap(), &want, 1e-12);
+    for k in [2.0f32, 0.5] {
+        let spring = Spring { k };
+        let g = spring.energy_grad(&[0.0, 1.0, 3.0]);
+        // -k (x1 - x0), k (x1 - x0) - k (x2 - x1), k (x2 - x1).
+        assert_close(&widen(&g), &[-k as f64, -(k as f64), 2.0 * k as f64], 1e-6);
+    }
 }

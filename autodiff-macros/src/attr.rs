@@ -1,6 +1,6 @@
 //! Phase 1: the attribute's options: `#[differentiate]`, `#[differentiate(wrt(a, b))]`,
 //! `#[differentiate(checkpoint)]`, `#[differentiate(pullback = g_pullback)]`,
-//! `#[differentiate(pullback_only)]`.
+//! `#[differentiate(pullback_only)]`, `#[differentiate(float = F)]`.
 
 use proc_macro2::TokenStream;
 use syn::parse::Parser;
@@ -25,6 +25,10 @@ pub struct Options {
     /// `associated`: an associated function without `self` in an `impl` (found by itself when
     /// the function names `Self`).
     pub associated: bool,
+    /// `float = F`: the name of the float type, where the function's own generics cannot say
+    /// (a type parameter of the `impl` around a method, `impl<F: Real> Model<F>`, or a type
+    /// alias, `type Scalar = f64;`).
+    pub float: Option<Ident>,
 }
 
 pub fn parse(attr: TokenStream) -> syn::Result<Options> {
@@ -84,6 +88,22 @@ pub fn parse(attr: TokenStream) -> syn::Result<Options> {
                 }
                 options.pullback_only = true;
             }
+            syn::Meta::NameValue(nv) if nv.path.is_ident("float") => {
+                if options.float.is_some() {
+                    return Err(syn::Error::new_spanned(&meta, "`float` is given twice"));
+                }
+                match &nv.value {
+                    syn::Expr::Path(p) if p.qself.is_none() && p.path.get_ident().is_some() => {
+                        options.float = p.path.get_ident().cloned();
+                    }
+                    other => {
+                        return Err(syn::Error::new_spanned(
+                            other,
+                            "`float = ..` takes the name of the float type: a type parameter bounded by `autodiff::Real` (`float = F`) or a type alias of `f64` or `f32` (`float = Scalar`)",
+                        ))
+                    }
+                }
+            }
             syn::Meta::NameValue(nv) if nv.path.is_ident("pullback") => {
                 if options.pullback.is_some() {
                     return Err(syn::Error::new_spanned(&meta, "`pullback` is given twice"));
@@ -103,7 +123,7 @@ pub fn parse(attr: TokenStream) -> syn::Result<Options> {
             _ => {
                 return Err(syn::Error::new_spanned(
                     &meta,
-                    "unknown #[differentiate] option: the supported options are `wrt(param, ...)`, `checkpoint`, `pullback = path`, `pullback_only` and `associated`",
+                    "unknown #[differentiate] option: the supported options are `wrt(param, ...)`, `checkpoint`, `pullback = path`, `pullback_only`, `associated` and `float = F`",
                 ))
             }
         }

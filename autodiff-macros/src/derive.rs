@@ -33,7 +33,7 @@ pub fn expand(input: TokenStream) -> syn::Result<TokenStream> {
     }
     // A struct generic over its float (`struct Line<F: Real> { w: F }`): `F` is read as the
     // float of its fields, as in a function generic over its float.
-    let _float = crate::signature::GenericFloat::enter(&input.generics);
+    let _float = crate::signature::GenericFloat::enter(&input.generics, None);
     let (impl_generics, ty_generics, _) = input.generics.split_for_impl();
     let type_params: Vec<String> = input
         .generics

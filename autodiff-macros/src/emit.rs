@@ -31,9 +31,9 @@ pub fn companions(
             format!("#[differentiate] cannot annotate a function named `{name}`: the companion type it writes beside the function (`{name}::pullback`, which calls from differentiated code use) would shadow the primitive type `{name}` in this module; rename the function"),
         ));
     }
-    // A function generic over its float (`fn f<F: Real>(x: F) -> F`) reads `F` as its float
-    // type for the whole expansion.
-    let _float = signature::GenericFloat::enter(&func.sig.generics);
+    // A function generic over its float (`fn f<F: Real>(x: F) -> F`, or a float named by
+    // `float = F`) reads `F` as its float type for the whole expansion.
+    let _float = signature::GenericFloat::enter(&func.sig.generics, options.float.as_ref());
     let sig = signature::analyse(func, &options)?;
     let vis = &func.vis;
     let float = &sig.float;

@@ -66,8 +66,11 @@ use proc_macro::TokenStream;
 ///
 /// `#[differentiate(wrt(y))]` restricts `f_grad` and `f_value_and_grad` to the named
 /// parameters; `#[differentiate(checkpoint)]` makes time-stepping loops keep each iteration's
-/// buffers and run it again in the reverse sweep, instead of recording their inner loops. The
-/// function itself is left exactly as written. See the README for the supported syntax.
+/// buffers and run it again in the reverse sweep, instead of recording their inner loops.
+/// A function generic over its float bounds it by `autodiff::Real` (`fn f<F: Real>(x: F) ->
+/// F`); `#[differentiate(float = F)]` names the float where the function's generics cannot (a
+/// type parameter of the `impl` around a method, a type alias). The function itself is left
+/// exactly as written. See the README for the supported syntax.
 #[proc_macro_attribute]
 pub fn differentiate(attr: TokenStream, item: TokenStream) -> TokenStream {
     // `AUTODIFF_TIMING=1 cargo build` prints each expansion's time (`scripts/attribute-cost.sh`).

@@ -1624,7 +1624,8 @@ impl Lowerer<'_> {
             }) if f.suffix().is_empty() && self.float_is_primitive() => {
                 // Typed, so that the runtime's generic helpers know it is the function's float
                 // (in a function generic over its float a literal can only be an `f64`, an
-                // argument of `F::from_f64`: kept as written).
+                // argument of `F::from_f64`, and of a type alias's, the alias itself: kept as
+                // written).
                 let typed =
                     syn::LitFloat::new(&format!("{}{}", f.base10_digits(), self.float), f.span());
                 return Ok(Lowered::Operand(Operand::Const(typed.to_token_stream())));

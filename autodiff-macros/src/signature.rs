@@ -101,7 +101,8 @@ thread_local! {
 pub struct GenericFloat(Option<Ident>);
 
 impl GenericFloat {
-    pub fn enter(generics: &syn::Generics) -> GenericFloat {
+    /// `named`: the `float = F` option, which names it outright.
+    pub fn enter(generics: &syn::Generics, named: Option<&Ident>) -> GenericFloat {
         let is_real =
             |bounds: &syn::punctuated::Punctuated<syn::TypeParamBound, syn::Token![+]>| {
                 bounds.iter().any(|b| {
@@ -109,10 +110,13 @@ impl GenericFloat {
                     if t.path.segments.last().is_some_and(|s| s.ident == "Real"))
                 })
             };
-        let mut found = generics
-            .type_params()
-            .find(|t| is_real(&t.bounds))
-            .map(|t| t.ident.clone());
+        let mut found = named.cloned().filter(|f| f != "f64" && f != "f32");
+        if found.is_none() {
+            found = generics
+                .type_params()
+                .find(|t| is_real(&t.bounds))
+                .map(|t| t.ident.clone());
+        }
         if let (None, Some(w)) = (&found, &generics.where_clause) {
             found = w.predicates.iter().find_map(|p| match p {
                 syn::WherePredicate::Type(t) if is_real(&t.bounds) => match &t.bounded_ty {

@@ -15,3 +15,9 @@ fn g_pullback(x: f64, d: f64) -> f64 {
 fn g(x: f64) -> f64 {
     x * x
 }
+
+// `float = ..` takes a name (a type parameter or an alias), not a path.
+#[differentiate(float = core::primitive::f64)]
+fn h(x: f64) -> f64 {
+    x * x
+}
