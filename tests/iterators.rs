@@ -637,3 +637,68 @@ fn maps_by_name_ends_and_searches_match_the_analytic_gradient() {
     want[3] += 1.0;
     assert_close(&ends_and_searches_grad(&x), &want, 1e-12);
 }
+
+// ----- elements that may be missing -----
+
+// The `if let` forms are under test, clippy's shorter spellings beside them.
+#[allow(clippy::manual_unwrap_or)]
+#[differentiate]
+fn elements_that_may_be_missing(x: &[f64], i: usize) -> f64 {
+    let a = x.get(i).copied().unwrap_or(0.5);
+    let b = if let Some(&v) = x.get(i + 1) {
+        v * v
+    } else {
+        1.0
+    };
+    let c = *x.get(i + 2).unwrap_or(&2.0);
+    let d = x.get(i + 3).map_or(0.25, |v| v.sin());
+    let e = x.first().copied().unwrap_or_default() + x.last().map_or(0.0, |&v| v * 3.0);
+    let f = if let Some(v) = x.get(i + 4) {
+        v * 2.0
+    } else if let Some(w) = x.get(i).copied() {
+        w
+    } else {
+        0.0
+    };
+    a * b + c * d + e + f
+}
+
+#[differentiate]
+fn stencil_with_open_ends(u: &[f64]) -> f64 {
+    let mut s = 0.0;
+    for i in 0..u.len() {
+        let l = if i > 0 { u[i - 1] } else { 0.0 };
+        let r = u.get(i + 1).copied().unwrap_or(0.0);
+        s += (l - 2.0 * u[i] + r).powi(2);
+    }
+    s
+}
+
+/// `x.get(i)`, `x.first()`, `x.last()` read as the element with a test that it is there.
+#[test]
+fn elements_that_may_be_missing_match_finite_differences() {
+    let x = [0.3, -1.2, 0.8, 1.5, 0.4, -0.6];
+    for i in 0..7 {
+        let g = elements_that_may_be_missing_grad(&x, i);
+        assert_close(&g, &fd(&|v| elements_that_may_be_missing(v, i), &x), 1e-6);
+    }
+    let g = stencil_with_open_ends_grad(&x);
+    assert_close(&g, &fd(&|v| stencil_with_open_ends(v), &x), 1e-6);
+    for i in [1, 9] {
+        let g = leaves_when_missing_grad(&x, i);
+        assert_close(&g, &fd(&|v| leaves_when_missing(v, i), &x), 1e-6);
+    }
+    // Analytic where the element is there and where it is not.
+    let g = leaves_when_missing_grad(&x, 2);
+    assert_eq!(g, vec![0.0, 0.0, 2.0 * x[2], 0.0, 0.0, 0.0]);
+    let g = leaves_when_missing_grad(&x, 6);
+    assert_eq!(g, vec![1.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
+}
+
+#[differentiate]
+fn leaves_when_missing(x: &[f64], i: usize) -> f64 {
+    let Some(&v) = x.get(i) else {
+        return x[0];
+    };
+    v * v
+}

@@ -305,7 +305,10 @@ impl<'ast> Visit<'ast> for Probe {
             self.rewrite |= mutable_base(&f.expr).is_some();
             self.rewrite |= matches!(strip(&f.expr), Expr::MethodCall(m) if m.method == "filter");
         }
-        self.rewrite |= for_each(e).is_some() || swapped(e).is_some() || end_element(e).is_some();
+        self.rewrite |= for_each(e).is_some()
+            || swapped(e).is_some()
+            || end_element(e).is_some()
+            || optional_use(e).is_some();
         self.pushes |= matches!(e, Expr::MethodCall(m) if m.method == "push");
         self.nested += usize::from(nests(e));
         syn::visit::visit_expr(self, e);
@@ -906,6 +909,23 @@ impl Rewriter {
             Pat::Type(t) => &*t.pat,
             p => p,
         };
+        // `let Some(&v) = x.get(i) else { .. };`: `if !(i < x.len()) { .. } let v = x[i];`.
+        if let Pat::TupleStruct(t) = pat {
+            if let (true, 1, Some(o)) = (
+                t.path.is_ident("Some"),
+                t.elems.len(),
+                optional_element(value),
+            ) {
+                if let Some(bind) = optional_binding(&t.elems[0], &o) {
+                    let present = &o.present;
+                    let block: syn::Block = syn::parse_quote!({
+                        if !(#present) #diverge
+                        #bind
+                    });
+                    return block.stmts;
+                }
+            }
+        }
         let mut setup = TokenStream::new();
         let scrutinee = self.scrutinee(value, &mut setup);
         let pattern = self.take_apart(pat);
@@ -1013,11 +1033,22 @@ impl VisitMut for Rewriter {
         if let Some(element) = end {
             *e = element;
         }
+        // `x.get(i).copied().unwrap_or(d)` (`map_or`, `unwrap_or_default`, of `first` and
+        // `last` too) is the `if` it stands for.
+        if let Some(test) = optional_use(e) {
+            *e = test;
+        }
         // Inner `match`es first (in the scrutinee, guards and arms).
         let nests = nests(e);
         self.nested += usize::from(nests);
         syn::visit_mut::visit_expr_mut(self, e);
         self.nested -= usize::from(nests);
+        // `if let Some(&v) = x.get(i) { a } else { b }` is `if i < x.len() { let v = x[i]; a }
+        // else { b }` (the element is differentiated: no `Option` holds it).
+        if let Some(test) = optional_if_let(e) {
+            *e = test;
+            return;
+        }
         // `if let P = e { a } else { b }` is `match e { P => a, _ => b }`.
         if let Expr::If(i) = e {
             if let Expr::Let(l) = &*i.cond {
@@ -1622,6 +1653,133 @@ fn end_element(e: &Expr) -> Option<Expr> {
         "last" => Some(syn::parse_quote!(#x[#x.len() - 1])),
         _ => None,
     }
+}
+
+/// An element that may be missing: `x.get(i)`, `x.first()`, `x.last()`, with `.copied()` or
+/// `.cloned()` or not.
+struct Optional {
+    /// The test that it is there: `i < x.len()`.
+    present: Expr,
+    /// The element: `x[i]`.
+    element: Expr,
+    /// The `Option` holds a reference (no `.copied()`).
+    by_ref: bool,
+}
+
+fn optional_element(e: &Expr) -> Option<Optional> {
+    let Expr::MethodCall(m) = strip(e) else {
+        return None;
+    };
+    let (m, by_ref) = match strip(&m.receiver) {
+        Expr::MethodCall(inner)
+            if (m.method == "copied" || m.method == "cloned") && m.args.is_empty() =>
+        {
+            (inner, false)
+        }
+        _ => (m, true),
+    };
+    let x = strip(&m.receiver);
+    if !is_place(x) {
+        return None;
+    }
+    let (present, element): (Expr, Expr) = match (m.method.to_string().as_str(), m.args.len()) {
+        ("get", 1) if !matches!(strip(&m.args[0]), Expr::Range(_)) => {
+            let i = &m.args[0];
+            (
+                syn::parse_quote!((#i) < #x.len()),
+                syn::parse_quote!(#x[#i]),
+            )
+        }
+        ("first", 0) => (syn::parse_quote!(0 < #x.len()), syn::parse_quote!(#x[0])),
+        ("last", 0) => (
+            syn::parse_quote!(0 < #x.len()),
+            syn::parse_quote!(#x[#x.len() - 1]),
+        ),
+        _ => return None,
+    };
+    Some(Optional {
+        present,
+        element,
+        by_ref,
+    })
+}
+
+/// `let` of a pattern `Some(p)` binds: `v` of `&v` when the `Option` holds a reference, `&x[i]`
+/// for a plain `v` then; `p` itself of a copied element.
+fn optional_binding(pat: &Pat, o: &Optional) -> Option<syn::Stmt> {
+    let element = &o.element;
+    Some(match (pat, o.by_ref) {
+        (Pat::Reference(r), true) => {
+            let p = &r.pat;
+            syn::parse_quote!(let #p = #element;)
+        }
+        (p, true) => syn::parse_quote!(let #p = &#element;),
+        (p, false) => syn::parse_quote!(let #p = #element;),
+    })
+}
+
+/// `o.unwrap_or(d)` (`*o.unwrap_or(&d)` of a reference), `o.unwrap_or_default()` and
+/// `o.map_or(d, |v| body)` of an element that may be missing: `if i < x.len() { x[i] } else
+/// { d }`.
+fn optional_use(e: &Expr) -> Option<Expr> {
+    let (m, deref) = match strip(e) {
+        Expr::Unary(u) if matches!(u.op, syn::UnOp::Deref(_)) => match strip(&u.expr) {
+            Expr::MethodCall(m) => (m, true),
+            _ => return None,
+        },
+        Expr::MethodCall(m) => (m, false),
+        _ => return None,
+    };
+    let name = m.method.to_string();
+    if !["unwrap_or", "unwrap_or_default", "map_or"].contains(&name.as_str()) {
+        return None;
+    }
+    let o = optional_element(&m.receiver)?;
+    let (present, element) = (&o.present, &o.element);
+    match (name.as_str(), m.args.len()) {
+        ("unwrap_or", 1) => {
+            let d = match (strip(&m.args[0]), o.by_ref) {
+                (Expr::Reference(r), true) if deref && r.mutability.is_none() => &*r.expr,
+                (d, false) if !deref => d,
+                _ => return None,
+            };
+            Some(syn::parse_quote!(if #present { #element } else { #d }))
+        }
+        ("unwrap_or_default", 0) if !o.by_ref && !deref => {
+            let zero = crate::signature::literal(quote!(0.0));
+            Some(syn::parse_quote!(if #present { #element } else { #zero }))
+        }
+        ("map_or", 2) if !deref => {
+            let Expr::Closure(c) = strip(&m.args[1]) else {
+                return None;
+            };
+            if c.inputs.len() != 1 || returns(&c.body) {
+                return None;
+            }
+            let (d, body) = (&m.args[0], &c.body);
+            let bind = optional_binding(&c.inputs[0], &o)?;
+            Some(syn::parse_quote!(if #present { #bind #body } else { #d }))
+        }
+        _ => None,
+    }
+}
+
+/// `if let Some(p) = o { a } else { b }` of an element that may be missing: `if i < x.len() {
+/// let p = x[i]; a } else { b }`.
+fn optional_if_let(e: &Expr) -> Option<Expr> {
+    let Expr::If(i) = e else { return None };
+    let Expr::Let(l) = &*i.cond else { return None };
+    let Pat::TupleStruct(t) = &*l.pat else {
+        return None;
+    };
+    if !t.path.is_ident("Some") || t.elems.len() != 1 || t.qself.is_some() {
+        return None;
+    }
+    let o = optional_element(&l.expr)?;
+    let bind = optional_binding(&t.elems[0], &o)?;
+    let (present, then) = (&o.present, &i.then_branch.stmts);
+    let otherwise = i.else_branch.as_ref().map(|(_, b)| quote!(else #b));
+    Some(syn::parse_quote!(if #present { #bind #(#then)* } #otherwise))
 }
 
 /// `walk.for_each(|pat| body)` as `for pat in walk { body }` (a closure of one parameter that
