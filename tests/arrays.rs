@@ -560,3 +560,97 @@ fn buffers_of_rows_match_finite_differences() {
     assert_close(&gx, &want[6..9], 1e-7);
     assert_close(&[glr], &want[9..], 1e-7);
 }
+
+// ----- grids of rows replaced each step -----
+
+#[differentiate]
+fn heat_on_rows(u0: &[Vec<f64>], steps: usize, k: f64) -> f64 {
+    let n = u0.len();
+    let m = u0[0].len();
+    let mut u = vec![vec![0.0; m]; n];
+    for i in 0..n {
+        for j in 0..m {
+            u[i][j] = u0[i][j];
+        }
+    }
+    for _ in 0..steps {
+        let mut next = vec![vec![0.0; m]; n];
+        for i in 1..n - 1 {
+            for j in 1..m - 1 {
+                next[i][j] = u[i][j]
+                    + k * (u[i - 1][j] + u[i + 1][j] + u[i][j - 1] + u[i][j + 1] - 4.0 * u[i][j]);
+            }
+        }
+        u = next;
+    }
+    let mut s = 0.0;
+    for i in 0..n {
+        for j in 0..m {
+            s += u[i][j] * u[i][j];
+        }
+    }
+    s
+}
+
+/// The heat equation on a grid of nested `Vec`s, each step's new grid replacing the old
+/// (`u = next;`): the rows copied element by element into the buffer.
+#[test]
+fn a_grid_of_rows_replaced_each_step_matches_finite_differences() {
+    let u0 = vec![
+        vec![0.1, 0.2, 0.3, 0.35],
+        vec![0.4, 0.5, 0.6, 0.1],
+        vec![0.7, 0.8, 0.9, 0.2],
+        vec![0.3, 0.1, 0.5, 0.6],
+    ];
+    let (g, gk) = heat_on_rows_grad(&u0, 3, 0.1);
+    let flat: Vec<f64> = u0.iter().flatten().copied().collect();
+    let f = |v: &[f64]| heat_on_rows(&v.chunks(4).map(|c| c.to_vec()).collect::<Vec<_>>(), 3, 0.1);
+    let got: Vec<f64> = g.iter().flatten().copied().collect();
+    assert_close(&got, &fd(&f, &flat), 1e-6);
+    let fk = |v: &[f64]| heat_on_rows(&u0, 3, v[0]);
+    assert_close(&[gk], &fd(&fk, &[0.1]), 1e-6);
+}
+
+#[differentiate]
+fn heat_on_copied_rows(u0: &[Vec<f64>], steps: usize, k: f64) -> f64 {
+    let n = u0.len();
+    let mut u = u0.to_vec();
+    for _ in 0..steps {
+        let mut next = u.clone();
+        for i in 1..n - 1 {
+            for j in 1..u[i].len() - 1 {
+                next[i][j] = u[i][j]
+                    + k * (u[i - 1][j] + u[i + 1][j] + u[i][j - 1] + u[i][j + 1] - 4.0 * u[i][j]);
+            }
+        }
+        u = next;
+    }
+    let mut s = 0.0;
+    for i in 0..n {
+        for j in 0..u[i].len() {
+            s += u[i][j] * u[i][j] * (j + 1) as f64;
+        }
+    }
+    s
+}
+
+/// The same with the grid copied from the parameter (`u0.to_vec()`) and the new one from it
+/// (`u.clone()`).
+#[test]
+fn a_copied_grid_of_rows_replaced_each_step_matches_finite_differences() {
+    let u0 = vec![
+        vec![0.1, 0.2, 0.3, 0.35],
+        vec![0.4, 0.5, 0.6, 0.1],
+        vec![0.7, 0.8, 0.9, 0.2],
+        vec![0.3, 0.1, 0.5, 0.6],
+    ];
+    let (g, gk) = heat_on_copied_rows_grad(&u0, 3, 0.1);
+    let flat: Vec<f64> = u0.iter().flatten().copied().collect();
+    let f = |v: &[f64]| {
+        heat_on_copied_rows(&v.chunks(4).map(|c| c.to_vec()).collect::<Vec<_>>(), 3, 0.1)
+    };
+    let got: Vec<f64> = g.iter().flatten().copied().collect();
+    assert_close(&got, &fd(&f, &flat), 1e-6);
+    let fk = |v: &[f64]| heat_on_copied_rows(&u0, 3, v[0]);
+    assert_close(&[gk], &fd(&fk, &[0.1]), 1e-6);
+}

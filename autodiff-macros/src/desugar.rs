@@ -64,6 +64,7 @@ pub fn reduce(e: &Expr) -> Option<Expr> {
         float: None,
         buffers: HashSet::new(),
         nested: 0,
+        rows: HashSet::new(),
     };
     let mut reduction = rewriter.reduction(e)?;
     // Its loops walk as a `for` written so would (`xs.iter().skip(1)`: by index).
@@ -112,6 +113,7 @@ pub fn apply(func: &ItemFn) -> Option<ItemFn> {
         float,
         buffers: HashSet::new(),
         nested: 0,
+        rows: HashSet::new(),
     };
     let mut out = func.clone();
     // A tuple of floats returned: an array in the body (`tuple_tails`), before everything else.
@@ -123,6 +125,7 @@ pub fn apply(func: &ItemFn) -> Option<ItemFn> {
         pushes::apply(&mut out.block, &mut |base| rewriter.fresh(base));
     }
     rewriter.buffers = crate::lower::buffer_targets(&out.block);
+    rewriter.rows = rows_names(func);
     if closures {
         crate::inline::closures(&mut out, &mut |base| rewriter.fresh(base));
     }
@@ -233,8 +236,9 @@ struct Probe {
     pushes: bool,
     /// Loops and branches the walk is in.
     nested: usize,
-    /// Names assigned whole inside a loop or a branch (`u = next;`), and names written by
-    /// index: a name in both is a buffer assigned whole there ([`Rewriter::assign_buffer`]).
+    /// Names assigned whole inside a loop or a branch (`u = next;`, both names), and names
+    /// written by index: a name in both is a buffer assigned whole there, or a buffer that
+    /// replaces another ([`Rewriter::assign_buffer`]).
     assigned_nested: Vec<String>,
     indexed: HashSet<String>,
 }
@@ -256,6 +260,11 @@ impl<'ast> Visit<'ast> for Probe {
             Expr::Path(p) if self.nested > 0 => {
                 self.assigned_nested
                     .extend(p.path.get_ident().map(|i| i.to_string()));
+                // The value's name too: rows replaced by a buffer of rows.
+                if let Expr::Path(q) = strip(&a.right) {
+                    self.assigned_nested
+                        .extend(q.path.get_ident().map(|i| i.to_string()));
+                }
             }
             Expr::Index(ix) => self.indexed.extend(indexed_name(&ix.expr)),
             _ => {}
@@ -378,6 +387,9 @@ struct Rewriter {
     buffers: HashSet<String>,
     /// Loops and branches (`if`, `match`) the rewriting is in.
     nested: usize,
+    /// The names that hold rows of floats (`&[Vec<f64>]` parameters, `vec![vec![0.0; m]; n]`
+    /// and copies of either), whose replacement copies element by element of each row.
+    rows: HashSet<String>,
 }
 
 impl Rewriter {
@@ -1845,6 +1857,47 @@ fn nests(e: &Expr) -> bool {
     )
 }
 
+/// The names of `func` that hold rows of floats: parameters of a rows type (`&[Vec<f64>]`), and
+/// locals declared `vec![vec![..; m]; n]` or as a copy (`.to_vec()`, `.clone()`, `.to_owned()`)
+/// of one.
+fn rows_names(func: &ItemFn) -> HashSet<String> {
+    struct Find(HashSet<String>);
+    impl<'ast> Visit<'ast> for Find {
+        fn visit_local(&mut self, l: &'ast syn::Local) {
+            if let (Pat::Ident(p), Some(init)) = (&l.pat, &l.init) {
+                let rows = match strip(&init.expr) {
+                    Expr::Macro(m) if m.mac.path.is_ident("vec") => {
+                        let mut tokens = m.mac.tokens.clone().into_iter();
+                        matches!(tokens.next(), Some(proc_macro2::TokenTree::Ident(v)) if v == "vec")
+                    }
+                    Expr::MethodCall(m)
+                        if m.args.is_empty()
+                            && ["to_vec", "clone", "to_owned"]
+                                .contains(&m.method.to_string().as_str()) =>
+                    {
+                        matches!(strip(&m.receiver), Expr::Path(q) if q.path.get_ident().is_some_and(|i| self.0.contains(&i.to_string())))
+                    }
+                    _ => false,
+                };
+                if rows {
+                    self.0.insert(p.ident.to_string());
+                }
+            }
+            syn::visit::visit_local(self, l);
+        }
+    }
+    let mut find = Find(HashSet::new());
+    for arg in &func.sig.inputs {
+        if let syn::FnArg::Typed(t) = arg {
+            if let (Pat::Ident(p), Some(_)) = (&*t.pat, crate::signature::rows(&t.ty)) {
+                find.0.insert(p.ident.to_string());
+            }
+        }
+    }
+    find.visit_block(&func.block);
+    find.0
+}
+
 /// The buffer an element write names: `v` of `v[i]`, and of `f[i][k]`.
 fn indexed_name(base: &Expr) -> Option<String> {
     let base = match strip(base) {
@@ -1913,7 +1966,12 @@ impl Rewriter {
             return None;
         };
         let name = p.path.get_ident()?;
-        if self.nested == 0 || !self.buffers.contains(&name.to_string()) {
+        // Rows replaced by a buffer of rows (`u = next;` with `next[i][j]` written) too: rows
+        // are carried from one iteration to the next only as a buffer.
+        let from_buffer = matches!(strip(&a.right), Expr::Path(q)
+            if q.path.get_ident().is_some_and(|i| self.buffers.contains(&i.to_string())));
+        let rows = self.rows.contains(&name.to_string());
+        if self.nested == 0 || !(self.buffers.contains(&name.to_string()) || rows && from_buffer) {
             return None;
         }
         let (i, message) = (
@@ -1928,11 +1986,19 @@ impl Rewriter {
                 (quote!(let #t = #right;), quote!(#t))
             }
         };
+        // Rows of floats element by element (a buffer of rows is written so, not by rows).
+        let copy = match self.rows.contains(&name.to_string()) {
+            true => {
+                let j = self.fresh("column");
+                quote!(for #j in 0..#name[#i].len() { #name[#i][#j] = #source[#i][#j]; })
+            }
+            false => quote!(#name[#i] = #source[#i];),
+        };
         Some(syn::parse_quote!({
             #bind
             assert_eq!(#name.len(), #source.len(), #message);
             for #i in 0..#name.len() {
-                #name[#i] = #source[#i];
+                #copy
             }
         }))
     }
