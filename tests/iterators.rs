@@ -702,3 +702,86 @@ fn leaves_when_missing(x: &[f64], i: usize) -> f64 {
     };
     v * v
 }
+
+// ----- the largest and smallest elements by a comparator -----
+
+#[differentiate]
+fn extremes(x: &[f64], y: &[f64]) -> f64 {
+    let hi = *x.iter().max_by(|a, b| a.partial_cmp(b).unwrap()).unwrap();
+    let lo = x.iter().copied().min_by(|a, b| a.total_cmp(b)).unwrap();
+    let rev = y
+        .iter()
+        .cloned()
+        .max_by(|a, b| b.partial_cmp(a).unwrap_or(std::cmp::Ordering::Equal))
+        .expect("not empty");
+    let typed = *y
+        .iter()
+        .min_by(|a: &&f64, b: &&f64| b.total_cmp(a))
+        .unwrap();
+    hi * hi - lo.sin() + rev * 3.0 + typed * hi
+}
+
+/// `max_by` / `min_by` with `partial_cmp` or `total_cmp`, either way round.
+#[test]
+fn extremes_picked_by_comparators_match_finite_differences() {
+    let x = [0.3, -1.2, 0.8, 1.5, 0.4];
+    let y = [2.0, -0.5, 0.7];
+    let (gx, gy) = extremes_grad(&x, &y);
+    assert_close(&gx, &fd(&|v| extremes(v, &y), &x), 1e-6);
+    assert_close(&gy, &fd(&|v| extremes(&x, v), &y), 1e-6);
+    // hi = 1.5 (index 3), lo = -1.2 (1), rev = the smallest y, -0.5 (1), typed = the largest y, 2.0 (0).
+    assert_close(
+        &gx,
+        &[0.0, -(-1.2f64).cos(), 0.0, 2.0 * 1.5 + 2.0, 0.0],
+        1e-12,
+    );
+    assert_close(&gy, &[1.5, 3.0, 0.0], 1e-12);
+}
+
+#[differentiate]
+fn tied_max(x: &[f64]) -> f64 {
+    *x.iter().max_by(|a, b| a.partial_cmp(b).unwrap()).unwrap() * 2.0
+}
+
+#[differentiate]
+fn tied_min(x: &[f64]) -> f64 {
+    *x.iter().min_by(|a, b| a.partial_cmp(b).unwrap()).unwrap() * 2.0
+}
+
+#[differentiate]
+fn tied_reversed(x: &[f64]) -> f64 {
+    *x.iter().max_by(|a, b| b.partial_cmp(a).unwrap()).unwrap() * 2.0
+        + *x.iter().min_by(|a, b| b.total_cmp(a)).unwrap()
+}
+
+/// At a tie the gradient goes to the element the standard library picks (the last of the
+/// largest for `max_by`, the first of the smallest for `min_by`).
+#[test]
+fn extremes_at_ties_follow_the_standard_library() {
+    let x = [2.0, 1.0, 2.0, 1.0];
+    let pick = |max: bool, rev: bool| {
+        let it = x.iter().enumerate();
+        let cmp = |a: &(usize, &f64), b: &(usize, &f64)| {
+            if rev {
+                b.1.partial_cmp(a.1).unwrap()
+            } else {
+                a.1.partial_cmp(b.1).unwrap()
+            }
+        };
+        if max {
+            it.max_by(cmp).unwrap().0
+        } else {
+            it.min_by(cmp).unwrap().0
+        }
+    };
+    let one_hot = |k: usize, v: f64| {
+        let mut g = vec![0.0; 4];
+        g[k] += v;
+        g
+    };
+    assert_eq!(tied_max_grad(&x), one_hot(pick(true, false), 2.0));
+    assert_eq!(tied_min_grad(&x), one_hot(pick(false, false), 2.0));
+    let mut want = one_hot(pick(true, true), 2.0);
+    want[pick(false, true)] += 1.0;
+    assert_eq!(tied_reversed_grad(&x), want);
+}

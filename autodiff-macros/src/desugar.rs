@@ -317,7 +317,8 @@ impl<'ast> Visit<'ast> for Probe {
         self.rewrite |= for_each(e).is_some()
             || swapped(e).is_some()
             || end_element(e).is_some()
-            || optional_use(e).is_some();
+            || optional_use(e).is_some()
+            || extreme_element(e).is_some();
         self.pushes |= matches!(e, Expr::MethodCall(m) if m.method == "push");
         self.nested += usize::from(nests(e));
         syn::visit::visit_expr(self, e);
@@ -1050,6 +1051,26 @@ impl VisitMut for Rewriter {
         if let Some(test) = optional_use(e) {
             *e = test;
         }
+        // `*x.iter().max_by(|a, b| a.partial_cmp(b).unwrap()).unwrap()` (`min_by`, `total_cmp`)
+        // is the element a loop over the indices picks.
+        if let Some((base, pick)) = extreme_element(e) {
+            let (best, k) = (self.fresh("best"), self.fresh("k"));
+            let better: Expr = match pick {
+                Pick::Above => syn::parse_quote!(#base[#k] > #base[#best]),
+                Pick::AboveOrEqual => syn::parse_quote!(#base[#k] >= #base[#best]),
+                Pick::Below => syn::parse_quote!(#base[#k] < #base[#best]),
+                Pick::BelowOrEqual => syn::parse_quote!(#base[#k] <= #base[#best]),
+            };
+            *e = syn::parse_quote!({
+                let mut #best = 0usize;
+                for #k in 1..#base.len() {
+                    if #better {
+                        #best = #k;
+                    }
+                }
+                #base[#best]
+            });
+        }
         // Inner `match`es first (in the scrutinee, guards and arms).
         let nests = nests(e);
         self.nested += usize::from(nests);
@@ -1663,6 +1684,111 @@ fn end_element(e: &Expr) -> Option<Expr> {
     match end.method.to_string().as_str() {
         "first" => Some(syn::parse_quote!(#x[0])),
         "last" => Some(syn::parse_quote!(#x[#x.len() - 1])),
+        _ => None,
+    }
+}
+
+/// Which element `max_by` / `min_by` picks, as the test that makes a later one the pick: the
+/// last of the largest (`max_by`), the first of the smallest (`min_by`), and so on with the
+/// comparison reversed.
+enum Pick {
+    Above,
+    AboveOrEqual,
+    Below,
+    BelowOrEqual,
+}
+
+/// `*x.iter().max_by(|a, b| a.partial_cmp(b).unwrap()).unwrap()` (`.copied()` or `.cloned()`
+/// before it, `.expect(..)` after, `min_by`, `a.total_cmp(b)`, `.unwrap_or(..)` on the
+/// comparison, `b` compared with `a` for the reverse order): the walked place and the pick.
+fn extreme_element(e: &Expr) -> Option<(&Expr, Pick)> {
+    let e = match strip(e) {
+        Expr::Unary(u) if matches!(u.op, syn::UnOp::Deref(_)) => strip(&u.expr),
+        other => other,
+    };
+    let Expr::MethodCall(unwrap) = e else {
+        return None;
+    };
+    let unwrapped = (unwrap.method == "unwrap" && unwrap.args.is_empty())
+        || (unwrap.method == "expect" && unwrap.args.len() == 1);
+    let Expr::MethodCall(m) = strip(&unwrap.receiver) else {
+        return None;
+    };
+    let max = match m.method.to_string().as_str() {
+        "max_by" => true,
+        "min_by" => false,
+        _ => return None,
+    };
+    if !unwrapped || m.args.len() != 1 || !matches!(strip(&m.receiver), Expr::MethodCall(_)) {
+        return None;
+    }
+    let base = read_base(&m.receiver)?;
+    let Expr::Closure(c) = strip(&m.args[0]) else {
+        return None;
+    };
+    let names: Vec<&Ident> = c.inputs.iter().filter_map(pattern_name).collect();
+    let [a, b] = names.as_slice() else {
+        return None;
+    };
+    // `x.partial_cmp(y).unwrap()`, `.unwrap_or(..)`, `.expect(..)`, or `x.total_cmp(y)`.
+    let mut body = strip(&c.body);
+    if let Expr::Block(blk) = body {
+        match blk.block.stmts.as_slice() {
+            [syn::Stmt::Expr(inner, None)] => body = strip(inner),
+            _ => return None,
+        }
+    }
+    let Expr::MethodCall(outer) = body else {
+        return None;
+    };
+    let cmp = match outer.method.to_string().as_str() {
+        "unwrap" | "unwrap_or" | "expect" => match strip(&outer.receiver) {
+            Expr::MethodCall(inner) if inner.method == "partial_cmp" => inner,
+            _ => return None,
+        },
+        "total_cmp" => outer,
+        _ => return None,
+    };
+    let name = |e: &Expr| -> Option<Ident> {
+        match strip(e) {
+            Expr::Unary(u) if matches!(u.op, syn::UnOp::Deref(_)) => name_of(&u.expr),
+            Expr::Reference(r) => name_of(&r.expr),
+            other => name_of(other),
+        }
+    };
+    let (first, second) = (name(&cmp.receiver)?, name(cmp.args.first()?)?);
+    let ascending = match (first == **a && second == **b, first == **b && second == **a) {
+        (true, _) => true,
+        (_, true) => false,
+        _ => return None,
+    };
+    Some((
+        base,
+        match (max, ascending) {
+            (true, true) => Pick::AboveOrEqual,
+            (true, false) => Pick::BelowOrEqual,
+            (false, true) => Pick::Below,
+            (false, false) => Pick::Above,
+        },
+    ))
+}
+
+/// The name a closure parameter binds: `a`, `&a`, `&&a`, `a: &&f64`.
+fn pattern_name(p: &Pat) -> Option<&Ident> {
+    match p {
+        Pat::Ident(i) if i.subpat.is_none() => Some(&i.ident),
+        Pat::Reference(r) => pattern_name(&r.pat),
+        Pat::Type(t) => pattern_name(&t.pat),
+        _ => None,
+    }
+}
+
+/// The name `e` is, through references and dereferences (`a`, `*a`, `&b`).
+fn name_of(e: &Expr) -> Option<Ident> {
+    match strip(e) {
+        Expr::Path(p) if p.qself.is_none() => p.path.get_ident().cloned(),
+        Expr::Unary(u) if matches!(u.op, syn::UnOp::Deref(_)) => name_of(&u.expr),
+        Expr::Reference(r) => name_of(&r.expr),
         _ => None,
     }
 }
