@@ -3242,7 +3242,9 @@ pub fn p52(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         + *x.last().unwrap() * x.first().copied().unwrap()
         + x[x.iter().position(|&w| w > -1.91f64).unwrap_or(0)]
             * ((x[0].tanh() * 0.5).sinh().tanh() * 0.5).tan()
-        + x.get(n - 1 + n % 2).copied().unwrap_or(-1.91f64) * x[0];
+        + x.get(n - 1 + n % 2).copied().unwrap_or(-1.91f64) * x[0]
+        + *x.iter().max_by(|a, b| a.partial_cmp(b).unwrap()).unwrap()
+            * x.iter().copied().min_by(|a, b| a.total_cmp(b)).unwrap();
     let mut acc6 = (b * b).ln_1p();
     for i in 0..n {
         acc6 += (((b).tanh() - (-(v4)).tanh().stop_gradient()).exp().ln()
@@ -19863,7 +19865,9 @@ mod twin {
             + *x.last().unwrap() * x.first().copied().unwrap()
             + x[x.iter().position(|&w| w > -c(1.91)).unwrap_or(0)]
                 * ((x[0].tanh() * c(0.5)).sinh().tanh() * c(0.5)).tan()
-            + x.get(n - 1 + n % 2).copied().unwrap_or(-c(1.91)) * x[0];
+            + x.get(n - 1 + n % 2).copied().unwrap_or(-c(1.91)) * x[0]
+            + *x.iter().max_by(|a, b| a.partial_cmp(b).unwrap()).unwrap()
+                * x.iter().copied().min_by(|a, b| a.total_cmp(b)).unwrap();
         let mut acc6 = (b * b).ln_1p();
         for i in 0..n {
             acc6 += (((b).tanh() - (-(v4)).tanh().stop_gradient()).exp().ln()
