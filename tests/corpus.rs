@@ -3244,7 +3244,10 @@ pub fn p52(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
             * ((x[0].tanh() * 0.5).sinh().tanh() * 0.5).tan()
         + x.get(n - 1 + n % 2).copied().unwrap_or(-1.91f64) * x[0]
         + *x.iter().max_by(|a, b| a.partial_cmp(b).unwrap()).unwrap()
-            * x.iter().copied().min_by(|a, b| a.total_cmp(b)).unwrap();
+            * x.iter()
+                .copied()
+                .min_by(|a, b| b.partial_cmp(a).unwrap())
+                .unwrap();
     let mut acc6 = (b * b).ln_1p();
     for i in 0..n {
         acc6 += (((b).tanh() - (-(v4)).tanh().stop_gradient()).exp().ln()
@@ -19867,7 +19870,10 @@ mod twin {
                 * ((x[0].tanh() * c(0.5)).sinh().tanh() * c(0.5)).tan()
             + x.get(n - 1 + n % 2).copied().unwrap_or(-c(1.91)) * x[0]
             + *x.iter().max_by(|a, b| a.partial_cmp(b).unwrap()).unwrap()
-                * x.iter().copied().min_by(|a, b| a.total_cmp(b)).unwrap();
+                * x.iter()
+                    .copied()
+                    .min_by(|a, b| b.partial_cmp(a).unwrap())
+                    .unwrap();
         let mut acc6 = (b * b).ln_1p();
         for i in 0..n {
             acc6 += (((b).tanh() - (-(v4)).tanh().stop_gradient()).exp().ln()

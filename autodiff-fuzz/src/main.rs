@@ -244,7 +244,7 @@ impl Gen<'_> {
                             // search over it (an index), an element that may be missing, the
                             // largest and smallest by comparators.
                             let lit = self.rng.literal();
-                            let _ = writeln!(out, "    let {v} = x.iter().copied().map(smooth).sum::<f64>() * {t}\n        + *x.last().unwrap() * x.first().copied().unwrap()\n        + x[x.iter().position(|&w| w > {lit}).unwrap_or(0)] * {f}\n        + x.get(n - 1 + n % 2).copied().unwrap_or({lit}) * {t}\n        + *x.iter().max_by(|a, b| a.partial_cmp(b).unwrap()).unwrap() * x.iter().copied().min_by(|a, b| a.total_cmp(b)).unwrap();");
+                            let _ = writeln!(out, "    let {v} = x.iter().copied().map(smooth).sum::<f64>() * {t}\n        + *x.last().unwrap() * x.first().copied().unwrap()\n        + x[x.iter().position(|&w| w > {lit}).unwrap_or(0)] * {f}\n        + x.get(n - 1 + n % 2).copied().unwrap_or({lit}) * {t}\n        + *x.iter().max_by(|a, b| a.partial_cmp(b).unwrap()).unwrap() * x.iter().copied().min_by(|a, b| b.partial_cmp(a).unwrap()).unwrap();");
                         }
                         8 => {
                             // Bindings of differentiated values whole: the scrutinee (with a
