@@ -214,6 +214,40 @@ fn asserts_stay_and_still_fire() {
     assert!(msg.contains("x must be positive, got -1"), "{msg}");
 }
 
+/// Prints stay in the forward sweep (once per gradient call: the reverse sweep's recomputed
+/// and re-run statements leave them out), their arguments and format captures read as the
+/// function reads them.
+#[differentiate]
+fn with_prints(x: &[f64], steps: usize) -> f64 {
+    let mut s = 0.0;
+    let mut u = x.to_vec();
+    for t in 0..steps {
+        for i in 1..u.len() {
+            u[i] += 0.1 * u[i - 1] * u[i];
+        }
+        eprintln!("step {t}: u0 = {:.3}, s = {s}", u[0]);
+        s += u[u.len() - 1];
+    }
+    print!("with_prints: ");
+    println!("{}", s);
+    eprint!("");
+    s
+}
+
+#[test]
+fn prints_stay_and_the_gradient_matches_finite_differences() {
+    let x = [1.0, 2.0, 3.0];
+    let g = with_prints_grad(&x, 2);
+    for k in 0..3 {
+        let fk = |v: f64| {
+            let mut y = x;
+            y[k] = v;
+            with_prints(&y, 2)
+        };
+        assert!(close(g[k], fd1(fk, x[k]), 1e-6), "{k}: {}", g[k]);
+    }
+}
+
 #[differentiate]
 fn unused_parameter(x: f64, _y: f64) -> f64 {
     x * 3.0

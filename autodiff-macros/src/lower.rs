@@ -802,6 +802,7 @@ impl Lowerer<'_> {
             .last()
             .map(|s| s.ident.to_string())
             .unwrap_or_default();
+        // Checks and prints stay in the forward sweep, their arguments read where they stand.
         let allowed = [
             "assert",
             "debug_assert",
@@ -809,11 +810,15 @@ impl Lowerer<'_> {
             "assert_ne",
             "debug_assert_eq",
             "debug_assert_ne",
+            "print",
+            "println",
+            "eprint",
+            "eprintln",
         ];
         if !allowed.contains(&name.as_str()) || mac.path.segments.len() != 1 {
             return Err(syn::Error::new_spanned(
                 mac,
-                format!("#[differentiate] does not support the macro `{}!` in a differentiated body; only `assert!` and `debug_assert!` (and their `_eq`/`_ne` forms) may stay", name),
+                format!("#[differentiate] does not support the macro `{}!` in a differentiated body; only `assert!` and `debug_assert!` (and their `_eq`/`_ne` forms) and the prints (`println!`, `print!`, `eprintln!`, `eprint!`) may stay", name),
             ));
         }
         let args = mac.parse_body_with(
@@ -2968,7 +2973,7 @@ fn unsupported(e: &Expr) -> syn::Error {
     let msg = match e {
         Expr::Closure(_) => "#[differentiate] supports closures given to `mapv`, and closures bound by `let` (not `mut`, not `move`) and only called, `let f = |r: f64| ..; f(x)`, which are inlined at their calls; write this one's computation inline, or as a separate annotated function",
         Expr::Unsafe(_) => "#[differentiate] does not support `unsafe` blocks: the gradient must be computable from safe code",
-        Expr::Macro(_) => "#[differentiate] does not support macros in expressions; only `assert!` and `debug_assert!` may stay, as statements",
+        Expr::Macro(_) => "#[differentiate] does not support macros in expressions; only `assert!` and `debug_assert!` (and their forms) and the prints (`println!`, ..) may stay, as statements",
         Expr::Match(m) if crate::desugar::is_extraction(m) => "#[differentiate] supports patterns (of `match`, `if let`, `let .. else`) that bind values which are not differentiated (a configuration's fields, integers), or a differentiated value whole (`v if v < 0.0 => ..`, `(v, 0) => ..` of a tuple); this one binds part of a differentiated value: write `_` in its place and read the value from the scrutinee",
         Expr::Match(_) => "#[differentiate] supports a `match` of `true` / `false` arms only as a condition (`if match s { P => true, _ => false } { .. }`)",
         Expr::Return(_) => "#[differentiate] supports `return` as a statement, inside `if`/`else` arms and blocks; move the `return` out of this expression",
