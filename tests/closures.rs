@@ -93,3 +93,22 @@ fn closures_over_slices_and_in_mapv_match_finite_differences() {
     );
     assert_close(ga.as_slice().unwrap(), &fa, 1e-6);
 }
+
+/// A closure reading `b` beside other closures whose parameters are named `b` (a comparator,
+/// a `mapv`): those bind `b` only in their own bodies, which do not call it, so it is inlined.
+#[differentiate]
+fn closure_beside_closure_parameters(x: &[f64], b: f64) -> f64 {
+    let scaled = |t: f64| b * t;
+    let top = *x.iter().max_by(|a, b| a.partial_cmp(b).unwrap()).unwrap();
+    let k = x.iter().position(|&b| b < 0.0).unwrap_or(0);
+    scaled(top) + scaled(x[k])
+}
+
+#[test]
+fn closures_beside_closure_parameters_of_the_same_name_match_the_analytic_gradient() {
+    let x = [0.5, 2.0, -1.0];
+    let (gx, gb) = closure_beside_closure_parameters_grad(&x, 1.5);
+    // top = x[1], the first negative element x[2]: b x[1] + b x[2].
+    assert_close(&gx, &[0.0, 1.5, 1.5], 1e-12);
+    assert_close(&[gb], &[2.0 - 1.0], 1e-12);
+}

@@ -14,7 +14,7 @@
 use crate::lower::strip;
 use proc_macro2::{Ident, Span, TokenStream};
 use quote::{quote, ToTokens};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use syn::spanned::Spanned;
 use syn::visit::Visit;
 use syn::visit_mut::VisitMut;
@@ -106,6 +106,16 @@ fn check(def: &Def, scan: &Scan) -> syn::Result<()> {
             .into_iter()
             .flatten()
             .filter(|b| !b.inside.contains(&def.id))
+            // A name bound in another closure (its parameter, `max_by(|a, b| ..)`) is in
+            // scope only there: it names another value at a call only if that closure calls
+            // this one.
+            .filter(|b| {
+                b.inside.last().is_none_or(|c| {
+                    scan.calls_inside
+                        .get(c)
+                        .is_some_and(|calls| calls.contains(&def.name.to_string()))
+                })
+            })
             .map(|b| b.order)
             .collect();
         let param = def.closure.inputs.iter().any(|p| binds(p, &name));
@@ -203,6 +213,8 @@ struct Scan {
     /// The closures the walk is inside (their ids).
     inside: Vec<usize>,
     closure_count: usize,
+    /// The names each closure (by id) calls in its body, nested closures' calls included.
+    calls_inside: HashMap<usize, HashSet<String>>,
 }
 
 impl<'ast> Visit<'ast> for Scan {
@@ -244,6 +256,12 @@ impl<'ast> Visit<'ast> for Scan {
         if let Expr::Path(p) = strip(&c.func) {
             if let Some(i) = p.path.get_ident() {
                 self.uses.entry(i.to_string()).or_default().1 += 1;
+                for id in &self.inside {
+                    self.calls_inside
+                        .entry(*id)
+                        .or_default()
+                        .insert(i.to_string());
+                }
             }
         }
         syn::visit::visit_expr_call(self, c);
