@@ -785,3 +785,31 @@ fn extremes_at_ties_follow_the_standard_library() {
     want[pick(false, true)] += 1.0;
     assert_eq!(tied_reversed_grad(&x), want);
 }
+
+// ----- counts of filtered elements -----
+
+#[differentiate]
+fn counted_by_filters(x: &[f64], b: f64) -> f64 {
+    let n = x.iter().filter(|&&v| v > 0.0).count();
+    let big = if x.iter().filter(|v| v.abs() > 1.0).count() > 1 {
+        b
+    } else {
+        x[0]
+    };
+    let m = x.iter().copied().filter(|&b| b < 0.5).count();
+    x[n % x.len()] * n as f64
+        + big * m as f64
+        + x.iter().filter(|&&v| v > b).map(|v| v * v).sum::<f64>()
+}
+
+/// Counts of the elements a filter keeps (`x.iter().filter(|&&v| v > 0.0).count()`) are
+/// integers, in indices and conditions.
+#[test]
+fn filtered_counts_match_finite_differences() {
+    let x = [0.3, -1.2, 0.8, 1.5, 0.4];
+    for b in [0.2, 0.9] {
+        let (gx, gb) = counted_by_filters_grad(&x, b);
+        assert_close(&gx, &fd(&|v| counted_by_filters(v, b), &x), 1e-6);
+        assert_close(&[gb], &fd(&|v| counted_by_filters(&x, v[0]), &[b]), 1e-6);
+    }
+}

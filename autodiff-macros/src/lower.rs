@@ -2860,8 +2860,9 @@ fn is_plain_with_closures(e: &Expr) -> bool {
     plain(e, true)
 }
 
-/// The methods whose closures a condition or an index may pass (a flag or an index results).
-pub const SEARCHES: [&str; 4] = ["any", "all", "position", "rposition"];
+/// The methods whose closures a condition or an index may pass (a flag or an index results;
+/// `filter` before a `count`).
+pub const SEARCHES: [&str; 5] = ["any", "all", "position", "rposition", "filter"];
 
 fn plain(e: &Expr, closures: bool) -> bool {
     struct Check(bool, bool);
