@@ -3248,6 +3248,9 @@ pub fn p52(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
                 .copied()
                 .min_by(|a, b| b.partial_cmp(a).unwrap())
                 .unwrap();
+    let mut v4_s: Vec<f64> = x.iter().map(|w| w * x[0]).collect();
+    v4_s.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let v4 = v4 + v4_s[n / 2] * v4_s[n - 1];
     let mut acc6 = (b * b).ln_1p();
     for i in 0..n {
         acc6 += (((b).tanh() - (-(v4)).tanh().stop_gradient()).exp().ln()
@@ -19874,6 +19877,9 @@ mod twin {
                     .copied()
                     .min_by(|a, b| b.partial_cmp(a).unwrap())
                     .unwrap();
+        let mut v4_s: Vec<D> = x.iter().map(|w| w * x[0]).collect();
+        v4_s.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let v4 = v4 + v4_s[n / 2] * v4_s[n - 1];
         let mut acc6 = (b * b).ln_1p();
         for i in 0..n {
             acc6 += (((b).tanh() - (-(v4)).tanh().stop_gradient()).exp().ln()

@@ -813,3 +813,59 @@ fn filtered_counts_match_finite_differences() {
         assert_close(&[gb], &fd(&|v| counted_by_filters(&x, v[0]), &[b]), 1e-6);
     }
 }
+
+// ----- sorting differentiated values -----
+
+/// A median and a trimmed mean: the sorted copy is the input permuted, so each element's
+/// adjoint goes back to where the element came from.
+#[differentiate]
+fn median_and_trimmed(x: &[f64]) -> f64 {
+    let n = x.len();
+    let mut v = x.to_vec();
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let median = v[n / 2];
+    let mut trimmed = 0.0;
+    for k in 1..n - 1 {
+        trimmed += v[k] * v[k];
+    }
+    let mut w: Vec<f64> = x.iter().map(|t| t.sin()).collect();
+    w.sort_unstable_by(|a, b| b.total_cmp(a));
+    median * 3.0 + trimmed + w[0] - w[n - 1] * 0.5
+}
+
+fn median_and_trimmed_by_hand(x: &[f64]) -> Vec<f64> {
+    let n = x.len();
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&i, &j| x[i].partial_cmp(&x[j]).unwrap());
+    let mut g = vec![0.0; n];
+    g[order[n / 2]] += 3.0;
+    for k in 1..n - 1 {
+        g[order[k]] += 2.0 * x[order[k]];
+    }
+    let mut by_sin: Vec<usize> = (0..n).collect();
+    by_sin.sort_by(|&i, &j| x[j].sin().total_cmp(&x[i].sin()));
+    g[by_sin[0]] += x[by_sin[0]].cos();
+    g[by_sin[n - 1]] -= 0.5 * x[by_sin[n - 1]].cos();
+    g
+}
+
+#[test]
+fn sorted_values_match_a_hand_written_gradient_and_finite_differences() {
+    let x = [0.3, -1.2, 0.8, 1.5, 0.4, -0.1, 2.2];
+    let g = median_and_trimmed_grad(&x);
+    assert_close(&g, &median_and_trimmed_by_hand(&x), 1e-12);
+    assert_close(&g, &fd(&|v| median_and_trimmed(v), &x), 1e-6);
+}
+
+#[differentiate]
+fn sorted_with_nan(x: &[f64]) -> f64 {
+    let mut v = x.to_vec();
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[0]
+}
+
+#[test]
+#[should_panic(expected = "which orders no NaN")]
+fn sorting_a_nan_by_partial_cmp_panics_as_the_sort_does() {
+    sorted_with_nan_grad(&[1.0, f64::NAN]);
+}

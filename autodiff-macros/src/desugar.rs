@@ -318,7 +318,8 @@ impl<'ast> Visit<'ast> for Probe {
             || swapped(e).is_some()
             || end_element(e).is_some()
             || optional_use(e).is_some()
-            || extreme_element(e).is_some();
+            || extreme_element(e).is_some()
+            || (self.nested == 0 && sorted(e).is_some());
         self.pushes |= matches!(e, Expr::MethodCall(m) if m.method == "push");
         self.nested += usize::from(nests(e));
         syn::visit::visit_expr(self, e);
@@ -1071,6 +1072,23 @@ impl VisitMut for Rewriter {
                 #base[#best]
             });
         }
+        // `v.sort_by(|a, b| a.partial_cmp(b).unwrap());` in the function's own block: the
+        // permutation that sorts it (`__rt::sorted_order`, an integer result), applied.
+        if self.nested == 0 {
+            if let Some((v, order)) = sorted(e) {
+                let (v, Order { ascending, total }) = (v.clone(), order);
+                let (perm, old, k) = (self.fresh("order"), self.fresh("unsorted"), self.fresh("k"));
+                let descending = !ascending;
+                *e = syn::parse_quote!({
+                    let #perm = ::autodiff::__rt::sorted_order(&#v, #descending, #total);
+                    let #old = #v.clone();
+                    for #k in 0..#v.len() {
+                        #v[#k] = #old[#perm[#k]];
+                    }
+                });
+                return;
+            }
+        }
         // Inner `match`es first (in the scrutinee, guards and arms).
         let nests = nests(e);
         self.nested += usize::from(nests);
@@ -1723,14 +1741,35 @@ fn extreme_element(e: &Expr) -> Option<(&Expr, Pick)> {
         return None;
     }
     let base = read_base(&m.receiver)?;
-    let Expr::Closure(c) = strip(&m.args[0]) else {
+    let order = comparator(&m.args[0])?;
+    Some((
+        base,
+        match (max, order.ascending) {
+            (true, true) => Pick::AboveOrEqual,
+            (true, false) => Pick::BelowOrEqual,
+            (false, true) => Pick::Below,
+            (false, false) => Pick::Above,
+        },
+    ))
+}
+
+/// The order a comparator of two floats gives: `|a, b| a.partial_cmp(b).unwrap()`
+/// (`.unwrap_or(..)`, `.expect(..)`), `|a, b| a.total_cmp(b)`, and `b` compared with `a` for
+/// the reverse order.
+struct Order {
+    ascending: bool,
+    /// By `total_cmp` (which orders NaN).
+    total: bool,
+}
+
+fn comparator(e: &Expr) -> Option<Order> {
+    let Expr::Closure(c) = strip(e) else {
         return None;
     };
     let names: Vec<&Ident> = c.inputs.iter().filter_map(pattern_name).collect();
     let [a, b] = names.as_slice() else {
         return None;
     };
-    // `x.partial_cmp(y).unwrap()`, `.unwrap_or(..)`, `.expect(..)`, or `x.total_cmp(y)`.
     let mut body = strip(&c.body);
     if let Expr::Block(blk) = body {
         match blk.block.stmts.as_slice() {
@@ -1741,36 +1780,36 @@ fn extreme_element(e: &Expr) -> Option<(&Expr, Pick)> {
     let Expr::MethodCall(outer) = body else {
         return None;
     };
-    let cmp = match outer.method.to_string().as_str() {
+    let (cmp, total) = match outer.method.to_string().as_str() {
         "unwrap" | "unwrap_or" | "expect" => match strip(&outer.receiver) {
-            Expr::MethodCall(inner) if inner.method == "partial_cmp" => inner,
+            Expr::MethodCall(inner) if inner.method == "partial_cmp" => (inner, false),
             _ => return None,
         },
-        "total_cmp" => outer,
+        "total_cmp" => (outer, true),
         _ => return None,
     };
-    let name = |e: &Expr| -> Option<Ident> {
-        match strip(e) {
-            Expr::Unary(u) if matches!(u.op, syn::UnOp::Deref(_)) => name_of(&u.expr),
-            Expr::Reference(r) => name_of(&r.expr),
-            other => name_of(other),
-        }
-    };
-    let (first, second) = (name(&cmp.receiver)?, name(cmp.args.first()?)?);
+    let (first, second) = (name_of(&cmp.receiver)?, name_of(cmp.args.first()?)?);
     let ascending = match (first == **a && second == **b, first == **b && second == **a) {
         (true, _) => true,
         (_, true) => false,
         _ => return None,
     };
-    Some((
-        base,
-        match (max, ascending) {
-            (true, true) => Pick::AboveOrEqual,
-            (true, false) => Pick::BelowOrEqual,
-            (false, true) => Pick::Below,
-            (false, false) => Pick::Above,
-        },
-    ))
+    Some(Order { ascending, total })
+}
+
+/// `v.sort_by(|a, b| a.partial_cmp(b).unwrap());` (`sort_unstable_by`, the comparators of
+/// [`comparator`]) of a local: the name and the order.
+fn sorted(e: &Expr) -> Option<(&Ident, Order)> {
+    let Expr::MethodCall(m) = strip(e) else {
+        return None;
+    };
+    if !(m.method == "sort_by" || m.method == "sort_unstable_by") || m.args.len() != 1 {
+        return None;
+    }
+    let Expr::Path(p) = strip(&m.receiver) else {
+        return None;
+    };
+    Some((p.path.get_ident()?, comparator(&m.args[0])?))
 }
 
 /// The name a closure parameter binds: `a`, `&a`, `&&a`, `a: &&f64`.

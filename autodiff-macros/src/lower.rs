@@ -2016,6 +2016,9 @@ impl Lowerer<'_> {
             return self.method_call(m, out);
         }
         let Some(rule) = rules::method(&name) else {
+            if name.starts_with("sort") {
+                return Err(syn::Error::new_spanned(&m.method, format!("#[differentiate] sorts differentiated values as a statement in the function's own block (not in a loop or a branch), `v.sort_by(|a, b| a.partial_cmp(b).unwrap());` of a local (`sort_unstable_by`, `total_cmp`, either order); this `{name}` is not one: sort a copy before the loop, or write the comparator so")));
+            }
             return Err(syn::Error::new_spanned(
                 &m.method,
                 format!("#[differentiate] cannot differentiate the method `{name}`: the methods it knows are {}, and `mapv`", rules::method_names()),
@@ -2203,6 +2206,14 @@ impl Lowerer<'_> {
             {
                 return Err(syn::Error::new_spanned(&c.func, format!("#[differentiate] cannot differentiate through `{name}`, a function passed as a value (a parameter or a local): its derivative is unknown here; call a named function that has `#[differentiate]` (or a hand-written `pullback`), or a closure bound by `let` in this body (inlined at its calls)")));
             }
+        }
+        // The runtime's integer results of differentiated values (the order that sorts them,
+        // written by `desugar`): piecewise constant, code as written.
+        if is_constant_runtime_call(&fp.path) {
+            return Ok(Lowered::Op(
+                Op::Verbatim(self.rename(&Expr::Call(c.clone()))?),
+                false,
+            ));
         }
         // Generic arguments on the function itself (`g::<P, 3>(x)`) move to its pullback; on a
         // type before it, or a qualified path, they would not.
@@ -2830,6 +2841,15 @@ fn is_self(e: &Expr) -> bool {
         Expr::Path(p) => p.path.is_ident("self"),
         _ => false,
     }
+}
+
+/// `::autodiff::__rt::sorted_order`: a runtime function of differentiated values whose result
+/// is integers (no derivative).
+fn is_constant_runtime_call(path: &syn::Path) -> bool {
+    const CONSTANT_RUNTIME_CALLS: &[&str] = &["sorted_order"];
+    let segs: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
+    path.leading_colon.is_some()
+        && matches!(segs.as_slice(), [a, rt, f] if a == "autodiff" && rt == "__rt" && CONSTANT_RUNTIME_CALLS.contains(&f.as_str()))
 }
 
 /// A method call whose value is no float, whatever its receiver reads: a test or a search of

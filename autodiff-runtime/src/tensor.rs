@@ -807,6 +807,36 @@ pub fn column_acc<F: Real, SD: DataMut<Elem = F>, C: Contribution<F>>(
     dx.column_mut(k).accumulate(dy);
 }
 
+// ----- sorting ----------------------------------------------------------------------------
+
+/// The order that sorts `v`, stably: its `k`-th entry is the index of the element that
+/// `v.sort_by(|a, b| a.partial_cmp(b).unwrap())` puts at `k` (`descending`: the comparison
+/// reversed; `total`: `total_cmp`, which orders NaN, where `partial_cmp` panics as the sort
+/// would). A sort of differentiated values is this permutation applied (`v[k] = old[order[k]]`,
+/// written by the macro's `desugar`): piecewise constant, so it has no derivative of its own,
+/// and each element's adjoint goes back to where the element came from.
+pub fn sorted_order<F: Real, V: AsRef<[F]> + ?Sized>(
+    v: &V,
+    descending: bool,
+    total: bool,
+) -> Vec<usize> {
+    let v = v.as_ref();
+    let mut order: Vec<usize> = (0..v.len()).collect();
+    let compare = |a: F, b: F| {
+        match total {
+        true => a.to_f64().total_cmp(&b.to_f64()),
+        false => a.partial_cmp(&b).unwrap_or_else(|| {
+            panic!("autodiff: sorting compared {a:?} with {b:?} by `partial_cmp`, which orders no NaN (the sort itself would panic there)")
+        }),
+    }
+    };
+    order.sort_by(|&i, &j| match descending {
+        false => compare(v[i], v[j]),
+        true => compare(v[j], v[i]),
+    });
+    order
+}
+
 // ----- parts of slices -----------------------------------------------------------------------
 
 /// `&x[start..end]` of a slice, `Vec` or fixed-size array (`end == usize::MAX`: to the end).
