@@ -112,3 +112,20 @@ fn closures_beside_closure_parameters_of_the_same_name_match_the_analytic_gradie
     assert_close(&gx, &[0.0, 1.5, 1.5], 1e-12);
     assert_close(&[gb], &[2.0 - 1.0], 1e-12);
 }
+
+/// A closure reading a name shadowed before it: every call sees the binding the closure sees.
+#[differentiate]
+fn closure_after_shadowing(x: f64) -> f64 {
+    let a = x * 2.0;
+    let a = a + 1.0;
+    let g = |v: f64| v * a;
+    g(x) + g(1.0)
+}
+
+#[test]
+fn closures_after_shadowing_match_the_analytic_gradient() {
+    for x in [0.5, -1.25] {
+        // (2x + 1) x + (2x + 1): 4x + 3.
+        assert_close(&[closure_after_shadowing_grad(x)], &[4.0 * x + 3.0], 1e-12);
+    }
+}

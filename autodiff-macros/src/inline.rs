@@ -91,8 +91,8 @@ pub fn closures(func: &mut syn::ItemFn, fresh: &mut impl FnMut(&str) -> Ident) {
     }
 }
 
-/// Every name the closure reads, other than its own parameters, is bound once, before it, or
-/// not at all; it has no `return` (which would leave the function once inlined).
+/// Every name the closure reads, other than its own parameters, is bound before it (once or
+/// more) or not at all; it has no `return` (which would leave the function once inlined).
 fn check(def: &Def, scan: &Scan) -> syn::Result<()> {
     if let Some(r) = find_return(&def.closure.body) {
         return Err(syn::Error::new(r, format!("a closure called by name is inlined at its calls, where `return` would leave `{}` itself: write the closure's value as its last expression", scan.function)));
@@ -119,10 +119,13 @@ fn check(def: &Def, scan: &Scan) -> syn::Result<()> {
             .map(|b| b.order)
             .collect();
         let param = def.closure.inputs.iter().any(|p| binds(p, &name));
-        if param || outside.is_empty() || (outside.len() == 1 && outside[0] < def.order) {
+        // Bound only before the closure (once, or shadowed there): at every call, which comes
+        // after the closure in its scope, the name is the one the closure sees; a binding
+        // after it may be in scope at a call instead.
+        if param || outside.iter().all(|&o| o < def.order) {
             continue;
         }
-        return Err(syn::Error::new(span, format!("this closure is inlined at its calls, and `{name}` is bound {} in `{}`, so at a call it may name another value than where the closure is written: rename one of them", if outside.len() > 1 { "more than once" } else { "after the closure" }, scan.function)));
+        return Err(syn::Error::new(span, format!("this closure is inlined at its calls, and `{name}` is bound after the closure in `{}`, so at a call it may name another value than where the closure is written: rename one of them", scan.function)));
     }
     Ok(())
 }

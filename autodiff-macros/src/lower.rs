@@ -1612,7 +1612,7 @@ impl Lowerer<'_> {
 
     /// The float is `f64` or `f32`, not a type parameter.
     fn float_is_primitive(&self) -> bool {
-        self.float == "f64" || self.float == "f32"
+        crate::signature::is_primitive_float(&self.float)
     }
 
     fn lower(&mut self, e: &Expr, hint: &str, out: &mut Block) -> syn::Result<Lowered> {

@@ -178,7 +178,7 @@ impl Args {
 /// `::core::f64::consts::PI` (by name) in the float type `f`.
 fn consts(f: &Ident, name: &str) -> TokenStream {
     let name = Ident::new(name, proc_macro2::Span::call_site());
-    match f == "f64" || f == "f32" {
+    match crate::signature::is_primitive_float(f) {
         true => quote!(::core::#f::consts::#name),
         false => constant(f, quote!(::core::f64::consts::#name)),
     }

@@ -705,7 +705,7 @@ fn float_constructor(trees: &[TokenTree]) -> bool {
         matches!(name, TokenTree::Ident(m) if CONSTRUCTORS.iter().any(|c| m == c))
             && matches!(args, TokenTree::Group(g) if g.delimiter() == proc_macro2::Delimiter::Parenthesis)
     };
-    let generic = |t: &TokenTree| matches!(t, TokenTree::Ident(f) if f != "f64" && f != "f32" && crate::signature::is_float_name(f));
+    let generic = |t: &TokenTree| matches!(t, TokenTree::Ident(f) if !crate::signature::is_primitive_float(f) && crate::signature::is_float_name(f));
     match trees {
         [ty, TokenTree::Punct(_), TokenTree::Punct(_), name, args] => {
             generic(ty) && call(name, args)

@@ -110,7 +110,7 @@ impl GenericFloat {
                     if t.path.segments.last().is_some_and(|s| s.ident == "Real"))
                 })
             };
-        let mut found = named.cloned().filter(|f| f != "f64" && f != "f32");
+        let mut found = named.cloned().filter(|f| !is_primitive_float(f));
         if found.is_none() {
             found = generics
                 .type_params()
@@ -143,14 +143,19 @@ impl Drop for GenericFloat {
 
 /// Whether `id` names a float type: `f64`, `f32`, or the function's generic float.
 pub fn is_float_name(id: &Ident) -> bool {
-    id == "f64" || id == "f32" || GENERIC_FLOAT.with(|g| g.borrow().as_ref() == Some(id))
+    is_primitive_float(id) || GENERIC_FLOAT.with(|g| g.borrow().as_ref() == Some(id))
+}
+
+/// `f64` or `f32` (whose literals the generated code may write), not a generic float.
+pub fn is_primitive_float(f: &Ident) -> bool {
+    f == "f64" || f == "f32"
 }
 
 /// A float constant of the generated code in the float type `f`: the literal itself for `f64`
 /// and `f32` (its type inferred), `<F as Real>::from_f64(0.5)` for a generic float `F` (a
 /// literal has no type parameter's type; the conversion folds away once instantiated).
 pub fn constant(f: &Ident, literal: TokenStream) -> TokenStream {
-    match f == "f64" || f == "f32" {
+    match is_primitive_float(f) {
         true => literal,
         false => quote!(<#f as ::autodiff::__rt::Real>::from_f64(#literal)),
     }
@@ -168,7 +173,7 @@ pub fn literal(literal: TokenStream) -> TokenStream {
 /// A float constant with its type written, `1.0f64` (`literal` a decimal with a point), or the
 /// conversion for a generic float.
 pub fn suffixed(f: &Ident, literal: &str) -> TokenStream {
-    match f == "f64" || f == "f32" {
+    match is_primitive_float(f) {
         true => syn::LitFloat::new(&format!("{literal}{f}"), Span::call_site()).to_token_stream(),
         false => {
             let v = syn::LitFloat::new(literal, Span::call_site());
@@ -180,7 +185,7 @@ pub fn suffixed(f: &Ident, literal: &str) -> TokenStream {
 /// `value as f` for an integer or `f64` value: the cast for `f64` and `f32`, the conversion
 /// for a generic float.
 pub fn cast(value: TokenStream, f: &Ident) -> TokenStream {
-    match f == "f64" || f == "f32" {
+    match is_primitive_float(f) {
         true => quote!(#value as #f),
         false => quote!(<#f as ::autodiff::__rt::Real>::from_f64(#value as f64)),
     }
