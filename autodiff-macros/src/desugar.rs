@@ -64,6 +64,7 @@ pub fn reduce(e: &Expr) -> Option<Expr> {
         float: None,
         buffers: HashSet::new(),
         nested: 0,
+        loops: 0,
         rows: HashSet::new(),
     };
     let mut reduction = rewriter.reduction(e)?;
@@ -113,6 +114,7 @@ pub fn apply(func: &ItemFn) -> Option<ItemFn> {
         float,
         buffers: HashSet::new(),
         nested: 0,
+        loops: 0,
         rows: HashSet::new(),
     };
     let mut out = func.clone();
@@ -234,12 +236,13 @@ const INDEXED_WALKS: [&str; 10] = [
 struct Probe {
     rewrite: bool,
     pushes: bool,
-    /// Loops and branches the walk is in.
+    /// Loops and branches the walk is in, and loops alone.
     nested: usize,
-    /// Names assigned whole inside a loop or a branch (`u = next;`, both names), and names
-    /// written by index: a name in both is a buffer assigned whole there, or a buffer that
-    /// replaces another ([`Rewriter::assign_buffer`]).
-    assigned_nested: Vec<String>,
+    loops: usize,
+    /// Names assigned whole inside a loop (`u = next;`, both names), and names written by
+    /// index: a name in both is a buffer assigned whole in a loop, or a buffer that replaces
+    /// another there ([`Rewriter::assign_buffer`]).
+    assigned_in_loops: Vec<String>,
     indexed: HashSet<String>,
 }
 
@@ -248,7 +251,7 @@ impl Probe {
     fn rewrites(&self) -> bool {
         self.rewrite
             || self
-                .assigned_nested
+                .assigned_in_loops
                 .iter()
                 .any(|n| self.indexed.contains(n))
     }
@@ -257,12 +260,12 @@ impl Probe {
 impl<'ast> Visit<'ast> for Probe {
     fn visit_expr_assign(&mut self, a: &'ast syn::ExprAssign) {
         match strip(&a.left) {
-            Expr::Path(p) if self.nested > 0 => {
-                self.assigned_nested
+            Expr::Path(p) if self.loops > 0 => {
+                self.assigned_in_loops
                     .extend(p.path.get_ident().map(|i| i.to_string()));
                 // The value's name too: rows replaced by a buffer of rows.
                 if let Expr::Path(q) = strip(&a.right) {
-                    self.assigned_nested
+                    self.assigned_in_loops
                         .extend(q.path.get_ident().map(|i| i.to_string()));
                 }
             }
@@ -279,9 +282,12 @@ impl<'ast> Visit<'ast> for Probe {
     }
     fn visit_expr_closure(&mut self, c: &'ast syn::ExprClosure) {
         // A closure's body runs where it is called, not in the loop around its `let`.
-        let nested = std::mem::take(&mut self.nested);
+        let (nested, loops) = (
+            std::mem::take(&mut self.nested),
+            std::mem::take(&mut self.loops),
+        );
         syn::visit::visit_expr_closure(self, c);
-        self.nested = nested;
+        (self.nested, self.loops) = (nested, loops);
     }
     fn visit_expr_match(&mut self, m: &'ast syn::ExprMatch) {
         self.rewrite = true;
@@ -300,8 +306,7 @@ impl<'ast> Visit<'ast> for Probe {
         syn::visit::visit_expr_break(self, b);
     }
     fn visit_expr(&mut self, e: &'ast Expr) {
-        let is_loop = matches!(e, Expr::ForLoop(_) | Expr::While(_) | Expr::Loop(_));
-        if is_loop {
+        if is_loop(e) {
             self.rewrite |= returns(e);
         }
         if let Expr::ForLoop(f) = e {
@@ -321,9 +326,12 @@ impl<'ast> Visit<'ast> for Probe {
             || extreme_element(e).is_some()
             || (self.nested == 0 && sorted(e).is_some());
         self.pushes |= matches!(e, Expr::MethodCall(m) if m.method == "push");
-        self.nested += usize::from(nests(e));
+        let (nests, loops) = (nests(e), is_loop(e));
+        self.nested += usize::from(nests);
+        self.loops += usize::from(loops);
         syn::visit::visit_expr(self, e);
-        self.nested -= usize::from(nests(e));
+        self.nested -= usize::from(nests);
+        self.loops -= usize::from(loops);
     }
 }
 
@@ -387,8 +395,9 @@ struct Rewriter {
     /// The names the function writes by index (`v[i] = ..`): buffers, which
     /// `std::mem::swap` exchanges element by element, and an assignment in a loop fills.
     buffers: HashSet<String>,
-    /// Loops and branches (`if`, `match`) the rewriting is in.
+    /// Loops and branches (`if`, `match`) the rewriting is in, and loops alone.
     nested: usize,
+    loops: usize,
     /// The names that hold rows of floats (`&[Vec<f64>]` parameters, `vec![vec![0.0; m]; n]`
     /// and copies of either), whose replacement copies element by element of each row.
     rows: HashSet<String>,
@@ -1090,10 +1099,12 @@ impl VisitMut for Rewriter {
             }
         }
         // Inner `match`es first (in the scrutinee, guards and arms).
-        let nests = nests(e);
+        let (nests, loops) = (nests(e), is_loop(e));
         self.nested += usize::from(nests);
+        self.loops += usize::from(loops);
         syn::visit_mut::visit_expr_mut(self, e);
         self.nested -= usize::from(nests);
+        self.loops -= usize::from(loops);
         // `if let Some(&v) = x.get(i) { a } else { b }` is `if i < x.len() { let v = x[i]; a }
         // else { b }` (the element is differentiated: no `Option` holds it).
         if let Some(test) = optional_if_let(e) {
@@ -2016,10 +2027,11 @@ fn swapped(e: &Expr) -> Option<(&Ident, &Ident)> {
 
 /// A loop or a branch: code in it may run other than once, in order.
 fn nests(e: &Expr) -> bool {
-    matches!(
-        e,
-        Expr::ForLoop(_) | Expr::While(_) | Expr::Loop(_) | Expr::If(_) | Expr::Match(_)
-    )
+    is_loop(e) || matches!(e, Expr::If(_) | Expr::Match(_))
+}
+
+fn is_loop(e: &Expr) -> bool {
+    matches!(e, Expr::ForLoop(_) | Expr::While(_) | Expr::Loop(_))
 }
 
 /// The names of `func` that hold rows of floats: parameters of a rows type (`&[Vec<f64>]`), and
@@ -2120,12 +2132,12 @@ impl Rewriter {
 }
 
 impl Rewriter {
-    /// `u = next;` of a buffer inside a loop (a time step's new state replacing the old) or a
-    /// branch: the new value's elements copied into the buffer, as `std::mem::swap` exchanges
-    /// them, since each buffer keeps its storage for the reverse sweep (a buffer is updated in
-    /// place, not carried from one iteration to the next, or out of an arm, like a value). Of
-    /// one length, checked. In the function's own block the buffer is rebound to the new
-    /// value, with no copy.
+    /// `u = next;` of a buffer inside a loop (a time step's new state replacing the old): the
+    /// new value's elements copied into the buffer, as `std::mem::swap` exchanges them, since
+    /// each buffer keeps its storage for the reverse sweep (a buffer is updated in place, not
+    /// carried from one iteration to the next like a value). Of one length, checked. Outside
+    /// loops (in the function's own block or an arm) the buffer is rebound to the new value,
+    /// of any length, with no copy.
     fn assign_buffer(&mut self, a: &syn::ExprAssign) -> Option<Expr> {
         let Expr::Path(p) = strip(&a.left) else {
             return None;
@@ -2136,12 +2148,12 @@ impl Rewriter {
         let from_buffer = matches!(strip(&a.right), Expr::Path(q)
             if q.path.get_ident().is_some_and(|i| self.buffers.contains(&i.to_string())));
         let rows = self.rows.contains(&name.to_string());
-        if self.nested == 0 || !(self.buffers.contains(&name.to_string()) || rows && from_buffer) {
+        if self.loops == 0 || !(self.buffers.contains(&name.to_string()) || rows && from_buffer) {
             return None;
         }
         let (i, message) = (
             self.fresh("index"),
-            format!("autodiff: `{name} = ..` in a loop or a branch copies the new value into the buffer `{name}` element by element (each buffer keeps its storage for the reverse sweep), which needs it of the buffer's length"),
+            format!("autodiff: `{name} = ..` in a loop copies the new value into the buffer `{name}` element by element (each buffer keeps its storage for the reverse sweep), which needs it of the buffer's length"),
         );
         let right = &a.right;
         let (bind, source) = match strip(right) {
