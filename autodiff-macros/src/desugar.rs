@@ -230,6 +230,20 @@ const INDEXED_WALKS: [&str; 10] = [
     "outer_iter",
 ];
 
+/// The methods the forms [`Probe`] looks for end in: `walk.for_each(..)`, `x.last().unwrap()`
+/// and `x.iter().max_by(..).unwrap()` (`expect`), `x.get(i).copied().unwrap_or(..)`
+/// (`unwrap_or_default`, `map_or`), `v.sort_by(..)`.
+const PROBED_METHODS: &[&str] = &[
+    "for_each",
+    "unwrap",
+    "expect",
+    "unwrap_or",
+    "unwrap_or_default",
+    "map_or",
+    "sort_by",
+    "sort_unstable_by",
+];
+
 /// Does a body hold anything to rewrite, and does it call a method named `push` (`pushes`)?
 /// One walk of the whole body answers both.
 #[derive(Default)]
@@ -319,13 +333,28 @@ impl<'ast> Visit<'ast> for Probe {
             self.rewrite |= mutable_base(&f.expr).is_some();
             self.rewrite |= matches!(strip(&f.expr), Expr::MethodCall(m) if m.method == "filter");
         }
-        self.rewrite |= for_each(e).is_some()
-            || swapped(e).is_some()
-            || end_element(e).is_some()
-            || optional_use(e).is_some()
-            || extreme_element(e).is_some()
-            || (self.nested == 0 && sorted(e).is_some());
-        self.pushes |= matches!(e, Expr::MethodCall(m) if m.method == "push");
+        // A method call's name read once (on the compiler's tokens each comparison with an
+        // identifier is a call across the proc-macro bridge), and the forms looked for only
+        // behind the methods they end in.
+        let method = match e {
+            Expr::MethodCall(m) => Some(m.method.to_string()),
+            Expr::Unary(u) if matches!(u.op, syn::UnOp::Deref(_)) => match strip(&u.expr) {
+                Expr::MethodCall(m) => Some(m.method.to_string()),
+                _ => None,
+            },
+            _ => None,
+        };
+        let probed = method
+            .as_deref()
+            .is_some_and(|m| PROBED_METHODS.contains(&m));
+        self.rewrite |= swapped(e).is_some()
+            || probed
+                && (for_each(e).is_some()
+                    || end_element(e).is_some()
+                    || optional_use(e).is_some()
+                    || extreme_element(e).is_some()
+                    || (self.nested == 0 && sorted(e).is_some()));
+        self.pushes |= matches!(e, Expr::MethodCall(_)) && method.as_deref() == Some("push");
         let (nests, loops) = (nests(e), is_loop(e));
         self.nested += usize::from(nests);
         self.loops += usize::from(loops);

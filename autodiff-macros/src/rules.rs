@@ -85,6 +85,18 @@ pub struct Template {
     pub body: fn(&Args) -> TokenStream,
 }
 
+/// A constant of the float type, written only where a template interpolates it (as
+/// `signature::constant` writes it: the literal, or its conversion for a generic float).
+#[derive(Clone)]
+pub struct Constant(f64, Ident);
+
+impl ToTokens for Constant {
+    fn to_tokens(&self, out: &mut TokenStream) {
+        let literal = proc_macro2::Literal::f64_unsuffixed(self.0).into_token_stream();
+        out.extend(constant(&self.1, literal));
+    }
+}
+
 /// What a template's names stand for: the closure parameters of `__rt::pbN` (`Args::new`),
 /// or, for a known scalar, the operands themselves, so that the rule is written out inline.
 pub struct Args {
@@ -100,9 +112,9 @@ pub struct Args {
     pub f: Ident,
     /// The constants `0.0`, `0.5` and `1.0` in that type (`signature::constant`: literals,
     /// or conversions for a generic float).
-    pub zero: TokenStream,
-    pub half: TokenStream,
-    pub one: TokenStream,
+    pub zero: Constant,
+    pub half: Constant,
+    pub one: Constant,
 }
 
 impl Args {
@@ -119,9 +131,9 @@ impl Args {
             y: id("y"),
             dy: id("dy"),
             n,
-            zero: constant(&f, quote!(0.0)),
-            half: constant(&f, quote!(0.5)),
-            one: constant(&f, quote!(1.0)),
+            zero: Constant(0.0, f.clone()),
+            half: Constant(0.5, f.clone()),
+            one: Constant(1.0, f.clone()),
             f,
         }
     }
@@ -137,9 +149,9 @@ impl Args {
             y: TokenStream::new(),
             dy: TokenStream::new(),
             n,
-            zero: constant(&f, quote!(0.0)),
-            half: constant(&f, quote!(0.5)),
-            one: constant(&f, quote!(1.0)),
+            zero: Constant(0.0, f.clone()),
+            half: Constant(0.5, f.clone()),
+            one: Constant(1.0, f.clone()),
             f,
         }
     }
