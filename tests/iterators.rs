@@ -869,3 +869,54 @@ fn sorted_with_nan(x: &[f64]) -> f64 {
 fn sorting_a_nan_by_partial_cmp_panics_as_the_sort_does() {
     sorted_with_nan_grad(&[1.0, f64::NAN]);
 }
+
+// ----- windows and chunks zipped with slices -----
+
+#[differentiate]
+fn spring_chain(pos: &[f64], k: &[f64], rest: f64) -> f64 {
+    pos.windows(2)
+        .zip(k)
+        .map(|(w, &ki)| 0.5 * ki * (w[1] - w[0] - rest).powi(2))
+        .sum()
+}
+
+#[differentiate]
+fn zipped_windows(x: &[f64], m: &[f64]) -> f64 {
+    let mut e = 0.0;
+    for (mi, c) in m.iter().zip(x.chunks_exact(3)) {
+        e += mi * (c[0] * c[0] + c[1] * c[2]);
+    }
+    for (n, (w, q)) in x.windows(3).zip(m.iter().copied()).enumerate() {
+        e += (w[2] - 2.0 * w[1] + w[0]) * q * (n + 1) as f64;
+    }
+    e
+}
+
+/// Only the zip's argument a walk of chunks (nothing else in the body to rewrite).
+#[differentiate]
+fn chunks_on_the_right(x: &[f64], k: &[f64]) -> f64 {
+    let mut e = 0.0;
+    for (n, (q, c)) in k.iter().zip(x.chunks(2)).enumerate() {
+        e += q * c[0] * c[c.len() - 1] * (n + 1) as f64;
+    }
+    e
+}
+
+/// Walks of windows and chunks zipped with a slice's elements (either side, enumerated).
+#[test]
+fn windows_and_chunks_zipped_with_slices_match_finite_differences() {
+    let pos = [0.0, 1.2, 2.1, 3.5];
+    let k = [1.0, 2.0, 0.5];
+    let (gp, gk, gr) = spring_chain_grad(&pos, &k, 1.0);
+    assert_close(&gp, &fd(&|v| spring_chain(v, &k, 1.0), &pos), 1e-6);
+    assert_close(&gk, &fd(&|v| spring_chain(&pos, v, 1.0), &k), 1e-6);
+    assert_close(&[gr], &fd(&|v| spring_chain(&pos, &k, v[0]), &[1.0]), 1e-6);
+    let x = [0.3, -1.2, 0.8, 1.5, 0.4, -0.6, 0.9];
+    let m = [1.0, 2.0];
+    let (gx, gm) = zipped_windows_grad(&x, &m);
+    assert_close(&gx, &fd(&|v| zipped_windows(v, &m), &x), 1e-6);
+    assert_close(&gm, &fd(&|v| zipped_windows(&x, v), &m), 1e-6);
+    let (gx, gk) = chunks_on_the_right_grad(&x, &m);
+    assert_close(&gx, &fd(&|v| chunks_on_the_right(v, &m), &x), 1e-6);
+    assert_close(&gk, &fd(&|v| chunks_on_the_right(&x, v), &m), 1e-6);
+}

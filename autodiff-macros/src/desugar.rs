@@ -327,6 +327,10 @@ impl<'ast> Visit<'ast> for Probe {
             let mut walk = &*f.expr;
             while let Expr::MethodCall(m) = strip(walk) {
                 self.rewrite |= INDEXED_WALKS.iter().any(|n| m.method == n);
+                // A zip's other side: `ks.iter().zip(xs.windows(2))`.
+                if m.method == "zip" && m.args.len() == 1 {
+                    self.rewrite |= matches!(strip(&m.args[0]), Expr::MethodCall(w) if INDEXED_WALKS.iter().any(|n| w.method == n));
+                }
                 walk = &m.receiver;
             }
             self.rewrite |= zips_a_part(&f.expr);
@@ -804,25 +808,39 @@ impl Rewriter {
         // What an `.enumerate()` counts at index `i`, when not `i` itself: in a `skip` /
         // `take` chain it starts at the first item it sees, after `.rev()` at the last.
         let mut position: Option<TokenStream> = None;
+        // A zip whose items are a pair: both parts taken apart (`(w, &k)` reads `k`'s value).
+        let mut pair = false;
         let (range, item, indexed_by_enumerate) = match m.method.to_string().as_str() {
-            kind @ ("windows" | "chunks" | "chunks_exact") if m.args.len() == 1 => {
-                let base = &m.receiver;
-                let k = self.once(&m.args[0], &mut setup, "size");
-                let (range, item) = match kind {
-                    "windows" => (
-                        quote!(0..(#base.len() + 1).saturating_sub(#k)),
-                        quote!(&#base[#i..#i + #k]),
-                    ),
-                    "chunks_exact" => (
-                        quote!(0..#base.len() / #k),
-                        quote!(&#base[#i * #k..#i * #k + #k]),
-                    ),
-                    _ => (
-                        quote!(0..(#base.len() + #k - 1) / #k),
-                        quote!(&#base[#i * #k..::core::cmp::min(#i * #k + #k, #base.len())]),
-                    ),
-                };
-                (range, item, enumerated)
+            "windows" | "chunks" | "chunks_exact" => {
+                let (count, item) = self.window_part(m, &i, &mut setup)?;
+                (quote!(0..#count), item, enumerated)
+            }
+            // `xs.windows(2).zip(ks)` (either side a walk of windows or chunks, the other of a
+            // slice's elements): one index for both, as far as the shorter goes.
+            "zip" if m.args.len() == 1 => {
+                let (left, right) = (strip(&m.receiver), strip(&m.args[0]));
+                let windowed = |e: &Expr| matches!(e, Expr::MethodCall(w) if ["windows", "chunks", "chunks_exact"].contains(&w.method.to_string().as_str()));
+                if !(windowed(left) || windowed(right)) {
+                    return None;
+                }
+                let mut side =
+                    |e: &Expr, setup: &mut TokenStream| -> Option<(TokenStream, TokenStream)> {
+                        match e {
+                            Expr::MethodCall(w) if windowed(e) => self.window_part(w, &i, setup),
+                            _ => {
+                                let base = read_base(e)?;
+                                Some((quote!(#base.len()), quote!(#base[#i])))
+                            }
+                        }
+                    };
+                let (lc, li) = side(left, &mut setup)?;
+                let (rc, ri) = side(right, &mut setup)?;
+                pair = true;
+                (
+                    quote!(0..::core::cmp::min(#lc, #rc)),
+                    quote!((#li, #ri)),
+                    enumerated,
+                )
             }
             // A matrix's rows or columns, each the view `m.row(i)` / `m.column(i)`.
             kind @ ("rows" | "columns" | "outer_iter") if m.args.is_empty() => {
@@ -928,16 +946,23 @@ impl Rewriter {
             _ => return None,
         };
         // The item's pattern, and the index's when enumerated (`(n, w)`); `&v` reads the value.
+        let item_pat = |p: &Pat| -> Option<TokenStream> {
+            match (unref(p), pair) {
+                (Pat::Tuple(t), true) if t.elems.len() == 2 => {
+                    let (a, b) = (unref(&t.elems[0]), unref(&t.elems[1]));
+                    Some(quote!((#a, #b)))
+                }
+                (_, true) => None,
+                (p, false) => Some(quote!(#p)),
+            }
+        };
         let pat = match (&*f.pat, indexed_by_enumerate) {
             (Pat::Tuple(t), true) if t.elems.len() == 2 => {
-                let (n, v) = (&t.elems[0], unref(&t.elems[1]));
+                let (n, v) = (&t.elems[0], item_pat(&t.elems[1])?);
                 quote!((#n, #v))
             }
             (_, true) => return None,
-            (p, false) => {
-                let p = unref(p);
-                quote!(#p)
-            }
+            (p, false) => item_pat(p)?,
         };
         let value = match (indexed_by_enumerate, position) {
             (true, Some(at)) => quote!((#at, #item)),
@@ -952,6 +977,36 @@ impl Rewriter {
                 #(#stmts)*
             }
         }))
+    }
+
+    /// The count of a walk of windows or chunks (`xs.windows(k)`, `chunks`, `chunks_exact`)
+    /// and its item at index `i`, a part of `xs`.
+    fn window_part(
+        &mut self,
+        m: &syn::ExprMethodCall,
+        i: &Ident,
+        setup: &mut TokenStream,
+    ) -> Option<(TokenStream, TokenStream)> {
+        if m.args.len() != 1 {
+            return None;
+        }
+        let base = &m.receiver;
+        let k = self.once(&m.args[0], setup, "size");
+        Some(match m.method.to_string().as_str() {
+            "windows" => (
+                quote!((#base.len() + 1).saturating_sub(#k)),
+                quote!(&#base[#i..#i + #k]),
+            ),
+            "chunks_exact" => (
+                quote!(#base.len() / #k),
+                quote!(&#base[#i * #k..#i * #k + #k]),
+            ),
+            "chunks" => (
+                quote!((#base.len() + #k - 1) / #k),
+                quote!(&#base[#i * #k..::core::cmp::min(#i * #k + #k, #base.len())]),
+            ),
+            _ => return None,
+        })
     }
 
     /// The statements for `let pat = value else { diverge };`.
