@@ -3250,7 +3250,12 @@ pub fn p52(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
                 .unwrap();
     let mut v4_s: Vec<f64> = x.iter().map(|w| w * x[0]).collect();
     v4_s.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let v4 = v4 + v4_s[n / 2] * v4_s[n - 1];
+    let v4 = v4
+        + v4_s[n / 2] * v4_s[n - 1]
+        + x.windows(2)
+            .zip(x)
+            .map(|(w, &q)| (w[1] - w[0]) * q)
+            .sum::<f64>();
     let mut acc6 = (b * b).ln_1p();
     for i in 0..n {
         acc6 += (((b).tanh() - (-(v4)).tanh().stop_gradient()).exp().ln()
@@ -19879,7 +19884,12 @@ mod twin {
                     .unwrap();
         let mut v4_s: Vec<D> = x.iter().map(|w| w * x[0]).collect();
         v4_s.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        let v4 = v4 + v4_s[n / 2] * v4_s[n - 1];
+        let v4 = v4
+            + v4_s[n / 2] * v4_s[n - 1]
+            + x.windows(2)
+                .zip(x)
+                .map(|(w, &q)| (w[1] - w[0]) * q)
+                .sum::<D>();
         let mut acc6 = (b * b).ln_1p();
         for i in 0..n {
             acc6 += (((b).tanh() - (-(v4)).tanh().stop_gradient()).exp().ln()

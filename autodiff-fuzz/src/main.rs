@@ -242,9 +242,10 @@ impl Gen<'_> {
                         9 => {
                             // A walk mapped by a function's name, the ends of the input, and a
                             // search over it (an index), an element that may be missing, the
-                            // largest and smallest by comparators, a median of a sorted copy.
+                            // largest and smallest by comparators, a median of a sorted copy,
+                            // windows zipped with the elements.
                             let lit = self.rng.literal();
-                            let _ = writeln!(out, "    let {v} = x.iter().copied().map(smooth).sum::<f64>() * {t}\n        + *x.last().unwrap() * x.first().copied().unwrap()\n        + x[x.iter().position(|&w| w > {lit}).unwrap_or(0)] * {f}\n        + x.get(n - 1 + n % 2).copied().unwrap_or({lit}) * {t}\n        + *x.iter().max_by(|a, b| a.partial_cmp(b).unwrap()).unwrap() * x.iter().copied().min_by(|a, b| b.partial_cmp(a).unwrap()).unwrap();\n    let mut {v}_s: Vec<f64> = x.iter().map(|w| w * {t}).collect();\n    {v}_s.sort_by(|a, b| a.partial_cmp(b).unwrap());\n    let {v} = {v} + {v}_s[n / 2] * {v}_s[n - 1];");
+                            let _ = writeln!(out, "    let {v} = x.iter().copied().map(smooth).sum::<f64>() * {t}\n        + *x.last().unwrap() * x.first().copied().unwrap()\n        + x[x.iter().position(|&w| w > {lit}).unwrap_or(0)] * {f}\n        + x.get(n - 1 + n % 2).copied().unwrap_or({lit}) * {t}\n        + *x.iter().max_by(|a, b| a.partial_cmp(b).unwrap()).unwrap() * x.iter().copied().min_by(|a, b| b.partial_cmp(a).unwrap()).unwrap();\n    let mut {v}_s: Vec<f64> = x.iter().map(|w| w * {t}).collect();\n    {v}_s.sort_by(|a, b| a.partial_cmp(b).unwrap());\n    let {v} = {v} + {v}_s[n / 2] * {v}_s[n - 1] + x.windows(2).zip(x).map(|(w, &q)| (w[1] - w[0]) * q).sum::<f64>();");
                         }
                         8 => {
                             // Bindings of differentiated values whole: the scrutinee (with a
