@@ -2310,3 +2310,65 @@ fn a_stencil_replacing_its_state_matches_the_hand_written_gradient() {
 fn a_buffer_replaced_by_one_of_another_length_panics_naming_it() {
     replaced_by_a_shorter_state_grad(&[1.0, 2.0, 3.0]);
 }
+
+// ----- tuple locals -----
+
+#[differentiate]
+fn with_tuple_state(x: &[f64]) -> f64 {
+    let mut state = (0.0, 1.0);
+    for &v in x {
+        state = (state.0 + v * state.1, state.1 * 0.9 + v.sin());
+    }
+    state.1 += state.0 * 0.5;
+    state.0 * state.1
+}
+
+#[differentiate]
+fn oscillator_in_a_tuple(x0: f64, v0: f64, k: f64) -> f64 {
+    let dt = 0.01;
+    let mut s = (x0, v0, 0.0);
+    for _ in 0..100 {
+        let a = -k * s.0;
+        s = (s.0 + s.1 * dt, s.1 + a * dt, s.2 + s.0 * s.0 * dt);
+    }
+    s.2
+}
+
+/// Tuple locals read by element and replaced whole (`state = (a, b);`): a local per element.
+#[test]
+fn tuple_state_matches_finite_differences() {
+    let x = [0.3, -1.2, 0.8, 1.5];
+    assert_close(
+        &with_tuple_state_grad(&x),
+        &fd(&|v| with_tuple_state(v), &x),
+        1e-6,
+    );
+    let (a, b, c) = oscillator_in_a_tuple_grad(1.0, 0.2, 2.0);
+    let f = |v: &[f64]| oscillator_in_a_tuple(v[0], v[1], v[2]);
+    assert_close(&[a, b, c], &fd(&f, &[1.0, 0.2, 2.0]), 1e-6);
+}
+
+#[differentiate]
+fn returned_whole(x: f64, y: f64) -> (f64, f64) {
+    let mut p = (x, y);
+    for _ in 0..3 {
+        p = (p.0 * p.1, p.0 + 0.5 * p.1);
+    }
+    let (a, b) = p;
+    let mut q = (a.sin(), b);
+    q.1 *= q.0;
+    q
+}
+
+/// A tuple local read whole (`let (a, b) = p;`) and returned: the tuple of its elements.
+#[test]
+fn tuple_locals_read_whole_match_finite_differences() {
+    let j = returned_whole_jacobian(0.7, 1.3);
+    let h = 1e-6;
+    let f = |x: f64, y: f64| returned_whole(x, y);
+    let (p1, m1) = (f(0.7 + h, 1.3), f(0.7 - h, 1.3));
+    // Row 0: the first output's derivatives (x, y).
+    assert!(((p1.0 - m1.0) / (2.0 * h) - j[0].0).abs() < 1e-6, "{j:?}");
+    let (p2, m2) = (f(0.7, 1.3 + h), f(0.7, 1.3 - h));
+    assert!(((p2.1 - m2.1) / (2.0 * h) - j[1].1).abs() < 1e-6, "{j:?}");
+}

@@ -48,6 +48,7 @@ use syn::visit_mut::VisitMut;
 use syn::{Expr, ItemFn, Pat};
 
 pub mod pushes;
+mod tuples;
 
 /// An iterator reduction over a walk, `xs.iter().map(|v| e).sum::<f64>()` (`.product()`,
 /// `.fold(..)`, `.collect()` into a `Vec`; over zips, enumerations, `skip` / `take`, windows,
@@ -97,7 +98,7 @@ pub fn apply(func: &ItemFn) -> Option<ItemFn> {
         syn::ReturnType::Type(_, ty) => crate::signature::tuple_output(ty).map(|(_, n)| n),
         syn::ReturnType::Default => None,
     };
-    if !probe.rewrites() && !closures && !pushes && tuple.is_none() {
+    if !probe.rewrites() && !closures && !pushes && !probe.tuples && tuple.is_none() {
         return None;
     }
     let mut names = Names::default();
@@ -125,6 +126,10 @@ pub fn apply(func: &ItemFn) -> Option<ItemFn> {
     // `Vec`s built by `push`: buffers with a counter (`pushes`).
     if pushes {
         pushes::apply(&mut out.block, &mut |base| rewriter.fresh(base));
+    }
+    // Tuple locals read by element: a local per element (`tuples`).
+    if probe.tuples {
+        tuples::apply(&mut out.block, &mut |base| rewriter.fresh(base));
     }
     rewriter.buffers = crate::lower::buffer_targets(&out.block);
     rewriter.rows = rows_names(func);
@@ -250,6 +255,8 @@ const PROBED_METHODS: &[&str] = &[
 struct Probe {
     rewrite: bool,
     pushes: bool,
+    /// A local bound to a tuple literal (`tuples`).
+    tuples: bool,
     /// Loops and branches the walk is in, and loops alone.
     nested: usize,
     loops: usize,
@@ -313,6 +320,7 @@ impl<'ast> Visit<'ast> for Probe {
     }
     fn visit_local(&mut self, l: &'ast syn::Local) {
         self.rewrite |= l.init.as_ref().is_some_and(|i| i.diverge.is_some());
+        self.tuples |= matches!((&l.pat, &l.init), (Pat::Ident(_), Some(i)) if matches!(strip(&i.expr), Expr::Tuple(_)));
         syn::visit::visit_local(self, l);
     }
     fn visit_expr_break(&mut self, b: &'ast syn::ExprBreak) {

@@ -781,6 +781,7 @@ mod never_panics {
         "fn mx(x: &[f64], y: &[f64]) -> f64 { let hi = *x.iter().max_by(|a, b| a.partial_cmp(b).unwrap()).unwrap(); let lo = y.iter().copied().min_by(|a, b| b.total_cmp(a)).expect(\"y\"); hi * lo + x.iter().cloned().max_by(|a: &f64, b: &f64| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal)).unwrap() }",
         "fn so(x: &[f64]) -> f64 { let n = x.len(); let mut v = x.to_vec(); v.sort_by(|a, b| a.partial_cmp(b).unwrap()); let mut w: Vec<f64> = x.iter().map(|t| t * t).collect(); w.sort_unstable_by(|p, q| q.total_cmp(p)); v.sort_by(|a, b| b.partial_cmp(a).unwrap()); v[n / 2] * w[0] }",
         "fn wz(x: &[f64], k: &[f64]) -> f64 { let mut e: f64 = x.windows(2).zip(k).map(|(w, &q)| q * (w[1] - w[0]).powi(2)).sum(); for (n, (q, c)) in k.iter().zip(x.chunks(2)).enumerate() { e += q * c[0] * n as f64; } e }",
+        "fn tu(x: &[f64], k: f64) -> f64 { let mut s = (k, 1.0, 0.5); for &v in x { s = (s.0 + v * s.1, s.1 * 0.9, s.2); s.2 += s.0; } let (a, b, c) = s; let t = (a, b); t.0 * c + t.1 }",
         "fn gw<F>(x: F, p: &[[F; 3]]) -> F where F: autodiff::Real { let mut e = x.to_degrees(); for q in p { e += F::hypot(q[0], q[1]).tanh() / q[2].cbrt(); } e }",
         "fn g(x: f64, n: usize, y: f64) -> f64 { let mut r = x * y; if x > 0.0 { r = r * x.exp(); } else if y > x { r += y.sin(); } else { return 1.0; } r * (n as f64) }",
         "fn h(x: &[f64]) -> f64 { let mut s = 0.0; for i in 0..x.len() - 1 { let a = x[i + 1] - x[i] * x[i]; s += 100.0 * a * a; } s }",
