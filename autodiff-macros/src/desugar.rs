@@ -290,15 +290,13 @@ impl<'ast> Visit<'ast> for Probe {
                         .extend(q.path.get_ident().map(|i| i.to_string()));
                 }
             }
-            Expr::Index(ix) => self.indexed.extend(indexed_name(&ix.expr)),
+            Expr::Index(_) => self.indexed.extend(crate::lower::written_buffer(&a.left)),
             _ => {}
         }
         syn::visit::visit_expr_assign(self, a);
     }
     fn visit_expr_binary(&mut self, b: &'ast syn::ExprBinary) {
-        if let Expr::Index(ix) = strip(&b.left) {
-            self.indexed.extend(indexed_name(&ix.expr));
-        }
+        self.indexed.extend(crate::lower::written_buffer(&b.left));
         syn::visit::visit_expr_binary(self, b);
     }
     fn visit_expr_closure(&mut self, c: &'ast syn::ExprClosure) {
@@ -1802,7 +1800,12 @@ fn end_element(e: &Expr) -> Option<Expr> {
     if !end.args.is_empty() || !is_place(x) {
         return None;
     }
-    match end.method.to_string().as_str() {
+    end_of(&end.method.to_string(), x)
+}
+
+/// The element `x.first()` or `x.last()` names: `x[0]`, `x[x.len() - 1]`.
+fn end_of(method: &str, x: &Expr) -> Option<Expr> {
+    match method {
         "first" => Some(syn::parse_quote!(#x[0])),
         "last" => Some(syn::parse_quote!(#x[#x.len() - 1])),
         _ => None,
@@ -1962,7 +1965,8 @@ fn optional_element(e: &Expr) -> Option<Optional> {
     if !is_place(x) {
         return None;
     }
-    let (present, element): (Expr, Expr) = match (m.method.to_string().as_str(), m.args.len()) {
+    let method = m.method.to_string();
+    let (present, element): (Expr, Expr) = match (method.as_str(), m.args.len()) {
         ("get", 1) if !matches!(strip(&m.args[0]), Expr::Range(_)) => {
             let i = &m.args[0];
             (
@@ -1970,11 +1974,7 @@ fn optional_element(e: &Expr) -> Option<Optional> {
                 syn::parse_quote!(#x[#i]),
             )
         }
-        ("first", 0) => (syn::parse_quote!(0 < #x.len()), syn::parse_quote!(#x[0])),
-        ("last", 0) => (
-            syn::parse_quote!(0 < #x.len()),
-            syn::parse_quote!(#x[#x.len() - 1]),
-        ),
+        (end, 0) => (syn::parse_quote!(0 < #x.len()), end_of(end, x)?),
         _ => return None,
     };
     Some(Optional {
@@ -2165,18 +2165,6 @@ fn rows_names(func: &ItemFn) -> HashSet<String> {
     }
     find.visit_block(&func.block);
     find.0
-}
-
-/// The buffer an element write names: `v` of `v[i]`, and of `f[i][k]`.
-fn indexed_name(base: &Expr) -> Option<String> {
-    let base = match strip(base) {
-        Expr::Index(row) => &row.expr,
-        other => other,
-    };
-    match strip(base) {
-        Expr::Path(p) => p.path.get_ident().map(|i| i.to_string()),
-        _ => None,
-    }
 }
 
 /// `name` of `&mut name`.

@@ -3218,22 +3218,27 @@ fn has_closure(e: &Expr) -> bool {
     f.0
 }
 
+/// The buffer an element write's target names: `v` of `v[i]`, and of `f[i][k]` (a buffer of
+/// points).
+pub(crate) fn written_buffer(left: &Expr) -> Option<String> {
+    let Expr::Index(ix) = strip(left) else {
+        return None;
+    };
+    let base = match strip(&ix.expr) {
+        Expr::Index(row) => &row.expr,
+        _ => &ix.expr,
+    };
+    match strip(base) {
+        Expr::Path(p) => p.path.get_ident().map(|i| i.to_string()),
+        _ => None,
+    }
+}
+
 pub(crate) fn buffer_targets(block: &syn::Block) -> HashSet<String> {
     struct Find(HashSet<String>);
     impl Find {
         fn target(&mut self, left: &Expr) {
-            if let Expr::Index(ix) = strip(left) {
-                // `v[i] = ..`, and `f[i][k] = ..` of a buffer of points.
-                let base = match strip(&ix.expr) {
-                    Expr::Index(row) => &row.expr,
-                    _ => &ix.expr,
-                };
-                if let Expr::Path(p) = strip(base) {
-                    if let Some(i) = p.path.get_ident() {
-                        self.0.insert(i.to_string());
-                    }
-                }
-            }
+            self.0.extend(written_buffer(left));
         }
     }
     impl<'ast> Visit<'ast> for Find {
