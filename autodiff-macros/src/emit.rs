@@ -251,7 +251,17 @@ pub fn companions(
         let rt = names.fresh("rt");
         let slots = gradient_slots(&sig, &mut names);
         let pattern = differentiable_entries(&slots);
-        let scaled = pullback_entries(&slots, |g| quote!(#rt::scale(#g, #d_out)));
+        // A slice of structs' gradient is scaled element by element.
+        let elements: Vec<&Ident> = slots
+            .iter()
+            .zip(&sig.params)
+            .filter(|(_, p)| p.kind == signature::Kind::Structs)
+            .map(|((g, _), _)| g)
+            .collect();
+        let scaled = pullback_entries(&slots, |g| match elements.contains(&g) {
+            true => quote!(#rt::scale_elements(#g, #d_out)),
+            false => quote!(#rt::scale(#g, #d_out)),
+        });
         quote!({
             use ::autodiff::__rt as #rt;
             let (#value, #pattern) = #call_value_and_grad(#(#args),*);
@@ -572,6 +582,7 @@ fn body(
     for (id, p) in sig.params.iter().enumerate() {
         let gradient = |rev: &mut Reverse| match p.kind {
             signature::Kind::Struct => rev.struct_gradient(id),
+            signature::Kind::Structs => rev.elements_gradient(id),
             _ => rev.gradient(id),
         };
         if with_value {

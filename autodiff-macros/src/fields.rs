@@ -35,11 +35,17 @@ pub struct Field {
     pub constant: Option<Span>,
 }
 
-/// The fields of the struct parameters `params` (index, name) read in `block`, in the order
-/// of their first reads.
-pub fn scan(block: &syn::Block, params: &[(usize, Ident)]) -> Vec<Field> {
+/// The fields of the struct parameters `params` (index, name) read in `block`, and those of
+/// the elements of the slices of structs `columns` (`bodies[i].pos`, `columns.rs`), in the
+/// order of their first reads.
+pub fn scan(
+    block: &syn::Block,
+    params: &[(usize, Ident)],
+    columns: &[(usize, Ident)],
+) -> Vec<Field> {
     let mut scan = Scan {
         params,
+        columns,
         fields: Vec::new(),
         constant_context: 0,
     };
@@ -76,6 +82,39 @@ pub fn field_of_param<'a>(
     Some((param, path))
 }
 
+/// `xs[i].name` (or `xs[i].inner.name`) of a slice of structs `xs` in `params`: its index,
+/// the field's path and the element's index expression (`i`).
+pub fn of_column<'a>(
+    e: &'a Expr,
+    params: &[(usize, Ident)],
+) -> Option<(usize, Vec<&'a syn::Member>, &'a Expr)> {
+    let Expr::Field(f) = strip(e) else {
+        return None;
+    };
+    column_field(f, params)
+}
+
+/// [`of_column`] of a field expression.
+pub fn column_field<'a>(
+    f: &'a syn::ExprField,
+    params: &[(usize, Ident)],
+) -> Option<(usize, Vec<&'a syn::Member>, &'a Expr)> {
+    let (param, mut path, index) = match strip(&f.base) {
+        Expr::Index(ix) => {
+            let Expr::Path(p) = strip(&ix.expr) else {
+                return None;
+            };
+            let ident = p.path.get_ident()?;
+            let (k, _) = params.iter().find(|(_, n)| n == ident)?;
+            (*k, Vec::new(), &*ix.index)
+        }
+        Expr::Field(inner) => column_field(inner, params)?,
+        _ => return None,
+    };
+    path.push(&f.member);
+    Some((param, path, index))
+}
+
 /// A member's name: `w`, or `0` of a tuple struct.
 pub fn member_name(m: &syn::Member) -> String {
     match m {
@@ -95,6 +134,7 @@ pub fn root(f: &syn::ExprField) -> Option<&Ident> {
 
 struct Scan<'a> {
     params: &'a [(usize, Ident)],
+    columns: &'a [(usize, Ident)],
     fields: Vec<Field>,
     /// How many constant contexts (ranges, indices, casts, ..) the walk is inside.
     constant_context: usize,
@@ -107,9 +147,18 @@ impl Scan<'_> {
         self.constant_context -= 1;
     }
 
+    /// The field `e` reads: of a struct parameter (`p.w`), or a column of a slice of structs
+    /// (`xs[i].w`, with the element's index).
+    fn read<'e>(&self, e: &'e Expr) -> Option<(usize, Vec<&'e syn::Member>, Option<&'e Expr>)> {
+        match of_param(e, self.params) {
+            Some((param, path)) => Some((param, path, None)),
+            None => of_column(e, self.columns).map(|(param, path, i)| (param, path, Some(i))),
+        }
+    }
+
     /// An operand of `!`, `&&` or `||`: a constant when it is a field itself.
     fn condition(&mut self, e: &Expr) {
-        match of_param(e, self.params) {
+        match self.read(e) {
             Some(_) => self.constant(e),
             None => self.visit_expr(e),
         }
@@ -118,7 +167,7 @@ impl Scan<'_> {
 
 impl<'ast> Visit<'ast> for Scan<'_> {
     fn visit_expr(&mut self, e: &'ast Expr) {
-        if let Some((param, path)) = of_param(e, self.params) {
+        if let Some((param, path, index)) = self.read(e) {
             let constant = (self.constant_context > 0).then(|| {
                 let last = quote::ToTokens::to_token_stream(e).into_iter().last();
                 last.map_or(e.span(), |t| t.span())
@@ -135,6 +184,9 @@ impl<'ast> Visit<'ast> for Scan<'_> {
                     constant,
                 }),
             }
+            if let Some(index) = index {
+                self.constant(index);
+            }
             return;
         }
         match e {
@@ -144,7 +196,7 @@ impl<'ast> Visit<'ast> for Scan<'_> {
                 if crate::lower::SIZE_METHODS.contains(&m.method.to_string().as_str())
                     || (m.method == "count" && m.args.is_empty()) =>
             {
-                if of_param(&m.receiver, self.params).is_none() {
+                if self.read(&m.receiver).is_none() {
                     let outer = std::mem::take(&mut self.constant_context);
                     self.visit_expr(&m.receiver);
                     self.constant_context = outer;
@@ -169,7 +221,7 @@ impl<'ast> Visit<'ast> for Scan<'_> {
                     walk = strip(&inner.receiver);
                 }
                 let outer = std::mem::take(&mut self.constant_context);
-                if of_param(walk, self.params).is_none() {
+                if self.read(walk).is_none() {
                     self.visit_expr(&m.receiver);
                 }
                 for a in &m.args {
@@ -213,7 +265,7 @@ impl<'ast> Visit<'ast> for Scan<'_> {
                     self.visit_arm(a);
                 }
             }
-            Expr::If(i) if of_param(&i.cond, self.params).is_some() => {
+            Expr::If(i) if self.read(&i.cond).is_some() => {
                 self.constant(&i.cond);
                 self.visit_block(&i.then_branch);
                 if let Some((_, e)) = &i.else_branch {

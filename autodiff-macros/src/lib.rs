@@ -18,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 mod attr;
+mod columns;
 mod derive;
 mod desugar;
 mod emit;

@@ -38,7 +38,21 @@ pub fn lower(
     namer: &mut Namer,
 ) -> syn::Result<Function> {
     let desugared = crate::desugar::apply(func);
-    let func = desugared.as_ref().unwrap_or(func);
+    let mut func = desugared.as_ref().unwrap_or(func);
+    // Slices of structs: walks and bindings of their elements written as element reads.
+    let elements: Vec<Ident> = sig
+        .params
+        .iter()
+        .filter(|p| p.kind == crate::signature::Kind::Structs)
+        .map(|p| p.ident.clone())
+        .collect();
+    let normalized;
+    if !elements.is_empty() {
+        let mut copy = func.clone();
+        crate::columns::normalize(&mut copy.block, &elements)?;
+        normalized = copy;
+        func = &normalized;
+    }
     let start = namer.clone();
     let mut forced = HashSet::new();
     loop {
@@ -100,7 +114,9 @@ fn lower_once(
         lw.vars.push(Var {
             name: p.ident.clone(),
             adjoint,
-            active: active(p),
+            // A slice of structs is differentiated through its columns; what else reads it
+            // (its length, constant fields) is constant.
+            active: active(p) && p.kind != crate::signature::Kind::Structs,
             ty: None,
             buffer: false,
             scalar: false,
@@ -116,11 +132,49 @@ fn lower_once(
         .filter(|(_, p)| p.kind == crate::signature::Kind::Struct)
         .map(|(k, p)| (k, p.ident.clone()))
         .collect();
-    if !lw.struct_params.is_empty() {
-        for field in crate::fields::scan(&func.block, &lw.struct_params) {
+    let column_params: Vec<(usize, Ident)> = sig
+        .params
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.kind == crate::signature::Kind::Structs)
+        .map(|(k, p)| (k, p.ident.clone()))
+        .collect();
+    let mut columns = HashMap::new();
+    if !lw.struct_params.is_empty() || !column_params.is_empty() {
+        for field in crate::fields::scan(&func.block, &lw.struct_params, &column_params) {
             let p = &sig.params[field.param];
             let path = &field.path;
             let key = field_key(path);
+            if p.kind == crate::signature::Kind::Structs {
+                let param = &p.ident;
+                match field.constant {
+                    // Checked not to be a float, at its read (the closure is never called).
+                    Some(last) => lw.items.push(quote::quote_spanned!(last=> {
+                        use ::autodiff::__rt::{FloatProbe as _, OtherProbe as _};
+                        ::autodiff::__rt::constant_column(&#param[..], |element| {
+                            (&::autodiff::__rt::ConstantProbe(&element.#(#path).*)).probe()
+                        });
+                    })),
+                    // A column: the field of every element, bound before the forward sweep.
+                    None => {
+                        let hint = std::iter::once(p.ident.to_string())
+                            .chain(path.iter().map(crate::fields::member_name))
+                            .collect::<Vec<_>>()
+                            .join("_");
+                        let id = lw.new_var(&hint, active(p), None);
+                        let name = lw.vars[id].name.clone();
+                        lw.items.push(
+                            quote!(let #name = ::autodiff::__rt::column(&#param[..], |element| {
+                            ::core::clone::Clone::clone(&element.#(#path).*)
+                        });),
+                        );
+                        lw.scopes[0].insert(name.to_string(), id);
+                        lw.field_vars.push((field.param, path.clone(), id));
+                        columns.insert((field.param, key), name);
+                    }
+                }
+                continue;
+            }
             // A constant field is checked not to be a float, at its read: the probe's tokens
             // take the span of the read's field (the `s` of `p.s`; one span, which both the
             // compiler's tokens and the in-process ones keep alike).
@@ -151,8 +205,25 @@ fn lower_once(
             lw.fields.insert((field.param, key), var);
         }
     }
+    // Each read of a column's field as a read of the column (`bodies_pos[i][k]`).
+    let columned;
+    let block = match column_params.is_empty() {
+        true => &func.block,
+        false => {
+            let mut copy = func.block.clone();
+            let mut indexed = Vec::new();
+            crate::columns::to_columns(&mut copy, &column_params, &columns, &mut indexed)?;
+            for name in indexed {
+                if let Some(v) = lw.lookup(&name.to_string()) {
+                    lw.row_bases.insert(v);
+                }
+            }
+            columned = copy;
+            &columned
+        }
+    };
     let mut body = Block::default();
-    let items = block_items(&func.block, true);
+    let items = block_items(block, true);
     let result = lw.seq(&items, Level::Function, &mut body);
     let result = match result {
         Ok(Some(r)) => Some(r),
@@ -2786,7 +2857,7 @@ pub const SIZE_METHODS: &[&str] = &[
 ];
 
 /// The operator and rule of a compound assignment.
-fn compound(op: &BinOp) -> Option<(&'static str, TokenStream)> {
+pub(crate) fn compound(op: &BinOp) -> Option<(&'static str, TokenStream)> {
     let span = op.span();
     Some(match op {
         BinOp::AddAssign(_) => ("add", quote_spanned!(span=> +)),
@@ -3136,7 +3207,7 @@ impl<'a> Elements<'a> {
 
 /// A pattern without parentheses, and without `&` (`for &v in xs.iter()`: an element is read
 /// as its value either way).
-fn strip_pat(p: &Pat) -> &Pat {
+pub(crate) fn strip_pat(p: &Pat) -> &Pat {
     match p {
         Pat::Paren(p) => strip_pat(&p.pat),
         Pat::Reference(r) if r.mutability.is_none() => strip_pat(&r.pat),

@@ -1251,6 +1251,42 @@ impl<'a> Reverse<'a> {
         })
     }
 
+    /// The gradient of a slice of structs (`columns.rs`): a `Vec` of the struct, each
+    /// element's gradient zero but in the fields the body read as differentiated values, into
+    /// which each column's adjoint is moved (or added, for a field inside one already written).
+    pub fn elements_gradient(&mut self, param: VarId) -> TokenStream {
+        let g = Ident::new("gradient", crate::names::mixed_site());
+        let element = Ident::new("element", crate::names::mixed_site());
+        let (rt, float) = (self.rt.clone(), self.float.clone());
+        let x = self.primal(param);
+        let mut read: Vec<(&Vec<syn::Member>, VarId)> = self
+            .f
+            .fields
+            .iter()
+            .filter(|(p, _, var)| *p == param && self.declared.contains(var))
+            .map(|(_, path, var)| (path, *var))
+            .collect();
+        read.sort_by_key(|(path, _)| path.len());
+        let mut fields = TokenStream::new();
+        let mut written: Vec<&Vec<syn::Member>> = Vec::new();
+        for (path, var) in read {
+            let d = self.adj(var);
+            let set = match written.iter().any(|w| path.starts_with(w)) {
+                true => quote!(acc_column),
+                false => quote!(set_column),
+            };
+            fields.append_stream(
+                quote!(#rt::#set(&mut #g, #d, |#element| &mut #element.#(#path).*);),
+            );
+            written.push(path);
+        }
+        quote!({
+            let mut #g = #rt::zero_elements::<#float, _>(&#x[..]);
+            #fields
+            #g
+        })
+    }
+
     /// The adjoint of a parameter after the sweep.
     pub fn gradient(&mut self, param: VarId) -> TokenStream {
         let rt = self.rt.clone();

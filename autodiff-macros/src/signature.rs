@@ -19,6 +19,10 @@ pub enum Kind {
     /// same type (which derives `Differentiable`) whose fields the body reads as differentiated
     /// values are their gradients (`fields.rs`).
     Struct,
+    /// A slice or `Vec` of structs (`&[Body]`, `Vec<Body>`) named in `wrt`: its gradient is a
+    /// `Vec` of the struct, each element's differentiated fields the gradients of that
+    /// element's (`columns.rs`: the body reads `bodies[i].pos[k]`, one column per field).
+    Structs,
     /// Anything else: passed through, no gradient.
     Constant,
 }
@@ -308,20 +312,30 @@ pub fn analyse(func: &ItemFn, options: &Options) -> syn::Result<Signature> {
         }
         for name in wrt {
             match params.iter_mut().find(|p| p.ident == *name) {
-                None => errors.push(name.span(), &format!("`{name}` in `wrt` is not a parameter of `{}`", sig.ident)),
+                None => errors.push(
+                    name.span(),
+                    &format!("`{name}` in `wrt` is not a parameter of `{}`", sig.ident),
+                ),
                 Some(p) if p.receiver => {
                     p.kind = Kind::Struct;
                     p.grad_ty = quote!(Self);
                     p.wrt = true;
                 }
-                Some(p) if p.kind == Kind::Constant => match struct_type(&p.ty) {
-                    Some(ty) => {
-                        p.kind = Kind::Struct;
-                        p.grad_ty = ty.to_token_stream();
-                        p.wrt = true;
+                Some(p) if p.kind == Kind::Constant => {
+                    match (struct_type(&p.ty), struct_elements(&p.ty)) {
+                        (Some(ty), _) => {
+                            p.kind = Kind::Struct;
+                            p.grad_ty = ty.to_token_stream();
+                            p.wrt = true;
+                        }
+                        (None, Some(ty)) => {
+                            p.kind = Kind::Structs;
+                            p.grad_ty = quote!(::std::vec::Vec<#ty>);
+                            p.wrt = true;
+                        }
+                        (None, None) => errors.push(name.span(), &format!("`{name}` in `wrt` is not a differentiable parameter: only `f64`/`f32` parameters, arrays and slices of them, and structs that derive `Differentiable` (and slices and `Vec`s of them) have gradients")),
                     }
-                    None => errors.push(name.span(), &format!("`{name}` in `wrt` is not a differentiable parameter: only `f64`/`f32` parameters, arrays and slices of them, and structs that derive `Differentiable` have gradients")),
-                },
+                }
                 Some(p) => p.wrt = true,
             }
         }
@@ -332,7 +346,7 @@ pub fn analyse(func: &ItemFn, options: &Options) -> syn::Result<Signature> {
             errors.push(sig.inputs.span(), &format!("`{}` has no differentiable parameter: nothing to take the gradient with respect to (differentiable parameters are `f64` and `f32`, slices, `Vec`s and fixed-size arrays of them (`&[f64]`, `[f64; 3]`, `&[[f64; 3]]`), ndarray arrays, and structs named in `wrt`)", sig.ident));
         }
         for p in &params {
-            if !matches!(p.kind, Kind::Constant | Kind::Struct)
+            if !matches!(p.kind, Kind::Constant | Kind::Struct | Kind::Structs)
                 && element_type(&p.ty).as_ref() != Some(f)
             {
                 errors.push(p.ty.span(), &format!("parameter `{}` is not `{f}` but the function returns `{f}`: mixed precision is not supported, use one float type", p.ident));
@@ -365,11 +379,13 @@ fn where_clause(generics: &syn::Generics, params: &[Param], float: &Ident) -> To
         .iter()
         .flat_map(|w| w.predicates.iter().map(|p| p.to_token_stream()))
         .collect();
-    for p in params
-        .iter()
-        .filter(|p| p.kind == Kind::Struct && !p.receiver)
-    {
-        let Some(ty) = struct_type(&p.ty) else {
+    for p in params.iter().filter(|p| !p.receiver) {
+        let ty = match p.kind {
+            Kind::Struct => struct_type(&p.ty),
+            Kind::Structs => struct_elements(&p.ty),
+            _ => None,
+        };
+        let Some(ty) = ty else {
             continue;
         };
         // A type parameter, or a struct of one (`&M`, `&Model<P>`): the gradient's traits are
@@ -401,6 +417,35 @@ fn struct_type(ty: &Type) -> Option<&Type> {
         "i128", "isize", "String", "str", "Vec", "Option", "Box",
     ];
     (p.qself.is_none() && !not_struct.iter().any(|n| last.ident == n)).then_some(inner)
+}
+
+/// The struct of a parameter of type `&[S]`, `&Vec<S>` or `Vec<S>` (`S` as [`struct_type`]
+/// reads it, not a reference): a slice of structs, differentiated field by field.
+pub fn struct_elements(ty: &Type) -> Option<&Type> {
+    let elem = match ty {
+        Type::Reference(r) if r.mutability.is_none() => match &*r.elem {
+            Type::Slice(s) => &*s.elem,
+            t => vec_element(t)?,
+        },
+        t => vec_element(t)?,
+    };
+    match elem {
+        Type::Reference(_) => None,
+        t => struct_type(t),
+    }
+}
+
+/// `T` of `Vec<T>`.
+fn vec_element(ty: &Type) -> Option<&Type> {
+    let Type::Path(p) = ty else { return None };
+    let last = p.path.segments.last()?;
+    let syn::PathArguments::AngleBracketed(a) = &last.arguments else {
+        return None;
+    };
+    match (last.ident == "Vec", a.args.first()) {
+        (true, Some(syn::GenericArgument::Type(t))) if a.args.len() == 1 => Some(t),
+        _ => None,
+    }
 }
 
 /// Does the function name `Self` (in its signature or body)? Then it stands in an `impl` or a

@@ -286,6 +286,56 @@ impl ConstantField for () {}
 #[inline(always)]
 pub fn constant_field<C: ConstantField>(_: C) {}
 
+/// A column of a slice of structs differentiated field by field (`wrt(bodies)` with
+/// `bodies: &[Body]`): the values of one field, `field(&bodies[i])` for every `i`, which
+/// generated code reads before the forward sweep (`bodies[i].pos[k]` is `column[i][k]`).
+pub fn column<T, C>(xs: &[T], field: impl Fn(&T) -> C) -> Vec<C> {
+    xs.iter().map(field).collect()
+}
+
+/// The gradient of a slice of structs, each element's gradient zero (a value of the struct:
+/// constant fields copied, differentiated ones zero), before generated code moves each column's
+/// adjoint into its field ([`set_column`], [`acc_column`]).
+pub fn zero_elements<F, T: StructGradient<F>>(xs: &[T]) -> Vec<T> {
+    xs.iter().map(Differentiable::zero_adjoint).collect()
+}
+
+/// Moves a column's adjoint into its field of each element's gradient.
+#[inline]
+pub fn set_column<T, C>(
+    gradient: &mut [T],
+    column: Vec<C>,
+    mut field: impl FnMut(&mut T) -> &mut C,
+) {
+    for (g, c) in gradient.iter_mut().zip(column) {
+        *field(g) = c;
+    }
+}
+
+/// Adds a column's adjoint into its field of each element's gradient (a field inside one
+/// already written: `layer.w` after `layer`).
+#[inline]
+pub fn acc_column<T, C, A: Accumulate<C>>(
+    gradient: &mut [T],
+    column: Vec<C>,
+    mut field: impl FnMut(&mut T) -> &mut A,
+) {
+    for (g, c) in gradient.iter_mut().zip(column) {
+        field(g).accumulate(c);
+    }
+}
+
+/// The gradient of a slice of structs scaled by `by` (a pullback's entry): each element's.
+pub fn scale_elements<T: StructGradient<F>, F: Copy>(gradient: Vec<T>, by: F) -> Vec<T> {
+    gradient.into_iter().map(|g| g.scale(by)).collect()
+}
+
+/// Compiles when no field a slice of structs' elements are read by where #[differentiate]
+/// takes them for constants is a float ([`ConstantProbe`] of the field of an element; the
+/// closure is never called).
+#[inline(always)]
+pub fn constant_column<T, C: ConstantField>(_: &[T], _: impl Fn(&T) -> C) {}
+
 /// What differentiated code needs of a struct whose type is a type parameter (`wrt(m)` with
 /// `m: &M`, a generic model): its gradient is a value of the same type, made, added into and
 /// scaled like any struct's. `#[derive(Differentiable)]` gives all of it; the macro adds the

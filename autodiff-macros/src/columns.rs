@@ -1,0 +1,516 @@
+//! Slices of structs differentiated field by field: `#[differentiate(wrt(bodies))]` with
+//! `bodies: &[Body]` (or `Vec<Body>`, `&Vec<Body>`), `Body` deriving `Differentiable`.
+//!
+//! The body reads an element's fields, `bodies[i].pos[k]` and `bodies[i].mass`, directly or
+//! through a walk or a binding:
+//!
+//! ```text
+//! for b in bodies.iter() { e += b.mass * b.v; }      for b_index in 0..bodies.len() {
+//!                                              =>         e += bodies[b_index].mass * bodies[b_index].v;
+//!                                                     }
+//! let b = &bodies[j];                                let b_index = j;
+//! b.pos[0]                                           bodies[b_index].pos[0]
+//! ```
+//!
+//! [`normalize`] writes walks (`for b in bodies.iter()`, `bodies`, `&bodies`, `.enumerate()`;
+//! `bodies.iter().map(|b| ..)`) and bindings (`let b = &bodies[j];`) as the element reads they
+//! stand for. Lowering then gives each field read as a differentiated value a column, bound
+//! before the forward sweep (`let bodies_pos = column(bodies, |b| b.pos.clone());`), and reads
+//! `bodies_pos[i][k]` like any slice ([`to_columns`]); the gradient is each column's adjoint
+//! moved into its field of a `Vec` of the struct (`Reverse::elements_gradient`). Fields read
+//! as constants (an index, a `match` scrutinee) stay as written, checked not to be floats like
+//! a struct's (`fields.rs`), and the slice's length is read as usual. Any other use of the
+//! slice or of an element (passed whole, a method of an element) is a compile error at it:
+//! never a gradient silently lost.
+
+use crate::lower::strip;
+use proc_macro2::{Ident, Span};
+use quote::ToTokens;
+use std::collections::{HashMap, HashSet};
+use syn::spanned::Spanned;
+use syn::visit_mut::VisitMut;
+use syn::{Expr, Pat};
+
+/// Writes the walks over the slices of structs `params` and the bindings of their elements in
+/// `block` as element reads (`bodies[i].mass`); the first use it cannot write so is the error.
+pub fn normalize(block: &mut syn::Block, params: &[Ident]) -> syn::Result<()> {
+    let mut used = HashSet::new();
+    identifiers(block.to_token_stream(), &mut used);
+    let mut n = Normalize {
+        params,
+        used,
+        error: None,
+    };
+    n.visit_block_mut(block);
+    n.error.map_or(Ok(()), Err)
+}
+
+/// Every identifier in `tokens`.
+fn identifiers(tokens: proc_macro2::TokenStream, out: &mut HashSet<String>) {
+    for tt in tokens {
+        match tt {
+            proc_macro2::TokenTree::Ident(i) => {
+                out.insert(i.to_string());
+            }
+            proc_macro2::TokenTree::Group(g) => identifiers(g.stream(), out),
+            _ => {}
+        }
+    }
+}
+
+struct Normalize<'a> {
+    params: &'a [Ident],
+    /// The function's identifiers, and the names given so far.
+    used: HashSet<String>,
+    error: Option<syn::Error>,
+}
+
+impl Normalize<'_> {
+    /// A name for the index of the element `b`, `b_index` (`b_index_1`, ..), that no
+    /// identifier of the function has.
+    fn index_name(&mut self, b: &Ident) -> Ident {
+        let base = format!("{b}_index");
+        let mut name = base.clone();
+        let mut k = 0;
+        while !self.used.insert(name.clone()) {
+            k += 1;
+            name = format!("{base}_{k}");
+        }
+        Ident::new(&name, b.span())
+    }
+
+    /// The slice of structs `e` names (`bodies`), if any.
+    fn param(&self, e: &Expr) -> Option<Ident> {
+        let ident = match strip(e) {
+            Expr::Path(p) => p.path.get_ident()?,
+            Expr::Reference(r) if r.mutability.is_none() => return self.param(&r.expr),
+            _ => return None,
+        };
+        self.params.contains(ident).then(|| ident.clone())
+    }
+
+    /// The slice a walk goes over, `bodies.iter()`, `bodies`, `&bodies` (enumerated or not:
+    /// `true` with `.enumerate()`).
+    fn walk(&self, e: &Expr) -> Option<(Ident, bool)> {
+        match strip(e) {
+            Expr::MethodCall(m) if m.method == "enumerate" && m.args.is_empty() => {
+                let (p, false) = self.walk(&m.receiver)? else {
+                    return None;
+                };
+                Some((p, true))
+            }
+            Expr::MethodCall(m) if m.method == "iter" && m.args.is_empty() => {
+                Some((self.param(&m.receiver)?, false))
+            }
+            e => Some((self.param(e)?, false)),
+        }
+    }
+
+    /// The element's name and the index's pattern of a walk's pattern (`b`, `&b`, `(i, b)` when
+    /// enumerated), the index named afresh when the walk has none.
+    fn names(&mut self, pat: &Pat, enumerated: bool) -> Option<(Ident, Pat)> {
+        let element = |p: &Pat| match crate::lower::strip_pat(p) {
+            Pat::Ident(i) if i.subpat.is_none() && i.by_ref.is_none() => Some(i.ident.clone()),
+            Pat::Reference(r) => match crate::lower::strip_pat(&r.pat) {
+                Pat::Ident(i) if i.subpat.is_none() && i.by_ref.is_none() => Some(i.ident.clone()),
+                _ => None,
+            },
+            _ => None,
+        };
+        match (crate::lower::strip_pat(pat), enumerated) {
+            (Pat::Tuple(t), true) if t.elems.len() == 2 => {
+                let b = element(&t.elems[1])?;
+                let index = match &t.elems[0] {
+                    Pat::Wild(_) => {
+                        let i = self.index_name(&b);
+                        syn::parse_quote!(#i)
+                    }
+                    p => p.clone(),
+                };
+                Some((b, index))
+            }
+            (p, false) => {
+                let b = element(p)?;
+                let i = self.index_name(&b);
+                Some((b, syn::parse_quote!(#i)))
+            }
+            _ => None,
+        }
+    }
+
+    /// Replaces `b.field` by `param[index].field` in `node`.
+    fn substitute(
+        &mut self,
+        node: &mut impl Substitutable,
+        b: &Ident,
+        param: &Ident,
+        index: &Expr,
+    ) {
+        let mut s = Substitute {
+            b,
+            param,
+            index,
+            error: None,
+        };
+        node.substitute(&mut s);
+        if let Some(e) = s.error {
+            self.error.get_or_insert(e);
+        }
+    }
+}
+
+impl VisitMut for Normalize<'_> {
+    fn visit_block_mut(&mut self, block: &mut syn::Block) {
+        // `let b = &bodies[j];`: the index bound once, `b.field` read as `bodies[index].field`
+        // in the statements after it.
+        let mut k = 0;
+        while k < block.stmts.len() {
+            if let syn::Stmt::Local(l) = &block.stmts[k] {
+                let element = match (&l.pat, &l.init) {
+                    (Pat::Ident(p), Some(init))
+                        if p.subpat.is_none() && p.by_ref.is_none() && init.diverge.is_none() =>
+                    {
+                        let value = match strip(&init.expr) {
+                            Expr::Reference(r) if r.mutability.is_none() => strip(&r.expr),
+                            e => e,
+                        };
+                        match value {
+                            Expr::Index(ix) => self
+                                .param(&ix.expr)
+                                .map(|param| (p.ident.clone(), param, (*ix.index).clone())),
+                            _ => None,
+                        }
+                    }
+                    _ => None,
+                };
+                if let Some((b, param, index)) = element {
+                    let span = l.span();
+                    let mut rest: Vec<syn::Stmt> = block.stmts.drain(k + 1..).collect();
+                    // The index itself where the statements after do not change what it reads
+                    // (`nodes[n.next]`, a constant field, stays one), else bound once.
+                    let at: Expr = if stable(&index, &rest) {
+                        block.stmts.truncate(k);
+                        index
+                    } else {
+                        let i = self.index_name(&b);
+                        block.stmts[k] = syn::parse_quote_spanned!(span=> let #i = #index;);
+                        syn::parse_quote!(#i)
+                    };
+                    self.substitute(&mut rest, &b, &param, &at);
+                    let removed = block.stmts.len() == k;
+                    block.stmts.extend(rest);
+                    // The binding removed: statement `k` is the first after it, not yet visited.
+                    if removed {
+                        continue;
+                    }
+                }
+            }
+            self.visit_stmt_mut(&mut block.stmts[k]);
+            k += 1;
+        }
+    }
+
+    fn visit_expr_mut(&mut self, e: &mut Expr) {
+        match e {
+            Expr::ForLoop(f) => {
+                if let Some((param, enumerated)) = self.walk(&f.expr) {
+                    match self.names(&f.pat, enumerated) {
+                        Some((b, index)) => {
+                            let at: Expr = syn::parse_quote!(#index);
+                            self.substitute(&mut f.body, &b, &param, &at);
+                            *f.pat = index;
+                            let span = f.expr.span();
+                            *f.expr = syn::parse_quote_spanned!(span=> 0..#param.len());
+                        }
+                        None => {
+                            self.error.get_or_insert(syn::Error::new_spanned(&f.pat, format!("#[differentiate] walks `{param}`, a slice of structs differentiated field by field, with an element's name (`for b in {param}.iter()`, `for (i, b) in {param}.iter().enumerate()`), and reads its fields (`b.mass`)")));
+                        }
+                    }
+                }
+            }
+            // `bodies.iter().map(|b| ..)` (enumerated too): a map over the indices.
+            Expr::MethodCall(m) if m.method == "map" && m.args.len() == 1 => {
+                let walk = self.walk(&m.receiver);
+                if let (Some((param, enumerated)), Expr::Closure(c)) = (walk, &mut m.args[0]) {
+                    match (c.inputs.len(), self.names(&c.inputs[0], enumerated)) {
+                        (1, Some((b, index))) => {
+                            let at: Expr = syn::parse_quote!(#index);
+                            self.substitute(&mut *c.body, &b, &param, &at);
+                            c.inputs[0] = index;
+                            let span = m.receiver.span();
+                            *m.receiver = syn::parse_quote_spanned!(span=> (0..#param.len()));
+                        }
+                        _ => {
+                            self.error.get_or_insert(syn::Error::new_spanned(&c.inputs, format!("#[differentiate] maps `{param}`, a slice of structs differentiated field by field, with a closure of one element (`|b| b.mass * b.v`, or `|(i, b)| ..` enumerated)")));
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        syn::visit_mut::visit_expr_mut(self, e);
+    }
+}
+
+/// Is `index` made of names, fields, indexing, literals and arithmetic only, none of whose
+/// names `rest` assigns or binds again? Then it reads the same wherever `rest` reads it.
+fn stable(index: &Expr, rest: &[syn::Stmt]) -> bool {
+    use syn::visit::Visit;
+    struct Names {
+        names: HashSet<String>,
+        plain: bool,
+    }
+    impl<'ast> Visit<'ast> for Names {
+        fn visit_expr(&mut self, e: &'ast Expr) {
+            match e {
+                Expr::Path(p) => {
+                    if let Some(i) = p.path.get_ident() {
+                        self.names.insert(i.to_string());
+                    }
+                }
+                Expr::Field(_)
+                | Expr::Index(_)
+                | Expr::Lit(_)
+                | Expr::Paren(_)
+                | Expr::Binary(_)
+                | Expr::Unary(_) => syn::visit::visit_expr(self, e),
+                _ => self.plain = false,
+            }
+        }
+    }
+    struct Changes<'a> {
+        names: &'a HashSet<String>,
+        changed: bool,
+    }
+    impl Changes<'_> {
+        fn target(&mut self, e: &Expr) {
+            let mut root = strip(e);
+            while let Expr::Field(f) = root {
+                root = strip(&f.base);
+            }
+            if let Expr::Path(p) = root {
+                if p.path
+                    .get_ident()
+                    .is_some_and(|i| self.names.contains(&i.to_string()))
+                {
+                    self.changed = true;
+                }
+            }
+        }
+    }
+    impl<'ast> Visit<'ast> for Changes<'_> {
+        fn visit_expr_assign(&mut self, a: &'ast syn::ExprAssign) {
+            self.target(&a.left);
+            syn::visit::visit_expr_assign(self, a);
+        }
+        fn visit_expr_binary(&mut self, b: &'ast syn::ExprBinary) {
+            if crate::lower::compound(&b.op).is_some() {
+                self.target(&b.left);
+            }
+            syn::visit::visit_expr_binary(self, b);
+        }
+        fn visit_pat_ident(&mut self, p: &'ast syn::PatIdent) {
+            if self.names.contains(&p.ident.to_string()) {
+                self.changed = true;
+            }
+        }
+        fn visit_expr_reference(&mut self, r: &'ast syn::ExprReference) {
+            if r.mutability.is_some() {
+                self.target(&r.expr);
+            }
+            syn::visit::visit_expr_reference(self, r);
+        }
+    }
+    let mut names = Names {
+        names: HashSet::new(),
+        plain: true,
+    };
+    names.visit_expr(index);
+    if !names.plain {
+        return false;
+    }
+    let mut changes = Changes {
+        names: &names.names,
+        changed: false,
+    };
+    for s in rest {
+        changes.visit_stmt(s);
+    }
+    !changes.changed
+}
+
+/// What [`Normalize::substitute`] rewrites: statements, a block, an expression.
+trait Substitutable {
+    fn substitute(&mut self, s: &mut Substitute);
+}
+
+impl Substitutable for Vec<syn::Stmt> {
+    fn substitute(&mut self, s: &mut Substitute) {
+        for stmt in self {
+            s.visit_stmt_mut(stmt);
+        }
+    }
+}
+
+impl Substitutable for syn::Block {
+    fn substitute(&mut self, s: &mut Substitute) {
+        s.visit_block_mut(self);
+    }
+}
+
+impl Substitutable for Expr {
+    fn substitute(&mut self, s: &mut Substitute) {
+        s.visit_expr_mut(self);
+    }
+}
+
+/// `b.field` to `param[index].field`; any other use of `b`, or a binding of its name, is an
+/// error.
+struct Substitute<'a> {
+    b: &'a Ident,
+    param: &'a Ident,
+    index: &'a Expr,
+    error: Option<syn::Error>,
+}
+
+impl Substitute<'_> {
+    fn fail(&mut self, span: Span, message: String) {
+        self.error.get_or_insert(syn::Error::new(span, message));
+    }
+}
+
+/// The innermost base of a chain of fields (`b` of `b.layer.w`).
+fn field_root(f: &mut syn::ExprField) -> &mut Expr {
+    match &mut *f.base {
+        Expr::Field(inner) => field_root(inner),
+        base => base,
+    }
+}
+
+impl VisitMut for Substitute<'_> {
+    fn visit_expr_mut(&mut self, e: &mut Expr) {
+        match e {
+            Expr::Field(f) => {
+                let root = field_root(f);
+                if matches!(strip(root), Expr::Path(p) if p.path.is_ident(self.b)) {
+                    let (param, index) = (self.param, self.index);
+                    let span = root.span();
+                    *root = syn::parse_quote_spanned!(span=> #param[#index]);
+                    return;
+                }
+            }
+            Expr::Path(p) if p.path.is_ident(self.b) => {
+                let (b, param) = (self.b, self.param);
+                self.fail(p.span(), format!("`{b}` is an element of `{param}`, a slice of structs differentiated field by field: read its fields here (`{b}.pos[k]`, `{b}.mass`), not the element whole"));
+                return;
+            }
+            _ => {}
+        }
+        syn::visit_mut::visit_expr_mut(self, e);
+    }
+
+    fn visit_pat_ident_mut(&mut self, p: &mut syn::PatIdent) {
+        if p.ident == *self.b {
+            let (b, param) = (self.b, self.param);
+            self.fail(p.ident.span(), format!("`{b}` names an element of `{param}` (a slice of structs differentiated field by field) and is bound again here: rename one of them"));
+        }
+        syn::visit_mut::visit_pat_ident_mut(self, p);
+    }
+
+    fn visit_macro_mut(&mut self, m: &mut syn::Macro) {
+        if crate::signature::mentions(m.tokens.clone(), &self.b.to_string()) {
+            let (b, param) = (self.b, self.param);
+            self.fail(m.span(), format!("`{b}` (an element of `{param}`, a slice of structs differentiated field by field) is read inside a macro: bind the field to a local first (`let m = {b}.mass;`)"));
+        }
+    }
+}
+
+/// The reads `param[i].path` of the differentiated fields `columns` (by slice and path) as
+/// `name[i]`, the column bound for them; `indexed` gets each column read again by index
+/// (`bodies_pos[i][k]`: a row, read by reference). Any use of a slice of structs other than
+/// an element's field (read as a constant where the column has none) and its length is the
+/// error.
+pub fn to_columns(
+    block: &mut syn::Block,
+    params: &[(usize, Ident)],
+    columns: &HashMap<(usize, String), Ident>,
+    indexed: &mut Vec<Ident>,
+) -> syn::Result<()> {
+    let mut c = Columns {
+        params,
+        columns,
+        indexed,
+        error: None,
+    };
+    c.visit_block_mut(block);
+    c.error.map_or(Ok(()), Err)
+}
+
+struct Columns<'a> {
+    params: &'a [(usize, Ident)],
+    columns: &'a HashMap<(usize, String), Ident>,
+    indexed: &'a mut Vec<Ident>,
+    error: Option<syn::Error>,
+}
+
+impl Columns<'_> {
+    /// The column of a field read, with its index expression.
+    fn column(&self, e: &Expr) -> Option<Result<(Ident, Expr), ()>> {
+        let (param, path, index) = crate::fields::of_column(e, self.params)?;
+        let key = path
+            .iter()
+            .map(|m| crate::fields::member_name(m))
+            .collect::<Vec<_>>()
+            .join(".");
+        Some(match self.columns.get(&(param, key)) {
+            Some(name) => Ok((name.clone(), index.clone())),
+            None => Err(()),
+        })
+    }
+}
+
+impl VisitMut for Columns<'_> {
+    fn visit_expr_mut(&mut self, e: &mut Expr) {
+        if let Expr::Index(outer) = e {
+            if let Some(Ok((name, _))) = self.column(&outer.expr) {
+                self.indexed.push(name);
+            }
+        }
+        match self.column(e) {
+            Some(Ok((name, mut index))) => {
+                self.visit_expr_mut(&mut index);
+                let span = e.span();
+                *e = syn::parse_quote_spanned!(span=> #name[#index]);
+                return;
+            }
+            // A field read as a constant (or by its size alone): as written, its index visited.
+            Some(Err(())) => {
+                let mut f = e;
+                while let Expr::Field(field) = f {
+                    f = &mut *field.base;
+                }
+                if let Expr::Index(ix) = f {
+                    self.visit_expr_mut(&mut ix.index);
+                }
+                return;
+            }
+            None => {}
+        }
+        match e {
+            Expr::MethodCall(m)
+                if ["len", "is_empty"].contains(&m.method.to_string().as_str())
+                    && m.args.is_empty()
+                    && matches!(strip(&m.receiver), Expr::Path(p) if self.params.iter().any(|(_, n)| p.path.is_ident(n))) =>
+                {}
+            Expr::Path(p) if self.params.iter().any(|(_, n)| p.path.is_ident(n)) => {
+                let name = p
+                    .path
+                    .get_ident()
+                    .map(|i| i.to_string())
+                    .unwrap_or_default();
+                self.error.get_or_insert(syn::Error::new(p.span(), format!("`{name}` is a slice of structs differentiated field by field: the body reads its elements' fields (`{name}[i].pos[k]`, `{name}[i].mass`, or `b.mass` of `for b in {name}.iter()` or `let b = &{name}[i];`) and its length, not the slice or an element whole (passing it to a function, a method of an element, other iterator chains)")));
+            }
+            _ => syn::visit_mut::visit_expr_mut(self, e),
+        }
+    }
+}

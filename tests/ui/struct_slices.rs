@@ -1,0 +1,60 @@
+use autodiff::{differentiate, Differentiable};
+
+#[derive(Clone, Differentiable)]
+struct Body {
+    pos: [f64; 3],
+    mass: f64,
+}
+
+#[differentiate(wrt(b))]
+fn kinetic(b: &Body) -> f64 {
+    b.mass * b.pos[0]
+}
+
+/// An element passed whole to a function: its gradient would need the element's pullback.
+#[differentiate(wrt(bodies))]
+fn whole_element(bodies: &[Body]) -> f64 {
+    let mut e = 0.0;
+    for i in 0..bodies.len() {
+        e += kinetic(&bodies[i]);
+    }
+    e
+}
+
+/// A walk's element read whole.
+#[differentiate(wrt(bodies))]
+fn walked_whole(bodies: &[Body]) -> f64 {
+    let mut e = 0.0;
+    for b in bodies.iter() {
+        e += kinetic(b);
+    }
+    e
+}
+
+/// The slice in an iterator chain the macro does not write as element reads.
+#[differentiate(wrt(bodies))]
+fn zipped(bodies: &[Body], x: &[f64]) -> f64 {
+    let mut e = 0.0;
+    for (b, v) in bodies.iter().zip(x) {
+        e += b.mass * v;
+    }
+    e
+}
+
+/// A float field read where a constant stands (a cast to an index).
+#[differentiate(wrt(bodies))]
+fn mass_as_index(bodies: &[Body], x: &[f64]) -> f64 {
+    x[bodies[0].mass as usize] * bodies[1].mass
+}
+
+struct Plain {
+    w: f64,
+}
+
+/// Elements that do not derive `Differentiable`.
+#[differentiate(wrt(items))]
+fn plain(items: &[Plain]) -> f64 {
+    items[0].w * 2.0
+}
+
+fn main() {}
