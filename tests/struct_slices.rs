@@ -275,3 +275,66 @@ fn vec_references_and_indices_read_from_elements_match_the_analytic_gradient() {
         assert_eq!(g[i].w, vec![0.0, 0.0]);
     }
 }
+
+/// A particle generic over its float.
+#[derive(Clone, Debug, PartialEq, Differentiable)]
+pub struct Particle<F: autodiff::Real> {
+    x: [F; 2],
+    q: F,
+}
+
+/// A Coulomb-like energy with a closure over an element, generic over the float.
+#[differentiate(wrt(ps))]
+fn coulomb<F: autodiff::Real>(ps: &[Particle<F>]) -> F {
+    let self_energy = |p: &Particle<F>| p.q * p.q * F::from_f64(0.5);
+    let mut e = F::zero();
+    for i in 0..ps.len() {
+        e += self_energy(&ps[i]);
+        for j in 0..i {
+            let dx = ps[i].x[0] - ps[j].x[0];
+            let dy = ps[i].x[1] - ps[j].x[1];
+            e += ps[i].q * ps[j].q / (dx * dx + dy * dy).sqrt();
+        }
+    }
+    e
+}
+
+#[test]
+fn generic_particles_and_closures_over_elements_match_finite_differences() {
+    let ps: Vec<Particle<f64>> = (0..4)
+        .map(|i| {
+            let t = i as f64;
+            Particle {
+                x: [t.cos() * 2.0, (0.7 * t).sin() + t],
+                q: if i % 2 == 0 { 1.0 + 0.1 * t } else { -0.8 },
+            }
+        })
+        .collect();
+    let flat = |ps: &[Particle<f64>]| -> Vec<f64> {
+        ps.iter().flat_map(|p| [p.x[0], p.x[1], p.q]).collect()
+    };
+    let with = |v: &[f64]| -> Vec<Particle<f64>> {
+        v.chunks(3)
+            .map(|c| Particle {
+                x: [c[0], c[1]],
+                q: c[2],
+            })
+            .collect()
+    };
+    let g = coulomb_grad(&ps);
+    let want = fd(&|v: &[f64]| coulomb(&with(v)), &flat(&ps));
+    assert_close(&flat(&g), &want, 1e-6);
+    // In `f32`, against the `f64` gradient.
+    let ps32: Vec<Particle<f32>> = ps
+        .iter()
+        .map(|p| Particle {
+            x: p.x.map(|v| v as f32),
+            q: p.q as f32,
+        })
+        .collect();
+    let g32 = coulomb_grad(&ps32);
+    for (a, b) in g32.iter().zip(&g) {
+        assert!((a.q as f64 - b.q).abs() < 1e-3 * b.q.abs().max(1.0));
+        assert!((a.x[0] as f64 - b.x[0]).abs() < 1e-3 * b.x[0].abs().max(1.0));
+    }
+}

@@ -62,6 +62,44 @@ pub fn lennard_jones_points(x: &[[f64; 3]]) -> f64 {
     e
 }
 
+/// A particle as a struct: its position, and fields the energy does not differentiate.
+#[derive(Clone, Debug, autodiff::Differentiable)]
+pub struct Atom {
+    pub pos: [f64; 3],
+    pub charge: f64,
+    pub id: usize,
+}
+
+/// The same energy over particles as structs, `&[Atom]` (`wrt(atoms)`): the gradient is a
+/// `Vec<Atom>` whose `pos` fields are minus the forces.
+#[differentiate(wrt(atoms))]
+pub fn lennard_jones_atoms(atoms: &[Atom]) -> f64 {
+    let mut e = 0.0;
+    for i in 0..atoms.len() {
+        for j in (i + 1)..atoms.len() {
+            let dx = atoms[i].pos[0] - atoms[j].pos[0];
+            let dy = atoms[i].pos[1] - atoms[j].pos[1];
+            let dz = atoms[i].pos[2] - atoms[j].pos[2];
+            let r2 = dx * dx + dy * dy + dz * dz;
+            let s6 = 1.0 / (r2 * r2 * r2);
+            e += 4.0 * (s6 * s6 - s6);
+        }
+    }
+    e
+}
+
+/// Positions as atoms.
+pub fn as_atoms(x: &[f64]) -> Vec<Atom> {
+    x.chunks_exact(3)
+        .enumerate()
+        .map(|(id, p)| Atom {
+            pos: [p[0], p[1], p[2]],
+            charge: 1.0,
+            id,
+        })
+        .collect()
+}
+
 /// Positions as points.
 pub fn as_points(x: &[f64]) -> Vec<[f64; 3]> {
     x.chunks_exact(3).map(|p| [p[0], p[1], p[2]]).collect()

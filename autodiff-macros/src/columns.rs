@@ -166,7 +166,12 @@ impl VisitMut for Normalize<'_> {
         let mut k = 0;
         while k < block.stmts.len() {
             if let syn::Stmt::Local(l) = &block.stmts[k] {
-                let element = match (&l.pat, &l.init) {
+                // `let b: &Body = ..` too (a closure's parameter, inlined).
+                let pat = match &l.pat {
+                    Pat::Type(t) => &*t.pat,
+                    p => p,
+                };
+                let element = match (pat, &l.init) {
                     (Pat::Ident(p), Some(init))
                         if p.subpat.is_none() && p.by_ref.is_none() && init.diverge.is_none() =>
                     {
@@ -425,31 +430,51 @@ impl VisitMut for Substitute<'_> {
     }
 }
 
+/// How the body reads a column's elements.
+#[derive(Clone, Copy, Default)]
+pub struct Usage {
+    /// By index (`bodies[i].pos[k]`): a point or a row, read by reference.
+    pub indexed: bool,
+    /// As an operand of float arithmetic (`bodies[i].mass * v`, `-bodies[i].q`).
+    pub arithmetic: bool,
+}
+
+impl Usage {
+    /// The runtime function that gathers the column, checking the field's type where the
+    /// reads say what it is (so that generated code may write their arithmetic as scalars):
+    /// floats for a field read only in arithmetic, points or rows for one read only by index.
+    pub fn gather(self) -> &'static str {
+        match (self.indexed, self.arithmetic) {
+            (true, false) => "point_column",
+            (false, true) => "float_column",
+            _ => "column",
+        }
+    }
+}
+
 /// The reads `param[i].path` of the differentiated fields `columns` (by slice and path) as
-/// `name[i]`, the column bound for them; `indexed` gets each column read again by index
-/// (`bodies_pos[i][k]`: a row, read by reference). Any use of a slice of structs other than
-/// an element's field (read as a constant where the column has none) and its length is the
-/// error.
+/// `name[i]`, the column bound for them, with how each column is read (by its name). Any use
+/// of a slice of structs other than an element's field (read as a constant where the column
+/// has none) and its length is the error.
 pub fn to_columns(
     block: &mut syn::Block,
     params: &[(usize, Ident)],
     columns: &HashMap<(usize, String), Ident>,
-    indexed: &mut Vec<Ident>,
-) -> syn::Result<()> {
+) -> syn::Result<HashMap<String, Usage>> {
     let mut c = Columns {
         params,
         columns,
-        indexed,
+        usage: HashMap::new(),
         error: None,
     };
     c.visit_block_mut(block);
-    c.error.map_or(Ok(()), Err)
+    c.error.map_or(Ok(c.usage), Err)
 }
 
 struct Columns<'a> {
     params: &'a [(usize, Ident)],
     columns: &'a HashMap<(usize, String), Ident>,
-    indexed: &'a mut Vec<Ident>,
+    usage: HashMap<String, Usage>,
     error: Option<syn::Error>,
 }
 
@@ -471,9 +496,18 @@ impl Columns<'_> {
 
 impl VisitMut for Columns<'_> {
     fn visit_expr_mut(&mut self, e: &mut Expr) {
-        if let Expr::Index(outer) = e {
-            if let Some(Ok((name, _))) = self.column(&outer.expr) {
-                self.indexed.push(name);
+        let (indexed, operands): (Option<&Expr>, Vec<&Expr>) = match &*e {
+            Expr::Index(outer) => (Some(&outer.expr), Vec::new()),
+            Expr::Binary(b) if is_arithmetic(&b.op) => (None, vec![&b.left, &b.right]),
+            Expr::Unary(u) if matches!(u.op, syn::UnOp::Neg(_)) => (None, vec![&u.expr]),
+            _ => (None, Vec::new()),
+        };
+        if let Some(Some(Ok((name, _)))) = indexed.map(|x| self.column(x)) {
+            self.usage.entry(name.to_string()).or_default().indexed = true;
+        }
+        for o in operands {
+            if let Some(Ok((name, _))) = self.column(o) {
+                self.usage.entry(name.to_string()).or_default().arithmetic = true;
             }
         }
         match self.column(e) {
@@ -513,4 +547,20 @@ impl VisitMut for Columns<'_> {
             _ => syn::visit_mut::visit_expr_mut(self, e),
         }
     }
+}
+
+/// `+ - * /` and their compound assignments.
+fn is_arithmetic(op: &syn::BinOp) -> bool {
+    use syn::BinOp::*;
+    matches!(
+        op,
+        Add(_)
+            | Sub(_)
+            | Mul(_)
+            | Div(_)
+            | AddAssign(_)
+            | SubAssign(_)
+            | MulAssign(_)
+            | DivAssign(_)
+    )
 }

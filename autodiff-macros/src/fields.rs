@@ -33,6 +33,8 @@ pub struct Field {
     /// read's field (its last token), where generated code checks the field is not a float
     /// (`__rt::constant_field`).
     pub constant: Option<Span>,
+    /// The span of the first read's field (its last token).
+    pub span: Span,
 }
 
 /// The fields of the struct parameters `params` (index, name) read in `block`, and those of
@@ -168,10 +170,9 @@ impl Scan<'_> {
 impl<'ast> Visit<'ast> for Scan<'_> {
     fn visit_expr(&mut self, e: &'ast Expr) {
         if let Some((param, path, index)) = self.read(e) {
-            let constant = (self.constant_context > 0).then(|| {
-                let last = quote::ToTokens::to_token_stream(e).into_iter().last();
-                last.map_or(e.span(), |t| t.span())
-            });
+            let last = quote::ToTokens::to_token_stream(e).into_iter().last();
+            let span = last.map_or(e.span(), |t| t.span());
+            let constant = (self.constant_context > 0).then_some(span);
             match self
                 .fields
                 .iter_mut()
@@ -182,6 +183,7 @@ impl<'ast> Visit<'ast> for Scan<'_> {
                     param,
                     path: path.into_iter().cloned().collect(),
                     constant,
+                    span,
                 }),
             }
             if let Some(index) = index {

@@ -155,7 +155,8 @@ fn lower_once(
                             (&::autodiff::__rt::ConstantProbe(&element.#(#path).*)).probe()
                         });
                     })),
-                    // A column: the field of every element, bound before the forward sweep.
+                    // A column: the field of every element, bound before the forward sweep
+                    // (below, once the reads say what it holds).
                     None => {
                         let hint = std::iter::once(p.ident.to_string())
                             .chain(path.iter().map(crate::fields::member_name))
@@ -163,14 +164,9 @@ fn lower_once(
                             .join("_");
                         let id = lw.new_var(&hint, active(p), None);
                         let name = lw.vars[id].name.clone();
-                        lw.items.push(
-                            quote!(let #name = ::autodiff::__rt::column(&#param[..], |element| {
-                            ::core::clone::Clone::clone(&element.#(#path).*)
-                        });),
-                        );
                         lw.scopes[0].insert(name.to_string(), id);
                         lw.field_vars.push((field.param, path.clone(), id));
-                        columns.insert((field.param, key), name);
+                        columns.insert((field.param, key), (name, field.span));
                     }
                 }
                 continue;
@@ -211,11 +207,44 @@ fn lower_once(
         true => &func.block,
         false => {
             let mut copy = func.block.clone();
-            let mut indexed = Vec::new();
-            crate::columns::to_columns(&mut copy, &column_params, &columns, &mut indexed)?;
-            for name in indexed {
-                if let Some(v) = lw.lookup(&name.to_string()) {
-                    lw.row_bases.insert(v);
+            let names = columns
+                .iter()
+                .map(|(k, (name, _))| (k.clone(), name.clone()))
+                .collect();
+            let usage = crate::columns::to_columns(&mut copy, &column_params, &names)?;
+            let float = lw.float.clone();
+            let mut bound: Vec<(&Ident, usize, Span)> = columns
+                .iter()
+                .map(|((param, _), (name, span))| (name, *param, *span))
+                .collect();
+            bound.sort_by_key(|(name, _, _)| lw.lookup(&name.to_string()));
+            for (name, param, span) in bound {
+                let Some(id) = lw.lookup(&name.to_string()) else {
+                    continue;
+                };
+                let usage = usage.get(&name.to_string()).copied().unwrap_or_default();
+                let path = lw
+                    .field_vars
+                    .iter()
+                    .find(|(_, _, v)| *v == id)
+                    .map(|(_, path, _)| path.clone())
+                    .unwrap_or_default();
+                let gather = Ident::new(usage.gather(), Span::call_site());
+                let param = &sig.params[param].ident;
+                // The gathering function at the field's first read: its type checks point there.
+                let gather = quote_spanned!(span=> ::autodiff::__rt::#gather::<#float, _, _>);
+                lw.items
+                    .push(quote!(let #name = #gather(&#param[..], |element| {
+                    ::core::clone::Clone::clone(&element.#(#path).*)
+                });));
+                // For the scalar pass: elements that are floats, or that hold floats.
+                lw.vars[id].ty = match usage.gather() {
+                    "float_column" => Some(syn::parse_quote!(Vec<#float>)),
+                    "point_column" => Some(syn::parse_quote!(Vec<Vec<#float>>)),
+                    _ => None,
+                };
+                if usage.indexed {
+                    lw.row_bases.insert(id);
                 }
             }
             columned = copy;

@@ -420,6 +420,8 @@ impl Facts {
             if let Some(ty) = &v.ty {
                 facts.scalar[k] = is_float(ty, float);
                 facts.elements[k] = holds_floats(ty, float);
+                // A column of points or rows (`columns.rs`).
+                facts.points[k] = crate::signature::rows(ty).is_some();
             }
         }
         facts

@@ -289,9 +289,44 @@ pub fn constant_field<C: ConstantField>(_: C) {}
 /// A column of a slice of structs differentiated field by field (`wrt(bodies)` with
 /// `bodies: &[Body]`): the values of one field, `field(&bodies[i])` for every `i`, which
 /// generated code reads before the forward sweep (`bodies[i].pos[k]` is `column[i][k]`).
-pub fn column<T, C>(xs: &[T], field: impl Fn(&T) -> C) -> Vec<C> {
+/// (`F`, the function's float, as [`float_column`] and [`point_column`] take it.)
+pub fn column<F, T, C>(xs: &[T], field: impl Fn(&T) -> C) -> Vec<C> {
     xs.iter().map(field).collect()
 }
+
+/// A column of floats: [`column`] of a field that the body reads in float arithmetic
+/// (`bodies[i].mass * v`), which generated code writes as scalar arithmetic.
+pub fn float_column<F, T, C: FloatField<F>>(xs: &[T], field: impl Fn(&T) -> C) -> Vec<C> {
+    xs.iter().map(field).collect()
+}
+
+/// A column of points or rows: [`column`] of a field that the body reads by index
+/// (`bodies[i].pos[k]`), whose elements generated code reads as floats.
+pub fn point_column<F, T, C: PointField<F>>(xs: &[T], field: impl Fn(&T) -> C) -> Vec<C> {
+    xs.iter().map(field).collect()
+}
+
+/// A field of the elements of a slice of structs read in float arithmetic: the float itself.
+#[diagnostic::on_unimplemented(
+    message = "a field of the elements of a differentiated slice of structs is read in float arithmetic (`bodies[i].mass * v`), but it is `{Self}`, not `{F}`",
+    label = "read as a float",
+    note = "#[differentiate] reads such a field as the function's float; bind other values to a local first"
+)]
+pub trait FloatField<F> {}
+
+impl<F: Real> FloatField<F> for F {}
+
+/// A field of the elements of a slice of structs read by index: an array or `Vec` of floats.
+#[diagnostic::on_unimplemented(
+    message = "a field of the elements of a differentiated slice of structs is read by index (`bodies[i].pos[k]`), but it is `{Self}`, not an array or `Vec` of `{F}`",
+    label = "read by index",
+    note = "#[differentiate] reads such a field as `[F; N]` or `Vec<F>` (a point, a row)"
+)]
+pub trait PointField<F> {}
+
+impl<F: Real, const N: usize> PointField<F> for [F; N] {}
+
+impl<F: Real> PointField<F> for Vec<F> {}
 
 /// The gradient of a slice of structs, each element's gradient zero (a value of the struct:
 /// constant fields copied, differentiated ones zero), before generated code moves each column's

@@ -57,4 +57,16 @@ fn plain(items: &[Plain]) -> f64 {
     items[0].w * 2.0
 }
 
+#[derive(Clone, Differentiable)]
+struct Cell {
+    w: autodiff::ndarray::Array1<f64>,
+    q: f32,
+}
+
+/// An ndarray field read by index, and an `f32` field in `f64` arithmetic.
+#[differentiate(wrt(cells))]
+fn cells(cells: &[Cell], x: f64) -> f64 {
+    cells[0].w[1] * x + cells[1].q * x
+}
+
 fn main() {}

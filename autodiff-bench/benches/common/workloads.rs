@@ -395,6 +395,33 @@ pub fn lennard_jones_rows() {
             ],
         );
     }
+    // Over particles as structs `&[Atom]`, differentiated field by field.
+    for n in [64, 1024] {
+        let x = sim::lattice(n);
+        let atoms = sim::as_atoms(&x);
+        let reference = sim::lennard_jones_hand(&x);
+        let flat = |g: &Vec<sim::Atom>| g.iter().flat_map(|a| a.pos).collect::<Vec<f64>>();
+        row(
+            "Lennard-Jones over structs `&[Atom]`",
+            &format!("N = {n}"),
+            || {
+                black_box(sim::lennard_jones_atoms(black_box(&atoms)));
+            },
+            &reference,
+            vec![
+                contender(
+                    "generated",
+                    || sim::lennard_jones_atoms_grad(black_box(&atoms)),
+                    flat,
+                ),
+                contender(
+                    "hand-written",
+                    || sim::lennard_jones_hand(black_box(&x)),
+                    |g: &Vec<f64>| g.clone(),
+                ),
+            ],
+        );
+    }
 }
 
 pub fn gmm_rows() {
