@@ -370,7 +370,10 @@ fn benchmark_workloads_match_their_hand_written_gradients() {
     // Over structs, differentiated field by field: `pos` is the gradient, the rest copied.
     let atoms = sim::as_atoms(&p);
     let g = sim::lennard_jones_atoms_grad(&atoms);
-    assert!(g.iter().enumerate().all(|(i, a)| a.id == i && a.charge == 0.0));
+    assert!(g
+        .iter()
+        .enumerate()
+        .all(|(i, a)| a.id == i && a.charge == 0.0));
     let flat: Vec<f64> = g.iter().flat_map(|a| a.pos).collect();
     assert_close(&flat, &sim::lennard_jones_hand(&p), 1e-10);
 }

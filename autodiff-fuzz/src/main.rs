@@ -597,15 +597,41 @@ fn program(rng: &mut Rng, k: usize, out: &mut String, twins: &mut String) {
         // `x` in pairs), beside `x` itself for its walks and parts: the gradient of `x` is then
         // its own plus the points'.
         let points_body = reads_as_points(&body);
-        // Half of them hold the pairs as rows of nested `Vec`s instead (`&[Vec<f64>]`).
-        let (ty, pairs) = if g.rng.chance(50) {
-            ("&[Vec<f64>]", "pair_rows")
+        // Half of them hold the pairs as rows of nested `Vec`s instead (`&[Vec<f64>]`), a
+        // quarter as structs (`&[Pair]`, a field `p: [f64; 2]`, or `&[Two]`, fields `a` and
+        // `b` picked by an `if`), differentiated field by field (`wrt(pts)`).
+        let (ty, pairs, flat) = if g.rng.chance(50) {
+            ("&[Vec<f64>]", "pair_rows", "gp.iter().flatten()")
+        } else if g.rng.chance(50) {
+            ("&[[f64; 2]]", "pairs", "gp.iter().flatten()")
+        } else if g.rng.chance(50) {
+            (
+                "&[Pair]",
+                "pair_structs",
+                "gp.iter().flat_map(|s| s.p).collect::<Vec<f64>>().iter()",
+            )
         } else {
-            ("&[[f64; 2]]", "pairs")
+            (
+                "&[Two]",
+                "two_structs",
+                "gp.iter().flat_map(|s| [s.a, s.b]).collect::<Vec<f64>>().iter()",
+            )
+        };
+        let points_body = match ty {
+            "&[Pair]" => points_body.replace("][(", "].p[("),
+            "&[Two]" => two_fields(&points_body),
+            _ => points_body,
+        };
+        let attr = match ty {
+            "&[Pair]" | "&[Two]" if attr.contains("checkpoint") => {
+                "#[differentiate(wrt(x, pts, m, a, b), checkpoint)]"
+            }
+            "&[Pair]" | "&[Two]" => "#[differentiate(wrt(x, pts, m, a, b))]",
+            _ => attr,
         };
         let _ = writeln!(out, "{attr}\n{allow}\npub fn p{k}_points(x: &[f64], pts: {ty}, m: &Array2<f64>, a: f64, b: f64) -> f64 {{\n{points_body}}}\n");
         let _ = writeln!(out, "pub fn p{k}(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {{\n    p{k}_points(x, &{pairs}(x), m, a, b)\n}}\n");
-        let _ = writeln!(out, "pub fn p{k}_value_and_grad(\n    x: &[f64],\n    m: &Array2<f64>,\n    a: f64,\n    b: f64,\n) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {{\n    let (v, (gx, gp, gm, ga, gb)) = p{k}_points_value_and_grad(x, &{pairs}(x), m, a, b);\n    let gx = gx.iter().zip(gp.iter().flatten()).map(|(p, q)| p + q).collect();\n    (v, (gx, gm, ga, gb))\n}}\n");
+        let _ = writeln!(out, "pub fn p{k}_value_and_grad(\n    x: &[f64],\n    m: &Array2<f64>,\n    a: f64,\n    b: f64,\n) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {{\n    let (v, (gx, gp, gm, ga, gb)) = p{k}_points_value_and_grad(x, &{pairs}(x), m, a, b);\n    let gx = gx.iter().zip({flat}).map(|(p, q)| p + q).collect();\n    (v, (gx, gm, ga, gb))\n}}\n");
     } else {
         let _ = writeln!(out, "{attr}\n{allow}\npub fn p{k}(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {{\n{body}}}\n");
     }
@@ -680,6 +706,37 @@ fn reads_as_points(body: &str) -> String {
         out.push(chars[i]);
         i += 1;
     }
+    out
+}
+
+/// `body` (read as points, `pts[(e) / 2][(e) % 2]`) with each element read from a struct of
+/// two fields, `[pts[(e) / 2].a, pts[(e) / 2].b][(e) % 2]` (an array literal: conditions may
+/// hold it, unlike an `if`).
+fn two_fields(body: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some(start) = rest.find("pts[(") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 4..];
+        // `(e) / 2][(e) % 2]`: the index `e` is the text up to `) / 2][(`.
+        let Some(mid) = after.find(") / 2][(") else {
+            out.push_str(&rest[start..]);
+            return out;
+        };
+        let index = &after[1..mid];
+        let tail = format!(") / 2][({index}) % 2]");
+        if !after[mid..].starts_with(&tail) {
+            out.push_str(&rest[start..start + 4]);
+            rest = after;
+            continue;
+        }
+        let _ = write!(
+            out,
+            "[pts[({index}) / 2].a, pts[({index}) / 2].b][({index}) % 2]"
+        );
+        rest = &after[mid + tail.len()..];
+    }
+    out.push_str(rest);
     out
 }
 
@@ -843,6 +900,31 @@ mod helpers {
 /// The input in pairs, for the programs that read it as points.
 fn pairs(x: &[f64]) -> Vec<[f64; 2]> {
     x.chunks_exact(2).map(|c| [c[0], c[1]]).collect()
+}
+
+/// A pair of the input as a struct with an array field (and a constant).
+#[derive(Clone, Differentiable)]
+pub struct Pair {
+    p: [f64; 2],
+    id: usize,
+}
+
+/// The input in pairs as structs with an array field.
+fn pair_structs(x: &[f64]) -> Vec<Pair> {
+    x.chunks_exact(2).enumerate().map(|(id, c)| Pair { p: [c[0], c[1]], id }).collect()
+}
+
+/// A pair of the input as a struct of two float fields (and a constant).
+#[derive(Clone, Differentiable)]
+pub struct Two {
+    a: f64,
+    b: f64,
+    tag: u8,
+}
+
+/// The input in pairs as structs of two fields.
+fn two_structs(x: &[f64]) -> Vec<Two> {
+    x.chunks_exact(2).map(|c| Two { a: c[0], b: c[1], tag: 7 }).collect()
 }
 
 /// The input in pairs as rows of nested `Vec`s.
