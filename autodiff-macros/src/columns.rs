@@ -460,22 +460,59 @@ pub fn to_columns(
     block: &mut syn::Block,
     params: &[(usize, Ident)],
     columns: &HashMap<(usize, String), Ident>,
-) -> syn::Result<HashMap<String, Usage>> {
+) -> syn::Result<Read> {
     let mut c = Columns {
         params,
         columns,
-        usage: HashMap::new(),
+        read: Read::default(),
         error: None,
     };
     c.visit_block_mut(block);
-    c.error.map_or(Ok(c.usage), Err)
+    c.error.map_or(Ok(c.read), Err)
+}
+
+/// What [`to_columns`] found.
+#[derive(Default)]
+pub struct Read {
+    /// How each column is read, by its name.
+    pub usage: HashMap<String, Usage>,
+    /// The slices passed whole to a function (`kinetic(bodies)`), by parameter index: their
+    /// gradients come back from its pullback, a `Vec` of the struct.
+    pub whole: HashSet<usize>,
 }
 
 struct Columns<'a> {
     params: &'a [(usize, Ident)],
     columns: &'a HashMap<(usize, String), Ident>,
-    usage: HashMap<String, Usage>,
+    read: Read,
     error: Option<syn::Error>,
+}
+
+impl Columns<'_> {
+    /// The slice of structs an argument passes whole (`bodies`, `&bodies`).
+    fn whole(&self, e: &Expr) -> Option<usize> {
+        let e = match strip(e) {
+            Expr::Reference(r) if r.mutability.is_none() => strip(&r.expr),
+            e => e,
+        };
+        let Expr::Path(p) = e else { return None };
+        self.params
+            .iter()
+            .find(|(_, n)| p.path.is_ident(n))
+            .map(|(k, _)| *k)
+    }
+
+    /// A call's arguments: a slice passed whole is recorded, the others visited.
+    fn arguments<'e>(&mut self, args: impl Iterator<Item = &'e mut Expr>) {
+        for a in args {
+            match self.whole(a) {
+                Some(k) => {
+                    self.read.whole.insert(k);
+                }
+                None => self.visit_expr_mut(a),
+            }
+        }
+    }
 }
 
 impl Columns<'_> {
@@ -503,11 +540,15 @@ impl VisitMut for Columns<'_> {
             _ => (None, Vec::new()),
         };
         if let Some(Some(Ok((name, _)))) = indexed.map(|x| self.column(x)) {
-            self.usage.entry(name.to_string()).or_default().indexed = true;
+            self.read.usage.entry(name.to_string()).or_default().indexed = true;
         }
         for o in operands {
             if let Some(Ok((name, _))) = self.column(o) {
-                self.usage.entry(name.to_string()).or_default().arithmetic = true;
+                self.read
+                    .usage
+                    .entry(name.to_string())
+                    .or_default()
+                    .arithmetic = true;
             }
         }
         match self.column(e) {
@@ -536,13 +577,22 @@ impl VisitMut for Columns<'_> {
                     && m.args.is_empty()
                     && matches!(strip(&m.receiver), Expr::Path(p) if self.params.iter().any(|(_, n)| p.path.is_ident(n))) =>
                 {}
+            // Passed whole to a function or method (differentiated through its pullback).
+            Expr::Call(c) => {
+                self.visit_expr_mut(&mut c.func);
+                self.arguments(c.args.iter_mut());
+            }
+            Expr::MethodCall(m) => {
+                self.visit_expr_mut(&mut m.receiver);
+                self.arguments(m.args.iter_mut());
+            }
             Expr::Path(p) if self.params.iter().any(|(_, n)| p.path.is_ident(n)) => {
                 let name = p
                     .path
                     .get_ident()
                     .map(|i| i.to_string())
                     .unwrap_or_default();
-                self.error.get_or_insert(syn::Error::new(p.span(), format!("`{name}` is a slice of structs differentiated field by field: the body reads its elements' fields (`{name}[i].pos[k]`, `{name}[i].mass`, or `b.mass` of `for b in {name}.iter()` or `let b = &{name}[i];`) and its length, not the slice or an element whole (passing it to a function, a method of an element, other iterator chains)")));
+                self.error.get_or_insert(syn::Error::new(p.span(), format!("`{name}` is a slice of structs differentiated field by field: the body reads its elements' fields (`{name}[i].pos[k]`, `{name}[i].mass`, or `b.mass` of `for b in {name}.iter()` or `let b = &{name}[i];`) and its length, and passes it whole to differentiated functions (`kinetic({name})`); not an element whole (passed to a function, a method of an element) or in other iterator chains")));
             }
             _ => syn::visit_mut::visit_expr_mut(self, e),
         }

@@ -312,6 +312,7 @@ fn cluster(
         checkpoint: false,
         early: Default::default(),
         fields: Default::default(),
+        elements: Default::default(),
     };
     let ops = describe(b, &order);
     let Stmt::Let { var: sum, .. } = &b.stmts[j] else {

@@ -293,6 +293,9 @@ pub struct Function {
     /// parameter, the field's path (`w`, `layer.w`), and the variable that stands for it (bound to `&p.field`
     /// before the forward sweep, its adjoint that field of the parameter's gradient).
     pub fields: Vec<(VarId, Vec<syn::Member>, VarId)>,
+    /// The slices of structs differentiated field by field (`columns.rs`), by parameter: an
+    /// adjoint of one as a whole (from a function it is passed to) is a `Vec` of the struct.
+    pub elements: Vec<VarId>,
     /// Values known to be ndarray arrays (filled in by `scalars::infer`): an array parameter
     /// and what operations on one compute. A loop may record the shape of one instead of
     /// computing it again (`reverse::Shaped`); a value of unknown type may be a scalar, for

@@ -211,7 +211,13 @@ fn lower_once(
                 .iter()
                 .map(|(k, (name, _))| (k.clone(), name.clone()))
                 .collect();
-            let usage = crate::columns::to_columns(&mut copy, &column_params, &names)?;
+            let read = crate::columns::to_columns(&mut copy, &column_params, &names)?;
+            // A slice passed whole to a function is differentiated as a whole there.
+            for &k in &read.whole {
+                lw.vars[k].active = active(&sig.params[k]);
+            }
+            lw.column_params = column_params.clone();
+            let usage = read.usage;
             let float = lw.float.clone();
             let mut bound: Vec<(&Ident, usize, Span)> = columns
                 .iter()
@@ -285,6 +291,7 @@ fn lower_once(
             checkpoint: false,
             early: Default::default(),
             fields: lw.field_vars,
+            elements: column_params.iter().map(|(k, _)| *k).collect(),
         },
         more,
     ))
@@ -374,6 +381,8 @@ struct Lowerer<'n> {
     fields: HashMap<(usize, String), Option<VarId>>,
     /// The differentiated fields' variables, for `Function::fields`.
     field_vars: Vec<(VarId, Vec<syn::Member>, VarId)>,
+    /// The slices of structs (index, name), read by their columns (`columns.rs`).
+    column_params: Vec<(usize, Ident)>,
     /// Parameters holding points (`&[[f64; 3]]`, `Vec<[f64; 3]>`), with their width.
     points_params: HashMap<VarId, Expr>,
     /// Local buffers of points, kept flat (`points.rs`), with their width.
@@ -416,6 +425,7 @@ impl<'n> Lowerer<'n> {
             struct_params: Vec::new(),
             fields: HashMap::new(),
             field_vars: Vec::new(),
+            column_params: Vec::new(),
             points_params: HashMap::new(),
             points_buffers: HashMap::new(),
             runtime_rows: HashMap::new(),
@@ -2287,6 +2297,7 @@ impl Lowerer<'_> {
             checkpoint: false,
             early: Default::default(),
             fields: Default::default(),
+            elements: Default::default(),
         };
         Ok(MapFn::Closure {
             forward,
@@ -2644,6 +2655,12 @@ impl Lowerer<'_> {
                 }
             }
             fn visit_expr_field(&mut self, f: &'ast syn::ExprField) {
+                // A field of an element of a slice of structs left as written is a constant
+                // (the differentiated ones read columns); its index may read anything.
+                if let Some((_, _, index)) = crate::fields::column_field(f, &self.lw.column_params)
+                {
+                    return self.visit_expr(index);
+                }
                 match self.lw.struct_field(f) {
                     Some(Some(v)) => self.found |= self.lw.vars[v].active,
                     Some(None) => {}

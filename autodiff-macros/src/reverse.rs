@@ -1267,11 +1267,17 @@ impl<'a> Reverse<'a> {
             .map(|(_, path, var)| (path, *var))
             .collect();
         read.sort_by_key(|(path, _)| path.len());
+        // Passed whole to functions: their gradients first, the columns added in.
+        let whole = self.declared.contains(&param);
+        let start = match whole {
+            true => self.adj(param).to_token_stream(),
+            false => quote!(#rt::zero_elements::<#float, _>(&#x[..])),
+        };
         let mut fields = TokenStream::new();
         let mut written: Vec<&Vec<syn::Member>> = Vec::new();
         for (path, var) in read {
             let d = self.adj(var);
-            let set = match written.iter().any(|w| path.starts_with(w)) {
+            let set = match whole || written.iter().any(|w| path.starts_with(w)) {
                 true => quote!(acc_column),
                 false => quote!(set_column),
             };
@@ -1281,7 +1287,7 @@ impl<'a> Reverse<'a> {
             written.push(path);
         }
         quote!({
-            let mut #g = #rt::zero_elements::<#float, _>(&#x[..]);
+            let mut #g = #start;
             #fields
             #g
         })
@@ -1318,6 +1324,9 @@ impl<'a> Reverse<'a> {
     fn zero_adjoint(&mut self, v: VarId) -> TokenStream {
         if self.f.vars[v].scalar {
             self.zero()
+        } else if self.f.elements.contains(&v) {
+            let (rt, float, x) = (self.rt.clone(), self.float.clone(), self.primal(v));
+            quote!(#rt::zero_elements::<#float, _>(&#x[..]))
         } else {
             let rt = self.rt.clone();
             let x = self.like(v);
@@ -1427,6 +1436,16 @@ impl<'a> Reverse<'a> {
         }
         let d = self.adj(v);
         let rt = &self.rt;
+        if self.f.elements.contains(&v) {
+            // A slice of structs, from a function it was passed to whole: a `Vec` of the
+            // struct, added element by element.
+            let zero = self.zero_adjoint(v);
+            let rt = &self.rt;
+            return match self.declared.insert(v) {
+                true => quote!(let mut #d = #zero; #rt::acc_elements(&mut #d, #c);),
+                false => quote!(#rt::acc_elements(&mut #d, #c);),
+            };
+        }
         if self.declared.contains(&v) {
             quote!(#rt::acc(&mut #d, #c);)
         } else if let Some(view) = self.views.get(&v).cloned() {

@@ -360,6 +360,39 @@ pub fn acc_column<T, C, A: Accumulate<C>>(
     }
 }
 
+/// Adds a gradient of a slice of structs (a function's, which the slice was passed to whole)
+/// into another, element by element.
+pub fn acc_elements<T, G: ElementsGradient<T>>(gradient: &mut [T], other: G) {
+    other.add_into(gradient);
+}
+
+/// What a function's pullback gives for a slice of structs passed to it whole: a `Vec` of the
+/// struct when the function differentiates it (names it in `wrt`).
+#[diagnostic::on_unimplemented(
+    message = "the called function's pullback gives `{Self}` for a slice of structs that is differentiated here",
+    label = "no gradient for the slice",
+    note = "name the slice in the called function's `wrt` (`#[differentiate(wrt(bodies))]`), so that its pullback gives the slice's gradient"
+)]
+pub trait ElementsGradient<T> {
+    /// Adds itself into `gradient`, element by element.
+    fn add_into(self, gradient: &mut [T]);
+}
+
+impl<T: Accumulate<T>> ElementsGradient<T> for Vec<T> {
+    fn add_into(self, gradient: &mut [T]) {
+        assert_eq!(
+            gradient.len(),
+            self.len(),
+            "adding the gradient of a slice of structs: {} elements into {}",
+            self.len(),
+            gradient.len()
+        );
+        for (g, o) in gradient.iter_mut().zip(self) {
+            g.accumulate(o);
+        }
+    }
+}
+
 /// The gradient of a slice of structs scaled by `by` (a pullback's entry): each element's.
 pub fn scale_elements<T: StructGradient<F>, F: Copy>(gradient: Vec<T>, by: F) -> Vec<T> {
     gradient.into_iter().map(|g| g.scale(by)).collect()

@@ -69,4 +69,16 @@ fn cells(cells: &[Cell], x: f64) -> f64 {
     cells[0].w[1] * x + cells[1].q * x
 }
 
+/// Takes the slice as a constant (no `wrt`): its pullback gives no gradient for it.
+#[differentiate]
+fn heaviest(bodies: &[Body], x: f64) -> f64 {
+    bodies[0].mass * x
+}
+
+/// Passes its differentiated slice to `heaviest`.
+#[differentiate(wrt(bodies))]
+fn passes(bodies: &[Body]) -> f64 {
+    heaviest(bodies, 2.0) + bodies[1].mass
+}
+
 fn main() {}
