@@ -825,6 +825,7 @@ mod never_panics {
         "fn pm(x: &[f64], k: usize) -> f64 { let mut out = Vec::new(); for v in x { match k % 2 { 0 => out.push(v * 2.0), _ => out.push(v.sin()) } } out[0] * out[1] }",
         "fn k(x: &[f64], p: &[[f64; 3]], a: usize) -> f64 { let mut s = 0.0; for (i, v) in x.iter().enumerate().skip(a).take(2) { for w in x.iter().take(a).skip(i).copied() { s += v * w; } } for (j, &[u, _, z]) in p.iter().enumerate() { s += u * z * j as f64; } s + x.iter().skip(1).map(|v| v * v).sum::<f64>() }",
         "#[differentiate(wrt(bs, x))] fn sb(bs: &[Body], x: &[f64], g: f64) -> f64 { let mut e = 0.0; for b in bs.iter() { e += b.m * b.v[0] * x[b.id]; } for (i, b) in bs.iter().enumerate() { let o = &bs[b.next]; e += (o.p[0] - b.p[i % 3]).powi(2) * g; match b.kind { Kind::A => e += b.s.k, _ => {} } } let c = |q: &Body| q.m * 2.0; e + bs.iter().map(|b| b.w[0] * b.m).sum::<f64>() + c(&bs[0]) + bs[bs.len() - 1].s.k }",
+        "#[differentiate(wrt(bs))] fn sc(bs: &[Body], g: &Gravity) -> f64 { let mut e = kinetic(bs) * g.potential(&bs); for b in bs { e += b.m; } e - total(bs, &g) }",
         "#[differentiate(wrt(ns))] fn sv<F: Real>(ns: Vec<Node<F>>) -> F { let mut k = 0; let mut s = F::zero(); while k < ns.len() { let n = &ns[k]; k += 1; s += n.x * F::from_f64(0.5); } s }",
         "fn c(x: &[f64], a: f64) -> f64 { let sq = |v: f64| v * v; let mix = |u: f64, w: f64| -> f64 { sq(u) * w + a }; let mut s = 0.0; for i in 0..x.len() { s += mix(x[i], a); } let b = 2.0; let late = |v: f64| v * b; s + sq(a) + late(b) }",
     ];
