@@ -106,48 +106,45 @@ impl Normalize<'_> {
         }
     }
 
-    /// The element's name and the index's pattern of a walk's pattern (`b`, `&b`, `(i, b)` when
-    /// enumerated), the index named afresh when the walk has none.
-    fn names(&mut self, pat: &Pat, enumerated: bool) -> Option<(Ident, Pat)> {
-        let element = |p: &Pat| match crate::lower::strip_pat(p) {
-            Pat::Ident(i) if i.subpat.is_none() && i.by_ref.is_none() => Some(i.ident.clone()),
-            Pat::Reference(r) => match crate::lower::strip_pat(&r.pat) {
-                Pat::Ident(i) if i.subpat.is_none() && i.by_ref.is_none() => Some(i.ident.clone()),
-                _ => None,
-            },
-            _ => None,
+    /// What a walk's pattern binds (`b`, `&b`, `Body { pos, mass, .. }`; `(i, b)` when
+    /// enumerated) and the index's pattern, the index named afresh when the walk has none.
+    fn names(&mut self, pat: &Pat, enumerated: bool) -> Option<(Vec<Binding>, Pat)> {
+        let element = |p: &Pat| {
+            let mut out = Vec::new();
+            bindings(p, &mut Vec::new(), &mut out).then_some(out)
         };
-        match (crate::lower::strip_pat(pat), enumerated) {
+        let (bound, index) = match (crate::lower::strip_pat(pat), enumerated) {
             (Pat::Tuple(t), true) if t.elems.len() == 2 => {
-                let b = element(&t.elems[1])?;
-                let index = match &t.elems[0] {
-                    Pat::Wild(_) => {
-                        let i = self.index_name(&b);
-                        syn::parse_quote!(#i)
-                    }
-                    p => p.clone(),
-                };
-                Some((b, index))
+                (element(&t.elems[1])?, Some(t.elems[0].clone()))
             }
-            (p, false) => {
-                let b = element(p)?;
-                let i = self.index_name(&b);
-                Some((b, syn::parse_quote!(#i)))
+            (p, false) => (element(p)?, None),
+            _ => return None,
+        };
+        let index = match index {
+            Some(Pat::Wild(_)) | None => {
+                let base = bound.first().map_or_else(
+                    || Ident::new("element", Span::call_site()),
+                    |b| b.name.clone(),
+                );
+                let i = self.index_name(&base);
+                syn::parse_quote!(#i)
             }
-            _ => None,
-        }
+            Some(p) => p,
+        };
+        Some((bound, index))
     }
 
-    /// Replaces `b.field` by `param[index].field` in `node`.
+    /// Replaces the reads of what `bound` binds of an element (`b.field`, or a field bound by
+    /// a pattern) by `param[index].field` in `node`.
     fn substitute(
         &mut self,
         node: &mut impl Substitutable,
-        b: &Ident,
+        bound: &[Binding],
         param: &Ident,
         index: &Expr,
     ) {
         let mut s = Substitute {
-            b,
+            bound,
             param,
             index,
             error: None,
@@ -159,6 +156,53 @@ impl Normalize<'_> {
     }
 }
 
+/// A name a pattern binds of an element: the element itself (`b`, `path` empty) or a field of
+/// it (`pos` of `Body { pos, .. }`, `path` `[pos]`).
+pub struct Binding {
+    name: Ident,
+    path: Vec<syn::Member>,
+}
+
+/// The names `p` binds of an element whose members so far are `path`; `false` for a pattern
+/// that does more than bind names (a literal, a range, a `..` before other elements).
+fn bindings(p: &Pat, path: &mut Vec<syn::Member>, out: &mut Vec<Binding>) -> bool {
+    match p {
+        Pat::Ident(i) if i.subpat.is_none() => {
+            out.push(Binding {
+                name: i.ident.clone(),
+                path: path.clone(),
+            });
+            true
+        }
+        Pat::Wild(_) => true,
+        Pat::Paren(p) => bindings(&p.pat, path, out),
+        Pat::Reference(r) => bindings(&r.pat, path, out),
+        Pat::Type(t) => bindings(&t.pat, path, out),
+        Pat::Struct(st) if st.qself.is_none() => st.fields.iter().all(|f| {
+            path.push(f.member.clone());
+            let ok = bindings(&f.pat, path, out);
+            path.pop();
+            ok
+        }),
+        Pat::TupleStruct(t) if t.qself.is_none() => {
+            let n = t.elems.len();
+            t.elems.iter().enumerate().all(|(k, e)| match e {
+                Pat::Rest(_) => k + 1 == n,
+                e => {
+                    path.push(syn::Member::Unnamed(syn::Index {
+                        index: k as u32,
+                        span: Span::call_site(),
+                    }));
+                    let ok = bindings(e, path, out);
+                    path.pop();
+                    ok
+                }
+            })
+        }
+        _ => false,
+    }
+}
+
 impl VisitMut for Normalize<'_> {
     fn visit_block_mut(&mut self, block: &mut syn::Block) {
         // `let b = &bodies[j];`: the index bound once, `b.field` read as `bodies[index].field`
@@ -166,29 +210,26 @@ impl VisitMut for Normalize<'_> {
         let mut k = 0;
         while k < block.stmts.len() {
             if let syn::Stmt::Local(l) = &block.stmts[k] {
-                // `let b: &Body = ..` too (a closure's parameter, inlined).
-                let pat = match &l.pat {
-                    Pat::Type(t) => &*t.pat,
-                    p => p,
-                };
-                let element = match (pat, &l.init) {
-                    (Pat::Ident(p), Some(init))
-                        if p.subpat.is_none() && p.by_ref.is_none() && init.diverge.is_none() =>
-                    {
+                // `let b = &bodies[j];`, `let b: &Body = ..` (a closure's parameter, inlined),
+                // `let Body { pos, .. } = &bodies[j];`.
+                let element = match &l.init {
+                    Some(init) if init.diverge.is_none() => {
                         let value = match strip(&init.expr) {
                             Expr::Reference(r) if r.mutability.is_none() => strip(&r.expr),
                             e => e,
                         };
                         match value {
-                            Expr::Index(ix) => self
-                                .param(&ix.expr)
-                                .map(|param| (p.ident.clone(), param, (*ix.index).clone())),
+                            Expr::Index(ix) => self.param(&ix.expr).and_then(|param| {
+                                let mut bound = Vec::new();
+                                bindings(&l.pat, &mut Vec::new(), &mut bound)
+                                    .then(|| (bound, param, (*ix.index).clone()))
+                            }),
                             _ => None,
                         }
                     }
                     _ => None,
                 };
-                if let Some((b, param, index)) = element {
+                if let Some((bound, param, index)) = element {
                     let span = l.span();
                     let mut rest: Vec<syn::Stmt> = block.stmts.drain(k + 1..).collect();
                     // The index itself where the statements after do not change what it reads
@@ -197,11 +238,15 @@ impl VisitMut for Normalize<'_> {
                         block.stmts.truncate(k);
                         index
                     } else {
-                        let i = self.index_name(&b);
+                        let base = bound.first().map_or_else(
+                            || Ident::new("element", Span::call_site()),
+                            |b| b.name.clone(),
+                        );
+                        let i = self.index_name(&base);
                         block.stmts[k] = syn::parse_quote_spanned!(span=> let #i = #index;);
                         syn::parse_quote!(#i)
                     };
-                    self.substitute(&mut rest, &b, &param, &at);
+                    self.substitute(&mut rest, &bound, &param, &at);
                     let removed = block.stmts.len() == k;
                     block.stmts.extend(rest);
                     // The binding removed: statement `k` is the first after it, not yet visited.
@@ -228,7 +273,7 @@ impl VisitMut for Normalize<'_> {
                             *f.expr = syn::parse_quote_spanned!(span=> 0..#param.len());
                         }
                         None => {
-                            self.error.get_or_insert(syn::Error::new_spanned(&f.pat, format!("#[differentiate] walks `{param}`, a slice of structs differentiated field by field, with an element's name (`for b in {param}.iter()`, `for (i, b) in {param}.iter().enumerate()`), and reads its fields (`b.mass`)")));
+                            self.error.get_or_insert(syn::Error::new_spanned(&f.pat, format!("#[differentiate] walks `{param}`, a slice of structs differentiated field by field, with an element's name or a struct pattern (`for b in {param}.iter()`, `for (i, b) in {param}.iter().enumerate()`, `for Body {{ pos, mass, .. }} in {param}`), and reads its fields (`b.mass`)")));
                         }
                     }
                 }
@@ -369,10 +414,11 @@ impl Substitutable for Expr {
     }
 }
 
-/// `b.field` to `param[index].field`; any other use of `b`, or a binding of its name, is an
-/// error.
+/// `b.field` to `param[index].field`, and a field bound by a pattern (`pos` of `Body { pos,
+/// .. }`, also dereferenced, `*pos`) to `param[index].pos`; the element itself used whole, or
+/// a binding of one of those names, is an error.
 struct Substitute<'a> {
-    b: &'a Ident,
+    bound: &'a [Binding],
     param: &'a Ident,
     index: &'a Expr,
     error: Option<syn::Error>,
@@ -381,6 +427,18 @@ struct Substitute<'a> {
 impl Substitute<'_> {
     fn fail(&mut self, span: Span, message: String) {
         self.error.get_or_insert(syn::Error::new(span, message));
+    }
+
+    /// What `e` binds, if it is one of the names.
+    fn binding(&self, e: &Expr) -> Option<&Binding> {
+        let Expr::Path(p) = strip(e) else { return None };
+        self.bound.iter().find(|b| p.path.is_ident(&b.name))
+    }
+
+    /// `param[index].path` of a binding, spanned like the read it replaces.
+    fn read(&self, b: &Binding, span: Span) -> Expr {
+        let (param, index, path) = (self.param, self.index, &b.path);
+        syn::parse_quote_spanned!(span=> #param[#index] #(.#path)*)
     }
 }
 
@@ -397,17 +455,30 @@ impl VisitMut for Substitute<'_> {
         match e {
             Expr::Field(f) => {
                 let root = field_root(f);
-                if matches!(strip(root), Expr::Path(p) if p.path.is_ident(self.b)) {
-                    let (param, index) = (self.param, self.index);
-                    let span = root.span();
-                    *root = syn::parse_quote_spanned!(span=> #param[#index]);
+                if let Some(b) = self.binding(root) {
+                    *root = self.read(b, root.span());
                     return;
                 }
             }
-            Expr::Path(p) if p.path.is_ident(self.b) => {
-                let (b, param) = (self.b, self.param);
-                self.fail(p.span(), format!("`{b}` is an element of `{param}`, a slice of structs differentiated field by field: read its fields here (`{b}.pos[k]`, `{b}.mass`), not the element whole"));
-                return;
+            // `*mass` of a field bound by reference: the field itself.
+            Expr::Unary(u) if matches!(u.op, syn::UnOp::Deref(_)) => {
+                if let Some(b) = self.binding(&u.expr).filter(|b| !b.path.is_empty()) {
+                    *e = self.read(b, u.span());
+                    return;
+                }
+            }
+            Expr::Path(_) => {
+                if let Some(b) = self.binding(e) {
+                    let span = e.span();
+                    if b.path.is_empty() {
+                        let (name, param) = (&b.name, self.param);
+                        let message = format!("`{name}` is an element of `{param}`, a slice of structs differentiated field by field: read its fields here (`{name}.pos[k]`, `{name}.mass`), not the element whole");
+                        self.fail(span, message);
+                    } else {
+                        *e = self.read(b, span);
+                    }
+                    return;
+                }
             }
             _ => {}
         }
@@ -415,17 +486,23 @@ impl VisitMut for Substitute<'_> {
     }
 
     fn visit_pat_ident_mut(&mut self, p: &mut syn::PatIdent) {
-        if p.ident == *self.b {
-            let (b, param) = (self.b, self.param);
-            self.fail(p.ident.span(), format!("`{b}` names an element of `{param}` (a slice of structs differentiated field by field) and is bound again here: rename one of them"));
+        if let Some(b) = self.bound.iter().find(|b| b.name == p.ident) {
+            let (name, param) = (&b.name, self.param);
+            let message = format!("`{name}` names an element of `{param}` (a slice of structs differentiated field by field), or one of its fields, and is bound again here: rename one of them");
+            self.fail(p.ident.span(), message);
         }
         syn::visit_mut::visit_pat_ident_mut(self, p);
     }
 
     fn visit_macro_mut(&mut self, m: &mut syn::Macro) {
-        if crate::signature::mentions(m.tokens.clone(), &self.b.to_string()) {
-            let (b, param) = (self.b, self.param);
-            self.fail(m.span(), format!("`{b}` (an element of `{param}`, a slice of structs differentiated field by field) is read inside a macro: bind the field to a local first (`let m = {b}.mass;`)"));
+        let named = self
+            .bound
+            .iter()
+            .find(|b| crate::signature::mentions(m.tokens.clone(), &b.name.to_string()));
+        if let Some(b) = named {
+            let (name, param) = (&b.name, self.param);
+            let message = format!("`{name}` (an element of `{param}`, a slice of structs differentiated field by field, or one of its fields) is read inside a macro: bind the value to a local first (`let m = {name}.mass;`)");
+            self.fail(m.span(), message);
         }
     }
 }
