@@ -2381,3 +2381,39 @@ fn tuple_locals_read_whole_match_finite_differences() {
     let (p2, m2) = (f(0.7, 1.3 + h), f(0.7, 1.3 - h));
     assert!(((p2.1 - m2.1) / (2.0 * h) - j[1].1).abs() < 1e-6, "{j:?}");
 }
+
+/// A loop inside an `if` arm inside a loop, whose value a nonlinear rule reads: the reverse
+/// iteration recomputes the arm, and the loop's value comes from its exit record (it had been
+/// recomputed by nothing, and the generated code did not compile).
+#[differentiate]
+fn loop_in_arm_in_loop(x: &[f64], steps: usize) -> f64 {
+    let n = x.len();
+    let mut v = vec![1.0; n];
+    for _ in 0..steps {
+        for i in 0..n {
+            if i > 0 {
+                let mut r = 0.0;
+                for k in 0..n {
+                    r += v[k] * x[k];
+                }
+                v[i] += r.sin();
+            } else {
+                let mut p = 1.0;
+                let mut q = 0.0;
+                for k in 0..n {
+                    p *= 0.5 + x[k] * x[k];
+                    q += x[k];
+                }
+                v[0] = p.sqrt() * q.cos();
+            }
+        }
+    }
+    v[0] + v[n - 1]
+}
+
+#[test]
+fn loops_in_arms_in_loops_match_finite_differences() {
+    let x = [0.3, -0.2, 0.5, 0.1];
+    let g = loop_in_arm_in_loop_grad(&x, 3);
+    assert_close(&g, &fd(&|x: &[f64]| loop_in_arm_in_loop(x, 3), &x), 1e-6);
+}

@@ -2422,10 +2422,15 @@ impl<'a> Reverse<'a> {
                     record,
                     ..
                 } => {
-                    needed.contains(record)
+                    let include = needed.contains(record)
                         || phis.iter().any(|p| needed.contains(&p.out))
                         || self.keeps_records(then)
-                        || self.keeps_records(els)
+                        || self.keeps_records(els);
+                    if include {
+                        self.arm_exits(then);
+                        self.arm_exits(els);
+                    }
+                    include
                 }
                 Stmt::Loop(nested) => {
                     let key = nested.tape.to_string();
@@ -2562,6 +2567,28 @@ impl<'a> Reverse<'a> {
     }
 
     /// Does recomputing `b` consume records (buffer reads, nested loops' exits)?
+    /// The loops in an `if` arm that a reverse iteration recomputes: the arm is recomputed
+    /// whole, and a loop in it from its exit record, so each records every value it carries
+    /// out (what the rest of the arm and its reverse read; without this, a value such as a
+    /// sum computed by a loop in the arm was recomputed by nothing).
+    fn arm_exits(&mut self, b: &Block) {
+        for s in &b.stmts {
+            match s {
+                Stmt::Loop(nested) => {
+                    let plan = self.plans.entry(nested.tape.to_string()).or_default();
+                    if plan.exit_afters.is_empty() {
+                        plan.exit_afters = nested.carried.iter().map(|c| c.after).collect();
+                    }
+                }
+                Stmt::If { then, els, .. } => {
+                    self.arm_exits(then);
+                    self.arm_exits(els);
+                }
+                _ => {}
+            }
+        }
+    }
+
     fn keeps_records(&self, b: &Block) -> bool {
         b.stmts.iter().any(|s| match s {
             Stmt::Let {
