@@ -358,6 +358,9 @@ impl Gen<'_> {
                     // Updated in place by walks that write (`iter_mut()` enumerated, zipped).
                     3 => format!("    for (i, v) in {buf}.iter_mut().enumerate() {{\n        *v = (*v * x[(i + 1) % n]).sin() + *v * 0.5;\n    }}\n    for (v, &w) in {buf}.iter_mut().zip(x) {{\n        *v += w * 0.25;\n    }}\n"),
                     0 => format!("    for i in 1..n {{\n        {buf}[i] += {buf}[i - 1] * 0.5;\n    }}\n    for i in 1..n {{\n        let old = {buf}[i];\n        {buf}[i] = (old * {buf}[i - 1]).sin() + old;\n    }}\n"),
+                    // Steps whose `if` arms run loops of their own, their values read by
+                    // nonlinear rules (each reverse iteration recomputes the arm).
+                    2 if self.rng.below(2) == 0 => format!("    for _ in 0..2 {{\n        for i in 0..n {{\n            if i % 2 == 1 {{\n                let mut r = 0.0;\n                for k in 0..n {{\n                    r += {buf}[k] * x[k];\n                }}\n                {buf}[i] += 0.3 * r.sin();\n            }} else {{\n                let mut p = 1.0;\n                for k in 0..n {{\n                    p *= 0.9 + 0.1 * x[k] * x[k];\n                }}\n                {buf}[i] = {buf}[i] * 0.5 + p.sqrt();\n            }}\n        }}\n    }}\n"),
                     1 => format!("    let mut {buf}_v = vec![0.0; n];\n    for _ in 0..3 {{\n        for i in 1..n - 1 {{\n            {buf}_v[i] += 0.2 * ({buf}[i - 1] * {buf}[i + 1] - {buf}[i].sin());\n        }}\n        for i in 0..n {{\n            {buf}[i] += 0.1 * {buf}_v[i].tanh();\n        }}\n    }}\n"),
                     _ => String::new(),
                 };
