@@ -156,6 +156,100 @@ impl Normalize<'_> {
     }
 }
 
+impl Normalize<'_> {
+    /// `let v: Vec<T> = bodies.iter().map(|b| ..).collect();` (or `collect::<Vec<T>>()`),
+    /// `T` the float or an array of it: the statements that build the same `Vec` as a buffer
+    /// written element by element, `let mut v: Vec<T> = vec![zero; bodies.len()];` then
+    /// `for i in 0..bodies.len() { v[i] = ..; }` with the closure's reads of the element (so
+    /// the state of a time loop is copied out of the structs as written).
+    fn collected(&mut self, l: &syn::Local) -> Option<Vec<syn::Stmt>> {
+        let init = l.init.as_ref().filter(|i| i.diverge.is_none())?;
+        let Expr::MethodCall(collect) = strip(&init.expr) else {
+            return None;
+        };
+        if collect.method != "collect" || !collect.args.is_empty() {
+            return None;
+        }
+        let Expr::MethodCall(map) = strip(&collect.receiver) else {
+            return None;
+        };
+        let (param, false) = self.walk(&map.receiver)? else {
+            return None;
+        };
+        let (Some(Expr::Closure(c)), 1) = (map.args.first(), map.args.len()) else {
+            return None;
+        };
+        if c.inputs.len() != 1 {
+            return None;
+        }
+        let Pat::Type(typed) = &l.pat else {
+            return self.collected_turbofish(l, collect, &param, c);
+        };
+        let name = match &*typed.pat {
+            Pat::Ident(i) if i.subpat.is_none() && i.by_ref.is_none() => i.ident.clone(),
+            _ => return None,
+        };
+        self.fill(&name, &typed.ty, &param, c, l.span())
+    }
+
+    /// [`Self::collected`] with the type on the `collect` (`collect::<Vec<T>>()`).
+    fn collected_turbofish(
+        &mut self,
+        l: &syn::Local,
+        collect: &syn::ExprMethodCall,
+        param: &Ident,
+        c: &syn::ExprClosure,
+    ) -> Option<Vec<syn::Stmt>> {
+        let name = match &l.pat {
+            Pat::Ident(i) if i.subpat.is_none() && i.by_ref.is_none() => i.ident.clone(),
+            _ => return None,
+        };
+        let ty = match collect.turbofish.as_ref()?.args.first()? {
+            syn::GenericArgument::Type(t) => t.clone(),
+            _ => return None,
+        };
+        self.fill(&name, &ty, param, c, l.span())
+    }
+
+    /// The buffer `name` of type `ty` (`Vec<T>`) filled by the closure `c` over `param`.
+    fn fill(
+        &mut self,
+        name: &Ident,
+        ty: &syn::Type,
+        param: &Ident,
+        c: &syn::ExprClosure,
+        span: Span,
+    ) -> Option<Vec<syn::Stmt>> {
+        let syn::Type::Path(tp) = ty else { return None };
+        let last = tp.path.segments.last()?;
+        let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+            return None;
+        };
+        let (true, Some(syn::GenericArgument::Type(elem))) =
+            (last.ident == "Vec", args.args.first())
+        else {
+            return None;
+        };
+        let zero = crate::signature::literal(quote::quote!(0.0));
+        let zero = match elem {
+            syn::Type::Array(a) if crate::signature::float_type(&a.elem).is_some() => {
+                let len = &a.len;
+                quote::quote!([#zero; #len])
+            }
+            t if crate::signature::float_type(t).is_some() => zero,
+            _ => return None,
+        };
+        let (bound, index) = self.names(&c.inputs[0], false)?;
+        let mut value = (*c.body).clone();
+        let at: Expr = syn::parse_quote!(#index);
+        self.substitute(&mut value, &bound, param, &at);
+        Some(vec![
+            syn::parse_quote_spanned!(span=> let mut #name: #ty = vec![#zero; #param.len()];),
+            syn::parse_quote_spanned!(span=> for #index in 0..#param.len() { #name[#index] = #value; }),
+        ])
+    }
+}
+
 /// A name a pattern binds of an element: the element itself (`b`, `path` empty) or a field of
 /// it (`pos` of `Body { pos, .. }`, `path` `[pos]`).
 pub struct Binding {
@@ -209,6 +303,14 @@ impl VisitMut for Normalize<'_> {
         // in the statements after it.
         let mut k = 0;
         while k < block.stmts.len() {
+            // `let pos: Vec<[f64; 3]> = bodies.iter().map(|b| b.pos).collect();`: a buffer
+            // filled element by element.
+            if let syn::Stmt::Local(l) = &block.stmts[k] {
+                if let Some(filled) = self.collected(l) {
+                    block.stmts.splice(k..=k, filled);
+                    continue;
+                }
+            }
             if let syn::Stmt::Local(l) = &block.stmts[k] {
                 // `let b = &bodies[j];`, `let b: &Body = ..` (a closure's parameter, inlined),
                 // `let Body { pos, .. } = &bodies[j];`.
