@@ -534,3 +534,30 @@ fn state_collected_out_of_structs_matches_the_indexed_copy() {
     assert_close(&flat(&g), &flat(&want), 1e-12);
     assert_eq!(stepped_collected(&b, 0.01, 20), stepped(&b, 0.01, 20));
 }
+
+/// Reads inside `vec![..]`: rows of differentiated values, and a walk's element (a read left
+/// inside the macro had been a constant, its gradient lost: the differential run at
+/// 1 824 000).
+#[differentiate(wrt(bodies))]
+#[allow(clippy::useless_vec)]
+fn inside_vec(bodies: &[Body], a: f64) -> f64 {
+    let rows = vec![
+        [bodies[0].pos[0] * a, bodies[0].pos[1]],
+        [bodies[1].pos[2], bodies[1].mass],
+    ];
+    let mut e = rows[0][0] * rows[1][1] + rows[0][1] * rows[1][0];
+    for b in bodies.iter() {
+        let v = vec![b.mass, b.vel[0] * b.vel[1]];
+        e += v[0] * v[1];
+    }
+    e
+}
+
+#[test]
+fn reads_inside_vec_macros_match_finite_differences() {
+    let b = bodies(3);
+    let g = inside_vec_grad(&b, 0.7);
+    let want = fd(&|v: &[f64]| inside_vec(&with(&b, v), 0.7), &flat(&b));
+    assert_close(&flat(&g), &want, 1e-6);
+    assert!(g[0].pos[0] != 0.0 && g[1].mass != 0.0);
+}

@@ -534,3 +534,25 @@ fn searches_over_fields_are_constants_of_the_values() {
     assert_close(&g.w, &[1.5 * 0.5, 0.0, 0.2 * 0.5, 0.0], 1e-12);
     assert_close(&[g.scale], &[1.5 * 0.2], 1e-12);
 }
+
+/// A struct with two float fields, read inside `vec![..]`.
+#[derive(Clone, Debug, Differentiable)]
+pub struct Affine {
+    b: f64,
+    s: f64,
+}
+
+/// Fields read inside `vec![..]` (had been "fields of differentiated values": the scan of the
+/// fields did not look inside the macro).
+#[differentiate(wrt(p))]
+#[allow(clippy::useless_vec)]
+fn affine_in_vec(p: &Affine, x: f64) -> f64 {
+    let v = vec![p.b * x, p.s];
+    v[0] + v[1] * v[1]
+}
+
+#[test]
+fn fields_read_inside_vec_macros_match_the_analytic_gradient() {
+    let g = affine_in_vec_grad(&Affine { b: 2.0, s: 3.0 }, 1.5);
+    assert_eq!((g.b, g.s), (1.5, 6.0));
+}

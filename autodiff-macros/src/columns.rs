@@ -597,6 +597,12 @@ impl VisitMut for Substitute<'_> {
     }
 
     fn visit_macro_mut(&mut self, m: &mut syn::Macro) {
+        // `vec![b.mass, ..]`: the values inside, rewritten like any others.
+        if let Some(mut contents) = crate::lower::vec_contents(m) {
+            self.visit_expr_mut(&mut contents);
+            crate::lower::set_vec_contents(m, &contents);
+            return;
+        }
         let named = self
             .bound
             .iter()
@@ -711,6 +717,16 @@ impl Columns<'_> {
 }
 
 impl VisitMut for Columns<'_> {
+    /// The reads inside `vec![..]` (`vec![[bodies[0].pos[0], ..], ..]`) are rewritten like
+    /// any others: a macro's tokens are no expression to the walk, and a read left there would
+    /// be a constant (the gradient lost; found by the differential run at 1 824 000).
+    fn visit_macro_mut(&mut self, m: &mut syn::Macro) {
+        if let Some(mut contents) = crate::lower::vec_contents(m) {
+            self.visit_expr_mut(&mut contents);
+            crate::lower::set_vec_contents(m, &contents);
+        }
+    }
+
     fn visit_expr_mut(&mut self, e: &mut Expr) {
         let (indexed, operands): (Option<&Expr>, Vec<&Expr>) = match &*e {
             Expr::Index(outer) => (Some(&outer.expr), Vec::new()),

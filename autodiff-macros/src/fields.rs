@@ -294,13 +294,19 @@ impl<'ast> Visit<'ast> for Scan<'_> {
                     self.constant(a);
                 }
             }
-            // `vec![0.0; p.n]`: the repeat length.
-            Expr::Macro(m) if m.mac.path.is_ident("vec") => {
-                if let Ok(r) = m.mac.parse_body::<syn::ExprRepeat>() {
+            // `vec![0.0; p.n]`: the repeat length; `vec![p.a, p.b]`: values.
+            Expr::Macro(m) => match crate::lower::vec_contents(&m.mac) {
+                Some(Expr::Repeat(r)) => {
                     self.visit_expr(&r.expr);
                     self.constant(&r.len);
                 }
-            }
+                Some(Expr::Array(a)) => {
+                    for e in &a.elems {
+                        self.visit_expr(e);
+                    }
+                }
+                _ => {}
+            },
             _ => syn::visit::visit_expr(self, e),
         }
     }

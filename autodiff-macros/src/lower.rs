@@ -2915,6 +2915,31 @@ pub(crate) fn compound(op: &BinOp) -> Option<(&'static str, TokenStream)> {
 }
 
 /// Parentheses and invisible groups removed.
+/// What `vec![..]` builds, as the array or repeat expression of its tokens (`[a, b]`,
+/// `[v; n]`), for the passes that read or rewrite the expressions inside it.
+pub(crate) fn vec_contents(m: &syn::Macro) -> Option<Expr> {
+    if !m.path.is_ident("vec") {
+        return None;
+    }
+    let tokens = &m.tokens;
+    match syn::parse2::<Expr>(quote!([#tokens])) {
+        Ok(e @ (Expr::Array(_) | Expr::Repeat(_))) => Some(e),
+        _ => None,
+    }
+}
+
+/// Writes [`vec_contents`] back as the macro's tokens.
+pub(crate) fn set_vec_contents(m: &mut syn::Macro, contents: &Expr) {
+    match contents {
+        Expr::Array(a) => m.tokens = a.elems.to_token_stream(),
+        Expr::Repeat(r) => {
+            let (e, n) = (&r.expr, &r.len);
+            m.tokens = quote!(#e; #n);
+        }
+        _ => {}
+    }
+}
+
 pub(crate) fn strip(e: &Expr) -> &Expr {
     match e {
         Expr::Paren(p) => strip(&p.expr),
