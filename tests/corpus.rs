@@ -993,6 +993,12 @@ pub fn p11(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[differentiate(wrt(x, pts, m, a, b), checkpoint)]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p12_points(x: &[f64], pts: &[Pair], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let a = a + 0.1
+        * pts
+            .iter()
+            .enumerate()
+            .map(|(i, pair)| pair.p[0] * pair.p[1].sin() * (i + 1) as f64)
+            .sum::<f64>();
     let n = x.len();
     let mut lse1 = a.hypot(b);
     let mut scratch2 = vec![0.0; n * 2];
@@ -3524,6 +3530,21 @@ pub fn p55(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[differentiate(wrt(x, pts, m, a, b))]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p56_points(x: &[f64], pts: &[Two], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let a = a + 0.1
+        * pts
+            .iter()
+            .enumerate()
+            .map(
+                |(
+                    i,
+                    Two {
+                        a: pair_a,
+                        b: pair_b,
+                        ..
+                    },
+                )| *pair_a * pair_b.sin() * (i + 1) as f64,
+            )
+            .sum::<f64>();
     let n = x.len();
     let mut w1 = ((0.38f64.tanh() * 0.9).atanh() * (0.38f64.tanh() * 0.9).atanh() + 1.0)
         .recip()
@@ -6167,6 +6188,21 @@ pub fn p103(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[differentiate(wrt(x, pts, m, a, b), checkpoint)]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p104_points(x: &[f64], pts: &[Two], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let a = a + 0.1
+        * pts
+            .iter()
+            .enumerate()
+            .map(
+                |(
+                    i,
+                    Two {
+                        a: pair_a,
+                        b: pair_b,
+                        ..
+                    },
+                )| *pair_a * pair_b.sin() * (i + 1) as f64,
+            )
+            .sum::<f64>();
     let n = x.len();
     let mut m1 = b.min(a);
     if b > 0.67f64 {
@@ -8625,6 +8661,21 @@ pub fn p147(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[differentiate(wrt(x, pts, m, a, b), checkpoint)]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p148_points(x: &[f64], pts: &[Two], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let a = a + 0.1
+        * pts
+            .iter()
+            .enumerate()
+            .map(
+                |(
+                    i,
+                    Two {
+                        a: pair_a,
+                        b: pair_b,
+                        ..
+                    },
+                )| *pair_a * pair_b.sin() * (i + 1) as f64,
+            )
+            .sum::<f64>();
     let n = x.len();
     let mut m1 = a;
     if (1.46f64.tanh() * 0.9).atanh() < -0.36f64 {
@@ -9709,6 +9760,21 @@ pub fn p165_value_and_grad(
 #[differentiate(wrt(x, pts, m, a, b))]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p166_points(x: &[f64], pts: &[Two], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let a = a + 0.1
+        * pts
+            .iter()
+            .enumerate()
+            .map(
+                |(
+                    i,
+                    Two {
+                        a: pair_a,
+                        b: pair_b,
+                        ..
+                    },
+                )| *pair_a * pair_b.sin() * (i + 1) as f64,
+            )
+            .sum::<f64>();
     let n = x.len();
     let mut acc1 = a;
     for i in 0..n {
@@ -10278,6 +10344,12 @@ pub fn p173_value_and_grad(
 #[differentiate(wrt(x, pts, m, a, b))]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p174_points(x: &[f64], pts: &[Pair], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let a = a + 0.1
+        * pts
+            .iter()
+            .enumerate()
+            .map(|(i, pair)| pair.p[0] * pair.p[1].sin() * (i + 1) as f64)
+            .sum::<f64>();
     let n = x.len();
     let mut lse1 = a;
     let mut scratch2 = vec![0.0; n];
@@ -10373,6 +10445,21 @@ pub fn p175(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
 #[differentiate(wrt(x, pts, m, a, b))]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p176_points(x: &[f64], pts: &[Two], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let a = a + 0.1
+        * pts
+            .iter()
+            .enumerate()
+            .map(
+                |(
+                    i,
+                    Two {
+                        a: pair_a,
+                        b: pair_b,
+                        ..
+                    },
+                )| *pair_a * pair_b.sin() * (i + 1) as f64,
+            )
+            .sum::<f64>();
     let n = x.len();
     let mut w1 = ([pts[(2) / 2].a, pts[(2) / 2].b][(2) % 2].atan2(a * a + 0.5)
         * [pts[(2) / 2].a, pts[(2) / 2].b][(2) % 2].atan2(a * a + 0.5)
@@ -15560,6 +15647,12 @@ pub fn p264_value_and_grad(
 #[differentiate(wrt(x, pts, m, a, b))]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p265_points(x: &[f64], pts: &[Pair], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let a = a + 0.1
+        * pts
+            .iter()
+            .enumerate()
+            .map(|(i, pair)| pair.p[0] * pair.p[1].sin() * (i + 1) as f64)
+            .sum::<f64>();
     let n = x.len();
     let part1_s = &x[1..];
     let mut part1 = autodiff::ops::sigmoid(b);
@@ -17029,6 +17122,21 @@ pub fn p290_value_and_grad(
 #[differentiate(wrt(x, pts, m, a, b))]
 #[allow(unused_mut, unused_variables, clippy::all)]
 pub fn p291_points(x: &[f64], pts: &[Two], m: &Array2<f64>, a: f64, b: f64) -> f64 {
+    let a = a + 0.1
+        * pts
+            .iter()
+            .enumerate()
+            .map(
+                |(
+                    i,
+                    Two {
+                        a: pair_a,
+                        b: pair_b,
+                        ..
+                    },
+                )| *pair_a * pair_b.sin() * (i + 1) as f64,
+            )
+            .sum::<f64>();
     let n = x.len();
     let mut buf1 = vec![0.0; n];
     for i in 0..n {
@@ -18331,6 +18439,11 @@ mod twin {
 
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p12(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+        let a = a + c(0.1)
+            * x.chunks_exact(2)
+                .enumerate()
+                .map(|(i, pair)| pair[0] * pair[1].sin() * (i + 1) as f64)
+                .sum::<D>();
         let n = x.len();
         let mut lse1 = a.hypot(b);
         let mut scratch2 = vec![c(0.0); n * 2];
@@ -20383,6 +20496,11 @@ mod twin {
 
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p56(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+        let a = a + c(0.1)
+            * x.chunks_exact(2)
+                .enumerate()
+                .map(|(i, pair)| pair[0] * pair[1].sin() * (i + 1) as f64)
+                .sum::<D>();
         let n = x.len();
         let mut w1 = ((c(0.38).tanh() * c(0.9)).atanh() * (c(0.38).tanh() * c(0.9)).atanh()
             + c(1.0))
@@ -22662,6 +22780,11 @@ mod twin {
 
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p104(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+        let a = a + c(0.1)
+            * x.chunks_exact(2)
+                .enumerate()
+                .map(|(i, pair)| pair[0] * pair[1].sin() * (i + 1) as f64)
+                .sum::<D>();
         let n = x.len();
         let mut m1 = b.min(a);
         if b > c(0.67) {
@@ -24653,6 +24776,11 @@ mod twin {
 
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p148(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+        let a = a + c(0.1)
+            * x.chunks_exact(2)
+                .enumerate()
+                .map(|(i, pair)| pair[0] * pair[1].sin() * (i + 1) as f64)
+                .sum::<D>();
         let n = x.len();
         let mut m1 = a;
         if (c(1.46).tanh() * c(0.9)).atanh() < -c(0.36) {
@@ -25475,6 +25603,11 @@ mod twin {
 
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p166(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+        let a = a + c(0.1)
+            * x.chunks_exact(2)
+                .enumerate()
+                .map(|(i, pair)| pair[0] * pair[1].sin() * (i + 1) as f64)
+                .sum::<D>();
         let n = x.len();
         let mut acc1 = a;
         for i in 0..n {
@@ -25931,6 +26064,11 @@ mod twin {
 
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p174(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+        let a = a + c(0.1)
+            * x.chunks_exact(2)
+                .enumerate()
+                .map(|(i, pair)| pair[0] * pair[1].sin() * (i + 1) as f64)
+                .sum::<D>();
         let n = x.len();
         let mut lse1 = a;
         let mut scratch2 = vec![c(0.0); n];
@@ -26007,6 +26145,11 @@ mod twin {
 
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p176(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+        let a = a + c(0.1)
+            * x.chunks_exact(2)
+                .enumerate()
+                .map(|(i, pair)| pair[0] * pair[1].sin() * (i + 1) as f64)
+                .sum::<D>();
         let n = x.len();
         let mut w1 = (x[2].atan2(a * a + c(0.5)) * x[2].atan2(a * a + c(0.5)) + c(1.0))
             .log(3.0)
@@ -30358,6 +30501,11 @@ mod twin {
 
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p265(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+        let a = a + c(0.1)
+            * x.chunks_exact(2)
+                .enumerate()
+                .map(|(i, pair)| pair[0] * pair[1].sin() * (i + 1) as f64)
+                .sum::<D>();
         let n = x.len();
         let part1_s = &x[1..];
         let mut part1 = ops::sigmoid(b);
@@ -31577,6 +31725,11 @@ mod twin {
 
     #[allow(unused_mut, unused_variables, clippy::all)]
     pub fn p291(x: &[D], m: &Array2<D>, a: D, b: D) -> D {
+        let a = a + c(0.1)
+            * x.chunks_exact(2)
+                .enumerate()
+                .map(|(i, pair)| pair[0] * pair[1].sin() * (i + 1) as f64)
+                .sum::<D>();
         let n = x.len();
         let mut buf1 = vec![c(0.0); n];
         for i in 0..n {

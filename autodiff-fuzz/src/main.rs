@@ -599,10 +599,9 @@ fn program(rng: &mut Rng, k: usize, out: &mut String, twins: &mut String) {
         // The input's elements read as points, `pts[i / 2][i % 2]` of `&[[f64; 2]]` (a copy of
         // `x` in pairs), beside `x` itself for its walks and parts: the gradient of `x` is then
         // its own plus the points'.
-        let points_body = reads_as_points(&body);
         // Half of them hold the pairs as rows of nested `Vec`s instead (`&[Vec<f64>]`), a
         // quarter as structs (`&[Pair]`, a field `p: [f64; 2]`, or `&[Two]`, fields `a` and
-        // `b` picked by an `if`), differentiated field by field (`wrt(pts)`).
+        // `b` picked from an array literal), differentiated field by field (`wrt(pts)`).
         let (ty, pairs, flat) = if g.rng.chance(50) {
             ("&[Vec<f64>]", "pair_rows", "gp.iter().flatten()")
         } else if g.rng.chance(50) {
@@ -620,9 +619,35 @@ fn program(rng: &mut Rng, k: usize, out: &mut String, twins: &mut String) {
                 "gp.iter().flat_map(|s| [s.a, s.b]).collect::<Vec<f64>>().iter()",
             )
         };
+        // Programs over structs start by mixing a walk over the pairs into `a` (the dual twin
+        // too, over `x`).
+        if ty.starts_with("&[P") || ty.starts_with("&[T") {
+            body = format!("    let a = a + 0.1 * x.chunks_exact(2).enumerate().map(|(i, pair)| pair[0] * pair[1].sin() * (i + 1) as f64).sum::<f64>();\n{body}");
+        }
+        let points_body = reads_as_points(&body);
+        // The walk over the input's pairs (`x.chunks_exact(2).enumerate()`) walks the structs
+        // (`pts.iter().enumerate()`, by name or by a struct pattern).
         let points_body = match ty {
-            "&[Pair]" => points_body.replace("][(", "].p[("),
-            "&[Two]" => two_fields(&points_body),
+            "&[Pair]" => points_body
+                .replace("][(", "].p[(")
+                .replace("pair) in x.chunks_exact(2)", "pair) in pts.iter()")
+                .replace(
+                    "x.chunks_exact(2).enumerate().map(|(i, pair)|",
+                    "pts.iter().enumerate().map(|(i, pair)|",
+                )
+                .replace("pair[0]", "pair.p[0]")
+                .replace("pair[1]", "pair.p[1]"),
+            "&[Two]" => two_fields(&points_body)
+                .replace(
+                    "pair) in x.chunks_exact(2)",
+                    "Two { a: pair_a, b: pair_b, .. }) in pts.iter()",
+                )
+                .replace(
+                    "x.chunks_exact(2).enumerate().map(|(i, pair)|",
+                    "pts.iter().enumerate().map(|(i, Two { a: pair_a, b: pair_b, .. })|",
+                )
+                .replace("pair[0]", "*pair_a")
+                .replace("pair[1]", "pair_b"),
             _ => points_body,
         };
         let attr = match ty {
