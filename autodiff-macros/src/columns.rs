@@ -13,15 +13,22 @@
 //! ```
 //!
 //! [`normalize`] writes walks (`for b in bodies.iter()`, `bodies`, `&bodies`, `.enumerate()`;
-//! `bodies.iter().map(|b| ..)`) and bindings (`let b = &bodies[j];`) as the element reads they
-//! stand for. Lowering then gives each field read as a differentiated value a column, bound
-//! before the forward sweep (`let bodies_pos = column(bodies, |b| b.pos.clone());`), and reads
-//! `bodies_pos[i][k]` like any slice ([`to_columns`]); the gradient is each column's adjoint
-//! moved into its field of a `Vec` of the struct (`Reverse::elements_gradient`). Fields read
-//! as constants (an index, a `match` scrutinee) stay as written, checked not to be floats like
-//! a struct's (`fields.rs`), and the slice's length is read as usual. Any other use of the
-//! slice or of an element (passed whole, a method of an element) is a compile error at it:
-//! never a gradient silently lost.
+//! `bodies.iter().map(|b| ..)`), bindings (`let b = &bodies[j];`), struct patterns in either
+//! (`for Body { pos, mass, .. } in bodies`, `pos` read as `bodies[i].pos`) and state collected
+//! out of the structs (`let p: Vec<[f64; 3]> = bodies.iter().map(|b| b.pos).collect();`, a
+//! buffer filled element by element) as the element reads they stand for. Lowering then gives
+//! each field read as a differentiated value a column, bound before the forward sweep (`let
+//! bodies_pos = point_column(bodies, |b| b.pos.clone());`), and reads `bodies_pos[i][k]` like
+//! any slice ([`to_columns`], inside `vec![..]` too); a column read in float arithmetic is
+//! gathered by `float_column`, one read by index by `point_column`, which check the field's
+//! type at compile time so that generated code may write scalar arithmetic ([`Usage`]). The
+//! gradient is each column's adjoint moved into its field of a `Vec` of the struct
+//! (`Reverse::elements_gradient`), after the gradients of the functions the slice was passed
+//! to whole (`kinetic(bodies)`, through its pullback). Fields read as constants (an index, a
+//! `match` scrutinee) stay as written, checked not to be floats like a struct's (`fields.rs`),
+//! and the slice's length is read as usual. Any other use of the slice or of an element (an
+//! element passed whole, a method of an element, other iterator chains) is a compile error at
+//! it: never a gradient silently lost.
 
 use crate::lower::strip;
 use proc_macro2::{Ident, Span};
