@@ -1220,45 +1220,47 @@ impl<'a> Reverse<'a> {
     pub fn struct_gradient(&mut self, param: VarId) -> TokenStream {
         let whole = self.declared.contains(&param);
         let base = self.gradient(param);
-        let g = Ident::new("gradient", crate::names::mixed_site());
         let rt = self.rt.clone();
-        let mut fields = TokenStream::new();
-        // Outer fields first (`layer` before `layer.w`): a field inside one already written is
-        // added to it.
-        let mut read: Vec<(&Vec<syn::Member>, VarId)> = self
-            .f
-            .fields
-            .iter()
-            .filter(|(p, _, var)| *p == param && self.declared.contains(var))
-            .map(|(_, path, var)| (path, *var))
-            .collect();
-        read.sort_by_key(|(path, _)| path.len());
-        let mut written: Vec<&Vec<syn::Member>> = Vec::new();
-        for (path, var) in read {
-            let d = self.adj(var);
-            let inside = written.iter().any(|w| path.starts_with(w));
-            fields.append_stream(if whole || inside {
-                quote!(#rt::acc(&mut #g.#(#path).*, #d);)
-            } else {
-                quote!(#g.#(#path).* = #d;)
-            });
-            written.push(path);
-        }
-        quote!({
-            let mut #g = #base;
-            #fields
-            #g
+        self.with_fields(param, base, whole, |g, path, d, add| match add {
+            true => quote!(#rt::acc(&mut #g.#(#path).*, #d);),
+            false => quote!(#g.#(#path).* = #d;),
         })
     }
 
     /// The gradient of a slice of structs (`columns.rs`): a `Vec` of the struct, each
     /// element's gradient zero but in the fields the body read as differentiated values, into
-    /// which each column's adjoint is moved (or added, for a field inside one already written).
+    /// which each column's adjoint is moved (or added, after the gradients of functions the
+    /// slice was passed to whole).
     pub fn elements_gradient(&mut self, param: VarId) -> TokenStream {
-        let g = Ident::new("gradient", crate::names::mixed_site());
         let element = Ident::new("element", crate::names::mixed_site());
         let (rt, float) = (self.rt.clone(), self.float.clone());
         let x = self.primal(param);
+        let whole = self.declared.contains(&param);
+        let start = match whole {
+            true => self.adj(param).to_token_stream(),
+            false => quote!(#rt::zero_elements::<#float, _>(&#x[..])),
+        };
+        self.with_fields(param, start, whole, |g, path, d, add| {
+            let set = match add {
+                true => quote!(acc_column),
+                false => quote!(set_column),
+            };
+            quote!(#rt::#set(&mut #g, #d, |#element| &mut #element.#(#path).*);)
+        })
+    }
+
+    /// `start` with the adjoint of each differentiated field of `param` the body read written
+    /// into its field by `write(gradient, path, adjoint, add)`: added when `add_all` (`start`
+    /// holds gradients already) or the field is inside one already written (outer fields
+    /// first, `layer` before `layer.w`), else moved in.
+    fn with_fields(
+        &mut self,
+        param: VarId,
+        start: TokenStream,
+        add_all: bool,
+        write: impl Fn(&Ident, &[syn::Member], Ident, bool) -> TokenStream,
+    ) -> TokenStream {
+        let g = Ident::new("gradient", crate::names::mixed_site());
         let mut read: Vec<(&Vec<syn::Member>, VarId)> = self
             .f
             .fields
@@ -1267,23 +1269,11 @@ impl<'a> Reverse<'a> {
             .map(|(_, path, var)| (path, *var))
             .collect();
         read.sort_by_key(|(path, _)| path.len());
-        // Passed whole to functions: their gradients first, the columns added in.
-        let whole = self.declared.contains(&param);
-        let start = match whole {
-            true => self.adj(param).to_token_stream(),
-            false => quote!(#rt::zero_elements::<#float, _>(&#x[..])),
-        };
         let mut fields = TokenStream::new();
         let mut written: Vec<&Vec<syn::Member>> = Vec::new();
         for (path, var) in read {
-            let d = self.adj(var);
-            let set = match whole || written.iter().any(|w| path.starts_with(w)) {
-                true => quote!(acc_column),
-                false => quote!(set_column),
-            };
-            fields.append_stream(
-                quote!(#rt::#set(&mut #g, #d, |#element| &mut #element.#(#path).*);),
-            );
+            let add = add_all || written.iter().any(|w| path.starts_with(w));
+            fields.append_stream(write(&g, path, self.adj(var), add));
             written.push(path);
         }
         quote!({
