@@ -561,3 +561,91 @@ fn reads_inside_vec_macros_match_finite_differences() {
     assert_close(&flat(&g), &want, 1e-6);
     assert!(g[0].pos[0] != 0.0 && g[1].mass != 0.0);
 }
+
+/// Walks zipping a slice of structs with a slice of floats, on either side, enumerated, and a
+/// zipped map.
+#[differentiate(wrt(bodies, w))]
+fn zipped(bodies: &[Body], w: &[f64]) -> f64 {
+    let mut e = 0.0;
+    for (b, &v) in bodies.iter().zip(w) {
+        e += b.mass * v * b.vel[0];
+    }
+    for (i, (v, Body { pos, .. })) in w.iter().zip(bodies.iter()).enumerate() {
+        e += v * pos[1] * (i + 1) as f64;
+    }
+    e + bodies
+        .iter()
+        .zip(w.iter())
+        .map(|(b, v)| b.pos[2] * v.sin())
+        .sum::<f64>()
+}
+
+#[test]
+fn zipped_walks_match_finite_differences() {
+    let b = bodies(4);
+    // Shorter than the bodies: the walks stop at the shorter side.
+    let w = [0.5, -1.0, 2.0];
+    let (gb, gw) = zipped_grad(&b, &w);
+    let want = fd(&|v: &[f64]| zipped(&with(&b, v), &w), &flat(&b));
+    assert_close(&flat(&gb), &want, 1e-6);
+    let want = fd(&|v: &[f64]| zipped(&b, v), &w);
+    assert_close(&gw, &want, 1e-6);
+    assert_eq!(gb[3].mass, 0.0);
+}
+
+/// Walks cut by `skip` and `take` (a range of indices), and those the desugaring writes as
+/// index loops with the element bound (`rev`, `filter`, `step_by`): the element's bindings
+/// are read as its fields.
+#[differentiate(wrt(bodies))]
+fn chained(bodies: &[Body]) -> f64 {
+    let mut e = 0.0;
+    for b in bodies.iter().skip(1) {
+        e += b.mass * b.vel[0];
+    }
+    for (i, b) in bodies.iter().enumerate().take(2) {
+        e += b.pos[0] * (i + 1) as f64;
+    }
+    for b in bodies.iter().rev() {
+        e = e * 0.9 + b.vel[1];
+    }
+    for b in bodies.iter().filter(|b| b.id % 2 == 0) {
+        e += b.pos[2].sin();
+    }
+    for b in bodies.iter().step_by(2) {
+        e += b.mass * b.pos[1];
+    }
+    for (i, b) in bodies.iter().enumerate().skip(1).take(3) {
+        e += b.vel[2] * i as f64;
+    }
+    e
+}
+
+#[test]
+fn chained_walks_match_finite_differences() {
+    let b = bodies(5);
+    let g = chained_grad(&b);
+    let want = fd(&|v: &[f64]| chained(&with(&b, v)), &flat(&b));
+    assert_close(&flat(&g), &want, 1e-6);
+}
+
+/// The potential written with the pair-loop idiom clippy suggests: `enumerate`, then
+/// `skip(i + 1)`, elements taken apart by patterns.
+#[differentiate(wrt(bodies))]
+fn potential_idiom(bodies: &[Body], g: f64) -> f64 {
+    let mut e = 0.0;
+    for (i, a) in bodies.iter().enumerate() {
+        for Body { pos, mass, .. } in bodies.iter().skip(i + 1) {
+            let r2: f64 = (0..3).map(|k| (a.pos[k] - pos[k]).powi(2)).sum();
+            e -= g * a.mass * mass / r2.sqrt();
+        }
+    }
+    e
+}
+
+#[test]
+fn the_pair_loop_idiom_matches_the_indexed_potential() {
+    let b = bodies(6);
+    let g = potential_idiom_grad(&b, 1.3);
+    let want = Gravity { g: 1.3 }.potential_grad(&b);
+    assert_close(&flat(&g), &flat(&want), 1e-12);
+}

@@ -328,11 +328,14 @@ impl VisitMut for Normalize<'_> {
                             e => e,
                         };
                         match value {
-                            Expr::Index(ix) => self.param(&ix.expr).and_then(|param| {
-                                let mut bound = Vec::new();
-                                bindings(&l.pat, &mut Vec::new(), &mut bound)
-                                    .then(|| (bound, param, (*ix.index).clone()))
-                            }),
+                            // (Not a part, `&bodies[a..b]`: no element.)
+                            Expr::Index(ix) if !matches!(strip(&ix.index), Expr::Range(_)) => {
+                                self.param(&ix.expr).and_then(|param| {
+                                    let mut bound = Vec::new();
+                                    bindings(&l.pat, &mut Vec::new(), &mut bound)
+                                        .then(|| (bound, param, (*ix.index).clone()))
+                                })
+                            }
                             _ => None,
                         }
                     }
@@ -371,43 +374,186 @@ impl VisitMut for Normalize<'_> {
 
     fn visit_expr_mut(&mut self, e: &mut Expr) {
         match e {
-            Expr::ForLoop(f) => {
-                if let Some((param, enumerated)) = self.walk(&f.expr) {
-                    match self.names(&f.pat, enumerated) {
-                        Some((b, index)) => {
-                            let at: Expr = syn::parse_quote!(#index);
-                            self.substitute(&mut f.body, &b, &param, &at);
-                            *f.pat = index;
-                            let span = f.expr.span();
-                            *f.expr = syn::parse_quote_spanned!(span=> 0..#param.len());
-                        }
-                        None => {
-                            self.error.get_or_insert(syn::Error::new_spanned(&f.pat, format!("#[differentiate] walks `{param}`, a slice of structs differentiated field by field, with an element's name or a struct pattern (`for b in {param}.iter()`, `for (i, b) in {param}.iter().enumerate()`, `for Body {{ pos, mass, .. }} in {param}`), and reads its fields (`b.mass`)")));
-                        }
-                    }
+            Expr::ForLoop(f) => match self.indexed_walk(&f.expr, &f.pat, false) {
+                Some(Ok(w)) => {
+                    self.substitute(&mut f.body, &w.bound, &w.param, &w.index);
+                    *f.pat = w.pat;
+                    *f.expr = w.iter;
                 }
-            }
-            // `bodies.iter().map(|b| ..)` (enumerated too): a map over the indices.
+                Some(Err(param)) => {
+                    self.error.get_or_insert(syn::Error::new_spanned(&f.pat, format!("#[differentiate] walks `{param}`, a slice of structs differentiated field by field, with an element's name or a struct pattern (`for b in {param}.iter()`, `for (i, b) in {param}.iter().enumerate()`, `for Body {{ pos, mass, .. }} in {param}`, `for (b, v) in {param}.iter().zip(x)`), and reads its fields (`b.mass`)")));
+                }
+                None => {}
+            },
+            // `bodies.iter().map(|b| ..)` (enumerated, zipped): a map over the indices.
             Expr::MethodCall(m) if m.method == "map" && m.args.len() == 1 => {
-                let walk = self.walk(&m.receiver);
-                if let (Some((param, enumerated)), Expr::Closure(c)) = (walk, &mut m.args[0]) {
-                    match (c.inputs.len(), self.names(&c.inputs[0], enumerated)) {
-                        (1, Some((b, index))) => {
-                            let at: Expr = syn::parse_quote!(#index);
-                            self.substitute(&mut *c.body, &b, &param, &at);
-                            c.inputs[0] = index;
-                            let span = m.receiver.span();
-                            *m.receiver = syn::parse_quote_spanned!(span=> (0..#param.len()));
+                if let Expr::Closure(c) = &mut m.args[0] {
+                    let walk = match c.inputs.len() {
+                        1 => self.indexed_walk(&m.receiver, &c.inputs[0], true),
+                        _ => None,
+                    };
+                    match walk {
+                        Some(Ok(w)) => {
+                            self.substitute(&mut *c.body, &w.bound, &w.param, &w.index);
+                            c.inputs[0] = w.pat;
+                            *m.receiver = w.iter;
                         }
-                        _ => {
-                            self.error.get_or_insert(syn::Error::new_spanned(&c.inputs, format!("#[differentiate] maps `{param}`, a slice of structs differentiated field by field, with a closure of one element (`|b| b.mass * b.v`, or `|(i, b)| ..` enumerated)")));
+                        Some(Err(param)) => {
+                            self.error.get_or_insert(syn::Error::new_spanned(&c.inputs, format!("#[differentiate] maps `{param}`, a slice of structs differentiated field by field, with a closure of one element (`|b| b.mass * b.v`, `|(i, b)| ..` enumerated, `|(b, &v)| ..` zipped)")));
                         }
+                        None => {}
                     }
                 }
             }
             _ => {}
         }
         syn::visit_mut::visit_expr_mut(self, e);
+    }
+}
+
+/// A walk over a slice of structs written as a walk over its indices.
+struct IndexedWalk {
+    /// The walk's new pattern: the index, with the other side's pattern for a zip.
+    pat: Pat,
+    /// The new iterator: `0..bodies.len()`, or the other side of a zip enumerated and cut to
+    /// the slice's length.
+    iter: Expr,
+    /// What the old pattern bound of the element.
+    bound: Vec<Binding>,
+    param: Ident,
+    /// The element's index, as the body reads it.
+    index: Expr,
+}
+
+impl Normalize<'_> {
+    /// A walk of a slice of structs ([`Self::walk`]), then `.skip(a)` and `.take(b)` (after the
+    /// `enumerate`, which counts the slice's own indices): the slice, whether enumerated, and
+    /// the range of its indices walked (`a..min(a + b, bodies.len())`).
+    fn ranged(&self, e: &Expr) -> Option<(Ident, bool, Expr)> {
+        let mut e = strip(e);
+        let mut take = None;
+        let mut skip = None;
+        if let Expr::MethodCall(m) = e {
+            if m.method == "take" && m.args.len() == 1 {
+                take = Some(m.args[0].clone());
+                e = strip(&m.receiver);
+            }
+        }
+        if let Expr::MethodCall(m) = e {
+            if m.method == "skip" && m.args.len() == 1 {
+                skip = Some(m.args[0].clone());
+                e = strip(&m.receiver);
+            }
+        }
+        let (param, enumerated) = self.walk(e)?;
+        let start: Expr = match &skip {
+            Some(a) => syn::parse_quote!((#a)),
+            None => syn::parse_quote!(0),
+        };
+        let range = match take {
+            Some(b) => {
+                syn::parse_quote!(#start..::core::cmp::min(#start + (#b), #param.len()))
+            }
+            None => syn::parse_quote!(#start..#param.len()),
+        };
+        Some((param, enumerated, range))
+    }
+
+    /// `iter` walked with `pat` as an [`IndexedWalk`]: `None` when it walks no slice of
+    /// structs, `Err(slice)` when its pattern cannot be written so. `parens`: the iterator is
+    /// a method's receiver (`(0..n).map(..)`).
+    fn indexed_walk(
+        &mut self,
+        iter: &Expr,
+        pat: &Pat,
+        parens: bool,
+    ) -> Option<Result<IndexedWalk, Ident>> {
+        if let Some((param, enumerated, range)) = self.ranged(iter) {
+            let Some((bound, index)) = self.names(pat, enumerated) else {
+                return Some(Err(param));
+            };
+            let span = iter.span();
+            let iter = match parens {
+                true => syn::parse_quote_spanned!(span=> (#range)),
+                false => syn::parse_quote_spanned!(span=> #range),
+            };
+            let at: Expr = syn::parse_quote!(#index);
+            return Some(Ok(IndexedWalk {
+                pat: index,
+                iter,
+                bound,
+                param,
+                index: at,
+            }));
+        }
+        // `bodies.iter().zip(x)`, `x.iter().zip(bodies)` (enumerated too): the other side,
+        // enumerated and cut to the slice's length, `x.iter().enumerate().take(bodies.len())`.
+        let (zip, enumerated) = match strip(iter) {
+            Expr::MethodCall(m) if m.method == "enumerate" && m.args.is_empty() => {
+                (strip(&m.receiver), true)
+            }
+            e => (e, false),
+        };
+        let Expr::MethodCall(z) = zip else {
+            return None;
+        };
+        if z.method != "zip" || z.args.len() != 1 {
+            return None;
+        }
+        let (param, side, other) = match (self.walk(&z.receiver), self.walk(&z.args[0])) {
+            (Some((p, false)), _) => (p, 0, &z.args[0]),
+            (_, Some((p, false))) => (p, 1, &*z.receiver),
+            _ => return None,
+        };
+        let pair = match (crate::lower::strip_pat(pat), enumerated) {
+            (Pat::Tuple(t), false) => Some((None, t)),
+            (Pat::Tuple(t), true) if t.elems.len() == 2 => {
+                match crate::lower::strip_pat(&t.elems[1]) {
+                    Pat::Tuple(inner) => Some((Some(t.elems[0].clone()), inner)),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        let Some((index, pair)) = pair.filter(|(_, p)| p.elems.len() == 2) else {
+            return Some(Err(param));
+        };
+        let mut bound = Vec::new();
+        if !bindings(&pair.elems[side], &mut Vec::new(), &mut bound) {
+            return Some(Err(param));
+        }
+        let other_pat = pair.elems[1 - side].clone();
+        let index = match index {
+            Some(Pat::Wild(_)) | None => {
+                let base = bound.first().map_or_else(
+                    || Ident::new("element", Span::call_site()),
+                    |b| b.name.clone(),
+                );
+                let i = self.index_name(&base);
+                syn::parse_quote!(#i)
+            }
+            Some(p) => p,
+        };
+        // The other side as an iterator: a slice or `Vec` named (or borrowed) is walked by
+        // `iter()`.
+        let other_iter: Expr = match strip(other) {
+            Expr::Path(_) => syn::parse_quote!(#other.iter()),
+            Expr::Reference(r) if r.mutability.is_none() => {
+                let inner = &r.expr;
+                syn::parse_quote!(#inner.iter())
+            }
+            _ => other.clone(),
+        };
+        let span = iter.span();
+        let iter = syn::parse_quote_spanned!(span=> #other_iter.enumerate().take(#param.len()));
+        let at: Expr = syn::parse_quote!(#index);
+        Some(Ok(IndexedWalk {
+            pat: syn::parse_quote!((#index, #other_pat)),
+            iter,
+            bound,
+            param,
+            index: at,
+        }))
     }
 }
 
@@ -561,6 +707,39 @@ fn field_root(f: &mut syn::ExprField) -> &mut Expr {
 
 impl VisitMut for Substitute<'_> {
     fn visit_expr_mut(&mut self, e: &mut Expr) {
+        // A closure whose parameters take one of the names (`.filter(|b| ..)`): inside it the
+        // name is the parameter's.
+        if let Expr::Closure(c) = e {
+            let mut names = Vec::new();
+            for p in &c.inputs {
+                bindings(p, &mut Vec::new(), &mut names);
+            }
+            if names
+                .iter()
+                .any(|n| self.bound.iter().any(|b| b.name == n.name))
+            {
+                let kept: Vec<Binding> = self
+                    .bound
+                    .iter()
+                    .filter(|b| !names.iter().any(|n| n.name == b.name))
+                    .map(|b| Binding {
+                        name: b.name.clone(),
+                        path: b.path.clone(),
+                    })
+                    .collect();
+                let mut inner = Substitute {
+                    bound: &kept,
+                    param: self.param,
+                    index: self.index,
+                    error: None,
+                };
+                inner.visit_expr_mut(&mut c.body);
+                if let Some(err) = inner.error {
+                    self.error.get_or_insert(err);
+                }
+                return;
+            }
+        }
         match e {
             Expr::Field(f) => {
                 let root = field_root(f);
@@ -592,6 +771,19 @@ impl VisitMut for Substitute<'_> {
             _ => {}
         }
         syn::visit_mut::visit_expr_mut(self, e);
+    }
+
+    fn visit_block_mut(&mut self, block: &mut syn::Block) {
+        // `let b = b;` (a filter's test, as the desugaring writes it): the same element.
+        block.stmts.retain(|s| {
+            let syn::Stmt::Local(l) = s else { return true };
+            let (Pat::Ident(p), Some(init)) = (&l.pat, &l.init) else {
+                return true;
+            };
+            let same = matches!(strip(&init.expr), Expr::Path(q) if q.path.is_ident(&p.ident));
+            !(same && init.diverge.is_none() && self.bound.iter().any(|b| b.name == p.ident))
+        });
+        syn::visit_mut::visit_block_mut(self, block);
     }
 
     fn visit_pat_ident_mut(&mut self, p: &mut syn::PatIdent) {

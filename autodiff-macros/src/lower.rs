@@ -37,17 +37,27 @@ pub fn lower(
     active: impl Fn(&Param) -> bool,
     namer: &mut Namer,
 ) -> syn::Result<Function> {
-    let desugared = crate::desugar::apply(func);
-    let mut func = desugared.as_ref().unwrap_or(func);
-    // Slices of structs: walks and bindings of their elements written as element reads.
+    // Slices of structs: walks and bindings of their elements written as element reads, before
+    // the rewriting of iterator chains (a zip becomes a `take`, which it writes as what it
+    // stands for) and again after it (a closure called with an element is inlined there).
     let elements: Vec<Ident> = sig
         .params
         .iter()
         .filter(|p| p.kind == crate::signature::Kind::Structs)
         .map(|p| p.ident.clone())
         .collect();
-    let normalized;
+    let mut func = func;
+    let walked;
     if !elements.is_empty() {
+        let mut copy = func.clone();
+        crate::columns::normalize(&mut copy.block, &elements)?;
+        walked = copy;
+        func = &walked;
+    }
+    let desugared = crate::desugar::apply(func);
+    let mut func = desugared.as_ref().unwrap_or(func);
+    let normalized;
+    if !elements.is_empty() && desugared.is_some() {
         let mut copy = func.clone();
         crate::columns::normalize(&mut copy.block, &elements)?;
         normalized = copy;

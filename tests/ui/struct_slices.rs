@@ -33,10 +33,10 @@ fn walked_whole(bodies: &[Body]) -> f64 {
 
 /// The slice in an iterator chain the macro does not write as element reads.
 #[differentiate(wrt(bodies))]
-fn zipped(bodies: &[Body], x: &[f64]) -> f64 {
+fn skipped(bodies: &[Body], x: &[f64]) -> f64 {
     let mut e = 0.0;
-    for (b, v) in bodies.iter().zip(x) {
-        e += b.mass * v;
+    for w in bodies.chunks(2) {
+        e += w[0].mass * x[0];
     }
     e
 }
