@@ -649,3 +649,117 @@ fn the_pair_loop_idiom_matches_the_indexed_potential() {
     let want = Gravity { g: 1.3 }.potential_grad(&b);
     assert_close(&flat(&g), &flat(&want), 1e-12);
 }
+
+/// An element with a point, a row and a float.
+#[derive(Clone, Differentiable)]
+pub struct Cell3 {
+    pos: [f64; 3],
+    w: Vec<f64>,
+    m: f64,
+}
+
+/// Fields read as containers: walked, summed, copied (`bodies[i].pos.iter()`, `.len()`).
+#[differentiate(wrt(ps))]
+fn containers(ps: &[Cell3]) -> f64 {
+    let mut e = 0.0;
+    for i in 0..ps.len() {
+        e += ps[i].pos.iter().sum::<f64>() * ps[i].m;
+        e += ps[i].w.iter().map(|v| v * v).sum::<f64>();
+        for v in ps[i].pos.iter() {
+            e += v.sin();
+        }
+        let p = ps[i].pos;
+        e += p[0] * p[2];
+    }
+    e
+}
+
+#[test]
+fn fields_read_as_containers_match_finite_differences() {
+    let ps: Vec<Cell3> = (0..3)
+        .map(|i| Cell3 {
+            pos: [0.1 * i as f64, 0.3, -0.2 + i as f64],
+            w: vec![0.5, i as f64],
+            m: 1.0 + i as f64,
+        })
+        .collect();
+    let flat = |ps: &[Cell3]| -> Vec<f64> {
+        ps.iter()
+            .flat_map(|p| {
+                p.pos
+                    .iter()
+                    .copied()
+                    .chain(p.w.iter().copied())
+                    .chain([p.m])
+            })
+            .collect()
+    };
+    let with = |v: &[f64]| -> Vec<Cell3> {
+        v.chunks(6)
+            .map(|c| Cell3 {
+                pos: [c[0], c[1], c[2]],
+                w: vec![c[3], c[4]],
+                m: c[5],
+            })
+            .collect()
+    };
+    let g = containers_grad(&ps);
+    let want = fd(&|v: &[f64]| containers(&with(v)), &flat(&ps));
+    assert_close(&flat(&g), &want, 1e-6);
+}
+
+/// A sum of squares.
+#[differentiate]
+fn sq(v: &[f64]) -> f64 {
+    v.iter().map(|t| t * t).sum::<f64>()
+}
+
+/// A product of a point's first two coordinates plus the third.
+#[differentiate]
+fn n3(v: &[f64; 3]) -> f64 {
+    v[0] * v[1] + v[2]
+}
+
+/// Fields passed by reference to differentiated functions (`sq(&p.w)`, `n3(&p.pos)`).
+#[differentiate(wrt(ps))]
+fn containers_passed(ps: &[Cell3]) -> f64 {
+    let mut e = 0.0;
+    for p in ps {
+        e += sq(&p.w) * n3(&p.pos) + p.m;
+    }
+    e
+}
+
+#[test]
+fn fields_passed_to_functions_match_finite_differences() {
+    let ps: Vec<Cell3> = (0..3)
+        .map(|i| Cell3 {
+            pos: [0.1 * i as f64, 0.3, -0.2 + i as f64],
+            w: vec![0.5, i as f64],
+            m: 1.0 + i as f64,
+        })
+        .collect();
+    let flat = |ps: &[Cell3]| -> Vec<f64> {
+        ps.iter()
+            .flat_map(|p| {
+                p.pos
+                    .iter()
+                    .copied()
+                    .chain(p.w.iter().copied())
+                    .chain([p.m])
+            })
+            .collect()
+    };
+    let with = |v: &[f64]| -> Vec<Cell3> {
+        v.chunks(6)
+            .map(|c| Cell3 {
+                pos: [c[0], c[1], c[2]],
+                w: vec![c[3], c[4]],
+                m: c[5],
+            })
+            .collect()
+    };
+    let gr = containers_passed_grad(&ps);
+    let want = fd(&|v: &[f64]| containers_passed(&with(v)), &flat(&ps));
+    assert_close(&flat(&gr), &want, 1e-6);
+}

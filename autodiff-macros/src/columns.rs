@@ -817,7 +817,8 @@ impl VisitMut for Substitute<'_> {
 /// How the body reads a column's elements.
 #[derive(Clone, Copy, Default)]
 pub struct Usage {
-    /// By index (`bodies[i].pos[k]`): a point or a row, read by reference.
+    /// By index (`bodies[i].pos[k]`), or as a container (`bodies[i].w.iter()`, `.len()`,
+    /// `&bodies[i].w` passed on): a point or a row, read by reference.
     pub indexed: bool,
     /// As an operand of float arithmetic (`bodies[i].mass * v`, `-bodies[i].q`).
     pub arithmetic: bool,
@@ -826,7 +827,8 @@ pub struct Usage {
 impl Usage {
     /// The runtime function that gathers the column, checking the field's type where the
     /// reads say what it is (so that generated code may write their arithmetic as scalars):
-    /// floats for a field read only in arithmetic, points or rows for one read only by index.
+    /// floats for a field read only in arithmetic, points or rows for one read only by index
+    /// or as a container.
     pub fn gather(self) -> &'static str {
         match (self.indexed, self.arithmetic) {
             (true, false) => "point_column",
@@ -835,6 +837,20 @@ impl Usage {
         }
     }
 }
+
+/// The methods that read their receiver as a container (of floats, in a column of points or
+/// rows): no float has them.
+const CONTAINER_METHODS: [&str; 9] = [
+    "iter",
+    "len",
+    "is_empty",
+    "windows",
+    "chunks",
+    "chunks_exact",
+    "first",
+    "last",
+    "to_vec",
+];
 
 /// The reads `param[i].path` of the differentiated fields `columns` (by slice and path) as
 /// `name[i]`, the column bound for them, with how each column is read (by its name). Any use
@@ -929,6 +945,11 @@ impl VisitMut for Columns<'_> {
     fn visit_expr_mut(&mut self, e: &mut Expr) {
         let (indexed, operands): (Option<&Expr>, Vec<&Expr>) = match &*e {
             Expr::Index(outer) => (Some(&outer.expr), Vec::new()),
+            Expr::MethodCall(m) if CONTAINER_METHODS.contains(&m.method.to_string().as_str()) => {
+                (Some(&m.receiver), Vec::new())
+            }
+            // `&bodies[i].w` (passed on, walked): a container.
+            Expr::Reference(r) if r.mutability.is_none() => (Some(&r.expr), Vec::new()),
             Expr::Binary(b) if is_arithmetic(&b.op) => (None, vec![&b.left, &b.right]),
             Expr::Unary(u) if matches!(u.op, syn::UnOp::Neg(_)) => (None, vec![&u.expr]),
             _ => (None, Vec::new()),
