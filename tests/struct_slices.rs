@@ -763,3 +763,32 @@ fn fields_passed_to_functions_match_finite_differences() {
     let want = fd(&|v: &[f64]| containers_passed(&with(v)), &flat(&ps));
     assert_close(&flat(&gr), &want, 1e-6);
 }
+
+/// A chain of nodes by windows (springs between neighbours): `for w in nodes.windows(2)`,
+/// enumerated, mapped, chunks (the last one shorter) and a part bound by hand (`let part =
+/// &nodes[1..];`).
+#[differentiate(wrt(nodes))]
+fn windowed(nodes: &[Node]) -> f64 {
+    let mut e = 0.0;
+    for w in nodes.windows(2) {
+        let d = w[1].x - w[0].x - w[0].spring.rest;
+        e += 0.5 * w[0].spring.k * d * d;
+    }
+    for (i, w) in nodes.windows(3).enumerate() {
+        e += (w[2].x - 2.0 * w[1].x + w[0].x) * (i + 1) as f64 * w.len() as f64;
+    }
+    e += nodes.windows(2).map(|w| w[0].w[0] * w[1].w[1]).sum::<f64>();
+    for c in nodes.chunks(3) {
+        e += c[0].x * c[c.len() - 1].x.sin();
+    }
+    let part = &nodes[1..];
+    e + part[0].x * part[part.len() - 1].spring.k
+}
+
+#[test]
+fn windows_of_structs_match_finite_differences() {
+    let n = nodes();
+    let g = windowed_grad(&n);
+    let want = fd(&|v: &[f64]| windowed(&node_with(&n, v)), &node_flat(&n));
+    assert_close(&node_flat(&g), &want, 1e-6);
+}

@@ -257,11 +257,54 @@ impl Normalize<'_> {
     }
 }
 
+impl Normalize<'_> {
+    /// `let w = &bodies[a..b];` of a slice of structs: the name, the slice and the range.
+    fn part_binding(&self, l: &syn::Local) -> Option<(Ident, Ident, syn::ExprRange)> {
+        let init = l.init.as_ref().filter(|i| i.diverge.is_none())?;
+        let Expr::Reference(r) = strip(&init.expr) else {
+            return None;
+        };
+        let Expr::Index(ix) = strip(&r.expr) else {
+            return None;
+        };
+        let Expr::Range(range) = strip(&ix.index) else {
+            return None;
+        };
+        let Pat::Ident(w) = &l.pat else { return None };
+        let param = self.param(&ix.expr)?;
+        (w.subpat.is_none() && w.by_ref.is_none()).then(|| (w.ident.clone(), param, range.clone()))
+    }
+}
+
+/// `{w}_{what}`, a name to make fresh.
+fn format_ident(w: &Ident, what: &str) -> Ident {
+    Ident::new(&format!("{w}_{what}"), w.span())
+}
+
+/// The first index and the length of the part `range` of `param` (`a..b`, `a..=b`, `a..`,
+/// `..b`).
+fn part_of(range: &syn::ExprRange, param: &Ident) -> (Expr, Expr) {
+    let a: Expr = match &range.start {
+        Some(a) => syn::parse_quote!((#a)),
+        None => syn::parse_quote!(0),
+    };
+    let end: Expr = match (&range.end, &range.limits) {
+        (Some(b), syn::RangeLimits::HalfOpen(_)) => syn::parse_quote!((#b)),
+        (Some(b), syn::RangeLimits::Closed(_)) => syn::parse_quote!((#b) + 1),
+        (None, _) => syn::parse_quote!(#param.len()),
+    };
+    let len = syn::parse_quote!(#end - #a);
+    (a, len)
+}
+
 /// A name a pattern binds of an element: the element itself (`b`, `path` empty) or a field of
 /// it (`pos` of `Body { pos, .. }`, `path` `[pos]`).
 pub struct Binding {
     name: Ident,
     path: Vec<syn::Member>,
+    /// A part of the slice instead of an element (`w` of `bodies.windows(2)`, `let w =
+    /// &bodies[a..b];`): its first index and its length, `w[e]` read as `bodies[first + e]`.
+    part: Option<(Expr, Expr)>,
 }
 
 /// The names `p` binds of an element whose members so far are `path`; `false` for a pattern
@@ -272,6 +315,7 @@ fn bindings(p: &Pat, path: &mut Vec<syn::Member>, out: &mut Vec<Binding>) -> boo
             out.push(Binding {
                 name: i.ident.clone(),
                 path: path.clone(),
+                part: None,
             });
             true
         }
@@ -315,6 +359,36 @@ impl VisitMut for Normalize<'_> {
             if let syn::Stmt::Local(l) = &block.stmts[k] {
                 if let Some(filled) = self.collected(l) {
                     block.stmts.splice(k..=k, filled);
+                    continue;
+                }
+            }
+            // `let w = &bodies[a..b];` (a window, as the desugaring writes `windows`): its first
+            // index and length bound once, `w[e]` read as `bodies[first + e]` after it.
+            if let syn::Stmt::Local(l) = &block.stmts[k] {
+                if let Some((w, param, range)) = self.part_binding(l) {
+                    let (first, len) = (
+                        self.index_name(&format_ident(&w, "first")),
+                        self.index_name(&format_ident(&w, "len")),
+                    );
+                    let (a, n) = part_of(&range, &param);
+                    let span = l.span();
+                    let mut rest: Vec<syn::Stmt> = block.stmts.drain(k + 1..).collect();
+                    let bound = [Binding {
+                        name: w,
+                        path: Vec::new(),
+                        part: Some((syn::parse_quote!(#first), syn::parse_quote!(#len))),
+                    }];
+                    let zero: Expr = syn::parse_quote!(0);
+                    self.substitute(&mut rest, &bound, &param, &zero);
+                    block.stmts.splice(
+                        k..=k,
+                        [
+                            syn::parse_quote_spanned!(span=> let #first = #a;),
+                            syn::parse_quote_spanned!(span=> let #len = #n;),
+                        ],
+                    );
+                    block.stmts.extend(rest);
+                    k += 2;
                     continue;
                 }
             }
@@ -426,6 +500,67 @@ struct IndexedWalk {
 }
 
 impl Normalize<'_> {
+    /// `bodies.windows(k)` walked with `pat` (`w`, or `(i, w)` enumerated) as an
+    /// [`IndexedWalk`] over the windows' first indices, `w` a part of length `k`.
+    fn windows_walk(
+        &mut self,
+        iter: &Expr,
+        pat: &Pat,
+        parens: bool,
+    ) -> Option<Result<IndexedWalk, Ident>> {
+        let (windows, enumerated) = match strip(iter) {
+            Expr::MethodCall(m) if m.method == "enumerate" && m.args.is_empty() => {
+                (strip(&m.receiver), true)
+            }
+            e => (e, false),
+        };
+        let Expr::MethodCall(m) = windows else {
+            return None;
+        };
+        if m.method != "windows" || m.args.len() != 1 {
+            return None;
+        }
+        let param = self.param(&m.receiver)?;
+        let k = &m.args[0];
+        let (w, index) = match (crate::lower::strip_pat(pat), enumerated) {
+            (Pat::Ident(w), false) => (w, None),
+            (Pat::Tuple(t), true) if t.elems.len() == 2 => match &t.elems[1] {
+                Pat::Ident(w) => (w, Some(t.elems[0].clone())),
+                _ => return Some(Err(param)),
+            },
+            _ => return Some(Err(param)),
+        };
+        if w.subpat.is_some() || w.by_ref.is_some() {
+            return Some(Err(param));
+        }
+        let index = match index {
+            Some(Pat::Wild(_)) | None => {
+                let i = self.index_name(&w.ident);
+                syn::parse_quote!(#i)
+            }
+            Some(p) => p,
+        };
+        let at: Expr = syn::parse_quote!(#index);
+        let span = iter.span();
+        let range: Expr =
+            syn::parse_quote_spanned!(span=> 0..(#param.len() + 1).saturating_sub(#k));
+        let iter = match parens {
+            true => syn::parse_quote_spanned!(span=> (#range)),
+            false => range,
+        };
+        Some(Ok(IndexedWalk {
+            pat: index,
+            iter,
+            bound: vec![Binding {
+                name: w.ident.clone(),
+                path: Vec::new(),
+                part: Some((at.clone(), syn::parse_quote!((#k)))),
+            }],
+            param,
+            index: at,
+        }))
+    }
+
     /// A walk of a slice of structs ([`Self::walk`]), then `.skip(a)` and `.take(b)` (after the
     /// `enumerate`, which counts the slice's own indices): the slice, whether enumerated, and
     /// the range of its indices walked (`a..min(a + b, bodies.len())`).
@@ -485,6 +620,10 @@ impl Normalize<'_> {
                 param,
                 index: at,
             }));
+        }
+        // `bodies.windows(k)` (enumerated too): the windows' first indices, each window a part.
+        if let Some(walk) = self.windows_walk(iter, pat, parens) {
+            return Some(walk);
         }
         // `bodies.iter().zip(x)`, `x.iter().zip(bodies)` (enumerated too): the other side,
         // enumerated and cut to the slice's length, `x.iter().enumerate().take(bodies.len())`.
@@ -725,6 +864,7 @@ impl VisitMut for Substitute<'_> {
                     .map(|b| Binding {
                         name: b.name.clone(),
                         path: b.path.clone(),
+                        part: b.part.clone(),
                     })
                     .collect();
                 let mut inner = Substitute {
@@ -748,6 +888,28 @@ impl VisitMut for Substitute<'_> {
                     return;
                 }
             }
+            // `w[e]` of a part: the slice's element `first + e`.
+            Expr::Index(ix) => {
+                if let Some((first, _)) = self.binding(&ix.expr).and_then(|b| b.part.clone()) {
+                    self.visit_expr_mut(&mut ix.index);
+                    let (param, index, span) = (self.param, &ix.index, ix.span());
+                    *e = syn::parse_quote_spanned!(span=> #param[#first + (#index)]);
+                    return;
+                }
+            }
+            // `w.len()` of a part: its length.
+            Expr::MethodCall(m) if m.args.is_empty() => {
+                if let Some((_, len)) = self.binding(&m.receiver).and_then(|b| b.part.clone()) {
+                    match m.method.to_string().as_str() {
+                        "len" => *e = syn::parse_quote!((#len)),
+                        "is_empty" => *e = syn::parse_quote!((#len == 0)),
+                        _ => {}
+                    }
+                    if !matches!(e, Expr::MethodCall(_)) {
+                        return;
+                    }
+                }
+            }
             // `*mass` of a field bound by reference: the field itself.
             Expr::Unary(u) if matches!(u.op, syn::UnOp::Deref(_)) => {
                 if let Some(b) = self.binding(&u.expr).filter(|b| !b.path.is_empty()) {
@@ -758,7 +920,11 @@ impl VisitMut for Substitute<'_> {
             Expr::Path(_) => {
                 if let Some(b) = self.binding(e) {
                     let span = e.span();
-                    if b.path.is_empty() {
+                    if b.part.is_some() {
+                        let (name, param) = (&b.name, self.param);
+                        let message = format!("`{name}` is a part of `{param}`, a slice of structs differentiated field by field: read its elements' fields here (`{name}[0].pos[k]`) and its length, not the part whole");
+                        self.fail(span, message);
+                    } else if b.path.is_empty() {
                         let (name, param) = (&b.name, self.param);
                         let message = format!("`{name}` is an element of `{param}`, a slice of structs differentiated field by field: read its fields here (`{name}.pos[k]`, `{name}.mass`), not the element whole");
                         self.fail(span, message);

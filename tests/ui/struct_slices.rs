@@ -35,8 +35,8 @@ fn walked_whole(bodies: &[Body]) -> f64 {
 #[differentiate(wrt(bodies))]
 fn skipped(bodies: &[Body], x: &[f64]) -> f64 {
     let mut e = 0.0;
-    for w in bodies.chunks(2) {
-        e += w[0].mass * x[0];
+    for b in bodies.iter().chain(bodies.iter()) {
+        e += b.mass * x[0];
     }
     e
 }
