@@ -86,6 +86,21 @@ impl Normalize<'_> {
         Ident::new(&name, b.span())
     }
 
+    /// The index's pattern of a walk: the one given (`i` of `(i, b)`), or a fresh name after
+    /// the element's (`b_index`) when there is none or it is `_`.
+    fn index_pattern(&mut self, given: Option<Pat>, element: Option<&Ident>) -> Pat {
+        match given {
+            Some(Pat::Wild(_)) | None => {
+                let base = element
+                    .cloned()
+                    .unwrap_or_else(|| Ident::new("element", Span::call_site()));
+                let i = self.index_name(&base);
+                syn::parse_quote!(#i)
+            }
+            Some(p) => p,
+        }
+    }
+
     /// The slice of structs `e` names (`bodies`), if any.
     fn param(&self, e: &Expr) -> Option<Ident> {
         let ident = match strip(e) {
@@ -127,17 +142,7 @@ impl Normalize<'_> {
             (p, false) => (element(p)?, None),
             _ => return None,
         };
-        let index = match index {
-            Some(Pat::Wild(_)) | None => {
-                let base = bound.first().map_or_else(
-                    || Ident::new("element", Span::call_site()),
-                    |b| b.name.clone(),
-                );
-                let i = self.index_name(&base);
-                syn::parse_quote!(#i)
-            }
-            Some(p) => p,
-        };
+        let index = self.index_pattern(index, bound.first().map(|b| &b.name));
         Some((bound, index))
     }
 
@@ -273,6 +278,21 @@ impl Normalize<'_> {
         let Pat::Ident(w) = &l.pat else { return None };
         let param = self.param(&ix.expr)?;
         (w.subpat.is_none() && w.by_ref.is_none()).then(|| (w.ident.clone(), param, range.clone()))
+    }
+}
+
+/// `e` as a call of `method` with one argument (`bodies.windows(2)`, `a.zip(b)`), perhaps
+/// `.enumerate()`d (then `true`).
+fn enumerated_call<'e>(e: &'e Expr, method: &str) -> Option<(&'e syn::ExprMethodCall, bool)> {
+    let (call, enumerated) = match strip(e) {
+        Expr::MethodCall(m) if m.method == "enumerate" && m.args.is_empty() => {
+            (strip(&m.receiver), true)
+        }
+        e => (e, false),
+    };
+    match call {
+        Expr::MethodCall(m) if m.method == method && m.args.len() == 1 => Some((m, enumerated)),
+        _ => None,
     }
 }
 
@@ -508,18 +528,7 @@ impl Normalize<'_> {
         pat: &Pat,
         parens: bool,
     ) -> Option<Result<IndexedWalk, Ident>> {
-        let (windows, enumerated) = match strip(iter) {
-            Expr::MethodCall(m) if m.method == "enumerate" && m.args.is_empty() => {
-                (strip(&m.receiver), true)
-            }
-            e => (e, false),
-        };
-        let Expr::MethodCall(m) = windows else {
-            return None;
-        };
-        if m.method != "windows" || m.args.len() != 1 {
-            return None;
-        }
+        let (m, enumerated) = enumerated_call(iter, "windows")?;
         let param = self.param(&m.receiver)?;
         let k = &m.args[0];
         let (w, index) = match (crate::lower::strip_pat(pat), enumerated) {
@@ -533,13 +542,7 @@ impl Normalize<'_> {
         if w.subpat.is_some() || w.by_ref.is_some() {
             return Some(Err(param));
         }
-        let index = match index {
-            Some(Pat::Wild(_)) | None => {
-                let i = self.index_name(&w.ident);
-                syn::parse_quote!(#i)
-            }
-            Some(p) => p,
-        };
+        let index = self.index_pattern(index, Some(&w.ident));
         let at: Expr = syn::parse_quote!(#index);
         let span = iter.span();
         let range: Expr =
@@ -627,18 +630,7 @@ impl Normalize<'_> {
         }
         // `bodies.iter().zip(x)`, `x.iter().zip(bodies)` (enumerated too): the other side,
         // enumerated and cut to the slice's length, `x.iter().enumerate().take(bodies.len())`.
-        let (zip, enumerated) = match strip(iter) {
-            Expr::MethodCall(m) if m.method == "enumerate" && m.args.is_empty() => {
-                (strip(&m.receiver), true)
-            }
-            e => (e, false),
-        };
-        let Expr::MethodCall(z) = zip else {
-            return None;
-        };
-        if z.method != "zip" || z.args.len() != 1 {
-            return None;
-        }
+        let (z, enumerated) = enumerated_call(iter, "zip")?;
         let (param, side, other) = match (self.walk(&z.receiver), self.walk(&z.args[0])) {
             (Some((p, false)), _) => (p, 0, &z.args[0]),
             (_, Some((p, false))) => (p, 1, &*z.receiver),
@@ -662,17 +654,7 @@ impl Normalize<'_> {
             return Some(Err(param));
         }
         let other_pat = pair.elems[1 - side].clone();
-        let index = match index {
-            Some(Pat::Wild(_)) | None => {
-                let base = bound.first().map_or_else(
-                    || Ident::new("element", Span::call_site()),
-                    |b| b.name.clone(),
-                );
-                let i = self.index_name(&base);
-                syn::parse_quote!(#i)
-            }
-            Some(p) => p,
-        };
+        let index = self.index_pattern(index, bound.first().map(|b| &b.name));
         // The other side as an iterator: a slice or `Vec` named (or borrowed) is walked by
         // `iter()`.
         let other_iter: Expr = match strip(other) {
