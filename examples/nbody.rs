@@ -1,6 +1,7 @@
 //! Gravitating bodies as structs: how the kinetic energy after a short integration depends on
 //! every body's initial position, velocity and mass, one gradient call, checked against
 //! central finite differences.
+#![allow(clippy::needless_range_loop)]
 use autodiff::{differentiate, Differentiable};
 
 /// A body: position, velocity, mass, and a name that is no float (copied into the gradient).
