@@ -999,6 +999,18 @@ pub fn p12_points(x: &[f64], pts: &[Pair], m: &Array2<f64>, a: f64, b: f64) -> f
             .enumerate()
             .map(|(i, pair)| pair.p[0] * pair.p[1].sin() * (i + 1) as f64)
             .sum::<f64>();
+    let b = b
+        + 0.1
+            * pts
+                .windows(2)
+                .map(|w| w[0].p[0] * w[1].p[1].sin())
+                .sum::<f64>()
+        + 0.1
+            * pts
+                .iter()
+                .zip(x.iter())
+                .map(|(c, &v)| c.p[1] * v)
+                .sum::<f64>();
     let n = x.len();
     let mut lse1 = a.hypot(b);
     let mut scratch2 = vec![0.0; n * 2];
@@ -3545,6 +3557,9 @@ pub fn p56_points(x: &[f64], pts: &[Two], m: &Array2<f64>, a: f64, b: f64) -> f6
                 )| *pair_a * pair_b.sin() * (i + 1) as f64,
             )
             .sum::<f64>();
+    let b = b
+        + 0.1 * pts.windows(2).map(|w| w[0].a * w[1].b.sin()).sum::<f64>()
+        + 0.1 * pts.iter().zip(x.iter()).map(|(c, &v)| c.b * v).sum::<f64>();
     let n = x.len();
     let mut w1 = ((0.38f64.tanh() * 0.9).atanh() * (0.38f64.tanh() * 0.9).atanh() + 1.0)
         .recip()
@@ -6203,6 +6218,9 @@ pub fn p104_points(x: &[f64], pts: &[Two], m: &Array2<f64>, a: f64, b: f64) -> f
                 )| *pair_a * pair_b.sin() * (i + 1) as f64,
             )
             .sum::<f64>();
+    let b = b
+        + 0.1 * pts.windows(2).map(|w| w[0].a * w[1].b.sin()).sum::<f64>()
+        + 0.1 * pts.iter().zip(x.iter()).map(|(c, &v)| c.b * v).sum::<f64>();
     let n = x.len();
     let mut m1 = b.min(a);
     if b > 0.67f64 {
@@ -8676,6 +8694,9 @@ pub fn p148_points(x: &[f64], pts: &[Two], m: &Array2<f64>, a: f64, b: f64) -> f
                 )| *pair_a * pair_b.sin() * (i + 1) as f64,
             )
             .sum::<f64>();
+    let b = b
+        + 0.1 * pts.windows(2).map(|w| w[0].a * w[1].b.sin()).sum::<f64>()
+        + 0.1 * pts.iter().zip(x.iter()).map(|(c, &v)| c.b * v).sum::<f64>();
     let n = x.len();
     let mut m1 = a;
     if (1.46f64.tanh() * 0.9).atanh() < -0.36f64 {
@@ -9775,6 +9796,9 @@ pub fn p166_points(x: &[f64], pts: &[Two], m: &Array2<f64>, a: f64, b: f64) -> f
                 )| *pair_a * pair_b.sin() * (i + 1) as f64,
             )
             .sum::<f64>();
+    let b = b
+        + 0.1 * pts.windows(2).map(|w| w[0].a * w[1].b.sin()).sum::<f64>()
+        + 0.1 * pts.iter().zip(x.iter()).map(|(c, &v)| c.b * v).sum::<f64>();
     let n = x.len();
     let mut acc1 = a;
     for i in 0..n {
@@ -10350,6 +10374,18 @@ pub fn p174_points(x: &[f64], pts: &[Pair], m: &Array2<f64>, a: f64, b: f64) -> 
             .enumerate()
             .map(|(i, pair)| pair.p[0] * pair.p[1].sin() * (i + 1) as f64)
             .sum::<f64>();
+    let b = b
+        + 0.1
+            * pts
+                .windows(2)
+                .map(|w| w[0].p[0] * w[1].p[1].sin())
+                .sum::<f64>()
+        + 0.1
+            * pts
+                .iter()
+                .zip(x.iter())
+                .map(|(c, &v)| c.p[1] * v)
+                .sum::<f64>();
     let n = x.len();
     let mut lse1 = a;
     let mut scratch2 = vec![0.0; n];
@@ -10460,6 +10496,9 @@ pub fn p176_points(x: &[f64], pts: &[Two], m: &Array2<f64>, a: f64, b: f64) -> f
                 )| *pair_a * pair_b.sin() * (i + 1) as f64,
             )
             .sum::<f64>();
+    let b = b
+        + 0.1 * pts.windows(2).map(|w| w[0].a * w[1].b.sin()).sum::<f64>()
+        + 0.1 * pts.iter().zip(x.iter()).map(|(c, &v)| c.b * v).sum::<f64>();
     let n = x.len();
     let mut w1 = ([pts[(2) / 2].a, pts[(2) / 2].b][(2) % 2].atan2(a * a + 0.5)
         * [pts[(2) / 2].a, pts[(2) / 2].b][(2) % 2].atan2(a * a + 0.5)
@@ -15653,6 +15692,18 @@ pub fn p265_points(x: &[f64], pts: &[Pair], m: &Array2<f64>, a: f64, b: f64) -> 
             .enumerate()
             .map(|(i, pair)| pair.p[0] * pair.p[1].sin() * (i + 1) as f64)
             .sum::<f64>();
+    let b = b
+        + 0.1
+            * pts
+                .windows(2)
+                .map(|w| w[0].p[0] * w[1].p[1].sin())
+                .sum::<f64>()
+        + 0.1
+            * pts
+                .iter()
+                .zip(x.iter())
+                .map(|(c, &v)| c.p[1] * v)
+                .sum::<f64>();
     let n = x.len();
     let part1_s = &x[1..];
     let mut part1 = autodiff::ops::sigmoid(b);
@@ -17137,6 +17188,9 @@ pub fn p291_points(x: &[f64], pts: &[Two], m: &Array2<f64>, a: f64, b: f64) -> f
                 )| *pair_a * pair_b.sin() * (i + 1) as f64,
             )
             .sum::<f64>();
+    let b = b
+        + 0.1 * pts.windows(2).map(|w| w[0].a * w[1].b.sin()).sum::<f64>()
+        + 0.1 * pts.iter().zip(x.iter()).map(|(c, &v)| c.b * v).sum::<f64>();
     let n = x.len();
     let mut buf1 = vec![0.0; n];
     for i in 0..n {
@@ -18444,6 +18498,17 @@ mod twin {
                 .enumerate()
                 .map(|(i, pair)| pair[0] * pair[1].sin() * (i + 1) as f64)
                 .sum::<D>();
+        let b = b
+            + c(0.1)
+                * x.windows(4)
+                    .step_by(2)
+                    .map(|w| w[0] * w[3].sin())
+                    .sum::<D>()
+            + c(0.1)
+                * x.chunks_exact(2)
+                    .zip(x.iter())
+                    .map(|(c, &v)| c[1] * v)
+                    .sum::<D>();
         let n = x.len();
         let mut lse1 = a.hypot(b);
         let mut scratch2 = vec![c(0.0); n * 2];
@@ -20501,6 +20566,17 @@ mod twin {
                 .enumerate()
                 .map(|(i, pair)| pair[0] * pair[1].sin() * (i + 1) as f64)
                 .sum::<D>();
+        let b = b
+            + c(0.1)
+                * x.windows(4)
+                    .step_by(2)
+                    .map(|w| w[0] * w[3].sin())
+                    .sum::<D>()
+            + c(0.1)
+                * x.chunks_exact(2)
+                    .zip(x.iter())
+                    .map(|(c, &v)| c[1] * v)
+                    .sum::<D>();
         let n = x.len();
         let mut w1 = ((c(0.38).tanh() * c(0.9)).atanh() * (c(0.38).tanh() * c(0.9)).atanh()
             + c(1.0))
@@ -22785,6 +22861,17 @@ mod twin {
                 .enumerate()
                 .map(|(i, pair)| pair[0] * pair[1].sin() * (i + 1) as f64)
                 .sum::<D>();
+        let b = b
+            + c(0.1)
+                * x.windows(4)
+                    .step_by(2)
+                    .map(|w| w[0] * w[3].sin())
+                    .sum::<D>()
+            + c(0.1)
+                * x.chunks_exact(2)
+                    .zip(x.iter())
+                    .map(|(c, &v)| c[1] * v)
+                    .sum::<D>();
         let n = x.len();
         let mut m1 = b.min(a);
         if b > c(0.67) {
@@ -24781,6 +24868,17 @@ mod twin {
                 .enumerate()
                 .map(|(i, pair)| pair[0] * pair[1].sin() * (i + 1) as f64)
                 .sum::<D>();
+        let b = b
+            + c(0.1)
+                * x.windows(4)
+                    .step_by(2)
+                    .map(|w| w[0] * w[3].sin())
+                    .sum::<D>()
+            + c(0.1)
+                * x.chunks_exact(2)
+                    .zip(x.iter())
+                    .map(|(c, &v)| c[1] * v)
+                    .sum::<D>();
         let n = x.len();
         let mut m1 = a;
         if (c(1.46).tanh() * c(0.9)).atanh() < -c(0.36) {
@@ -25608,6 +25706,17 @@ mod twin {
                 .enumerate()
                 .map(|(i, pair)| pair[0] * pair[1].sin() * (i + 1) as f64)
                 .sum::<D>();
+        let b = b
+            + c(0.1)
+                * x.windows(4)
+                    .step_by(2)
+                    .map(|w| w[0] * w[3].sin())
+                    .sum::<D>()
+            + c(0.1)
+                * x.chunks_exact(2)
+                    .zip(x.iter())
+                    .map(|(c, &v)| c[1] * v)
+                    .sum::<D>();
         let n = x.len();
         let mut acc1 = a;
         for i in 0..n {
@@ -26069,6 +26178,17 @@ mod twin {
                 .enumerate()
                 .map(|(i, pair)| pair[0] * pair[1].sin() * (i + 1) as f64)
                 .sum::<D>();
+        let b = b
+            + c(0.1)
+                * x.windows(4)
+                    .step_by(2)
+                    .map(|w| w[0] * w[3].sin())
+                    .sum::<D>()
+            + c(0.1)
+                * x.chunks_exact(2)
+                    .zip(x.iter())
+                    .map(|(c, &v)| c[1] * v)
+                    .sum::<D>();
         let n = x.len();
         let mut lse1 = a;
         let mut scratch2 = vec![c(0.0); n];
@@ -26150,6 +26270,17 @@ mod twin {
                 .enumerate()
                 .map(|(i, pair)| pair[0] * pair[1].sin() * (i + 1) as f64)
                 .sum::<D>();
+        let b = b
+            + c(0.1)
+                * x.windows(4)
+                    .step_by(2)
+                    .map(|w| w[0] * w[3].sin())
+                    .sum::<D>()
+            + c(0.1)
+                * x.chunks_exact(2)
+                    .zip(x.iter())
+                    .map(|(c, &v)| c[1] * v)
+                    .sum::<D>();
         let n = x.len();
         let mut w1 = (x[2].atan2(a * a + c(0.5)) * x[2].atan2(a * a + c(0.5)) + c(1.0))
             .log(3.0)
@@ -30506,6 +30637,17 @@ mod twin {
                 .enumerate()
                 .map(|(i, pair)| pair[0] * pair[1].sin() * (i + 1) as f64)
                 .sum::<D>();
+        let b = b
+            + c(0.1)
+                * x.windows(4)
+                    .step_by(2)
+                    .map(|w| w[0] * w[3].sin())
+                    .sum::<D>()
+            + c(0.1)
+                * x.chunks_exact(2)
+                    .zip(x.iter())
+                    .map(|(c, &v)| c[1] * v)
+                    .sum::<D>();
         let n = x.len();
         let part1_s = &x[1..];
         let mut part1 = ops::sigmoid(b);
@@ -31730,6 +31872,17 @@ mod twin {
                 .enumerate()
                 .map(|(i, pair)| pair[0] * pair[1].sin() * (i + 1) as f64)
                 .sum::<D>();
+        let b = b
+            + c(0.1)
+                * x.windows(4)
+                    .step_by(2)
+                    .map(|w| w[0] * w[3].sin())
+                    .sum::<D>()
+            + c(0.1)
+                * x.chunks_exact(2)
+                    .zip(x.iter())
+                    .map(|(c, &v)| c[1] * v)
+                    .sum::<D>();
         let n = x.len();
         let mut buf1 = vec![c(0.0); n];
         for i in 0..n {

@@ -621,8 +621,10 @@ fn program(rng: &mut Rng, k: usize, out: &mut String, twins: &mut String) {
         };
         // Programs over structs start by mixing a walk over the pairs into `a` (the dual twin
         // too, over `x`).
+        // And its windows and a zip with `x` into `b` (written over `x` for the twin, over
+        // the structs below: `windows(4).step_by(2)` of `x` are the pairs' windows of 2).
         if ty.starts_with("&[P") || ty.starts_with("&[T") {
-            body = format!("    let a = a + 0.1 * x.chunks_exact(2).enumerate().map(|(i, pair)| pair[0] * pair[1].sin() * (i + 1) as f64).sum::<f64>();\n{body}");
+            body = format!("    let a = a + 0.1 * x.chunks_exact(2).enumerate().map(|(i, pair)| pair[0] * pair[1].sin() * (i + 1) as f64).sum::<f64>();\n    let b = b + 0.1 * x.windows(4).step_by(2).map(|w| w[0] * w[3].sin()).sum::<f64>() + 0.1 * x.chunks_exact(2).zip(x.iter()).map(|(c, &v)| c[1] * v).sum::<f64>();\n{body}");
         }
         let points_body = reads_as_points(&body);
         // The walk over the input's pairs (`x.chunks_exact(2).enumerate()`) walks the structs
@@ -636,7 +638,15 @@ fn program(rng: &mut Rng, k: usize, out: &mut String, twins: &mut String) {
                     "pts.iter().enumerate().map(|(i, pair)|",
                 )
                 .replace("pair[0]", "pair.p[0]")
-                .replace("pair[1]", "pair.p[1]"),
+                .replace("pair[1]", "pair.p[1]")
+                .replace(
+                    "x.windows(4).step_by(2).map(|w| w[0] * w[3].sin())",
+                    "pts.windows(2).map(|w| w[0].p[0] * w[1].p[1].sin())",
+                )
+                .replace(
+                    "x.chunks_exact(2).zip(x.iter()).map(|(c, &v)| c[1] * v)",
+                    "pts.iter().zip(x.iter()).map(|(c, &v)| c.p[1] * v)",
+                ),
             "&[Two]" => two_fields(&points_body)
                 .replace(
                     "pair) in x.chunks_exact(2)",
@@ -647,7 +657,15 @@ fn program(rng: &mut Rng, k: usize, out: &mut String, twins: &mut String) {
                     "pts.iter().enumerate().map(|(i, Two { a: pair_a, b: pair_b, .. })|",
                 )
                 .replace("pair[0]", "*pair_a")
-                .replace("pair[1]", "pair_b"),
+                .replace("pair[1]", "pair_b")
+                .replace(
+                    "x.windows(4).step_by(2).map(|w| w[0] * w[3].sin())",
+                    "pts.windows(2).map(|w| w[0].a * w[1].b.sin())",
+                )
+                .replace(
+                    "x.chunks_exact(2).zip(x.iter()).map(|(c, &v)| c[1] * v)",
+                    "pts.iter().zip(x.iter()).map(|(c, &v)| c.b * v)",
+                ),
             _ => points_body,
         };
         let attr = match ty {
