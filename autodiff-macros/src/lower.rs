@@ -149,7 +149,8 @@ fn lower_once(
         .filter(|(_, p)| p.kind == crate::signature::Kind::Structs)
         .map(|(k, p)| (k, p.ident.clone()))
         .collect();
-    let mut columns = HashMap::new();
+    // The columns (variable, slice, field, first read's span), in the order of their reads.
+    let mut columns = Vec::new();
     if !lw.struct_params.is_empty() || !column_params.is_empty() {
         for field in crate::fields::scan(&func.block, &lw.struct_params, &column_params) {
             let p = &sig.params[field.param];
@@ -176,7 +177,7 @@ fn lower_once(
                         let name = lw.vars[id].name.clone();
                         lw.scopes[0].insert(name.to_string(), id);
                         lw.field_vars.push((field.param, path.clone(), id));
-                        columns.insert((field.param, key), (name, field.span));
+                        columns.push((id, field.param, path.clone(), key, field.span));
                     }
                 }
                 continue;
@@ -219,7 +220,7 @@ fn lower_once(
             let mut copy = func.block.clone();
             let names = columns
                 .iter()
-                .map(|(k, (name, _))| (k.clone(), name.clone()))
+                .map(|(id, param, _, key, _)| ((*param, key.clone()), lw.vars[*id].name.clone()))
                 .collect();
             let read = crate::columns::to_columns(&mut copy, &column_params, &names)?;
             // A slice passed whole to a function is differentiated as a whole there.
@@ -229,22 +230,9 @@ fn lower_once(
             lw.column_params = column_params.clone();
             let usage = read.usage;
             let float = lw.float.clone();
-            let mut bound: Vec<(&Ident, usize, Span)> = columns
-                .iter()
-                .map(|((param, _), (name, span))| (name, *param, *span))
-                .collect();
-            bound.sort_by_key(|(name, _, _)| lw.lookup(&name.to_string()));
-            for (name, param, span) in bound {
-                let Some(id) = lw.lookup(&name.to_string()) else {
-                    continue;
-                };
+            for (id, param, path, _, span) in columns {
+                let name = lw.vars[id].name.clone();
                 let usage = usage.get(&name.to_string()).copied().unwrap_or_default();
-                let path = lw
-                    .field_vars
-                    .iter()
-                    .find(|(_, _, v)| *v == id)
-                    .map(|(_, path, _)| path.clone())
-                    .unwrap_or_default();
                 let gather = Ident::new(usage.gather(), Span::call_site());
                 let param = &sig.params[param].ident;
                 // The gathering function at the field's first read: its type checks point there.
