@@ -41,10 +41,9 @@ pub fn lower(
     // the rewriting of iterator chains (a zip becomes a `take`, which it writes as what it
     // stands for) and again after it (a closure called with an element is inlined there).
     let elements: Vec<Ident> = sig
-        .params
-        .iter()
-        .filter(|p| p.kind == crate::signature::Kind::Structs)
-        .map(|p| p.ident.clone())
+        .of_kind(crate::signature::Kind::Structs)
+        .into_iter()
+        .map(|(_, name)| name)
         .collect();
     let mut func = func;
     let walked;
@@ -135,20 +134,8 @@ fn lower_once(
     }
     // Each differentiated field a struct parameter's body reads: a variable like a parameter,
     // bound to `&p.field` before the forward sweep.
-    lw.struct_params = sig
-        .params
-        .iter()
-        .enumerate()
-        .filter(|(_, p)| p.kind == crate::signature::Kind::Struct)
-        .map(|(k, p)| (k, p.ident.clone()))
-        .collect();
-    let column_params: Vec<(usize, Ident)> = sig
-        .params
-        .iter()
-        .enumerate()
-        .filter(|(_, p)| p.kind == crate::signature::Kind::Structs)
-        .map(|(k, p)| (k, p.ident.clone()))
-        .collect();
+    lw.struct_params = sig.of_kind(crate::signature::Kind::Struct);
+    let column_params = sig.of_kind(crate::signature::Kind::Structs);
     // The columns (variable, slice, field, first read's span), in the order of their reads.
     let mut columns = Vec::new();
     if !lw.struct_params.is_empty() || !column_params.is_empty() {

@@ -66,6 +66,17 @@ pub struct Signature {
 }
 
 impl Signature {
+    /// The parameters of one kind, by index and name (the struct parameters, the slices of
+    /// structs).
+    pub fn of_kind(&self, kind: Kind) -> Vec<(usize, Ident)> {
+        self.params
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.kind == kind)
+            .map(|(k, p)| (k, p.ident.clone()))
+            .collect()
+    }
+
     /// A method or an associated function: the companions stand in the same `impl`, with no
     /// companion type (an `impl` cannot hold one).
     pub fn is_member(&self) -> bool {
