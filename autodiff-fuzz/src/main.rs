@@ -675,9 +675,38 @@ fn program(rng: &mut Rng, k: usize, out: &mut String, twins: &mut String) {
             "&[Pair]" | "&[Two]" => "#[differentiate(wrt(x, pts, m, a, b))]",
             _ => attr,
         };
-        let _ = writeln!(out, "{attr}\n{allow}\npub fn p{k}_points(x: &[f64], pts: {ty}, m: &Array2<f64>, a: f64, b: f64) -> f64 {{\n{points_body}}}\n");
-        let _ = writeln!(out, "pub fn p{k}(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {{\n    p{k}_points(x, &{pairs}(x), m, a, b)\n}}\n");
-        let _ = writeln!(out, "pub fn p{k}_value_and_grad(\n    x: &[f64],\n    m: &Array2<f64>,\n    a: f64,\n    b: f64,\n) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {{\n    let (v, (gx, gp, gm, ga, gb)) = p{k}_points_value_and_grad(x, &{pairs}(x), m, a, b);\n    let gx = gx.iter().zip({flat}).map(|(p, q)| p + q).collect();\n    (v, (gx, gm, ga, gb))\n}}\n");
+        // Half of the structs held in a field of a struct, `sw.pts` (`s` is 1, read in `a`).
+        let (param, points_body, arg, gp) = match ty {
+            "&[Pair]" | "&[Two]" if g.rng.chance(50) => {
+                let element = &ty[2..ty.len() - 1];
+                (
+                    format!("sw: &Swarm<{element}>"),
+                    format!(
+                        "    let a = a * sw.s;\n{}",
+                        replace_word(&points_body, "pts", "sw.pts")
+                    ),
+                    format!("&Swarm {{ pts: {pairs}(x), s: 1.0 }}"),
+                    "gsw",
+                )
+            }
+            _ => (
+                format!("pts: {ty}"),
+                points_body,
+                format!("&{pairs}(x)"),
+                "gp",
+            ),
+        };
+        let attr = match gp {
+            "gsw" => attr.replace("pts", "sw"),
+            _ => attr.to_string(),
+        };
+        let _ = writeln!(out, "{attr}\n{allow}\npub fn p{k}_points(x: &[f64], {param}, m: &Array2<f64>, a: f64, b: f64) -> f64 {{\n{points_body}}}\n");
+        let _ = writeln!(out, "pub fn p{k}(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {{\n    p{k}_points(x, {arg}, m, a, b)\n}}\n");
+        let unpack = match gp {
+            "gsw" => "\n    let gp = gsw.pts;",
+            _ => "",
+        };
+        let _ = writeln!(out, "pub fn p{k}_value_and_grad(\n    x: &[f64],\n    m: &Array2<f64>,\n    a: f64,\n    b: f64,\n) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {{\n    let (v, (gx, {gp}, gm, ga, gb)) = p{k}_points_value_and_grad(x, {arg}, m, a, b);{unpack}\n    let gx = gx.iter().zip({flat}).map(|(p, q)| p + q).collect();\n    (v, (gx, gm, ga, gb))\n}}\n");
     } else {
         let _ = writeln!(out, "{attr}\n{allow}\npub fn p{k}(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {{\n{body}}}\n");
     }
@@ -691,6 +720,26 @@ fn program(rng: &mut Rng, k: usize, out: &mut String, twins: &mut String) {
             .replace("\n    ", "\n        ")
             .replacen("    ", "        ", 1)
     );
+}
+
+/// `text` with each whole identifier `word` (not a member `.word`, not part of a longer
+/// name) replaced by `by`.
+fn replace_word(text: &str, word: &str, by: &str) -> String {
+    let ident = |c: char| c.is_alphanumeric() || c == '_';
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find(word) {
+        let before = rest[..at].chars().last().or(out.chars().last());
+        let after = rest[at + word.len()..].chars().next();
+        out.push_str(&rest[..at]);
+        match before.is_some_and(|c| ident(c) || c == '.') || after.is_some_and(ident) {
+            true => out.push_str(word),
+            false => out.push_str(by),
+        }
+        rest = &rest[at + word.len()..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// `body` with each read of the input, `x[..]`, `x.len()`, `x.iter()`, `x.windows(..)`,
@@ -971,6 +1020,14 @@ pub struct Two {
 /// The input in pairs as structs of two fields.
 fn two_structs(x: &[f64]) -> Vec<Two> {
     x.chunks_exact(2).map(|c| Two { a: c[0], b: c[1], tag: 7 }).collect()
+}
+
+/// Pairs held in a field of a struct (`sw.pts`, a slice of structs read through a field),
+/// beside a float field.
+#[derive(Clone, Differentiable)]
+pub struct Swarm<T> {
+    pts: Vec<T>,
+    s: f64,
 }
 
 /// The input in pairs as rows of nested `Vec`s.

@@ -29,6 +29,12 @@
 //! and the slice's length is read as usual. Any other use of the slice or of an element (an
 //! element passed whole, a method of an element, other iterator chains) is a compile error at
 //! it: never a gradient silently lost.
+//!
+//! A field of a differentiated struct that holds structs (`System { bodies: Vec<Body>, .. }`,
+//! `self.bodies[i].mass`) is one too: [`field_slices`] finds the fields whose elements' fields
+//! the body reads and has the body read each by a name of its own (`self_bodies`), bound to
+//! `&self.bodies` before the forward sweep; its gradient goes into that field of the struct's
+//! (`Reverse::with_fields`).
 
 use crate::lower::strip;
 use proc_macro2::{Ident, Span};
@@ -1176,4 +1182,260 @@ fn is_arithmetic(op: &syn::BinOp) -> bool {
             | MulAssign(_)
             | DivAssign(_)
     )
+}
+
+/// A field of a differentiated struct parameter that holds structs and is read through its
+/// elements' fields (`sys.bodies[i].mass`, `for b in &self.bodies { .. b.mass .. }`): a slice
+/// of structs like a parameter, read under `name`, which lowering binds to `&owner.path`
+/// before the forward sweep; its gradient goes into that field of the owner's.
+pub struct FieldSlice {
+    /// The owner's parameter index.
+    pub owner: usize,
+    /// The members from the owner to the field: `[bodies]`.
+    pub path: Vec<syn::Member>,
+    /// The name the body reads it by, one no identifier of the function has.
+    pub name: Ident,
+}
+
+/// The fields of the struct parameters `owners` (index, name) that `block` reads as slices of
+/// structs, and the block with each of them read by its [`FieldSlice::name`] (`None` if
+/// there are none). A field is one when, read by that name as a slice of structs, some
+/// element's field is read (`sys_bodies[i].mass` after [`normalize`]): the macro sees the
+/// owner's type by name only, so how the body reads a field says what it holds (a `Vec` of
+/// floats has no element with fields).
+pub fn field_slices(
+    block: &syn::Block,
+    owners: &[(usize, Ident)],
+) -> (Vec<FieldSlice>, Option<syn::Block>) {
+    let tokens = block.to_token_stream();
+    let mut candidates = Vec::new();
+    chains(tokens.clone(), owners, &mut candidates);
+    if candidates.is_empty() {
+        return (Vec::new(), None);
+    }
+    let mut used = HashSet::new();
+    identifiers(tokens.clone(), &mut used);
+    let mut found: Vec<FieldSlice> = Vec::new();
+    for (owner, path, span) in candidates {
+        let owner_name = &owners
+            .iter()
+            .find(|(k, _)| *k == owner)
+            .expect("an owner")
+            .1;
+        let base = std::iter::once(owner_name.to_string())
+            .chain(path.iter().map(crate::fields::member_name))
+            .collect::<Vec<_>>()
+            .join("_");
+        let mut text = base.clone();
+        let mut k = 0;
+        while used.contains(&text) {
+            k += 1;
+            text = format!("{base}_{k}");
+        }
+        let slice = FieldSlice {
+            owner,
+            path,
+            name: Ident::new(&text, span),
+        };
+        let renamed = rename(tokens.clone(), owners, std::slice::from_ref(&slice));
+        let Ok(mut tried) = syn::parse2::<syn::Block>(renamed) else {
+            continue;
+        };
+        // Errors are the real run's to report, if the field is one.
+        let _ = normalize(&mut tried, std::slice::from_ref(&slice.name));
+        if element_fields(tried.to_token_stream(), &slice.name) {
+            used.insert(text);
+            found.push(slice);
+        }
+    }
+    if found.is_empty() {
+        return (Vec::new(), None);
+    }
+    let renamed = syn::parse2::<syn::Block>(rename(tokens, owners, &found)).ok();
+    match renamed {
+        Some(block) => (found, Some(block)),
+        None => (Vec::new(), None),
+    }
+}
+
+/// `e` with each field read as a slice of structs named as written (`self.bodies`, not the
+/// name the body read it by).
+pub fn as_written(
+    e: syn::Error,
+    slices: &[FieldSlice],
+    sig: &crate::signature::Signature,
+) -> syn::Error {
+    if slices.is_empty() {
+        return e;
+    }
+    let rewrite = |message: String| {
+        slices.iter().fold(message, |m, s| {
+            let written = std::iter::once(sig.params[s.owner].ident.to_string())
+                .chain(s.path.iter().map(crate::fields::member_name))
+                .collect::<Vec<_>>()
+                .join(".");
+            replace_word(&m, &s.name.to_string(), &written)
+        })
+    };
+    let mut errors = e
+        .into_iter()
+        .map(|e| syn::Error::new(e.span(), rewrite(e.to_string())));
+    let mut out = errors.next().expect("an error");
+    out.extend(errors);
+    out
+}
+
+/// `text` with each whole word `word` (not part of a longer identifier) replaced by `by`.
+fn replace_word(text: &str, word: &str, by: &str) -> String {
+    let ident = |c: char| c.is_alphanumeric() || c == '_';
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(word) {
+        let before = rest[..at].chars().last().or(out.chars().last());
+        let after = rest[at + word.len()..].chars().next();
+        out.push_str(&rest[..at]);
+        match before.is_some_and(ident) || after.is_some_and(ident) {
+            true => out.push_str(word),
+            false => out.push_str(by),
+        }
+        rest = &rest[at + word.len()..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A member chain `owner.a.b` starting at `tokens[i]` (the owner's name, not itself a member
+/// `x.owner`): the owner's index, the members (not a method's name) and the index after them.
+fn chain_at(
+    tokens: &[proc_macro2::TokenTree],
+    i: usize,
+    owners: &[(usize, Ident)],
+) -> Option<(usize, Vec<syn::Member>, Span, usize)> {
+    use proc_macro2::TokenTree as T;
+    let dot = |t: Option<&T>| matches!(t, Some(T::Punct(p)) if p.as_char() == '.');
+    let T::Ident(name) = &tokens[i] else {
+        return None;
+    };
+    // `x.owner` is a member; `0..owner` a range.
+    let range = i > 1
+        && matches!(&tokens[i - 2], T::Punct(p) if p.as_char() == '.' && p.spacing() == proc_macro2::Spacing::Joint);
+    if i > 0 && dot(tokens.get(i - 1)) && !range {
+        return None;
+    }
+    let (owner, _) = owners.iter().find(|(_, o)| o == name)?;
+    let mut path = Vec::new();
+    let mut span = name.span();
+    let mut j = i + 1;
+    while dot(tokens.get(j)) {
+        // A method (`.len()`, `.iter()`, `.collect::<..>()`) ends the chain.
+        let call = match tokens.get(j + 2) {
+            Some(T::Group(g)) => g.delimiter() == proc_macro2::Delimiter::Parenthesis,
+            Some(T::Punct(p)) => p.as_char() == ':',
+            _ => false,
+        };
+        let member = match tokens.get(j + 1) {
+            Some(T::Ident(m)) if !call => syn::Member::Named(m.clone()),
+            Some(T::Literal(l)) if !call => match l.to_string().parse::<u32>() {
+                Ok(index) => syn::Member::Unnamed(syn::Index {
+                    index,
+                    span: l.span(),
+                }),
+                Err(_) => break,
+            },
+            _ => break,
+        };
+        span = member.span();
+        path.push(member);
+        j += 2;
+    }
+    (!path.is_empty()).then_some((*owner, path, span, j))
+}
+
+/// The member chains of `owners` in `tokens` that may hold structs: indexed (`sys.bodies[i]`),
+/// a method's receiver (`sys.bodies.iter()`), walked (`in sys.bodies`) or borrowed
+/// (`&sys.bodies`); each once, with the span of its first read's last member.
+fn chains(
+    tokens: proc_macro2::TokenStream,
+    owners: &[(usize, Ident)],
+    out: &mut Vec<(usize, Vec<syn::Member>, Span)>,
+) {
+    use proc_macro2::TokenTree as T;
+    let tokens: Vec<T> = tokens.into_iter().collect();
+    for (i, t) in tokens.iter().enumerate() {
+        if let T::Group(g) = t {
+            chains(g.stream(), owners, out);
+            continue;
+        }
+        let Some((owner, path, span, end)) = chain_at(&tokens, i, owners) else {
+            continue;
+        };
+        let after = match tokens.get(end) {
+            Some(T::Group(g)) => g.delimiter() == proc_macro2::Delimiter::Bracket,
+            Some(T::Punct(p)) => p.as_char() == '.',
+            _ => false,
+        };
+        let before = match i.checked_sub(1).and_then(|k| tokens.get(k)) {
+            Some(T::Ident(w)) => w == "in",
+            Some(T::Punct(p)) => p.as_char() == '&',
+            _ => false,
+        };
+        if (after || before) && !out.iter().any(|(o, p, _)| *o == owner && *p == path) {
+            out.push((owner, path, span));
+        }
+    }
+}
+
+/// `tokens` with each chain of `slices` (whole: `sys.bodies`, not `sys.bodies_x` or
+/// `sys.bodies.inner`) read as the slice's name.
+fn rename(
+    tokens: proc_macro2::TokenStream,
+    owners: &[(usize, Ident)],
+    slices: &[FieldSlice],
+) -> proc_macro2::TokenStream {
+    use proc_macro2::TokenTree as T;
+    let tokens: Vec<T> = tokens.into_iter().collect();
+    let mut out = Vec::with_capacity(tokens.len());
+    let mut i = 0;
+    while i < tokens.len() {
+        if let Some((owner, path, _, end)) = chain_at(&tokens, i, owners) {
+            if let Some(s) = slices.iter().find(|s| s.owner == owner && s.path == path) {
+                out.push(T::Ident(s.name.clone()));
+                i = end;
+                continue;
+            }
+        }
+        match &tokens[i] {
+            T::Group(g) => {
+                let mut inner =
+                    proc_macro2::Group::new(g.delimiter(), rename(g.stream(), owners, slices));
+                inner.set_span(g.span());
+                out.push(T::Group(inner));
+            }
+            t => out.push(t.clone()),
+        }
+        i += 1;
+    }
+    out.into_iter().collect()
+}
+
+/// Does `tokens` read a field of an element of the slice `name` (`name[i].mass`, not a
+/// method of an element, `name[i].sin()`)?
+fn element_fields(tokens: proc_macro2::TokenStream, name: &Ident) -> bool {
+    use proc_macro2::TokenTree as T;
+    let tokens: Vec<T> = tokens.into_iter().collect();
+    tokens.iter().enumerate().any(|(i, t)| match t {
+        T::Group(g) => element_fields(g.stream(), name),
+        T::Ident(n) if n == name => {
+            let indexed = matches!(tokens.get(i + 1), Some(T::Group(g)) if g.delimiter() == proc_macro2::Delimiter::Bracket);
+            let dot = matches!(tokens.get(i + 2), Some(T::Punct(p)) if p.as_char() == '.');
+            let member = matches!(tokens.get(i + 3), Some(T::Ident(_) | T::Literal(_)));
+            let call = match tokens.get(i + 4) {
+                Some(T::Group(g)) => g.delimiter() == proc_macro2::Delimiter::Parenthesis,
+                Some(T::Punct(p)) => p.as_char() == ':',
+                _ => false,
+            };
+            indexed && dot && member && !call
+        }
+        _ => false,
+    })
 }

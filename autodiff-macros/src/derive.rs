@@ -5,17 +5,19 @@
 //! bounded by `Real`, `struct Line<F: Real> { w: F }`), ndarray arrays, `Vec`s and
 //! fixed-size arrays of them (`[f64; 3]`, `Vec<[f64; 3]>`) are differentiated (their gradient
 //! is that field of the gradient, zero where nothing reads it); integers, `bool`, `char`,
-//! `String`, `Option`s, other `Vec`s and arrays, and fields marked
+//! `String`, `Option`s, `Vec`s and arrays of those, and fields marked
 //! `#[differentiable(constant)]` are constants (the gradient holds a copy); any other type is
-//! a nested struct that derives `Differentiable` itself. Const and type parameters carry over:
-//! a field whose type names a type parameter is bounded by what its part of the gradient needs
-//! (`L: StructGradient<F>` for a nested one, `W: Clone` for a constant). The derive implements the runtime's
-//! traits the generated code uses on a struct's gradient: a zero of the same shape, adding one
-//! into another (a struct passed whole to a differentiated call), and scaling by the output's
+//! a nested struct that derives `Differentiable` itself, and a `Vec` of any other type a `Vec`
+//! of such structs (`bodies: Vec<Body>`: its gradient holds each element's, `columns.rs` reads
+//! it). Const and type parameters carry over: a field whose type names a type parameter is
+//! bounded by what its part of the gradient needs (`L: StructGradient<F>` for a nested one,
+//! `W: Clone` for a constant). The derive implements the runtime's traits the generated code
+//! uses on a struct's gradient: a zero of the same shape, adding one into another (a struct
+//! passed whole to a differentiated call), and scaling by the output's
 //! adjoint (`f_pullback`).
 
 use proc_macro2::TokenStream;
-use quote::{quote, ToTokens};
+use quote::{quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
 use syn::{Data, DeriveInput, Fields, Type};
 
@@ -84,6 +86,7 @@ pub fn expand(input: TokenStream) -> syn::Result<TokenStream> {
     let mut zero = Vec::new();
     let mut add = Vec::new();
     let mut scale = Vec::new();
+    let mut elements = Vec::new();
     for (field, f) in &fields {
         let marked = marked_constant(f)?;
         if marked && element(&f.ty).is_some() && !is_constant(&f.ty) {
@@ -102,6 +105,24 @@ pub fn expand(input: TokenStream) -> syn::Result<TokenStream> {
         if let Type::Reference(r) = &f.ty {
             return Err(syn::Error::new(r.span(), "a field of a differentiable struct is owned (its gradient is a value of the same struct): hold an array or a `Vec`, or mark the field `#[differentiable(constant)]`"));
         }
+        // A `Vec` of structs that derive `Differentiable` (`bodies: Vec<Body>`): each
+        // element's gradient a value of its struct (a slice of structs read through a field,
+        // `columns.rs`), added and scaled element by element once the float is known (below).
+        if let Some(inner) = struct_elements(&f.ty) {
+            if generic(inner) {
+                nested.push(inner.clone());
+            }
+            // Spanned at the field's type: an element type without the derive is an error there.
+            let at = f.ty.span();
+            elements.push((field.clone(), at));
+            add.push(
+                quote_spanned!(at=> ::autodiff::__rt::acc_elements(&mut self.#field, c.#field);),
+            );
+            scale.push(
+                quote_spanned!(at=> #field: ::autodiff::__rt::scale_elements(self.#field, by)),
+            );
+            continue;
+        }
         if float.is_none() {
             float = element(&f.ty);
         }
@@ -115,6 +136,11 @@ pub fn expand(input: TokenStream) -> syn::Result<TokenStream> {
         scale.push(quote!(#field: ::autodiff::__rt::scale(self.#field, by)));
     }
     let float = float.unwrap_or_else(|| quote!(f64));
+    for (field, at) in &elements {
+        zero.push(
+            quote_spanned!(*at=> #field: ::autodiff::__rt::zero_elements::<#float, _>(&self.#field)),
+        );
+    }
     for ty in &nested {
         predicates.push(quote!(#ty: ::autodiff::StructGradient<#float>));
     }
@@ -193,7 +219,28 @@ fn is_constant(ty: &Type) -> bool {
     // gradient, whatever it holds.
     CONSTANTS.contains(&name.as_str())
         || name == "Option"
-        || (name == "Vec" && element(ty).is_none())
+        || (name == "Vec" && element(ty).is_none() && struct_elements(ty).is_none())
+}
+
+/// The element type of a `Vec` of structs: `Body` of `Vec<Body>` (or `Vec<Particle<F>>`), a
+/// named type that is no float, no container (`Vec`, `Option`, ndarray's) and no constant
+/// ([`is_constant`]).
+fn struct_elements(ty: &Type) -> Option<&Type> {
+    let Type::Path(p) = ty else { return None };
+    let last = p.path.segments.last()?;
+    if last.ident != "Vec" {
+        return None;
+    }
+    let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    let Some(syn::GenericArgument::Type(inner @ Type::Path(p))) = args.args.first() else {
+        return None;
+    };
+    let name = p.path.segments.last()?.ident.to_string();
+    let container = ["Vec", "Option", "Box"].contains(&name.as_str()) || name.starts_with("Array");
+    let float = crate::signature::is_float_name(&p.path.segments.last()?.ident);
+    (!container && !float && !is_constant(inner)).then_some(inner)
 }
 
 /// The float a field holds: `f64` of `f64`, `Vec<f64>`, `Array2<f64>`, `[f64; 3]`,

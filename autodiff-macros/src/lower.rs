@@ -37,14 +37,40 @@ pub fn lower(
     active: impl Fn(&Param) -> bool,
     namer: &mut Namer,
 ) -> syn::Result<Function> {
+    // Fields of struct parameters read as slices of structs (`self.bodies[i].mass`): read
+    // by a name of their own, like a slice of structs parameter (errors name them as written).
+    let owners = sig.of_kind(crate::signature::Kind::Struct);
+    let (slices, renamed) = match owners.is_empty() {
+        true => (Vec::new(), None),
+        false => crate::columns::field_slices(&func.block, &owners),
+    };
+    let read_by_name = renamed.map(|block| {
+        let mut copy = func.clone();
+        *copy.block = block;
+        copy
+    });
+    let func = read_by_name.as_ref().unwrap_or(func);
+    lower_walked(func, sig, &slices, active, namer)
+        .map_err(|e| crate::columns::as_written(e, &slices, sig))
+}
+
+/// [`lower`] of a body whose fields read as slices of structs are `slices`.
+fn lower_walked(
+    func: &ItemFn,
+    sig: &Signature,
+    slices: &[crate::columns::FieldSlice],
+    active: impl Fn(&Param) -> bool,
+    namer: &mut Namer,
+) -> syn::Result<Function> {
     // Slices of structs: walks and bindings of their elements written as element reads, before
     // the rewriting of iterator chains (a zip becomes a `take`, which it writes as what it
     // stands for) and again after it (a closure called with an element is inlined there).
-    let elements: Vec<Ident> = sig
+    let mut elements: Vec<Ident> = sig
         .of_kind(crate::signature::Kind::Structs)
         .into_iter()
         .map(|(_, name)| name)
         .collect();
+    elements.extend(slices.iter().map(|s| s.name.clone()));
     let mut func = func;
     let walked;
     if !elements.is_empty() {
@@ -66,7 +92,7 @@ pub fn lower(
     let mut forced = HashSet::new();
     loop {
         *namer = start.clone();
-        let (mut function, more) = lower_once(func, sig, &active, namer, &forced)?;
+        let (mut function, more) = lower_once(func, sig, slices, &active, namer, &forced)?;
         if more.is_subset(&forced) {
             mark_loops_in_arms(&mut function.body, false);
             return Ok(function);
@@ -92,6 +118,7 @@ fn mark_loops_in_arms(b: &mut Block, in_arm: bool) {
 fn lower_once(
     func: &ItemFn,
     sig: &Signature,
+    slices: &[crate::columns::FieldSlice],
     active: &impl Fn(&Param) -> bool,
     namer: &mut Namer,
     forced: &HashSet<String>,
@@ -132,19 +159,56 @@ fn lower_once(
         });
         lw.scopes[0].insert(p.ident.to_string(), id);
     }
+    // A field read as a slice of structs: a variable after the parameters, read like one,
+    // bound to `&p.field` before the forward sweep; its gradient is that field of `p`'s.
+    let n = sig.params.len();
+    for s in slices {
+        let id = lw.vars.len();
+        let adjoint = lw.namer.fresh(&format!("d_{}", s.name));
+        lw.vars.push(Var {
+            name: s.name.clone(),
+            adjoint,
+            active: false,
+            ty: None,
+            buffer: false,
+            scalar: false,
+        });
+        lw.scopes[0].insert(s.name.to_string(), id);
+        let (name, owner, path) = (&s.name, &sig.params[s.owner].ident, &s.path);
+        lw.items.push(quote!(let #name = &#owner.#(#path).*;));
+        lw.field_vars.push((s.owner, s.path.clone(), id));
+    }
+    lw.params = lw.vars.len();
+    // Whether a slice of structs (a parameter, or a field read as one) is differentiated.
+    let slice_active = |k: usize| match k.checked_sub(n) {
+        None => active(&sig.params[k]),
+        Some(j) => active(&sig.params[slices[j].owner]),
+    };
     // Each differentiated field a struct parameter's body reads: a variable like a parameter,
     // bound to `&p.field` before the forward sweep.
     lw.struct_params = sig.of_kind(crate::signature::Kind::Struct);
-    let column_params = sig.of_kind(crate::signature::Kind::Structs);
+    let mut column_params = sig.of_kind(crate::signature::Kind::Structs);
+    column_params.extend(
+        slices
+            .iter()
+            .enumerate()
+            .map(|(j, s)| (n + j, s.name.clone())),
+    );
+    let slice_name = |k: usize| -> Ident {
+        let (_, name) = column_params
+            .iter()
+            .find(|(c, _)| *c == k)
+            .expect("a slice");
+        name.clone()
+    };
     // The columns (variable, slice, field, first read's span), in the order of their reads.
     let mut columns = Vec::new();
     if !lw.struct_params.is_empty() || !column_params.is_empty() {
         for field in crate::fields::scan(&func.block, &lw.struct_params, &column_params) {
-            let p = &sig.params[field.param];
             let path = &field.path;
             let key = field_key(path);
-            if p.kind == crate::signature::Kind::Structs {
-                let param = &p.ident;
+            if column_params.iter().any(|(k, _)| *k == field.param) {
+                let param = slice_name(field.param);
                 match field.constant {
                     // Checked not to be a float, at its read (the closure is never called).
                     Some(last) => lw.items.push(quote::quote_spanned!(last=> {
@@ -156,11 +220,11 @@ fn lower_once(
                     // A column: the field of every element, bound before the forward sweep
                     // (below, once the reads say what it holds).
                     None => {
-                        let hint = std::iter::once(p.ident.to_string())
+                        let hint = std::iter::once(param.to_string())
                             .chain(path.iter().map(crate::fields::member_name))
                             .collect::<Vec<_>>()
                             .join("_");
-                        let id = lw.new_var(&hint, active(p), None);
+                        let id = lw.new_var(&hint, slice_active(field.param), None);
                         let name = lw.vars[id].name.clone();
                         lw.scopes[0].insert(name.to_string(), id);
                         lw.field_vars.push((field.param, path.clone(), id));
@@ -169,6 +233,7 @@ fn lower_once(
                 }
                 continue;
             }
+            let p = &sig.params[field.param];
             // A constant field is checked not to be a float, at its read: the probe's tokens
             // take the span of the read's field (the `s` of `p.s`; one span, which both the
             // compiler's tokens and the in-process ones keep alike).
@@ -212,7 +277,7 @@ fn lower_once(
             let read = crate::columns::to_columns(&mut copy, &column_params, &names)?;
             // A slice passed whole to a function is differentiated as a whole there.
             for &k in &read.whole {
-                lw.vars[k].active = active(&sig.params[k]);
+                lw.vars[k].active = slice_active(k);
             }
             lw.column_params = column_params.clone();
             let usage = read.usage;
@@ -221,7 +286,7 @@ fn lower_once(
                 let name = lw.vars[id].name.clone();
                 let usage = usage.get(&name.to_string()).copied().unwrap_or_default();
                 let gather = Ident::new(usage.gather(), Span::call_site());
-                let param = &sig.params[param].ident;
+                let param = slice_name(param);
                 // The gathering function at the field's first read: its type checks point there.
                 let gather = quote_spanned!(span=> ::autodiff::__rt::#gather::<#float, _, _>);
                 lw.items

@@ -1261,19 +1261,39 @@ impl<'a> Reverse<'a> {
         write: impl Fn(&Ident, &[syn::Member], Ident, bool) -> TokenStream,
     ) -> TokenStream {
         let g = Ident::new("gradient", crate::names::mixed_site());
-        let mut read: Vec<(&Vec<syn::Member>, VarId)> = self
+        // A field read as a slice of structs (`self.bodies`, `columns::FieldSlice`) has a
+        // gradient when it was passed whole or any of its columns has one.
+        let has_gradient = |var: VarId| {
+            self.declared.contains(&var)
+                || (self.f.elements.contains(&var)
+                    && self
+                        .f
+                        .fields
+                        .iter()
+                        .any(|(p, _, c)| *p == var && self.declared.contains(c)))
+        };
+        let mut read: Vec<(Vec<syn::Member>, VarId)> = self
             .f
             .fields
             .iter()
-            .filter(|(p, _, var)| *p == param && self.declared.contains(var))
-            .map(|(_, path, var)| (path, *var))
+            .filter(|(p, _, var)| *p == param && has_gradient(*var))
+            .map(|(_, path, var)| (path.clone(), *var))
             .collect();
         read.sort_by_key(|(path, _)| path.len());
         let mut fields = TokenStream::new();
-        let mut written: Vec<&Vec<syn::Member>> = Vec::new();
+        let mut written: Vec<Vec<syn::Member>> = Vec::new();
+        let rt = self.rt.clone();
         for (path, var) in read {
             let add = add_all || written.iter().any(|w| path.starts_with(w));
-            fields.append_stream(write(&g, path, self.adj(var), add));
+            if self.f.elements.contains(&var) {
+                let d = self.elements_gradient(var);
+                fields.append_stream(match add {
+                    true => quote!(#rt::acc_elements(&mut #g.#(#path).*, #d);),
+                    false => quote!(#g.#(#path).* = #d;),
+                });
+            } else {
+                fields.append_stream(write(&g, &path, self.adj(var), add));
+            }
             written.push(path);
         }
         quote!({

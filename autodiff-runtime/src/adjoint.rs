@@ -410,7 +410,7 @@ pub fn constant_column<T, C: ConstantField>(_: &[T], _: impl Fn(&T) -> C) {}
 /// bound `M: StructGradient<F>` to the companions (not to the function itself).
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is differentiated as a struct here but does not derive `Differentiable`",
-    note = "add `#[derive(Differentiable)]` to the struct (its gradient is a value of the same struct)"
+    note = "add `#[derive(Differentiable)]` to the struct (its gradient is a value of the same struct), or mark a field holding it that has no gradient `#[differentiable(constant)]`"
 )]
 pub trait StructGradient<F>:
     Differentiable<Adjoint = Self> + AdjointFrom<Self> + Accumulate<Self> + Scale<F> + Sized

@@ -1,0 +1,410 @@
+//! Structs holding `Vec`s of structs (`struct System { bodies: Vec<Body>, .. }`, both deriving
+//! `Differentiable`), differentiated with respect to the outer struct: the body reads the
+//! inner elements' fields (`self.bodies[i].mass`, `for b in &sys.bodies`), and the gradient's
+//! `bodies` holds each element's gradient. Against central finite differences, an analytic
+//! gradient and the same function over the slice as a parameter.
+#![allow(clippy::needless_range_loop)]
+use autodiff::{differentiate, Differentiable};
+
+mod common;
+use common::{assert_close, fd};
+
+#[derive(Clone, Debug, PartialEq, Differentiable)]
+pub struct Body {
+    pos: [f64; 3],
+    vel: [f64; 3],
+    mass: f64,
+    id: usize,
+}
+
+/// Bodies under gravity of strength `g`, with a name (a constant).
+#[derive(Clone, Debug, PartialEq, Differentiable)]
+pub struct System {
+    bodies: Vec<Body>,
+    g: f64,
+    steps: usize,
+}
+
+impl System {
+    /// The energy: kinetic by a walk of `self.bodies`, potential by index.
+    #[differentiate(wrt(self))]
+    pub fn energy(&self) -> f64 {
+        let mut e = 0.0;
+        for b in &self.bodies {
+            e += 0.5 * b.mass * (b.vel[0] * b.vel[0] + b.vel[1] * b.vel[1] + b.vel[2] * b.vel[2]);
+        }
+        for i in 0..self.bodies.len() {
+            for j in i + 1..self.bodies.len() {
+                let mut r2 = 0.0;
+                for k in 0..3 {
+                    let d = self.bodies[i].pos[k] - self.bodies[j].pos[k];
+                    r2 += d * d;
+                }
+                e -= self.g * self.bodies[i].mass * self.bodies[j].mass / r2.sqrt();
+            }
+        }
+        e
+    }
+}
+
+/// The same energy over the slice as a parameter.
+#[differentiate(wrt(bodies, g))]
+fn energy_of(bodies: &[Body], g: f64) -> f64 {
+    let mut e = 0.0;
+    for b in bodies {
+        e += 0.5 * b.mass * (b.vel[0] * b.vel[0] + b.vel[1] * b.vel[1] + b.vel[2] * b.vel[2]);
+    }
+    for i in 0..bodies.len() {
+        for j in i + 1..bodies.len() {
+            let mut r2 = 0.0;
+            for k in 0..3 {
+                let d = bodies[i].pos[k] - bodies[j].pos[k];
+                r2 += d * d;
+            }
+            e -= g * bodies[i].mass * bodies[j].mass / r2.sqrt();
+        }
+    }
+    e
+}
+
+fn system(n: usize) -> System {
+    let bodies = (0..n)
+        .map(|i| {
+            let t = i as f64;
+            Body {
+                pos: [t.cos() * (1.0 + t), (1.3 * t).sin(), 0.3 * t],
+                vel: [0.1 * t, -0.2 + 0.05 * t, 0.05 * t * t],
+                mass: 1.0 + 0.5 * t,
+                id: 10 + i,
+            }
+        })
+        .collect();
+    System {
+        bodies,
+        g: 1.3,
+        steps: 20,
+    }
+}
+
+/// The differentiable numbers of a system, in order (each body's pos, vel, mass; then g).
+fn flat(s: &System) -> Vec<f64> {
+    let mut v: Vec<f64> = s
+        .bodies
+        .iter()
+        .flat_map(|b| b.pos.iter().chain(&b.vel).copied().chain([b.mass]))
+        .collect();
+    v.push(s.g);
+    v
+}
+
+/// `s` with its differentiable numbers taken from `v` (as [`flat`] lays them out).
+fn with(s: &System, v: &[f64]) -> System {
+    let bodies = s
+        .bodies
+        .iter()
+        .zip(v.chunks(7))
+        .map(|(b, c)| Body {
+            pos: [c[0], c[1], c[2]],
+            vel: [c[3], c[4], c[5]],
+            mass: c[6],
+            id: b.id,
+        })
+        .collect();
+    System {
+        bodies,
+        g: v[v.len() - 1],
+        steps: s.steps,
+    }
+}
+
+#[test]
+fn a_system_of_bodies_matches_finite_differences_and_the_slice_parameter() {
+    let s = system(5);
+    let g = s.energy_grad();
+    assert_eq!(g.bodies.len(), 5);
+    // Constants copied.
+    assert_eq!(g.steps, s.steps);
+    assert!(g.bodies.iter().zip(&s.bodies).all(|(g, b)| g.id == b.id));
+    let want = fd(&|v: &[f64]| with(&s, v).energy(), &flat(&s));
+    assert_close(&flat(&g), &want, 1e-6);
+    // The same function over the slice as a parameter.
+    let (gb, gg) = energy_of_grad(&s.bodies, s.g);
+    assert_eq!(g.bodies, gb);
+    assert_close(&[g.g], &[gg], 1e-12);
+    // Analytically: d/dvel = m v.
+    for (gi, bi) in g.bodies.iter().zip(&s.bodies) {
+        assert_close(&gi.vel, &bi.vel.map(|v| bi.mass * v), 1e-12);
+    }
+    // Value and pullback.
+    let (value, g2) = s.energy_value_and_grad();
+    assert_eq!(value, s.energy());
+    assert_eq!(g2, g);
+    let pb = s.energy_pullback(2.0);
+    assert_close(
+        &flat(&pb),
+        &flat(&g).iter().map(|v| 2.0 * v).collect::<Vec<_>>(),
+        1e-12,
+    );
+}
+
+/// The kinetic energy over a slice, differentiated with respect to it (called with a field).
+#[differentiate(wrt(bodies))]
+fn kinetic(bodies: &[Body]) -> f64 {
+    bodies
+        .iter()
+        .map(|b| 0.5 * b.mass * (b.vel[0] * b.vel[0] + b.vel[1] * b.vel[1] + b.vel[2] * b.vel[2]))
+        .sum()
+}
+
+/// A system read every way: bindings, enumerated and zipped walks, windows, the field passed
+/// whole to a differentiated function, the whole system to a method, a `Vec` of floats beside.
+#[derive(Clone, Debug, PartialEq, Differentiable)]
+pub struct Chain {
+    links: Vec<Link>,
+    weights: Vec<f64>,
+    stiffness: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Differentiable)]
+pub struct Link {
+    x: f64,
+    rest: f64,
+    kind: usize,
+}
+
+impl Chain {
+    #[differentiate(wrt(self))]
+    pub fn stretch(&self) -> f64 {
+        let mut e = 0.0;
+        for w in self.links.windows(2) {
+            let d = w[1].x - w[0].x - w[0].rest;
+            e += self.stiffness * d * d;
+        }
+        e
+    }
+
+    #[differentiate(wrt(self, x))]
+    pub fn energy(&self, x: &[f64]) -> f64 {
+        let mut e = self.stretch();
+        for (i, l) in self.links.iter().enumerate() {
+            let w = self.weights[i];
+            if l.kind == 1 {
+                e += w * (l.x - x[i]).powi(2);
+            } else {
+                e += w * l.x.sin() * x[i];
+            }
+        }
+        for (l, xi) in self.links.iter().zip(x) {
+            e += 0.1 * l.rest * xi;
+        }
+        let first = &self.links[0];
+        let last = &self.links[self.links.len() - 1];
+        e + first.x * last.x + self.weights.iter().map(|w| w * w).sum::<f64>()
+    }
+}
+
+fn chain() -> Chain {
+    Chain {
+        links: (0..4)
+            .map(|i| Link {
+                x: 0.3 + 1.1 * i as f64,
+                rest: 0.9 + 0.05 * i as f64,
+                kind: i % 2,
+            })
+            .collect(),
+        weights: vec![0.5, -0.3, 0.8, 1.2],
+        stiffness: 2.5,
+    }
+}
+
+fn chain_flat(c: &Chain) -> Vec<f64> {
+    let mut v: Vec<f64> = c.links.iter().flat_map(|l| [l.x, l.rest]).collect();
+    v.extend(&c.weights);
+    v.push(c.stiffness);
+    v
+}
+
+fn chain_with(c: &Chain, v: &[f64]) -> Chain {
+    let n = c.links.len();
+    Chain {
+        links: c
+            .links
+            .iter()
+            .zip(v.chunks(2))
+            .map(|(l, p)| Link {
+                x: p[0],
+                rest: p[1],
+                kind: l.kind,
+            })
+            .collect(),
+        weights: v[2 * n..3 * n].to_vec(),
+        stiffness: v[3 * n],
+    }
+}
+
+#[test]
+fn a_chain_read_every_way_matches_finite_differences() {
+    let c = chain();
+    let x = [0.2, -0.4, 1.5, 0.7];
+    let (gc, gx) = c.energy_grad(&x);
+    assert!(gc.links.iter().zip(&c.links).all(|(g, l)| g.kind == l.kind));
+    let want = fd(&|v: &[f64]| chain_with(&c, v).energy(&x), &chain_flat(&c));
+    assert_close(&chain_flat(&gc), &want, 1e-6);
+    assert_close(&gx, &fd(&|v: &[f64]| c.energy(v), &x), 1e-6);
+    // The method called whole adds its gradient into the same fields.
+    let gs = c.stretch_grad();
+    let want = fd(&|v: &[f64]| chain_with(&c, v).stretch(), &chain_flat(&c));
+    assert_close(&chain_flat(&gs), &want, 1e-6);
+}
+
+/// A system nested in another struct, its field passed whole to a function over the slice.
+#[derive(Clone, Debug, PartialEq, Differentiable)]
+pub struct World {
+    system: System,
+    scale: f64,
+}
+
+#[differentiate(wrt(world))]
+fn world_energy(world: &World) -> f64 {
+    let mut p = 0.0;
+    for b in world.system.bodies.iter() {
+        p += b.mass * b.pos[2];
+    }
+    world.scale * (kinetic(&world.system.bodies) + world.system.g * p)
+}
+
+#[test]
+fn a_nested_field_passed_whole_matches_finite_differences() {
+    let w = World {
+        system: system(4),
+        scale: 0.7,
+    };
+    let g = world_energy_grad(&w);
+    let f = |v: &[f64]| {
+        let n = v.len();
+        world_energy(&World {
+            system: with(&w.system, &v[..n - 1]),
+            scale: v[n - 1],
+        })
+    };
+    let mut x = flat(&w.system);
+    x.push(w.scale);
+    let mut got = flat(&g.system);
+    got.push(g.scale);
+    assert_close(&got, &fd(&f, &x), 1e-6);
+    assert_eq!(g.system.steps, w.system.steps);
+}
+
+impl System {
+    /// The kinetic energy after `self.steps` steps of semi-implicit Euler, the state collected
+    /// out of the structs, `self.g` read in the loop, struct patterns at the end.
+    #[differentiate(wrt(self))]
+    pub fn stepped(&self, dt: f64) -> f64 {
+        let n = self.bodies.len();
+        let mut pos: Vec<[f64; 3]> = self.bodies.iter().map(|b| b.pos).collect();
+        let mut vel: Vec<[f64; 3]> = self.bodies.iter().map(|b| b.vel).collect();
+        for _ in 0..self.steps {
+            for i in 0..n {
+                for j in 0..n {
+                    if i != j {
+                        let mut r2 = 0.0;
+                        for k in 0..3 {
+                            let d = pos[j][k] - pos[i][k];
+                            r2 += d * d;
+                        }
+                        let s = self.g * self.bodies[j].mass / (r2 * r2.sqrt());
+                        for k in 0..3 {
+                            vel[i][k] += dt * s * (pos[j][k] - pos[i][k]);
+                        }
+                    }
+                }
+            }
+            for i in 0..n {
+                for k in 0..3 {
+                    pos[i][k] += dt * vel[i][k];
+                }
+            }
+        }
+        let mut e = 0.0;
+        for (i, Body { mass, .. }) in self.bodies.iter().enumerate() {
+            let v = vel[i];
+            e += 0.5 * mass * (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]);
+        }
+        e
+    }
+}
+
+#[test]
+fn a_system_stepped_in_time_matches_finite_differences() {
+    let s = system(4);
+    let g = s.stepped_grad(0.01);
+    let want = fd(&|v: &[f64]| with(&s, v).stepped(0.01), &flat(&s));
+    assert_close(&flat(&g), &want, 1e-5);
+    assert_eq!(g.steps, s.steps);
+}
+
+/// Generic over the float: a struct of particles generic over `F`.
+#[derive(Clone, Debug, PartialEq, Differentiable)]
+pub struct Particle<F: autodiff::Real> {
+    x: [F; 2],
+    q: F,
+}
+
+#[derive(Clone, Debug, PartialEq, Differentiable)]
+pub struct Cloud<F: autodiff::Real> {
+    particles: Vec<Particle<F>>,
+    softening: F,
+}
+
+#[differentiate(wrt(cloud))]
+fn coulomb<F: autodiff::Real>(cloud: &Cloud<F>) -> F {
+    let mut e = F::zero();
+    for i in 0..cloud.particles.len() {
+        let p = &cloud.particles[i];
+        for j in 0..i {
+            let dx = p.x[0] - cloud.particles[j].x[0];
+            let dy = p.x[1] - cloud.particles[j].x[1];
+            let r2 = dx * dx + dy * dy + cloud.softening * cloud.softening;
+            e += p.q * cloud.particles[j].q / r2.sqrt();
+        }
+    }
+    e
+}
+
+#[test]
+fn a_generic_cloud_matches_finite_differences_in_f64_and_f32() {
+    let cloud = |v: &[f64]| Cloud {
+        particles: v[..v.len() - 1]
+            .chunks(3)
+            .map(|c| Particle {
+                x: [c[0], c[1]],
+                q: c[2],
+            })
+            .collect(),
+        softening: v[v.len() - 1],
+    };
+    let x = [0.1, 0.2, 1.0, 1.3, -0.4, -0.5, -0.7, 0.9, 0.8, 0.3];
+    let g = coulomb_grad(&cloud(&x));
+    let mut got: Vec<f64> = g
+        .particles
+        .iter()
+        .flat_map(|p| [p.x[0], p.x[1], p.q])
+        .collect();
+    got.push(g.softening);
+    assert_close(&got, &fd(&|v: &[f64]| coulomb(&cloud(v)), &x), 1e-6);
+    let c32 = Cloud {
+        particles: cloud(&x)
+            .particles
+            .iter()
+            .map(|p| Particle {
+                x: [p.x[0] as f32, p.x[1] as f32],
+                q: p.q as f32,
+            })
+            .collect(),
+        softening: 0.3f32,
+    };
+    let g32 = coulomb_grad(&c32);
+    for (a, b) in g32.particles.iter().zip(&g.particles) {
+        assert!((a.q as f64 - b.q).abs() < 1e-4 * (1.0 + b.q.abs()));
+    }
+}
