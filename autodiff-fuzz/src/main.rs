@@ -1115,6 +1115,13 @@ fn check(name: &str, f: Primal, vg: ValueAndGrad, twin: Twin, seed: u64) -> Resu
             if d.is_nan() && g.is_finite() {
                 continue;
             }
+            // Both NaN where the value is finite: an overflow inside the program (`exp` of a
+            // huge value, then a saturated `tanh`: 0 times infinity in the chain rule) that
+            // forward and reverse mode meet alike; they agree (found by
+            // `scripts/differential.sh 2000 1836000`).
+            if d.is_nan() && g.is_nan() {
+                continue;
+            }
             let scale = d.abs().max(value.abs()).max(1.0);
             if !((g - d).abs() <= DUAL_TOLERANCE * scale) {
                 return Err(format!("{name}: d/dinput{i} = {g} but dual numbers give {d} at {v:?}"));
