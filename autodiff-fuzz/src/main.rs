@@ -675,6 +675,13 @@ fn program(rng: &mut Rng, k: usize, out: &mut String, twins: &mut String) {
             "&[Pair]" | "&[Two]" => "#[differentiate(wrt(x, pts, m, a, b))]",
             _ => attr,
         };
+        // Half of the walks over `&[Pair]` pass the element whole to a function.
+        let points_body = match ty {
+            "&[Pair]" if g.rng.chance(50) => {
+                points_body.replace("pair.p[0] * pair.p[1].sin()", "pair_term(pair)")
+            }
+            _ => points_body,
+        };
         // Half of the structs held in a field of a struct, `sw.pts` (`s` is 1, read in `a`).
         let (param, points_body, arg, gp) = match ty {
             "&[Pair]" | "&[Two]" if g.rng.chance(50) => {
@@ -1002,6 +1009,13 @@ fn pairs(x: &[f64]) -> Vec<[f64; 2]> {
 pub struct Pair {
     p: [f64; 2],
     id: usize,
+}
+
+/// A pair's term of the walk that starts the programs over structs, an element passed whole
+/// to a differentiated function.
+#[differentiate(wrt(p))]
+pub fn pair_term(p: &Pair) -> f64 {
+    p.p[0] * p.p[1].sin()
 }
 
 /// The input in pairs as structs with an array field.

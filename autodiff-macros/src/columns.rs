@@ -82,14 +82,25 @@ impl Normalize<'_> {
     /// A name for the index of the element `b`, `b_index` (`b_index_1`, ..), that no
     /// identifier of the function has.
     fn index_name(&mut self, b: &Ident) -> Ident {
-        let base = format!("{b}_index");
-        let mut name = base.clone();
+        self.fresh(&format_ident(b, "index"))
+    }
+
+    /// A name after `base` (`element`, `element_1`, ..) that no identifier of the function
+    /// has.
+    fn fresh(&mut self, base: &Ident) -> Ident {
+        let mut name = base.to_string();
         let mut k = 0;
         while !self.used.insert(name.clone()) {
             k += 1;
             name = format!("{base}_{k}");
         }
-        Ident::new(&name, b.span())
+        Ident::new(&name, base.span())
+    }
+
+    /// Does `e` walk the elements of a slice of structs one by one (`bodies.iter()`,
+    /// `.skip(a)`, `.take(b)`; not enumerated)?
+    fn walks_slice(&self, e: &Expr) -> bool {
+        matches!(self.ranged(e), Some((_, false, _)))
     }
 
     /// The index's pattern of a walk: the one given (`i` of `(i, b)`), or a fresh name after
@@ -487,6 +498,13 @@ impl VisitMut for Normalize<'_> {
             },
             // `bodies.iter().map(|b| ..)` (enumerated, zipped): a map over the indices.
             Expr::MethodCall(m) if m.method == "map" && m.args.len() == 1 => {
+                // `.map(kinetic)`: the function called with the element.
+                if let Expr::Path(f) = &m.args[0] {
+                    if self.walks_slice(&m.receiver) {
+                        let x = self.fresh(&Ident::new("element", f.span()));
+                        m.args[0] = syn::parse_quote_spanned!(f.span()=> |#x| #f(#x));
+                    }
+                }
                 if let Expr::Closure(c) = &mut m.args[0] {
                     let walk = match c.inputs.len() {
                         1 => self.indexed_walk(&m.receiver, &c.inputs[0], true),
@@ -832,6 +850,26 @@ fn field_root(f: &mut syn::ExprField) -> &mut Expr {
     }
 }
 
+impl Substitute<'_> {
+    /// A call's arguments: the element itself (`kinetic(b)`, `pair(&a, b)`) passed as
+    /// `&param[index]`, differentiated through the function's pullback; the others visited.
+    fn arguments<'e>(&mut self, args: impl Iterator<Item = &'e mut Expr>) {
+        for a in args {
+            let element = match strip(a) {
+                Expr::Reference(r) if r.mutability.is_none() => self.binding(&r.expr),
+                e => self.binding(e),
+            };
+            match element {
+                Some(b) if b.path.is_empty() && b.part.is_none() => {
+                    let (param, index, span) = (self.param, self.index, a.span());
+                    *a = syn::parse_quote_spanned!(span=> &#param[#index]);
+                }
+                _ => self.visit_expr_mut(a),
+            }
+        }
+    }
+}
+
 impl VisitMut for Substitute<'_> {
     fn visit_expr_mut(&mut self, e: &mut Expr) {
         // A closure whose parameters take one of the names (`.filter(|b| ..)`): inside it the
@@ -886,7 +924,10 @@ impl VisitMut for Substitute<'_> {
                 }
             }
             // `w.len()` of a part: its length.
-            Expr::MethodCall(m) if m.args.is_empty() => {
+            Expr::MethodCall(m)
+                if m.args.is_empty()
+                    && self.binding(&m.receiver).is_some_and(|b| b.part.is_some()) =>
+            {
                 if let Some((_, len)) = self.binding(&m.receiver).and_then(|b| b.part.clone()) {
                     match m.method.to_string().as_str() {
                         "len" => *e = syn::parse_quote!((#len)),
@@ -897,6 +938,23 @@ impl VisitMut for Substitute<'_> {
                         return;
                     }
                 }
+            }
+            Expr::Call(c) => {
+                self.visit_expr_mut(&mut c.func);
+                self.arguments(c.args.iter_mut());
+                return;
+            }
+            Expr::MethodCall(m) => {
+                // A method of the element itself (`b.kinetic()`): of `param[index]`.
+                match self.binding(&m.receiver) {
+                    Some(b) if b.path.is_empty() && b.part.is_none() => {
+                        let (param, index, span) = (self.param, self.index, m.receiver.span());
+                        *m.receiver = syn::parse_quote_spanned!(span=> #param[#index]);
+                    }
+                    _ => self.visit_expr_mut(&mut m.receiver),
+                }
+                self.arguments(m.args.iter_mut());
+                return;
             }
             // `*mass` of a field bound by reference: the field itself.
             Expr::Unary(u) if matches!(u.op, syn::UnOp::Deref(_)) => {
@@ -914,7 +972,7 @@ impl VisitMut for Substitute<'_> {
                         self.fail(span, message);
                     } else if b.path.is_empty() {
                         let (name, param) = (&b.name, self.param);
-                        let message = format!("`{name}` is an element of `{param}`, a slice of structs differentiated field by field: read its fields here (`{name}.pos[k]`, `{name}.mass`), not the element whole");
+                        let message = format!("`{name}` is an element of `{param}`, a slice of structs differentiated field by field: read its fields here (`{name}.pos[k]`, `{name}.mass`) or pass it to a differentiated function (`kinetic({name})`), not otherwise whole");
                         self.fail(span, message);
                     } else {
                         *e = self.read(b, span);
@@ -1056,16 +1114,48 @@ impl Columns<'_> {
             .map(|(k, _)| *k)
     }
 
-    /// A call's arguments: a slice passed whole is recorded, the others visited.
+    /// The slice of structs an argument passes an element of whole (`&bodies[i]`,
+    /// `bodies[i]`).
+    fn element(&self, e: &Expr) -> Option<usize> {
+        let e = match strip(e) {
+            Expr::Reference(r) if r.mutability.is_none() => strip(&r.expr),
+            e => e,
+        };
+        let Expr::Index(ix) = e else { return None };
+        let Expr::Path(p) = strip(&ix.expr) else {
+            return None;
+        };
+        self.params
+            .iter()
+            .find(|(_, n)| p.path.is_ident(n))
+            .map(|(k, _)| *k)
+    }
+
+    /// A call's arguments: a slice passed whole, or one of its elements (differentiated
+    /// through the function's pullback, the gradient into the slice's), is recorded, the
+    /// others visited.
     fn arguments<'e>(&mut self, args: impl Iterator<Item = &'e mut Expr>) {
         for a in args {
-            match self.whole(a) {
-                Some(k) => {
-                    self.read.whole.insert(k);
+            if let Some(k) = self.whole(a).or_else(|| self.element(a)) {
+                self.read.whole.insert(k);
+                if let Some(index) = element_index(a) {
+                    self.visit_expr_mut(index);
                 }
-                None => self.visit_expr_mut(a),
+                continue;
             }
+            self.visit_expr_mut(a);
         }
+    }
+}
+
+/// The index expression of an element `&xs[i]` (`i`).
+fn element_index(e: &mut Expr) -> Option<&mut Expr> {
+    match e {
+        Expr::Reference(r) => element_index(&mut r.expr),
+        Expr::Paren(p) => element_index(&mut p.expr),
+        Expr::Group(g) => element_index(&mut g.expr),
+        Expr::Index(ix) => Some(&mut ix.index),
+        _ => None,
     }
 }
 
@@ -1152,7 +1242,17 @@ impl VisitMut for Columns<'_> {
                 self.arguments(c.args.iter_mut());
             }
             Expr::MethodCall(m) => {
-                self.visit_expr_mut(&mut m.receiver);
+                // A method of an element (`bodies[i].kinetic()`), differentiated through the
+                // method's pullback, which gives the receiver's gradient.
+                match self.element(&m.receiver) {
+                    Some(k) => {
+                        self.read.whole.insert(k);
+                        if let Some(index) = element_index(&mut m.receiver) {
+                            self.visit_expr_mut(index);
+                        }
+                    }
+                    None => self.visit_expr_mut(&mut m.receiver),
+                }
                 self.arguments(m.args.iter_mut());
             }
             Expr::Path(p) if self.params.iter().any(|(_, n)| p.path.is_ident(n)) => {
@@ -1161,7 +1261,7 @@ impl VisitMut for Columns<'_> {
                     .get_ident()
                     .map(|i| i.to_string())
                     .unwrap_or_default();
-                self.error.get_or_insert(syn::Error::new(p.span(), format!("`{name}` is a slice of structs differentiated field by field: the body reads its elements' fields (`{name}[i].pos[k]`, `{name}[i].mass`, or `b.mass` of `for b in {name}.iter()` or `let b = &{name}[i];`) and its length, and passes it whole to differentiated functions (`kinetic({name})`); not an element whole (passed to a function, a method of an element) or in other iterator chains")));
+                self.error.get_or_insert(syn::Error::new(p.span(), format!("`{name}` is a slice of structs differentiated field by field: the body reads its elements' fields (`{name}[i].pos[k]`, `{name}[i].mass`, or `b.mass` of `for b in {name}.iter()` or `let b = &{name}[i];`) and its length, and passes it or its elements whole to differentiated functions (`kinetic({name})`, `pair(&{name}[i], &{name}[j])`); not an element otherwise whole (bound, a method of an element) or in other iterator chains")));
             }
             _ => syn::visit_mut::visit_expr_mut(self, e),
         }
@@ -1418,8 +1518,8 @@ fn rename(
     out.into_iter().collect()
 }
 
-/// Does `tokens` read a field of an element of the slice `name` (`name[i].mass`, not a
-/// method of an element, `name[i].sin()`)?
+/// Does `tokens` read a field of an element of the slice `name` (`name[i].mass`), or call a
+/// method of an element that no float has (`name[i].kinetic()`, not `name[i].sin()`)?
 fn element_fields(tokens: proc_macro2::TokenStream, name: &Ident) -> bool {
     use proc_macro2::TokenTree as T;
     let tokens: Vec<T> = tokens.into_iter().collect();
@@ -1428,13 +1528,18 @@ fn element_fields(tokens: proc_macro2::TokenStream, name: &Ident) -> bool {
         T::Ident(n) if n == name => {
             let indexed = matches!(tokens.get(i + 1), Some(T::Group(g)) if g.delimiter() == proc_macro2::Delimiter::Bracket);
             let dot = matches!(tokens.get(i + 2), Some(T::Punct(p)) if p.as_char() == '.');
-            let member = matches!(tokens.get(i + 3), Some(T::Ident(_) | T::Literal(_)));
+            let member = match tokens.get(i + 3) {
+                Some(T::Ident(m)) => Some(m.to_string()),
+                Some(T::Literal(l)) => Some(l.to_string()),
+                _ => None,
+            };
             let call = match tokens.get(i + 4) {
                 Some(T::Group(g)) => g.delimiter() == proc_macro2::Delimiter::Parenthesis,
                 Some(T::Punct(p)) => p.as_char() == ':',
                 _ => false,
             };
-            indexed && dot && member && !call
+            let own_method = |m: &str| crate::rules::method(m).is_none() && m != "mapv";
+            indexed && dot && member.is_some_and(|m| !call || own_method(&m))
         }
         _ => false,
     })

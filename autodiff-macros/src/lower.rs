@@ -127,7 +127,9 @@ fn lower_once(
     lw.buffer_names = buffer_targets(&func.block);
     lw.params = sig.params.len();
     for p in &sig.params {
-        if crate::signature::rows(&p.ty).is_some() {
+        // A row of nested `Vec`s, or a struct of a slice of structs (passed whole to a
+        // function): an element read by reference.
+        if crate::signature::rows(&p.ty).is_some() || p.kind == crate::signature::Kind::Structs {
             lw.row_bases.insert(lw.vars.len());
         }
         if let Some((_, width)) = crate::signature::points(&p.ty) {
@@ -174,6 +176,7 @@ fn lower_once(
             scalar: false,
         });
         lw.scopes[0].insert(s.name.to_string(), id);
+        lw.row_bases.insert(id);
         let (name, owner, path) = (&s.name, &sig.params[s.owner].ident, &s.path);
         lw.items.push(quote!(let #name = &#owner.#(#path).*;));
         lw.field_vars.push((s.owner, s.path.clone(), id));
@@ -2171,7 +2174,8 @@ impl Lowerer<'_> {
         // A differentiated struct's field may be an array (`p.w.dot(x)`): the rules first.
         let constant = !self.mentions_active(&m.receiver)
             && (is_self(&m.receiver) || rules::method(&name).is_none());
-        let of_struct = self.struct_rooted(&m.receiver) && rules::method(&name).is_none();
+        let of_struct = (self.struct_rooted(&m.receiver) || self.element_of_structs(&m.receiver))
+            && rules::method(&name).is_none();
         if constant || of_struct {
             return self.method_call(m, out);
         }
@@ -2509,6 +2513,20 @@ impl Lowerer<'_> {
     fn struct_rooted(&self, e: &Expr) -> bool {
         self.root_parameter(e)
             .is_some_and(|id| self.struct_params.iter().any(|(k, _)| *k == id))
+    }
+
+    /// Is `e` an element of a slice of structs (`bodies[i]`, `columns.rs`)?
+    fn element_of_structs(&self, e: &Expr) -> bool {
+        let Expr::Index(ix) = strip(e) else {
+            return false;
+        };
+        let Expr::Path(p) = strip(&ix.expr) else {
+            return false;
+        };
+        p.path
+            .get_ident()
+            .and_then(|i| self.lookup(&i.to_string()))
+            .is_some_and(|id| self.column_params.iter().any(|(k, _)| *k == id))
     }
 
     /// Is `e` a parameter as the function received it (`self` too), or a field of one

@@ -76,6 +76,9 @@ pub struct Reverse<'a> {
     /// reverses as `d_a += d_y * b`, with no `let d_t = d_y;` between.
     passed_on: HashSet<VarId>,
     same_adjoint: HashMap<VarId, Ident>,
+    /// The variables bound to an element of a slice of structs (`let t = &bodies[i];`),
+    /// whose gradients come back from the pullbacks of the functions they are passed to.
+    element_reads: HashSet<VarId>,
 }
 
 /// A view `v = x.row(i)` (a rule whose adjoint adds into part of its operand's, `row_acc`).
@@ -662,6 +665,7 @@ impl<'a> Reverse<'a> {
             increments: increments(f),
             passed_on: passed_on(f),
             same_adjoint: HashMap::new(),
+            element_reads: element_reads(&f.body, f),
             powers: {
                 let mut out = HashMap::new();
                 powers(&f.body, f, &mut out);
@@ -1594,9 +1598,9 @@ impl<'a> Reverse<'a> {
         let d = self.adj(v);
         let mut out = TokenStream::new();
         if self.declared.insert(v) {
-            let x = self.like(v);
-            let rt = &self.rt;
-            out.append_stream(quote!(let mut #d = #rt::zero_like(&#x);));
+            // Shaped like `v` (a `Vec` of the struct for a slice of structs).
+            let zero = self.zero_adjoint(v);
+            out.append_stream(quote!(let mut #d = #zero;));
         }
         out.append_stream(add(&d));
         out
@@ -3004,6 +3008,11 @@ impl<'a> Reverse<'a> {
                 }
                 let arg_parts = &parts[parts.len() - args.len()..];
                 for (arg, part) in args.iter().zip(arg_parts) {
+                    // An element of a slice of structs: checked on its own too.
+                    if arg.var().is_some_and(|v| self.element_reads.contains(&v)) {
+                        let rt = &self.rt;
+                        out.append_stream(quote!(let #part = #rt::element_gradient(#part);));
+                    }
                     out.append_stream(self.contribute(arg, quote!(#part)));
                 }
             }
@@ -3323,6 +3332,32 @@ fn top_level_loops(f: &Function) -> Vec<&Loop> {
             _ => None,
         })
         .collect()
+}
+
+/// The variables `b` binds to an element of a slice of structs (`Reverse::element_reads`).
+fn element_reads(b: &Block, f: &Function) -> HashSet<VarId> {
+    let mut out = HashSet::new();
+    for s in &b.stmts {
+        match s {
+            Stmt::Let {
+                var,
+                op:
+                    Op::Index {
+                        base: Operand::Var(x),
+                        ..
+                    },
+            } if f.elements.contains(x) => {
+                out.insert(*var);
+            }
+            Stmt::If { then, els, .. } => {
+                out.extend(element_reads(then, f));
+                out.extend(element_reads(els, f));
+            }
+            Stmt::Loop(l) => out.extend(element_reads(&l.body, f)),
+            _ => {}
+        }
+    }
+    out
 }
 
 /// Every variable defined in `b`, its arms included.

@@ -433,6 +433,23 @@ pub trait ReceiverGradient {}
 
 impl<T: Differentiable> ReceiverGradient for T {}
 
+/// The gradient a function's pullback gives for an element of a slice of structs passed to it
+/// (`kinetic(&bodies[i])`): the function must differentiate that parameter.
+#[diagnostic::on_unimplemented(
+    message = "the called function's pullback gives `{Self}` for an element of a slice of structs that is differentiated here",
+    label = "no gradient for the element",
+    note = "name the parameter in the called function's `wrt` (`#[differentiate(wrt(b))]`), so that its pullback gives the element's gradient"
+)]
+pub trait ElementGradient {}
+
+impl<T: Differentiable> ElementGradient for T {}
+
+/// `g`, the gradient of an element of a slice of structs ([`ElementGradient`]).
+#[inline(always)]
+pub fn element_gradient<G: ElementGradient>(g: G) -> G {
+    g
+}
+
 /// `g`, the gradient of a method's receiver ([`ReceiverGradient`]).
 #[inline(always)]
 pub fn receiver_gradient<G: ReceiverGradient>(g: G) -> G {

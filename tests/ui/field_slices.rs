@@ -17,27 +17,29 @@ fn kinetic(b: &Body) -> f64 {
     b.mass * b.pos[0]
 }
 
-/// An element of a field walked, passed whole to a function.
+/// An element of a field walked, bound whole to a local.
 #[differentiate(wrt(sys))]
-fn whole_element(sys: &System) -> f64 {
+fn bound_whole(sys: &System) -> f64 {
     let mut e = 0.0;
     for b in &sys.bodies {
-        e += kinetic(b) * b.mass;
+        let c = b;
+        e += kinetic(c) * b.mass;
     }
     e * sys.g
 }
 
-/// An element's method: its gradient would need the method's pullback.
 impl Body {
-    #[differentiate(wrt(self))]
-    fn weight(&self) -> f64 {
-        self.mass * 9.81
+    /// Not differentiated with respect to `self`.
+    #[differentiate(wrt(x))]
+    fn weight(&self, x: f64) -> f64 {
+        self.mass * x
     }
 }
 
+/// An element's method whose pullback gives no gradient for its receiver.
 #[differentiate(wrt(sys))]
 fn element_method(sys: &System) -> f64 {
-    sys.bodies[0].weight() * sys.g
+    sys.bodies[0].weight(9.81) * sys.g
 }
 
 #[derive(Clone, Copy)]

@@ -11,24 +11,27 @@ fn kinetic(b: &Body) -> f64 {
     b.mass * b.pos[0]
 }
 
-/// An element passed whole to a function: its gradient would need the element's pullback.
+/// An element bound whole to a local and read through it.
 #[differentiate(wrt(bodies))]
-fn whole_element(bodies: &[Body]) -> f64 {
+fn bound_whole(bodies: &[Body]) -> f64 {
     let mut e = 0.0;
-    for i in 0..bodies.len() {
-        e += kinetic(&bodies[i]);
+    for b in bodies.iter() {
+        let c = b;
+        e += c.mass * kinetic(b);
     }
     e
 }
 
-/// A walk's element read whole.
+/// Takes a body as a constant: its pullback gives no gradient for it.
+#[differentiate(wrt(x))]
+fn weighted(b: &Body, x: f64) -> f64 {
+    b.mass * x
+}
+
+/// Passes a differentiated element to `weighted`.
 #[differentiate(wrt(bodies))]
-fn walked_whole(bodies: &[Body]) -> f64 {
-    let mut e = 0.0;
-    for b in bodies.iter() {
-        e += kinetic(b);
-    }
-    e
+fn passes_element(bodies: &[Body], x: f64) -> f64 {
+    weighted(&bodies[0], x) + bodies[1].mass
 }
 
 /// The slice in an iterator chain the macro does not write as element reads.
