@@ -1518,6 +1518,83 @@ fn rename(
     out.into_iter().collect()
 }
 
+/// A method no float, array, slice or `Vec` has (`kinetic`, not `sin`, `is_nan`, `iter`): one
+/// of a struct, when called on an element.
+fn own_method(m: &str) -> bool {
+    const STD: &[&str] = &[
+        "mapv",
+        "is_nan",
+        "is_finite",
+        "is_infinite",
+        "is_normal",
+        "is_sign_positive",
+        "is_sign_negative",
+        "partial_cmp",
+        "total_cmp",
+        "to_bits",
+        "copysign",
+        "fract",
+        "rem_euclid",
+        "div_euclid",
+        "sin_cos",
+        "maximum",
+        "minimum",
+        "classify",
+        "iter",
+        "iter_mut",
+        "into_iter",
+        "len",
+        "is_empty",
+        "first",
+        "last",
+        "get",
+        "windows",
+        "chunks",
+        "chunks_exact",
+        "split_at",
+        "to_vec",
+        "to_owned",
+        "contains",
+        "concat",
+        "join",
+        "map",
+        "sort",
+        "sort_by",
+        "swap",
+        "reverse",
+        "rev",
+        "zip",
+        "enumerate",
+        "sum",
+        "product",
+        "fold",
+        "any",
+        "all",
+        "position",
+        "max_by",
+        "min_by",
+        "copied",
+        "cloned",
+        "as_slice",
+        "clone",
+        "to_string",
+        "into",
+        "as_ref",
+        "borrow",
+        "eq",
+        "ne",
+        "cmp",
+        "lt",
+        "le",
+        "gt",
+        "ge",
+        "abs_diff",
+        "powi",
+        "powf",
+    ];
+    crate::rules::method(m).is_none() && !STD.contains(&m)
+}
+
 /// Does `tokens` read a field of an element of the slice `name` (`name[i].mass`), or call a
 /// method of an element that no float has (`name[i].kinetic()`, not `name[i].sin()`)?
 fn element_fields(tokens: proc_macro2::TokenStream, name: &Ident) -> bool {
@@ -1538,8 +1615,14 @@ fn element_fields(tokens: proc_macro2::TokenStream, name: &Ident) -> bool {
                 Some(T::Punct(p)) => p.as_char() == ':',
                 _ => false,
             };
-            let own_method = |m: &str| crate::rules::method(m).is_none() && m != "mapv";
-            indexed && dot && member.is_some_and(|m| !call || own_method(&m))
+            // An element, not a part (`name[1..]`).
+            let part = match tokens.get(i + 1) {
+                Some(T::Group(g)) => g.stream().into_iter().any(|t| {
+                    matches!(t, T::Punct(p) if p.as_char() == '.' && p.spacing() == proc_macro2::Spacing::Joint)
+                }),
+                _ => false,
+            };
+            indexed && !part && dot && member.is_some_and(|m| !call || own_method(&m))
         }
         _ => false,
     })
