@@ -110,6 +110,12 @@ pub fn pair_term(p: &Pair) -> f64 {
     p.p[0] * p.p[1].sin()
 }
 
+/// The term of a window of two pairs, their array fields passed whole by reference.
+#[differentiate]
+pub fn window_term(a: &[f64; 2], b: &[f64; 2]) -> f64 {
+    a[0] * b[1].sin()
+}
+
 /// The input in pairs as structs with an array field.
 fn pair_structs(x: &[f64]) -> Vec<Pair> {
     x.chunks_exact(2)
@@ -1025,7 +1031,7 @@ pub fn p12_points(x: &[f64], pts: &[Pair], m: &Array2<f64>, a: f64, b: f64) -> f
         + 0.1
             * pts
                 .windows(2)
-                .map(|w| w[0].p[0] * w[1].p[1].sin())
+                .map(|w| window_term(&w[0].p, &w[1].p))
                 .sum::<f64>()
         + 0.1
             * pts
@@ -1670,7 +1676,7 @@ pub fn p22_points(x: &[f64], sw: &Swarm<Pair>, m: &Array2<f64>, a: f64, b: f64) 
         + 0.1
             * sw.pts
                 .windows(2)
-                .map(|w| w[0].p[0] * w[1].p[1].sin())
+                .map(|w| window_term(&w[0].p, &w[1].p))
                 .sum::<f64>()
         + 0.1
             * sw.pts
@@ -12527,7 +12533,7 @@ pub fn p202_points(x: &[f64], sw: &Swarm<Pair>, m: &Array2<f64>, a: f64, b: f64)
         + 0.1
             * sw.pts
                 .windows(2)
-                .map(|w| w[0].p[0] * w[1].p[1].sin())
+                .map(|w| window_term(&w[0].p, &w[1].p))
                 .sum::<f64>()
         + 0.1
             * sw.pts

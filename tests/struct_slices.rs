@@ -895,3 +895,58 @@ fn elements_methods_match_the_inline_energy() {
     let g = energy_by_methods_grad(&b, 1.3);
     assert_close(&flat(&g), &flat(&want), 1e-12);
 }
+
+impl Spring {
+    /// A spring's energy at an extension, a method differentiated with respect to both.
+    #[differentiate(wrt(self, d))]
+    fn energy(&self, d: f64) -> f64 {
+        0.5 * self.k * (d - self.rest) * (d - self.rest)
+    }
+}
+
+/// The same energy as a function of the spring.
+#[differentiate(wrt(s, d))]
+fn spring_energy(s: &Spring, d: f64) -> f64 {
+    0.5 * s.k * (d - s.rest) * (d - s.rest)
+}
+
+/// Nested structs of the elements passed whole: to a function, and as a method's receiver.
+#[differentiate(wrt(nodes))]
+fn springs(nodes: &[Node]) -> f64 {
+    let mut e = 0.0;
+    for i in 0..nodes.len() - 1 {
+        let d = nodes[i + 1].x - nodes[i].x;
+        e += spring_energy(&nodes[i].spring, d) + nodes[i + 1].spring.energy(d);
+    }
+    for n in nodes {
+        e += n.spring.energy(n.x) * n.spring.k;
+    }
+    e
+}
+
+/// The same, written out.
+#[differentiate(wrt(nodes))]
+fn springs_inline(nodes: &[Node]) -> f64 {
+    let mut e = 0.0;
+    for i in 0..nodes.len() - 1 {
+        let d = nodes[i + 1].x - nodes[i].x;
+        let (ka, ra) = (nodes[i].spring.k, nodes[i].spring.rest);
+        let (kb, rb) = (nodes[i + 1].spring.k, nodes[i + 1].spring.rest);
+        e += 0.5 * ka * (d - ra) * (d - ra) + 0.5 * kb * (d - rb) * (d - rb);
+    }
+    for n in nodes {
+        e += 0.5 * n.spring.k * (n.x - n.spring.rest) * (n.x - n.spring.rest) * n.spring.k;
+    }
+    e
+}
+
+#[test]
+fn nested_structs_passed_whole_match_the_inline_energy() {
+    let n = nodes();
+    let g = springs_grad(&n);
+    let want = springs_inline_grad(&n);
+    assert_close(&node_flat(&g), &node_flat(&want), 1e-12);
+    let f = fd(&|v: &[f64]| springs(&node_with(&n, v)), &node_flat(&n));
+    assert_close(&node_flat(&g), &f, 1e-6);
+    assert!(g.iter().zip(&n).all(|(g, n)| g.next == n.next));
+}

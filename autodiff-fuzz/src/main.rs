@@ -675,11 +675,15 @@ fn program(rng: &mut Rng, k: usize, out: &mut String, twins: &mut String) {
             "&[Pair]" | "&[Two]" => "#[differentiate(wrt(x, pts, m, a, b))]",
             _ => attr,
         };
-        // Half of the walks over `&[Pair]` pass the element whole to a function.
+        // Half of the walks over `&[Pair]` pass the element whole to a function, and a
+        // field of the elements by reference.
         let points_body = match ty {
-            "&[Pair]" if g.rng.chance(50) => {
-                points_body.replace("pair.p[0] * pair.p[1].sin()", "pair_term(pair)")
-            }
+            "&[Pair]" if g.rng.chance(50) => points_body
+                .replace("pair.p[0] * pair.p[1].sin()", "pair_term(pair)")
+                .replace(
+                    "w[0].p[0] * w[1].p[1].sin()",
+                    "window_term(&w[0].p, &w[1].p)",
+                ),
             _ => points_body,
         };
         // Half of the structs held in a field of a struct, `sw.pts` (`s` is 1, read in `a`).
@@ -1016,6 +1020,12 @@ pub struct Pair {
 #[differentiate(wrt(p))]
 pub fn pair_term(p: &Pair) -> f64 {
     p.p[0] * p.p[1].sin()
+}
+
+/// The term of a window of two pairs, their array fields passed whole by reference.
+#[differentiate]
+pub fn window_term(a: &[f64; 2], b: &[f64; 2]) -> f64 {
+    a[0] * b[1].sin()
 }
 
 /// The input in pairs as structs with an array field.

@@ -1034,6 +1034,11 @@ pub struct Usage {
     pub indexed: bool,
     /// As an operand of float arithmetic (`bodies[i].mass * v`, `-bodies[i].q`).
     pub arithmetic: bool,
+    /// Whole, by a differentiated call (`spring_energy(&nodes[i].spring, d)`, a method of a
+    /// nested struct, `nodes[i].spring.energy(d)`): each element's gradient comes back from
+    /// the pullback, added into the column's (a `Vec` of the field's type, like a slice of
+    /// structs' gradient).
+    pub whole: bool,
 }
 
 impl Usage {
@@ -1143,8 +1148,41 @@ impl Columns<'_> {
                 }
                 continue;
             }
+            // A field of an element passed whole by reference (`&nodes[i].spring`; one by
+            // value, `bodies[i].mass`, is a value like any other).
+            if matches!(a, Expr::Reference(r) if r.mutability.is_none()) {
+                let read = through_ref(a);
+                self.mark_whole(read);
+                self.visit_expr_mut(read);
+                continue;
+            }
             self.visit_expr_mut(a);
         }
+    }
+
+    /// Marks the column `e` reads, if it is one, as read whole.
+    fn mark_whole(&mut self, e: &Expr) {
+        if let Some(Ok((name, _))) = self.column(e) {
+            self.read.usage.entry(name.to_string()).or_default().whole = true;
+        }
+    }
+}
+
+/// `e` through the references and parentheses around it (`nodes[i].spring` of
+/// `&(nodes[i].spring)`).
+fn through_ref(e: &mut Expr) -> &mut Expr {
+    let wrapped = match e {
+        Expr::Reference(r) => r.mutability.is_none(),
+        Expr::Paren(_) => true,
+        _ => false,
+    };
+    if !wrapped {
+        return e;
+    }
+    match e {
+        Expr::Reference(r) => through_ref(&mut r.expr),
+        Expr::Paren(p) => through_ref(&mut p.expr),
+        e => e,
     }
 }
 
@@ -1251,7 +1289,13 @@ impl VisitMut for Columns<'_> {
                             self.visit_expr_mut(index);
                         }
                     }
-                    None => self.visit_expr_mut(&mut m.receiver),
+                    None => {
+                        // A method of a nested struct (`nodes[i].spring.energy(d)`).
+                        if own_method(&m.method.to_string()) {
+                            self.mark_whole(&m.receiver);
+                        }
+                        self.visit_expr_mut(&mut m.receiver);
+                    }
                 }
                 self.arguments(m.args.iter_mut());
             }

@@ -313,6 +313,7 @@ fn cluster(
         early: Default::default(),
         fields: Default::default(),
         elements: Default::default(),
+        element_columns: Default::default(),
     };
     let ops = describe(b, &order);
     let Stmt::Let { var: sum, .. } = &b.stmts[j] else {

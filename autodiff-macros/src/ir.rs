@@ -296,6 +296,9 @@ pub struct Function {
     /// The slices of structs differentiated field by field (`columns.rs`), by parameter: an
     /// adjoint of one as a whole (from a function it is passed to) is a `Vec` of the struct.
     pub elements: Vec<VarId>,
+    /// The columns of those whose elements are passed whole to differentiated calls
+    /// (`columns::Usage::whole`): their adjoints hold each element's gradient too.
+    pub element_columns: Vec<VarId>,
     /// Values known to be ndarray arrays (filled in by `scalars::infer`): an array parameter
     /// and what operations on one compute. A loop may record the shape of one instead of
     /// computing it again (`reverse::Shaped`); a value of unknown type may be a scalar, for
@@ -359,6 +362,12 @@ impl Op {
 }
 
 impl Function {
+    /// Does `v`'s adjoint hold a gradient per element of structs (a slice of structs, or a
+    /// column of one whose elements are passed whole): zeroed by `zero_elements`?
+    pub fn holds_elements(&self, v: VarId) -> bool {
+        self.elements.contains(&v) || self.element_columns.contains(&v)
+    }
+
     /// A known scalar of the function's float (see `scalars`); constants count as scalars.
     pub fn is_scalar(&self, o: &Operand) -> bool {
         o.var().is_none_or(|v| self.vars[v].scalar)

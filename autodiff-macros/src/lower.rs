@@ -302,8 +302,13 @@ fn lower_once(
                     "point_column" => Some(syn::parse_quote!(Vec<Vec<#float>>)),
                     _ => None,
                 };
-                if usage.indexed {
+                if usage.indexed || usage.whole {
                     lw.row_bases.insert(id);
+                }
+                // Elements passed whole to differentiated calls: its adjoint holds each
+                // element's gradient, like a slice of structs'.
+                if usage.whole {
+                    lw.element_columns.push(id);
                 }
             }
             columned = copy;
@@ -345,6 +350,7 @@ fn lower_once(
             early: Default::default(),
             fields: lw.field_vars,
             elements: column_params.iter().map(|(k, _)| *k).collect(),
+            element_columns: lw.element_columns,
         },
         more,
     ))
@@ -436,6 +442,9 @@ struct Lowerer<'n> {
     field_vars: Vec<(VarId, Vec<syn::Member>, VarId)>,
     /// The slices of structs (index, name), read by their columns (`columns.rs`).
     column_params: Vec<(usize, Ident)>,
+    /// The columns whose elements are passed whole to differentiated calls (`columns.rs`,
+    /// `Usage::whole`): read like a slice of structs' elements.
+    element_columns: Vec<VarId>,
     /// Parameters holding points (`&[[f64; 3]]`, `Vec<[f64; 3]>`), with their width.
     points_params: HashMap<VarId, Expr>,
     /// Local buffers of points, kept flat (`points.rs`), with their width.
@@ -479,6 +488,7 @@ impl<'n> Lowerer<'n> {
             fields: HashMap::new(),
             field_vars: Vec::new(),
             column_params: Vec::new(),
+            element_columns: Vec::new(),
             points_params: HashMap::new(),
             points_buffers: HashMap::new(),
             runtime_rows: HashMap::new(),
@@ -2352,6 +2362,7 @@ impl Lowerer<'_> {
             early: Default::default(),
             fields: Default::default(),
             elements: Default::default(),
+            element_columns: Default::default(),
         };
         Ok(MapFn::Closure {
             forward,
@@ -2526,7 +2537,10 @@ impl Lowerer<'_> {
         p.path
             .get_ident()
             .and_then(|i| self.lookup(&i.to_string()))
-            .is_some_and(|id| self.column_params.iter().any(|(k, _)| *k == id))
+            .is_some_and(|id| {
+                self.column_params.iter().any(|(k, _)| *k == id)
+                    || self.element_columns.contains(&id)
+            })
     }
 
     /// Is `e` a parameter as the function received it (`self` too), or a field of one

@@ -1338,7 +1338,7 @@ impl<'a> Reverse<'a> {
     fn zero_adjoint(&mut self, v: VarId) -> TokenStream {
         if self.f.vars[v].scalar {
             self.zero()
-        } else if self.f.elements.contains(&v) {
+        } else if self.f.holds_elements(v) {
             let (rt, float, x) = (self.rt.clone(), self.float.clone(), self.primal(v));
             quote!(#rt::zero_elements::<#float, _>(&#x[..]))
         } else {
@@ -3346,7 +3346,7 @@ fn element_reads(b: &Block, f: &Function) -> HashSet<VarId> {
                         base: Operand::Var(x),
                         ..
                     },
-            } if f.elements.contains(x) => {
+            } if f.holds_elements(*x) => {
                 out.insert(*var);
             }
             Stmt::If { then, els, .. } => {
