@@ -919,7 +919,13 @@ fn springs(nodes: &[Node]) -> f64 {
         e += spring_energy(&nodes[i].spring, d) + nodes[i + 1].spring.energy(d);
     }
     for n in nodes {
-        e += n.spring.energy(n.x) * n.spring.k;
+        let s = &n.spring;
+        e += s.energy(n.x) * n.spring.k;
+    }
+    // Bound to a name: read, passed and called through it.
+    for (i, Node { spring, .. }) in nodes.iter().enumerate() {
+        let s = &nodes[i].spring;
+        e += 0.1 * (spring_energy(s, 0.5) + spring.energy(1.5) + s.k);
     }
     e
 }
@@ -936,6 +942,10 @@ fn springs_inline(nodes: &[Node]) -> f64 {
     }
     for n in nodes {
         e += 0.5 * n.spring.k * (n.x - n.spring.rest) * (n.x - n.spring.rest) * n.spring.k;
+    }
+    for n in nodes {
+        let (k, r) = (n.spring.k, n.spring.rest);
+        e += 0.1 * (0.5 * k * (0.5 - r) * (0.5 - r) + 0.5 * k * (1.5 - r) * (1.5 - r) + k);
     }
     e
 }

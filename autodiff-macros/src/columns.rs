@@ -438,12 +438,20 @@ impl VisitMut for Normalize<'_> {
                             Expr::Reference(r) if r.mutability.is_none() => strip(&r.expr),
                             e => e,
                         };
+                        // A nested struct of an element (`let s = &bodies[j].spring;`): the
+                        // names bound under its path.
+                        let mut path = Vec::new();
+                        let mut value = value;
+                        while let Expr::Field(f) = value {
+                            path.insert(0, f.member.clone());
+                            value = strip(&f.base);
+                        }
                         match value {
                             // (Not a part, `&bodies[a..b]`: no element.)
                             Expr::Index(ix) if !matches!(strip(&ix.index), Expr::Range(_)) => {
                                 self.param(&ix.expr).and_then(|param| {
                                     let mut bound = Vec::new();
-                                    bindings(&l.pat, &mut Vec::new(), &mut bound)
+                                    bindings(&l.pat, &mut path, &mut bound)
                                         .then(|| (bound, param, (*ix.index).clone()))
                                 })
                             }
@@ -860,9 +868,11 @@ impl Substitute<'_> {
                 e => self.binding(e),
             };
             match element {
-                Some(b) if b.path.is_empty() && b.part.is_none() => {
-                    let (param, index, span) = (self.param, self.index, a.span());
-                    *a = syn::parse_quote_spanned!(span=> &#param[#index]);
+                // A name bound by reference to a field (`s` of `let s = &n.spring;`, `pos` of
+                // `Body { pos, .. }`): the field by reference.
+                Some(b) if b.part.is_none() => {
+                    let (param, index, path, span) = (self.param, self.index, &b.path, a.span());
+                    *a = syn::parse_quote_spanned!(span=> &#param[#index] #(.#path)*);
                 }
                 _ => self.visit_expr_mut(a),
             }
