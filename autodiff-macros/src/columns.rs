@@ -1103,9 +1103,12 @@ pub fn to_columns(
 pub struct Read {
     /// How each column is read, by its name.
     pub usage: HashMap<String, Usage>,
-    /// The slices passed whole to a function (`kinetic(bodies)`), by parameter index: their
-    /// gradients come back from its pullback, a `Vec` of the struct.
+    /// The slices passed whole to a function (`kinetic(bodies)`), or an element of them
+    /// (`pair(&bodies[i], b)`), by parameter index: their gradients come back from its
+    /// pullback, a `Vec` of the struct or one element's.
     pub whole: HashSet<usize>,
+    /// Those of them an element of which is passed whole.
+    pub elements: HashSet<usize>,
 }
 
 struct Columns<'a> {
@@ -1151,7 +1154,16 @@ impl Columns<'_> {
     /// others visited.
     fn arguments<'e>(&mut self, args: impl Iterator<Item = &'e mut Expr>) {
         for a in args {
-            if let Some(k) = self.whole(a).or_else(|| self.element(a)) {
+            // An element by reference (`&bodies[i]`; one by value is a float's or a point's,
+            // `f64::sin(xs[i])`).
+            let element = match a {
+                Expr::Reference(_) => self.element(a),
+                _ => None,
+            };
+            if let Some(k) = element {
+                self.read.elements.insert(k);
+            }
+            if let Some(k) = self.whole(a).or(element) {
                 self.read.whole.insert(k);
                 if let Some(index) = element_index(a) {
                     self.visit_expr_mut(index);
@@ -1292,8 +1304,10 @@ impl VisitMut for Columns<'_> {
             Expr::MethodCall(m) => {
                 // A method of an element (`bodies[i].kinetic()`), differentiated through the
                 // method's pullback, which gives the receiver's gradient.
-                match self.element(&m.receiver) {
+                let own = own_method(&m.method.to_string());
+                match self.element(&m.receiver).filter(|_| own) {
                     Some(k) => {
+                        self.read.elements.insert(k);
                         self.read.whole.insert(k);
                         if let Some(index) = element_index(&mut m.receiver) {
                             self.visit_expr_mut(index);
@@ -1301,7 +1315,7 @@ impl VisitMut for Columns<'_> {
                     }
                     None => {
                         // A method of a nested struct (`nodes[i].spring.energy(d)`).
-                        if own_method(&m.method.to_string()) {
+                        if own {
                             self.mark_whole(&m.receiver);
                         }
                         self.visit_expr_mut(&mut m.receiver);
@@ -1395,9 +1409,18 @@ pub fn field_slices(
         let Ok(mut tried) = syn::parse2::<syn::Block>(renamed) else {
             continue;
         };
-        // Errors are the real run's to report, if the field is one.
-        let _ = normalize(&mut tried, std::slice::from_ref(&slice.name));
-        if element_fields(tried.to_token_stream(), &slice.name) {
+        // Errors are the real run's to report, if the field is one: one whose elements'
+        // fields are read. One whose elements are only passed whole to functions (`pair(a,
+        // b)` of a walk) is one if nothing else reads them (a `Vec` of floats or points read
+        // so is differentiated the same way: each element's gradient from the pullback).
+        let walked = normalize(&mut tried, std::slice::from_ref(&slice.name));
+        let fields = element_fields(tried.to_token_stream(), &slice.name);
+        let mut passed = || {
+            walked.is_ok()
+                && to_columns(&mut tried, &[(0, slice.name.clone())], &HashMap::new())
+                    .is_ok_and(|read| read.elements.contains(&0))
+        };
+        if fields || passed() {
             used.insert(text);
             found.push(slice);
         }
