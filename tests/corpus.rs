@@ -1039,6 +1039,11 @@ pub fn p12_points(x: &[f64], pts: &[Pair], m: &Array2<f64>, a: f64, b: f64) -> f
                 .zip(x.iter())
                 .map(|(c, &v)| c.p[1] * v)
                 .sum::<f64>();
+    let mut pw = 0.0;
+    for (_, pair) in pts.iter().enumerate() {
+        pw += pair_term(pair);
+    }
+    let b = b + 0.1 * (pw * pw).tanh();
     let n = x.len();
     let mut lse1 = a.hypot(b);
     let mut scratch2 = vec![0.0; n * 2];
@@ -1684,6 +1689,11 @@ pub fn p22_points(x: &[f64], sw: &Swarm<Pair>, m: &Array2<f64>, a: f64, b: f64) 
                 .zip(x.iter())
                 .map(|(c, &v)| c.p[1] * v)
                 .sum::<f64>();
+    let mut pw = 0.0;
+    for (_, pair) in sw.pts.iter().enumerate() {
+        pw += pair_term(pair);
+    }
+    let b = b + 0.1 * (pw * pw).tanh();
     let n = x.len();
     let v1 = helpers::soft(b.max(sw.pts[(1) / 2].p[(1) % 2]), 0.3).clamp(-1.0, 1.0);
     let mut m2 = f64::sin(a);
@@ -1942,6 +1952,19 @@ pub fn p25_points(x: &[f64], pts: &[Two], m: &Array2<f64>, a: f64, b: f64) -> f6
     let b = b
         + 0.1 * pts.windows(2).map(|w| w[0].a * w[1].b.sin()).sum::<f64>()
         + 0.1 * pts.iter().zip(x.iter()).map(|(c, &v)| c.b * v).sum::<f64>();
+    let mut pw = 0.0;
+    for (
+        _,
+        Two {
+            a: pair_a,
+            b: pair_b,
+            ..
+        },
+    ) in pts.iter().enumerate()
+    {
+        pw += *pair_a * pair_b.sin();
+    }
+    let b = b + 0.1 * (pw * pw).tanh();
     let n = x.len();
     let mut acc1 = (a * a + 1.0).recip();
     for i in 0..n {
@@ -2706,6 +2729,11 @@ pub fn p40_points(x: &[f64], pts: &[Pair], m: &Array2<f64>, a: f64, b: f64) -> f
                 .zip(x.iter())
                 .map(|(c, &v)| c.p[1] * v)
                 .sum::<f64>();
+    let mut pw = 0.0;
+    for (_, pair) in pts.iter().enumerate() {
+        pw += pair.p[0] * pair.p[1].sin();
+    }
+    let b = b + 0.1 * (pw * pw).tanh();
     let n = x.len();
     let v1 = if (b / (b * b + 1.0)) > -0.36f64 {
         ((((a * a + 1.5).acosh()).tanh() * 3.0).signum() * 0.25 + b)
@@ -3531,6 +3559,11 @@ pub fn p55_points(x: &[f64], pts: &[Pair], m: &Array2<f64>, a: f64, b: f64) -> f
                 .zip(x.iter())
                 .map(|(c, &v)| c.p[1] * v)
                 .sum::<f64>();
+    let mut pw = 0.0;
+    for (_, pair) in pts.iter().enumerate() {
+        pw += pair.p[0] * pair.p[1].sin();
+    }
+    let b = b + 0.1 * (pw * pw).tanh();
     let n = x.len();
     let mut lse1 = autodiff::ops::softplus(pts[(1) / 2].p[(1) % 2]);
     let mut scratch2 = vec![0.0; n];
@@ -6327,6 +6360,19 @@ pub fn p105_points(x: &[f64], sw: &Swarm<Two>, m: &Array2<f64>, a: f64, b: f64) 
                 .zip(x.iter())
                 .map(|(c, &v)| c.b * v)
                 .sum::<f64>();
+    let mut pw = 0.0;
+    for (
+        _,
+        Two {
+            a: pair_a,
+            b: pair_b,
+            ..
+        },
+    ) in sw.pts.iter().enumerate()
+    {
+        pw += *pair_a * pair_b.sin();
+    }
+    let b = b + 0.1 * (pw * pw).tanh();
     let n = x.len();
     let mut m1 = b.min(a);
     if b > 0.67f64 {
@@ -7549,6 +7595,19 @@ pub fn p122_points(x: &[f64], sw: &Swarm<Two>, m: &Array2<f64>, a: f64, b: f64) 
                 .zip(x.iter())
                 .map(|(c, &v)| c.b * v)
                 .sum::<f64>();
+    let mut pw = 0.0;
+    for (
+        _,
+        Two {
+            a: pair_a,
+            b: pair_b,
+            ..
+        },
+    ) in sw.pts.iter().enumerate()
+    {
+        pw += *pair_a * pair_b.sin();
+    }
+    let b = b + 0.1 * (pw * pw).tanh();
     let n = x.len();
     let part1_s = &x[1..3];
     let mut part1 = helpers::soft(a, 0.3);
@@ -10308,6 +10367,19 @@ pub fn p165_points(x: &[f64], pts: &[Two], m: &Array2<f64>, a: f64, b: f64) -> f
     let b = b
         + 0.1 * pts.windows(2).map(|w| w[0].a * w[1].b.sin()).sum::<f64>()
         + 0.1 * pts.iter().zip(x.iter()).map(|(c, &v)| c.b * v).sum::<f64>();
+    let mut pw = 0.0;
+    for (
+        _,
+        Two {
+            a: pair_a,
+            b: pair_b,
+            ..
+        },
+    ) in pts.iter().enumerate()
+    {
+        pw += *pair_a * pair_b.sin();
+    }
+    let b = b + 0.1 * (pw * pw).tanh();
     let n = x.len();
     let mut acc1 = a;
     for i in 0..n {
@@ -10789,6 +10861,11 @@ pub fn p172_points(x: &[f64], pts: &[Pair], m: &Array2<f64>, a: f64, b: f64) -> 
                 .zip(x.iter())
                 .map(|(c, &v)| c.p[1] * v)
                 .sum::<f64>();
+    let mut pw = 0.0;
+    for (_, pair) in pts.iter().enumerate() {
+        pw += pair.p[0] * pair.p[1].sin();
+    }
+    let b = b + 0.1 * (pw * pw).tanh();
     let n = x.len();
     let mut lse1 = (-0.22f64 * -0.22f64).ln_1p();
     let mut scratch2 = vec![0.0; n];
@@ -11305,6 +11382,19 @@ pub fn p179_points(x: &[f64], sw: &Swarm<Two>, m: &Array2<f64>, a: f64, b: f64) 
                 .zip(x.iter())
                 .map(|(c, &v)| c.b * v)
                 .sum::<f64>();
+    let mut pw = 0.0;
+    for (
+        _,
+        Two {
+            a: pair_a,
+            b: pair_b,
+            ..
+        },
+    ) in sw.pts.iter().enumerate()
+    {
+        pw += *pair_a * pair_b.sin();
+    }
+    let b = b + 0.1 * (pw * pw).tanh();
     let n = x.len();
     let v1 = -0.18f64.powi(3);
     let v2 = 1.84f64;
@@ -12541,6 +12631,11 @@ pub fn p202_points(x: &[f64], sw: &Swarm<Pair>, m: &Array2<f64>, a: f64, b: f64)
                 .zip(x.iter())
                 .map(|(c, &v)| c.p[1] * v)
                 .sum::<f64>();
+    let mut pw = 0.0;
+    for (_, pair) in sw.pts.iter().enumerate() {
+        pw += pair_term(pair);
+    }
+    let b = b + 0.1 * (pw * pw).tanh();
     let n = x.len();
     let mut perm1 = vec![0usize; n];
     for i in 0..n {
@@ -16462,6 +16557,11 @@ pub fn p269_points(x: &[f64], sw: &Swarm<Pair>, m: &Array2<f64>, a: f64, b: f64)
                 .zip(x.iter())
                 .map(|(c, &v)| c.p[1] * v)
                 .sum::<f64>();
+    let mut pw = 0.0;
+    for (_, pair) in sw.pts.iter().enumerate() {
+        pw += pair.p[0] * pair.p[1].sin();
+    }
+    let b = b + 0.1 * (pw * pw).tanh();
     let n = x.len();
     let part1_s = &x[1..];
     let mut part1 = autodiff::ops::sigmoid(b);
@@ -17975,6 +18075,19 @@ pub fn p294_points(x: &[f64], pts: &[Two], m: &Array2<f64>, a: f64, b: f64) -> f
     let b = b
         + 0.1 * pts.windows(2).map(|w| w[0].a * w[1].b.sin()).sum::<f64>()
         + 0.1 * pts.iter().zip(x.iter()).map(|(c, &v)| c.b * v).sum::<f64>();
+    let mut pw = 0.0;
+    for (
+        _,
+        Two {
+            a: pair_a,
+            b: pair_b,
+            ..
+        },
+    ) in pts.iter().enumerate()
+    {
+        pw += *pair_a * pair_b.sin();
+    }
+    let b = b + 0.1 * (pw * pw).tanh();
     let n = x.len();
     let mut buf1 = vec![0.0; n];
     for i in 0..n {
@@ -19026,6 +19139,11 @@ mod twin {
                     .zip(x.iter())
                     .map(|(c, &v)| c[1] * v)
                     .sum::<D>();
+        let mut pw = c(0.0);
+        for (_, pair) in x.chunks_exact(2).enumerate() {
+            pw += pair[0] * pair[1].sin();
+        }
+        let b = b + c(0.1) * (pw * pw).tanh();
         let n = x.len();
         let mut lse1 = a.hypot(b);
         let mut scratch2 = vec![c(0.0); n * 2];
@@ -19528,6 +19646,11 @@ mod twin {
                     .zip(x.iter())
                     .map(|(c, &v)| c[1] * v)
                     .sum::<D>();
+        let mut pw = c(0.0);
+        for (_, pair) in x.chunks_exact(2).enumerate() {
+            pw += pair[0] * pair[1].sin();
+        }
+        let b = b + c(0.1) * (pw * pw).tanh();
         let n = x.len();
         let v1 = helpers::soft(b.max(x[1]), c(0.3)).clamp(-c(1.0), c(1.0));
         let mut m2 = sin(a);
@@ -19666,6 +19789,11 @@ mod twin {
                     .zip(x.iter())
                     .map(|(c, &v)| c[1] * v)
                     .sum::<D>();
+        let mut pw = c(0.0);
+        for (_, pair) in x.chunks_exact(2).enumerate() {
+            pw += pair[0] * pair[1].sin();
+        }
+        let b = b + c(0.1) * (pw * pw).tanh();
         let n = x.len();
         let mut acc1 = (a * a + c(1.0)).recip();
         for i in 0..n {
@@ -20280,6 +20408,11 @@ mod twin {
                     .zip(x.iter())
                     .map(|(c, &v)| c[1] * v)
                     .sum::<D>();
+        let mut pw = c(0.0);
+        for (_, pair) in x.chunks_exact(2).enumerate() {
+            pw += pair[0] * pair[1].sin();
+        }
+        let b = b + c(0.1) * (pw * pw).tanh();
         let n = x.len();
         let v1 = if (b / (b * b + c(1.0))) > -c(0.36) {
             ((((a * a + c(1.5)).acosh()).tanh() * c(3.0)).signum() * c(0.25) + b)
@@ -20986,6 +21119,11 @@ mod twin {
                     .zip(x.iter())
                     .map(|(c, &v)| c[1] * v)
                     .sum::<D>();
+        let mut pw = c(0.0);
+        for (_, pair) in x.chunks_exact(2).enumerate() {
+            pw += pair[0] * pair[1].sin();
+        }
+        let b = b + c(0.1) * (pw * pw).tanh();
         let n = x.len();
         let mut lse1 = ops::softplus(x[1]);
         let mut scratch2 = vec![c(0.0); n];
@@ -23349,6 +23487,11 @@ mod twin {
                     .zip(x.iter())
                     .map(|(c, &v)| c[1] * v)
                     .sum::<D>();
+        let mut pw = c(0.0);
+        for (_, pair) in x.chunks_exact(2).enumerate() {
+            pw += pair[0] * pair[1].sin();
+        }
+        let b = b + c(0.1) * (pw * pw).tanh();
         let n = x.len();
         let mut m1 = b.min(a);
         if b > c(0.67) {
@@ -24313,6 +24456,11 @@ mod twin {
                     .zip(x.iter())
                     .map(|(c, &v)| c[1] * v)
                     .sum::<D>();
+        let mut pw = c(0.0);
+        for (_, pair) in x.chunks_exact(2).enumerate() {
+            pw += pair[0] * pair[1].sin();
+        }
+        let b = b + c(0.1) * (pw * pw).tanh();
         let n = x.len();
         let part1_s = &x[1..3];
         let mut part1 = helpers::soft(a, c(0.3));
@@ -26505,6 +26653,11 @@ mod twin {
                     .zip(x.iter())
                     .map(|(c, &v)| c[1] * v)
                     .sum::<D>();
+        let mut pw = c(0.0);
+        for (_, pair) in x.chunks_exact(2).enumerate() {
+            pw += pair[0] * pair[1].sin();
+        }
+        let b = b + c(0.1) * (pw * pw).tanh();
         let n = x.len();
         let mut acc1 = a;
         for i in 0..n {
@@ -26883,6 +27036,11 @@ mod twin {
                     .zip(x.iter())
                     .map(|(c, &v)| c[1] * v)
                     .sum::<D>();
+        let mut pw = c(0.0);
+        for (_, pair) in x.chunks_exact(2).enumerate() {
+            pw += pair[0] * pair[1].sin();
+        }
+        let b = b + c(0.1) * (pw * pw).tanh();
         let n = x.len();
         let mut lse1 = (-c(0.22) * -c(0.22)).ln_1p();
         let mut scratch2 = vec![c(0.0); n];
@@ -27270,6 +27428,11 @@ mod twin {
                     .zip(x.iter())
                     .map(|(c, &v)| c[1] * v)
                     .sum::<D>();
+        let mut pw = c(0.0);
+        for (_, pair) in x.chunks_exact(2).enumerate() {
+            pw += pair[0] * pair[1].sin();
+        }
+        let b = b + c(0.1) * (pw * pw).tanh();
         let n = x.len();
         let v1 = -c(0.18).powi(3);
         let v2 = c(1.84);
@@ -28307,6 +28470,11 @@ mod twin {
                     .zip(x.iter())
                     .map(|(c, &v)| c[1] * v)
                     .sum::<D>();
+        let mut pw = c(0.0);
+        for (_, pair) in x.chunks_exact(2).enumerate() {
+            pw += pair[0] * pair[1].sin();
+        }
+        let b = b + c(0.1) * (pw * pw).tanh();
         let n = x.len();
         let mut perm1 = vec![0usize; n];
         for i in 0..n {
@@ -31532,6 +31700,11 @@ mod twin {
                     .zip(x.iter())
                     .map(|(c, &v)| c[1] * v)
                     .sum::<D>();
+        let mut pw = c(0.0);
+        for (_, pair) in x.chunks_exact(2).enumerate() {
+            pw += pair[0] * pair[1].sin();
+        }
+        let b = b + c(0.1) * (pw * pw).tanh();
         let n = x.len();
         let part1_s = &x[1..];
         let mut part1 = ops::sigmoid(b);
@@ -32774,6 +32947,11 @@ mod twin {
                     .zip(x.iter())
                     .map(|(c, &v)| c[1] * v)
                     .sum::<D>();
+        let mut pw = c(0.0);
+        for (_, pair) in x.chunks_exact(2).enumerate() {
+            pw += pair[0] * pair[1].sin();
+        }
+        let b = b + c(0.1) * (pw * pw).tanh();
         let n = x.len();
         let mut buf1 = vec![c(0.0); n];
         for i in 0..n {

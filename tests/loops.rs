@@ -376,6 +376,16 @@ fn benchmark_workloads_match_their_hand_written_gradients() {
         .all(|(i, a)| a.id == i && a.charge == 0.0));
     let flat: Vec<f64> = g.iter().flat_map(|a| a.pos).collect();
     assert_close(&flat, &sim::lennard_jones_hand(&p), 1e-10);
+    // Held in a struct, per pair by a function of two atoms: the same, and `epsilon`'s
+    // gradient is the energy.
+    let cluster = sim::Cluster {
+        atoms,
+        epsilon: 1.0,
+    };
+    let g = cluster.energy_grad();
+    let flat: Vec<f64> = g.atoms.iter().flat_map(|a| a.pos).collect();
+    assert_close(&flat, &sim::lennard_jones_hand(&p), 1e-10);
+    assert_close(&[g.epsilon], &[sim::lennard_jones(&p)], 1e-12);
 }
 
 /// A last loop that only accumulates runs fused with its reverse; these vary what is inside.

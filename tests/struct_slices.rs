@@ -960,3 +960,52 @@ fn nested_structs_passed_whole_match_the_inline_energy() {
     assert_close(&node_flat(&g), &f, 1e-6);
     assert!(g.iter().zip(&n).all(|(g, n)| g.next == n.next));
 }
+
+/// Elements' nested structs and the elements passed whole in a loop whose result is scaled
+/// after it (the loop reversed at once for a unit adjoint, its gradients scaled after).
+#[differentiate(wrt(nodes))]
+fn springs_squared(nodes: &[Node]) -> f64 {
+    let mut e = 0.0;
+    for n in nodes {
+        e += n.spring.energy(n.x) + n.x * n.x;
+    }
+    e * e
+}
+
+#[differentiate(wrt(nodes))]
+fn springs_squared_inline(nodes: &[Node]) -> f64 {
+    let mut e = 0.0;
+    for n in nodes {
+        e += 0.5 * n.spring.k * (n.x - n.spring.rest) * (n.x - n.spring.rest) + n.x * n.x;
+    }
+    e * e
+}
+
+#[differentiate(wrt(bodies))]
+fn energy_by_parts_squared(bodies: &[Body]) -> f64 {
+    let mut e = 0.0;
+    for b in bodies {
+        e += body_kinetic(b);
+    }
+    e * e
+}
+
+#[differentiate(wrt(bodies))]
+fn kinetic_squared(bodies: &[Body]) -> f64 {
+    let e = kinetic(bodies);
+    e * e
+}
+
+#[test]
+fn gradients_of_loops_scaled_after_them_match_the_inline_ones() {
+    let n = nodes();
+    let g = springs_squared_grad(&n);
+    assert_close(
+        &node_flat(&g),
+        &node_flat(&springs_squared_inline_grad(&n)),
+        1e-12,
+    );
+    let b = bodies(5);
+    let g = energy_by_parts_squared_grad(&b);
+    assert_close(&flat(&g), &flat(&kinetic_squared_grad(&b)), 1e-12);
+}

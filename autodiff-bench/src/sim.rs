@@ -88,6 +88,39 @@ pub fn lennard_jones_atoms(atoms: &[Atom]) -> f64 {
     e
 }
 
+/// Atoms held in a struct, read through its field (`self.atoms`, `columns::field_slices`).
+#[derive(Clone, Debug, autodiff::Differentiable)]
+pub struct Cluster {
+    pub atoms: Vec<Atom>,
+    pub epsilon: f64,
+}
+
+/// The Lennard-Jones energy of one pair of atoms.
+#[differentiate(wrt(a, b))]
+pub fn lj_pair(a: &Atom, b: &Atom) -> f64 {
+    let dx = a.pos[0] - b.pos[0];
+    let dy = a.pos[1] - b.pos[1];
+    let dz = a.pos[2] - b.pos[2];
+    let r2 = dx * dx + dy * dy + dz * dz;
+    let s6 = 1.0 / (r2 * r2 * r2);
+    4.0 * (s6 * s6 - s6)
+}
+
+impl Cluster {
+    /// The same energy, its atoms passed per pair to a differentiated function of two atoms
+    /// (the pair-loop idiom): each pair's gradient comes from `lj_pair`'s pullback.
+    #[differentiate(wrt(self))]
+    pub fn energy(&self) -> f64 {
+        let mut e = 0.0;
+        for (i, a) in self.atoms.iter().enumerate() {
+            for b in self.atoms.iter().skip(i + 1) {
+                e += lj_pair(a, b);
+            }
+        }
+        self.epsilon * e
+    }
+}
+
 /// Positions as atoms.
 pub fn as_atoms(x: &[f64]) -> Vec<Atom> {
     x.chunks_exact(3)

@@ -624,7 +624,7 @@ fn program(rng: &mut Rng, k: usize, out: &mut String, twins: &mut String) {
         // And its windows and a zip with `x` into `b` (written over `x` for the twin, over
         // the structs below: `windows(4).step_by(2)` of `x` are the pairs' windows of 2).
         if ty.starts_with("&[P") || ty.starts_with("&[T") {
-            body = format!("    let a = a + 0.1 * x.chunks_exact(2).enumerate().map(|(i, pair)| pair[0] * pair[1].sin() * (i + 1) as f64).sum::<f64>();\n    let b = b + 0.1 * x.windows(4).step_by(2).map(|w| w[0] * w[3].sin()).sum::<f64>() + 0.1 * x.chunks_exact(2).zip(x.iter()).map(|(c, &v)| c[1] * v).sum::<f64>();\n{body}");
+            body = format!("    let a = a + 0.1 * x.chunks_exact(2).enumerate().map(|(i, pair)| pair[0] * pair[1].sin() * (i + 1) as f64).sum::<f64>();\n    let b = b + 0.1 * x.windows(4).step_by(2).map(|w| w[0] * w[3].sin()).sum::<f64>() + 0.1 * x.chunks_exact(2).zip(x.iter()).map(|(c, &v)| c[1] * v).sum::<f64>();\n    let mut pw = 0.0;\n    for (_, pair) in x.chunks_exact(2).enumerate() {{\n        pw += pair[0] * pair[1].sin();\n    }}\n    let b = b + 0.1 * (pw * pw).tanh();\n{body}");
         }
         let points_body = reads_as_points(&body);
         // The walk over the input's pairs (`x.chunks_exact(2).enumerate()`) walks the structs

@@ -1210,6 +1210,10 @@ impl<'a> Reverse<'a> {
         for (t, u) in targets.iter().zip(&units) {
             if f.vars[*t].scalar {
                 out.append_stream(self.contribute_scalar(&Operand::Var(*t), quote!(#u * #d)));
+            } else if f.holds_elements(*t) {
+                // A gradient per element of structs, scaled element by element.
+                let c = quote!(#rt::scale_elements(#u, #d));
+                out.append_stream(self.contribute(&Operand::Var(*t), c));
             } else {
                 out.append_stream(self.contribute(&Operand::Var(*t), quote!(#rt::scale(#u, #d))));
             }
@@ -1450,7 +1454,7 @@ impl<'a> Reverse<'a> {
         }
         let d = self.adj(v);
         let rt = &self.rt;
-        if self.f.elements.contains(&v) {
+        if self.f.holds_elements(v) {
             // A slice of structs, from a function it was passed to whole: a `Vec` of the
             // struct, added element by element.
             let zero = self.zero_adjoint(v);

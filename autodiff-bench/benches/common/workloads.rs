@@ -422,6 +422,32 @@ pub fn lennard_jones_rows() {
             ],
         );
     }
+    // A struct holding the atoms, per pair by a differentiated function of two atoms.
+    for n in [64, 1024] {
+        let x = sim::lattice(n);
+        let cluster = sim::Cluster {
+            atoms: sim::as_atoms(&x),
+            epsilon: 1.0,
+        };
+        let reference = sim::lennard_jones_hand(&x);
+        let flat = |g: &sim::Cluster| g.atoms.iter().flat_map(|a| a.pos).collect::<Vec<f64>>();
+        row(
+            "Lennard-Jones over `self.atoms`, per pair by `lj_pair(a, b)`",
+            &format!("N = {n}"),
+            || {
+                black_box(black_box(&cluster).energy());
+            },
+            &reference,
+            vec![
+                contender("generated", || black_box(&cluster).energy_grad(), flat),
+                contender(
+                    "hand-written",
+                    || sim::lennard_jones_hand(black_box(&x)),
+                    |g: &Vec<f64>| g.clone(),
+                ),
+            ],
+        );
+    }
 }
 
 pub fn gmm_rows() {
