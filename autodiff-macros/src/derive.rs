@@ -151,18 +151,21 @@ pub fn expand(input: TokenStream) -> syn::Result<TokenStream> {
     Ok(quote! {
         impl #impl_generics ::autodiff::__rt::Differentiable for #ty #where_clause {
             type Adjoint = #ty;
+            #[inline]
             fn zero_adjoint(&self) -> #ty {
                 #name { #(#zero),* }
             }
         }
 
         impl #impl_generics ::autodiff::__rt::AdjointFrom<#ty> for #ty #where_clause {
+            #[inline]
             fn adjoint_from(&self, c: #ty) -> #ty {
                 c
             }
         }
 
         impl #impl_generics ::autodiff::__rt::Accumulate<#ty> for #ty #where_clause {
+            #[inline]
             #[allow(unused_variables)]
             fn accumulate(&mut self, c: #ty) {
                 #(#add)*
@@ -170,6 +173,7 @@ pub fn expand(input: TokenStream) -> syn::Result<TokenStream> {
         }
 
         impl #impl_generics ::autodiff::__rt::Scale<#float> for #ty #where_clause {
+            #[inline]
             #[allow(unused_variables)]
             fn scale(self, by: #float) -> #ty {
                 #name { #(#scale),* }
