@@ -1195,7 +1195,7 @@ impl Columns<'_> {
 fn through_ref(e: &mut Expr) -> &mut Expr {
     let wrapped = match e {
         Expr::Reference(r) => r.mutability.is_none(),
-        Expr::Paren(_) => true,
+        Expr::Paren(_) | Expr::Group(_) => true,
         _ => false,
     };
     if !wrapped {
@@ -1204,16 +1204,14 @@ fn through_ref(e: &mut Expr) -> &mut Expr {
     match e {
         Expr::Reference(r) => through_ref(&mut r.expr),
         Expr::Paren(p) => through_ref(&mut p.expr),
+        Expr::Group(g) => through_ref(&mut g.expr),
         e => e,
     }
 }
 
 /// The index expression of an element `&xs[i]` (`i`).
 fn element_index(e: &mut Expr) -> Option<&mut Expr> {
-    match e {
-        Expr::Reference(r) => element_index(&mut r.expr),
-        Expr::Paren(p) => element_index(&mut p.expr),
-        Expr::Group(g) => element_index(&mut g.expr),
+    match through_ref(e) {
         Expr::Index(ix) => Some(&mut ix.index),
         _ => None,
     }
@@ -1368,9 +1366,11 @@ pub struct FieldSlice {
 /// The fields of the struct parameters `owners` (index, name) that `block` reads as slices of
 /// structs, and the block with each of them read by its [`FieldSlice::name`] (`None` if
 /// there are none). A field is one when, read by that name as a slice of structs, some
-/// element's field is read (`sys_bodies[i].mass` after [`normalize`]): the macro sees the
-/// owner's type by name only, so how the body reads a field says what it holds (a `Vec` of
-/// floats has no element with fields).
+/// element's field is read (`sys_bodies[i].mass` after [`normalize`]) or a method no float
+/// or slice has is called on an element (`sys_bodies[i].kinetic()`), or when elements are
+/// passed whole by reference to calls and nothing else reads them (`pair(a, b)` of a walk):
+/// the macro sees the owner's type by name only, so how the body reads a field says what it
+/// holds (a `Vec` of floats has no element with fields).
 pub fn field_slices(
     block: &syn::Block,
     owners: &[(usize, Ident)],

@@ -125,10 +125,9 @@ fn lower_once(
 ) -> syn::Result<(Function, HashSet<String>)> {
     let mut lw = Lowerer::new(sig.float.clone(), namer, forced);
     lw.buffer_names = buffer_targets(&func.block);
-    lw.params = sig.params.len();
     for p in &sig.params {
-        // A row of nested `Vec`s, or a struct of a slice of structs (passed whole to a
-        // function): an element read by reference.
+        // A row of nested `Vec`s, or an element of a slice of structs (passed whole to a
+        // function): read by reference.
         if crate::signature::rows(&p.ty).is_some() || p.kind == crate::signature::Kind::Structs {
             lw.row_bases.insert(lw.vars.len());
         }
@@ -181,6 +180,7 @@ fn lower_once(
         lw.items.push(quote!(let #name = &#owner.#(#path).*;));
         lw.field_vars.push((s.owner, s.path.clone(), id));
     }
+    // The parameters, and the fields read as slices of structs after them.
     lw.params = lw.vars.len();
     // Whether a slice of structs (a parameter, or a field read as one) is differentiated.
     let slice_active = |k: usize| match k.checked_sub(n) {

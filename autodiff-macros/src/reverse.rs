@@ -665,7 +665,7 @@ impl<'a> Reverse<'a> {
             increments: increments(f),
             passed_on: passed_on(f),
             same_adjoint: HashMap::new(),
-            element_reads: element_reads(&f.body, f),
+            element_reads: element_reads(f),
             powers: {
                 let mut out = HashMap::new();
                 powers(&f.body, f, &mut out);
@@ -3338,29 +3338,26 @@ fn top_level_loops(f: &Function) -> Vec<&Loop> {
         .collect()
 }
 
-/// The variables `b` binds to an element of a slice of structs (`Reverse::element_reads`).
-fn element_reads(b: &Block, f: &Function) -> HashSet<VarId> {
+/// The variables bound to an element of a slice of structs (`Reverse::element_reads`).
+fn element_reads(f: &Function) -> HashSet<VarId> {
     let mut out = HashSet::new();
-    for s in &b.stmts {
-        match s {
-            Stmt::Let {
+    visit_blocks(&f.body, &mut |b| {
+        for s in &b.stmts {
+            if let Stmt::Let {
                 var,
                 op:
                     Op::Index {
                         base: Operand::Var(x),
                         ..
                     },
-            } if f.holds_elements(*x) => {
-                out.insert(*var);
+            } = s
+            {
+                if f.holds_elements(*x) {
+                    out.insert(*var);
+                }
             }
-            Stmt::If { then, els, .. } => {
-                out.extend(element_reads(then, f));
-                out.extend(element_reads(els, f));
-            }
-            Stmt::Loop(l) => out.extend(element_reads(&l.body, f)),
-            _ => {}
         }
-    }
+    });
     out
 }
 
