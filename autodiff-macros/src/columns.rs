@@ -498,6 +498,8 @@ impl VisitMut for Normalize<'_> {
                     self.substitute(&mut f.body, &w.bound, &w.param, &w.index);
                     *f.pat = w.pat;
                     *f.expr = w.iter;
+                    // A zip of two slices of structs walks the other one now.
+                    return self.visit_expr_mut(e);
                 }
                 Some(Err(param)) => {
                     self.error.get_or_insert(syn::Error::new_spanned(&f.pat, format!("#[differentiate] walks `{param}`, a slice of structs differentiated field by field, with an element's name or a struct pattern (`for b in {param}.iter()`, `for (i, b) in {param}.iter().enumerate()`, `for Body {{ pos, mass, .. }} in {param}`, `for (b, v) in {param}.iter().zip(x)`), and reads its fields (`b.mass`)")));
@@ -523,6 +525,8 @@ impl VisitMut for Normalize<'_> {
                             self.substitute(&mut *c.body, &w.bound, &w.param, &w.index);
                             c.inputs[0] = w.pat;
                             *m.receiver = w.iter;
+                            // A zip of two slices of structs walks the other one now.
+                            return self.visit_expr_mut(e);
                         }
                         Some(Err(param)) => {
                             self.error.get_or_insert(syn::Error::new_spanned(&c.inputs, format!("#[differentiate] maps `{param}`, a slice of structs differentiated field by field, with a closure of one element (`|b| b.mass * b.v`, `|(i, b)| ..` enumerated, `|(b, &v)| ..` zipped)")));
