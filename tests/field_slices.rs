@@ -623,3 +623,39 @@ fn two_fields_of_structs_in_one_struct_match_finite_differences() {
         .zip(&scene.probes)
         .all(|(g, l)| g.kind == l.kind));
 }
+
+/// Rows of a `Vec` of `Vec`s in a struct, passed whole to a function over a slice.
+#[derive(Clone, Debug, PartialEq, Differentiable)]
+pub struct Table {
+    rows: Vec<Vec<f64>>,
+    bias: f64,
+}
+
+#[differentiate(wrt(v))]
+fn row_energy(v: &[f64]) -> f64 {
+    v.iter().map(|t| t * t * t).sum::<f64>()
+}
+
+#[differentiate(wrt(t))]
+fn table_energy(t: &Table) -> f64 {
+    let mut e = 0.0;
+    for r in &t.rows {
+        e += row_energy(r);
+    }
+    e * t.bias
+}
+
+#[test]
+fn rows_passed_whole_match_the_analytic_gradient() {
+    let t = Table {
+        rows: vec![vec![1.0, 2.0], vec![-0.5, 0.25, 3.0]],
+        bias: 0.5,
+    };
+    let g = table_energy_grad(&t);
+    for (gr, r) in g.rows.iter().zip(&t.rows) {
+        let want: Vec<f64> = r.iter().map(|v| 0.5 * 3.0 * v * v).collect();
+        assert_close(gr, &want, 1e-12);
+    }
+    let total: f64 = t.rows.iter().flatten().map(|v| v * v * v).sum();
+    assert_close(&[g.bias], &[total], 1e-12);
+}
