@@ -151,7 +151,31 @@ fn two_structs(x: &[f64]) -> Vec<Two> {
 #[derive(Clone, Differentiable)]
 pub struct Swarm<T> {
     pts: Vec<T>,
+    qs: Vec<T>,
     s: f64,
+}
+
+/// The gradients of two fields of pairs, added.
+fn merged_pair_structs(a: Vec<Pair>, b: Vec<Pair>) -> Vec<Pair> {
+    a.into_iter()
+        .zip(b)
+        .map(|(a, b)| Pair {
+            p: [a.p[0] + b.p[0], a.p[1] + b.p[1]],
+            id: a.id,
+        })
+        .collect()
+}
+
+/// The gradients of two fields of structs of two floats, added.
+fn merged_two_structs(a: Vec<Two>, b: Vec<Two>) -> Vec<Two> {
+    a.into_iter()
+        .zip(b)
+        .map(|(a, b)| Two {
+            a: a.a + b.a,
+            b: a.b + b.b,
+            tag: a.tag,
+        })
+        .collect()
 }
 
 /// The input in pairs as rows of nested `Vec`s.
@@ -1044,6 +1068,12 @@ pub fn p12_points(x: &[f64], pts: &[Pair], m: &Array2<f64>, a: f64, b: f64) -> f
         pw += pair_term(pair);
     }
     let b = b + 0.1 * (pw * pw).tanh();
+    let a = a + 0.05
+        * pts
+            .iter()
+            .zip(pts.iter())
+            .map(|(c, d)| c.p[0] * d.p[1].cos())
+            .sum::<f64>();
     let n = x.len();
     let mut lse1 = a.hypot(b);
     let mut scratch2 = vec![0.0; n * 2];
@@ -1694,6 +1724,12 @@ pub fn p22_points(x: &[f64], sw: &Swarm<Pair>, m: &Array2<f64>, a: f64, b: f64) 
         pw += pair_term(pair);
     }
     let b = b + 0.1 * (pw * pw).tanh();
+    let a = a + 0.05
+        * sw.pts
+            .iter()
+            .zip(sw.qs.iter())
+            .map(|(c, d)| c.p[0] * d.p[1].cos())
+            .sum::<f64>();
     let n = x.len();
     let v1 = helpers::soft(b.max(sw.pts[(1) / 2].p[(1) % 2]), 0.3).clamp(-1.0, 1.0);
     let mut m2 = f64::sin(a);
@@ -1738,6 +1774,7 @@ pub fn p22(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         x,
         &Swarm {
             pts: pair_structs(x),
+            qs: pair_structs(x),
             s: 1.0,
         },
         m,
@@ -1756,13 +1793,14 @@ pub fn p22_value_and_grad(
         x,
         &Swarm {
             pts: pair_structs(x),
+            qs: pair_structs(x),
             s: 1.0,
         },
         m,
         a,
         b,
     );
-    let gp = gsw.pts;
+    let gp = merged_pair_structs(gsw.pts, gsw.qs);
     let gx = gx
         .iter()
         .zip(gp.iter().flat_map(|s| s.p).collect::<Vec<f64>>().iter())
@@ -1965,6 +2003,12 @@ pub fn p25_points(x: &[f64], pts: &[Two], m: &Array2<f64>, a: f64, b: f64) -> f6
         pw += *pair_a * pair_b.sin();
     }
     let b = b + 0.1 * (pw * pw).tanh();
+    let a = a + 0.05
+        * pts
+            .iter()
+            .zip(pts.iter())
+            .map(|(c, d)| c.a * d.b.cos())
+            .sum::<f64>();
     let n = x.len();
     let mut acc1 = (a * a + 1.0).recip();
     for i in 0..n {
@@ -2734,6 +2778,12 @@ pub fn p40_points(x: &[f64], pts: &[Pair], m: &Array2<f64>, a: f64, b: f64) -> f
         pw += pair.p[0] * pair.p[1].sin();
     }
     let b = b + 0.1 * (pw * pw).tanh();
+    let a = a + 0.05
+        * pts
+            .iter()
+            .zip(pts.iter())
+            .map(|(c, d)| c.p[0] * d.p[1].cos())
+            .sum::<f64>();
     let n = x.len();
     let v1 = if (b / (b * b + 1.0)) > -0.36f64 {
         ((((a * a + 1.5).acosh()).tanh() * 3.0).signum() * 0.25 + b)
@@ -3564,6 +3614,12 @@ pub fn p55_points(x: &[f64], pts: &[Pair], m: &Array2<f64>, a: f64, b: f64) -> f
         pw += pair.p[0] * pair.p[1].sin();
     }
     let b = b + 0.1 * (pw * pw).tanh();
+    let a = a + 0.05
+        * pts
+            .iter()
+            .zip(pts.iter())
+            .map(|(c, d)| c.p[0] * d.p[1].cos())
+            .sum::<f64>();
     let n = x.len();
     let mut lse1 = autodiff::ops::softplus(pts[(1) / 2].p[(1) % 2]);
     let mut scratch2 = vec![0.0; n];
@@ -6373,6 +6429,12 @@ pub fn p105_points(x: &[f64], sw: &Swarm<Two>, m: &Array2<f64>, a: f64, b: f64) 
         pw += *pair_a * pair_b.sin();
     }
     let b = b + 0.1 * (pw * pw).tanh();
+    let a = a + 0.05
+        * sw.pts
+            .iter()
+            .zip(sw.qs.iter())
+            .map(|(c, d)| c.a * d.b.cos())
+            .sum::<f64>();
     let n = x.len();
     let mut m1 = b.min(a);
     if b > 0.67f64 {
@@ -6425,6 +6487,7 @@ pub fn p105(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         x,
         &Swarm {
             pts: two_structs(x),
+            qs: two_structs(x),
             s: 1.0,
         },
         m,
@@ -6443,13 +6506,14 @@ pub fn p105_value_and_grad(
         x,
         &Swarm {
             pts: two_structs(x),
+            qs: two_structs(x),
             s: 1.0,
         },
         m,
         a,
         b,
     );
-    let gp = gsw.pts;
+    let gp = merged_two_structs(gsw.pts, gsw.qs);
     let gx = gx
         .iter()
         .zip(
@@ -7608,6 +7672,12 @@ pub fn p122_points(x: &[f64], sw: &Swarm<Two>, m: &Array2<f64>, a: f64, b: f64) 
         pw += *pair_a * pair_b.sin();
     }
     let b = b + 0.1 * (pw * pw).tanh();
+    let a = a + 0.05
+        * sw.pts
+            .iter()
+            .zip(sw.qs.iter())
+            .map(|(c, d)| c.a * d.b.cos())
+            .sum::<f64>();
     let n = x.len();
     let part1_s = &x[1..3];
     let mut part1 = helpers::soft(a, 0.3);
@@ -7681,6 +7751,7 @@ pub fn p122(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         x,
         &Swarm {
             pts: two_structs(x),
+            qs: two_structs(x),
             s: 1.0,
         },
         m,
@@ -7699,13 +7770,14 @@ pub fn p122_value_and_grad(
         x,
         &Swarm {
             pts: two_structs(x),
+            qs: two_structs(x),
             s: 1.0,
         },
         m,
         a,
         b,
     );
-    let gp = gsw.pts;
+    let gp = merged_two_structs(gsw.pts, gsw.qs);
     let gx = gx
         .iter()
         .zip(
@@ -10380,6 +10452,12 @@ pub fn p165_points(x: &[f64], pts: &[Two], m: &Array2<f64>, a: f64, b: f64) -> f
         pw += *pair_a * pair_b.sin();
     }
     let b = b + 0.1 * (pw * pw).tanh();
+    let a = a + 0.05
+        * pts
+            .iter()
+            .zip(pts.iter())
+            .map(|(c, d)| c.a * d.b.cos())
+            .sum::<f64>();
     let n = x.len();
     let mut acc1 = a;
     for i in 0..n {
@@ -10866,6 +10944,12 @@ pub fn p172_points(x: &[f64], pts: &[Pair], m: &Array2<f64>, a: f64, b: f64) -> 
         pw += pair.p[0] * pair.p[1].sin();
     }
     let b = b + 0.1 * (pw * pw).tanh();
+    let a = a + 0.05
+        * pts
+            .iter()
+            .zip(pts.iter())
+            .map(|(c, d)| c.p[0] * d.p[1].cos())
+            .sum::<f64>();
     let n = x.len();
     let mut lse1 = (-0.22f64 * -0.22f64).ln_1p();
     let mut scratch2 = vec![0.0; n];
@@ -11395,6 +11479,12 @@ pub fn p179_points(x: &[f64], sw: &Swarm<Two>, m: &Array2<f64>, a: f64, b: f64) 
         pw += *pair_a * pair_b.sin();
     }
     let b = b + 0.1 * (pw * pw).tanh();
+    let a = a + 0.05
+        * sw.pts
+            .iter()
+            .zip(sw.qs.iter())
+            .map(|(c, d)| c.a * d.b.cos())
+            .sum::<f64>();
     let n = x.len();
     let v1 = -0.18f64.powi(3);
     let v2 = 1.84f64;
@@ -11406,6 +11496,7 @@ pub fn p179(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         x,
         &Swarm {
             pts: two_structs(x),
+            qs: two_structs(x),
             s: 1.0,
         },
         m,
@@ -11424,13 +11515,14 @@ pub fn p179_value_and_grad(
         x,
         &Swarm {
             pts: two_structs(x),
+            qs: two_structs(x),
             s: 1.0,
         },
         m,
         a,
         b,
     );
-    let gp = gsw.pts;
+    let gp = merged_two_structs(gsw.pts, gsw.qs);
     let gx = gx
         .iter()
         .zip(
@@ -12636,6 +12728,12 @@ pub fn p202_points(x: &[f64], sw: &Swarm<Pair>, m: &Array2<f64>, a: f64, b: f64)
         pw += pair_term(pair);
     }
     let b = b + 0.1 * (pw * pw).tanh();
+    let a = a + 0.05
+        * sw.pts
+            .iter()
+            .zip(sw.qs.iter())
+            .map(|(c, d)| c.p[0] * d.p[1].cos())
+            .sum::<f64>();
     let n = x.len();
     let mut perm1 = vec![0usize; n];
     for i in 0..n {
@@ -12715,6 +12813,7 @@ pub fn p202(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         x,
         &Swarm {
             pts: pair_structs(x),
+            qs: pair_structs(x),
             s: 1.0,
         },
         m,
@@ -12733,13 +12832,14 @@ pub fn p202_value_and_grad(
         x,
         &Swarm {
             pts: pair_structs(x),
+            qs: pair_structs(x),
             s: 1.0,
         },
         m,
         a,
         b,
     );
-    let gp = gsw.pts;
+    let gp = merged_pair_structs(gsw.pts, gsw.qs);
     let gx = gx
         .iter()
         .zip(gp.iter().flat_map(|s| s.p).collect::<Vec<f64>>().iter())
@@ -16562,6 +16662,12 @@ pub fn p269_points(x: &[f64], sw: &Swarm<Pair>, m: &Array2<f64>, a: f64, b: f64)
         pw += pair.p[0] * pair.p[1].sin();
     }
     let b = b + 0.1 * (pw * pw).tanh();
+    let a = a + 0.05
+        * sw.pts
+            .iter()
+            .zip(sw.qs.iter())
+            .map(|(c, d)| c.p[0] * d.p[1].cos())
+            .sum::<f64>();
     let n = x.len();
     let part1_s = &x[1..];
     let mut part1 = autodiff::ops::sigmoid(b);
@@ -16592,6 +16698,7 @@ pub fn p269(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {
         x,
         &Swarm {
             pts: pair_structs(x),
+            qs: pair_structs(x),
             s: 1.0,
         },
         m,
@@ -16610,13 +16717,14 @@ pub fn p269_value_and_grad(
         x,
         &Swarm {
             pts: pair_structs(x),
+            qs: pair_structs(x),
             s: 1.0,
         },
         m,
         a,
         b,
     );
-    let gp = gsw.pts;
+    let gp = merged_pair_structs(gsw.pts, gsw.qs);
     let gx = gx
         .iter()
         .zip(gp.iter().flat_map(|s| s.p).collect::<Vec<f64>>().iter())
@@ -18088,6 +18196,12 @@ pub fn p294_points(x: &[f64], pts: &[Two], m: &Array2<f64>, a: f64, b: f64) -> f
         pw += *pair_a * pair_b.sin();
     }
     let b = b + 0.1 * (pw * pw).tanh();
+    let a = a + 0.05
+        * pts
+            .iter()
+            .zip(pts.iter())
+            .map(|(c, d)| c.a * d.b.cos())
+            .sum::<f64>();
     let n = x.len();
     let mut buf1 = vec![0.0; n];
     for i in 0..n {
@@ -19144,6 +19258,11 @@ mod twin {
             pw += pair[0] * pair[1].sin();
         }
         let b = b + c(0.1) * (pw * pw).tanh();
+        let a = a + c(0.05)
+            * x.chunks_exact(2)
+                .zip(x.chunks_exact(2))
+                .map(|(c, d)| c[0] * d[1].cos())
+                .sum::<D>();
         let n = x.len();
         let mut lse1 = a.hypot(b);
         let mut scratch2 = vec![c(0.0); n * 2];
@@ -19651,6 +19770,11 @@ mod twin {
             pw += pair[0] * pair[1].sin();
         }
         let b = b + c(0.1) * (pw * pw).tanh();
+        let a = a + c(0.05)
+            * x.chunks_exact(2)
+                .zip(x.chunks_exact(2))
+                .map(|(c, d)| c[0] * d[1].cos())
+                .sum::<D>();
         let n = x.len();
         let v1 = helpers::soft(b.max(x[1]), c(0.3)).clamp(-c(1.0), c(1.0));
         let mut m2 = sin(a);
@@ -19794,6 +19918,11 @@ mod twin {
             pw += pair[0] * pair[1].sin();
         }
         let b = b + c(0.1) * (pw * pw).tanh();
+        let a = a + c(0.05)
+            * x.chunks_exact(2)
+                .zip(x.chunks_exact(2))
+                .map(|(c, d)| c[0] * d[1].cos())
+                .sum::<D>();
         let n = x.len();
         let mut acc1 = (a * a + c(1.0)).recip();
         for i in 0..n {
@@ -20413,6 +20542,11 @@ mod twin {
             pw += pair[0] * pair[1].sin();
         }
         let b = b + c(0.1) * (pw * pw).tanh();
+        let a = a + c(0.05)
+            * x.chunks_exact(2)
+                .zip(x.chunks_exact(2))
+                .map(|(c, d)| c[0] * d[1].cos())
+                .sum::<D>();
         let n = x.len();
         let v1 = if (b / (b * b + c(1.0))) > -c(0.36) {
             ((((a * a + c(1.5)).acosh()).tanh() * c(3.0)).signum() * c(0.25) + b)
@@ -21124,6 +21258,11 @@ mod twin {
             pw += pair[0] * pair[1].sin();
         }
         let b = b + c(0.1) * (pw * pw).tanh();
+        let a = a + c(0.05)
+            * x.chunks_exact(2)
+                .zip(x.chunks_exact(2))
+                .map(|(c, d)| c[0] * d[1].cos())
+                .sum::<D>();
         let n = x.len();
         let mut lse1 = ops::softplus(x[1]);
         let mut scratch2 = vec![c(0.0); n];
@@ -23492,6 +23631,11 @@ mod twin {
             pw += pair[0] * pair[1].sin();
         }
         let b = b + c(0.1) * (pw * pw).tanh();
+        let a = a + c(0.05)
+            * x.chunks_exact(2)
+                .zip(x.chunks_exact(2))
+                .map(|(c, d)| c[0] * d[1].cos())
+                .sum::<D>();
         let n = x.len();
         let mut m1 = b.min(a);
         if b > c(0.67) {
@@ -24461,6 +24605,11 @@ mod twin {
             pw += pair[0] * pair[1].sin();
         }
         let b = b + c(0.1) * (pw * pw).tanh();
+        let a = a + c(0.05)
+            * x.chunks_exact(2)
+                .zip(x.chunks_exact(2))
+                .map(|(c, d)| c[0] * d[1].cos())
+                .sum::<D>();
         let n = x.len();
         let part1_s = &x[1..3];
         let mut part1 = helpers::soft(a, c(0.3));
@@ -26658,6 +26807,11 @@ mod twin {
             pw += pair[0] * pair[1].sin();
         }
         let b = b + c(0.1) * (pw * pw).tanh();
+        let a = a + c(0.05)
+            * x.chunks_exact(2)
+                .zip(x.chunks_exact(2))
+                .map(|(c, d)| c[0] * d[1].cos())
+                .sum::<D>();
         let n = x.len();
         let mut acc1 = a;
         for i in 0..n {
@@ -27041,6 +27195,11 @@ mod twin {
             pw += pair[0] * pair[1].sin();
         }
         let b = b + c(0.1) * (pw * pw).tanh();
+        let a = a + c(0.05)
+            * x.chunks_exact(2)
+                .zip(x.chunks_exact(2))
+                .map(|(c, d)| c[0] * d[1].cos())
+                .sum::<D>();
         let n = x.len();
         let mut lse1 = (-c(0.22) * -c(0.22)).ln_1p();
         let mut scratch2 = vec![c(0.0); n];
@@ -27433,6 +27592,11 @@ mod twin {
             pw += pair[0] * pair[1].sin();
         }
         let b = b + c(0.1) * (pw * pw).tanh();
+        let a = a + c(0.05)
+            * x.chunks_exact(2)
+                .zip(x.chunks_exact(2))
+                .map(|(c, d)| c[0] * d[1].cos())
+                .sum::<D>();
         let n = x.len();
         let v1 = -c(0.18).powi(3);
         let v2 = c(1.84);
@@ -28475,6 +28639,11 @@ mod twin {
             pw += pair[0] * pair[1].sin();
         }
         let b = b + c(0.1) * (pw * pw).tanh();
+        let a = a + c(0.05)
+            * x.chunks_exact(2)
+                .zip(x.chunks_exact(2))
+                .map(|(c, d)| c[0] * d[1].cos())
+                .sum::<D>();
         let n = x.len();
         let mut perm1 = vec![0usize; n];
         for i in 0..n {
@@ -31705,6 +31874,11 @@ mod twin {
             pw += pair[0] * pair[1].sin();
         }
         let b = b + c(0.1) * (pw * pw).tanh();
+        let a = a + c(0.05)
+            * x.chunks_exact(2)
+                .zip(x.chunks_exact(2))
+                .map(|(c, d)| c[0] * d[1].cos())
+                .sum::<D>();
         let n = x.len();
         let part1_s = &x[1..];
         let mut part1 = ops::sigmoid(b);
@@ -32952,6 +33126,11 @@ mod twin {
             pw += pair[0] * pair[1].sin();
         }
         let b = b + c(0.1) * (pw * pw).tanh();
+        let a = a + c(0.05)
+            * x.chunks_exact(2)
+                .zip(x.chunks_exact(2))
+                .map(|(c, d)| c[0] * d[1].cos())
+                .sum::<D>();
         let n = x.len();
         let mut buf1 = vec![c(0.0); n];
         for i in 0..n {

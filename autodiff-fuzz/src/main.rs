@@ -624,7 +624,7 @@ fn program(rng: &mut Rng, k: usize, out: &mut String, twins: &mut String) {
         // And its windows and a zip with `x` into `b` (written over `x` for the twin, over
         // the structs below: `windows(4).step_by(2)` of `x` are the pairs' windows of 2).
         if ty.starts_with("&[P") || ty.starts_with("&[T") {
-            body = format!("    let a = a + 0.1 * x.chunks_exact(2).enumerate().map(|(i, pair)| pair[0] * pair[1].sin() * (i + 1) as f64).sum::<f64>();\n    let b = b + 0.1 * x.windows(4).step_by(2).map(|w| w[0] * w[3].sin()).sum::<f64>() + 0.1 * x.chunks_exact(2).zip(x.iter()).map(|(c, &v)| c[1] * v).sum::<f64>();\n    let mut pw = 0.0;\n    for (_, pair) in x.chunks_exact(2).enumerate() {{\n        pw += pair[0] * pair[1].sin();\n    }}\n    let b = b + 0.1 * (pw * pw).tanh();\n{body}");
+            body = format!("    let a = a + 0.1 * x.chunks_exact(2).enumerate().map(|(i, pair)| pair[0] * pair[1].sin() * (i + 1) as f64).sum::<f64>();\n    let b = b + 0.1 * x.windows(4).step_by(2).map(|w| w[0] * w[3].sin()).sum::<f64>() + 0.1 * x.chunks_exact(2).zip(x.iter()).map(|(c, &v)| c[1] * v).sum::<f64>();\n    let mut pw = 0.0;\n    for (_, pair) in x.chunks_exact(2).enumerate() {{\n        pw += pair[0] * pair[1].sin();\n    }}\n    let b = b + 0.1 * (pw * pw).tanh();\n    let a = a + 0.05 * x.chunks_exact(2).zip(x.chunks_exact(2)).map(|(c, d)| c[0] * d[1].cos()).sum::<f64>();\n{body}");
         }
         let points_body = reads_as_points(&body);
         // The walk over the input's pairs (`x.chunks_exact(2).enumerate()`) walks the structs
@@ -646,6 +646,10 @@ fn program(rng: &mut Rng, k: usize, out: &mut String, twins: &mut String) {
                 .replace(
                     "x.chunks_exact(2).zip(x.iter()).map(|(c, &v)| c[1] * v)",
                     "pts.iter().zip(x.iter()).map(|(c, &v)| c.p[1] * v)",
+                )
+                .replace(
+                    "x.chunks_exact(2).zip(x.chunks_exact(2)).map(|(c, d)| c[0] * d[1].cos())",
+                    "pts.iter().zip(pts.iter()).map(|(c, d)| c.p[0] * d.p[1].cos())",
                 ),
             "&[Two]" => two_fields(&points_body)
                 .replace(
@@ -665,6 +669,10 @@ fn program(rng: &mut Rng, k: usize, out: &mut String, twins: &mut String) {
                 .replace(
                     "x.chunks_exact(2).zip(x.iter()).map(|(c, &v)| c[1] * v)",
                     "pts.iter().zip(x.iter()).map(|(c, &v)| c.b * v)",
+                )
+                .replace(
+                    "x.chunks_exact(2).zip(x.chunks_exact(2)).map(|(c, d)| c[0] * d[1].cos())",
+                    "pts.iter().zip(pts.iter()).map(|(c, d)| c.a * d.b.cos())",
                 ),
             _ => points_body,
         };
@@ -686,7 +694,9 @@ fn program(rng: &mut Rng, k: usize, out: &mut String, twins: &mut String) {
                 ),
             _ => points_body,
         };
-        // Half of the structs held in a field of a struct, `sw.pts` (`s` is 1, read in `a`).
+        // Half of the structs held in a field of a struct, `sw.pts` (`s` is 1, read in `a`),
+        // beside a copy of them, `sw.qs`, zipped with them (the gradient of `x` is then both
+        // fields' too).
         let (param, points_body, arg, gp) = match ty {
             "&[Pair]" | "&[Two]" if g.rng.chance(50) => {
                 let element = &ty[2..ty.len() - 1];
@@ -695,8 +705,9 @@ fn program(rng: &mut Rng, k: usize, out: &mut String, twins: &mut String) {
                     format!(
                         "    let a = a * sw.s;\n{}",
                         replace_word(&points_body, "pts", "sw.pts")
+                            .replace("zip(sw.pts.iter())", "zip(sw.qs.iter())")
                     ),
-                    format!("&Swarm {{ pts: {pairs}(x), s: 1.0 }}"),
+                    format!("&Swarm {{ pts: {pairs}(x), qs: {pairs}(x), s: 1.0 }}"),
                     "gsw",
                 )
             }
@@ -714,8 +725,8 @@ fn program(rng: &mut Rng, k: usize, out: &mut String, twins: &mut String) {
         let _ = writeln!(out, "{attr}\n{allow}\npub fn p{k}_points(x: &[f64], {param}, m: &Array2<f64>, a: f64, b: f64) -> f64 {{\n{points_body}}}\n");
         let _ = writeln!(out, "pub fn p{k}(x: &[f64], m: &Array2<f64>, a: f64, b: f64) -> f64 {{\n    p{k}_points(x, {arg}, m, a, b)\n}}\n");
         let unpack = match gp {
-            "gsw" => "\n    let gp = gsw.pts;",
-            _ => "",
+            "gsw" => format!("\n    let gp = merged_{pairs}(gsw.pts, gsw.qs);"),
+            _ => String::new(),
         };
         let _ = writeln!(out, "pub fn p{k}_value_and_grad(\n    x: &[f64],\n    m: &Array2<f64>,\n    a: f64,\n    b: f64,\n) -> (f64, (Vec<f64>, Array2<f64>, f64, f64)) {{\n    let (v, (gx, {gp}, gm, ga, gb)) = p{k}_points_value_and_grad(x, {arg}, m, a, b);{unpack}\n    let gx = gx.iter().zip({flat}).map(|(p, q)| p + q).collect();\n    (v, (gx, gm, ga, gb))\n}}\n");
     } else {
@@ -1051,7 +1062,24 @@ fn two_structs(x: &[f64]) -> Vec<Two> {
 #[derive(Clone, Differentiable)]
 pub struct Swarm<T> {
     pts: Vec<T>,
+    qs: Vec<T>,
     s: f64,
+}
+
+/// The gradients of two fields of pairs, added.
+fn merged_pair_structs(a: Vec<Pair>, b: Vec<Pair>) -> Vec<Pair> {
+    a.into_iter()
+        .zip(b)
+        .map(|(a, b)| Pair { p: [a.p[0] + b.p[0], a.p[1] + b.p[1]], id: a.id })
+        .collect()
+}
+
+/// The gradients of two fields of structs of two floats, added.
+fn merged_two_structs(a: Vec<Two>, b: Vec<Two>) -> Vec<Two> {
+    a.into_iter()
+        .zip(b)
+        .map(|(a, b)| Two { a: a.a + b.a, b: a.b + b.b, tag: a.tag })
+        .collect()
 }
 
 /// The input in pairs as rows of nested `Vec`s.
