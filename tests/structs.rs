@@ -556,3 +556,57 @@ fn fields_read_inside_vec_macros_match_the_analytic_gradient() {
     let g = affine_in_vec_grad(&Affine { b: 2.0, s: 3.0 }, 1.5);
     assert_eq!((g.b, g.s), (1.5, 6.0));
 }
+
+/// Values the macro cannot type where they come from, found to be floats by where they go:
+/// a struct's array and `Vec` fields read by index, results of differentiated calls summed,
+/// merged by an `if`, carried by a loop and passed to float methods; an ndarray field read by
+/// index beside them.
+#[derive(Clone, Debug, Differentiable)]
+pub struct Mixed {
+    p: [f64; 3],
+    w: Vec<f64>,
+    a: Array1<f64>,
+}
+
+#[differentiate]
+fn cube(x: f64) -> f64 {
+    x * x * x
+}
+
+#[differentiate(wrt(m, x))]
+fn mixed(m: &Mixed, x: f64) -> f64 {
+    let d = m.p[0] - m.p[1] * m.w[0];
+    let mut s = 0.0;
+    for i in 0..m.w.len() {
+        s += cube(m.w[i] * x) + m.a[i] * m.p[2];
+    }
+    let t = if x > 0.0 { cube(d) } else { cube(x) * d };
+    let r = cube(s).sin() * t;
+    r + d * d + m.a[1] * cube(x)
+}
+
+#[test]
+fn values_typed_by_where_they_go_match_finite_differences() {
+    let m = Mixed {
+        p: [0.3, -0.8, 1.2],
+        w: vec![0.5, -0.25, 0.75],
+        a: array![1.0, -2.0, 0.5],
+    };
+    let flat = |m: &Mixed| -> Vec<f64> {
+        let mut v = m.p.to_vec();
+        v.extend(&m.w);
+        v.extend(m.a.iter());
+        v
+    };
+    let with = |v: &[f64]| Mixed {
+        p: [v[0], v[1], v[2]],
+        w: v[3..6].to_vec(),
+        a: Array1::from(v[6..9].to_vec()),
+    };
+    for x in [0.7, -0.4] {
+        let (g, gx) = mixed_grad(&m, x);
+        let want = fd(&|v: &[f64]| mixed(&with(v), x), &flat(&m));
+        assert_close(&flat(&g), &want, 1e-6);
+        assert_close(&[gx], &fd(&|v: &[f64]| mixed(&m, v[0]), &[x]), 1e-6);
+    }
+}

@@ -32,7 +32,7 @@ pub fn infer(f: &mut Function, sig: &Signature) {
         facts.points[k] =
             crate::signature::points(&p.ty).is_some() || crate::signature::rows(&p.ty).is_some();
     }
-    facts.run(f);
+    facts.run(f, sig.output.is_none());
     let mut arrays = sig
         .params
         .iter()
@@ -427,11 +427,118 @@ impl Facts {
         facts
     }
 
-    fn run(mut self, f: &mut Function) {
-        self.block(&mut f.body);
+    fn run(mut self, f: &mut Function, returns_float: bool) {
+        loop {
+            self.block(&mut f.body);
+            if !self.demanded(f, returns_float) {
+                break;
+            }
+        }
         for (v, s) in f.vars.iter_mut().zip(self.scalar) {
             v.scalar = s;
         }
+    }
+
+    /// Floats known from where values go rather than where they come from: the function's
+    /// value (a float), a loop-carried float's next value, an `if`'s arms merged into a float;
+    /// and, back through them, the operands of `+ - * /` and of float methods computing a
+    /// float (with the standard and ndarray types, an array operand makes an array). A value
+    /// of unknown type so found, a call's result (`e += pair(a, b)`) or an element read by
+    /// value (`p.w[i]` of a struct's field), becomes a known scalar. Says whether any did.
+    fn demanded(&mut self, f: &Function, returns_float: bool) -> bool {
+        let mut floats = self.scalar.clone();
+        if let (true, Some(v)) = (returns_float, f.result.var()) {
+            floats[v] = true;
+        }
+        let mut defs: HashMap<VarId, &Op> = HashMap::new();
+        /// Marks the values merged into a float by an `if` or carried into one by a loop;
+        /// says whether any was new.
+        fn merges<'f>(
+            b: &'f Block,
+            floats: &mut [bool],
+            defs: &mut HashMap<VarId, &'f Op>,
+        ) -> bool {
+            let mark = |v: Option<VarId>, floats: &mut [bool]| match v {
+                Some(v) if !floats[v] => {
+                    floats[v] = true;
+                    true
+                }
+                _ => false,
+            };
+            let mut changed = false;
+            for s in &b.stmts {
+                match s {
+                    Stmt::Let { var, op } => {
+                        defs.insert(*var, op);
+                    }
+                    Stmt::If {
+                        then, els, phis, ..
+                    } => {
+                        changed |= merges(then, floats, defs);
+                        changed |= merges(els, floats, defs);
+                        for p in phis {
+                            if floats[p.out] {
+                                changed |= mark(p.then.var(), floats);
+                                changed |= mark(p.els.var(), floats);
+                            }
+                        }
+                    }
+                    Stmt::Loop(l) => {
+                        for c in &l.carried {
+                            if floats[c.entry] || floats[c.after] {
+                                changed |= mark(c.exit.var(), floats);
+                            }
+                        }
+                        changed |= merges(&l.body, floats, defs);
+                    }
+                    Stmt::Effect(_) | Stmt::Store { .. } => {}
+                }
+            }
+            changed
+        }
+        loop {
+            let merged = merges(&f.body, &mut floats, &mut defs);
+            // Back through the arithmetic (definitions come before uses, so a pass from the
+            // last variable back reaches every operand).
+            let mut changed = false;
+            for v in (0..f.vars.len()).rev() {
+                if !floats[v] {
+                    continue;
+                }
+                if let Some(Op::Prim { rule, args, .. }) = defs.get(&v) {
+                    let arithmetic = rule.kind == Kind::Operator
+                        && matches!(rule.name, "add" | "sub" | "mul" | "div" | "neg");
+                    let float_method = rule.kind == Kind::Method
+                        && matches!(rule.adjoint, Adjoint::Elementwise(_));
+                    if arithmetic || float_method {
+                        for a in args.iter().filter_map(|a| a.var()) {
+                            changed |= !floats[a];
+                            floats[a] = true;
+                        }
+                    }
+                }
+                if let Some(Op::Copy(Operand::Var(a))) = defs.get(&v) {
+                    changed |= !floats[*a];
+                    floats[*a] = true;
+                }
+            }
+            if !(merged || changed) {
+                break;
+            }
+        }
+        let mut changed = false;
+        for (v, op) in defs {
+            let owned_unknown = match op {
+                Op::Call { .. } => true,
+                Op::Index { by_ref, .. } => !by_ref,
+                _ => false,
+            };
+            if floats[v] && owned_unknown && !self.scalar[v] && !self.buffers[v] {
+                self.scalar[v] = true;
+                changed = true;
+            }
+        }
+        changed
     }
 
     /// An operand of a float operation: a constant there is a literal or a path to a float
@@ -659,7 +766,7 @@ impl Facts {
                 inner.elements[k] |= self.elements[outer];
             }
         }
-        inner.run(function);
+        inner.run(function, true);
     }
 }
 
