@@ -1,6 +1,7 @@
 //! Gravitating bodies as structs: how the kinetic energy after a short integration depends on
-//! every body's initial position, velocity and mass, one gradient call, checked against
-//! central finite differences.
+//! every body's initial position, velocity and mass, one gradient call; and the same bodies
+//! held in a `System` whose total energy is written per body and per pair; both checked
+//! against central finite differences.
 #![allow(clippy::needless_range_loop)]
 use autodiff::{differentiate, Differentiable};
 
@@ -47,6 +48,77 @@ fn kinetic_after(bodies: &[Body], dt: f64, steps: usize) -> f64 {
         e += 0.5 * mass * (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]);
     }
     e
+}
+
+/// The same bodies held in a system beside the gravitational constant: its energy through
+/// each body's method and a function of each pair, differentiated with respect to the whole
+/// system (`wrt(self)`; the gradient is a `System`).
+#[derive(Clone, Debug, Differentiable)]
+pub struct System {
+    bodies: Vec<Body>,
+    g: f64,
+}
+
+impl Body {
+    /// The body's kinetic energy.
+    #[differentiate(wrt(self))]
+    fn kinetic(&self) -> f64 {
+        let v = self.vel;
+        0.5 * self.mass * (v[0] * v[0] + v[1] * v[1] + v[2] * v[2])
+    }
+}
+
+/// The (softened) potential energy of a pair.
+#[differentiate(wrt(a, b, g))]
+fn potential(a: &Body, b: &Body, g: f64) -> f64 {
+    let mut r2 = 0.01;
+    for k in 0..3 {
+        let d = a.pos[k] - b.pos[k];
+        r2 += d * d;
+    }
+    -g * a.mass * b.mass / r2.sqrt()
+}
+
+impl System {
+    /// The total energy: every body's kinetic energy, every pair's potential.
+    #[differentiate(wrt(self))]
+    fn energy(&self) -> f64 {
+        let mut e = 0.0;
+        for b in &self.bodies {
+            e += b.kinetic();
+        }
+        for (i, a) in self.bodies.iter().enumerate() {
+            for b in self.bodies.iter().skip(i + 1) {
+                e += potential(a, b, self.g);
+            }
+        }
+        e
+    }
+}
+
+/// The largest relative difference between `sys`'s energy gradient and central finite
+/// differences, over every body's position and mass and `g`.
+fn system_check(sys: &System) -> f64 {
+    let grad = sys.energy_grad();
+    let h = 1e-6;
+    let fd = |change: &dyn Fn(&mut System, f64)| {
+        let (mut up, mut down) = (sys.clone(), sys.clone());
+        change(&mut up, h);
+        change(&mut down, -h);
+        (up.energy() - down.energy()) / (2.0 * h)
+    };
+    let mut worst: f64 = 0.0;
+    let mut compare =
+        |got: f64, want: f64| worst = worst.max((got - want).abs() / want.abs().max(1.0));
+    for i in 0..sys.bodies.len() {
+        for k in 0..3 {
+            compare(grad.bodies[i].pos[k], fd(&|s, d| s.bodies[i].pos[k] += d));
+        }
+        compare(grad.bodies[i].mass, fd(&|s, d| s.bodies[i].mass += d));
+    }
+    compare(grad.g, fd(&|s, d| s.g += d));
+    println!("system: E = {:.6}, dE/dg = {:.6}", sys.energy(), grad.g);
+    worst
 }
 
 fn main() {
@@ -97,6 +169,8 @@ fn main() {
         let want = fd(&|b, d| b.mass += d);
         worst = worst.max((g.mass - want).abs() / want.abs().max(1.0));
     }
+    let system = System { bodies, g: 1.0 };
+    worst = worst.max(system_check(&system));
     println!("largest difference from central finite differences: {worst:.1e}");
     assert!(
         worst < 1e-5,
