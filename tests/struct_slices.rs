@@ -658,6 +658,40 @@ pub struct Cell3 {
     m: f64,
 }
 
+fn cells() -> Vec<Cell3> {
+    (0..3)
+        .map(|i| Cell3 {
+            pos: [0.1 * i as f64, 0.3, -0.2 + i as f64],
+            w: vec![0.5, i as f64],
+            m: 1.0 + i as f64,
+        })
+        .collect()
+}
+
+/// The differentiable numbers of cells, in order (pos, w, m).
+fn cells_flat(ps: &[Cell3]) -> Vec<f64> {
+    ps.iter()
+        .flat_map(|p| {
+            p.pos
+                .iter()
+                .copied()
+                .chain(p.w.iter().copied())
+                .chain([p.m])
+        })
+        .collect()
+}
+
+/// Cells of two weights with their numbers taken from `v` (as [`cells_flat`] lays them out).
+fn cells_with(v: &[f64]) -> Vec<Cell3> {
+    v.chunks(6)
+        .map(|c| Cell3 {
+            pos: [c[0], c[1], c[2]],
+            w: vec![c[3], c[4]],
+            m: c[5],
+        })
+        .collect()
+}
+
 /// Fields read as containers: walked, summed, copied (`bodies[i].pos.iter()`, `.len()`).
 #[differentiate(wrt(ps))]
 fn containers(ps: &[Cell3]) -> f64 {
@@ -676,36 +710,10 @@ fn containers(ps: &[Cell3]) -> f64 {
 
 #[test]
 fn fields_read_as_containers_match_finite_differences() {
-    let ps: Vec<Cell3> = (0..3)
-        .map(|i| Cell3 {
-            pos: [0.1 * i as f64, 0.3, -0.2 + i as f64],
-            w: vec![0.5, i as f64],
-            m: 1.0 + i as f64,
-        })
-        .collect();
-    let flat = |ps: &[Cell3]| -> Vec<f64> {
-        ps.iter()
-            .flat_map(|p| {
-                p.pos
-                    .iter()
-                    .copied()
-                    .chain(p.w.iter().copied())
-                    .chain([p.m])
-            })
-            .collect()
-    };
-    let with = |v: &[f64]| -> Vec<Cell3> {
-        v.chunks(6)
-            .map(|c| Cell3 {
-                pos: [c[0], c[1], c[2]],
-                w: vec![c[3], c[4]],
-                m: c[5],
-            })
-            .collect()
-    };
+    let ps = cells();
     let g = containers_grad(&ps);
-    let want = fd(&|v: &[f64]| containers(&with(v)), &flat(&ps));
-    assert_close(&flat(&g), &want, 1e-6);
+    let want = fd(&|v: &[f64]| containers(&cells_with(v)), &cells_flat(&ps));
+    assert_close(&cells_flat(&g), &want, 1e-6);
 }
 
 /// A sum of squares.
@@ -732,36 +740,13 @@ fn containers_passed(ps: &[Cell3]) -> f64 {
 
 #[test]
 fn fields_passed_to_functions_match_finite_differences() {
-    let ps: Vec<Cell3> = (0..3)
-        .map(|i| Cell3 {
-            pos: [0.1 * i as f64, 0.3, -0.2 + i as f64],
-            w: vec![0.5, i as f64],
-            m: 1.0 + i as f64,
-        })
-        .collect();
-    let flat = |ps: &[Cell3]| -> Vec<f64> {
-        ps.iter()
-            .flat_map(|p| {
-                p.pos
-                    .iter()
-                    .copied()
-                    .chain(p.w.iter().copied())
-                    .chain([p.m])
-            })
-            .collect()
-    };
-    let with = |v: &[f64]| -> Vec<Cell3> {
-        v.chunks(6)
-            .map(|c| Cell3 {
-                pos: [c[0], c[1], c[2]],
-                w: vec![c[3], c[4]],
-                m: c[5],
-            })
-            .collect()
-    };
+    let ps = cells();
     let gr = containers_passed_grad(&ps);
-    let want = fd(&|v: &[f64]| containers_passed(&with(v)), &flat(&ps));
-    assert_close(&flat(&gr), &want, 1e-6);
+    let want = fd(
+        &|v: &[f64]| containers_passed(&cells_with(v)),
+        &cells_flat(&ps),
+    );
+    assert_close(&cells_flat(&gr), &want, 1e-6);
 }
 
 /// A chain of nodes by windows (springs between neighbours): `for w in nodes.windows(2)`,
