@@ -1498,8 +1498,7 @@ fn chain_at(
         return None;
     };
     // `x.owner` is a member; `0..owner` a range.
-    let range = i > 1
-        && matches!(&tokens[i - 2], T::Punct(p) if p.as_char() == '.' && p.spacing() == proc_macro2::Spacing::Joint);
+    let range = i > 1 && range_dot(&tokens[i - 2]);
     if i > 0 && dot(tokens.get(i - 1)) && !range {
         return None;
     }
@@ -1509,11 +1508,7 @@ fn chain_at(
     let mut j = i + 1;
     while dot(tokens.get(j)) {
         // A method (`.len()`, `.iter()`, `.collect::<..>()`) ends the chain.
-        let call = match tokens.get(j + 2) {
-            Some(T::Group(g)) => g.delimiter() == proc_macro2::Delimiter::Parenthesis,
-            Some(T::Punct(p)) => p.as_char() == ':',
-            _ => false,
-        };
+        let call = opens_call(tokens.get(j + 2));
         let member = match tokens.get(j + 1) {
             Some(T::Ident(m)) if !call => syn::Member::Named(m.clone()),
             Some(T::Literal(l)) if !call => match l.to_string().parse::<u32>() {
@@ -1597,6 +1592,23 @@ fn rename(
         i += 1;
     }
     out.into_iter().collect()
+}
+
+/// Does `t`, after a member's name, make it a method's: its arguments, or a turbofish
+/// (`.collect::<..>()`)?
+fn opens_call(t: Option<&proc_macro2::TokenTree>) -> bool {
+    match t {
+        Some(proc_macro2::TokenTree::Group(g)) => {
+            g.delimiter() == proc_macro2::Delimiter::Parenthesis
+        }
+        Some(proc_macro2::TokenTree::Punct(p)) => p.as_char() == ':',
+        _ => false,
+    }
+}
+
+/// Is `t` the first dot of a range's `..`?
+fn range_dot(t: &proc_macro2::TokenTree) -> bool {
+    matches!(t, proc_macro2::TokenTree::Punct(p) if p.as_char() == '.' && p.spacing() == proc_macro2::Spacing::Joint)
 }
 
 /// A method no float, array, slice or `Vec` has (`kinetic`, not `sin`, `is_nan`, `iter`): one
@@ -1691,16 +1703,10 @@ fn element_fields(tokens: proc_macro2::TokenStream, name: &Ident) -> bool {
                 Some(T::Literal(l)) => Some(l.to_string()),
                 _ => None,
             };
-            let call = match tokens.get(i + 4) {
-                Some(T::Group(g)) => g.delimiter() == proc_macro2::Delimiter::Parenthesis,
-                Some(T::Punct(p)) => p.as_char() == ':',
-                _ => false,
-            };
+            let call = opens_call(tokens.get(i + 4));
             // An element, not a part (`name[1..]`).
             let part = match tokens.get(i + 1) {
-                Some(T::Group(g)) => g.stream().into_iter().any(|t| {
-                    matches!(t, T::Punct(p) if p.as_char() == '.' && p.spacing() == proc_macro2::Spacing::Joint)
-                }),
+                Some(T::Group(g)) => g.stream().into_iter().any(|t| range_dot(&t)),
                 _ => false,
             };
             indexed && !part && dot && member.is_some_and(|m| !call || own_method(&m))
