@@ -3,13 +3,13 @@
 //! Each companion body is the forward sweep (the lowered body, with each `if` also recording
 //! which arm ran and what that arm's reverse sweep needs) followed by the reverse sweep.
 
-use crate::ir::{CallForm, Function, LoopKind, MapFn, Op, Operand, Part, Stmt, VarId};
+use crate::ir::{CallForm, Callee, Function, LoopKind, MapFn, Op, Operand, Part, Stmt, VarId};
 use crate::names::Namer;
 use crate::reverse::{LoopPlan, Plans, Reverse, Saved};
 use crate::rules::Forward as Fwd;
 use crate::signature::{self, Param, Signature};
 use crate::AppendStream;
-use crate::{attr, fuse, lower, rules, scalars, tbr, useful};
+use crate::{attr, calls, fuse, lower, rules, scalars, tbr, useful};
 use proc_macro2::{Ident, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use std::collections::{BTreeSet, HashMap};
@@ -78,7 +78,37 @@ pub fn companions(
     // The companion type: `#name::pullback`, which calls to `#name` in differentiated code use.
     // A type takes the function's name in the type namespace, so every `use` of the function
     // (renamed, re-exported, glob) imports it too.
-    let companion = |target: TokenStream, d_out_ty: &dyn ToTokens| {
+    // `value_and_pullback` on the companion type of a function returning one float: its
+    // value and its pullback in one call (`calls`), by default the primal then the pullback,
+    // on parameters of its own (a parameter may be named like the function).
+    let primal_then = || {
+        let mut names = fresh.clone();
+        let own: Vec<(Ident, &syn::Type)> = sig
+            .params
+            .iter()
+            .filter(|p| !p.receiver)
+            .map(|p| (names.fresh("arg"), &p.ty))
+            .collect();
+        let declared = own.iter().map(|(i, t)| quote!(#i: #t));
+        let first = own
+            .iter()
+            .zip(sig.params.iter().filter(|p| !p.receiver))
+            .map(|((i, _), p)| {
+                if matches!(p.ty, syn::Type::Reference(_)) || p.kind == signature::Kind::Float {
+                    quote!(#i)
+                } else {
+                    quote!(::core::clone::Clone::clone(&#i))
+                }
+            });
+        let passed = own.iter().map(|(i, _)| i);
+        let primal = callee(name);
+        let t = &sig.turbofish;
+        let body = quote!((#primal(#(#first),*), Self::pullback #t (#(#passed,)* #d_out)));
+        (quote!(#(#declared,)*), body)
+    };
+    let companion = |target: TokenStream,
+                     d_out_ty: &dyn ToTokens,
+                     value_and_pullback: Option<Option<TokenStream>>| {
         // Spanned at the pullback's path, so a hand-written pullback with the wrong signature
         // is reported at its name in the attribute.
         let turbofish = match options.pullback {
@@ -86,6 +116,19 @@ pub fn companions(
             Some(_) => TokenStream::new(),
         };
         let call = quote_spanned!(target.span()=> #target #turbofish (#(#args,)* #d_out));
+        let value_and_pullback = value_and_pullback.map(|body| {
+            let (declared, body) = match body {
+                Some(body) => (quote!(#(#params,)*), body),
+                None => primal_then(),
+            };
+            quote! {
+                /// The value of the function of the same name and its pullback.
+                #[inline]
+                #vis fn value_and_pullback #generics (#declared #d_out: #d_out_ty) -> (#d_out_ty, #pullback_ty) #where_clause {
+                    #body
+                }
+            }
+        });
         if sig.is_member() {
             // A method: differentiated code calls `self.f_pullback(..)` (`Self::f_pullback`),
             // a function beside it (no type can stand in an `impl` block), which forwards to a
@@ -120,6 +163,8 @@ pub fn companions(
                 #vis fn pullback #generics (#(#params,)* #d_out: #d_out_ty) -> #pullback_ty #where_clause {
                     #call
                 }
+
+                #value_and_pullback
             }
         }
     };
@@ -156,7 +201,7 @@ pub fn companions(
             output,
             params: &params,
             cfgs: &cfgs,
-            companion: companion(target.clone(), output),
+            companion: companion(target.clone(), output, None),
             hand_written: options.pullback.is_some().then_some(target),
             link: &link,
             pullback_only: options.pullback_only,
@@ -173,7 +218,7 @@ pub fn companions(
         let grads = differentiable_entries(&slots);
         // The value's call gets copies of what the pullback then takes by value.
         let first = copied_args(&sig);
-        let mut out = companion(target.clone(), float);
+        let mut out = companion(target.clone(), float, Some(None));
         let primal = callee(name);
         // Through the companion type (whose signature states the pullback's type, so a
         // hand-written one of the wrong type is reported once, there), or for a method the
@@ -215,8 +260,8 @@ pub fn companions(
         )?)))
     };
     // The pullback, and the companion type that calls from differentiated code use.
-    let companion_type = companion(pullback.to_token_stream(), float);
-    let pullback_fn = |body: TokenStream| {
+    let pullback_fn = |body: TokenStream, value_and_pullback: Option<TokenStream>| {
+        let companion_type = companion(pullback.to_token_stream(), float, Some(value_and_pullback));
         quote! {
             #(#cfgs)*
             #[doc = #doc_pb]
@@ -229,7 +274,7 @@ pub fn companions(
     };
     // The pullback alone (a trait implementation's method, whose trait declares it).
     if options.pullback_only {
-        return Ok(pullback_fn(own_pullback_body()?));
+        return Ok(pullback_fn(own_pullback_body()?, None));
     }
     let value_and_grad_body = braced(flatten_block(body(
         func,
@@ -245,7 +290,7 @@ pub fn companions(
         .params
         .iter()
         .all(|p| p.wrt || p.kind == signature::Kind::Constant);
-    let pullback_body = if shared {
+    let (pullback_body, value_and_pullback) = if shared {
         let mut names = fresh.clone();
         let value = names.fresh("value");
         let rt = names.fresh("rt");
@@ -262,16 +307,25 @@ pub fn companions(
             true => quote!(#rt::scale_elements(#g, #d_out)),
             false => quote!(#rt::scale(#g, #d_out)),
         });
-        quote!({
+        let sweep = quote! {
             use ::autodiff::__rt as #rt;
             let (#value, #pattern) = #call_value_and_grad(#(#args),*);
-            #scaled
-        })
+        };
+        if sig.is_member() {
+            (quote!({ #sweep #scaled }), None)
+        } else {
+            // The value and the pullback on the companion type; the pullback is its second.
+            let t = &sig.turbofish;
+            (
+                quote!({ #name::value_and_pullback #t (#(#args,)* #d_out).1 }),
+                Some(quote!(#sweep (#value, #scaled))),
+            )
+        }
     } else {
-        own_pullback_body()?
+        (own_pullback_body()?, None)
     };
 
-    let pullback_fn = pullback_fn(pullback_body);
+    let pullback_fn = pullback_fn(pullback_body, value_and_pullback);
     Ok(quote! {
         #(#cfgs)*
         #[doc = #doc_vg]
@@ -539,6 +593,7 @@ fn body(
     useful::demote_useless(&mut f, sig.params.len());
     scalars::infer(&mut f, sig);
     fuse::fuse(&mut f, &sig.float, &mut namer);
+    calls::keep_unit_pullbacks(&mut f, &mut namer);
     f.early = Reverse::early_loops_of(&f, &sig.float, &rt);
     tbr::untape_stable_reads(&mut f, &mut namer);
     tbr::window_copies(&mut f, &mut namer);
@@ -643,6 +698,8 @@ fn body(
     let t = &sig.turbofish;
     let mark_used = match sig.is_member() {
         _ if sig.params.iter().any(|p| names_impl_trait(&p.ty)) => TokenStream::new(),
+        // A parameter named like the function hides it.
+        false if sig.params.iter().any(|p| p.ident == *name) => TokenStream::new(),
         true => quote!(let _ = Self::#name #t;),
         false => quote!(let _ = #name #t;),
     };
@@ -1057,6 +1114,10 @@ impl Forward<'_> {
                 if let Op::Fused {
                     grads: Some((pack, _)),
                     ..
+                }
+                | Op::Call {
+                    grads: Some((pack, _)),
+                    ..
                 } = op
                 {
                     if matches!(self.mode, Mode::Body | Mode::Plain) {
@@ -1377,11 +1438,20 @@ impl Forward<'_> {
                 args,
                 refs,
                 tuple,
+                grads,
             } => {
                 let args = args
                     .iter()
                     .zip(refs)
                     .map(|(a, r)| call_argument(self.f, a, self.operand(a), *r));
+                // The value and the pullback for a unit adjoint (`calls`), where the reverse
+                // sweep follows; the value alone in a loop body its reverse runs again.
+                if let (Some(_), Callee::Function { pullback, .. }) = (grads, callee) {
+                    if !matches!(self.mode, Mode::Body | Mode::Plain) {
+                        let path = crate::calls::value_and_pullback(pullback);
+                        return quote!(#path(#(#args,)* #rt::unit()));
+                    }
+                }
                 let callee = callee.forward(|r| self.operand(r));
                 match tuple {
                     Some(n) => quote!(::core::convert::Into::<[_; #n]>::into(#callee(#(#args),*))),

@@ -84,6 +84,12 @@ pub enum Op {
         /// The callee returns a tuple of this many floats (`let (r, t) = polar(x, y);`): the
         /// forward sweep holds it as an array, the pullback gets the tuple back.
         tuple: Option<usize>,
+        /// A function returning one float whose pullback the forward sweep takes with its
+        /// value (`calls`): `g::value_and_pullback(.., 1.0)` gives the value and the
+        /// arguments' gradients for a unit adjoint, which the reverse sweep scales, so `g`
+        /// runs once rather than again inside its pullback. The name the call binds them to,
+        /// and the variable that holds them (bound next).
+        grads: Option<(Ident, VarId)>,
     },
     /// An expression whose value does not depend on any differentiated value (integer code,
     /// comparisons, constants): emitted as written, with variables renamed.

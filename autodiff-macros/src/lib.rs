@@ -18,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 mod attr;
+mod calls;
 mod columns;
 mod derive;
 mod desugar;
@@ -205,7 +206,7 @@ mod tests {
                 "f_grad",
                 "f_pullback",
                 "struct f",
-                "impl f: 1"
+                "impl f: 2"
             ]
         );
         if std::env::var_os("AUTODIFF_PRINT_EXPANSION").is_some() {

@@ -2488,6 +2488,7 @@ impl Lowerer<'_> {
                 args: operands,
                 refs,
                 tuple: None,
+                grads: None,
             },
             active,
         ))

@@ -507,6 +507,11 @@ enum Promotion {
     /// The element does not change with the iteration (`x[3 * i]` in a loop over `j`): one
     /// register for the whole loop, added into the array's adjoint after it.
     Invariant { reg: Ident, slot: Ident },
+    /// The same for an element of a slice of structs (`&bodies[i]` in a loop over `j`, passed
+    /// to a function): its gradient, a struct, gathers in `slot` (`None` until the first
+    /// contribution, then the index and the sum), added into the slice's adjoint after the
+    /// loop, rather than into the slice's adjoint in memory at every iteration.
+    Element { slot: Ident },
     /// The element moves with the loop variable (`x[i]`, `x[i + 1]`): a window of registers,
     /// one per offset, shifted each iteration; an element is written once, when complete.
     Window { reg: Ident },
@@ -1159,7 +1164,6 @@ impl<'a> Reverse<'a> {
     /// at all, as in a hand-written gradient.
     fn early_loop(&mut self, l: &Loop) -> TokenStream {
         let f = self.f;
-        let rt = self.rt.clone();
         let Some(l) = top_level_loops(f).into_iter().find(|x| x.tape == l.tape) else {
             return self.loop_stmt(l);
         };
@@ -1208,15 +1212,7 @@ impl<'a> Reverse<'a> {
         }
         let d = self.adj(c.after);
         for (t, u) in targets.iter().zip(&units) {
-            if f.vars[*t].scalar {
-                out.append_stream(self.contribute_scalar(&Operand::Var(*t), quote!(#u * #d)));
-            } else if f.holds_elements(*t) {
-                // A gradient per element of structs, scaled element by element.
-                let c = quote!(#rt::scale_elements(#u, #d));
-                out.append_stream(self.contribute(&Operand::Var(*t), c));
-            } else {
-                out.append_stream(self.contribute(&Operand::Var(*t), quote!(#rt::scale(#u, #d))));
-            }
+            out.append_stream(self.contribute_scaled(&Operand::Var(*t), quote!(#u), &quote!(#d)));
         }
         out.append_stream(self.carry(c.after, &c.init, false));
         out
@@ -1481,6 +1477,26 @@ impl<'a> Reverse<'a> {
             let x = self.like(v);
             let rt = &self.rt;
             quote!(let mut #d = #rt::init(&#x, #c);)
+        }
+    }
+
+    /// Adds `g`, a contribution for a unit adjoint, scaled by `by` into the adjoint of
+    /// `target`: written out for a known scalar, element by element for a slice of structs.
+    fn contribute_scaled(
+        &mut self,
+        target: &Operand,
+        g: TokenStream,
+        by: &TokenStream,
+    ) -> TokenStream {
+        let rt = self.rt.clone();
+        match target.var() {
+            Some(v) if self.f.vars[v].scalar => self.contribute_scalar(target, quote!(#g * #by)),
+            Some(v) if self.f.holds_elements(v) => {
+                // Checked to be a gradient of the slice (a function's pullback may give `()`).
+                let x = self.operand(target);
+                self.contribute(target, quote!(#rt::scale_elements_of(&#x[..], #g, #by)))
+            }
+            _ => self.contribute(target, quote!(#rt::scale(#g, #by))),
         }
     }
 
@@ -2093,15 +2109,23 @@ impl<'a> Reverse<'a> {
         for (var, b, index) in untaped_reads(&l.body) {
             // Registers hold floats: an element that is itself an array (`x[i]` of
             // `&[[f64; 3]]`) adds into its slot directly.
+            // An element of a slice of structs, read by reference at the top of the body.
+            let element = self.f.holds_elements(b) && self.element_reads.contains(&var);
             if !self.f.vars[b].active
-                || !self.f.vars[var].scalar
+                || !(self.f.vars[var].scalar || element)
                 || inner.contains(&b)
                 || stored.contains(&b)
                 || self.parts.contains_key(&b)
             {
                 continue;
             }
-            if invariant(index) {
+            if invariant(index) && element {
+                self.registers += 1;
+                let n = self.registers;
+                let slot = Ident::new(&format!("dslot{n}"), crate::names::mixed_site());
+                promotions.insert(var, Promotion::Element { slot });
+            } else if element {
+            } else if invariant(index) {
                 self.registers += 1;
                 let n = self.registers;
                 let reg = Ident::new(&format!("dreg{n}"), crate::names::mixed_site());
@@ -2335,10 +2359,14 @@ impl<'a> Reverse<'a> {
         let mut promotions: Vec<(&VarId, &Promotion)> = promotions.iter().collect();
         promotions.sort_unstable_by_key(|(v, _)| **v);
         for (var, p) in promotions {
-            if let Promotion::Invariant { reg, slot } = p {
-                if self.promoted_used.contains(var) {
+            match p {
+                Promotion::Invariant { reg, slot } if self.promoted_used.contains(var) => {
                     out.append_stream({ let zero = self.unsuffixed_zero(); quote!(let mut #reg: #float = #zero; let mut #slot = ::core::option::Option::None;) });
                 }
+                Promotion::Element { slot } if self.promoted_used.contains(var) => {
+                    out.append_stream(quote!(let mut #slot = ::core::option::Option::None;));
+                }
+                _ => {}
             }
         }
         out
@@ -2356,15 +2384,21 @@ impl<'a> Reverse<'a> {
             else {
                 continue;
             };
-            if let (Some(Promotion::Invariant { reg, slot }), Some(b), true) = (
-                promotions.get(var),
-                base.var(),
-                self.promoted_used.contains(var),
-            ) {
-                let d = &self.adj(b);
-                out.append_stream(
+            let (Some(b), true) = (base.var(), self.promoted_used.contains(var)) else {
+                continue;
+            };
+            let d = &self.adj(b);
+            match promotions.get(var) {
+                Some(Promotion::Invariant { reg, slot }) => out.append_stream(
                     quote!(if let ::core::option::Option::Some(k) = #slot { #d[k] += #reg; }),
-                );
+                ),
+                Some(Promotion::Element { slot }) => {
+                    let rt = &self.rt;
+                    out.append_stream(
+                        quote!(if let ::core::option::Option::Some((k, g)) = #slot { #rt::acc(&mut #d[k], g); }),
+                    )
+                }
+                _ => {}
             }
         }
         out
@@ -2895,6 +2929,12 @@ impl<'a> Reverse<'a> {
                             quote!(#reg += #dy; #slot = ::core::option::Option::Some(#i);),
                         );
                     }
+                    Some(Promotion::Element { slot }) => {
+                        self.promoted_used.insert(var);
+                        moved = true;
+                        let i = self.operand(index);
+                        out.append_stream(quote!(#rt::acc_slot(&mut #slot, #i, #dy);));
+                    }
                     Some(Promotion::Window { reg }) => out.append_stream(quote!(#reg += #dy;)),
                     Some(Promotion::Slice { window, index }) if scalar => {
                         out.append_stream(quote!(#window[#index] += #dy;))
@@ -2968,6 +3008,7 @@ impl<'a> Reverse<'a> {
                 args,
                 refs,
                 tuple,
+                grads,
             } => {
                 let pullback = callee.pullback(|r| self.operand(r));
                 // A tuple's adjoint, held as an array, goes back as the tuple.
@@ -3002,7 +3043,17 @@ impl<'a> Reverse<'a> {
                 } else {
                     quote!((#(#parts),*))
                 };
-                out.append_stream(quote!(let #pattern = #pullback(#(#operands,)* #dy);));
+                match grads {
+                    // The pullback for a unit adjoint, which the forward sweep took with the
+                    // value (`calls`): scaled by the call's adjoint.
+                    Some((_, pack)) => {
+                        let pack = self.primal(*pack);
+                        out.append_stream(quote!(let #pattern = #pack;));
+                    }
+                    None => {
+                        out.append_stream(quote!(let #pattern = #pullback(#(#operands,)* #dy);));
+                    }
+                }
                 moved = true;
                 if let Some(r) = receiver.filter(|r| self.active(r)) {
                     // Checked on its own (a clear error when the method gives `()` for it).
@@ -3017,7 +3068,13 @@ impl<'a> Reverse<'a> {
                         let rt = &self.rt;
                         out.append_stream(quote!(let #part = #rt::element_gradient(#part);));
                     }
-                    out.append_stream(self.contribute(arg, quote!(#part)));
+                    match grads {
+                        Some(_) => {
+                            let scaled = self.contribute_scaled(arg, quote!(#part), &dy);
+                            out.append_stream(scaled);
+                        }
+                        None => out.append_stream(self.contribute(arg, quote!(#part))),
+                    }
                 }
             }
         }

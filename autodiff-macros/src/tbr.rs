@@ -195,7 +195,7 @@ impl Walk {
                 // function, which its pullback then runs once more.
                 Stmt::Let {
                     var,
-                    op: Op::Call { .. },
+                    op: Op::Call { grads: None, .. },
                 } => {
                     if let Some(exact) = inside {
                         self.recorded.push((*var, exact));

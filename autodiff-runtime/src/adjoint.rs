@@ -366,6 +366,27 @@ pub fn acc_elements<T, G: ElementsGradient<T>>(gradient: &mut [T], other: G) {
     other.add_into(gradient);
 }
 
+/// Adds `c`, the gradient of element `k` of a slice of structs, into `slot`, where a loop
+/// that reads that element at every iteration gathers it (`None` before the first).
+#[inline(always)]
+pub fn acc_slot<T: Accumulate<T>>(slot: &mut Option<(usize, T)>, k: usize, c: T) {
+    match slot {
+        Some((_, g)) => g.accumulate(c),
+        None => *slot = Some((k, c)),
+    }
+}
+
+/// `g`, the gradient a function's pullback gave for `slice` of structs passed to it whole for a
+/// unit adjoint ([`ElementsGradient`]), scaled by `by` element by element.
+#[inline(always)]
+pub fn scale_elements_of<T: Scale<F>, F: Copy, G: ElementsGradient<T>>(
+    _slice: &[T],
+    g: G,
+    by: F,
+) -> Vec<T> {
+    g.scaled(by)
+}
+
 /// What a function's pullback gives for a slice of structs passed to it whole: a `Vec` of the
 /// struct when the function differentiates it (names it in `wrt`).
 #[diagnostic::on_unimplemented(
@@ -376,6 +397,10 @@ pub fn acc_elements<T, G: ElementsGradient<T>>(gradient: &mut [T], other: G) {
 pub trait ElementsGradient<T> {
     /// Adds itself into `gradient`, element by element.
     fn add_into(self, gradient: &mut [T]);
+    /// Itself scaled by `by`, element by element.
+    fn scaled<F: Copy>(self, by: F) -> Vec<T>
+    where
+        T: Scale<F>;
 }
 
 impl<T: Accumulate<T>> ElementsGradient<T> for Vec<T> {
@@ -390,6 +415,13 @@ impl<T: Accumulate<T>> ElementsGradient<T> for Vec<T> {
         for (g, o) in gradient.iter_mut().zip(self) {
             g.accumulate(o);
         }
+    }
+
+    fn scaled<F: Copy>(self, by: F) -> Vec<T>
+    where
+        T: Scale<F>,
+    {
+        self.into_iter().map(|g| g.scale(by)).collect()
     }
 }
 
@@ -600,6 +632,13 @@ impl<F: Real, D: Dimension> Scale<F> for Array<F, D> {
         }
         self
     }
+}
+
+/// The unit adjoint of a float output: a call's pullback taken in the forward sweep with its
+/// value (`g::value_and_pullback(.., __rt::unit())`), scaled by the reverse sweep.
+#[inline(always)]
+pub fn unit<F: Real>() -> F {
+    F::one()
 }
 
 /// `g` scaled by `by`.

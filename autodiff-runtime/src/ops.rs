@@ -1,7 +1,9 @@
 //! Primitives that plain Rust and ndarray lack, each written next to its adjoint.
 //!
 //! Every `op` here has an `op_pullback` beside it (`fn op(x) -> y` has
-//! `fn op_pullback(x, d_out) -> dx`) and, like every function `#[differentiate]` annotates, a
+//! `fn op_pullback(x, d_out) -> dx`) and `op_value_and_pullback(x, d_out) -> (y, dx)` (the
+//! value and the pullback in one call, which differentiated code takes in the forward sweep
+//! where `op` returns one float) and, like every function `#[differentiate]` annotates, a
 //! companion `op` in the type namespace whose `op::pullback` is that pullback: a differentiated
 //! body calls `autodiff::ops::op(..)` (or an imported or renamed `op`) like any annotated
 //! function, and the same functions run outside differentiated code too. They take scalars,
@@ -17,21 +19,58 @@ use ndarray::{Array, ArrayBase, Axis, Data, DataMut, Dimension, Zip};
 /// brings the derivative with the function. Modules, not the macro's forwarding types, since
 /// the pullbacks here are generic.
 macro_rules! companions {
-    ($($op:ident => $pullback:ident),* $(,)?) => {$(
+    ($($op:ident => $pullback:ident, $both:ident),* $(,)?) => {$(
         #[doc(hidden)]
         pub mod $op {
             pub use super::$pullback as pullback;
+            pub use super::$both as value_and_pullback;
         }
     )*};
 }
 companions!(
-    relu => relu_pullback,
-    sigmoid => sigmoid_pullback,
-    softplus => softplus_pullback,
-    logsumexp => logsumexp_pullback,
-    softmax => softmax_pullback,
-    log_softmax => log_softmax_pullback,
-    matmul => matmul_pullback,
+    relu => relu_pullback, relu_value_and_pullback,
+    sigmoid => sigmoid_pullback, sigmoid_value_and_pullback,
+    softplus => softplus_pullback, softplus_value_and_pullback,
+    logsumexp => logsumexp_pullback, logsumexp_value_and_pullback,
+    softmax => softmax_pullback, softmax_value_and_pullback,
+    log_softmax => log_softmax_pullback, log_softmax_value_and_pullback,
+    matmul => matmul_pullback, matmul_value_and_pullback,
+);
+
+/// `op_value_and_pullback` of the element-wise ops: the value, then the pullback.
+macro_rules! elementwise_value_and_pullback {
+    ($($op:ident, $pullback:ident => $both:ident),* $(,)?) => {$(
+        #[doc = concat!("[`", stringify!($op), "`] and [`", stringify!($pullback), "`] in one call.")]
+        pub fn $both<X: Val>(x: X, d_out: Owned<X>) -> (Owned<X>, Owned<X>)
+        where
+            X::Canon: MapElems,
+        {
+            ($op(&x), $pullback(x, d_out))
+        }
+    )*};
+}
+elementwise_value_and_pullback!(
+    relu, relu_pullback => relu_value_and_pullback,
+    sigmoid, sigmoid_pullback => sigmoid_value_and_pullback,
+    softplus, softplus_pullback => softplus_value_and_pullback,
+);
+
+/// `op_value_and_pullback` of the ops over a whole array or its last axis.
+macro_rules! array_value_and_pullback {
+    ($($op:ident, $pullback:ident, $out:ty, $d_out:ty => $both:ident),* $(,)?) => {$(
+        #[doc = concat!("[`", stringify!($op), "`] and [`", stringify!($pullback), "`] in one call.")]
+        pub fn $both<F: Real, S: Data<Elem = F>, D: Dimension, X: Val<Canon = ArrayBase<S, D>>>(
+            x: X,
+            d_out: $d_out,
+        ) -> ($out, Array<F, D>) {
+            ($op(&x), $pullback(x, d_out))
+        }
+    )*};
+}
+array_value_and_pullback!(
+    logsumexp, logsumexp_pullback, F, F => logsumexp_value_and_pullback,
+    softmax, softmax_pullback, Array<F, D>, Array<F, D> => softmax_value_and_pullback,
+    log_softmax, log_softmax_pullback, Array<F, D>, Array<F, D> => log_softmax_value_and_pullback,
 );
 
 /// Scalars and arrays, element by element.
@@ -364,6 +403,28 @@ where
     DC: Val<Canon = DC>,
 {
     (dot_lhs_adj(&a, &b, &d_out), dot_rhs_adj(&a, &b, &d_out))
+}
+
+/// [`matmul`] and [`matmul_pullback`] in one call.
+#[allow(clippy::type_complexity)]
+pub fn matmul_value_and_pullback<A: Val + HasDim, B: Val + HasDim, DC>(
+    a: A,
+    b: B,
+    d_out: DC,
+) -> (
+    <A::Canon as Product<B::Canon>>::Output,
+    (
+        <A::Dim as DotLhs<B::Canon, DC>>::Out,
+        <B::Dim as DotRhs<A::Canon, DC>>::Out,
+    ),
+)
+where
+    A::Canon: Product<B::Canon>,
+    A::Dim: DotLhs<B::Canon, DC>,
+    B::Dim: DotRhs<A::Canon, DC>,
+    DC: Val<Canon = DC>,
+{
+    (dot(&a, &b), matmul_pullback(a, b, d_out))
 }
 
 #[cfg(test)]
