@@ -3,6 +3,7 @@
 //! feature, the same mathematics for the peer crates.
 #![forbid(unsafe_code)]
 
+pub mod calls;
 pub mod gmm;
 pub mod mlp;
 #[cfg(feature = "peers")]

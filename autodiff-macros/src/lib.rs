@@ -8,11 +8,13 @@
 //!    the body into the small A-normal-form `ir`, with spanned errors (buffers of points
 //!    kept flat, `lower/points.rs`);
 //! 4. `rules`: the table of derivative rules, one entry per primitive;
-//! 5. `tbr`: the to-be-recorded analysis, which buffer reads (and integer values read from
-//!    buffers) the forward sweep must tape;
+//! 5. `calls`: calls to differentiated functions returning one float take their value and
+//!    pullback in one call; `tbr`: the to-be-recorded analysis, which buffer reads (and
+//!    integer values read from buffers) the forward sweep must tape;
 //! 6. `reverse`: the reverse sweep, and what the forward sweep must keep for it;
 //! 7. `emit`: the companions `f_grad`, `f_value_and_grad` and `f_pullback`, and the
-//!    companion type `f` whose `f::pullback` calls from differentiated code use;
+//!    companion type `f` whose `f::pullback` and `f::value_and_pullback` calls from
+//!    differentiated code use;
 //! 8. `transfer`: tokens in and out of the compiler once each (the expansion itself runs on
 //!    in-process tokens).
 #![forbid(unsafe_code)]

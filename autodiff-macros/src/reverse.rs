@@ -507,11 +507,6 @@ enum Promotion {
     /// The element does not change with the iteration (`x[3 * i]` in a loop over `j`): one
     /// register for the whole loop, added into the array's adjoint after it.
     Invariant { reg: Ident, slot: Ident },
-    /// The same for an element of a slice of structs (`&bodies[i]` in a loop over `j`, passed
-    /// to a function): its gradient, a struct, gathers in `slot` (`None` until the first
-    /// contribution, then the index and the sum), added into the slice's adjoint after the
-    /// loop, rather than into the slice's adjoint in memory at every iteration.
-    Element { slot: Ident },
     /// The element moves with the loop variable (`x[i]`, `x[i + 1]`): a window of registers,
     /// one per offset, shifted each iteration; an element is written once, when complete.
     Window { reg: Ident },
@@ -2109,23 +2104,15 @@ impl<'a> Reverse<'a> {
         for (var, b, index) in untaped_reads(&l.body) {
             // Registers hold floats: an element that is itself an array (`x[i]` of
             // `&[[f64; 3]]`) adds into its slot directly.
-            // An element of a slice of structs, read by reference at the top of the body.
-            let element = self.f.holds_elements(b) && self.element_reads.contains(&var);
             if !self.f.vars[b].active
-                || !(self.f.vars[var].scalar || element)
+                || !self.f.vars[var].scalar
                 || inner.contains(&b)
                 || stored.contains(&b)
                 || self.parts.contains_key(&b)
             {
                 continue;
             }
-            if invariant(index) && element {
-                self.registers += 1;
-                let n = self.registers;
-                let slot = Ident::new(&format!("dslot{n}"), crate::names::mixed_site());
-                promotions.insert(var, Promotion::Element { slot });
-            } else if element {
-            } else if invariant(index) {
+            if invariant(index) {
                 self.registers += 1;
                 let n = self.registers;
                 let reg = Ident::new(&format!("dreg{n}"), crate::names::mixed_site());
@@ -2359,14 +2346,10 @@ impl<'a> Reverse<'a> {
         let mut promotions: Vec<(&VarId, &Promotion)> = promotions.iter().collect();
         promotions.sort_unstable_by_key(|(v, _)| **v);
         for (var, p) in promotions {
-            match p {
-                Promotion::Invariant { reg, slot } if self.promoted_used.contains(var) => {
+            if let Promotion::Invariant { reg, slot } = p {
+                if self.promoted_used.contains(var) {
                     out.append_stream({ let zero = self.unsuffixed_zero(); quote!(let mut #reg: #float = #zero; let mut #slot = ::core::option::Option::None;) });
                 }
-                Promotion::Element { slot } if self.promoted_used.contains(var) => {
-                    out.append_stream(quote!(let mut #slot = ::core::option::Option::None;));
-                }
-                _ => {}
             }
         }
         out
@@ -2384,21 +2367,15 @@ impl<'a> Reverse<'a> {
             else {
                 continue;
             };
-            let (Some(b), true) = (base.var(), self.promoted_used.contains(var)) else {
-                continue;
-            };
-            let d = &self.adj(b);
-            match promotions.get(var) {
-                Some(Promotion::Invariant { reg, slot }) => out.append_stream(
+            if let (Some(Promotion::Invariant { reg, slot }), Some(b), true) = (
+                promotions.get(var),
+                base.var(),
+                self.promoted_used.contains(var),
+            ) {
+                let d = &self.adj(b);
+                out.append_stream(
                     quote!(if let ::core::option::Option::Some(k) = #slot { #d[k] += #reg; }),
-                ),
-                Some(Promotion::Element { slot }) => {
-                    let rt = &self.rt;
-                    out.append_stream(
-                        quote!(if let ::core::option::Option::Some((k, g)) = #slot { #rt::acc(&mut #d[k], g); }),
-                    )
-                }
-                _ => {}
+                );
             }
         }
         out
@@ -2928,12 +2905,6 @@ impl<'a> Reverse<'a> {
                         out.append_stream(
                             quote!(#reg += #dy; #slot = ::core::option::Option::Some(#i);),
                         );
-                    }
-                    Some(Promotion::Element { slot }) => {
-                        self.promoted_used.insert(var);
-                        moved = true;
-                        let i = self.operand(index);
-                        out.append_stream(quote!(#rt::acc_slot(&mut #slot, #i, #dy);));
                     }
                     Some(Promotion::Window { reg }) => out.append_stream(quote!(#reg += #dy;)),
                     Some(Promotion::Slice { window, index }) if scalar => {

@@ -366,16 +366,6 @@ pub fn acc_elements<T, G: ElementsGradient<T>>(gradient: &mut [T], other: G) {
     other.add_into(gradient);
 }
 
-/// Adds `c`, the gradient of element `k` of a slice of structs, into `slot`, where a loop
-/// that reads that element at every iteration gathers it (`None` before the first).
-#[inline(always)]
-pub fn acc_slot<T: Accumulate<T>>(slot: &mut Option<(usize, T)>, k: usize, c: T) {
-    match slot {
-        Some((_, g)) => g.accumulate(c),
-        None => *slot = Some((k, c)),
-    }
-}
-
 /// `g`, the gradient a function's pullback gave for `slice` of structs passed to it whole for a
 /// unit adjoint ([`ElementsGradient`]), scaled by `by` element by element.
 #[inline(always)]

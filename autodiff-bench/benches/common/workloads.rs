@@ -35,6 +35,7 @@ pub fn all_rows() {
     row_loop_rows();
     trajectory_rows();
     stencil_rows();
+    call_rows();
 }
 use autodiff::ndarray::{Array1, Array2};
 use autodiff_bench::{mlp, seed, sim};
@@ -727,6 +728,35 @@ pub fn stencil_rows() {
                     "hand-written",
                     || springs_hand(black_box(&x), 0.5, 0.1, steps),
                     flat,
+                ),
+            ],
+        );
+    }
+}
+
+/// A call to a differentiated function whose body is a loop: one run of the callee per call.
+pub fn call_rows() {
+    use autodiff_bench::calls::{problem, wave_energy, wave_energy_grad, wave_energy_hand};
+    for n in [1000, 100_000] {
+        let x = problem(n);
+        let reference = wave_energy_hand(&x);
+        row(
+            "a call to a function with a loop (`s = wave_sum(x); s.sqrt() + s`)",
+            &format!("n = {n}"),
+            || {
+                black_box(wave_energy(black_box(&x)));
+            },
+            &reference,
+            vec![
+                contender(
+                    "generated",
+                    || wave_energy_grad(black_box(&x)),
+                    |g: &Vec<f64>| g.clone(),
+                ),
+                contender(
+                    "hand-written",
+                    || wave_energy_hand(black_box(&x)),
+                    |g: &Vec<f64>| g.clone(),
                 ),
             ],
         );
