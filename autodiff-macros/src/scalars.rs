@@ -440,9 +440,10 @@ impl Facts {
     }
 
     /// Floats known from where values go rather than where they come from: the function's
-    /// value (a float), a loop-carried float's next value, an `if`'s arms merged into a float;
-    /// and, back through them, the operands of `+ - * /` and of float methods computing a
-    /// float (with the standard and ndarray types, an array operand makes an array). A value
+    /// value (a float), a loop-carried float's next value, an `if`'s arms merged into a float,
+    /// an element stored into a buffer of floats; and, back through them, the operands of
+    /// `+ - * /` and of float methods computing a float (with the standard and ndarray types,
+    /// an array operand makes an array). A value
     /// of unknown type so found, a call's result (`e += pair(a, b)`) or an element read by
     /// value (`p.w[i]` of a struct's field), becomes a known scalar. Says whether any did.
     fn demanded(&mut self, f: &Function, returns_float: bool) -> bool {
@@ -457,6 +458,7 @@ impl Facts {
             b: &'f Block,
             floats: &mut [bool],
             defs: &mut HashMap<VarId, &'f Op>,
+            elements: &[bool],
         ) -> bool {
             let mark = |v: Option<VarId>, floats: &mut [bool]| match v {
                 Some(v) if !floats[v] => {
@@ -474,8 +476,8 @@ impl Facts {
                     Stmt::If {
                         then, els, phis, ..
                     } => {
-                        changed |= merges(then, floats, defs);
-                        changed |= merges(els, floats, defs);
+                        changed |= merges(then, floats, defs, elements);
+                        changed |= merges(els, floats, defs, elements);
                         for p in phis {
                             if floats[p.out] {
                                 changed |= mark(p.then.var(), floats);
@@ -489,7 +491,13 @@ impl Facts {
                                 changed |= mark(c.exit.var(), floats);
                             }
                         }
-                        changed |= merges(&l.body, floats, defs);
+                        changed |= merges(&l.body, floats, defs, elements);
+                    }
+                    // An element stored into a buffer of floats.
+                    Stmt::Store {
+                        buf, value, part, ..
+                    } if elements[*buf] && !matches!(part, crate::ir::Part::View(_)) => {
+                        changed |= mark(value.var(), floats);
                     }
                     Stmt::Effect(_) | Stmt::Store { .. } => {}
                 }
@@ -497,7 +505,7 @@ impl Facts {
             changed
         }
         loop {
-            let merged = merges(&f.body, &mut floats, &mut defs);
+            let merged = merges(&f.body, &mut floats, &mut defs, &self.elements);
             // Back through the arithmetic (definitions come before uses, so a pass from the
             // last variable back reaches every operand).
             let mut changed = false;
