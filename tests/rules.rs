@@ -188,6 +188,12 @@ rule!(max, [a in -5.0..5.0, b in -5.0..5.0], (a - b).abs() > 1e-3, a.max(b));
 rule!(min, [a in -5.0..5.0, b in -5.0..5.0], (a - b).abs() > 1e-3, a.min(b));
 rule!(clamp, [x in -5.0..5.0, lo in -3.0..0.0, hi in 0.5..3.0], (x - lo).abs() > 1e-3 && (x - hi).abs() > 1e-3, x.clamp(lo, hi));
 rule!(mul_add, [a in -3.0..3.0, b in -3.0..3.0, c in -3.0..3.0], true, a.mul_add(b, c));
+rule!(fract, [x in -5.0..5.0], where off_jumps(x), x.fract() * x);
+rule!(copysign, [a in -3.0..3.0, b in -3.0..3.0], a.abs() > 1e-3 && b.abs() > 1e-3, a.copysign(b) * b);
+rule!(rem_euclid, [a in -5.0..5.0, b in 0.5..3.0], off_jumps(a / b), a.rem_euclid(b) * b);
+rule!(rem_euclid_negative_divisor, [a in -5.0..5.0, b in -3.0..-0.5], off_jumps(a / b), a.rem_euclid(b) * a);
+// `sin_cos` taken apart by a `let`: the sine and the cosine of one angle.
+rule!(sin_cos, [x in -6.0..6.0], { let (s, c) = (x * 0.7).sin_cos(); s * c + s });
 // Piecewise constant: zero derivative (plus `x` so there is something to check).
 rule!(signum, [x in -5.0..5.0], where off_jumps(x), x.signum() + x);
 rule!(floor, [x in -5.0..5.0], where off_jumps(x), x.floor() * 2.0 + x);

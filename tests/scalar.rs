@@ -311,3 +311,42 @@ fn products_of_one_base_match_the_analytic_derivative() {
         assert!(close(gx, fd1(|v| powers(v, y), x), 1e-6));
     }
 }
+
+/// A rotation by an angle, its sine and cosine taken apart once (`sin_cos`, method and path
+/// forms), with the other float methods `fract`, `copysign` and `rem_euclid`.
+#[differentiate]
+fn rotated(x: f64, y: f64, theta: f64) -> f64 {
+    let (s, c) = (2.0 * theta).sin_cos();
+    let (_, c1) = f64::sin_cos(theta);
+    let u = c * x - s * y;
+    let v = s * x + c * y;
+    u * u * c1 + v.rem_euclid(1.5) + (u * 3.0).fract() + u.copysign(v)
+}
+
+#[test]
+fn sin_cos_and_periodic_methods_match_the_analytic_gradient() {
+    let (x, y, theta) = (0.8, -0.3, 0.4);
+    let (dx, dy, dt) = rotated_grad(x, y, theta);
+    let (s, c) = (2.0 * theta).sin_cos();
+    let c1 = theta.cos();
+    let u = c * x - s * y;
+    let v = s * x + c * y;
+    // d(u)/d(x, y, theta) and d(v)/d(...); fract's slope is one, rem_euclid's in v one.
+    let du = [c, -s, 2.0 * (-s * x - c * y)];
+    let dv = [s, c, 2.0 * (c * x - s * y)];
+    let sign = u.signum() * v.signum();
+    let want: Vec<f64> = (0..3)
+        .map(|k| {
+            let dc1 = if k == 2 { -theta.sin() } else { 0.0 };
+            2.0 * u * du[k] * c1 + u * u * dc1 + dv[k] + 3.0 * du[k] + sign * du[k]
+        })
+        .collect();
+    for (got, want) in [dx, dy, dt].iter().zip(&want) {
+        assert!(close(*got, *want, 1e-12), "got {got}, want {want}");
+    }
+    let fd = fd1(|t| rotated(x, y, t), theta);
+    assert!(
+        close(dt, fd, 1e-6),
+        "theta: got {dt}, finite differences {fd}"
+    );
+}

@@ -77,7 +77,7 @@ impl Gen<'_> {
         }
         let d = depth - 1;
         let e = self.expr(d);
-        match self.rng.below(46) {
+        match self.rng.below(47) {
             0 => format!("({e} + {})", self.expr(d)),
             1 => format!("({e} - {})", self.expr(d)),
             2 | 3 => format!("({e} * {})", self.expr(d)),
@@ -131,7 +131,7 @@ impl Gen<'_> {
             // like every form, so that `e * e + 1.5` stays a square plus 1.5 when `e` is one
             // (without, `acosh` got arguments below 1, found by `differential.sh 10000 300000`).
             43 => {
-                let f = ["floor", "ceil", "round", "trunc", "signum"][self.rng.below(5)];
+                let f = ["floor", "ceil", "round", "trunc", "signum", "fract"][self.rng.below(6)];
                 format!("((({e}).tanh() * 3.0).{f}() * 0.25 + {})", self.expr(d))
             }
             // A shift held constant, as a log-sum-exp's maximum: the value is `tanh(e)` (to
@@ -141,6 +141,11 @@ impl Gen<'_> {
                 let g = self.expr(d);
                 format!("((({e}).tanh() - ({g}).tanh().stop_gradient()).exp().ln() + ({g}).tanh().stop_gradient())")
             }
+            // Periodic and sign-copying methods: slope one (or minus one) between jumps.
+            45 => match self.rng.below(2) {
+                0 => format!("(({e}).rem_euclid(1.3) + {})", self.expr(d)),
+                _ => format!("({e}).copysign({})", self.expr(d)),
+            },
             _ => format!("({e} * 0.5)"),
         }
     }
@@ -220,6 +225,16 @@ impl Gen<'_> {
                     1 => writeln!(out, "    let [{v}_p, {v}_q, {v}_r] = twist([{e1}, x[1], {e2}], x[3]);\n    let {v} = {v}_p * {v}_q + {v}_r;"),
                     _ => writeln!(out, "    let mut {v}_b = [0.0; 3];\n    for i in 0..3 {{\n        {v}_b[i] = x[i] * {e1} + {v}_b[(i + 2) % 3];\n    }}\n    let {v} = {v}_b[0] * {v}_b[2] + leading::<3>(&{v}_b) + leading::<2>(x) * {e2};"),
                 };
+                self.scalars.push(v);
+            }
+            0 | 1 if self.rng.chance(15) => {
+                // An angle's sine and cosine taken apart at once.
+                let v = self.name("v");
+                let (e, g) = (self.expr(2), self.expr(2));
+                let _ = writeln!(
+                    out,
+                    "    let ({v}_s, {v}_c) = ({e}).sin_cos();\n    let {v} = {v}_s * {g} + {v}_c;"
+                );
                 self.scalars.push(v);
             }
             0 | 1 => {
@@ -1292,6 +1307,23 @@ const TWIN_HEADER: &str = r#"    #![allow(dead_code, unused_parens)]
         }
         fn stop_gradient(self) -> D {
             c(self.re)
+        }
+    }
+    /// The periodic and sign-copying methods: slope one between their jumps.
+    pub trait Periodic: Sized {
+        fn fract(self) -> Self;
+        fn rem_euclid(self, b: Self) -> Self;
+        fn copysign(self, b: Self) -> Self;
+    }
+    impl Periodic for D {
+        fn fract(self) -> D {
+            self - c(self.re.trunc())
+        }
+        fn rem_euclid(self, b: D) -> D {
+            self - b * c(self.re.div_euclid(b.re))
+        }
+        fn copysign(self, b: D) -> D {
+            if self.re.is_sign_negative() == b.re.is_sign_negative() { self } else { -self }
         }
     }
     pub trait Ext: Sized {

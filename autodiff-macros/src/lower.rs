@@ -854,6 +854,17 @@ impl Lowerer<'_> {
                     }
                 })
             }
+            // `let (s, c) = theta.sin_cos();`: the angle once, then its sine and cosine.
+            Pat::Tuple(pt) if pt.elems.len() == 2 && sin_cos_of(expr).is_some() && self.mentions_active(expr) => {
+                let Some((angle, span)) = sin_cos_of(expr) else { unreachable!() };
+                let id = self.lower_into(angle, "angle", None, out)?;
+                let name = self.namer.fresh("angle");
+                self.bind(&name, id);
+                let sin: Expr = syn::parse_quote_spanned!(span=> #name.sin());
+                let cos: Expr = syn::parse_quote_spanned!(span=> #name.cos());
+                self.pattern(&pt.elems[0], None, &sin, bindings, out)?;
+                self.pattern(&pt.elems[1], None, &cos, bindings, out)
+            }
             // `let (r, t) = polar(x, y);` of a function returning a tuple of floats: held as an
             // array, each name an element read.
             Pat::Tuple(pt) if matches!(strip(expr), Expr::Call(_)) && self.mentions_active(expr) => {
@@ -2190,6 +2201,9 @@ impl Lowerer<'_> {
             return self.method_call(m, out);
         }
         let Some(rule) = rules::method(&name) else {
+            if name == "sin_cos" {
+                return Err(syn::Error::new_spanned(&m.method, SIN_COS));
+            }
             if name.starts_with("sort") {
                 return Err(syn::Error::new_spanned(&m.method, format!("#[differentiate] sorts differentiated values as a statement in the function's own block (not in a loop or a branch), `v.sort_by(|a, b| a.partial_cmp(b).unwrap());` of a local (`sort_unstable_by`, `total_cmp`, either order); this `{name}` is not one: sort a copy before the loop, or write the comparator so")));
             }
@@ -2416,6 +2430,9 @@ impl Lowerer<'_> {
                 ));
             }
             let Some(rule) = rules::method(&name).filter(|r| r.forward_as_written()) else {
+                if name == "sin_cos" {
+                    return Err(syn::Error::new_spanned(&segs[1].ident, SIN_COS));
+                }
                 return Err(syn::Error::new_spanned(
                     &segs[1].ident,
                     format!("#[differentiate] cannot differentiate `{}::{name}`: the float functions it knows are {}", segs[0].ident, rules::method_names()),
@@ -3226,6 +3243,7 @@ fn unsupported(e: &Expr) -> syn::Error {
         Expr::Index(_) => "#[differentiate] does not support indexing a differentiated value yet",
         Expr::Tuple(_) => "#[differentiate] supports tuples only in `let (a, b) = (.., ..);`",
         Expr::Reference(_) => "#[differentiate] does not support `&mut` references to differentiated values: pass the value and assign the result (`y = scale(y)`)",
+        Expr::Field(f) if sin_cos_of(&f.base).is_some() => SIN_COS,
         Expr::Field(_) => "#[differentiate] does not support fields of differentiated values",
         Expr::Async(_) | Expr::Await(_) => "#[differentiate] does not support `async` code",
         Expr::Assign(_) => "#[differentiate] supports assignments as statements only",
@@ -3520,4 +3538,27 @@ fn view_store(m: &syn::ExprMethodCall) -> Option<(&Expr, &Ident, &Expr, &Expr)> 
 /// Does `tokens` end with a `.` (so that a `.` after it makes `..`)?
 fn ends_with_dot(tokens: &TokenStream) -> bool {
     matches!(tokens.clone().into_iter().last(), Some(proc_macro2::TokenTree::Punct(p)) if p.as_char() == '.')
+}
+
+/// The error for `sin_cos` other than taken apart by a `let`.
+const SIN_COS: &str = "#[differentiate] supports `sin_cos` taken apart by a `let`, `let (s, c) = theta.sin_cos();` (or `let (s, _) = ..`)";
+
+/// The angle of `angle.sin_cos()` (or `f64::sin_cos(angle)`), and the method's span.
+fn sin_cos_of(e: &Expr) -> Option<(&Expr, Span)> {
+    match strip(e) {
+        Expr::MethodCall(m) if m.method == "sin_cos" && m.args.is_empty() => {
+            Some((&m.receiver, m.method.span()))
+        }
+        Expr::Call(c) if c.args.len() == 1 => match strip(&c.func) {
+            Expr::Path(p)
+                if p.path.segments.len() == 2
+                    && p.path.segments[1].ident == "sin_cos"
+                    && is_float_name(&p.path.segments[0].ident) =>
+            {
+                Some((&c.args[0], p.path.segments[1].ident.span()))
+            }
+            _ => None,
+        },
+        _ => None,
+    }
 }

@@ -443,6 +443,30 @@ pub static RULES: &[Rule] = &[
             t!([a, c, dy, zero] => quote!(if #a > #c { #dy } else { #zero })),
         ]
     ),
+    // The fractional part, `x - trunc(x)`: slope one between the integers.
+    elementwise!("fract", 1, 0, [t!([dy] => quote!(#dy))]),
+    // `|a|` with the sign of `b`: `y / a` is that sign times `a`'s; `b`'s sign is piecewise
+    // constant.
+    elementwise!(
+        "copysign",
+        2,
+        0,
+        [
+            t!([a, y, dy, zero] => quote!(if #a == #zero { #zero } else { #dy * (#y / #a) })),
+            t!([zero] => quote!(#zero)),
+        ]
+    ),
+    // `a - b * q` with `q` the (piecewise constant) Euclidean quotient, `(a - y) / b` rounded to
+    // the integer it is.
+    elementwise!(
+        "rem_euclid",
+        2,
+        0,
+        [
+            t!([dy] => quote!(#dy)),
+            t!([a, b, y, dy] => quote!(-#dy * ((#a - #y) / #b).round())),
+        ]
+    ),
     elementwise!(
         "mul_add",
         3,

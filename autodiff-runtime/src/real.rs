@@ -11,7 +11,7 @@ macro_rules! real_math {
             unary: sqrt cbrt exp exp2 exp_m1 ln ln_1p log2 log10 sin cos tan asin acos atan sinh
                 cosh tanh asinh acosh atanh abs recip to_degrees to_radians signum floor ceil
                 round trunc fract;
-            binary: powf log atan2 max min hypot;
+            binary: powf log atan2 max min hypot copysign rem_euclid;
             ternary: mul_add clamp;
             test: is_nan is_finite is_infinite is_sign_negative is_sign_positive;
         }
@@ -26,6 +26,8 @@ macro_rules! real_math_decls_list {
         $(#[doc = concat!("`f64::", stringify!($p), "`.")] fn $p(self) -> bool;)*
         /// `f64::powi`.
         fn powi(self, n: i32) -> Self;
+        /// `f64::sin_cos`.
+        fn sin_cos(self) -> (Self, Self);
     };
 }
 
@@ -38,6 +40,10 @@ macro_rules! real_math_impls_list {
         #[inline(always)]
         fn powi(self, n: i32) -> Self {
             $ty::powi(self, n)
+        }
+        #[inline(always)]
+        fn sin_cos(self) -> (Self, Self) {
+            $ty::sin_cos(self)
         }
     };
 }
