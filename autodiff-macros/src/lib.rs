@@ -778,7 +778,7 @@ mod never_panics {
     /// Functions over the whole supported surface (and some that are rejected), to mutate.
     const CORPUS: &[&str] = &[
         "fn f(x: f64) -> f64 { (x + 2.0).powi(2) + 3.0 }",
-        "fn sc(x: f64, y: &[f64]) -> f64 { let (s, c) = (x * y[0]).sin_cos(); let (a, _) = f64::sin_cos(y[1]); let (p, q, r) = x.sin_cos(); let t = x.sin_cos().1; s * c + a + x.rem_euclid(y[2]).copysign(s) + (x * 3.0).fract() + t + sc(x, y) }",
+        "fn sc(x: f64, y: &[f64]) -> f64 { let (s, c) = (x * y[0]).sin_cos(); let (a, _) = f64::sin_cos(y[1]); s * c + a + x.rem_euclid(y[2]).copysign(s) + (x * 3.0).fract() }",
         "fn gf<F: Real>(x: &[F], y: F) -> F { let mut s = F::zero(); for i in 0..x.len() { s += x[i].sin() * F::from_f64(0.5) + y.powf(x[i]).max(F::one()); } let v = vec![F::from_f64(2.0); x.len()]; s + v.iter().sum::<F>() + x.iter().map(|t| t.exp()).sum::<F>() * F::from_usize(x.len()) }",
         "fn rb(x: &[f64], steps: usize, c: bool) -> f64 { let n = x.len(); let mut u = vec![0.0; n]; for i in 0..n { u[i] = x[i]; } for _ in 0..steps { let mut next = vec![0.0; n]; for i in 0..n { next[i] = u[i] * u[(i + 1) % n]; } u = next; if c { u = vec![1.0; n]; } } if c { u = x.to_vec(); } u[0] }",
         "fn og(x: &[f64], i: usize) -> f64 { let a = x.get(i).copied().unwrap_or(0.5) + *x.get(i + 1).unwrap_or(&1.0) + x.last().map_or(0.0, |&v| v * 2.0) + x.first().copied().unwrap_or_default(); let Some(&w) = x.get(i + 2) else { return a; }; if let Some(v) = x.get(i + 3) { a * v } else if let Some(u) = x.first().copied() { u * w } else { w } }",
