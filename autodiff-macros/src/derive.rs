@@ -105,7 +105,7 @@ pub fn expand(input: TokenStream) -> syn::Result<TokenStream> {
         if let Type::Reference(r) = &f.ty {
             return Err(syn::Error::new(r.span(), "a field of a differentiable struct is owned (its gradient is a value of the same struct): hold an array or a `Vec`, or mark the field `#[differentiable(constant)]`"));
         }
-        // A `Vec` of structs that derive `Differentiable` (`bodies: Vec<Body>`): each
+        // A `Vec` (or an array) of structs that derive `Differentiable` (`bodies: Vec<Body>`): each
         // element's gradient a value of its struct (a slice of structs read through a field,
         // `columns.rs`), added and scaled element by element once the float is known (below).
         if let Some(inner) = struct_elements(&f.ty) {
@@ -114,7 +114,7 @@ pub fn expand(input: TokenStream) -> syn::Result<TokenStream> {
             }
             // Spanned at the field's type: an element type without the derive is an error there.
             let at = f.ty.span();
-            elements.push((field.clone(), at));
+            elements.push((field.clone(), at, matches!(f.ty, Type::Array(_))));
             add.push(
                 quote_spanned!(at=> ::autodiff::__rt::acc_elements(&mut self.#field, c.#field);),
             );
@@ -136,10 +136,15 @@ pub fn expand(input: TokenStream) -> syn::Result<TokenStream> {
         scale.push(quote!(#field: ::autodiff::__rt::scale(self.#field, by)));
     }
     let float = float.unwrap_or_else(|| quote!(f64));
-    for (field, at) in &elements {
-        zero.push(
-            quote_spanned!(*at=> #field: ::autodiff::__rt::zero_elements::<#float, _>(&self.#field)),
-        );
+    for (field, at, array) in &elements {
+        zero.push(match array {
+            true => {
+                quote_spanned!(*at=> #field: ::autodiff::__rt::zero_array::<#float, _, _>(&self.#field))
+            }
+            false => {
+                quote_spanned!(*at=> #field: ::autodiff::__rt::zero_elements::<#float, _>(&self.#field))
+            }
+        });
     }
     for ty in &nested {
         predicates.push(quote!(#ty: ::autodiff::StructGradient<#float>));
@@ -230,15 +235,25 @@ fn is_constant(ty: &Type) -> bool {
 /// named type that is no float, no container (`Vec`, `Option`, ndarray's) and no constant
 /// ([`is_constant`]).
 fn struct_elements(ty: &Type) -> Option<&Type> {
-    let Type::Path(p) = ty else { return None };
-    let last = p.path.segments.last()?;
-    if last.ident != "Vec" {
-        return None;
-    }
-    let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
-        return None;
+    let inner = match ty {
+        // A fixed-size array of structs (`bodies: [Body; 3]`).
+        Type::Array(a) => &*a.elem,
+        Type::Path(p) => {
+            let last = p.path.segments.last()?;
+            if last.ident != "Vec" {
+                return None;
+            }
+            let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+                return None;
+            };
+            let Some(syn::GenericArgument::Type(inner)) = args.args.first() else {
+                return None;
+            };
+            inner
+        }
+        _ => return None,
     };
-    let Some(syn::GenericArgument::Type(inner @ Type::Path(p))) = args.args.first() else {
+    let Type::Path(p) = inner else {
         return None;
     };
     let name = p.path.segments.last()?.ident.to_string();

@@ -637,7 +637,14 @@ fn body(
     for (id, p) in sig.params.iter().enumerate() {
         let gradient = |rev: &mut Reverse| match p.kind {
             signature::Kind::Struct => rev.struct_gradient(id),
-            signature::Kind::Structs => rev.elements_gradient(id),
+            signature::Kind::Structs => {
+                let g = rev.elements_gradient(id);
+                match signature::struct_array_len(&p.ty) {
+                    // Built as a `Vec`, returned as the array.
+                    Some(_) => quote!(#rt::into_array(#g)),
+                    None => g,
+                }
+            }
             _ => rev.gradient(id),
         };
         if with_value {

@@ -1286,9 +1286,10 @@ impl<'a> Reverse<'a> {
             let add = add_all || written.iter().any(|w| path.starts_with(w));
             if self.f.elements.contains(&var) {
                 let d = self.elements_gradient(var);
+                // Moved in as the field's container: a `Vec`, or a fixed-size array.
                 fields.append_stream(match add {
                     true => quote!(#rt::acc_elements(&mut #g.#(#path).*, #d);),
-                    false => quote!(#g.#(#path).* = #d;),
+                    false => quote!(#g.#(#path).* = #rt::into_elements(#d);),
                 });
             } else {
                 fields.append_stream(write(&g, &path, self.adj(var), add));

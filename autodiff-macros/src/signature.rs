@@ -341,7 +341,11 @@ pub fn analyse(func: &ItemFn, options: &Options) -> syn::Result<Signature> {
                         }
                         (None, Some(ty)) => {
                             p.kind = Kind::Structs;
-                            p.grad_ty = quote!(::std::vec::Vec<#ty>);
+                            // A fixed-size array's gradient is an array of the same length.
+                            p.grad_ty = match struct_array_len(&p.ty) {
+                                Some(n) => quote!([#ty; #n]),
+                                None => quote!(::std::vec::Vec<#ty>),
+                            };
                             p.wrt = true;
                         }
                         (None, None) => errors.push(name.span(), &format!("`{name}` in `wrt` is not a differentiable parameter: only `f64`/`f32` parameters, arrays and slices of them, and structs that derive `Differentiable` (and slices and `Vec`s of them) have gradients")),
@@ -436,13 +440,24 @@ pub fn struct_elements(ty: &Type) -> Option<&Type> {
     let elem = match ty {
         Type::Reference(r) if r.mutability.is_none() => match &*r.elem {
             Type::Slice(s) => &*s.elem,
+            Type::Array(a) => &*a.elem,
             t => vec_element(t)?,
         },
+        Type::Array(a) => &*a.elem,
         t => vec_element(t)?,
     };
     match elem {
         Type::Reference(_) => None,
         t => struct_type(t),
+    }
+}
+
+/// `N` of a fixed-size array of structs, `[T; N]` or `&[T; N]` (its gradient is `[T; N]`).
+pub fn struct_array_len(ty: &Type) -> Option<&syn::Expr> {
+    match ty {
+        Type::Reference(r) => struct_array_len(&r.elem),
+        Type::Array(a) => Some(&a.len),
+        _ => None,
     }
 }
 

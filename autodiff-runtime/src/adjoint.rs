@@ -335,6 +335,12 @@ pub fn zero_elements<F, T: StructGradient<F>>(xs: &[T]) -> Vec<T> {
     xs.iter().map(Differentiable::zero_adjoint).collect()
 }
 
+/// The zero gradient of a fixed-size array of structs: each element's.
+#[inline]
+pub fn zero_array<F, T: StructGradient<F>, const N: usize>(xs: &[T; N]) -> [T; N] {
+    xs.each_ref().map(Differentiable::zero_adjoint)
+}
+
 /// Moves a column's adjoint into its field of each element's gradient.
 #[inline]
 pub fn set_column<T, C>(
@@ -391,6 +397,10 @@ pub trait ElementsGradient<T> {
     fn scaled<F: Copy>(self, by: F) -> Vec<T>
     where
         T: Scale<F>;
+    /// Itself scaled by `by`, element by element, in its own type.
+    fn scale_each<F: Copy>(self, by: F) -> Self
+    where
+        T: Scale<F>;
 }
 
 impl<T: Accumulate<T>> ElementsGradient<T> for Vec<T> {
@@ -413,11 +423,89 @@ impl<T: Accumulate<T>> ElementsGradient<T> for Vec<T> {
     {
         self.into_iter().map(|g| g.scale(by)).collect()
     }
+
+    fn scale_each<F: Copy>(self, by: F) -> Vec<T>
+    where
+        T: Scale<F>,
+    {
+        self.scaled(by)
+    }
 }
 
-/// The gradient of a slice of structs scaled by `by` (a pullback's entry): each element's.
-pub fn scale_elements<T: StructGradient<F>, F: Copy>(gradient: Vec<T>, by: F) -> Vec<T> {
-    gradient.into_iter().map(|g| g.scale(by)).collect()
+/// A fixed-size array of structs' gradient (`[Body; 3]`), an array of the same length.
+impl<T: Accumulate<T>, const N: usize> ElementsGradient<T> for [T; N] {
+    fn add_into(self, gradient: &mut [T]) {
+        assert_eq!(
+            gradient.len(),
+            N,
+            "adding the gradient of an array of structs: {N} elements into {}",
+            gradient.len()
+        );
+        for (g, o) in gradient.iter_mut().zip(self) {
+            g.accumulate(o);
+        }
+    }
+
+    fn scaled<F: Copy>(self, by: F) -> Vec<T>
+    where
+        T: Scale<F>,
+    {
+        self.into_iter().map(|g| g.scale(by)).collect()
+    }
+
+    fn scale_each<F: Copy>(self, by: F) -> [T; N]
+    where
+        T: Scale<F>,
+    {
+        self.map(|g| g.scale(by))
+    }
+}
+
+/// The gradient of a slice or array of structs scaled by `by` (a pullback's entry): each
+/// element's.
+#[inline]
+pub fn scale_elements<T: StructGradient<F>, F: Copy, G: ElementsGradient<T>>(
+    gradient: G,
+    by: F,
+) -> G {
+    gradient.scale_each(by)
+}
+
+/// A container of structs' gradients built from a `Vec` of them: the `Vec` itself, or a
+/// fixed-size array of its length (a struct's field `bodies: [Body; 3]`).
+pub trait FromElements<T> {
+    /// The container holding `gradient`'s elements.
+    fn from_elements(gradient: Vec<T>) -> Self;
+}
+
+impl<T> FromElements<T> for Vec<T> {
+    #[inline(always)]
+    fn from_elements(gradient: Vec<T>) -> Vec<T> {
+        gradient
+    }
+}
+
+impl<T, const N: usize> FromElements<T> for [T; N] {
+    #[inline]
+    fn from_elements(gradient: Vec<T>) -> [T; N] {
+        into_array(gradient)
+    }
+}
+
+/// `gradient` as the container its place holds ([`FromElements`]).
+#[inline(always)]
+pub fn into_elements<T, C: FromElements<T>>(gradient: Vec<T>) -> C {
+    C::from_elements(gradient)
+}
+
+/// The gradient of a fixed-size array of structs, gathered as a `Vec` of its length.
+#[inline]
+pub fn into_array<T, const N: usize>(gradient: Vec<T>) -> [T; N] {
+    let n = gradient.len();
+    match gradient.try_into() {
+        Ok(array) => array,
+        Err(_) => panic!("autodiff: the gradient of an array of {N} structs has {n} elements"),
+    }
 }
 
 /// Compiles when no field a slice of structs' elements are read by where #[differentiate]
