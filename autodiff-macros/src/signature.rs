@@ -348,7 +348,7 @@ pub fn analyse(func: &ItemFn, options: &Options) -> syn::Result<Signature> {
                             };
                             p.wrt = true;
                         }
-                        (None, None) => errors.push(name.span(), &format!("`{name}` in `wrt` is not a differentiable parameter: only `f64`/`f32` parameters, arrays and slices of them, and structs that derive `Differentiable` (and slices and `Vec`s of them) have gradients")),
+                        (None, None) => errors.push(name.span(), &format!("`{name}` in `wrt` is not a differentiable parameter: only `f64`/`f32` parameters, arrays and slices of them, and structs that derive `Differentiable` (and slices, `Vec`s and fixed-size arrays of them) have gradients")),
                     }
                 }
                 Some(p) => p.wrt = true,
