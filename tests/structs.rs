@@ -610,3 +610,58 @@ fn values_typed_by_where_they_go_match_finite_differences() {
         assert_close(&[gx], &fd(&|v: &[f64]| mixed(&m, v[0]), &[x]), 1e-6);
     }
 }
+
+/// A model borrowing its data (a lifetime parameter; the borrowed fields marked constant and
+/// read as constants), its weights owned and differentiated.
+#[derive(Clone, Debug, Differentiable)]
+pub struct BorrowedFit<'a> {
+    pub w: Vec<f64>,
+    pub b: f64,
+    #[differentiable(constant)]
+    pub data: &'a [f64],
+    #[differentiable(constant)]
+    pub label: &'a str,
+}
+
+impl<'a> BorrowedFit<'a> {
+    #[differentiate(wrt(self))]
+    pub fn loss(&self) -> f64 {
+        let mut s = 0.0;
+        for i in 0..self.data.len() {
+            let r = self.w[i % self.w.len()] * self.data[i].stop_gradient() + self.b - 1.0;
+            s += r * r;
+        }
+        s
+    }
+}
+
+#[differentiate(wrt(fit, k))]
+fn borrowed_scaled<'a>(fit: &BorrowedFit<'a>, k: f64) -> f64 {
+    k * fit.loss() + fit.b * fit.b
+}
+
+#[test]
+fn structs_borrowing_their_data_match_finite_differences() {
+    let data = [0.5, -1.0, 2.0, 0.25, 1.5];
+    let fit = BorrowedFit {
+        w: vec![0.3, -0.7],
+        b: 0.2,
+        data: &data,
+        label: "demo",
+    };
+    let with = |v: &[f64]| BorrowedFit {
+        w: v[..2].to_vec(),
+        b: v[2],
+        ..fit.clone()
+    };
+    let p = [0.3, -0.7, 0.2];
+    let g = fit.loss_grad();
+    let want = fd(&|v: &[f64]| with(v).loss(), &p);
+    assert_close(&[g.w[0], g.w[1], g.b], &want, 1e-6);
+    // The borrowed fields are the same data in the gradient.
+    assert!(std::ptr::eq(g.data, &data[..]) && g.label == "demo");
+    let (gf, gk) = borrowed_scaled_grad(&fit, 1.5);
+    let want = fd(&|v: &[f64]| borrowed_scaled(&with(v), 1.5), &p);
+    assert_close(&[gf.w[0], gf.w[1], gf.b], &want, 1e-6);
+    assert_close(&[gk], &[fit.loss()], 1e-14);
+}

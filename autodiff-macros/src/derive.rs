@@ -26,13 +26,8 @@ pub fn expand(input: TokenStream) -> syn::Result<TokenStream> {
     let name = &input.ident;
     // Const and type parameters (a layer's width, `[f64; N]`; a potential `P`) and `where`
     // clauses carry over; the fields a type parameter appears in get the bounds their part
-    // of the gradient needs (below). Lifetimes would make fields borrowed.
-    if let Some(g) = input.generics.lifetimes().next() {
-        return Err(syn::Error::new(
-            g.span(),
-            "`#[derive(Differentiable)]` supports const and type parameters but not lifetime parameters: a differentiable struct owns its fields (its gradient is a value of the same struct)",
-        ));
-    }
+    // of the gradient needs (below). Lifetimes carry over too: a borrowed field (`data: &'a
+    // [f64]`) is a constant, marked so, and the gradient borrows the same data.
     // A struct generic over its float (`struct Line<F: Real> { w: F }`): `F` is read as the
     // float of its fields, as in a function generic over its float.
     let _float = crate::signature::GenericFloat::enter(&input.generics, None);
@@ -103,7 +98,7 @@ pub fn expand(input: TokenStream) -> syn::Result<TokenStream> {
             continue;
         }
         if let Type::Reference(r) = &f.ty {
-            return Err(syn::Error::new(r.span(), "a field of a differentiable struct is owned (its gradient is a value of the same struct): hold an array or a `Vec`, or mark the field `#[differentiable(constant)]`"));
+            return Err(syn::Error::new(r.span(), "a borrowed field has no gradient (a struct's gradient is a value of the same struct): mark it `#[differentiable(constant)]` and read it as a constant (`self.data[i].stop_gradient()`), or hold an owned array or `Vec` to differentiate it"));
         }
         // A `Vec` (or an array) of structs that derive `Differentiable` (`bodies: Vec<Body>`): each
         // element's gradient a value of its struct (a slice of structs read through a field,

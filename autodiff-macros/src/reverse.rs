@@ -1222,7 +1222,8 @@ impl<'a> Reverse<'a> {
         let rt = self.rt.clone();
         self.with_fields(param, base, whole, |g, path, d, add| match add {
             true => quote!(#rt::acc(&mut #g.#(#path).*, #d);),
-            false => quote!(#g.#(#path).* = #d;),
+            // Through a check that the field is owned (a borrowed field has no gradient).
+            false => quote!(#g.#(#path).* = #rt::field_gradient(#d);),
         })
     }
 

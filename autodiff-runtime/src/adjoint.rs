@@ -471,6 +471,31 @@ pub fn scale_elements<T: StructGradient<F>, F: Copy, G: ElementsGradient<T>>(
     gradient.scale_each(by)
 }
 
+/// A struct field's gradient, of the field's own type: a field the body reads as a
+/// differentiated value holds its adjoint. A borrowed field (`data: &'a [f64]`) cannot.
+#[diagnostic::on_unimplemented(
+    message = "a struct field of type `{Self}` is read as a differentiated value, whose gradient is `{D}`",
+    label = "a field read in differentiated arithmetic",
+    note = "a field holds its own gradient, so a field read as a differentiated value must be owned and of the function's float; read borrowed data (`data: &'a [f64]`) as a constant, `self.data[i].stop_gradient()` (with `use autodiff::StopGradient;`), or own it (`Vec<f64>`) to differentiate it"
+)]
+pub trait FieldGradient<D> {
+    /// The adjoint as the field's value.
+    fn from_adjoint(d: D) -> Self;
+}
+
+impl<D> FieldGradient<D> for D {
+    #[inline(always)]
+    fn from_adjoint(d: D) -> D {
+        d
+    }
+}
+
+/// `d`, the adjoint of a struct's field, as that field's gradient ([`FieldGradient`]).
+#[inline(always)]
+pub fn field_gradient<D, T: FieldGradient<D>>(d: D) -> T {
+    T::from_adjoint(d)
+}
+
 /// A container of structs' gradients built from a `Vec` of them: the `Vec` itself, or a
 /// fixed-size array of its length (a struct's field `bodies: [Body; 3]`).
 pub trait FromElements<T> {
