@@ -386,6 +386,18 @@ fn benchmark_workloads_match_their_hand_written_gradients() {
     let flat: Vec<f64> = g.atoms.iter().flat_map(|a| a.pos).collect();
     assert_close(&flat, &sim::lennard_jones_hand(&p), 1e-10);
     assert_close(&[g.epsilon], &[sim::lennard_jones(&p)], 1e-12);
+    // The benchmark's hand-written gradient of the whole struct, at another `epsilon`.
+    let cluster = sim::Cluster {
+        epsilon: 0.7,
+        ..cluster
+    };
+    let (g, h) = (cluster.energy_grad(), cluster.energy_grad_hand());
+    let flat = |c: &sim::Cluster| {
+        let mut v: Vec<f64> = c.atoms.iter().flat_map(|a| a.pos).collect();
+        v.push(c.epsilon);
+        v
+    };
+    assert_close(&flat(&g), &flat(&h), 1e-10);
 }
 
 /// A last loop that only accumulates runs fused with its reverse; these vary what is inside.

@@ -307,3 +307,58 @@ fn rows_of_differentiated_values_match_the_analytic_gradient() {
     assert_close(&rows_of_values_grad(&x), &want, 1e-12);
     assert_close(&rows_of_values_grad(&x), &fd(&rows_of_values, &x), 1e-7);
 }
+
+/// Elements of a fixed-size array read at constant indices in straight-line code (their first
+/// adjoint contributions are assignments onto the zero adjoint), read again, around a loop and
+/// a branch that add to the same adjoint, through a part, a buffer stored at constant indices,
+/// and the array passed whole.
+#[differentiate]
+fn constant_index_reads(p: [f64; 3], q: &[f64; 4], s: f64) -> f64 {
+    let a = p[0] * p[1] + q[3];
+    let mut b = [0.0; 3];
+    b[0] = a * p[2];
+    b[2] = q[1] * s;
+    let mut t = 0.0;
+    for i in 0..3 {
+        t += p[i] * q[i] + b[i];
+    }
+    let c = if s > 0.0 { p[0] * q[0] } else { p[1] };
+    let tail = &q[2..];
+    let d = tail[0] * tail[1] + p[0].sin() + b[0] * b[2];
+    a * c + t * d + p[1] + q[3] * q[3] + norm_of(&p)
+}
+
+/// Straight-line reads only: each element's first contribution assigns, the later ones add.
+#[differentiate]
+fn first_writes(p: [f64; 3], q: &[f64; 2]) -> f64 {
+    let a = p[0] * p[1];
+    let b = p[0] * q[1] + p[2];
+    a * b + p[0].sin() + q[1] * q[0] + norm_of(&p) * p[2]
+}
+
+#[differentiate]
+fn norm_of(v: &[f64; 3]) -> f64 {
+    (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt()
+}
+
+#[test]
+fn constant_index_first_writes_match_finite_differences() {
+    for s in [0.8, -0.6] {
+        let (p, q) = ([0.4, -1.2, 0.9], [1.1, 0.3, -0.7, 0.5]);
+        let (dp, dq, ds) = constant_index_reads_grad(p, &q, s);
+        let x = [p[0], p[1], p[2], q[0], q[1], q[2], q[3], s];
+        let want = fd(
+            &|v: &[f64]| constant_index_reads([v[0], v[1], v[2]], &[v[3], v[4], v[5], v[6]], v[7]),
+            &x,
+        );
+        let got = [dp[0], dp[1], dp[2], dq[0], dq[1], dq[2], dq[3], ds];
+        assert_close(&got, &want, 1e-6);
+    }
+    let (p, q) = ([0.4, -1.2, 0.9], [1.1, 0.3]);
+    let (dp, dq) = first_writes_grad(p, &q);
+    let want = fd(
+        &|v: &[f64]| first_writes([v[0], v[1], v[2]], &[v[3], v[4]]),
+        &[p[0], p[1], p[2], q[0], q[1]],
+    );
+    assert_close(&[dp[0], dp[1], dp[2], dq[0], dq[1]], &want, 1e-6);
+}

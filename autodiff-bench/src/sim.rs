@@ -119,6 +119,48 @@ impl Cluster {
         }
         self.epsilon * e
     }
+
+    /// Its gradient by hand: the same struct, every atom's position gradient and the
+    /// gradient with respect to `epsilon` (the unscaled energy, summed in the same pass).
+    pub fn energy_grad_hand(&self) -> Cluster {
+        let atoms = &self.atoms;
+        let n = atoms.len();
+        let mut g: Vec<Atom> = atoms
+            .iter()
+            .map(|a| Atom {
+                pos: [0.0; 3],
+                charge: 0.0,
+                id: a.id,
+            })
+            .collect();
+        let eps = self.epsilon;
+        let mut e = 0.0;
+        for i in 0..n {
+            let [xi, yi, zi] = atoms[i].pos;
+            let (mut gx, mut gy, mut gz) = (0.0, 0.0, 0.0);
+            for j in (i + 1)..n {
+                let [xj, yj, zj] = atoms[j].pos;
+                let (dx, dy, dz) = (xi - xj, yi - yj, zi - zj);
+                let r2 = dx * dx + dy * dy + dz * dz;
+                let s6 = 1.0 / (r2 * r2 * r2);
+                e += 4.0 * (s6 * s6 - s6);
+                let de = eps * 8.0 * (-6.0 * s6 * s6 + 3.0 * s6) / r2;
+                gx += de * dx;
+                gy += de * dy;
+                gz += de * dz;
+                g[j].pos[0] -= de * dx;
+                g[j].pos[1] -= de * dy;
+                g[j].pos[2] -= de * dz;
+            }
+            g[i].pos[0] += gx;
+            g[i].pos[1] += gy;
+            g[i].pos[2] += gz;
+        }
+        Cluster {
+            atoms: g,
+            epsilon: e,
+        }
+    }
 }
 
 /// Positions as atoms.

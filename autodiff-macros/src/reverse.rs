@@ -65,6 +65,16 @@ pub struct Reverse<'a> {
     /// The other operand's first contribution, written once the lending operand's statement
     /// (by its variable) has been reversed.
     pending: Option<(VarId, TokenStream)>,
+    /// Array adjoints (by name) declared zero in straight-line code at the top level, with
+    /// the constant indices written since: the first write of an element is an assignment
+    /// (`d_p[2] = c;`, not `d_p[2] += c;` onto a zero LLVM cannot fold away, since `0.0 + c`
+    /// is not `c` for `c = -0.0`). Any other write to the adjoint, and any loop or branch,
+    /// forgets it.
+    fresh_elements: HashMap<String, HashSet<u128>>,
+    /// Inside a loop's or a branch's reverse.
+    nested: usize,
+    /// `scatter` called for an element write that keeps [`Self::fresh_elements`] itself.
+    element_write: bool,
     /// Fused sums whose derivatives the forward pass adds into the inputs' adjoints itself
     /// ([`Reverse::direct_sums`]): their reverse adds nothing.
     direct: HashSet<VarId>,
@@ -661,6 +671,9 @@ impl<'a> Reverse<'a> {
             content_read: BTreeSet::new(),
             lent: lent_sums(f),
             pending: None,
+            fresh_elements: HashMap::new(),
+            nested: 0,
+            element_write: false,
             direct: HashSet::new(),
             increments: increments(f),
             passed_on: passed_on(f),
@@ -914,6 +927,8 @@ impl<'a> Reverse<'a> {
         seed: TokenStream,
         handoff: bool,
     ) -> TokenStream {
+        // Its reverse writes adjoints in a loop (`fresh_elements`).
+        self.fresh_elements.clear();
         let rt = self.rt.clone();
         let float = self.float.clone();
         let inner: HashSet<VarId> = loop_defined(l).into_iter().collect();
@@ -1018,6 +1033,7 @@ impl<'a> Reverse<'a> {
         for c in active.iter().filter(|_| handoff) {
             out.append_stream(self.carry(c.after, &c.init, false));
         }
+        self.fresh_elements.clear();
         out
     }
 
@@ -1446,6 +1462,7 @@ impl<'a> Reverse<'a> {
             return TokenStream::new();
         }
         let d = self.adj(v);
+        self.fresh_elements.remove(&d.to_string());
         let rt = &self.rt;
         if self.f.holds_elements(v) {
             // A slice of structs, from a function it was passed to whole: a `Vec` of the
@@ -1557,7 +1574,7 @@ impl<'a> Reverse<'a> {
                 phis,
                 record,
                 ..
-            } => self.if_stmt(then, els, phis, *record),
+            } => self.nested_in(|r| r.if_stmt(then, els, phis, *record)),
             Stmt::Effect(_) => TokenStream::new(),
             Stmt::Store {
                 buf,
@@ -1565,9 +1582,26 @@ impl<'a> Reverse<'a> {
                 value,
                 part,
             } => self.store(*buf, index, value, part),
-            Stmt::Loop(l) if self.f.early.contains(&l.tape.to_string()) => self.early_loop(l),
-            Stmt::Loop(l) => self.loop_stmt(l),
+            Stmt::Loop(l) if self.f.early.contains(&l.tape.to_string()) => {
+                self.nested_in(|r| r.early_loop(l))
+            }
+            Stmt::Loop(l) => self.nested_in(|r| r.loop_stmt(l)),
         }
+    }
+
+    /// The reverse of a loop or a branch, which forgets [`Self::fresh_elements`].
+    fn nested_in(&mut self, reverse: impl FnOnce(&mut Self) -> TokenStream) -> TokenStream {
+        self.fresh_elements.clear();
+        self.nested += 1;
+        let out = reverse(self);
+        self.nested -= 1;
+        self.fresh_elements.clear();
+        out
+    }
+
+    /// In straight-line code at the top of the reverse sweep.
+    fn top_level(&self) -> bool {
+        self.nested == 0 && self.loops.is_empty()
     }
 
     /// `buf[index] = value` (or `buf.row_mut(index).assign(&value)`, a [`Part::View`]): the
@@ -1578,6 +1612,7 @@ impl<'a> Reverse<'a> {
             return TokenStream::new();
         }
         let d = self.adj(buf);
+        self.fresh_elements.remove(&d.to_string());
         let i = self.operand(index);
         match part {
             Part::Element | Part::Grow => {
@@ -1614,10 +1649,17 @@ impl<'a> Reverse<'a> {
         };
         let d = self.adj(v);
         let mut out = TokenStream::new();
+        let key = d.to_string();
         if self.declared.insert(v) {
             // Shaped like `v` (a `Vec` of the struct for a slice of structs).
             let zero = self.zero_adjoint(v);
             out.append_stream(quote!(let mut #d = #zero;));
+            if self.top_level() {
+                self.fresh_elements.insert(key.clone(), HashSet::new());
+            }
+        }
+        if !self.element_write {
+            self.fresh_elements.remove(&key);
         }
         out.append_stream(add(&d));
         out
@@ -1650,17 +1692,55 @@ impl<'a> Reverse<'a> {
             }
             base = Operand::Var(x);
         }
-        self.scatter(&base, |d| {
+        // A scalar at a constant index, in straight-line code: its first write since the
+        // adjoint was declared zero is an assignment (`fresh_elements`).
+        let Some(v) = base.var() else {
+            return TokenStream::new();
+        };
+        let key = self.adj(v).to_string();
+        let literal = match (index, &row, scalar, self.parts.contains_key(&v)) {
+            (Operand::Const(t), None, true, false) if self.top_level() => {
+                syn::parse2::<syn::LitInt>(t.clone())
+                    .ok()
+                    .and_then(|l| l.base10_parse::<u128>().ok())
+            }
+            _ => None,
+        };
+        let fresh = match self.declared.contains(&v) {
+            false => self.top_level(),
+            true => self.fresh_elements.contains_key(&key),
+        };
+        let assign = match literal {
+            Some(k) if fresh => !self
+                .fresh_elements
+                .get(&key)
+                .is_some_and(|w| w.contains(&k)),
+            _ => false,
+        };
+        self.element_write = true;
+        let out = self.scatter(&base, |d| {
             let d = match &row {
                 Some(r) => quote!(#d[#r]),
                 None => quote!(#d),
             };
-            if scalar {
+            if assign {
+                quote!(#d[#i] = #c;)
+            } else if scalar {
                 quote!(#d[#i] += #c;)
             } else {
                 quote!(#rt::acc(&mut #d[#i], #c);)
             }
-        })
+        });
+        self.element_write = false;
+        match literal {
+            Some(k) if fresh => {
+                self.fresh_elements.entry(key).or_default().insert(k);
+            }
+            _ => {
+                self.fresh_elements.remove(&key);
+            }
+        }
+        out
     }
 
     /// The reverse of a loop: its iterations backwards, each recomputing from the iteration's

@@ -430,8 +430,13 @@ pub fn lennard_jones_rows() {
             atoms: sim::as_atoms(&x),
             epsilon: 1.0,
         };
-        let reference = sim::lennard_jones_hand(&x);
-        let flat = |g: &sim::Cluster| g.atoms.iter().flat_map(|a| a.pos).collect::<Vec<f64>>();
+        // The whole struct's gradient: positions, and `epsilon`'s (the energy), by hand too.
+        let flat = |g: &sim::Cluster| {
+            let mut v: Vec<f64> = g.atoms.iter().flat_map(|a| a.pos).collect();
+            v.push(g.epsilon);
+            v
+        };
+        let reference = flat(&cluster.energy_grad_hand());
         row(
             "Lennard-Jones over `self.atoms`, per pair by `lj_pair(a, b)`",
             &format!("N = {n}"),
@@ -443,8 +448,8 @@ pub fn lennard_jones_rows() {
                 contender("generated", || black_box(&cluster).energy_grad(), flat),
                 contender(
                     "hand-written",
-                    || sim::lennard_jones_hand(black_box(&x)),
-                    |g: &Vec<f64>| g.clone(),
+                    || black_box(&cluster).energy_grad_hand(),
+                    flat,
                 ),
             ],
         );
