@@ -196,6 +196,7 @@ fn allocations_of_the_gradients() {
 
     fused_sums_allocate_only_their_gradients();
     fixed_size_arrays_live_on_the_stack();
+    structs_holding_atoms_allocate_only_their_gradient();
     accumulated_sums_allocate_only_the_gradient();
     sums_pass_their_adjoint_on_without_a_copy();
 }
@@ -372,5 +373,74 @@ fn fixed_size_arrays_live_on_the_stack() {
     for k in 0..3 {
         assert!((ga[k] - want[k]).abs() < 1e-12, "{ga:?} {want:?}");
         assert!((gb[k] + want[k]).abs() < 1e-12, "{gb:?} {want:?}");
+    }
+}
+
+#[derive(Clone, Debug, autodiff::Differentiable)]
+pub struct Atom {
+    pub pos: [f64; 3],
+    pub charge: f64,
+}
+
+/// Atoms held in a struct, per pair by a differentiated function of two atoms.
+#[derive(Clone, Debug, autodiff::Differentiable)]
+pub struct Cluster {
+    pub atoms: Vec<Atom>,
+    pub epsilon: f64,
+}
+
+#[differentiate(wrt(a, b))]
+fn pair_energy(a: &Atom, b: &Atom) -> f64 {
+    let d = [
+        a.pos[0] - b.pos[0],
+        a.pos[1] - b.pos[1],
+        a.pos[2] - b.pos[2],
+    ];
+    let s6 = 1.0 / (d[0] * d[0] + d[1] * d[1] + d[2] * d[2]).powi(3);
+    4.0 * (s6 * s6 - s6)
+}
+
+impl Cluster {
+    #[differentiate(wrt(self))]
+    fn energy(&self) -> f64 {
+        let mut e = 0.0;
+        for (i, a) in self.atoms.iter().enumerate() {
+            for b in self.atoms.iter().skip(i + 1) {
+                e += pair_energy(a, b);
+            }
+        }
+        self.epsilon * e
+    }
+}
+
+/// Called from the one test of this file: the struct's gradient is the one allocation (its
+/// `atoms`' `Vec`, built by the loop and moved in; no zero `Vec` made for the field first).
+fn structs_holding_atoms_allocate_only_their_gradient() {
+    let cluster = Cluster {
+        atoms: (0..20)
+            .map(|i| Atom {
+                pos: [
+                    1.1 * (i % 3) as f64,
+                    1.2 * (i / 3 % 3) as f64,
+                    1.3 * (i / 9) as f64,
+                ],
+                charge: 1.0,
+            })
+            .collect(),
+        epsilon: 0.8,
+    };
+    black_box(cluster.energy_grad());
+    let region = Region::new(GLOBAL);
+    let g = black_box(black_box(&cluster).energy_grad());
+    assert_eq!(
+        region.change().allocations,
+        1,
+        "a struct holding atoms allocates its gradient's `Vec` alone"
+    );
+    // The gradient is right: epsilon's is the energy; the forces sum to zero.
+    assert!((g.epsilon - cluster.energy() / cluster.epsilon).abs() < 1e-12);
+    for k in 0..3 {
+        let total: f64 = g.atoms.iter().map(|a| a.pos[k]).sum();
+        assert!(total.abs() < 1e-9, "{total}");
     }
 }

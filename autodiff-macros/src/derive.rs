@@ -131,7 +131,21 @@ pub fn expand(input: TokenStream) -> syn::Result<TokenStream> {
         scale.push(quote!(#field: ::autodiff::__rt::scale(self.#field, by)));
     }
     let float = float.unwrap_or_else(|| quote!(f64));
+    // The same zero with `Vec` fields of structs the caller writes next left empty.
+    let mut sparing: Vec<TokenStream> = zero.clone();
     for (field, at, array) in &elements {
+        let name = match field {
+            syn::Member::Named(i) => i.to_string(),
+            syn::Member::Unnamed(i) => i.index.to_string(),
+        };
+        sparing.push(match array {
+            true => {
+                quote_spanned!(*at=> #field: ::autodiff::__rt::zero_array::<#float, _, _>(&self.#field))
+            }
+            false => {
+                quote_spanned!(*at=> #field: if spared.contains(&#name) { ::std::vec::Vec::new() } else { ::autodiff::__rt::zero_elements::<#float, _>(&self.#field) })
+            }
+        });
         zero.push(match array {
             true => {
                 quote_spanned!(*at=> #field: ::autodiff::__rt::zero_array::<#float, _, _>(&self.#field))
@@ -154,6 +168,10 @@ pub fn expand(input: TokenStream) -> syn::Result<TokenStream> {
             #[inline]
             fn zero_adjoint(&self) -> #ty {
                 #name { #(#zero),* }
+            }
+            #[inline]
+            fn zero_adjoint_sparing(&self, spared: &[&str]) -> #ty {
+                #name { #(#sparing),* }
             }
         }
 

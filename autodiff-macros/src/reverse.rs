@@ -1234,8 +1234,30 @@ impl<'a> Reverse<'a> {
     /// written into (or added to) that field.
     pub fn struct_gradient(&mut self, param: VarId) -> TokenStream {
         let whole = self.declared.contains(&param);
-        let base = self.gradient(param);
         let rt = self.rt.clone();
+        // Its fields read as slices of structs are moved in whole: their zero is not made.
+        let spared: Vec<String> = self
+            .f
+            .fields
+            .iter()
+            .filter(|(p, path, var)| {
+                *p == param
+                    && path.len() == 1
+                    && self.f.elements.contains(var)
+                    && self.declared.contains(var)
+            })
+            .map(|(_, path, _)| match &path[0] {
+                syn::Member::Named(i) => i.to_string(),
+                syn::Member::Unnamed(i) => i.index.to_string(),
+            })
+            .collect();
+        let base = match whole || spared.is_empty() {
+            true => self.gradient(param),
+            false => {
+                let x = self.primal(param);
+                quote!(#rt::zero_sparing(&#x, &[#(#spared),*]))
+            }
+        };
         self.with_fields(param, base, whole, |g, path, d, add| match add {
             true => quote!(#rt::acc(&mut #g.#(#path).*, #d);),
             // Through a check that the field is owned (a borrowed field has no gradient).
@@ -1467,10 +1489,11 @@ impl<'a> Reverse<'a> {
         if self.f.holds_elements(v) {
             // A slice of structs, from a function it was passed to whole: a `Vec` of the
             // struct, added element by element.
-            let zero = self.zero_adjoint(v);
+            let x = self.like(v);
             let rt = &self.rt;
             return match self.declared.insert(v) {
-                true => quote!(let mut #d = #zero; #rt::acc_elements(&mut #d, #c);),
+                // The first contribution is the adjoint (no zero `Vec` to add it into).
+                true => quote!(let mut #d = #rt::elements_from(&#x[..], #c);),
                 false => quote!(#rt::acc_elements(&mut #d, #c);),
             };
         }

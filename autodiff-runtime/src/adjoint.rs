@@ -37,6 +37,20 @@ pub trait Differentiable {
     type Adjoint;
     /// The adjoint that is zero everywhere, shaped like `self`.
     fn zero_adjoint(&self) -> Self::Adjoint;
+    /// The same, but for a struct's fields named in `spared`, which the caller writes whole
+    /// next (a `Vec` of structs' gradient moved in): left empty, not allocated.
+    #[doc(hidden)]
+    #[inline(always)]
+    fn zero_adjoint_sparing(&self, _spared: &[&str]) -> Self::Adjoint {
+        self.zero_adjoint()
+    }
+}
+
+/// The zero gradient of a struct whose fields named in `spared` the caller writes next
+/// ([`Differentiable::zero_adjoint_sparing`]).
+#[inline(always)]
+pub fn zero_sparing<V: Differentiable + ?Sized>(v: &V, spared: &[&str]) -> V::Adjoint {
+    v.zero_adjoint_sparing(spared)
 }
 
 /// Builds an adjoint from its first contribution, reshaping it to the value where needed.
@@ -168,6 +182,10 @@ impl<T: Differentiable + ?Sized> Differentiable for &T {
     #[inline(always)]
     fn zero_adjoint(&self) -> T::Adjoint {
         (**self).zero_adjoint()
+    }
+    #[inline(always)]
+    fn zero_adjoint_sparing(&self, spared: &[&str]) -> T::Adjoint {
+        (**self).zero_adjoint_sparing(spared)
     }
 }
 
@@ -401,6 +419,15 @@ pub trait ElementsGradient<T> {
     fn scale_each<F: Copy>(self, by: F) -> Self
     where
         T: Scale<F>;
+    /// Itself as a `Vec` (a slice's adjoint), checked to have `len` elements.
+    fn into_vec(self, len: usize) -> Vec<T>;
+}
+
+/// The adjoint of `slice` of structs whose first contribution is `g`, a gradient of it
+/// ([`ElementsGradient`]): `g` itself, as a `Vec`.
+#[inline]
+pub fn elements_from<T, G: ElementsGradient<T>>(slice: &[T], g: G) -> Vec<T> {
+    g.into_vec(slice.len())
 }
 
 impl<T: Accumulate<T>> ElementsGradient<T> for Vec<T> {
@@ -430,6 +457,16 @@ impl<T: Accumulate<T>> ElementsGradient<T> for Vec<T> {
     {
         self.scaled(by)
     }
+
+    fn into_vec(self, len: usize) -> Vec<T> {
+        assert_eq!(
+            self.len(),
+            len,
+            "the gradient of a slice of structs: {} elements for {len}",
+            self.len()
+        );
+        self
+    }
 }
 
 /// A fixed-size array of structs' gradient (`[Body; 3]`), an array of the same length.
@@ -458,6 +495,14 @@ impl<T: Accumulate<T>, const N: usize> ElementsGradient<T> for [T; N] {
         T: Scale<F>,
     {
         self.map(|g| g.scale(by))
+    }
+
+    fn into_vec(self, len: usize) -> Vec<T> {
+        assert_eq!(
+            N, len,
+            "the gradient of an array of structs: {N} elements for {len}"
+        );
+        self.into()
     }
 }
 

@@ -24,13 +24,13 @@ pub use real::Real;
 pub mod __rt {
     pub use crate::adjoint::{
         acc, acc_column, acc_elements, acc_pb1, acc_pb2, acc_pb3, column, constant_column,
-        constant_field, element_gradient, field_gradient, float_column, init, init_pair,
-        into_array, into_elements, into_like, keep, lend, like, pb1, pb1_owned, pb2, pb2_owned,
-        pb3, pb3_owned, point_column, pop, push_reserved, receiver_gradient, release, restore,
-        scale, scale_elements, scale_elements_of, set_column, unit, unreachable_arm, zero_array,
-        zero_elements, zero_like, Accumulate, AdjointFrom, Branch, ConstantProbe, Differentiable,
-        Field, FieldByRef, FieldByValue, FloatProbe, OtherProbe, Scale, StructGradient,
-        VectorOutput, WindowTape,
+        constant_field, element_gradient, elements_from, field_gradient, float_column, init,
+        init_pair, into_array, into_elements, into_like, keep, lend, like, pb1, pb1_owned, pb2,
+        pb2_owned, pb3, pb3_owned, point_column, pop, push_reserved, receiver_gradient, release,
+        restore, scale, scale_elements, scale_elements_of, set_column, unit, unreachable_arm,
+        zero_array, zero_elements, zero_like, zero_sparing, Accumulate, AdjointFrom, Branch,
+        ConstantProbe, Differentiable, Field, FieldByRef, FieldByValue, FloatProbe, OtherProbe,
+        Scale, StructGradient, VectorOutput, WindowTape,
     };
     pub use crate::fused::{
         fused_mean, fused_mean_acc, fused_mean_grad, fused_sum, fused_sum_acc, fused_sum_grad,
