@@ -50,12 +50,13 @@ fn kinetic_after(bodies: &[Body], dt: f64, steps: usize) -> f64 {
     e
 }
 
-/// The same bodies held in a system beside the gravitational constant: its energy through
-/// each body's method and a function of each pair, differentiated with respect to the whole
-/// system (`wrt(self)`; the gradient is a `System`).
+/// The same three bodies held in a system, as a fixed-size array, beside the gravitational
+/// constant: its energy through each body's method and a function of each pair,
+/// differentiated with respect to the whole system (`wrt(self)`; the gradient is a `System`,
+/// its `bodies` an array of three gradients).
 #[derive(Clone, Debug, Differentiable)]
 pub struct System {
-    bodies: Vec<Body>,
+    bodies: [Body; 3],
     g: f64,
 }
 
@@ -122,7 +123,7 @@ fn system_check(sys: &System) -> f64 {
 }
 
 fn main() {
-    let bodies = vec![
+    let bodies = [
         Body {
             pos: [0.0, 0.0, 0.0],
             vel: [0.0, 0.0, 0.0],
