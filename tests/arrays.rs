@@ -654,3 +654,24 @@ fn a_copied_grid_of_rows_replaced_each_step_matches_finite_differences() {
     let fk = |v: &[f64]| heat_on_copied_rows(&u0, 3, v[0]);
     assert_close(&[gk], &fd(&fk, &[0.1]), 1e-6);
 }
+
+/// Periodic wrapping of an array and of a scalar by `%` (slope one between the jumps; the
+/// divisor's derivative minus the truncated quotient).
+#[differentiate]
+fn wrapped(a: &autodiff::ndarray::Array1<f64>, l: f64) -> f64 {
+    let w = a % l;
+    (&w * &w).sum() + (a.sum() % 2.5) * l
+}
+
+#[test]
+fn remainders_of_arrays_match_finite_differences() {
+    let a = autodiff::ndarray::array![0.7, 3.1, -2.3, 5.2];
+    let l = 1.9;
+    let (da, dl) = wrapped_grad(&a, l);
+    let x = [a[0], a[1], a[2], a[3], l];
+    let want = fd(
+        &|v: &[f64]| wrapped(&autodiff::ndarray::array![v[0], v[1], v[2], v[3]], v[4]),
+        &x,
+    );
+    assert_close(&[da[0], da[1], da[2], da[3], dl], &want, 1e-6);
+}

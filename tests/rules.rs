@@ -140,6 +140,8 @@ rule!(add, [a in -5.0..5.0, b in -5.0..5.0], true, a + b);
 rule!(sub, [a in -5.0..5.0, b in -5.0..5.0], true, a - b);
 rule!(mul, [a in -5.0..5.0, b in -5.0..5.0], true, a * b);
 rule!(div, [a in -5.0..5.0, b in 0.5..5.0], true, a / b);
+rule!(rem, [a in -5.0..5.0, b in 0.5..3.0], off_jumps(a / b), (a % b) * b);
+rule!(rem_negative_divisor, [a in -5.0..5.0, b in -3.0..-0.5], off_jumps(a / b), (a % b) * a);
 // A reciprocal written as a quotient (its own adjoint template, no second division).
 rule!(div_of_one, [x in -5.0..5.0], where x.abs() > 0.2, 1.0 / x);
 rule!(neg, [x in -5.0..5.0], -x);

@@ -1514,6 +1514,7 @@ impl Forward<'_> {
                             "add" => quote!(+),
                             "sub" | "neg" => quote!(-),
                             "mul" => quote!(*),
+                            "rem" => quote!(%),
                             _ => quote!(/),
                         };
                         match b {

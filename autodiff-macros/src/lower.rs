@@ -1880,6 +1880,7 @@ impl Lowerer<'_> {
                     BinOp::Sub(_) => "sub",
                     BinOp::Mul(_) => "mul",
                     BinOp::Div(_) => "div",
+                    BinOp::Rem(_) => "rem",
                     BinOp::Eq(_) | BinOp::Ne(_) | BinOp::Lt(_) | BinOp::Le(_) | BinOp::Gt(_) | BinOp::Ge(_) | BinOp::And(_) | BinOp::Or(_) => {
                         return Ok(Lowered::Op(Op::Verbatim(self.condition(e)?), false));
                     }
@@ -1889,7 +1890,7 @@ impl Lowerer<'_> {
                         if self.constant_valued(&b.left) && self.constant_valued(&b.right) {
                             return Ok(Lowered::Op(Op::Verbatim(self.condition(e)?), false));
                         }
-                        return Err(syn::Error::new_spanned(b.op, "#[differentiate] supports the operators `+ - * /` (and comparisons) on differentiated values"));
+                        return Err(syn::Error::new_spanned(b.op, "#[differentiate] supports the operators `+ - * / %` (and comparisons) on differentiated values"));
                     }
                 };
                 let lhs = self.operand(&b.left, out)?;

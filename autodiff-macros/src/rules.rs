@@ -288,6 +288,12 @@ pub static RULES: &[Rule] = &[
         t!([b, dy] => quote!(#dy / #b)),
         t!([b, y, dy] => quote!(-#dy * #y / #b)),
     ])),
+    // `a - b * q` with `q = trunc(a / b)` (piecewise constant), `(a - y) / b` rounded to the
+    // integer it is.
+    operator!("rem", 2, Adjoint::Elementwise(&[
+        t!([dy] => quote!(#dy)),
+        t!([a, b, y, dy] => quote!(-#dy * ((#a - #y) / #b).round())),
+    ])),
     // Powers and roots.
     elementwise!(
         "powi",

@@ -515,7 +515,7 @@ impl Facts {
                 }
                 if let Some(Op::Prim { rule, args, .. }) = defs.get(&v) {
                     let arithmetic = rule.kind == Kind::Operator
-                        && matches!(rule.name, "add" | "sub" | "mul" | "div" | "neg");
+                        && matches!(rule.name, "add" | "sub" | "mul" | "div" | "rem" | "neg");
                     let float_method = rule.kind == Kind::Method
                         && matches!(rule.adjoint, Adjoint::Elementwise(_));
                     if arithmetic || float_method {

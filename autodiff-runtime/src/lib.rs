@@ -40,7 +40,7 @@ pub mod __rt {
         add, add_owned, assign, column_acc, diag_adj, div, div_owned, dot, dot_lhs_adj,
         dot_rhs_adj, flatten, flatten_acc, flatten_rows, flatten_rows_acc, insert_axis,
         insert_axis_adj, into_shape_with_order, mean_adj, mean_axis_adj, mul, mul_owned, neg,
-        range, range_acc, reshape_adj, reversed_axes, row_acc, row_width, set_grow, slice_acc,
+        range, range_acc, rem, reshape_adj, reversed_axes, row_acc, row_width, set_grow, slice_acc,
         sorted_order, sub, sub_owned, sum_adj, sum_axis_adj, t_adj, take_view, unflatten,
         unflatten_acc, unflatten_rows, unflatten_rows_acc, Width,
     };

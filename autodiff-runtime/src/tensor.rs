@@ -29,6 +29,8 @@ pub trait Arith<Rhs: ?Sized> {
     fn mul_(&self, rhs: &Rhs) -> Self::Output;
     /// `self / rhs`.
     fn div_(&self, rhs: &Rhs) -> Self::Output;
+    /// `self % rhs`.
+    fn rem_(&self, rhs: &Rhs) -> Self::Output;
 }
 
 /// Unary minus on a scalar or an array.
@@ -51,6 +53,8 @@ macro_rules! scalar_arith {
             fn mul_(&self, r: &$t) -> $t { *self * *r }
             #[inline(always)]
             fn div_(&self, r: &$t) -> $t { *self / *r }
+            #[inline(always)]
+            fn rem_(&self, r: &$t) -> $t { *self % *r }
         }
         impl<S: Data<Elem = $t>, D: Dimension> Arith<$t> for ArrayBase<S, D> {
             type Output = Array<$t, D>;
@@ -58,6 +62,7 @@ macro_rules! scalar_arith {
             fn sub_(&self, r: &$t) -> Array<$t, D> { self - *r }
             fn mul_(&self, r: &$t) -> Array<$t, D> { self * *r }
             fn div_(&self, r: &$t) -> Array<$t, D> { self / *r }
+            fn rem_(&self, r: &$t) -> Array<$t, D> { self % *r }
         }
         impl<S: Data<Elem = $t>, D: Dimension> Arith<ArrayBase<S, D>> for $t {
             type Output = Array<$t, D>;
@@ -65,6 +70,7 @@ macro_rules! scalar_arith {
             fn sub_(&self, r: &ArrayBase<S, D>) -> Array<$t, D> { *self - r }
             fn mul_(&self, r: &ArrayBase<S, D>) -> Array<$t, D> { *self * r }
             fn div_(&self, r: &ArrayBase<S, D>) -> Array<$t, D> { *self / r }
+            fn rem_(&self, r: &ArrayBase<S, D>) -> Array<$t, D> { r.mapv(|v| *self % v) }
         }
         impl Negate for $t {
             type Output = $t;
@@ -98,6 +104,10 @@ where
     fn div_(&self, r: &ArrayBase<S2, D2>) -> Self::Output {
         check_broadcast("/", self.shape(), r.shape());
         self / r
+    }
+    fn rem_(&self, r: &ArrayBase<S2, D2>) -> Self::Output {
+        check_broadcast("%", self.shape(), r.shape());
+        self % r
     }
 }
 
@@ -141,6 +151,7 @@ binary_fn! {
     sub => sub_, "`a - b` for scalars and arrays (broadcasting). Adjoint: `dy` and `-dy`.";
     mul => mul_, "`a * b` element-wise (broadcasting). Adjoint: the `mul` rule of the macro's table.";
     div => div_, "`a / b` element-wise (broadcasting). Adjoint: the `div` rule of the macro's table.";
+    rem => rem_, "`a % b` element-wise (broadcasting). Adjoint: the `rem` rule of the macro's table.";
 }
 
 /// `+ - * /` reusing the left operand's storage where the right one broadcasts to its shape:
