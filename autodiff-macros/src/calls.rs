@@ -59,14 +59,7 @@ fn block(f: &mut Function, b: &mut Block, namer: &mut Namer) {
                 *grads = Some((unit.clone(), f.vars.len()));
                 let value = &f.vars[var].name;
                 let op = Op::Verbatim(quote!({ let _ = &#value; #unit }));
-                f.vars.push(pack);
-                b.stmts.insert(
-                    j + 1,
-                    Stmt::Let {
-                        var: f.vars.len() - 1,
-                        op,
-                    },
-                );
+                f.bind_after(b, j, pack, op);
                 j += 1;
             }
             _ => {}

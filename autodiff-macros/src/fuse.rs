@@ -71,14 +71,7 @@ fn block(f: &mut Function, b: &mut Block, uses: &[usize], float: &Ident, namer: 
                 *op = fused;
             }
             if let Some((var, op)) = pack {
-                f.vars.push(var);
-                b.stmts.insert(
-                    j + 1,
-                    Stmt::Let {
-                        var: f.vars.len() - 1,
-                        op,
-                    },
-                );
+                f.bind_after(b, j, var, op);
             }
             let before = absorbed.iter().filter(|&&k| k < j).count();
             let mut k = 0;

@@ -368,6 +368,15 @@ impl Op {
 }
 
 impl Function {
+    /// Adds `var`, bound by `op` right after statement `at` of `b` (a fused sum's or a call's
+    /// derivatives, kept beside the value they come with); returns its id.
+    pub fn bind_after(&mut self, b: &mut Block, at: usize, var: Var, op: Op) -> VarId {
+        self.vars.push(var);
+        let id = self.vars.len() - 1;
+        b.stmts.insert(at + 1, Stmt::Let { var: id, op });
+        id
+    }
+
     /// Does `v`'s adjoint hold a gradient per element of structs (a slice of structs, or a
     /// column of one whose elements are passed whole): zeroed by `zero_elements`?
     pub fn holds_elements(&self, v: VarId) -> bool {

@@ -386,7 +386,7 @@ pub fn acc_column<T, C, A: Accumulate<C>>(
 
 /// Adds a gradient of a slice of structs (a function's, which the slice was passed to whole)
 /// into another, element by element.
-pub fn acc_elements<T, G: ElementsGradient<T>>(gradient: &mut [T], other: G) {
+pub fn acc_elements<T: Accumulate<T>, G: ElementsGradient<T>>(gradient: &mut [T], other: G) {
     other.add_into(gradient);
 }
 
@@ -409,46 +409,58 @@ pub fn scale_elements_of<T: Scale<F>, F: Copy, G: ElementsGradient<T>>(
     note = "name the slice in the called function's `wrt` (`#[differentiate(wrt(bodies))]`), so that its pullback gives the slice's gradient"
 )]
 pub trait ElementsGradient<T> {
-    /// Adds itself into `gradient`, element by element.
-    fn add_into(self, gradient: &mut [T]);
-    /// Itself scaled by `by`, element by element.
-    fn scaled<F: Copy>(self, by: F) -> Vec<T>
-    where
-        T: Scale<F>;
+    /// Itself as a `Vec`, one gradient per element.
+    fn into_vec(self) -> Vec<T>;
     /// Itself scaled by `by`, element by element, in its own type.
     fn scale_each<F: Copy>(self, by: F) -> Self
     where
         T: Scale<F>;
-    /// Itself as a `Vec` (a slice's adjoint), checked to have `len` elements.
-    fn into_vec(self, len: usize) -> Vec<T>;
+    /// Adds itself into `gradient`, element by element.
+    fn add_into(self, gradient: &mut [T])
+    where
+        Self: Sized,
+        T: Accumulate<T>,
+    {
+        let own = self.into_vec();
+        assert_eq!(
+            gradient.len(),
+            own.len(),
+            "adding the gradient of a slice of structs: {} elements into {}",
+            own.len(),
+            gradient.len()
+        );
+        for (g, o) in gradient.iter_mut().zip(own) {
+            g.accumulate(o);
+        }
+    }
+    /// Itself scaled by `by`, element by element, as a `Vec`.
+    fn scaled<F: Copy>(self, by: F) -> Vec<T>
+    where
+        Self: Sized,
+        T: Scale<F>,
+    {
+        self.into_vec().into_iter().map(|g| g.scale(by)).collect()
+    }
 }
 
 /// The adjoint of `slice` of structs whose first contribution is `g`, a gradient of it
 /// ([`ElementsGradient`]): `g` itself, as a `Vec`.
 #[inline]
 pub fn elements_from<T, G: ElementsGradient<T>>(slice: &[T], g: G) -> Vec<T> {
-    g.into_vec(slice.len())
+    let own = g.into_vec();
+    assert_eq!(
+        own.len(),
+        slice.len(),
+        "the gradient of a slice of structs: {} elements for {}",
+        own.len(),
+        slice.len()
+    );
+    own
 }
 
 impl<T: Accumulate<T>> ElementsGradient<T> for Vec<T> {
-    fn add_into(self, gradient: &mut [T]) {
-        assert_eq!(
-            gradient.len(),
-            self.len(),
-            "adding the gradient of a slice of structs: {} elements into {}",
-            self.len(),
-            gradient.len()
-        );
-        for (g, o) in gradient.iter_mut().zip(self) {
-            g.accumulate(o);
-        }
-    }
-
-    fn scaled<F: Copy>(self, by: F) -> Vec<T>
-    where
-        T: Scale<F>,
-    {
-        self.into_iter().map(|g| g.scale(by)).collect()
+    fn into_vec(self) -> Vec<T> {
+        self
     }
 
     fn scale_each<F: Copy>(self, by: F) -> Vec<T>
@@ -457,37 +469,12 @@ impl<T: Accumulate<T>> ElementsGradient<T> for Vec<T> {
     {
         self.scaled(by)
     }
-
-    fn into_vec(self, len: usize) -> Vec<T> {
-        assert_eq!(
-            self.len(),
-            len,
-            "the gradient of a slice of structs: {} elements for {len}",
-            self.len()
-        );
-        self
-    }
 }
 
 /// A fixed-size array of structs' gradient (`[Body; 3]`), an array of the same length.
 impl<T: Accumulate<T>, const N: usize> ElementsGradient<T> for [T; N] {
-    fn add_into(self, gradient: &mut [T]) {
-        assert_eq!(
-            gradient.len(),
-            N,
-            "adding the gradient of an array of structs: {N} elements into {}",
-            gradient.len()
-        );
-        for (g, o) in gradient.iter_mut().zip(self) {
-            g.accumulate(o);
-        }
-    }
-
-    fn scaled<F: Copy>(self, by: F) -> Vec<T>
-    where
-        T: Scale<F>,
-    {
-        self.into_iter().map(|g| g.scale(by)).collect()
+    fn into_vec(self) -> Vec<T> {
+        self.into()
     }
 
     fn scale_each<F: Copy>(self, by: F) -> [T; N]
@@ -495,14 +482,6 @@ impl<T: Accumulate<T>, const N: usize> ElementsGradient<T> for [T; N] {
         T: Scale<F>,
     {
         self.map(|g| g.scale(by))
-    }
-
-    fn into_vec(self, len: usize) -> Vec<T> {
-        assert_eq!(
-            N, len,
-            "the gradient of an array of structs: {N} elements for {len}"
-        );
-        self.into()
     }
 }
 
