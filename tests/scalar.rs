@@ -350,3 +350,30 @@ fn sin_cos_and_periodic_methods_match_the_analytic_gradient() {
         "theta: got {dt}, finite differences {fd}"
     );
 }
+
+/// `%=` on a float carried by a loop and on an integer counter.
+#[differentiate]
+fn wrapped_walk(x: f64, steps: usize) -> f64 {
+    let mut s = x;
+    let mut k = 0usize;
+    for i in 0..steps {
+        s = s * 1.7 + 0.3;
+        s %= 2.5;
+        k += i;
+        k %= 3;
+        s += k as f64 * 0.1 * x;
+    }
+    s * x
+}
+
+#[test]
+fn remainder_assignments_match_finite_differences() {
+    for x in [0.37, 1.21, -0.83] {
+        let g = wrapped_walk_grad(x, 6);
+        let want = fd1(|t| wrapped_walk(t, 6), x);
+        assert!(
+            close(g, want, 1e-6),
+            "x = {x}: got {g}, finite differences {want}"
+        );
+    }
+}

@@ -3011,6 +3011,7 @@ pub(crate) fn compound(op: &BinOp) -> Option<(&'static str, TokenStream)> {
         BinOp::SubAssign(_) => ("sub", quote_spanned!(span=> -)),
         BinOp::MulAssign(_) => ("mul", quote_spanned!(span=> *)),
         BinOp::DivAssign(_) => ("div", quote_spanned!(span=> /)),
+        BinOp::RemAssign(_) => ("rem", quote_spanned!(span=> %)),
         _ => return None,
     })
 }
@@ -3175,8 +3176,7 @@ fn plain(e: &Expr, closures: bool) -> bool {
             if compound(op).is_some()
                 || matches!(
                     op,
-                    BinOp::RemAssign(_)
-                        | BinOp::BitXorAssign(_)
+                    BinOp::BitXorAssign(_)
                         | BinOp::BitAndAssign(_)
                         | BinOp::BitOrAssign(_)
                         | BinOp::ShlAssign(_)
