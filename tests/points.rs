@@ -336,6 +336,15 @@ fn first_writes(p: [f64; 3], q: &[f64; 2]) -> f64 {
     a * b + p[0].sin() + q[1] * q[0] + norm_of(&p) * p[2]
 }
 
+/// Straight-line reads through a part (`&q[2..]`): its element `t[0]` is `q[2]`, also read
+/// directly; the part's writes must add to it.
+#[differentiate]
+fn part_first_writes(q: [f64; 4]) -> f64 {
+    let a = q[0] * q[3];
+    let t = &q[2..];
+    a + t[0] * t[1] + q[2] * 3.0
+}
+
 #[differentiate]
 fn norm_of(v: &[f64; 3]) -> f64 {
     (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt()
@@ -361,4 +370,8 @@ fn constant_index_first_writes_match_finite_differences() {
         &[p[0], p[1], p[2], q[0], q[1]],
     );
     assert_close(&[dp[0], dp[1], dp[2], dq[0], dq[1]], &want, 1e-6);
+    let q = [0.4, -1.2, 0.9, 1.7];
+    let dq = part_first_writes_grad(q);
+    let want = fd(&|v: &[f64]| part_first_writes([v[0], v[1], v[2], v[3]]), &q);
+    assert_close(&dq, &want, 1e-6);
 }

@@ -90,17 +90,8 @@ pub fn companions(
             .map(|p| (names.fresh("arg"), &p.ty))
             .collect();
         let declared = own.iter().map(|(i, t)| quote!(#i: #t));
-        let first = own
-            .iter()
-            .zip(sig.params.iter().filter(|p| !p.receiver))
-            .map(|((i, _), p)| {
-                if matches!(p.ty, syn::Type::Reference(_)) || p.kind == signature::Kind::Float {
-                    quote!(#i)
-                } else {
-                    quote!(::core::clone::Clone::clone(&#i))
-                }
-            });
-        let passed = own.iter().map(|(i, _)| i);
+        let passed: Vec<&Ident> = own.iter().map(|(i, _)| i).collect();
+        let first = copied_as(&sig, &passed);
         let primal = callee(name);
         let t = &sig.turbofish;
         let body = quote!((#primal(#(#first),*), Self::pullback #t (#(#passed,)* #d_out)));
@@ -342,11 +333,22 @@ pub fn companions(
 /// The arguments of a function's own parameters as a companion passes them on to calls that
 /// each take them: copies of those taken by value that are not floats (`Copy`).
 fn copied_args(sig: &Signature) -> Vec<TokenStream> {
+    let names: Vec<&Ident> = sig
+        .params
+        .iter()
+        .filter(|p| !p.receiver)
+        .map(|p| &p.ident)
+        .collect();
+    copied_as(sig, &names)
+}
+
+/// The same for the parameters bound to `names` (one per parameter but the receiver).
+fn copied_as(sig: &Signature, names: &[&Ident]) -> Vec<TokenStream> {
     sig.params
         .iter()
         .filter(|p| !p.receiver)
-        .map(|p| {
-            let i = &p.ident;
+        .zip(names)
+        .map(|(p, i)| {
             if matches!(p.ty, syn::Type::Reference(_)) || p.kind == signature::Kind::Float {
                 quote!(#i)
             } else {

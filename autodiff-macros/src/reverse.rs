@@ -1704,7 +1704,8 @@ impl<'a> Reverse<'a> {
         let mut i = self.operand(index);
         let mut base = base.clone();
         let mut row = None;
-        if let Some((x, at)) = base.var().and_then(|p| self.parts.get(&p)).cloned() {
+        let part = base.var().and_then(|p| self.parts.get(&p)).cloned();
+        if let Some((x, at)) = part.clone() {
             // An element of a part: straight into the slice's adjoint.
             match at {
                 PartAt::Range(start) => {
@@ -1721,8 +1722,9 @@ impl<'a> Reverse<'a> {
             return TokenStream::new();
         };
         let key = self.adj(v).to_string();
-        let literal = match (index, &row, scalar, self.parts.contains_key(&v)) {
-            (Operand::Const(t), None, true, false) if self.top_level() => {
+        // (An element of a part is at the part's start plus the index: not tracked.)
+        let literal = match (index, scalar, part.is_none()) {
+            (Operand::Const(t), true, true) if self.top_level() => {
                 syn::parse2::<syn::LitInt>(t.clone())
                     .ok()
                     .and_then(|l| l.base10_parse::<u128>().ok())
