@@ -227,6 +227,17 @@ impl Gen<'_> {
                 };
                 self.scalars.push(v);
             }
+            0 | 1 if self.rng.chance(8) => {
+                // A part of the input read at constant indices beside the input itself (the
+                // part's element `t[0]` is `x[1]`): their adjoints add up.
+                let v = self.name("v");
+                let e = self.expr(2);
+                let _ = writeln!(
+                    out,
+                    "    let {v}_t = &x[1..];\n    let {v} = {v}_t[0] * x[1] + {v}_t[1] * {e} + x[2];"
+                );
+                self.scalars.push(v);
+            }
             0 | 1 if self.rng.chance(15) => {
                 // An angle's sine and cosine taken apart at once.
                 let v = self.name("v");
