@@ -61,12 +61,7 @@ pub fn companions(
     };
     // The arguments the companions pass on (a method's receiver is the value they are called
     // on); the pullback's entries and the gradients cover the receiver too.
-    let args: Vec<&Ident> = sig
-        .params
-        .iter()
-        .filter(|p| !p.receiver)
-        .map(|p| &p.ident)
-        .collect();
+    let args = sig.args();
 
     let grad_ty = tuple_or_bare(sig.wrt().map(|p| p.grad_ty.clone()).collect());
     let pullback_ty = tuple_or_bare(sig.params.iter().map(|p| p.grad_ty.clone()).collect());
@@ -333,13 +328,7 @@ pub fn companions(
 /// The arguments of a function's own parameters as a companion passes them on to calls that
 /// each take them: copies of those taken by value that are not floats (`Copy`).
 fn copied_args(sig: &Signature) -> Vec<TokenStream> {
-    let names: Vec<&Ident> = sig
-        .params
-        .iter()
-        .filter(|p| !p.receiver)
-        .map(|p| &p.ident)
-        .collect();
-    copied_as(sig, &names)
+    copied_as(sig, &sig.args())
 }
 
 /// The same for the parameters bound to `names` (one per parameter but the receiver).

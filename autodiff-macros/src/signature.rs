@@ -97,6 +97,15 @@ impl Signature {
         }
     }
 
+    /// The names of the parameters a companion passes on (all but a method's receiver).
+    pub fn args(&self) -> Vec<&Ident> {
+        self.params
+            .iter()
+            .filter(|p| !p.receiver)
+            .map(|p| &p.ident)
+            .collect()
+    }
+
     /// The parameters `f_grad` returns gradients for, in declaration order.
     pub fn wrt(&self) -> impl Iterator<Item = &Param> {
         self.params.iter().filter(|p| p.wrt)
